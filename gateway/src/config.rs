@@ -1,0 +1,300 @@
+//! The gateway's configuration: the TOML file given with `--config`, plus command-line
+//! overrides. Every field has a default, so an empty file (or none) is a working setup.
+//! See `config/agentgate.toml` for the commented sample; a test parses it.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {}: {source}", .path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {message}", .path.display())]
+    Parse { path: PathBuf, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub ssh: SshConfig,
+    pub hosts: HostsConfig,
+    /// Agent recipes by name; `shell` is built in and can be overridden.
+    pub templates: BTreeMap<String, Template>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Default: `$XDG_DATA_HOME/agentgate` or `~/.local/share/agentgate`.
+    pub data_dir: Option<PathBuf>,
+    /// How long open sessions may go on after SIGTERM before they are cut.
+    #[serde(with = "duration")]
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SshConfig {
+    /// Delay before each rejected authentication attempt answers (slows down guessing).
+    #[serde(with = "duration")]
+    pub auth_rejection_delay: Duration,
+    /// Authentication attempts allowed on one connection (offers of a key do not count).
+    pub max_auth_attempts: usize,
+    /// A connection with no traffic at all for this long is closed. Keepalive replies count
+    /// as traffic, so a live but idle `ssh NAME@gw` is never cut.
+    #[serde(with = "duration")]
+    pub inactivity_timeout: Duration,
+    /// How often the gateway checks a quiet client is still there.
+    #[serde(with = "duration")]
+    pub keepalive_interval: Duration,
+    /// Unanswered keepalives before the connection is dropped.
+    pub keepalive_max: usize,
+    /// Connections open at once; more are refused at accept time.
+    pub max_connections: usize,
+    /// SSH channel window, in bytes.
+    pub window_size: u32,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HostsConfig {
+    /// How often the reconciler asks every host for its agents.
+    #[serde(with = "duration")]
+    pub reconcile_interval: Duration,
+    /// Time limit of one hostctl call (create has its own, longer one: a git clone is slow).
+    #[serde(with = "duration")]
+    pub call_timeout: Duration,
+    #[serde(with = "duration")]
+    pub create_timeout: Duration,
+    /// The hostctl binary for the local host. Default: `hostctl` beside `agentgate`, else on PATH.
+    pub hostctl: Option<PathBuf>,
+    /// `$AGENTGATE_HOME` of the local host. Default: hostctl's own (`~/.agentgate`).
+    pub local_home: Option<PathBuf>,
+}
+
+/// A named recipe for an agent.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Template {
+    /// A command line, run by the host user's login shell. Empty: the login shell itself.
+    pub command: String,
+    /// Used instead of `command` when the agent starts again (`claude --continue`).
+    pub restart_command: Option<String>,
+    /// Variables that must have a value at `create`: from `--env`, `env` below, or the
+    /// gateway's own environment.
+    pub required_env: Vec<String>,
+    /// Extra environment for the agent.
+    pub env: BTreeMap<String, String>,
+    /// One line for `help` and listings.
+    pub description: Option<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 2222)),
+            data_dir: None,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Default for SshConfig {
+    fn default() -> Self {
+        SshConfig {
+            auth_rejection_delay: Duration::from_secs(1),
+            max_auth_attempts: 6,
+            inactivity_timeout: Duration::from_secs(3600),
+            keepalive_interval: Duration::from_secs(30),
+            keepalive_max: 3,
+            max_connections: 2048,
+            window_size: 8 * 1024 * 1024,
+        }
+    }
+}
+
+impl Default for HostsConfig {
+    fn default() -> Self {
+        HostsConfig {
+            reconcile_interval: Duration::from_secs(5),
+            call_timeout: Duration::from_secs(30),
+            create_timeout: Duration::from_secs(600),
+            hostctl: None,
+            local_home: None,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let mut config = Config {
+            server: ServerConfig::default(),
+            ssh: SshConfig::default(),
+            hosts: HostsConfig::default(),
+            templates: BTreeMap::new(),
+        };
+        config.add_builtin_templates();
+        config
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<Config, String> {
+        let mut config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        config.add_builtin_templates();
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn add_builtin_templates(&mut self) {
+        self.templates
+            .entry("shell".to_owned())
+            .or_insert_with(|| Template {
+                description: Some("the host user's login shell".to_owned()),
+                ..Template::default()
+            });
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        for (name, template) in &self.templates {
+            for key in template.required_env.iter().chain(template.env.keys()) {
+                hostctl::verbs::validate_env_key(key)
+                    .map_err(|e| format!("template '{name}': {e}"))?;
+            }
+        }
+        if self.ssh.max_auth_attempts == 0 {
+            return Err("ssh.max_auth_attempts must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// The data directory: the configured one, else `$XDG_DATA_HOME/agentgate`, else
+    /// `~/.local/share/agentgate`.
+    pub fn data_dir(&self) -> Result<PathBuf, ConfigError> {
+        if let Some(dir) = &self.server.data_dir {
+            return Ok(dir.clone());
+        }
+        default_data_dir()
+    }
+}
+
+pub fn default_data_dir() -> Result<PathBuf, ConfigError> {
+    if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(xdg).join("agentgate"));
+    }
+    let home = std::env::var_os("HOME")
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| ConfigError::Invalid("HOME is not set; pass --data-dir".into()))?;
+    Ok(PathBuf::from(home).join(".local/share/agentgate"))
+}
+
+/// Parses `500ms`, `10s`, `5m`, `2h` or `1d` (a bare number is seconds).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a duration (examples: 500ms, 10s, 5m, 2h)"))?;
+    let millis = match unit.trim() {
+        "ms" => Some(value),
+        "" | "s" => value.checked_mul(1000),
+        "m" => value.checked_mul(60_000),
+        "h" => value.checked_mul(3_600_000),
+        "d" => value.checked_mul(86_400_000),
+        _ => {
+            return Err(format!(
+                "'{text}' has an unknown unit (use ms, s, m, h or d)"
+            ));
+        }
+    };
+    millis
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("'{text}' is too long"))
+}
+
+mod duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Seconds(u64),
+        Text(String),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        match Raw::deserialize(d)? {
+            Raw::Seconds(s) => Ok(Duration::from_secs(s)),
+            Raw::Text(t) => super::parse_duration(&t).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("m").is_err());
+    }
+
+    #[test]
+    fn empty_config_is_the_default_with_a_shell_template() {
+        let config = Config::parse("").expect("parses");
+        assert_eq!(config.server.listen.to_string(), "127.0.0.1:2222");
+        assert!(config.templates.contains_key("shell"));
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = Config::parse("[server]\nlisten_on = \"x\"\n").expect_err("refused");
+        assert!(err.contains("listen_on"), "{err}");
+    }
+
+    #[test]
+    fn the_sample_config_parses_with_its_templates() {
+        let sample = include_str!("../../config/agentgate.toml");
+        let config = Config::parse(sample).expect("the sample parses");
+        for name in ["shell", "claude", "codex", "gemini", "aider"] {
+            assert!(config.templates.contains_key(name), "template {name}");
+        }
+        assert_eq!(
+            config.templates["claude"].restart_command.as_deref(),
+            Some("claude --continue")
+        );
+    }
+}

@@ -1,0 +1,263 @@
+//! `create NAME [--template T] [--dir PATH | --git URL [--ref REF]] [--tag K=V]... [--env K=V]...
+//! [--prompt TEXT | --prompt -] [-- COMMAND ARGS...]`
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Args;
+use hostctl::api::{AgentCommand, CreateRequest, WorkspaceSource};
+
+use super::output::{agent_json, json_text, parse_pair};
+use super::{Caller, CommandError, CommandIo, CommandResult, exit};
+use crate::Gateway;
+use crate::config::Template;
+use crate::hosts::{LOCAL_HOST, reconciler};
+use crate::store::{self, AgentRecord, AgentStatus};
+
+/// The most `--prompt -` reads from stdin.
+const MAX_PROMPT: usize = 1024 * 1024;
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  ssh gw create fix-ci --template claude --git https://github.com/me/app --prompt 'fix CI'\n  ssh gw create scratch\n  ssh gw \"create build --dir /srv/app -- make watch\""
+)]
+pub struct CreateArgs {
+    /// The agent's name: lowercase letters, digits and '-', at most 63 characters.
+    pub name: String,
+    /// The template to run (see the gateway's config); `shell` is the login shell.
+    #[arg(long, short = 't', default_value = "shell")]
+    pub template: String,
+    /// Use this existing directory on the host as the workspace (it is never deleted).
+    #[arg(long, value_name = "PATH", conflicts_with = "git")]
+    pub dir: Option<PathBuf>,
+    /// Clone this git repository as the workspace.
+    #[arg(long, value_name = "URL")]
+    pub git: Option<String>,
+    /// Check out this branch, tag or commit of --git.
+    #[arg(long = "ref", value_name = "REF", requires = "git")]
+    pub git_ref: Option<String>,
+    /// A label, KEY=VALUE (repeatable).
+    #[arg(long = "tag", value_name = "K=V", value_parser = parse_pair)]
+    pub tags: Vec<(String, String)>,
+    /// An environment variable for the agent, KEY=VALUE (repeatable).
+    #[arg(long = "env", short = 'e', value_name = "K=V", value_parser = parse_pair)]
+    pub env: Vec<(String, String)>,
+    /// Text typed into the agent once it has started; `-` reads it from stdin.
+    #[arg(long, value_name = "TEXT")]
+    pub prompt: Option<String>,
+    /// Print the new agent as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Run this command instead of the template's (after `--`).
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+pub async fn run(
+    gw: &Arc<Gateway>,
+    caller: &Caller,
+    args: CreateArgs,
+    io: &mut CommandIo,
+) -> CommandResult {
+    let name = args.name.clone();
+    if let Some(reason) = crate::auth::name_unavailable_reason(&name) {
+        return Err(CommandError::usage(reason)
+            .hint("agent names use lowercase letters, digits and '-', like fix-ci"));
+    }
+    if gw.store.operator_exists(&name).await? {
+        return Err(CommandError::usage(format!("'{name}' is the name of an operator"))
+            .hint("an agent named like an operator would capture that operator's ssh logins; pick another name"));
+    }
+    if gw.store.agent_exists(&name).await? {
+        return Err(
+            CommandError::failed(format!("an agent named '{name}' already exists")).hint(format!(
+                "pick another name, or remove it first: ssh gw destroy {name}"
+            )),
+        );
+    }
+    let template = gw.config.templates.get(&args.template).ok_or_else(|| {
+        let known: Vec<&str> = gw.config.templates.keys().map(String::as_str).collect();
+        CommandError::usage(format!("no template named '{}'", args.template))
+            .hint(format!("templates: {}", known.join(", ")))
+    })?;
+    let env = agent_env(&args.template, template, &args.env)?;
+    let prompt = match args.prompt.as_deref() {
+        Some("-") => {
+            let bytes = io
+                .read_stdin(MAX_PROMPT)
+                .await
+                .map_err(CommandError::usage)?;
+            let text = String::from_utf8(bytes)
+                .map_err(|_| CommandError::usage("the prompt on stdin is not UTF-8"))?;
+            Some(text.trim_end_matches('\n').to_owned())
+        }
+        other => other.map(str::to_owned),
+    };
+    let (command, restart_command) = if args.command.is_empty() {
+        (
+            template_command(&template.command),
+            template.restart_command.as_deref().map(template_command),
+        )
+    } else {
+        (
+            AgentCommand::Argv {
+                argv: args.command.clone(),
+            },
+            None,
+        )
+    };
+    let workspace = match (&args.dir, &args.git) {
+        (Some(dir), _) => {
+            if !dir.is_absolute() {
+                return Err(CommandError::usage(format!(
+                    "--dir {} is not an absolute path",
+                    dir.display()
+                )));
+            }
+            WorkspaceSource::Dir { path: dir.clone() }
+        }
+        (None, Some(url)) => WorkspaceSource::Git {
+            url: url.clone(),
+            git_ref: args.git_ref.clone(),
+        },
+        (None, None) => WorkspaceSource::Empty,
+    };
+    let tags: BTreeMap<String, String> = args.tags.iter().cloned().collect();
+    let request = CreateRequest {
+        name: name.clone(),
+        template: args.template.clone(),
+        command,
+        restart_command,
+        workspace,
+        env,
+        tags: tags.clone(),
+        prompt,
+        size: io.terminal.as_ref().map(|t| *t.size.borrow()),
+        created_by: Some(caller.operator.name.clone()),
+    };
+    let host_name = LOCAL_HOST;
+    let host = gw.hosts.get(host_name)?;
+    let record = AgentRecord {
+        name: name.clone(),
+        host: host_name.to_owned(),
+        template: args.template.clone(),
+        command: request.command.display(),
+        workspace: String::new(),
+        spec: request.clone(),
+        tags,
+        status: AgentStatus::Creating,
+        exit_code: None,
+        pid: None,
+        last_activity: None,
+        created_at: store::now(),
+        created_by: Some(caller.operator.name.clone()),
+    };
+    // The row reserves the name while the host works, so two creates cannot both proceed.
+    gw.store.insert_agent(&record).await.map_err(|e| match e {
+        store::StoreError::Conflict(m) => CommandError::failed(m),
+        other => other.into(),
+    })?;
+    let info = match host.create(&request).await {
+        Ok(info) => info,
+        Err(e) => {
+            gw.store.delete_agent(&name).await?;
+            return Err(e.into());
+        }
+    };
+    gw.store
+        .observe_agent(&name, &reconciler::observed(&info))
+        .await?;
+    let agent = gw
+        .store
+        .agent(&name)
+        .await?
+        .ok_or_else(|| CommandError::no_agent(&name))?;
+    if args.json {
+        io.write_out(&json_text(&agent_json(&agent))).await;
+    } else {
+        io.write_out(&format!(
+            "created agent '{name}' on host {host_name} ({}), workspace {}\nattach with: ssh -t {name}@<gateway>\n",
+            super::output::status_text(&agent),
+            agent.workspace
+        ))
+        .await;
+    }
+    Ok(exit::OK)
+}
+
+/// The agent's environment: the template's, then `--env` values; every variable the template
+/// requires must end up with a value (the gateway's own environment may supply it).
+fn agent_env(
+    template_name: &str,
+    template: &Template,
+    given: &[(String, String)],
+) -> Result<BTreeMap<String, String>, CommandError> {
+    let mut env = template.env.clone();
+    for (key, value) in given {
+        hostctl::verbs::validate_env_key(key).map_err(|e| CommandError::usage(e.to_string()))?;
+        env.insert(key.clone(), value.clone());
+    }
+    for required in &template.required_env {
+        if env.contains_key(required) {
+            continue;
+        }
+        match std::env::var(required) {
+            Ok(value) if !value.is_empty() => {
+                env.insert(required.clone(), value);
+            }
+            _ => {
+                return Err(CommandError::usage(format!(
+                    "template '{template_name}' needs the environment variable {required}, which has no value"
+                ))
+                .hint(format!("pass it with --env {required}=VALUE")));
+            }
+        }
+    }
+    Ok(env)
+}
+
+fn template_command(line: &str) -> AgentCommand {
+    if line.trim().is_empty() {
+        AgentCommand::LoginShell
+    } else {
+        AgentCommand::Shell {
+            line: line.to_owned(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_required_variable_must_have_a_value() {
+        let template = Template {
+            command: "claude".into(),
+            required_env: vec!["AGENTGATE_TEST_SURELY_UNSET_VAR".into()],
+            ..Template::default()
+        };
+        let err = agent_env("claude", &template, &[]).expect_err("refused");
+        assert!(
+            err.message.contains("AGENTGATE_TEST_SURELY_UNSET_VAR"),
+            "{}",
+            err.message
+        );
+        assert_eq!(err.status, exit::USAGE);
+        let env = agent_env(
+            "claude",
+            &template,
+            &[("AGENTGATE_TEST_SURELY_UNSET_VAR".into(), "v".into())],
+        )
+        .expect("given");
+        assert_eq!(env["AGENTGATE_TEST_SURELY_UNSET_VAR"], "v");
+    }
+
+    #[test]
+    fn bad_env_names_are_refused() {
+        let err = agent_env("shell", &Template::default(), &[("A-B".into(), "x".into())])
+            .expect_err("refused");
+        assert_eq!(err.status, exit::USAGE);
+    }
+}

@@ -1,0 +1,53 @@
+//! `destroy NAME [--force]`: deletes the agent, its session, its files and the workspace its
+//! host created (a `--dir` workspace is never deleted). A running agent needs `--force`.
+
+use std::sync::Arc;
+
+use clap::Args;
+
+use super::{CommandError, CommandIo, CommandResult, exit, refreshed_agent};
+use crate::Gateway;
+use crate::hosts::HostError;
+use crate::store::AgentStatus;
+
+#[derive(Debug, Args)]
+pub struct DestroyArgs {
+    /// The agent's name.
+    pub name: String,
+    /// Destroy it even if it is running.
+    #[arg(long, short)]
+    pub force: bool,
+}
+
+pub async fn run(gw: &Arc<Gateway>, args: DestroyArgs, io: &mut CommandIo) -> CommandResult {
+    let name = args.name.as_str();
+    let (agent, host) = refreshed_agent(gw, name).await?;
+    if agent.status == AgentStatus::Running && !args.force {
+        return Err(
+            CommandError::failed(format!("agent '{name}' is running")).hint(format!(
+                "stop it first (ssh gw stop {name}), or pass --force"
+            )),
+        );
+    }
+    if agent.status == AgentStatus::Unknown && !args.force {
+        return Err(CommandError::failed(format!(
+            "the state of agent '{name}' is unknown (its host '{}' cannot be asked)",
+            agent.host
+        ))
+        .hint("pass --force to forget it anyway; its files on the host are then left alone"));
+    }
+    match host.destroy(name).await {
+        Ok(()) => {}
+        // Already gone on the host: forgetting it here is all that is left to do.
+        Err(HostError::NotFound(_)) => {}
+        Err(e) if args.force && e.host_unreachable() => {}
+        Err(e) => return Err(e.into()),
+    }
+    gw.store.delete_agent(name).await?;
+    io.write_out(&format!(
+        "destroyed agent '{name}' on host {}\n",
+        agent.host
+    ))
+    .await;
+    Ok(exit::OK)
+}

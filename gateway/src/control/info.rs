@@ -1,0 +1,52 @@
+//! `info NAME [--json]`
+
+use std::sync::Arc;
+
+use clap::Args;
+
+use super::output::{age, agent_json, json_text, status_text, tags_text};
+use super::{CommandIo, CommandResult, exit, refreshed_agent};
+use crate::Gateway;
+
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// The agent's name.
+    pub name: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(gw: &Arc<Gateway>, args: InfoArgs, io: &mut CommandIo) -> CommandResult {
+    let (agent, _host) = refreshed_agent(gw, &args.name).await?;
+    if args.json {
+        io.write_out(&json_text(&agent_json(&agent))).await;
+        return Ok(exit::OK);
+    }
+    let mut lines = vec![
+        ("name", agent.name.clone()),
+        ("host", agent.host.clone()),
+        ("status", status_text(&agent)),
+        ("template", agent.template.clone()),
+        ("command", agent.command.clone()),
+        ("workspace", agent.workspace.clone()),
+        (
+            "created",
+            format!("{} ({} ago)", agent.created_at, age(&agent.created_at)),
+        ),
+        ("created by", agent.created_by.clone().unwrap_or_default()),
+        ("tags", tags_text(&agent)),
+    ];
+    if let Some(pid) = agent.pid {
+        lines.push(("pid", pid.to_string()));
+    }
+    if let Some(at) = &agent.last_activity {
+        lines.push(("last output", format!("{at} ({} ago)", age(at))));
+    }
+    let text: String = lines
+        .iter()
+        .map(|(k, v)| format!("{:<12}{v}\n", format!("{k}:")))
+        .collect();
+    io.write_out(&text).await;
+    Ok(exit::OK)
+}

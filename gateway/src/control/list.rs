@@ -1,0 +1,71 @@
+//! `list [--tag K=V]... [--status S] [--json | -q]`
+
+use std::sync::Arc;
+
+use clap::Args;
+
+use super::output::{age, agent_json, json_text, parse_pair, status_text, table, tags_text};
+use super::{CommandIo, CommandResult, exit};
+use crate::Gateway;
+use crate::hosts::reconciler;
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only agents with this tag, KEY=VALUE (repeatable: all must match).
+    #[arg(long = "tag", value_name = "K=V", value_parser = parse_pair)]
+    pub tags: Vec<(String, String)>,
+    /// Only agents with this status (running, exited, stopped, unknown).
+    #[arg(long, value_name = "STATUS")]
+    pub status: Option<String>,
+    /// Print a JSON array.
+    #[arg(long, conflicts_with = "quiet")]
+    pub json: bool,
+    /// Print names only, one per line.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+pub async fn run(gw: &Arc<Gateway>, args: ListArgs, io: &mut CommandIo) -> CommandResult {
+    // A fresh look at the hosts, so that `list` never shows a status the reconciler has not
+    // caught up with yet.
+    reconciler::reconcile_all(gw).await;
+    let agents: Vec<_> = gw
+        .store
+        .agents()
+        .await?
+        .into_iter()
+        .filter(|a| args.tags.iter().all(|(k, v)| a.tags.get(k) == Some(v)))
+        .filter(|a| {
+            args.status
+                .as_deref()
+                .is_none_or(|s| a.status.as_str() == s)
+        })
+        .collect();
+    let text = if args.json {
+        json_text(&serde_json::Value::Array(
+            agents.iter().map(agent_json).collect(),
+        ))
+    } else if args.quiet {
+        agents.iter().map(|a| format!("{}\n", a.name)).collect()
+    } else {
+        let rows: Vec<Vec<String>> = agents
+            .iter()
+            .map(|a| {
+                vec![
+                    a.name.clone(),
+                    a.host.clone(),
+                    status_text(a),
+                    a.template.clone(),
+                    age(&a.created_at),
+                    tags_text(a),
+                ]
+            })
+            .collect();
+        table(
+            &["NAME", "HOST", "STATUS", "TEMPLATE", "AGE", "TAGS"],
+            &rows,
+        )
+    };
+    io.write_out(&text).await;
+    Ok(exit::OK)
+}

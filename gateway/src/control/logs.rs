@@ -1,0 +1,60 @@
+//! `logs NAME [-n N] [-f] [--raw]`: the agent's output, terminal escapes removed.
+
+use std::sync::Arc;
+
+use clap::Args;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::{CommandError, CommandIo, CommandResult, agent_and_host, exit};
+use crate::Gateway;
+use crate::hosts::local::read_all;
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The agent's name.
+    pub name: String,
+    /// Only the last N lines.
+    #[arg(short = 'n', long = "lines", value_name = "N")]
+    pub lines: Option<usize>,
+    /// Keep printing new output until interrupted.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Keep terminal escape sequences (colours, cursor moves).
+    #[arg(long)]
+    pub raw: bool,
+}
+
+pub async fn run(gw: &Arc<Gateway>, args: LogsArgs, io: &mut CommandIo) -> CommandResult {
+    let (_agent, host) = agent_and_host(gw, &args.name).await?;
+    let mut process = host
+        .logs(&args.name, args.lines, args.follow, args.raw)
+        .await?;
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        let n = tokio::select! {
+            read = process.stdout.read(&mut buf) => read.unwrap_or(0),
+            () = io.closed.cancelled() => 0,
+            () = gw.shutdown.cancelled() => 0,
+        };
+        if n == 0 {
+            break;
+        }
+        if io.stdout.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+        let _ = io.stdout.flush().await;
+    }
+    if io.closed.is_cancelled() {
+        return Ok(exit::OK);
+    }
+    let stderr = read_all(process.stderr).await;
+    match process.exit.await {
+        Some(0) => Ok(exit::OK),
+        _ => Err(CommandError::failed(
+            stderr
+                .trim()
+                .trim_start_matches("hostctl: error: ")
+                .to_owned(),
+        )),
+    }
+}

@@ -1,0 +1,441 @@
+//! The control commands: `ssh gw COMMAND ...`.
+//!
+//! The exec string is split into words like a POSIX shell would ([`shlex`]), then parsed with
+//! clap ([`parse`], pure: no I/O, and a refusal is a value). [`run`] executes a parsed command
+//! against the gateway, writes to the client's streams and returns the exit status:
+//! 0 ok, 1 failed or not found, 2 usage. One file per command.
+
+pub mod attach;
+pub mod create;
+pub mod destroy;
+pub mod info;
+pub mod io;
+pub mod list;
+pub mod logs;
+pub mod output;
+pub mod restart;
+pub mod send;
+pub mod start;
+pub mod stop;
+pub mod version;
+pub mod wait;
+pub mod whoami;
+
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+use tracing::info;
+
+pub use self::io::{CommandIo, Terminal};
+use crate::Gateway;
+use crate::hosts::{Host, HostError};
+use crate::store::{AgentRecord, Event, Operator, StoreError};
+
+/// Exit statuses of control commands.
+pub mod exit {
+    pub const OK: u32 = 0;
+    pub const FAILED: u32 = 1;
+    pub const USAGE: u32 = 2;
+    /// `wait --timeout` ran out (as `timeout(1)`).
+    pub const TIMEOUT: u32 = 124;
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ssh gw",
+    bin_name = "ssh gw",
+    about = "agentgate: your AI coding agents, on every machine, over plain ssh.",
+    after_help = "Attach to an agent with `ssh -t NAME@gw`. Every command takes --help.\n\
+                  Exit status: 0 ok, 1 failed or not found, 2 usage.",
+    disable_version_flag = true,
+    help_expected = true
+)]
+pub struct ControlCli {
+    #[command(subcommand)]
+    pub command: ControlCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ControlCommand {
+    /// Create an agent and start it.
+    Create(create::CreateArgs),
+    /// List agents.
+    #[command(visible_alias = "ls")]
+    List(list::ListArgs),
+    /// Show one agent in detail.
+    Info(info::InfoArgs),
+    /// Attach to an agent's terminal (needs `ssh -t`).
+    Attach(NameArg),
+    /// Stop an agent; its workspace is kept.
+    Stop(NameArg),
+    /// Start a stopped or exited agent.
+    Start(NameArg),
+    /// Stop an agent, then start it again.
+    Restart(NameArg),
+    /// Delete an agent, its session and its workspace.
+    #[command(visible_alias = "rm")]
+    Destroy(destroy::DestroyArgs),
+    /// Print an agent's output.
+    Logs(logs::LogsArgs),
+    /// Type text into an agent, then Enter.
+    Send(send::SendArgs),
+    /// Wait until an agent exits; exit with its exit code.
+    Wait(wait::WaitArgs),
+    /// Show who you are to the gateway.
+    Whoami(JsonArg),
+    /// Show the gateway's version and its hosts' hostctl versions.
+    Version(JsonArg),
+}
+
+impl ControlCommand {
+    /// The agent a command is about, for the audit trail.
+    pub fn agent(&self) -> Option<&str> {
+        match self {
+            ControlCommand::Create(a) => Some(&a.name),
+            ControlCommand::Info(a) => Some(&a.name),
+            ControlCommand::Attach(a)
+            | ControlCommand::Stop(a)
+            | ControlCommand::Start(a)
+            | ControlCommand::Restart(a) => Some(&a.name),
+            ControlCommand::Destroy(a) => Some(&a.name),
+            ControlCommand::Logs(a) => Some(&a.name),
+            ControlCommand::Send(a) => Some(&a.name),
+            ControlCommand::Wait(a) => Some(&a.name),
+            ControlCommand::List(_) | ControlCommand::Whoami(_) | ControlCommand::Version(_) => {
+                None
+            }
+        }
+    }
+
+    /// Whether the command reads the client's stdin (others let it be discarded).
+    fn reads_stdin(&self) -> bool {
+        match self {
+            ControlCommand::Send(a) => a.reads_stdin(),
+            ControlCommand::Create(a) => a.prompt.as_deref() == Some("-"),
+            ControlCommand::Attach(_) => true,
+            _ => false,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct NameArg {
+    /// The agent's name.
+    pub name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct JsonArg {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The result of parsing a command line.
+#[derive(Debug)]
+pub enum Parsed {
+    Run(Box<ControlCommand>),
+    /// Nothing to run: print `text` (help, or a usage error) and exit with `status`.
+    Print {
+        text: String,
+        status: u32,
+        to_stderr: bool,
+    },
+}
+
+/// Parses an exec string. Pure.
+pub fn parse(line: &str) -> Parsed {
+    let Some(words) = shlex::split(line) else {
+        return Parsed::Print {
+            text: "error: the command line has an unterminated quote or a trailing backslash\n"
+                .into(),
+            status: exit::USAGE,
+            to_stderr: true,
+        };
+    };
+    if words.is_empty() {
+        return Parsed::Print {
+            text: help_text(),
+            status: exit::OK,
+            to_stderr: false,
+        };
+    }
+    match ControlCli::try_parse_from(std::iter::once("ssh gw".to_owned()).chain(words)) {
+        Ok(cli) => Parsed::Run(Box::new(cli.command)),
+        Err(e) => Parsed::Print {
+            text: e.render().to_string(),
+            status: u32::try_from(e.exit_code()).unwrap_or(exit::USAGE),
+            to_stderr: e.use_stderr(),
+        },
+    }
+}
+
+/// The top-level help.
+pub fn help_text() -> String {
+    use clap::CommandFactory;
+    ControlCli::command().render_help().to_string()
+}
+
+/// Who runs a command, and from where.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub operator: Operator,
+    pub key_fingerprint: String,
+    pub source: String,
+}
+
+/// Why a command failed, as the client sees it: `error: MESSAGE` and an optional hint.
+#[derive(Debug)]
+pub struct CommandError {
+    pub status: u32,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl CommandError {
+    pub fn failed(message: impl Into<String>) -> Self {
+        CommandError {
+            status: exit::FAILED,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    pub fn usage(message: impl Into<String>) -> Self {
+        CommandError {
+            status: exit::USAGE,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    pub fn no_agent(name: &str) -> Self {
+        CommandError::failed(format!("no agent named '{name}'"))
+            .hint("see the agents with: ssh gw list")
+    }
+
+    pub fn render(&self) -> String {
+        match &self.hint {
+            Some(hint) => format!("error: {}\nhint: {hint}\n", self.message),
+            None => format!("error: {}\n", self.message),
+        }
+    }
+}
+
+impl From<StoreError> for CommandError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "store error during a control command");
+        CommandError::failed("the gateway's database failed; see the gateway's log")
+    }
+}
+
+impl From<HostError> for CommandError {
+    fn from(e: HostError) -> Self {
+        match &e {
+            HostError::NotFound(m) => CommandError::failed(m.clone()),
+            HostError::Rejected { code, message } => CommandError {
+                status: if *code == hostctl::api::ErrorCode::InvalidInput {
+                    exit::USAGE
+                } else {
+                    exit::FAILED
+                },
+                message: message.clone(),
+                hint: None,
+            },
+            _ => {
+                tracing::warn!(error = %e, "host error during a control command");
+                CommandError::failed(e.to_string())
+            }
+        }
+    }
+}
+
+pub type CommandResult = Result<u32, CommandError>;
+
+/// Looks up an agent and its host, or explains that there is none.
+pub async fn agent_and_host(gw: &Gateway, name: &str) -> Result<(AgentRecord, Host), CommandError> {
+    let agent = gw
+        .store
+        .agent(name)
+        .await?
+        .ok_or_else(|| CommandError::no_agent(name))?;
+    let host = gw.hosts.get(&agent.host)?;
+    Ok((agent, host))
+}
+
+/// Looks up an agent, asks its host for its current state and stores it. A host that cannot
+/// be asked leaves the agent `unknown`.
+pub async fn refreshed_agent(
+    gw: &Gateway,
+    name: &str,
+) -> Result<(AgentRecord, Host), CommandError> {
+    let (agent, host) = agent_and_host(gw, name).await?;
+    let seen = match host.info(name).await {
+        Ok(info) => crate::hosts::reconciler::observed(&info),
+        Err(e) => {
+            tracing::warn!(agent = name, error = %e, "cannot refresh agent");
+            crate::store::Observed {
+                status: crate::store::AgentStatus::Unknown,
+                exit_code: None,
+                pid: None,
+                last_activity: None,
+                workspace: None,
+            }
+        }
+    };
+    if agent.status != crate::store::AgentStatus::Creating {
+        gw.store.observe_agent(name, &seen).await?;
+    }
+    let agent = gw
+        .store
+        .agent(name)
+        .await?
+        .ok_or_else(|| CommandError::no_agent(name))?;
+    Ok((agent, host))
+}
+
+/// Runs one parsed command to completion and records it in the audit trail.
+pub async fn run(
+    gw: &Arc<Gateway>,
+    caller: &Caller,
+    line: &str,
+    command: ControlCommand,
+    io: &mut CommandIo,
+) -> u32 {
+    if !command.reads_stdin() {
+        io.stdin.close();
+    }
+    let agent = command.agent().map(str::to_owned);
+    let result = match command {
+        ControlCommand::Create(args) => create::run(gw, caller, args, io).await,
+        ControlCommand::List(args) => list::run(gw, args, io).await,
+        ControlCommand::Info(args) => info::run(gw, args, io).await,
+        ControlCommand::Attach(args) => attach::run(gw, &args.name, io).await,
+        ControlCommand::Stop(args) => stop::run(gw, &args.name, io).await,
+        ControlCommand::Start(args) => start::run(gw, &args.name, io).await,
+        ControlCommand::Restart(args) => restart::run(gw, &args.name, io).await,
+        ControlCommand::Destroy(args) => destroy::run(gw, args, io).await,
+        ControlCommand::Logs(args) => logs::run(gw, args, io).await,
+        ControlCommand::Send(args) => send::run(gw, args, io).await,
+        ControlCommand::Wait(args) => wait::run(gw, args, io).await,
+        ControlCommand::Whoami(args) => whoami::run(caller, args, io).await,
+        ControlCommand::Version(args) => version::run(gw, args, io).await,
+    };
+    let (status, message) = match result {
+        Ok(status) => (status, String::new()),
+        Err(e) => {
+            io.write_err(&e.render()).await;
+            (e.status, e.message)
+        }
+    };
+    record(gw, caller, "command", agent, line, status, &message).await;
+    status
+}
+
+/// Writes one audit event. A failure to record is logged, never fatal to the command.
+pub async fn record(
+    gw: &Gateway,
+    caller: &Caller,
+    kind: &str,
+    agent: Option<String>,
+    detail: &str,
+    status: u32,
+    message: &str,
+) {
+    info!(
+        operator = caller.operator.name,
+        kind, detail, status, "audit"
+    );
+    let event = Event {
+        at: String::new(),
+        operator: Some(caller.operator.name.clone()),
+        source: Some(caller.source.clone()),
+        kind: kind.to_owned(),
+        agent,
+        detail: detail.to_owned(),
+        result: if status == 0 {
+            "ok".into()
+        } else {
+            format!("exit {status}")
+        },
+        message: message.to_owned(),
+    };
+    if let Err(e) = gw.store.record_event(&event).await {
+        tracing::error!(error = %e, "could not record an audit event");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_of(line: &str) -> ControlCommand {
+        match parse(line) {
+            Parsed::Run(c) => *c,
+            Parsed::Print { text, .. } => panic!("{line:?} did not parse: {text}"),
+        }
+    }
+
+    fn printed(line: &str) -> (String, u32, bool) {
+        match parse(line) {
+            Parsed::Print {
+                text,
+                status,
+                to_stderr,
+            } => (text, status, to_stderr),
+            Parsed::Run(c) => panic!("{line:?} parsed as {c:?}"),
+        }
+    }
+
+    #[test]
+    fn words_are_split_like_a_shell() {
+        match run_of("create fix-ci --env 'GREETING=hello world' -- sh -c 'echo hi'") {
+            ControlCommand::Create(a) => {
+                assert_eq!(a.env, [("GREETING".to_owned(), "hello world".to_owned())]);
+                assert_eq!(a.command, ["sh", "-c", "echo hi"]);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn no_command_prints_help_and_succeeds() {
+        let (text, status, to_stderr) = printed("");
+        assert!(text.contains("create"), "{text}");
+        assert_eq!((status, to_stderr), (0, false));
+        let (text, status, _) = printed("help");
+        assert!(text.contains("Usage"), "{text}");
+        assert_eq!(status, 0);
+    }
+
+    #[test]
+    fn unknown_commands_and_flags_are_usage_errors() {
+        let (text, status, to_stderr) = printed("frobnicate");
+        assert!(text.contains("error:"), "{text}");
+        assert_eq!((status, to_stderr), (2, true));
+        let (text, status, _) = printed("list --bogus");
+        assert!(text.contains("--bogus"), "{text}");
+        assert_eq!(status, 2);
+        let (_, status, _) = printed("info");
+        assert_eq!(status, 2);
+        let (_, status, _) = printed("create x 'unterminated");
+        assert_eq!(status, 2);
+    }
+
+    #[test]
+    fn every_command_has_help() {
+        for name in [
+            "create", "list", "info", "attach", "stop", "start", "restart", "destroy", "logs",
+            "send", "wait", "whoami", "version",
+        ] {
+            let (text, status, _) = printed(&format!("{name} --help"));
+            assert_eq!(status, 0, "{name}");
+            assert!(text.contains("Usage: ssh gw"), "{name}: {text}");
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! How commands print: aligned tables with stable columns for people, JSON for scripts.
+//! The same output whether or not stdout is a terminal.
+
+use serde_json::{Value, json};
+
+use crate::store::{AgentRecord, AgentStatus};
+
+/// Columns padded to their widest cell, separated by two spaces; the last column unpadded.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            if let Some(w) = widths.get_mut(i) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+    }
+    let mut out = String::new();
+    let header: Vec<String> = header.iter().map(|h| (*h).to_owned()).collect();
+    for row in std::iter::once(&header).chain(rows) {
+        let last = row.len().saturating_sub(1);
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            line.push_str(cell);
+            if i < last {
+                let pad = widths[i].saturating_sub(cell.chars().count()) + 2;
+                line.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// `running`, `exited (3)`, `stopped`, ...
+pub fn status_text(agent: &AgentRecord) -> String {
+    match (agent.status, agent.exit_code) {
+        (AgentStatus::Exited, Some(code)) => format!("exited ({code})"),
+        (status, _) => status.as_str().to_owned(),
+    }
+}
+
+/// A short age like `45s`, `12m`, `3h`, `5d` from an RFC 3339 time.
+pub fn age(rfc3339: &str) -> String {
+    let Ok(then) =
+        time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
+    else {
+        return "?".to_owned();
+    };
+    let secs = (time::OffsetDateTime::now_utc() - then)
+        .whole_seconds()
+        .max(0);
+    match secs {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m", s / 60),
+        s if s < 86_400 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    }
+}
+
+pub fn tags_text(agent: &AgentRecord) -> String {
+    agent
+        .tags
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The JSON shape of an agent in `list --json`, `info --json` and `create --json`.
+pub fn agent_json(agent: &AgentRecord) -> Value {
+    json!({
+        "name": agent.name,
+        "host": agent.host,
+        "status": agent.status.as_str(),
+        "exit_code": agent.exit_code,
+        "pid": agent.pid,
+        "template": agent.template,
+        "command": agent.command,
+        "workspace": agent.workspace,
+        "tags": agent.tags,
+        "created_at": agent.created_at,
+        "created_by": agent.created_by,
+        "last_activity": agent.last_activity,
+    })
+}
+
+/// Pretty JSON with a final newline.
+pub fn json_text(value: &Value) -> String {
+    let mut s = serde_json::to_string_pretty(value).unwrap_or_else(|_| "null".into());
+    s.push('\n');
+    s
+}
+
+/// Parses `K=V` for `--tag` and `--env`.
+pub fn parse_pair(word: &str) -> Result<(String, String), String> {
+    match word.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("'{word}' is not of the form KEY=VALUE")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align_columns() {
+        let t = table(
+            &["NAME", "STATUS"],
+            &[
+                vec!["a".into(), "running".into()],
+                vec!["longer-name".into(), "stopped".into()],
+            ],
+        );
+        assert_eq!(
+            t,
+            "NAME         STATUS\na            running\nlonger-name  stopped\n"
+        );
+    }
+
+    #[test]
+    fn ages_are_short() {
+        assert_eq!(age("not a time"), "?");
+        let an_hour_ago = (time::OffsetDateTime::now_utc() - time::Duration::minutes(61))
+            .format(&time::format_description::well_known::Rfc3339)
+            .expect("formats");
+        assert_eq!(age(&an_hour_ago), "1h");
+    }
+
+    #[test]
+    fn pairs_need_a_key_and_an_equals_sign() {
+        assert_eq!(parse_pair("a=b=c"), Ok(("a".into(), "b=c".into())));
+        assert_eq!(parse_pair("a="), Ok(("a".into(), String::new())));
+        assert!(parse_pair("=b").is_err());
+        assert!(parse_pair("ab").is_err());
+    }
+}

@@ -1,0 +1,22 @@
+//! `restart NAME`: stop, then start.
+
+use std::sync::Arc;
+
+use super::{CommandIo, CommandResult, agent_and_host, exit};
+use crate::Gateway;
+use crate::hosts::reconciler;
+
+pub async fn run(gw: &Arc<Gateway>, name: &str, io: &mut CommandIo) -> CommandResult {
+    let (agent, host) = agent_and_host(gw, name).await?;
+    host.stop(name).await?;
+    let info = host.start(name, None).await?;
+    gw.store
+        .observe_agent(name, &reconciler::observed(&info))
+        .await?;
+    io.write_out(&format!(
+        "restarted agent '{name}' on host {}\n",
+        agent.host
+    ))
+    .await;
+    Ok(exit::OK)
+}

@@ -1,0 +1,32 @@
+//! `start NAME`: starts a stopped or exited agent (with its template's restart command when
+//! it has one).
+
+use std::sync::Arc;
+
+use hostctl::api::HostAgentStatus;
+
+use super::{CommandIo, CommandResult, exit, refreshed_agent};
+use crate::Gateway;
+use crate::hosts::reconciler;
+use crate::store::AgentStatus;
+
+pub async fn run(gw: &Arc<Gateway>, name: &str, io: &mut CommandIo) -> CommandResult {
+    let (agent, host) = refreshed_agent(gw, name).await?;
+    if agent.status == AgentStatus::Running {
+        io.write_out(&format!("agent '{name}' is already running\n"))
+            .await;
+        return Ok(exit::OK);
+    }
+    let info = host.start(name, None).await?;
+    gw.store
+        .observe_agent(name, &reconciler::observed(&info))
+        .await?;
+    let verb = if info.status == HostAgentStatus::Running {
+        "started"
+    } else {
+        "started (it has already exited)"
+    };
+    io.write_out(&format!("{verb} agent '{name}' on host {}\n", agent.host))
+        .await;
+    Ok(exit::OK)
+}

@@ -1,0 +1,21 @@
+//! `stop NAME`: ends the agent's session; the workspace and files stay.
+
+use std::sync::Arc;
+
+use super::{CommandIo, CommandResult, agent_and_host, exit};
+use crate::Gateway;
+use crate::hosts::reconciler;
+
+pub async fn run(gw: &Arc<Gateway>, name: &str, io: &mut CommandIo) -> CommandResult {
+    let (agent, host) = agent_and_host(gw, name).await?;
+    let info = host.stop(name).await?;
+    gw.store
+        .observe_agent(name, &reconciler::observed(&info))
+        .await?;
+    io.write_out(&format!(
+        "stopped agent '{name}' on host {} (workspace kept)\n",
+        agent.host
+    ))
+    .await;
+    Ok(exit::OK)
+}

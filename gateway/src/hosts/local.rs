@@ -1,0 +1,269 @@
+//! The local host: hostctl runs as a child process of the gateway.
+//!
+//! Each call is `hostctl VERB ARGS... --json` with an argument vector (no shell), a time
+//! limit, and the child killed if the call is abandoned. `attach` runs hostctl on a fresh
+//! pseudo-terminal.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use hostctl::api::{ErrorCode, ErrorReply, TermSize};
+use serde::de::DeserializeOwned;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::Command;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::{HostError, LOCAL_HOST, StreamProcess, TerminalInput, TerminalProcess};
+
+#[derive(Debug)]
+pub struct LocalHost {
+    hostctl: PathBuf,
+    /// `$AGENTGATE_HOME` for hostctl, when configured; else hostctl's own default.
+    home: Option<PathBuf>,
+    call_timeout: Duration,
+    create_timeout: Duration,
+    tasks: TaskTracker,
+}
+
+impl LocalHost {
+    pub fn new(
+        hostctl: PathBuf,
+        home: Option<PathBuf>,
+        call_timeout: Duration,
+        create_timeout: Duration,
+        tasks: TaskTracker,
+    ) -> LocalHost {
+        LocalHost {
+            hostctl,
+            home,
+            call_timeout,
+            create_timeout,
+            tasks,
+        }
+    }
+
+    /// The hostctl binary: `configured`, else `hostctl` beside the running executable, else
+    /// `hostctl` on PATH.
+    pub fn find_hostctl(configured: Option<&Path>) -> PathBuf {
+        if let Some(path) = configured {
+            return path.to_owned();
+        }
+        std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(|dir| dir.join("hostctl")))
+            .filter(|p| p.is_file())
+            .unwrap_or_else(|| PathBuf::from("hostctl"))
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(&self.hostctl);
+        cmd.args(args).kill_on_drop(true);
+        if let Some(home) = &self.home {
+            cmd.env("AGENTGATE_HOME", home);
+        }
+        cmd
+    }
+
+    fn spawn_error(&self, e: std::io::Error) -> HostError {
+        HostError::Unreachable {
+            host: LOCAL_HOST.to_owned(),
+            reason: format!("cannot run hostctl ({}): {e}", self.hostctl.display()),
+        }
+    }
+
+    /// Runs `hostctl ARGS --json`, feeding `stdin` if given, and decodes its answer.
+    pub async fn call<T: DeserializeOwned>(
+        &self,
+        args: &[&str],
+        stdin: Option<Vec<u8>>,
+        long: bool,
+    ) -> Result<T, HostError> {
+        let what = args.first().copied().unwrap_or("call").to_owned();
+        let limit = if long {
+            self.create_timeout
+        } else {
+            self.call_timeout
+        };
+        let mut cmd = self.command(args);
+        cmd.arg("--json")
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|e| self.spawn_error(e))?;
+        let input = child.stdin.take();
+        let run = async move {
+            if let (Some(mut pipe), Some(body)) = (input, stdin) {
+                pipe.write_all(&body).await?;
+                drop(pipe);
+            }
+            child.wait_with_output().await
+        };
+        let output = match tokio::time::timeout(limit, run).await {
+            Ok(Ok(output)) => output,
+            Ok(Err(e)) => return Err(self.spawn_error(e)),
+            Err(_) => {
+                return Err(HostError::Timeout {
+                    host: LOCAL_HOST.to_owned(),
+                    what,
+                    seconds: limit.as_secs(),
+                });
+            }
+        };
+        decode_reply(&what, output)
+    }
+
+    /// Runs a hostctl verb whose stdout is a stream (`logs -f`).
+    pub fn stream(&self, args: &[String]) -> Result<StreamProcess, HostError> {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut cmd = self.command(&args);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|e| self.spawn_error(e))?;
+        let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+            return Err(self.spawn_error(std::io::Error::other("no pipes")));
+        };
+        Ok(StreamProcess {
+            stdout: Box::pin(stdout),
+            stderr: Box::pin(stderr),
+            exit: Box::pin(async move { child.wait().await.ok().and_then(|s| s.code()) }),
+        })
+    }
+
+    /// Runs `hostctl attach NAME` on a new pseudo-terminal of the given size.
+    pub fn attach(
+        &self,
+        name: &str,
+        term: &str,
+        size: TermSize,
+    ) -> Result<TerminalProcess, HostError> {
+        let pty_error = |e: pty_process::Error| HostError::Unreachable {
+            host: LOCAL_HOST.to_owned(),
+            reason: format!("cannot open a pseudo-terminal: {e}"),
+        };
+        let (pty, pts) = pty_process::open().map_err(pty_error)?;
+        pty.resize(pty_size(size)).map_err(pty_error)?;
+        let mut cmd = pty_process::Command::new(&self.hostctl)
+            .args(["attach", name])
+            .env(
+                "TERM",
+                if term.is_empty() {
+                    "xterm-256color"
+                } else {
+                    term
+                },
+            )
+            .kill_on_drop(true);
+        if let Some(home) = &self.home {
+            cmd = cmd.env("AGENTGATE_HOME", home);
+        }
+        let mut child = cmd.spawn(pts).map_err(pty_error)?;
+        let (output, mut writer) = pty.into_split();
+        let (input, mut input_rx) = tokio::sync::mpsc::channel::<TerminalInput>(64);
+        self.tasks.spawn(async move {
+            while let Some(item) = input_rx.recv().await {
+                let ok = match item {
+                    TerminalInput::Data(bytes) => writer.write_all(&bytes).await.is_ok(),
+                    TerminalInput::Resize(size) => writer.resize(pty_size(size)).is_ok(),
+                };
+                if !ok {
+                    break;
+                }
+            }
+        });
+        let kill = CancellationToken::new();
+        let killed = kill.clone();
+        let exit = Box::pin(async move {
+            let status = tokio::select! {
+                status = child.wait() => status,
+                () = killed.cancelled() => {
+                    let _ = child.start_kill();
+                    child.wait().await
+                }
+            };
+            status.ok().and_then(|s| s.code())
+        });
+        Ok(TerminalProcess {
+            output: Box::pin(PtyOutput(output)),
+            input,
+            exit,
+            kill,
+        })
+    }
+}
+
+fn pty_size(size: TermSize) -> pty_process::Size {
+    pty_process::Size::new(size.rows.max(1), size.cols.max(1))
+}
+
+/// The pty's output, where the end of the terminal (EIO once the process and its children
+/// are gone) reads as end of file.
+struct PtyOutput(pty_process::OwnedReadPty);
+
+impl tokio::io::AsyncRead for PtyOutput {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match std::pin::Pin::new(&mut self.0).poll_read(cx, buf) {
+            std::task::Poll::Ready(Err(e)) if e.raw_os_error() == Some(libc::EIO) => {
+                std::task::Poll::Ready(Ok(()))
+            }
+            other => other,
+        }
+    }
+}
+
+fn decode_reply<T: DeserializeOwned>(
+    what: &str,
+    output: std::process::Output,
+) -> Result<T, HostError> {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if output.status.success() {
+        return serde_json::from_str(stdout.trim()).map_err(|e| HostError::Protocol {
+            host: LOCAL_HOST.to_owned(),
+            what: what.to_owned(),
+            detail: format!("{e} in {:?}", truncate(&stdout)),
+        });
+    }
+    match serde_json::from_str::<ErrorReply>(stdout.trim()) {
+        Ok(reply) if reply.error.code == ErrorCode::NotFound => {
+            Err(HostError::NotFound(reply.error.message))
+        }
+        Ok(reply) => Err(HostError::Rejected {
+            code: reply.error.code,
+            message: reply.error.message,
+        }),
+        Err(_) => Err(HostError::Protocol {
+            host: LOCAL_HOST.to_owned(),
+            what: what.to_owned(),
+            detail: format!(
+                "hostctl {} with stderr {:?}",
+                output.status,
+                truncate(&String::from_utf8_lossy(&output.stderr))
+            ),
+        }),
+    }
+}
+
+fn truncate(s: &str) -> String {
+    let s = s.trim();
+    match s.char_indices().nth(300) {
+        Some((i, _)) => format!("{}...", &s[..i]),
+        None => s.to_owned(),
+    }
+}
+
+/// Reads a whole stream into a string, for small outputs (used by tests and diagnostics).
+pub async fn read_all(mut reader: super::BoxRead) -> String {
+    let mut out = Vec::new();
+    let _ = reader.read_to_end(&mut out).await;
+    String::from_utf8_lossy(&out).into_owned()
+}

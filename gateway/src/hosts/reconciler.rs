@@ -1,0 +1,138 @@
+//! The reconciler: asks every host for its agents, on start-up and every few seconds, and
+//! makes the store follow reality.
+//!
+//! - an agent the host reports gets the host's status;
+//! - an agent on a host but missing from the store is adopted from its meta.json;
+//! - a stored agent its reachable host no longer knows becomes `unknown` (never deleted: the
+//!   workspace may still be there, and an operator decides);
+//! - a host that cannot be asked makes its agents `unknown`, never `stopped`.
+//!
+//! **Invariant**: the reconciler never deletes a workspace or an agent.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use hostctl::api::AgentInfo;
+use tracing::{debug, info, warn};
+
+use super::Host;
+use crate::Gateway;
+use crate::store::{AgentRecord, AgentStatus, Observed, StoreError};
+
+/// Reconciles every host once, the hosts in parallel.
+pub async fn reconcile_all(gw: &Arc<Gateway>) {
+    let hosts = gw.hosts.all();
+    let runs = hosts.iter().map(|host| reconcile_host(gw, host));
+    for (host, result) in hosts.iter().zip(futures::future::join_all(runs).await) {
+        if let Err(e) = result {
+            warn!(host = host.name(), error = %e, "reconciling failed");
+        }
+    }
+}
+
+/// Reconciles one host: its agents' statuses follow what it reports.
+pub async fn reconcile_host(gw: &Gateway, host: &Host) -> Result<(), StoreError> {
+    match host.list().await {
+        Ok(agents) => {
+            gw.store
+                .set_host_status(host.name(), "reachable", None)
+                .await?;
+            apply(gw, host.name(), &agents).await
+        }
+        Err(e) => {
+            warn!(host = host.name(), error = %e, "host cannot be asked for its agents");
+            gw.store
+                .set_host_status(host.name(), "unreachable", None)
+                .await?;
+            gw.store.mark_host_agents_unknown(host.name()).await
+        }
+    }
+}
+
+async fn apply(gw: &Gateway, host: &str, reported: &[AgentInfo]) -> Result<(), StoreError> {
+    let stored = gw.store.agents_on_host(host).await?;
+    let stored_names: HashSet<&str> = stored.iter().map(|a| a.name.as_str()).collect();
+    for info in reported {
+        if stored_names.contains(info.name.as_str()) {
+            gw.store.observe_agent(&info.name, &observed(info)).await?;
+        } else if gw.store.agent_exists(&info.name).await? {
+            // The name is taken by an agent on another host: the store keeps its own.
+            warn!(
+                agent = info.name,
+                host, "an agent of this name also exists on another host"
+            );
+        } else {
+            info!(
+                agent = info.name,
+                host, "adopting an agent found on the host"
+            );
+            gw.store.insert_agent(&adopted(host, info)).await?;
+        }
+    }
+    let reported_names: HashSet<&str> = reported.iter().map(|a| a.name.as_str()).collect();
+    for agent in stored {
+        let settled = agent.status != AgentStatus::Creating;
+        if settled
+            && !reported_names.contains(agent.name.as_str())
+            && agent.status != AgentStatus::Unknown
+        {
+            debug!(agent = agent.name, host, "agent is missing on its host");
+            gw.store
+                .observe_agent(
+                    &agent.name,
+                    &Observed {
+                        status: AgentStatus::Unknown,
+                        exit_code: None,
+                        pid: None,
+                        last_activity: None,
+                        workspace: None,
+                    },
+                )
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// What a host's report says about one agent.
+pub fn observed(info: &AgentInfo) -> Observed {
+    Observed {
+        status: info.status.into(),
+        exit_code: info.exit_code,
+        pid: info.pid,
+        last_activity: info.last_activity.clone(),
+        workspace: Some(info.meta.workspace_path.to_string_lossy().into_owned()),
+    }
+}
+
+/// A store record for an agent found on a host (or just created there).
+pub fn adopted(host: &str, info: &AgentInfo) -> AgentRecord {
+    let request = &info.meta.request;
+    AgentRecord {
+        name: info.name.clone(),
+        host: host.to_owned(),
+        template: request.template.clone(),
+        command: request.command.display(),
+        workspace: info.meta.workspace_path.to_string_lossy().into_owned(),
+        spec: request.clone(),
+        tags: request.tags.clone(),
+        status: info.status.into(),
+        exit_code: info.exit_code,
+        pid: info.pid,
+        last_activity: info.last_activity.clone(),
+        created_at: info.meta.created_at.clone(),
+        created_by: request.created_by.clone(),
+    }
+}
+
+/// Runs the reconciler until the gateway shuts down.
+pub async fn run(gw: Arc<Gateway>) {
+    let mut tick = tokio::time::interval(gw.config.hosts.reconcile_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => reconcile_all(&gw).await,
+            () = gw.shutdown_accepting.cancelled() => return,
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! agentgate: one SSH server in front of every AI coding agent you run.
+//!
+//! The library behind the `agentgate` binary. [`serve`] runs the gateway until its stop token
+//! fires; `main.rs` only parses the command line and wires signals. Modules:
+//!
+//! - [`ssh`]: the russh server (accept loop, thin handler, channels).
+//! - [`auth`]: who is this and which way in: pure decisions.
+//! - [`control`]: the control commands (`ssh gw COMMAND`), one file each.
+//! - [`hosts`]: the hosts and their transports (hostctl), and the reconciler.
+//! - [`store`]: sqlite through sqlx; the only module that writes SQL.
+//! - [`config`]: the TOML configuration and its defaults.
+//!
+//! **Invariant**: agents live in tmux on their hosts, not in the gateway. Stopping, killing or
+//! restarting the gateway never stops an agent or loses its state.
+
+pub mod auth;
+pub mod config;
+pub mod control;
+pub mod hosts;
+pub mod ssh;
+pub mod store;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::hosts::{Hosts, LocalHost};
+use crate::store::{NewKey, Role, Store};
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// How long tasks get to end after the grace period, once everything has been cancelled.
+const FINAL_WAIT: Duration = Duration::from_secs(5);
+
+/// Everything a connection or a command needs, shared.
+pub struct Gateway {
+    pub config: Config,
+    pub store: Store,
+    pub hosts: Hosts,
+    /// Every task the gateway spawns, so shutdown can wait for them.
+    pub tasks: TaskTracker,
+    /// Fires when the gateway stops accepting connections (SIGTERM).
+    pub shutdown_accepting: CancellationToken,
+    /// Fires when the grace period is over: every session is cut.
+    pub shutdown: CancellationToken,
+}
+
+/// The files in the data directory.
+pub struct DataDir {
+    pub path: PathBuf,
+}
+
+impl DataDir {
+    /// Creates the directory (mode 0700) if needed.
+    pub fn prepare(path: &Path) -> anyhow::Result<DataDir> {
+        std::fs::create_dir_all(path)
+            .with_context(|| format!("cannot create the data directory {}", path.display()))?;
+        set_mode(path, 0o700)?;
+        Ok(DataDir {
+            path: path.to_owned(),
+        })
+    }
+
+    pub fn database(&self) -> PathBuf {
+        self.path.join("agentgate.db")
+    }
+
+    pub fn host_key(&self) -> PathBuf {
+        self.path.join("host_key")
+    }
+
+    pub async fn open_store(&self) -> anyhow::Result<Store> {
+        let path = self.database();
+        let store = Store::open(&path)
+            .await
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        set_mode(&path, 0o600)?;
+        Ok(store)
+    }
+}
+
+pub fn set_mode(path: &Path, mode: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("cannot set the permissions of {}", path.display()))
+}
+
+/// Runs the gateway on `listener` until `stop` fires, then drains: no new connections, open
+/// sessions get `shutdown_grace` to finish, then everything is cut. Agents keep running.
+pub async fn serve(
+    config: Config,
+    data_dir: &Path,
+    listener: TcpListener,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let data = DataDir::prepare(data_dir)?;
+    let host_key = ssh::load_or_create_host_key(&data.host_key())?;
+    let store = data.open_store().await?;
+    bootstrap_operators(&store).await?;
+
+    let tasks = TaskTracker::new();
+    let local = LocalHost::new(
+        LocalHost::find_hostctl(config.hosts.hostctl.as_deref()),
+        config.hosts.local_home.clone(),
+        config.hosts.call_timeout,
+        config.hosts.create_timeout,
+        tasks.clone(),
+    );
+    let ssh_config = Arc::new(ssh::server_config(&config.ssh, host_key));
+    let grace = config.server.shutdown_grace;
+    let gw = Arc::new(Gateway {
+        config,
+        store,
+        hosts: Hosts::new(local),
+        tasks: tasks.clone(),
+        shutdown_accepting: stop.clone(),
+        shutdown: CancellationToken::new(),
+    });
+
+    hosts::reconciler::reconcile_all(&gw).await;
+    tasks.spawn(hosts::reconciler::run(gw.clone()));
+
+    let address = listener
+        .local_addr()
+        .context("the listener has no address")?;
+    info!(%address, data_dir = %data.path.display(), "agentgate listening on {address}");
+    ssh::serve(gw.clone(), listener, ssh_config).await;
+
+    tasks.close();
+    if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
+        info!(
+            grace_seconds = grace.as_secs(),
+            "grace period over; closing the remaining sessions"
+        );
+    }
+    gw.shutdown.cancel();
+    if tokio::time::timeout(FINAL_WAIT, tasks.wait())
+        .await
+        .is_err()
+    {
+        warn!("some sessions did not end in time");
+    }
+    gw.store.close().await;
+    info!("agentgate stopped; agents keep running");
+    Ok(())
+}
+
+/// With no operator yet, registers the running user's own keys (`~/.ssh/authorized_keys` and
+/// `~/.ssh/*.pub`) as an admin, so `ssh -p 2222 localhost list` works at once.
+pub async fn bootstrap_operators(store: &Store) -> anyhow::Result<()> {
+    if store.operator_count().await? > 0 {
+        return Ok(());
+    }
+    let Some(home) = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+    else {
+        warn!("no operator yet, and HOME is not set: add one with `agentgate key add < key.pub`");
+        return Ok(());
+    };
+    let ssh_dir = home.join(".ssh");
+    let mut lines = Vec::new();
+    if let Ok(text) = std::fs::read_to_string(ssh_dir.join("authorized_keys")) {
+        lines.extend(text.lines().map(str::to_owned));
+    }
+    if let Ok(entries) = std::fs::read_dir(&ssh_dir) {
+        let mut pubs: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "pub"))
+            .collect();
+        pubs.sort();
+        for path in pubs {
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                lines.extend(text.lines().map(str::to_owned));
+            }
+        }
+    }
+    let user = std::env::var("USER")
+        .ok()
+        .filter(|u| auth::validate_operator_name(u).is_ok())
+        .unwrap_or_else(|| "admin".to_owned());
+    let mut added = 0;
+    for line in lines
+        .iter()
+        .map(|l| l.trim())
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let Ok(key) = auth::parse_public_key_line(line) else {
+            continue;
+        };
+        let new = NewKey {
+            fingerprint: &key.fingerprint,
+            algorithm: &key.algorithm,
+            public_key: &key.openssh,
+            comment: &key.comment,
+        };
+        match store.add_key(&user, Role::Admin, &new).await {
+            Ok(_) => added += 1,
+            Err(store::StoreError::Conflict(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if added > 0 {
+        info!(
+            operator = user,
+            keys = added,
+            "no operator yet: registered {added} key(s) from {} as admin operator '{user}'",
+            ssh_dir.display()
+        );
+    } else {
+        warn!(
+            "no operator yet and no public key in {}: add one with `agentgate key add < key.pub`",
+            ssh_dir.display()
+        );
+    }
+    Ok(())
+}

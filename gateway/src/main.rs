@@ -1,0 +1,233 @@
+//! The `agentgate` binary: parses the command line, sets up logging and signals, and calls the
+//! library. `serve` runs the gateway; `key add` and `key list` administer a data directory
+//! offline (for bootstrapping and scripts).
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use gateway::config::Config;
+use gateway::store::{NewKey, Role};
+use gateway::{DataDir, auth};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(
+    name = "agentgate",
+    version,
+    about = "One SSH server in front of every AI coding agent you run."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args)]
+struct Place {
+    /// The data directory (default: $XDG_DATA_HOME/agentgate or ~/.local/share/agentgate).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// The configuration file.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        /// The address to listen on (default 127.0.0.1:2222).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<SocketAddr>,
+        #[command(flatten)]
+        place: Place,
+    },
+    /// Manage operator keys offline (works on a data directory that does not exist yet).
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Register one OpenSSH public-key line, read on stdin.
+    Add {
+        /// The operator's name (default: the user part of the key's comment, else $USER).
+        #[arg(long)]
+        name: Option<String>,
+        /// admin or operator (default: admin for the first operator, operator after).
+        #[arg(long)]
+        role: Option<String>,
+        #[command(flatten)]
+        place: Place,
+    },
+    /// List registered keys.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        place: Place,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("agentgate: error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("agentgate: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(place: &Place) -> anyhow::Result<(Config, PathBuf)> {
+    let mut config = match &place.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if let Some(dir) = &place.data_dir {
+        config.server.data_dir = Some(dir.clone());
+    }
+    let data_dir = config.data_dir()?;
+    Ok((config, data_dir))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve { listen, place } => {
+            let (mut config, data_dir) = load(&place)?;
+            if let Some(addr) = listen {
+                config.server.listen = addr;
+            }
+            let listener = tokio::net::TcpListener::bind(config.server.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+            let stop = CancellationToken::new();
+            let on_signal = stop.clone();
+            tokio::spawn(async move {
+                wait_for_stop_signal().await;
+                tracing::info!(
+                    "stop signal received: no new connections; open sessions may finish"
+                );
+                on_signal.cancel();
+            });
+            gateway::serve(config, &data_dir, listener, stop).await
+        }
+        Command::Key {
+            command: KeyCommand::Add { name, role, place },
+        } => {
+            let (_config, data_dir) = load(&place)?;
+            let mut line = String::new();
+            std::io::stdin()
+                .read_to_string(&mut line)
+                .context("cannot read stdin")?;
+            let key = auth::parse_public_key_line(
+                line.lines().find(|l| !l.trim().is_empty()).unwrap_or(""),
+            )
+            .map_err(anyhow::Error::msg)?;
+            let store = DataDir::prepare(&data_dir)?.open_store().await?;
+            let fallback = std::env::var("USER")
+                .ok()
+                .filter(|u| auth::validate_operator_name(u).is_ok())
+                .unwrap_or_else(|| "admin".into());
+            let name = name.unwrap_or_else(|| auth::default_operator_name(&key.comment, &fallback));
+            auth::validate_operator_name(&name).map_err(anyhow::Error::msg)?;
+            let role = match role {
+                Some(r) => r.parse::<Role>().map_err(anyhow::Error::msg)?,
+                None if store.operator_count().await? == 0 => Role::Admin,
+                None => Role::Operator,
+            };
+            let record = store
+                .add_key(
+                    &name,
+                    role,
+                    &NewKey {
+                        fingerprint: &key.fingerprint,
+                        algorithm: &key.algorithm,
+                        public_key: &key.openssh,
+                        comment: &key.comment,
+                    },
+                )
+                .await?;
+            println!(
+                "added key {} for operator '{}' ({})",
+                record.fingerprint,
+                record.operator,
+                record.role.as_str()
+            );
+            store.close().await;
+            Ok(())
+        }
+        Command::Key {
+            command: KeyCommand::List { json, place },
+        } => {
+            let (_config, data_dir) = load(&place)?;
+            let store = DataDir::prepare(&data_dir)?.open_store().await?;
+            let keys = store.keys().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&keys)?);
+            } else {
+                let rows: Vec<Vec<String>> = keys
+                    .iter()
+                    .map(|k| {
+                        vec![
+                            k.operator.clone(),
+                            k.role.as_str().into(),
+                            k.fingerprint.clone(),
+                            k.comment.clone(),
+                        ]
+                    })
+                    .collect();
+                print!(
+                    "{}",
+                    gateway::control::output::table(
+                        &["OPERATOR", "ROLE", "FINGERPRINT", "COMMENT"],
+                        &rows
+                    )
+                );
+            }
+            store.close().await;
+            Ok(())
+        }
+    }
+}
+
+async fn wait_for_stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers the gateway can only be killed; never stop on our own.
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

@@ -1,0 +1,655 @@
+//! The state store: the only module that writes SQL or mentions sqlx.
+//!
+//! `agentgate.db` is sqlite in WAL mode, created and migrated on open (migrations are embedded
+//! from `gateway/migrations/`). It holds operators and their keys, hosts, agents (what was asked
+//! and the last status seen) and the audit trail. Reality is tmux on the hosts: the reconciler
+//! writes what it sees here, and nothing here ever deletes a workspace.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::str::FromStr;
+
+use hostctl::api::CreateRequest;
+use serde::Serialize;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("stored data is damaged: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Admin,
+    Operator,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Operator => "operator",
+        }
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s {
+            "admin" => Ok(Role::Admin),
+            "operator" => Ok(Role::Operator),
+            other => Err(format!("unknown role '{other}' (use admin or operator)")),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Operator {
+    pub id: i64,
+    pub name: String,
+    pub role: Role,
+}
+
+/// A public key as stored: the OpenSSH line and its SHA-256 fingerprint.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct KeyRecord {
+    pub operator: String,
+    pub role: Role,
+    pub fingerprint: String,
+    pub algorithm: String,
+    pub public_key: String,
+    pub comment: String,
+    pub created_at: String,
+}
+
+/// A key to register.
+pub struct NewKey<'a> {
+    pub fingerprint: &'a str,
+    pub algorithm: &'a str,
+    pub public_key: &'a str,
+    pub comment: &'a str,
+}
+
+/// An agent's status as the gateway knows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentStatus {
+    /// `create` is under way on the host.
+    Creating,
+    Running,
+    Exited,
+    Stopped,
+    /// Its host could not be asked.
+    Unknown,
+}
+
+impl AgentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentStatus::Creating => "creating",
+            AgentStatus::Running => "running",
+            AgentStatus::Exited => "exited",
+            AgentStatus::Stopped => "stopped",
+            AgentStatus::Unknown => "unknown",
+        }
+    }
+
+    fn parse(s: &str) -> AgentStatus {
+        match s {
+            "creating" => AgentStatus::Creating,
+            "running" => AgentStatus::Running,
+            "exited" => AgentStatus::Exited,
+            "stopped" => AgentStatus::Stopped,
+            _ => AgentStatus::Unknown,
+        }
+    }
+}
+
+impl From<hostctl::api::HostAgentStatus> for AgentStatus {
+    fn from(s: hostctl::api::HostAgentStatus) -> Self {
+        match s {
+            hostctl::api::HostAgentStatus::Running => AgentStatus::Running,
+            hostctl::api::HostAgentStatus::Exited => AgentStatus::Exited,
+            hostctl::api::HostAgentStatus::Stopped => AgentStatus::Stopped,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentRecord {
+    pub name: String,
+    pub host: String,
+    pub template: String,
+    pub command: String,
+    pub workspace: String,
+    pub spec: CreateRequest,
+    pub tags: BTreeMap<String, String>,
+    pub status: AgentStatus,
+    pub exit_code: Option<i32>,
+    pub pid: Option<u32>,
+    pub last_activity: Option<String>,
+    pub created_at: String,
+    pub created_by: Option<String>,
+}
+
+/// What a host said about an agent, to be written over the stored status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Observed {
+    pub status: AgentStatus,
+    pub exit_code: Option<i32>,
+    pub pid: Option<u32>,
+    pub last_activity: Option<String>,
+    pub workspace: Option<String>,
+}
+
+/// One line of the audit trail.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Event {
+    pub at: String,
+    pub operator: Option<String>,
+    pub source: Option<String>,
+    pub kind: String,
+    pub agent: Option<String>,
+    pub detail: String,
+    pub result: String,
+    pub message: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+impl Store {
+    /// Opens (creating if needed) and migrates the database at `path`.
+    pub async fn open(path: &Path) -> Result<Store> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(std::time::Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(Store { pool })
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    // ---- operators and keys -------------------------------------------------------------
+
+    pub async fn operator_count(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM operators")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    /// Registers a key for operator `name`, creating the operator with `role` if it is new.
+    /// A key that is already registered is a conflict, whoever it belongs to.
+    pub async fn add_key(&self, name: &str, role: Role, key: &NewKey<'_>) -> Result<KeyRecord> {
+        let mut tx = self.pool.begin().await?;
+        let existing: Option<String> = sqlx::query_scalar(
+            "SELECT o.name FROM keys k JOIN operators o ON o.id = k.operator_id WHERE k.fingerprint = ?",
+        )
+        .bind(key.fingerprint)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(owner) = existing {
+            return Err(StoreError::Conflict(format!(
+                "key {} is already registered to operator '{owner}'",
+                key.fingerprint
+            )));
+        }
+        let now = now();
+        sqlx::query("INSERT INTO operators (name, role, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING")
+            .bind(name)
+            .bind(role.as_str())
+            .bind(&now)
+            .execute(&mut *tx)
+            .await?;
+        let operator_id: i64 = sqlx::query_scalar("SELECT id FROM operators WHERE name = ?")
+            .bind(name)
+            .fetch_one(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO keys (operator_id, fingerprint, algorithm, public_key, comment, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(operator_id)
+        .bind(key.fingerprint)
+        .bind(key.algorithm)
+        .bind(key.public_key)
+        .bind(key.comment)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.key_by_fingerprint(key.fingerprint)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("a key vanished right after it was added".into()))
+    }
+
+    pub async fn keys(&self) -> Result<Vec<KeyRecord>> {
+        let rows = sqlx::query(
+            "SELECT o.name, o.role, k.fingerprint, k.algorithm, k.public_key, k.comment, k.created_at
+             FROM keys k JOIN operators o ON o.id = k.operator_id ORDER BY o.name, k.id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(key_from_row).collect()
+    }
+
+    pub async fn key_by_fingerprint(&self, fingerprint: &str) -> Result<Option<KeyRecord>> {
+        let row = sqlx::query(
+            "SELECT o.name, o.role, k.fingerprint, k.algorithm, k.public_key, k.comment, k.created_at
+             FROM keys k JOIN operators o ON o.id = k.operator_id WHERE k.fingerprint = ?",
+        )
+        .bind(fingerprint)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(key_from_row).transpose()
+    }
+
+    /// The operator who owns the key with this fingerprint, if any.
+    pub async fn operator_by_fingerprint(&self, fingerprint: &str) -> Result<Option<Operator>> {
+        let row = sqlx::query(
+            "SELECT o.id, o.name, o.role FROM keys k JOIN operators o ON o.id = k.operator_id WHERE k.fingerprint = ?",
+        )
+        .bind(fingerprint)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(Operator {
+                id: r.try_get("id")?,
+                name: r.try_get("name")?,
+                role: parse_role(&r.try_get::<String, _>("role")?)?,
+            })
+        })
+        .transpose()
+    }
+
+    pub async fn operator_exists(&self, name: &str) -> Result<bool> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM operators WHERE name = ?")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n > 0)
+    }
+
+    // ---- agents -------------------------------------------------------------------------
+
+    /// Inserts a new agent in state `creating`; a taken name is a conflict.
+    pub async fn insert_agent(&self, agent: &AgentRecord) -> Result<()> {
+        let spec = serde_json::to_string(&agent.spec)
+            .map_err(|e| StoreError::Corrupt(format!("encoding agent spec: {e}")))?;
+        let tags = serde_json::to_string(&agent.tags)
+            .map_err(|e| StoreError::Corrupt(format!("encoding tags: {e}")))?;
+        let result = sqlx::query(
+            "INSERT INTO agents (name, host, template, command, workspace, spec, tags, status, exit_code, pid,
+                                 last_activity, created_at, created_by, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&agent.name)
+        .bind(&agent.host)
+        .bind(&agent.template)
+        .bind(&agent.command)
+        .bind(&agent.workspace)
+        .bind(spec)
+        .bind(tags)
+        .bind(agent.status.as_str())
+        .bind(agent.exit_code)
+        .bind(agent.pid.map(i64::from))
+        .bind(&agent.last_activity)
+        .bind(&agent.created_at)
+        .bind(&agent.created_by)
+        .bind(now())
+        .execute(&self.pool)
+        .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::Conflict(
+                format!("an agent named '{}' already exists", agent.name),
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn agent(&self, name: &str) -> Result<Option<AgentRecord>> {
+        let row = sqlx::query(&format!("{AGENT_SELECT} WHERE name = ?"))
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(agent_from_row).transpose()
+    }
+
+    pub async fn agent_exists(&self, name: &str) -> Result<bool> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM agents WHERE name = ?")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n > 0)
+    }
+
+    pub async fn agents(&self) -> Result<Vec<AgentRecord>> {
+        let rows = sqlx::query(&format!("{AGENT_SELECT} ORDER BY name"))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(agent_from_row).collect()
+    }
+
+    pub async fn agents_on_host(&self, host: &str) -> Result<Vec<AgentRecord>> {
+        let rows = sqlx::query(&format!("{AGENT_SELECT} WHERE host = ? ORDER BY name"))
+            .bind(host)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(agent_from_row).collect()
+    }
+
+    /// Writes what a host said about an agent.
+    pub async fn observe_agent(&self, name: &str, seen: &Observed) -> Result<()> {
+        sqlx::query(
+            "UPDATE agents SET status = ?, exit_code = ?, pid = ?, last_activity = COALESCE(?, last_activity),
+                    workspace = COALESCE(?, workspace), updated_at = ?
+             WHERE name = ?",
+        )
+        .bind(seen.status.as_str())
+        .bind(seen.exit_code)
+        .bind(seen.pid.map(i64::from))
+        .bind(&seen.last_activity)
+        .bind(&seen.workspace)
+        .bind(now())
+        .bind(name)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Marks every settled agent of a host `unknown` (the host could not be asked).
+    pub async fn mark_host_agents_unknown(&self, host: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE agents SET status = 'unknown', pid = NULL, updated_at = ? WHERE host = ? AND status != 'creating'",
+        )
+        .bind(now())
+        .bind(host)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn delete_agent(&self, name: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM agents WHERE name = ?")
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    // ---- hosts --------------------------------------------------------------------------
+
+    pub async fn set_host_status(
+        &self,
+        host: &str,
+        status: &str,
+        hostctl_version: Option<&str>,
+    ) -> Result<()> {
+        let contact = (status == "reachable").then(now);
+        sqlx::query(
+            "UPDATE hosts SET status = ?, hostctl_version = COALESCE(?, hostctl_version),
+                    last_contact = COALESCE(?, last_contact) WHERE name = ?",
+        )
+        .bind(status)
+        .bind(hostctl_version)
+        .bind(contact)
+        .bind(host)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    // ---- events -------------------------------------------------------------------------
+
+    pub async fn record_event(&self, event: &Event) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO events (at, operator, source, kind, agent, detail, result, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(if event.at.is_empty() { now() } else { event.at.clone() })
+        .bind(&event.operator)
+        .bind(&event.source)
+        .bind(&event.kind)
+        .bind(&event.agent)
+        .bind(&event.detail)
+        .bind(&event.result)
+        .bind(&event.message)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The newest `limit` events, oldest first, optionally of one agent.
+    pub async fn events(&self, agent: Option<&str>, limit: i64) -> Result<Vec<Event>> {
+        let rows = sqlx::query(
+            "SELECT * FROM (SELECT id, at, operator, source, kind, agent, detail, result, message FROM events
+               WHERE (?1 IS NULL OR agent = ?1) ORDER BY id DESC LIMIT ?2) ORDER BY id",
+        )
+        .bind(agent)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Event {
+                    at: r.try_get("at")?,
+                    operator: r.try_get("operator")?,
+                    source: r.try_get("source")?,
+                    kind: r.try_get("kind")?,
+                    agent: r.try_get("agent")?,
+                    detail: r.try_get("detail")?,
+                    result: r.try_get("result")?,
+                    message: r.try_get("message")?,
+                })
+            })
+            .collect()
+    }
+}
+
+const AGENT_SELECT: &str =
+    "SELECT name, host, template, command, workspace, spec, tags, status, exit_code, pid,
+    last_activity, created_at, created_by FROM agents";
+
+fn agent_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<AgentRecord> {
+    let spec: String = r.try_get("spec")?;
+    let tags: String = r.try_get("tags")?;
+    let name: String = r.try_get("name")?;
+    Ok(AgentRecord {
+        spec: serde_json::from_str(&spec)
+            .map_err(|e| StoreError::Corrupt(format!("spec of agent '{name}': {e}")))?,
+        tags: serde_json::from_str(&tags)
+            .map_err(|e| StoreError::Corrupt(format!("tags of agent '{name}': {e}")))?,
+        name,
+        host: r.try_get("host")?,
+        template: r.try_get("template")?,
+        command: r.try_get("command")?,
+        workspace: r.try_get("workspace")?,
+        status: AgentStatus::parse(&r.try_get::<String, _>("status")?),
+        exit_code: r.try_get("exit_code")?,
+        pid: r
+            .try_get::<Option<i64>, _>("pid")?
+            .and_then(|p| u32::try_from(p).ok()),
+        last_activity: r.try_get("last_activity")?,
+        created_at: r.try_get("created_at")?,
+        created_by: r.try_get("created_by")?,
+    })
+}
+
+fn key_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<KeyRecord> {
+    Ok(KeyRecord {
+        operator: r.try_get("name")?,
+        role: parse_role(&r.try_get::<String, _>("role")?)?,
+        fingerprint: r.try_get("fingerprint")?,
+        algorithm: r.try_get("algorithm")?,
+        public_key: r.try_get("public_key")?,
+        comment: r.try_get("comment")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+fn parse_role(s: &str) -> Result<Role> {
+    s.parse().map_err(StoreError::Corrupt)
+}
+
+pub fn now() -> String {
+    hostctl::verbs::now_rfc3339()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hostctl::api::{AgentCommand, WorkspaceSource};
+
+    async fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("t.db")).await.expect("open");
+        (dir, store)
+    }
+
+    fn key(fp: &str) -> NewKey<'_> {
+        NewKey {
+            fingerprint: fp,
+            algorithm: "ssh-ed25519",
+            public_key: "ssh-ed25519 AAAA",
+            comment: "c",
+        }
+    }
+
+    #[tokio::test]
+    async fn keys_belong_to_one_operator_only() {
+        let (_d, store) = store().await;
+        assert_eq!(store.operator_count().await.expect("count"), 0);
+        store
+            .add_key("alice", Role::Admin, &key("SHA256:a"))
+            .await
+            .expect("add");
+        store
+            .add_key("alice", Role::Operator, &key("SHA256:b"))
+            .await
+            .expect("second key");
+        let err = store.add_key("bob", Role::Operator, &key("SHA256:a")).await;
+        assert!(matches!(err, Err(StoreError::Conflict(_))), "{err:?}");
+        let op = store
+            .operator_by_fingerprint("SHA256:b")
+            .await
+            .expect("q")
+            .expect("found");
+        assert_eq!((op.name.as_str(), op.role), ("alice", Role::Admin));
+        assert_eq!(store.keys().await.expect("keys").len(), 2);
+        assert!(
+            store
+                .operator_by_fingerprint("SHA256:zz")
+                .await
+                .expect("q")
+                .is_none()
+        );
+    }
+
+    #[tokio::test]
+    async fn agents_round_trip_and_names_are_unique() {
+        let (_d, store) = store().await;
+        let agent = AgentRecord {
+            name: "a".into(),
+            host: "local".into(),
+            template: "shell".into(),
+            command: "$SHELL -l".into(),
+            workspace: String::new(),
+            spec: CreateRequest {
+                name: "a".into(),
+                template: "shell".into(),
+                command: AgentCommand::LoginShell,
+                restart_command: None,
+                workspace: WorkspaceSource::Empty,
+                env: BTreeMap::new(),
+                tags: BTreeMap::from([("k".into(), "v".into())]),
+                prompt: None,
+                size: None,
+                created_by: None,
+            },
+            tags: BTreeMap::from([("k".into(), "v".into())]),
+            status: AgentStatus::Creating,
+            exit_code: None,
+            pid: None,
+            last_activity: None,
+            created_at: now(),
+            created_by: Some("alice".into()),
+        };
+        store.insert_agent(&agent).await.expect("insert");
+        assert!(matches!(
+            store.insert_agent(&agent).await,
+            Err(StoreError::Conflict(_))
+        ));
+        store
+            .observe_agent(
+                "a",
+                &Observed {
+                    status: AgentStatus::Exited,
+                    exit_code: Some(3),
+                    pid: None,
+                    last_activity: None,
+                    workspace: Some("/w/a".into()),
+                },
+            )
+            .await
+            .expect("observe");
+        let back = store.agent("a").await.expect("q").expect("found");
+        assert_eq!(
+            (back.status, back.exit_code, back.workspace.as_str()),
+            (AgentStatus::Exited, Some(3), "/w/a")
+        );
+        assert_eq!(back.spec, agent.spec);
+        store.mark_host_agents_unknown("local").await.expect("mark");
+        assert_eq!(
+            store.agent("a").await.expect("q").expect("found").status,
+            AgentStatus::Unknown
+        );
+        assert!(store.delete_agent("a").await.expect("delete"));
+        assert!(store.agent("a").await.expect("q").is_none());
+    }
+
+    #[tokio::test]
+    async fn events_are_kept_in_order() {
+        let (_d, store) = store().await;
+        for i in 0..5 {
+            store
+                .record_event(&Event {
+                    kind: "command".into(),
+                    detail: format!("list {i}"),
+                    result: "ok".into(),
+                    agent: (i % 2 == 0).then(|| "a".to_owned()),
+                    ..Event::default()
+                })
+                .await
+                .expect("record");
+        }
+        let last = store.events(None, 2).await.expect("events");
+        assert_eq!(
+            last.iter().map(|e| e.detail.as_str()).collect::<Vec<_>>(),
+            ["list 3", "list 4"]
+        );
+        assert_eq!(store.events(Some("a"), 10).await.expect("events").len(), 3);
+    }
+}

@@ -1,0 +1,293 @@
+//! The JSON contract between the gateway and hostctl.
+//!
+//! Every type that crosses the process boundary (gateway → `hostctl VERB ... --json` on a host)
+//! lives here and only here. Changing a type in this module is an API change: bump
+//! [`API_VERSION`] when an old peer could misread the new shape. Decoding is lenient on purpose
+//! (unknown fields are ignored, new fields are optional) so a newer gateway can talk to an older
+//! hostctl and the other way round.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Version of this contract. hostctl reports it in `hostctl version --json`.
+pub const API_VERSION: u32 = 1;
+
+/// The longest agent name: a DNS label, so a name can also serve as a host alias.
+pub const MAX_AGENT_NAME_LEN: usize = 63;
+
+/// Checks an agent name: lowercase ASCII letters, digits and `-`, starting with a letter or a
+/// digit, at most [`MAX_AGENT_NAME_LEN`] characters.
+///
+/// Names end up in tmux targets, file paths and SSH usernames, so this check is the first line
+/// of defence against path traversal and option injection; both sides run it.
+pub fn validate_agent_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("an agent name cannot be empty".to_owned());
+    }
+    if name.len() > MAX_AGENT_NAME_LEN {
+        return Err(format!(
+            "agent name is {} characters long; the limit is {MAX_AGENT_NAME_LEN}",
+            name.len()
+        ));
+    }
+    if !name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit()) {
+        return Err(format!(
+            "invalid agent name '{}': it must start with a lowercase letter or a digit",
+            name.escape_debug()
+        ));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+    {
+        return Err(format!(
+            "invalid agent name '{}': '{}' is not allowed (use lowercase letters, digits and '-')",
+            name.escape_debug(),
+            bad.escape_debug()
+        ));
+    }
+    Ok(())
+}
+
+/// What an agent runs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AgentCommand {
+    /// The host user's login shell, interactive.
+    LoginShell,
+    /// A command line, run by the host user's login shell with `-c` (templates use this, so
+    /// that the user's PATH from their profile applies).
+    Shell { line: String },
+    /// An argument vector executed as it is, with no shell in between.
+    Argv { argv: Vec<String> },
+}
+
+impl AgentCommand {
+    /// A one-line rendering for tables and `info`. Not meant to be parsed back.
+    pub fn display(&self) -> String {
+        match self {
+            AgentCommand::LoginShell => "$SHELL -l".to_owned(),
+            AgentCommand::Shell { line } => line.clone(),
+            AgentCommand::Argv { argv } => argv
+                .iter()
+                .map(|a| {
+                    shlex::try_quote(a)
+                        .map(|q| q.into_owned())
+                        .unwrap_or_else(|_| a.escape_debug().to_string())
+                })
+                .collect::<Vec<_>>()
+                .join(" "),
+        }
+    }
+}
+
+/// Where an agent's workspace comes from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum WorkspaceSource {
+    /// A new, empty directory `workspaces/<name>/`, owned (and destroyed) by hostctl.
+    Empty,
+    /// An existing directory on the host. hostctl never deletes it.
+    Dir { path: PathBuf },
+    /// A clone of a git repository into `workspaces/<name>/`, checked out at `git_ref` if given.
+    Git {
+        url: String,
+        #[serde(default, rename = "ref")]
+        git_ref: Option<String>,
+    },
+}
+
+/// A terminal size in character cells.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TermSize {
+    pub cols: u16,
+    pub rows: u16,
+}
+
+impl Default for TermSize {
+    fn default() -> Self {
+        TermSize {
+            cols: 120,
+            rows: 40,
+        }
+    }
+}
+
+/// What the gateway asks for when it creates an agent (`hostctl create --json`, on stdin).
+/// hostctl stores it, with what it adds, as `agents/<name>/meta.json`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateRequest {
+    pub name: String,
+    #[serde(default = "default_template")]
+    pub template: String,
+    pub command: AgentCommand,
+    /// Used by `start` once the agent has run before (`claude --continue`, for example).
+    #[serde(default)]
+    pub restart_command: Option<AgentCommand>,
+    pub workspace: WorkspaceSource,
+    /// Environment of the agent's process, on top of the host user's own.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// Text typed into the agent once, when it first starts.
+    #[serde(default)]
+    pub prompt: Option<String>,
+    #[serde(default)]
+    pub size: Option<TermSize>,
+    /// Who asked, for the record.
+    #[serde(default)]
+    pub created_by: Option<String>,
+}
+
+fn default_template() -> String {
+    "shell".to_owned()
+}
+
+/// `agents/<name>/meta.json`: what was asked, plus what hostctl decided. The host describes
+/// itself with these files, so the gateway's view can always be rebuilt from the hosts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentMeta {
+    #[serde(flatten)]
+    pub request: CreateRequest,
+    /// The absolute path of the workspace on this host.
+    pub workspace_path: PathBuf,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+    /// How many times the agent's process was started (1 after `create`).
+    #[serde(default)]
+    pub starts: u32,
+}
+
+/// The state of an agent as its host sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HostAgentStatus {
+    /// Its tmux session exists and the process runs.
+    Running,
+    /// Its process ended; the session keeps the last screen (`remain-on-exit`).
+    Exited,
+    /// No tmux session: stopped by hand (or the host rebooted). The workspace is kept.
+    Stopped,
+}
+
+impl HostAgentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HostAgentStatus::Running => "running",
+            HostAgentStatus::Exited => "exited",
+            HostAgentStatus::Stopped => "stopped",
+        }
+    }
+}
+
+/// One agent, as `hostctl list --json` and `hostctl info NAME --json` report it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentInfo {
+    pub name: String,
+    pub status: HostAgentStatus,
+    /// The pid of the pane's process, while it runs.
+    #[serde(default)]
+    pub pid: Option<u32>,
+    /// The exit code, once the process has ended.
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    /// RFC 3339 time of the last output, when tmux knows it.
+    #[serde(default)]
+    pub last_activity: Option<String>,
+    /// Everything that was asked, so an agent unknown to the gateway can be adopted.
+    pub meta: AgentMeta,
+}
+
+/// `hostctl version --json`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionInfo {
+    pub version: String,
+    pub api_version: u32,
+    pub tmux: Option<String>,
+}
+
+/// What every failing `--json` verb prints on stdout (and exits non-zero).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorReply {
+    pub error: ErrorBody,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+/// Machine-readable failure classes, so the gateway can pick its exit status and hint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    NotFound,
+    AlreadyExists,
+    InvalidInput,
+    Failed,
+    #[serde(other)]
+    Other,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_accept_the_documented_alphabet() {
+        for good in ["a", "fix-ci", "0day", "a-b-c-9", &"x".repeat(63)] {
+            assert!(validate_agent_name(good).is_ok(), "{good}");
+        }
+    }
+
+    #[test]
+    fn names_refuse_everything_else() {
+        for bad in [
+            "",
+            "-x",
+            "Fix",
+            "a_b",
+            "a.b",
+            "a/b",
+            "../etc",
+            "a b",
+            "a;rm -rf",
+            "$(id)",
+            "ä",
+            &"x".repeat(64),
+        ] {
+            assert!(validate_agent_name(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn meta_round_trips_and_ignores_unknown_fields() {
+        let json = r#"{"name":"a","command":{"kind":"argv","argv":["sleep","1"]},
+            "workspace":{"kind":"git","url":"https://x/y.git","ref":"main"},
+            "workspace_path":"/w/a","created_at":"2026-01-01T00:00:00Z","future_field":1}"#;
+        let meta: AgentMeta = serde_json::from_str(json).expect("decodes");
+        assert_eq!(meta.request.template, "shell");
+        assert_eq!(
+            meta.request.workspace,
+            WorkspaceSource::Git {
+                url: "https://x/y.git".into(),
+                git_ref: Some("main".into())
+            }
+        );
+        let again: AgentMeta =
+            serde_json::from_str(&serde_json::to_string(&meta).expect("encodes")).expect("decodes");
+        assert_eq!(again, meta);
+    }
+
+    #[test]
+    fn argv_display_quotes_what_a_shell_would_split() {
+        let cmd = AgentCommand::Argv {
+            argv: vec!["echo".into(), "a b".into(), "it's".into()],
+        };
+        assert_eq!(cmd.display(), r#"echo 'a b' "it's""#);
+    }
+}

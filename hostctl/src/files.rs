@@ -1,0 +1,104 @@
+//! The agent files of one host, under `$AGENTGATE_HOME` (default `~/.agentgate`):
+//! `agents/<name>/meta.json`, `agents/<name>/output.log` and `workspaces/<name>/`.
+//!
+//! Every path is built from a name that passed [`crate::api::validate_agent_name`], so no
+//! path here can leave the home directory.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::api::AgentMeta;
+use crate::error::{Error, Result};
+
+#[derive(Clone, Debug)]
+pub struct Files {
+    home: PathBuf,
+}
+
+impl Files {
+    pub fn new(home: PathBuf) -> Files {
+        Files { home }
+    }
+
+    /// `$AGENTGATE_HOME`, else `$HOME/.agentgate`.
+    pub fn from_env() -> Result<Files> {
+        if let Some(home) = std::env::var_os("AGENTGATE_HOME").filter(|h| !h.is_empty()) {
+            return Ok(Files::new(PathBuf::from(home)));
+        }
+        let user_home = std::env::var_os("HOME")
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| Error::Failed("neither AGENTGATE_HOME nor HOME is set".into()))?;
+        Ok(Files::new(PathBuf::from(user_home).join(".agentgate")))
+    }
+
+    pub fn home(&self) -> &Path {
+        &self.home
+    }
+
+    pub fn agents_dir(&self) -> PathBuf {
+        self.home.join("agents")
+    }
+
+    pub fn agent_dir(&self, name: &str) -> PathBuf {
+        self.agents_dir().join(name)
+    }
+
+    pub fn meta_path(&self, name: &str) -> PathBuf {
+        self.agent_dir(name).join("meta.json")
+    }
+
+    pub fn log_path(&self, name: &str) -> PathBuf {
+        self.agent_dir(name).join("output.log")
+    }
+
+    /// Where hostctl puts a workspace it owns.
+    pub fn owned_workspace(&self, name: &str) -> PathBuf {
+        self.home.join("workspaces").join(name)
+    }
+
+    pub fn read_meta(&self, name: &str) -> Result<AgentMeta> {
+        let path = self.meta_path(name);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NotFound(name.to_owned()));
+            }
+            Err(e) => return Err(Error::io("reading", path)(e)),
+        };
+        serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Failed(format!("{} is not valid: {e}", path.display())))
+    }
+
+    /// Writes meta.json atomically (a temporary file renamed over the old one), so a crash
+    /// never leaves a half-written file behind.
+    pub fn write_meta(&self, meta: &AgentMeta) -> Result<()> {
+        let path = self.meta_path(&meta.request.name);
+        let tmp = path.with_extension("json.tmp");
+        let json = serde_json::to_vec_pretty(meta)
+            .map_err(|e| Error::Failed(format!("encoding meta.json: {e}")))?;
+        let mut file = std::fs::File::create(&tmp).map_err(Error::io("creating", &tmp))?;
+        file.write_all(&json)
+            .and_then(|()| file.write_all(b"\n"))
+            .and_then(|()| file.sync_all())
+            .map_err(Error::io("writing", &tmp))?;
+        std::fs::rename(&tmp, &path).map_err(Error::io("renaming", &tmp))
+    }
+
+    /// Names of every agent that has a meta.json, sorted.
+    pub fn agent_names(&self) -> Result<Vec<String>> {
+        let dir = self.agents_dir();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io("reading", dir)(e)),
+        };
+        let mut names: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| crate::api::validate_agent_name(n).is_ok())
+            .filter(|n| self.meta_path(n).is_file())
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+}

@@ -1,0 +1,22 @@
+//! hostctl: the host side of agentgate.
+//!
+//! It owns tmux and the agent files on one host, and nothing else: it knows no operators, no
+//! gateway state and no network. The gateway reaches every host, its own included, through the
+//! `hostctl VERB ... --json` contract whose types are in [`api`].
+//!
+//! - [`api`]: the JSON contract (the only types that cross the process boundary).
+//! - [`files`]: `$AGENTGATE_HOME/agents/<name>/` and `workspaces/<name>/`.
+//! - [`tmux`]: the tmux driver, the only code that runs tmux.
+//! - [`verbs`]: create, list, info, stop, start, destroy, logs, send, attach.
+
+pub mod api;
+pub mod error;
+pub mod files;
+pub mod tmux;
+pub mod verbs;
+
+pub use error::{Error, Result};
+pub use verbs::HostCtl;
+
+/// This build's version, reported by `hostctl version`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

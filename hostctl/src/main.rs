@@ -1,0 +1,250 @@
+//! The `hostctl` binary: parses arguments, calls [`hostctl::HostCtl`], prints the result.
+//!
+//! With `--json`, success prints the result as JSON on stdout and exits 0; failure prints an
+//! [`hostctl::api::ErrorReply`] on stdout and exits 1 (2 for bad input). Without `--json` the
+//! output is for people.
+
+use std::io::{Read, Write};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use hostctl::api::{CreateRequest, ErrorBody, ErrorCode, ErrorReply, TermSize, VersionInfo};
+use hostctl::{Error, HostCtl};
+use serde::Serialize;
+
+#[derive(Parser)]
+#[command(
+    name = "hostctl",
+    version,
+    about = "The host side of agentgate: agents in tmux on this machine"
+)]
+struct Cli {
+    #[command(subcommand)]
+    verb: Verb,
+}
+
+#[derive(Subcommand)]
+enum Verb {
+    /// Create an agent from a JSON CreateRequest read on stdin.
+    Create {
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the agents on this host.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one agent.
+    Info {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// End an agent's session, keeping its workspace.
+    Stop {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start a stopped or exited agent again.
+    Start {
+        name: String,
+        #[arg(long)]
+        cols: Option<u16>,
+        #[arg(long)]
+        rows: Option<u16>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// End an agent's session and delete its files and the workspace hostctl created.
+    Destroy {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print an agent's output.
+    Logs {
+        name: String,
+        /// Only the last N lines.
+        #[arg(short = 'n', long = "lines")]
+        lines: Option<usize>,
+        /// Keep printing new output.
+        #[arg(short, long)]
+        follow: bool,
+        /// Keep terminal escape sequences.
+        #[arg(long)]
+        raw: bool,
+    },
+    /// Type text into an agent, then Enter. Without TEXT (or with -), the text is read on stdin.
+    Send {
+        name: String,
+        text: Vec<String>,
+        /// Do not press Enter after the text.
+        #[arg(long)]
+        no_enter: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Attach this terminal to an agent's tmux session.
+    Attach { name: String },
+    /// Print hostctl's version, its API version and tmux's version.
+    Version {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let ctl = match HostCtl::from_env() {
+        Ok(c) => c,
+        Err(e) => return fail(&e, false),
+    };
+    match cli.verb {
+        Verb::Create { json } => {
+            let mut input = String::new();
+            if let Err(e) = std::io::stdin().read_to_string(&mut input) {
+                return fail(&Error::InvalidInput(format!("reading stdin: {e}")), json);
+            }
+            let request: CreateRequest = match serde_json::from_str(&input) {
+                Ok(r) => r,
+                Err(e) => {
+                    return fail(
+                        &Error::InvalidInput(format!("stdin is not a CreateRequest: {e}")),
+                        json,
+                    );
+                }
+            };
+            report(ctl.create(request), json, |i| {
+                format!("created {} ({})", i.name, i.status.as_str())
+            })
+        }
+        Verb::List { json } => report(ctl.list(), json, |agents| {
+            agents
+                .iter()
+                .map(|a| format!("{}\t{}", a.name, a.status.as_str()))
+                .collect::<Vec<_>>()
+                .join("\n")
+        }),
+        Verb::Info { name, json } => report(ctl.info(&name), json, |i| {
+            serde_json::to_string_pretty(i).unwrap_or_default()
+        }),
+        Verb::Stop { name, json } => {
+            report(ctl.stop(&name), json, |i| format!("stopped {}", i.name))
+        }
+        Verb::Start {
+            name,
+            cols,
+            rows,
+            json,
+        } => {
+            let size = match (cols, rows) {
+                (Some(cols), Some(rows)) => Some(TermSize { cols, rows }),
+                _ => None,
+            };
+            report(ctl.start(&name, size), json, |i| {
+                format!("{} is {}", i.name, i.status.as_str())
+            })
+        }
+        Verb::Destroy { name, json } => report(
+            ctl.destroy(&name)
+                .map(|()| serde_json::json!({ "destroyed": name })),
+            json,
+            |_| "destroyed".to_owned(),
+        ),
+        Verb::Logs {
+            name,
+            lines,
+            follow,
+            raw,
+        } => {
+            let stdout = std::io::stdout();
+            let mut lock = stdout.lock();
+            match ctl.logs(&name, lines, follow, raw, &mut lock) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(&e, false),
+            }
+        }
+        Verb::Send {
+            name,
+            text,
+            no_enter,
+            json,
+        } => {
+            let text = if text.is_empty() || text == ["-"] {
+                let mut input = String::new();
+                if let Err(e) = std::io::stdin().read_to_string(&mut input) {
+                    return fail(&Error::InvalidInput(format!("reading stdin: {e}")), json);
+                }
+                // A trailing newline is the end of the input, not a key press.
+                input.strip_suffix('\n').unwrap_or(&input).to_owned()
+            } else {
+                text.join(" ")
+            };
+            report(
+                ctl.send(&name, &text, !no_enter)
+                    .map(|()| serde_json::json!({ "sent": name })),
+                json,
+                |_| "sent".to_owned(),
+            )
+        }
+        Verb::Attach { name } => match ctl.attach(&name) {
+            Ok(never) => match never {},
+            Err(e) => fail(&e, false),
+        },
+        Verb::Version { json } => {
+            let info = VersionInfo {
+                version: hostctl::VERSION.to_owned(),
+                api_version: hostctl::api::API_VERSION,
+                tmux: hostctl::tmux::Tmux::version(),
+            };
+            report(Ok(info), json, |v| {
+                format!(
+                    "hostctl {} (api {}, {})",
+                    v.version,
+                    v.api_version,
+                    v.tmux.as_deref().unwrap_or("tmux not found")
+                )
+            })
+        }
+    }
+}
+
+fn report<T: Serialize>(
+    result: hostctl::Result<T>,
+    json: bool,
+    human: impl FnOnce(&T) -> String,
+) -> ExitCode {
+    match result {
+        Ok(value) => {
+            let text = if json {
+                serde_json::to_string(&value).unwrap_or_default()
+            } else {
+                human(&value)
+            };
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e, json),
+    }
+}
+
+fn fail(error: &Error, json: bool) -> ExitCode {
+    if json {
+        let reply = ErrorReply {
+            error: ErrorBody {
+                code: error.code(),
+                message: error.to_string(),
+            },
+        };
+        println!("{}", serde_json::to_string(&reply).unwrap_or_default());
+    } else {
+        eprintln!("hostctl: error: {error}");
+    }
+    match error.code() {
+        ErrorCode::InvalidInput => ExitCode::from(2),
+        _ => ExitCode::from(1),
+    }
+}

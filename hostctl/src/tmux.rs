@@ -1,0 +1,343 @@
+//! The tmux driver: the only code in agentgate that runs tmux.
+//!
+//! All agents of a host live on one dedicated tmux server (`tmux -L agentgate`, or the name in
+//! `$AGENTGATE_TMUX_SOCKET`), so they never mix with the user's own tmux. Session name = agent
+//! name. The server reads agentgate's own `tmux.conf` (in `$AGENTGATE_HOME`), never the user's.
+//!
+//! tmux is always run with an argument vector, never through a shell. One tmux rule still
+//! applies to command-line arguments: an argument ending in `;` separates commands. Every
+//! argument goes through [`escape_arg`] so that user text can never become a tmux command.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::api::TermSize;
+use crate::error::{Error, Result};
+
+/// The socket name of agentgate's tmux server unless `$AGENTGATE_TMUX_SOCKET` says otherwise.
+pub const DEFAULT_SOCKET_NAME: &str = "agentgate";
+
+const CONFIG: &str = "\
+# agentgate's tmux server. Written by hostctl when missing; edit it freely.
+# The agent's pane stays when its process exits, so its last screen and exit code remain.
+set-window-option -g remain-on-exit on
+set-option -g history-limit 50000
+set-option -g status-left '[#S] '
+set-option -g status-left-length 40
+set-option -g set-titles on
+set-option -g set-titles-string '#S'
+set-option -g default-terminal 'screen-256color'
+";
+
+/// The state of one pane, from `list-panes`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pane {
+    pub session: String,
+    pub pid: Option<u32>,
+    pub dead: bool,
+    pub dead_status: Option<i32>,
+    pub activity: Option<i64>,
+}
+
+/// What to run in a new session.
+pub struct NewSession<'a> {
+    pub name: &'a str,
+    pub cwd: &'a Path,
+    pub size: TermSize,
+    pub env: Vec<(String, String)>,
+    pub argv: Vec<String>,
+    /// Where the pane's output is appended (tmux `pipe-pane`).
+    pub log_path: &'a Path,
+}
+
+#[derive(Clone, Debug)]
+pub struct Tmux {
+    socket_name: String,
+    config_path: PathBuf,
+}
+
+impl Tmux {
+    /// The tmux server of the host whose agent files are in `home`.
+    pub fn new(home: &Path) -> Tmux {
+        let socket_name = std::env::var("AGENTGATE_TMUX_SOCKET")
+            .ok()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| DEFAULT_SOCKET_NAME.to_owned());
+        Tmux {
+            socket_name,
+            config_path: home.join("tmux.conf"),
+        }
+    }
+
+    pub fn socket_name(&self) -> &str {
+        &self.socket_name
+    }
+
+    /// A `tmux` command on agentgate's server, ready for arguments.
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new("tmux");
+        cmd.arg("-L")
+            .arg(&self.socket_name)
+            .arg("-f")
+            .arg(&self.config_path)
+            // hostctl may itself run inside tmux; the variable would make tmux refuse to nest.
+            .env_remove("TMUX")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn ensure_config(&self) -> Result<()> {
+        if self.config_path.exists() {
+            return Ok(());
+        }
+        if let Some(dir) = self.config_path.parent() {
+            std::fs::create_dir_all(dir).map_err(Error::io("creating", dir))?;
+        }
+        std::fs::write(&self.config_path, CONFIG).map_err(Error::io("writing", &self.config_path))
+    }
+
+    fn run(&self, what: &'static str, args: &[OsString]) -> Result<String> {
+        let mut cmd = self.command();
+        cmd.args(args);
+        let output = cmd.output().map_err(|source| Error::Spawn {
+            program: "tmux".into(),
+            source,
+        })?;
+        if output.status.success() {
+            return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
+        }
+        Err(Error::Command {
+            what,
+            argv: render_argv(&cmd),
+            status: output.status.to_string(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        })
+    }
+
+    /// Every pane on the server; an empty list when the server is not running.
+    pub fn panes(&self) -> Result<Vec<Pane>> {
+        let format =
+            "#{session_name}\t#{pane_pid}\t#{pane_dead}\t#{pane_dead_status}\t#{window_activity}";
+        match self.run(
+            "listing tmux panes",
+            &args(["list-panes", "-a", "-F", format]),
+        ) {
+            Ok(out) => Ok(out.lines().filter_map(parse_pane_line).collect()),
+            Err(Error::Command { stderr, .. }) if no_server(&stderr) => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn pane(&self, session: &str) -> Result<Option<Pane>> {
+        Ok(self.panes()?.into_iter().find(|p| p.session == session))
+    }
+
+    /// Creates a detached session running `argv`, with its output appended to the log.
+    ///
+    /// The session and its `pipe-pane` are one tmux command list: the server runs the whole
+    /// list before it reads any output from the new pane, so no early output is lost.
+    pub fn new_session(&self, spec: &NewSession<'_>) -> Result<()> {
+        self.ensure_config()?;
+        let mut a: Vec<OsString> = Vec::new();
+        // The option is also set here, not only in tmux.conf: the server may predate the file.
+        a.extend(args([
+            "set-window-option",
+            "-g",
+            "remain-on-exit",
+            "on",
+            ";",
+        ]));
+        a.extend(args(["new-session", "-d", "-s"]));
+        a.push(escape_arg(spec.name));
+        a.extend(args([
+            "-x",
+            &spec.size.cols.to_string(),
+            "-y",
+            &spec.size.rows.to_string(),
+        ]));
+        a.push("-c".into());
+        a.push(escape_arg(&spec.cwd.to_string_lossy()));
+        for (key, value) in &spec.env {
+            a.push("-e".into());
+            a.push(escape_arg(&format!("{key}={value}")));
+        }
+        a.push("--".into());
+        a.extend(spec.argv.iter().map(|s| escape_arg(s)));
+        a.push(";".into());
+        a.extend(args(["pipe-pane", "-t"]));
+        a.push(escape_arg(&pane_target(spec.name)));
+        let log = spec.log_path.to_string_lossy();
+        let quoted = shlex::try_quote(&log)
+            .map_err(|_| Error::InvalidInput(format!("unusable log path {log:?}")))?;
+        // pipe-pane's command is expanded as a tmux format before the shell sees it.
+        a.push(escape_arg(&format!(
+            "exec cat >> {}",
+            quoted.replace('#', "##")
+        )));
+        self.run("starting the agent's tmux session", &a).map(drop)
+    }
+
+    pub fn kill_session(&self, name: &str) -> Result<()> {
+        match self.run(
+            "ending the agent's tmux session",
+            &[
+                "kill-session".into(),
+                "-t".into(),
+                escape_arg(&session_target(name)),
+            ],
+        ) {
+            Ok(_) => Ok(()),
+            Err(Error::Command { stderr, .. })
+                if no_server(&stderr) || stderr.contains("can't find session") =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Types `text` into the agent's pane as it is (tmux `send-keys -l`), then Enter if asked.
+    pub fn send_text(&self, name: &str, text: &str, enter: bool) -> Result<()> {
+        let target = escape_arg(&pane_target(name));
+        if !text.is_empty() {
+            self.run(
+                "typing into the agent",
+                &[
+                    "send-keys".into(),
+                    "-t".into(),
+                    target.clone(),
+                    "-l".into(),
+                    "--".into(),
+                    escape_arg(text),
+                ],
+            )?;
+        }
+        if enter {
+            self.run(
+                "typing into the agent",
+                &["send-keys".into(), "-t".into(), target, "Enter".into()],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The visible screen of the agent's pane, as plain text.
+    pub fn capture(&self, name: &str) -> Result<String> {
+        self.run(
+            "reading the agent's screen",
+            &[
+                "capture-pane".into(),
+                "-p".into(),
+                "-t".into(),
+                escape_arg(&pane_target(name)),
+            ],
+        )
+    }
+
+    /// The command that attaches the calling terminal to the agent's session.
+    pub fn attach_command(&self, name: &str) -> Command {
+        let mut cmd = self.command();
+        cmd.arg("attach-session")
+            .arg("-t")
+            .arg(escape_arg(&session_target(name)))
+            .stdin(Stdio::inherit());
+        cmd
+    }
+
+    /// `tmux -V`, if tmux is installed.
+    pub fn version() -> Option<String> {
+        let out = Command::new("tmux").arg("-V").output().ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+}
+
+/// `=NAME`: an exact session match (a bare name would also match a prefix of another name).
+fn session_target(name: &str) -> String {
+    format!("={name}")
+}
+
+/// `=NAME:`: the current pane of the session named exactly NAME.
+fn pane_target(name: &str) -> String {
+    format!("={name}:")
+}
+
+/// Protects an argument from tmux's command-line rule that an argument ending in `;` ends a
+/// command: tmux turns a trailing `\;` back into `;`.
+pub fn escape_arg(arg: &str) -> OsString {
+    match arg.strip_suffix(';') {
+        Some(head) => format!("{head}\\;").into(),
+        None => arg.into(),
+    }
+}
+
+fn args<const N: usize>(a: [&str; N]) -> Vec<OsString> {
+    a.iter().map(OsString::from).collect()
+}
+
+fn no_server(stderr: &str) -> bool {
+    stderr.contains("no server running") || stderr.contains("error connecting to")
+}
+
+fn parse_pane_line(line: &str) -> Option<Pane> {
+    let mut fields = line.split('\t');
+    let session = fields.next()?.to_owned();
+    let pid = fields.next()?.parse().ok();
+    let dead = fields.next()? == "1";
+    let dead_status = fields.next()?.parse().ok();
+    let activity = fields.next().and_then(|s| s.parse().ok());
+    Some(Pane {
+        session,
+        pid: if dead { None } else { pid },
+        dead,
+        dead_status: if dead { dead_status } else { None },
+        activity,
+    })
+}
+
+fn render_argv(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| {
+            let s = a.to_string_lossy();
+            shlex::try_quote(&s)
+                .map(|q| q.into_owned())
+                .unwrap_or_else(|_| s.escape_debug().to_string())
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trailing_semicolons_are_escaped_for_tmux() {
+        assert_eq!(escape_arg("ls;"), OsString::from("ls\\;"));
+        assert_eq!(escape_arg(";"), OsString::from("\\;"));
+        assert_eq!(escape_arg("a\\;"), OsString::from("a\\\\;"));
+        assert_eq!(escape_arg("a;b"), OsString::from("a;b"));
+    }
+
+    #[test]
+    fn pane_lines_parse_live_and_dead_panes() {
+        assert_eq!(
+            parse_pane_line("fix-ci\t42\t0\t\t1700000000"),
+            Some(Pane {
+                session: "fix-ci".into(),
+                pid: Some(42),
+                dead: false,
+                dead_status: None,
+                activity: Some(1_700_000_000),
+            })
+        );
+        let dead = parse_pane_line("x\t42\t1\t3\t").expect("parses");
+        assert!(dead.dead);
+        assert_eq!(dead.dead_status, Some(3));
+        assert_eq!(dead.pid, None);
+        assert_eq!(parse_pane_line("garbage"), None);
+    }
+}

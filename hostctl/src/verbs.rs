@@ -1,0 +1,606 @@
+//! The verbs of hostctl, as a library: create, list, info, stop, start, destroy, logs, send.
+//! The binary in `main.rs` only parses arguments and prints what these return.
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::api::{
+    AgentCommand, AgentInfo, AgentMeta, CreateRequest, HostAgentStatus, TermSize, WorkspaceSource,
+    validate_agent_name,
+};
+use crate::error::{Error, Result};
+use crate::files::Files;
+use crate::tmux::{NewSession, Pane, Tmux};
+
+/// How long `create --prompt` waits for the agent's screen to settle before typing.
+const PROMPT_READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// The screen must stay unchanged this long to count as settled.
+const PROMPT_QUIET: Duration = Duration::from_millis(600);
+
+/// One host's agents: its files and its tmux server.
+#[derive(Clone, Debug)]
+pub struct HostCtl {
+    pub files: Files,
+    pub tmux: Tmux,
+}
+
+impl HostCtl {
+    pub fn new(files: Files) -> HostCtl {
+        let tmux = Tmux::new(files.home());
+        HostCtl { files, tmux }
+    }
+
+    pub fn from_env() -> Result<HostCtl> {
+        Ok(HostCtl::new(Files::from_env()?))
+    }
+
+    pub fn create(&self, request: CreateRequest) -> Result<AgentInfo> {
+        validate_request(&request)?;
+        let name = request.name.clone();
+        std::fs::create_dir_all(self.files.agents_dir())
+            .map_err(Error::io("creating", self.files.agents_dir()))?;
+        let agent_dir = self.files.agent_dir(&name);
+        // create_dir (not create_dir_all) is the lock: two creates of one name cannot both win.
+        match std::fs::create_dir(&agent_dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(Error::AlreadyExists(format!(
+                    "an agent named '{name}' already exists on this host"
+                )));
+            }
+            Err(e) => return Err(Error::io("creating", agent_dir)(e)),
+        }
+        match self.create_in(request) {
+            Ok(info) => Ok(info),
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&agent_dir);
+                Err(e)
+            }
+        }
+    }
+
+    fn create_in(&self, request: CreateRequest) -> Result<AgentInfo> {
+        let name = request.name.clone();
+        let workspace_path = self.prepare_workspace(&name, &request.workspace)?;
+        let mut meta = AgentMeta {
+            request,
+            workspace_path,
+            created_at: now_rfc3339(),
+            starts: 0,
+        };
+        self.files.write_meta(&meta)?;
+        if let Err(e) = self.start_process(&mut meta) {
+            if owns_workspace(&meta.request.workspace) {
+                let _ = std::fs::remove_dir_all(&meta.workspace_path);
+            }
+            return Err(e);
+        }
+        if let Some(prompt) = meta.request.prompt.clone() {
+            self.wait_until_settled(&name);
+            self.tmux.send_text(&name, &prompt, true)?;
+        }
+        self.info(&name)
+    }
+
+    fn prepare_workspace(&self, name: &str, source: &WorkspaceSource) -> Result<PathBuf> {
+        match source {
+            WorkspaceSource::Dir { path } => {
+                if !path.is_absolute() {
+                    return Err(Error::InvalidInput(format!(
+                        "workspace directory {} is not an absolute path",
+                        path.display()
+                    )));
+                }
+                if !path.is_dir() {
+                    return Err(Error::InvalidInput(format!(
+                        "workspace directory {} does not exist on this host (create it first, or leave out --dir)",
+                        path.display()
+                    )));
+                }
+                path.canonicalize().map_err(Error::io("resolving", path))
+            }
+            WorkspaceSource::Empty | WorkspaceSource::Git { .. } => {
+                let path = self.files.owned_workspace(name);
+                if path.exists() {
+                    return Err(Error::AlreadyExists(format!(
+                        "a workspace {} is already there, left by an earlier agent; move it away first",
+                        path.display()
+                    )));
+                }
+                let parent = path.parent().unwrap_or(self.files.home());
+                std::fs::create_dir_all(parent).map_err(Error::io("creating", parent))?;
+                match source {
+                    WorkspaceSource::Git { url, git_ref } => {
+                        git_clone(url, git_ref.as_deref(), &path)?;
+                    }
+                    _ => std::fs::create_dir(&path).map_err(Error::io("creating", &path))?,
+                }
+                Ok(path)
+            }
+        }
+    }
+
+    /// Starts the agent's tmux session from its meta.json, with the restart command when the
+    /// agent has run before and has one.
+    fn start_process(&self, meta: &mut AgentMeta) -> Result<()> {
+        let name = meta.request.name.clone();
+        let command = match (&meta.request.restart_command, meta.starts) {
+            (Some(restart), n) if n > 0 => restart.clone(),
+            _ => meta.request.command.clone(),
+        };
+        let mut env: Vec<(String, String)> = meta
+            .request
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        env.push(("AGENTGATE_AGENT".into(), name.clone()));
+        env.push((
+            "AGENTGATE_WORKSPACE".into(),
+            meta.workspace_path.to_string_lossy().into_owned(),
+        ));
+        let log_path = self.files.log_path(&name);
+        self.tmux.new_session(&NewSession {
+            name: &name,
+            cwd: &meta.workspace_path,
+            size: meta.request.size.unwrap_or_default(),
+            env,
+            argv: command_argv(&command),
+            log_path: &log_path,
+        })?;
+        meta.starts += 1;
+        self.files.write_meta(meta)
+    }
+
+    /// Waits (bounded) until the agent's screen shows something and stops changing, so that
+    /// typed text reaches the program rather than its start-up.
+    fn wait_until_settled(&self, name: &str) {
+        let started = Instant::now();
+        let mut last = String::new();
+        let mut last_change = Instant::now();
+        while started.elapsed() < PROMPT_READY_TIMEOUT {
+            std::thread::sleep(Duration::from_millis(100));
+            let screen = match self.tmux.capture(name) {
+                Ok(s) => s,
+                Err(_) => return,
+            };
+            if screen != last {
+                last = screen;
+                last_change = Instant::now();
+            } else if !last.trim().is_empty() && last_change.elapsed() >= PROMPT_QUIET {
+                return;
+            }
+        }
+    }
+
+    pub fn list(&self) -> Result<Vec<AgentInfo>> {
+        let panes = self.tmux.panes()?;
+        let mut out = Vec::new();
+        for name in self.files.agent_names()? {
+            // A meta.json that cannot be read is skipped here and reported by `info`.
+            if let Ok(meta) = self.files.read_meta(&name) {
+                let pane = panes.iter().find(|p| p.session == name);
+                out.push(agent_info(meta, pane));
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn info(&self, name: &str) -> Result<AgentInfo> {
+        check_name(name)?;
+        let meta = self.files.read_meta(name)?;
+        let pane = self.tmux.pane(name)?;
+        Ok(agent_info(meta, pane.as_ref()))
+    }
+
+    /// Ends the agent's session; the workspace and files stay. Stopping a stopped agent is
+    /// not an error.
+    pub fn stop(&self, name: &str) -> Result<AgentInfo> {
+        check_name(name)?;
+        self.files.read_meta(name)?;
+        self.tmux.kill_session(name)?;
+        self.info(name)
+    }
+
+    /// Starts a stopped or exited agent again; a running agent is left as it is.
+    pub fn start(&self, name: &str, size: Option<TermSize>) -> Result<AgentInfo> {
+        check_name(name)?;
+        let mut meta = self.files.read_meta(name)?;
+        match self.tmux.pane(name)? {
+            Some(pane) if !pane.dead => return self.info(name),
+            Some(_) => self.tmux.kill_session(name)?,
+            None => {}
+        }
+        if let Some(size) = size {
+            meta.request.size = Some(size);
+        }
+        if !meta.workspace_path.is_dir() {
+            return Err(Error::Failed(format!(
+                "the workspace {} is gone; recreate the agent",
+                meta.workspace_path.display()
+            )));
+        }
+        self.start_process(&mut meta)?;
+        self.info(name)
+    }
+
+    /// Ends the session and deletes the agent's files and the workspace hostctl created
+    /// (a `--dir` workspace belongs to the user and is never deleted).
+    pub fn destroy(&self, name: &str) -> Result<()> {
+        check_name(name)?;
+        let meta = self.files.read_meta(name)?;
+        self.tmux.kill_session(name)?;
+        if owns_workspace(&meta.request.workspace) {
+            let owned = self.files.owned_workspace(name);
+            if owned.exists() {
+                std::fs::remove_dir_all(&owned).map_err(Error::io("removing", &owned))?;
+            }
+        }
+        let dir = self.files.agent_dir(name);
+        std::fs::remove_dir_all(&dir).map_err(Error::io("removing", dir))
+    }
+
+    /// Types text into the agent, then Enter unless `enter` is false.
+    pub fn send(&self, name: &str, text: &str, enter: bool) -> Result<()> {
+        check_name(name)?;
+        self.files.read_meta(name)?;
+        match self.tmux.pane(name)? {
+            Some(pane) if !pane.dead => self.tmux.send_text(name, text, enter),
+            Some(_) => Err(Error::Failed(format!(
+                "agent '{name}' has exited; start it first (start {name})"
+            ))),
+            None => Err(Error::Failed(format!(
+                "agent '{name}' is stopped; start it first (start {name})"
+            ))),
+        }
+    }
+
+    /// Writes the last `lines` lines of the agent's output (all of it for `None`), then, with
+    /// `follow`, keeps writing what the agent prints until the writer fails.
+    pub fn logs(
+        &self,
+        name: &str,
+        lines: Option<usize>,
+        follow: bool,
+        raw: bool,
+        out: &mut dyn Write,
+    ) -> Result<()> {
+        check_name(name)?;
+        self.files.read_meta(name)?;
+        let path = self.files.log_path(name);
+        let mut file = match std::fs::File::open(&path) {
+            Ok(f) => Some(f),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(Error::io("opening", path)(e)),
+        };
+        let mut sink = LogSink::new(out, raw);
+        if let Some(file) = file.as_mut() {
+            let start = match lines {
+                Some(n) => tail_offset(file, n).map_err(Error::io("reading", &path))?,
+                None => 0,
+            };
+            file.seek(SeekFrom::Start(start))
+                .map_err(Error::io("reading", &path))?;
+            copy_to_sink(file, &mut sink).map_err(Error::io("reading", &path))?;
+        }
+        sink.flush().map_err(Error::io("writing", "stdout"))?;
+        if !follow {
+            return Ok(());
+        }
+        loop {
+            std::thread::sleep(Duration::from_millis(150));
+            if file.is_none() {
+                file = std::fs::File::open(&path).ok();
+            }
+            if let Some(f) = file.as_mut() {
+                // A write error means the reader went away: that ends `-f`.
+                if copy_to_sink(f, &mut sink).is_err() || sink.flush().is_err() {
+                    return Ok(());
+                }
+            }
+            if !self.files.meta_path(name).exists() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Replaces this process with `tmux attach` to the agent's session.
+    pub fn attach(&self, name: &str) -> Result<std::convert::Infallible> {
+        use std::os::unix::process::CommandExt;
+        check_name(name)?;
+        self.files.read_meta(name)?;
+        if self.tmux.pane(name)?.is_none() {
+            return Err(Error::Failed(format!(
+                "agent '{name}' is stopped; start it first (start {name})"
+            )));
+        }
+        let err = self.tmux.attach_command(name).exec();
+        Err(Error::Spawn {
+            program: "tmux".into(),
+            source: err,
+        })
+    }
+}
+
+fn check_name(name: &str) -> Result<()> {
+    validate_agent_name(name).map_err(Error::InvalidInput)
+}
+
+fn validate_request(request: &CreateRequest) -> Result<()> {
+    check_name(&request.name)?;
+    for key in request.env.keys() {
+        validate_env_key(key)?;
+    }
+    if let AgentCommand::Argv { argv } = &request.command
+        && argv.first().is_none_or(|a| a.is_empty())
+    {
+        return Err(Error::InvalidInput("the agent's command is empty".into()));
+    }
+    if let WorkspaceSource::Git { url, git_ref } = &request.workspace {
+        if url.is_empty() || url.starts_with('-') {
+            return Err(Error::InvalidInput(format!("'{url}' is not a git URL")));
+        }
+        if git_ref
+            .as_deref()
+            .is_some_and(|r| r.is_empty() || r.starts_with('-'))
+        {
+            return Err(Error::InvalidInput(
+                "a git ref cannot be empty or start with '-'".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Environment variable names: a letter or `_`, then letters, digits and `_`.
+pub fn validate_env_key(key: &str) -> Result<()> {
+    let ok = key.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidInput(format!(
+            "'{}' is not a valid environment variable name",
+            key.escape_debug()
+        )))
+    }
+}
+
+fn owns_workspace(source: &WorkspaceSource) -> bool {
+    !matches!(source, WorkspaceSource::Dir { .. })
+}
+
+/// The argv tmux runs for an agent command. tmux hands a single argument to a shell, so a
+/// one-word argv goes through `env` to keep it an argv.
+fn command_argv(command: &AgentCommand) -> Vec<String> {
+    let shell = login_shell();
+    match command {
+        AgentCommand::LoginShell => vec![shell, "-l".into()],
+        AgentCommand::Shell { line } => vec![shell, "-l".into(), "-c".into(), line.clone()],
+        AgentCommand::Argv { argv } if argv.len() == 1 => {
+            vec!["env".into(), "--".into(), argv[0].clone()]
+        }
+        AgentCommand::Argv { argv } => argv.clone(),
+    }
+}
+
+fn login_shell() -> String {
+    std::env::var("SHELL")
+        .ok()
+        .filter(|s| s.starts_with('/') && Path::new(s).exists())
+        .unwrap_or_else(|| "/bin/sh".to_owned())
+}
+
+fn git_clone(url: &str, git_ref: Option<&str>, dest: &Path) -> Result<()> {
+    let mut clone = Command::new("git");
+    clone
+        .args(["clone", "--quiet", "--"])
+        .arg(url)
+        .arg(dest)
+        .env("GIT_TERMINAL_PROMPT", "0");
+    run_checked("cloning the git repository", clone)?;
+    if let Some(r) = git_ref {
+        let mut checkout = Command::new("git");
+        checkout
+            .arg("-C")
+            .arg(dest)
+            .args(["checkout", "--quiet", r, "--"]);
+        if let Err(e) = run_checked("checking out the git ref", checkout) {
+            let _ = std::fs::remove_dir_all(dest);
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+fn run_checked(what: &'static str, mut cmd: Command) -> Result<()> {
+    cmd.stdin(Stdio::null());
+    let argv = format!("{cmd:?}");
+    let out = cmd.output().map_err(|source| Error::Spawn {
+        program: cmd.get_program().to_string_lossy().into_owned(),
+        source,
+    })?;
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(Error::Command {
+        what,
+        argv,
+        status: out.status.to_string(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}
+
+fn agent_info(meta: AgentMeta, pane: Option<&Pane>) -> AgentInfo {
+    let (status, pid, exit_code) = match pane {
+        Some(p) if p.dead => (HostAgentStatus::Exited, None, p.dead_status),
+        Some(p) => (HostAgentStatus::Running, p.pid, None),
+        None => (HostAgentStatus::Stopped, None, None),
+    };
+    AgentInfo {
+        name: meta.request.name.clone(),
+        status,
+        pid,
+        exit_code,
+        last_activity: pane.and_then(|p| p.activity).and_then(unix_to_rfc3339),
+        meta,
+    }
+}
+
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+fn unix_to_rfc3339(secs: i64) -> Option<String> {
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .ok()?
+        .format(&time::format_description::well_known::Rfc3339)
+        .ok()
+}
+
+/// The byte offset where the last `lines` lines of `file` begin.
+fn tail_offset(file: &mut std::fs::File, lines: usize) -> std::io::Result<u64> {
+    let len = file.seek(SeekFrom::End(0))?;
+    if lines == 0 {
+        return Ok(len);
+    }
+    let mut pos = len;
+    let mut newlines = 0usize;
+    let mut buf = vec![0u8; 64 * 1024];
+    // A final newline ends the last line rather than starting an empty one.
+    let mut skip_last_newline = true;
+    while pos > 0 {
+        let chunk = buf.len().min(pos as usize);
+        pos -= chunk as u64;
+        file.seek(SeekFrom::Start(pos))?;
+        file.read_exact(&mut buf[..chunk])?;
+        for i in (0..chunk).rev() {
+            if buf[i] != b'\n' {
+                skip_last_newline = false;
+                continue;
+            }
+            if skip_last_newline {
+                skip_last_newline = false;
+                continue;
+            }
+            newlines += 1;
+            if newlines == lines {
+                return Ok(pos + i as u64 + 1);
+            }
+        }
+    }
+    Ok(0)
+}
+
+fn copy_to_sink(file: &mut std::fs::File, sink: &mut LogSink<'_>) -> std::io::Result<()> {
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        sink.write_all(&buf[..n])?;
+    }
+}
+
+/// Where log bytes go: as they are with `--raw`, else with terminal escapes removed and
+/// carriage returns dropped, so the output reads like a plain text log.
+enum LogSink<'a> {
+    Raw(&'a mut dyn Write),
+    Plain(Box<strip_ansi_escapes::Writer<DropCarriageReturns<'a>>>),
+}
+
+impl<'a> LogSink<'a> {
+    fn new(out: &'a mut dyn Write, raw: bool) -> Self {
+        if raw {
+            LogSink::Raw(out)
+        } else {
+            LogSink::Plain(Box::new(strip_ansi_escapes::Writer::new(DropCarriageReturns(out))))
+        }
+    }
+
+    fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            LogSink::Raw(out) => out.write_all(bytes),
+            LogSink::Plain(writer) => writer.write_all(bytes),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            LogSink::Raw(out) => out.flush(),
+            LogSink::Plain(writer) => writer.flush(),
+        }
+    }
+}
+
+struct DropCarriageReturns<'a>(&'a mut dyn Write);
+
+impl Write for DropCarriageReturns<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        for piece in buf.split(|b| *b == b'\r') {
+            self.0.write_all(piece)?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tail(content: &str, n: usize) -> String {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("log");
+        std::fs::write(&path, content).expect("write");
+        let mut f = std::fs::File::open(&path).expect("open");
+        let off = tail_offset(&mut f, n).expect("tail") as usize;
+        content[off..].to_owned()
+    }
+
+    #[test]
+    fn tail_finds_the_last_lines() {
+        assert_eq!(tail("a\nb\nc\n", 2), "b\nc\n");
+        assert_eq!(tail("a\nb\nc", 2), "b\nc");
+        assert_eq!(tail("a\nb\nc\n", 10), "a\nb\nc\n");
+        assert_eq!(tail("a\nb\nc\n", 0), "");
+        assert_eq!(tail("", 3), "");
+    }
+
+    #[test]
+    fn tail_crosses_block_boundaries() {
+        let content: String = (0..20_000).map(|i| format!("line {i}\n")).collect();
+        assert_eq!(tail(&content, 3), "line 19997\nline 19998\nline 19999\n");
+    }
+
+    #[test]
+    fn log_sink_strips_escapes_and_carriage_returns() {
+        let mut out = Vec::new();
+        {
+            let mut sink = LogSink::new(&mut out, false);
+            sink.write_all(b"\x1b[1;32mgreen\x1b[0m\r\nnext")
+                .expect("write");
+            sink.write_all(b"\x1b[").expect("write");
+            sink.write_all(b"0mline\r\n").expect("write");
+            sink.flush().expect("flush");
+        }
+        assert_eq!(String::from_utf8_lossy(&out), "green\nnextline\n");
+    }
+
+    #[test]
+    fn env_keys_are_checked() {
+        assert!(validate_env_key("ANTHROPIC_API_KEY").is_ok());
+        assert!(validate_env_key("_x1").is_ok());
+        for bad in ["", "1A", "A-B", "A B", "A=B", "$(id)"] {
+            assert!(validate_env_key(bad).is_err(), "{bad:?}");
+        }
+    }
+}
