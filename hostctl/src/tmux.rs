@@ -36,6 +36,7 @@ pub struct Pane {
     pub session: String,
     pub pid: Option<u32>,
     pub dead: bool,
+    /// The exit code once the process has ended (128 + N after signal N, as shells report it).
     pub dead_status: Option<i32>,
     pub activity: Option<i64>,
 }
@@ -277,17 +278,27 @@ fn args<const N: usize>(a: [&str; N]) -> Vec<OsString> {
     a.iter().map(OsString::from).collect()
 }
 
+/// Whether tmux failed because its server has no sessions: never started, or exiting because
+/// its last session just ended (tmux's `exit-empty`), in which case tmux may say any of these.
 fn no_server(stderr: &str) -> bool {
-    stderr.contains("no server running") || stderr.contains("error connecting to")
+    stderr.contains("no server running")
+        || stderr.contains("error connecting to")
+        || stderr.contains("server exited unexpectedly")
+        || stderr.contains("no current target")
 }
 
 fn parse_pane_line(line: &str) -> Option<Pane> {
     let mut fields = line.split('\t');
     let session = fields.next()?.to_owned();
     let pid = fields.next()?.parse().ok();
-    let dead = fields.next()? == "1";
-    let dead_status = fields.next()?.parse().ok();
+    let pty_closed = fields.next()? == "1";
+    let exit_status: Option<i32> = fields.next()?.parse().ok();
     let activity = fields.next().and_then(|s| s.parse().ok());
+    let signal: Option<i32> = fields.next().and_then(|s| s.parse().ok());
+    let dead_status = exit_status.or(signal.map(|s| 128 + s));
+    // tmux marks a pane dead when its terminal closes, a moment before it collects the
+    // process's exit status: until then the process counts as still running.
+    let dead = pty_closed && dead_status.is_some();
     Some(Pane {
         session,
         pid: if dead { None } else { pid },
@@ -334,10 +345,14 @@ mod tests {
                 activity: Some(1_700_000_000),
             })
         );
-        let dead = parse_pane_line("x\t42\t1\t3\t").expect("parses");
+        let dead = parse_pane_line("x\t42\t1\t3\t\t").expect("parses");
         assert!(dead.dead);
         assert_eq!(dead.dead_status, Some(3));
         assert_eq!(dead.pid, None);
+        let killed = parse_pane_line("x\t42\t1\t\t\t9").expect("parses");
+        assert_eq!((killed.dead, killed.dead_status), (true, Some(137)));
+        let closing = parse_pane_line("x\t42\t1\t\t\t").expect("parses");
+        assert!(!closing.dead, "a closed pane without an exit status is not dead yet");
         assert_eq!(parse_pane_line("garbage"), None);
     }
 }

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs every check and test of agentgate: formatting, lints, the build, unit tests and the
+# end-to-end tests (the real OpenSSH client and real tmux against the built binaries).
+# Needs: a Rust toolchain, tmux, the OpenSSH client (ssh, ssh-keygen) and git.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+for tool in cargo tmux ssh ssh-keygen git; do
+  command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "error: missing tools: ${missing[*]}" >&2
+  echo "hint: on Debian or Ubuntu: apt-get install tmux openssh-client git (and rustup for cargo)" >&2
+  exit 1
+fi
+
+echo "== cargo fmt --check"
+cargo fmt --all --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo build"
+cargo build --workspace --locked
+echo "== cargo test"
+cargo test --workspace --locked
