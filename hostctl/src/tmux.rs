@@ -39,6 +39,8 @@ pub struct Pane {
     /// The exit code once the process has ended (128 + N after signal N, as shells report it).
     pub dead_status: Option<i32>,
     pub activity: Option<i64>,
+    /// The pane's terminal has closed but tmux has no exit status for its process yet.
+    pub closing: bool,
 }
 
 /// What to run in a new session.
@@ -118,8 +120,24 @@ impl Tmux {
 
     /// Every pane on the server; an empty list when the server is not running.
     pub fn panes(&self) -> Result<Vec<Pane>> {
-        let format =
-            "#{session_name}\t#{pane_pid}\t#{pane_dead}\t#{pane_dead_status}\t#{window_activity}";
+        let panes = self.list_panes()?;
+        if !panes.iter().any(|p| p.closing) {
+            return Ok(panes);
+        }
+        // A pane whose terminal closed but whose process has no exit status yet: tmux 3.3 can
+        // miss the SIGCHLD of a pane's process (seen under load: the process stays a zombie
+        // and the pane never gets its status). Any other child of the server exiting makes
+        // it reap every zombie, so run a trivial job, then look again.
+        let _ = self.run(
+            "nudging tmux to collect exit statuses",
+            &args(["run-shell", "true"]),
+        );
+        self.list_panes()
+    }
+
+    fn list_panes(&self) -> Result<Vec<Pane>> {
+        let format = "#{session_name}\t#{pane_pid}\t#{pane_dead}\t#{pane_dead_status}\t\
+                      #{window_activity}\t#{pane_dead_signal}";
         match self.run(
             "listing tmux panes",
             &args(["list-panes", "-a", "-F", format]),
@@ -305,6 +323,7 @@ fn parse_pane_line(line: &str) -> Option<Pane> {
         dead,
         dead_status: if dead { dead_status } else { None },
         activity,
+        closing: pty_closed && !dead,
     })
 }
 
@@ -343,6 +362,7 @@ mod tests {
                 dead: false,
                 dead_status: None,
                 activity: Some(1_700_000_000),
+                closing: false,
             })
         );
         let dead = parse_pane_line("x\t42\t1\t3\t\t").expect("parses");
@@ -352,7 +372,11 @@ mod tests {
         let killed = parse_pane_line("x\t42\t1\t\t\t9").expect("parses");
         assert_eq!((killed.dead, killed.dead_status), (true, Some(137)));
         let closing = parse_pane_line("x\t42\t1\t\t\t").expect("parses");
-        assert!(!closing.dead, "a closed pane without an exit status is not dead yet");
+        assert!(
+            !closing.dead,
+            "a closed pane without an exit status is not dead yet"
+        );
+        assert!(closing.closing);
         assert_eq!(parse_pane_line("garbage"), None);
     }
 }

@@ -44,7 +44,8 @@ impl HostCtl {
         let agent_dir = self.files.agent_dir(&name);
         // create_dir (not create_dir_all) is the lock: two creates of one name cannot both win.
         match std::fs::create_dir(&agent_dir) {
-            Ok(()) => {}
+            // meta.json holds the agent's environment: only the host user may read it.
+            Ok(()) => set_private(&agent_dir)?,
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 return Err(Error::AlreadyExists(format!(
                     "an agent named '{name}' already exists on this host"
@@ -79,7 +80,13 @@ impl HostCtl {
         }
         if let Some(prompt) = meta.request.prompt.clone() {
             self.wait_until_settled(&name);
-            self.tmux.send_text(&name, &prompt, true)?;
+            if let Err(e) = self.tmux.send_text(&name, &prompt, true) {
+                let _ = self.tmux.kill_session(&name);
+                if owns_workspace(&meta.request.workspace) {
+                    let _ = std::fs::remove_dir_all(&meta.workspace_path);
+                }
+                return Err(e);
+            }
         }
         self.info(&name)
     }
@@ -324,6 +331,12 @@ impl HostCtl {
     }
 }
 
+fn set_private(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(Error::io("protecting", dir))
+}
+
 fn check_name(name: &str) -> Result<()> {
     validate_agent_name(name).map_err(Error::InvalidInput)
 }
@@ -519,7 +532,9 @@ impl<'a> LogSink<'a> {
         if raw {
             LogSink::Raw(out)
         } else {
-            LogSink::Plain(Box::new(strip_ansi_escapes::Writer::new(DropCarriageReturns(out))))
+            LogSink::Plain(Box::new(strip_ansi_escapes::Writer::new(
+                DropCarriageReturns(out),
+            )))
         }
     }
 

@@ -39,7 +39,11 @@ pub fn bin_dir() -> PathBuf {
 
 /// A name unique to this test process and call, for tmux sockets and agents.
 pub fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Polls `check` until it returns `Some`, or fails the test with `what`.
@@ -117,13 +121,17 @@ impl TestGateway {
     /// Prepares the directory and the operator key, without starting the gateway.
     pub fn prepare(options: Options) -> TestGateway {
         let bins = bin_dir();
-        let dir = tempfile::Builder::new().prefix("agentgate-e2e-").tempdir().expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("agentgate-e2e-")
+            .tempdir()
+            .expect("tempdir");
         let home = dir.path().join("home");
         let ssh_dir = home.join(".ssh");
         std::fs::create_dir_all(&ssh_dir).expect("mkdir home/.ssh");
         let key = keygen(dir.path(), "operator_key", "tester@e2e");
         if options.bootstrap_key {
-            std::fs::copy(key.with_extension("pub"), ssh_dir.join("id_ed25519.pub")).expect("copy pub");
+            std::fs::copy(key.with_extension("pub"), ssh_dir.join("id_ed25519.pub"))
+                .expect("copy pub");
         }
         let config_path = dir.path().join("agentgate.toml");
         let config = format!(
@@ -191,8 +199,9 @@ impl TestGateway {
     pub fn spawn(&mut self) {
         assert!(self.child.is_none(), "the gateway is already running");
         self.starts += 1;
-        let log = std::fs::File::create(self.log_path.with_extension(format!("{}.log", self.starts)))
-            .expect("create log");
+        let log =
+            std::fs::File::create(self.log_path.with_extension(format!("{}.log", self.starts)))
+                .expect("create log");
         let listen = format!("127.0.0.1:{}", self.port);
         let child = self
             .agentgate()
@@ -208,15 +217,21 @@ impl TestGateway {
         self.child = Some(child);
         let log_path = self.current_log();
         let port = wait_for("the gateway to listen", || {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    panic!("agentgate exited with {status}:\n{}", std::fs::read_to_string(&log_path).unwrap_or_default());
-                }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!(
+                    "agentgate exited with {status}:\n{}",
+                    std::fs::read_to_string(&log_path).unwrap_or_default()
+                );
             }
             let log = std::fs::read_to_string(&log_path).ok()?;
             let at = log.find("address=127.0.0.1:")?;
             let rest = &log[at + "address=127.0.0.1:".len()..];
-            rest.split(|c: char| !c.is_ascii_digit()).next()?.parse::<u16>().ok()
+            rest.split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse::<u16>()
+                .ok()
         });
         self.port = port;
         self.write_ssh_config();
@@ -236,9 +251,14 @@ impl TestGateway {
     }
 
     fn write_ssh_config(&self) {
-        let host_key = std::fs::read_to_string(self.data_dir.join("host_key.pub")).expect("host key .pub");
+        let host_key =
+            std::fs::read_to_string(self.data_dir.join("host_key.pub")).expect("host key .pub");
         let known_hosts = self.dir.path().join("known_hosts");
-        std::fs::write(&known_hosts, format!("[127.0.0.1]:{} {}\n", self.port, host_key.trim())).expect("known_hosts");
+        std::fs::write(
+            &known_hosts,
+            format!("[127.0.0.1]:{} {}\n", self.port, host_key.trim()),
+        )
+        .expect("known_hosts");
         let config = format!(
             "Host gw\n  HostName 127.0.0.1\n  Port {port}\n  User tester\n  IdentityFile {key}\n  IdentitiesOnly yes\n  \
              BatchMode yes\n  StrictHostKeyChecking yes\n  UserKnownHostsFile {kh}\n  GlobalKnownHostsFile /dev/null\n  \
@@ -248,27 +268,42 @@ impl TestGateway {
             kh = known_hosts.display(),
         );
         std::fs::write(self.ssh_config_path(), &config).expect("ssh config");
-        let without_key: String = config.lines().filter(|l| !l.contains("IdentityFile")).map(|l| format!("{l}\n")).collect();
-        std::fs::write(self.dir.path().join("ssh_config_other_key"), without_key).expect("ssh config");
+        let without_key: String = config
+            .lines()
+            .filter(|l| !l.contains("IdentityFile"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(self.dir.path().join("ssh_config_other_key"), without_key)
+            .expect("ssh config");
     }
 
     /// `ssh` with the same settings but another key instead of the operator's.
     pub fn ssh_with_key(&self, key: &Path) -> Command {
         let mut cmd = Command::new("ssh");
-        cmd.arg("-F").arg(self.dir.path().join("ssh_config_other_key")).arg("-i").arg(key).stdin(Stdio::null());
+        cmd.arg("-F")
+            .arg(self.dir.path().join("ssh_config_other_key"))
+            .arg("-i")
+            .arg(key)
+            .stdin(Stdio::null());
         cmd
     }
 
     /// `ssh -F <config> ARGS...` with no stdin.
     pub fn ssh_command(&self) -> Command {
         let mut cmd = Command::new("ssh");
-        cmd.arg("-F").arg(self.ssh_config_path()).stdin(Stdio::null());
+        cmd.arg("-F")
+            .arg(self.ssh_config_path())
+            .stdin(Stdio::null());
         cmd
     }
 
     /// Runs `ssh gw ARGS...` (the control route) and returns its output.
     pub fn ssh(&self, args: &[&str]) -> Output {
-        self.ssh_command().arg("gw").args(args).output().expect("run ssh")
+        self.ssh_command()
+            .arg("gw")
+            .args(args)
+            .output()
+            .expect("run ssh")
     }
 
     /// Runs `ssh gw ARGS...` with `input` on stdin.
@@ -282,7 +317,12 @@ impl TestGateway {
             .stderr(Stdio::piped())
             .spawn()
             .expect("run ssh");
-        child.stdin.take().expect("stdin").write_all(input).expect("write stdin");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input)
+            .expect("write stdin");
         child.wait_with_output().expect("wait ssh")
     }
 
@@ -302,7 +342,8 @@ impl TestGateway {
 
     /// `list --json` as a JSON array.
     pub fn list(&self) -> Vec<Value> {
-        let v: Value = serde_json::from_str(&self.ok(&["list", "--json"])).expect("list --json is JSON");
+        let v: Value =
+            serde_json::from_str(&self.ok(&["list", "--json"])).expect("list --json is JSON");
         v.as_array().expect("an array").clone()
     }
 
@@ -312,7 +353,10 @@ impl TestGateway {
     }
 
     pub fn status(&self, name: &str) -> String {
-        self.info(name)["status"].as_str().unwrap_or_default().to_owned()
+        self.info(name)["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
     }
 
     /// Runs tmux on the agents' tmux server.
@@ -332,8 +376,16 @@ impl TestGateway {
 
     /// The agent's pane size as (cols, rows).
     pub fn pane_size(&self, agent: &str) -> (u16, u16) {
-        let out = stdout(&self.tmux(&["display-message", "-p", "-t", &format!("={agent}:"), "#{pane_width} #{pane_height}"]));
-        let mut it = out.split_whitespace().map(|v| v.parse::<u16>().expect("a number"));
+        let out = stdout(&self.tmux(&[
+            "display-message",
+            "-p",
+            "-t",
+            &format!("={agent}:"),
+            "#{pane_width} #{pane_height}",
+        ]));
+        let mut it = out
+            .split_whitespace()
+            .map(|v| v.parse::<u16>().expect("a number"));
         (it.next().expect("width"), it.next().expect("height"))
     }
 
@@ -349,7 +401,9 @@ impl TestGateway {
     pub fn sigterm(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("the gateway is running");
         signal(child.id(), libc::SIGTERM);
-        wait_for("the gateway to exit after SIGTERM", || child.try_wait().ok().flatten())
+        wait_for("the gateway to exit after SIGTERM", || {
+            child.try_wait().ok().flatten()
+        })
     }
 
     pub fn pid(&self) -> u32 {
@@ -360,7 +414,9 @@ impl TestGateway {
 impl Drop for TestGateway {
     fn drop(&mut self) {
         self.kill9();
-        let _ = Command::new("tmux").args(["-L", &self.tmux_socket, "kill-server"]).output();
+        let _ = Command::new("tmux")
+            .args(["-L", &self.tmux_socket, "kill-server"])
+            .output();
     }
 }
 
@@ -395,9 +451,23 @@ impl Viewer {
             ssh.push(' ');
             ssh.push_str(&shell_quote(a));
         }
-        let script = format!("{ssh}; echo $? > {}; sleep 600", shell_quote(&exit_file.to_string_lossy()));
+        let script = format!(
+            "{ssh}; echo $? > {}; sleep 600",
+            shell_quote(&exit_file.to_string_lossy())
+        );
         let out = Command::new("tmux")
-            .args(["-L", &socket, "-f", "/dev/null", "new-session", "-d", "-x", &cols.to_string(), "-y", &rows.to_string()])
+            .args([
+                "-L",
+                &socket,
+                "-f",
+                "/dev/null",
+                "new-session",
+                "-d",
+                "-x",
+                &cols.to_string(),
+                "-y",
+                &rows.to_string(),
+            ])
             .args(["sh", "-c", &script])
             .env_remove("TMUX")
             .output()
@@ -407,7 +477,12 @@ impl Viewer {
     }
 
     fn tmux(&self, args: &[&str]) -> Output {
-        Command::new("tmux").args(["-L", &self.socket]).args(args).env_remove("TMUX").output().expect("run tmux")
+        Command::new("tmux")
+            .args(["-L", &self.socket])
+            .args(args)
+            .env_remove("TMUX")
+            .output()
+            .expect("run tmux")
     }
 
     /// What the viewer's terminal shows now.
@@ -423,7 +498,10 @@ impl Viewer {
             if last.contains(text) {
                 return last;
             }
-            assert!(start.elapsed() < PATIENCE, "timed out waiting for {text:?} on the viewer's screen:\n{last}");
+            assert!(
+                start.elapsed() < PATIENCE,
+                "timed out waiting for {text:?} on the viewer's screen:\n{last}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -444,7 +522,13 @@ impl Viewer {
 
     /// Resizes the viewer's terminal (the ssh client sends a window-change).
     pub fn resize(&self, cols: u16, rows: u16) {
-        let out = self.tmux(&["resize-window", "-x", &cols.to_string(), "-y", &rows.to_string()]);
+        let out = self.tmux(&[
+            "resize-window",
+            "-x",
+            &cols.to_string(),
+            "-y",
+            &rows.to_string(),
+        ]);
         assert!(out.status.success(), "resize-window: {}", stderr(&out));
     }
 
@@ -461,14 +545,20 @@ impl Viewer {
             if let Some(code) = self.exited() {
                 return code;
             }
-            assert!(start.elapsed() < PATIENCE, "timed out waiting for the ssh client to exit; its screen:\n{}", self.screen());
+            assert!(
+                start.elapsed() < PATIENCE,
+                "timed out waiting for the ssh client to exit; its screen:\n{}",
+                self.screen()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
 
     /// The exit status, if the ssh client has exited.
     pub fn exited(&self) -> Option<i32> {
-        std::fs::read_to_string(&self.exit_file).ok().and_then(|s| s.trim().parse().ok())
+        std::fs::read_to_string(&self.exit_file)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
     }
 }
 

@@ -6,12 +6,24 @@ use e2e::{TestGateway, keygen, stderr, stdout};
 fn an_unregistered_key_is_refused() {
     let gw = TestGateway::start();
     let stranger = keygen(gw.dir.path(), "stranger", "stranger@e2e");
-    let out = gw.ssh_with_key(&stranger).args(["gw", "list"]).output().expect("ssh");
+    let out = gw
+        .ssh_with_key(&stranger)
+        .args(["gw", "list"])
+        .output()
+        .expect("ssh");
     assert_eq!(out.status.code(), Some(255), "{}", stdout(&out));
-    assert!(stderr(&out).contains("Permission denied (publickey)"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Permission denied (publickey)"),
+        "{}",
+        stderr(&out)
+    );
     // The stranger's key also cannot reach an agent.
     gw.ok(&["create", "guarded", "--", "sleep", "600"]);
-    let out = gw.ssh_with_key(&stranger).args(["guarded@gw", "true"]).output().expect("ssh");
+    let out = gw
+        .ssh_with_key(&stranger)
+        .args(["guarded@gw", "true"])
+        .output()
+        .expect("ssh");
     assert_eq!(out.status.code(), Some(255));
 }
 
@@ -26,8 +38,15 @@ fn only_publickey_is_offered_and_none_and_password_are_refused() {
         .expect("ssh");
     assert_eq!(out.status.code(), Some(255));
     let log = stderr(&out);
-    assert!(log.contains("Authentications that can continue: publickey\n") || log.contains("Authentications that can continue: publickey\r\n"), "{log}");
-    assert!(!log.contains("password,") && !log.contains(",password"), "{log}");
+    assert!(
+        log.contains("Authentications that can continue: publickey\n")
+            || log.contains("Authentications that can continue: publickey\r\n"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("password,") && !log.contains(",password"),
+        "{log}"
+    );
 
     // A client that insists on a password gets nowhere, even with one to give.
     let askpass = gw.dir.path().join("askpass.sh");
@@ -35,7 +54,14 @@ fn only_publickey_is_offered_and_none_and_password_are_refused() {
     e2e_chmod(&askpass);
     let out = gw
         .ssh_command()
-        .args(["-o", "BatchMode=no", "-o", "PreferredAuthentications=password,keyboard-interactive", "-o", "NumberOfPasswordPrompts=1"])
+        .args([
+            "-o",
+            "BatchMode=no",
+            "-o",
+            "PreferredAuthentications=password,keyboard-interactive",
+            "-o",
+            "NumberOfPasswordPrompts=1",
+        ])
         .args(["gw", "list"])
         .env("SSH_ASKPASS", &askpass)
         .env("SSH_ASKPASS_REQUIRE", "force")
@@ -43,7 +69,11 @@ fn only_publickey_is_offered_and_none_and_password_are_refused() {
         .output()
         .expect("ssh");
     assert_eq!(out.status.code(), Some(255), "{}", stdout(&out));
-    assert!(stderr(&out).contains("Permission denied"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Permission denied"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

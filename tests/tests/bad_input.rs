@@ -6,7 +6,11 @@ use e2e::{TestGateway, stderr, stdout};
 fn snapshot(gw: &TestGateway) -> (String, Vec<String>) {
     let mut files: Vec<String> = ["agents", "workspaces"]
         .iter()
-        .flat_map(|d| std::fs::read_dir(gw.agents_home.join(d)).into_iter().flatten())
+        .flat_map(|d| {
+            std::fs::read_dir(gw.agents_home.join(d))
+                .into_iter()
+                .flatten()
+        })
         .filter_map(|e| e.ok().map(|e| e.path().display().to_string()))
         .collect();
     files.sort();
@@ -24,8 +28,14 @@ fn refused(gw: &TestGateway, args: &[&str], status: i32, says: &str) {
         stderr(&out)
     );
     let err = stderr(&out);
-    assert!(err.contains("error:"), "ssh gw {args:?} printed no error: {err:?}");
-    assert!(err.contains(says), "ssh gw {args:?}: expected {says:?} in {err:?}");
+    assert!(
+        err.contains("error:"),
+        "ssh gw {args:?} printed no error: {err:?}"
+    );
+    assert!(
+        err.contains(says),
+        "ssh gw {args:?}: expected {says:?} in {err:?}"
+    );
     assert_eq!(snapshot(gw), before, "ssh gw {args:?} changed something");
 }
 
@@ -58,7 +68,11 @@ fn names_and_text_with_shell_metacharacters_never_reach_a_shell() {
         let line = format!("create {name}");
         let out = gw.ssh(&[&line]);
         assert_eq!(out.status.code(), Some(2), "{line}: {}", stderr(&out));
-        assert!(stderr(&out).contains("invalid agent name"), "{line}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("invalid agent name"),
+            "{line}: {}",
+            stderr(&out)
+        );
         let line = format!("info {name}");
         let out = gw.ssh(&[&line]);
         assert_eq!(out.status.code(), Some(1), "{line}: {}", stderr(&out));
@@ -69,7 +83,9 @@ fn names_and_text_with_shell_metacharacters_never_reach_a_shell() {
     let out = gw.ssh_with_stdin(&["send", "meta", "--no-enter", "-"], text.as_bytes());
     assert!(out.status.success(), "{}", stderr(&out));
     e2e::wait_for("the literal text on the agent's screen", || {
-        gw.pane("meta").contains(&format!("| touch {m};")).then_some(())
+        gw.pane("meta")
+            .contains(&format!("| touch {m};"))
+            .then_some(())
     });
     assert!(!marker.exists(), "user text was run by a shell");
 }
@@ -77,7 +93,9 @@ fn names_and_text_with_shell_metacharacters_never_reach_a_shell() {
 #[test]
 fn unknown_agents_commands_and_flags_are_refused() {
     let gw = TestGateway::start();
-    for cmd in ["info", "stop", "start", "restart", "destroy", "logs", "wait", "send"] {
+    for cmd in [
+        "info", "stop", "start", "restart", "destroy", "logs", "wait", "send",
+    ] {
         let mut args = vec![cmd, "ghost"];
         if cmd == "send" {
             args.push("hello");
@@ -87,20 +105,57 @@ fn unknown_agents_commands_and_flags_are_refused() {
     refused(&gw, &["frobnicate"], 2, "unrecognized subcommand");
     refused(&gw, &["list", "--bogus"], 2, "--bogus");
     refused(&gw, &["create"], 2, "required");
-    refused(&gw, &["create", "x", "--template", "nope"], 2, "no template named 'nope'");
+    refused(
+        &gw,
+        &["create", "x", "--template", "nope"],
+        2,
+        "no template named 'nope'",
+    );
     refused(&gw, &["create", "x", "--env", "NOEQUALS"], 2, "KEY=VALUE");
-    refused(&gw, &["create", "x", "--env", "BAD-KEY=1"], 2, "not a valid environment variable name");
-    refused(&gw, &["create", "x", "--dir", "relative/path"], 2, "not an absolute path");
-    refused(&gw, &["create", "x", "--dir", "/nonexistent/dir"], 2, "does not exist");
+    refused(
+        &gw,
+        &["create", "x", "--env", "BAD-KEY=1"],
+        2,
+        "not a valid environment variable name",
+    );
+    refused(
+        &gw,
+        &["create", "x", "--dir", "relative/path"],
+        2,
+        "not an absolute path",
+    );
+    refused(
+        &gw,
+        &["create", "x", "--dir", "/nonexistent/dir"],
+        2,
+        "does not exist",
+    );
     refused(&gw, &["create 'x"], 2, "unterminated quote");
-    refused(&gw, &["wait", "ghost", "--timeout", "soon"], 2, "invalid value");
+    refused(
+        &gw,
+        &["wait", "ghost", "--timeout", "soon"],
+        2,
+        "invalid value",
+    );
 }
 
 #[test]
 fn a_template_with_a_missing_required_variable_fails_naming_it() {
     let gw = TestGateway::start();
-    refused(&gw, &["create", "tok", "--template", "needs-token"], 2, "AGENTGATE_E2E_TOKEN");
-    gw.ok(&["create", "tok", "--template", "needs-token", "--env", "AGENTGATE_E2E_TOKEN=x"]);
+    refused(
+        &gw,
+        &["create", "tok", "--template", "needs-token"],
+        2,
+        "AGENTGATE_E2E_TOKEN",
+    );
+    gw.ok(&[
+        "create",
+        "tok",
+        "--template",
+        "needs-token",
+        "--env",
+        "AGENTGATE_E2E_TOKEN=x",
+    ]);
     assert_eq!(gw.status("tok"), "running");
 }
 
@@ -130,9 +185,17 @@ fn help_is_printed_for_no_command_and_for_every_command() {
 fn the_agent_route_refuses_what_it_cannot_do_yet_with_a_clear_message() {
     let gw = TestGateway::start();
     gw.ok(&["create", "inside"]);
-    let out = gw.ssh_command().args(["inside@gw", "ls"]).output().expect("ssh");
+    let out = gw
+        .ssh_command()
+        .args(["inside@gw", "ls"])
+        .output()
+        .expect("ssh");
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("not available in this version"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not available in this version"),
+        "{}",
+        stderr(&out)
+    );
     let out = gw
         .ssh_command()
         .args(["-o", "LogLevel=INFO", "-W", "127.0.0.1:9", "inside@gw"])

@@ -6,13 +6,25 @@ use e2e::{Options, TestGateway, stderr, stdout, wait_for};
 fn from_an_empty_data_dir_key_add_then_every_lifecycle_command_works() {
     // No key in the gateway user's ~/.ssh: the operator is registered offline, on a data
     // directory that does not exist yet.
-    let mut gw = TestGateway::prepare(Options { bootstrap_key: false, ..Options::default() });
+    let mut gw = TestGateway::prepare(Options {
+        bootstrap_key: false,
+        ..Options::default()
+    });
     assert!(!gw.data_dir.exists());
     let public = std::fs::read_to_string(gw.key.with_extension("pub")).expect("pub key");
     let added = gw.key_add(&public, &["--name", "alice"]);
     assert!(added.status.success(), "key add: {}", stderr(&added));
-    assert!(stdout(&added).contains("operator 'alice' (admin)"), "{}", stdout(&added));
-    let listed = gw.agentgate().args(["key", "list", "--data-dir"]).arg(&gw.data_dir).output().expect("key list");
+    assert!(
+        stdout(&added).contains("operator 'alice' (admin)"),
+        "{}",
+        stdout(&added)
+    );
+    let listed = gw
+        .agentgate()
+        .args(["key", "list", "--data-dir"])
+        .arg(&gw.data_dir)
+        .output()
+        .expect("key list");
     assert!(stdout(&listed).contains("alice"), "{}", stdout(&listed));
     gw.spawn();
 
@@ -20,14 +32,30 @@ fn from_an_empty_data_dir_key_add_then_every_lifecycle_command_works() {
     assert!(gw.list().is_empty());
 
     // create: a shell agent with tags and an environment variable.
-    let created = gw.ok(&["create", "fix-ci", "--tag", "team=infra", "--env", "GREETING=hello"]);
+    let created = gw.ok(&[
+        "create",
+        "fix-ci",
+        "--tag",
+        "team=infra",
+        "--env",
+        "GREETING=hello",
+    ]);
     assert!(created.contains("created agent 'fix-ci'"), "{created}");
 
     // list --json has the documented shape.
     let agents = gw.list();
     assert_eq!(agents.len(), 1);
     let a = &agents[0];
-    for field in ["name", "host", "status", "template", "command", "workspace", "tags", "created_at"] {
+    for field in [
+        "name",
+        "host",
+        "status",
+        "template",
+        "command",
+        "workspace",
+        "tags",
+        "created_at",
+    ] {
         assert!(a.get(field).is_some(), "list --json lacks {field}: {a}");
     }
     assert_eq!(a["name"], "fix-ci");
@@ -36,13 +64,19 @@ fn from_an_empty_data_dir_key_add_then_every_lifecycle_command_works() {
     assert_eq!(a["template"], "shell");
     assert_eq!(a["tags"]["team"], "infra");
     let workspace = a["workspace"].as_str().expect("workspace").to_owned();
-    assert!(std::path::Path::new(&workspace).is_dir(), "workspace {workspace} exists");
+    assert!(
+        std::path::Path::new(&workspace).is_dir(),
+        "workspace {workspace} exists"
+    );
 
     // The human table has stable columns.
     let table = gw.ok(&["list"]);
     assert!(table.starts_with("NAME"), "{table}");
     for column in ["HOST", "STATUS", "TEMPLATE", "AGE", "TAGS"] {
-        assert!(table.lines().next().unwrap_or("").contains(column), "{table}");
+        assert!(
+            table.lines().next().unwrap_or("").contains(column),
+            "{table}"
+        );
     }
     assert!(table.contains("team=infra"), "{table}");
     assert_eq!(gw.ok(&["list", "-q"]), "fix-ci\n");
@@ -51,15 +85,27 @@ fn from_an_empty_data_dir_key_add_then_every_lifecycle_command_works() {
 
     // info
     let info = gw.ok(&["info", "fix-ci"]);
-    assert!(info.contains("status:") && info.contains("running"), "{info}");
+    assert!(
+        info.contains("status:") && info.contains("running"),
+        "{info}"
+    );
     assert_eq!(gw.info("fix-ci")["workspace"], workspace.as_str());
 
     // send types into the agent; the agent's environment and workspace are the asked ones.
-    let sent = gw.ok(&["send", "fix-ci", "echo", "$GREETING-from-$AGENTGATE_AGENT", ">", "out.txt"]);
+    let sent = gw.ok(&[
+        "send",
+        "fix-ci",
+        "echo",
+        "$GREETING-from-$AGENTGATE_AGENT",
+        ">",
+        "out.txt",
+    ]);
     assert!(sent.contains("sent"), "{sent}");
     let out_file = std::path::Path::new(&workspace).join("out.txt");
     let written = wait_for("the agent to run the sent command", || {
-        std::fs::read_to_string(&out_file).ok().filter(|s| !s.is_empty())
+        std::fs::read_to_string(&out_file)
+            .ok()
+            .filter(|s| !s.is_empty())
     });
     assert_eq!(written.trim(), "hello-from-fix-ci");
 
@@ -72,18 +118,30 @@ fn from_an_empty_data_dir_key_add_then_every_lifecycle_command_works() {
         let logs = gw.ok(&["logs", "fix-ci"]);
         logs.contains("\nvia-stdin").then_some(logs)
     });
-    assert!(!logs.contains('\u{1b}'), "logs contain escape sequences: {logs:?}");
+    assert!(
+        !logs.contains('\u{1b}'),
+        "logs contain escape sequences: {logs:?}"
+    );
     let last = gw.ok(&["logs", "fix-ci", "-n", "1"]);
     assert!(last.lines().count() <= 1, "{last:?}");
 
     // stop keeps the workspace; start brings the agent back.
-    assert!(gw.ok(&["stop", "fix-ci"]).contains("stopped agent 'fix-ci'"));
+    assert!(
+        gw.ok(&["stop", "fix-ci"])
+            .contains("stopped agent 'fix-ci'")
+    );
     assert_eq!(gw.status("fix-ci"), "stopped");
     assert!(out_file.exists(), "stop kept the workspace");
-    assert!(gw.ok(&["start", "fix-ci"]).contains("started agent 'fix-ci'"));
+    assert!(
+        gw.ok(&["start", "fix-ci"])
+            .contains("started agent 'fix-ci'")
+    );
     assert_eq!(gw.status("fix-ci"), "running");
     let pid_before = gw.info("fix-ci")["pid"].as_u64().expect("pid");
-    assert!(gw.ok(&["restart", "fix-ci"]).contains("restarted agent 'fix-ci'"));
+    assert!(
+        gw.ok(&["restart", "fix-ci"])
+            .contains("restarted agent 'fix-ci'")
+    );
     assert_eq!(gw.status("fix-ci"), "running");
     let pid_after = gw.info("fix-ci")["pid"].as_u64().expect("pid");
     assert_ne!(pid_before, pid_after, "restart started a new process");
@@ -91,15 +149,30 @@ fn from_an_empty_data_dir_key_add_then_every_lifecycle_command_works() {
     // wait returns the agent's exit code.
     gw.ok(&["send", "fix-ci", "exit 7"]);
     let waited = gw.ssh(&["wait", "fix-ci", "--timeout", "20"]);
-    assert_eq!(waited.status.code(), Some(7), "wait: {} {}", stdout(&waited), stderr(&waited));
+    assert_eq!(
+        waited.status.code(),
+        Some(7),
+        "wait: {} {}",
+        stdout(&waited),
+        stderr(&waited)
+    );
     let shown = gw.info("fix-ci");
-    assert_eq!((shown["status"].as_str(), shown["exit_code"].as_i64()), (Some("exited"), Some(7)));
+    assert_eq!(
+        (shown["status"].as_str(), shown["exit_code"].as_i64()),
+        (Some("exited"), Some(7))
+    );
     assert!(gw.ok(&["list"]).contains("exited (7)"));
 
     // destroy removes the agent, its session and its workspace.
-    assert!(gw.ok(&["destroy", "fix-ci"]).contains("destroyed agent 'fix-ci'"));
+    assert!(
+        gw.ok(&["destroy", "fix-ci"])
+            .contains("destroyed agent 'fix-ci'")
+    );
     assert!(gw.list().is_empty());
-    assert!(!std::path::Path::new(&workspace).exists(), "destroy removed the workspace");
+    assert!(
+        !std::path::Path::new(&workspace).exists(),
+        "destroy removed the workspace"
+    );
     assert!(!gw.agents_home.join("agents/fix-ci").exists());
 
     // Every command was recorded in the audit trail.
@@ -128,11 +201,20 @@ fn wait_times_out_with_124_and_a_command_agent_reports_its_exit_code() {
 fn a_prompt_is_typed_into_the_agent_once_it_has_started() {
     let gw = TestGateway::start();
     gw.ok(&["create prompted --prompt 'echo prompt-$((40+2))'"]);
-    wait_for("the prompt's output", || gw.pane("prompted").contains("prompt-42").then_some(()));
+    wait_for("the prompt's output", || {
+        gw.pane("prompted").contains("prompt-42").then_some(())
+    });
     // From stdin too.
-    let out = gw.ssh_with_stdin(&["create", "prompted2", "--prompt", "-"], b"echo stdin-prompt-$((50+1))\n");
+    let out = gw.ssh_with_stdin(
+        &["create", "prompted2", "--prompt", "-"],
+        b"echo stdin-prompt-$((50+1))\n",
+    );
     assert!(out.status.success(), "{}", stderr(&out));
-    wait_for("the stdin prompt's output", || gw.pane("prompted2").contains("stdin-prompt-51").then_some(()));
+    wait_for("the stdin prompt's output", || {
+        gw.pane("prompted2")
+            .contains("stdin-prompt-51")
+            .then_some(())
+    });
 }
 
 #[test]
@@ -162,11 +244,20 @@ fn a_git_workspace_is_a_clone_at_the_asked_ref() {
     git(&["commit", "-qam", "v2"]);
     let url = format!("file://{}", repo.display());
     gw.ok(&["create", "cloned", "--git", &url, "--ref", "v1"]);
-    let workspace = gw.info("cloned")["workspace"].as_str().expect("workspace").to_owned();
-    let content = std::fs::read_to_string(std::path::Path::new(&workspace).join("file.txt")).expect("cloned file");
+    let workspace = gw.info("cloned")["workspace"]
+        .as_str()
+        .expect("workspace")
+        .to_owned();
+    let content = std::fs::read_to_string(std::path::Path::new(&workspace).join("file.txt"))
+        .expect("cloned file");
     assert_eq!(content, "v1\n");
     // A bad URL fails cleanly and leaves nothing behind.
-    let out = gw.ssh(&["create", "badclone", "--git", "file:///nonexistent/repo.git"]);
+    let out = gw.ssh(&[
+        "create",
+        "badclone",
+        "--git",
+        "file:///nonexistent/repo.git",
+    ]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("error:"), "{}", stderr(&out));
     assert_eq!(gw.list().len(), 1);
@@ -179,10 +270,24 @@ fn a_dir_workspace_is_used_in_place_and_never_deleted() {
     let dir = gw.dir.path().join("project");
     std::fs::create_dir_all(&dir).expect("mkdir");
     std::fs::write(dir.join("keep.txt"), "mine").expect("write");
-    gw.ok(&["create", "indir", "--dir", dir.to_str().expect("utf8"), "--", "sleep", "600"]);
-    assert_eq!(gw.info("indir")["workspace"].as_str(), Some(dir.canonicalize().expect("canon").to_str().expect("utf8")));
+    gw.ok(&[
+        "create",
+        "indir",
+        "--dir",
+        dir.to_str().expect("utf8"),
+        "--",
+        "sleep",
+        "600",
+    ]);
+    assert_eq!(
+        gw.info("indir")["workspace"].as_str(),
+        Some(dir.canonicalize().expect("canon").to_str().expect("utf8"))
+    );
     gw.ok(&["destroy", "indir", "--force"]);
-    assert!(dir.join("keep.txt").exists(), "a --dir workspace survives destroy");
+    assert!(
+        dir.join("keep.txt").exists(),
+        "a --dir workspace survives destroy"
+    );
 }
 
 #[test]
@@ -198,10 +303,14 @@ fn an_agent_found_on_the_host_but_not_in_the_store_is_adopted() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("hostctl");
-    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), request.as_bytes()).expect("write");
+    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), request.as_bytes())
+        .expect("write");
     assert!(child.wait_with_output().expect("wait").status.success());
     let agents = gw.list();
-    let stray = agents.iter().find(|a| a["name"] == "stray").expect("adopted");
+    let stray = agents
+        .iter()
+        .find(|a| a["name"] == "stray")
+        .expect("adopted");
     assert_eq!(stray["status"], "running");
     assert_eq!(stray["tags"]["found"], "yes");
     assert_eq!(stray["created_by"], "someone");

@@ -20,7 +20,7 @@ const MAX_PROMPT: usize = 1024 * 1024;
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  ssh gw create fix-ci --template claude --git https://github.com/me/app --prompt 'fix CI'\n  ssh gw create scratch\n  ssh gw \"create build --dir /srv/app -- make watch\""
+    after_help = "Examples:\n  ssh gw create scratch\n  ssh gw create fix-ci --template claude --git https://github.com/me/app\n  ssh gw \"create fix-ci --template claude --prompt 'make CI green'\"\n  ssh gw \"create build --dir /srv/app -- make watch\"\n\nssh joins the words of a remote command with spaces: quote the whole command line\nwhen an argument holds spaces."
 )]
 pub struct CreateArgs {
     /// The agent's name: lowercase letters, digits and '-', at most 63 characters.

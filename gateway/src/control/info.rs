@@ -45,7 +45,7 @@ pub async fn run(gw: &Arc<Gateway>, args: InfoArgs, io: &mut CommandIo) -> Comma
     }
     let text: String = lines
         .iter()
-        .map(|(k, v)| format!("{:<12}{v}\n", format!("{k}:")))
+        .map(|(k, v)| format!("{:<13}{v}\n", format!("{k}:")))
         .collect();
     io.write_out(&text).await;
     Ok(exit::OK)

@@ -29,19 +29,24 @@ pub struct CommandIo {
 }
 
 impl CommandIo {
-    /// Writes to stdout. A client that went away is not an error worth reporting.
+    /// Writes text to stdout. A client that went away is not an error worth reporting.
     pub async fn write_out(&mut self, text: &str) {
+        let text = self.for_terminal(text);
         let _ = self.stdout.write_all(text.as_bytes()).await;
     }
 
     pub async fn write_err(&mut self, text: &str) {
-        let text = if self.terminal.is_some() {
-            // On a terminal the client's tty is raw: a bare \n would not return the carriage.
+        let text = self.for_terminal(text);
+        let _ = self.stderr.write_all(text.as_bytes()).await;
+    }
+
+    /// On a terminal the client's tty is raw: a bare `\n` would not return the carriage.
+    fn for_terminal(&self, text: &str) -> String {
+        if self.terminal.is_some() {
             text.replace('\n', "\r\n")
         } else {
             text.to_owned()
-        };
-        let _ = self.stderr.write_all(text.as_bytes()).await;
+        }
     }
 
     pub async fn flush(&mut self) {

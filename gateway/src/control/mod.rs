@@ -176,6 +176,41 @@ pub fn help_text() -> String {
     ControlCli::command().render_help().to_string()
 }
 
+/// The command line as the audit trail and the log show it: the values of `--env K=V` (often
+/// API keys) are replaced by `***`.
+pub fn redacted(line: &str) -> String {
+    let Some(words) = shlex::split(line) else {
+        return "<unparsable command line>".to_owned();
+    };
+    let mut out = Vec::with_capacity(words.len());
+    let mut hide_next = false;
+    for word in words {
+        if word == "--" {
+            hide_next = false;
+        }
+        let shown = if hide_next {
+            hide_value(&word)
+        } else if let Some(pair) = word.strip_prefix("--env=") {
+            format!("--env={}", hide_value(pair))
+        } else if let Some(pair) = word.strip_prefix("-e").filter(|p| p.contains('=')) {
+            format!("-e{}", hide_value(pair))
+        } else {
+            word.clone()
+        };
+        hide_next = word == "--env" || word == "-e";
+        out.push(shown);
+    }
+    shlex::try_join(out.iter().map(String::as_str))
+        .unwrap_or_else(|_| "<unprintable command line>".to_owned())
+}
+
+fn hide_value(pair: &str) -> String {
+    match pair.split_once('=') {
+        Some((key, _)) => format!("{key}=***"),
+        None => pair.to_owned(),
+    }
+}
+
 /// Who runs a command, and from where.
 #[derive(Clone, Debug)]
 pub struct Caller {
@@ -333,7 +368,16 @@ pub async fn run(
             (e.status, e.message)
         }
     };
-    record(gw, caller, "command", agent, line, status, &message).await;
+    record(
+        gw,
+        caller,
+        "command",
+        agent,
+        &redacted(line),
+        status,
+        &message,
+    )
+    .await;
     status
 }
 
@@ -390,6 +434,15 @@ mod tests {
             } => (text, status, to_stderr),
             Parsed::Run(c) => panic!("{line:?} parsed as {c:?}"),
         }
+    }
+
+    #[test]
+    fn env_values_are_redacted_from_the_record() {
+        assert_eq!(
+            redacted("create x --env API_KEY=sekrit -e 'B=two words' --env=C=3 -eD=4 --tag k=v"),
+            "create x --env 'API_KEY=***' -e 'B=***' '--env=C=***' '-eD=***' --tag 'k=v'"
+        );
+        assert_eq!(redacted("create x -- env A=1"), "create x -- env 'A=1'");
     }
 
     #[test]

@@ -15,7 +15,7 @@ pub struct SendArgs {
     /// The agent's name.
     pub name: String,
     /// The text; `-` (or nothing) reads it from stdin.
-    #[arg(value_name = "TEXT", allow_hyphen_values = true)]
+    #[arg(value_name = "TEXT")]
     pub text: Vec<String>,
     /// Do not press Enter after the text.
     #[arg(long)]

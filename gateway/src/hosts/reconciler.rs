@@ -71,7 +71,9 @@ async fn apply(gw: &Gateway, host: &str, reported: &[AgentInfo]) -> Result<(), S
     }
     let reported_names: HashSet<&str> = reported.iter().map(|a| a.name.as_str()).collect();
     for agent in stored {
-        let settled = agent.status != AgentStatus::Creating;
+        // A `creating` row older than the create time limit belongs to a create that died
+        // with the gateway: it is treated like any other row.
+        let settled = agent.status != AgentStatus::Creating || create_abandoned(gw, &agent);
         if settled
             && !reported_names.contains(agent.name.as_str())
             && agent.status != AgentStatus::Unknown
@@ -92,6 +94,18 @@ async fn apply(gw: &Gateway, host: &str, reported: &[AgentInfo]) -> Result<(), S
         }
     }
     Ok(())
+}
+
+fn create_abandoned(gw: &Gateway, agent: &AgentRecord) -> bool {
+    let Ok(created) = time::OffsetDateTime::parse(
+        &agent.created_at,
+        &time::format_description::well_known::Rfc3339,
+    ) else {
+        return true;
+    };
+    let limit =
+        time::Duration::try_from(gw.config.hosts.create_timeout).unwrap_or(time::Duration::HOUR);
+    time::OffsetDateTime::now_utc() - created > limit + time::Duration::MINUTE
 }
 
 /// What a host's report says about one agent.

@@ -76,7 +76,7 @@ impl ConnectionHandler {
     fn spawn_control(&self, pending: PendingChannel, caller: Caller, line: String) {
         let gw = self.gw.clone();
         let tasks = gw.tasks.clone();
-        let span = tracing::info_span!("command", line = %line);
+        let span = tracing::info_span!("command", line = %control::redacted(&line));
         tasks.spawn(
             async move {
                 let (mut io, writer) = command_io(pending.channel, pending.pty, &gw.tasks);
