@@ -181,7 +181,7 @@ impl Config {
     fn validate(&self) -> Result<(), String> {
         for (name, template) in &self.templates {
             for key in template.required_env.iter().chain(template.env.keys()) {
-                hostctl::verbs::validate_env_key(key)
+                hostctl::api::validate_env_key(key)
                     .map_err(|e| format!("template '{name}': {e}"))?;
             }
         }

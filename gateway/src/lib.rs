@@ -125,6 +125,7 @@ pub async fn serve(
     });
 
     hosts::reconciler::reconcile_all(&gw).await;
+    hosts::reconciler::record_versions(&gw).await;
     tasks.spawn(hosts::reconciler::run(gw.clone()));
 
     let address = listener

@@ -131,9 +131,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             tokio::spawn(async move {
                 wait_for_stop_signal().await;
                 tracing::info!(
-                    "stop signal received: no new connections; open sessions may finish"
+                    "stop signal received: no new connections; open sessions may finish \
+                     (a second signal stops at once)"
                 );
                 on_signal.cancel();
+                wait_for_stop_signal().await;
+                tracing::warn!("second stop signal: stopping now; agents keep running");
+                std::process::exit(1);
             });
             gateway::serve(config, &data_dir, listener, stop).await
         }
@@ -156,6 +160,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .unwrap_or_else(|| "admin".into());
             let name = name.unwrap_or_else(|| auth::default_operator_name(&key.comment, &fallback));
             auth::validate_operator_name(&name).map_err(anyhow::Error::msg)?;
+            if store.agent_exists(&name).await? {
+                anyhow::bail!(
+                    "'{name}' is the name of an agent: an operator of that name would be routed into the agent; pick another --name"
+                );
+            }
             let role = match role {
                 Some(r) => r.parse::<Role>().map_err(anyhow::Error::msg)?,
                 None if store.operator_count().await? == 0 => Role::Admin,

@@ -51,6 +51,20 @@ pub fn validate_agent_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks an environment variable name: a letter or `_`, then letters, digits and `_`.
+pub fn validate_env_key(key: &str) -> Result<(), String> {
+    let ok = key.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "'{}' is not a valid environment variable name",
+            key.escape_debug()
+        ))
+    }
+}
+
 /// What an agent runs.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -261,6 +275,15 @@ mod tests {
             &"x".repeat(64),
         ] {
             assert!(validate_agent_name(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn env_keys_are_checked() {
+        assert!(validate_env_key("ANTHROPIC_API_KEY").is_ok());
+        assert!(validate_env_key("_x1").is_ok());
+        for bad in ["", "1A", "A-B", "A B", "A=B", "$(id)"] {
+            assert!(validate_env_key(bad).is_err(), "{bad:?}");
         }
     }
 

@@ -195,7 +195,7 @@ fn agent_env(
 ) -> Result<BTreeMap<String, String>, CommandError> {
     let mut env = template.env.clone();
     for (key, value) in given {
-        hostctl::verbs::validate_env_key(key).map_err(|e| CommandError::usage(e.to_string()))?;
+        hostctl::api::validate_env_key(key).map_err(CommandError::usage)?;
         env.insert(key.clone(), value.clone());
     }
     for required in &template.required_env {

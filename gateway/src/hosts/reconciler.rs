@@ -30,6 +30,32 @@ pub async fn reconcile_all(gw: &Arc<Gateway>) {
     }
 }
 
+/// Asks every host for its hostctl version and records it.
+pub async fn record_versions(gw: &Arc<Gateway>) {
+    for host in gw.hosts.all() {
+        match host.version().await {
+            Ok(v) => {
+                if v.api_version != hostctl::api::API_VERSION {
+                    warn!(
+                        host = host.name(),
+                        theirs = v.api_version,
+                        ours = hostctl::api::API_VERSION,
+                        "hostctl speaks another API version"
+                    );
+                }
+                if let Err(e) = gw
+                    .store
+                    .set_host_status(host.name(), "reachable", Some(&v.version))
+                    .await
+                {
+                    warn!(error = %e, "cannot record the hostctl version");
+                }
+            }
+            Err(e) => warn!(host = host.name(), error = %e, "cannot ask hostctl for its version"),
+        }
+    }
+}
+
 /// Reconciles one host: its agents' statuses follow what it reports.
 pub async fn reconcile_host(gw: &Gateway, host: &Host) -> Result<(), StoreError> {
     match host.list().await {

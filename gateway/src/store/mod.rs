@@ -515,7 +515,9 @@ fn parse_role(s: &str) -> Result<Role> {
 }
 
 pub fn now() -> String {
-    hostctl::verbs::now_rfc3339()
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
