@@ -29,6 +29,8 @@ pub struct Config {
     pub server: ServerConfig,
     pub ssh: SshConfig,
     pub hosts: HostsConfig,
+    /// What `ssh gw ssh-config` prints.
+    pub ssh_config: SshConfigOutput,
     /// Agent recipes by name; `shell` is built in and can be overridden.
     pub templates: BTreeMap<String, Template>,
 }
@@ -65,6 +67,11 @@ pub struct SshConfig {
     pub max_connections: usize,
     /// SSH channel window, in bytes.
     pub window_size: u32,
+    /// Environment variables a client may set for sessions inside agents (`SendEnv`); a
+    /// trailing `*` matches any suffix.
+    pub accept_env: Vec<String>,
+    /// Whether `ssh -L`, `-D` and `-W` may open connections from an agent's host.
+    pub allow_forwarding: bool,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -82,6 +89,29 @@ pub struct HostsConfig {
     pub hostctl: Option<PathBuf>,
     /// `$AGENTGATE_HOME` of the local host. Default: hostctl's own (`~/.agentgate`).
     pub local_home: Option<PathBuf>,
+}
+
+/// How clients should reach the gateway, for `ssh gw ssh-config`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SshConfigOutput {
+    /// The `Host` alias of agent NAME is PREFIX + NAME.
+    pub prefix: String,
+    /// The gateway's address as clients see it. Default: the listen address, or this machine's
+    /// host name when listening on every address.
+    pub host_name: Option<String>,
+    /// The port clients connect to. Default: the listen port.
+    pub port: Option<u16>,
+}
+
+impl Default for SshConfigOutput {
+    fn default() -> Self {
+        SshConfigOutput {
+            prefix: "agent-".to_owned(),
+            host_name: None,
+            port: None,
+        }
+    }
 }
 
 /// A named recipe for an agent.
@@ -121,6 +151,8 @@ impl Default for SshConfig {
             keepalive_max: 3,
             max_connections: 2048,
             window_size: 8 * 1024 * 1024,
+            accept_env: vec!["LANG".into(), "LC_*".into(), "GIT_PROTOCOL".into()],
+            allow_forwarding: true,
         }
     }
 }
@@ -143,6 +175,7 @@ impl Default for Config {
             server: ServerConfig::default(),
             ssh: SshConfig::default(),
             hosts: HostsConfig::default(),
+            ssh_config: SshConfigOutput::default(),
             templates: BTreeMap::new(),
         };
         config.add_builtin_templates();

@@ -14,6 +14,7 @@
 //! restarting the gateway never stops an agent or loses its state.
 
 pub mod auth;
+pub mod bridge;
 pub mod config;
 pub mod control;
 pub mod hosts;

@@ -88,6 +88,19 @@ enum Verb {
     },
     /// Attach this terminal to an agent's tmux session.
     Attach { name: String },
+    /// Run a command (or, without -c, a login shell reading stdin) in an agent's workspace,
+    /// with the agent's environment.
+    Exec {
+        name: String,
+        /// The command line, run by the user's shell with -c.
+        #[arg(short = 'c', long = "command", value_name = "COMMAND")]
+        command: Option<String>,
+        /// An extra environment variable, KEY=VALUE (repeatable).
+        #[arg(long = "env", value_name = "K=V")]
+        env: Vec<String>,
+    },
+    /// Serve SFTP on stdin/stdout (OpenSSH's sftp-server) from an agent's workspace.
+    Sftp { name: String },
     /// Print hostctl's version, its API version and tmux's version.
     Version {
         #[arg(long)]
@@ -190,6 +203,28 @@ fn main() -> ExitCode {
             )
         }
         Verb::Attach { name } => match ctl.attach(&name) {
+            Ok(never) => match never {},
+            Err(e) => fail(&e, false),
+        },
+        Verb::Exec { name, command, env } => {
+            let mut pairs = Vec::new();
+            for word in env {
+                match word.split_once('=') {
+                    Some((k, v)) => pairs.push((k.to_owned(), v.to_owned())),
+                    None => {
+                        return fail(
+                            &Error::InvalidInput(format!("--env {word} is not KEY=VALUE")),
+                            false,
+                        );
+                    }
+                }
+            }
+            match ctl.exec(&name, command.as_deref(), &pairs) {
+                Ok(never) => match never {},
+                Err(e) => fail(&e, false),
+            }
+        }
+        Verb::Sftp { name } => match ctl.sftp(&name) {
             Ok(never) => match never {},
             Err(e) => fail(&e, false),
         },

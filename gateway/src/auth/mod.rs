@@ -99,6 +99,16 @@ pub fn route_for(username: &str, agent_exists: bool) -> Route {
     }
 }
 
+/// Whether a client may set environment variable `name` (OpenSSH's `AcceptEnv`): `patterns`
+/// are names, or prefixes ending in `*`.
+pub fn env_allowed(name: &str, patterns: &[String]) -> bool {
+    hostctl::api::validate_env_key(name).is_ok()
+        && patterns.iter().any(|p| match p.strip_suffix('*') {
+            Some(prefix) => name.starts_with(prefix),
+            None => name == p,
+        })
+}
+
 /// Whether a key may log in: it must belong to a registered operator.
 pub fn decide_key(owner: Option<Operator>) -> KeyDecision {
     match owner {
@@ -232,6 +242,28 @@ mod tests {
         assert!(name_unavailable_reason("fix-ci").is_none());
         for bad in ["list", "root", "help", "Fix", "a;b", "-x", ""] {
             assert!(name_unavailable_reason(bad).is_some(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn only_accepted_environment_variables_pass() {
+        let patterns = vec![
+            "LANG".to_owned(),
+            "LC_*".to_owned(),
+            "GIT_PROTOCOL".to_owned(),
+        ];
+        for ok in ["LANG", "LC_ALL", "LC_CTYPE", "GIT_PROTOCOL"] {
+            assert!(env_allowed(ok, &patterns), "{ok}");
+        }
+        for refused in [
+            "PATH",
+            "LD_PRELOAD",
+            "LANGUAGE",
+            "GIT_PROTOCOLX",
+            "LC_ALL=x",
+            "",
+        ] {
+            assert!(!env_allowed(refused, &patterns), "{refused}");
         }
     }
 

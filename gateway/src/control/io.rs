@@ -26,6 +26,8 @@ pub struct CommandIo {
     pub terminal: Option<Terminal>,
     /// Cancelled when the client's channel closes.
     pub closed: CancellationToken,
+    /// Signals the client asks to deliver (`INT`, `TERM`, ...), by their SSH names.
+    pub signals: mpsc::Receiver<String>,
 }
 
 impl CommandIo {

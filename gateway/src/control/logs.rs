@@ -49,7 +49,7 @@ pub async fn run(gw: &Arc<Gateway>, args: LogsArgs, io: &mut CommandIo) -> Comma
     }
     let stderr = read_all(process.stderr).await;
     match process.exit.await {
-        Some(0) => Ok(exit::OK),
+        crate::hosts::ProcessExit::Code(0) => Ok(exit::OK),
         _ => Err(CommandError::failed(
             stderr
                 .trim()

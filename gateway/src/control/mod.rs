@@ -15,6 +15,7 @@ pub mod logs;
 pub mod output;
 pub mod restart;
 pub mod send;
+pub mod ssh_config;
 pub mod start;
 pub mod stop;
 pub mod version;
@@ -81,6 +82,8 @@ pub enum ControlCommand {
     Send(send::SendArgs),
     /// Wait until an agent exits; exit with its exit code.
     Wait(wait::WaitArgs),
+    /// Print an OpenSSH config with one Host per agent.
+    SshConfig(ssh_config::SshConfigArgs),
     /// Show who you are to the gateway.
     Whoami(JsonArg),
     /// Show the gateway's version and its hosts' hostctl versions.
@@ -101,9 +104,10 @@ impl ControlCommand {
             ControlCommand::Logs(a) => Some(&a.name),
             ControlCommand::Send(a) => Some(&a.name),
             ControlCommand::Wait(a) => Some(&a.name),
-            ControlCommand::List(_) | ControlCommand::Whoami(_) | ControlCommand::Version(_) => {
-                None
-            }
+            ControlCommand::List(_)
+            | ControlCommand::SshConfig(_)
+            | ControlCommand::Whoami(_)
+            | ControlCommand::Version(_) => None,
         }
     }
 
@@ -358,6 +362,7 @@ pub async fn run(
         ControlCommand::Logs(args) => logs::run(gw, args, io).await,
         ControlCommand::Send(args) => send::run(gw, args, io).await,
         ControlCommand::Wait(args) => wait::run(gw, args, io).await,
+        ControlCommand::SshConfig(args) => ssh_config::run(gw, args, io).await,
         ControlCommand::Whoami(args) => whoami::run(caller, args, io).await,
         ControlCommand::Version(args) => version::run(gw, args, io).await,
     };

@@ -15,7 +15,9 @@ use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{HostError, LOCAL_HOST, StreamProcess, TerminalInput, TerminalProcess};
+use super::{
+    Duplex, HostError, LOCAL_HOST, PipedProcess, ProcessExit, TerminalInput, TerminalProcess,
+};
 
 #[derive(Debug)]
 pub struct LocalHost {
@@ -118,28 +120,37 @@ impl LocalHost {
         decode_reply(&what, output)
     }
 
-    /// Runs a hostctl verb whose stdout is a stream (`logs -f`).
-    pub fn stream(&self, args: &[String]) -> Result<StreamProcess, HostError> {
+    /// Runs a hostctl verb with its standard streams as pipes (`logs -f`, `exec`, `sftp`).
+    pub fn piped(&self, args: &[String]) -> Result<PipedProcess, HostError> {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let mut cmd = self.command(&args);
-        cmd.stdin(Stdio::null())
+        // A session's processes may outlive the client (VS Code's server does), like under
+        // sshd: a client that goes away closes the pipes, it does not kill.
+        cmd.kill_on_drop(false)
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().map_err(|e| self.spawn_error(e))?;
-        let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        let (Some(stdin), Some(stdout), Some(stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
             return Err(self.spawn_error(std::io::Error::other("no pipes")));
         };
-        Ok(StreamProcess {
+        let pid = child.id();
+        Ok(PipedProcess {
+            stdin: Box::pin(stdin),
             stdout: Box::pin(stdout),
             stderr: Box::pin(stderr),
-            exit: Box::pin(async move { child.wait().await.ok().and_then(|s| s.code()) }),
+            exit: Box::pin(async move { ProcessExit::from_status(child.wait().await) }),
+            signal: Box::new(move |name| send_signal(pid, name)),
         })
     }
 
-    /// Runs `hostctl attach NAME` on a new pseudo-terminal of the given size.
-    pub fn attach(
+    /// Runs a hostctl verb on a new pseudo-terminal of the given size (`attach`, or `exec`
+    /// with a terminal).
+    pub fn terminal(
         &self,
-        name: &str,
+        args: &[String],
         term: &str,
         size: TermSize,
     ) -> Result<TerminalProcess, HostError> {
@@ -150,7 +161,7 @@ impl LocalHost {
         let (pty, pts) = pty_process::open().map_err(pty_error)?;
         pty.resize(pty_size(size)).map_err(pty_error)?;
         let mut cmd = pty_process::Command::new(&self.hostctl)
-            .args(["attach", name])
+            .args(args)
             .env(
                 "TERM",
                 if term.is_empty() {
@@ -187,7 +198,7 @@ impl LocalHost {
                     child.wait().await
                 }
             };
-            status.ok().and_then(|s| s.code())
+            ProcessExit::from_status(status)
         });
         Ok(TerminalProcess {
             output: Box::pin(PtyOutput(output)),
@@ -195,6 +206,43 @@ impl LocalHost {
             exit,
             kill,
         })
+    }
+
+    /// Dials a TCP address from this machine, with a time limit.
+    pub async fn connect_tcp(&self, host: &str, port: u16) -> std::io::Result<Box<dyn Duplex>> {
+        let dial = tokio::net::TcpStream::connect((host, port));
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, dial)
+            .await
+            .map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "connection timed out")
+            })??;
+        let _ = stream.set_nodelay(true);
+        Ok(Box::new(stream))
+    }
+
+    /// Connects to a unix socket on this machine, with a time limit.
+    pub async fn connect_unix(&self, path: &str) -> std::io::Result<Box<dyn Duplex>> {
+        let dial = tokio::net::UnixStream::connect(path);
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, dial)
+            .await
+            .map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "connection timed out")
+            })??;
+        Ok(Box::new(stream))
+    }
+}
+
+/// Time limit of a forwarded connection's dial.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Sends a signal named as SSH names them (`INT`, `TERM`, ...) to a process.
+fn send_signal(pid: Option<u32>, name: &str) {
+    use nix::sys::signal::{Signal, kill};
+    let (Some(pid), Ok(signal)) = (pid, format!("SIG{name}").parse::<Signal>()) else {
+        return;
+    };
+    if let Ok(pid) = i32::try_from(pid) {
+        let _ = kill(nix::unistd::Pid::from_raw(pid), signal);
     }
 }
 

@@ -15,7 +15,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use hostctl::api::{AgentInfo, CreateRequest, ErrorCode, TermSize, VersionInfo};
-use tokio::io::AsyncRead;
+use tokio::io::{AsyncRead, AsyncWrite};
 
 pub use local::LocalHost;
 
@@ -61,7 +61,82 @@ impl HostError {
 }
 
 pub type BoxRead = Pin<Box<dyn AsyncRead + Send>>;
-pub type ExitFuture = Pin<Box<dyn Future<Output = Option<i32>> + Send>>;
+pub type BoxWrite = Pin<Box<dyn AsyncWrite + Send>>;
+pub type ExitFuture = Pin<Box<dyn Future<Output = ProcessExit> + Send>>;
+
+/// A byte stream both ways: a forwarded TCP connection or unix socket.
+pub trait Duplex: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Duplex for T {}
+
+/// How a process on a host ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProcessExit {
+    Code(i32),
+    Signal {
+        signal: i32,
+        core_dumped: bool,
+    },
+    /// The process could not be waited for.
+    Unknown,
+}
+
+impl ProcessExit {
+    pub fn from_status(status: std::io::Result<std::process::ExitStatus>) -> ProcessExit {
+        use std::os::unix::process::ExitStatusExt;
+        match status {
+            Ok(s) => match (s.code(), s.signal()) {
+                (Some(code), _) => ProcessExit::Code(code),
+                (None, Some(signal)) => ProcessExit::Signal {
+                    signal,
+                    core_dumped: s.core_dumped(),
+                },
+                (None, None) => ProcessExit::Unknown,
+            },
+            Err(_) => ProcessExit::Unknown,
+        }
+    }
+
+    /// The exit status a shell would report: the code, or 128 + the signal.
+    pub fn shell_status(self) -> u32 {
+        match self {
+            ProcessExit::Code(code) => u32::try_from(code).unwrap_or(1),
+            ProcessExit::Signal { signal, .. } => 128 + u32::try_from(signal).unwrap_or(0),
+            ProcessExit::Unknown => 1,
+        }
+    }
+}
+
+/// What runs inside an agent's environment for one SSH session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AgentSession {
+    /// `ssh NAME@gw COMMAND`: the command line, run by the user's shell with `-c`.
+    Exec(String),
+    /// `ssh -T NAME@gw`: a login shell reading stdin.
+    Shell,
+    /// The `sftp` subsystem: OpenSSH's `sftp-server` in the workspace.
+    Sftp,
+    /// `ssh -t NAME@gw`: the agent's own tmux session.
+    Attach,
+}
+
+impl AgentSession {
+    /// The hostctl command line (after `hostctl`) that runs this session.
+    fn hostctl_args(&self, agent: &str, env: &[(String, String)]) -> Vec<String> {
+        let mut args = match self {
+            AgentSession::Exec(line) => {
+                vec!["exec".into(), agent.into(), "-c".into(), line.clone()]
+            }
+            AgentSession::Shell => vec!["exec".into(), agent.into()],
+            AgentSession::Sftp => return vec!["sftp".into(), agent.into()],
+            AgentSession::Attach => return vec!["attach".into(), agent.into()],
+        };
+        for (key, value) in env {
+            args.push("--env".into());
+            args.push(format!("{key}={value}"));
+        }
+        args
+    }
+}
 
 /// What goes into a terminal: keystrokes, or a new size.
 #[derive(Debug)]
@@ -70,22 +145,24 @@ pub enum TerminalInput {
     Resize(TermSize),
 }
 
-/// A process on a host attached to a terminal (`hostctl attach`): its output, its input and
-/// its exit code. Dropping `input` closes the terminal's input side.
+/// A process on a host attached to a terminal: its output, its input and how it ended.
+/// Dropping `input` closes the terminal's input side.
 pub struct TerminalProcess {
     pub output: BoxRead,
     pub input: tokio::sync::mpsc::Sender<TerminalInput>,
-    /// Resolves with the exit code once the process has ended (`None`: killed by a signal).
     pub exit: ExitFuture,
     /// Cancel to end the process (the client went away).
     pub kill: tokio_util::sync::CancellationToken,
 }
 
-/// A process on a host whose stdout is streamed (`hostctl logs -f`).
-pub struct StreamProcess {
+/// A process on a host with its standard streams as pipes.
+pub struct PipedProcess {
+    pub stdin: BoxWrite,
     pub stdout: BoxRead,
     pub stderr: BoxRead,
     pub exit: ExitFuture,
+    /// Delivers a signal, by its SSH name (`INT`, `TERM`, ...), to the process.
+    pub signal: Box<dyn Fn(&str) + Send + Sync>,
 }
 
 /// One host, whatever its transport. Cheap to clone.
@@ -178,7 +255,7 @@ impl Host {
         lines: Option<usize>,
         follow: bool,
         raw: bool,
-    ) -> Result<StreamProcess, HostError> {
+    ) -> Result<PipedProcess, HostError> {
         let mut args = vec!["logs".to_owned(), name.to_owned()];
         if let Some(n) = lines {
             args.extend(["-n".to_owned(), n.to_string()]);
@@ -190,18 +267,53 @@ impl Host {
             args.push("--raw".into());
         }
         match self {
-            Host::Local(h) => h.stream(&args),
+            Host::Local(h) => h.piped(&args),
         }
     }
 
-    pub async fn attach(
+    /// Starts a session inside an agent with its standard streams as pipes (no terminal).
+    pub async fn open_piped(
         &self,
-        name: &str,
+        agent: &str,
+        session: &AgentSession,
+        env: &[(String, String)],
+    ) -> Result<PipedProcess, HostError> {
+        let args = session.hostctl_args(agent, env);
+        match self {
+            Host::Local(h) => h.piped(&args),
+        }
+    }
+
+    /// Starts a session inside an agent on a new terminal of the given size.
+    pub async fn open_terminal(
+        &self,
+        agent: &str,
+        session: &AgentSession,
+        env: &[(String, String)],
         term: &str,
         size: TermSize,
     ) -> Result<TerminalProcess, HostError> {
+        let args = session.hostctl_args(agent, env);
         match self {
-            Host::Local(h) => h.attach(name, term, size),
+            Host::Local(h) => h.terminal(&args, term, size),
+        }
+    }
+
+    /// Opens a TCP connection from the host (`ssh -L`, `-D`, `-W`): `localhost` is the host's.
+    pub async fn connect_tcp(
+        &self,
+        target_host: &str,
+        port: u16,
+    ) -> Result<Box<dyn Duplex>, std::io::Error> {
+        match self {
+            Host::Local(h) => h.connect_tcp(target_host, port).await,
+        }
+    }
+
+    /// Connects to a unix socket on the host.
+    pub async fn connect_unix(&self, path: &str) -> Result<Box<dyn Duplex>, std::io::Error> {
+        match self {
+            Host::Local(h) => h.connect_unix(path).await,
         }
     }
 }

@@ -1,26 +1,32 @@
 //! The russh handler: a thin adapter from russh's callbacks to decisions in `auth` and work in
-//! `control`. Callbacks of one connection run one at a time, so they only answer the request
-//! and hand anything slow to a task. Returning `Err` from a callback kills the connection, so
-//! they return `Err` only for that.
+//! `control` and [`super::agent`]. Callbacks of one connection run one at a time, so they only
+//! answer the request and hand anything slow to a task. Returning `Err` from a callback kills
+//! the connection, so they return `Err` only for that.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use russh::keys::PublicKey;
-use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
+use russh::server::{
+    Auth, ChannelOpenHandle, Handle, Msg, PublicKeyOffer, Session, VerifiedPublicKey,
+};
 use russh::{Channel, ChannelId, ChannelOpenFailure, MethodKind, MethodSet};
-use tracing::{Instrument, debug, info, warn};
+use tracing::{Instrument, debug, info};
 
+use super::agent::{self, Forward};
 use super::channel::{PtyRequest, command_io, finish, term_size};
 use crate::Gateway;
 use crate::auth::{self, KeyDecision, Route};
 use crate::control::{self, Caller, Parsed, exit};
+use crate::hosts::AgentSession;
 
 /// A session channel between `channel-open` and the request that starts it.
-struct PendingChannel {
-    channel: Channel<Msg>,
-    pty: Option<PtyRequest>,
+pub struct PendingChannel {
+    pub channel: Channel<Msg>,
+    pub pty: Option<PtyRequest>,
+    /// Accepted `env` requests, in order.
+    pub env: Vec<(String, String)>,
 }
 
 pub struct ConnectionHandler {
@@ -28,6 +34,7 @@ pub struct ConnectionHandler {
     peer: Option<SocketAddr>,
     caller: Option<Caller>,
     route: Route,
+    handle: Option<Handle>,
     channels: HashMap<ChannelId, PendingChannel>,
 }
 
@@ -38,6 +45,7 @@ impl ConnectionHandler {
             peer,
             caller: None,
             route: Route::Control,
+            handle: None,
             channels: HashMap::new(),
         }
     }
@@ -59,11 +67,15 @@ impl ConnectionHandler {
         &mut self,
         id: ChannelId,
         session: &mut Session,
-    ) -> Result<Option<(PendingChannel, Caller)>, russh::Error> {
-        match (self.channels.remove(&id), self.caller.clone()) {
-            (Some(pending), Some(caller)) => {
+    ) -> Result<Option<(PendingChannel, Caller, Handle)>, russh::Error> {
+        match (
+            self.channels.remove(&id),
+            self.caller.clone(),
+            self.handle.clone(),
+        ) {
+            (Some(pending), Some(caller), Some(handle)) => {
                 session.channel_success(id)?;
-                Ok(Some((pending, caller)))
+                Ok(Some((pending, caller, handle)))
             }
             _ => {
                 session.channel_failure(id)?;
@@ -103,38 +115,23 @@ impl ConnectionHandler {
         );
     }
 
-    /// Starts an attach to the agent this connection is routed to.
-    fn spawn_attach(&self, pending: PendingChannel, caller: Caller, agent: String) {
+    /// Starts a session inside the agent this connection is routed to.
+    fn spawn_agent_session(
+        &self,
+        pending: PendingChannel,
+        caller: Caller,
+        handle: Handle,
+        agent: String,
+        session: AgentSession,
+    ) {
         let gw = self.gw.clone();
-        let tasks = gw.tasks.clone();
-        let span = tracing::info_span!("attach", agent = %agent);
-        tasks.spawn(
-            async move {
-                let (mut io, writer) = command_io(pending.channel, pending.pty, &gw.tasks);
-                let (status, message) = match control::attach::run(&gw, &agent, &mut io).await {
-                    Ok(status) => (status, String::new()),
-                    Err(e) => {
-                        io.write_err(&e.render()).await;
-                        (e.status, e.message)
-                    }
-                };
-                control::record(
-                    &gw,
-                    &caller,
-                    "attach",
-                    Some(agent.clone()),
-                    &format!("attach {agent}"),
-                    status,
-                    &message,
-                )
-                .await;
-                finish(io, writer, status).await;
-            }
-            .instrument(span),
+        let span = tracing::info_span!("session", agent = %agent, kind = ?session);
+        gw.tasks.clone().spawn(
+            agent::run_session(gw, caller, handle, agent, session, pending).instrument(span),
         );
     }
 
-    /// Answers a request the agent route does not serve yet with a clear message.
+    /// Answers a request that cannot be served with a clear message and exit status 1.
     fn spawn_refusal(&self, pending: PendingChannel, message: String) {
         let gw = self.gw.clone();
         gw.tasks.clone().spawn(async move {
@@ -142,6 +139,31 @@ impl ConnectionHandler {
             io.write_err(&message).await;
             finish(io, writer, exit::FAILED).await;
         });
+    }
+
+    /// Opens a forwarded connection from the agent's host, or refuses it with a reason.
+    fn open_forward(&self, channel: Channel<Msg>, target: Forward, reply: ChannelOpenHandle) {
+        let (Route::Agent(agent), Some(caller)) = (&self.route, &self.caller) else {
+            let reason = "agentgate: port forwarding works on connections to an agent: ssh -L ... NAME@<gateway>";
+            self.gw.tasks.spawn(reply.reject(ChannelOpenFailure::Other {
+                code: 1,
+                reason: reason.into(),
+            }));
+            return;
+        };
+        if !self.gw.config.ssh.allow_forwarding {
+            self.gw.tasks.spawn(reply.reject(ChannelOpenFailure::Other {
+                code: 1,
+                reason: "agentgate: port forwarding is switched off on this gateway".into(),
+            }));
+            return;
+        }
+        let gw = self.gw.clone();
+        let span = tracing::info_span!("forward", agent = %agent, target = %target);
+        gw.tasks.clone().spawn(
+            agent::run_forward(gw, caller.clone(), agent.clone(), target, channel, reply)
+                .instrument(span),
+        );
     }
 }
 
@@ -199,21 +221,32 @@ impl russh::server::Handler for ConnectionHandler {
         Ok(Auth::Accept)
     }
 
+    async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Self::Error> {
+        self.handle = Some(session.handle());
+        Ok(())
+    }
+
     async fn channel_open_session(
         &mut self,
         channel: Channel<Msg>,
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        self.channels
-            .insert(channel.id(), PendingChannel { channel, pty: None });
+        self.channels.insert(
+            channel.id(),
+            PendingChannel {
+                channel,
+                pty: None,
+                env: Vec::new(),
+            },
+        );
         reply.accept().await;
         Ok(())
     }
 
     async fn channel_open_direct_tcpip(
         &mut self,
-        _channel: Channel<Msg>,
+        channel: Channel<Msg>,
         host_to_connect: &str,
         port_to_connect: u32,
         _originator_address: &str,
@@ -221,18 +254,30 @@ impl russh::server::Handler for ConnectionHandler {
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        info!(
-            target_host = host_to_connect,
-            port = port_to_connect,
-            "port forwarding refused (not available yet)"
-        );
-        reply
-            .reject(ChannelOpenFailure::Other {
-                code: 1,
-                reason: "agentgate: port forwarding into agents is not available in this version"
-                    .into(),
-            })
-            .await;
+        match u16::try_from(port_to_connect) {
+            Ok(port) => self.open_forward(
+                channel,
+                Forward::Tcp(host_to_connect.to_owned(), port),
+                reply,
+            ),
+            Err(_) => {
+                self.gw.tasks.spawn(reply.reject(ChannelOpenFailure::Other {
+                    code: 2,
+                    reason: format!("port {port_to_connect} is out of range"),
+                }));
+            }
+        }
+        Ok(())
+    }
+
+    async fn channel_open_direct_streamlocal(
+        &mut self,
+        channel: Channel<Msg>,
+        socket_path: &str,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.open_forward(channel, Forward::Unix(socket_path.to_owned()), reply);
         Ok(())
     }
 
@@ -262,14 +307,22 @@ impl russh::server::Handler for ConnectionHandler {
 
     async fn env_request(
         &mut self,
-        _channel: ChannelId,
+        channel: ChannelId,
         variable_name: &str,
-        _variable_value: &str,
+        variable_value: &str,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        // OpenSSH sends `env` without asking for a reply; environment requests take effect
-        // on the agent route's exec sessions, which come in a later version.
-        debug!(variable = variable_name, "env request ignored");
+        // OpenSSH sends `env` without asking for a reply: an ignored variable is just dropped.
+        if !auth::env_allowed(variable_name, &self.gw.config.ssh.accept_env) {
+            debug!(variable = variable_name, "env request ignored");
+            return Ok(());
+        }
+        if let Some(pending) = self.channels.get_mut(&channel) {
+            pending.env.retain(|(k, _)| k != variable_name);
+            pending
+                .env
+                .push((variable_name.to_owned(), variable_value.to_owned()));
+        }
         Ok(())
     }
 
@@ -278,18 +331,16 @@ impl russh::server::Handler for ConnectionHandler {
         channel: ChannelId,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let Some((pending, caller)) = self.take_channel(channel, session)? else {
+        let Some((pending, caller, handle)) = self.take_channel(channel, session)? else {
             return Ok(());
         };
         match self.route.clone() {
-            Route::Agent(agent) if pending.pty.is_some() => self.spawn_attach(pending, caller, agent),
-            Route::Agent(agent) => self.spawn_refusal(
-                pending,
-                format!(
-                    "error: a shell without a terminal inside agent '{agent}' is not available in this version\n\
-                     hint: attach with a terminal: ssh -t {agent}@<gateway>\n"
-                ),
-            ),
+            Route::Agent(agent) if pending.pty.is_some() => {
+                self.spawn_agent_session(pending, caller, handle, agent, AgentSession::Attach)
+            }
+            Route::Agent(agent) => {
+                self.spawn_agent_session(pending, caller, handle, agent, AgentSession::Shell)
+            }
             Route::Control => self.spawn_control(pending, caller, String::new()),
         }
         Ok(())
@@ -301,18 +352,14 @@ impl russh::server::Handler for ConnectionHandler {
         data: &[u8],
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let Some((pending, caller)) = self.take_channel(channel, session)? else {
+        let Some((pending, caller, handle)) = self.take_channel(channel, session)? else {
             return Ok(());
         };
         let line = String::from_utf8_lossy(data).into_owned();
         match self.route.clone() {
-            Route::Agent(agent) => self.spawn_refusal(
-                pending,
-                format!(
-                    "error: running commands inside agent '{agent}' is not available in this version\n\
-                     hint: attach with: ssh -t {agent}@<gateway>, or type into it with: ssh <gateway> send {agent} TEXT\n"
-                ),
-            ),
+            Route::Agent(agent) => {
+                self.spawn_agent_session(pending, caller, handle, agent, AgentSession::Exec(line))
+            }
             Route::Control => self.spawn_control(pending, caller, line),
         }
         Ok(())
@@ -324,19 +371,26 @@ impl russh::server::Handler for ConnectionHandler {
         name: &str,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let Some((pending, _caller)) = self.take_channel(channel, session)? else {
-            return Ok(());
-        };
-        let message = match &self.route {
-            Route::Agent(agent) => format!(
-                "error: the '{name}' subsystem inside agent '{agent}' (sftp, scp) is not available in this version\n"
-            ),
-            Route::Control => format!(
-                "error: the gateway itself has no '{name}' subsystem; connect as an agent (NAME@gateway)\n"
-            ),
-        };
-        warn!(subsystem = name, "subsystem refused");
-        self.spawn_refusal(pending, message);
+        match (&self.route, name) {
+            (Route::Agent(agent), "sftp") => {
+                let agent = agent.clone();
+                if let Some((pending, caller, handle)) = self.take_channel(channel, session)? {
+                    self.spawn_agent_session(pending, caller, handle, agent, AgentSession::Sftp);
+                }
+            }
+            (Route::Agent(agent), _) => {
+                info!(subsystem = name, agent = %agent, "unknown subsystem refused");
+                session.channel_failure(channel)?;
+            }
+            (Route::Control, _) => {
+                let message = format!(
+                    "error: the gateway itself has no '{name}' subsystem\nhint: connect as an agent: sftp NAME@<gateway>\n"
+                );
+                if let Some((pending, _caller, _handle)) = self.take_channel(channel, session)? {
+                    self.spawn_refusal(pending, message);
+                }
+            }
+        }
         Ok(())
     }
 

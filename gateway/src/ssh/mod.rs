@@ -4,6 +4,7 @@
 //! one tracked task per connection) and hands each socket to `russh::server::run_stream` with a
 //! [`handler::ConnectionHandler`].
 
+pub mod agent;
 pub mod channel;
 pub mod handler;
 

@@ -1,0 +1,188 @@
+//! The agent route: everything on a connection to `NAME@gw` happens inside the agent's
+//! environment, on the agent's host, through that host's transport.
+//!
+//! - a terminal + shell attaches to the agent's tmux session;
+//! - exec runs the command with the user's shell in the workspace, with the agent's
+//!   environment (a terminal only when the client asks for one);
+//! - a shell without a terminal is a login shell in the workspace reading stdin;
+//! - the `sftp` subsystem is OpenSSH's `sftp-server` in the workspace;
+//! - `direct-tcpip` and `direct-streamlocal` are dialled from the agent's host, so
+//!   `localhost` means that host.
+//!
+//! Each of them is recorded in the audit trail.
+
+use std::fmt;
+use std::sync::Arc;
+
+use russh::server::{ChannelOpenHandle, Handle, Msg};
+use russh::{Channel, ChannelOpenFailure};
+use tracing::{info, warn};
+
+use super::channel::{command_io, finish, finish_process};
+use super::handler::PendingChannel;
+use crate::Gateway;
+use crate::control::{self, Caller, CommandError};
+use crate::hosts::{AgentSession, ProcessExit};
+use crate::store::AgentStatus;
+
+/// Where a forwarded channel goes.
+#[derive(Clone, Debug)]
+pub enum Forward {
+    Tcp(String, u16),
+    Unix(String),
+}
+
+impl fmt::Display for Forward {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Forward::Tcp(host, port) if host.contains(':') => write!(f, "[{host}]:{port}"),
+            Forward::Tcp(host, port) => write!(f, "{host}:{port}"),
+            Forward::Unix(path) => write!(f, "unix:{path}"),
+        }
+    }
+}
+
+/// How an agent-route session is named in the audit trail.
+fn audit_detail(session: &AgentSession) -> (&'static str, String) {
+    match session {
+        AgentSession::Exec(line) => ("exec", line.clone()),
+        AgentSession::Shell => ("shell", "login shell without a terminal".into()),
+        AgentSession::Sftp => ("sftp", "sftp-server".into()),
+        AgentSession::Attach => ("attach", "attach".into()),
+    }
+}
+
+/// Runs one session inside an agent to its end and closes the channel.
+pub async fn run_session(
+    gw: Arc<Gateway>,
+    caller: Caller,
+    handle: Handle,
+    agent: String,
+    session: AgentSession,
+    pending: PendingChannel,
+) {
+    let env = pending.env;
+    let (mut io, writer) = command_io(pending.channel, pending.pty, &gw.tasks);
+    let (kind, detail) = audit_detail(&session);
+    let result: Result<Option<ProcessExit>, CommandError> = async {
+        if session == AgentSession::Attach {
+            let status = control::attach::run(&gw, &agent, &mut io).await?;
+            return Ok(Some(ProcessExit::Code(i32::try_from(status).unwrap_or(1))));
+        }
+        let (record, host) = control::agent_and_host(&gw, &agent).await?;
+        if record.status == AgentStatus::Creating {
+            return Err(
+                CommandError::failed(format!("agent '{agent}' is still being created"))
+                    .hint("try again in a moment"),
+            );
+        }
+        let terminal = io
+            .terminal
+            .as_ref()
+            .map(|t| (t.term.clone(), *t.size.borrow()));
+        Ok(match terminal {
+            Some((term, size)) => {
+                let process = host
+                    .open_terminal(&agent, &session, &env, &term, size)
+                    .await?;
+                crate::bridge::terminal(&mut io, process).await
+            }
+            None => {
+                let process = host.open_piped(&agent, &session, &env).await?;
+                crate::bridge::piped(&mut io, process).await
+            }
+        })
+    }
+    .await;
+    match result {
+        Ok(exit) => {
+            let status = exit.map_or(255, ProcessExit::shell_status);
+            let message = if exit.is_none() {
+                "the client went away"
+            } else {
+                ""
+            };
+            control::record(&gw, &caller, kind, Some(agent), &detail, status, message).await;
+            finish_process(io, writer, Some(&handle), exit).await;
+        }
+        Err(e) => {
+            io.write_err(&e.render()).await;
+            control::record(
+                &gw,
+                &caller,
+                kind,
+                Some(agent),
+                &detail,
+                e.status,
+                &e.message,
+            )
+            .await;
+            finish(io, writer, e.status).await;
+        }
+    }
+}
+
+/// Dials `target` from the agent's host; on success accepts the channel and splices bytes
+/// both ways (half-close included) until both directions end. A failed dial is a
+/// channel-open failure with the reason, never a hang.
+pub async fn run_forward(
+    gw: Arc<Gateway>,
+    caller: Caller,
+    agent: String,
+    target: Forward,
+    channel: Channel<Msg>,
+    reply: ChannelOpenHandle,
+) {
+    let detail = target.to_string();
+    let host = match control::agent_and_host(&gw, &agent).await {
+        Ok((_, host)) => host,
+        Err(e) => {
+            reply
+                .reject(ChannelOpenFailure::Other {
+                    code: 2,
+                    reason: e.message.clone(),
+                })
+                .await;
+            control::record(
+                &gw,
+                &caller,
+                "forward",
+                Some(agent),
+                &detail,
+                e.status,
+                &e.message,
+            )
+            .await;
+            return;
+        }
+    };
+    let dialled = match &target {
+        Forward::Tcp(h, port) => host.connect_tcp(h, *port).await,
+        Forward::Unix(path) => host.connect_unix(path).await,
+    };
+    let mut upstream = match dialled {
+        Ok(stream) => stream,
+        Err(e) => {
+            let reason = format!("agentgate: cannot connect to {target} from agent '{agent}': {e}");
+            info!(%reason, "forward refused");
+            reply
+                .reject(ChannelOpenFailure::Other {
+                    code: 2,
+                    reason: reason.clone(),
+                })
+                .await;
+            control::record(&gw, &caller, "forward", Some(agent), &detail, 1, &reason).await;
+            return;
+        }
+    };
+    reply.accept().await;
+    control::record(&gw, &caller, "forward", Some(agent), &detail, 0, "").await;
+    let mut client = channel.into_stream();
+    let copied = tokio::select! {
+        copied = tokio::io::copy_bidirectional_with_sizes(&mut client, &mut upstream, 32 * 1024, 32 * 1024) => copied,
+        () = gw.shutdown.cancelled() => return,
+    };
+    if let Err(e) = copied {
+        warn!(error = %e, "forwarded connection ended with an error");
+    }
+}
