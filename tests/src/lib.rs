@@ -326,6 +326,28 @@ impl TestGateway {
         child.wait_with_output().expect("wait ssh")
     }
 
+    /// Runs `ssh TARGET ARGS...` with `input` on stdin (then EOF).
+    pub fn ssh_with_stdin_to(&self, target: &str, args: &[&str], input: &[u8]) -> Output {
+        let mut child = self
+            .ssh_command()
+            .arg(target)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run ssh");
+        let mut stdin = child.stdin.take().expect("stdin");
+        let input = input.to_vec();
+        // Written from a thread: a command that does not read its stdin must not block us.
+        let writer = std::thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+        });
+        let out = child.wait_with_output().expect("wait ssh");
+        let _ = writer.join();
+        out
+    }
+
     /// Runs a control command that must succeed; returns its stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.ssh(args);

@@ -182,25 +182,62 @@ fn help_is_printed_for_no_command_and_for_every_command() {
 }
 
 #[test]
-fn the_agent_route_refuses_what_it_cannot_do_yet_with_a_clear_message() {
+fn what_a_route_does_not_serve_is_refused_with_a_clear_message() {
     let gw = TestGateway::start();
-    gw.ok(&["create", "inside"]);
+    gw.ok(&["create", "inside", "--", "sleep", "600"]);
+    // Forwarding is for connections to an agent, not to the gateway itself.
     let out = gw
         .ssh_command()
-        .args(["inside@gw", "ls"])
+        .args(["-o", "LogLevel=INFO", "-W", "127.0.0.1:9", "gw"])
+        .output()
+        .expect("ssh");
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        stderr(&out).contains("connections to an agent"),
+        "{}",
+        stderr(&out)
+    );
+    // The gateway itself serves no SFTP.
+    let out = gw
+        .ssh_command()
+        .args(["-s", "gw", "sftp"])
         .output()
         .expect("ssh");
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr(&out).contains("not available in this version"),
+        stderr(&out).contains("no 'sftp' subsystem"),
         "{}",
         stderr(&out)
     );
+    // An agent serves no subsystem but SFTP.
     let out = gw
         .ssh_command()
-        .args(["-o", "LogLevel=INFO", "-W", "127.0.0.1:9", "inside@gw"])
+        .args(["-s", "inside@gw", "netconf"])
         .output()
         .expect("ssh");
     assert_ne!(out.status.code(), Some(0));
-    assert!(stderr(&out).contains("not available"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("subsystem request failed"),
+        "{}",
+        stderr(&out)
+    );
+    // `-R` is refused.
+    let out = gw
+        .ssh_command()
+        .args([
+            "-o",
+            "ExitOnForwardFailure=yes",
+            "-R",
+            "127.0.0.1:0:127.0.0.1:9",
+            "inside@gw",
+            "true",
+        ])
+        .output()
+        .expect("ssh");
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        stderr(&out).contains("remote port forwarding failed"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -4,10 +4,13 @@
 
 use std::pin::Pin;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use bytes::Bytes;
 use hostctl::api::TermSize;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 /// The client's terminal (an SSH `pty-req`).
@@ -18,9 +21,112 @@ pub struct Terminal {
     pub size: watch::Receiver<TermSize>,
 }
 
+/// Bytes the client sends on a channel, in order; `recv` returns `None` after the client's EOF.
+///
+/// russh advertises more window to the client as soon as data arrives, not when it has been
+/// consumed, and it stalls every channel of a connection while one channel's reader is not
+/// reading. A reader that waits for a slow consumer can therefore deadlock a channel whose
+/// output waits for the client's window adjustments (they queue behind the client's data). So
+/// the SSH layer's reader task never waits: it buffers here, counts what is buffered in the
+/// connection's [`Backlog`] (which makes the connection advertise a tiny window until the
+/// consumers catch up, see `ssh::handler`), and only waits once a single channel holds
+/// [`INBOUND_BUDGET`] bytes, as a last resort against unbounded memory.
+pub struct Inbound {
+    rx: mpsc::UnboundedReceiver<Bytes>,
+    budget: Arc<Semaphore>,
+    backlog: Backlog,
+}
+
+/// Bytes received on a connection and not yet taken by their consumers.
+#[derive(Clone, Debug, Default)]
+pub struct Backlog(Arc<AtomicUsize>);
+
+impl Backlog {
+    pub fn bytes(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// The most bytes one channel buffers for a consumer that is behind.
+pub const INBOUND_BUDGET: usize = 32 * 1024 * 1024;
+
+/// The sending side of an [`Inbound`], for the SSH layer's reader task.
+pub struct InboundSender {
+    tx: mpsc::UnboundedSender<Bytes>,
+    budget: Arc<Semaphore>,
+    backlog: Backlog,
+}
+
+impl Inbound {
+    pub fn channel(backlog: &Backlog) -> (InboundSender, Inbound) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let budget = Arc::new(Semaphore::new(INBOUND_BUDGET));
+        (
+            InboundSender {
+                tx,
+                budget: budget.clone(),
+                backlog: backlog.clone(),
+            },
+            Inbound {
+                rx,
+                budget,
+                backlog: backlog.clone(),
+            },
+        )
+    }
+
+    pub async fn recv(&mut self) -> Option<Bytes> {
+        let bytes = self.rx.recv().await?;
+        self.taken(bytes.len());
+        Some(bytes)
+    }
+
+    fn taken(&self, len: usize) {
+        self.budget.add_permits(len);
+        self.backlog.0.fetch_sub(len, Ordering::Relaxed);
+    }
+
+    /// Stops receiving: what the client sends from now on is discarded.
+    pub fn close(&mut self) {
+        self.rx.close();
+        self.budget.close();
+        while let Ok(bytes) = self.rx.try_recv() {
+            self.backlog.0.fetch_sub(bytes.len(), Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for Inbound {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl InboundSender {
+    /// Queues `bytes`; waits only while this channel's consumer is more than the budget
+    /// behind. Returns false once the consumer has gone (the bytes are then discarded).
+    pub async fn send(&self, bytes: Bytes) -> bool {
+        let len = bytes.len();
+        let want = u32::try_from(len).unwrap_or(u32::MAX);
+        tokio::select! {
+            permit = self.budget.acquire_many(want) => match permit {
+                Ok(permit) => permit.forget(),
+                Err(_) => return false,
+            },
+            () = self.tx.closed() => return false,
+        }
+        self.backlog.0.fetch_add(len, Ordering::Relaxed);
+        if self.tx.send(bytes).is_err() {
+            self.backlog.0.fetch_sub(len, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+}
+
 pub struct CommandIo {
-    /// What the client sends; the channel ends at the client's EOF.
-    pub stdin: mpsc::Receiver<Bytes>,
+    /// What the client sends; ends at the client's EOF.
+    pub stdin: Inbound,
     pub stdout: Pin<Box<dyn AsyncWrite + Send>>,
     pub stderr: Pin<Box<dyn AsyncWrite + Send>>,
     pub terminal: Option<Terminal>,

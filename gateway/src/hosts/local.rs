@@ -61,7 +61,9 @@ impl LocalHost {
 
     fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(&self.hostctl);
-        cmd.args(args).kill_on_drop(true);
+        // Its own process group, as sshd gives each session: a ^C meant for the gateway (in
+        // its terminal) must not reach the commands running inside agents.
+        cmd.args(args).kill_on_drop(true).process_group(0);
         if let Some(home) = &self.home {
             cmd.env("AGENTGATE_HOME", home);
         }
@@ -121,12 +123,13 @@ impl LocalHost {
     }
 
     /// Runs a hostctl verb with its standard streams as pipes (`logs -f`, `exec`, `sftp`).
-    pub fn piped(&self, args: &[String]) -> Result<PipedProcess, HostError> {
+    /// With `outlives_client`, dropping the process leaves it running: a session's processes
+    /// may outlive the client (VS Code's server does), as under sshd, where a client that goes
+    /// away closes the pipes but kills nothing.
+    pub fn piped(&self, args: &[String], outlives_client: bool) -> Result<PipedProcess, HostError> {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let mut cmd = self.command(&args);
-        // A session's processes may outlive the client (VS Code's server does), like under
-        // sshd: a client that goes away closes the pipes, it does not kill.
-        cmd.kill_on_drop(false)
+        cmd.kill_on_drop(!outlives_client)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

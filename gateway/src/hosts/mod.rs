@@ -267,7 +267,7 @@ impl Host {
             args.push("--raw".into());
         }
         match self {
-            Host::Local(h) => h.piped(&args),
+            Host::Local(h) => h.piped(&args, false),
         }
     }
 
@@ -280,7 +280,7 @@ impl Host {
     ) -> Result<PipedProcess, HostError> {
         let args = session.hostctl_args(agent, env);
         match self {
-            Host::Local(h) => h.piped(&args),
+            Host::Local(h) => h.piped(&args, true),
         }
     }
 

@@ -16,11 +16,12 @@ use std::sync::Arc;
 
 use russh::server::{ChannelOpenHandle, Handle, Msg};
 use russh::{Channel, ChannelOpenFailure};
-use tracing::{info, warn};
+use tracing::info;
 
-use super::channel::{command_io, finish, finish_process};
+use super::channel::{command_io, finish, finish_process, splice};
 use super::handler::PendingChannel;
 use crate::Gateway;
+use crate::control::io::Backlog;
 use crate::control::{self, Caller, CommandError};
 use crate::hosts::{AgentSession, ProcessExit};
 use crate::store::AgentStatus;
@@ -60,9 +61,10 @@ pub async fn run_session(
     agent: String,
     session: AgentSession,
     pending: PendingChannel,
+    backlog: Backlog,
 ) {
     let env = pending.env;
-    let (mut io, writer) = command_io(pending.channel, pending.pty, &gw.tasks);
+    let (mut io, writer) = command_io(pending.channel, pending.pty, &backlog, &gw.tasks);
     let (kind, detail) = audit_detail(&session);
     let result: Result<Option<ProcessExit>, CommandError> = async {
         if session == AgentSession::Attach {
@@ -132,6 +134,7 @@ pub async fn run_forward(
     target: Forward,
     channel: Channel<Msg>,
     reply: ChannelOpenHandle,
+    backlog: Backlog,
 ) {
     let detail = target.to_string();
     let host = match control::agent_and_host(&gw, &agent).await {
@@ -160,7 +163,7 @@ pub async fn run_forward(
         Forward::Tcp(h, port) => host.connect_tcp(h, *port).await,
         Forward::Unix(path) => host.connect_unix(path).await,
     };
-    let mut upstream = match dialled {
+    let upstream = match dialled {
         Ok(stream) => stream,
         Err(e) => {
             let reason = format!("agentgate: cannot connect to {target} from agent '{agent}': {e}");
@@ -177,12 +180,8 @@ pub async fn run_forward(
     };
     reply.accept().await;
     control::record(&gw, &caller, "forward", Some(agent), &detail, 0, "").await;
-    let mut client = channel.into_stream();
-    let copied = tokio::select! {
-        copied = tokio::io::copy_bidirectional_with_sizes(&mut client, &mut upstream, 32 * 1024, 32 * 1024) => copied,
-        () = gw.shutdown.cancelled() => return,
-    };
-    if let Err(e) = copied {
-        warn!(error = %e, "forwarded connection ended with an error");
+    tokio::select! {
+        () = splice(channel, upstream, &backlog, &gw.tasks) => {}
+        () = gw.shutdown.cancelled() => {}
     }
 }

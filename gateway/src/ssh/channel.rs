@@ -6,14 +6,14 @@
 //! connection when any held channel stops being read (head-of-line blocking), so input that
 //! nobody wants is discarded rather than left to pile up.
 
-use bytes::Bytes;
 use hostctl::api::TermSize;
 use russh::server::{Handle, Msg};
-use russh::{Channel, ChannelMsg, ChannelWriteHalf, Sig};
+use russh::{Channel, ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Sig};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::control::io::{Backlog, Inbound};
 use crate::control::{CommandIo, Terminal};
 use crate::hosts::ProcessExit;
 
@@ -39,33 +39,42 @@ pub fn term_size(cols: u32, rows: u32) -> TermSize {
     }
 }
 
-/// Splits the channel: a task reads it (stdin, EOF, window changes, signals, close), and the
-/// returned [`CommandIo`] writes stdout/stderr through the window-aware write half.
-pub fn command_io(
-    channel: Channel<Msg>,
-    pty: Option<PtyRequest>,
+/// What a channel's reader task delivers.
+pub struct ChannelInput {
+    pub data: Inbound,
+    pub size: watch::Receiver<TermSize>,
+    pub signals: mpsc::Receiver<String>,
+    /// Cancelled when the client closes the channel.
+    pub closed: CancellationToken,
+}
+
+/// Reads a channel until it closes: data into an [`Inbound`] buffer (ended by the client's
+/// EOF), window changes, signals, and the close itself.
+pub fn spawn_reader(
+    mut reader: ChannelReadHalf,
+    initial: TermSize,
+    backlog: &Backlog,
     tasks: &TaskTracker,
-) -> (CommandIo, ChannelWriteHalf<Msg>) {
-    let (mut reader, writer) = channel.split();
-    let (stdin_tx, stdin_rx) = mpsc::channel::<Bytes>(64);
-    let initial = pty.as_ref().map(|p| p.size).unwrap_or_default();
-    let (size_tx, size_rx) = watch::channel(initial);
-    let (signal_tx, signal_rx) = mpsc::channel::<String>(8);
+) -> ChannelInput {
+    let (data_tx, data) = Inbound::channel(backlog);
+    let (size_tx, size) = watch::channel(initial);
+    let (signal_tx, signals) = mpsc::channel::<String>(8);
     let closed = CancellationToken::new();
     let closed_by_reader = closed.clone();
     tasks.spawn(async move {
-        let mut stdin = Some(stdin_tx);
+        let mut data_tx = Some(data_tx);
         while let Some(msg) = reader.wait().await {
             match msg {
                 ChannelMsg::Data { data } => {
-                    if let Some(tx) = &stdin {
-                        // A command that does not read stdin closed its end: drop the data.
-                        if tx.send(data).await.is_err() {
-                            stdin = None;
+                    if let Some(tx) = &data_tx {
+                        // A consumer that went away (a command that does not read stdin)
+                        // closed its end: the data is dropped.
+                        if !tx.send(data).await {
+                            data_tx = None;
                         }
                     }
                 }
-                ChannelMsg::Eof => stdin = None,
+                ChannelMsg::Eof => data_tx = None,
                 ChannelMsg::WindowChange {
                     col_width,
                     row_height,
@@ -82,18 +91,79 @@ pub fn command_io(
         }
         closed_by_reader.cancel();
     });
+    ChannelInput {
+        data,
+        size,
+        signals,
+        closed,
+    }
+}
+
+/// Splits the channel: a task reads it, and the returned [`CommandIo`] writes stdout/stderr
+/// through the window-aware write half.
+pub fn command_io(
+    channel: Channel<Msg>,
+    pty: Option<PtyRequest>,
+    backlog: &Backlog,
+    tasks: &TaskTracker,
+) -> (CommandIo, ChannelWriteHalf<Msg>) {
+    let (reader, writer) = channel.split();
+    let initial = pty.as_ref().map(|p| p.size).unwrap_or_default();
+    let input = spawn_reader(reader, initial, backlog, tasks);
     let io = CommandIo {
-        stdin: stdin_rx,
+        stdin: input.data,
         stdout: Box::pin(writer.make_writer()),
         stderr: Box::pin(writer.make_writer_ext(Some(1))),
         terminal: pty.map(|p| Terminal {
             term: p.term,
-            size: size_rx,
+            size: input.size,
         }),
-        closed,
-        signals: signal_rx,
+        closed: input.closed,
+        signals: input.signals,
     };
     (io, writer)
+}
+
+/// Splices a channel and a byte stream both ways until both directions have ended; an end
+/// of one direction is passed on as a half-close (EOF), like OpenSSH does for forwards.
+pub async fn splice(
+    channel: Channel<Msg>,
+    upstream: Box<dyn crate::hosts::Duplex>,
+    backlog: &Backlog,
+    tasks: &TaskTracker,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (reader, writer) = channel.split();
+    let mut input = spawn_reader(reader, TermSize::default(), backlog, tasks);
+    let (mut up_read, mut up_write) = tokio::io::split(upstream);
+    let to_upstream = async {
+        while let Some(bytes) = input.data.recv().await {
+            if up_write.write_all(&bytes).await.is_err() {
+                break;
+            }
+        }
+        let _ = up_write.shutdown().await;
+    };
+    let to_client = async {
+        let mut out = writer.make_writer();
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            match up_read.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if out.write_all(&buf[..n]).await.is_err() || out.flush().await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = writer.eof().await;
+    };
+    tokio::select! {
+        _ = async { tokio::join!(to_upstream, to_client) } => {}
+        () = input.closed.cancelled() => {}
+    }
+    let _ = writer.close().await;
 }
 
 /// Sends the exit status and closes the channel, after everything written so far.

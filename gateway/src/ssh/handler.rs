@@ -18,6 +18,7 @@ use super::agent::{self, Forward};
 use super::channel::{PtyRequest, command_io, finish, term_size};
 use crate::Gateway;
 use crate::auth::{self, KeyDecision, Route};
+use crate::control::io::Backlog;
 use crate::control::{self, Caller, Parsed, exit};
 use crate::hosts::AgentSession;
 
@@ -36,7 +37,15 @@ pub struct ConnectionHandler {
     route: Route,
     handle: Option<Handle>,
     channels: HashMap<ChannelId, PendingChannel>,
+    /// Client data received on this connection that its consumers have not taken yet.
+    backlog: Backlog,
 }
+
+/// Above this much unconsumed client data, the connection advertises only
+/// [`THROTTLED_WINDOW`] bytes of window at a time, which slows the client to a trickle
+/// until the consumers catch up (russh re-advertises window on receipt, not on consumption).
+const BACKLOG_HIGH_WATER: usize = 1024 * 1024;
+const THROTTLED_WINDOW: u32 = 512;
 
 impl ConnectionHandler {
     pub fn new(gw: Arc<Gateway>, peer: Option<SocketAddr>) -> Self {
@@ -47,6 +56,7 @@ impl ConnectionHandler {
             route: Route::Control,
             handle: None,
             channels: HashMap::new(),
+            backlog: Backlog::default(),
         }
     }
 
@@ -89,9 +99,11 @@ impl ConnectionHandler {
         let gw = self.gw.clone();
         let tasks = gw.tasks.clone();
         let span = tracing::info_span!("command", line = %control::redacted(&line));
+        let backlog = self.backlog.clone();
         tasks.spawn(
             async move {
-                let (mut io, writer) = command_io(pending.channel, pending.pty, &gw.tasks);
+                let (mut io, writer) =
+                    command_io(pending.channel, pending.pty, &backlog, &gw.tasks);
                 let status = match control::parse(&line) {
                     Parsed::Run(command) => {
                         control::run(&gw, &caller, &line, *command, &mut io).await
@@ -127,15 +139,25 @@ impl ConnectionHandler {
         let gw = self.gw.clone();
         let span = tracing::info_span!("session", agent = %agent, kind = ?session);
         gw.tasks.clone().spawn(
-            agent::run_session(gw, caller, handle, agent, session, pending).instrument(span),
+            agent::run_session(
+                gw,
+                caller,
+                handle,
+                agent,
+                session,
+                pending,
+                self.backlog.clone(),
+            )
+            .instrument(span),
         );
     }
 
     /// Answers a request that cannot be served with a clear message and exit status 1.
     fn spawn_refusal(&self, pending: PendingChannel, message: String) {
         let gw = self.gw.clone();
+        let backlog = self.backlog.clone();
         gw.tasks.clone().spawn(async move {
-            let (mut io, writer) = command_io(pending.channel, pending.pty, &gw.tasks);
+            let (mut io, writer) = command_io(pending.channel, pending.pty, &backlog, &gw.tasks);
             io.write_err(&message).await;
             finish(io, writer, exit::FAILED).await;
         });
@@ -161,8 +183,16 @@ impl ConnectionHandler {
         let gw = self.gw.clone();
         let span = tracing::info_span!("forward", agent = %agent, target = %target);
         gw.tasks.clone().spawn(
-            agent::run_forward(gw, caller.clone(), agent.clone(), target, channel, reply)
-                .instrument(span),
+            agent::run_forward(
+                gw,
+                caller.clone(),
+                agent.clone(),
+                target,
+                channel,
+                reply,
+                self.backlog.clone(),
+            )
+            .instrument(span),
         );
     }
 }
@@ -392,6 +422,16 @@ impl russh::server::Handler for ConnectionHandler {
             }
         }
         Ok(())
+    }
+
+    /// The window to advertise next: the configured one, or a trickle while this connection's
+    /// consumers are behind (see [`BACKLOG_HIGH_WATER`]).
+    fn adjust_window(&mut self, _channel: ChannelId, _current: u32) -> u32 {
+        if self.backlog.bytes() > BACKLOG_HIGH_WATER {
+            THROTTLED_WINDOW
+        } else {
+            self.gw.config.ssh.window_size
+        }
     }
 
     async fn channel_close(

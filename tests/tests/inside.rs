@@ -1,0 +1,242 @@
+//! `ssh NAME@gw COMMAND` and `ssh -T NAME@gw`: commands run inside the agent's environment
+//! (its workspace, its variables) with exact streams, exit statuses and signals.
+
+use std::io::{Read, Write};
+use std::process::Stdio;
+
+use e2e::{TestGateway, stderr, stdout};
+
+fn agent(gw: &TestGateway, name: &str) -> String {
+    gw.ok(&[
+        "create",
+        name,
+        "--env",
+        "FROM_CREATE=yes",
+        "--",
+        "sleep",
+        "600",
+    ]);
+    gw.info(name)["workspace"]
+        .as_str()
+        .expect("workspace")
+        .to_owned()
+}
+
+#[test]
+fn exec_runs_in_the_workspace_with_the_agents_environment() {
+    let gw = TestGateway::start();
+    let workspace = agent(&gw, "box");
+    let out = gw
+        .ssh_command()
+        .args(["box@gw", "pwd; echo $AGENTGATE_AGENT $FROM_CREATE"])
+        .output()
+        .expect("ssh");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), format!("{workspace}\nbox yes\n"));
+}
+
+#[test]
+fn stdout_and_stderr_stay_separate_and_exit_codes_come_back_exactly() {
+    let gw = TestGateway::start();
+    agent(&gw, "box");
+    let out = gw
+        .ssh_command()
+        .args(["box@gw", "echo to-out; echo to-err >&2; exit 42"])
+        .output()
+        .expect("ssh");
+    assert_eq!(out.status.code(), Some(42));
+    assert_eq!(stdout(&out), "to-out\n");
+    assert_eq!(stderr(&out), "to-err\n");
+    // Many short commands in a row, each with its own status.
+    for code in [0, 1, 2, 7, 127, 255, 0, 3] {
+        let out = gw
+            .ssh_command()
+            .args(["box@gw", &format!("exit {code}")])
+            .output()
+            .expect("ssh");
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "exit {code}: {}",
+            stderr(&out)
+        );
+    }
+    let out = gw
+        .ssh_command()
+        .args(["box@gw", "no-such-command-here"])
+        .output()
+        .expect("ssh");
+    assert_eq!(out.status.code(), Some(127));
+    assert!(stderr(&out).contains("not found"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_death_by_signal_comes_back_as_exit_signal() {
+    let gw = TestGateway::start();
+    agent(&gw, "box");
+    // OpenSSH's client exits 255 when the remote command was killed by a signal, and says so
+    // with -v; the same as against sshd.
+    let out = gw
+        .ssh_command()
+        .args(["-v", "box@gw", "kill -TERM $$"])
+        .output()
+        .expect("ssh");
+    assert_eq!(out.status.code(), Some(255));
+    assert!(stderr(&out).contains("exit-signal"), "{}", stderr(&out));
+}
+
+#[test]
+fn stdin_reaches_the_command_and_its_eof_too() {
+    let gw = TestGateway::start();
+    agent(&gw, "box");
+    let out = gw.ssh_with_stdin_to("box@gw", &["cat; echo after-eof"], b"line one\nline two\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "line one\nline two\nafter-eof\n");
+    // A command that does not read stdin is not held up by it.
+    let out = gw.ssh_with_stdin_to("box@gw", &["echo ignored-input"], b"unread\n");
+    assert_eq!(stdout(&out), "ignored-input\n");
+}
+
+#[test]
+fn a_hundred_megabytes_round_trip_through_exec_unchanged() {
+    let gw = TestGateway::start();
+    agent(&gw, "box");
+    // 100 MiB of pseudo-random bytes, generated here, sent through `cat` and back.
+    let mut data = vec![0u8; 100 * 1024 * 1024];
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    for chunk in data.chunks_mut(8) {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        chunk.copy_from_slice(&state.to_le_bytes()[..chunk.len()]);
+    }
+    let mut child = gw
+        .ssh_command()
+        .args(["box@gw", "cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ssh");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let writer = std::thread::spawn(move || {
+        stdin.write_all(&data).expect("write");
+        data
+    });
+    let mut echoed = Vec::with_capacity(100 * 1024 * 1024);
+    child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_end(&mut echoed)
+        .expect("read");
+    let sent = writer.join().expect("writer");
+    let status = child.wait().expect("wait");
+    assert!(status.success());
+    assert_eq!(echoed.len(), sent.len());
+    assert!(echoed == sent, "the bytes came back changed");
+}
+
+#[test]
+fn a_terminal_only_when_the_client_asks_for_one() {
+    let gw = TestGateway::start();
+    agent(&gw, "box");
+    let out = gw
+        .ssh_command()
+        .args(["box@gw", "test -t 0 && echo tty || echo no-tty"])
+        .output()
+        .expect("ssh");
+    assert_eq!(stdout(&out), "no-tty\n");
+    let out = gw
+        .ssh_command()
+        .args([
+            "-tt",
+            "box@gw",
+            "test -t 0 && echo tty || echo no-tty; stty size",
+        ])
+        .output()
+        .expect("ssh");
+    let text = stdout(&out);
+    assert!(text.starts_with("tty\r\n"), "{text:?}");
+}
+
+#[test]
+fn a_shell_without_a_terminal_runs_a_script_from_stdin() {
+    let gw = TestGateway::start();
+    let workspace = agent(&gw, "box");
+    let mut child = gw
+        .ssh_command()
+        .args(["-T", "box@gw"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ssh");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"pwd\necho \"agent=$AGENTGATE_AGENT\"\nexit 6\n")
+        .expect("write");
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    assert_eq!(stdout(&out), format!("{workspace}\nagent=box\n"));
+}
+
+#[test]
+fn accepted_env_requests_are_applied_and_others_ignored() {
+    let gw = TestGateway::start();
+    agent(&gw, "box");
+    let out = gw
+        .ssh_command()
+        .args([
+            "-o",
+            "SetEnv=LC_TEST_VALUE=from-client GIT_PROTOCOL=version=2 SNEAKY=bad",
+        ])
+        .args([
+            "box@gw",
+            "echo \"$LC_TEST_VALUE|$GIT_PROTOCOL|${SNEAKY-unset}\"",
+        ])
+        .output()
+        .expect("ssh");
+    assert_eq!(
+        stdout(&out),
+        "from-client|version=2|unset\n",
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_stopped_agent_still_serves_commands_in_its_workspace() {
+    let gw = TestGateway::start();
+    let workspace = agent(&gw, "box");
+    gw.ok(&["stop", "box"]);
+    let out = gw
+        .ssh_command()
+        .args(["box@gw", "pwd"])
+        .output()
+        .expect("ssh");
+    assert_eq!(stdout(&out), format!("{workspace}\n"));
+    assert_eq!(gw.status("box"), "stopped", "exec does not start the agent");
+}
+
+#[test]
+fn keepalives_are_answered() {
+    let gw = TestGateway::start();
+    agent(&gw, "box");
+    // The client asks every second and gives up after two unanswered questions.
+    let out = gw
+        .ssh_command()
+        .args([
+            "-o",
+            "ServerAliveInterval=1",
+            "-o",
+            "ServerAliveCountMax=2",
+            "box@gw",
+            "sleep 4; echo survived",
+        ])
+        .output()
+        .expect("ssh");
+    assert_eq!(stdout(&out), "survived\n", "{}", stderr(&out));
+}
