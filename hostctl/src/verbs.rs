@@ -371,19 +371,32 @@ impl HostCtl {
         Ok(meta)
     }
 
-    /// The environment of a session inside an agent: the agent's own, then the client's.
+    /// The environment of a session inside an agent, built like sshd builds a session's:
+    /// the user's basics (not whatever hostctl's caller had), then the agent's own variables,
+    /// then what the client sent (accepted `env` requests, `SSH_CONNECTION`, ...).
     fn session_env(
         &self,
         cmd: &mut Command,
         meta: &AgentMeta,
         extra_env: &[(String, String)],
     ) -> Result<()> {
+        cmd.env_clear();
+        for (key, value) in std::env::vars_os() {
+            let keep = key
+                .to_str()
+                .is_some_and(|k| SESSION_BASICS.contains(&k) || k.starts_with("LC_"));
+            if keep {
+                cmd.env(key, value);
+            }
+        }
+        if std::env::var_os("PATH").is_none() {
+            cmd.env("PATH", "/usr/local/bin:/usr/bin:/bin");
+        }
         cmd.current_dir(&meta.workspace_path)
             .envs(&meta.request.env)
             .env("AGENTGATE_AGENT", &meta.request.name)
             .env("AGENTGATE_WORKSPACE", &meta.workspace_path)
-            .env("PWD", &meta.workspace_path)
-            .env_remove("AGENTGATE_TMUX_SOCKET");
+            .env("PWD", &meta.workspace_path);
         for (key, value) in extra_env {
             validate_env_key(key)?;
             cmd.env(key, value);
@@ -474,6 +487,24 @@ fn login_shell() -> String {
         .filter(|s| s.starts_with('/') && Path::new(s).exists())
         .unwrap_or_else(|| "/bin/sh".to_owned())
 }
+
+/// The variables a session inside an agent keeps from hostctl's own environment: what sshd
+/// would set for the user (HOME, USER, SHELL, PATH, ...), the locale, and the terminal type
+/// when hostctl runs on a terminal.
+const SESSION_BASICS: &[&str] = &[
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "PATH",
+    "MAIL",
+    "LANG",
+    "LANGUAGE",
+    "TZ",
+    "TMPDIR",
+    "XDG_RUNTIME_DIR",
+    "TERM",
+];
 
 /// Where OpenSSH's `sftp-server` lives on common systems.
 fn sftp_server() -> Option<PathBuf> {

@@ -229,7 +229,10 @@ fn git_pushes_to_and_clones_from_a_repository_in_the_workspace() {
             .expect("git");
         ok(out, &format!("git {args:?}"))
     };
-    git(&workspace, &["init", "-q", "--bare", "-b", "main", "repo.git"]);
+    git(
+        &workspace,
+        &["init", "-q", "--bare", "-b", "main", "repo.git"],
+    );
     let local = gw.dir.path().join("work");
     std::fs::create_dir_all(&local).expect("mkdir");
     git(&local, &["init", "-q", "-b", "main"]);

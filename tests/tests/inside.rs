@@ -36,6 +36,28 @@ fn exec_runs_in_the_workspace_with_the_agents_environment() {
 }
 
 #[test]
+fn the_session_environment_is_built_like_sshds_not_inherited_from_the_gateway() {
+    let gw = TestGateway::start();
+    agent(&gw, "box");
+    let out = gw
+        .ssh_command()
+        .args(["box@gw", "echo \"${RUST_LOG-unset}|${AGENTGATE_HOME-unset}|${TERM-unset}|$SSH_CONNECTION|$HOME\""])
+        .output()
+        .expect("ssh");
+    let text = stdout(&out);
+    let fields: Vec<&str> = text.trim_end().split('|').collect();
+    assert_eq!(&fields[..2], ["unset", "unset"], "{text}");
+    // No terminal, no TERM (bash fills in `dumb`, as under sshd).
+    assert!(["unset", "dumb"].contains(&fields[2]), "{text}");
+    assert!(
+        fields[3].starts_with("127.0.0.1 ")
+            && fields[3].ends_with(&format!(" 127.0.0.1 {}", gw.port)),
+        "{text}"
+    );
+    assert_eq!(fields[4], gw.home.display().to_string());
+}
+
+#[test]
 fn stdout_and_stderr_stay_separate_and_exit_codes_come_back_exactly() {
     let gw = TestGateway::start();
     agent(&gw, "box");

@@ -129,7 +129,9 @@ impl LocalHost {
     pub fn piped(&self, args: &[String], outlives_client: bool) -> Result<PipedProcess, HostError> {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let mut cmd = self.command(&args);
-        cmd.kill_on_drop(!outlives_client)
+        // No terminal: no TERM either (the gateway's own must not leak into sessions).
+        cmd.env_remove("TERM")
+            .kill_on_drop(!outlives_client)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

@@ -33,6 +33,7 @@ pub struct PendingChannel {
 pub struct ConnectionHandler {
     gw: Arc<Gateway>,
     peer: Option<SocketAddr>,
+    local: Option<SocketAddr>,
     caller: Option<Caller>,
     route: Route,
     handle: Option<Handle>,
@@ -48,10 +49,11 @@ const BACKLOG_HIGH_WATER: usize = 1024 * 1024;
 const THROTTLED_WINDOW: u32 = 512;
 
 impl ConnectionHandler {
-    pub fn new(gw: Arc<Gateway>, peer: Option<SocketAddr>) -> Self {
+    pub fn new(gw: Arc<Gateway>, peer: Option<SocketAddr>, local: Option<SocketAddr>) -> Self {
         ConnectionHandler {
             gw,
             peer,
+            local,
             caller: None,
             route: Route::Control,
             handle: None,
@@ -262,12 +264,30 @@ impl russh::server::Handler for ConnectionHandler {
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
+        // What sshd tells a session about its connection.
+        let mut env = Vec::new();
+        if let (Some(peer), Some(local)) = (self.peer, self.local) {
+            env.push((
+                "SSH_CONNECTION".to_owned(),
+                format!(
+                    "{} {} {} {}",
+                    peer.ip(),
+                    peer.port(),
+                    local.ip(),
+                    local.port()
+                ),
+            ));
+            env.push((
+                "SSH_CLIENT".to_owned(),
+                format!("{} {} {}", peer.ip(), peer.port(), local.port()),
+            ));
+        }
         self.channels.insert(
             channel.id(),
             PendingChannel {
                 channel,
                 pty: None,
-                env: Vec::new(),
+                env,
             },
         );
         reply.accept().await;

@@ -105,7 +105,8 @@ pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, config: Arc<russh::s
         }
         let conn_id = next_id.fetch_add(1, Ordering::Relaxed);
         let span = tracing::info_span!("conn", conn_id, %peer);
-        let handler = handler::ConnectionHandler::new(gw.clone(), Some(peer));
+        let handler =
+            handler::ConnectionHandler::new(gw.clone(), Some(peer), stream.local_addr().ok());
         let config = config.clone();
         let shutdown = gw.shutdown.clone();
         gw.tasks.spawn(
