@@ -83,6 +83,15 @@ struct RefusingPort {
     _held: (TcpListener, TcpStream, TcpStream),
 }
 
+fn who_has(port: u16) -> String {
+    let out = Command::new("ss").args(["-tanpe"]).output().expect("ss");
+    stdout(&out)
+        .lines()
+        .filter(|l| l.contains(&format!(":{port} ")))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn refusing_port() -> RefusingPort {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let client = TcpStream::connect(listener.local_addr().expect("address")).expect("connect");
@@ -584,7 +593,8 @@ fn a_refused_dial_fails_at_once_with_the_reason_and_the_forward_stays_up() {
     let err = ssh.stderr();
     assert!(
         !status.success(),
-        "ssh -W to a closed port succeeded: {err}"
+        "ssh -W to a closed port succeeded: {err}\n{}",
+        who_has(closed)
     );
     assert!(
         err.contains(&format!("cannot connect to 127.0.0.1:{closed}"))
@@ -629,13 +639,18 @@ fn a_refused_dial_fails_at_once_with_the_reason_and_the_forward_stays_up() {
             let mut stream = forward.connect(port);
             let mut got = Vec::new();
             match stream.read_to_end(&mut got) {
-                Ok(_) => assert!(got.is_empty(), "data from a refused dial to {to}: {got:?}"),
+                Ok(_) => assert!(
+                    got.is_empty(),
+                    "data from a refused dial to {to}: {got:?}\n{}",
+                    who_has(closed)
+                ),
                 Err(e) => assert!(
                     !matches!(
                         e.kind(),
                         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                     ),
-                    "the local connection of a refused dial to {to} stayed open"
+                    "the local connection of a refused dial to {to} stayed open\n{}",
+                    who_has(closed)
                 ),
             }
         }
@@ -647,7 +662,8 @@ fn a_refused_dial_fails_at_once_with_the_reason_and_the_forward_stays_up() {
         let err = forward.stderr();
         assert!(
             err.contains("cannot connect to") && err.contains(reason),
-            "ssh -L to {to} does not say why: {err}"
+            "ssh -L to {to} does not say why: {err}\n{}",
+            who_has(closed)
         );
     }
 }

@@ -262,3 +262,78 @@ fn keepalives_are_answered() {
         .expect("ssh");
     assert_eq!(stdout(&out), "survived\n", "{}", stderr(&out));
 }
+
+#[test]
+fn every_session_inside_an_agent_is_in_the_audit_trail() {
+    let gw = TestGateway::start();
+    agent(&gw, "box");
+    gw.ok(&[
+        "create",
+        "scratch",
+        "--env",
+        "API_KEY=sekrit-value",
+        "--",
+        "sleep",
+        "600",
+    ]);
+    let out = gw
+        .ssh_command()
+        .args(["box@gw", "echo audited; exit 3"])
+        .output()
+        .expect("ssh");
+    assert_eq!(out.status.code(), Some(3));
+    let batch = gw.dir.path().join("batch");
+    std::fs::write(&batch, "ls\n").expect("batch");
+    let out = std::process::Command::new("sftp")
+        .arg("-F")
+        .arg(gw.ssh_config_path())
+        .arg("-b")
+        .arg(&batch)
+        .arg("box@gw")
+        .stdin(Stdio::null())
+        .output()
+        .expect("sftp");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let server = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().expect("accept");
+        conn.write_all(b"hello from the agent's host\n")
+            .expect("write");
+    });
+    let out = gw.ssh_with_stdin_to(&format!("-W127.0.0.1:{port}"), &["box@gw"], b"");
+    server.join().expect("server");
+    assert_eq!(
+        stdout(&out),
+        "hello from the agent's host\n",
+        "{}",
+        stderr(&out)
+    );
+
+    let events: serde_json::Value =
+        serde_json::from_str(&gw.ok(&["events", "--agent", "box", "--json"])).expect("json");
+    let events = events.as_array().expect("array");
+    let find = |kind: &str| {
+        events
+            .iter()
+            .find(|e| e["kind"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} event in {events:?}"))
+    };
+    let exec = find("exec");
+    assert_eq!(exec["detail"], "echo audited; exit 3");
+    assert_eq!(exec["result"], "exit 3");
+    assert_eq!(exec["operator"], "tester");
+    assert_eq!(find("sftp")["result"], "ok");
+    assert_eq!(find("forward")["detail"], format!("127.0.0.1:{port}"));
+    assert!(events.iter().any(|e| e["kind"] == "login"), "{events:?}");
+    // Control commands are there too, with --env values hidden.
+    let all = gw.ok(&["events", "--json", "-n", "1000"]);
+    assert!(all.contains("API_KEY=***"), "{all}");
+    assert!(
+        !all.contains("sekrit-value"),
+        "a secret reached the audit trail: {all}"
+    );
+    // The human table has stable columns.
+    let table = gw.ok(&["events", "--operator", "tester", "-n", "5"]);
+    assert!(table.starts_with("TIME"), "{table}");
+}

@@ -8,6 +8,7 @@
 pub mod attach;
 pub mod create;
 pub mod destroy;
+pub mod events;
 pub mod info;
 pub mod io;
 pub mod list;
@@ -82,6 +83,8 @@ pub enum ControlCommand {
     Send(send::SendArgs),
     /// Wait until an agent exits; exit with its exit code.
     Wait(wait::WaitArgs),
+    /// Show the audit trail: logins, commands, sessions, forwards.
+    Events(events::EventsArgs),
     /// Print an OpenSSH config with one Host per agent.
     SshConfig(ssh_config::SshConfigArgs),
     /// Show who you are to the gateway.
@@ -104,6 +107,7 @@ impl ControlCommand {
             ControlCommand::Logs(a) => Some(&a.name),
             ControlCommand::Send(a) => Some(&a.name),
             ControlCommand::Wait(a) => Some(&a.name),
+            ControlCommand::Events(a) => a.agent.as_deref(),
             ControlCommand::List(_)
             | ControlCommand::SshConfig(_)
             | ControlCommand::Whoami(_)
@@ -362,6 +366,7 @@ pub async fn run(
         ControlCommand::Logs(args) => logs::run(gw, args, io).await,
         ControlCommand::Send(args) => send::run(gw, args, io).await,
         ControlCommand::Wait(args) => wait::run(gw, args, io).await,
+        ControlCommand::Events(args) => events::run(gw, args, io).await,
         ControlCommand::SshConfig(args) => ssh_config::run(gw, args, io).await,
         ControlCommand::Whoami(args) => whoami::run(caller, args, io).await,
         ControlCommand::Version(args) => version::run(gw, args, io).await,
@@ -401,6 +406,7 @@ pub async fn record(
         kind, detail, status, "audit"
     );
     let event = Event {
+        id: 0,
         at: String::new(),
         operator: Some(caller.operator.name.clone()),
         source: Some(caller.source.clone()),

@@ -74,6 +74,30 @@ impl ConnectionHandler {
         Ok((auth::decide_key(owner), fingerprint))
     }
 
+    /// Records a login attempt that got as far as a verified key.
+    async fn record_login(
+        &self,
+        operator: Option<String>,
+        user: &str,
+        fingerprint: &str,
+        result: &str,
+        message: &str,
+    ) {
+        let event = crate::store::Event {
+            operator,
+            source: Some(self.source()),
+            kind: "login".into(),
+            agent: matches!(self.route, Route::Agent(_)).then(|| user.to_owned()),
+            detail: format!("user {user} key {fingerprint}"),
+            result: result.into(),
+            message: message.into(),
+            ..crate::store::Event::default()
+        };
+        if let Err(e) = self.gw.store.record_event(&event).await {
+            tracing::error!(error = %e, "could not record a login");
+        }
+    }
+
     /// Takes a pending channel for a request that starts it; answers failure if there is none.
     fn take_channel(
         &mut self,
@@ -167,28 +191,54 @@ impl ConnectionHandler {
 
     /// Opens a forwarded connection from the agent's host, or refuses it with a reason.
     fn open_forward(&self, channel: Channel<Msg>, target: Forward, reply: ChannelOpenHandle) {
-        let (Route::Agent(agent), Some(caller)) = (&self.route, &self.caller) else {
-            let reason = "agentgate: port forwarding works on connections to an agent: ssh -L ... NAME@<gateway>";
-            self.gw.tasks.spawn(reply.reject(ChannelOpenFailure::Other {
-                code: 1,
-                reason: reason.into(),
-            }));
+        let Some(caller) = self.caller.clone() else {
+            self.gw
+                .tasks
+                .spawn(reply.reject(ChannelOpenFailure::AdministrativelyProhibited));
             return;
         };
-        if !self.gw.config.ssh.allow_forwarding {
-            self.gw.tasks.spawn(reply.reject(ChannelOpenFailure::Other {
-                code: 1,
-                reason: "agentgate: port forwarding is switched off on this gateway".into(),
-            }));
+        let refusal = match &self.route {
+            Route::Control => Some((
+                None,
+                "agentgate: port forwarding works on connections to an agent: ssh -L ... NAME@<gateway>",
+            )),
+            Route::Agent(agent) if !self.gw.config.ssh.allow_forwarding => Some((
+                Some(agent.clone()),
+                "agentgate: port forwarding is switched off on this gateway",
+            )),
+            Route::Agent(_) => None,
+        };
+        let gw = self.gw.clone();
+        if let Some((agent, reason)) = refusal {
+            gw.tasks.clone().spawn(async move {
+                reply
+                    .reject(ChannelOpenFailure::Other {
+                        code: 1,
+                        reason: reason.to_owned(),
+                    })
+                    .await;
+                control::record(
+                    &gw,
+                    &caller,
+                    "forward",
+                    agent,
+                    &target.to_string(),
+                    exit::FAILED,
+                    reason,
+                )
+                .await;
+            });
             return;
         }
-        let gw = self.gw.clone();
+        let Route::Agent(agent) = self.route.clone() else {
+            return;
+        };
         let span = tracing::info_span!("forward", agent = %agent, target = %target);
         gw.tasks.clone().spawn(
             agent::run_forward(
                 gw,
-                caller.clone(),
-                agent.clone(),
+                caller,
+                agent,
                 target,
                 channel,
                 reply,
@@ -240,11 +290,21 @@ impl russh::server::Handler for ConnectionHandler {
         let (decision, fingerprint) = self.key_decision(key.public_key).await?;
         let KeyDecision::Accept(operator) = decision else {
             info!(user, key = fingerprint, source = %self.source(), "login refused: unregistered key");
+            self.record_login(
+                None,
+                user,
+                &fingerprint,
+                "refused",
+                "the key is not registered",
+            )
+            .await;
             return Ok(Auth::reject());
         };
         let agent_exists = self.gw.store.agent_exists(user).await?;
         self.route = auth::route_for(user, agent_exists);
         info!(user, operator = operator.name, key = fingerprint, route = ?self.route, "login");
+        self.record_login(Some(operator.name.clone()), user, &fingerprint, "ok", "")
+            .await;
         self.caller = Some(Caller {
             operator,
             key_fingerprint: fingerprint,

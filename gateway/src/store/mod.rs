@@ -157,6 +157,8 @@ pub struct Observed {
 /// One line of the audit trail.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Event {
+    /// Its place in the trail (0 for an event not yet recorded).
+    pub id: i64,
     pub at: String,
     pub operator: Option<String>,
     pub source: Option<String>,
@@ -442,19 +444,26 @@ impl Store {
         Ok(())
     }
 
-    /// The newest `limit` events, oldest first, optionally of one agent.
-    pub async fn events(&self, agent: Option<&str>, limit: i64) -> Result<Vec<Event>> {
+    /// The newest `filter.limit` events that match, oldest first; with `filter.after`, only
+    /// events recorded after that id (for following the trail).
+    pub async fn events(&self, filter: &EventFilter) -> Result<Vec<Event>> {
         let rows = sqlx::query(
             "SELECT * FROM (SELECT id, at, operator, source, kind, agent, detail, result, message FROM events
-               WHERE (?1 IS NULL OR agent = ?1) ORDER BY id DESC LIMIT ?2) ORDER BY id",
+               WHERE (?1 IS NULL OR agent = ?1) AND (?2 IS NULL OR operator = ?2)
+                 AND (?3 IS NULL OR at >= ?3) AND id > ?4
+               ORDER BY id DESC LIMIT ?5) ORDER BY id",
         )
-        .bind(agent)
-        .bind(limit)
+        .bind(&filter.agent)
+        .bind(&filter.operator)
+        .bind(&filter.since)
+        .bind(filter.after)
+        .bind(filter.limit)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
             .map(|r| {
                 Ok(Event {
+                    id: r.try_get("id")?,
                     at: r.try_get("at")?,
                     operator: r.try_get("operator")?,
                     source: r.try_get("source")?,
@@ -466,6 +475,30 @@ impl Store {
                 })
             })
             .collect()
+    }
+}
+
+/// Which events to read.
+#[derive(Clone, Debug)]
+pub struct EventFilter {
+    pub agent: Option<String>,
+    pub operator: Option<String>,
+    /// RFC 3339: events at or after this time.
+    pub since: Option<String>,
+    /// Only events with an id above this one.
+    pub after: i64,
+    pub limit: i64,
+}
+
+impl Default for EventFilter {
+    fn default() -> Self {
+        EventFilter {
+            agent: None,
+            operator: None,
+            since: None,
+            after: 0,
+            limit: 100,
+        }
     }
 }
 
@@ -647,11 +680,26 @@ mod tests {
                 .await
                 .expect("record");
         }
-        let last = store.events(None, 2).await.expect("events");
+        let last = store
+            .events(&EventFilter {
+                limit: 2,
+                ..EventFilter::default()
+            })
+            .await
+            .expect("events");
         assert_eq!(
             last.iter().map(|e| e.detail.as_str()).collect::<Vec<_>>(),
             ["list 3", "list 4"]
         );
-        assert_eq!(store.events(Some("a"), 10).await.expect("events").len(), 3);
+        let of_a = EventFilter {
+            agent: Some("a".into()),
+            ..EventFilter::default()
+        };
+        assert_eq!(store.events(&of_a).await.expect("events").len(), 3);
+        let after = EventFilter {
+            after: last[0].id,
+            ..EventFilter::default()
+        };
+        assert_eq!(store.events(&after).await.expect("events").len(), 1);
     }
 }

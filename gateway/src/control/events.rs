@@ -1,0 +1,159 @@
+//! `events [--agent A] [--operator O] [--since T] [-n N] [--json] [-f]`: the audit trail.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::output::{json_text, table};
+use super::{CommandError, CommandIo, CommandResult, exit};
+use crate::Gateway;
+use crate::store::{Event, EventFilter};
+
+/// How often `events -f` looks for new events.
+const FOLLOW_POLL: Duration = Duration::from_millis(500);
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  ssh gw events --agent fix-ci\n  ssh gw events --since 1h --json\n  ssh gw events -f"
+)]
+pub struct EventsArgs {
+    /// Only events about this agent.
+    #[arg(long, value_name = "NAME")]
+    pub agent: Option<String>,
+    /// Only events of this operator.
+    #[arg(long, value_name = "NAME")]
+    pub operator: Option<String>,
+    /// Only events since this long ago (30s, 10m, 2h, 7d) or this RFC 3339 time.
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
+    /// At most this many of the newest events.
+    #[arg(short = 'n', long = "limit", value_name = "N", default_value_t = 50)]
+    pub limit: u32,
+    /// Print JSON (one array; with -f, one object per line).
+    #[arg(long)]
+    pub json: bool,
+    /// Keep printing new events until interrupted.
+    #[arg(short, long)]
+    pub follow: bool,
+}
+
+pub async fn run(gw: &Arc<Gateway>, args: EventsArgs, io: &mut CommandIo) -> CommandResult {
+    let since = args
+        .since
+        .as_deref()
+        .map(since_time)
+        .transpose()
+        .map_err(CommandError::usage)?;
+    let mut filter = EventFilter {
+        agent: args.agent.clone(),
+        operator: args.operator.clone(),
+        since,
+        after: 0,
+        limit: i64::from(args.limit),
+    };
+    let events = gw.store.events(&filter).await?;
+    if args.json && !args.follow {
+        let all: Vec<serde_json::Value> = events.iter().map(event_json).collect();
+        io.write_out(&json_text(&serde_json::Value::Array(all)))
+            .await;
+        return Ok(exit::OK);
+    }
+    io.write_out(&render(&events, args.json, true)).await;
+    if !args.follow {
+        return Ok(exit::OK);
+    }
+    filter.after = events.last().map_or(0, |e| e.id);
+    filter.since = None;
+    filter.limit = 1000;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(FOLLOW_POLL) => {}
+            () = io.closed.cancelled() => return Ok(exit::OK),
+            () = gw.shutdown_accepting.cancelled() => return Ok(exit::OK),
+        }
+        let new = gw.store.events(&filter).await?;
+        if let Some(last) = new.last() {
+            filter.after = last.id;
+            io.write_out(&render(&new, args.json, false)).await;
+        }
+    }
+}
+
+fn render(events: &[Event], json: bool, header: bool) -> String {
+    if json {
+        return events
+            .iter()
+            .map(|e| format!("{}\n", event_json(e)))
+            .collect();
+    }
+    let rows: Vec<Vec<String>> = events
+        .iter()
+        .map(|e| {
+            vec![
+                e.at.clone(),
+                e.operator.clone().unwrap_or_default(),
+                e.kind.clone(),
+                e.agent.clone().unwrap_or_default(),
+                e.result.clone(),
+                e.detail.replace(['\n', '\r'], " "),
+            ]
+        })
+        .collect();
+    let text = table(
+        &["TIME", "OPERATOR", "KIND", "AGENT", "RESULT", "DETAIL"],
+        &rows,
+    );
+    if header {
+        text
+    } else {
+        text.lines().skip(1).map(|l| format!("{l}\n")).collect()
+    }
+}
+
+fn event_json(e: &Event) -> serde_json::Value {
+    serde_json::json!({
+        "id": e.id,
+        "at": e.at,
+        "operator": e.operator,
+        "source": e.source,
+        "kind": e.kind,
+        "agent": e.agent,
+        "detail": e.detail,
+        "result": e.result,
+        "message": e.message,
+    })
+}
+
+/// `--since`: a duration back from now, or an RFC 3339 time; as RFC 3339 UTC.
+fn since_time(text: &str) -> Result<String, String> {
+    use time::format_description::well_known::Rfc3339;
+    if let Ok(at) = time::OffsetDateTime::parse(text, &Rfc3339) {
+        return at
+            .to_offset(time::UtcOffset::UTC)
+            .format(&Rfc3339)
+            .map_err(|e| e.to_string());
+    }
+    let back = crate::config::parse_duration(text)
+        .map_err(|e| format!("--since: {e}, or give an RFC 3339 time like 2026-01-31T12:00:00Z"))?;
+    let back = time::Duration::try_from(back).map_err(|e| e.to_string())?;
+    (time::OffsetDateTime::now_utc() - back)
+        .format(&Rfc3339)
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_takes_durations_and_times() {
+        assert_eq!(
+            since_time("2026-01-31T12:00:00+01:00").as_deref(),
+            Ok("2026-01-31T11:00:00Z")
+        );
+        let an_hour_ago = since_time("1h").expect("parses");
+        assert!(an_hour_ago < crate::store::now());
+        assert!(since_time("yesterday").is_err());
+    }
+}
