@@ -167,6 +167,7 @@ impl TestGateway {
         cmd.env("HOME", &self.home)
             .env("AGENTGATE_HOME", &self.agents_home)
             .env("AGENTGATE_TMUX_SOCKET", &self.tmux_socket)
+            .env("TMUX_TMPDIR", self.dir.path())
             .env("USER", "tester")
             .env_remove("XDG_DATA_HOME")
             .env("RUST_LOG", "info");
@@ -384,6 +385,7 @@ impl TestGateway {
     /// Runs tmux on the agents' tmux server.
     pub fn tmux(&self, args: &[&str]) -> Output {
         Command::new("tmux")
+            .env("TMUX_TMPDIR", self.dir.path())
             .args(["-L", &self.tmux_socket])
             .args(args)
             .env_remove("TMUX")
@@ -437,6 +439,7 @@ impl Drop for TestGateway {
     fn drop(&mut self) {
         self.kill9();
         let _ = Command::new("tmux")
+            .env("TMUX_TMPDIR", self.dir.path())
             .args(["-L", &self.tmux_socket, "kill-server"])
             .output();
     }
@@ -456,6 +459,8 @@ pub fn signal(pid: u32, sig: i32) {
 /// separate tmux server), so a test can type into it and read its screen like a person.
 pub struct Viewer {
     socket: String,
+    /// Where its tmux socket lives (the test's directory, like the agents' tmux server).
+    tmpdir: PathBuf,
     exit_file: PathBuf,
 }
 
@@ -478,6 +483,7 @@ impl Viewer {
             shell_quote(&exit_file.to_string_lossy())
         );
         let out = Command::new("tmux")
+            .env("TMUX_TMPDIR", gw.dir.path())
             .args([
                 "-L",
                 &socket,
@@ -495,11 +501,16 @@ impl Viewer {
             .output()
             .expect("run tmux for the viewer");
         assert!(out.status.success(), "viewer tmux failed: {}", stderr(&out));
-        Viewer { socket, exit_file }
+        Viewer {
+            socket,
+            tmpdir: gw.dir.path().to_owned(),
+            exit_file,
+        }
     }
 
     fn tmux(&self, args: &[&str]) -> Output {
         Command::new("tmux")
+            .env("TMUX_TMPDIR", &self.tmpdir)
             .args(["-L", &self.socket])
             .args(args)
             .env_remove("TMUX")

@@ -299,6 +299,7 @@ fn an_agent_found_on_the_host_but_not_in_the_store_is_adopted() {
         .args(["create", "--json"])
         .env("AGENTGATE_HOME", &gw.agents_home)
         .env("AGENTGATE_TMUX_SOCKET", &gw.tmux_socket)
+        .env("TMUX_TMPDIR", gw.dir.path())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()

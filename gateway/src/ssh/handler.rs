@@ -42,9 +42,10 @@ pub struct ConnectionHandler {
     backlog: Backlog,
 }
 
-/// Above this much unconsumed client data, the connection advertises only
-/// [`THROTTLED_WINDOW`] bytes of window at a time, which slows the client to a trickle
-/// until the consumers catch up (russh re-advertises window on receipt, not on consumption).
+/// Above this much unconsumed client data, the window the connection re-advertises shrinks
+/// to [`THROTTLED_WINDOW`] bytes until the consumers catch up: once a client has spent the
+/// window it already holds (at most the configured window), it may send only a trickle.
+/// (russh re-advertises window as data arrives, not as it is consumed.)
 const BACKLOG_HIGH_WATER: usize = 1024 * 1024;
 const THROTTLED_WINDOW: u32 = 512;
 
