@@ -176,23 +176,11 @@ impl TestGateway {
 
     /// `agentgate key add --data-dir DIR [args] < pubkey`.
     pub fn key_add(&self, public_key_line: &str, args: &[&str]) -> Output {
-        let mut child = self
-            .agentgate()
-            .args(["key", "add", "--data-dir"])
+        let mut cmd = self.agentgate();
+        cmd.args(["key", "add", "--data-dir"])
             .arg(&self.data_dir)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run agentgate key add");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(public_key_line.as_bytes())
-            .expect("write key");
-        child.wait_with_output().expect("wait key add")
+            .args(args);
+        run_with_stdin(cmd, public_key_line.as_bytes())
     }
 
     /// Starts the gateway (on the same port as before when restarting) and waits until it
@@ -309,44 +297,14 @@ impl TestGateway {
 
     /// Runs `ssh gw ARGS...` with `input` on stdin.
     pub fn ssh_with_stdin(&self, args: &[&str], input: &[u8]) -> Output {
-        let mut child = self
-            .ssh_command()
-            .arg("gw")
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run ssh");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input)
-            .expect("write stdin");
-        child.wait_with_output().expect("wait ssh")
+        self.ssh_with_stdin_to("gw", args, input)
     }
 
     /// Runs `ssh TARGET ARGS...` with `input` on stdin (then EOF).
     pub fn ssh_with_stdin_to(&self, target: &str, args: &[&str], input: &[u8]) -> Output {
-        let mut child = self
-            .ssh_command()
-            .arg(target)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run ssh");
-        let mut stdin = child.stdin.take().expect("stdin");
-        let input = input.to_vec();
-        // Written from a thread: a command that does not read its stdin must not block us.
-        let writer = std::thread::spawn(move || {
-            let _ = stdin.write_all(&input);
-        });
-        let out = child.wait_with_output().expect("wait ssh");
-        let _ = writer.join();
-        out
+        let mut cmd = self.ssh_command();
+        cmd.arg(target).args(args);
+        run_with_stdin(cmd, input)
     }
 
     /// Runs a control command that must succeed; returns its stdout.
@@ -443,6 +401,25 @@ impl Drop for TestGateway {
             .args(["-L", &self.tmux_socket, "kill-server"])
             .output();
     }
+}
+
+/// Runs `cmd` with `input` on its stdin (then EOF) and collects its output. The input is
+/// written from a thread: a command that does not read its stdin must not block the test.
+pub fn run_with_stdin(mut cmd: Command, input: &[u8]) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {:?}: {e}", cmd.get_program()));
+    let mut stdin = child.stdin.take().expect("stdin");
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().expect("wait");
+    let _ = writer.join();
+    out
 }
 
 /// Sends a signal with kill(1): the harness stays free of unsafe code.

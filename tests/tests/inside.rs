@@ -186,21 +186,8 @@ fn a_terminal_only_when_the_client_asks_for_one() {
 fn a_shell_without_a_terminal_runs_a_script_from_stdin() {
     let gw = TestGateway::start();
     let workspace = agent(&gw, "box");
-    let mut child = gw
-        .ssh_command()
-        .args(["-T", "box@gw"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("ssh");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(b"pwd\necho \"agent=$AGENTGATE_AGENT\"\nexit 6\n")
-        .expect("write");
-    let out = child.wait_with_output().expect("wait");
+    let script = b"pwd\necho \"agent=$AGENTGATE_AGENT\"\nexit 6\n";
+    let out = gw.ssh_with_stdin_to("-T", &["box@gw"], script);
     assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
     assert_eq!(stdout(&out), format!("{workspace}\nagent=box\n"));
 }
