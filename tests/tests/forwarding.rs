@@ -83,15 +83,6 @@ struct RefusingPort {
     _held: (TcpListener, TcpStream, TcpStream),
 }
 
-fn who_has(port: u16) -> String {
-    let out = Command::new("ss").args(["-tanpe"]).output().expect("ss");
-    stdout(&out)
-        .lines()
-        .filter(|l| l.contains(&format!(":{port} ")))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 fn refusing_port() -> RefusingPort {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let client = TcpStream::connect(listener.local_addr().expect("address")).expect("connect");
@@ -100,6 +91,19 @@ fn refusing_port() -> RefusingPort {
         port: client.local_addr().expect("address").port(),
         _held: (listener, client, server),
     }
+}
+
+/// For failure messages: the sockets on `port`, as `ss` shows them (with their processes).
+fn who_has(port: u16) -> String {
+    let Ok(out) = Command::new("ss").arg("-tanpe").output() else {
+        return "(ss is not available)".into();
+    };
+    let sockets: Vec<String> = stdout(&out)
+        .lines()
+        .filter(|l| l.contains(&format!(":{port} ")))
+        .map(str::to_owned)
+        .collect();
+    format!("sockets on port {port}:\n{}", sockets.join("\n"))
 }
 
 /// `len` bytes of lower-case text unique to `tag`.
@@ -511,12 +515,29 @@ fn dynamic_forward_serves_concurrent_socks_connections_to_a_server_in_the_agent(
     for (host, out) in hosts.iter().zip(&outputs) {
         assert!(
             out.status.success() && stdout(out) == "served-from-the-workspace\n",
-            "curl via SOCKS to {host} got {}: {:?} {}\ngateway log:\n{}",
+            "curl via SOCKS to {host} got {}: {:?} {}\n{}\ngateway log:\n{}",
             out.status,
             stdout(out),
             stderr(out),
+            who_has(socks),
             gw.log()
         );
+    }
+    // They went through the gateway: each is a forward in the audit trail, named as given.
+    let events: serde_json::Value =
+        serde_json::from_str(&gw.ok(&["events", "--agent", "web", "--json", "-n", "1000"]))
+            .expect("events --json is JSON");
+    for host in ["127.0.0.1", "localhost"] {
+        let detail = format!("{host}:{server_port}");
+        let forwards = events
+            .as_array()
+            .expect("an array")
+            .iter()
+            .filter(|e| e["kind"] == "forward" && e["detail"] == detail.as_str())
+            .filter(|e| e["result"] == "ok")
+            .count();
+        let asked = hosts.iter().filter(|h| **h == host).count();
+        assert_eq!(forwards, asked, "forwards to {detail} in {events}");
     }
 }
 
