@@ -292,10 +292,10 @@ impl Drop for Client {
     }
 }
 
-/// Runs `ssh [args] <forward spec for a free local port> [rest]` and waits until ssh says it
-/// listens on that port; returns the client and the port. `spec` turns the port into the
-/// forward's arguments (`-L ...` or `-D ...`, bound to 127.0.0.1). A port taken in the
-/// meantime by someone else is retried with another.
+/// Runs `ssh <forward spec for a free local port> [rest]` and waits until its listener is up;
+/// returns the client and the port. `spec` turns the port into the forward's arguments (`-L
+/// ...` or `-D ...`, bound to 127.0.0.1). A port taken in the meantime by someone else is
+/// retried with another.
 fn with_forward(
     gw: &TestGateway,
     spec: impl Fn(u16) -> Vec<String>,
@@ -304,15 +304,15 @@ fn with_forward(
     for _ in 0..5 {
         let port = free_port();
         let mut cmd = gw.ssh_command();
-        // DEBUG1 makes ssh say when its listener is up; ExitOnForwardFailure makes a taken
-        // port an exit instead of a client that silently forwards nothing.
+        // With ExitOnForwardFailure a port ssh cannot bind ends it before its main loop, so
+        // the main loop starting (which DEBUG1 logs) means the listener is bound. (The
+        // "Local forwarding listening on" line comes before the bind: it proves nothing.)
         cmd.args(["-o", "LogLevel=DEBUG1", "-o", "ExitOnForwardFailure=yes"])
             .args(spec(port))
             .args(rest);
         let mut client = Client::spawn(cmd);
-        let listening = format!("Local forwarding listening on 127.0.0.1 port {port}.");
-        let up = wait_for("ssh to listen for its forward", || {
-            if client.stderr().contains(&listening) {
+        let up = wait_for("ssh to set up its forward", || {
+            if client.stderr().contains("Entering interactive session.") {
                 Some(true)
             } else {
                 client.exited().map(|_| false)
@@ -323,7 +323,7 @@ fn with_forward(
         }
         assert!(
             client.stderr().contains("Address already in use"),
-            "ssh {rest:?} exited before listening:\n{}",
+            "ssh {rest:?} exited before its forward was up:\n{}",
             client.stderr()
         );
     }
