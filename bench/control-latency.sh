@@ -145,6 +145,7 @@ wait_for_port "$SSHD_PORT" "$SSHD_PID" sshd "$TMP/sshd.log"
 log "OpenSSH sshd listening on 127.0.0.1:$SSHD_PORT (pid $SSHD_PID)"
 
 # --- 3. agentgate ---------------------------------------------------------------------------------
+: >"$TMP/agentgate.log"  # exists before anyone reads it
 HOME="$TMP/gwhome" AGENTGATE_HOME="$TMP/agents" AGENTGATE_TMUX_SOCKET="$TMUX_NAME" TMUX_TMPDIR="$TMP/tmux" \
     "$AGENTGATE" serve --listen 127.0.0.1:0 --data-dir "$TMP/data" 2>"$TMP/agentgate.log" &
 GW_PID=$!
