@@ -286,6 +286,11 @@ impl TestGateway {
         cmd
     }
 
+    /// Runs `ssh ARGS...` (target included in ARGS) with no stdin and returns its output.
+    pub fn ssh_run(&self, args: &[&str]) -> Output {
+        self.ssh_command().args(args).output().expect("run ssh")
+    }
+
     /// Runs `ssh gw ARGS...` (the control route) and returns its output.
     pub fn ssh(&self, args: &[&str]) -> Output {
         self.ssh_command()

@@ -31,11 +31,7 @@ fn an_unregistered_key_is_refused() {
 fn only_publickey_is_offered_and_none_and_password_are_refused() {
     let gw = TestGateway::start();
     // The methods the server lists after the client's `none` probe.
-    let out = gw
-        .ssh_command()
-        .args(["-v", "-o", "PreferredAuthentications=none", "gw", "list"])
-        .output()
-        .expect("ssh");
+    let out = gw.ssh_run(&["-v", "-o", "PreferredAuthentications=none", "gw", "list"]);
     assert_eq!(out.status.code(), Some(255));
     let log = stderr(&out);
     assert!(

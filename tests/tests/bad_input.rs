@@ -186,11 +186,7 @@ fn what_a_route_does_not_serve_is_refused_with_a_clear_message() {
     let gw = TestGateway::start();
     gw.ok(&["create", "inside", "--", "sleep", "600"]);
     // Forwarding is for connections to an agent, not to the gateway itself.
-    let out = gw
-        .ssh_command()
-        .args(["-o", "LogLevel=INFO", "-W", "127.0.0.1:9", "gw"])
-        .output()
-        .expect("ssh");
+    let out = gw.ssh_run(&["-o", "LogLevel=INFO", "-W", "127.0.0.1:9", "gw"]);
     assert_ne!(out.status.code(), Some(0));
     assert!(
         stderr(&out).contains("connections to an agent"),
@@ -198,11 +194,7 @@ fn what_a_route_does_not_serve_is_refused_with_a_clear_message() {
         stderr(&out)
     );
     // The gateway itself serves no SFTP.
-    let out = gw
-        .ssh_command()
-        .args(["-s", "gw", "sftp"])
-        .output()
-        .expect("ssh");
+    let out = gw.ssh_run(&["-s", "gw", "sftp"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr(&out).contains("no 'sftp' subsystem"),
@@ -210,11 +202,7 @@ fn what_a_route_does_not_serve_is_refused_with_a_clear_message() {
         stderr(&out)
     );
     // An agent serves no subsystem but SFTP.
-    let out = gw
-        .ssh_command()
-        .args(["-s", "inside@gw", "netconf"])
-        .output()
-        .expect("ssh");
+    let out = gw.ssh_run(&["-s", "inside@gw", "netconf"]);
     assert_ne!(out.status.code(), Some(0));
     assert!(
         stderr(&out).contains("subsystem request failed"),
@@ -222,18 +210,14 @@ fn what_a_route_does_not_serve_is_refused_with_a_clear_message() {
         stderr(&out)
     );
     // `-R` is refused.
-    let out = gw
-        .ssh_command()
-        .args([
-            "-o",
-            "ExitOnForwardFailure=yes",
-            "-R",
-            "127.0.0.1:0:127.0.0.1:9",
-            "inside@gw",
-            "true",
-        ])
-        .output()
-        .expect("ssh");
+    let out = gw.ssh_run(&[
+        "-o",
+        "ExitOnForwardFailure=yes",
+        "-R",
+        "127.0.0.1:0:127.0.0.1:9",
+        "inside@gw",
+        "true",
+    ]);
     assert_ne!(out.status.code(), Some(0));
     assert!(
         stderr(&out).contains("remote port forwarding failed"),

@@ -26,11 +26,7 @@ fn agent(gw: &TestGateway, name: &str) -> String {
 fn exec_runs_in_the_workspace_with_the_agents_environment() {
     let gw = TestGateway::start();
     let workspace = agent(&gw, "box");
-    let out = gw
-        .ssh_command()
-        .args(["box@gw", "pwd; echo $AGENTGATE_AGENT $FROM_CREATE"])
-        .output()
-        .expect("ssh");
+    let out = gw.ssh_run(&["box@gw", "pwd; echo $AGENTGATE_AGENT $FROM_CREATE"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), format!("{workspace}\nbox yes\n"));
 }
@@ -39,11 +35,10 @@ fn exec_runs_in_the_workspace_with_the_agents_environment() {
 fn the_session_environment_is_built_like_sshds_not_inherited_from_the_gateway() {
     let gw = TestGateway::start();
     agent(&gw, "box");
-    let out = gw
-        .ssh_command()
-        .args(["box@gw", "echo \"${RUST_LOG-unset}|${AGENTGATE_HOME-unset}|${TERM-unset}|$SSH_CONNECTION|$HOME\""])
-        .output()
-        .expect("ssh");
+    let out = gw.ssh_run(&[
+        "box@gw",
+        "echo \"${RUST_LOG-unset}|${AGENTGATE_HOME-unset}|${TERM-unset}|$SSH_CONNECTION|$HOME\"",
+    ]);
     let text = stdout(&out);
     let fields: Vec<&str> = text.trim_end().split('|').collect();
     assert_eq!(&fields[..2], ["unset", "unset"], "{text}");
@@ -61,21 +56,13 @@ fn the_session_environment_is_built_like_sshds_not_inherited_from_the_gateway() 
 fn stdout_and_stderr_stay_separate_and_exit_codes_come_back_exactly() {
     let gw = TestGateway::start();
     agent(&gw, "box");
-    let out = gw
-        .ssh_command()
-        .args(["box@gw", "echo to-out; echo to-err >&2; exit 42"])
-        .output()
-        .expect("ssh");
+    let out = gw.ssh_run(&["box@gw", "echo to-out; echo to-err >&2; exit 42"]);
     assert_eq!(out.status.code(), Some(42));
     assert_eq!(stdout(&out), "to-out\n");
     assert_eq!(stderr(&out), "to-err\n");
     // Many short commands in a row, each with its own status.
     for code in [0, 1, 2, 7, 127, 255, 0, 3] {
-        let out = gw
-            .ssh_command()
-            .args(["box@gw", &format!("exit {code}")])
-            .output()
-            .expect("ssh");
+        let out = gw.ssh_run(&["box@gw", &format!("exit {code}")]);
         assert_eq!(
             out.status.code(),
             Some(code),
@@ -83,11 +70,7 @@ fn stdout_and_stderr_stay_separate_and_exit_codes_come_back_exactly() {
             stderr(&out)
         );
     }
-    let out = gw
-        .ssh_command()
-        .args(["box@gw", "no-such-command-here"])
-        .output()
-        .expect("ssh");
+    let out = gw.ssh_run(&["box@gw", "no-such-command-here"]);
     assert_eq!(out.status.code(), Some(127));
     assert!(stderr(&out).contains("not found"), "{}", stderr(&out));
 }
@@ -98,11 +81,7 @@ fn a_death_by_signal_comes_back_as_exit_signal() {
     agent(&gw, "box");
     // OpenSSH's client exits 255 when the remote command was killed by a signal, and says so
     // with -v; the same as against sshd.
-    let out = gw
-        .ssh_command()
-        .args(["-v", "box@gw", "kill -TERM $$"])
-        .output()
-        .expect("ssh");
+    let out = gw.ssh_run(&["-v", "box@gw", "kill -TERM $$"]);
     assert_eq!(out.status.code(), Some(255));
     assert!(stderr(&out).contains("exit-signal"), "{}", stderr(&out));
 }
@@ -163,21 +142,13 @@ fn a_hundred_megabytes_round_trip_through_exec_unchanged() {
 fn a_terminal_only_when_the_client_asks_for_one() {
     let gw = TestGateway::start();
     agent(&gw, "box");
-    let out = gw
-        .ssh_command()
-        .args(["box@gw", "test -t 0 && echo tty || echo no-tty"])
-        .output()
-        .expect("ssh");
+    let out = gw.ssh_run(&["box@gw", "test -t 0 && echo tty || echo no-tty"]);
     assert_eq!(stdout(&out), "no-tty\n");
-    let out = gw
-        .ssh_command()
-        .args([
-            "-tt",
-            "box@gw",
-            "test -t 0 && echo tty || echo no-tty; stty size",
-        ])
-        .output()
-        .expect("ssh");
+    let out = gw.ssh_run(&[
+        "-tt",
+        "box@gw",
+        "test -t 0 && echo tty || echo no-tty; stty size",
+    ]);
     let text = stdout(&out);
     assert!(text.starts_with("tty\r\n"), "{text:?}");
 }
@@ -221,11 +192,7 @@ fn a_stopped_agent_still_serves_commands_in_its_workspace() {
     let gw = TestGateway::start();
     let workspace = agent(&gw, "box");
     gw.ok(&["stop", "box"]);
-    let out = gw
-        .ssh_command()
-        .args(["box@gw", "pwd"])
-        .output()
-        .expect("ssh");
+    let out = gw.ssh_run(&["box@gw", "pwd"]);
     assert_eq!(stdout(&out), format!("{workspace}\n"));
     assert_eq!(gw.status("box"), "stopped", "exec does not start the agent");
 }
@@ -235,18 +202,14 @@ fn keepalives_are_answered() {
     let gw = TestGateway::start();
     agent(&gw, "box");
     // The client asks every second and gives up after two unanswered questions.
-    let out = gw
-        .ssh_command()
-        .args([
-            "-o",
-            "ServerAliveInterval=1",
-            "-o",
-            "ServerAliveCountMax=2",
-            "box@gw",
-            "sleep 4; echo survived",
-        ])
-        .output()
-        .expect("ssh");
+    let out = gw.ssh_run(&[
+        "-o",
+        "ServerAliveInterval=1",
+        "-o",
+        "ServerAliveCountMax=2",
+        "box@gw",
+        "sleep 4; echo survived",
+    ]);
     assert_eq!(stdout(&out), "survived\n", "{}", stderr(&out));
 }
 
@@ -263,11 +226,7 @@ fn every_session_inside_an_agent_is_in_the_audit_trail() {
         "sleep",
         "600",
     ]);
-    let out = gw
-        .ssh_command()
-        .args(["box@gw", "echo audited; exit 3"])
-        .output()
-        .expect("ssh");
+    let out = gw.ssh_run(&["box@gw", "echo audited; exit 3"]);
     assert_eq!(out.status.code(), Some(3));
     let batch = gw.dir.path().join("batch");
     std::fs::write(&batch, "ls\n").expect("batch");
