@@ -481,10 +481,20 @@ fn command_argv(command: &AgentCommand) -> Vec<String> {
     }
 }
 
+/// The user's login shell: `$SHELL` (what sshd sets on a remote host), else the shell in the
+/// user's passwd entry (a gateway started by systemd has no `$SHELL`), else `/bin/sh`.
 fn login_shell() -> String {
+    let usable = |s: &String| s.starts_with('/') && Path::new(s).exists();
     std::env::var("SHELL")
         .ok()
-        .filter(|s| s.starts_with('/') && Path::new(s).exists())
+        .filter(usable)
+        .or_else(|| {
+            nix::unistd::User::from_uid(nix::unistd::getuid())
+                .ok()
+                .flatten()
+                .map(|user| user.shell.to_string_lossy().into_owned())
+                .filter(usable)
+        })
         .unwrap_or_else(|| "/bin/sh".to_owned())
 }
 

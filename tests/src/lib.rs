@@ -521,6 +521,15 @@ impl Viewer {
         }
     }
 
+    /// Asks the agent's shell for its working directory and waits for the answer: proves the
+    /// shell is up, reads what is typed, and runs in the agent's workspace (whatever its prompt).
+    pub fn wait_for_shell_in(&self, gw: &TestGateway, agent: &str) {
+        let workspace = gw.agents_home.join("workspaces").join(agent);
+        self.type_text("echo \"cwd=$PWD\"");
+        self.keys(&["Enter"]);
+        self.wait_for_text(&format!("cwd={}\n", workspace.display()));
+    }
+
     /// Types literal text.
     pub fn type_text(&self, text: &str) {
         let out = self.tmux(&["send-keys", "-l", "--", text]);

@@ -49,8 +49,8 @@ fn two_viewers_see_the_same_screen() {
     gw.ok(&["create", "shared"]);
     let first = Viewer::open(&gw, "shared@gw", &[], 90, 25);
     let second = Viewer::open(&gw, "shared@gw", &[], 90, 25);
-    first.wait_for_text("workspaces/shared");
-    second.wait_for_text("workspaces/shared");
+    first.wait_for_shell_in(&gw, "shared");
+    second.wait_for_shell_in(&gw, "shared");
     first.type_text("echo from-first-$((5+5))");
     first.keys(&["Enter"]);
     second.wait_for_text("from-first-10");
@@ -74,7 +74,7 @@ fn attaching_to_a_stopped_agent_starts_it_and_says_so() {
     gw.ok(&["stop", "napper"]);
     assert_eq!(gw.status("napper"), "stopped");
     let viewer = Viewer::open(&gw, "napper@gw", &[], 100, 30);
-    viewer.wait_for_text("workspaces/napper");
+    viewer.wait_for_shell_in(&gw, "napper");
     assert_eq!(gw.status("napper"), "running");
     viewer.detach();
     assert_eq!(viewer.wait_exit(), 0);
@@ -109,7 +109,7 @@ fn when_the_agent_exits_while_attached_the_session_ends() {
     let gw = TestGateway::start();
     gw.ok(&["create", "leaver"]);
     let viewer = Viewer::open(&gw, "leaver@gw", &[], 100, 30);
-    viewer.wait_for_text("workspaces/leaver");
+    viewer.wait_for_shell_in(&gw, "leaver");
     viewer.type_text("exit 5");
     viewer.keys(&["Enter"]);
     // The pane stays (remain-on-exit) with the last screen; the agent is `exited (5)`.

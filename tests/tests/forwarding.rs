@@ -784,7 +784,8 @@ echo "listeningOn==$port=="
         let mut stdio = Client::spawn(cmd);
         stdio.write_stdin(b"GET /served.txt HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
         stdio.wait_stdout("vscode-e2e-content");
-        stdio.finish();
+        let status = stdio.finish();
+        assert!(status.success(), "ssh -W: {status}: {}", stdio.stderr());
         stdio.stdout()
     };
     assert!(get_via_stdio().starts_with("HTTP/1.0 200"));
