@@ -136,8 +136,10 @@ impl Tmux {
     }
 
     fn list_panes(&self) -> Result<Vec<Pane>> {
-        let format = "#{session_name}\t#{pane_pid}\t#{pane_dead}\t#{pane_dead_status}\t\
-                      #{window_activity}\t#{pane_dead_signal}";
+        // A printable separator: under a C locale (no LANG, as in many sshd sessions and
+        // systemd services) tmux prints control characters such as a tab as '_'.
+        let format = "#{session_name}|#{pane_pid}|#{pane_dead}|#{pane_dead_status}|\
+                      #{window_activity}|#{pane_dead_signal}";
         match self.run(
             "listing tmux panes",
             &args(["list-panes", "-a", "-F", format]),
@@ -306,7 +308,7 @@ fn no_server(stderr: &str) -> bool {
 }
 
 fn parse_pane_line(line: &str) -> Option<Pane> {
-    let mut fields = line.split('\t');
+    let mut fields = line.split('|');
     let session = fields.next()?.to_owned();
     let pid = fields.next()?.parse().ok();
     let pty_closed = fields.next()? == "1";
@@ -355,7 +357,7 @@ mod tests {
     #[test]
     fn pane_lines_parse_live_and_dead_panes() {
         assert_eq!(
-            parse_pane_line("fix-ci\t42\t0\t\t1700000000"),
+            parse_pane_line("fix-ci|42|0||1700000000"),
             Some(Pane {
                 session: "fix-ci".into(),
                 pid: Some(42),
@@ -365,13 +367,13 @@ mod tests {
                 closing: false,
             })
         );
-        let dead = parse_pane_line("x\t42\t1\t3\t\t").expect("parses");
+        let dead = parse_pane_line("x|42|1|3||").expect("parses");
         assert!(dead.dead);
         assert_eq!(dead.dead_status, Some(3));
         assert_eq!(dead.pid, None);
-        let killed = parse_pane_line("x\t42\t1\t\t\t9").expect("parses");
+        let killed = parse_pane_line("x|42|1|||9").expect("parses");
         assert_eq!((killed.dead, killed.dead_status), (true, Some(137)));
-        let closing = parse_pane_line("x\t42\t1\t\t\t").expect("parses");
+        let closing = parse_pane_line("x|42|1|||").expect("parses");
         assert!(
             !closing.dead,
             "a closed pane without an exit status is not dead yet"
