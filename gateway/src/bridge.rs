@@ -122,7 +122,9 @@ pub async fn piped(io: &mut CommandIo, process: PipedProcess) -> Option<ProcessE
                 Some(name) = signals.recv() => signal(&name),
             }
         }
-        // Dropping the pipe is the process's EOF.
+        // The process's EOF: a shutdown (a channel to a remote host sends EOF then; a local
+        // pipe closes when dropped).
+        let _ = stdin.shutdown().await;
         drop(stdin);
         // Signals still reach the process after its stdin has ended.
         while let Some(name) = signals.recv().await {

@@ -89,6 +89,23 @@ pub struct HostsConfig {
     pub hostctl: Option<PathBuf>,
     /// `$AGENTGATE_HOME` of the local host. Default: hostctl's own (`~/.agentgate`).
     pub local_home: Option<PathBuf>,
+    /// Where `create` puts an agent without `--host`. Default: the reachable host with the
+    /// fewest running agents.
+    pub default_host: Option<String>,
+    /// Time limit of the reconciler's question to a host: past it the host is `unreachable`.
+    #[serde(with = "duration")]
+    pub probe_timeout: Duration,
+    /// Time limit of a TCP connection plus SSH handshake and authentication to a host.
+    #[serde(with = "duration")]
+    pub connect_timeout: Duration,
+    /// How often an idle connection to a host is checked; after `keepalive_max` unanswered
+    /// checks it is dropped (and the sessions on it end).
+    #[serde(with = "duration")]
+    pub keepalive_interval: Duration,
+    pub keepalive_max: usize,
+    /// Session channels per connection to a host (OpenSSH's `MaxSessions`, 10 by default);
+    /// past it another connection is opened.
+    pub max_sessions: usize,
 }
 
 /// How clients should reach the gateway, for `ssh gw ssh-config`.
@@ -165,6 +182,12 @@ impl Default for HostsConfig {
             create_timeout: Duration::from_secs(600),
             hostctl: None,
             local_home: None,
+            default_host: None,
+            probe_timeout: Duration::from_secs(4),
+            connect_timeout: Duration::from_secs(5),
+            keepalive_interval: Duration::from_secs(5),
+            keepalive_max: 2,
+            max_sessions: 10,
         }
     }
 }
@@ -220,6 +243,12 @@ impl Config {
         }
         if self.ssh.max_auth_attempts == 0 {
             return Err("ssh.max_auth_attempts must be at least 1".into());
+        }
+        if self.hosts.max_sessions == 0 {
+            return Err("hosts.max_sessions must be at least 1".into());
+        }
+        if self.hosts.keepalive_max == 0 {
+            return Err("hosts.keepalive_max must be at least 1".into());
         }
         Ok(())
     }

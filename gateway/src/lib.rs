@@ -43,6 +43,8 @@ const FINAL_WAIT: Duration = Duration::from_secs(5);
 /// Everything a connection or a command needs, shared.
 pub struct Gateway {
     pub config: Config,
+    /// The gateway's own key for reaching hosts (`ssh gw host key` prints its public half).
+    pub client_key: Arc<russh::keys::PrivateKey>,
     pub store: Store,
     pub hosts: Hosts,
     /// Every task the gateway spawns, so shutdown can wait for them.
@@ -51,6 +53,81 @@ pub struct Gateway {
     pub shutdown_accepting: CancellationToken,
     /// Fires when the grace period is over: every session is cut.
     pub shutdown: CancellationToken,
+}
+
+impl Gateway {
+    /// How connections to hosts are made, from the configuration.
+    pub fn leg_settings(&self) -> hosts::remote::leg::LegSettings {
+        let h = &self.config.hosts;
+        hosts::remote::leg::LegSettings {
+            client_key: self.client_key.clone(),
+            connect_timeout: h.connect_timeout,
+            keepalive_interval: h.keepalive_interval,
+            keepalive_max: h.keepalive_max,
+            max_sessions: h.max_sessions,
+        }
+    }
+
+    pub fn call_limits(&self) -> hosts::remote::CallLimits {
+        let h = &self.config.hosts;
+        hosts::remote::CallLimits {
+            call: h.call_timeout,
+            create: h.create_timeout,
+            probe: h.probe_timeout,
+        }
+    }
+
+    /// The companion hostctl binary, copied to hosts.
+    pub fn companion_hostctl(&self) -> PathBuf {
+        LocalHost::find_hostctl(self.config.hosts.hostctl.as_deref())
+    }
+
+    /// Makes a remote host usable from its stored record.
+    pub fn remote_host(&self, record: &store::HostRecord) -> anyhow::Result<hosts::RemoteHost> {
+        let (Some(address), Some(user), Some(key), Some(hostctl)) = (
+            &record.address,
+            &record.user,
+            &record.host_key,
+            &record.hostctl_path,
+        ) else {
+            anyhow::bail!(
+                "host '{}' is missing its address, user, key or hostctl",
+                record.name
+            );
+        };
+        let host_key = russh::keys::PublicKey::from_openssh(key)
+            .with_context(|| format!("the pinned key of host '{}' is damaged", record.name))?;
+        let spec = hosts::remote::RemoteSpec {
+            target: hosts::remote::leg::Target {
+                name: record.name.clone(),
+                address: address.clone(),
+                port: record.port,
+                user: user.clone(),
+            },
+            host_key,
+            hostctl: hostctl.clone(),
+        };
+        Ok(hosts::RemoteHost::new(
+            spec,
+            self.leg_settings(),
+            &self.call_limits(),
+            self.tasks.clone(),
+        ))
+    }
+
+    /// Registers every remote host in the store.
+    async fn load_remote_hosts(&self) -> anyhow::Result<()> {
+        for record in self.store.hosts().await? {
+            if record.name == hosts::LOCAL_HOST {
+                continue;
+            }
+            match self.remote_host(&record) {
+                Ok(host) => self.hosts.insert(host),
+                Err(e) => warn!(host = record.name, error = %e, "host left out"),
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The files in the data directory.
@@ -75,6 +152,11 @@ impl DataDir {
 
     pub fn host_key(&self) -> PathBuf {
         self.path.join("host_key")
+    }
+
+    /// The gateway's client key, which hosts authorize.
+    pub fn client_key(&self) -> PathBuf {
+        self.path.join("client_key")
     }
 
     pub async fn open_store(&self) -> anyhow::Result<Store> {
@@ -102,7 +184,8 @@ pub async fn serve(
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     let data = DataDir::prepare(data_dir)?;
-    let host_key = ssh::load_or_create_host_key(&data.host_key())?;
+    let host_key = ssh::load_or_create_key(&data.host_key(), "host key")?;
+    let client_key = Arc::new(ssh::load_or_create_key(&data.client_key(), "client key")?);
     let store = data.open_store().await?;
     bootstrap_operators(&store).await?;
 
@@ -118,6 +201,7 @@ pub async fn serve(
     let grace = config.server.shutdown_grace;
     let gw = Arc::new(Gateway {
         config,
+        client_key,
         store,
         hosts: Hosts::new(local),
         tasks: tasks.clone(),
@@ -125,6 +209,7 @@ pub async fn serve(
         shutdown: CancellationToken::new(),
     });
 
+    gw.load_remote_hosts().await?;
     hosts::reconciler::reconcile_all(&gw).await;
     hosts::reconciler::record_versions(&gw).await;
     tasks.spawn(hosts::reconciler::run(gw.clone()));

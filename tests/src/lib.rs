@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod netns;
+
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// How long a poll waits before it fails the test.
@@ -170,6 +172,10 @@ impl TestGateway {
             .env("TMUX_TMPDIR", self.dir.path())
             .env("USER", "tester")
             .env_remove("XDG_DATA_HOME")
+            // No locale, as under systemd or in many sshd sessions (and in CI).
+            .env_remove("LANG")
+            .env_remove("LC_ALL")
+            .env_remove("LC_CTYPE")
             .env("RUST_LOG", "info");
         cmd
     }

@@ -47,6 +47,9 @@ pub async fn run(gw: &Arc<Gateway>, name: &str, io: &mut CommandIo) -> CommandRe
         .open_terminal(name, &AgentSession::Attach, &[], &term, size)
         .await?;
     Ok(match crate::bridge::terminal(io, process).await {
+        Some(crate::hosts::ProcessExit::Lost) => {
+            return Err(CommandError::host_lost(&agent.host, name));
+        }
         Some(ended) => ended.shell_status(),
         None => exit::FAILED,
     })

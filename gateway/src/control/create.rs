@@ -13,7 +13,7 @@ use super::{Caller, CommandError, CommandIo, CommandResult, exit};
 use crate::Gateway;
 use crate::config::Template;
 use crate::hosts::{LOCAL_HOST, reconciler};
-use crate::store::{self, AgentRecord, AgentStatus};
+use crate::store::{self, AgentRecord, AgentStatus, HostRecord};
 
 /// The most `--prompt -` reads from stdin.
 const MAX_PROMPT: usize = 1024 * 1024;
@@ -46,6 +46,10 @@ pub struct CreateArgs {
     /// Text typed into the agent once it has started; `-` reads it from stdin.
     #[arg(long, value_name = "TEXT")]
     pub prompt: Option<String>,
+    /// The host to run it on (see `host list`); default: the configured default host, else
+    /// the reachable host with the fewest running agents.
+    #[arg(long, short = 'H', value_name = "HOST")]
+    pub host: Option<String>,
     /// Print the new agent as JSON.
     #[arg(long)]
     pub json: bool,
@@ -136,7 +140,29 @@ pub async fn run(
         size: io.terminal.as_ref().map(|t| *t.size.borrow()),
         created_by: Some(caller.operator.name.clone()),
     };
-    let host_name = LOCAL_HOST;
+    let host_name = match args
+        .host
+        .clone()
+        .or_else(|| gw.config.hosts.default_host.clone())
+    {
+        Some(name) => {
+            let known = gw.store.host(&name).await?;
+            if known.is_none() {
+                return Err(CommandError::usage(format!("no host named '{name}'"))
+                    .hint("see the hosts with: ssh gw host list"));
+            }
+            name
+        }
+        None => {
+            let hosts = gw.store.hosts().await?;
+            let agents = gw.store.agents().await?;
+            place(&hosts, &agents).ok_or_else(|| {
+                CommandError::failed("no host is reachable")
+                    .hint("see the hosts with: ssh gw host list")
+            })?
+        }
+    };
+    let host_name = host_name.as_str();
     let host = gw.hosts.get(host_name)?;
     let record = AgentRecord {
         name: name.clone(),
@@ -186,6 +212,22 @@ pub async fn run(
     Ok(exit::OK)
 }
 
+/// Where an agent goes when no host is named: the reachable host with the fewest running
+/// agents; on a tie `local`, then the first by name.
+pub fn place(hosts: &[HostRecord], agents: &[AgentRecord]) -> Option<String> {
+    hosts
+        .iter()
+        .filter(|h| h.status == "reachable")
+        .min_by_key(|h| {
+            let running = agents
+                .iter()
+                .filter(|a| a.host == h.name && a.status == AgentStatus::Running)
+                .count();
+            (running, h.name != LOCAL_HOST, h.name.clone())
+        })
+        .map(|h| h.name.clone())
+}
+
 /// The agent's environment: the template's, then `--env` values; every variable the template
 /// requires must end up with a value (the gateway's own environment may supply it).
 fn agent_env(
@@ -230,6 +272,79 @@ fn template_command(line: &str) -> AgentCommand {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn host(name: &str, status: &str) -> HostRecord {
+        HostRecord {
+            name: name.into(),
+            address: None,
+            port: 22,
+            user: None,
+            host_key: None,
+            status: status.into(),
+            hostctl_version: None,
+            hostctl_path: None,
+            platform: None,
+            last_contact: None,
+            last_error: None,
+            created_at: String::new(),
+        }
+    }
+
+    fn agent(name: &str, host: &str, status: AgentStatus) -> AgentRecord {
+        AgentRecord {
+            name: name.into(),
+            host: host.into(),
+            template: "shell".into(),
+            command: String::new(),
+            workspace: String::new(),
+            spec: CreateRequest {
+                name: name.into(),
+                template: "shell".into(),
+                command: AgentCommand::LoginShell,
+                restart_command: None,
+                workspace: WorkspaceSource::Empty,
+                env: BTreeMap::new(),
+                tags: BTreeMap::new(),
+                prompt: None,
+                size: None,
+                created_by: None,
+            },
+            tags: BTreeMap::new(),
+            status,
+            exit_code: None,
+            pid: None,
+            last_activity: None,
+            created_at: String::new(),
+            created_by: None,
+        }
+    }
+
+    #[test]
+    fn placement_picks_the_least_busy_reachable_host() {
+        let hosts = [
+            host("local", "reachable"),
+            host("b", "reachable"),
+            host("a", "reachable"),
+            host("down", "unreachable"),
+        ];
+        assert_eq!(place(&hosts, &[]).as_deref(), Some("local"));
+        let agents = [
+            agent("x", "local", AgentStatus::Running),
+            agent("y", "a", AgentStatus::Stopped),
+        ];
+        // Stopped agents do not count; ties go by name.
+        assert_eq!(place(&hosts, &agents).as_deref(), Some("a"));
+        let agents = [
+            agent("w", "local", AgentStatus::Running),
+            agent("x", "local", AgentStatus::Running),
+            agent("y", "a", AgentStatus::Running),
+            agent("z", "b", AgentStatus::Running),
+        ];
+        assert_eq!(place(&hosts, &agents).as_deref(), Some("a"));
+        // A tie with the gateway's own machine goes to it.
+        assert_eq!(place(&hosts, &agents[1..]).as_deref(), Some("local"));
+        assert_eq!(place(&[host("down", "unreachable")], &[]), None);
+    }
 
     #[test]
     fn a_required_variable_must_have_a_value() {

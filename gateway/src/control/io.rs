@@ -96,6 +96,45 @@ impl Inbound {
     }
 }
 
+/// [`Inbound`] as a byte stream, for consumers that want `AsyncRead` (the host leg's pipes).
+pub struct InboundReader {
+    inbound: Inbound,
+    pending: Bytes,
+}
+
+impl From<Inbound> for InboundReader {
+    fn from(inbound: Inbound) -> InboundReader {
+        InboundReader {
+            inbound,
+            pending: Bytes::new(),
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for InboundReader {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        while this.pending.is_empty() {
+            match this.inbound.rx.poll_recv(cx) {
+                Poll::Ready(Some(bytes)) => {
+                    this.inbound.taken(bytes.len());
+                    this.pending = bytes;
+                }
+                Poll::Ready(None) => return Poll::Ready(Ok(())),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        let n = this.pending.len().min(buf.remaining());
+        buf.put_slice(&this.pending.split_to(n));
+        Poll::Ready(Ok(()))
+    }
+}
+
 impl Drop for Inbound {
     fn drop(&mut self) {
         self.close();

@@ -9,6 +9,9 @@ use super::{CommandIo, CommandResult, exit};
 use crate::Gateway;
 use crate::hosts::reconciler;
 
+/// How long `list` waits for each host before answering from what was last seen.
+const LIST_WAIT: std::time::Duration = std::time::Duration::from_millis(1500);
+
 #[derive(Debug, Args)]
 pub struct ListArgs {
     /// Only agents with this tag, KEY=VALUE (repeatable: all must match).
@@ -27,8 +30,15 @@ pub struct ListArgs {
 
 pub async fn run(gw: &Arc<Gateway>, args: ListArgs, io: &mut CommandIo) -> CommandResult {
     // A fresh look at the hosts, so that `list` never shows a status the reconciler has not
-    // caught up with yet.
-    reconciler::reconcile_all(gw).await;
+    // caught up with yet; a slow host is not waited for: its agents are shown as last seen.
+    let stale = reconciler::reconcile_within(gw, LIST_WAIT).await;
+    for host in &stale {
+        io.write_err(&format!(
+            "warning: host '{host}' did not answer within {} ms; its agents are shown as last seen\n",
+            LIST_WAIT.as_millis()
+        ))
+        .await;
+    }
     let agents: Vec<_> = gw
         .store
         .agents()

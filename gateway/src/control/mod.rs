@@ -9,6 +9,7 @@ pub mod attach;
 pub mod create;
 pub mod destroy;
 pub mod events;
+pub mod host;
 pub mod info;
 pub mod io;
 pub mod list;
@@ -85,6 +86,8 @@ pub enum ControlCommand {
     Wait(wait::WaitArgs),
     /// Show the audit trail: logins, commands, sessions, forwards.
     Events(events::EventsArgs),
+    /// Manage the hosts that run agents: key, add, list, info, check, remove.
+    Host(host::HostArgs),
     /// Print an OpenSSH config with one Host per agent.
     SshConfig(ssh_config::SshConfigArgs),
     /// Show who you are to the gateway.
@@ -109,6 +112,7 @@ impl ControlCommand {
             ControlCommand::Wait(a) => Some(&a.name),
             ControlCommand::Events(a) => a.agent.as_deref(),
             ControlCommand::List(_)
+            | ControlCommand::Host(_)
             | ControlCommand::SshConfig(_)
             | ControlCommand::Whoami(_)
             | ControlCommand::Version(_) => None,
@@ -262,6 +266,19 @@ impl CommandError {
             .hint("see the agents with: ssh gw list")
     }
 
+    /// A session ended because the connection to the agent's host was lost.
+    pub fn host_lost(host: &str, agent: &str) -> Self {
+        CommandError {
+            status: 255,
+            message: format!(
+                "the connection to host '{host}' was lost; agent '{agent}' keeps running there"
+            ),
+            hint: Some(
+                "see the hosts with: ssh gw host list; connect again once it is back".into(),
+            ),
+        }
+    }
+
     pub fn render(&self) -> String {
         match &self.hint {
             Some(hint) => format!("error: {}\nhint: {hint}\n", self.message),
@@ -290,6 +307,18 @@ impl From<HostError> for CommandError {
                 message: message.clone(),
                 hint: None,
             },
+            HostError::HostKeyChanged { host, .. } => {
+                CommandError::failed(e.to_string()).hint(format!(
+                    "check the key on the host itself; if it did change: ssh gw host check {host}"
+                ))
+            }
+            HostError::AuthRefused { host, .. } => CommandError::failed(e.to_string())
+                .hint(format!("see what to do with: ssh gw host check {host}")),
+            HostError::Unreachable { host, .. } | HostError::Timeout { host, .. } => {
+                tracing::warn!(error = %e, "host error during a control command");
+                CommandError::failed(e.to_string())
+                    .hint(format!("see what fails with: ssh gw host check {host}"))
+            }
             _ => {
                 tracing::warn!(error = %e, "host error during a control command");
                 CommandError::failed(e.to_string())
@@ -367,6 +396,7 @@ pub async fn run(
         ControlCommand::Send(args) => send::run(gw, args, io).await,
         ControlCommand::Wait(args) => wait::run(gw, args, io).await,
         ControlCommand::Events(args) => events::run(gw, args, io).await,
+        ControlCommand::Host(args) => host::run(gw, args, io).await,
         ControlCommand::SshConfig(args) => ssh_config::run(gw, args, io).await,
         ControlCommand::Whoami(args) => whoami::run(caller, args, io).await,
         ControlCommand::Version(args) => version::run(gw, args, io).await,

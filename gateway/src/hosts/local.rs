@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use hostctl::api::{ErrorCode, ErrorReply, TermSize};
+use hostctl::api::TermSize;
 use serde::de::DeserializeOwned;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
@@ -16,7 +16,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{
-    Duplex, HostError, LOCAL_HOST, PipedProcess, ProcessExit, TerminalInput, TerminalProcess,
+    CallKind, Duplex, HostError, LOCAL_HOST, PipedProcess, ProcessExit, TerminalInput,
+    TerminalProcess,
 };
 
 #[derive(Debug)]
@@ -82,13 +83,13 @@ impl LocalHost {
         &self,
         args: &[&str],
         stdin: Option<Vec<u8>>,
-        long: bool,
+        kind: CallKind,
     ) -> Result<T, HostError> {
         let what = args.first().copied().unwrap_or("call").to_owned();
-        let limit = if long {
-            self.create_timeout
-        } else {
-            self.call_timeout
+        // The local host is not probed with a short limit: a busy machine is not unreachable.
+        let limit = match kind {
+            CallKind::Long => self.create_timeout,
+            CallKind::Normal | CallKind::Probe => self.call_timeout,
         };
         let mut cmd = self.command(args);
         cmd.arg("--json")
@@ -119,7 +120,13 @@ impl LocalHost {
                 });
             }
         };
-        decode_reply(&what, output)
+        super::decode_reply(
+            LOCAL_HOST,
+            &what,
+            ProcessExit::from_status(Ok(output.status)),
+            &output.stdout,
+            &output.stderr,
+        )
     }
 
     /// Runs a hostctl verb with its standard streams as pipes (`logs -f`, `exec`, `sftp`).
@@ -271,46 +278,6 @@ impl tokio::io::AsyncRead for PtyOutput {
             }
             other => other,
         }
-    }
-}
-
-fn decode_reply<T: DeserializeOwned>(
-    what: &str,
-    output: std::process::Output,
-) -> Result<T, HostError> {
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    if output.status.success() {
-        return serde_json::from_str(stdout.trim()).map_err(|e| HostError::Protocol {
-            host: LOCAL_HOST.to_owned(),
-            what: what.to_owned(),
-            detail: format!("{e} in {:?}", truncate(&stdout)),
-        });
-    }
-    match serde_json::from_str::<ErrorReply>(stdout.trim()) {
-        Ok(reply) if reply.error.code == ErrorCode::NotFound => {
-            Err(HostError::NotFound(reply.error.message))
-        }
-        Ok(reply) => Err(HostError::Rejected {
-            code: reply.error.code,
-            message: reply.error.message,
-        }),
-        Err(_) => Err(HostError::Protocol {
-            host: LOCAL_HOST.to_owned(),
-            what: what.to_owned(),
-            detail: format!(
-                "hostctl {} with stderr {:?}",
-                output.status,
-                truncate(&String::from_utf8_lossy(&output.stderr))
-            ),
-        }),
-    }
-}
-
-fn truncate(s: &str) -> String {
-    let s = s.trim();
-    match s.char_indices().nth(300) {
-        Some((i, _)) => format!("{}...", &s[..i]),
-        None => s.to_owned(),
     }
 }
 

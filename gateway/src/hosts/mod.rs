@@ -9,15 +9,17 @@
 
 pub mod local;
 pub mod reconciler;
+pub mod remote;
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use hostctl::api::{AgentInfo, CreateRequest, ErrorCode, TermSize, VersionInfo};
+use hostctl::api::{AgentInfo, CreateRequest, ErrorCode, ErrorReply, TermSize, VersionInfo};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 pub use local::LocalHost;
+pub use remote::RemoteHost;
 
 /// The name of the gateway's own machine, which always exists.
 pub const LOCAL_HOST: &str = "local";
@@ -48,6 +50,19 @@ pub enum HostError {
     },
     #[error("no host named '{0}'")]
     NoSuchHost(String),
+    /// The host presented another key than the pinned one.
+    #[error(
+        "the host key of '{host}' has changed: it presents {presented}, the pinned key is {pinned}; \
+         the gateway refuses to talk to it (someone may be impersonating it)"
+    )]
+    HostKeyChanged {
+        host: String,
+        pinned: String,
+        presented: String,
+    },
+    /// The host refused the gateway's key.
+    #[error("host '{host}' refused the gateway's key for user '{user}'")]
+    AuthRefused { host: String, user: String },
 }
 
 impl HostError {
@@ -55,7 +70,10 @@ impl HostError {
     pub fn host_unreachable(&self) -> bool {
         matches!(
             self,
-            HostError::Unreachable { .. } | HostError::Timeout { .. }
+            HostError::Unreachable { .. }
+                | HostError::Timeout { .. }
+                | HostError::HostKeyChanged { .. }
+                | HostError::AuthRefused { .. }
         )
     }
 }
@@ -78,6 +96,8 @@ pub enum ProcessExit {
     },
     /// The process could not be waited for.
     Unknown,
+    /// The connection to its host was lost: how it ended is not known.
+    Lost,
 }
 
 impl ProcessExit {
@@ -102,8 +122,19 @@ impl ProcessExit {
             ProcessExit::Code(code) => u32::try_from(code).unwrap_or(1),
             ProcessExit::Signal { signal, .. } => 128 + u32::try_from(signal).unwrap_or(0),
             ProcessExit::Unknown => 1,
+            ProcessExit::Lost => 255,
         }
     }
+}
+
+/// How long a call may take.
+#[derive(Clone, Copy, Debug)]
+pub enum CallKind {
+    Normal,
+    /// `create` (a git clone is slow).
+    Long,
+    /// The reconciler's question: short, since past it the host is `unreachable`.
+    Probe,
 }
 
 /// What runs inside an agent's environment for one SSH session.
@@ -169,19 +200,42 @@ pub struct PipedProcess {
 #[derive(Clone, Debug)]
 pub enum Host {
     Local(Arc<LocalHost>),
+    Remote(Arc<RemoteHost>),
 }
 
 impl Host {
     pub fn name(&self) -> &str {
         match self {
             Host::Local(_) => LOCAL_HOST,
+            Host::Remote(h) => h.name(),
+        }
+    }
+
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        args: &[&str],
+        stdin: Option<Vec<u8>>,
+        kind: CallKind,
+    ) -> Result<T, HostError> {
+        match self {
+            Host::Local(h) => h.call(args, stdin, kind).await,
+            Host::Remote(h) => h.call(args, stdin, kind).await,
+        }
+    }
+
+    async fn piped(
+        &self,
+        args: &[String],
+        outlives_client: bool,
+    ) -> Result<PipedProcess, HostError> {
+        match self {
+            Host::Local(h) => h.piped(args, outlives_client),
+            Host::Remote(h) => h.piped(args).await,
         }
     }
 
     pub async fn version(&self) -> Result<VersionInfo, HostError> {
-        match self {
-            Host::Local(h) => h.call(&["version"], None, false).await,
-        }
+        self.call(&["version"], None, CallKind::Normal).await
     }
 
     pub async fn create(&self, request: &CreateRequest) -> Result<AgentInfo, HostError> {
@@ -190,27 +244,24 @@ impl Host {
             what: "create".into(),
             detail: e.to_string(),
         })?;
-        match self {
-            Host::Local(h) => h.call(&["create"], Some(body), true).await,
-        }
+        self.call(&["create"], Some(body), CallKind::Long).await
     }
 
     pub async fn list(&self) -> Result<Vec<AgentInfo>, HostError> {
-        match self {
-            Host::Local(h) => h.call(&["list"], None, false).await,
-        }
+        self.call(&["list"], None, CallKind::Normal).await
+    }
+
+    /// The reconciler's `list`: with the short probe time limit.
+    pub async fn probe(&self) -> Result<Vec<AgentInfo>, HostError> {
+        self.call(&["list"], None, CallKind::Probe).await
     }
 
     pub async fn info(&self, name: &str) -> Result<AgentInfo, HostError> {
-        match self {
-            Host::Local(h) => h.call(&["info", name], None, false).await,
-        }
+        self.call(&["info", name], None, CallKind::Normal).await
     }
 
     pub async fn stop(&self, name: &str) -> Result<AgentInfo, HostError> {
-        match self {
-            Host::Local(h) => h.call(&["stop", name], None, false).await,
-        }
+        self.call(&["stop", name], None, CallKind::Normal).await
     }
 
     pub async fn start(&self, name: &str, size: Option<TermSize>) -> Result<AgentInfo, HostError> {
@@ -224,15 +275,11 @@ impl Host {
             ]);
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        match self {
-            Host::Local(h) => h.call(&args, None, false).await,
-        }
+        self.call(&args, None, CallKind::Normal).await
     }
 
     pub async fn destroy(&self, name: &str) -> Result<(), HostError> {
-        let _: serde_json::Value = match self {
-            Host::Local(h) => h.call(&["destroy", name], None, false).await?,
-        };
+        let _: serde_json::Value = self.call(&["destroy", name], None, CallKind::Long).await?;
         Ok(())
     }
 
@@ -243,9 +290,7 @@ impl Host {
             args.push("--no-enter");
         }
         let body = format!("{text}\n").into_bytes();
-        let _: serde_json::Value = match self {
-            Host::Local(h) => h.call(&args, Some(body), false).await?,
-        };
+        let _: serde_json::Value = self.call(&args, Some(body), CallKind::Normal).await?;
         Ok(())
     }
 
@@ -266,9 +311,7 @@ impl Host {
         if raw {
             args.push("--raw".into());
         }
-        match self {
-            Host::Local(h) => h.piped(&args, false),
-        }
+        self.piped(&args, false).await
     }
 
     /// Starts a session inside an agent with its standard streams as pipes (no terminal).
@@ -279,9 +322,7 @@ impl Host {
         env: &[(String, String)],
     ) -> Result<PipedProcess, HostError> {
         let args = session.hostctl_args(agent, env);
-        match self {
-            Host::Local(h) => h.piped(&args, true),
-        }
+        self.piped(&args, true).await
     }
 
     /// Starts a session inside an agent on a new terminal of the given size.
@@ -296,6 +337,7 @@ impl Host {
         let args = session.hostctl_args(agent, env);
         match self {
             Host::Local(h) => h.terminal(&args, term, size),
+            Host::Remote(h) => h.terminal(&args, term, size).await,
         }
     }
 
@@ -307,6 +349,7 @@ impl Host {
     ) -> Result<Box<dyn Duplex>, std::io::Error> {
         match self {
             Host::Local(h) => h.connect_tcp(target_host, port).await,
+            Host::Remote(h) => h.connect_tcp(target_host, port).await,
         }
     }
 
@@ -314,31 +357,96 @@ impl Host {
     pub async fn connect_unix(&self, path: &str) -> Result<Box<dyn Duplex>, std::io::Error> {
         match self {
             Host::Local(h) => h.connect_unix(path).await,
+            Host::Remote(h) => h.connect_unix(path).await,
         }
     }
 }
 
-/// Every host the gateway knows. Only the local host exists so far.
-#[derive(Clone, Debug)]
+/// Every host the gateway knows: `local`, and the remote hosts added with `host add`.
+#[derive(Debug)]
 pub struct Hosts {
     local: Host,
+    remote: std::sync::RwLock<std::collections::BTreeMap<String, Host>>,
 }
 
 impl Hosts {
     pub fn new(local: LocalHost) -> Hosts {
         Hosts {
             local: Host::Local(Arc::new(local)),
+            remote: std::sync::RwLock::default(),
         }
     }
 
     pub fn get(&self, name: &str) -> Result<Host, HostError> {
-        match name {
-            LOCAL_HOST => Ok(self.local.clone()),
-            other => Err(HostError::NoSuchHost(other.to_owned())),
+        if name == LOCAL_HOST {
+            return Ok(self.local.clone());
+        }
+        self.remote
+            .read()
+            .ok()
+            .and_then(|hosts| hosts.get(name).cloned())
+            .ok_or_else(|| HostError::NoSuchHost(name.to_owned()))
+    }
+
+    /// Every host, `local` first.
+    pub fn all(&self) -> Vec<Host> {
+        let mut all = vec![self.local.clone()];
+        if let Ok(hosts) = self.remote.read() {
+            all.extend(hosts.values().cloned());
+        }
+        all
+    }
+
+    pub fn insert(&self, host: RemoteHost) {
+        if let Ok(mut hosts) = self.remote.write() {
+            hosts.insert(host.name().to_owned(), Host::Remote(Arc::new(host)));
         }
     }
 
-    pub fn all(&self) -> Vec<Host> {
-        vec![self.local.clone()]
+    pub fn remove(&self, name: &str) -> Option<Host> {
+        self.remote.write().ok()?.remove(name)
+    }
+}
+
+/// Decodes a hostctl `--json` answer: the value on success, else hostctl's error reply.
+pub fn decode_reply<T: serde::de::DeserializeOwned>(
+    host: &str,
+    what: &str,
+    exit: ProcessExit,
+    stdout: &[u8],
+    stderr: &[u8],
+) -> Result<T, HostError> {
+    let stdout = String::from_utf8_lossy(stdout);
+    if exit == ProcessExit::Code(0) {
+        return serde_json::from_str(stdout.trim()).map_err(|e| HostError::Protocol {
+            host: host.to_owned(),
+            what: what.to_owned(),
+            detail: format!("{e} in {:?}", truncate(&stdout)),
+        });
+    }
+    match serde_json::from_str::<ErrorReply>(stdout.trim()) {
+        Ok(reply) if reply.error.code == ErrorCode::NotFound => {
+            Err(HostError::NotFound(reply.error.message))
+        }
+        Ok(reply) => Err(HostError::Rejected {
+            code: reply.error.code,
+            message: reply.error.message,
+        }),
+        Err(_) => Err(HostError::Protocol {
+            host: host.to_owned(),
+            what: what.to_owned(),
+            detail: format!(
+                "hostctl ended with {exit:?} and stderr {:?}",
+                truncate(&String::from_utf8_lossy(stderr))
+            ),
+        }),
+    }
+}
+
+fn truncate(s: &str) -> String {
+    let s = s.trim();
+    match s.char_indices().nth(300) {
+        Some((i, _)) => format!("{}...", &s[..i]),
+        None => s.to_owned(),
     }
 }

@@ -56,21 +56,59 @@ pub async fn record_versions(gw: &Arc<Gateway>) {
     }
 }
 
-/// Reconciles one host: its agents' statuses follow what it reports.
+/// Reconciles every host in parallel, waiting at most `wait` for each; returns the hosts
+/// that did not answer in time (their agents keep the statuses last seen).
+pub async fn reconcile_within(gw: &Arc<Gateway>, wait: std::time::Duration) -> Vec<String> {
+    let hosts = gw.hosts.all();
+    let runs = hosts
+        .iter()
+        .map(|host| tokio::time::timeout(wait, reconcile_host(gw, host)));
+    let mut stale = Vec::new();
+    for (host, result) in hosts.iter().zip(futures::future::join_all(runs).await) {
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!(host = host.name(), error = %e, "reconciling failed"),
+            Err(_) => stale.push(host.name().to_owned()),
+        }
+    }
+    stale
+}
+
+/// Reconciles one host: its agents' statuses follow what it reports. A host that cannot be
+/// asked becomes `unreachable` and its agents `unknown`.
 pub async fn reconcile_host(gw: &Gateway, host: &Host) -> Result<(), StoreError> {
-    match host.list().await {
+    match host.probe().await {
         Ok(agents) => {
+            let was = gw.store.host(host.name()).await?.map(|h| h.status);
+            if was.as_deref() == Some("unreachable") {
+                info!(host = host.name(), "host reachable again");
+            }
             gw.store
                 .set_host_status(host.name(), "reachable", None)
                 .await?;
+            gw.store.set_host_error(host.name(), None).await?;
             apply(gw, host.name(), &agents).await
         }
-        Err(e) => {
-            warn!(host = host.name(), error = %e, "host cannot be asked for its agents");
+        Err(e) if e.host_unreachable() => {
+            let was = gw.store.host(host.name()).await?.map(|h| h.status);
+            if was.as_deref() != Some("unreachable") {
+                warn!(host = host.name(), error = %e, "host unreachable; its agents are unknown");
+            }
             gw.store
                 .set_host_status(host.name(), "unreachable", None)
                 .await?;
+            gw.store
+                .set_host_error(host.name(), Some(&e.to_string()))
+                .await?;
             gw.store.mark_host_agents_unknown(host.name()).await
+        }
+        Err(e) => {
+            // The host answered, but not as expected: it is reachable, and the error is kept
+            // for `host info` and `host check`.
+            warn!(host = host.name(), error = %e, "host answered the reconciler badly");
+            gw.store
+                .set_host_error(host.name(), Some(&e.to_string()))
+                .await
         }
     }
 }

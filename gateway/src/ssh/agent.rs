@@ -82,7 +82,7 @@ pub async fn run_session(
             .terminal
             .as_ref()
             .map(|t| (t.term.clone(), *t.size.borrow()));
-        Ok(match terminal {
+        let exit = match terminal {
             Some((term, size)) => {
                 let process = host
                     .open_terminal(&agent, &session, &env, &term, size)
@@ -93,7 +93,11 @@ pub async fn run_session(
                 let process = host.open_piped(&agent, &session, &env).await?;
                 crate::bridge::piped(&mut io, process).await
             }
-        })
+        };
+        if exit == Some(ProcessExit::Lost) {
+            return Err(CommandError::host_lost(host.name(), &agent));
+        }
+        Ok(exit)
     }
     .await;
     match result {

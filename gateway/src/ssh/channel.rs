@@ -243,6 +243,33 @@ pub fn signal_name(sig: &Sig) -> String {
     }
 }
 
+/// The Unix signal number of an SSH signal, when this system has it.
+pub fn signal_number(sig: &Sig) -> Option<i32> {
+    format!("SIG{}", signal_name(sig))
+        .parse::<nix::sys::signal::Signal>()
+        .ok()
+        .map(|s| s as i32)
+}
+
+/// The SSH signal of a name as SSH spells it (`INT`, `TERM`, ...).
+pub fn sig_from_name(name: &str) -> Sig {
+    match name {
+        "ABRT" => Sig::ABRT,
+        "ALRM" => Sig::ALRM,
+        "FPE" => Sig::FPE,
+        "HUP" => Sig::HUP,
+        "ILL" => Sig::ILL,
+        "INT" => Sig::INT,
+        "KILL" => Sig::KILL,
+        "PIPE" => Sig::PIPE,
+        "QUIT" => Sig::QUIT,
+        "SEGV" => Sig::SEGV,
+        "TERM" => Sig::TERM,
+        "USR1" => Sig::USR1,
+        other => Sig::Custom(other.to_owned()),
+    }
+}
+
 /// The SSH signal for a Unix signal number.
 fn ssh_signal(number: i32) -> Sig {
     use nix::sys::signal::Signal;
@@ -274,6 +301,11 @@ mod tests {
         assert_eq!(signal_name(&ssh_signal(9)), "KILL");
         assert_eq!(signal_name(&ssh_signal(10)), "USR1");
         assert_eq!(signal_name(&ssh_signal(12)), "USR2");
+        for n in [1, 2, 9, 10, 12, 15] {
+            assert_eq!(signal_number(&ssh_signal(n)), Some(n));
+            let name = signal_name(&ssh_signal(n));
+            assert_eq!(signal_name(&sig_from_name(&name)), name);
+        }
     }
 
     #[test]

@@ -24,22 +24,22 @@ use tracing::{Instrument, debug, info, warn};
 use crate::Gateway;
 use crate::config::SshConfig;
 
-/// Loads the host key, or creates an Ed25519 one (mode 0600) if there is none.
-pub fn load_or_create_host_key(path: &Path) -> anyhow::Result<PrivateKey> {
+/// Loads a private key, or creates an Ed25519 one (mode 0600, public half beside it).
+pub fn load_or_create_key(path: &Path, what: &str) -> anyhow::Result<PrivateKey> {
     if path.exists() {
         return russh::keys::load_secret_key(path, None)
-            .with_context(|| format!("cannot load the host key {}", path.display()));
+            .with_context(|| format!("cannot load the {what} {}", path.display()));
     }
     let mut key = PrivateKey::random(&mut russh::keys::key::safe_rng(), Algorithm::Ed25519)
-        .context("cannot generate a host key")?;
-    key.set_comment("agentgate host key");
+        .with_context(|| format!("cannot generate a {what}"))?;
+    key.set_comment(format!("agentgate {what}"));
     key.write_openssh_file(path, LineEnding::LF)
-        .with_context(|| format!("cannot write the host key {}", path.display()))?;
+        .with_context(|| format!("cannot write the {what} {}", path.display()))?;
     crate::set_mode(path, 0o600)?;
     key.public_key()
         .write_openssh_file(path.with_extension("pub"))
         .with_context(|| format!("cannot write {}.pub", path.display()))?;
-    info!(path = %path.display(), "created a new Ed25519 host key");
+    info!(path = %path.display(), "created a new Ed25519 {what}");
     Ok(key)
 }
 

@@ -127,6 +127,27 @@ impl From<hostctl::api::HostAgentStatus> for AgentStatus {
     }
 }
 
+/// A host as the gateway knows it. `local` has no address, user or key.
+#[derive(Clone, Debug, Serialize)]
+pub struct HostRecord {
+    pub name: String,
+    pub address: Option<String>,
+    pub port: u16,
+    pub user: Option<String>,
+    /// The pinned host key, an OpenSSH public-key line.
+    pub host_key: Option<String>,
+    /// `reachable` or `unreachable`.
+    pub status: String,
+    pub hostctl_version: Option<String>,
+    /// Where hostctl is on the host (absolute).
+    pub hostctl_path: Option<String>,
+    /// `os/arch` as the host reports it (`linux/x86_64`).
+    pub platform: Option<String>,
+    pub last_contact: Option<String>,
+    pub last_error: Option<String>,
+    pub created_at: String,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AgentRecord {
     pub name: String,
@@ -425,6 +446,98 @@ impl Store {
         Ok(())
     }
 
+    /// Records the outcome of contacting a host: `None` clears the last error.
+    pub async fn set_host_error(&self, host: &str, error: Option<&str>) -> Result<()> {
+        sqlx::query("UPDATE hosts SET last_error = ? WHERE name = ?")
+            .bind(error)
+            .bind(host)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn insert_host(&self, host: &HostRecord) -> Result<()> {
+        let done = sqlx::query(
+            "INSERT INTO hosts (name, address, port, user, host_key, status, hostctl_version,
+                                hostctl_path, platform, last_contact, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(&host.name)
+        .bind(&host.address)
+        .bind(i64::from(host.port))
+        .bind(&host.user)
+        .bind(&host.host_key)
+        .bind(&host.status)
+        .bind(&host.hostctl_version)
+        .bind(&host.hostctl_path)
+        .bind(&host.platform)
+        .bind(&host.last_contact)
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Conflict(format!(
+                "a host named '{}' already exists",
+                host.name
+            )));
+        }
+        Ok(())
+    }
+
+    /// Updates what the gateway knows of a host's hostctl (after an install or upgrade).
+    pub async fn set_host_hostctl(
+        &self,
+        host: &str,
+        path: &str,
+        version: &str,
+        platform: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE hosts SET hostctl_path = ?, hostctl_version = ?, platform = ? WHERE name = ?",
+        )
+        .bind(path)
+        .bind(version)
+        .bind(platform)
+        .bind(host)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn hosts(&self) -> Result<Vec<HostRecord>> {
+        let rows = sqlx::query(&format!(
+            "{HOST_COLUMNS} ORDER BY name = 'local' DESC, name"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(host_from_row).collect()
+    }
+
+    pub async fn host(&self, name: &str) -> Result<Option<HostRecord>> {
+        let row = sqlx::query(&format!("{HOST_COLUMNS} WHERE name = ?"))
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(host_from_row).transpose()
+    }
+
+    /// Forgets a host and the agents the gateway knew on it (nothing on the host is touched).
+    /// Returns how many agents were forgotten.
+    pub async fn delete_host(&self, name: &str) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let agents = sqlx::query("DELETE FROM agents WHERE host = ?")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        sqlx::query("DELETE FROM hosts WHERE name = ?")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(agents)
+    }
+
     // ---- events -------------------------------------------------------------------------
 
     pub async fn record_event(&self, event: &Event) -> Result<()> {
@@ -505,6 +618,27 @@ impl Default for EventFilter {
 const AGENT_SELECT: &str =
     "SELECT name, host, template, command, workspace, spec, tags, status, exit_code, pid,
     last_activity, created_at, created_by FROM agents";
+
+const HOST_COLUMNS: &str = "SELECT name, address, port, user, host_key, status, hostctl_version,
+            hostctl_path, platform, last_contact, last_error, created_at FROM hosts";
+
+fn host_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<HostRecord> {
+    let port: Option<i64> = r.try_get("port")?;
+    Ok(HostRecord {
+        name: r.try_get("name")?,
+        address: r.try_get("address")?,
+        port: port.and_then(|p| u16::try_from(p).ok()).unwrap_or(22),
+        user: r.try_get("user")?,
+        host_key: r.try_get("host_key")?,
+        status: r.try_get("status")?,
+        hostctl_version: r.try_get("hostctl_version")?,
+        hostctl_path: r.try_get("hostctl_path")?,
+        platform: r.try_get("platform")?,
+        last_contact: r.try_get("last_contact")?,
+        last_error: r.try_get("last_error")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
 
 fn agent_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<AgentRecord> {
     let spec: String = r.try_get("spec")?;

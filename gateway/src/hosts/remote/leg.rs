@@ -1,0 +1,576 @@
+//! The host leg: SSH client connections from the gateway to one host, pooled.
+//!
+//! Every operation is a channel on a pooled connection. Session channels (exec, PTY, the
+//! `sftp-server`) count against the host's `MaxSessions`: a connection that has
+//! `max_sessions` of them open gets a sibling. hostctl's JSON calls use connections of their
+//! own (the control lane), so that a bulk transfer on a session connection never delays the
+//! reconciler's questions: russh's client stalls every channel of a connection while one
+//! channel's consumer is behind.
+//!
+//! A failed connect is remembered for a short back-off, during which callers get the same
+//! error at once instead of piling up on a dead host.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use russh::client::{self, Handle, Msg};
+use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey};
+use russh::{Channel, ChannelMsg, ChannelReadHalf};
+use tokio::sync::oneshot;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info};
+
+use crate::control::io::{Backlog, Inbound};
+use crate::hosts::{HostError, ProcessExit};
+
+/// Where a host is and how it proves itself.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// The host's name in the gateway (for messages).
+    pub name: String,
+    pub address: String,
+    pub port: u16,
+    pub user: String,
+}
+
+impl Target {
+    pub fn display(&self) -> String {
+        if self.port == 22 {
+            format!("{}@{}", self.user, self.address)
+        } else {
+            format!("{}@{}:{}", self.user, self.address, self.port)
+        }
+    }
+}
+
+/// What the host's key must be.
+#[derive(Clone, Debug)]
+pub enum KeyCheck {
+    /// The pinned key: anything else is refused.
+    Pinned(PublicKey),
+    /// Trust on first use (`host add` without `--host-key`): accept and report the key.
+    FirstUse,
+}
+
+/// How connections are made: the gateway's client key and the limits.
+#[derive(Clone, Debug)]
+pub struct LegSettings {
+    pub client_key: Arc<PrivateKey>,
+    pub connect_timeout: Duration,
+    pub keepalive_interval: Duration,
+    pub keepalive_max: usize,
+    pub max_sessions: usize,
+}
+
+impl LegSettings {
+    fn client_config(&self) -> Arc<client::Config> {
+        Arc::new(client::Config {
+            client_id: russh::SshId::Standard(std::borrow::Cow::Owned(format!(
+                "SSH-2.0-agentgate_{}",
+                crate::VERSION
+            ))),
+            inactivity_timeout: None,
+            keepalive_interval: Some(self.keepalive_interval),
+            keepalive_max: self.keepalive_max,
+            nodelay: true,
+            window_size: 8 * 1024 * 1024,
+            ..Default::default()
+        })
+    }
+}
+
+/// The russh client handler of one connection: checks the host key, and records what the
+/// host presented so that a refusal can say what changed.
+pub struct Leg {
+    check: KeyCheck,
+    presented: Arc<Mutex<Option<PublicKey>>>,
+}
+
+impl client::Handler for Leg {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        presented: &russh::keys::PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        // Hosts are pinned by key; a certificate is not a pinned key.
+        let russh::keys::PublicKeyOrCertificate::PublicKey { key, .. } = presented else {
+            return Ok(false);
+        };
+        if let Ok(mut seen) = self.presented.lock() {
+            *seen = Some(key.clone());
+        }
+        Ok(match &self.check {
+            KeyCheck::Pinned(pinned) => pinned.key_data() == key.key_data(),
+            KeyCheck::FirstUse => true,
+        })
+    }
+}
+
+/// One authenticated connection to a host.
+pub struct Connection {
+    pub handle: Handle<Leg>,
+    /// The key the host presented.
+    pub host_key: PublicKey,
+    host: String,
+    sessions: Arc<AtomicUsize>,
+    opened: Instant,
+}
+
+impl Connection {
+    /// The host's name in the gateway.
+    pub fn host_name(&self) -> &str {
+        &self.host
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.handle.is_closed()
+    }
+}
+
+/// Connects, checks the host key and authenticates with the gateway's key.
+pub async fn connect(
+    target: &Target,
+    check: KeyCheck,
+    settings: &LegSettings,
+) -> Result<Connection, HostError> {
+    let unreachable = |reason: String| HostError::Unreachable {
+        host: target.name.clone(),
+        reason,
+    };
+    let limit = settings.connect_timeout;
+    let timed_out = || {
+        unreachable(format!(
+            "no answer from {} within {} s",
+            target.display(),
+            limit.as_secs()
+        ))
+    };
+    let started = Instant::now();
+    let dial = tokio::net::TcpStream::connect((target.address.as_str(), target.port));
+    let stream = tokio::time::timeout(limit, dial)
+        .await
+        .map_err(|_| timed_out())?
+        .map_err(|e| {
+            unreachable(format!(
+                "cannot connect to {}:{}: {e}",
+                target.address, target.port
+            ))
+        })?;
+    let _ = stream.set_nodelay(true);
+    let presented = Arc::new(Mutex::new(None));
+    let pinned = match &check {
+        KeyCheck::Pinned(key) => Some(key.clone()),
+        KeyCheck::FirstUse => None,
+    };
+    let handler = Leg {
+        check,
+        presented: presented.clone(),
+    };
+    let remaining = limit.saturating_sub(started.elapsed());
+    let handshake = client::connect_stream(settings.client_config(), stream, handler);
+    let mut handle = match tokio::time::timeout(remaining, handshake).await {
+        Err(_) => return Err(timed_out()),
+        Ok(Ok(handle)) => handle,
+        Ok(Err(e)) => {
+            let seen = presented.lock().ok().and_then(|s| s.clone());
+            return Err(match (pinned, seen) {
+                (Some(pinned), Some(seen)) if pinned.key_data() != seen.key_data() => {
+                    HostError::HostKeyChanged {
+                        host: target.name.clone(),
+                        pinned: fingerprint(&pinned),
+                        presented: fingerprint(&seen),
+                    }
+                }
+                _ => unreachable(format!(
+                    "SSH handshake with {} failed: {e}",
+                    target.display()
+                )),
+            });
+        }
+    };
+    let host_key = presented
+        .lock()
+        .ok()
+        .and_then(|s| s.clone())
+        .ok_or_else(|| unreachable("the host presented no key".into()))?;
+    let key =
+        PrivateKeyWithHashAlg::new(settings.client_key.clone(), rsa_hash(&settings.client_key));
+    let remaining = limit.saturating_sub(started.elapsed());
+    let auth = tokio::time::timeout(
+        remaining,
+        handle.authenticate_publickey(target.user.clone(), key),
+    )
+    .await
+    .map_err(|_| timed_out())?
+    .map_err(|e| unreachable(format!("authentication failed: {e}")))?;
+    if !auth.success() {
+        return Err(HostError::AuthRefused {
+            host: target.name.clone(),
+            user: target.user.clone(),
+        });
+    }
+    debug!(
+        host = target.name,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "connected"
+    );
+    Ok(Connection {
+        handle,
+        host_key,
+        host: target.name.clone(),
+        sessions: Arc::new(AtomicUsize::new(0)),
+        opened: Instant::now(),
+    })
+}
+
+fn rsa_hash(key: &PrivateKey) -> Option<HashAlg> {
+    key.algorithm().is_rsa().then_some(HashAlg::Sha256)
+}
+
+/// The SHA256 fingerprint of a key, as OpenSSH prints it.
+pub fn fingerprint(key: &PublicKey) -> String {
+    key.fingerprint(HashAlg::Sha256).to_string()
+}
+
+/// Which connections an operation uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lane {
+    /// hostctl's short JSON calls.
+    Control,
+    /// Sessions and forwards: attach, exec, sftp, `logs -f`, `-L`/`-D`.
+    Sessions,
+}
+
+/// The connections to one host.
+pub struct Pool {
+    target: Target,
+    pinned: PublicKey,
+    settings: LegSettings,
+    control: tokio::sync::Mutex<Vec<Arc<Connection>>>,
+    sessions: tokio::sync::Mutex<Vec<Arc<Connection>>>,
+    failure: Mutex<Option<Failure>>,
+}
+
+struct Failure {
+    at: Instant,
+    backoff: Duration,
+    error: String,
+}
+
+/// Back-off after a failed connect: doubles from the first to the last, while it keeps failing.
+const BACKOFF_FIRST: Duration = Duration::from_millis(500);
+const BACKOFF_LAST: Duration = Duration::from_secs(4);
+
+/// A session slot on a connection, given back when dropped.
+pub struct Slot(Option<Arc<AtomicUsize>>);
+
+impl Slot {
+    /// No slot: for channels that do not count against `MaxSessions` (forwards).
+    pub fn none() -> Slot {
+        Slot(None)
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some(count) = self.0.take() {
+            count.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Pool {
+    pub fn new(target: Target, pinned: PublicKey, settings: LegSettings) -> Pool {
+        Pool {
+            target,
+            pinned,
+            settings,
+            control: tokio::sync::Mutex::new(Vec::new()),
+            sessions: tokio::sync::Mutex::new(Vec::new()),
+            failure: Mutex::new(None),
+        }
+    }
+
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// A connection of `lane` with a free session slot (taken), connecting if none has one.
+    async fn connection(&self, lane: Lane) -> Result<(Arc<Connection>, Slot), HostError> {
+        let lock = match lane {
+            Lane::Control => &self.control,
+            Lane::Sessions => &self.sessions,
+        };
+        let mut conns = lock.lock().await;
+        conns.retain(|c| !c.is_closed());
+        let max = self.settings.max_sessions;
+        if let Some(conn) = conns
+            .iter()
+            .find(|c| c.sessions.load(Ordering::Relaxed) < max)
+        {
+            conn.sessions.fetch_add(1, Ordering::Relaxed);
+            return Ok((conn.clone(), Slot(Some(conn.sessions.clone()))));
+        }
+        if let Some(error) = self.backing_off() {
+            return Err(HostError::Unreachable {
+                host: self.target.name.clone(),
+                reason: error,
+            });
+        }
+        match connect(
+            &self.target,
+            KeyCheck::Pinned(self.pinned.clone()),
+            &self.settings,
+        )
+        .await
+        {
+            Ok(conn) => {
+                if let Ok(mut failure) = self.failure.lock()
+                    && failure.take().is_some()
+                {
+                    info!(host = self.target.name, "connected to the host again");
+                }
+                let conn = Arc::new(conn);
+                conn.sessions.fetch_add(1, Ordering::Relaxed);
+                conns.push(conn.clone());
+                Ok((conn.clone(), Slot(Some(conn.sessions.clone()))))
+            }
+            Err(e) => {
+                self.failed(&e);
+                Err(e)
+            }
+        }
+    }
+
+    fn backing_off(&self) -> Option<String> {
+        let failure = self.failure.lock().ok()?;
+        let f = failure.as_ref()?;
+        (f.at.elapsed() < f.backoff).then(|| f.error.clone())
+    }
+
+    fn failed(&self, e: &HostError) {
+        if let Ok(mut failure) = self.failure.lock() {
+            let backoff = failure
+                .as_ref()
+                .map_or(BACKOFF_FIRST, |f| (f.backoff * 2).min(BACKOFF_LAST));
+            *failure = Some(Failure {
+                at: Instant::now(),
+                backoff,
+                error: e.to_string(),
+            });
+        }
+    }
+
+    /// Drops every connection (the host's sessions end); the next operation reconnects.
+    pub async fn reset(&self) {
+        for lock in [&self.control, &self.sessions] {
+            for conn in lock.lock().await.drain(..) {
+                let _ = conn
+                    .handle
+                    .disconnect(russh::Disconnect::ByApplication, "", "en")
+                    .await;
+            }
+        }
+    }
+
+    /// Drops the control connections if they no longer answer (a call timed out on one).
+    pub async fn check_control(&self) {
+        let conns: Vec<Arc<Connection>> = self.control.lock().await.clone();
+        for conn in conns {
+            let alive = tokio::time::timeout(Duration::from_secs(2), conn.handle.send_ping())
+                .await
+                .is_ok_and(|r| r.is_ok())
+                && !conn.is_closed();
+            if !alive {
+                debug!(
+                    host = self.target.name,
+                    "dropping a connection that does not answer"
+                );
+                self.control.lock().await.retain(|c| !Arc::ptr_eq(c, &conn));
+                let _ = conn
+                    .handle
+                    .disconnect(russh::Disconnect::ByApplication, "", "en")
+                    .await;
+            }
+        }
+    }
+
+    /// Opens a session channel; retries once on a fresh connection when the host refuses
+    /// another session on a connection (its `MaxSessions` is lower than ours).
+    pub async fn open_session(&self, lane: Lane) -> Result<(Channel<Msg>, Slot), HostError> {
+        for _ in 0..2 {
+            let (conn, slot) = self.connection(lane).await?;
+            let open = conn.handle.channel_open_session();
+            match tokio::time::timeout(self.settings.connect_timeout, open).await {
+                Ok(Ok(channel)) => return Ok((channel, slot)),
+                Ok(Err(russh::Error::ChannelOpenFailure(_))) => {
+                    // Full: mark it so, and let the next attempt open a sibling.
+                    conn.sessions.store(usize::MAX / 2, Ordering::Relaxed);
+                    debug!(
+                        host = self.target.name,
+                        age_s = conn.opened.elapsed().as_secs(),
+                        "the host refused another session on a connection"
+                    );
+                }
+                Ok(Err(e)) => {
+                    return Err(HostError::Unreachable {
+                        host: self.target.name.clone(),
+                        reason: format!("cannot open a channel: {e}"),
+                    });
+                }
+                Err(_) => {
+                    return Err(HostError::Timeout {
+                        host: self.target.name.clone(),
+                        what: "a new channel".into(),
+                        seconds: self.settings.connect_timeout.as_secs(),
+                    });
+                }
+            }
+        }
+        Err(HostError::Unreachable {
+            host: self.target.name.clone(),
+            reason: "the host refuses new sessions".into(),
+        })
+    }
+
+    /// Opens a forwarding channel (they do not count against `MaxSessions`).
+    pub async fn open_forward(&self, to: Forward<'_>) -> std::io::Result<Channel<Msg>> {
+        let (conn, slot) = self
+            .connection(Lane::Sessions)
+            .await
+            .map_err(std::io::Error::other)?;
+        drop(slot);
+        let open = async {
+            match to {
+                Forward::Tcp { host, port } => {
+                    conn.handle
+                        .channel_open_direct_tcpip(host, u32::from(port), "127.0.0.1", 0)
+                        .await
+                }
+                Forward::Unix { path } => conn.handle.channel_open_direct_streamlocal(path).await,
+            }
+        };
+        match tokio::time::timeout(self.settings.connect_timeout, open).await {
+            Ok(Ok(channel)) => Ok(channel),
+            Ok(Err(russh::Error::ChannelOpenFailure(reason))) => Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionRefused,
+                format!("the host refused: {reason:?}"),
+            )),
+            Ok(Err(e)) => Err(std::io::Error::other(e.to_string())),
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "connection timed out",
+            )),
+        }
+    }
+}
+
+/// Where a forwarding channel goes, on the host.
+#[derive(Clone, Copy, Debug)]
+pub enum Forward<'a> {
+    Tcp { host: &'a str, port: u16 },
+    Unix { path: &'a str },
+}
+
+/// The output side of a channel: data, stderr, and how the process ended.
+pub struct ChannelOutput {
+    pub stdout: Inbound,
+    pub stderr: Inbound,
+    pub exit: oneshot::Receiver<ProcessExit>,
+}
+
+/// Reads a channel until it closes, on its own task (a channel that is not read stalls its
+/// whole connection): data to `stdout`, extended data to `stderr`, `exit-status` or
+/// `exit-signal` to `exit`. A channel that ends without either lost its connection.
+pub fn spawn_reader(mut reader: ChannelReadHalf, slot: Slot, tasks: &TaskTracker) -> ChannelOutput {
+    let backlog = Backlog::default();
+    let (out_tx, stdout) = Inbound::channel(&backlog);
+    let (err_tx, stderr) = Inbound::channel(&backlog);
+    let (exit_tx, exit) = oneshot::channel();
+    tasks.spawn(async move {
+        let _slot = slot;
+        let mut out_tx = Some(out_tx);
+        let mut err_tx = Some(err_tx);
+        let mut ended = None;
+        while let Some(msg) = reader.wait().await {
+            match msg {
+                ChannelMsg::Data { data } => forward(&mut out_tx, data).await,
+                ChannelMsg::ExtendedData { data, ext: 1 } => forward(&mut err_tx, data).await,
+                ChannelMsg::Eof => {
+                    out_tx = None;
+                    err_tx = None;
+                }
+                ChannelMsg::ExitStatus { exit_status } => {
+                    ended = Some(ProcessExit::Code(i32::try_from(exit_status).unwrap_or(255)));
+                }
+                ChannelMsg::ExitSignal {
+                    signal_name,
+                    core_dumped,
+                    ..
+                } => {
+                    ended = Some(crate::ssh::channel::signal_number(&signal_name).map_or(
+                        ProcessExit::Unknown,
+                        |signal| ProcessExit::Signal {
+                            signal,
+                            core_dumped,
+                        },
+                    ));
+                }
+                ChannelMsg::Close => break,
+                _ => {}
+            }
+        }
+        drop((out_tx, err_tx));
+        let _ = exit_tx.send(ended.unwrap_or(ProcessExit::Lost));
+    });
+    ChannelOutput {
+        stdout,
+        stderr,
+        exit,
+    }
+}
+
+async fn forward(tx: &mut Option<crate::control::io::InboundSender>, data: Bytes) {
+    if let Some(sender) = tx
+        && !sender.send(data).await
+    {
+        *tx = None;
+    }
+}
+
+/// Runs one command line on a session channel and collects its whole output (for small
+/// outputs: hostctl's JSON answers, probes). `stdin` is sent, then EOF.
+pub async fn exec_collect(
+    channel: Channel<Msg>,
+    slot: Slot,
+    tasks: &TaskTracker,
+    line: &str,
+    stdin: Option<&[u8]>,
+    max: usize,
+) -> Result<(ProcessExit, Vec<u8>, Vec<u8>), russh::Error> {
+    use tokio::io::AsyncReadExt;
+    let (reader, writer) = channel.split();
+    let output = spawn_reader(reader, slot, tasks);
+    writer.exec(true, line.as_bytes()).await?;
+    let feed = async {
+        if let Some(body) = stdin {
+            let _ = writer.data(body).await;
+        }
+        let _ = writer.eof().await;
+    };
+    let mut out = Vec::new();
+    let mut err = Vec::new();
+    let limit = u64::try_from(max).unwrap_or(u64::MAX);
+    let mut stdout = crate::control::io::InboundReader::from(output.stdout).take(limit);
+    let mut stderr = crate::control::io::InboundReader::from(output.stderr).take(limit);
+    let _ = tokio::join!(
+        feed,
+        stdout.read_to_end(&mut out),
+        stderr.read_to_end(&mut err)
+    );
+    let exit = output.exit.await.unwrap_or(ProcessExit::Lost);
+    Ok((exit, out, err))
+}

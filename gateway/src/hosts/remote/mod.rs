@@ -1,0 +1,341 @@
+//! Remote hosts: any machine with sshd and tmux, reached over SSH with the gateway's own key.
+//!
+//! Every operation is a channel on the host's connection pool ([`leg`]): hostctl calls are
+//! `'HOSTCTL' 'VERB' 'ARG'... '--json'` exec requests (each word shell-quoted, since sshd
+//! hands the string to the user's shell); sessions are exec channels with or without a PTY;
+//! forwards are `direct-tcpip` and `direct-streamlocal` channels. [`install`] sets a host up
+//! (`host add`) and diagnoses it (`host check`).
+
+pub mod install;
+pub mod leg;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hostctl::api::TermSize;
+use serde::de::DeserializeOwned;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use self::leg::{Forward, Lane, LegSettings, Pool, Target};
+use super::{
+    CallKind, Duplex, HostError, PipedProcess, ProcessExit, TerminalInput, TerminalProcess,
+};
+use crate::control::io::InboundReader;
+
+/// What the gateway needs to know to use a remote host.
+#[derive(Clone, Debug)]
+pub struct RemoteSpec {
+    pub target: Target,
+    pub host_key: russh::keys::PublicKey,
+    /// hostctl's absolute path on the host.
+    pub hostctl: String,
+}
+
+pub struct RemoteHost {
+    name: String,
+    hostctl: String,
+    pool: Pool,
+    call_timeout: Duration,
+    create_timeout: Duration,
+    probe_timeout: Duration,
+    tasks: TaskTracker,
+}
+
+impl std::fmt::Debug for RemoteHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteHost")
+            .field("name", &self.name)
+            .field("target", self.pool.target())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The limits of calls to hosts, from the configuration.
+#[derive(Clone, Debug)]
+pub struct CallLimits {
+    pub call: Duration,
+    pub create: Duration,
+    pub probe: Duration,
+}
+
+/// The most a hostctl call's answer may hold (answers are small JSON documents).
+const MAX_REPLY: usize = 16 * 1024 * 1024;
+
+impl RemoteHost {
+    pub fn new(
+        spec: RemoteSpec,
+        settings: LegSettings,
+        limits: &CallLimits,
+        tasks: TaskTracker,
+    ) -> RemoteHost {
+        RemoteHost {
+            name: spec.target.name.clone(),
+            hostctl: spec.hostctl,
+            pool: Pool::new(spec.target, spec.host_key, settings),
+            call_timeout: limits.call,
+            create_timeout: limits.create,
+            probe_timeout: limits.probe,
+            tasks,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn target(&self) -> &Target {
+        self.pool.target()
+    }
+
+    /// The command line that runs hostctl with `args` on the host, every word quoted.
+    fn command_line(&self, args: &[&str]) -> Result<String, HostError> {
+        quote_words(std::iter::once(self.hostctl.as_str()).chain(args.iter().copied())).ok_or_else(
+            || HostError::Rejected {
+                code: hostctl::api::ErrorCode::InvalidInput,
+                message: "an argument holds a NUL byte".into(),
+            },
+        )
+    }
+
+    /// Runs `hostctl ARGS --json` on the host, feeding `stdin` if given, and decodes its
+    /// answer. `limit`: the call's time limit.
+    pub async fn call<T: DeserializeOwned>(
+        &self,
+        args: &[&str],
+        stdin: Option<Vec<u8>>,
+        limit: CallKind,
+    ) -> Result<T, HostError> {
+        let what = args.first().copied().unwrap_or("call").to_owned();
+        let mut words = args.to_vec();
+        words.push("--json");
+        let line = self.command_line(&words)?;
+        let limit = match limit {
+            CallKind::Normal => self.call_timeout,
+            CallKind::Long => self.create_timeout,
+            CallKind::Probe => self.probe_timeout,
+        };
+        let run = async {
+            let (channel, slot) = self.pool.open_session(Lane::Control).await?;
+            leg::exec_collect(
+                channel,
+                slot,
+                &self.tasks,
+                &line,
+                stdin.as_deref(),
+                MAX_REPLY,
+            )
+            .await
+            .map_err(|e| self.unreachable(format!("cannot run hostctl: {e}")))
+        };
+        match tokio::time::timeout(limit, run).await {
+            Ok(Ok((ProcessExit::Lost, _, _))) => {
+                Err(self.unreachable("the connection was lost during the call".into()))
+            }
+            Ok(Ok((exit, out, err))) => super::decode_reply(&self.name, &what, exit, &out, &err),
+            Ok(Err(e)) => Err(e),
+            Err(_) => {
+                // A call that does not finish may be a dead connection: check it, so that the
+                // next call does not wait on it again.
+                self.pool.check_control().await;
+                Err(HostError::Timeout {
+                    host: self.name.clone(),
+                    what,
+                    seconds: limit.as_secs(),
+                })
+            }
+        }
+    }
+
+    fn unreachable(&self, reason: String) -> HostError {
+        HostError::Unreachable {
+            host: self.name.clone(),
+            reason,
+        }
+    }
+
+    /// Runs a hostctl verb with its standard streams as pipes (`logs -f`, `exec`, `sftp`).
+    /// Dropping the process closes the channel; as under sshd, nothing is killed.
+    pub async fn piped(&self, args: &[String]) -> Result<PipedProcess, HostError> {
+        let words: Vec<&str> = args.iter().map(String::as_str).collect();
+        let line = self.command_line(&words)?;
+        let (channel, slot) = self.pool.open_session(Lane::Sessions).await?;
+        let (reader, writer) = channel.split();
+        let output = leg::spawn_reader(reader, slot, &self.tasks);
+        writer
+            .exec(true, line.as_bytes())
+            .await
+            .map_err(|e| self.unreachable(format!("cannot run hostctl: {e}")))?;
+        let writer = Arc::new(writer);
+        let signaller = writer.clone();
+        let tasks = self.tasks.clone();
+        Ok(PipedProcess {
+            stdin: Box::pin(writer.make_writer()),
+            stdout: Box::pin(InboundReader::from(output.stdout)),
+            stderr: Box::pin(InboundReader::from(output.stderr)),
+            exit: Box::pin(async move { output.exit.await.unwrap_or(ProcessExit::Lost) }),
+            signal: Box::new(move |name| {
+                let writer = signaller.clone();
+                let sig = crate::ssh::channel::sig_from_name(name);
+                tasks.spawn(async move {
+                    let _ = writer.signal(sig).await;
+                });
+            }),
+        })
+    }
+
+    /// Runs a hostctl verb on a new terminal on the host (`attach`, or `exec` with a PTY).
+    pub async fn terminal(
+        &self,
+        args: &[String],
+        term: &str,
+        size: TermSize,
+    ) -> Result<TerminalProcess, HostError> {
+        let words: Vec<&str> = args.iter().map(String::as_str).collect();
+        let line = self.command_line(&words)?;
+        let (channel, slot) = self.pool.open_session(Lane::Sessions).await?;
+        let term = if term.is_empty() {
+            "xterm-256color"
+        } else {
+            term
+        };
+        channel
+            .request_pty(
+                false,
+                term,
+                u32::from(size.cols),
+                u32::from(size.rows),
+                0,
+                0,
+                &[],
+            )
+            .await
+            .map_err(|e| self.unreachable(format!("cannot open a terminal: {e}")))?;
+        let (reader, writer) = channel.split();
+        let output = leg::spawn_reader(reader, slot, &self.tasks);
+        writer
+            .exec(true, line.as_bytes())
+            .await
+            .map_err(|e| self.unreachable(format!("cannot run hostctl: {e}")))?;
+        let (input, mut input_rx) = tokio::sync::mpsc::channel::<TerminalInput>(64);
+        let kill = CancellationToken::new();
+        let killed = kill.clone();
+        self.tasks.spawn(async move {
+            loop {
+                let item = tokio::select! {
+                    item = input_rx.recv() => item,
+                    () = killed.cancelled() => None,
+                };
+                let ok = match item {
+                    Some(TerminalInput::Data(bytes)) => writer.data_bytes(bytes).await.is_ok(),
+                    Some(TerminalInput::Resize(size)) => writer
+                        .window_change(u32::from(size.cols), u32::from(size.rows), 0, 0)
+                        .await
+                        .is_ok(),
+                    None => false,
+                };
+                if !ok {
+                    break;
+                }
+            }
+            // The client went away, or asked for the end: closing the channel hangs up the
+            // terminal on the host, which ends the process there.
+            if killed.is_cancelled() {
+                let _ = writer.close().await;
+            } else {
+                let _ = writer.eof().await;
+            }
+        });
+        Ok(TerminalProcess {
+            output: Box::pin(InboundReader::from(output.stdout)),
+            input,
+            exit: Box::pin(async move { output.exit.await.unwrap_or(ProcessExit::Lost) }),
+            kill,
+        })
+    }
+
+    /// Opens a TCP connection from the host: `localhost` is the host's.
+    pub async fn connect_tcp(&self, host: &str, port: u16) -> std::io::Result<Box<dyn Duplex>> {
+        let channel = self.pool.open_forward(Forward::Tcp { host, port }).await?;
+        Ok(self.duplex(channel))
+    }
+
+    /// Connects to a unix socket on the host.
+    pub async fn connect_unix(&self, path: &str) -> std::io::Result<Box<dyn Duplex>> {
+        let channel = self.pool.open_forward(Forward::Unix { path }).await?;
+        Ok(self.duplex(channel))
+    }
+
+    fn duplex(&self, channel: russh::Channel<russh::client::Msg>) -> Box<dyn Duplex> {
+        let (reader, writer) = channel.split();
+        let output = leg::spawn_reader(reader, leg::Slot::none(), &self.tasks);
+        Box::new(tokio::io::join(
+            InboundReader::from(output.stdout),
+            ChannelWriter {
+                inner: Box::pin(writer.make_writer()),
+                _writer: writer,
+            },
+        ))
+    }
+
+    /// Drops the host's connections: the next operation connects again.
+    pub async fn reset(&self) {
+        self.pool.reset().await;
+    }
+}
+
+/// A forward's write side; keeps the channel's write half (and with it the channel) alive.
+struct ChannelWriter {
+    inner: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+    _writer: russh::ChannelWriteHalf<russh::client::Msg>,
+}
+
+impl tokio::io::AsyncWrite for ChannelWriter {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.inner.as_mut().poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.inner.as_mut().poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.inner.as_mut().poll_shutdown(cx)
+    }
+}
+
+/// Joins words into one shell command line, each single-quoted where needed. `None` when a
+/// word holds a NUL byte (no shell can receive it).
+pub fn quote_words<'a>(words: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    let quoted: Option<Vec<String>> = words
+        .into_iter()
+        .map(|w| shlex::try_quote(w).ok().map(|q| q.into_owned()))
+        .collect();
+    quoted.map(|q| q.join(" "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_are_quoted_for_any_posix_shell() {
+        let line = quote_words(["/h/bin/hostctl", "exec", "a b", "$(rm -rf ~)", "it's"]).unwrap();
+        let back = shlex::split(&line).unwrap();
+        assert_eq!(
+            back,
+            ["/h/bin/hostctl", "exec", "a b", "$(rm -rf ~)", "it's"]
+        );
+        assert!(quote_words(["a\0b"]).is_none());
+    }
+}

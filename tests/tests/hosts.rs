@@ -1,0 +1,425 @@
+//! Many hosts: agents on machines the gateway reaches over SSH. Every remote host is a network
+//! namespace running a real OpenSSH sshd (see `e2e::netns`); these tests need root.
+
+use std::time::{Duration, Instant};
+
+use e2e::netns::NetnsHost;
+use e2e::{TestGateway, Viewer, stderr, stdout, wait_for};
+use serde_json::Value;
+
+/// Starts a namespace host and adds it to the gateway; returns the host.
+fn add_host(gw: &TestGateway, name: &str) -> NetnsHost {
+    let host = NetnsHost::start(name, &gw.dir.path().join(format!("host-{name}")));
+    host.authorize(gw.ok(&["host", "key"]).trim());
+    gw.ok(&["host", "add", name, &host.address, "--user", "root"]);
+    host
+}
+
+fn hosts(gw: &TestGateway) -> Vec<Value> {
+    serde_json::from_str(&gw.ok(&["host", "list", "--json"])).expect("host list --json")
+}
+
+fn host_json(gw: &TestGateway, name: &str) -> Value {
+    serde_json::from_str(&gw.ok(&["host", "info", name, "--json"])).expect("host info --json")
+}
+
+#[test]
+fn a_host_is_added_with_its_key_pinned_and_hostctl_installed_then_runs_agents() {
+    let gw = TestGateway::start();
+    let h1 = NetnsHost::start("h1", &gw.dir.path().join("host-h1"));
+
+    // Before the gateway's key is authorized, `host add` says what to do.
+    let out = gw.ssh(&["host", "add", "h1", &h1.address, "--user", "root"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let key = gw.ok(&["host", "key"]);
+    assert!(key.starts_with("ssh-ed25519 "), "{key}");
+    assert!(
+        stderr(&out).contains("refused the gateway's key")
+            && stderr(&out).contains("authorized_keys")
+            && stderr(&out).contains(key.trim()),
+        "{}",
+        stderr(&out)
+    );
+    assert!(hosts(&gw).iter().all(|h| h["name"] != "h1"));
+
+    h1.authorize(key.trim());
+    let added = gw.ok(&["host", "add", "h1", &h1.address, "--user", "root"]);
+    let fingerprint = {
+        let out = std::process::Command::new("ssh-keygen")
+            .args(["-l", "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin
+                    .take()
+                    .expect("stdin")
+                    .write_all(h1.host_key_pub.as_bytes())?;
+                c.wait_with_output()
+            })
+            .expect("ssh-keygen -l");
+        stdout(&out)
+            .split_whitespace()
+            .nth(1)
+            .expect("fingerprint")
+            .to_owned()
+    };
+    assert!(added.contains(&fingerprint), "{added}");
+    assert!(added.contains("installed hostctl"), "{added}");
+    let installed = h1.agents_home.join("bin/hostctl");
+    assert_eq!(
+        std::fs::read(&installed).expect("hostctl on the host"),
+        std::fs::read(e2e::bin_dir().join("hostctl")).expect("companion hostctl"),
+        "the host runs the gateway's companion hostctl"
+    );
+    let info = host_json(&gw, "h1");
+    assert_eq!(info["status"], "reachable");
+    assert_eq!(info["host_key_fingerprint"], fingerprint.as_str());
+    assert_eq!(info["address"], h1.address.as_str());
+    assert_eq!(info["user"], "root");
+    assert!(info["hostctl_version"].is_string());
+    assert_eq!(info["hostctl_path"], installed.to_str().expect("utf-8"));
+
+    // The same name twice, and `local`, are refused.
+    let again = gw.ssh(&["host", "add", "h1", &h1.address, "--user", "root"]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        stderr(&again).contains("already exists"),
+        "{}",
+        stderr(&again)
+    );
+    assert_eq!(
+        gw.ssh(&["host", "add", "local", &h1.address]).status.code(),
+        Some(2)
+    );
+
+    // An agent on the host: a tmux session there, in the host's AGENTGATE_HOME.
+    gw.ok(&["create", "far", "--host", "h1"]);
+    assert_eq!(gw.info("far")["host"], "h1");
+    assert_eq!(gw.status("far"), "running");
+    assert!(
+        h1.tmux(&["has-session", "-t", "=far"]).status.success(),
+        "the agent's tmux session is on h1"
+    );
+    assert!(
+        !gw.tmux(&["has-session", "-t", "=far"]).status.success(),
+        "and not on the gateway's machine"
+    );
+
+    // Exec inside it: the workspace on the host, stdout and stderr apart, the exit status.
+    let out = gw.ssh_with_stdin_to(
+        "far@gw",
+        &["echo \"$AGENTGATE_AGENT:$PWD\"; echo oops >&2; exit 7"],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    let workspace = h1.agents_home.join("workspaces/far");
+    assert_eq!(stdout(&out).trim(), format!("far:{}", workspace.display()));
+    assert_eq!(stderr(&out).trim(), "oops");
+
+    // stdin through, byte for byte (1 MiB).
+    let data: Vec<u8> = (0..1024 * 1024u32).map(|i| (i * 7 % 251) as u8).collect();
+    let out = gw.ssh_with_stdin_to("far@gw", &["cat > blob && cat blob"], &data);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        out.stdout == data,
+        "the round trip through h1 is byte-identical"
+    );
+    assert_eq!(std::fs::read(workspace.join("blob")).expect("blob"), data);
+
+    // The lifecycle works the same: send, logs, stop, start, destroy.
+    gw.ok(&["send", "far", "echo", "remote-$((2*21))"]);
+    wait_for("the agent's output in its log", || {
+        gw.ok(&["logs", "far"]).contains("remote-42").then_some(())
+    });
+    gw.ok(&["stop", "far"]);
+    assert_eq!(gw.status("far"), "stopped");
+    gw.ok(&["start", "far"]);
+    assert_eq!(gw.status("far"), "running");
+    gw.ok(&["destroy", "far", "--force"]);
+    assert!(!workspace.exists());
+    assert!(!h1.tmux(&["has-session", "-t", "=far"]).status.success());
+
+    // A host with no agents is removed; nothing on it is touched.
+    gw.ok(&["host", "remove", "h1"]);
+    assert!(hosts(&gw).iter().all(|h| h["name"] != "h1"));
+    assert!(installed.exists());
+}
+
+#[test]
+fn agents_are_placed_on_the_least_busy_host_and_file_tools_and_forwards_work_there() {
+    let gw = TestGateway::start();
+    let h1 = add_host(&gw, "h1");
+    let h2 = add_host(&gw, "h2");
+    // Three hosts, none busy: local first, then by name; each new agent goes where fewest run.
+    for name in ["p1", "p2", "p3"] {
+        gw.ok(&["create", name, "--", "sleep", "600"]);
+    }
+    let mut placed: Vec<String> = ["p1", "p2", "p3"]
+        .iter()
+        .map(|n| gw.info(n)["host"].as_str().expect("host").to_owned())
+        .collect();
+    placed.sort();
+    assert_eq!(placed, ["h1", "h2", "local"]);
+    let on_h2 = ["p1", "p2", "p3"]
+        .into_iter()
+        .find(|n| gw.info(n)["host"] == "h2")
+        .expect("an agent on h2");
+    let workspace = h2.agents_home.join("workspaces").join(on_h2);
+
+    // scp (SFTP mode and legacy), sftp and rsync against the agent on h2.
+    let local = gw.dir.path().join("local");
+    std::fs::create_dir_all(local.join("tree/sub")).expect("mkdir");
+    std::fs::write(local.join("tree/a.txt"), "a\n").expect("write");
+    std::fs::write(local.join("tree/sub/b.txt"), "b\n").expect("write");
+    let tool = |program: &str| {
+        let mut cmd = std::process::Command::new(program);
+        cmd.arg("-F")
+            .arg(gw.ssh_config_path())
+            .stdin(std::process::Stdio::null());
+        cmd
+    };
+    let ok = |out: std::process::Output, what: &str| {
+        assert!(out.status.success(), "{what}: {}", stderr(&out));
+        stdout(&out)
+    };
+    for extra in [None, Some("-O")] {
+        let mut scp = tool("scp");
+        scp.args(extra)
+            .arg("-r")
+            .arg(local.join("tree"))
+            .arg(format!("{on_h2}@gw:copied{}", extra.unwrap_or("")));
+        ok(scp.output().expect("scp"), "scp -r up");
+        assert_eq!(
+            std::fs::read_to_string(
+                workspace.join(format!("copied{}/sub/b.txt", extra.unwrap_or("")))
+            )
+            .expect("uploaded"),
+            "b\n"
+        );
+    }
+    let back = local.join("back.txt");
+    let mut scp = tool("scp");
+    scp.arg(format!("{on_h2}@gw:copied/a.txt")).arg(&back);
+    ok(scp.output().expect("scp"), "scp down");
+    assert_eq!(std::fs::read_to_string(&back).expect("back"), "a\n");
+
+    let batch = local.join("batch");
+    std::fs::write(&batch, "mkdir made\nput back.txt made/put.txt\nls made\n").expect("batch");
+    let mut sftp = tool("sftp");
+    sftp.current_dir(&local)
+        .arg("-b")
+        .arg(&batch)
+        .arg(format!("{on_h2}@gw"));
+    let listing = ok(sftp.output().expect("sftp"), "sftp batch");
+    assert!(listing.contains("put.txt"), "{listing}");
+    assert_eq!(
+        std::fs::read_to_string(workspace.join("made/put.txt")).expect("put"),
+        "a\n"
+    );
+
+    let mut rsync = std::process::Command::new("rsync");
+    rsync
+        .arg("-a")
+        .arg("-e")
+        .arg(format!("ssh -F {}", gw.ssh_config_path().display()))
+        .arg(format!("{}/", local.join("tree").display()))
+        .arg(format!("{on_h2}@gw:synced/"));
+    ok(rsync.output().expect("rsync"), "rsync push");
+    assert_eq!(
+        std::fs::read_to_string(workspace.join("synced/sub/b.txt")).expect("synced"),
+        "b\n"
+    );
+
+    // -L: 127.0.0.1 is the agent's host. A server listening only inside h2's namespace.
+    let port = 8080;
+    let script = format!(
+        "import socket\ns = socket.socket()\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+         s.bind(('127.0.0.1', {port}))\ns.listen()\nwhile True:\n    c, _ = s.accept()\n    \
+         c.sendall(b'served-by-h2\\n')\n    c.close()\n"
+    );
+    let mut server = h2
+        .command("python3")
+        .arg("-c")
+        .arg(script)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("server on h2");
+    let local_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let mut forward = tool("ssh");
+    forward
+        .args(["-N", "-o", "ExitOnForwardFailure=yes", "-L"])
+        .arg(format!("127.0.0.1:{local_port}:127.0.0.1:{port}"))
+        .arg(format!("{on_h2}@gw"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut forward = forward.spawn().expect("ssh -L");
+    let got = wait_for("a line through the forward", || {
+        use std::io::Read;
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", local_port)).ok()?;
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut text = String::new();
+        let _ = stream.read_to_string(&mut text);
+        text.contains("served-by-h2").then_some(text)
+    });
+    assert!(got.contains("served-by-h2"));
+    let _ = forward.kill();
+    let _ = forward.wait();
+    let _ = server.kill();
+    let _ = server.wait();
+    drop(h1);
+}
+
+#[test]
+fn a_changed_host_key_is_refused_loudly() {
+    let gw = TestGateway::start();
+    let mut h1 = add_host(&gw, "h1");
+    gw.ok(&["create", "keyed", "--host", "h1", "--", "sleep", "600"]);
+    // The host is reinstalled: a new key, and the connections of before are gone.
+    h1.change_host_key();
+    h1.drop_connections();
+    wait_for("the host to be unreachable with a changed key", || {
+        let info = host_json(&gw, "h1");
+        (info["status"] == "unreachable"
+            && info["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("host key of 'h1' has changed")))
+        .then_some(())
+    });
+    assert_eq!(gw.status("keyed"), "unknown");
+    let out = gw.ssh_with_stdin_to("keyed@gw", &["true"], b"");
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        stderr(&out).contains("has changed"),
+        "a session says why: {}",
+        stderr(&out)
+    );
+    let check = gw.ssh(&["host", "check", "h1"]);
+    assert_eq!(check.status.code(), Some(1));
+    assert!(
+        stdout(&check).contains("FAIL host key"),
+        "{}",
+        stdout(&check)
+    );
+    // A key given with --host-key that is not the host's is refused too.
+    let h2 = NetnsHost::start("h2", &gw.dir.path().join("host-h2"));
+    h2.authorize(gw.ok(&["host", "key"]).trim());
+    let out = gw.ssh(&[
+        "host",
+        "add",
+        "h2",
+        &h2.address,
+        "--user",
+        "root",
+        "--host-key",
+        &shell_word(&h1.host_key_pub),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("has changed"), "{}", stderr(&out));
+    // ... and the right one is accepted.
+    gw.ok(&[
+        "host",
+        "add",
+        "h2",
+        &h2.address,
+        "--user",
+        "root",
+        "--host-key",
+        &shell_word(&h2.host_key_pub),
+    ]);
+}
+
+/// One word for the gateway's command line (ssh joins the arguments with spaces).
+fn shell_word(s: &str) -> String {
+    e2e::shell_quote(s)
+}
+
+#[test]
+fn a_host_cut_off_is_unreachable_within_seconds_and_recovers_by_itself() {
+    let gw = TestGateway::start();
+    let h1 = add_host(&gw, "h1");
+    let h2 = add_host(&gw, "h2");
+    gw.ok(&["create", "on1", "--host", "h1", "--", "sleep", "600"]);
+    gw.ok(&["create", "on2", "--host", "h2", "--", "sleep", "600"]);
+    // An attached operator on h1.
+    let viewer = Viewer::open(&gw, "on1@gw", &[], 100, 30);
+    wait_for("the attach to be up", || {
+        (!viewer.screen().trim().is_empty()).then_some(())
+    });
+
+    h1.link_down();
+    let cut = Instant::now();
+    wait_for("h1 to be unreachable and its agent unknown", || {
+        let listed: Vec<Value> =
+            serde_json::from_str(&gw.ok(&["list", "--json"])).expect("list --json");
+        let status = |n: &str| {
+            listed
+                .iter()
+                .find(|a| a["name"] == n)
+                .map(|a| a["status"].clone())
+        };
+        (host_json(&gw, "h1")["status"] == "unreachable" && status("on1") == Some("unknown".into()))
+            .then_some(())
+    });
+    let took = cut.elapsed();
+    assert!(
+        took < Duration::from_secs(10),
+        "h1 became unreachable after {took:?}"
+    );
+    // The other host and its agent are unaffected.
+    assert_eq!(host_json(&gw, "h2")["status"], "reachable");
+    assert_eq!(gw.status("on2"), "running");
+    let out = gw.ssh_with_stdin_to("on2@gw", &["echo fine"], b"");
+    assert_eq!(stdout(&out).trim(), "fine", "{}", stderr(&out));
+
+    // The operator attached to on1 is told, and ssh ends with a non-zero status.
+    let status = wait_for("the attached session to end", || viewer.exited());
+    assert_ne!(status, 0);
+    assert!(
+        viewer.screen().contains("connection to host 'h1' was lost"),
+        "{}",
+        viewer.screen()
+    );
+
+    h1.link_up();
+    wait_for("h1 and its agent to recover", || {
+        (host_json(&gw, "h1")["status"] == "reachable" && gw.status("on1") == "running")
+            .then_some(())
+    });
+    let out = gw.ssh_with_stdin_to("on1@gw", &["echo back"], b"");
+    assert_eq!(stdout(&out).trim(), "back", "{}", stderr(&out));
+}
+
+#[test]
+fn killing_the_gateway_loses_nothing_on_any_host() {
+    let mut gw = TestGateway::start();
+    let h1 = add_host(&gw, "h1");
+    gw.ok(&["create", "keep1", "--host", "h1"]);
+    gw.ok(&["create", "keep0", "--host", "local"]);
+    gw.ok(&["send", "keep1", "echo", "before-kill-$((40+2))"]);
+    gw.kill9();
+    gw.spawn();
+    assert_eq!(host_json(&gw, "h1")["status"], "reachable");
+    assert_eq!(gw.status("keep1"), "running");
+    assert_eq!(gw.status("keep0"), "running");
+    wait_for("the output from before the kill", || {
+        gw.ok(&["logs", "keep1"])
+            .contains("before-kill-42")
+            .then_some(())
+    });
+    // Removing the host with its agents needs --force, forgets them, and touches nothing there;
+    // adding it again adopts them.
+    let out = gw.ssh(&["host", "remove", "h1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("keep1"), "{}", stderr(&out));
+    gw.ok(&["host", "remove", "h1", "--force"]);
+    assert!(h1.tmux(&["has-session", "-t", "=keep1"]).status.success());
+    gw.ok(&["host", "add", "h1", &h1.address, "--user", "root"]);
+    assert_eq!(gw.info("keep1")["host"], "h1");
+    assert_eq!(gw.status("keep1"), "running");
+}
