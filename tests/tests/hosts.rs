@@ -343,7 +343,7 @@ fn shell_word(s: &str) -> String {
 fn a_host_cut_off_is_unreachable_within_seconds_and_recovers_by_itself() {
     let gw = TestGateway::start();
     let h1 = add_host(&gw, "h1");
-    let h2 = add_host(&gw, "h2");
+    let _h2 = add_host(&gw, "h2");
     gw.ok(&["create", "on1", "--host", "h1", "--", "sleep", "600"]);
     gw.ok(&["create", "on2", "--host", "h2", "--", "sleep", "600"]);
     // An attached operator on h1.
