@@ -530,7 +530,11 @@ impl Viewer {
     /// Asks the agent's shell for its working directory and waits for the answer: proves the
     /// shell is up, reads what is typed, and runs in the agent's workspace (whatever its prompt).
     pub fn wait_for_shell_in(&self, gw: &TestGateway, agent: &str) {
-        let workspace = gw.agents_home.join("workspaces").join(agent);
+        self.wait_for_shell_in_dir(&gw.agents_home.join("workspaces").join(agent));
+    }
+
+    /// The same, for a workspace anywhere (an agent on a remote host).
+    pub fn wait_for_shell_in_dir(&self, workspace: &Path) {
         self.type_text("echo \"cwd=$PWD\"");
         self.keys(&["Enter"]);
         self.wait_for_text(&format!("cwd={}\n", workspace.display()));

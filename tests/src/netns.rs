@@ -619,3 +619,12 @@ fn assert_config_safe(path: &Path) {
         "{s} cannot go into an sshd_config as it is (whitespace, quotes, % or #)"
     );
 }
+
+/// Starts a namespace host and adds it to the gateway as `name` (its key authorized, then
+/// `host add NAME ADDRESS --user root`).
+pub fn add_host(gw: &crate::TestGateway, name: &str) -> NetnsHost {
+    let host = NetnsHost::start(name, &gw.dir.path().join(format!("host-{name}")));
+    host.authorize(gw.ok(&["host", "key"]).trim());
+    gw.ok(&["host", "add", name, &host.address, "--user", "root"]);
+    host
+}

@@ -731,11 +731,26 @@ fn forwarding_switched_off_in_the_config_is_refused_saying_so() {
 fn vs_code_remote_ssh_flow_works_end_to_end() {
     let gw = TestGateway::start();
     gw.ok(&["create", "web", "--", "sleep", "600"]);
+    vs_code_flow(&gw);
+}
+
+#[test]
+fn vs_code_remote_ssh_flow_works_for_an_agent_on_a_remote_host() {
+    let gw = TestGateway::start();
+    let _h1 = e2e::netns::add_host(&gw, "h1");
+    gw.ok(&["create", "web", "--host", "h1", "--", "sleep", "600"]);
+    vs_code_flow(&gw);
+}
+
+/// What VS Code Remote-SSH does against agent `web`: a long `ssh -T -D` session running its
+/// bootstrap on stdin, a server started in the agent and reached through SOCKS, `-L` and `-W`,
+/// and background processes that outlive the connection that started them.
+fn vs_code_flow(gw: &TestGateway) {
     let mut strays = Strays(Vec::new());
 
     // The long session: `ssh -T -D PORT NAME@gw bash`, the script fed on stdin, stdin kept open.
     let (mut session, socks) = with_forward(
-        &gw,
+        gw,
         |port| vec!["-T".into(), "-D".into(), format!("127.0.0.1:{port}")],
         &["web@gw", "bash"],
     );
@@ -769,7 +784,7 @@ echo "listeningOn==$port=="
     }
 
     // -L on a separate connection.
-    let (_forward, port) = local_forward(&gw, &format!("127.0.0.1:{server_port}"), "web@gw");
+    let (_forward, port) = local_forward(gw, &format!("127.0.0.1:{server_port}"), "web@gw");
     let out = Command::new("curl")
         .args(["-sS", "--max-time", "20", "--noproxy", "*"])
         .arg(format!("http://127.0.0.1:{port}/served.txt"))
@@ -791,13 +806,13 @@ echo "listeningOn==$port=="
     assert!(get_via_stdio().starts_with("HTTP/1.0 200"));
 
     // A background process started by one connection is alive on the next.
-    let sleeper: u32 = exec(&gw, "web@gw", "nohup sleep 300 > /dev/null 2>&1 & echo $!")
+    let sleeper: u32 = exec(gw, "web@gw", "nohup sleep 300 > /dev/null 2>&1 & echo $!")
         .trim()
         .parse()
         .expect("the background process's pid");
     strays.0.push((sleeper, "sleep"));
     assert_eq!(
-        exec(&gw, "web@gw", &format!("kill -0 {sleeper} && echo alive")),
+        exec(gw, "web@gw", &format!("kill -0 {sleeper} && echo alive")),
         "alive\n"
     );
 

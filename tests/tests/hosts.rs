@@ -3,17 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::netns::NetnsHost;
+use e2e::netns::{NetnsHost, add_host};
 use e2e::{TestGateway, Viewer, stderr, stdout, wait_for};
 use serde_json::Value;
-
-/// Starts a namespace host and adds it to the gateway; returns the host.
-fn add_host(gw: &TestGateway, name: &str) -> NetnsHost {
-    let host = NetnsHost::start(name, &gw.dir.path().join(format!("host-{name}")));
-    host.authorize(gw.ok(&["host", "key"]).trim());
-    gw.ok(&["host", "add", name, &host.address, "--user", "root"]);
-    host
-}
 
 fn hosts(gw: &TestGateway) -> Vec<Value> {
     serde_json::from_str(&gw.ok(&["host", "list", "--json"])).expect("host list --json")
@@ -347,10 +339,12 @@ fn a_host_cut_off_is_unreachable_within_seconds_and_recovers_by_itself() {
     gw.ok(&["create", "on1", "--host", "h1", "--", "sleep", "600"]);
     gw.ok(&["create", "on2", "--host", "h2", "--", "sleep", "600"]);
     // An attached operator on h1.
-    let viewer = Viewer::open(&gw, "on1@gw", &[], 100, 30);
-    wait_for("the attach to be up", || {
-        (!viewer.screen().trim().is_empty()).then_some(())
-    });
+    gw.ok(&["create", "sh1", "--host", "h1"]);
+    let viewer = Viewer::open(&gw, "sh1@gw", &[], 100, 30);
+    viewer.wait_for_shell_in_dir(&h1.agents_home.join("workspaces/sh1"));
+    viewer.type_text("echo remote-attach-$((6*7))");
+    viewer.keys(&["Enter"]);
+    viewer.wait_for_text("remote-attach-42");
 
     h1.link_down();
     let cut = Instant::now();

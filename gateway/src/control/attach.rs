@@ -9,6 +9,9 @@ use crate::Gateway;
 use crate::hosts::{AgentSession, reconciler};
 use crate::store::AgentStatus;
 
+/// Leaves the alternate screen, shows the cursor, resets attributes, starts a new line.
+const TERMINAL_RESET: &str = "\x1b[0m\x1b[?25h\x1b[?1049l\n";
+
 pub async fn run(gw: &Arc<Gateway>, name: &str, io: &mut CommandIo) -> CommandResult {
     let Some(terminal) = io.terminal.as_ref() else {
         return Err(CommandError::usage("attach needs a terminal").hint(format!(
@@ -48,6 +51,9 @@ pub async fn run(gw: &Arc<Gateway>, name: &str, io: &mut CommandIo) -> CommandRe
         .await?;
     Ok(match crate::bridge::terminal(io, process).await {
         Some(crate::hosts::ProcessExit::Lost) => {
+            // tmux on the host could not put the terminal back: leave its alternate screen,
+            // show the cursor and reset colours, so the message lands on a usable terminal.
+            io.write_out(TERMINAL_RESET).await;
             return Err(CommandError::host_lost(&agent.host, name));
         }
         Some(ended) => ended.shell_status(),
