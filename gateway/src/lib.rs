@@ -210,8 +210,11 @@ pub async fn serve(
     });
 
     gw.load_remote_hosts().await?;
+    // A first look at every host before clients come (each bounded by the probe time limit,
+    // all in parallel); versions are asked for in the background.
     hosts::reconciler::reconcile_all(&gw).await;
-    hosts::reconciler::record_versions(&gw).await;
+    let versions = gw.clone();
+    tasks.spawn(async move { hosts::reconciler::record_versions(&versions).await });
     tasks.spawn(hosts::reconciler::run(gw.clone()));
 
     let address = listener

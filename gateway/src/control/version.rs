@@ -9,14 +9,20 @@ use super::{CommandIo, CommandResult, JsonArg, exit};
 use crate::Gateway;
 
 pub async fn run(gw: &Arc<Gateway>, args: JsonArg, io: &mut CommandIo) -> CommandResult {
-    let mut hosts = Vec::new();
-    for host in gw.hosts.all() {
-        let (version, tmux) = match host.version().await {
-            Ok(v) => (Some(v.version), v.tmux),
-            Err(e) => (None, Some(format!("unreachable: {e}"))),
-        };
-        hosts.push((host.name().to_owned(), version, tmux));
-    }
+    // Every host at once: one that does not answer costs its probe time limit, not more.
+    let all = gw.hosts.all();
+    let answers = futures::future::join_all(all.iter().map(|h| h.version())).await;
+    let hosts: Vec<(String, Option<String>, Option<String>)> = all
+        .iter()
+        .zip(answers)
+        .map(|(host, answer)| {
+            let (version, tmux) = match answer {
+                Ok(v) => (Some(v.version), v.tmux),
+                Err(e) => (None, Some(format!("unreachable: {e}"))),
+            };
+            (host.name().to_owned(), version, tmux)
+        })
+        .collect();
     let text = if args.json {
         json_text(&json!({
             "agentgate": crate::VERSION,

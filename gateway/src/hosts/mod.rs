@@ -234,8 +234,9 @@ impl Host {
         }
     }
 
+    /// hostctl's version (with the probe's short time limit: a quick question).
     pub async fn version(&self) -> Result<VersionInfo, HostError> {
-        self.call(&["version"], None, CallKind::Normal).await
+        self.call(&["version"], None, CallKind::Probe).await
     }
 
     pub async fn create(&self, request: &CreateRequest) -> Result<AgentInfo, HostError> {

@@ -30,17 +30,26 @@ pub async fn reconcile_all(gw: &Arc<Gateway>) {
     }
 }
 
-/// Asks every host for its hostctl version and records it.
+/// Asks every host, in parallel, for its hostctl version and records it.
 pub async fn record_versions(gw: &Arc<Gateway>) {
-    for host in gw.hosts.all() {
-        match host.version().await {
+    let hosts = gw.hosts.all();
+    let answers = futures::future::join_all(hosts.iter().map(|h| h.version())).await;
+    for (host, answer) in hosts.iter().zip(answers) {
+        match answer {
             Ok(v) => {
                 if v.api_version != hostctl::api::API_VERSION {
                     warn!(
                         host = host.name(),
                         theirs = v.api_version,
                         ours = hostctl::api::API_VERSION,
-                        "hostctl speaks another API version"
+                        "hostctl speaks another API version: remove the host and add it again to install the gateway's"
+                    );
+                } else if v.version != crate::VERSION {
+                    info!(
+                        host = host.name(),
+                        theirs = v.version,
+                        ours = crate::VERSION,
+                        "hostctl is of another version (same API)"
                     );
                 }
                 if let Err(e) = gw
