@@ -111,6 +111,24 @@ pub enum WorkspaceSource {
         #[serde(default, rename = "ref")]
         git_ref: Option<String>,
     },
+    /// `workspaces/<name>/` made beforehand by `hostctl unpack` (a clone or a migration),
+    /// owned (and destroyed) by hostctl.
+    Prepared,
+}
+
+/// A workspace's fingerprint (`hostctl digest`): equal digests mean the same paths, kinds,
+/// permission bits, file contents and link targets.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkspaceDigest {
+    pub entries: u64,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+/// `hostctl unpack`'s answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unpacked {
+    pub workspace: PathBuf,
 }
 
 /// A terminal size in character cells.

@@ -8,11 +8,13 @@
 //! - [`files`]: `$AGENTGATE_HOME/agents/<name>/` and `workspaces/<name>/`.
 //! - [`tmux`]: the tmux driver, the only code that runs tmux.
 //! - [`verbs`]: create, list, info, stop, start, destroy, logs, send, attach.
+//! - [`transfer`]: pack, unpack, digest, discard: workspaces moved between hosts.
 
 pub mod api;
 pub mod error;
 pub mod files;
 pub mod tmux;
+pub mod transfer;
 pub mod verbs;
 
 pub use error::{Error, Result};

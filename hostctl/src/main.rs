@@ -101,6 +101,26 @@ enum Verb {
     },
     /// Serve SFTP on stdin/stdout (OpenSSH's sftp-server) from an agent's workspace.
     Sftp { name: String },
+    /// Write an agent's workspace to stdout as a tar stream.
+    Pack { name: String },
+    /// Make workspaces/NAME from a tar stream on stdin (for a clone or a migration).
+    Unpack {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Fingerprint a workspace (paths, modes, contents, link targets).
+    Digest {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove an unpacked workspace that no agent owns.
+    Discard {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Print hostctl's version, its API version and tmux's version.
     Version {
         #[arg(long)]
@@ -228,6 +248,28 @@ fn main() -> ExitCode {
             Ok(never) => match never {},
             Err(e) => fail(&e, false),
         },
+        Verb::Pack { name } => match ctl.pack(&name) {
+            Ok(never) => match never {},
+            Err(e) => fail(&e, false),
+        },
+        Verb::Unpack { name, json } => report(
+            ctl.unpack(&name)
+                .map(|workspace| hostctl::api::Unpacked { workspace }),
+            json,
+            |u| format!("unpacked into {}", u.workspace.display()),
+        ),
+        Verb::Digest { name, json } => report(ctl.digest(&name), json, |d| {
+            format!(
+                "{} entries, {} bytes, sha256 {}",
+                d.entries, d.bytes, d.sha256
+            )
+        }),
+        Verb::Discard { name, json } => report(
+            ctl.discard(&name)
+                .map(|()| serde_json::json!({ "discarded": name })),
+            json,
+            |_| "discarded".to_owned(),
+        ),
         Verb::Version { json } => {
             let info = VersionInfo {
                 version: hostctl::VERSION.to_owned(),

@@ -108,6 +108,17 @@ impl HostCtl {
                 }
                 path.canonicalize().map_err(Error::io("resolving", path))
             }
+            WorkspaceSource::Prepared => {
+                // Unpacked beforehand (`hostctl unpack`): it becomes the agent's own.
+                let path = self.files.owned_workspace(name);
+                if !path.is_dir() {
+                    return Err(Error::InvalidInput(format!(
+                        "no unpacked workspace {} for agent '{name}'",
+                        path.display()
+                    )));
+                }
+                Ok(path)
+            }
             WorkspaceSource::Empty | WorkspaceSource::Git { .. } => {
                 let path = self.files.owned_workspace(name);
                 if path.exists() {
@@ -428,7 +439,7 @@ fn set_private(dir: &Path) -> Result<()> {
         .map_err(Error::io("protecting", dir))
 }
 
-fn check_name(name: &str) -> Result<()> {
+pub(crate) fn check_name(name: &str) -> Result<()> {
     validate_agent_name(name).map_err(Error::InvalidInput)
 }
 

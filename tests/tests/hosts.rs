@@ -417,3 +417,125 @@ fn killing_the_gateway_loses_nothing_on_any_host() {
     assert_eq!(gw.info("keep1")["host"], "h1");
     assert_eq!(gw.status("keep1"), "running");
 }
+
+/// A workspace with some variety: nested files, an empty directory, a symlink, an executable,
+/// and 3 MiB of bytes that are not text.
+fn fill_workspace(gw: &TestGateway, agent: &str) {
+    let script = "mkdir -p src/deep empty && echo hello > src/deep/hello.txt && \
+                  printf '#!/bin/sh\\necho run\\n' > run.sh && chmod 750 run.sh && \
+                  ln -s src/deep/hello.txt link && \
+                  head -c 3145728 /dev/urandom > blob.bin";
+    let out = gw.ssh_with_stdin_to(&format!("{agent}@gw"), &[script], b"");
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// A listing of a workspace that shows what a byte-for-byte copy must keep.
+fn tree(gw: &TestGateway, agent: &str) -> String {
+    let script = "find . -printf '%y %m %p %l\\n' | LC_ALL=C sort && \
+                  find . -type f -exec sha256sum {} + | LC_ALL=C sort -k2";
+    let out = gw.ssh_with_stdin_to(&format!("{agent}@gw"), &[script], b"");
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out)
+}
+
+#[test]
+fn clone_and_migrate_across_hosts_keep_the_workspace_byte_for_byte() {
+    let gw = TestGateway::start();
+    let h1 = add_host(&gw, "h1");
+    let h2 = add_host(&gw, "h2");
+    gw.ok(&[
+        "create",
+        "orig",
+        "--host",
+        "h1",
+        "--env",
+        "MARK=kept",
+        "--tag",
+        "team=infra",
+    ]);
+    fill_workspace(&gw, "orig");
+    let before = tree(&gw, "orig");
+    assert!(
+        before.contains("l 777 ./link src/deep/hello.txt"),
+        "{before}"
+    );
+
+    // clone to another host: settings and files, the original untouched.
+    gw.ok(&["stop", "orig"]);
+    let out = gw.ok(&["clone", "orig", "copy", "--host", "h2"]);
+    assert!(out.contains("verified"), "{out}");
+    assert_eq!(gw.info("copy")["host"], "h2");
+    assert_eq!(gw.status("copy"), "running");
+    assert_eq!(gw.info("copy")["tags"]["team"], "infra");
+    assert_eq!(tree(&gw, "copy"), before);
+    let env = gw.ssh_with_stdin_to("copy@gw", &["echo $MARK-$AGENTGATE_AGENT"], b"");
+    assert_eq!(stdout(&env).trim(), "kept-copy");
+    assert_eq!(tree(&gw, "orig"), before);
+    assert_eq!(gw.info("orig")["host"], "h1");
+    // A taken name is refused before anything is copied.
+    let out = gw.ssh(&["clone", "orig", "copy"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+
+    // migrate: the agent moves, running again, its workspace identical, the old copy gone.
+    gw.ok(&["start", "orig"]);
+    let out = gw.ok(&["migrate", "orig", "h2"]);
+    assert!(out.contains("verified"), "{out}");
+    assert_eq!(gw.info("orig")["host"], "h2");
+    assert_eq!(gw.status("orig"), "running");
+    assert_eq!(tree(&gw, "orig"), before);
+    assert!(h2.tmux(&["has-session", "-t", "=orig"]).status.success());
+    assert!(!h1.tmux(&["has-session", "-t", "=orig"]).status.success());
+    assert!(!h1.agents_home.join("workspaces/orig").exists());
+    assert!(!h1.agents_home.join("agents/orig").exists());
+    // And back to the gateway's own machine.
+    gw.ok(&["migrate", "orig", "local"]);
+    assert_eq!(gw.info("orig")["host"], "local");
+    assert_eq!(tree(&gw, "orig"), before);
+    assert!(!h2.agents_home.join("workspaces/orig").exists());
+    // Usage errors.
+    assert_eq!(gw.ssh(&["migrate", "orig", "local"]).status.code(), Some(2));
+    assert_eq!(
+        gw.ssh(&["migrate", "orig", "nowhere"]).status.code(),
+        Some(2)
+    );
+}
+
+#[test]
+fn a_migration_that_fails_leaves_the_agent_where_it_was() {
+    let gw = TestGateway::start();
+    let h1 = add_host(&gw, "h1");
+    let h2 = add_host(&gw, "h2");
+    gw.ok(&["create", "stay", "--host", "h1"]);
+    fill_workspace(&gw, "stay");
+    let before = tree(&gw, "stay");
+
+    // The target already has a workspace of that name (left by an earlier agent): the copy
+    // is refused there, and nothing of the earlier workspace is touched.
+    let squatter = h2.agents_home.join("workspaces/stay");
+    std::fs::create_dir_all(&squatter).expect("mkdir");
+    std::fs::write(squatter.join("mine.txt"), "not yours\n").expect("write");
+    let out = gw.ssh(&["migrate", "stay", "h2"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("stays on host 'h1'"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(gw.info("stay")["host"], "h1");
+    assert_eq!(gw.status("stay"), "running", "started again");
+    assert_eq!(tree(&gw, "stay"), before);
+    assert_eq!(
+        std::fs::read_to_string(squatter.join("mine.txt")).expect("kept"),
+        "not yours\n"
+    );
+
+    // The target cannot be reached: refused, the agent still running on h1.
+    h2.link_down();
+    let out = gw.ssh(&["migrate", "stay", "h2"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert_eq!(gw.info("stay")["host"], "h1");
+    assert_eq!(gw.status("stay"), "running");
+    assert_eq!(tree(&gw, "stay"), before);
+    h2.link_up();
+    drop(h1);
+}

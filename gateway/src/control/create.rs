@@ -65,21 +65,7 @@ pub async fn run(
     io: &mut CommandIo,
 ) -> CommandResult {
     let name = args.name.clone();
-    if let Some(reason) = crate::auth::name_unavailable_reason(&name) {
-        return Err(CommandError::usage(reason)
-            .hint("agent names use lowercase letters, digits and '-', like fix-ci"));
-    }
-    if gw.store.operator_exists(&name).await? {
-        return Err(CommandError::usage(format!("'{name}' is the name of an operator"))
-            .hint("an agent named like an operator would capture that operator's ssh logins; pick another name"));
-    }
-    if gw.store.agent_exists(&name).await? {
-        return Err(
-            CommandError::failed(format!("an agent named '{name}' already exists")).hint(format!(
-                "pick another name, or remove it first: ssh gw destroy {name}"
-            )),
-        );
-    }
+    check_new_name(gw, &name).await?;
     let template = gw.config.templates.get(&args.template).ok_or_else(|| {
         let known: Vec<&str> = gw.config.templates.keys().map(String::as_str).collect();
         CommandError::usage(format!("no template named '{}'", args.template))
@@ -140,65 +126,11 @@ pub async fn run(
         size: io.terminal.as_ref().map(|t| *t.size.borrow()),
         created_by: Some(caller.operator.name.clone()),
     };
-    let host_name = match args
-        .host
-        .clone()
-        .or_else(|| gw.config.hosts.default_host.clone())
-    {
-        Some(name) => {
-            let known = gw.store.host(&name).await?;
-            if known.is_none() {
-                return Err(CommandError::usage(format!("no host named '{name}'"))
-                    .hint("see the hosts with: ssh gw host list"));
-            }
-            name
-        }
-        None => {
-            let hosts = gw.store.hosts().await?;
-            let agents = gw.store.agents().await?;
-            place(&hosts, &agents).ok_or_else(|| {
-                CommandError::failed("no host is reachable")
-                    .hint("see the hosts with: ssh gw host list")
-            })?
-        }
-    };
+    let host_name = choose_host(gw, args.host.as_deref()).await?;
     let host_name = host_name.as_str();
     let host = gw.hosts.get(host_name)?;
-    let record = AgentRecord {
-        name: name.clone(),
-        host: host_name.to_owned(),
-        template: args.template.clone(),
-        command: request.command.display(),
-        workspace: String::new(),
-        spec: request.clone(),
-        tags,
-        status: AgentStatus::Creating,
-        exit_code: None,
-        pid: None,
-        last_activity: None,
-        created_at: store::now(),
-        created_by: Some(caller.operator.name.clone()),
-    };
-    // The row reserves the name while the host works, so two creates cannot both proceed.
-    gw.store.insert_agent(&record).await.map_err(|e| match e {
-        store::StoreError::Conflict(m) => CommandError::failed(m),
-        other => other.into(),
-    })?;
-    let info = match host.create(&request).await {
-        Ok(info) => info,
-        Err(e) => {
-            gw.store.delete_agent(&name).await?;
-            return Err(e.into());
-        }
-    };
-    gw.store
-        .observe_agent(&name, &reconciler::observed(&info))
-        .await?;
-    let agent = gw
-        .store
-        .agent(&name)
-        .await?
-        .ok_or_else(|| CommandError::no_agent(&name))?;
+    reserve(gw, host_name, &request).await?;
+    let agent = create_reserved(gw, &host, &request, || async { Ok(()) }).await?;
     if args.json {
         io.write_out(&json_text(&agent_json(&agent))).await;
     } else {
@@ -210,6 +142,111 @@ pub async fn run(
         .await;
     }
     Ok(exit::OK)
+}
+
+/// Refuses a name a new agent cannot take: invalid, reserved, an operator's, or taken.
+pub async fn check_new_name(gw: &Gateway, name: &str) -> Result<(), CommandError> {
+    if let Some(reason) = crate::auth::name_unavailable_reason(name) {
+        return Err(CommandError::usage(reason)
+            .hint("agent names use lowercase letters, digits and '-', like fix-ci"));
+    }
+    if gw.store.operator_exists(name).await? {
+        return Err(CommandError::usage(format!("'{name}' is the name of an operator"))
+            .hint("an agent named like an operator would capture that operator's ssh logins; pick another name"));
+    }
+    if gw.store.agent_exists(name).await? {
+        return Err(
+            CommandError::failed(format!("an agent named '{name}' already exists")).hint(format!(
+                "pick another name, or remove it first: ssh gw destroy {name}"
+            )),
+        );
+    }
+    Ok(())
+}
+
+/// The host named (it must exist), else the configured default host, else the placement.
+pub async fn choose_host(gw: &Gateway, named: Option<&str>) -> Result<String, CommandError> {
+    match named
+        .map(str::to_owned)
+        .or_else(|| gw.config.hosts.default_host.clone())
+    {
+        Some(name) => {
+            if gw.store.host(&name).await?.is_none() {
+                return Err(CommandError::usage(format!("no host named '{name}'"))
+                    .hint("see the hosts with: ssh gw host list"));
+            }
+            Ok(name)
+        }
+        None => {
+            let hosts = gw.store.hosts().await?;
+            let agents = gw.store.agents().await?;
+            place(&hosts, &agents).ok_or_else(|| {
+                CommandError::failed("no host is reachable")
+                    .hint("see the hosts with: ssh gw host list")
+            })
+        }
+    }
+}
+
+/// Inserts the new agent's row as `creating`: it reserves the name while the host works, so
+/// two creates (or clones) of one name cannot both proceed.
+pub async fn reserve(
+    gw: &Gateway,
+    host_name: &str,
+    request: &CreateRequest,
+) -> Result<(), CommandError> {
+    let record = AgentRecord {
+        name: request.name.clone(),
+        host: host_name.to_owned(),
+        template: request.template.clone(),
+        command: request.command.display(),
+        workspace: String::new(),
+        spec: request.clone(),
+        tags: request.tags.clone(),
+        status: AgentStatus::Creating,
+        exit_code: None,
+        pid: None,
+        last_activity: None,
+        created_at: store::now(),
+        created_by: request.created_by.clone(),
+    };
+    gw.store.insert_agent(&record).await.map_err(|e| match e {
+        store::StoreError::Conflict(m) => CommandError::failed(m),
+        other => other.into(),
+    })
+}
+
+/// Runs `prepare` (a workspace copy, for clones), then creates the reserved agent on `host`
+/// and records what the host reports. Any failure releases the name.
+pub async fn create_reserved<F, Fut>(
+    gw: &Gateway,
+    host: &crate::hosts::Host,
+    request: &CreateRequest,
+    prepare: F,
+) -> Result<AgentRecord, CommandError>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<(), CommandError>>,
+{
+    let name = &request.name;
+    let created = async {
+        prepare().await?;
+        host.create(request).await.map_err(CommandError::from)
+    };
+    let info = match created.await {
+        Ok(info) => info,
+        Err(e) => {
+            gw.store.delete_agent(name).await?;
+            return Err(e);
+        }
+    };
+    gw.store
+        .observe_agent(name, &reconciler::observed(&info))
+        .await?;
+    gw.store
+        .agent(name)
+        .await?
+        .ok_or_else(|| CommandError::no_agent(name))
 }
 
 /// Where an agent goes when no host is named: the reachable host with the fewest running

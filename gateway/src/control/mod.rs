@@ -6,6 +6,7 @@
 //! 0 ok, 1 failed or not found, 2 usage. One file per command.
 
 pub mod attach;
+pub mod clone;
 pub mod create;
 pub mod destroy;
 pub mod events;
@@ -14,6 +15,7 @@ pub mod info;
 pub mod io;
 pub mod list;
 pub mod logs;
+pub mod migrate;
 pub mod output;
 pub mod restart;
 pub mod send;
@@ -75,6 +77,10 @@ pub enum ControlCommand {
     Start(NameArg),
     /// Stop an agent, then start it again.
     Restart(NameArg),
+    /// Create an agent from another: its settings and a copy of its workspace.
+    Clone(clone::CloneArgs),
+    /// Move an agent to another host, workspace and all.
+    Migrate(migrate::MigrateArgs),
     /// Delete an agent, its session and its workspace.
     #[command(visible_alias = "rm")]
     Destroy(destroy::DestroyArgs),
@@ -107,6 +113,8 @@ impl ControlCommand {
             | ControlCommand::Start(a)
             | ControlCommand::Restart(a) => Some(&a.name),
             ControlCommand::Destroy(a) => Some(&a.name),
+            ControlCommand::Clone(a) => Some(&a.dst),
+            ControlCommand::Migrate(a) => Some(&a.name),
             ControlCommand::Logs(a) => Some(&a.name),
             ControlCommand::Send(a) => Some(&a.name),
             ControlCommand::Wait(a) => Some(&a.name),
@@ -391,6 +399,8 @@ pub async fn run(
         ControlCommand::Stop(args) => stop::run(gw, &args.name, io).await,
         ControlCommand::Start(args) => start::run(gw, &args.name, io).await,
         ControlCommand::Restart(args) => restart::run(gw, &args.name, io).await,
+        ControlCommand::Clone(args) => clone::run(gw, caller, args, io).await,
+        ControlCommand::Migrate(args) => migrate::run(gw, args, io).await,
         ControlCommand::Destroy(args) => destroy::run(gw, args, io).await,
         ControlCommand::Logs(args) => logs::run(gw, args, io).await,
         ControlCommand::Send(args) => send::run(gw, args, io).await,

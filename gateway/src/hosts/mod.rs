@@ -15,7 +15,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use hostctl::api::{AgentInfo, CreateRequest, ErrorCode, ErrorReply, TermSize, VersionInfo};
+use hostctl::api::{
+    AgentInfo, CreateRequest, ErrorCode, ErrorReply, TermSize, Unpacked, VersionInfo,
+    WorkspaceDigest,
+};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 pub use local::LocalHost;
@@ -284,6 +287,19 @@ impl Host {
         Ok(())
     }
 
+    /// Fingerprints a workspace (an agent's, or one unpacked for it).
+    pub async fn digest(&self, name: &str) -> Result<WorkspaceDigest, HostError> {
+        self.call(&["digest", name], None, CallKind::Long).await
+    }
+
+    /// Removes a workspace unpacked for `name` that no agent owns.
+    pub async fn discard(&self, name: &str) -> Result<(), HostError> {
+        let _: serde_json::Value = self
+            .call(&["discard", name], None, CallKind::Normal)
+            .await?;
+        Ok(())
+    }
+
     /// Types `text` into the agent (on stdin to hostctl: text never goes on a command line).
     pub async fn send(&self, name: &str, text: &str, enter: bool) -> Result<(), HostError> {
         let mut args = vec!["send", name, "-"];
@@ -407,6 +423,117 @@ impl Hosts {
     pub fn remove(&self, name: &str) -> Option<Host> {
         self.remote.write().ok()?.remove(name)
     }
+}
+
+/// Copies agent `src`'s workspace on `from` into a new workspace unpacked for `dst` on `to`
+/// (`hostctl pack | hostctl unpack`, streamed through the gateway with backpressure), then
+/// checks that both sides have the same digest. On any failure a copy that was made is
+/// discarded; the source, and anything already at the destination, are never touched.
+pub async fn copy_workspace(
+    from: &Host,
+    src: &str,
+    to: &Host,
+    dst: &str,
+) -> Result<WorkspaceDigest, HostError> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // The receiving side first: if it cannot be reached, nothing is packed for nothing.
+    let sink = to
+        .piped(
+            &["unpack".to_owned(), dst.to_owned(), "--json".to_owned()],
+            false,
+        )
+        .await?;
+    let source = from
+        .piped(&["pack".to_owned(), src.to_owned()], false)
+        .await?;
+    let PipedProcess {
+        stdout: mut tar,
+        stderr: pack_err,
+        exit: pack_exit,
+        signal: pack_signal,
+        ..
+    } = source;
+    let PipedProcess {
+        stdin: mut into,
+        stdout: mut reply,
+        stderr: unpack_err,
+        exit: unpack_exit,
+        ..
+    } = sink;
+    // The stream is pumped until it ends or until unpack exits, whichever comes first: an
+    // unpack that refused (or failed) reads no more, and a pump into it would wait forever.
+    let transfer = async {
+        let pump = async {
+            let copied = tokio::io::copy(&mut tar, &mut into).await;
+            let _ = into.shutdown().await;
+            copied
+        };
+        tokio::pin!(pump);
+        tokio::pin!(unpack_exit);
+        tokio::select! {
+            copied = &mut pump => (Some(copied), unpack_exit.await),
+            exit = &mut unpack_exit => {
+                // Done early (the digests will tell whether it got everything), or refused:
+                // then the rest of the stream is not wanted.
+                if exit != ProcessExit::Code(0) {
+                    pack_signal("TERM");
+                }
+                (None, exit)
+            }
+        }
+    };
+    let answer = async {
+        let mut out = Vec::new();
+        let _ = reply.read_to_end(&mut out).await;
+        out
+    };
+    let ((copied, unpack_exit), answer, unpack_err) =
+        tokio::join!(transfer, answer, local::read_all(unpack_err));
+    drop((tar, into));
+    let (pack_err, pack_exit) = tokio::join!(local::read_all(pack_err), pack_exit);
+    let unpacked: Result<Unpacked, HostError> = decode_reply(
+        to.name(),
+        "unpack",
+        unpack_exit,
+        &answer,
+        unpack_err.as_bytes(),
+    );
+    let made = unpacked.is_ok();
+    // unpack's own answer says most about what went wrong; then the source; then the stream.
+    let failure = match (unpacked, copied) {
+        (Err(e), _) => Some(e),
+        _ if pack_exit != ProcessExit::Code(0) => Some(HostError::Rejected {
+            code: ErrorCode::Failed,
+            message: format!(
+                "packing the workspace of '{src}' on host '{}' failed: {}",
+                from.name(),
+                pack_err.trim()
+            ),
+        }),
+        (Ok(_), Some(Err(e))) => Some(HostError::Rejected {
+            code: ErrorCode::Failed,
+            message: format!("the copy of '{src}''s workspace broke off: {e}"),
+        }),
+        (Ok(_), _) => None,
+    };
+    let verified = match failure {
+        Some(e) => Err(e),
+        None => match tokio::join!(from.digest(src), to.digest(dst)) {
+            (Ok(a), Ok(b)) if a == b => Ok(b),
+            (Ok(a), Ok(b)) => Err(HostError::Rejected {
+                code: ErrorCode::Failed,
+                message: format!(
+                    "the copy does not match the workspace of '{src}' ({} entries, {} bytes there; {} entries, {} bytes copied): it changed during the copy, or the copy is damaged",
+                    a.entries, a.bytes, b.entries, b.bytes
+                ),
+            }),
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        },
+    };
+    if verified.is_err() && made {
+        let _ = to.discard(dst).await;
+    }
+    verified
 }
 
 /// Decodes a hostctl `--json` answer: the value on success, else hostctl's error reply.

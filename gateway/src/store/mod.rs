@@ -416,6 +416,17 @@ impl Store {
         Ok(())
     }
 
+    /// Moves an agent's row to another host (a finished migration).
+    pub async fn set_agent_host(&self, name: &str, host: &str) -> Result<()> {
+        sqlx::query("UPDATE agents SET host = ?, updated_at = ? WHERE name = ?")
+            .bind(host)
+            .bind(now())
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     pub async fn delete_agent(&self, name: &str) -> Result<bool> {
         let done = sqlx::query("DELETE FROM agents WHERE name = ?")
             .bind(name)

@@ -1,0 +1,92 @@
+//! `clone SRC DST [--host H] [--json]`: a new agent with another agent's settings and a copy
+//! of its workspace, on the same host or another one.
+
+use std::sync::Arc;
+
+use clap::Args;
+use hostctl::api::WorkspaceSource;
+
+use super::create::{check_new_name, choose_host, create_reserved, reserve};
+use super::output::{agent_json, json_text, status_text};
+use super::{Caller, CommandError, CommandIo, CommandResult, agent_and_host, exit};
+use crate::Gateway;
+use crate::hosts::copy_workspace;
+use crate::store::AgentStatus;
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  ssh gw clone fix-ci fix-ci-2\n  ssh gw clone fix-ci try-gpu --host gpu-box\n\nThe workspace is copied as it is at that moment: stop SRC first for a quiet copy (a copy\nthat changed while it was made is refused)."
+)]
+pub struct CloneArgs {
+    /// The agent to copy.
+    pub src: String,
+    /// The new agent's name.
+    pub dst: String,
+    /// The host to create it on (default: SRC's host).
+    #[arg(long, short = 'H', value_name = "HOST")]
+    pub host: Option<String>,
+    /// Print the new agent as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(
+    gw: &Arc<Gateway>,
+    caller: &Caller,
+    args: CloneArgs,
+    io: &mut CommandIo,
+) -> CommandResult {
+    check_new_name(gw, &args.dst).await?;
+    let (src, from) = agent_and_host(gw, &args.src).await?;
+    if src.status == AgentStatus::Creating {
+        return Err(
+            CommandError::failed(format!("agent '{}' is still being created", src.name))
+                .hint("try again in a moment"),
+        );
+    }
+    let host_name = match &args.host {
+        Some(host) => choose_host(gw, Some(host)).await?,
+        None => src.host.clone(),
+    };
+    let to = gw.hosts.get(&host_name)?;
+    let mut request = src.spec.clone();
+    request.name = args.dst.clone();
+    request.workspace = WorkspaceSource::Prepared;
+    request.prompt = None;
+    request.size = io.terminal.as_ref().map(|t| *t.size.borrow());
+    request.created_by = Some(caller.operator.name.clone());
+    reserve(gw, &host_name, &request).await?;
+    let mut copied = None;
+    let made = create_reserved(gw, &to, &request, || async {
+        copied = Some(copy_workspace(&from, &src.name, &to, &args.dst).await?);
+        Ok(())
+    })
+    .await;
+    let agent = match made {
+        Ok(agent) => agent,
+        Err(e) => {
+            // A copy that made it but whose agent did not start is not left behind.
+            if copied.is_some() {
+                let _ = to.discard(&args.dst).await;
+            }
+            return Err(e);
+        }
+    };
+    if args.json {
+        io.write_out(&json_text(&agent_json(&agent))).await;
+    } else {
+        let digest = copied
+            .map(|d| format!("{} entries, {} bytes, verified", d.entries, d.bytes))
+            .unwrap_or_default();
+        io.write_out(&format!(
+            "cloned '{}' (host {}) as '{}' on host {host_name} ({}); workspace {} ({digest})\n",
+            src.name,
+            src.host,
+            agent.name,
+            status_text(&agent),
+            agent.workspace
+        ))
+        .await;
+    }
+    Ok(exit::OK)
+}

@@ -1,0 +1,179 @@
+//! `migrate NAME HOST [--json]`: moves an agent to another host. It is stopped, its workspace
+//! streamed to the other host and verified there, started there, and only then removed from
+//! the old host. A failure before the move is complete leaves the agent where it was, as it
+//! was.
+
+use std::sync::Arc;
+
+use clap::Args;
+use hostctl::api::WorkspaceSource;
+use tracing::warn;
+
+use super::output::{agent_json, json_text, status_text};
+use super::{CommandError, CommandIo, CommandResult, exit, refreshed_agent};
+use crate::Gateway;
+use crate::hosts::{copy_workspace, reconciler};
+use crate::store::AgentStatus;
+
+#[derive(Debug, Args)]
+#[command(after_help = "Example:\n  ssh gw migrate fix-ci gpu-box")]
+pub struct MigrateArgs {
+    /// The agent to move.
+    pub name: String,
+    /// The host to move it to (see `host list`).
+    pub host: String,
+    /// Print the moved agent as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(gw: &Arc<Gateway>, args: MigrateArgs, io: &mut CommandIo) -> CommandResult {
+    let name = args.name.as_str();
+    let (agent, from) = refreshed_agent(gw, name).await?;
+    if agent.host == args.host {
+        return Err(CommandError::usage(format!(
+            "agent '{name}' is already on host '{}'",
+            args.host
+        )));
+    }
+    if gw.store.host(&args.host).await?.is_none() {
+        return Err(
+            CommandError::usage(format!("no host named '{}'", args.host))
+                .hint("see the hosts with: ssh gw host list"),
+        );
+    }
+    let to = gw.hosts.get(&args.host)?;
+    match agent.status {
+        AgentStatus::Creating => {
+            return Err(
+                CommandError::failed(format!("agent '{name}' is still being created"))
+                    .hint("try again in a moment"),
+            );
+        }
+        AgentStatus::Unknown => {
+            return Err(CommandError::failed(format!(
+                "agent '{name}' cannot be reached: its host '{}' does not answer",
+                agent.host
+            ))
+            .hint("its workspace is on that host: migrate it once the host is back"));
+        }
+        _ => {}
+    }
+    if let WorkspaceSource::Dir { path } = &agent.spec.workspace {
+        return Err(CommandError::failed(format!(
+            "agent '{name}' works in {}, a directory of host '{}' that is not its own",
+            path.display(),
+            agent.host
+        ))
+        .hint(format!(
+            "copy it instead (ssh gw clone {name} NEW --host {}), then destroy the original",
+            args.host
+        )));
+    }
+    // The target is asked before the agent is stopped: an unreachable host, or one that has
+    // an agent of that name already, refuses the move while nothing has happened yet.
+    let there = to.probe().await.map_err(|e| {
+        CommandError::from(e).hint(format!(
+            "agent '{name}' was not touched; check the host with: ssh gw host check {}",
+            args.host
+        ))
+    })?;
+    if there.iter().any(|a| a.name == name) {
+        return Err(CommandError::failed(format!(
+            "host '{}' already has an agent named '{name}' that the gateway does not list",
+            args.host
+        ))
+        .hint(format!(
+            "see it with: ssh gw host info {}; adopt or remove it there first",
+            args.host
+        )));
+    }
+    let was_running = agent.status == AgentStatus::Running;
+    let restore = || async {
+        if was_running && let Ok(info) = from.start(name, None).await {
+            let _ = gw
+                .store
+                .observe_agent(name, &reconciler::observed(&info))
+                .await;
+        }
+    };
+    if was_running {
+        let info = from.stop(name).await?;
+        gw.store
+            .observe_agent(name, &reconciler::observed(&info))
+            .await?;
+    }
+    let digest = match copy_workspace(&from, name, &to, name).await {
+        Ok(digest) => digest,
+        Err(e) => {
+            restore().await;
+            let e = CommandError::from(e);
+            return Err(CommandError::failed(format!(
+                "{}; agent '{name}' stays on host '{}'",
+                e.message, agent.host
+            )));
+        }
+    };
+    // On the new host it starts as a restart would: with the restart command, if any.
+    let mut request = agent.spec.clone();
+    request.workspace = WorkspaceSource::Prepared;
+    request.prompt = None;
+    if let Some(again) = request.restart_command.clone() {
+        request.command = again;
+    }
+    let info = match to.create(&request).await {
+        Ok(info) => info,
+        Err(e) => {
+            let _ = to.discard(name).await;
+            restore().await;
+            return Err(CommandError::failed(format!(
+                "starting agent '{name}' on host '{}' failed: {e}; it stays on host '{}'",
+                args.host, agent.host
+            )));
+        }
+    };
+    let info = if was_running {
+        info
+    } else {
+        // It was not running: it is not running after the move either.
+        to.stop(name).await.unwrap_or(info)
+    };
+    gw.store.set_agent_host(name, &args.host).await?;
+    gw.store
+        .observe_agent(name, &reconciler::observed(&info))
+        .await?;
+    let leftover = match from.destroy(name).await {
+        Ok(()) => None,
+        Err(e) => {
+            warn!(agent = name, host = agent.host, error = %e, "the old copy was not removed");
+            Some(e.to_string())
+        }
+    };
+    let moved = gw
+        .store
+        .agent(name)
+        .await?
+        .ok_or_else(|| CommandError::no_agent(name))?;
+    if args.json {
+        io.write_out(&json_text(&agent_json(&moved))).await;
+    } else {
+        io.write_out(&format!(
+            "moved agent '{name}' from host {} to host {} ({}); workspace {} ({} entries, {} bytes, verified)\n",
+            agent.host,
+            args.host,
+            status_text(&moved),
+            moved.workspace,
+            digest.entries,
+            digest.bytes
+        ))
+        .await;
+    }
+    if let Some(e) = leftover {
+        io.write_err(&format!(
+            "warning: the old copy on host '{}' could not be removed ({e}); remove it there with: hostctl destroy {name}\n",
+            agent.host
+        ))
+        .await;
+    }
+    Ok(exit::OK)
+}
