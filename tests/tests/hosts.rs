@@ -418,6 +418,51 @@ fn killing_the_gateway_loses_nothing_on_any_host() {
     assert_eq!(gw.status("keep1"), "running");
 }
 
+#[test]
+fn a_host_with_another_hostctl_version_is_upgraded_when_the_gateway_starts() {
+    let mut gw = TestGateway::start();
+    let h1 = add_host(&gw, "h1");
+    gw.ok(&["create", "busy", "--host", "h1"]);
+    let ours = host_json(&gw, "h1")["hostctl_version"].clone();
+    assert!(ours.is_string(), "{ours}");
+
+    // The host keeps an older hostctl (as after a gateway upgrade): one that says it is 0.0.1
+    // and otherwise works.
+    gw.kill9();
+    let installed = h1.agents_home.join("bin/hostctl");
+    let real = h1.agents_home.join("bin/hostctl.real");
+    std::fs::rename(&installed, &real).expect("move hostctl");
+    let old = format!(
+        "#!/bin/sh\nif [ \"$1\" = version ]; then\n  {real} \"$@\" | sed 's/\"version\":\"[^\"]*\"/\"version\":\"0.0.1\"/'\n  exit\nfi\nexec {real} \"$@\"\n",
+        real = real.display()
+    );
+    std::fs::write(&installed, old).expect("write the old hostctl");
+    std::fs::set_permissions(
+        &installed,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    let said = h1
+        .command(installed.to_str().expect("utf-8"))
+        .args(["version", "--json"])
+        .output()
+        .expect("run");
+    assert!(stdout(&said).contains("\"0.0.1\""), "{}", stdout(&said));
+
+    gw.spawn();
+    wait_for("hostctl to be upgraded on h1", || {
+        gw.log()
+            .contains("hostctl upgraded on the host")
+            .then_some(())
+    });
+    let now = std::fs::read(&installed).expect("read hostctl");
+    assert!(!now.starts_with(b"#!"), "the old hostctl is still there");
+    assert_eq!(host_json(&gw, "h1")["hostctl_version"], ours);
+    // The agent was not disturbed.
+    assert_eq!(gw.status("busy"), "running");
+    assert!(h1.tmux(&["has-session", "-t", "=busy"]).status.success());
+}
+
 /// A workspace with some variety: nested files, an empty directory, a symlink, an executable,
 /// and 3 MiB of bytes that are not text.
 fn fill_workspace(gw: &TestGateway, agent: &str) {

@@ -30,38 +30,56 @@ pub async fn reconcile_all(gw: &Arc<Gateway>) {
     }
 }
 
-/// Asks every host, in parallel, for its hostctl version and records it.
+/// Asks every host, in parallel, for its hostctl version, upgrades the remote ones that run
+/// another version, and records what they run.
 pub async fn record_versions(gw: &Arc<Gateway>) {
     let hosts = gw.hosts.all();
-    let answers = futures::future::join_all(hosts.iter().map(|h| h.version())).await;
-    for (host, answer) in hosts.iter().zip(answers) {
-        match answer {
-            Ok(v) => {
-                if v.api_version != hostctl::api::API_VERSION {
-                    warn!(
-                        host = host.name(),
-                        theirs = v.api_version,
-                        ours = hostctl::api::API_VERSION,
-                        "hostctl speaks another API version: remove the host and add it again to install the gateway's"
-                    );
-                } else if v.version != crate::VERSION {
-                    info!(
-                        host = host.name(),
-                        theirs = v.version,
-                        ours = crate::VERSION,
-                        "hostctl is of another version (same API)"
-                    );
-                }
-                if let Err(e) = gw
-                    .store
-                    .set_host_status(host.name(), "reachable", Some(&v.version))
-                    .await
-                {
-                    warn!(error = %e, "cannot record the hostctl version");
-                }
-            }
-            Err(e) => warn!(host = host.name(), error = %e, "cannot ask hostctl for its version"),
+    futures::future::join_all(hosts.iter().map(|h| check_hostctl(gw, h))).await;
+}
+
+/// Asks one host for its hostctl version and records it; a remote host whose hostctl is of
+/// another version gets this gateway's (as `host add` would install it), so that a gateway
+/// upgrade upgrades its hosts.
+pub async fn check_hostctl(gw: &Gateway, host: &Host) {
+    let theirs = match host.version().await {
+        Ok(v) => v,
+        Err(e) => {
+            warn!(host = host.name(), error = %e, "cannot ask hostctl for its version");
+            return;
         }
+    };
+    let current =
+        theirs.version == crate::VERSION && theirs.api_version == hostctl::api::API_VERSION;
+    let mut now = theirs.clone();
+    if !current && let Host::Remote(remote) = host {
+        match remote.upgrade_hostctl(&gw.companion_hostctl()).await {
+            Ok((v, true)) => {
+                info!(
+                    host = host.name(),
+                    from = theirs.version,
+                    to = v.version,
+                    "hostctl upgraded on the host"
+                );
+                now = v;
+            }
+            Ok((v, false)) => now = v,
+            Err(e) => warn!(host = host.name(), error = %e, "cannot upgrade hostctl on the host"),
+        }
+    }
+    if now.api_version != hostctl::api::API_VERSION {
+        warn!(
+            host = host.name(),
+            theirs = now.api_version,
+            ours = hostctl::api::API_VERSION,
+            "hostctl speaks another API version: see what to do with: ssh gw host check"
+        );
+    }
+    if let Err(e) = gw
+        .store
+        .set_host_status(host.name(), "reachable", Some(&now.version))
+        .await
+    {
+        warn!(error = %e, "cannot record the hostctl version");
     }
 }
 
@@ -91,6 +109,8 @@ pub async fn reconcile_host(gw: &Gateway, host: &Host) -> Result<(), StoreError>
             let was = gw.store.host(host.name()).await?.map(|h| h.status);
             if was.as_deref() == Some("unreachable") {
                 info!(host = host.name(), "host reachable again");
+                // It may have been unreachable when the gateway (a newer one) started.
+                check_hostctl(gw, host).await;
             }
             gw.store
                 .set_host_status(host.name(), "reachable", None)

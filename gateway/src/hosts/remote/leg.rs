@@ -299,7 +299,7 @@ impl Pool {
     }
 
     /// A connection of `lane` with a free session slot (taken), connecting if none has one.
-    async fn connection(&self, lane: Lane) -> Result<(Arc<Connection>, Slot), HostError> {
+    pub async fn connection(&self, lane: Lane) -> Result<(Arc<Connection>, Slot), HostError> {
         let lock = match lane {
             Lane::Control => &self.control,
             Lane::Sessions => &self.sessions,

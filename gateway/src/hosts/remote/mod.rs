@@ -278,6 +278,34 @@ impl RemoteHost {
         ))
     }
 
+    /// Installs this gateway's hostctl on the host if it runs another version, as `host add`
+    /// does. Returns the version now there and whether it was installed.
+    pub async fn upgrade_hostctl(
+        &self,
+        companion: &std::path::Path,
+    ) -> Result<(hostctl::api::VersionInfo, bool), HostError> {
+        let (conn, _slot) = self.pool.connection(Lane::Control).await?;
+        let probe = install::probe(&conn, &self.tasks, self.call_timeout)
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        if probe.hostctl_path() != self.hostctl {
+            return Err(HostError::Rejected {
+                code: hostctl::api::ErrorCode::Failed,
+                message: format!(
+                    "hostctl is now expected at {} on the host, not {}: remove the host and add it again",
+                    probe.hostctl_path(),
+                    self.hostctl
+                ),
+            });
+        }
+        install::ensure_hostctl(&conn, &self.tasks, &probe, companion, self.create_timeout)
+            .await
+            .map_err(|message| HostError::Rejected {
+                code: hostctl::api::ErrorCode::Failed,
+                message,
+            })
+    }
+
     /// Drops the host's connections: the next operation connects again.
     pub async fn reset(&self) {
         self.pool.reset().await;
