@@ -10,16 +10,22 @@
 //!   connect    ssh TARGET true                              (connection set-up and one exec)
 //!   exec-down  ssh TARGET 'head -c SIZE /dev/zero'          (bytes read from ssh's stdout)
 //!   exec-up    SIZE bytes to ssh TARGET 'cat > /dev/null'   (bytes written to ssh's stdin)
+//! then keystroke echo: an agent running `cat` on h1, attached through the gateway
+//! (`ssh -tt echo@gw`) and straight to its tmux session on h1 (`ssh -tt root@h1 tmux attach`),
+//! each in a terminal of its own (`script`); one key at a time, the time until its echo comes
+//! back, KEYS keys (default 300) per round and side;
 //! and `ssh gw list` with 1 host and with 3 hosts (agents on each). Medians are printed as a
 //! markdown table, written to bench/results/remote-hosts.json, and between
 //! `<!-- remote-hosts:start -->` and `<!-- remote-hosts:end -->` in docs/PERFORMANCE.md.
 
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use e2e::TestGateway;
+use e2e::netns::NetnsHost;
 use e2e::netns::add_host;
+use e2e::{TestGateway, shell_quote};
 
 fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -75,6 +81,107 @@ fn transfer(mut cmd: Command, up: u64) -> (Duration, u64) {
     (started.elapsed(), if up > 0 { up } else { read })
 }
 
+/// Runs `ssh_line` (an `ssh -tt ...` attaching to a tmux session whose pane runs `cat`) in a
+/// terminal of its own, types `keys` keys one at a time, and returns, for each, the
+/// milliseconds until its echo came back.
+fn echo_latency(ssh_line: &str, keys: u64) -> Vec<f64> {
+    let mut child = Command::new("script")
+        .args([
+            "-qfec",
+            &format!("stty cols 100 rows 30; exec {ssh_line}"),
+            "/dev/null",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("script");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel::<Vec<u8>>();
+    let reader = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 64 * 1024];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    // Waits until the terminal has been quiet for `quiet`, after output `at_least` bytes.
+    let settle = |quiet: Duration, at_least: usize| {
+        let mut seen = 0;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match rx.recv_timeout(quiet) {
+                Ok(chunk) => seen += chunk.len(),
+                Err(mpsc::RecvTimeoutError::Timeout) if seen >= at_least => return,
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => panic!("{ssh_line} ended"),
+            }
+            assert!(Instant::now() < deadline, "{ssh_line}: no screen");
+        }
+    };
+    settle(Duration::from_millis(500), 1);
+    let mut times = Vec::new();
+    for i in 0..keys {
+        if i % 40 == 39 {
+            // A fresh line (C-u) before the line gets long.
+            stdin.write_all(b"\x15").expect("type");
+            settle(Duration::from_millis(100), 0);
+        }
+        let started = Instant::now();
+        stdin.write_all(b"z").expect("type");
+        stdin.flush().expect("type");
+        loop {
+            let chunk = rx
+                .recv_timeout(Duration::from_secs(10))
+                .unwrap_or_else(|e| panic!("{ssh_line}: no echo ({e})"));
+            if chunk.contains(&b'z') {
+                break;
+            }
+        }
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
+        // Whatever else that key redraws, before the next one.
+        settle(Duration::from_millis(20), 0);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    drop(rx);
+    let _ = reader.join();
+    times
+}
+
+/// Keystroke echo through the gateway and straight to h1, alternating, `rounds` times.
+fn echo_rows(
+    gw: &TestGateway,
+    h1: &NetnsHost,
+    direct_ssh: &str,
+    rounds: u64,
+) -> (Vec<f64>, Vec<f64>) {
+    let keys = env_number("KEYS", 300);
+    gw.ok(&["create", "echo", "--host", "h1", "--", "cat"]);
+    let via_gw = format!(
+        "ssh -F {} -tt echo@gw",
+        shell_quote(&gw.ssh_config_path().to_string_lossy())
+    );
+    let direct = format!(
+        "{direct_ssh} -tt tmux -L {} attach -t =echo",
+        shell_quote(&h1.tmux_socket)
+    );
+    let (mut through, mut straight) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        eprintln!("remote_hosts: echo round {}/{rounds}", round + 1);
+        through.extend(echo_latency(&via_gw, keys));
+        straight.extend(echo_latency(&direct, keys));
+    }
+    (through, straight)
+}
+
+fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
 fn main() {
     let rounds = env_number("ROUNDS", 3);
     let size = env_number("SIZE_MB", 1024) * 1024 * 1024;
@@ -98,6 +205,12 @@ fn main() {
             .arg(format!("root@{}", h1.address));
         cmd
     };
+    let direct_line = format!(
+        "ssh -F /dev/null -i {} -o UserKnownHostsFile={} -o StrictHostKeyChecking=yes -o BatchMode=yes root@{}",
+        shell_quote(&gw.key.to_string_lossy()),
+        shell_quote(&known.to_string_lossy()),
+        h1.address
+    );
     let via_gw = || {
         let mut cmd = gw.ssh_command();
         cmd.arg("bench@gw");
@@ -154,6 +267,8 @@ fn main() {
         }
     }
 
+    let (echo_gw, echo_direct) = echo_rows(&gw, &h1, &direct_line, rounds);
+
     let mut table = format!(
         "| measurement ({} MiB, {rounds} rounds, medians) | through agentgate | OpenSSH direct to the host | ratio |\n|---|---|---|---|\n",
         size / (1024 * 1024)
@@ -167,6 +282,21 @@ fn main() {
             "median_agentgate": a, "median_openssh_direct": b,
         }));
     }
+    let (e50, d50) = (median(echo_gw.clone()), median(echo_direct.clone()));
+    let (e99, d99) = (
+        percentile(echo_gw.clone(), 0.99),
+        percentile(echo_direct.clone(), 0.99),
+    );
+    table.push_str(&format!(
+        "| keystroke echo, median (ms, {} keys) | {e50:.2} | {d50:.2} | {:.2} |\n| keystroke echo, p99 (ms) | {e99:.2} | {d99:.2} | {:.2} |\n",
+        echo_gw.len(),
+        e50 / d50,
+        e99 / d99
+    ));
+    json_rows.push(serde_json::json!({
+        "measurement": "keystroke echo (ms)", "agentgate": echo_gw, "openssh_direct": echo_direct,
+        "median_agentgate": e50, "median_openssh_direct": d50,
+    }));
     table.push_str(&format!(
         "| `ssh gw list`, 1 host (ms) | {list_one:.1} | | |\n| `ssh gw list`, 3 hosts (ms) | {list_three:.1} | | {:.2} × 1 host |\n",
         list_three / list_one

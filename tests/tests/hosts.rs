@@ -348,6 +348,20 @@ fn a_host_cut_off_is_unreachable_within_seconds_and_recovers_by_itself() {
 
     h1.link_down();
     let cut = Instant::now();
+    // At first h1 just does not answer: `list` does not wait for it, says so, and shows its
+    // agents as last seen.
+    let out = gw.ssh(&["list"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("host 'h1' did not answer"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).lines().any(|l| l.starts_with("on1 ") && l.contains("running")),
+        "{}",
+        stdout(&out)
+    );
     wait_for("h1 to be unreachable and its agent unknown", || {
         let listed: Vec<Value> =
             serde_json::from_str(&gw.ok(&["list", "--json"])).expect("list --json");
