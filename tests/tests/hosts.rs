@@ -358,7 +358,9 @@ fn a_host_cut_off_is_unreachable_within_seconds_and_recovers_by_itself() {
         stderr(&out)
     );
     assert!(
-        stdout(&out).lines().any(|l| l.starts_with("on1 ") && l.contains("running")),
+        stdout(&out)
+            .lines()
+            .any(|l| l.starts_with("on1 ") && l.contains("running")),
         "{}",
         stdout(&out)
     );
