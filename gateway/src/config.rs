@@ -31,6 +31,8 @@ pub struct Config {
     pub hosts: HostsConfig,
     /// What `ssh gw ssh-config` prints.
     pub ssh_config: SshConfigOutput,
+    /// The local tailscaled, for hosts added by tailnet name.
+    pub tailscale: TailscaleConfig,
     /// Agent recipes by name; `shell` is built in and can be overridden.
     pub templates: BTreeMap<String, Template>,
 }
@@ -106,6 +108,34 @@ pub struct HostsConfig {
     /// Session channels per connection to a host (OpenSSH's `MaxSessions`, 10 by default);
     /// past it another connection is opened.
     pub max_sessions: usize,
+}
+
+/// How the gateway reaches the local tailscaled's LocalAPI.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TailscaleConfig {
+    /// tailscaled's unix socket (`agentgate serve --tailscale-socket` overrides it).
+    pub socket: PathBuf,
+    /// Time limit of one LocalAPI call.
+    #[serde(with = "duration")]
+    pub call_timeout: Duration,
+    /// How often the tailnet's status is asked even when the IPN bus says nothing.
+    #[serde(with = "duration")]
+    pub poll_interval: Duration,
+    /// How long `host check` waits for a tailnet ping's answer.
+    #[serde(with = "duration")]
+    pub ping_timeout: Duration,
+}
+
+impl Default for TailscaleConfig {
+    fn default() -> Self {
+        TailscaleConfig {
+            socket: PathBuf::from("/var/run/tailscale/tailscaled.sock"),
+            call_timeout: Duration::from_secs(5),
+            poll_interval: Duration::from_secs(30),
+            ping_timeout: Duration::from_secs(5),
+        }
+    }
 }
 
 /// How clients should reach the gateway, for `ssh gw ssh-config`.
@@ -199,6 +229,7 @@ impl Default for Config {
             ssh: SshConfig::default(),
             hosts: HostsConfig::default(),
             ssh_config: SshConfigOutput::default(),
+            tailscale: TailscaleConfig::default(),
             templates: BTreeMap::new(),
         };
         config.add_builtin_templates();

@@ -9,6 +9,7 @@
 //! - [`hosts`]: the hosts and their transports (hostctl), and the reconciler.
 //! - [`store`]: sqlite through sqlx; the only module that writes SQL.
 //! - [`config`]: the TOML configuration and its defaults.
+//! - [`tailscale`]: the local tailscaled's LocalAPI and the gateway's view of the tailnet.
 //!
 //! **Invariant**: agents live in tmux on their hosts, not in the gateway. Stopping, killing or
 //! restarting the gateway never stops an agent or loses its state.
@@ -20,6 +21,7 @@ pub mod control;
 pub mod hosts;
 pub mod ssh;
 pub mod store;
+pub mod tailscale;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -47,6 +49,8 @@ pub struct Gateway {
     pub client_key: Arc<russh::keys::PrivateKey>,
     pub store: Store,
     pub hosts: Hosts,
+    /// The tailnet, as the local tailscaled reports it.
+    pub tailnet: Arc<tailscale::Tailnet>,
     /// Every task the gateway spawns, so shutdown can wait for them.
     pub tasks: TaskTracker,
     /// Fires when the gateway stops accepting connections (SIGTERM).
@@ -199,17 +203,27 @@ pub async fn serve(
     );
     let ssh_config = Arc::new(ssh::server_config(&config.ssh, host_key));
     let grace = config.server.shutdown_grace;
+    let tailnet = Arc::new(tailscale::Tailnet::new(
+        tailscale::LocalApi::new(&config.tailscale.socket, config.tailscale.call_timeout),
+        config.tailscale.poll_interval,
+    ));
     let gw = Arc::new(Gateway {
         config,
         client_key,
         store,
         hosts: Hosts::new(local),
+        tailnet,
         tasks: tasks.clone(),
         shutdown_accepting: stop.clone(),
         shutdown: CancellationToken::new(),
     });
 
     gw.load_remote_hosts().await?;
+    // What the tailnet says of its hosts, before they are asked.
+    let view = gw.tailnet.refresh().await;
+    hosts::tailnet::apply(&gw, &view).await;
+    tasks.spawn(gw.tailnet.clone().run(stop.clone()));
+    tasks.spawn(hosts::tailnet::follow(gw.clone()));
     // A first look at every host before clients come (each bounded by the probe time limit,
     // all in parallel); versions are asked for in the background.
     hosts::reconciler::reconcile_all(&gw).await;

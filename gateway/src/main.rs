@@ -42,6 +42,9 @@ enum Command {
         /// The address to listen on (default 127.0.0.1:2222).
         #[arg(long, value_name = "ADDR")]
         listen: Option<SocketAddr>,
+        /// tailscaled's LocalAPI socket (default /var/run/tailscale/tailscaled.sock).
+        #[arg(long, value_name = "PATH")]
+        tailscale_socket: Option<PathBuf>,
         #[command(flatten)]
         place: Place,
     },
@@ -118,10 +121,17 @@ fn load(place: &Place) -> anyhow::Result<(Config, PathBuf)> {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve { listen, place } => {
+        Command::Serve {
+            listen,
+            tailscale_socket,
+            place,
+        } => {
             let (mut config, data_dir) = load(&place)?;
             if let Some(addr) = listen {
                 config.server.listen = addr;
+            }
+            if let Some(socket) = tailscale_socket {
+                config.tailscale.socket = socket;
             }
             let listener = tokio::net::TcpListener::bind(config.server.listen)
                 .await

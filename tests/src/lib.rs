@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod netns;
+pub mod tailscale_emu;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -138,7 +139,9 @@ impl TestGateway {
         let config_path = dir.path().join("agentgate.toml");
         let config = format!(
             "[server]\nshutdown_grace = \"3s\"\n\n[hosts]\nreconcile_interval = \"500ms\"\n\n\
+             [tailscale]\nsocket = \"{}\"\n\n\
              [templates.needs-token]\ncommand = \"sleep 600\"\nrequired_env = [\"AGENTGATE_E2E_TOKEN\"]\n\n{}\n",
+            dir.path().join("tailscaled.sock").display(),
             options.extra_config
         );
         std::fs::write(&config_path, config).expect("write config");
@@ -162,6 +165,12 @@ impl TestGateway {
         let mut gw = TestGateway::prepare(options);
         gw.spawn();
         gw
+    }
+
+    /// Where the gateway looks for tailscaled's LocalAPI (nothing is there unless a test
+    /// starts the emulator: `e2e::tailscale_emu`).
+    pub fn tailscale_socket(&self) -> PathBuf {
+        self.dir.path().join("tailscaled.sock")
     }
 
     pub fn agentgate(&self) -> Command {

@@ -49,7 +49,8 @@ static CLAIM: Mutex<()> = Mutex::new(());
 pub struct NetnsHost {
     /// The name the test gave it (`h1`, ...).
     pub name: String,
-    /// The host's IPv4 address (host side of the veth pair); sshd listens here.
+    /// The host's IPv4 address (host side of the veth pair); sshd listens on every address of
+    /// the namespace.
     pub address: String,
     /// The root namespace's address on the link to this host (reachable from inside the host).
     pub root_address: String,
@@ -69,6 +70,7 @@ pub struct NetnsHost {
     pub namespace: String,
     root_veth: String,
     root_mac: String,
+    host_mac: String,
     sshd_bin: PathBuf,
     sshd: Option<Child>,
     config_path: PathBuf,
@@ -125,6 +127,7 @@ impl NetnsHost {
             namespace,
             root_veth,
             root_mac: slot_mac(slot, 1),
+            host_mac: slot_mac(slot, 2),
             sshd_bin,
             sshd: None,
             config_path,
@@ -193,6 +196,66 @@ impl NetnsHost {
         // Taking a link down flushes its neighbours, permanent ones included.
         self.host_side_neighbour();
         self.wait_root_side_up(true);
+    }
+
+    /// Moves the host to a new address (10.214.x.y instead of 10.213.x.y), as a tailnet peer's
+    /// address changes: the new address is added and the old one removed, so connections to
+    /// the old one go nowhere. Returns the new address.
+    pub fn move_address(&mut self) -> String {
+        let old = self.address.clone();
+        let new = old.replacen("10.213.", "10.214.", 1);
+        assert_ne!(old, new, "the host has moved already");
+        let ns = self.namespace.clone();
+        ip_ok(&[
+            "route",
+            "replace",
+            &format!("{new}/32"),
+            "dev",
+            &self.root_veth,
+        ]);
+        ip_ok(&[
+            "neigh",
+            "replace",
+            &new,
+            "lladdr",
+            &self.host_mac,
+            "dev",
+            &self.root_veth,
+            "nud",
+            "permanent",
+        ]);
+        ip_ok(&[
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("{new}/32"),
+            "dev",
+            HOST_IF,
+        ]);
+        ip_ok(&[
+            "-n",
+            &ns,
+            "addr",
+            "del",
+            &format!("{old}/30"),
+            "dev",
+            HOST_IF,
+        ]);
+        ip_ok(&[
+            "-n",
+            &ns,
+            "route",
+            "replace",
+            &format!("{}/32", self.root_address),
+            "dev",
+            HOST_IF,
+            "src",
+            &new,
+        ]);
+        self.host_side_neighbour();
+        self.address = new.clone();
+        new
     }
 
     /// Replaces sshd's host key with a new one and restarts sshd (open connections stay).
@@ -319,7 +382,7 @@ impl NetnsHost {
     fn write_config(&self, sftp_server: &Path) {
         let config = format!(
             "# sshd for the e2e host {name} (namespace {ns})\n\
-             ListenAddress {addr}\n\
+             ListenAddress 0.0.0.0\n\
              Port {port}\n\
              HostKey {host_key}\n\
              PidFile none\n\
@@ -338,7 +401,6 @@ impl NetnsHost {
              SetEnv HOME={home} AGENTGATE_HOME={agents} AGENTGATE_TMUX_SOCKET={socket} TMUX_TMPDIR={tmpdir}\n",
             name = self.name,
             ns = self.namespace,
-            addr = self.address,
             port = self.port,
             host_key = self.host_key_path.display(),
             authorized_keys = self.authorized_keys.display(),

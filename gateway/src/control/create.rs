@@ -324,6 +324,8 @@ mod tests {
             last_contact: None,
             last_error: None,
             created_at: String::new(),
+            tailscale_id: None,
+            tailscale_name: None,
         }
     }
 

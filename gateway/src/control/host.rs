@@ -26,7 +26,7 @@ pub enum HostCommand {
     Key,
     /// Add a host: pin its key, check tmux, install hostctl on it.
     #[command(
-        after_help = "Examples:\n  ssh gw host key | ssh me@build-box 'cat >> ~/.ssh/authorized_keys'\n  ssh gw host add build-box 100.64.0.7 --user me\n  ssh gw host add vm2 vm2.example.net --port 2200 --host-key \"$(ssh-keyscan -t ed25519 vm2.example.net | cut -d' ' -f2-)\""
+        after_help = "Examples:\n  ssh gw host key | ssh me@build-box 'cat >> ~/.ssh/authorized_keys'\n  ssh gw host add build-box 100.64.0.7 --user me\n  ssh gw host add gpu --tailscale gpu-box --user me\n  ssh gw host add vm2 vm2.example.net --port 2200 --host-key \"$(ssh-keyscan -t ed25519 vm2.example.net | cut -d' ' -f2-)\""
     )]
     Add(AddArgs),
     /// List hosts: address, status, agents, hostctl version.
@@ -46,7 +46,12 @@ pub struct AddArgs {
     /// The host's name in the gateway: lowercase letters, digits and '-'.
     pub name: String,
     /// Its address: a name or an IP (often its Tailscale address).
-    pub address: String,
+    #[arg(required_unless_present = "tailscale")]
+    pub address: Option<String>,
+    /// A tailnet peer instead of an address: its host name, MagicDNS name or tailnet IP. The
+    /// gateway reaches it at its tailnet address and follows that address when it changes.
+    #[arg(long, value_name = "PEER", conflicts_with = "address")]
+    pub tailscale: Option<String>,
     /// The user to log in as on the host (default: root, or the gateway's own user).
     #[arg(long, short = 'u')]
     pub user: Option<String>,
@@ -153,9 +158,22 @@ async fn add(gw: &Arc<Gateway>, args: AddArgs, io: &mut CommandIo) -> CommandRes
         ),
         None => KeyCheck::FirstUse,
     };
+    let peer = match &args.tailscale {
+        Some(peer) => Some(resolve_peer(gw, peer).await?),
+        None => None,
+    };
+    let address = match (&peer, &args.address) {
+        (Some((_, address)), _) => address.clone(),
+        (None, Some(address)) => address.clone(),
+        (None, None) => {
+            return Err(CommandError::usage(
+                "give the host's ADDRESS, or --tailscale PEER",
+            ));
+        }
+    };
     let target = Target {
         name: name.clone(),
-        address: args.address.clone(),
+        address,
         port: args.port,
         user: args.user.clone().unwrap_or_else(default_user),
     };
@@ -203,6 +221,8 @@ async fn add(gw: &Arc<Gateway>, args: AddArgs, io: &mut CommandIo) -> CommandRes
         last_contact: Some(crate::store::now()),
         last_error: None,
         created_at: crate::store::now(),
+        tailscale_id: peer.as_ref().map(|(p, _)| p.id.clone()),
+        tailscale_name: args.tailscale.clone(),
     };
     match gw.store.insert_host(&record).await {
         Ok(()) => {}
@@ -223,6 +243,7 @@ async fn add(gw: &Arc<Gateway>, args: AddArgs, io: &mut CommandIo) -> CommandRes
         io.write_out(&json_text(&host_json(
             &record,
             agent_count(gw, &name).await?,
+            &gw.tailnet.view(),
         )))
         .await;
     } else {
@@ -254,6 +275,77 @@ async fn add(gw: &Arc<Gateway>, args: AddArgs, io: &mut CommandIo) -> CommandRes
     Ok(exit::OK)
 }
 
+/// Finds the tailnet peer `name` names (host name, MagicDNS name or tailnet IP) in a fresh
+/// status; returns it with the address to reach it at.
+async fn resolve_peer(
+    gw: &Gateway,
+    name: &str,
+) -> Result<(crate::tailscale::PeerStatus, String), CommandError> {
+    let view = gw.tailnet.refresh().await;
+    let status = view.running().map_err(|why| {
+        CommandError::failed(format!("cannot look up '{name}' on the tailnet: {why}"))
+            .hint("or add the host by its address: ssh gw host add NAME ADDRESS")
+    })?;
+    let found: Vec<&crate::tailscale::PeerStatus> = status
+        .peers()
+        .into_iter()
+        .filter(|p| p.is_named(name))
+        .collect();
+    let peer = match found.as_slice() {
+        [] => {
+            return Err(
+                CommandError::failed(format!("no tailnet peer is named '{name}'")).hint(
+                    "give its host name, MagicDNS name or tailnet IP, as `tailscale status` shows them",
+                ),
+            );
+        }
+        [one] => *one,
+        many => {
+            let names: Vec<&str> = many.iter().map(|p| p.dns()).collect();
+            return Err(CommandError::failed(format!(
+                "'{name}' names {} tailnet peers: {}",
+                many.len(),
+                names.join(", ")
+            ))
+            .hint("give its MagicDNS name or tailnet IP instead"));
+        }
+    };
+    let host = crate::store::HostRecord {
+        tailscale_id: Some(peer.id.clone()),
+        tailscale_name: Some(name.to_owned()),
+        ..placeholder_record(name)
+    };
+    if let crate::hosts::tailnet::PeerVerdict::Down(why) =
+        crate::hosts::tailnet::verdict(&view, &host)
+    {
+        return Err(CommandError::failed(why).hint("add it once it is online"));
+    }
+    let address = peer.address().ok_or_else(|| {
+        CommandError::failed(format!("tailnet peer '{name}' has no tailnet address"))
+    })?;
+    Ok((peer.clone(), address.to_string()))
+}
+
+/// A host record with nothing but a name.
+fn placeholder_record(name: &str) -> HostRecord {
+    HostRecord {
+        name: name.to_owned(),
+        address: None,
+        port: 22,
+        user: None,
+        host_key: None,
+        status: String::new(),
+        hostctl_version: None,
+        hostctl_path: None,
+        platform: None,
+        last_contact: None,
+        last_error: None,
+        created_at: String::new(),
+        tailscale_id: None,
+        tailscale_name: None,
+    }
+}
+
 /// A connection failure as the operator should read it, with what to do.
 fn connect_error(gw: &Gateway, target: &Target, e: HostError) -> CommandError {
     let message = e.to_string();
@@ -278,7 +370,64 @@ async fn agent_count(gw: &Gateway, host: &str) -> Result<usize, StoreError> {
     Ok(gw.store.agents_on_host(host).await?.len())
 }
 
-fn host_json(h: &HostRecord, agents: usize) -> Value {
+/// What the tailnet says of a tailnet host, for `host list` and `host info`.
+fn tailnet_json(h: &HostRecord, view: &crate::tailscale::View) -> Value {
+    let Some(id) = &h.tailscale_id else {
+        return Value::Null;
+    };
+    let mut out = json!({ "peer": h.tailscale_name, "id": id });
+    match view {
+        crate::tailscale::View::Status(status) if status.backend_state == "Running" => {
+            match status.peer_by_id(id) {
+                Some(p) => {
+                    out["dns_name"] = json!(p.dns());
+                    out["addresses"] = json!(p.tailscale_ips);
+                    out["online"] = json!(p.online);
+                    out["last_seen"] = json!(
+                        (!p.online)
+                            .then_some(p.last_seen)
+                            .flatten()
+                            .map(crate::store::format_time)
+                    );
+                    out["os"] = json!(p.os);
+                    out["path"] = json!(p.path());
+                    out["tags"] = json!(p.tags);
+                    out["expired"] = json!(p.expired);
+                }
+                None => out["error"] = json!("not in the tailnet"),
+            }
+        }
+        crate::tailscale::View::Status(status) => {
+            out["error"] = json!(crate::tailscale::backend_problem(status));
+        }
+        other => {
+            out["error"] = json!(other.running().err().unwrap_or_default());
+        }
+    }
+    out
+}
+
+/// One line on a tailnet host: `online linux direct 1.2.3.4:41641`, `offline, seen 3h ago`.
+fn tailnet_text(t: &Value) -> String {
+    if t.is_null() {
+        return "-".into();
+    }
+    if let Some(e) = t["error"].as_str() {
+        return format!("? ({e})");
+    }
+    let os = t["os"].as_str().unwrap_or_default();
+    if t["online"] == true {
+        format!("online {os} {}", t["path"].as_str().unwrap_or_default())
+    } else {
+        let seen = t["last_seen"]
+            .as_str()
+            .map(|s| format!(", seen {} ago", age(s)))
+            .unwrap_or_default();
+        format!("offline {os}{seen}")
+    }
+}
+
+fn host_json(h: &HostRecord, agents: usize, view: &crate::tailscale::View) -> Value {
     let key_fp = h
         .host_key
         .as_deref()
@@ -299,15 +448,20 @@ fn host_json(h: &HostRecord, agents: usize) -> Value {
         "last_contact": h.last_contact,
         "last_error": h.last_error,
         "created_at": h.created_at,
+        "tailnet": tailnet_json(h, view),
     })
 }
 
 async fn list(gw: &Arc<Gateway>, json: bool, io: &mut CommandIo) -> CommandResult {
+    let view = gw.tailnet.view();
     let hosts = gw.store.hosts().await?;
     let agents = gw.store.agents().await?;
     let count = |host: &str| agents.iter().filter(|a| a.host == host).count();
     if json {
-        let all: Vec<Value> = hosts.iter().map(|h| host_json(h, count(&h.name))).collect();
+        let all: Vec<Value> = hosts
+            .iter()
+            .map(|h| host_json(h, count(&h.name), &view))
+            .collect();
         io.write_out(&json_text(&Value::Array(all))).await;
         return Ok(exit::OK);
     }
@@ -327,6 +481,7 @@ async fn list(gw: &Arc<Gateway>, json: bool, io: &mut CommandIo) -> CommandResul
                 h.last_contact
                     .as_deref()
                     .map_or_else(|| "never".into(), |t| format!("{} ago", age(t))),
+                tailnet_text(&tailnet_json(h, &view)),
             ]
         })
         .collect();
@@ -338,6 +493,7 @@ async fn list(gw: &Arc<Gateway>, json: bool, io: &mut CommandIo) -> CommandResul
             "RUNNING/AGENTS",
             "HOSTCTL",
             "LAST CONTACT",
+            "TAILNET",
         ],
         &rows,
     ))
@@ -363,7 +519,7 @@ async fn host_record(gw: &Gateway, name: &str) -> Result<HostRecord, CommandErro
 async fn info(gw: &Arc<Gateway>, args: HostName, io: &mut CommandIo) -> CommandResult {
     let h = host_record(gw, &args.name).await?;
     let agents = gw.store.agents_on_host(&h.name).await?;
-    let value = host_json(&h, agents.len());
+    let value = host_json(&h, agents.len(), &gw.tailnet.view());
     if args.json {
         io.write_out(&json_text(&value)).await;
         return Ok(exit::OK);
@@ -385,6 +541,14 @@ async fn info(gw: &Arc<Gateway>, args: HostName, io: &mut CommandIo) -> CommandR
         ("last error", "last_error"),
         ("added", "created_at"),
     ] {
+        if key == "last_error" && !value["tailnet"].is_null() {
+            text.push_str(&format!(
+                "{:<13} {} ({})\n",
+                "tailnet",
+                tailnet_text(&value["tailnet"]),
+                value["tailnet"]["peer"].as_str().unwrap_or_default()
+            ));
+        }
         text.push_str(&format!("{label:<13} {}\n", field(&value[key])));
         if key == "name" {
             text.push_str(&format!("{:<13} {}\n", "address", address_text(&h)));

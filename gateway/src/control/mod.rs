@@ -355,7 +355,12 @@ pub async fn refreshed_agent(
     name: &str,
 ) -> Result<(AgentRecord, Host), CommandError> {
     let (agent, host) = agent_and_host(gw, name).await?;
-    let seen = match host.info(name).await {
+    // A host the tailnet reports down is not asked.
+    let answer = match crate::hosts::tailnet::down_reason(gw, &agent.host).await {
+        Some(reason) => Err(reason),
+        None => host.info(name).await.map_err(|e| e.to_string()),
+    };
+    let seen = match answer {
         Ok(info) => crate::hosts::reconciler::observed(&info),
         Err(e) => {
             tracing::warn!(agent = name, error = %e, "cannot refresh agent");

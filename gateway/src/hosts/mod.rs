@@ -10,6 +10,7 @@
 pub mod local;
 pub mod reconciler;
 pub mod remote;
+pub mod tailnet;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -104,6 +104,12 @@ pub async fn reconcile_within(gw: &Arc<Gateway>, wait: std::time::Duration) -> V
 /// Reconciles one host: its agents' statuses follow what it reports. A host that cannot be
 /// asked becomes `unreachable` and its agents `unknown`.
 pub async fn reconcile_host(gw: &Gateway, host: &Host) -> Result<(), StoreError> {
+    // A tailnet host whose peer the tailnet reports down is not asked: it is unreachable.
+    if let Host::Remote(_) = host
+        && let Some(reason) = super::tailnet::down_reason(gw, host.name()).await
+    {
+        return mark_unreachable(gw, host.name(), &reason).await;
+    }
     match host.probe().await {
         Ok(agents) => {
             let was = gw.store.host(host.name()).await?.map(|h| h.status);
@@ -118,19 +124,7 @@ pub async fn reconcile_host(gw: &Gateway, host: &Host) -> Result<(), StoreError>
             gw.store.set_host_error(host.name(), None).await?;
             apply(gw, host.name(), &agents).await
         }
-        Err(e) if e.host_unreachable() => {
-            let was = gw.store.host(host.name()).await?.map(|h| h.status);
-            if was.as_deref() != Some("unreachable") {
-                warn!(host = host.name(), error = %e, "host unreachable; its agents are unknown");
-            }
-            gw.store
-                .set_host_status(host.name(), "unreachable", None)
-                .await?;
-            gw.store
-                .set_host_error(host.name(), Some(&e.to_string()))
-                .await?;
-            gw.store.mark_host_agents_unknown(host.name()).await
-        }
+        Err(e) if e.host_unreachable() => mark_unreachable(gw, host.name(), &e.to_string()).await,
         Err(e) => {
             // The host answered, but not as expected: it is reachable, and the error is kept
             // for `host info` and `host check`.
@@ -140,6 +134,19 @@ pub async fn reconcile_host(gw: &Gateway, host: &Host) -> Result<(), StoreError>
                 .await
         }
     }
+}
+
+/// Makes a host `unreachable` (with the reason, for `host info`) and its agents `unknown`.
+pub async fn mark_unreachable(gw: &Gateway, host: &str, reason: &str) -> Result<(), StoreError> {
+    let was = gw.store.host(host).await?;
+    if was.as_ref().is_some_and(|h| h.status != "unreachable") {
+        warn!(host, reason, "host unreachable; its agents are unknown");
+    }
+    if was.as_ref().and_then(|h| h.last_error.as_deref()) != Some(reason) {
+        gw.store.set_host_error(host, Some(reason)).await?;
+    }
+    gw.store.set_host_status(host, "unreachable", None).await?;
+    gw.store.mark_host_agents_unknown(host).await
 }
 
 async fn apply(gw: &Gateway, host: &str, reported: &[AgentInfo]) -> Result<(), StoreError> {

@@ -146,6 +146,9 @@ pub struct HostRecord {
     pub last_contact: Option<String>,
     pub last_error: Option<String>,
     pub created_at: String,
+    /// For a host added by tailnet name: the peer's stable node ID, and that name.
+    pub tailscale_id: Option<String>,
+    pub tailscale_name: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -457,6 +460,16 @@ impl Store {
         Ok(())
     }
 
+    /// A tailnet host's new address (its peer's tailnet address changed).
+    pub async fn set_host_address(&self, host: &str, address: &str) -> Result<()> {
+        sqlx::query("UPDATE hosts SET address = ? WHERE name = ?")
+            .bind(address)
+            .bind(host)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Records the outcome of contacting a host: `None` clears the last error.
     pub async fn set_host_error(&self, host: &str, error: Option<&str>) -> Result<()> {
         sqlx::query("UPDATE hosts SET last_error = ? WHERE name = ?")
@@ -470,8 +483,9 @@ impl Store {
     pub async fn insert_host(&self, host: &HostRecord) -> Result<()> {
         let done = sqlx::query(
             "INSERT INTO hosts (name, address, port, user, host_key, status, hostctl_version,
-                                hostctl_path, platform, last_contact, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING",
+                                hostctl_path, platform, last_contact, created_at,
+                                tailscale_id, tailscale_name)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING",
         )
         .bind(&host.name)
         .bind(&host.address)
@@ -484,6 +498,8 @@ impl Store {
         .bind(&host.platform)
         .bind(&host.last_contact)
         .bind(now())
+        .bind(&host.tailscale_id)
+        .bind(&host.tailscale_name)
         .execute(&self.pool)
         .await?;
         if done.rows_affected() == 0 {
@@ -631,7 +647,8 @@ const AGENT_SELECT: &str =
     last_activity, created_at, created_by FROM agents";
 
 const HOST_COLUMNS: &str = "SELECT name, address, port, user, host_key, status, hostctl_version,
-            hostctl_path, platform, last_contact, last_error, created_at FROM hosts";
+            hostctl_path, platform, last_contact, last_error, created_at, tailscale_id, tailscale_name
+            FROM hosts";
 
 fn host_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<HostRecord> {
     let port: Option<i64> = r.try_get("port")?;
@@ -648,6 +665,8 @@ fn host_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<HostRecord> {
         last_contact: r.try_get("last_contact")?,
         last_error: r.try_get("last_error")?,
         created_at: r.try_get("created_at")?,
+        tailscale_id: r.try_get("tailscale_id")?,
+        tailscale_name: r.try_get("tailscale_name")?,
     })
 }
 
@@ -693,7 +712,12 @@ fn parse_role(s: &str) -> Result<Role> {
 }
 
 pub fn now() -> String {
-    time::OffsetDateTime::now_utc()
+    format_time(time::OffsetDateTime::now_utc())
+}
+
+/// A time as the store keeps it: RFC 3339, in UTC.
+pub fn format_time(t: time::OffsetDateTime) -> String {
+    t.to_offset(time::UtcOffset::UTC)
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
 }

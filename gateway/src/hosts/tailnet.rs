@@ -1,0 +1,131 @@
+//! Hosts added by tailnet name (`host add NAME --tailscale PEER`) follow their peer: the
+//! gateway reaches them at the peer's current tailnet address, and a peer that the tailnet
+//! says is offline (or gone, or expired) makes its host `unreachable` at once, without
+//! waiting for an SSH time limit. When tailscaled cannot be asked, these hosts are treated
+//! like any other: SSH decides.
+
+use std::sync::Arc;
+
+use tracing::{info, warn};
+
+use super::reconciler;
+use crate::Gateway;
+use crate::store::HostRecord;
+use crate::tailscale::{PeerStatus, View};
+
+/// What the tailnet says of a host's peer.
+#[derive(Debug)]
+pub enum PeerVerdict<'a> {
+    /// The tailnet says nothing (tailscaled not running, or the host is not a tailnet host).
+    Silent,
+    /// Online: reach it at its address.
+    Online(&'a PeerStatus),
+    /// Not reachable over the tailnet, and why.
+    Down(String),
+}
+
+pub fn verdict<'a>(view: &'a View, record: &HostRecord) -> PeerVerdict<'a> {
+    let (Some(id), View::Status(status)) = (&record.tailscale_id, view) else {
+        return PeerVerdict::Silent;
+    };
+    if status.backend_state != "Running" {
+        return PeerVerdict::Silent;
+    }
+    let name = record.tailscale_name.as_deref().unwrap_or(id);
+    match status.peer_by_id(id) {
+        None => PeerVerdict::Down(format!(
+            "tailnet peer '{name}' is no longer in this node's tailnet (removed, or no longer shared)"
+        )),
+        Some(p) if p.expired => PeerVerdict::Down(format!(
+            "the key of tailnet peer '{name}' has expired: log it in again (tailscale up on it)"
+        )),
+        Some(p) if !p.online => PeerVerdict::Down(format!(
+            "tailnet peer '{name}' is offline{}",
+            p.last_seen
+                .map(|t| format!(" (last seen {})", crate::store::format_time(t)))
+                .unwrap_or_default()
+        )),
+        Some(p) => PeerVerdict::Online(p),
+    }
+}
+
+/// Why the tailnet says host `name` cannot be reached, if it says so: such a host is not
+/// asked anything (its agents are `unknown`).
+pub async fn down_reason(gw: &Gateway, name: &str) -> Option<String> {
+    let record = gw.store.host(name).await.ok().flatten()?;
+    match verdict(&gw.tailnet.view(), &record) {
+        PeerVerdict::Down(reason) => Some(reason),
+        _ => None,
+    }
+}
+
+/// Applies every new view of the tailnet to the tailnet hosts, until the gateway stops.
+pub async fn follow(gw: Arc<Gateway>) {
+    let mut views = gw.tailnet.subscribe();
+    loop {
+        tokio::select! {
+            _ = gw.shutdown_accepting.cancelled() => return,
+            changed = views.changed() => if changed.is_err() { return },
+        }
+        let view = views.borrow_and_update().clone();
+        apply(&gw, &view).await;
+    }
+}
+
+/// Brings every tailnet host in line with `view`.
+pub async fn apply(gw: &Gateway, view: &View) {
+    let records = match gw.store.hosts().await {
+        Ok(records) => records,
+        Err(e) => {
+            warn!(error = %e, "cannot read the hosts to follow the tailnet");
+            return;
+        }
+    };
+    for record in records.iter().filter(|r| r.tailscale_id.is_some()) {
+        let outcome = match verdict(view, record) {
+            PeerVerdict::Silent => Ok(()),
+            PeerVerdict::Down(reason) => {
+                reconciler::mark_unreachable(gw, &record.name, &reason).await
+            }
+            PeerVerdict::Online(peer) => follow_address(gw, record, peer).await,
+        };
+        if let Err(e) = outcome {
+            warn!(host = record.name, error = %e, "cannot follow the tailnet");
+        }
+    }
+}
+
+/// Moves a host to its peer's current address, and asks it again if it was unreachable.
+async fn follow_address(
+    gw: &Gateway,
+    record: &HostRecord,
+    peer: &PeerStatus,
+) -> Result<(), crate::store::StoreError> {
+    let Some(address) = peer.address().map(|a| a.to_string()) else {
+        return Ok(());
+    };
+    let moved = record.address.as_deref() != Some(address.as_str());
+    if moved {
+        info!(
+            host = record.name,
+            from = record.address.as_deref().unwrap_or(""),
+            to = address,
+            "the host's tailnet address changed"
+        );
+        gw.store.set_host_address(&record.name, &address).await?;
+        let mut updated = record.clone();
+        updated.address = Some(address);
+        match gw.remote_host(&updated) {
+            // A new connection pool at the new address; sessions on the old one carry on
+            // as long as it lasts.
+            Ok(host) => gw.hosts.insert(host),
+            Err(e) => warn!(host = record.name, error = %e, "cannot use the new address"),
+        }
+    }
+    if (moved || record.status == "unreachable")
+        && let Ok(host) = gw.hosts.get(&record.name)
+    {
+        reconciler::reconcile_host(gw, &host).await?;
+    }
+    Ok(())
+}
