@@ -72,6 +72,15 @@ fn a_host_added_by_tailnet_name_follows_its_peer_offline_online_and_to_a_new_add
             .any(|l| l.starts_with("h1 ") && l.contains("online linux direct 198.51.100.23:41641")),
         "{listed}"
     );
+    // host check pings through tailscaled before the SSH steps.
+    let checked = gw.ok(&["host", "check", "h1"]);
+    let first = checked.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("ok   tailnet")
+            && first.contains("pong from build-box.tail1a2b3c.ts.net")
+            && first.contains("via direct 198.51.100.23:41641"),
+        "{checked}"
+    );
     gw.ok(&["create", "a1", "--host", "h1", "--", "sleep", "600"]);
 
     // The peer goes offline: the IPN bus says so, and the host is unreachable at once, its
@@ -103,8 +112,18 @@ fn a_host_added_by_tailnet_name_follows_its_peer_offline_online_and_to_a_new_add
             && l.contains("offline linux, seen")),
         "{listed}"
     );
-    // Still unreachable on the reconciler's next rounds: the tailnet's word stands.
-    std::thread::sleep(Duration::from_millis(1500));
+    // Still unreachable on the reconciler's next rounds: the tailnet's word stands. host check
+    // says the ping got no answer (tailscaled never answers one for a silent peer).
+    let out = gw.ssh(&["host", "check", "h1"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let first = stdout(&out).lines().next().unwrap_or_default().to_owned();
+    assert!(
+        first.starts_with("FAIL tailnet")
+            && first.contains("no pong from build-box.tail1a2b3c.ts.net")
+            && first.contains("the tailnet lists it offline"),
+        "{}",
+        stdout(&out)
+    );
     assert_eq!(host_json(&gw, "h1")["status"], "unreachable");
 
     // Back online: everything recovers by itself.
@@ -130,7 +149,16 @@ fn without_a_running_tailscaled_tailnet_features_say_why_and_the_rest_works() {
     let gw = TestGateway::start();
     gw.ok(&["create", "here", "--", "sleep", "600"]);
 
-    // No tailscaled at all.
+    // No tailscaled at all: doctor says so, as a remark (no host needs it yet).
+    let out = gw.ssh(&["doctor"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(
+        stdout(&out)
+            .lines()
+            .any(|l| l.starts_with("warn tailscale") && l.contains("tailscaled is not running")),
+        "{}",
+        stdout(&out)
+    );
     let out = gw.ssh(&["host", "add", "h1", "--tailscale", "build-box"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
@@ -158,6 +186,21 @@ fn without_a_running_tailscaled_tailnet_features_say_why_and_the_rest_works() {
             .then_some(())
     });
 
+    let out = gw.ssh(&["doctor", "--json"]);
+    let doctor: Value = serde_json::from_slice(&out.stdout).expect("doctor --json");
+    let ts = doctor["findings"]
+        .as_array()
+        .and_then(|f| f.iter().find(|f| f["what"] == "tailscale"))
+        .cloned()
+        .expect("a tailscale finding");
+    assert_eq!(ts["level"], "warn", "{doctor}");
+    assert!(
+        ts["fix"]
+            .as_str()
+            .is_some_and(|f| f.contains("tailscale up")),
+        "{doctor}"
+    );
+
     // Logged in: the host is added; then tailscaled stops, and comes back.
     emu.set_backend_state("Running");
     gw.ok(&[
@@ -170,6 +213,17 @@ fn without_a_running_tailscaled_tailnet_features_say_why_and_the_rest_works() {
         "root",
     ]);
     gw.ok(&["create", "there", "--host", "h1", "--", "sleep", "600"]);
+    let out = gw.ok(&["doctor"]);
+    assert!(
+        out.lines().any(|l| l.starts_with("ok   tailscale")
+            && l.contains("tailscaled 1.102.3-t7a4c9e1b2-g3f8d6c0a5 running, tailnet example.com")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("ok   host h1") && l.contains("reachable")),
+        "{out}"
+    );
     emu.stop();
     wait_for("host list to say tailscaled is gone", || {
         let t = host_json(&gw, "h1")["tailnet"].clone();
@@ -178,6 +232,16 @@ fn without_a_running_tailscaled_tailnet_features_say_why_and_the_rest_works() {
             .is_some_and(|e| e.contains("tailscaled is not running"))
             .then_some(())
     });
+    // Now a host needs it: doctor fails, saying why.
+    let out = gw.ssh(&["doctor"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stdout(&out)
+            .lines()
+            .any(|l| l.starts_with("FAIL tailscale") && l.contains("not running")),
+        "{}",
+        stdout(&out)
+    );
     // Without tailscaled, SSH decides: the host and both agents work.
     assert_eq!(host_json(&gw, "h1")["status"], "reachable");
     assert_eq!(gw.status("here"), "running");
@@ -189,4 +253,75 @@ fn without_a_running_tailscaled_tailnet_features_say_why_and_the_rest_works() {
     wait_for("the gateway to find tailscaled again", || {
         (host_json(&gw, "h1")["tailnet"]["online"] == true).then_some(())
     });
+}
+
+#[test]
+fn discover_lists_tagged_peers_that_are_not_hosts_and_adds_the_online_ones() {
+    let gw = TestGateway::start();
+    let emu = LocalApiEmulator::start(&gw.tailscale_socket());
+    let h1 = start_host(&gw, "h1");
+    emu.add_peer(peer("Build_Box", &h1.address));
+    emu.add_peer(Peer {
+        online: false,
+        ..peer("old-box", "10.213.251.2")
+    });
+    emu.add_peer(Peer {
+        tags: vec!["tag:gpu".into()],
+        ..peer("gpu-box", "10.213.252.2")
+    });
+    emu.add_peer(Peer {
+        tags: vec![],
+        login: Some("alice@example.com".into()),
+        ..peer("alices-laptop", "10.213.253.2")
+    });
+
+    let names = |args: &[&str]| -> Vec<String> {
+        let mut all = vec!["host", "discover", "--json"];
+        all.extend_from_slice(args);
+        let found: Value = serde_json::from_str(&gw.ok(&all)).expect("discover --json");
+        found
+            .as_array()
+            .expect("an array")
+            .iter()
+            .map(|p| {
+                format!(
+                    "{}={}",
+                    p["name"].as_str().unwrap_or("?"),
+                    p["state"].as_str().unwrap_or("?")
+                )
+            })
+            .collect()
+    };
+    assert_eq!(names(&[]), ["build-box=online", "old-box=offline"]);
+    assert_eq!(names(&["--tag", "tag:gpu"]), ["gpu-box=online"]);
+    assert!(names(&["--tag", "tag:none"]).is_empty());
+    let table = gw.ok(&["host", "discover"]);
+    assert!(
+        table.lines().any(|l| l.starts_with("build-box ")
+            && l.contains(&h1.address)
+            && l.contains("online")),
+        "{table}"
+    );
+
+    // --add adds the online one (named after its MagicDNS name) and skips the offline one.
+    let out = gw.ssh(&["host", "discover", "--add", "--user", "root"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("added host 'build-box'"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stderr(&out).contains("skipped old-box"), "{}", stderr(&out));
+    assert_eq!(host_json(&gw, "build-box")["status"], "reachable");
+    assert_eq!(names(&[]), ["old-box=offline"]);
+    gw.ok(&[
+        "create",
+        "found",
+        "--host",
+        "build-box",
+        "--",
+        "sleep",
+        "600",
+    ]);
+    assert_eq!(gw.status("found"), "running");
 }

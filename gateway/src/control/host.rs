@@ -39,6 +39,27 @@ pub enum HostCommand {
     /// Forget a host (nothing on the host is touched).
     #[command(visible_alias = "rm")]
     Remove(RemoveArgs),
+    /// Tailnet peers that are not hosts yet (by tag); --add adds them.
+    #[command(
+        after_help = "Examples:\n  ssh gw host discover\n  ssh gw host discover --tag tag:gpu --add --user me"
+    )]
+    Discover(DiscoverArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DiscoverArgs {
+    /// Only peers with this ACL tag.
+    #[arg(long, default_value = "tag:agent-host", value_name = "TAG")]
+    pub tag: String,
+    /// Add every online peer found, named after its MagicDNS short name.
+    #[arg(long)]
+    pub add: bool,
+    /// With --add: the user to log in as on each host (default: root, or the gateway's own user).
+    #[arg(long, short = 'u', requires = "add")]
+    pub user: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -103,6 +124,7 @@ pub async fn run(gw: &Arc<Gateway>, args: HostArgs, io: &mut CommandIo) -> Comma
         HostCommand::Info(args) => info(gw, args, io).await,
         HostCommand::Check(args) => check(gw, args, io).await,
         HostCommand::Remove(args) => remove(gw, args, io).await,
+        HostCommand::Discover(args) => discover(gw, args, io).await,
     }
 }
 
@@ -324,6 +346,212 @@ async fn resolve_peer(
         CommandError::failed(format!("tailnet peer '{name}' has no tailnet address"))
     })?;
     Ok((peer.clone(), address.to_string()))
+}
+
+/// A host name for a tailnet peer: its MagicDNS short name (else its host name), lowercase,
+/// with anything but letters, digits and '-' made '-'.
+fn host_name_for(peer: &crate::tailscale::PeerStatus) -> String {
+    let base = if peer.short_name().is_empty() {
+        peer.host_name.as_str()
+    } else {
+        peer.short_name()
+    };
+    let name: String = base
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    name.trim_matches('-').to_owned()
+}
+
+async fn discover(gw: &Arc<Gateway>, args: DiscoverArgs, io: &mut CommandIo) -> CommandResult {
+    let view = gw.tailnet.refresh().await;
+    let status = view
+        .running()
+        .map_err(|why| CommandError::failed(format!("cannot list the tailnet's peers: {why}")))?;
+    let known: Vec<String> = gw
+        .store
+        .hosts()
+        .await?
+        .into_iter()
+        .filter_map(|h| h.tailscale_id)
+        .collect();
+    let found: Vec<&crate::tailscale::PeerStatus> = status
+        .peers()
+        .into_iter()
+        .filter(|p| p.tags.contains(&args.tag))
+        .filter(|p| !p.sharee_node && !known.contains(&p.id))
+        .collect();
+    let state = |p: &crate::tailscale::PeerStatus| {
+        if p.expired {
+            "expired".to_owned()
+        } else if p.online {
+            "online".to_owned()
+        } else {
+            "offline".to_owned()
+        }
+    };
+    if !args.add {
+        if args.json {
+            let all: Vec<Value> = found
+                .iter()
+                .map(|p| {
+                    json!({
+                        "name": host_name_for(p), "peer": p.dns(), "id": p.id,
+                        "addresses": p.tailscale_ips, "state": state(p), "os": p.os,
+                        "tags": p.tags, "path": p.path(),
+                    })
+                })
+                .collect();
+            io.write_out(&json_text(&Value::Array(all))).await;
+        } else if found.is_empty() {
+            io.write_err(&format!(
+                "no tailnet peer tagged {} that is not a host already\n",
+                args.tag
+            ))
+            .await;
+        } else {
+            let rows: Vec<Vec<String>> = found
+                .iter()
+                .map(|p| {
+                    vec![
+                        host_name_for(p),
+                        p.dns().to_owned(),
+                        p.address().map(|a| a.to_string()).unwrap_or_default(),
+                        state(p),
+                        p.os.clone(),
+                        p.tags.join(","),
+                    ]
+                })
+                .collect();
+            io.write_out(&table(
+                &["NAME", "PEER", "ADDRESS", "STATE", "OS", "TAGS"],
+                &rows,
+            ))
+            .await;
+        }
+        return Ok(exit::OK);
+    }
+    // --add: every online peer, each on its own; one that fails does not stop the others.
+    let mut failed = 0;
+    let mut added = 0;
+    for p in found {
+        let name = host_name_for(p);
+        if !p.reachable() {
+            io.write_err(&format!("skipped {} ({}): {}\n", p.dns(), name, state(p)))
+                .await;
+            continue;
+        }
+        let args = AddArgs {
+            name: name.clone(),
+            address: None,
+            tailscale: Some(p.dns().to_owned()),
+            user: args.user.clone(),
+            port: 22,
+            host_key: None,
+            json: false,
+        };
+        match add(gw, args, io).await {
+            Ok(_) => added += 1,
+            Err(e) => {
+                failed += 1;
+                let hint = e.hint.map(|h| format!("\n  hint: {h}")).unwrap_or_default();
+                io.write_err(&format!(
+                    "cannot add {} as '{name}': {}{hint}\n",
+                    p.dns(),
+                    e.message
+                ))
+                .await;
+            }
+        }
+    }
+    if added == 0 && failed == 0 {
+        io.write_err(&format!(
+            "no online tailnet peer tagged {} that is not a host already\n",
+            args.tag
+        ))
+        .await;
+    }
+    Ok(if failed > 0 { exit::FAILED } else { exit::OK })
+}
+
+/// `host check`'s first step for a tailnet host: what the tailnet says, and a ping.
+async fn tailnet_step(gw: &Gateway, h: &HostRecord) -> Step {
+    let fail = |detail: String, fix: &str| Step {
+        name: "tailnet",
+        ok: false,
+        detail,
+        fix: Some(fix.to_owned()),
+    };
+    let name = h.tailscale_name.as_deref().unwrap_or_default();
+    let view = gw.tailnet.refresh().await;
+    let status = match view.running() {
+        Ok(s) => s.clone(),
+        Err(why) => {
+            return fail(
+                format!("cannot ask tailscaled: {why}"),
+                "run tailscaled on the gateway's machine and log it in (tailscale up)",
+            );
+        }
+    };
+    let Some(peer) = h.tailscale_id.as_ref().and_then(|id| status.peer_by_id(id)) else {
+        return fail(
+            format!("tailnet peer '{name}' is no longer in this node's tailnet"),
+            "check the machine in the tailnet's admin console, or remove the host and add it again",
+        );
+    };
+    if peer.expired {
+        return fail(
+            format!("the key of tailnet peer '{name}' has expired"),
+            "log the machine in again (tailscale up on it)",
+        );
+    }
+    let Some(ip) = peer.address() else {
+        return fail(
+            format!("tailnet peer '{name}' has no tailnet address"),
+            "check `tailscale status` on the machine",
+        );
+    };
+    let limit = gw.config.tailscale.ping_timeout;
+    let offline = if peer.online {
+        String::new()
+    } else {
+        format!(
+            "; the tailnet lists it offline{}",
+            peer.last_seen
+                .map(|t| format!(" since {}", crate::store::format_time(t)))
+                .unwrap_or_default()
+        )
+    };
+    match gw.tailnet.api().ping(ip, limit).await {
+        Ok(pong) if pong.err.is_empty() => Step {
+            name: "tailnet",
+            ok: true,
+            detail: format!(
+                "pong from {} ({ip}) via {} in {:.1} ms{offline}",
+                peer.dns(),
+                pong.path(),
+                pong.latency_seconds * 1000.0
+            ),
+            fix: None,
+        },
+        Ok(pong) => fail(
+            format!("ping {} ({ip}): {}", peer.dns(), pong.err),
+            "check `tailscale status` on both machines",
+        ),
+        Err(crate::tailscale::LocalApiError::Timeout(_)) => fail(
+            format!(
+                "no pong from {} ({ip}) within {} s{offline}",
+                peer.dns(),
+                limit.as_secs()
+            ),
+            "start the machine and tailscaled on it; `tailscale status` there should show it connected",
+        ),
+        Err(e) => fail(
+            format!("cannot ping {} ({ip}): {e}", peer.dns()),
+            "check tailscaled on the gateway's machine",
+        ),
+    }
 }
 
 /// A host record with nothing but a name.
@@ -604,11 +832,11 @@ async fn remove(gw: &Arc<Gateway>, args: RemoveArgs, io: &mut CommandIo) -> Comm
 }
 
 /// One step of `host check`.
-struct Step {
-    name: &'static str,
-    ok: bool,
-    detail: String,
-    fix: Option<String>,
+pub(super) struct Step {
+    pub(super) name: &'static str,
+    pub(super) ok: bool,
+    pub(super) detail: String,
+    pub(super) fix: Option<String>,
 }
 
 async fn check(gw: &Arc<Gateway>, args: HostName, io: &mut CommandIo) -> CommandResult {
@@ -651,7 +879,7 @@ async fn check(gw: &Arc<Gateway>, args: HostName, io: &mut CommandIo) -> Command
     Ok(if healthy { exit::OK } else { exit::FAILED })
 }
 
-async fn check_local(gw: &Arc<Gateway>) -> Vec<Step> {
+pub(super) async fn check_local(gw: &Arc<Gateway>) -> Vec<Step> {
     let mut steps = Vec::new();
     match gw.hosts.get(LOCAL_HOST) {
         Ok(host) => match host.version().await {
@@ -693,6 +921,10 @@ async fn check_local(gw: &Arc<Gateway>) -> Vec<Step> {
 
 async fn check_remote(gw: &Arc<Gateway>, h: &HostRecord) -> Vec<Step> {
     let mut steps = Vec::new();
+    // 0. The tailnet, for a host added by tailnet name: then the SSH steps all the same.
+    if h.tailscale_id.is_some() {
+        steps.push(tailnet_step(gw, h).await);
+    }
     let (Some(address), Some(user)) = (h.address.clone(), h.user.clone()) else {
         steps.push(Step {
             name: "record",

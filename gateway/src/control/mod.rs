@@ -9,6 +9,7 @@ pub mod attach;
 pub mod clone;
 pub mod create;
 pub mod destroy;
+pub mod doctor;
 pub mod events;
 pub mod host;
 pub mod info;
@@ -100,6 +101,8 @@ pub enum ControlCommand {
     Whoami(JsonArg),
     /// Show the gateway's version and its hosts' hostctl versions.
     Version(JsonArg),
+    /// Check the gateway's health: local host, hosts, tailscaled.
+    Doctor(JsonArg),
 }
 
 impl ControlCommand {
@@ -123,7 +126,8 @@ impl ControlCommand {
             | ControlCommand::Host(_)
             | ControlCommand::SshConfig(_)
             | ControlCommand::Whoami(_)
-            | ControlCommand::Version(_) => None,
+            | ControlCommand::Version(_)
+            | ControlCommand::Doctor(_) => None,
         }
     }
 
@@ -415,6 +419,7 @@ pub async fn run(
         ControlCommand::SshConfig(args) => ssh_config::run(gw, args, io).await,
         ControlCommand::Whoami(args) => whoami::run(caller, args, io).await,
         ControlCommand::Version(args) => version::run(gw, args, io).await,
+        ControlCommand::Doctor(args) => doctor::run(gw, args, io).await,
     };
     let (status, message) = match result {
         Ok(status) => (status, String::new()),
