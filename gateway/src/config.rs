@@ -33,6 +33,8 @@ pub struct Config {
     pub ssh_config: SshConfigOutput,
     /// The local tailscaled, for hosts added by tailnet name.
     pub tailscale: TailscaleConfig,
+    /// Ways in besides operators' keys.
+    pub auth: AuthConfig,
     /// Agent recipes by name; `shell` is built in and can be overridden.
     pub templates: BTreeMap<String, Template>,
 }
@@ -138,6 +140,21 @@ impl Default for TailscaleConfig {
     }
 }
 
+/// Ways in besides operators' keys.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    pub tailscale: TailscaleAuthConfig,
+}
+
+/// Login by tailnet identity, as Tailscale SSH does: a connection from a tailnet node whose
+/// user's login is registered (`agentgate key add --tailscale-login`) gets in without a key.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TailscaleAuthConfig {
+    pub enabled: bool,
+}
+
 /// How clients should reach the gateway, for `ssh gw ssh-config`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -230,6 +247,7 @@ impl Default for Config {
             hosts: HostsConfig::default(),
             ssh_config: SshConfigOutput::default(),
             tailscale: TailscaleConfig::default(),
+            auth: AuthConfig::default(),
             templates: BTreeMap::new(),
         };
         config.add_builtin_templates();

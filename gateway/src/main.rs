@@ -57,11 +57,17 @@ enum Command {
 
 #[derive(Subcommand)]
 enum KeyCommand {
-    /// Register one OpenSSH public-key line, read on stdin.
+    /// Register one OpenSSH public-key line, read on stdin (or, with --tailscale-login, a
+    /// tailnet identity).
     Add {
-        /// The operator's name (default: the user part of the key's comment, else $USER).
+        /// The operator's name (default: the user part of the key's comment or of the tailnet
+        /// login, else $USER).
         #[arg(long)]
         name: Option<String>,
+        /// Let the operator log in by tailnet identity instead of a key: the login name as
+        /// tailscale shows it (alice@example.com). Needs auth.tailscale.enabled in the config.
+        #[arg(long, value_name = "LOGIN")]
+        tailscale_login: Option<String>,
         /// admin or operator (default: admin for the first operator, operator after).
         #[arg(long)]
         role: Option<String>,
@@ -152,7 +158,55 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             gateway::serve(config, &data_dir, listener, stop).await
         }
         Command::Key {
-            command: KeyCommand::Add { name, role, place },
+            command:
+                KeyCommand::Add {
+                    name,
+                    tailscale_login: Some(login),
+                    role,
+                    place,
+                },
+        } => {
+            let (config, data_dir) = load(&place)?;
+            let login = login.trim().to_owned();
+            auth::validate_tailscale_login(&login).map_err(anyhow::Error::msg)?;
+            let store = DataDir::prepare(&data_dir)?.open_store().await?;
+            let fallback = std::env::var("USER")
+                .ok()
+                .filter(|u| auth::validate_operator_name(u).is_ok())
+                .unwrap_or_else(|| "admin".into());
+            let name = name.unwrap_or_else(|| auth::default_operator_name(&login, &fallback));
+            auth::validate_operator_name(&name).map_err(anyhow::Error::msg)?;
+            if store.agent_exists(&name).await? {
+                anyhow::bail!(
+                    "'{name}' is the name of an agent: an operator of that name would be routed into the agent; pick another --name"
+                );
+            }
+            let role = match role {
+                Some(r) => r.parse::<Role>().map_err(anyhow::Error::msg)?,
+                None if store.operator_count().await? == 0 => Role::Admin,
+                None => Role::Operator,
+            };
+            store.add_tailscale_login(&name, role, &login).await?;
+            println!(
+                "tailnet login {login} may log in as operator '{name}' ({})",
+                role.as_str()
+            );
+            if !config.auth.tailscale.enabled {
+                eprintln!(
+                    "note: login by tailnet identity is off; turn it on with `[auth.tailscale] enabled = true` in the configuration"
+                );
+            }
+            store.close().await;
+            Ok(())
+        }
+        Command::Key {
+            command:
+                KeyCommand::Add {
+                    name,
+                    tailscale_login: None,
+                    role,
+                    place,
+                },
         } => {
             let (_config, data_dir) = load(&place)?;
             let mut line = String::new();
@@ -207,10 +261,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let (_config, data_dir) = load(&place)?;
             let store = DataDir::prepare(&data_dir)?.open_store().await?;
             let keys = store.keys().await?;
+            let logins = store.tailscale_logins().await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&keys)?);
+                let mut all: Vec<serde_json::Value> = keys
+                    .iter()
+                    .map(serde_json::to_value)
+                    .collect::<Result<_, _>>()?;
+                all.extend(logins.iter().map(|(login, operator, role)| {
+                    serde_json::json!({
+                        "operator": operator, "role": role.as_str(), "tailscale_login": login,
+                    })
+                }));
+                println!("{}", serde_json::to_string_pretty(&all)?);
             } else {
-                let rows: Vec<Vec<String>> = keys
+                let mut rows: Vec<Vec<String>> = keys
                     .iter()
                     .map(|k| {
                         vec![
@@ -221,6 +285,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         ]
                     })
                     .collect();
+                rows.extend(logins.iter().map(|(login, operator, role)| {
+                    vec![
+                        operator.clone(),
+                        role.as_str().into(),
+                        format!("tailscale:{login}"),
+                        "tailnet identity".into(),
+                    ]
+                }));
                 print!(
                     "{}",
                     gateway::control::output::table(

@@ -89,6 +89,9 @@ pub struct Options {
     pub bootstrap_key: bool,
     /// Extra TOML appended to the test configuration.
     pub extra_config: String,
+    /// Listen on every address (0.0.0.0), so that namespace hosts can connect too; else on
+    /// 127.0.0.1 only.
+    pub listen_all: bool,
 }
 
 impl Default for Options {
@@ -96,6 +99,7 @@ impl Default for Options {
         Options {
             bootstrap_key: true,
             extra_config: String::new(),
+            listen_all: false,
         }
     }
 }
@@ -111,6 +115,7 @@ pub struct TestGateway {
     pub key: PathBuf,
     pub port: u16,
     bins: PathBuf,
+    listen_ip: &'static str,
     child: Option<Child>,
     log_path: PathBuf,
     starts: u32,
@@ -154,6 +159,11 @@ impl TestGateway {
             key,
             port: 0,
             bins,
+            listen_ip: if options.listen_all {
+                "0.0.0.0"
+            } else {
+                "127.0.0.1"
+            },
             child: None,
             log_path: dir.path().join("gateway.log"),
             starts: 0,
@@ -206,7 +216,7 @@ impl TestGateway {
         let log =
             std::fs::File::create(self.log_path.with_extension(format!("{}.log", self.starts)))
                 .expect("create log");
-        let listen = format!("127.0.0.1:{}", self.port);
+        let listen = format!("{}:{}", self.listen_ip, self.port);
         let child = self
             .agentgate()
             .args(["serve", "--listen", &listen, "--data-dir"])
@@ -230,8 +240,9 @@ impl TestGateway {
                 );
             }
             let log = std::fs::read_to_string(&log_path).ok()?;
-            let at = log.find("address=127.0.0.1:")?;
-            let rest = &log[at + "address=127.0.0.1:".len()..];
+            let marker = format!("address={}:", self.listen_ip);
+            let at = log.find(&marker)?;
+            let rest = &log[at + marker.len()..];
             rest.split(|c: char| !c.is_ascii_digit())
                 .next()?
                 .parse::<u16>()

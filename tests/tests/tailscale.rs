@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use e2e::netns::NetnsHost;
 use e2e::tailscale_emu::{LocalApiEmulator, Peer};
-use e2e::{TestGateway, stderr, stdout, wait_for};
+use e2e::{Options, TestGateway, stderr, stdout, wait_for};
 use serde_json::Value;
 
 fn host_json(gw: &TestGateway, name: &str) -> Value {
@@ -324,4 +324,153 @@ fn discover_lists_tagged_peers_that_are_not_hosts_and_adds_the_online_ones() {
         "600",
     ]);
     assert_eq!(gw.status("found"), "running");
+}
+
+/// `ssh USER@GATEWAY COMMAND` from inside a namespace host, with no key at all.
+fn keyless_ssh(
+    gw: &TestGateway,
+    from: &NetnsHost,
+    user: &str,
+    command: &str,
+) -> std::process::Output {
+    from.command("ssh")
+        .args([
+            "-F",
+            "/dev/null",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "PubkeyAuthentication=no",
+            "-o",
+            "LogLevel=ERROR",
+            "-p",
+            &gw.port.to_string(),
+            &format!("{user}@{}", from.root_address),
+            command,
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run ssh")
+}
+
+#[test]
+fn identity_login_admits_a_registered_tailnet_user_without_a_key_and_no_one_else() {
+    let mut gw = TestGateway::prepare(Options {
+        listen_all: true,
+        extra_config: "[auth.tailscale]\nenabled = true\n".into(),
+        ..Options::default()
+    });
+    gw.spawn();
+    let emu = LocalApiEmulator::start(&gw.tailscale_socket());
+    let h1 = NetnsHost::start("h1", &gw.dir.path().join("host-h1"));
+    let h2 = NetnsHost::start("h2", &gw.dir.path().join("host-h2"));
+    let person = |name: &str, host: &NetnsHost, login: &str| Peer {
+        tags: vec![],
+        login: Some(login.into()),
+        ..peer(name, &host.address)
+    };
+    emu.add_peer(person("alices-laptop", &h1, "alice@example.com"));
+    emu.add_peer(person("bobs-laptop", &h2, "bob@example.com"));
+    let out = gw
+        .agentgate()
+        .args(["key", "add", "--data-dir"])
+        .arg(&gw.data_dir)
+        .args(["--tailscale-login", "alice@example.com"])
+        .output()
+        .expect("key add");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out)
+            .contains("tailnet login alice@example.com may log in as operator 'alice' (operator)"),
+        "{}",
+        stdout(&out)
+    );
+    let bad = gw
+        .agentgate()
+        .args(["key", "add", "--data-dir"])
+        .arg(&gw.data_dir)
+        .args(["--tailscale-login", "not a login"])
+        .output()
+        .expect("key add");
+    assert!(!bad.status.success());
+    assert!(
+        stderr(&bad).contains("is not a tailnet login"),
+        "{}",
+        stderr(&bad)
+    );
+
+    // Alice's node: in without a key, as operator alice.
+    let out = keyless_ssh(&gw, &h1, "alice", "whoami");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("operator: alice"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("tailscale:alice@example.com"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        keyless_ssh(&gw, &h1, "any", "list").status.code(),
+        Some(0),
+        "any user name takes the control route"
+    );
+    // Bob's login is not registered: refused.
+    let out = keyless_ssh(&gw, &h2, "bob", "whoami");
+    assert_eq!(out.status.code(), Some(255), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("Permission denied"),
+        "{}",
+        stderr(&out)
+    );
+    // A tagged node never logs in this way, whoever tagged it.
+    emu.add_peer(Peer {
+        tags: vec!["tag:ci".into()],
+        login: None,
+        ..peer("bobs-laptop", &h2.address)
+    });
+    assert_eq!(
+        keyless_ssh(&gw, &h2, "alice", "whoami").status.code(),
+        Some(255)
+    );
+    // An address that is no tailnet node's (this machine's loopback): a key is needed.
+    let out = std::process::Command::new("ssh")
+        .args([
+            "-F",
+            "/dev/null",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "PubkeyAuthentication=no",
+            "-p",
+            &gw.port.to_string(),
+            "alice@127.0.0.1",
+            "whoami",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("ssh");
+    assert_eq!(out.status.code(), Some(255), "{}", stdout(&out));
+    // Keys work as before.
+    assert!(gw.ok(&["whoami"]).contains("operator: tester"));
+
+    // Switched off in the configuration: Alice needs a key too.
+    gw.kill9();
+    let config = std::fs::read_to_string(&gw.config_path).expect("config");
+    std::fs::write(
+        &gw.config_path,
+        config.replace("enabled = true", "enabled = false"),
+    )
+    .expect("config");
+    gw.spawn();
+    assert_eq!(
+        keyless_ssh(&gw, &h1, "alice", "whoami").status.code(),
+        Some(255)
+    );
 }

@@ -193,6 +193,51 @@ pub fn validate_operator_name(name: &str) -> Result<(), String> {
 
 /// The operator name to use for a key when none is given: the user part of its comment
 /// (`alice` for `alice@laptop`) when that is a valid name, else `fallback`.
+/// Who a connection comes from, by tailnet identity (tailscaled's whois of its address).
+#[derive(Debug, PartialEq, Eq)]
+pub enum TailnetIdentity {
+    /// The address is no tailnet node's.
+    None,
+    /// A tagged node: a machine, not a person; it never logs in this way.
+    Tagged(String),
+    /// A node of this user (the login name).
+    User(String),
+}
+
+pub fn tailnet_identity(who: Option<&crate::tailscale::types::WhoIs>) -> TailnetIdentity {
+    let Some(who) = who else {
+        return TailnetIdentity::None;
+    };
+    let login = who.user_profile.login_name.as_str();
+    if !who.node.tags.is_empty() || login == "tagged-devices" {
+        return TailnetIdentity::Tagged(who.node.name.trim_end_matches('.').to_owned());
+    }
+    if login.is_empty() {
+        return TailnetIdentity::None;
+    }
+    TailnetIdentity::User(login.to_owned())
+}
+
+/// A tailnet login name as tailscale reports it: `alice@example.com`, or `alice@github` for
+/// logins through GitHub and the like. `tagged-devices` is the owner of tagged nodes, not a
+/// person, and never logs in.
+pub fn validate_tailscale_login(login: &str) -> Result<(), String> {
+    let Some((user, domain)) = login.split_once('@') else {
+        return Err(format!(
+            "'{login}' is not a tailnet login: give it as tailscale shows it, like alice@example.com"
+        ));
+    };
+    if user.is_empty()
+        || domain.is_empty()
+        || login.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(format!(
+            "'{login}' is not a tailnet login: give it as tailscale shows it, like alice@example.com"
+        ));
+    }
+    Ok(())
+}
+
 pub fn default_operator_name(comment: &str, fallback: &str) -> String {
     let user = comment.split('@').next().unwrap_or_default();
     if validate_operator_name(user).is_ok() {
@@ -208,6 +253,39 @@ mod tests {
     use crate::store::Role;
 
     const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDnSJ1YowTMevNbtXToopCqyQvUHyy4jli7YohlBxa6D alice@laptop";
+
+    #[test]
+    fn tailnet_identities_are_people_tags_or_nobody() -> Result<(), serde_json::Error> {
+        use crate::tailscale::types::WhoIs;
+        let who = |json: &str| serde_json::from_str::<WhoIs>(json);
+        let alice = who(
+            r#"{"Node":{"Name":"laptop.ts.net.","Tags":null},"UserProfile":{"LoginName":"alice@example.com"}}"#,
+        )?;
+        assert_eq!(
+            tailnet_identity(Some(&alice)),
+            TailnetIdentity::User("alice@example.com".into())
+        );
+        let tagged = who(
+            r#"{"Node":{"Name":"ci.ts.net.","Tags":["tag:ci"]},"UserProfile":{"LoginName":"tagged-devices"}}"#,
+        )?;
+        assert_eq!(
+            tailnet_identity(Some(&tagged)),
+            TailnetIdentity::Tagged("ci.ts.net".into())
+        );
+        let tagged_owner =
+            who(r#"{"Node":{"Tags":["tag:ci"]},"UserProfile":{"LoginName":"alice@example.com"}}"#)?;
+        assert!(matches!(
+            tailnet_identity(Some(&tagged_owner)),
+            TailnetIdentity::Tagged(_)
+        ));
+        assert_eq!(tailnet_identity(None), TailnetIdentity::None);
+        assert_eq!(tailnet_identity(Some(&who("{}")?)), TailnetIdentity::None);
+        assert!(validate_tailscale_login("alice@example.com").is_ok());
+        assert!(validate_tailscale_login("alice").is_err());
+        assert!(validate_tailscale_login("a b@c").is_err());
+        assert!(validate_tailscale_login("@example.com").is_err());
+        Ok(())
+    }
 
     #[test]
     fn a_key_line_parses_with_its_fingerprint() {

@@ -75,6 +75,73 @@ impl ConnectionHandler {
         Ok((auth::decide_key(owner), fingerprint))
     }
 
+    /// Lets `operator` in as `user`, by `credential` (a key's fingerprint, or
+    /// `tailscale:LOGIN`): picks the route and records the login.
+    async fn admit(
+        &mut self,
+        user: &str,
+        operator: crate::store::Operator,
+        credential: String,
+    ) -> Result<(), anyhow::Error> {
+        let agent_exists = self.gw.store.agent_exists(user).await?;
+        self.route = auth::route_for(user, agent_exists);
+        info!(user, operator = operator.name, key = credential, route = ?self.route, "login");
+        self.record_login(Some(operator.name.clone()), user, &credential, "ok", "")
+            .await;
+        self.caller = Some(Caller {
+            operator,
+            key_fingerprint: credential,
+            source: self.source(),
+        });
+        Ok(())
+    }
+
+    /// The operator this connection's tailnet identity names, if any (`auth.tailscale`): its
+    /// address is asked of tailscaled (whois); a tagged node, an unregistered login, a
+    /// non-tailnet address or a failing tailscaled fall back to keys.
+    async fn tailnet_operator(
+        &self,
+        user: &str,
+    ) -> Result<Option<(crate::store::Operator, String)>, anyhow::Error> {
+        let Some(peer) = self.peer else {
+            return Ok(None);
+        };
+        let who = match self.gw.tailnet.api().whois(peer).await {
+            Ok(who) => who,
+            Err(e) => {
+                info!(source = %peer, error = %e, "no tailnet identity (whois failed); a key is needed");
+                return Ok(None);
+            }
+        };
+        match auth::tailnet_identity(who.as_ref()) {
+            auth::TailnetIdentity::None => {
+                debug!(source = %peer, "not a tailnet address; a key is needed");
+                Ok(None)
+            }
+            auth::TailnetIdentity::Tagged(node) => {
+                info!(source = %peer, node, "a tagged tailnet node cannot log in by identity; a key is needed");
+                Ok(None)
+            }
+            auth::TailnetIdentity::User(login) => {
+                match self.gw.store.operator_by_tailscale_login(&login).await? {
+                    Some(operator) => Ok(Some((operator, login))),
+                    None => {
+                        info!(user, source = %peer, login, "tailnet login not registered; a key is needed");
+                        self.record_login(
+                            None,
+                            user,
+                            &format!("tailscale:{login}"),
+                            "refused",
+                            "the tailnet login is not registered",
+                        )
+                        .await;
+                        Ok(None)
+                    }
+                }
+            }
+        }
+    }
+
     /// Records a login attempt that got as far as a verified key.
     async fn record_login(
         &self,
@@ -253,7 +320,15 @@ impl ConnectionHandler {
 impl russh::server::Handler for ConnectionHandler {
     type Error = anyhow::Error;
 
-    async fn auth_none(&mut self, _user: &str) -> Result<Auth, Self::Error> {
+    async fn auth_none(&mut self, user: &str) -> Result<Auth, Self::Error> {
+        if self.gw.config.auth.tailscale.enabled
+            && let Some(operator) = self.tailnet_operator(user).await?
+        {
+            let (operator, login) = operator;
+            self.admit(user, operator, format!("tailscale:{login}"))
+                .await?;
+            return Ok(Auth::Accept);
+        }
         Ok(Auth::Reject {
             proceed_with_methods: Some(MethodSet::from(&[MethodKind::PublicKey][..])),
             partial_success: false,
@@ -301,16 +376,7 @@ impl russh::server::Handler for ConnectionHandler {
             .await;
             return Ok(Auth::reject());
         };
-        let agent_exists = self.gw.store.agent_exists(user).await?;
-        self.route = auth::route_for(user, agent_exists);
-        info!(user, operator = operator.name, key = fingerprint, route = ?self.route, "login");
-        self.record_login(Some(operator.name.clone()), user, &fingerprint, "ok", "")
-            .await;
-        self.caller = Some(Caller {
-            operator,
-            key_fingerprint: fingerprint,
-            source: self.source(),
-        });
+        self.admit(user, operator, fingerprint).await?;
         Ok(Auth::Accept)
     }
 

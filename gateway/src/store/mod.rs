@@ -293,6 +293,76 @@ impl Store {
         row.as_ref().map(key_from_row).transpose()
     }
 
+    /// Lets operator `name` (created with `role` if new) log in by tailnet identity `login`.
+    /// A login already registered is a conflict, whoever it belongs to.
+    pub async fn add_tailscale_login(&self, name: &str, role: Role, login: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let existing: Option<String> = sqlx::query_scalar(
+            "SELECT o.name FROM tailscale_logins t JOIN operators o ON o.id = t.operator_id
+             WHERE t.login = ?",
+        )
+        .bind(login)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(owner) = existing {
+            return Err(StoreError::Conflict(format!(
+                "tailnet login {login} is already registered to operator '{owner}'"
+            )));
+        }
+        let now = now();
+        sqlx::query("INSERT INTO operators (name, role, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING")
+            .bind(name)
+            .bind(role.as_str())
+            .bind(&now)
+            .execute(&mut *tx)
+            .await?;
+        let operator_id: i64 = sqlx::query_scalar("SELECT id FROM operators WHERE name = ?")
+            .bind(name)
+            .fetch_one(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO tailscale_logins (login, operator_id, created_at) VALUES (?, ?, ?)",
+        )
+        .bind(login)
+        .bind(operator_id)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Every tailnet login that may log in: (login, operator, role).
+    pub async fn tailscale_logins(&self) -> Result<Vec<(String, String, Role)>> {
+        let rows = sqlx::query(
+            "SELECT t.login, o.name, o.role FROM tailscale_logins t
+             JOIN operators o ON o.id = t.operator_id ORDER BY o.name, t.login",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("login")?,
+                    r.try_get("name")?,
+                    parse_role(&r.try_get::<String, _>("role")?)?,
+                ))
+            })
+            .collect()
+    }
+
+    /// The operator a tailnet login belongs to, if it is registered.
+    pub async fn operator_by_tailscale_login(&self, login: &str) -> Result<Option<Operator>> {
+        let row = sqlx::query(
+            "SELECT o.id, o.name, o.role FROM tailscale_logins t
+             JOIN operators o ON o.id = t.operator_id WHERE t.login = ?",
+        )
+        .bind(login)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(operator_from_row).transpose()
+    }
+
     /// The operator who owns the key with this fingerprint, if any.
     pub async fn operator_by_fingerprint(&self, fingerprint: &str) -> Result<Option<Operator>> {
         let row = sqlx::query(
@@ -301,14 +371,7 @@ impl Store {
         .bind(fingerprint)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| {
-            Ok(Operator {
-                id: r.try_get("id")?,
-                name: r.try_get("name")?,
-                role: parse_role(&r.try_get::<String, _>("role")?)?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(operator_from_row).transpose()
     }
 
     pub async fn operator_exists(&self, name: &str) -> Result<bool> {
@@ -649,6 +712,14 @@ const AGENT_SELECT: &str =
 const HOST_COLUMNS: &str = "SELECT name, address, port, user, host_key, status, hostctl_version,
             hostctl_path, platform, last_contact, last_error, created_at, tailscale_id, tailscale_name
             FROM hosts";
+
+fn operator_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Operator> {
+    Ok(Operator {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        role: parse_role(&r.try_get::<String, _>("role")?)?,
+    })
+}
 
 fn host_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<HostRecord> {
     let port: Option<i64> = r.try_get("port")?;
