@@ -474,3 +474,65 @@ fn identity_login_admits_a_registered_tailnet_user_without_a_key_and_no_one_else
         Some(255)
     );
 }
+
+/// The emulator keeps tailscaled's wire rules (so that a gateway that breaks them fails here
+/// as it would against tailscaled): checked with curl, which knows nothing of agentgate.
+#[test]
+fn the_emulator_keeps_the_localapi_wire_rules() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("tailscaled.sock");
+    let emu = LocalApiEmulator::start(&socket);
+    emu.add_peer(peer("build-box", "100.101.7.42"));
+    let curl = |args: &[&str], path: &str| -> (String, String) {
+        let out = std::process::Command::new("curl")
+            .args(["-s", "-o", "-", "-w", "\n%{http_code}", "--max-time", "3"])
+            .arg("--unix-socket")
+            .arg(&socket)
+            .args(args)
+            .arg(format!("http://local-tailscaled.sock/localapi/v0/{path}"))
+            .output()
+            .expect("curl");
+        let text = stdout(&out);
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "000"));
+        (code.to_owned(), body.to_owned())
+    };
+    let (code, body) = curl(&[], "status");
+    assert_eq!(code, "200");
+    assert!(body.contains("\"BackendState\": \"Running\""), "{body}");
+    assert_eq!(
+        curl(&["-H", "Host: example.com"], "status"),
+        ("403".into(), "invalid localapi request\n".into())
+    );
+    assert_eq!(curl(&["-H", "Origin: http://evil"], "status").0, "403");
+    assert_eq!(curl(&[], "nothing-here").0, "404");
+    assert_eq!(
+        curl(&[], "whois"),
+        ("400".into(), "missing 'addr' parameter\n".into())
+    );
+    assert_eq!(
+        curl(&[], "whois?addr=100.64.9.9:22"),
+        ("404".into(), "no match for IP:port\n".into())
+    );
+    assert!(
+        curl(&[], "whois?addr=100.101.7.42%3A22")
+            .1
+            .contains("build-box")
+    );
+    assert_eq!(
+        curl(&[], "ping?ip=100.101.7.42&type=disco").0,
+        "400",
+        "GET is refused"
+    );
+    assert!(
+        curl(&["-X", "POST"], "ping?ip=100.101.7.42&type=disco")
+            .1
+            .contains("\"Err\":\"\"")
+    );
+    assert_eq!(curl(&[], "watch-ipn-bus?mask=x").0, "400");
+    // A ping to an offline peer is never answered (curl gives up: code 000).
+    emu.set_online("build-box", false);
+    assert_eq!(
+        curl(&["-X", "POST"], "ping?ip=100.101.7.42&type=disco").0,
+        "000"
+    );
+}
