@@ -7,7 +7,7 @@
 //! directories.
 
 use std::io::Read;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -72,7 +72,8 @@ impl HostCtl {
         let out = Command::new("tar")
             .arg("-C")
             .arg(&path)
-            .args(["-xf", "-"])
+            // -p: the modes as packed, whatever this user's umask.
+            .args(["-xpf", "-"])
             .stdin(Stdio::inherit())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -81,7 +82,7 @@ impl HostCtl {
             Ok(o) if o.status.success() => None,
             Ok(o) => Some(Error::Command {
                 what: "unpacking the workspace",
-                argv: format!("tar -C {} -xf -", path.display()),
+                argv: format!("tar -C {} -xpf -", path.display()),
                 status: o.status.to_string(),
                 stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
             }),
@@ -139,6 +140,10 @@ fn walk(root: &Path, rel: &Path, hasher: &mut Sha256, digest: &mut WorkspaceDige
         let rel = rel.join(&name);
         let path = root.join(&rel);
         let meta = std::fs::symlink_metadata(&path).map_err(Error::io("reading", &path))?;
+        if meta.file_type().is_socket() {
+            // tar does not pack sockets (a socket is a live process's, not a file's).
+            continue;
+        }
         let mode = meta.permissions().mode() & 0o7777;
         let shown = rel.to_string_lossy();
         digest.entries += 1;
@@ -161,7 +166,7 @@ fn walk(root: &Path, rel: &Path, hasher: &mut Sha256, digest: &mut WorkspaceDige
                 digest.bytes += n as u64;
             }
         } else {
-            // Sockets, fifos, devices: named, not read.
+            // Fifos, devices: named, not read.
             hasher.update(format!("o {shown}\0{mode:o}\0"));
         }
     }
@@ -202,6 +207,19 @@ mod tests {
             .expect("chmod");
         assert_ne!(ctl.digest("w").expect("digest").sha256, first.sha256);
         assert!(matches!(ctl.digest("none"), Err(Error::NotFound(_))));
+    }
+
+    #[test]
+    fn sockets_are_left_out_of_a_digest_as_tar_leaves_them_out() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ctl = ctl(dir.path());
+        let ws = dir.path().join("workspaces/w");
+        std::fs::create_dir_all(&ws).expect("mkdir");
+        std::fs::write(ws.join("a.txt"), "a").expect("write");
+        let without = ctl.digest("w").expect("digest");
+        let _listener =
+            std::os::unix::net::UnixListener::bind(ws.join("server.sock")).expect("bind");
+        assert_eq!(ctl.digest("w").expect("digest"), without);
     }
 
     #[test]

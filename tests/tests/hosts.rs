@@ -521,8 +521,20 @@ fn clone_and_migrate_across_hosts_keep_the_workspace_byte_for_byte() {
         "{before}"
     );
 
-    // clone to another host: settings and files, the original untouched.
+    // clone on the same host: the stream out of h1 and the stream into h1 must not hold each
+    // other up (40 MiB, more than the gateway buffers per channel).
+    let big = gw.ssh_with_stdin_to("orig@gw", &["head -c 41943040 /dev/urandom > big.bin"], b"");
+    assert!(big.status.success(), "{}", stderr(&big));
     gw.ok(&["stop", "orig"]);
+    let out = gw.ok(&["clone", "orig", "twin"]);
+    assert!(out.contains("verified"), "{out}");
+    assert_eq!(gw.info("twin")["host"], "h1");
+    assert_eq!(tree(&gw, "twin"), tree(&gw, "orig"));
+    gw.ok(&["destroy", "twin", "--force"]);
+    let rm = gw.ssh_with_stdin_to("orig@gw", &["rm big.bin"], b"");
+    assert!(rm.status.success(), "{}", stderr(&rm));
+
+    // clone to another host: settings and files, the original untouched.
     let out = gw.ok(&["clone", "orig", "copy", "--host", "h2"]);
     assert!(out.contains("verified"), "{out}");
     assert_eq!(gw.info("copy")["host"], "h2");
@@ -548,11 +560,14 @@ fn clone_and_migrate_across_hosts_keep_the_workspace_byte_for_byte() {
     assert!(!h1.tmux(&["has-session", "-t", "=orig"]).status.success());
     assert!(!h1.agents_home.join("workspaces/orig").exists());
     assert!(!h1.agents_home.join("agents/orig").exists());
-    // And back to the gateway's own machine.
+    // And back to the gateway's own machine, then a copy there.
     gw.ok(&["migrate", "orig", "local"]);
     assert_eq!(gw.info("orig")["host"], "local");
     assert_eq!(tree(&gw, "orig"), before);
     assert!(!h2.agents_home.join("workspaces/orig").exists());
+    gw.ok(&["clone", "orig", "local-twin"]);
+    assert_eq!(gw.info("local-twin")["host"], "local");
+    assert_eq!(tree(&gw, "local-twin"), before);
     // Usage errors.
     assert_eq!(gw.ssh(&["migrate", "orig", "local"]).status.code(), Some(2));
     assert_eq!(

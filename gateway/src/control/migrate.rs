@@ -98,9 +98,16 @@ pub async fn run(gw: &Arc<Gateway>, args: MigrateArgs, io: &mut CommandIo) -> Co
         }
     };
     if was_running {
-        let info = from.stop(name).await?;
+        // A stop whose answer was lost may still have stopped it: start it again then.
+        let stopped = match from.stop(name).await {
+            Ok(info) => info,
+            Err(e) => {
+                restore().await;
+                return Err(e.into());
+            }
+        };
         gw.store
-            .observe_agent(name, &reconciler::observed(&info))
+            .observe_agent(name, &reconciler::observed(&stopped))
             .await?;
     }
     let digest = match copy_workspace(&from, name, &to, name).await {
@@ -114,6 +121,21 @@ pub async fn run(gw: &Arc<Gateway>, args: MigrateArgs, io: &mut CommandIo) -> Co
             )));
         }
     };
+    // Nothing may have started it again meanwhile (an attach, say): then what was copied is
+    // already stale, and the agent stays where it runs.
+    if let Ok(now) = from.info(name).await
+        && now.status == hostctl::api::HostAgentStatus::Running
+    {
+        let _ = to.discard(name).await;
+        return Err(CommandError::failed(format!(
+            "agent '{name}' was started again during the move; it stays on host '{}'",
+            agent.host
+        ))
+        .hint(format!(
+            "stop it, then try again: ssh gw migrate {name} {}",
+            args.host
+        )));
+    }
     // On the new host it starts as a restart would: with the restart command, if any.
     let mut request = agent.spec.clone();
     request.workspace = WorkspaceSource::Prepared;

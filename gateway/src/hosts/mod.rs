@@ -234,7 +234,16 @@ impl Host {
     ) -> Result<PipedProcess, HostError> {
         match self {
             Host::Local(h) => h.piped(args, outlives_client),
-            Host::Remote(h) => h.piped(args).await,
+            Host::Remote(h) => h.piped(args, remote::leg::Lane::Sessions).await,
+        }
+    }
+
+    /// A workspace's tar stream (`hostctl pack`), on connections of its own.
+    async fn pack(&self, agent: &str) -> Result<PipedProcess, HostError> {
+        let args = ["pack".to_owned(), agent.to_owned()];
+        match self {
+            Host::Local(h) => h.piped(&args, false),
+            Host::Remote(h) => h.piped(&args, remote::leg::Lane::Transfer).await,
         }
     }
 
@@ -444,16 +453,6 @@ pub async fn copy_workspace(
             false,
         )
         .await?;
-    let source = from
-        .piped(&["pack".to_owned(), src.to_owned()], false)
-        .await?;
-    let PipedProcess {
-        stdout: mut tar,
-        stderr: pack_err,
-        exit: pack_exit,
-        signal: pack_signal,
-        ..
-    } = source;
     let PipedProcess {
         stdin: mut into,
         stdout: mut reply,
@@ -461,18 +460,51 @@ pub async fn copy_workspace(
         exit: unpack_exit,
         ..
     } = sink;
+    let answer = async move {
+        let mut out = Vec::new();
+        let _ = reply.read_to_end(&mut out).await;
+        out
+    };
+    let source = match from.pack(src).await {
+        Ok(source) => source,
+        Err(e) => {
+            // unpack gets an empty stream, fails, and removes what it made.
+            let _ = into.shutdown().await;
+            drop(into);
+            let _ = tokio::time::timeout(
+                std::time::Duration::from_secs(30),
+                futures::future::join3(answer, local::read_all(unpack_err), unpack_exit),
+            )
+            .await;
+            return Err(e);
+        }
+    };
+    let PipedProcess {
+        stdout: mut tar,
+        stderr: pack_err,
+        exit: pack_exit,
+        signal: pack_signal,
+        ..
+    } = source;
     // The stream is pumped until it ends or until unpack exits, whichever comes first: an
     // unpack that refused (or failed) reads no more, and a pump into it would wait forever.
     let transfer = async {
-        let pump = async {
+        let pump = async move {
             let copied = tokio::io::copy(&mut tar, &mut into).await;
+            // EOF, then the pipe or channel itself goes: a local child sees EOF only then.
             let _ = into.shutdown().await;
+            drop(into);
             copied
         };
         tokio::pin!(pump);
         tokio::pin!(unpack_exit);
         tokio::select! {
-            copied = &mut pump => (Some(copied), unpack_exit.await),
+            copied = &mut pump => {
+                if copied.is_err() {
+                    pack_signal("TERM");
+                }
+                (Some(copied), unpack_exit.await)
+            }
             exit = &mut unpack_exit => {
                 // Done early (the digests will tell whether it got everything), or refused:
                 // then the rest of the stream is not wanted.
@@ -483,22 +515,24 @@ pub async fn copy_workspace(
             }
         }
     };
-    let answer = async {
-        let mut out = Vec::new();
-        let _ = reply.read_to_end(&mut out).await;
-        out
-    };
-    let ((copied, unpack_exit), answer, unpack_err) =
-        tokio::join!(transfer, answer, local::read_all(unpack_err));
-    drop((tar, into));
-    let (pack_err, pack_exit) = tokio::join!(local::read_all(pack_err), pack_exit);
-    let unpacked: Result<Unpacked, HostError> = decode_reply(
-        to.name(),
-        "unpack",
-        unpack_exit,
-        &answer,
-        unpack_err.as_bytes(),
+    let ((copied, unpack_exit), answer, unpack_err, pack_err) = tokio::join!(
+        transfer,
+        answer,
+        local::read_all(unpack_err),
+        local::read_all(pack_err)
     );
+    let pack_exit = pack_exit.await;
+    let unpacked: Result<Unpacked, HostError> = match unpack_exit {
+        // What unpack did is unknown: what it may have made is left for an operator, since
+        // the directory may as well be one that was there before.
+        ProcessExit::Lost => Err(HostError::Unreachable {
+            host: to.name().to_owned(),
+            reason: format!(
+                "the connection was lost during the copy; a partial copy may be left in workspaces/{dst} under the host's $AGENTGATE_HOME (remove it there with: hostctl discard {dst})"
+            ),
+        }),
+        exit => decode_reply(to.name(), "unpack", exit, &answer, unpack_err.as_bytes()),
+    };
     let made = unpacked.is_ok();
     // unpack's own answer says most about what went wrong; then the source; then the stream.
     let failure = match (unpacked, copied) {

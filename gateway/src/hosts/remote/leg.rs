@@ -242,6 +242,9 @@ pub enum Lane {
     Control,
     /// Sessions and forwards: attach, exec, sftp, `logs -f`, `-L`/`-D`.
     Sessions,
+    /// Workspace streams (`pack`, for `clone` and `migrate`): a bulk stream whose consumer
+    /// may fall behind must not hold up sessions, nor the `unpack` it feeds on the same host.
+    Transfer,
 }
 
 /// The connections to one host.
@@ -251,6 +254,7 @@ pub struct Pool {
     settings: LegSettings,
     control: tokio::sync::Mutex<Vec<Arc<Connection>>>,
     sessions: tokio::sync::Mutex<Vec<Arc<Connection>>>,
+    transfer: tokio::sync::Mutex<Vec<Arc<Connection>>>,
     failure: Mutex<Option<Failure>>,
 }
 
@@ -290,6 +294,7 @@ impl Pool {
             settings,
             control: tokio::sync::Mutex::new(Vec::new()),
             sessions: tokio::sync::Mutex::new(Vec::new()),
+            transfer: tokio::sync::Mutex::new(Vec::new()),
             failure: Mutex::new(None),
         }
     }
@@ -303,6 +308,7 @@ impl Pool {
         let lock = match lane {
             Lane::Control => &self.control,
             Lane::Sessions => &self.sessions,
+            Lane::Transfer => &self.transfer,
         };
         let mut conns = lock.lock().await;
         conns.retain(|c| !c.is_closed());
@@ -366,7 +372,7 @@ impl Pool {
 
     /// Drops every connection (the host's sessions end); the next operation reconnects.
     pub async fn reset(&self) {
-        for lock in [&self.control, &self.sessions] {
+        for lock in [&self.control, &self.sessions, &self.transfer] {
             for conn in lock.lock().await.drain(..) {
                 let _ = conn
                     .handle

@@ -154,12 +154,13 @@ impl RemoteHost {
         }
     }
 
-    /// Runs a hostctl verb with its standard streams as pipes (`logs -f`, `exec`, `sftp`).
-    /// Dropping the process closes the channel; as under sshd, nothing is killed.
-    pub async fn piped(&self, args: &[String]) -> Result<PipedProcess, HostError> {
+    /// Runs a hostctl verb with its standard streams as pipes (`logs -f`, `exec`, `sftp`, and
+    /// on `lane` Transfer, `pack`). Once its exit is awaited or dropped, the channel is
+    /// closed; as under sshd, nothing is killed.
+    pub async fn piped(&self, args: &[String], lane: Lane) -> Result<PipedProcess, HostError> {
         let words: Vec<&str> = args.iter().map(String::as_str).collect();
         let line = self.command_line(&words)?;
-        let (channel, slot) = self.pool.open_session(Lane::Sessions).await?;
+        let (channel, slot) = self.pool.open_session(lane).await?;
         let (reader, writer) = channel.split();
         let output = leg::spawn_reader(reader, slot, &self.tasks);
         writer
@@ -169,11 +170,21 @@ impl RemoteHost {
         let writer = Arc::new(writer);
         let signaller = writer.clone();
         let tasks = self.tasks.clone();
+        // A channel's halves do not close it when dropped: the exit does, when it is done
+        // with (awaited or abandoned), so that a host process whose client left is not left
+        // holding a channel and a session slot.
+        let close = CloseOnDrop {
+            writer: writer.clone(),
+            tasks: self.tasks.clone(),
+        };
         Ok(PipedProcess {
             stdin: Box::pin(writer.make_writer()),
             stdout: Box::pin(InboundReader::from(output.stdout)),
             stderr: Box::pin(InboundReader::from(output.stderr)),
-            exit: Box::pin(async move { output.exit.await.unwrap_or(ProcessExit::Lost) }),
+            exit: Box::pin(async move {
+                let _close = close;
+                output.exit.await.unwrap_or(ProcessExit::Lost)
+            }),
             signal: Box::new(move |name| {
                 let writer = signaller.clone();
                 let sig = crate::ssh::channel::sig_from_name(name);
@@ -309,6 +320,21 @@ impl RemoteHost {
     /// Drops the host's connections: the next operation connects again.
     pub async fn reset(&self) {
         self.pool.reset().await;
+    }
+}
+
+/// Closes a channel when dropped (on a task: closing is a message to the connection).
+struct CloseOnDrop {
+    writer: Arc<russh::ChannelWriteHalf<russh::client::Msg>>,
+    tasks: TaskTracker,
+}
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        let writer = self.writer.clone();
+        self.tasks.spawn(async move {
+            let _ = writer.close().await;
+        });
     }
 }
 
