@@ -170,22 +170,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let login = login.trim().to_owned();
             auth::validate_tailscale_login(&login).map_err(anyhow::Error::msg)?;
             let store = DataDir::prepare(&data_dir)?.open_store().await?;
-            let fallback = std::env::var("USER")
-                .ok()
-                .filter(|u| auth::validate_operator_name(u).is_ok())
-                .unwrap_or_else(|| "admin".into());
-            let name = name.unwrap_or_else(|| auth::default_operator_name(&login, &fallback));
-            auth::validate_operator_name(&name).map_err(anyhow::Error::msg)?;
-            if store.agent_exists(&name).await? {
-                anyhow::bail!(
-                    "'{name}' is the name of an agent: an operator of that name would be routed into the agent; pick another --name"
-                );
-            }
-            let role = match role {
-                Some(r) => r.parse::<Role>().map_err(anyhow::Error::msg)?,
-                None if store.operator_count().await? == 0 => Role::Admin,
-                None => Role::Operator,
-            };
+            let (name, role) = operator_to_add(&store, name, &login, role).await?;
             store.add_tailscale_login(&name, role, &login).await?;
             println!(
                 "tailnet login {login} may log in as operator '{name}' ({})",
@@ -218,22 +203,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             )
             .map_err(anyhow::Error::msg)?;
             let store = DataDir::prepare(&data_dir)?.open_store().await?;
-            let fallback = std::env::var("USER")
-                .ok()
-                .filter(|u| auth::validate_operator_name(u).is_ok())
-                .unwrap_or_else(|| "admin".into());
-            let name = name.unwrap_or_else(|| auth::default_operator_name(&key.comment, &fallback));
-            auth::validate_operator_name(&name).map_err(anyhow::Error::msg)?;
-            if store.agent_exists(&name).await? {
-                anyhow::bail!(
-                    "'{name}' is the name of an agent: an operator of that name would be routed into the agent; pick another --name"
-                );
-            }
-            let role = match role {
-                Some(r) => r.parse::<Role>().map_err(anyhow::Error::msg)?,
-                None if store.operator_count().await? == 0 => Role::Admin,
-                None => Role::Operator,
-            };
+            let (name, role) = operator_to_add(&store, name, &key.comment, role).await?;
             let record = store
                 .add_key(
                     &name,
@@ -305,6 +275,34 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The operator a `key add` registers for, and its role: `--name`, else the user part of
+/// `comment` (a key's comment, a tailnet login), else `$USER`, else `admin`; `--role`, else
+/// admin for the first operator and operator after. An agent's name is refused.
+async fn operator_to_add(
+    store: &gateway::store::Store,
+    name: Option<String>,
+    comment: &str,
+    role: Option<String>,
+) -> anyhow::Result<(String, Role)> {
+    let fallback = std::env::var("USER")
+        .ok()
+        .filter(|u| auth::validate_operator_name(u).is_ok())
+        .unwrap_or_else(|| "admin".into());
+    let name = name.unwrap_or_else(|| auth::default_operator_name(comment, &fallback));
+    auth::validate_operator_name(&name).map_err(anyhow::Error::msg)?;
+    if store.agent_exists(&name).await? {
+        anyhow::bail!(
+            "'{name}' is the name of an agent: an operator of that name would be routed into the agent; pick another --name"
+        );
+    }
+    let role = match role {
+        Some(r) => r.parse::<Role>().map_err(anyhow::Error::msg)?,
+        None if store.operator_count().await? == 0 => Role::Admin,
+        None => Role::Operator,
+    };
+    Ok((name, role))
 }
 
 async fn wait_for_stop_signal() {

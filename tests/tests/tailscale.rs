@@ -326,32 +326,24 @@ fn discover_lists_tagged_peers_that_are_not_hosts_and_adds_the_online_ones() {
     assert_eq!(gw.status("found"), "running");
 }
 
-/// `ssh USER@GATEWAY COMMAND` from inside a namespace host, with no key at all.
+/// `ssh USER@ADDRESS COMMAND` to the gateway with no key at all: from inside namespace host
+/// `from` (to the gateway's address on its link), or from this machine's loopback.
 fn keyless_ssh(
     gw: &TestGateway,
-    from: &NetnsHost,
+    from: Option<&NetnsHost>,
     user: &str,
     command: &str,
 ) -> std::process::Output {
-    from.command("ssh")
-        .args([
-            "-F",
-            "/dev/null",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "PubkeyAuthentication=no",
-            "-o",
-            "LogLevel=ERROR",
-            "-p",
-            &gw.port.to_string(),
-            &format!("{user}@{}", from.root_address),
-            command,
-        ])
+    let (mut cmd, address) = match from {
+        Some(host) => (host.command("ssh"), host.root_address.clone()),
+        None => (std::process::Command::new("ssh"), "127.0.0.1".to_owned()),
+    };
+    cmd.args(["-F", "/dev/null", "-o", "StrictHostKeyChecking=no"])
+        .args(["-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes"])
+        .args(["-o", "PubkeyAuthentication=no", "-o", "LogLevel=ERROR"])
+        .args(["-p", &gw.port.to_string()])
+        .arg(format!("{user}@{address}"))
+        .arg(command)
         .stdin(std::process::Stdio::null())
         .output()
         .expect("run ssh")
@@ -404,7 +396,7 @@ fn identity_login_admits_a_registered_tailnet_user_without_a_key_and_no_one_else
     );
 
     // Alice's node: in without a key, as operator alice.
-    let out = keyless_ssh(&gw, &h1, "alice", "whoami");
+    let out = keyless_ssh(&gw, Some(&h1), "alice", "whoami");
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stdout(&out).contains("operator: alice"), "{}", stdout(&out));
     assert!(
@@ -413,12 +405,12 @@ fn identity_login_admits_a_registered_tailnet_user_without_a_key_and_no_one_else
         stdout(&out)
     );
     assert_eq!(
-        keyless_ssh(&gw, &h1, "any", "list").status.code(),
+        keyless_ssh(&gw, Some(&h1), "any", "list").status.code(),
         Some(0),
         "any user name takes the control route"
     );
     // Bob's login is not registered: refused.
-    let out = keyless_ssh(&gw, &h2, "bob", "whoami");
+    let out = keyless_ssh(&gw, Some(&h2), "bob", "whoami");
     assert_eq!(out.status.code(), Some(255), "{}", stdout(&out));
     assert!(
         stderr(&out).contains("Permission denied"),
@@ -432,30 +424,11 @@ fn identity_login_admits_a_registered_tailnet_user_without_a_key_and_no_one_else
         ..peer("bobs-laptop", &h2.address)
     });
     assert_eq!(
-        keyless_ssh(&gw, &h2, "alice", "whoami").status.code(),
+        keyless_ssh(&gw, Some(&h2), "alice", "whoami").status.code(),
         Some(255)
     );
     // An address that is no tailnet node's (this machine's loopback): a key is needed.
-    let out = std::process::Command::new("ssh")
-        .args([
-            "-F",
-            "/dev/null",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "PubkeyAuthentication=no",
-            "-p",
-            &gw.port.to_string(),
-            "alice@127.0.0.1",
-            "whoami",
-        ])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("ssh");
+    let out = keyless_ssh(&gw, None, "alice", "whoami");
     assert_eq!(out.status.code(), Some(255), "{}", stdout(&out));
     // Keys work as before.
     assert!(gw.ok(&["whoami"]).contains("operator: tester"));
@@ -470,7 +443,7 @@ fn identity_login_admits_a_registered_tailnet_user_without_a_key_and_no_one_else
     .expect("config");
     gw.spawn();
     assert_eq!(
-        keyless_ssh(&gw, &h1, "alice", "whoami").status.code(),
+        keyless_ssh(&gw, Some(&h1), "alice", "whoami").status.code(),
         Some(255)
     );
 }

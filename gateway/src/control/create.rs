@@ -312,20 +312,8 @@ mod tests {
 
     fn host(name: &str, status: &str) -> HostRecord {
         HostRecord {
-            name: name.into(),
-            address: None,
-            port: 22,
-            user: None,
-            host_key: None,
             status: status.into(),
-            hostctl_version: None,
-            hostctl_path: None,
-            platform: None,
-            last_contact: None,
-            last_error: None,
-            created_at: String::new(),
-            tailscale_id: None,
-            tailscale_name: None,
+            ..HostRecord::named(name)
         }
     }
 

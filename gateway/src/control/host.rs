@@ -335,7 +335,7 @@ async fn resolve_peer(
     let host = crate::store::HostRecord {
         tailscale_id: Some(peer.id.clone()),
         tailscale_name: Some(name.to_owned()),
-        ..placeholder_record(name)
+        ..HostRecord::named(name)
     };
     if let crate::hosts::tailnet::PeerVerdict::Down(why) =
         crate::hosts::tailnet::verdict(&view, &host)
@@ -551,26 +551,6 @@ async fn tailnet_step(gw: &Gateway, h: &HostRecord) -> Step {
             format!("cannot ping {} ({ip}): {e}", peer.dns()),
             "check tailscaled on the gateway's machine",
         ),
-    }
-}
-
-/// A host record with nothing but a name.
-fn placeholder_record(name: &str) -> HostRecord {
-    HostRecord {
-        name: name.to_owned(),
-        address: None,
-        port: 22,
-        user: None,
-        host_key: None,
-        status: String::new(),
-        hostctl_version: None,
-        hostctl_path: None,
-        platform: None,
-        last_contact: None,
-        last_error: None,
-        created_at: String::new(),
-        tailscale_id: None,
-        tailscale_name: None,
     }
 }
 

@@ -151,6 +151,28 @@ pub struct HostRecord {
     pub tailscale_name: Option<String>,
 }
 
+impl HostRecord {
+    /// A record with nothing but a name (every other field empty or default).
+    pub fn named(name: &str) -> HostRecord {
+        HostRecord {
+            name: name.to_owned(),
+            address: None,
+            port: 22,
+            user: None,
+            host_key: None,
+            status: String::new(),
+            hostctl_version: None,
+            hostctl_path: None,
+            platform: None,
+            last_contact: None,
+            last_error: None,
+            created_at: String::new(),
+            tailscale_id: None,
+            tailscale_name: None,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AgentRecord {
     pub name: String,
@@ -245,16 +267,7 @@ impl Store {
             )));
         }
         let now = now();
-        sqlx::query("INSERT INTO operators (name, role, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING")
-            .bind(name)
-            .bind(role.as_str())
-            .bind(&now)
-            .execute(&mut *tx)
-            .await?;
-        let operator_id: i64 = sqlx::query_scalar("SELECT id FROM operators WHERE name = ?")
-            .bind(name)
-            .fetch_one(&mut *tx)
-            .await?;
+        let operator_id = upsert_operator(&mut tx, name, role, &now).await?;
         sqlx::query(
             "INSERT INTO keys (operator_id, fingerprint, algorithm, public_key, comment, created_at) VALUES (?, ?, ?, ?, ?, ?)",
         )
@@ -310,16 +323,7 @@ impl Store {
             )));
         }
         let now = now();
-        sqlx::query("INSERT INTO operators (name, role, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING")
-            .bind(name)
-            .bind(role.as_str())
-            .bind(&now)
-            .execute(&mut *tx)
-            .await?;
-        let operator_id: i64 = sqlx::query_scalar("SELECT id FROM operators WHERE name = ?")
-            .bind(name)
-            .fetch_one(&mut *tx)
-            .await?;
+        let operator_id = upsert_operator(&mut tx, name, role, &now).await?;
         sqlx::query(
             "INSERT INTO tailscale_logins (login, operator_id, created_at) VALUES (?, ?, ?)",
         )
@@ -712,6 +716,27 @@ const AGENT_SELECT: &str =
 const HOST_COLUMNS: &str = "SELECT name, address, port, user, host_key, status, hostctl_version,
             hostctl_path, platform, last_contact, last_error, created_at, tailscale_id, tailscale_name
             FROM hosts";
+
+/// Operator `name`'s id, creating it with `role` if it is new (an existing one keeps its role).
+async fn upsert_operator(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    name: &str,
+    role: Role,
+    now: &str,
+) -> Result<i64> {
+    sqlx::query("INSERT INTO operators (name, role, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING")
+        .bind(name)
+        .bind(role.as_str())
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    Ok(
+        sqlx::query_scalar("SELECT id FROM operators WHERE name = ?")
+            .bind(name)
+            .fetch_one(&mut **tx)
+            .await?,
+    )
+}
 
 fn operator_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Operator> {
     Ok(Operator {
