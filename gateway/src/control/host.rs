@@ -332,14 +332,7 @@ async fn resolve_peer(
             .hint("give its MagicDNS name or tailnet IP instead"));
         }
     };
-    let host = crate::store::HostRecord {
-        tailscale_id: Some(peer.id.clone()),
-        tailscale_name: Some(name.to_owned()),
-        ..HostRecord::named(name)
-    };
-    if let crate::hosts::tailnet::PeerVerdict::Down(why) =
-        crate::hosts::tailnet::verdict(&view, &host)
-    {
+    if let Some(why) = crate::hosts::tailnet::peer_problem(Some(peer), name) {
         return Err(CommandError::failed(why).hint("add it once it is online"));
     }
     let address = peer.address().ok_or_else(|| {
@@ -584,33 +577,24 @@ fn tailnet_json(h: &HostRecord, view: &crate::tailscale::View) -> Value {
         return Value::Null;
     };
     let mut out = json!({ "peer": h.tailscale_name, "id": id });
-    match view {
-        crate::tailscale::View::Status(status) if status.backend_state == "Running" => {
-            match status.peer_by_id(id) {
-                Some(p) => {
-                    out["dns_name"] = json!(p.dns());
-                    out["addresses"] = json!(p.tailscale_ips);
-                    out["online"] = json!(p.online);
-                    out["last_seen"] = json!(
-                        (!p.online)
-                            .then_some(p.last_seen)
-                            .flatten()
-                            .map(crate::store::format_time)
-                    );
-                    out["os"] = json!(p.os);
-                    out["path"] = json!(p.path());
-                    out["tags"] = json!(p.tags);
-                    out["expired"] = json!(p.expired);
-                }
-                None => out["error"] = json!("not in the tailnet"),
-            }
+    match view.running().map(|status| status.peer_by_id(id)) {
+        Ok(Some(p)) => {
+            out["dns_name"] = json!(p.dns());
+            out["addresses"] = json!(p.tailscale_ips);
+            out["online"] = json!(p.online);
+            out["last_seen"] = json!(
+                (!p.online)
+                    .then_some(p.last_seen)
+                    .flatten()
+                    .map(crate::store::format_time)
+            );
+            out["os"] = json!(p.os);
+            out["path"] = json!(p.path());
+            out["tags"] = json!(p.tags);
+            out["expired"] = json!(p.expired);
         }
-        crate::tailscale::View::Status(status) => {
-            out["error"] = json!(crate::tailscale::backend_problem(status));
-        }
-        other => {
-            out["error"] = json!(other.running().err().unwrap_or_default());
-        }
+        Ok(None) => out["error"] = json!("not in the tailnet"),
+        Err(why) => out["error"] = json!(why),
     }
     out
 }

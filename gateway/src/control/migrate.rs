@@ -9,6 +9,7 @@ use clap::Args;
 use hostctl::api::WorkspaceSource;
 use tracing::warn;
 
+use super::create::choose_host;
 use super::output::{agent_json, json_text, status_text};
 use super::{CommandError, CommandIo, CommandResult, exit, refreshed_agent};
 use crate::Gateway;
@@ -36,13 +37,7 @@ pub async fn run(gw: &Arc<Gateway>, args: MigrateArgs, io: &mut CommandIo) -> Co
             args.host
         )));
     }
-    if gw.store.host(&args.host).await?.is_none() {
-        return Err(
-            CommandError::usage(format!("no host named '{}'", args.host))
-                .hint("see the hosts with: ssh gw host list"),
-        );
-    }
-    let to = gw.hosts.get(&args.host)?;
+    let to = gw.hosts.get(&choose_host(gw, Some(&args.host)).await?)?;
     match agent.status {
         AgentStatus::Creating => {
             return Err(

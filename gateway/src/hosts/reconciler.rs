@@ -17,7 +17,7 @@ use tracing::{debug, info, warn};
 
 use super::Host;
 use crate::Gateway;
-use crate::store::{AgentRecord, AgentStatus, Observed, StoreError};
+use crate::store::{AgentRecord, AgentStatus, HostRecord, Observed, StoreError};
 
 /// Reconciles every host once, the hosts in parallel.
 pub async fn reconcile_all(gw: &Arc<Gateway>) {
@@ -104,16 +104,17 @@ pub async fn reconcile_within(gw: &Arc<Gateway>, wait: std::time::Duration) -> V
 /// Reconciles one host: its agents' statuses follow what it reports. A host that cannot be
 /// asked becomes `unreachable` and its agents `unknown`.
 pub async fn reconcile_host(gw: &Gateway, host: &Host) -> Result<(), StoreError> {
+    let record = gw.store.host(host.name()).await?;
     // A tailnet host whose peer the tailnet reports down is not asked: it is unreachable.
-    if let Host::Remote(_) = host
-        && let Some(reason) = super::tailnet::down_reason(gw, host.name()).await
+    if let Some(r) = &record
+        && let super::tailnet::PeerVerdict::Down(reason) =
+            super::tailnet::verdict(&gw.tailnet.view(), r)
     {
-        return mark_unreachable(gw, host.name(), &reason).await;
+        return mark_unreachable(gw, host.name(), record.as_ref(), &reason).await;
     }
     match host.probe().await {
         Ok(agents) => {
-            let was = gw.store.host(host.name()).await?.map(|h| h.status);
-            if was.as_deref() == Some("unreachable") {
+            if record.as_ref().is_some_and(|h| h.status == "unreachable") {
                 info!(host = host.name(), "host reachable again");
                 // It may have been unreachable when the gateway (a newer one) started.
                 check_hostctl(gw, host).await;
@@ -124,7 +125,9 @@ pub async fn reconcile_host(gw: &Gateway, host: &Host) -> Result<(), StoreError>
             gw.store.set_host_error(host.name(), None).await?;
             apply(gw, host.name(), &agents).await
         }
-        Err(e) if e.host_unreachable() => mark_unreachable(gw, host.name(), &e.to_string()).await,
+        Err(e) if e.host_unreachable() => {
+            mark_unreachable(gw, host.name(), record.as_ref(), &e.to_string()).await
+        }
         Err(e) => {
             // The host answered, but not as expected: it is reachable, and the error is kept
             // for `host info` and `host check`.
@@ -136,13 +139,18 @@ pub async fn reconcile_host(gw: &Gateway, host: &Host) -> Result<(), StoreError>
     }
 }
 
-/// Makes a host `unreachable` (with the reason, for `host info`) and its agents `unknown`.
-pub async fn mark_unreachable(gw: &Gateway, host: &str, reason: &str) -> Result<(), StoreError> {
-    let was = gw.store.host(host).await?;
-    if was.as_ref().is_some_and(|h| h.status != "unreachable") {
+/// Makes a host `unreachable` (with the reason, for `host info`) and its agents `unknown`;
+/// `was`: its record as last read, to tell a change from a repeat.
+pub async fn mark_unreachable(
+    gw: &Gateway,
+    host: &str,
+    was: Option<&HostRecord>,
+    reason: &str,
+) -> Result<(), StoreError> {
+    if was.is_some_and(|h| h.status != "unreachable") {
         warn!(host, reason, "host unreachable; its agents are unknown");
     }
-    if was.as_ref().and_then(|h| h.last_error.as_deref()) != Some(reason) {
+    if was.and_then(|h| h.last_error.as_deref()) != Some(reason) {
         gw.store.set_host_error(host, Some(reason)).await?;
     }
     gw.store.set_host_status(host, "unreachable", None).await?;

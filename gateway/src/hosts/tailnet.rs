@@ -32,20 +32,30 @@ pub fn verdict<'a>(view: &'a View, record: &HostRecord) -> PeerVerdict<'a> {
         return PeerVerdict::Silent;
     }
     let name = record.tailscale_name.as_deref().unwrap_or(id);
-    match status.peer_by_id(id) {
-        None => PeerVerdict::Down(format!(
+    let peer = status.peer_by_id(id);
+    match peer_problem(peer, name) {
+        Some(why) => PeerVerdict::Down(why),
+        None => peer.map_or(PeerVerdict::Silent, PeerVerdict::Online),
+    }
+}
+
+/// Why a peer (`None`: not in the tailnet) cannot be reached over the tailnet, if it cannot;
+/// `name` is how the operator named it.
+pub fn peer_problem(peer: Option<&PeerStatus>, name: &str) -> Option<String> {
+    match peer {
+        None => Some(format!(
             "tailnet peer '{name}' is no longer in this node's tailnet (removed, or no longer shared)"
         )),
-        Some(p) if p.expired => PeerVerdict::Down(format!(
+        Some(p) if p.expired => Some(format!(
             "the key of tailnet peer '{name}' has expired: log it in again (tailscale up on it)"
         )),
-        Some(p) if !p.online => PeerVerdict::Down(format!(
+        Some(p) if !p.online => Some(format!(
             "tailnet peer '{name}' is offline{}",
             p.last_seen
                 .map(|t| format!(" (last seen {})", crate::store::format_time(t)))
                 .unwrap_or_default()
         )),
-        Some(p) => PeerVerdict::Online(p),
+        Some(_) => None,
     }
 }
 
@@ -85,7 +95,7 @@ pub async fn apply(gw: &Gateway, view: &View) {
         let outcome = match verdict(view, record) {
             PeerVerdict::Silent => Ok(()),
             PeerVerdict::Down(reason) => {
-                reconciler::mark_unreachable(gw, &record.name, &reason).await
+                reconciler::mark_unreachable(gw, &record.name, Some(record), &reason).await
             }
             PeerVerdict::Online(peer) => follow_address(gw, record, peer).await,
         };

@@ -322,9 +322,8 @@ impl russh::server::Handler for ConnectionHandler {
 
     async fn auth_none(&mut self, user: &str) -> Result<Auth, Self::Error> {
         if self.gw.config.auth.tailscale.enabled
-            && let Some(operator) = self.tailnet_operator(user).await?
+            && let Some((operator, login)) = self.tailnet_operator(user).await?
         {
-            let (operator, login) = operator;
             self.admit(user, operator, format!("tailscale:{login}"))
                 .await?;
             return Ok(Auth::Accept);
