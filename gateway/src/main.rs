@@ -10,7 +10,6 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use gateway::config::Config;
-use gateway::store::{NewKey, Role};
 use gateway::{DataDir, auth};
 use tokio_util::sync::CancellationToken;
 
@@ -71,6 +70,14 @@ enum KeyCommand {
         /// admin or operator (default: admin for the first operator, operator after).
         #[arg(long)]
         role: Option<String>,
+        #[command(flatten)]
+        place: Place,
+    },
+    /// Remove a key (by fingerprint), a tailnet login, or every credential of an operator
+    /// (by name). A running gateway refuses them at once, on open connections too.
+    Remove {
+        /// A key's fingerprint (SHA256:...), a tailnet login, or an operator's name.
+        what: String,
         #[command(flatten)]
         place: Place,
     },
@@ -157,152 +164,66 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             });
             gateway::serve(config, &data_dir, listener, stop).await
         }
-        Command::Key {
-            command:
-                KeyCommand::Add {
-                    name,
-                    tailscale_login: Some(login),
-                    role,
-                    place,
-                },
-        } => {
-            let (config, data_dir) = load(&place)?;
-            let login = login.trim().to_owned();
-            auth::validate_tailscale_login(&login).map_err(anyhow::Error::msg)?;
-            let store = DataDir::prepare(&data_dir)?.open_store().await?;
-            let (name, role) = operator_to_add(&store, name, &login, role).await?;
-            store.add_tailscale_login(&name, role, &login).await?;
-            println!(
-                "tailnet login {login} may log in as operator '{name}' ({})",
-                role.as_str()
-            );
-            if !config.auth.tailscale.enabled {
-                eprintln!(
-                    "note: login by tailnet identity is off; turn it on with `[auth.tailscale] enabled = true` in the configuration"
+        Command::Key { command } => key(command).await,
+    }
+}
+
+/// `agentgate key ...`: the same work as `ssh gw key ...`, on a data directory, offline.
+async fn key(command: KeyCommand) -> anyhow::Result<()> {
+    use gateway::control::key as keys;
+    let place = match &command {
+        KeyCommand::Add { place, .. }
+        | KeyCommand::List { place, .. }
+        | KeyCommand::Remove { place, .. } => place,
+    };
+    let (config, data_dir) = load(place)?;
+    let store = DataDir::prepare(&data_dir)?.open_store().await?;
+    let result = match command {
+        KeyCommand::Add {
+            name,
+            tailscale_login: Some(login),
+            role,
+            ..
+        } => keys::add_login(&store, name, role, &login)
+            .await
+            .map(|(name, role)| {
+                let mut text = format!(
+                    "tailnet login {} may log in as operator '{name}' ({})\n",
+                    login.trim(),
+                    role.as_str()
                 );
-            }
-            store.close().await;
-            Ok(())
-        }
-        Command::Key {
-            command:
-                KeyCommand::Add {
-                    name,
-                    tailscale_login: None,
-                    role,
-                    place,
-                },
+                if !config.auth.tailscale.enabled {
+                    text.push_str("note: login by tailnet identity is off; turn it on with `[auth.tailscale] enabled = true` in the configuration\n");
+                }
+                text
+            }),
+        KeyCommand::Add {
+            name,
+            tailscale_login: None,
+            role,
+            ..
         } => {
-            let (_config, data_dir) = load(&place)?;
             let mut line = String::new();
             std::io::stdin()
                 .read_to_string(&mut line)
                 .context("cannot read stdin")?;
-            let key = auth::parse_public_key_line(
-                line.lines().find(|l| !l.trim().is_empty()).unwrap_or(""),
-            )
-            .map_err(anyhow::Error::msg)?;
-            let store = DataDir::prepare(&data_dir)?.open_store().await?;
-            let (name, role) = operator_to_add(&store, name, &key.comment, role).await?;
-            let record = store
-                .add_key(
-                    &name,
-                    role,
-                    &NewKey {
-                        fingerprint: &key.fingerprint,
-                        algorithm: &key.algorithm,
-                        public_key: &key.openssh,
-                        comment: &key.comment,
-                    },
-                )
-                .await?;
-            println!(
-                "added key {} for operator '{}' ({})",
-                record.fingerprint,
-                record.operator,
-                record.role.as_str()
-            );
-            store.close().await;
-            Ok(())
+            let fallback = std::env::var("USER")
+                .ok()
+                .filter(|u| auth::validate_operator_name(u).is_ok())
+                .unwrap_or_else(|| "admin".into());
+            keys::add_key(&store, name, role, &line, Some(&fallback)).await
         }
-        Command::Key {
-            command: KeyCommand::List { json, place },
-        } => {
-            let (_config, data_dir) = load(&place)?;
-            let store = DataDir::prepare(&data_dir)?.open_store().await?;
-            let keys = store.keys().await?;
-            let logins = store.tailscale_logins().await?;
-            if json {
-                let mut all: Vec<serde_json::Value> = keys
-                    .iter()
-                    .map(serde_json::to_value)
-                    .collect::<Result<_, _>>()?;
-                all.extend(logins.iter().map(|(login, operator, role)| {
-                    serde_json::json!({
-                        "operator": operator, "role": role.as_str(), "tailscale_login": login,
-                    })
-                }));
-                println!("{}", serde_json::to_string_pretty(&all)?);
-            } else {
-                let mut rows: Vec<Vec<String>> = keys
-                    .iter()
-                    .map(|k| {
-                        vec![
-                            k.operator.clone(),
-                            k.role.as_str().into(),
-                            k.fingerprint.clone(),
-                            k.comment.clone(),
-                        ]
-                    })
-                    .collect();
-                rows.extend(logins.iter().map(|(login, operator, role)| {
-                    vec![
-                        operator.clone(),
-                        role.as_str().into(),
-                        format!("tailscale:{login}"),
-                        "tailnet identity".into(),
-                    ]
-                }));
-                print!(
-                    "{}",
-                    gateway::control::output::table(
-                        &["OPERATOR", "ROLE", "FINGERPRINT", "COMMENT"],
-                        &rows
-                    )
-                );
-            }
-            store.close().await;
-            Ok(())
-        }
-    }
-}
-
-/// The operator a `key add` registers for, and its role: `--name`, else the user part of
-/// `comment` (a key's comment, a tailnet login), else `$USER`, else `admin`; `--role`, else
-/// admin for the first operator and operator after. An agent's name is refused.
-async fn operator_to_add(
-    store: &gateway::store::Store,
-    name: Option<String>,
-    comment: &str,
-    role: Option<String>,
-) -> anyhow::Result<(String, Role)> {
-    let fallback = std::env::var("USER")
-        .ok()
-        .filter(|u| auth::validate_operator_name(u).is_ok())
-        .unwrap_or_else(|| "admin".into());
-    let name = name.unwrap_or_else(|| auth::default_operator_name(comment, &fallback));
-    auth::validate_operator_name(&name).map_err(anyhow::Error::msg)?;
-    if store.agent_exists(&name).await? {
-        anyhow::bail!(
-            "'{name}' is the name of an agent: an operator of that name would be routed into the agent; pick another --name"
-        );
-    }
-    let role = match role {
-        Some(r) => r.parse::<Role>().map_err(anyhow::Error::msg)?,
-        None if store.operator_count().await? == 0 => Role::Admin,
-        None => Role::Operator,
+        KeyCommand::List { json, .. } => keys::credentials_text(&store, None, json).await,
+        KeyCommand::Remove { what, .. } => keys::remove(&store, &what).await,
     };
-    Ok((name, role))
+    store.close().await;
+    match result {
+        Ok(text) => {
+            print!("{text}");
+            Ok(())
+        }
+        Err(e) => anyhow::bail!("{}", e.render().trim_end().trim_start_matches("error: ")),
+    }
 }
 
 async fn wait_for_stop_signal() {

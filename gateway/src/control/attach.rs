@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::{CommandError, CommandIo, CommandResult, exit, refreshed_agent};
+use super::{Caller, CommandError, CommandIo, CommandResult, exit, refreshed_agent};
 use crate::Gateway;
 use crate::hosts::{AgentSession, reconciler};
 use crate::store::AgentStatus;
@@ -12,7 +12,12 @@ use crate::store::AgentStatus;
 /// Leaves the alternate screen, shows the cursor, resets attributes, starts a new line.
 const TERMINAL_RESET: &str = "\x1b[0m\x1b[?25h\x1b[?1049l\n";
 
-pub async fn run(gw: &Arc<Gateway>, name: &str, io: &mut CommandIo) -> CommandResult {
+pub async fn run(
+    gw: &Arc<Gateway>,
+    caller: &Caller,
+    name: &str,
+    io: &mut CommandIo,
+) -> CommandResult {
     let Some(terminal) = io.terminal.as_ref() else {
         return Err(CommandError::usage("attach needs a terminal").hint(format!(
             "ask ssh for one: ssh -t {name}@<gateway>  (or: ssh -t <gateway> attach {name})"
@@ -20,7 +25,7 @@ pub async fn run(gw: &Arc<Gateway>, name: &str, io: &mut CommandIo) -> CommandRe
     };
     let term = terminal.term.clone();
     let size = *terminal.size.borrow();
-    let (agent, host) = refreshed_agent(gw, name).await?;
+    let (agent, host) = refreshed_agent(gw, caller, name).await?;
     match agent.status {
         AgentStatus::Stopped => {
             io.write_err(&format!(

@@ -37,7 +37,7 @@ pub async fn run(
     io: &mut CommandIo,
 ) -> CommandResult {
     check_new_name(gw, &args.dst).await?;
-    let (src, from) = agent_and_host(gw, &args.src).await?;
+    let (src, from) = agent_and_host(gw, caller, &args.src).await?;
     if src.status == AgentStatus::Creating {
         return Err(
             CommandError::failed(format!("agent '{}' is still being created", src.name))

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use clap::Args;
 
-use super::{CommandError, CommandIo, CommandResult, exit, refreshed_agent};
+use super::{Caller, CommandError, CommandIo, CommandResult, exit, refreshed_agent, require_owner};
 use crate::Gateway;
 use crate::hosts::HostError;
 use crate::store::AgentStatus;
@@ -19,9 +19,15 @@ pub struct DestroyArgs {
     pub force: bool,
 }
 
-pub async fn run(gw: &Arc<Gateway>, args: DestroyArgs, io: &mut CommandIo) -> CommandResult {
+pub async fn run(
+    gw: &Arc<Gateway>,
+    caller: &Caller,
+    args: DestroyArgs,
+    io: &mut CommandIo,
+) -> CommandResult {
     let name = args.name.as_str();
-    let (agent, host) = refreshed_agent(gw, name).await?;
+    let (agent, host) = refreshed_agent(gw, caller, name).await?;
+    require_owner(caller, &agent, "destroy it")?;
     if agent.status == AgentStatus::Running && !args.force {
         return Err(
             CommandError::failed(format!("agent '{name}' is running")).hint(format!(

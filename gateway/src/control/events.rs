@@ -6,9 +6,9 @@ use std::time::Duration;
 use clap::Args;
 
 use super::output::{json_text, table};
-use super::{CommandError, CommandIo, CommandResult, exit};
+use super::{Caller, CommandError, CommandIo, CommandResult, exit};
 use crate::Gateway;
-use crate::store::{Event, EventFilter};
+use crate::store::{Event, EventFilter, Role};
 
 /// How often `events -f` looks for new events.
 const FOLLOW_POLL: Duration = Duration::from_millis(500);
@@ -38,7 +38,12 @@ pub struct EventsArgs {
     pub follow: bool,
 }
 
-pub async fn run(gw: &Arc<Gateway>, args: EventsArgs, io: &mut CommandIo) -> CommandResult {
+pub async fn run(
+    gw: &Arc<Gateway>,
+    caller: &Caller,
+    args: EventsArgs,
+    io: &mut CommandIo,
+) -> CommandResult {
     let since = args
         .since
         .as_deref()
@@ -51,6 +56,7 @@ pub async fn run(gw: &Arc<Gateway>, args: EventsArgs, io: &mut CommandIo) -> Com
         since,
         after: 0,
         limit: i64::from(args.limit),
+        only_for: (caller.operator.role != Role::Admin).then(|| caller.operator.name.clone()),
     };
     let events = gw.store.events(&filter).await?;
     if args.json && !args.follow {

@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
 use super::output::{age, json_text, table};
-use super::{CommandError, CommandIo, CommandResult, exit};
+use super::{Caller, CommandError, CommandIo, CommandResult, exit, require_admin};
 use crate::Gateway;
 use crate::hosts::remote::install::{self, Probe};
 use crate::hosts::remote::leg::{self, KeyCheck, Target, fingerprint};
@@ -113,18 +113,35 @@ pub struct RemoveArgs {
     pub force: bool,
 }
 
-pub async fn run(gw: &Arc<Gateway>, args: HostArgs, io: &mut CommandIo) -> CommandResult {
+pub async fn run(
+    gw: &Arc<Gateway>,
+    caller: &Caller,
+    args: HostArgs,
+    io: &mut CommandIo,
+) -> CommandResult {
     match args.command {
         HostCommand::Key => {
             io.write_out(&format!("{}\n", client_key_line(gw)?)).await;
             Ok(exit::OK)
         }
-        HostCommand::Add(args) => add(gw, args, io).await,
-        HostCommand::List(args) => list(gw, args.json, io).await,
-        HostCommand::Info(args) => info(gw, args, io).await,
-        HostCommand::Check(args) => check(gw, args, io).await,
-        HostCommand::Remove(args) => remove(gw, args, io).await,
-        HostCommand::Discover(args) => discover(gw, args, io).await,
+        HostCommand::List(args) => list(gw, caller, args.json, io).await,
+        HostCommand::Info(args) => info(gw, caller, args, io).await,
+        HostCommand::Add(args) => {
+            require_admin(caller, "add hosts")?;
+            add(gw, args, io).await
+        }
+        HostCommand::Check(args) => {
+            require_admin(caller, "check hosts")?;
+            check(gw, args, io).await
+        }
+        HostCommand::Remove(args) => {
+            require_admin(caller, "remove hosts")?;
+            remove(gw, args, io).await
+        }
+        HostCommand::Discover(args) => {
+            require_admin(caller, "discover hosts")?;
+            discover(gw, args, io).await
+        }
     }
 }
 
@@ -644,10 +661,11 @@ fn host_json(h: &HostRecord, agents: usize, view: &crate::tailscale::View) -> Va
     })
 }
 
-async fn list(gw: &Arc<Gateway>, json: bool, io: &mut CommandIo) -> CommandResult {
+/// Hosts, with the number of agents on each the caller may see.
+async fn list(gw: &Arc<Gateway>, caller: &Caller, json: bool, io: &mut CommandIo) -> CommandResult {
     let view = gw.tailnet.view();
     let hosts = gw.store.hosts().await?;
-    let agents = gw.store.agents().await?;
+    let agents = gw.store.agents_for(&caller.operator).await?;
     let count = |host: &str| agents.iter().filter(|a| a.host == host).count();
     if json {
         let all: Vec<Value> = hosts
@@ -708,9 +726,15 @@ async fn host_record(gw: &Gateway, name: &str) -> Result<HostRecord, CommandErro
     })
 }
 
-async fn info(gw: &Arc<Gateway>, args: HostName, io: &mut CommandIo) -> CommandResult {
+async fn info(
+    gw: &Arc<Gateway>,
+    caller: &Caller,
+    args: HostName,
+    io: &mut CommandIo,
+) -> CommandResult {
     let h = host_record(gw, &args.name).await?;
-    let agents = gw.store.agents_on_host(&h.name).await?;
+    let mut agents = gw.store.agents_for(&caller.operator).await?;
+    agents.retain(|a| a.host == h.name);
     let value = host_json(&h, agents.len(), &gw.tailnet.view());
     if args.json {
         io.write_out(&json_text(&value)).await;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use clap::Args;
 
 use super::output::{age, agent_json, json_text, status_text, tags_text};
-use super::{CommandIo, CommandResult, exit, refreshed_agent};
+use super::{Caller, CommandIo, CommandResult, exit, refreshed_agent};
 use crate::Gateway;
 
 #[derive(Debug, Args)]
@@ -17,10 +17,18 @@ pub struct InfoArgs {
     pub json: bool,
 }
 
-pub async fn run(gw: &Arc<Gateway>, args: InfoArgs, io: &mut CommandIo) -> CommandResult {
-    let (agent, _host) = refreshed_agent(gw, &args.name).await?;
+pub async fn run(
+    gw: &Arc<Gateway>,
+    caller: &Caller,
+    args: InfoArgs,
+    io: &mut CommandIo,
+) -> CommandResult {
+    let (agent, _host) = refreshed_agent(gw, caller, &args.name).await?;
+    let shared_with = gw.store.shares(&agent.name).await?;
     if args.json {
-        io.write_out(&json_text(&agent_json(&agent))).await;
+        let mut json = agent_json(&agent);
+        json["shared_with"] = serde_json::json!(shared_with);
+        io.write_out(&json_text(&json)).await;
         return Ok(exit::OK);
     }
     let mut lines = vec![
@@ -35,6 +43,7 @@ pub async fn run(gw: &Arc<Gateway>, args: InfoArgs, io: &mut CommandIo) -> Comma
             format!("{} ({} ago)", agent.created_at, age(&agent.created_at)),
         ),
         ("created by", agent.created_by.clone().unwrap_or_default()),
+        ("shared with", shared_with.join(", ")),
         ("tags", tags_text(&agent)),
     ];
     if let Some(pid) = agent.pid {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use clap::Args;
 
 use super::output::{age, agent_json, json_text, parse_pair, status_text, table, tags_text};
-use super::{CommandIo, CommandResult, exit};
+use super::{Caller, CommandIo, CommandResult, exit};
 use crate::Gateway;
 use crate::hosts::reconciler;
 
@@ -28,7 +28,12 @@ pub struct ListArgs {
     pub quiet: bool,
 }
 
-pub async fn run(gw: &Arc<Gateway>, args: ListArgs, io: &mut CommandIo) -> CommandResult {
+pub async fn run(
+    gw: &Arc<Gateway>,
+    caller: &Caller,
+    args: ListArgs,
+    io: &mut CommandIo,
+) -> CommandResult {
     // A fresh look at the hosts, so that `list` never shows a status the reconciler has not
     // caught up with yet; a slow host is not waited for: its agents are shown as last seen.
     let stale = reconciler::reconcile_within(gw, LIST_WAIT).await;
@@ -41,7 +46,7 @@ pub async fn run(gw: &Arc<Gateway>, args: ListArgs, io: &mut CommandIo) -> Comma
     }
     let agents: Vec<_> = gw
         .store
-        .agents()
+        .agents_for(&caller.operator)
         .await?
         .into_iter()
         .filter(|a| args.tags.iter().all(|(k, v)| a.tags.get(k) == Some(v)))

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use clap::Args;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::{CommandError, CommandIo, CommandResult, agent_and_host, exit};
+use super::{Caller, CommandError, CommandIo, CommandResult, agent_and_host, exit};
 use crate::Gateway;
 use crate::hosts::local::read_all;
 
@@ -24,8 +24,13 @@ pub struct LogsArgs {
     pub raw: bool,
 }
 
-pub async fn run(gw: &Arc<Gateway>, args: LogsArgs, io: &mut CommandIo) -> CommandResult {
-    let (_agent, host) = agent_and_host(gw, &args.name).await?;
+pub async fn run(
+    gw: &Arc<Gateway>,
+    caller: &Caller,
+    args: LogsArgs,
+    io: &mut CommandIo,
+) -> CommandResult {
+    let (_agent, host) = agent_and_host(gw, caller, &args.name).await?;
     let mut process = host
         .logs(&args.name, args.lines, args.follow, args.raw)
         .await?;

@@ -11,7 +11,7 @@ use tracing::warn;
 
 use super::create::choose_host;
 use super::output::{agent_json, json_text, status_text};
-use super::{CommandError, CommandIo, CommandResult, exit, refreshed_agent};
+use super::{Caller, CommandError, CommandIo, CommandResult, exit, refreshed_agent};
 use crate::Gateway;
 use crate::hosts::{copy_workspace, reconciler};
 use crate::store::AgentStatus;
@@ -28,9 +28,14 @@ pub struct MigrateArgs {
     pub json: bool,
 }
 
-pub async fn run(gw: &Arc<Gateway>, args: MigrateArgs, io: &mut CommandIo) -> CommandResult {
+pub async fn run(
+    gw: &Arc<Gateway>,
+    caller: &Caller,
+    args: MigrateArgs,
+    io: &mut CommandIo,
+) -> CommandResult {
     let name = args.name.as_str();
-    let (agent, from) = refreshed_agent(gw, name).await?;
+    let (agent, from) = refreshed_agent(gw, caller, name).await?;
     if agent.host == args.host {
         return Err(CommandError::usage(format!(
             "agent '{name}' is already on host '{}'",

@@ -14,12 +14,14 @@ pub mod events;
 pub mod host;
 pub mod info;
 pub mod io;
+pub mod key;
 pub mod list;
 pub mod logs;
 pub mod migrate;
 pub mod output;
 pub mod restart;
 pub mod send;
+pub mod share;
 pub mod ssh_config;
 pub mod start;
 pub mod stop;
@@ -91,8 +93,16 @@ pub enum ControlCommand {
     Send(send::SendArgs),
     /// Wait until an agent exits; exit with its exit code.
     Wait(wait::WaitArgs),
+    /// Let another operator see and use an agent (owner or admin).
+    Share(share::ShareArgs),
+    /// Take back a share (owner or admin).
+    Unshare(share::ShareArgs),
     /// Show the audit trail: logins, commands, sessions, forwards.
     Events(events::EventsArgs),
+    /// Manage who may log in: key add, list, remove (admins change, operators list).
+    Key(key::KeyArgs),
+    /// List the operators and their roles.
+    Operator(key::OperatorArgs),
     /// Manage the hosts that run agents: key, add, list, info, check, remove.
     Host(host::HostArgs),
     /// Print an OpenSSH config with one Host per agent.
@@ -122,7 +132,10 @@ impl ControlCommand {
             ControlCommand::Send(a) => Some(&a.name),
             ControlCommand::Wait(a) => Some(&a.name),
             ControlCommand::Events(a) => a.agent.as_deref(),
+            ControlCommand::Share(a) | ControlCommand::Unshare(a) => Some(&a.name),
             ControlCommand::List(_)
+            | ControlCommand::Key(_)
+            | ControlCommand::Operator(_)
             | ControlCommand::Host(_)
             | ControlCommand::SshConfig(_)
             | ControlCommand::Whoami(_)
@@ -137,6 +150,10 @@ impl ControlCommand {
             ControlCommand::Send(a) => a.reads_stdin(),
             ControlCommand::Create(a) => a.prompt.as_deref() == Some("-"),
             ControlCommand::Attach(_) => true,
+            ControlCommand::Key(a) => matches!(
+                &a.command,
+                key::KeyCommand::Add(add) if add.tailscale_login.is_none()
+            ),
             _ => false,
         }
     }
@@ -243,6 +260,33 @@ pub struct Caller {
     pub source: String,
 }
 
+/// Refuses a command that changes what only admins manage (`what`: "add hosts").
+pub fn require_admin(caller: &Caller, what: &str) -> Result<(), CommandError> {
+    if caller.operator.role == crate::store::Role::Admin {
+        return Ok(());
+    }
+    Err(CommandError::failed(format!(
+        "only admins can {what}; you are '{}', an operator",
+        caller.operator.name
+    ))
+    .hint("ask an admin of this gateway (see them with: ssh gw operator list)"))
+}
+
+/// Refuses what only an agent's owner (its creator) or an admin may do, such as destroying
+/// it: an operator it is shared with may use it, not dispose of it.
+pub fn require_owner(caller: &Caller, agent: &AgentRecord, what: &str) -> Result<(), CommandError> {
+    if caller.operator.role == crate::store::Role::Admin
+        || agent.created_by.as_deref() == Some(caller.operator.name.as_str())
+    {
+        return Ok(());
+    }
+    Err(CommandError::failed(format!(
+        "only the owner of agent '{}' ({}) or an admin can {what}",
+        agent.name,
+        agent.created_by.as_deref().unwrap_or("none")
+    )))
+}
+
 /// Why a command failed, as the client sees it: `error: MESSAGE` and an optional hint.
 #[derive(Debug)]
 pub struct CommandError {
@@ -342,10 +386,15 @@ impl From<HostError> for CommandError {
 pub type CommandResult = Result<u32, CommandError>;
 
 /// Looks up an agent and its host, or explains that there is none.
-pub async fn agent_and_host(gw: &Gateway, name: &str) -> Result<(AgentRecord, Host), CommandError> {
+/// An agent the caller may not see does not exist for them: the answer is the same.
+pub async fn agent_and_host(
+    gw: &Gateway,
+    caller: &Caller,
+    name: &str,
+) -> Result<(AgentRecord, Host), CommandError> {
     let agent = gw
         .store
-        .agent(name)
+        .agent_for(&caller.operator, name)
         .await?
         .ok_or_else(|| CommandError::no_agent(name))?;
     let host = gw.hosts.get(&agent.host)?;
@@ -356,9 +405,10 @@ pub async fn agent_and_host(gw: &Gateway, name: &str) -> Result<(AgentRecord, Ho
 /// be asked leaves the agent `unknown`.
 pub async fn refreshed_agent(
     gw: &Gateway,
+    caller: &Caller,
     name: &str,
 ) -> Result<(AgentRecord, Host), CommandError> {
-    let (agent, host) = agent_and_host(gw, name).await?;
+    let (agent, host) = agent_and_host(gw, caller, name).await?;
     // A host the tailnet reports down is not asked.
     let answer = match crate::hosts::tailnet::down_reason(gw, &agent.host).await {
         Some(reason) => Err(reason),
@@ -382,7 +432,7 @@ pub async fn refreshed_agent(
     }
     let agent = gw
         .store
-        .agent(name)
+        .agent_for(&caller.operator, name)
         .await?
         .ok_or_else(|| CommandError::no_agent(name))?;
     Ok((agent, host))
@@ -402,21 +452,25 @@ pub async fn run(
     let agent = command.agent().map(str::to_owned);
     let result = match command {
         ControlCommand::Create(args) => create::run(gw, caller, args, io).await,
-        ControlCommand::List(args) => list::run(gw, args, io).await,
-        ControlCommand::Info(args) => info::run(gw, args, io).await,
-        ControlCommand::Attach(args) => attach::run(gw, &args.name, io).await,
-        ControlCommand::Stop(args) => stop::run(gw, &args.name, io).await,
-        ControlCommand::Start(args) => start::run(gw, &args.name, io).await,
-        ControlCommand::Restart(args) => restart::run(gw, &args.name, io).await,
+        ControlCommand::List(args) => list::run(gw, caller, args, io).await,
+        ControlCommand::Info(args) => info::run(gw, caller, args, io).await,
+        ControlCommand::Attach(args) => attach::run(gw, caller, &args.name, io).await,
+        ControlCommand::Stop(args) => stop::run(gw, caller, &args.name, io).await,
+        ControlCommand::Start(args) => start::run(gw, caller, &args.name, io).await,
+        ControlCommand::Restart(args) => restart::run(gw, caller, &args.name, io).await,
         ControlCommand::Clone(args) => clone::run(gw, caller, args, io).await,
-        ControlCommand::Migrate(args) => migrate::run(gw, args, io).await,
-        ControlCommand::Destroy(args) => destroy::run(gw, args, io).await,
-        ControlCommand::Logs(args) => logs::run(gw, args, io).await,
-        ControlCommand::Send(args) => send::run(gw, args, io).await,
-        ControlCommand::Wait(args) => wait::run(gw, args, io).await,
-        ControlCommand::Events(args) => events::run(gw, args, io).await,
-        ControlCommand::Host(args) => host::run(gw, args, io).await,
-        ControlCommand::SshConfig(args) => ssh_config::run(gw, args, io).await,
+        ControlCommand::Migrate(args) => migrate::run(gw, caller, args, io).await,
+        ControlCommand::Destroy(args) => destroy::run(gw, caller, args, io).await,
+        ControlCommand::Logs(args) => logs::run(gw, caller, args, io).await,
+        ControlCommand::Send(args) => send::run(gw, caller, args, io).await,
+        ControlCommand::Wait(args) => wait::run(gw, caller, args, io).await,
+        ControlCommand::Events(args) => events::run(gw, caller, args, io).await,
+        ControlCommand::Share(args) => share::share(gw, caller, args, io).await,
+        ControlCommand::Unshare(args) => share::unshare(gw, caller, args, io).await,
+        ControlCommand::Key(args) => key::run(gw, caller, args, io).await,
+        ControlCommand::Operator(args) => key::run_operator(gw, args, io).await,
+        ControlCommand::Host(args) => host::run(gw, caller, args, io).await,
+        ControlCommand::SshConfig(args) => ssh_config::run(gw, caller, args, io).await,
         ControlCommand::Whoami(args) => whoami::run(caller, args, io).await,
         ControlCommand::Version(args) => version::run(gw, args, io).await,
         ControlCommand::Doctor(args) => doctor::run(gw, args, io).await,

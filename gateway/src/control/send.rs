@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use clap::Args;
 
-use super::{CommandError, CommandIo, CommandResult, agent_and_host, exit};
+use super::{Caller, CommandError, CommandIo, CommandResult, agent_and_host, exit};
 use crate::Gateway;
 
 /// The most `send NAME -` reads from stdin.
@@ -28,8 +28,13 @@ impl SendArgs {
     }
 }
 
-pub async fn run(gw: &Arc<Gateway>, args: SendArgs, io: &mut CommandIo) -> CommandResult {
-    let (_agent, host) = agent_and_host(gw, &args.name).await?;
+pub async fn run(
+    gw: &Arc<Gateway>,
+    caller: &Caller,
+    args: SendArgs,
+    io: &mut CommandIo,
+) -> CommandResult {
+    let (_agent, host) = agent_and_host(gw, caller, &args.name).await?;
     let text = if args.reads_stdin() {
         let bytes = io.read_stdin(MAX_TEXT).await.map_err(CommandError::usage)?;
         let text = String::from_utf8(bytes)

@@ -7,7 +7,7 @@ use clap::Args;
 use serde_json::json;
 
 use super::output::json_text;
-use super::{CommandIo, CommandResult, exit};
+use super::{Caller, CommandIo, CommandResult, exit};
 use crate::Gateway;
 
 #[derive(Debug, Args)]
@@ -27,7 +27,12 @@ pub struct SshConfigArgs {
     pub json: bool,
 }
 
-pub async fn run(gw: &Arc<Gateway>, args: SshConfigArgs, io: &mut CommandIo) -> CommandResult {
+pub async fn run(
+    gw: &Arc<Gateway>,
+    caller: &Caller,
+    args: SshConfigArgs,
+    io: &mut CommandIo,
+) -> CommandResult {
     let settings = &gw.config.ssh_config;
     let prefix = args.prefix.unwrap_or_else(|| settings.prefix.clone());
     if prefix
@@ -50,7 +55,7 @@ pub async fn run(gw: &Arc<Gateway>, args: SshConfigArgs, io: &mut CommandIo) -> 
             }
         });
     let port = args.port.or(settings.port).unwrap_or(listen.port());
-    let agents = gw.store.agents().await?;
+    let agents = gw.store.agents_for(&caller.operator).await?;
     let text = if args.json {
         json_text(&serde_json::Value::Array(
             agents

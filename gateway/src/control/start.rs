@@ -5,13 +5,18 @@ use std::sync::Arc;
 
 use hostctl::api::HostAgentStatus;
 
-use super::{CommandIo, CommandResult, exit, refreshed_agent};
+use super::{Caller, CommandIo, CommandResult, exit, refreshed_agent};
 use crate::Gateway;
 use crate::hosts::reconciler;
 use crate::store::AgentStatus;
 
-pub async fn run(gw: &Arc<Gateway>, name: &str, io: &mut CommandIo) -> CommandResult {
-    let (agent, host) = refreshed_agent(gw, name).await?;
+pub async fn run(
+    gw: &Arc<Gateway>,
+    caller: &Caller,
+    name: &str,
+    io: &mut CommandIo,
+) -> CommandResult {
+    let (agent, host) = refreshed_agent(gw, caller, name).await?;
     if agent.status == AgentStatus::Running {
         io.write_out(&format!("agent '{name}' is already running\n"))
             .await;

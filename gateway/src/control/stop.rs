@@ -2,12 +2,17 @@
 
 use std::sync::Arc;
 
-use super::{CommandIo, CommandResult, agent_and_host, exit};
+use super::{Caller, CommandIo, CommandResult, agent_and_host, exit};
 use crate::Gateway;
 use crate::hosts::reconciler;
 
-pub async fn run(gw: &Arc<Gateway>, name: &str, io: &mut CommandIo) -> CommandResult {
-    let (agent, host) = agent_and_host(gw, name).await?;
+pub async fn run(
+    gw: &Arc<Gateway>,
+    caller: &Caller,
+    name: &str,
+    io: &mut CommandIo,
+) -> CommandResult {
+    let (agent, host) = agent_and_host(gw, caller, name).await?;
     let info = host.stop(name).await?;
     gw.store
         .observe_agent(name, &reconciler::observed(&info))

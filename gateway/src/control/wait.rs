@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Args;
 use hostctl::api::HostAgentStatus;
 
-use super::{CommandError, CommandIo, CommandResult, agent_and_host, exit};
+use super::{Caller, CommandError, CommandIo, CommandResult, agent_and_host, exit};
 use crate::Gateway;
 use crate::hosts::reconciler;
 
@@ -25,8 +25,13 @@ pub struct WaitArgs {
     pub timeout: Option<f64>,
 }
 
-pub async fn run(gw: &Arc<Gateway>, args: WaitArgs, io: &mut CommandIo) -> CommandResult {
-    let (_agent, host) = agent_and_host(gw, &args.name).await?;
+pub async fn run(
+    gw: &Arc<Gateway>,
+    caller: &Caller,
+    args: WaitArgs,
+    io: &mut CommandIo,
+) -> CommandResult {
+    let (_agent, host) = agent_and_host(gw, caller, &args.name).await?;
     let deadline = match args.timeout {
         Some(t) if t.is_finite() && t >= 0.0 => {
             Some(tokio::time::Instant::now() + Duration::from_secs_f64(t.min(1e9)))

@@ -68,10 +68,10 @@ pub async fn run_session(
     let (kind, detail) = audit_detail(&session);
     let result: Result<Option<ProcessExit>, CommandError> = async {
         if session == AgentSession::Attach {
-            let status = control::attach::run(&gw, &agent, &mut io).await?;
+            let status = control::attach::run(&gw, &caller, &agent, &mut io).await?;
             return Ok(Some(ProcessExit::Code(i32::try_from(status).unwrap_or(1))));
         }
-        let (record, host) = control::agent_and_host(&gw, &agent).await?;
+        let (record, host) = control::agent_and_host(&gw, &caller, &agent).await?;
         if record.status == AgentStatus::Creating {
             return Err(
                 CommandError::failed(format!("agent '{agent}' is still being created"))
@@ -141,7 +141,7 @@ pub async fn run_forward(
     backlog: Backlog,
 ) {
     let detail = target.to_string();
-    let host = match control::agent_and_host(&gw, &agent).await {
+    let host = match control::agent_and_host(&gw, &caller, &agent).await {
         Ok((_, host)) => host,
         Err(e) => {
             reply

@@ -83,7 +83,8 @@ impl ConnectionHandler {
         operator: crate::store::Operator,
         credential: String,
     ) -> Result<(), anyhow::Error> {
-        let agent_exists = self.gw.store.agent_exists(user).await?;
+        // An agent this operator may not see does not exist for them: the control route.
+        let agent_exists = self.gw.store.agent_for(&operator, user).await?.is_some();
         self.route = auth::route_for(user, agent_exists);
         info!(user, operator = operator.name, key = credential, route = ?self.route, "login");
         self.record_login(Some(operator.name.clone()), user, &credential, "ok", "")
@@ -140,6 +141,61 @@ impl ConnectionHandler {
                 }
             }
         }
+    }
+
+    /// Whether this connection's credential still lets its operator in, checked at every new
+    /// channel: a key removed (or an operator's role changed) while the connection is open
+    /// takes effect at once. The caller is refreshed with the operator as stored now.
+    async fn still_admitted(&mut self) -> Result<bool, anyhow::Error> {
+        let Some(caller) = &self.caller else {
+            return Ok(false);
+        };
+        match self
+            .gw
+            .store
+            .operator_by_credential(&caller.key_fingerprint)
+            .await?
+        {
+            Some(operator) if operator.name == caller.operator.name => {
+                if let Some(caller) = &mut self.caller {
+                    caller.operator = operator;
+                }
+                Ok(true)
+            }
+            _ => {
+                info!(
+                    operator = caller.operator.name,
+                    key = caller.key_fingerprint,
+                    "channel refused: the credential was removed"
+                );
+                let caller = caller.clone();
+                control::record(
+                    &self.gw,
+                    &caller,
+                    "channel",
+                    None,
+                    &format!("key {}", caller.key_fingerprint),
+                    exit::FAILED,
+                    "refused: the key or login was removed",
+                )
+                .await;
+                Ok(false)
+            }
+        }
+    }
+
+    /// `reply`, if the connection may still open channels; else the channel is refused.
+    async fn admit_channel(
+        &mut self,
+        reply: ChannelOpenHandle,
+    ) -> Result<Option<ChannelOpenHandle>, anyhow::Error> {
+        if self.still_admitted().await? {
+            return Ok(Some(reply));
+        }
+        self.gw
+            .tasks
+            .spawn(reply.reject(ChannelOpenFailure::AdministrativelyProhibited));
+        Ok(None)
     }
 
     /// Records a login attempt that got as far as a verified key.
@@ -390,6 +446,9 @@ impl russh::server::Handler for ConnectionHandler {
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
+        let Some(reply) = self.admit_channel(reply).await? else {
+            return Ok(());
+        };
         // What sshd tells a session about its connection.
         let mut env = Vec::new();
         if let (Some(peer), Some(local)) = (self.peer, self.local) {
@@ -430,6 +489,9 @@ impl russh::server::Handler for ConnectionHandler {
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
+        let Some(reply) = self.admit_channel(reply).await? else {
+            return Ok(());
+        };
         match u16::try_from(port_to_connect) {
             Ok(port) => self.open_forward(
                 channel,
@@ -453,6 +515,9 @@ impl russh::server::Handler for ConnectionHandler {
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
+        let Some(reply) = self.admit_channel(reply).await? else {
+            return Ok(());
+        };
         self.open_forward(channel, Forward::Unix(socket_path.to_owned()), reply);
         Ok(())
     }

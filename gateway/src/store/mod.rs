@@ -74,6 +74,32 @@ pub struct KeyRecord {
     pub created_at: String,
 }
 
+/// An operator and what they hold, for `operator list`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct OperatorSummary {
+    pub name: String,
+    pub role: Role,
+    pub created_at: String,
+    pub keys: i64,
+    pub tailscale_logins: i64,
+    pub agents: i64,
+}
+
+/// What `remove_credentials` removed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RemovedCredentials {
+    pub keys: u64,
+    pub logins: u64,
+}
+
+/// A secret as `secret list` shows it: never its value.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SecretSummary {
+    pub name: String,
+    pub set_by: String,
+    pub updated_at: String,
+}
+
 /// A key to register.
 pub struct NewKey<'a> {
     pub fingerprint: &'a str,
@@ -386,6 +412,206 @@ impl Store {
         Ok(n > 0)
     }
 
+    /// The operator a credential names, if it is still registered: a key's fingerprint, or
+    /// `tailscale:LOGIN` for a tailnet identity.
+    pub async fn operator_by_credential(&self, credential: &str) -> Result<Option<Operator>> {
+        match credential.strip_prefix("tailscale:") {
+            Some(login) => self.operator_by_tailscale_login(login).await,
+            None => self.operator_by_fingerprint(credential).await,
+        }
+    }
+
+    /// Every operator, with how many keys, tailnet logins and agents each has.
+    pub async fn operators(&self) -> Result<Vec<OperatorSummary>> {
+        let rows = sqlx::query(
+            "SELECT o.name, o.role, o.created_at,
+                    (SELECT COUNT(*) FROM keys k WHERE k.operator_id = o.id) AS keys,
+                    (SELECT COUNT(*) FROM tailscale_logins t WHERE t.operator_id = o.id) AS logins,
+                    (SELECT COUNT(*) FROM agents a WHERE a.created_by = o.name) AS agents
+             FROM operators o ORDER BY o.name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(OperatorSummary {
+                    name: r.try_get("name")?,
+                    role: parse_role(&r.try_get::<String, _>("role")?)?,
+                    created_at: r.try_get("created_at")?,
+                    keys: r.try_get("keys")?,
+                    tailscale_logins: r.try_get("logins")?,
+                    agents: r.try_get("agents")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The keys operator `name` may log in with.
+    pub async fn keys_of(&self, name: &str) -> Result<Vec<KeyRecord>> {
+        Ok(self
+            .keys()
+            .await?
+            .into_iter()
+            .filter(|k| k.operator == name)
+            .collect())
+    }
+
+    /// Removes credentials: `what` is a key's fingerprint (one key), a tailnet login (one
+    /// login), or an operator's name (every key and login of theirs; the operator stays, so
+    /// their agents keep their owner). Refused when no admin could log in afterwards.
+    pub async fn remove_credentials(&self, what: &str) -> Result<RemovedCredentials> {
+        let mut tx = self.pool.begin().await?;
+        let keys = sqlx::query(
+            "DELETE FROM keys WHERE fingerprint = ?1
+               OR operator_id = (SELECT id FROM operators WHERE name = ?1)",
+        )
+        .bind(what)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let logins = sqlx::query(
+            "DELETE FROM tailscale_logins WHERE login = ?1
+               OR operator_id = (SELECT id FROM operators WHERE name = ?1)",
+        )
+        .bind(what)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if keys + logins > 0 {
+            let admins: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM operators o WHERE o.role = 'admin'
+                   AND (EXISTS (SELECT 1 FROM keys k WHERE k.operator_id = o.id)
+                        OR EXISTS (SELECT 1 FROM tailscale_logins t WHERE t.operator_id = o.id))",
+            )
+            .fetch_one(&mut *tx)
+            .await?;
+            if admins == 0 {
+                return Err(StoreError::Conflict(
+                    "that would leave no admin able to log in".into(),
+                ));
+            }
+        }
+        tx.commit().await?;
+        Ok(RemovedCredentials { keys, logins })
+    }
+
+    // ---- who may see which agent --------------------------------------------------------
+
+    /// Agent `name`, if `viewer` may see it: an admin sees every agent, an operator those
+    /// they created and those shared with them. For anyone else it does not exist.
+    pub async fn agent_for(&self, viewer: &Operator, name: &str) -> Result<Option<AgentRecord>> {
+        let row = sqlx::query(&format!("{AGENT_SELECT} WHERE name = ?3 AND {VISIBLE}"))
+            .bind(viewer.role.as_str())
+            .bind(&viewer.name)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(agent_from_row).transpose()
+    }
+
+    /// Every agent `viewer` may see, by name.
+    pub async fn agents_for(&self, viewer: &Operator) -> Result<Vec<AgentRecord>> {
+        let rows = sqlx::query(&format!("{AGENT_SELECT} WHERE {VISIBLE} ORDER BY name"))
+            .bind(viewer.role.as_str())
+            .bind(&viewer.name)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(agent_from_row).collect()
+    }
+
+    /// Lets `operator` see and use agent `agent`. Sharing twice is not an error.
+    pub async fn share(&self, agent: &str, operator: &str, by: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO agent_shares (agent, operator, shared_by, created_at) VALUES (?, ?, ?, ?)
+             ON CONFLICT (agent, operator) DO NOTHING",
+        )
+        .bind(agent)
+        .bind(operator)
+        .bind(by)
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Takes back a share; false if there was none.
+    pub async fn unshare(&self, agent: &str, operator: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM agent_shares WHERE agent = ? AND operator = ?")
+            .bind(agent)
+            .bind(operator)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// The operators agent `agent` is shared with, by name.
+    pub async fn shares(&self, agent: &str) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT operator FROM agent_shares WHERE agent = ? ORDER BY operator",
+        )
+        .bind(agent)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    // ---- secrets ------------------------------------------------------------------------
+
+    /// Stores (or replaces) secret `name`.
+    pub async fn set_secret(&self, name: &str, value: &[u8], by: &str) -> Result<bool> {
+        let existed = self.secret_names().await?.iter().any(|n| n == name);
+        sqlx::query(
+            "INSERT INTO secrets (name, value, created_by, updated_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (name) DO UPDATE SET value = ?2, created_by = ?3, updated_at = ?4",
+        )
+        .bind(name)
+        .bind(value)
+        .bind(by)
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(existed)
+    }
+
+    /// Every secret's name, sorted, with who set it and when.
+    pub async fn secrets(&self) -> Result<Vec<SecretSummary>> {
+        let rows = sqlx::query("SELECT name, created_by, updated_at FROM secrets ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(SecretSummary {
+                    name: r.try_get("name")?,
+                    set_by: r.try_get("created_by")?,
+                    updated_at: r.try_get("updated_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn secret_names(&self) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar("SELECT name FROM secrets")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// Secret `name`'s value, if it is set.
+    pub async fn secret_value(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        Ok(
+            sqlx::query_scalar("SELECT value FROM secrets WHERE name = ?")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    pub async fn remove_secret(&self, name: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM secrets WHERE name = ?")
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     // ---- agents -------------------------------------------------------------------------
 
     /// Inserts a new agent in state `creating`; a taken name is a conflict.
@@ -658,6 +884,9 @@ impl Store {
             "SELECT * FROM (SELECT id, at, operator, source, kind, agent, detail, result, message FROM events
                WHERE (?1 IS NULL OR agent = ?1) AND (?2 IS NULL OR operator = ?2)
                  AND (?3 IS NULL OR at >= ?3) AND id > ?4
+                 AND (?6 IS NULL OR operator = ?6 OR agent IN
+                        (SELECT a.name FROM agents a WHERE a.created_by = ?6 OR EXISTS
+                           (SELECT 1 FROM agent_shares s WHERE s.agent = a.name AND s.operator = ?6)))
                ORDER BY id DESC LIMIT ?5) ORDER BY id",
         )
         .bind(&filter.agent)
@@ -665,6 +894,7 @@ impl Store {
         .bind(&filter.since)
         .bind(filter.after)
         .bind(filter.limit)
+        .bind(&filter.only_for)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -695,6 +925,9 @@ pub struct EventFilter {
     /// Only events with an id above this one.
     pub after: i64,
     pub limit: i64,
+    /// Only what this operator may see: their own events and those about agents they may
+    /// see (`None`: everything, for admins).
+    pub only_for: Option<String>,
 }
 
 impl Default for EventFilter {
@@ -705,6 +938,7 @@ impl Default for EventFilter {
             since: None,
             after: 0,
             limit: 100,
+            only_for: None,
         }
     }
 }
@@ -712,6 +946,10 @@ impl Default for EventFilter {
 const AGENT_SELECT: &str =
     "SELECT name, host, template, command, workspace, spec, tags, status, exit_code, pid,
     last_activity, created_at, created_by FROM agents";
+
+/// The condition under which operator `?2` of role `?1` may see an agent row.
+const VISIBLE: &str = "(?1 = 'admin' OR created_by = ?2
+    OR EXISTS (SELECT 1 FROM agent_shares s WHERE s.agent = agents.name AND s.operator = ?2))";
 
 const HOST_COLUMNS: &str = "SELECT name, address, port, user, host_key, status, hostctl_version,
             hostctl_path, platform, last_contact, last_error, created_at, tailscale_id, tailscale_name

@@ -1,0 +1,386 @@
+//! Roles and ownership: an operator sees and touches only their own agents and those shared
+//! with them; for anyone else another operator's agent does not exist, on every route
+//! (control, attach, exec, SFTP, scp, forwarding), with the same answer as a missing agent.
+//! Admins see everything and manage keys and hosts, over ssh; a removed key is refused at
+//! once, on its open connections' new channels too.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use e2e::{TestGateway, keygen, stderr, stdout};
+use serde_json::Value;
+
+/// Another operator: a key of their own, registered by the admin over ssh.
+struct Other {
+    key: PathBuf,
+    config: PathBuf,
+}
+
+impl Other {
+    fn add(gw: &TestGateway, name: &str, role: &str) -> Other {
+        let key = keygen(
+            gw.dir.path(),
+            &format!("{name}_key"),
+            &format!("{name}@laptop"),
+        );
+        let public = std::fs::read(key.with_extension("pub")).expect("pub");
+        let out = gw.ssh_with_stdin(&["key", "add", "--role", role], &public);
+        assert!(out.status.success(), "key add: {}", stderr(&out));
+        assert!(
+            stdout(&out).contains(&format!("for operator '{name}' ({role})")),
+            "{}",
+            stdout(&out)
+        );
+        Other {
+            key,
+            config: gw.dir.path().join("ssh_config_other_key"),
+        }
+    }
+
+    /// A client tool (`ssh`, `scp`, `sftp`) logging in with this operator's key.
+    fn tool(&self, program: &str) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.arg("-F")
+            .arg(&self.config)
+            .arg("-i")
+            .arg(&self.key)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn ssh(&self, target: &str, args: &[&str]) -> Output {
+        self.tool("ssh")
+            .arg(target)
+            .args(args)
+            .output()
+            .expect("ssh")
+    }
+
+    fn gw(&self, args: &[&str]) -> Output {
+        self.ssh("gw", args)
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.gw(args);
+        assert!(
+            out.status.success(),
+            "ssh gw {args:?}: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        stdout(&out)
+    }
+}
+
+/// What a client saw, with the agent's name replaced so two answers can be compared.
+fn answer(out: &Output, name: &str) -> (Option<i32>, String, String) {
+    (
+        out.status.code(),
+        stdout(out).replace(name, "NAME"),
+        stderr(out).replace(name, "NAME"),
+    )
+}
+
+/// Runs `run` for a hidden agent and for a missing one: the answers must be the same.
+fn same_as_missing(what: &str, hidden: &str, run: impl Fn(&str) -> Output) {
+    let seen = run(hidden);
+    let missing = run("no-such-agent");
+    assert!(!seen.status.success(), "{what}: {hidden} was served");
+    assert_eq!(
+        answer(&seen, hidden),
+        answer(&missing, "no-such-agent"),
+        "{what}: a hidden agent is not answered like a missing one"
+    );
+}
+
+fn names(out: &str) -> Vec<&str> {
+    out.lines().collect()
+}
+
+#[test]
+fn an_operator_cannot_see_or_touch_another_operators_agent_on_any_route() {
+    let gw = TestGateway::start();
+    let bob = Other::add(&gw, "bob", "operator");
+    gw.ok(&["create", "alpha", "--", "sleep", "600"]);
+    let workspace = PathBuf::from(gw.info("alpha")["workspace"].as_str().expect("ws"));
+    std::fs::write(workspace.join("secret.txt"), "alpha's file\n").expect("write");
+    bob.ok(&["create", "bobs", "--", "sleep", "600"]);
+
+    // Control commands: bob sees only his own agent; alpha is missing to him.
+    assert_eq!(names(&bob.ok(&["list", "-q"])), ["bobs"]);
+    assert_eq!(names(&gw.ok(&["list", "-q"])), ["alpha", "bobs"]);
+    for command in [
+        "info", "stop", "start", "restart", "logs", "attach", "destroy", "wait",
+    ] {
+        same_as_missing(command, "alpha", |name| bob.gw(&[command, name]));
+    }
+    same_as_missing("send", "alpha", |name| bob.gw(&["send", name, "hello"]));
+    same_as_missing("clone", "alpha", |name| {
+        bob.gw(&["clone", name, "stolen-copy"])
+    });
+    same_as_missing("migrate", "alpha", |name| {
+        bob.gw(&["migrate", name, "local"])
+    });
+    same_as_missing("share", "alpha", |name| bob.gw(&["share", name, "bob"]));
+    let json: Value = serde_json::from_str(&bob.ok(&["ssh-config", "--json"])).expect("json");
+    assert_eq!(json.as_array().map(Vec::len), Some(1), "{json}");
+
+    // Inside an agent: exec, a shell, SFTP, scp and forwarding answer like a missing agent.
+    same_as_missing("exec", "alpha", |name| {
+        bob.ssh(&format!("{name}@gw"), &["cat", "secret.txt"])
+    });
+    same_as_missing("sftp", "alpha", |name| {
+        let mut cmd = bob.tool("sftp");
+        cmd.args(["-b", "-", &format!("{name}@gw")]);
+        e2e::run_with_stdin(cmd, b"get secret.txt /dev/null\n")
+    });
+    let copied = gw.dir.path().join("copied.txt");
+    same_as_missing("scp", "alpha", |name| {
+        bob.tool("scp")
+            .arg(format!("{name}@gw:secret.txt"))
+            .arg(&copied)
+            .output()
+            .expect("scp")
+    });
+    assert!(!copied.exists());
+    same_as_missing("forward", "alpha", |name| {
+        bob.tool("ssh")
+            .args(["-o", "ExitOnForwardFailure=yes", "-W", "127.0.0.1:9"])
+            .arg(format!("{name}@gw"))
+            .output()
+            .expect("ssh -W")
+    });
+
+    // Nothing happened to alpha.
+    assert_eq!(gw.status("alpha"), "running");
+    assert_eq!(
+        std::fs::read_to_string(workspace.join("secret.txt")).expect("read"),
+        "alpha's file\n"
+    );
+
+    // The audit trail: bob sees his own events, none of the admin's about alpha.
+    let events: Value =
+        serde_json::from_str(&bob.ok(&["events", "--json", "-n", "500"])).expect("json");
+    let events = events.as_array().expect("array");
+    assert!(!events.is_empty());
+    for e in events {
+        assert!(
+            e["operator"] == "bob" || e["agent"] == "bobs",
+            "bob sees an event that is not his: {e}"
+        );
+    }
+    let all: Value =
+        serde_json::from_str(&gw.ok(&["events", "--json", "-n", "500"])).expect("json");
+    assert!(
+        all.as_array()
+            .expect("array")
+            .iter()
+            .any(|e| e["operator"] == "tester" && e["agent"] == "alpha"),
+        "the admin sees everything"
+    );
+
+    // The admin sees and uses bob's agent.
+    let out = gw.ssh_run(&["bobs@gw", "echo", "admin-was-here"]);
+    assert_eq!(stdout(&out).trim(), "admin-was-here", "{}", stderr(&out));
+}
+
+#[test]
+fn sharing_lets_an_operator_use_an_agent_but_not_destroy_it() {
+    let gw = TestGateway::start();
+    let bob = Other::add(&gw, "bob", "operator");
+    gw.ok(&["create", "alpha", "--", "sleep", "600"]);
+
+    gw.ok(&["share", "alpha", "bob"]);
+    assert_eq!(names(&bob.ok(&["list", "-q"])), ["alpha"]);
+    let info: Value = serde_json::from_str(&bob.ok(&["info", "alpha", "--json"])).expect("json");
+    assert_eq!(info["shared_with"], serde_json::json!(["bob"]));
+    let out = bob.ssh("alpha@gw", &["pwd"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), info["workspace"].as_str().expect("ws"));
+
+    // Using is not owning: bob may not destroy it, nor share it further.
+    let out = bob.gw(&["destroy", "alpha", "--force"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("only the owner of agent 'alpha' (tester) or an admin"),
+        "{}",
+        stderr(&out)
+    );
+    let out = bob.gw(&["unshare", "alpha", "bob"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(gw.status("alpha"), "running");
+
+    // Errors name what is wrong.
+    let out = gw.ssh(&["share", "alpha", "nobody-here"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no operator named 'nobody-here'"));
+
+    gw.ok(&["unshare", "alpha", "bob"]);
+    assert_eq!(bob.ok(&["list", "-q"]), "");
+    same_as_missing("info after unshare", "alpha", |name| {
+        bob.gw(&["info", name])
+    });
+    let out = gw.ssh(&["unshare", "alpha", "bob"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("is not shared with 'bob'"));
+}
+
+#[test]
+fn only_admins_manage_keys_and_hosts() {
+    let gw = TestGateway::start();
+    let bob = Other::add(&gw, "bob", "operator");
+    let carol_key = keygen(gw.dir.path(), "carol", "carol@laptop");
+    let carol_pub = std::fs::read(carol_key.with_extension("pub")).expect("pub");
+
+    let refused = |out: Output, what: &str| {
+        assert_eq!(out.status.code(), Some(1), "{what}: {}", stdout(&out));
+        assert!(
+            stderr(&out).contains(&format!("only admins can {what}; you are 'bob'")),
+            "{what}: {}",
+            stderr(&out)
+        );
+    };
+    let mut cmd = bob.tool("ssh");
+    cmd.args(["gw", "key", "add"]);
+    refused(e2e::run_with_stdin(cmd, &carol_pub), "add keys");
+    refused(bob.gw(&["key", "remove", "tester"]), "remove keys");
+    refused(bob.gw(&["host", "add", "box", "10.0.0.1"]), "add hosts");
+    refused(bob.gw(&["host", "remove", "local"]), "remove hosts");
+    refused(bob.gw(&["host", "check", "local"]), "check hosts");
+
+    // An operator lists their own keys; an admin lists everyone's.
+    let mine: Value = serde_json::from_str(&bob.ok(&["key", "list", "--json"])).expect("json");
+    let mine = mine.as_array().expect("array");
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0]["operator"], "bob");
+    let all: Value = serde_json::from_str(&gw.ok(&["key", "list", "--json"])).expect("json");
+    assert_eq!(all.as_array().map(Vec::len), Some(2));
+
+    // Everyone may see the operators and who they are.
+    let operators = bob.ok(&["operator", "list"]);
+    assert!(
+        operators.contains("bob") && operators.contains("tester"),
+        "{operators}"
+    );
+    assert!(bob.ok(&["whoami"]).contains("role:     operator"));
+
+    // Bad keys and names get clear errors and change nothing.
+    let out = gw.ssh_with_stdin(&["key", "add"], b"ssh-ed25519 not-base64 x@y\n");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("not an OpenSSH public key"),
+        "{}",
+        stderr(&out)
+    );
+    let out = gw.ssh_with_stdin(&["key", "add", "--name", "bad/name"], &carol_pub);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("invalid operator name"),
+        "{}",
+        stderr(&out)
+    );
+    let out = gw.ssh_with_stdin(&["key", "add", "--role", "root"], &carol_pub);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("unknown role 'root'"),
+        "{}",
+        stderr(&out)
+    );
+    let bob_pub = std::fs::read(bob.key.with_extension("pub")).expect("pub");
+    let out = gw.ssh_with_stdin(&["key", "add", "--name", "eve"], &bob_pub);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("already registered to operator 'bob'"));
+    assert_eq!(
+        serde_json::from_str::<Value>(&gw.ok(&["key", "list", "--json"]))
+            .expect("json")
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
+
+    // The last admin cannot be locked out.
+    let out = gw.ssh(&["key", "remove", "tester"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("no admin able to log in"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(gw.ok(&["whoami"]).contains("tester"));
+}
+
+/// A master connection for this operator: later `ssh -S` commands open new channels on it.
+fn master(gw: &TestGateway, other: &Other, socket: &Path) {
+    let status = other
+        .tool("ssh")
+        .args(["-M", "-S"])
+        .arg(socket)
+        .args(["-o", "ControlPersist=60", "-f", "-N", "gw"])
+        .status()
+        .expect("ssh -M");
+    assert!(status.success());
+    e2e::wait_for("the master connection", || socket.exists().then_some(()));
+    let _ = gw;
+}
+
+fn over_master(other: &Other, socket: &Path, args: &[&str]) -> Output {
+    other
+        .tool("ssh")
+        .arg("-S")
+        .arg(socket)
+        .arg("gw")
+        .args(args)
+        .output()
+        .expect("ssh -S")
+}
+
+#[test]
+fn a_removed_key_is_refused_at_once_on_new_connections_and_open_ones() {
+    let gw = TestGateway::start();
+    let bob = Other::add(&gw, "bob", "operator");
+    let socket = gw.dir.path().join("bob.mux");
+    master(&gw, &bob, &socket);
+    let out = over_master(&bob, &socket, &["whoami"]);
+    assert!(stdout(&out).contains("operator: bob"), "{}", stderr(&out));
+
+    let removed = gw.ok(&["key", "remove", "bob"]);
+    assert!(removed.contains("removed 1 key(s)"), "{removed}");
+
+    // A new channel on bob's open connection is refused...
+    let out = over_master(&bob, &socket, &["whoami"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(!stdout(&out).contains("operator: bob"));
+    assert!(
+        stderr(&out).contains("Session open refused by peer"),
+        "{}",
+        stderr(&out)
+    );
+    // ...and so is a new connection.
+    let out = bob.gw(&["whoami"]);
+    assert_eq!(out.status.code(), Some(255));
+    assert!(
+        stderr(&out).contains("Permission denied"),
+        "{}",
+        stderr(&out)
+    );
+    let _ = Command::new("ssh")
+        .arg("-S")
+        .arg(&socket)
+        .args(["-O", "exit", "gw"])
+        .output();
+
+    // The refusal is in the audit trail.
+    let events: Value =
+        serde_json::from_str(&gw.ok(&["events", "--json", "-n", "500"])).expect("json");
+    assert!(
+        events
+            .as_array()
+            .expect("array")
+            .iter()
+            .any(|e| e["kind"] == "channel" && e["operator"] == "bob" && e["result"] != "ok"),
+        "{events}"
+    );
+    let out = gw.ssh(&["key", "remove", "bob"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no key, tailnet login or operator 'bob'"));
+}
