@@ -76,6 +76,104 @@ pub struct SshConfig {
     pub accept_env: Vec<String>,
     /// Whether `ssh -L`, `-D` and `-W` may open connections from an agent's host.
     pub allow_forwarding: bool,
+    /// A connection that has not logged in this long after it was accepted is closed
+    /// (OpenSSH's `LoginGraceTime`).
+    #[serde(with = "duration")]
+    pub login_grace_time: Duration,
+    /// Connections that have not logged in yet, at most, at once (OpenSSH's `MaxStartups`).
+    /// A new one past it closes the oldest of the source that holds the most.
+    pub max_startups: usize,
+    /// Connections that have not logged in yet, at most, from one source (an IPv4 address or
+    /// an IPv6 /64); more from it are refused (OpenSSH's `PerSourceMaxStartups`).
+    pub per_source_max_startups: usize,
+    /// Penalties for sources whose connections keep ending without a login.
+    pub penalties: PenaltyConfig,
+}
+
+/// OpenSSH's `PerSourcePenalties`: what a connection that ends without logging in costs its
+/// source, and when a source is refused.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PenaltyConfig {
+    pub enabled: bool,
+    /// It tried to authenticate and failed.
+    #[serde(with = "duration")]
+    pub authfail: Duration,
+    /// It never tried.
+    #[serde(with = "duration")]
+    pub noauth: Duration,
+    /// It ran out of `login_grace_time`.
+    #[serde(with = "duration")]
+    pub grace_exceeded: Duration,
+    /// A source is refused once its penalties add up to this, until they wear off.
+    #[serde(with = "duration")]
+    pub min: Duration,
+    /// Penalties add up to this at most.
+    #[serde(with = "duration")]
+    pub max: Duration,
+    /// Addresses and networks (`10.0.0.0/8`, `fd7a:115c:a1e0::/48`) never penalised.
+    pub exempt: Vec<String>,
+}
+
+impl Default for PenaltyConfig {
+    fn default() -> Self {
+        PenaltyConfig {
+            enabled: true,
+            authfail: Duration::from_secs(5),
+            noauth: Duration::from_secs(1),
+            grace_exceeded: Duration::from_secs(10),
+            min: Duration::from_secs(15),
+            max: Duration::from_secs(600),
+            exempt: Vec::new(),
+        }
+    }
+}
+
+impl PenaltyConfig {
+    /// Whether `ip` is in `exempt` (entries that do not parse match nothing; `validate`
+    /// refuses them at load).
+    pub fn exempts(&self, ip: std::net::IpAddr) -> bool {
+        self.exempt
+            .iter()
+            .any(|net| network_contains(net, ip).unwrap_or(false))
+    }
+}
+
+/// Whether `net` (an address, or an address/prefix) contains `ip`; an error if `net` is not
+/// one.
+pub fn network_contains(net: &str, ip: std::net::IpAddr) -> Result<bool, String> {
+    use std::net::IpAddr;
+    let bad = || format!("'{net}' is not an address or network (like 10.0.0.0/8 or fd00::/8)");
+    let (addr, prefix) = match net.split_once('/') {
+        Some((a, p)) => (a, Some(p.parse::<u32>().map_err(|_| bad())?)),
+        None => (net, None),
+    };
+    let addr: IpAddr = addr.trim().parse().map_err(|_| bad())?;
+    let ip = ip.to_canonical();
+    let (a, b, bits) = match (addr, ip) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => (
+            u128::from(a.to_bits()) << 96,
+            u128::from(b.to_bits()) << 96,
+            32,
+        ),
+        (IpAddr::V6(a), IpAddr::V6(b)) => (a.to_bits(), b.to_bits(), 128),
+        (IpAddr::V4(_), _) => return prefix.filter(|p| *p > 32).map_or(Ok(false), |_| Err(bad())),
+        (IpAddr::V6(_), _) => {
+            return prefix
+                .filter(|p| *p > 128)
+                .map_or(Ok(false), |_| Err(bad()));
+        }
+    };
+    let prefix = prefix.unwrap_or(bits);
+    if prefix > bits {
+        return Err(bad());
+    }
+    let mask = if prefix == 0 {
+        0
+    } else {
+        u128::MAX << (128 - prefix)
+    };
+    Ok(a & mask == b & mask)
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -217,6 +315,10 @@ impl Default for SshConfig {
             window_size: 8 * 1024 * 1024,
             accept_env: vec!["LANG".into(), "LC_*".into(), "GIT_PROTOCOL".into()],
             allow_forwarding: true,
+            login_grace_time: Duration::from_secs(60),
+            max_startups: 100,
+            per_source_max_startups: 10,
+            penalties: PenaltyConfig::default(),
         }
     }
 }
@@ -289,6 +391,15 @@ impl Config {
                 hostctl::api::validate_env_key(key)
                     .map_err(|e| format!("template '{name}': {e}"))?;
             }
+        }
+        for net in &self.ssh.penalties.exempt {
+            network_contains(net, std::net::IpAddr::from([127, 0, 0, 1]))
+                .map_err(|e| format!("ssh.penalties.exempt: {e}"))?;
+        }
+        if self.ssh.max_startups == 0 || self.ssh.per_source_max_startups == 0 {
+            return Err(
+                "ssh.max_startups and ssh.per_source_max_startups must be at least 1".into(),
+            );
         }
         if self.ssh.max_auth_attempts == 0 {
             return Err("ssh.max_auth_attempts must be at least 1".into());
@@ -372,6 +483,38 @@ mod duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn networks_match_addresses_and_bad_ones_are_refused() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().expect("ip");
+        assert_eq!(network_contains("10.0.0.0/8", ip("10.200.1.1")), Ok(true));
+        assert_eq!(network_contains("10.0.0.0/8", ip("11.0.0.1")), Ok(false));
+        assert_eq!(
+            network_contains("127.0.0.100/31", ip("127.0.0.101")),
+            Ok(true)
+        );
+        assert_eq!(
+            network_contains("127.0.0.100/31", ip("127.0.0.102")),
+            Ok(false)
+        );
+        assert_eq!(network_contains("192.0.2.7", ip("192.0.2.7")), Ok(true));
+        assert_eq!(network_contains("0.0.0.0/0", ip("8.8.8.8")), Ok(true));
+        assert_eq!(
+            network_contains("fd7a:115c:a1e0::/48", ip("fd7a:115c:a1e0:ab::1")),
+            Ok(true)
+        );
+        assert_eq!(
+            network_contains("fd7a:115c:a1e0::/48", ip("10.0.0.1")),
+            Ok(false)
+        );
+        assert_eq!(
+            network_contains("10.0.0.0/8", ip("::ffff:10.1.1.1")),
+            Ok(true)
+        );
+        for bad in ["10.0.0.0/33", "fd00::/129", "nonsense", "10.0.0.0/x", ""] {
+            assert!(network_contains(bad, ip("10.0.0.1")).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn durations_parse() {

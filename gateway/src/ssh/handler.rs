@@ -16,6 +16,7 @@ use tracing::{Instrument, debug, info};
 
 use super::agent::{self, Forward};
 use super::channel::{PtyRequest, command_io, finish, term_size};
+use super::guard::Ticket;
 use crate::Gateway;
 use crate::auth::{self, KeyDecision, Route};
 use crate::control::io::Backlog;
@@ -40,6 +41,8 @@ pub struct ConnectionHandler {
     channels: HashMap<ChannelId, PendingChannel>,
     /// Client data received on this connection that its consumers have not taken yet.
     backlog: Backlog,
+    /// The connection's place in the pre-login limits.
+    ticket: Arc<Ticket>,
 }
 
 /// Above this much unconsumed client data, the window the connection re-advertises shrinks
@@ -50,7 +53,12 @@ const BACKLOG_HIGH_WATER: usize = 1024 * 1024;
 const THROTTLED_WINDOW: u32 = 512;
 
 impl ConnectionHandler {
-    pub fn new(gw: Arc<Gateway>, peer: Option<SocketAddr>, local: Option<SocketAddr>) -> Self {
+    pub fn new(
+        gw: Arc<Gateway>,
+        peer: Option<SocketAddr>,
+        local: Option<SocketAddr>,
+        ticket: Arc<Ticket>,
+    ) -> Self {
         ConnectionHandler {
             gw,
             peer,
@@ -60,6 +68,7 @@ impl ConnectionHandler {
             handle: None,
             channels: HashMap::new(),
             backlog: Backlog::default(),
+            ticket,
         }
     }
 
@@ -87,6 +96,7 @@ impl ConnectionHandler {
         let agent_exists = self.gw.store.agent_for(&operator, user).await?.is_some();
         self.route = auth::route_for(user, agent_exists);
         info!(user, operator = operator.name, key = credential, route = ?self.route, "login");
+        self.ticket.logged_in();
         self.record_login(Some(operator.name.clone()), user, &credential, "ok", "")
             .await;
         self.caller = Some(Caller {
@@ -196,6 +206,16 @@ impl ConnectionHandler {
             .tasks
             .spawn(reply.reject(ChannelOpenFailure::AdministrativelyProhibited));
         Ok(None)
+    }
+
+    /// Refuses an authentication attempt, for the pre-login limits and the audit trail.
+    /// (russh counts the attempts against `max_auth_attempts`.)
+    fn refuse(&mut self, user: &str, credential: &str) -> Auth {
+        self.ticket.auth_failed(user, credential);
+        Auth::Reject {
+            proceed_with_methods: Some(MethodSet::from(&[MethodKind::PublicKey][..])),
+            partial_success: false,
+        }
     }
 
     /// Records a login attempt that got as far as a verified key.
@@ -392,15 +412,12 @@ impl russh::server::Handler for ConnectionHandler {
 
     async fn auth_password(&mut self, user: &str, _password: &str) -> Result<Auth, Self::Error> {
         info!(user, source = %self.source(), "password authentication refused");
-        Ok(Auth::Reject {
-            proceed_with_methods: Some(MethodSet::from(&[MethodKind::PublicKey][..])),
-            partial_success: false,
-        })
+        Ok(self.refuse(user, "password"))
     }
 
     async fn auth_publickey_offered(
         &mut self,
-        _user: &str,
+        user: &str,
         offer: PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
         let (decision, fingerprint) = self.key_decision(offer.public_key).await?;
@@ -408,7 +425,7 @@ impl russh::server::Handler for ConnectionHandler {
             KeyDecision::Accept(_) => Auth::Accept,
             KeyDecision::Reject => {
                 debug!(key = fingerprint, "offered key is not registered");
-                Auth::reject()
+                self.refuse(user, &fingerprint)
             }
         })
     }
@@ -421,15 +438,7 @@ impl russh::server::Handler for ConnectionHandler {
         let (decision, fingerprint) = self.key_decision(key.public_key).await?;
         let KeyDecision::Accept(operator) = decision else {
             info!(user, key = fingerprint, source = %self.source(), "login refused: unregistered key");
-            self.record_login(
-                None,
-                user,
-                &fingerprint,
-                "refused",
-                "the key is not registered",
-            )
-            .await;
-            return Ok(Auth::reject());
+            return Ok(self.refuse(user, &fingerprint));
         };
         self.admit(user, operator, fingerprint).await?;
         Ok(Auth::Accept)

@@ -6,7 +6,9 @@
 
 pub mod agent;
 pub mod channel;
+pub mod guard;
 pub mod handler;
+pub mod killable;
 
 use std::borrow::Cow;
 use std::path::Path;
@@ -55,7 +57,9 @@ pub fn server_config(ssh: &SshConfig, host_key: PrivateKey) -> russh::server::Co
         // OpenSSH clients probe with `none` first: that probe must not cost a delay.
         auth_rejection_time_initial: Some(std::time::Duration::ZERO),
         keys: vec![host_key],
-        max_auth_attempts: ssh.max_auth_attempts,
+        // Every refusal counts, offers of a key included (as OpenSSH's MaxAuthTries), plus
+        // the `none` probe every OpenSSH client starts with.
+        max_auth_attempts: ssh.max_auth_attempts + 1,
         inactivity_timeout: Some(ssh.inactivity_timeout),
         keepalive_interval: Some(ssh.keepalive_interval),
         keepalive_max: ssh.keepalive_max,
@@ -83,6 +87,7 @@ pub fn server_config(ssh: &SshConfig, host_key: PrivateKey) -> russh::server::Co
 pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, config: Arc<russh::server::Config>) {
     let limit = Arc::new(Semaphore::new(gw.config.ssh.max_connections.max(1)));
     let next_id = AtomicU64::new(1);
+    let guard = guard::Guard::new(&gw.config.ssh);
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -100,39 +105,119 @@ pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, config: Arc<russh::s
             drop(stream);
             continue;
         };
+        let conn_id = next_id.fetch_add(1, Ordering::Relaxed);
+        let ticket = match guard.admit(conn_id, peer.ip()) {
+            Ok(ticket) => ticket,
+            Err(refusal) => {
+                debug!(%peer, ?refusal, "connection refused before login");
+                drop(stream);
+                continue;
+            }
+        };
         if let Err(e) = stream.set_nodelay(true) {
             debug!(error = %e, "cannot set TCP_NODELAY");
         }
-        let conn_id = next_id.fetch_add(1, Ordering::Relaxed);
         let span = tracing::info_span!("conn", conn_id, %peer);
-        let handler =
-            handler::ConnectionHandler::new(gw.clone(), Some(peer), stream.local_addr().ok());
+        let handler = handler::ConnectionHandler::new(
+            gw.clone(),
+            Some(peer),
+            stream.local_addr().ok(),
+            ticket.clone(),
+        );
         let config = config.clone();
         let shutdown = gw.shutdown.clone();
-        gw.tasks.spawn(
+        let gw = gw.clone();
+        gw.tasks.clone().spawn(
             async move {
                 let _permit = permit;
-                match russh::server::run_stream(config, stream, handler).await {
-                    Ok(session) => {
-                        let handle = session.handle();
-                        tokio::select! {
-                            result = session => {
-                                if let Err(e) = result {
-                                    debug!(error = %e, "connection ended with an error");
-                                }
-                            }
-                            () = shutdown.cancelled() => {
-                                let _ = handle
-                                    .disconnect(russh::Disconnect::ByApplication, "the gateway is shutting down".into(), "en".into())
-                                    .await;
-                            }
-                        }
-                    }
-                    Err(e) => debug!(error = %e, "handshake failed"),
+                let closed = run_connection(config, stream, handler, &ticket, &shutdown).await;
+                refused_login(&gw, &peer, &ticket.refused()).await;
+                if let Some((source, blocked)) = ticket.end(closed) {
+                    penalised(&gw, source, blocked).await;
                 }
             }
             .instrument(span),
         );
     }
     info!("stopped accepting connections");
+}
+
+/// Runs one connection to its end; returns why the guard closed it, if it did (before login:
+/// its grace time ran out, or it was evicted to make room).
+async fn run_connection(
+    config: Arc<russh::server::Config>,
+    stream: tokio::net::TcpStream,
+    handler: handler::ConnectionHandler,
+    ticket: &guard::Ticket,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> Option<guard::Closed> {
+    let kill = tokio_util::sync::CancellationToken::new();
+    let stream = killable::Killable::new(stream, kill.clone());
+    let run = async {
+        match russh::server::run_stream(config, stream, handler).await {
+            Ok(session) => {
+                let handle = session.handle();
+                tokio::select! {
+                    result = session => {
+                        if let Err(e) = result {
+                            debug!(error = %e, "connection ended with an error");
+                        }
+                    }
+                    () = shutdown.cancelled() => {
+                        let _ = handle
+                            .disconnect(russh::Disconnect::ByApplication, "the gateway is shutting down".into(), "en".into())
+                            .await;
+                    }
+                }
+            }
+            Err(e) => debug!(error = %e, "handshake failed"),
+        }
+    };
+    tokio::select! {
+        () = run => None,
+        why = ticket.closed() => {
+            info!(?why, "connection closed before login");
+            // The session may run in russh's own task by now: cut its socket.
+            kill.cancel();
+            Some(why)
+        }
+    }
+}
+
+/// A connection that tried to log in and never did: one event naming every key it offered.
+async fn refused_login(gw: &Gateway, peer: &std::net::SocketAddr, refused: &[(String, String)]) {
+    let Some((user, _)) = refused.first() else {
+        return;
+    };
+    let credentials: Vec<&str> = refused.iter().map(|(_, c)| c.as_str()).collect();
+    let event = crate::store::Event {
+        source: Some(peer.to_string()),
+        kind: "login".into(),
+        detail: format!("user {user} key {}", credentials.join(", ")),
+        result: "refused".into(),
+        message: "no registered key".into(),
+        ..crate::store::Event::default()
+    };
+    if let Err(e) = gw.store.record_event(&event).await {
+        tracing::error!(error = %e, "could not record a refused login");
+    }
+}
+
+/// A source's connections are refused for a while: said in the log and the audit trail.
+async fn penalised(gw: &Gateway, source: guard::Source, blocked: std::time::Duration) {
+    warn!(%source, seconds = blocked.as_secs(), "source penalised: its connections keep ending without a login; refusing it");
+    let event = crate::store::Event {
+        source: Some(source.to_string()),
+        kind: "penalty".into(),
+        detail: format!(
+            "connections from {source} refused for {} s",
+            blocked.as_secs()
+        ),
+        result: "refused".into(),
+        message: "its connections kept ending without a login".into(),
+        ..crate::store::Event::default()
+    };
+    if let Err(e) = gw.store.record_event(&event).await {
+        tracing::error!(error = %e, "could not record a penalty");
+    }
 }
