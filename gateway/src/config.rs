@@ -289,6 +289,9 @@ pub struct Template {
     pub required_env: Vec<String>,
     /// Extra environment for the agent.
     pub env: BTreeMap<String, String>,
+    /// Secrets (`ssh gw secret set NAME`) put in the agent's environment under their names;
+    /// their values never appear in the configuration, the agent's records or any output.
+    pub secrets: Vec<String>,
     /// One line for `help` and listings.
     pub description: Option<String>,
 }
@@ -387,7 +390,12 @@ impl Config {
 
     fn validate(&self) -> Result<(), String> {
         for (name, template) in &self.templates {
-            for key in template.required_env.iter().chain(template.env.keys()) {
+            for key in template
+                .required_env
+                .iter()
+                .chain(template.env.keys())
+                .chain(&template.secrets)
+            {
                 hostctl::api::validate_env_key(key)
                     .map_err(|e| format!("template '{name}': {e}"))?;
             }

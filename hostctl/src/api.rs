@@ -172,6 +172,44 @@ pub struct CreateRequest {
     /// Who asked, for the record.
     #[serde(default)]
     pub created_by: Option<String>,
+    /// The names of the secrets in the agent's environment (their values are never stored
+    /// here: they come with each start, see [`Secrets`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_names: Vec<String>,
+}
+
+/// Secret values for the agent's process, by variable name. They travel on hostctl's stdin
+/// (never on a command line), reach the process through a file only its launcher reads (mode
+/// 0600, removed at once), and are never written to meta.json.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Secrets(pub BTreeMap<String, String>);
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.keys().map(|k| format!("{k}=***")))
+            .finish()
+    }
+}
+
+/// `hostctl create`'s stdin: the request, and the secrets for the first start.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateInput {
+    #[serde(flatten)]
+    pub request: CreateRequest,
+    #[serde(default, skip_serializing_if = "is_empty")]
+    pub secrets: Secrets,
+}
+
+/// `hostctl start --secrets-on-stdin`'s stdin.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StartInput {
+    #[serde(default)]
+    pub secrets: Secrets,
+}
+
+fn is_empty(s: &Secrets) -> bool {
+    s.0.is_empty()
 }
 
 fn default_template() -> String {

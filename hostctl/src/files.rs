@@ -47,6 +47,11 @@ impl Files {
         self.agent_dir(name).join("meta.json")
     }
 
+    /// The secrets for the agent's next start, read (and removed) by `hostctl launch`.
+    pub fn launch_path(&self, name: &str) -> PathBuf {
+        self.agent_dir(name).join("launch.json")
+    }
+
     pub fn log_path(&self, name: &str) -> PathBuf {
         self.agent_dir(name).join("output.log")
     }

@@ -8,7 +8,9 @@ use std::io::{Read, Write};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use hostctl::api::{CreateRequest, ErrorBody, ErrorCode, ErrorReply, TermSize, VersionInfo};
+use hostctl::api::{
+    CreateInput, ErrorBody, ErrorCode, ErrorReply, StartInput, TermSize, VersionInfo,
+};
 use hostctl::{Error, HostCtl};
 use serde::Serialize;
 
@@ -54,8 +56,18 @@ enum Verb {
         cols: Option<u16>,
         #[arg(long)]
         rows: Option<u16>,
+        /// Read the secrets for the agent's environment on stdin (JSON: {"secrets": {...}}).
+        #[arg(long)]
+        secrets_on_stdin: bool,
         #[arg(long)]
         json: bool,
+    },
+    /// Run as an agent's pane: set its environment and exec COMMAND (hostctl's own use).
+    #[command(hide = true)]
+    Launch {
+        name: String,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
     },
     /// End an agent's session and delete its files and the workspace hostctl created.
     Destroy {
@@ -140,7 +152,7 @@ fn main() -> ExitCode {
             if let Err(e) = std::io::stdin().read_to_string(&mut input) {
                 return fail(&Error::InvalidInput(format!("reading stdin: {e}")), json);
             }
-            let request: CreateRequest = match serde_json::from_str(&input) {
+            let input: CreateInput = match serde_json::from_str(&input) {
                 Ok(r) => r,
                 Err(e) => {
                     return fail(
@@ -149,7 +161,7 @@ fn main() -> ExitCode {
                     );
                 }
             };
-            report(ctl.create(request), json, |i| {
+            report(ctl.create(input.request, &input.secrets), json, |i| {
                 format!("created {} ({})", i.name, i.status.as_str())
             })
         }
@@ -170,15 +182,37 @@ fn main() -> ExitCode {
             name,
             cols,
             rows,
+            secrets_on_stdin,
             json,
         } => {
             let size = match (cols, rows) {
                 (Some(cols), Some(rows)) => Some(TermSize { cols, rows }),
                 _ => None,
             };
-            report(ctl.start(&name, size), json, |i| {
+            let mut input = StartInput::default();
+            if secrets_on_stdin {
+                let mut text = String::new();
+                if let Err(e) = std::io::stdin().read_to_string(&mut text) {
+                    return fail(&Error::InvalidInput(format!("reading stdin: {e}")), json);
+                }
+                input = match serde_json::from_str(&text) {
+                    Ok(i) => i,
+                    Err(e) => {
+                        return fail(
+                            &Error::InvalidInput(format!("stdin is not a StartInput: {e}")),
+                            json,
+                        );
+                    }
+                };
+            }
+            report(ctl.start(&name, size, &input.secrets), json, |i| {
                 format!("{} is {}", i.name, i.status.as_str())
             })
+        }
+        Verb::Launch { name, command } => {
+            let e = ctl.launch(&name, &command);
+            eprintln!("hostctl: {e}");
+            ExitCode::from(127)
         }
         Verb::Destroy { name, json } => report(
             ctl.destroy(&name)

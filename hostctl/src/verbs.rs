@@ -7,8 +7,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::api::{
-    AgentCommand, AgentInfo, AgentMeta, CreateRequest, HostAgentStatus, TermSize, WorkspaceSource,
-    validate_agent_name,
+    AgentCommand, AgentInfo, AgentMeta, CreateRequest, HostAgentStatus, Secrets, TermSize,
+    WorkspaceSource, validate_agent_name,
 };
 use crate::error::{Error, Result};
 use crate::files::Files;
@@ -36,7 +36,7 @@ impl HostCtl {
         Ok(HostCtl::new(Files::from_env()?))
     }
 
-    pub fn create(&self, request: CreateRequest) -> Result<AgentInfo> {
+    pub fn create(&self, request: CreateRequest, secrets: &Secrets) -> Result<AgentInfo> {
         validate_request(&request)?;
         let name = request.name.clone();
         std::fs::create_dir_all(self.files.agents_dir())
@@ -53,7 +53,7 @@ impl HostCtl {
             }
             Err(e) => return Err(Error::io("creating", agent_dir)(e)),
         }
-        match self.create_in(request) {
+        match self.create_in(request, secrets) {
             Ok(info) => Ok(info),
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&agent_dir);
@@ -62,7 +62,7 @@ impl HostCtl {
         }
     }
 
-    fn create_in(&self, request: CreateRequest) -> Result<AgentInfo> {
+    fn create_in(&self, request: CreateRequest, secrets: &Secrets) -> Result<AgentInfo> {
         let name = request.name.clone();
         let workspace_path = self.prepare_workspace(&name, &request.workspace)?;
         let mut meta = AgentMeta {
@@ -72,7 +72,7 @@ impl HostCtl {
             starts: 0,
         };
         self.files.write_meta(&meta)?;
-        if let Err(e) = self.start_process(&mut meta) {
+        if let Err(e) = self.start_process(&mut meta, secrets) {
             if owns_workspace(&meta.request.workspace) {
                 let _ = std::fs::remove_dir_all(&meta.workspace_path);
             }
@@ -142,34 +142,82 @@ impl HostCtl {
 
     /// Starts the agent's tmux session from its meta.json, with the restart command when the
     /// agent has run before and has one.
-    fn start_process(&self, meta: &mut AgentMeta) -> Result<()> {
+    ///
+    /// The pane runs `hostctl launch NAME -- COMMAND...`, which sets the agent's environment
+    /// and execs the command: no variable, secret or not, is on a command line (tmux's `-e`
+    /// would put them on one). The secrets wait in `launch.json` (0600) until the launcher
+    /// reads and removes it.
+    fn start_process(&self, meta: &mut AgentMeta, secrets: &Secrets) -> Result<()> {
         let name = meta.request.name.clone();
         let command = match (&meta.request.restart_command, meta.starts) {
             (Some(restart), n) if n > 0 => restart.clone(),
             _ => meta.request.command.clone(),
         };
-        let mut env: Vec<(String, String)> = meta
-            .request
-            .env
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        env.push(("AGENTGATE_AGENT".into(), name.clone()));
-        env.push((
-            "AGENTGATE_WORKSPACE".into(),
-            meta.workspace_path.to_string_lossy().into_owned(),
-        ));
+        for key in secrets.0.keys() {
+            validate_env_key(key)?;
+        }
+        let launch = self.files.launch_path(&name);
+        let _ = std::fs::remove_file(&launch);
+        write_private(
+            &launch,
+            &serde_json::to_vec(secrets).map_err(|e| Error::Failed(e.to_string()))?,
+        )?;
+        let exe = std::env::current_exe().map_err(|e| {
+            Error::Failed(format!(
+                "cannot find hostctl's own path to launch the agent: {e}"
+            ))
+        })?;
+        let mut argv = vec![
+            exe.to_string_lossy().into_owned(),
+            "launch".into(),
+            name.clone(),
+            "--".into(),
+        ];
+        argv.extend(command_argv(&command));
         let log_path = self.files.log_path(&name);
-        self.tmux.new_session(&NewSession {
+        let started = self.tmux.new_session(&NewSession {
             name: &name,
             cwd: &meta.workspace_path,
             size: meta.request.size.unwrap_or_default(),
-            env,
-            argv: command_argv(&command),
+            env: Vec::new(),
+            argv,
             log_path: &log_path,
-        })?;
+        });
+        if let Err(e) = started {
+            let _ = std::fs::remove_file(&launch);
+            return Err(e);
+        }
         meta.starts += 1;
         self.files.write_meta(meta)
+    }
+
+    /// `hostctl launch NAME -- COMMAND...`, run as the agent's pane: sets the agent's
+    /// environment (its variables, `AGENTGATE_AGENT`, `AGENTGATE_WORKSPACE`, and the secrets of
+    /// `launch.json`, which it removes) and replaces itself with the command. Returns only on
+    /// failure.
+    pub fn launch(&self, name: &str, argv: &[String]) -> Error {
+        let meta = match self.files.read_meta(name) {
+            Ok(meta) => meta,
+            Err(e) => return e,
+        };
+        let launch = self.files.launch_path(name);
+        let secrets: Secrets = std::fs::read(&launch)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default();
+        let _ = std::fs::remove_file(&launch);
+        let Some((program, args)) = argv.split_first() else {
+            return Error::InvalidInput("launch: no command given".into());
+        };
+        use std::os::unix::process::CommandExt;
+        let e = Command::new(program)
+            .args(args)
+            .envs(&meta.request.env)
+            .env("AGENTGATE_AGENT", name)
+            .env("AGENTGATE_WORKSPACE", &meta.workspace_path)
+            .envs(&secrets.0)
+            .exec();
+        Error::Failed(format!("cannot run {program}: {e}"))
     }
 
     /// Waits (bounded) until the agent's screen shows something and stops changing, so that
@@ -223,7 +271,12 @@ impl HostCtl {
     }
 
     /// Starts a stopped or exited agent again; a running agent is left as it is.
-    pub fn start(&self, name: &str, size: Option<TermSize>) -> Result<AgentInfo> {
+    pub fn start(
+        &self,
+        name: &str,
+        size: Option<TermSize>,
+        secrets: &Secrets,
+    ) -> Result<AgentInfo> {
         check_name(name)?;
         let mut meta = self.files.read_meta(name)?;
         match self.tmux.pane(name)? {
@@ -240,7 +293,7 @@ impl HostCtl {
                 meta.workspace_path.display()
             )));
         }
-        self.start_process(&mut meta)?;
+        self.start_process(&mut meta, secrets)?;
         self.info(name)
     }
 
@@ -431,6 +484,18 @@ impl HostCtl {
             source: err,
         })
     }
+}
+
+/// Writes a new file only its owner may read (0600 from the start, never wider).
+fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(Error::io("creating", path))?;
+    file.write_all(bytes).map_err(Error::io("writing", path))
 }
 
 fn set_private(dir: &Path) -> Result<()> {

@@ -32,7 +32,8 @@ pub async fn run(
                 "agentgate: agent '{name}' is stopped; starting it\n"
             ))
             .await;
-            let info = host.start(name, Some(size)).await?;
+            let secrets = super::secret::values(gw, &agent.spec.secret_names).await?;
+            let info = host.start(name, Some(size), &secrets).await?;
             gw.store
                 .observe_agent(name, &reconciler::observed(&info))
                 .await?;

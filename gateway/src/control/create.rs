@@ -125,6 +125,7 @@ pub async fn run(
         prompt,
         size: io.terminal.as_ref().map(|t| *t.size.borrow()),
         created_by: Some(caller.operator.name.clone()),
+        secret_names: template.secrets.clone(),
     };
     let host_name = choose_host(gw, args.host.as_deref()).await?;
     let host_name = host_name.as_str();
@@ -230,8 +231,11 @@ where
 {
     let name = &request.name;
     let created = async {
+        let secrets = super::secret::values(gw, &request.secret_names).await?;
         prepare().await?;
-        host.create(request).await.map_err(CommandError::from)
+        host.create(request, &secrets)
+            .await
+            .map_err(CommandError::from)
     };
     let info = match created.await {
         Ok(info) => info,
@@ -335,6 +339,7 @@ mod tests {
                 prompt: None,
                 size: None,
                 created_by: None,
+                secret_names: Vec::new(),
             },
             tags: BTreeMap::new(),
             status,

@@ -44,6 +44,7 @@ pub async fn run(
         ),
         ("created by", agent.created_by.clone().unwrap_or_default()),
         ("shared with", shared_with.join(", ")),
+        ("secrets", agent.spec.secret_names.join(", ")),
         ("tags", tags_text(&agent)),
     ];
     if let Some(pid) = agent.pid {

@@ -89,8 +89,9 @@ pub async fn run(
         )));
     }
     let was_running = agent.status == AgentStatus::Running;
+    let secrets = super::secret::values(gw, &agent.spec.secret_names).await?;
     let restore = || async {
-        if was_running && let Ok(info) = from.start(name, None).await {
+        if was_running && let Ok(info) = from.start(name, None, &secrets).await {
             let _ = gw
                 .store
                 .observe_agent(name, &reconciler::observed(&info))
@@ -143,7 +144,7 @@ pub async fn run(
     if let Some(again) = request.restart_command.clone() {
         request.command = again;
     }
-    let info = match to.create(&request).await {
+    let info = match to.create(&request, &secrets).await {
         Ok(info) => info,
         Err(e) => {
             let _ = to.discard(name).await;

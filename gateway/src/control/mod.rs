@@ -20,6 +20,7 @@ pub mod logs;
 pub mod migrate;
 pub mod output;
 pub mod restart;
+pub mod secret;
 pub mod send;
 pub mod share;
 pub mod ssh_config;
@@ -101,6 +102,8 @@ pub enum ControlCommand {
     Events(events::EventsArgs),
     /// Manage who may log in: key add, list, remove (admins change, operators list).
     Key(key::KeyArgs),
+    /// Manage secrets for agents' environments: set (value on stdin), list, remove.
+    Secret(secret::SecretArgs),
     /// List the operators and their roles.
     Operator(key::OperatorArgs),
     /// Manage the hosts that run agents: key, add, list, info, check, remove.
@@ -135,6 +138,7 @@ impl ControlCommand {
             ControlCommand::Share(a) | ControlCommand::Unshare(a) => Some(&a.name),
             ControlCommand::List(_)
             | ControlCommand::Key(_)
+            | ControlCommand::Secret(_)
             | ControlCommand::Operator(_)
             | ControlCommand::Host(_)
             | ControlCommand::SshConfig(_)
@@ -150,6 +154,7 @@ impl ControlCommand {
             ControlCommand::Send(a) => a.reads_stdin(),
             ControlCommand::Create(a) => a.prompt.as_deref() == Some("-"),
             ControlCommand::Attach(_) => true,
+            ControlCommand::Secret(a) => a.command.reads_stdin(),
             ControlCommand::Key(a) => matches!(
                 &a.command,
                 key::KeyCommand::Add(add) if add.tailscale_login.is_none()
@@ -468,6 +473,7 @@ pub async fn run(
         ControlCommand::Share(args) => share::share(gw, caller, args, io).await,
         ControlCommand::Unshare(args) => share::unshare(gw, caller, args, io).await,
         ControlCommand::Key(args) => key::run(gw, caller, args, io).await,
+        ControlCommand::Secret(args) => secret::run(gw, caller, args, io).await,
         ControlCommand::Operator(args) => key::run_operator(gw, args, io).await,
         ControlCommand::Host(args) => host::run(gw, caller, args, io).await,
         ControlCommand::SshConfig(args) => ssh_config::run(gw, caller, args, io).await,

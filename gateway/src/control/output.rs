@@ -83,6 +83,7 @@ pub fn agent_json(agent: &AgentRecord) -> Value {
         "created_at": agent.created_at,
         "created_by": agent.created_by,
         "last_activity": agent.last_activity,
+        "secrets": agent.spec.secret_names,
     })
 }
 

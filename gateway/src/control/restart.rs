@@ -13,8 +13,9 @@ pub async fn run(
     io: &mut CommandIo,
 ) -> CommandResult {
     let (agent, host) = agent_and_host(gw, caller, name).await?;
+    let secrets = super::secret::values(gw, &agent.spec.secret_names).await?;
     host.stop(name).await?;
-    let info = host.start(name, None).await?;
+    let info = host.start(name, None, &secrets).await?;
     gw.store
         .observe_agent(name, &reconciler::observed(&info))
         .await?;

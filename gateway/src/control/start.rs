@@ -22,7 +22,8 @@ pub async fn run(
             .await;
         return Ok(exit::OK);
     }
-    let info = host.start(name, None).await?;
+    let secrets = super::secret::values(gw, &agent.spec.secret_names).await?;
+    let info = host.start(name, None, &secrets).await?;
     gw.store
         .observe_agent(name, &reconciler::observed(&info))
         .await?;

@@ -17,8 +17,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use hostctl::api::{
-    AgentInfo, CreateRequest, ErrorCode, ErrorReply, TermSize, Unpacked, VersionInfo,
-    WorkspaceDigest,
+    AgentInfo, CreateInput, CreateRequest, ErrorCode, ErrorReply, Secrets, StartInput, TermSize,
+    Unpacked, VersionInfo, WorkspaceDigest,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -252,8 +252,17 @@ impl Host {
         self.call(&["version"], None, CallKind::Probe).await
     }
 
-    pub async fn create(&self, request: &CreateRequest) -> Result<AgentInfo, HostError> {
-        let body = serde_json::to_vec(request).map_err(|e| HostError::Protocol {
+    /// Creates an agent; `secrets` go to its first start, on hostctl's stdin.
+    pub async fn create(
+        &self,
+        request: &CreateRequest,
+        secrets: &Secrets,
+    ) -> Result<AgentInfo, HostError> {
+        let input = CreateInput {
+            request: request.clone(),
+            secrets: secrets.clone(),
+        };
+        let body = serde_json::to_vec(&input).map_err(|e| HostError::Protocol {
             host: self.name().to_owned(),
             what: "create".into(),
             detail: e.to_string(),
@@ -278,7 +287,13 @@ impl Host {
         self.call(&["stop", name], None, CallKind::Normal).await
     }
 
-    pub async fn start(&self, name: &str, size: Option<TermSize>) -> Result<AgentInfo, HostError> {
+    /// Starts a stopped or exited agent; `secrets` go on hostctl's stdin.
+    pub async fn start(
+        &self,
+        name: &str,
+        size: Option<TermSize>,
+        secrets: &Secrets,
+    ) -> Result<AgentInfo, HostError> {
         let mut args = vec!["start".to_owned(), name.to_owned()];
         if let Some(size) = size {
             args.extend([
@@ -288,8 +303,20 @@ impl Host {
                 size.rows.to_string(),
             ]);
         }
+        let mut body = None;
+        if !secrets.0.is_empty() {
+            args.push("--secrets-on-stdin".into());
+            let input = StartInput {
+                secrets: secrets.clone(),
+            };
+            body = Some(serde_json::to_vec(&input).map_err(|e| HostError::Protocol {
+                host: self.name().to_owned(),
+                what: "start".into(),
+                detail: e.to_string(),
+            })?);
+        }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        self.call(&args, None, CallKind::Normal).await
+        self.call(&args, body, CallKind::Normal).await
     }
 
     pub async fn destroy(&self, name: &str) -> Result<(), HostError> {

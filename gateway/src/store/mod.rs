@@ -1126,6 +1126,7 @@ mod tests {
                 prompt: None,
                 size: None,
                 created_by: None,
+                secret_names: Vec::new(),
             },
             tags: BTreeMap::from([("k".into(), "v".into())]),
             status: AgentStatus::Creating,

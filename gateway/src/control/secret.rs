@@ -1,0 +1,139 @@
+//! `secret set|list|remove`: values handed to agents' environments by name. Templates name
+//! the secrets an agent gets (`secrets = ["ANTHROPIC_API_KEY"]`); the gateway looks the
+//! values up at every start and passes them to hostctl on stdin. A value is read on stdin,
+//! stored in the gateway's database (mode 0600), and never printed: not by `secret list`,
+//! `info`, `list`, `events` or the log.
+
+use std::sync::Arc;
+
+use clap::{Args, Subcommand};
+use hostctl::api::Secrets;
+use serde_json::json;
+
+use super::output::{json_text, table};
+use super::{Caller, CommandError, CommandIo, CommandResult, JsonArg, exit, require_admin};
+use crate::Gateway;
+
+/// The largest secret `secret set` takes.
+const MAX_SECRET: usize = 64 * 1024;
+
+#[derive(Debug, Args)]
+pub struct SecretArgs {
+    #[command(subcommand)]
+    pub command: SecretCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretCommand {
+    /// Store a secret, its value read on stdin (admins only). Trailing newlines are dropped.
+    #[command(
+        after_help = "Examples:\n  ssh gw secret set ANTHROPIC_API_KEY < key.txt\n  \
+                            printf %s \"$TOKEN\" | ssh gw secret set GH_TOKEN"
+    )]
+    Set(SecretName),
+    /// List the secrets' names (never their values).
+    #[command(visible_alias = "ls")]
+    List(JsonArg),
+    /// Remove a secret (admins only). Agents that use it keep it until they stop; they cannot
+    /// start again until it is set.
+    #[command(visible_alias = "rm")]
+    Remove(SecretName),
+}
+
+#[derive(Debug, Args)]
+pub struct SecretName {
+    /// The secret's name, which is also the variable the agent sees: letters, digits and `_`.
+    pub name: String,
+}
+
+impl SecretCommand {
+    pub fn reads_stdin(&self) -> bool {
+        matches!(self, SecretCommand::Set(_))
+    }
+}
+
+pub async fn run(
+    gw: &Arc<Gateway>,
+    caller: &Caller,
+    args: SecretArgs,
+    io: &mut CommandIo,
+) -> CommandResult {
+    match args.command {
+        SecretCommand::Set(SecretName { name }) => {
+            require_admin(caller, "set secrets")?;
+            check_name(&name)?;
+            let mut value = io
+                .read_stdin(MAX_SECRET)
+                .await
+                .map_err(CommandError::usage)?;
+            while matches!(value.last(), Some(b'\n' | b'\r')) {
+                value.pop();
+            }
+            if value.is_empty() {
+                return Err(CommandError::usage("no value on stdin")
+                    .hint(format!("send it on stdin: ssh gw secret set {name} < file")));
+            }
+            if std::str::from_utf8(&value).is_err() || value.contains(&0) {
+                return Err(CommandError::usage(
+                    "the value is not text (an environment variable cannot hold it)",
+                ));
+            }
+            let replaced = gw
+                .store
+                .set_secret(&name, &value, &caller.operator.name)
+                .await?;
+            let verb = if replaced { "replaced" } else { "stored" };
+            io.write_out(&format!(
+                "{verb} secret '{name}' ({} bytes); agents get it at their next start\n",
+                value.len()
+            ))
+            .await;
+        }
+        SecretCommand::List(args) => {
+            let secrets = gw.store.secrets().await?;
+            let text = if args.json {
+                json_text(&json!(secrets))
+            } else {
+                let rows: Vec<Vec<String>> = secrets
+                    .iter()
+                    .map(|s| vec![s.name.clone(), s.set_by.clone(), s.updated_at.clone()])
+                    .collect();
+                table(&["NAME", "SET BY", "UPDATED"], &rows)
+            };
+            io.write_out(&text).await;
+        }
+        SecretCommand::Remove(SecretName { name }) => {
+            require_admin(caller, "remove secrets")?;
+            if !gw.store.remove_secret(&name).await? {
+                return Err(CommandError::failed(format!("no secret named '{name}'"))
+                    .hint("see them with: ssh gw secret list"));
+            }
+            io.write_out(&format!("removed secret '{name}'\n")).await;
+        }
+    }
+    Ok(exit::OK)
+}
+
+fn check_name(name: &str) -> Result<(), CommandError> {
+    hostctl::api::validate_env_key(name).map_err(|e| {
+        CommandError::usage(format!("invalid secret name: {e}"))
+            .hint("a secret's name is the variable the agent sees, like ANTHROPIC_API_KEY")
+    })
+}
+
+/// The values of the secrets `names`, for an agent's start; a missing one is an error that
+/// says how to set it.
+pub async fn values(gw: &Gateway, names: &[String]) -> Result<Secrets, CommandError> {
+    let mut secrets = Secrets::default();
+    for name in names {
+        let value = gw.store.secret_value(name).await?.ok_or_else(|| {
+            CommandError::usage(format!("secret '{name}' is not set")).hint(format!(
+                "an admin sets it with: ssh gw secret set {name} < file"
+            ))
+        })?;
+        let value = String::from_utf8(value)
+            .map_err(|_| CommandError::failed(format!("secret '{name}' is not text")))?;
+        secrets.0.insert(name.clone(), value);
+    }
+    Ok(secrets)
+}
