@@ -1,18 +1,28 @@
 #!/usr/bin/env bash
 # Runs every check and test of agentgate: formatting, lints, the build, unit tests and the
 # end-to-end tests (the real OpenSSH client and real tmux against the built binaries).
-# Needs: a Rust toolchain, tmux, the OpenSSH client (ssh, ssh-keygen) and git.
+# Needs: a Rust toolchain, tmux, the OpenSSH client (ssh, ssh-keygen), git, and python3 with
+# pip (for ssh-audit).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
-for tool in cargo tmux ssh ssh-keygen git; do
+for tool in cargo tmux ssh ssh-keygen git python3; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "error: missing tools: ${missing[*]}" >&2
-  echo "hint: on Debian or Ubuntu: apt-get install tmux openssh-client git (and rustup for cargo)" >&2
+  echo "hint: on Debian or Ubuntu: apt-get install tmux openssh-client git python3-pip (and rustup for cargo)" >&2
   exit 1
+fi
+
+# ssh-audit (PyPI), for the test of the algorithms the gateway offers: installed into
+# target/tools/python, nothing outside this checkout changes.
+ssh_audit_version=3.9.0
+if [ ! -d target/tools/python/ssh_audit ]; then
+  echo "== installing ssh-audit $ssh_audit_version into target/tools/python"
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+    --target target/tools/python "ssh-audit==$ssh_audit_version"
 fi
 
 echo "== cargo fmt --check"

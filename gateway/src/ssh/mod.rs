@@ -67,19 +67,39 @@ pub fn server_config(ssh: &SshConfig, host_key: PrivateKey) -> russh::server::Co
         maximum_packet_size: 32_768,
         event_buffer_size: 100,
         nodelay: true,
-        preferred: Preferred {
-            cipher: Cow::Borrowed(&[
-                russh::cipher::AES_128_GCM,
-                russh::cipher::AES_256_GCM,
-                russh::cipher::CHACHA20_POLY1305,
-                russh::cipher::AES_256_CTR,
-                russh::cipher::AES_192_CTR,
-                russh::cipher::AES_128_CTR,
-            ]),
-            compression: Cow::Borrowed(&[russh::compression::NONE]),
-            ..Preferred::default()
-        },
+        preferred: preferred(),
         ..Default::default()
+    }
+}
+
+/// The algorithms the gateway offers, best first: what `ssh-audit` passes without a failure.
+///
+/// - Key exchange: the post-quantum hybrid `mlkem768x25519-sha256` (OpenSSH 9.9 and later),
+///   then Curve25519 for older clients (OpenSSH 6.5 and later; Debian 12's 9.2 has no ML-KEM),
+///   and the strict key exchange marker (Terrapin). No finite-field Diffie-Hellman: no OpenSSH
+///   client since 6.5 needs it, and a 4096-bit group exchange lets anyone make the gateway
+///   spend CPU before they authenticate.
+/// - Ciphers: AES-GCM first (fastest with AES-NI), then ChaCha20-Poly1305. Only AEAD ciphers,
+///   so no MAC is ever used; the list of MACs holds only encrypt-then-MAC ones.
+/// - No compression. Host keys: the gateway's Ed25519 key is its only one.
+fn preferred() -> Preferred {
+    use russh::{cipher, compression, kex, mac};
+    Preferred {
+        kex: Cow::Borrowed(&[
+            kex::MLKEM768X25519_SHA256,
+            kex::CURVE25519,
+            kex::CURVE25519_PRE_RFC_8731,
+            kex::EXTENSION_SUPPORT_AS_SERVER,
+            kex::EXTENSION_OPENSSH_STRICT_KEX_AS_SERVER,
+        ]),
+        cipher: Cow::Borrowed(&[
+            cipher::AES_128_GCM,
+            cipher::AES_256_GCM,
+            cipher::CHACHA20_POLY1305,
+        ]),
+        mac: Cow::Borrowed(&[mac::HMAC_SHA256_ETM, mac::HMAC_SHA512_ETM]),
+        compression: Cow::Borrowed(&[compression::NONE]),
+        ..Preferred::default()
     }
 }
 
