@@ -35,6 +35,8 @@ pub struct Config {
     pub tailscale: TailscaleConfig,
     /// Ways in besides operators' keys.
     pub auth: AuthConfig,
+    /// The audit trail (`ssh gw events`).
+    pub audit: AuditConfig,
     /// Agent recipes by name; `shell` is built in and can be overridden.
     pub templates: BTreeMap<String, Template>,
 }
@@ -238,6 +240,24 @@ impl Default for TailscaleConfig {
     }
 }
 
+/// The audit trail.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// How long events are kept: older ones are deleted at start-up and every hour. Zero keeps
+    /// them for ever.
+    #[serde(with = "duration")]
+    pub retention: Duration,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            retention: Duration::from_secs(365 * 86_400),
+        }
+    }
+}
+
 /// Ways in besides operators' keys.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -353,6 +373,7 @@ impl Default for Config {
             ssh_config: SshConfigOutput::default(),
             tailscale: TailscaleConfig::default(),
             auth: AuthConfig::default(),
+            audit: AuditConfig::default(),
             templates: BTreeMap::new(),
         };
         config.add_builtin_templates();

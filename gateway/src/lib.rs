@@ -230,6 +230,7 @@ pub async fn serve(
     let versions = gw.clone();
     tasks.spawn(async move { hosts::reconciler::record_versions(&versions).await });
     tasks.spawn(hosts::reconciler::run(gw.clone()));
+    tasks.spawn(prune_audit_trail(gw.clone()));
 
     let address = listener
         .local_addr()
@@ -254,6 +255,40 @@ pub async fn serve(
     gw.store.close().await;
     info!("agentgate stopped; agents keep running");
     Ok(())
+}
+
+/// How often events older than `audit.retention` are deleted.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Deletes the events older than `audit.retention` (zero: none), at start-up and every hour,
+/// until the gateway shuts down.
+async fn prune_audit_trail(gw: Arc<Gateway>) {
+    let retention = gw.config.audit.retention;
+    if retention.is_zero() {
+        return;
+    }
+    let mut tick = tokio::time::interval(PRUNE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = gw.shutdown_accepting.cancelled() => return,
+        }
+        let Some(cutoff) = time::OffsetDateTime::now_utc()
+            .checked_sub(retention.try_into().unwrap_or(time::Duration::MAX))
+        else {
+            continue;
+        };
+        match gw.store.prune_events(&store::format_time(cutoff)).await {
+            Ok(0) => {}
+            Ok(n) => info!(
+                events = n,
+                retention_days = retention.as_secs() / 86_400,
+                "audit events past their retention deleted"
+            ),
+            Err(e) => warn!(error = %e, "could not delete old audit events"),
+        }
+    }
 }
 
 /// With no operator yet, registers the running user's own keys (`~/.ssh/authorized_keys` and

@@ -403,6 +403,30 @@ fn a_host_cut_off_is_unreachable_within_seconds_and_recovers_by_itself() {
     });
     let out = gw.ssh_with_stdin_to("on1@gw", &["echo back"], b"");
     assert_eq!(stdout(&out).trim(), "back", "{}", stderr(&out));
+
+    // Both changes are in the audit trail, once each, with the reason.
+    let events: Vec<Value> =
+        serde_json::from_str(&gw.ok(&["events", "--json"])).expect("events --json");
+    let host_events: Vec<(&str, &str)> = events
+        .iter()
+        .filter(|e| e["kind"] == "host")
+        .map(|e| {
+            (
+                e["detail"].as_str().unwrap_or(""),
+                e["result"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        host_events,
+        [("h1 unreachable", "unreachable"), ("h1 reachable", "ok")],
+        "{events:#?}"
+    );
+    let down = events
+        .iter()
+        .find(|e| e["detail"] == "h1 unreachable")
+        .expect("the event");
+    assert!(!down["message"].as_str().unwrap_or("").is_empty(), "{down}");
 }
 
 #[test]

@@ -17,7 +17,7 @@ use tracing::{debug, info, warn};
 
 use super::Host;
 use crate::Gateway;
-use crate::store::{AgentRecord, AgentStatus, HostRecord, Observed, StoreError};
+use crate::store::{AgentRecord, AgentStatus, Event, HostRecord, Observed, StoreError};
 
 /// Reconciles every host once, the hosts in parallel.
 pub async fn reconcile_all(gw: &Arc<Gateway>) {
@@ -114,15 +114,18 @@ pub async fn reconcile_host(gw: &Gateway, host: &Host) -> Result<(), StoreError>
     }
     match host.probe().await {
         Ok(agents) => {
-            if record.as_ref().is_some_and(|h| h.status == "unreachable") {
-                info!(host = host.name(), "host reachable again");
-                // It may have been unreachable when the gateway (a newer one) started.
-                check_hostctl(gw, host).await;
-            }
-            gw.store
+            let was_unreachable = record.as_ref().is_some_and(|h| h.status == "unreachable");
+            let changed = gw
+                .store
                 .set_host_status(host.name(), "reachable", None)
                 .await?;
             gw.store.set_host_error(host.name(), None).await?;
+            if changed && was_unreachable {
+                info!(host = host.name(), "host reachable again");
+                record_host_change(gw, host.name(), "reachable", "").await;
+                // It may have been unreachable when the gateway (a newer one) started.
+                check_hostctl(gw, host).await;
+            }
             apply(gw, host.name(), &agents).await
         }
         Err(e) if e.host_unreachable() => {
@@ -140,21 +143,35 @@ pub async fn reconcile_host(gw: &Gateway, host: &Host) -> Result<(), StoreError>
 }
 
 /// Makes a host `unreachable` (with the reason, for `host info`) and its agents `unknown`;
-/// `was`: its record as last read, to tell a change from a repeat.
+/// `was`: its record as last read, to tell a new reason from a repeat.
 pub async fn mark_unreachable(
     gw: &Gateway,
     host: &str,
     was: Option<&HostRecord>,
     reason: &str,
 ) -> Result<(), StoreError> {
-    if was.is_some_and(|h| h.status != "unreachable") {
-        warn!(host, reason, "host unreachable; its agents are unknown");
-    }
     if was.and_then(|h| h.last_error.as_deref()) != Some(reason) {
         gw.store.set_host_error(host, Some(reason)).await?;
     }
-    gw.store.set_host_status(host, "unreachable", None).await?;
+    if gw.store.set_host_status(host, "unreachable", None).await? {
+        warn!(host, reason, "host unreachable; its agents are unknown");
+        record_host_change(gw, host, "unreachable", reason).await;
+    }
     gw.store.mark_host_agents_unknown(host).await
+}
+
+/// An audit event for a host that became reachable or unreachable (admins see it in `events`).
+async fn record_host_change(gw: &Gateway, host: &str, became: &str, reason: &str) {
+    let event = Event {
+        kind: "host".into(),
+        detail: format!("{host} {became}"),
+        result: if became == "reachable" { "ok" } else { became }.into(),
+        message: reason.into(),
+        ..Event::default()
+    };
+    if let Err(e) = gw.store.record_event(&event).await {
+        warn!(host, error = %e, "could not record an audit event");
+    }
 }
 
 async fn apply(gw: &Gateway, host: &str, reported: &[AgentInfo]) -> Result<(), StoreError> {

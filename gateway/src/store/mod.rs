@@ -733,24 +733,32 @@ impl Store {
 
     // ---- hosts --------------------------------------------------------------------------
 
+    /// Sets a host's status (and, when reachable, its last contact); true when the status
+    /// changed. Of callers racing to make the same change, exactly one is told it changed.
     pub async fn set_host_status(
         &self,
         host: &str,
         status: &str,
         hostctl_version: Option<&str>,
-    ) -> Result<()> {
+    ) -> Result<bool> {
+        let changed = sqlx::query("UPDATE hosts SET status = ?1 WHERE name = ?2 AND status != ?1")
+            .bind(status)
+            .bind(host)
+            .execute(&self.pool)
+            .await?
+            .rows_affected()
+            > 0;
         let contact = (status == "reachable").then(now);
         sqlx::query(
-            "UPDATE hosts SET status = ?, hostctl_version = COALESCE(?, hostctl_version),
+            "UPDATE hosts SET hostctl_version = COALESCE(?, hostctl_version),
                     last_contact = COALESCE(?, last_contact) WHERE name = ?",
         )
-        .bind(status)
         .bind(hostctl_version)
         .bind(contact)
         .bind(host)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(changed)
     }
 
     /// A tailnet host's new address (its peer's tailnet address changed).
@@ -875,6 +883,15 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Deletes the events recorded before `before` (RFC 3339); returns how many.
+    pub async fn prune_events(&self, before: &str) -> Result<u64> {
+        Ok(sqlx::query("DELETE FROM events WHERE at < ?")
+            .bind(before)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
     }
 
     /// The newest `filter.limit` events that match, oldest first; with `filter.after`, only
