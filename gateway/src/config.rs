@@ -196,6 +196,10 @@ pub struct HostsConfig {
     /// Where `create` puts an agent without `--host`. Default: the reachable host with the
     /// fewest running agents.
     pub default_host: Option<String>,
+    /// Whether operators (not only admins) may have agents on `local`, the gateway's own
+    /// machine. Its agents run as the gateway's user, who can read the gateway's database:
+    /// every key, secret and agent. Off by default.
+    pub operators_on_local: bool,
     /// Time limit of the reconciler's question to a host: past it the host is `unreachable`.
     #[serde(with = "duration")]
     pub probe_timeout: Duration,
@@ -355,6 +359,7 @@ impl Default for HostsConfig {
             hostctl: None,
             local_home: None,
             default_host: None,
+            operators_on_local: false,
             probe_timeout: Duration::from_secs(4),
             connect_timeout: Duration::from_secs(5),
             keepalive_interval: Duration::from_secs(5),

@@ -7,8 +7,27 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use e2e::{TestGateway, keygen, stderr, stdout};
+use e2e::{Options, TestGateway, keygen, stderr, stdout};
 use serde_json::Value;
+
+/// A gateway whose operators may have agents on its own machine, where these tests run them
+/// (the default, admins only, has its own test below).
+fn gateway() -> TestGateway {
+    let mut gw = TestGateway::prepare(Options::default());
+    set_operators_on_local(&gw, true);
+    gw.spawn();
+    gw
+}
+
+/// Sets `hosts.operators_on_local` in the gateway's configuration file (read at its start).
+fn set_operators_on_local(gw: &TestGateway, allowed: bool) {
+    let config = std::fs::read_to_string(&gw.config_path).expect("config");
+    let config = config.replace("operators_on_local = true\n", "").replace(
+        "[hosts]\n",
+        &format!("[hosts]\noperators_on_local = {allowed}\n"),
+    );
+    std::fs::write(&gw.config_path, config).expect("config");
+}
 
 /// Another operator: a key of their own, registered by the admin over ssh.
 struct Other {
@@ -99,7 +118,7 @@ fn names(out: &str) -> Vec<&str> {
 
 #[test]
 fn an_operator_cannot_see_or_touch_another_operators_agent_on_any_route() {
-    let gw = TestGateway::start();
+    let gw = gateway();
     let bob = Other::add(&gw, "bob", "operator");
     gw.ok(&["create", "alpha", "--", "sleep", "600"]);
     let workspace = PathBuf::from(gw.info("alpha")["workspace"].as_str().expect("ws"));
@@ -186,7 +205,7 @@ fn an_operator_cannot_see_or_touch_another_operators_agent_on_any_route() {
 
 #[test]
 fn sharing_lets_an_operator_use_an_agent_but_not_destroy_it() {
-    let gw = TestGateway::start();
+    let gw = gateway();
     let bob = Other::add(&gw, "bob", "operator");
     gw.ok(&["create", "alpha", "--", "sleep", "600"]);
 
@@ -227,7 +246,7 @@ fn sharing_lets_an_operator_use_an_agent_but_not_destroy_it() {
 
 #[test]
 fn only_admins_manage_keys_and_hosts() {
-    let gw = TestGateway::start();
+    let gw = gateway();
     let bob = Other::add(&gw, "bob", "operator");
     let carol_key = keygen(gw.dir.path(), "carol", "carol@laptop");
     let carol_pub = std::fs::read(carol_key.with_extension("pub")).expect("pub");
@@ -336,7 +355,7 @@ fn over_master(other: &Other, socket: &Path, args: &[&str]) -> Output {
 
 #[test]
 fn a_removed_key_is_refused_at_once_on_new_connections_and_open_ones() {
-    let gw = TestGateway::start();
+    let gw = gateway();
     let bob = Other::add(&gw, "bob", "operator");
     let socket = gw.dir.path().join("bob.mux");
     master(&gw, &bob, &socket);
@@ -383,4 +402,63 @@ fn a_removed_key_is_refused_at_once_on_new_connections_and_open_ones() {
     let out = gw.ssh(&["key", "remove", "bob"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("no key, tailnet login or operator 'bob'"));
+}
+
+#[test]
+fn by_default_only_admins_have_agents_on_the_gateways_own_machine() {
+    let mut gw = gateway();
+    let bob = Other::add(&gw, "bob", "operator");
+    bob.ok(&["create", "bobs", "--", "sleep", "600"]);
+    gw.ok(&["create", "adm", "--", "sleep", "600"]);
+
+    // The same gateway with the default: agents on `local` run as the gateway's own user, who
+    // can read its database, so they are for admins only.
+    set_operators_on_local(&gw, false);
+    assert!(gw.sigterm().success());
+    gw.spawn();
+    let refused = |out: Output, says: &str| {
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("only admins may have agents"),
+            "{}",
+            stderr(&out)
+        );
+    };
+    refused(
+        bob.gw(&["create", "new", "--", "sleep", "600"]),
+        "no host is reachable but 'local'",
+    );
+    refused(
+        bob.gw(&["create", "new", "--host", "local", "--", "sleep", "600"]),
+        "host 'local' is",
+    );
+    // Bob's own agent there: listed, but no command, session or file copy reaches it.
+    assert_eq!(names(&bob.ok(&["list", "-q"])), ["bobs"]);
+    refused(bob.gw(&["info", "bobs"]), "agent 'bobs' runs on 'local'");
+    refused(
+        bob.gw(&["send", "bobs", "id"]),
+        "agent 'bobs' runs on 'local'",
+    );
+    refused(bob.ssh("bobs@gw", &["id"]), "agent 'bobs' runs on 'local'");
+    let secret_file = gw.agents_home.join("workspaces/bobs/notes.txt");
+    std::fs::write(&secret_file, "on the gateway's machine").expect("write");
+    let copy = gw.dir.path().join("copy");
+    let out = bob
+        .tool("scp")
+        .arg(format!("bobs@gw:{}", secret_file.display()))
+        .arg(&copy)
+        .output()
+        .expect("scp");
+    assert!(!out.status.success());
+    assert!(!copy.exists(), "bob copied a file from 'local'");
+    // An admin's agent there cannot be shared with an operator.
+    refused(gw.ssh(&["share", "adm", "bob"]), "'bob' is an operator");
+    // Admins still use both.
+    let out = gw.ssh_with_stdin_to("bobs@gw", &["echo admin-here"], b"");
+    assert_eq!(stdout(&out).trim(), "admin-here", "{}", stderr(&out));
+    assert_eq!(gw.status("adm"), "running");
+    assert_eq!(gw.status("bobs"), "running");
+    // None of bob's tries made an agent.
+    assert_eq!(names(&gw.ok(&["list", "-q"])), ["adm", "bobs"]);
 }

@@ -45,7 +45,7 @@ pub async fn run(
         );
     }
     let host_name = match &args.host {
-        Some(host) => choose_host(gw, Some(host)).await?,
+        Some(host) => choose_host(gw, caller, Some(host)).await?,
         None => src.host.clone(),
     };
     let to = gw.hosts.get(&host_name)?;

@@ -9,7 +9,7 @@ use clap::Args;
 use hostctl::api::{AgentCommand, CreateRequest, WorkspaceSource};
 
 use super::output::{agent_json, json_text, parse_pair};
-use super::{Caller, CommandError, CommandIo, CommandResult, exit};
+use super::{Caller, CommandError, CommandIo, CommandResult, exit, local_refused, may_use_host};
 use crate::Gateway;
 use crate::config::Template;
 use crate::hosts::{LOCAL_HOST, reconciler};
@@ -127,7 +127,7 @@ pub async fn run(
         created_by: Some(caller.operator.name.clone()),
         secret_names: template.secrets.clone(),
     };
-    let host_name = choose_host(gw, args.host.as_deref()).await?;
+    let host_name = choose_host(gw, caller, args.host.as_deref()).await?;
     let host_name = host_name.as_str();
     let host = gw.hosts.get(host_name)?;
     reserve(gw, host_name, &request).await?;
@@ -166,7 +166,11 @@ pub async fn check_new_name(gw: &Gateway, name: &str) -> Result<(), CommandError
 }
 
 /// The host named (it must exist), else the configured default host, else the placement.
-pub async fn choose_host(gw: &Gateway, named: Option<&str>) -> Result<String, CommandError> {
+pub async fn choose_host(
+    gw: &Gateway,
+    caller: &Caller,
+    named: Option<&str>,
+) -> Result<String, CommandError> {
     match named
         .map(str::to_owned)
         .or_else(|| gw.config.hosts.default_host.clone())
@@ -176,14 +180,28 @@ pub async fn choose_host(gw: &Gateway, named: Option<&str>) -> Result<String, Co
                 return Err(CommandError::usage(format!("no host named '{name}'"))
                     .hint("see the hosts with: ssh gw host list"));
             }
+            if !may_use_host(gw, &caller.operator, &name) {
+                return Err(local_refused(&format!("host '{name}' is"))
+                    .hint("pick another host: ssh gw host list"));
+            }
             Ok(name)
         }
         None => {
-            let hosts = gw.store.hosts().await?;
+            let hosts: Vec<HostRecord> = gw
+                .store
+                .hosts()
+                .await?
+                .into_iter()
+                .filter(|h| may_use_host(gw, &caller.operator, &h.name))
+                .collect();
             let agents = gw.store.agents().await?;
             place(&hosts, &agents).ok_or_else(|| {
-                CommandError::failed("no host is reachable")
-                    .hint("see the hosts with: ssh gw host list")
+                if may_use_host(gw, &caller.operator, LOCAL_HOST) {
+                    CommandError::failed("no host is reachable")
+                } else {
+                    local_refused("no host is reachable but 'local'")
+                }
+                .hint("see the hosts with: ssh gw host list")
             })
         }
     }

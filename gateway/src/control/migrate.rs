@@ -42,7 +42,9 @@ pub async fn run(
             args.host
         )));
     }
-    let to = gw.hosts.get(&choose_host(gw, Some(&args.host)).await?)?;
+    let to = gw
+        .hosts
+        .get(&choose_host(gw, caller, Some(&args.host)).await?)?;
     match agent.status {
         AgentStatus::Creating => {
             return Err(

@@ -402,8 +402,30 @@ pub async fn agent_and_host(
         .agent_for(&caller.operator, name)
         .await?
         .ok_or_else(|| CommandError::no_agent(name))?;
+    if !may_use_host(gw, &caller.operator, &agent.host) {
+        return Err(local_refused(&format!("agent '{name}' runs on 'local'"))
+            .hint(format!("an admin can move it: ssh gw migrate {name} HOST")));
+    }
     let host = gw.hosts.get(&agent.host)?;
     Ok((agent, host))
+}
+
+/// Whether `operator` may have agents on `host`. The gateway's own machine (`local`) runs
+/// agents as the gateway's user, who can read the gateway's database (every key and secret):
+/// an agent there is a way to become admin, so only admins may, unless
+/// `hosts.operators_on_local` says otherwise.
+pub fn may_use_host(gw: &Gateway, operator: &crate::store::Operator, host: &str) -> bool {
+    host != crate::hosts::LOCAL_HOST
+        || operator.role == crate::store::Role::Admin
+        || gw.config.hosts.operators_on_local
+}
+
+/// The refusal of an agent on `local` to an operator (see [`may_use_host`]).
+pub fn local_refused(what: &str) -> CommandError {
+    CommandError::failed(format!(
+        "{what}, the gateway's own machine, where only admins may have agents (they run as the \
+         gateway's own user)"
+    ))
 }
 
 /// Looks up an agent, asks its host for its current state and stores it. A host that cannot

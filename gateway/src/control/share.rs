@@ -5,7 +5,10 @@ use std::sync::Arc;
 
 use clap::Args;
 
-use super::{Caller, CommandError, CommandIo, CommandResult, agent_and_host, exit, require_owner};
+use super::{
+    Caller, CommandError, CommandIo, CommandResult, agent_and_host, exit, local_refused,
+    may_use_host, require_owner,
+};
 use crate::Gateway;
 
 #[derive(Debug, Args)]
@@ -25,11 +28,18 @@ pub async fn share(
 ) -> CommandResult {
     let (agent, _host) = agent_and_host(gw, caller, &args.name).await?;
     require_owner(caller, &agent, "share it")?;
-    if !gw.store.operator_exists(&args.operator).await? {
+    let Some(operator) = gw.store.operator_named(&args.operator).await? else {
         return Err(
             CommandError::failed(format!("no operator named '{}'", args.operator))
                 .hint("see the operators with: ssh gw operator list"),
         );
+    };
+    if !may_use_host(gw, &operator, &agent.host) {
+        return Err(local_refused(&format!(
+            "'{}' is an operator and agent '{}' runs on 'local'",
+            operator.name, agent.name
+        ))
+        .hint(format!("move it first: ssh gw migrate {} HOST", agent.name)));
     }
     if agent.created_by.as_deref() == Some(args.operator.as_str()) {
         return Err(CommandError::failed(format!(

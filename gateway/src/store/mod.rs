@@ -404,6 +404,15 @@ impl Store {
         row.as_ref().map(operator_from_row).transpose()
     }
 
+    /// The operator named `name`, if there is one.
+    pub async fn operator_named(&self, name: &str) -> Result<Option<Operator>> {
+        let row = sqlx::query("SELECT id, name, role FROM operators WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(operator_from_row).transpose()
+    }
+
     pub async fn operator_exists(&self, name: &str) -> Result<bool> {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM operators WHERE name = ?")
             .bind(name)
