@@ -23,18 +23,23 @@ pub const MAX_AGENT_NAME_LEN: usize = 63;
 /// Names end up in tmux targets, file paths and SSH usernames, so this check is the first line
 /// of defence against path traversal and option injection; both sides run it.
 pub fn validate_agent_name(name: &str) -> Result<(), String> {
+    validate_name("agent", name)
+}
+
+/// Checks a name of the same shape as an agent's (a host's, say); `kind` names it in errors.
+pub fn validate_name(kind: &str, name: &str) -> Result<(), String> {
     if name.is_empty() {
-        return Err("an agent name cannot be empty".to_owned());
+        return Err(format!("a {kind} name cannot be empty"));
     }
     if name.len() > MAX_AGENT_NAME_LEN {
         return Err(format!(
-            "agent name is {} characters long; the limit is {MAX_AGENT_NAME_LEN}",
+            "{kind} name is {} characters long; the limit is {MAX_AGENT_NAME_LEN}",
             name.len()
         ));
     }
     if !name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit()) {
         return Err(format!(
-            "invalid agent name '{}': it must start with a lowercase letter or a digit",
+            "invalid {kind} name '{}': it must start with a lowercase letter or a digit",
             name.escape_debug()
         ));
     }
@@ -43,7 +48,7 @@ pub fn validate_agent_name(name: &str) -> Result<(), String> {
         .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
     {
         return Err(format!(
-            "invalid agent name '{}': '{}' is not allowed (use lowercase letters, digits and '-')",
+            "invalid {kind} name '{}': '{}' is not allowed (use lowercase letters, digits and '-')",
             name.escape_debug(),
             bad.escape_debug()
         ));

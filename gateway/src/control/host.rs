@@ -171,11 +171,9 @@ async fn add(gw: &Arc<Gateway>, args: AddArgs, io: &mut CommandIo) -> CommandRes
             "'local' is the gateway's own machine; it always exists",
         ));
     }
-    if let Err(reason) = hostctl::api::validate_agent_name(&name) {
-        return Err(
-            CommandError::usage(format!("bad host name '{name}': {reason}"))
-                .hint("host names use lowercase letters, digits and '-', like build-box"),
-        );
+    if let Err(reason) = hostctl::api::validate_name("host", &name) {
+        return Err(CommandError::usage(reason)
+            .hint("host names use lowercase letters, digits and '-', like build-box"));
     }
     if gw.store.host(&name).await?.is_some() {
         return Err(

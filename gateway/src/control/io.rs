@@ -210,7 +210,10 @@ impl CommandIo {
                     Some(bytes) => {
                         all.extend_from_slice(&bytes);
                         if all.len() > limit {
-                            return Err(format!("stdin is larger than {limit} bytes"));
+                            return Err(format!(
+                                "stdin is larger than {} KiB, the most this command takes",
+                                limit / 1024
+                            ));
                         }
                     }
                     None => return Ok(all),

@@ -605,7 +605,19 @@ impl russh::server::Handler for ConnectionHandler {
         let Some((pending, caller, handle)) = self.take_channel(channel, session)? else {
             return Ok(());
         };
-        let line = String::from_utf8_lossy(data).into_owned();
+        // A command is text: bytes that are not UTF-8 are refused, never changed.
+        let line = match std::str::from_utf8(data) {
+            Ok(line) => line.to_owned(),
+            Err(e) => {
+                let message = format!(
+                    "error: the command is not valid UTF-8 (at byte {})\n\
+                     hint: write such bytes with escapes, as in: printf '\\377'\n",
+                    e.valid_up_to()
+                );
+                self.spawn_refusal(pending, message);
+                return Ok(());
+            }
+        };
         match self.route.clone() {
             Route::Agent(agent) => {
                 self.spawn_agent_session(pending, caller, handle, agent, AgentSession::Exec(line))
