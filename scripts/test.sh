@@ -29,6 +29,8 @@ echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo check of the fuzz targets (fuzz/README.md runs them, on nightly)"
+CARGO_TARGET_DIR=target cargo check --manifest-path fuzz/Cargo.toml --locked --bins
 echo "== cargo build"
 cargo build --workspace --locked
 echo "== cargo test"
