@@ -340,3 +340,75 @@ fn hostile_environment_requests_and_terminal_names_are_taken_literally() {
     assert!(out.status.success(), "{}", stderr(&out));
     h.still_fine();
 }
+
+/// What a raw SSH client (not OpenSSH's, which cannot send them) gets for an exec request of
+/// `command` as `user`: its stderr and exit status.
+fn raw_exec(gw: &TestGateway, user: &str, command: &[u8]) -> (String, Option<u32>) {
+    use std::sync::Arc;
+
+    use russh::ChannelMsg;
+    use russh::keys::{PrivateKeyWithHashAlg, PublicKeyOrCertificate};
+
+    struct AnyHostKey;
+    impl russh::client::Handler for AnyHostKey {
+        type Error = russh::Error;
+        async fn check_server_key(
+            &mut self,
+            _key: &PublicKeyOrCertificate,
+        ) -> Result<bool, Self::Error> {
+            Ok(true)
+        }
+    }
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let config = Arc::new(russh::client::Config::default());
+        let mut session = russh::client::connect(config, ("127.0.0.1", gw.port), AnyHostKey)
+            .await
+            .expect("connect");
+        let key = russh::keys::load_secret_key(&gw.key, None).expect("key");
+        let auth = session
+            .authenticate_publickey(user, PrivateKeyWithHashAlg::new(Arc::new(key), None))
+            .await
+            .expect("authenticate");
+        assert!(auth.success(), "the operator key was refused");
+        let mut channel = session.channel_open_session().await.expect("session");
+        channel.exec(true, command.to_vec()).await.expect("exec");
+        let (mut err, mut status) = (Vec::new(), None);
+        while let Some(msg) = channel.wait().await {
+            match msg {
+                ChannelMsg::ExtendedData { data, ext: 1 } => err.extend_from_slice(&data),
+                ChannelMsg::ExitStatus { exit_status } => status = Some(exit_status),
+                _ => {}
+            }
+        }
+        (String::from_utf8_lossy(&err).into_owned(), status)
+    })
+}
+
+#[test]
+fn commands_with_a_nul_byte_or_invalid_utf8_are_refused_on_both_routes() {
+    let h = Hostile::new();
+    h.gw.ok(&["create", "box", "--", "sleep", "600"]);
+    let before = h.snapshot();
+    let touch = format!("touch {}", h.canary.display());
+    for user in ["tester", "box"] {
+        let nul = format!("create x -- sh -c '{touch}'\0");
+        let (err, status) = raw_exec(&h.gw, user, nul.as_bytes());
+        assert_eq!(status, Some(1), "{user}: {err}");
+        assert!(
+            err.contains("error: the command contains a NUL byte"),
+            "{user}: {err}"
+        );
+        let mut invalid = touch.clone().into_bytes();
+        invalid.push(0xff);
+        let (err, status) = raw_exec(&h.gw, user, &invalid);
+        assert_eq!(status, Some(1), "{user}: {err}");
+        assert!(err.contains("not valid UTF-8"), "{user}: {err}");
+    }
+    assert_eq!(h.snapshot(), before);
+    h.still_fine();
+}

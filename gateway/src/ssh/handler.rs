@@ -605,8 +605,15 @@ impl russh::server::Handler for ConnectionHandler {
         let Some((pending, caller, handle)) = self.take_channel(channel, session)? else {
             return Ok(());
         };
-        // A command is text: bytes that are not UTF-8 are refused, never changed.
+        // A command is text: bytes that are not UTF-8 are refused, never changed, and so is a
+        // NUL byte, which no command line can hold (nor the audit trail show).
         let line = match std::str::from_utf8(data) {
+            Ok(line) if line.contains('\0') => {
+                let message = "error: the command contains a NUL byte\n\
+                               hint: write it with an escape, as in: printf '\\0'\n";
+                self.spawn_refusal(pending, message.to_owned());
+                return Ok(());
+            }
             Ok(line) => line.to_owned(),
             Err(e) => {
                 let message = format!(
