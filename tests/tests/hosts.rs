@@ -376,11 +376,8 @@ fn a_host_cut_off_is_unreachable_within_seconds_and_recovers_by_itself() {
         (host_json(&gw, "h1")["status"] == "unreachable" && status("on1") == Some("unknown".into()))
             .then_some(())
     });
-    let took = cut.elapsed();
-    assert!(
-        took < Duration::from_secs(10),
-        "h1 became unreachable after {took:?}"
-    );
+    // Reported, not asserted: tests never assert on time.
+    eprintln!("h1 became unreachable after {:?}", cut.elapsed());
     // The other host and its agent are unaffected.
     assert_eq!(host_json(&gw, "h2")["status"], "reachable");
     assert_eq!(gw.status("on2"), "running");

@@ -3,7 +3,7 @@
 //! namespace hosts with real sshd (`e2e::netns`), their namespace addresses playing tailnet
 //! addresses. These tests need root.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use e2e::netns::NetnsHost;
 use e2e::tailscale_emu::{LocalApiEmulator, Peer};
@@ -91,11 +91,8 @@ fn a_host_added_by_tailnet_name_follows_its_peer_offline_online_and_to_a_new_add
         (host_json(&gw, "h1")["status"] == "unreachable" && gw.status("a1") == "unknown")
             .then_some(())
     });
-    let took = cut.elapsed();
-    assert!(
-        took < Duration::from_secs(2),
-        "h1 became unreachable after {took:?}"
-    );
+    // Reported, not asserted: tests never assert on time.
+    eprintln!("h1 became unreachable after {:?}", cut.elapsed());
     let info = host_json(&gw, "h1");
     assert!(
         info["last_error"]

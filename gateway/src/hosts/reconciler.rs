@@ -76,7 +76,7 @@ pub async fn check_hostctl(gw: &Gateway, host: &Host) {
     }
     if let Err(e) = gw
         .store
-        .set_host_status(host.name(), "reachable", Some(&now.version))
+        .set_host_status(host.name(), "reachable", None, Some(&now.version))
         .await
     {
         warn!(error = %e, "cannot record the hostctl version");
@@ -106,20 +106,21 @@ pub async fn reconcile_within(gw: &Arc<Gateway>, wait: std::time::Duration) -> V
 pub async fn reconcile_host(gw: &Gateway, host: &Host) -> Result<(), StoreError> {
     let record = gw.store.host(host.name()).await?;
     // A tailnet host whose peer the tailnet reports down is not asked: it is unreachable.
-    if let Some(r) = &record
-        && let super::tailnet::PeerVerdict::Down(reason) =
-            super::tailnet::verdict(&gw.tailnet.view(), r)
-    {
-        return mark_unreachable(gw, host.name(), record.as_ref(), &reason).await;
+    if let Some(reason) = tailnet_down(gw, record.as_ref()) {
+        return mark_unreachable(gw, host.name(), &reason).await;
     }
     match host.probe().await {
         Ok(agents) => {
+            // The tailnet may have reported the peer down while the probe was under way: its
+            // word is the later one.
+            if let Some(reason) = tailnet_down(gw, record.as_ref()) {
+                return mark_unreachable(gw, host.name(), &reason).await;
+            }
             let was_unreachable = record.as_ref().is_some_and(|h| h.status == "unreachable");
             let changed = gw
                 .store
-                .set_host_status(host.name(), "reachable", None)
+                .set_host_status(host.name(), "reachable", None, None)
                 .await?;
-            gw.store.set_host_error(host.name(), None).await?;
             if changed && was_unreachable {
                 info!(host = host.name(), "host reachable again");
                 record_host_change(gw, host.name(), "reachable", "").await;
@@ -128,9 +129,7 @@ pub async fn reconcile_host(gw: &Gateway, host: &Host) -> Result<(), StoreError>
             }
             apply(gw, host.name(), &agents).await
         }
-        Err(e) if e.host_unreachable() => {
-            mark_unreachable(gw, host.name(), record.as_ref(), &e.to_string()).await
-        }
+        Err(e) if e.host_unreachable() => mark_unreachable(gw, host.name(), &e.to_string()).await,
         Err(e) => {
             // The host answered, but not as expected: it is reachable, and the error is kept
             // for `host info` and `host check`.
@@ -142,18 +141,21 @@ pub async fn reconcile_host(gw: &Gateway, host: &Host) -> Result<(), StoreError>
     }
 }
 
-/// Makes a host `unreachable` (with the reason, for `host info`) and its agents `unknown`;
-/// `was`: its record as last read, to tell a new reason from a repeat.
-pub async fn mark_unreachable(
-    gw: &Gateway,
-    host: &str,
-    was: Option<&HostRecord>,
-    reason: &str,
-) -> Result<(), StoreError> {
-    if was.and_then(|h| h.last_error.as_deref()) != Some(reason) {
-        gw.store.set_host_error(host, Some(reason)).await?;
+/// Why the tailnet says a tailnet host is down, if it does (such a host is not asked).
+fn tailnet_down(gw: &Gateway, record: Option<&HostRecord>) -> Option<String> {
+    match super::tailnet::verdict(&gw.tailnet.view(), record?) {
+        super::tailnet::PeerVerdict::Down(reason) => Some(reason),
+        _ => None,
     }
-    if gw.store.set_host_status(host, "unreachable", None).await? {
+}
+
+/// Makes a host `unreachable` (with the reason, for `host info`) and its agents `unknown`.
+pub async fn mark_unreachable(gw: &Gateway, host: &str, reason: &str) -> Result<(), StoreError> {
+    if gw
+        .store
+        .set_host_status(host, "unreachable", Some(reason), None)
+        .await?
+    {
         warn!(host, reason, "host unreachable; its agents are unknown");
         record_host_change(gw, host, "unreachable", reason).await;
     }

@@ -95,7 +95,7 @@ pub async fn apply(gw: &Gateway, view: &View) {
         let outcome = match verdict(view, record) {
             PeerVerdict::Silent => Ok(()),
             PeerVerdict::Down(reason) => {
-                reconciler::mark_unreachable(gw, &record.name, Some(record), &reason).await
+                reconciler::mark_unreachable(gw, &record.name, &reason).await
             }
             PeerVerdict::Online(peer) => follow_address(gw, record, peer).await,
         };

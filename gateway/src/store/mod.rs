@@ -742,26 +742,36 @@ impl Store {
 
     // ---- hosts --------------------------------------------------------------------------
 
-    /// Sets a host's status (and, when reachable, its last contact); true when the status
-    /// changed. Of callers racing to make the same change, exactly one is told it changed.
+    /// Sets a host's status with its last error (`None` clears it) and, when reachable, its
+    /// last contact; true when the status changed. Of callers racing to make the same change,
+    /// exactly one is told it changed; of callers racing to make different ones, the status and
+    /// the error written together are those of one of them, never a mix.
     pub async fn set_host_status(
         &self,
         host: &str,
         status: &str,
+        error: Option<&str>,
         hostctl_version: Option<&str>,
     ) -> Result<bool> {
-        let changed = sqlx::query("UPDATE hosts SET status = ?1 WHERE name = ?2 AND status != ?1")
-            .bind(status)
-            .bind(host)
-            .execute(&self.pool)
-            .await?
-            .rows_affected()
+        let changed = sqlx::query(
+            "UPDATE hosts SET status = ?1, last_error = ?2 WHERE name = ?3 AND status != ?1",
+        )
+        .bind(status)
+        .bind(error)
+        .bind(host)
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
             > 0;
         let contact = (status == "reachable").then(now);
+        // The error follows only while the status is still this caller's.
         sqlx::query(
-            "UPDATE hosts SET hostctl_version = COALESCE(?, hostctl_version),
-                    last_contact = COALESCE(?, last_contact) WHERE name = ?",
+            "UPDATE hosts SET last_error = CASE WHEN status = ?1 THEN ?2 ELSE last_error END,
+                    hostctl_version = COALESCE(?3, hostctl_version),
+                    last_contact = COALESCE(?4, last_contact) WHERE name = ?5",
         )
+        .bind(status)
+        .bind(error)
         .bind(hostctl_version)
         .bind(contact)
         .bind(host)
@@ -1130,6 +1140,38 @@ mod tests {
                 .expect("q")
                 .is_none()
         );
+    }
+
+    #[tokio::test]
+    async fn a_host_status_and_its_error_change_together_and_once() {
+        let (_d, store) = store().await;
+        let mut host = HostRecord::named("h");
+        host.status = "reachable".into();
+        store.insert_host(&host).await.expect("insert");
+        let record = |s: &Store| {
+            let s = s.clone();
+            async move {
+                let h = s.host("h").await.expect("q").expect("host");
+                (h.status, h.last_error)
+            }
+        };
+        let down = store.set_host_status("h", "unreachable", Some("gone"), None);
+        assert!(
+            down.await.expect("set"),
+            "the first change is told it changed"
+        );
+        let again = store.set_host_status("h", "unreachable", Some("still gone"), None);
+        assert!(!again.await.expect("set"), "a repeat is not a change");
+        assert_eq!(
+            record(&store).await,
+            ("unreachable".into(), Some("still gone".into()))
+        );
+        let up = store.set_host_status("h", "reachable", None, Some("9.9"));
+        assert!(up.await.expect("set"));
+        assert_eq!(record(&store).await, ("reachable".into(), None));
+        let h = store.host("h").await.expect("q").expect("host");
+        assert_eq!(h.hostctl_version.as_deref(), Some("9.9"));
+        assert!(h.last_contact.is_some());
     }
 
     #[tokio::test]
