@@ -41,7 +41,8 @@ fuzz_target!(|data: &[u8]| {
 
 /// A secret-looking `--env` value must not reach the audit trail. Short values, and values that
 /// are also part of another word of the line (the agent's name, say) or of what the redaction
-/// itself prints (`KEY=***`), can show there for another reason: those are not checked.
+/// itself prints (`KEY=***`, `-eKEY=***`, `--env=KEY=***`), can show there for another reason:
+/// those are not checked.
 fn check_env_hidden(line: &str, shown: &str, key: &str, value: &str) {
     // A line the redaction cannot print again shows as a fixed marker, which hides it all.
     if shown == "<unprintable command line>" {
@@ -51,7 +52,12 @@ fn check_env_hidden(line: &str, shown: &str, key: &str, value: &str) {
         return;
     };
     let holders = words.iter().filter(|w| w.contains(value)).count();
-    if value.len() < 8 || holders != 1 || format!("{key}=***").contains(value) {
+    let printed_by_redaction = [
+        format!("{key}=***"),
+        format!("-e{key}=***"),
+        format!("--env={key}=***"),
+    ];
+    if value.len() < 8 || holders != 1 || printed_by_redaction.iter().any(|p| p.contains(value)) {
         return;
     }
     let shown_words = shlex::split(shown).unwrap_or_default();

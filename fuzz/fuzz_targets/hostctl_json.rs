@@ -1,8 +1,10 @@
 //! Fuzzes both ends of hostctl's JSON contract (`hostctl::api`) with the same bytes:
 //!
-//! - hostctl's side: a `CreateRequest` on stdin (`hostctl create --json`, read as UTF-8 text)
-//!   and an `agents/<name>/meta.json` (`Files::read_meta`, decoded from bytes), then the checks
-//!   hostctl runs on a request (the name, the environment's keys).
+//! - hostctl's side: its stdin, read as UTF-8 text (`CreateInput` for `hostctl create --json`,
+//!   `StartInput` for `hostctl start --secrets-on-stdin`), and an `agents/<name>/meta.json`
+//!   (`Files::read_meta`, decoded from bytes), then the checks hostctl runs on a request (the
+//!   name, the environment's keys). A bare `CreateRequest` too: the gateway stores one per
+//!   agent and reads it back.
 //! - the gateway's side: every answer it decodes with `gateway::hosts::decode_reply` (lossy
 //!   UTF-8, trimmed), on success (exit 0: the verb's type) and on failure (exit 1: the
 //!   `ErrorReply` envelope), then what it makes of an agent a host reports (the reconciler's
@@ -20,8 +22,8 @@ use std::fmt::Debug;
 use gateway::hosts::reconciler::{adopted, observed};
 use gateway::hosts::{HostError, ProcessExit, decode_reply};
 use hostctl::api::{
-    AgentCommand, AgentInfo, AgentMeta, CreateRequest, ErrorReply, TermSize, Unpacked, VersionInfo,
-    WorkspaceDigest, validate_agent_name, validate_env_key,
+    AgentCommand, AgentInfo, AgentMeta, CreateInput, CreateRequest, ErrorReply, StartInput,
+    TermSize, Unpacked, VersionInfo, WorkspaceDigest, validate_agent_name, validate_env_key,
 };
 use libfuzzer_sys::fuzz_target;
 use serde::Serialize;
@@ -33,13 +35,20 @@ fuzz_target!(|data: &[u8]| {
 });
 
 fn hostctl_side(data: &[u8]) {
-    // `hostctl create` reads stdin with read_to_string: input that is not UTF-8 is refused
-    // before it is decoded.
-    if let Ok(text) = std::str::from_utf8(data)
-        && let Ok(request) = serde_json::from_str::<CreateRequest>(text)
-    {
-        check_request(&request);
-        round_trip(&request);
+    // hostctl reads stdin with read_to_string: input that is not UTF-8 is refused before it is
+    // decoded.
+    if let Ok(text) = std::str::from_utf8(data) {
+        if let Ok(input) = serde_json::from_str::<CreateInput>(text) {
+            check_request(&input.request);
+            round_trip(&input);
+        }
+        if let Ok(input) = serde_json::from_str::<StartInput>(text) {
+            round_trip(&input);
+        }
+        if let Ok(request) = serde_json::from_str::<CreateRequest>(text) {
+            check_request(&request);
+            round_trip(&request);
+        }
     }
     if let Ok(meta) = serde_json::from_slice::<AgentMeta>(data) {
         check_request(&meta.request);
