@@ -130,7 +130,10 @@ fn a_flood_of_unauthenticated_connections_is_held_while_an_operator_logs_in() {
 #[test]
 fn failed_logins_are_penalised_and_exempt_sources_are_not() {
     let gw = TestGateway::start_with(Options {
-        extra_config: "[ssh]\nauth_rejection_delay = \"0s\"\n\n[ssh.penalties]\nexempt = [\"127.0.0.100/31\"]\n"
+        // Penalties wear off in real time: they are large here so that a slow machine cannot
+        // let them wear off between two attempts.
+        extra_config: "[ssh]\nauth_rejection_delay = \"0s\"\n\n[ssh.penalties]\n\
+                       authfail = \"100s\"\nmin = \"350s\"\nexempt = [\"127.0.0.100/31\"]\n"
             .into(),
         ..Options::default()
     });
@@ -141,8 +144,8 @@ fn failed_logins_are_penalised_and_exempt_sources_are_not() {
             .output()
             .expect("ssh")
     };
-    // authfail costs 5 s and penalties wear off in real time: at 15 s left (the fourth
-    // failure in a row) the source is refused, good key or not.
+    // Each failure adds 100 s: at 350 s (the fourth failure in a row) the source is refused,
+    // good key or not.
     for _ in 0..4 {
         let out = try_from("127.0.0.50", &stranger);
         assert!(
