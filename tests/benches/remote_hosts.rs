@@ -23,21 +23,10 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use e2e::bench::{env_number, median, percentile, write_results, write_section};
 use e2e::netns::NetnsHost;
 use e2e::netns::add_host;
 use e2e::{TestGateway, shell_quote};
-
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
-    v[v.len() / 2]
-}
 
 /// Runs `cmd` (an ssh), feeding `up` zero bytes on stdin or reading its stdout to the end;
 /// returns the wall time and the bytes moved.
@@ -177,11 +166,6 @@ fn echo_rows(
     (through, straight)
 }
 
-fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
-    v[((v.len() - 1) as f64 * p).round() as usize]
-}
-
 fn main() {
     let rounds = env_number("ROUNDS", 3);
     let size = env_number("SIZE_MB", 1024) * 1024 * 1024;
@@ -303,27 +287,11 @@ fn main() {
     ));
     println!("{table}");
 
-    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("repo")
-        .to_owned();
     let results = serde_json::json!({
         "size_bytes": size, "rounds": rounds, "rows": json_rows,
         "list_ms_one_host": list_one, "list_ms_three_hosts": list_three,
     });
-    std::fs::write(
-        repo.join("bench/results/remote-hosts.json"),
-        serde_json::to_string_pretty(&results).expect("json"),
-    )
-    .expect("write results");
-    let doc_path = repo.join("docs/PERFORMANCE.md");
-    let doc = std::fs::read_to_string(&doc_path).expect("PERFORMANCE.md");
-    let (start, end) = ("<!-- remote-hosts:start -->", "<!-- remote-hosts:end -->");
-    if let (Some(i), Some(j)) = (doc.find(start), doc.find(end)) {
-        let new = format!("{}{start}\n{table}{}", &doc[..i], &doc[j..]);
-        std::fs::write(&doc_path, new).expect("write PERFORMANCE.md");
-    } else {
-        eprintln!("remote_hosts: no {start} markers in docs/PERFORMANCE.md; table not written");
-    }
+    write_results("remote-hosts", &results);
+    write_section("remote-hosts", &table);
     drop((h2, h3, h1));
 }
