@@ -9,6 +9,7 @@ pub mod channel;
 pub mod guard;
 pub mod handler;
 pub mod killable;
+mod quickack;
 
 use std::borrow::Cow;
 use std::path::Path;
@@ -172,7 +173,7 @@ async fn run_connection(
     shutdown: &tokio_util::sync::CancellationToken,
 ) -> Option<guard::Closed> {
     let kill = tokio_util::sync::CancellationToken::new();
-    let stream = killable::Killable::new(stream, kill.clone());
+    let stream = killable::Killable::new(quickack::QuickAck::new(stream), kill.clone());
     let run = async {
         match russh::server::run_stream(config, stream, handler).await {
             Ok(session) => {
