@@ -378,6 +378,15 @@ fn a_host_cut_off_is_unreachable_within_seconds_and_recovers_by_itself() {
     });
     // Reported, not asserted: tests never assert on time.
     eprintln!("h1 became unreachable after {:?}", cut.elapsed());
+    // Now that h1 is known to be unreachable, `list` does not wait for it and says why.
+    let out = gw.ssh(&["list"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("host 'h1' is unreachable (")
+            && stderr(&out).contains("host info h1"),
+        "{}",
+        stderr(&out)
+    );
     // The other host and its agent are unaffected.
     assert_eq!(host_json(&gw, "h2")["status"], "reachable");
     assert_eq!(gw.status("on2"), "running");

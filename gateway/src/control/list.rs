@@ -7,7 +7,7 @@ use clap::Args;
 use super::output::{age, agent_json, json_text, parse_pair, status_text, table, tags_text};
 use super::{Caller, CommandIo, CommandResult, exit};
 use crate::Gateway;
-use crate::hosts::reconciler;
+use crate::hosts::reconciler::{self, NotAsked};
 
 /// How long `list` waits for each host before answering from what was last seen.
 const LIST_WAIT: std::time::Duration = std::time::Duration::from_millis(1500);
@@ -35,14 +35,27 @@ pub async fn run(
     io: &mut CommandIo,
 ) -> CommandResult {
     // A fresh look at the hosts, so that `list` never shows a status the reconciler has not
-    // caught up with yet; a slow host is not waited for: its agents are shown as last seen.
-    let stale = reconciler::reconcile_within(gw, LIST_WAIT).await;
-    for host in &stale {
-        io.write_err(&format!(
-            "warning: host '{host}' did not answer within {} ms; its agents are shown as last seen\n",
-            LIST_WAIT.as_millis()
-        ))
-        .await;
+    // caught up with yet; a slow host is not waited for, nor one known to be unreachable:
+    // their agents are shown as last seen.
+    for host in reconciler::reconcile_within(gw, LIST_WAIT).await {
+        let warning = match host {
+            NotAsked::Slow(host) => format!(
+                "warning: host '{host}' did not answer within {} ms; its agents are shown as last seen\n",
+                LIST_WAIT.as_millis()
+            ),
+            NotAsked::Unreachable(host, reason) => {
+                let reason = if reason.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({reason})")
+                };
+                format!(
+                    "warning: host '{host}' is unreachable{reason}; its agents are shown as last \
+                     seen (see: ssh gw host info {host})\n"
+                )
+            }
+        };
+        io.write_err(&warning).await;
     }
     let agents: Vec<_> = gw
         .store

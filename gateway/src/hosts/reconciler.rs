@@ -83,22 +83,46 @@ pub async fn check_hostctl(gw: &Gateway, host: &Host) {
     }
 }
 
-/// Reconciles every host in parallel, waiting at most `wait` for each; returns the hosts
-/// that did not answer in time (their agents keep the statuses last seen).
-pub async fn reconcile_within(gw: &Arc<Gateway>, wait: std::time::Duration) -> Vec<String> {
-    let hosts = gw.hosts.all();
+/// A host whose agents a caller of [`reconcile_within`] sees as last seen.
+#[derive(Debug, PartialEq, Eq)]
+pub enum NotAsked {
+    /// The host did not answer within the wait.
+    Slow(String),
+    /// The host was already unreachable (with the reason): it is not waited for; the
+    /// reconciler's own passes notice when it is back.
+    Unreachable(String, String),
+}
+
+/// Reconciles every reachable host in parallel, waiting at most `wait` for each; returns the
+/// hosts whose agents keep the statuses last seen: those that did not answer in time and
+/// those already known to be unreachable.
+pub async fn reconcile_within(gw: &Arc<Gateway>, wait: std::time::Duration) -> Vec<NotAsked> {
+    let mut not_asked = Vec::new();
+    let mut hosts = gw.hosts.all();
+    match gw.store.hosts().await {
+        Ok(records) => hosts.retain(|host| {
+            let down = records
+                .iter()
+                .find(|r| r.name == host.name() && r.status == "unreachable");
+            if let Some(r) = down {
+                let reason = r.last_error.clone().unwrap_or_default();
+                not_asked.push(NotAsked::Unreachable(r.name.clone(), reason));
+            }
+            down.is_none()
+        }),
+        Err(e) => warn!(error = %e, "cannot read the hosts' statuses"),
+    }
     let runs = hosts
         .iter()
         .map(|host| tokio::time::timeout(wait, reconcile_host(gw, host)));
-    let mut stale = Vec::new();
     for (host, result) in hosts.iter().zip(futures::future::join_all(runs).await) {
         match result {
             Ok(Ok(())) => {}
             Ok(Err(e)) => warn!(host = host.name(), error = %e, "reconciling failed"),
-            Err(_) => stale.push(host.name().to_owned()),
+            Err(_) => not_asked.push(NotAsked::Slow(host.name().to_owned())),
         }
     }
-    stale
+    not_asked
 }
 
 /// Reconciles one host: its agents' statuses follow what it reports. A host that cannot be
@@ -179,9 +203,10 @@ async fn record_host_change(gw: &Gateway, host: &str, became: &str, reason: &str
 async fn apply(gw: &Gateway, host: &str, reported: &[AgentInfo]) -> Result<(), StoreError> {
     let stored = gw.store.agents_on_host(host).await?;
     let stored_names: HashSet<&str> = stored.iter().map(|a| a.name.as_str()).collect();
+    let mut seen: Vec<(&str, Observed)> = Vec::new();
     for info in reported {
         if stored_names.contains(info.name.as_str()) {
-            gw.store.observe_agent(&info.name, &observed(info)).await?;
+            seen.push((&info.name, observed(info)));
         } else if gw.store.agent_exists(&info.name).await? {
             // The name is taken by an agent on another host: the store keeps its own.
             warn!(
@@ -197,29 +222,29 @@ async fn apply(gw: &Gateway, host: &str, reported: &[AgentInfo]) -> Result<(), S
         }
     }
     let reported_names: HashSet<&str> = reported.iter().map(|a| a.name.as_str()).collect();
-    for agent in stored {
+    for agent in &stored {
         // A `creating` row older than the create time limit belongs to a create that died
         // with the gateway: it is treated like any other row.
-        let settled = agent.status != AgentStatus::Creating || create_abandoned(gw, &agent);
+        let settled = agent.status != AgentStatus::Creating || create_abandoned(gw, agent);
         if settled
             && !reported_names.contains(agent.name.as_str())
             && agent.status != AgentStatus::Unknown
         {
             debug!(agent = agent.name, host, "agent is missing on its host");
-            gw.store
-                .observe_agent(
-                    &agent.name,
-                    &Observed {
-                        status: AgentStatus::Unknown,
-                        exit_code: None,
-                        pid: None,
-                        last_activity: None,
-                        workspace: None,
-                    },
-                )
-                .await?;
+            seen.push((
+                &agent.name,
+                Observed {
+                    status: AgentStatus::Unknown,
+                    exit_code: None,
+                    pid: None,
+                    last_activity: None,
+                    workspace: None,
+                },
+            ));
         }
     }
+    let seen: Vec<(&str, &Observed)> = seen.iter().map(|(n, o)| (*n, o)).collect();
+    gw.store.observe_agents(&seen).await?;
     Ok(())
 }
 

@@ -692,27 +692,46 @@ impl Store {
 
     /// Writes what a host said about an agent.
     pub async fn observe_agent(&self, name: &str, seen: &Observed) -> Result<()> {
-        sqlx::query(
-            "UPDATE agents SET status = ?, exit_code = ?, pid = ?, last_activity = COALESCE(?, last_activity),
-                    workspace = COALESCE(?, workspace), updated_at = ?
-             WHERE name = ?",
-        )
-        .bind(seen.status.as_str())
-        .bind(seen.exit_code)
-        .bind(seen.pid.map(i64::from))
-        .bind(&seen.last_activity)
-        .bind(&seen.workspace)
-        .bind(now())
-        .bind(name)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        self.observe_agents(&[(name, seen)]).await.map(|_| ())
+    }
+
+    /// Writes what a host said about its agents, in one transaction; a row that already says
+    /// the same is not written (a reconciler pass over agents that did not change writes
+    /// nothing). Returns how many rows changed.
+    pub async fn observe_agents(&self, seen: &[(&str, &Observed)]) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let mut changed = 0;
+        let now = now();
+        for (name, seen) in seen {
+            changed += sqlx::query(
+                "UPDATE agents SET status = ?1, exit_code = ?2, pid = ?3,
+                        last_activity = COALESCE(?4, last_activity),
+                        workspace = COALESCE(?5, workspace), updated_at = ?6
+                 WHERE name = ?7
+                   AND (status IS NOT ?1 OR exit_code IS NOT ?2 OR pid IS NOT ?3
+                        OR (?4 IS NOT NULL AND last_activity IS NOT ?4)
+                        OR (?5 IS NOT NULL AND workspace IS NOT ?5))",
+            )
+            .bind(seen.status.as_str())
+            .bind(seen.exit_code)
+            .bind(seen.pid.map(i64::from))
+            .bind(&seen.last_activity)
+            .bind(&seen.workspace)
+            .bind(&now)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(changed)
     }
 
     /// Marks every settled agent of a host `unknown` (the host could not be asked).
     pub async fn mark_host_agents_unknown(&self, host: &str) -> Result<()> {
         sqlx::query(
-            "UPDATE agents SET status = 'unknown', pid = NULL, updated_at = ? WHERE host = ? AND status != 'creating'",
+            "UPDATE agents SET status = 'unknown', pid = NULL, updated_at = ?
+             WHERE host = ? AND status != 'creating' AND (status != 'unknown' OR pid IS NOT NULL)",
         )
         .bind(now())
         .bind(host)
@@ -1228,6 +1247,50 @@ mod tests {
             (AgentStatus::Exited, Some(3), "/w/a")
         );
         assert_eq!(back.spec, agent.spec);
+        let running = |pid, activity: Option<&str>| Observed {
+            status: AgentStatus::Running,
+            exit_code: None,
+            pid: Some(pid),
+            last_activity: activity.map(str::to_owned),
+            workspace: None,
+        };
+        let (first, same, moved) = (
+            running(7, Some("1")),
+            running(7, None),
+            running(7, Some("2")),
+        );
+        assert_eq!(
+            store
+                .observe_agents(&[("a", &first)])
+                .await
+                .expect("observe"),
+            1
+        );
+        assert_eq!(
+            store
+                .observe_agents(&[("a", &first), ("a", &same), ("gone", &first)])
+                .await
+                .expect("observe"),
+            0,
+            "what the row already says is not written again"
+        );
+        assert_eq!(
+            store
+                .observe_agents(&[("a", &moved)])
+                .await
+                .expect("observe"),
+            1
+        );
+        let back = store.agent("a").await.expect("q").expect("found");
+        assert_eq!(
+            (
+                back.status,
+                back.pid,
+                back.last_activity.as_deref(),
+                back.workspace.as_str()
+            ),
+            (AgentStatus::Running, Some(7), Some("2"), "/w/a")
+        );
         store.mark_host_agents_unknown("local").await.expect("mark");
         assert_eq!(
             store.agent("a").await.expect("q").expect("found").status,
