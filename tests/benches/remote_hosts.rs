@@ -1,19 +1,27 @@
 //! Agents on remote hosts, measured against OpenSSH straight to the same host, in one run.
 //!
 //!   cargo build --release --workspace && cargo bench -p e2e --bench remote_hosts
-//!   ROUNDS=3 SIZE_MB=1024 cargo bench -p e2e --bench remote_hosts     (the defaults)
+//!   ROUNDS=3 SIZE_MB=1024 KEYS=350 ATTACHES=10 cargo bench -p e2e --bench remote_hosts
+//!   (the defaults)
 //!
 //! Needs root (the hosts are network namespaces running a real sshd, see `e2e::netns`). In one
 //! run: a gateway with three namespace hosts; an agent on h1; then ROUNDS rounds that each time
 //! run every measurement once through the gateway (`bench@gw`, gateway → h1 over the pooled SSH
-//! leg) and once straight to h1's sshd with the same client options (`root@h1`), alternating:
+//! leg) and once straight to h1's sshd with the same client options (`root@h1`, the key
+//! exchange pinned to the curve25519-sha256 the client negotiates with agentgate), alternating:
 //!   connect    ssh TARGET true                              (connection set-up and one exec)
 //!   exec-down  ssh TARGET 'head -c SIZE /dev/zero'          (bytes read from ssh's stdout)
 //!   exec-up    SIZE bytes to ssh TARGET 'cat > /dev/null'   (bytes written to ssh's stdin)
+//!   scp-up     scp FILE TARGET:PATH    scp-down  scp TARGET:PATH FILE      (a SIZE file)
+//!   sftp-up    sftp -b: put FILE PATH  sftp-down sftp -b: get PATH FILE
+//!              (both sides write into the agent's workspace on h1, and read from it)
+//! then attach: from starting `ssh -tt screen@gw` (agent on h1) and `ssh -tt screenl@gw`
+//! (agent on the gateway's own machine) until the agent's screen (a marker line) is drawn,
+//! against `ssh -tt root@h1 tmux attach` to the h1 agent's session, each in a terminal of its
+//! own (`script`), ATTACHES times per round and side;
 //! then keystroke echo: an agent running `cat` on h1, attached through the gateway
 //! (`ssh -tt echo@gw`) and straight to its tmux session on h1 (`ssh -tt root@h1 tmux attach`),
-//! each in a terminal of its own (`script`); one key at a time, the time until its echo comes
-//! back, KEYS keys (default 300) per round and side;
+//! one key at a time, the time until its echo comes back, KEYS keys per round and side;
 //! and `ssh gw list` with 1 host and with 3 hosts (agents on each). Medians are printed as a
 //! markdown table, written to bench/results/remote-hosts.json, and between
 //! `<!-- remote-hosts:start -->` and `<!-- remote-hosts:end -->` in docs/PERFORMANCE.md.
@@ -23,7 +31,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use e2e::bench::{env_number, median, percentile, write_results, write_section};
+use e2e::bench::{env_number, median, negotiated, percentile, write_results, write_section};
 use e2e::netns::NetnsHost;
 use e2e::netns::add_host;
 use e2e::{TestGateway, shell_quote};
@@ -70,59 +78,109 @@ fn transfer(mut cmd: Command, up: u64) -> (Duration, u64) {
     (started.elapsed(), if up > 0 { up } else { read })
 }
 
+/// An `ssh -tt ...` running in a terminal of its own (`script`), its output read by a thread.
+struct Terminal {
+    line: String,
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    rx: mpsc::Receiver<Vec<u8>>,
+    reader: std::thread::JoinHandle<()>,
+}
+
+impl Terminal {
+    fn open(ssh_line: &str) -> Terminal {
+        let mut child = Command::new("script")
+            .args([
+                "-qfec",
+                &format!("stty cols 100 rows 30; exec {ssh_line}"),
+                "/dev/null",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("script");
+        let stdin = child.stdin.take().expect("stdin");
+        let mut stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel::<Vec<u8>>();
+        let reader = std::thread::spawn(move || {
+            let mut buf = vec![0u8; 64 * 1024];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+        });
+        Terminal {
+            line: ssh_line.to_owned(),
+            child,
+            stdin,
+            rx,
+            reader,
+        }
+    }
+
+    /// Waits until the terminal has been quiet for `quiet`, after output of `at_least` bytes.
+    fn settle(&self, quiet: Duration, at_least: usize) {
+        let mut seen = 0;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match self.rx.recv_timeout(quiet) {
+                Ok(chunk) => seen += chunk.len(),
+                Err(mpsc::RecvTimeoutError::Timeout) if seen >= at_least => return,
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => panic!("{} ended", self.line),
+            }
+            assert!(Instant::now() < deadline, "{}: no screen", self.line);
+        }
+    }
+
+    /// Reads until `needle` has appeared in the output.
+    fn wait_for(&self, needle: &[u8]) {
+        let mut all = Vec::new();
+        while !all.windows(needle.len()).any(|w| w == needle) {
+            let chunk = self
+                .rx
+                .recv_timeout(Duration::from_secs(20))
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "{}: {} never appeared ({e}); the screen: {}",
+                        self.line,
+                        String::from_utf8_lossy(needle),
+                        String::from_utf8_lossy(&all)
+                    )
+                });
+            all.extend_from_slice(&chunk);
+        }
+    }
+
+    fn close(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        drop(self.rx);
+        let _ = self.reader.join();
+    }
+}
+
 /// Runs `ssh_line` (an `ssh -tt ...` attaching to a tmux session whose pane runs `cat`) in a
 /// terminal of its own, types `keys` keys one at a time, and returns, for each, the
 /// milliseconds until its echo came back.
 fn echo_latency(ssh_line: &str, keys: u64) -> Vec<f64> {
-    let mut child = Command::new("script")
-        .args([
-            "-qfec",
-            &format!("stty cols 100 rows 30; exec {ssh_line}"),
-            "/dev/null",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("script");
-    let mut stdin = child.stdin.take().expect("stdin");
-    let mut stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel::<Vec<u8>>();
-    let reader = std::thread::spawn(move || {
-        let mut buf = vec![0u8; 64 * 1024];
-        while let Ok(n) = stdout.read(&mut buf) {
-            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
-                break;
-            }
-        }
-    });
-    // Waits until the terminal has been quiet for `quiet`, after output `at_least` bytes.
-    let settle = |quiet: Duration, at_least: usize| {
-        let mut seen = 0;
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            match rx.recv_timeout(quiet) {
-                Ok(chunk) => seen += chunk.len(),
-                Err(mpsc::RecvTimeoutError::Timeout) if seen >= at_least => return,
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => panic!("{ssh_line} ended"),
-            }
-            assert!(Instant::now() < deadline, "{ssh_line}: no screen");
-        }
-    };
-    settle(Duration::from_millis(500), 1);
+    let mut term = Terminal::open(ssh_line);
+    term.settle(Duration::from_millis(500), 1);
     let mut times = Vec::new();
     for i in 0..keys {
         if i % 40 == 39 {
             // A fresh line (C-u) before the line gets long.
-            stdin.write_all(b"\x15").expect("type");
-            settle(Duration::from_millis(100), 0);
+            term.stdin.write_all(b"\x15").expect("type");
+            term.settle(Duration::from_millis(100), 0);
         }
         let started = Instant::now();
-        stdin.write_all(b"z").expect("type");
-        stdin.flush().expect("type");
+        term.stdin.write_all(b"z").expect("type");
+        term.stdin.flush().expect("type");
         loop {
-            let chunk = rx
+            let chunk = term
+                .rx
                 .recv_timeout(Duration::from_secs(10))
                 .unwrap_or_else(|e| panic!("{ssh_line}: no echo ({e})"));
             if chunk.contains(&b'z') {
@@ -131,13 +189,20 @@ fn echo_latency(ssh_line: &str, keys: u64) -> Vec<f64> {
         }
         times.push(started.elapsed().as_secs_f64() * 1000.0);
         // Whatever else that key redraws, before the next one.
-        settle(Duration::from_millis(20), 0);
+        term.settle(Duration::from_millis(20), 0);
     }
-    let _ = child.kill();
-    let _ = child.wait();
-    drop(rx);
-    let _ = reader.join();
+    term.close();
     times
+}
+
+/// Milliseconds from starting `ssh_line` until `marker` is on its screen.
+fn attach_latency(ssh_line: &str, marker: &str) -> f64 {
+    let started = Instant::now();
+    let term = Terminal::open(ssh_line);
+    term.wait_for(marker.as_bytes());
+    let took = started.elapsed().as_secs_f64() * 1000.0;
+    term.close();
+    took
 }
 
 /// Keystroke echo through the gateway and straight to h1, alternating, `rounds` times.
@@ -147,7 +212,7 @@ fn echo_rows(
     direct_ssh: &str,
     rounds: u64,
 ) -> (Vec<f64>, Vec<f64>) {
-    let keys = env_number("KEYS", 300);
+    let keys = env_number("KEYS", 350);
     gw.ok(&["create", "echo", "--host", "h1", "--", "cat"]);
     let via_gw = format!(
         "ssh -F {} -tt echo@gw",
@@ -166,9 +231,54 @@ fn echo_rows(
     (through, straight)
 }
 
+/// One side of the comparison, for scp and sftp: client options, destination, and the
+/// directory its remote paths are in ("" for the agent's workspace, through the gateway).
+struct Side {
+    options: Vec<String>,
+    destination: String,
+    dir: String,
+}
+
+impl Side {
+    fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.args(&self.options)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        cmd
+    }
+
+    fn remote(&self, file: &str) -> String {
+        format!("{}:{}{file}", self.destination, self.dir)
+    }
+
+    /// Runs sftp with `batch` (one command) and returns its wall time.
+    fn sftp(&self, batch: &str) -> Duration {
+        let mut cmd = self.command("sftp");
+        cmd.args(["-q", "-b", "-", &self.destination])
+            .stdin(Stdio::piped());
+        let started = Instant::now();
+        let mut child = cmd.spawn().expect("sftp");
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(batch.as_bytes()).expect("batch");
+        drop(stdin);
+        let status = child.wait().expect("sftp");
+        assert!(status.success(), "sftp {batch}: {status}");
+        started.elapsed()
+    }
+}
+
+fn timed_ok(mut cmd: Command) -> Duration {
+    let started = Instant::now();
+    let status = cmd.status().expect("run");
+    assert!(status.success(), "{cmd:?}: {status}");
+    started.elapsed()
+}
+
 fn main() {
     let rounds = env_number("ROUNDS", 3);
     let size = env_number("SIZE_MB", 1024) * 1024 * 1024;
+    let attaches = env_number("ATTACHES", 10);
     let gw = TestGateway::start();
     let h1 = add_host(&gw, "h1");
     // The operator's key on h1 too, for the direct baseline.
@@ -179,20 +289,36 @@ fn main() {
     );
     let known = gw.dir.path().join("bench_known_hosts");
     std::fs::write(&known, format!("{}\n", h1.known_hosts_line())).expect("known hosts");
+    let direct_options: Vec<String> = [
+        "-F".to_owned(),
+        "/dev/null".to_owned(),
+        "-i".to_owned(),
+        gw.key.to_string_lossy().into_owned(),
+        "-o".to_owned(),
+        format!("UserKnownHostsFile={}", known.display()),
+        "-o".to_owned(),
+        "StrictHostKeyChecking=yes".to_owned(),
+        "-o".to_owned(),
+        "BatchMode=yes".to_owned(),
+        // The key exchange the client negotiates with agentgate (OpenSSH 9.2 would pick
+        // sntrup761x25519-sha512 with its own sshd, much costlier for the client).
+        "-o".to_owned(),
+        "KexAlgorithms=curve25519-sha256".to_owned(),
+    ]
+    .into();
     let direct = || {
         let mut cmd = Command::new("ssh");
-        cmd.args(["-F", "/dev/null", "-i"])
-            .arg(&gw.key)
-            .arg("-o")
-            .arg(format!("UserKnownHostsFile={}", known.display()))
-            .args(["-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes"])
+        cmd.args(&direct_options)
             .arg(format!("root@{}", h1.address));
         cmd
     };
     let direct_line = format!(
-        "ssh -F /dev/null -i {} -o UserKnownHostsFile={} -o StrictHostKeyChecking=yes -o BatchMode=yes root@{}",
-        shell_quote(&gw.key.to_string_lossy()),
-        shell_quote(&known.to_string_lossy()),
+        "ssh {} root@{}",
+        direct_options
+            .iter()
+            .map(|o| shell_quote(o))
+            .collect::<Vec<_>>()
+            .join(" "),
         h1.address
     );
     let via_gw = || {
@@ -201,6 +327,23 @@ fn main() {
         cmd
     };
     gw.ok(&["create", "bench", "--host", "h1", "--", "sleep", "100000"]);
+    let workspace = h1.agents_home.join("workspaces/bench");
+    let sides = [
+        Side {
+            options: vec![
+                "-F".into(),
+                gw.ssh_config_path().to_string_lossy().into_owned(),
+            ],
+            destination: "bench@gw".into(),
+            dir: String::new(),
+        },
+        Side {
+            options: direct_options.clone(),
+            destination: format!("root@{}", h1.address),
+            dir: format!("{}/", workspace.display()),
+        },
+    ];
+    let algorithms = [negotiated(via_gw(), "true"), negotiated(direct(), "true")];
 
     // `list` with one host, then with three.
     let list_times = |n: usize| -> f64 {
@@ -219,35 +362,128 @@ fn main() {
     gw.ok(&["create", "b3", "--host", "h3", "--", "sleep", "100000"]);
     let list_three = list_times(21);
 
-    let mut rows: Vec<(&str, Vec<f64>, Vec<f64>)> = vec![
-        ("connect (ms)", vec![], vec![]),
-        ("exec-down (MiB/s)", vec![], vec![]),
-        ("exec-up (MiB/s)", vec![], vec![]),
-    ];
+    // The file scp and sftp send, on a tmpfs.
+    let payload =
+        std::path::PathBuf::from(format!("/dev/shm/agentgate-bench-{}", std::process::id()));
+    let fetched = payload.with_extension("down");
+    {
+        let mut f = std::fs::File::create(&payload).expect("payload");
+        let chunk = vec![0x5au8; 1 << 20];
+        for _ in 0..size / (1 << 20) {
+            f.write_all(&chunk).expect("payload");
+        }
+    }
+    let (payload_s, fetched_s) = (
+        payload.to_string_lossy().into_owned(),
+        fetched.to_string_lossy().into_owned(),
+    );
+
+    let mut rows: Vec<(&str, Vec<f64>, Vec<f64>)> = [
+        "connect (ms)",
+        "exec-down (MiB/s)",
+        "exec-up (MiB/s)",
+        "scp-up (MiB/s)",
+        "scp-down (MiB/s)",
+        "sftp-up (MiB/s)",
+        "sftp-down (MiB/s)",
+    ]
+    .into_iter()
+    .map(|name| (name, vec![], vec![]))
+    .collect();
     let mib = |bytes: u64, d: Duration| bytes as f64 / (1024.0 * 1024.0) / d.as_secs_f64();
     for round in 0..rounds {
         eprintln!("remote_hosts: round {}/{rounds}", round + 1);
-        for (which, make) in [(1usize, &via_gw as &dyn Fn() -> Command), (2, &direct)] {
-            let pick = |row: &mut (&str, Vec<f64>, Vec<f64>), v: f64| {
-                if which == 1 {
-                    row.1.push(v)
-                } else {
-                    row.2.push(v)
-                }
-            };
+        for (which, make) in [(0usize, &via_gw as &dyn Fn() -> Command), (1, &direct)] {
+            let mut values = Vec::new();
             let mut cmd = make();
             cmd.arg("true");
             let (d, _) = transfer(cmd, 0);
-            pick(&mut rows[0], d.as_secs_f64() * 1000.0);
+            values.push(d.as_secs_f64() * 1000.0);
             let mut cmd = make();
             cmd.arg(format!("head -c {size} /dev/zero"));
             let (d, n) = transfer(cmd, 0);
             assert_eq!(n, size, "every byte came down");
-            pick(&mut rows[1], mib(n, d));
+            values.push(mib(n, d));
             let mut cmd = make();
             cmd.arg("cat > /dev/null");
             let (d, n) = transfer(cmd, size);
-            pick(&mut rows[2], mib(n, d));
+            values.push(mib(n, d));
+
+            let side = &sides[which];
+            let mut cmd = side.command("scp");
+            cmd.args(["-q", &payload_s, &side.remote("bench-scp.bin")]);
+            values.push(mib(size, timed_ok(cmd)));
+            let mut cmd = side.command("scp");
+            cmd.args(["-q", &side.remote("bench-scp.bin"), &fetched_s]);
+            values.push(mib(size, timed_ok(cmd)));
+            assert_eq!(
+                std::fs::metadata(&fetched).expect("fetched").len(),
+                size,
+                "scp brought every byte back"
+            );
+            let _ = std::fs::remove_file(&fetched);
+            let up = side.sftp(&format!("put {payload_s} {}bench-sftp.bin\n", side.dir));
+            values.push(mib(size, up));
+            let down = side.sftp(&format!("get {}bench-sftp.bin {fetched_s}\n", side.dir));
+            values.push(mib(size, down));
+            assert_eq!(
+                std::fs::metadata(&fetched).expect("fetched").len(),
+                size,
+                "sftp brought every byte back"
+            );
+            let _ = std::fs::remove_file(&fetched);
+            for name in ["bench-scp.bin", "bench-sftp.bin"] {
+                std::fs::remove_file(workspace.join(name)).expect("the copy is in the workspace");
+            }
+            for (row, v) in rows.iter_mut().zip(values) {
+                if which == 0 {
+                    row.1.push(v)
+                } else {
+                    row.2.push(v)
+                }
+            }
+        }
+    }
+    let _ = std::fs::remove_file(&payload);
+
+    // Attach: an agent that draws a marker, on h1 and on the gateway's own machine (ssh joins
+    // its words with spaces, so the script is quoted for the gateway's command parser).
+    gw.ok(&[
+        "create",
+        "screen",
+        "--host",
+        "h1",
+        "--",
+        "sh",
+        "-c",
+        "'echo screen-is-drawn; exec cat'",
+    ]);
+    gw.ok(&[
+        "create",
+        "screenl",
+        "--host",
+        "local",
+        "--",
+        "sh",
+        "-c",
+        "'echo screen-is-drawn; exec cat'",
+    ]);
+    let gw_config = shell_quote(&gw.ssh_config_path().to_string_lossy());
+    let attach_lines = [
+        format!("ssh -F {gw_config} -tt screen@gw"),
+        format!("ssh -F {gw_config} -tt screenl@gw"),
+        format!(
+            "{direct_line} -tt tmux -L {} attach -t =screen",
+            shell_quote(&h1.tmux_socket)
+        ),
+    ];
+    let mut attach: [Vec<f64>; 3] = Default::default();
+    for round in 0..rounds {
+        eprintln!("remote_hosts: attach round {}/{rounds}", round + 1);
+        for _ in 0..attaches {
+            for (times, line) in attach.iter_mut().zip(&attach_lines) {
+                times.push(attach_latency(line, "screen-is-drawn"));
+            }
         }
     }
 
@@ -266,15 +502,34 @@ fn main() {
             "median_agentgate": a, "median_openssh_direct": b,
         }));
     }
+    let attach_direct = median(attach[2].clone());
+    for (name, times) in [
+        ("attach, agent on h1 (ms)", &attach[0]),
+        ("attach, agent on the gateway's machine (ms)", &attach[1]),
+    ] {
+        let a = median(times.clone());
+        table.push_str(&format!(
+            "| {name}, {} attaches | {a:.1} (p90 {:.1}) | {attach_direct:.1} (p90 {:.1}) | {:.2} |\n",
+            times.len(),
+            percentile(times.clone(), 0.9),
+            percentile(attach[2].clone(), 0.9),
+            a / attach_direct
+        ));
+        json_rows.push(serde_json::json!({
+            "measurement": name, "agentgate": times, "openssh_direct": attach[2],
+            "median_agentgate": a, "median_openssh_direct": attach_direct,
+        }));
+    }
     let (e50, d50) = (median(echo_gw.clone()), median(echo_direct.clone()));
     let (e99, d99) = (
         percentile(echo_gw.clone(), 0.99),
         percentile(echo_direct.clone(), 0.99),
     );
     table.push_str(&format!(
-        "| keystroke echo, median (ms, {} keys) | {e50:.2} | {d50:.2} | {:.2} |\n| keystroke echo, p99 (ms) | {e99:.2} | {d99:.2} | {:.2} |\n",
+        "| keystroke echo, median (ms, {} keys) | {e50:.2} | {d50:.2} | {:.2} (+{:.2} ms) |\n| keystroke echo, p99 (ms) | {e99:.2} | {d99:.2} | {:.2} |\n",
         echo_gw.len(),
         e50 / d50,
+        e50 - d50,
         e99 / d99
     ));
     json_rows.push(serde_json::json!({
@@ -285,11 +540,16 @@ fn main() {
         "| `ssh gw list`, 1 host (ms) | {list_one:.1} | | |\n| `ssh gw list`, 3 hosts (ms) | {list_three:.1} | | {:.2} × 1 host |\n",
         list_three / list_one
     ));
+    table.push_str(&format!(
+        "\nNegotiated (kex, cipher): client to agentgate {}; client straight to h1 {}.\n",
+        algorithms[0], algorithms[1]
+    ));
     println!("{table}");
 
     let results = serde_json::json!({
         "size_bytes": size, "rounds": rounds, "rows": json_rows,
         "list_ms_one_host": list_one, "list_ms_three_hosts": list_three,
+        "negotiated": {"agentgate": algorithms[0], "openssh_direct": algorithms[1]},
     });
     write_results("remote-hosts", &results);
     write_section("remote-hosts", &table);

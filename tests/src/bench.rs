@@ -97,3 +97,26 @@ pub fn write_results(name: &str, value: &serde_json::Value) {
     let text = serde_json::to_string_pretty(value).expect("json");
     std::fs::write(&path, text + "\n").expect("write results");
 }
+
+/// The key exchange and cipher an ssh client negotiates, as "KEX, CIPHER": `ssh` is an ssh
+/// command with its options and destination (no LogLevel option), `command` what it runs.
+pub fn negotiated(mut ssh: std::process::Command, command: &str) -> String {
+    let out = ssh
+        .args(["-v", command])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("ssh -v");
+    let log = String::from_utf8_lossy(&out.stderr);
+    let find = |prefix: &str| {
+        log.lines()
+            .find_map(|l| l.split_once(prefix))
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .unwrap_or("?")
+            .to_owned()
+    };
+    format!(
+        "{}, {}",
+        find("kex: algorithm: "),
+        find("kex: server->client cipher: ")
+    )
+}
