@@ -22,6 +22,8 @@
 #        exec-down ssh TARGET 'head -c SIZE /dev/zero' > /dev/null
 #        scp-up    scp payload TARGET:DIR                            (SFTP protocol, sftp-server)
 #        scp-down  scp TARGET:DIR/payload.bin LOCALDIR               (the copy just uploaded)
+#        sftp-up   sftp -b - TARGET: put payload DIR/sftp.bin        (sftp's own client)
+#        sftp-down sftp -b - TARGET: get DIR/sftp.bin LOCALDIR
 #        exec-up   again, with -c aes128-gcm@openssh.com             (secondary table)
 #        exec-down again, with -c aes128-gcm@openssh.com             (secondary table)
 #      Each transfer's wall time, the CPU time of the server (the listening process and all its
@@ -320,6 +322,9 @@ op_exec_up() { head -c "$BYTES" /dev/zero | ssh "${SSH_OPTS[@]}" -p "${PORT[$1]}
 op_exec_down() { ssh "${SSH_OPTS[@]}" -p "${PORT[$1]}" "${DEST[$1]}" "head -c $BYTES /dev/zero" </dev/null >/dev/null; }
 op_scp_up() { scp "${SCP_OPTS[@]}" -P "${PORT[$1]}" "$PAYLOAD" "${DEST[$1]}:${SCP_DIR[$1]}" </dev/null; }
 op_scp_down() { scp "${SCP_OPTS[@]}" -P "${PORT[$1]}" "${DEST[$1]}:${SCP_DIR[$1]}payload.bin" "$TMP/downloads/$1.bin" </dev/null; }
+# sftp's own client (many requests in flight), the payload under another name.
+op_sftp_up() { printf 'put %s %ssftp.bin\n' "$PAYLOAD" "${SCP_DIR[$1]}" | sftp "${SCP_OPTS[@]}" -P "${PORT[$1]}" -b - "${DEST[$1]}" >/dev/null; }
+op_sftp_down() { printf 'get %ssftp.bin %s\n' "${SCP_DIR[$1]}" "$TMP/downloads/$1.bin" | sftp "${SCP_OPTS[@]}" -P "${PORT[$1]}" -b - "${DEST[$1]}" >/dev/null; }
 op_exec_up_aes() { head -c "$BYTES" /dev/zero | ssh "${SSH_OPTS[@]}" "${AES[@]}" -p "${PORT[$1]}" "${DEST[$1]}" 'cat > /dev/null'; }
 op_exec_down_aes() { ssh "${SSH_OPTS[@]}" "${AES[@]}" -p "${PORT[$1]}" "${DEST[$1]}" "head -c $BYTES /dev/zero" </dev/null >/dev/null; }
 
@@ -368,7 +373,7 @@ log "measuring: $ROUNDS rounds of $SIZE_MB MiB transfers, servers alternating (g
 BENCH_START=$EPOCHREALTIME
 for ((r = 1; r <= ROUNDS; r++)); do
     for pair in connect:op_connect exec-up:op_exec_up exec-down:op_exec_down \
-        scp-up:op_scp_up scp-down:op_scp_down \
+        scp-up:op_scp_up scp-down:op_scp_down sftp-up:op_sftp_up sftp-down:op_sftp_down \
         exec-up-aes:op_exec_up_aes exec-down-aes:op_exec_down_aes; do
         m=${pair%%:*}
         fn=${pair#*:}
@@ -376,8 +381,9 @@ for ((r = 1; r <= ROUNDS; r++)); do
             measure "$r" "$m" "$s" "$fn"
             case $m in
                 scp-up) check_size "${UPLOADED[$s]}" "round $r, scp upload to $s" ;;
-                scp-down)
-                    check_size "$TMP/downloads/$s.bin" "round $r, scp download from $s"
+                sftp-up) check_size "$(dirname "${UPLOADED[$s]}")/sftp.bin" "round $r, sftp upload to $s" ;;
+                scp-down | sftp-down)
+                    check_size "$TMP/downloads/$s.bin" "round $r, $m from $s"
                     if ((r == 1)); then
                         cmp -s "$PAYLOAD" "$TMP/downloads/$s.bin" || die "round 1: the file downloaded from $s differs from the payload"
                     fi
@@ -386,7 +392,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
             esac
         done
     done
-    rm -f "${UPLOADED[gw]}" "${UPLOADED[openssh]}"
+    rm -f "${UPLOADED[gw]}" "${UPLOADED[openssh]}" "$(dirname "${UPLOADED[gw]}")/sftp.bin" "$(dirname "${UPLOADED[openssh]}")/sftp.bin"
 done
 export BENCH_ELAPSED
 BENCH_ELAPSED=$(python3 -c "print(f'{$EPOCHREALTIME - $BENCH_START:.0f}')")
@@ -469,10 +475,12 @@ LABELS = {
     "exec-down": "exec download: `ssh T 'head -c SIZE /dev/zero' > /dev/null`",
     "scp-up": "scp upload (SFTP): `scp payload.bin T:DIR`",
     "scp-down": "scp download (SFTP): `scp T:DIR/payload.bin downloads/`",
+    "sftp-up": "sftp upload: `sftp -b - T` with `put payload.bin DIR/sftp.bin`",
+    "sftp-down": "sftp download: `sftp -b - T` with `get DIR/sftp.bin downloads/`",
     "exec-up-aes": "exec upload, `-c aes128-gcm@openssh.com`",
     "exec-down-aes": "exec download, `-c aes128-gcm@openssh.com`",
 }
-primary = ["exec-up", "exec-down", "scp-up", "scp-down"]
+primary = ["exec-up", "exec-down", "scp-up", "scp-down", "sftp-up", "sftp-down"]
 secondary = ["exec-up-aes", "exec-down-aes"]
 results = {m: stats(m) for m in primary + secondary}
 connect = {s: {"times_s": series("connect", s), "median_s": setup[s],
@@ -492,7 +500,7 @@ meta = {
     },
     "openssh": env["BENCH_OPENSSH"], "agentgate": env["BENCH_AGENTGATE"], "commit": env["BENCH_COMMIT"],
     "rounds": rounds, "size_mib": size_mb, "size_bytes": size_mb * 1024 * 1024,
-    "order": "per round: each measurement against agentgate, then against OpenSSH; measurements in the order connect, exec-up, exec-down, scp-up, scp-down, exec-up-aes, exec-down-aes",
+    "order": "per round: each measurement against agentgate, then against OpenSSH; measurements in the order connect, exec-up, exec-down, scp-up, scp-down, sftp-up, sftp-down, exec-up-aes, exec-down-aes",
     "elapsed_s": int(env["BENCH_ELAPSED"]),
     "negotiated": algos,
     "sessions": {"agentgate": env["PROBE_gw"], "openssh": env["PROBE_openssh"]},
