@@ -95,6 +95,8 @@ impl Terminal {
                 &format!("stty cols 100 rows 30; exec {ssh_line}"),
                 "/dev/null",
             ])
+            // tmux needs a terminal type; bench/run may start with an empty environment.
+            .env("TERM", "xterm-256color")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
