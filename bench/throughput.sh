@@ -15,8 +15,9 @@
 #      client key becomes the admin key) and its own tmux server (AGENTGATE_TMUX_SOCKET); then
 #      `ssh gw create bench -- sleep 100000`, the agent the transfers go into.
 #   4. ROUNDS rounds. Each round runs every measurement below once against agentgate (bench@gw,
-#      in the agent's workspace) and then once against OpenSSH (root, in a temp dir), so the two
-#      servers alternate: gw, openssh, gw, openssh, ...
+#      in the agent's workspace) and once against OpenSSH (root, in a temp dir); agentgate goes
+#      first in odd rounds, OpenSSH in even ones. Before every scp/sftp transfer, SIZE bytes are
+#      written and deleted on the temp dir (see prefault()), outside the timed part.
 #        connect   ssh TARGET true                                   (connection set-up, for scale)
 #        exec-up   head -c SIZE /dev/zero | ssh TARGET 'cat > /dev/null'
 #        exec-down ssh TARGET 'head -c SIZE /dev/zero' > /dev/null
@@ -331,9 +332,19 @@ op_exec_down_aes() { ssh "${SSH_OPTS[@]}" "${AES[@]}" -p "${PORT[$1]}" "${DEST[$
 RAW="$TMP/raw.tsv"
 printf 'round\tmeasurement\tserver\tseconds\tserver_cpu_s\tclient_cpu_s\tloadavg\n' >"$RAW"
 
+# Writes and deletes SIZE bytes on the temp dir's file system. On this kind of machine (a VM), the
+# first writer of a large file after a while pays ~1.5 s of extra kernel time to fault in memory the
+# host took back, and the next one reuses the pages just freed: without this, whichever server went
+# first in a pair lost 30 % on every transfer that writes a file.
+prefault() {
+    head -c "$BYTES" /dev/zero >"$TMP/downloads/prefault.bin"
+    rm -f "$TMP/downloads/prefault.bin"
+}
+
 measure() { # round measurement server function
     local round=$1 m=$2 s=$3 fn=$4 t0 t1 c0 c1 k0 k1 spid secs load
     wait_idle
+    case $m in scp-* | sftp-*) prefault ;; esac
     spid=$GW_PID
     [[ $s == openssh ]] && spid=$SSHD_PID
     load=$(cut -d' ' -f1 /proc/loadavg)
@@ -369,15 +380,18 @@ BENCH_LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 if python3 -c 'import os, sys; sys.exit(0 if os.getloadavg()[0] > os.cpu_count() else 1)'; then
     log "warning: load average $BENCH_LOAD_BEFORE is above the CPU count ($(nproc)): other work on this machine will add noise"
 fi
-log "measuring: $ROUNDS rounds of $SIZE_MB MiB transfers, servers alternating (gw, openssh)"
+log "measuring: $ROUNDS rounds of $SIZE_MB MiB transfers, servers alternating (gw first in odd rounds)"
 BENCH_START=$EPOCHREALTIME
 for ((r = 1; r <= ROUNDS; r++)); do
+    # Which server goes first alternates by round, so neither always inherits the other's leftovers.
+    order=(gw openssh)
+    ((r % 2)) || order=(openssh gw)
     for pair in connect:op_connect exec-up:op_exec_up exec-down:op_exec_down \
         scp-up:op_scp_up scp-down:op_scp_down sftp-up:op_sftp_up sftp-down:op_sftp_down \
         exec-up-aes:op_exec_up_aes exec-down-aes:op_exec_down_aes; do
         m=${pair%%:*}
         fn=${pair#*:}
-        for s in "${SERVERS[@]}"; do
+        for s in "${order[@]}"; do
             measure "$r" "$m" "$s" "$fn"
             case $m in
                 scp-up) check_size "${UPLOADED[$s]}" "round $r, scp upload to $s" ;;
@@ -579,13 +593,18 @@ with the same `{env['SFTP_SERVER']}` binary agentgate runs. SIZE = {size_mb} MiB
     {env['CMD_OPENSSH']}            # OpenSSH, as root
 
 (scp gets the same options, with `-q` and `-P`). Per round, each transfer runs against
-agentgate and then against OpenSSH (gw, openssh, gw, openssh, ...), {rounds} round{'s' if rounds != 1 else ''}, in the order:
+both servers, agentgate first in odd rounds and OpenSSH first in even ones, {rounds} round{'s' if rounds != 1 else ''}, in the order:
 `ssh T true`; `head -c SIZE /dev/zero | ssh T 'cat > /dev/null'`; `ssh T 'head -c SIZE /dev/zero' > /dev/null`;
 `scp payload.bin T:DIR` (a file of SIZE random bytes made once with `head -c SIZE /dev/urandom`;
 DIR is the agent's workspace for agentgate, a temp dir for OpenSSH; scp uses the SFTP protocol);
 `scp T:DIR/payload.bin downloads/` (the copy just uploaded; the first round compares it with the
-payload); then the two exec transfers again with `-c aes128-gcm@openssh.com`. The copies are
-deleted between rounds. Everything (payload, workspace, upload dir, downloads) is on
+payload); `sftp -b - T` with `put payload.bin DIR/sftp.bin`, then with `get DIR/sftp.bin downloads/`;
+then the two exec transfers again with `-c aes128-gcm@openssh.com`. The copies are
+deleted between rounds. Before each scp and sftp transfer (untimed), SIZE bytes are written to
+the temp dir and deleted: on this VM the first writer of a large file after a pause pays about
+1.5 s of extra kernel time faulting memory back in, while the next reuses the pages just freed, so
+without it whichever server went first lost about 30 % on every transfer that writes a file (the
+reason an earlier run showed downloads at 0.85-0.89). Everything (payload, workspace, upload dir, downloads) is on
 {mach['tmpdir']}, so no disk takes part. Each time is the wall time of the client command, from
 start to exit, connection set-up included. "Server CPU" is the CPU time of the listening process
 and every process it reaped during the transfer (agentgate: the gateway itself plus hostctl and the
