@@ -262,9 +262,12 @@ class Bench:
             batch = []
             next_checkpoint = next(c for c in checkpoints if c > len(clients))
             for _ in range(min(BATCH, next_checkpoint - len(clients))):
+                # The same terminal type for both sides (tmux refuses a terminal without one,
+                # and bench/run may run with an empty environment).
                 p = subprocess.Popen(
                     self.attach_argv(side),
                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                    env=dict(os.environ, TERM="xterm-256color"),
                 )
                 os.set_blocking(p.stdout.fileno(), False)
                 sel.register(p.stdout, selectors.EVENT_READ, p)
@@ -294,6 +297,10 @@ class Bench:
         opened_in = time.monotonic() - started
         # Let the servers settle, then keep draining the screens while measuring.
         self.drain(sel, 3)
+        ended = [p for p in clients if p.poll() is not None]
+        if ended:
+            die(f"{side}: {len(ended)} of {len(clients)} attached sessions ended early "
+                f"(exit status {ended[0].returncode} for one)")
         during = memory(server_pid)
         cpu0 = cpu_seconds(server_pid)
         self.drain(sel, IDLE_SECONDS)

@@ -270,6 +270,24 @@ impl Side {
     }
 }
 
+/// Untimed, before each file transfer: writes the last transfer's dirty pages back (`sync`), and
+/// writes and deletes SIZE bytes on the tmpfs. On a VM the first writer of a large file after a
+/// pause pays extra kernel time to fault memory back in; without this, whichever side went
+/// first paid it (see docs/PERFORMANCE.md, "What the changes bought").
+fn settle_memory(payload: &std::path::Path, size: u64) {
+    let status = Command::new("sync").status().expect("run sync");
+    assert!(status.success(), "sync: {status}");
+    let scratch = payload.with_extension("prefault");
+    {
+        let mut f = std::fs::File::create(&scratch).expect("prefault file");
+        let chunk = vec![0u8; 1 << 20];
+        for _ in 0..size / (1 << 20) {
+            f.write_all(&chunk).expect("prefault");
+        }
+    }
+    std::fs::remove_file(&scratch).expect("prefault file");
+}
+
 fn timed_ok(mut cmd: Command) -> Duration {
     let started = Instant::now();
     let status = cmd.status().expect("run");
@@ -395,7 +413,13 @@ fn main() {
     let mib = |bytes: u64, d: Duration| bytes as f64 / (1024.0 * 1024.0) / d.as_secs_f64();
     for round in 0..rounds {
         eprintln!("remote_hosts: round {}/{rounds}", round + 1);
-        for (which, make) in [(0usize, &via_gw as &dyn Fn() -> Command), (1, &direct)] {
+        // Which side goes first alternates by round, so neither always inherits the other's
+        // leftovers (dirty pages being written back, memory just freed).
+        let mut order = [(0usize, &via_gw as &dyn Fn() -> Command), (1, &direct)];
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for (which, make) in order {
             let mut values = Vec::new();
             let mut cmd = make();
             cmd.arg("true");
@@ -412,9 +436,11 @@ fn main() {
             values.push(mib(n, d));
 
             let side = &sides[which];
+            settle_memory(&payload, size);
             let mut cmd = side.command("scp");
             cmd.args(["-q", &payload_s, &side.remote("bench-scp.bin")]);
             values.push(mib(size, timed_ok(cmd)));
+            settle_memory(&payload, size);
             let mut cmd = side.command("scp");
             cmd.args(["-q", &side.remote("bench-scp.bin"), &fetched_s]);
             values.push(mib(size, timed_ok(cmd)));
@@ -424,8 +450,10 @@ fn main() {
                 "scp brought every byte back"
             );
             let _ = std::fs::remove_file(&fetched);
+            settle_memory(&payload, size);
             let up = side.sftp(&format!("put {payload_s} {}bench-sftp.bin\n", side.dir));
             values.push(mib(size, up));
+            settle_memory(&payload, size);
             let down = side.sftp(&format!("get {}bench-sftp.bin {fetched_s}\n", side.dir));
             values.push(mib(size, down));
             assert_eq!(
