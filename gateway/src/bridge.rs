@@ -29,8 +29,13 @@ async fn pump(mut from: BoxRead, to: &mut std::pin::Pin<Box<dyn tokio::io::Async
 
 /// Runs a terminal session to its end. Returns `None` when the client went away first (the
 /// process is then ended: it is a viewer such as `tmux attach`, or a command on a terminal
-/// that would get SIGHUP from a real one).
-pub async fn terminal(io: &mut CommandIo, mut process: TerminalProcess) -> Option<ProcessExit> {
+/// that would get SIGHUP from a real one). `on_input` is called with each chunk the client
+/// sends.
+pub async fn terminal(
+    io: &mut CommandIo,
+    mut process: TerminalProcess,
+    on_input: impl Fn(&[u8]) + Send,
+) -> Option<ProcessExit> {
     let input = process.input.clone();
     let mut size = io.terminal.as_ref().map(|t| t.size.clone());
     let CommandIo {
@@ -47,6 +52,7 @@ pub async fn terminal(io: &mut CommandIo, mut process: TerminalProcess) -> Optio
             tokio::select! {
                 chunk = stdin.recv() => match chunk {
                     Some(bytes) => {
+                        on_input(&bytes);
                         if input.send(TerminalInput::Data(bytes)).await.is_err() {
                             break;
                         }

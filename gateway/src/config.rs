@@ -37,6 +37,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// The audit trail (`ssh gw events`).
     pub audit: AuditConfig,
+    /// How a running agent's status (working, waiting, idle) is told.
+    pub status: StatusConfig,
     /// Agent recipes by name; `shell` is built in and can be overridden.
     pub templates: BTreeMap<String, Template>,
 }
@@ -254,6 +256,27 @@ pub struct AuditConfig {
     pub retention: Duration,
 }
 
+/// How a running agent's status is told from its screen (see `docs/commands.md`, "Status").
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StatusConfig {
+    /// An agent whose screen changed this recently is `working`.
+    #[serde(with = "duration")]
+    pub working_for: Duration,
+    /// An agent with no output and no input for this long is `idle`.
+    #[serde(with = "duration")]
+    pub idle_after: Duration,
+}
+
+impl Default for StatusConfig {
+    fn default() -> Self {
+        StatusConfig {
+            working_for: Duration::from_secs(10),
+            idle_after: Duration::from_secs(600),
+        }
+    }
+}
+
 impl Default for AuditConfig {
     fn default() -> Self {
         AuditConfig {
@@ -318,6 +341,29 @@ pub struct Template {
     pub secrets: Vec<String>,
     /// One line for `help` and listings.
     pub description: Option<String>,
+    /// Which built-in rules tell that the agent waits for the operator: `claude`, `codex`,
+    /// `gemini`, `aider`, `shell` or `none`. Default: the command's program name when it is
+    /// one of those, `shell` when the command is empty (the login shell).
+    pub recognize: Option<String>,
+    /// More rules, tried before the built-in ones.
+    pub waiting: Vec<WaitingRule>,
+    /// Stop the agent once it has had neither output nor input this long (`30m`); it starts
+    /// again, with `restart_command`, on the next attach. Default: never.
+    pub idle_stop: Option<String>,
+}
+
+/// A rule that tells an agent waits for the operator: a regular expression, matched against
+/// the last lines with text of its screen (joined with newlines; `(?m)` makes `^`/`$` match
+/// at each line), and the reason `list` and `info` give.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct WaitingRule {
+    pub pattern: String,
+    /// A pattern that cancels the rule when it matches too (the same prompt while the agent
+    /// works, say).
+    #[serde(default)]
+    pub unless: Option<String>,
+    pub reason: String,
 }
 
 impl Default for ServerConfig {
@@ -379,6 +425,7 @@ impl Default for Config {
             tailscale: TailscaleConfig::default(),
             auth: AuthConfig::default(),
             audit: AuditConfig::default(),
+            status: StatusConfig::default(),
             templates: BTreeMap::new(),
         };
         config.add_builtin_templates();
@@ -415,7 +462,11 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), String> {
+        crate::status::Rules::new(&self.templates)?;
         for (name, template) in &self.templates {
+            if let Some(d) = &template.idle_stop {
+                parse_idle_stop(d).map_err(|e| format!("template '{name}': idle_stop: {e}"))?;
+            }
             for key in template
                 .required_env
                 .iter()
@@ -468,6 +519,15 @@ pub fn default_data_dir() -> Result<PathBuf, ConfigError> {
 }
 
 /// Parses `500ms`, `10s`, `5m`, `2h` or `1d` (a bare number is seconds).
+/// An idle-stop period: a duration of at least a second.
+pub fn parse_idle_stop(text: &str) -> Result<Duration, String> {
+    let d = parse_duration(text)?;
+    if d < Duration::from_secs(1) {
+        return Err(format!("'{text}' is shorter than a second"));
+    }
+    Ok(d)
+}
+
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text

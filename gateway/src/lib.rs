@@ -20,6 +20,7 @@ pub mod config;
 pub mod control;
 pub mod hosts;
 pub mod ssh;
+pub mod status;
 pub mod store;
 pub mod tailscale;
 
@@ -57,6 +58,10 @@ pub struct Gateway {
     pub shutdown_accepting: CancellationToken,
     /// Fires when the grace period is over: every session is cut.
     pub shutdown: CancellationToken,
+    /// The templates' rules for telling that an agent waits for the operator.
+    pub status_rules: status::Rules,
+    /// When operators last typed into each agent.
+    pub inputs: status::Inputs,
 }
 
 impl Gateway {
@@ -207,7 +212,10 @@ pub async fn serve(
         tailscale::LocalApi::new(&config.tailscale.socket, config.tailscale.call_timeout),
         config.tailscale.poll_interval,
     ));
+    let status_rules = status::Rules::new(&config.templates).map_err(anyhow::Error::msg)?;
     let gw = Arc::new(Gateway {
+        status_rules,
+        inputs: status::Inputs::default(),
         config,
         client_key,
         store,

@@ -274,6 +274,65 @@ pub struct AgentInfo {
     pub last_activity: Option<String>,
     /// Everything that was asked, so an agent unknown to the gateway can be adopted.
     pub meta: AgentMeta,
+    /// What its pane shows, while its process runs (the gateway tells from it whether the
+    /// agent is working, waiting for the operator or idle).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub screen: Option<Screen>,
+}
+
+/// The most lines of a screen that [`Screen::tail`] carries.
+pub const SCREEN_TAIL_LINES: usize = 20;
+
+/// A running agent's pane, as it looked when the host was asked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Screen {
+    pub cols: u16,
+    pub rows: u16,
+    /// A fingerprint of the visible text (SHA-256, hex, of its lines trimmed on the right):
+    /// equal fingerprints at the same size mean the screen did not change.
+    pub hash: String,
+    /// The last lines with text on them (at most [`SCREEN_TAIL_LINES`]), top to bottom,
+    /// trimmed on the right.
+    pub tail: Vec<String>,
+    /// The name of the pane's foreground process (`bash` at a shell prompt, `make` during a
+    /// build), as tmux reports it.
+    #[serde(default)]
+    pub foreground: Option<String>,
+}
+
+impl Screen {
+    /// The screen of a pane of `cols` x `rows` showing `text` (as `tmux capture-pane -p`
+    /// prints it), its foreground process being `foreground`.
+    pub fn from_text(cols: u16, rows: u16, text: &str, foreground: Option<String>) -> Screen {
+        use sha2::Digest;
+        let lines: Vec<&str> = text.lines().map(str::trim_end).collect();
+        let mut hasher = sha2::Sha256::new();
+        for line in &lines {
+            hasher.update(line.as_bytes());
+            hasher.update(b"\n");
+        }
+        let hash = hasher
+            .finalize()
+            .iter()
+            .take(16)
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let mut tail: Vec<String> = lines
+            .iter()
+            .rev()
+            .filter(|l| !l.is_empty())
+            .take(SCREEN_TAIL_LINES)
+            .map(|l| (*l).to_owned())
+            .collect();
+        tail.reverse();
+        Screen {
+            cols,
+            rows,
+            hash,
+            tail,
+            foreground,
+        }
+    }
 }
 
 /// `hostctl version --json`.
@@ -365,6 +424,26 @@ mod tests {
         let again: AgentMeta =
             serde_json::from_str(&serde_json::to_string(&meta).expect("encodes")).expect("decodes");
         assert_eq!(again, meta);
+    }
+
+    #[test]
+    fn screens_hash_their_text_and_keep_the_last_lines() {
+        let a = Screen::from_text(80, 24, "one  \n\ntwo\n\n\n", Some("bash".into()));
+        assert_eq!(a.tail, vec!["one", "two"]);
+        assert_eq!(a.hash.len(), 32);
+        // Trailing spaces do not count; any other change does.
+        assert_eq!(
+            a.hash,
+            Screen::from_text(80, 24, "one\n\ntwo\n\n\n", None).hash
+        );
+        assert_ne!(
+            a.hash,
+            Screen::from_text(80, 24, "one\n\ntwo!\n\n\n", None).hash
+        );
+        let long: String = (0..40).map(|i| format!("line {i}\n")).collect();
+        let b = Screen::from_text(80, 40, &long, None);
+        assert_eq!(b.tail.len(), SCREEN_TAIL_LINES);
+        assert_eq!(b.tail.last().map(String::as_str), Some("line 39"));
     }
 
     #[test]

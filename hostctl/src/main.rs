@@ -43,6 +43,12 @@ enum Verb {
         #[arg(long)]
         json: bool,
     },
+    /// Replace an agent's tags with the JSON object on stdin (`{"KEY": "VALUE", ...}`).
+    Tags {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// End an agent's session, keeping its workspace.
     Stop {
         name: String,
@@ -175,6 +181,23 @@ fn main() -> ExitCode {
         Verb::Info { name, json } => report(ctl.info(&name), json, |i| {
             serde_json::to_string_pretty(i).unwrap_or_default()
         }),
+        Verb::Tags { name, json } => {
+            let mut input = String::new();
+            if let Err(e) = std::io::stdin().read_to_string(&mut input) {
+                return fail(&Error::InvalidInput(format!("reading stdin: {e}")), json);
+            }
+            match serde_json::from_str(&input) {
+                Ok(tags) => report(ctl.set_tags(&name, tags), json, |i| {
+                    format!("tags of {} set", i.name)
+                }),
+                Err(e) => fail(
+                    &Error::InvalidInput(format!(
+                        "the tags on stdin are not a JSON object of strings: {e}"
+                    )),
+                    json,
+                ),
+            }
+        }
         Verb::Stop { name, json } => {
             report(ctl.stop(&name), json, |i| format!("stopped {}", i.name))
         }

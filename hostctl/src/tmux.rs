@@ -41,6 +41,11 @@ pub struct Pane {
     pub activity: Option<i64>,
     /// The pane's terminal has closed but tmux has no exit status for its process yet.
     pub closing: bool,
+    /// The pane's size in cells.
+    pub cols: u16,
+    pub rows: u16,
+    /// The name of the pane's foreground process.
+    pub foreground: Option<String>,
 }
 
 /// What to run in a new session.
@@ -138,8 +143,10 @@ impl Tmux {
     fn list_panes(&self) -> Result<Vec<Pane>> {
         // A printable separator: under a C locale (no LANG, as in many sshd sessions and
         // systemd services) tmux prints control characters such as a tab as '_'.
+        // The foreground command comes last: it is the only field that may hold a '|'.
         let format = "#{session_name}|#{pane_pid}|#{pane_dead}|#{pane_dead_status}|\
-                      #{window_activity}|#{pane_dead_signal}";
+                      #{window_activity}|#{pane_dead_signal}|#{pane_width}|#{pane_height}|\
+                      #{pane_current_command}";
         match self.run(
             "listing tmux panes",
             &args(["list-panes", "-a", "-F", format]),
@@ -256,6 +263,37 @@ impl Tmux {
         )
     }
 
+    /// The visible screens of several agents' panes, by agent name, read with one tmux
+    /// command (a host's every agent is read on each reconciler pass, so this must stay cheap).
+    /// A pane that disappeared in the meantime is missing from the answer.
+    pub fn capture_many(&self, names: &[&str]) -> Result<Vec<(String, String)>> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Each screen is followed by a line no pane can have shown before this call.
+        let marker = format!("agentgate-screen-end-{:016x}", rand_u64());
+        let mut a: Vec<OsString> = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            if i > 0 {
+                a.push(";".into());
+            }
+            a.extend(args(["capture-pane", "-p", "-t"]));
+            a.push(escape_arg(&pane_target(name)));
+            a.push(";".into());
+            a.extend(args(["display-message", "-p"]));
+            a.push(escape_arg(&marker));
+        }
+        match self.run("reading the agents' screens", &a) {
+            Ok(out) => Ok(split_screens(&out, &marker, names)),
+            // One of the panes is gone, which ends tmux's command list there: read each alone.
+            Err(Error::Command { .. }) => Ok(names
+                .iter()
+                .filter_map(|name| Some(((*name).to_owned(), self.capture(name).ok()?)))
+                .collect()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The command that attaches the calling terminal to the agent's session.
     pub fn attach_command(&self, name: &str) -> Command {
         let mut cmd = self.command();
@@ -307,14 +345,47 @@ fn no_server(stderr: &str) -> bool {
         || stderr.contains("no current target")
 }
 
+/// Cuts the output of [`Tmux::capture_many`] into one screen per name.
+fn split_screens(out: &str, marker: &str, names: &[&str]) -> Vec<(String, String)> {
+    let mut screens = Vec::new();
+    let mut current = String::new();
+    let mut names = names.iter();
+    for line in out.lines() {
+        if line == marker {
+            let Some(name) = names.next() else { break };
+            screens.push(((*name).to_owned(), std::mem::take(&mut current)));
+        } else {
+            current.push_str(line);
+            current.push('\n');
+        }
+    }
+    screens
+}
+
+/// A number for one-off markers: not secret, only unlikely to be on anyone's screen.
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    h.finish()
+}
+
 fn parse_pane_line(line: &str) -> Option<Pane> {
-    let mut fields = line.split('|');
+    let mut fields = line.splitn(9, '|');
     let session = fields.next()?.to_owned();
     let pid = fields.next()?.parse().ok();
     let pty_closed = fields.next()? == "1";
     let exit_status: Option<i32> = fields.next()?.parse().ok();
     let activity = fields.next().and_then(|s| s.parse().ok());
     let signal: Option<i32> = fields.next().and_then(|s| s.parse().ok());
+    let cols = fields.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let rows = fields.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let foreground = fields.next().filter(|s| !s.is_empty()).map(str::to_owned);
     let dead_status = exit_status.or(signal.map(|s| 128 + s));
     // tmux marks a pane dead when its terminal closes, a moment before it collects the
     // process's exit status: until then the process counts as still running.
@@ -326,6 +397,9 @@ fn parse_pane_line(line: &str) -> Option<Pane> {
         dead_status: if dead { dead_status } else { None },
         activity,
         closing: pty_closed && !dead,
+        cols,
+        rows,
+        foreground,
     })
 }
 
@@ -365,8 +439,14 @@ mod tests {
                 dead_status: None,
                 activity: Some(1_700_000_000),
                 closing: false,
+                cols: 0,
+                rows: 0,
+                foreground: None,
             })
         );
+        let sized = parse_pane_line("a|42|0||1700000000||120|40|my|tool").expect("parses");
+        assert_eq!((sized.cols, sized.rows), (120, 40));
+        assert_eq!(sized.foreground.as_deref(), Some("my|tool"));
         let dead = parse_pane_line("x|42|1|3||").expect("parses");
         assert!(dead.dead);
         assert_eq!(dead.dead_status, Some(3));
@@ -380,5 +460,22 @@ mod tests {
         );
         assert!(closing.closing);
         assert_eq!(parse_pane_line("garbage"), None);
+    }
+
+    #[test]
+    fn captured_screens_are_cut_at_their_markers() {
+        let out = "a1\n\na3\nEND\nb1\nEND\n";
+        assert_eq!(
+            split_screens(out, "END", &["a", "b"]),
+            vec![
+                ("a".into(), "a1\n\na3\n".into()),
+                ("b".into(), "b1\n".into())
+            ]
+        );
+        // Output cut short: only the screens that ended are returned.
+        assert_eq!(
+            split_screens("a1\nEND\nb1\n", "END", &["a", "b"]),
+            vec![("a".into(), "a1\n".into())]
+        );
     }
 }

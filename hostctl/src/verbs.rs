@@ -1,13 +1,14 @@
 //! The verbs of hostctl, as a library: create, list, info, stop, start, destroy, logs, send.
 //! The binary in `main.rs` only parses arguments and prints what these return.
 
+use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::api::{
-    AgentCommand, AgentInfo, AgentMeta, CreateRequest, HostAgentStatus, Secrets, TermSize,
+    AgentCommand, AgentInfo, AgentMeta, CreateRequest, HostAgentStatus, Screen, Secrets, TermSize,
     WorkspaceSource, validate_agent_name,
 };
 use crate::error::{Error, Result};
@@ -251,6 +252,7 @@ impl HostCtl {
                 out.push(agent_info(meta, pane));
             }
         }
+        self.add_screens(&mut out, &panes);
         Ok(out)
     }
 
@@ -258,7 +260,46 @@ impl HostCtl {
         check_name(name)?;
         let meta = self.files.read_meta(name)?;
         let pane = self.tmux.pane(name)?;
-        Ok(agent_info(meta, pane.as_ref()))
+        let mut info = [agent_info(meta, pane.as_ref())];
+        self.add_screens(&mut info, pane.as_slice());
+        let [info] = info;
+        Ok(info)
+    }
+
+    /// Reads the screens of the running agents among `agents`. A screen that cannot be read is
+    /// left out: the agent's status does not depend on it.
+    fn add_screens(&self, agents: &mut [AgentInfo], panes: &[Pane]) {
+        let running: Vec<&str> = agents
+            .iter()
+            .filter(|a| a.status == HostAgentStatus::Running)
+            .map(|a| a.name.as_str())
+            .collect();
+        let Ok(screens) = self.tmux.capture_many(&running) else {
+            return;
+        };
+        for (name, text) in screens {
+            let (Some(agent), Some(pane)) = (
+                agents.iter_mut().find(|a| a.name == name),
+                panes.iter().find(|p| p.session == name),
+            ) else {
+                continue;
+            };
+            agent.screen = Some(Screen::from_text(
+                pane.cols,
+                pane.rows,
+                &text,
+                pane.foreground.clone(),
+            ));
+        }
+    }
+
+    /// Replaces the agent's tags (kept in its meta.json, so an adopting gateway finds them).
+    pub fn set_tags(&self, name: &str, tags: BTreeMap<String, String>) -> Result<AgentInfo> {
+        check_name(name)?;
+        let mut meta = self.files.read_meta(name)?;
+        meta.request.tags = tags;
+        self.files.write_meta(&meta)?;
+        self.info(name)
     }
 
     /// Ends the agent's session; the workspace and files stay. Stopping a stopped agent is
@@ -659,6 +700,7 @@ fn agent_info(meta: AgentMeta, pane: Option<&Pane>) -> AgentInfo {
         exit_code,
         last_activity: pane.and_then(|p| p.activity).and_then(unix_to_rfc3339),
         meta,
+        screen: None,
     }
 }
 

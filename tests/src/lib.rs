@@ -365,7 +365,17 @@ impl TestGateway {
         serde_json::from_str(&self.ok(&["info", name, "--json"])).expect("info --json is JSON")
     }
 
+    /// The agent's lifecycle state: running, exited, stopped, unknown or creating.
     pub fn status(&self, name: &str) -> String {
+        self.info(name)["state"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// The status an operator sees: working, waiting or idle for a running agent whose
+    /// activity is known, else its lifecycle state.
+    pub fn shown_status(&self, name: &str) -> String {
         self.info(name)["status"]
             .as_str()
             .unwrap_or_default()

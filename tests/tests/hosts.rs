@@ -360,7 +360,8 @@ fn a_host_cut_off_is_unreachable_within_seconds_and_recovers_by_itself() {
     assert!(
         stdout(&out)
             .lines()
-            .any(|l| l.starts_with("on1 ") && l.contains("running")),
+            // As last seen: running (just created, so probably `working`), not `unknown`.
+            .any(|l| l.starts_with("on1 ") && (l.contains("working") || l.contains("running"))),
         "{}",
         stdout(&out)
     );

@@ -34,7 +34,7 @@ fn after_sigkill_and_a_restart_every_agent_is_there_with_its_status_and_attach_w
             .unwrap_or_else(|| panic!("{name} is gone after the restart: {agents:?}"))
             .clone()
     };
-    assert_eq!(status("runner")["status"], "running");
+    assert_eq!(status("runner")["state"], "running");
     assert_eq!(status("runner")["pid"].as_u64(), Some(pid));
     assert_eq!(status("stopper")["status"], "stopped");
     assert_eq!(status("ender")["status"], "exited");

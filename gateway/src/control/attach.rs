@@ -55,7 +55,14 @@ pub async fn run(
     let process = host
         .open_terminal(name, &AgentSession::Attach, &[], &term, size)
         .await?;
-    Ok(match crate::bridge::terminal(io, process).await {
+    // Typing counts as the operator's input; the terminal's answers to tmux's questions on
+    // attach do not.
+    let on_input = |bytes: &[u8]| {
+        if crate::status::typed(bytes) {
+            gw.inputs.touch(name);
+        }
+    };
+    Ok(match crate::bridge::terminal(io, process, on_input).await {
         Some(crate::hosts::ProcessExit::Lost) => {
             // tmux on the host could not put the terminal back: leave its alternate screen,
             // show the cursor and reset colours, so the message lands on a usable terminal.

@@ -55,7 +55,7 @@ pub async fn run(
     request.prompt = None;
     request.size = io.terminal.as_ref().map(|t| *t.size.borrow());
     request.created_by = Some(caller.operator.name.clone());
-    reserve(gw, &host_name, &request).await?;
+    reserve(gw, &host_name, &request, src.idle_stop.clone()).await?;
     let mut copied = None;
     let made = create_reserved(gw, &to, &request, || async {
         copied = Some(copy_workspace(&from, &src.name, &to, &args.dst).await?);

@@ -15,10 +15,14 @@ use crate::config::Template;
 use crate::hosts::{LOCAL_HOST, reconciler};
 use crate::store::{self, AgentRecord, AgentStatus, HostRecord};
 
+fn parse_idle_stop_arg(text: &str) -> Result<String, String> {
+    crate::config::parse_idle_stop(text).map(|_| text.to_owned())
+}
+
 /// The most `--prompt -` reads from stdin.
 const MAX_PROMPT: usize = 1024 * 1024;
 
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 #[command(
     after_help = "Examples:\n  ssh gw create scratch\n  ssh gw create fix-ci --template claude --git https://github.com/me/app\n  ssh gw \"create fix-ci --template claude --prompt 'make CI green'\"\n  ssh gw \"create build --dir /srv/app -- make watch\"\n\nssh joins the words of a remote command with spaces: quote the whole command line\nwhen an argument holds spaces."
 )]
@@ -50,7 +54,14 @@ pub struct CreateArgs {
     /// the reachable host with the fewest running agents.
     #[arg(long, short = 'H', value_name = "HOST")]
     pub host: Option<String>,
-    /// Print the new agent as JSON.
+    /// Stop the agent once it has had neither output nor input this long (30m, 2h); it
+    /// starts again on the next attach. Default: the template's `idle_stop`, else never.
+    #[arg(long, value_name = "DURATION", value_parser = parse_idle_stop_arg)]
+    pub idle_stop: Option<String>,
+    /// Make N agents, NAME-1 to NAME-N, alike (the names are all checked first).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub count: Option<u32>,
+    /// Print the new agent as JSON (an array with --count).
     #[arg(long)]
     pub json: bool,
     /// Run this command instead of the template's (after `--`).
@@ -61,11 +72,92 @@ pub struct CreateArgs {
 pub async fn run(
     gw: &Arc<Gateway>,
     caller: &Caller,
-    args: CreateArgs,
+    mut args: CreateArgs,
     io: &mut CommandIo,
 ) -> CommandResult {
+    let Some(count) = args.count else {
+        let agent = create_one(gw, caller, &args, io).await?;
+        report(&args, &agent, io).await;
+        return Ok(exit::OK);
+    };
+    // NAME-1 .. NAME-N: every name is checked before any agent is made.
+    let names: Vec<String> = (1..=count).map(|i| format!("{}-{i}", args.name)).collect();
+    for name in &names {
+        check_new_name(gw, name).await?;
+    }
+    if args.prompt.as_deref() == Some("-") {
+        args.prompt = Some(read_prompt(io).await?);
+    }
+    let mut made = Vec::new();
+    for name in names {
+        args.name = name;
+        match create_one(gw, caller, &args, io).await {
+            Ok(agent) => {
+                if !args.json {
+                    report(&args, &agent, io).await;
+                }
+                made.push(agent);
+            }
+            Err(e) => {
+                // The ones made stay; the error says which one failed and the rest is not tried.
+                if args.json {
+                    io.write_out(&json_text(&serde_json::Value::Array(
+                        made.iter().map(agent_json).collect(),
+                    )))
+                    .await;
+                }
+                return Err(CommandError {
+                    message: format!("agent '{}': {}", args.name, e.message),
+                    ..e
+                });
+            }
+        }
+    }
+    if args.json {
+        io.write_out(&json_text(&serde_json::Value::Array(
+            made.iter().map(agent_json).collect(),
+        )))
+        .await;
+    }
+    Ok(exit::OK)
+}
+
+async fn report(args: &CreateArgs, agent: &AgentRecord, io: &mut CommandIo) {
+    if args.json {
+        io.write_out(&json_text(&agent_json(agent))).await;
+    } else {
+        let name = &agent.name;
+        io.write_out(&format!(
+            "created agent '{name}' on host {} ({}), workspace {}\nattach with: ssh -t {name}@<gateway>\n",
+            agent.host,
+            super::output::status_text(agent),
+            agent.workspace
+        ))
+        .await;
+    }
+}
+
+async fn read_prompt(io: &mut CommandIo) -> Result<String, CommandError> {
+    let bytes = io
+        .read_stdin(MAX_PROMPT)
+        .await
+        .map_err(CommandError::usage)?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| CommandError::usage("the prompt on stdin is not UTF-8"))?;
+    Ok(text.trim_end_matches('\n').to_owned())
+}
+
+async fn create_one(
+    gw: &Arc<Gateway>,
+    caller: &Caller,
+    args: &CreateArgs,
+    io: &mut CommandIo,
+) -> Result<AgentRecord, CommandError> {
     let name = args.name.clone();
     check_new_name(gw, &name).await?;
+    for (k, v) in &args.tags {
+        super::many::check_tag(k, v)?;
+    }
     let template = gw.config.templates.get(&args.template).ok_or_else(|| {
         let known: Vec<&str> = gw.config.templates.keys().map(String::as_str).collect();
         CommandError::usage(format!("no template named '{}'", args.template))
@@ -73,15 +165,7 @@ pub async fn run(
     })?;
     let env = agent_env(&args.template, template, &args.env)?;
     let prompt = match args.prompt.as_deref() {
-        Some("-") => {
-            let bytes = io
-                .read_stdin(MAX_PROMPT)
-                .await
-                .map_err(CommandError::usage)?;
-            let text = String::from_utf8(bytes)
-                .map_err(|_| CommandError::usage("the prompt on stdin is not UTF-8"))?;
-            Some(text.trim_end_matches('\n').to_owned())
-        }
+        Some("-") => Some(read_prompt(io).await?),
         other => other.map(str::to_owned),
     };
     let (command, restart_command) = if args.command.is_empty() {
@@ -130,19 +214,12 @@ pub async fn run(
     let host_name = choose_host(gw, caller, args.host.as_deref()).await?;
     let host_name = host_name.as_str();
     let host = gw.hosts.get(host_name)?;
-    reserve(gw, host_name, &request).await?;
-    let agent = create_reserved(gw, &host, &request, || async { Ok(()) }).await?;
-    if args.json {
-        io.write_out(&json_text(&agent_json(&agent))).await;
-    } else {
-        io.write_out(&format!(
-            "created agent '{name}' on host {host_name} ({}), workspace {}\nattach with: ssh -t {name}@<gateway>\n",
-            super::output::status_text(&agent),
-            agent.workspace
-        ))
-        .await;
-    }
-    Ok(exit::OK)
+    let idle_stop = args
+        .idle_stop
+        .clone()
+        .or_else(|| template.idle_stop.clone());
+    reserve(gw, host_name, &request, idle_stop).await?;
+    create_reserved(gw, &host, &request, || async { Ok(()) }).await
 }
 
 /// Refuses a name a new agent cannot take: invalid, reserved, an operator's, or taken.
@@ -213,6 +290,7 @@ pub async fn reserve(
     gw: &Gateway,
     host_name: &str,
     request: &CreateRequest,
+    idle_stop: Option<String>,
 ) -> Result<(), CommandError> {
     let record = AgentRecord {
         name: request.name.clone(),
@@ -228,6 +306,10 @@ pub async fn reserve(
         last_activity: None,
         created_at: store::now(),
         created_by: request.created_by.clone(),
+        activity: Default::default(),
+        status_since: None,
+        idle_stop,
+        stop_reason: None,
     };
     gw.store.insert_agent(&record).await.map_err(|e| match e {
         store::StoreError::Conflict(m) => CommandError::failed(m),
@@ -340,33 +422,7 @@ mod tests {
     }
 
     fn agent(name: &str, host: &str, status: AgentStatus) -> AgentRecord {
-        AgentRecord {
-            name: name.into(),
-            host: host.into(),
-            template: "shell".into(),
-            command: String::new(),
-            workspace: String::new(),
-            spec: CreateRequest {
-                name: name.into(),
-                template: "shell".into(),
-                command: AgentCommand::LoginShell,
-                restart_command: None,
-                workspace: WorkspaceSource::Empty,
-                env: BTreeMap::new(),
-                tags: BTreeMap::new(),
-                prompt: None,
-                size: None,
-                created_by: None,
-                secret_names: Vec::new(),
-            },
-            tags: BTreeMap::new(),
-            status,
-            exit_code: None,
-            pid: None,
-            last_activity: None,
-            created_at: String::new(),
-            created_by: None,
-        }
+        crate::store::sample_agent(name, host, status)
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! `destroy NAME [--force]`: deletes the agent, its session, its files and the workspace its
+//! `destroy NAME [--force]` (or `destroy --tag K=V [--yes] [--force]`): deletes the agent, its session, its files and the workspace its
 //! host created (a `--dir` workspace is never deleted). A running agent needs `--force`.
 
 use std::sync::Arc;
@@ -12,8 +12,8 @@ use crate::store::AgentStatus;
 
 #[derive(Debug, Args)]
 pub struct DestroyArgs {
-    /// The agent's name.
-    pub name: String,
+    #[command(flatten)]
+    pub targets: super::many::Targets,
     /// Destroy it even if it is running.
     #[arg(long, short)]
     pub force: bool,
@@ -25,17 +25,27 @@ pub async fn run(
     args: DestroyArgs,
     io: &mut CommandIo,
 ) -> CommandResult {
-    let name = args.name.as_str();
+    let op = super::many::Op::Destroy { force: args.force };
+    super::many::each(gw, caller, &args.targets, op, io).await
+}
+
+pub async fn destroy_one(
+    gw: &Arc<Gateway>,
+    caller: &Caller,
+    name: &str,
+    force: bool,
+    io: &mut CommandIo,
+) -> CommandResult {
     let (agent, host) = refreshed_agent(gw, caller, name).await?;
     require_owner(caller, &agent, "destroy it")?;
-    if agent.status == AgentStatus::Running && !args.force {
+    if agent.status == AgentStatus::Running && !force {
         return Err(
             CommandError::failed(format!("agent '{name}' is running")).hint(format!(
                 "stop it first (ssh gw stop {name}), or pass --force"
             )),
         );
     }
-    if agent.status == AgentStatus::Unknown && !args.force {
+    if agent.status == AgentStatus::Unknown && !force {
         return Err(CommandError::failed(format!(
             "the state of agent '{name}' is unknown (its host '{}' cannot be asked)",
             agent.host
@@ -46,7 +56,7 @@ pub async fn run(
         Ok(()) => {}
         // Already gone on the host: forgetting it here is all that is left to do.
         Err(HostError::NotFound(_)) => {}
-        Err(e) if args.force && e.host_unreachable() => {}
+        Err(e) if force && e.host_unreachable() => {}
         Err(e) => return Err(e.into()),
     }
     gw.store.delete_agent(name).await?;

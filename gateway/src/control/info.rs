@@ -50,8 +50,25 @@ pub async fn run(
     if let Some(pid) = agent.pid {
         lines.push(("pid", pid.to_string()));
     }
-    if let Some(at) = &agent.last_activity {
+    if let Some(reason) = &agent.activity.reason {
+        lines.push(("waiting for", reason.clone()));
+    }
+    if let Some(at) = &agent.status_since {
+        lines.push(("since", format!("{at} ({} ago)", age(at))));
+    }
+    if let Some(at) = agent
+        .activity
+        .last_output_at
+        .as_ref()
+        .or(agent.last_activity.as_ref())
+    {
         lines.push(("last output", format!("{at} ({} ago)", age(at))));
+    }
+    if let Some(at) = &agent.activity.last_input_at {
+        lines.push(("last input", format!("{at} ({} ago)", age(at))));
+    }
+    if let Some(line) = &agent.activity.last_line {
+        lines.push(("last line", line.clone()));
     }
     let text: String = lines
         .iter()

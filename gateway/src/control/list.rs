@@ -4,7 +4,10 @@ use std::sync::Arc;
 
 use clap::Args;
 
-use super::output::{age, agent_json, json_text, parse_pair, status_text, table, tags_text};
+use super::output::{
+    Statuses, age, agent_json, json_text, parse_pair, parse_statuses, status_matches, status_text,
+    table, tags_text,
+};
 use super::{Caller, CommandIo, CommandResult, exit};
 use crate::Gateway;
 use crate::hosts::reconciler::{self, NotAsked};
@@ -17,9 +20,10 @@ pub struct ListArgs {
     /// Only agents with this tag, KEY=VALUE (repeatable: all must match).
     #[arg(long = "tag", value_name = "K=V", value_parser = parse_pair)]
     pub tags: Vec<(String, String)>,
-    /// Only agents with this status (running, exited, stopped, unknown).
-    #[arg(long, value_name = "STATUS")]
-    pub status: Option<String>,
+    /// Only agents with one of these statuses (comma-separated): working, waiting, idle,
+    /// running (any agent whose process runs), exited, stopped, unknown, creating.
+    #[arg(long, value_name = "STATUS[,STATUS]", value_parser = parse_statuses)]
+    pub status: Option<Statuses>,
     /// Print a JSON array.
     #[arg(long, conflicts_with = "quiet")]
     pub json: bool,
@@ -65,8 +69,8 @@ pub async fn run(
         .filter(|a| args.tags.iter().all(|(k, v)| a.tags.get(k) == Some(v)))
         .filter(|a| {
             args.status
-                .as_deref()
-                .is_none_or(|s| a.status.as_str() == s)
+                .as_ref()
+                .is_none_or(|wanted| wanted.0.iter().any(|w| status_matches(a, w)))
         })
         .collect();
     let text = if args.json {
@@ -83,6 +87,7 @@ pub async fn run(
                     a.name.clone(),
                     a.host.clone(),
                     status_text(a),
+                    a.status_since.as_deref().map_or_else(String::new, age),
                     a.template.clone(),
                     age(&a.created_at),
                     tags_text(a),
@@ -90,7 +95,7 @@ pub async fn run(
             })
             .collect();
         table(
-            &["NAME", "HOST", "STATUS", "TEMPLATE", "AGE", "TAGS"],
+            &["NAME", "HOST", "STATUS", "SINCE", "TEMPLATE", "AGE", "TAGS"],
             &rows,
         )
     };

@@ -17,6 +17,7 @@ pub mod io;
 pub mod key;
 pub mod list;
 pub mod logs;
+pub mod many;
 pub mod migrate;
 pub mod output;
 pub mod restart;
@@ -75,10 +76,10 @@ pub enum ControlCommand {
     Info(info::InfoArgs),
     /// Attach to an agent's terminal (needs `ssh -t`).
     Attach(NameArg),
-    /// Stop an agent; its workspace is kept.
-    Stop(NameArg),
-    /// Start a stopped or exited agent.
-    Start(NameArg),
+    /// Stop an agent (or every agent with a tag); its workspace is kept.
+    Stop(many::Targets),
+    /// Start a stopped or exited agent (or every agent with a tag).
+    Start(many::Targets),
     /// Stop an agent, then start it again.
     Restart(NameArg),
     /// Create an agent from another: its settings and a copy of its workspace.
@@ -90,8 +91,12 @@ pub enum ControlCommand {
     Destroy(destroy::DestroyArgs),
     /// Print an agent's output.
     Logs(logs::LogsArgs),
-    /// Type text into an agent, then Enter.
+    /// Type text into an agent (or every agent with a tag, or all), then Enter.
     Send(send::SendArgs),
+    /// Set tags on an agent: tag NAME KEY=VALUE...
+    Tag(many::TagArgs),
+    /// Remove tags from an agent: untag NAME KEY...
+    Untag(many::UntagArgs),
     /// Wait until an agent exits; exit with its exit code.
     Wait(wait::WaitArgs),
     /// Let another operator see and use an agent (owner or admin).
@@ -124,15 +129,15 @@ impl ControlCommand {
         match self {
             ControlCommand::Create(a) => Some(&a.name),
             ControlCommand::Info(a) => Some(&a.name),
-            ControlCommand::Attach(a)
-            | ControlCommand::Stop(a)
-            | ControlCommand::Start(a)
-            | ControlCommand::Restart(a) => Some(&a.name),
-            ControlCommand::Destroy(a) => Some(&a.name),
+            ControlCommand::Attach(a) | ControlCommand::Restart(a) => Some(&a.name),
+            ControlCommand::Stop(a) | ControlCommand::Start(a) => a.name.as_deref(),
+            ControlCommand::Destroy(a) => a.targets.name.as_deref(),
+            ControlCommand::Tag(a) => Some(&a.name),
+            ControlCommand::Untag(a) => Some(&a.name),
             ControlCommand::Clone(a) => Some(&a.dst),
             ControlCommand::Migrate(a) => Some(&a.name),
             ControlCommand::Logs(a) => Some(&a.name),
-            ControlCommand::Send(a) => Some(&a.name),
+            ControlCommand::Send(a) => a.agent(),
             ControlCommand::Wait(a) => Some(&a.name),
             ControlCommand::Events(a) => a.agent.as_deref(),
             ControlCommand::Share(a) | ControlCommand::Unshare(a) => Some(&a.name),
@@ -154,6 +159,9 @@ impl ControlCommand {
             ControlCommand::Send(a) => a.reads_stdin(),
             ControlCommand::Create(a) => a.prompt.as_deref() == Some("-"),
             ControlCommand::Attach(_) => true,
+            // Asking before acting on agents chosen by tag.
+            ControlCommand::Stop(t) | ControlCommand::Start(t) => t.name.is_none() && !t.yes,
+            ControlCommand::Destroy(a) => a.targets.name.is_none() && !a.targets.yes,
             ControlCommand::Secret(a) => a.command.reads_stdin(),
             ControlCommand::Key(a) => matches!(
                 &a.command,
@@ -442,16 +450,10 @@ pub async fn refreshed_agent(
         None => host.info(name).await.map_err(|e| e.to_string()),
     };
     let seen = match answer {
-        Ok(info) => crate::hosts::reconciler::observed(&info),
+        Ok(info) => crate::hosts::reconciler::observed_from(gw, &agent, &info),
         Err(e) => {
             tracing::warn!(agent = name, error = %e, "cannot refresh agent");
-            crate::store::Observed {
-                status: crate::store::AgentStatus::Unknown,
-                exit_code: None,
-                pid: None,
-                last_activity: None,
-                workspace: None,
-            }
+            crate::hosts::reconciler::unknown()
         }
     };
     if agent.status != crate::store::AgentStatus::Creating {
@@ -482,8 +484,10 @@ pub async fn run(
         ControlCommand::List(args) => list::run(gw, caller, args, io).await,
         ControlCommand::Info(args) => info::run(gw, caller, args, io).await,
         ControlCommand::Attach(args) => attach::run(gw, caller, &args.name, io).await,
-        ControlCommand::Stop(args) => stop::run(gw, caller, &args.name, io).await,
-        ControlCommand::Start(args) => start::run(gw, caller, &args.name, io).await,
+        ControlCommand::Stop(t) => many::each(gw, caller, &t, many::Op::Stop, io).await,
+        ControlCommand::Start(t) => many::each(gw, caller, &t, many::Op::Start, io).await,
+        ControlCommand::Tag(a) => many::edit_tags(gw, caller, &a.name, &a.tags, &[], io).await,
+        ControlCommand::Untag(a) => many::edit_tags(gw, caller, &a.name, &[], &a.keys, io).await,
         ControlCommand::Restart(args) => restart::run(gw, caller, &args.name, io).await,
         ControlCommand::Clone(args) => clone::run(gw, caller, args, io).await,
         ControlCommand::Migrate(args) => migrate::run(gw, caller, args, io).await,
@@ -580,6 +584,32 @@ mod tests {
     }
 
     #[test]
+    fn status_lists_parse_into_their_fields() {
+        match run_of("wait x --until waiting,exited --timeout 5") {
+            ControlCommand::Wait(args) => {
+                assert_eq!(
+                    args.until.map(|s| s.0),
+                    Some(vec!["waiting".into(), "exited".into()])
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        match run_of("list --status idle") {
+            ControlCommand::List(args) => {
+                assert_eq!(args.status.map(|s| s.0), Some(vec!["idle".into()]))
+            }
+            other => panic!("{other:?}"),
+        }
+        match run_of("create x --idle-stop 30m") {
+            ControlCommand::Create(args) => assert_eq!(args.idle_stop.as_deref(), Some("30m")),
+            other => panic!("{other:?}"),
+        }
+        let (text, status, _) = printed("wait x --until sleeping");
+        assert_eq!(status, exit::USAGE);
+        assert!(text.contains("'sleeping' is not a status"), "{text}");
+    }
+
+    #[test]
     fn env_values_are_redacted_from_the_record() {
         assert_eq!(
             redacted("create x --env API_KEY=sekrit -e 'B=two words' --env=C=3 -eD=4 --tag k=v"),
@@ -627,7 +657,7 @@ mod tests {
     fn every_command_has_help() {
         for name in [
             "create", "list", "info", "attach", "stop", "start", "restart", "destroy", "logs",
-            "send", "wait", "whoami", "version",
+            "send", "wait", "whoami", "version", "tag", "untag",
         ] {
             let (text, status, _) = printed(&format!("{name} --help"));
             assert_eq!(status, 0, "{name}");

@@ -35,10 +35,46 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 
 /// `running`, `exited (3)`, `stopped`, ...
 pub fn status_text(agent: &AgentRecord) -> String {
-    match (agent.status, agent.exit_code) {
-        (AgentStatus::Exited, Some(code)) => format!("exited ({code})"),
-        (status, _) => status.as_str().to_owned(),
+    match (agent.status, agent.exit_code, agent.stop_reason.as_deref()) {
+        (AgentStatus::Exited, Some(code), _) => format!("exited ({code})"),
+        (AgentStatus::Stopped, _, Some(reason)) => format!("stopped ({reason})"),
+        _ => agent.shown_status().to_owned(),
     }
+}
+
+/// Whether `wanted` (a `--status` or `--until` word) names the agent's status: its shown
+/// status, or `running` for any agent whose process runs (working, waiting and idle ones too).
+pub fn status_matches(agent: &AgentRecord, wanted: &str) -> bool {
+    agent.shown_status() == wanted || agent.status.as_str() == wanted
+}
+
+/// The words `--status` and `--until` accept.
+pub const STATUS_WORDS: &[&str] = &[
+    "running", "working", "waiting", "idle", "exited", "stopped", "unknown", "creating",
+];
+
+/// Statuses from a comma-separated list (one value for clap: a `Vec` would be taken for
+/// several).
+#[derive(Clone, Debug)]
+pub struct Statuses(pub Vec<String>);
+
+/// Checks a comma-separated list of statuses.
+pub fn parse_statuses(words: &str) -> Result<Statuses, String> {
+    words
+        .split(',')
+        .map(str::trim)
+        .map(|w| {
+            if STATUS_WORDS.contains(&w) {
+                Ok(w.to_owned())
+            } else {
+                Err(format!(
+                    "'{w}' is not a status (one of: {})",
+                    STATUS_WORDS.join(", ")
+                ))
+            }
+        })
+        .collect::<Result<_, _>>()
+        .map(Statuses)
 }
 
 /// A short age like `45s`, `12m`, `3h`, `5d` from an RFC 3339 time.
@@ -48,10 +84,16 @@ pub fn age(rfc3339: &str) -> String {
     else {
         return "?".to_owned();
     };
-    let secs = (time::OffsetDateTime::now_utc() - then)
-        .whole_seconds()
-        .max(0);
-    match secs {
+    short_duration((time::OffsetDateTime::now_utc() - then).whole_seconds())
+}
+
+/// A duration as `age` writes it (`45s`, `30m`).
+pub fn duration_text(d: std::time::Duration) -> String {
+    short_duration(i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+fn short_duration(secs: i64) -> String {
+    match secs.max(0) {
         s if s < 60 => format!("{s}s"),
         s if s < 3600 => format!("{}m", s / 60),
         s if s < 86_400 => format!("{}h", s / 3600),
@@ -73,7 +115,15 @@ pub fn agent_json(agent: &AgentRecord) -> Value {
     json!({
         "name": agent.name,
         "host": agent.host,
-        "status": agent.status.as_str(),
+        "status": agent.shown_status(),
+        "status_reason": agent.activity.reason,
+        "status_since": agent.status_since,
+        "state": agent.status.as_str(),
+        "stop_reason": agent.stop_reason,
+        "idle_stop": agent.idle_stop,
+        "last_output_at": agent.activity.last_output_at,
+        "last_input_at": agent.activity.last_input_at,
+        "last_line": agent.activity.last_line,
         "exit_code": agent.exit_code,
         "pid": agent.pid,
         "template": agent.template,

@@ -1,25 +1,36 @@
-//! `wait NAME [--timeout SECONDS]`: returns when the agent's process exits, with its exit code.
-//! Exit status: the agent's exit code; 1 if it was stopped or cannot be asked; 124 on timeout.
+//! `wait NAME [--until STATUS[,STATUS]] [--timeout SECONDS]`
+//!
+//! Without `--until`: returns when the agent's process exits, with its exit code.
+//! With `--until`: returns as soon as the agent's status is one of those named (`waiting`,
+//! `idle`, `working`, `running`, `exited`, `stopped`...), printing it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use hostctl::api::HostAgentStatus;
 
+use super::output::{Statuses, parse_statuses, status_matches, status_text};
 use super::{Caller, CommandError, CommandIo, CommandResult, agent_and_host, exit};
 use crate::Gateway;
 use crate::hosts::reconciler;
+use crate::store::AgentStatus;
 
 const POLL: Duration = Duration::from_millis(250);
 
 #[derive(Debug, Args)]
-#[command(
-    after_help = "Exit status: the agent's exit code; 1 if it is stopped or cannot be asked; 124 on timeout."
-)]
+#[command(after_help = "Exit status:
+  without --until: the agent's exit code; 1 if it is stopped or cannot be asked
+  with --until:    0 once the agent has one of the statuses; 1 if it can no longer get one
+                   (it exited or was stopped, and that status was not asked for), or cannot
+                   be asked
+  124 on timeout, 2 on a usage error.")]
 pub struct WaitArgs {
     /// The agent's name.
     pub name: String,
+    /// Wait until the agent has one of these statuses (comma-separated): working, waiting,
+    /// idle, running, exited, stopped, unknown.
+    #[arg(long, value_name = "STATUS[,STATUS]", value_parser = parse_statuses)]
+    pub until: Option<Statuses>,
     /// Give up after this many seconds (exit status 124).
     #[arg(long, value_name = "SECONDS")]
     pub timeout: Option<f64>,
@@ -43,33 +54,71 @@ pub async fn run(
         }
         None => None,
     };
+    let name = &args.name;
     loop {
-        let info = host.info(&args.name).await?;
-        gw.store
-            .observe_agent(&args.name, &reconciler::observed(&info))
-            .await?;
-        match info.status {
-            HostAgentStatus::Exited => {
-                let code = info.exit_code.unwrap_or(1);
-                io.write_out(&format!(
-                    "agent '{}' exited with status {code}\n",
-                    args.name
-                ))
-                .await;
-                return Ok(u32::try_from(code).unwrap_or(exit::FAILED));
+        // The agent's row as it was (its activity so far), then what its host says now.
+        let before = gw
+            .store
+            .agent_for(&caller.operator, name)
+            .await?
+            .ok_or_else(|| CommandError::no_agent(name))?;
+        match host.info(name).await {
+            Ok(info) => reconciler::observe(gw, &before, &info).await?,
+            Err(e) if args.until.is_some() && e.host_unreachable() => {
+                gw.store.observe_agent(name, &reconciler::unknown()).await?;
             }
-            HostAgentStatus::Stopped => {
-                return Err(CommandError::failed(format!(
-                    "agent '{}' is stopped",
-                    args.name
-                )));
+            Err(e) => return Err(e.into()),
+        }
+        let agent = gw
+            .store
+            .agent_for(&caller.operator, name)
+            .await?
+            .ok_or_else(|| CommandError::no_agent(name))?;
+        match &args.until {
+            None => match agent.status {
+                AgentStatus::Exited => {
+                    let code = agent.exit_code.unwrap_or(1);
+                    io.write_out(&format!("agent '{name}' exited with status {code}\n"))
+                        .await;
+                    return Ok(u32::try_from(code).unwrap_or(exit::FAILED));
+                }
+                AgentStatus::Stopped => {
+                    return Err(CommandError::failed(format!("agent '{name}' is stopped")));
+                }
+                _ => {}
+            },
+            Some(wanted) => {
+                if wanted.0.iter().any(|w| status_matches(&agent, w)) {
+                    let reason = agent
+                        .activity
+                        .reason
+                        .as_deref()
+                        .map(|r| format!(" ({r})"))
+                        .unwrap_or_default();
+                    io.write_out(&format!(
+                        "agent '{name}' is {}{reason}\n",
+                        status_text(&agent)
+                    ))
+                    .await;
+                    return Ok(exit::OK);
+                }
+                if matches!(agent.status, AgentStatus::Exited | AgentStatus::Stopped) {
+                    return Err(CommandError::failed(format!(
+                        "agent '{name}' is {}, and will not become {} by itself",
+                        status_text(&agent),
+                        wanted.0.join(" or ")
+                    ))
+                    .hint(format!("start it again with: ssh gw start {name}")));
+                }
             }
-            HostAgentStatus::Running => {}
         }
         if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+            let what = match &args.until {
+                None => "still running".to_owned(),
+                Some(_) => format!("still {}", status_text(&agent)),
+            };
             io.write_err(&format!(
-                "error: agent '{}' is still running after the timeout\n",
-                args.name
+                "error: agent '{name}' is {what} after the timeout\n"
             ))
             .await;
             return Ok(exit::TIMEOUT);

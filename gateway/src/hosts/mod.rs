@@ -337,6 +337,17 @@ impl Host {
         Ok(())
     }
 
+    /// Replaces the agent's tags in its files on the host (JSON on hostctl's stdin).
+    pub async fn set_tags(
+        &self,
+        name: &str,
+        tags: &std::collections::BTreeMap<String, String>,
+    ) -> Result<AgentInfo, HostError> {
+        let body = serde_json::to_vec(tags).unwrap_or_default();
+        self.call(&["tags", name], Some(body), CallKind::Normal)
+            .await
+    }
+
     /// Types `text` into the agent (on stdin to hostctl: text never goes on a command line).
     pub async fn send(&self, name: &str, text: &str, enter: bool) -> Result<(), HostError> {
         let mut args = vec!["send", name, "-"];

@@ -9,15 +9,17 @@
 //!
 //! **Invariant**: the reconciler never deletes a workspace or an agent.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use hostctl::api::AgentInfo;
+use hostctl::api::{AgentInfo, HostAgentStatus};
 use tracing::{debug, info, warn};
 
 use super::Host;
-use crate::Gateway;
-use crate::store::{AgentRecord, AgentStatus, Event, HostRecord, Observed, StoreError};
+use crate::store::{
+    AgentActivity, AgentRecord, AgentStatus, Event, HostRecord, Observed, StoreError,
+};
+use crate::{Gateway, status};
 
 /// Reconciles every host once, the hosts in parallel.
 pub async fn reconcile_all(gw: &Arc<Gateway>) {
@@ -151,7 +153,7 @@ pub async fn reconcile_host(gw: &Gateway, host: &Host) -> Result<(), StoreError>
                 // It may have been unreachable when the gateway (a newer one) started.
                 check_hostctl(gw, host).await;
             }
-            apply(gw, host.name(), &agents).await
+            apply(gw, host, &agents).await
         }
         Err(e) if e.host_unreachable() => mark_unreachable(gw, host.name(), &e.to_string()).await,
         Err(e) => {
@@ -200,13 +202,15 @@ async fn record_host_change(gw: &Gateway, host: &str, became: &str, reason: &str
     }
 }
 
-async fn apply(gw: &Gateway, host: &str, reported: &[AgentInfo]) -> Result<(), StoreError> {
+async fn apply(gw: &Gateway, host_handle: &Host, reported: &[AgentInfo]) -> Result<(), StoreError> {
+    let host = host_handle.name();
     let stored = gw.store.agents_on_host(host).await?;
-    let stored_names: HashSet<&str> = stored.iter().map(|a| a.name.as_str()).collect();
+    let by_name: HashMap<&str, &AgentRecord> =
+        stored.iter().map(|a| (a.name.as_str(), a)).collect();
     let mut seen: Vec<(&str, Observed)> = Vec::new();
     for info in reported {
-        if stored_names.contains(info.name.as_str()) {
-            seen.push((&info.name, observed(info)));
+        if let Some(prev) = by_name.get(info.name.as_str()) {
+            seen.push((&info.name, observed_from(gw, prev, info)));
         } else if gw.store.agent_exists(&info.name).await? {
             // The name is taken by an agent on another host: the store keeps its own.
             warn!(
@@ -231,21 +235,70 @@ async fn apply(gw: &Gateway, host: &str, reported: &[AgentInfo]) -> Result<(), S
             && agent.status != AgentStatus::Unknown
         {
             debug!(agent = agent.name, host, "agent is missing on its host");
-            seen.push((
-                &agent.name,
-                Observed {
-                    status: AgentStatus::Unknown,
-                    exit_code: None,
-                    pid: None,
-                    last_activity: None,
-                    workspace: None,
-                },
-            ));
+            seen.push((&agent.name, unknown()));
         }
     }
+    let due: Vec<(&str, std::time::Duration)> = seen
+        .iter()
+        .filter_map(|(name, o)| Some((*name, idle_stop_due(by_name.get(name)?, o)?)))
+        .collect();
     let seen: Vec<(&str, &Observed)> = seen.iter().map(|(n, o)| (*n, o)).collect();
     gw.store.observe_agents(&seen).await?;
+    for (name, period) in due {
+        stop_idle(gw, host_handle, name, period).await;
+    }
     Ok(())
+}
+
+/// The idle-stop period of an agent just seen idle for at least that long, if it has one.
+fn idle_stop_due(prev: &AgentRecord, seen: &Observed) -> Option<std::time::Duration> {
+    let activity = seen.activity.as_ref()?;
+    if activity.state != Some(crate::store::ActivityState::Idle) {
+        return None;
+    }
+    let period = crate::config::parse_idle_stop(prev.idle_stop.as_deref()?).ok()?;
+    let quiet_since = status::parse(activity.last_output_at.as_deref())
+        .max(status::parse(activity.last_input_at.as_deref()))?;
+    let quiet = time::OffsetDateTime::now_utc() - quiet_since;
+    (quiet >= time::Duration::try_from(period).ok()?).then_some(period)
+}
+
+/// Stops an agent that was idle for its idle-stop period; it starts again on the next attach.
+async fn stop_idle(gw: &Gateway, host: &Host, name: &str, period: std::time::Duration) {
+    let stopped = async {
+        let info = host.stop(name).await.map_err(|e| e.to_string())?;
+        gw.store
+            .observe_agent(name, &observed(&info))
+            .await
+            .map_err(|e| e.to_string())?;
+        gw.store
+            .set_stop_reason(name, "idle")
+            .await
+            .map_err(|e| e.to_string())
+    }
+    .await;
+    let period = crate::control::output::duration_text(period);
+    let (result, message) = match &stopped {
+        Ok(()) => {
+            info!(agent = name, idle_for = period, "stopped an idle agent");
+            ("ok", format!("no output and no input for {period}"))
+        }
+        Err(e) => {
+            warn!(agent = name, error = %e, "cannot stop an idle agent");
+            ("failed", e.clone())
+        }
+    };
+    let event = Event {
+        kind: "idle-stop".into(),
+        agent: Some(name.to_owned()),
+        detail: format!("stop {name}"),
+        result: result.into(),
+        message,
+        ..Event::default()
+    };
+    if let Err(e) = gw.store.record_event(&event).await {
+        warn!(agent = name, error = %e, "could not record an audit event");
+    }
 }
 
 fn create_abandoned(gw: &Gateway, agent: &AgentRecord) -> bool {
@@ -268,7 +321,58 @@ pub fn observed(info: &AgentInfo) -> Observed {
         pid: info.pid,
         last_activity: info.last_activity.clone(),
         workspace: Some(info.meta.workspace_path.to_string_lossy().into_owned()),
+        activity: None,
     }
+}
+
+/// An agent whose host cannot say where it is.
+pub fn unknown() -> Observed {
+    Observed {
+        status: AgentStatus::Unknown,
+        exit_code: None,
+        pid: None,
+        last_activity: None,
+        workspace: None,
+        activity: None,
+    }
+}
+
+/// What a host's report says about one agent, with its activity worked out from what was
+/// known of it (`prev`, its stored record).
+pub fn observed_from(gw: &Gateway, prev: &AgentRecord, info: &AgentInfo) -> Observed {
+    let mut seen = observed(info);
+    if info.status == HostAgentStatus::Running {
+        let look = status::Look {
+            screen: info.screen.as_ref(),
+            tmux_activity: status::parse(info.last_activity.as_deref()),
+            input: gw.inputs.last(&prev.name),
+        };
+        // A process started again (or for the first time) starts with a clean slate but for
+        // the operator's last input.
+        let base = match prev.status {
+            AgentStatus::Running | AgentStatus::Unknown => prev.activity.clone(),
+            AgentStatus::Creating | AgentStatus::Exited | AgentStatus::Stopped => AgentActivity {
+                last_input_at: prev.activity.last_input_at.clone(),
+                ..AgentActivity::default()
+            },
+        };
+        seen.activity = Some(status::next(
+            &gw.config.status,
+            gw.status_rules
+                .for_agent(&prev.template, &prev.spec.command),
+            &base,
+            &look,
+            time::OffsetDateTime::now_utc(),
+        ));
+    }
+    seen
+}
+
+/// Records what a host said about one agent (its activity worked out).
+pub async fn observe(gw: &Gateway, prev: &AgentRecord, info: &AgentInfo) -> Result<(), StoreError> {
+    gw.store
+        .observe_agent(&prev.name, &observed_from(gw, prev, info))
+        .await
 }
 
 /// A store record for an agent found on a host (or just created there).
@@ -288,6 +392,10 @@ pub fn adopted(host: &str, info: &AgentInfo) -> AgentRecord {
         last_activity: info.last_activity.clone(),
         created_at: info.meta.created_at.clone(),
         created_by: request.created_by.clone(),
+        activity: Default::default(),
+        status_since: None,
+        idle_stop: None,
+        stop_reason: None,
     }
 }
 

@@ -87,7 +87,7 @@ pub async fn run_session(
                 let process = host
                     .open_terminal(&agent, &session, &env, &term, size)
                     .await?;
-                crate::bridge::terminal(&mut io, process).await
+                crate::bridge::terminal(&mut io, process, |_| {}).await
             }
             None => {
                 let process = host.open_piped(&agent, &session, &env).await?;

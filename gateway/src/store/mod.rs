@@ -214,6 +214,72 @@ pub struct AgentRecord {
     pub last_activity: Option<String>,
     pub created_at: String,
     pub created_by: Option<String>,
+    /// What it is doing while it runs, told from its screen.
+    pub activity: AgentActivity,
+    /// Since when its status (lifecycle and activity) is what it is (RFC 3339).
+    pub status_since: Option<String>,
+    /// How long it may be idle before it is stopped (`30m`), if it may not for ever.
+    pub idle_stop: Option<String>,
+    /// Why it was stopped, when the gateway stopped it (`idle`).
+    pub stop_reason: Option<String>,
+}
+
+impl AgentRecord {
+    /// The status an operator sees: `working`, `waiting` or `idle` for a running agent whose
+    /// activity is known, its lifecycle status otherwise.
+    pub fn shown_status(&self) -> &'static str {
+        match (self.status, self.activity.state) {
+            (AgentStatus::Running, Some(state)) => state.as_str(),
+            (status, _) => status.as_str(),
+        }
+    }
+}
+
+/// What a running agent is doing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ActivityState {
+    /// Its screen changed recently.
+    Working,
+    /// It waits for the operator (a prompt or a question on its screen).
+    Waiting,
+    /// No output and no input for the idle period.
+    Idle,
+}
+
+impl ActivityState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActivityState::Working => "working",
+            ActivityState::Waiting => "waiting",
+            ActivityState::Idle => "idle",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ActivityState> {
+        match s {
+            "working" => Some(ActivityState::Working),
+            "waiting" => Some(ActivityState::Waiting),
+            "idle" => Some(ActivityState::Idle),
+            _ => None,
+        }
+    }
+}
+
+/// What is known of a running agent's activity (see `crate::status`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AgentActivity {
+    /// None: neither working, waiting nor idle (plain `running`), or not running.
+    pub state: Option<ActivityState>,
+    /// Why it is `waiting` (the matching rule's reason).
+    pub reason: Option<String>,
+    /// The last time its screen changed (RFC 3339).
+    pub last_output_at: Option<String>,
+    /// The last time an operator typed into it through the gateway (RFC 3339).
+    pub last_input_at: Option<String>,
+    /// `COLSxROWS HASH` of the screen last seen.
+    pub screen: Option<String>,
+    /// The last line with text on its screen.
+    pub last_line: Option<String>,
 }
 
 /// What a host said about an agent, to be written over the stored status.
@@ -224,6 +290,9 @@ pub struct Observed {
     pub pid: Option<u32>,
     pub last_activity: Option<String>,
     pub workspace: Option<String>,
+    /// Its activity, when it was worked out (None leaves the stored one, except that an agent
+    /// that does not run has none).
+    pub activity: Option<AgentActivity>,
 }
 
 /// One line of the audit trail.
@@ -631,8 +700,9 @@ impl Store {
             .map_err(|e| StoreError::Corrupt(format!("encoding tags: {e}")))?;
         let result = sqlx::query(
             "INSERT INTO agents (name, host, template, command, workspace, spec, tags, status, exit_code, pid,
-                                 last_activity, created_at, created_by, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                 last_activity, created_at, created_by, updated_at, status_since,
+                                 idle_stop)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?14, ?15)",
         )
         .bind(&agent.name)
         .bind(&agent.host)
@@ -648,6 +718,7 @@ impl Store {
         .bind(&agent.created_at)
         .bind(&agent.created_by)
         .bind(now())
+        .bind(&agent.idle_stop)
         .execute(&self.pool)
         .await;
         match result {
@@ -703,14 +774,41 @@ impl Store {
         let mut changed = 0;
         let now = now();
         for (name, seen) in seen {
+            // ?8: whether the activity was worked out. Without it the stored one stays while
+            // the agent keeps its status; a new status (a start, a stop) clears what its old
+            // screen told, so the next look starts afresh. The right-hand sides read the row
+            // as it was.
+            let activity = seen.activity.clone().unwrap_or_default();
             changed += sqlx::query(
                 "UPDATE agents SET status = ?1, exit_code = ?2, pid = ?3,
                         last_activity = COALESCE(?4, last_activity),
-                        workspace = COALESCE(?5, workspace), updated_at = ?6
+                        workspace = COALESCE(?5, workspace), updated_at = ?6,
+                        activity = CASE WHEN ?1 != 'running' THEN NULL
+                                        WHEN ?8 THEN ?9
+                                        WHEN status IS NOT ?1 THEN NULL ELSE activity END,
+                        activity_reason = CASE WHEN ?1 != 'running' THEN NULL
+                                               WHEN ?8 THEN ?10
+                                               WHEN status IS NOT ?1 THEN NULL
+                                               ELSE activity_reason END,
+                        last_output_at = CASE WHEN ?8 THEN ?11 ELSE last_output_at END,
+                        last_input_at = CASE WHEN ?8 THEN ?12 ELSE last_input_at END,
+                        screen = CASE WHEN ?8 THEN ?13 WHEN status IS NOT ?1 THEN NULL
+                                      ELSE screen END,
+                        last_line = CASE WHEN ?8 THEN ?14 ELSE last_line END,
+                        stop_reason = CASE WHEN status IS NOT ?1 THEN NULL ELSE stop_reason END,
+                        status_since = CASE
+                            WHEN status IS NOT ?1 OR (CASE WHEN ?1 != 'running' THEN NULL
+                                    WHEN ?8 THEN ?9 WHEN status IS NOT ?1 THEN NULL
+                                    ELSE activity END) IS NOT activity
+                            THEN ?6 ELSE status_since END
                  WHERE name = ?7
                    AND (status IS NOT ?1 OR exit_code IS NOT ?2 OR pid IS NOT ?3
                         OR (?4 IS NOT NULL AND last_activity IS NOT ?4)
-                        OR (?5 IS NOT NULL AND workspace IS NOT ?5))",
+                        OR (?5 IS NOT NULL AND workspace IS NOT ?5)
+                        OR (?1 != 'running' AND activity IS NOT NULL)
+                        OR (?8 AND (activity IS NOT ?9 OR activity_reason IS NOT ?10
+                                    OR last_output_at IS NOT ?11 OR last_input_at IS NOT ?12
+                                    OR screen IS NOT ?13 OR last_line IS NOT ?14)))",
             )
             .bind(seen.status.as_str())
             .bind(seen.exit_code)
@@ -719,12 +817,45 @@ impl Store {
             .bind(&seen.workspace)
             .bind(&now)
             .bind(name)
+            .bind(seen.activity.is_some())
+            .bind(activity.state.map(ActivityState::as_str))
+            .bind(&activity.reason)
+            .bind(&activity.last_output_at)
+            .bind(&activity.last_input_at)
+            .bind(&activity.screen)
+            .bind(&activity.last_line)
             .execute(&mut *tx)
             .await?
             .rows_affected();
         }
         tx.commit().await?;
         Ok(changed)
+    }
+
+    /// Replaces an agent's tags (and those in its stored spec).
+    pub async fn set_tags(&self, name: &str, tags: &BTreeMap<String, String>) -> Result<()> {
+        let text = serde_json::to_string(tags)
+            .map_err(|e| StoreError::Corrupt(format!("encoding tags: {e}")))?;
+        sqlx::query(
+            "UPDATE agents SET tags = ?1, spec = json_set(spec, '$.tags', json(?1)), updated_at = ?2
+             WHERE name = ?3",
+        )
+        .bind(text)
+        .bind(now())
+        .bind(name)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records why the gateway stopped an agent (after its stopped status was observed).
+    pub async fn set_stop_reason(&self, name: &str, reason: &str) -> Result<()> {
+        sqlx::query("UPDATE agents SET stop_reason = ? WHERE name = ? AND status = 'stopped'")
+            .bind(reason)
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Marks every settled agent of a host `unknown` (the host could not be asked).
@@ -1000,7 +1131,8 @@ impl Default for EventFilter {
 
 const AGENT_SELECT: &str =
     "SELECT name, host, template, command, workspace, spec, tags, status, exit_code, pid,
-    last_activity, created_at, created_by FROM agents";
+    last_activity, created_at, created_by, activity, activity_reason, status_since,
+    last_output_at, last_input_at, screen, last_line, idle_stop, stop_reason FROM agents";
 
 /// The condition under which operator `?2` of role `?1` may see an agent row.
 const VISIBLE: &str = "(?1 = 'admin' OR created_by = ?2
@@ -1081,6 +1213,20 @@ fn agent_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<AgentRecord> {
         last_activity: r.try_get("last_activity")?,
         created_at: r.try_get("created_at")?,
         created_by: r.try_get("created_by")?,
+        activity: AgentActivity {
+            state: r
+                .try_get::<Option<String>, _>("activity")?
+                .as_deref()
+                .and_then(ActivityState::parse),
+            reason: r.try_get("activity_reason")?,
+            last_output_at: r.try_get("last_output_at")?,
+            last_input_at: r.try_get("last_input_at")?,
+            screen: r.try_get("screen")?,
+            last_line: r.try_get("last_line")?,
+        },
+        status_since: r.try_get("status_since")?,
+        idle_stop: r.try_get("idle_stop")?,
+        stop_reason: r.try_get("stop_reason")?,
     })
 }
 
@@ -1111,10 +1257,45 @@ pub fn format_time(t: time::OffsetDateTime) -> String {
         .unwrap_or_default()
 }
 
+/// An agent record for tests: a login shell on `host`, in `status`, made by no one.
+#[cfg(test)]
+pub(crate) fn sample_agent(name: &str, host: &str, status: AgentStatus) -> AgentRecord {
+    AgentRecord {
+        name: name.into(),
+        host: host.into(),
+        template: "shell".into(),
+        command: String::new(),
+        workspace: String::new(),
+        spec: CreateRequest {
+            name: name.into(),
+            template: "shell".into(),
+            command: hostctl::api::AgentCommand::LoginShell,
+            restart_command: None,
+            workspace: hostctl::api::WorkspaceSource::Empty,
+            env: BTreeMap::new(),
+            tags: BTreeMap::new(),
+            prompt: None,
+            size: None,
+            created_by: None,
+            secret_names: Vec::new(),
+        },
+        tags: BTreeMap::new(),
+        status,
+        exit_code: None,
+        pid: None,
+        last_activity: None,
+        created_at: now(),
+        created_by: None,
+        activity: AgentActivity::default(),
+        status_since: None,
+        idle_stop: None,
+        stop_reason: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hostctl::api::{AgentCommand, WorkspaceSource};
 
     async fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -1196,33 +1377,11 @@ mod tests {
     #[tokio::test]
     async fn agents_round_trip_and_names_are_unique() {
         let (_d, store) = store().await;
-        let agent = AgentRecord {
-            name: "a".into(),
-            host: "local".into(),
-            template: "shell".into(),
-            command: "$SHELL -l".into(),
-            workspace: String::new(),
-            spec: CreateRequest {
-                name: "a".into(),
-                template: "shell".into(),
-                command: AgentCommand::LoginShell,
-                restart_command: None,
-                workspace: WorkspaceSource::Empty,
-                env: BTreeMap::new(),
-                tags: BTreeMap::from([("k".into(), "v".into())]),
-                prompt: None,
-                size: None,
-                created_by: None,
-                secret_names: Vec::new(),
-            },
-            tags: BTreeMap::from([("k".into(), "v".into())]),
-            status: AgentStatus::Creating,
-            exit_code: None,
-            pid: None,
-            last_activity: None,
-            created_at: now(),
-            created_by: Some("alice".into()),
-        };
+        let mut agent = sample_agent("a", "local", AgentStatus::Creating);
+        agent.command = "$SHELL -l".into();
+        agent.spec.tags = BTreeMap::from([("k".into(), "v".into())]);
+        agent.tags = agent.spec.tags.clone();
+        agent.created_by = Some("alice".into());
         store.insert_agent(&agent).await.expect("insert");
         assert!(matches!(
             store.insert_agent(&agent).await,
@@ -1237,6 +1396,7 @@ mod tests {
                     pid: None,
                     last_activity: None,
                     workspace: Some("/w/a".into()),
+                    activity: None,
                 },
             )
             .await
@@ -1253,6 +1413,7 @@ mod tests {
             pid: Some(pid),
             last_activity: activity.map(str::to_owned),
             workspace: None,
+            activity: None,
         };
         let (first, same, moved) = (
             running(7, Some("1")),
@@ -1298,6 +1459,84 @@ mod tests {
         );
         assert!(store.delete_agent("a").await.expect("delete"));
         assert!(store.agent("a").await.expect("q").is_none());
+    }
+
+    #[tokio::test]
+    async fn activity_and_its_since_follow_the_status() {
+        let (_d, store) = store().await;
+        let mut agent = sample_agent("a", "local", AgentStatus::Creating);
+        agent.idle_stop = Some("30m".into());
+        store.insert_agent(&agent).await.expect("insert");
+        let seen = |status, activity: Option<AgentActivity>| Observed {
+            status,
+            exit_code: None,
+            pid: None,
+            last_activity: None,
+            workspace: None,
+            activity,
+        };
+        let waiting = AgentActivity {
+            state: Some(ActivityState::Waiting),
+            reason: Some("asks permission".into()),
+            last_output_at: Some("2026-01-01T00:00:00Z".into()),
+            last_input_at: Some("2026-01-01T00:00:01Z".into()),
+            screen: Some("80x24 abc".into()),
+            last_line: Some("Do you want to proceed?".into()),
+        };
+        let get = |s: &Store| {
+            let s = s.clone();
+            async move { s.agent("a").await.expect("q").expect("found") }
+        };
+        store
+            .observe_agent("a", &seen(AgentStatus::Running, Some(waiting.clone())))
+            .await
+            .expect("observe");
+        let back = get(&store).await;
+        assert_eq!(
+            (back.activity.clone(), back.shown_status()),
+            (waiting.clone(), "waiting")
+        );
+        assert_eq!(back.idle_stop.as_deref(), Some("30m"));
+        let since = back.status_since.clone().expect("a since");
+        // The same status again, without activity: nothing changes, since stays.
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        store
+            .observe_agent("a", &seen(AgentStatus::Running, None))
+            .await
+            .expect("observe");
+        let back = get(&store).await;
+        assert_eq!(
+            (back.activity.clone(), back.status_since.clone()),
+            (waiting.clone(), Some(since.clone()))
+        );
+        // Stopped: what the screen told is gone (the input time stays), since moves.
+        store
+            .observe_agent("a", &seen(AgentStatus::Stopped, None))
+            .await
+            .expect("observe");
+        store.set_stop_reason("a", "idle").await.expect("reason");
+        let back = get(&store).await;
+        assert_eq!(
+            (back.shown_status(), back.stop_reason.as_deref()),
+            ("stopped", Some("idle"))
+        );
+        assert_eq!(
+            (back.activity.state, back.activity.screen.as_deref()),
+            (None, None)
+        );
+        assert_eq!(back.activity.last_input_at, waiting.last_input_at);
+        assert_ne!(back.status_since, Some(since));
+        // Started again (without activity, as `start` records it): a clean slate.
+        store
+            .observe_agent("a", &seen(AgentStatus::Running, None))
+            .await
+            .expect("observe");
+        let back = get(&store).await;
+        assert_eq!(
+            (back.shown_status(), back.stop_reason.as_deref()),
+            ("running", None)
+        );
+        assert_eq!(back.activity.screen, None);
     }
 
     #[tokio::test]
