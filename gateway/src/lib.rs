@@ -62,6 +62,8 @@ pub struct Gateway {
     pub status_rules: status::Rules,
     /// When operators last typed into each agent.
     pub inputs: status::Inputs,
+    /// When each host was last asked for its agents' screens.
+    pub screen_marks: status::ScreenMarks,
 }
 
 impl Gateway {
@@ -216,6 +218,7 @@ pub async fn serve(
     let gw = Arc::new(Gateway {
         status_rules,
         inputs: status::Inputs::default(),
+        screen_marks: status::ScreenMarks::default(),
         config,
         client_key,
         store,

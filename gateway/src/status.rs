@@ -384,6 +384,32 @@ fn terminal_report(bytes: &[u8]) -> Option<usize> {
     }
 }
 
+/// When each host was last asked for its agents (Unix seconds), so the next question asks
+/// only for the screens that changed since.
+#[derive(Debug, Default)]
+pub struct ScreenMarks(Mutex<HashMap<String, i64>>);
+
+impl ScreenMarks {
+    pub fn last(&self, host: &str) -> Option<i64> {
+        self.0.lock().ok()?.get(host).copied()
+    }
+
+    /// After a question that started at `at` was answered and its answer stored. When two
+    /// overlap, the one stored last sets its own start: the screens it stored are as of then.
+    pub fn set(&self, host: &str, at: i64) {
+        if let Ok(mut map) = self.0.lock() {
+            map.insert(host.to_owned(), at);
+        }
+    }
+
+    /// After a failed question: the next one reads every screen.
+    pub fn forget(&self, host: &str) {
+        if let Ok(mut map) = self.0.lock() {
+            map.remove(host);
+        }
+    }
+}
+
 /// What a host reported of a running agent, for [`next`].
 pub struct Look<'a> {
     pub screen: Option<&'a Screen>,
@@ -428,6 +454,7 @@ pub fn next(
         }
         next.screen = Some(key);
         next.last_line = screen.tail.last().cloned();
+        next.screen_waits = rules.waiting(screen);
     }
     let output = parse(next.last_output_at.as_deref());
     let input = parse(next.last_input_at.as_deref());
@@ -441,13 +468,11 @@ pub fn next(
         Some(ActivityState::Working)
     } else if quiet_since.is_some_and(|t| !within(t, config.idle_after)) {
         Some(ActivityState::Idle)
-    } else if let Some(reason) = look.screen.and_then(|s| rules.waiting(s)) {
-        next.reason = Some(reason);
+    } else if let Some(reason) = &next.screen_waits {
+        // What the screen showed when last read (it has not changed since, or it would have
+        // been read again).
+        next.reason = Some(reason.clone());
         Some(ActivityState::Waiting)
-    } else if look.screen.is_none() && prev.state == Some(ActivityState::Waiting) {
-        // The screen could not be read this time: what it showed last still holds.
-        next.reason.clone_from(&prev.reason);
-        prev.state
     } else {
         None
     };
@@ -865,6 +890,16 @@ mod tests {
         let settled = next(&config(), set, &first, &look(&prompt), at(20));
         assert_eq!(settled.state, Some(ActivityState::Waiting));
         assert_eq!(settled.reason.as_deref(), Some("at the shell prompt"));
+        // A screen not read again (no output since) keeps telling what it told.
+        let unread = Look {
+            screen: None,
+            tmux_activity: Some(at(0)),
+            input: None,
+        };
+        let still = next(&config(), set, &settled, &unread, at(30));
+        assert_eq!(still.state, Some(ActivityState::Waiting));
+        assert_eq!(still.reason.as_deref(), Some("at the shell prompt"));
+        assert_eq!(still.screen, settled.screen);
         let idle = next(&config(), set, &settled, &look(&prompt), at(61));
         assert_eq!((idle.state, idle.reason), (Some(ActivityState::Idle), None));
     }

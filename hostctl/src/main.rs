@@ -36,6 +36,10 @@ enum Verb {
     List {
         #[arg(long)]
         json: bool,
+        /// Read the screens only of panes with output at or after this time (Unix seconds):
+        /// the others are as the caller last saw them.
+        #[arg(long, value_name = "UNIX_SECONDS")]
+        screens_after: Option<i64>,
     },
     /// Show one agent.
     Info {
@@ -171,7 +175,10 @@ fn main() -> ExitCode {
                 format!("created {} ({})", i.name, i.status.as_str())
             })
         }
-        Verb::List { json } => report(ctl.list(), json, |agents| {
+        Verb::List {
+            json,
+            screens_after,
+        } => report(ctl.list(screens_after), json, |agents| {
             agents
                 .iter()
                 .map(|a| format!("{}\t{}", a.name, a.status.as_str()))

@@ -242,7 +242,9 @@ impl HostCtl {
         }
     }
 
-    pub fn list(&self) -> Result<Vec<AgentInfo>> {
+    /// Every agent; the screens of running ones, or with `screens_after`, only of those with
+    /// output at or after that time (Unix seconds).
+    pub fn list(&self, screens_after: Option<i64>) -> Result<Vec<AgentInfo>> {
         let panes = self.tmux.panes()?;
         let mut out = Vec::new();
         for name in self.files.agent_names()? {
@@ -252,7 +254,14 @@ impl HostCtl {
                 out.push(agent_info(meta, pane));
             }
         }
-        self.add_screens(&mut out, &panes);
+        let changed: Vec<Pane> = panes
+            .into_iter()
+            .filter(|p| match (screens_after, p.activity) {
+                (Some(after), Some(activity)) => activity >= after,
+                _ => true,
+            })
+            .collect();
+        self.add_screens(&mut out, &changed);
         Ok(out)
     }
 
@@ -272,6 +281,7 @@ impl HostCtl {
         let running: Vec<&str> = agents
             .iter()
             .filter(|a| a.status == HostAgentStatus::Running)
+            .filter(|a| panes.iter().any(|p| p.session == a.name))
             .map(|a| a.name.as_str())
             .collect();
         let Ok(screens) = self.tmux.capture_many(&running) else {

@@ -74,7 +74,7 @@ pub async fn run(
     }
     // The target is asked before the agent is stopped: an unreachable host, or one that has
     // an agent of that name already, refuses the move while nothing has happened yet.
-    let there = to.probe().await.map_err(|e| {
+    let there = to.probe(None).await.map_err(|e| {
         CommandError::from(e).hint(format!(
             "agent '{name}' was not touched; check the host with: ssh gw host check {}",
             args.host

@@ -275,8 +275,17 @@ impl Host {
     }
 
     /// The reconciler's `list`: with the short probe time limit.
-    pub async fn probe(&self) -> Result<Vec<AgentInfo>, HostError> {
-        self.call(&["list"], None, CallKind::Probe).await
+    /// Every agent on the host; with `screens_after` (Unix seconds), the screens only of
+    /// those with output since then.
+    pub async fn probe(&self, screens_after: Option<i64>) -> Result<Vec<AgentInfo>, HostError> {
+        match screens_after {
+            Some(t) => {
+                let t = t.to_string();
+                self.call(&["list", "--screens-after", &t], None, CallKind::Probe)
+                    .await
+            }
+            None => self.call(&["list"], None, CallKind::Probe).await,
+        }
     }
 
     pub async fn info(&self, name: &str) -> Result<AgentInfo, HostError> {

@@ -135,7 +135,15 @@ pub async fn reconcile_host(gw: &Gateway, host: &Host) -> Result<(), StoreError>
     if let Some(reason) = tailnet_down(gw, record.as_ref()) {
         return mark_unreachable(gw, host.name(), &reason).await;
     }
-    match host.probe().await {
+    // Screens are read again only where there was output since the last look (tmux counts
+    // whole seconds: a second of margin).
+    let since = gw.screen_marks.last(host.name()).map(|t| t - 1);
+    let started = time::OffsetDateTime::now_utc().unix_timestamp();
+    let probed = host.probe(since).await;
+    if probed.is_err() {
+        gw.screen_marks.forget(host.name());
+    }
+    match probed {
         Ok(agents) => {
             // The tailnet may have reported the peer down while the probe was under way: its
             // word is the later one.
@@ -153,7 +161,9 @@ pub async fn reconcile_host(gw: &Gateway, host: &Host) -> Result<(), StoreError>
                 // It may have been unreachable when the gateway (a newer one) started.
                 check_hostctl(gw, host).await;
             }
-            apply(gw, host, &agents).await
+            apply(gw, host, &agents).await?;
+            gw.screen_marks.set(host.name(), started);
+            Ok(())
         }
         Err(e) if e.host_unreachable() => mark_unreachable(gw, host.name(), &e.to_string()).await,
         Err(e) => {

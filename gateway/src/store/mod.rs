@@ -280,6 +280,8 @@ pub struct AgentActivity {
     pub screen: Option<String>,
     /// The last line with text on its screen.
     pub last_line: Option<String>,
+    /// Why that screen would make it `waiting`, if it would.
+    pub screen_waits: Option<String>,
 }
 
 /// What a host said about an agent, to be written over the stored status.
@@ -795,6 +797,8 @@ impl Store {
                         screen = CASE WHEN ?8 THEN ?13 WHEN status IS NOT ?1 THEN NULL
                                       ELSE screen END,
                         last_line = CASE WHEN ?8 THEN ?14 ELSE last_line END,
+                        screen_waits = CASE WHEN ?8 THEN ?15 WHEN status IS NOT ?1 THEN NULL
+                                            ELSE screen_waits END,
                         stop_reason = CASE WHEN status IS NOT ?1 THEN NULL ELSE stop_reason END,
                         status_since = CASE
                             WHEN status IS NOT ?1 OR (CASE WHEN ?1 != 'running' THEN NULL
@@ -808,7 +812,8 @@ impl Store {
                         OR (?1 != 'running' AND activity IS NOT NULL)
                         OR (?8 AND (activity IS NOT ?9 OR activity_reason IS NOT ?10
                                     OR last_output_at IS NOT ?11 OR last_input_at IS NOT ?12
-                                    OR screen IS NOT ?13 OR last_line IS NOT ?14)))",
+                                    OR screen IS NOT ?13 OR last_line IS NOT ?14
+                                    OR screen_waits IS NOT ?15)))",
             )
             .bind(seen.status.as_str())
             .bind(seen.exit_code)
@@ -824,6 +829,7 @@ impl Store {
             .bind(&activity.last_input_at)
             .bind(&activity.screen)
             .bind(&activity.last_line)
+            .bind(&activity.screen_waits)
             .execute(&mut *tx)
             .await?
             .rows_affected();
@@ -1132,7 +1138,8 @@ impl Default for EventFilter {
 const AGENT_SELECT: &str =
     "SELECT name, host, template, command, workspace, spec, tags, status, exit_code, pid,
     last_activity, created_at, created_by, activity, activity_reason, status_since,
-    last_output_at, last_input_at, screen, last_line, idle_stop, stop_reason FROM agents";
+    last_output_at, last_input_at, screen, last_line, idle_stop, stop_reason, screen_waits
+    FROM agents";
 
 /// The condition under which operator `?2` of role `?1` may see an agent row.
 const VISIBLE: &str = "(?1 = 'admin' OR created_by = ?2
@@ -1223,6 +1230,7 @@ fn agent_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<AgentRecord> {
             last_input_at: r.try_get("last_input_at")?,
             screen: r.try_get("screen")?,
             last_line: r.try_get("last_line")?,
+            screen_waits: r.try_get("screen_waits")?,
         },
         status_since: r.try_get("status_since")?,
         idle_stop: r.try_get("idle_stop")?,
@@ -1482,6 +1490,7 @@ mod tests {
             last_input_at: Some("2026-01-01T00:00:01Z".into()),
             screen: Some("80x24 abc".into()),
             last_line: Some("Do you want to proceed?".into()),
+            screen_waits: Some("asks permission".into()),
         };
         let get = |s: &Store| {
             let s = s.clone();
