@@ -124,7 +124,7 @@ fn main() {
         let listed = gw.list();
         assert_eq!(listed.len(), agents, "every agent is listed");
         assert!(
-            listed.iter().all(|a| a["status"] == "running"),
+            listed.iter().all(|a| a["state"] == "running"),
             "every agent runs"
         );
 
@@ -162,7 +162,7 @@ fn main() {
             .list()
             .iter()
             .filter(|a| a["host"] == dead.name.as_str())
-            .all(|a| a["status"] == "running")
+            .all(|a| a["state"] == "running")
         {
             assert!(
                 back.elapsed() < Duration::from_secs(300),
