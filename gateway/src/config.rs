@@ -518,7 +518,6 @@ pub fn default_data_dir() -> Result<PathBuf, ConfigError> {
     Ok(PathBuf::from(home).join(".local/share/agentgate"))
 }
 
-/// Parses `500ms`, `10s`, `5m`, `2h` or `1d` (a bare number is seconds).
 /// An idle-stop period: a duration of at least a second.
 pub fn parse_idle_stop(text: &str) -> Result<Duration, String> {
     let d = parse_duration(text)?;
@@ -528,6 +527,7 @@ pub fn parse_idle_stop(text: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// Parses `500ms`, `10s`, `5m`, `2h` or `1d` (a bare number is seconds).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text

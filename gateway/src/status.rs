@@ -325,20 +325,69 @@ fn compile_builtin(name: &str) -> RuleSet {
     }
 }
 
-/// When operators last typed into each agent through this gateway. Kept in memory (a
-/// keystroke must not cost a database write) and folded into the store by [`next`]'s callers.
+/// When operators last typed into each agent through this gateway, and how many are attached
+/// to it now. Kept in memory (a keystroke must not cost a database write) and folded into the
+/// store by [`next`]'s callers.
 #[derive(Debug, Default)]
-pub struct Inputs(Mutex<HashMap<String, OffsetDateTime>>);
+pub struct Inputs {
+    typed: Mutex<HashMap<String, OffsetDateTime>>,
+    viewers: Mutex<HashMap<String, usize>>,
+}
 
 impl Inputs {
     pub fn touch(&self, agent: &str) {
-        if let Ok(mut map) = self.0.lock() {
+        if let Ok(mut map) = self.typed.lock() {
             map.insert(agent.to_owned(), OffsetDateTime::now_utc());
         }
     }
 
     pub fn last(&self, agent: &str) -> Option<OffsetDateTime> {
-        self.0.lock().ok()?.get(agent).copied()
+        self.typed.lock().ok()?.get(agent).copied()
+    }
+
+    /// An agent destroyed: a new one of its name starts afresh.
+    pub fn forget(&self, agent: &str) {
+        if let Ok(mut map) = self.typed.lock() {
+            map.remove(agent);
+        }
+    }
+
+    /// Counts a viewer attached to `agent` until the guard is dropped.
+    pub fn attached<'a>(&'a self, agent: &str) -> Attached<'a> {
+        if let Ok(mut map) = self.viewers.lock() {
+            *map.entry(agent.to_owned()).or_default() += 1;
+        }
+        Attached {
+            inputs: self,
+            agent: agent.to_owned(),
+        }
+    }
+
+    pub fn viewers(&self, agent: &str) -> usize {
+        self.viewers
+            .lock()
+            .ok()
+            .and_then(|m| m.get(agent).copied())
+            .unwrap_or(0)
+    }
+}
+
+/// A viewer attached to an agent (see [`Inputs::attached`]).
+pub struct Attached<'a> {
+    inputs: &'a Inputs,
+    agent: String,
+}
+
+impl Drop for Attached<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut map) = self.inputs.viewers.lock()
+            && let Some(n) = map.get_mut(&self.agent)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&self.agent);
+            }
+        }
     }
 }
 
@@ -384,28 +433,17 @@ fn terminal_report(bytes: &[u8]) -> Option<usize> {
     }
 }
 
-/// When each host was last asked for its agents (Unix seconds), so the next question asks
-/// only for the screens that changed since.
+/// Per host, the host's own time (tmux's, Unix seconds) of the newest output it reported at
+/// the last look, so the next look reads only the screens with output since (`None`: read
+/// them all). Its lock also makes the looks at one host one at a time.
 #[derive(Debug, Default)]
-pub struct ScreenMarks(Mutex<HashMap<String, i64>>);
+pub struct ScreenMarks(Mutex<HashMap<String, std::sync::Arc<tokio::sync::Mutex<Option<i64>>>>>);
 
 impl ScreenMarks {
-    pub fn last(&self, host: &str) -> Option<i64> {
-        self.0.lock().ok()?.get(host).copied()
-    }
-
-    /// After a question that started at `at` was answered and its answer stored. When two
-    /// overlap, the one stored last sets its own start: the screens it stored are as of then.
-    pub fn set(&self, host: &str, at: i64) {
-        if let Ok(mut map) = self.0.lock() {
-            map.insert(host.to_owned(), at);
-        }
-    }
-
-    /// After a failed question: the next one reads every screen.
-    pub fn forget(&self, host: &str) {
-        if let Ok(mut map) = self.0.lock() {
-            map.remove(host);
+    pub fn for_host(&self, host: &str) -> std::sync::Arc<tokio::sync::Mutex<Option<i64>>> {
+        match self.0.lock() {
+            Ok(mut map) => map.entry(host.to_owned()).or_default().clone(),
+            Err(_) => std::sync::Arc::default(),
         }
     }
 }
@@ -445,8 +483,16 @@ pub fn next(
             .filter(|t| *t <= now && prev_output.is_none_or(|p| *t > p))
             .unwrap_or(now);
         match prev.screen.as_deref() {
-            // The first look: the screen got what it shows at tmux's last output.
-            None => next.last_output_at = Some(format(changed_at)),
+            // The first look (or the first since the screen was forgotten): it shows what it
+            // got at tmux's last output, which is no output if it is not newer than the last
+            // one known.
+            None => {
+                next.last_output_at = match (prev_output, look.tmux_activity) {
+                    (Some(p), Some(t)) => Some(format(p.max(t.min(now)))),
+                    (Some(p), None) => Some(format(p)),
+                    (None, _) => Some(format(changed_at)),
+                }
+            }
             Some(old) if old == key => {}
             // Another size: the program redrew its screen for a viewer's terminal.
             Some(old) if old.split(' ').next() != Some(size.as_str()) => {}
@@ -932,6 +978,30 @@ mod tests {
         let out = next(&config(), set, &typed, &look(&printed, None), at(101));
         assert_eq!(out.state, Some(ActivityState::Working));
         assert_eq!(parse(out.last_output_at.as_deref()), Some(at(101)));
+    }
+
+    #[test]
+    fn a_screen_forgotten_and_read_again_is_not_new_output() {
+        let rules = rules_for(Template {
+            command: "sleep".into(),
+            ..Template::default()
+        });
+        let set = rules.for_template_named("t");
+        let blank = Screen::from_text(80, 24, "", Some("sleep".into()));
+        // Known quiet since 0; its screen was forgotten (a host blip); tmux says the last
+        // output was at 0.
+        let forgotten = AgentActivity {
+            last_output_at: Some(format(at(0))),
+            ..AgentActivity::default()
+        };
+        let look = Look {
+            screen: Some(&blank),
+            tmux_activity: Some(at(0)),
+            input: None,
+        };
+        let again = next(&config(), set, &forgotten, &look, at(100));
+        assert_eq!(parse(again.last_output_at.as_deref()), Some(at(0)));
+        assert_eq!(again.state, Some(ActivityState::Idle));
     }
 
     #[test]

@@ -462,3 +462,24 @@ fn by_default_only_admins_have_agents_on_the_gateways_own_machine() {
     // None of bob's tries made an agent.
     assert_eq!(names(&gw.ok(&["list", "-q"])), ["adm", "bobs"]);
 }
+
+#[test]
+fn acting_by_tag_reaches_only_ones_own_agents() {
+    let gw = gateway();
+    let bob = Other::add(&gw, "bob", "operator");
+    gw.ok(&["create", "adm1", "--tag", "team=x", "--", "sleep", "600"]);
+    bob.ok(&["create", "bob1", "--tag", "team=x", "--", "sleep", "600"]);
+    // Shared with bob, but still the admin's: not bob's to act on by tag.
+    gw.ok(&["share", "adm1", "bob"]);
+    let sent = bob.ok(&["send", "--tag", "team=x", "hello"]);
+    assert_eq!(sent, "sent 5 bytes to agent 'bob1'\n");
+    // An admin's --all is the admin's own agents, not every operator's.
+    let sent = gw.ok(&["send", "--all", "hi"]);
+    assert_eq!(sent, "sent 2 bytes to agent 'adm1'\n");
+    bob.ok(&["stop", "--tag", "team=x", "--yes"]);
+    assert_eq!(gw.status("bob1"), "stopped");
+    assert_eq!(gw.status("adm1"), "running");
+    // A flag after the name is text, not a broadcast.
+    let sent = gw.ok(&["send", "adm1", "git", "add", "--all"]);
+    assert_eq!(sent, "sent 13 bytes to agent 'adm1'\n");
+}

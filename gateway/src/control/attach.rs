@@ -55,6 +55,8 @@ pub async fn run(
     let process = host
         .open_terminal(name, &AgentSession::Attach, &[], &term, size)
         .await?;
+    // An attached viewer keeps the agent from being stopped for idleness.
+    let _viewer = gw.inputs.attached(name);
     // Typing counts as the operator's input; the terminal's answers to tmux's questions on
     // attach do not.
     let on_input = |bytes: &[u8]| {

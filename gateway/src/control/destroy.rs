@@ -60,6 +60,7 @@ pub async fn destroy_one(
         Err(e) => return Err(e.into()),
     }
     gw.store.delete_agent(name).await?;
+    gw.inputs.forget(name);
     io.write_out(&format!(
         "destroyed agent '{name}' on host {}\n",
         agent.host

@@ -20,7 +20,7 @@ pub struct Targets {
     /// The agent's name.
     #[arg(required_unless_present = "tags", conflicts_with = "tags")]
     pub name: Option<String>,
-    /// Every agent you can see with this tag, KEY=VALUE (repeatable: all must match).
+    /// Every agent of yours with this tag, KEY=VALUE (repeatable: all must match).
     #[arg(long = "tag", value_name = "K=V", value_parser = parse_pair)]
     pub tags: Vec<(String, String)>,
     /// Do not ask before acting on agents chosen by --tag.
@@ -28,8 +28,9 @@ pub struct Targets {
     pub yes: bool,
 }
 
-/// The agents `caller` can see that carry every tag in `tags` (all of them when `tags` is
-/// empty), by name.
+/// The caller's own agents (those they created: not those shared with them, and for an admin
+/// not everyone's) that carry every tag in `tags` (all of them when `tags` is empty), by
+/// name; agents on a host the caller may not use are left out.
 pub async fn select(
     gw: &Gateway,
     caller: &Caller,
@@ -40,6 +41,8 @@ pub async fn select(
         .agents_for(&caller.operator)
         .await?
         .into_iter()
+        .filter(|a| a.created_by.as_deref() == Some(caller.operator.name.as_str()))
+        .filter(|a| super::may_use_host(gw, &caller.operator, &a.host))
         .filter(|a| tags.iter().all(|(k, v)| a.tags.get(k) == Some(v)))
         .collect())
 }
@@ -144,7 +147,14 @@ pub async fn confirm(io: &mut CommandIo, question: &str) -> Result<(), CommandEr
     io.write_out(&format!("{question} [y/N] ")).await;
     let mut answer = String::new();
     loop {
-        let Some(chunk) = io.stdin.recv().await else {
+        // The end of input (the connection closing) is no: only an answer ended by Enter
+        // counts.
+        let chunk = tokio::select! {
+            chunk = io.stdin.recv() => chunk,
+            () = io.closed.cancelled() => None,
+        };
+        let Some(chunk) = chunk else {
+            answer.clear();
             break;
         };
         let mut done = false;
@@ -157,7 +167,7 @@ pub async fn confirm(io: &mut CommandIo, question: &str) -> Result<(), CommandEr
                     done = true;
                 }
                 0x7f | 0x08 if answer.pop().is_some() => io.write_out("\x08 \x08").await,
-                b if b.is_ascii_graphic() || b == b' ' => {
+                b if (b.is_ascii_graphic() || b == b' ') && answer.len() < 16 => {
                     answer.push(char::from(b));
                     io.write_out(&char::from(b).to_string()).await;
                 }

@@ -19,14 +19,18 @@ const MAX_TEXT: usize = 1024 * 1024;
 )]
 pub struct SendArgs {
     /// The agent's name, then the text; `-` (or no text) reads the text from stdin. With
-    /// --tag or --all, only the text.
-    #[arg(value_name = "NAME TEXT")]
+    /// --tag or --all, only the text. Options go before it: everything after is text.
+    #[arg(
+        value_name = "NAME TEXT",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
     pub words: Vec<String>,
-    /// Send to every running agent you can see with this tag, KEY=VALUE (repeatable: all
-    /// must match).
+    /// Send to every running agent of yours with this tag, KEY=VALUE (repeatable: all must
+    /// match).
     #[arg(long = "tag", value_name = "K=V", value_parser = parse_pair)]
     pub tags: Vec<(String, String)>,
-    /// Send to every running agent you can see.
+    /// Send to every running agent of yours.
     #[arg(long, conflicts_with = "tags")]
     pub all: bool,
     /// Do not press Enter after the text.

@@ -24,7 +24,9 @@ use crate::{Gateway, status};
 /// Reconciles every host once, the hosts in parallel.
 pub async fn reconcile_all(gw: &Arc<Gateway>) {
     let hosts = gw.hosts.all();
-    let runs = hosts.iter().map(|host| reconcile_host(gw, host));
+    // Only these background passes stop idle agents: one whose caller gives up waiting
+    // (`list`) could drop the stop half done.
+    let runs = hosts.iter().map(|host| look_at_host(gw, host, true));
     for (host, result) in hosts.iter().zip(futures::future::join_all(runs).await) {
         if let Err(e) = result {
             warn!(host = host.name(), error = %e, "reconciling failed");
@@ -130,18 +132,26 @@ pub async fn reconcile_within(gw: &Arc<Gateway>, wait: std::time::Duration) -> V
 /// Reconciles one host: its agents' statuses follow what it reports. A host that cannot be
 /// asked becomes `unreachable` and its agents `unknown`.
 pub async fn reconcile_host(gw: &Gateway, host: &Host) -> Result<(), StoreError> {
+    look_at_host(gw, host, false).await
+}
+
+/// [`reconcile_host`], stopping agents idle past their idle-stop period when `may_stop`.
+/// Looks at one host are one at a time, so their answers are stored in order.
+async fn look_at_host(gw: &Gateway, host: &Host, may_stop: bool) -> Result<(), StoreError> {
+    let look = gw.screen_marks.for_host(host.name());
+    let mut mark = look.lock().await;
     let record = gw.store.host(host.name()).await?;
     // A tailnet host whose peer the tailnet reports down is not asked: it is unreachable.
     if let Some(reason) = tailnet_down(gw, record.as_ref()) {
+        *mark = None;
         return mark_unreachable(gw, host.name(), &reason).await;
     }
-    // Screens are read again only where there was output since the last look (tmux counts
-    // whole seconds: a second of margin).
-    let since = gw.screen_marks.last(host.name()).map(|t| t - 1);
-    let started = time::OffsetDateTime::now_utc().unix_timestamp();
+    // Screens are read again only where there was output since the last look: the mark is
+    // the host's own time (tmux's) of the newest output it reported then.
+    let since = *mark;
     let probed = host.probe(since).await;
     if probed.is_err() {
-        gw.screen_marks.forget(host.name());
+        *mark = None;
     }
     match probed {
         Ok(agents) => {
@@ -161,8 +171,11 @@ pub async fn reconcile_host(gw: &Gateway, host: &Host) -> Result<(), StoreError>
                 // It may have been unreachable when the gateway (a newer one) started.
                 check_hostctl(gw, host).await;
             }
-            apply(gw, host, &agents).await?;
-            gw.screen_marks.set(host.name(), started);
+            *mark = if apply(gw, host, &agents, since, may_stop).await? {
+                newest_output(&agents).or(since)
+            } else {
+                None
+            };
             Ok(())
         }
         Err(e) if e.host_unreachable() => mark_unreachable(gw, host.name(), &e.to_string()).await,
@@ -212,12 +225,22 @@ async fn record_host_change(gw: &Gateway, host: &str, became: &str, reason: &str
     }
 }
 
-async fn apply(gw: &Gateway, host_handle: &Host, reported: &[AgentInfo]) -> Result<(), StoreError> {
+/// Makes the store follow a host's report. Returns whether every running agent's screen is
+/// now known (else the next look at the host reads every screen again: a screen forgotten
+/// by a change of status, say, is not read again while it shows no new output).
+async fn apply(
+    gw: &Gateway,
+    host_handle: &Host,
+    reported: &[AgentInfo],
+    since: Option<i64>,
+    may_stop: bool,
+) -> Result<bool, StoreError> {
     let host = host_handle.name();
     let stored = gw.store.agents_on_host(host).await?;
     let by_name: HashMap<&str, &AgentRecord> =
         stored.iter().map(|a| (a.name.as_str(), a)).collect();
     let mut seen: Vec<(&str, Observed)> = Vec::new();
+    let mut adopted_any = false;
     for info in reported {
         if let Some(prev) = by_name.get(info.name.as_str()) {
             seen.push((&info.name, observed_from(gw, prev, info)));
@@ -233,6 +256,7 @@ async fn apply(gw: &Gateway, host_handle: &Host, reported: &[AgentInfo]) -> Resu
                 host, "adopting an agent found on the host"
             );
             gw.store.insert_agent(&adopted(host, info)).await?;
+            adopted_any = true;
         }
     }
     let reported_names: HashSet<&str> = reported.iter().map(|a| a.name.as_str()).collect();
@@ -252,12 +276,46 @@ async fn apply(gw: &Gateway, host_handle: &Host, reported: &[AgentInfo]) -> Resu
         .iter()
         .filter_map(|(name, o)| Some((*name, idle_stop_due(by_name.get(name)?, o)?)))
         .collect();
+    // A running agent with output since the mark must have brought its screen (it could not
+    // be read, say); every running agent must have one known.
+    let screens_known = !adopted_any
+        && reported.iter().all(|info| {
+            info.status != HostAgentStatus::Running
+                || info.screen.is_some()
+                || unix(info.last_activity.as_deref()).is_some_and(|t| since.is_some_and(|s| t < s))
+        })
+        && seen.iter().all(|(_, o)| {
+            o.status != AgentStatus::Running
+                || o.activity.as_ref().is_some_and(|a| a.screen.is_some())
+        });
     let seen: Vec<(&str, &Observed)> = seen.iter().map(|(n, o)| (*n, o)).collect();
     gw.store.observe_agents(&seen).await?;
-    for (name, period) in due {
-        stop_idle(gw, host_handle, name, period).await;
+    if may_stop {
+        for (name, period) in due {
+            // Someone may have attached or typed since the look.
+            if gw.inputs.viewers(name) == 0
+                && gw.inputs.last(name).is_none_or(|t| {
+                    time::OffsetDateTime::now_utc() - t
+                        >= time::Duration::try_from(period).unwrap_or(time::Duration::MAX)
+                })
+            {
+                stop_idle(gw, host_handle, name, period).await;
+            }
+        }
     }
-    Ok(())
+    Ok(screens_known)
+}
+
+/// The host's time (Unix seconds) of the newest output among its agents.
+fn newest_output(agents: &[AgentInfo]) -> Option<i64> {
+    agents
+        .iter()
+        .filter_map(|a| unix(a.last_activity.as_deref()))
+        .max()
+}
+
+fn unix(rfc3339: Option<&str>) -> Option<i64> {
+    status::parse(rfc3339).map(time::OffsetDateTime::unix_timestamp)
 }
 
 /// The idle-stop period of an agent just seen idle for at least that long, if it has one.

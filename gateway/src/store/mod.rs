@@ -799,7 +799,8 @@ impl Store {
                         last_line = CASE WHEN ?8 THEN ?14 ELSE last_line END,
                         screen_waits = CASE WHEN ?8 THEN ?15 WHEN status IS NOT ?1 THEN NULL
                                             ELSE screen_waits END,
-                        stop_reason = CASE WHEN status IS NOT ?1 THEN NULL ELSE stop_reason END,
+                        stop_reason = CASE WHEN ?1 IN ('running', 'creating') THEN NULL
+                                           ELSE stop_reason END,
                         status_since = CASE
                             WHEN status IS NOT ?1 OR (CASE WHEN ?1 != 'running' THEN NULL
                                     WHEN ?8 THEN ?9 WHEN status IS NOT ?1 THEN NULL
@@ -866,9 +867,13 @@ impl Store {
 
     /// Marks every settled agent of a host `unknown` (the host could not be asked).
     pub async fn mark_host_agents_unknown(&self, host: &str) -> Result<()> {
+        // What the screen told goes with the status, as in `observe_agents`.
         sqlx::query(
-            "UPDATE agents SET status = 'unknown', pid = NULL, updated_at = ?
-             WHERE host = ? AND status != 'creating' AND (status != 'unknown' OR pid IS NOT NULL)",
+            "UPDATE agents SET pid = NULL, updated_at = ?1,
+                    status_since = CASE WHEN status != 'unknown' THEN ?1 ELSE status_since END,
+                    status = 'unknown', activity = NULL, activity_reason = NULL, screen = NULL,
+                    screen_waits = NULL
+             WHERE host = ?2 AND status != 'creating' AND (status != 'unknown' OR pid IS NOT NULL)",
         )
         .bind(now())
         .bind(host)
