@@ -433,9 +433,8 @@ fn terminal_report(bytes: &[u8]) -> Option<usize> {
     }
 }
 
-/// Per host, the host's own time (tmux's, Unix seconds) of the newest output it reported at
-/// the last look, so the next look reads only the screens with output since (`None`: read
-/// them all). Its lock also makes the looks at one host one at a time.
+/// Per host, a second before the host's own time (Unix seconds) at the last look, so the next
+/// look reads only the screens with output since (`None`: read them all). Its lock also makes the looks at one host one at a time.
 #[derive(Debug, Default)]
 pub struct ScreenMarks(Mutex<HashMap<String, std::sync::Arc<tokio::sync::Mutex<Option<i64>>>>>);
 

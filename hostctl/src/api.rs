@@ -278,6 +278,10 @@ pub struct AgentInfo {
     /// agent is working, waiting for the operator or idle).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub screen: Option<Screen>,
+    /// The host's time (Unix seconds) just before it looked at its panes: the caller's mark
+    /// for the next `list --screens-after` (on the host's own clock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seen_at: Option<i64>,
 }
 
 /// The most lines of a screen that [`Screen::tail`] carries.

@@ -245,13 +245,16 @@ impl HostCtl {
     /// Every agent; the screens of running ones, or with `screens_after`, only of those with
     /// output at or after that time (Unix seconds).
     pub fn list(&self, screens_after: Option<i64>) -> Result<Vec<AgentInfo>> {
+        let seen_at = time::OffsetDateTime::now_utc().unix_timestamp();
         let panes = self.tmux.panes()?;
         let mut out = Vec::new();
         for name in self.files.agent_names()? {
             // A meta.json that cannot be read is skipped here and reported by `info`.
             if let Ok(meta) = self.files.read_meta(&name) {
                 let pane = panes.iter().find(|p| p.session == name);
-                out.push(agent_info(meta, pane));
+                let mut info = agent_info(meta, pane);
+                info.seen_at = Some(seen_at);
+                out.push(info);
             }
         }
         let changed: Vec<Pane> = panes
@@ -711,6 +714,7 @@ fn agent_info(meta: AgentMeta, pane: Option<&Pane>) -> AgentInfo {
         last_activity: pane.and_then(|p| p.activity).and_then(unix_to_rfc3339),
         meta,
         screen: None,
+        seen_at: None,
     }
 }
 

@@ -171,8 +171,10 @@ async fn look_at_host(gw: &Gateway, host: &Host, may_stop: bool) -> Result<(), S
                 // It may have been unreachable when the gateway (a newer one) started.
                 check_hostctl(gw, host).await;
             }
+            // The next look reads the screens with output from a second before this one
+            // (tmux counts whole seconds), on the host's clock.
             *mark = if apply(gw, host, &agents, since, may_stop).await? {
-                newest_output(&agents).or(since)
+                agents.iter().filter_map(|a| a.seen_at).min().map(|t| t - 1)
             } else {
                 None
             };
@@ -304,14 +306,6 @@ async fn apply(
         }
     }
     Ok(screens_known)
-}
-
-/// The host's time (Unix seconds) of the newest output among its agents.
-fn newest_output(agents: &[AgentInfo]) -> Option<i64> {
-    agents
-        .iter()
-        .filter_map(|a| unix(a.last_activity.as_deref()))
-        .max()
 }
 
 fn unix(rfc3339: Option<&str>) -> Option<i64> {
