@@ -584,6 +584,35 @@ mod tests {
     }
 
     #[test]
+    fn send_takes_options_before_its_text_and_none_within() {
+        let send = |line: &str| match run_of(line) {
+            ControlCommand::Send(args) => args,
+            other => panic!("{other:?}"),
+        };
+        let a = send("send meta --no-enter -");
+        assert_eq!(
+            (a.agent(), a.no_enter, a.reads_stdin()),
+            (Some("meta"), true, true)
+        );
+        let a = send("send fix-ci git add --all");
+        assert!(!a.all, "--all inside the text is text");
+        assert_eq!(
+            (a.agent(), a.rest.join(" ")),
+            (Some("fix-ci"), "git add --all".into())
+        );
+        let a = send("send --tag k=v echo hi");
+        assert_eq!(
+            (a.agent(), a.first.as_deref(), a.rest.len()),
+            (None, Some("echo"), 1)
+        );
+        let a = send("send --all --no-enter y");
+        assert_eq!(
+            (a.all, a.no_enter, a.agent(), a.first.as_deref()),
+            (true, true, None, Some("y"))
+        );
+    }
+
+    #[test]
     fn status_lists_parse_into_their_fields() {
         match run_of("wait x --until waiting,exited --timeout 5") {
             ControlCommand::Wait(args) => {

@@ -18,14 +18,13 @@ const MAX_TEXT: usize = 1024 * 1024;
     after_help = "Examples:\n  ssh gw send fix-ci make the tests pass\n  ssh gw send fix-ci - < prompt.txt\n  ssh gw send --tag team=infra /compact\n  ssh gw send --all --no-enter y"
 )]
 pub struct SendArgs {
-    /// The agent's name, then the text; `-` (or no text) reads the text from stdin. With
-    /// --tag or --all, only the text. Options go before it: everything after is text.
-    #[arg(
-        value_name = "NAME TEXT",
-        trailing_var_arg = true,
-        allow_hyphen_values = true
-    )]
-    pub words: Vec<String>,
+    /// The agent's name (with --tag or --all: the first word of the text).
+    #[arg(value_name = "NAME")]
+    pub first: Option<String>,
+    /// The text; `-` (or no text) reads it from stdin. Options go before it: every word from
+    /// its first on is text, `--all` included.
+    #[arg(value_name = "TEXT", trailing_var_arg = true)]
+    pub rest: Vec<String>,
     /// Send to every running agent of yours with this tag, KEY=VALUE (repeatable: all must
     /// match).
     #[arg(long = "tag", value_name = "K=V", value_parser = parse_pair)]
@@ -46,15 +45,15 @@ impl SendArgs {
     /// The agent named, when it is one.
     pub fn agent(&self) -> Option<&str> {
         (!self.broadcast())
-            .then(|| self.words.first().map(String::as_str))
+            .then_some(self.first.as_deref())
             .flatten()
     }
 
-    fn text_words(&self) -> &[String] {
+    fn text_words(&self) -> Vec<String> {
         if self.broadcast() {
-            &self.words
+            self.first.iter().chain(&self.rest).cloned().collect()
         } else {
-            self.words.get(1..).unwrap_or_default()
+            self.rest.clone()
         }
     }
 
