@@ -467,6 +467,22 @@ pub async fn refreshed_agent(
     Ok((agent, host))
 }
 
+/// Runs `command` to completion; a panic inside it (a bug) becomes its message, so the caller
+/// can still answer the client.
+pub async fn guarded(command: impl std::future::Future<Output = u32>) -> Result<u32, String> {
+    use futures::FutureExt;
+    std::panic::AssertUnwindSafe(command)
+        .catch_unwind()
+        .await
+        .map_err(|payload| {
+            payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".to_owned())
+        })
+}
+
 /// Runs one parsed command to completion and records it in the audit trail.
 pub async fn run(
     gw: &Arc<Gateway>,
@@ -581,6 +597,20 @@ mod tests {
             } => (text, status, to_stderr),
             Parsed::Run(c) => panic!("{line:?} parsed as {c:?}"),
         }
+    }
+
+    #[tokio::test]
+    #[allow(clippy::panic)]
+    async fn a_command_that_panics_still_ends_with_a_message() {
+        assert_eq!(guarded(async { 3 }).await, Ok(3));
+        let failed = guarded(async {
+            if std::hint::black_box(true) {
+                panic!("boom in a command");
+            }
+            0
+        })
+        .await;
+        assert_eq!(failed, Err("boom in a command".to_owned()));
     }
 
     #[test]

@@ -274,21 +274,36 @@ impl ConnectionHandler {
             async move {
                 let (mut io, writer) =
                     command_io(pending.channel, pending.pty, &backlog, &gw.tasks);
-                let status = match control::parse(&line) {
-                    Parsed::Run(command) => {
-                        control::run(&gw, &caller, &line, *command, &mut io).await
-                    }
-                    Parsed::Print {
-                        text,
-                        status,
-                        to_stderr,
-                    } => {
-                        if to_stderr {
-                            io.write_err(&text).await;
-                        } else {
-                            io.write_out(&text).await;
+                let ran = control::guarded(async {
+                    match control::parse(&line) {
+                        Parsed::Run(command) => {
+                            control::run(&gw, &caller, &line, *command, &mut io).await
                         }
-                        status
+                        Parsed::Print {
+                            text,
+                            status,
+                            to_stderr,
+                        } => {
+                            if to_stderr {
+                                io.write_err(&text).await;
+                            } else {
+                                io.write_out(&text).await;
+                            }
+                            status
+                        }
+                    }
+                })
+                .await;
+                // A bug must not leave the client waiting: it gets an answer and a status.
+                let status = match ran {
+                    Ok(status) => status,
+                    Err(panic) => {
+                        tracing::error!(panic, "a control command failed inside the gateway");
+                        io.write_err(
+                            "error: the gateway failed inside this command (see its log)\n",
+                        )
+                        .await;
+                        exit::FAILED
                     }
                 };
                 finish(io, writer, status).await;
