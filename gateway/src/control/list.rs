@@ -13,7 +13,7 @@ use crate::Gateway;
 use crate::hosts::reconciler::{self, NotAsked};
 
 /// How long `list` waits for each host before answering from what was last seen.
-const LIST_WAIT: std::time::Duration = std::time::Duration::from_millis(1500);
+pub const LIST_WAIT: std::time::Duration = std::time::Duration::from_millis(1500);
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
@@ -32,6 +32,27 @@ pub struct ListArgs {
     pub quiet: bool,
 }
 
+/// Why a host's agents are shown as last seen, for `list`'s warnings and the live view.
+pub fn not_asked_text(host: &NotAsked) -> String {
+    match host {
+        NotAsked::Slow(host) => format!(
+            "host '{host}' did not answer within {} ms; its agents are shown as last seen",
+            LIST_WAIT.as_millis()
+        ),
+        NotAsked::Unreachable(host, reason) => {
+            let reason = if reason.is_empty() {
+                String::new()
+            } else {
+                format!(" ({reason})")
+            };
+            format!(
+                "host '{host}' is unreachable{reason}; its agents are shown as last seen \
+                 (see: ssh gw host info {host})"
+            )
+        }
+    }
+}
+
 pub async fn run(
     gw: &Arc<Gateway>,
     caller: &Caller,
@@ -42,24 +63,8 @@ pub async fn run(
     // caught up with yet; a slow host is not waited for, nor one known to be unreachable:
     // their agents are shown as last seen.
     for host in reconciler::reconcile_within(gw, LIST_WAIT).await {
-        let warning = match host {
-            NotAsked::Slow(host) => format!(
-                "warning: host '{host}' did not answer within {} ms; its agents are shown as last seen\n",
-                LIST_WAIT.as_millis()
-            ),
-            NotAsked::Unreachable(host, reason) => {
-                let reason = if reason.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({reason})")
-                };
-                format!(
-                    "warning: host '{host}' is unreachable{reason}; its agents are shown as last \
-                     seen (see: ssh gw host info {host})\n"
-                )
-            }
-        };
-        io.write_err(&warning).await;
+        io.write_err(&format!("warning: {}\n", not_asked_text(&host)))
+            .await;
     }
     let agents: Vec<_> = gw
         .store

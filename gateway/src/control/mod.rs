@@ -27,6 +27,7 @@ pub mod share;
 pub mod ssh_config;
 pub mod start;
 pub mod stop;
+pub mod top;
 pub mod version;
 pub mod wait;
 pub mod whoami;
@@ -76,6 +77,9 @@ pub enum ControlCommand {
     Info(info::InfoArgs),
     /// Attach to an agent's terminal (needs `ssh -t`).
     Attach(NameArg),
+    /// Watch every agent live, full screen: select, attach, stop, start, send a line (needs
+    /// a terminal: `ssh -t gw`, which opens it when given no command).
+    Top,
     /// Stop an agent (or every agent with a tag); its workspace is kept.
     Stop(many::Targets),
     /// Start a stopped or exited agent (or every agent with a tag).
@@ -142,6 +146,7 @@ impl ControlCommand {
             ControlCommand::Events(a) => a.agent.as_deref(),
             ControlCommand::Share(a) | ControlCommand::Unshare(a) => Some(&a.name),
             ControlCommand::List(_)
+            | ControlCommand::Top
             | ControlCommand::Key(_)
             | ControlCommand::Secret(_)
             | ControlCommand::Operator(_)
@@ -158,7 +163,7 @@ impl ControlCommand {
         match self {
             ControlCommand::Send(a) => a.reads_stdin(),
             ControlCommand::Create(a) => a.prompt.as_deref() == Some("-"),
-            ControlCommand::Attach(_) => true,
+            ControlCommand::Attach(_) | ControlCommand::Top => true,
             // Asking before acting on agents chosen by tag.
             ControlCommand::Stop(t) | ControlCommand::Start(t) => t.name.is_none() && !t.yes,
             ControlCommand::Destroy(a) => a.targets.name.is_none() && !a.targets.yes,
@@ -500,6 +505,7 @@ pub async fn run(
         ControlCommand::List(args) => list::run(gw, caller, args, io).await,
         ControlCommand::Info(args) => info::run(gw, caller, args, io).await,
         ControlCommand::Attach(args) => attach::run(gw, caller, &args.name, io).await,
+        ControlCommand::Top => top::run(gw, caller, io).await,
         ControlCommand::Stop(t) => many::each(gw, caller, &t, many::Op::Stop, io).await,
         ControlCommand::Start(t) => many::each(gw, caller, &t, many::Op::Start, io).await,
         ControlCommand::Tag(a) => many::edit_tags(gw, caller, &a.name, &a.tags, &[], io).await,

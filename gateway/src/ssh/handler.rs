@@ -606,7 +606,11 @@ impl russh::server::Handler for ConnectionHandler {
             Route::Agent(agent) => {
                 self.spawn_agent_session(pending, caller, handle, agent, AgentSession::Shell)
             }
-            Route::Control => self.spawn_control(pending, caller, String::new()),
+            // `ssh gw` on a terminal opens the live view; without one it prints the help.
+            Route::Control => {
+                let line = if pending.pty.is_some() { "top" } else { "" };
+                self.spawn_control(pending, caller, line.to_owned())
+            }
         }
         Ok(())
     }

@@ -1,0 +1,374 @@
+//! `top` (and `ssh -t gw` with no command): a full-screen live view of every agent the
+//! operator can see, drawn with ratatui into the client's own terminal over the SSH channel.
+//! Enter attaches to the selected agent; detaching returns to the view. Keys stop, start and
+//! send a line, through the same commands (and the same audit trail) as `ssh gw stop NAME`.
+
+mod keys;
+mod view;
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hostctl::api::TermSize;
+use ratatui::backend::{Backend, CrosstermBackend};
+use ratatui::buffer::Buffer;
+use ratatui::layout::Rect;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::sync::{Notify, mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::io::{Backlog, Inbound};
+use super::{Caller, CommandError, CommandIo, CommandResult, Parsed, exit};
+use crate::Gateway;
+use crate::hosts::reconciler;
+use crate::store::AgentRecord;
+use view::{Action, View};
+
+/// How often the view looks at the hosts again (the reconciler's own passes come between).
+const REFRESH: Duration = Duration::from_secs(2);
+
+/// Into the alternate screen, cursor hidden, screen cleared.
+const ENTER: &[u8] = b"\x1b[?1049h\x1b[?25l\x1b[H\x1b[2J";
+/// Back to the terminal as it was: attributes reset, cursor shown, main screen.
+const LEAVE: &[u8] = b"\x1b[0m\x1b[?25h\x1b[?1049l";
+
+pub async fn run(gw: &Arc<Gateway>, caller: &Caller, io: &mut CommandIo) -> CommandResult {
+    let Some(terminal) = io.terminal.as_ref() else {
+        return Err(CommandError::usage("the live view needs a terminal")
+            .hint("ask ssh for one: ssh -t <gateway>  (or, for a script: ssh <gateway> list)"));
+    };
+    let mut size = terminal.size.clone();
+    let mut screen = Screen::new(*size.borrow_and_update());
+    let looks = Looks::start(gw.clone(), caller.clone());
+    let mut fresh = looks.fresh.clone();
+    let mut view = View::new();
+    if let Some((agents, warnings)) = fresh.borrow_and_update().clone() {
+        view.set_agents(agents, warnings);
+    }
+    if !send(io, ENTER).await {
+        return Ok(exit::OK);
+    }
+    loop {
+        let frame = screen.draw(&mut view);
+        if !frame.is_empty() && !send(io, &frame).await {
+            break;
+        }
+        let event = tokio::select! {
+            chunk = io.stdin.recv() => Event::Input(chunk),
+            changed = size.changed() => Event::Resized(changed.is_ok()),
+            changed = fresh.changed() => Event::Looked(changed.is_ok()),
+            () = io.closed.cancelled() => Event::Gone,
+        };
+        match event {
+            Event::Input(None) | Event::Resized(false) | Event::Looked(false) | Event::Gone => {
+                break;
+            }
+            Event::Resized(true) => screen.resize(*size.borrow_and_update()),
+            Event::Looked(true) => {
+                if let Some((agents, warnings)) = fresh.borrow_and_update().clone() {
+                    view.set_agents(agents, warnings);
+                }
+            }
+            Event::Input(Some(bytes)) => {
+                for key in keys::decode(&bytes) {
+                    let action = view.key(key, View::page(screen.area.height), Instant::now());
+                    match action {
+                        Action::None => {}
+                        Action::Redraw => screen.clear(),
+                        Action::Quit => {
+                            send(io, LEAVE).await;
+                            return Ok(exit::OK);
+                        }
+                        Action::Attach(name) => {
+                            if !send(io, LEAVE).await {
+                                return Ok(exit::OK);
+                            }
+                            view.message = Some(attach(gw, caller, &name, io).await);
+                            if io.closed.is_cancelled() || !send(io, ENTER).await {
+                                return Ok(exit::OK);
+                            }
+                            screen.resize(*size.borrow_and_update());
+                            looks.now();
+                        }
+                        Action::Stop(name) => {
+                            view.message = Some(command(gw, caller, &["stop", &name], None).await);
+                            looks.now();
+                        }
+                        Action::Start(name) => {
+                            view.message = Some(command(gw, caller, &["start", &name], None).await);
+                            looks.now();
+                        }
+                        Action::Send { agent, text } => {
+                            view.message =
+                                Some(command(gw, caller, &["send", &agent, "-"], Some(text)).await);
+                            looks.now();
+                        }
+                    }
+                }
+            }
+        }
+    }
+    send(io, LEAVE).await;
+    Ok(exit::OK)
+}
+
+enum Event {
+    Input(Option<Bytes>),
+    /// false: the terminal's size can no longer change (the session is ending).
+    Resized(bool),
+    Looked(bool),
+    Gone,
+}
+
+/// Writes to the client's terminal; false once the client has gone.
+async fn send(io: &mut CommandIo, bytes: &[u8]) -> bool {
+    io.stdout.write_all(bytes).await.is_ok() && io.stdout.flush().await.is_ok()
+}
+
+/// Attaches the client's terminal to an agent until it detaches (or the agent ends), like
+/// `ssh gw attach NAME`, recorded the same way; returns what to tell the operator after.
+async fn attach(
+    gw: &Arc<Gateway>,
+    caller: &Caller,
+    name: &str,
+    io: &mut CommandIo,
+) -> (String, bool) {
+    let line = shlex::try_join(["attach", name]).unwrap_or_else(|_| format!("attach {name}"));
+    let result = super::attach::run(gw, caller, name, io).await;
+    let (status, message, shown) = match result {
+        Ok(exit::OK) => (
+            exit::OK,
+            String::new(),
+            (format!("back from '{name}'"), false),
+        ),
+        Ok(status) => (
+            status,
+            String::new(),
+            (
+                format!("'{name}' ended (its session exited with status {status})"),
+                false,
+            ),
+        ),
+        Err(e) => (e.status, e.message.clone(), (e.message, true)),
+    };
+    super::record(
+        gw,
+        caller,
+        "command",
+        Some(name.to_owned()),
+        &line,
+        status,
+        &message,
+    )
+    .await;
+    shown
+}
+
+/// Runs a command as `ssh gw WORDS...` would (its checks, its audit event), with `stdin` as
+/// its input and its output kept; returns the line of it to show the operator.
+async fn command(
+    gw: &Arc<Gateway>,
+    caller: &Caller,
+    words: &[&str],
+    stdin: Option<String>,
+) -> (String, bool) {
+    let Ok(line) = shlex::try_join(words.iter().copied()) else {
+        return (
+            format!("{words:?} cannot be written as a command line"),
+            true,
+        );
+    };
+    let Parsed::Run(parsed) = super::parse(&line) else {
+        return (format!("'{line}' is not a command the gateway knows"), true);
+    };
+    let (input, inbound) = Inbound::channel(&Backlog::default());
+    if let Some(text) = stdin {
+        input.send(Bytes::from(text)).await;
+    }
+    drop(input);
+    let output = Captured::default();
+    let (_signal, signals) = mpsc::channel(1);
+    let mut io = CommandIo {
+        stdin: inbound,
+        stdout: Box::pin(output.clone()),
+        stderr: Box::pin(output.clone()),
+        terminal: None,
+        closed: CancellationToken::new(),
+        signals,
+    };
+    // Boxed: `top` is itself run by `control::run`.
+    let status = Box::pin(super::run(gw, caller, &line, *parsed, &mut io)).await;
+    drop(io);
+    let text = output.text();
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let shown = lines
+        .iter()
+        .find(|l| l.starts_with("error:"))
+        .or(lines.last())
+        .map_or_else(|| format!("{line}: done"), |l| (*l).to_owned());
+    (shown, status != exit::OK)
+}
+
+/// Output kept in memory, for the commands the view runs.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Captured {
+    /// What was written so far; the buffer is empty after.
+    fn take(&self) -> Vec<u8> {
+        self.0
+            .lock()
+            .map(|mut b| std::mem::take(&mut *b))
+            .unwrap_or_default()
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.take()).into_owned()
+    }
+}
+
+/// For the terminal backend, which draws into memory.
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut kept) = self.0.lock() {
+            kept.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl AsyncWrite for Captured {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        if let Ok(mut kept) = self.0.lock() {
+            kept.extend_from_slice(buf);
+        }
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// The agents and the hosts' warnings, as last looked at.
+type Seen = Option<(Vec<AgentRecord>, Vec<String>)>;
+
+/// Looks at the hosts every [`REFRESH`] (or at once when asked) in a task of its own, so
+/// that keys are answered while a slow host is waited for. Ends with the view.
+struct Looks {
+    fresh: watch::Receiver<Seen>,
+    asked: Arc<Notify>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Looks {
+    fn start(gw: Arc<Gateway>, caller: Caller) -> Looks {
+        let (tx, fresh) = watch::channel(None);
+        let asked = Arc::new(Notify::new());
+        let wake = asked.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let warnings = reconciler::reconcile_within(&gw, super::list::LIST_WAIT)
+                    .await
+                    .iter()
+                    .map(super::list::not_asked_text)
+                    .collect();
+                match gw.store.agents_for(&caller.operator).await {
+                    Ok(agents) => {
+                        if tx.send(Some((agents, warnings))).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "the live view could not read the agents"),
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(REFRESH) => {}
+                    () = wake.notified() => {}
+                }
+            }
+        });
+        Looks { fresh, asked, task }
+    }
+
+    /// Looks again now (after an action, so that its outcome shows at once).
+    fn now(&self) {
+        self.asked.notify_one();
+    }
+}
+
+impl Drop for Looks {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The client's terminal as last drawn: each frame sends only the cells that changed.
+struct Screen {
+    backend: CrosstermBackend<Captured>,
+    drawn: Captured,
+    shown: Buffer,
+    area: Rect,
+    /// The terminal must be cleared and drawn whole (after a resize, or an attach).
+    whole: bool,
+}
+
+impl Screen {
+    fn new(size: TermSize) -> Screen {
+        let area = Rect::new(0, 0, size.cols, size.rows);
+        let drawn = Captured::default();
+        Screen {
+            backend: CrosstermBackend::new(drawn.clone()),
+            drawn,
+            shown: Buffer::empty(area),
+            area,
+            whole: true,
+        }
+    }
+
+    fn resize(&mut self, size: TermSize) {
+        self.area = Rect::new(0, 0, size.cols, size.rows);
+        self.clear();
+    }
+
+    fn clear(&mut self) {
+        self.whole = true;
+    }
+
+    /// The bytes that bring the terminal to the view's current state.
+    fn draw(&mut self, view: &mut View) -> Vec<u8> {
+        let mut next = Buffer::empty(self.area);
+        view::render(view, self.area, &mut next);
+        let mut out = Vec::new();
+        if std::mem::take(&mut self.whole) {
+            out.extend_from_slice(b"\x1b[0m\x1b[H\x1b[2J");
+            self.shown = Buffer::empty(self.area);
+        }
+        let updates = self.shown.diff(&next);
+        if !updates.is_empty() {
+            // Writing into memory cannot fail.
+            let _ = self.backend.draw(updates.into_iter());
+            out.extend(self.drawn.take());
+        }
+        self.shown = next;
+        out
+    }
+}

@@ -1,0 +1,712 @@
+//! What the live view shows and how it answers keys: pure state and drawing, no I/O, so that
+//! every key and every screen size can be tested without a terminal.
+
+use std::time::{Duration, Instant};
+
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Constraint, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Cell, Row, StatefulWidget, Table, TableState, Widget};
+
+use super::keys::Key;
+use crate::control::output::{age, status_text};
+use crate::store::{AgentRecord, AgentStatus};
+
+/// Typed characters within this long of each other make one name to find.
+const TYPE_AHEAD: Duration = Duration::from_millis(1500);
+
+/// The widest NAME and HOST columns; longer names are cut with `…`.
+const MAX_NAME: usize = 24;
+const MAX_HOST: usize = 16;
+
+/// What the operator is doing in the view.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Moving about the list.
+    Browse,
+    /// Asked whether to stop this agent.
+    ConfirmStop(String),
+    /// Typing a line to send to this agent.
+    SendLine { agent: String, text: String },
+}
+
+/// What a key asks the view's owner to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Nothing beyond drawing again.
+    None,
+    /// Draw everything again (the screen may hold something else).
+    Redraw,
+    Quit,
+    Attach(String),
+    Stop(String),
+    Start(String),
+    Send {
+        agent: String,
+        text: String,
+    },
+}
+
+pub struct View {
+    pub agents: Vec<AgentRecord>,
+    /// Hosts that did not answer the last look, as `list` words them.
+    pub warnings: Vec<String>,
+    /// The selected agent, by name, so that a refresh keeps it selected.
+    selected: Option<String>,
+    table: TableState,
+    typed: String,
+    typed_at: Option<Instant>,
+    pub mode: Mode,
+    /// The outcome of the last action, shown in the bottom line until the next key.
+    pub message: Option<(String, bool)>,
+}
+
+impl View {
+    pub fn new() -> View {
+        View {
+            agents: Vec::new(),
+            warnings: Vec::new(),
+            selected: None,
+            table: TableState::default(),
+            typed: String::new(),
+            typed_at: None,
+            mode: Mode::Browse,
+            message: None,
+        }
+    }
+
+    /// Shows a new list of agents, keeping the selection on the same agent when it is still
+    /// there (or on the one now at its place when it is not).
+    pub fn set_agents(&mut self, agents: Vec<AgentRecord>, warnings: Vec<String>) {
+        let old_index = self.index();
+        self.agents = agents;
+        self.warnings = warnings;
+        let index = match self.index() {
+            Some(i) => Some(i),
+            None if self.agents.is_empty() => None,
+            None => Some(old_index.unwrap_or(0).min(self.agents.len() - 1)),
+        };
+        self.select_index(index);
+    }
+
+    pub fn selected(&self) -> Option<&str> {
+        self.selected.as_deref()
+    }
+
+    fn index(&self) -> Option<usize> {
+        let name = self.selected.as_deref()?;
+        self.agents.iter().position(|a| a.name == name)
+    }
+
+    fn select_index(&mut self, index: Option<usize>) {
+        self.selected = index
+            .and_then(|i| self.agents.get(i))
+            .map(|a| a.name.clone());
+        self.table.select(self.index());
+    }
+
+    fn move_by(&mut self, delta: isize) {
+        if self.agents.is_empty() {
+            return;
+        }
+        let last = self.agents.len() - 1;
+        let index = match self.index() {
+            Some(i) => i.saturating_add_signed(delta).min(last),
+            None => 0,
+        };
+        self.select_index(Some(index));
+    }
+
+    /// Answers one key; `page` is how many rows a page holds, `now` the time it was pressed.
+    pub fn key(&mut self, key: Key, page: usize, now: Instant) -> Action {
+        self.message = None;
+        match std::mem::replace(&mut self.mode, Mode::Browse) {
+            Mode::Browse => self.browse(key, page, now),
+            Mode::ConfirmStop(name) => match key {
+                Key::Char('y' | 'Y') => Action::Stop(name),
+                _ => {
+                    self.message = Some((format!("'{name}' was not stopped"), false));
+                    Action::None
+                }
+            },
+            Mode::SendLine { agent, mut text } => {
+                match key {
+                    Key::Enter => return Action::Send { agent, text },
+                    Key::Esc | Key::Ctrl('c' | 'g') => {
+                        self.message = Some(("nothing was sent".to_owned(), false));
+                        return Action::None;
+                    }
+                    Key::Backspace => {
+                        text.pop();
+                    }
+                    Key::Ctrl('u') => text.clear(),
+                    Key::Char(c) => text.push(c),
+                    _ => {}
+                }
+                self.mode = Mode::SendLine { agent, text };
+                Action::None
+            }
+        }
+    }
+
+    fn browse(&mut self, key: Key, page: usize, now: Instant) -> Action {
+        let page = isize::try_from(page.max(1)).unwrap_or(1);
+        if !matches!(key, Key::Char(_) | Key::Backspace) {
+            self.typed.clear();
+        }
+        match key {
+            Key::Up => self.move_by(-1),
+            Key::Down | Key::Tab => self.move_by(1),
+            Key::PageUp => self.move_by(-page),
+            Key::PageDown => self.move_by(page),
+            Key::Home => self.move_by(isize::MIN),
+            Key::End => self.move_by(isize::MAX),
+            Key::Char(c) => {
+                if self
+                    .typed_at
+                    .is_none_or(|at| now.duration_since(at) > TYPE_AHEAD)
+                {
+                    self.typed.clear();
+                }
+                self.typed.push(c);
+                self.typed_at = Some(now);
+                self.find();
+            }
+            Key::Backspace => {
+                self.typed.pop();
+                self.typed_at = Some(now);
+                self.find();
+            }
+            Key::Enter => {
+                if let Some(name) = self.selected.clone() {
+                    return Action::Attach(name);
+                }
+            }
+            Key::Ctrl('s') => {
+                if let Some(name) = self.selected.clone() {
+                    self.mode = Mode::ConfirmStop(name);
+                }
+            }
+            Key::Ctrl('r') => {
+                if let Some(name) = self.selected.clone() {
+                    return Action::Start(name);
+                }
+            }
+            Key::Ctrl('t') => {
+                if let Some(agent) = self.selected.clone() {
+                    self.mode = Mode::SendLine {
+                        agent,
+                        text: String::new(),
+                    };
+                }
+            }
+            Key::Ctrl('c' | 'd' | 'q') => return Action::Quit,
+            Key::Ctrl('l') => return Action::Redraw,
+            _ => {}
+        }
+        Action::None
+    }
+
+    /// Selects the first agent whose name starts with what was typed (or, failing that,
+    /// contains it).
+    fn find(&mut self) {
+        if self.typed.is_empty() {
+            return;
+        }
+        let typed = self.typed.to_lowercase();
+        let found = self
+            .agents
+            .iter()
+            .position(|a| a.name.to_lowercase().starts_with(&typed))
+            .or_else(|| {
+                self.agents
+                    .iter()
+                    .position(|a| a.name.to_lowercase().contains(&typed))
+            });
+        match found {
+            Some(i) => self.select_index(Some(i)),
+            None => self.message = Some((format!("no agent matches '{}'", self.typed), true)),
+        }
+    }
+
+    /// How many agents one page of the list shows in a terminal of `rows`.
+    pub fn page(rows: u16) -> usize {
+        usize::from(rows.saturating_sub(4)).max(1)
+    }
+}
+
+/// The colour of a status, the same wherever the view shows it.
+pub fn status_style(agent: &AgentRecord) -> Style {
+    let style = Style::default();
+    match agent.shown_status() {
+        "waiting" => style.fg(Color::Yellow).add_modifier(Modifier::BOLD),
+        "working" => style.fg(Color::Green),
+        "idle" => style.fg(Color::Blue),
+        "running" | "creating" => style.fg(Color::Cyan),
+        "exited" if agent.exit_code == Some(0) => style.fg(Color::DarkGray),
+        "exited" | "unknown" => style.fg(Color::Red),
+        _ => style.fg(Color::DarkGray),
+    }
+}
+
+/// Text from an agent's screen, made safe to draw: no control characters.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .trim()
+        .to_owned()
+}
+
+/// `text` cut to `width` characters, with `…` where it was cut.
+fn cut(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_owned();
+    }
+    let mut out: String = text.chars().take(width.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+fn column_width(
+    agents: &[AgentRecord],
+    header: &str,
+    max: usize,
+    of: fn(&AgentRecord) -> &str,
+) -> u16 {
+    let widest = agents
+        .iter()
+        .map(|a| of(a).chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(header.len())
+        .min(max);
+    u16::try_from(widest).unwrap_or(u16::MAX)
+}
+
+/// Draws the whole view into `buf` (the terminal's size).
+pub fn render(view: &mut View, area: Rect, buf: &mut Buffer) {
+    if area.height == 0 || area.width == 0 {
+        return;
+    }
+    let title = Rect { height: 1, ..area };
+    title_line(view).render(title, buf);
+    let bottom = Rect {
+        y: area.bottom().saturating_sub(1),
+        height: 1,
+        ..area
+    };
+    let detail = Rect {
+        y: area.bottom().saturating_sub(2),
+        height: 1,
+        ..area
+    };
+    let list = Rect {
+        y: area.y + 1,
+        height: area.height.saturating_sub(3),
+        ..area
+    };
+    if area.height >= 3 {
+        agents_table(view, list, buf);
+        detail_line(view).render(detail, buf);
+    }
+    if area.height >= 2 {
+        bottom_line(view).render(bottom, buf);
+    }
+}
+
+fn title_line(view: &View) -> Line<'static> {
+    let mut counts: Vec<(&'static str, usize, Style)> = Vec::new();
+    for agent in &view.agents {
+        let status = agent.shown_status();
+        match counts.iter_mut().find(|(s, _, _)| *s == status) {
+            Some(entry) => entry.1 += 1,
+            None => counts.push((status, 1, status_style(agent))),
+        }
+    }
+    // The statuses that ask for the operator come first.
+    let order = [
+        "waiting", "working", "idle", "running", "exited", "unknown", "creating", "stopped",
+    ];
+    counts.sort_by_key(|(s, _, _)| order.iter().position(|o| o == s));
+    let total = view.agents.len();
+    let mut spans = vec![Span::styled(
+        format!(
+            " agentgate · {total} agent{}",
+            if total == 1 { "" } else { "s" }
+        ),
+        Style::default().add_modifier(Modifier::BOLD),
+    )];
+    for (status, n, style) in counts {
+        spans.push(Span::raw(" · "));
+        spans.push(Span::styled(format!("{n} {status}"), style));
+    }
+    Line::from(spans)
+}
+
+fn agents_table(view: &mut View, area: Rect, buf: &mut Buffer) {
+    if view.agents.is_empty() {
+        Line::from(" No agents yet. Create one: ssh gw create NAME --template TEMPLATE").render(
+            Rect {
+                height: 1,
+                y: area.y + 1,
+                ..area
+            },
+            buf,
+        );
+        return;
+    }
+    let name_width = column_width(&view.agents, "NAME", MAX_NAME, |a| &a.name);
+    let host_width = column_width(&view.agents, "HOST", MAX_HOST, |a| &a.host);
+    let rows: Vec<Row> = view
+        .agents
+        .iter()
+        .map(|a| {
+            let last = printable(a.activity.last_line.as_deref().unwrap_or(""));
+            Row::new(vec![
+                Cell::from(cut(&a.name, usize::from(name_width))),
+                Cell::from(cut(&a.host, usize::from(host_width))),
+                Cell::from(status_text(a)).style(status_style(a)),
+                Cell::from(a.status_since.as_deref().map_or_else(String::new, age)),
+                Cell::from(last).style(Style::default().fg(Color::Gray)),
+            ])
+        })
+        .collect();
+    let header = Row::new(vec!["NAME", "HOST", "STATUS", "SINCE", "LAST LINE"])
+        .style(Style::default().add_modifier(Modifier::BOLD | Modifier::UNDERLINED));
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Length(name_width),
+            Constraint::Length(host_width),
+            Constraint::Length(14),
+            Constraint::Length(5),
+            Constraint::Fill(1),
+        ],
+    )
+    .header(header)
+    .column_spacing(2)
+    .highlight_symbol("> ")
+    .row_highlight_style(Style::default().add_modifier(Modifier::REVERSED));
+    StatefulWidget::render(table, area, buf, &mut view.table);
+}
+
+fn detail_line(view: &View) -> Line<'static> {
+    let Some(agent) = view
+        .selected()
+        .and_then(|n| view.agents.iter().find(|a| a.name == n))
+    else {
+        return Line::from(view.warnings.first().cloned().unwrap_or_default());
+    };
+    let mut spans = vec![
+        Span::styled(
+            format!(" {}", agent.name),
+            Style::default().add_modifier(Modifier::BOLD),
+        ),
+        Span::raw(format!(" · {} on {} · ", agent.template, agent.host)),
+        Span::styled(status_text(agent), status_style(agent)),
+    ];
+    if let Some(reason) = &agent.activity.reason {
+        spans.push(Span::raw(format!(": {}", printable(reason))));
+    }
+    if agent.status == AgentStatus::Unknown
+        && let Some(warning) = view.warnings.iter().find(|w| w.contains(&agent.host))
+    {
+        spans.push(Span::raw(format!(" · {warning}")));
+    }
+    Line::from(spans)
+}
+
+fn bottom_line(view: &View) -> Line<'static> {
+    let key = Style::default().add_modifier(Modifier::REVERSED);
+    match &view.mode {
+        Mode::ConfirmStop(name) => Line::from(vec![
+            Span::styled(
+                format!(" stop agent '{name}'?"),
+                Style::default().add_modifier(Modifier::BOLD),
+            ),
+            Span::raw(" its workspace is kept  "),
+            Span::styled("y", key),
+            Span::raw(" yes  "),
+            Span::styled("any other key", key),
+            Span::raw(" no"),
+        ]),
+        Mode::SendLine { agent, text } => Line::from(vec![
+            Span::styled(
+                format!(" send to {agent}: "),
+                Style::default().add_modifier(Modifier::BOLD),
+            ),
+            Span::raw(printable_keep_spaces(text)),
+            Span::styled(" ", key),
+            Span::raw("  Enter sends · Esc cancels"),
+        ]),
+        Mode::Browse => {
+            if let Some((message, error)) = &view.message {
+                let style = if *error {
+                    Style::default().fg(Color::Red)
+                } else {
+                    Style::default()
+                };
+                return Line::from(Span::styled(format!(" {message}"), style));
+            }
+            if !view.typed.is_empty() {
+                return Line::from(vec![
+                    Span::raw(" find: "),
+                    Span::styled(
+                        view.typed.clone(),
+                        Style::default().add_modifier(Modifier::BOLD),
+                    ),
+                    Span::raw("  (Esc clears)"),
+                ]);
+            }
+            let mut spans = Vec::new();
+            for (k, what) in [
+                ("↑↓", "select"),
+                ("Enter", "attach"),
+                ("^S", "stop"),
+                ("^R", "start"),
+                ("^T", "send"),
+                ("^C", "quit"),
+                ("a-z", "find"),
+            ] {
+                spans.push(Span::raw(" "));
+                spans.push(Span::styled(k, key));
+                spans.push(Span::raw(format!(" {what} ")));
+            }
+            Line::from(spans)
+        }
+    }
+}
+
+/// Text being typed, drawn as typed (its spaces kept) but without control characters.
+fn printable_keep_spaces(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{ActivityState, sample_agent};
+
+    fn agent(name: &str, host: &str, status: AgentStatus) -> AgentRecord {
+        sample_agent(name, host, status)
+    }
+
+    fn three() -> Vec<AgentRecord> {
+        let mut waiting = agent("fix-ci", "gpu-box", AgentStatus::Running);
+        waiting.activity.state = Some(ActivityState::Waiting);
+        waiting.activity.reason = Some("asks to run a command".to_owned());
+        waiting.activity.last_line = Some("Do you want to run `make test`?\x07".to_owned());
+        let mut exited = agent("docs", "local", AgentStatus::Exited);
+        exited.exit_code = Some(3);
+        let mut working = agent("fix-lint", "laptop", AgentStatus::Running);
+        working.activity.state = Some(ActivityState::Working);
+        vec![exited, waiting, working]
+    }
+
+    fn screen(view: &mut View, cols: u16, rows: u16) -> (Buffer, Vec<String>) {
+        let area = Rect::new(0, 0, cols, rows);
+        let mut buf = Buffer::empty(area);
+        render(view, area, &mut buf);
+        let lines = (0..rows)
+            .map(|y| {
+                (0..cols)
+                    .map(|x| buf[(x, y)].symbol().to_owned())
+                    .collect::<String>()
+                    .trim_end()
+                    .to_owned()
+            })
+            .collect();
+        (buf, lines)
+    }
+
+    fn keys(view: &mut View, keys: &[Key]) -> Vec<Action> {
+        let now = Instant::now();
+        keys.iter().map(|k| view.key(*k, 10, now)).collect()
+    }
+
+    #[test]
+    fn draws_every_agent_with_its_status_in_80_by_24() {
+        let mut view = View::new();
+        view.set_agents(three(), Vec::new());
+        let (buf, lines) = screen(&mut view, 80, 24);
+        assert_eq!(
+            lines[0],
+            " agentgate · 3 agents · 1 waiting · 1 working · 1 exited"
+        );
+        assert!(
+            lines[1].contains("NAME") && lines[1].contains("LAST LINE"),
+            "{lines:#?}"
+        );
+        assert!(lines[2].starts_with("> docs"), "{lines:#?}");
+        assert!(lines[2].contains("exited (3)"), "{lines:#?}");
+        let fix_ci = &lines[3];
+        assert!(
+            fix_ci.contains("gpu-box") && fix_ci.contains("waiting"),
+            "{fix_ci}"
+        );
+        // The screen's own control characters are not drawn.
+        assert!(
+            fix_ci.contains("Do you want to run `make test`?"),
+            "{fix_ci}"
+        );
+        assert!(!fix_ci.contains('\x07'));
+        // Waiting is yellow, working green, a failed exit red.
+        let status_x = u16::try_from(fix_ci.find("waiting").unwrap_or(0)).unwrap_or(0);
+        assert_eq!(buf[(status_x, 3)].fg, Color::Yellow);
+        assert_eq!(buf[(status_x, 4)].fg, Color::Green);
+        assert_eq!(buf[(status_x, 2)].fg, Color::Red);
+        // The keys, and details of the selected agent, at the bottom.
+        assert!(lines[22].starts_with(" docs · "), "{lines:#?}");
+        assert!(lines[23].contains("Enter attach"), "{lines:#?}");
+        assert!(lines[23].chars().count() <= 80);
+    }
+
+    #[test]
+    fn long_names_are_cut_and_a_tiny_terminal_does_not_break_drawing() {
+        let mut view = View::new();
+        let mut agents = three();
+        agents[0].name = "a-very-long-agent-name-that-goes-on-and-on".to_owned();
+        view.set_agents(agents, Vec::new());
+        let (_, lines) = screen(&mut view, 80, 24);
+        assert!(lines[2].contains("a-very-long-agent-name-…"), "{lines:#?}");
+        for (cols, rows) in [(1, 1), (10, 2), (20, 3), (0, 0), (300, 100)] {
+            screen(&mut view, cols, rows);
+        }
+    }
+
+    #[test]
+    fn arrows_move_and_the_selection_follows_the_agent_across_refreshes() {
+        let mut view = View::new();
+        view.set_agents(three(), Vec::new());
+        assert_eq!(view.selected(), Some("docs"));
+        keys(&mut view, &[Key::Down, Key::Down, Key::Down]);
+        assert_eq!(view.selected(), Some("fix-lint"));
+        keys(&mut view, &[Key::Home]);
+        assert_eq!(view.selected(), Some("docs"));
+        keys(&mut view, &[Key::End, Key::Up]);
+        assert_eq!(view.selected(), Some("fix-ci"));
+        // A new agent listed before it: still fix-ci.
+        let mut agents = three();
+        agents.insert(0, agent("aaa", "local", AgentStatus::Stopped));
+        view.set_agents(agents, Vec::new());
+        assert_eq!(view.selected(), Some("fix-ci"));
+        // fix-ci gone: the one now at its place.
+        let agents: Vec<_> = three().into_iter().filter(|a| a.name != "fix-ci").collect();
+        view.set_agents(agents, Vec::new());
+        assert_eq!(view.selected(), Some("fix-lint"));
+        view.set_agents(Vec::new(), Vec::new());
+        assert_eq!(view.selected(), None);
+        assert_eq!(
+            keys(&mut view, &[Key::Enter, Key::Down]),
+            [Action::None, Action::None]
+        );
+    }
+
+    #[test]
+    fn typing_finds_by_prefix_then_by_part_and_says_when_nothing_matches() {
+        let mut view = View::new();
+        view.set_agents(three(), Vec::new());
+        keys(
+            &mut view,
+            &[
+                Key::Char('f'),
+                Key::Char('i'),
+                Key::Char('x'),
+                Key::Char('-'),
+                Key::Char('l'),
+            ],
+        );
+        assert_eq!(view.selected(), Some("fix-lint"));
+        keys(&mut view, &[Key::Backspace, Key::Backspace]);
+        assert_eq!(view.selected(), Some("fix-ci"));
+        let (_, lines) = screen(&mut view, 80, 24);
+        assert!(lines[23].contains("find: fix"), "{lines:#?}");
+        keys(&mut view, &[Key::Esc]);
+        // A part of a name.
+        keys(&mut view, &[Key::Char('l'), Key::Char('i'), Key::Char('n')]);
+        assert_eq!(view.selected(), Some("fix-lint"));
+        keys(&mut view, &[Key::Char('z')]);
+        assert_eq!(view.selected(), Some("fix-lint"));
+        assert_eq!(
+            view.message,
+            Some(("no agent matches 'linz'".to_owned(), true))
+        );
+        // A pause starts a new name.
+        let later = Instant::now() + TYPE_AHEAD + Duration::from_millis(10);
+        view.key(Key::Char('d'), 10, later);
+        assert_eq!(view.selected(), Some("docs"));
+    }
+
+    #[test]
+    fn enter_attaches_and_the_control_keys_act_on_the_selected_agent() {
+        let mut view = View::new();
+        view.set_agents(three(), Vec::new());
+        keys(&mut view, &[Key::Down]);
+        assert_eq!(
+            keys(&mut view, &[Key::Enter]),
+            [Action::Attach("fix-ci".into())]
+        );
+        assert_eq!(
+            keys(&mut view, &[Key::Ctrl('r')]),
+            [Action::Start("fix-ci".into())]
+        );
+        // Stopping asks first; anything but y is no.
+        assert_eq!(
+            keys(&mut view, &[Key::Ctrl('s'), Key::Char('n')]),
+            [Action::None, Action::None]
+        );
+        assert_eq!(
+            view.message,
+            Some(("'fix-ci' was not stopped".to_owned(), false))
+        );
+        assert_eq!(
+            keys(&mut view, &[Key::Ctrl('s'), Key::Char('y')]),
+            [Action::None, Action::Stop("fix-ci".into())]
+        );
+        // A line to send: typed, edited, sent with Enter.
+        let sent = keys(
+            &mut view,
+            &[
+                Key::Ctrl('t'),
+                Key::Char('y'),
+                Key::Char('e'),
+                Key::Char('x'),
+                Key::Backspace,
+                Key::Char('s'),
+                Key::Enter,
+            ],
+        );
+        assert_eq!(
+            sent.last(),
+            Some(&Action::Send {
+                agent: "fix-ci".into(),
+                text: "yes".into()
+            })
+        );
+        assert_eq!(view.mode, Mode::Browse);
+        // Esc gives up the line; ^C there does not quit the view.
+        assert_eq!(
+            keys(&mut view, &[Key::Ctrl('t'), Key::Char('x'), Key::Ctrl('c')]).last(),
+            Some(&Action::None)
+        );
+        assert_eq!(view.mode, Mode::Browse);
+        assert_eq!(keys(&mut view, &[Key::Ctrl('c')]), [Action::Quit]);
+        assert_eq!(keys(&mut view, &[Key::Ctrl('l')]), [Action::Redraw]);
+    }
+
+    #[test]
+    fn the_line_being_typed_and_the_question_are_drawn_at_the_bottom() {
+        let mut view = View::new();
+        view.set_agents(three(), Vec::new());
+        keys(&mut view, &[Key::Ctrl('t'), Key::Char('o'), Key::Char('k')]);
+        let (_, lines) = screen(&mut view, 80, 24);
+        assert!(lines[23].starts_with(" send to docs: ok"), "{lines:#?}");
+        keys(&mut view, &[Key::Esc, Key::Ctrl('s')]);
+        let (_, lines) = screen(&mut view, 80, 24);
+        assert!(lines[23].starts_with(" stop agent 'docs'?"), "{lines:#?}");
+    }
+}
