@@ -542,6 +542,11 @@ impl Viewer {
         stdout(&self.tmux(&["capture-pane", "-p"]))
     }
 
+    /// The screen with its colours and attributes, as SGR escape sequences (capture-pane -e).
+    pub fn styled_screen(&self) -> String {
+        stdout(&self.tmux(&["capture-pane", "-p", "-e"]))
+    }
+
     /// Waits until the screen contains `text`; returns the screen.
     pub fn wait_for_text(&self, text: &str) -> String {
         let start = Instant::now();

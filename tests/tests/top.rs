@@ -92,6 +92,27 @@ fn the_live_view_shows_selects_attaches_and_acts_on_agents() {
         lines.len() == 24 && lines[23].contains("Enter attach") && lines[23].contains("^C quit"),
         "the keys on the last of 24 lines: {screen}"
     );
+    // Statuses in colour (as tmux reports the cells' colours): waiting yellow, working green,
+    // a failed exit red; the selected row in reverse video.
+    let styled = viewer.styled_screen();
+    for (name, coloured) in [
+        ("asker", "\x1b[38;5;3mwaiting"),
+        ("printer", "\x1b[38;5;2mworking"),
+        ("quitter", "\x1b[38;5;1mexited (3)"),
+    ] {
+        assert!(
+            styled
+                .lines()
+                .any(|l| l.contains(name) && l.contains(coloured)),
+            "{name} is not {coloured:?}: {styled:?}"
+        );
+    }
+    assert!(
+        styled
+            .lines()
+            .any(|l| l.contains("7m") && l.contains("> asker")),
+        "{styled:?}"
+    );
     // The first agent is selected.
     assert!(
         row(&screen, "asker").is_some_and(|r| r.starts_with("> ")),
