@@ -92,6 +92,14 @@ fn a_fleet_is_made_tagged_told_and_stopped_together() {
     assert_eq!(stopped.matches("stopped agent").count(), 2, "{stopped}");
     assert_eq!(names(&gw, &["--status", "stopped"]), "crew-2\ncrew-3\n");
     assert_eq!(gw.status("crew-1"), "running");
+    // Each agent acted on has its own audit event, found by its name.
+    let events = gw.ok(&["events", "--agent", "crew-2"]);
+    assert!(events.contains("stop crew-2 (by tag team=a)"), "{events}");
+    assert!(events.contains("send crew-2 (by --all)"), "{events}");
+    assert!(
+        !gw.ok(&["events", "--agent", "crew-1"])
+            .contains("stop crew-1")
+    );
 
     // On a terminal, it asks: "n" does nothing, "y" goes ahead.
     let viewer = Viewer::open(&gw, "gw", &["start", "--tag", "team=a"], 100, 30);

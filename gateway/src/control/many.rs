@@ -47,7 +47,7 @@ pub async fn select(
         .collect())
 }
 
-fn tags_text(tags: &[(String, String)]) -> String {
+pub fn tags_text(tags: &[(String, String)]) -> String {
     tags.iter()
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
@@ -121,18 +121,52 @@ pub async fn each(
         .await?;
     }
     let mut failed = 0;
+    let by = format!("(by tag {})", tags_text(&targets.tags));
     for name in names {
-        match op.run(gw, caller, name, io).await {
-            Ok(exit::OK) => {}
-            Ok(_) => failed += 1,
+        let (status, message) = match op.run(gw, caller, name, io).await {
+            Ok(status) => (status, String::new()),
             Err(e) => {
-                failed += 1;
                 io.write_err(&format!("error: agent '{name}': {}\n", e.message))
                     .await;
+                (e.status, e.message)
             }
+        };
+        if status != exit::OK {
+            failed += 1;
         }
+        record_one(
+            gw,
+            caller,
+            name,
+            &format!("{verb} {name} {by}"),
+            status,
+            &message,
+        )
+        .await;
     }
     Ok(if failed == 0 { exit::OK } else { exit::FAILED })
+}
+
+/// The audit event of one agent acted on by a command that chose several: each has its own,
+/// so that `events --agent NAME` shows it (the command itself is recorded without an agent).
+pub async fn record_one(
+    gw: &Gateway,
+    caller: &Caller,
+    name: &str,
+    detail: &str,
+    status: u32,
+    message: &str,
+) {
+    super::record(
+        gw,
+        caller,
+        "command",
+        Some(name.to_owned()),
+        detail,
+        status,
+        message,
+    )
+    .await;
 }
 
 /// Asks a yes/no question on the client's terminal; without a terminal (a script), refuses

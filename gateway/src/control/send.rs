@@ -110,6 +110,11 @@ pub async fn run(
         })
         .hint("see the agents and their tags with: ssh gw list"));
     }
+    let by = if args.all {
+        "(by --all)".to_owned()
+    } else {
+        format!("(by tag {})", super::many::tags_text(&args.tags))
+    };
     let mut failed = 0;
     for agent in &agents {
         let sent = match gw.hosts.get(&agent.host) {
@@ -119,6 +124,19 @@ pub async fn run(
                 .map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
+        let (status, message) = match &sent {
+            Ok(()) => (exit::OK, String::new()),
+            Err(e) => (exit::FAILED, e.clone()),
+        };
+        super::many::record_one(
+            gw,
+            caller,
+            &agent.name,
+            &format!("send {} {by}", agent.name),
+            status,
+            &message,
+        )
+        .await;
         match sent {
             Ok(()) => {
                 gw.inputs.touch(&agent.name);
