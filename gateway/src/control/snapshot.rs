@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use clap::{Args, Subcommand};
-use hostctl::api::{SnapshotRequest, WorkspaceSource};
+use hostctl::api::{ErrorCode, SnapshotRequest, WorkspaceSource};
 use serde_json::{Value, json};
 
 use super::create::{CreateArgs, check_new_name, choose_host, create_reserved, reserve};
@@ -20,8 +20,11 @@ use super::{
     refreshed_agent, require_owner,
 };
 use crate::Gateway;
-use crate::hosts::restore_snapshot;
+use crate::hosts::{HostError, restore_snapshot};
 use crate::store::{AgentRecord, AgentStatus, Role, SnapshotRecord};
+
+/// The most snapshots of one agent in one minute (IDs `-2` to `-N`).
+const MAX_PER_MINUTE: u32 = 100;
 
 /// The longest label, in bytes (as hostctl checks it).
 const MAX_LABEL_LEN: usize = hostctl::snapshots::MAX_LABEL_LEN;
@@ -132,25 +135,57 @@ async fn take(
         }
         _ => {}
     }
-    let id = new_id(gw, name).await?;
-    let request = SnapshotRequest {
-        id: id.clone(),
-        label: label.clone(),
-        taken_by: Some(caller.operator.name.clone()),
-    };
-    let made = host.snapshot(name, &request).await.map_err(|e| {
-        let e = CommandError::from(e);
-        let hint = if agent.status == AgentStatus::Running {
-            format!("if its files changed while they were read, stop it first: ssh gw stop {name}")
-        } else {
-            format!("see what fails with: ssh gw host check {}", agent.host)
-        };
-        CommandError {
-            message: format!("snapshot of agent '{name}' failed: {}", e.message),
-            ..e
+    let minute = time::OffsetDateTime::now_utc()
+        .format(time::macros::format_description!(
+            "[year][month][day]-[hour][minute]"
+        ))
+        .map_err(|e| CommandError::failed(format!("cannot format the time: {e}")))?;
+    // The first ID free in the store and on the host (a concurrent snapshot, or one left
+    // there by an earlier gateway, holds it there).
+    let mut made = None;
+    for n in 1..=MAX_PER_MINUTE {
+        let id = hostctl::api::snapshot_id(name, &minute, n);
+        if gw.store.snapshot_exists(&id).await? {
+            continue;
         }
-        .hint(hint)
-    })?;
+        let request = SnapshotRequest {
+            id,
+            label: label.clone(),
+            taken_by: Some(caller.operator.name.clone()),
+        };
+        match host.snapshot(name, &request).await {
+            Err(HostError::Rejected {
+                code: ErrorCode::AlreadyExists,
+                ..
+            }) => continue,
+            Err(e) => {
+                let e = CommandError::from(e);
+                let hint = if agent.status == AgentStatus::Running {
+                    format!(
+                        "if its files changed while they were read, stop it first: ssh gw stop {name}"
+                    )
+                } else {
+                    format!("see what fails with: ssh gw host check {}", agent.host)
+                };
+                return Err(CommandError {
+                    message: format!("snapshot of agent '{name}' failed: {}", e.message),
+                    ..e
+                }
+                .hint(hint));
+            }
+            Ok(snapshot) => {
+                made = Some(snapshot);
+                break;
+            }
+        }
+    }
+    let Some(made) = made else {
+        return Err(CommandError::failed(format!(
+            "agent '{name}' has had {MAX_PER_MINUTE} snapshots this minute already"
+        ))
+        .hint("try again in a minute"));
+    };
+    let id = made.id.clone();
     let record = SnapshotRecord {
         id: made.id,
         agent: name.to_owned(),
@@ -187,25 +222,6 @@ async fn take(
         .await;
     }
     Ok(exit::OK)
-}
-
-/// The first free `AGENT-YYYYMMDD-HHMM[-N]`.
-async fn new_id(gw: &Gateway, agent: &str) -> Result<String, CommandError> {
-    let minute = time::OffsetDateTime::now_utc()
-        .format(time::macros::format_description!(
-            "[year][month][day]-[hour][minute]"
-        ))
-        .map_err(|e| CommandError::failed(format!("cannot format the time: {e}")))?;
-    for n in 1..=100 {
-        let id = hostctl::api::snapshot_id(agent, &minute, n);
-        if !gw.store.snapshot_exists(&id).await? {
-            return Ok(id);
-        }
-    }
-    Err(CommandError::failed(format!(
-        "agent '{agent}' has had 100 snapshots this minute already"
-    ))
-    .hint("try again in a minute"))
 }
 
 fn check_label(label: &str) -> Result<(), CommandError> {
