@@ -315,6 +315,19 @@ fn snapshot_refuses_bad_input_and_other_operators() {
         .as_str()
         .expect("id")
         .to_owned();
+    // A label is text, whatever it holds: it reaches the host on stdin, never a shell.
+    let marker = gw.dir.path().join("label-ran");
+    let label = format!(
+        "$(touch {m}); `touch {m}` \"q\" 'x' ;",
+        m = marker.display()
+    );
+    let line = format!("snapshot mine --label {} --json", e2e::shell_quote(&label));
+    let hostile = json(&gw.ok(&[&line]));
+    assert_eq!(hostile["label"], label.as_str());
+    let listed = json(&gw.ok(&["snapshot", "list", "mine", "--json"]));
+    assert_eq!(listed[1]["label"], label.as_str());
+    assert!(!marker.exists(), "a label was run by a shell");
+    gw.ok(&["snapshot", "remove", hostile["id"].as_str().expect("id")]);
     // Another operator neither sees it nor may remove it, nor snapshot the agent.
     let key = keygen(gw.dir.path(), "bob_key", "bob@laptop");
     let public = std::fs::read(key.with_extension("pub")).expect("pub");
