@@ -1,7 +1,8 @@
 //! Fuzzes both ends of hostctl's JSON contract (`hostctl::api`) with the same bytes:
 //!
 //! - hostctl's side: its stdin, read as UTF-8 text (`CreateInput` for `hostctl create --json`,
-//!   `StartInput` for `hostctl start --secrets-on-stdin`), and an `agents/<name>/meta.json`
+//!   `StartInput` for `hostctl start --secrets-on-stdin`, `SnapshotRequest` for
+//!   `hostctl snapshot`), and an `agents/<name>/meta.json`
 //!   (`Files::read_meta`, decoded from bytes), then the checks hostctl runs on a request (the
 //!   name, the environment's keys). A bare `CreateRequest` too: the gateway stores one per
 //!   agent and reads it back.
@@ -22,8 +23,9 @@ use std::fmt::Debug;
 use gateway::hosts::reconciler::{adopted, observed};
 use gateway::hosts::{HostError, ProcessExit, decode_reply};
 use hostctl::api::{
-    AgentCommand, AgentInfo, AgentMeta, CreateInput, CreateRequest, ErrorReply, StartInput,
-    TermSize, Unpacked, VersionInfo, WorkspaceDigest, validate_agent_name, validate_env_key,
+    AgentCommand, AgentInfo, AgentMeta, CreateInput, CreateRequest, ErrorReply, SnapshotMeta,
+    SnapshotRemoved, SnapshotRequest, StartInput, TermSize, Unpacked, VersionInfo,
+    WorkspaceChanges, WorkspaceDigest, validate_agent_name, validate_env_key, validate_snapshot_id,
 };
 use libfuzzer_sys::fuzz_target;
 use serde::Serialize;
@@ -44,6 +46,10 @@ fn hostctl_side(data: &[u8]) {
         }
         if let Ok(input) = serde_json::from_str::<StartInput>(text) {
             round_trip(&input);
+        }
+        if let Ok(request) = serde_json::from_str::<SnapshotRequest>(text) {
+            let _ = validate_snapshot_id(&request.id);
+            round_trip(&request);
         }
         if let Ok(request) = serde_json::from_str::<CreateRequest>(text) {
             check_request(&request);
@@ -79,6 +85,12 @@ fn gateway_side(data: &[u8]) {
     answer::<VersionInfo>("version", data);
     answer::<WorkspaceDigest>("digest", data);
     answer::<Unpacked>("unpack", data);
+    if let Some(snapshot) = answer::<SnapshotMeta>("snapshot", data) {
+        check_request(&snapshot.spec);
+    }
+    answer::<SnapshotRemoved>("snapshot-remove", data);
+    // `diff --json` is passed on to the client as it is; its shape is the contract's too.
+    answer::<WorkspaceChanges>("diff", data);
     answer::<TermSize>("size", data);
     answer::<AgentCommand>("command", data);
     // `destroy`, `discard` and `send` answer an object the gateway does not look into.

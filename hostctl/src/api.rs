@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 /// Version of this contract. hostctl reports it in `hostctl version --json`.
-pub const API_VERSION: u32 = 2;
+pub const API_VERSION: u32 = 3;
 
 /// The longest agent name: a DNS label, so a name can also serve as a host alias.
 pub const MAX_AGENT_NAME_LEN: usize = 63;
@@ -134,6 +134,128 @@ pub struct WorkspaceDigest {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Unpacked {
     pub workspace: PathBuf,
+}
+
+/// The longest snapshot ID: IDs have the shape of agent names (see [`snapshot_id`]).
+pub const MAX_SNAPSHOT_ID_LEN: usize = MAX_AGENT_NAME_LEN;
+
+/// Checks a snapshot ID: the alphabet and length of an agent name, since an ID names files
+/// under `snapshots/` on a host.
+pub fn validate_snapshot_id(id: &str) -> Result<(), String> {
+    validate_name("snapshot", id)
+}
+
+/// A new snapshot's ID: `AGENT-YYYYMMDD-HHMM` (UTC), with `-N` added for the `n`th (n >= 2)
+/// snapshot of one agent in one minute. A long agent name is shortened so that the ID stays
+/// within [`MAX_SNAPSHOT_ID_LEN`].
+pub fn snapshot_id(agent: &str, utc_minute: &str, n: u32) -> String {
+    let suffix = if n >= 2 {
+        format!("-{utc_minute}-{n}")
+    } else {
+        format!("-{utc_minute}")
+    };
+    let room = MAX_SNAPSHOT_ID_LEN.saturating_sub(suffix.len());
+    let stem: String = agent.chars().take(room).collect();
+    format!("{}{suffix}", stem.trim_end_matches('-'))
+}
+
+/// `hostctl snapshot NAME --json`'s stdin.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotRequest {
+    pub id: String,
+    #[serde(default)]
+    pub label: Option<String>,
+    /// Who asked, for the record.
+    #[serde(default)]
+    pub taken_by: Option<String>,
+}
+
+/// A snapshot as its host keeps it: `snapshots/ID.json` beside the archive `snapshots/ID.tar.gz`
+/// (the workspace as a gzip-compressed tar). The host describes its snapshots with these files.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotMeta {
+    pub id: String,
+    /// The agent it was taken of.
+    pub agent: String,
+    #[serde(default)]
+    pub label: Option<String>,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+    /// The archive's size in bytes.
+    pub size: u64,
+    /// The archive's SHA-256, hex: a restore checks the bytes it receives against it.
+    pub sha256: String,
+    /// The agent's settings when it was taken.
+    pub spec: CreateRequest,
+    #[serde(default)]
+    pub taken_by: Option<String>,
+}
+
+/// `hostctl snapshot-remove ID --json`'s answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotRemoved {
+    pub removed: String,
+    /// False when there was nothing of it on the host.
+    pub existed: bool,
+}
+
+/// `hostctl diff NAME --json`: what changed in an agent's workspace since it was created.
+/// The gateway passes it on to the client as it is (`ssh gw diff NAME --json`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum WorkspaceChanges {
+    /// The workspace is a git repository: `git status` and `git diff HEAD`.
+    Git {
+        /// `git status --porcelain` entries, untracked files included (`??`).
+        changes: Vec<GitChange>,
+        /// The untracked files (not in `patch`).
+        untracked: Vec<String>,
+        /// Whether the repository has a commit to compare with.
+        has_head: bool,
+        /// `git diff HEAD` (without `--stat`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        patch: Option<String>,
+        /// `git diff HEAD --stat` (with `--stat`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stat: Option<String>,
+    },
+    /// Not a repository: the files compared with the list made when the agent was created.
+    Files {
+        /// When that list was made (RFC 3339, UTC).
+        since: String,
+        changes: Vec<FileChange>,
+    },
+}
+
+/// One `git status --porcelain` entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GitChange {
+    /// The two status letters (`" M"`, `"A "`, `"??"`, ...).
+    pub status: String,
+    pub path: String,
+    /// The old path of a rename or copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+}
+
+/// One file added, changed or removed since the agent was created.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileChange {
+    pub change: ChangeKind,
+    /// Relative to the workspace.
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_before: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_after: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeKind {
+    Added,
+    Changed,
+    Removed,
 }
 
 /// A terminal size in character cells.
@@ -400,6 +522,28 @@ mod tests {
         ] {
             assert!(validate_agent_name(bad).is_err(), "{bad:?} was accepted");
         }
+    }
+
+    #[test]
+    fn snapshot_ids_are_names_and_fit_the_limit() {
+        assert_eq!(
+            snapshot_id("fix-ci", "20261123-1215", 1),
+            "fix-ci-20261123-1215"
+        );
+        assert_eq!(
+            snapshot_id("fix-ci", "20261123-1215", 3),
+            "fix-ci-20261123-1215-3"
+        );
+        let long = "a".repeat(50) + "-" + &"b".repeat(12);
+        for n in [1, 2, 100] {
+            let id = snapshot_id(&long, "20261123-1215", n);
+            assert!(validate_snapshot_id(&id).is_ok(), "{id}");
+            assert!(id.ends_with("-20261123-1215") || id.ends_with(&format!("-{n}")));
+        }
+        // A cut that ends on '-' does not leave "--".
+        let id = snapshot_id(&("x".repeat(48) + "-yyyy"), "20261123-1215", 1);
+        assert!(!id.contains("--"), "{id}");
+        assert!(validate_snapshot_id("../x").is_err());
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The agent files of one host, under `$AGENTGATE_HOME` (default `~/.agentgate`):
-//! `agents/<name>/meta.json`, `agents/<name>/output.log` and `workspaces/<name>/`.
+//! `agents/<name>/meta.json`, `agents/<name>/output.log`, `agents/<name>/baseline.json`,
+//! `workspaces/<name>/` and `snapshots/<id>.tar.gz` (with `snapshots/<id>.json`).
 //!
 //! Every path is built from a name that passed [`crate::api::validate_agent_name`], so no
 //! path here can leave the home directory.
@@ -59,6 +60,27 @@ impl Files {
     /// Where hostctl puts a workspace it owns.
     pub fn owned_workspace(&self, name: &str) -> PathBuf {
         self.home.join("workspaces").join(name)
+    }
+
+    /// Where the snapshots of this host's agents are kept: `ID.tar.gz` and `ID.json` each.
+    pub fn snapshots_dir(&self) -> PathBuf {
+        self.home.join("snapshots")
+    }
+
+    /// A snapshot's archive (the ID must have passed [`crate::api::validate_snapshot_id`]).
+    pub fn snapshot_archive(&self, id: &str) -> PathBuf {
+        self.snapshots_dir().join(format!("{id}.tar.gz"))
+    }
+
+    /// A snapshot's description ([`crate::api::SnapshotMeta`]).
+    pub fn snapshot_meta(&self, id: &str) -> PathBuf {
+        self.snapshots_dir().join(format!("{id}.json"))
+    }
+
+    /// The list of the workspace's files as they were when the agent was created, which
+    /// `diff` compares with when the workspace is not a git repository.
+    pub fn baseline_path(&self, name: &str) -> PathBuf {
+        self.agent_dir(name).join("baseline.json")
     }
 
     pub fn read_meta(&self, name: &str) -> Result<AgentMeta> {

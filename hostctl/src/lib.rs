@@ -9,10 +9,14 @@
 //! - [`tmux`]: the tmux driver, the only code that runs tmux.
 //! - [`verbs`]: create, list, info, stop, start, destroy, logs, send, attach.
 //! - [`transfer`]: pack, unpack, digest, discard: workspaces moved between hosts.
+//! - [`snapshots`]: snapshot, snapshot-read, snapshot-remove: workspaces kept for later.
+//! - [`diff`]: what changed in a workspace since its agent was created.
 
 pub mod api;
+pub mod diff;
 pub mod error;
 pub mod files;
+pub mod snapshots;
 pub mod tmux;
 pub mod transfer;
 pub mod verbs;

@@ -131,6 +131,38 @@ enum Verb {
         #[arg(long)]
         json: bool,
     },
+    /// Make workspaces/NAME from a snapshot's archive (gzip-compressed tar) on stdin, checking
+    /// that its SHA-256 is the one given.
+    UnpackSnapshot {
+        name: String,
+        #[arg(long, value_name = "HEX")]
+        sha256: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Save an agent's workspace and settings as a snapshot (JSON SnapshotRequest on stdin).
+    Snapshot {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a snapshot's archive to stdout.
+    SnapshotRead { id: String },
+    /// Delete a snapshot's archive and description.
+    SnapshotRemove {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show what changed in an agent's workspace since it was created.
+    Diff {
+        name: String,
+        /// Names and counts only.
+        #[arg(long)]
+        stat: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Fingerprint a workspace (paths, modes, contents, link targets).
     Digest {
         name: String,
@@ -322,6 +354,48 @@ fn main() -> ExitCode {
             json,
             |u| format!("unpacked into {}", u.workspace.display()),
         ),
+        Verb::UnpackSnapshot { name, sha256, json } => report(
+            ctl.unpack_verified(&name, &sha256, &mut std::io::stdin().lock())
+                .map(|workspace| hostctl::api::Unpacked { workspace }),
+            json,
+            |u| format!("unpacked into {}", u.workspace.display()),
+        ),
+        Verb::Snapshot { name, json } => {
+            let mut input = String::new();
+            if let Err(e) = std::io::stdin().read_to_string(&mut input) {
+                return fail(&Error::InvalidInput(format!("reading stdin: {e}")), json);
+            }
+            match serde_json::from_str::<hostctl::api::SnapshotRequest>(&input) {
+                Ok(request) => report(ctl.snapshot(&name, &request), json, |s| {
+                    format!("snapshot {} ({} bytes, sha256 {})", s.id, s.size, s.sha256)
+                }),
+                Err(e) => fail(
+                    &Error::InvalidInput(format!("stdin is not a SnapshotRequest: {e}")),
+                    json,
+                ),
+            }
+        }
+        Verb::SnapshotRead { id } => {
+            let stdout = std::io::stdout();
+            let mut lock = stdout.lock();
+            match ctl.snapshot_read(&id, &mut lock) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => fail(&e, false),
+            }
+        }
+        Verb::SnapshotRemove { id, json } => report(ctl.snapshot_remove(&id), json, |r| {
+            format!("removed {}", r.removed)
+        }),
+        Verb::Diff { name, stat, json } => {
+            // Errors go to stderr even with --json: stdout is the report, passed on as it is.
+            let stdout = std::io::stdout();
+            let mut lock = stdout.lock();
+            let options = hostctl::diff::DiffOptions { stat, json };
+            match ctl.diff(&name, options, &mut lock) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(&e, false),
+            }
+        }
         Verb::Digest { name, json } => report(ctl.digest(&name), json, |d| {
             format!(
                 "{} entries, {} bytes, sha256 {}",

@@ -1,7 +1,8 @@
 //! Moving workspaces between hosts (`clone`, `migrate`): `pack` writes a workspace as a tar
 //! stream on stdout, `unpack` makes a new owned workspace from a tar stream on stdin, `digest`
 //! fingerprints a workspace so that a copy can be verified, and `discard` removes an unpacked
-//! workspace that no agent owns (a copy that failed verification).
+//! workspace that no agent owns (a copy that failed verification). `unpack --sha256` makes a
+//! workspace from a snapshot's archive, checking its checksum as the bytes arrive.
 //!
 //! tar is the host's own (`tar`, everywhere): it keeps modes, symlinks, hard links and empty
 //! directories.
@@ -50,25 +51,7 @@ impl HostCtl {
     /// Makes `workspaces/NAME/` from a tar stream on stdin. Refused when an agent of that name
     /// exists here or the directory is already there; a failed extraction leaves nothing.
     pub fn unpack(&self, name: &str) -> Result<PathBuf> {
-        check_name(name)?;
-        if self.files.agent_dir(name).exists() {
-            return Err(Error::AlreadyExists(format!(
-                "an agent named '{name}' already exists on this host"
-            )));
-        }
-        let path = self.files.owned_workspace(name);
-        let parent = path.parent().unwrap_or(self.files.home()).to_owned();
-        std::fs::create_dir_all(&parent).map_err(Error::io("creating", &parent))?;
-        match std::fs::create_dir(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                return Err(Error::AlreadyExists(format!(
-                    "a workspace {} is already there, left by an earlier agent; move it away first",
-                    path.display()
-                )));
-            }
-            Err(e) => return Err(Error::io("creating", &path)(e)),
-        }
+        let path = self.new_unpacked_dir(name)?;
         let out = Command::new("tar")
             .arg("-C")
             .arg(&path)
@@ -96,6 +79,64 @@ impl HostCtl {
             return Err(e);
         }
         Ok(path)
+    }
+
+    /// Makes `workspaces/NAME/` from a snapshot's archive (a gzip-compressed tar) read from
+    /// `input`, hashing every byte on the way: when the SHA-256 of what arrived is not
+    /// `expected_sha256`, the archive is damaged (or not the snapshot's) and nothing is kept,
+    /// whatever tar made of it. The whole input is read even when tar gives up early, so that
+    /// a damaged archive is reported as such rather than as tar's complaint.
+    pub fn unpack_verified(
+        &self,
+        name: &str,
+        expected_sha256: &str,
+        input: &mut dyn Read,
+    ) -> Result<PathBuf> {
+        if expected_sha256.len() != 64 || !expected_sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::InvalidInput(format!(
+                "'{}' is not a SHA-256 in hex",
+                expected_sha256.escape_debug()
+            )));
+        }
+        let path = self.new_unpacked_dir(name)?;
+        let result = extract_hashed(&path, input).and_then(|(sha256, tar)| {
+            if !sha256.eq_ignore_ascii_case(expected_sha256) {
+                return Err(Error::Failed(format!(
+                    "the snapshot's archive is damaged: the bytes received have SHA-256 {sha256}, the snapshot recorded {}; nothing was restored",
+                    expected_sha256.to_ascii_lowercase()
+                )));
+            }
+            tar
+        });
+        if let Err(e) = result {
+            let _ = std::fs::remove_dir_all(&path);
+            return Err(e);
+        }
+        Ok(path)
+    }
+
+    /// Creates the empty `workspaces/NAME/` an unpack fills. Refused when an agent of that
+    /// name exists here or the directory is already there.
+    fn new_unpacked_dir(&self, name: &str) -> Result<PathBuf> {
+        check_name(name)?;
+        if self.files.agent_dir(name).exists() {
+            return Err(Error::AlreadyExists(format!(
+                "an agent named '{name}' already exists on this host"
+            )));
+        }
+        let path = self.files.owned_workspace(name);
+        let parent = path.parent().unwrap_or(self.files.home()).to_owned();
+        std::fs::create_dir_all(&parent).map_err(Error::io("creating", &parent))?;
+        match std::fs::create_dir(&path) {
+            Ok(()) => Ok(path),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                Err(Error::AlreadyExists(format!(
+                    "a workspace {} is already there, left by an earlier agent; move it away first",
+                    path.display()
+                )))
+            }
+            Err(e) => Err(Error::io("creating", &path)(e)),
+        }
     }
 
     /// Removes an unpacked workspace that no agent owns.
@@ -173,8 +214,74 @@ fn walk(root: &Path, rel: &Path, hasher: &mut Sha256, digest: &mut WorkspaceDige
     Ok(())
 }
 
+/// Feeds `input` to `tar -xzpf -` in `dir` while hashing it. Returns the input's SHA-256 and
+/// how tar ended (its own error, if it failed).
+fn extract_hashed(dir: &Path, input: &mut dyn Read) -> Result<(String, Result<()>)> {
+    use std::io::Write;
+    let mut child = Command::new("tar")
+        .arg("-C")
+        .arg(dir)
+        .args(["-xzpf", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| Error::Spawn {
+            program: "tar".into(),
+            source,
+        })?;
+    let stderr = child.stderr.take().map(|mut pipe| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            text
+        })
+    });
+    let mut into_tar = child.stdin.take();
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 128 * 1024];
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(Error::io("reading the archive from", "stdin")(e));
+            }
+        };
+        hasher.update(&buf[..n]);
+        // A tar that stopped reading (it found the archive broken) is left alone; the rest is
+        // still hashed.
+        if into_tar
+            .as_mut()
+            .is_some_and(|pipe| pipe.write_all(&buf[..n]).is_err())
+        {
+            into_tar = None;
+        }
+    }
+    drop(into_tar);
+    let status = child.wait().map_err(|source| Error::Spawn {
+        program: "tar".into(),
+        source,
+    })?;
+    let stderr = stderr.and_then(|t| t.join().ok()).unwrap_or_default();
+    let tar = if status.success() {
+        Ok(())
+    } else {
+        Err(Error::Command {
+            what: "unpacking the snapshot",
+            argv: format!("tar -C {} -xzpf -", dir.display()),
+            status: status.to_string(),
+            stderr,
+        })
+    };
+    Ok((hex(&hasher.finalize()), tar))
+}
+
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    crate::snapshots::hex(bytes)
 }
 
 #[cfg(test)]
@@ -220,6 +327,53 @@ mod tests {
         let _listener =
             std::os::unix::net::UnixListener::bind(ws.join("server.sock")).expect("bind");
         assert_eq!(ctl.digest("w").expect("digest"), without);
+    }
+
+    #[test]
+    fn a_snapshot_unpacks_only_with_its_checksum() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ctl = ctl(dir.path());
+        let src = dir.path().join("src");
+        std::fs::create_dir_all(src.join("d")).expect("mkdir");
+        std::fs::write(src.join("d/f.txt"), "content\n").expect("write");
+        let archive = Command::new("tar")
+            .arg("-C")
+            .arg(&src)
+            .args(["-czf", "-", "."])
+            .output()
+            .expect("tar");
+        assert!(archive.status.success());
+        let bytes = archive.stdout;
+        let sha = hex(&Sha256::digest(&bytes));
+
+        let made = ctl
+            .unpack_verified("good", &sha, &mut bytes.as_slice())
+            .expect("unpacks");
+        assert_eq!(
+            std::fs::read_to_string(made.join("d/f.txt")).expect("read"),
+            "content\n"
+        );
+
+        // One flipped byte: refused as damaged, and nothing is left.
+        let mut broken = bytes.clone();
+        let middle = broken.len() / 2;
+        broken[middle] ^= 0x55;
+        let err = ctl
+            .unpack_verified("bad", &sha, &mut broken.as_slice())
+            .expect_err("refused");
+        assert!(err.to_string().contains("damaged"), "{err}");
+        assert!(!dir.path().join("workspaces/bad").exists());
+        // Intact bytes, but not the ones recorded.
+        let other = "0".repeat(64);
+        let err = ctl
+            .unpack_verified("bad", &other, &mut bytes.as_slice())
+            .expect_err("refused");
+        assert!(err.to_string().contains("damaged"), "{err}");
+        assert!(!dir.path().join("workspaces/bad").exists());
+        assert!(matches!(
+            ctl.unpack_verified("bad", "xyz", &mut bytes.as_slice()),
+            Err(Error::InvalidInput(_))
+        ));
     }
 
     #[test]

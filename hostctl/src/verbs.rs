@@ -66,6 +66,8 @@ impl HostCtl {
     fn create_in(&self, request: CreateRequest, secrets: &Secrets) -> Result<AgentInfo> {
         let name = request.name.clone();
         let workspace_path = self.prepare_workspace(&name, &request.workspace)?;
+        // What `diff` compares with later; an agent is not refused for want of it.
+        let _ = crate::diff::record_baseline(self, &name, &workspace_path);
         let mut meta = AgentMeta {
             request,
             workspace_path,

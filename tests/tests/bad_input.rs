@@ -94,7 +94,7 @@ fn names_and_text_with_shell_metacharacters_never_reach_a_shell() {
 fn unknown_agents_commands_and_flags_are_refused() {
     let gw = TestGateway::start();
     for cmd in [
-        "info", "stop", "start", "restart", "destroy", "logs", "wait", "send",
+        "info", "stop", "start", "restart", "destroy", "logs", "wait", "send", "snapshot", "diff",
     ] {
         let mut args = vec![cmd, "ghost"];
         if cmd == "send" {

@@ -124,6 +124,14 @@ fn hostile_names_are_refused_by_every_command() {
             h.refused(&format!("{command} {p}"), 1, "no agent named");
         }
         h.refused(&format!("send {p} hello"), 1, "no agent named");
+        h.refused(&format!("snapshot {p}"), 1, "no agent named");
+        h.refused(&format!("diff {p}"), 1, "no agent named");
+        h.refused(&format!("snapshot remove {p}"), 1, "no snapshot");
+        h.refused(
+            &format!("create ok-name --from-snapshot {p}"),
+            1,
+            "no snapshot",
+        );
         h.refused(&format!("share {p} tester"), 1, "no agent named");
         h.refused(&format!("share real {p}"), 1, "no operator named");
         h.refused(&format!("host add {p} 127.0.0.1"), 2, "invalid host name");

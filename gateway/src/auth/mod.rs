@@ -29,6 +29,11 @@ pub const RESERVED_NAMES: &[&str] = &[
     "rename",
     "clone",
     "migrate",
+    "snapshot",
+    "snapshots",
+    "diff",
+    // `snapshot remove ID` would read as a snapshot of an agent named `remove`
+    "remove",
     "host",
     "hosts",
     "key",

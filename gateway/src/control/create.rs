@@ -1,5 +1,6 @@
 //! `create NAME [--template T] [--dir PATH | --git URL [--ref REF]] [--tag K=V]... [--env K=V]...
-//! [--prompt TEXT | --prompt -] [-- COMMAND ARGS...]`
+//! [--prompt TEXT | --prompt -] [-- COMMAND ARGS...]`, and `create NAME --from-snapshot ID`
+//! (see [`super::snapshot`]).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -19,19 +20,22 @@ fn parse_idle_stop_arg(text: &str) -> Result<String, String> {
     crate::config::parse_idle_stop(text).map(|_| text.to_owned())
 }
 
+/// The template of an agent created without `--template`.
+const DEFAULT_TEMPLATE: &str = "shell";
+
 /// The most `--prompt -` reads from stdin.
 const MAX_PROMPT: usize = 1024 * 1024;
 
 #[derive(Clone, Debug, Args)]
 #[command(
-    after_help = "Examples:\n  ssh gw create scratch\n  ssh gw create fix-ci --template claude --git https://github.com/me/app\n  ssh gw \"create fix-ci --template claude --prompt 'make CI green'\"\n  ssh gw \"create build --dir /srv/app -- make watch\"\n\nssh joins the words of a remote command with spaces: quote the whole command line\nwhen an argument holds spaces."
+    after_help = "Examples:\n  ssh gw create scratch\n  ssh gw create fix-ci --template claude --git https://github.com/me/app\n  ssh gw \"create fix-ci --template claude --prompt 'make CI green'\"\n  ssh gw \"create build --dir /srv/app -- make watch\"\n  ssh gw create fix-ci-2 --from-snapshot fix-ci-20261123-1215 --host gpu-box\n\nssh joins the words of a remote command with spaces: quote the whole command line\nwhen an argument holds spaces."
 )]
 pub struct CreateArgs {
     /// The agent's name: lowercase letters, digits and '-', at most 63 characters.
     pub name: String,
-    /// The template to run (see the gateway's config); `shell` is the login shell.
-    #[arg(long, short = 't', default_value = "shell")]
-    pub template: String,
+    /// The template to run (see the gateway's config); default: `shell`, the login shell.
+    #[arg(long, short = 't', value_name = "TEMPLATE")]
+    pub template: Option<String>,
     /// Use this existing directory on the host as the workspace (it is never deleted).
     #[arg(long, value_name = "PATH", conflicts_with = "git")]
     pub dir: Option<PathBuf>,
@@ -61,6 +65,14 @@ pub struct CreateArgs {
     /// Make N agents, NAME-1 to NAME-N, alike (the names are all checked first).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100))]
     pub count: Option<u32>,
+    /// Start it from a snapshot (see `snapshot list`): its settings and exactly its
+    /// workspace, on the snapshot's host unless --host says otherwise.
+    #[arg(
+        long,
+        value_name = "ID",
+        conflicts_with_all = ["template", "dir", "git", "git_ref", "count", "command"]
+    )]
+    pub from_snapshot: Option<String>,
     /// Print the new agent as JSON (an array with --count).
     #[arg(long)]
     pub json: bool,
@@ -75,6 +87,21 @@ pub async fn run(
     mut args: CreateArgs,
     io: &mut CommandIo,
 ) -> CommandResult {
+    if let Some(id) = args.from_snapshot.clone() {
+        let prompt = match args.prompt.as_deref() {
+            Some("-") => Some(read_prompt(io).await?),
+            other => other.map(str::to_owned),
+        };
+        let agent = super::snapshot::create_from(gw, caller, &args, &id, prompt, io).await?;
+        report(&args, &agent, io).await;
+        if !args.json {
+            io.write_out(&format!(
+                "its workspace is snapshot {id}'s, checksum verified\n"
+            ))
+            .await;
+        }
+        return Ok(exit::OK);
+    }
     let Some(count) = args.count else {
         let agent = create_one(gw, caller, &args, io).await?;
         report(&args, &agent, io).await;
@@ -137,7 +164,7 @@ async fn report(args: &CreateArgs, agent: &AgentRecord, io: &mut CommandIo) {
     }
 }
 
-async fn read_prompt(io: &mut CommandIo) -> Result<String, CommandError> {
+pub(super) async fn read_prompt(io: &mut CommandIo) -> Result<String, CommandError> {
     let bytes = io
         .read_stdin(MAX_PROMPT)
         .await
@@ -158,12 +185,13 @@ async fn create_one(
     for (k, v) in &args.tags {
         super::many::check_tag(k, v)?;
     }
-    let template = gw.config.templates.get(&args.template).ok_or_else(|| {
+    let template_name = args.template.as_deref().unwrap_or(DEFAULT_TEMPLATE);
+    let template = gw.config.templates.get(template_name).ok_or_else(|| {
         let known: Vec<&str> = gw.config.templates.keys().map(String::as_str).collect();
-        CommandError::usage(format!("no template named '{}'", args.template))
+        CommandError::usage(format!("no template named '{template_name}'"))
             .hint(format!("templates: {}", known.join(", ")))
     })?;
-    let env = agent_env(&args.template, template, &args.env)?;
+    let env = agent_env(template_name, template, &args.env)?;
     let prompt = match args.prompt.as_deref() {
         Some("-") => Some(read_prompt(io).await?),
         other => other.map(str::to_owned),
@@ -200,7 +228,7 @@ async fn create_one(
     let tags: BTreeMap<String, String> = args.tags.iter().cloned().collect();
     let request = CreateRequest {
         name: name.clone(),
-        template: args.template.clone(),
+        template: template_name.to_owned(),
         command,
         restart_command,
         workspace,

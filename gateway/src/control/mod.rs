@@ -9,6 +9,7 @@ pub mod attach;
 pub mod clone;
 pub mod create;
 pub mod destroy;
+pub mod diff;
 pub mod doctor;
 pub mod events;
 pub mod host;
@@ -24,6 +25,7 @@ pub mod restart;
 pub mod secret;
 pub mod send;
 pub mod share;
+pub mod snapshot;
 pub mod ssh_config;
 pub mod start;
 pub mod stop;
@@ -90,11 +92,15 @@ pub enum ControlCommand {
     Clone(clone::CloneArgs),
     /// Move an agent to another host, workspace and all.
     Migrate(migrate::MigrateArgs),
+    /// Save an agent's workspace and settings (snapshot NAME), or list or remove snapshots.
+    Snapshot(snapshot::SnapshotArgs),
     /// Delete an agent, its session and its workspace.
     #[command(visible_alias = "rm")]
     Destroy(destroy::DestroyArgs),
     /// Print an agent's output.
     Logs(logs::LogsArgs),
+    /// Show what changed in an agent's workspace since it was created.
+    Diff(diff::DiffArgs),
     /// Type text into an agent (or every agent with a tag, or all), then Enter.
     Send(send::SendArgs),
     /// Set tags on an agent: tag NAME KEY=VALUE...
@@ -140,6 +146,8 @@ impl ControlCommand {
             ControlCommand::Untag(a) => Some(&a.name),
             ControlCommand::Clone(a) => Some(&a.dst),
             ControlCommand::Migrate(a) => Some(&a.name),
+            ControlCommand::Snapshot(a) => a.agent(),
+            ControlCommand::Diff(a) => Some(&a.name),
             ControlCommand::Logs(a) => Some(&a.name),
             ControlCommand::Send(a) => a.agent(),
             ControlCommand::Wait(a) => Some(&a.name),
@@ -513,8 +521,10 @@ pub async fn run(
         ControlCommand::Restart(args) => restart::run(gw, caller, &args.name, io).await,
         ControlCommand::Clone(args) => clone::run(gw, caller, args, io).await,
         ControlCommand::Migrate(args) => migrate::run(gw, caller, args, io).await,
+        ControlCommand::Snapshot(args) => snapshot::run(gw, caller, args, io).await,
         ControlCommand::Destroy(args) => destroy::run(gw, caller, args, io).await,
         ControlCommand::Logs(args) => logs::run(gw, caller, args, io).await,
+        ControlCommand::Diff(args) => diff::run(gw, caller, args, io).await,
         ControlCommand::Send(args) => send::run(gw, caller, args, io).await,
         ControlCommand::Wait(args) => wait::run(gw, caller, args, io).await,
         ControlCommand::Events(args) => events::run(gw, caller, args, io).await,
@@ -649,6 +659,79 @@ mod tests {
     }
 
     #[test]
+    fn snapshot_takes_a_name_or_a_subcommand() {
+        let snap = |line: &str| match run_of(line) {
+            ControlCommand::Snapshot(args) => args,
+            other => panic!("{other:?}"),
+        };
+        let a = snap("snapshot fix-ci --label 'before the refactor' --json");
+        assert!(a.command.is_none());
+        assert_eq!(
+            (a.name.as_deref(), a.label.as_deref(), a.json),
+            (Some("fix-ci"), Some("before the refactor"), true)
+        );
+        assert_eq!(a.agent(), Some("fix-ci"));
+        match snap("snapshot list").command {
+            Some(snapshot::SnapshotCommand::List(l)) => assert_eq!(l.name, None),
+            other => panic!("{other:?}"),
+        }
+        match snap("snapshot list fix-ci --json").command {
+            Some(snapshot::SnapshotCommand::List(l)) => {
+                assert_eq!((l.name.as_deref(), l.json), (Some("fix-ci"), true))
+            }
+            other => panic!("{other:?}"),
+        }
+        match snap("snapshot remove fix-ci-20261123-1215").command {
+            Some(snapshot::SnapshotCommand::Remove(r)) => assert_eq!(r.id, "fix-ci-20261123-1215"),
+            other => panic!("{other:?}"),
+        }
+        // No agent, or an agent and a subcommand at once: usage errors.
+        for bad in [
+            "snapshot",
+            "snapshot --label x",
+            "snapshot remove",
+            "snapshot fix-ci list",
+            "snapshot list --label x",
+        ] {
+            let (text, status, _) = printed(bad);
+            assert_eq!(status, exit::USAGE, "{bad}: {text}");
+        }
+        // The subcommands' names cannot be agents' names.
+        for name in ["list", "remove", "snapshot", "diff"] {
+            assert!(
+                crate::auth::name_unavailable_reason(name).is_some(),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn from_snapshot_refuses_what_the_snapshot_decides() {
+        match run_of("create new --from-snapshot x-20261123-1215 --host h2 --tag k=v --json") {
+            ControlCommand::Create(a) => {
+                assert_eq!(a.from_snapshot.as_deref(), Some("x-20261123-1215"));
+                assert_eq!(a.template, None);
+            }
+            other => panic!("{other:?}"),
+        }
+        for bad in [
+            "create new --from-snapshot s --git https://x/y",
+            "create new --from-snapshot s --dir /srv",
+            "create new --from-snapshot s --template claude",
+            "create new --from-snapshot s --count 2",
+            "create new --from-snapshot s -- make watch",
+        ] {
+            let (text, status, _) = printed(bad);
+            assert_eq!(status, exit::USAGE, "{bad}: {text}");
+            assert!(text.contains("--from-snapshot"), "{bad}: {text}");
+        }
+        match run_of("diff fix-ci --stat") {
+            ControlCommand::Diff(a) => assert!(a.stat && !a.json),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn status_lists_parse_into_their_fields() {
         match run_of("wait x --until waiting,exited --timeout 5") {
             ControlCommand::Wait(args) => {
@@ -722,7 +805,7 @@ mod tests {
     fn every_command_has_help() {
         for name in [
             "create", "list", "info", "attach", "stop", "start", "restart", "destroy", "logs",
-            "send", "wait", "whoami", "version", "tag", "untag",
+            "send", "wait", "whoami", "version", "tag", "untag", "snapshot", "diff",
         ] {
             let (text, status, _) = printed(&format!("{name} --help"));
             assert_eq!(status, 0, "{name}");

@@ -17,8 +17,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use hostctl::api::{
-    AgentInfo, CreateInput, CreateRequest, ErrorCode, ErrorReply, Secrets, StartInput, TermSize,
-    Unpacked, VersionInfo, WorkspaceDigest,
+    AgentInfo, CreateInput, CreateRequest, ErrorCode, ErrorReply, Secrets, SnapshotMeta,
+    SnapshotRemoved, SnapshotRequest, StartInput, TermSize, Unpacked, VersionInfo, WorkspaceDigest,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -238,13 +238,51 @@ impl Host {
         }
     }
 
-    /// A workspace's tar stream (`hostctl pack`), on connections of its own.
-    async fn pack(&self, agent: &str) -> Result<PipedProcess, HostError> {
-        let args = ["pack".to_owned(), agent.to_owned()];
+    /// A byte stream out of the host (`hostctl pack`, `snapshot-read`), on connections of
+    /// its own.
+    async fn transfer_source(&self, args: &[String]) -> Result<PipedProcess, HostError> {
         match self {
-            Host::Local(h) => h.piped(&args, false),
-            Host::Remote(h) => h.piped(&args, remote::leg::Lane::Transfer).await,
+            Host::Local(h) => h.piped(args, false),
+            Host::Remote(h) => h.piped(args, remote::leg::Lane::Transfer).await,
         }
+    }
+
+    /// Saves agent `name`'s workspace and settings as snapshot `request.id` on this host.
+    pub async fn snapshot(
+        &self,
+        name: &str,
+        request: &SnapshotRequest,
+    ) -> Result<SnapshotMeta, HostError> {
+        let body = serde_json::to_vec(request).map_err(|e| HostError::Protocol {
+            host: self.name().to_owned(),
+            what: "snapshot".into(),
+            detail: e.to_string(),
+        })?;
+        self.call(&["snapshot", name], Some(body), CallKind::Long)
+            .await
+    }
+
+    /// Deletes snapshot `id`'s files on this host.
+    pub async fn snapshot_remove(&self, id: &str) -> Result<SnapshotRemoved, HostError> {
+        self.call(&["snapshot-remove", id], None, CallKind::Normal)
+            .await
+    }
+
+    /// What changed in agent `name`'s workspace since its creation (`hostctl diff`), streamed.
+    pub async fn diff(
+        &self,
+        name: &str,
+        stat: bool,
+        json: bool,
+    ) -> Result<PipedProcess, HostError> {
+        let mut args = vec!["diff".to_owned(), name.to_owned()];
+        if stat {
+            args.push("--stat".into());
+        }
+        if json {
+            args.push("--json".into());
+        }
+        self.piped(&args, false).await
     }
 
     /// hostctl's version (with the probe's short time limit: a quick question).
@@ -492,14 +530,93 @@ pub async fn copy_workspace(
     to: &Host,
     dst: &str,
 ) -> Result<WorkspaceDigest, HostError> {
+    let (streamed, made, _) = stream_workspace(
+        from,
+        &["pack".to_owned(), src.to_owned()],
+        &format!("packing the workspace of '{src}'"),
+        to,
+        &["unpack".to_owned(), dst.to_owned(), "--json".to_owned()],
+        dst,
+    )
+    .await;
+    let verified = match streamed {
+        Err(e) => Err(e),
+        Ok(()) => match tokio::join!(from.digest(src), to.digest(dst)) {
+            (Ok(a), Ok(b)) if a == b => Ok(b),
+            (Ok(a), Ok(b)) => Err(HostError::Rejected {
+                code: ErrorCode::Failed,
+                message: format!(
+                    "the copy does not match the workspace of '{src}' ({} entries, {} bytes there; {} entries, {} bytes copied): it changed during the copy, or the copy is damaged",
+                    a.entries, a.bytes, b.entries, b.bytes
+                ),
+            }),
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        },
+    };
+    if verified.is_err() && made {
+        let _ = to.discard(dst).await;
+    }
+    verified
+}
+
+/// Makes a new workspace for `dst` on `to` from snapshot `id` on `from` (`hostctl
+/// snapshot-read | hostctl unpack-snapshot`, streamed through the gateway). The receiving
+/// hostctl checks the SHA-256 of every byte it gets against `sha256`, the checksum recorded
+/// when the snapshot was taken, and keeps nothing when they differ. On any failure a workspace
+/// that was made is discarded.
+pub async fn restore_snapshot(
+    from: &Host,
+    id: &str,
+    sha256: &str,
+    to: &Host,
+    dst: &str,
+) -> Result<(), HostError> {
+    let (streamed, made, source_failure) = stream_workspace(
+        from,
+        &["snapshot-read".to_owned(), id.to_owned()],
+        &format!("reading snapshot '{id}'"),
+        to,
+        &[
+            "unpack-snapshot".to_owned(),
+            dst.to_owned(),
+            "--sha256".to_owned(),
+            sha256.to_owned(),
+            "--json".to_owned(),
+        ],
+        dst,
+    )
+    .await;
+    if streamed.is_err() && made {
+        let _ = to.discard(dst).await;
+    }
+    match (streamed, source_failure) {
+        // The bytes did not match because the sending side failed (a missing archive): that
+        // failure is the one to tell.
+        (Err(HostError::Rejected { message, .. }), Some(source)) if message.contains("damaged") => {
+            Err(source)
+        }
+        (streamed, _) => streamed,
+    }
+}
+
+/// Streams the output of `hostctl SOURCE_ARGS` on `from` into `hostctl SINK_ARGS` on `to`
+/// (which makes workspaces/DST there), with backpressure. Returns whether it all went well,
+/// whether the sink made the workspace (so a caller that fails later can discard it), and the
+/// source's own failure, if it failed.
+async fn stream_workspace(
+    from: &Host,
+    source_args: &[String],
+    source_what: &str,
+    to: &Host,
+    sink_args: &[String],
+    dst: &str,
+) -> (Result<(), HostError>, bool, Option<HostError>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     // The receiving side first: if it cannot be reached, nothing is packed for nothing.
-    let sink = to
-        .piped(
-            &["unpack".to_owned(), dst.to_owned(), "--json".to_owned()],
-            false,
-        )
-        .await?;
+    let sink = match to.piped(sink_args, false).await {
+        Ok(sink) => sink,
+        Err(e) => return (Err(e), false, None),
+    };
     let PipedProcess {
         stdin: mut into,
         stdout: mut reply,
@@ -512,7 +629,7 @@ pub async fn copy_workspace(
         let _ = reply.read_to_end(&mut out).await;
         out
     };
-    let source = match from.pack(src).await {
+    let source = match from.transfer_source(source_args).await {
         Ok(source) => source,
         Err(e) => {
             // unpack gets an empty stream, fails, and removes what it made.
@@ -523,7 +640,7 @@ pub async fn copy_workspace(
                 futures::future::join3(answer, local::read_all(unpack_err), unpack_exit),
             )
             .await;
-            return Err(e);
+            return (Err(e), false, None);
         }
     };
     let PipedProcess {
@@ -581,41 +698,35 @@ pub async fn copy_workspace(
         exit => decode_reply(to.name(), "unpack", exit, &answer, unpack_err.as_bytes()),
     };
     let made = unpacked.is_ok();
+    let source_failure = (pack_exit != ProcessExit::Code(0)).then(|| HostError::Rejected {
+        code: ErrorCode::Failed,
+        message: format!(
+            "{source_what} on host '{}' failed: {}",
+            from.name(),
+            pack_err.trim().trim_start_matches("hostctl: error: ")
+        ),
+    });
     // unpack's own answer says most about what went wrong; then the source; then the stream.
     let failure = match (unpacked, copied) {
         (Err(e), _) => Some(e),
         _ if pack_exit != ProcessExit::Code(0) => Some(HostError::Rejected {
             code: ErrorCode::Failed,
             message: format!(
-                "packing the workspace of '{src}' on host '{}' failed: {}",
+                "{source_what} on host '{}' failed: {}",
                 from.name(),
-                pack_err.trim()
+                pack_err.trim().trim_start_matches("hostctl: error: ")
             ),
         }),
         (Ok(_), Some(Err(e))) => Some(HostError::Rejected {
             code: ErrorCode::Failed,
-            message: format!("the copy of '{src}''s workspace broke off: {e}"),
+            message: format!("{source_what} broke off: {e}"),
         }),
         (Ok(_), _) => None,
     };
-    let verified = match failure {
-        Some(e) => Err(e),
-        None => match tokio::join!(from.digest(src), to.digest(dst)) {
-            (Ok(a), Ok(b)) if a == b => Ok(b),
-            (Ok(a), Ok(b)) => Err(HostError::Rejected {
-                code: ErrorCode::Failed,
-                message: format!(
-                    "the copy does not match the workspace of '{src}' ({} entries, {} bytes there; {} entries, {} bytes copied): it changed during the copy, or the copy is damaged",
-                    a.entries, a.bytes, b.entries, b.bytes
-                ),
-            }),
-            (Err(e), _) | (_, Err(e)) => Err(e),
-        },
-    };
-    if verified.is_err() && made {
-        let _ = to.discard(dst).await;
+    match failure {
+        Some(e) => (Err(e), made, source_failure),
+        None => (Ok(()), made, source_failure),
     }
-    verified
 }
 
 /// Decodes a hostctl `--json` answer: the value on success, else hostctl's error reply.

@@ -199,6 +199,27 @@ impl HostRecord {
     }
 }
 
+/// A snapshot the gateway knows of: the archive itself is on `host`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotRecord {
+    pub id: String,
+    /// The agent it was taken of (which may have been destroyed since).
+    pub agent: String,
+    pub host: String,
+    pub label: Option<String>,
+    pub created_at: String,
+    /// The archive's size in bytes.
+    pub size: u64,
+    /// The archive's SHA-256 (hex), which a restore must match.
+    pub sha256: String,
+    /// The agent's owner when it was taken: with admins, the one who may remove it.
+    pub owner: Option<String>,
+    pub taken_by: Option<String>,
+    /// The agent's settings when it was taken.
+    pub spec: CreateRequest,
+    pub idle_stop: Option<String>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AgentRecord {
     pub name: String,
@@ -1046,6 +1067,94 @@ impl Store {
         Ok(agents)
     }
 
+    // ---- snapshots ----------------------------------------------------------------------
+
+    /// Records a snapshot; a taken ID is a conflict.
+    pub async fn insert_snapshot(&self, snapshot: &SnapshotRecord) -> Result<()> {
+        let spec = serde_json::to_string(&snapshot.spec)
+            .map_err(|e| StoreError::Corrupt(format!("encoding snapshot spec: {e}")))?;
+        let result = sqlx::query(
+            "INSERT INTO snapshots (id, agent, host, label, created_at, size, sha256, owner,
+                                    taken_by, spec, idle_stop)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&snapshot.id)
+        .bind(&snapshot.agent)
+        .bind(&snapshot.host)
+        .bind(&snapshot.label)
+        .bind(&snapshot.created_at)
+        .bind(i64::try_from(snapshot.size).unwrap_or(i64::MAX))
+        .bind(&snapshot.sha256)
+        .bind(&snapshot.owner)
+        .bind(&snapshot.taken_by)
+        .bind(spec)
+        .bind(&snapshot.idle_stop)
+        .execute(&self.pool)
+        .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::Conflict(
+                format!("a snapshot '{}' already exists", snapshot.id),
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Whether a snapshot has this ID.
+    pub async fn snapshot_exists(&self, id: &str) -> Result<bool> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM snapshots WHERE id = ?")
+            .bind(id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n > 0)
+    }
+
+    /// Snapshot `id`, if `viewer` may see it: an admin sees every snapshot; an operator those
+    /// of agents they own (then or now) or that are shared with them. For anyone else it does
+    /// not exist.
+    pub async fn snapshot_for(
+        &self,
+        viewer: &Operator,
+        id: &str,
+    ) -> Result<Option<SnapshotRecord>> {
+        let row = sqlx::query(&format!(
+            "{SNAPSHOT_SELECT} WHERE id = ?3 AND {SNAPSHOT_VISIBLE}"
+        ))
+        .bind(viewer.role.as_str())
+        .bind(&viewer.name)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(snapshot_from_row).transpose()
+    }
+
+    /// The snapshots `viewer` may see (of `agent` only, if given), oldest first.
+    pub async fn snapshots_for(
+        &self,
+        viewer: &Operator,
+        agent: Option<&str>,
+    ) -> Result<Vec<SnapshotRecord>> {
+        let rows = sqlx::query(&format!(
+            "{SNAPSHOT_SELECT} WHERE (?3 IS NULL OR agent = ?3) AND {SNAPSHOT_VISIBLE}
+             ORDER BY created_at, id"
+        ))
+        .bind(viewer.role.as_str())
+        .bind(&viewer.name)
+        .bind(agent)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(snapshot_from_row).collect()
+    }
+
+    /// Forgets a snapshot; false if there was none.
+    pub async fn delete_snapshot(&self, id: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM snapshots WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     // ---- events -------------------------------------------------------------------------
 
     pub async fn record_event(&self, event: &Event) -> Result<()> {
@@ -1150,6 +1259,19 @@ const AGENT_SELECT: &str =
 const VISIBLE: &str = "(?1 = 'admin' OR created_by = ?2
     OR EXISTS (SELECT 1 FROM agent_shares s WHERE s.agent = agents.name AND s.operator = ?2))";
 
+const SNAPSHOT_SELECT: &str = "SELECT id, agent, host, label, created_at, size, sha256, owner,
+            taken_by, spec, idle_stop FROM snapshots";
+
+/// Who may see a snapshot: as for its agent (admins, its owner, those it is shared with), where
+/// the agent of that name now is the one it was taken of (created before it); and its owner
+/// then, whatever became of the agent.
+const SNAPSHOT_VISIBLE: &str = "(?1 = 'admin' OR snapshots.owner = ?2
+    OR EXISTS (SELECT 1 FROM agents a WHERE a.name = snapshots.agent
+               AND a.created_at <= snapshots.created_at
+               AND (a.created_by = ?2
+                    OR EXISTS (SELECT 1 FROM agent_shares s
+                               WHERE s.agent = a.name AND s.operator = ?2))))";
+
 const HOST_COLUMNS: &str = "SELECT name, address, port, user, host_key, status, hostctl_version,
             hostctl_path, platform, last_contact, last_error, created_at, tailscale_id, tailscale_name
             FROM hosts";
@@ -1240,6 +1362,25 @@ fn agent_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<AgentRecord> {
         status_since: r.try_get("status_since")?,
         idle_stop: r.try_get("idle_stop")?,
         stop_reason: r.try_get("stop_reason")?,
+    })
+}
+
+fn snapshot_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<SnapshotRecord> {
+    let id: String = r.try_get("id")?;
+    let spec: String = r.try_get("spec")?;
+    Ok(SnapshotRecord {
+        spec: serde_json::from_str(&spec)
+            .map_err(|e| StoreError::Corrupt(format!("spec of snapshot '{id}': {e}")))?,
+        id,
+        agent: r.try_get("agent")?,
+        host: r.try_get("host")?,
+        label: r.try_get("label")?,
+        created_at: r.try_get("created_at")?,
+        size: u64::try_from(r.try_get::<i64, _>("size")?).unwrap_or(0),
+        sha256: r.try_get("sha256")?,
+        owner: r.try_get("owner")?,
+        taken_by: r.try_get("taken_by")?,
+        idle_stop: r.try_get("idle_stop")?,
     })
 }
 
@@ -1472,6 +1613,86 @@ mod tests {
         );
         assert!(store.delete_agent("a").await.expect("delete"));
         assert!(store.agent("a").await.expect("q").is_none());
+    }
+
+    #[tokio::test]
+    async fn snapshots_are_seen_by_those_who_see_their_agent_and_outlive_it() {
+        let (_d, store) = store().await;
+        let who = |name: &str, role| Operator {
+            id: 0,
+            name: name.into(),
+            role,
+        };
+        let (alice, bob, carol, root) = (
+            who("alice", Role::Operator),
+            who("bob", Role::Operator),
+            who("carol", Role::Operator),
+            who("root", Role::Admin),
+        );
+        let mut agent = sample_agent("w", "local", AgentStatus::Running);
+        agent.created_by = Some("alice".into());
+        store.insert_agent(&agent).await.expect("agent");
+        let snapshot = SnapshotRecord {
+            id: "w-20261123-1215".into(),
+            agent: "w".into(),
+            host: "h1".into(),
+            label: Some("before".into()),
+            created_at: now(),
+            size: 1234,
+            sha256: "ab".repeat(32),
+            owner: Some("alice".into()),
+            taken_by: Some("alice".into()),
+            spec: agent.spec.clone(),
+            idle_stop: Some("30m".into()),
+        };
+        store.insert_snapshot(&snapshot).await.expect("insert");
+        assert!(matches!(
+            store.insert_snapshot(&snapshot).await,
+            Err(StoreError::Conflict(_))
+        ));
+        let seen = |s: Option<SnapshotRecord>| s.map(|s| s.id);
+        let id = snapshot.id.as_str();
+        assert_eq!(
+            store.snapshot_for(&alice, id).await.expect("q"),
+            Some(snapshot.clone())
+        );
+        assert_eq!(seen(store.snapshot_for(&bob, id).await.expect("q")), None);
+        assert_eq!(
+            seen(store.snapshot_for(&root, id).await.expect("q")),
+            Some(id.into())
+        );
+        store.share("w", "bob", "alice").await.expect("share");
+        assert_eq!(
+            seen(store.snapshot_for(&bob, id).await.expect("q")),
+            Some(id.into())
+        );
+        assert_eq!(
+            store.snapshots_for(&bob, Some("w")).await.expect("q").len(),
+            1
+        );
+        assert_eq!(
+            store.snapshots_for(&bob, Some("x")).await.expect("q").len(),
+            0
+        );
+        // The agent goes; its owner still sees the snapshot, and a new agent of that name
+        // (someone else's) does not make it theirs.
+        store.delete_agent("w").await.expect("delete");
+        let mut again = sample_agent("w", "local", AgentStatus::Running);
+        again.created_by = Some("carol".into());
+        again.created_at = "2999-01-01T00:00:00Z".into();
+        store.insert_agent(&again).await.expect("agent");
+        assert_eq!(store.snapshots_for(&alice, None).await.expect("q").len(), 1);
+        assert_eq!(store.snapshots_for(&carol, None).await.expect("q").len(), 0);
+        assert!(store.snapshot_exists(id).await.expect("q"));
+        assert!(store.delete_snapshot(id).await.expect("delete"));
+        assert!(!store.delete_snapshot(id).await.expect("again"));
+        assert!(
+            store
+                .snapshots_for(&root, None)
+                .await
+                .expect("q")
+                .is_empty()
+        );
     }
 
     #[tokio::test]
