@@ -7,6 +7,7 @@
 //! - [`api`]: the JSON contract (the only types that cross the process boundary).
 //! - [`files`]: `$AGENTGATE_HOME/agents/<name>/` and `workspaces/<name>/`.
 //! - [`tmux`]: the tmux driver, the only code that runs tmux.
+//! - [`procs`]: the processes an agent's run started, ended when it stops.
 //! - [`verbs`]: create, list, info, stop, start, destroy, logs, send, attach.
 //! - [`transfer`]: pack, unpack, digest, discard: workspaces moved between hosts.
 //! - [`snapshots`]: snapshot, snapshot-read, snapshot-remove: workspaces kept for later.
@@ -16,6 +17,7 @@ pub mod api;
 pub mod diff;
 pub mod error;
 pub mod files;
+pub mod procs;
 pub mod snapshots;
 pub mod tmux;
 pub mod transfer;

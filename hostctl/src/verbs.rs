@@ -219,6 +219,8 @@ impl HostCtl {
             .env("AGENTGATE_AGENT", name)
             .env("AGENTGATE_WORKSPACE", &meta.workspace_path)
             .envs(&secrets.0)
+            // Set last: the agent's own variables cannot unmark its run.
+            .env(crate::procs::RUN_MARK, name)
             .exec();
         Error::Failed(format!("cannot run {program}: {e}"))
     }
@@ -323,6 +325,7 @@ impl HostCtl {
         check_name(name)?;
         self.files.read_meta(name)?;
         self.tmux.kill_session(name)?;
+        crate::procs::end_run(name, crate::procs::GRACE);
         self.info(name)
     }
 
@@ -340,6 +343,8 @@ impl HostCtl {
             Some(_) => self.tmux.kill_session(name)?,
             None => {}
         }
+        // What the last run left running (a daemon of an agent that exited) ends with it.
+        crate::procs::end_run(name, crate::procs::GRACE);
         if let Some(size) = size {
             meta.request.size = Some(size);
         }
@@ -359,6 +364,7 @@ impl HostCtl {
         check_name(name)?;
         let meta = self.files.read_meta(name)?;
         self.tmux.kill_session(name)?;
+        crate::procs::end_run(name, crate::procs::GRACE);
         if owns_workspace(&meta.request.workspace) {
             let owned = self.files.owned_workspace(name);
             if owned.exists() {

@@ -316,3 +316,67 @@ fn an_agent_found_on_the_host_but_not_in_the_store_is_adopted() {
     assert_eq!(stray["tags"]["found"], "yes");
     assert_eq!(stray["created_by"], "someone");
 }
+
+/// Whether a process runs (a zombie, ended and not yet reaped, does not).
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit(')')
+            .next()
+            .is_some_and(|rest| !rest.trim_start().starts_with('Z'))
+    })
+}
+
+fn pid_in(path: &std::path::Path) -> u32 {
+    wait_for(&format!("{} to hold a pid", path.display()), || {
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+    })
+}
+
+#[test]
+fn stop_and_destroy_end_what_the_agent_started_even_outside_its_session() {
+    let gw = TestGateway::start();
+    // The agent starts a daemon that leaves its tmux session (setsid) and ignores SIGHUP and
+    // SIGTERM, as some agent CLIs' background servers do.
+    let daemon = "trap \"\" HUP TERM; echo $$ > daemon.pid; while :; do sleep 1; done";
+    gw.ok(&[
+        "create",
+        "spawner",
+        "--",
+        "sh",
+        "-c",
+        &e2e::shell_quote(&format!(
+            "setsid sh -c {} </dev/null >/dev/null 2>&1 & sleep 600",
+            e2e::shell_quote(daemon)
+        )),
+    ]);
+    let workspace = gw.agents_home.join("workspaces").join("spawner");
+    let daemon_pid = pid_in(&workspace.join("daemon.pid"));
+    assert!(running(daemon_pid));
+    // A command the operator runs inside the agent is theirs, not the agent's run.
+    let out = gw.ssh_run(&[
+        "spawner@gw",
+        "setsid sh -c 'echo $$ > mine.pid; exec sleep 600' </dev/null >/dev/null 2>&1 &",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mine = pid_in(&workspace.join("mine.pid"));
+
+    gw.ok(&["stop", "spawner"]);
+    wait_for("the daemon to end with its agent", || {
+        (!running(daemon_pid)).then_some(())
+    });
+    assert!(running(mine), "stop ended a process the operator started");
+
+    // Started again, it starts a new daemon; destroying the agent ends that one too.
+    std::fs::remove_file(workspace.join("daemon.pid")).expect("remove daemon.pid");
+    gw.ok(&["start", "spawner"]);
+    let second = pid_in(&workspace.join("daemon.pid"));
+    assert_ne!(second, daemon_pid);
+    gw.ok(&["destroy", "spawner", "--force"]);
+    wait_for("the second daemon to end with its agent", || {
+        (!running(second)).then_some(())
+    });
+    assert!(running(mine));
+    e2e::signal(mine, 9);
+}
