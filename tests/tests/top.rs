@@ -110,7 +110,7 @@ fn the_live_view_shows_selects_attaches_and_acts_on_agents() {
     assert!(
         styled
             .lines()
-            .any(|l| l.contains("7m") && l.contains("> asker")),
+            .any(|l| (l.contains("\x1b[7m") || l.contains("\x1b[0;7m")) && l.contains("> asker")),
         "{styled:?}"
     );
     // The first agent is selected.

@@ -11,7 +11,7 @@ use crate::Gateway;
 use crate::store::AgentStatus;
 
 /// The most `send NAME -` reads from stdin.
-const MAX_TEXT: usize = 1024 * 1024;
+pub const MAX_TEXT: usize = 1024 * 1024;
 
 #[derive(Debug, Args)]
 #[command(

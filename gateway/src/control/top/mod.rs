@@ -27,6 +27,11 @@ use crate::hosts::reconciler;
 use crate::store::AgentRecord;
 use view::{Action, View};
 
+/// The largest terminal the view draws into (columns, rows): a client may claim any size up
+/// to 65535x65535, and a frame holds a cell for each; the rest of a larger terminal stays blank.
+const MAX_COLS: u16 = 512;
+const MAX_ROWS: u16 = 256;
+
 /// How often the view looks at the hosts again (the reconciler's own passes come between).
 const REFRESH: Duration = Duration::from_secs(2);
 
@@ -42,7 +47,7 @@ pub async fn run(gw: &Arc<Gateway>, caller: &Caller, io: &mut CommandIo) -> Comm
     };
     let mut size = terminal.size.clone();
     let mut screen = Screen::new(*size.borrow_and_update());
-    let looks = Looks::start(gw.clone(), caller.clone());
+    let mut looks = Looks::start(gw, caller);
     let mut fresh = looks.fresh.clone();
     let mut view = View::new();
     if let Some((agents, warnings)) = fresh.borrow_and_update().clone() {
@@ -61,10 +66,19 @@ pub async fn run(gw: &Arc<Gateway>, caller: &Caller, io: &mut CommandIo) -> Comm
             changed = size.changed() => Event::Resized(changed.is_ok()),
             changed = fresh.changed() => Event::Looked(changed.is_ok()),
             () = io.closed.cancelled() => Event::Gone,
+            // The gateway is stopping: the view has nothing to finish, so it ends at once (its
+            // terminal put back) rather than hold the shutdown for the grace period.
+            () = gw.shutdown_accepting.cancelled() => Event::Stopping,
         };
         match event {
             Event::Input(None) | Event::Resized(false) | Event::Looked(false) | Event::Gone => {
                 break;
+            }
+            Event::Stopping => {
+                send(io, LEAVE).await;
+                io.write_err("agentgate: the gateway is stopping; the agents keep running\n")
+                    .await;
+                return Ok(exit::OK);
             }
             Event::Resized(true) => screen.resize(*size.borrow_and_update()),
             Event::Looked(true) => {
@@ -73,39 +87,40 @@ pub async fn run(gw: &Arc<Gateway>, caller: &Caller, io: &mut CommandIo) -> Comm
                 }
             }
             Event::Input(Some(bytes)) => {
-                for key in keys::decode(&bytes) {
-                    let action = view.key(key, View::page(screen.area.height), Instant::now());
-                    match action {
-                        Action::None => {}
-                        Action::Redraw => screen.clear(),
-                        Action::Quit => {
-                            send(io, LEAVE).await;
+                let page = View::page(screen.area.height);
+                match answer(&mut view, &bytes, page, Instant::now()) {
+                    Action::None => {}
+                    Action::Redraw => screen.clear(),
+                    Action::Quit => {
+                        send(io, LEAVE).await;
+                        return Ok(exit::OK);
+                    }
+                    Action::Attach(name) => {
+                        if !send(io, LEAVE).await {
                             return Ok(exit::OK);
                         }
-                        Action::Attach(name) => {
-                            if !send(io, LEAVE).await {
-                                return Ok(exit::OK);
-                            }
-                            view.message = Some(attach(gw, caller, &name, io).await);
-                            if io.closed.is_cancelled() || !send(io, ENTER).await {
-                                return Ok(exit::OK);
-                            }
-                            screen.resize(*size.borrow_and_update());
-                            looks.now();
+                        // No looks for the view while it is not shown.
+                        drop(looks);
+                        view.message = Some(attach(gw, caller, &name, io).await);
+                        if io.closed.is_cancelled() || !send(io, ENTER).await {
+                            return Ok(exit::OK);
                         }
-                        Action::Stop(name) => {
-                            view.message = Some(command(gw, caller, &["stop", &name], None).await);
-                            looks.now();
-                        }
-                        Action::Start(name) => {
-                            view.message = Some(command(gw, caller, &["start", &name], None).await);
-                            looks.now();
-                        }
-                        Action::Send { agent, text } => {
-                            view.message =
-                                Some(command(gw, caller, &["send", &agent, "-"], Some(text)).await);
-                            looks.now();
-                        }
+                        looks = Looks::start(gw, caller);
+                        fresh = looks.fresh.clone();
+                        screen.resize(*size.borrow_and_update());
+                    }
+                    Action::Stop(name) => {
+                        view.message = Some(command(gw, caller, &["stop", &name], None).await);
+                        looks.now();
+                    }
+                    Action::Start(name) => {
+                        view.message = Some(command(gw, caller, &["start", &name], None).await);
+                        looks.now();
+                    }
+                    Action::Send { agent, text } => {
+                        view.message =
+                            Some(command(gw, caller, &["send", &agent, "-"], Some(text)).await);
+                        looks.now();
                     }
                 }
             }
@@ -115,12 +130,28 @@ pub async fn run(gw: &Arc<Gateway>, caller: &Caller, io: &mut CommandIo) -> Comm
     Ok(exit::OK)
 }
 
+/// Answers the keys of one chunk the client sent, up to the first that acts (attach, stop,
+/// start, send, quit), which is returned. What came after it in the same chunk is not read as
+/// keys: the next lines of a pasted text must not select, stop or attach anything.
+fn answer(view: &mut View, bytes: &[u8], page: usize, now: Instant) -> Action {
+    let mut redraw = false;
+    for key in keys::decode(bytes) {
+        match view.key(key, page, now) {
+            Action::None => {}
+            Action::Redraw => redraw = true,
+            acts => return acts,
+        }
+    }
+    if redraw { Action::Redraw } else { Action::None }
+}
+
 enum Event {
     Input(Option<Bytes>),
     /// false: the terminal's size can no longer change (the session is ending).
     Resized(bool),
     Looked(bool),
     Gone,
+    Stopping,
 }
 
 /// Writes to the client's terminal; false once the client has gone.
@@ -281,11 +312,12 @@ struct Looks {
 }
 
 impl Looks {
-    fn start(gw: Arc<Gateway>, caller: Caller) -> Looks {
+    fn start(gw: &Arc<Gateway>, caller: &Caller) -> Looks {
         let (tx, fresh) = watch::channel(None);
         let asked = Arc::new(Notify::new());
         let wake = asked.clone();
-        let task = tokio::spawn(async move {
+        let (gw, caller) = (gw.clone(), caller.clone());
+        let task = gw.clone().tasks.spawn(async move {
             loop {
                 let warnings = reconciler::reconcile_within(&gw, super::list::LIST_WAIT)
                     .await
@@ -321,6 +353,11 @@ impl Drop for Looks {
     }
 }
 
+/// The part of a terminal of `size` that the view draws into.
+fn drawn_area(size: TermSize) -> Rect {
+    Rect::new(0, 0, size.cols.min(MAX_COLS), size.rows.min(MAX_ROWS))
+}
+
 /// The client's terminal as last drawn: each frame sends only the cells that changed.
 struct Screen {
     backend: CrosstermBackend<Captured>,
@@ -333,7 +370,7 @@ struct Screen {
 
 impl Screen {
     fn new(size: TermSize) -> Screen {
-        let area = Rect::new(0, 0, size.cols, size.rows);
+        let area = drawn_area(size);
         let drawn = Captured::default();
         Screen {
             backend: CrosstermBackend::new(drawn.clone()),
@@ -345,7 +382,7 @@ impl Screen {
     }
 
     fn resize(&mut self, size: TermSize) {
-        self.area = Rect::new(0, 0, size.cols, size.rows);
+        self.area = drawn_area(size);
         self.clear();
     }
 
@@ -370,5 +407,55 @@ impl Screen {
         }
         self.shown = next;
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pasted_text_sends_its_first_line_and_its_other_lines_do_nothing() {
+        let mut view = View::new();
+        let mut agents: Vec<_> = ["alpha", "beta", "gamma"]
+            .into_iter()
+            .map(|n| crate::store::sample_agent(n, "local", crate::store::AgentStatus::Running))
+            .collect();
+        agents.sort_by(|a, b| a.name.cmp(&b.name));
+        view.set_agents(agents, Vec::new());
+        let now = Instant::now();
+        assert_eq!(answer(&mut view, b"\x14", 10, now), Action::None);
+        // The paste's second line would find gamma and attach to it; its ^S y would stop it.
+        let pasted = b"make test\rgam\r\x13y\x03";
+        assert_eq!(
+            answer(&mut view, pasted, 10, now),
+            Action::Send {
+                agent: "alpha".into(),
+                text: "make test".into()
+            }
+        );
+        assert_eq!(view.selected(), Some("alpha"));
+        // Keys that do not act are all answered, and a redraw asked among them is kept.
+        assert_eq!(
+            answer(&mut view, b"\x1b[B\x0c\x1b[B", 10, now),
+            Action::Redraw
+        );
+        assert_eq!(view.selected(), Some("gamma"));
+    }
+
+    #[test]
+    fn a_huge_terminal_is_drawn_into_a_bounded_frame() {
+        let mut screen = Screen::new(TermSize {
+            cols: u16::MAX,
+            rows: u16::MAX,
+        });
+        assert_eq!(screen.area, Rect::new(0, 0, MAX_COLS, MAX_ROWS));
+        let frame = screen.draw(&mut View::new());
+        assert!(frame.starts_with(b"\x1b[0m\x1b[H\x1b[2J"));
+        // A second frame of the same view sends nothing: only changed cells are sent.
+        assert!(screen.draw(&mut View::new()).is_empty());
+        screen.resize(TermSize { cols: 80, rows: 24 });
+        assert_eq!(screen.area, Rect::new(0, 0, 80, 24));
+        assert!(!screen.draw(&mut View::new()).is_empty());
     }
 }

@@ -16,6 +16,9 @@ use crate::store::{AgentRecord, AgentStatus};
 /// Typed characters within this long of each other make one name to find.
 const TYPE_AHEAD: Duration = Duration::from_millis(1500);
 
+/// The longest line ^T sends: what `send` takes.
+const MAX_LINE: usize = crate::control::send::MAX_TEXT;
+
 /// The widest NAME and HOST columns; longer names are cut with `…`.
 const MAX_NAME: usize = 24;
 const MAX_HOST: usize = 16;
@@ -141,7 +144,13 @@ impl View {
                         text.pop();
                     }
                     Key::Ctrl('u') => text.clear(),
-                    Key::Char(c) => text.push(c),
+                    Key::Char(c) if text.len() + c.len_utf8() <= MAX_LINE => text.push(c),
+                    Key::Char(_) => {
+                        self.message = Some((
+                            format!("the line is at its longest ({} KiB)", MAX_LINE / 1024),
+                            true,
+                        ));
+                    }
                     _ => {}
                 }
                 self.mode = Mode::SendLine { agent, text };
