@@ -230,3 +230,24 @@ fn top_names_the_view_and_without_a_terminal_there_is_help_instead() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_stopping_gateway_closes_the_view_at_once_and_puts_the_terminal_back() {
+    // A view that held the shutdown would be cut at the end of the grace period, without the
+    // message and in its alternate screen.
+    let mut gw = TestGateway::start();
+    gw.ok(&["create", "keeper", "--", "sleep", "600"]);
+    let viewer = Viewer::open(&gw, "gw", &[], 80, 24);
+    wait_for_row(&viewer, "keeper", "keeper");
+    let agent_pid = gw.info("keeper")["pid"].as_u64().expect("pid");
+    assert!(gw.sigterm().success());
+    assert_eq!(viewer.wait_exit(), 0, "{}", viewer.screen());
+    // Back on the main screen, which shows the message (the view's own screen is gone).
+    let screen = viewer.screen();
+    assert!(
+        screen.contains("the gateway is stopping; the agents keep running")
+            && !screen.contains("agentgate ·"),
+        "{screen}"
+    );
+    assert!(std::path::Path::new(&format!("/proc/{agent_pid}")).exists());
+}
