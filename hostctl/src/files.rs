@@ -9,6 +9,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::api::AgentMeta;
+
+/// An agent's meta.json held by [`Files::lock_meta`].
+pub struct MetaLock {
+    _held: nix::fcntl::Flock<std::fs::File>,
+}
 use crate::error::{Error, Result};
 
 #[derive(Clone, Debug)]
@@ -96,11 +101,31 @@ impl Files {
             .map_err(|e| Error::Failed(format!("{} is not valid: {e}", path.display())))
     }
 
-    /// Writes meta.json atomically (a temporary file renamed over the old one), so a crash
-    /// never leaves a half-written file behind.
+    /// Holds agent `name`'s meta.json for one read-modify-write: hostctl processes that change
+    /// it (`tags`, `start`) take turns, so that neither writes back what it read before the
+    /// other's change (an advisory lock on `agents/NAME/meta.lock`, released when dropped).
+    pub fn lock_meta(&self, name: &str) -> Result<MetaLock> {
+        use nix::fcntl::{Flock, FlockArg};
+        let path = self.agent_dir(name).join("meta.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => Error::NotFound(name.to_owned()),
+                _ => Error::io("opening", &path)(e),
+            })?;
+        Flock::lock(file, FlockArg::LockExclusive)
+            .map(|held| MetaLock { _held: held })
+            .map_err(|(_, e)| Error::io("locking", &path)(std::io::Error::from(e)))
+    }
+
+    /// Writes meta.json atomically (a temporary file of this process renamed over the old
+    /// one), so a crash never leaves a half-written file behind.
     pub fn write_meta(&self, meta: &AgentMeta) -> Result<()> {
         let path = self.meta_path(&meta.request.name);
-        let tmp = path.with_extension("json.tmp");
+        let tmp = path.with_extension(format!("json.{}.tmp", std::process::id()));
         let json = serde_json::to_vec_pretty(meta)
             .map_err(|e| Error::Failed(format!("encoding meta.json: {e}")))?;
         let mut file = std::fs::File::create(&tmp).map_err(Error::io("creating", &tmp))?;
@@ -127,5 +152,59 @@ impl Files {
             .collect();
         names.sort();
         Ok(names)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{AgentCommand, CreateRequest, WorkspaceSource};
+
+    fn meta(dir: &Path) -> AgentMeta {
+        AgentMeta {
+            request: CreateRequest {
+                name: "w".into(),
+                template: "shell".into(),
+                command: AgentCommand::LoginShell,
+                restart_command: None,
+                workspace: WorkspaceSource::Empty,
+                env: Default::default(),
+                tags: Default::default(),
+                prompt: None,
+                size: None,
+                created_by: None,
+                secret_names: Vec::new(),
+            },
+            workspace_path: dir.join("workspaces/w"),
+            created_at: "2026-11-23T00:00:00Z".into(),
+            starts: 0,
+        }
+    }
+
+    #[test]
+    fn changes_made_under_the_lock_by_several_writers_are_all_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let files = Files::new(dir.path().to_owned());
+        std::fs::create_dir_all(files.agent_dir("w")).expect("mkdir");
+        files.write_meta(&meta(dir.path())).expect("write");
+        let writers: Vec<_> = (0..4)
+            .map(|_| {
+                let files = files.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..50 {
+                        let _held = files.lock_meta("w").expect("lock");
+                        let mut m = files.read_meta("w").expect("read");
+                        m.starts += 1;
+                        files.write_meta(&m).expect("write");
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().expect("writer");
+        }
+        assert_eq!(files.read_meta("w").expect("read").starts, 200);
+        // No agent, no lock: the agent is not there.
+        assert!(matches!(files.lock_meta("gone"), Err(Error::NotFound(_))));
     }
 }

@@ -313,6 +313,7 @@ impl HostCtl {
     /// Replaces the agent's tags (kept in its meta.json, so an adopting gateway finds them).
     pub fn set_tags(&self, name: &str, tags: BTreeMap<String, String>) -> Result<AgentInfo> {
         check_name(name)?;
+        let _held = self.files.lock_meta(name)?;
         let mut meta = self.files.read_meta(name)?;
         meta.request.tags = tags;
         self.files.write_meta(&meta)?;
@@ -337,6 +338,7 @@ impl HostCtl {
         secrets: &Secrets,
     ) -> Result<AgentInfo> {
         check_name(name)?;
+        let _held = self.files.lock_meta(name)?;
         let mut meta = self.files.read_meta(name)?;
         match self.tmux.pane(name)? {
             Some(pane) if !pane.dead => return self.info(name),
