@@ -7,6 +7,7 @@
 //! - [`api`]: the JSON contract (the only types that cross the process boundary).
 //! - [`files`]: `$AGENTGATE_HOME/agents/<name>/` and `workspaces/<name>/`.
 //! - [`tmux`]: the tmux driver, the only code that runs tmux.
+//! - [`logwriter`]: output.log, kept within its limit.
 //! - [`procs`]: the processes an agent's run started, ended when it stops.
 //! - [`verbs`]: create, list, info, stop, start, destroy, logs, send, attach.
 //! - [`transfer`]: pack, unpack, digest, discard: workspaces moved between hosts.
@@ -17,6 +18,7 @@ pub mod api;
 pub mod diff;
 pub mod error;
 pub mod files;
+pub mod logwriter;
 pub mod procs;
 pub mod snapshots;
 pub mod tmux;

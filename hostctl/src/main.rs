@@ -175,6 +175,14 @@ enum Verb {
         #[arg(long)]
         json: bool,
     },
+    /// Keep a pane's output (stdin) in PATH, moving it to PATH.1 and starting anew whenever it
+    /// would pass MAX bytes (what tmux's pipe-pane runs for each agent).
+    #[command(hide = true)]
+    LogWriter {
+        path: std::path::PathBuf,
+        #[arg(long)]
+        max: u64,
+    },
     /// Print hostctl's version, its API version and tmux's version.
     Version {
         #[arg(long)]
@@ -408,6 +416,15 @@ fn main() -> ExitCode {
             json,
             |_| "discarded".to_owned(),
         ),
+        Verb::LogWriter { path, max } => {
+            match hostctl::logwriter::write_log(std::io::stdin().lock(), &path, max) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("hostctl log-writer: {}: {e}", path.display());
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Verb::Version { json } => {
             let info = VersionInfo {
                 version: hostctl::VERSION.to_owned(),

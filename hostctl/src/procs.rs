@@ -1,5 +1,7 @@
 //! The processes an agent's run started, found by a mark in their environment: the agent's
-//! process is launched with `AGENTGATE_RUN=<name>`, and every process it starts inherits it,
+//! process is launched with `AGENTGATE_RUN=<its directory>` (`$AGENTGATE_HOME/agents/NAME`,
+//! which tells apart agents of one name under two homes of one machine, as after a migration
+//! between two hosts that share it), and every process it starts inherits it,
 //! those that leave its tmux session too (daemons that call setsid or fork twice, which tmux's
 //! SIGHUP on kill-session never reaches). Stopping or destroying an agent ends them.
 //!
@@ -19,11 +21,13 @@ pub const RUN_MARK: &str = "AGENTGATE_RUN";
 /// How long processes are given to end on SIGTERM before they get SIGKILL.
 pub const GRACE: Duration = Duration::from_secs(3);
 
-/// This user's processes (hostctl itself excepted) whose environment marks them as started by
-/// agent `name`'s run, as /proc under `proc` shows them.
-pub fn marked(proc: &Path, name: &str) -> Vec<i32> {
+/// This user's processes (hostctl itself excepted) whose environment holds the mark `mark`
+/// (an agent's directory), as /proc under `proc` shows them.
+pub fn marked(proc: &Path, mark: &Path) -> Vec<i32> {
+    use std::os::unix::ffi::OsStrExt;
     use std::os::unix::fs::MetadataExt;
-    let wanted = format!("{RUN_MARK}={name}");
+    let mut wanted = format!("{RUN_MARK}=").into_bytes();
+    wanted.extend_from_slice(mark.as_os_str().as_bytes());
     let me = std::process::id();
     let uid = getuid().as_raw();
     let Ok(entries) = std::fs::read_dir(proc) else {
@@ -51,7 +55,7 @@ pub fn marked(proc: &Path, name: &str) -> Vec<i32> {
         };
         if environ
             .split(|&b| b == 0)
-            .any(|var| var == wanted.as_bytes())
+            .any(|var| var == wanted.as_slice())
         {
             pids.push(pid);
         }
@@ -60,20 +64,20 @@ pub fn marked(proc: &Path, name: &str) -> Vec<i32> {
     pids
 }
 
-/// Ends every process of agent `name`'s run: SIGTERM, then SIGKILL for those still there
-/// after `grace`. Returns how many there were.
-pub fn end_run(name: &str, grace: Duration) -> usize {
-    end_marked(Path::new("/proc"), name, grace)
+/// Ends every process of the run marked `mark` (an agent's directory): SIGTERM, then SIGKILL
+/// for those still there after `grace`. Returns how many there were.
+pub fn end_run(mark: &Path, grace: Duration) -> usize {
+    end_marked(Path::new("/proc"), mark, grace)
 }
 
-fn end_marked(proc: &Path, name: &str, grace: Duration) -> usize {
-    let pids = marked(proc, name);
+fn end_marked(proc: &Path, mark: &Path, grace: Duration) -> usize {
+    let pids = marked(proc, mark);
     for &pid in &pids {
         let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
     }
     let started = Instant::now();
     loop {
-        let left = marked(proc, name);
+        let left = marked(proc, mark);
         if left.is_empty() {
             break;
         }
@@ -107,7 +111,7 @@ mod tests {
         if !Path::new("/proc/self/environ").exists() {
             return;
         }
-        let name = format!("procs-test-{}", std::process::id());
+        let name = std::env::temp_dir().join(format!("procs-test-{}", std::process::id()));
         // A process that leaves its session and ignores SIGTERM: it needs the SIGKILL.
         let mut marked_child = Command::new("setsid")
             .args(["sh", "-c", "trap '' TERM; while :; do sleep 0.1; done"])
@@ -118,7 +122,7 @@ mod tests {
         // The same, with another agent's mark, and one with none: both left alone.
         let mut other = Command::new("sleep")
             .arg("30")
-            .env(RUN_MARK, format!("{name}-other"))
+            .env(RUN_MARK, name.join("other"))
             .spawn()
             .expect("spawn sleep");
         let mut unmarked = Command::new("sleep")
@@ -131,7 +135,7 @@ mod tests {
         }
         let found = marked(Path::new("/proc"), &name);
         // setsid's shell and its sleep children: at least the shell.
-        assert!(!found.is_empty(), "nothing marked {name}");
+        assert!(!found.is_empty(), "nothing marked {}", name.display());
         assert!(!found.contains(&i32::try_from(other.id()).unwrap_or(0)));
         assert!(!found.contains(&i32::try_from(unmarked.id()).unwrap_or(0)));
         let ended = end_marked(Path::new("/proc"), &name, Duration::from_millis(300));
@@ -153,9 +157,13 @@ mod tests {
 
     #[test]
     fn no_proc_means_nothing_found() {
-        assert!(marked(Path::new("/nonexistent-proc"), "x").is_empty());
+        assert!(marked(Path::new("/nonexistent-proc"), Path::new("/x")).is_empty());
         assert_eq!(
-            end_marked(Path::new("/nonexistent-proc"), "x", Duration::ZERO),
+            end_marked(
+                Path::new("/nonexistent-proc"),
+                Path::new("/x"),
+                Duration::ZERO
+            ),
             0
         );
     }

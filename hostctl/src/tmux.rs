@@ -55,8 +55,8 @@ pub struct NewSession<'a> {
     pub size: TermSize,
     pub env: Vec<(String, String)>,
     pub argv: Vec<String>,
-    /// Where the pane's output is appended (tmux `pipe-pane`).
-    pub log_path: &'a Path,
+    /// The command that keeps the pane's output (tmux `pipe-pane`), as argv.
+    pub log_writer: Vec<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -195,14 +195,11 @@ impl Tmux {
         a.push(";".into());
         a.extend(args(["pipe-pane", "-t"]));
         a.push(escape_arg(&pane_target(spec.name)));
-        let log = spec.log_path.to_string_lossy();
-        let quoted = shlex::try_quote(&log)
-            .map_err(|_| Error::InvalidInput(format!("unusable log path {log:?}")))?;
+        let writer = shlex::try_join(spec.log_writer.iter().map(String::as_str)).map_err(|_| {
+            Error::InvalidInput(format!("unusable log command {:?}", spec.log_writer))
+        })?;
         // pipe-pane's command is expanded as a tmux format before the shell sees it.
-        a.push(escape_arg(&format!(
-            "exec cat >> {}",
-            quoted.replace('#', "##")
-        )));
+        a.push(escape_arg(&format!("exec {}", writer.replace('#', "##"))));
         self.run("starting the agent's tmux session", &a).map(drop)
     }
 

@@ -177,14 +177,20 @@ impl HostCtl {
             "--".into(),
         ];
         argv.extend(command_argv(&command));
-        let log_path = self.files.log_path(&name);
+        let log_writer = vec![
+            exe.to_string_lossy().into_owned(),
+            "log-writer".into(),
+            self.files.log_path(&name).to_string_lossy().into_owned(),
+            "--max".into(),
+            crate::logwriter::max_from_env().to_string(),
+        ];
         let started = self.tmux.new_session(&NewSession {
             name: &name,
             cwd: &meta.workspace_path,
             size: meta.request.size.unwrap_or_default(),
             env: Vec::new(),
             argv,
-            log_path: &log_path,
+            log_writer,
         });
         if let Err(e) = started {
             let _ = std::fs::remove_file(&launch);
@@ -220,7 +226,7 @@ impl HostCtl {
             .env("AGENTGATE_WORKSPACE", &meta.workspace_path)
             .envs(&secrets.0)
             // Set last: the agent's own variables cannot unmark its run.
-            .env(crate::procs::RUN_MARK, name)
+            .env(crate::procs::RUN_MARK, self.files.agent_dir(name))
             .exec();
         Error::Failed(format!("cannot run {program}: {e}"))
     }
@@ -326,7 +332,7 @@ impl HostCtl {
         check_name(name)?;
         self.files.read_meta(name)?;
         self.tmux.kill_session(name)?;
-        crate::procs::end_run(name, crate::procs::GRACE);
+        crate::procs::end_run(&self.files.agent_dir(name), crate::procs::GRACE);
         self.info(name)
     }
 
@@ -346,7 +352,7 @@ impl HostCtl {
             None => {}
         }
         // What the last run left running (a daemon of an agent that exited) ends with it.
-        crate::procs::end_run(name, crate::procs::GRACE);
+        crate::procs::end_run(&self.files.agent_dir(name), crate::procs::GRACE);
         if let Some(size) = size {
             meta.request.size = Some(size);
         }
@@ -366,7 +372,7 @@ impl HostCtl {
         check_name(name)?;
         let meta = self.files.read_meta(name)?;
         self.tmux.kill_session(name)?;
-        crate::procs::end_run(name, crate::procs::GRACE);
+        crate::procs::end_run(&self.files.agent_dir(name), crate::procs::GRACE);
         if owns_workspace(&meta.request.workspace) {
             let owned = self.files.owned_workspace(name);
             if owned.exists() {
@@ -411,6 +417,13 @@ impl HostCtl {
             Err(e) => return Err(Error::io("opening", path)(e)),
         };
         let mut sink = LogSink::new(out, raw);
+        // The whole output: the file the last one moved to first (see `logwriter`).
+        if lines.is_none() {
+            let previous = crate::logwriter::previous(&path);
+            if let Ok(mut before) = std::fs::File::open(&previous) {
+                copy_to_sink(&mut before, &mut sink).map_err(Error::io("reading", &previous))?;
+            }
+        }
         if let Some(file) = file.as_mut() {
             let start = match lines {
                 Some(n) => tail_offset(file, n).map_err(Error::io("reading", &path))?,
@@ -433,6 +446,16 @@ impl HostCtl {
                 // A write error means the reader went away: that ends `-f`.
                 if copy_to_sink(f, &mut sink).is_err() || sink.flush().is_err() {
                     return Ok(());
+                }
+                // The writer started a new file: the one read is now output.log.1, which it
+                // no longer writes to; read what it wrote there last, then go on from the new
+                // file's start.
+                if replaced(f, &path) {
+                    if copy_to_sink(f, &mut sink).is_err() || sink.flush().is_err() {
+                        return Ok(());
+                    }
+                    file = std::fs::File::open(&path).ok();
+                    continue;
                 }
             }
             if !self.files.meta_path(name).exists() {
@@ -547,6 +570,15 @@ impl HostCtl {
             program: "tmux".into(),
             source: err,
         })
+    }
+}
+
+/// Whether `path` is now another file than `open` (it was moved away and a new one made).
+fn replaced(open: &std::fs::File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (open.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) != (b.dev(), b.ino()),
+        _ => false,
     }
 }
 

@@ -93,6 +93,8 @@ pub struct Options {
     /// Listen on every address (0.0.0.0), so that namespace hosts can connect too; else on
     /// 127.0.0.1 only.
     pub listen_all: bool,
+    /// Extra environment for the gateway (and so for the local host's hostctl).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for Options {
@@ -101,6 +103,7 @@ impl Default for Options {
             bootstrap_key: true,
             extra_config: String::new(),
             listen_all: false,
+            env: Vec::new(),
         }
     }
 }
@@ -120,6 +123,7 @@ pub struct TestGateway {
     child: Option<Child>,
     log_path: PathBuf,
     starts: u32,
+    env: Vec<(String, String)>,
 }
 
 impl TestGateway {
@@ -168,6 +172,7 @@ impl TestGateway {
             child: None,
             log_path: dir.path().join("gateway.log"),
             starts: 0,
+            env: options.env,
             dir,
         }
     }
@@ -196,7 +201,8 @@ impl TestGateway {
             .env_remove("LANG")
             .env_remove("LC_ALL")
             .env_remove("LC_CTYPE")
-            .env("RUST_LOG", "info");
+            .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd
     }
 

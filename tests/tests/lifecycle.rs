@@ -380,3 +380,61 @@ fn stop_and_destroy_end_what_the_agent_started_even_outside_its_session() {
     assert!(running(mine));
     e2e::signal(mine, 9);
 }
+
+/// The numbers N of the `line-N ...` lines in `text`, in order.
+fn numbered(text: &str) -> Vec<u32> {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("line-"))
+        .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+#[test]
+fn output_log_starts_anew_past_its_limit_and_logs_follows_across() {
+    // A small limit (8 KiB), so that a few seconds of output fill several files.
+    let gw = TestGateway::start_with(Options {
+        env: vec![("AGENTGATE_LOG_MAX".into(), "8192".into())],
+        ..Options::default()
+    });
+    let pad = "x".repeat(90);
+    gw.ok(&[
+        "create",
+        "chatty",
+        "--",
+        "sh",
+        "-c",
+        &e2e::shell_quote(&format!(
+            "sleep 2; i=0; while [ $i -lt 300 ]; do i=$((i+1)); echo \"line-$i {pad}\"; \
+             sleep 0.01; done; echo done-printing; sleep 600"
+        )),
+    ]);
+    // Following from before the first line.
+    let follower = gw
+        .ssh_command()
+        .args(["gw", "logs", "chatty", "-f"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("logs -f");
+    let log = gw.agents_home.join("agents/chatty/output.log");
+    wait_for("the agent to finish printing", || {
+        std::fs::read_to_string(&log)
+            .ok()
+            .filter(|t| t.contains("done-printing"))
+    });
+    // Each file within the limit (and one chunk), the one before kept beside it.
+    let size = std::fs::metadata(&log).expect("output.log").len();
+    let previous = std::fs::metadata(log.with_extension("log.1")).expect("output.log.1");
+    assert!(size <= 8192 + 4096, "output.log is {size} bytes");
+    assert!(previous.len() <= 8192 + 4096, "{}", previous.len());
+    // `logs` shows the last two files: the end, not the beginning.
+    let shown = numbered(&gw.ok(&["logs", "chatty"]));
+    assert_eq!(shown.last(), Some(&300), "{shown:?}");
+    assert!(shown.first().is_some_and(|&n| n > 1), "{shown:?}");
+    assert!(shown.windows(2).all(|w| w[1] == w[0] + 1), "{shown:?}");
+    // The follower saw every line once, in order, across the new files.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    e2e::signal(follower.id(), 15);
+    let out = follower.wait_with_output().expect("follower");
+    let followed = numbered(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(followed, (1..=300).collect::<Vec<_>>());
+}
