@@ -388,6 +388,17 @@ fn a_host_cut_off_is_unreachable_within_seconds_and_recovers_by_itself() {
         "{}",
         stderr(&out)
     );
+    // `info` does not wait for it either: the agent as last seen, and why.
+    let out = gw.ssh(&["info", "on1", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("host 'h1' is unreachable (")
+            && stderr(&out).contains("the agent is shown as last seen"),
+        "{}",
+        stderr(&out)
+    );
+    let shown: Value = serde_json::from_str(&stdout(&out)).expect("info json");
+    assert_eq!(shown["status"], "unknown");
     // The other host and its agent are unaffected.
     assert_eq!(host_json(&gw, "h2")["status"], "reachable");
     assert_eq!(gw.status("on2"), "running");

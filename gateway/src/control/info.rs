@@ -5,8 +5,11 @@ use std::sync::Arc;
 use clap::Args;
 
 use super::output::{age, agent_json, json_text, status_text, tags_text};
-use super::{Caller, CommandIo, CommandResult, exit, refreshed_agent};
+use super::list::{LIST_WAIT, not_asked_text};
+use super::{Caller, CommandIo, CommandResult, agent_and_host, exit, refreshed_agent};
 use crate::Gateway;
+use crate::hosts::reconciler::NotAsked;
+use crate::store::AgentRecord;
 
 #[derive(Debug, Args)]
 pub struct InfoArgs {
@@ -23,9 +26,33 @@ pub async fn run(
     args: InfoArgs,
     io: &mut CommandIo,
 ) -> CommandResult {
-    let (agent, _host) = refreshed_agent(gw, caller, &args.name).await?;
+    let (agent, _host) = agent_and_host(gw, caller, &args.name).await?;
+    // Like `list`: a host known to be unreachable is not asked, and a slow one not waited for
+    // past LIST_WAIT; the agent is then shown as last seen, with a warning that says so.
+    let down = gw
+        .store
+        .host(&agent.host)
+        .await?
+        .filter(|h| h.status == "unreachable");
+    let not_asked = match down {
+        Some(h) => Some(NotAsked::Unreachable(h.name, h.last_error.unwrap_or_default())),
+        None => match tokio::time::timeout(LIST_WAIT, refreshed_agent(gw, caller, &args.name))
+            .await
+        {
+            Ok(refreshed) => return show(gw, refreshed?.0, args.json, io).await,
+            Err(_) => Some(NotAsked::Slow(agent.host.clone())),
+        },
+    };
+    if let Some(host) = not_asked {
+        let text = not_asked_text(&host).replace("its agents are", "the agent is");
+        io.write_err(&format!("warning: {text}\n")).await;
+    }
+    show(gw, agent, args.json, io).await
+}
+
+async fn show(gw: &Gateway, agent: AgentRecord, json: bool, io: &mut CommandIo) -> CommandResult {
     let shared_with = gw.store.shares(&agent.name).await?;
-    if args.json {
+    if json {
         let mut json = agent_json(&agent);
         json["shared_with"] = serde_json::json!(shared_with);
         io.write_out(&json_text(&json)).await;
