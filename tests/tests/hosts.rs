@@ -260,6 +260,53 @@ fn agents_are_placed_on_the_least_busy_host_and_file_tools_and_forwards_work_the
         text.contains("served-by-h2").then_some(text)
     });
     assert!(got.contains("served-by-h2"));
+
+    // A forwarded connection the client closes is closed on the host too, even when the
+    // server there keeps sending: it learns that its peer is gone.
+    let closed = h2.agents_home.join("closed-seen");
+    let talker = format!(
+        "import socket, time\ns = socket.socket()\n\
+         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.bind(('127.0.0.1', 8081))\n\
+         s.listen()\nc, _ = s.accept()\ntry:\n    while True:\n        c.sendall(b'tick\\n')\n        \
+         time.sleep(0.1)\nexcept OSError:\n    open({:?}, 'w').write('closed')\n",
+        closed.display().to_string()
+    );
+    let mut talker = h2
+        .command("python3")
+        .arg("-c")
+        .arg(talker)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("talker on h2");
+    let talk_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let mut talk_forward = tool("ssh")
+        .args(["-N", "-o", "ExitOnForwardFailure=yes", "-L"])
+        .arg(format!("127.0.0.1:{talk_port}:127.0.0.1:8081"))
+        .arg(format!("{on_h2}@gw"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("ssh -L");
+    let stream = wait_for("a tick through the forward", || {
+        use std::io::Read;
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", talk_port)).ok()?;
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut tick = [0u8; 5];
+        stream.read_exact(&mut tick).ok()?;
+        (&tick == b"tick\n").then_some(stream)
+    });
+    drop(stream);
+    wait_for("the server on h2 to see its connection closed", || {
+        closed.exists().then_some(())
+    });
+    let _ = talk_forward.kill();
+    let _ = talk_forward.wait();
+    let _ = talker.kill();
+    let _ = talker.wait();
     let _ = forward.kill();
     let _ = forward.wait();
     let _ = server.kill();

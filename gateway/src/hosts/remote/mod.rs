@@ -284,7 +284,10 @@ impl RemoteHost {
             InboundReader::from(output.stdout),
             ChannelWriter {
                 inner: Box::pin(writer.make_writer()),
-                _writer: writer,
+                _close: CloseOnDrop {
+                    writer: Arc::new(writer),
+                    tasks: self.tasks.clone(),
+                },
             },
         ))
     }
@@ -338,10 +341,13 @@ impl Drop for CloseOnDrop {
     }
 }
 
-/// A forward's write side; keeps the channel's write half (and with it the channel) alive.
+/// A forward's write side; keeps the channel's write half (and with it the channel) alive
+/// while the forward lasts, and closes the channel when the forward ends: without the close,
+/// the host's sshd kept its connection to the forwarded port open for as long as the server
+/// there did not close it.
 struct ChannelWriter {
     inner: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
-    _writer: russh::ChannelWriteHalf<russh::client::Msg>,
+    _close: CloseOnDrop,
 }
 
 impl tokio::io::AsyncWrite for ChannelWriter {
