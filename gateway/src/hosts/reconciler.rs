@@ -138,8 +138,25 @@ pub async fn reconcile_host(gw: &Gateway, host: &Host) -> Result<(), StoreError>
 /// [`reconcile_host`], stopping agents idle past their idle-stop period when `may_stop`.
 /// Looks at one host are one at a time, so their answers are stored in order.
 async fn look_at_host(gw: &Gateway, host: &Host, may_stop: bool) -> Result<(), StoreError> {
+    let asked = std::time::Instant::now();
     let look = gw.screen_marks.for_host(host.name());
-    let mut mark = look.lock().await;
+    let mut last = look.lock().await;
+    // Another look (a `list`, a live view, the reconciler's pass) ended while this one waited:
+    // its answer is as fresh as this one's would be. Idle stops wait for a pass of their own.
+    if !may_stop && last.done_at.is_some_and(|done| done >= asked) {
+        return Ok(());
+    }
+    let looked = look_once(gw, host, may_stop, &mut last.mark).await;
+    last.done_at = Some(std::time::Instant::now());
+    looked
+}
+
+async fn look_once(
+    gw: &Gateway,
+    host: &Host,
+    may_stop: bool,
+    mark: &mut Option<i64>,
+) -> Result<(), StoreError> {
     let record = gw.store.host(host.name()).await?;
     // A tailnet host whose peer the tailnet reports down is not asked: it is unreachable.
     if let Some(reason) = tailnet_down(gw, record.as_ref()) {
