@@ -64,6 +64,8 @@ pub struct Gateway {
     pub inputs: status::Inputs,
     /// When each host was last asked for its agents' screens.
     pub screen_marks: status::ScreenMarks,
+    /// One change of an agent's life at a time.
+    pub agent_locks: control::AgentLocks,
 }
 
 impl Gateway {
@@ -219,6 +221,7 @@ pub async fn serve(
         status_rules,
         inputs: status::Inputs::default(),
         screen_marks: status::ScreenMarks::default(),
+        agent_locks: control::AgentLocks::default(),
         config,
         client_key,
         store,

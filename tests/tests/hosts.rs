@@ -704,3 +704,47 @@ fn a_migration_that_fails_leaves_the_agent_where_it_was() {
     h2.link_up();
     drop(h1);
 }
+
+#[test]
+fn two_migrations_of_one_agent_at_once_take_turns() {
+    let gw = TestGateway::start();
+    let h1 = add_host(&gw, "h1");
+    let _h2 = add_host(&gw, "h2");
+    gw.ok(&["create", "mover", "--host", "h1", "--", "sleep", "600"]);
+    // Enough to copy that the two moves overlap.
+    let out = gw.ssh_with_stdin_to(
+        "mover@gw",
+        &["head -c 30000000 /dev/urandom > blob && sha256sum blob"],
+        b"",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let sum = stdout(&out);
+    let moves: Vec<_> = (0..2)
+        .map(|_| {
+            gw.ssh_command()
+                .args(["gw", "migrate", "mover", "h2"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("migrate")
+        })
+        .collect();
+    let outs: Vec<_> = moves
+        .into_iter()
+        .map(|m| m.wait_with_output().expect("migrate"))
+        .collect();
+    let done: Vec<_> = outs.iter().filter(|o| o.status.success()).collect();
+    let refused: Vec<_> = outs.iter().filter(|o| !o.status.success()).collect();
+    assert_eq!(done.len(), 1, "{outs:?}");
+    assert_eq!(refused.len(), 1, "{outs:?}");
+    assert!(
+        stderr(refused[0]).contains("agent 'mover' is already on host 'h2'"),
+        "{}",
+        stderr(refused[0])
+    );
+    assert_eq!(gw.info("mover")["host"], "h2");
+    assert_eq!(gw.status("mover"), "running");
+    assert!(!h1.agents_home.join("workspaces/mover").exists());
+    let out = gw.ssh_with_stdin_to("mover@gw", &["sha256sum blob"], b"");
+    assert_eq!(stdout(&out), sum);
+}

@@ -78,6 +78,7 @@ impl Op {
         name: &str,
         io: &mut CommandIo,
     ) -> CommandResult {
+        let _turn = gw.agent_locks.hold(name).await;
         match self {
             Op::Stop => super::stop::run(gw, caller, name, io).await,
             Op::Start => super::start::run(gw, caller, name, io).await,

@@ -34,6 +34,7 @@ pub mod version;
 pub mod wait;
 pub mod whoami;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
@@ -496,6 +497,28 @@ pub async fn guarded(command: impl std::future::Future<Output = u32>) -> Result<
         })
 }
 
+/// One change of an agent's life at a time: `stop`, `start`, `restart`, `destroy` and
+/// `migrate` (and `clone` of its source) of one agent take turns, each finding the agent as
+/// the one before left it. Commands that only look, attaching and sessions inside it do not
+/// wait.
+#[derive(Debug, Default)]
+pub struct AgentLocks(std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
+
+impl AgentLocks {
+    /// Waits for agent `name`'s turn; it lasts until the guard is dropped.
+    pub async fn hold(&self, name: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = match self.0.lock() {
+            Ok(mut map) => {
+                // Forget the locks nobody holds or waits for (their agents may be gone).
+                map.retain(|_, lock| Arc::strong_count(lock) > 1);
+                map.entry(name.to_owned()).or_default().clone()
+            }
+            Err(_) => Arc::default(),
+        };
+        lock.lock_owned().await
+    }
+}
+
 /// Runs one parsed command to completion and records it in the audit trail.
 pub async fn run(
     gw: &Arc<Gateway>,
@@ -518,9 +541,18 @@ pub async fn run(
         ControlCommand::Start(t) => many::each(gw, caller, &t, many::Op::Start, io).await,
         ControlCommand::Tag(a) => many::edit_tags(gw, caller, &a.name, &a.tags, &[], io).await,
         ControlCommand::Untag(a) => many::edit_tags(gw, caller, &a.name, &[], &a.keys, io).await,
-        ControlCommand::Restart(args) => restart::run(gw, caller, &args.name, io).await,
-        ControlCommand::Clone(args) => clone::run(gw, caller, args, io).await,
-        ControlCommand::Migrate(args) => migrate::run(gw, caller, args, io).await,
+        ControlCommand::Restart(args) => {
+            let _turn = gw.agent_locks.hold(&args.name).await;
+            restart::run(gw, caller, &args.name, io).await
+        }
+        ControlCommand::Clone(args) => {
+            let _turn = gw.agent_locks.hold(&args.src).await;
+            clone::run(gw, caller, args, io).await
+        }
+        ControlCommand::Migrate(args) => {
+            let _turn = gw.agent_locks.hold(&args.name).await;
+            migrate::run(gw, caller, args, io).await
+        }
         ControlCommand::Snapshot(args) => snapshot::run(gw, caller, args, io).await,
         ControlCommand::Destroy(args) => destroy::run(gw, caller, args, io).await,
         ControlCommand::Logs(args) => logs::run(gw, caller, args, io).await,
