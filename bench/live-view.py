@@ -40,7 +40,6 @@ KEYS = int(os.environ.get("KEYS", "200"))
 IDLE_SECONDS = float(os.environ.get("IDLE_SECONDS", "30"))
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS_JSON = os.path.join(REPO, "bench/results/live-view.json")
-PERF_MD = os.path.join(REPO, "docs/PERFORMANCE.md")
 
 spec = importlib.util.spec_from_file_location("concurrency", os.path.join(REPO, "bench/concurrency.py"))
 conc = importlib.util.module_from_spec(spec)
@@ -224,12 +223,7 @@ agentgate {r['agentgate_commit']} (release build), {r['openssh_version']}; {r['a
 The view sends only the cells that changed since its last frame; a key that moves the selection
 redraws two rows and the detail line. Raw numbers: `bench/results/live-view.json`.
 {end}"""
-    text = open(PERF_MD).read()
-    if start in text:
-        text = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: section, text, flags=re.S)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    open(PERF_MD, "w").write(text)
+    conc.write_section(start, end, section)
 
 
 if __name__ == "__main__":
