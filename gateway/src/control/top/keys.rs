@@ -14,6 +14,7 @@ pub enum Key {
     End,
     Enter,
     Esc,
+    F1,
     Backspace,
     Tab,
     /// Ctrl with a letter (`Ctrl('c')`).
@@ -80,6 +81,7 @@ fn escape(bytes: &[u8]) -> (Option<Key>, usize) {
         Some(b'[') => csi(bytes),
         // SS3: the arrows and Home/End in application cursor mode, F1-F4.
         Some(b'O') => match bytes.get(2) {
+            Some(b'P') => (Some(Key::F1), 3),
             Some(&final_byte) => (cursor_key(final_byte), 3),
             None => (None, 2),
         },
@@ -107,6 +109,7 @@ fn csi(bytes: &[u8]) -> (Option<Key>, usize) {
             Some(b"4" | b"8") => Some(Key::End),
             Some(b"5") => Some(Key::PageUp),
             Some(b"6") => Some(Key::PageDown),
+            Some(b"11") => Some(Key::F1),
             _ => None,
         },
         // Only the plain key: with modifiers (`ESC [ 1 ; 5 A`) it is still that arrow.
@@ -185,6 +188,7 @@ mod tests {
 
     #[test]
     fn unknown_sequences_are_skipped_whole_not_typed() {
+        assert_eq!(decode(b"\x1bOP\x1b[11~"), [Key::F1, Key::F1]);
         // F5, a focus report, a cursor position report, an SGR mouse click, Alt+x.
         assert_eq!(
             decode(b"\x1b[15~\x1b[I\x1b[12;40R\x1b[<0;3;4Ma\x1bx"),

@@ -32,6 +32,32 @@ pub enum Mode {
     ConfirmStop(String),
     /// Typing a line to send to this agent.
     SendLine { agent: String, text: String },
+    /// The keys, over the list; any key closes it.
+    Help,
+}
+
+/// The order of the list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Order {
+    /// By name, as `list` shows them.
+    Name,
+    /// Those that need the operator first: waiting, then failed or unreachable, working, idle,
+    /// running, and the stopped and finished ones last; by name within each.
+    Attention,
+}
+
+/// Where a status comes in [`Order::Attention`].
+fn attention_rank(agent: &AgentRecord) -> u8 {
+    match agent.shown_status() {
+        "waiting" => 0,
+        "exited" if agent.exit_code != Some(0) => 1,
+        "unknown" => 1,
+        "working" => 2,
+        "idle" => 3,
+        "running" | "creating" => 4,
+        "stopped" => 5,
+        _ => 6,
+    }
 }
 
 /// What a key asks the view's owner to do.
@@ -61,6 +87,7 @@ pub struct View {
     typed: String,
     typed_at: Option<Instant>,
     pub mode: Mode,
+    pub order: Order,
     /// The outcome of the last action, shown in the bottom line until the next key.
     pub message: Option<(String, bool)>,
 }
@@ -75,6 +102,7 @@ impl View {
             typed: String::new(),
             typed_at: None,
             mode: Mode::Browse,
+            order: Order::Name,
             message: None,
         }
     }
@@ -85,12 +113,23 @@ impl View {
         let old_index = self.index();
         self.agents = agents;
         self.warnings = warnings;
+        self.sort();
         let index = match self.index() {
             Some(i) => Some(i),
             None if self.agents.is_empty() => None,
             None => Some(old_index.unwrap_or(0).min(self.agents.len() - 1)),
         };
         self.select_index(index);
+    }
+
+    /// Puts the agents in the view's order (they come by name).
+    fn sort(&mut self) {
+        match self.order {
+            Order::Name => self.agents.sort_by(|a, b| a.name.cmp(&b.name)),
+            Order::Attention => self
+                .agents
+                .sort_by(|a, b| (attention_rank(a), &a.name).cmp(&(attention_rank(b), &b.name))),
+        }
     }
 
     pub fn selected(&self) -> Option<&str> {
@@ -126,6 +165,7 @@ impl View {
         self.message = None;
         match std::mem::replace(&mut self.mode, Mode::Browse) {
             Mode::Browse => self.browse(key, page, now),
+            Mode::Help => Action::None,
             Mode::ConfirmStop(name) => match key {
                 Key::Char('y' | 'Y') => Action::Stop(name),
                 _ => {
@@ -171,6 +211,7 @@ impl View {
             Key::PageDown => self.move_by(page),
             Key::Home => self.move_by(isize::MIN),
             Key::End => self.move_by(isize::MAX),
+            Key::Char('?') if self.typed.is_empty() => self.mode = Mode::Help,
             Key::Char(c) => {
                 if self
                     .typed_at
@@ -212,6 +253,20 @@ impl View {
             }
             Key::Ctrl('c' | 'd' | 'q') => return Action::Quit,
             Key::Ctrl('l') => return Action::Redraw,
+            Key::Ctrl('o') => {
+                self.order = match self.order {
+                    Order::Name => Order::Attention,
+                    Order::Attention => Order::Name,
+                };
+                self.sort();
+                self.table.select(self.index());
+                let said = match self.order {
+                    Order::Name => "sorted by name",
+                    Order::Attention => "sorted by need: waiting first",
+                };
+                self.message = Some((said.to_owned(), false));
+            }
+            Key::F1 => self.mode = Mode::Help,
             _ => {}
         }
         Action::None
@@ -323,6 +378,57 @@ pub fn render(view: &mut View, area: Rect, buf: &mut Buffer) {
     if area.height >= 2 {
         bottom_line(view).render(bottom, buf);
     }
+    if view.mode == Mode::Help {
+        help(area, buf);
+    }
+}
+
+/// What the help shows: each key and what it does.
+const HELP: &[(&str, &str)] = &[
+    ("↑ ↓ PgUp PgDn Home End", "select an agent"),
+    ("a-z 0-9 -", "find an agent by its name"),
+    ("Enter", "attach; detach (C-b d) comes back here"),
+    ("^S", "stop it (asks first)"),
+    ("^R", "start it"),
+    ("^T", "send it a line of text, then Enter"),
+    ("^O", "sort: by name / those that need you first"),
+    ("^L", "draw the screen again"),
+    ("^C ^D ^Q", "leave"),
+    ("", ""),
+    ("waiting", "it asks you something (yellow)"),
+    ("working", "its screen changes (green)"),
+    ("idle", "no output and no input for a while (blue)"),
+];
+
+/// The help, in a box over the middle of the screen (cut to what fits).
+fn help(area: Rect, buf: &mut Buffer) {
+    use ratatui::widgets::{Block, Borders, Clear, Paragraph};
+    let width = area.width.min(64);
+    let height = area
+        .height
+        .min(u16::try_from(HELP.len() + 2).unwrap_or(u16::MAX));
+    let boxed = Rect {
+        x: area.x + (area.width - width) / 2,
+        y: area.y + (area.height - height) / 2,
+        width,
+        height,
+    };
+    let lines: Vec<Line> = HELP
+        .iter()
+        .map(|(key, what)| {
+            Line::from(vec![
+                Span::styled(
+                    format!(" {key:<24}"),
+                    Style::default().add_modifier(Modifier::BOLD),
+                ),
+                Span::raw((*what).to_owned()),
+            ])
+        })
+        .collect();
+    Clear.render(boxed, buf);
+    Paragraph::new(lines)
+        .block(Block::default().borders(Borders::ALL).title(" keys "))
+        .render(boxed, buf);
 }
 
 fn title_line(view: &View) -> Line<'static> {
@@ -430,6 +536,10 @@ fn detail_line(view: &View) -> Line<'static> {
 fn bottom_line(view: &View) -> Line<'static> {
     let key = Style::default().add_modifier(Modifier::REVERSED);
     match &view.mode {
+        Mode::Help => Line::from(Span::styled(
+            " any key closes the help",
+            Style::default().add_modifier(Modifier::BOLD),
+        )),
         Mode::ConfirmStop(name) => Line::from(vec![
             Span::styled(
                 format!(" stop agent '{name}'?"),
@@ -477,7 +587,7 @@ fn bottom_line(view: &View) -> Line<'static> {
                 ("^R", "start"),
                 ("^T", "send"),
                 ("^C", "quit"),
-                ("a-z", "find"),
+                ("?", "help"),
             ] {
                 spans.push(Span::raw(" "));
                 spans.push(Span::styled(k, key));
@@ -705,6 +815,51 @@ mod tests {
         assert_eq!(view.mode, Mode::Browse);
         assert_eq!(keys(&mut view, &[Key::Ctrl('c')]), [Action::Quit]);
         assert_eq!(keys(&mut view, &[Key::Ctrl('l')]), [Action::Redraw]);
+    }
+
+    #[test]
+    fn the_help_opens_with_a_question_mark_and_any_key_closes_it() {
+        let mut view = View::new();
+        view.set_agents(three(), Vec::new());
+        keys(&mut view, &[Key::Char('?')]);
+        assert_eq!(view.mode, Mode::Help);
+        let (_, lines) = screen(&mut view, 80, 24);
+        assert!(lines.iter().any(|l| l.contains(" keys ")), "{lines:#?}");
+        assert!(
+            lines.iter().any(|l| l.contains("^O") && l.contains("sort")),
+            "{lines:#?}"
+        );
+        // The key that closes it does nothing else, Enter included.
+        assert_eq!(keys(&mut view, &[Key::Enter]), [Action::None]);
+        assert_eq!(view.mode, Mode::Browse);
+        // In a name being typed, ? is just a character; F1 opens the help too.
+        keys(&mut view, &[Key::Char('f'), Key::Char('?')]);
+        assert_eq!(view.mode, Mode::Browse);
+        keys(&mut view, &[Key::F1]);
+        assert_eq!(view.mode, Mode::Help);
+        // Drawing it in a tiny terminal does not fail.
+        for (cols, rows) in [(1, 1), (10, 3), (0, 0)] {
+            screen(&mut view, cols, rows);
+        }
+    }
+
+    #[test]
+    fn control_o_puts_those_that_need_the_operator_first_and_keeps_the_selection() {
+        let mut view = View::new();
+        view.set_agents(three(), Vec::new());
+        let names = |v: &View| v.agents.iter().map(|a| a.name.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&view), ["docs", "fix-ci", "fix-lint"]);
+        keys(&mut view, &[Key::Down, Key::Down]);
+        assert_eq!(view.selected(), Some("fix-lint"));
+        keys(&mut view, &[Key::Ctrl('o')]);
+        // Waiting, then a failed exit, then working.
+        assert_eq!(names(&view), ["fix-ci", "docs", "fix-lint"]);
+        assert_eq!(view.selected(), Some("fix-lint"));
+        // A refresh keeps the order.
+        view.set_agents(three(), Vec::new());
+        assert_eq!(names(&view), ["fix-ci", "docs", "fix-lint"]);
+        keys(&mut view, &[Key::Ctrl('o')]);
+        assert_eq!(names(&view), ["docs", "fix-ci", "fix-lint"]);
     }
 
     #[test]
