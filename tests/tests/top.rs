@@ -196,6 +196,26 @@ fn the_live_view_shows_selects_attaches_and_acts_on_agents() {
         assert!(events.contains(line), "no {line:?} event: {events}");
     }
 
+    // ^O puts those that need the operator first: the asker answered and runs on, so the
+    // failed exit comes first now, then the working printer, then the asker.
+    viewer.keys(&["C-o"]);
+    let position = |s: &str, name: &str| s.lines().position(|l| row(l, name).is_some());
+    wait_for_screen(&viewer, "the order by need", |s| {
+        let (q, p, a) = (
+            position(s, "quitter"),
+            position(s, "printer"),
+            position(s, "asker"),
+        );
+        q.is_some() && q < p && p < a
+    });
+    // ? shows the keys; a key closes them.
+    viewer.type_text("?");
+    viewer.wait_for_text("sort by name, or by need");
+    viewer.keys(&["Escape"]);
+    wait_for_screen(&viewer, "the help closed", |s| {
+        !s.contains("sort by name, or by need")
+    });
+
     // ^C leaves the view; the session ends with status 0 and the agents go on.
     viewer.keys(&["C-c"]);
     assert_eq!(viewer.wait_exit(), 0, "{}", viewer.screen());

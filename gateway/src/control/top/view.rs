@@ -387,23 +387,23 @@ pub fn render(view: &mut View, area: Rect, buf: &mut Buffer) {
 const HELP: &[(&str, &str)] = &[
     ("↑ ↓ PgUp PgDn Home End", "select an agent"),
     ("a-z 0-9 -", "find an agent by its name"),
-    ("Enter", "attach; detach (C-b d) comes back here"),
+    ("Enter", "attach (C-b d detaches, back to here)"),
     ("^S", "stop it (asks first)"),
     ("^R", "start it"),
     ("^T", "send it a line of text, then Enter"),
-    ("^O", "sort: by name / those that need you first"),
+    ("^O", "sort by name, or by need"),
     ("^L", "draw the screen again"),
     ("^C ^D ^Q", "leave"),
     ("", ""),
     ("waiting", "it asks you something (yellow)"),
     ("working", "its screen changes (green)"),
-    ("idle", "no output and no input for a while (blue)"),
+    ("idle", "no output, no input for a while (blue)"),
 ];
 
 /// The help, in a box over the middle of the screen (cut to what fits).
 fn help(area: Rect, buf: &mut Buffer) {
     use ratatui::widgets::{Block, Borders, Clear, Paragraph};
-    let width = area.width.min(64);
+    let width = area.width.min(70);
     let height = area
         .height
         .min(u16::try_from(HELP.len() + 2).unwrap_or(u16::MAX));
@@ -418,7 +418,7 @@ fn help(area: Rect, buf: &mut Buffer) {
         .map(|(key, what)| {
             Line::from(vec![
                 Span::styled(
-                    format!(" {key:<24}"),
+                    format!(" {key:<23}"),
                     Style::default().add_modifier(Modifier::BOLD),
                 ),
                 Span::raw((*what).to_owned()),
