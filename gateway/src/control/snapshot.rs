@@ -424,7 +424,7 @@ pub async fn create_from(
     reserve(gw, &host_name, &request, idle_stop).await?;
     let mut restored = false;
     let made = create_reserved(gw, &to, &request, || async {
-        restore_snapshot(&from, id, &snapshot.sha256, &to, name)
+        restore_snapshot(&from, id, &snapshot.sha256, snapshot.size, &to, name)
             .await
             .map_err(|e| {
                 let e = CommandError::from(e);

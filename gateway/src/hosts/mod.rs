@@ -561,13 +561,14 @@ pub async fn copy_workspace(
 
 /// Makes a new workspace for `dst` on `to` from snapshot `id` on `from` (`hostctl
 /// snapshot-read | hostctl unpack-snapshot`, streamed through the gateway). The receiving
-/// hostctl checks the SHA-256 of every byte it gets against `sha256`, the checksum recorded
-/// when the snapshot was taken, and keeps nothing when they differ. On any failure a workspace
+/// hostctl keeps the bytes aside and unpacks them only when they are `size` bytes with SHA-256
+/// `sha256`, as recorded when the snapshot was taken (more is refused as it arrives). On any failure a workspace
 /// that was made is discarded.
 pub async fn restore_snapshot(
     from: &Host,
     id: &str,
     sha256: &str,
+    size: u64,
     to: &Host,
     dst: &str,
 ) -> Result<(), HostError> {
@@ -581,6 +582,8 @@ pub async fn restore_snapshot(
             dst.to_owned(),
             "--sha256".to_owned(),
             sha256.to_owned(),
+            "--size".to_owned(),
+            size.to_string(),
             "--json".to_owned(),
         ],
         dst,
