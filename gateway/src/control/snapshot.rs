@@ -159,6 +159,12 @@ async fn take(
                 ..
             }) => continue,
             Err(e) => {
+                if may_have_left_files(&e) {
+                    // hostctl may have been cut off half-way, or have finished unheard: what
+                    // it made under this ID would be on the host with no record, which
+                    // `snapshot list` cannot show nor `snapshot remove` delete.
+                    let _ = host.snapshot_remove(&request.id).await;
+                }
                 let e = CommandError::from(e);
                 let hint = if agent.status == AgentStatus::Running {
                     format!(
@@ -230,6 +236,13 @@ async fn take(
         .await;
     }
     Ok(exit::OK)
+}
+
+/// Whether a snapshot that failed with `e` may have left files on the host: unless hostctl
+/// answered (it refused, or failed and cleaned up after itself), it may have been cut off
+/// mid-way or have finished with its answer lost.
+fn may_have_left_files(e: &HostError) -> bool {
+    !matches!(e, HostError::Rejected { .. } | HostError::NotFound(_))
 }
 
 /// A host's answer to snapshot `requested` must be about that snapshot: the gateway records
@@ -552,6 +565,27 @@ mod tests {
         };
         assert!(check_reply("w-20261123-1215", &made("w-20261123-1215")).is_ok());
         assert!(check_reply("w-20261123-1215", &made("x-20261123-1215")).is_err());
+    }
+
+    #[test]
+    fn a_snapshot_cut_off_is_cleaned_up_and_a_refused_one_is_not() {
+        let timeout = HostError::Timeout {
+            host: "h1".into(),
+            what: "snapshot".into(),
+            seconds: 600,
+        };
+        assert!(may_have_left_files(&timeout));
+        let garbled = HostError::Protocol {
+            host: "h1".into(),
+            what: "snapshot".into(),
+            detail: "EOF".into(),
+        };
+        assert!(may_have_left_files(&garbled));
+        let refused = HostError::Rejected {
+            code: ErrorCode::Failed,
+            message: "tar: file changed as we read it".into(),
+        };
+        assert!(!may_have_left_files(&refused));
     }
 
     #[test]
