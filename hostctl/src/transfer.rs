@@ -76,7 +76,12 @@ impl HostCtl {
             }),
         };
         if let Some(e) = failed {
-            let _ = std::fs::remove_dir_all(&path);
+            if let Err(cleanup) = remove_tree(&path) {
+                return Err(Error::Failed(format!(
+                    "{e}; and the partial workspace {} could not be removed: {cleanup}",
+                    path.display()
+                )));
+            }
             return Err(e);
         }
         Ok(path)
@@ -207,7 +212,7 @@ impl HostCtl {
         if !path.exists() {
             return Err(Error::NotFound(name.to_owned()));
         }
-        std::fs::remove_dir_all(&path).map_err(Error::io("removing", path))
+        remove_tree(&path).map_err(Error::io("removing", path))
     }
 
     /// Fingerprints a workspace: every entry's relative path, kind and permission bits, each
@@ -659,6 +664,37 @@ mod tests {
         // directory and all, nothing of it is kept.
         let err = result.expect_err("tar refuses it");
         assert!(names_in(&dir.path().join("workspaces")).is_empty(), "{err}");
+    }
+
+    #[test]
+    fn removing_a_workspace_makes_its_directories_writable_and_follows_no_symlink() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ws = dir.path().join("ws");
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(ws.join("ro/none")).expect("mkdir");
+        std::fs::create_dir_all(&outside).expect("mkdir");
+        std::fs::write(ws.join("ro/none/f.txt"), "f").expect("write");
+        std::os::unix::fs::symlink(&outside, ws.join("ro/link")).expect("symlink");
+        let mode = |p: &Path| {
+            std::fs::symlink_metadata(p)
+                .expect("stat")
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        let chmod = |p: &Path, m: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).expect("chmod")
+        };
+        chmod(&outside, 0o500);
+        chmod(&ws.join("ro/none"), 0o000);
+        chmod(&ws.join("ro"), 0o555);
+        make_owner_writable(&ws).expect("chmod");
+        assert_eq!(mode(&ws.join("ro")), 0o755);
+        assert_eq!(mode(&ws.join("ro/none")), 0o700);
+        assert_eq!(mode(&outside), 0o500, "not followed");
+        remove_tree(&ws).expect("removed");
+        assert!(!ws.exists());
+        assert_eq!(mode(&outside), 0o500);
     }
 
     #[test]
