@@ -212,6 +212,27 @@ fn a_snapshot_restored_on_another_host_has_the_same_bytes() {
     assert!(gw.list().iter().all(|a| a["name"] != "broken"));
     assert!(!h2.agents_home.join("workspaces/broken").exists());
     assert!(!h2.agents_home.join("agents/broken").exists());
+    // An archive longer than recorded (one replaced on its host, say) is refused as it arrives,
+    // as damaged, and nothing is kept.
+    bytes[middle] ^= 0xff;
+    bytes.extend(std::iter::repeat_n(0u8, 8 << 20));
+    std::fs::write(&second_archive, &bytes).expect("replace it");
+    let out = gw.ssh(&[
+        "create",
+        "broken",
+        "--from-snapshot",
+        &second_id,
+        "--host",
+        "h2",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("damaged") && stderr(&out).contains("more than"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(gw.list().iter().all(|a| a["name"] != "broken"));
+    assert!(!h2.agents_home.join("workspaces/broken").exists());
     // A missing archive is a clear failure too.
     std::fs::remove_file(&second_archive).expect("rm");
     let out = gw.ssh(&["create", "broken", "--from-snapshot", &second_id]);
