@@ -131,12 +131,15 @@ enum Verb {
         #[arg(long)]
         json: bool,
     },
-    /// Make workspaces/NAME from a snapshot's archive (gzip-compressed tar) on stdin, checking
-    /// that its SHA-256 is the one given.
+    /// Make workspaces/NAME from a snapshot's archive (gzip-compressed tar) on stdin, once its
+    /// size and SHA-256 are found to be the ones given.
     UnpackSnapshot {
         name: String,
         #[arg(long, value_name = "HEX")]
         sha256: String,
+        /// The archive's size in bytes, as recorded: more is refused before it is unpacked.
+        #[arg(long, value_name = "BYTES")]
+        size: u64,
         #[arg(long)]
         json: bool,
     },
@@ -362,8 +365,13 @@ fn main() -> ExitCode {
             json,
             |u| format!("unpacked into {}", u.workspace.display()),
         ),
-        Verb::UnpackSnapshot { name, sha256, json } => report(
-            ctl.unpack_verified(&name, &sha256, &mut std::io::stdin().lock())
+        Verb::UnpackSnapshot {
+            name,
+            sha256,
+            size,
+            json,
+        } => report(
+            ctl.unpack_verified(&name, &sha256, size, &mut std::io::stdin().lock())
                 .map(|workspace| hostctl::api::Unpacked { workspace }),
             json,
             |u| format!("unpacked into {}", u.workspace.display()),

@@ -48,43 +48,54 @@ impl HostCtl {
                 request.id
             )));
         }
+        remove_stale_parts(&dir);
+        // The `.part` file, made with O_EXCL, claims the ID: a concurrent snapshot of the same
+        // ID gets AlreadyExists here (the gateway then takes the next ID) instead of writing
+        // into the same file.
         let partial = dir.join(format!(".{}.tar.gz.part", request.id));
-        let written = write_archive(&meta.workspace_path, &partial);
-        let (size, sha256) = match written {
-            Ok(done) => done,
-            Err(e) => {
-                let _ = std::fs::remove_file(&partial);
-                return Err(e);
-            }
-        };
-        let snapshot = SnapshotMeta {
-            id: request.id.clone(),
-            agent: name.to_owned(),
-            label: request.label.clone(),
-            created_at: now_rfc3339(),
-            size,
-            sha256,
-            spec: meta.request,
-            taken_by: request.taken_by.clone(),
-        };
-        let json = serde_json::to_vec_pretty(&snapshot)
-            .map_err(|e| Error::Failed(format!("encoding the snapshot's description: {e}")))?;
         let described_partial = dir.join(format!(".{}.json.part", request.id));
-        let finished = write_synced(&described_partial, &json)
-            .and_then(|()| {
-                std::fs::rename(&partial, &archive).map_err(Error::io("renaming", &partial))
-            })
-            .and_then(|()| {
-                std::fs::rename(&described_partial, &described)
-                    .map_err(Error::io("renaming", &described_partial))
+        let file = claim(&partial, &request.id)?;
+        // What this call made, and so what it removes when it fails: never another call's.
+        let mut made = vec![partial.clone()];
+        let result =
+            write_archive(&meta.workspace_path, file, &partial).and_then(|(size, sha256)| {
+                let snapshot = SnapshotMeta {
+                    id: request.id.clone(),
+                    agent: name.to_owned(),
+                    label: request.label.clone(),
+                    created_at: now_rfc3339(),
+                    size,
+                    sha256,
+                    spec: meta.request,
+                    taken_by: request.taken_by.clone(),
+                };
+                let json = serde_json::to_vec_pretty(&snapshot).map_err(|e| {
+                    Error::Failed(format!("encoding the snapshot's description: {e}"))
+                })?;
+                let mut described_file = claim(&described_partial, &request.id)?;
+                made.push(described_partial.clone());
+                write_synced(&mut described_file, &described_partial, &json)?;
+                publish(&partial, &archive, &request.id)?;
+                made.push(archive.clone());
+                publish(&described_partial, &described, &request.id)?;
+                made.push(described.clone());
+                Ok(snapshot)
             });
-        if let Err(e) = finished {
-            for path in [&partial, &described_partial, &archive] {
-                let _ = std::fs::remove_file(path);
+        match result {
+            Ok(snapshot) => {
+                // Published under their names (hard links): the claims can go.
+                for path in [&partial, &described_partial] {
+                    let _ = std::fs::remove_file(path);
+                }
+                Ok(snapshot)
             }
-            return Err(e);
+            Err(e) => {
+                for path in &made {
+                    let _ = std::fs::remove_file(path);
+                }
+                Err(e)
+            }
         }
-        Ok(snapshot)
     }
 
     /// Copies snapshot `id`'s archive to `out`, as it is on disk: the receiving side checks it.
@@ -148,17 +159,67 @@ pub fn check_label(label: &str) -> Result<()> {
     Ok(())
 }
 
-/// Runs `tar -czf -` in `workspace`, writing its output to `path` (0600) while hashing it.
-/// Returns the archive's size and SHA-256.
-fn write_archive(workspace: &Path, path: &Path) -> Result<(u64, String)> {
+/// How old a `.part` file is before a snapshot takes it for the remains of one that never
+/// finished (a hostctl killed mid-way, a gateway that lost the connection), and removes it.
+const STALE_PART_AGE: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
+
+/// Creates `path` (0600) for this call only: an existing file means another snapshot of the
+/// same ID is being taken (or was left unfinished), reported as AlreadyExists.
+fn claim(path: &Path, id: &str) -> Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
+    match std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
         .open(path)
-        .map_err(Error::io("creating", path))?;
+    {
+        Ok(file) => Ok(file),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(Error::AlreadyExists(
+            format!("a snapshot '{id}' is being taken on this host"),
+        )),
+        Err(e) => Err(Error::io("creating", path)(e)),
+    }
+}
+
+/// Gives the finished `partial` its name `published` without replacing anything there (a
+/// hard link fails when the name is taken, where a rename would replace it).
+fn publish(partial: &Path, published: &Path, id: &str) -> Result<()> {
+    match std::fs::hard_link(partial, published) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(Error::AlreadyExists(
+            format!("a snapshot '{id}' already exists on this host"),
+        )),
+        Err(e) => Err(Error::io("publishing", published)(e)),
+    }
+}
+
+/// Removes the `.*.part` files in the snapshots directory older than [`STALE_PART_AGE`]:
+/// nothing lists them and `snapshot-remove` does not know them. Best effort.
+fn remove_stale_parts(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if !(name.starts_with('.') && name.ends_with(".part")) {
+            continue;
+        }
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|modified| modified.elapsed().ok())
+            .is_some_and(|age| age > STALE_PART_AGE);
+        if old {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Runs `tar -czf -` in `workspace`, writing its output to `file` (at `path`) while hashing
+/// it. Returns the archive's size and SHA-256.
+fn write_archive(workspace: &Path, mut file: std::fs::File, path: &Path) -> Result<(u64, String)> {
     let mut child = Command::new("tar")
         .arg("-C")
         .arg(workspace)
@@ -226,15 +287,7 @@ fn write_archive(workspace: &Path, path: &Path) -> Result<(u64, String)> {
     Ok((size, hex(&hasher.finalize())))
 }
 
-fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(Error::io("creating", path))?;
+fn write_synced(file: &mut std::fs::File, path: &Path, bytes: &[u8]) -> Result<()> {
     file.write_all(bytes)
         .and_then(|()| file.write_all(b"\n"))
         .and_then(|()| file.sync_all())
@@ -331,6 +384,94 @@ mod tests {
             ctl.snapshot_read("w-1", &mut Vec::new()),
             Err(Error::Failed(_))
         ));
+    }
+
+    #[test]
+    fn a_part_file_already_there_claims_its_id_and_is_left_alone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ctl = host_with_agent(dir.path());
+        let snapshots = dir.path().join("snapshots");
+        std::fs::create_dir_all(&snapshots).expect("mkdir");
+        let theirs = snapshots.join(".w-1.tar.gz.part");
+        std::fs::write(&theirs, "another snapshot's bytes").expect("write");
+        assert!(matches!(
+            ctl.snapshot("w", &request("w-1")),
+            Err(Error::AlreadyExists(_))
+        ));
+        assert_eq!(
+            std::fs::read_to_string(&theirs).expect("still there"),
+            "another snapshot's bytes"
+        );
+        assert!(!snapshots.join("w-1.tar.gz").exists());
+        assert!(!snapshots.join("w-1.json").exists());
+        // A day later it is taken for the remains of a snapshot that never finished.
+        let long_ago = std::time::SystemTime::now() - 2 * STALE_PART_AGE;
+        std::fs::File::options()
+            .write(true)
+            .open(&theirs)
+            .and_then(|f| f.set_modified(long_ago))
+            .expect("age it");
+        ctl.snapshot("w", &request("w-2")).expect("snapshot");
+        assert!(!theirs.exists(), "a stale .part is removed");
+        ctl.snapshot("w", &request("w-1"))
+            .expect("the ID is free again");
+    }
+
+    #[test]
+    fn two_snapshots_of_one_id_at_once_give_one_snapshot_whose_archive_is_intact() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        host_with_agent(dir.path());
+        // Enough to compress that the two overlap.
+        let mut bytes = Vec::new();
+        let mut x = 0x2545_f491_u32;
+        for _ in 0..(4 << 20) {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            bytes.push((x & 0x3f) as u8);
+        }
+        std::fs::write(dir.path().join("workspaces/w/big.bin"), &bytes).expect("write");
+        for round in 1..=3 {
+            let id = format!("w-{round}");
+            let barrier = std::sync::Barrier::new(2);
+            let results: Vec<Result<SnapshotMeta>> = std::thread::scope(|s| {
+                let takers: Vec<_> = (0..2)
+                    .map(|_| {
+                        s.spawn(|| {
+                            let ctl = HostCtl::new(Files::new(dir.path().to_owned()));
+                            barrier.wait();
+                            ctl.snapshot("w", &request(&id))
+                        })
+                    })
+                    .collect();
+                takers
+                    .into_iter()
+                    .map(|t| t.join().expect("no panic"))
+                    .collect()
+            });
+            let taken: Vec<&SnapshotMeta> =
+                results.iter().filter_map(|r| r.as_ref().ok()).collect();
+            assert_eq!(taken.len(), 1, "round {round}: {results:?}");
+            assert!(
+                results
+                    .iter()
+                    .any(|r| matches!(r, Err(Error::AlreadyExists(_)))),
+                "round {round}: {results:?}"
+            );
+            let archive = std::fs::read(dir.path().join(format!("snapshots/{id}.tar.gz")))
+                .expect("the recorded snapshot's archive is there");
+            assert_eq!(
+                taken[0].sha256,
+                hex(&Sha256::digest(&archive)),
+                "round {round}"
+            );
+            assert_eq!(taken[0].size, archive.len() as u64);
+        }
+        let left: Vec<_> = std::fs::read_dir(dir.path().join("snapshots"))
+            .expect("ls")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(left.len(), 6, "no .part left: {left:?}");
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Moving workspaces between hosts (`clone`, `migrate`): `pack` writes a workspace as a tar
 //! stream on stdout, `unpack` makes a new owned workspace from a tar stream on stdin, `digest`
 //! fingerprints a workspace so that a copy can be verified, and `discard` removes an unpacked
-//! workspace that no agent owns (a copy that failed verification). `unpack --sha256` makes a
-//! workspace from a snapshot's archive, checking its checksum as the bytes arrive.
+//! workspace that no agent owns (a copy that failed verification). `unpack-snapshot` makes a
+//! workspace from a snapshot's archive, and unpacks it only once its size and checksum are
+//! the ones recorded.
 //!
 //! tar is the host's own (`tar`, everywhere): it keeps modes, symlinks, hard links and empty
 //! directories.
@@ -75,21 +76,28 @@ impl HostCtl {
             }),
         };
         if let Some(e) = failed {
-            let _ = std::fs::remove_dir_all(&path);
+            if let Err(cleanup) = remove_tree(&path) {
+                return Err(Error::Failed(format!(
+                    "{e}; and the partial workspace {} could not be removed: {cleanup}",
+                    path.display()
+                )));
+            }
             return Err(e);
         }
         Ok(path)
     }
 
     /// Makes `workspaces/NAME/` from a snapshot's archive (a gzip-compressed tar) read from
-    /// `input`, hashing every byte on the way: when the SHA-256 of what arrived is not
-    /// `expected_sha256`, the archive is damaged (or not the snapshot's) and nothing is kept,
-    /// whatever tar made of it. The whole input is read even when tar gives up early, so that
-    /// a damaged archive is reported as such rather than as tar's complaint.
+    /// `input`. Nothing is unpacked before the archive is known to be the snapshot's: the
+    /// bytes go to an unnamed 0600 file in the agentgate directory while they are hashed and
+    /// counted, more than `expected_size` bytes are refused at once, and tar reads the file
+    /// only once its SHA-256 is `expected_sha256`. Whatever fails, nothing is kept: a
+    /// workspace that cannot be removed is reported as such.
     pub fn unpack_verified(
         &self,
         name: &str,
         expected_sha256: &str,
+        expected_size: u64,
         input: &mut dyn Read,
     ) -> Result<PathBuf> {
         if expected_sha256.len() != 64 || !expected_sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -99,20 +107,73 @@ impl HostCtl {
             )));
         }
         let path = self.new_unpacked_dir(name)?;
-        let result = extract_hashed(&path, input).and_then(|(sha256, tar)| {
-            if !sha256.eq_ignore_ascii_case(expected_sha256) {
+        let result = self
+            .spool_verified(name, expected_sha256, expected_size, input)
+            .and_then(|spooled| extract_file(&path, spooled));
+        if let Err(e) = result {
+            if let Err(cleanup) = remove_tree(&path) {
                 return Err(Error::Failed(format!(
-                    "the snapshot's archive is damaged: the bytes received have SHA-256 {sha256}, the snapshot recorded {}; nothing was restored",
-                    expected_sha256.to_ascii_lowercase()
+                    "{e}; and the partial workspace {} could not be removed: {cleanup}",
+                    path.display()
                 )));
             }
-            tar
-        });
-        if let Err(e) = result {
-            let _ = std::fs::remove_dir_all(&path);
             return Err(e);
         }
         Ok(path)
+    }
+
+    /// Copies `input` to a file that has no name (made in the agentgate directory, so on the
+    /// same filesystem as the workspaces, and unlinked at once, so that nothing is left
+    /// whatever happens), checking its size and SHA-256. Returns the file, rewound.
+    fn spool_verified(
+        &self,
+        name: &str,
+        expected_sha256: &str,
+        expected_size: u64,
+        input: &mut dyn Read,
+    ) -> Result<std::fs::File> {
+        use std::io::{Seek, Write};
+        use std::os::unix::fs::OpenOptionsExt;
+        let home = self.files.home();
+        let spool_path = home.join(format!(".unpack-{name}-{}.part", std::process::id()));
+        let mut spool = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&spool_path)
+            .map_err(Error::io("creating", &spool_path))?;
+        std::fs::remove_file(&spool_path).map_err(Error::io("removing", &spool_path))?;
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        let mut buf = vec![0u8; 128 * 1024];
+        loop {
+            let n = match input.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::io("reading the archive from", "stdin")(e)),
+            };
+            size += n as u64;
+            if size > expected_size {
+                return Err(Error::Failed(format!(
+                    "the snapshot's archive is damaged: more than the {expected_size} bytes recorded arrived; nothing was restored"
+                )));
+            }
+            hasher.update(&buf[..n]);
+            spool
+                .write_all(&buf[..n])
+                .map_err(Error::io("writing", &spool_path))?;
+        }
+        let sha256 = hex(&hasher.finalize());
+        if size != expected_size || !sha256.eq_ignore_ascii_case(expected_sha256) {
+            return Err(Error::Failed(format!(
+                "the snapshot's archive is damaged: the {size} bytes received have SHA-256 {sha256}, the snapshot recorded {expected_size} bytes with {}; nothing was restored",
+                expected_sha256.to_ascii_lowercase()
+            )));
+        }
+        spool.rewind().map_err(Error::io("reading", &spool_path))?;
+        Ok(spool)
     }
 
     /// Creates the empty `workspaces/NAME/` an unpack fills. Refused when an agent of that
@@ -151,7 +212,7 @@ impl HostCtl {
         if !path.exists() {
             return Err(Error::NotFound(name.to_owned()));
         }
-        std::fs::remove_dir_all(&path).map_err(Error::io("removing", path))
+        remove_tree(&path).map_err(Error::io("removing", path))
     }
 
     /// Fingerprints a workspace: every entry's relative path, kind and permission bits, each
@@ -214,70 +275,65 @@ fn walk(root: &Path, rel: &Path, hasher: &mut Sha256, digest: &mut WorkspaceDige
     Ok(())
 }
 
-/// Feeds `input` to `tar -xzpf -` in `dir` while hashing it. Returns the input's SHA-256 and
-/// how tar ended (its own error, if it failed).
-fn extract_hashed(dir: &Path, input: &mut dyn Read) -> Result<(String, Result<()>)> {
-    use std::io::Write;
-    let mut child = Command::new("tar")
+/// What tar is told when it unpacks a snapshot: `-p` keeps the modes as packed, whatever this
+/// user's umask; `--no-same-owner` makes every file this user's (as it is anyway when not
+/// root); `--no-overwrite-dir` leaves the new workspace's own directory as made. tar's safe
+/// defaults stay: no `-P`, so members with `..` are refused and leading `/` are stripped.
+const UNPACK_SNAPSHOT_ARGS: [&str; 4] = ["--no-same-owner", "--no-overwrite-dir", "-xzpf", "-"];
+
+/// Unpacks the verified archive `spooled` (tar's stdin) into `dir`.
+fn extract_file(dir: &Path, spooled: std::fs::File) -> Result<()> {
+    let out = Command::new("tar")
         .arg("-C")
         .arg(dir)
-        .args(["-xzpf", "-"])
-        .stdin(Stdio::piped())
+        .args(UNPACK_SNAPSHOT_ARGS)
+        .stdin(Stdio::from(spooled))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
-        .spawn()
+        .output()
         .map_err(|source| Error::Spawn {
             program: "tar".into(),
             source,
         })?;
-    let stderr = child.stderr.take().map(|mut pipe| {
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = pipe.read_to_string(&mut text);
-            text
-        })
-    });
-    let mut into_tar = child.stdin.take();
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 128 * 1024];
-    loop {
-        let n = match input.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(Error::io("reading the archive from", "stdin")(e));
-            }
-        };
-        hasher.update(&buf[..n]);
-        // A tar that stopped reading (it found the archive broken) is left alone; the rest is
-        // still hashed.
-        if into_tar
-            .as_mut()
-            .is_some_and(|pipe| pipe.write_all(&buf[..n]).is_err())
-        {
-            into_tar = None;
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(Error::Command {
+        what: "unpacking the snapshot",
+        argv: format!(
+            "tar -C {} {}",
+            dir.display(),
+            UNPACK_SNAPSHOT_ARGS.join(" ")
+        ),
+        status: out.status.to_string(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}
+
+/// Removes `dir` and all in it, first making every directory in it the owner's to change (an
+/// archive may hold a 0555 or 0000 directory, which `remove_dir_all` cannot empty). Symlinks
+/// are removed, never followed.
+fn remove_tree(dir: &Path) -> std::io::Result<()> {
+    make_owner_writable(dir)?;
+    std::fs::remove_dir_all(dir)
+}
+
+fn make_owner_writable(dir: &Path) -> std::io::Result<()> {
+    let meta = std::fs::symlink_metadata(dir)?;
+    if !meta.is_dir() {
+        return Ok(());
+    }
+    let mode = meta.permissions().mode();
+    if mode & 0o700 != 0o700 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode | 0o700))?;
+    }
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            make_owner_writable(&entry.path())?;
         }
     }
-    drop(into_tar);
-    let status = child.wait().map_err(|source| Error::Spawn {
-        program: "tar".into(),
-        source,
-    })?;
-    let stderr = stderr.and_then(|t| t.join().ok()).unwrap_or_default();
-    let tar = if status.success() {
-        Ok(())
-    } else {
-        Err(Error::Command {
-            what: "unpacking the snapshot",
-            argv: format!("tar -C {} -xzpf -", dir.display()),
-            status: status.to_string(),
-            stderr,
-        })
-    };
-    Ok((hex(&hasher.finalize()), tar))
+    Ok(())
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -345,9 +401,10 @@ mod tests {
         assert!(archive.status.success());
         let bytes = archive.stdout;
         let sha = hex(&Sha256::digest(&bytes));
+        let size = bytes.len() as u64;
 
         let made = ctl
-            .unpack_verified("good", &sha, &mut bytes.as_slice())
+            .unpack_verified("good", &sha, size, &mut bytes.as_slice())
             .expect("unpacks");
         assert_eq!(
             std::fs::read_to_string(made.join("d/f.txt")).expect("read"),
@@ -359,21 +416,285 @@ mod tests {
         let middle = broken.len() / 2;
         broken[middle] ^= 0x55;
         let err = ctl
-            .unpack_verified("bad", &sha, &mut broken.as_slice())
+            .unpack_verified("bad", &sha, size, &mut broken.as_slice())
             .expect_err("refused");
         assert!(err.to_string().contains("damaged"), "{err}");
         assert!(!dir.path().join("workspaces/bad").exists());
         // Intact bytes, but not the ones recorded.
         let other = "0".repeat(64);
         let err = ctl
-            .unpack_verified("bad", &other, &mut bytes.as_slice())
+            .unpack_verified("bad", &other, size, &mut bytes.as_slice())
             .expect_err("refused");
         assert!(err.to_string().contains("damaged"), "{err}");
         assert!(!dir.path().join("workspaces/bad").exists());
         assert!(matches!(
-            ctl.unpack_verified("bad", "xyz", &mut bytes.as_slice()),
+            ctl.unpack_verified("bad", "xyz", size, &mut bytes.as_slice()),
             Err(Error::InvalidInput(_))
         ));
+    }
+
+    /// One member of a hand-made tar archive.
+    enum Member<'a> {
+        Dir(&'a str, u32),
+        File(&'a str, &'a [u8]),
+        Symlink(&'a str, &'a str),
+    }
+
+    /// A gzip-compressed ustar archive of `members`, as they are (no path is cleaned up): the
+    /// archives a host's tar would never write.
+    fn gzipped_tar(members: &[Member]) -> Vec<u8> {
+        fn header(name: &str, mode: u32, size: usize, kind: u8, link: &str) -> [u8; 512] {
+            let mut h = [0u8; 512];
+            h[..name.len()].copy_from_slice(name.as_bytes());
+            for (at, width, value) in [(100, 8, mode as usize), (108, 8, 0), (116, 8, 0)]
+                .into_iter()
+                .chain([(124, 12, size), (136, 12, 0)])
+            {
+                let text = format!("{value:0w$o}", w = width - 1);
+                h[at..at + width - 1].copy_from_slice(text.as_bytes());
+            }
+            h[156] = kind;
+            h[157..157 + link.len()].copy_from_slice(link.as_bytes());
+            h[257..263].copy_from_slice(b"ustar\0");
+            h[263..265].copy_from_slice(b"00");
+            h[148..156].copy_from_slice(b"        ");
+            let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+            h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+            h
+        }
+        let mut tar = Vec::new();
+        for member in members {
+            match member {
+                Member::Dir(name, mode) => tar.extend(header(name, *mode, 0, b'5', "")),
+                Member::Symlink(name, target) => tar.extend(header(name, 0o777, 0, b'2', target)),
+                Member::File(name, content) => {
+                    tar.extend(header(name, 0o644, content.len(), b'0', ""));
+                    tar.extend(*content);
+                    tar.resize(tar.len().div_ceil(512) * 512, 0);
+                }
+            }
+        }
+        tar.extend([0u8; 1024]);
+        let mut gzip = Command::new("gzip")
+            .arg("-c")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("gzip");
+        let mut stdin = gzip.stdin.take().expect("stdin");
+        let writer = std::thread::spawn(move || {
+            use std::io::Write;
+            stdin.write_all(&tar).expect("to gzip");
+        });
+        let out = gzip.wait_with_output().expect("gzip");
+        writer.join().expect("writer");
+        assert!(out.status.success());
+        out.stdout
+    }
+
+    /// The names in `dir`, sorted.
+    fn names_in(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .expect("ls")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_damaged_snapshot_leaves_neither_a_workspace_nor_a_spool_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ctl = ctl(dir.path());
+        let bytes = gzipped_tar(&[Member::Dir("./", 0o755), Member::File("./a.txt", b"a\n")]);
+        let sha = hex(&Sha256::digest(&bytes));
+        let size = bytes.len() as u64;
+        let mut broken = bytes.clone();
+        let middle = broken.len() / 2;
+        broken[middle] ^= 0x55;
+        let err = ctl
+            .unpack_verified("bad", &sha, size, &mut broken.as_slice())
+            .expect_err("refused");
+        assert!(err.to_string().contains("damaged"), "{err}");
+        // More bytes than recorded: refused as they arrive.
+        let mut longer = bytes.clone();
+        longer.extend([0u8; 4096]);
+        let err = ctl
+            .unpack_verified("bad", &sha, size, &mut longer.as_slice())
+            .expect_err("refused");
+        assert!(err.to_string().contains("damaged"), "{err}");
+        assert_eq!(names_in(dir.path()), ["workspaces"]);
+        assert!(names_in(&dir.path().join("workspaces")).is_empty());
+        ctl.unpack_verified("good", &sha, size, &mut bytes.as_slice())
+            .expect("the intact archive unpacks");
+        assert_eq!(names_in(dir.path()), ["workspaces"]);
+    }
+
+    /// Hands out `bytes` 4 KiB at a time, then (with `endless`) zeros without end; at its end,
+    /// or after `limit` bytes, it notes whether `watched` held anything yet.
+    struct Trickle<'a> {
+        bytes: &'a [u8],
+        endless: bool,
+        given: u64,
+        limit: u64,
+        watched: PathBuf,
+        unpacked_early: Option<bool>,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = buf.len().min(4096);
+            let from_bytes = self.bytes.len().min(n);
+            if from_bytes == 0 && !self.endless || self.given >= self.limit {
+                if self.unpacked_early.is_none() {
+                    // Time for a tar fed so far to have written its first files.
+                    std::thread::sleep(std::time::Duration::from_millis(300));
+                    self.unpacked_early = Some(
+                        std::fs::read_dir(&self.watched).is_ok_and(|mut d| d.next().is_some()),
+                    );
+                }
+                if self.given >= self.limit {
+                    return Err(std::io::Error::other("the test's limit"));
+                }
+                return Ok(0);
+            }
+            let n = if from_bytes > 0 { from_bytes } else { n };
+            buf[..from_bytes].copy_from_slice(&self.bytes[..from_bytes]);
+            buf[from_bytes..n].fill(0);
+            self.bytes = &self.bytes[from_bytes..];
+            self.given += n as u64;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn nothing_is_unpacked_before_the_whole_archive_has_arrived_and_matched() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ctl = ctl(dir.path());
+        let content: Vec<u8> = (0..512 * 1024u32).map(|i| (i * 7 % 251) as u8).collect();
+        let bytes = gzipped_tar(&[
+            Member::Dir("./", 0o755),
+            Member::File("./first.txt", b"first\n"),
+            Member::File("./big.bin", &content),
+        ]);
+        let recorded = hex(&Sha256::digest(b"another archive"));
+        let mut input = Trickle {
+            bytes: &bytes,
+            endless: false,
+            given: 0,
+            limit: u64::MAX,
+            watched: dir.path().join("workspaces/bad"),
+            unpacked_early: None,
+        };
+        let err = ctl
+            .unpack_verified("bad", &recorded, bytes.len() as u64, &mut input)
+            .expect_err("refused");
+        assert!(err.to_string().contains("damaged"), "{err}");
+        assert_eq!(input.unpacked_early, Some(false), "unpacked before checked");
+        // An archive that does not end (a gzip bomb's worth of bytes) is refused once it is
+        // longer than recorded, not read to the end.
+        let size = bytes.len() as u64;
+        let mut input = Trickle {
+            bytes: &bytes,
+            endless: true,
+            given: 0,
+            limit: 64 * size,
+            watched: dir.path().join("workspaces/bomb"),
+            unpacked_early: None,
+        };
+        let err = ctl
+            .unpack_verified("bomb", &recorded, size, &mut input)
+            .expect_err("refused");
+        assert!(err.to_string().contains("more than"), "{err}");
+        assert!(input.given <= size + 4096, "read {} bytes", input.given);
+        assert!(!dir.path().join("workspaces/bomb").exists());
+    }
+
+    #[test]
+    fn a_read_only_directory_in_a_damaged_snapshot_is_not_left_behind() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ctl = ctl(dir.path());
+        let content = vec![b'x'; 256 * 1024];
+        let bytes = gzipped_tar(&[
+            Member::Dir("./", 0o755),
+            Member::Dir("./ro/", 0o555),
+            Member::File("./ro/inside.txt", b"kept?\n"),
+            Member::File("./big.bin", &content),
+        ]);
+        let recorded = hex(&Sha256::digest(b"another archive"));
+        let err = ctl
+            .unpack_verified("bad", &recorded, bytes.len() as u64, &mut bytes.as_slice())
+            .expect_err("refused");
+        assert!(err.to_string().contains("damaged"), "{err}");
+        assert!(!dir.path().join("workspaces/bad").exists(), "{err}");
+    }
+
+    #[test]
+    fn a_recorded_hostile_archive_writes_nothing_outside_its_workspace_and_leaves_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ctl = ctl(dir.path());
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(&outside).expect("mkdir");
+        let absolute = format!("{}/absolute.txt", outside.display());
+        let absolute_link = outside.display().to_string();
+        // workspaces/new/../../outside is `outside`.
+        let bytes = gzipped_tar(&[
+            Member::Dir("./", 0o755),
+            Member::Dir("./ro/", 0o555),
+            Member::File("./ro/inside.txt", b"in a read-only directory\n"),
+            Member::File("../escape.txt", b"escaped\n"),
+            Member::File("./../../escape2.txt", b"escaped\n"),
+            Member::File(&absolute, b"escaped\n"),
+            Member::Symlink("./up", "../../outside"),
+            Member::File("./up/through-relative.txt", b"escaped\n"),
+            Member::Symlink("./abs", &absolute_link),
+            Member::File("./abs/through-absolute.txt", b"escaped\n"),
+        ]);
+        // The gateway recorded these very bytes: the checksum matches.
+        let sha = hex(&Sha256::digest(&bytes));
+        let result = ctl.unpack_verified("new", &sha, bytes.len() as u64, &mut bytes.as_slice());
+        assert!(names_in(&outside).is_empty(), "{result:?}");
+        assert_eq!(
+            names_in(dir.path()),
+            ["outside", "workspaces"],
+            "{result:?}"
+        );
+        assert!(!dir.path().join("escape.txt").exists());
+        // tar refuses the `..` members and says so: the restore fails and, read-only
+        // directory and all, nothing of it is kept.
+        let err = result.expect_err("tar refuses it");
+        assert!(names_in(&dir.path().join("workspaces")).is_empty(), "{err}");
+    }
+
+    #[test]
+    fn removing_a_workspace_makes_its_directories_writable_and_follows_no_symlink() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ws = dir.path().join("ws");
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(ws.join("ro/none")).expect("mkdir");
+        std::fs::create_dir_all(&outside).expect("mkdir");
+        std::fs::write(ws.join("ro/none/f.txt"), "f").expect("write");
+        std::os::unix::fs::symlink(&outside, ws.join("ro/link")).expect("symlink");
+        let mode = |p: &Path| {
+            std::fs::symlink_metadata(p)
+                .expect("stat")
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        let chmod = |p: &Path, m: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).expect("chmod")
+        };
+        chmod(&outside, 0o500);
+        chmod(&ws.join("ro/none"), 0o000);
+        chmod(&ws.join("ro"), 0o555);
+        make_owner_writable(&ws).expect("chmod");
+        assert_eq!(mode(&ws.join("ro")), 0o755);
+        assert_eq!(mode(&ws.join("ro/none")), 0o700);
+        assert_eq!(mode(&outside), 0o500, "not followed");
+        remove_tree(&ws).expect("removed");
+        assert!(!ws.exists());
+        assert_eq!(mode(&outside), 0o500);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Snapshots and `diff`: an agent's workspace saved on its host and restored on another with
 //! the same bytes (checked here with coreutils on the files themselves, not by agentgate);
-//! `snapshot list` and `remove`; a damaged archive refused; who may see and remove a snapshot;
+//! `snapshot list` and `remove`; two snapshots at once; a damaged archive refused; who may see and remove a snapshot;
 //! and what `diff` shows for a git workspace and a plain one. The remote hosts are network
 //! namespaces with a real sshd (see `e2e::netns`): the test that uses them needs root.
 
@@ -212,6 +212,27 @@ fn a_snapshot_restored_on_another_host_has_the_same_bytes() {
     assert!(gw.list().iter().all(|a| a["name"] != "broken"));
     assert!(!h2.agents_home.join("workspaces/broken").exists());
     assert!(!h2.agents_home.join("agents/broken").exists());
+    // An archive longer than recorded (one replaced on its host, say) is refused as it arrives,
+    // as damaged, and nothing is kept.
+    bytes[middle] ^= 0xff;
+    bytes.extend(std::iter::repeat_n(0u8, 8 << 20));
+    std::fs::write(&second_archive, &bytes).expect("replace it");
+    let out = gw.ssh(&[
+        "create",
+        "broken",
+        "--from-snapshot",
+        &second_id,
+        "--host",
+        "h2",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("damaged") && stderr(&out).contains("more than"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(gw.list().iter().all(|a| a["name"] != "broken"));
+    assert!(!h2.agents_home.join("workspaces/broken").exists());
     // A missing archive is a clear failure too.
     std::fs::remove_file(&second_archive).expect("rm");
     let out = gw.ssh(&["create", "broken", "--from-snapshot", &second_id]);
@@ -235,6 +256,49 @@ fn a_snapshot_restored_on_another_host_has_the_same_bytes() {
     assert!(stderr(&out).contains("snapshot list"), "{}", stderr(&out));
     let out = gw.ssh(&["create", "late", "--from-snapshot", &id]);
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+}
+
+#[test]
+fn two_snapshots_of_one_agent_at_once_each_keep_their_own_archive() {
+    let gw = TestGateway::start();
+    gw.ok(&["create", "w"]);
+    fill_workspace(&gw, "w");
+    gw.ok(&["stop", "w"]);
+    let barrier = std::sync::Barrier::new(2);
+    let taken: Vec<Value> = std::thread::scope(|s| {
+        let takers: Vec<_> = (0..2)
+            .map(|_| {
+                s.spawn(|| {
+                    barrier.wait();
+                    json(&gw.ok(&["snapshot", "w", "--json"]))
+                })
+            })
+            .collect();
+        takers
+            .into_iter()
+            .map(|t| t.join().expect("no panic"))
+            .collect()
+    });
+    assert_ne!(taken[0]["id"], taken[1]["id"]);
+    let snapshots = gw.agents_home.join("snapshots");
+    for snap in &taken {
+        let id = snap["id"].as_str().expect("id");
+        let archive = snapshots.join(format!("{id}.tar.gz"));
+        assert_eq!(
+            snap["sha256"].as_str(),
+            Some(sha256_of(&archive).as_str()),
+            "{id}"
+        );
+    }
+    let listed = json(&gw.ok(&["snapshot", "list", "w", "--json"]));
+    assert_eq!(listed.as_array().map(Vec::len), Some(2), "{listed}");
+    let mut left: Vec<String> = std::fs::read_dir(&snapshots)
+        .expect("ls")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with('.'))
+        .collect();
+    left.sort();
+    assert!(left.is_empty(), "{left:?}");
 }
 
 #[test]

@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use clap::Args;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
 
 use super::{Caller, CommandError, CommandIo, CommandResult, agent_and_host, exit};
 use crate::Gateway;
@@ -42,24 +43,20 @@ pub async fn run(
         );
     }
     let mut process = host.diff(&args.name, args.stat, args.json).await?;
-    let mut buf = vec![0u8; 32 * 1024];
-    loop {
-        let n = tokio::select! {
-            read = process.stdout.read(&mut buf) => read.unwrap_or(0),
-            () = io.closed.cancelled() => 0,
-            () = gw.shutdown.cancelled() => 0,
-        };
-        if n == 0 {
-            break;
-        }
-        if io.stdout.write_all(&buf[..n]).await.is_err() {
-            break;
-        }
-    }
+    let complete = forward_output(
+        &mut process.stdout,
+        &mut io.stdout,
+        &io.closed,
+        &gw.shutdown,
+        &*process.signal,
+    )
+    .await;
     let _ = io.stdout.flush().await;
     if io.closed.is_cancelled() {
-        (process.signal)("TERM");
         return Ok(exit::OK);
+    }
+    if !complete && gw.shutdown.is_cancelled() {
+        return Err(CommandError::failed("the gateway is shutting down"));
     }
     let stderr = read_all(process.stderr).await;
     let message = stderr
@@ -74,5 +71,98 @@ pub async fn run(
             "to follow its changes from now on, make it a git repository with a first commit",
         )),
         _ => Err(CommandError::failed(message)),
+    }
+}
+
+/// Copies the diff's output to `out` until it ends; returns whether it did. When the copy stops
+/// first (the client went away, the gateway shuts down, a read or a write failed), the process
+/// is sent TERM: left alone, `git diff` would block writing to a pipe nobody reads, and the
+/// exit the caller waits for would never come.
+async fn forward_output(
+    output: &mut (impl AsyncRead + Unpin),
+    out: &mut (impl AsyncWrite + Unpin),
+    closed: &CancellationToken,
+    shutdown: &CancellationToken,
+    signal: &(dyn Fn(&str) + Send + Sync),
+) -> bool {
+    let mut buf = vec![0u8; 32 * 1024];
+    let complete = loop {
+        let read = tokio::select! {
+            read = output.read(&mut buf) => read,
+            () = closed.cancelled() => break false,
+            () = shutdown.cancelled() => break false,
+        };
+        match read {
+            Ok(0) => break true,
+            Ok(n) => {
+                if out.write_all(&buf[..n]).await.is_err() {
+                    break false;
+                }
+            }
+            Err(_) => break false,
+        }
+    };
+    if !complete {
+        signal("TERM");
+    }
+    complete
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// What `forward_output` does with an output that never ends (a `git diff` still writing)
+    /// when the copy is stopped by `stop`; returns the signals sent.
+    async fn signals_when_stopped(
+        stop: impl FnOnce(&CancellationToken, &CancellationToken),
+    ) -> Vec<String> {
+        let (mut diff_side, mut output) = tokio::io::duplex(64);
+        let writer = tokio::spawn(async move {
+            while diff_side.write_all(b"+ a line of the diff\n").await.is_ok() {}
+        });
+        let (closed, shutdown) = (CancellationToken::new(), CancellationToken::new());
+        let sent = Mutex::new(Vec::new());
+        let signal = |name: &str| sent.lock().expect("lock").push(name.to_owned());
+        let mut out = Vec::new();
+        stop(&closed, &shutdown);
+        let complete = forward_output(&mut output, &mut out, &closed, &shutdown, &signal).await;
+        assert!(!complete);
+        drop(output);
+        let _ = writer.await;
+        sent.into_inner().expect("lock")
+    }
+
+    #[tokio::test]
+    async fn a_diff_cut_short_by_the_gateways_shutdown_is_terminated() {
+        assert_eq!(
+            signals_when_stopped(|_, shutdown| shutdown.cancel()).await,
+            ["TERM"]
+        );
+        assert_eq!(
+            signals_when_stopped(|closed, _| closed.cancel()).await,
+            ["TERM"]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_diff_read_to_its_end_is_left_to_exit() {
+        let closed = CancellationToken::new();
+        let sent = Mutex::new(Vec::<String>::new());
+        let signal = |name: &str| sent.lock().expect("lock").push(name.to_owned());
+        let mut out = Vec::new();
+        let complete = forward_output(
+            &mut &b"diff --git a/x b/x\n"[..],
+            &mut out,
+            &closed,
+            &CancellationToken::new(),
+            &signal,
+        )
+        .await;
+        assert!(complete);
+        assert_eq!(out, b"diff --git a/x b/x\n");
+        assert!(sent.into_inner().expect("lock").is_empty());
     }
 }

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use clap::{Args, Subcommand};
-use hostctl::api::{ErrorCode, SnapshotRequest, WorkspaceSource};
+use hostctl::api::{ErrorCode, SnapshotMeta, SnapshotRequest, WorkspaceSource};
 use serde_json::{Value, json};
 
 use super::create::{CreateArgs, check_new_name, choose_host, create_reserved, reserve};
@@ -159,6 +159,12 @@ async fn take(
                 ..
             }) => continue,
             Err(e) => {
+                if may_have_left_files(&e) {
+                    // hostctl may have been cut off half-way, or have finished unheard: what
+                    // it made under this ID would be on the host with no record, which
+                    // `snapshot list` cannot show nor `snapshot remove` delete.
+                    let _ = host.snapshot_remove(&request.id).await;
+                }
                 let e = CommandError::from(e);
                 let hint = if agent.status == AgentStatus::Running {
                     format!(
@@ -174,6 +180,10 @@ async fn take(
                 .hint(hint));
             }
             Ok(snapshot) => {
+                if let Err(e) = check_reply(&request.id, &snapshot) {
+                    let _ = host.snapshot_remove(&request.id).await;
+                    return Err(e);
+                }
                 made = Some(snapshot);
                 break;
             }
@@ -189,9 +199,13 @@ async fn take(
     let record = SnapshotRecord {
         id: made.id,
         agent: name.to_owned(),
+        // Which agent of this name it is: the store shows the snapshot through this very
+        // agent only, never through a later one of the same name.
+        agent_created_at: Some(agent.created_at.clone()),
         host: agent.host.clone(),
         label,
-        created_at: made.created_at,
+        // The gateway's clock, as for agents: the host's may be off.
+        created_at: crate::store::now(),
         size: made.size,
         sha256: made.sha256,
         owner: agent.created_by.clone(),
@@ -222,6 +236,25 @@ async fn take(
         .await;
     }
     Ok(exit::OK)
+}
+
+/// Whether a snapshot that failed with `e` may have left files on the host: unless hostctl
+/// answered (it refused, or failed and cleaned up after itself), it may have been cut off
+/// mid-way or have finished with its answer lost.
+fn may_have_left_files(e: &HostError) -> bool {
+    !matches!(e, HostError::Rejected { .. } | HostError::NotFound(_))
+}
+
+/// A host's answer to snapshot `requested` must be about that snapshot: the gateway records
+/// the ID it asked for, never another.
+fn check_reply(requested: &str, made: &SnapshotMeta) -> Result<(), CommandError> {
+    if made.id == requested {
+        return Ok(());
+    }
+    Err(CommandError::failed(format!(
+        "the host answered snapshot '{requested}' with snapshot '{}'; nothing was recorded",
+        made.id.escape_debug()
+    )))
 }
 
 fn check_label(label: &str) -> Result<(), CommandError> {
@@ -424,7 +457,7 @@ pub async fn create_from(
     reserve(gw, &host_name, &request, idle_stop).await?;
     let mut restored = false;
     let made = create_reserved(gw, &to, &request, || async {
-        restore_snapshot(&from, id, &snapshot.sha256, &to, name)
+        restore_snapshot(&from, id, &snapshot.sha256, snapshot.size, &to, name)
             .await
             .map_err(|e| {
                 let e = CommandError::from(e);
@@ -504,6 +537,55 @@ mod tests {
         assert_eq!(size_text(1023), "1023 B");
         assert_eq!(size_text(1536), "1.5 KiB");
         assert_eq!(size_text(3 * 1024 * 1024), "3.0 MiB");
+    }
+
+    #[test]
+    fn a_reply_about_another_snapshot_is_refused() {
+        let made = |id: &str| SnapshotMeta {
+            id: id.into(),
+            agent: "w".into(),
+            label: None,
+            created_at: "2999-01-01T00:00:00Z".into(),
+            size: 1,
+            sha256: "ab".repeat(32),
+            spec: hostctl::api::CreateRequest {
+                name: "w".into(),
+                template: "shell".into(),
+                command: hostctl::api::AgentCommand::LoginShell,
+                restart_command: None,
+                workspace: WorkspaceSource::Empty,
+                env: Default::default(),
+                tags: Default::default(),
+                prompt: None,
+                size: None,
+                created_by: None,
+                secret_names: Vec::new(),
+            },
+            taken_by: None,
+        };
+        assert!(check_reply("w-20261123-1215", &made("w-20261123-1215")).is_ok());
+        assert!(check_reply("w-20261123-1215", &made("x-20261123-1215")).is_err());
+    }
+
+    #[test]
+    fn a_snapshot_cut_off_is_cleaned_up_and_a_refused_one_is_not() {
+        let timeout = HostError::Timeout {
+            host: "h1".into(),
+            what: "snapshot".into(),
+            seconds: 600,
+        };
+        assert!(may_have_left_files(&timeout));
+        let garbled = HostError::Protocol {
+            host: "h1".into(),
+            what: "snapshot".into(),
+            detail: "EOF".into(),
+        };
+        assert!(may_have_left_files(&garbled));
+        let refused = HostError::Rejected {
+            code: ErrorCode::Failed,
+            message: "tar: file changed as we read it".into(),
+        };
+        assert!(!may_have_left_files(&refused));
     }
 
     #[test]

@@ -561,13 +561,14 @@ pub async fn copy_workspace(
 
 /// Makes a new workspace for `dst` on `to` from snapshot `id` on `from` (`hostctl
 /// snapshot-read | hostctl unpack-snapshot`, streamed through the gateway). The receiving
-/// hostctl checks the SHA-256 of every byte it gets against `sha256`, the checksum recorded
-/// when the snapshot was taken, and keeps nothing when they differ. On any failure a workspace
+/// hostctl keeps the bytes aside and unpacks them only when they are `size` bytes with SHA-256
+/// `sha256`, as recorded when the snapshot was taken (more is refused as it arrives). On any failure a workspace
 /// that was made is discarded.
 pub async fn restore_snapshot(
     from: &Host,
     id: &str,
     sha256: &str,
+    size: u64,
     to: &Host,
     dst: &str,
 ) -> Result<(), HostError> {
@@ -581,6 +582,8 @@ pub async fn restore_snapshot(
             dst.to_owned(),
             "--sha256".to_owned(),
             sha256.to_owned(),
+            "--size".to_owned(),
+            size.to_string(),
             "--json".to_owned(),
         ],
         dst,
@@ -667,19 +670,20 @@ async fn stream_workspace(
                 if copied.is_err() {
                     pack_signal("TERM");
                 }
-                (Some(copied), unpack_exit.await)
+                (Some(copied), unpack_exit.await, false)
             }
             exit = &mut unpack_exit => {
                 // Done early (the digests will tell whether it got everything), or refused:
                 // then the rest of the stream is not wanted.
-                if exit != ProcessExit::Code(0) {
+                let refused = exit != ProcessExit::Code(0);
+                if refused {
                     pack_signal("TERM");
                 }
-                (None, exit)
+                (None, exit, refused)
             }
         }
     };
-    let ((copied, unpack_exit), answer, unpack_err, pack_err) = tokio::join!(
+    let ((copied, unpack_exit, source_stopped), answer, unpack_err, pack_err) = tokio::join!(
         transfer,
         answer,
         local::read_all(unpack_err),
@@ -698,14 +702,16 @@ async fn stream_workspace(
         exit => decode_reply(to.name(), "unpack", exit, &answer, unpack_err.as_bytes()),
     };
     let made = unpacked.is_ok();
-    let source_failure = (pack_exit != ProcessExit::Code(0)).then(|| HostError::Rejected {
-        code: ErrorCode::Failed,
-        message: format!(
-            "{source_what} on host '{}' failed: {}",
-            from.name(),
-            pack_err.trim().trim_start_matches("hostctl: error: ")
-        ),
-    });
+    // A source the gateway stopped (unpack refused what it sent) did not fail on its own.
+    let source_failure =
+        (pack_exit != ProcessExit::Code(0) && !source_stopped).then(|| HostError::Rejected {
+            code: ErrorCode::Failed,
+            message: format!(
+                "{source_what} on host '{}' failed: {}",
+                from.name(),
+                pack_err.trim().trim_start_matches("hostctl: error: ")
+            ),
+        });
     // unpack's own answer says most about what went wrong; then the source; then the stream.
     let failure = match (unpacked, copied) {
         (Err(e), _) => Some(e),

@@ -205,8 +205,12 @@ pub struct SnapshotRecord {
     pub id: String,
     /// The agent it was taken of (which may have been destroyed since).
     pub agent: String,
+    /// That agent's `created_at`: which agent of that name it was. None for a snapshot
+    /// recorded before this was kept, whose agent was gone by then.
+    pub agent_created_at: Option<String>,
     pub host: String,
     pub label: Option<String>,
+    /// When the gateway recorded it (the gateway's clock, not the host's).
     pub created_at: String,
     /// The archive's size in bytes.
     pub size: u64,
@@ -1074,12 +1078,13 @@ impl Store {
         let spec = serde_json::to_string(&snapshot.spec)
             .map_err(|e| StoreError::Corrupt(format!("encoding snapshot spec: {e}")))?;
         let result = sqlx::query(
-            "INSERT INTO snapshots (id, agent, host, label, created_at, size, sha256, owner,
-                                    taken_by, spec, idle_stop)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO snapshots (id, agent, agent_created_at, host, label, created_at, size,
+                                    sha256, owner, taken_by, spec, idle_stop)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&snapshot.id)
         .bind(&snapshot.agent)
+        .bind(&snapshot.agent_created_at)
         .bind(&snapshot.host)
         .bind(&snapshot.label)
         .bind(&snapshot.created_at)
@@ -1259,15 +1264,16 @@ const AGENT_SELECT: &str =
 const VISIBLE: &str = "(?1 = 'admin' OR created_by = ?2
     OR EXISTS (SELECT 1 FROM agent_shares s WHERE s.agent = agents.name AND s.operator = ?2))";
 
-const SNAPSHOT_SELECT: &str = "SELECT id, agent, host, label, created_at, size, sha256, owner,
+const SNAPSHOT_SELECT: &str =
+    "SELECT id, agent, agent_created_at, host, label, created_at, size, sha256, owner,
             taken_by, spec, idle_stop FROM snapshots";
 
 /// Who may see a snapshot: as for its agent (admins, its owner, those it is shared with), where
-/// the agent of that name now is the one it was taken of (created before it); and its owner
-/// then, whatever became of the agent.
+/// the agent of that name now is the very one it was taken of (the same `created_at`, both
+/// from the gateway's clock); and its owner then, whatever became of the agent.
 const SNAPSHOT_VISIBLE: &str = "(?1 = 'admin' OR snapshots.owner = ?2
     OR EXISTS (SELECT 1 FROM agents a WHERE a.name = snapshots.agent
-               AND a.created_at <= snapshots.created_at
+               AND a.created_at = snapshots.agent_created_at
                AND (a.created_by = ?2
                     OR EXISTS (SELECT 1 FROM agent_shares s
                                WHERE s.agent = a.name AND s.operator = ?2))))";
@@ -1373,6 +1379,7 @@ fn snapshot_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<SnapshotRecord> {
             .map_err(|e| StoreError::Corrupt(format!("spec of snapshot '{id}': {e}")))?,
         id,
         agent: r.try_get("agent")?,
+        agent_created_at: r.try_get("agent_created_at")?,
         host: r.try_get("host")?,
         label: r.try_get("label")?,
         created_at: r.try_get("created_at")?,
@@ -1635,6 +1642,7 @@ mod tests {
         let snapshot = SnapshotRecord {
             id: "w-20261123-1215".into(),
             agent: "w".into(),
+            agent_created_at: Some(agent.created_at.clone()),
             host: "h1".into(),
             label: Some("before".into()),
             created_at: now(),
@@ -1692,6 +1700,62 @@ mod tests {
                 .await
                 .expect("q")
                 .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_is_not_seen_through_a_later_agent_of_its_name_whatever_its_time() {
+        let (_d, store) = store().await;
+        let who = |name: &str| Operator {
+            id: 0,
+            name: name.into(),
+            role: Role::Operator,
+        };
+        let (alice, bob, carol) = (who("alice"), who("bob"), who("carol"));
+        let mut first = sample_agent("w", "local", AgentStatus::Running);
+        first.created_by = Some("alice".into());
+        first.created_at = "2026-11-23T10:00:00Z".into();
+        store.insert_agent(&first).await.expect("agent");
+        store.share("w", "bob", "alice").await.expect("share");
+        // Taken of the first `w`, with a time far ahead of the gateway's (as a host whose
+        // clock runs ahead would have said).
+        let snapshot = SnapshotRecord {
+            id: "w-20261123-1215".into(),
+            agent: "w".into(),
+            agent_created_at: Some(first.created_at.clone()),
+            host: "h1".into(),
+            label: None,
+            created_at: "2999-01-01T00:00:00Z".into(),
+            size: 1,
+            sha256: "ab".repeat(32),
+            owner: Some("alice".into()),
+            taken_by: Some("alice".into()),
+            spec: first.spec.clone(),
+            idle_stop: None,
+        };
+        store.insert_snapshot(&snapshot).await.expect("insert");
+        let id = snapshot.id.as_str();
+        assert!(store.snapshot_for(&bob, id).await.expect("q").is_some());
+        // The first `w` goes; carol's `w`, made later (but before that time), does not see it.
+        store.delete_agent("w").await.expect("delete");
+        let mut second = sample_agent("w", "local", AgentStatus::Running);
+        second.created_by = Some("carol".into());
+        second.created_at = "2026-11-23T11:00:00Z".into();
+        store.insert_agent(&second).await.expect("agent");
+        assert!(store.snapshot_for(&carol, id).await.expect("q").is_none());
+        assert!(
+            store
+                .snapshots_for(&carol, Some("w"))
+                .await
+                .expect("q")
+                .is_empty()
+        );
+        store.share("w", "bob", "carol").await.expect("share");
+        assert!(store.snapshot_for(&bob, id).await.expect("q").is_none());
+        assert_eq!(
+            store.snapshot_for(&alice, id).await.expect("q"),
+            Some(snapshot.clone()),
+            "its owner keeps it"
         );
     }
 
