@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use clap::Args;
 
-use super::output::{age, agent_json, json_text, status_text, tags_text};
 use super::list::{LIST_WAIT, not_asked_text};
+use super::output::{age, agent_json, json_text, status_text, tags_text};
 use super::{Caller, CommandIo, CommandResult, agent_and_host, exit, refreshed_agent};
 use crate::Gateway;
 use crate::hosts::reconciler::NotAsked;
@@ -35,13 +35,16 @@ pub async fn run(
         .await?
         .filter(|h| h.status == "unreachable");
     let not_asked = match down {
-        Some(h) => Some(NotAsked::Unreachable(h.name, h.last_error.unwrap_or_default())),
-        None => match tokio::time::timeout(LIST_WAIT, refreshed_agent(gw, caller, &args.name))
-            .await
-        {
-            Ok(refreshed) => return show(gw, refreshed?.0, args.json, io).await,
-            Err(_) => Some(NotAsked::Slow(agent.host.clone())),
-        },
+        Some(h) => Some(NotAsked::Unreachable(
+            h.name,
+            h.last_error.unwrap_or_default(),
+        )),
+        None => {
+            match tokio::time::timeout(LIST_WAIT, refreshed_agent(gw, caller, &args.name)).await {
+                Ok(refreshed) => return show(gw, refreshed?.0, args.json, io).await,
+                Err(_) => Some(NotAsked::Slow(agent.host.clone())),
+            }
+        }
     };
     if let Some(host) = not_asked {
         let text = not_asked_text(&host).replace("its agents are", "the agent is");
