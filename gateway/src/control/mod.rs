@@ -498,7 +498,7 @@ pub async fn guarded(command: impl std::future::Future<Output = u32>) -> Result<
 }
 
 /// One change of an agent's life at a time: `stop`, `start`, `restart`, `destroy` and
-/// `migrate` (and `clone` of its source) of one agent take turns, each finding the agent as
+/// `migrate` (and `clone` of its source, `snapshot` of it) of one agent take turns, each finding the agent as
 /// the one before left it. Commands that only look, attaching and sessions inside it do not
 /// wait.
 #[derive(Debug, Default)]
@@ -553,7 +553,14 @@ pub async fn run(
             let _turn = gw.agent_locks.hold(&args.name).await;
             migrate::run(gw, caller, args, io).await
         }
-        ControlCommand::Snapshot(args) => snapshot::run(gw, caller, args, io).await,
+        ControlCommand::Snapshot(args) => {
+            // Taking one waits for a move of the agent under way (listing and removing do not).
+            let _turn = match (&args.command, &args.name) {
+                (None, Some(name)) => Some(gw.agent_locks.hold(name).await),
+                _ => None,
+            };
+            snapshot::run(gw, caller, args, io).await
+        }
         ControlCommand::Destroy(args) => destroy::run(gw, caller, args, io).await,
         ControlCommand::Logs(args) => logs::run(gw, caller, args, io).await,
         ControlCommand::Diff(args) => diff::run(gw, caller, args, io).await,
