@@ -31,7 +31,10 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use e2e::bench::{env_number, median, negotiated, percentile, write_results, write_section};
+use e2e::bench::{
+    direct_ssh_options, env_number, median, negotiated, percentile, settle_memory, write_results,
+    write_section,
+};
 use e2e::netns::NetnsHost;
 use e2e::netns::add_host;
 use e2e::{TestGateway, shell_quote};
@@ -270,24 +273,6 @@ impl Side {
     }
 }
 
-/// Untimed, before each file transfer: writes the last transfer's dirty pages back (`sync`), and
-/// writes and deletes SIZE bytes on the tmpfs. On a VM the first writer of a large file after a
-/// pause pays extra kernel time to fault memory back in; without this, whichever side went
-/// first paid it (see docs/PERFORMANCE.md, "What the changes bought").
-fn settle_memory(payload: &std::path::Path, size: u64) {
-    let status = Command::new("sync").status().expect("run sync");
-    assert!(status.success(), "sync: {status}");
-    let scratch = payload.with_extension("prefault");
-    {
-        let mut f = std::fs::File::create(&scratch).expect("prefault file");
-        let chunk = vec![0u8; 1 << 20];
-        for _ in 0..size / (1 << 20) {
-            f.write_all(&chunk).expect("prefault");
-        }
-    }
-    std::fs::remove_file(&scratch).expect("prefault file");
-}
-
 fn timed_ok(mut cmd: Command) -> Duration {
     let started = Instant::now();
     let status = cmd.status().expect("run");
@@ -301,31 +286,8 @@ fn main() {
     let attaches = env_number("ATTACHES", 10);
     let gw = TestGateway::start();
     let h1 = add_host(&gw, "h1");
-    // The operator's key on h1 too, for the direct baseline.
-    h1.authorize(
-        std::fs::read_to_string(gw.key.with_extension("pub"))
-            .expect("operator key")
-            .trim(),
-    );
-    let known = gw.dir.path().join("bench_known_hosts");
-    std::fs::write(&known, format!("{}\n", h1.known_hosts_line())).expect("known hosts");
-    let direct_options: Vec<String> = [
-        "-F".to_owned(),
-        "/dev/null".to_owned(),
-        "-i".to_owned(),
-        gw.key.to_string_lossy().into_owned(),
-        "-o".to_owned(),
-        format!("UserKnownHostsFile={}", known.display()),
-        "-o".to_owned(),
-        "StrictHostKeyChecking=yes".to_owned(),
-        "-o".to_owned(),
-        "BatchMode=yes".to_owned(),
-        // The key exchange the client negotiates with agentgate (OpenSSH 9.2 would pick
-        // sntrup761x25519-sha512 with its own sshd, much costlier for the client).
-        "-o".to_owned(),
-        "KexAlgorithms=curve25519-sha256".to_owned(),
-    ]
-    .into();
+    // The baseline: the operator's key authorized on h1 too, straight to its sshd.
+    let direct_options = direct_ssh_options(&gw, &[&h1]);
     let direct = || {
         let mut cmd = Command::new("ssh");
         cmd.args(&direct_options)
@@ -386,6 +348,7 @@ fn main() {
     let payload =
         std::path::PathBuf::from(format!("/dev/shm/agentgate-bench-{}", std::process::id()));
     let fetched = payload.with_extension("down");
+    let scratch = payload.with_extension("prefault");
     {
         let mut f = std::fs::File::create(&payload).expect("payload");
         let chunk = vec![0x5au8; 1 << 20];
@@ -436,11 +399,11 @@ fn main() {
             values.push(mib(n, d));
 
             let side = &sides[which];
-            settle_memory(&payload, size);
+            settle_memory(&scratch, size);
             let mut cmd = side.command("scp");
             cmd.args(["-q", &payload_s, &side.remote("bench-scp.bin")]);
             values.push(mib(size, timed_ok(cmd)));
-            settle_memory(&payload, size);
+            settle_memory(&scratch, size);
             let mut cmd = side.command("scp");
             cmd.args(["-q", &side.remote("bench-scp.bin"), &fetched_s]);
             values.push(mib(size, timed_ok(cmd)));
@@ -450,10 +413,10 @@ fn main() {
                 "scp brought every byte back"
             );
             let _ = std::fs::remove_file(&fetched);
-            settle_memory(&payload, size);
+            settle_memory(&scratch, size);
             let up = side.sftp(&format!("put {payload_s} {}bench-sftp.bin\n", side.dir));
             values.push(mib(size, up));
-            settle_memory(&payload, size);
+            settle_memory(&scratch, size);
             let down = side.sftp(&format!("get {}bench-sftp.bin {fetched_s}\n", side.dir));
             values.push(mib(size, down));
             assert_eq!(

@@ -1,8 +1,14 @@
 //! What the benchmarks in `tests/benches/` share: settings from the environment, order
-//! statistics, a process's CPU and memory from `/proc`, and writing a generated section of
+//! statistics, a process's CPU and memory from `/proc`, the OpenSSH client options of the
+//! baselines, settling memory before a timed transfer, and writing a generated section of
 //! `docs/PERFORMANCE.md`.
 
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::TestGateway;
+use crate::netns::NetnsHost;
 
 /// A number from the environment, else `default`.
 pub fn env_number(name: &str, default: u64) -> u64 {
@@ -119,4 +125,55 @@ pub fn negotiated(mut ssh: std::process::Command, command: &str) -> String {
         find("kex: algorithm: "),
         find("kex: server->client cipher: ")
     )
+}
+
+/// The options of an OpenSSH client that goes straight to `hosts` as root, the baseline of the
+/// remote-host benchmarks: the operator's key (authorized on each host here), a known-hosts file
+/// pinning each host's key, and the key exchange pinned to the curve25519-sha256 the client
+/// negotiates with agentgate (OpenSSH 9.2 would pick sntrup761x25519-sha512 with its own sshd,
+/// much costlier for the client).
+pub fn direct_ssh_options(gw: &TestGateway, hosts: &[&NetnsHost]) -> Vec<String> {
+    let operator_key =
+        std::fs::read_to_string(gw.key.with_extension("pub")).expect("the operator's public key");
+    let known = gw.dir.path().join("bench_known_hosts");
+    let mut known_lines = String::new();
+    for host in hosts {
+        host.authorize(operator_key.trim());
+        known_lines.push_str(&format!("{}\n", host.known_hosts_line()));
+    }
+    std::fs::write(&known, known_lines).expect("write the baseline's known hosts");
+    [
+        "-F",
+        "/dev/null",
+        "-i",
+        &gw.key.to_string_lossy(),
+        "-o",
+        &format!("UserKnownHostsFile={}", known.display()),
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "KexAlgorithms=curve25519-sha256",
+    ]
+    .map(str::to_owned)
+    .into()
+}
+
+/// Untimed, before a timed transfer that writes files: writes the last transfer's dirty pages
+/// back (`sync`), and writes and deletes `size` bytes as `scratch` (a path on a tmpfs). On a VM
+/// the first writer of a large file after a pause pays extra kernel time to fault memory back
+/// in; without this, whichever side went first paid it (see docs/PERFORMANCE.md, "What the
+/// changes bought").
+pub fn settle_memory(scratch: &Path, size: u64) {
+    let status = Command::new("sync").status().expect("run sync");
+    assert!(status.success(), "sync: {status}");
+    {
+        let mut f = std::fs::File::create(scratch).expect("prefault file");
+        let chunk = vec![0u8; 1 << 20];
+        for _ in 0..size / (1 << 20) {
+            f.write_all(&chunk).expect("prefault");
+        }
+    }
+    std::fs::remove_file(scratch).expect("prefault file");
 }
