@@ -1,7 +1,7 @@
 //! What the benchmarks in `tests/benches/` share: settings from the environment, order
 //! statistics, a process's CPU and memory from `/proc`, the OpenSSH client options of the
-//! baselines, settling memory before a timed transfer, and writing a generated section of
-//! `docs/PERFORMANCE.md`.
+//! baselines, settling memory before a timed transfer, the machine and commit a result comes
+//! from, and writing a generated section of `docs/PERFORMANCE.md`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -176,4 +176,103 @@ pub fn settle_memory(scratch: &Path, size: u64) {
         }
     }
     std::fs::remove_file(scratch).expect("prefault file");
+}
+
+/// What a generated section says about where its numbers come from: the machine, the build and
+/// the OpenSSH they were measured with, and when.
+pub struct Provenance {
+    /// UTC, like `2026-11-23T12:00:00Z`.
+    pub date: String,
+    /// `git rev-parse --short HEAD`, with a note when the gateway's or hostctl's sources differ
+    /// from it.
+    pub commit: String,
+    /// CPUs, CPU model, memory, OS and kernel.
+    pub machine: String,
+    /// `ssh -V`.
+    pub openssh: String,
+}
+
+impl Provenance {
+    pub fn now() -> Provenance {
+        let output = |program: &str, args: &[&str]| {
+            Command::new(program)
+                .args(args)
+                .current_dir(repo())
+                .output()
+                .map(|out| {
+                    let text = if out.stdout.is_empty() {
+                        out.stderr
+                    } else {
+                        out.stdout
+                    };
+                    String::from_utf8_lossy(&text).trim().to_owned()
+                })
+                .unwrap_or_default()
+        };
+        let mut commit = output("git", &["rev-parse", "--short", "HEAD"]);
+        let changed = output(
+            "git",
+            &[
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+                "--",
+                "gateway",
+                "hostctl",
+                "Cargo.toml",
+                "Cargo.lock",
+            ],
+        );
+        if commit.is_empty() {
+            commit = "unknown".into();
+        } else if !changed.is_empty() {
+            commit.push_str(" (with uncommitted changes)");
+        }
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu_model = cpuinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("model name"))
+            .and_then(|l| l.split_once(':'))
+            .map_or("unknown CPU", |(_, model)| model.trim())
+            .to_owned();
+        let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let mem_gib = meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|l| l.split_whitespace().next()?.parse::<f64>().ok())
+            .map_or(0.0, |kib| kib / (1024.0 * 1024.0));
+        let os_release = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
+        let os = os_release
+            .lines()
+            .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+            .map_or("unknown OS", |v| v.trim_matches('"'))
+            .to_owned();
+        Provenance {
+            date: output("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"]),
+            commit,
+            machine: format!(
+                "{cpus} CPUs, {cpu_model}, {mem_gib:.0} GiB RAM; {os}, {}",
+                output("uname", &["-sr"])
+            ),
+            openssh: output("ssh", &["-V"]),
+        }
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "date": self.date, "commit": self.commit, "machine": self.machine,
+            "openssh": self.openssh,
+        })
+    }
+}
+
+/// The load average over 1, 5 and 15 minutes, as `/proc/loadavg` gives it (`0.52 0.58 0.59`).
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
