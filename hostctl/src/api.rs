@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 /// Version of this contract. hostctl reports it in `hostctl version --json`.
-pub const API_VERSION: u32 = 4;
+pub const API_VERSION: u32 = 5;
 
 /// The longest agent name: a DNS label, so a name can also serve as a host alias.
 pub const MAX_AGENT_NAME_LEN: usize = 63;
@@ -189,6 +189,17 @@ pub struct SnapshotMeta {
     pub spec: CreateRequest,
     #[serde(default)]
     pub taken_by: Option<String>,
+}
+
+/// `hostctl snapshot-list --json`'s answer: the snapshots on this host, oldest first, so a
+/// gateway that lost its records can take them up again.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotList {
+    pub snapshots: Vec<SnapshotMeta>,
+    /// Files in the snapshots directory that are not a whole snapshot, and why (a description
+    /// that does not parse, an archive missing or of another size).
+    #[serde(default)]
+    pub skipped: Vec<String>,
 }
 
 /// `hostctl snapshot-remove ID --json`'s answer.

@@ -151,6 +151,11 @@ enum Verb {
     },
     /// Write a snapshot's archive to stdout.
     SnapshotRead { id: String },
+    /// List the snapshots on this host (whole ones; the rest are named as skipped).
+    SnapshotList {
+        #[arg(long)]
+        json: bool,
+    },
     /// Delete a snapshot's archive and description.
     SnapshotRemove {
         id: String,
@@ -399,6 +404,19 @@ fn main() -> ExitCode {
                 Err(e) => fail(&e, false),
             }
         }
+        Verb::SnapshotList { json } => report(ctl.snapshot_list(), json, |list| {
+            let mut text: Vec<String> = list
+                .snapshots
+                .iter()
+                .map(|s| format!("{}\t{}\t{}\t{} bytes", s.id, s.agent, s.created_at, s.size))
+                .collect();
+            text.extend(list.skipped.iter().map(|why| format!("skipped {why}")));
+            if text.is_empty() {
+                "no snapshots".to_owned()
+            } else {
+                text.join("\n")
+            }
+        }),
         Verb::SnapshotRemove { id, json } => report(ctl.snapshot_remove(&id), json, |r| {
             format!("removed {}", r.removed)
         }),

@@ -2,7 +2,8 @@
 //! as `snapshots/ID.tar.gz` (the host's own `tar`, gzip-compressed) and its description with
 //! the agent's settings as `snapshots/ID.json`; `snapshot-read` writes an archive to stdout (to
 //! be unpacked on any host, which checks its SHA-256, see [`HostCtl::unpack_verified`]);
-//! `snapshot-remove` deletes both files.
+//! `snapshot-remove` deletes both files; `snapshot-list` reads the descriptions back (so a
+//! gateway that lost its records finds the snapshots again).
 //!
 //! The snapshots directory is the host user's only (0700): a snapshot holds the agent's
 //! environment, as its meta.json does.
@@ -13,7 +14,9 @@ use std::process::{Command, Stdio};
 
 use sha2::{Digest, Sha256};
 
-use crate::api::{SnapshotMeta, SnapshotRemoved, SnapshotRequest, validate_snapshot_id};
+use crate::api::{
+    SnapshotList, SnapshotMeta, SnapshotRemoved, SnapshotRequest, validate_snapshot_id,
+};
 use crate::error::{Error, Result};
 use crate::verbs::{HostCtl, check_name, now_rfc3339};
 
@@ -136,6 +139,68 @@ impl HostCtl {
             removed: id.to_owned(),
             existed,
         })
+    }
+    /// The snapshots on this host, from their descriptions: only whole ones (a description
+    /// whose archive is there with the recorded size); the rest are named in `skipped`. A
+    /// snapshot being taken (its `.part` files) is not listed.
+    pub fn snapshot_list(&self) -> Result<SnapshotList> {
+        let dir = self.files.snapshots_dir();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(SnapshotList::default());
+            }
+            Err(e) => return Err(Error::io("reading", &dir)(e)),
+        };
+        let mut list = SnapshotList::default();
+        for entry in entries {
+            let entry = entry.map_err(Error::io("reading", &dir))?;
+            let file_name = entry.file_name();
+            let Some(id) = file_name
+                .to_str()
+                .and_then(|n| n.strip_suffix(".json"))
+                .filter(|id| !id.starts_with('.'))
+            else {
+                continue;
+            };
+            match self.whole_snapshot(id) {
+                Ok(meta) => list.snapshots.push(meta),
+                Err(why) => list.skipped.push(format!("{id}: {why}")),
+            }
+        }
+        list.snapshots
+            .sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
+        list.skipped.sort();
+        Ok(list)
+    }
+
+    /// Snapshot `id`'s description, if its archive is there with the size it records.
+    fn whole_snapshot(&self, id: &str) -> std::result::Result<SnapshotMeta, String> {
+        validate_snapshot_id(id)?;
+        let path = self.files.snapshot_meta(id);
+        let text =
+            std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let meta: SnapshotMeta = serde_json::from_slice(&text)
+            .map_err(|e| format!("{} is not a snapshot description: {e}", path.display()))?;
+        if meta.id != id {
+            return Err(format!(
+                "{} describes snapshot '{}'",
+                path.display(),
+                meta.id
+            ));
+        }
+        let archive = self.files.snapshot_archive(id);
+        let size = std::fs::metadata(&archive)
+            .map_err(|e| format!("its archive {}: {e}", archive.display()))?
+            .len();
+        if size != meta.size {
+            return Err(format!(
+                "its archive {} is {size} bytes, not the {} recorded",
+                archive.display(),
+                meta.size
+            ));
+        }
+        Ok(meta)
     }
 }
 
@@ -347,6 +412,49 @@ mod tests {
             label: Some("before the refactor".into()),
             taken_by: Some("alice".into()),
         }
+    }
+
+    #[test]
+    fn the_list_holds_whole_snapshots_only_and_says_why_it_skips_the_rest() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ctl = host_with_agent(dir.path());
+        assert_eq!(ctl.snapshot_list().expect("list"), SnapshotList::default());
+        let first = ctl.snapshot("w", &request("w-1")).expect("snapshot");
+        let second = ctl.snapshot("w", &request("w-2")).expect("snapshot");
+        ctl.snapshot("w", &request("w-3")).expect("snapshot");
+        let snapshots = dir.path().join("snapshots");
+        // A snapshot being taken, a description that is not one, one for another ID, an
+        // archive cut short and one gone.
+        std::fs::write(snapshots.join(".w-9.json.part"), "{").expect("write");
+        std::fs::write(snapshots.join("junk.json"), "not json").expect("write");
+        std::fs::copy(snapshots.join("w-1.json"), snapshots.join("w-5.json")).expect("copy");
+        std::fs::copy(snapshots.join("w-1.tar.gz"), snapshots.join("w-5.tar.gz")).expect("copy");
+        let archive = snapshots.join("w-2.tar.gz");
+        let bytes = std::fs::read(&archive).expect("read");
+        std::fs::write(&archive, &bytes[..bytes.len() - 1]).expect("cut");
+        std::fs::remove_file(snapshots.join("w-3.tar.gz")).expect("remove");
+
+        let list = ctl.snapshot_list().expect("list");
+        assert_eq!(list.snapshots, vec![first]);
+        let skipped = list.skipped.join("\n");
+        assert_eq!(list.skipped.len(), 4, "{skipped}");
+        assert!(
+            skipped.contains("junk: ") && skipped.contains("not a snapshot description"),
+            "{skipped}"
+        );
+        assert!(
+            skipped.contains("w-5: ") && skipped.contains("describes snapshot 'w-1'"),
+            "{skipped}"
+        );
+        assert!(
+            skipped.contains(&format!(
+                "is {} bytes, not the {} recorded",
+                second.size - 1,
+                second.size
+            )),
+            "{skipped}"
+        );
+        assert!(skipped.contains("w-3: its archive"), "{skipped}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Snapshots and `diff`: an agent's workspace saved on its host and restored on another with
 //! the same bytes (checked here with coreutils on the files themselves, not by agentgate);
-//! `snapshot list` and `remove`; two snapshots at once; a damaged archive refused; who may see and remove a snapshot;
+//! `snapshot list` and `remove`; snapshots found again by a gateway that lost its database;
+//! two snapshots at once; a damaged archive refused; who may see and remove a snapshot;
 //! and what `diff` shows for a git workspace and a plain one. The remote hosts are network
 //! namespaces with a real sshd (see `e2e::netns`): the test that uses them needs root.
 
@@ -332,6 +333,107 @@ fn a_snapshot_whose_host_is_gone_is_listed_as_such_and_not_restored() {
             .exists()
     );
     assert_eq!(json(&gw.ok(&["snapshot", "list", "--json"])), json("[]"));
+}
+
+#[test]
+fn a_gateway_that_lost_its_database_takes_up_the_snapshots_on_its_hosts() {
+    let mut gw = TestGateway::start();
+    let h1 = add_host(&gw, "h1");
+    gw.ok(&["create", "orig", "--host", "h1", "--tag", "team=infra"]);
+    fill_workspace(&gw, "orig");
+    gw.ok(&["stop", "orig"]);
+    let at_snapshot = tree(&h1.agents_home.join("workspaces/orig"));
+    let admins = json(&gw.ok(&["snapshot orig --label 'on h1' --json"]));
+    // An operator's agent, and its snapshot.
+    let key = keygen(gw.dir.path(), "bob_key", "bob@laptop");
+    let public = std::fs::read(key.with_extension("pub")).expect("pub");
+    let add_bob = |gw: &TestGateway| {
+        let out = gw.ssh_with_stdin(&["key", "add", "--role", "operator"], &public);
+        assert!(out.status.success(), "{}", stderr(&out));
+    };
+    add_bob(&gw);
+    let bob = |gw: &TestGateway, args: &[&str]| {
+        let out = gw
+            .ssh_with_key(&key)
+            .arg("gw")
+            .args(args)
+            .output()
+            .expect("ssh");
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        stdout(&out)
+    };
+    bob(
+        &gw,
+        &["create", "bobs", "--host", "h1", "--", "sleep", "600"],
+    );
+    let bobs = json(&bob(&gw, &["snapshot", "bobs", "--json"]));
+    let before = json(&gw.ok(&["snapshot", "list", "--json"]));
+    assert_eq!(before.as_array().map(Vec::len), Some(2), "{before}");
+
+    // The gateway goes, and its database with it (its keys stay: the hosts still know it).
+    gw.kill9();
+    for entry in std::fs::read_dir(&gw.data_dir).expect("data dir") {
+        let path = entry.expect("entry").path();
+        if path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("agentgate.db"))
+        {
+            std::fs::remove_file(&path).expect("remove the database");
+        }
+    }
+    gw.spawn();
+    assert_eq!(json(&gw.ok(&["snapshot", "list", "--json"])), json("[]"));
+    gw.ok(&["host", "add", "h1", &h1.address, "--user", "root"]);
+    let after = e2e::wait_for("the snapshots on h1 to be taken up", || {
+        let listed = json(&gw.ok(&["snapshot", "list", "--json"]));
+        (listed.as_array().map(Vec::len) == Some(2)).then_some(listed)
+    });
+    for (was, is) in before
+        .as_array()
+        .expect("array")
+        .iter()
+        .zip(after.as_array().expect("array"))
+    {
+        for field in ["id", "agent", "host", "label", "size", "sha256"] {
+            assert_eq!(was[field], is[field], "{field}: {was} / {is}");
+        }
+    }
+    assert_eq!(after[0]["id"], admins["id"]);
+    assert_eq!(after[1]["id"], bobs["id"]);
+
+    // Each is its owner's again: bob sees his (and only his), and may remove it.
+    add_bob(&gw);
+    let bobs_view = json(&bob(&gw, &["snapshot", "list", "--json"]));
+    assert_eq!(bobs_view.as_array().map(Vec::len), Some(1), "{bobs_view}");
+    assert_eq!(bobs_view[0]["id"], bobs["id"]);
+
+    // And the admin's restores, elsewhere, with the same bytes and settings.
+    let id = admins["id"].as_str().expect("id");
+    let made = json(&gw.ok(&[
+        "create",
+        "back",
+        "--from-snapshot",
+        id,
+        "--host",
+        "local",
+        "--json",
+    ]));
+    assert_eq!(made["host"], "local");
+    assert_eq!(made["tags"]["team"], "infra");
+    assert_eq!(tree(&workspace(&gw, "back")), at_snapshot);
+    bob(
+        &gw,
+        &["snapshot", "remove", bobs["id"].as_str().expect("id")],
+    );
+    assert!(
+        !h1.agents_home
+            .join(format!(
+                "snapshots/{}.tar.gz",
+                bobs["id"].as_str().expect("id")
+            ))
+            .exists()
+    );
 }
 
 #[test]

@@ -213,7 +213,11 @@ async fn take(
         spec: agent.spec.clone(),
         idle_stop: agent.idle_stop.clone(),
     };
-    if let Err(e) = gw.store.insert_snapshot(&record).await {
+    if let Err(e) = gw
+        .store
+        .insert_snapshot(&record, crate::store::SameArchive::Replace)
+        .await
+    {
         // Not recorded, so not usable: the archive is not left behind unlisted.
         let _ = host.snapshot_remove(&id).await;
         return Err(match e {

@@ -17,8 +17,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use hostctl::api::{
-    AgentInfo, CreateInput, CreateRequest, ErrorCode, ErrorReply, Secrets, SnapshotMeta,
-    SnapshotRemoved, SnapshotRequest, StartInput, TermSize, Unpacked, VersionInfo, WorkspaceDigest,
+    AgentInfo, CreateInput, CreateRequest, ErrorCode, ErrorReply, Secrets, SnapshotList,
+    SnapshotMeta, SnapshotRemoved, SnapshotRequest, StartInput, TermSize, Unpacked, VersionInfo,
+    WorkspaceDigest,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -260,6 +261,11 @@ impl Host {
         })?;
         self.call(&["snapshot", name], Some(body), CallKind::Long)
             .await
+    }
+
+    /// The snapshots on this host, as its files describe them.
+    pub async fn snapshot_list(&self) -> Result<SnapshotList, HostError> {
+        self.call(&["snapshot-list"], None, CallKind::Normal).await
     }
 
     /// Deletes snapshot `id`'s files on this host.

@@ -17,7 +17,8 @@ use tracing::{debug, info, warn};
 
 use super::Host;
 use crate::store::{
-    AgentActivity, AgentRecord, AgentStatus, Event, HostRecord, Observed, StoreError,
+    AgentActivity, AgentRecord, AgentStatus, Event, HostRecord, Observed, SameArchive,
+    SnapshotRecord, StoreError,
 };
 use crate::{Gateway, status};
 
@@ -148,20 +149,106 @@ async fn look_at_host(gw: &Gateway, host: &Host, may_stop: bool) -> Result<(), S
     }
     let looked = look_once(gw, host, may_stop, &mut last.mark).await;
     last.done_at = Some(std::time::Instant::now());
-    looked
+    // Once a run, in a pass of its own, the host's snapshots are taken up: those the store
+    // lost (a gateway that started again without its database) are listed again.
+    if may_stop && !last.snapshots_read && matches!(looked, Ok(true)) {
+        last.snapshots_read = adopt_snapshots(gw, host).await;
+    }
+    looked.map(|_| ())
 }
 
+/// Records the snapshots on `host` that the store does not know, as the host describes them;
+/// false if the host could not say.
+async fn adopt_snapshots(gw: &Gateway, host: &Host) -> bool {
+    let list = match host.snapshot_list().await {
+        Ok(list) => list,
+        Err(e) => {
+            warn!(host = host.name(), error = %e, "cannot list the host's snapshots");
+            return false;
+        }
+    };
+    for why in &list.skipped {
+        warn!(host = host.name(), skipped = why, "not a whole snapshot");
+    }
+    for meta in list.snapshots {
+        match gw.store.snapshot_exists(&meta.id).await {
+            Ok(false) => {}
+            Ok(true) => continue,
+            Err(e) => {
+                warn!(host = host.name(), error = %e, "cannot read the snapshots");
+                return false;
+            }
+        }
+        let record = match adopted_snapshot(gw, host.name(), meta).await {
+            Ok(record) => record,
+            Err(e) => {
+                warn!(host = host.name(), error = %e, "cannot read the agents");
+                return false;
+            }
+        };
+        info!(
+            snapshot = record.id,
+            agent = record.agent,
+            host = host.name(),
+            "taking up a snapshot found on the host"
+        );
+        match gw.store.insert_snapshot(&record, SameArchive::Keep).await {
+            // Another host has a snapshot of this ID: the store keeps the one it has.
+            Ok(()) | Err(StoreError::Conflict(_)) => {}
+            Err(e) => {
+                warn!(host = host.name(), error = %e, "cannot record a snapshot");
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// A store record for a snapshot found on `host`. Its owner is its agent's creator, from the
+/// settings it keeps. It is seen through an agent of its name only if that agent has the same
+/// creator and was there before the snapshot was taken: never through someone else's agent.
+async fn adopted_snapshot(
+    gw: &Gateway,
+    host: &str,
+    meta: hostctl::api::SnapshotMeta,
+) -> Result<SnapshotRecord, StoreError> {
+    let taken = status::parse(Some(&meta.created_at));
+    let agent_created_at = gw.store.agent(&meta.agent).await?.and_then(|agent| {
+        let before = status::parse(Some(&agent.created_at))
+            .zip(taken)
+            .is_some_and(|(created, taken)| created <= taken);
+        (before && agent.created_by == meta.spec.created_by).then_some(agent.created_at)
+    });
+    Ok(SnapshotRecord {
+        agent_created_at,
+        host: host.to_owned(),
+        label: meta.label,
+        created_at: taken.map_or_else(crate::store::now, crate::store::format_time),
+        size: meta.size,
+        sha256: meta.sha256,
+        owner: meta.spec.created_by.clone(),
+        taken_by: meta.taken_by,
+        spec: meta.spec,
+        idle_stop: None,
+        id: meta.id,
+        agent: meta.agent,
+    })
+}
+
+/// One look at `host`; true if it answered.
 async fn look_once(
     gw: &Gateway,
     host: &Host,
     may_stop: bool,
     mark: &mut Option<i64>,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let record = gw.store.host(host.name()).await?;
     // A tailnet host whose peer the tailnet reports down is not asked: it is unreachable.
     if let Some(reason) = tailnet_down(gw, record.as_ref()) {
         *mark = None;
-        return mark_unreachable(gw, host.name(), &reason).await;
+        return mark_unreachable(gw, host.name(), &reason)
+            .await
+            .map(|()| false);
     }
     // Screens are read again only where there was output since the last look: the mark is
     // the host's own time (tmux's) of the newest output it reported then.
@@ -175,7 +262,9 @@ async fn look_once(
             // The tailnet may have reported the peer down while the probe was under way: its
             // word is the later one.
             if let Some(reason) = tailnet_down(gw, record.as_ref()) {
-                return mark_unreachable(gw, host.name(), &reason).await;
+                return mark_unreachable(gw, host.name(), &reason)
+                    .await
+                    .map(|()| false);
             }
             let was_unreachable = record.as_ref().is_some_and(|h| h.status == "unreachable");
             let changed = gw
@@ -195,9 +284,11 @@ async fn look_once(
             } else {
                 None
             };
-            Ok(())
+            Ok(true)
         }
-        Err(e) if e.host_unreachable() => mark_unreachable(gw, host.name(), &e.to_string()).await,
+        Err(e) if e.host_unreachable() => mark_unreachable(gw, host.name(), &e.to_string())
+            .await
+            .map(|()| false),
         Err(e) => {
             // The host answered, but not as expected: it is reachable, and the error is kept
             // for `host info` and `host check`.
@@ -205,6 +296,7 @@ async fn look_once(
             gw.store
                 .set_host_error(host.name(), Some(&e.to_string()))
                 .await
+                .map(|()| false)
         }
     }
 }

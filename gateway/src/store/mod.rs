@@ -224,6 +224,15 @@ pub struct SnapshotRecord {
     pub idle_stop: Option<String>,
 }
 
+/// What [`Store::insert_snapshot`] does with a record of the same archive under the same ID.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SameArchive {
+    /// Keep it: the new record is a conflict (a snapshot taken up from its host).
+    Keep,
+    /// Replace it (the gateway's own record of a snapshot it just took).
+    Replace,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AgentRecord {
     pub name: String,
@@ -1073,15 +1082,33 @@ impl Store {
 
     // ---- snapshots ----------------------------------------------------------------------
 
-    /// Records a snapshot; a taken ID is a conflict.
-    pub async fn insert_snapshot(&self, snapshot: &SnapshotRecord) -> Result<()> {
+    /// Records a snapshot; a taken ID is a conflict. With [`SameArchive::Replace`], a record of
+    /// the very same archive (same host, size and SHA-256: one taken up from the host while the
+    /// snapshot was being recorded) gives way to this one.
+    pub async fn insert_snapshot(
+        &self,
+        snapshot: &SnapshotRecord,
+        same: SameArchive,
+    ) -> Result<()> {
         let spec = serde_json::to_string(&snapshot.spec)
             .map_err(|e| StoreError::Corrupt(format!("encoding snapshot spec: {e}")))?;
-        let result = sqlx::query(
+        let on_conflict = match same {
+            SameArchive::Keep => "",
+            SameArchive::Replace => {
+                "ON CONFLICT (id) DO UPDATE SET agent = excluded.agent,
+                    agent_created_at = excluded.agent_created_at, label = excluded.label,
+                    created_at = excluded.created_at, owner = excluded.owner,
+                    taken_by = excluded.taken_by, spec = excluded.spec,
+                    idle_stop = excluded.idle_stop
+                 WHERE snapshots.host = excluded.host AND snapshots.size = excluded.size
+                   AND snapshots.sha256 = excluded.sha256"
+            }
+        };
+        let result = sqlx::query(&format!(
             "INSERT INTO snapshots (id, agent, agent_created_at, host, label, created_at, size,
                                     sha256, owner, taken_by, spec, idle_stop)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) {on_conflict}"
+        ))
         .bind(&snapshot.id)
         .bind(&snapshot.agent)
         .bind(&snapshot.agent_created_at)
@@ -1096,11 +1123,13 @@ impl Store {
         .bind(&snapshot.idle_stop)
         .execute(&self.pool)
         .await;
+        let conflict =
+            || StoreError::Conflict(format!("a snapshot '{}' already exists", snapshot.id));
         match result {
-            Ok(_) => Ok(()),
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::Conflict(
-                format!("a snapshot '{}' already exists", snapshot.id),
-            )),
+            Ok(done) if done.rows_affected() > 0 => Ok(()),
+            // The upsert's condition did not hold: another archive has this ID.
+            Ok(_) => Err(conflict()),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(conflict()),
             Err(e) => Err(e.into()),
         }
     }
@@ -1653,11 +1682,34 @@ mod tests {
             spec: agent.spec.clone(),
             idle_stop: Some("30m".into()),
         };
-        store.insert_snapshot(&snapshot).await.expect("insert");
+        store
+            .insert_snapshot(&snapshot, SameArchive::Keep)
+            .await
+            .expect("insert");
         assert!(matches!(
-            store.insert_snapshot(&snapshot).await,
+            store.insert_snapshot(&snapshot, SameArchive::Keep).await,
             Err(StoreError::Conflict(_))
         ));
+        // The gateway's own record replaces one of the same archive taken up from the host,
+        // never one of another archive.
+        let mut adopted = snapshot.clone();
+        adopted.label = Some("from the host".into());
+        adopted.agent_created_at = None;
+        store.delete_snapshot(&snapshot.id).await.expect("delete");
+        store
+            .insert_snapshot(&adopted, SameArchive::Keep)
+            .await
+            .expect("insert");
+        let mut other = snapshot.clone();
+        other.sha256 = "cd".repeat(32);
+        assert!(matches!(
+            store.insert_snapshot(&other, SameArchive::Replace).await,
+            Err(StoreError::Conflict(_))
+        ));
+        store
+            .insert_snapshot(&snapshot, SameArchive::Replace)
+            .await
+            .expect("replaces the same archive");
         let seen = |s: Option<SnapshotRecord>| s.map(|s| s.id);
         let id = snapshot.id.as_str();
         assert_eq!(
@@ -1733,7 +1785,10 @@ mod tests {
             spec: first.spec.clone(),
             idle_stop: None,
         };
-        store.insert_snapshot(&snapshot).await.expect("insert");
+        store
+            .insert_snapshot(&snapshot, SameArchive::Keep)
+            .await
+            .expect("insert");
         let id = snapshot.id.as_str();
         assert!(store.snapshot_for(&bob, id).await.expect("q").is_some());
         // The first `w` goes; carol's `w`, made later (but before that time), does not see it.
