@@ -16,6 +16,7 @@
 
 pub mod api;
 pub mod diff;
+pub mod disk;
 pub mod error;
 pub mod files;
 pub mod logwriter;

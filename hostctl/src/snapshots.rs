@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 use crate::api::{
     SnapshotList, SnapshotMeta, SnapshotRemoved, SnapshotRequest, validate_snapshot_id,
 };
+use crate::disk::{Reserve, crossed_mib};
 use crate::error::{Error, Result};
 use crate::verbs::{HostCtl, check_name, now_rfc3339};
 
@@ -57,11 +58,13 @@ impl HostCtl {
         // into the same file.
         let partial = dir.join(format!(".{}.tar.gz.part", request.id));
         let described_partial = dir.join(format!(".{}.json.part", request.id));
+        let reserve = Reserve::for_path(&dir)?;
+        reserve.check(0, "taking the snapshot")?;
         let file = claim(&partial, &request.id)?;
         // What this call made, and so what it removes when it fails: never another call's.
         let mut made = vec![partial.clone()];
-        let result =
-            write_archive(&meta.workspace_path, file, &partial).and_then(|(size, sha256)| {
+        let result = write_archive(&meta.workspace_path, file, &partial, &reserve).and_then(
+            |(size, sha256)| {
                 let snapshot = SnapshotMeta {
                     id: request.id.clone(),
                     agent: name.to_owned(),
@@ -83,7 +86,8 @@ impl HostCtl {
                 publish(&described_partial, &described, &request.id)?;
                 made.push(described.clone());
                 Ok(snapshot)
-            });
+            },
+        );
         match result {
             Ok(snapshot) => {
                 // Published under their names (hard links): the claims can go.
@@ -284,7 +288,12 @@ fn remove_stale_parts(dir: &Path) {
 
 /// Runs `tar -czf -` in `workspace`, writing its output to `file` (at `path`) while hashing
 /// it. Returns the archive's size and SHA-256.
-fn write_archive(workspace: &Path, mut file: std::fs::File, path: &Path) -> Result<(u64, String)> {
+fn write_archive(
+    workspace: &Path,
+    mut file: std::fs::File,
+    path: &Path,
+    reserve: &Reserve,
+) -> Result<(u64, String)> {
     let mut child = Command::new("tar")
         .arg("-C")
         .arg(workspace)
@@ -318,6 +327,12 @@ fn write_archive(workspace: &Path, mut file: std::fs::File, path: &Path) -> Resu
                     size += n as u64;
                     if let Err(e) = file.write_all(&buf[..n]) {
                         copy_error = Some(Error::io("writing", path)(e));
+                        break;
+                    }
+                    if crossed_mib(size, n)
+                        && let Err(e) = reserve.check(0, "the snapshot's archive")
+                    {
+                        copy_error = Some(e);
                         break;
                     }
                 }

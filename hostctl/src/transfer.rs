@@ -16,6 +16,7 @@ use std::process::{Command, Stdio};
 use sha2::{Digest, Sha256};
 
 use crate::api::WorkspaceDigest;
+use crate::disk::{Reserve, crossed_mib};
 use crate::error::{Error, Result};
 use crate::verbs::{HostCtl, check_name};
 
@@ -53,27 +54,24 @@ impl HostCtl {
     /// exists here or the directory is already there; a failed extraction leaves nothing.
     pub fn unpack(&self, name: &str) -> Result<PathBuf> {
         let path = self.new_unpacked_dir(name)?;
-        let out = Command::new("tar")
-            .arg("-C")
+        let mut tar = Command::new("tar");
+        tar.arg("-C")
             .arg(&path)
             // -p: the modes as packed, whatever this user's umask.
             .args(["-xpf", "-"])
             .stdin(Stdio::inherit())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .output();
-        let failed = match out {
-            Ok(o) if o.status.success() => None,
-            Ok(o) => Some(Error::Command {
+            .stdout(Stdio::null());
+        let failed = match Reserve::for_path(&path)
+            .and_then(|reserve| reserve.run_watched(&mut tar, "unpacking the workspace"))
+        {
+            Ok((status, _)) if status.success() => None,
+            Ok((status, stderr)) => Some(Error::Command {
                 what: "unpacking the workspace",
                 argv: format!("tar -C {} -xpf -", path.display()),
-                status: o.status.to_string(),
-                stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+                status: status.to_string(),
+                stderr,
             }),
-            Err(e) => Some(Error::Spawn {
-                program: "tar".into(),
-                source: e,
-            }),
+            Err(e) => Some(e),
         };
         if let Some(e) = failed {
             if let Err(cleanup) = remove_tree(&path) {
@@ -144,6 +142,8 @@ impl HostCtl {
             .open(&spool_path)
             .map_err(Error::io("creating", &spool_path))?;
         std::fs::remove_file(&spool_path).map_err(Error::io("removing", &spool_path))?;
+        let reserve = Reserve::for_path(home)?;
+        reserve.check(expected_size, "receiving the snapshot's archive")?;
         let mut hasher = Sha256::new();
         let mut size = 0u64;
         let mut buf = vec![0u8; 128 * 1024];
@@ -164,6 +164,9 @@ impl HostCtl {
             spool
                 .write_all(&buf[..n])
                 .map_err(Error::io("writing", &spool_path))?;
+            if crossed_mib(size, n) {
+                reserve.check(0, "receiving the snapshot's archive")?;
+            }
         }
         let sha256 = hex(&hasher.finalize());
         if size != expected_size || !sha256.eq_ignore_ascii_case(expected_sha256) {
@@ -281,21 +284,21 @@ fn walk(root: &Path, rel: &Path, hasher: &mut Sha256, digest: &mut WorkspaceDige
 /// defaults stay: no `-P`, so members with `..` are refused and leading `/` are stripped.
 const UNPACK_SNAPSHOT_ARGS: [&str; 4] = ["--no-same-owner", "--no-overwrite-dir", "-xzpf", "-"];
 
-/// Unpacks the verified archive `spooled` (tar's stdin) into `dir`.
+/// Unpacks the verified archive `spooled` (tar's stdin) into `dir`, within the disk reserve:
+/// at least the archive's size must be free beyond it (a workspace takes at least as much as
+/// its compressed archive), and tar is stopped if the files grow past it.
 fn extract_file(dir: &Path, spooled: std::fs::File) -> Result<()> {
-    let out = Command::new("tar")
-        .arg("-C")
+    let reserve = Reserve::for_path(dir)?;
+    let archive_size = spooled.metadata().map_err(Error::io("reading", dir))?.len();
+    reserve.check(archive_size, "unpacking the snapshot")?;
+    let mut tar = Command::new("tar");
+    tar.arg("-C")
         .arg(dir)
         .args(UNPACK_SNAPSHOT_ARGS)
         .stdin(Stdio::from(spooled))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()
-        .map_err(|source| Error::Spawn {
-            program: "tar".into(),
-            source,
-        })?;
-    if out.status.success() {
+        .stdout(Stdio::null());
+    let (status, stderr) = reserve.run_watched(&mut tar, "unpacking the snapshot")?;
+    if status.success() {
         return Ok(());
     }
     Err(Error::Command {
@@ -305,8 +308,8 @@ fn extract_file(dir: &Path, spooled: std::fs::File) -> Result<()> {
             dir.display(),
             UNPACK_SNAPSHOT_ARGS.join(" ")
         ),
-        status: out.status.to_string(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        status: status.to_string(),
+        stderr,
     })
 }
 

@@ -436,6 +436,120 @@ fn a_gateway_that_lost_its_database_takes_up_the_snapshots_on_its_hosts() {
     );
 }
 
+/// A tmpfs of `size` mounted on `dir` while it lives (the tests run as root).
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Tmpfs {
+        let out = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(dir)
+            .output()
+            .expect("mount");
+        assert!(out.status.success(), "mount: {}", stderr(&out));
+        Tmpfs(dir.to_owned())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("read dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn snapshots_and_restores_stop_short_of_the_disk_reserve_and_leave_nothing() {
+    let gw = TestGateway::start_with(Options {
+        env: vec![("AGENTGATE_DISK_RESERVE".into(), "8M".into())],
+        ..Options::default()
+    });
+    gw.ok(&["create", "big", "--", "sleep", "600"]);
+    let ws = workspace(&gw, "big");
+    // 16 MiB that does not compress, and 32 MiB that does.
+    let mut random = vec![0u8; 16 << 20];
+    std::io::Read::read_exact(
+        &mut std::fs::File::open("/dev/urandom").expect("urandom"),
+        &mut random,
+    )
+    .expect("random");
+    std::fs::write(ws.join("random.bin"), &random).expect("write");
+    std::fs::write(ws.join("zeros.bin"), vec![0u8; 32 << 20]).expect("write");
+    gw.ok(&["stop", "big"]);
+    let before = tree(&ws);
+
+    // A 20 MiB filesystem for the snapshots: the 16 MiB archive would fit, but not with 8
+    // MiB left free.
+    let snapshots = gw.agents_home.join("snapshots");
+    std::fs::create_dir_all(&snapshots).expect("mkdir");
+    {
+        let _small = Tmpfs::mount(&snapshots, "20m");
+        let out = gw.ssh(&["snapshot", "big"]);
+        assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+        let said = stderr(&out);
+        assert!(
+            said.contains("not enough disk space: the snapshot's archive")
+                && said.contains("8.0 MiB kept free")
+                && said.contains("AGENTGATE_DISK_RESERVE"),
+            "{said}"
+        );
+        assert_eq!(
+            names_in(&snapshots),
+            Vec::<String>::new(),
+            "nothing is left"
+        );
+        assert_eq!(json(&gw.ok(&["snapshot", "list", "--json"])), json("[]"));
+    }
+    let id = json(&gw.ok(&["snapshot", "big", "--json"]))["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+
+    // A 40 MiB filesystem for the workspaces: the archive fits, the 48 MiB of files do not.
+    let workspaces = gw.agents_home.join("workspaces");
+    {
+        let _small = Tmpfs::mount(&workspaces, "40m");
+        let out = gw.ssh(&["create", "back", "--from-snapshot", &id]);
+        assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+        let said = stderr(&out);
+        assert!(
+            said.contains("not enough disk space: unpacking the snapshot"),
+            "{said}"
+        );
+        assert_eq!(
+            names_in(&workspaces),
+            Vec::<String>::new(),
+            "nothing is left"
+        );
+        assert!(
+            !names_in(&gw.agents_home)
+                .iter()
+                .any(|n| n.starts_with(".unpack-")),
+            "{:?}",
+            names_in(&gw.agents_home)
+        );
+        assert!(gw.list().iter().all(|a| a["name"] != "back"));
+    }
+    // The agent's own workspace, hidden under the small filesystem, is as it was.
+    assert_eq!(tree(&ws), before);
+    gw.ok(&["create", "back", "--from-snapshot", &id]);
+    assert_eq!(tree(&workspace(&gw, "back")), before);
+}
+
 #[test]
 fn snapshot_refuses_bad_input_and_other_operators() {
     // Operators may have agents on the gateway's own machine here, where this test runs them.
