@@ -191,6 +191,31 @@ pub struct SnapshotMeta {
     pub taken_by: Option<String>,
 }
 
+/// One call through `hostctl serve`: the words after `hostctl` (`["list", "--json"]`), and
+/// what to give it on stdin. A line of JSON on serve's stdin.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServeRequest {
+    /// Chosen by the caller; the reply carries it back (replies come as calls end, in any
+    /// order).
+    pub id: u64,
+    pub args: Vec<String>,
+    #[serde(default)]
+    pub stdin: Option<String>,
+}
+
+/// How a call through `hostctl serve` ended: a line of JSON on serve's stdout.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServeReply {
+    pub id: u64,
+    /// The exit status; none if it was ended by a signal (then `signal`) or could not run.
+    #[serde(default)]
+    pub code: Option<i32>,
+    #[serde(default)]
+    pub signal: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
 /// `hostctl snapshot-list --json`'s answer: the snapshots on this host, oldest first, so a
 /// gateway that lost its records can take them up again.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

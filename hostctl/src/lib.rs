@@ -21,6 +21,7 @@ pub mod error;
 pub mod files;
 pub mod logwriter;
 pub mod procs;
+pub mod serve;
 pub mod snapshots;
 pub mod tmux;
 pub mod transfer;

@@ -41,6 +41,9 @@ enum Verb {
         #[arg(long, value_name = "UNIX_SECONDS")]
         screens_after: Option<i64>,
     },
+    /// Run hostctl calls sent as JSON lines on stdin, answering each as a JSON line on
+    /// stdout (for the gateway: one process for many calls).
+    Serve,
     /// Show one agent.
     Info {
         name: String,
@@ -449,6 +452,20 @@ fn main() -> ExitCode {
                     eprintln!("hostctl log-writer: {}: {e}", path.display());
                     ExitCode::FAILURE
                 }
+            }
+        }
+        Verb::Serve => {
+            // Each call runs the hostctl this one was started as (by its path, so an upgraded
+            // one once it is in place).
+            let program = std::env::args_os()
+                .next()
+                .unwrap_or_else(|| "hostctl".into());
+            match hostctl::serve::run(&program, std::io::stdin().lock(), std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(
+                    &Error::Failed(format!("reading requests from stdin: {e}")),
+                    false,
+                ),
             }
         }
         Verb::Version { json } => {
