@@ -125,6 +125,7 @@ impl Gateway {
             self.leg_settings(),
             &self.call_limits(),
             self.tasks.clone(),
+            &self.shutdown_accepting,
         ))
     }
 

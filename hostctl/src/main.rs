@@ -43,7 +43,11 @@ enum Verb {
     },
     /// Run hostctl calls sent as JSON lines on stdin, answering each as a JSON line on
     /// stdout (for the gateway: one process for many calls).
-    Serve,
+    Serve {
+        /// The hostctl each call runs (default: the path this one was started as).
+        #[arg(long, value_name = "PATH")]
+        program: Option<std::path::PathBuf>,
+    },
     /// Show one agent.
     Info {
         name: String,
@@ -454,11 +458,11 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Verb::Serve => {
-            // Each call runs the hostctl this one was started as (by its path, so an upgraded
-            // one once it is in place).
-            let program = std::env::args_os()
-                .next()
+        Verb::Serve { program } => {
+            // Each call runs the hostctl at that path: an upgraded one once it is in place.
+            let program = program
+                .map(std::ffi::OsString::from)
+                .or_else(|| std::env::args_os().next())
                 .unwrap_or_else(|| "hostctl".into());
             match hostctl::serve::run(&program, std::io::stdin().lock(), std::io::stdout()) {
                 Ok(()) => ExitCode::SUCCESS,

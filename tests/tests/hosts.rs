@@ -748,3 +748,74 @@ fn two_migrations_of_one_agent_at_once_take_turns() {
     let out = gw.ssh_with_stdin_to("mover@gw", &["sha256sum blob"], b"");
     assert_eq!(stdout(&out), sum);
 }
+
+#[test]
+fn calls_to_a_host_go_through_one_hostctl_serve_and_its_shell_starts_once() {
+    let gw = TestGateway::start();
+    let h1 = add_host(&gw, "h1");
+    gw.ok(&["create", "w", "--host", "h1", "--", "sleep", "600"]);
+    // The host user's shell start-up counts its runs: each new SSH session runs it once.
+    let count = h1.home().join("shell-starts");
+    std::fs::write(
+        h1.home().join(".bashrc"),
+        format!("echo started >> {}\n", count.display()),
+    )
+    .expect("write .bashrc");
+    let starts = || {
+        std::fs::read_to_string(&count)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    // Twenty calls (each `list` asks the host; the reconciler asks every 500 ms besides).
+    for i in 0..10 {
+        assert_eq!(gw.status("w"), "running");
+        gw.ok(&["tag", "w", &format!("round={i}")]);
+    }
+    let meta = std::fs::read_to_string(h1.agents_home.join("agents/w/meta.json")).expect("meta");
+    assert!(meta.contains("\"round\": \"9\""), "{meta}");
+    assert_eq!(starts(), 0, "every call started a shell");
+
+    // Serve ended on the host (killed): the next calls start another, once, and work.
+    let serve = format!("{} serve", h1.agents_home.join("bin/hostctl").display());
+    let killed = std::process::Command::new("pkill")
+        .args(["-f", &serve])
+        .status()
+        .expect("pkill");
+    assert!(killed.success(), "no `{serve}` was running");
+    wait_for("calls to work again", || {
+        (gw.ssh(&["info", "w"]).status.success() && gw.status("w") == "running").then_some(())
+    });
+    for _ in 0..5 {
+        assert_eq!(gw.status("w"), "running");
+    }
+    assert!((1..=2).contains(&starts()), "{} shell starts", starts());
+
+    // A hostctl from before serve (it refuses the verb): calls go over exec channels.
+    let installed = h1.agents_home.join("bin/hostctl");
+    let real = h1.agents_home.join("bin/hostctl.real");
+    std::fs::rename(&installed, &real).expect("move hostctl");
+    std::fs::write(
+        &installed,
+        format!(
+            "#!/bin/sh\nif [ \"$1\" = serve ]; then echo \"error: unrecognized subcommand 'serve'\" >&2; exit 2; fi\nexec {} \"$@\"\n",
+            real.display()
+        ),
+    )
+    .expect("write the old hostctl");
+    std::fs::set_permissions(
+        &installed,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    let killed = std::process::Command::new("pkill")
+        .args(["-f", &serve])
+        .status()
+        .expect("pkill");
+    assert!(killed.success(), "no `{serve}` was running");
+    let before = starts();
+    for i in 0..3 {
+        assert_eq!(gw.status("w"), "running");
+        gw.ok(&["tag", "w", &format!("old={i}")]);
+    }
+    assert!(starts() >= before + 6, "{before} then {}", starts());
+}

@@ -8,16 +8,19 @@
 
 pub mod install;
 pub mod leg;
+pub mod served;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hostctl::api::TermSize;
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::debug;
 
 use self::leg::{Forward, Lane, LegSettings, Pool, Target};
+use self::served::Served;
 use super::{
     CallKind, Duplex, HostError, PipedProcess, ProcessExit, TerminalInput, TerminalProcess,
 };
@@ -40,7 +43,22 @@ pub struct RemoteHost {
     create_timeout: Duration,
     probe_timeout: Duration,
     tasks: TaskTracker,
+    /// The host's `hostctl serve`, which its calls go through once it runs.
+    served: tokio::sync::Mutex<Option<Arc<Served>>>,
+    /// When serve last failed to start: calls use exec channels for [`SERVE_RETRY`].
+    serve_failed_at: std::sync::Mutex<Option<Instant>>,
+    /// Cancelled when the gateway stops accepting clients or the host is dropped: serve ends.
+    stop: CancellationToken,
 }
+
+impl Drop for RemoteHost {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// How long calls use exec channels after `hostctl serve` failed to start.
+const SERVE_RETRY: Duration = Duration::from_secs(30);
 
 impl std::fmt::Debug for RemoteHost {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -68,6 +86,7 @@ impl RemoteHost {
         settings: LegSettings,
         limits: &CallLimits,
         tasks: TaskTracker,
+        stopping: &CancellationToken,
     ) -> RemoteHost {
         RemoteHost {
             name: spec.target.name.clone(),
@@ -77,6 +96,9 @@ impl RemoteHost {
             create_timeout: limits.create,
             probe_timeout: limits.probe,
             tasks,
+            served: tokio::sync::Mutex::new(None),
+            serve_failed_at: std::sync::Mutex::new(None),
+            stop: stopping.child_token(),
         }
     }
 
@@ -116,6 +138,19 @@ impl RemoteHost {
             CallKind::Probe => self.probe_timeout,
         };
         let run = async {
+            // Through serve when it runs (the words as they are: no shell reads them there);
+            // over an exec channel of its own when it does not, or for a stdin that is not text.
+            let text = match stdin.as_deref().map(std::str::from_utf8) {
+                Some(Err(_)) => None,
+                Some(Ok(text)) => Some(Some(text)),
+                None => Some(None),
+            };
+            if let Some(text) = text
+                && let Some(served) = self.served().await
+                && let Some(outcome) = served.call(&words, text).await
+            {
+                return Ok(outcome);
+            }
             let (channel, slot) = self.pool.open_session(Lane::Control).await?;
             leg::exec_collect(
                 channel,
@@ -144,6 +179,65 @@ impl RemoteHost {
                     seconds: limit.as_secs(),
                 })
             }
+        }
+    }
+
+    /// The host's running `hostctl serve`, started if need be; none while it cannot start.
+    async fn served(&self) -> Option<Arc<Served>> {
+        if self.stop.is_cancelled() {
+            return None;
+        }
+        let mut current = self.served.lock().await;
+        if let Some(served) = current.as_ref().filter(|s| !s.is_ended()) {
+            return Some(served.clone());
+        }
+        *current = None;
+        let failed_lately = self
+            .serve_failed_at
+            .lock()
+            .ok()
+            .and_then(|at| *at)
+            .is_some_and(|at| at.elapsed() < SERVE_RETRY);
+        if failed_lately {
+            return None;
+        }
+        let started = self.start_serve().await;
+        if let Ok(mut failed_at) = self.serve_failed_at.lock() {
+            *failed_at = started.is_none().then(Instant::now);
+        }
+        current.clone_from(&started);
+        started
+    }
+
+    /// Starts `hostctl serve` and checks that it answers (a hostctl from before serve ends at
+    /// once, with a usage error).
+    async fn start_serve(&self) -> Option<Arc<Served>> {
+        // Each call runs hostctl by the very path an exec channel would.
+        let serve = [
+            "serve".to_owned(),
+            "--program".to_owned(),
+            self.hostctl.clone(),
+        ];
+        let process = match self.piped(&serve, Lane::Control).await {
+            Ok(process) => process,
+            Err(e) => {
+                debug!(host = self.name, error = %e, "cannot start hostctl serve");
+                return None;
+            }
+        };
+        let served = Served::start(process, &self.tasks, &self.stop, MAX_REPLY);
+        let check = tokio::time::timeout(
+            self.probe_timeout,
+            served.call(&["version", "--json"], None),
+        )
+        .await;
+        if let Ok(Some((ProcessExit::Code(0), _, _))) = check {
+            debug!(host = self.name, "hostctl serve started");
+            Some(served)
+        } else {
+            debug!(host = self.name, answer = ?check, "hostctl serve does not answer; calls use exec channels");
+            served.end();
+            None
         }
     }
 

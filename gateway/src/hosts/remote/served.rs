@@ -1,0 +1,187 @@
+//! hostctl calls through one `hostctl serve` per host ([`hostctl::serve`]): a session channel
+//! that stays open, so that a call costs the host one hostctl process, not a new SSH session
+//! and a run of its user's shell start-up files. Calls go side by side, matched to their
+//! replies by ID.
+//!
+//! A serve that cannot start (a hostctl from before serve, a host that is down) leaves the
+//! calls to exec channels for a while; one that ends fails the calls under way as lost, like
+//! an exec channel that closes without an exit status.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hostctl::api::{ServeReply, ServeRequest};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::debug;
+
+use crate::hosts::{BoxWrite, PipedProcess, ProcessExit};
+
+/// The longest reply line: an answer of at most `max_reply` bytes, escaped as a JSON string
+/// (at most 6 bytes for one), and its stderr.
+fn max_line(max_reply: usize) -> u64 {
+    u64::try_from(max_reply.saturating_mul(12)).unwrap_or(u64::MAX)
+}
+
+/// One running `hostctl serve`.
+pub struct Served {
+    stdin: tokio::sync::Mutex<BoxWrite>,
+    pending: Mutex<HashMap<u64, oneshot::Sender<ServeReply>>>,
+    next: AtomicU64,
+    /// Cancelled when serve ended (or must end): its calls can no longer be answered.
+    ended: CancellationToken,
+}
+
+/// How a call went: as it would have over an exec channel.
+pub type Outcome = (ProcessExit, Vec<u8>, Vec<u8>);
+
+impl Served {
+    /// Takes over a `hostctl serve` process just started: its replies are read on a task of
+    /// `tasks` until it ends, `stop` is cancelled, or a reply is longer than `max_reply` allows.
+    pub fn start(
+        process: PipedProcess,
+        tasks: &TaskTracker,
+        stop: &CancellationToken,
+        max_reply: usize,
+    ) -> Arc<Served> {
+        let PipedProcess {
+            stdin,
+            stdout,
+            mut stderr,
+            exit,
+            ..
+        } = process;
+        let served = Arc::new(Served {
+            stdin: tokio::sync::Mutex::new(stdin),
+            pending: Mutex::new(HashMap::new()),
+            next: AtomicU64::new(1),
+            ended: stop.child_token(),
+        });
+        let reading = served.clone();
+        tasks.spawn(async move {
+            // Holding `exit` holds the channel open; dropping it at the end closes it.
+            let _exit = exit;
+            let mut stdout = tokio::io::BufReader::new(stdout);
+            let mut line = Vec::new();
+            let limit = max_line(max_reply);
+            loop {
+                line.clear();
+                let mut bounded = (&mut stdout).take(limit + 1);
+                let read = tokio::select! {
+                    read = bounded.read_until(b'\n', &mut line) => read,
+                    () = reading.ended.cancelled() => break,
+                };
+                match read {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) if line.len() as u64 > limit => {
+                        debug!("hostctl serve sent a reply over the limit; closing it");
+                        break;
+                    }
+                    Ok(_) => reading.answer(&line),
+                }
+            }
+            reading.end();
+            // Whatever serve said on stderr (nothing, when all is well) is for the debug log.
+            let mut said = Vec::new();
+            let _ = tokio::time::timeout(
+                Duration::from_millis(100),
+                (&mut stderr).take(4096).read_to_end(&mut said),
+            )
+            .await;
+            if !said.is_empty() {
+                debug!(stderr = %String::from_utf8_lossy(&said), "hostctl serve ended");
+            }
+        });
+        served
+    }
+
+    fn answer(&self, line: &[u8]) {
+        let Ok(reply) = serde_json::from_slice::<ServeReply>(line) else {
+            debug!(line = %String::from_utf8_lossy(line), "hostctl serve sent something else than a reply");
+            return;
+        };
+        let waiting = self
+            .pending
+            .lock()
+            .ok()
+            .and_then(|mut p| p.remove(&reply.id));
+        if let Some(tx) = waiting {
+            let _ = tx.send(reply);
+        }
+    }
+
+    /// No more calls: those under way are lost, and serve's channel is closed.
+    pub fn end(&self) {
+        self.ended.cancel();
+        if let Ok(mut pending) = self.pending.lock() {
+            pending.clear();
+        }
+    }
+
+    pub fn is_ended(&self) -> bool {
+        self.ended.is_cancelled()
+    }
+
+    /// Runs `hostctl ARGS` through serve. None if the request could not be sent (serve has
+    /// ended): nothing ran, the caller may run it another way.
+    pub async fn call(&self, args: &[&str], stdin: Option<&str>) -> Option<Outcome> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let request = ServeRequest {
+            id,
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            stdin: stdin.map(str::to_owned),
+        };
+        let mut line = serde_json::to_vec(&request).ok()?;
+        line.push(b'\n');
+        let (tx, rx) = oneshot::channel();
+        self.pending.lock().ok()?.insert(id, tx);
+        let sent = if self.is_ended() {
+            false
+        } else {
+            let mut stdin = self.stdin.lock().await;
+            stdin.write_all(&line).await.is_ok() && stdin.flush().await.is_ok()
+        };
+        if !sent {
+            if let Ok(mut pending) = self.pending.lock() {
+                pending.remove(&id);
+            }
+            self.end();
+            return None;
+        }
+        // Dropped unanswered (the caller gave up): its reply, if one comes, finds no one.
+        let forget = Forget { served: self, id };
+        let outcome = match rx.await {
+            Ok(reply) => {
+                let exit = match (reply.code, reply.signal) {
+                    (Some(code), _) => ProcessExit::Code(code),
+                    (None, Some(signal)) => ProcessExit::Signal {
+                        signal,
+                        core_dumped: false,
+                    },
+                    (None, None) => ProcessExit::Unknown,
+                };
+                (exit, reply.stdout.into_bytes(), reply.stderr.into_bytes())
+            }
+            Err(_) => (ProcessExit::Lost, Vec::new(), Vec::new()),
+        };
+        drop(forget);
+        Some(outcome)
+    }
+}
+
+struct Forget<'a> {
+    served: &'a Served,
+    id: u64,
+}
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut pending) = self.served.pending.lock() {
+            pending.remove(&self.id);
+        }
+    }
+}
