@@ -216,6 +216,10 @@ pub struct HostsConfig {
     /// Session channels per connection to a host (OpenSSH's `MaxSessions`, 10 by default);
     /// past it another connection is opened.
     pub max_sessions: usize,
+    /// Whether hostctl calls to a remote host go through one `hostctl serve` per host (on by
+    /// default); off, every call is an exec channel of its own, which runs the host user's
+    /// shell start-up each time.
+    pub serve: bool,
 }
 
 /// How the gateway reaches the local tailscaled's LocalAPI.
@@ -411,6 +415,7 @@ impl Default for HostsConfig {
             keepalive_interval: Duration::from_secs(5),
             keepalive_max: 2,
             max_sessions: 10,
+            serve: true,
         }
     }
 }

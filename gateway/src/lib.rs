@@ -87,6 +87,7 @@ impl Gateway {
             call: h.call_timeout,
             create: h.create_timeout,
             probe: h.probe_timeout,
+            serve: h.serve,
         }
     }
 

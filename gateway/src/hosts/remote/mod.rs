@@ -43,6 +43,8 @@ pub struct RemoteHost {
     create_timeout: Duration,
     probe_timeout: Duration,
     tasks: TaskTracker,
+    /// Whether calls go through `hostctl serve` (`hosts.serve`).
+    serve: bool,
     /// The host's `hostctl serve`, which its calls go through once it runs.
     served: tokio::sync::Mutex<Option<Arc<Served>>>,
     /// When serve last failed to start: calls use exec channels for [`SERVE_RETRY`].
@@ -75,6 +77,8 @@ pub struct CallLimits {
     pub call: Duration,
     pub create: Duration,
     pub probe: Duration,
+    /// Whether calls go through `hostctl serve`.
+    pub serve: bool,
 }
 
 /// The most a hostctl call's answer may hold (answers are small JSON documents).
@@ -96,6 +100,7 @@ impl RemoteHost {
             create_timeout: limits.create,
             probe_timeout: limits.probe,
             tasks,
+            serve: limits.serve,
             served: tokio::sync::Mutex::new(None),
             serve_failed_at: std::sync::Mutex::new(None),
             stop: stopping.child_token(),
@@ -184,7 +189,7 @@ impl RemoteHost {
 
     /// The host's running `hostctl serve`, started if need be; none while it cannot start.
     async fn served(&self) -> Option<Arc<Served>> {
-        if self.stop.is_cancelled() {
+        if !self.serve || self.stop.is_cancelled() {
             return None;
         }
         let mut current = self.served.lock().await;
