@@ -3,6 +3,8 @@
 //!   cargo build --release --workspace && cargo bench -p e2e --bench fleet
 //!   HOSTS=50 AGENTS_PER_HOST=20 LIST_RUNS=15 IDLE_SECONDS=20 cargo bench -p e2e --bench fleet
 //!   (the defaults)
+//!   SERVE=0: calls to hosts over exec channels (`hosts.serve = false`), for a comparison
+//!   HOST_BASHRC=FILE: every host user's `~/.bashrc` (a shell start-up that costs something)
 //!
 //! Needs root: every host is a network namespace with a real OpenSSH sshd (`e2e::netns`). The
 //! gateway runs with the production reconcile interval (5 s). The fleet grows by doubling, to
@@ -90,13 +92,16 @@ fn main() {
     let per_host = env_number("AGENTS_PER_HOST", 20) as usize;
     let list_runs = env_number("LIST_RUNS", 15) as usize;
     let idle = Duration::from_secs(env_number("IDLE_SECONDS", 20));
+    let serve = env_number("SERVE", 1) != 0;
+    let bashrc = std::env::var_os("HOST_BASHRC")
+        .map(|path| std::fs::read_to_string(path).expect("read HOST_BASHRC"));
     let began = Instant::now();
 
     let mut gw = TestGateway::prepare(Options::default());
     let config = std::fs::read_to_string(&gw.config_path).expect("config");
     let production = config.replace(
         "reconcile_interval = \"500ms\"",
-        "reconcile_interval = \"5s\"",
+        &format!("reconcile_interval = \"5s\"\nserve = {serve}"),
     );
     assert_ne!(
         config, production,
@@ -115,7 +120,11 @@ fn main() {
         let first_new = hosts.len();
         while hosts.len() < n {
             let name = format!("f{:02}", hosts.len() + 1);
-            hosts.push(add_host(&gw, &name));
+            let host = add_host(&gw, &name);
+            if let Some(text) = &bashrc {
+                std::fs::write(host.home().join(".bashrc"), text).expect("write .bashrc");
+            }
+            hosts.push(host);
         }
         let new: Vec<&NetnsHost> = hosts[first_new..].iter().collect();
         eprintln!("fleet: {n} hosts: creating {} agents", new.len() * per_host);
@@ -193,15 +202,22 @@ fn main() {
         "Negotiated (kex, cipher) by `ssh gw`: {algorithms}.\n"
     ));
     println!("{table}");
+    // The variants have their own results and section: `fleet-exec`, `fleet-bashrc`,
+    // `fleet-bashrc-exec`.
+    let name = format!(
+        "fleet{}{}",
+        if bashrc.is_some() { "-bashrc" } else { "" },
+        if serve { "" } else { "-exec" }
+    );
     write_results(
-        "fleet",
-        &json!({
+        &name,
+        &json!({"serve": serve, "host_bashrc": bashrc,
             "hosts": hosts_wanted, "agents_per_host": per_host, "list_runs": list_runs,
             "idle_seconds": idle.as_secs(), "reconcile_interval_s": 5,
             "took_s": began.elapsed().as_secs(), "steps": steps, "negotiated": algorithms,
         }),
     );
-    write_section("fleet", &table);
+    write_section(&name, &table);
     eprintln!("fleet: done in {} s", began.elapsed().as_secs());
     drop(hosts);
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use hostctl::api::{ServeReply, ServeRequest};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::debug;
@@ -29,7 +29,9 @@ fn max_line(max_reply: usize) -> u64 {
 
 /// One running `hostctl serve`.
 pub struct Served {
-    stdin: tokio::sync::Mutex<BoxWrite>,
+    /// Whole request lines, written in order by a task of their own: a caller that gives up
+    /// half-way never leaves half a line behind.
+    requests: mpsc::UnboundedSender<Vec<u8>>,
     pending: Mutex<HashMap<u64, oneshot::Sender<ServeReply>>>,
     next: AtomicU64,
     /// Cancelled when serve ended (or must end): its calls can no longer be answered.
@@ -55,12 +57,14 @@ impl Served {
             exit,
             ..
         } = process;
+        let (requests, lines) = mpsc::unbounded_channel();
         let served = Arc::new(Served {
-            stdin: tokio::sync::Mutex::new(stdin),
+            requests,
             pending: Mutex::new(HashMap::new()),
             next: AtomicU64::new(1),
             ended: stop.child_token(),
         });
+        tasks.spawn(write_requests(stdin, lines, served.clone()));
         let reading = served.clone();
         tasks.spawn(async move {
             // Holding `exit` holds the channel open; dropping it at the end closes it.
@@ -126,8 +130,9 @@ impl Served {
         self.ended.is_cancelled()
     }
 
-    /// Runs `hostctl ARGS` through serve. None if the request could not be sent (serve has
-    /// ended): nothing ran, the caller may run it another way.
+    /// Runs `hostctl ARGS` through serve. None if the request could not be sent (serve had
+    /// ended): nothing ran, the caller may run it another way. A request sent to a serve that
+    /// ends before answering is lost, as on an exec channel whose connection dies.
     pub async fn call(&self, args: &[&str], stdin: Option<&str>) -> Option<Outcome> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let request = ServeRequest {
@@ -139,17 +144,10 @@ impl Served {
         line.push(b'\n');
         let (tx, rx) = oneshot::channel();
         self.pending.lock().ok()?.insert(id, tx);
-        let sent = if self.is_ended() {
-            false
-        } else {
-            let mut stdin = self.stdin.lock().await;
-            stdin.write_all(&line).await.is_ok() && stdin.flush().await.is_ok()
-        };
-        if !sent {
+        if self.is_ended() || self.requests.send(line).is_err() {
             if let Ok(mut pending) = self.pending.lock() {
                 pending.remove(&id);
             }
-            self.end();
             return None;
         }
         // Dropped unanswered (the caller gave up): its reply, if one comes, finds no one.
@@ -170,6 +168,25 @@ impl Served {
         };
         drop(forget);
         Some(outcome)
+    }
+}
+
+/// Writes the request lines to serve's stdin until serve ends.
+async fn write_requests(
+    mut stdin: BoxWrite,
+    mut lines: mpsc::UnboundedReceiver<Vec<u8>>,
+    served: Arc<Served>,
+) {
+    loop {
+        let line = tokio::select! {
+            line = lines.recv() => line,
+            () = served.ended.cancelled() => None,
+        };
+        let Some(line) = line else { break };
+        if stdin.write_all(&line).await.is_err() || stdin.flush().await.is_err() {
+            served.end();
+            break;
+        }
     }
 }
 
