@@ -609,6 +609,15 @@ impl Viewer {
         assert!(out.status.success(), "send-keys: {}", stderr(&out));
     }
 
+    /// Pastes `text` as a terminal does: between the paste marks when the program asked for
+    /// bracketed paste, each LF sent as a CR (tmux `paste-buffer -p`).
+    pub fn paste(&self, text: &str) {
+        let out = self.tmux(&["set-buffer", "-b", "test-paste", "--", text]);
+        assert!(out.status.success(), "set-buffer: {}", stderr(&out));
+        let out = self.tmux(&["paste-buffer", "-p", "-d", "-b", "test-paste"]);
+        assert!(out.status.success(), "paste-buffer: {}", stderr(&out));
+    }
+
     /// Presses keys by tmux name (`Enter`, `C-b`, ...).
     pub fn keys(&self, keys: &[&str]) {
         let mut args = vec!["send-keys"];
