@@ -105,7 +105,8 @@ enum Verb {
         #[arg(long)]
         raw: bool,
     },
-    /// Type text into an agent, then Enter. Without TEXT (or with -), the text is read on stdin.
+    /// Type text into an agent (paste it, when it has a line break), then Enter. Without TEXT
+    /// (or with -), the text is read on stdin.
     Send {
         name: String,
         text: Vec<String>,

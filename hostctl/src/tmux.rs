@@ -106,12 +106,41 @@ impl Tmux {
     }
 
     fn run(&self, what: &'static str, args: &[OsString]) -> Result<String> {
+        self.run_with_input(what, args, None)
+    }
+
+    /// Runs tmux with `input` on its stdin (for `load-buffer -`, which reads a buffer's
+    /// contents there, so that no size or quoting rule of a command line applies to them).
+    fn run_with_input(
+        &self,
+        what: &'static str,
+        args: &[OsString],
+        input: Option<&[u8]>,
+    ) -> Result<String> {
         let mut cmd = self.command();
-        cmd.args(args);
-        let output = cmd.output().map_err(|source| Error::Spawn {
+        cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+        if input.is_some() {
+            cmd.stdin(Stdio::piped());
+        }
+        let spawn_error = |source| Error::Spawn {
             program: "tmux".into(),
             source,
-        })?;
+        };
+        let mut child = cmd.spawn().map_err(spawn_error)?;
+        // Written from a thread of its own while tmux's output is read, so that neither side
+        // can wait on the other with a full pipe. A tmux that stops reading early shows in its
+        // exit status and stderr, which say more than the broken pipe would.
+        let stdin = child.stdin.take();
+        let output = std::thread::scope(|scope| {
+            if let (Some(mut stdin), Some(input)) = (stdin, input) {
+                scope.spawn(move || {
+                    use std::io::Write;
+                    let _ = stdin.write_all(input);
+                });
+            }
+            child.wait_with_output()
+        })
+        .map_err(spawn_error)?;
         if output.status.success() {
             return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
         }
@@ -222,10 +251,15 @@ impl Tmux {
         }
     }
 
-    /// Types `text` into the agent's pane as it is (tmux `send-keys -l`), then Enter if asked.
+    /// Puts `text` into the agent's pane, then presses Enter if asked. Text of one line is
+    /// typed as it is (tmux `send-keys -l`). Text with a line break is pasted, as a person
+    /// pastes it: were it typed, each line break would be an Enter and the first line would be
+    /// submitted alone (see [`paste_text`]).
     pub fn send_text(&self, name: &str, text: &str, enter: bool) -> Result<()> {
         let target = escape_arg(&pane_target(name));
-        if !text.is_empty() {
+        if is_multi_line(text) {
+            self.paste(&target, &paste_text(text))?;
+        } else if !text.is_empty() {
             self.run(
                 "typing into the agent",
                 &[
@@ -245,6 +279,44 @@ impl Tmux {
             )?;
         }
         Ok(())
+    }
+
+    /// Pastes `text` into the pane `target` through a tmux buffer of its own, loaded from
+    /// stdin and deleted by the paste. `paste-buffer -p` brackets the text (`ESC [ 200 ~` ...
+    /// `ESC [ 201 ~`) when the program in the pane asked for bracketed paste, and turns each LF
+    /// into a CR, as tmux does for a paste.
+    fn paste(&self, target: &OsString, text: &str) -> Result<()> {
+        if text.is_empty() {
+            // tmux makes no buffer of empty input, and the paste would fail.
+            return Ok(());
+        }
+        let buffer = format!("agentgate-paste-{}-{:016x}", std::process::id(), rand_u64());
+        let pasted = self.run_with_input(
+            "pasting into the agent",
+            &[
+                "load-buffer".into(),
+                "-b".into(),
+                buffer.clone().into(),
+                "-".into(),
+                ";".into(),
+                "paste-buffer".into(),
+                "-p".into(),
+                "-d".into(),
+                "-b".into(),
+                buffer.clone().into(),
+                "-t".into(),
+                target.clone(),
+            ],
+            Some(text.as_bytes()),
+        );
+        if pasted.is_err() {
+            // The paste failed (the pane went away), so it did not delete the buffer.
+            let _ = self.run(
+                "deleting a paste buffer",
+                &["delete-buffer".into(), "-b".into(), buffer.into()],
+            );
+        }
+        pasted.map(drop)
     }
 
     /// The visible screen of the agent's pane, as plain text.
@@ -308,6 +380,31 @@ impl Tmux {
             .success()
             .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
     }
+}
+
+/// Whether `text` has a line break, and so is pasted rather than typed.
+fn is_multi_line(text: &str) -> bool {
+    text.contains(['\n', '\r'])
+}
+
+/// The end-of-paste mark a terminal sends after a bracketed paste.
+const PASTE_END: &str = "\x1b[201~";
+
+/// `text` made ready to paste: CR LF line ends become LF (tmux turns every LF into a CR, so a
+/// CR LF would make two line breaks), and every end-of-paste mark is removed, so that the text
+/// cannot end the paste early and have its rest read as keys. Removing one mark can join the
+/// text around it into another (`ESC [ 20` + mark + `1 ~`): none is left in the result.
+fn paste_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        out.push(c);
+        // The text before `c` holds no mark, so a mark can only end at `c`.
+        if out.ends_with(PASTE_END) {
+            out.truncate(out.len() - PASTE_END.len());
+        }
+    }
+    // After the marks are gone: removing one can bring a CR and an LF together.
+    out.replace("\r\n", "\n")
 }
 
 /// `=NAME`: an exact session match (a bare name would also match a prefix of another name).
@@ -423,6 +520,42 @@ mod tests {
         assert_eq!(escape_arg(";"), OsString::from("\\;"));
         assert_eq!(escape_arg("a\\;"), OsString::from("a\\\\;"));
         assert_eq!(escape_arg("a;b"), OsString::from("a;b"));
+    }
+
+    #[test]
+    fn text_with_a_line_break_is_pasted_and_a_single_line_is_typed() {
+        for multi in ["a\nb", "a\rb", "a\r\nb", "\n", "line\n", "\nline", "a\n\nb"] {
+            assert!(is_multi_line(multi), "{multi:?}");
+        }
+        for single in ["", "make test", "tab\tand \x1b[A", "é ü"] {
+            assert!(!is_multi_line(single), "{single:?}");
+        }
+    }
+
+    #[test]
+    fn a_pasted_text_loses_every_end_of_paste_mark_and_its_cr_lf_line_ends() {
+        assert_eq!(
+            paste_text("line1\nline2\n\nline4\n"),
+            "line1\nline2\n\nline4\n"
+        );
+        assert_eq!(paste_text("a\x1b[201~b\n\x1b[201~c"), "ab\nc");
+        assert_eq!(paste_text("\x1b[201~\x1b[201~"), "");
+        // A mark made by removing another is removed too, however deep.
+        assert_eq!(paste_text("x\x1b[20\x1b[201~1~y\n"), "xy\n");
+        assert_eq!(
+            paste_text("\x1b[2\x1b[20\x1b[201~1~01~z\n"),
+            "z\n",
+            "nested twice"
+        );
+        // What only looks like the mark stays.
+        assert_eq!(
+            paste_text("\x1b[200~ \x1b[201 ~ \x1b[2011~ [201~\n"),
+            "\x1b[200~ \x1b[201 ~ \x1b[2011~ [201~\n"
+        );
+        assert_eq!(paste_text("a\r\nb\r\n"), "a\nb\n");
+        assert_eq!(paste_text("a\rb\n\r"), "a\rb\n\r");
+        assert_eq!(paste_text("a\r\x1b[201~\nb"), "a\nb");
+        assert_eq!(paste_text("é\n日本"), "é\n日本");
     }
 
     #[test]

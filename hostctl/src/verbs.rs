@@ -383,7 +383,8 @@ impl HostCtl {
         std::fs::remove_dir_all(&dir).map_err(Error::io("removing", dir))
     }
 
-    /// Types text into the agent, then Enter unless `enter` is false.
+    /// Types text into the agent (pastes it, when it has a line break), then Enter unless
+    /// `enter` is false.
     pub fn send(&self, name: &str, text: &str, enter: bool) -> Result<()> {
         check_name(name)?;
         self.files.read_meta(name)?;

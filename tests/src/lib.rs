@@ -399,6 +399,27 @@ impl TestGateway {
             .expect("run tmux")
     }
 
+    /// Creates an agent running [`PASTE_RECEIVER`] and waits until it is ready; returns the
+    /// file in its workspace that keeps every byte it reads.
+    pub fn create_paste_receiver(&self, name: &str) -> PathBuf {
+        self.ok(&[
+            "create",
+            name,
+            "--",
+            "sh",
+            "-c",
+            &shell_quote(PASTE_RECEIVER),
+        ]);
+        wait_for("the paste receiver to be ready", || {
+            self.pane(name).contains("ready").then_some(())
+        });
+        let workspace = self.info(name)["workspace"]
+            .as_str()
+            .expect("workspace")
+            .to_owned();
+        Path::new(&workspace).join("got")
+    }
+
     /// The agent's pane as text.
     pub fn pane(&self, agent: &str) -> String {
         stdout(&self.tmux(&["capture-pane", "-p", "-J", "-t", &format!("={agent}:")]))
@@ -588,6 +609,15 @@ impl Viewer {
         assert!(out.status.success(), "send-keys: {}", stderr(&out));
     }
 
+    /// Pastes `text` as a terminal does: between the paste marks when the program asked for
+    /// bracketed paste, each LF sent as a CR (tmux `paste-buffer -p`).
+    pub fn paste(&self, text: &str) {
+        let out = self.tmux(&["set-buffer", "-b", "test-paste", "--", text]);
+        assert!(out.status.success(), "set-buffer: {}", stderr(&out));
+        let out = self.tmux(&["paste-buffer", "-p", "-d", "-b", "test-paste"]);
+        assert!(out.status.success(), "paste-buffer: {}", stderr(&out));
+    }
+
     /// Presses keys by tmux name (`Enter`, `C-b`, ...).
     pub fn keys(&self, keys: &[&str]) {
         let mut args = vec!["send-keys"];
@@ -641,6 +671,34 @@ impl Viewer {
 impl Drop for Viewer {
     fn drop(&mut self) {
         let _ = self.tmux(&["kill-server"]);
+    }
+}
+
+/// The command of an agent that asks its terminal for bracketed paste (as Claude Code, Codex,
+/// Gemini CLI, Aider and bash's readline do), then keeps every byte it reads from its raw
+/// terminal in `got` in its workspace. It prints `ready` once its terminal is raw and tmux has
+/// seen the request (tmux reads the pane's output in order).
+pub const PASTE_RECEIVER: &str = "stty raw -echo; printf '\\033[?2004hready\\r\\n'; exec cat > got";
+
+/// Waits until the file at `path` holds at least as many bytes as `expected`, then asserts
+/// that it holds exactly those (shown escaped when it does not).
+pub fn assert_file_gets(path: &Path, expected: &[u8]) {
+    let start = Instant::now();
+    loop {
+        let got = std::fs::read(path).unwrap_or_default();
+        if got.len() >= expected.len() || start.elapsed() > PATIENCE {
+            // A moment more, for bytes beyond those expected.
+            std::thread::sleep(Duration::from_millis(300));
+            let got = std::fs::read(path).unwrap_or_default();
+            assert_eq!(
+                got.escape_ascii().to_string(),
+                expected.escape_ascii().to_string(),
+                "what {} got",
+                path.display()
+            );
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

@@ -438,3 +438,56 @@ fn output_log_starts_anew_past_its_limit_and_logs_follows_across() {
     let followed = numbered(&String::from_utf8_lossy(&out.stdout));
     assert_eq!(followed, (1..=300).collect::<Vec<_>>());
 }
+
+#[test]
+fn a_text_of_several_lines_is_sent_as_one_paste_not_typed_line_by_line() {
+    let gw = TestGateway::start();
+    let got = gw.create_paste_receiver("paster");
+    // Typed, each line break would be an Enter: the first line would be submitted alone.
+    let out = gw.ssh_with_stdin(&["send", "paster", "-"], b"line1\nline2\nline3\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut expected = b"\x1b[200~line1\rline2\rline3\x1b[201~\r".to_vec();
+    e2e::assert_file_gets(&got, &expected);
+
+    // The end-of-paste mark in a text cannot end the paste early; CR LF is one line break.
+    let out = gw.ssh_with_stdin(
+        &["send", "paster", "-"],
+        b"rm -rf /\x1b[201~\r\nnot keys\r\n\r\n",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    expected.extend(b"\x1b[200~rm -rf /\rnot keys\r\x1b[201~\r");
+    e2e::assert_file_gets(&got, &expected);
+
+    // A single line is typed as before; --no-enter leaves out the Enter after a paste too.
+    gw.ok(&["send", "paster", "one", "line"]);
+    expected.extend(b"one line\r");
+    e2e::assert_file_gets(&got, &expected);
+    let out = gw.ssh_with_stdin(&["send", "paster", "--no-enter", "-"], b"a\n\nb\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    expected.extend(b"\x1b[200~a\r\rb\x1b[201~");
+    e2e::assert_file_gets(&got, &expected);
+
+    // A prompt of several lines given at create is pasted too.
+    let out = gw.ssh_with_stdin(
+        &[
+            "create",
+            "prompted",
+            "--prompt",
+            "-",
+            "--",
+            "sh",
+            "-c",
+            &e2e::shell_quote(e2e::PASTE_RECEIVER),
+        ],
+        b"do this\nthen that\n",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let workspace = gw.info("prompted")["workspace"]
+        .as_str()
+        .expect("workspace")
+        .to_owned();
+    e2e::assert_file_gets(
+        &std::path::Path::new(&workspace).join("got"),
+        b"\x1b[200~do this\rthen that\x1b[201~\r",
+    );
+}

@@ -270,4 +270,53 @@ fn a_stopping_gateway_closes_the_view_at_once_and_puts_the_terminal_back() {
         "{screen}"
     );
     assert!(std::path::Path::new(&format!("/proc/{agent_pid}")).exists());
+    // Bracketed paste is off again: a paste comes without the marks.
+    viewer.paste("after-the-stop");
+    let screen = viewer.wait_for_text("after-the-stop");
+    assert!(!screen.contains("[200~"), "{screen}");
+}
+
+#[test]
+fn a_paste_goes_whole_into_the_line_to_send_and_does_nothing_in_the_list() {
+    let gw = gateway();
+    gw.ok(&["create", "other", "--", "sleep", "600"]);
+    let got = gw.create_paste_receiver("paster");
+    let viewer = Viewer::open(&gw, "gw", &[], 80, 24);
+    wait_for_row(&viewer, "paster", "paster");
+    wait_for_screen(&viewer, "other to be selected", |s| {
+        row(s, "other").is_some_and(|r| r.starts_with("> "))
+    });
+
+    // In the list, a paste does not act: read as keys, this one would find the paster and
+    // attach to it.
+    viewer.paste("paster\nmore\n");
+    let screen = viewer.wait_for_text("a paste is taken only after ^T");
+    assert!(
+        row(&screen, "other").is_some_and(|r| r.starts_with("> ")),
+        "{screen}"
+    );
+
+    // After ^T, a paste of two lines is the text, shown on one line; Enter sends it all, and
+    // the agent receives it as one paste.
+    viewer.keys(&["Down"]);
+    wait_for_screen(&viewer, "paster to be selected", |s| {
+        row(s, "paster").is_some_and(|r| r.starts_with("> "))
+    });
+    viewer.keys(&["C-t"]);
+    viewer.wait_for_text("send to paster:");
+    viewer.paste("first line\nsecond line");
+    viewer.wait_for_text("send to paster: first line⏎second line");
+    viewer.keys(&["Enter"]);
+    viewer.wait_for_text("sent 22 bytes to agent 'paster'");
+    e2e::assert_file_gets(&got, b"\x1b[200~first line\rsecond line\x1b[201~\r");
+    let events = gw.ok(&["events", "--json"]);
+    assert!(!events.contains("attach"), "{events}");
+
+    // Leaving the view turns bracketed paste off again: the terminal's next paste comes
+    // without the marks (which the shell's tty would echo as ^[[200~).
+    viewer.keys(&["C-c"]);
+    assert_eq!(viewer.wait_exit(), 0, "{}", viewer.screen());
+    viewer.paste("after-the-view");
+    let screen = viewer.wait_for_text("after-the-view");
+    assert!(!screen.contains("[200~"), "{screen}");
 }

@@ -9,8 +9,9 @@ use crate::Gateway;
 use crate::hosts::{AgentSession, reconciler};
 use crate::store::AgentStatus;
 
-/// Leaves the alternate screen, shows the cursor, resets attributes, starts a new line.
-const TERMINAL_RESET: &str = "\x1b[0m\x1b[?25h\x1b[?1049l\n";
+/// Turns bracketed paste off (the agent's program may have turned it on), leaves the
+/// alternate screen, shows the cursor, resets attributes, starts a new line.
+const TERMINAL_RESET: &str = "\x1b[?2004l\x1b[0m\x1b[?25h\x1b[?1049l\n";
 
 pub async fn run(
     gw: &Arc<Gateway>,

@@ -171,7 +171,7 @@ pub(super) async fn read_prompt(io: &mut CommandIo) -> Result<String, CommandErr
         .map_err(CommandError::usage)?;
     let text = String::from_utf8(bytes)
         .map_err(|_| CommandError::usage("the prompt on stdin is not UTF-8"))?;
-    Ok(text.trim_end_matches('\n').to_owned())
+    Ok(text.trim_end_matches(['\r', '\n']).to_owned())
 }
 
 async fn create_one(

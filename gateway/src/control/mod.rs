@@ -102,7 +102,8 @@ pub enum ControlCommand {
     Logs(logs::LogsArgs),
     /// Show what changed in an agent's workspace since it was created.
     Diff(diff::DiffArgs),
-    /// Type text into an agent (or every agent with a tag, or all), then Enter.
+    /// Type text into an agent (or every agent with a tag, or all), then Enter; a text of
+    /// several lines is pasted.
     Send(send::SendArgs),
     /// Set tags on an agent: tag NAME KEY=VALUE...
     Tag(many::TagArgs),

@@ -1,4 +1,5 @@
-//! `send NAME TEXT...` or `send NAME -`: types text into the agent, then Enter.
+//! `send NAME TEXT...` or `send NAME -`: types text into the agent (hostctl pastes a text of
+//! several lines), then Enter.
 //! `send --tag K=V TEXT...` and `send --all TEXT...`: into every such agent you can see.
 
 use std::sync::Arc;
@@ -86,7 +87,11 @@ pub async fn run(
         let bytes = io.read_stdin(MAX_TEXT).await.map_err(CommandError::usage)?;
         let text = String::from_utf8(bytes)
             .map_err(|_| CommandError::usage("the text on stdin is not UTF-8"))?;
-        text.strip_suffix('\n').unwrap_or(&text).to_owned()
+        // The line end of the text's last line (LF, or CR LF from a file written on Windows).
+        text.strip_suffix("\r\n")
+            .or_else(|| text.strip_suffix('\n'))
+            .unwrap_or(&text)
+            .to_owned()
     } else {
         args.text_words().join(" ")
     };

@@ -401,7 +401,8 @@ impl Host {
             .await
     }
 
-    /// Types `text` into the agent (on stdin to hostctl: text never goes on a command line).
+    /// Types `text` into the agent, or pastes it when it has a line break (on stdin to hostctl:
+    /// text never goes on a command line).
     pub async fn send(&self, name: &str, text: &str, enter: bool) -> Result<(), HostError> {
         let mut args = vec!["send", name, "-"];
         if !enter {

@@ -35,10 +35,16 @@ const MAX_ROWS: u16 = 256;
 /// How often the view looks at the hosts again (the reconciler's own passes come between).
 const REFRESH: Duration = Duration::from_secs(2);
 
-/// Into the alternate screen, cursor hidden, screen cleared.
-const ENTER: &[u8] = b"\x1b[?1049h\x1b[?25l\x1b[H\x1b[2J";
-/// Back to the terminal as it was: attributes reset, cursor shown, main screen.
-const LEAVE: &[u8] = b"\x1b[0m\x1b[?25h\x1b[?1049l";
+/// How long a lone ESC waits for the rest of a sequence before it is the Escape key (the bytes
+/// of one key or of a paste's start may come in two chunks).
+const ESC_WAIT: Duration = Duration::from_millis(100);
+
+/// Into the alternate screen, bracketed paste on (a paste comes marked, so that none of it is
+/// read as keys), cursor hidden, screen cleared.
+const ENTER: &[u8] = b"\x1b[?1049h\x1b[?2004h\x1b[?25l\x1b[H\x1b[2J";
+/// Back to the terminal as it was: bracketed paste off, attributes reset, cursor shown, main
+/// screen. Every way out of the view sends it (quitting, attaching, the gateway stopping).
+const LEAVE: &[u8] = b"\x1b[?2004l\x1b[0m\x1b[?25h\x1b[?1049l";
 
 pub async fn run(gw: &Arc<Gateway>, caller: &Caller, io: &mut CommandIo) -> CommandResult {
     let Some(terminal) = io.terminal.as_ref() else {
@@ -50,6 +56,9 @@ pub async fn run(gw: &Arc<Gateway>, caller: &Caller, io: &mut CommandIo) -> Comm
     let mut looks = Looks::start(gw, caller);
     let mut fresh = looks.fresh.clone();
     let mut view = View::new();
+    let mut decoder = keys::Decoder::new();
+    // When a lone ESC held by the decoder becomes the Escape key.
+    let mut flush_at: Option<tokio::time::Instant> = None;
     if let Some((agents, warnings)) = fresh.borrow_and_update().clone() {
         view.set_agents(agents, warnings);
     }
@@ -69,8 +78,9 @@ pub async fn run(gw: &Arc<Gateway>, caller: &Caller, io: &mut CommandIo) -> Comm
             // The gateway is stopping: the view has nothing to finish, so it ends at once (its
             // terminal put back) rather than hold the shutdown for the grace period.
             () = gw.shutdown_accepting.cancelled() => Event::Stopping,
+            () = sleep_until(flush_at), if flush_at.is_some() => Event::Flush,
         };
-        match event {
+        let keys = match event {
             Event::Input(None) | Event::Resized(false) | Event::Looked(false) | Event::Gone => {
                 break;
             }
@@ -80,49 +90,58 @@ pub async fn run(gw: &Arc<Gateway>, caller: &Caller, io: &mut CommandIo) -> Comm
                     .await;
                 return Ok(exit::OK);
             }
-            Event::Resized(true) => screen.resize(*size.borrow_and_update()),
+            Event::Resized(true) => {
+                screen.resize(*size.borrow_and_update());
+                continue;
+            }
             Event::Looked(true) => {
                 if let Some((agents, warnings)) = fresh.borrow_and_update().clone() {
                     view.set_agents(agents, warnings);
                 }
+                continue;
             }
-            Event::Input(Some(bytes)) => {
-                let page = View::page(screen.area.height);
-                match answer(&mut view, &bytes, page, Instant::now()) {
-                    Action::None => {}
-                    Action::Redraw => screen.clear(),
-                    Action::Quit => {
-                        send(io, LEAVE).await;
-                        return Ok(exit::OK);
-                    }
-                    Action::Attach(name) => {
-                        if !send(io, LEAVE).await {
-                            return Ok(exit::OK);
-                        }
-                        // No looks for the view while it is not shown.
-                        drop(looks);
-                        view.message = Some(attach(gw, caller, &name, io).await);
-                        if io.closed.is_cancelled() || !send(io, ENTER).await {
-                            return Ok(exit::OK);
-                        }
-                        looks = Looks::start(gw, caller);
-                        fresh = looks.fresh.clone();
-                        screen.resize(*size.borrow_and_update());
-                    }
-                    Action::Stop(name) => {
-                        view.message = Some(command(gw, caller, &["stop", &name], None).await);
-                        looks.now();
-                    }
-                    Action::Start(name) => {
-                        view.message = Some(command(gw, caller, &["start", &name], None).await);
-                        looks.now();
-                    }
-                    Action::Send { agent, text } => {
-                        view.message =
-                            Some(command(gw, caller, &["send", &agent, "-"], Some(text)).await);
-                        looks.now();
-                    }
+            Event::Input(Some(bytes)) => decoder.feed(&bytes),
+            Event::Flush => decoder.flush(),
+        };
+        flush_at = decoder
+            .waiting()
+            .then(|| tokio::time::Instant::now() + ESC_WAIT);
+        let page = View::page(screen.area.height);
+        match answer(&mut view, keys, page, Instant::now()) {
+            Action::None => {}
+            Action::Redraw => screen.clear(),
+            Action::Quit => {
+                send(io, LEAVE).await;
+                return Ok(exit::OK);
+            }
+            Action::Attach(name) => {
+                if !send(io, LEAVE).await {
+                    return Ok(exit::OK);
                 }
+                // No looks for the view while it is not shown.
+                drop(looks);
+                view.message = Some(attach(gw, caller, &name, io).await);
+                if io.closed.is_cancelled() || !send(io, ENTER).await {
+                    return Ok(exit::OK);
+                }
+                // What the terminal sent during the attach went to the agent.
+                decoder = keys::Decoder::new();
+                flush_at = None;
+                looks = Looks::start(gw, caller);
+                fresh = looks.fresh.clone();
+                screen.resize(*size.borrow_and_update());
+            }
+            Action::Stop(name) => {
+                view.message = Some(command(gw, caller, &["stop", &name], None).await);
+                looks.now();
+            }
+            Action::Start(name) => {
+                view.message = Some(command(gw, caller, &["start", &name], None).await);
+                looks.now();
+            }
+            Action::Send { agent, text } => {
+                view.message = Some(command(gw, caller, &["send", &agent, "-"], Some(text)).await);
+                looks.now();
             }
         }
     }
@@ -132,10 +151,11 @@ pub async fn run(gw: &Arc<Gateway>, caller: &Caller, io: &mut CommandIo) -> Comm
 
 /// Answers the keys of one chunk the client sent, up to the first that acts (attach, stop,
 /// start, send, quit), which is returned. What came after it in the same chunk is not read as
-/// keys: the next lines of a pasted text must not select, stop or attach anything.
-fn answer(view: &mut View, bytes: &[u8], page: usize, now: Instant) -> Action {
+/// keys: the next lines of a text pasted by a terminal without bracketed paste must not
+/// select, stop or attach anything. (A bracketed paste is one key, [`keys::Key::Paste`].)
+fn answer(view: &mut View, keys: Vec<keys::Key>, page: usize, now: Instant) -> Action {
     let mut redraw = false;
-    for key in keys::decode(bytes) {
+    for key in keys {
         match view.key(key, page, now) {
             Action::None => {}
             Action::Redraw => redraw = true,
@@ -152,6 +172,16 @@ enum Event {
     Looked(bool),
     Gone,
     Stopping,
+    /// No more bytes came after a lone ESC.
+    Flush,
+}
+
+/// Waits until `at` (for ever without it: the caller does not poll it then).
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Writes to the client's terminal; false once the client has gone.
@@ -414,8 +444,7 @@ impl Screen {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_pasted_text_sends_its_first_line_and_its_other_lines_do_nothing() {
+    fn three_agents() -> View {
         let mut view = View::new();
         let mut agents: Vec<_> = ["alpha", "beta", "gamma"]
             .into_iter()
@@ -423,12 +452,22 @@ mod tests {
             .collect();
         agents.sort_by(|a, b| a.name.cmp(&b.name));
         view.set_agents(agents, Vec::new());
+        view
+    }
+
+    #[test]
+    fn text_pasted_without_brackets_sends_its_first_line_and_its_other_lines_do_nothing() {
+        let mut view = three_agents();
+        let mut decoder = keys::Decoder::new();
         let now = Instant::now();
-        assert_eq!(answer(&mut view, b"\x14", 10, now), Action::None);
+        assert_eq!(
+            answer(&mut view, decoder.feed(b"\x14"), 10, now),
+            Action::None
+        );
         // The paste's second line would find gamma and attach to it; its ^S y would stop it.
         let pasted = b"make test\rgam\r\x13y\x03";
         assert_eq!(
-            answer(&mut view, pasted, 10, now),
+            answer(&mut view, decoder.feed(pasted), 10, now),
             Action::Send {
                 agent: "alpha".into(),
                 text: "make test".into()
@@ -437,10 +476,47 @@ mod tests {
         assert_eq!(view.selected(), Some("alpha"));
         // Keys that do not act are all answered, and a redraw asked among them is kept.
         assert_eq!(
-            answer(&mut view, b"\x1b[B\x0c\x1b[B", 10, now),
+            answer(&mut view, decoder.feed(b"\x1b[B\x0c\x1b[B"), 10, now),
             Action::Redraw
         );
         assert_eq!(view.selected(), Some("gamma"));
+    }
+
+    #[test]
+    fn a_bracketed_paste_goes_whole_into_the_line_and_acts_nowhere_else() {
+        let mut view = three_agents();
+        let mut decoder = keys::Decoder::new();
+        let now = Instant::now();
+        // In the list, the lines of a paste do not find gamma, attach, stop or quit.
+        let pasted = b"\x1b[200~gam\r\x13y\r\x03\x1b[201~";
+        assert_eq!(
+            answer(&mut view, decoder.feed(pasted), 10, now),
+            Action::None
+        );
+        assert_eq!(view.selected(), Some("alpha"));
+        assert_eq!(view.mode, view::Mode::Browse);
+        // After ^T the whole paste is the text, in however many chunks it comes; Enter sends it.
+        let mut actions = Vec::new();
+        for chunk in [
+            &b"\x14\x1b[2"[..],
+            b"00~make test\rgam\r\x13y\x1b",
+            b"[201",
+            b"~\r",
+        ] {
+            actions.push(answer(&mut view, decoder.feed(chunk), 10, now));
+        }
+        assert_eq!(
+            actions,
+            [
+                Action::None,
+                Action::None,
+                Action::None,
+                Action::Send {
+                    agent: "alpha".into(),
+                    text: "make test\ngam\ny".into()
+                }
+            ]
+        );
     }
 
     #[test]

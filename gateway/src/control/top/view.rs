@@ -191,6 +191,24 @@ impl View {
                             true,
                         ));
                     }
+                    // Inserted as text, line breaks included: Enter sends it all, which
+                    // reaches the agent as one paste.
+                    Key::Paste { text: pasted, cut } => {
+                        let mut fits = pasted.len().min(MAX_LINE - text.len());
+                        while !pasted.is_char_boundary(fits) {
+                            fits -= 1;
+                        }
+                        text.push_str(&pasted[..fits]);
+                        if cut || fits < pasted.len() {
+                            self.message = Some((
+                                format!(
+                                    "the paste was cut: the text is at most {} KiB",
+                                    MAX_LINE / 1024
+                                ),
+                                true,
+                            ));
+                        }
+                    }
                     _ => {}
                 }
                 self.mode = Mode::SendLine { agent, text };
@@ -267,6 +285,13 @@ impl View {
                 self.message = Some((said.to_owned(), false));
             }
             Key::F1 => self.mode = Mode::Help,
+            // A pasted text never acts (its lines could attach or stop): only ^T takes it.
+            Key::Paste { .. } => {
+                self.message = Some((
+                    "a paste is taken only after ^T (send a line)".to_owned(),
+                    false,
+                ));
+            }
             _ => {}
         }
         Action::None
@@ -376,7 +401,7 @@ pub fn render(view: &mut View, area: Rect, buf: &mut Buffer) {
         detail_line(view).render(detail, buf);
     }
     if area.height >= 2 {
-        bottom_line(view).render(bottom, buf);
+        bottom_line(view, area.width).render(bottom, buf);
     }
     if view.mode == Mode::Help {
         help(area, buf);
@@ -390,7 +415,7 @@ const HELP: &[(&str, &str)] = &[
     ("Enter", "attach (C-b d detaches, back to here)"),
     ("^S", "stop it (asks first)"),
     ("^R", "start it"),
-    ("^T", "send it a line of text, then Enter"),
+    ("^T", "send it a line (or a paste), then Enter"),
     ("^O", "sort by name, or by need"),
     ("^L", "draw the screen again"),
     ("^C ^D ^Q", "leave"),
@@ -533,7 +558,7 @@ fn detail_line(view: &View) -> Line<'static> {
     Line::from(spans)
 }
 
-fn bottom_line(view: &View) -> Line<'static> {
+fn bottom_line(view: &View, width: u16) -> Line<'static> {
     let key = Style::default().add_modifier(Modifier::REVERSED);
     match &view.mode {
         Mode::Help => Line::from(Span::styled(
@@ -551,15 +576,24 @@ fn bottom_line(view: &View) -> Line<'static> {
             Span::styled("any other key", key),
             Span::raw(" no"),
         ]),
-        Mode::SendLine { agent, text } => Line::from(vec![
-            Span::styled(
-                format!(" send to {agent}: "),
-                Style::default().add_modifier(Modifier::BOLD),
-            ),
-            Span::raw(printable_keep_spaces(text)),
-            Span::styled(" ", key),
-            Span::raw("  Enter sends · Esc cancels"),
-        ]),
+        Mode::SendLine { agent, text } => {
+            let prompt = format!(" send to {agent}: ");
+            let (after, after_style) = match &view.message {
+                Some((message, true)) => (format!("  {message}"), Style::default().fg(Color::Red)),
+                Some((message, false)) => (format!("  {message}"), Style::default()),
+                None => ("  Enter sends · Esc cancels".to_owned(), Style::default()),
+            };
+            // The end of the text, where the cursor is, stays in sight.
+            let room = usize::from(width)
+                .saturating_sub(prompt.chars().count() + 1 + after.chars().count())
+                .max(8);
+            Line::from(vec![
+                Span::styled(prompt, Style::default().add_modifier(Modifier::BOLD)),
+                Span::raw(line_being_typed(text, room)),
+                Span::styled(" ", key),
+                Span::styled(after, after_style),
+            ])
+        }
         Mode::Browse => {
             if let Some((message, error)) = &view.message {
                 let style = if *error {
@@ -598,11 +632,24 @@ fn bottom_line(view: &View) -> Line<'static> {
     }
 }
 
-/// Text being typed, drawn as typed (its spaces kept) but without control characters.
-fn printable_keep_spaces(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
+/// The last `room` characters of the text being typed, drawn as typed (its spaces kept), its
+/// line breaks as `⏎` and its other control characters as spaces; `…` where it was cut.
+fn line_being_typed(text: &str, room: usize) -> String {
+    let mut shown: Vec<char> = text
+        .chars()
+        .rev()
+        .take(room + 1)
+        .map(|c| match c {
+            '\n' => '⏎',
+            c if c.is_control() => ' ',
+            c => c,
+        })
+        .collect();
+    if shown.len() > room {
+        shown.truncate(room.saturating_sub(1));
+        shown.push('…');
+    }
+    shown.into_iter().rev().collect()
 }
 
 #[cfg(test)]
@@ -644,7 +691,7 @@ mod tests {
 
     fn keys(view: &mut View, keys: &[Key]) -> Vec<Action> {
         let now = Instant::now();
-        keys.iter().map(|k| view.key(*k, 10, now)).collect()
+        keys.iter().map(|k| view.key(k.clone(), 10, now)).collect()
     }
 
     #[test]
@@ -872,5 +919,122 @@ mod tests {
         keys(&mut view, &[Key::Esc, Key::Ctrl('s')]);
         let (_, lines) = screen(&mut view, 80, 24);
         assert!(lines[23].starts_with(" stop agent 'docs'?"), "{lines:#?}");
+    }
+
+    fn pasted(text: &str) -> Key {
+        Key::Paste {
+            text: text.to_owned(),
+            cut: false,
+        }
+    }
+
+    #[test]
+    fn a_paste_in_the_line_is_text_with_its_line_breaks_shown_and_enter_sends_it_all() {
+        let mut view = View::new();
+        view.set_agents(three(), Vec::new());
+        keys(
+            &mut view,
+            &[Key::Ctrl('t'), Key::Char('>'), pasted("line1\n\nline3\n")],
+        );
+        let (_, lines) = screen(&mut view, 80, 24);
+        assert!(
+            lines[23].starts_with(" send to docs: >line1⏎⏎line3⏎   Enter sends"),
+            "{lines:#?}"
+        );
+        // Edited after: a backspace takes the last line break.
+        assert_eq!(
+            keys(&mut view, &[Key::Backspace, Key::Char('!'), Key::Enter]).last(),
+            Some(&Action::Send {
+                agent: "docs".into(),
+                text: ">line1\n\nline3!".into()
+            })
+        );
+        // A text longer than the line shows its end, where the cursor is.
+        let long = format!("{}\nthe end", "x".repeat(200));
+        keys(&mut view, &[Key::Ctrl('t'), pasted(&long)]);
+        let (_, lines) = screen(&mut view, 80, 24);
+        assert!(
+            lines[23].starts_with(" send to docs: …xxx") && lines[23].contains("x⏎the end "),
+            "{lines:#?}"
+        );
+        assert!(
+            lines[23].ends_with("Enter sends · Esc cancels"),
+            "{lines:#?}"
+        );
+    }
+
+    #[test]
+    fn a_paste_past_the_longest_line_is_cut_and_the_bottom_line_says_so() {
+        let mut view = View::new();
+        view.set_agents(three(), Vec::new());
+        keys(&mut view, &[Key::Ctrl('t'), Key::Char('é')]);
+        // 'é' is 2 bytes: the paste fits but for its last character, which is not split.
+        let paste = format!("{}ü", "a".repeat(MAX_LINE - 3));
+        keys(&mut view, &[pasted(&paste)]);
+        let Mode::SendLine { text, .. } = &view.mode else {
+            panic!("not in the line: {:?}", view.mode)
+        };
+        assert_eq!(text.len(), MAX_LINE - 1);
+        assert!(text.ends_with('a'));
+        let (_, lines) = screen(&mut view, 120, 24);
+        assert!(
+            lines[23].contains("the paste was cut: the text is at most 1024 KiB"),
+            "{lines:#?}"
+        );
+        // A paste the terminal sent too long for the decoder says so too, even when empty.
+        keys(
+            &mut view,
+            &[
+                Key::Esc,
+                Key::Ctrl('t'),
+                Key::Paste {
+                    text: "kept".into(),
+                    cut: true,
+                },
+            ],
+        );
+        assert_eq!(view.message.as_ref().map(|m| m.1), Some(true));
+        assert_eq!(
+            keys(&mut view, &[Key::Enter]),
+            [Action::Send {
+                agent: "docs".into(),
+                text: "kept".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn a_paste_outside_the_line_does_not_act() {
+        let mut view = View::new();
+        view.set_agents(three(), Vec::new());
+        let paste = pasted("fix-l\n\u{13}y\n");
+        // In the list: no attach, no selection, no type-ahead; it says where pastes go.
+        assert_eq!(
+            keys(&mut view, std::slice::from_ref(&paste)),
+            [Action::None]
+        );
+        assert_eq!(view.selected(), Some("docs"));
+        assert_eq!(view.mode, Mode::Browse);
+        let (_, lines) = screen(&mut view, 80, 24);
+        assert!(
+            lines[23].contains("a paste is taken only after ^T"),
+            "{lines:#?}"
+        );
+        // Asked whether to stop: a paste is not a yes.
+        assert_eq!(
+            keys(&mut view, &[Key::Ctrl('s'), pasted("y")]),
+            [Action::None, Action::None]
+        );
+        assert_eq!(
+            view.message,
+            Some(("'docs' was not stopped".to_owned(), false))
+        );
+        // In the help: it closes it, and nothing more.
+        assert_eq!(
+            keys(&mut view, &[Key::F1, paste]),
+            [Action::None, Action::None]
+        );
+        assert_eq!(view.mode, Mode::Browse);
+        assert_eq!(view.selected(), Some("docs"));
     }
 }
