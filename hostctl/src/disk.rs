@@ -183,9 +183,10 @@ pub fn size_text(bytes: u64) -> String {
     if bytes < 1024 {
         return format!("{bytes} B");
     }
+    #[expect(clippy::cast_precision_loss, reason = "a size shown to one decimal")]
     let mut value = bytes as f64 / 1024.0;
     let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
         value /= 1024.0;
         unit += 1;
     }
@@ -208,8 +209,11 @@ mod tests {
         assert_eq!(parse_size("1.5G"), None);
         assert_eq!(parse_size("12T"), None);
         assert_eq!(parse_size("99999999999999999999G"), None);
-        assert_eq!(size_text(512), "512 B");
+        assert_eq!(size_text(0), "0 B");
+        assert_eq!(size_text(1023), "1023 B");
+        assert_eq!(size_text(1536), "1.5 KiB");
         assert_eq!(size_text(3 << 20), "3.0 MiB");
+        assert_eq!(size_text(u64::MAX), "16777216.0 TiB");
     }
 
     #[test]

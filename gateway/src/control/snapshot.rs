@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use clap::{Args, Subcommand};
 use hostctl::api::{ErrorCode, SnapshotMeta, SnapshotRequest, WorkspaceSource};
+use hostctl::disk::size_text;
 use serde_json::{Value, json};
 
 use super::create::{CreateArgs, check_new_name, choose_host, create_reserved, reserve};
@@ -515,33 +516,9 @@ fn snapshot_json(s: &SnapshotRecord, host_present: bool) -> Value {
     })
 }
 
-/// `512 B`, `12.3 KiB`, `4.0 MiB`, ...
-fn size_text(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
-    if bytes < 1024 {
-        return format!("{bytes} B");
-    }
-    #[expect(clippy::cast_precision_loss, reason = "a size shown to one decimal")]
-    let mut value = bytes as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_are_short() {
-        assert_eq!(size_text(0), "0 B");
-        assert_eq!(size_text(1023), "1023 B");
-        assert_eq!(size_text(1536), "1.5 KiB");
-        assert_eq!(size_text(3 * 1024 * 1024), "3.0 MiB");
-    }
 
     #[test]
     fn a_reply_about_another_snapshot_is_refused() {

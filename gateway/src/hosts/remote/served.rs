@@ -10,7 +10,6 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use hostctl::api::{ServeReply, ServeRequest};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
@@ -89,15 +88,21 @@ impl Served {
                 }
             }
             reading.end();
-            // Whatever serve said on stderr (nothing, when all is well) is for the debug log.
+        });
+        // stderr is read as it comes (a channel with unread output would stall its
+        // connection); what serve says there (nothing, when all is well) is for the debug log.
+        tasks.spawn(async move {
             let mut said = Vec::new();
-            let _ = tokio::time::timeout(
-                Duration::from_millis(100),
-                (&mut stderr).take(4096).read_to_end(&mut said),
-            )
-            .await;
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stderr.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                let room = 4096usize.saturating_sub(said.len()).min(n);
+                said.extend_from_slice(&buf[..room]);
+            }
             if !said.is_empty() {
-                debug!(stderr = %String::from_utf8_lossy(&said), "hostctl serve ended");
+                debug!(stderr = %String::from_utf8_lossy(&said), "hostctl serve said");
             }
         });
         served
