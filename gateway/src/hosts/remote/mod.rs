@@ -137,6 +137,7 @@ impl RemoteHost {
         let mut words = args.to_vec();
         words.push("--json");
         let line = self.command_line(&words)?;
+        let probe = matches!(limit, CallKind::Probe);
         let limit = match limit {
             CallKind::Normal => self.call_timeout,
             CallKind::Long => self.create_timeout,
@@ -154,7 +155,12 @@ impl RemoteHost {
                 && let Some(served) = self.served().await
                 && let Some(outcome) = served.call(&words, text).await
             {
-                return Ok(outcome);
+                // Serve ended before answering: its connection may be lost, or only serve.
+                // A question that changes nothing (`list`, `version`) is asked again over an
+                // exec channel, which tells; any other call may have run, and is lost.
+                if !(probe && outcome.0 == ProcessExit::Lost) {
+                    return Ok(outcome);
+                }
             }
             let (channel, slot) = self.pool.open_session(Lane::Control).await?;
             leg::exec_collect(
