@@ -66,6 +66,8 @@ pub struct Gateway {
     pub screen_marks: status::ScreenMarks,
     /// One change of an agent's life at a time.
     pub agent_locks: control::AgentLocks,
+    /// The connections logged in now, to end those whose access is taken back.
+    pub live: Arc<ssh::live::LiveConnections>,
 }
 
 impl Gateway {
@@ -224,6 +226,7 @@ pub async fn serve(
         inputs: status::Inputs::default(),
         screen_marks: status::ScreenMarks::default(),
         agent_locks: control::AgentLocks::default(),
+        live: Arc::default(),
         config,
         client_key,
         store,
@@ -247,6 +250,7 @@ pub async fn serve(
     tasks.spawn(async move { hosts::reconciler::record_versions(&versions).await });
     tasks.spawn(hosts::reconciler::run(gw.clone()));
     tasks.spawn(prune_audit_trail(gw.clone()));
+    tasks.spawn(ssh::live::sweep(gw.clone()));
 
     let address = listener
         .local_addr()

@@ -513,13 +513,32 @@ pub struct Viewer {
 impl Viewer {
     /// Opens `ssh -tt <target> ARGS...` in a terminal of `cols` x `rows`.
     pub fn open(gw: &TestGateway, target: &str, args: &[&str], cols: u16, rows: u16) -> Viewer {
+        Viewer::open_as(gw, None, target, args, cols, rows)
+    }
+
+    /// [`Viewer::open`], logging in with `key` (another operator's) if given.
+    pub fn open_as(
+        gw: &TestGateway,
+        key: Option<&Path>,
+        target: &str,
+        args: &[&str],
+        cols: u16,
+        rows: u16,
+    ) -> Viewer {
         let socket = unique("agview");
         let exit_file = gw.dir.path().join(format!("{socket}.exit"));
-        let mut ssh = format!(
-            "ssh -F {} -tt {}",
-            shell_quote(&gw.ssh_config_path().to_string_lossy()),
-            shell_quote(target)
-        );
+        let login = match key {
+            Some(key) => format!(
+                "-F {} -i {}",
+                shell_quote(&gw.dir.path().join("ssh_config_other_key").to_string_lossy()),
+                shell_quote(&key.to_string_lossy())
+            ),
+            None => format!(
+                "-F {}",
+                shell_quote(&gw.ssh_config_path().to_string_lossy())
+            ),
+        };
+        let mut ssh = format!("ssh {login} -tt {}", shell_quote(target));
         for a in args {
             ssh.push(' ');
             ssh.push_str(&shell_quote(a));

@@ -1,13 +1,13 @@
 //! Roles and ownership: an operator sees and touches only their own agents and those shared
 //! with them; for anyone else another operator's agent does not exist, on every route
 //! (control, attach, exec, SFTP, scp, forwarding), with the same answer as a missing agent.
-//! Admins see everything and manage keys and hosts, over ssh; a removed key is refused at
-//! once, on its open connections' new channels too.
+//! Admins see everything and manage keys and hosts, over ssh; a removed key, or an agent
+//! unshared, ends the open connections it allowed at once.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use e2e::{Options, TestGateway, keygen, stderr, stdout};
+use e2e::{Options, TestGateway, Viewer, keygen, stderr, stdout};
 use serde_json::Value;
 
 /// A gateway whose operators may have agents on its own machine, where these tests run them
@@ -354,27 +354,54 @@ fn over_master(other: &Other, socket: &Path, args: &[&str]) -> Output {
 }
 
 #[test]
-fn a_removed_key_is_refused_at_once_on_new_connections_and_open_ones() {
+fn a_removed_key_ends_its_open_connections_and_is_refused_on_new_ones() {
     let gw = gateway();
     let bob = Other::add(&gw, "bob", "operator");
     let socket = gw.dir.path().join("bob.mux");
     master(&gw, &bob, &socket);
     let out = over_master(&bob, &socket, &["whoami"]);
     assert!(stdout(&out).contains("operator: bob"), "{}", stderr(&out));
+    // A command of bob's under way on another connection.
+    bob.ok(&[
+        "create",
+        "bobs",
+        "--",
+        "sh",
+        "-c",
+        "'echo bob-was-here; sleep 600'",
+    ]);
+    let mut running = bob
+        .tool("ssh")
+        .args(["gw", "logs", "bobs", "-f"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ssh logs -f");
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(running.stdout.take().expect("stdout")),
+        &mut first,
+    )
+    .expect("read");
+    assert!(first.contains("bob-was-here"), "{first}");
 
     let removed = gw.ok(&["key", "remove", "bob"]);
     assert!(removed.contains("removed 1 key(s)"), "{removed}");
 
-    // A new channel on bob's open connection is refused...
-    let out = over_master(&bob, &socket, &["whoami"]);
-    assert_ne!(out.status.code(), Some(0));
-    assert!(!stdout(&out).contains("operator: bob"));
+    // Both of bob's connections end at once, saying why...
+    let out = running.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(255), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("Session open refused by peer"),
+        stderr(&out).contains("access revoked: your key or login was removed"),
         "{}",
         stderr(&out)
     );
-    // ...and so is a new connection.
+    e2e::wait_for("bob's master connection to end", || {
+        (!socket.exists()).then_some(())
+    });
+    let out = over_master(&bob, &socket, &["whoami"]);
+    assert!(!stdout(&out).contains("operator: bob"), "{}", stdout(&out));
+    // ...and a new connection is refused.
     let out = bob.gw(&["whoami"]);
     assert_eq!(out.status.code(), Some(255));
     assert!(
@@ -382,26 +409,74 @@ fn a_removed_key_is_refused_at_once_on_new_connections_and_open_ones() {
         "{}",
         stderr(&out)
     );
+
+    // The trail says which connections ended and why.
+    let events: Value =
+        serde_json::from_str(&gw.ok(&["events", "--json", "-n", "500"])).expect("json");
+    let ended = events
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter(|e| e["kind"] == "session" && e["operator"] == "bob" && e["result"] == "revoked")
+        .count();
+    assert_eq!(ended, 2, "{events}");
+    let out = gw.ssh(&["key", "remove", "bob"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no key, tailnet login or operator 'bob'"));
+}
+
+#[test]
+fn unsharing_an_agent_ends_the_sessions_it_allowed_and_no_others() {
+    let gw = gateway();
+    let bob = Other::add(&gw, "bob", "operator");
+    gw.ok(&[
+        "create",
+        "pair",
+        "--",
+        "sh",
+        "-c",
+        "'echo in-pair; sleep 600'",
+    ]);
+    gw.ok(&[
+        "create",
+        "solo",
+        "--",
+        "sh",
+        "-c",
+        "'echo in-solo; sleep 600'",
+    ]);
+    gw.ok(&["share", "pair", "bob"]);
+    gw.ok(&["share", "solo", "bob"]);
+    // Bob in the shared agent on its own route, and attached to it from the control route;
+    // and in another shared agent, which stays shared.
+    let inside = Viewer::open_as(&gw, Some(&bob.key), "pair@gw", &[], 120, 24);
+    let attached = Viewer::open_as(&gw, Some(&bob.key), "gw", &["attach", "pair"], 120, 24);
+    let other = Viewer::open_as(&gw, Some(&bob.key), "solo@gw", &[], 120, 24);
+    inside.wait_for_text("in-pair");
+    attached.wait_for_text("in-pair");
+    other.wait_for_text("in-solo");
+    // A control connection that is not attached to it.
+    let socket = gw.dir.path().join("bob.mux");
+    master(&gw, &bob, &socket);
+
+    gw.ok(&["unshare", "pair", "bob"]);
+    for v in [&inside, &attached] {
+        assert_eq!(v.wait_exit(), 255);
+        assert!(
+            v.screen()
+                .contains("access revoked: you may no longer use agent 'pair'"),
+            "{}",
+            v.screen()
+        );
+    }
+    assert_eq!(other.exited(), None, "{}", other.screen());
+    let out = over_master(&bob, &socket, &["whoami"]);
+    assert!(stdout(&out).contains("operator: bob"), "{}", stderr(&out));
     let _ = Command::new("ssh")
         .arg("-S")
         .arg(&socket)
         .args(["-O", "exit", "gw"])
         .output();
-
-    // The refusal is in the audit trail.
-    let events: Value =
-        serde_json::from_str(&gw.ok(&["events", "--json", "-n", "500"])).expect("json");
-    assert!(
-        events
-            .as_array()
-            .expect("array")
-            .iter()
-            .any(|e| e["kind"] == "channel" && e["operator"] == "bob" && e["result"] != "ok"),
-        "{events}"
-    );
-    let out = gw.ssh(&["key", "remove", "bob"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("no key, tailnet login or operator 'bob'"));
 }
 
 #[test]

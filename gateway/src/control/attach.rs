@@ -27,6 +27,8 @@ pub async fn run(
     let term = terminal.term.clone();
     let size = *terminal.size.borrow();
     let (agent, host) = refreshed_agent(gw, caller, name).await?;
+    // While attached, the connection reaches the agent: unsharing it ends the connection.
+    let _entered = gw.live.enter(caller.connection, name);
     match agent.status {
         AgentStatus::Stopped => {
             io.write_err(&format!(

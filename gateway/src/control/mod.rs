@@ -286,6 +286,8 @@ pub struct Caller {
     pub operator: Operator,
     pub key_fingerprint: String,
     pub source: String,
+    /// The connection's ID among the live ones (`ssh::live`).
+    pub connection: u64,
 }
 
 /// Refuses a command that changes what only admins manage (`what`: "add hosts").
@@ -532,6 +534,11 @@ pub async fn run(
         io.stdin.close();
     }
     let agent = command.agent().map(str::to_owned);
+    // Commands that may take access back: the connections they no longer allow end.
+    let may_take_back = matches!(
+        command,
+        ControlCommand::Unshare(_) | ControlCommand::Key(_) | ControlCommand::Operator(_)
+    );
     let result = match command {
         ControlCommand::Create(args) => create::run(gw, caller, args, io).await,
         ControlCommand::List(args) => list::run(gw, caller, args, io).await,
@@ -596,6 +603,11 @@ pub async fn run(
         &message,
     )
     .await;
+    if may_take_back && status == exit::OK {
+        // The caller's own connection finishes its command; the next sweep or channel ends
+        // it if it lost its access.
+        crate::ssh::live::revalidate(gw, Some(caller.connection)).await;
+    }
     status
 }
 

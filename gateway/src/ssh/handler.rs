@@ -22,6 +22,7 @@ use crate::auth::{self, KeyDecision, Route};
 use crate::control::io::Backlog;
 use crate::control::{self, Caller, Parsed, exit};
 use crate::hosts::AgentSession;
+use crate::ssh::live::Revocation;
 
 /// A session channel between `channel-open` and the request that starts it.
 pub struct PendingChannel {
@@ -43,6 +44,18 @@ pub struct ConnectionHandler {
     backlog: Backlog,
     /// The connection's place in the pre-login limits.
     ticket: Arc<Ticket>,
+    /// Ends the connection when its access is taken back (`ssh::live`).
+    revocation: Arc<Revocation>,
+    /// Its ID among the live connections, once logged in.
+    live_id: Option<u64>,
+}
+
+impl Drop for ConnectionHandler {
+    fn drop(&mut self) {
+        if let Some(id) = self.live_id.take() {
+            self.gw.live.unregister(id);
+        }
+    }
 }
 
 /// Above this much unconsumed client data, the window the connection re-advertises shrinks
@@ -58,6 +71,7 @@ impl ConnectionHandler {
         peer: Option<SocketAddr>,
         local: Option<SocketAddr>,
         ticket: Arc<Ticket>,
+        revocation: Arc<Revocation>,
     ) -> Self {
         ConnectionHandler {
             gw,
@@ -69,6 +83,8 @@ impl ConnectionHandler {
             channels: HashMap::new(),
             backlog: Backlog::default(),
             ticket,
+            revocation,
+            live_id: None,
         }
     }
 
@@ -99,10 +115,20 @@ impl ConnectionHandler {
         self.ticket.logged_in();
         self.record_login(Some(operator.name.clone()), user, &credential, "ok", "")
             .await;
+        let agent = matches!(self.route, Route::Agent(_)).then_some(user);
+        if let Some(old) = self.live_id.take() {
+            self.gw.live.unregister(old);
+        }
+        let id = self
+            .gw
+            .live
+            .register(&operator.name, &credential, agent, self.revocation.clone());
+        self.live_id = Some(id);
         self.caller = Some(Caller {
             operator,
             key_fingerprint: credential,
             source: self.source(),
+            connection: id,
         });
         Ok(())
     }

@@ -9,6 +9,7 @@ pub mod channel;
 pub mod guard;
 pub mod handler;
 pub mod killable;
+pub mod live;
 mod quickack;
 
 use std::borrow::Cow;
@@ -139,11 +140,13 @@ pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, config: Arc<russh::s
             debug!(error = %e, "cannot set TCP_NODELAY");
         }
         let span = tracing::info_span!("conn", conn_id, %peer);
+        let revocation = Arc::new(live::Revocation::default());
         let handler = handler::ConnectionHandler::new(
             gw.clone(),
             Some(peer),
             stream.local_addr().ok(),
             ticket.clone(),
+            revocation.clone(),
         );
         let config = config.clone();
         let shutdown = gw.shutdown.clone();
@@ -151,7 +154,8 @@ pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, config: Arc<russh::s
         gw.tasks.clone().spawn(
             async move {
                 let _permit = permit;
-                let closed = run_connection(config, stream, handler, &ticket, &shutdown).await;
+                let closed =
+                    run_connection(config, stream, handler, &ticket, &shutdown, &revocation).await;
                 refused_login(&gw, &peer, &ticket.refused()).await;
                 if let Some((source, blocked)) = ticket.end(closed) {
                     penalised(&gw, source, blocked).await;
@@ -171,6 +175,7 @@ async fn run_connection(
     handler: handler::ConnectionHandler,
     ticket: &guard::Ticket,
     shutdown: &tokio_util::sync::CancellationToken,
+    revocation: &live::Revocation,
 ) -> Option<guard::Closed> {
     let kill = tokio_util::sync::CancellationToken::new();
     let stream = killable::Killable::new(quickack::QuickAck::new(stream), kill.clone());
@@ -187,6 +192,11 @@ async fn run_connection(
                     () = shutdown.cancelled() => {
                         let _ = handle
                             .disconnect(russh::Disconnect::ByApplication, "the gateway is shutting down".into(), "en".into())
+                            .await;
+                    }
+                    why = revocation.revoked() => {
+                        let _ = handle
+                            .disconnect(russh::Disconnect::ByApplication, format!("access revoked: {why}"), "en".into())
                             .await;
                     }
                 }

@@ -1,0 +1,293 @@
+//! The connections logged in now, and the agents each reaches: taking access back (a key or
+//! tailnet login removed, an operator removed or made an operator, an agent unshared) ends
+//! the connections it no longer allows, their sessions with them, not only their next
+//! channels. An agent-route connection reaches its agent; a control connection reaches the
+//! agents it is attached to (`attach`, Enter in the live view) while it is.
+//!
+//! [`revalidate`] checks every connection against the store; the commands that take access
+//! back call it, and so does a sweep every [`SWEEP_EVERY`] (for `agentgate key remove` run
+//! beside a running gateway).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::Gateway;
+use crate::store::Event;
+
+/// How often every connection is checked even with no command taking access back.
+pub const SWEEP_EVERY: Duration = Duration::from_secs(10);
+
+/// A connection's end, once its access is taken back, and why.
+#[derive(Debug, Default)]
+pub struct Revocation {
+    token: CancellationToken,
+    why: Mutex<String>,
+}
+
+impl Revocation {
+    pub fn revoke(&self, why: &str) {
+        if let Ok(mut slot) = self.why.lock()
+            && slot.is_empty()
+        {
+            why.clone_into(&mut slot);
+        }
+        self.token.cancel();
+    }
+
+    /// Waits until the connection's access is taken back; says why.
+    pub async fn revoked(&self) -> String {
+        self.token.cancelled().await;
+        self.why.lock().map(|w| w.clone()).unwrap_or_default()
+    }
+}
+
+struct Entry {
+    operator: String,
+    credential: String,
+    /// The agents it reaches, with how many of its sessions reach each.
+    agents: HashMap<String, usize>,
+    revocation: Arc<Revocation>,
+}
+
+/// Every logged-in connection, by an ID of its own.
+#[derive(Default)]
+pub struct LiveConnections {
+    next: AtomicU64,
+    entries: Mutex<HashMap<u64, Entry>>,
+}
+
+impl LiveConnections {
+    /// Records a connection that just logged in (`agent`: the agent its route is for).
+    pub fn register(
+        &self,
+        operator: &str,
+        credential: &str,
+        agent: Option<&str>,
+        revocation: Arc<Revocation>,
+    ) -> u64 {
+        let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        let entry = Entry {
+            operator: operator.to_owned(),
+            credential: credential.to_owned(),
+            agents: agent.map(|a| (a.to_owned(), 1)).into_iter().collect(),
+            revocation,
+        };
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.insert(id, entry);
+        }
+        id
+    }
+
+    pub fn unregister(&self, id: u64) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.remove(&id);
+        }
+    }
+
+    /// Connection `id` reaches `agent` while the guard lives (an attach from the control
+    /// route).
+    pub fn enter(self: &Arc<Self>, id: u64, agent: &str) -> Entered {
+        if let Ok(mut entries) = self.entries.lock()
+            && let Some(entry) = entries.get_mut(&id)
+        {
+            *entry.agents.entry(agent.to_owned()).or_default() += 1;
+        }
+        Entered {
+            live: self.clone(),
+            id,
+            agent: agent.to_owned(),
+        }
+    }
+
+    /// How many connections are logged in.
+    pub fn len(&self) -> usize {
+        self.entries.lock().map_or(0, |e| e.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn snapshot(&self) -> Vec<(u64, String, String, Vec<String>)> {
+        self.entries.lock().map_or_else(
+            |_| Vec::new(),
+            |entries| {
+                entries
+                    .iter()
+                    .map(|(id, e)| {
+                        (
+                            *id,
+                            e.operator.clone(),
+                            e.credential.clone(),
+                            e.agents.keys().cloned().collect(),
+                        )
+                    })
+                    .collect()
+            },
+        )
+    }
+
+    fn revoke(&self, id: u64, why: &str) {
+        let revocation = self
+            .entries
+            .lock()
+            .ok()
+            .and_then(|entries| entries.get(&id).map(|e| e.revocation.clone()));
+        if let Some(r) = revocation {
+            r.revoke(why);
+        }
+    }
+}
+
+/// An attach under way from a control connection ([`LiveConnections::enter`]).
+pub struct Entered {
+    live: Arc<LiveConnections>,
+    id: u64,
+    agent: String,
+}
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        if let Ok(mut entries) = self.live.entries.lock()
+            && let Some(entry) = entries.get_mut(&self.id)
+            && let Some(count) = entry.agents.get_mut(&self.agent)
+        {
+            *count -= 1;
+            if *count == 0 {
+                entry.agents.remove(&self.agent);
+            }
+        }
+    }
+}
+
+/// Ends every connection (but `except`) whose credential no longer names its operator, or
+/// that reaches an agent its operator may no longer use. Returns how many it ended.
+pub async fn revalidate(gw: &Gateway, except: Option<u64>) -> usize {
+    // Many connections share a credential and agents: each is looked up once per pass.
+    let mut operators: HashMap<String, Option<crate::store::Operator>> = HashMap::new();
+    let mut allowed: HashMap<(String, String), bool> = HashMap::new();
+    let mut ended = 0;
+    for (id, operator, credential, agents) in gw.live.snapshot() {
+        if Some(id) == except {
+            continue;
+        }
+        let now = match operators.get(&credential) {
+            Some(known) => known.clone(),
+            None => match gw.store.operator_by_credential(&credential).await {
+                Ok(found) => {
+                    operators.insert(credential.clone(), found.clone());
+                    found
+                }
+                Err(e) => {
+                    warn!(error = %e, "cannot check a connection's access");
+                    continue;
+                }
+            },
+        };
+        let Some(now) = now.filter(|now| now.name == operator) else {
+            end(
+                gw,
+                id,
+                &operator,
+                &credential,
+                "your key or login was removed",
+            )
+            .await;
+            ended += 1;
+            continue;
+        };
+        for agent in agents {
+            let key = (now.name.clone(), agent.clone());
+            let may = match allowed.get(&key) {
+                Some(may) => *may,
+                None => {
+                    // An agent that is gone ends its sessions by itself; one renamed is reached
+                    // by its old name no more. Only one still there that this operator may not
+                    // use counts.
+                    let visible = gw.store.agent_for(&now, &agent).await;
+                    let exists = gw.store.agent_exists(&agent).await;
+                    let may = !matches!((visible, exists), (Ok(None), Ok(true)));
+                    allowed.insert(key, may);
+                    may
+                }
+            };
+            if !may {
+                let why = format!("you may no longer use agent '{agent}'");
+                end(gw, id, &operator, &credential, &why).await;
+                ended += 1;
+                break;
+            }
+        }
+    }
+    ended
+}
+
+async fn end(gw: &Gateway, id: u64, operator: &str, credential: &str, why: &str) {
+    info!(
+        operator,
+        key = credential,
+        why,
+        "ending a connection: its access was taken back"
+    );
+    gw.live.revoke(id, why);
+    let event = Event {
+        operator: Some(operator.to_owned()),
+        kind: "session".into(),
+        detail: format!("connection ended (key {credential})"),
+        result: "revoked".into(),
+        message: why.to_owned(),
+        ..Event::default()
+    };
+    if let Err(e) = gw.store.record_event(&event).await {
+        warn!(error = %e, "could not record an audit event");
+    }
+}
+
+/// Checks every connection every [`SWEEP_EVERY`] until the gateway stops accepting clients.
+pub async fn sweep(gw: Arc<Gateway>) {
+    let mut tick = tokio::time::interval(SWEEP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if !gw.live.is_empty() {
+                    revalidate(&gw, None).await;
+                }
+            }
+            () = gw.shutdown_accepting.cancelled() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attaches_count_and_a_revocation_says_why_once() {
+        let live = Arc::new(LiveConnections::default());
+        let r = Arc::new(Revocation::default());
+        let id = live.register("bob", "SHA256:x", None, r.clone());
+        let first = live.enter(id, "a");
+        let second = live.enter(id, "a");
+        assert_eq!(live.snapshot()[0].3, vec!["a".to_owned()]);
+        drop(first);
+        assert_eq!(live.snapshot()[0].3, vec!["a".to_owned()]);
+        drop(second);
+        assert!(live.snapshot()[0].3.is_empty());
+        live.revoke(id, "first");
+        r.revoke("second");
+        let why = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(r.revoked());
+        assert_eq!(why, "first");
+        live.unregister(id);
+        assert!(live.is_empty());
+    }
+}
