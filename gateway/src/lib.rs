@@ -129,6 +129,7 @@ impl Gateway {
             &self.call_limits(),
             self.tasks.clone(),
             &self.shutdown_accepting,
+            &self.shutdown,
         ))
     }
 

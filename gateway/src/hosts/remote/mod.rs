@@ -38,7 +38,7 @@ pub struct RemoteSpec {
 pub struct RemoteHost {
     name: String,
     hostctl: String,
-    pool: Pool,
+    pool: Arc<Pool>,
     call_timeout: Duration,
     create_timeout: Duration,
     probe_timeout: Duration,
@@ -46,11 +46,100 @@ pub struct RemoteHost {
     /// Whether calls go through `hostctl serve` (`hosts.serve`).
     serve: bool,
     /// The host's `hostctl serve`, which its calls go through once it runs.
-    served: tokio::sync::Mutex<Option<Arc<Served>>>,
-    /// When serve last failed to start: calls use exec channels for [`SERVE_RETRY`].
-    serve_failed_at: std::sync::Mutex<Option<Instant>>,
-    /// Cancelled when the gateway stops accepting clients or the host is dropped: serve ends.
+    serve_state: Arc<ServeState>,
+    /// Cancelled when the gateway stops accepting clients or the host is dropped: serve takes
+    /// no more calls and ends once those under way have.
     stop: CancellationToken,
+    /// Cancelled when the gateway's grace period is over: serve ends at once.
+    cut: CancellationToken,
+}
+
+/// A host's `hostctl serve`: the one running, or one being started, or when the last start
+/// failed.
+#[derive(Default)]
+struct ServeState {
+    current: std::sync::Mutex<Option<Arc<Served>>>,
+    starting: std::sync::atomic::AtomicBool,
+    failed_at: std::sync::Mutex<Option<Instant>>,
+}
+
+impl ServeState {
+    /// The serve calls go through now, if one runs.
+    fn current(&self) -> Option<Arc<Served>> {
+        let current = self.current.lock().ok()?;
+        current.as_ref().filter(|s| !s.is_ended()).cloned()
+    }
+
+    fn failed_lately(&self) -> bool {
+        self.failed_at
+            .lock()
+            .ok()
+            .and_then(|at| *at)
+            .is_some_and(|at| at.elapsed() < SERVE_RETRY)
+    }
+
+    /// A start is over: `started` is the new serve, or none if it failed.
+    fn settle(&self, started: Option<Arc<Served>>) {
+        if let Ok(mut failed_at) = self.failed_at.lock() {
+            *failed_at = started.is_none().then(Instant::now);
+        }
+        if let Ok(mut current) = self.current.lock() {
+            *current = started;
+        }
+        self.starting
+            .store(false, std::sync::atomic::Ordering::Release);
+    }
+}
+
+/// How long a new `hostctl serve` has to answer its first call (a slow shell start-up on the
+/// host comes first).
+const SERVE_START: Duration = Duration::from_secs(10);
+
+/// Runs the command line `line` on an exec channel of `lane` with its standard streams as
+/// pipes ([`RemoteHost::piped`]).
+async fn open_piped(
+    pool: &Pool,
+    tasks: &TaskTracker,
+    host: &str,
+    line: &str,
+    lane: Lane,
+) -> Result<PipedProcess, HostError> {
+    let (channel, slot) = pool.open_session(lane).await?;
+    let (reader, writer) = channel.split();
+    let output = leg::spawn_reader(reader, slot, tasks);
+    writer
+        .exec(true, line.as_bytes())
+        .await
+        .map_err(|e| HostError::Unreachable {
+            host: host.to_owned(),
+            reason: format!("cannot run hostctl: {e}"),
+        })?;
+    let writer = Arc::new(writer);
+    let signaller = writer.clone();
+    let signal_tasks = tasks.clone();
+    // A channel's halves do not close it when dropped: the exit does, when it is done with
+    // (awaited or abandoned), so that a host process whose client left is not left holding a
+    // channel and a session slot.
+    let close = CloseOnDrop {
+        writer: writer.clone(),
+        tasks: tasks.clone(),
+    };
+    Ok(PipedProcess {
+        stdin: Box::pin(writer.make_writer()),
+        stdout: Box::pin(InboundReader::from(output.stdout)),
+        stderr: Box::pin(InboundReader::from(output.stderr)),
+        exit: Box::pin(async move {
+            let _close = close;
+            output.exit.await.unwrap_or(ProcessExit::Lost)
+        }),
+        signal: Box::new(move |name| {
+            let writer = signaller.clone();
+            let sig = crate::ssh::channel::sig_from_name(name);
+            signal_tasks.spawn(async move {
+                let _ = writer.signal(sig).await;
+            });
+        }),
+    })
 }
 
 impl Drop for RemoteHost {
@@ -91,19 +180,20 @@ impl RemoteHost {
         limits: &CallLimits,
         tasks: TaskTracker,
         stopping: &CancellationToken,
+        cut: &CancellationToken,
     ) -> RemoteHost {
         RemoteHost {
             name: spec.target.name.clone(),
             hostctl: spec.hostctl,
-            pool: Pool::new(spec.target, spec.host_key, settings),
+            pool: Arc::new(Pool::new(spec.target, spec.host_key, settings)),
             call_timeout: limits.call,
             create_timeout: limits.create,
             probe_timeout: limits.probe,
             tasks,
             serve: limits.serve,
-            served: tokio::sync::Mutex::new(None),
-            serve_failed_at: std::sync::Mutex::new(None),
+            serve_state: Arc::default(),
             stop: stopping.child_token(),
+            cut: cut.child_token(),
         }
     }
 
@@ -152,7 +242,7 @@ impl RemoteHost {
                 None => Some(None),
             };
             if let Some(text) = text
-                && let Some(served) = self.served().await
+                && let Some(served) = self.served()
                 && let Some(outcome) = served.call(&words, text).await
             {
                 // Serve ended before answering: its connection may be lost, or only serve.
@@ -182,7 +272,11 @@ impl RemoteHost {
             Ok(Err(e)) => Err(e),
             Err(_) => {
                 // A call that does not finish may be a dead connection: check it, so that the
-                // next call does not wait on it again.
+                // next call does not wait on it again. A question that changes nothing and
+                // got no answer may be a stuck serve: the next calls start another.
+                if probe && let Some(served) = self.serve_state.current() {
+                    served.end();
+                }
                 self.pool.check_control().await;
                 Err(HostError::Timeout {
                     host: self.name.clone(),
@@ -193,63 +287,69 @@ impl RemoteHost {
         }
     }
 
-    /// The host's running `hostctl serve`, started if need be; none while it cannot start.
-    async fn served(&self) -> Option<Arc<Served>> {
+    /// The host's running `hostctl serve`, if there is one. If there is none, one is started
+    /// in the background (unless one is starting, or failed lately): calls do not wait for it,
+    /// they use exec channels until it answers.
+    fn served(&self) -> Option<Arc<Served>> {
         if !self.serve || self.stop.is_cancelled() {
             return None;
         }
-        let mut current = self.served.lock().await;
-        if let Some(served) = current.as_ref().filter(|s| !s.is_ended()) {
-            return Some(served.clone());
+        if let Some(served) = self.serve_state.current() {
+            return Some(served);
         }
-        *current = None;
-        let failed_lately = self
-            .serve_failed_at
-            .lock()
-            .ok()
-            .and_then(|at| *at)
-            .is_some_and(|at| at.elapsed() < SERVE_RETRY);
-        if failed_lately {
-            return None;
+        if !self.serve_state.failed_lately()
+            && !self
+                .serve_state
+                .starting
+                .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            self.start_serve();
         }
-        let started = self.start_serve().await;
-        if let Ok(mut failed_at) = self.serve_failed_at.lock() {
-            *failed_at = started.is_none().then(Instant::now);
-        }
-        current.clone_from(&started);
-        started
+        None
     }
 
-    /// Starts `hostctl serve` and checks that it answers (a hostctl from before serve ends at
-    /// once, with a usage error).
-    async fn start_serve(&self) -> Option<Arc<Served>> {
+    /// Starts `hostctl serve` on a task of its own, and takes it for calls once it answers a
+    /// `version` call (a hostctl from before serve ends at once, with a usage error).
+    fn start_serve(&self) {
+        let state = self.serve_state.clone();
         // Each call runs hostctl by the very path an exec channel would.
-        let serve = [
-            "serve".to_owned(),
-            "--program".to_owned(),
-            self.hostctl.clone(),
-        ];
-        let process = match self.piped(&serve, Lane::Control).await {
-            Ok(process) => process,
-            Err(e) => {
-                debug!(host = self.name, error = %e, "cannot start hostctl serve");
-                return None;
-            }
+        let Ok(line) = self.command_line(&["serve", "--program", &self.hostctl]) else {
+            state.settle(None);
+            return;
         };
-        let served = Served::start(process, &self.tasks, &self.stop, MAX_REPLY);
-        let check = tokio::time::timeout(
-            self.probe_timeout,
-            served.call(&["version", "--json"], None),
-        )
-        .await;
-        if let Ok(Some((ProcessExit::Code(0), _, _))) = check {
-            debug!(host = self.name, "hostctl serve started");
-            Some(served)
-        } else {
-            debug!(host = self.name, answer = ?check, "hostctl serve does not answer; calls use exec channels");
-            served.end();
-            None
-        }
+        let (pool, tasks, name) = (self.pool.clone(), self.tasks.clone(), self.name.clone());
+        let (stop, cut) = (self.stop.clone(), self.cut.clone());
+        self.tasks.spawn(async move {
+            let opened = tokio::time::timeout(
+                SERVE_START,
+                open_piped(&pool, &tasks, &name, &line, Lane::Control),
+            )
+            .await;
+            let process = match opened {
+                Ok(Ok(process)) => process,
+                Ok(Err(e)) => {
+                    debug!(host = name, error = %e, "cannot start hostctl serve");
+                    state.settle(None);
+                    return;
+                }
+                Err(_) => {
+                    debug!(host = name, "hostctl serve did not start in time");
+                    state.settle(None);
+                    return;
+                }
+            };
+            let served = Served::start(process, &tasks, &stop, &cut, MAX_REPLY);
+            let check =
+                tokio::time::timeout(SERVE_START, served.call(&["version", "--json"], None)).await;
+            if let Ok(Some((ProcessExit::Code(0), _, _))) = check {
+                debug!(host = name, "hostctl serve started");
+                state.settle(Some(served));
+            } else {
+                debug!(host = name, answer = ?check, "hostctl serve does not answer; calls use exec channels");
+                served.end();
+                state.settle(None);
+            }
+        });
     }
 
     fn unreachable(&self, reason: String) -> HostError {
@@ -265,39 +365,7 @@ impl RemoteHost {
     pub async fn piped(&self, args: &[String], lane: Lane) -> Result<PipedProcess, HostError> {
         let words: Vec<&str> = args.iter().map(String::as_str).collect();
         let line = self.command_line(&words)?;
-        let (channel, slot) = self.pool.open_session(lane).await?;
-        let (reader, writer) = channel.split();
-        let output = leg::spawn_reader(reader, slot, &self.tasks);
-        writer
-            .exec(true, line.as_bytes())
-            .await
-            .map_err(|e| self.unreachable(format!("cannot run hostctl: {e}")))?;
-        let writer = Arc::new(writer);
-        let signaller = writer.clone();
-        let tasks = self.tasks.clone();
-        // A channel's halves do not close it when dropped: the exit does, when it is done
-        // with (awaited or abandoned), so that a host process whose client left is not left
-        // holding a channel and a session slot.
-        let close = CloseOnDrop {
-            writer: writer.clone(),
-            tasks: self.tasks.clone(),
-        };
-        Ok(PipedProcess {
-            stdin: Box::pin(writer.make_writer()),
-            stdout: Box::pin(InboundReader::from(output.stdout)),
-            stderr: Box::pin(InboundReader::from(output.stderr)),
-            exit: Box::pin(async move {
-                let _close = close;
-                output.exit.await.unwrap_or(ProcessExit::Lost)
-            }),
-            signal: Box::new(move |name| {
-                let writer = signaller.clone();
-                let sig = crate::ssh::channel::sig_from_name(name);
-                tasks.spawn(async move {
-                    let _ = writer.signal(sig).await;
-                });
-            }),
-        })
+        open_piped(&self.pool, &self.tasks, &self.name, &line, lane).await
     }
 
     /// Runs a hostctl verb on a new terminal on the host (`attach`, or `exec` with a PTY).

@@ -42,11 +42,14 @@ pub type Outcome = (ProcessExit, Vec<u8>, Vec<u8>);
 
 impl Served {
     /// Takes over a `hostctl serve` process just started: its replies are read on a task of
-    /// `tasks` until it ends, `stop` is cancelled, or a reply is longer than `max_reply` allows.
+    /// `tasks` until it ends, `cut` is cancelled, or a reply is longer than `max_reply` allows.
+    /// Once `stop` is cancelled it takes no more calls: its stdin is closed, and it ends when
+    /// the calls under way have.
     pub fn start(
         process: PipedProcess,
         tasks: &TaskTracker,
         stop: &CancellationToken,
+        cut: &CancellationToken,
         max_reply: usize,
     ) -> Arc<Served> {
         let PipedProcess {
@@ -61,10 +64,11 @@ impl Served {
             requests,
             pending: Mutex::new(HashMap::new()),
             next: AtomicU64::new(1),
-            ended: stop.child_token(),
+            ended: CancellationToken::new(),
         });
-        tasks.spawn(write_requests(stdin, lines, served.clone()));
+        tasks.spawn(write_requests(stdin, lines, served.clone(), stop.clone()));
         let reading = served.clone();
+        let cut = cut.clone();
         tasks.spawn(async move {
             // Holding `exit` holds the channel open; dropping it at the end closes it.
             let _exit = exit;
@@ -77,6 +81,7 @@ impl Served {
                 let read = tokio::select! {
                     read = bounded.read_until(b'\n', &mut line) => read,
                     () = reading.ended.cancelled() => break,
+                    () = cut.cancelled() => break,
                 };
                 match read {
                     Ok(0) | Err(_) => break,
@@ -85,6 +90,10 @@ impl Served {
                         break;
                     }
                     Ok(_) => reading.answer(&line),
+                }
+                // A large answer's buffer is not kept for the life of the serve.
+                if line.capacity() > 1024 * 1024 {
+                    line = Vec::new();
                 }
             }
             reading.end();
@@ -147,6 +156,10 @@ impl Served {
         };
         let mut line = serde_json::to_vec(&request).ok()?;
         line.push(b'\n');
+        // Longer than serve takes (a request of escaped text can be): over an exec channel.
+        if line.len() > hostctl::serve::MAX_REQUEST {
+            return None;
+        }
         let (tx, rx) = oneshot::channel();
         self.pending.lock().ok()?.insert(id, tx);
         if self.is_ended() || self.requests.send(line).is_err() {
@@ -181,11 +194,17 @@ async fn write_requests(
     mut stdin: BoxWrite,
     mut lines: mpsc::UnboundedReceiver<Vec<u8>>,
     served: Arc<Served>,
+    stop: CancellationToken,
 ) {
     loop {
         let line = tokio::select! {
             line = lines.recv() => line,
             () = served.ended.cancelled() => None,
+            () = stop.cancelled() => {
+                // No more calls: serve finishes those under way, then ends.
+                let _ = stdin.shutdown().await;
+                None
+            }
         };
         let Some(line) = line else { break };
         if stdin.write_all(&line).await.is_err() || stdin.flush().await.is_err() {
