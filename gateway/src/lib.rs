@@ -68,6 +68,8 @@ pub struct Gateway {
     pub agent_locks: control::AgentLocks,
     /// The connections logged in now, to end those whose access is taken back.
     pub live: Arc<ssh::live::LiveConnections>,
+    /// Which hosts' snapshots were taken up in this run.
+    pub snapshot_scans: hosts::reconciler::SnapshotScans,
 }
 
 impl Gateway {
@@ -228,6 +230,7 @@ pub async fn serve(
         screen_marks: status::ScreenMarks::default(),
         agent_locks: control::AgentLocks::default(),
         live: Arc::default(),
+        snapshot_scans: hosts::reconciler::SnapshotScans::default(),
         config,
         client_key,
         store,

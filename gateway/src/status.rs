@@ -442,9 +442,6 @@ pub struct HostLook {
     /// When the last look ended: a look asked for before then, and kept waiting by it, takes
     /// its answer instead of asking the host again.
     pub done_at: Option<std::time::Instant>,
-    /// Whether the host's snapshots were listed in this run of the gateway (see the
-    /// reconciler's `adopt_snapshots`).
-    pub snapshots_read: bool,
 }
 
 /// Every host's [`HostLook`].

@@ -119,9 +119,11 @@ impl Tmux {
     ) -> Result<String> {
         let mut cmd = self.command();
         cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
-        if input.is_some() {
-            cmd.stdin(Stdio::piped());
-        }
+        cmd.stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
         let spawn_error = |source| Error::Spawn {
             program: "tmux".into(),
             source,

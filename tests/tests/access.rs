@@ -455,11 +455,33 @@ fn unsharing_an_agent_ends_the_sessions_it_allowed_and_no_others() {
     inside.wait_for_text("in-pair");
     attached.wait_for_text("in-pair");
     other.wait_for_text("in-solo");
+    // Its output followed on another control connection.
+    let mut following = bob
+        .tool("ssh")
+        .args(["gw", "logs", "pair", "-f"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ssh logs -f");
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(following.stdout.take().expect("stdout")),
+        &mut first,
+    )
+    .expect("read");
+    assert!(first.contains("in-pair"), "{first}");
     // A control connection that is not attached to it.
     let socket = gw.dir.path().join("bob.mux");
     master(&gw, &bob, &socket);
 
     gw.ok(&["unshare", "pair", "bob"]);
+    let out = following.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(255), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("access revoked: you may no longer use agent 'pair'"),
+        "{}",
+        stderr(&out)
+    );
     for v in [&inside, &attached] {
         assert_eq!(v.wait_exit(), 255);
         assert!(

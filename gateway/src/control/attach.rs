@@ -26,9 +26,11 @@ pub async fn run(
     };
     let term = terminal.term.clone();
     let size = *terminal.size.borrow();
-    let (agent, host) = refreshed_agent(gw, caller, name).await?;
-    // While attached, the connection reaches the agent: unsharing it ends the connection.
+    // While attached (from the live view too), the connection reaches the agent: unsharing it
+    // ends the connection. Entered before the check, so that an unshare between the two is
+    // not missed.
     let _entered = gw.live.enter(caller.connection, name);
+    let (agent, host) = refreshed_agent(gw, caller, name).await?;
     match agent.status {
         AgentStatus::Stopped => {
             io.write_err(&format!(

@@ -534,6 +534,11 @@ pub async fn run(
         io.stdin.close();
     }
     let agent = command.agent().map(str::to_owned);
+    // While a command about an agent runs (`logs -f`, `wait`, `attach`...), the connection
+    // reaches that agent: taking it back ends the connection.
+    let _entered = agent
+        .as_deref()
+        .map(|name| gw.live.enter(caller.connection, name));
     // Commands that may take access back: the connections they no longer allow end.
     let may_take_back = matches!(
         command,

@@ -29,8 +29,62 @@ pub async fn reconcile_all(gw: &Arc<Gateway>) {
     // (`list`) could drop the stop half done.
     let runs = hosts.iter().map(|host| look_at_host(gw, host, true));
     for (host, result) in hosts.iter().zip(futures::future::join_all(runs).await) {
-        if let Err(e) = result {
-            warn!(host = host.name(), error = %e, "reconciling failed");
+        match result {
+            // Once a run, on a task of its own (the passes do not wait for it), the host's
+            // snapshots are taken up: those the store lost are listed again.
+            Ok(true) if gw.snapshot_scans.claim(host.name()) => {
+                let (gw, host) = (gw.clone(), host.clone());
+                gw.tasks.clone().spawn(async move {
+                    let done = adopt_snapshots(&gw, &host).await;
+                    gw.snapshot_scans.finish(host.name(), done);
+                });
+            }
+            Ok(_) => {}
+            Err(e) => warn!(host = host.name(), error = %e, "reconciling failed"),
+        }
+    }
+}
+
+/// Per host, whether its snapshots were taken up in this run of the gateway
+/// ([`adopt_snapshots`]), are being, or when that last failed.
+#[derive(Debug, Default)]
+pub struct SnapshotScans(std::sync::Mutex<HashMap<String, Scan>>);
+
+#[derive(Debug)]
+enum Scan {
+    Running,
+    Done,
+    Failed(std::time::Instant),
+}
+
+/// How long after a failed listing of a host's snapshots it is tried again.
+const SCAN_RETRY: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl SnapshotScans {
+    /// Whether `host`'s snapshots are to be listed now (then marked as being listed).
+    fn claim(&self, host: &str) -> bool {
+        let Ok(mut scans) = self.0.lock() else {
+            return false;
+        };
+        let due = match scans.get(host) {
+            None => true,
+            Some(Scan::Failed(at)) => at.elapsed() >= SCAN_RETRY,
+            Some(Scan::Running | Scan::Done) => false,
+        };
+        if due {
+            scans.insert(host.to_owned(), Scan::Running);
+        }
+        due
+    }
+
+    fn finish(&self, host: &str, done: bool) {
+        if let Ok(mut scans) = self.0.lock() {
+            let scan = if done {
+                Scan::Done
+            } else {
+                Scan::Failed(std::time::Instant::now())
+            };
+            scans.insert(host.to_owned(), scan);
         }
     }
 }
@@ -133,28 +187,24 @@ pub async fn reconcile_within(gw: &Arc<Gateway>, wait: std::time::Duration) -> V
 /// Reconciles one host: its agents' statuses follow what it reports. A host that cannot be
 /// asked becomes `unreachable` and its agents `unknown`.
 pub async fn reconcile_host(gw: &Gateway, host: &Host) -> Result<(), StoreError> {
-    look_at_host(gw, host, false).await
+    look_at_host(gw, host, false).await.map(|_| ())
 }
 
 /// [`reconcile_host`], stopping agents idle past their idle-stop period when `may_stop`.
-/// Looks at one host are one at a time, so their answers are stored in order.
-async fn look_at_host(gw: &Gateway, host: &Host, may_stop: bool) -> Result<(), StoreError> {
+/// Looks at one host are one at a time, so their answers are stored in order. True if the
+/// host answered.
+async fn look_at_host(gw: &Gateway, host: &Host, may_stop: bool) -> Result<bool, StoreError> {
     let asked = std::time::Instant::now();
     let look = gw.screen_marks.for_host(host.name());
     let mut last = look.lock().await;
     // Another look (a `list`, a live view, the reconciler's pass) ended while this one waited:
     // its answer is as fresh as this one's would be. Idle stops wait for a pass of their own.
     if !may_stop && last.done_at.is_some_and(|done| done >= asked) {
-        return Ok(());
+        return Ok(false);
     }
     let looked = look_once(gw, host, may_stop, &mut last.mark).await;
     last.done_at = Some(std::time::Instant::now());
-    // Once a run, in a pass of its own, the host's snapshots are taken up: those the store
-    // lost (a gateway that started again without its database) are listed again.
-    if may_stop && !last.snapshots_read && matches!(looked, Ok(true)) {
-        last.snapshots_read = adopt_snapshots(gw, host).await;
-    }
-    looked.map(|_| ())
+    looked
 }
 
 /// Records the snapshots on `host` that the store does not know, as the host describes them;
@@ -171,6 +221,12 @@ async fn adopt_snapshots(gw: &Gateway, host: &Host) -> bool {
         warn!(host = host.name(), skipped = why, "not a whole snapshot");
     }
     for meta in list.snapshots {
+        // The host's word is checked as the gateway's own input would be: a snapshot that
+        // fails is left on the host, unlisted.
+        if let Err(why) = valid_snapshot(&meta) {
+            warn!(host = host.name(), snapshot = %meta.id.escape_debug(), why, "not taking up a snapshot");
+            continue;
+        }
         match gw.store.snapshot_exists(&meta.id).await {
             Ok(false) => {}
             Ok(true) => continue,
@@ -202,6 +258,25 @@ async fn adopt_snapshots(gw: &Gateway, host: &Host) -> bool {
         }
     }
     true
+}
+
+/// Whether what a host says of a snapshot is what the gateway would have recorded itself.
+fn valid_snapshot(meta: &hostctl::api::SnapshotMeta) -> Result<(), String> {
+    hostctl::api::validate_snapshot_id(&meta.id)?;
+    hostctl::api::validate_agent_name(&meta.agent)?;
+    if let Some(label) = &meta.label {
+        hostctl::snapshots::check_label(label).map_err(|e| e.to_string())?;
+    }
+    if meta.sha256.len() != 64 || !meta.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err("its SHA-256 is not 64 hex digits".into());
+    }
+    for who in [&meta.spec.created_by, &meta.taken_by]
+        .into_iter()
+        .flatten()
+    {
+        crate::auth::validate_operator_name(who)?;
+    }
+    Ok(())
 }
 
 /// A store record for a snapshot found on `host`. Its owner is its agent's creator, from the
@@ -579,5 +654,38 @@ pub async fn run(gw: Arc<Gateway>) {
             _ = tick.tick() => reconcile_all(&gw).await,
             () = gw.shutdown_accepting.cancelled() => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sample_agent;
+
+    #[test]
+    fn a_snapshot_found_on_a_host_is_checked_like_the_gateways_own_input() {
+        let mut spec = sample_agent("w", "h1", AgentStatus::Running).spec;
+        spec.created_by = Some("alice".into());
+        let good = hostctl::api::SnapshotMeta {
+            id: "w-20261123-1200".into(),
+            agent: "w".into(),
+            label: Some("before the refactor".into()),
+            created_at: "2026-11-23T12:00:00Z".into(),
+            size: 10,
+            sha256: "ab".repeat(32),
+            spec,
+            taken_by: Some("bob.smith".into()),
+        };
+        assert_eq!(valid_snapshot(&good), Ok(()));
+        let bad = |change: fn(&mut hostctl::api::SnapshotMeta)| {
+            let mut meta = good.clone();
+            change(&mut meta);
+            valid_snapshot(&meta).expect_err("refused")
+        };
+        assert!(bad(|m| m.label = Some("\x1b]0;owned\x07".into())).contains("control"));
+        assert!(bad(|m| m.id = "../x".into()).contains("snapshot"));
+        assert!(bad(|m| m.agent = "W W".into()).contains("name"));
+        assert!(bad(|m| m.sha256 = "zz".into()).contains("SHA-256"));
+        assert!(bad(|m| m.taken_by = Some("a\nb".into())).contains("operator"));
     }
 }

@@ -30,13 +30,16 @@ pub struct Revocation {
 }
 
 impl Revocation {
-    pub fn revoke(&self, why: &str) {
+    /// Ends the connection; true the first time only.
+    pub fn revoke(&self, why: &str) -> bool {
+        let first = !self.token.is_cancelled();
         if let Ok(mut slot) = self.why.lock()
             && slot.is_empty()
         {
             why.clone_into(&mut slot);
         }
         self.token.cancel();
+        first
     }
 
     /// Waits until the connection's access is taken back; says why.
@@ -132,15 +135,14 @@ impl LiveConnections {
         )
     }
 
-    fn revoke(&self, id: u64, why: &str) {
+    /// Ends connection `id`; true if this ended it (it was not ended already).
+    fn revoke(&self, id: u64, why: &str) -> bool {
         let revocation = self
             .entries
             .lock()
             .ok()
             .and_then(|entries| entries.get(&id).map(|e| e.revocation.clone()));
-        if let Some(r) = revocation {
-            r.revoke(why);
-        }
+        revocation.is_some_and(|r| r.revoke(why))
     }
 }
 
@@ -228,13 +230,16 @@ pub async fn revalidate(gw: &Gateway, except: Option<u64>) -> usize {
 }
 
 async fn end(gw: &Gateway, id: u64, operator: &str, credential: &str, why: &str) {
+    // A connection still closing from an earlier pass is not ended (nor recorded) again.
+    if !gw.live.revoke(id, why) {
+        return;
+    }
     info!(
         operator,
         key = credential,
         why,
         "ending a connection: its access was taken back"
     );
-    gw.live.revoke(id, why);
     let event = Event {
         operator: Some(operator.to_owned()),
         kind: "session".into(),
@@ -280,8 +285,8 @@ mod tests {
         assert_eq!(live.snapshot()[0].3, vec!["a".to_owned()]);
         drop(second);
         assert!(live.snapshot()[0].3.is_empty());
-        live.revoke(id, "first");
-        r.revoke("second");
+        assert!(live.revoke(id, "first"));
+        assert!(!r.revoke("second"));
         let why = tokio::runtime::Builder::new_current_thread()
             .build()
             .expect("runtime")
