@@ -79,6 +79,25 @@ impl Other {
         self.ssh("gw", args)
     }
 
+    /// `ssh gw logs AGENT -f` under way, once its first line (holding `first`) has come.
+    fn following(&self, agent: &str, first: &str) -> std::process::Child {
+        let mut child = self
+            .tool("ssh")
+            .args(["gw", "logs", agent, "-f"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("ssh logs -f");
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().expect("stdout")),
+            &mut line,
+        )
+        .expect("read");
+        assert!(line.contains(first), "{line}");
+        child
+    }
+
     fn ok(&self, args: &[&str]) -> String {
         let out = self.gw(args);
         assert!(
@@ -370,20 +389,7 @@ fn a_removed_key_ends_its_open_connections_and_is_refused_on_new_ones() {
         "-c",
         "'echo bob-was-here; sleep 600'",
     ]);
-    let mut running = bob
-        .tool("ssh")
-        .args(["gw", "logs", "bobs", "-f"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("ssh logs -f");
-    let mut first = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(running.stdout.take().expect("stdout")),
-        &mut first,
-    )
-    .expect("read");
-    assert!(first.contains("bob-was-here"), "{first}");
+    let running = bob.following("bobs", "bob-was-here");
 
     let removed = gw.ok(&["key", "remove", "bob"]);
     assert!(removed.contains("removed 1 key(s)"), "{removed}");
@@ -456,20 +462,7 @@ fn unsharing_an_agent_ends_the_sessions_it_allowed_and_no_others() {
     attached.wait_for_text("in-pair");
     other.wait_for_text("in-solo");
     // Its output followed on another control connection.
-    let mut following = bob
-        .tool("ssh")
-        .args(["gw", "logs", "pair", "-f"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("ssh logs -f");
-    let mut first = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(following.stdout.take().expect("stdout")),
-        &mut first,
-    )
-    .expect("read");
-    assert!(first.contains("in-pair"), "{first}");
+    let following = bob.following("pair", "in-pair");
     // A control connection that is not attached to it.
     let socket = gw.dir.path().join("bob.mux");
     master(&gw, &bob, &socket);
