@@ -110,6 +110,23 @@ impl Other {
     }
 }
 
+/// How a client that should be ending ended; killed after a minute, so that a connection
+/// that is never ended fails the test instead of holding it up.
+fn ended(child: std::process::Child) -> Output {
+    let pid = child.id().to_string();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watched = done.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(60));
+        if !watched.load(std::sync::atomic::Ordering::Relaxed) {
+            let _ = Command::new("kill").args(["-9", &pid]).status();
+        }
+    });
+    let out = child.wait_with_output().expect("wait");
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    out
+}
+
 /// What a client saw, with the agent's name replaced so two answers can be compared.
 fn answer(out: &Output, name: &str) -> (Option<i32>, String, String) {
     (
@@ -395,7 +412,7 @@ fn a_removed_key_ends_its_open_connections_and_is_refused_on_new_ones() {
     assert!(removed.contains("removed 1 key(s)"), "{removed}");
 
     // Both of bob's connections end at once, saying why...
-    let out = running.wait_with_output().expect("wait");
+    let out = ended(running);
     assert_eq!(out.status.code(), Some(255), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("access revoked: your key or login was removed"),
@@ -468,7 +485,7 @@ fn unsharing_an_agent_ends_the_sessions_it_allowed_and_no_others() {
     master(&gw, &bob, &socket);
 
     gw.ok(&["unshare", "pair", "bob"]);
-    let out = following.wait_with_output().expect("wait");
+    let out = ended(following);
     assert_eq!(out.status.code(), Some(255), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("access revoked: you may no longer use agent 'pair'"),

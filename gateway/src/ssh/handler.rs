@@ -101,13 +101,36 @@ impl ConnectionHandler {
     }
 
     /// Lets `operator` in as `user`, by `credential` (a key's fingerprint, or
-    /// `tailscale:LOGIN`): picks the route and records the login.
+    /// `tailscale:LOGIN`): picks the route and records the login. False if the credential was
+    /// removed while the login was being checked.
     async fn admit(
         &mut self,
         user: &str,
         operator: crate::store::Operator,
         credential: String,
-    ) -> Result<(), anyhow::Error> {
+    ) -> Result<bool, anyhow::Error> {
+        // Registered first, then checked again: a removal that commits before the check is
+        // seen here, one after it is seen by the revalidation the removal runs, which finds
+        // this connection registered.
+        if let Some(old) = self.live_id.take() {
+            self.gw.live.unregister(old);
+        }
+        let id = self
+            .gw
+            .live
+            .register(&operator.name, &credential, None, self.revocation.clone());
+        self.live_id = Some(id);
+        let still = self
+            .gw
+            .store
+            .operator_by_credential(&credential)
+            .await?
+            .is_some_and(|now| now.name == operator.name);
+        if !still {
+            self.gw.live.unregister(id);
+            self.live_id = None;
+            return Ok(false);
+        }
         // An agent this operator may not see does not exist for them: the control route.
         let agent_exists = self.gw.store.agent_for(&operator, user).await?.is_some();
         self.route = auth::route_for(user, agent_exists);
@@ -115,22 +138,17 @@ impl ConnectionHandler {
         self.ticket.logged_in();
         self.record_login(Some(operator.name.clone()), user, &credential, "ok", "")
             .await;
-        let agent = matches!(self.route, Route::Agent(_)).then_some(user);
-        if let Some(old) = self.live_id.take() {
-            self.gw.live.unregister(old);
+        if matches!(self.route, Route::Agent(_)) {
+            // The connection reaches its agent for as long as it lives.
+            self.gw.live.reach(id, user);
         }
-        let id = self
-            .gw
-            .live
-            .register(&operator.name, &credential, agent, self.revocation.clone());
-        self.live_id = Some(id);
         self.caller = Some(Caller {
             operator,
             key_fingerprint: credential,
             source: self.source(),
             connection: id,
         });
-        Ok(())
+        Ok(true)
     }
 
     /// The operator this connection's tailnet identity names, if any (`auth.tailscale`): its
@@ -441,8 +459,10 @@ impl russh::server::Handler for ConnectionHandler {
         if self.gw.config.auth.tailscale.enabled
             && let Some((operator, login)) = self.tailnet_operator(user).await?
         {
-            self.admit(user, operator, format!("tailscale:{login}"))
-                .await?;
+            let credential = format!("tailscale:{login}");
+            if !self.admit(user, operator, credential.clone()).await? {
+                return Ok(self.refuse(user, &credential));
+            }
             return Ok(Auth::Accept);
         }
         Ok(Auth::Reject {
@@ -481,7 +501,9 @@ impl russh::server::Handler for ConnectionHandler {
             info!(user, key = fingerprint, source = %self.source(), "login refused: unregistered key");
             return Ok(self.refuse(user, &fingerprint));
         };
-        self.admit(user, operator, fingerprint).await?;
+        if !self.admit(user, operator, fingerprint.clone()).await? {
+            return Ok(self.refuse(user, &fingerprint));
+        }
         Ok(Auth::Accept)
     }
 

@@ -92,14 +92,19 @@ impl LiveConnections {
         }
     }
 
-    /// Connection `id` reaches `agent` while the guard lives (an attach from the control
-    /// route).
-    pub fn enter(self: &Arc<Self>, id: u64, agent: &str) -> Entered {
+    /// Connection `id` reaches `agent` from now on (until it is unregistered).
+    pub fn reach(&self, id: u64, agent: &str) {
         if let Ok(mut entries) = self.entries.lock()
             && let Some(entry) = entries.get_mut(&id)
         {
             *entry.agents.entry(agent.to_owned()).or_default() += 1;
         }
+    }
+
+    /// Connection `id` reaches `agent` while the guard lives (a command about it, on the
+    /// control route).
+    pub fn enter(self: &Arc<Self>, id: u64, agent: &str) -> Entered {
+        self.reach(id, agent);
         Entered {
             live: self.clone(),
             id,
