@@ -407,6 +407,9 @@ fn a_removed_key_ends_its_open_connections_and_is_refused_on_new_ones() {
         "'echo bob-was-here; sleep 600'",
     ]);
     let running = bob.following("bobs", "bob-was-here");
+    // And the live view, on a terminal.
+    let view = Viewer::open_as(&gw, Some(&bob.key), "gw", &[], 120, 24);
+    view.wait_for_text("bobs");
 
     let removed = gw.ok(&["key", "remove", "bob"]);
     assert!(removed.contains("removed 1 key(s)"), "{removed}");
@@ -418,6 +421,14 @@ fn a_removed_key_ends_its_open_connections_and_is_refused_on_new_ones() {
         stderr(&out).contains("access revoked: your key or login was removed"),
         "{}",
         stderr(&out)
+    );
+    // The view put the terminal back (its own screen is gone) and said why.
+    view.wait_exit();
+    let screen = view.screen();
+    assert!(
+        screen.contains("agentgate: access revoked: your key or login was removed")
+            && !screen.contains("agentgate ·"),
+        "{screen}"
     );
     e2e::wait_for("bob's master connection to end", || {
         (!socket.exists()).then_some(())
@@ -442,7 +453,7 @@ fn a_removed_key_ends_its_open_connections_and_is_refused_on_new_ones() {
         .iter()
         .filter(|e| e["kind"] == "session" && e["operator"] == "bob" && e["result"] == "revoked")
         .count();
-    assert_eq!(ended, 2, "{events}");
+    assert_eq!(ended, 3, "{events}");
     let out = gw.ssh(&["key", "remove", "bob"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("no key, tailnet login or operator 'bob'"));

@@ -112,6 +112,12 @@ impl LiveConnections {
         }
     }
 
+    /// Connection `id`'s revocation, to end cleanly before it is cut.
+    pub fn revocation(&self, id: u64) -> Option<Arc<Revocation>> {
+        let entries = self.entries.lock().ok()?;
+        entries.get(&id).map(|e| e.revocation.clone())
+    }
+
     /// How many connections are logged in.
     pub fn len(&self) -> usize {
         self.entries.lock().map_or(0, |e| e.len())

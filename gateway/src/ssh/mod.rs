@@ -195,6 +195,9 @@ async fn run_connection(
                             .await;
                     }
                     why = revocation.revoked() => {
+                        // A moment for sessions that clean up (the live view puts the client's
+                        // terminal back) before the connection is cut.
+                        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                         let _ = handle
                             .disconnect(russh::Disconnect::ByApplication, format!("access revoked: {why}"), "en".into())
                             .await;

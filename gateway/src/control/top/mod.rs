@@ -65,6 +65,9 @@ pub async fn run(gw: &Arc<Gateway>, caller: &Caller, io: &mut CommandIo) -> Comm
     if !send(io, ENTER).await {
         return Ok(exit::OK);
     }
+    // Access taken back (the key removed): the view puts the terminal back before the
+    // connection is cut.
+    let revocation = gw.live.revocation(caller.connection).unwrap_or_default();
     loop {
         let frame = screen.draw(&mut view);
         if !frame.is_empty() && !send(io, &frame).await {
@@ -78,6 +81,7 @@ pub async fn run(gw: &Arc<Gateway>, caller: &Caller, io: &mut CommandIo) -> Comm
             // The gateway is stopping: the view has nothing to finish, so it ends at once (its
             // terminal put back) rather than hold the shutdown for the grace period.
             () = gw.shutdown_accepting.cancelled() => Event::Stopping,
+            why = revocation.revoked() => Event::Revoked(why),
             () = sleep_until(flush_at), if flush_at.is_some() => Event::Flush,
         };
         let keys = match event {
@@ -89,6 +93,12 @@ pub async fn run(gw: &Arc<Gateway>, caller: &Caller, io: &mut CommandIo) -> Comm
                 io.write_err("agentgate: the gateway is stopping; the agents keep running\n")
                     .await;
                 return Ok(exit::OK);
+            }
+            Event::Revoked(why) => {
+                send(io, LEAVE).await;
+                io.write_err(&format!("agentgate: access revoked: {why}\n"))
+                    .await;
+                return Ok(exit::FAILED);
             }
             Event::Resized(true) => {
                 screen.resize(*size.borrow_and_update());
@@ -172,6 +182,8 @@ enum Event {
     Looked(bool),
     Gone,
     Stopping,
+    /// The connection's access was taken back, for this reason.
+    Revoked(String),
     /// No more bytes came after a lone ESC.
     Flush,
 }
