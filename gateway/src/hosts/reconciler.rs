@@ -119,6 +119,8 @@ pub async fn check_hostctl(gw: &Gateway, host: &Host) {
                     to = v.version,
                     "hostctl upgraded on the host"
                 );
+                // The serve already running is the old binary: the next calls start the new.
+                remote.retire_serve();
                 now = v;
             }
             Ok((v, false)) => now = v,

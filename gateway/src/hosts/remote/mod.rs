@@ -64,10 +64,16 @@ struct ServeState {
 }
 
 impl ServeState {
-    /// The serve calls go through now, if one runs.
+    /// The serve calls go through now, if one runs. One that has run for [`SERVE_RENEW`] is
+    /// retired (it ends once its calls have), so that the next one reads the host user's
+    /// environment again.
     fn current(&self) -> Option<Arc<Served>> {
         let current = self.current.lock().ok()?;
-        current.as_ref().filter(|s| !s.is_ended()).cloned()
+        let served = current.as_ref()?;
+        if served.is_open() && served.age() >= SERVE_RENEW {
+            served.retire();
+        }
+        served.is_open().then(|| served.clone())
     }
 
     fn failed_lately(&self) -> bool {
@@ -90,6 +96,9 @@ impl ServeState {
             .store(false, std::sync::atomic::Ordering::Release);
     }
 }
+
+/// How long one `hostctl serve` takes calls before another replaces it.
+const SERVE_RENEW: Duration = Duration::from_secs(3600);
 
 /// How long a new `hostctl serve` has to answer its first call (a slow shell start-up on the
 /// host comes first).
@@ -306,6 +315,14 @@ impl RemoteHost {
             self.start_serve();
         }
         None
+    }
+
+    /// Lets the running `hostctl serve` finish its calls and end; the next call starts another
+    /// (after a hostctl upgrade, say: the new one serves).
+    pub fn retire_serve(&self) {
+        if let Some(served) = self.serve_state.current() {
+            served.retire();
+        }
     }
 
     /// Starts `hostctl serve` on a task of its own, and takes it for calls once it answers a

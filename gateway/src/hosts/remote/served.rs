@@ -35,6 +35,10 @@ pub struct Served {
     next: AtomicU64,
     /// Cancelled when serve ended (or must end): its calls can no longer be answered.
     ended: CancellationToken,
+    /// Cancelled when serve is to take no more calls: its stdin is closed, and it ends once
+    /// the calls under way have.
+    retired: CancellationToken,
+    started: std::time::Instant,
 }
 
 /// How a call went: as it would have over an exec channel.
@@ -65,8 +69,10 @@ impl Served {
             pending: Mutex::new(HashMap::new()),
             next: AtomicU64::new(1),
             ended: CancellationToken::new(),
+            retired: stop.child_token(),
+            started: std::time::Instant::now(),
         });
-        tasks.spawn(write_requests(stdin, lines, served.clone(), stop.clone()));
+        tasks.spawn(write_requests(stdin, lines, served.clone()));
         let reading = served.clone();
         let cut = cut.clone();
         tasks.spawn(async move {
@@ -144,6 +150,21 @@ impl Served {
         self.ended.is_cancelled()
     }
 
+    /// Whether it still takes calls.
+    pub fn is_open(&self) -> bool {
+        !self.ended.is_cancelled() && !self.retired.is_cancelled()
+    }
+
+    /// Takes no more calls; ends once those under way have.
+    pub fn retire(&self) {
+        self.retired.cancel();
+    }
+
+    /// How long it has run.
+    pub fn age(&self) -> std::time::Duration {
+        self.started.elapsed()
+    }
+
     /// Runs `hostctl ARGS` through serve. None if the request could not be sent (serve had
     /// ended): nothing ran, the caller may run it another way. A request sent to a serve that
     /// ends before answering is lost, as on an exec channel whose connection dies.
@@ -162,7 +183,7 @@ impl Served {
         }
         let (tx, rx) = oneshot::channel();
         self.pending.lock().ok()?.insert(id, tx);
-        if self.is_ended() || self.requests.send(line).is_err() {
+        if !self.is_open() || self.requests.send(line).is_err() {
             if let Ok(mut pending) = self.pending.lock() {
                 pending.remove(&id);
             }
@@ -194,13 +215,14 @@ async fn write_requests(
     mut stdin: BoxWrite,
     mut lines: mpsc::UnboundedReceiver<Vec<u8>>,
     served: Arc<Served>,
-    stop: CancellationToken,
 ) {
     loop {
         let line = tokio::select! {
+            // Lines already queued go first: their callers wait for answers.
+            biased;
             line = lines.recv() => line,
             () = served.ended.cancelled() => None,
-            () = stop.cancelled() => {
+            () = served.retired.cancelled() => {
                 // No more calls: serve finishes those under way, then ends.
                 let _ = stdin.shutdown().await;
                 None
@@ -224,5 +246,150 @@ impl Drop for Forget<'_> {
         if let Ok(mut pending) = self.served.pending.lock() {
             pending.remove(&self.id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    /// A `Served` over in-memory pipes, and the serve side of them: the requests it reads,
+    /// and a writer for its replies.
+    fn pipes() -> (
+        Arc<Served>,
+        tokio::io::Lines<BufReader<tokio::io::DuplexStream>>,
+        tokio::io::DuplexStream,
+        CancellationToken,
+    ) {
+        let (stdin, serve_in) = tokio::io::duplex(1 << 16);
+        let (serve_out, stdout) = tokio::io::duplex(1 << 16);
+        let (_serve_err, stderr) = tokio::io::duplex(64);
+        let process = PipedProcess {
+            stdin: Box::pin(stdin),
+            stdout: Box::pin(stdout),
+            stderr: Box::pin(stderr),
+            exit: Box::pin(async { ProcessExit::Code(0) }),
+            signal: Box::new(|_| {}),
+        };
+        let stop = CancellationToken::new();
+        let served = Served::start(process, &TaskTracker::new(), &stop, &stop, 1 << 20);
+        (served, BufReader::new(serve_in).lines(), serve_out, stop)
+    }
+
+    async fn reply(out: &mut tokio::io::DuplexStream, id: u64, code: i32, stdout: &str) {
+        let reply = ServeReply {
+            id,
+            code: Some(code),
+            stdout: stdout.to_owned(),
+            ..ServeReply::default()
+        };
+        let mut line = serde_json::to_vec(&reply).expect("json");
+        line.push(b'\n');
+        out.write_all(&line).await.expect("write");
+    }
+
+    #[tokio::test]
+    async fn replies_find_their_calls_in_any_order_and_a_retired_serve_takes_no_more() {
+        let (served, mut requests, mut out, _stop) = pipes();
+        let first = tokio::spawn({
+            let served = served.clone();
+            async move { served.call(&["list", "--json"], None).await }
+        });
+        let second = tokio::spawn({
+            let served = served.clone();
+            async move { served.call(&["info", "w", "--json"], Some("{}")).await }
+        });
+        let mut seen = Vec::new();
+        for _ in 0..2 {
+            let line = requests
+                .next_line()
+                .await
+                .expect("read")
+                .expect("a request");
+            seen.push(serde_json::from_str::<ServeRequest>(&line).expect("a request line"));
+        }
+        seen.sort_by_key(|r| r.id);
+        // Answered in the other order.
+        for r in seen.iter().rev() {
+            reply(&mut out, r.id, 0, &r.args.join(" ")).await;
+        }
+        let (exit, stdout, _) = first.await.expect("join").expect("sent");
+        assert_eq!(
+            (exit, stdout),
+            (ProcessExit::Code(0), b"list --json".to_vec())
+        );
+        let (_, stdout, _) = second.await.expect("join").expect("sent");
+        assert_eq!(stdout, b"info w --json".to_vec());
+        assert_eq!(
+            seen[1].stdin.as_deref().or(seen[0].stdin.as_deref()),
+            Some("{}")
+        );
+
+        // A caller that gives up leaves nothing behind: the next call is answered.
+        let given_up = tokio::time::timeout(
+            std::time::Duration::from_millis(50),
+            served.call(&["version"], None),
+        )
+        .await;
+        assert!(given_up.is_err());
+        let late = requests
+            .next_line()
+            .await
+            .expect("read")
+            .expect("a request");
+        let late: ServeRequest = serde_json::from_str(&late).expect("whole");
+        reply(&mut out, late.id, 0, "late").await;
+        let next = tokio::spawn({
+            let served = served.clone();
+            async move { served.call(&["version"], None).await }
+        });
+        let line = requests
+            .next_line()
+            .await
+            .expect("read")
+            .expect("a request");
+        let request: ServeRequest = serde_json::from_str(&line).expect("whole");
+        reply(&mut out, request.id, 3, "next").await;
+        let (exit, stdout, _) = next.await.expect("join").expect("sent");
+        assert_eq!((exit, stdout), (ProcessExit::Code(3), b"next".to_vec()));
+
+        // Retired: no more calls (their callers use exec), its stdin is closed, and once its
+        // output ends it has ended.
+        served.retire();
+        assert!(!served.is_open());
+        let refused = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            served.call(&["list"], None),
+        )
+        .await
+        .expect("refused at once");
+        assert!(refused.is_none());
+        let closed = tokio::time::timeout(std::time::Duration::from_secs(5), requests.next_line())
+            .await
+            .expect("stdin closed in time");
+        assert_eq!(closed.expect("read"), None, "stdin closed");
+        drop(out);
+        tokio::time::timeout(std::time::Duration::from_secs(5), served.ended.cancelled())
+            .await
+            .expect("ended at the end of its output");
+    }
+
+    #[tokio::test]
+    async fn a_serve_that_ends_loses_the_calls_under_way() {
+        let (served, mut requests, out, _stop) = pipes();
+        let call = tokio::spawn({
+            let served = served.clone();
+            async move { served.call(&["create"], Some("{}")).await }
+        });
+        requests
+            .next_line()
+            .await
+            .expect("read")
+            .expect("a request");
+        drop(out);
+        let (exit, _, _) = call.await.expect("join").expect("sent");
+        assert_eq!(exit, ProcessExit::Lost);
+        assert!(served.is_ended());
     }
 }
