@@ -141,6 +141,15 @@ pub const MAX_SNAPSHOT_ID_LEN: usize = MAX_AGENT_NAME_LEN;
 
 /// Checks a snapshot ID: the alphabet and length of an agent name, since an ID names files
 /// under `snapshots/` on a host.
+/// A SHA-256 as hostctl writes it: 64 hex digits.
+pub fn validate_sha256(hex: &str) -> Result<(), String> {
+    if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(())
+    } else {
+        Err(format!("'{}' is not a SHA-256 in hex", hex.escape_debug()))
+    }
+}
+
 pub fn validate_snapshot_id(id: &str) -> Result<(), String> {
     validate_name("snapshot", id)
 }

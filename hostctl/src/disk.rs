@@ -7,7 +7,6 @@
 //! The reserve is `$AGENTGATE_DISK_RESERVE` (bytes, or with a K, M or G suffix, binary; `0`
 //! turns the check off), else 1 % of the filesystem, at most [`DEFAULT_RESERVE_MAX`].
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::Duration;
@@ -17,6 +16,7 @@ use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
 use nix::unistd::Pid;
 
 use crate::error::{Error, Result};
+use crate::verbs::drain_stderr;
 
 /// The variable that sets the reserve.
 pub const RESERVE_VAR: &str = "AGENTGATE_DISK_RESERVE";
@@ -95,14 +95,7 @@ impl Reserve {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(spawn_error)?;
-        // stderr is drained beside the watch, so that a process with much to say never blocks.
-        let stderr = child.stderr.take().map(|mut pipe| {
-            std::thread::spawn(move || {
-                let mut text = String::new();
-                let _ = pipe.read_to_string(&mut text);
-                text
-            })
-        });
+        let stderr = drain_stderr(&mut child);
         let pid = Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
         let mut stopped = None;
         loop {

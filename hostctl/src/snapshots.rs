@@ -19,7 +19,7 @@ use crate::api::{
 };
 use crate::disk::{Reserve, crossed_mib};
 use crate::error::{Error, Result};
-use crate::verbs::{HostCtl, check_name, now_rfc3339};
+use crate::verbs::{HostCtl, check_name, drain_stderr, now_rfc3339};
 
 /// The longest label a snapshot may have, in bytes.
 pub const MAX_LABEL_LEN: usize = 200;
@@ -306,14 +306,7 @@ fn write_archive(
             program: "tar".into(),
             source,
         })?;
-    // stderr is drained beside stdout, so that a tar with much to say never blocks.
-    let stderr = child.stderr.take().map(|mut pipe| {
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = pipe.read_to_string(&mut text);
-            text
-        })
-    });
+    let stderr = drain_stderr(&mut child);
     let mut hasher = Sha256::new();
     let mut size = 0u64;
     let mut copy_error = None;

@@ -98,12 +98,7 @@ impl HostCtl {
         expected_size: u64,
         input: &mut dyn Read,
     ) -> Result<PathBuf> {
-        if expected_sha256.len() != 64 || !expected_sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(Error::InvalidInput(format!(
-                "'{}' is not a SHA-256 in hex",
-                expected_sha256.escape_debug()
-            )));
-        }
+        crate::api::validate_sha256(expected_sha256).map_err(Error::InvalidInput)?;
         let path = self.new_unpacked_dir(name)?;
         let result = self
             .spool_verified(name, expected_sha256, expected_size, input)

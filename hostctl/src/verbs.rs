@@ -761,6 +761,22 @@ fn agent_info(meta: AgentMeta, pane: Option<&Pane>) -> AgentInfo {
     }
 }
 
+/// Reads a child's stderr to its end on a thread of its own (so that a child with much to say
+/// never blocks while its other pipes are read or it is waited for); join the thread for the
+/// text.
+pub(crate) fn drain_stderr(
+    child: &mut std::process::Child,
+) -> Option<std::thread::JoinHandle<String>> {
+    use std::io::Read;
+    child.stderr.take().map(|mut pipe| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            text
+        })
+    })
+}
+
 pub fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)

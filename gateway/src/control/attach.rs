@@ -9,9 +9,10 @@ use crate::Gateway;
 use crate::hosts::{AgentSession, reconciler};
 use crate::store::AgentStatus;
 
-/// Turns bracketed paste off (the agent's program may have turned it on), leaves the
-/// alternate screen, shows the cursor, resets attributes, starts a new line.
-const TERMINAL_RESET: &str = "\x1b[?2004l\x1b[0m\x1b[?25h\x1b[?1049l\n";
+/// Puts a full-screen program's terminal back: bracketed paste off, attributes reset, cursor
+/// shown, main screen. The live view leaves with it; an attach whose tmux could not send its
+/// own ends with it.
+pub const TERMINAL_RESET: &str = "\x1b[?2004l\x1b[0m\x1b[?25h\x1b[?1049l";
 
 pub async fn run(
     gw: &Arc<Gateway>,
@@ -73,7 +74,7 @@ pub async fn run(
         Some(crate::hosts::ProcessExit::Lost) => {
             // tmux on the host could not put the terminal back: leave its alternate screen,
             // show the cursor and reset colours, so the message lands on a usable terminal.
-            io.write_out(TERMINAL_RESET).await;
+            io.write_out(&format!("{TERMINAL_RESET}\n")).await;
             return Err(CommandError::host_lost(&agent.host, name));
         }
         Some(ended) => ended.shell_status(),

@@ -269,9 +269,7 @@ fn valid_snapshot(meta: &hostctl::api::SnapshotMeta) -> Result<(), String> {
     if let Some(label) = &meta.label {
         hostctl::snapshots::check_label(label).map_err(|e| e.to_string())?;
     }
-    if meta.sha256.len() != 64 || !meta.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err("its SHA-256 is not 64 hex digits".into());
-    }
+    hostctl::api::validate_sha256(&meta.sha256)?;
     for who in [&meta.spec.created_by, &meta.taken_by]
         .into_iter()
         .flatten()

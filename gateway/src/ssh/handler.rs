@@ -118,7 +118,7 @@ impl ConnectionHandler {
         let id = self
             .gw
             .live
-            .register(&operator.name, &credential, None, self.revocation.clone());
+            .register(&operator.name, &credential, self.revocation.clone());
         self.live_id = Some(id);
         let still = self
             .gw

@@ -65,19 +65,13 @@ pub struct LiveConnections {
 }
 
 impl LiveConnections {
-    /// Records a connection that just logged in (`agent`: the agent its route is for).
-    pub fn register(
-        &self,
-        operator: &str,
-        credential: &str,
-        agent: Option<&str>,
-        revocation: Arc<Revocation>,
-    ) -> u64 {
+    /// Records a connection logging in.
+    pub fn register(&self, operator: &str, credential: &str, revocation: Arc<Revocation>) -> u64 {
         let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         let entry = Entry {
             operator: operator.to_owned(),
             credential: credential.to_owned(),
-            agents: agent.map(|a| (a.to_owned(), 1)).into_iter().collect(),
+            agents: HashMap::new(),
             revocation,
         };
         if let Ok(mut entries) = self.entries.lock() {
@@ -148,12 +142,7 @@ impl LiveConnections {
 
     /// Ends connection `id`; true if this ended it (it was not ended already).
     fn revoke(&self, id: u64, why: &str) -> bool {
-        let revocation = self
-            .entries
-            .lock()
-            .ok()
-            .and_then(|entries| entries.get(&id).map(|e| e.revocation.clone()));
-        revocation.is_some_and(|r| r.revoke(why))
+        self.revocation(id).is_some_and(|r| r.revoke(why))
     }
 }
 
@@ -288,7 +277,7 @@ mod tests {
     fn attaches_count_and_a_revocation_says_why_once() {
         let live = Arc::new(LiveConnections::default());
         let r = Arc::new(Revocation::default());
-        let id = live.register("bob", "SHA256:x", None, r.clone());
+        let id = live.register("bob", "SHA256:x", r.clone());
         let first = live.enter(id, "a");
         let second = live.enter(id, "a");
         assert_eq!(live.snapshot()[0].3, vec!["a".to_owned()]);

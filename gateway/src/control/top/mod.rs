@@ -42,9 +42,9 @@ const ESC_WAIT: Duration = Duration::from_millis(100);
 /// Into the alternate screen, bracketed paste on (a paste comes marked, so that none of it is
 /// read as keys), cursor hidden, screen cleared.
 const ENTER: &[u8] = b"\x1b[?1049h\x1b[?2004h\x1b[?25l\x1b[H\x1b[2J";
-/// Back to the terminal as it was: bracketed paste off, attributes reset, cursor shown, main
-/// screen. Every way out of the view sends it (quitting, attaching, the gateway stopping).
-const LEAVE: &[u8] = b"\x1b[?2004l\x1b[0m\x1b[?25h\x1b[?1049l";
+/// Back to the terminal as it was. Every way out of the view sends it (quitting, attaching,
+/// the gateway stopping).
+const LEAVE: &[u8] = super::attach::TERMINAL_RESET.as_bytes();
 
 pub async fn run(gw: &Arc<Gateway>, caller: &Caller, io: &mut CommandIo) -> CommandResult {
     let Some(terminal) = io.terminal.as_ref() else {

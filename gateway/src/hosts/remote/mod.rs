@@ -245,12 +245,7 @@ impl RemoteHost {
         let run = async {
             // Through serve when it runs (the words as they are: no shell reads them there);
             // over an exec channel of its own when it does not, or for a stdin that is not text.
-            let text = match stdin.as_deref().map(std::str::from_utf8) {
-                Some(Err(_)) => None,
-                Some(Ok(text)) => Some(Some(text)),
-                None => Some(None),
-            };
-            if let Some(text) = text
+            if let Ok(text) = stdin.as_deref().map(std::str::from_utf8).transpose()
                 && let Some(served) = self.served()
                 && let Some(outcome) = served.call(&words, text).await
             {
