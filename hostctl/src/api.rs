@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 /// Version of this contract. hostctl reports it in `hostctl version --json`.
-pub const API_VERSION: u32 = 5;
+pub const API_VERSION: u32 = 6;
 
 /// The longest agent name: a DNS label, so a name can also serve as a host alias.
 pub const MAX_AGENT_NAME_LEN: usize = 63;
@@ -147,6 +147,23 @@ pub fn validate_sha256(hex: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("'{}' is not a SHA-256 in hex", hex.escape_debug()))
+    }
+}
+
+/// Checks the ID of one of the gateway's operations (a clone, a migration, a restore), which
+/// hostctl writes into the mark of a copy it makes: 1 to 64 lowercase letters, digits and '-'.
+pub fn validate_operation_id(id: &str) -> Result<(), String> {
+    if (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "'{}' is not an operation ID (1 to 64 lowercase letters, digits and '-')",
+            id.escape_debug()
+        ))
     }
 }
 

@@ -67,6 +67,12 @@ impl Files {
         self.home.join("workspaces").join(name)
     }
 
+    /// The mark a copy in progress leaves for the workspace it writes (see
+    /// [`crate::transfer::CopyMark`]).
+    pub fn copy_mark(&self, name: &str) -> PathBuf {
+        self.home.join("copies").join(format!("{name}.json"))
+    }
+
     /// Where the snapshots of this host's agents are kept: `ID.tar.gz` and `ID.json` each.
     pub fn snapshots_dir(&self) -> PathBuf {
         self.home.join("snapshots")

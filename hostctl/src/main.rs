@@ -136,6 +136,10 @@ enum Verb {
     /// Make workspaces/NAME from a tar stream on stdin (for a clone or a migration).
     Unpack {
         name: String,
+        /// The gateway's operation the copy is for: it is marked as that operation's until an
+        /// agent takes it.
+        #[arg(long, value_name = "ID")]
+        operation: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -148,6 +152,9 @@ enum Verb {
         /// The archive's size in bytes, as recorded: more is refused before it is unpacked.
         #[arg(long, value_name = "BYTES")]
         size: u64,
+        /// The gateway's operation the copy is for (see `unpack`).
+        #[arg(long, value_name = "ID")]
+        operation: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -188,6 +195,9 @@ enum Verb {
     /// Remove an unpacked workspace that no agent owns.
     Discard {
         name: String,
+        /// Only a copy marked as this operation's (whole or partial).
+        #[arg(long, value_name = "ID")]
+        operation: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -372,8 +382,12 @@ fn main() -> ExitCode {
             Ok(never) => match never {},
             Err(e) => fail(&e, false),
         },
-        Verb::Unpack { name, json } => report(
-            ctl.unpack(&name)
+        Verb::Unpack {
+            name,
+            operation,
+            json,
+        } => report(
+            ctl.unpack(&name, operation.as_deref())
                 .map(|workspace| hostctl::api::Unpacked { workspace }),
             json,
             |u| format!("unpacked into {}", u.workspace.display()),
@@ -382,10 +396,17 @@ fn main() -> ExitCode {
             name,
             sha256,
             size,
+            operation,
             json,
         } => report(
-            ctl.unpack_verified(&name, &sha256, size, &mut std::io::stdin().lock())
-                .map(|workspace| hostctl::api::Unpacked { workspace }),
+            ctl.unpack_verified(
+                &name,
+                &sha256,
+                size,
+                &mut std::io::stdin().lock(),
+                operation.as_deref(),
+            )
+            .map(|workspace| hostctl::api::Unpacked { workspace }),
             json,
             |u| format!("unpacked into {}", u.workspace.display()),
         ),
@@ -444,8 +465,12 @@ fn main() -> ExitCode {
                 d.entries, d.bytes, d.sha256
             )
         }),
-        Verb::Discard { name, json } => report(
-            ctl.discard(&name)
+        Verb::Discard {
+            name,
+            operation,
+            json,
+        } => report(
+            ctl.discard(&name, operation.as_deref())
                 .map(|()| serde_json::json!({ "discarded": name })),
             json,
             |_| "discarded".to_owned(),

@@ -5,6 +5,12 @@
 //! workspace from a snapshot's archive, and unpacks it only once its size and checksum are
 //! the ones recorded.
 //!
+//! A copy made for one of the gateway's operations (`--operation ID`) is marked while it is
+//! written and once it is whole (`copies/NAME.json`, a [`CopyMark`]), until an agent takes the
+//! workspace or the copy is discarded: a gateway that died during the operation finds a half
+//! copy and a whole copy with no agent, knows they are its own, and removes them
+//! (`discard NAME --operation ID`); a workspace without its mark is never removed that way.
+//!
 //! tar is the host's own (`tar`, everywhere): it keeps modes, symlinks, hard links and empty
 //! directories.
 
@@ -13,6 +19,7 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::api::WorkspaceDigest;
@@ -52,8 +59,8 @@ impl HostCtl {
 
     /// Makes `workspaces/NAME/` from a tar stream on stdin. Refused when an agent of that name
     /// exists here or the directory is already there; a failed extraction leaves nothing.
-    pub fn unpack(&self, name: &str) -> Result<PathBuf> {
-        let path = self.new_unpacked_dir(name)?;
+    pub fn unpack(&self, name: &str, operation: Option<&str>) -> Result<PathBuf> {
+        let path = self.new_unpacked_dir(name, operation)?;
         let mut tar = Command::new("tar");
         tar.arg("-C")
             .arg(&path)
@@ -73,16 +80,10 @@ impl HostCtl {
             }),
             Err(e) => Some(e),
         };
-        if let Some(e) = failed {
-            if let Err(cleanup) = remove_tree(&path) {
-                return Err(Error::Failed(format!(
-                    "{e}; and the partial workspace {} could not be removed: {cleanup}",
-                    path.display()
-                )));
-            }
-            return Err(e);
+        match failed {
+            Some(e) => Err(self.undo_unpack(name, &path, e)),
+            None => self.copy_complete(name, operation).map(|()| path),
         }
-        Ok(path)
     }
 
     /// Makes `workspaces/NAME/` from a snapshot's archive (a gzip-compressed tar) read from
@@ -97,22 +98,75 @@ impl HostCtl {
         expected_sha256: &str,
         expected_size: u64,
         input: &mut dyn Read,
+        operation: Option<&str>,
     ) -> Result<PathBuf> {
         crate::api::validate_sha256(expected_sha256).map_err(Error::InvalidInput)?;
-        let path = self.new_unpacked_dir(name)?;
+        let path = self.new_unpacked_dir(name, operation)?;
         let result = self
             .spool_verified(name, expected_sha256, expected_size, input)
             .and_then(|spooled| extract_file(&path, spooled));
-        if let Err(e) = result {
-            if let Err(cleanup) = remove_tree(&path) {
-                return Err(Error::Failed(format!(
-                    "{e}; and the partial workspace {} could not be removed: {cleanup}",
-                    path.display()
-                )));
-            }
-            return Err(e);
+        match result {
+            Err(e) => Err(self.undo_unpack(name, &path, e)),
+            Ok(()) => self.copy_complete(name, operation).map(|()| path),
         }
-        Ok(path)
+    }
+
+    /// Removes what a failed unpack made (the workspace, then its mark); returns the error to
+    /// tell.
+    fn undo_unpack(&self, name: &str, path: &Path, e: Error) -> Error {
+        if let Err(cleanup) = remove_tree(path) {
+            return Error::Failed(format!(
+                "{e}; and the partial workspace {} could not be removed: {cleanup}",
+                path.display()
+            ));
+        }
+        let _ = remove_mark(&self.files.copy_mark(name));
+        e
+    }
+
+    /// Marks the copy for `name` whole, when it was made for an operation.
+    fn copy_complete(&self, name: &str, operation: Option<&str>) -> Result<()> {
+        match operation {
+            Some(operation) => self.write_mark(
+                name,
+                &CopyMark {
+                    operation: operation.to_owned(),
+                    complete: true,
+                },
+            ),
+            None => Ok(()),
+        }
+    }
+
+    /// The mark of the copy for `name`, if there is one (a damaged one reads as none: it
+    /// names no operation, so nothing is removed on its word).
+    pub fn copy_mark(&self, name: &str) -> Option<CopyMark> {
+        let text = std::fs::read(self.files.copy_mark(name)).ok()?;
+        serde_json::from_slice(&text).ok()
+    }
+
+    /// Writes the mark whole or not at all (a temporary file renamed over it).
+    fn write_mark(&self, name: &str, mark: &CopyMark) -> Result<()> {
+        use std::io::Write;
+        let path = self.files.copy_mark(name);
+        let dir = path.parent().unwrap_or(self.files.home()).to_owned();
+        std::fs::create_dir_all(&dir).map_err(Error::io("creating", &dir))?;
+        let partial = dir.join(format!(".{name}.json.{}", std::process::id()));
+        let text = serde_json::to_vec(mark)
+            .map_err(|e| Error::Failed(format!("writing the copy mark: {e}")))?;
+        let written = std::fs::File::create(&partial)
+            .and_then(|mut f| f.write_all(&text).and_then(|()| f.sync_all()))
+            .and_then(|()| std::fs::rename(&partial, &path));
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&partial);
+            return Err(Error::io("writing", &path)(e));
+        }
+        Ok(())
+    }
+
+    /// Forgets the mark of the copy for `name`: an agent now owns the workspace.
+    pub fn forget_copy_mark(&self, name: &str) -> Result<()> {
+        remove_mark(&self.files.copy_mark(name))
     }
 
     /// Copies `input` to a file that has no name (made in the agentgate directory, so on the
@@ -176,41 +230,107 @@ impl HostCtl {
 
     /// Creates the empty `workspaces/NAME/` an unpack fills. Refused when an agent of that
     /// name exists here or the directory is already there.
-    fn new_unpacked_dir(&self, name: &str) -> Result<PathBuf> {
+    /// With an `operation`, the workspace is marked as that operation's partial copy before
+    /// it is made.
+    fn new_unpacked_dir(&self, name: &str, operation: Option<&str>) -> Result<PathBuf> {
         check_name(name)?;
+        if let Some(operation) = operation {
+            crate::api::validate_operation_id(operation).map_err(Error::InvalidInput)?;
+        }
         if self.files.agent_dir(name).exists() {
             return Err(Error::AlreadyExists(format!(
                 "an agent named '{name}' already exists on this host"
             )));
         }
         let path = self.files.owned_workspace(name);
-        let parent = path.parent().unwrap_or(self.files.home()).to_owned();
-        std::fs::create_dir_all(&parent).map_err(Error::io("creating", &parent))?;
-        match std::fs::create_dir(&path) {
-            Ok(()) => Ok(path),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                Err(Error::AlreadyExists(format!(
-                    "a workspace {} is already there, left by an earlier agent; move it away first",
-                    path.display()
-                )))
-            }
-            Err(e) => Err(Error::io("creating", &path)(e)),
+        if path.exists() {
+            return Err(self.workspace_in_the_way(name, &path));
         }
+        if let Some(operation) = operation {
+            self.write_mark(
+                name,
+                &CopyMark {
+                    operation: operation.to_owned(),
+                    complete: false,
+                },
+            )?;
+        }
+        let parent = path.parent().unwrap_or(self.files.home()).to_owned();
+        let made = std::fs::create_dir_all(&parent)
+            .map_err(Error::io("creating", &parent))
+            .and_then(|()| match std::fs::create_dir(&path) {
+                Ok(()) => Ok(path.clone()),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    Err(self.workspace_in_the_way(name, &path))
+                }
+                Err(e) => Err(Error::io("creating", &path)(e)),
+            });
+        if made.is_err() && operation.is_some() {
+            let _ = remove_mark(&self.files.copy_mark(name));
+        }
+        made
     }
 
-    /// Removes an unpacked workspace that no agent owns.
-    pub fn discard(&self, name: &str) -> Result<()> {
+    /// Why a workspace already at `path` stops a copy: a copy an operation of the gateway
+    /// left (which the gateway removes when it finishes that operation), or an earlier
+    /// agent's.
+    fn workspace_in_the_way(&self, name: &str, path: &Path) -> Error {
+        Error::AlreadyExists(match self.copy_mark(name) {
+            Some(mark) => format!(
+                "a {} copy {} made by the gateway's operation {} is already there, with no agent; the gateway removes it when it finishes that operation (or: hostctl discard {name} --operation {})",
+                if mark.complete { "whole" } else { "partial" },
+                path.display(),
+                mark.operation,
+                mark.operation
+            ),
+            None => format!(
+                "a workspace {} is already there, left by an earlier agent; move it away first",
+                path.display()
+            ),
+        })
+    }
+
+    /// Removes an unpacked workspace that no agent owns, and its mark. With an `operation`,
+    /// only a copy marked as that operation's (whole or partial) is removed: a workspace
+    /// without the mark, or with another operation's, is left alone and the answer says so.
+    pub fn discard(&self, name: &str, operation: Option<&str>) -> Result<()> {
         check_name(name)?;
+        if let Some(operation) = operation {
+            crate::api::validate_operation_id(operation).map_err(Error::InvalidInput)?;
+        }
         if self.files.agent_dir(name).exists() {
             return Err(Error::InvalidInput(format!(
                 "agent '{name}' owns this workspace: destroy the agent instead"
             )));
         }
         let path = self.files.owned_workspace(name);
-        if !path.exists() {
+        let mark_path = self.files.copy_mark(name);
+        if let Some(operation) = operation {
+            match self.copy_mark(name) {
+                Some(mark) if mark.operation == operation => {}
+                Some(mark) => {
+                    return Err(Error::InvalidInput(format!(
+                        "the workspace {} was copied by operation {}, not {operation}: left alone",
+                        path.display(),
+                        mark.operation
+                    )));
+                }
+                None if path.exists() => {
+                    return Err(Error::InvalidInput(format!(
+                        "the workspace {} carries no mark of operation {operation}: it was not copied by it, and is left alone",
+                        path.display()
+                    )));
+                }
+                None => return Err(Error::NotFound(name.to_owned())),
+            }
+        } else if !path.exists() {
             return Err(Error::NotFound(name.to_owned()));
         }
-        remove_tree(&path).map_err(Error::io("removing", path))
+        if path.exists() {
+            remove_tree(&path).map_err(Error::io("removing", &path))?;
+        }
+        // The mark goes last: a discard cut short is done again on its word.
+        remove_mark(&mark_path)
     }
 
     /// Fingerprints a workspace: every entry's relative path, kind and permission bits, each
@@ -226,6 +346,24 @@ impl HostCtl {
         walk(&root, Path::new(""), &mut hasher, &mut digest)?;
         digest.sha256 = hex(&hasher.finalize());
         Ok(digest)
+    }
+}
+
+/// What `copies/NAME.json` says of the workspace being copied, or copied, for `NAME`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CopyMark {
+    /// The gateway's operation that made the copy.
+    pub operation: String,
+    /// Whether the copy is whole (its tar ended well); a partial one is still being written,
+    /// or was cut short.
+    pub complete: bool,
+}
+
+fn remove_mark(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("removing", path)(e)),
     }
 }
 
@@ -402,7 +540,7 @@ mod tests {
         let size = bytes.len() as u64;
 
         let made = ctl
-            .unpack_verified("good", &sha, size, &mut bytes.as_slice())
+            .unpack_verified("good", &sha, size, &mut bytes.as_slice(), None)
             .expect("unpacks");
         assert_eq!(
             std::fs::read_to_string(made.join("d/f.txt")).expect("read"),
@@ -414,19 +552,19 @@ mod tests {
         let middle = broken.len() / 2;
         broken[middle] ^= 0x55;
         let err = ctl
-            .unpack_verified("bad", &sha, size, &mut broken.as_slice())
+            .unpack_verified("bad", &sha, size, &mut broken.as_slice(), None)
             .expect_err("refused");
         assert!(err.to_string().contains("damaged"), "{err}");
         assert!(!dir.path().join("workspaces/bad").exists());
         // Intact bytes, but not the ones recorded.
         let other = "0".repeat(64);
         let err = ctl
-            .unpack_verified("bad", &other, size, &mut bytes.as_slice())
+            .unpack_verified("bad", &other, size, &mut bytes.as_slice(), None)
             .expect_err("refused");
         assert!(err.to_string().contains("damaged"), "{err}");
         assert!(!dir.path().join("workspaces/bad").exists());
         assert!(matches!(
-            ctl.unpack_verified("bad", "xyz", size, &mut bytes.as_slice()),
+            ctl.unpack_verified("bad", "xyz", size, &mut bytes.as_slice(), None),
             Err(Error::InvalidInput(_))
         ));
     }
@@ -511,19 +649,19 @@ mod tests {
         let middle = broken.len() / 2;
         broken[middle] ^= 0x55;
         let err = ctl
-            .unpack_verified("bad", &sha, size, &mut broken.as_slice())
+            .unpack_verified("bad", &sha, size, &mut broken.as_slice(), None)
             .expect_err("refused");
         assert!(err.to_string().contains("damaged"), "{err}");
         // More bytes than recorded: refused as they arrive.
         let mut longer = bytes.clone();
         longer.extend([0u8; 4096]);
         let err = ctl
-            .unpack_verified("bad", &sha, size, &mut longer.as_slice())
+            .unpack_verified("bad", &sha, size, &mut longer.as_slice(), None)
             .expect_err("refused");
         assert!(err.to_string().contains("damaged"), "{err}");
         assert_eq!(names_in(dir.path()), ["workspaces"]);
         assert!(names_in(&dir.path().join("workspaces")).is_empty());
-        ctl.unpack_verified("good", &sha, size, &mut bytes.as_slice())
+        ctl.unpack_verified("good", &sha, size, &mut bytes.as_slice(), None)
             .expect("the intact archive unpacks");
         assert_eq!(names_in(dir.path()), ["workspaces"]);
     }
@@ -585,7 +723,7 @@ mod tests {
             unpacked_early: None,
         };
         let err = ctl
-            .unpack_verified("bad", &recorded, bytes.len() as u64, &mut input)
+            .unpack_verified("bad", &recorded, bytes.len() as u64, &mut input, None)
             .expect_err("refused");
         assert!(err.to_string().contains("damaged"), "{err}");
         assert_eq!(input.unpacked_early, Some(false), "unpacked before checked");
@@ -601,7 +739,7 @@ mod tests {
             unpacked_early: None,
         };
         let err = ctl
-            .unpack_verified("bomb", &recorded, size, &mut input)
+            .unpack_verified("bomb", &recorded, size, &mut input, None)
             .expect_err("refused");
         assert!(err.to_string().contains("more than"), "{err}");
         assert!(input.given <= size + 4096, "read {} bytes", input.given);
@@ -621,7 +759,13 @@ mod tests {
         ]);
         let recorded = hex(&Sha256::digest(b"another archive"));
         let err = ctl
-            .unpack_verified("bad", &recorded, bytes.len() as u64, &mut bytes.as_slice())
+            .unpack_verified(
+                "bad",
+                &recorded,
+                bytes.len() as u64,
+                &mut bytes.as_slice(),
+                None,
+            )
             .expect_err("refused");
         assert!(err.to_string().contains("damaged"), "{err}");
         assert!(!dir.path().join("workspaces/bad").exists(), "{err}");
@@ -650,7 +794,8 @@ mod tests {
         ]);
         // The gateway recorded these very bytes: the checksum matches.
         let sha = hex(&Sha256::digest(&bytes));
-        let result = ctl.unpack_verified("new", &sha, bytes.len() as u64, &mut bytes.as_slice());
+        let result =
+            ctl.unpack_verified("new", &sha, bytes.len() as u64, &mut bytes.as_slice(), None);
         assert!(names_in(&outside).is_empty(), "{result:?}");
         assert_eq!(
             names_in(dir.path()),
@@ -701,9 +846,102 @@ mod tests {
         let ctl = ctl(dir.path());
         std::fs::create_dir_all(dir.path().join("workspaces/w")).expect("mkdir");
         std::fs::create_dir_all(dir.path().join("agents/w")).expect("mkdir");
-        assert!(matches!(ctl.discard("w"), Err(Error::InvalidInput(_))));
+        assert!(matches!(
+            ctl.discard("w", None),
+            Err(Error::InvalidInput(_))
+        ));
         std::fs::remove_dir(dir.path().join("agents/w")).expect("rmdir");
-        ctl.discard("w").expect("discard");
+        ctl.discard("w", None).expect("discard");
         assert!(!dir.path().join("workspaces/w").exists());
+    }
+
+    #[test]
+    fn a_copy_for_an_operation_is_marked_and_only_that_operation_discards_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ctl = ctl(dir.path());
+        let src = dir.path().join("src");
+        std::fs::create_dir_all(&src).expect("mkdir");
+        std::fs::write(src.join("f.txt"), "content\n").expect("write");
+        let archive = Command::new("tar")
+            .arg("-C")
+            .arg(&src)
+            .args(["-czf", "-", "."])
+            .output()
+            .expect("tar");
+        let bytes = archive.stdout;
+        let sha = hex(&Sha256::digest(&bytes));
+        let size = bytes.len() as u64;
+
+        // A whole copy is marked whole, with its operation.
+        ctl.unpack_verified("w", &sha, size, &mut bytes.as_slice(), Some("op-1"))
+            .expect("unpacks");
+        assert_eq!(
+            ctl.copy_mark("w"),
+            Some(CopyMark {
+                operation: "op-1".into(),
+                complete: true
+            })
+        );
+        // A second copy of that name says whose copy is in the way.
+        let err = ctl
+            .unpack_verified("w", &sha, size, &mut bytes.as_slice(), Some("op-2"))
+            .expect_err("refused");
+        assert!(err.to_string().contains("operation op-1"), "{err}");
+        // Another operation may not discard it; its own does, mark and all.
+        let err = ctl.discard("w", Some("op-2")).expect_err("not its copy");
+        assert!(err.to_string().contains("left alone"), "{err}");
+        assert!(dir.path().join("workspaces/w").exists());
+        ctl.discard("w", Some("op-1")).expect("discards");
+        assert!(!dir.path().join("workspaces/w").exists());
+        assert_eq!(ctl.copy_mark("w"), None);
+        assert!(matches!(
+            ctl.discard("w", Some("op-1")),
+            Err(Error::NotFound(_))
+        ));
+
+        // A workspace with no mark is never removed on an operation's word.
+        std::fs::create_dir_all(dir.path().join("workspaces/plain")).expect("mkdir");
+        let err = ctl.discard("plain", Some("op-1")).expect_err("no mark");
+        assert!(err.to_string().contains("no mark"), "{err}");
+        assert!(dir.path().join("workspaces/plain").exists());
+
+        // A partial copy (a gateway that died while it was written) is marked partial, and a
+        // mark left with no workspace (cut short between the two) is cleared by discard.
+        std::fs::create_dir_all(dir.path().join("workspaces/half")).expect("mkdir");
+        ctl.write_mark(
+            "half",
+            &CopyMark {
+                operation: "op-3".into(),
+                complete: false,
+            },
+        )
+        .expect("mark");
+        let err = ctl
+            .unpack_verified("half", &sha, size, &mut bytes.as_slice(), Some("op-4"))
+            .expect_err("refused");
+        assert!(err.to_string().contains("partial copy"), "{err}");
+        ctl.discard("half", Some("op-3")).expect("discards");
+        ctl.write_mark(
+            "gone",
+            &CopyMark {
+                operation: "op-5".into(),
+                complete: false,
+            },
+        )
+        .expect("mark");
+        ctl.discard("gone", Some("op-5")).expect("clears the mark");
+        assert_eq!(ctl.copy_mark("gone"), None);
+
+        // A failed copy leaves neither the workspace nor its mark.
+        let mut broken = bytes.clone();
+        broken[0] ^= 0x55;
+        ctl.unpack_verified("bad", &sha, size, &mut broken.as_slice(), Some("op-6"))
+            .expect_err("damaged");
+        assert_eq!(ctl.copy_mark("bad"), None);
+        assert!(!dir.path().join("workspaces/bad").exists());
+        assert!(matches!(
+            ctl.unpack_verified("x", &sha, size, &mut bytes.as_slice(), Some("../up")),
+            Err(Error::InvalidInput(_))
+        ));
     }
 }

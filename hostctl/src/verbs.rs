@@ -55,7 +55,11 @@ impl HostCtl {
             Err(e) => return Err(Error::io("creating", agent_dir)(e)),
         }
         match self.create_in(request, secrets) {
-            Ok(info) => Ok(info),
+            Ok(info) => {
+                // An unpacked copy is the agent's workspace now, no operation's.
+                let _ = self.forget_copy_mark(&name);
+                Ok(info)
+            }
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&agent_dir);
                 Err(e)
