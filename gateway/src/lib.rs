@@ -3,6 +3,7 @@
 //! The library behind the `agentgate` binary. [`serve`] runs the gateway until its stop token
 //! fires; `main.rs` only parses the command line and wires signals. Modules:
 //!
+//! - [`agents`]: the core of agents' lives (the operations journal).
 //! - [`ssh`]: the russh server (accept loop, thin handler, channels).
 //! - [`auth`]: who is this and which way in: pure decisions.
 //! - [`control`]: the control commands (`ssh gw COMMAND`), one file each.
@@ -14,6 +15,7 @@
 //! **Invariant**: agents live in tmux on their hosts, not in the gateway. Stopping, killing or
 //! restarting the gateway never stops an agent or loses its state.
 
+pub mod agents;
 pub mod auth;
 pub mod bridge;
 pub mod config;
@@ -70,6 +72,8 @@ pub struct Gateway {
     pub live: Arc<ssh::live::LiveConnections>,
     /// Which hosts' snapshots were taken up in this run.
     pub snapshot_scans: hosts::reconciler::SnapshotScans,
+    /// This run's ID, written into the operations it begins (`agents::journal`).
+    pub run_id: String,
 }
 
 impl Gateway {
@@ -231,6 +235,7 @@ pub async fn serve(
         agent_locks: control::AgentLocks::default(),
         live: Arc::default(),
         snapshot_scans: hosts::reconciler::SnapshotScans::default(),
+        run_id: agents::journal::new_run_id(),
         config,
         client_key,
         store,
@@ -250,6 +255,11 @@ pub async fn serve(
     // A first look at every host before clients come (each bounded by the probe time limit,
     // all in parallel); versions are asked for in the background.
     hosts::reconciler::reconcile_all(&gw).await;
+    // Operations an earlier run left half done are finished or undone before clients come,
+    // on every host that answers; the rest as their hosts come back.
+    if agents::journal::recover(&gw).await > 0 {
+        tasks.spawn(agents::journal::follow(gw.clone()));
+    }
     let versions = gw.clone();
     tasks.spawn(async move { hosts::reconciler::record_versions(&versions).await });
     tasks.spawn(hosts::reconciler::run(gw.clone()));
@@ -311,6 +321,10 @@ async fn prune_audit_trail(gw: Arc<Gateway>) {
                 "audit events past their retention deleted"
             ),
             Err(e) => warn!(error = %e, "could not delete old audit events"),
+        }
+        // Ended operations go with the events that tell them; open ones are kept.
+        if let Err(e) = gw.store.prune_operations(&store::format_time(cutoff)).await {
+            warn!(error = %e, "could not delete old operations");
         }
     }
 }

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use clap::Args;
 use hostctl::api::WorkspaceSource;
 
-use super::create::{check_new_name, choose_host, create_reserved, reserve};
+use super::create::{Origin, check_new_name, choose_host, create_reserved, reserve};
 use super::output::{agent_json, json_text, status_text};
 use super::{Caller, CommandError, CommandIo, CommandResult, agent_and_host, exit};
 use crate::Gateway;
 use crate::hosts::copy_workspace;
-use crate::store::AgentStatus;
+use crate::store::{AgentStatus, OperationKind};
 
 #[derive(Debug, Args)]
 #[command(
@@ -55,23 +55,20 @@ pub async fn run(
     request.prompt = None;
     request.size = io.terminal.as_ref().map(|t| *t.size.borrow());
     request.created_by = Some(caller.operator.name.clone());
-    reserve(gw, &host_name, &request, src.idle_stop.clone()).await?;
-    let mut copied = None;
-    let made = create_reserved(gw, &to, &request, || async {
-        copied = Some(copy_workspace(&from, &src.name, &to, &args.dst).await?);
-        Ok(())
-    })
-    .await;
-    let agent = match made {
-        Ok(agent) => agent,
-        Err(e) => {
-            // A copy that made it but whose agent did not start is not left behind.
-            if copied.is_some() {
-                let _ = to.discard(&args.dst).await;
-            }
-            return Err(e);
-        }
+    let origin = Origin {
+        kind: OperationKind::Clone,
+        from_host: Some(src.host.clone()),
+        source: Some(src.name.clone()),
     };
+    let intent = reserve(gw, &host_name, &request, src.idle_stop.clone(), origin).await?;
+    let mut copied = None;
+    let slot = &mut copied;
+    let (from_host, to_host, src_name, dst) = (&from, &to, &src.name, &args.dst);
+    let copy = move |operation: String| async move {
+        *slot = Some(copy_workspace(from_host, src_name, to_host, dst, &operation).await?);
+        Ok(())
+    };
+    let agent = create_reserved(gw, &to, &request, intent, copy).await?;
     if args.json {
         io.write_out(&json_text(&agent_json(&agent))).await;
     } else {

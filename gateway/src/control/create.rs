@@ -12,9 +12,10 @@ use hostctl::api::{AgentCommand, CreateRequest, WorkspaceSource};
 use super::output::{agent_json, json_text, parse_pair};
 use super::{Caller, CommandError, CommandIo, CommandResult, exit, local_refused, may_use_host};
 use crate::Gateway;
+use crate::agents::journal::{Intent, Planned};
 use crate::config::Template;
 use crate::hosts::{LOCAL_HOST, reconciler};
-use crate::store::{self, AgentRecord, AgentStatus, HostRecord};
+use crate::store::{self, AgentRecord, AgentStatus, HostRecord, OperationKind, Step};
 
 fn parse_idle_stop_arg(text: &str) -> Result<String, String> {
     crate::config::parse_idle_stop(text).map(|_| text.to_owned())
@@ -246,8 +247,8 @@ async fn create_one(
         .idle_stop
         .clone()
         .or_else(|| template.idle_stop.clone());
-    reserve(gw, host_name, &request, idle_stop).await?;
-    create_reserved(gw, &host, &request, || async { Ok(()) }).await
+    let intent = reserve(gw, host_name, &request, idle_stop, Origin::create()).await?;
+    create_reserved(gw, &host, &request, intent, |_| async { Ok(()) }).await
 }
 
 /// Refuses a name a new agent cannot take: invalid, reserved, an operator's, or taken.
@@ -312,14 +313,48 @@ pub async fn choose_host(
     }
 }
 
-/// Inserts the new agent's row as `creating`: it reserves the name while the host works, so
-/// two creates (or clones) of one name cannot both proceed.
+/// Where a new agent comes from, for the operations journal: a plain create, or a copy of
+/// another agent (clone) or of a snapshot (restore) on `from_host`.
+#[derive(Clone, Debug)]
+pub struct Origin {
+    pub kind: OperationKind,
+    pub from_host: Option<String>,
+    pub source: Option<String>,
+}
+
+impl Origin {
+    pub fn create() -> Origin {
+        Origin {
+            kind: OperationKind::Create,
+            from_host: None,
+            source: None,
+        }
+    }
+}
+
+/// Writes the operation (`agents::journal`), then inserts the new agent's row as `creating`:
+/// it reserves the name while the host works, so two creates (or clones) of one name cannot
+/// both proceed.
 pub async fn reserve(
     gw: &Gateway,
     host_name: &str,
     request: &CreateRequest,
     idle_stop: Option<String>,
-) -> Result<(), CommandError> {
+    origin: Origin,
+) -> Result<Intent, CommandError> {
+    let intent = Intent::begin(
+        gw,
+        Planned {
+            kind: origin.kind,
+            agent: request.name.clone(),
+            from_host: origin.from_host,
+            host: host_name.to_owned(),
+            source: origin.source,
+            was_running: false,
+            operator: request.created_by.clone(),
+        },
+    )
+    .await?;
     let record = AgentRecord {
         name: request.name.clone(),
         host: host_name.to_owned(),
@@ -339,46 +374,70 @@ pub async fn reserve(
         idle_stop,
         stop_reason: None,
     };
-    gw.store.insert_agent(&record).await.map_err(|e| match e {
+    let inserted = gw.store.insert_agent(&record).await.map_err(|e| match e {
         store::StoreError::Conflict(m) => CommandError::failed(m),
         other => other.into(),
-    })
+    });
+    match inserted {
+        Ok(()) => Ok(intent),
+        Err(e) => {
+            intent.end(&Err::<(), _>(&e.message)).await;
+            Err(e)
+        }
+    }
 }
 
-/// Runs `prepare` (a workspace copy, for clones), then creates the reserved agent on `host`
-/// and records what the host reports. Any failure releases the name.
+/// Runs `prepare` (a workspace copy, for clones and restores; it gets the operation's ID,
+/// which marks the copy), then creates the reserved agent on `host` and records what the host
+/// reports. Any failure releases the name. Each step is written to the operation's journal.
 pub async fn create_reserved<F, Fut>(
     gw: &Gateway,
     host: &crate::hosts::Host,
     request: &CreateRequest,
+    intent: Intent,
     prepare: F,
 ) -> Result<AgentRecord, CommandError>
 where
-    F: FnOnce() -> Fut,
+    F: FnOnce(String) -> Fut,
     Fut: std::future::Future<Output = Result<(), CommandError>>,
 {
     let name = &request.name;
+    let mut on_host = false;
+    let mut copied = false;
     let created = async {
         let secrets = super::secret::values(gw, &request.secret_names).await?;
-        prepare().await?;
-        host.create(request, &secrets)
-            .await
-            .map_err(CommandError::from)
-    };
-    let info = match created.await {
-        Ok(info) => info,
-        Err(e) => {
-            gw.store.delete_agent(name).await?;
-            return Err(e);
+        prepare(intent.id().to_owned()).await?;
+        copied = true;
+        if intent.kind() != OperationKind::Create {
+            intent.step(Step::Copied).await?;
         }
+        let info = host
+            .create(request, &secrets)
+            .await
+            .map_err(CommandError::from)?;
+        on_host = true;
+        intent.step(Step::Created).await?;
+        gw.store
+            .observe_agent(name, &reconciler::observed(&info))
+            .await?;
+        gw.store
+            .agent(name)
+            .await?
+            .ok_or_else(|| CommandError::no_agent(name))
     };
-    gw.store
-        .observe_agent(name, &reconciler::observed(&info))
-        .await?;
-    gw.store
-        .agent(name)
-        .await?
-        .ok_or_else(|| CommandError::no_agent(name))
+    let made = created.await;
+    if made.is_err() && !on_host {
+        // A copy that made it but whose agent did not start is not left behind (a failed
+        // copy removes itself).
+        if copied && intent.kind() != OperationKind::Create {
+            let _ = host.discard(name, Some(intent.id())).await;
+        }
+        // Nothing was made: the name is free again. (An agent the host made but whose record
+        // failed keeps its row; the reconciler records it.)
+        gw.store.delete_agent(name).await?;
+    }
+    intent.end(&made.as_ref().map_err(|e| &e.message)).await;
+    made
 }
 
 /// Where an agent goes when no host is named: the reachable host with the fewest running

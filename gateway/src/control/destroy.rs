@@ -7,8 +7,9 @@ use clap::Args;
 
 use super::{Caller, CommandError, CommandIo, CommandResult, exit, refreshed_agent, require_owner};
 use crate::Gateway;
+use crate::agents::journal::{Intent, Planned};
 use crate::hosts::HostError;
-use crate::store::AgentStatus;
+use crate::store::{AgentStatus, OperationKind, Step};
 
 #[derive(Debug, Args)]
 pub struct DestroyArgs {
@@ -52,14 +53,36 @@ pub async fn destroy_one(
         ))
         .hint("pass --force to forget it anyway; its files on the host are then left alone"));
     }
-    match host.destroy(name).await {
-        Ok(()) => {}
-        // Already gone on the host: forgetting it here is all that is left to do.
-        Err(HostError::NotFound(_)) => {}
-        Err(e) if force && e.host_unreachable() => {}
-        Err(e) => return Err(e.into()),
+    let intent = Intent::begin(
+        gw,
+        Planned {
+            kind: OperationKind::Destroy,
+            agent: name.to_owned(),
+            from_host: None,
+            host: agent.host.clone(),
+            source: None,
+            was_running: agent.status == AgentStatus::Running,
+            operator: Some(caller.operator.name.clone()),
+        },
+    )
+    .await?;
+    let destroyed = async {
+        match host.destroy(name).await {
+            Ok(()) => {}
+            // Already gone on the host: forgetting it here is all that is left to do.
+            Err(HostError::NotFound(_)) => {}
+            Err(e) if force && e.host_unreachable() => {}
+            Err(e) => return Err(CommandError::from(e)),
+        }
+        intent.step(Step::HostDone).await?;
+        gw.store.delete_agent(name).await?;
+        Ok(())
     }
-    gw.store.delete_agent(name).await?;
+    .await;
+    intent
+        .end(&destroyed.as_ref().map_err(|e| &e.message))
+        .await;
+    destroyed?;
     gw.inputs.forget(name);
     io.write_out(&format!(
         "destroyed agent '{name}' on host {}\n",

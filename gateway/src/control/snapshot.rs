@@ -14,7 +14,7 @@ use hostctl::api::{ErrorCode, SnapshotMeta, SnapshotRequest, WorkspaceSource};
 use hostctl::disk::size_text;
 use serde_json::{Value, json};
 
-use super::create::{CreateArgs, check_new_name, choose_host, create_reserved, reserve};
+use super::create::{CreateArgs, Origin, check_new_name, choose_host, create_reserved, reserve};
 use super::output::{age, json_text, table};
 use super::{
     Caller, CommandError, CommandIo, CommandResult, exit, local_refused, may_use_host,
@@ -22,7 +22,7 @@ use super::{
 };
 use crate::Gateway;
 use crate::hosts::{HostError, restore_snapshot};
-use crate::store::{AgentRecord, AgentStatus, Role, SnapshotRecord};
+use crate::store::{AgentRecord, AgentStatus, OperationKind, Role, SnapshotRecord};
 
 /// The most snapshots of one agent in one minute (IDs `-2` to `-N`).
 const MAX_PER_MINUTE: u32 = 100;
@@ -459,10 +459,16 @@ pub async fn create_from(
     request.env.extend(args.env.iter().cloned());
     request.tags.extend(args.tags.iter().cloned());
     let idle_stop = args.idle_stop.clone().or(snapshot.idle_stop.clone());
-    reserve(gw, &host_name, &request, idle_stop).await?;
-    let mut restored = false;
-    let made = create_reserved(gw, &to, &request, || async {
-        restore_snapshot(&from, id, &snapshot.sha256, snapshot.size, &to, name)
+    let origin = Origin {
+        kind: OperationKind::Restore,
+        from_host: Some(snapshot.host.clone()),
+        source: Some(id.to_owned()),
+    };
+    let intent = reserve(gw, &host_name, &request, idle_stop, origin).await?;
+    let (from_host, to_host, snapshot_ref) = (&from, &to, &snapshot);
+    create_reserved(gw, &to, &request, intent, move |operation| async move {
+        let snapshot = snapshot_ref;
+        restore_snapshot(from_host, id, &snapshot.sha256, snapshot.size, to_host, name, &operation)
             .await
             .map_err(|e| {
                 let e = CommandError::from(e);
@@ -480,20 +486,9 @@ pub async fn create_from(
                     e
                 }
             })?;
-        restored = true;
         Ok(())
     })
-    .await;
-    match made {
-        Ok(agent) => Ok(agent),
-        Err(e) => {
-            // A workspace that was restored but whose agent did not start is not left behind.
-            if restored {
-                let _ = to.discard(name).await;
-            }
-            Err(e)
-        }
-    }
+    .await
 }
 
 /// The JSON shape of a snapshot in `snapshot --json` and `snapshot list --json`.

@@ -382,11 +382,14 @@ impl Host {
         self.call(&["digest", name], None, CallKind::Long).await
     }
 
-    /// Removes a workspace unpacked for `name` that no agent owns.
-    pub async fn discard(&self, name: &str) -> Result<(), HostError> {
-        let _: serde_json::Value = self
-            .call(&["discard", name], None, CallKind::Normal)
-            .await?;
+    /// Removes a workspace unpacked for `name` that no agent owns; with an `operation`, only
+    /// the copy hostctl marked as that operation's.
+    pub async fn discard(&self, name: &str, operation: Option<&str>) -> Result<(), HostError> {
+        let mut args = vec!["discard", name];
+        if let Some(operation) = operation {
+            args.extend(["--operation", operation]);
+        }
+        let _: serde_json::Value = self.call(&args, None, CallKind::Normal).await?;
         Ok(())
     }
 
@@ -536,13 +539,20 @@ pub async fn copy_workspace(
     src: &str,
     to: &Host,
     dst: &str,
+    operation: &str,
 ) -> Result<WorkspaceDigest, HostError> {
     let (streamed, made, _) = stream_workspace(
         from,
         &["pack".to_owned(), src.to_owned()],
         &format!("packing the workspace of '{src}'"),
         to,
-        &["unpack".to_owned(), dst.to_owned(), "--json".to_owned()],
+        &[
+            "unpack".to_owned(),
+            dst.to_owned(),
+            "--operation".to_owned(),
+            operation.to_owned(),
+            "--json".to_owned(),
+        ],
         dst,
     )
     .await;
@@ -561,7 +571,7 @@ pub async fn copy_workspace(
         },
     };
     if verified.is_err() && made {
-        let _ = to.discard(dst).await;
+        let _ = to.discard(dst, Some(operation)).await;
     }
     verified
 }
@@ -578,6 +588,7 @@ pub async fn restore_snapshot(
     size: u64,
     to: &Host,
     dst: &str,
+    operation: &str,
 ) -> Result<(), HostError> {
     let (streamed, made, source_failure) = stream_workspace(
         from,
@@ -591,13 +602,15 @@ pub async fn restore_snapshot(
             sha256.to_owned(),
             "--size".to_owned(),
             size.to_string(),
+            "--operation".to_owned(),
+            operation.to_owned(),
             "--json".to_owned(),
         ],
         dst,
     )
     .await;
     if streamed.is_err() && made {
-        let _ = to.discard(dst).await;
+        let _ = to.discard(dst, Some(operation)).await;
     }
     match (streamed, source_failure) {
         // The bytes did not match because the sending side failed (a missing archive): that
@@ -703,7 +716,7 @@ async fn stream_workspace(
         ProcessExit::Lost => Err(HostError::Unreachable {
             host: to.name().to_owned(),
             reason: format!(
-                "the connection was lost during the copy; a partial copy may be left in workspaces/{dst} under the host's $AGENTGATE_HOME (remove it there with: hostctl discard {dst})"
+                "the connection was lost during the copy; a partial copy may be left in workspaces/{dst} under the host's $AGENTGATE_HOME, marked as this operation's (remove it there with: hostctl discard {dst})"
             ),
         }),
         exit => decode_reply(to.name(), "unpack", exit, &answer, unpack_err.as_bytes()),

@@ -5,6 +5,10 @@
 //! and the last status seen) and the audit trail. Reality is tmux on the hosts: the reconciler
 //! writes what it sees here, and nothing here ever deletes a workspace.
 
+mod operations;
+
+pub use operations::{Operation, OperationKind, Outcome, Step};
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::str::FromStr;
@@ -1445,6 +1449,12 @@ pub fn format_time(t: time::OffsetDateTime) -> String {
     t.to_offset(time::UtcOffset::UTC)
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
+}
+
+/// Reads a time the store wrote ([`format_time`]).
+pub fn parse_time(text: &str) -> std::result::Result<time::OffsetDateTime, String> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| format!("'{text}' is not an RFC 3339 time: {e}"))
 }
 
 /// An agent record for tests: a login shell on `host`, in `status`, made by no one.

@@ -1,0 +1,5 @@
+//! The core of what happens to agents, below both routes. It holds, for now, the operations
+//! journal ([`journal`]): multi-step changes of an agent's life that a gateway's death cannot
+//! leave half done.
+
+pub mod journal;

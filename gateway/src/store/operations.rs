@@ -1,0 +1,290 @@
+//! The operations journal (table `operations`): a change of an agent's life that takes more
+//! than one step is written before its first step, its step after each, and its end after the
+//! last. The decisions (what to do with one that has no end) live in `crate::agents::journal`;
+//! this file only reads and writes rows.
+
+use sqlx::Row;
+
+use super::{Result, Store, StoreError, format_time, parse_time};
+
+/// What an operation does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OperationKind {
+    Create,
+    Clone,
+    Migrate,
+    Restore,
+    Destroy,
+}
+
+impl OperationKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OperationKind::Create => "create",
+            OperationKind::Clone => "clone",
+            OperationKind::Migrate => "migrate",
+            OperationKind::Restore => "restore",
+            OperationKind::Destroy => "destroy",
+        }
+    }
+}
+
+impl std::str::FromStr for OperationKind {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        Ok(match s {
+            "create" => OperationKind::Create,
+            "clone" => OperationKind::Clone,
+            "migrate" => OperationKind::Migrate,
+            "restore" => OperationKind::Restore,
+            "destroy" => OperationKind::Destroy,
+            other => return Err(format!("'{other}' is not an operation kind")),
+        })
+    }
+}
+
+/// The steps an operation records, in the order they happen (each kind uses some of them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Step {
+    /// Written, nothing done yet (the new agent's name may be reserved).
+    Begun,
+    /// migrate: the agent was stopped on its old host.
+    SourceStopped,
+    /// clone, migrate, restore: the workspace copy on the new host is whole and verified.
+    Copied,
+    /// The agent was made on its (new) host.
+    Created,
+    /// migrate: the store names the new host.
+    Switched,
+    /// destroy: the host removed the agent.
+    HostDone,
+}
+
+impl Step {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Begun => "begun",
+            Step::SourceStopped => "source-stopped",
+            Step::Copied => "copied",
+            Step::Created => "created",
+            Step::Switched => "switched",
+            Step::HostDone => "host-done",
+        }
+    }
+}
+
+impl std::str::FromStr for Step {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        Ok(match s {
+            "begun" => Step::Begun,
+            "source-stopped" => Step::SourceStopped,
+            "copied" => Step::Copied,
+            "created" => Step::Created,
+            "switched" => Step::Switched,
+            "host-done" => Step::HostDone,
+            other => return Err(format!("'{other}' is not an operation step")),
+        })
+    }
+}
+
+/// How an operation ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every step was done (by the command, or finished after a restart).
+    Done,
+    /// It failed and what it had done was undone (by the command).
+    Failed,
+    /// Cut short by the gateway's death, and undone after a restart.
+    Undone,
+    /// Cut short by the gateway's death, and finished after a restart.
+    Finished,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Done => "done",
+            Outcome::Failed => "failed",
+            Outcome::Undone => "undone",
+            Outcome::Finished => "finished",
+        }
+    }
+}
+
+/// One row of the journal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Operation {
+    pub id: String,
+    pub kind: OperationKind,
+    /// The agent it makes, moves or removes.
+    pub agent: String,
+    /// The host the agent comes from (migrate; clone: the source's host).
+    pub from_host: Option<String>,
+    /// The host it works on: the new agent's (create, clone, restore), the target (migrate),
+    /// the agent's (destroy).
+    pub host: String,
+    /// The source agent of a clone, the snapshot of a restore.
+    pub source: Option<String>,
+    /// migrate: whether the agent ran before the move (it runs after, whatever happens).
+    pub was_running: bool,
+    pub step: Step,
+    pub operator: Option<String>,
+    /// The gateway run that began it.
+    pub run: String,
+    pub started_at: time::OffsetDateTime,
+}
+
+impl Store {
+    /// Writes an operation before its first step.
+    pub async fn begin_operation(&self, op: &Operation) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO operations (id, kind, agent, from_host, host, source, was_running, step, operator, run, started_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&op.id)
+        .bind(op.kind.as_str())
+        .bind(&op.agent)
+        .bind(&op.from_host)
+        .bind(&op.host)
+        .bind(&op.source)
+        .bind(op.was_running)
+        .bind(op.step.as_str())
+        .bind(&op.operator)
+        .bind(&op.run)
+        .bind(format_time(op.started_at))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records that an operation has done `step`.
+    pub async fn operation_step(&self, id: &str, step: Step) -> Result<()> {
+        sqlx::query("UPDATE operations SET step = ? WHERE id = ?")
+            .bind(step.as_str())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Records how an operation ended.
+    pub async fn end_operation(&self, id: &str, outcome: Outcome, message: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE operations SET ended_at = ?, outcome = ?, message = ? WHERE id = ? AND ended_at IS NULL",
+        )
+        .bind(super::now())
+        .bind(outcome.as_str())
+        .bind(message)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The operations with no end that a run other than `run` began (cut short by its death),
+    /// oldest first.
+    pub async fn open_operations_of_other_runs(&self, run: &str) -> Result<Vec<Operation>> {
+        let rows = sqlx::query(
+            "SELECT id, kind, agent, from_host, host, source, was_running, step, operator, run, started_at
+             FROM operations WHERE ended_at IS NULL AND run != ? ORDER BY started_at, id",
+        )
+        .bind(run)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let kind: String = r.try_get("kind")?;
+                let step: String = r.try_get("step")?;
+                let started_at: String = r.try_get("started_at")?;
+                Ok(Operation {
+                    id: r.try_get("id")?,
+                    kind: kind.parse().map_err(StoreError::Corrupt)?,
+                    agent: r.try_get("agent")?,
+                    from_host: r.try_get("from_host")?,
+                    host: r.try_get("host")?,
+                    source: r.try_get("source")?,
+                    was_running: r.try_get("was_running")?,
+                    step: step.parse().map_err(StoreError::Corrupt)?,
+                    operator: r.try_get("operator")?,
+                    run: r.try_get("run")?,
+                    started_at: parse_time(&started_at).map_err(StoreError::Corrupt)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Deletes the operations that ended before `before` (RFC 3339); returns how many.
+    pub async fn prune_operations(&self, before: &str) -> Result<u64> {
+        Ok(
+            sqlx::query("DELETE FROM operations WHERE ended_at IS NOT NULL AND ended_at < ?")
+                .bind(before)
+                .execute(&self.pool)
+                .await?
+                .rows_affected(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn op(id: &str, run: &str) -> Operation {
+        Operation {
+            id: id.into(),
+            kind: OperationKind::Migrate,
+            agent: "a".into(),
+            from_host: Some("h1".into()),
+            host: "h2".into(),
+            source: None,
+            was_running: true,
+            step: Step::Begun,
+            operator: Some("alice".into()),
+            run: run.into(),
+            started_at: time::OffsetDateTime::now_utc()
+                .replace_nanosecond(0)
+                .expect("a time"),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_operation_is_open_to_other_runs_until_it_ends() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("db")).await.expect("open");
+        store.begin_operation(&op("o1", "r1")).await.expect("begin");
+        store.begin_operation(&op("o2", "r2")).await.expect("begin");
+        store
+            .operation_step("o1", Step::Copied)
+            .await
+            .expect("step");
+        let open = store
+            .open_operations_of_other_runs("r2")
+            .await
+            .expect("open");
+        assert_eq!(
+            open,
+            vec![Operation {
+                step: Step::Copied,
+                ..op("o1", "r1")
+            }]
+        );
+        store
+            .end_operation("o1", Outcome::Undone, "undone")
+            .await
+            .expect("end");
+        assert!(
+            store
+                .open_operations_of_other_runs("r2")
+                .await
+                .expect("open")
+                .is_empty()
+        );
+        // An end is written once.
+        store
+            .end_operation("o1", Outcome::Finished, "again")
+            .await
+            .expect("end");
+        assert_eq!(store.prune_operations("9999").await.expect("prune"), 1);
+    }
+}
