@@ -460,6 +460,21 @@ impl TestGateway {
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
     }
+
+    /// Sets (or, with `None`, removes) a variable of the gateway's environment from its next
+    /// start on.
+    pub fn set_env(&mut self, key: &str, value: Option<&str>) {
+        self.env.retain(|(k, _)| k != key);
+        if let Some(value) = value {
+            self.env.push((key.to_owned(), value.to_owned()));
+        }
+    }
+
+    /// Waits for the gateway to end by itself (a fault injected into it), and returns how.
+    pub fn wait_exited(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("the gateway is running");
+        wait_for("the gateway to end", || child.try_wait().ok().flatten())
+    }
 }
 
 impl Drop for TestGateway {
