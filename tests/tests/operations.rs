@@ -42,7 +42,10 @@ fn listed(gw: &TestGateway, name: &str) -> Vec<Value> {
 /// Nothing of agent `name` on `host`: no session, no agent files, no workspace, no copy mark.
 fn assert_nothing_on(host: &NetnsHost, name: &str, what: &str) {
     assert!(
-        !host.tmux(&["has-session", "-t", &format!("={name}")]).status.success(),
+        !host
+            .tmux(&["has-session", "-t", &format!("={name}")])
+            .status
+            .success(),
         "{what}: a session '{name}' on {}",
         host.name
     );
@@ -103,15 +106,27 @@ fn a_migration_cut_short_at_any_step_is_undone_or_finished_after_a_restart() {
         let name = format!("mig-{i}");
         gw.ok(&["create", &name, "--host", "h1"]);
         write_file(&gw, &name, &format!("moved at {step}\n"));
-        crash_during(&mut gw, &format!("migrate:{step}"), &["migrate", &name, "h2"]);
+        crash_during(
+            &mut gw,
+            &format!("migrate:{step}"),
+            &["migrate", &name, "h2"],
+        );
 
         let what = format!("migrate cut short after {step}");
         let rows = listed(&gw, &name);
         assert_eq!(rows.len(), 1, "{what}: {rows:?}");
         assert_eq!(rows[0]["host"], ends_on, "{what}");
         assert_eq!(gw.status(&name), "running", "{what}: it ran before");
-        assert_eq!(read_file(&gw, &name), format!("moved at {step}\n"), "{what}");
-        let (here, there) = if ends_on == "h1" { (&h1, &h2) } else { (&h2, &h1) };
+        assert_eq!(
+            read_file(&gw, &name),
+            format!("moved at {step}\n"),
+            "{what}"
+        );
+        let (here, there) = if ends_on == "h1" {
+            (&h1, &h2)
+        } else {
+            (&h2, &h1)
+        };
         assert!(
             here.tmux(&["has-session", "-t", &format!("={name}")])
                 .status
@@ -120,7 +135,11 @@ fn a_migration_cut_short_at_any_step_is_undone_or_finished_after_a_restart() {
         );
         assert_nothing_on(there, &name, &what);
         let event = settled_event(&gw, &name);
-        let outcome = if ends_on == "h1" { "undone" } else { "finished" };
+        let outcome = if ends_on == "h1" {
+            "undone"
+        } else {
+            "finished"
+        };
         assert_eq!(event["result"], outcome, "{what}: {event}");
         assert!(
             event["detail"]
@@ -164,17 +183,24 @@ fn clones_restores_creates_and_destroys_cut_short_leave_each_agent_once_and_no_c
         let name = format!("{kind}-{i}");
         let args: Vec<&str> = match kind {
             "clone" => vec!["clone", "src", &name, "--host", "h2"],
-            "restore" => vec!["create", &name, "--from-snapshot", &snapshot_id, "--host", "h2"],
+            "restore" => vec![
+                "create",
+                &name,
+                "--from-snapshot",
+                &snapshot_id,
+                "--host",
+                "h2",
+            ],
             _ => vec!["create", &name, "--host", "h2"],
         };
         crash_during(&mut gw, &format!("{kind}:{step}"), &args);
 
         let what = format!("{kind} cut short after {step}");
         let rows = listed(&gw, &name);
-        let event = settled_event(&gw, &name);
         if exists {
             assert_eq!(rows.len(), 1, "{what}: {rows:?}");
             assert_eq!(gw.status(&name), "running", "{what}");
+            let event = settled_event(&gw, &name);
             assert_eq!(event["result"], "finished", "{what}: {event}");
             if kind != "create" {
                 assert_eq!(read_file(&gw, &name), "the source\n", "{what}");
@@ -183,8 +209,9 @@ fn clones_restores_creates_and_destroys_cut_short_leave_each_agent_once_and_no_c
             gw.ok(&["destroy", &name, "--force"]);
         } else {
             assert!(rows.is_empty(), "{what}: {rows:?}");
-            assert_eq!(event["result"], "undone", "{what}: {event}");
             assert_nothing_on(&h2, &name, &what);
+            let event = settled_event(&gw, &name);
+            assert_eq!(event["result"], "undone", "{what}: {event}");
             // The name is free and the same operation works now.
             gw.ok(&args);
             assert_eq!(gw.status(&name), "running", "{what}: made again");
