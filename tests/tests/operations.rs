@@ -13,6 +13,12 @@ const CRASH_AFTER: &str = "AGENTGATE_CRASH_AFTER";
 /// Runs `args` with the gateway set to kill itself right after `at` (`KIND:STEP`), checks
 /// that it did, and starts it again as it normally runs.
 fn crash_during(gw: &mut TestGateway, at: &str, args: &[&str]) {
+    crash(gw, at, args);
+    gw.spawn();
+}
+
+/// The same, leaving the gateway down.
+fn crash(gw: &mut TestGateway, at: &str, args: &[&str]) {
     gw.kill9();
     gw.set_env(CRASH_AFTER, Some(at));
     gw.spawn();
@@ -28,7 +34,15 @@ fn crash_during(gw: &mut TestGateway, at: &str, args: &[&str]) {
     assert!(!ended.success(), "{at}: {ended}");
     assert!(gw.log().contains("killing the gateway here"), "{at}");
     gw.set_env(CRASH_AFTER, None);
-    gw.spawn();
+}
+
+/// The audit events of kind `operation` about `name`.
+fn operation_events(gw: &TestGateway, name: &str) -> Vec<Value> {
+    let out = gw.ok(&["events", "--agent", name, "--json"]);
+    let all: Vec<Value> = serde_json::from_str(&out).expect("events JSON");
+    all.into_iter()
+        .filter(|e| e["kind"] == "operation")
+        .collect()
 }
 
 /// The agents named `name` in `list`.
@@ -64,13 +78,8 @@ fn assert_nothing_on(host: &NetnsHost, name: &str, what: &str) {
 
 /// The one audit event that tells how the cut-short operation on `name` ended.
 fn settled_event(gw: &TestGateway, name: &str) -> Value {
-    let out = gw.ok(&["events", "--agent", name, "--json"]);
-    let all: Vec<Value> = serde_json::from_str(&out).expect("events JSON");
-    let events: Vec<Value> = all
-        .into_iter()
-        .filter(|e| e["kind"] == "operation")
-        .collect();
-    assert_eq!(events.len(), 1, "{name}: {out}");
+    let events = operation_events(gw, name);
+    assert_eq!(events.len(), 1, "{name}: {events:?}");
     events[0].clone()
 }
 
@@ -155,6 +164,40 @@ fn a_migration_cut_short_at_any_step_is_undone_or_finished_after_a_restart() {
             assert_nothing_on(&h1, &name, &what);
         }
     }
+
+    // Cut short while the new host is down: the agent runs again on its old host at the
+    // restart, and the copy on the new host goes as soon as that host is back.
+    let name = "mig-down";
+    gw.ok(&["create", name, "--host", "h1"]);
+    write_file(&gw, name, "kept\n");
+    crash(&mut gw, "migrate:copied", &["migrate", name, "h2"]);
+    assert!(h2.agents_home.join("workspaces/mig-down").exists());
+    h2.link_down();
+    gw.spawn();
+    assert_eq!(gw.info(name)["host"], "h1");
+    assert_eq!(gw.status(name), "running", "started again with h2 down");
+    assert_eq!(read_file(&gw, name), "kept\n");
+    assert!(
+        operation_events(&gw, name).is_empty(),
+        "not settled while h2 is down"
+    );
+    assert!(h2.agents_home.join("workspaces/mig-down").exists());
+    h2.link_up();
+    // h2's connection comes back with the reconciler's back-off: give it a minute.
+    let since = std::time::Instant::now();
+    let event = loop {
+        if let Some(event) = operation_events(&gw, name).pop() {
+            break event;
+        }
+        assert!(
+            since.elapsed() < std::time::Duration::from_secs(60),
+            "the move was not undone within a minute of h2's return"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    };
+    assert_eq!(event["result"], "undone", "{event}");
+    assert_nothing_on(&h2, name, "after h2 came back");
+    assert_eq!(listed(&gw, name).len(), 1);
 }
 
 #[test]

@@ -381,8 +381,8 @@ async fn settle_migration(gw: &Arc<Gateway>, op: &Operation) -> Result<Settled, 
         ));
     };
     let record = gw.store.agent(name).await.map_err(store_waits)?;
-    let to = host_now(gw, &op.host).await?;
     let Some(agent) = record else {
+        let to = host_now(gw, &op.host).await?;
         let copy = discard_copy(&to, op).await?;
         return Ok(Settled::Ended(
             Outcome::Undone,
@@ -406,8 +406,13 @@ async fn settle_migration(gw: &Arc<Gateway>, op: &Operation) -> Result<Settled, 
             ),
         ));
     }
-    // Not switched: the agent stays where it was.
-    let mut done = Vec::new();
+    // Not switched: the agent stays where it was, and runs again there first, whether or not
+    // the new host answers yet (what was made there is removed once it does).
+    let mut done = vec![format!("agent '{name}' stays on host '{from_name}'")];
+    if op.was_running {
+        done.push(start_again(gw, &from, name).await?);
+    }
+    let to = host_now(gw, &op.host).await?;
     if op.step >= Step::Copied && answered(&op.host, to.info(name).await)?.is_some() {
         answered(&op.host, to.destroy(name).await)?;
         done.push(format!(
@@ -416,17 +421,7 @@ async fn settle_migration(gw: &Arc<Gateway>, op: &Operation) -> Result<Settled, 
         ));
     }
     done.push(discard_copy(&to, op).await?);
-    if op.was_running {
-        done.push(start_again(gw, &from, name).await?);
-    }
-    Ok(Settled::Ended(
-        Outcome::Undone,
-        joined(
-            &std::iter::once(format!("agent '{name}' stays on host '{from_name}'"))
-                .chain(done)
-                .collect::<Vec<_>>(),
-        ),
-    ))
+    Ok(Settled::Ended(Outcome::Undone, joined(&done)))
 }
 
 /// Starts the agent on `host` if it is not running (it was, before a move that was undone).
@@ -437,8 +432,9 @@ async fn start_again(gw: &Gateway, host: &Host, name: &str) -> Result<String, Se
             host.name()
         ));
     };
+    let runs = "it runs, as before the move".to_owned();
     if now.status == hostctl::api::HostAgentStatus::Running {
-        return Ok(String::new());
+        return Ok(runs);
     }
     let Ok(Some(agent)) = gw.store.agent(name).await else {
         return Ok(String::new());
@@ -454,7 +450,7 @@ async fn start_again(gw: &Gateway, host: &Host, name: &str) -> Result<String, Se
         .observe_agent(name, &reconciler::observed(&info))
         .await
         .map_err(store_waits)?;
-    Ok("it runs again, as before the move".into())
+    Ok(runs)
 }
 
 async fn settle_destroy(gw: &Arc<Gateway>, op: &Operation) -> Result<Settled, Settled> {
