@@ -439,9 +439,9 @@ async fn start_again(gw: &Gateway, host: &Host, name: &str) -> Result<String, Se
     let Ok(Some(agent)) = gw.store.agent(name).await else {
         return Ok(String::new());
     };
-    let secrets = crate::control::secret::values(gw, &agent.spec.secret_names)
+    let secrets = super::secrets::values(&gw.store, &agent.spec.secret_names)
         .await
-        .map_err(|e| Settled::Waits(e.message))?;
+        .map_err(|e| Settled::Waits(e.to_string()))?;
     let info = host
         .start(name, None, &secrets)
         .await

@@ -1,5 +1,6 @@
 //! The core of what happens to agents, below both routes. It holds, for now, the operations
-//! journal ([`journal`]): multi-step changes of an agent's life that a gateway's death cannot
-//! leave half done.
+//! journal ([`journal`]: multi-step changes of an agent's life that a gateway's death cannot
+//! leave half done) and the lookup of the secrets an agent gets ([`secrets`]).
 
 pub mod journal;
+pub mod secrets;

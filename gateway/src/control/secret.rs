@@ -124,16 +124,15 @@ fn check_name(name: &str) -> Result<(), CommandError> {
 /// The values of the secrets `names`, for an agent's start; a missing one is an error that
 /// says how to set it.
 pub async fn values(gw: &Gateway, names: &[String]) -> Result<Secrets, CommandError> {
-    let mut secrets = Secrets::default();
-    for name in names {
-        let value = gw.store.secret_value(name).await?.ok_or_else(|| {
-            CommandError::usage(format!("secret '{name}' is not set")).hint(format!(
-                "an admin sets it with: ssh gw secret set {name} < file"
-            ))
-        })?;
-        let value = String::from_utf8(value)
-            .map_err(|_| CommandError::failed(format!("secret '{name}' is not text")))?;
-        secrets.0.insert(name.clone(), value);
-    }
-    Ok(secrets)
+    use crate::agents::secrets::SecretError;
+    crate::agents::secrets::values(&gw.store, names)
+        .await
+        .map_err(|e| match e {
+            SecretError::Unset(name) => CommandError::usage(format!("secret '{name}' is not set"))
+                .hint(format!(
+                    "an admin sets it with: ssh gw secret set {name} < file"
+                )),
+            SecretError::NotText(_) => CommandError::failed(e.to_string()),
+            SecretError::Store(e) => e.into(),
+        })
 }
