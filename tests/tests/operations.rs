@@ -83,6 +83,22 @@ fn settled_event(gw: &TestGateway, name: &str) -> Value {
     events[0].clone()
 }
 
+/// The event of an operation that waited for a host, once it is settled: the host's
+/// connection comes back with the reconciler's back-off, so this gives it a minute.
+fn settled_once_back(gw: &TestGateway, name: &str) -> Value {
+    let since = std::time::Instant::now();
+    loop {
+        if let Some(event) = operation_events(gw, name).pop() {
+            return event;
+        }
+        assert!(
+            since.elapsed() < std::time::Duration::from_secs(60),
+            "the operation on {name} was not settled within a minute of its host's return"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+}
+
 fn write_file(gw: &TestGateway, agent: &str, content: &str) {
     let out = gw.ssh_with_stdin_to(
         &format!("{agent}@gw"),
@@ -183,21 +199,35 @@ fn a_migration_cut_short_at_any_step_is_undone_or_finished_after_a_restart() {
     );
     assert!(h2.agents_home.join("workspaces/mig-down").exists());
     h2.link_up();
-    // h2's connection comes back with the reconciler's back-off: give it a minute.
-    let since = std::time::Instant::now();
-    let event = loop {
-        if let Some(event) = operation_events(&gw, name).pop() {
-            break event;
-        }
-        assert!(
-            since.elapsed() < std::time::Duration::from_secs(60),
-            "the move was not undone within a minute of h2's return"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(250));
-    };
+    let event = settled_once_back(&gw, name);
     assert_eq!(event["result"], "undone", "{event}");
     assert_nothing_on(&h2, name, "after h2 came back");
     assert_eq!(listed(&gw, name).len(), 1);
+
+    // A later operation on the agent supersedes one that waited for its host: the agent is
+    // left as the operator left it (moved away and back, then stopped), and only what the
+    // cut-short move made on h2 goes.
+    let name = "mig-later";
+    gw.ok(&["create", name, "--host", "h1"]);
+    crash(&mut gw, "migrate:created", &["migrate", name, "h2"]);
+    h2.link_down();
+    gw.spawn();
+    assert_eq!(gw.status(name), "running");
+    gw.ok(&["migrate", name, "local"]);
+    gw.ok(&["migrate", name, "h1"]);
+    gw.ok(&["stop", name]);
+    h2.link_up();
+    let event = settled_once_back(&gw, name);
+    assert_eq!(event["result"], "undone", "{event}");
+    assert!(
+        event["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("later operation")),
+        "{event}"
+    );
+    assert_nothing_on(&h2, name, "a superseded move");
+    assert_eq!(gw.info(name)["host"], "h1");
+    assert_eq!(gw.status(name), "stopped", "left as the operator left it");
 }
 
 #[test]

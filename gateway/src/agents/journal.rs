@@ -293,6 +293,15 @@ async fn settle(gw: &Arc<Gateway>, op: &Operation) -> Settled {
     settled.unwrap_or_else(|waits| waits)
 }
 
+/// Whether a later operation on the same agent began (then what this one left is that one's
+/// to decide: this one only removes its own copy).
+async fn superseded(gw: &Gateway, op: &Operation) -> Result<bool, Settled> {
+    gw.store
+        .operation_superseded(&op.id)
+        .await
+        .map_err(store_waits)
+}
+
 fn store_waits(e: StoreError) -> Settled {
     Settled::Waits(format!("the store: {e}"))
 }
@@ -330,6 +339,15 @@ fn joined(parts: &[String]) -> String {
 
 async fn settle_new_agent(gw: &Arc<Gateway>, op: &Operation) -> Result<Settled, Settled> {
     let name = op.agent.as_str();
+    if superseded(gw, op).await? {
+        // The name's row, if any, is a later operation's: only this one's copy goes.
+        let host = host_now(gw, &op.host).await?;
+        let copy = discard_copy(&host, op).await?;
+        return Ok(Settled::Ended(
+            Outcome::Undone,
+            joined(&[format!("a later operation on '{name}' took over"), copy]),
+        ));
+    }
     let record = gw.store.agent(name).await.map_err(store_waits)?;
     if let Some(agent) = &record
         && agent.status != AgentStatus::Creating
@@ -381,6 +399,7 @@ async fn settle_migration(gw: &Arc<Gateway>, op: &Operation) -> Result<Settled, 
         ));
     };
     let record = gw.store.agent(name).await.map_err(store_waits)?;
+    let later = superseded(gw, op).await?;
     let Some(agent) = record else {
         let to = host_now(gw, &op.host).await?;
         let copy = discard_copy(&to, op).await?;
@@ -389,6 +408,28 @@ async fn settle_migration(gw: &Arc<Gateway>, op: &Operation) -> Result<Settled, 
             joined(&[format!("agent '{name}' is gone"), copy]),
         ));
     };
+    if later {
+        // A later operation moved or changed the agent: it is left as that one left it, and
+        // only what this one made on its target goes (an agent it made there that the record
+        // does not name, and its copy).
+        let to = host_now(gw, &op.host).await?;
+        let mut done = vec![format!(
+            "a later operation on '{name}' took over; it is on host '{}'",
+            agent.host
+        )];
+        if agent.host != op.host
+            && op.step >= Step::Copied
+            && answered(&op.host, to.info(name).await)?.is_some()
+        {
+            answered(&op.host, to.destroy(name).await)?;
+            done.push(format!(
+                "the agent it had made on host '{}' was removed",
+                op.host
+            ));
+        }
+        done.push(discard_copy(&to, op).await?);
+        return Ok(Settled::Ended(Outcome::Undone, joined(&done)));
+    }
     let from = host_now(gw, from_name).await?;
     if agent.host == op.host {
         // Switched: the move is whole but for the old copy.
@@ -455,7 +496,7 @@ async fn start_again(gw: &Gateway, host: &Host, name: &str) -> Result<String, Se
 
 async fn settle_destroy(gw: &Arc<Gateway>, op: &Operation) -> Result<Settled, Settled> {
     let name = op.agent.as_str();
-    if gw.store.agent(name).await.map_err(store_waits)?.is_none() {
+    if superseded(gw, op).await? || gw.store.agent(name).await.map_err(store_waits)?.is_none() {
         return Ok(Settled::Ended(
             Outcome::Finished,
             format!("agent '{name}' was destroyed"),

@@ -187,7 +187,7 @@ impl Store {
     pub async fn open_operations_of_other_runs(&self, run: &str) -> Result<Vec<Operation>> {
         let rows = sqlx::query(
             "SELECT id, kind, agent, from_host, host, source, was_running, step, operator, run, started_at
-             FROM operations WHERE ended_at IS NULL AND run != ? ORDER BY started_at, id",
+             FROM operations WHERE ended_at IS NULL AND run != ? ORDER BY rowid",
         )
         .bind(run)
         .fetch_all(&self.pool)
@@ -212,6 +212,18 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// Whether an operation on the same agent began after operation `id` (in this run or
+    /// another): what `id` left is then no longer the agent's last word.
+    pub async fn operation_superseded(&self, id: &str) -> Result<bool> {
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM operations later, operations op
+               WHERE op.id = ?1 AND later.agent = op.agent AND later.rowid > op.rowid)",
+        )
+        .bind(id)
+        .fetch_one(&self.pool)
+        .await?)
     }
 
     /// Deletes the operations that ended before `before` (RFC 3339); returns how many.
@@ -242,9 +254,7 @@ mod tests {
             step: Step::Begun,
             operator: Some("alice".into()),
             run: run.into(),
-            started_at: time::OffsetDateTime::now_utc()
-                .replace_nanosecond(0)
-                .expect("a time"),
+            started_at: time::macros::datetime!(2026-12-06 12:00:00.5 UTC),
         }
     }
 
@@ -280,6 +290,18 @@ mod tests {
                 .expect("open")
                 .is_empty()
         );
+        // A later operation on the same agent supersedes an earlier one, whatever its run.
+        assert!(store.operation_superseded("o1").await.expect("query"));
+        assert!(!store.operation_superseded("o2").await.expect("query"));
+        store
+            .begin_operation(&Operation {
+                id: "o3".into(),
+                ..op("o3", "r3")
+            })
+            .await
+            .expect("begin");
+        assert!(store.operation_superseded("o2").await.expect("query"));
+        assert!(!store.operation_superseded("o3").await.expect("query"));
         // An end is written once.
         store
             .end_operation("o1", Outcome::Finished, "again")
