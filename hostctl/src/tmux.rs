@@ -38,6 +38,8 @@ pub struct Pane {
     pub dead: bool,
     /// The exit code once the process has ended (128 + N after signal N, as shells report it).
     pub dead_status: Option<i32>,
+    /// The signal that ended the process, when one did.
+    pub dead_signal: Option<i32>,
     pub activity: Option<i64>,
     /// The pane's terminal has closed but tmux has no exit status for its process yet.
     pub closing: bool,
@@ -156,9 +158,17 @@ impl Tmux {
 
     /// Every pane on the server; an empty list when the server is not running.
     pub fn panes(&self) -> Result<Vec<Pane>> {
-        let panes = self.list_panes()?;
+        Ok(self.server_panes()?.unwrap_or_default())
+    }
+
+    /// Every pane on the server; `None` when the server is not running (then the agents did
+    /// not end by a stop of their own: the server was killed, or the host restarted).
+    pub fn server_panes(&self) -> Result<Option<Vec<Pane>>> {
+        let Some(panes) = self.list_panes()? else {
+            return Ok(None);
+        };
         if !panes.iter().any(|p| p.closing) {
-            return Ok(panes);
+            return Ok(Some(panes));
         }
         // A pane whose terminal closed but whose process has no exit status yet: tmux 3.3 can
         // miss the SIGCHLD of a pane's process (seen under load: the process stays a zombie
@@ -171,7 +181,7 @@ impl Tmux {
         self.list_panes()
     }
 
-    fn list_panes(&self) -> Result<Vec<Pane>> {
+    fn list_panes(&self) -> Result<Option<Vec<Pane>>> {
         // A printable separator: under a C locale (no LANG, as in many sshd sessions and
         // systemd services) tmux prints control characters such as a tab as '_'.
         // The foreground command comes last: it is the only field that may hold a '|'.
@@ -182,8 +192,8 @@ impl Tmux {
             "listing tmux panes",
             &args(["list-panes", "-a", "-F", format]),
         ) {
-            Ok(out) => Ok(out.lines().filter_map(parse_pane_line).collect()),
-            Err(Error::Command { stderr, .. }) if no_server(&stderr) => Ok(Vec::new()),
+            Ok(out) => Ok(Some(out.lines().filter_map(parse_pane_line).collect())),
+            Err(Error::Command { stderr, .. }) if no_server(&stderr) => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -491,6 +501,7 @@ fn parse_pane_line(line: &str) -> Option<Pane> {
         pid: if dead { None } else { pid },
         dead,
         dead_status: if dead { dead_status } else { None },
+        dead_signal: if dead && exit_status.is_none() { signal } else { None },
         activity,
         closing: pty_closed && !dead,
         cols,
@@ -569,6 +580,7 @@ mod tests {
                 pid: Some(42),
                 dead: false,
                 dead_status: None,
+                dead_signal: None,
                 activity: Some(1_700_000_000),
                 closing: false,
                 cols: 0,
@@ -581,10 +593,13 @@ mod tests {
         assert_eq!(sized.foreground.as_deref(), Some("my|tool"));
         let dead = parse_pane_line("x|42|1|3||").expect("parses");
         assert!(dead.dead);
-        assert_eq!(dead.dead_status, Some(3));
+        assert_eq!((dead.dead_status, dead.dead_signal), (Some(3), None));
         assert_eq!(dead.pid, None);
         let killed = parse_pane_line("x|42|1|||9").expect("parses");
-        assert_eq!((killed.dead, killed.dead_status), (true, Some(137)));
+        assert_eq!(
+            (killed.dead, killed.dead_status, killed.dead_signal),
+            (true, Some(137), Some(9))
+        );
         let closing = parse_pane_line("x|42|1|||").expect("parses");
         assert!(
             !closing.dead,

@@ -568,6 +568,7 @@ pub fn observed(info: &AgentInfo) -> Observed {
         last_activity: info.last_activity.clone(),
         workspace: Some(info.meta.workspace_path.to_string_lossy().into_owned()),
         activity: None,
+        stop_reason: info.ending.and_then(hostctl::api::Ending::reason),
     }
 }
 
@@ -580,6 +581,7 @@ pub fn unknown() -> Observed {
         last_activity: None,
         workspace: None,
         activity: None,
+        stop_reason: None,
     }
 }
 

@@ -1,0 +1,124 @@
+//! Truthful statuses and input errors: an agent whose process ended without a stop says why
+//! (in `list`, `info` and one audit event), a stop by hand says nothing of the kind, and input
+//! a host cannot take (a command too long to run, a NUL byte) is refused naming the input.
+
+use e2e::{TestGateway, stderr, wait_for};
+use serde_json::Value;
+
+/// The `agent` events of the audit trail, as (agent, result, detail).
+fn agent_events(gw: &TestGateway) -> Vec<(String, String, String)> {
+    let events: Value =
+        serde_json::from_str(&gw.ok(&["events", "--json"])).expect("events --json is JSON");
+    events
+        .as_array()
+        .expect("an array")
+        .iter()
+        .filter(|e| e["kind"] == "agent")
+        .map(|e| {
+            let text = |k: &str| e[k].as_str().unwrap_or_default().to_owned();
+            (text("agent"), text("result"), text("detail"))
+        })
+        .collect()
+}
+
+/// Waits until `name` has a stop reason; returns its `info --json`.
+fn ended(gw: &TestGateway, name: &str) -> Value {
+    wait_for(&format!("agent {name} to have a stop reason"), || {
+        let info = gw.info(name);
+        info["stop_reason"].is_string().then_some(info)
+    })
+}
+
+#[test]
+fn an_agent_whose_process_died_says_why_once_and_a_stop_by_hand_does_not() {
+    let gw = TestGateway::start();
+    gw.ok(&["create", "killed", "--", "sleep", "600"]);
+    gw.ok(&["create", "quitter", "--", "sh", "-c", "'read x; exit 3'"]);
+    gw.ok(&["create", "stopped", "--", "sleep", "600"]);
+
+    // kill -9 of the agent's process.
+    let pid = gw.info("killed")["pid"].as_u64().expect("a pid");
+    e2e::signal(u32::try_from(pid).expect("pid"), libc::SIGKILL);
+    let info = ended(&gw, "killed");
+    assert_eq!(info["state"], "exited");
+    assert_eq!(
+        info["stop_reason"],
+        "its process was killed by signal 9 (SIGKILL)"
+    );
+    let human = gw.ok(&["info", "killed"]);
+    assert!(
+        human.contains("ended:       its process was killed by signal 9 (SIGKILL)"),
+        "{human}"
+    );
+
+    // `exit 3`.
+    gw.ok(&["send", "quitter", "go"]);
+    let info = ended(&gw, "quitter");
+    assert_eq!(
+        (&info["state"], &info["exit_code"], &info["stop_reason"]),
+        (
+            &Value::from("exited"),
+            &Value::from(3),
+            &Value::from("its process exited with 3")
+        )
+    );
+
+    // A stop by hand has no reason and no event.
+    gw.ok(&["stop", "stopped"]);
+    // The reconciler looks a few times (every 500 ms here) before the events are read.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let info = gw.info("stopped");
+    assert_eq!((&info["state"], &info["stop_reason"]), (&Value::from("stopped"), &Value::Null));
+    let events = agent_events(&gw);
+    assert_eq!(
+        events,
+        vec![
+            (
+                "killed".to_owned(),
+                "exited".to_owned(),
+                "its process was killed by signal 9 (SIGKILL)".to_owned()
+            ),
+            (
+                "quitter".to_owned(),
+                "exited".to_owned(),
+                "its process exited with 3".to_owned()
+            ),
+        ],
+        "one event per end, none for the stop"
+    );
+
+    // The agents' tmux server killed: the running agent says so; the one stopped by hand
+    // stays stopped without a reason.
+    gw.ok(&["create", "survivor", "--", "sleep", "600"]);
+    let out = gw.tmux(&["kill-server"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let info = ended(&gw, "survivor");
+    assert_eq!(
+        (&info["state"], &info["stop_reason"]),
+        (&Value::from("stopped"), &Value::from("tmux server gone"))
+    );
+    let list = gw.ok(&["list"]);
+    let row = list
+        .lines()
+        .find(|l| l.starts_with("survivor "))
+        .expect("a row");
+    assert!(row.contains("stopped (tmux server gone)"), "{list}");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(gw.info("stopped")["stop_reason"], Value::Null);
+    // (The exited agents' panes went with the server too: they are `stopped` now, for the
+    // same reason.)
+    let events = agent_events(&gw);
+    assert_eq!(
+        events
+            .iter()
+            .filter(|(agent, _, _)| agent == "survivor")
+            .collect::<Vec<_>>(),
+        vec![&(
+            "survivor".to_owned(),
+            "stopped".to_owned(),
+            "tmux server gone".to_owned()
+        )],
+        "{events:?}"
+    );
+    assert!(events.iter().all(|(agent, _, _)| agent != "stopped"), "{events:?}");
+}
