@@ -328,6 +328,7 @@ async fn look_once(
     // Screens are read again only where there was output since the last look: the mark is
     // the host's own time (tmux's) of the newest output it reported then.
     let since = *mark;
+    let asked_at = time::OffsetDateTime::now_utc();
     let probed = host.probe(since).await;
     if probed.is_err() {
         *mark = None;
@@ -354,7 +355,7 @@ async fn look_once(
             }
             // The next look reads the screens with output from a second before this one
             // (tmux counts whole seconds), on the host's clock.
-            *mark = if apply(gw, host, &agents, since, may_stop).await? {
+            *mark = if apply(gw, host, &agents, since, asked_at, may_stop).await? {
                 agents.iter().filter_map(|a| a.seen_at).min().map(|t| t - 1)
             } else {
                 None
@@ -419,17 +420,27 @@ async fn apply(
     host_handle: &Host,
     reported: &[AgentInfo],
     since: Option<i64>,
+    asked_at: time::OffsetDateTime,
     may_stop: bool,
 ) -> Result<bool, StoreError> {
     let host = host_handle.name();
     let stored = gw.store.agents_on_host(host).await?;
     let by_name: HashMap<&str, &AgentRecord> =
         stored.iter().map(|a| (a.name.as_str(), a)).collect();
+    // A row whose status changed after the host was asked (a create, a stop or a start that
+    // ended meanwhile) is newer than the report, and a row still `creating` belongs to its
+    // create (the host may show its agent half made): the report is not applied to them.
+    let not_for_this_report = |agent: &AgentRecord| {
+        status::parse(agent.status_since.as_deref()).is_some_and(|t| t > asked_at)
+            || (agent.status == AgentStatus::Creating && !create_abandoned(gw, agent))
+    };
     let mut seen: Vec<(&str, Observed)> = Vec::new();
     let mut adopted_any = false;
     for info in reported {
         if let Some(prev) = by_name.get(info.name.as_str()) {
-            seen.push((&info.name, observed_from(gw, prev, info)));
+            if !not_for_this_report(prev) {
+                seen.push((&info.name, observed_from(gw, prev, info)));
+            }
         } else if gw.store.agent_exists(&info.name).await? {
             // The name is taken by an agent on another host: the store keeps its own.
             warn!(
@@ -449,8 +460,7 @@ async fn apply(
     for agent in &stored {
         // A `creating` row older than the create time limit belongs to a create that died
         // with the gateway: it is treated like any other row.
-        let settled = agent.status != AgentStatus::Creating || create_abandoned(gw, agent);
-        if settled
+        if !not_for_this_report(agent)
             && !reported_names.contains(agent.name.as_str())
             && agent.status != AgentStatus::Unknown
         {
