@@ -239,6 +239,9 @@ async fn create_one(
         created_by: Some(caller.operator.name.clone()),
         secret_names: template.secrets.clone(),
     };
+    // Placement counts the agents being created: choosing a host and reserving the new row
+    // there are one step, so a create placed meanwhile sees this one.
+    let placing = PLACING.lock().await;
     let host_name = choose_host(gw, caller, args.host.as_deref()).await?;
     let host_name = host_name.as_str();
     let host = gw.hosts.get(host_name)?;
@@ -247,8 +250,14 @@ async fn create_one(
         .clone()
         .or_else(|| template.idle_stop.clone());
     reserve(gw, host_name, &request, idle_stop).await?;
+    drop(placing);
     create_reserved(gw, &host, &request, || async { Ok(()) }).await
 }
+
+/// Held from the choice of a host to the reservation of the new agent's row there (a
+/// create's, and only that: a clone or a restore goes to a host it is told or its source's).
+/// One per process: a data directory is served by one gateway.
+static PLACING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Refuses a name a new agent cannot take: invalid, reserved, an operator's, or taken.
 pub async fn check_new_name(gw: &Gateway, name: &str) -> Result<(), CommandError> {
@@ -381,8 +390,8 @@ where
         .ok_or_else(|| CommandError::no_agent(name))
 }
 
-/// Where an agent goes when no host is named: the reachable host with the fewest running
-/// agents; on a tie `local`, then the first by name.
+/// Where an agent goes when no host is named: the reachable host with the fewest agents
+/// running or being created; on a tie `local`, then the first by name.
 pub fn place(hosts: &[HostRecord], agents: &[AgentRecord]) -> Option<String> {
     hosts
         .iter()
@@ -390,7 +399,10 @@ pub fn place(hosts: &[HostRecord], agents: &[AgentRecord]) -> Option<String> {
         .min_by_key(|h| {
             let running = agents
                 .iter()
-                .filter(|a| a.host == h.name && a.status == AgentStatus::Running)
+                .filter(|a| {
+                    a.host == h.name
+                        && matches!(a.status, AgentStatus::Running | AgentStatus::Creating)
+                })
                 .count();
             (running, h.name != LOCAL_HOST, h.name.clone())
         })
@@ -478,6 +490,28 @@ mod tests {
         // A tie with the gateway's own machine goes to it.
         assert_eq!(place(&hosts, &agents[1..]).as_deref(), Some("local"));
         assert_eq!(place(&[host("down", "unreachable")], &[]), None);
+    }
+
+    #[test]
+    fn placement_counts_agents_being_created() {
+        let hosts = [host("local", "reachable"), host("a", "reachable")];
+        let agents = [agent("x", "local", AgentStatus::Creating)];
+        assert_eq!(place(&hosts, &agents).as_deref(), Some("a"));
+        // One at a time, creates spread evenly: each placed agent is a `creating` row.
+        let mut agents = Vec::new();
+        for i in 0..7 {
+            let chosen = place(&hosts, &agents).expect("a host");
+            agents.push(agent(&format!("n{i}"), &chosen, AgentStatus::Creating));
+        }
+        let on = |h: &str| agents.iter().filter(|a| a.host == h).count();
+        assert_eq!((on("local"), on("a")), (4, 3));
+        // Exited, stopped and unknown agents do not count.
+        let idle = [
+            agent("e", "local", AgentStatus::Exited),
+            agent("s", "local", AgentStatus::Stopped),
+            agent("u", "local", AgentStatus::Unknown),
+        ];
+        assert_eq!(place(&hosts, &idle).as_deref(), Some("local"));
     }
 
     #[test]
