@@ -268,21 +268,30 @@ impl Tmux {
     /// pastes it: were it typed, each line break would be an Enter and the first line would be
     /// submitted alone (see [`paste_text`]).
     pub fn send_text(&self, name: &str, text: &str, enter: bool) -> Result<()> {
+        if text.contains('\0') {
+            return Err(Error::InvalidInput(
+                "the text to send contains a NUL byte, which a terminal cannot take".into(),
+            ));
+        }
         let target = escape_arg(&pane_target(name));
         if is_multi_line(text) {
             self.paste(&target, &paste_text(text))?;
-        } else if !text.is_empty() {
-            self.run(
-                "typing into the agent",
-                &[
-                    "send-keys".into(),
-                    "-t".into(),
-                    target.clone(),
-                    "-l".into(),
-                    "--".into(),
-                    escape_arg(text),
-                ],
-            )?;
+        } else {
+            // tmux takes a command in one message of at most 16 KiB: a long line is typed a
+            // piece at a time.
+            for piece in pieces(text, TYPED_PIECE) {
+                self.run(
+                    "typing into the agent",
+                    &[
+                        "send-keys".into(),
+                        "-t".into(),
+                        target.clone(),
+                        "-l".into(),
+                        "--".into(),
+                        escape_arg(piece),
+                    ],
+                )?;
+            }
         }
         if enter {
             self.run(
@@ -481,6 +490,30 @@ fn rand_u64() -> u64 {
     h.finish()
 }
 
+/// The most bytes of a line typed with one `send-keys`.
+const TYPED_PIECE: usize = 8 * 1024;
+
+/// `text` cut into pieces of at most `max` bytes (at least one character each), on
+/// character boundaries.
+fn pieces(text: &str, max: usize) -> impl Iterator<Item = &str> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut end = max.min(rest.len());
+        while !rest.is_char_boundary(end) {
+            end -= 1;
+        }
+        if end == 0 {
+            end = rest.chars().next().map_or(rest.len(), char::len_utf8);
+        }
+        let (piece, tail) = rest.split_at(end);
+        rest = tail;
+        Some(piece)
+    })
+}
+
 fn parse_pane_line(line: &str) -> Option<Pane> {
     let mut fields = line.splitn(9, '|');
     let session = fields.next()?.to_owned();
@@ -569,6 +602,18 @@ mod tests {
         assert_eq!(paste_text("a\rb\n\r"), "a\rb\n\r");
         assert_eq!(paste_text("a\r\x1b[201~\nb"), "a\nb");
         assert_eq!(paste_text("é\n日本"), "é\n日本");
+    }
+
+    #[test]
+    fn long_lines_are_typed_in_pieces_on_character_boundaries() {
+        assert_eq!(pieces("", 4).count(), 0);
+        assert_eq!(pieces("abcdefghij", 4).collect::<Vec<_>>(), ["abcd", "efgh", "ij"]);
+        let text = "é日本語x".repeat(1000);
+        let cut: Vec<&str> = pieces(&text, 7).collect();
+        assert!(cut.iter().all(|p| !p.is_empty() && p.len() <= 7));
+        assert_eq!(cut.concat(), text);
+        // A character longer than the piece still goes, whole.
+        assert_eq!(pieces("日本", 2).collect::<Vec<_>>(), ["日", "本"]);
     }
 
     #[test]

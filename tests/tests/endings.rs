@@ -2,7 +2,7 @@
 //! (in `list`, `info` and one audit event), a stop by hand says nothing of the kind, and input
 //! a host cannot take (a command too long to run, a NUL byte) is refused naming the input.
 
-use e2e::{TestGateway, stderr, wait_for};
+use e2e::{TestGateway, stderr, stdout, wait_for};
 use serde_json::Value;
 
 /// The `agent` events of the audit trail, as (agent, result, detail).
@@ -121,4 +121,87 @@ fn an_agent_whose_process_died_says_why_once_and_a_stop_by_hand_does_not() {
         "{events:?}"
     );
     assert!(events.iter().all(|(agent, _, _)| agent != "stopped"), "{events:?}");
+}
+
+/// `ssh TARGET WORDS...` with `words` as the remote command (ssh joins them with spaces): a
+/// command longer than one argument may be.
+fn long_command(gw: &TestGateway, target: &str, words: &[String]) -> std::process::Output {
+    gw.ssh_command()
+        .arg(target)
+        .args(words)
+        .output()
+        .expect("run ssh")
+}
+
+/// `echo` and 150 words of 999 `x`: a command line of 150,004 bytes.
+fn words_150k() -> Vec<String> {
+    std::iter::once("echo".to_owned())
+        .chain((0..150).map(|_| "x".repeat(999)))
+        .collect()
+}
+
+fn refused(out: &std::process::Output, says: &str) {
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a usage error: {}\n{}",
+        out.status,
+        stderr(out)
+    );
+    assert!(
+        stderr(out).contains(says),
+        "the error names the input ({says}): {}",
+        stderr(out)
+    );
+    assert!(
+        !stderr(out).contains("cannot be reached"),
+        "not the host's fault: {}",
+        stderr(out)
+    );
+}
+
+#[test]
+fn a_command_too_long_or_a_nul_byte_is_refused_naming_the_input_not_the_host() {
+    let gw = TestGateway::start();
+    let receiver = gw.create_paste_receiver("typist");
+    gw.ok(&["create", "worker", "--", "sleep", "600"]);
+
+    // A 150 KiB command inside an agent.
+    let out = long_command(&gw, "worker@gw", &words_150k());
+    refused(
+        &out,
+        "error: the command is 150004 bytes; at most 126976 are accepted",
+    );
+    // One that fits runs.
+    let fits: Vec<String> = std::iter::once("echo".to_owned())
+        .chain((0..100).map(|_| "y".repeat(999)))
+        .collect();
+    let out = long_command(&gw, "worker@gw", &fits);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).len(), 100 * 1000);
+
+    // An agent created with a 150 KiB command.
+    let mut create = vec!["create".to_owned(), "huge".into(), "--".into()];
+    create.extend(words_150k());
+    let out = long_command(&gw, "gw", &create);
+    refused(
+        &out,
+        "error: the agent's command is 150005 bytes; at most 8192 are accepted",
+    );
+    assert!(
+        stderr(&out).len() < 1000,
+        "the command is not repeated back"
+    );
+    assert!(gw.list().iter().all(|a| a["name"] != "huge"));
+
+    // A NUL byte in text to send, and in a prompt.
+    let out = gw.ssh_with_stdin(&["send", "typist", "-"], b"a\0b\n");
+    refused(&out, "error: the text to send contains a NUL byte (at byte 1)");
+    let out = gw.ssh_with_stdin(&["create", "prompted", "--prompt", "-"], b"hi\0\n");
+    refused(&out, "error: the prompt on stdin contains a NUL byte (at byte 2)");
+    // A line longer than tmux takes in one command is typed whole.
+    let line = "z".repeat(40_000);
+    let out = gw.ssh_with_stdin(&["send", "typist", "--no-enter", "-"], line.as_bytes());
+    assert!(out.status.success(), "{}", stderr(&out));
+    e2e::assert_file_gets(&receiver, line.as_bytes());
 }

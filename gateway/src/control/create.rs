@@ -171,6 +171,7 @@ pub(super) async fn read_prompt(io: &mut CommandIo) -> Result<String, CommandErr
         .map_err(CommandError::usage)?;
     let text = String::from_utf8(bytes)
         .map_err(|_| CommandError::usage("the prompt on stdin is not UTF-8"))?;
+    super::send::check_text(&text, "the prompt on stdin")?;
     Ok(text.trim_end_matches(['\r', '\n']).to_owned())
 }
 
@@ -209,6 +210,7 @@ async fn create_one(
             None,
         )
     };
+    check_command_size(&command)?;
     let workspace = match (&args.dir, &args.git) {
         (Some(dir), _) => {
             if !dir.is_absolute() {
@@ -438,6 +440,26 @@ fn agent_env(
         }
     }
     Ok(env)
+}
+
+/// The most bytes an agent's command may hold. tmux takes the command that starts a session
+/// in one message of at most 16 KiB, paths and the rest of the command included.
+pub const MAX_AGENT_COMMAND: usize = 8 * 1024;
+
+/// Refuses an agent's command that its host could not start, naming it.
+fn check_command_size(command: &AgentCommand) -> Result<(), CommandError> {
+    let size = match command {
+        AgentCommand::Argv { argv } => argv.iter().map(|a| a.len() + 1).sum::<usize>(),
+        AgentCommand::Shell { line } => line.len(),
+        AgentCommand::LoginShell => 0,
+    };
+    if size > MAX_AGENT_COMMAND {
+        return Err(CommandError::usage(format!(
+            "the agent's command is {size} bytes; at most {MAX_AGENT_COMMAND} are accepted"
+        ))
+        .hint("put a long command in a script in the workspace and run that"));
+    }
+    Ok(())
 }
 
 fn template_command(line: &str) -> AgentCommand {
