@@ -205,3 +205,33 @@ fn a_command_too_long_or_a_nul_byte_is_refused_naming_the_input_not_the_host() {
     assert!(out.status.success(), "{}", stderr(&out));
     e2e::assert_file_gets(&receiver, line.as_bytes());
 }
+
+/// The same limits on a remote host (a network namespace running a real sshd: needs root),
+/// where the command travels inside the one line sshd hands to the host user's shell.
+#[test]
+fn a_command_too_long_for_a_remote_host_is_refused_naming_the_input() {
+    let gw = TestGateway::start();
+    let _h1 = e2e::netns::add_host(&gw, "h1");
+    gw.ok(&["create", "far", "--host", "h1", "--", "sleep", "600"]);
+
+    let out = long_command(&gw, "far@gw", &words_150k());
+    refused(
+        &out,
+        "error: the command is 150004 bytes; at most 126976 are accepted",
+    );
+    // 100 KiB fits, quoted for the host's shell and all.
+    let fits: Vec<String> = std::iter::once("echo".to_owned())
+        .chain((0..100).map(|_| "y".repeat(999)))
+        .collect();
+    let out = long_command(&gw, "far@gw", &fits);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).len(), 100 * 1000);
+    // Quoting for the host's shell can make a command that fits too long for the host
+    // (`'` and `!` take more than a byte each once quoted).
+    let quotes = vec!["echo".to_owned(), "'!".repeat(60_000)];
+    let out = long_command(&gw, "far@gw", &quotes);
+    refused(&out, "once quoted for the shell of host 'h1'; at most 131071 are accepted");
+
+    let out = gw.ssh_with_stdin(&["send", "far", "-"], b"a\0b\n");
+    refused(&out, "error: the text to send contains a NUL byte (at byte 1)");
+}
