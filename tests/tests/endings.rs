@@ -1,6 +1,7 @@
 //! Truthful statuses and input errors: an agent whose process ended without a stop says why
 //! (in `list`, `info` and one audit event), a stop by hand says nothing of the kind, and input
 //! a host cannot take (a command too long to run, a NUL byte) is refused naming the input.
+//! The remote host's test runs it in a network namespace with a real sshd: it needs root.
 
 use e2e::{TestGateway, stderr, stdout, wait_for};
 use serde_json::Value;
