@@ -534,7 +534,11 @@ fn parse_pane_line(line: &str) -> Option<Pane> {
         pid: if dead { None } else { pid },
         dead,
         dead_status: if dead { dead_status } else { None },
-        dead_signal: if dead && exit_status.is_none() { signal } else { None },
+        dead_signal: if dead && exit_status.is_none() {
+            signal
+        } else {
+            None
+        },
         activity,
         closing: pty_closed && !dead,
         cols,
@@ -607,7 +611,10 @@ mod tests {
     #[test]
     fn long_lines_are_typed_in_pieces_on_character_boundaries() {
         assert_eq!(pieces("", 4).count(), 0);
-        assert_eq!(pieces("abcdefghij", 4).collect::<Vec<_>>(), ["abcd", "efgh", "ij"]);
+        assert_eq!(
+            pieces("abcdefghij", 4).collect::<Vec<_>>(),
+            ["abcd", "efgh", "ij"]
+        );
         let text = "é日本語x".repeat(1000);
         let cut: Vec<&str> = pieces(&text, 7).collect();
         assert!(cut.iter().all(|p| !p.is_empty() && p.len() <= 7));

@@ -8,8 +8,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::api::{
-    AgentCommand, AgentInfo, AgentMeta, CreateRequest, Ending, HostAgentStatus, Screen, Secrets, TermSize,
-    WorkspaceSource, validate_agent_name,
+    AgentCommand, AgentInfo, AgentMeta, CreateRequest, Ending, HostAgentStatus, Screen, Secrets,
+    TermSize, WorkspaceSource, validate_agent_name,
 };
 use crate::error::{Error, Result};
 use crate::files::Files;
@@ -288,11 +288,7 @@ impl HostCtl {
         check_name(name)?;
         let meta = self.files.read_meta(name)?;
         let server = self.tmux.server_panes()?;
-        let pane = server
-            .iter()
-            .flatten()
-            .find(|p| p.session == name)
-            .cloned();
+        let pane = server.iter().flatten().find(|p| p.session == name).cloned();
         let stopped = self.files.stop_mark_path(name).exists();
         let mut info = [agent_info(meta, pane.as_ref())];
         info[0].ending = ending(pane.as_ref(), server.is_some(), stopped);

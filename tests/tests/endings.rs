@@ -69,7 +69,10 @@ fn an_agent_whose_process_died_says_why_once_and_a_stop_by_hand_does_not() {
     // The reconciler looks a few times (every 500 ms here) before the events are read.
     std::thread::sleep(std::time::Duration::from_secs(2));
     let info = gw.info("stopped");
-    assert_eq!((&info["state"], &info["stop_reason"]), (&Value::from("stopped"), &Value::Null));
+    assert_eq!(
+        (&info["state"], &info["stop_reason"]),
+        (&Value::from("stopped"), &Value::Null)
+    );
     let events = agent_events(&gw);
     assert_eq!(
         events,
@@ -121,7 +124,10 @@ fn an_agent_whose_process_died_says_why_once_and_a_stop_by_hand_does_not() {
         )],
         "{events:?}"
     );
-    assert!(events.iter().all(|(agent, _, _)| agent != "stopped"), "{events:?}");
+    assert!(
+        events.iter().all(|(agent, _, _)| agent != "stopped"),
+        "{events:?}"
+    );
 }
 
 /// `ssh TARGET WORDS...` with `words` as the remote command (ssh joins them with spaces): a
@@ -197,9 +203,15 @@ fn a_command_too_long_or_a_nul_byte_is_refused_naming_the_input_not_the_host() {
 
     // A NUL byte in text to send, and in a prompt.
     let out = gw.ssh_with_stdin(&["send", "typist", "-"], b"a\0b\n");
-    refused(&out, "error: the text to send contains a NUL byte (at byte 1)");
+    refused(
+        &out,
+        "error: the text to send contains a NUL byte (at byte 1)",
+    );
     let out = gw.ssh_with_stdin(&["create", "prompted", "--prompt", "-"], b"hi\0\n");
-    refused(&out, "error: the prompt on stdin contains a NUL byte (at byte 2)");
+    refused(
+        &out,
+        "error: the prompt on stdin contains a NUL byte (at byte 2)",
+    );
     // A line longer than tmux takes in one command is typed whole.
     let line = "z".repeat(40_000);
     let out = gw.ssh_with_stdin(&["send", "typist", "--no-enter", "-"], line.as_bytes());
@@ -231,8 +243,14 @@ fn a_command_too_long_for_a_remote_host_is_refused_naming_the_input() {
     // (`'` and `!` take more than a byte each once quoted).
     let quotes = vec!["echo".to_owned(), "'!".repeat(60_000)];
     let out = long_command(&gw, "far@gw", &quotes);
-    refused(&out, "once quoted for the shell of host 'h1'; at most 131071 are accepted");
+    refused(
+        &out,
+        "once quoted for the shell of host 'h1'; at most 131071 are accepted",
+    );
 
     let out = gw.ssh_with_stdin(&["send", "far", "-"], b"a\0b\n");
-    refused(&out, "error: the text to send contains a NUL byte (at byte 1)");
+    refused(
+        &out,
+        "error: the text to send contains a NUL byte (at byte 1)",
+    );
 }

@@ -44,8 +44,10 @@ fn concurrent_creates_without_a_host_spread_as_they_would_one_at_a_time() {
         );
     }
 
-    let mut per_host: BTreeMap<String, usize> =
-        ["local", "h1", "h2"].iter().map(|h| ((*h).to_owned(), 0)).collect();
+    let mut per_host: BTreeMap<String, usize> = ["local", "h1", "h2"]
+        .iter()
+        .map(|h| ((*h).to_owned(), 0))
+        .collect();
     for agent in gw.list() {
         *per_host
             .entry(agent["host"].as_str().expect("a host").to_owned())

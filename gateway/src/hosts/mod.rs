@@ -195,7 +195,11 @@ impl AgentSession {
                 key.escape_debug()
             )));
         }
-        let total = line.len() + env.iter().map(|(k, v)| k.len() + v.len() + 1).sum::<usize>();
+        let total = line.len()
+            + env
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 1)
+                .sum::<usize>();
         if total > MAX_COMMAND {
             return Err(refused(format!(
                 "the command and the environment variables sent with it are {total} bytes; at most {MAX_COMMAND} are accepted"

@@ -1984,7 +1984,10 @@ mod tests {
             .await
             .expect("observe");
         let back = store.agent("a").await.expect("q").expect("found");
-        assert_eq!((back.status, back.stop_reason), (AgentStatus::Stopped, None));
+        assert_eq!(
+            (back.status, back.stop_reason),
+            (AgentStatus::Stopped, None)
+        );
         assert_eq!(agent_events(&store).await.len(), 1);
         // Started, then its tmux server killed: a reason and a second event.
         store
