@@ -344,7 +344,10 @@ impl HostCtl {
         // without knowing it was stopped.
         let mark = self.files.stop_mark_path(name);
         std::fs::write(&mark, b"").map_err(Error::io("writing", &mark))?;
-        self.tmux.kill_session(name)?;
+        if let Err(e) = self.tmux.kill_session(name) {
+            let _ = std::fs::remove_file(&mark);
+            return Err(e);
+        }
         crate::procs::end_run(&self.files.agent_dir(name), crate::procs::GRACE);
         self.info(name)
     }
