@@ -254,3 +254,52 @@ fn a_command_too_long_for_a_remote_host_is_refused_naming_the_input() {
         "error: the text to send contains a NUL byte (at byte 1)",
     );
 }
+
+/// On a remote host (a network namespace with a real sshd: needs root), the same reasons and
+/// events: the host's hostctl tells them.
+#[test]
+fn an_agent_on_a_remote_host_whose_process_died_says_why() {
+    let gw = TestGateway::start();
+    let h1 = e2e::netns::add_host(&gw, "h1");
+    gw.ok(&["create", "far-killed", "--host", "h1", "--", "sleep", "600"]);
+    gw.ok(&["create", "far-kept", "--host", "h1", "--", "sleep", "600"]);
+    gw.ok(&[
+        "create",
+        "far-stopped",
+        "--host",
+        "h1",
+        "--",
+        "sleep",
+        "600",
+    ]);
+    gw.ok(&["stop", "far-stopped"]);
+
+    // The namespace shares the machine's processes: its pid is a pid here too.
+    let pid = gw.info("far-killed")["pid"].as_u64().expect("a pid");
+    e2e::signal(u32::try_from(pid).expect("pid"), libc::SIGKILL);
+    let info = ended(&gw, "far-killed");
+    assert_eq!(
+        (&info["state"], &info["stop_reason"]),
+        (
+            &Value::from("exited"),
+            &Value::from("its process was killed by signal 9 (SIGKILL)")
+        )
+    );
+
+    let out = h1.tmux(&["kill-server"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let info = ended(&gw, "far-kept");
+    assert_eq!(
+        (&info["state"], &info["stop_reason"]),
+        (&Value::from("stopped"), &Value::from("tmux server gone"))
+    );
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(gw.info("far-stopped")["stop_reason"], Value::Null);
+    let events = agent_events(&gw);
+    let of = |agent: &str| events.iter().filter(|(a, _, _)| a == agent).count();
+    assert_eq!(
+        (of("far-killed"), of("far-kept"), of("far-stopped")),
+        (2, 1, 0),
+        "killed, then its pane gone with the server; the server gone; nothing for the stop: {events:?}"
+    );
+}
