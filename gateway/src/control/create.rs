@@ -421,6 +421,16 @@ fn agent_env(
     let mut env = template.env.clone();
     for (key, value) in given {
         hostctl::api::validate_env_key(key).map_err(CommandError::usage)?;
+        // The agent's program gets each variable as one `KEY=VALUE` string, which Linux takes
+        // no longer than one argument: past that the agent could not start.
+        let size = key.len() + 1 + value.len();
+        if size > crate::hosts::MAX_ARGUMENT {
+            return Err(CommandError::usage(format!(
+                "the environment variable {key} is {size} bytes; at most {} are accepted",
+                crate::hosts::MAX_ARGUMENT
+            ))
+            .hint("pass a long value in a file in the workspace"));
+        }
         env.insert(key.clone(), value.clone());
     }
     for required in &template.required_env {
@@ -557,6 +567,20 @@ mod tests {
         )
         .expect("given");
         assert_eq!(env["AGENTGATE_TEST_SURELY_UNSET_VAR"], "v");
+    }
+
+    #[test]
+    fn an_environment_variable_longer_than_a_program_can_get_is_refused() {
+        let fits = "v".repeat(crate::hosts::MAX_ARGUMENT - 2);
+        assert!(agent_env("shell", &Template::default(), &[("A".into(), fits)]).is_ok());
+        let long = "v".repeat(crate::hosts::MAX_ARGUMENT);
+        let err =
+            agent_env("shell", &Template::default(), &[("A".into(), long)]).expect_err("refused");
+        assert_eq!(err.status, exit::USAGE);
+        assert_eq!(
+            err.message,
+            "the environment variable A is 131073 bytes; at most 131071 are accepted"
+        );
     }
 
     #[test]
