@@ -429,9 +429,11 @@ async fn apply(
         stored.iter().map(|a| (a.name.as_str(), a)).collect();
     // A row whose status changed after the host was asked (a create, a stop or a start that
     // ended meanwhile) is newer than the report, and a row still `creating` belongs to its
-    // create (the host may show its agent half made): the report is not applied to them.
+    // create (the host may show its agent half made): the report is not applied to them. A
+    // change dated after now is a clock that was set back, not news: the report applies.
+    let now = time::OffsetDateTime::now_utc();
     let not_for_this_report = |agent: &AgentRecord| {
-        status::parse(agent.status_since.as_deref()).is_some_and(|t| t > asked_at)
+        status::parse(agent.status_since.as_deref()).is_some_and(|t| t > asked_at && t <= now)
             || (agent.status == AgentStatus::Creating && !create_abandoned(gw, agent))
     };
     let mut seen: Vec<(&str, Observed)> = Vec::new();
