@@ -427,15 +427,9 @@ async fn apply(
     let stored = gw.store.agents_on_host(host).await?;
     let by_name: HashMap<&str, &AgentRecord> =
         stored.iter().map(|a| (a.name.as_str(), a)).collect();
-    // A row whose status changed after the host was asked (a create, a stop or a start that
-    // ended meanwhile) is newer than the report, and a row still `creating` belongs to its
-    // create (the host may show its agent half made): the report is not applied to them. A
-    // change dated after now is a clock that was set back, not news: the report applies.
     let now = time::OffsetDateTime::now_utc();
-    let not_for_this_report = |agent: &AgentRecord| {
-        status::parse(agent.status_since.as_deref()).is_some_and(|t| t > asked_at && t <= now)
-            || (agent.status == AgentStatus::Creating && !create_abandoned(gw, agent))
-    };
+    let not_for_this_report =
+        |agent: &AgentRecord| !report_applies(agent, asked_at, now, create_abandoned(gw, agent));
     let mut seen: Vec<(&str, Observed)> = Vec::new();
     let mut adopted_any = false;
     for info in reported {
@@ -502,6 +496,23 @@ async fn apply(
         }
     }
     Ok(screens_known)
+}
+
+/// Whether a host's report, asked for at `asked_at`, is to be applied to `agent` now. Not to
+/// a row whose status changed after the host was asked (a create, a stop or a start that
+/// ended meanwhile: the store knows better), nor to a row still `creating` (it belongs to its
+/// create, and the host may show the agent half made) unless that create was `abandoned`. A
+/// change dated after `now` is a clock that was set back, not news: the report applies.
+fn report_applies(
+    agent: &AgentRecord,
+    asked_at: time::OffsetDateTime,
+    now: time::OffsetDateTime,
+    abandoned: bool,
+) -> bool {
+    let newer =
+        status::parse(agent.status_since.as_deref()).is_some_and(|t| t > asked_at && t <= now);
+    let being_created = agent.status == AgentStatus::Creating && !abandoned;
+    !newer && !being_created
 }
 
 fn unix(rfc3339: Option<&str>) -> Option<i64> {
@@ -675,6 +686,51 @@ pub async fn run(gw: Arc<Gateway>) {
 mod tests {
     use super::*;
     use crate::store::sample_agent;
+
+    #[test]
+    fn a_report_applies_only_to_rows_older_than_it_and_not_being_created() {
+        let at = |s: &str| status::parse(Some(s)).expect("a time");
+        let asked = at("2026-01-01T12:00:00Z");
+        let now = at("2026-01-01T12:00:01Z");
+        let agent = |status, since: Option<&str>| crate::store::AgentRecord {
+            status_since: since.map(str::to_owned),
+            ..sample_agent("a", "local", status)
+        };
+        let running = AgentStatus::Running;
+        assert!(report_applies(&agent(running, None), asked, now, false));
+        assert!(report_applies(
+            &agent(running, Some("2026-01-01T11:59:59.9Z")),
+            asked,
+            now,
+            false
+        ));
+        // Created, stopped or started while the host was being asked.
+        assert!(!report_applies(
+            &agent(AgentStatus::Stopped, Some("2026-01-01T12:00:00.5Z")),
+            asked,
+            now,
+            false
+        ));
+        // Dated after now: a clock set back.
+        assert!(report_applies(
+            &agent(running, Some("2026-01-01T13:00:00Z")),
+            asked,
+            now,
+            false
+        ));
+        assert!(!report_applies(
+            &agent(AgentStatus::Creating, None),
+            asked,
+            now,
+            false
+        ));
+        assert!(report_applies(
+            &agent(AgentStatus::Creating, None),
+            asked,
+            now,
+            true
+        ));
+    }
 
     #[test]
     fn a_snapshot_found_on_a_host_is_checked_like_the_gateways_own_input() {
