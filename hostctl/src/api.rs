@@ -442,6 +442,65 @@ impl HostAgentStatus {
     }
 }
 
+/// How an agent that does not run came to stop running.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Ending {
+    /// Its process exited with this code.
+    Exited { code: i32 },
+    /// Its process was killed by this signal.
+    Killed { signal: i32 },
+    /// `hostctl stop` ended it (a stop by hand, an idle stop, a migration).
+    Stopped,
+    /// Its tmux session was ended by something else than hostctl while the tmux server runs
+    /// (`tmux kill-session` by hand, say).
+    SessionGone,
+    /// Its tmux server is not running, and hostctl did not stop the agent: the server was
+    /// killed or crashed, or the host restarted.
+    ServerGone,
+}
+
+impl Ending {
+    /// Why the agent does not run, in words for `list` and the audit trail; none for a stop
+    /// through hostctl (the gateway knows why it stopped it).
+    pub fn reason(self) -> Option<String> {
+        match self {
+            Ending::Exited { code } => Some(format!("its process exited with {code}")),
+            Ending::Killed { signal } => Some(match signal_name(signal) {
+                Some(name) => format!("its process was killed by signal {signal} ({name})"),
+                None => format!("its process was killed by signal {signal}"),
+            }),
+            Ending::Stopped => None,
+            Ending::SessionGone => Some("its tmux session was ended outside agentgate".into()),
+            Ending::ServerGone => Some("tmux server gone".into()),
+        }
+    }
+}
+
+/// The name of a Linux signal number, for the common ones.
+pub fn signal_name(signal: i32) -> Option<&'static str> {
+    Some(match signal {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        3 => "SIGQUIT",
+        4 => "SIGILL",
+        5 => "SIGTRAP",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        10 => "SIGUSR1",
+        11 => "SIGSEGV",
+        12 => "SIGUSR2",
+        13 => "SIGPIPE",
+        14 => "SIGALRM",
+        15 => "SIGTERM",
+        24 => "SIGXCPU",
+        25 => "SIGXFSZ",
+        _ => return None,
+    })
+}
+
 /// One agent, as `hostctl list --json` and `hostctl info NAME --json` report it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentInfo {
@@ -453,6 +512,10 @@ pub struct AgentInfo {
     /// The exit code, once the process has ended.
     #[serde(default)]
     pub exit_code: Option<i32>,
+    /// How the agent came not to run, as far as its host can tell (none while it runs, and
+    /// from a hostctl older than API version 6).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ending: Option<Ending>,
     /// RFC 3339 time of the last output, when tmux knows it.
     #[serde(default)]
     pub last_activity: Option<String>,

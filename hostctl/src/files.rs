@@ -58,6 +58,12 @@ impl Files {
         self.agent_dir(name).join("launch.json")
     }
 
+    /// Present while the agent is stopped by `hostctl stop`: an agent with no session and
+    /// no such file came to an end some other way (see [`crate::api::Ending`]).
+    pub fn stop_mark_path(&self, name: &str) -> PathBuf {
+        self.agent_dir(name).join("stopped")
+    }
+
     pub fn log_path(&self, name: &str) -> PathBuf {
         self.agent_dir(name).join("output.log")
     }

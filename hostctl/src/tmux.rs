@@ -38,6 +38,8 @@ pub struct Pane {
     pub dead: bool,
     /// The exit code once the process has ended (128 + N after signal N, as shells report it).
     pub dead_status: Option<i32>,
+    /// The signal that ended the process, when one did.
+    pub dead_signal: Option<i32>,
     pub activity: Option<i64>,
     /// The pane's terminal has closed but tmux has no exit status for its process yet.
     pub closing: bool,
@@ -156,9 +158,17 @@ impl Tmux {
 
     /// Every pane on the server; an empty list when the server is not running.
     pub fn panes(&self) -> Result<Vec<Pane>> {
-        let panes = self.list_panes()?;
+        Ok(self.server_panes()?.unwrap_or_default())
+    }
+
+    /// Every pane on the server; `None` when the server is not running (then the agents did
+    /// not end by a stop of their own: the server was killed, or the host restarted).
+    pub fn server_panes(&self) -> Result<Option<Vec<Pane>>> {
+        let Some(panes) = self.list_panes()? else {
+            return Ok(None);
+        };
         if !panes.iter().any(|p| p.closing) {
-            return Ok(panes);
+            return Ok(Some(panes));
         }
         // A pane whose terminal closed but whose process has no exit status yet: tmux 3.3 can
         // miss the SIGCHLD of a pane's process (seen under load: the process stays a zombie
@@ -171,7 +181,7 @@ impl Tmux {
         self.list_panes()
     }
 
-    fn list_panes(&self) -> Result<Vec<Pane>> {
+    fn list_panes(&self) -> Result<Option<Vec<Pane>>> {
         // A printable separator: under a C locale (no LANG, as in many sshd sessions and
         // systemd services) tmux prints control characters such as a tab as '_'.
         // The foreground command comes last: it is the only field that may hold a '|'.
@@ -182,8 +192,8 @@ impl Tmux {
             "listing tmux panes",
             &args(["list-panes", "-a", "-F", format]),
         ) {
-            Ok(out) => Ok(out.lines().filter_map(parse_pane_line).collect()),
-            Err(Error::Command { stderr, .. }) if no_server(&stderr) => Ok(Vec::new()),
+            Ok(out) => Ok(Some(out.lines().filter_map(parse_pane_line).collect())),
+            Err(Error::Command { stderr, .. }) if no_server(&stderr) => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -258,21 +268,30 @@ impl Tmux {
     /// pastes it: were it typed, each line break would be an Enter and the first line would be
     /// submitted alone (see [`paste_text`]).
     pub fn send_text(&self, name: &str, text: &str, enter: bool) -> Result<()> {
+        if text.contains('\0') {
+            return Err(Error::InvalidInput(
+                "the text to send contains a NUL byte, which a terminal cannot take".into(),
+            ));
+        }
         let target = escape_arg(&pane_target(name));
         if is_multi_line(text) {
             self.paste(&target, &paste_text(text))?;
-        } else if !text.is_empty() {
-            self.run(
-                "typing into the agent",
-                &[
-                    "send-keys".into(),
-                    "-t".into(),
-                    target.clone(),
-                    "-l".into(),
-                    "--".into(),
-                    escape_arg(text),
-                ],
-            )?;
+        } else {
+            // tmux takes a command in one message of at most 16 KiB: a long line is typed a
+            // piece at a time.
+            for piece in pieces(text, TYPED_PIECE) {
+                self.run(
+                    "typing into the agent",
+                    &[
+                        "send-keys".into(),
+                        "-t".into(),
+                        target.clone(),
+                        "-l".into(),
+                        "--".into(),
+                        escape_arg(piece),
+                    ],
+                )?;
+            }
         }
         if enter {
             self.run(
@@ -471,6 +490,30 @@ fn rand_u64() -> u64 {
     h.finish()
 }
 
+/// The most bytes of a line typed with one `send-keys`.
+const TYPED_PIECE: usize = 8 * 1024;
+
+/// `text` cut into pieces of at most `max` bytes (at least one character each), on
+/// character boundaries.
+fn pieces(text: &str, max: usize) -> impl Iterator<Item = &str> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut end = max.min(rest.len());
+        while !rest.is_char_boundary(end) {
+            end -= 1;
+        }
+        if end == 0 {
+            end = rest.chars().next().map_or(rest.len(), char::len_utf8);
+        }
+        let (piece, tail) = rest.split_at(end);
+        rest = tail;
+        Some(piece)
+    })
+}
+
 fn parse_pane_line(line: &str) -> Option<Pane> {
     let mut fields = line.splitn(9, '|');
     let session = fields.next()?.to_owned();
@@ -491,6 +534,11 @@ fn parse_pane_line(line: &str) -> Option<Pane> {
         pid: if dead { None } else { pid },
         dead,
         dead_status: if dead { dead_status } else { None },
+        dead_signal: if dead && exit_status.is_none() {
+            signal
+        } else {
+            None
+        },
         activity,
         closing: pty_closed && !dead,
         cols,
@@ -561,6 +609,21 @@ mod tests {
     }
 
     #[test]
+    fn long_lines_are_typed_in_pieces_on_character_boundaries() {
+        assert_eq!(pieces("", 4).count(), 0);
+        assert_eq!(
+            pieces("abcdefghij", 4).collect::<Vec<_>>(),
+            ["abcd", "efgh", "ij"]
+        );
+        let text = "é日本語x".repeat(1000);
+        let cut: Vec<&str> = pieces(&text, 7).collect();
+        assert!(cut.iter().all(|p| !p.is_empty() && p.len() <= 7));
+        assert_eq!(cut.concat(), text);
+        // A character longer than the piece still goes, whole.
+        assert_eq!(pieces("日本", 2).collect::<Vec<_>>(), ["日", "本"]);
+    }
+
+    #[test]
     fn pane_lines_parse_live_and_dead_panes() {
         assert_eq!(
             parse_pane_line("fix-ci|42|0||1700000000"),
@@ -569,6 +632,7 @@ mod tests {
                 pid: Some(42),
                 dead: false,
                 dead_status: None,
+                dead_signal: None,
                 activity: Some(1_700_000_000),
                 closing: false,
                 cols: 0,
@@ -581,10 +645,13 @@ mod tests {
         assert_eq!(sized.foreground.as_deref(), Some("my|tool"));
         let dead = parse_pane_line("x|42|1|3||").expect("parses");
         assert!(dead.dead);
-        assert_eq!(dead.dead_status, Some(3));
+        assert_eq!((dead.dead_status, dead.dead_signal), (Some(3), None));
         assert_eq!(dead.pid, None);
         let killed = parse_pane_line("x|42|1|||9").expect("parses");
-        assert_eq!((killed.dead, killed.dead_status), (true, Some(137)));
+        assert_eq!(
+            (killed.dead, killed.dead_status, killed.dead_signal),
+            (true, Some(137), Some(9))
+        );
         let closing = parse_pane_line("x|42|1|||").expect("parses");
         assert!(
             !closing.dead,

@@ -8,8 +8,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::api::{
-    AgentCommand, AgentInfo, AgentMeta, CreateRequest, HostAgentStatus, Screen, Secrets, TermSize,
-    WorkspaceSource, validate_agent_name,
+    AgentCommand, AgentInfo, AgentMeta, CreateRequest, Ending, HostAgentStatus, Screen, Secrets,
+    TermSize, WorkspaceSource, validate_agent_name,
 };
 use crate::error::{Error, Result};
 use crate::files::Files;
@@ -200,6 +200,8 @@ impl HostCtl {
             let _ = std::fs::remove_file(&launch);
             return Err(e);
         }
+        // Only once the session runs: a start that failed leaves the agent stopped as it was.
+        let _ = std::fs::remove_file(self.files.stop_mark_path(&name));
         meta.starts += 1;
         self.files.write_meta(meta)
     }
@@ -260,13 +262,17 @@ impl HostCtl {
     /// output at or after that time (Unix seconds).
     pub fn list(&self, screens_after: Option<i64>) -> Result<Vec<AgentInfo>> {
         let seen_at = time::OffsetDateTime::now_utc().unix_timestamp();
-        let panes = self.tmux.panes()?;
+        let server = self.tmux.server_panes()?;
+        let server_runs = server.is_some();
+        let panes = server.unwrap_or_default();
         let mut out = Vec::new();
         for name in self.files.agent_names()? {
             // A meta.json that cannot be read is skipped here and reported by `info`.
             if let Ok(meta) = self.files.read_meta(&name) {
                 let pane = panes.iter().find(|p| p.session == name);
+                let stopped = self.files.stop_mark_path(&name).exists();
                 let mut info = agent_info(meta, pane);
+                info.ending = ending(pane, server_runs, stopped);
                 info.seen_at = Some(seen_at);
                 out.push(info);
             }
@@ -285,8 +291,11 @@ impl HostCtl {
     pub fn info(&self, name: &str) -> Result<AgentInfo> {
         check_name(name)?;
         let meta = self.files.read_meta(name)?;
-        let pane = self.tmux.pane(name)?;
+        let server = self.tmux.server_panes()?;
+        let pane = server.iter().flatten().find(|p| p.session == name).cloned();
+        let stopped = self.files.stop_mark_path(name).exists();
         let mut info = [agent_info(meta, pane.as_ref())];
+        info[0].ending = ending(pane.as_ref(), server.is_some(), stopped);
         self.add_screens(&mut info, pane.as_slice());
         let [info] = info;
         Ok(info)
@@ -335,7 +344,14 @@ impl HostCtl {
     pub fn stop(&self, name: &str) -> Result<AgentInfo> {
         check_name(name)?;
         self.files.read_meta(name)?;
-        self.tmux.kill_session(name)?;
+        // Marked before the session ends, so that no look at the host sees the agent gone
+        // without knowing it was stopped.
+        let mark = self.files.stop_mark_path(name);
+        std::fs::write(&mark, b"").map_err(Error::io("writing", &mark))?;
+        if let Err(e) = self.tmux.kill_session(name) {
+            let _ = std::fs::remove_file(&mark);
+            return Err(e);
+        }
         crate::procs::end_run(&self.files.agent_dir(name), crate::procs::GRACE);
         self.info(name)
     }
@@ -747,6 +763,22 @@ fn run_checked(what: &'static str, mut cmd: Command) -> Result<()> {
     })
 }
 
+/// How an agent whose pane is `pane` came not to run (none while it runs). `server_runs`:
+/// whether the tmux server answered; `stopped`: whether `hostctl stop` ended it.
+fn ending(pane: Option<&Pane>, server_runs: bool, stopped: bool) -> Option<Ending> {
+    match pane {
+        Some(p) if !p.dead => None,
+        Some(p) => match (p.dead_signal, p.dead_status) {
+            (Some(signal), _) => Some(Ending::Killed { signal }),
+            (None, Some(code)) => Some(Ending::Exited { code }),
+            (None, None) => None,
+        },
+        None if stopped => Some(Ending::Stopped),
+        None if server_runs => Some(Ending::SessionGone),
+        None => Some(Ending::ServerGone),
+    }
+}
+
 fn agent_info(meta: AgentMeta, pane: Option<&Pane>) -> AgentInfo {
     let (status, pid, exit_code) = match pane {
         Some(p) if p.dead => (HostAgentStatus::Exited, None, p.dead_status),
@@ -758,6 +790,7 @@ fn agent_info(meta: AgentMeta, pane: Option<&Pane>) -> AgentInfo {
         status,
         pid,
         exit_code,
+        ending: None,
         last_activity: pane.and_then(|p| p.activity).and_then(unix_to_rfc3339),
         meta,
         screen: None,

@@ -172,6 +172,7 @@ pub(super) async fn read_prompt(io: &mut CommandIo) -> Result<String, CommandErr
         .map_err(CommandError::usage)?;
     let text = String::from_utf8(bytes)
         .map_err(|_| CommandError::usage("the prompt on stdin is not UTF-8"))?;
+    super::send::check_text(&text, "the prompt on stdin")?;
     Ok(text.trim_end_matches(['\r', '\n']).to_owned())
 }
 
@@ -210,6 +211,7 @@ async fn create_one(
             None,
         )
     };
+    check_command_size(&command)?;
     let workspace = match (&args.dir, &args.git) {
         (Some(dir), _) => {
             if !dir.is_absolute() {
@@ -240,6 +242,9 @@ async fn create_one(
         created_by: Some(caller.operator.name.clone()),
         secret_names: template.secrets.clone(),
     };
+    // Placement counts the agents being created: choosing a host and reserving the new row
+    // there are one step, so a create placed meanwhile sees this one.
+    let placing = PLACING.lock().await;
     let host_name = choose_host(gw, caller, args.host.as_deref()).await?;
     let host_name = host_name.as_str();
     let host = gw.hosts.get(host_name)?;
@@ -248,8 +253,14 @@ async fn create_one(
         .clone()
         .or_else(|| template.idle_stop.clone());
     let intent = reserve(gw, host_name, &request, idle_stop, Origin::create()).await?;
+    drop(placing);
     create_reserved(gw, &host, &request, intent, |_| async { Ok(()) }).await
 }
+
+/// Held from the choice of a host to the reservation of the new agent's row there (a
+/// create's, and only that: a clone or a restore goes to a host it is told or its source's).
+/// One per process: a data directory is served by one gateway.
+static PLACING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Refuses a name a new agent cannot take: invalid, reserved, an operator's, or taken.
 pub async fn check_new_name(gw: &Gateway, name: &str) -> Result<(), CommandError> {
@@ -440,8 +451,8 @@ where
     made
 }
 
-/// Where an agent goes when no host is named: the reachable host with the fewest running
-/// agents; on a tie `local`, then the first by name.
+/// Where an agent goes when no host is named: the reachable host with the fewest agents
+/// running or being created; on a tie `local`, then the first by name.
 pub fn place(hosts: &[HostRecord], agents: &[AgentRecord]) -> Option<String> {
     hosts
         .iter()
@@ -449,7 +460,10 @@ pub fn place(hosts: &[HostRecord], agents: &[AgentRecord]) -> Option<String> {
         .min_by_key(|h| {
             let running = agents
                 .iter()
-                .filter(|a| a.host == h.name && a.status == AgentStatus::Running)
+                .filter(|a| {
+                    a.host == h.name
+                        && matches!(a.status, AgentStatus::Running | AgentStatus::Creating)
+                })
                 .count();
             (running, h.name != LOCAL_HOST, h.name.clone())
         })
@@ -466,6 +480,16 @@ fn agent_env(
     let mut env = template.env.clone();
     for (key, value) in given {
         hostctl::api::validate_env_key(key).map_err(CommandError::usage)?;
+        // The agent's program gets each variable as one `KEY=VALUE` string, which Linux takes
+        // no longer than one argument: past that the agent could not start.
+        let size = key.len() + 1 + value.len();
+        if size > crate::hosts::MAX_ARGUMENT {
+            return Err(CommandError::usage(format!(
+                "the environment variable {key} is {size} bytes; at most {} are accepted",
+                crate::hosts::MAX_ARGUMENT
+            ))
+            .hint("pass a long value in a file in the workspace"));
+        }
         env.insert(key.clone(), value.clone());
     }
     for required in &template.required_env {
@@ -485,6 +509,26 @@ fn agent_env(
         }
     }
     Ok(env)
+}
+
+/// The most bytes an agent's command may hold. tmux takes the command that starts a session
+/// in one message of at most 16 KiB, paths and the rest of the command included.
+pub const MAX_AGENT_COMMAND: usize = 8 * 1024;
+
+/// Refuses an agent's command that its host could not start, naming it.
+fn check_command_size(command: &AgentCommand) -> Result<(), CommandError> {
+    let size = match command {
+        AgentCommand::Argv { argv } => argv.iter().map(|a| a.len() + 1).sum::<usize>(),
+        AgentCommand::Shell { line } => line.len(),
+        AgentCommand::LoginShell => 0,
+    };
+    if size > MAX_AGENT_COMMAND {
+        return Err(CommandError::usage(format!(
+            "the agent's command is {size} bytes; at most {MAX_AGENT_COMMAND} are accepted"
+        ))
+        .hint("put a long command in a script in the workspace and run that"));
+    }
+    Ok(())
 }
 
 fn template_command(line: &str) -> AgentCommand {
@@ -540,6 +584,28 @@ mod tests {
     }
 
     #[test]
+    fn placement_counts_agents_being_created() {
+        let hosts = [host("local", "reachable"), host("a", "reachable")];
+        let agents = [agent("x", "local", AgentStatus::Creating)];
+        assert_eq!(place(&hosts, &agents).as_deref(), Some("a"));
+        // One at a time, creates spread evenly: each placed agent is a `creating` row.
+        let mut agents = Vec::new();
+        for i in 0..7 {
+            let chosen = place(&hosts, &agents).expect("a host");
+            agents.push(agent(&format!("n{i}"), &chosen, AgentStatus::Creating));
+        }
+        let on = |h: &str| agents.iter().filter(|a| a.host == h).count();
+        assert_eq!((on("local"), on("a")), (4, 3));
+        // Exited, stopped and unknown agents do not count.
+        let idle = [
+            agent("e", "local", AgentStatus::Exited),
+            agent("s", "local", AgentStatus::Stopped),
+            agent("u", "local", AgentStatus::Unknown),
+        ];
+        assert_eq!(place(&hosts, &idle).as_deref(), Some("local"));
+    }
+
+    #[test]
     fn a_required_variable_must_have_a_value() {
         let template = Template {
             command: "claude".into(),
@@ -560,6 +626,20 @@ mod tests {
         )
         .expect("given");
         assert_eq!(env["AGENTGATE_TEST_SURELY_UNSET_VAR"], "v");
+    }
+
+    #[test]
+    fn an_environment_variable_longer_than_a_program_can_get_is_refused() {
+        let fits = "v".repeat(crate::hosts::MAX_ARGUMENT - 2);
+        assert!(agent_env("shell", &Template::default(), &[("A".into(), fits)]).is_ok());
+        let long = "v".repeat(crate::hosts::MAX_ARGUMENT);
+        let err =
+            agent_env("shell", &Template::default(), &[("A".into(), long)]).expect_err("refused");
+        assert_eq!(err.status, exit::USAGE);
+        assert_eq!(
+            err.message,
+            "the environment variable A is 131073 bytes; at most 131071 are accepted"
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use super::output::{age, agent_json, json_text, status_text, tags_text};
 use super::{Caller, CommandIo, CommandResult, agent_and_host, exit, refreshed_agent};
 use crate::Gateway;
 use crate::hosts::reconciler::NotAsked;
-use crate::store::AgentRecord;
+use crate::store::{AgentRecord, AgentStatus};
 
 #[derive(Debug, Args)]
 pub struct InfoArgs {
@@ -79,6 +79,10 @@ async fn show(gw: &Gateway, agent: AgentRecord, json: bool, io: &mut CommandIo) 
     ];
     if let Some(pid) = agent.pid {
         lines.push(("pid", pid.to_string()));
+    }
+    // A stopped agent's reason is in its status already (`stopped (tmux server gone)`).
+    if let (AgentStatus::Exited, Some(reason)) = (agent.status, &agent.stop_reason) {
+        lines.push(("ended", reason.clone()));
     }
     if let Some(reason) = &agent.activity.reason {
         lines.push(("waiting for", reason.clone()));

@@ -95,6 +95,7 @@ pub async fn run(
     } else {
         args.text_words().join(" ")
     };
+    check_text(&text, "the text to send")?;
     if let (Some(name), Some(host)) = (single, host) {
         host.send(name, &text, !args.no_enter).await?;
         gw.inputs.touch(name);
@@ -160,4 +161,16 @@ pub async fn run(
         }
     }
     Ok(if failed == 0 { exit::OK } else { exit::FAILED })
+}
+
+/// Refuses text a terminal cannot be given: a NUL byte ends a C string, so tmux (and the
+/// program in the pane) would never see what follows it.
+pub fn check_text(text: &str, what: &str) -> Result<(), CommandError> {
+    match text.find('\0') {
+        Some(at) => Err(
+            CommandError::usage(format!("{what} contains a NUL byte (at byte {at})"))
+                .hint("a terminal cannot take NUL bytes: send text without them"),
+        ),
+        None => Ok(()),
+    }
 }

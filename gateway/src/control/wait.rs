@@ -63,6 +63,9 @@ pub async fn run(
             .await?
             .ok_or_else(|| CommandError::no_agent(name))?;
         match host.info(name).await {
+            // A row still being created is its create's to record: its host may show the
+            // agent half made.
+            Ok(_) if before.status == crate::store::AgentStatus::Creating => {}
             Ok(info) => reconciler::observe(gw, &before, &info).await?,
             Err(e) if args.until.is_some() && e.host_unreachable() => {
                 gw.store.observe_agent(name, &reconciler::unknown()).await?;

@@ -72,6 +72,21 @@ impl LocalHost {
     }
 
     fn spawn_error(&self, e: std::io::Error) -> HostError {
+        // Arguments the system cannot pass are the input's fault, not the host's (the
+        // sessions' input is checked before; this names what slipped through).
+        let refused = |what: &str| HostError::Rejected {
+            code: hostctl::api::ErrorCode::InvalidInput,
+            message: format!("{what}: {e}"),
+        };
+        match e.kind() {
+            std::io::ErrorKind::ArgumentListTooLong => {
+                return refused("the arguments are too long for the host to run");
+            }
+            std::io::ErrorKind::InvalidInput => {
+                return refused("an argument cannot be passed to a program");
+            }
+            _ => {}
+        }
         HostError::Unreachable {
             host: LOCAL_HOST.to_owned(),
             reason: format!("cannot run hostctl ({}): {e}", self.hostctl.display()),

@@ -142,6 +142,16 @@ pub enum CallKind {
     Probe,
 }
 
+/// The most bytes an exec session's command line, with the environment variables sent with
+/// it, may hold. The command reaches the host's shell as one argument (`$SHELL -c LINE`; on a
+/// remote host, inside the one line sshd hands to the user's shell), and Linux takes no
+/// argument longer than 128 KiB (`MAX_ARG_STRLEN`): 4 KiB of that is left for hostctl's own
+/// words and the quoting.
+pub const MAX_COMMAND: usize = 124 * 1024;
+
+/// The longest single argument Linux passes to a program (`MAX_ARG_STRLEN`, less its NUL).
+pub const MAX_ARGUMENT: usize = 128 * 1024 - 1;
+
 /// What runs inside an agent's environment for one SSH session.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AgentSession {
@@ -156,6 +166,48 @@ pub enum AgentSession {
 }
 
 impl AgentSession {
+    /// Refuses input no host can run, naming it: a command line or an environment variable
+    /// with a NUL byte, or more than [`MAX_COMMAND`] bytes of them.
+    pub fn check_input(&self, env: &[(String, String)]) -> Result<(), HostError> {
+        let refused = |message: String| HostError::Rejected {
+            code: ErrorCode::InvalidInput,
+            message,
+        };
+        let line = match self {
+            AgentSession::Exec(line) => line.as_str(),
+            _ => "",
+        };
+        if line.contains('\0') {
+            return Err(refused("the command contains a NUL byte".into()));
+        }
+        if line.len() > MAX_COMMAND {
+            return Err(refused(format!(
+                "the command is {} bytes; at most {MAX_COMMAND} are accepted",
+                line.len()
+            )));
+        }
+        if let Some((key, _)) = env
+            .iter()
+            .find(|(k, v)| k.contains('\0') || v.contains('\0'))
+        {
+            return Err(refused(format!(
+                "the environment variable {} contains a NUL byte",
+                key.escape_debug()
+            )));
+        }
+        let total = line.len()
+            + env
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 1)
+                .sum::<usize>();
+        if total > MAX_COMMAND {
+            return Err(refused(format!(
+                "the command and the environment variables sent with it are {total} bytes; at most {MAX_COMMAND} are accepted"
+            )));
+        }
+        Ok(())
+    }
+
     /// The hostctl command line (after `hostctl`) that runs this session.
     fn hostctl_args(&self, agent: &str, env: &[(String, String)]) -> Vec<String> {
         let mut args = match self {
@@ -443,6 +495,7 @@ impl Host {
         session: &AgentSession,
         env: &[(String, String)],
     ) -> Result<PipedProcess, HostError> {
+        session.check_input(env)?;
         let args = session.hostctl_args(agent, env);
         self.piped(&args, true).await
     }
@@ -456,6 +509,7 @@ impl Host {
         term: &str,
         size: TermSize,
     ) -> Result<TerminalProcess, HostError> {
+        session.check_input(env)?;
         let args = session.hostctl_args(agent, env);
         match self {
             Host::Local(h) => h.terminal(&args, term, size),

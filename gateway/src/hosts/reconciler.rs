@@ -328,6 +328,7 @@ async fn look_once(
     // Screens are read again only where there was output since the last look: the mark is
     // the host's own time (tmux's) of the newest output it reported then.
     let since = *mark;
+    let asked_at = time::OffsetDateTime::now_utc();
     let probed = host.probe(since).await;
     if probed.is_err() {
         *mark = None;
@@ -354,7 +355,7 @@ async fn look_once(
             }
             // The next look reads the screens with output from a second before this one
             // (tmux counts whole seconds), on the host's clock.
-            *mark = if apply(gw, host, &agents, since, may_stop).await? {
+            *mark = if apply(gw, host, &agents, since, asked_at, may_stop).await? {
                 agents.iter().filter_map(|a| a.seen_at).min().map(|t| t - 1)
             } else {
                 None
@@ -419,17 +420,23 @@ async fn apply(
     host_handle: &Host,
     reported: &[AgentInfo],
     since: Option<i64>,
+    asked_at: time::OffsetDateTime,
     may_stop: bool,
 ) -> Result<bool, StoreError> {
     let host = host_handle.name();
     let stored = gw.store.agents_on_host(host).await?;
     let by_name: HashMap<&str, &AgentRecord> =
         stored.iter().map(|a| (a.name.as_str(), a)).collect();
+    let now = time::OffsetDateTime::now_utc();
+    let not_for_this_report =
+        |agent: &AgentRecord| !report_applies(agent, asked_at, now, create_abandoned(gw, agent));
     let mut seen: Vec<(&str, Observed)> = Vec::new();
     let mut adopted_any = false;
     for info in reported {
         if let Some(prev) = by_name.get(info.name.as_str()) {
-            seen.push((&info.name, observed_from(gw, prev, info)));
+            if !not_for_this_report(prev) {
+                seen.push((&info.name, observed_from(gw, prev, info)));
+            }
         } else if gw.store.agent_exists(&info.name).await? {
             // The name is taken by an agent on another host: the store keeps its own.
             warn!(
@@ -449,8 +456,7 @@ async fn apply(
     for agent in &stored {
         // A `creating` row older than the create time limit belongs to a create that died
         // with the gateway: it is treated like any other row.
-        let settled = agent.status != AgentStatus::Creating || create_abandoned(gw, agent);
-        if settled
+        if !not_for_this_report(agent)
             && !reported_names.contains(agent.name.as_str())
             && agent.status != AgentStatus::Unknown
         {
@@ -490,6 +496,23 @@ async fn apply(
         }
     }
     Ok(screens_known)
+}
+
+/// Whether a host's report, asked for at `asked_at`, is to be applied to `agent` now. Not to
+/// a row whose status changed after the host was asked (a create, a stop or a start that
+/// ended meanwhile: the store knows better), nor to a row still `creating` (it belongs to its
+/// create, and the host may show the agent half made) unless that create was `abandoned`. A
+/// change dated after `now` is a clock that was set back, not news: the report applies.
+fn report_applies(
+    agent: &AgentRecord,
+    asked_at: time::OffsetDateTime,
+    now: time::OffsetDateTime,
+    abandoned: bool,
+) -> bool {
+    let newer =
+        status::parse(agent.status_since.as_deref()).is_some_and(|t| t > asked_at && t <= now);
+    let being_created = agent.status == AgentStatus::Creating && !abandoned;
+    !newer && !being_created
 }
 
 fn unix(rfc3339: Option<&str>) -> Option<i64> {
@@ -568,6 +591,7 @@ pub fn observed(info: &AgentInfo) -> Observed {
         last_activity: info.last_activity.clone(),
         workspace: Some(info.meta.workspace_path.to_string_lossy().into_owned()),
         activity: None,
+        stop_reason: info.ending.and_then(hostctl::api::Ending::reason),
     }
 }
 
@@ -580,6 +604,7 @@ pub fn unknown() -> Observed {
         last_activity: None,
         workspace: None,
         activity: None,
+        stop_reason: None,
     }
 }
 
@@ -661,6 +686,51 @@ pub async fn run(gw: Arc<Gateway>) {
 mod tests {
     use super::*;
     use crate::store::sample_agent;
+
+    #[test]
+    fn a_report_applies_only_to_rows_older_than_it_and_not_being_created() {
+        let at = |s: &str| status::parse(Some(s)).expect("a time");
+        let asked = at("2026-01-01T12:00:00Z");
+        let now = at("2026-01-01T12:00:01Z");
+        let agent = |status, since: Option<&str>| crate::store::AgentRecord {
+            status_since: since.map(str::to_owned),
+            ..sample_agent("a", "local", status)
+        };
+        let running = AgentStatus::Running;
+        assert!(report_applies(&agent(running, None), asked, now, false));
+        assert!(report_applies(
+            &agent(running, Some("2026-01-01T11:59:59.9Z")),
+            asked,
+            now,
+            false
+        ));
+        // Created, stopped or started while the host was being asked.
+        assert!(!report_applies(
+            &agent(AgentStatus::Stopped, Some("2026-01-01T12:00:00.5Z")),
+            asked,
+            now,
+            false
+        ));
+        // Dated after now: a clock set back.
+        assert!(report_applies(
+            &agent(running, Some("2026-01-01T13:00:00Z")),
+            asked,
+            now,
+            false
+        ));
+        assert!(!report_applies(
+            &agent(AgentStatus::Creating, None),
+            asked,
+            now,
+            false
+        ));
+        assert!(report_applies(
+            &agent(AgentStatus::Creating, None),
+            asked,
+            now,
+            true
+        ));
+    }
 
     #[test]
     fn a_snapshot_found_on_a_host_is_checked_like_the_gateways_own_input() {

@@ -333,6 +333,10 @@ pub struct Observed {
     /// Its activity, when it was worked out (None leaves the stored one, except that an agent
     /// that does not run has none).
     pub activity: Option<AgentActivity>,
+    /// Why it does not run, when its host knows and no stop ended it (its process exited or
+    /// was killed, its tmux server is gone). Taken as the stop reason, with an `agent` event,
+    /// when the agent comes to this status; a stop clears the reason.
+    pub stop_reason: Option<String>,
 }
 
 /// One line of the audit trail.
@@ -814,6 +818,28 @@ impl Store {
         let mut changed = 0;
         let now = now();
         for (name, seen) in seen {
+            // An end no stop explains is news once: when the agent comes to this status (or,
+            // exited, to another exit code), not when a host that was unreachable tells it
+            // again. The event is written first, in the same transaction as the status: that
+            // first write takes the database's write lock, so the row it reads is the one the
+            // update below changes, whichever caller (the reconciler, `info`, `wait`) sees
+            // the end first.
+            if let Some(reason) = &seen.stop_reason {
+                sqlx::query(
+                    "INSERT INTO events (at, kind, agent, detail, result, message)
+                     SELECT ?1, 'agent', name, ?2, ?3, ?2 FROM agents
+                      WHERE name = ?4
+                        AND (status IS NOT ?3 OR (?3 = 'exited' AND exit_code IS NOT ?5))
+                        AND NOT (status = 'unknown' AND stop_reason IS ?2)",
+                )
+                .bind(&now)
+                .bind(reason)
+                .bind(seen.status.as_str())
+                .bind(name)
+                .bind(seen.exit_code)
+                .execute(&mut *tx)
+                .await?;
+            }
             // ?8: whether the activity was worked out. Without it the stored one stays while
             // the agent keeps its status; a new status (a start, a stop) clears what its old
             // screen told, so the next look starts afresh. The right-hand sides read the row
@@ -838,6 +864,11 @@ impl Store {
                         screen_waits = CASE WHEN ?8 THEN ?15 WHEN status IS NOT ?1 THEN NULL
                                             ELSE screen_waits END,
                         stop_reason = CASE WHEN ?1 IN ('running', 'creating') THEN NULL
+                                           WHEN ?16 IS NOT NULL AND (status IS NOT ?1 OR
+                                                (?1 = 'exited' AND exit_code IS NOT ?2))
+                                           THEN ?16
+                                           WHEN status IS NOT ?1 AND status != 'unknown'
+                                                AND ?1 != 'unknown' THEN NULL
                                            ELSE stop_reason END,
                         status_since = CASE
                             WHEN status IS NOT ?1 OR (CASE WHEN ?1 != 'running' THEN NULL
@@ -869,6 +900,7 @@ impl Store {
             .bind(&activity.screen)
             .bind(&activity.last_line)
             .bind(&activity.screen_waits)
+            .bind(&seen.stop_reason)
             .execute(&mut *tx)
             .await?
             .rows_affected();
@@ -1597,6 +1629,7 @@ mod tests {
                     last_activity: None,
                     workspace: Some("/w/a".into()),
                     activity: None,
+                    stop_reason: None,
                 },
             )
             .await
@@ -1614,6 +1647,7 @@ mod tests {
             last_activity: activity.map(str::to_owned),
             workspace: None,
             activity: None,
+            stop_reason: None,
         };
         let (first, same, moved) = (
             running(7, Some("1")),
@@ -1837,6 +1871,7 @@ mod tests {
             last_activity: None,
             workspace: None,
             activity,
+            stop_reason: None,
         };
         let waiting = AgentActivity {
             state: Some(ActivityState::Waiting),
@@ -1901,6 +1936,86 @@ mod tests {
             ("running", None)
         );
         assert_eq!(back.activity.screen, None);
+    }
+
+    #[tokio::test]
+    async fn an_end_no_stop_explains_is_a_reason_and_one_event() {
+        let (_d, store) = store().await;
+        store
+            .insert_agent(&sample_agent("a", "local", AgentStatus::Running))
+            .await
+            .expect("insert");
+        let seen = |status, exit_code, reason: Option<&str>| Observed {
+            status,
+            exit_code,
+            pid: None,
+            last_activity: None,
+            workspace: None,
+            activity: None,
+            stop_reason: reason.map(str::to_owned),
+        };
+        let agent_events = |s: &Store| {
+            let s = s.clone();
+            async move {
+                s.events(&EventFilter {
+                    limit: 100,
+                    ..EventFilter::default()
+                })
+                .await
+                .expect("events")
+                .into_iter()
+                .filter(|e| e.kind == "agent")
+                .map(|e| (e.result, e.detail))
+                .collect::<Vec<_>>()
+            }
+        };
+        let killed = "its process was killed by signal 9 (SIGKILL)";
+        let exited = seen(AgentStatus::Exited, Some(137), Some(killed));
+        // Seen twice (the reconciler, then `info`): one event.
+        for _ in 0..2 {
+            store.observe_agent("a", &exited).await.expect("observe");
+        }
+        let back = store.agent("a").await.expect("q").expect("found");
+        assert_eq!(back.stop_reason.as_deref(), Some(killed));
+        assert_eq!(
+            agent_events(&store).await,
+            vec![("exited".to_owned(), killed.to_owned())]
+        );
+        // Its host unreachable, then back with the same news: no new event.
+        store
+            .mark_host_agents_unknown("local")
+            .await
+            .expect("unknown");
+        store.observe_agent("a", &exited).await.expect("observe");
+        assert_eq!(agent_events(&store).await.len(), 1);
+        // A stop by hand: the reason goes, and no event.
+        store
+            .observe_agent("a", &seen(AgentStatus::Stopped, None, None))
+            .await
+            .expect("observe");
+        let back = store.agent("a").await.expect("q").expect("found");
+        assert_eq!(
+            (back.status, back.stop_reason),
+            (AgentStatus::Stopped, None)
+        );
+        assert_eq!(agent_events(&store).await.len(), 1);
+        // Started, then its tmux server killed: a reason and a second event.
+        store
+            .observe_agent("a", &seen(AgentStatus::Running, None, None))
+            .await
+            .expect("observe");
+        let gone = seen(AgentStatus::Stopped, None, Some("tmux server gone"));
+        store.observe_agent("a", &gone).await.expect("observe");
+        store.observe_agent("a", &gone).await.expect("observe");
+        let back = store.agent("a").await.expect("q").expect("found");
+        assert_eq!(back.stop_reason.as_deref(), Some("tmux server gone"));
+        assert_eq!(
+            agent_events(&store).await,
+            vec![
+                ("exited".to_owned(), killed.to_owned()),
+                ("stopped".to_owned(), "tmux server gone".to_owned())
+            ]
+        );
     }
 
     #[tokio::test]

@@ -216,12 +216,26 @@ impl RemoteHost {
 
     /// The command line that runs hostctl with `args` on the host, every word quoted.
     fn command_line(&self, args: &[&str]) -> Result<String, HostError> {
-        quote_words(std::iter::once(self.hostctl.as_str()).chain(args.iter().copied())).ok_or_else(
-            || HostError::Rejected {
+        let line = quote_words(std::iter::once(self.hostctl.as_str()).chain(args.iter().copied()))
+            .ok_or_else(|| HostError::Rejected {
                 code: hostctl::api::ErrorCode::InvalidInput,
                 message: "an argument holds a NUL byte".into(),
-            },
-        )
+            })?;
+        // sshd hands the line to the user's shell as one argument: past the system's limit
+        // the host would refuse to run it (and the shell would say so on stderr, which reads
+        // as the host failing).
+        if line.len() > super::MAX_ARGUMENT {
+            return Err(HostError::Rejected {
+                code: hostctl::api::ErrorCode::InvalidInput,
+                message: format!(
+                    "the command is {} bytes once quoted for the shell of host '{}'; at most {} are accepted",
+                    line.len(),
+                    self.name,
+                    super::MAX_ARGUMENT
+                ),
+            });
+        }
+        Ok(line)
     }
 
     /// Runs `hostctl ARGS --json` on the host, feeding `stdin` if given, and decodes its
