@@ -521,13 +521,13 @@ mod tests {
         assert_eq!(ctl.digest("w").expect("digest"), without);
     }
 
-    #[test]
-    fn a_snapshot_unpacks_only_with_its_checksum() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let ctl = ctl(dir.path());
-        let src = dir.path().join("src");
-        std::fs::create_dir_all(src.join("d")).expect("mkdir");
-        std::fs::write(src.join("d/f.txt"), "content\n").expect("write");
+    /// A snapshot-like archive (gzip-compressed tar) of a tree under `dir/src` holding one
+    /// file `file` ("content\n"): its bytes, SHA-256 and size.
+    fn archive_of(dir: &Path, file: &str) -> (Vec<u8>, String, u64) {
+        let src = dir.join("src");
+        let path = src.join(file);
+        std::fs::create_dir_all(path.parent().expect("a parent")).expect("mkdir");
+        std::fs::write(&path, "content\n").expect("write");
         let archive = Command::new("tar")
             .arg("-C")
             .arg(&src)
@@ -535,9 +535,16 @@ mod tests {
             .output()
             .expect("tar");
         assert!(archive.status.success());
-        let bytes = archive.stdout;
-        let sha = hex(&Sha256::digest(&bytes));
-        let size = bytes.len() as u64;
+        let sha = hex(&Sha256::digest(&archive.stdout));
+        let size = archive.stdout.len() as u64;
+        (archive.stdout, sha, size)
+    }
+
+    #[test]
+    fn a_snapshot_unpacks_only_with_its_checksum() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ctl = ctl(dir.path());
+        let (bytes, sha, size) = archive_of(dir.path(), "d/f.txt");
 
         let made = ctl
             .unpack_verified("good", &sha, size, &mut bytes.as_slice(), None)
@@ -859,18 +866,7 @@ mod tests {
     fn a_copy_for_an_operation_is_marked_and_only_that_operation_discards_it() {
         let dir = tempfile::tempdir().expect("tempdir");
         let ctl = ctl(dir.path());
-        let src = dir.path().join("src");
-        std::fs::create_dir_all(&src).expect("mkdir");
-        std::fs::write(src.join("f.txt"), "content\n").expect("write");
-        let archive = Command::new("tar")
-            .arg("-C")
-            .arg(&src)
-            .args(["-czf", "-", "."])
-            .output()
-            .expect("tar");
-        let bytes = archive.stdout;
-        let sha = hex(&Sha256::digest(&bytes));
-        let size = bytes.len() as u64;
+        let (bytes, sha, size) = archive_of(dir.path(), "f.txt");
 
         // A whole copy is marked whole, with its operation.
         ctl.unpack_verified("w", &sha, size, &mut bytes.as_slice(), Some("op-1"))
