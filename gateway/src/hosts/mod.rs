@@ -845,3 +845,49 @@ fn truncate(s: &str) -> String {
         None => s.to_owned(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_storm_of_resizes_leaves_one_the_newest_and_keystrokes_in_order() {
+        let (input, mut terminal) = terminal_input(TermSize { cols: 80, rows: 24 });
+        assert!(input.data(bytes::Bytes::from_static(b"a")).await);
+        for i in 0..5000u16 {
+            input.resize(TermSize {
+                cols: 100 + i % 500,
+                rows: 30 + i % 200,
+            });
+        }
+        input.resize(TermSize {
+            cols: 123,
+            rows: 45,
+        });
+        assert!(input.data(bytes::Bytes::from_static(b"b")).await);
+        // The size first: one resize, the last one sent.
+        match terminal.recv().await {
+            Some(TerminalInput::Resize(size)) => assert_eq!(
+                size,
+                TermSize {
+                    cols: 123,
+                    rows: 45
+                }
+            ),
+            other => panic!("expected one resize, got {other:?}"),
+        }
+        for expected in [b"a", b"b"] {
+            match terminal.recv().await {
+                Some(TerminalInput::Data(bytes)) => assert_eq!(&bytes[..], expected),
+                other => panic!("expected keystrokes, got {other:?}"),
+            }
+        }
+        // A size equal to the one applied is no change at all.
+        input.resize(TermSize {
+            cols: 123,
+            rows: 45,
+        });
+        drop(input);
+        assert!(terminal.recv().await.is_none());
+    }
+}

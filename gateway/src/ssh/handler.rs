@@ -16,8 +16,8 @@ use tracing::{Instrument, debug, info};
 
 use super::agent::{self, Forward};
 use super::channel::{OpenChannel, PtyRequest, command_io, finish};
-use super::limits::{self, EnvRefusal, SessionEnv};
 use super::guard::Ticket;
+use super::limits::{self, EnvRefusal, SessionEnv};
 use crate::Gateway;
 use crate::auth::{self, KeyDecision, Route};
 use crate::control::io::Backlog;
@@ -430,9 +430,9 @@ impl ConnectionHandler {
         // Read from now on: nothing arrives before the open is accepted, and from then on
         // nothing the client sends waits for the dial or the audit record.
         let channel = OpenChannel::open(channel, &self.backlog, &gw.tasks);
-        gw.tasks.clone().spawn(
-            agent::run_forward(gw, caller, agent, target, channel, reply).instrument(span),
-        );
+        gw.tasks
+            .clone()
+            .spawn(agent::run_forward(gw, caller, agent, target, channel, reply).instrument(span));
     }
 }
 
@@ -615,7 +615,10 @@ impl russh::server::Handler for ConnectionHandler {
         // As sshd: a variable that is not kept gets a failure reply if the client asked for
         // one (OpenSSH does not ask) and is otherwise dropped; the connection goes on.
         if !auth::env_allowed(variable_name, &self.gw.config.ssh.accept_env) {
-            debug!(variable = variable_name, "env request ignored: name not accepted");
+            debug!(
+                variable = variable_name,
+                "env request ignored: name not accepted"
+            );
             session.channel_failure(channel)?;
             return Ok(());
         }
