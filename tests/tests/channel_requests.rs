@@ -274,27 +274,30 @@ fn a_storm_of_window_changes_ends_at_the_last_size() {
         let mut reader = reader;
         while reader.wait().await.is_some() {}
     });
-    rt.block_on(bounded("5,000 window changes", async {
-        for i in 0..5000u32 {
-            // Absurd sizes among them are clamped like any other.
-            let (cols, rows) = if i % 7 == 0 {
-                (u32::MAX, u32::MAX)
-            } else {
-                (40 + i % 900, 10 + i % 500)
-            };
+    // Two storms: one that ends with an absurd size (clamped like any other), one that
+    // ends with an ordinary one.
+    for (last, pane) in [((u32::MAX, u32::MAX), (1000, 999)), ((90, 25), (90, 24))] {
+        rt.block_on(bounded("5,000 window changes", async {
+            for i in 0..5000u32 {
+                let (cols, rows) = if i % 7 == 0 {
+                    (u32::MAX, u32::MAX)
+                } else {
+                    (40 + i % 900, 10 + i % 500)
+                };
+                writer
+                    .window_change(cols, rows, 0, 0)
+                    .await
+                    .expect("window-change");
+            }
             writer
-                .window_change(cols, rows, 0, 0)
+                .window_change(last.0, last.1, 0, 0)
                 .await
                 .expect("window-change");
-        }
-        writer
-            .window_change(90, 25, 0, 0)
-            .await
-            .expect("window-change");
-    }));
-    wait_for("the pane to end at the last size sent", || {
-        (gw.pane_size("pair") == (90, 24)).then_some(())
-    });
+        }));
+        wait_for("the pane to end at the last size sent", || {
+            (gw.pane_size("pair") == pane).then_some(())
+        });
+    }
     let out = gw.ssh(&["list"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
