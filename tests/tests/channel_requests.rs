@@ -312,3 +312,66 @@ fn a_storm_of_window_changes_ends_at_the_last_size() {
     assert_eq!((out.as_str(), status), ("still\n", Some(0)), "{err}");
     drain.abort();
 }
+
+/// The agent's pane size on a namespace host, as (cols, rows).
+fn host_pane_size(host: &e2e::netns::NetnsHost, agent: &str) -> Option<(u16, u16)> {
+    let out = host.tmux(&[
+        "display-message",
+        "-p",
+        "-t",
+        &format!("={agent}:"),
+        "#{pane_width} #{pane_height}",
+    ]);
+    let text = e2e::stdout(&out);
+    let mut it = text.split_whitespace().map(|v| v.parse::<u16>().ok());
+    Some((it.next()??, it.next()??))
+}
+
+#[test]
+fn on_a_remote_host_an_absurd_size_is_clamped_and_a_storm_ends_at_the_last_size() {
+    let gw = TestGateway::start();
+    let h1 = e2e::netns::add_host(&gw, "h1");
+    gw.ok(&["create", "far", "--host", "h1"]);
+    let rt = runtime();
+    let (session, channel) = rt.block_on(terminal(&gw, "far", u32::MAX, u32::MAX, None));
+    let (reader, writer) = channel.split();
+    let drain = rt.spawn(async move {
+        let mut reader = reader;
+        while reader.wait().await.is_some() {}
+    });
+    wait_for("the remote pane to take the clamped size", || {
+        (host_pane_size(&h1, "far") == Some((1000, 999))).then_some(())
+    });
+    rt.block_on(bounded("5,000 window changes", async {
+        for i in 0..5000u32 {
+            let (cols, rows) = if i % 7 == 0 {
+                (u32::MAX, u32::MAX)
+            } else {
+                (40 + i % 900, 10 + i % 500)
+            };
+            writer
+                .window_change(cols, rows, 0, 0)
+                .await
+                .expect("window-change");
+        }
+        writer
+            .window_change(90, 25, 0, 0)
+            .await
+            .expect("window-change");
+    }));
+    wait_for("the remote pane to end at the last size sent", || {
+        (host_pane_size(&h1, "far") == Some((90, 24))).then_some(())
+    });
+    let out = gw.ssh(&["list"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !stderr(&out).contains("did not answer"),
+        "list: {}",
+        stderr(&out)
+    );
+    let (out, err, status) = rt.block_on(bounded("a command after the storm", async {
+        exec(&session, "echo still").await
+    }));
+    assert_eq!((out.as_str(), status), ("still\n", Some(0)), "{err}");
+    drain.abort();
+}
