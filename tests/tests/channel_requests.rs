@@ -188,6 +188,15 @@ fn env_requests_past_the_bound_are_refused_and_the_kept_ones_apply() {
             bounded("the command", async { outcome(&mut channel).await }).await;
         assert_eq!(status, Some(0), "{err}");
         assert_eq!(out, "again v1 v63 unset unset ");
+
+        // Control commands take no environment: even an accepted name is refused there.
+        let session = bounded("login", connect(&gw, "tester")).await;
+        let mut channel = session.channel_open_session().await.expect("open a channel");
+        bounded("an env request on the control route", async {
+            channel.set_env(true, "LANG", "C").await.expect("env");
+            assert!(!reply(&mut channel).await, "LANG was kept on the control route");
+        })
+        .await;
     });
 }
 

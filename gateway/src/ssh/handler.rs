@@ -622,6 +622,11 @@ impl russh::server::Handler for ConnectionHandler {
             session.channel_failure(channel)?;
             return Ok(());
         }
+        // Control commands take no environment: nothing would be done with it.
+        if self.route == Route::Control {
+            session.channel_failure(channel)?;
+            return Ok(());
+        }
         let Some(pending) = self.channels.get_mut(&channel) else {
             session.channel_failure(channel)?;
             return Ok(());
