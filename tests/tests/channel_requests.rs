@@ -384,3 +384,30 @@ fn on_a_remote_host_an_absurd_size_is_clamped_and_a_storm_ends_at_the_last_size(
     assert_eq!((out.as_str(), status), ("still\n", Some(0)), "{err}");
     drain.abort();
 }
+
+#[test]
+fn session_channels_opened_and_never_started_are_bounded() {
+    let gw = TestGateway::start();
+    gw.ok(&["create", "box", "--", "sleep", "600"]);
+    runtime().block_on(async {
+        let session = bounded("login", connect(&gw, "box")).await;
+        let mut idle = Vec::new();
+        for i in 0..64 {
+            let channel = bounded("a channel open", session.channel_open_session())
+                .await
+                .unwrap_or_else(|e| panic!("channel {i} refused: {e}"));
+            idle.push(channel);
+        }
+        // The 65th waits for none of them to start: it is refused, the connection goes on.
+        let refused = bounded("the 65th channel open", session.channel_open_session()).await;
+        assert!(refused.is_err(), "a 65th idle channel was opened");
+        // Once one of them runs a command (and ends), there is room again.
+        let mut first = idle.remove(0);
+        first.exec(true, "echo hi").await.expect("exec");
+        let (out, err, status) = bounded("the command", outcome(&mut first)).await;
+        assert_eq!((out.as_str(), status), ("hi\n", Some(0)), "{err}");
+        let (out, err, status) =
+            bounded("a command on a new channel", exec(&session, "echo again")).await;
+        assert_eq!((out.as_str(), status), ("again\n", Some(0)), "{err}");
+    });
+}

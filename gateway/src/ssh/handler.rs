@@ -505,6 +505,21 @@ impl russh::server::Handler for ConnectionHandler {
         let Some(reply) = self.admit_channel(reply).await? else {
             return Ok(());
         };
+        if self.channels.len() >= limits::MAX_PENDING_CHANNELS {
+            info!(
+                open = self.channels.len(),
+                "session channel refused: too many opened and not started"
+            );
+            self.gw.tasks.spawn(reply.reject(ChannelOpenFailure::Other {
+                // SSH_OPEN_RESOURCE_SHORTAGE
+                code: 4,
+                reason: format!(
+                    "agentgate: at most {} session channels may wait for a command on one connection",
+                    limits::MAX_PENDING_CHANNELS
+                ),
+            }));
+            return Ok(());
+        }
         // What sshd tells a session about its connection.
         let mut env = Vec::new();
         if let (Some(peer), Some(local)) = (self.peer, self.local) {

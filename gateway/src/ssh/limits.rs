@@ -15,6 +15,11 @@ pub const MAX_ENV_VARS: usize = 64;
 /// The names and values of a channel's client-set variables together, in bytes at most.
 pub const MAX_ENV_BYTES: usize = 32 * 1024;
 
+/// Session channels one connection may hold open before the request that starts them
+/// (`exec`, `shell`, `subsystem`); each is read by a task of its own. Clients start a channel
+/// right after opening it, so only a client that hoards them meets this.
+pub const MAX_PENDING_CHANNELS: usize = 64;
+
 /// The widest terminal the gateway passes on, in columns. tmux itself stops at 10,000, where
 /// laying out and redrawing one window costs its server (which every agent on the host
 /// shares) seconds of CPU per change.
