@@ -411,3 +411,33 @@ fn session_channels_opened_and_never_started_are_bounded() {
         assert_eq!((out.as_str(), status), ("again\n", Some(0)), "{err}");
     });
 }
+
+#[test]
+fn openssh_with_hundreds_of_setenv_variables_runs_the_command() {
+    let gw = TestGateway::start();
+    gw.ok(&["create", "box", "--", "sleep", "600"]);
+    // OpenSSH's own client, as an operator's config with many variables would send them. Its
+    // keepalives bound the wait: a stuck connection answers none and ssh gives up (255).
+    let vars: Vec<String> = (0..300).map(|i| format!("LC_MANY_{i}=v{i}")).collect();
+    for target in ["box@gw", "gw"] {
+        let command = if target == "gw" {
+            "whoami"
+        } else {
+            "printf '%s %s' \"$LC_MANY_0\" \"${LC_MANY_299-unset}\""
+        };
+        let out = gw
+            .ssh_command()
+            .args(["-o", "ServerAliveInterval=2", "-o", "ServerAliveCountMax=3"])
+            .arg("-o")
+            .arg(format!("SetEnv={}", vars.join(" ")))
+            .arg(target)
+            .arg(command)
+            .output()
+            .expect("ssh");
+        assert_eq!(out.status.code(), Some(0), "{target}: {}", stderr(&out));
+        if target == "box@gw" {
+            // The first 64 are kept; the rest are refused, as sshd refuses past its bound.
+            assert_eq!(e2e::stdout(&out), "v0 unset");
+        }
+    }
+}
