@@ -7,7 +7,7 @@
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::control::CommandIo;
-use crate::hosts::{BoxRead, PipedProcess, ProcessExit, TerminalInput, TerminalProcess};
+use crate::hosts::{BoxRead, PipedProcess, ProcessExit, TerminalProcess};
 
 const CHUNK: usize = 32 * 1024;
 
@@ -53,7 +53,7 @@ pub async fn terminal(
                 chunk = stdin.recv() => match chunk {
                     Some(bytes) => {
                         on_input(&bytes);
-                        if input.send(TerminalInput::Data(bytes)).await.is_err() {
+                        if !input.data(bytes).await {
                             break;
                         }
                     }
@@ -65,10 +65,9 @@ pub async fn terminal(
                         None => std::future::pending().await,
                     }
                 } => {
+                    // Never waits: only the newest size is kept for the terminal.
                     let Ok(new_size) = changed else { break };
-                    if input.send(TerminalInput::Resize(new_size)).await.is_err() {
-                        break;
-                    }
+                    input.resize(new_size);
                 }
                 // A terminal turns ^C into SIGINT by itself; explicit signal requests are rare
                 // here and the terminal's line discipline is the better path for them.

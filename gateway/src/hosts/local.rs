@@ -203,7 +203,7 @@ impl LocalHost {
         }
         let mut child = cmd.spawn(pts).map_err(pty_error)?;
         let (output, mut writer) = pty.into_split();
-        let (input, mut input_rx) = tokio::sync::mpsc::channel::<TerminalInput>(64);
+        let (input, mut input_rx) = super::terminal_input(size);
         self.tasks.spawn(async move {
             while let Some(item) = input_rx.recv().await {
                 let ok = match item {

@@ -233,11 +233,72 @@ pub enum TerminalInput {
     Resize(TermSize),
 }
 
+/// Keystroke chunks waiting for a terminal, at most.
+const TERMINAL_INPUT_QUEUE: usize = 64;
+
+/// A terminal's input, sending side: keystrokes queue in order, while a new size replaces the
+/// one waiting, so however many window changes a client sends, at most one resize per
+/// terminal is waiting, the newest (tmux lays its window out again on each).
+#[derive(Clone, Debug)]
+pub struct TerminalSender {
+    data: tokio::sync::mpsc::Sender<bytes::Bytes>,
+    size: Arc<tokio::sync::watch::Sender<TermSize>>,
+}
+
+impl TerminalSender {
+    /// Queues keystrokes; false once the terminal's input side is gone.
+    pub async fn data(&self, bytes: bytes::Bytes) -> bool {
+        self.data.send(bytes).await.is_ok()
+    }
+
+    /// Makes `size` the size waiting to be applied; never waits.
+    pub fn resize(&self, size: TermSize) {
+        self.size.send_if_modified(|waiting| {
+            let changed = *waiting != size;
+            *waiting = size;
+            changed
+        });
+    }
+}
+
+/// A terminal's input, receiving side: for the task that writes into the terminal.
+#[derive(Debug)]
+pub struct TerminalReceiver {
+    data: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+    size: tokio::sync::watch::Receiver<TermSize>,
+}
+
+impl TerminalReceiver {
+    /// The next input, a new size before keystrokes; `None` once every sender is gone.
+    pub async fn recv(&mut self) -> Option<TerminalInput> {
+        tokio::select! {
+            biased;
+            Ok(()) = self.size.changed() => {
+                Some(TerminalInput::Resize(*self.size.borrow_and_update()))
+            }
+            data = self.data.recv() => data.map(TerminalInput::Data),
+        }
+    }
+}
+
+/// A terminal's input, for a terminal opened at `initial`.
+pub fn terminal_input(initial: TermSize) -> (TerminalSender, TerminalReceiver) {
+    let (data_tx, data) = tokio::sync::mpsc::channel(TERMINAL_INPUT_QUEUE);
+    let (size_tx, size) = tokio::sync::watch::channel(initial);
+    (
+        TerminalSender {
+            data: data_tx,
+            size: Arc::new(size_tx),
+        },
+        TerminalReceiver { data, size },
+    )
+}
+
 /// A process on a host attached to a terminal: its output, its input and how it ended.
 /// Dropping `input` closes the terminal's input side.
 pub struct TerminalProcess {
     pub output: BoxRead,
-    pub input: tokio::sync::mpsc::Sender<TerminalInput>,
+    pub input: TerminalSender,
     pub exit: ExitFuture,
     /// Cancel to end the process (the client went away).
     pub kill: tokio_util::sync::CancellationToken,
@@ -849,5 +910,51 @@ fn truncate(s: &str) -> String {
     match s.char_indices().nth(300) {
         Some((i, _)) => format!("{}...", &s[..i]),
         None => s.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_storm_of_resizes_leaves_one_the_newest_and_keystrokes_in_order() {
+        let (input, mut terminal) = terminal_input(TermSize { cols: 80, rows: 24 });
+        assert!(input.data(bytes::Bytes::from_static(b"a")).await);
+        for i in 0..5000u16 {
+            input.resize(TermSize {
+                cols: 100 + i % 500,
+                rows: 30 + i % 200,
+            });
+        }
+        input.resize(TermSize {
+            cols: 123,
+            rows: 45,
+        });
+        assert!(input.data(bytes::Bytes::from_static(b"b")).await);
+        // The size first: one resize, the last one sent.
+        match terminal.recv().await {
+            Some(TerminalInput::Resize(size)) => assert_eq!(
+                size,
+                TermSize {
+                    cols: 123,
+                    rows: 45
+                }
+            ),
+            other => panic!("expected one resize, got {other:?}"),
+        }
+        for expected in [b"a", b"b"] {
+            match terminal.recv().await {
+                Some(TerminalInput::Data(bytes)) => assert_eq!(&bytes[..], expected),
+                other => panic!("expected keystrokes, got {other:?}"),
+            }
+        }
+        // A size equal to the one applied is no change at all.
+        input.resize(TermSize {
+            cols: 123,
+            rows: 45,
+        });
+        drop(input);
+        assert!(terminal.recv().await.is_none());
     }
 }

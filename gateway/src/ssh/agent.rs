@@ -14,14 +14,13 @@
 use std::fmt;
 use std::sync::Arc;
 
-use russh::server::{ChannelOpenHandle, Handle, Msg};
-use russh::{Channel, ChannelOpenFailure};
+use russh::ChannelOpenFailure;
+use russh::server::{ChannelOpenHandle, Handle};
 use tracing::info;
 
-use super::channel::{command_io, finish, finish_process, splice};
+use super::channel::{OpenChannel, command_io, finish, finish_process, splice};
 use super::handler::PendingChannel;
 use crate::Gateway;
-use crate::control::io::Backlog;
 use crate::control::{self, Caller, CommandError};
 use crate::hosts::{AgentSession, ProcessExit};
 use crate::store::AgentStatus;
@@ -61,10 +60,9 @@ pub async fn run_session(
     agent: String,
     session: AgentSession,
     pending: PendingChannel,
-    backlog: Backlog,
 ) {
-    let env = pending.env;
-    let (mut io, writer) = command_io(pending.channel, pending.pty, &backlog, &gw.tasks);
+    let env = pending.env.into_vars();
+    let (mut io, writer) = command_io(pending.channel, pending.pty);
     let (kind, detail) = audit_detail(&session);
     let result: Result<Option<ProcessExit>, CommandError> = async {
         if session == AgentSession::Attach {
@@ -136,9 +134,8 @@ pub async fn run_forward(
     caller: Caller,
     agent: String,
     target: Forward,
-    channel: Channel<Msg>,
+    channel: OpenChannel,
     reply: ChannelOpenHandle,
-    backlog: Backlog,
 ) {
     let detail = target.to_string();
     let host = match control::agent_and_host(&gw, &caller, &agent).await {
@@ -185,7 +182,7 @@ pub async fn run_forward(
     reply.accept().await;
     control::record(&gw, &caller, "forward", Some(agent), &detail, 0, "").await;
     tokio::select! {
-        () = splice(channel, upstream, &backlog, &gw.tasks) => {}
+        () = splice(channel, upstream) => {}
         () = gw.shutdown.cancelled() => {}
     }
 }

@@ -2,9 +2,13 @@
 //! channel the way OpenSSH's sshd does: data, then `exit-status` (or `exit-signal`), then EOF,
 //! then CLOSE.
 //!
-//! The channel's read half is drained by its own task at all times: russh stalls the whole
-//! connection when any held channel stops being read (head-of-line blocking), so input that
+//! The channel's read half is drained by its own task at all times, from the moment the
+//! channel opens: russh queues everything a client sends on a channel (data and every request,
+//! `env` and `window-change` included) in a per-channel queue of 100 and stalls the whole
+//! connection when any held channel's queue is full (head-of-line blocking), so input that
 //! nobody wants is discarded rather than left to pile up.
+
+use std::sync::Arc;
 
 use hostctl::api::TermSize;
 use russh::server::{Handle, Msg};
@@ -13,30 +17,15 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::limits::term_size;
 use crate::control::io::{Backlog, Inbound};
 use crate::control::{CommandIo, Terminal};
 use crate::hosts::ProcessExit;
 
-/// What the client asked for with `pty-req`.
+/// What the client asked for with `pty-req` (its size is in [`OpenChannel`]).
 #[derive(Clone, Debug)]
 pub struct PtyRequest {
     pub term: String,
-    pub size: TermSize,
-}
-
-/// Clamps an SSH window size (u32, possibly 0) to a usable terminal size.
-pub fn term_size(cols: u32, rows: u32) -> TermSize {
-    let clamp = |v: u32, default: u16| {
-        if v == 0 {
-            default
-        } else {
-            u16::try_from(v).unwrap_or(u16::MAX)
-        }
-    };
-    TermSize {
-        cols: clamp(cols, 80),
-        rows: clamp(rows, 24),
-    }
 }
 
 /// What a channel's reader task delivers.
@@ -48,16 +37,57 @@ pub struct ChannelInput {
     pub closed: CancellationToken,
 }
 
+/// A channel whose read half is drained by its own task from the moment it is opened, so
+/// that nothing a client sends before (or instead of) the request that starts it can fill
+/// russh's per-channel queue and stall the connection.
+pub struct OpenChannel {
+    pub writer: ChannelWriteHalf<Msg>,
+    pub input: ChannelInput,
+    /// The terminal's size: set by `pty-req` (in the handler), changed by `window-change`
+    /// (in the reader task), always within [`super::limits`].
+    size: Arc<watch::Sender<TermSize>>,
+}
+
+impl OpenChannel {
+    /// Splits `channel` and starts its reader task.
+    pub fn open(channel: Channel<Msg>, backlog: &Backlog, tasks: &TaskTracker) -> OpenChannel {
+        let (reader, writer) = channel.split();
+        let size = Arc::new(watch::Sender::new(TermSize::default()));
+        let input = spawn_reader(reader, size.clone(), backlog, tasks);
+        OpenChannel {
+            writer,
+            input,
+            size,
+        }
+    }
+
+    /// Sets the terminal's size (a `pty-req`, whose size is already clamped).
+    pub fn set_size(&self, new: TermSize) {
+        set_size(&self.size, new);
+    }
+}
+
+/// Sets `size` to `new`; readers are woken only by a real change, and only the newest size is
+/// kept: however many window changes a client sends, one resize at most is waiting.
+fn set_size(size: &watch::Sender<TermSize>, new: TermSize) {
+    size.send_if_modified(|current| {
+        let changed = *current != new;
+        *current = new;
+        changed
+    });
+}
+
 /// Reads a channel until it closes: data into an [`Inbound`] buffer (ended by the client's
-/// EOF), window changes, signals, and the close itself.
-pub fn spawn_reader(
+/// EOF), window changes (clamped), signals, and the close itself. Requests are answered by the
+/// handler's callbacks; their copies here are dropped.
+fn spawn_reader(
     mut reader: ChannelReadHalf,
-    initial: TermSize,
+    size: Arc<watch::Sender<TermSize>>,
     backlog: &Backlog,
     tasks: &TaskTracker,
 ) -> ChannelInput {
     let (data_tx, data) = Inbound::channel(backlog);
-    let (size_tx, size) = watch::channel(initial);
+    let size_rx = size.subscribe();
     let (signal_tx, signals) = mpsc::channel::<String>(8);
     let closed = CancellationToken::new();
     let closed_by_reader = closed.clone();
@@ -79,10 +109,9 @@ pub fn spawn_reader(
                     col_width,
                     row_height,
                     ..
-                } => {
-                    size_tx.send_replace(term_size(col_width, row_height));
-                }
+                } => set_size(&size, term_size(col_width, row_height)),
                 ChannelMsg::Signal { signal } => {
+                    // At most 8 wait; a flood of signals loses the excess, never blocks.
                     let _ = signal_tx.try_send(signal_name(&signal));
                 }
                 ChannelMsg::Close => break,
@@ -93,23 +122,23 @@ pub fn spawn_reader(
     });
     ChannelInput {
         data,
-        size,
+        size: size_rx,
         signals,
         closed,
     }
 }
 
-/// Splits the channel: a task reads it, and the returned [`CommandIo`] writes stdout/stderr
-/// through the window-aware write half.
+/// The [`CommandIo`] of an open channel: stdin from its reader task, stdout/stderr through the
+/// window-aware write half. The writer is returned to end the channel with.
 pub fn command_io(
-    channel: Channel<Msg>,
+    channel: OpenChannel,
     pty: Option<PtyRequest>,
-    backlog: &Backlog,
-    tasks: &TaskTracker,
 ) -> (CommandIo, ChannelWriteHalf<Msg>) {
-    let (reader, writer) = channel.split();
-    let initial = pty.as_ref().map(|p| p.size).unwrap_or_default();
-    let input = spawn_reader(reader, initial, backlog, tasks);
+    let OpenChannel {
+        writer, mut input, ..
+    } = channel;
+    // The size the session starts with is the one it is opened at, not a change.
+    input.size.borrow_and_update();
     let io = CommandIo {
         stdin: input.data,
         stdout: Box::pin(writer.make_writer()),
@@ -126,15 +155,11 @@ pub fn command_io(
 
 /// Splices a channel and a byte stream both ways until both directions have ended; an end
 /// of one direction is passed on as a half-close (EOF), like OpenSSH does for forwards.
-pub async fn splice(
-    channel: Channel<Msg>,
-    upstream: Box<dyn crate::hosts::Duplex>,
-    backlog: &Backlog,
-    tasks: &TaskTracker,
-) {
+pub async fn splice(channel: OpenChannel, upstream: Box<dyn crate::hosts::Duplex>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let (reader, writer) = channel.split();
-    let mut input = spawn_reader(reader, TermSize::default(), backlog, tasks);
+    let OpenChannel {
+        writer, mut input, ..
+    } = channel;
     let (mut up_read, mut up_write) = tokio::io::split(upstream);
     let to_upstream = async {
         while let Some(bytes) = input.data.recv().await {
@@ -306,17 +331,5 @@ mod tests {
             let name = signal_name(&ssh_signal(n));
             assert_eq!(signal_name(&sig_from_name(&name)), name);
         }
-    }
-
-    #[test]
-    fn zero_sizes_become_usable() {
-        assert_eq!(term_size(0, 0), TermSize { cols: 80, rows: 24 });
-        assert_eq!(
-            term_size(100_000, 30),
-            TermSize {
-                cols: u16::MAX,
-                rows: 30
-            }
-        );
     }
 }

@@ -15,8 +15,9 @@ use russh::{Channel, ChannelId, ChannelOpenFailure, MethodKind, MethodSet};
 use tracing::{Instrument, debug, info};
 
 use super::agent::{self, Forward};
-use super::channel::{PtyRequest, command_io, finish, term_size};
+use super::channel::{OpenChannel, PtyRequest, command_io, finish};
 use super::guard::Ticket;
+use super::limits::{self, EnvRefusal, SessionEnv};
 use crate::Gateway;
 use crate::auth::{self, KeyDecision, Route};
 use crate::control::io::Backlog;
@@ -24,12 +25,14 @@ use crate::control::{self, Caller, Parsed, exit};
 use crate::hosts::AgentSession;
 use crate::ssh::live::Revocation;
 
-/// A session channel between `channel-open` and the request that starts it.
+/// A session channel between `channel-open` and the request that starts it. It is read from
+/// the start (see [`OpenChannel`]), so no number of requests before that can stall the
+/// connection.
 pub struct PendingChannel {
-    pub channel: Channel<Msg>,
+    pub channel: OpenChannel,
     pub pty: Option<PtyRequest>,
-    /// Accepted `env` requests, in order.
-    pub env: Vec<(String, String)>,
+    /// The environment: the gateway's variables and the accepted `env` requests, bounded.
+    pub env: SessionEnv,
 }
 
 pub struct ConnectionHandler {
@@ -313,11 +316,9 @@ impl ConnectionHandler {
         let gw = self.gw.clone();
         let tasks = gw.tasks.clone();
         let span = tracing::info_span!("command", line = %control::redacted(&line));
-        let backlog = self.backlog.clone();
         tasks.spawn(
             async move {
-                let (mut io, writer) =
-                    command_io(pending.channel, pending.pty, &backlog, &gw.tasks);
+                let (mut io, writer) = command_io(pending.channel, pending.pty);
                 let ran = control::guarded(async {
                     match control::parse(&line) {
                         Parsed::Run(command) => {
@@ -368,25 +369,14 @@ impl ConnectionHandler {
         let gw = self.gw.clone();
         let span = tracing::info_span!("session", agent = %agent, kind = ?session);
         gw.tasks.clone().spawn(
-            agent::run_session(
-                gw,
-                caller,
-                handle,
-                agent,
-                session,
-                pending,
-                self.backlog.clone(),
-            )
-            .instrument(span),
+            agent::run_session(gw, caller, handle, agent, session, pending).instrument(span),
         );
     }
 
     /// Answers a request that cannot be served with a clear message and exit status 1.
     fn spawn_refusal(&self, pending: PendingChannel, message: String) {
-        let gw = self.gw.clone();
-        let backlog = self.backlog.clone();
-        gw.tasks.clone().spawn(async move {
-            let (mut io, writer) = command_io(pending.channel, pending.pty, &backlog, &gw.tasks);
+        self.gw.tasks.spawn(async move {
+            let (mut io, writer) = command_io(pending.channel, pending.pty);
             io.write_err(&message).await;
             finish(io, writer, exit::FAILED).await;
         });
@@ -437,18 +427,12 @@ impl ConnectionHandler {
             return;
         };
         let span = tracing::info_span!("forward", agent = %agent, target = %target);
-        gw.tasks.clone().spawn(
-            agent::run_forward(
-                gw,
-                caller,
-                agent,
-                target,
-                channel,
-                reply,
-                self.backlog.clone(),
-            )
-            .instrument(span),
-        );
+        // Read from now on: nothing arrives before the open is accepted, and from then on
+        // nothing the client sends waits for the dial or the audit record.
+        let channel = OpenChannel::open(channel, &self.backlog, &gw.tasks);
+        gw.tasks
+            .clone()
+            .spawn(agent::run_forward(gw, caller, agent, target, channel, reply).instrument(span));
     }
 }
 
@@ -521,6 +505,21 @@ impl russh::server::Handler for ConnectionHandler {
         let Some(reply) = self.admit_channel(reply).await? else {
             return Ok(());
         };
+        if self.channels.len() >= limits::MAX_PENDING_CHANNELS {
+            info!(
+                open = self.channels.len(),
+                "session channel refused: too many opened and not started"
+            );
+            self.gw.tasks.spawn(reply.reject(ChannelOpenFailure::Other {
+                // SSH_OPEN_RESOURCE_SHORTAGE
+                code: 4,
+                reason: format!(
+                    "agentgate: at most {} session channels may wait for a command on one connection",
+                    limits::MAX_PENDING_CHANNELS
+                ),
+            }));
+            return Ok(());
+        }
         // What sshd tells a session about its connection.
         let mut env = Vec::new();
         if let (Some(peer), Some(local)) = (self.peer, self.local) {
@@ -542,9 +541,9 @@ impl russh::server::Handler for ConnectionHandler {
         self.channels.insert(
             channel.id(),
             PendingChannel {
-                channel,
+                channel: OpenChannel::open(channel, &self.backlog, &self.gw.tasks),
                 pty: None,
-                env,
+                env: SessionEnv::new(env),
             },
         );
         reply.accept().await;
@@ -607,9 +606,12 @@ impl russh::server::Handler for ConnectionHandler {
     ) -> Result<(), Self::Error> {
         match self.channels.get_mut(&channel) {
             Some(pending) => {
+                // Clamped to what tmux handles: this size becomes an agent's window.
+                pending
+                    .channel
+                    .set_size(limits::term_size(col_width, row_height));
                 pending.pty = Some(PtyRequest {
                     term: term.to_owned(),
-                    size: term_size(col_width, row_height),
                 });
                 session.channel_success(channel)?;
             }
@@ -623,19 +625,52 @@ impl russh::server::Handler for ConnectionHandler {
         channel: ChannelId,
         variable_name: &str,
         variable_value: &str,
-        _session: &mut Session,
+        session: &mut Session,
     ) -> Result<(), Self::Error> {
-        // OpenSSH sends `env` without asking for a reply: an ignored variable is just dropped.
+        // As sshd: a variable that is not kept gets a failure reply if the client asked for
+        // one (OpenSSH does not ask) and is otherwise dropped; the connection goes on.
         if !auth::env_allowed(variable_name, &self.gw.config.ssh.accept_env) {
-            debug!(variable = variable_name, "env request ignored");
+            debug!(
+                variable = variable_name,
+                "env request ignored: name not accepted"
+            );
+            session.channel_failure(channel)?;
             return Ok(());
         }
-        if let Some(pending) = self.channels.get_mut(&channel) {
-            pending.env.retain(|(k, _)| k != variable_name);
-            pending
-                .env
-                .push((variable_name.to_owned(), variable_value.to_owned()));
+        // Control commands take no environment: nothing would be done with it.
+        if self.route == Route::Control {
+            session.channel_failure(channel)?;
+            return Ok(());
         }
+        let Some(pending) = self.channels.get_mut(&channel) else {
+            session.channel_failure(channel)?;
+            return Ok(());
+        };
+        match pending.env.offer(variable_name, variable_value) {
+            Ok(()) => session.channel_success(channel)?,
+            Err(refusal) => {
+                let why = match refusal {
+                    EnvRefusal::TooMany => "the channel has the most variables it may keep",
+                    EnvRefusal::TooLarge => "the channel's variables would take too many bytes",
+                };
+                debug!(variable = variable_name, why, "env request refused");
+                session.channel_failure(channel)?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn x11_request(
+        &mut self,
+        channel: ChannelId,
+        _single_connection: bool,
+        _x11_auth_protocol: &str,
+        _x11_auth_cookie: &str,
+        _x11_screen_number: u32,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        // No X11 forwarding: refused at once, so a client that waits for the answer goes on.
+        session.channel_failure(channel)?;
         Ok(())
     }
 

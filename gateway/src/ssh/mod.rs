@@ -9,6 +9,7 @@ pub mod channel;
 pub mod guard;
 pub mod handler;
 pub mod killable;
+pub mod limits;
 pub mod live;
 mod quickack;
 

@@ -427,7 +427,7 @@ impl RemoteHost {
             .exec(true, line.as_bytes())
             .await
             .map_err(|e| self.unreachable(format!("cannot run hostctl: {e}")))?;
-        let (input, mut input_rx) = tokio::sync::mpsc::channel::<TerminalInput>(64);
+        let (input, mut input_rx) = super::terminal_input(size);
         let kill = CancellationToken::new();
         let killed = kill.clone();
         self.tasks.spawn(async move {
