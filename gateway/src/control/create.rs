@@ -372,9 +372,19 @@ where
             return Err(e);
         }
     };
-    gw.store
+    if let Err(e) = gw
+        .store
         .observe_agent(name, &reconciler::observed(&info))
-        .await?;
+        .await
+    {
+        // It exists on its host: the command must not say it failed. Its row stays
+        // `creating` until the next look at the host records what the host says.
+        let done = format!("agent '{name}' was created on host {}", host.name());
+        return Err(
+            CommandError::failed(super::not_recorded(&done, &e, super::SEEN_AGAIN))
+                .hint(format!("see it with: ssh gw info {name}")),
+        );
+    }
     gw.store
         .agent(name)
         .await?

@@ -59,7 +59,12 @@ pub async fn destroy_one(
         Err(e) if force && e.host_unreachable() => {}
         Err(e) => return Err(e.into()),
     }
-    gw.store.delete_agent(name).await?;
+    let forgotten = gw.store.delete_agent(name).await;
+    let done = || format!("agent '{name}' was destroyed on host {}", agent.host);
+    let later = format!(
+        "it stays listed (as unknown) until it is destroyed again: ssh gw destroy {name} --force"
+    );
+    super::recorded(io, forgotten, done, &later).await;
     gw.inputs.forget(name);
     io.write_out(&format!(
         "destroyed agent '{name}' on host {}\n",
