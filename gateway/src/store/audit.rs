@@ -453,9 +453,12 @@ impl Store {
     async fn write(&self, write: &Pending) -> Result<()> {
         match write {
             Pending::Insert { event, row } => {
-                let id: i64 = sqlx::query(
+                // Run to its end (not `RETURNING id` with one row fetched): the commit, where
+                // a full disk shows, happens when the statement finishes, and its error must
+                // reach here.
+                let id = sqlx::query(
                     "INSERT INTO events (at, operator, source, kind, agent, detail, result, message)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 )
                 .bind(&event.at)
                 .bind(&event.operator)
@@ -465,9 +468,9 @@ impl Store {
                 .bind(&event.detail)
                 .bind(&event.result)
                 .bind(&event.message)
-                .fetch_one(&self.pool)
+                .execute(&self.pool)
                 .await?
-                .try_get(0)?;
+                .last_insert_rowid();
                 if let Some(row) = row {
                     set_state(row, RowState::Written(id));
                 }
