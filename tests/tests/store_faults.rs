@@ -174,6 +174,16 @@ fn a_full_data_disk_gives_honest_answers_and_loses_no_audit_event_once_space_ret
     });
 }
 
+/// A gateway started by hand, killed if the test ends first.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The number of the page where a table's b-tree starts, and the page size, read with the
 /// sqlite3 shell from the (closed) database.
 fn root_page(database: &Path, table: &str) -> (u64, u64) {
@@ -213,7 +223,7 @@ fn a_flipped_byte_in_the_events_table_stops_the_start_with_the_file_named() {
     bytes[offset] ^= 0xff;
     std::fs::write(&database, &bytes).expect("damage the database");
 
-    let mut child = gw
+    let child = gw
         .agentgate()
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(&gw.data_dir)
@@ -224,11 +234,12 @@ fn a_flipped_byte_in_the_events_table_stops_the_start_with_the_file_named() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start agentgate");
+    let mut child = KillOnDrop(child);
     let status = wait_for("the gateway to refuse the damaged database", || {
-        child.try_wait().expect("wait")
+        child.0.try_wait().expect("wait")
     });
     let mut text = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut text)
+    std::io::Read::read_to_string(&mut child.0.stderr.take().expect("stderr"), &mut text)
         .expect("read stderr");
     assert!(
         !status.success(),
