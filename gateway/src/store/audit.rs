@@ -736,4 +736,35 @@ mod tests {
             ]
         );
     }
+
+    #[tokio::test]
+    async fn the_start_up_check_stops_at_its_time_budget() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("a.db");
+        let store = Store::open(&path).await.expect("open");
+        for n in 0..2000 {
+            store
+                .record_event(&event(&format!("e{n} {}", "z".repeat(500))))
+                .await
+                .expect("record");
+        }
+        store.close().await;
+        assert_eq!(
+            Store::check(&path, Duration::from_secs(60))
+                .await
+                .expect("check"),
+            crate::store::Checked::Sound
+        );
+        // No time at all: sqlite's progress handler interrupts the check at once.
+        assert_eq!(
+            Store::check(&path, Duration::ZERO).await.expect("check"),
+            crate::store::Checked::OutOfTime
+        );
+        assert_eq!(
+            Store::check(&dir.path().join("none.db"), Duration::ZERO)
+                .await
+                .expect("check"),
+            crate::store::Checked::Absent
+        );
+    }
 }
