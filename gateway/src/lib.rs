@@ -244,9 +244,9 @@ pub async fn serve(
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     let data = DataDir::prepare(data_dir)?;
+    data.check_store(STORE_CHECK_BUDGET).await?;
     let host_key = ssh::load_or_create_key(&data.host_key(), "host key")?;
     let client_key = Arc::new(ssh::load_or_create_key(&data.client_key(), "client key")?);
-    data.check_store(STORE_CHECK_BUDGET).await?;
     let store = data.open_store().await?;
     // Commands left under way by a gateway that died: they end here, as interrupted.
     match store.mark_interrupted_events().await {

@@ -436,6 +436,14 @@ impl Store {
         let options = SqliteConnectOptions::new()
             .filename(path)
             .busy_timeout(std::time::Duration::from_secs(5));
+        let said = |e: &sqlx::Error| match e {
+            sqlx::Error::Database(db) => format!(
+                "{} (sqlite error {})",
+                db.message(),
+                db.code().unwrap_or_default()
+            ),
+            other => other.to_string(),
+        };
         let damaged = |e: &sqlx::Error| {
             let code = match e {
                 sqlx::Error::Database(db) => db.code().and_then(|c| c.parse::<i64>().ok()),
@@ -446,7 +454,7 @@ impl Store {
         };
         let mut connection = match sqlx::SqliteConnection::connect_with(&options).await {
             Ok(c) => c,
-            Err(e) if damaged(&e) => return Ok(Checked::Damaged(vec![e.to_string()])),
+            Err(e) if damaged(&e) => return Ok(Checked::Damaged(vec![said(&e)])),
             Err(e) => return Err(e.into()),
         };
         let deadline = std::time::Instant::now() + budget;
@@ -463,7 +471,7 @@ impl Store {
         match found {
             Ok(lines) if lines.iter().all(|l| l == "ok") => Ok(Checked::Sound),
             Ok(lines) => Ok(Checked::Damaged(lines)),
-            Err(e) if damaged(&e) => Ok(Checked::Damaged(vec![e.to_string()])),
+            Err(e) if damaged(&e) => Ok(Checked::Damaged(vec![said(&e)])),
             // SQLITE_INTERRUPT from the progress handler.
             Err(_) if timed_out => Ok(Checked::OutOfTime),
             Err(e) => Err(e.into()),
