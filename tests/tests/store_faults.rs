@@ -124,6 +124,28 @@ fn a_full_data_disk_gives_honest_answers_and_loses_no_audit_event_once_space_ret
         "list says nothing of the full disk: {}",
         stderr(&out)
     );
+    // tag and start act on the host too, and say the same.
+    let out = gw.ssh(&["tag", "worker", "team=a"]);
+    assert_eq!(out.status.code(), Some(0), "tag: {}", stderr(&out));
+    assert!(
+        stderr(&out).contains(
+            "warning: the tags of agent 'worker' were changed on host local, but the gateway \
+             could not record it: disk full"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    let out = gw.ssh(&["start", "worker"]);
+    assert_eq!(out.status.code(), Some(0), "start: {}", stderr(&out));
+    assert!(
+        stderr(&out).contains(
+            "warning: agent 'worker' was started on host local, but the gateway could not \
+             record it: disk full"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    assert!(tmux_has(&gw, "worker"), "the agent was not started");
     gw.ok(&["whoami"]);
     // events says what it cannot show.
     let out = gw.ssh(&["events", "-n", "5"]);
@@ -154,23 +176,26 @@ fn a_full_data_disk_gives_honest_answers_and_loses_no_audit_event_once_space_ret
     };
     let (stop, stop_result) = at("stop worker");
     let (list, list_result) = at("list --json");
+    let (tag, tag_result) = at("tag worker");
+    let (start, start_result) = at("start worker");
     let (whoami, whoami_result) = at("whoami");
     let (events_full, _) = at("events -n 5");
-    assert_eq!(
-        (
-            stop_result.as_str(),
-            list_result.as_str(),
-            whoami_result.as_str()
-        ),
-        ("ok", "ok", "ok")
-    );
+    for result in [
+        &stop_result,
+        &list_result,
+        &tag_result,
+        &start_result,
+        &whoami_result,
+    ] {
+        assert_eq!(result, "ok", "{trail:#?}");
+    }
     assert!(
-        stop < list && list < whoami && whoami < events_full,
+        stop < list && list < tag && tag < start && start < whoami && whoami < events_full,
         "out of order: {trail:#?}"
     );
     // And the status is recorded now that it can be.
-    wait_for("worker to be recorded stopped", || {
-        (gw.status("worker") == "stopped").then_some(())
+    wait_for("worker to be recorded running", || {
+        (gw.status("worker") == "running").then_some(())
     });
 }
 

@@ -415,6 +415,19 @@ impl Store {
             .busy_timeout(std::time::Duration::from_secs(5));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            .after_release(|connection, _| {
+                Box::pin(async move {
+                    use sqlx::Connection;
+                    // A transaction whose COMMIT failed (a full disk) is rolled back by sqlite
+                    // itself; sqlx's ROLLBACK then fails and its count of open transactions
+                    // stays at one, so the connection's next transaction would be a savepoint
+                    // whose rollback leaves the write lock held, and every other writer
+                    // "locked" for ever. Such a connection is closed instead of reused. The
+                    // handle's round trip lets a rollback still queued finish first.
+                    drop(connection.lock_handle().await?);
+                    Ok(!connection.is_in_transaction())
+                })
+            })
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
