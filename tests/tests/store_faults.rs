@@ -324,3 +324,54 @@ fn a_command_under_way_when_the_gateway_is_killed_is_interrupted_in_the_trail() 
         gw.log()
     );
 }
+
+#[test]
+fn events_follow_shows_a_command_again_when_it_ends() {
+    use std::io::BufRead;
+    let gw = TestGateway::start();
+    gw.ok(&["create", "sleeper", "--", "sleep", "600"]);
+    let follow = gw
+        .ssh_command()
+        .args(["gw", "events", "-f", "--json", "-n", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run ssh");
+    let mut follow = KillOnDrop(follow);
+    let output = follow.0.stdout.take().expect("stdout");
+    let (lines, seen) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(output).lines() {
+            if line.is_err() || lines.send(line.unwrap_or_default()).is_err() {
+                break;
+            }
+        }
+    });
+    // Long enough for the follower to see it under way.
+    let out = gw.ssh(&["wait", "sleeper", "--timeout", "3"]);
+    assert_eq!(out.status.code(), Some(124), "{}", stderr(&out));
+    let mut rows = Vec::new();
+    let deadline = std::time::Instant::now() + e2e::PATIENCE;
+    while !rows
+        .iter()
+        .any(|(_, result): &(i64, String)| result == "exit 124")
+    {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = seen
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("events -f did not show the wait end: {rows:?}"));
+        let event: Value = serde_json::from_str(&line).expect("one JSON object a line");
+        if event["detail"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("wait sleeper"))
+        {
+            rows.push((
+                event["id"].as_i64().expect("id"),
+                event["result"].as_str().unwrap_or_default().to_owned(),
+            ));
+        }
+    }
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0].1, "started", "{rows:?}");
+    assert_eq!(rows[0].0, rows[1].0, "the same row, shown again: {rows:?}");
+}
