@@ -146,6 +146,9 @@ fn a_full_data_disk_gives_honest_answers_and_loses_no_audit_event_once_space_ret
         stderr(&out)
     );
     assert!(tmux_has(&gw, "worker"), "the agent was not started");
+    // wait goes by what the host says when the gateway cannot save it.
+    let waited = gw.ok(&["wait", "worker", "--until", "running", "--timeout", "10"]);
+    assert!(waited.contains("agent 'worker' is"), "{waited}");
     gw.ok(&["whoami"]);
     // events says what it cannot show.
     let out = gw.ssh(&["events", "-n", "5"]);

@@ -522,11 +522,7 @@ pub async fn refreshed_agent(
         // What the host said still decides what the command does; only its record waits
         // for the next look at the host.
         tracing::warn!(agent = name, error = %e, "cannot record an agent's status");
-        let mut agent = agent;
-        agent.status = seen.status;
-        agent.exit_code = seen.exit_code;
-        agent.pid = seen.pid;
-        return Ok((agent, host));
+        return Ok((as_seen(agent, &seen), host));
     }
     let agent = gw
         .store
@@ -534,6 +530,21 @@ pub async fn refreshed_agent(
         .await?
         .ok_or_else(|| CommandError::no_agent(name))?;
     Ok((agent, host))
+}
+
+/// An agent's record with what its host just said applied in memory, for a command to go on
+/// with when the store could not take it (the next look at the host records it).
+pub fn as_seen(mut agent: AgentRecord, seen: &crate::store::Observed) -> AgentRecord {
+    agent.status = seen.status;
+    agent.exit_code = seen.exit_code;
+    agent.pid = seen.pid;
+    if let Some(activity) = &seen.activity {
+        agent.activity = activity.clone();
+    }
+    if seen.status != crate::store::AgentStatus::Running {
+        agent.activity.state = None;
+    }
+    agent
 }
 
 /// Runs `command` to completion; a panic inside it (a bug) becomes its message, so the caller

@@ -62,18 +62,23 @@ pub async fn run(
             .agent_for(&caller.operator, name)
             .await?
             .ok_or_else(|| CommandError::no_agent(name))?;
-        match host.info(name).await {
-            Ok(info) => reconciler::observe(gw, &before, &info).await?,
-            Err(e) if args.until.is_some() && e.host_unreachable() => {
-                gw.store.observe_agent(name, &reconciler::unknown()).await?;
-            }
+        let seen = match host.info(name).await {
+            Ok(info) => reconciler::observed_from(gw, &before, &info),
+            Err(e) if args.until.is_some() && e.host_unreachable() => reconciler::unknown(),
             Err(e) => return Err(e.into()),
-        }
-        let agent = gw
-            .store
-            .agent_for(&caller.operator, name)
-            .await?
-            .ok_or_else(|| CommandError::no_agent(name))?;
+        };
+        let agent = match gw.store.observe_agent(name, &seen).await {
+            Ok(()) => gw
+                .store
+                .agent_for(&caller.operator, name)
+                .await?
+                .ok_or_else(|| CommandError::no_agent(name))?,
+            // The wait goes on from what the host says; the record waits for the store.
+            Err(e) => {
+                tracing::warn!(agent = name.as_str(), error = %e, "cannot record an agent's status");
+                super::as_seen(before, &seen)
+            }
+        };
         match &args.until {
             None => match agent.status {
                 AgentStatus::Exited => {
