@@ -183,6 +183,46 @@ impl DataDir {
         self.path.join("client_key")
     }
 
+    /// Checks the database with sqlite's `PRAGMA quick_check` for at most `budget`
+    /// ([`store::Store::check`]); a damaged one stops the start, naming the file and how to
+    /// restore it. One the check could not finish within the budget is used, with a warning.
+    pub async fn check_store(&self, budget: Duration) -> anyhow::Result<()> {
+        let path = self.database();
+        let started = std::time::Instant::now();
+        let checked = store::Store::check(&path, budget)
+            .await
+            .with_context(|| format!("cannot check {}", path.display()))?;
+        match checked {
+            store::Checked::Sound => info!(
+                database = %path.display(),
+                millis = started.elapsed().as_millis(),
+                "database checked"
+            ),
+            store::Checked::Absent => {}
+            store::Checked::OutOfTime => warn!(
+                database = %path.display(),
+                budget_seconds = budget.as_secs(),
+                "the database check did not finish within its time budget; starting without it \
+                 (check it offline with: sqlite3 FILE 'PRAGMA integrity_check')"
+            ),
+            store::Checked::Damaged(found) => anyhow::bail!(
+                "the database {} is damaged; the gateway does not start on it.\n\
+                 sqlite's quick_check found:\n  {}\n\
+                 To restore it: keep the damaged file for inspection (move {} and any \
+                 agentgate.db-wal and agentgate.db-shm beside it out of {}), put the last \
+                 backup of agentgate.db in its place, and start the gateway again; the \
+                 reconciler then takes up the agents from the hosts (see docs/operations.md, \
+                 \"Backups\"). With no backup, moving the file away starts a new, empty \
+                 database.",
+                path.display(),
+                found.join("\n  "),
+                path.display(),
+                self.path.display()
+            ),
+        }
+        Ok(())
+    }
+
     pub async fn open_store(&self) -> anyhow::Result<Store> {
         let path = self.database();
         let store = Store::open(&path)
@@ -208,9 +248,20 @@ pub async fn serve(
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     let data = DataDir::prepare(data_dir)?;
+    data.check_store(STORE_CHECK_BUDGET).await?;
     let host_key = ssh::load_or_create_key(&data.host_key(), "host key")?;
     let client_key = Arc::new(ssh::load_or_create_key(&data.client_key(), "client key")?);
     let store = data.open_store().await?;
+    // Commands left under way by a gateway that died: they end here, as interrupted.
+    match store.mark_interrupted_events().await {
+        Ok(0) => {}
+        Ok(n) => warn!(
+            events = n,
+            "commands under way when the gateway last stopped are marked interrupted in the \
+             audit trail"
+        ),
+        Err(e) => warn!(error = %e, "cannot mark the interrupted commands in the audit trail"),
+    }
     bootstrap_operators(&store).await?;
 
     let tasks = TaskTracker::new();
@@ -264,6 +315,7 @@ pub async fn serve(
     tasks.spawn(async move { hosts::reconciler::record_versions(&versions).await });
     tasks.spawn(hosts::reconciler::run(gw.clone()));
     tasks.spawn(prune_audit_trail(gw.clone()));
+    tasks.spawn(write_kept_events(gw.clone()));
     tasks.spawn(ssh::live::sweep(gw.clone()));
 
     let address = listener
@@ -286,9 +338,41 @@ pub async fn serve(
     {
         warn!("some sessions did not end in time");
     }
+    // A last chance for audit events the database could not take.
+    let _ = gw.store.flush_events().await;
+    let kept = gw.store.events_kept().await;
+    if kept > 0 {
+        warn!(
+            events = kept,
+            "audit events could not be written to the database and are lost (the `audit` \
+             lines of this log have them)"
+        );
+    }
     gw.store.close().await;
     info!("agentgate stopped; agents keep running");
     Ok(())
+}
+
+/// How long the start-up check of the database (`PRAGMA quick_check`) may take: about what
+/// reading a 1 GiB database takes on an ordinary disk. A larger one starts unchecked, with a
+/// warning (see docs/operations.md).
+pub const STORE_CHECK_BUDGET: Duration = Duration::from_secs(10);
+
+/// Writes the audit events the database could not take when they happened, every
+/// `store::RETRY_EVERY`, until the gateway shuts down (`serve` tries once more after).
+async fn write_kept_events(gw: Arc<Gateway>) {
+    let mut tick = tokio::time::interval(store::RETRY_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = gw.shutdown_accepting.cancelled() => return,
+        }
+        if gw.store.events_kept().await > 0 {
+            // A failure is logged when the write is first refused; it stays kept.
+            let _ = gw.store.flush_events().await;
+        }
+    }
 }
 
 /// How often events older than `audit.retention` are deleted.

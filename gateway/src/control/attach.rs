@@ -40,9 +40,17 @@ pub async fn run(
             .await;
             let secrets = super::secret::values(gw, &agent.spec.secret_names).await?;
             let info = host.start(name, Some(size), &secrets).await?;
-            gw.store
+            let saved = gw
+                .store
                 .observe_agent(name, &reconciler::observed(&info))
-                .await?;
+                .await;
+            let done = || {
+                format!(
+                    "agentgate: agent '{name}' was started on host {}",
+                    agent.host
+                )
+            };
+            super::recorded(io, saved, done, super::SEEN_AGAIN).await;
         }
         AgentStatus::Unknown => {
             return Err(CommandError::failed(format!(

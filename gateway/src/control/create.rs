@@ -427,10 +427,24 @@ where
             .await
             .map_err(CommandError::from)?;
         on_host = true;
-        intent.step(Step::Created).await?;
-        gw.store
-            .observe_agent(name, &reconciler::observed(&info))
-            .await?;
+        let recorded = match intent.step(Step::Created).await {
+            Ok(()) => {
+                gw.store
+                    .observe_agent(name, &reconciler::observed(&info))
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = recorded {
+            // It exists on its host: the command must not say it was not made. Its row stays
+            // `creating` until the next look at the host (or, if the gateway stops first, the
+            // next start's settling of this operation) records what the host says.
+            let done = format!("agent '{name}' was created on host {}", host.name());
+            return Err(
+                CommandError::failed(super::not_recorded(&done, &e, super::SEEN_AGAIN))
+                    .hint(format!("see it with: ssh gw info {name}")),
+            );
+        }
         gw.store
             .agent(name)
             .await?
@@ -447,7 +461,13 @@ where
         // failed keeps its row; the reconciler records it.)
         gw.store.delete_agent(name).await?;
     }
-    intent.end(&made.as_ref().map_err(|e| &e.message)).await;
+    // Made on its host is done, whatever its record came to.
+    let outcome = if on_host {
+        Ok(())
+    } else {
+        made.as_ref().map(|_| ()).map_err(|e| &e.message)
+    };
+    intent.end(&outcome).await;
     made
 }
 

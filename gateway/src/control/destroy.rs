@@ -66,23 +66,30 @@ pub async fn destroy_one(
         },
     )
     .await?;
-    let destroyed = async {
-        match host.destroy(name).await {
-            Ok(()) => {}
-            // Already gone on the host: forgetting it here is all that is left to do.
-            Err(HostError::NotFound(_)) => {}
-            Err(e) if force && e.host_unreachable() => {}
-            Err(e) => return Err(CommandError::from(e)),
-        }
-        intent.step(Step::HostDone).await?;
-        gw.store.delete_agent(name).await?;
-        Ok(())
+    let on_host = match host.destroy(name).await {
+        // Already gone on the host: forgetting it here is all that is left to do.
+        Ok(()) | Err(HostError::NotFound(_)) => Ok(()),
+        Err(e) if force && e.host_unreachable() => Ok(()),
+        Err(e) => Err(CommandError::from(e)),
+    };
+    if let Err(e) = on_host {
+        intent.end(&Err::<(), _>(&e.message)).await;
+        return Err(e);
     }
-    .await;
-    intent
-        .end(&destroyed.as_ref().map_err(|e| &e.message))
-        .await;
-    destroyed?;
+    // Removed from its host: what is left is the record. One that cannot be written leaves
+    // the operation open at this step, and the gateway's next start finishes it.
+    let forgotten = match intent.step(Step::HostDone).await {
+        Ok(()) => gw.store.delete_agent(name).await,
+        Err(e) => Err(e),
+    };
+    if forgotten.is_ok() {
+        intent.end(&Ok::<(), String>(())).await;
+    }
+    let done = || format!("agent '{name}' was destroyed on host {}", agent.host);
+    let later = format!(
+        "it stays listed (as unknown) until the gateway's next start finishes the destroy, or until: ssh gw destroy {name} --force"
+    );
+    super::recorded(io, forgotten, done, &later).await;
     gw.inputs.forget(name);
     io.write_out(&format!(
         "destroyed agent '{name}' on host {}\n",

@@ -8,10 +8,13 @@ use clap::Args;
 use super::output::{json_text, table};
 use super::{Caller, CommandError, CommandIo, CommandResult, exit};
 use crate::Gateway;
-use crate::store::{Event, EventFilter, Role};
+use crate::store::{Event, EventFilter, Role, STARTED};
 
 /// How often `events -f` looks for new events.
 const FOLLOW_POLL: Duration = Duration::from_millis(500);
+/// The most rows `events -f` shows as `started` and watches to show again when they end
+/// (past that, the oldest are no longer watched).
+const FOLLOW_STARTED: usize = 1000;
 
 #[derive(Debug, Args)]
 #[command(
@@ -59,6 +62,16 @@ pub async fn run(
         only_for: (caller.operator.role != Role::Admin).then(|| caller.operator.name.clone()),
     };
     let events = gw.store.events(&filter).await?;
+    // Events the database could not take are not in what was read: say so.
+    if let Some((kept, cause)) = gw.store.audit_fault().await {
+        io.write_err(&format!(
+            "warning: the gateway's database cannot be written ({cause}): {kept} audit \
+             event{} wait{} in memory and are not shown; they are written, in order, once it can\n",
+            if kept == 1 { "" } else { "s" },
+            if kept == 1 { "s" } else { "" }
+        ))
+        .await;
+    }
     if args.json && !args.follow {
         let all: Vec<serde_json::Value> = events.iter().map(event_json).collect();
         io.write_out(&json_text(&serde_json::Value::Array(all)))
@@ -72,17 +85,47 @@ pub async fn run(
     filter.after = events.last().map_or(0, |e| e.id);
     filter.since = None;
     filter.limit = 1000;
+    // Rows shown while their command was under way are shown again once it has ended.
+    let mut under_way = std::collections::VecDeque::new();
+    watch_started(&mut under_way, &events);
     loop {
         tokio::select! {
             () = tokio::time::sleep(FOLLOW_POLL) => {}
             () = io.closed.cancelled() => return Ok(exit::OK),
             () = gw.shutdown_accepting.cancelled() => return Ok(exit::OK),
         }
+        let ids: Vec<i64> = under_way.iter().copied().collect();
+        let mut shown = if ids.is_empty() {
+            Vec::new()
+        } else {
+            gw.store.events_with_ids(&ids).await?
+        };
+        // Those still under way are watched on; a row pruned meanwhile is forgotten.
+        under_way = shown
+            .iter()
+            .filter(|e| e.result == STARTED)
+            .map(|e| e.id)
+            .collect();
+        shown.retain(|e| e.result != STARTED);
         let new = gw.store.events(&filter).await?;
         if let Some(last) = new.last() {
             filter.after = last.id;
-            io.write_out(&render(&new, args.json, false)).await;
         }
+        watch_started(&mut under_way, &new);
+        shown.extend(new);
+        if !shown.is_empty() {
+            io.write_out(&render(&shown, args.json, false)).await;
+        }
+    }
+}
+
+/// Notes the rows of `events` that are under way, to show again when they end.
+fn watch_started(under_way: &mut std::collections::VecDeque<i64>, events: &[Event]) {
+    for e in events.iter().filter(|e| e.result == STARTED) {
+        if under_way.len() >= FOLLOW_STARTED {
+            under_way.pop_front();
+        }
+        under_way.push_back(e.id);
     }
 }
 

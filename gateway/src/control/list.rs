@@ -50,6 +50,16 @@ pub fn not_asked_text(host: &NotAsked) -> String {
                  (see: ssh gw host info {host})"
             )
         }
+        NotAsked::NotSaved(host, cause) => format!(
+            "what host '{host}' reports could not be saved (the gateway's database: {cause}); \
+             its agents are shown as last saved"
+        ),
+        NotAsked::Unwritable { cause, kept } => format!(
+            "the gateway's database cannot be written ({cause}): the statuses shown may be out \
+             of date, and {kept} audit event{} wait{} in memory until it can",
+            if *kept == 1 { "" } else { "s" },
+            if *kept == 1 { "s" } else { "" }
+        ),
     }
 }
 

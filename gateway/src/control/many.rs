@@ -292,7 +292,15 @@ pub async fn edit_tags(
     }
     tags.extend(set.iter().cloned());
     host.set_tags(name, &tags).await?;
-    gw.store.set_tags(name, &tags).await?;
+    let saved = gw.store.set_tags(name, &tags).await;
+    let done = || {
+        format!(
+            "the tags of agent '{name}' were changed on host {}",
+            agent.host
+        )
+    };
+    let later = "the gateway shows and selects by the old tags until the command is run again";
+    super::recorded(io, saved, done, later).await;
     let text = if tags.is_empty() {
         "no tags".to_owned()
     } else {

@@ -376,8 +376,50 @@ impl CommandError {
 impl From<StoreError> for CommandError {
     fn from(e: StoreError) -> Self {
         tracing::error!(error = %e, "store error during a control command");
-        CommandError::failed("the gateway's database failed; see the gateway's log")
+        CommandError::failed(format!(
+            "the gateway's database failed: {}; see the gateway's log",
+            e.cause()
+        ))
     }
+}
+
+/// What becomes of a record the gateway could not write, when its next look at the host
+/// writes it (a status: the host says it again).
+pub const SEEN_AGAIN: &str = "it will be seen again by the next look at the host";
+
+/// After an action took effect on a host, what the gateway's own record of it came to. A
+/// record that failed does not make the command fail (what was done stays done): the client
+/// is told on stderr what was done and that it was not recorded, and why, and what becomes
+/// of the record (`later`, such as [`SEEN_AGAIN`]). Every command that acts on a host and
+/// then writes the store says it this way.
+pub async fn recorded<T>(
+    io: &mut CommandIo,
+    written: Result<T, StoreError>,
+    done: impl FnOnce() -> String,
+    later: &str,
+) -> Option<T> {
+    match written {
+        Ok(value) => Some(value),
+        Err(e) => {
+            tracing::error!(error = %e, "an action on a host could not be recorded");
+            io.write_err(&format!(
+                "warning: {}
+",
+                not_recorded(&done(), &e, later)
+            ))
+            .await;
+            None
+        }
+    }
+}
+
+/// The sentence of [`recorded`]: "agent 'x' was stopped on host h, but the gateway could not
+/// record it: disk full (...); it will be seen again by the next look at the host".
+pub fn not_recorded(done: &str, e: &StoreError, later: &str) -> String {
+    format!(
+        "{done}, but the gateway could not record it: {}; {later}",
+        e.cause()
+    )
 }
 
 impl From<HostError> for CommandError {
@@ -473,8 +515,14 @@ pub async fn refreshed_agent(
             crate::hosts::reconciler::unknown()
         }
     };
-    if agent.status != crate::store::AgentStatus::Creating {
-        gw.store.observe_agent(name, &seen).await?;
+    if agent.status == crate::store::AgentStatus::Creating {
+        return Ok((agent, host));
+    }
+    if let Err(e) = gw.store.observe_agent(name, &seen).await {
+        // What the host said still decides what the command does; only its record waits
+        // for the next look at the host.
+        tracing::warn!(agent = name, error = %e, "cannot record an agent's status");
+        return Ok((as_seen(agent, &seen), host));
     }
     let agent = gw
         .store
@@ -482,6 +530,21 @@ pub async fn refreshed_agent(
         .await?
         .ok_or_else(|| CommandError::no_agent(name))?;
     Ok((agent, host))
+}
+
+/// An agent's record with what its host just said applied in memory, for a command to go on
+/// with when the store could not take it (the next look at the host records it).
+pub fn as_seen(mut agent: AgentRecord, seen: &crate::store::Observed) -> AgentRecord {
+    agent.status = seen.status;
+    agent.exit_code = seen.exit_code;
+    agent.pid = seen.pid;
+    if let Some(activity) = &seen.activity {
+        agent.activity = activity.clone();
+    }
+    if seen.status != crate::store::AgentStatus::Running {
+        agent.activity.state = None;
+    }
+    agent
 }
 
 /// Runs `command` to completion; a panic inside it (a bug) becomes its message, so the caller
@@ -544,6 +607,8 @@ pub async fn run(
         command,
         ControlCommand::Unshare(_) | ControlCommand::Key(_) | ControlCommand::Operator(_)
     );
+    // In the trail from its start: a command the gateway dies during is there too.
+    let started = start_record(gw, caller, "command", agent.clone(), &redacted(line)).await;
     let result = match command {
         ControlCommand::Create(args) => create::run(gw, caller, args, io).await,
         ControlCommand::List(args) => list::run(gw, caller, args, io).await,
@@ -598,16 +663,7 @@ pub async fn run(
             (e.status, e.message)
         }
     };
-    record(
-        gw,
-        caller,
-        "command",
-        agent,
-        &redacted(line),
-        status,
-        &message,
-    )
-    .await;
+    end_record(gw, started, status, &message).await;
     if may_take_back && status == exit::OK {
         // The caller's own connection finishes its command; the next sweep or channel ends
         // it if it lost its access.
@@ -616,7 +672,69 @@ pub async fn run(
     status
 }
 
-/// Writes one audit event. A failure to record is logged, never fatal to the command.
+/// Writes one audit event as under way (result `started`), for [`end_record`] to complete:
+/// a command or session that outlives its start is in the trail even if the gateway dies
+/// before it ends. A failure to write is logged and the event kept (`store::audit`).
+pub async fn start_record(
+    gw: &Gateway,
+    caller: &Caller,
+    kind: &str,
+    agent: Option<String>,
+    detail: &str,
+) -> crate::store::StartedEvent {
+    info!(
+        operator = caller.operator.name,
+        kind, detail, "audit: started"
+    );
+    gw.store
+        .start_event(&event_of(caller, kind, agent, detail))
+        .await
+}
+
+/// Completes an event [`start_record`] wrote, with the command's exit status and message.
+pub async fn end_record(
+    gw: &Gateway,
+    started: crate::store::StartedEvent,
+    status: u32,
+    message: &str,
+) {
+    let event = started.event();
+    info!(
+        operator = event.operator.as_deref().unwrap_or_default(),
+        kind = event.kind,
+        detail = event.detail,
+        status,
+        "audit"
+    );
+    gw.store
+        .end_event(started, &result_of(status), message)
+        .await;
+}
+
+fn event_of(caller: &Caller, kind: &str, agent: Option<String>, detail: &str) -> Event {
+    Event {
+        id: 0,
+        at: String::new(),
+        operator: Some(caller.operator.name.clone()),
+        source: Some(caller.source.clone()),
+        kind: kind.to_owned(),
+        agent,
+        detail: detail.to_owned(),
+        result: String::new(),
+        message: String::new(),
+    }
+}
+
+fn result_of(status: u32) -> String {
+    if status == 0 {
+        "ok".into()
+    } else {
+        format!("exit {status}")
+    }
+}
+
+/// Writes one audit event. A failure to write is logged and the event kept until the
+/// database can take it (`store::audit`), never fatal to the command.
 pub async fn record(
     gw: &Gateway,
     caller: &Caller,
@@ -631,19 +749,9 @@ pub async fn record(
         kind, detail, status, "audit"
     );
     let event = Event {
-        id: 0,
-        at: String::new(),
-        operator: Some(caller.operator.name.clone()),
-        source: Some(caller.source.clone()),
-        kind: kind.to_owned(),
-        agent,
-        detail: detail.to_owned(),
-        result: if status == 0 {
-            "ok".into()
-        } else {
-            format!("exit {status}")
-        },
+        result: result_of(status),
         message: message.to_owned(),
+        ..event_of(caller, kind, agent, detail)
     };
     if let Err(e) = gw.store.record_event(&event).await {
         tracing::error!(error = %e, "could not record an audit event");

@@ -16,9 +16,12 @@ pub async fn run(
     let secrets = super::secret::values(gw, &agent.spec.secret_names).await?;
     host.stop(name).await?;
     let info = host.start(name, None, &secrets).await?;
-    gw.store
+    let saved = gw
+        .store
         .observe_agent(name, &reconciler::observed(&info))
-        .await?;
+        .await;
+    let done = || format!("agent '{name}' was restarted on host {}", agent.host);
+    super::recorded(io, saved, done, super::SEEN_AGAIN).await;
     io.write_out(&format!(
         "restarted agent '{name}' on host {}\n",
         agent.host

@@ -24,9 +24,12 @@ pub async fn run(
     }
     let secrets = super::secret::values(gw, &agent.spec.secret_names).await?;
     let info = host.start(name, None, &secrets).await?;
-    gw.store
+    let saved = gw
+        .store
         .observe_agent(name, &reconciler::observed(&info))
-        .await?;
+        .await;
+    let done = || format!("agent '{name}' was started on host {}", agent.host);
+    super::recorded(io, saved, done, super::SEEN_AGAIN).await;
     let verb = if info.status == HostAgentStatus::Running {
         "started"
     } else {

@@ -14,9 +14,12 @@ pub async fn run(
 ) -> CommandResult {
     let (agent, host) = agent_and_host(gw, caller, name).await?;
     let info = host.stop(name).await?;
-    gw.store
+    let saved = gw
+        .store
         .observe_agent(name, &reconciler::observed(&info))
-        .await?;
+        .await;
+    let done = || format!("agent '{name}' was stopped on host {}", agent.host);
+    super::recorded(io, saved, done, super::SEEN_AGAIN).await;
     io.write_out(&format!(
         "stopped agent '{name}' on host {} (workspace kept)\n",
         agent.host

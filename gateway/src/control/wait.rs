@@ -62,21 +62,33 @@ pub async fn run(
             .agent_for(&caller.operator, name)
             .await?
             .ok_or_else(|| CommandError::no_agent(name))?;
-        match host.info(name).await {
+        let seen = match host.info(name).await {
             // A row still being created is its create's to record: its host may show the
             // agent half made.
-            Ok(_) if before.status == crate::store::AgentStatus::Creating => {}
-            Ok(info) => reconciler::observe(gw, &before, &info).await?,
-            Err(e) if args.until.is_some() && e.host_unreachable() => {
-                gw.store.observe_agent(name, &reconciler::unknown()).await?;
-            }
+            Ok(_) if before.status == crate::store::AgentStatus::Creating => None,
+            Ok(info) => Some(reconciler::observed_from(gw, &before, &info)),
+            Err(e) if args.until.is_some() && e.host_unreachable() => Some(reconciler::unknown()),
             Err(e) => return Err(e.into()),
-        }
-        let agent = gw
-            .store
-            .agent_for(&caller.operator, name)
-            .await?
-            .ok_or_else(|| CommandError::no_agent(name))?;
+        };
+        let recorded = match &seen {
+            Some(seen) => gw.store.observe_agent(name, seen).await,
+            None => Ok(()),
+        };
+        let agent = match recorded {
+            Ok(()) => gw
+                .store
+                .agent_for(&caller.operator, name)
+                .await?
+                .ok_or_else(|| CommandError::no_agent(name))?,
+            // The wait goes on from what the host says; the record waits for the store.
+            Err(e) => {
+                tracing::warn!(agent = name.as_str(), error = %e, "cannot record an agent's status");
+                match &seen {
+                    Some(seen) => super::as_seen(before, seen),
+                    None => before,
+                }
+            }
+        };
         match &args.until {
             None => match agent.status {
                 AgentStatus::Exited => {

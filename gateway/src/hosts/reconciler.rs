@@ -152,6 +152,12 @@ pub enum NotAsked {
     /// The host was already unreachable (with the reason): it is not waited for; the
     /// reconciler's own passes notice when it is back.
     Unreachable(String, String),
+    /// The host answered, but what it said could not be saved (the database's failure, in
+    /// words a client may see): the statuses shown are the last saved.
+    NotSaved(String, String),
+    /// The gateway's database cannot be written at all (why, and how many audit events wait
+    /// in memory): whatever is shown may be out of date.
+    Unwritable { cause: String, kept: usize },
 }
 
 /// Reconciles every reachable host in parallel, waiting at most `wait` for each; returns the
@@ -179,9 +185,21 @@ pub async fn reconcile_within(gw: &Arc<Gateway>, wait: std::time::Duration) -> V
     for (host, result) in hosts.iter().zip(futures::future::join_all(runs).await) {
         match result {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => warn!(host = host.name(), error = %e, "reconciling failed"),
+            Ok(Err(e)) => {
+                warn!(host = host.name(), error = %e, "reconciling failed");
+                not_asked.push(NotAsked::NotSaved(host.name().to_owned(), e.cause()));
+            }
             Err(_) => not_asked.push(NotAsked::Slow(host.name().to_owned())),
         }
+    }
+    // A look another caller made just before may have been the one that could not save: the
+    // audit trail's writes tell whether the database takes writes now.
+    if !not_asked
+        .iter()
+        .any(|n| matches!(n, NotAsked::NotSaved(..)))
+        && let Some((kept, cause)) = gw.store.audit_fault().await
+    {
+        not_asked.push(NotAsked::Unwritable { cause, kept });
     }
     not_asked
 }

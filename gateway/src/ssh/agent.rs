@@ -64,6 +64,8 @@ pub async fn run_session(
     let env = pending.env.into_vars();
     let (mut io, writer) = command_io(pending.channel, pending.pty);
     let (kind, detail) = audit_detail(&session);
+    // In the trail from its start: a session the gateway dies during is there too.
+    let started = control::start_record(&gw, &caller, kind, Some(agent.clone()), &detail).await;
     let result: Result<Option<ProcessExit>, CommandError> = async {
         if session == AgentSession::Attach {
             let status = control::attach::run(&gw, &caller, &agent, &mut io).await?;
@@ -106,21 +108,12 @@ pub async fn run_session(
             } else {
                 ""
             };
-            control::record(&gw, &caller, kind, Some(agent), &detail, status, message).await;
+            control::end_record(&gw, started, status, message).await;
             finish_process(io, writer, Some(&handle), exit).await;
         }
         Err(e) => {
             io.write_err(&e.render()).await;
-            control::record(
-                &gw,
-                &caller,
-                kind,
-                Some(agent),
-                &detail,
-                e.status,
-                &e.message,
-            )
-            .await;
+            control::end_record(&gw, started, e.status, &e.message).await;
             finish(io, writer, e.status).await;
         }
     }

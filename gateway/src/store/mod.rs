@@ -5,6 +5,7 @@
 //! and the last status seen) and the audit trail. Reality is tmux on the hosts: the reconciler
 //! writes what it sees here, and nothing here ever deletes a workspace.
 
+mod audit;
 mod operations;
 
 pub use operations::{Operation, OperationKind, Outcome, Step};
@@ -12,6 +13,7 @@ pub use operations::{Operation, OperationKind, Outcome, Step};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use hostctl::api::CreateRequest;
 use serde::Serialize;
@@ -31,6 +33,53 @@ pub enum StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+pub use audit::{
+    INTERRUPTED, INTERRUPTED_MESSAGE, LOST_KIND, MAX_KEPT, MAX_KEPT_BYTES, RETRY_EVERY, Recorded,
+    STARTED, StartedEvent,
+};
+
+impl StoreError {
+    /// What went wrong, in words a client may be told: sqlite's own phrase for its error
+    /// code, never the statement or the values. Whole errors go to the log only.
+    pub fn cause(&self) -> String {
+        let StoreError::Database(sqlx::Error::Database(db)) = self else {
+            return match self {
+                StoreError::Conflict(m) => m.clone(),
+                StoreError::Corrupt(_) => "stored data is damaged".into(),
+                StoreError::Migrate(_) => "its schema could not be brought up to date".into(),
+                StoreError::Database(sqlx::Error::PoolTimedOut) => {
+                    "it did not answer in time".into()
+                }
+                StoreError::Database(_) => "it could not be read or written".into(),
+            };
+        };
+        // sqlite's extended result code; the primary code is its low byte.
+        let code = db.code().and_then(|c| c.parse::<i64>().ok()).unwrap_or(0) & 0xff;
+        match code {
+            13 => "disk full (database or disk is full)".into(),
+            8 => "the database file is read-only".into(),
+            10 => "disk I/O error".into(),
+            11 | 26 => "the database file is damaged (malformed)".into(),
+            5 | 6 => "the database is locked by another process".into(),
+            14 => "the database file cannot be opened".into(),
+            _ => "it could not be read or written".into(),
+        }
+    }
+}
+
+/// What `PRAGMA quick_check` found ([`Store::check`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Checked {
+    /// No damage found.
+    Sound,
+    /// No database file yet: nothing to check.
+    Absent,
+    /// Damage found: sqlite's first findings.
+    Damaged(Vec<String>),
+    /// The check ran out of its time budget before it was done: what was read was sound.
+    OutOfTime,
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -357,6 +406,8 @@ pub struct Event {
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: SqlitePool,
+    /// Audit writes the database could not take yet (see `audit`).
+    audit: Arc<tokio::sync::Mutex<audit::Backlog>>,
 }
 
 impl Store {
@@ -371,10 +422,80 @@ impl Store {
             .busy_timeout(std::time::Duration::from_secs(5));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            .after_release(|connection, _| {
+                Box::pin(async move {
+                    use sqlx::Connection;
+                    // A transaction whose COMMIT failed (a full disk) is rolled back by sqlite
+                    // itself; sqlx's ROLLBACK then fails and its count of open transactions
+                    // stays at one, so the connection's next transaction would be a savepoint
+                    // whose rollback leaves the write lock held, and every other writer
+                    // "locked" for ever. Such a connection is closed instead of reused. The
+                    // handle's round trip lets a rollback still queued finish first.
+                    drop(connection.lock_handle().await?);
+                    Ok(!connection.is_in_transaction())
+                })
+            })
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Store { pool })
+        Ok(Store {
+            pool,
+            audit: Arc::default(),
+        })
+    }
+
+    /// Runs sqlite's `PRAGMA quick_check` on the database at `path` (if there is one) on a
+    /// connection of its own, for at most `budget`: sqlite's progress handler interrupts it
+    /// then, so a large database cannot hold the start for minutes. A file sqlite cannot
+    /// read as a database at all is `Damaged` too.
+    pub async fn check(path: &Path, budget: std::time::Duration) -> Result<Checked> {
+        use sqlx::Connection;
+        if !path.exists() {
+            return Ok(Checked::Absent);
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .busy_timeout(std::time::Duration::from_secs(5));
+        let said = |e: &sqlx::Error| match e {
+            sqlx::Error::Database(db) => format!(
+                "{} (sqlite error {})",
+                db.message(),
+                db.code().unwrap_or_default()
+            ),
+            other => other.to_string(),
+        };
+        let damaged = |e: &sqlx::Error| {
+            let code = match e {
+                sqlx::Error::Database(db) => db.code().and_then(|c| c.parse::<i64>().ok()),
+                _ => None,
+            };
+            // SQLITE_CORRUPT, SQLITE_NOTADB.
+            matches!(code.map(|c| c & 0xff), Some(11 | 26))
+        };
+        let mut connection = match sqlx::SqliteConnection::connect_with(&options).await {
+            Ok(c) => c,
+            Err(e) if damaged(&e) => return Ok(Checked::Damaged(vec![said(&e)])),
+            Err(e) => return Err(e.into()),
+        };
+        let deadline = std::time::Instant::now() + budget;
+        connection
+            .lock_handle()
+            .await?
+            .set_progress_handler(1000, move || std::time::Instant::now() < deadline);
+        let found: std::result::Result<Vec<String>, sqlx::Error> =
+            sqlx::query_scalar("PRAGMA quick_check(20)")
+                .fetch_all(&mut connection)
+                .await;
+        let timed_out = std::time::Instant::now() >= deadline;
+        let _ = connection.close().await;
+        match found {
+            Ok(lines) if lines.iter().all(|l| l == "ok") => Ok(Checked::Sound),
+            Ok(lines) => Ok(Checked::Damaged(lines)),
+            Err(e) if damaged(&e) => Ok(Checked::Damaged(vec![said(&e)])),
+            // SQLITE_INTERRUPT from the progress handler.
+            Err(_) if timed_out => Ok(Checked::OutOfTime),
+            Err(e) => Err(e.into()),
+        }
     }
 
     pub async fn close(&self) {
@@ -1227,23 +1348,6 @@ impl Store {
 
     // ---- events -------------------------------------------------------------------------
 
-    pub async fn record_event(&self, event: &Event) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO events (at, operator, source, kind, agent, detail, result, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(if event.at.is_empty() { now() } else { event.at.clone() })
-        .bind(&event.operator)
-        .bind(&event.source)
-        .bind(&event.kind)
-        .bind(&event.agent)
-        .bind(&event.detail)
-        .bind(&event.result)
-        .bind(&event.message)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
     /// Deletes the events recorded before `before` (RFC 3339); returns how many.
     pub async fn prune_events(&self, before: &str) -> Result<u64> {
         Ok(sqlx::query("DELETE FROM events WHERE at < ?")
@@ -1256,6 +1360,8 @@ impl Store {
     /// The newest `filter.limit` events that match, oldest first; with `filter.after`, only
     /// events recorded after that id (for following the trail).
     pub async fn events(&self, filter: &EventFilter) -> Result<Vec<Event>> {
+        // What waits in memory goes first, so the trail read is the whole trail if it can be.
+        let _ = self.flush_events().await;
         let rows = sqlx::query(
             "SELECT * FROM (SELECT id, at, operator, source, kind, agent, detail, result, message FROM events
                WHERE (?1 IS NULL OR agent = ?1) AND (?2 IS NULL OR operator = ?2)
