@@ -350,6 +350,12 @@ fn events_follow_shows_a_command_again_when_it_ends() {
             }
         }
     });
+    // The follower is under way (its own row is the newest it read) before the wait starts:
+    // the wait's rows all come after it.
+    let first = seen
+        .recv_timeout(e2e::PATIENCE)
+        .expect("events -f printed nothing");
+    assert!(first.contains("events -f"), "{first}");
     // Long enough for the follower to see it under way.
     let out = gw.ssh(&["wait", "sleeper", "--timeout", "3"]);
     assert_eq!(out.status.code(), Some(124), "{}", stderr(&out));
