@@ -213,6 +213,11 @@ pub struct HostsConfig {
     #[serde(with = "duration")]
     pub keepalive_interval: Duration,
     pub keepalive_max: usize,
+    /// How long bytes for a host may wait, not taken by the connection's socket or not
+    /// acknowledged by the host, before the connection is closed and its sessions end as lost
+    /// (a link lost during an upload: the keepalives cannot tell then).
+    #[serde(with = "duration")]
+    pub stall_timeout: Duration,
     /// Session channels per connection to a host (OpenSSH's `MaxSessions`, 10 by default);
     /// past it another connection is opened.
     pub max_sessions: usize,
@@ -414,6 +419,7 @@ impl Default for HostsConfig {
             connect_timeout: Duration::from_secs(5),
             keepalive_interval: Duration::from_secs(5),
             keepalive_max: 2,
+            stall_timeout: Duration::from_secs(10),
             max_sessions: 10,
             serve: true,
         }
@@ -499,6 +505,13 @@ impl Config {
         }
         if self.hosts.keepalive_max == 0 {
             return Err("hosts.keepalive_max must be at least 1".into());
+        }
+        if self.hosts.stall_timeout < Duration::from_secs(1) {
+            return Err(
+                "hosts.stall_timeout must be at least 1s (a shorter one closes connections on \
+                 an ordinary hiccup); the default is 10s"
+                    .into(),
+            );
         }
         Ok(())
     }
