@@ -7,11 +7,11 @@
 //! reconciler's questions: russh's client stalls every channel of a connection while one
 //! channel's consumer is behind.
 //!
-//! A failed connect is remembered for a short back-off, during which the gateway's own calls
-//! get the same error at once instead of piling up on a dead host. An operator's session is
-//! not refused by it: it tries the host again (waiting at most `connect_timeout`), so the first
-//! session after a link comes back works; sessions that queued behind a connect that failed
-//! get its error.
+//! A failed connect is remembered for a short back-off, during which the gateway's background
+//! questions (the reconciler's, a `hostctl serve` start) get the same error at once instead of
+//! piling up on a dead host. What an operator waits for is not refused by it: it tries the
+//! host again (waiting at most `connect_timeout`), so the first attach after a link comes back
+//! works; callers that queued behind a connect that failed get its error.
 //!
 //! **Invariant**: a connection whose link is gone cannot hang. Its socket is [`watch`]ed
 //! (bytes the host does not take or acknowledge within `stall_timeout` end it), and a
@@ -318,24 +318,34 @@ struct Failure {
     lane: Lane,
 }
 
+/// Whether a caller waits for a connect during the back-off after a failed one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Patience {
+    /// A background question (the reconciler's, a serve start): refused during the back-off.
+    BackOff,
+    /// Someone waits for the answer (an attach, a control command): it tries.
+    Try,
+}
+
 /// Whether a caller of `lane`, who asked for a connection at `asked`, gets `failure`'s error
 /// at once instead of a connect of its own (returned then).
 ///
 /// - A connect of the same lane failed while the caller waited its turn: it gets that error,
 ///   so that callers queued on a dead host do not each wait `connect_timeout` again.
-/// - Otherwise, within the back-off after the last failure, the gateway's own calls
-///   (control, transfer) get its error; an operator's session tries anyway, so that the first
-///   one after the link returns works.
+/// - Otherwise, within the back-off after the last failure, background questions get its
+///   error; a caller someone waits for tries anyway, so that the first attach after the link
+///   returns works.
 fn refuse_during_backoff(
     lane: Lane,
+    patience: Patience,
     failure: Option<&Failure>,
     asked: Instant,
     now: Instant,
 ) -> Option<String> {
     let failure = failure?;
     let failed_while_waiting = failure.lane == lane && failure.at >= asked;
-    let backing_off =
-        lane != Lane::Sessions && now.saturating_duration_since(failure.at) < failure.backoff;
+    let backing_off = patience == Patience::BackOff
+        && now.saturating_duration_since(failure.at) < failure.backoff;
     (failed_while_waiting || backing_off).then(|| failure.error.clone())
 }
 
@@ -398,7 +408,11 @@ impl Pool {
     }
 
     /// A connection of `lane` with a free session slot (taken), connecting if none has one.
-    pub async fn connection(&self, lane: Lane) -> Result<(Arc<Connection>, Slot), HostError> {
+    pub async fn connection(
+        &self,
+        lane: Lane,
+        patience: Patience,
+    ) -> Result<(Arc<Connection>, Slot), HostError> {
         let asked = Instant::now();
         let mut conns = self.lane(lane).lock().await;
         // A retired or cut connection is out already; one closed by the host goes here.
@@ -411,7 +425,7 @@ impl Pool {
             return Ok((conn.clone(), Slot::taken(conn)));
         }
         let failure = self.last_failure();
-        if let Some(error) = refuse_during_backoff(lane, failure.as_ref(), asked, Instant::now()) {
+        if let Some(error) = refuse_during_backoff(lane, patience, failure.as_ref(), asked, Instant::now()) {
             return Err(HostError::Unreachable {
                 host: self.target.name.clone(),
                 reason: error,
@@ -514,9 +528,13 @@ impl Pool {
 
     /// Opens a session channel; retries once on a fresh connection when the host refuses
     /// another session on a connection (its `MaxSessions` is lower than ours).
-    pub async fn open_session(&self, lane: Lane) -> Result<(Channel<Msg>, Slot), HostError> {
+    pub async fn open_session(
+        &self,
+        lane: Lane,
+        patience: Patience,
+    ) -> Result<(Channel<Msg>, Slot), HostError> {
         for _ in 0..2 {
-            let (conn, slot) = self.connection(lane).await?;
+            let (conn, slot) = self.connection(lane, patience).await?;
             let open = conn.handle.channel_open_session();
             match tokio::time::timeout(self.settings.connect_timeout, open).await {
                 Ok(Ok(channel)) => return Ok((channel, slot)),
@@ -553,7 +571,7 @@ impl Pool {
     /// Opens a forwarding channel (they do not count against `MaxSessions`).
     pub async fn open_forward(&self, to: Forward<'_>) -> std::io::Result<Channel<Msg>> {
         let (conn, slot) = self
-            .connection(Lane::Sessions)
+            .connection(Lane::Sessions, Patience::Try)
             .await
             .map_err(std::io::Error::other)?;
         drop(slot);
@@ -710,38 +728,40 @@ mod tests {
     }
 
     #[test]
-    fn the_gateways_own_calls_back_off_after_a_failed_connect() {
+    fn background_questions_back_off_after_a_failed_connect() {
         let failed = Instant::now();
         let asked = failed + Duration::from_millis(500);
-        for lane in [Lane::Control, Lane::Transfer] {
+        for lane in [Lane::Control, Lane::Sessions, Lane::Transfer] {
             let f = failure(Lane::Sessions, failed);
             assert_eq!(
-                refuse_during_backoff(lane, Some(&f), asked, asked).as_deref(),
+                refuse_during_backoff(lane, Patience::BackOff, Some(&f), asked, asked).as_deref(),
                 Some("no answer")
             );
             let later = failed + Duration::from_secs(3);
-            assert_eq!(refuse_during_backoff(lane, Some(&f), later, later), None);
+            assert_eq!(
+                refuse_during_backoff(lane, Patience::BackOff, Some(&f), later, later),
+                None
+            );
         }
         assert_eq!(
-            refuse_during_backoff(Lane::Control, None, asked, asked),
+            refuse_during_backoff(Lane::Control, Patience::BackOff, None, asked, asked),
             None
         );
     }
 
     #[test]
-    fn an_operators_session_tries_the_host_again_during_the_back_off() {
+    fn what_an_operator_waits_for_tries_the_host_again_during_the_back_off() {
         let failed = Instant::now();
         let asked = failed + Duration::from_millis(500);
-        let f = failure(Lane::Control, failed);
-        assert_eq!(
-            refuse_during_backoff(Lane::Sessions, Some(&f), asked, asked),
-            None
-        );
-        let f = failure(Lane::Sessions, failed);
-        assert_eq!(
-            refuse_during_backoff(Lane::Sessions, Some(&f), asked, asked),
-            None
-        );
+        for lane in [Lane::Control, Lane::Sessions, Lane::Transfer] {
+            for failed_lane in [Lane::Control, Lane::Sessions] {
+                let f = failure(failed_lane, failed);
+                assert_eq!(
+                    refuse_during_backoff(lane, Patience::Try, Some(&f), asked, asked),
+                    None
+                );
+            }
+        }
     }
 
     #[test]
@@ -752,7 +772,7 @@ mod tests {
             let f = failure(lane, failed);
             let now = failed + Duration::from_secs(10);
             assert_eq!(
-                refuse_during_backoff(lane, Some(&f), asked, now).as_deref(),
+                refuse_during_backoff(lane, Patience::Try, Some(&f), asked, now).as_deref(),
                 Some("no answer"),
                 "{lane:?}"
             );
@@ -761,7 +781,7 @@ mod tests {
         let f = failure(Lane::Control, failed);
         let now = failed + Duration::from_secs(10);
         assert_eq!(
-            refuse_during_backoff(Lane::Sessions, Some(&f), asked, now),
+            refuse_during_backoff(Lane::Sessions, Patience::Try, Some(&f), asked, now),
             None
         );
     }

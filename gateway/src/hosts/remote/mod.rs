@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::debug;
 
-use self::leg::{Forward, Lane, LegSettings, LinkId, Pool, Target};
+use self::leg::{Forward, Lane, LegSettings, LinkId, Patience, Pool, Target};
 use self::served::Served;
 use super::{
     CallKind, Duplex, HostError, PipedProcess, ProcessExit, TerminalInput, TerminalProcess,
@@ -124,8 +124,9 @@ async fn open_piped(
     host: &str,
     line: &str,
     lane: Lane,
+    patience: Patience,
 ) -> Result<(PipedProcess, LinkId), HostError> {
-    let (channel, slot) = pool.open_session(lane).await?;
+    let (channel, slot) = pool.open_session(lane, patience).await?;
     let link = slot.link();
     let (reader, writer) = channel.split();
     let output = leg::spawn_reader(reader, slot, tasks);
@@ -299,7 +300,12 @@ impl RemoteHost {
                     return Ok(outcome);
                 }
             }
-            let (channel, slot) = self.pool.open_session(Lane::Control).await?;
+            let patience = if probe {
+                Patience::BackOff
+            } else {
+                Patience::Try
+            };
+            let (channel, slot) = self.pool.open_session(Lane::Control, patience).await?;
             went_over(slot.link());
             leg::exec_collect(
                 channel,
@@ -378,7 +384,7 @@ impl RemoteHost {
         self.tasks.spawn(async move {
             let opened = tokio::time::timeout(
                 SERVE_START,
-                open_piped(&pool, &tasks, &name, &line, Lane::Control),
+                open_piped(&pool, &tasks, &name, &line, Lane::Control, Patience::BackOff),
             )
             .await;
             let (process, link) = match opened {
@@ -421,7 +427,7 @@ impl RemoteHost {
     pub async fn piped(&self, args: &[String], lane: Lane) -> Result<PipedProcess, HostError> {
         let words: Vec<&str> = args.iter().map(String::as_str).collect();
         let line = self.command_line(&words)?;
-        open_piped(&self.pool, &self.tasks, &self.name, &line, lane)
+        open_piped(&self.pool, &self.tasks, &self.name, &line, lane, Patience::Try)
             .await
             .map(|(process, _)| process)
     }
@@ -435,7 +441,10 @@ impl RemoteHost {
     ) -> Result<TerminalProcess, HostError> {
         let words: Vec<&str> = args.iter().map(String::as_str).collect();
         let line = self.command_line(&words)?;
-        let (channel, slot) = self.pool.open_session(Lane::Sessions).await?;
+        let (channel, slot) = self
+            .pool
+            .open_session(Lane::Sessions, Patience::Try)
+            .await?;
         let term = if term.is_empty() {
             "xterm-256color"
         } else {
@@ -539,7 +548,7 @@ impl RemoteHost {
         &self,
         companion: &std::path::Path,
     ) -> Result<(hostctl::api::VersionInfo, bool), HostError> {
-        let (conn, _slot) = self.pool.connection(Lane::Control).await?;
+        let (conn, _slot) = self.pool.connection(Lane::Control, Patience::Try).await?;
         let probe = install::probe(&conn, &self.tasks, self.call_timeout)
             .await
             .map_err(|e| self.unreachable(e))?;
