@@ -213,9 +213,10 @@ pub struct HostsConfig {
     #[serde(with = "duration")]
     pub keepalive_interval: Duration,
     pub keepalive_max: usize,
-    /// How long bytes for a host may wait, not taken by the connection's socket or not
-    /// acknowledged by the host, before the connection is closed and its sessions end as lost
-    /// (a link lost during an upload: the keepalives cannot tell then).
+    /// How long bytes for a host may wait, not taken by the connection's socket, not
+    /// acknowledged, or not answered by the host, before the connection is closed and its
+    /// sessions end as lost (a link lost during an upload: the keepalives cannot tell then).
+    /// Longer than `keepalive_interval`.
     #[serde(with = "duration")]
     pub stall_timeout: Duration,
     /// Session channels per connection to a host (OpenSSH's `MaxSessions`, 10 by default);
@@ -506,12 +507,14 @@ impl Config {
         if self.hosts.keepalive_max == 0 {
             return Err("hosts.keepalive_max must be at least 1".into());
         }
-        if self.hosts.stall_timeout < Duration::from_secs(1) {
-            return Err(
-                "hosts.stall_timeout must be at least 1s (a shorter one closes connections on \
-                 an ordinary hiccup); the default is 10s"
-                    .into(),
-            );
+        if self.hosts.stall_timeout <= self.hosts.keepalive_interval {
+            return Err(format!(
+                "hosts.stall_timeout ({} s) must be longer than hosts.keepalive_interval ({} s): \
+                 a quiet host is only asked whether it is there after keepalive_interval, and \
+                 must have time to answer; the defaults are 10s and 5s",
+                self.hosts.stall_timeout.as_secs_f32(),
+                self.hosts.keepalive_interval.as_secs_f32()
+            ));
         }
         Ok(())
     }

@@ -9,9 +9,15 @@
 //! - the kernel's `TCP_USER_TIMEOUT` ([`limit_unacknowledged`]): bytes handed to the socket
 //!   and not acknowledged by the host within the stall limit break the connection;
 //! - [`Watched`], around the socket: a write that finds the socket full and stays there for the
-//!   stall limit fails, and a connection that is retired ([`Cut`]) fails its pending and next
-//!   reads and writes at once. Either failure ends russh's loop, which ends every channel of the
-//!   connection as lost (their sessions say the host connection was lost).
+//!   stall limit fails; so does a read that waits while the host has not said a word for the
+//!   stall limit since bytes were sent to it (on a live link that cannot be: russh asks a quiet
+//!   host with a keepalive after `keepalive_interval`, which is shorter, and the host answers);
+//!   and a connection that is retired ([`Cut`]) fails its pending and next reads and writes at
+//!   once. Any of these ends russh's loop, which ends every channel of the connection as lost
+//!   (their sessions say the host connection was lost).
+//!
+//! Silence alone is not a stall: while russh's loop is held up elsewhere (a channel whose
+//! reader is behind), it neither reads nor writes, and the host has nothing to answer.
 //!
 //! It must not decide anything else: when the stall limit is crossed is the only judgement here.
 
@@ -59,6 +65,11 @@ pub struct Watched<S> {
     stall_limit: Duration,
     /// Armed when a write finds the socket full; disarmed by any byte the socket takes.
     stalled: Option<Pin<Box<Sleep>>>,
+    /// When bytes were first sent to the host after the last bytes read from it: the host owes
+    /// an answer since then (at the latest to the keepalive russh sends a quiet host).
+    unanswered_since: Option<tokio::time::Instant>,
+    /// Armed while a read waits and the host owes an answer, for when it is overdue.
+    silent: Option<Pin<Box<Sleep>>>,
     cut: Cut,
     /// One waiter per direction: russh reads and writes the socket from two halves at once,
     /// and each must be woken by a cut.
@@ -72,6 +83,8 @@ impl<S> Watched<S> {
             inner,
             stall_limit,
             stalled: None,
+            unanswered_since: None,
+            silent: None,
             read_cut: Box::pin(cut.token.clone().cancelled_owned()),
             write_cut: Box::pin(cut.token.clone().cancelled_owned()),
             cut,
@@ -111,7 +124,38 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
         if self.read_cut.as_mut().poll(cx).is_ready() {
             return Poll::Ready(Err(self.cut_error()));
         }
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        let before = buf.filled().len();
+        match Pin::new(&mut self.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                if buf.filled().len() > before {
+                    self.unanswered_since = None;
+                    self.silent = None;
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => {
+                let Some(since) = self.unanswered_since else {
+                    return Poll::Pending;
+                };
+                let due = since + self.stall_limit;
+                let silent = self
+                    .silent
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+                if silent.deadline() != due {
+                    silent.as_mut().reset(due);
+                }
+                if silent.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                let why = format!(
+                    "the host has not answered for {} s",
+                    self.stall_limit.as_secs_f32()
+                );
+                self.cut.cut(&why);
+                Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, why)))
+            }
+        }
     }
 }
 
@@ -128,6 +172,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
             Poll::Ready(Ok(n)) => {
                 if n > 0 {
                     self.stalled = None;
+                    if self.unanswered_since.is_none() {
+                        self.unanswered_since = Some(tokio::time::Instant::now());
+                    }
                 }
                 Poll::Ready(Ok(n))
             }
@@ -215,6 +262,53 @@ mod tests {
             .expect("reader ended")
             .expect("reader task");
         assert_eq!(got, 16 * 1024);
+    }
+
+    #[tokio::test]
+    async fn a_host_that_never_answers_what_it_was_sent_is_stalled() {
+        let (ours, mut theirs) = tokio::io::duplex(64 * 1024);
+        let cut = Cut::default();
+        let (mut reader, mut writer) =
+            tokio::io::split(Watched::new(ours, LIMIT, cut.clone()));
+        // Quiet both ways: no one owes anything, however long.
+        let mut buf = [0u8; 16];
+        let quiet = tokio::time::timeout(LIMIT * 3, reader.read(&mut buf)).await;
+        assert!(quiet.is_err(), "a quiet connection is not stalled");
+        // Bytes go out (taken by the peer's side), and no answer ever comes.
+        writer.write_all(b"keepalive").await.expect("write");
+        let mut got = [0u8; 9];
+        theirs.read_exact(&mut got).await.expect("the peer got it");
+        let read = tokio::time::timeout(BOUND, reader.read(&mut buf))
+            .await
+            .expect("the read ended");
+        let err = read.expect_err("an unanswered host is stalled");
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert!(cut.why().unwrap_or_default().contains("has not answered"));
+    }
+
+    #[tokio::test]
+    async fn a_host_that_answers_is_not_stalled() {
+        let (ours, theirs) = tokio::io::duplex(64 * 1024);
+        let cut = Cut::default();
+        let (mut reader, mut writer) =
+            tokio::io::split(Watched::new(ours, LIMIT, cut.clone()));
+        // The peer echoes: each question answered at once, for much longer than the limit.
+        let echo = tokio::spawn(async move {
+            let (mut r, mut w) = tokio::io::split(theirs);
+            let _ = tokio::io::copy(&mut r, &mut w).await;
+        });
+        let mut buf = [0u8; 4];
+        for _ in 0..20 {
+            writer.write_all(b"ping").await.expect("write");
+            tokio::time::timeout(BOUND, reader.read_exact(&mut buf))
+                .await
+                .expect("the answer came")
+                .expect("answered");
+            tokio::time::sleep(LIMIT / 4).await;
+        }
+        assert!(!cut.is_cut());
+        drop((reader, writer));
+        echo.abort();
     }
 
     #[tokio::test]
