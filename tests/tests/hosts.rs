@@ -874,7 +874,10 @@ fn a_link_lost_during_an_upload_ends_it_and_an_attach_on_that_host_and_the_host_
     let status = wait_up_to("the upload to end", patience, || {
         upload.try_wait().expect("wait for the upload")
     });
-    eprintln!("the upload ended {:?} after the link was lost", cut.elapsed());
+    eprintln!(
+        "the upload ended {:?} after the link was lost",
+        cut.elapsed()
+    );
     let said = std::fs::read_to_string(&upload_err).unwrap_or_default();
     assert_eq!(status.code(), Some(255), "{said}");
     assert!(
@@ -882,7 +885,10 @@ fn a_link_lost_during_an_upload_ends_it_and_an_attach_on_that_host_and_the_host_
         "{said}"
     );
     let status = wait_up_to("the attach to end", patience, || viewer.exited());
-    eprintln!("the attach ended {:?} after the link was lost", cut.elapsed());
+    eprintln!(
+        "the attach ended {:?} after the link was lost",
+        cut.elapsed()
+    );
     assert_ne!(status, 0);
     assert!(
         viewer.screen().contains("connection to host 'h1' was lost"),
@@ -921,8 +927,8 @@ fn a_link_lost_during_an_upload_ends_it_and_an_attach_on_that_host_and_the_host_
     again.keys(&["Enter"]);
     again.wait_for_text("still-42");
     assert_eq!(again.exited(), None);
-    let events: Vec<Value> = serde_json::from_str(&gw.ok(&["events", "--json", "-n", "1000"]))
-        .expect("events --json");
+    let events: Vec<Value> =
+        serde_json::from_str(&gw.ok(&["events", "--json", "-n", "1000"])).expect("events --json");
     let host_events: Vec<&str> = events
         .iter()
         .filter(|e| e["kind"] == "host")

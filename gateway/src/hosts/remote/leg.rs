@@ -425,7 +425,9 @@ impl Pool {
             return Ok((conn.clone(), Slot::taken(conn)));
         }
         let failure = self.last_failure();
-        if let Some(error) = refuse_during_backoff(lane, patience, failure.as_ref(), asked, Instant::now()) {
+        if let Some(error) =
+            refuse_during_backoff(lane, patience, failure.as_ref(), asked, Instant::now())
+        {
             return Err(HostError::Unreachable {
                 host: self.target.name.clone(),
                 reason: error,

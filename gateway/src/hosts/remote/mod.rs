@@ -147,22 +147,25 @@ async fn open_piped(
         writer: writer.clone(),
         tasks: tasks.clone(),
     };
-    Ok((PipedProcess {
-        stdin: Box::pin(writer.make_writer()),
-        stdout: Box::pin(InboundReader::from(output.stdout)),
-        stderr: Box::pin(InboundReader::from(output.stderr)),
-        exit: Box::pin(async move {
-            let _close = close;
-            output.exit.await.unwrap_or(ProcessExit::Lost)
-        }),
-        signal: Box::new(move |name| {
-            let writer = signaller.clone();
-            let sig = crate::ssh::channel::sig_from_name(name);
-            signal_tasks.spawn(async move {
-                let _ = writer.signal(sig).await;
-            });
-        }),
-    }, link))
+    Ok((
+        PipedProcess {
+            stdin: Box::pin(writer.make_writer()),
+            stdout: Box::pin(InboundReader::from(output.stdout)),
+            stderr: Box::pin(InboundReader::from(output.stderr)),
+            exit: Box::pin(async move {
+                let _close = close;
+                output.exit.await.unwrap_or(ProcessExit::Lost)
+            }),
+            signal: Box::new(move |name| {
+                let writer = signaller.clone();
+                let sig = crate::ssh::channel::sig_from_name(name);
+                signal_tasks.spawn(async move {
+                    let _ = writer.signal(sig).await;
+                });
+            }),
+        },
+        link,
+    ))
 }
 
 impl Drop for RemoteHost {
@@ -427,9 +430,16 @@ impl RemoteHost {
     pub async fn piped(&self, args: &[String], lane: Lane) -> Result<PipedProcess, HostError> {
         let words: Vec<&str> = args.iter().map(String::as_str).collect();
         let line = self.command_line(&words)?;
-        open_piped(&self.pool, &self.tasks, &self.name, &line, lane, Patience::Try)
-            .await
-            .map(|(process, _)| process)
+        open_piped(
+            &self.pool,
+            &self.tasks,
+            &self.name,
+            &line,
+            lane,
+            Patience::Try,
+        )
+        .await
+        .map(|(process, _)| process)
     }
 
     /// Runs a hostctl verb on a new terminal on the host (`attach`, or `exec` with a PTY).

@@ -229,7 +229,11 @@ mod tests {
         let err = written.expect_err("a write nobody reads fails");
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
         assert!(cut.is_cut(), "a stalled socket is cut for good");
-        assert!(cut.why().unwrap_or_default().contains("nothing could be sent"));
+        assert!(
+            cut.why()
+                .unwrap_or_default()
+                .contains("nothing could be sent")
+        );
     }
 
     #[tokio::test]
@@ -268,8 +272,7 @@ mod tests {
     async fn a_host_that_never_answers_what_it_was_sent_is_stalled() {
         let (ours, mut theirs) = tokio::io::duplex(64 * 1024);
         let cut = Cut::default();
-        let (mut reader, mut writer) =
-            tokio::io::split(Watched::new(ours, LIMIT, cut.clone()));
+        let (mut reader, mut writer) = tokio::io::split(Watched::new(ours, LIMIT, cut.clone()));
         // Quiet both ways: no one owes anything, however long.
         let mut buf = [0u8; 16];
         let quiet = tokio::time::timeout(LIMIT * 3, reader.read(&mut buf)).await;
@@ -290,8 +293,7 @@ mod tests {
     async fn a_host_that_answers_is_not_stalled() {
         let (ours, theirs) = tokio::io::duplex(64 * 1024);
         let cut = Cut::default();
-        let (mut reader, mut writer) =
-            tokio::io::split(Watched::new(ours, LIMIT, cut.clone()));
+        let (mut reader, mut writer) = tokio::io::split(Watched::new(ours, LIMIT, cut.clone()));
         // The peer echoes: each question answered at once, for much longer than the limit.
         let echo = tokio::spawn(async move {
             let (mut r, mut w) = tokio::io::split(theirs);
