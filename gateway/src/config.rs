@@ -655,6 +655,23 @@ mod tests {
     }
 
     #[test]
+    fn a_stall_timeout_within_the_keepalive_interval_is_refused_with_the_fix() {
+        let config = Config::parse("").expect("the defaults parse");
+        assert_eq!(config.hosts.stall_timeout, Duration::from_secs(10));
+        let err = Config::parse("[hosts]\nstall_timeout = \"5s\"\n").expect_err("refused");
+        assert!(
+            err.contains(
+                "hosts.stall_timeout (5 s) must be longer than hosts.keepalive_interval (5 s)"
+            ),
+            "{err}"
+        );
+        let config =
+            Config::parse("[hosts]\nkeepalive_interval = \"2s\"\nstall_timeout = \"3s\"\n")
+                .expect("longer than the keepalive interval");
+        assert_eq!(config.hosts.stall_timeout, Duration::from_secs(3));
+    }
+
+    #[test]
     fn the_sample_config_parses_with_its_templates() {
         let sample = include_str!("../../config/agentgate.toml");
         let config = Config::parse(sample).expect("the sample parses");
