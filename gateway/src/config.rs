@@ -213,6 +213,12 @@ pub struct HostsConfig {
     #[serde(with = "duration")]
     pub keepalive_interval: Duration,
     pub keepalive_max: usize,
+    /// How long bytes for a host may wait, not taken by the connection's socket, not
+    /// acknowledged, or not answered by the host, before the connection is closed and its
+    /// sessions end as lost (a link lost during an upload: the keepalives cannot tell then).
+    /// Longer than `keepalive_interval`.
+    #[serde(with = "duration")]
+    pub stall_timeout: Duration,
     /// Session channels per connection to a host (OpenSSH's `MaxSessions`, 10 by default);
     /// past it another connection is opened.
     pub max_sessions: usize,
@@ -414,6 +420,7 @@ impl Default for HostsConfig {
             connect_timeout: Duration::from_secs(5),
             keepalive_interval: Duration::from_secs(5),
             keepalive_max: 2,
+            stall_timeout: Duration::from_secs(10),
             max_sessions: 10,
             serve: true,
         }
@@ -499,6 +506,15 @@ impl Config {
         }
         if self.hosts.keepalive_max == 0 {
             return Err("hosts.keepalive_max must be at least 1".into());
+        }
+        if self.hosts.stall_timeout <= self.hosts.keepalive_interval {
+            return Err(format!(
+                "hosts.stall_timeout ({} s) must be longer than hosts.keepalive_interval ({} s): \
+                 a quiet host is only asked whether it is there after keepalive_interval, and \
+                 must have time to answer; the defaults are 10s and 5s",
+                self.hosts.stall_timeout.as_secs_f32(),
+                self.hosts.keepalive_interval.as_secs_f32()
+            ));
         }
         Ok(())
     }
@@ -636,6 +652,23 @@ mod tests {
     fn unknown_keys_are_refused() {
         let err = Config::parse("[server]\nlisten_on = \"x\"\n").expect_err("refused");
         assert!(err.contains("listen_on"), "{err}");
+    }
+
+    #[test]
+    fn a_stall_timeout_within_the_keepalive_interval_is_refused_with_the_fix() {
+        let config = Config::parse("").expect("the defaults parse");
+        assert_eq!(config.hosts.stall_timeout, Duration::from_secs(10));
+        let err = Config::parse("[hosts]\nstall_timeout = \"5s\"\n").expect_err("refused");
+        assert!(
+            err.contains(
+                "hosts.stall_timeout (5 s) must be longer than hosts.keepalive_interval (5 s)"
+            ),
+            "{err}"
+        );
+        let config =
+            Config::parse("[hosts]\nkeepalive_interval = \"2s\"\nstall_timeout = \"3s\"\n")
+                .expect("longer than the keepalive interval");
+        assert_eq!(config.hosts.stall_timeout, Duration::from_secs(3));
     }
 
     #[test]

@@ -86,6 +86,7 @@ impl Gateway {
             keepalive_interval: h.keepalive_interval,
             keepalive_max: h.keepalive_max,
             max_sessions: h.max_sessions,
+            stall_timeout: h.stall_timeout,
         }
     }
 

@@ -824,3 +824,115 @@ fn calls_to_a_host_go_through_one_hostctl_serve_and_its_shell_starts_once() {
     }
     assert!(starts() >= before + 6, "{before} then {}", starts());
 }
+
+/// Waits up to `limit` for `check`: longer than `wait_for`, for what takes the stall limit
+/// (10 s) and more to happen. A hang (the bug this guards against lasted minutes) fails.
+fn wait_up_to<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_link_lost_during_an_upload_ends_it_and_an_attach_on_that_host_and_the_host_comes_back_at_once()
+{
+    let gw = TestGateway::start();
+    let h1 = add_host(&gw, "h1");
+    gw.ok(&["create", "up1", "--host", "h1"]);
+    let workspace = h1.agents_home.join("workspaces/up1");
+    let viewer = Viewer::open(&gw, "up1@gw", &[], 100, 30);
+    viewer.wait_for_shell_in_dir(&workspace);
+
+    // A 1 GiB upload through the gateway, on the same host connection as the attach.
+    let upload_err = gw.dir.path().join("upload.stderr");
+    let mut upload = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "head -c 1G /dev/zero | ssh -F {} up1@gw 'cat > big'",
+            e2e::shell_quote(&gw.ssh_config_path().to_string_lossy())
+        ))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&upload_err).expect("upload stderr file"))
+        .spawn()
+        .expect("start the upload");
+    let big = workspace.join("big");
+    wait_for("the upload to be under way", || {
+        let size = std::fs::metadata(&big).map_or(0, |m| m.len());
+        (size > 32 << 20).then_some(())
+    });
+
+    h1.link_down();
+    let cut = Instant::now();
+    // Both end, each with the host-lost message, while the link is still down: bounded
+    // generously (the goal is 15 s; before, both hung for minutes).
+    let patience = Duration::from_secs(60);
+    let status = wait_up_to("the upload to end", patience, || {
+        upload.try_wait().expect("wait for the upload")
+    });
+    eprintln!(
+        "the upload ended {:?} after the link was lost",
+        cut.elapsed()
+    );
+    let said = std::fs::read_to_string(&upload_err).unwrap_or_default();
+    assert_eq!(status.code(), Some(255), "{said}");
+    assert!(
+        said.contains("the connection to host 'h1' was lost; agent 'up1' keeps running there"),
+        "{said}"
+    );
+    let status = wait_up_to("the attach to end", patience, || viewer.exited());
+    eprintln!(
+        "the attach ended {:?} after the link was lost",
+        cut.elapsed()
+    );
+    assert_ne!(status, 0);
+    assert!(
+        viewer.screen().contains("connection to host 'h1' was lost"),
+        "{}",
+        viewer.screen()
+    );
+    assert!(
+        std::fs::metadata(&big).map_or(0, |m| m.len()) < 1 << 30,
+        "the upload was not cut short"
+    );
+    wait_for("h1 to be unreachable", || {
+        (host_json(&gw, "h1")["status"] == "unreachable").then_some(())
+    });
+
+    // The first attach once the link is back works: no connection from before is used again.
+    h1.link_up();
+    let again = Viewer::open(&gw, "up1@gw", &[], 100, 30);
+    again.wait_for_shell_in_dir(&workspace);
+    again.type_text("echo back-$((6*7))");
+    again.keys(&["Enter"]);
+    again.wait_for_text("back-42");
+    let out = gw.ssh_with_stdin_to("up1@gw", &["echo fine"], b"");
+    assert_eq!(stdout(&out).trim(), "fine", "{}", stderr(&out));
+
+    // And the host stays reachable: several reconciler passes (every 5 s) later, it has not
+    // gone back to unreachable.
+    wait_for("h1 to be reachable", || {
+        (host_json(&gw, "h1")["status"] == "reachable").then_some(())
+    });
+    let watched = Instant::now();
+    while watched.elapsed() < Duration::from_secs(15) {
+        assert_eq!(host_json(&gw, "h1")["status"], "reachable");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    again.type_text("echo still-$((6*7))");
+    again.keys(&["Enter"]);
+    again.wait_for_text("still-42");
+    assert_eq!(again.exited(), None);
+    let events: Vec<Value> =
+        serde_json::from_str(&gw.ok(&["events", "--json", "-n", "1000"])).expect("events --json");
+    let host_events: Vec<&str> = events
+        .iter()
+        .filter(|e| e["kind"] == "host")
+        .filter_map(|e| e["detail"].as_str())
+        .collect();
+    assert_eq!(host_events, ["h1 unreachable", "h1 reachable"]);
+}

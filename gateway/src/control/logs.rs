@@ -30,7 +30,7 @@ pub async fn run(
     args: LogsArgs,
     io: &mut CommandIo,
 ) -> CommandResult {
-    let (_agent, host) = agent_and_host(gw, caller, &args.name).await?;
+    let (agent, host) = agent_and_host(gw, caller, &args.name).await?;
     let mut process = host
         .logs(&args.name, args.lines, args.follow, args.raw)
         .await?;
@@ -55,6 +55,7 @@ pub async fn run(
     let stderr = read_all(process.stderr).await;
     match process.exit.await {
         crate::hosts::ProcessExit::Code(0) => Ok(exit::OK),
+        crate::hosts::ProcessExit::Lost => Err(CommandError::host_lost(&agent.host, &agent.name)),
         _ => Err(CommandError::failed(
             stderr
                 .trim()

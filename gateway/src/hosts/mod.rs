@@ -25,6 +25,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 pub use local::LocalHost;
 pub use remote::RemoteHost;
+pub use remote::leg::LinkId;
 
 /// The name of the gateway's own machine, which always exists.
 pub const LOCAL_HOST: &str = "local";
@@ -435,13 +436,31 @@ impl Host {
     /// Every agent on the host; with `screens_after` (Unix seconds), the screens only of
     /// those with output since then.
     pub async fn probe(&self, screens_after: Option<i64>) -> Result<Vec<AgentInfo>, HostError> {
-        match screens_after {
-            Some(t) => {
-                let t = t.to_string();
-                self.call(&["list", "--screens-after", &t], None, CallKind::Probe)
-                    .await
-            }
-            None => self.call(&["list"], None, CallKind::Probe).await,
+        self.probe_judged(screens_after).await.0
+    }
+
+    /// [`probe`](Self::probe), and the connections the question went over: those its failure
+    /// judges ([`retire_links`](Self::retire_links)).
+    pub async fn probe_judged(
+        &self,
+        screens_after: Option<i64>,
+    ) -> (Result<Vec<AgentInfo>, HostError>, Vec<LinkId>) {
+        let t = screens_after.map(|t| t.to_string());
+        let mut args = vec!["list"];
+        if let Some(t) = &t {
+            args.extend(["--screens-after", t]);
+        }
+        match self {
+            Host::Local(h) => (h.call(&args, None, CallKind::Probe).await, Vec::new()),
+            Host::Remote(h) => h.call_judged(&args, None, CallKind::Probe).await,
+        }
+    }
+
+    /// Retires the host connections `links` (judged unreachable): nothing new goes to them
+    /// and their sessions end as lost. Nothing for the local host.
+    pub async fn retire_links(&self, links: &[LinkId], why: &str) {
+        if let Host::Remote(h) = self {
+            h.retire_links(links, why).await;
         }
     }
 

@@ -347,7 +347,7 @@ async fn look_once(
     // the host's own time (tmux's) of the newest output it reported then.
     let since = *mark;
     let asked_at = time::OffsetDateTime::now_utc();
-    let probed = host.probe(since).await;
+    let (probed, judged) = host.probe_judged(since).await;
     if probed.is_err() {
         *mark = None;
     }
@@ -380,9 +380,16 @@ async fn look_once(
             };
             Ok(true)
         }
-        Err(e) if e.host_unreachable() => mark_unreachable(gw, host.name(), &e.to_string())
-            .await
-            .map(|()| false),
+        Err(e) if e.host_unreachable() => {
+            // The connections the question went over are judged with the host: kept, a call
+            // or session would go to them again once the link is back and hang or fail there.
+            // Connections made since are not what was judged, and stay.
+            host.retire_links(&judged, "the host was judged unreachable")
+                .await;
+            mark_unreachable(gw, host.name(), &e.to_string())
+                .await
+                .map(|()| false)
+        }
         Err(e) => {
             // The host answered, but not as expected: it is reachable, and the error is kept
             // for `host info` and `host check`.

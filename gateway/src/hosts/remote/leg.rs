@@ -7,10 +7,20 @@
 //! reconciler's questions: russh's client stalls every channel of a connection while one
 //! channel's consumer is behind.
 //!
-//! A failed connect is remembered for a short back-off, during which callers get the same
-//! error at once instead of piling up on a dead host.
+//! A failed connect is remembered for a short back-off, during which the gateway's background
+//! questions (the reconciler's, a `hostctl serve` start) get the same error at once instead of
+//! piling up on a dead host. What an operator waits for is not refused by it: it tries the
+//! host again (waiting at most `connect_timeout`), so the first attach after a link comes back
+//! works; callers that queued behind a connect that failed get its error.
+//!
+//! **Invariant**: a connection whose link is gone cannot hang. Its socket is [`watch`]ed
+//! (bytes the host does not take or acknowledge within `stall_timeout` end it), and a
+//! connection that is retired ([`Pool::retire`]: judged unreachable, or not answering) is
+//! taken out of the pool before it is cut, so no new channel goes to it.
+//!
+//! [`watch`]: super::watch
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,7 +30,9 @@ use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey};
 use russh::{Channel, ChannelMsg, ChannelReadHalf};
 use tokio::sync::oneshot;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
+
+use super::watch::{Cut, Watched};
 
 use crate::control::io::{Backlog, Inbound};
 use crate::hosts::{HostError, ProcessExit};
@@ -62,6 +74,9 @@ pub struct LegSettings {
     pub keepalive_interval: Duration,
     pub keepalive_max: usize,
     pub max_sessions: usize,
+    /// How long bytes for a host may wait (not taken by the socket, or not acknowledged by the
+    /// host) before its connection is closed as lost.
+    pub stall_timeout: Duration,
 }
 
 impl LegSettings {
@@ -109,6 +124,11 @@ impl client::Handler for Leg {
     }
 }
 
+/// Which connection of a host's pool: what a failed call judged, so that exactly that one is
+/// retired. Numbers are never reused within a pool; 0 is no connection.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct LinkId(u64);
+
 /// One authenticated connection to a host.
 pub struct Connection {
     pub handle: Handle<Leg>,
@@ -117,6 +137,9 @@ pub struct Connection {
     host: String,
     sessions: Arc<AtomicUsize>,
     opened: Instant,
+    id: LinkId,
+    /// Ends the socket from outside (a retired connection).
+    cut: Cut,
 }
 
 impl Connection {
@@ -125,8 +148,25 @@ impl Connection {
         &self.host
     }
 
+    /// Closed, or cut (retired or found stuck): no new channel goes to it.
     pub fn is_closed(&self) -> bool {
-        self.handle.is_closed()
+        self.handle.is_closed() || self.cut.is_cut()
+    }
+
+    pub fn id(&self) -> LinkId {
+        self.id
+    }
+
+    /// Ends the connection now, whatever it is doing: its sessions end as lost. A polite
+    /// disconnect is sent too, in case the connection still moves.
+    async fn close(&self, why: &str) {
+        self.cut.cut(why);
+        let _ = tokio::time::timeout(
+            Duration::from_secs(1),
+            self.handle
+                .disconnect(russh::Disconnect::ByApplication, "", "en"),
+        )
+        .await;
     }
 }
 
@@ -160,6 +200,12 @@ pub async fn connect(
             ))
         })?;
     let _ = stream.set_nodelay(true);
+    // Best effort: without it, bytes handed to the socket are only watched by the keepalives.
+    if let Err(e) = super::watch::limit_unacknowledged(&stream, settings.stall_timeout) {
+        debug!(host = target.name, error = %e, "cannot set TCP_USER_TIMEOUT");
+    }
+    let cut = Cut::default();
+    let stream = Watched::new(stream, settings.stall_timeout, cut.clone());
     let presented = Arc::new(Mutex::new(None));
     let pinned = match &check {
         KeyCheck::Pinned(key) => Some(key.clone()),
@@ -223,6 +269,8 @@ pub async fn connect(
         host: target.name.clone(),
         sessions: Arc::new(AtomicUsize::new(0)),
         opened: Instant::now(),
+        id: LinkId::default(),
+        cut,
     })
 }
 
@@ -256,25 +304,72 @@ pub struct Pool {
     sessions: tokio::sync::Mutex<Vec<Arc<Connection>>>,
     transfer: tokio::sync::Mutex<Vec<Arc<Connection>>>,
     failure: Mutex<Option<Failure>>,
+    /// The number of the next connection ([`LinkId`]).
+    next_link: AtomicU64,
 }
 
+/// The last failed connect to a host.
+#[derive(Clone, Debug)]
 struct Failure {
     at: Instant,
     backoff: Duration,
     error: String,
+    /// The lane whose caller tried.
+    lane: Lane,
+}
+
+/// Whether a caller waits for a connect during the back-off after a failed one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Patience {
+    /// A background question (the reconciler's, a serve start): refused during the back-off.
+    BackOff,
+    /// Someone waits for the answer (an attach, a control command): it tries.
+    Try,
+}
+
+/// Whether a caller of `lane`, who asked for a connection at `asked`, gets `failure`'s error
+/// at once instead of a connect of its own (returned then).
+///
+/// - A connect of the same lane failed while the caller waited its turn: it gets that error,
+///   so that callers queued on a dead host do not each wait `connect_timeout` again.
+/// - Otherwise, within the back-off after the last failure, background questions get its
+///   error; a caller someone waits for tries anyway, so that the first attach after the link
+///   returns works.
+fn refuse_during_backoff(
+    lane: Lane,
+    patience: Patience,
+    failure: Option<&Failure>,
+    asked: Instant,
+    now: Instant,
+) -> Option<String> {
+    let failure = failure?;
+    let failed_while_waiting = failure.lane == lane && failure.at >= asked;
+    let backing_off = patience == Patience::BackOff
+        && now.saturating_duration_since(failure.at) < failure.backoff;
+    (failed_while_waiting || backing_off).then(|| failure.error.clone())
 }
 
 /// Back-off after a failed connect: doubles from the first to the last, while it keeps failing.
 const BACKOFF_FIRST: Duration = Duration::from_millis(500);
 const BACKOFF_LAST: Duration = Duration::from_secs(4);
 
-/// A session slot on a connection, given back when dropped.
-pub struct Slot(Option<Arc<AtomicUsize>>);
+/// A session slot on a connection, given back when dropped; it also says which connection.
+pub struct Slot(Option<Arc<AtomicUsize>>, LinkId);
 
 impl Slot {
     /// No slot: for channels that do not count against `MaxSessions` (forwards).
     pub fn none() -> Slot {
-        Slot(None)
+        Slot(None, LinkId::default())
+    }
+
+    fn taken(conn: &Connection) -> Slot {
+        conn.sessions.fetch_add(1, Ordering::Relaxed);
+        Slot(Some(conn.sessions.clone()), conn.id)
+    }
+
+    /// The connection the slot is on.
+    pub fn link(&self) -> LinkId {
+        self.1
     }
 }
 
@@ -296,6 +391,15 @@ impl Pool {
             sessions: tokio::sync::Mutex::new(Vec::new()),
             transfer: tokio::sync::Mutex::new(Vec::new()),
             failure: Mutex::new(None),
+            next_link: AtomicU64::new(1),
+        }
+    }
+
+    fn lane(&self, lane: Lane) -> &tokio::sync::Mutex<Vec<Arc<Connection>>> {
+        match lane {
+            Lane::Control => &self.control,
+            Lane::Sessions => &self.sessions,
+            Lane::Transfer => &self.transfer,
         }
     }
 
@@ -304,23 +408,26 @@ impl Pool {
     }
 
     /// A connection of `lane` with a free session slot (taken), connecting if none has one.
-    pub async fn connection(&self, lane: Lane) -> Result<(Arc<Connection>, Slot), HostError> {
-        let lock = match lane {
-            Lane::Control => &self.control,
-            Lane::Sessions => &self.sessions,
-            Lane::Transfer => &self.transfer,
-        };
-        let mut conns = lock.lock().await;
+    pub async fn connection(
+        &self,
+        lane: Lane,
+        patience: Patience,
+    ) -> Result<(Arc<Connection>, Slot), HostError> {
+        let asked = Instant::now();
+        let mut conns = self.lane(lane).lock().await;
+        // A retired or cut connection is out already; one closed by the host goes here.
         conns.retain(|c| !c.is_closed());
         let max = self.settings.max_sessions;
         if let Some(conn) = conns
             .iter()
             .find(|c| c.sessions.load(Ordering::Relaxed) < max)
         {
-            conn.sessions.fetch_add(1, Ordering::Relaxed);
-            return Ok((conn.clone(), Slot(Some(conn.sessions.clone()))));
+            return Ok((conn.clone(), Slot::taken(conn)));
         }
-        if let Some(error) = self.backing_off() {
+        let failure = self.last_failure();
+        if let Some(error) =
+            refuse_during_backoff(lane, patience, failure.as_ref(), asked, Instant::now())
+        {
             return Err(HostError::Unreachable {
                 host: self.target.name.clone(),
                 reason: error,
@@ -333,31 +440,57 @@ impl Pool {
         )
         .await
         {
-            Ok(conn) => {
+            Ok(mut conn) => {
                 if let Ok(mut failure) = self.failure.lock()
                     && failure.take().is_some()
                 {
                     info!(host = self.target.name, "connected to the host again");
                 }
+                conn.id = LinkId(self.next_link.fetch_add(1, Ordering::Relaxed));
                 let conn = Arc::new(conn);
-                conn.sessions.fetch_add(1, Ordering::Relaxed);
+                let slot = Slot::taken(&conn);
                 conns.push(conn.clone());
-                Ok((conn.clone(), Slot(Some(conn.sessions.clone()))))
+                Ok((conn, slot))
             }
             Err(e) => {
-                self.failed(&e);
+                self.failed(&e, lane);
                 Err(e)
             }
         }
     }
 
-    fn backing_off(&self) -> Option<String> {
-        let failure = self.failure.lock().ok()?;
-        let f = failure.as_ref()?;
-        (f.at.elapsed() < f.backoff).then(|| f.error.clone())
+    fn last_failure(&self) -> Option<Failure> {
+        self.failure.lock().ok()?.clone()
     }
 
-    fn failed(&self, e: &HostError) {
+    /// Retires the connection `link` if it is still in the pool: no new channel goes to it,
+    /// and it is closed at once (its sessions end as lost). A newer connection is never
+    /// touched: it was not what was judged.
+    pub async fn retire(&self, link: LinkId, why: &str) {
+        if link == LinkId::default() {
+            return;
+        }
+        for lane in [Lane::Control, Lane::Sessions, Lane::Transfer] {
+            let retired = {
+                let mut conns = self.lane(lane).lock().await;
+                let found = conns.iter().position(|c| c.id == link);
+                found.map(|at| conns.remove(at))
+            };
+            if let Some(conn) = retired {
+                warn!(
+                    host = self.target.name,
+                    lane = ?lane,
+                    age_s = conn.opened.elapsed().as_secs(),
+                    why,
+                    "closing a connection to the host"
+                );
+                conn.close(why).await;
+                return;
+            }
+        }
+    }
+
+    fn failed(&self, e: &HostError, lane: Lane) {
         if let Ok(mut failure) = self.failure.lock() {
             let backoff = failure
                 .as_ref()
@@ -366,6 +499,7 @@ impl Pool {
                 at: Instant::now(),
                 backoff,
                 error: e.to_string(),
+                lane,
             });
         }
     }
@@ -373,11 +507,9 @@ impl Pool {
     /// Drops every connection (the host's sessions end); the next operation reconnects.
     pub async fn reset(&self) {
         for lock in [&self.control, &self.sessions, &self.transfer] {
-            for conn in lock.lock().await.drain(..) {
-                let _ = conn
-                    .handle
-                    .disconnect(russh::Disconnect::ByApplication, "", "en")
-                    .await;
+            let conns: Vec<Arc<Connection>> = lock.lock().await.drain(..).collect();
+            for conn in conns {
+                conn.close("the host's connections were reset").await;
             }
         }
     }
@@ -391,24 +523,20 @@ impl Pool {
                 .is_ok_and(|r| r.is_ok())
                 && !conn.is_closed();
             if !alive {
-                debug!(
-                    host = self.target.name,
-                    "dropping a connection that does not answer"
-                );
-                self.control.lock().await.retain(|c| !Arc::ptr_eq(c, &conn));
-                let _ = conn
-                    .handle
-                    .disconnect(russh::Disconnect::ByApplication, "", "en")
-                    .await;
+                self.retire(conn.id, "it did not answer a ping").await;
             }
         }
     }
 
     /// Opens a session channel; retries once on a fresh connection when the host refuses
     /// another session on a connection (its `MaxSessions` is lower than ours).
-    pub async fn open_session(&self, lane: Lane) -> Result<(Channel<Msg>, Slot), HostError> {
+    pub async fn open_session(
+        &self,
+        lane: Lane,
+        patience: Patience,
+    ) -> Result<(Channel<Msg>, Slot), HostError> {
         for _ in 0..2 {
-            let (conn, slot) = self.connection(lane).await?;
+            let (conn, slot) = self.connection(lane, patience).await?;
             let open = conn.handle.channel_open_session();
             match tokio::time::timeout(self.settings.connect_timeout, open).await {
                 Ok(Ok(channel)) => return Ok((channel, slot)),
@@ -445,7 +573,7 @@ impl Pool {
     /// Opens a forwarding channel (they do not count against `MaxSessions`).
     pub async fn open_forward(&self, to: Forward<'_>) -> std::io::Result<Channel<Msg>> {
         let (conn, slot) = self
-            .connection(Lane::Sessions)
+            .connection(Lane::Sessions, Patience::Try)
             .await
             .map_err(std::io::Error::other)?;
         drop(slot);
@@ -486,6 +614,9 @@ pub struct ChannelOutput {
     pub stdout: Inbound,
     pub stderr: Inbound,
     pub exit: oneshot::Receiver<ProcessExit>,
+    /// Cancelled once the channel is closed or its connection gone: writers waiting for the
+    /// host's window stop then (russh would leave them waiting for ever).
+    pub ended: tokio_util::sync::CancellationToken,
 }
 
 /// Reads a channel until it closes, on its own task (a channel that is not read stalls its
@@ -496,7 +627,10 @@ pub fn spawn_reader(mut reader: ChannelReadHalf, slot: Slot, tasks: &TaskTracker
     let (out_tx, stdout) = Inbound::channel(&backlog);
     let (err_tx, stderr) = Inbound::channel(&backlog);
     let (exit_tx, exit) = oneshot::channel();
+    let ended = tokio_util::sync::CancellationToken::new();
+    let end = ended.clone().drop_guard();
     tasks.spawn(async move {
+        let _end = end;
         let _slot = slot;
         let mut out_tx = Some(out_tx);
         let mut err_tx = Some(err_tx);
@@ -536,6 +670,7 @@ pub fn spawn_reader(mut reader: ChannelReadHalf, slot: Slot, tasks: &TaskTracker
         stdout,
         stderr,
         exit,
+        ended,
     }
 }
 
@@ -579,4 +714,77 @@ pub async fn exec_collect(
     );
     let exit = output.exit.await.unwrap_or(ProcessExit::Lost);
     Ok((exit, out, err))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(lane: Lane, at: Instant) -> Failure {
+        Failure {
+            at,
+            backoff: Duration::from_secs(2),
+            error: "no answer".into(),
+            lane,
+        }
+    }
+
+    #[test]
+    fn background_questions_back_off_after_a_failed_connect() {
+        let failed = Instant::now();
+        let asked = failed + Duration::from_millis(500);
+        for lane in [Lane::Control, Lane::Sessions, Lane::Transfer] {
+            let f = failure(Lane::Sessions, failed);
+            assert_eq!(
+                refuse_during_backoff(lane, Patience::BackOff, Some(&f), asked, asked).as_deref(),
+                Some("no answer")
+            );
+            let later = failed + Duration::from_secs(3);
+            assert_eq!(
+                refuse_during_backoff(lane, Patience::BackOff, Some(&f), later, later),
+                None
+            );
+        }
+        assert_eq!(
+            refuse_during_backoff(Lane::Control, Patience::BackOff, None, asked, asked),
+            None
+        );
+    }
+
+    #[test]
+    fn what_an_operator_waits_for_tries_the_host_again_during_the_back_off() {
+        let failed = Instant::now();
+        let asked = failed + Duration::from_millis(500);
+        for lane in [Lane::Control, Lane::Sessions, Lane::Transfer] {
+            for failed_lane in [Lane::Control, Lane::Sessions] {
+                let f = failure(failed_lane, failed);
+                assert_eq!(
+                    refuse_during_backoff(lane, Patience::Try, Some(&f), asked, asked),
+                    None
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn callers_queued_behind_a_failed_connect_get_its_error() {
+        let asked = Instant::now();
+        let failed = asked + Duration::from_secs(5);
+        for lane in [Lane::Sessions, Lane::Control] {
+            let f = failure(lane, failed);
+            let now = failed + Duration::from_secs(10);
+            assert_eq!(
+                refuse_during_backoff(lane, Patience::Try, Some(&f), asked, now).as_deref(),
+                Some("no answer"),
+                "{lane:?}"
+            );
+        }
+        // A failure of another lane while a session waited is not its own: it tries.
+        let f = failure(Lane::Control, failed);
+        let now = failed + Duration::from_secs(10);
+        assert_eq!(
+            refuse_during_backoff(Lane::Sessions, Patience::Try, Some(&f), asked, now),
+            None
+        );
+    }
 }

@@ -9,6 +9,7 @@
 pub mod install;
 pub mod leg;
 pub mod served;
+pub mod watch;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::debug;
 
-use self::leg::{Forward, Lane, LegSettings, Pool, Target};
+use self::leg::{Forward, Lane, LegSettings, LinkId, Patience, Pool, Target};
 use self::served::Served;
 use super::{
     CallKind, Duplex, HostError, PipedProcess, ProcessExit, TerminalInput, TerminalProcess,
@@ -59,6 +60,8 @@ pub struct RemoteHost {
 #[derive(Default)]
 struct ServeState {
     current: std::sync::Mutex<Option<Arc<Served>>>,
+    /// The connection the current serve runs on.
+    link: std::sync::Mutex<LinkId>,
     starting: std::sync::atomic::AtomicBool,
     failed_at: std::sync::Mutex<Option<Instant>>,
 }
@@ -84,10 +87,19 @@ impl ServeState {
             .is_some_and(|at| at.elapsed() < SERVE_RETRY)
     }
 
-    /// A start is over: `started` is the new serve, or none if it failed.
-    fn settle(&self, started: Option<Arc<Served>>) {
+    /// The connection the current serve runs on.
+    fn link(&self) -> LinkId {
+        self.link.lock().map(|l| *l).unwrap_or_default()
+    }
+
+    /// A start is over: `started` is the new serve (and its connection), or none if it failed.
+    fn settle(&self, started: Option<(Arc<Served>, LinkId)>) {
         if let Ok(mut failed_at) = self.failed_at.lock() {
             *failed_at = started.is_none().then(Instant::now);
+        }
+        let (started, link) = started.map_or((None, LinkId::default()), |(s, l)| (Some(s), l));
+        if let Ok(mut current) = self.link.lock() {
+            *current = link;
         }
         if let Ok(mut current) = self.current.lock() {
             *current = started;
@@ -105,15 +117,17 @@ const SERVE_RENEW: Duration = Duration::from_secs(3600);
 const SERVE_START: Duration = Duration::from_secs(10);
 
 /// Runs the command line `line` on an exec channel of `lane` with its standard streams as
-/// pipes ([`RemoteHost::piped`]).
+/// pipes ([`RemoteHost::piped`]); also says which connection it runs on.
 async fn open_piped(
     pool: &Pool,
     tasks: &TaskTracker,
     host: &str,
     line: &str,
     lane: Lane,
-) -> Result<PipedProcess, HostError> {
-    let (channel, slot) = pool.open_session(lane).await?;
+    patience: Patience,
+) -> Result<(PipedProcess, LinkId), HostError> {
+    let (channel, slot) = pool.open_session(lane, patience).await?;
+    let link = slot.link();
     let (reader, writer) = channel.split();
     let output = leg::spawn_reader(reader, slot, tasks);
     writer
@@ -133,22 +147,25 @@ async fn open_piped(
         writer: writer.clone(),
         tasks: tasks.clone(),
     };
-    Ok(PipedProcess {
-        stdin: Box::pin(writer.make_writer()),
-        stdout: Box::pin(InboundReader::from(output.stdout)),
-        stderr: Box::pin(InboundReader::from(output.stderr)),
-        exit: Box::pin(async move {
-            let _close = close;
-            output.exit.await.unwrap_or(ProcessExit::Lost)
-        }),
-        signal: Box::new(move |name| {
-            let writer = signaller.clone();
-            let sig = crate::ssh::channel::sig_from_name(name);
-            signal_tasks.spawn(async move {
-                let _ = writer.signal(sig).await;
-            });
-        }),
-    })
+    Ok((
+        PipedProcess {
+            stdin: Box::pin(writer.make_writer()),
+            stdout: Box::pin(InboundReader::from(output.stdout)),
+            stderr: Box::pin(InboundReader::from(output.stderr)),
+            exit: Box::pin(async move {
+                let _close = close;
+                output.exit.await.unwrap_or(ProcessExit::Lost)
+            }),
+            signal: Box::new(move |name| {
+                let writer = signaller.clone();
+                let sig = crate::ssh::channel::sig_from_name(name);
+                signal_tasks.spawn(async move {
+                    let _ = writer.signal(sig).await;
+                });
+            }),
+        },
+        link,
+    ))
 }
 
 impl Drop for RemoteHost {
@@ -246,6 +263,33 @@ impl RemoteHost {
         stdin: Option<Vec<u8>>,
         limit: CallKind,
     ) -> Result<T, HostError> {
+        self.call_judged(args, stdin, limit).await.0
+    }
+
+    /// [`call`](Self::call), and the connections it went over: what its failure judges.
+    pub async fn call_judged<T: DeserializeOwned>(
+        &self,
+        args: &[&str],
+        stdin: Option<Vec<u8>>,
+        limit: CallKind,
+    ) -> (Result<T, HostError>, Vec<LinkId>) {
+        let judged = std::sync::Mutex::new(Vec::new());
+        let went_over = |link: LinkId| {
+            if let Ok(mut links) = judged.lock() {
+                links.push(link);
+            }
+        };
+        let result = self.call_over(args, stdin, limit, &went_over).await;
+        (result, judged.into_inner().unwrap_or_default())
+    }
+
+    async fn call_over<T: DeserializeOwned>(
+        &self,
+        args: &[&str],
+        stdin: Option<Vec<u8>>,
+        limit: CallKind,
+        went_over: &(dyn Fn(LinkId) + Sync),
+    ) -> Result<T, HostError> {
         let what = args.first().copied().unwrap_or("call").to_owned();
         let mut words = args.to_vec();
         words.push("--json");
@@ -260,8 +304,11 @@ impl RemoteHost {
             // Through serve when it runs (the words as they are: no shell reads them there);
             // over an exec channel of its own when it does not, or for a stdin that is not text.
             if let Ok(text) = stdin.as_deref().map(std::str::from_utf8).transpose()
-                && let Some(served) = self.served()
-                && let Some(outcome) = served.call(&words, text).await
+                && let Some((served, link)) = self.served()
+                && let Some(outcome) = {
+                    went_over(link);
+                    served.call(&words, text).await
+                }
             {
                 // Serve ended before answering: its connection may be lost, or only serve.
                 // A question that changes nothing (`list`, `version`) is asked again over an
@@ -270,7 +317,13 @@ impl RemoteHost {
                     return Ok(outcome);
                 }
             }
-            let (channel, slot) = self.pool.open_session(Lane::Control).await?;
+            let patience = if probe {
+                Patience::BackOff
+            } else {
+                Patience::Try
+            };
+            let (channel, slot) = self.pool.open_session(Lane::Control, patience).await?;
+            went_over(slot.link());
             leg::exec_collect(
                 channel,
                 slot,
@@ -308,12 +361,12 @@ impl RemoteHost {
     /// The host's running `hostctl serve`, if there is one. If there is none, one is started
     /// in the background (unless one is starting, or failed lately): calls do not wait for it,
     /// they use exec channels until it answers.
-    fn served(&self) -> Option<Arc<Served>> {
+    fn served(&self) -> Option<(Arc<Served>, LinkId)> {
         if !self.serve || self.stop.is_cancelled() {
             return None;
         }
         if let Some(served) = self.serve_state.current() {
-            return Some(served);
+            return Some((served, self.serve_state.link()));
         }
         if !self.serve_state.failed_lately()
             && !self
@@ -348,11 +401,11 @@ impl RemoteHost {
         self.tasks.spawn(async move {
             let opened = tokio::time::timeout(
                 SERVE_START,
-                open_piped(&pool, &tasks, &name, &line, Lane::Control),
+                open_piped(&pool, &tasks, &name, &line, Lane::Control, Patience::BackOff),
             )
             .await;
-            let process = match opened {
-                Ok(Ok(process)) => process,
+            let (process, link) = match opened {
+                Ok(Ok(opened)) => opened,
                 Ok(Err(e)) => {
                     debug!(host = name, error = %e, "cannot start hostctl serve");
                     state.settle(None);
@@ -369,7 +422,7 @@ impl RemoteHost {
                 tokio::time::timeout(SERVE_START, served.call(&["version", "--json"], None)).await;
             if let Ok(Some((ProcessExit::Code(0), _, _))) = check {
                 debug!(host = name, "hostctl serve started");
-                state.settle(Some(served));
+                state.settle(Some((served, link)));
             } else {
                 debug!(host = name, answer = ?check, "hostctl serve does not answer; calls use exec channels");
                 served.end();
@@ -391,7 +444,16 @@ impl RemoteHost {
     pub async fn piped(&self, args: &[String], lane: Lane) -> Result<PipedProcess, HostError> {
         let words: Vec<&str> = args.iter().map(String::as_str).collect();
         let line = self.command_line(&words)?;
-        open_piped(&self.pool, &self.tasks, &self.name, &line, lane).await
+        open_piped(
+            &self.pool,
+            &self.tasks,
+            &self.name,
+            &line,
+            lane,
+            Patience::Try,
+        )
+        .await
+        .map(|(process, _)| process)
     }
 
     /// Runs a hostctl verb on a new terminal on the host (`attach`, or `exec` with a PTY).
@@ -403,7 +465,10 @@ impl RemoteHost {
     ) -> Result<TerminalProcess, HostError> {
         let words: Vec<&str> = args.iter().map(String::as_str).collect();
         let line = self.command_line(&words)?;
-        let (channel, slot) = self.pool.open_session(Lane::Sessions).await?;
+        let (channel, slot) = self
+            .pool
+            .open_session(Lane::Sessions, Patience::Try)
+            .await?;
         let term = if term.is_empty() {
             "xterm-256color"
         } else {
@@ -430,19 +495,29 @@ impl RemoteHost {
         let (input, mut input_rx) = super::terminal_input(size);
         let kill = CancellationToken::new();
         let killed = kill.clone();
+        let channel_ended = output.ended.clone();
         self.tasks.spawn(async move {
             loop {
                 let item = tokio::select! {
                     item = input_rx.recv() => item,
                     () = killed.cancelled() => None,
+                    () = channel_ended.cancelled() => None,
                 };
-                let ok = match item {
-                    Some(TerminalInput::Data(bytes)) => writer.data_bytes(bytes).await.is_ok(),
-                    Some(TerminalInput::Resize(size)) => writer
-                        .window_change(u32::from(size.cols), u32::from(size.rows), 0, 0)
-                        .await
-                        .is_ok(),
-                    None => false,
+                let write = async {
+                    match item {
+                        Some(TerminalInput::Data(bytes)) => writer.data_bytes(bytes).await.is_ok(),
+                        Some(TerminalInput::Resize(size)) => writer
+                            .window_change(u32::from(size.cols), u32::from(size.rows), 0, 0)
+                            .await
+                            .is_ok(),
+                        None => false,
+                    }
+                };
+                // A write waiting for the host's window waits for ever once the connection
+                // is gone: the channel's end stops it.
+                let ok = tokio::select! {
+                    ok = write => ok,
+                    () = channel_ended.cancelled() => false,
                 };
                 if !ok {
                     break;
@@ -497,7 +572,7 @@ impl RemoteHost {
         &self,
         companion: &std::path::Path,
     ) -> Result<(hostctl::api::VersionInfo, bool), HostError> {
-        let (conn, _slot) = self.pool.connection(Lane::Control).await?;
+        let (conn, _slot) = self.pool.connection(Lane::Control, Patience::Try).await?;
         let probe = install::probe(&conn, &self.tasks, self.call_timeout)
             .await
             .map_err(|e| self.unreachable(e))?;
@@ -522,6 +597,20 @@ impl RemoteHost {
     /// Drops the host's connections: the next operation connects again.
     pub async fn reset(&self) {
         self.pool.reset().await;
+    }
+
+    /// Retires the connections a failed call went over (the reconciler judged the host
+    /// unreachable through them): no new channel goes to them, their sessions end as lost.
+    /// Connections made since are kept.
+    pub async fn retire_links(&self, links: &[LinkId], why: &str) {
+        for link in links {
+            if *link == self.serve_state.link()
+                && let Some(served) = self.serve_state.current()
+            {
+                served.end();
+            }
+            self.pool.retire(*link, why).await;
+        }
     }
 }
 

@@ -229,7 +229,13 @@ async fn write_requests(
             }
         };
         let Some(line) = line else { break };
-        if stdin.write_all(&line).await.is_err() || stdin.flush().await.is_err() {
+        // A write waiting for the host's window would wait for ever once the connection is
+        // gone: serve's end (its channel closed) stops it.
+        let written = tokio::select! {
+            written = async { stdin.write_all(&line).await?; stdin.flush().await } => written.is_ok(),
+            () = served.ended.cancelled() => false,
+        };
+        if !written {
             served.end();
             break;
         }
