@@ -23,8 +23,6 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sqlx::Row as _;
-
 use super::{Event, Result, Store, now};
 
 /// The most events kept in memory while the database cannot be written.
@@ -356,21 +354,7 @@ impl Store {
         .bind(ids)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Event {
-                    id: r.try_get("id")?,
-                    at: r.try_get("at")?,
-                    operator: r.try_get("operator")?,
-                    source: r.try_get("source")?,
-                    kind: r.try_get("kind")?,
-                    agent: r.try_get("agent")?,
-                    detail: r.try_get("detail")?,
-                    result: r.try_get("result")?,
-                    message: r.try_get("message")?,
-                })
-            })
-            .collect()
+        rows.iter().map(super::event_of_row).collect()
     }
 
     /// Ends the events left `started` by a gateway that stopped before their commands ended.

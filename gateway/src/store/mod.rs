@@ -1379,22 +1379,23 @@ impl Store {
         .bind(&filter.only_for)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Event {
-                    id: r.try_get("id")?,
-                    at: r.try_get("at")?,
-                    operator: r.try_get("operator")?,
-                    source: r.try_get("source")?,
-                    kind: r.try_get("kind")?,
-                    agent: r.try_get("agent")?,
-                    detail: r.try_get("detail")?,
-                    result: r.try_get("result")?,
-                    message: r.try_get("message")?,
-                })
-            })
-            .collect()
+        rows.iter().map(event_of_row).collect()
     }
+}
+
+/// An `events` row read whole.
+fn event_of_row(r: &sqlx::sqlite::SqliteRow) -> Result<Event> {
+    Ok(Event {
+        id: r.try_get("id")?,
+        at: r.try_get("at")?,
+        operator: r.try_get("operator")?,
+        source: r.try_get("source")?,
+        kind: r.try_get("kind")?,
+        agent: r.try_get("agent")?,
+        detail: r.try_get("detail")?,
+        result: r.try_get("result")?,
+        message: r.try_get("message")?,
+    })
 }
 
 /// Which events to read.
