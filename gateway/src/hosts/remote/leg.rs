@@ -349,6 +349,15 @@ fn refuse_during_backoff(
     (failed_while_waiting || backing_off).then(|| failure.error.clone())
 }
 
+/// What a failed connect's error says, as the reason of the `Unreachable` error that callers
+/// refused during the back-off get (which names the host itself: not twice).
+fn failure_reason(e: &HostError) -> String {
+    match e {
+        HostError::Unreachable { reason, .. } => reason.clone(),
+        other => other.to_string(),
+    }
+}
+
 /// Back-off after a failed connect: doubles from the first to the last, while it keeps failing.
 const BACKOFF_FIRST: Duration = Duration::from_millis(500);
 const BACKOFF_LAST: Duration = Duration::from_secs(4);
@@ -498,7 +507,7 @@ impl Pool {
             *failure = Some(Failure {
                 at: Instant::now(),
                 backoff,
-                error: e.to_string(),
+                error: failure_reason(e),
                 lane,
             });
         }
@@ -785,6 +794,22 @@ mod tests {
         assert_eq!(
             refuse_during_backoff(Lane::Sessions, Patience::Try, Some(&f), asked, now),
             None
+        );
+    }
+
+    #[test]
+    fn an_error_given_during_the_back_off_names_the_host_once() {
+        let failed = HostError::Unreachable {
+            host: "h1".into(),
+            reason: "connection refused".into(),
+        };
+        let given = HostError::Unreachable {
+            host: "h1".into(),
+            reason: failure_reason(&failed),
+        };
+        assert_eq!(
+            given.to_string(),
+            "host 'h1' cannot be reached: connection refused"
         );
     }
 }
