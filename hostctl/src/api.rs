@@ -336,6 +336,25 @@ impl Default for TermSize {
     }
 }
 
+/// The widest terminal an agent's window is given, in columns. tmux itself stops at 10,000,
+/// where laying out and redrawing one window costs its server (which every agent on the host
+/// shares) seconds of CPU per change.
+pub const MAX_TERM_COLS: u16 = 1000;
+
+/// The tallest terminal an agent's window is given, in rows.
+pub const MAX_TERM_ROWS: u16 = 1000;
+
+impl TermSize {
+    /// The size within [`MAX_TERM_COLS`] x [`MAX_TERM_ROWS`], and at least 1 x 1. The gateway
+    /// bounds what clients send; hostctl bounds it again, whoever asks.
+    pub fn bounded(self) -> TermSize {
+        TermSize {
+            cols: self.cols.clamp(1, MAX_TERM_COLS),
+            rows: self.rows.clamp(1, MAX_TERM_ROWS),
+        }
+    }
+}
+
 /// What the gateway asks for when it creates an agent (`hostctl create --json`, on stdin).
 /// hostctl stores it, with what it adds, as `agents/<name>/meta.json`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -725,5 +744,23 @@ mod tests {
             argv: vec!["echo".into(), "a b".into(), "it's".into()],
         };
         assert_eq!(cmd.display(), r#"echo 'a b' "it's""#);
+    }
+
+    #[test]
+    fn terminal_sizes_are_bounded_both_ways() {
+        let huge = TermSize {
+            cols: u16::MAX,
+            rows: 5000,
+        };
+        assert_eq!(
+            huge.bounded(),
+            TermSize {
+                cols: MAX_TERM_COLS,
+                rows: MAX_TERM_ROWS
+            }
+        );
+        let zero = TermSize { cols: 0, rows: 0 };
+        assert_eq!(zero.bounded(), TermSize { cols: 1, rows: 1 });
+        assert_eq!(TermSize::default().bounded(), TermSize::default());
     }
 }

@@ -219,11 +219,12 @@ impl Tmux {
         ]));
         a.extend(args(["new-session", "-d", "-s"]));
         a.push(escape_arg(spec.name));
+        let size = spec.size.bounded();
         a.extend(args([
             "-x",
-            &spec.size.cols.to_string(),
+            &size.cols.to_string(),
             "-y",
-            &spec.size.rows.to_string(),
+            &size.rows.to_string(),
         ]));
         a.push("-c".into());
         a.push(escape_arg(&spec.cwd.to_string_lossy()));
@@ -675,6 +676,47 @@ mod tests {
         assert_eq!(
             split_screens("a1\nEND\nb1\n", "END", &["a", "b"]),
             vec![("a".into(), "a1\n".into())]
+        );
+    }
+
+    #[test]
+    fn a_session_asked_for_at_an_absurd_size_gets_a_bounded_window() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tmux = Tmux {
+            socket_name: format!("hostctl-size-{}", std::process::id()),
+            config_path: dir.path().join("tmux.conf"),
+        };
+        tmux.new_session(&NewSession {
+            name: "huge",
+            cwd: dir.path(),
+            size: TermSize {
+                cols: u16::MAX,
+                rows: u16::MAX,
+            },
+            env: Vec::new(),
+            argv: vec!["sleep".into(), "30".into()],
+            log_writer: vec!["cat".into()],
+        })
+        .expect("a session");
+        let size = tmux
+            .command()
+            .args([
+                "display-message",
+                "-p",
+                "-t",
+                "=huge:",
+                "#{window_width}x#{window_height}",
+            ])
+            .output()
+            .expect("tmux");
+        let _ = tmux.command().arg("kill-server").output();
+        assert_eq!(
+            String::from_utf8_lossy(&size.stdout).trim(),
+            format!(
+                "{}x{}",
+                crate::api::MAX_TERM_COLS,
+                crate::api::MAX_TERM_ROWS
+            )
         );
     }
 }

@@ -20,13 +20,8 @@ pub const MAX_ENV_BYTES: usize = 32 * 1024;
 /// right after opening it, so only a client that hoards them meets this.
 pub const MAX_PENDING_CHANNELS: usize = 64;
 
-/// The widest terminal the gateway passes on, in columns. tmux itself stops at 10,000, where
-/// laying out and redrawing one window costs its server (which every agent on the host
-/// shares) seconds of CPU per change.
-pub const MAX_TERM_COLS: u16 = 1000;
-
-/// The tallest terminal the gateway passes on, in rows.
-pub const MAX_TERM_ROWS: u16 = 1000;
+/// The largest terminal the gateway passes on: the contract's (hostctl bounds it again).
+pub use hostctl::api::{MAX_TERM_COLS, MAX_TERM_ROWS};
 
 /// The size a client's terminal is taken to have when it gives 0 (RFC 4254 lets a client give
 /// only pixels), as OpenSSH's own default.
