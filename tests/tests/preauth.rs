@@ -154,6 +154,11 @@ fn failed_logins_are_penalised_and_exempt_sources_are_not() {
             stderr(&out)
         );
     }
+    // A connection's ending is counted when the gateway has seen it end, which can be just
+    // after the client has its answer (as with sshd's penalties).
+    e2e::wait_for("the fourth failure to block the source", || {
+        gw.log().contains("source penalised").then_some(())
+    });
     let out = try_from("127.0.0.50", &gw.key);
     assert_eq!(out.status.code(), Some(255));
     assert!(

@@ -157,8 +157,11 @@ pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, config: Arc<russh::s
                 let _permit = permit;
                 let closed =
                     run_connection(config, stream, handler, &ticket, &shutdown, &revocation).await;
+                // The ending counts before the audit write: the source's next connection may
+                // come as soon as the client has its answer.
+                let block = ticket.end(closed);
                 refused_login(&gw, &peer, &ticket.refused()).await;
-                if let Some((source, blocked)) = ticket.end(closed) {
+                if let Some((source, blocked)) = block {
                     penalised(&gw, source, blocked).await;
                 }
             }
