@@ -150,6 +150,52 @@ fn ten_thousand_env_requests_then_a_command_answer_at_once_on_both_routes() {
 }
 
 #[test]
+fn ten_thousand_signals_cannot_stall_a_connection() {
+    let gw = TestGateway::start();
+    gw.ok(&["create", "box", "--", "sleep", "600"]);
+    runtime().block_on(async {
+        let session = bounded("login", connect(&gw, "box")).await;
+        // Before the command: signals wait at most 8 deep and the rest are dropped.
+        let mut early = session
+            .channel_open_session()
+            .await
+            .expect("open a channel");
+        bounded("10,000 signals before a command", async {
+            for _ in 0..10_000 {
+                early.signal(russh::Sig::USR1).await.expect("signal");
+            }
+        })
+        .await;
+        early.exec(true, "true").await.expect("exec");
+        // The few kept signals may end the command before it runs: it ends either way.
+        bounded("the command after the signals", outcome(&mut early)).await;
+        // While a command runs (one that ignores them): delivered or dropped, never queued
+        // without bound.
+        let running = session
+            .channel_open_session()
+            .await
+            .expect("open a channel");
+        running
+            .exec(true, "trap '' USR1; sleep 1; echo done")
+            .await
+            .expect("exec");
+        bounded("10,000 signals to a running command", async {
+            for _ in 0..10_000 {
+                running.signal(russh::Sig::USR1).await.expect("signal");
+            }
+        })
+        .await;
+        bounded("the connection after the signals", async {
+            let (out, err, status) = exec(&session, "echo hi").await;
+            assert_eq!((out.as_str(), status), ("hi\n", Some(0)), "{err}");
+        })
+        .await;
+        drop(running);
+    });
+    gw.ok(&["list"]);
+}
+
+#[test]
 fn env_requests_past_the_bound_are_refused_and_the_kept_ones_apply() {
     let gw = TestGateway::start();
     gw.ok(&["create", "box", "--", "sleep", "600"]);
