@@ -88,6 +88,36 @@ async fn exec(session: &Handle<AnyHostKey>, command: &str) -> (String, String, O
     outcome(&mut channel).await
 }
 
+/// 5,000 window changes, every seventh absurd, the others all over the place, then `last`.
+async fn storm(writer: &russh::ChannelWriteHalf<Msg>, last: (u32, u32)) {
+    for i in 0..5000u32 {
+        let (cols, rows) = if i % 7 == 0 {
+            (u32::MAX, u32::MAX)
+        } else {
+            (40 + i % 900, 10 + i % 500)
+        };
+        writer
+            .window_change(cols, rows, 0, 0)
+            .await
+            .expect("window-change");
+    }
+    writer
+        .window_change(last.0, last.1, 0, 0)
+        .await
+        .expect("window-change");
+}
+
+/// `list` answers, with no host that "did not answer" (a host's tmux is not held up).
+fn assert_list_answers_cleanly(gw: &TestGateway) {
+    let out = gw.ssh(&["list"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !stderr(&out).contains("did not answer"),
+        "list: {}",
+        stderr(&out)
+    );
+}
+
 /// The reply to the last request that asked for one: true for success.
 async fn reply(channel: &mut russh::Channel<Msg>) -> bool {
     loop {
@@ -300,13 +330,7 @@ fn an_absurd_terminal_size_is_clamped_on_attach_and_on_exec() {
         (gw.pane_size("pair") == (1000, 999)).then_some(())
     });
     // The host's tmux is not kept busy: list answers, with no host left unanswered.
-    let out = gw.ssh(&["list"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(
-        !stderr(&out).contains("did not answer"),
-        "list: {}",
-        stderr(&out)
-    );
+    assert_list_answers_cleanly(&gw);
     rt.block_on(async {
         let _ = session
             .disconnect(russh::Disconnect::ByApplication, "", "")
@@ -332,34 +356,12 @@ fn a_storm_of_window_changes_ends_at_the_last_size() {
     // Two storms: one that ends with an absurd size (clamped like any other), one that
     // ends with an ordinary one.
     for (last, pane) in [((u32::MAX, u32::MAX), (1000, 999)), ((90, 25), (90, 24))] {
-        rt.block_on(bounded("5,000 window changes", async {
-            for i in 0..5000u32 {
-                let (cols, rows) = if i % 7 == 0 {
-                    (u32::MAX, u32::MAX)
-                } else {
-                    (40 + i % 900, 10 + i % 500)
-                };
-                writer
-                    .window_change(cols, rows, 0, 0)
-                    .await
-                    .expect("window-change");
-            }
-            writer
-                .window_change(last.0, last.1, 0, 0)
-                .await
-                .expect("window-change");
-        }));
+        rt.block_on(bounded("5,000 window changes", storm(&writer, last)));
         wait_for("the pane to end at the last size sent", || {
             (gw.pane_size("pair") == pane).then_some(())
         });
     }
-    let out = gw.ssh(&["list"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(
-        !stderr(&out).contains("did not answer"),
-        "list: {}",
-        stderr(&out)
-    );
+    assert_list_answers_cleanly(&gw);
     // The connection that sent the storm still serves.
     let (out, err, status) = rt.block_on(bounded("a command after the storm", async {
         exec(&session, "echo still").await
@@ -397,33 +399,11 @@ fn on_a_remote_host_an_absurd_size_is_clamped_and_a_storm_ends_at_the_last_size(
     wait_for("the remote pane to take the clamped size", || {
         (host_pane_size(&h1, "far") == Some((1000, 999))).then_some(())
     });
-    rt.block_on(bounded("5,000 window changes", async {
-        for i in 0..5000u32 {
-            let (cols, rows) = if i % 7 == 0 {
-                (u32::MAX, u32::MAX)
-            } else {
-                (40 + i % 900, 10 + i % 500)
-            };
-            writer
-                .window_change(cols, rows, 0, 0)
-                .await
-                .expect("window-change");
-        }
-        writer
-            .window_change(90, 25, 0, 0)
-            .await
-            .expect("window-change");
-    }));
+    rt.block_on(bounded("5,000 window changes", storm(&writer, (90, 25))));
     wait_for("the remote pane to end at the last size sent", || {
         (host_pane_size(&h1, "far") == Some((90, 24))).then_some(())
     });
-    let out = gw.ssh(&["list"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(
-        !stderr(&out).contains("did not answer"),
-        "list: {}",
-        stderr(&out)
-    );
+    assert_list_answers_cleanly(&gw);
     let (out, err, status) = rt.block_on(bounded("a command after the storm", async {
         exec(&session, "echo still").await
     }));

@@ -167,6 +167,16 @@ fn refused(out: &std::process::Output, says: &str) {
     );
 }
 
+/// A 100 KiB `echo` command (under every limit) runs on `target`, its output whole.
+fn runs_100k(gw: &TestGateway, target: &str) {
+    let fits: Vec<String> = std::iter::once("echo".to_owned())
+        .chain((0..100).map(|_| "y".repeat(999)))
+        .collect();
+    let out = long_command(gw, target, &fits);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).len(), 100 * 1000);
+}
+
 #[test]
 fn a_command_too_long_or_a_nul_byte_is_refused_naming_the_input_not_the_host() {
     let gw = TestGateway::start();
@@ -180,12 +190,7 @@ fn a_command_too_long_or_a_nul_byte_is_refused_naming_the_input_not_the_host() {
         "error: the command is 150004 bytes; at most 126976 are accepted",
     );
     // One that fits runs.
-    let fits: Vec<String> = std::iter::once("echo".to_owned())
-        .chain((0..100).map(|_| "y".repeat(999)))
-        .collect();
-    let out = long_command(&gw, "worker@gw", &fits);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(stdout(&out).len(), 100 * 1000);
+    runs_100k(&gw, "worker@gw");
 
     // An agent created with a 150 KiB command.
     let mut create = vec!["create".to_owned(), "huge".into(), "--".into()];
@@ -233,12 +238,7 @@ fn a_command_too_long_for_a_remote_host_is_refused_naming_the_input() {
         "error: the command is 150004 bytes; at most 126976 are accepted",
     );
     // 100 KiB fits, quoted for the host's shell and all.
-    let fits: Vec<String> = std::iter::once("echo".to_owned())
-        .chain((0..100).map(|_| "y".repeat(999)))
-        .collect();
-    let out = long_command(&gw, "far@gw", &fits);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(stdout(&out).len(), 100 * 1000);
+    runs_100k(&gw, "far@gw");
     // Quoting for the host's shell can make a command that fits too long for the host
     // (`'` and `!` take more than a byte each once quoted).
     let quotes = vec!["echo".to_owned(), "'!".repeat(60_000)];
