@@ -427,14 +427,13 @@ where
             .await
             .map_err(CommandError::from)?;
         on_host = true;
-        let recorded = match intent.step(Step::Created).await {
-            Ok(()) => {
-                gw.store
-                    .observe_agent(name, &reconciler::observed(&info))
-                    .await
-            }
-            Err(e) => Err(e),
-        };
+        let recorded = async {
+            intent.step(Step::Created).await?;
+            gw.store
+                .observe_agent(name, &reconciler::observed(&info))
+                .await
+        }
+        .await;
         if let Err(e) = recorded {
             // It exists on its host: the command must not say it was not made. Its row stays
             // `creating` until the next look at the host (or, if the gateway stops first, the
@@ -453,7 +452,7 @@ where
     let made = created.await;
     if made.is_err() && !on_host {
         // A copy that made it but whose agent did not start is not left behind (a failed
-        // copy removes itself).
+        // copy removed itself).
         if copied && intent.kind() != OperationKind::Create {
             let _ = host.discard(name, Some(intent.id())).await;
         }
