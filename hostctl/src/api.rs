@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 /// Version of this contract. hostctl reports it in `hostctl version --json`.
-pub const API_VERSION: u32 = 6;
+pub const API_VERSION: u32 = 7;
 
 /// The longest agent name: a DNS label, so a name can also serve as a host alias.
 pub const MAX_AGENT_NAME_LEN: usize = 63;
@@ -384,7 +384,102 @@ pub struct CreateRequest {
     /// here: they come with each start, see [`Secrets`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secret_names: Vec<String>,
+    /// The agent CLI the gateway's rules recognise in the command, if any: hostctl wires that
+    /// CLI's own hooks to `hostctl hook` at every start (see `hostctl::hooks`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cli: Option<AgentCli>,
 }
+
+/// An agent CLI whose screens and hooks agentgate knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentCli {
+    Claude,
+    Codex,
+    Gemini,
+    Aider,
+}
+
+impl AgentCli {
+    pub const ALL: [AgentCli; 4] = [
+        AgentCli::Claude,
+        AgentCli::Codex,
+        AgentCli::Gemini,
+        AgentCli::Aider,
+    ];
+
+    /// Its name, which is also the name of its program.
+    pub fn name(self) -> &'static str {
+        match self {
+            AgentCli::Claude => "claude",
+            AgentCli::Codex => "codex",
+            AgentCli::Gemini => "gemini",
+            AgentCli::Aider => "aider",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<AgentCli> {
+        AgentCli::ALL.into_iter().find(|c| c.name() == name)
+    }
+}
+
+impl std::fmt::Display for AgentCli {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What a CLI's hook event means for its agent, whatever the CLI calls it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HookKind {
+    /// The CLI started (or resumed) a session: it is at its prompt.
+    SessionStarted,
+    /// The operator's prompt reached the CLI: a turn begins.
+    PromptSubmitted,
+    /// A tool is about to run (or to be asked about).
+    ToolStarted,
+    /// A tool ran (or failed, or was refused).
+    ToolEnded,
+    /// The CLI asks permission to use a tool.
+    PermissionAsked,
+    /// The CLI asks the operator a question (a dialog that is not a permission).
+    QuestionAsked,
+    /// The turn ended: the CLI is back at its prompt.
+    TurnEnded,
+    /// The turn ended in an error (a refused API call, a rate limit).
+    TurnFailed,
+    /// The CLI's session ends: its process is about to exit.
+    SessionEnded,
+    /// Any other event: recorded, and means nothing for the status.
+    #[serde(other)]
+    Other,
+}
+
+/// One event an agent's CLI reported through its hooks (`hostctl hook`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HookEvent {
+    /// When hostctl received it (the host's clock).
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: time::OffsetDateTime,
+    pub cli: AgentCli,
+    /// The CLI's own name of the event (`PermissionRequest`, `AfterAgent`), for people.
+    pub event: String,
+    pub kind: HookKind,
+    /// The tool it is about (`Bash`, `run_shell_command`), when it is about one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<String>,
+    /// What it is about, on one line and cut short: the command a tool runs, the file it
+    /// writes, the question asked, the prompt submitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// The CLI's session it belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+}
+
+/// The most hook events [`AgentInfo::hooks`] carries.
+pub const HOOK_EVENTS_REPORTED: usize = 16;
 
 /// Secret values for the agent's process, by variable name. They travel on hostctl's stdin
 /// (never on a command line), reach the process through a file only its launcher reads (mode
@@ -437,6 +532,10 @@ pub struct AgentMeta {
     /// How many times the agent's process was started (1 after `create`).
     #[serde(default)]
     pub starts: u32,
+    /// The CLI whose hooks were wired at the last start (none: the command is not a CLI whose
+    /// hooks hostctl knows how to wire, and only its screen tells its state).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hooks: Option<AgentCli>,
 }
 
 /// The state of an agent as its host sees it.
@@ -548,6 +647,11 @@ pub struct AgentInfo {
     /// for the next `list --screens-after` (on the host's own clock).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seen_at: Option<i64>,
+    /// The last events its CLI reported through its hooks, oldest first (at most
+    /// [`HOOK_EVENTS_REPORTED`]; none from a CLI without hooks, or from a hostctl older than
+    /// API version 7).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<HookEvent>,
 }
 
 /// The most lines of a screen that [`Screen::tail`] carries.

@@ -186,10 +186,12 @@ mod tests {
                 size: None,
                 created_by: None,
                 secret_names: Vec::new(),
+                cli: None,
             },
             workspace_path: dir.join("workspaces/w"),
             created_at: "2026-11-23T00:00:00Z".into(),
             starts: 0,
+            hooks: None,
         }
     }
 

@@ -19,6 +19,7 @@ pub mod diff;
 pub mod disk;
 pub mod error;
 pub mod files;
+pub mod hooks;
 pub mod logwriter;
 pub mod procs;
 pub mod serve;

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use hostctl::api::{
-    CreateInput, ErrorBody, ErrorCode, ErrorReply, StartInput, TermSize, VersionInfo,
+    AgentCli, CreateInput, ErrorBody, ErrorCode, ErrorReply, StartInput, TermSize, VersionInfo,
 };
 use hostctl::{Error, HostCtl};
 use serde::Serialize;
@@ -79,6 +79,23 @@ enum Verb {
         #[arg(long)]
         json: bool,
     },
+    /// Record an event an agent's CLI reports through its hooks (run by the CLI; see
+    /// `hostctl::hooks`). Always exits 0 and prints nothing.
+    #[command(hide = true)]
+    Hook {
+        /// hostctl's home (where `agents/` is).
+        #[arg(long)]
+        home: std::path::PathBuf,
+        #[arg(long)]
+        agent: String,
+        /// The CLI: claude, codex, gemini or aider.
+        cli: String,
+        /// The event, for a CLI that passes it as an argument rather than on stdin.
+        arg: Option<String>,
+    },
+    /// Print the name of each agent whose CLI reports a hook event, one per line, until stdin
+    /// ends (for the gateway). The first line is empty: the watch is ready.
+    HookWatch,
     /// Run as an agent's pane: set its environment and exec COMMAND (hostctl's own use).
     #[command(hide = true)]
     Launch {
@@ -218,6 +235,25 @@ enum Verb {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Verb::Hook {
+        home,
+        agent,
+        cli,
+        arg,
+    } = &cli.verb
+    {
+        // A hook never changes what the CLI does: whatever happens, exit 0 and print nothing
+        // on stdout (the CLI would read it as a decision).
+        if let Some(cli) = AgentCli::from_name(cli) {
+            let files = hostctl::files::Files::new(home.clone());
+            if let Err(e) =
+                hostctl::hooks::record(&files, agent, cli, arg.as_deref(), std::io::stdin())
+            {
+                eprintln!("hostctl hook: {e}");
+            }
+        }
+        return ExitCode::SUCCESS;
+    }
     let ctl = match HostCtl::from_env() {
         Ok(c) => c,
         Err(e) => return fail(&e, false),
@@ -305,6 +341,11 @@ fn main() -> ExitCode {
                 format!("{} is {}", i.name, i.status.as_str())
             })
         }
+        Verb::Hook { .. } => ExitCode::SUCCESS,
+        Verb::HookWatch => match ctl.hook_watch(std::io::stdout()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&e, false),
+        },
         Verb::Launch { name, command } => {
             let e = ctl.launch(&name, &command);
             eprintln!("hostctl: {e}");

@@ -405,10 +405,12 @@ mod tests {
                     size: None,
                     created_by: Some("alice".into()),
                     secret_names: Vec::new(),
+                    cli: None,
                 },
                 workspace_path: ws,
                 created_at: now_rfc3339(),
                 starts: 1,
+                hooks: None,
             })
             .expect("meta");
         HostCtl::new(files)

@@ -77,6 +77,7 @@ impl HostCtl {
             workspace_path,
             created_at: now_rfc3339(),
             starts: 0,
+            hooks: None,
         };
         self.files.write_meta(&meta)?;
         if let Err(e) = self.start_process(&mut meta, secrets) {
@@ -163,17 +164,28 @@ impl HostCtl {
         for key in secrets.0.keys() {
             validate_env_key(key)?;
         }
+        let exe = std::env::current_exe().map_err(|e| {
+            Error::Failed(format!(
+                "cannot find hostctl's own path to launch the agent: {e}"
+            ))
+        })?;
+        // The CLI's hooks, when it is one hostctl knows: the events of a run before are
+        // forgotten, and this run's settings written.
+        crate::hooks::forget(&self.files, &name);
+        meta.hooks = crate::hooks::wirable(meta.request.cli, &command);
+        let (command, env) = match meta.hooks {
+            Some(cli) => {
+                let wired = crate::hooks::wire(&self.files, meta, cli, &command, &exe)?;
+                (wired.command, wired.env)
+            }
+            None => (command, Vec::new()),
+        };
         let launch = self.files.launch_path(&name);
         let _ = std::fs::remove_file(&launch);
         write_private(
             &launch,
             &serde_json::to_vec(secrets).map_err(|e| Error::Failed(e.to_string()))?,
         )?;
-        let exe = std::env::current_exe().map_err(|e| {
-            Error::Failed(format!(
-                "cannot find hostctl's own path to launch the agent: {e}"
-            ))
-        })?;
         let mut argv = vec![
             exe.to_string_lossy().into_owned(),
             "launch".into(),
@@ -192,7 +204,7 @@ impl HostCtl {
             name: &name,
             cwd: &meta.workspace_path,
             size: meta.request.size.unwrap_or_default(),
-            env: Vec::new(),
+            env,
             argv,
             log_writer,
         });
@@ -260,6 +272,11 @@ impl HostCtl {
 
     /// Every agent; the screens of running ones, or with `screens_after`, only of those with
     /// output at or after that time (Unix seconds).
+    /// `hostctl hook-watch` (see [`crate::hooks::watch`]).
+    pub fn hook_watch(&self, out: impl std::io::Write) -> Result<()> {
+        crate::hooks::watch(&self.files, out)
+    }
+
     pub fn list(&self, screens_after: Option<i64>) -> Result<Vec<AgentInfo>> {
         let seen_at = time::OffsetDateTime::now_utc().unix_timestamp();
         let server = self.tmux.server_panes()?;
@@ -274,6 +291,7 @@ impl HostCtl {
                 let mut info = agent_info(meta, pane);
                 info.ending = ending(pane, server_runs, stopped);
                 info.seen_at = Some(seen_at);
+                info.hooks = self.hook_events(&info);
                 out.push(info);
             }
         }
@@ -296,9 +314,19 @@ impl HostCtl {
         let stopped = self.files.stop_mark_path(name).exists();
         let mut info = [agent_info(meta, pane.as_ref())];
         info[0].ending = ending(pane.as_ref(), server.is_some(), stopped);
+        info[0].hooks = self.hook_events(&info[0]);
         self.add_screens(&mut info, pane.as_slice());
         let [info] = info;
         Ok(info)
+    }
+
+    /// The last hook events of a running agent whose CLI's hooks are wired.
+    fn hook_events(&self, info: &AgentInfo) -> Vec<crate::api::HookEvent> {
+        if info.status == HostAgentStatus::Running && info.meta.hooks.is_some() {
+            crate::hooks::recent(&self.files, &info.name)
+        } else {
+            Vec::new()
+        }
     }
 
     /// Reads the screens of the running agents among `agents`. A screen that cannot be read is
@@ -795,6 +823,7 @@ fn agent_info(meta: AgentMeta, pane: Option<&Pane>) -> AgentInfo {
         meta,
         screen: None,
         seen_at: None,
+        hooks: Vec::new(),
     }
 }
 

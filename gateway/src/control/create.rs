@@ -241,6 +241,7 @@ async fn create_one(
         size: io.terminal.as_ref().map(|t| *t.size.borrow()),
         created_by: Some(caller.operator.name.clone()),
         secret_names: template.secrets.clone(),
+        cli: None,
     };
     // Placement counts the agents being created: choosing a host and reserving the new row
     // there are one step, so a create placed meanwhile sees this one.

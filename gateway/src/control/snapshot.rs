@@ -536,6 +536,7 @@ mod tests {
                 size: None,
                 created_by: None,
                 secret_names: Vec::new(),
+                cli: None,
             },
             taken_by: None,
         };

@@ -1617,6 +1617,7 @@ pub(crate) fn sample_agent(name: &str, host: &str, status: AgentStatus) -> Agent
             size: None,
             created_by: None,
             secret_names: Vec::new(),
+            cli: None,
         },
         tags: BTreeMap::new(),
         status,
