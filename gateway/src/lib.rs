@@ -315,6 +315,7 @@ pub async fn serve(
     let versions = gw.clone();
     tasks.spawn(async move { hosts::reconciler::record_versions(&versions).await });
     tasks.spawn(hosts::reconciler::run(gw.clone()));
+    tasks.spawn(hosts::hook_watch::run(gw.clone()));
     tasks.spawn(prune_audit_trail(gw.clone()));
     tasks.spawn(write_kept_events(gw.clone()));
     tasks.spawn(ssh::live::sweep(gw.clone()));

@@ -17,13 +17,16 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
-use hostctl::api::{AgentCommand, Screen};
+use hostctl::api::{AgentCli, AgentCommand, Screen};
 use regex::Regex;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use crate::agents::hooks::HookState;
 use crate::config::{StatusConfig, Template};
-use crate::store::{ActivityState, AgentActivity};
+use crate::store::ActivitySource::{Hook, Screen as FromScreen};
+use crate::store::ActivityState::{Idle, Waiting, Working};
+use crate::store::AgentActivity;
 
 /// Foreground process names that mean "a shell, at its prompt".
 const SHELLS: &[&str] = &[
@@ -165,12 +168,26 @@ fn builtin(name: &str) -> Option<(&'static [Builtin], bool)> {
 /// The names `recognize` accepts.
 pub const BUILTIN_NAMES: &[&str] = &["claude", "codex", "gemini", "aider", "shell", "none"];
 
+/// The reason of the built-in rules that find a CLI at its prompt: every other rule finds a
+/// question.
+const AT_PROMPT: &str = "waits for a prompt";
+
+/// What a screen that makes an agent wait shows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScreenWait {
+    pub reason: String,
+    /// A question (a dialog, a yes/no question) that needs the operator, rather than the
+    /// program's prompt: it is never hidden by recent output.
+    pub asks: bool,
+}
+
 /// One rule, compiled.
 #[derive(Debug)]
 struct Rule {
     pattern: Regex,
     unless: Option<Regex>,
     reason: String,
+    asks: bool,
 }
 
 impl Rule {
@@ -179,6 +196,7 @@ impl Rule {
             pattern: Regex::new(pattern)?,
             unless: unless.map(Regex::new).transpose()?,
             reason: reason.to_owned(),
+            asks: reason != AT_PROMPT,
         })
     }
 
@@ -197,16 +215,27 @@ pub struct RuleSet {
 impl RuleSet {
     /// Why the agent showing `screen` waits for the operator, if it does.
     pub fn waiting(&self, screen: &Screen) -> Option<String> {
+        self.wait(screen).map(|w| w.reason)
+    }
+
+    /// What the agent showing `screen` waits for, if it does.
+    pub fn wait(&self, screen: &Screen) -> Option<ScreenWait> {
         let text = screen.tail.join("\n");
         if let Some(rule) = self.rules.iter().find(|r| r.matches(&text)) {
-            return Some(rule.reason.clone());
+            return Some(ScreenWait {
+                reason: rule.reason.clone(),
+                asks: rule.asks,
+            });
         }
         let at_prompt = self.shell_prompt
             && screen
                 .foreground
                 .as_deref()
                 .is_some_and(|f| SHELLS.contains(&f.trim_start_matches('-')));
-        at_prompt.then(|| "at the shell prompt".to_owned())
+        at_prompt.then(|| ScreenWait {
+            reason: "at the shell prompt".to_owned(),
+            asks: false,
+        })
     }
 }
 
@@ -214,6 +243,8 @@ impl RuleSet {
 #[derive(Debug)]
 pub struct Rules {
     templates: BTreeMap<String, RuleSet>,
+    /// The CLI each template's rules recognise.
+    clis: BTreeMap<String, AgentCli>,
     builtins: BTreeMap<&'static str, RuleSet>,
 }
 
@@ -222,6 +253,7 @@ impl Rules {
     /// is an error naming the template.
     pub fn new(templates: &BTreeMap<String, Template>) -> Result<Rules, String> {
         let mut sets = BTreeMap::new();
+        let mut clis = BTreeMap::new();
         for (name, template) in templates {
             let builtin_name = match &template.recognize {
                 Some(r) => {
@@ -246,6 +278,9 @@ impl Rules {
                     })?;
                 rules.push(compiled);
             }
+            if let Some(cli) = AgentCli::from_name(&builtin_name) {
+                clis.insert(name.clone(), cli);
+            }
             let mut set = compile_builtin(&builtin_name);
             rules.append(&mut set.rules);
             set.rules = rules;
@@ -258,8 +293,18 @@ impl Rules {
             .collect();
         Ok(Rules {
             templates: sets,
+            clis,
             builtins,
         })
+    }
+
+    /// The agent CLI the rules recognise in an agent: its template's, or, for an agent created
+    /// with its own command, that command's program (`aider` for `create NAME -- aider ...`).
+    pub fn cli_for(&self, template: &str, command: &AgentCommand) -> Option<AgentCli> {
+        match command {
+            AgentCommand::Argv { argv } => AgentCli::from_name(argv_rules(argv)),
+            _ => self.clis.get(template).copied(),
+        }
     }
 
     /// The rules for an agent: its template's, or, for an agent created with its own command
@@ -464,6 +509,9 @@ pub struct Look<'a> {
     pub tmux_activity: Option<OffsetDateTime>,
     /// When an operator last typed into it through this gateway.
     pub input: Option<OffsetDateTime>,
+    /// The last events its CLI reported through its hooks, oldest first (none: its CLI's
+    /// hooks are not wired, or have said nothing yet).
+    pub hooks: &'a [hostctl::api::HookEvent],
 }
 
 /// The activity of a running agent after a new look at it, `prev` being what was known.
@@ -509,28 +557,61 @@ pub fn next(
         }
         next.screen = Some(key);
         next.last_line = screen.tail.last().cloned();
-        next.screen_waits = rules.waiting(screen);
+        let wait = rules.wait(screen);
+        next.screen_asks = wait.as_ref().is_some_and(|w| w.asks);
+        next.screen_waits = wait.map(|w| w.reason);
     }
     let output = parse(next.last_output_at.as_deref());
     let input = parse(next.last_input_at.as_deref());
-    let quiet_since = output.max(input);
     let within = |t: OffsetDateTime, limit: std::time::Duration| {
         let age = now - t;
         age < time::Duration::try_from(limit).unwrap_or(time::Duration::MAX)
     };
-    next.reason = None;
-    next.state = if output.is_some_and(|t| within(t, config.working_for)) {
-        Some(ActivityState::Working)
-    } else if quiet_since.is_some_and(|t| !within(t, config.idle_after)) {
-        Some(ActivityState::Idle)
-    } else if let Some(reason) = &next.screen_waits {
-        // What the screen showed when last read (it has not changed since, or it would have
-        // been read again).
-        next.reason = Some(reason.clone());
-        Some(ActivityState::Waiting)
-    } else {
-        None
+    // The hooks' word, unless an operator typed into the agent after their last event: what
+    // they typed may have answered a dialog or interrupted a turn, which no hook reports, and
+    // the screen tells until the CLI's next event.
+    let hook = crate::agents::hooks::state(look.hooks)
+        .filter(|(_, at)| input.is_none_or(|typed| typed <= *at));
+    let quiet_since = output.max(input).max(hook.as_ref().map(|(_, at)| *at));
+    let idle = quiet_since.is_some_and(|t| !within(t, config.idle_after));
+    // What the screen showed when last read (it has not changed since, or it would have been
+    // read again).
+    let screen_question = next.screen_waits.clone().filter(|_| next.screen_asks);
+    let screen_prompt = next.screen_waits.clone().filter(|_| !next.screen_asks);
+    let (state, reason, source) = match hook {
+        Some((HookState::Asking(reason), _)) => (Some(Waiting), Some(reason), Hook),
+        // A question on the screen is never hidden by output, nor by hooks that say the CLI
+        // works (a dialog its hooks do not report).
+        _ if screen_question.is_some() => (Some(Waiting), screen_question, FromScreen),
+        // A turn whose end no hook reported (an interrupt, a crash of the hook) shows as the
+        // CLI's prompt on a screen that has not changed for `working_for` since the last event.
+        Some((HookState::Working, at))
+            if within(at, config.working_for)
+                || output.is_some_and(|t| within(t, config.working_for))
+                || screen_prompt.is_none() =>
+        {
+            (Some(Working), None, Hook)
+        }
+        Some((HookState::AtPrompt { .. }, _)) if idle => (Some(Idle), None, Hook),
+        Some((HookState::AtPrompt { failed }, _)) => (
+            Some(Waiting),
+            Some(match failed {
+                Some(why) => format!("{AT_PROMPT} (its last turn failed: {why})"),
+                None => AT_PROMPT.to_owned(),
+            }),
+            Hook,
+        ),
+        Some((HookState::Ended, _)) => (None, None, Hook),
+        _ if output.is_some_and(|t| within(t, config.working_for)) => {
+            (Some(Working), None, FromScreen)
+        }
+        _ if idle => (Some(Idle), None, FromScreen),
+        _ if screen_prompt.is_some() => (Some(Waiting), screen_prompt, FromScreen),
+        _ => (None, None, FromScreen),
     };
+    next.state = state;
+    next.reason = reason;
+    next.source = Some(source);
     next
 }
 
@@ -546,6 +627,7 @@ pub fn format(t: OffsetDateTime) -> String {
 mod tests {
     use super::*;
     use crate::config::WaitingRule;
+    use crate::store::ActivityState;
     use std::time::Duration;
 
     fn screen(text: &str, foreground: &str) -> Screen {
@@ -931,6 +1013,7 @@ mod tests {
             screen: Some(s),
             tmux_activity: Some(at(0)),
             input: None,
+            hooks: &[],
         };
         let first = next(
             &config(),
@@ -950,6 +1033,7 @@ mod tests {
             screen: None,
             tmux_activity: Some(at(0)),
             input: None,
+            hooks: &[],
         };
         let still = next(&config(), set, &settled, &unread, at(30));
         assert_eq!(still.state, Some(ActivityState::Waiting));
@@ -971,6 +1055,7 @@ mod tests {
             screen: Some(s),
             tmux_activity: None,
             input,
+            hooks: &[],
         };
         let first = next(
             &config(),
@@ -1007,6 +1092,7 @@ mod tests {
             screen: Some(&blank),
             tmux_activity: Some(at(0)),
             input: None,
+            hooks: &[],
         };
         let again = next(&config(), set, &forgotten, &look, at(100));
         assert_eq!(parse(again.last_output_at.as_deref()), Some(at(0)));
@@ -1023,6 +1109,7 @@ mod tests {
             screen: Some(s),
             tmux_activity: Some(at(50)),
             input: None,
+            hooks: &[],
         };
         let first = next(
             &config(),

@@ -151,7 +151,8 @@ pub fn wire(
                 name.clone(),
                 "codex".into(),
             ];
-            let notify = serde_json::to_string(&notify).map_err(|e| Error::Failed(e.to_string()))?;
+            let notify =
+                serde_json::to_string(&notify).map_err(|e| Error::Failed(e.to_string()))?;
             // Codex's own hooks (`[hooks]`) run only once their definition is trusted in its
             // `/hooks` dialog, so only `notify` is wired: the end of each turn.
             let options = vec!["-c".to_owned(), format!("notify={notify}")];
@@ -228,9 +229,7 @@ fn with_options(command: &AgentCommand, options: &[String]) -> AgentCommand {
         }
         AgentCommand::Shell { line } => {
             let trimmed = line.trim_start();
-            let end = trimmed
-                .find(char::is_whitespace)
-                .unwrap_or(trimmed.len());
+            let end = trimmed.find(char::is_whitespace).unwrap_or(trimmed.len());
             let (program, rest) = trimmed.split_at(end);
             AgentCommand::Shell {
                 line: format!("{program} {}{rest}", shell_words(options)),
@@ -280,7 +279,9 @@ pub fn record(
     crate::api::validate_agent_name(agent).map_err(Error::InvalidInput)?;
     let dir = files.agent_dir(agent);
     if !dir.is_dir() {
-        return Err(Error::NotFound(format!("no agent named '{agent}' on this host")));
+        return Err(Error::NotFound(format!(
+            "no agent named '{agent}' on this host"
+        )));
     }
     let payload: Value = match arg {
         Some("turn-ended") => json!({"hook_event_name": "turn-ended"}),
@@ -309,7 +310,9 @@ pub fn event_of(cli: AgentCli, payload: &Value, at: time::OffsetDateTime) -> Hoo
     let tool_detail = || describe_tool(payload.get("tool_input"));
     let (kind, detail) = match name.as_str() {
         "SessionStart" => (HookKind::SessionStarted, None),
-        "UserPromptSubmit" | "BeforeAgent" => (HookKind::PromptSubmitted, text("prompt").map(str::to_owned)),
+        "UserPromptSubmit" | "BeforeAgent" => {
+            (HookKind::PromptSubmitted, text("prompt").map(str::to_owned))
+        }
         "PreToolUse" | "BeforeTool" => (HookKind::ToolStarted, tool_detail()),
         "PostToolUse" | "PostToolUseFailure" | "AfterTool" | "PermissionDenied" => {
             (HookKind::ToolEnded, tool_detail())
@@ -422,7 +425,10 @@ fn tell_watcher(files: &Files, agent: &str) {
 /// do not parse (a line cut by a crash) are skipped.
 pub fn recent(files: &Files, agent: &str) -> Vec<HookEvent> {
     let mut events = Vec::new();
-    for path in [previous_events_path(files, agent), events_path(files, agent)] {
+    for path in [
+        previous_events_path(files, agent),
+        events_path(files, agent),
+    ] {
         let Ok(text) = std::fs::read_to_string(&path) else {
             continue;
         };
@@ -500,26 +506,50 @@ mod tests {
         let event = event_of(AgentCli::Claude, &ask, at());
         assert_eq!(event.kind, HookKind::PermissionAsked);
         assert_eq!(event.tool.as_deref(), Some("Bash"));
-        assert_eq!(event.detail.as_deref(), Some("touch agentgate-probe.txt rm -rf /"));
+        assert_eq!(
+            event.detail.as_deref(),
+            Some("touch agentgate-probe.txt rm -rf /")
+        );
         assert_eq!(event.session.as_deref(), Some("s1"));
         let idle = json!({"hook_event_name": "Notification", "notification_type": "idle_prompt", "message": "Claude is waiting"});
-        assert_eq!(event_of(AgentCli::Claude, &idle, at()).kind, HookKind::TurnEnded);
+        assert_eq!(
+            event_of(AgentCli::Claude, &idle, at()).kind,
+            HookKind::TurnEnded
+        );
         let write = json!({"hook_event_name": "PreToolUse", "tool_name": "Write", "tool_input": {"file_path": "/w/hello.txt", "content": "x"}});
-        assert_eq!(event_of(AgentCli::Claude, &write, at()).detail.as_deref(), Some("/w/hello.txt"));
-        assert_eq!(event_of(AgentCli::Claude, &Value::Null, at()).kind, HookKind::Other);
+        assert_eq!(
+            event_of(AgentCli::Claude, &write, at()).detail.as_deref(),
+            Some("/w/hello.txt")
+        );
+        assert_eq!(
+            event_of(AgentCli::Claude, &Value::Null, at()).kind,
+            HookKind::Other
+        );
     }
 
     #[test]
     fn codex_and_gemini_events_are_read_for_what_they_mean() {
         let notify = json!({"type": "agent-turn-complete", "thread-id": "t1", "last-assistant-message": "done"});
         let event = event_of(AgentCli::Codex, &notify, at());
-        assert_eq!((event.kind, event.session.as_deref()), (HookKind::TurnEnded, Some("t1")));
+        assert_eq!(
+            (event.kind, event.session.as_deref()),
+            (HookKind::TurnEnded, Some("t1"))
+        );
         let exec = json!({"hook_event_name": "PermissionRequest", "tool_name": "Bash", "tool_input": {"command": ["bash", "-lc", "touch x"]}});
-        assert_eq!(event_of(AgentCli::Codex, &exec, at()).detail.as_deref(), Some("touch x"));
+        assert_eq!(
+            event_of(AgentCli::Codex, &exec, at()).detail.as_deref(),
+            Some("touch x")
+        );
         let before = json!({"hook_event_name": "BeforeAgent", "prompt": "hello"});
-        assert_eq!(event_of(AgentCli::Gemini, &before, at()).kind, HookKind::PromptSubmitted);
+        assert_eq!(
+            event_of(AgentCli::Gemini, &before, at()).kind,
+            HookKind::PromptSubmitted
+        );
         let perm = json!({"hook_event_name": "Notification", "notification_type": "ToolPermission", "message": "Allow?"});
-        assert_eq!(event_of(AgentCli::Gemini, &perm, at()).kind, HookKind::PermissionAsked);
+        assert_eq!(
+            event_of(AgentCli::Gemini, &perm, at()).kind,
+            HookKind::PermissionAsked
+        );
     }
 
     #[test]
@@ -533,17 +563,36 @@ mod tests {
     #[test]
     fn hooks_are_wired_only_into_the_clis_own_program() {
         let shell = |l: &str| AgentCommand::Shell { line: l.into() };
-        assert_eq!(wirable(Some(AgentCli::Claude), &shell("claude --continue")), Some(AgentCli::Claude));
-        assert_eq!(wirable(Some(AgentCli::Claude), &shell("/opt/bin/claude")), Some(AgentCli::Claude));
-        assert_eq!(wirable(Some(AgentCli::Claude), &shell("cd x && claude")), None);
+        assert_eq!(
+            wirable(Some(AgentCli::Claude), &shell("claude --continue")),
+            Some(AgentCli::Claude)
+        );
+        assert_eq!(
+            wirable(Some(AgentCli::Claude), &shell("/opt/bin/claude")),
+            Some(AgentCli::Claude)
+        );
+        assert_eq!(
+            wirable(Some(AgentCli::Claude), &shell("cd x && claude")),
+            None
+        );
         assert_eq!(wirable(None, &shell("claude")), None);
-        assert_eq!(wirable(Some(AgentCli::Codex), &AgentCommand::LoginShell), None);
-        let wired = with_options(&shell("  claude --continue"), &["--settings".into(), "/a b/s.json".into()]);
+        assert_eq!(
+            wirable(Some(AgentCli::Codex), &AgentCommand::LoginShell),
+            None
+        );
+        let wired = with_options(
+            &shell("  claude --continue"),
+            &["--settings".into(), "/a b/s.json".into()],
+        );
         assert_eq!(wired, shell("claude --settings '/a b/s.json' --continue"));
-        let argv = AgentCommand::Argv { argv: vec!["codex".into(), "resume".into()] };
+        let argv = AgentCommand::Argv {
+            argv: vec!["codex".into(), "resume".into()],
+        };
         assert_eq!(
             with_options(&argv, &["-c".into(), "x=1".into()]),
-            AgentCommand::Argv { argv: vec!["codex".into(), "-c".into(), "x=1".into(), "resume".into()] }
+            AgentCommand::Argv {
+                argv: vec!["codex".into(), "-c".into(), "x=1".into(), "resume".into()]
+            }
         );
     }
 
@@ -554,15 +603,24 @@ mod tests {
         std::fs::create_dir_all(files.agent_dir("a1")).expect("agent dir");
         for i in 0..2000 {
             let payload = json!({"hook_event_name": "PreToolUse", "tool_name": "Bash", "tool_input": {"command": format!("step {i}")}});
-            record(&files, "a1", AgentCli::Claude, None, serde_json::to_vec(&payload).expect("json").as_slice())
-                .expect("recorded");
+            record(
+                &files,
+                "a1",
+                AgentCli::Claude,
+                None,
+                serde_json::to_vec(&payload).expect("json").as_slice(),
+            )
+            .expect("recorded");
         }
         let size = |p: PathBuf| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
         assert!(size(events_path(&files, "a1")) <= MAX_EVENTS_FILE + 1024);
         assert!(size(previous_events_path(&files, "a1")) <= MAX_EVENTS_FILE + 1024);
         let recent = recent(&files, "a1");
         assert_eq!(recent.len(), HOOK_EVENTS_REPORTED);
-        assert_eq!(recent.last().and_then(|e| e.detail.as_deref()), Some("step 1999"));
+        assert_eq!(
+            recent.last().and_then(|e| e.detail.as_deref()),
+            Some("step 1999")
+        );
         assert!(record(&files, "../x", AgentCli::Claude, None, &b"{}"[..]).is_err());
         assert!(record(&files, "nobody", AgentCli::Claude, None, &b"{}"[..]).is_err());
     }

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use hostctl::api::{
-    AgentCli, CreateInput, ErrorBody, ErrorCode, ErrorReply, StartInput, TermSize, VersionInfo,
+    AgentCli, CreateInput, ErrorBody, ErrorCode, ErrorReply, Key, StartInput, TermSize, VersionInfo,
 };
 use hostctl::{Error, HostCtl};
 use serde::Serialize;
@@ -130,6 +130,14 @@ enum Verb {
         /// Do not press Enter after the text.
         #[arg(long)]
         no_enter: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Press keys in an agent, by name (Enter, Esc, Tab, Up, Down, C-c, 1, y, ...).
+    Keys {
+        name: String,
+        #[arg(required = true)]
+        keys: Vec<String>,
         #[arg(long)]
         json: bool,
     },
@@ -386,12 +394,16 @@ fn main() -> ExitCode {
             } else {
                 text.join(" ")
             };
-            report(
-                ctl.send(&name, &text, !no_enter)
-                    .map(|()| serde_json::json!({ "sent": name })),
-                json,
-                |_| "sent".to_owned(),
-            )
+            report(ctl.send(&name, &text, !no_enter), json, |_| {
+                "sent".to_owned()
+            })
+        }
+        Verb::Keys { name, keys, json } => {
+            let keys: Result<Vec<Key>, String> = keys.iter().map(|k| Key::parse(k)).collect();
+            match keys {
+                Ok(keys) => report(ctl.keys(&name, &keys), json, |_| "pressed".to_owned()),
+                Err(e) => fail(&Error::InvalidInput(e), json),
+            }
         }
         Verb::Attach { name } => match ctl.attach(&name) {
             Ok(never) => match never {},

@@ -264,11 +264,31 @@ impl Tmux {
         }
     }
 
-    /// Puts `text` into the agent's pane, then presses Enter if asked. Text of one line is
-    /// typed as it is (tmux `send-keys -l`). Text with a line break is pasted, as a person
-    /// pastes it: were it typed, each line break would be an Enter and the first line would be
-    /// submitted alone (see [`paste_text`]).
+    /// Puts `text` into the agent's pane, then presses Enter if asked, at once. Text of one
+    /// line is typed as it is (tmux `send-keys -l`). Text with a line break is pasted, as a
+    /// person pastes it: were it typed, each line break would be an Enter and the first line
+    /// would be submitted alone (see [`paste_text`]).
     pub fn send_text(&self, name: &str, text: &str, enter: bool) -> Result<()> {
+        self.put_text(name, text)?;
+        if enter {
+            self.press(name, &[crate::api::Key::Enter])?;
+        }
+        Ok(())
+    }
+
+    /// Presses `keys` in the agent's pane, one after the other.
+    pub fn press(&self, name: &str, keys: &[crate::api::Key]) -> Result<()> {
+        let mut args: Vec<OsString> = vec![
+            "send-keys".into(),
+            "-t".into(),
+            escape_arg(&pane_target(name)),
+        ];
+        args.extend(keys.iter().map(|k| OsString::from(k.tmux_name())));
+        self.run("pressing keys in the agent", &args).map(drop)
+    }
+
+    /// Puts `text` into the agent's pane, typed or pasted (see [`Tmux::send_text`]).
+    pub fn put_text(&self, name: &str, text: &str) -> Result<()> {
         if text.contains('\0') {
             return Err(Error::InvalidInput(
                 "the text to send contains a NUL byte, which a terminal cannot take".into(),
@@ -293,12 +313,6 @@ impl Tmux {
                     ],
                 )?;
             }
-        }
-        if enter {
-            self.run(
-                "typing into the agent",
-                &["send-keys".into(), "-t".into(), target, "Enter".into()],
-            )?;
         }
         Ok(())
     }

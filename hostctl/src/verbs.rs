@@ -8,8 +8,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::api::{
-    AgentCommand, AgentInfo, AgentMeta, CreateRequest, Ending, HostAgentStatus, Screen, Secrets,
-    TermSize, WorkspaceSource, validate_agent_name,
+    AgentCommand, AgentInfo, AgentMeta, CreateRequest, Ending, HostAgentStatus, Key, Screen,
+    Secrets, SendReport, TermSize, WorkspaceSource, validate_agent_name,
 };
 use crate::error::{Error, Result};
 use crate::files::Files;
@@ -19,6 +19,16 @@ use crate::tmux::{NewSession, Pane, Tmux};
 const PROMPT_READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// The screen must stay unchanged this long to count as settled.
 const PROMPT_QUIET: Duration = Duration::from_millis(600);
+
+/// How long after a text is put into an agent Enter is pressed: long enough for a CLI that
+/// reads a burst of keys as a paste to have closed it (Codex waits 120 ms after the last key
+/// of a burst, Gemini CLI 30 ms), and longer after a paste of many lines, which a CLI may
+/// take in with a delay of its own (Claude Code shows `[Pasted text]` first).
+pub fn submit_delay(text: &str) -> Duration {
+    let base = Duration::from_millis(if text.contains('\n') { 500 } else { 250 });
+    let per_kib = Duration::from_millis(20) * u32::try_from(text.len() / 1024).unwrap_or(u32::MAX);
+    (base + per_kib).min(Duration::from_secs(2))
+}
 
 /// One host's agents: its files and its tmux server.
 #[derive(Clone, Debug)]
@@ -88,7 +98,11 @@ impl HostCtl {
         }
         if let Some(prompt) = meta.request.prompt.clone() {
             self.wait_until_settled(&name);
-            if let Err(e) = self.tmux.send_text(&name, &prompt, true) {
+            let sent = self.tmux.put_text(&name, &prompt).and_then(|()| {
+                std::thread::sleep(submit_delay(&prompt));
+                self.tmux.press(&name, &[Key::Enter])
+            });
+            if let Err(e) = sent {
                 let _ = self.tmux.kill_session(&name);
                 if owns_workspace(&meta.request.workspace) {
                     let _ = std::fs::remove_dir_all(&meta.workspace_path);
@@ -433,17 +447,50 @@ impl HostCtl {
 
     /// Types text into the agent (pastes it, when it has a line break), then Enter unless
     /// `enter` is false.
-    pub fn send(&self, name: &str, text: &str, enter: bool) -> Result<()> {
+    /// Puts `text` into the agent (typed, or pasted when it has a line break), then, after the
+    /// CLI has had the time to take it in, presses Enter. A CLI that reads fast keystrokes
+    /// as a paste (Codex, Gemini CLI) turns an Enter that follows them closely into a line
+    /// break: the pause makes it a submit.
+    pub fn send(&self, name: &str, text: &str, enter: bool) -> Result<SendReport> {
+        let pane = self.running_pane(name)?;
+        self.tmux.put_text(name, text)?;
+        if !enter {
+            return Ok(self.report_before_keys(name, &pane));
+        }
+        std::thread::sleep(submit_delay(text));
+        let report = self.report_before_keys(name, &pane);
+        self.tmux.press(name, &[Key::Enter])?;
+        Ok(report)
+    }
+
+    /// Presses `keys` in the agent, one after the other (answering a dialog).
+    pub fn keys(&self, name: &str, keys: &[Key]) -> Result<SendReport> {
+        let pane = self.running_pane(name)?;
+        let report = self.report_before_keys(name, &pane);
+        self.tmux.press(name, keys)?;
+        Ok(report)
+    }
+
+    fn running_pane(&self, name: &str) -> Result<Pane> {
         check_name(name)?;
         self.files.read_meta(name)?;
         match self.tmux.pane(name)? {
-            Some(pane) if !pane.dead => self.tmux.send_text(name, text, enter),
+            Some(pane) if !pane.dead => Ok(pane),
             Some(_) => Err(Error::Failed(format!(
                 "agent '{name}' has exited; start it first (start {name})"
             ))),
             None => Err(Error::Failed(format!(
                 "agent '{name}' is stopped; start it first (start {name})"
             ))),
+        }
+    }
+
+    fn report_before_keys(&self, name: &str, pane: &Pane) -> SendReport {
+        SendReport {
+            at: time::OffsetDateTime::now_utc(),
+            screen: self.tmux.capture(name).ok().map(|text| {
+                Screen::from_text(pane.cols, pane.rows, &text, pane.foreground.clone())
+            }),
         }
     }
 

@@ -590,14 +590,23 @@ fn acting_by_tag_reaches_only_ones_own_agents() {
     // Shared with bob, but still the admin's: not bob's to act on by tag.
     gw.ok(&["share", "adm1", "bob"]);
     let sent = bob.ok(&["send", "--tag", "team=x", "hello"]);
-    assert_eq!(sent, "sent 5 bytes to agent 'bob1'\n");
+    assert_eq!(
+        sent,
+        "sent 5 bytes to agent 'bob1' (its program is no CLI agentgate knows: no sign to wait for)\n"
+    );
     // An admin's --all is the admin's own agents, not every operator's.
     let sent = gw.ok(&["send", "--all", "hi"]);
-    assert_eq!(sent, "sent 2 bytes to agent 'adm1'\n");
+    assert_eq!(
+        sent,
+        "sent 2 bytes to agent 'adm1' (its program is no CLI agentgate knows: no sign to wait for)\n"
+    );
     bob.ok(&["stop", "--tag", "team=x", "--yes"]);
     assert_eq!(gw.status("bob1"), "stopped");
     assert_eq!(gw.status("adm1"), "running");
     // A flag after the name is text, not a broadcast.
     let sent = gw.ok(&["send", "adm1", "git", "add", "--all"]);
-    assert_eq!(sent, "sent 13 bytes to agent 'adm1'\n");
+    assert_eq!(
+        sent,
+        "sent 13 bytes to agent 'adm1' (its program is no CLI agentgate knows: no sign to wait for)\n"
+    );
 }

@@ -229,6 +229,7 @@ async fn create_one(
         (None, None) => WorkspaceSource::Empty,
     };
     let tags: BTreeMap<String, String> = args.tags.iter().cloned().collect();
+    let cli = gw.status_rules.cli_for(template_name, &command);
     let request = CreateRequest {
         name: name.clone(),
         template: template_name.to_owned(),
@@ -241,7 +242,7 @@ async fn create_one(
         size: io.terminal.as_ref().map(|t| *t.size.borrow()),
         created_by: Some(caller.operator.name.clone()),
         secret_names: template.secrets.clone(),
-        cli: None,
+        cli,
     };
     // Placement counts the agents being created: choosing a host and reserving the new row
     // there are one step, so a create placed meanwhile sees this one.

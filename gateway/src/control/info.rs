@@ -9,7 +9,7 @@ use super::output::{age, agent_json, json_text, status_text, tags_text};
 use super::{Caller, CommandIo, CommandResult, agent_and_host, exit, refreshed_agent};
 use crate::Gateway;
 use crate::hosts::reconciler::NotAsked;
-use crate::store::{AgentRecord, AgentStatus};
+use crate::store::{ActivitySource, AgentRecord, AgentStatus};
 
 #[derive(Debug, Args)]
 pub struct InfoArgs {
@@ -66,6 +66,13 @@ async fn show(gw: &Gateway, agent: AgentRecord, json: bool, io: &mut CommandIo) 
         ("host", agent.host.clone()),
         ("status", status_text(&agent)),
         ("template", agent.template.clone()),
+        (
+            "cli",
+            agent
+                .spec
+                .cli
+                .map_or_else(|| "none recognised".to_owned(), |c| c.to_string()),
+        ),
         ("command", agent.command.clone()),
         ("workspace", agent.workspace.clone()),
         (
@@ -86,6 +93,16 @@ async fn show(gw: &Gateway, agent: AgentRecord, json: bool, io: &mut CommandIo) 
     }
     if let Some(reason) = &agent.activity.reason {
         lines.push(("waiting for", reason.clone()));
+    }
+    if let Some(source) = agent.activity.source {
+        lines.push((
+            "status from",
+            match source {
+                ActivitySource::Hook => "the CLI's hooks",
+                ActivitySource::Screen => "its screen",
+            }
+            .to_owned(),
+        ));
     }
     if let Some(at) = &agent.status_since {
         lines.push(("since", format!("{at} ({} ago)", age(at))));

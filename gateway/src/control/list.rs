@@ -104,13 +104,16 @@ pub async fn run(
                     status_text(a),
                     a.status_since.as_deref().map_or_else(String::new, age),
                     a.template.clone(),
+                    a.spec.cli.map_or_else(|| "-".to_owned(), |c| c.to_string()),
                     age(&a.created_at),
                     tags_text(a),
                 ]
             })
             .collect();
         table(
-            &["NAME", "HOST", "STATUS", "SINCE", "TEMPLATE", "AGE", "TAGS"],
+            &[
+                "NAME", "HOST", "STATUS", "SINCE", "TEMPLATE", "CLI", "AGE", "TAGS",
+            ],
             &rows,
         )
     };

@@ -3,7 +3,8 @@
 
 use serde_json::{Value, json};
 
-use crate::store::{AgentRecord, AgentStatus};
+use crate::store::{ActivitySource, AgentRecord, AgentStatus};
+use hostctl::api::AgentCli;
 
 /// Columns padded to their widest cell, separated by two spaces; the last column unpadded.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
@@ -117,6 +118,8 @@ pub fn agent_json(agent: &AgentRecord) -> Value {
         "host": agent.host,
         "status": agent.shown_status(),
         "status_reason": agent.activity.reason,
+        "status_source": agent.activity.source.map(ActivitySource::as_str),
+        "cli": agent.spec.cli.map(AgentCli::name),
         "status_since": agent.status_since,
         "state": agent.status.as_str(),
         "stop_reason": agent.stop_reason,

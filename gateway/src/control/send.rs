@@ -6,17 +6,23 @@ use std::sync::Arc;
 
 use clap::Args;
 
+use hostctl::api::Key;
+
 use super::output::parse_pair;
 use super::{Caller, CommandError, CommandIo, CommandResult, agent_and_host, exit};
 use crate::Gateway;
-use crate::store::AgentStatus;
+use crate::agents::deliver::{self, Delivery};
+use crate::store::{AgentRecord, AgentStatus};
+
+/// How many agents of a `send --tag` or `--all` are given the text at once.
+const BROADCAST_AT_ONCE: usize = 16;
 
 /// The most `send NAME -` reads from stdin.
 pub const MAX_TEXT: usize = 1024 * 1024;
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  ssh gw send fix-ci make the tests pass\n  ssh gw send fix-ci - < prompt.txt\n  ssh gw send --tag team=infra /compact\n  ssh gw send --all --no-enter y"
+    after_help = "Examples:\n  ssh gw send fix-ci make the tests pass\n  ssh gw send fix-ci - < prompt.txt\n  ssh gw send fix-ci --key Down --key Enter\n  ssh gw send --tag team=infra /compact\n  ssh gw send --all --no-enter y"
 )]
 pub struct SendArgs {
     /// The agent's name (with --tag or --all: the first word of the text).
@@ -36,6 +42,10 @@ pub struct SendArgs {
     /// Do not press Enter after the text.
     #[arg(long)]
     pub no_enter: bool,
+    /// Press this key instead of sending a text (repeatable, in order): Enter, Esc, Tab,
+    /// BTab, Up, Down, Left, Right, Space, BSpace, C-a ... C-z, a digit or a letter.
+    #[arg(long = "key", value_name = "KEY")]
+    pub keys: Vec<String>,
 }
 
 impl SendArgs {
@@ -78,30 +88,49 @@ pub async fn run(
                 .hint("ssh gw send NAME TEXT...")
         })?)
     };
+    let keys = args
+        .keys
+        .iter()
+        .map(|k| Key::parse(k))
+        .collect::<Result<Vec<Key>, String>>()
+        .map_err(|e| CommandError::usage(e).hint("ssh gw send NAME --key Enter"))?;
+    if !keys.is_empty() && !args.text_words().is_empty() {
+        return Err(CommandError::usage("send takes a text or --key, not both")
+            .hint("send the text first, then the keys: ssh gw send NAME --key Enter"));
+    }
     // The agent is looked up before stdin is read: a wrong name fails at once.
-    let host = match single {
-        Some(name) => Some(agent_and_host(gw, caller, name).await?.1),
+    let target = match single {
+        Some(name) => Some(agent_and_host(gw, caller, name).await?),
         None => None,
     };
-    let text = if args.reads_stdin() {
+    let what = if !keys.is_empty() {
+        What::Keys(keys)
+    } else if args.reads_stdin() {
         let bytes = io.read_stdin(MAX_TEXT).await.map_err(CommandError::usage)?;
         let text = String::from_utf8(bytes)
             .map_err(|_| CommandError::usage("the text on stdin is not UTF-8"))?;
         // The line end of the text's last line (LF, or CR LF from a file written on Windows).
-        text.strip_suffix("\r\n")
-            .or_else(|| text.strip_suffix('\n'))
-            .unwrap_or(&text)
-            .to_owned()
+        What::Text(
+            text.strip_suffix("\r\n")
+                .or_else(|| text.strip_suffix('\n'))
+                .unwrap_or(&text)
+                .to_owned(),
+        )
     } else {
-        args.text_words().join(" ")
+        What::Text(args.text_words().join(" "))
     };
-    check_text(&text, "the text to send")?;
-    if let (Some(name), Some(host)) = (single, host) {
-        host.send(name, &text, !args.no_enter).await?;
-        gw.inputs.touch(name);
-        io.write_out(&format!("sent {} bytes to agent '{name}'\n", text.len()))
-            .await;
-        return Ok(exit::OK);
+    if let What::Text(text) = &what {
+        check_text(text, "the text to send")?;
+    }
+    if let Some((agent, host)) = target {
+        let delivery = what.deliver(gw, &agent, &host, !args.no_enter).await?;
+        return match delivery_line(&agent.name, &what, &delivery) {
+            Ok(line) => {
+                io.write_out(&line).await;
+                Ok(exit::OK)
+            }
+            Err(e) => Err(e),
+        };
     }
     let agents: Vec<_> = super::many::select(gw, caller, &args.tags)
         .await?
@@ -121,18 +150,33 @@ pub async fn run(
     } else {
         format!("(by tag {})", super::many::tags_text(&args.tags))
     };
+    // Side by side, a few at a time: each agent takes its time to show it took the text.
+    use futures::StreamExt;
+    type Delivered<'a> = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<String, CommandError>> + Send + 'a>,
+    >;
+    let enter = !args.no_enter;
+    let jobs: Vec<Delivered<'_>> = agents
+        .iter()
+        .map(|agent| -> Delivered<'_> {
+            let what = &what;
+            let gw: &Gateway = gw;
+            Box::pin(async move {
+                let host = gw.hosts.get(&agent.host).map_err(CommandError::from)?;
+                let delivery = what.deliver(gw, agent, &host, enter).await?;
+                delivery_line(&agent.name, what, &delivery)
+            })
+        })
+        .collect();
+    let deliveries: Vec<_> = futures::stream::iter(jobs)
+        .buffered(BROADCAST_AT_ONCE)
+        .collect()
+        .await;
     let mut failed = 0;
-    for agent in &agents {
-        let sent = match gw.hosts.get(&agent.host) {
-            Ok(host) => host
-                .send(&agent.name, &text, !args.no_enter)
-                .await
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        let (status, message) = match &sent {
-            Ok(()) => (exit::OK, String::new()),
-            Err(e) => (exit::FAILED, e.clone()),
+    for (agent, result) in agents.iter().zip(deliveries) {
+        let (status, message) = match &result {
+            Ok(_) => (exit::OK, String::new()),
+            Err(e) => (exit::FAILED, e.message.clone()),
         };
         super::many::record_one(
             gw,
@@ -143,24 +187,72 @@ pub async fn run(
             &message,
         )
         .await;
-        match sent {
-            Ok(()) => {
-                gw.inputs.touch(&agent.name);
-                io.write_out(&format!(
-                    "sent {} bytes to agent '{}'\n",
-                    text.len(),
-                    agent.name
-                ))
-                .await;
-            }
+        match result {
+            Ok(line) => io.write_out(&line).await,
             Err(e) => {
                 failed += 1;
-                io.write_err(&format!("error: agent '{}': {e}\n", agent.name))
+                io.write_err(&format!("error: agent '{}': {}\n", agent.name, e.message))
                     .await;
             }
         }
     }
     Ok(if failed == 0 { exit::OK } else { exit::FAILED })
+}
+
+/// A text or keys, to give an agent.
+enum What {
+    Text(String),
+    Keys(Vec<Key>),
+}
+
+impl What {
+    async fn deliver(
+        &self,
+        gw: &Gateway,
+        agent: &AgentRecord,
+        host: &crate::hosts::Host,
+        enter: bool,
+    ) -> Result<Delivery, CommandError> {
+        let delivery = match self {
+            What::Text(text) => deliver::send_text(gw, agent, host, text, enter).await,
+            What::Keys(keys) => deliver::press(gw, agent, host, keys, deliver::screen_changed)
+                .await
+                .map(|d| match d {
+                    Delivery::NotTaken { .. } if agent.spec.cli.is_none() => Delivery::Submitted,
+                    other => other,
+                }),
+        };
+        delivery.map_err(|e| CommandError::from(e).hint(format!("ssh gw info {}", agent.name)))
+    }
+}
+
+/// The line that says what became of a delivery, or the error that says it was not taken.
+fn delivery_line(name: &str, what: &What, delivery: &Delivery) -> Result<String, CommandError> {
+    let given = match what {
+        What::Text(text) => format!("{} bytes", text.len()),
+        What::Keys(keys) => keys
+            .iter()
+            .map(Key::to_string)
+            .collect::<Vec<_>>()
+            .join(" "),
+    };
+    match delivery {
+        Delivery::Taken(by) => Ok(format!("agent '{name}' took {given} ({})\n", by.text())),
+        Delivery::Typed => Ok(format!("typed {given} into agent '{name}' (no Enter)\n")),
+        Delivery::Submitted => Ok(format!(
+            "sent {given} to agent '{name}' (its program is no CLI agentgate knows: no sign to wait for)\n"
+        )),
+        Delivery::NotTaken { last_line } => Err(CommandError::failed(format!(
+            "agent '{name}' did not take {given} within {} s: its screen shows {}",
+            deliver::CONFIRM_WITHIN.as_secs(),
+            last_line
+                .as_deref()
+                .map_or_else(|| "nothing".to_owned(), |l| format!("{:?}", l.trim())),
+        ))
+        .hint(format!(
+            "look at it with: ssh {name}@gw (or ssh gw attach {name})"
+        ))),
+    }
 }
 
 /// Refuses text a terminal cannot be given: a NUL byte ends a C string, so tmux (and the

@@ -7,6 +7,7 @@
 //!
 //! **Invariant**: nothing here deletes a workspace except an explicit `destroy`.
 
+pub mod hook_watch;
 pub mod local;
 pub mod reconciler;
 pub mod remote;
@@ -538,14 +539,30 @@ impl Host {
 
     /// Types `text` into the agent, or pastes it when it has a line break (on stdin to hostctl:
     /// text never goes on a command line).
-    pub async fn send(&self, name: &str, text: &str, enter: bool) -> Result<(), HostError> {
+    pub async fn send(
+        &self,
+        name: &str,
+        text: &str,
+        enter: bool,
+    ) -> Result<hostctl::api::SendReport, HostError> {
         let mut args = vec!["send", name, "-"];
         if !enter {
             args.push("--no-enter");
         }
         let body = format!("{text}\n").into_bytes();
-        let _: serde_json::Value = self.call(&args, Some(body), CallKind::Normal).await?;
-        Ok(())
+        self.call(&args, Some(body), CallKind::Normal).await
+    }
+
+    /// Presses keys in the agent, by name.
+    pub async fn keys(
+        &self,
+        name: &str,
+        keys: &[hostctl::api::Key],
+    ) -> Result<hostctl::api::SendReport, HostError> {
+        let names: Vec<String> = keys.iter().map(|k| k.tmux_name()).collect();
+        let mut args = vec!["keys", name];
+        args.extend(names.iter().map(String::as_str));
+        self.call(&args, None, CallKind::Normal).await
     }
 
     pub async fn logs(
@@ -566,6 +583,12 @@ impl Host {
             args.push("--raw".into());
         }
         self.piped(&args, false).await
+    }
+
+    /// Starts `hostctl hook-watch`: a line with an agent's name for each event its CLI
+    /// reports through its hooks (see `hook_watch`).
+    pub async fn hook_watch(&self) -> Result<PipedProcess, HostError> {
+        self.piped(&["hook-watch".to_owned()], false).await
     }
 
     /// Starts a session inside an agent with its standard streams as pipes (no terminal).

@@ -642,6 +642,7 @@ pub fn observed_from(gw: &Gateway, prev: &AgentRecord, info: &AgentInfo) -> Obse
             screen: info.screen.as_ref(),
             tmux_activity: status::parse(info.last_activity.as_deref()),
             input: gw.inputs.last(&prev.name),
+            hooks: &info.hooks,
         };
         // A process started again (or for the first time) starts with a clean slate but for
         // the operator's last input.

@@ -369,6 +369,36 @@ pub struct AgentActivity {
     pub last_line: Option<String>,
     /// Why that screen would make it `waiting`, if it would.
     pub screen_waits: Option<String>,
+    /// Whether that wait is a question (a dialog, a yes/no question) rather than a prompt.
+    pub screen_asks: bool,
+    /// What told the state: the CLI's hooks or its screen.
+    pub source: Option<ActivitySource>,
+}
+
+/// What told an agent's activity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ActivitySource {
+    /// The events its CLI reported through its hooks.
+    Hook,
+    /// Its screen (the rules of its template or CLI), and its output and input times.
+    Screen,
+}
+
+impl ActivitySource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActivitySource::Hook => "hook",
+            ActivitySource::Screen => "screen",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ActivitySource> {
+        match s {
+            "hook" => Some(ActivitySource::Hook),
+            "screen" => Some(ActivitySource::Screen),
+            _ => None,
+        }
+    }
 }
 
 /// What a host said about an agent, to be written over the stored status.
@@ -984,6 +1014,12 @@ impl Store {
                         last_line = CASE WHEN ?8 THEN ?14 ELSE last_line END,
                         screen_waits = CASE WHEN ?8 THEN ?15 WHEN status IS NOT ?1 THEN NULL
                                             ELSE screen_waits END,
+                        screen_asks = CASE WHEN ?8 THEN ?18 WHEN status IS NOT ?1 THEN NULL
+                                           ELSE screen_asks END,
+                        activity_source = CASE WHEN ?1 != 'running' THEN NULL
+                                               WHEN ?8 THEN ?17
+                                               WHEN status IS NOT ?1 THEN NULL
+                                               ELSE activity_source END,
                         stop_reason = CASE WHEN ?1 IN ('running', 'creating') THEN NULL
                                            WHEN ?16 IS NOT NULL AND (status IS NOT ?1 OR
                                                 (?1 = 'exited' AND exit_code IS NOT ?2))
@@ -1004,7 +1040,8 @@ impl Store {
                         OR (?8 AND (activity IS NOT ?9 OR activity_reason IS NOT ?10
                                     OR last_output_at IS NOT ?11 OR last_input_at IS NOT ?12
                                     OR screen IS NOT ?13 OR last_line IS NOT ?14
-                                    OR screen_waits IS NOT ?15)))",
+                                    OR screen_waits IS NOT ?15 OR activity_source IS NOT ?17
+                                    OR screen_asks IS NOT ?18)))",
             )
             .bind(seen.status.as_str())
             .bind(seen.exit_code)
@@ -1022,6 +1059,8 @@ impl Store {
             .bind(&activity.last_line)
             .bind(&activity.screen_waits)
             .bind(&seen.stop_reason)
+            .bind(activity.source.map(ActivitySource::as_str))
+            .bind(activity.screen_asks)
             .execute(&mut *tx)
             .await?
             .rows_affected();
@@ -1063,7 +1102,7 @@ impl Store {
             "UPDATE agents SET pid = NULL, updated_at = ?1,
                     status_since = CASE WHEN status != 'unknown' THEN ?1 ELSE status_since END,
                     status = 'unknown', activity = NULL, activity_reason = NULL, screen = NULL,
-                    screen_waits = NULL
+                    screen_waits = NULL, screen_asks = NULL, activity_source = NULL
              WHERE host = ?2 AND status != 'creating' AND (status != 'unknown' OR pid IS NOT NULL)",
         )
         .bind(now())
@@ -1429,7 +1468,8 @@ impl Default for EventFilter {
 const AGENT_SELECT: &str =
     "SELECT name, host, template, command, workspace, spec, tags, status, exit_code, pid,
     last_activity, created_at, created_by, activity, activity_reason, status_since,
-    last_output_at, last_input_at, screen, last_line, idle_stop, stop_reason, screen_waits
+    last_output_at, last_input_at, screen, last_line, idle_stop, stop_reason, screen_waits,
+    screen_asks, activity_source
     FROM agents";
 
 /// The condition under which operator `?2` of role `?1` may see an agent row.
@@ -1536,6 +1576,13 @@ fn agent_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<AgentRecord> {
             screen: r.try_get("screen")?,
             last_line: r.try_get("last_line")?,
             screen_waits: r.try_get("screen_waits")?,
+            screen_asks: r
+                .try_get::<Option<bool>, _>("screen_asks")?
+                .unwrap_or(false),
+            source: r
+                .try_get::<Option<String>, _>("activity_source")?
+                .as_deref()
+                .and_then(ActivitySource::parse),
         },
         status_since: r.try_get("status_since")?,
         idle_stop: r.try_get("idle_stop")?,
@@ -1989,6 +2036,8 @@ mod tests {
             screen: Some("80x24 abc".into()),
             last_line: Some("Do you want to proceed?".into()),
             screen_waits: Some("asks permission".into()),
+            screen_asks: true,
+            source: Some(ActivitySource::Screen),
         };
         let get = |s: &Store| {
             let s = s.clone();

@@ -1,0 +1,307 @@
+//! Text and keys that reach an agent's CLI, and the proof that they did: `send` (one agent, a
+//! tag, all), `create --prompt`, `approve` and `deny` all come here.
+//!
+//! A text is put into the pane and Enter pressed after a pause (hostctl's `send`). The CLI took
+//! it when, after that Enter, its hooks report an event (its prompt submitted, a tool started),
+//! or, for a CLI whose hooks have reported nothing, its screen changed. Enter is pressed once
+//! more if neither happened within [`RETRY_ENTER_AFTER`]; after [`CONFIRM_WITHIN`] the text is
+//! reported not taken, with what the screen shows. What the agent does then is recorded
+//! before the caller goes on, so that a `wait` right after a `send` cannot see the state from
+//! before it.
+
+use std::time::Duration;
+
+use hostctl::api::{AgentCli, AgentInfo, HookKind, Key, SendReport};
+use time::OffsetDateTime;
+
+use crate::Gateway;
+use crate::hosts::{Host, HostError};
+use crate::store::AgentRecord;
+
+/// How long a CLI has to show that it took a text or an answer.
+pub const CONFIRM_WITHIN: Duration = Duration::from_secs(5);
+
+/// When Enter is pressed again for a text that shows no sign of being taken.
+pub const RETRY_ENTER_AFTER: Duration = Duration::from_millis(1500);
+
+/// How long a program that is no known CLI has to change its screen after a text.
+const UNKNOWN_PROGRAM_WITHIN: Duration = Duration::from_secs(1);
+
+/// How often the agent is looked at meanwhile.
+const LOOK_EVERY: Duration = Duration::from_millis(100);
+
+/// How the agent showed that it took what it was given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TakenBy {
+    /// An event its CLI reported through its hooks (its name).
+    Hook(&'static str),
+    /// Its screen changed.
+    Screen,
+}
+
+impl TakenBy {
+    /// In words, for the command's output: "its CLI reported the prompt".
+    pub fn text(self) -> String {
+        match self {
+            TakenBy::Hook(what) => format!("its CLI reported {what}"),
+            TakenBy::Screen => "its screen changed".into(),
+        }
+    }
+}
+
+/// What became of a text or keys given to an agent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// The agent took it.
+    Taken(TakenBy),
+    /// Typed with no Enter: nothing to take yet.
+    Typed,
+    /// Typed and submitted to a program that is no CLI agentgate knows, whose screen did not
+    /// change: there is nothing to tell whether it took it.
+    Submitted,
+    /// No sign of it within the time limit; the last line its screen showed.
+    NotTaken { last_line: Option<String> },
+}
+
+/// Puts `text` into the agent and, with `enter`, submits it, then waits (bounded) for the
+/// agent to take it and records what it does.
+pub async fn send_text(
+    gw: &Gateway,
+    agent: &AgentRecord,
+    host: &Host,
+    text: &str,
+    enter: bool,
+) -> Result<Delivery, HostError> {
+    // Input counts from when it was asked for: the CLI's hooks answer within milliseconds of
+    // the Enter, and must read as news after it.
+    gw.inputs.touch(&agent.name);
+    let report = host.send(&agent.name, text, enter).await?;
+    if !enter {
+        return Ok(Delivery::Typed);
+    }
+    if agent.spec.cli.is_none() {
+        // A program agentgate knows nothing of (a shell, a script) may take a line without
+        // a sign, and a second Enter would be a second, empty line: a changed screen is
+        // waited for briefly, and nothing is pressed again.
+        let seen = confirm(gw, agent, host, None, UNKNOWN_PROGRAM_WITHIN, |info| {
+            took_text(info, &report)
+        })
+        .await?;
+        return Ok(match seen {
+            Delivery::NotTaken { .. } => Delivery::Submitted,
+            other => other,
+        });
+    }
+    confirm(
+        gw,
+        agent,
+        host,
+        Some(&[Key::Enter]),
+        CONFIRM_WITHIN,
+        |info| took_text(info, &report),
+    )
+    .await
+}
+
+/// Presses `keys` in the agent and waits (bounded) until `done` says the agent took them.
+pub async fn press(
+    gw: &Gateway,
+    agent: &AgentRecord,
+    host: &Host,
+    keys: &[Key],
+    done: impl Fn(&AgentRecord, &AgentInfo, &SendReport) -> Option<TakenBy>,
+) -> Result<Delivery, HostError> {
+    gw.inputs.touch(&agent.name);
+    let report = host.keys(&agent.name, keys).await?;
+    confirm(gw, agent, host, None, CONFIRM_WITHIN, |info| {
+        done(agent, info, &report)
+    })
+    .await
+}
+
+/// Keys pressed with no check: any change of the screen is the agent taking them.
+pub fn screen_changed(_: &AgentRecord, info: &AgentInfo, report: &SendReport) -> Option<TakenBy> {
+    changed(info, report).then_some(TakenBy::Screen)
+}
+
+async fn confirm(
+    gw: &Gateway,
+    agent: &AgentRecord,
+    host: &Host,
+    retry: Option<&[Key]>,
+    within: Duration,
+    taken: impl Fn(&AgentInfo) -> Option<TakenBy>,
+) -> Result<Delivery, HostError> {
+    let started = tokio::time::Instant::now();
+    let mut retried = retry.is_none();
+    let mut last = None;
+    while started.elapsed() < within {
+        tokio::time::sleep(LOOK_EVERY).await;
+        let info = match host.info(&agent.name).await {
+            Ok(info) => info,
+            Err(e) if started.elapsed() + LOOK_EVERY < within => {
+                tracing::debug!(agent = agent.name, error = %e, "cannot look at the agent");
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        if let Some(by) = taken(&info) {
+            record(gw, agent, &info).await;
+            return Ok(Delivery::Taken(by));
+        }
+        if let (false, Some(keys)) = (retried, retry)
+            && started.elapsed() >= RETRY_ENTER_AFTER
+        {
+            retried = true;
+            tracing::info!(
+                agent = agent.name,
+                "pressing Enter again: the text was not taken"
+            );
+            host.keys(&agent.name, keys).await?;
+        }
+        last = Some(info);
+    }
+    if let Some(info) = &last {
+        record(gw, agent, info).await;
+    }
+    Ok(Delivery::NotTaken {
+        last_line: last
+            .and_then(|i| i.screen)
+            .and_then(|s| s.tail.last().cloned()),
+    })
+}
+
+/// Whether the agent took a submitted text: an event of its CLI after the Enter, or, from a
+/// CLI whose hooks have told nothing (none wired, or broken), a change of its screen.
+fn took_text(info: &AgentInfo, report: &SendReport) -> Option<TakenBy> {
+    if let Some(event) = event_after(info, report.at) {
+        return Some(TakenBy::Hook(event));
+    }
+    (info.hooks.is_empty() && changed(info, report)).then_some(TakenBy::Screen)
+}
+
+/// The first event the agent's CLI reported after `at` that shows it acting, in words.
+pub fn event_after(info: &AgentInfo, at: OffsetDateTime) -> Option<&'static str> {
+    info.hooks
+        .iter()
+        .filter(|e| e.at >= at)
+        .find_map(|e| match e.kind {
+            HookKind::PromptSubmitted => Some("the prompt"),
+            HookKind::ToolStarted | HookKind::ToolEnded => Some("a tool"),
+            HookKind::PermissionAsked | HookKind::QuestionAsked => Some("a question"),
+            HookKind::TurnEnded | HookKind::TurnFailed => Some("the end of its turn"),
+            HookKind::SessionEnded => Some("the end of its session"),
+            HookKind::SessionStarted | HookKind::Other => None,
+        })
+}
+
+fn changed(info: &AgentInfo, report: &SendReport) -> bool {
+    match (&info.screen, &report.screen) {
+        (Some(now), Some(before)) => now.hash != before.hash,
+        // Its process ended: what it was given was taken, one way or another.
+        (None, _) => info.status != hostctl::api::HostAgentStatus::Running,
+        (Some(_), None) => true,
+    }
+}
+
+async fn record(gw: &Gateway, agent: &AgentRecord, info: &AgentInfo) {
+    if let Err(e) = crate::hosts::reconciler::observe(gw, agent, info).await {
+        tracing::warn!(agent = agent.name, error = %e, "cannot record an agent's status");
+    }
+}
+
+/// What answers a CLI's permission dialog, yes or no.
+pub fn answer_keys(cli: Option<AgentCli>, approve: bool) -> Vec<Key> {
+    match (cli, approve) {
+        // Their dialogs list the choices with numbers; 1 is "yes, once". Esc says no.
+        (Some(AgentCli::Claude | AgentCli::Gemini), true) => vec![Key::Char('1')],
+        (Some(AgentCli::Claude | AgentCli::Gemini | AgentCli::Codex), false) => vec![Key::Escape],
+        // Codex names its choices by letter: "Yes, proceed (y)".
+        (Some(AgentCli::Codex), true) => vec![Key::Char('y')],
+        // aider and any program asking "[y/n]" read a line.
+        (_, true) => vec![Key::Char('y'), Key::Enter],
+        (_, false) => vec![Key::Char('n'), Key::Enter],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hostctl::api::{HookEvent, Screen};
+
+    fn info(screen: &str, hooks: Vec<HookEvent>) -> AgentInfo {
+        let meta: hostctl::api::AgentMeta = serde_json::from_value(serde_json::json!({
+            "name": "a", "command": {"kind": "login_shell"}, "workspace": {"kind": "empty"},
+            "workspace_path": "/w", "created_at": "2026-01-01T00:00:00Z"
+        }))
+        .expect("meta");
+        AgentInfo {
+            name: "a".into(),
+            status: hostctl::api::HostAgentStatus::Running,
+            pid: None,
+            exit_code: None,
+            ending: None,
+            last_activity: None,
+            meta,
+            screen: Some(Screen::from_text(80, 24, screen, None)),
+            seen_at: None,
+            hooks,
+        }
+    }
+
+    fn at(secs: i64) -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(1_800_000_000 + secs).expect("a time")
+    }
+
+    fn event(secs: i64, kind: HookKind) -> HookEvent {
+        HookEvent {
+            at: at(secs),
+            cli: AgentCli::Claude,
+            event: "x".into(),
+            kind,
+            tool: None,
+            detail: None,
+            session: None,
+        }
+    }
+
+    #[test]
+    fn a_text_is_taken_when_the_cli_reports_it_or_a_screen_without_hooks_changes() {
+        let report = SendReport {
+            at: at(10),
+            screen: Some(Screen::from_text(80, 24, "> hello", None)),
+        };
+        // Hooks that work: only an event after the Enter counts, not the screen.
+        let started = vec![event(0, HookKind::SessionStarted)];
+        assert_eq!(
+            took_text(&info("> hello\nthinking", started.clone()), &report),
+            None
+        );
+        let mut submitted = started;
+        submitted.push(event(9, HookKind::PromptSubmitted));
+        assert_eq!(
+            took_text(&info("> ", submitted.clone()), &report),
+            None,
+            "before the Enter"
+        );
+        submitted.push(event(11, HookKind::PromptSubmitted));
+        assert_eq!(
+            took_text(&info("> hello", submitted), &report),
+            Some(TakenBy::Hook("the prompt"))
+        );
+        // No hooks: the screen tells.
+        assert_eq!(took_text(&info("> hello", vec![]), &report), None);
+        assert_eq!(
+            took_text(&info("> hello\nok", vec![]), &report),
+            Some(TakenBy::Screen)
+        );
+    }
+
+    #[test]
+    fn each_cli_gets_the_keys_its_dialog_takes() {
+        assert_eq!(answer_keys(Some(AgentCli::Claude), true), [Key::Char('1')]);
+        assert_eq!(answer_keys(Some(AgentCli::Codex), true), [Key::Char('y')]);
+        assert_eq!(answer_keys(Some(AgentCli::Codex), false), [Key::Escape]);
+        assert_eq!(answer_keys(None, false), [Key::Char('n'), Key::Enter]);
+    }
+}
