@@ -615,6 +615,20 @@ pub fn next(
     next
 }
 
+/// The question an agent asks the operator (a permission, a dialog, a yes/no question), if it
+/// waits on one rather than at its prompt.
+pub fn question(activity: &AgentActivity) -> Option<String> {
+    if activity.state != Some(Waiting) {
+        return None;
+    }
+    let reason = activity.reason.clone()?;
+    let asks = match activity.source {
+        Some(Hook) => !reason.starts_with(AT_PROMPT),
+        _ => activity.screen_asks,
+    };
+    asks.then_some(reason)
+}
+
 pub fn parse(rfc3339: Option<&str>) -> Option<OffsetDateTime> {
     OffsetDateTime::parse(rfc3339?, &Rfc3339).ok()
 }

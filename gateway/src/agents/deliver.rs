@@ -210,6 +210,56 @@ async fn record(gw: &Gateway, agent: &AgentRecord, info: &AgentInfo) {
     }
 }
 
+/// What became of an answer to an agent's question.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Answered {
+    /// The question (its reason) is gone: the agent took the answer.
+    Taken { question: String, by: TakenBy },
+    /// The agent asks nothing: what it shows instead.
+    NothingAsked { status: String },
+    /// The question is still there after the time limit.
+    NotTaken { question: String },
+}
+
+/// Answers the question the agent asks (a permission, a yes/no question) with yes
+/// (`approve`) or no, with the keys its CLI's dialog takes, and waits (bounded) until the
+/// question is gone.
+pub async fn answer(
+    gw: &Gateway,
+    agent: &AgentRecord,
+    host: &Host,
+    approve: bool,
+) -> Result<Answered, HostError> {
+    let info = host.info(&agent.name).await?;
+    let seen = crate::hosts::reconciler::observed_from(gw, agent, &info);
+    record(gw, agent, &info).await;
+    let Some(question) = seen.activity.as_ref().and_then(crate::status::question) else {
+        let mut now = agent.clone();
+        now.status = seen.status;
+        now.activity = seen.activity.unwrap_or_default();
+        return Ok(Answered::NothingAsked {
+            status: match &now.activity.reason {
+                Some(reason) => format!("{} ({reason})", now.shown_status()),
+                None => now.shown_status().to_owned(),
+            },
+        });
+    };
+    let keys = answer_keys(agent.spec.cli, approve);
+    let delivery = press(gw, agent, host, &keys, |agent, info, report| {
+        let after = crate::hosts::reconciler::observed_from(gw, agent, info).activity;
+        let still = after.as_ref().and_then(crate::status::question).is_some();
+        (!still).then(|| match event_after(info, report.at) {
+            Some(event) => TakenBy::Hook(event),
+            None => TakenBy::Screen,
+        })
+    })
+    .await?;
+    Ok(match delivery {
+        Delivery::Taken(by) => Answered::Taken { question, by },
+        _ => Answered::NotTaken { question },
+    })
+}
+
 /// What answers a CLI's permission dialog, yes or no.
 pub fn answer_keys(cli: Option<AgentCli>, approve: bool) -> Vec<Key> {
     match (cli, approve) {

@@ -5,6 +5,7 @@
 //! against the gateway, writes to the client's streams and returns the exit status:
 //! 0 ok, 1 failed or not found, 2 usage. One file per command.
 
+pub mod answer;
 pub mod attach;
 pub mod clone;
 pub mod create;
@@ -105,6 +106,10 @@ pub enum ControlCommand {
     /// Type text into an agent (or every agent with a tag, or all), then Enter; a text of
     /// several lines is pasted.
     Send(send::SendArgs),
+    /// Answer yes to what an agent asks (its CLI's permission dialog, a yes/no question).
+    Approve(answer::AnswerArgs),
+    /// Answer no to what an agent asks.
+    Deny(answer::AnswerArgs),
     /// Set tags on an agent: tag NAME KEY=VALUE...
     Tag(many::TagArgs),
     /// Remove tags from an agent: untag NAME KEY...
@@ -152,6 +157,7 @@ impl ControlCommand {
             ControlCommand::Diff(a) => Some(&a.name),
             ControlCommand::Logs(a) => Some(&a.name),
             ControlCommand::Send(a) => a.agent(),
+            ControlCommand::Approve(a) | ControlCommand::Deny(a) => a.name.as_deref(),
             ControlCommand::Wait(a) => Some(&a.name),
             ControlCommand::Events(a) => a.agent.as_deref(),
             ControlCommand::Share(a) | ControlCommand::Unshare(a) => Some(&a.name),
@@ -643,6 +649,8 @@ pub async fn run(
         ControlCommand::Logs(args) => logs::run(gw, caller, args, io).await,
         ControlCommand::Diff(args) => diff::run(gw, caller, args, io).await,
         ControlCommand::Send(args) => send::run(gw, caller, args, io).await,
+        ControlCommand::Approve(args) => answer::run(gw, caller, args, true, io).await,
+        ControlCommand::Deny(args) => answer::run(gw, caller, args, false, io).await,
         ControlCommand::Wait(args) => wait::run(gw, caller, args, io).await,
         ControlCommand::Events(args) => events::run(gw, caller, args, io).await,
         ControlCommand::Share(args) => share::share(gw, caller, args, io).await,
