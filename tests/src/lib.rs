@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod agent_clis;
 pub mod bench;
 pub mod netns;
 pub mod tailscale_emu;
