@@ -275,3 +275,229 @@ fn drain(mut pipe: impl std::io::Read + Send + 'static) -> std::thread::JoinHand
         text
     })
 }
+
+/// How to start one CLI unattended against the fake model API: its program and arguments,
+/// and the environment to give it. The files it needs are already seeded in its config
+/// directory (under the directory given to [`prepare`]).
+#[derive(Clone, Debug)]
+pub struct CliLaunch {
+    pub cli: AgentCli,
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    /// The variables the CLI needs (config dirs, the fake's URL, a dummy key, no updates or
+    /// telemetry). PATH, HOME, TERM and LANG are not among them: see [`CliLaunch::base_env`].
+    pub env: Vec<(String, String)>,
+    /// The name of the shell tool the CLI declares and the fake calls for `RUNCMD`.
+    pub shell_tool: &'static str,
+}
+
+impl CliLaunch {
+    /// A PATH with node and the CLIs, a HOME, TERM and LANG: what a clean `env -i` start needs
+    /// besides [`CliLaunch::env`].
+    pub fn base_env(&self, home: &Path) -> Vec<(String, String)> {
+        let mut path = vec![
+            self.program
+                .parent()
+                .map(Path::to_owned)
+                .unwrap_or_default(),
+        ];
+        if let Ok(node) = node_bin_dir() {
+            path.push(node);
+        }
+        path.extend(["/usr/local/bin", "/usr/bin", "/bin"].map(PathBuf::from));
+        let path = std::env::join_paths(path).expect("PATH entries without ':'");
+        vec![
+            ("PATH".into(), path.to_string_lossy().into_owned()),
+            ("HOME".into(), home.display().to_string()),
+            ("TERM".into(), "xterm-256color".into()),
+            ("LANG".into(), "C.UTF-8".into()),
+        ]
+    }
+
+    /// One shell command line that starts the CLI with exactly `base_env(home)` and `env`
+    /// (`env -i`), every word quoted: for `tmux new-session` or an agent's command.
+    pub fn command_line(&self, home: &Path) -> String {
+        let mut words = vec!["env".to_owned(), "-i".to_owned()];
+        for (k, v) in self.base_env(home).iter().chain(&self.env) {
+            words.push(crate::shell_quote(&format!("{k}={v}")));
+        }
+        words.push(crate::shell_quote(&self.program.display().to_string()));
+        words.extend(self.args.iter().map(|a| crate::shell_quote(a)));
+        words.join(" ")
+    }
+}
+
+/// A dummy Anthropic key (Claude Code remembers approved keys by their last 20 characters).
+pub const FAKE_ANTHROPIC_KEY: &str = "sk-ant-api03-agentgate-fake-key-0000000000000000000000AA";
+pub const FAKE_OPENAI_KEY: &str = "sk-agentgate-fake-openai-key";
+pub const FAKE_GEMINI_KEY: &str = "AIzaSyAgentgateFakeGeminiKey000000000";
+
+/// Seeds `cli`'s configuration under `config_root` (a directory of the test's own) so that it
+/// starts straight at its input prompt in `workspace`, talking to `model_url` (the fake's
+/// [`base_url`](crate::fake_model::FakeModel::base_url)), with no dialog the user did not ask
+/// for (onboarding, theme, API key, folder trust, updates, telemetry), and with its permission
+/// dialog left on (a tool call asks). Installs the CLI if needed.
+pub fn prepare(cli: AgentCli, config_root: &Path, workspace: &Path, model_url: &str) -> CliLaunch {
+    let program = executable(cli);
+    let workspace = workspace
+        .canonicalize()
+        .unwrap_or_else(|e| panic!("workspace {}: {e}", workspace.display()));
+    let ws = workspace.display().to_string();
+    let write = |path: PathBuf, text: String| {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).expect("create a config dir");
+        }
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    };
+    let env = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    };
+    match cli {
+        AgentCli::Claude => {
+            let dir = config_root.join("claude");
+            let key_tail = &FAKE_ANTHROPIC_KEY[FAKE_ANTHROPIC_KEY.len() - 20..];
+            // Onboarding done, this key accepted, the workspace trusted: the state the first-run
+            // dialogs (theme, "use this API key?", security notes, folder trust) leave behind.
+            let state = serde_json::json!({
+                "hasCompletedOnboarding": true,
+                "lastOnboardingVersion": CLAUDE_VERSION,
+                "theme": "dark",
+                "autoUpdates": false,
+                "customApiKeyResponses": {"approved": [key_tail], "rejected": []},
+                "hasAcknowledgedCostThreshold": true,
+                "effortCalloutDismissed": true,
+                "projects": {ws.clone(): {
+                    "hasTrustDialogAccepted": true,
+                    "hasCompletedProjectOnboarding": true,
+                    "projectOnboardingSeenCount": 1,
+                    "allowedTools": [],
+                }},
+            });
+            write(dir.join(".claude.json"), format!("{state:#}\n"));
+            write(
+                dir.join("settings.json"),
+                format!(
+                    "{:#}\n",
+                    serde_json::json!({"permissions": {"defaultMode": "default"}})
+                ),
+            );
+            let dir = dir.display().to_string();
+            CliLaunch {
+                cli,
+                program,
+                args: vec![],
+                env: env(&[
+                    ("CLAUDE_CONFIG_DIR", &dir),
+                    ("ANTHROPIC_BASE_URL", model_url),
+                    ("ANTHROPIC_API_KEY", FAKE_ANTHROPIC_KEY),
+                    ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1"),
+                    ("DISABLE_AUTOUPDATER", "1"),
+                    ("DISABLE_UPDATES", "1"),
+                    ("DISABLE_TELEMETRY", "1"),
+                    ("DISABLE_ERROR_REPORTING", "1"),
+                ]),
+                shell_tool: "Bash",
+            }
+        }
+        AgentCli::Codex => {
+            let dir = config_root.join("codex");
+            // approval_policy on-request with a read-only sandbox: the fake's command asks
+            // for escalation, so Codex shows its approval dialog.
+            let config = format!(
+                r#"model = "gpt-5"
+model_provider = "fake"
+approval_policy = "on-request"
+sandbox_mode = "read-only"
+check_for_update_on_startup = false
+
+[model_providers.fake]
+name = "Fake model API"
+base_url = "{model_url}/v1"
+env_key = "OPENAI_API_KEY"
+wire_api = "responses"
+request_max_retries = 0
+stream_max_retries = 0
+
+[projects.{ws_key}]
+trust_level = "trusted"
+
+[analytics]
+enabled = false
+
+[tui]
+screen_reader_detection_done = true
+"#,
+                ws_key = toml_string(&ws),
+            );
+            write(dir.join("config.toml"), config);
+            let dir = dir.display().to_string();
+            CliLaunch {
+                cli,
+                program,
+                args: vec![],
+                env: env(&[("CODEX_HOME", &dir), ("OPENAI_API_KEY", FAKE_OPENAI_KEY)]),
+                shell_tool: "exec_command",
+            }
+        }
+        AgentCli::Gemini => {
+            // GEMINI_CLI_HOME stands for the home directory: settings live in its .gemini/.
+            let home = config_root.join("gemini");
+            let settings = serde_json::json!({
+                "security": {
+                    "auth": {"selectedType": "gemini-api-key"},
+                    "folderTrust": {"enabled": true},
+                },
+                "general": {"enableAutoUpdate": false, "enableAutoUpdateNotification": false},
+                "privacy": {"usageStatisticsEnabled": false},
+                "ui": {"showHomeDirectoryWarning": false, "hideTips": true},
+                "ide": {"enabled": false},
+            });
+            write(
+                home.join(".gemini").join("settings.json"),
+                format!("{settings:#}\n"),
+            );
+            write(
+                home.join(".gemini").join("trustedFolders.json"),
+                format!("{:#}\n", serde_json::json!({ws.clone(): "TRUST_FOLDER"})),
+            );
+            let home = home.display().to_string();
+            CliLaunch {
+                cli,
+                program,
+                args: vec![],
+                env: env(&[
+                    ("GEMINI_CLI_HOME", &home),
+                    ("GEMINI_API_KEY", FAKE_GEMINI_KEY),
+                    ("GOOGLE_GEMINI_BASE_URL", model_url),
+                ]),
+                shell_tool: "run_shell_command",
+            }
+        }
+        AgentCli::Aider => CliLaunch {
+            cli,
+            program,
+            args: [
+                "--no-check-update",
+                "--no-show-release-notes",
+                "--no-analytics",
+                "--no-gitignore",
+                "--model",
+                "openai/gpt-4o",
+                "--openai-api-base",
+                &format!("{model_url}/v1"),
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+            env: env(&[("OPENAI_API_KEY", FAKE_OPENAI_KEY)]),
+            shell_tool: "bash block",
+        },
+    }
+}
+
+/// A TOML basic string.
+fn toml_string(s: &str) -> String {
+    serde_json::to_string(s).expect("a string serialises")
+}

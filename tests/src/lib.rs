@@ -15,6 +15,7 @@ use serde_json::Value;
 
 pub mod agent_clis;
 pub mod bench;
+pub mod fake_model;
 pub mod netns;
 pub mod tailscale_emu;
 
