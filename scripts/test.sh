@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
 # Runs every check and test of agentgate: formatting, lints, the build, unit tests and the
 # end-to-end tests (the real OpenSSH client and real tmux against the built binaries).
-# Needs: a Rust toolchain, tmux, the OpenSSH client (ssh, ssh-keygen), git, and python3 with
-# pip (for ssh-audit).
+# Needs: a Rust toolchain, tmux, the OpenSSH client (ssh, ssh-keygen), git, python3 with pip
+# and venv (ssh-audit, aider), and node 20+ with npm (the agent CLIs the tests run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
-for tool in cargo tmux ssh ssh-keygen git python3; do
+for tool in cargo tmux ssh ssh-keygen git python3 node npm; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "error: missing tools: ${missing[*]}" >&2
-  echo "hint: on Debian or Ubuntu: apt-get install tmux openssh-client git python3-pip (and rustup for cargo)" >&2
+  echo "hint: on Debian or Ubuntu: apt-get install tmux openssh-client git python3-pip python3-venv nodejs npm (and rustup for cargo)" >&2
   exit 1
 fi
 
@@ -24,6 +24,11 @@ if [ ! -d target/tools/python/ssh_audit ]; then
   python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
     --target target/tools/python "ssh-audit==$ssh_audit_version"
 fi
+
+# The real agent CLIs (Claude Code, Codex, Gemini CLI from npm; aider from PyPI) at the versions
+# pinned in tests/fixtures/agent-clis/, into target/agent-clis; nothing when already current.
+echo "== installing the pinned agent CLIs into target/agent-clis"
+cargo run --quiet --locked -p e2e --bin install-agent-clis
 
 echo "== cargo fmt --check"
 cargo fmt --all --check

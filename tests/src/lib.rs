@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod agent_clis;
 pub mod bench;
+pub mod fake_model;
 pub mod netns;
 pub mod tailscale_emu;
 

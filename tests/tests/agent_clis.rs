@@ -1,0 +1,358 @@
+//! The real agent CLIs, at their pinned versions, against the fake model API, each in a tmux
+//! server of the test's own (no gateway): they start unattended at their input prompt, a typed
+//! prompt reaches the fake and its answer shows on the screen, and a tool call shows the CLI's
+//! permission dialog, which runs the command when approved and not when denied. These are the
+//! ground the gateway's own CLI tests stand on: when a CLI release changes what it sends or
+//! shows, these fail first and say what changed.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use e2e::agent_clis::{self, AgentCli, CliLaunch};
+use e2e::fake_model::{FakeModel, HELLO_REPLY, PROBE_DONE, PROBE_FILE, SLOW_REPLY};
+
+/// How long a CLI may take to reach a screen (start-up of a 250 MB binary or of node on two
+/// busy cores, a model round trip): a bound that fails a hung test, not a measurement.
+const SCREEN_PATIENCE: Duration = Duration::from_secs(90);
+
+/// The pause between typing a prompt and pressing Enter. Codex takes keys that come within
+/// 120 ms of the last typed character as part of a paste (Enter becomes a newline), Gemini
+/// within 30 ms; 300 ms is past both.
+const ENTER_AFTER_TYPING: Duration = Duration::from_millis(300);
+
+/// What each CLI shows when it is ready for a prompt, and when it asks to run the command.
+fn input_prompt(cli: AgentCli) -> &'static str {
+    match cli {
+        AgentCli::Claude | AgentCli::Codex => "? for shortcuts",
+        AgentCli::Gemini => "Type your message",
+        AgentCli::Aider => "> ",
+    }
+}
+
+fn permission_dialog(cli: AgentCli) -> &'static str {
+    match cli {
+        AgentCli::Claude => "Do you want to proceed?",
+        AgentCli::Codex => "Would you like to run the following command?",
+        AgentCli::Gemini => "Allow execution",
+        AgentCli::Aider => "Run shell command?",
+    }
+}
+
+/// Dialogs nobody asked for: each of these on the first screen means the seeded configuration
+/// no longer covers what the CLI asks at start.
+const UNASKED_DIALOGS: [&str; 12] = [
+    "Choose the text style",
+    "Do you want to use this API key",
+    "Security notes",
+    "Do you trust",
+    "trust this folder",
+    "Trust this folder",
+    "Sign in",
+    "How would you like to authenticate",
+    "Enter Gemini API Key",
+    "Update available",
+    "update available",
+    "telemetry",
+];
+
+/// One CLI in a tmux server of its own, in a fresh workspace, talking to its own fake model.
+struct CliSession {
+    cli: AgentCli,
+    socket: String,
+    dir: tempfile::TempDir,
+    model: FakeModel,
+}
+
+impl CliSession {
+    fn start(cli: AgentCli) -> CliSession {
+        let model = FakeModel::start();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let workspace = dir.path().join("workspace");
+        let home = dir.path().join("home");
+        std::fs::create_dir_all(&workspace).expect("workspace");
+        std::fs::create_dir_all(&home).expect("home");
+        // A fresh repository, as an agent's workspace usually is.
+        let git = Command::new("git")
+            .args(["init", "-q"])
+            .current_dir(&workspace)
+            .status()
+            .expect("run git init");
+        assert!(git.success(), "git init failed");
+        let launch: CliLaunch = agent_clis::prepare(
+            cli,
+            &dir.path().join("config"),
+            &workspace,
+            &model.base_url(),
+        );
+        let socket = e2e::unique(&format!("clis-{}", cli.command_name()));
+        let session = CliSession {
+            cli,
+            socket,
+            dir,
+            model,
+        };
+        // The pane stays after the CLI exits, so a failure shows its last words and exit code.
+        let command = format!(
+            "{}; echo \"[exited rc=$?]\"; sleep 600",
+            launch.command_line(&home)
+        );
+        let workspace = session.workspace();
+        let out = session.tmux(&[
+            "new-session",
+            "-d",
+            "-s",
+            "cli",
+            "-x",
+            "120",
+            "-y",
+            "40",
+            "-c",
+            workspace.to_str().expect("utf-8 path"),
+            &command,
+        ]);
+        assert!(
+            out.status.success(),
+            "tmux new-session failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        session
+    }
+
+    fn workspace(&self) -> PathBuf {
+        self.dir
+            .path()
+            .join("workspace")
+            .canonicalize()
+            .expect("workspace")
+    }
+
+    fn tmux(&self, args: &[&str]) -> Output {
+        Command::new("tmux")
+            .args(["-L", &self.socket, "-f", "/dev/null"])
+            .args(args)
+            .output()
+            .expect("run tmux")
+    }
+
+    fn screen(&self) -> String {
+        let out = self.tmux(&["capture-pane", "-p", "-J", "-t", "cli"]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Waits until the screen shows `text`; fails with the screen and the fake's requests.
+    fn wait_for_screen(&self, what: &str, text: &str) -> String {
+        self.wait_for_screen_where(what, |screen| screen.contains(text))
+    }
+
+    fn wait_for_screen_where(&self, what: &str, check: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            let screen = self.screen();
+            if check(&screen) {
+                return screen;
+            }
+            assert!(
+                start.elapsed() < SCREEN_PATIENCE,
+                "{}: timed out after {SCREEN_PATIENCE:?} waiting for {what}; the screen:\n{screen}\n\
+                 the fake model API saw:\n{}",
+                self.cli.command_name(),
+                self.model.summary()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Types `text` as keystrokes, then presses Enter as a key of its own, later.
+    fn type_line(&self, text: &str) {
+        let out = self.tmux(&["send-keys", "-t", "cli", "-l", text]);
+        assert!(out.status.success(), "send-keys failed");
+        std::thread::sleep(ENTER_AFTER_TYPING);
+        self.key("Enter");
+    }
+
+    fn key(&self, key: &str) {
+        let out = self.tmux(&["send-keys", "-t", "cli", key]);
+        assert!(out.status.success(), "send-keys {key} failed");
+    }
+
+    /// Waits for the input prompt, and checks that no dialog stands before it.
+    fn wait_for_input_prompt(&self) {
+        let screen = self.wait_for_screen("the input prompt", input_prompt(self.cli));
+        for dialog in UNASKED_DIALOGS {
+            assert!(
+                !screen.contains(dialog),
+                "{}: an unasked dialog ({dialog:?}) is on the first screen:\n{screen}",
+                self.cli.command_name()
+            );
+        }
+    }
+
+    /// `hello there` reaches the fake, and its answer shows.
+    fn says_hello(&self) {
+        self.type_line("hello there");
+        self.model.wait_for_prompt("hello there");
+        self.wait_for_screen("the model's answer", HELLO_REPLY);
+    }
+
+    /// `RUNCMD please` shows the permission dialog for the probe command.
+    fn asks_to_run_the_probe(&self) {
+        self.type_line("RUNCMD please");
+        self.model.wait_for_prompt("RUNCMD please");
+        let screen = self.wait_for_screen("the permission dialog", permission_dialog(self.cli));
+        assert!(
+            screen.contains("touch agentgate-probe.txt"),
+            "the dialog does not name the command:\n{screen}"
+        );
+        assert!(
+            !self.workspace().join(PROBE_FILE).exists(),
+            "the probe ran before anyone approved it"
+        );
+    }
+
+    fn probe(&self) -> PathBuf {
+        self.workspace().join(PROBE_FILE)
+    }
+}
+
+impl Drop for CliSession {
+    fn drop(&mut self) {
+        // Shown with --nocapture, and on failure: what the CLI asked and what it showed last.
+        eprintln!(
+            "{}: the fake model API saw:\n{}\nthe last screen:\n{}",
+            self.cli.command_name(),
+            self.model.summary(),
+            self.screen()
+        );
+        if let Ok(dump) = std::env::var("AGENT_CLIS_DUMP") {
+            let bodies: Vec<_> = self.model.requests().into_iter().map(|r| r.body).collect();
+            let _ = std::fs::write(
+                dump,
+                serde_json::to_string_pretty(&bodies).unwrap_or_default(),
+            );
+        }
+        let _ = self.tmux(&["kill-server"]);
+    }
+}
+
+/// Start, hello, RUNCMD, approve with `yes_key`: the probe appears and the model hears back.
+fn approved_probe_runs(cli: AgentCli, yes_key: &str) {
+    let session = CliSession::start(cli);
+    session.wait_for_input_prompt();
+    session.says_hello();
+    session.asks_to_run_the_probe();
+    session.key(yes_key);
+    e2e::wait_for(&format!("{PROBE_FILE} in the workspace"), || {
+        session.probe().exists().then_some(())
+    });
+    let result = session.model.wait_for_tool_result();
+    assert_eq!(
+        result.answer, PROBE_DONE,
+        "the fake's answer to the tool result"
+    );
+    session.wait_for_screen("the model's answer to the tool's result", PROBE_DONE);
+}
+
+/// Start, RUNCMD, deny with `no_key`: the dialog goes, a next prompt is answered, and the probe
+/// never appears (the next answer bounds the wait: a command the CLI ran would be done by then).
+fn denied_probe_does_not_run(cli: AgentCli, no_key: &str) {
+    let session = CliSession::start(cli);
+    session.wait_for_input_prompt();
+    session.asks_to_run_the_probe();
+    session.key(no_key);
+    session.wait_for_screen_where("the dialog to close", |screen| {
+        !screen.contains(permission_dialog(cli))
+    });
+    // The CLI may need a moment after the dialog before it takes a prompt again.
+    session.wait_for_screen("the input prompt after the denial", input_prompt(cli));
+    session.type_line("hello there");
+    session.model.wait_for_prompt("hello there");
+    session.wait_for_screen("the answer after the denial", HELLO_REPLY);
+    assert!(
+        !session.probe().exists(),
+        "{}: the probe ran although the dialog was denied",
+        cli.command_name()
+    );
+    assert!(
+        !session
+            .model
+            .requests()
+            .iter()
+            .any(|r| r.answer == PROBE_DONE),
+        "{}: a tool result reached the model although the dialog was denied:\n{}",
+        cli.command_name(),
+        session.model.summary()
+    );
+}
+
+#[test]
+fn claude_code_answers_and_runs_the_probe_when_approved() {
+    approved_probe_runs(AgentCli::Claude, "Enter");
+}
+
+#[test]
+fn claude_code_does_not_run_the_probe_when_denied() {
+    denied_probe_does_not_run(AgentCli::Claude, "Escape");
+}
+
+#[test]
+fn codex_answers_and_runs_the_probe_when_approved() {
+    approved_probe_runs(AgentCli::Codex, "y");
+}
+
+#[test]
+fn codex_does_not_run_the_probe_when_denied() {
+    denied_probe_does_not_run(AgentCli::Codex, "Escape");
+}
+
+#[test]
+fn gemini_cli_answers_and_runs_the_probe_when_approved() {
+    approved_probe_runs(AgentCli::Gemini, "Enter");
+}
+
+#[test]
+fn gemini_cli_does_not_run_the_probe_when_denied() {
+    denied_probe_does_not_run(AgentCli::Gemini, "Escape");
+}
+
+/// A slow reply keeps the CLI busy for the delay the test sets, then its text shows.
+#[test]
+fn claude_code_shows_a_slow_reply_when_it_comes() {
+    let session = CliSession::start(AgentCli::Claude);
+    session.model.set_slow_delay(Duration::from_secs(3));
+    session.wait_for_input_prompt();
+    session.type_line("SLOWREPLY please");
+    session.model.wait_for_prompt("SLOWREPLY please");
+    session.wait_for_screen("the slow reply", SLOW_REPLY);
+}
+
+/// The versions the cache holds are the pinned ones.
+#[test]
+fn the_cached_clis_are_the_pinned_versions() {
+    for cli in AgentCli::ALL {
+        let program = agent_clis::executable(cli);
+        let out = Command::new(&program)
+            .arg("--version")
+            .env("PATH", path_with_node(&program))
+            .output()
+            .unwrap_or_else(|e| panic!("run {} --version: {e}", program.display()));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains(cli.version()),
+            "{} --version says {text:?} (stderr {:?}), not {}",
+            program.display(),
+            String::from_utf8_lossy(&out.stderr),
+            cli.version()
+        );
+    }
+}
+
+fn path_with_node(program: &Path) -> String {
+    let mut dirs = vec![program.parent().map(Path::to_owned).unwrap_or_default()];
+    dirs.extend(agent_clis::node_bin_dir().ok());
+    dirs.extend(["/usr/local/bin", "/usr/bin", "/bin"].map(PathBuf::from));
+    std::env::join_paths(dirs)
+        .expect("PATH")
+        .to_string_lossy()
+        .into_owned()
+}
