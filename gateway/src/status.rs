@@ -59,6 +59,11 @@ const COMMON: &[Builtin] = &[
 fn builtin(name: &str) -> Option<(&'static [Builtin], bool)> {
     const CLAUDE: &[Builtin] = &[
         (
+            r"Bash command\s*\n\s+(?P<command>[^\n]+?)\s*\n(?:[^\n]*\n){0,3}?\s*Do you want to proceed\?",
+            None,
+            "asks permission to run `$command`",
+        ),
+        (
             r"Do you want to make this edit to",
             None,
             "asks permission to edit a file",
@@ -88,6 +93,11 @@ fn builtin(name: &str) -> Option<(&'static [Builtin], bool)> {
     ];
     const CODEX: &[Builtin] = &[
         (
+            r"Would you like to run the following command\?(?:\n[^\n]*){0,6}?\n\s*\$ (?P<command>[^\n]+?)\s*(?:\n|\z)",
+            None,
+            "asks permission to run `$command`",
+        ),
+        (
             r"Would you like to run the following command\?|Allow command\?",
             None,
             "asks permission to run a command",
@@ -114,6 +124,11 @@ fn builtin(name: &str) -> Option<(&'static [Builtin], bool)> {
         ),
     ];
     const GEMINI: &[Builtin] = &[
+        (
+            r"\? Shell\s+(?P<command>[^\n│]+?)\s*│?\n(?:[^\n]*\n){0,12}?[^\n]*Allow execution of",
+            None,
+            "asks permission to run `$command`",
+        ),
         (
             r"Allow execution of",
             None,
@@ -200,10 +215,30 @@ impl Rule {
         })
     }
 
-    fn matches(&self, text: &str) -> bool {
-        self.pattern.is_match(text) && !self.unless.as_ref().is_some_and(|u| u.is_match(text))
+    /// The rule's reason if it matches `text`, its `$name` and `${name}` filled with what the
+    /// pattern's groups of those names matched (one line, cut short: it is the screen's text).
+    fn reason_for(&self, text: &str) -> Option<String> {
+        let captures = self.pattern.captures(text)?;
+        if self.unless.as_ref().is_some_and(|u| u.is_match(text)) {
+            return None;
+        }
+        if !self.reason.contains('$') {
+            return Some(self.reason.clone());
+        }
+        let mut reason = String::new();
+        captures.expand(&self.reason, &mut reason);
+        Some(
+            reason
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .take(MAX_REASON)
+                .collect(),
+        )
     }
 }
+
+/// The longest reason a rule gives, in characters.
+const MAX_REASON: usize = 200;
 
 /// One template's rules, compiled.
 #[derive(Debug)]
@@ -221,9 +256,13 @@ impl RuleSet {
     /// What the agent showing `screen` waits for, if it does.
     pub fn wait(&self, screen: &Screen) -> Option<ScreenWait> {
         let text = screen.tail.join("\n");
-        if let Some(rule) = self.rules.iter().find(|r| r.matches(&text)) {
+        if let Some((rule, reason)) = self
+            .rules
+            .iter()
+            .find_map(|r| r.reason_for(&text).map(|reason| (r, reason)))
+        {
             return Some(ScreenWait {
-                reason: rule.reason.clone(),
+                reason,
                 asks: rule.asks,
             });
         }
@@ -729,7 +768,7 @@ mod tests {
                 "claude",
                 "claude-perm-bash",
                 fixture!("claude-perm-bash"),
-                Some("asks permission"),
+                Some("asks permission to run `touch agentgate-probe.txt`"),
             ),
             (
                 "claude",
@@ -778,7 +817,7 @@ mod tests {
                 "codex",
                 "codex-perm-exec",
                 fixture!("codex-perm-exec"),
-                Some("asks permission to run a command"),
+                Some("asks permission to run `touch agentgate-probe.txt`"),
             ),
             (
                 "codex",
@@ -815,7 +854,7 @@ mod tests {
                 "gemini",
                 "gemini-perm-shell",
                 fixture!("gemini-perm-shell"),
-                Some("asks permission to run a command"),
+                Some("asks permission to run `touch agentgate-probe.txt`"),
             ),
             (
                 "gemini",

@@ -306,8 +306,20 @@ pub fn event_of(cli: AgentCli, payload: &Value, at: time::OffsetDateTime) -> Hoo
         .or_else(|| text("type"))
         .unwrap_or("unknown")
         .to_owned();
-    let tool = text("tool_name").map(str::to_owned);
-    let tool_detail = || describe_tool(payload.get("tool_input"));
+    // Gemini CLI's permission notice carries the dialog's details instead of the tool's
+    // input: `{"type": "exec", "command": ...}`, `{"type": "edit", "fileName": ...}`.
+    let details = payload.get("details");
+    let details_tool = details
+        .and_then(|d| d.get("type"))
+        .and_then(Value::as_str)
+        .map(|kind| match kind {
+            "exec" => "run_shell_command".to_owned(),
+            "edit" => "replace".to_owned(),
+            other => other.to_owned(),
+        });
+    let tool = text("tool_name").map(str::to_owned).or(details_tool);
+    let tool_detail =
+        || describe_tool(payload.get("tool_input")).or_else(|| describe_tool(details));
     let (kind, detail) = match name.as_str() {
         "SessionStart" => (HookKind::SessionStarted, None),
         "UserPromptSubmit" | "BeforeAgent" => {
@@ -370,7 +382,14 @@ fn describe_tool(input: Option<&Value>) -> Option<String> {
             _ => {}
         }
     }
-    for key in ["file_path", "path", "absolute_path", "notebook_path", "url"] {
+    for key in [
+        "file_path",
+        "path",
+        "absolute_path",
+        "fileName",
+        "notebook_path",
+        "url",
+    ] {
         if let Some(s) = input.get(key).and_then(Value::as_str) {
             return Some(s.to_owned());
         }
@@ -545,10 +564,14 @@ mod tests {
             event_of(AgentCli::Gemini, &before, at()).kind,
             HookKind::PromptSubmitted
         );
-        let perm = json!({"hook_event_name": "Notification", "notification_type": "ToolPermission", "message": "Allow?"});
+        let perm = json!({"hook_event_name": "Notification", "notification_type": "ToolPermission",
+            "message": "Tool Confirm Shell Command requires execution",
+            "details": {"type": "exec", "title": "Confirm Shell Command", "command": "touch p", "rootCommand": "touch"}});
+        let event = event_of(AgentCli::Gemini, &perm, at());
+        assert_eq!(event.kind, HookKind::PermissionAsked);
         assert_eq!(
-            event_of(AgentCli::Gemini, &perm, at()).kind,
-            HookKind::PermissionAsked
+            (event.tool.as_deref(), event.detail.as_deref()),
+            (Some("run_shell_command"), Some("touch p"))
         );
     }
 

@@ -97,6 +97,10 @@ pub struct Options {
     pub listen_all: bool,
     /// Extra environment for the gateway (and so for the local host's hostctl).
     pub env: Vec<(String, String)>,
+    /// Keep the test's directory where no other user may write to any of its parents (under
+    /// `$HOME/.cache/agentgate-e2e`), not in /tmp: Gemini CLI refuses a settings file below a
+    /// directory others may write to.
+    pub private_dir: bool,
 }
 
 impl Default for Options {
@@ -106,6 +110,7 @@ impl Default for Options {
             extra_config: String::new(),
             listen_all: false,
             env: Vec::new(),
+            private_dir: false,
         }
     }
 }
@@ -136,10 +141,21 @@ impl TestGateway {
     /// Prepares the directory and the operator key, without starting the gateway.
     pub fn prepare(options: Options) -> TestGateway {
         let bins = bin_dir();
-        let dir = tempfile::Builder::new()
-            .prefix("agentgate-e2e-")
-            .tempdir()
-            .expect("tempdir");
+        let mut builder = tempfile::Builder::new();
+        builder.prefix("agentgate-e2e-");
+        let dir = if options.private_dir {
+            let root = std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .filter(|h| h.is_absolute())
+                .expect("HOME, for a private test directory")
+                .join(".cache")
+                .join("agentgate-e2e");
+            std::fs::create_dir_all(&root).expect("create the private test root");
+            builder.tempdir_in(root)
+        } else {
+            builder.tempdir()
+        }
+        .expect("tempdir");
         let home = dir.path().join("home");
         let ssh_dir = home.join(".ssh");
         std::fs::create_dir_all(&ssh_dir).expect("mkdir home/.ssh");

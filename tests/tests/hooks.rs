@@ -14,6 +14,7 @@ const CLI_PATIENCE: &str = "90";
 fn gateway() -> TestGateway {
     TestGateway::start_with(Options {
         extra_config: "[status]\nworking_for = \"3s\"\nidle_after = \"10m\"\n".into(),
+        private_dir: true,
         ..Options::default()
     })
 }
@@ -77,54 +78,95 @@ fn wait_until(gw: &TestGateway, name: &str, until: &str) -> String {
     stdout(&out)
 }
 
-#[test]
-fn claude_codes_status_comes_from_its_hooks_and_its_permission_dialog_is_approved_and_denied() {
+/// What each CLI's hooks tell (`hook`) and what only its screen does (`screen`).
+struct Expect {
+    /// Where its status at the prompt comes from.
+    at_prompt: &'static str,
+    /// Where its permission question comes from.
+    asking: &'static str,
+    /// What ends it.
+    exit: &'static str,
+}
+
+fn expect(cli: AgentCli) -> Expect {
+    match cli {
+        AgentCli::Claude => Expect {
+            at_prompt: "hook",
+            asking: "hook",
+            exit: "/exit",
+        },
+        // Codex's hooks run only once trusted in its own dialog: only `notify` (a turn's end)
+        // is wired, and the screen tells the rest.
+        AgentCli::Codex => Expect {
+            at_prompt: "screen",
+            asking: "screen",
+            exit: "/quit",
+        },
+        AgentCli::Gemini => Expect {
+            at_prompt: "hook",
+            asking: "hook",
+            exit: "/quit",
+        },
+        AgentCli::Aider => unreachable!("aider has no permission dialog of its own"),
+    }
+}
+
+/// The whole life of one CLI's agent through the gateway: at its prompt, a prompt taken and
+/// answered, a tool call that waits with the command as its reason, approved (it runs) and
+/// denied (it does not), and its exit.
+fn talks_back(cli: AgentCli) {
+    let expect = expect(cli);
     let gw = gateway();
     let fake = FakeModel::start();
-    let workspace = create_agent(&gw, &fake, AgentCli::Claude, "cc", None);
+    let name = cli.command_name();
+    let workspace = create_agent(&gw, &fake, cli, name, None);
     let probe = workspace.join(PROBE_FILE);
+    let asking = format!("asks permission to run `{PROBE_COMMAND}`");
 
-    // At its prompt, told by its SessionStart hook.
-    wait_until(&gw, "cc", "waiting");
-    let info = gw.info("cc");
-    assert_eq!(info["cli"], "claude", "{info}");
-    assert_eq!(info["status_reason"], "waits for a prompt", "{info}");
-    assert_eq!(info["status_source"], "hook", "{info}");
+    // At its prompt.
+    wait_for("the prompt", || {
+        let info = gw.info(name);
+        (info["status_reason"] == "waits for a prompt").then_some(())
+    });
+    let info = gw.info(name);
+    assert_eq!(info["cli"], name, "{info}");
+    assert_eq!(info["status"], "waiting", "{info}");
+    assert_eq!(info["status_source"], expect.at_prompt, "{info}");
 
     // A prompt reaches the model, and the CLI says it took it.
-    let sent = gw.ok(&["send", "cc", "hello", "there"]);
-    assert_eq!(
-        sent,
-        "agent 'cc' took 11 bytes (its CLI reported the prompt)\n"
+    let sent = gw.ok(&["send", name, "hello", "there"]);
+    assert!(
+        sent.starts_with(&format!("agent '{name}' took 11 bytes (")),
+        "{sent}"
     );
+    if expect.at_prompt == "hook" {
+        assert_eq!(
+            sent,
+            format!("agent '{name}' took 11 bytes (its CLI reported the prompt)\n")
+        );
+    }
     fake.wait_for_user_text("hello there");
     wait_for("the reply on the screen", || {
-        gw.pane("cc").contains(HELLO_REPLY).then_some(())
+        gw.pane(name).contains(HELLO_REPLY).then_some(())
     });
 
     // A tool call: waiting, and the reason names the command.
-    gw.ok(&["send", "cc", "RUNCMD", "please"]);
-    wait_for("the permission asked", || {
-        let info = gw.info("cc");
-        (info["status"] == "waiting" && info["status_reason"] != "waits for a prompt")
-            .then_some(info)
+    gw.ok(&["send", name, "RUNCMD", "please"]);
+    let info = wait_for("the permission asked", || {
+        let info = gw.info(name);
+        (info["status_reason"] == asking.as_str()).then_some(info)
     });
-    let info = gw.info("cc");
-    assert_eq!(
-        info["status_reason"],
-        format!("asks permission to run `{PROBE_COMMAND}`"),
-        "{info}\n{}",
-        gw.pane("cc")
+    assert_eq!(info["status"], "waiting", "{info}");
+    assert_eq!(info["status_source"], expect.asking, "{info}");
+    assert!(
+        !probe.exists(),
+        "{cli:?} ran the command before it was approved"
     );
-    assert_eq!(info["status_source"], "hook", "{info}");
-    assert!(!probe.exists());
 
     // Approved: the command runs, the turn ends at the prompt.
-    let approved = gw.ok(&["approve", "cc"]);
+    let approved = gw.ok(&["approve", name]);
     assert!(
-        approved.starts_with(&format!(
-            "approved: agent 'cc' asks permission to run `{PROBE_COMMAND}` ("
-        )),
+        approved.starts_with(&format!("approved: agent '{name}' {asking} (")),
         "{approved}"
     );
     wait_for("the approved command's file", || {
@@ -132,41 +174,56 @@ fn claude_codes_status_comes_from_its_hooks_and_its_permission_dialog_is_approve
     });
     fake.wait_for_tool_result();
     wait_for("the prompt again", || {
-        let info = gw.info("cc");
-        (info["status_reason"] == "waits for a prompt").then_some(())
+        (gw.info(name)["status_reason"] == "waits for a prompt").then_some(())
     });
 
     // Nothing asked: approve says so and fails.
-    let out = gw.ssh(&["approve", "cc"]);
+    let out = gw.ssh(&["approve", name]);
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     assert!(
-        stderr(&out).contains("error: agent 'cc' asks nothing to approve: it is waiting"),
+        stderr(&out).contains(&format!(
+            "error: agent '{name}' asks nothing to approve: it is waiting (waits for a prompt)"
+        )),
         "{}",
         stderr(&out)
     );
 
     // Denied: the command does not run.
     std::fs::remove_file(&probe).expect("remove the probe");
-    gw.ok(&["send", "cc", "RUNCMD", "again"]);
+    gw.ok(&["send", name, "RUNCMD", "again"]);
     wait_for("the permission asked again", || {
-        let info = gw.info("cc");
-        (info["status_reason"] == format!("asks permission to run `{PROBE_COMMAND}`")).then_some(())
+        (gw.info(name)["status_reason"] == asking.as_str()).then_some(())
     });
-    let denied = gw.ok(&["deny", "cc"]);
+    let denied = gw.ok(&["deny", name]);
     assert!(
-        denied.starts_with("denied: agent 'cc' asks permission"),
+        denied.starts_with(&format!("denied: agent '{name}' {asking} (")),
         "{denied}"
     );
     wait_for("the prompt after the denial", || {
-        let info = gw.info("cc");
+        let info = gw.info(name);
         (info["status"] == "waiting" && info["status_reason"] == "waits for a prompt").then_some(())
     });
-    assert!(!probe.exists(), "a denied command ran");
+    assert!(!probe.exists(), "{cli:?} ran a denied command");
 
     // Its exit is the pane's: exited, with the code.
-    gw.ok(&["send", "cc", "/exit"]);
-    wait_until(&gw, "cc", "exited");
-    assert_eq!(gw.info("cc")["exit_code"], 0);
+    gw.ok(&["send", name, expect.exit]);
+    wait_until(&gw, name, "exited");
+    assert_eq!(gw.info(name)["exit_code"], 0);
+}
+
+#[test]
+fn claude_code_talks_back() {
+    talks_back(AgentCli::Claude);
+}
+
+#[test]
+fn codex_talks_back() {
+    talks_back(AgentCli::Codex);
+}
+
+#[test]
+fn gemini_cli_talks_back() {
+    talks_back(AgentCli::Gemini);
 }
 
 #[test]
@@ -190,7 +247,9 @@ fn a_cli_whose_hooks_are_off_gets_its_status_from_the_screen_and_info_says_so() 
     fake.wait_for_user_text("RUNCMD please");
     wait_for("the dialog, from the screen", || {
         let info = gw.info("nohooks");
-        (info["status"] == "waiting" && info["status_reason"] == "asks permission").then_some(info)
+        (info["status"] == "waiting"
+            && info["status_reason"] == format!("asks permission to run `{PROBE_COMMAND}`"))
+        .then_some(info)
     });
     let info = gw.info("nohooks");
     assert_eq!(info["status_source"], "screen", "{info}");

@@ -83,9 +83,15 @@ pub async fn send_text(
         // A program agentgate knows nothing of (a shell, a script) may take a line without
         // a sign, and a second Enter would be a second, empty line: a changed screen is
         // waited for briefly, and nothing is pressed again.
-        let seen = confirm(gw, agent, host, None, UNKNOWN_PROGRAM_WITHIN, |info| {
-            took_text(info, &report)
-        })
+        let seen = confirm(
+            gw,
+            agent,
+            host,
+            &report,
+            None,
+            UNKNOWN_PROGRAM_WITHIN,
+            |info| took_text(info, &report),
+        )
         .await?;
         return Ok(match seen {
             Delivery::NotTaken { .. } => Delivery::Submitted,
@@ -96,6 +102,7 @@ pub async fn send_text(
         gw,
         agent,
         host,
+        &report,
         Some(&[Key::Enter]),
         CONFIRM_WITHIN,
         |info| took_text(info, &report),
@@ -113,7 +120,7 @@ pub async fn press(
 ) -> Result<Delivery, HostError> {
     gw.inputs.touch(&agent.name);
     let report = host.keys(&agent.name, keys).await?;
-    confirm(gw, agent, host, None, CONFIRM_WITHIN, |info| {
+    confirm(gw, agent, host, &report, None, CONFIRM_WITHIN, |info| {
         done(agent, info, &report)
     })
     .await
@@ -128,6 +135,7 @@ async fn confirm(
     gw: &Gateway,
     agent: &AgentRecord,
     host: &Host,
+    report: &SendReport,
     retry: Option<&[Key]>,
     within: Duration,
     taken: impl Fn(&AgentInfo) -> Option<TakenBy>,
@@ -149,8 +157,12 @@ async fn confirm(
             record(gw, agent, &info).await;
             return Ok(Delivery::Taken(by));
         }
+        // Only a screen on which nothing at all happened gets Enter again: on one that
+        // changed, the CLI did something with the first (a dialog it opened would take the
+        // second Enter as its answer).
         if let (false, Some(keys)) = (retried, retry)
             && started.elapsed() >= RETRY_ENTER_AFTER
+            && !changed(&info, report)
         {
             retried = true;
             tracing::info!(
@@ -172,12 +184,15 @@ async fn confirm(
 }
 
 /// Whether the agent took a submitted text: an event of its CLI after the Enter, or, from a
-/// CLI whose hooks have told nothing (none wired, or broken), a change of its screen.
+/// CLI whose hooks do not report a submitted prompt (Codex's `notify` tells only a turn's
+/// end; none wired; hooks that have told nothing, being broken), a change of its screen.
 fn took_text(info: &AgentInfo, report: &SendReport) -> Option<TakenBy> {
     if let Some(event) = event_after(info, report.at) {
         return Some(TakenBy::Hook(event));
     }
-    (info.hooks.is_empty() && changed(info, report)).then_some(TakenBy::Screen)
+    let prompt_hook = matches!(info.meta.hooks, Some(AgentCli::Claude | AgentCli::Gemini))
+        && !info.hooks.is_empty();
+    (!prompt_hook && changed(info, report)).then_some(TakenBy::Screen)
 }
 
 /// The first event the agent's CLI reported after `at` that shows it acting, in words.
@@ -282,7 +297,7 @@ mod tests {
     fn info(screen: &str, hooks: Vec<HookEvent>) -> AgentInfo {
         let meta: hostctl::api::AgentMeta = serde_json::from_value(serde_json::json!({
             "name": "a", "command": {"kind": "login_shell"}, "workspace": {"kind": "empty"},
-            "workspace_path": "/w", "created_at": "2026-01-01T00:00:00Z"
+            "workspace_path": "/w", "created_at": "2026-01-01T00:00:00Z", "hooks": "claude"
         }))
         .expect("meta");
         AgentInfo {
@@ -345,6 +360,10 @@ mod tests {
             took_text(&info("> hello\nok", vec![]), &report),
             Some(TakenBy::Screen)
         );
+        // Hooks that tell only a turn's end (Codex's notify): the screen tells too.
+        let mut codex = info("> hello\nok", vec![event(0, HookKind::TurnEnded)]);
+        codex.meta.hooks = Some(AgentCli::Codex);
+        assert_eq!(took_text(&codex, &report), Some(TakenBy::Screen));
     }
 
     #[test]
