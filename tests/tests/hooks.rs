@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use e2e::agent_clis::{self, AgentCli};
-use e2e::fake_model::{FakeModel, HELLO_REPLY, PROBE_COMMAND, PROBE_FILE};
+use e2e::fake_model::{FakeModel, HELLO_REPLY, PROBE_COMMAND, PROBE_FILE, SLOW_REPLY};
 use e2e::{Options, TestGateway, stderr, stdout, wait_for};
 
 /// The CLIs need a while to start on two busy cores: `wait` is given this many seconds.
@@ -27,6 +27,18 @@ fn create_agent(
     cli: AgentCli,
     name: &str,
     settings: Option<serde_json::Value>,
+) -> PathBuf {
+    create_agent_with(gw, fake, cli, name, settings, &[])
+}
+
+/// [`create_agent`], with more options for `create` (`--prompt TEXT`).
+fn create_agent_with(
+    gw: &TestGateway,
+    fake: &FakeModel,
+    cli: AgentCli,
+    name: &str,
+    settings: Option<serde_json::Value>,
+    options: &[&str],
 ) -> PathBuf {
     let workspace = gw.dir.path().join(format!("ws-{name}"));
     std::fs::create_dir_all(&workspace).expect("workspace");
@@ -57,6 +69,7 @@ fn create_agent(
         args.push("--env".into());
         args.push(format!("{k}={v}"));
     }
+    args.extend(options.iter().map(|o| (*o).to_owned()));
     args.push("--".into());
     args.push(launch.program.display().to_string());
     args.extend(launch.args.iter().cloned());
@@ -254,4 +267,47 @@ fn a_cli_whose_hooks_are_off_gets_its_status_from_the_screen_and_info_says_so() 
     let info = gw.info("nohooks");
     assert_eq!(info["status_source"], "screen", "{info}");
     gw.ok(&["approve", "nohooks"]);
+}
+
+/// `create --prompt` gives the prompt once the CLI is at its prompt, and a `wait --until
+/// waiting` right after a `send` waits for the turn the text began, not the state before it.
+fn prompt_at_create_and_wait_after_send(cli: AgentCli) {
+    let gw = gateway();
+    let fake = FakeModel::start();
+    let name = cli.command_name();
+    create_agent_with(
+        &gw,
+        &fake,
+        cli,
+        name,
+        None,
+        &["--prompt", "'hello from create'"],
+    );
+    fake.wait_for_user_text("hello from create");
+    wait_for("the reply on the screen", || {
+        gw.pane(name).contains(HELLO_REPLY).then_some(())
+    });
+    wait_until(&gw, name, "waiting");
+    fake.set_slow_delay(std::time::Duration::from_secs(6));
+    gw.ok(&["send", name, "SLOWREPLY", "please"]);
+    let said = wait_until(&gw, name, "waiting");
+    assert_eq!(
+        said,
+        format!("agent '{name}' is waiting (waits for a prompt)\n")
+    );
+    assert!(
+        gw.pane(name).contains(SLOW_REPLY),
+        "wait came back before the turn ended:\n{}",
+        gw.pane(name)
+    );
+}
+
+#[test]
+fn claude_code_takes_its_prompt_at_create_and_wait_follows_the_send() {
+    prompt_at_create_and_wait_after_send(AgentCli::Claude);
+}
+
+#[test]
+fn codex_takes_its_prompt_at_create_and_wait_follows_the_send() {
+    prompt_at_create_and_wait_after_send(AgentCli::Codex);
 }

@@ -110,6 +110,38 @@ pub async fn send_text(
     .await
 }
 
+/// How long a new agent's CLI has to come to its prompt for its first prompt.
+pub const READY_WITHIN: Duration = Duration::from_secs(120);
+
+/// Gives a new agent its first prompt (`create --prompt`) once its CLI is at its prompt (told
+/// by its hooks or its screen), as `send` gives a text. An agent that does not come to its
+/// prompt within [`READY_WITHIN`] is not given it: what it shows instead is the error.
+pub async fn first_prompt(
+    gw: &Gateway,
+    agent: &AgentRecord,
+    host: &Host,
+    text: &str,
+) -> Result<Delivery, HostError> {
+    let started = tokio::time::Instant::now();
+    let mut last_line = None;
+    while started.elapsed() < READY_WITHIN {
+        let info = host.info(&agent.name).await?;
+        let seen = crate::hosts::reconciler::observed_from(gw, agent, &info);
+        if seen.status != crate::store::AgentStatus::Running {
+            break;
+        }
+        let activity = seen.activity.unwrap_or_default();
+        if activity.state == Some(crate::store::ActivityState::Waiting)
+            && crate::status::question(&activity).is_none()
+        {
+            return send_text(gw, agent, host, text, true).await;
+        }
+        last_line = info.screen.and_then(|s| s.tail.last().cloned());
+        tokio::time::sleep(LOOK_EVERY * 2).await;
+    }
+    Ok(Delivery::NotTaken { last_line })
+}
+
 /// Presses `keys` in the agent and waits (bounded) until `done` says the agent took them.
 pub async fn press(
     gw: &Gateway,

@@ -12,6 +12,7 @@ use hostctl::api::{AgentCommand, CreateRequest, WorkspaceSource};
 use super::output::{agent_json, json_text, parse_pair};
 use super::{Caller, CommandError, CommandIo, CommandResult, exit, local_refused, may_use_host};
 use crate::Gateway;
+use crate::agents::deliver::Delivery;
 use crate::agents::journal::{Intent, Planned};
 use crate::config::Template;
 use crate::hosts::{LOCAL_HOST, reconciler};
@@ -230,6 +231,13 @@ async fn create_one(
     };
     let tags: BTreeMap<String, String> = args.tags.iter().cloned().collect();
     let cli = gw.status_rules.cli_for(template_name, &command);
+    // A CLI agentgate knows gets its first prompt from the gateway, once at its prompt, as
+    // `send` gives one (and `create` says whether it took it); any other program from its
+    // host, once its screen settles.
+    let (prompt, first_prompt) = match cli {
+        Some(_) => (None, prompt),
+        None => (prompt, None),
+    };
     let request = CreateRequest {
         name: name.clone(),
         template: template_name.to_owned(),
@@ -256,7 +264,27 @@ async fn create_one(
         .or_else(|| template.idle_stop.clone());
     let intent = reserve(gw, host_name, &request, idle_stop, Origin::create()).await?;
     drop(placing);
-    create_reserved(gw, &host, &request, intent, |_| async { Ok(()) }).await
+    let agent = create_reserved(gw, &host, &request, intent, |_| async { Ok(()) }).await?;
+    let Some(text) = first_prompt else {
+        return Ok(agent);
+    };
+    match crate::agents::deliver::first_prompt(gw, &agent, &host, &text).await? {
+        Delivery::Taken(_) | Delivery::Typed | Delivery::Submitted => Ok(gw
+            .store
+            .agent(&agent.name)
+            .await?
+            .unwrap_or(agent)),
+        Delivery::NotTaken { last_line } => Err(CommandError::failed(format!(
+            "agent '{name}' was created on host {}, but did not take its prompt: its screen shows {}",
+            agent.host,
+            last_line
+                .as_deref()
+                .map_or_else(|| "nothing".to_owned(), |l| format!("{:?}", l.trim()))
+        ))
+        .hint(format!(
+            "look at it with: ssh {name}@gw; give the prompt again with: ssh gw send {name} -"
+        ))),
+    }
 }
 
 /// Held from the choice of a host to the reservation of the new agent's row there (a
