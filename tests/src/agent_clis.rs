@@ -292,9 +292,10 @@ pub struct CliLaunch {
 }
 
 impl CliLaunch {
-    /// A PATH with node and the CLIs, a HOME, TERM and LANG: what a clean `env -i` start needs
-    /// besides [`CliLaunch::env`].
+    /// A PATH with node and the CLIs, a HOME (unless the CLI brings its own: aider), TERM and
+    /// LANG: what a clean `env -i` start needs besides [`CliLaunch::env`].
     pub fn base_env(&self, home: &Path) -> Vec<(String, String)> {
+        let own_home = self.env.iter().any(|(k, _)| k == "HOME");
         let mut path = vec![
             self.program
                 .parent()
@@ -306,12 +307,13 @@ impl CliLaunch {
         }
         path.extend(["/usr/local/bin", "/usr/bin", "/bin"].map(PathBuf::from));
         let path = std::env::join_paths(path).expect("PATH entries without ':'");
-        vec![
-            ("PATH".into(), path.to_string_lossy().into_owned()),
-            ("HOME".into(), home.display().to_string()),
-            ("TERM".into(), "xterm-256color".into()),
-            ("LANG".into(), "C.UTF-8".into()),
-        ]
+        let mut env = vec![("PATH".to_owned(), path.to_string_lossy().into_owned())];
+        if !own_home {
+            env.push(("HOME".into(), home.display().to_string()));
+        }
+        env.push(("TERM".into(), "xterm-256color".into()));
+        env.push(("LANG".into(), "C.UTF-8".into()));
+        env
     }
 
     /// One shell command line that starts the CLI with exactly `base_env(home)` and `env`
@@ -476,24 +478,68 @@ screen_reader_detection_done = true
                 shell_tool: "run_shell_command",
             }
         }
-        AgentCli::Aider => CliLaunch {
-            cli,
-            program,
-            args: [
-                "--no-check-update",
-                "--no-show-release-notes",
-                "--no-analytics",
-                "--no-gitignore",
-                "--model",
-                "openai/gpt-4o",
-                "--openai-api-base",
-                &format!("{model_url}/v1"),
-            ]
-            .map(str::to_owned)
-            .to_vec(),
-            env: env(&[("OPENAI_API_KEY", FAKE_OPENAI_KEY)]),
-            shell_tool: "bash block",
-        },
+        AgentCli::Aider => {
+            // aider keeps its caches in ~/.aider and has no variable to move them, so it gets
+            // a HOME of its own. Its model list (litellm's price table) would be fetched from
+            // GitHub when the cached copy is missing or older than a day: the copy litellm
+            // ships, written now, is fresh.
+            let home = config_root.join("aider");
+            let venv = program
+                .parent()
+                .and_then(Path::parent)
+                .expect("aider lives in VENV/bin");
+            let table = std::fs::read_dir(venv.join("lib"))
+                .ok()
+                .into_iter()
+                .flatten()
+                .filter_map(Result::ok)
+                .map(|python| {
+                    python
+                        .path()
+                        .join("site-packages/litellm/model_prices_and_context_window_backup.json")
+                })
+                .find(|p| p.is_file())
+                .unwrap_or_else(|| {
+                    panic!("litellm's price table is missing in {}", venv.display())
+                });
+            let table = std::fs::read_to_string(&table)
+                .unwrap_or_else(|e| panic!("read {}: {e}", table.display()));
+            write(
+                home.join(".aider/caches/model_prices_and_context_window.json"),
+                table,
+            );
+            // Without a git identity aider prints how to set one at every start.
+            write(
+                home.join(".gitconfig"),
+                "[user]\n\tname = agentgate test\n\temail = agentgate-test@example.invalid\n"
+                    .to_owned(),
+            );
+            let home = home.display().to_string();
+            CliLaunch {
+                cli,
+                program,
+                args: [
+                    "--no-check-update",
+                    "--no-show-release-notes",
+                    "--no-analytics",
+                    "--no-gitignore",
+                    "--no-show-model-warnings",
+                    "--model",
+                    "gpt-4o",
+                    "--openai-api-base",
+                    &format!("{model_url}/v1"),
+                ]
+                .map(str::to_owned)
+                .to_vec(),
+                // litellm itself would fetch the same table at import.
+                env: env(&[
+                    ("HOME", &home),
+                    ("OPENAI_API_KEY", FAKE_OPENAI_KEY),
+                    ("LITELLM_LOCAL_MODEL_COST_MAP", "True"),
+                ]),
+                shell_tool: "bash block",
+            }
+        }
     }
 }
 

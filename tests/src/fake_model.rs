@@ -25,7 +25,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -101,6 +101,13 @@ struct Shared {
     slow_delay_ms: AtomicU64,
 }
 
+impl Shared {
+    /// The recorded requests; a panic elsewhere (a failed test) does not hide them.
+    fn lock(&self) -> MutexGuard<'_, Vec<ModelRequest>> {
+        self.requests.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 /// The running fake model API; dropping it stops the server.
 pub struct FakeModel {
     addr: SocketAddr,
@@ -152,7 +159,7 @@ impl FakeModel {
 
     /// Every request so far, oldest first.
     pub fn requests(&self) -> Vec<ModelRequest> {
-        self.shared.requests.lock().expect("requests").clone()
+        self.shared.lock().clone()
     }
 
     /// `METHOD path` of every request the fake did not serve.
@@ -204,29 +211,30 @@ impl FakeModel {
         matches: impl Fn(&ModelRequest) -> bool,
     ) -> ModelRequest {
         let deadline = Instant::now() + limit;
-        let mut requests = self.shared.requests.lock().expect("requests");
+        let mut requests = self.shared.lock();
         loop {
             if let Some(found) = requests.iter().find(|r| matches(r)) {
                 return found.clone();
             }
             let now = Instant::now();
-            assert!(
-                now < deadline,
-                "the fake model API saw no {what} within {limit:?}; it saw:\n{}",
-                summary(&requests)
-            );
+            if now >= deadline {
+                let seen = summary(&requests);
+                // Unlocked before failing, so the lock is not poisoned for the test's cleanup.
+                drop(requests);
+                panic!("the fake model API did not see {what} within {limit:?}; it saw:\n{seen}");
+            }
             requests = self
                 .shared
                 .arrived
                 .wait_timeout(requests, deadline - now)
-                .expect("requests")
+                .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }
     }
 
     /// One line per request, for failure messages.
     pub fn summary(&self) -> String {
-        summary(&self.shared.requests.lock().expect("requests"))
+        summary(&self.shared.lock())
     }
 }
 
@@ -418,7 +426,7 @@ async fn answer(req: Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>
 }
 
 fn record(shared: &Shared, request: ModelRequest) {
-    let mut requests = shared.requests.lock().expect("requests");
+    let mut requests = shared.lock();
     if requests.len() >= MAX_RECORDED {
         requests.remove(0);
     }
@@ -570,10 +578,15 @@ fn responses_request(body: &Value) -> Parsed {
 }
 
 fn chat_request(body: &Value) -> Parsed {
+    // aider appends a system reminder after the user's message.
     let last = body
         .get("messages")
         .and_then(Value::as_array)
-        .and_then(|m| m.last());
+        .and_then(|m| {
+            m.iter()
+                .rev()
+                .find(|m| m.get("role").and_then(Value::as_str) != Some("system"))
+        });
     let user_text = match last {
         Some(m) if m.get("role").and_then(Value::as_str) == Some("user") => {
             content_text(m.get("content").unwrap_or(&Value::Null))

@@ -21,12 +21,17 @@ const SCREEN_PATIENCE: Duration = Duration::from_secs(90);
 /// within 30 ms; 300 ms is past both.
 const ENTER_AFTER_TYPING: Duration = Duration::from_millis(300);
 
-/// What each CLI shows when it is ready for a prompt, and when it asks to run the command.
-fn input_prompt(cli: AgentCli) -> &'static str {
+/// Whether the screen shows `cli` ready for a prompt.
+fn at_input_prompt(cli: AgentCli, screen: &str) -> bool {
     match cli {
-        AgentCli::Claude | AgentCli::Codex => "? for shortcuts",
-        AgentCli::Gemini => "Type your message",
-        AgentCli::Aider => "> ",
+        AgentCli::Claude | AgentCli::Codex => screen.contains("? for shortcuts"),
+        AgentCli::Gemini => screen.contains("Type your message"),
+        // aider's prompt is a bare `>` on the last line it wrote.
+        AgentCli::Aider => screen
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .is_some_and(|l| l.trim_end() == ">"),
     }
 }
 
@@ -171,6 +176,15 @@ impl CliSession {
         self.key("Enter");
     }
 
+    /// Answers a dialog: a key, or for aider (whose questions read a line) a word and Enter.
+    fn answer(&self, key: &str) {
+        if self.cli == AgentCli::Aider {
+            self.type_line(key);
+        } else {
+            self.key(key);
+        }
+    }
+
     fn key(&self, key: &str) {
         let out = self.tmux(&["send-keys", "-t", "cli", key]);
         assert!(out.status.success(), "send-keys {key} failed");
@@ -178,7 +192,8 @@ impl CliSession {
 
     /// Waits for the input prompt, and checks that no dialog stands before it.
     fn wait_for_input_prompt(&self) {
-        let screen = self.wait_for_screen("the input prompt", input_prompt(self.cli));
+        let screen =
+            self.wait_for_screen_where("the input prompt", |s| at_input_prompt(self.cli, s));
         for dialog in UNASKED_DIALOGS {
             assert!(
                 !screen.contains(dialog),
@@ -241,10 +256,14 @@ fn approved_probe_runs(cli: AgentCli, yes_key: &str) {
     session.wait_for_input_prompt();
     session.says_hello();
     session.asks_to_run_the_probe();
-    session.key(yes_key);
+    session.answer(yes_key);
     e2e::wait_for(&format!("{PROBE_FILE} in the workspace"), || {
         session.probe().exists().then_some(())
     });
+    if cli == AgentCli::Aider {
+        // aider runs the command itself and tells the model nothing unless asked to.
+        return;
+    }
     let result = session.model.wait_for_tool_result();
     assert_eq!(
         result.answer, PROBE_DONE,
@@ -259,12 +278,19 @@ fn denied_probe_does_not_run(cli: AgentCli, no_key: &str) {
     let session = CliSession::start(cli);
     session.wait_for_input_prompt();
     session.asks_to_run_the_probe();
-    session.key(no_key);
+    session.answer(no_key);
     session.wait_for_screen_where("the dialog to close", |screen| {
-        !screen.contains(permission_dialog(cli))
+        // aider's question stays in its scrolling output; its prompt comes back under it.
+        if cli == AgentCli::Aider {
+            at_input_prompt(cli, screen)
+        } else {
+            !screen.contains(permission_dialog(cli))
+        }
     });
     // The CLI may need a moment after the dialog before it takes a prompt again.
-    session.wait_for_screen("the input prompt after the denial", input_prompt(cli));
+    session.wait_for_screen_where("the input prompt after the denial", |s| {
+        at_input_prompt(cli, s)
+    });
     session.type_line("hello there");
     session.model.wait_for_prompt("hello there");
     session.wait_for_screen("the answer after the denial", HELLO_REPLY);
@@ -315,15 +341,49 @@ fn gemini_cli_does_not_run_the_probe_when_denied() {
     denied_probe_does_not_run(AgentCli::Gemini, "Escape");
 }
 
-/// A slow reply keeps the CLI busy for the delay the test sets, then its text shows.
 #[test]
-fn claude_code_shows_a_slow_reply_when_it_comes() {
-    let session = CliSession::start(AgentCli::Claude);
+fn aider_answers_and_runs_the_probe_when_approved() {
+    approved_probe_runs(AgentCli::Aider, "y");
+}
+
+#[test]
+fn aider_does_not_run_the_probe_when_denied() {
+    denied_probe_does_not_run(AgentCli::Aider, "n");
+}
+
+/// A slow reply keeps the CLI busy for the delay the test sets (the prompt reached the model
+/// and no answer is on the screen yet), then its text shows.
+fn slow_reply_shows_when_it_comes(cli: AgentCli) {
+    let session = CliSession::start(cli);
     session.model.set_slow_delay(Duration::from_secs(3));
     session.wait_for_input_prompt();
     session.type_line("SLOWREPLY please");
     session.model.wait_for_prompt("SLOWREPLY please");
+    assert!(
+        !session.screen().contains(SLOW_REPLY),
+        "the slow reply showed before the fake sent it"
+    );
     session.wait_for_screen("the slow reply", SLOW_REPLY);
+}
+
+#[test]
+fn claude_code_shows_a_slow_reply_when_it_comes() {
+    slow_reply_shows_when_it_comes(AgentCli::Claude);
+}
+
+#[test]
+fn codex_shows_a_slow_reply_when_it_comes() {
+    slow_reply_shows_when_it_comes(AgentCli::Codex);
+}
+
+#[test]
+fn gemini_cli_shows_a_slow_reply_when_it_comes() {
+    slow_reply_shows_when_it_comes(AgentCli::Gemini);
+}
+
+#[test]
+fn aider_shows_a_slow_reply_when_it_comes() {
+    slow_reply_shows_when_it_comes(AgentCli::Aider);
 }
 
 /// The versions the cache holds are the pinned ones.

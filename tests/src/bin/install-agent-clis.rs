@@ -7,7 +7,10 @@ use anyhow::Result;
 fn main() -> Result<()> {
     let cache = e2e::agent_clis::cache_dir();
     let npm = e2e::agent_clis::install_npm(&cache)?;
-    println!("claude, codex, gemini: {}", npm.join("node_modules/.bin").display());
+    println!(
+        "claude, codex, gemini: {}",
+        npm.join("node_modules/.bin").display()
+    );
     let venv = e2e::agent_clis::install_aider(&cache)?;
     println!("aider: {}", venv.join("bin").display());
     Ok(())
