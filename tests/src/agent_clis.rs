@@ -329,6 +329,26 @@ impl CliLaunch {
     }
 }
 
+impl CliLaunch {
+    /// The arguments of `ssh gw create NAME ...` that start this CLI as an agent: an `--env` for
+    /// each variable it needs and for a PATH that finds node, then `--` and the command.
+    pub fn create_args(&self) -> Vec<String> {
+        let path = self
+            .base_env(Path::new("/nonexistent"))
+            .into_iter()
+            .filter(|(k, _)| k == "PATH");
+        let mut args = Vec::new();
+        for (k, v) in path.chain(self.env.iter().cloned()) {
+            args.push("--env".to_owned());
+            args.push(format!("{k}={v}"));
+        }
+        args.push("--".to_owned());
+        args.push(self.program.display().to_string());
+        args.extend(self.args.iter().cloned());
+        args
+    }
+}
+
 /// A dummy Anthropic key (Claude Code remembers approved keys by their last 20 characters).
 pub const FAKE_ANTHROPIC_KEY: &str = "sk-ant-api03-agentgate-fake-key-0000000000000000000000AA";
 pub const FAKE_OPENAI_KEY: &str = "sk-agentgate-fake-openai-key";
@@ -546,4 +566,78 @@ screen_reader_detection_done = true
 /// A TOML basic string.
 fn toml_string(s: &str) -> String {
     serde_json::to_string(s).expect("a string serialises")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// Installs that take a while, from several threads at once (each opens the lock file
+    /// itself, as separate test binaries do): one installs, the others wait and take its result.
+    #[test]
+    fn concurrent_installs_install_once() {
+        let cache = tempfile::tempdir().expect("tempdir");
+        let runs = AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                scope.spawn(|| {
+                    let dir =
+                        install_once(cache.path(), "t", &cache.path().join("t"), "pins 1", |d| {
+                            runs.fetch_add(1, Ordering::SeqCst);
+                            std::fs::create_dir_all(d)?;
+                            std::thread::sleep(Duration::from_millis(300));
+                            std::fs::write(d.join("tool"), "installed")?;
+                            Ok(())
+                        })
+                        .expect("install");
+                    // Whoever returns sees a complete install.
+                    assert_eq!(
+                        std::fs::read_to_string(dir.join("tool")).expect("tool"),
+                        "installed"
+                    );
+                });
+            }
+        });
+        assert_eq!(runs.load(Ordering::SeqCst), 1, "installed more than once");
+    }
+
+    /// A changed pin reinstalls into a clean directory; a failed install leaves no stamp, so the
+    /// next call installs again instead of taking half an install.
+    #[test]
+    fn a_changed_pin_or_a_failed_install_installs_again() {
+        let cache = tempfile::tempdir().expect("tempdir");
+        let dir = cache.path().join("t");
+        let install = |marker: &'static str| {
+            move |d: &Path| -> Result<()> {
+                std::fs::create_dir_all(d)?;
+                std::fs::write(d.join(marker), "")?;
+                Ok(())
+            }
+        };
+        install_once(cache.path(), "t", &dir, "pins 1", install("one")).expect("first");
+        install_once(cache.path(), "t", &dir, "pins 1", install("again")).expect("same pins");
+        assert!(
+            !dir.join("again").exists(),
+            "reinstalled with unchanged pins"
+        );
+        install_once(cache.path(), "t", &dir, "pins 2", install("two")).expect("new pins");
+        assert!(
+            dir.join("two").exists() && !dir.join("one").exists(),
+            "the old install stayed"
+        );
+
+        let failed = install_once(cache.path(), "t", &dir, "pins 3", |d| {
+            std::fs::create_dir_all(d)?;
+            std::fs::write(d.join("half"), "")?;
+            bail!("the registry is down")
+        });
+        assert!(failed.is_err());
+        install_once(cache.path(), "t", &dir, "pins 3", install("three")).expect("retry");
+        assert!(
+            dir.join("three").exists() && !dir.join("half").exists(),
+            "half an install was kept"
+        );
+    }
 }
