@@ -459,7 +459,10 @@ screen_reader_detection_done = true
             CliLaunch {
                 cli,
                 program,
-                args: vec![],
+                // Without it Codex 0.171 starts a shared background server (`codex app-server
+                // --managed-daemon`, from a copy of itself under CODEX_HOME) that outlives the
+                // TUI, its tmux session and the test.
+                args: vec!["--no-daemon".to_owned()],
                 env: env(&[("CODEX_HOME", &dir), ("OPENAI_API_KEY", FAKE_OPENAI_KEY)]),
                 shell_tool: "exec_command",
             }

@@ -230,6 +230,48 @@ impl CliSession {
     }
 }
 
+impl CliSession {
+    /// Ends the session as a user closing the terminal would (the tmux server goes, the CLI
+    /// gets SIGHUP) and checks that nothing the CLI started lives on: a daemon it leaves behind
+    /// would outlive every agent the gateway stops.
+    fn end_leaving_no_process(self) {
+        let _ = self.tmux(&["kill-server"]);
+        let dir = self.dir.path().to_owned();
+        let start = Instant::now();
+        let mut left = processes_under(&dir);
+        while !left.is_empty() && start.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(200));
+            left = processes_under(&dir);
+        }
+        assert!(
+            left.is_empty(),
+            "{}: processes outlived the session: {left:#?}",
+            self.cli.command_name()
+        );
+    }
+}
+
+/// The processes (other than this test) whose command line names `dir` or whose working
+/// directory is in it.
+fn processes_under(dir: &Path) -> Vec<(u32, String)> {
+    let needle = dir.display().to_string();
+    let me = std::process::id();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != me)
+        .filter_map(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap_or_default();
+            (cmdline.contains(&needle) || cwd.starts_with(dir)).then_some((pid, cmdline))
+        })
+        .collect()
+}
+
 impl Drop for CliSession {
     fn drop(&mut self) {
         // Shown with --nocapture, and on failure: what the CLI asked and what it showed last.
@@ -247,6 +289,19 @@ impl Drop for CliSession {
             );
         }
         let _ = self.tmux(&["kill-server"]);
+        // Whatever the CLI left behind (a failed test, a CLI that forks a daemon) is this
+        // test's to stop: by pid, after a moment to exit on its own.
+        let start = Instant::now();
+        while !processes_under(self.dir.path()).is_empty()
+            && start.elapsed() < Duration::from_secs(5)
+        {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        for (pid, _) in processes_under(self.dir.path()) {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
     }
 }
 
@@ -260,16 +315,16 @@ fn approved_probe_runs(cli: AgentCli, yes_key: &str) {
     e2e::wait_for(&format!("{PROBE_FILE} in the workspace"), || {
         session.probe().exists().then_some(())
     });
-    if cli == AgentCli::Aider {
-        // aider runs the command itself and tells the model nothing unless asked to.
-        return;
+    // aider runs the command itself and tells the model nothing unless asked to.
+    if cli != AgentCli::Aider {
+        let result = session.model.wait_for_tool_result();
+        assert_eq!(
+            result.answer, PROBE_DONE,
+            "the fake's answer to the tool result"
+        );
+        session.wait_for_screen("the model's answer to the tool's result", PROBE_DONE);
     }
-    let result = session.model.wait_for_tool_result();
-    assert_eq!(
-        result.answer, PROBE_DONE,
-        "the fake's answer to the tool result"
-    );
-    session.wait_for_screen("the model's answer to the tool's result", PROBE_DONE);
+    session.end_leaving_no_process();
 }
 
 /// Start, RUNCMD, deny with `no_key`: the dialog goes, a next prompt is answered, and the probe
