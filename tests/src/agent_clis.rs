@@ -331,7 +331,9 @@ impl CliLaunch {
 
 impl CliLaunch {
     /// The arguments of `ssh gw create NAME ...` that start this CLI as an agent: an `--env` for
-    /// each variable it needs and for a PATH that finds node, then `--` and the command.
+    /// each variable it needs and for a PATH that finds node, then `--` and the command. Each
+    /// is one word: quote them (`e2e::shell_quote`) for ssh, which joins its arguments with
+    /// spaces.
     pub fn create_args(&self) -> Vec<String> {
         let path = self
             .base_env(Path::new("/nonexistent"))

@@ -406,6 +406,55 @@ fn aider_does_not_run_the_probe_when_denied() {
     denied_probe_does_not_run(AgentCli::Aider, "n");
 }
 
+/// Through the gateway: `create --dir WORKSPACE` with the launch's `create_args` starts the CLI
+/// at its prompt (the trust and configuration seeded for that workspace hold as an agent), and
+/// a prompt typed into its pane reaches the fake. What the tests of agentgate's own commands
+/// (send, approve, wait) build on.
+#[test]
+fn claude_code_starts_at_its_prompt_as_a_gateway_agent() {
+    let gw = e2e::TestGateway::start();
+    let model = FakeModel::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let workspace = dir.path().join("workspace");
+    std::fs::create_dir_all(&workspace).expect("workspace");
+    let launch = agent_clis::prepare(
+        AgentCli::Claude,
+        &dir.path().join("config"),
+        &workspace,
+        &model.base_url(),
+    );
+    let workspace = workspace
+        .canonicalize()
+        .expect("workspace")
+        .display()
+        .to_string();
+    let mut args = vec![
+        "create".to_owned(),
+        "claude-1".to_owned(),
+        "--dir".to_owned(),
+        workspace,
+    ];
+    args.extend(launch.create_args().iter().map(|a| e2e::shell_quote(a)));
+    gw.ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let start = Instant::now();
+    while !at_input_prompt(AgentCli::Claude, &gw.pane("claude-1")) {
+        assert!(
+            start.elapsed() < SCREEN_PATIENCE,
+            "claude did not reach its prompt as an agent:\n{}",
+            gw.pane("claude-1")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    gw.tmux(&["send-keys", "-t", "=claude-1:", "-l", "hello there"]);
+    std::thread::sleep(ENTER_AFTER_TYPING);
+    gw.tmux(&["send-keys", "-t", "=claude-1:", "Enter"]);
+    model.wait_for_prompt("hello there");
+    e2e::wait_for("the model's answer in the agent's pane", || {
+        gw.pane("claude-1").contains(HELLO_REPLY).then_some(())
+    });
+    gw.ok(&["destroy", "claude-1", "--force"]);
+}
+
 /// A slow reply keeps the CLI busy for the delay the test sets (the prompt reached the model
 /// and no answer is on the screen yet), then its text shows.
 fn slow_reply_shows_when_it_comes(cli: AgentCli) {
