@@ -292,9 +292,10 @@ pub struct CliLaunch {
 }
 
 impl CliLaunch {
-    /// A PATH with node and the CLIs, a HOME, TERM and LANG: what a clean `env -i` start needs
-    /// besides [`CliLaunch::env`].
+    /// A PATH with node and the CLIs, a HOME (unless the CLI brings its own: aider), TERM and
+    /// LANG: what a clean `env -i` start needs besides [`CliLaunch::env`].
     pub fn base_env(&self, home: &Path) -> Vec<(String, String)> {
+        let own_home = self.env.iter().any(|(k, _)| k == "HOME");
         let mut path = vec![
             self.program
                 .parent()
@@ -306,12 +307,13 @@ impl CliLaunch {
         }
         path.extend(["/usr/local/bin", "/usr/bin", "/bin"].map(PathBuf::from));
         let path = std::env::join_paths(path).expect("PATH entries without ':'");
-        vec![
-            ("PATH".into(), path.to_string_lossy().into_owned()),
-            ("HOME".into(), home.display().to_string()),
-            ("TERM".into(), "xterm-256color".into()),
-            ("LANG".into(), "C.UTF-8".into()),
-        ]
+        let mut env = vec![("PATH".to_owned(), path.to_string_lossy().into_owned())];
+        if !own_home {
+            env.push(("HOME".into(), home.display().to_string()));
+        }
+        env.push(("TERM".into(), "xterm-256color".into()));
+        env.push(("LANG".into(), "C.UTF-8".into()));
+        env
     }
 
     /// One shell command line that starts the CLI with exactly `base_env(home)` and `env`
@@ -324,6 +326,28 @@ impl CliLaunch {
         words.push(crate::shell_quote(&self.program.display().to_string()));
         words.extend(self.args.iter().map(|a| crate::shell_quote(a)));
         words.join(" ")
+    }
+}
+
+impl CliLaunch {
+    /// The arguments of `ssh gw create NAME ...` that start this CLI as an agent: an `--env` for
+    /// each variable it needs and for a PATH that finds node, then `--` and the command. Each
+    /// is one word: quote them (`e2e::shell_quote`) for ssh, which joins its arguments with
+    /// spaces.
+    pub fn create_args(&self) -> Vec<String> {
+        let path = self
+            .base_env(Path::new("/nonexistent"))
+            .into_iter()
+            .filter(|(k, _)| k == "PATH");
+        let mut args = Vec::new();
+        for (k, v) in path.chain(self.env.iter().cloned()) {
+            args.push("--env".to_owned());
+            args.push(format!("{k}={v}"));
+        }
+        args.push("--".to_owned());
+        args.push(self.program.display().to_string());
+        args.extend(self.args.iter().cloned());
+        args
     }
 }
 
@@ -437,7 +461,10 @@ screen_reader_detection_done = true
             CliLaunch {
                 cli,
                 program,
-                args: vec![],
+                // Without it Codex 0.171 starts a shared background server (`codex app-server
+                // --managed-daemon`, from a copy of itself under CODEX_HOME) that outlives the
+                // TUI, its tmux session and the test.
+                args: vec!["--no-daemon".to_owned()],
                 env: env(&[("CODEX_HOME", &dir), ("OPENAI_API_KEY", FAKE_OPENAI_KEY)]),
                 shell_tool: "exec_command",
             }
@@ -476,28 +503,146 @@ screen_reader_detection_done = true
                 shell_tool: "run_shell_command",
             }
         }
-        AgentCli::Aider => CliLaunch {
-            cli,
-            program,
-            args: [
-                "--no-check-update",
-                "--no-show-release-notes",
-                "--no-analytics",
-                "--no-gitignore",
-                "--model",
-                "openai/gpt-4o",
-                "--openai-api-base",
-                &format!("{model_url}/v1"),
-            ]
-            .map(str::to_owned)
-            .to_vec(),
-            env: env(&[("OPENAI_API_KEY", FAKE_OPENAI_KEY)]),
-            shell_tool: "bash block",
-        },
+        AgentCli::Aider => {
+            // aider keeps its caches in ~/.aider and has no variable to move them, so it gets
+            // a HOME of its own. Its model list (litellm's price table) would be fetched from
+            // GitHub when the cached copy is missing or older than a day: the copy litellm
+            // ships, written now, is fresh.
+            let home = config_root.join("aider");
+            let venv = program
+                .parent()
+                .and_then(Path::parent)
+                .expect("aider lives in VENV/bin");
+            let table = std::fs::read_dir(venv.join("lib"))
+                .ok()
+                .into_iter()
+                .flatten()
+                .filter_map(Result::ok)
+                .map(|python| {
+                    python
+                        .path()
+                        .join("site-packages/litellm/model_prices_and_context_window_backup.json")
+                })
+                .find(|p| p.is_file())
+                .unwrap_or_else(|| {
+                    panic!("litellm's price table is missing in {}", venv.display())
+                });
+            let table = std::fs::read_to_string(&table)
+                .unwrap_or_else(|e| panic!("read {}: {e}", table.display()));
+            write(
+                home.join(".aider/caches/model_prices_and_context_window.json"),
+                table,
+            );
+            // Without a git identity aider prints how to set one at every start.
+            write(
+                home.join(".gitconfig"),
+                "[user]\n\tname = agentgate test\n\temail = agentgate-test@example.invalid\n"
+                    .to_owned(),
+            );
+            let home = home.display().to_string();
+            CliLaunch {
+                cli,
+                program,
+                args: [
+                    "--no-check-update",
+                    "--no-show-release-notes",
+                    "--no-analytics",
+                    "--no-gitignore",
+                    "--no-show-model-warnings",
+                    "--model",
+                    "gpt-4o",
+                    "--openai-api-base",
+                    &format!("{model_url}/v1"),
+                ]
+                .map(str::to_owned)
+                .to_vec(),
+                // litellm itself would fetch the same table at import.
+                env: env(&[
+                    ("HOME", &home),
+                    ("OPENAI_API_KEY", FAKE_OPENAI_KEY),
+                    ("LITELLM_LOCAL_MODEL_COST_MAP", "True"),
+                ]),
+                shell_tool: "bash block",
+            }
+        }
     }
 }
 
 /// A TOML basic string.
 fn toml_string(s: &str) -> String {
     serde_json::to_string(s).expect("a string serialises")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// Installs that take a while, from several threads at once (each opens the lock file
+    /// itself, as separate test binaries do): one installs, the others wait and take its result.
+    #[test]
+    fn concurrent_installs_install_once() {
+        let cache = tempfile::tempdir().expect("tempdir");
+        let runs = AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                scope.spawn(|| {
+                    let dir =
+                        install_once(cache.path(), "t", &cache.path().join("t"), "pins 1", |d| {
+                            runs.fetch_add(1, Ordering::SeqCst);
+                            std::fs::create_dir_all(d)?;
+                            std::thread::sleep(Duration::from_millis(300));
+                            std::fs::write(d.join("tool"), "installed")?;
+                            Ok(())
+                        })
+                        .expect("install");
+                    // Whoever returns sees a complete install.
+                    assert_eq!(
+                        std::fs::read_to_string(dir.join("tool")).expect("tool"),
+                        "installed"
+                    );
+                });
+            }
+        });
+        assert_eq!(runs.load(Ordering::SeqCst), 1, "installed more than once");
+    }
+
+    /// A changed pin reinstalls into a clean directory; a failed install leaves no stamp, so the
+    /// next call installs again instead of taking half an install.
+    #[test]
+    fn a_changed_pin_or_a_failed_install_installs_again() {
+        let cache = tempfile::tempdir().expect("tempdir");
+        let dir = cache.path().join("t");
+        let install = |marker: &'static str| {
+            move |d: &Path| -> Result<()> {
+                std::fs::create_dir_all(d)?;
+                std::fs::write(d.join(marker), "")?;
+                Ok(())
+            }
+        };
+        install_once(cache.path(), "t", &dir, "pins 1", install("one")).expect("first");
+        install_once(cache.path(), "t", &dir, "pins 1", install("again")).expect("same pins");
+        assert!(
+            !dir.join("again").exists(),
+            "reinstalled with unchanged pins"
+        );
+        install_once(cache.path(), "t", &dir, "pins 2", install("two")).expect("new pins");
+        assert!(
+            dir.join("two").exists() && !dir.join("one").exists(),
+            "the old install stayed"
+        );
+
+        let failed = install_once(cache.path(), "t", &dir, "pins 3", |d| {
+            std::fs::create_dir_all(d)?;
+            std::fs::write(d.join("half"), "")?;
+            bail!("the registry is down")
+        });
+        assert!(failed.is_err());
+        install_once(cache.path(), "t", &dir, "pins 3", install("three")).expect("retry");
+        assert!(
+            dir.join("three").exists() && !dir.join("half").exists(),
+            "half an install was kept"
+        );
+    }
 }

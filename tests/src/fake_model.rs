@@ -25,7 +25,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -101,6 +101,13 @@ struct Shared {
     slow_delay_ms: AtomicU64,
 }
 
+impl Shared {
+    /// The recorded requests; a panic elsewhere (a failed test) does not hide them.
+    fn lock(&self) -> MutexGuard<'_, Vec<ModelRequest>> {
+        self.requests.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 /// The running fake model API; dropping it stops the server.
 pub struct FakeModel {
     addr: SocketAddr,
@@ -152,7 +159,7 @@ impl FakeModel {
 
     /// Every request so far, oldest first.
     pub fn requests(&self) -> Vec<ModelRequest> {
-        self.shared.requests.lock().expect("requests").clone()
+        self.shared.lock().clone()
     }
 
     /// `METHOD path` of every request the fake did not serve.
@@ -204,29 +211,30 @@ impl FakeModel {
         matches: impl Fn(&ModelRequest) -> bool,
     ) -> ModelRequest {
         let deadline = Instant::now() + limit;
-        let mut requests = self.shared.requests.lock().expect("requests");
+        let mut requests = self.shared.lock();
         loop {
             if let Some(found) = requests.iter().find(|r| matches(r)) {
                 return found.clone();
             }
             let now = Instant::now();
-            assert!(
-                now < deadline,
-                "the fake model API saw no {what} within {limit:?}; it saw:\n{}",
-                summary(&requests)
-            );
+            if now >= deadline {
+                let seen = summary(&requests);
+                // Unlocked before failing, so the lock is not poisoned for the test's cleanup.
+                drop(requests);
+                panic!("the fake model API did not see {what} within {limit:?}; it saw:\n{seen}");
+            }
             requests = self
                 .shared
                 .arrived
                 .wait_timeout(requests, deadline - now)
-                .expect("requests")
+                .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }
     }
 
     /// One line per request, for failure messages.
     pub fn summary(&self) -> String {
-        summary(&self.shared.requests.lock().expect("requests"))
+        summary(&self.shared.lock())
     }
 }
 
@@ -418,7 +426,7 @@ async fn answer(req: Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>
 }
 
 fn record(shared: &Shared, request: ModelRequest) {
-    let mut requests = shared.requests.lock().expect("requests");
+    let mut requests = shared.lock();
     if requests.len() >= MAX_RECORDED {
         requests.remove(0);
     }
@@ -570,10 +578,15 @@ fn responses_request(body: &Value) -> Parsed {
 }
 
 fn chat_request(body: &Value) -> Parsed {
+    // aider appends a system reminder after the user's message.
     let last = body
         .get("messages")
         .and_then(Value::as_array)
-        .and_then(|m| m.last());
+        .and_then(|m| {
+            m.iter()
+                .rev()
+                .find(|m| m.get("role").and_then(Value::as_str) != Some("system"))
+        });
     let user_text = match last {
         Some(m) if m.get("role").and_then(Value::as_str) == Some("user") => {
             content_text(m.get("content").unwrap_or(&Value::Null))
@@ -903,5 +916,105 @@ fn gemini_reply(
     } else {
         // Without `alt=sse` the stream is one JSON array.
         json_reply(&json!([reply]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+
+    use super::*;
+
+    /// One HTTP/1.1 exchange over a plain socket: the status line and headers, and the body.
+    fn exchange(model: &FakeModel, method: &str, path: &str, body: &Value) -> (String, String) {
+        let body = body.to_string();
+        let mut socket = std::net::TcpStream::connect(model.addr()).expect("connect");
+        socket
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        write!(
+            socket,
+            "{method} {path} HTTP/1.1\r\nHost: fake\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .expect("write");
+        let mut answer = String::new();
+        socket.read_to_string(&mut answer).expect("read");
+        let (head, body) = answer.split_once("\r\n\r\n").expect("a head");
+        (head.to_owned(), body.to_owned())
+    }
+
+    #[test]
+    fn runcmd_with_the_bash_tool_streams_a_tool_call_and_its_result_gets_probe_done() {
+        let model = FakeModel::start();
+        let tools = json!([{"name": "Bash", "input_schema": {}}]);
+        let (head, body) = exchange(
+            &model,
+            "POST",
+            "/v1/messages?beta=true",
+            &json!({"model": "m", "stream": true, "tools": tools,
+                "messages": [{"role": "user", "content": [{"type": "text", "text": "RUNCMD please"}]},
+                             {"role": "system", "content": "a reminder"}]}),
+        );
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert!(head.contains("text/event-stream"), "{head}");
+        assert!(body.contains("event: content_block_start"), "{body}");
+        assert!(body.contains(r#""name":"Bash""#), "{body}");
+        assert!(body.contains("touch agentgate-probe.txt"), "{body}");
+        let seen = model.wait_for_prompt("RUNCMD please");
+        assert!(seen.conversation && !seen.tool_result);
+
+        let (_, body) = exchange(
+            &model,
+            "POST",
+            "/v1/messages",
+            &json!({"model": "m", "tools": tools, "messages": [
+                {"role": "user", "content": "RUNCMD please"},
+                {"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "Bash", "input": {}}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": ""}]}]}),
+        );
+        assert!(body.contains(PROBE_DONE), "{body}");
+        assert!(model.wait_for_tool_result().tool_result);
+    }
+
+    #[test]
+    fn runcmd_without_the_shell_tool_is_a_side_request_answered_with_text() {
+        let model = FakeModel::start();
+        let (_, body) = exchange(
+            &model,
+            "POST",
+            "/v1/responses",
+            &json!({"model": "m", "tools": [],
+                "input": [{"role": "user", "content": [{"type": "input_text", "text": "RUNCMD please"}]}]}),
+        );
+        assert!(!body.contains("function_call"), "{body}");
+        assert!(body.contains(HELLO_REPLY), "{body}");
+        let seen = model.wait_for_user_text("RUNCMD");
+        assert!(!seen.conversation);
+    }
+
+    #[test]
+    fn an_unserved_path_is_answered_404_and_recorded() {
+        let model = FakeModel::start();
+        let (head, _) = exchange(&model, "GET", "/v1/models", &Value::Null);
+        assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+        assert_eq!(model.unserved(), vec!["GET /v1/models".to_owned()]);
+    }
+
+    #[test]
+    fn a_wait_that_runs_out_says_what_the_fake_saw() {
+        let model = FakeModel::start();
+        exchange(&model, "GET", "/nothing-here", &Value::Null);
+        let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            model.wait_within("a prompt", Duration::from_millis(200), |r| r.conversation)
+        }));
+        let message = failed
+            .err()
+            .and_then(|e| e.downcast::<String>().ok())
+            .expect("the wait failed with a message");
+        assert!(message.contains("GET /nothing-here"), "{message}");
+        // The recorded requests are still readable after the failure.
+        assert_eq!(model.requests().len(), 1);
     }
 }

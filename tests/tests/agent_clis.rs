@@ -21,12 +21,17 @@ const SCREEN_PATIENCE: Duration = Duration::from_secs(90);
 /// within 30 ms; 300 ms is past both.
 const ENTER_AFTER_TYPING: Duration = Duration::from_millis(300);
 
-/// What each CLI shows when it is ready for a prompt, and when it asks to run the command.
-fn input_prompt(cli: AgentCli) -> &'static str {
+/// Whether the screen shows `cli` ready for a prompt.
+fn at_input_prompt(cli: AgentCli, screen: &str) -> bool {
     match cli {
-        AgentCli::Claude | AgentCli::Codex => "? for shortcuts",
-        AgentCli::Gemini => "Type your message",
-        AgentCli::Aider => "> ",
+        AgentCli::Claude | AgentCli::Codex => screen.contains("? for shortcuts"),
+        AgentCli::Gemini => screen.contains("Type your message"),
+        // aider's prompt is a bare `>` on the last line it wrote.
+        AgentCli::Aider => screen
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .is_some_and(|l| l.trim_end() == ">"),
     }
 }
 
@@ -171,6 +176,15 @@ impl CliSession {
         self.key("Enter");
     }
 
+    /// Answers a dialog: a key, or for aider (whose questions read a line) a word and Enter.
+    fn answer(&self, key: &str) {
+        if self.cli == AgentCli::Aider {
+            self.type_line(key);
+        } else {
+            self.key(key);
+        }
+    }
+
     fn key(&self, key: &str) {
         let out = self.tmux(&["send-keys", "-t", "cli", key]);
         assert!(out.status.success(), "send-keys {key} failed");
@@ -178,7 +192,8 @@ impl CliSession {
 
     /// Waits for the input prompt, and checks that no dialog stands before it.
     fn wait_for_input_prompt(&self) {
-        let screen = self.wait_for_screen("the input prompt", input_prompt(self.cli));
+        let screen =
+            self.wait_for_screen_where("the input prompt", |s| at_input_prompt(self.cli, s));
         for dialog in UNASKED_DIALOGS {
             assert!(
                 !screen.contains(dialog),
@@ -215,6 +230,48 @@ impl CliSession {
     }
 }
 
+impl CliSession {
+    /// Ends the session as a user closing the terminal would (the tmux server goes, the CLI
+    /// gets SIGHUP) and checks that nothing the CLI started lives on: a daemon it leaves behind
+    /// would outlive every agent the gateway stops.
+    fn end_leaving_no_process(self) {
+        let _ = self.tmux(&["kill-server"]);
+        let dir = self.dir.path().to_owned();
+        let start = Instant::now();
+        let mut left = processes_under(&dir);
+        while !left.is_empty() && start.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(200));
+            left = processes_under(&dir);
+        }
+        assert!(
+            left.is_empty(),
+            "{}: processes outlived the session: {left:#?}",
+            self.cli.command_name()
+        );
+    }
+}
+
+/// The processes (other than this test) whose command line names `dir` or whose working
+/// directory is in it.
+fn processes_under(dir: &Path) -> Vec<(u32, String)> {
+    let needle = dir.display().to_string();
+    let me = std::process::id();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != me)
+        .filter_map(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap_or_default();
+            (cmdline.contains(&needle) || cwd.starts_with(dir)).then_some((pid, cmdline))
+        })
+        .collect()
+}
+
 impl Drop for CliSession {
     fn drop(&mut self) {
         // Shown with --nocapture, and on failure: what the CLI asked and what it showed last.
@@ -232,6 +289,19 @@ impl Drop for CliSession {
             );
         }
         let _ = self.tmux(&["kill-server"]);
+        // Whatever the CLI left behind (a failed test, a CLI that forks a daemon) is this
+        // test's to stop: by pid, after a moment to exit on its own.
+        let start = Instant::now();
+        while !processes_under(self.dir.path()).is_empty()
+            && start.elapsed() < Duration::from_secs(5)
+        {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        for (pid, _) in processes_under(self.dir.path()) {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
     }
 }
 
@@ -241,16 +311,20 @@ fn approved_probe_runs(cli: AgentCli, yes_key: &str) {
     session.wait_for_input_prompt();
     session.says_hello();
     session.asks_to_run_the_probe();
-    session.key(yes_key);
+    session.answer(yes_key);
     e2e::wait_for(&format!("{PROBE_FILE} in the workspace"), || {
         session.probe().exists().then_some(())
     });
-    let result = session.model.wait_for_tool_result();
-    assert_eq!(
-        result.answer, PROBE_DONE,
-        "the fake's answer to the tool result"
-    );
-    session.wait_for_screen("the model's answer to the tool's result", PROBE_DONE);
+    // aider runs the command itself and tells the model nothing unless asked to.
+    if cli != AgentCli::Aider {
+        let result = session.model.wait_for_tool_result();
+        assert_eq!(
+            result.answer, PROBE_DONE,
+            "the fake's answer to the tool result"
+        );
+        session.wait_for_screen("the model's answer to the tool's result", PROBE_DONE);
+    }
+    session.end_leaving_no_process();
 }
 
 /// Start, RUNCMD, deny with `no_key`: the dialog goes, a next prompt is answered, and the probe
@@ -259,12 +333,19 @@ fn denied_probe_does_not_run(cli: AgentCli, no_key: &str) {
     let session = CliSession::start(cli);
     session.wait_for_input_prompt();
     session.asks_to_run_the_probe();
-    session.key(no_key);
+    session.answer(no_key);
     session.wait_for_screen_where("the dialog to close", |screen| {
-        !screen.contains(permission_dialog(cli))
+        // aider's question stays in its scrolling output; its prompt comes back under it.
+        if cli == AgentCli::Aider {
+            at_input_prompt(cli, screen)
+        } else {
+            !screen.contains(permission_dialog(cli))
+        }
     });
     // The CLI may need a moment after the dialog before it takes a prompt again.
-    session.wait_for_screen("the input prompt after the denial", input_prompt(cli));
+    session.wait_for_screen_where("the input prompt after the denial", |s| {
+        at_input_prompt(cli, s)
+    });
     session.type_line("hello there");
     session.model.wait_for_prompt("hello there");
     session.wait_for_screen("the answer after the denial", HELLO_REPLY);
@@ -315,15 +396,98 @@ fn gemini_cli_does_not_run_the_probe_when_denied() {
     denied_probe_does_not_run(AgentCli::Gemini, "Escape");
 }
 
-/// A slow reply keeps the CLI busy for the delay the test sets, then its text shows.
 #[test]
-fn claude_code_shows_a_slow_reply_when_it_comes() {
-    let session = CliSession::start(AgentCli::Claude);
+fn aider_answers_and_runs_the_probe_when_approved() {
+    approved_probe_runs(AgentCli::Aider, "y");
+}
+
+#[test]
+fn aider_does_not_run_the_probe_when_denied() {
+    denied_probe_does_not_run(AgentCli::Aider, "n");
+}
+
+/// Through the gateway: `create --dir WORKSPACE` with the launch's `create_args` starts the CLI
+/// at its prompt (the trust and configuration seeded for that workspace hold as an agent), and
+/// a prompt typed into its pane reaches the fake. What the tests of agentgate's own commands
+/// (send, approve, wait) build on.
+#[test]
+fn claude_code_starts_at_its_prompt_as_a_gateway_agent() {
+    let gw = e2e::TestGateway::start();
+    let model = FakeModel::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let workspace = dir.path().join("workspace");
+    std::fs::create_dir_all(&workspace).expect("workspace");
+    let launch = agent_clis::prepare(
+        AgentCli::Claude,
+        &dir.path().join("config"),
+        &workspace,
+        &model.base_url(),
+    );
+    let workspace = workspace
+        .canonicalize()
+        .expect("workspace")
+        .display()
+        .to_string();
+    let mut args = vec![
+        "create".to_owned(),
+        "claude-1".to_owned(),
+        "--dir".to_owned(),
+        workspace,
+    ];
+    args.extend(launch.create_args().iter().map(|a| e2e::shell_quote(a)));
+    gw.ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let start = Instant::now();
+    while !at_input_prompt(AgentCli::Claude, &gw.pane("claude-1")) {
+        assert!(
+            start.elapsed() < SCREEN_PATIENCE,
+            "claude did not reach its prompt as an agent:\n{}",
+            gw.pane("claude-1")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    gw.tmux(&["send-keys", "-t", "=claude-1:", "-l", "hello there"]);
+    std::thread::sleep(ENTER_AFTER_TYPING);
+    gw.tmux(&["send-keys", "-t", "=claude-1:", "Enter"]);
+    model.wait_for_prompt("hello there");
+    e2e::wait_for("the model's answer in the agent's pane", || {
+        gw.pane("claude-1").contains(HELLO_REPLY).then_some(())
+    });
+    gw.ok(&["destroy", "claude-1", "--force"]);
+}
+
+/// A slow reply keeps the CLI busy for the delay the test sets (the prompt reached the model
+/// and no answer is on the screen yet), then its text shows.
+fn slow_reply_shows_when_it_comes(cli: AgentCli) {
+    let session = CliSession::start(cli);
     session.model.set_slow_delay(Duration::from_secs(3));
     session.wait_for_input_prompt();
     session.type_line("SLOWREPLY please");
     session.model.wait_for_prompt("SLOWREPLY please");
+    assert!(
+        !session.screen().contains(SLOW_REPLY),
+        "the slow reply showed before the fake sent it"
+    );
     session.wait_for_screen("the slow reply", SLOW_REPLY);
+}
+
+#[test]
+fn claude_code_shows_a_slow_reply_when_it_comes() {
+    slow_reply_shows_when_it_comes(AgentCli::Claude);
+}
+
+#[test]
+fn codex_shows_a_slow_reply_when_it_comes() {
+    slow_reply_shows_when_it_comes(AgentCli::Codex);
+}
+
+#[test]
+fn gemini_cli_shows_a_slow_reply_when_it_comes() {
+    slow_reply_shows_when_it_comes(AgentCli::Gemini);
+}
+
+#[test]
+fn aider_shows_a_slow_reply_when_it_comes() {
+    slow_reply_shows_when_it_comes(AgentCli::Aider);
 }
 
 /// The versions the cache holds are the pinned ones.
