@@ -42,6 +42,13 @@ fn create_agent_with(
 ) -> PathBuf {
     let workspace = gw.dir.path().join(format!("ws-{name}"));
     std::fs::create_dir_all(&workspace).expect("workspace");
+    // aider asks to make a repository where there is none.
+    let git = std::process::Command::new("git")
+        .args(["init", "-q"])
+        .current_dir(&workspace)
+        .status()
+        .expect("git init");
+    assert!(git.success());
     let config = gw.dir.path().join(format!("cfg-{name}"));
     let launch = agent_clis::prepare(cli, &config, &workspace, &fake.base_url());
     if let Some(extra) = settings {
@@ -310,4 +317,48 @@ fn claude_code_takes_its_prompt_at_create_and_wait_follows_the_send() {
 #[test]
 fn codex_takes_its_prompt_at_create_and_wait_follows_the_send() {
     prompt_at_create_and_wait_after_send(AgentCli::Codex);
+}
+
+/// aider: recognised from `create NAME -- aider ...` (list shows it), its end of reply told by
+/// its notifications command, its question to run a command told by its screen and approved.
+#[test]
+fn aider_is_recognised_and_its_question_to_run_a_command_is_approved() {
+    let gw = gateway();
+    let fake = FakeModel::start();
+    let workspace = create_agent(&gw, &fake, AgentCli::Aider, "aider", None);
+    let listed = gw.ok(&["list"]);
+    let row = listed
+        .lines()
+        .find(|l| l.starts_with("aider "))
+        .unwrap_or_else(|| panic!("no aider row in:\n{listed}"));
+    let columns: Vec<&str> = row.split_whitespace().collect();
+    assert!(columns.contains(&"aider"), "{listed}");
+    assert_eq!(gw.info("aider")["cli"], "aider");
+    wait_until(&gw, "aider", "waiting");
+    wait_for("the prompt", || {
+        (gw.info("aider")["status_reason"] == "waits for a prompt").then_some(())
+    });
+    let sent = gw.ok(&["send", "aider", "hello", "there"]);
+    assert_eq!(sent, "agent 'aider' took 11 bytes (its screen changed)\n");
+    fake.wait_for_user_text("hello there");
+    // The end of its reply comes through its notifications command.
+    let info = wait_for("the end of the reply, from its hook", || {
+        let info = gw.info("aider");
+        (info["status_source"] == "hook" && info["status_reason"] == "waits for a prompt")
+            .then_some(info)
+    });
+    assert_eq!(info["status"], "waiting", "{info}");
+    gw.ok(&["send", "aider", "RUNCMD", "please"]);
+    wait_for("the question to run the command", || {
+        let info = gw.info("aider");
+        (info["status_reason"] == "asks permission to run a command").then_some(())
+    });
+    let approved = gw.ok(&["approve", "aider"]);
+    assert!(
+        approved.starts_with("approved: agent 'aider' asks permission to run a command ("),
+        "{approved}"
+    );
+    wait_for("the approved command's file", || {
+        workspace.join(PROBE_FILE).exists().then_some(())
+    });
 }
