@@ -47,6 +47,8 @@ pub struct StatusChange {
     pub owner: Option<String>,
     pub shared_with: Vec<String>,
     pub tags: BTreeMap<String, String>,
+    /// Its host is unreachable (the agent is `unknown` because of it).
+    pub host_unreachable: bool,
 }
 
 impl StatusChange {
@@ -181,6 +183,7 @@ impl ShownRow {
             },
             tags: serde_json::from_str(&self.tags)
                 .map_err(|e| StoreError::Corrupt(format!("tags of '{}': {e}", self.agent)))?,
+            host_unreachable: self.host_status.as_deref() == Some("unreachable"),
         })
     }
 }

@@ -11,7 +11,7 @@ mod notify;
 mod operations;
 
 pub use changes::{DESTROYED, FEED_CAPACITY, StatusChange};
-pub use notify::{ChannelKind, NewChannel, NotifyChannel};
+pub use notify::{ChannelKind, ChannelUrl, NewChannel, NotifyChannel};
 
 pub use operations::{Operation, OperationKind, Outcome, Step};
 
@@ -2346,6 +2346,7 @@ mod tests {
             owner: Some("ann".into()),
             shared_with: vec!["bob".into()],
             tags: BTreeMap::new(),
+            host_unreachable: false,
         };
         assert!(change.visible_to(&viewer("ann", Role::Operator)));
         assert!(change.visible_to(&viewer("bob", Role::Operator)));
