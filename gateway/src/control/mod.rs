@@ -20,6 +20,7 @@ pub mod list;
 pub mod logs;
 pub mod many;
 pub mod migrate;
+pub mod notify;
 pub mod output;
 pub mod restart;
 pub mod secret;
@@ -32,6 +33,7 @@ pub mod stop;
 pub mod top;
 pub mod version;
 pub mod wait;
+pub mod watch;
 pub mod whoami;
 
 use std::collections::HashMap;
@@ -111,6 +113,10 @@ pub enum ControlCommand {
     Untag(many::UntagArgs),
     /// Wait until an agent exits; exit with its exit code.
     Wait(wait::WaitArgs),
+    /// Print agents' status changes as they happen, one per line, until you leave.
+    Watch(watch::WatchArgs),
+    /// Manage your notification channels (webhooks, ntfy): add, list, remove, test.
+    Notify(notify::NotifyArgs),
     /// Let another operator see and use an agent (owner or admin).
     Share(share::ShareArgs),
     /// Take back a share (owner or admin).
@@ -156,6 +162,8 @@ impl ControlCommand {
             ControlCommand::Events(a) => a.agent.as_deref(),
             ControlCommand::Share(a) | ControlCommand::Unshare(a) => Some(&a.name),
             ControlCommand::List(_)
+            | ControlCommand::Watch(_)
+            | ControlCommand::Notify(_)
             | ControlCommand::Top
             | ControlCommand::Key(_)
             | ControlCommand::Secret(_)
@@ -246,19 +254,34 @@ pub fn help_text() -> String {
 }
 
 /// The command line as the audit trail and the log show it: the values of `--env K=V` (often
-/// API keys) are replaced by `***`.
+/// API keys) are replaced by `***`, and a channel's `--webhook`/`--ntfy` URL (which may hold
+/// a token) is cut to its scheme and host.
 pub fn redacted(line: &str) -> String {
     let Some(words) = shlex::split(line) else {
         return "<unparsable command line>".to_owned();
     };
     let mut out = Vec::with_capacity(words.len());
     let mut hide_next = false;
+    let mut hide_url = false;
     for word in words {
         if word == "--" {
             hide_next = false;
+            hide_url = false;
         }
-        let shown = if hide_next {
+        let shown = if hide_url {
+            crate::store::ChannelUrl::new(word.clone()).masked()
+        } else if hide_next {
             hide_value(&word)
+        } else if let Some(url) = word
+            .strip_prefix("--webhook=")
+            .or_else(|| word.strip_prefix("--ntfy="))
+        {
+            // A channel's URL may hold a token (`notify add`).
+            let option = &word[..word.len() - url.len()];
+            format!(
+                "{option}{}",
+                crate::store::ChannelUrl::new(url.to_owned()).masked()
+            )
         } else if let Some(pair) = word.strip_prefix("--env=") {
             format!("--env={}", hide_value(pair))
         } else if let Some(pair) = word.strip_prefix("-e").filter(|p| p.contains('=')) {
@@ -267,6 +290,7 @@ pub fn redacted(line: &str) -> String {
             word.clone()
         };
         hide_next = word == "--env" || word == "-e";
+        hide_url = word == "--webhook" || word == "--ntfy";
         out.push(shown);
     }
     shlex::try_join(out.iter().map(String::as_str))
@@ -644,6 +668,8 @@ pub async fn run(
         ControlCommand::Diff(args) => diff::run(gw, caller, args, io).await,
         ControlCommand::Send(args) => send::run(gw, caller, args, io).await,
         ControlCommand::Wait(args) => wait::run(gw, caller, args, io).await,
+        ControlCommand::Watch(args) => watch::run(gw, caller, args, io).await,
+        ControlCommand::Notify(args) => notify::run(gw, caller, args, io).await,
         ControlCommand::Events(args) => events::run(gw, caller, args, io).await,
         ControlCommand::Share(args) => share::share(gw, caller, args, io).await,
         ControlCommand::Unshare(args) => share::unshare(gw, caller, args, io).await,
@@ -929,6 +955,14 @@ mod tests {
             "create x --env 'API_KEY=***' -e 'B=***' '--env=C=***' '-eD=***' --tag 'k=v'"
         );
         assert_eq!(redacted("create x -- env A=1"), "create x -- env 'A=1'");
+        assert_eq!(
+            redacted("notify add p --ntfy https://u:tk_1@ntfy.sh/topic --title hi"),
+            "notify add p --ntfy 'https://ntfy.sh/***' --title hi"
+        );
+        assert_eq!(
+            redacted("notify add p --webhook=https://h.example/T0K3N"),
+            "notify add p '--webhook=https://h.example/***'"
+        );
     }
 
     #[test]
