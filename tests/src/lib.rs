@@ -16,6 +16,7 @@ use serde_json::Value;
 pub mod bench;
 pub mod netns;
 pub mod tailscale_emu;
+pub mod webhook;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
