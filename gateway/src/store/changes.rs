@@ -57,7 +57,7 @@ impl StatusChange {
     pub fn visible_to(&self, viewer: &Operator) -> bool {
         viewer.role == Role::Admin
             || self.owner.as_deref() == Some(viewer.name.as_str())
-            || self.shared_with.iter().any(|s| *s == viewer.name)
+            || self.shared_with.contains(&viewer.name)
     }
 
     /// Whether it has every one of `tags`.

@@ -980,10 +980,10 @@ impl Store {
         let now = format_time(at);
         let mut news = Vec::new();
         for (name, seen) in seen {
-            let before = changes::shown_row(&mut *tx, name).await?;
-            let written = write_observed(&mut *tx, name, seen, &now).await?;
+            let before = changes::shown_row(&mut tx, name).await?;
+            let written = write_observed(&mut tx, name, seen, &now).await?;
             if written > 0 {
-                let after = changes::shown_row(&mut *tx, name).await?;
+                let after = changes::shown_row(&mut tx, name).await?;
                 news.extend(changes::between(before.as_ref(), after.as_ref(), at)?);
             }
             changed += written;
@@ -1003,14 +1003,14 @@ impl Store {
     ) -> Result<()> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let at = time::OffsetDateTime::now_utc();
-        let before = changes::shown_row(&mut *tx, name).await?;
-        write_observed(&mut *tx, name, seen, &format_time(at)).await?;
+        let before = changes::shown_row(&mut tx, name).await?;
+        write_observed(&mut tx, name, seen, &format_time(at)).await?;
         sqlx::query("UPDATE agents SET stop_reason = ? WHERE name = ? AND status = 'stopped'")
             .bind(reason)
             .bind(name)
             .execute(&mut *tx)
             .await?;
-        let after = changes::shown_row(&mut *tx, name).await?;
+        let after = changes::shown_row(&mut tx, name).await?;
         let news = changes::between(before.as_ref(), after.as_ref(), at)?;
         tx.commit().await?;
         self.feed.publish(news.into_iter().collect());
@@ -1047,7 +1047,7 @@ impl Store {
     pub async fn mark_host_agents_unknown(&self, host: &str) -> Result<()> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let at = time::OffsetDateTime::now_utc();
-        let before = changes::shown_rows_of_host(&mut *tx, host).await?;
+        let before = changes::shown_rows_of_host(&mut tx, host).await?;
         // What the screen told goes with the status, as in `observe_agents`.
         let written = sqlx::query(
             "UPDATE agents SET pid = NULL, updated_at = ?1,
@@ -1063,7 +1063,7 @@ impl Store {
         .rows_affected();
         let mut news = Vec::new();
         if written > 0 {
-            for after in changes::shown_rows_of_host(&mut *tx, host).await? {
+            for after in changes::shown_rows_of_host(&mut tx, host).await? {
                 let was = before.iter().find(|b| b.agent() == after.agent());
                 news.extend(changes::between(was, Some(&after), at)?);
             }
