@@ -618,3 +618,186 @@ impl Drop for Terminal {
         let _ = self.tmux(&["kill-server"]);
     }
 }
+
+#[test]
+fn an_idle_stop_pages_idle_stopped_once_with_its_reason() {
+    let gw = TestGateway::start_with(Options {
+        extra_config: format!(
+            "[status]\nworking_for = \"1s\"\nidle_after = \"2s\"\n\n[notify]\n{QUICK_RETRIES}\n"
+        ),
+        ..Options::default()
+    });
+    let hook = HttpSink::start(Answer::Ok);
+    gw.ok(&[
+        "notify",
+        "add",
+        "hook",
+        "--webhook",
+        &hook.url("/"),
+        "--on",
+        "idle-stopped",
+    ]);
+    let watch = Watch::start(gw.ssh_command(), &["--tag", "kind=dozer"]);
+    gw.ok(&[
+        "create",
+        "dozer",
+        "--tag",
+        "kind=dozer",
+        "--idle-stop",
+        "2s",
+        "--",
+        "sleep",
+        "600",
+    ]);
+    let changes = watch.wait_to("dozer", "stopped");
+    let stopped = changes.last().expect("stopped");
+    assert_eq!(
+        (&stopped["from"], &stopped["reason"]),
+        (&Value::from("idle"), &Value::from("idle")),
+        "{changes:#?}"
+    );
+    let got = hook.wait_for("the idle stop", |g| !g.is_empty());
+    let doc = got[0].json();
+    assert_eq!(
+        (&doc["event"], &doc["agent"], &doc["to"], &doc["reason"]),
+        (
+            &Value::from("idle-stopped"),
+            &Value::from("dozer"),
+            &Value::from("stopped"),
+            &Value::from("idle")
+        ),
+        "{doc}"
+    );
+}
+
+#[test]
+fn notify_refuses_bad_input_with_a_reason() {
+    let gw = gateway_with(QUICK_RETRIES);
+    let refused = |args: &[&str], status: i32, says: &str| {
+        let out = gw.ssh(args);
+        assert_eq!(
+            out.status.code(),
+            Some(status),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+        assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+        assert!(
+            !stderr(&out).contains("S3CR3T"),
+            "a URL repeated: {}",
+            stderr(&out)
+        );
+    };
+    let url = "http://127.0.0.1:9/S3CR3T";
+    refused(
+        &[
+            "notify",
+            "add",
+            "x",
+            "--webhook",
+            url,
+            "--on",
+            "waiting,lunch",
+        ],
+        2,
+        "unknown event 'lunch'",
+    );
+    refused(
+        &["notify", "add", "x", "--webhook", "ftp://h/S3CR3T"],
+        2,
+        "only http:// and https://",
+    );
+    refused(&["notify", "add", "x"], 2, "--webhook");
+    refused(
+        &["notify", "add", "x", "--ntfy", url, "--priority", "loud"],
+        2,
+        "unknown ntfy priority 'loud'",
+    );
+    refused(
+        &["notify", "add", "x", "--webhook", url, "--title", "t"],
+        2,
+        "--ntfy",
+    );
+    refused(
+        &["notify", "add", "no/slash", "--webhook", url],
+        2,
+        "invalid channel name",
+    );
+    gw.ok(&["notify", "add", "x", "--webhook", url]);
+    refused(
+        &["notify", "add", "x", "--webhook", url],
+        1,
+        "you already have a channel named 'x'",
+    );
+    refused(
+        &["notify", "remove", "y"],
+        1,
+        "you have no channel named 'y'",
+    );
+    refused(&["notify", "test", "y"], 1, "you have no channel named 'y'");
+    // Nothing listens on port 9: the test says why, without the URL.
+    refused(&["notify", "test", "x"], 1, "the test notification to 'x'");
+    gw.ok(&["notify", "remove", "x"]);
+    assert_eq!(gw.ok(&["notify", "list", "--json"]).trim(), "[]");
+}
+
+#[test]
+fn https_checks_the_servers_certificate() {
+    let gw = gateway_with(QUICK_RETRIES);
+    // A TLS server whose certificate no known authority signed.
+    let dir = gw.dir.path();
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+        ])
+        .arg("/CN=127.0.0.1")
+        .arg("-keyout")
+        .arg(dir.join("tls.key"))
+        .arg("-out")
+        .arg(dir.join("tls.crt"))
+        .output()
+        .expect("openssl req");
+    assert!(made.status.success(), "openssl: {}", stderr(&made));
+    let port = closed_port();
+    let mut server = Command::new("openssl")
+        .args([
+            "s_server",
+            "-quiet",
+            "-www",
+            "-accept",
+            &port.to_string(),
+            "-cert",
+        ])
+        .arg(dir.join("tls.crt"))
+        .arg("-key")
+        .arg(dir.join("tls.key"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("openssl s_server");
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "s_server did not listen"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    gw.ok(&[
+        "notify",
+        "add",
+        "tls",
+        "--webhook",
+        &format!("https://127.0.0.1:{port}/hook"),
+    ]);
+    let out = gw.ssh(&["notify", "test", "tls"]);
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("certificate"),
+        "not refused for its certificate: {}",
+        stderr(&out)
+    );
+}

@@ -821,6 +821,33 @@ mod tests {
     }
 
     #[test]
+    fn notify_add_takes_ntfy_options_only_with_ntfy() {
+        let add = |line: &str| match run_of(line) {
+            ControlCommand::Notify(notify::NotifyArgs {
+                command: notify::NotifyCommand::Add(add),
+            }) => notify::checked(add),
+            other => panic!("{other:?}"),
+        };
+        let refused = add("notify add x --webhook http://h/ --title t").expect_err("refused");
+        assert_eq!(refused.status, exit::USAGE);
+        assert!(refused.message.contains("--ntfy"), "{}", refused.message);
+        let taken = add("notify add x --ntfy http://h/t --priority 5").expect("taken");
+        assert_eq!(taken.priority.as_deref(), Some("5"));
+        assert_eq!(taken.events.len(), 4, "all events by default");
+        match run_of("notify add x --ntfy http://h/t --title t --tags a,b --on waiting,exited") {
+            ControlCommand::Notify(notify::NotifyArgs {
+                command: notify::NotifyCommand::Add(add),
+            }) => {
+                assert_eq!(add.on, ["waiting", "exited"]);
+                assert_eq!(add.ntfy_tags.as_deref(), Some("a,b"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let (_, status, _) = printed("notify add x");
+        assert_eq!(status, exit::USAGE);
+    }
+
+    #[test]
     fn send_takes_options_before_its_text_and_none_within() {
         let send = |line: &str| match run_of(line) {
             ControlCommand::Send(args) => args,

@@ -69,16 +69,16 @@ pub struct AddArgs {
     #[arg(long = "tag", value_name = "K=V", value_parser = parse_pair)]
     pub tags: Vec<(String, String)>,
     /// ntfy: the title ({agent}, {event} and {host} are filled in).
-    #[arg(long, requires = "ntfy")]
+    #[arg(long)]
     pub title: Option<String>,
     /// ntfy: the priority, 1-5 or min, low, default, high, max, urgent.
-    #[arg(long, requires = "ntfy")]
+    #[arg(long)]
     pub priority: Option<String>,
     /// ntfy: tags (emoji short codes), comma-separated.
-    #[arg(long = "tags", value_name = "TAG[,TAG]", requires = "ntfy")]
+    #[arg(long = "tags", value_name = "TAG[,TAG]")]
     pub ntfy_tags: Option<String>,
     /// ntfy: the URL opened when the notification is clicked ({agent} is filled in).
-    #[arg(long, value_name = "URL", requires = "ntfy")]
+    #[arg(long, value_name = "URL")]
     pub click: Option<String>,
 }
 
@@ -197,7 +197,7 @@ fn no_channel(name: &str) -> CommandError {
 }
 
 /// The channel `notify add` asked for, every value checked.
-fn checked(add: AddArgs) -> Result<NewChannel, CommandError> {
+pub(super) fn checked(add: AddArgs) -> Result<NewChannel, CommandError> {
     let name_ok = !add.name.is_empty()
         && add.name.len() <= 64
         && add
@@ -219,6 +219,17 @@ fn checked(add: AddArgs) -> Result<NewChannel, CommandError> {
             ));
         }
     };
+    if kind == ChannelKind::Webhook
+        && (add.title.is_some()
+            || add.priority.is_some()
+            || add.ntfy_tags.is_some()
+            || add.click.is_some())
+    {
+        return Err(CommandError::usage(
+            "--title, --priority, --tags and --click are for --ntfy channels",
+        )
+        .hint("a webhook gets the whole change as JSON; shape it at the receiving end"));
+    }
     let url = ChannelUrl::new(url);
     crate::notify::http::check_url(url.expose()).map_err(|e| {
         // The message never repeats the URL: it may hold a token.

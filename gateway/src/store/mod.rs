@@ -2355,6 +2355,39 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_unreachable_host_makes_its_agents_unknown_with_the_hosts_error() {
+        let (_dir, store) = store().await;
+        store
+            .insert_agent(&sample_agent("a", "local", AgentStatus::Running))
+            .await
+            .expect("insert");
+        let mut feed = store.subscribe_changes();
+        store
+            .set_host_status("local", "unreachable", Some("connection refused"), None)
+            .await
+            .expect("host");
+        store.mark_host_agents_unknown("local").await.expect("mark");
+        store
+            .mark_host_agents_unknown("local")
+            .await
+            .expect("again");
+        let change = feed.try_recv().expect("a change");
+        assert_eq!(
+            (
+                change.to.as_str(),
+                change.reason.as_deref(),
+                change.host_unreachable
+            ),
+            (
+                "unknown",
+                Some("host 'local' is unreachable: connection refused"),
+                true
+            )
+        );
+        assert!(feed.try_recv().is_err(), "one change only");
+    }
+
+    #[tokio::test]
     async fn an_idle_stop_is_one_change_with_its_reason() {
         let (_dir, store) = store().await;
         store
