@@ -39,6 +39,8 @@ pub struct Config {
     pub audit: AuditConfig,
     /// How a running agent's status (working, waiting, idle) is told.
     pub status: StatusConfig,
+    /// How notification channels (`ssh gw notify`) are paged.
+    pub notify: NotifyConfig,
     /// Agent recipes by name; `shell` is built in and can be overridden.
     pub templates: BTreeMap<String, Template>,
 }
@@ -287,6 +289,39 @@ impl Default for StatusConfig {
     }
 }
 
+/// How notification channels are paged (see `docs/operations.md`, "Notifications").
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// A channel is paged once for an agent's event within this window: an agent that flaps
+    /// between working and waiting pages once.
+    #[serde(with = "duration")]
+    pub debounce: Duration,
+    /// How many times a delivery is tried before it is recorded as failed.
+    pub tries: u32,
+    /// How long one try may take (connecting, sending, the answer).
+    #[serde(with = "duration")]
+    pub try_timeout: Duration,
+    /// The wait before the second try; it doubles after each try, up to a minute.
+    #[serde(with = "duration")]
+    pub retry_after: Duration,
+    /// How many deliveries wait for one channel at most; past that new ones are recorded as
+    /// failed, unsent.
+    pub queue: usize,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        NotifyConfig {
+            debounce: Duration::from_secs(30),
+            tries: 5,
+            try_timeout: Duration::from_secs(10),
+            retry_after: Duration::from_secs(2),
+            queue: 100,
+        }
+    }
+}
+
 impl Default for AuditConfig {
     fn default() -> Self {
         AuditConfig {
@@ -438,6 +473,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             audit: AuditConfig::default(),
             status: StatusConfig::default(),
+            notify: NotifyConfig::default(),
             templates: BTreeMap::new(),
         };
         config.add_builtin_templates();
@@ -503,6 +539,11 @@ impl Config {
         }
         if self.hosts.max_sessions == 0 {
             return Err("hosts.max_sessions must be at least 1".into());
+        }
+        if self.notify.tries == 0 || self.notify.queue == 0 || self.notify.try_timeout.is_zero() {
+            return Err(
+                "notify.tries, notify.queue and notify.try_timeout must be more than 0".into(),
+            );
         }
         if self.hosts.keepalive_max == 0 {
             return Err("hosts.keepalive_max must be at least 1".into());

@@ -11,6 +11,7 @@
 //! - [`store`]: sqlite through sqlx; the only module that writes SQL.
 //! - [`config`]: the TOML configuration and its defaults.
 //! - [`tailscale`]: the local tailscaled's LocalAPI and the gateway's view of the tailnet.
+//! - [`notify`]: the operators' notification channels (webhooks, ntfy) and their deliverer.
 //!
 //! **Invariant**: agents live in tmux on their hosts, not in the gateway. Stopping, killing or
 //! restarting the gateway never stops an agent or loses its state.
@@ -21,6 +22,7 @@ pub mod bridge;
 pub mod config;
 pub mod control;
 pub mod hosts;
+pub mod notify;
 pub mod ssh;
 pub mod status;
 pub mod store;
@@ -74,6 +76,8 @@ pub struct Gateway {
     pub snapshot_scans: hosts::reconciler::SnapshotScans,
     /// This run's ID, written into the operations it begins (`agents::journal`).
     pub run_id: String,
+    /// The notification channels' deliverer (`notify test` tries a channel through it).
+    pub notifier: notify::Notifier,
 }
 
 impl Gateway {
@@ -280,6 +284,8 @@ pub async fn serve(
         config.tailscale.poll_interval,
     ));
     let status_rules = status::Rules::new(&config.templates).map_err(anyhow::Error::msg)?;
+    let notifier = notify::Notifier::new(store.clone(), config.notify.clone())
+        .context("cannot set up the notification channels' HTTP client")?;
     let gw = Arc::new(Gateway {
         status_rules,
         inputs: status::Inputs::default(),
@@ -288,6 +294,7 @@ pub async fn serve(
         live: Arc::default(),
         snapshot_scans: hosts::reconciler::SnapshotScans::default(),
         run_id: agents::journal::new_run_id(),
+        notifier,
         config,
         client_key,
         store,
@@ -299,6 +306,9 @@ pub async fn serve(
     });
 
     gw.load_remote_hosts().await?;
+    // Following the feed before the first look at the hosts: an agent that exited while the
+    // gateway was down is news too.
+    gw.notifier.start(&tasks, stop.clone());
     // What the tailnet says of its hosts, before they are asked.
     let view = gw.tailnet.refresh().await;
     hosts::tailnet::apply(&gw, &view).await;

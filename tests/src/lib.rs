@@ -18,6 +18,7 @@ pub mod bench;
 pub mod fake_model;
 pub mod netns;
 pub mod tailscale_emu;
+pub mod webhook;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 

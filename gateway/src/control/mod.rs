@@ -21,6 +21,7 @@ pub mod list;
 pub mod logs;
 pub mod many;
 pub mod migrate;
+pub mod notify;
 pub mod output;
 pub mod restart;
 pub mod secret;
@@ -33,6 +34,7 @@ pub mod stop;
 pub mod top;
 pub mod version;
 pub mod wait;
+pub mod watch;
 pub mod whoami;
 
 use std::collections::HashMap;
@@ -116,6 +118,10 @@ pub enum ControlCommand {
     Untag(many::UntagArgs),
     /// Wait until an agent exits; exit with its exit code.
     Wait(wait::WaitArgs),
+    /// Print agents' status changes as they happen, one per line, until you leave.
+    Watch(watch::WatchArgs),
+    /// Manage your notification channels (webhooks, ntfy): add, list, remove, test.
+    Notify(notify::NotifyArgs),
     /// Let another operator see and use an agent (owner or admin).
     Share(share::ShareArgs),
     /// Take back a share (owner or admin).
@@ -162,6 +168,8 @@ impl ControlCommand {
             ControlCommand::Events(a) => a.agent.as_deref(),
             ControlCommand::Share(a) | ControlCommand::Unshare(a) => Some(&a.name),
             ControlCommand::List(_)
+            | ControlCommand::Watch(_)
+            | ControlCommand::Notify(_)
             | ControlCommand::Top
             | ControlCommand::Key(_)
             | ControlCommand::Secret(_)
@@ -252,19 +260,34 @@ pub fn help_text() -> String {
 }
 
 /// The command line as the audit trail and the log show it: the values of `--env K=V` (often
-/// API keys) are replaced by `***`.
+/// API keys) are replaced by `***`, and a channel's `--webhook`/`--ntfy` URL (which may hold
+/// a token) is cut to its scheme and host.
 pub fn redacted(line: &str) -> String {
     let Some(words) = shlex::split(line) else {
         return "<unparsable command line>".to_owned();
     };
     let mut out = Vec::with_capacity(words.len());
     let mut hide_next = false;
+    let mut hide_url = false;
     for word in words {
         if word == "--" {
             hide_next = false;
+            hide_url = false;
         }
-        let shown = if hide_next {
+        let shown = if hide_url {
+            crate::store::ChannelUrl::new(word.clone()).masked()
+        } else if hide_next {
             hide_value(&word)
+        } else if let Some(url) = word
+            .strip_prefix("--webhook=")
+            .or_else(|| word.strip_prefix("--ntfy="))
+        {
+            // A channel's URL may hold a token (`notify add`).
+            let option = &word[..word.len() - url.len()];
+            format!(
+                "{option}{}",
+                crate::store::ChannelUrl::new(url.to_owned()).masked()
+            )
         } else if let Some(pair) = word.strip_prefix("--env=") {
             format!("--env={}", hide_value(pair))
         } else if let Some(pair) = word.strip_prefix("-e").filter(|p| p.contains('=')) {
@@ -273,6 +296,7 @@ pub fn redacted(line: &str) -> String {
             word.clone()
         };
         hide_next = word == "--env" || word == "-e";
+        hide_url = word == "--webhook" || word == "--ntfy";
         out.push(shown);
     }
     shlex::try_join(out.iter().map(String::as_str))
@@ -652,6 +676,8 @@ pub async fn run(
         ControlCommand::Approve(args) => answer::run(gw, caller, args, true, io).await,
         ControlCommand::Deny(args) => answer::run(gw, caller, args, false, io).await,
         ControlCommand::Wait(args) => wait::run(gw, caller, args, io).await,
+        ControlCommand::Watch(args) => watch::run(gw, caller, args, io).await,
+        ControlCommand::Notify(args) => notify::run(gw, caller, args, io).await,
         ControlCommand::Events(args) => events::run(gw, caller, args, io).await,
         ControlCommand::Share(args) => share::share(gw, caller, args, io).await,
         ControlCommand::Unshare(args) => share::unshare(gw, caller, args, io).await,
@@ -803,6 +829,33 @@ mod tests {
     }
 
     #[test]
+    fn notify_add_takes_ntfy_options_only_with_ntfy() {
+        let add = |line: &str| match run_of(line) {
+            ControlCommand::Notify(notify::NotifyArgs {
+                command: notify::NotifyCommand::Add(add),
+            }) => notify::checked(add),
+            other => panic!("{other:?}"),
+        };
+        let refused = add("notify add x --webhook http://h/ --title t").expect_err("refused");
+        assert_eq!(refused.status, exit::USAGE);
+        assert!(refused.message.contains("--ntfy"), "{}", refused.message);
+        let taken = add("notify add x --ntfy http://h/t --priority 5").expect("taken");
+        assert_eq!(taken.priority.as_deref(), Some("5"));
+        assert_eq!(taken.events.len(), 4, "all events by default");
+        match run_of("notify add x --ntfy http://h/t --title t --tags a,b --on waiting,exited") {
+            ControlCommand::Notify(notify::NotifyArgs {
+                command: notify::NotifyCommand::Add(add),
+            }) => {
+                assert_eq!(add.on, ["waiting", "exited"]);
+                assert_eq!(add.ntfy_tags.as_deref(), Some("a,b"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let (_, status, _) = printed("notify add x");
+        assert_eq!(status, exit::USAGE);
+    }
+
+    #[test]
     fn send_takes_options_before_its_text_and_none_within() {
         let send = |line: &str| match run_of(line) {
             ControlCommand::Send(args) => args,
@@ -937,6 +990,14 @@ mod tests {
             "create x --env 'API_KEY=***' -e 'B=***' '--env=C=***' '-eD=***' --tag 'k=v'"
         );
         assert_eq!(redacted("create x -- env A=1"), "create x -- env 'A=1'");
+        assert_eq!(
+            redacted("notify add p --ntfy https://u:tk_1@ntfy.sh/topic --title hi"),
+            "notify add p --ntfy 'https://ntfy.sh/***' --title hi"
+        );
+        assert_eq!(
+            redacted("notify add p --webhook=https://h.example/T0K3N"),
+            "notify add p '--webhook=https://h.example/***'"
+        );
     }
 
     #[test]

@@ -561,12 +561,9 @@ fn idle_stop_due(prev: &AgentRecord, seen: &Observed) -> Option<std::time::Durat
 async fn stop_idle(gw: &Gateway, host: &Host, name: &str, period: std::time::Duration) {
     let stopped = async {
         let info = host.stop(name).await.map_err(|e| e.to_string())?;
+        // The status and its reason together, so the feed tells one change: stopped, idle.
         gw.store
-            .observe_agent(name, &observed(&info))
-            .await
-            .map_err(|e| e.to_string())?;
-        gw.store
-            .set_stop_reason(name, "idle")
+            .observe_stopped_for(name, &observed(&info), "idle")
             .await
             .map_err(|e| e.to_string())
     }

@@ -6,7 +6,12 @@
 //! writes what it sees here, and nothing here ever deletes a workspace.
 
 mod audit;
+mod changes;
+mod notify;
 mod operations;
+
+pub use changes::{DESTROYED, FEED_CAPACITY, StatusChange};
+pub use notify::{ChannelKind, ChannelUrl, NewChannel, NotifyChannel};
 
 pub use operations::{Operation, OperationKind, Outcome, Step};
 
@@ -438,6 +443,10 @@ pub struct Store {
     pool: SqlitePool,
     /// Audit writes the database could not take yet (see `audit`).
     audit: Arc<tokio::sync::Mutex<audit::Backlog>>,
+    /// Where recorded status changes are published (see `changes`).
+    feed: changes::Feed,
+    /// Bumped when a notification channel is added or removed (see `notify`).
+    channels_changed: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Store {
@@ -471,7 +480,14 @@ impl Store {
         Ok(Store {
             pool,
             audit: Arc::default(),
+            feed: changes::Feed::default(),
+            channels_changed: Arc::default(),
         })
+    }
+
+    /// The status changes recorded from now on (see `changes`).
+    pub fn subscribe_changes(&self) -> tokio::sync::broadcast::Receiver<StatusChange> {
+        self.feed.subscribe()
     }
 
     /// Runs sqlite's `PRAGMA quick_check` on the database at `path` (if there is one) on a
@@ -917,11 +933,31 @@ impl Store {
         .execute(&self.pool)
         .await;
         match result {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                // A new agent is news too (from nothing to `creating`, or to what an adopted
+                // agent is); read back after the commit, as the row now is.
+                self.publish_new(&agent.name).await;
+                Ok(())
+            }
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::Conflict(
                 format!("an agent named '{}' already exists", agent.name),
             )),
             Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Publishes the arrival of agent `name` (just inserted). A failure to read it back only
+    /// costs the feed that one change: the row is written.
+    async fn publish_new(&self, name: &str) {
+        let at = time::OffsetDateTime::now_utc();
+        let read = async {
+            let mut conn = self.pool.acquire().await?;
+            let after = changes::shown_row(&mut conn, name).await?;
+            changes::between(None, after.as_ref(), at)
+        };
+        match read.await {
+            Ok(change) => self.feed.publish(change.into_iter().collect()),
+            Err(e) => tracing::warn!(agent = name, error = %e, "a new agent is not in the feed"),
         }
     }
 
@@ -965,108 +1001,50 @@ impl Store {
     /// the same is not written (a reconciler pass over agents that did not change writes
     /// nothing). Returns how many rows changed.
     pub async fn observe_agents(&self, seen: &[(&str, &Observed)]) -> Result<u64> {
-        let mut tx = self.pool.begin().await?;
+        // IMMEDIATE: the write lock from the start, so that the row read before the write is
+        // the one the write changes (a deferred read would also make the write fail with
+        // SQLITE_BUSY, unretried, after another writer's commit).
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let mut changed = 0;
-        let now = now();
+        let at = time::OffsetDateTime::now_utc();
+        let now = format_time(at);
+        let mut news = Vec::new();
         for (name, seen) in seen {
-            // An end no stop explains is news once: when the agent comes to this status (or,
-            // exited, to another exit code), not when a host that was unreachable tells it
-            // again. The event is written first, in the same transaction as the status: that
-            // first write takes the database's write lock, so the row it reads is the one the
-            // update below changes, whichever caller (the reconciler, `info`, `wait`) sees
-            // the end first.
-            if let Some(reason) = &seen.stop_reason {
-                sqlx::query(
-                    "INSERT INTO events (at, kind, agent, detail, result, message)
-                     SELECT ?1, 'agent', name, ?2, ?3, ?2 FROM agents
-                      WHERE name = ?4
-                        AND (status IS NOT ?3 OR (?3 = 'exited' AND exit_code IS NOT ?5))
-                        AND NOT (status = 'unknown' AND stop_reason IS ?2)",
-                )
-                .bind(&now)
-                .bind(reason)
-                .bind(seen.status.as_str())
-                .bind(name)
-                .bind(seen.exit_code)
-                .execute(&mut *tx)
-                .await?;
+            let before = changes::shown_row(&mut tx, name).await?;
+            let written = write_observed(&mut tx, name, seen, &now).await?;
+            if written > 0 {
+                let after = changes::shown_row(&mut tx, name).await?;
+                news.extend(changes::between(before.as_ref(), after.as_ref(), at)?);
             }
-            // ?8: whether the activity was worked out. Without it the stored one stays while
-            // the agent keeps its status; a new status (a start, a stop) clears what its old
-            // screen told, so the next look starts afresh. The right-hand sides read the row
-            // as it was.
-            let activity = seen.activity.clone().unwrap_or_default();
-            changed += sqlx::query(
-                "UPDATE agents SET status = ?1, exit_code = ?2, pid = ?3,
-                        last_activity = COALESCE(?4, last_activity),
-                        workspace = COALESCE(?5, workspace), updated_at = ?6,
-                        activity = CASE WHEN ?1 != 'running' THEN NULL
-                                        WHEN ?8 THEN ?9
-                                        WHEN status IS NOT ?1 THEN NULL ELSE activity END,
-                        activity_reason = CASE WHEN ?1 != 'running' THEN NULL
-                                               WHEN ?8 THEN ?10
-                                               WHEN status IS NOT ?1 THEN NULL
-                                               ELSE activity_reason END,
-                        last_output_at = CASE WHEN ?8 THEN ?11 ELSE last_output_at END,
-                        last_input_at = CASE WHEN ?8 THEN ?12 ELSE last_input_at END,
-                        screen = CASE WHEN ?8 THEN ?13 WHEN status IS NOT ?1 THEN NULL
-                                      ELSE screen END,
-                        last_line = CASE WHEN ?8 THEN ?14 ELSE last_line END,
-                        screen_waits = CASE WHEN ?8 THEN ?15 WHEN status IS NOT ?1 THEN NULL
-                                            ELSE screen_waits END,
-                        screen_asks = CASE WHEN ?8 THEN ?18 WHEN status IS NOT ?1 THEN NULL
-                                           ELSE screen_asks END,
-                        activity_source = CASE WHEN ?1 != 'running' THEN NULL
-                                               WHEN ?8 THEN ?17
-                                               WHEN status IS NOT ?1 THEN NULL
-                                               ELSE activity_source END,
-                        stop_reason = CASE WHEN ?1 IN ('running', 'creating') THEN NULL
-                                           WHEN ?16 IS NOT NULL AND (status IS NOT ?1 OR
-                                                (?1 = 'exited' AND exit_code IS NOT ?2))
-                                           THEN ?16
-                                           WHEN status IS NOT ?1 AND status != 'unknown'
-                                                AND ?1 != 'unknown' THEN NULL
-                                           ELSE stop_reason END,
-                        status_since = CASE
-                            WHEN status IS NOT ?1 OR (CASE WHEN ?1 != 'running' THEN NULL
-                                    WHEN ?8 THEN ?9 WHEN status IS NOT ?1 THEN NULL
-                                    ELSE activity END) IS NOT activity
-                            THEN ?6 ELSE status_since END
-                 WHERE name = ?7
-                   AND (status IS NOT ?1 OR exit_code IS NOT ?2 OR pid IS NOT ?3
-                        OR (?4 IS NOT NULL AND last_activity IS NOT ?4)
-                        OR (?5 IS NOT NULL AND workspace IS NOT ?5)
-                        OR (?1 != 'running' AND activity IS NOT NULL)
-                        OR (?8 AND (activity IS NOT ?9 OR activity_reason IS NOT ?10
-                                    OR last_output_at IS NOT ?11 OR last_input_at IS NOT ?12
-                                    OR screen IS NOT ?13 OR last_line IS NOT ?14
-                                    OR screen_waits IS NOT ?15 OR activity_source IS NOT ?17
-                                    OR screen_asks IS NOT ?18)))",
-            )
-            .bind(seen.status.as_str())
-            .bind(seen.exit_code)
-            .bind(seen.pid.map(i64::from))
-            .bind(&seen.last_activity)
-            .bind(&seen.workspace)
-            .bind(&now)
-            .bind(name)
-            .bind(seen.activity.is_some())
-            .bind(activity.state.map(ActivityState::as_str))
-            .bind(&activity.reason)
-            .bind(&activity.last_output_at)
-            .bind(&activity.last_input_at)
-            .bind(&activity.screen)
-            .bind(&activity.last_line)
-            .bind(&activity.screen_waits)
-            .bind(&seen.stop_reason)
-            .bind(activity.source.map(ActivitySource::as_str))
-            .bind(activity.screen_asks)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+            changed += written;
         }
         tx.commit().await?;
+        self.feed.publish(news);
         Ok(changed)
+    }
+
+    /// Writes a stop the gateway made for a reason of its own (`idle`): the stopped status
+    /// and the reason in one transaction, so the change is published once, with its reason.
+    pub async fn observe_stopped_for(
+        &self,
+        name: &str,
+        seen: &Observed,
+        reason: &str,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let at = time::OffsetDateTime::now_utc();
+        let before = changes::shown_row(&mut tx, name).await?;
+        write_observed(&mut tx, name, seen, &format_time(at)).await?;
+        sqlx::query("UPDATE agents SET stop_reason = ? WHERE name = ? AND status = 'stopped'")
+            .bind(reason)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        let after = changes::shown_row(&mut tx, name).await?;
+        let news = changes::between(before.as_ref(), after.as_ref(), at)?;
+        tx.commit().await?;
+        self.feed.publish(news.into_iter().collect());
+        Ok(())
     }
 
     /// Replaces an agent's tags (and those in its stored spec).
@@ -1097,18 +1075,31 @@ impl Store {
 
     /// Marks every settled agent of a host `unknown` (the host could not be asked).
     pub async fn mark_host_agents_unknown(&self, host: &str) -> Result<()> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let at = time::OffsetDateTime::now_utc();
+        let before = changes::shown_rows_of_host(&mut tx, host).await?;
         // What the screen told goes with the status, as in `observe_agents`.
-        sqlx::query(
+        let written = sqlx::query(
             "UPDATE agents SET pid = NULL, updated_at = ?1,
                     status_since = CASE WHEN status != 'unknown' THEN ?1 ELSE status_since END,
                     status = 'unknown', activity = NULL, activity_reason = NULL, screen = NULL,
                     screen_waits = NULL, screen_asks = NULL, activity_source = NULL
              WHERE host = ?2 AND status != 'creating' AND (status != 'unknown' OR pid IS NOT NULL)",
         )
-        .bind(now())
+        .bind(format_time(at))
         .bind(host)
-        .execute(&self.pool)
-        .await?;
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let mut news = Vec::new();
+        if written > 0 {
+            for after in changes::shown_rows_of_host(&mut tx, host).await? {
+                let was = before.iter().find(|b| b.agent() == after.agent());
+                news.extend(changes::between(was, Some(&after), at)?);
+            }
+        }
+        tx.commit().await?;
+        self.feed.publish(news);
         Ok(())
     }
 
@@ -1124,10 +1115,16 @@ impl Store {
     }
 
     pub async fn delete_agent(&self, name: &str) -> Result<bool> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let at = time::OffsetDateTime::now_utc();
+        let before = changes::shown_row(&mut tx, name).await?;
         let done = sqlx::query("DELETE FROM agents WHERE name = ?")
             .bind(name)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        let news = changes::between(before.as_ref(), None, at)?;
+        tx.commit().await?;
+        self.feed.publish(news.into_iter().collect());
         Ok(done.rows_affected() > 0)
     }
 
@@ -1463,6 +1460,112 @@ impl Default for EventFilter {
             only_for: None,
         }
     }
+}
+
+/// Writes what a host said about agent `name` in `tx` (see [`Store::observe_agents`]); returns
+/// how many rows changed.
+async fn write_observed(
+    tx: &mut sqlx::SqliteConnection,
+    name: &str,
+    seen: &Observed,
+    now: &str,
+) -> Result<u64> {
+    // An end no stop explains is news once: when the agent comes to this status (or,
+    // exited, to another exit code), not when a host that was unreachable tells it
+    // again. The event is written first, in the same transaction as the status: that
+    // first write takes the database's write lock, so the row it reads is the one the
+    // update below changes, whichever caller (the reconciler, `info`, `wait`) sees
+    // the end first.
+    if let Some(reason) = &seen.stop_reason {
+        sqlx::query(
+            "INSERT INTO events (at, kind, agent, detail, result, message)
+                 SELECT ?1, 'agent', name, ?2, ?3, ?2 FROM agents
+                  WHERE name = ?4
+                    AND (status IS NOT ?3 OR (?3 = 'exited' AND exit_code IS NOT ?5))
+                    AND NOT (status = 'unknown' AND stop_reason IS ?2)",
+        )
+        .bind(now)
+        .bind(reason)
+        .bind(seen.status.as_str())
+        .bind(name)
+        .bind(seen.exit_code)
+        .execute(&mut *tx)
+        .await?;
+    }
+    // ?8: whether the activity was worked out. Without it the stored one stays while
+    // the agent keeps its status; a new status (a start, a stop) clears what its old
+    // screen told, so the next look starts afresh. The right-hand sides read the row
+    // as it was.
+    let activity = seen.activity.clone().unwrap_or_default();
+    let written = sqlx::query(
+        "UPDATE agents SET status = ?1, exit_code = ?2, pid = ?3,
+                    last_activity = COALESCE(?4, last_activity),
+                    workspace = COALESCE(?5, workspace), updated_at = ?6,
+                    activity = CASE WHEN ?1 != 'running' THEN NULL
+                                    WHEN ?8 THEN ?9
+                                    WHEN status IS NOT ?1 THEN NULL ELSE activity END,
+                    activity_reason = CASE WHEN ?1 != 'running' THEN NULL
+                                           WHEN ?8 THEN ?10
+                                           WHEN status IS NOT ?1 THEN NULL
+                                           ELSE activity_reason END,
+                    last_output_at = CASE WHEN ?8 THEN ?11 ELSE last_output_at END,
+                    last_input_at = CASE WHEN ?8 THEN ?12 ELSE last_input_at END,
+                    screen = CASE WHEN ?8 THEN ?13 WHEN status IS NOT ?1 THEN NULL
+                                  ELSE screen END,
+                    last_line = CASE WHEN ?8 THEN ?14 ELSE last_line END,
+                    screen_waits = CASE WHEN ?8 THEN ?15 WHEN status IS NOT ?1 THEN NULL
+                                        ELSE screen_waits END,
+                    screen_asks = CASE WHEN ?8 THEN ?18 WHEN status IS NOT ?1 THEN NULL
+                                       ELSE screen_asks END,
+                    activity_source = CASE WHEN ?1 != 'running' THEN NULL
+                                           WHEN ?8 THEN ?17
+                                           WHEN status IS NOT ?1 THEN NULL
+                                           ELSE activity_source END,
+                    stop_reason = CASE WHEN ?1 IN ('running', 'creating') THEN NULL
+                                       WHEN ?16 IS NOT NULL AND (status IS NOT ?1 OR
+                                            (?1 = 'exited' AND exit_code IS NOT ?2))
+                                       THEN ?16
+                                       WHEN status IS NOT ?1 AND status != 'unknown'
+                                            AND ?1 != 'unknown' THEN NULL
+                                       ELSE stop_reason END,
+                    status_since = CASE
+                        WHEN status IS NOT ?1 OR (CASE WHEN ?1 != 'running' THEN NULL
+                                WHEN ?8 THEN ?9 WHEN status IS NOT ?1 THEN NULL
+                                ELSE activity END) IS NOT activity
+                        THEN ?6 ELSE status_since END
+             WHERE name = ?7
+               AND (status IS NOT ?1 OR exit_code IS NOT ?2 OR pid IS NOT ?3
+                    OR (?4 IS NOT NULL AND last_activity IS NOT ?4)
+                    OR (?5 IS NOT NULL AND workspace IS NOT ?5)
+                    OR (?1 != 'running' AND activity IS NOT NULL)
+                    OR (?8 AND (activity IS NOT ?9 OR activity_reason IS NOT ?10
+                                OR last_output_at IS NOT ?11 OR last_input_at IS NOT ?12
+                                OR screen IS NOT ?13 OR last_line IS NOT ?14
+                                OR screen_waits IS NOT ?15 OR activity_source IS NOT ?17
+                                OR screen_asks IS NOT ?18)))",
+    )
+    .bind(seen.status.as_str())
+    .bind(seen.exit_code)
+    .bind(seen.pid.map(i64::from))
+    .bind(&seen.last_activity)
+    .bind(&seen.workspace)
+    .bind(now)
+    .bind(name)
+    .bind(seen.activity.is_some())
+    .bind(activity.state.map(ActivityState::as_str))
+    .bind(&activity.reason)
+    .bind(&activity.last_output_at)
+    .bind(&activity.last_input_at)
+    .bind(&activity.screen)
+    .bind(&activity.last_line)
+    .bind(&activity.screen_waits)
+    .bind(&seen.stop_reason)
+    .bind(activity.source.map(ActivitySource::as_str))
+    .bind(activity.screen_asks)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    Ok(written)
 }
 
 const AGENT_SELECT: &str =
@@ -2211,5 +2314,159 @@ mod tests {
             ..EventFilter::default()
         };
         assert_eq!(store.events(&after).await.expect("events").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn each_recorded_change_of_shown_status_is_published_once() {
+        let (_dir, store) = store().await;
+        let mut feed = store.subscribe_changes();
+        let mut agent = sample_agent("a", "local", AgentStatus::Creating);
+        agent.created_by = Some("ann".into());
+        store.insert_agent(&agent).await.expect("insert");
+        let seen = |status, state: Option<ActivityState>, reason: Option<&str>| Observed {
+            status,
+            exit_code: (status == AgentStatus::Exited).then_some(3),
+            pid: None,
+            last_activity: None,
+            workspace: None,
+            activity: Some(AgentActivity {
+                state,
+                reason: reason.map(str::to_owned),
+                ..AgentActivity::default()
+            }),
+            stop_reason: (status == AgentStatus::Exited)
+                .then(|| "its process exited with 3".to_owned()),
+        };
+        let working = seen(AgentStatus::Running, Some(ActivityState::Working), None);
+        let waiting = seen(
+            AgentStatus::Running,
+            Some(ActivityState::Waiting),
+            Some("asks a yes/no question"),
+        );
+        // Written twice (two observers racing): one change.
+        for seen in [&working, &working, &waiting, &waiting] {
+            store.observe_agent("a", seen).await.expect("observe");
+        }
+        store
+            .observe_agent("a", &seen(AgentStatus::Exited, None, None))
+            .await
+            .expect("observe");
+        store.mark_host_agents_unknown("local").await.expect("mark");
+        store.delete_agent("a").await.expect("delete");
+        let mut got = Vec::new();
+        while let Ok(change) = feed.try_recv() {
+            assert_eq!(
+                (change.agent.as_str(), change.owner.as_deref()),
+                ("a", Some("ann"))
+            );
+            got.push((change.from, change.to, change.reason));
+        }
+        let s = |t: &str| Some(t.to_owned());
+        assert_eq!(
+            got,
+            [
+                (None, "creating".into(), None),
+                (s("creating"), "working".into(), None),
+                (s("working"), "waiting".into(), s("asks a yes/no question")),
+                (
+                    s("waiting"),
+                    "exited".into(),
+                    s("its process exited with 3")
+                ),
+                (
+                    s("exited"),
+                    "unknown".into(),
+                    s("its process exited with 3")
+                ),
+                (s("unknown"), DESTROYED.into(), None),
+            ]
+        );
+        let viewer = |name: &str, role| Operator {
+            id: 0,
+            name: name.into(),
+            role,
+        };
+        let change = StatusChange {
+            at: time::OffsetDateTime::now_utc(),
+            agent: "a".into(),
+            host: "local".into(),
+            from: None,
+            to: "waiting".into(),
+            reason: None,
+            owner: Some("ann".into()),
+            shared_with: vec!["bob".into()],
+            tags: BTreeMap::new(),
+            host_unreachable: false,
+        };
+        assert!(change.visible_to(&viewer("ann", Role::Operator)));
+        assert!(change.visible_to(&viewer("bob", Role::Operator)));
+        assert!(change.visible_to(&viewer("root", Role::Admin)));
+        assert!(!change.visible_to(&viewer("eve", Role::Operator)));
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_host_makes_its_agents_unknown_with_the_hosts_error() {
+        let (_dir, store) = store().await;
+        store
+            .insert_agent(&sample_agent("a", "local", AgentStatus::Running))
+            .await
+            .expect("insert");
+        let mut feed = store.subscribe_changes();
+        store
+            .set_host_status("local", "unreachable", Some("connection refused"), None)
+            .await
+            .expect("host");
+        store.mark_host_agents_unknown("local").await.expect("mark");
+        store
+            .mark_host_agents_unknown("local")
+            .await
+            .expect("again");
+        let change = feed.try_recv().expect("a change");
+        assert_eq!(
+            (
+                change.to.as_str(),
+                change.reason.as_deref(),
+                change.host_unreachable
+            ),
+            (
+                "unknown",
+                Some("host 'local' is unreachable: connection refused"),
+                true
+            )
+        );
+        assert!(feed.try_recv().is_err(), "one change only");
+    }
+
+    #[tokio::test]
+    async fn an_idle_stop_is_one_change_with_its_reason() {
+        let (_dir, store) = store().await;
+        store
+            .insert_agent(&sample_agent("a", "local", AgentStatus::Running))
+            .await
+            .expect("insert");
+        let mut feed = store.subscribe_changes();
+        let stopped = Observed {
+            status: AgentStatus::Stopped,
+            exit_code: None,
+            pid: None,
+            last_activity: None,
+            workspace: None,
+            activity: None,
+            stop_reason: None,
+        };
+        store
+            .observe_stopped_for("a", &stopped, "idle")
+            .await
+            .expect("stop");
+        let change = feed.try_recv().expect("a change");
+        assert_eq!(
+            (
+                change.from.as_deref(),
+                change.to.as_str(),
+                change.reason.as_deref()
+            ),
+            (Some("running"), "stopped", Some("idle"))
+        );
+        assert!(feed.try_recv().is_err(), "one change only");
     }
 }

@@ -24,7 +24,7 @@ use super::io::{Backlog, Inbound};
 use super::{Caller, CommandError, CommandIo, CommandResult, Parsed, exit};
 use crate::Gateway;
 use crate::hosts::reconciler;
-use crate::store::AgentRecord;
+use crate::store::{AgentRecord, Operator, StatusChange};
 use view::{Action, View};
 
 /// The largest terminal the view draws into (columns, rows): a client may claim any size up
@@ -68,6 +68,8 @@ pub async fn run(gw: &Arc<Gateway>, caller: &Caller, io: &mut CommandIo) -> Comm
     // Access taken back (the key removed): the view puts the terminal back before the
     // connection is cut.
     let revocation = gw.live.revocation(caller.connection).unwrap_or_default();
+    // The status changes, to ring the terminal when an agent starts waiting or exits.
+    let mut changes = gw.store.subscribe_changes();
     loop {
         let frame = screen.draw(&mut view);
         if !frame.is_empty() && !send(io, &frame).await {
@@ -77,6 +79,7 @@ pub async fn run(gw: &Arc<Gateway>, caller: &Caller, io: &mut CommandIo) -> Comm
             chunk = io.stdin.recv() => Event::Input(chunk),
             changed = size.changed() => Event::Resized(changed.is_ok()),
             changed = fresh.changed() => Event::Looked(changed.is_ok()),
+            change = changes.recv() => Event::Changed(change.ok()),
             () = io.closed.cancelled() => Event::Gone,
             // The gateway is stopping: the view has nothing to finish, so it ends at once (its
             // terminal put back) rather than hold the shutdown for the grace period.
@@ -110,6 +113,15 @@ pub async fn run(gw: &Arc<Gateway>, caller: &Caller, io: &mut CommandIo) -> Comm
                 }
                 continue;
             }
+            Event::Changed(change) => {
+                if let Some(ring) = change.as_ref().and_then(|c| ring_for(c, &caller.operator)) {
+                    if !send(io, &ring).await {
+                        break;
+                    }
+                    looks.now();
+                }
+                continue;
+            }
             Event::Input(Some(bytes)) => decoder.feed(&bytes),
             Event::Flush => decoder.flush(),
         };
@@ -139,6 +151,8 @@ pub async fn run(gw: &Arc<Gateway>, caller: &Caller, io: &mut CommandIo) -> Comm
                 flush_at = None;
                 looks = Looks::start(gw, caller);
                 fresh = looks.fresh.clone();
+                // What changed during the attach is not rung now: the operator was there.
+                changes = gw.store.subscribe_changes();
                 screen.resize(*size.borrow_and_update());
             }
             Action::Stop(name) => {
@@ -180,6 +194,8 @@ enum Event {
     /// false: the terminal's size can no longer change (the session is ending).
     Resized(bool),
     Looked(bool),
+    /// A status change was recorded (None: some were missed, too many at once).
+    Changed(Option<StatusChange>),
     Gone,
     Stopping,
     /// The connection's access was taken back, for this reason.
@@ -194,6 +210,32 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
+}
+
+/// What rings the client's terminal for a change of an agent it shows, if the change
+/// rings: the agent started waiting or exited. BEL, then the desktop notifications common
+/// terminals show: OSC 9 (iTerm2, Windows Terminal, kitty, WezTerm) and OSC 777 (`notify;
+/// TITLE;BODY`: urxvt, foot, Ghostty, VTE). Terminals that know neither ignore them.
+fn ring_for(change: &StatusChange, viewer: &Operator) -> Option<Vec<u8>> {
+    let rings = matches!(change.to.as_str(), "waiting" | "exited")
+        && change.from.as_deref() != Some(change.to.as_str())
+        && change.visible_to(viewer);
+    if !rings {
+        return None;
+    }
+    // Text inside an OSC ends at a control character; `;` separates OSC 777's fields.
+    let clean = |t: &str| -> String {
+        t.chars()
+            .map(|c| if c.is_control() || c == ';' { ' ' } else { c })
+            .take(200)
+            .collect()
+    };
+    let title = clean(&format!("agentgate: {} is {}", change.agent, change.to));
+    let body = clean(&match &change.reason {
+        Some(reason) => format!("{} on {}: {reason}", change.agent, change.host),
+        None => format!("{} on {}", change.agent, change.host),
+    });
+    Some(format!("\x07\x1b]9;{title}: {body}\x07\x1b]777;notify;{title};{body}\x07").into_bytes())
 }
 
 /// Writes to the client's terminal; false once the client has gone.
@@ -529,6 +571,37 @@ mod tests {
                 }
             ]
         );
+    }
+
+    #[test]
+    fn the_terminal_rings_when_an_agent_it_shows_starts_waiting_or_exits() {
+        let change = |from: &str, to: &str, owner: &str| StatusChange {
+            at: time::OffsetDateTime::UNIX_EPOCH,
+            agent: "fix-ci".into(),
+            host: "local".into(),
+            from: Some(from.into()),
+            to: to.into(),
+            reason: Some("asks; a\x1b]question".into()),
+            owner: Some(owner.into()),
+            shared_with: Vec::new(),
+            tags: std::collections::BTreeMap::new(),
+            host_unreachable: false,
+        };
+        let ann = Operator {
+            id: 1,
+            name: "ann".into(),
+            role: crate::store::Role::Operator,
+        };
+        let ring = ring_for(&change("working", "waiting", "ann"), &ann).expect("rings");
+        assert_eq!(
+            String::from_utf8(ring).expect("text"),
+            "\x07\x1b]9;agentgate: fix-ci is waiting: fix-ci on local: asks  a ]question\x07\
+             \x1b]777;notify;agentgate: fix-ci is waiting;fix-ci on local: asks  a ]question\x07"
+        );
+        assert!(ring_for(&change("running", "exited", "ann"), &ann).is_some());
+        assert!(ring_for(&change("waiting", "waiting", "ann"), &ann).is_none());
+        assert!(ring_for(&change("waiting", "working", "ann"), &ann).is_none());
+        assert!(ring_for(&change("working", "waiting", "bob"), &ann).is_none());
     }
 
     #[test]

@@ -1,0 +1,123 @@
+//! `watch [NAME...] [--tag K=V]... [--json]`: the status changes of the agents the caller may
+//! see, one line each, as the gateway records them, until the client leaves.
+//!
+//! It follows the store's feed (`store::StatusChange`). The feed holds a bounded number of
+//! changes for each follower: a client that reads slower than changes come does not make the
+//! gateway buffer more; it gets a line saying how many changes it missed, then goes on from
+//! the newest.
+
+use std::sync::Arc;
+
+use clap::Args;
+use serde_json::json;
+use tokio::sync::broadcast::error::RecvError;
+
+use super::output::parse_pair;
+use super::{Caller, CommandError, CommandIo, CommandResult, exit};
+use crate::Gateway;
+use crate::store::{StatusChange, format_time};
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Each line: TIME AGENT HOST FROM -> TO, and the reason when there is one:\n  \
+    2026-01-05T10:12:03Z  fix-ci  local  working -> waiting  (asks a yes/no question)\n\
+    --json prints one object per line: {\"time\", \"agent\", \"host\", \"from\", \"to\", \"reason\"}.\n\
+    A client that reads too slowly gets a line saying how many changes it missed\n\
+    ({\"missed\": N} with --json).\n\n\
+    Example: ssh gw watch --json | while read -r change; do ...; done"
+)]
+pub struct WatchArgs {
+    /// Only these agents (default: every agent you may see, new ones included).
+    pub names: Vec<String>,
+    /// Only agents with this tag, KEY=VALUE (repeatable: all must match).
+    #[arg(long = "tag", value_name = "K=V", value_parser = parse_pair)]
+    pub tags: Vec<(String, String)>,
+    /// Print one JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(
+    gw: &Arc<Gateway>,
+    caller: &Caller,
+    args: WatchArgs,
+    io: &mut CommandIo,
+) -> CommandResult {
+    // Following before the names are checked: nothing recorded in between is lost.
+    let mut feed = gw.store.subscribe_changes();
+    for name in &args.names {
+        if gw.store.agent_for(&caller.operator, name).await?.is_none() {
+            return Err(CommandError::no_agent(name));
+        }
+    }
+    let closed = io.closed.clone();
+    loop {
+        let received = tokio::select! {
+            received = feed.recv() => received,
+            () = io.closed.cancelled() => return Ok(exit::OK),
+            () = gw.shutdown_accepting.cancelled() => {
+                return Err(CommandError::failed("the gateway is shutting down"));
+            }
+        };
+        let line = match received {
+            Ok(change) => {
+                let wanted = change.visible_to(&caller.operator)
+                    && change.has_tags(&args.tags)
+                    && (args.names.is_empty() || args.names.contains(&change.agent));
+                if !wanted {
+                    continue;
+                }
+                line_of(&change, args.json)
+            }
+            Err(RecvError::Lagged(missed)) => missed_line(missed, args.json),
+            Err(RecvError::Closed) => return Ok(exit::OK),
+        };
+        // A client that does not read holds this write (SSH's window), and meanwhile the feed
+        // moves on without it: what it misses is counted, not kept.
+        tokio::select! {
+            () = io.write_out(&line) => {}
+            () = closed.cancelled() => return Ok(exit::OK),
+            () = gw.shutdown_accepting.cancelled() => {
+                return Err(CommandError::failed("the gateway is shutting down"));
+            }
+        }
+        io.flush().await;
+    }
+}
+
+/// One change as a line of text or of JSON.
+pub fn line_of(change: &StatusChange, json: bool) -> String {
+    let time = format_time(change.at);
+    if json {
+        let doc = json!({
+            "time": time,
+            "agent": change.agent,
+            "host": change.host,
+            "from": change.from,
+            "to": change.to,
+            "reason": change.reason,
+        });
+        return format!("{doc}\n");
+    }
+    let seconds = format_time(change.at.replace_nanosecond(0).unwrap_or(change.at));
+    let reason = change
+        .reason
+        .as_deref()
+        .map(|r| format!("  ({r})"))
+        .unwrap_or_default();
+    format!(
+        "{seconds}  {}  {}  {} -> {}{reason}\n",
+        change.agent,
+        change.host,
+        change.from.as_deref().unwrap_or("new"),
+        change.to
+    )
+}
+
+fn missed_line(missed: u64, json: bool) -> String {
+    if json {
+        format!("{}\n", json!({ "missed": missed }))
+    } else {
+        format!("(missed {missed} changes: this client read too slowly)\n")
+    }
+}
