@@ -503,6 +503,35 @@ fn aider_shows_a_slow_reply_when_it_comes() {
     slow_reply_shows_when_it_comes(AgentCli::Aider);
 }
 
+/// Each CLI's own quit command ends it with exit status 0, and nothing it started lives on.
+fn quits_with_status_zero(cli: AgentCli, command: &str) {
+    let session = CliSession::start(cli);
+    session.wait_for_input_prompt();
+    session.type_line(command);
+    session.wait_for_screen("the CLI's exit status", "[exited rc=0]");
+    session.end_leaving_no_process();
+}
+
+#[test]
+fn claude_code_quits_with_exit() {
+    quits_with_status_zero(AgentCli::Claude, "/exit");
+}
+
+#[test]
+fn codex_quits_with_quit() {
+    quits_with_status_zero(AgentCli::Codex, "/quit");
+}
+
+#[test]
+fn gemini_cli_quits_with_quit() {
+    quits_with_status_zero(AgentCli::Gemini, "/quit");
+}
+
+#[test]
+fn aider_quits_with_exit() {
+    quits_with_status_zero(AgentCli::Aider, "/exit");
+}
+
 /// The versions the cache holds are the pinned ones.
 #[test]
 fn the_cached_clis_are_the_pinned_versions() {
