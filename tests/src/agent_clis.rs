@@ -74,17 +74,26 @@ impl AgentCli {
     }
 }
 
-/// `target/agent-clis`, found from this test binary's path (`target/<profile>/deps/...`), so
-/// it is the same directory `scripts/test.sh` fills.
+/// `target/agent-clis`, found from this program's path (a test binary in
+/// `target/<profile>/deps/`, or `install-agent-clis` in `target/<profile>/`), so it is the same
+/// directory `scripts/test.sh` fills. Cargo marks its target directory with `CACHEDIR.TAG`,
+/// whatever CARGO_TARGET_DIR names it.
 pub fn cache_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     let target = exe
         .ancestors()
-        .find(|p| p.file_name().is_some_and(|n| n == "target"))
+        .find(|p| p.join("CACHEDIR.TAG").is_file())
+        .or_else(|| {
+            exe.ancestors()
+                .find(|p| p.file_name().is_some_and(|n| n == "target"))
+        })
         .map(Path::to_owned)
-        // A CARGO_TARGET_DIR not named `target`: the profile directory's parent.
-        .or_else(|| exe.parent()?.parent()?.parent().map(Path::to_owned))
-        .expect("the test binary lives in a cargo target directory");
+        .unwrap_or_else(|| {
+            panic!(
+                "{} is not in a cargo target directory (no CACHEDIR.TAG above it)",
+                exe.display()
+            )
+        });
     target.join("agent-clis")
 }
 

@@ -676,7 +676,11 @@ fn json_reply(v: &Value) -> Response<Full<Bytes>> {
 fn error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
     let mut r = json_reply(&json!({
         "type": "error",
-        "error": {"type": "not_found_error", "code": status.as_u16(), "message": message},
+        "error": {
+            "type": if status == StatusCode::NOT_FOUND { "not_found_error" } else { "invalid_request_error" },
+            "code": status.as_u16(),
+            "message": message,
+        },
     }));
     *r.status_mut() = status;
     r

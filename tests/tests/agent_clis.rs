@@ -134,6 +134,9 @@ impl CliSession {
 
     fn tmux(&self, args: &[&str]) -> Output {
         Command::new("tmux")
+            // The socket lives in the test's directory and goes with it.
+            .env("TMUX_TMPDIR", self.dir.path())
+            .env_remove("TMUX")
             .args(["-L", &self.socket, "-f", "/dev/null"])
             .args(args)
             .output()
@@ -168,10 +171,17 @@ impl CliSession {
         }
     }
 
-    /// Types `text` as keystrokes, then presses Enter as a key of its own, later.
+    /// Types `text` as keystrokes, waits until the CLI shows it (it has taken the keys), then
+    /// presses Enter as a key of its own, later. The pause counts from when the CLI drew the
+    /// text: on a busy machine a CLI can read keys late, and Codex and Gemini CLI time their
+    /// paste rule from when they read a key, not from when it was sent.
     fn type_line(&self, text: &str) {
+        let before = self.screen().matches(text).count();
         let out = self.tmux(&["send-keys", "-t", "cli", "-l", text]);
         assert!(out.status.success(), "send-keys failed");
+        self.wait_for_screen_where(&format!("the typed {text:?} on the screen"), |screen| {
+            screen.matches(text).count() > before
+        });
         std::thread::sleep(ENTER_AFTER_TYPING);
         self.key("Enter");
     }
@@ -446,6 +456,9 @@ fn claude_code_starts_at_its_prompt_as_a_gateway_agent() {
         std::thread::sleep(Duration::from_millis(200));
     }
     gw.tmux(&["send-keys", "-t", "=claude-1:", "-l", "hello there"]);
+    e2e::wait_for("the typed text in the agent's pane", || {
+        gw.pane("claude-1").contains("hello there").then_some(())
+    });
     std::thread::sleep(ENTER_AFTER_TYPING);
     gw.tmux(&["send-keys", "-t", "=claude-1:", "Enter"]);
     model.wait_for_prompt("hello there");
@@ -488,6 +501,35 @@ fn gemini_cli_shows_a_slow_reply_when_it_comes() {
 #[test]
 fn aider_shows_a_slow_reply_when_it_comes() {
     slow_reply_shows_when_it_comes(AgentCli::Aider);
+}
+
+/// Each CLI's own quit command ends it with exit status 0, and nothing it started lives on.
+fn quits_with_status_zero(cli: AgentCli, command: &str) {
+    let session = CliSession::start(cli);
+    session.wait_for_input_prompt();
+    session.type_line(command);
+    session.wait_for_screen("the CLI's exit status", "[exited rc=0]");
+    session.end_leaving_no_process();
+}
+
+#[test]
+fn claude_code_quits_with_exit() {
+    quits_with_status_zero(AgentCli::Claude, "/exit");
+}
+
+#[test]
+fn codex_quits_with_quit() {
+    quits_with_status_zero(AgentCli::Codex, "/quit");
+}
+
+#[test]
+fn gemini_cli_quits_with_quit() {
+    quits_with_status_zero(AgentCli::Gemini, "/quit");
+}
+
+#[test]
+fn aider_quits_with_exit() {
+    quits_with_status_zero(AgentCli::Aider, "/exit");
 }
 
 /// The versions the cache holds are the pinned ones.
