@@ -30,6 +30,9 @@ pub fn submit_delay(text: &str) -> Duration {
     (base + per_kib).min(Duration::from_secs(2))
 }
 
+/// How long `send` waits for the agent's screen to show the text before the pause and Enter.
+const ECHO_WITHIN: Duration = Duration::from_secs(2);
+
 /// One host's agents: its files and its tmux server.
 #[derive(Clone, Debug)]
 pub struct HostCtl {
@@ -453,14 +456,44 @@ impl HostCtl {
     /// break: the pause makes it a submit.
     pub fn send(&self, name: &str, text: &str, enter: bool) -> Result<SendReport> {
         let pane = self.running_pane(name)?;
+        let before = self.tmux.capture(name).unwrap_or_default();
         self.tmux.put_text(name, text)?;
         if !enter {
             return Ok(self.report_before_keys(name, &pane));
         }
+        // A CLI that is busy reads the text late, and then the Enter with it, as one burst:
+        // the pause counts from when its screen shows the text.
+        self.wait_for_echo(name, text, &before);
         std::thread::sleep(submit_delay(text));
         let report = self.report_before_keys(name, &pane);
         self.tmux.press(name, &[Key::Enter])?;
         Ok(report)
+    }
+
+    /// Waits (at most [`ECHO_WITHIN`]) until the agent's screen shows the end of `text` (or,
+    /// for a pasted text, which a CLI may show as `[Pasted text]`, until it changed from
+    /// `before`).
+    fn wait_for_echo(&self, name: &str, text: &str, before: &str) {
+        let last_line = text.lines().last().unwrap_or_default().trim_end();
+        let tail: String = {
+            let chars: Vec<char> = last_line.chars().collect();
+            chars[chars.len().saturating_sub(16)..].iter().collect()
+        };
+        let started = Instant::now();
+        while started.elapsed() < ECHO_WITHIN {
+            let Ok(screen) = self.tmux.capture(name) else {
+                return;
+            };
+            let shown = if text.contains('\n') || tail.trim().is_empty() {
+                screen != before
+            } else {
+                screen.contains(tail.as_str())
+            };
+            if shown {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Presses `keys` in the agent, one after the other (answering a dialog).

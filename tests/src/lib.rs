@@ -102,6 +102,8 @@ pub struct Options {
     /// `$HOME/.cache/agentgate-e2e`), not in /tmp: Gemini CLI refuses a settings file below a
     /// directory others may write to.
     pub private_dir: bool,
+    /// `hosts.reconcile_interval` (the harness's default is short, so that tests settle fast).
+    pub reconcile_interval: &'static str,
 }
 
 impl Default for Options {
@@ -112,6 +114,7 @@ impl Default for Options {
             listen_all: false,
             env: Vec::new(),
             private_dir: false,
+            reconcile_interval: "500ms",
         }
     }
 }
@@ -167,9 +170,10 @@ impl TestGateway {
         }
         let config_path = dir.path().join("agentgate.toml");
         let config = format!(
-            "[server]\nshutdown_grace = \"3s\"\n\n[hosts]\nreconcile_interval = \"500ms\"\n\n\
+            "[server]\nshutdown_grace = \"3s\"\n\n[hosts]\nreconcile_interval = \"{}\"\n\n\
              [tailscale]\nsocket = \"{}\"\n\n\
              [templates.needs-token]\ncommand = \"sleep 600\"\nrequired_env = [\"AGENTGATE_E2E_TOKEN\"]\n\n{}\n",
+            options.reconcile_interval,
             dir.path().join("tailscaled.sock").display(),
             options.extra_config
         );

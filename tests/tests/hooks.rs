@@ -2,9 +2,7 @@
 //! API: status from the CLIs' own hooks (and from the screen when hooks are missing), `send`
 //! that the CLI takes, `approve` and `deny` of its permission dialog, and its exit.
 
-use std::path::PathBuf;
-
-use e2e::agent_clis::{self, AgentCli};
+use e2e::agent_clis::{AgentCli, create_agent, create_agent_with};
 use e2e::fake_model::{FakeModel, HELLO_REPLY, PROBE_COMMAND, PROBE_FILE, SLOW_REPLY};
 use e2e::{Options, TestGateway, stderr, stdout, wait_for};
 
@@ -17,72 +15,6 @@ fn gateway() -> TestGateway {
         private_dir: true,
         ..Options::default()
     })
-}
-
-/// Creates agent `name` running `cli` against `fake`, in a workspace of its own; returns the
-/// workspace. `settings` is merged into the CLI's user settings (Claude Code only).
-fn create_agent(
-    gw: &TestGateway,
-    fake: &FakeModel,
-    cli: AgentCli,
-    name: &str,
-    settings: Option<serde_json::Value>,
-) -> PathBuf {
-    create_agent_with(gw, fake, cli, name, settings, &[])
-}
-
-/// [`create_agent`], with more options for `create` (`--prompt TEXT`).
-fn create_agent_with(
-    gw: &TestGateway,
-    fake: &FakeModel,
-    cli: AgentCli,
-    name: &str,
-    settings: Option<serde_json::Value>,
-    options: &[&str],
-) -> PathBuf {
-    let workspace = gw.dir.path().join(format!("ws-{name}"));
-    std::fs::create_dir_all(&workspace).expect("workspace");
-    // aider asks to make a repository where there is none.
-    let git = std::process::Command::new("git")
-        .args(["init", "-q"])
-        .current_dir(&workspace)
-        .status()
-        .expect("git init");
-    assert!(git.success());
-    let config = gw.dir.path().join(format!("cfg-{name}"));
-    let launch = agent_clis::prepare(cli, &config, &workspace, &fake.base_url());
-    if let Some(extra) = settings {
-        let path = config.join("claude").join("settings.json");
-        let mut current: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&path).expect("settings")).expect("json");
-        for (k, v) in extra.as_object().expect("an object") {
-            current[k] = v.clone();
-        }
-        std::fs::write(&path, current.to_string()).expect("write settings");
-    }
-    let mut args: Vec<String> = vec![
-        "create".into(),
-        name.into(),
-        "--dir".into(),
-        workspace
-            .canonicalize()
-            .expect("canonical")
-            .display()
-            .to_string(),
-    ];
-    let home = gw.dir.path().join(format!("home-{name}"));
-    std::fs::create_dir_all(&home).expect("home");
-    for (k, v) in launch.base_env(&home).iter().chain(&launch.env) {
-        args.push("--env".into());
-        args.push(format!("{k}={v}"));
-    }
-    args.extend(options.iter().map(|o| (*o).to_owned()));
-    args.push("--".into());
-    args.push(launch.program.display().to_string());
-    args.extend(launch.args.iter().cloned());
-    let words: Vec<&str> = args.iter().map(String::as_str).collect();
-    gw.ok(&words);
-    workspace
 }
 
 fn wait_until(gw: &TestGateway, name: &str, until: &str) -> String {
