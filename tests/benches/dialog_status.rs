@@ -64,7 +64,7 @@ type Seen = Arc<Mutex<Vec<(Instant, serde_json::Value)>>>;
 fn watch(gw: &TestGateway, name: &str) -> (std::process::Child, Seen) {
     let mut child = gw
         .ssh_command()
-        .args(["watch", name, "--json"])
+        .args(["gw", "watch", name, "--json"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

@@ -294,3 +294,51 @@ fn aider_is_recognised_and_its_question_to_run_a_command_is_approved() {
         workspace.join(PROBE_FILE).exists().then_some(())
     });
 }
+
+/// A hook event is seen at once, not at the reconciler's next round: with a round an hour
+/// apart and nobody asking (no `list`, no `info`), `watch` still shows the agent turn to waiting
+/// on the permission it asks, which only the host's hook watch can have told.
+#[test]
+fn a_hook_event_is_recorded_without_waiting_for_the_reconcilers_round() {
+    let gw = TestGateway::start_with(Options {
+        private_dir: true,
+        reconcile_interval: "1h",
+        ..Options::default()
+    });
+    let fake = FakeModel::start();
+    create_agent(&gw, &fake, AgentCli::Claude, "cc", None);
+    wait_until(&gw, "cc", "waiting");
+    let mut watch = gw
+        .ssh_command()
+        .args(["gw", "watch", "cc", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start watch");
+    let out = watch.stdout.take().expect("watch's stdout");
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    gw.ok(&["send", "cc", "RUNCMD", "please"]);
+    let asking = format!("asks permission to run `{PROBE_COMMAND}`");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = lines
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("no change to waiting came; watch printed:\n{seen:#?}"));
+        let change: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
+        seen.push(change.clone());
+        if change["to"] == "waiting" && change["reason"] == asking.as_str() {
+            break;
+        }
+    }
+    let _ = watch.kill();
+    let _ = watch.wait();
+}
