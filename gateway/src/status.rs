@@ -1097,6 +1097,114 @@ mod tests {
     }
 
     #[test]
+    fn a_question_on_the_screen_is_never_hidden_by_recent_output() {
+        let rules = rules_for(Template::default());
+        let set = rules.for_agent(
+            "t",
+            &AgentCommand::Argv {
+                argv: vec!["claude".into()],
+            },
+        );
+        let dialog = screen(
+            "Bash command\n   touch p\n Do you want to proceed?\n ❯ 1. Yes",
+            "claude",
+        );
+        let look = Look {
+            screen: Some(&dialog),
+            tmux_activity: Some(at(0)),
+            input: None,
+            hooks: &[],
+        };
+        // The dialog drew a second ago: output, yet the question is what counts.
+        let seen = next(&config(), set, &AgentActivity::default(), &look, at(1));
+        assert_eq!(seen.state, Some(ActivityState::Waiting));
+        assert_eq!(
+            seen.reason.as_deref(),
+            Some("asks permission to run `touch p`")
+        );
+        assert_eq!(seen.source, Some(FromScreen));
+        assert!(question(&seen).is_some());
+    }
+
+    fn hook(
+        secs: i64,
+        kind: hostctl::api::HookKind,
+        tool: Option<&str>,
+        detail: Option<&str>,
+    ) -> hostctl::api::HookEvent {
+        hostctl::api::HookEvent {
+            at: at(secs),
+            cli: AgentCli::Claude,
+            event: String::new(),
+            kind,
+            tool: tool.map(str::to_owned),
+            detail: detail.map(str::to_owned),
+            session: None,
+        }
+    }
+
+    #[test]
+    fn hooks_tell_first_until_an_operator_types_after_them() {
+        use hostctl::api::HookKind::*;
+        let rules = rules_for(Template::default());
+        let set = rules.for_agent(
+            "t",
+            &AgentCommand::Argv {
+                argv: vec!["claude".into()],
+            },
+        );
+        let prompt = screen("❯\n? for shortcuts", "claude");
+        let events = [
+            hook(0, SessionStarted, None, None),
+            hook(1, PromptSubmitted, None, Some("RUNCMD")),
+            hook(2, ToolStarted, Some("Bash"), Some("touch p")),
+            hook(3, PermissionAsked, Some("Bash"), Some("touch p")),
+        ];
+        let look = |input, hooks| Look {
+            screen: Some(&prompt),
+            tmux_activity: Some(at(0)),
+            input,
+            hooks,
+        };
+        // Asked through the hook, though the screen (read late) shows the prompt.
+        let asked = next(
+            &config(),
+            set,
+            &AgentActivity::default(),
+            &look(None, &events),
+            at(4),
+        );
+        assert_eq!(asked.state, Some(ActivityState::Waiting));
+        assert_eq!(
+            asked.reason.as_deref(),
+            Some("asks permission to run `touch p`")
+        );
+        assert_eq!(asked.source, Some(Hook));
+        // An operator typed after it (an answer no hook reports): the screen tells.
+        let answered = next(&config(), set, &asked, &look(Some(at(14)), &events), at(15));
+        assert_eq!(answered.source, Some(FromScreen));
+        assert_eq!(answered.reason.as_deref(), Some("waits for a prompt"));
+        // In a turn: working, until a still screen at the prompt outlasts working_for.
+        let working = &events[..3];
+        let busy = next(
+            &config(),
+            set,
+            &AgentActivity::default(),
+            &look(None, working),
+            at(4),
+        );
+        assert_eq!(
+            (busy.state, busy.source),
+            (Some(ActivityState::Working), Some(Hook))
+        );
+        let stale = next(&config(), set, &busy, &look(None, working), at(40));
+        assert_eq!(
+            (stale.state, stale.source),
+            (Some(ActivityState::Waiting), Some(FromScreen))
+        );
+    }
+
+    #[test]
     fn input_ends_idle_and_a_changed_screen_is_output() {
         let rules = rules_for(Template {
             command: "sleep".into(),
