@@ -582,6 +582,72 @@ fn toml_string(s: &str) -> String {
     serde_json::to_string(s).expect("a string serialises")
 }
 
+/// Creates agent `name` running `cli` against `fake`, in a workspace of its own; returns the
+/// workspace. `settings` is merged into the CLI's user settings (Claude Code only).
+pub fn create_agent(
+    gw: &crate::TestGateway,
+    fake: &crate::fake_model::FakeModel,
+    cli: AgentCli,
+    name: &str,
+    settings: Option<serde_json::Value>,
+) -> PathBuf {
+    create_agent_with(gw, fake, cli, name, settings, &[])
+}
+
+/// [`create_agent`], with more options for `create` (`--prompt TEXT`).
+pub fn create_agent_with(
+    gw: &crate::TestGateway,
+    fake: &crate::fake_model::FakeModel,
+    cli: AgentCli,
+    name: &str,
+    settings: Option<serde_json::Value>,
+    options: &[&str],
+) -> PathBuf {
+    let workspace = gw.dir.path().join(format!("ws-{name}"));
+    std::fs::create_dir_all(&workspace).expect("workspace");
+    // aider asks to make a repository where there is none.
+    let git = std::process::Command::new("git")
+        .args(["init", "-q"])
+        .current_dir(&workspace)
+        .status()
+        .expect("git init");
+    assert!(git.success());
+    let config = gw.dir.path().join(format!("cfg-{name}"));
+    let launch = prepare(cli, &config, &workspace, &fake.base_url());
+    if let Some(extra) = settings {
+        let path = config.join("claude").join("settings.json");
+        let mut current: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).expect("settings")).expect("json");
+        for (k, v) in extra.as_object().expect("an object") {
+            current[k] = v.clone();
+        }
+        std::fs::write(&path, current.to_string()).expect("write settings");
+    }
+    let mut args: Vec<String> = vec![
+        "create".into(),
+        name.into(),
+        "--dir".into(),
+        workspace
+            .canonicalize()
+            .expect("canonical")
+            .display()
+            .to_string(),
+    ];
+    let home = gw.dir.path().join(format!("home-{name}"));
+    std::fs::create_dir_all(&home).expect("home");
+    for (k, v) in launch.base_env(&home).iter().chain(&launch.env) {
+        args.push("--env".into());
+        args.push(format!("{k}={v}"));
+    }
+    args.extend(options.iter().map(|o| (*o).to_owned()));
+    args.push("--".into());
+    args.push(launch.program.display().to_string());
+    args.extend(launch.args.iter().cloned());
+    let words: Vec<&str> = args.iter().map(String::as_str).collect();
+    gw.ok(&words);
+    workspace
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -654,70 +720,4 @@ mod tests {
             "half an install was kept"
         );
     }
-}
-
-/// Creates agent `name` running `cli` against `fake`, in a workspace of its own; returns the
-/// workspace. `settings` is merged into the CLI's user settings (Claude Code only).
-pub fn create_agent(
-    gw: &crate::TestGateway,
-    fake: &crate::fake_model::FakeModel,
-    cli: AgentCli,
-    name: &str,
-    settings: Option<serde_json::Value>,
-) -> PathBuf {
-    create_agent_with(gw, fake, cli, name, settings, &[])
-}
-
-/// [`create_agent`], with more options for `create` (`--prompt TEXT`).
-pub fn create_agent_with(
-    gw: &crate::TestGateway,
-    fake: &crate::fake_model::FakeModel,
-    cli: AgentCli,
-    name: &str,
-    settings: Option<serde_json::Value>,
-    options: &[&str],
-) -> PathBuf {
-    let workspace = gw.dir.path().join(format!("ws-{name}"));
-    std::fs::create_dir_all(&workspace).expect("workspace");
-    // aider asks to make a repository where there is none.
-    let git = std::process::Command::new("git")
-        .args(["init", "-q"])
-        .current_dir(&workspace)
-        .status()
-        .expect("git init");
-    assert!(git.success());
-    let config = gw.dir.path().join(format!("cfg-{name}"));
-    let launch = prepare(cli, &config, &workspace, &fake.base_url());
-    if let Some(extra) = settings {
-        let path = config.join("claude").join("settings.json");
-        let mut current: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&path).expect("settings")).expect("json");
-        for (k, v) in extra.as_object().expect("an object") {
-            current[k] = v.clone();
-        }
-        std::fs::write(&path, current.to_string()).expect("write settings");
-    }
-    let mut args: Vec<String> = vec![
-        "create".into(),
-        name.into(),
-        "--dir".into(),
-        workspace
-            .canonicalize()
-            .expect("canonical")
-            .display()
-            .to_string(),
-    ];
-    let home = gw.dir.path().join(format!("home-{name}"));
-    std::fs::create_dir_all(&home).expect("home");
-    for (k, v) in launch.base_env(&home).iter().chain(&launch.env) {
-        args.push("--env".into());
-        args.push(format!("{k}={v}"));
-    }
-    args.extend(options.iter().map(|o| (*o).to_owned()));
-    args.push("--".into());
-    args.push(launch.program.display().to_string());
-    args.extend(launch.args.iter().cloned());
-    let words: Vec<&str> = args.iter().map(String::as_str).collect();
-    gw.ok(&words);
-    workspace
 }
