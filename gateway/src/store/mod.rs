@@ -979,12 +979,18 @@ impl Store {
         let at = time::OffsetDateTime::now_utc();
         let now = format_time(at);
         let mut news = Vec::new();
+        let names: Vec<&str> = seen.iter().map(|(name, _)| *name).collect();
+        let mut before = changes::shown_rows_named(&mut tx, &names).await?;
         for (name, seen) in seen {
-            let before = changes::shown_row(&mut tx, name).await?;
             let written = write_observed(&mut tx, name, seen, &now).await?;
             if written > 0 {
                 let after = changes::shown_row(&mut tx, name).await?;
-                news.extend(changes::between(before.as_ref(), after.as_ref(), at)?);
+                let was = before.remove(*name);
+                news.extend(changes::between(was.as_ref(), after.as_ref(), at)?);
+                // A name given twice: its second write starts from what the first left.
+                if let Some(after) = after {
+                    before.insert((*name).to_owned(), after);
+                }
             }
             changed += written;
         }
