@@ -801,3 +801,58 @@ fn https_checks_the_servers_certificate() {
         stderr(&out)
     );
 }
+
+/// Needs root, as the other namespace-host tests: h1 is a network namespace with a real sshd.
+#[test]
+fn a_host_that_becomes_unreachable_pages_host_unreachable_for_each_agent() {
+    let gw = gateway_with(QUICK_RETRIES);
+    let hook = HttpSink::start(Answer::Ok);
+    gw.ok(&[
+        "notify",
+        "add",
+        "hook",
+        "--webhook",
+        &hook.url("/"),
+        "--on",
+        "host-unreachable",
+    ]);
+    let h1 = e2e::netns::add_host(&gw, "h1");
+    gw.ok(&["create", "far1", "--host", "h1", "--", "sleep", "600"]);
+    gw.ok(&["create", "far2", "--host", "h1", "--", "sleep", "600"]);
+    // Seen running first: the change to come is from a status the gateway knew.
+    let watch = Watch::start(gw.ssh_command(), &[]);
+    h1.link_down();
+    let got = hook.wait_for("both agents' pages", |g| g.len() >= 2);
+    let mut agents: Vec<String> = got
+        .iter()
+        .map(|r| {
+            let doc = r.json();
+            assert_eq!(
+                (&doc["event"], &doc["to"], &doc["host"]),
+                (
+                    &Value::from("host-unreachable"),
+                    &Value::from("unknown"),
+                    &Value::from("h1")
+                ),
+                "{doc}"
+            );
+            assert!(
+                doc["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.starts_with("host 'h1' is unreachable")),
+                "{doc}"
+            );
+            doc["agent"].as_str().unwrap_or_default().to_owned()
+        })
+        .collect();
+    agents.sort();
+    assert_eq!(agents, ["far1", "far2"]);
+    let changes = watch.wait_to("far1", "unknown");
+    assert!(
+        changes.last().expect("a change")["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("host 'h1' is unreachable")),
+        "{changes:#?}"
+    );
+    h1.link_up();
+}

@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use clap::Args;
 use serde_json::json;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::{self, error::RecvError};
+use tokio_util::sync::CancellationToken;
 
 use super::output::parse_pair;
 use super::{Caller, CommandError, CommandIo, CommandResult, exit};
@@ -44,32 +45,41 @@ pub async fn run(
     io: &mut CommandIo,
 ) -> CommandResult {
     // Following before the names are checked: nothing recorded in between is lost.
-    let mut feed = gw.store.subscribe_changes();
+    let feed = gw.store.subscribe_changes();
     for name in &args.names {
         if gw.store.agent_for(&caller.operator, name).await?.is_none() {
             return Err(CommandError::no_agent(name));
         }
     }
+    let wanted = |change: &StatusChange| {
+        change.visible_to(&caller.operator)
+            && change.has_tags(&args.tags)
+            && (args.names.is_empty() || args.names.contains(&change.agent))
+    };
+    follow(feed, wanted, args.json, io, &gw.shutdown_accepting).await
+}
+
+/// Prints the changes `wanted` picks from `feed` until the client leaves or `stopping` fires.
+async fn follow(
+    mut feed: broadcast::Receiver<StatusChange>,
+    wanted: impl Fn(&StatusChange) -> bool,
+    json: bool,
+    io: &mut CommandIo,
+    stopping: &CancellationToken,
+) -> CommandResult {
     let closed = io.closed.clone();
     loop {
         let received = tokio::select! {
             received = feed.recv() => received,
-            () = io.closed.cancelled() => return Ok(exit::OK),
-            () = gw.shutdown_accepting.cancelled() => {
+            () = closed.cancelled() => return Ok(exit::OK),
+            () = stopping.cancelled() => {
                 return Err(CommandError::failed("the gateway is shutting down"));
             }
         };
         let line = match received {
-            Ok(change) => {
-                let wanted = change.visible_to(&caller.operator)
-                    && change.has_tags(&args.tags)
-                    && (args.names.is_empty() || args.names.contains(&change.agent));
-                if !wanted {
-                    continue;
-                }
-                line_of(&change, args.json)
-            }
-            Err(RecvError::Lagged(missed)) => missed_line(missed, args.json),
+            Ok(change) if wanted(&change) => line_of(&change, json),
+            Ok(_) => continue,
+            Err(RecvError::Lagged(missed)) => missed_line(missed, json),
             Err(RecvError::Closed) => return Ok(exit::OK),
         };
         // A client that does not read holds this write (SSH's window), and meanwhile the feed
@@ -77,7 +87,7 @@ pub async fn run(
         tokio::select! {
             () = io.write_out(&line) => {}
             () = closed.cancelled() => return Ok(exit::OK),
-            () = gw.shutdown_accepting.cancelled() => {
+            () = stopping.cancelled() => {
                 return Err(CommandError::failed("the gateway is shutting down"));
             }
         }
@@ -119,5 +129,68 @@ fn missed_line(missed: u64, json: bool) -> String {
         format!("{}\n", json!({ "missed": missed }))
     } else {
         format!("(missed {missed} changes: this client read too slowly)\n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    fn change(n: usize) -> StatusChange {
+        StatusChange {
+            at: time::OffsetDateTime::UNIX_EPOCH,
+            agent: format!("a{n}"),
+            host: "local".into(),
+            from: Some("working".into()),
+            to: "waiting".into(),
+            reason: None,
+            owner: None,
+            shared_with: Vec::new(),
+            tags: std::collections::BTreeMap::new(),
+            host_unreachable: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_client_that_falls_behind_is_told_how_many_changes_it_missed() {
+        // A feed that holds 4 changes, 10 published before the client reads any.
+        let (tx, feed) = broadcast::channel(4);
+        for n in 1..=10 {
+            tx.send(change(n)).expect("send");
+        }
+        drop(tx);
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let (_input, stdin) = super::super::io::Inbound::channel(&Default::default());
+        let (_signal, signals) = tokio::sync::mpsc::channel(1);
+        let mut io = CommandIo {
+            stdin,
+            stdout: Box::pin(server),
+            stderr: Box::pin(tokio::io::sink()),
+            terminal: None,
+            closed: CancellationToken::new(),
+            signals,
+        };
+        let status = follow(
+            feed,
+            |c| c.agent != "a9",
+            false,
+            &mut io,
+            &CancellationToken::new(),
+        )
+        .await
+        .expect("ends when the feed does");
+        assert_eq!(status, exit::OK);
+        drop(io);
+        let mut out = String::new();
+        client.read_to_string(&mut out).await.expect("read");
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], "(missed 6 changes: this client read too slowly)");
+        let agents: Vec<&str> = lines[1..]
+            .iter()
+            .map(|l| l.split_whitespace().nth(1).unwrap_or_default())
+            .collect();
+        assert_eq!(agents, ["a7", "a8", "a10"]);
+        assert_eq!(missed_line(6, true), "{\"missed\":6}\n");
     }
 }

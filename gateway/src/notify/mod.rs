@@ -190,19 +190,14 @@ impl Message {
             (None, _) => format!("{}: {}", self.agent, self.event.as_str()),
         };
         let mut headers = vec![("title", title)];
-        let defaults = (
-            channel.priority.clone(),
-            channel.ntfy_tags.clone(),
-            channel.click.clone(),
-        );
-        if let Some(p) = defaults.0 {
-            headers.push(("priority", p));
+        if let Some(priority) = &channel.priority {
+            headers.push(("priority", priority.clone()));
         }
-        if let Some(t) = defaults.1 {
-            headers.push(("tags", t));
+        if let Some(tags) = &channel.ntfy_tags {
+            headers.push(("tags", tags.clone()));
         }
-        if let Some(c) = defaults.2 {
-            headers.push(("click", fill(&c)));
+        if let Some(click) = &channel.click {
+            headers.push(("click", fill(click)));
         }
         // A header carries visible ASCII only; a name or reason that is not stays in the body.
         headers.retain(|(_, v)| v.bytes().all(|b| b == b' ' || b.is_ascii_graphic()));

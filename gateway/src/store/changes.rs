@@ -200,6 +200,25 @@ pub(super) async fn shown_row(
     row.as_ref().map(ShownRow::from_row).transpose()
 }
 
+/// The rows of the agents named, read in `tx` with one statement (a reconciler pass writes
+/// every agent of a host in one transaction).
+pub(super) async fn shown_rows_named(
+    tx: &mut sqlx::SqliteConnection,
+    names: &[&str],
+) -> Result<std::collections::HashMap<String, ShownRow>> {
+    let names = serde_json::to_string(names)
+        .map_err(|e| StoreError::Corrupt(format!("encoding names: {e}")))?;
+    let rows = sqlx::query(&format!(
+        "{SHOWN_SELECT} WHERE a.name IN (SELECT value FROM json_each(?))"
+    ))
+    .bind(names)
+    .fetch_all(&mut *tx)
+    .await?;
+    rows.iter()
+        .map(|r| ShownRow::from_row(r).map(|row| (row.agent.clone(), row)))
+        .collect()
+}
+
 /// Every agent row of host `host`, read in `tx`.
 pub(super) async fn shown_rows_of_host(
     tx: &mut sqlx::SqliteConnection,

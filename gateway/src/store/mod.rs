@@ -909,6 +909,7 @@ impl Store {
             .map_err(|e| StoreError::Corrupt(format!("encoding agent spec: {e}")))?;
         let tags = serde_json::to_string(&agent.tags)
             .map_err(|e| StoreError::Corrupt(format!("encoding tags: {e}")))?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let result = sqlx::query(
             "INSERT INTO agents (name, host, template, command, workspace, spec, tags, status, exit_code, pid,
                                  last_activity, created_at, created_by, updated_at, status_since,
@@ -930,34 +931,23 @@ impl Store {
         .bind(&agent.created_by)
         .bind(now())
         .bind(&agent.idle_stop)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await;
         match result {
             Ok(_) => {
-                // A new agent is news too (from nothing to `creating`, or to what an adopted
-                // agent is); read back after the commit, as the row now is.
-                self.publish_new(&agent.name).await;
+                // A new agent is news too: from nothing to `creating`, or to what an adopted
+                // agent is.
+                let at = time::OffsetDateTime::now_utc();
+                let after = changes::shown_row(&mut tx, &agent.name).await?;
+                let news = changes::between(None, after.as_ref(), at)?;
+                tx.commit().await?;
+                self.feed.publish(news.into_iter().collect());
                 Ok(())
             }
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::Conflict(
                 format!("an agent named '{}' already exists", agent.name),
             )),
             Err(e) => Err(e.into()),
-        }
-    }
-
-    /// Publishes the arrival of agent `name` (just inserted). A failure to read it back only
-    /// costs the feed that one change: the row is written.
-    async fn publish_new(&self, name: &str) {
-        let at = time::OffsetDateTime::now_utc();
-        let read = async {
-            let mut conn = self.pool.acquire().await?;
-            let after = changes::shown_row(&mut conn, name).await?;
-            changes::between(None, after.as_ref(), at)
-        };
-        match read.await {
-            Ok(change) => self.feed.publish(change.into_iter().collect()),
-            Err(e) => tracing::warn!(agent = name, error = %e, "a new agent is not in the feed"),
         }
     }
 
@@ -1001,26 +991,7 @@ impl Store {
     /// the same is not written (a reconciler pass over agents that did not change writes
     /// nothing). Returns how many rows changed.
     pub async fn observe_agents(&self, seen: &[(&str, &Observed)]) -> Result<u64> {
-        // IMMEDIATE: the write lock from the start, so that the row read before the write is
-        // the one the write changes (a deferred read would also make the write fail with
-        // SQLITE_BUSY, unretried, after another writer's commit).
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let mut changed = 0;
-        let at = time::OffsetDateTime::now_utc();
-        let now = format_time(at);
-        let mut news = Vec::new();
-        for (name, seen) in seen {
-            let before = changes::shown_row(&mut tx, name).await?;
-            let written = write_observed(&mut tx, name, seen, &now).await?;
-            if written > 0 {
-                let after = changes::shown_row(&mut tx, name).await?;
-                news.extend(changes::between(before.as_ref(), after.as_ref(), at)?);
-            }
-            changed += written;
-        }
-        tx.commit().await?;
-        self.feed.publish(news);
-        Ok(changed)
+        self.observe_then(seen, None).await
     }
 
     /// Writes a stop the gateway made for a reason of its own (`idle`): the stopped status
@@ -1031,20 +1002,147 @@ impl Store {
         seen: &Observed,
         reason: &str,
     ) -> Result<()> {
+        self.observe_then(&[(name, seen)], Some(reason))
+            .await
+            .map(|_| ())
+    }
+
+    /// [`Store::observe_agents`], then the stop reason `stopped_for` on those now stopped; the
+    /// changes of shown status are published after the commit (see `changes`).
+    async fn observe_then(
+        &self,
+        seen: &[(&str, &Observed)],
+        stopped_for: Option<&str>,
+    ) -> Result<u64> {
+        // IMMEDIATE: the write lock from the start, so that the rows read before the writes are
+        // the ones they change (a deferred read would also make the first write fail with
+        // SQLITE_BUSY, unretried, after another writer's commit).
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut changed = 0;
         let at = time::OffsetDateTime::now_utc();
-        let before = changes::shown_row(&mut tx, name).await?;
-        write_observed(&mut tx, name, seen, &format_time(at)).await?;
-        sqlx::query("UPDATE agents SET stop_reason = ? WHERE name = ? AND status = 'stopped'")
-            .bind(reason)
+        let now = format_time(at);
+        let names: Vec<&str> = seen.iter().map(|(name, _)| *name).collect();
+        let before = changes::shown_rows_named(&mut tx, &names).await?;
+        for (name, seen) in seen {
+            // An end no stop explains is news once: when the agent comes to this status (or,
+            // exited, to another exit code), not when a host that was unreachable tells it
+            // again. The event is written first, in the same transaction as the status: that
+            // first write takes the database's write lock, so the row it reads is the one the
+            // update below changes, whichever caller (the reconciler, `info`, `wait`) sees
+            // the end first.
+            if let Some(reason) = &seen.stop_reason {
+                sqlx::query(
+                    "INSERT INTO events (at, kind, agent, detail, result, message)
+                     SELECT ?1, 'agent', name, ?2, ?3, ?2 FROM agents
+                      WHERE name = ?4
+                        AND (status IS NOT ?3 OR (?3 = 'exited' AND exit_code IS NOT ?5))
+                        AND NOT (status = 'unknown' AND stop_reason IS ?2)",
+                )
+                .bind(&now)
+                .bind(reason)
+                .bind(seen.status.as_str())
+                .bind(name)
+                .bind(seen.exit_code)
+                .execute(&mut *tx)
+                .await?;
+            }
+            // ?8: whether the activity was worked out. Without it the stored one stays while
+            // the agent keeps its status; a new status (a start, a stop) clears what its old
+            // screen told, so the next look starts afresh. The right-hand sides read the row
+            // as it was.
+            let activity = seen.activity.clone().unwrap_or_default();
+            changed += sqlx::query(
+                "UPDATE agents SET status = ?1, exit_code = ?2, pid = ?3,
+                        last_activity = COALESCE(?4, last_activity),
+                        workspace = COALESCE(?5, workspace), updated_at = ?6,
+                        activity = CASE WHEN ?1 != 'running' THEN NULL
+                                        WHEN ?8 THEN ?9
+                                        WHEN status IS NOT ?1 THEN NULL ELSE activity END,
+                        activity_reason = CASE WHEN ?1 != 'running' THEN NULL
+                                               WHEN ?8 THEN ?10
+                                               WHEN status IS NOT ?1 THEN NULL
+                                               ELSE activity_reason END,
+                        last_output_at = CASE WHEN ?8 THEN ?11 ELSE last_output_at END,
+                        last_input_at = CASE WHEN ?8 THEN ?12 ELSE last_input_at END,
+                        screen = CASE WHEN ?8 THEN ?13 WHEN status IS NOT ?1 THEN NULL
+                                      ELSE screen END,
+                        last_line = CASE WHEN ?8 THEN ?14 ELSE last_line END,
+                        screen_waits = CASE WHEN ?8 THEN ?15 WHEN status IS NOT ?1 THEN NULL
+                                            ELSE screen_waits END,
+                        screen_asks = CASE WHEN ?8 THEN ?18 WHEN status IS NOT ?1 THEN NULL
+                                           ELSE screen_asks END,
+                        activity_source = CASE WHEN ?1 != 'running' THEN NULL
+                                               WHEN ?8 THEN ?17
+                                               WHEN status IS NOT ?1 THEN NULL
+                                               ELSE activity_source END,
+                        stop_reason = CASE WHEN ?1 IN ('running', 'creating') THEN NULL
+                                           WHEN ?16 IS NOT NULL AND (status IS NOT ?1 OR
+                                                (?1 = 'exited' AND exit_code IS NOT ?2))
+                                           THEN ?16
+                                           WHEN status IS NOT ?1 AND status != 'unknown'
+                                                AND ?1 != 'unknown' THEN NULL
+                                           ELSE stop_reason END,
+                        status_since = CASE
+                            WHEN status IS NOT ?1 OR (CASE WHEN ?1 != 'running' THEN NULL
+                                    WHEN ?8 THEN ?9 WHEN status IS NOT ?1 THEN NULL
+                                    ELSE activity END) IS NOT activity
+                            THEN ?6 ELSE status_since END
+                 WHERE name = ?7
+                   AND (status IS NOT ?1 OR exit_code IS NOT ?2 OR pid IS NOT ?3
+                        OR (?4 IS NOT NULL AND last_activity IS NOT ?4)
+                        OR (?5 IS NOT NULL AND workspace IS NOT ?5)
+                        OR (?1 != 'running' AND activity IS NOT NULL)
+                        OR (?8 AND (activity IS NOT ?9 OR activity_reason IS NOT ?10
+                                    OR last_output_at IS NOT ?11 OR last_input_at IS NOT ?12
+                                    OR screen IS NOT ?13 OR last_line IS NOT ?14
+                                    OR screen_waits IS NOT ?15 OR activity_source IS NOT ?17
+                                    OR screen_asks IS NOT ?18)))",
+            )
+            .bind(seen.status.as_str())
+            .bind(seen.exit_code)
+            .bind(seen.pid.map(i64::from))
+            .bind(&seen.last_activity)
+            .bind(&seen.workspace)
+            .bind(&now)
             .bind(name)
+            .bind(seen.activity.is_some())
+            .bind(activity.state.map(ActivityState::as_str))
+            .bind(&activity.reason)
+            .bind(&activity.last_output_at)
+            .bind(&activity.last_input_at)
+            .bind(&activity.screen)
+            .bind(&activity.last_line)
+            .bind(&activity.screen_waits)
+            .bind(&seen.stop_reason)
+            .bind(activity.source.map(ActivitySource::as_str))
+            .bind(activity.screen_asks)
             .execute(&mut *tx)
-            .await?;
-        let after = changes::shown_row(&mut tx, name).await?;
-        let news = changes::between(before.as_ref(), after.as_ref(), at)?;
+            .await?
+            .rows_affected();
+        }
+        if let Some(reason) = stopped_for {
+            for name in &names {
+                changed += sqlx::query(
+                    "UPDATE agents SET stop_reason = ? WHERE name = ? AND status = 'stopped'",
+                )
+                .bind(reason)
+                .bind(name)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            }
+        }
+        let mut news = Vec::new();
+        if changed > 0 {
+            let after = changes::shown_rows_named(&mut tx, &names).await?;
+            let mut done = std::collections::HashSet::new();
+            for name in names.iter().filter(|n| done.insert(**n)) {
+                news.extend(changes::between(before.get(*name), after.get(*name), at)?);
+            }
+        }
         tx.commit().await?;
-        self.feed.publish(news.into_iter().collect());
-        Ok(())
+        self.feed.publish(news);
+        Ok(changed)
     }
 
     /// Replaces an agent's tags (and those in its stored spec).
@@ -1460,112 +1558,6 @@ impl Default for EventFilter {
             only_for: None,
         }
     }
-}
-
-/// Writes what a host said about agent `name` in `tx` (see [`Store::observe_agents`]); returns
-/// how many rows changed.
-async fn write_observed(
-    tx: &mut sqlx::SqliteConnection,
-    name: &str,
-    seen: &Observed,
-    now: &str,
-) -> Result<u64> {
-    // An end no stop explains is news once: when the agent comes to this status (or,
-    // exited, to another exit code), not when a host that was unreachable tells it
-    // again. The event is written first, in the same transaction as the status: that
-    // first write takes the database's write lock, so the row it reads is the one the
-    // update below changes, whichever caller (the reconciler, `info`, `wait`) sees
-    // the end first.
-    if let Some(reason) = &seen.stop_reason {
-        sqlx::query(
-            "INSERT INTO events (at, kind, agent, detail, result, message)
-                 SELECT ?1, 'agent', name, ?2, ?3, ?2 FROM agents
-                  WHERE name = ?4
-                    AND (status IS NOT ?3 OR (?3 = 'exited' AND exit_code IS NOT ?5))
-                    AND NOT (status = 'unknown' AND stop_reason IS ?2)",
-        )
-        .bind(now)
-        .bind(reason)
-        .bind(seen.status.as_str())
-        .bind(name)
-        .bind(seen.exit_code)
-        .execute(&mut *tx)
-        .await?;
-    }
-    // ?8: whether the activity was worked out. Without it the stored one stays while
-    // the agent keeps its status; a new status (a start, a stop) clears what its old
-    // screen told, so the next look starts afresh. The right-hand sides read the row
-    // as it was.
-    let activity = seen.activity.clone().unwrap_or_default();
-    let written = sqlx::query(
-        "UPDATE agents SET status = ?1, exit_code = ?2, pid = ?3,
-                    last_activity = COALESCE(?4, last_activity),
-                    workspace = COALESCE(?5, workspace), updated_at = ?6,
-                    activity = CASE WHEN ?1 != 'running' THEN NULL
-                                    WHEN ?8 THEN ?9
-                                    WHEN status IS NOT ?1 THEN NULL ELSE activity END,
-                    activity_reason = CASE WHEN ?1 != 'running' THEN NULL
-                                           WHEN ?8 THEN ?10
-                                           WHEN status IS NOT ?1 THEN NULL
-                                           ELSE activity_reason END,
-                    last_output_at = CASE WHEN ?8 THEN ?11 ELSE last_output_at END,
-                    last_input_at = CASE WHEN ?8 THEN ?12 ELSE last_input_at END,
-                    screen = CASE WHEN ?8 THEN ?13 WHEN status IS NOT ?1 THEN NULL
-                                  ELSE screen END,
-                    last_line = CASE WHEN ?8 THEN ?14 ELSE last_line END,
-                    screen_waits = CASE WHEN ?8 THEN ?15 WHEN status IS NOT ?1 THEN NULL
-                                        ELSE screen_waits END,
-                    screen_asks = CASE WHEN ?8 THEN ?18 WHEN status IS NOT ?1 THEN NULL
-                                       ELSE screen_asks END,
-                    activity_source = CASE WHEN ?1 != 'running' THEN NULL
-                                           WHEN ?8 THEN ?17
-                                           WHEN status IS NOT ?1 THEN NULL
-                                           ELSE activity_source END,
-                    stop_reason = CASE WHEN ?1 IN ('running', 'creating') THEN NULL
-                                       WHEN ?16 IS NOT NULL AND (status IS NOT ?1 OR
-                                            (?1 = 'exited' AND exit_code IS NOT ?2))
-                                       THEN ?16
-                                       WHEN status IS NOT ?1 AND status != 'unknown'
-                                            AND ?1 != 'unknown' THEN NULL
-                                       ELSE stop_reason END,
-                    status_since = CASE
-                        WHEN status IS NOT ?1 OR (CASE WHEN ?1 != 'running' THEN NULL
-                                WHEN ?8 THEN ?9 WHEN status IS NOT ?1 THEN NULL
-                                ELSE activity END) IS NOT activity
-                        THEN ?6 ELSE status_since END
-             WHERE name = ?7
-               AND (status IS NOT ?1 OR exit_code IS NOT ?2 OR pid IS NOT ?3
-                    OR (?4 IS NOT NULL AND last_activity IS NOT ?4)
-                    OR (?5 IS NOT NULL AND workspace IS NOT ?5)
-                    OR (?1 != 'running' AND activity IS NOT NULL)
-                    OR (?8 AND (activity IS NOT ?9 OR activity_reason IS NOT ?10
-                                OR last_output_at IS NOT ?11 OR last_input_at IS NOT ?12
-                                OR screen IS NOT ?13 OR last_line IS NOT ?14
-                                OR screen_waits IS NOT ?15 OR activity_source IS NOT ?17
-                                OR screen_asks IS NOT ?18)))",
-    )
-    .bind(seen.status.as_str())
-    .bind(seen.exit_code)
-    .bind(seen.pid.map(i64::from))
-    .bind(&seen.last_activity)
-    .bind(&seen.workspace)
-    .bind(now)
-    .bind(name)
-    .bind(seen.activity.is_some())
-    .bind(activity.state.map(ActivityState::as_str))
-    .bind(&activity.reason)
-    .bind(&activity.last_output_at)
-    .bind(&activity.last_input_at)
-    .bind(&activity.screen)
-    .bind(&activity.last_line)
-    .bind(&activity.screen_waits)
-    .bind(&seen.stop_reason)
-    .bind(activity.source.map(ActivitySource::as_str))
-    .bind(activity.screen_asks)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    Ok(written)
 }
 
 const AGENT_SELECT: &str =
