@@ -342,3 +342,47 @@ fn a_hook_event_is_recorded_without_waiting_for_the_reconcilers_round() {
     let _ = watch.kill();
     let _ = watch.wait();
 }
+
+/// An agent can write its own hook events (it runs as the same user as hostctl): a forged
+/// permission request makes it `waiting`, but `approve` answers only a question its CLI shows
+/// on the screen, and presses nothing here.
+#[test]
+fn approve_answers_only_a_question_on_the_screen_not_a_forged_hook_event() {
+    let gw = gateway();
+    let fake = FakeModel::start();
+    create_agent(&gw, &fake, AgentCli::Claude, "cc", None);
+    wait_until(&gw, "cc", "waiting");
+    let forged = serde_json::json!({
+        "hook_event_name": "PermissionRequest", "tool_name": "Bash",
+        "tool_input": {"command": "ls"}
+    });
+    let mut hook = std::process::Command::new(e2e::bin_dir().join("hostctl"))
+        .args(["hook", "--home"])
+        .arg(&gw.agents_home)
+        .args(["--agent", "cc", "claude"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("run hostctl hook");
+    {
+        use std::io::Write;
+        let mut stdin = hook.stdin.take().expect("stdin");
+        stdin
+            .write_all(forged.to_string().as_bytes())
+            .expect("write the event");
+    }
+    assert!(hook.wait().expect("wait").success());
+    wait_for("the forged question", || {
+        (gw.info("cc")["status_reason"] == "asks permission to run `ls`").then_some(())
+    });
+    let before = gw.pane("cc");
+    let out = gw.ssh(&["approve", "cc"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains(
+            "error: agent 'cc' asks permission to run `ls` by its CLI's hooks, but its screen shows no question to approve"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(gw.pane("cc"), before, "approve pressed a key");
+}

@@ -266,6 +266,8 @@ pub enum Answered {
     NothingAsked { status: String },
     /// The question is still there after the time limit.
     NotTaken { question: String },
+    /// Its hooks say it asks (the reason), but its screen shows no question to answer.
+    NotOnScreen { asked: String },
 }
 
 /// Answers the question the agent asks (a permission, a yes/no question) with yes
@@ -280,7 +282,7 @@ pub async fn answer(
     let info = host.info(&agent.name).await?;
     let seen = crate::hosts::reconciler::observed_from(gw, agent, &info);
     record(gw, agent, &info).await;
-    let Some(question) = seen.activity.as_ref().and_then(crate::status::question) else {
+    let Some(asked) = seen.activity.as_ref().and_then(crate::status::question) else {
         let mut now = agent.clone();
         now.status = seen.status;
         now.activity = seen.activity.unwrap_or_default();
@@ -290,6 +292,16 @@ pub async fn answer(
                 None => now.shown_status().to_owned(),
             },
         });
+    };
+    // The keys answer what is on the screen: the screen must show the question, and it is
+    // what the answer names (an agent can write its own hook events; not its CLI's dialog).
+    let on_screen = seen
+        .activity
+        .as_ref()
+        .filter(|a| a.screen_asks)
+        .and_then(|a| a.screen_waits.clone());
+    let Some(question) = on_screen else {
+        return Ok(Answered::NotOnScreen { asked });
     };
     let keys = answer_keys(agent.spec.cli, approve);
     let delivery = press(gw, agent, host, &keys, |agent, info, report| {

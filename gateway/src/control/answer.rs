@@ -110,6 +110,10 @@ fn answer_line(name: &str, approve: bool, answered: &Answered) -> Result<String,
             "agent '{name}' asks nothing to {verb}: it is {status}"
         ))
         .hint(format!("see what it shows with: ssh gw info {name}"))),
+        Answered::NotOnScreen { asked } => Err(CommandError::failed(format!(
+            "agent '{name}' {asked} by its CLI's hooks, but its screen shows no question to {verb}"
+        ))
+        .hint(format!("look at it and answer it yourself: ssh {name}@gw"))),
         Answered::NotTaken { question } => Err(CommandError::failed(format!(
             "agent '{name}' still {question} {} s after the answer",
             deliver::CONFIRM_WITHIN.as_secs()
