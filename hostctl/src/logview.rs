@@ -1,0 +1,866 @@
+//! `output.log` as lines a person reads: what `hostctl logs` prints without `--raw`.
+//!
+//! The log holds the bytes the pane printed, escapes and all. Agent CLIs draw their screens
+//! with those escapes: Claude Code places each word with a cursor move, spinners rewrite a
+//! row with a carriage return, status blocks are redrawn in place by moving the cursor up.
+//! Stripping the escapes loses the spaces and keeps every redraw, so the bytes are replayed
+//! here through a terminal emulator, [`avt`] (asciinema's virtual terminal, a VT parser with a
+//! screen model), and lines are taken from its screen:
+//!
+//! - a row that scrolls off the top of the screen is final and printed once (rows joined where
+//!   the terminal wrapped them);
+//! - an erase of the whole screen (`ESC [ 2 J`) makes its rows final too, except the ones
+//!   already printed: a program that clears and redraws the same screen prints it once;
+//! - at the end of the log the rows still on the screen are printed;
+//! - while following (`-f`), a row is printed once it has stayed the same for one poll of the
+//!   log, so a spinner is printed when it stops, not at each frame;
+//! - the alternate screen (full-screen programs: editors, pagers) is printed as its last
+//!   frame when the program leaves it, or at the end of the log if it is still up.
+//!
+//! Which rows were printed is tracked per row of the screen, and compared by a longest common
+//! subsequence, so a block that moves down the screen as text appears above it (every agent
+//! CLI's input box) is not printed again.
+//!
+//! Memory is one screen (at most 1000 x 1000 cells), the rows printed from it, and one line
+//! being wrapped (at most [`MAX_LINE_CHARS`]); the emulator keeps no scrollback.
+//!
+//! This module does no I/O of its own: bytes in, lines out through a [`LineSink`].
+
+use std::collections::VecDeque;
+use std::io::{self, Write};
+
+use avt::parser::{DecMode, EdScope, Function};
+use avt::{Line, Observation, Observer, Operation, ScreenKind, Terminal};
+
+/// The longest line printed whole: a longer one (a program that writes megabytes without a
+/// line break) is printed in pieces of this many characters.
+pub const MAX_LINE_CHARS: usize = 64 * 1024;
+
+/// At most this many blank lines in a row are printed (the rest say nothing more).
+const MAX_HELD_BLANKS: usize = 1000;
+
+/// Input is fed to the emulator in pieces of at most this many bytes, so the lines one piece
+/// makes, held until they are written, stay few.
+const FEED_PIECE: usize = 4096;
+
+/// Where rendered lines go. Each line comes without its line break.
+pub trait LineSink {
+    fn line(&mut self, text: &str) -> io::Result<()>;
+}
+
+/// Writes each line and a line break.
+pub struct WriteLines<'a>(pub &'a mut dyn Write);
+
+impl LineSink for WriteLines<'_> {
+    fn line(&mut self, text: &str) -> io::Result<()> {
+        self.0.write_all(text.as_bytes())?;
+        self.0.write_all(b"\n")
+    }
+}
+
+impl LineSink for Vec<String> {
+    fn line(&mut self, text: &str) -> io::Result<()> {
+        self.push(text.to_owned());
+        Ok(())
+    }
+}
+
+/// Keeps the last `lines` lines, and at most `max_bytes` of text of them (a line printed
+/// from cursor moves can be far longer than the bytes that made it, so the count alone does
+/// not bound the memory).
+pub struct LastLines {
+    lines: VecDeque<String>,
+    keep: usize,
+    bytes: usize,
+    max_bytes: usize,
+}
+
+impl LastLines {
+    pub fn new(keep: usize, max_bytes: usize) -> Self {
+        LastLines {
+            lines: VecDeque::new(),
+            keep,
+            bytes: 0,
+            max_bytes,
+        }
+    }
+
+    pub fn into_lines(self) -> VecDeque<String> {
+        self.lines
+    }
+}
+
+impl LineSink for LastLines {
+    fn line(&mut self, text: &str) -> io::Result<()> {
+        if self.keep == 0 {
+            return Ok(());
+        }
+        self.lines.push_back(text.to_owned());
+        self.bytes += text.len();
+        while self.lines.len() > self.keep || (self.bytes > self.max_bytes && self.lines.len() > 1)
+        {
+            if let Some(old) = self.lines.pop_front() {
+                self.bytes -= old.len();
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The log replayed through a terminal of one size.
+pub struct Renderer {
+    terminal: Terminal,
+    lines: Lines,
+    /// The start of a UTF-8 sequence that the last piece of input cut in two.
+    utf8_tail: Vec<u8>,
+    /// The active screen's lines at the last [`Renderer::settle`], to tell which stayed.
+    last_seen: Option<(ScreenKind, Vec<ScreenLine>)>,
+    /// Whether anything changed since the last [`Renderer::settle`].
+    changed: bool,
+}
+
+impl Renderer {
+    /// A terminal of `cols` x `rows` cells (each at least 1).
+    pub fn new(cols: u16, rows: u16) -> Self {
+        let (cols, rows) = (usize::from(cols.max(1)), usize::from(rows.max(1)));
+        Renderer {
+            terminal: terminal(cols, rows),
+            lines: Lines::new(rows),
+            utf8_tail: Vec::new(),
+            last_seen: None,
+            changed: false,
+        }
+    }
+
+    /// The terminal's size, as (cols, rows).
+    pub fn size(&self) -> (usize, usize) {
+        self.terminal.size()
+    }
+
+    /// Changes the terminal's size (the pane was resized); avt reflows the primary screen.
+    pub fn resize(&mut self, cols: u16, rows: u16) {
+        let (cols, rows) = (usize::from(cols.max(1)), usize::from(rows.max(1)));
+        if self.terminal.size() == (cols, rows) {
+            return;
+        }
+        self.terminal.resize_with(cols, rows, &mut self.lines);
+        self.lines.end_clear();
+        // Rows moved: what was printed where is no longer known, so the next settle compares
+        // the screen with what was printed, wherever it now is.
+        self.lines.primary.reflowed(rows);
+        self.lines.alternate.reflowed(rows);
+        self.last_seen = None;
+        self.changed = true;
+    }
+
+    /// Replays `bytes` (the next bytes of the log) and writes the lines that became final.
+    pub fn feed(&mut self, bytes: &[u8], sink: &mut dyn LineSink) -> io::Result<()> {
+        for piece in bytes.chunks(FEED_PIECE) {
+            let text = decode_utf8(&mut self.utf8_tail, piece);
+            if text.is_empty() {
+                continue;
+            }
+            self.changed = true;
+            self.terminal.feed_with(text.as_str(), &mut self.lines);
+            self.lines.end_clear();
+            self.lines.drain(sink)?;
+        }
+        Ok(())
+    }
+
+    /// The end of the log: writes every line still on the screen that was not written yet
+    /// (and the alternate screen's frame, if a program is still showing one).
+    pub fn finish(mut self, sink: &mut dyn LineSink) -> io::Result<()> {
+        self.lines.end_clear();
+        self.lines.flush_pending();
+        let primary = screen_lines(&self.terminal, ScreenKind::Primary);
+        self.lines.reconcile(ScreenKind::Primary, &primary, None);
+        if self.terminal.active_screen_kind() == ScreenKind::Alternate {
+            let frame = screen_lines(&self.terminal, ScreenKind::Alternate);
+            self.lines.reconcile(ScreenKind::Alternate, &frame, None);
+        }
+        self.lines.drain(sink)
+    }
+
+    /// While following: writes the lines of the active screen that were not written yet and
+    /// are the same as at the last call; a line that changed since (a spinner) waits for a
+    /// later call. With `everything`, writes them all, changed or not (the first call, after
+    /// the log so far).
+    pub fn settle(&mut self, everything: bool, sink: &mut dyn LineSink) -> io::Result<()> {
+        if !everything && !self.changed {
+            return Ok(());
+        }
+        self.changed = false;
+        self.lines.end_clear();
+        let kind = self.terminal.active_screen_kind();
+        let now = screen_lines(&self.terminal, kind);
+        let before = match self.last_seen.take() {
+            Some((seen, lines)) if seen == kind => lines,
+            _ => Vec::new(),
+        };
+        let stable: Vec<bool> = now
+            .iter()
+            .map(|line| everything || before.iter().any(|old| old.text == line.text))
+            .collect();
+        // A line still changing is looked at again at the next call, new bytes or not.
+        if stable.contains(&false) {
+            self.changed = true;
+        }
+        self.lines.reconcile(kind, &now, Some(&stable));
+        self.last_seen = Some((kind, now));
+        self.lines.drain(sink)
+    }
+}
+
+fn terminal(cols: usize, rows: usize) -> Terminal {
+    // avt refuses only a zero size, which the callers never ask for; 80 x 24 stands in.
+    Terminal::with_scrollback(cols, rows, Some(0)).unwrap_or_else(|_| {
+        let mut size = (80, 24);
+        loop {
+            if let Ok(t) = Terminal::with_scrollback(size.0, size.1, Some(0)) {
+                return t;
+            }
+            size = (size.0 + 1, size.1 + 1);
+        }
+    })
+}
+
+/// One line on a screen: its rows joined where the terminal wrapped them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct ScreenLine {
+    text: String,
+    first_row: usize,
+    rows: usize,
+}
+
+/// The lines of a screen, from its top to its last line that is not blank.
+fn screen_lines(terminal: &Terminal, kind: ScreenKind) -> Vec<ScreenLine> {
+    let screen = match kind {
+        ScreenKind::Primary => terminal.primary_screen(),
+        ScreenKind::Alternate => terminal.screen(),
+    };
+    let mut joiner = Joiner::default();
+    let mut lines = Vec::new();
+    for line in screen.visible_lines() {
+        if let Some(done) = joiner.push(line) {
+            lines.push(done);
+        }
+    }
+    lines.extend(joiner.finish());
+    while lines.last().is_some_and(|l| l.text.is_empty()) {
+        lines.pop();
+    }
+    lines
+}
+
+/// Joins rows into lines where the terminal wrapped them, counting rows from 0.
+#[derive(Default)]
+struct Joiner {
+    text: String,
+    chars: usize,
+    first_row: usize,
+    next_row: usize,
+}
+
+impl Joiner {
+    fn push(&mut self, line: &Line) -> Option<ScreenLine> {
+        let room = MAX_LINE_CHARS - self.chars;
+        for ch in line.chars().take(room) {
+            self.text.push(ch);
+            self.chars += 1;
+        }
+        self.next_row += 1;
+        if line.is_wrapped() && self.chars < MAX_LINE_CHARS {
+            return None;
+        }
+        self.finish()
+    }
+
+    fn finish(&mut self) -> Option<ScreenLine> {
+        if self.next_row == self.first_row {
+            return None;
+        }
+        let done = ScreenLine {
+            text: self.text.trim_end().to_owned(),
+            first_row: self.first_row,
+            rows: self.next_row - self.first_row,
+        };
+        self.text.clear();
+        self.chars = 0;
+        self.first_row = self.next_row;
+        Some(done)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.next_row == self.first_row
+    }
+}
+
+/// What was printed for each row of one screen: the printed line's number and text, on
+/// every row the line covers.
+struct Printed {
+    rows: VecDeque<Option<(u64, String)>>,
+    /// Lines printed whose rows are no longer known (after a resize), still to be matched.
+    loose: Vec<String>,
+}
+
+impl Printed {
+    fn new(rows: usize) -> Self {
+        Printed {
+            rows: std::iter::repeat_n(None, rows).collect(),
+            loose: Vec::new(),
+        }
+    }
+
+    fn reflowed(&mut self, rows: usize) {
+        self.loose = self.texts();
+        self.rows = std::iter::repeat_n(None, rows).collect();
+    }
+
+    /// The printed lines, top to bottom, once each.
+    fn texts(&self) -> Vec<String> {
+        let mut texts = self.loose.clone();
+        let mut last = None;
+        for (id, text) in self.rows.iter().flatten() {
+            if last != Some(*id) {
+                texts.push(text.clone());
+                last = Some(*id);
+            }
+        }
+        texts
+    }
+
+    /// Takes the record of the top row, as the screen scrolls up one row.
+    fn scroll(&mut self) -> Option<String> {
+        let top = self.rows.pop_front().flatten();
+        self.rows.push_back(None);
+        top.map(|(_, text)| text)
+    }
+}
+
+/// The observer avt calls as it replays: collects the lines that became final.
+struct Lines {
+    /// Lines to write, in order; drained after each piece of input.
+    out: Vec<String>,
+    /// Rows that scrolled off whose line goes on in the next row (the terminal wrapped it).
+    pending: Joiner,
+    /// What had been printed for the pending line's first row, if anything.
+    pending_printed: Option<String>,
+    primary: Printed,
+    alternate: Printed,
+    next_id: u64,
+    /// Blank lines that scrolled off, printed before the next line that is not blank.
+    held_blanks: usize,
+    /// The operation being run erases the whole primary screen: its rows are collected in
+    /// `cleared` instead of being printed at once.
+    clearing: bool,
+    cleared: Joiner,
+    cleared_lines: Vec<ScreenLine>,
+}
+
+impl Lines {
+    fn new(rows: usize) -> Self {
+        Lines {
+            out: Vec::new(),
+            pending: Joiner::default(),
+            pending_printed: None,
+            primary: Printed::new(rows),
+            alternate: Printed::new(rows),
+            next_id: 0,
+            held_blanks: 0,
+            clearing: false,
+            cleared: Joiner::default(),
+            cleared_lines: Vec::new(),
+        }
+    }
+
+    fn drain(&mut self, sink: &mut dyn LineSink) -> io::Result<()> {
+        for line in self.out.drain(..) {
+            sink.line(&line)?;
+        }
+        Ok(())
+    }
+
+    /// A row scrolled off the top of the primary screen: its line is final.
+    fn scrolled_off(&mut self, row: &Line) {
+        let printed = self.primary.scroll();
+        if self.pending.is_empty() {
+            self.pending_printed = printed;
+        }
+        if let Some(line) = self.pending.push(row) {
+            let already = self.pending_printed.take().is_some_and(|p| p == line.text);
+            if already {
+                return;
+            }
+            if line.text.is_empty() {
+                // Printed only if a line follows (a screen's empty rows end no log).
+                self.held_blanks = (self.held_blanks + 1).min(MAX_HELD_BLANKS);
+            } else {
+                self.print(line.text);
+            }
+        }
+    }
+
+    /// Prints a line that is not blank, after the blank lines held before it.
+    fn print(&mut self, text: String) {
+        for _ in 0..std::mem::take(&mut self.held_blanks) {
+            self.out.push(String::new());
+        }
+        self.out.push(text);
+    }
+
+    /// Rows of a line that started to scroll off but never finished (the log ended).
+    fn flush_pending(&mut self) {
+        if let Some(line) = self.pending.finish() {
+            if !line.text.is_empty() {
+                self.print(line.text);
+            }
+        }
+        self.pending_printed = None;
+    }
+
+    /// The whole primary screen was erased: its lines are final, but a program that redraws
+    /// the same screen after each erase must not print it each time, so the lines already
+    /// printed are left out, and the erased lines count as printed where they were.
+    fn end_clear(&mut self) {
+        if !self.clearing {
+            return;
+        }
+        self.clearing = false;
+        let mut lines = std::mem::take(&mut self.cleared_lines);
+        lines.extend(self.cleared.finish());
+        self.cleared = Joiner::default();
+        while lines.last().is_some_and(|l| l.text.is_empty()) {
+            lines.pop();
+        }
+        self.reconcile(ScreenKind::Primary, &lines, None);
+    }
+
+    /// Writes the lines of `now` (a screen, top to bottom) that are stable (all for `None`)
+    /// and not among the lines printed from that screen, then records them as printed.
+    ///
+    /// Blank lines print only before a line that prints: a blank row next to a line still
+    /// changing is often that line's room, and printing it alone says nothing.
+    fn reconcile(&mut self, kind: ScreenKind, now: &[ScreenLine], stable: Option<&[bool]>) {
+        let is_stable = |i: usize| stable.is_none_or(|s| s.get(i).copied().unwrap_or(false));
+        let before = match kind {
+            ScreenKind::Primary => self.primary.texts(),
+            ScreenKind::Alternate => self.alternate.texts(),
+        };
+        let candidates: Vec<&ScreenLine> = now
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| is_stable(*i))
+            .map(|(_, l)| l)
+            .collect();
+        let texts: Vec<&str> = candidates.iter().map(|l| l.text.as_str()).collect();
+        let (matched_before, matched) = common_subsequence(&before, &texts);
+        let mut recorded = matched.clone();
+        let mut blanks = Vec::new();
+        for (i, line) in candidates.iter().enumerate() {
+            if matched[i] {
+                continue;
+            }
+            if line.text.is_empty() {
+                blanks.push(i);
+                continue;
+            }
+            for blank in blanks.drain(..) {
+                self.held_blanks += 1;
+                recorded[blank] = true;
+            }
+            self.print(line.text.clone());
+            recorded[i] = true;
+        }
+        let printed = match kind {
+            ScreenKind::Primary => &mut self.primary,
+            ScreenKind::Alternate => &mut self.alternate,
+        };
+        // Lines printed before that are not seen now may be in the part still changing
+        // (a block moving down the screen): they are kept, loose, until the screen is still.
+        printed.loose = if candidates.len() < now.len() {
+            let mut loose: Vec<String> = before
+                .into_iter()
+                .zip(matched_before)
+                .filter(|(_, m)| !m)
+                .map(|(t, _)| t)
+                .collect();
+            let excess = loose.len().saturating_sub(printed.rows.len());
+            loose.drain(..excess);
+            loose
+        } else {
+            Vec::new()
+        };
+        for row in &mut printed.rows {
+            *row = None;
+        }
+        for (line, recorded) in candidates.iter().zip(recorded) {
+            if !recorded {
+                continue;
+            }
+            self.next_id += 1;
+            for row in line.first_row..line.first_row + line.rows {
+                if let Some(slot) = printed.rows.get_mut(row) {
+                    *slot = Some((self.next_id, line.text.clone()));
+                }
+            }
+        }
+    }
+}
+
+fn enters_alternate(modes: &avt::parser::DecModes) -> bool {
+    modes.as_slice().iter().any(|m| {
+        matches!(
+            m,
+            DecMode::AltScreenBuffer | DecMode::SaveCursorAltScreenBuffer
+        )
+    })
+}
+
+fn leaves_alternate_screen(function: &Function) -> bool {
+    match function {
+        Function::Decrst(modes) => enters_alternate(modes),
+        Function::Ris => true,
+        _ => false,
+    }
+}
+
+impl Observer for Lines {
+    type Output = ();
+
+    fn before(&mut self, context: &mut Observation<'_>, operation: &Operation) {
+        self.end_clear();
+        let Operation::Function(function) = operation else {
+            return;
+        };
+        let terminal = context.terminal();
+        let kind = terminal.active_screen_kind();
+        if kind == ScreenKind::Alternate && leaves_alternate_screen(function) {
+            // The program's last frame is what it showed; the next one starts afresh.
+            let frame = screen_lines(terminal, ScreenKind::Alternate);
+            self.reconcile(ScreenKind::Alternate, &frame, None);
+            for row in &mut self.alternate.rows {
+                *row = None;
+            }
+        }
+        match function {
+            Function::Decset(modes) if kind == ScreenKind::Primary && enters_alternate(modes) => {
+                // What the primary screen shows came before the full-screen program.
+                let screen = screen_lines(terminal, ScreenKind::Primary);
+                self.reconcile(ScreenKind::Primary, &screen, None);
+            }
+            Function::Ed(EdScope::All) if kind == ScreenKind::Primary => self.clearing = true,
+            Function::Ris => {
+                // A reset erases the primary screen without scrolling it off.
+                let screen = screen_lines(terminal, ScreenKind::Primary);
+                self.reconcile(ScreenKind::Primary, &screen, None);
+            }
+            _ => {}
+        }
+    }
+
+    fn evicted(&mut self, _context: &mut Observation<'_>, line: &Line) {
+        if self.clearing {
+            if let Some(done) = self.cleared.push(line) {
+                self.cleared_lines.push(done);
+            }
+        } else {
+            self.scrolled_off(line);
+        }
+    }
+
+    fn end(&mut self, _context: &mut Observation<'_>) {}
+}
+
+/// Which of `before` and which of `now` belong to a longest common subsequence of `before` and `now`, matching each
+/// line as early as it can (so that when text is added below lines printed before, the added
+/// lines are the ones left over, in their order).
+fn common_subsequence(before: &[String], now: &[&str]) -> (Vec<bool>, Vec<bool>) {
+    let (n, m) = (before.len(), now.len());
+    let mut matched_before = vec![false; n];
+    let mut matched = vec![false; m];
+    if n == 0 || m == 0 {
+        return (matched_before, matched);
+    }
+    // length[i][j]: the longest common subsequence of before[i..] and now[j..].
+    let width = m + 1;
+    let mut length = vec![0u32; (n + 1) * width];
+    for i in (0..n).rev() {
+        for j in (0..m).rev() {
+            length[i * width + j] = if before[i] == now[j] {
+                length[(i + 1) * width + j + 1] + 1
+            } else {
+                length[(i + 1) * width + j].max(length[i * width + j + 1])
+            };
+        }
+    }
+    let (mut i, mut j) = (0, 0);
+    while i < n && j < m {
+        if before[i] == now[j] {
+            matched_before[i] = true;
+            matched[j] = true;
+            i += 1;
+            j += 1;
+        } else if length[(i + 1) * width + j] >= length[i * width + j + 1] {
+            i += 1;
+        } else {
+            j += 1;
+        }
+    }
+    (matched_before, matched)
+}
+
+/// Decodes `bytes` after `tail` (the start of a sequence the previous piece cut), keeping in
+/// `tail` the start of a sequence this piece cuts. Bytes that are not UTF-8 become U+FFFD.
+fn decode_utf8(tail: &mut Vec<u8>, bytes: &[u8]) -> String {
+    let mut input = std::mem::take(tail);
+    input.extend_from_slice(bytes);
+    let mut text = String::with_capacity(input.len());
+    let mut rest = input.as_slice();
+    loop {
+        match std::str::from_utf8(rest) {
+            Ok(valid) => {
+                text.push_str(valid);
+                return text;
+            }
+            Err(e) => {
+                let (valid, after) = rest.split_at(e.valid_up_to());
+                // The bytes were checked up to here.
+                text.push_str(std::str::from_utf8(valid).unwrap_or_default());
+                match e.error_len() {
+                    Some(bad) => {
+                        text.push('\u{FFFD}');
+                        rest = &after[bad..];
+                    }
+                    None => {
+                        tail.extend_from_slice(after);
+                        return text;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The lines `logs` prints for `bytes` on a terminal of `cols` x `rows`.
+    fn render(cols: u16, rows: u16, bytes: &[u8]) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut renderer = Renderer::new(cols, rows);
+        renderer.feed(bytes, &mut out).expect("feed");
+        renderer.finish(&mut out).expect("finish");
+        out
+    }
+
+    #[test]
+    fn words_placed_by_cursor_moves_keep_their_spaces() {
+        // Claude Code 2.1 writes a space as "cursor forward one" and words at absolute columns.
+        let lines = render(
+            80,
+            24,
+            b"\x1b[1m\xe2\x97\x8f\x1b[22m\x1b[1CSlow\x1b[1Creply\x1b[1Cfinished.\r\n\
+              \x1b[3GPlease\x1b[10Gcheck\r\n",
+        );
+        assert_eq!(lines, ["● Slow reply finished.", "  Please check"]);
+    }
+
+    #[test]
+    fn a_carriage_return_spinner_shows_its_last_frame_once() {
+        let mut bytes = b"start\r\n".to_vec();
+        for frame in ["⠋", "⠙", "⠹", "⠸", "⠼"] {
+            bytes.extend_from_slice(format!("\r{frame} Working on it").as_bytes());
+        }
+        bytes.extend_from_slice(b"\r\x1b[KDone.\r\nafter\r\n");
+        assert_eq!(render(40, 10, &bytes), ["start", "Done.", "after"]);
+    }
+
+    #[test]
+    fn a_status_block_redrawn_with_cursor_up_shows_once_in_its_final_form() {
+        let mut bytes = b"first line\r\n".to_vec();
+        for n in 0..50 {
+            if n > 0 {
+                // Up two rows, to the start of the block, and rewrite both rows.
+                bytes.extend_from_slice(b"\x1b[2A\r");
+            }
+            bytes.extend_from_slice(
+                format!("tokens: {n}\x1b[K\r\nelapsed: {n}s\x1b[K\r\n").as_bytes(),
+            );
+        }
+        // Then the screen scrolls far enough for the block to leave it.
+        for n in 0..12 {
+            bytes.extend_from_slice(format!("line {n}\r\n").as_bytes());
+        }
+        let lines = render(40, 8, &bytes);
+        let mut expected = vec![
+            "first line".to_owned(),
+            "tokens: 49".into(),
+            "elapsed: 49s".into(),
+        ];
+        expected.extend((0..12).map(|n| format!("line {n}")));
+        assert_eq!(lines, expected);
+    }
+
+    #[test]
+    fn a_screen_erased_and_redrawn_the_same_prints_once() {
+        let mut bytes = Vec::new();
+        for _ in 0..20 {
+            bytes.extend_from_slice(b"\x1b[2J\x1b[Hheader\r\nbody\r\n");
+        }
+        bytes.extend_from_slice(b"\x1b[2J\x1b[Hheader\r\nbody\r\nmore\r\n");
+        assert_eq!(render(20, 5, &bytes), ["header", "body", "more"]);
+    }
+
+    #[test]
+    fn the_alternate_screen_prints_its_last_frame_when_left() {
+        let bytes =
+            b"$ vim notes\r\n\x1b[?1049h\x1b[H\x1b[2Jframe one\x1b[H\x1b[2Jfinal frame\r\n~\r\n\
+                      \x1b[?1049l$ echo back\r\nback\r\n";
+        assert_eq!(
+            render(30, 6, bytes),
+            ["$ vim notes", "final frame", "~", "$ echo back", "back"]
+        );
+        // Still up at the end of the log: the primary screen, then the frame showing.
+        let bytes = b"$ top\r\n\x1b[?1049h\x1b[Htasks: 3\r\n";
+        assert_eq!(render(30, 6, bytes), ["$ top", "tasks: 3"]);
+    }
+
+    #[test]
+    fn wide_characters_take_two_columns_and_print_once() {
+        // "日本" is four columns wide: the cursor moves land after it and after "語".
+        let lines = render(20, 5, "日本\x1b[1C語\x1b[8Gx\r\n絵文字🙂 ok\r\n".as_bytes());
+        assert_eq!(lines, ["日本 語x", "絵文字🙂 ok"]);
+    }
+
+    #[test]
+    fn a_line_wider_than_the_screen_is_one_line() {
+        let long = "a".repeat(25);
+        let bytes = format!("{long}\r\nnext\r\n1\r\n2\r\n3\r\n4\r\n");
+        assert_eq!(
+            render(10, 3, bytes.as_bytes()),
+            [long.as_str(), "next", "1", "2", "3", "4"]
+        );
+    }
+
+    #[test]
+    fn last_lines_keeps_the_last_n_within_its_byte_budget() {
+        let mut last = LastLines::new(2, 1024);
+        for n in 0..10 {
+            last.line(&format!("line {n}")).expect("line");
+        }
+        assert_eq!(last.into_lines(), ["line 8", "line 9"]);
+        let mut last = LastLines::new(100, 10);
+        for text in ["aaaa", "bbbb", "cccc"] {
+            last.line(text).expect("line");
+        }
+        assert_eq!(last.into_lines(), ["bbbb", "cccc"]);
+        let mut none = LastLines::new(0, 10);
+        none.line("x").expect("line");
+        assert!(none.into_lines().is_empty());
+    }
+
+    #[test]
+    fn utf8_cut_between_reads_is_one_character() {
+        let bytes = "héllo wörld\r\n".as_bytes();
+        let mut out = Vec::new();
+        let mut renderer = Renderer::new(20, 4);
+        for byte in bytes {
+            renderer
+                .feed(std::slice::from_ref(byte), &mut out)
+                .expect("feed");
+        }
+        renderer.feed(b"bad \xff byte\r\n", &mut out).expect("feed");
+        renderer.finish(&mut out).expect("finish");
+        assert_eq!(out, ["héllo wörld", "bad \u{FFFD} byte"]);
+    }
+
+    #[test]
+    fn following_prints_a_spinner_once_it_stops_and_a_moved_block_once() {
+        let mut out = Vec::new();
+        let mut r = Renderer::new(40, 10);
+        r.feed(b"one\r\n\r\n> \r\nstatus\x1b[2A\x1b[3G", &mut out)
+            .expect("feed");
+        r.settle(true, &mut out).expect("settle");
+        assert_eq!(out, ["one", "", ">", "status"]);
+        out.clear();
+        // A spinner between the first line and the input box: each frame moves the box down.
+        for frame in ["⠋", "⠙", "⠹"] {
+            r.feed(
+                format!(
+                    "\x1b[H\x1b[2B{frame} thinking\x1b[K\r\n\x1b[K\r\n> \x1b[K\r\nstatus\x1b[K"
+                )
+                .as_bytes(),
+                &mut out,
+            )
+            .expect("feed");
+            r.settle(false, &mut out).expect("settle");
+        }
+        assert!(out.is_empty(), "a changing line waits: {out:?}");
+        // Nothing new: the last frame stayed, so it prints, and the box does not print again.
+        r.settle(false, &mut out).expect("settle");
+        assert_eq!(out, ["⠹ thinking"]);
+        out.clear();
+        r.settle(false, &mut out).expect("settle");
+        assert!(out.is_empty());
+        // The spinner's row becomes the answer.
+        r.feed(b"\x1b[H\x1b[2BThe answer.\x1b[K", &mut out)
+            .expect("feed");
+        r.settle(false, &mut out).expect("settle");
+        r.settle(false, &mut out).expect("settle");
+        assert_eq!(out, ["The answer."]);
+        out.clear();
+        // Scrolling lines already printed off the top does not print them again.
+        r.feed(b"\x1b[10;1H\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n", &mut out)
+            .expect("feed");
+        assert!(out.is_empty(), "{out:?}");
+        r.finish(&mut out).expect("finish");
+        assert!(out.is_empty(), "{out:?}");
+    }
+
+    /// Real bytes, captured from Claude Code 2.1.197 (see fixtures/claude-code-2.1.197/SOURCES.md).
+    #[test]
+    fn claude_code_dialog_renders_as_readable_text() {
+        let bytes = include_bytes!("../fixtures/claude-code-2.1.197/api-key-dialog.log");
+        let lines = render(100, 30, bytes);
+        for want in [
+            "  Detected a custom API key in your environment",
+            "  Do you want to use this API key?",
+            "    1. Yes",
+            "  ❯ 2. No (recommended)",
+            "  Enter to confirm · Esc to cancel",
+        ] {
+            assert!(
+                lines.iter().any(|l| l == want),
+                "{want:?} not in {lines:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn claude_code_retry_spinner_shows_once() {
+        let bytes = include_bytes!("../fixtures/claude-code-2.1.197/retrying.log");
+        let lines = render(100, 30, bytes);
+        let prompt = lines
+            .iter()
+            .filter(|l| l.contains("Say hello in three words please"))
+            .count();
+        assert_eq!(prompt, 1, "{lines:#?}");
+        let spinner = lines
+            .iter()
+            .filter(|l| l.contains("Unable to connect to API"))
+            .count();
+        assert_eq!(spinner, 1, "{lines:#?}");
+    }
+
+    #[test]
+    fn common_subsequence_matches_early_so_added_lines_are_left_over() {
+        let before: Vec<String> = ["a", "ok"].iter().map(|s| (*s).to_owned()).collect();
+        assert_eq!(
+            common_subsequence(&before, &["a", "ok", "b", "ok"]).1,
+            [true, true, false, false]
+        );
+        assert_eq!(common_subsequence(&[], &["a"]).1, [false]);
+    }
+}
