@@ -170,7 +170,7 @@ impl Renderer {
 
     /// The end of the log: writes every line still on the screen that was not written yet
     /// (and the alternate screen's frame, if a program is still showing one).
-    pub fn finish(mut self, sink: &mut dyn LineSink) -> io::Result<()> {
+    pub fn finish(&mut self, sink: &mut dyn LineSink) -> io::Result<()> {
         self.lines.end_clear();
         self.lines.flush_pending();
         let primary = screen_lines(&self.terminal, ScreenKind::Primary);
