@@ -411,10 +411,10 @@ impl Lines {
 
     /// Rows of a line that started to scroll off but never finished (the log ended).
     fn flush_pending(&mut self) {
-        if let Some(line) = self.pending.finish() {
-            if !line.text.is_empty() {
-                self.print(line.text);
-            }
+        if let Some(line) = self.pending.finish()
+            && !line.text.is_empty()
+        {
+            self.print(line.text);
         }
         self.pending_printed = None;
     }
@@ -576,18 +576,30 @@ impl Observer for Lines {
 /// line as early as it can (so that when text is added below lines printed before, the added
 /// lines are the ones left over, in their order).
 fn common_subsequence(before: &[String], now: &[&str]) -> (Vec<bool>, Vec<bool>) {
-    let (n, m) = (before.len(), now.len());
-    let mut matched_before = vec![false; n];
-    let mut matched = vec![false; m];
+    let mut matched_before = vec![false; before.len()];
+    let mut matched = vec![false; now.len()];
+    // Equal heads match without the table: a screen that gained lines at its bottom, the
+    // usual case, costs no more than comparing it. (Not equal tails: matching from the end
+    // would pair a blank line with a later one than the early-match rule does.)
+    let head = before
+        .iter()
+        .zip(now)
+        .take_while(|(b, n)| b.as_str() == **n)
+        .count();
+    matched_before[..head].fill(true);
+    matched[..head].fill(true);
+    let (before_mid, now_mid) = (&before[head..], &now[head..]);
+    let (n, m) = (before_mid.len(), now_mid.len());
     if n == 0 || m == 0 {
         return (matched_before, matched);
     }
-    // length[i][j]: the longest common subsequence of before[i..] and now[j..].
+    // length[i][j]: the longest common subsequence of before_mid[i..] and now_mid[j..]. At
+    // most (2 x 1000) x 1000 entries: a screen's lines, and as many loose ones.
     let width = m + 1;
     let mut length = vec![0u32; (n + 1) * width];
     for i in (0..n).rev() {
         for j in (0..m).rev() {
-            length[i * width + j] = if before[i] == now[j] {
+            length[i * width + j] = if before_mid[i] == now_mid[j] {
                 length[(i + 1) * width + j + 1] + 1
             } else {
                 length[(i + 1) * width + j].max(length[i * width + j + 1])
@@ -596,9 +608,9 @@ fn common_subsequence(before: &[String], now: &[&str]) -> (Vec<bool>, Vec<bool>)
     }
     let (mut i, mut j) = (0, 0);
     while i < n && j < m {
-        if before[i] == now[j] {
-            matched_before[i] = true;
-            matched[j] = true;
+        if before_mid[i] == now_mid[j] {
+            matched_before[head + i] = true;
+            matched[head + j] = true;
             i += 1;
             j += 1;
         } else if length[(i + 1) * width + j] >= length[i * width + j + 1] {
@@ -862,5 +874,14 @@ mod tests {
             [true, true, false, false]
         );
         assert_eq!(common_subsequence(&[], &["a"]).1, [false]);
+        // A line between two that were printed, and one gone from the middle.
+        let before: Vec<String> = ["a", "b", "c", "d"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        assert_eq!(
+            common_subsequence(&before, &["a", "x", "b", "d"]),
+            (vec![true, true, false, true], vec![true, false, true, true])
+        );
     }
 }

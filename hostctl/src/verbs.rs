@@ -500,7 +500,7 @@ impl HostCtl {
         loop {
             std::thread::sleep(LOG_POLL);
             polls = polls.wrapping_add(1);
-            if polls % LOG_SIZE_POLLS == 0
+            if polls.is_multiple_of(LOG_SIZE_POLLS)
                 && let Ok(Some(pane)) = self.tmux.pane(name)
             {
                 renderer.resize(pane.cols, pane.rows);
