@@ -13,20 +13,23 @@
 //!   already printed: a program that clears and redraws the same screen prints it once;
 //! - at the end of the log the rows still on the screen are printed;
 //! - while following (`-f`), a row is printed once it has stayed the same for one poll of the
-//!   log, so a spinner is printed when it stops, not at each frame;
+//!   log, or, for a row that keeps changing (a spinner, a countdown), for 1.6 s: it prints
+//!   when it stops, not at each frame;
 //! - the alternate screen (full-screen programs: editors, pagers) is printed as its last
 //!   frame when the program leaves it, or at the end of the log if it is still up.
 //!
 //! Which rows were printed is tracked per row of the screen, and compared by a longest common
-//! subsequence, so a block that moves down the screen as text appears above it (every agent
-//! CLI's input box) is not printed again.
+//! subsequence (then in any order), so a block that moves down the screen as text appears above
+//! it (every agent CLI's input box) is not printed again. The price: right after the screen is
+//! erased, the same lines printed again count as a redraw, even when a program printed them
+//! anew.
 //!
 //! Memory is one screen (at most 1000 x 1000 cells), the rows printed from it, and one line
 //! being wrapped (at most [`MAX_LINE_CHARS`]); the emulator keeps no scrollback.
 //!
 //! This module does no I/O of its own: bytes in, lines out through a [`LineSink`].
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, Write};
 
 use avt::parser::{DecMode, EdScope, Function};
@@ -113,8 +116,8 @@ pub struct Renderer {
     lines: Lines,
     /// The start of a UTF-8 sequence that the last piece of input cut in two.
     utf8_tail: Vec<u8>,
-    /// The active screen's lines at the last [`Renderer::settle`], to tell which stayed.
-    last_seen: Option<(ScreenKind, Vec<ScreenLine>)>,
+    /// Calls of [`Renderer::settle`] so far: the clock rows' changes are timed with.
+    tick: u64,
     /// Whether anything changed since the last [`Renderer::settle`].
     changed: bool,
 }
@@ -127,7 +130,7 @@ impl Renderer {
             terminal: terminal(cols, rows),
             lines: Lines::new(rows),
             utf8_tail: Vec::new(),
-            last_seen: None,
+            tick: 0,
             changed: false,
         }
     }
@@ -149,7 +152,8 @@ impl Renderer {
         // the screen with what was printed, wherever it now is.
         self.lines.primary.reflowed(rows);
         self.lines.alternate.reflowed(rows);
-        self.last_seen = None;
+        self.lines.seen = std::iter::repeat_n(RowSeen::default(), rows).collect();
+        self.lines.seen_alternate = std::iter::repeat_n(RowSeen::default(), rows).collect();
         self.changed = true;
     }
 
@@ -182,11 +186,14 @@ impl Renderer {
         self.lines.drain(sink)
     }
 
-    /// While following: writes the lines of the active screen that were not written yet and
-    /// are the same as at the last call; a line that changed since (a spinner) waits for a
-    /// later call. With `everything`, writes them all, changed or not (the first call, after
-    /// the log so far).
+    /// While following, called at each poll of the log: writes the lines of the active
+    /// screen that were not written yet and have not changed since the last call. A row that
+    /// keeps changing (a spinner, a countdown, a line being streamed: [`VOLATILE_CHANGES`]
+    /// changes in a row, each within [`VOLATILE_WINDOW`] calls of the one before) must stay
+    /// the same for [`VOLATILE_QUIET`] calls instead, so it prints when it stops, not at each
+    /// pause. With `everything`, writes them all (the first call, after the log so far).
     pub fn settle(&mut self, everything: bool, sink: &mut dyn LineSink) -> io::Result<()> {
+        self.tick += 1;
         if !everything && !self.changed {
             return Ok(());
         }
@@ -194,22 +201,58 @@ impl Renderer {
         self.lines.end_clear();
         let kind = self.terminal.active_screen_kind();
         let now = screen_lines(&self.terminal, kind);
-        let before = match self.last_seen.take() {
-            Some((seen, lines)) if seen == kind => lines,
-            _ => Vec::new(),
+        let seen = match kind {
+            ScreenKind::Primary => &mut self.lines.seen,
+            ScreenKind::Alternate => &mut self.lines.seen_alternate,
         };
-        let stable: Vec<bool> = now
-            .iter()
-            .map(|line| everything || before.iter().any(|old| old.text == line.text))
-            .collect();
+        let mut stable = Vec::with_capacity(now.len());
+        for line in &now {
+            let Some(row) = seen.get_mut(line.first_row) else {
+                stable.push(everything);
+                continue;
+            };
+            if row.text != line.text {
+                if self.tick - row.since > VOLATILE_WINDOW {
+                    row.changes = 0;
+                }
+                row.changes = row.changes.saturating_add(1);
+                row.since = self.tick;
+                row.text.clone_from(&line.text);
+            }
+            let quiet = if row.changes >= VOLATILE_CHANGES {
+                VOLATILE_QUIET
+            } else {
+                1
+            };
+            stable.push(everything || self.tick - row.since >= quiet);
+        }
         // A line still changing is looked at again at the next call, new bytes or not.
         if stable.contains(&false) {
             self.changed = true;
         }
         self.lines.reconcile(kind, &now, Some(&stable));
-        self.last_seen = Some((kind, now));
         self.lines.drain(sink)
     }
+}
+
+/// A row that changed this many times, each within [`VOLATILE_WINDOW`] calls of
+/// [`Renderer::settle`] of the one before, is one that keeps changing.
+pub const VOLATILE_CHANGES: u32 = 3;
+
+/// See [`VOLATILE_CHANGES`]: 25 polls of `logs -f`, 5 s.
+pub const VOLATILE_WINDOW: u64 = 25;
+
+/// How many calls of [`Renderer::settle`] a row that keeps changing must stay the same for
+/// before it prints: 8 polls of `logs -f`, 1.6 s, longer than a countdown's second.
+pub const VOLATILE_QUIET: u64 = 8;
+
+/// How one row of a screen changed lately (for `-f`).
+#[derive(Clone, Debug, Default)]
+struct RowSeen {
+    text: String,
+    /// The [`Renderer::settle`] call that saw it change last.
+    since: u64,
+    changes: u32,
 }
 
 fn terminal(cols: usize, rows: usize) -> Terminal {
@@ -348,6 +391,9 @@ struct Lines {
     pending_printed: Option<String>,
     primary: Printed,
     alternate: Printed,
+    /// How each row of each screen changed lately; the primary's scroll with it.
+    seen: VecDeque<RowSeen>,
+    seen_alternate: VecDeque<RowSeen>,
     next_id: u64,
     /// Blank lines that scrolled off, printed before the next line that is not blank.
     held_blanks: usize,
@@ -366,6 +412,8 @@ impl Lines {
             pending_printed: None,
             primary: Printed::new(rows),
             alternate: Printed::new(rows),
+            seen: std::iter::repeat_n(RowSeen::default(), rows).collect(),
+            seen_alternate: std::iter::repeat_n(RowSeen::default(), rows).collect(),
             next_id: 0,
             held_blanks: 0,
             clearing: false,
@@ -383,6 +431,9 @@ impl Lines {
 
     /// A row scrolled off the top of the primary screen: its line is final.
     fn scrolled_off(&mut self, row: &Line) {
+        if self.seen.pop_front().is_some() {
+            self.seen.push_back(RowSeen::default());
+        }
         let printed = self.primary.scroll();
         if self.pending.is_empty() {
             self.pending_printed = printed;
@@ -454,7 +505,23 @@ impl Lines {
             .map(|(_, l)| l)
             .collect();
         let texts: Vec<&str> = candidates.iter().map(|l| l.text.as_str()).collect();
-        let (matched_before, matched) = common_subsequence(&before, &texts);
+        let (mut matched_before, mut matched) = common_subsequence(&before, &texts);
+        // A line printed before and still on the screen, but moved past others (a block that
+        // moved down while lines above it changed), is the same line: matched in any order.
+        let mut unmatched: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (i, text) in before.iter().enumerate().rev() {
+            if !matched_before[i] {
+                unmatched.entry(text.as_str()).or_default().push(i);
+            }
+        }
+        for (j, text) in texts.iter().enumerate() {
+            if !matched[j]
+                && let Some(i) = unmatched.get_mut(text).and_then(Vec::pop)
+            {
+                matched[j] = true;
+                matched_before[i] = true;
+            }
+        }
         let mut recorded = matched.clone();
         let mut blanks = Vec::new();
         for (i, line) in candidates.iter().enumerate() {
@@ -541,6 +608,9 @@ impl Observer for Lines {
             self.reconcile(ScreenKind::Alternate, &frame, None);
             for row in &mut self.alternate.rows {
                 *row = None;
+            }
+            for row in &mut self.seen_alternate {
+                *row = RowSeen::default();
             }
         }
         match function {
@@ -788,6 +858,13 @@ mod tests {
         assert_eq!(out, ["héllo wörld", "bad \u{FFFD} byte"]);
     }
 
+    /// `logs -f`'s polls with no new output in between.
+    fn quiet_polls(r: &mut Renderer, polls: u64, out: &mut Vec<String>) {
+        for _ in 0..polls {
+            r.settle(false, out).expect("settle");
+        }
+    }
+
     #[test]
     fn following_prints_a_spinner_once_it_stops_and_a_moved_block_once() {
         let mut out = Vec::new();
@@ -810,17 +887,23 @@ mod tests {
             r.settle(false, &mut out).expect("settle");
         }
         assert!(out.is_empty(), "a changing line waits: {out:?}");
-        // Nothing new: the last frame stayed, so it prints, and the box does not print again.
-        r.settle(false, &mut out).expect("settle");
+        // It changed at each poll: one quiet poll is not enough to call it stopped.
+        quiet_polls(&mut r, VOLATILE_QUIET - 1, &mut out);
+        assert!(
+            out.is_empty(),
+            "a line that keeps changing waits longer: {out:?}"
+        );
+        // Quiet long enough: the last frame prints, and the box does not print again.
+        quiet_polls(&mut r, 1, &mut out);
         assert_eq!(out, ["⠹ thinking"]);
         out.clear();
-        r.settle(false, &mut out).expect("settle");
+        quiet_polls(&mut r, VOLATILE_WINDOW + 1, &mut out);
         assert!(out.is_empty());
-        // The spinner's row becomes the answer.
+        // The spinner's row becomes the answer, long after it last changed: it prints at the
+        // next quiet poll.
         r.feed(b"\x1b[H\x1b[2BThe answer.\x1b[K", &mut out)
             .expect("feed");
-        r.settle(false, &mut out).expect("settle");
-        r.settle(false, &mut out).expect("settle");
+        quiet_polls(&mut r, 2, &mut out);
         assert_eq!(out, ["The answer."]);
         out.clear();
         // Scrolling lines already printed off the top does not print them again.
@@ -829,6 +912,42 @@ mod tests {
         assert!(out.is_empty(), "{out:?}");
         r.finish(&mut out).expect("finish");
         assert!(out.is_empty(), "{out:?}");
+    }
+
+    #[test]
+    fn following_prints_a_countdown_when_it_stops_and_steady_output_at_once() {
+        let mut out = Vec::new();
+        let mut r = Renderer::new(40, 5);
+        r.settle(true, &mut out).expect("settle");
+        // A status that ticks every 5 polls (a second of `logs -f`): its first forms print
+        // before it is known to tick, then nothing until it stops.
+        for left in (1..=9).rev() {
+            r.feed(format!("\rRetrying in {left}s\x1b[K").as_bytes(), &mut out)
+                .expect("feed");
+            quiet_polls(&mut r, 5, &mut out);
+        }
+        let ticking = out.len();
+        assert!(ticking <= 2, "{out:?}");
+        r.feed(b"\rConnected.\x1b[K", &mut out).expect("feed");
+        quiet_polls(&mut r, VOLATILE_QUIET + 1, &mut out);
+        assert_eq!(out[ticking..], ["Connected."]);
+        out.clear();
+        // A line a second on a full screen: every row changes as it scrolls, yet each new line
+        // prints at the first quiet poll, not when it reaches the top.
+        r.feed(b"\r\n", &mut out).expect("feed");
+        for n in 0..20 {
+            r.feed(format!("line {n}\r\n").as_bytes(), &mut out)
+                .expect("feed");
+            quiet_polls(&mut r, 2, &mut out);
+            assert_eq!(
+                out.last().map(String::as_str),
+                Some(format!("line {n}").as_str())
+            );
+        }
+        assert_eq!(
+            out,
+            (0..20).map(|n| format!("line {n}")).collect::<Vec<_>>()
+        );
     }
 
     /// Real bytes, captured from Claude Code 2.1.197 (see fixtures/claude-code-2.1.197/SOURCES.md).
