@@ -14,7 +14,10 @@
 //! - at the end of the log the rows still on the screen are printed;
 //! - while following (`-f`), a row is printed once it has stayed the same for one poll of the
 //!   log, or, for a row that keeps changing (a spinner, a countdown), for 1.6 s: it prints
-//!   when it stops, not at each frame;
+//!   when it stops, not at each frame; a row held back that way prints before a line below it;
+//! - reading a log from its start, the polls `-f` would have made are replayed from the log's
+//!   times ([`Renderer::quiet`], see `logwriter`), so a line that stayed on the screen a while
+//!   and was erased in place (a question answered) prints too, as `-f` printed it;
 //! - the alternate screen (full-screen programs: editors, pagers) is printed as its last
 //!   frame when the program leaves it, or at the end of the log if it is still up.
 //!
@@ -186,6 +189,21 @@ impl Renderer {
         self.lines.drain(sink)
     }
 
+    /// Replaying a log's times (see `logwriter`): the pane printed nothing more for `polls`
+    /// polls of `logs -f`. Does what `-f` would have done polling then: one look at the
+    /// screen as it was, then `polls` looks with nothing new.
+    pub fn quiet(&mut self, polls: u64, sink: &mut dyn LineSink) -> io::Result<()> {
+        // Past this many looks nothing more can become stable; the rest only ages the rows.
+        let looks = polls.saturating_add(1).min(VOLATILE_QUIET + 2);
+        for _ in 0..looks {
+            self.settle(false, sink)?;
+        }
+        self.tick = self
+            .tick
+            .saturating_add(polls.saturating_add(1).saturating_sub(looks));
+        Ok(())
+    }
+
     /// While following, called at each poll of the log: writes the lines of the active
     /// screen that were not written yet and have not changed since the last call. A row that
     /// keeps changing (a spinner, a countdown, a line being streamed: [`VOLATILE_CHANGES`]
@@ -206,9 +224,11 @@ impl Renderer {
             ScreenKind::Alternate => &mut self.lines.seen_alternate,
         };
         let mut stable = Vec::with_capacity(now.len());
+        let mut settled = Vec::with_capacity(now.len());
         for line in &now {
             let Some(row) = seen.get_mut(line.first_row) else {
                 stable.push(everything);
+                settled.push(everything);
                 continue;
             };
             if row.text != line.text {
@@ -225,6 +245,34 @@ impl Renderer {
                 1
             };
             stable.push(everything || self.tick - row.since >= quiet);
+            settled.push(self.tick > row.since);
+        }
+        // Lines print in the screen's order: a row still held as one that keeps changing (a
+        // spinner that turned into "Done.") prints before a line below it that prints now, if
+        // it did not change since the last look.
+        let printed = match kind {
+            ScreenKind::Primary => self.lines.primary.texts(),
+            ScreenKind::Alternate => self.lines.alternate.texts(),
+        };
+        let candidates: Vec<&str> = now
+            .iter()
+            .zip(&stable)
+            .filter(|(_, s)| **s)
+            .map(|(l, _)| l.text.as_str())
+            .collect();
+        let (_, matched) = match_printed(&printed, &candidates);
+        let last_to_print = now
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| stable[*i])
+            .zip(matched)
+            .filter(|((_, line), matched)| !matched && !line.text.is_empty())
+            .map(|((i, _), _)| i)
+            .last();
+        if let Some(last) = last_to_print {
+            for i in 0..last {
+                stable[i] = stable[i] || settled[i];
+            }
         }
         // A line still changing is looked at again at the next call, new bytes or not.
         if stable.contains(&false) {
@@ -313,7 +361,10 @@ impl Joiner {
             self.chars += 1;
         }
         self.next_row += 1;
-        if line.is_wrapped() && self.chars < MAX_LINE_CHARS {
+        // A row of spaces that ran into the next row (a program blanking rows by writing
+        // spaces to their last column) is a blank line, not the start of the next one.
+        let blank = self.text.chars().all(|c| c == ' ');
+        if line.is_wrapped() && self.chars < MAX_LINE_CHARS && !blank {
             return None;
         }
         self.finish()
@@ -505,23 +556,7 @@ impl Lines {
             .map(|(_, l)| l)
             .collect();
         let texts: Vec<&str> = candidates.iter().map(|l| l.text.as_str()).collect();
-        let (mut matched_before, mut matched) = common_subsequence(&before, &texts);
-        // A line printed before and still on the screen, but moved past others (a block that
-        // moved down while lines above it changed), is the same line: matched in any order.
-        let mut unmatched: HashMap<&str, Vec<usize>> = HashMap::new();
-        for (i, text) in before.iter().enumerate().rev() {
-            if !matched_before[i] {
-                unmatched.entry(text.as_str()).or_default().push(i);
-            }
-        }
-        for (j, text) in texts.iter().enumerate() {
-            if !matched[j]
-                && let Some(i) = unmatched.get_mut(text).and_then(Vec::pop)
-            {
-                matched[j] = true;
-                matched_before[i] = true;
-            }
-        }
+        let (matched_before, matched) = match_printed(&before, &texts);
         let mut recorded = matched.clone();
         let mut blanks = Vec::new();
         for (i, line) in candidates.iter().enumerate() {
@@ -640,6 +675,29 @@ impl Observer for Lines {
     }
 
     fn end(&mut self, _context: &mut Observation<'_>) {}
+}
+
+/// Which of `before` (lines printed) and which of `now` (lines on the screen) are the same
+/// lines: a longest common subsequence, then, of the rest, equal lines in any order (a line
+/// printed before and still on the screen, but moved past others, as a block that moved down
+/// while lines above it changed, is the same line).
+fn match_printed(before: &[String], now: &[&str]) -> (Vec<bool>, Vec<bool>) {
+    let (mut matched_before, mut matched) = common_subsequence(before, now);
+    let mut unmatched: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, text) in before.iter().enumerate().rev() {
+        if !matched_before[i] {
+            unmatched.entry(text.as_str()).or_default().push(i);
+        }
+    }
+    for (j, text) in now.iter().enumerate() {
+        if !matched[j]
+            && let Some(i) = unmatched.get_mut(text).and_then(Vec::pop)
+        {
+            matched[j] = true;
+            matched_before[i] = true;
+        }
+    }
+    (matched_before, matched)
 }
 
 /// Which of `before` and which of `now` belong to a longest common subsequence of `before` and `now`, matching each
@@ -827,6 +885,16 @@ mod tests {
     }
 
     #[test]
+    fn rows_blanked_with_spaces_do_not_join_the_line_after_them() {
+        let spaces = " ".repeat(30);
+        let bytes = format!("{spaces}{spaces}next line\r\n");
+        assert_eq!(
+            render(10, 8, bytes.as_bytes()),
+            ["", "", "", "", "", "", "next line"]
+        );
+    }
+
+    #[test]
     fn last_lines_keeps_the_last_n_within_its_byte_budget() {
         let mut last = LastLines::new(2, 1024);
         for n in 0..10 {
@@ -947,6 +1015,32 @@ mod tests {
         assert_eq!(
             out,
             (0..20).map(|n| format!("line {n}")).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn a_question_erased_after_a_pause_prints_and_spinner_frames_do_not() {
+        let mut out = Vec::new();
+        let mut r = Renderer::new(40, 10);
+        // Frames a tenth of a second apart, as the log's times note them: a look at each
+        // other frame, nothing quiet in between.
+        for frame in ["⠋", "⠙", "⠹", "⠸"] {
+            r.feed(format!("\r{frame} Working").as_bytes(), &mut out)
+                .expect("feed");
+            r.quiet(0, &mut out).expect("quiet");
+        }
+        // The spinner's last form, then a question that stayed on the screen for a second
+        // (the spinner's row is not held back past it), then was erased in place.
+        r.feed(b"\r\x1b[KDone.\r\nAllow this? (y/n)", &mut out)
+            .expect("feed");
+        r.quiet(5, &mut out).expect("quiet");
+        r.feed(b"\r\x1b[KAllowed.\r\n", &mut out).expect("feed");
+        r.finish(&mut out).expect("finish");
+        assert_eq!(out, ["Done.", "Allow this? (y/n)", "Allowed."]);
+        // Without the times, only what was left on the screen.
+        assert_eq!(
+            render(40, 10, b"\r\x1b[KAllow this? (y/n)\r\x1b[KAllowed.\r\n"),
+            ["Allowed."]
         );
     }
 

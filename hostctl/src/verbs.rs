@@ -461,7 +461,8 @@ impl HostCtl {
                 None => &mut writer,
             };
             if let Ok(mut before) = std::fs::File::open(&previous) {
-                render_file(&mut before, &mut renderer, sink)
+                let mut times = Times::open(&previous);
+                render_file(&mut before, times.as_mut(), &mut renderer, sink)
                     .map_err(|e| e.into_error(&previous))?;
             }
         }
@@ -476,7 +477,9 @@ impl HostCtl {
                 None => &mut writer,
             };
             if let Some(f) = file.as_mut() {
-                render_file(f, &mut renderer, sink).map_err(|e| e.into_error(&path))?;
+                let mut times = Times::open(&path);
+                render_file(f, times.as_mut(), &mut renderer, sink)
+                    .map_err(|e| e.into_error(&path))?;
             }
             if follow {
                 renderer.settle(true, sink)
@@ -509,7 +512,7 @@ impl HostCtl {
                 file = std::fs::File::open(&path).ok();
             }
             if let Some(f) = file.as_mut() {
-                match render_file(f, &mut renderer, &mut writer) {
+                match render_file(f, None, &mut renderer, &mut writer) {
                     Ok(_) => {}
                     // A write error means the reader went away: that ends `-f`.
                     Err(RenderError::Write(_)) => return Ok(()),
@@ -519,7 +522,7 @@ impl HostCtl {
                 // no longer writes to; read what it wrote there last, then go on from the new
                 // file's start.
                 if replaced(f, &path) {
-                    match render_file(f, &mut renderer, &mut writer) {
+                    match render_file(f, None, &mut renderer, &mut writer) {
                         Ok(_) => {}
                         Err(RenderError::Write(_)) => return Ok(()),
                         Err(e) => return Err(e.into_error(&path)),
@@ -1021,12 +1024,59 @@ impl RenderError {
     }
 }
 
-/// Feeds what is left of `file` to the renderer, its lines to `sink`.
+/// The times of a log (see [`crate::logwriter`]), read a line at a time.
+struct Times {
+    reader: std::io::BufReader<std::fs::File>,
+    line: Vec<u8>,
+}
+
+impl Times {
+    /// The times of the log at `log`, if it has them (logs written before they were kept
+    /// do not, and are replayed without: a line erased in place is then lost).
+    fn open(log: &Path) -> Option<Times> {
+        let file = std::fs::File::open(crate::logwriter::times(log)).ok()?;
+        Some(Times {
+            reader: std::io::BufReader::new(file),
+            line: Vec::new(),
+        })
+    }
+
+    /// The next pause at or after byte `from` of the log.
+    fn next_from(&mut self, from: u64) -> Option<crate::logwriter::Pause> {
+        use std::io::BufRead;
+        loop {
+            self.line.clear();
+            // A line is a few digits: one longer than this is not a line of ours.
+            let read = (&mut self.reader)
+                .take(64)
+                .read_until(b'\n', &mut self.line)
+                .ok()?;
+            if read == 0 {
+                return None;
+            }
+            let pause = std::str::from_utf8(&self.line)
+                .ok()
+                .and_then(crate::logwriter::Pause::parse);
+            if let Some(pause) = pause
+                && pause.offset >= from
+            {
+                return Some(pause);
+            }
+        }
+    }
+}
+
+/// Feeds what is left of `file` to the renderer, its lines to `sink`, with the pauses its
+/// `times` note where they happened.
 fn render_file(
     file: &mut std::fs::File,
+    mut times: Option<&mut Times>,
     renderer: &mut Renderer,
     sink: &mut dyn LineSink,
 ) -> std::result::Result<(), RenderError> {
+    let mut at = file.stream_position().map_err(RenderError::Read)?;
+    let mut pause = times.as_mut().and_then(|t| t.next_from(at));
+    let tick = crate::logwriter::TICK.as_millis().max(1) as u64;
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = match file.read(&mut buf) {
@@ -1035,7 +1085,22 @@ fn render_file(
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(RenderError::Read(e)),
         };
-        renderer.feed(&buf[..n], sink).map_err(RenderError::Write)?;
+        let mut chunk = &buf[..n];
+        while let Some(p) = pause
+            && p.offset <= at + chunk.len() as u64
+        {
+            let cut = usize::try_from(p.offset.saturating_sub(at)).unwrap_or(chunk.len());
+            let (before, after) = chunk.split_at(cut.min(chunk.len()));
+            renderer.feed(before, sink).map_err(RenderError::Write)?;
+            renderer
+                .quiet(p.millis / tick, sink)
+                .map_err(RenderError::Write)?;
+            chunk = after;
+            at = at.max(p.offset);
+            pause = times.as_mut().and_then(|t| t.next_from(at + 1));
+        }
+        renderer.feed(chunk, sink).map_err(RenderError::Write)?;
+        at += chunk.len() as u64;
     }
 }
 

@@ -7,11 +7,13 @@ use std::time::{Duration, Instant};
 use e2e::{TestGateway, stdout, wait_for};
 
 /// What the agent prints: words placed with "cursor forward" instead of spaces (as Claude
-/// Code does), a spinner turned with carriage returns, then, once the file `go` appears in
-/// its workspace, one more line.
+/// Code does), a spinner turned with carriage returns, a question that stays a second and is
+/// erased in place (a dialog answered), then, once the file `go` appears in its workspace,
+/// one more line.
 const TALKER: &str = r#"printf '\033[1m\342\227\217\033[22m\033[1CSlow\033[1Creply\033[1Cfinished.\r\n'
 for frame in 1 2 3 4 5 6; do printf '\r\342\240\213 Working (%s)' "$frame"; sleep 0.1; done
 printf '\r\033[KDone working.\r\n'
+printf 'Allow\033[1Cthis?\033[1C(y/n)'; sleep 1; printf '\r\033[KAllowed.\r\n'
 while [ ! -e go ]; do sleep 0.1; done
 printf 'after\033[1Cthe\033[1Cfollow\r\n'
 sleep 600"#;
@@ -57,7 +59,7 @@ fn logs_reads_cursor_placed_words_with_their_spaces_and_a_spinner_once() {
 
     let logs = wait_for("the spinner to finish", || {
         let logs = gw.ok(&["logs", "talker"]);
-        logs.contains("Done working.").then_some(logs)
+        logs.contains("Allowed.").then_some(logs)
     });
     let lines: Vec<&str> = logs.lines().collect();
     assert!(
@@ -70,11 +72,13 @@ fn logs_reads_cursor_placed_words_with_their_spaces_and_a_spinner_once() {
         0,
         "{logs:?}"
     );
-    assert_eq!(
-        lines.iter().filter(|l| **l == "Done working.").count(),
-        1,
-        "{logs:?}"
-    );
+    for once in ["Done working.", "Allow this? (y/n)", "Allowed."] {
+        assert_eq!(
+            lines.iter().filter(|l| **l == once).count(),
+            1,
+            "{once:?} once in {logs:?}"
+        );
+    }
     assert!(!logs.contains('\u{1b}'), "escapes in {logs:?}");
 
     // --raw keeps the bytes as the pane printed them.
@@ -94,7 +98,7 @@ fn logs_reads_cursor_placed_words_with_their_spaces_and_a_spinner_once() {
         .expect("logs -f");
     let rx = lines_of(&mut follower);
     let mut seen = Vec::new();
-    read_until(&rx, &mut seen, "Done working.");
+    read_until(&rx, &mut seen, "Allowed.");
     std::fs::write(gw.agents_home.join("workspaces/talker/go"), b"").expect("go");
     read_until(&rx, &mut seen, "after the follow");
     // Time for anything printed twice to arrive (the follower polls every 200 ms).
@@ -105,6 +109,8 @@ fn logs_reads_cursor_placed_words_with_their_spaces_and_a_spinner_once() {
     for once in [
         "● Slow reply finished.",
         "Done working.",
+        "Allow this? (y/n)",
+        "Allowed.",
         "after the follow",
     ] {
         assert_eq!(
@@ -118,7 +124,7 @@ fn logs_reads_cursor_placed_words_with_their_spaces_and_a_spinner_once() {
     let last = gw.ssh(&["logs", "talker", "-n", "2"]);
     assert_eq!(
         stdout(&last),
-        "Done working.\nafter the follow\n",
+        "Allowed.\nafter the follow\n",
         "{}",
         e2e::stderr(&last)
     );
