@@ -121,8 +121,12 @@ pub struct Renderer {
     utf8_tail: Vec<u8>,
     /// Calls of [`Renderer::settle`] so far: the clock rows' changes are timed with.
     tick: u64,
-    /// Whether anything changed since the last [`Renderer::settle`].
+    /// Whether anything changed since the last [`Renderer::settle`] (or is still changing).
     changed: bool,
+    /// Whether bytes were fed (or the size changed) since the last [`Renderer::settle`].
+    fed: bool,
+    /// The active screen's lines at the last [`Renderer::settle`].
+    lines_seen: Option<Vec<ScreenLine>>,
 }
 
 impl Renderer {
@@ -135,6 +139,8 @@ impl Renderer {
             utf8_tail: Vec::new(),
             tick: 0,
             changed: false,
+            fed: false,
+            lines_seen: None,
         }
     }
 
@@ -158,6 +164,7 @@ impl Renderer {
         self.lines.seen = std::iter::repeat_n(RowSeen::default(), rows).collect();
         self.lines.seen_alternate = std::iter::repeat_n(RowSeen::default(), rows).collect();
         self.changed = true;
+        self.fed = true;
     }
 
     /// Replays `bytes` (the next bytes of the log) and writes the lines that became final.
@@ -168,6 +175,7 @@ impl Renderer {
                 continue;
             }
             self.changed = true;
+            self.fed = true;
             self.terminal.feed_with(text.as_str(), &mut self.lines);
             self.lines.end_clear();
             self.lines.drain(sink)?;
@@ -218,7 +226,12 @@ impl Renderer {
         self.changed = false;
         self.lines.end_clear();
         let kind = self.terminal.active_screen_kind();
-        let now = screen_lines(&self.terminal, kind);
+        // Nothing fed since the last look (a pause replayed): the same lines as then.
+        let now = match self.lines_seen.take() {
+            Some(lines) if !self.fed => lines,
+            _ => active_lines(&self.terminal, &mut self.lines.cache),
+        };
+        self.fed = false;
         let seen = match kind {
             ScreenKind::Primary => &mut self.lines.seen,
             ScreenKind::Alternate => &mut self.lines.seen_alternate,
@@ -249,22 +262,30 @@ impl Renderer {
         }
         // Lines print in the screen's order: a row still held as one that keeps changing (a
         // spinner that turned into "Done.") prints before a line below it that prints now, if
-        // it did not change since the last look.
-        let printed = match kind {
-            ScreenKind::Primary => self.lines.primary.texts(),
-            ScreenKind::Alternate => self.lines.alternate.texts(),
+        // it did not change since the last look. (Worked out only when such a row is held.)
+        let held = stable.iter().zip(&settled).any(|(s, t)| !s && *t);
+        let printed = if held {
+            match kind {
+                ScreenKind::Primary => self.lines.primary.texts(),
+                ScreenKind::Alternate => self.lines.alternate.texts(),
+            }
+        } else {
+            Vec::new()
         };
-        let candidates: Vec<&str> = now
-            .iter()
-            .zip(&stable)
-            .filter(|(_, s)| **s)
-            .map(|(l, _)| l.text.as_str())
-            .collect();
+        let candidates: Vec<&str> = if held {
+            now.iter()
+                .zip(&stable)
+                .filter(|(_, s)| **s)
+                .map(|(l, _)| l.text.as_str())
+                .collect()
+        } else {
+            Vec::new()
+        };
         let (_, matched) = match_printed(&printed, &candidates);
         let last_to_print = now
             .iter()
             .enumerate()
-            .filter(|(i, _)| stable[*i])
+            .filter(|(i, _)| held && stable[*i])
             .zip(matched)
             .filter(|((_, line), matched)| !matched && !line.text.is_empty())
             .map(|((i, _), _)| i)
@@ -279,6 +300,7 @@ impl Renderer {
             self.changed = true;
         }
         self.lines.reconcile(kind, &now, Some(&stable));
+        self.lines_seen = Some(now);
         self.lines.drain(sink)
     }
 }
@@ -344,27 +366,92 @@ fn screen_lines(terminal: &Terminal, kind: ScreenKind) -> Vec<ScreenLine> {
     lines
 }
 
+/// The active screen's lines, like [`screen_lines`], from `cache` where a row did not change
+/// since it was read (avt reports each row it changes: [`Observer::dirty`]).
+fn active_lines(terminal: &Terminal, cache: &mut RowCache) -> Vec<ScreenLine> {
+    let kind = terminal.active_screen_kind();
+    let rows = terminal.size().1;
+    if cache.kind != kind || cache.rows.len() != rows {
+        cache.kind = kind;
+        cache.rows = vec![None; rows];
+    }
+    let mut joiner = Joiner::default();
+    let mut lines = Vec::new();
+    for (row, line) in terminal.screen().visible_lines().enumerate() {
+        let Some(slot) = cache.rows.get_mut(row) else {
+            break;
+        };
+        // The wrap flag is read each time: avt can set it on a row as the next one is
+        // written, reporting only the next one as changed.
+        let text = slot.get_or_insert_with(|| line.chars().collect());
+        if let Some(done) = joiner.push_row(text, line.is_wrapped()) {
+            lines.push(done);
+        }
+    }
+    lines.extend(joiner.finish());
+    while lines.last().is_some_and(|l| l.text.is_empty()) {
+        lines.pop();
+    }
+    lines
+}
+
+/// The text of each row of the active screen as last read, `None` where avt changed it since.
+struct RowCache {
+    kind: ScreenKind,
+    rows: Vec<Option<String>>,
+}
+
+impl RowCache {
+    fn forget(&mut self) {
+        self.rows.iter_mut().for_each(|row| *row = None);
+    }
+}
+
 /// Joins rows into lines where the terminal wrapped them, counting rows from 0.
-#[derive(Default)]
 struct Joiner {
     text: String,
     chars: usize,
+    /// Whether `text` is spaces only (or empty).
+    spaces_only: bool,
     first_row: usize,
     next_row: usize,
 }
 
+impl Default for Joiner {
+    fn default() -> Self {
+        Joiner {
+            text: String::new(),
+            chars: 0,
+            spaces_only: true,
+            first_row: 0,
+            next_row: 0,
+        }
+    }
+}
+
 impl Joiner {
     fn push(&mut self, line: &Line) -> Option<ScreenLine> {
+        let text: String = line.chars().collect();
+        self.push_row(&text, line.is_wrapped())
+    }
+
+    /// A row's text (its trailing blanks included) and whether it wraps into the next.
+    fn push_row(&mut self, text: &str, wrapped: bool) -> Option<ScreenLine> {
         let room = MAX_LINE_CHARS - self.chars;
-        for ch in line.chars().take(room) {
-            self.text.push(ch);
-            self.chars += 1;
-        }
+        let count = text.chars().count();
+        let taken = if count <= room {
+            text
+        } else {
+            let end = text.char_indices().nth(room).map_or(text.len(), |(i, _)| i);
+            &text[..end]
+        };
+        self.text.push_str(taken);
+        self.chars += count.min(room);
+        self.spaces_only &= taken.bytes().all(|b| b == b' ');
         self.next_row += 1;
         // A row of spaces that ran into the next row (a program blanking rows by writing
         // spaces to their last column) is a blank line, not the start of the next one.
-        let blank = self.text.chars().all(|c| c == ' ');
-        if line.is_wrapped() && self.chars < MAX_LINE_CHARS && !blank {
+        if wrapped && self.chars < MAX_LINE_CHARS && !self.spaces_only {
             return None;
         }
         self.finish()
@@ -381,6 +468,7 @@ impl Joiner {
         };
         self.text.clear();
         self.chars = 0;
+        self.spaces_only = true;
         self.first_row = self.next_row;
         Some(done)
     }
@@ -445,6 +533,7 @@ struct Lines {
     /// How each row of each screen changed lately; the primary's scroll with it.
     seen: VecDeque<RowSeen>,
     seen_alternate: VecDeque<RowSeen>,
+    cache: RowCache,
     next_id: u64,
     /// Blank lines that scrolled off, printed before the next line that is not blank.
     held_blanks: usize,
@@ -465,6 +554,10 @@ impl Lines {
             alternate: Printed::new(rows),
             seen: std::iter::repeat_n(RowSeen::default(), rows).collect(),
             seen_alternate: std::iter::repeat_n(RowSeen::default(), rows).collect(),
+            cache: RowCache {
+                kind: ScreenKind::Primary,
+                rows: vec![None; rows],
+            },
             next_id: 0,
             held_blanks: 0,
             clearing: false,
@@ -664,6 +757,27 @@ impl Observer for Lines {
         }
     }
 
+    fn dirty(&mut self, rows: std::ops::Range<usize>) {
+        for row in rows {
+            if let Some(slot) = self.cache.rows.get_mut(row) {
+                *slot = None;
+            }
+        }
+    }
+
+    fn resized(&mut self, _cols: usize, _rows: usize) {
+        self.cache.forget();
+    }
+
+    fn after(&mut self, context: &mut Observation<'_>, _operation: &Operation) {
+        // Another screen shows: the rows read are of the other one.
+        let kind = context.terminal().active_screen_kind();
+        if kind != self.cache.kind {
+            self.cache.kind = kind;
+            self.cache.forget();
+        }
+    }
+
     fn evicted(&mut self, _context: &mut Observation<'_>, line: &Line) {
         if self.clearing {
             if let Some(done) = self.cleared.push(line) {
@@ -683,6 +797,9 @@ impl Observer for Lines {
 /// while lines above it changed, is the same line).
 fn match_printed(before: &[String], now: &[&str]) -> (Vec<bool>, Vec<bool>) {
     let (mut matched_before, mut matched) = common_subsequence(before, now);
+    if matched_before.iter().all(|m| *m) || matched.iter().all(|m| *m) {
+        return (matched_before, matched);
+    }
     let mut unmatched: HashMap<&str, Vec<usize>> = HashMap::new();
     for (i, text) in before.iter().enumerate().rev() {
         if !matched_before[i] {
@@ -892,6 +1009,33 @@ mod tests {
             render(10, 8, bytes.as_bytes()),
             ["", "", "", "", "", "", "next line"]
         );
+    }
+
+    #[test]
+    fn rows_read_again_only_where_avt_changed_them_read_the_same() {
+        let mut inputs: Vec<Vec<u8>> = vec![
+            include_bytes!("../fixtures/claude-code-2.1.197/session.log").to_vec(),
+            b"$ vim\r\n\x1b[?1049h\x1b[Hone\r\ntwo\x1b[2;1Hthree\x1b[?1049lback\r\n".to_vec(),
+        ];
+        let mut redraws = Vec::new();
+        for n in 0..30 {
+            redraws.extend_from_slice(
+                format!("\x1b[2J\x1b[Hframe {n}\r\n\x1b[3Lx\x1b[1M{n}\r\n").as_bytes(),
+            );
+        }
+        inputs.push(redraws);
+        for input in inputs {
+            let mut r = Renderer::new(40, 8);
+            let mut out = Vec::new();
+            for piece in input.chunks(7) {
+                r.feed(piece, &mut out).expect("feed");
+                let kind = r.terminal.active_screen_kind();
+                assert_eq!(
+                    active_lines(&r.terminal, &mut r.lines.cache),
+                    screen_lines(&r.terminal, kind)
+                );
+            }
+        }
     }
 
     #[test]
