@@ -125,8 +125,9 @@ pub struct Renderer {
     changed: bool,
     /// Whether bytes were fed (or the size changed) since the last [`Renderer::settle`].
     fed: bool,
-    /// The active screen's lines at the last [`Renderer::settle`].
+    /// The active screen's lines at the last [`Renderer::settle`], and which were stable.
     lines_seen: Option<Vec<ScreenLine>>,
+    stable_seen: Vec<bool>,
 }
 
 impl Renderer {
@@ -141,6 +142,7 @@ impl Renderer {
             changed: false,
             fed: false,
             lines_seen: None,
+            stable_seen: Vec::new(),
         }
     }
 
@@ -227,6 +229,7 @@ impl Renderer {
         self.lines.end_clear();
         let kind = self.terminal.active_screen_kind();
         // Nothing fed since the last look (a pause replayed): the same lines as then.
+        let same_screen = !self.fed && self.lines_seen.is_some();
         let now = match self.lines_seen.take() {
             Some(lines) if !self.fed => lines,
             _ => active_lines(&self.terminal, &mut self.lines.cache),
@@ -299,8 +302,13 @@ impl Renderer {
         if stable.contains(&false) {
             self.changed = true;
         }
-        self.lines.reconcile(kind, &now, Some(&stable));
+        // The same screen, and no line became stable since the last look: nothing to print
+        // or record.
+        if !(same_screen && stable == self.stable_seen) {
+            self.lines.reconcile(kind, &now, Some(&stable));
+        }
         self.lines_seen = Some(now);
+        self.stable_seen = stable;
         self.lines.drain(sink)
     }
 }
@@ -383,8 +391,8 @@ fn active_lines(terminal: &Terminal, cache: &mut RowCache) -> Vec<ScreenLine> {
         };
         // The wrap flag is read each time: avt can set it on a row as the next one is
         // written, reporting only the next one as changed.
-        let text = slot.get_or_insert_with(|| line.chars().collect());
-        if let Some(done) = joiner.push_row(text, line.is_wrapped()) {
+        let (text, trailing) = slot.get_or_insert_with(|| row_text(line));
+        if let Some(done) = joiner.push_row(text, *trailing, line.is_wrapped()) {
             lines.push(done);
         }
     }
@@ -395,10 +403,29 @@ fn active_lines(terminal: &Terminal, cache: &mut RowCache) -> Vec<ScreenLine> {
     lines
 }
 
+/// A row's text without its trailing spaces, and how many there were. Only the cells up to
+/// the last that is not a space are read: on a wide screen most of a row is empty.
+fn row_text(line: &Line) -> (String, usize) {
+    let cells = line.cells();
+    let end = cells
+        .iter()
+        .rposition(|c| c.char() != ' ')
+        .map_or(0, |last| last + 1);
+    // A wide character's second cell has no width and holds no character of its own.
+    let text: String = cells[..end]
+        .iter()
+        .filter(|c| c.width() > 0)
+        .map(avt::Cell::char)
+        .collect();
+    (text, cells.len() - end)
+}
+
 /// The text of each row of the active screen as last read, `None` where avt changed it since.
 struct RowCache {
     kind: ScreenKind,
-    rows: Vec<Option<String>>,
+    /// Each row's text without its trailing blanks, and how many there were (a wrapped
+    /// row's count: the line goes on after them).
+    rows: Vec<Option<(String, usize)>>,
 }
 
 impl RowCache {
@@ -432,11 +459,18 @@ impl Default for Joiner {
 impl Joiner {
     fn push(&mut self, line: &Line) -> Option<ScreenLine> {
         let text: String = line.chars().collect();
-        self.push_row(&text, line.is_wrapped())
+        self.push_row(&text, 0, line.is_wrapped())
     }
 
-    /// A row's text (its trailing blanks included) and whether it wraps into the next.
-    fn push_row(&mut self, text: &str, wrapped: bool) -> Option<ScreenLine> {
+    /// A row's text, then `trailing` spaces if it wraps into the next row.
+    fn push_row(&mut self, text: &str, trailing: usize, wrapped: bool) -> Option<ScreenLine> {
+        let spaces;
+        let text = if wrapped && trailing > 0 {
+            spaces = format!("{text}{}", " ".repeat(trailing));
+            spaces.as_str()
+        } else {
+            text
+        };
         let room = MAX_LINE_CHARS - self.chars;
         let count = text.chars().count();
         let taken = if count <= room {
@@ -499,9 +533,10 @@ impl Printed {
         self.rows = std::iter::repeat_n(None, rows).collect();
     }
 
-    /// The printed lines, top to bottom, once each.
+    /// The printed lines, top to bottom, once each, then the loose ones (after, so that the
+    /// screen's top, unchanged, matches them without the table: see [`common_subsequence`]).
     fn texts(&self) -> Vec<String> {
-        let mut texts = self.loose.clone();
+        let mut texts = Vec::with_capacity(self.rows.len() + self.loose.len());
         let mut last = None;
         for (id, text) in self.rows.iter().flatten() {
             if last != Some(*id) {
@@ -509,6 +544,7 @@ impl Printed {
                 last = Some(*id);
             }
         }
+        texts.extend(self.loose.iter().cloned());
         texts
     }
 
@@ -817,6 +853,10 @@ fn match_printed(before: &[String], now: &[&str]) -> (Vec<bool>, Vec<bool>) {
     (matched_before, matched)
 }
 
+/// The largest table [`common_subsequence`] fills (4 bytes an entry): a screen of 500 lines
+/// changed from its top, against as many printed. Beyond it the order is not looked at.
+const MAX_TABLE: usize = 250_000;
+
 /// Which of `before` and which of `now` belong to a longest common subsequence of `before` and `now`, matching each
 /// line as early as it can (so that when text is added below lines printed before, the added
 /// lines are the ones left over, in their order).
@@ -835,11 +875,11 @@ fn common_subsequence(before: &[String], now: &[&str]) -> (Vec<bool>, Vec<bool>)
     matched[..head].fill(true);
     let (before_mid, now_mid) = (&before[head..], &now[head..]);
     let (n, m) = (before_mid.len(), now_mid.len());
-    if n == 0 || m == 0 {
+    if n == 0 || m == 0 || n.saturating_mul(m) > MAX_TABLE {
+        // Past MAX_TABLE the lines are left to the match in any order (`match_printed`).
         return (matched_before, matched);
     }
-    // length[i][j]: the longest common subsequence of before_mid[i..] and now_mid[j..]. At
-    // most (2 x 1000) x 1000 entries: a screen's lines, and as many loose ones.
+    // length[i][j]: the longest common subsequence of before_mid[i..] and now_mid[j..].
     let width = m + 1;
     let mut length = vec![0u32; (n + 1) * width];
     for i in (0..n).rev() {

@@ -1066,6 +1066,10 @@ impl Times {
     }
 }
 
+/// Of the marks in a log's times that output went on without pausing, one in this many is
+/// replayed (see [`render_file`]).
+const BUSY_MARKS_REPLAYED: u64 = 5;
+
 /// Feeds what is left of `file` to the renderer, its lines to `sink`, with the pauses its
 /// `times` note where they happened.
 fn render_file(
@@ -1077,6 +1081,7 @@ fn render_file(
     let mut at = file.stream_position().map_err(RenderError::Read)?;
     let mut pause = times.as_mut().and_then(|t| t.next_from(at));
     let tick = crate::logwriter::TICK.as_millis().max(1) as u64;
+    let mut busy_marks = 0u64;
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = match file.read(&mut buf) {
@@ -1092,9 +1097,14 @@ fn render_file(
             let cut = usize::try_from(p.offset.saturating_sub(at)).unwrap_or(chunk.len());
             let (before, after) = chunk.split_at(cut.min(chunk.len()));
             renderer.feed(before, sink).map_err(RenderError::Write)?;
-            renderer
-                .quiet(p.millis / tick, sink)
-                .map_err(RenderError::Write)?;
+            // A mark of output that did not pause (one per poll of it) is replayed one in
+            // five: a line must stay a second, not a fifth, to print before the next pause or
+            // scrolls off, and the replay costs a fifth (one look is a screen's worth of work).
+            let polls = p.millis / tick;
+            busy_marks = if polls == 0 { busy_marks + 1 } else { 0 };
+            if polls > 0 || busy_marks.is_multiple_of(BUSY_MARKS_REPLAYED) {
+                renderer.quiet(polls, sink).map_err(RenderError::Write)?;
+            }
             chunk = after;
             at = at.max(p.offset);
             pause = times.as_mut().and_then(|t| t.next_from(at + 1));
