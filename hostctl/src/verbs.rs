@@ -1067,7 +1067,7 @@ impl Times {
 }
 
 /// Of the marks in a log's times that output went on without pausing, one in this many is
-/// replayed (see [`render_file`]).
+/// replayed (see [`render_file`]), times one per 50 rows of the screen.
 const BUSY_MARKS_REPLAYED: u64 = 5;
 
 /// Feeds what is left of `file` to the renderer, its lines to `sink`, with the pauses its
@@ -1082,6 +1082,10 @@ fn render_file(
     let mut pause = times.as_mut().and_then(|t| t.next_from(at));
     let tick = crate::logwriter::TICK.as_millis().max(1) as u64;
     let mut busy_marks = 0u64;
+    // A look reads the rows that changed, every row when the screen scrolled: on a tall
+    // screen, fewer looks while output goes on (a pause is always replayed).
+    let rows = renderer.size().1 as u64;
+    let busy_every = BUSY_MARKS_REPLAYED * (rows / 50).max(1);
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = match file.read(&mut buf) {
@@ -1102,7 +1106,7 @@ fn render_file(
             // scrolls off, and the replay costs a fifth (one look is a screen's worth of work).
             let polls = p.millis / tick;
             busy_marks = if polls == 0 { busy_marks + 1 } else { 0 };
-            if polls > 0 || busy_marks.is_multiple_of(BUSY_MARKS_REPLAYED) {
+            if polls > 0 || busy_marks.is_multiple_of(busy_every) {
                 renderer.quiet(polls, sink).map_err(RenderError::Write)?;
             }
             chunk = after;
