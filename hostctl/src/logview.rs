@@ -464,6 +464,13 @@ impl Joiner {
 
     /// A row's text, then `trailing` spaces if it wraps into the next row.
     fn push_row(&mut self, text: &str, trailing: usize, wrapped: bool) -> Option<ScreenLine> {
+        // A line wrapped into a row of spaces ends there (the row is its blank end): programs
+        // erase rows by writing spaces to their last column, and what follows such rows is
+        // another line, not more of this one.
+        if !self.spaces_only && text.bytes().all(|b| b == b' ') {
+            self.next_row += 1;
+            return self.finish();
+        }
         let spaces;
         let text = if wrapped && trailing > 0 {
             spaces = format!("{text}{}", " ".repeat(trailing));
@@ -1048,6 +1055,13 @@ mod tests {
         assert_eq!(
             render(10, 8, bytes.as_bytes()),
             ["", "", "", "", "", "", "next line"]
+        );
+        // Nor do they join the line before them to the line after them (which starts where
+        // the spaces left the cursor: column 6 of the fourth row).
+        let bytes = format!("typed{spaces}next line\r\n");
+        assert_eq!(
+            render(10, 8, bytes.as_bytes()),
+            ["typed", "", "     next line"]
         );
     }
 
