@@ -1277,6 +1277,49 @@ mod tests {
         assert_eq!(spinner, 1, "{lines:#?}");
     }
 
+    /// Replays `log` with its `times` as `logs -f` would have seen it polling.
+    fn follow(cols: u16, rows: u16, log: &[u8], times: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut r = Renderer::new(cols, rows);
+        let mut at = 0;
+        for pause in times.lines().filter_map(crate::logwriter::Pause::parse) {
+            let offset = usize::try_from(pause.offset).expect("offset");
+            r.feed(&log[at..offset], &mut out).expect("feed");
+            r.quiet(pause.millis / 200, &mut out).expect("quiet");
+            at = offset;
+        }
+        r.feed(&log[at..], &mut out).expect("feed");
+        r.finish(&mut out).expect("finish");
+        out
+    }
+
+    /// Real bytes and times: Claude Code 2.1.197 started, a prompt sent, the model API
+    /// refused, Esc, more typed (see the fixtures' SOURCES.md).
+    #[test]
+    fn claude_code_interrupted_prints_its_input_box_once() {
+        let log = include_bytes!("../fixtures/claude-code-2.1.197/interrupted.log");
+        let times = include_str!("../fixtures/claude-code-2.1.197/interrupted.log.times");
+        let lines = follow(100, 30, log, times);
+        let count = |want: &str| lines.iter().filter(|l| l.as_str() == want).count();
+        // The retry status stayed a second: it shows, though Esc erased it.
+        assert_eq!(
+            count("✻ Unable to connect to API (ConnectionRefused) · Retrying in 1s · attempt 1/10"),
+            1,
+            "{lines:#?}"
+        );
+        // What was typed after Esc (the box puts a no-break space after ❯), once, and not
+        // joined to the rows blanked after it.
+        assert_eq!(
+            count("❯\u{a0}Say hello in three words pleaseAnother prompt"),
+            1,
+            "{lines:#?}"
+        );
+        assert!(
+            lines.iter().all(|l| !l.contains(&" ".repeat(120))),
+            "{lines:#?}"
+        );
+    }
+
     #[test]
     fn common_subsequence_matches_early_so_added_lines_are_left_over() {
         let before: Vec<String> = ["a", "ok"].iter().map(|s| (*s).to_owned()).collect();
