@@ -8,6 +8,7 @@
 //! - [`files`]: `$AGENTGATE_HOME/agents/<name>/` and `workspaces/<name>/`.
 //! - [`tmux`]: the tmux driver, the only code that runs tmux.
 //! - [`logwriter`]: output.log, kept within its limit.
+//! - [`logview`]: output.log rendered through a terminal emulator, as lines to read.
 //! - [`procs`]: the processes an agent's run started, ended when it stops.
 //! - [`verbs`]: create, list, info, stop, start, destroy, logs, send, attach.
 //! - [`transfer`]: pack, unpack, digest, discard: workspaces moved between hosts.
@@ -20,6 +21,7 @@ pub mod disk;
 pub mod error;
 pub mod files;
 pub mod hooks;
+pub mod logview;
 pub mod logwriter;
 pub mod procs;
 pub mod serve;

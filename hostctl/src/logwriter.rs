@@ -2,11 +2,21 @@
 //! `output.log`. It appends what the pane prints and, when the file would pass its limit,
 //! moves it to `output.log.1` (replacing the one before) and starts a new one, so an agent
 //! that prints for weeks keeps at most twice the limit on disk.
+//!
+//! Beside each log it keeps its times, `output.log.times`: a line `OFFSET MILLISECONDS` when
+//! output arrives [`TICK`] or more after the output before it, or [`TICK`] or more after the
+//! last line: the bytes before OFFSET were all the pane had printed, and the last of them came
+//! MILLISECONDS before the next. So the file marks each pause, and each [`TICK`] of output
+//! that does not stop, as `logs -f` would have seen it polling; `logs` replays it (see
+//! `logview`) to tell a line that stayed on the screen, such as a question that was answered
+//! and erased, from a spinner's frame. At most one line per [`TICK`]: about 100 KiB for an
+//! hour of output that never stops, far less than the output.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// The default limit of one output.log: 32 MiB (so at most 64 MiB per agent).
 pub const DEFAULT_MAX: u64 = 32 * 1024 * 1024;
@@ -31,6 +41,34 @@ pub fn previous(path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// The times of the log at `path`: `output.log.times` beside `output.log`.
+pub fn times(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".times");
+    PathBuf::from(name)
+}
+
+/// The least time between two lines of the times file: `logs -f`'s poll.
+pub const TICK: Duration = Duration::from_millis(200);
+
+/// One line of a times file: after the bytes before `offset`, nothing came for `millis`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pause {
+    pub offset: u64,
+    pub millis: u64,
+}
+
+impl Pause {
+    /// A line of a times file; `None` for one that is not `OFFSET MILLISECONDS`.
+    pub fn parse(line: &str) -> Option<Pause> {
+        let (offset, millis) = line.trim().split_once(' ')?;
+        Some(Pause {
+            offset: offset.parse().ok()?,
+            millis: millis.parse().ok()?,
+        })
+    }
+}
+
 fn open(path: &Path) -> io::Result<(File, u64)> {
     let file = OpenOptions::new()
         .create(true)
@@ -42,9 +80,13 @@ fn open(path: &Path) -> io::Result<(File, u64)> {
 }
 
 /// Appends `input` to `path` until `input` ends, starting a new file (the old one moved to
-/// [`previous`]) whenever the next chunk would take it past `max` bytes.
+/// [`previous`]) whenever the next chunk would take it past `max` bytes, and notes the pauses
+/// in [`times`].
 pub fn write_log(mut input: impl Read, path: &Path, max: u64) -> io::Result<()> {
     let (mut file, mut len) = open(path)?;
+    let mut clock = open(&times(path))?.0;
+    let mut noted = Instant::now();
+    let mut last_chunk = Instant::now();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = match input.read(&mut buf) {
@@ -56,7 +98,19 @@ pub fn write_log(mut input: impl Read, path: &Path, max: u64) -> io::Result<()> 
         let chunk = u64::try_from(n).unwrap_or(u64::MAX);
         if len > 0 && len.saturating_add(chunk) > max {
             std::fs::rename(path, previous(path))?;
+            // The times go with their log; a missing one (a log from before times were kept)
+            // is no reason to stop.
+            let _ = std::fs::rename(times(path), times(&previous(path)));
             (file, len) = open(path)?;
+            clock = open(&times(path))?.0;
+        }
+        let now = Instant::now();
+        let quiet = now.duration_since(last_chunk);
+        last_chunk = now;
+        if quiet >= TICK || now.duration_since(noted) >= TICK {
+            noted = now;
+            // The times only help `logs` read the log: losing a line loses no output.
+            let _ = writeln!(clock, "{len} {}", quiet.as_millis());
         }
         file.write_all(&buf[..n])?;
         len = len.saturating_add(chunk);
@@ -117,6 +171,74 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    /// Gives `chunks` one at a time, sleeping `pause` before each after the first.
+    struct Slow<'a> {
+        chunks: std::collections::VecDeque<&'a [u8]>,
+        pause: Duration,
+        first: bool,
+    }
+
+    impl Read for Slow<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let Some(chunk) = self.chunks.pop_front() else {
+                return Ok(0);
+            };
+            if !self.first {
+                std::thread::sleep(self.pause);
+            }
+            self.first = false;
+            buf[..chunk.len()].copy_from_slice(chunk);
+            Ok(chunk.len())
+        }
+    }
+
+    fn pauses(path: &Path) -> Vec<Pause> {
+        std::fs::read_to_string(times(path))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| Pause::parse(l).expect("a times line"))
+            .collect()
+    }
+
+    #[test]
+    fn a_pause_in_the_output_is_noted_with_where_it_happened_and_goes_with_its_log() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("output.log");
+        let chunks: [&[u8]; 3] = [b"question?", b" answer", b" more"];
+        write_log(
+            Slow {
+                chunks: chunks.into_iter().collect(),
+                pause: TICK + Duration::from_millis(50),
+                first: true,
+            },
+            &path,
+            4096,
+        )
+        .expect("write");
+        let noted = pauses(&path);
+        // The first chunk came at once; each of the others after a pause, noted where it began.
+        assert_eq!(
+            noted.iter().map(|p| p.offset).collect::<Vec<_>>(),
+            [9, 16],
+            "{noted:?}"
+        );
+        assert!(noted.iter().all(|p| p.millis >= 250), "{noted:?}");
+        // A new log starts: its times start anew too, the old ones beside the old log.
+        write_log(
+            Slow {
+                chunks: [&[b'x'; 4096][..]].into_iter().collect(),
+                pause: Duration::ZERO,
+                first: true,
+            },
+            &path,
+            4096,
+        )
+        .expect("write");
+        assert_eq!(pauses(&previous(&path)).len(), 2);
+        assert!(pauses(&path).is_empty());
+        assert_eq!(Pause::parse("12 x"), None);
     }
 
     #[test]

@@ -13,6 +13,7 @@ use crate::api::{
 };
 use crate::error::{Error, Result};
 use crate::files::Files;
+use crate::logview::{LastLines, LineSink, Renderer, WriteLines};
 use crate::tmux::{NewSession, Pane, Tmux};
 
 /// How long `create --prompt` waits for the agent's screen to settle before typing.
@@ -529,6 +530,11 @@ impl HostCtl {
 
     /// Writes the last `lines` lines of the agent's output (all of it for `None`), then, with
     /// `follow`, keeps writing what the agent prints until the writer fails.
+    ///
+    /// Without `raw` the output is rendered through a terminal emulator at the pane's size
+    /// (see [`crate::logview`]): lines as they read on the screen, each redraw printed once.
+    /// With `raw` the bytes are written as the pane printed them, and `lines` counts line
+    /// breaks in them.
     pub fn logs(
         &self,
         name: &str,
@@ -538,19 +544,141 @@ impl HostCtl {
         out: &mut dyn Write,
     ) -> Result<()> {
         check_name(name)?;
-        self.files.read_meta(name)?;
+        let meta = self.files.read_meta(name)?;
+        if let Some(n) = lines
+            && n > MAX_LOG_LINES
+        {
+            return Err(Error::InvalidInput(format!(
+                "-n {n} is more lines than logs keeps ({MAX_LOG_LINES}); ask for fewer, or leave -n out for the whole log"
+            )));
+        }
+        if raw {
+            return self.logs_raw(name, lines, follow, out);
+        }
+        let path = self.files.log_path(name);
+        let previous = crate::logwriter::previous(&path);
+        let size = self.pane_size(name, &meta);
+        let mut renderer = Renderer::new(size.cols, size.rows);
+        let mut last = lines.map(|n| LastLines::new(n, MAX_LOG_TAIL_BYTES));
+        let mut writer = WriteLines(out);
+        // The whole output is replayed, the file the last one moved to first (see
+        // `logwriter`): what a line reads depends on everything printed before it.
+        {
+            let sink: &mut dyn LineSink = match last.as_mut() {
+                Some(last) => last,
+                None => &mut writer,
+            };
+            if let Ok(mut before) = std::fs::File::open(&previous) {
+                let mut times = Times::open(&previous);
+                render_file(&mut before, times.as_mut(), &mut renderer, sink)
+                    .map_err(|e| e.into_error(&previous))?;
+            }
+        }
+        let mut file = match std::fs::File::open(&path) {
+            Ok(f) => Some(f),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(Error::io("opening", path)(e)),
+        };
+        {
+            let sink: &mut dyn LineSink = match last.as_mut() {
+                Some(last) => last,
+                None => &mut writer,
+            };
+            if let Some(f) = file.as_mut() {
+                let mut times = Times::open(&path);
+                render_file(f, times.as_mut(), &mut renderer, sink)
+                    .map_err(|e| e.into_error(&path))?;
+            }
+            if follow {
+                renderer.settle(true, sink)
+            } else {
+                renderer.finish(sink)
+            }
+            .map_err(Error::io("writing", "stdout"))?;
+        }
+        if let Some(last) = last {
+            for line in last.into_lines() {
+                writer.line(&line).map_err(Error::io("writing", "stdout"))?;
+            }
+        }
+        writer.0.flush().map_err(Error::io("writing", "stdout"))?;
+        if !follow {
+            return Ok(());
+        }
+        // Rows are printed once they stayed the same for one poll, so a new line shows within
+        // two polls and a spinner that turns at each poll shows when it stops.
+        let mut polls = 0u32;
+        loop {
+            std::thread::sleep(LOG_POLL);
+            polls = polls.wrapping_add(1);
+            if polls.is_multiple_of(LOG_SIZE_POLLS)
+                && let Ok(Some(pane)) = self.tmux.pane(name)
+            {
+                renderer.resize(pane.cols, pane.rows);
+            }
+            if file.is_none() {
+                file = std::fs::File::open(&path).ok();
+            }
+            if let Some(f) = file.as_mut() {
+                match render_file(f, None, &mut renderer, &mut writer) {
+                    Ok(_) => {}
+                    // A write error means the reader went away: that ends `-f`.
+                    Err(RenderError::Write(_)) => return Ok(()),
+                    Err(e) => return Err(e.into_error(&path)),
+                }
+                // The writer started a new file: the one read is now output.log.1, which it
+                // no longer writes to; read what it wrote there last, then go on from the new
+                // file's start.
+                if replaced(f, &path) {
+                    match render_file(f, None, &mut renderer, &mut writer) {
+                        Ok(_) => {}
+                        Err(RenderError::Write(_)) => return Ok(()),
+                        Err(e) => return Err(e.into_error(&path)),
+                    }
+                    file = std::fs::File::open(&path).ok();
+                }
+            }
+            if renderer.settle(false, &mut writer).is_err() || writer.0.flush().is_err() {
+                return Ok(());
+            }
+            if !self.files.meta_path(name).exists() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// The size the agent's output is rendered at: its pane's now, else the size it was
+    /// created or last started with.
+    fn pane_size(&self, name: &str, meta: &AgentMeta) -> TermSize {
+        match self.tmux.pane(name) {
+            Ok(Some(pane)) if pane.cols > 0 && pane.rows > 0 => TermSize {
+                cols: pane.cols,
+                rows: pane.rows,
+            },
+            _ => meta.request.size.unwrap_or_default(),
+        }
+        .bounded()
+    }
+
+    /// `logs --raw`: the bytes as the pane printed them.
+    fn logs_raw(
+        &self,
+        name: &str,
+        lines: Option<usize>,
+        follow: bool,
+        out: &mut dyn Write,
+    ) -> Result<()> {
         let path = self.files.log_path(name);
         let mut file = match std::fs::File::open(&path) {
             Ok(f) => Some(f),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(Error::io("opening", path)(e)),
         };
-        let mut sink = LogSink::new(out, raw);
         // The whole output: the file the last one moved to first (see `logwriter`).
         if lines.is_none() {
             let previous = crate::logwriter::previous(&path);
             if let Ok(mut before) = std::fs::File::open(&previous) {
-                copy_to_sink(&mut before, &mut sink).map_err(Error::io("reading", &previous))?;
+                copy_to(&mut before, out).map_err(Error::io("reading", &previous))?;
             }
         }
         if let Some(file) = file.as_mut() {
@@ -560,27 +688,24 @@ impl HostCtl {
             };
             file.seek(SeekFrom::Start(start))
                 .map_err(Error::io("reading", &path))?;
-            copy_to_sink(file, &mut sink).map_err(Error::io("reading", &path))?;
+            copy_to(file, out).map_err(Error::io("reading", &path))?;
         }
-        sink.flush().map_err(Error::io("writing", "stdout"))?;
+        out.flush().map_err(Error::io("writing", "stdout"))?;
         if !follow {
             return Ok(());
         }
         loop {
-            std::thread::sleep(Duration::from_millis(150));
+            std::thread::sleep(LOG_POLL);
             if file.is_none() {
                 file = std::fs::File::open(&path).ok();
             }
             if let Some(f) = file.as_mut() {
                 // A write error means the reader went away: that ends `-f`.
-                if copy_to_sink(f, &mut sink).is_err() || sink.flush().is_err() {
+                if copy_to(f, out).is_err() || out.flush().is_err() {
                     return Ok(());
                 }
-                // The writer started a new file: the one read is now output.log.1, which it
-                // no longer writes to; read what it wrote there last, then go on from the new
-                // file's start.
                 if replaced(f, &path) {
-                    if copy_to_sink(f, &mut sink).is_err() || sink.flush().is_err() {
+                    if copy_to(f, out).is_err() || out.flush().is_err() {
                         return Ok(());
                     }
                     file = std::fs::File::open(&path).ok();
@@ -970,62 +1095,135 @@ fn tail_offset(file: &mut std::fs::File, lines: usize) -> std::io::Result<u64> {
     Ok(0)
 }
 
-fn copy_to_sink(file: &mut std::fs::File, sink: &mut LogSink<'_>) -> std::io::Result<()> {
+fn copy_to(file: &mut std::fs::File, out: &mut dyn Write) -> std::io::Result<()> {
     let mut buf = vec![0u8; 32 * 1024];
     loop {
         let n = file.read(&mut buf)?;
         if n == 0 {
             return Ok(());
         }
-        sink.write_all(&buf[..n])?;
+        out.write_all(&buf[..n])?;
     }
 }
 
-/// Where log bytes go: as they are with `--raw`, else with terminal escapes removed and
-/// carriage returns dropped, so the output reads like a plain text log.
-enum LogSink<'a> {
-    Raw(&'a mut dyn Write),
-    Plain(Box<strip_ansi_escapes::Writer<DropCarriageReturns<'a>>>),
+/// How often `logs -f` looks for new output.
+const LOG_POLL: Duration = Duration::from_millis(200);
+
+/// `logs -f` looks at the pane's size every this many polls (each look runs tmux).
+const LOG_SIZE_POLLS: u32 = 5;
+
+/// The most lines `logs -n` keeps: they are held until the log is rendered to its end.
+pub const MAX_LOG_LINES: usize = 100_000;
+
+/// The most text `logs -n` holds, whatever the number of lines.
+const MAX_LOG_TAIL_BYTES: usize = 32 * 1024 * 1024;
+
+/// A failure while rendering a file: reading it or writing the lines out.
+enum RenderError {
+    Read(std::io::Error),
+    Write(std::io::Error),
 }
 
-impl<'a> LogSink<'a> {
-    fn new(out: &'a mut dyn Write, raw: bool) -> Self {
-        if raw {
-            LogSink::Raw(out)
-        } else {
-            LogSink::Plain(Box::new(strip_ansi_escapes::Writer::new(
-                DropCarriageReturns(out),
-            )))
-        }
-    }
-
-    fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+impl RenderError {
+    fn into_error(self, path: &Path) -> Error {
         match self {
-            LogSink::Raw(out) => out.write_all(bytes),
-            LogSink::Plain(writer) => writer.write_all(bytes),
-        }
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        match self {
-            LogSink::Raw(out) => out.flush(),
-            LogSink::Plain(writer) => writer.flush(),
+            RenderError::Read(e) => Error::io("reading", path)(e),
+            RenderError::Write(e) => Error::io("writing", "stdout")(e),
         }
     }
 }
 
-struct DropCarriageReturns<'a>(&'a mut dyn Write);
+/// The times of a log (see [`crate::logwriter`]), read a line at a time.
+struct Times {
+    reader: std::io::BufReader<std::fs::File>,
+    line: Vec<u8>,
+}
 
-impl Write for DropCarriageReturns<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        for piece in buf.split(|b| *b == b'\r') {
-            self.0.write_all(piece)?;
-        }
-        Ok(buf.len())
+impl Times {
+    /// The times of the log at `log`, if it has them (logs written before they were kept
+    /// do not, and are replayed without: a line erased in place is then lost).
+    fn open(log: &Path) -> Option<Times> {
+        let file = std::fs::File::open(crate::logwriter::times(log)).ok()?;
+        Some(Times {
+            reader: std::io::BufReader::new(file),
+            line: Vec::new(),
+        })
     }
 
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.0.flush()
+    /// The next pause at or after byte `from` of the log.
+    fn next_from(&mut self, from: u64) -> Option<crate::logwriter::Pause> {
+        use std::io::BufRead;
+        loop {
+            self.line.clear();
+            // A line is a few digits: one longer than this is not a line of ours.
+            let read = (&mut self.reader)
+                .take(64)
+                .read_until(b'\n', &mut self.line)
+                .ok()?;
+            if read == 0 {
+                return None;
+            }
+            let pause = std::str::from_utf8(&self.line)
+                .ok()
+                .and_then(crate::logwriter::Pause::parse);
+            if let Some(pause) = pause
+                && pause.offset >= from
+            {
+                return Some(pause);
+            }
+        }
+    }
+}
+
+/// Of the marks in a log's times that output went on without pausing, one in this many is
+/// replayed (see [`render_file`]), times one per 50 rows of the screen.
+const BUSY_MARKS_REPLAYED: u64 = 5;
+
+/// Feeds what is left of `file` to the renderer, its lines to `sink`, with the pauses its
+/// `times` note where they happened.
+fn render_file(
+    file: &mut std::fs::File,
+    mut times: Option<&mut Times>,
+    renderer: &mut Renderer,
+    sink: &mut dyn LineSink,
+) -> std::result::Result<(), RenderError> {
+    let mut at = file.stream_position().map_err(RenderError::Read)?;
+    let mut pause = times.as_mut().and_then(|t| t.next_from(at));
+    let tick = crate::logwriter::TICK.as_millis().max(1) as u64;
+    let mut busy_marks = 0u64;
+    // A look reads the rows that changed, every row when the screen scrolled: on a tall
+    // screen, fewer looks while output goes on (a pause is always replayed).
+    let rows = renderer.size().1 as u64;
+    let busy_every = BUSY_MARKS_REPLAYED * (rows / 50).max(1);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(RenderError::Read(e)),
+        };
+        let mut chunk = &buf[..n];
+        while let Some(p) = pause
+            && p.offset <= at + chunk.len() as u64
+        {
+            let cut = usize::try_from(p.offset.saturating_sub(at)).unwrap_or(chunk.len());
+            let (before, after) = chunk.split_at(cut.min(chunk.len()));
+            renderer.feed(before, sink).map_err(RenderError::Write)?;
+            // A mark of output that did not pause (one per poll of it) is replayed one in
+            // five: a line must stay a second, not a fifth, to print before the next pause or
+            // scrolls off, and the replay costs a fifth (one look is a screen's worth of work).
+            let polls = p.millis / tick;
+            busy_marks = if polls == 0 { busy_marks + 1 } else { 0 };
+            if polls > 0 || busy_marks.is_multiple_of(busy_every) {
+                renderer.quiet(polls, sink).map_err(RenderError::Write)?;
+            }
+            chunk = after;
+            at = at.max(p.offset);
+            pause = times.as_mut().and_then(|t| t.next_from(at + 1));
+        }
+        renderer.feed(chunk, sink).map_err(RenderError::Write)?;
+        at += chunk.len() as u64;
     }
 }
 
@@ -1055,19 +1253,5 @@ mod tests {
     fn tail_crosses_block_boundaries() {
         let content: String = (0..20_000).map(|i| format!("line {i}\n")).collect();
         assert_eq!(tail(&content, 3), "line 19997\nline 19998\nline 19999\n");
-    }
-
-    #[test]
-    fn log_sink_strips_escapes_and_carriage_returns() {
-        let mut out = Vec::new();
-        {
-            let mut sink = LogSink::new(&mut out, false);
-            sink.write_all(b"\x1b[1;32mgreen\x1b[0m\r\nnext")
-                .expect("write");
-            sink.write_all(b"\x1b[").expect("write");
-            sink.write_all(b"0mline\r\n").expect("write");
-            sink.flush().expect("flush");
-        }
-        assert_eq!(String::from_utf8_lossy(&out), "green\nnextline\n");
     }
 }

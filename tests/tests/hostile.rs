@@ -45,7 +45,7 @@ impl Hostile {
     fn snapshot(&self) -> (String, Vec<String>) {
         let mut files: Vec<String> = walk(&self.gw.agents_home)
             .into_iter()
-            .filter(|p| !p.ends_with("output.log"))
+            .filter(|p| !p.ends_with("output.log") && !p.ends_with("output.log.times"))
             .map(|p| p.display().to_string())
             .collect();
         files.sort();

@@ -1,4 +1,5 @@
-//! `logs NAME [-n N] [-f] [--raw]`: the agent's output, terminal escapes removed.
+//! `logs NAME [-n N] [-f] [--raw]`: the agent's output as it read on its screen (hostctl
+//! renders it through a terminal emulator), or with `--raw` the bytes the pane printed.
 
 use std::sync::Arc;
 
@@ -13,13 +14,15 @@ use crate::hosts::local::read_all;
 pub struct LogsArgs {
     /// The agent's name.
     pub name: String,
-    /// Only the last N lines.
-    #[arg(short = 'n', long = "lines", value_name = "N")]
+    /// Only the last N lines (at most 100000).
+    #[arg(short = 'n', long = "lines", value_name = "N",
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new()
+              .range(0..=hostctl::verbs::MAX_LOG_LINES as u64))]
     pub lines: Option<usize>,
     /// Keep printing new output until interrupted.
     #[arg(short, long)]
     pub follow: bool,
-    /// Keep terminal escape sequences (colours, cursor moves).
+    /// The bytes as the agent printed them, terminal escapes and all (colours, cursor moves).
     #[arg(long)]
     pub raw: bool,
 }
