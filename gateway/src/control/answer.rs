@@ -60,7 +60,8 @@ pub async fn run(
     } else {
         format!("(by tag {})", super::many::tags_text(&args.tags))
     };
-    let mut failed = 0;
+    // One at a time: each answer is a decision about what that agent may do.
+    let mut results = Vec::new();
     for agent in &asking {
         let result = match gw.hosts.get(&agent.host) {
             Ok(host) => deliver::answer(gw, agent, &host, approve)
@@ -69,29 +70,9 @@ pub async fn run(
                 .and_then(|answered| answer_line(&agent.name, approve, &answered)),
             Err(e) => Err(CommandError::from(e)),
         };
-        let (status, message) = match &result {
-            Ok(line) => (exit::OK, line.trim().to_owned()),
-            Err(e) => (exit::FAILED, e.message.clone()),
-        };
-        super::many::record_one(
-            gw,
-            caller,
-            &agent.name,
-            &format!("{verb} {} {by}", agent.name),
-            status,
-            &message,
-        )
-        .await;
-        match result {
-            Ok(line) => io.write_out(&line).await,
-            Err(e) => {
-                failed += 1;
-                io.write_err(&format!("error: agent '{}': {}\n", agent.name, e.message))
-                    .await;
-            }
-        }
+        results.push((agent, result));
     }
-    Ok(if failed == 0 { exit::OK } else { exit::FAILED })
+    Ok(super::many::report_each(gw, caller, (verb, &by), results, io).await)
 }
 
 /// The line that says what the answer did, or the error that says it did nothing.

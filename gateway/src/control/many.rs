@@ -170,6 +170,44 @@ pub async fn record_one(
     .await;
 }
 
+/// Reports what a command that chose several agents did to each (its line on stdout, or its
+/// error on stderr), with one audit event per agent (`VERB NAME BY`); the exit status is 1 if
+/// any failed.
+pub async fn report_each(
+    gw: &Gateway,
+    caller: &Caller,
+    verb_by: (&str, &str),
+    results: Vec<(&AgentRecord, Result<String, CommandError>)>,
+    io: &mut CommandIo,
+) -> u32 {
+    let (verb, by) = verb_by;
+    let mut failed = 0;
+    for (agent, result) in results {
+        let (status, message) = match &result {
+            Ok(line) => (exit::OK, line.trim().to_owned()),
+            Err(e) => (exit::FAILED, e.message.clone()),
+        };
+        record_one(
+            gw,
+            caller,
+            &agent.name,
+            &format!("{verb} {} {by}", agent.name),
+            status,
+            &message,
+        )
+        .await;
+        match result {
+            Ok(line) => io.write_out(&line).await,
+            Err(e) => {
+                failed += 1;
+                io.write_err(&format!("error: agent '{}': {}\n", agent.name, e.message))
+                    .await;
+            }
+        }
+    }
+    if failed == 0 { exit::OK } else { exit::FAILED }
+}
+
 /// Asks a yes/no question on the client's terminal; without a terminal (a script), refuses
 /// with a hint to pass `--yes`.
 pub async fn confirm(io: &mut CommandIo, question: &str) -> Result<(), CommandError> {

@@ -172,31 +172,8 @@ pub async fn run(
         .buffered(BROADCAST_AT_ONCE)
         .collect()
         .await;
-    let mut failed = 0;
-    for (agent, result) in agents.iter().zip(deliveries) {
-        let (status, message) = match &result {
-            Ok(_) => (exit::OK, String::new()),
-            Err(e) => (exit::FAILED, e.message.clone()),
-        };
-        super::many::record_one(
-            gw,
-            caller,
-            &agent.name,
-            &format!("send {} {by}", agent.name),
-            status,
-            &message,
-        )
-        .await;
-        match result {
-            Ok(line) => io.write_out(&line).await,
-            Err(e) => {
-                failed += 1;
-                io.write_err(&format!("error: agent '{}': {}\n", agent.name, e.message))
-                    .await;
-            }
-        }
-    }
-    Ok(if failed == 0 { exit::OK } else { exit::FAILED })
+    let results = agents.iter().zip(deliveries).collect();
+    Ok(super::many::report_each(gw, caller, ("send", &by), results, io).await)
 }
 
 /// A text or keys, to give an agent.
