@@ -9,7 +9,7 @@
 //! A gateway on loopback with the default `hosts.reconcile_interval` (5 s) and one Claude Code
 //! 2.1.197 agent against the fake model API (`e2e::fake_model`): once with its hooks (as
 //! created), once with them off (`disableAllHooks` in its user settings: the screen alone).
-//! ROUNDS times each: `send NAME RUNCMD` makes the fake answer with a shell command, Claude Code
+//! ROUNDS times each: `send NAME RUNCMD` makes the fake answer, 2 s later, with a shell command; Claude Code
 //! shows its permission dialog; then `deny` closes it and the agent is back at its prompt. Three
 //! times per round, on the machine's one clock, from the moment the dialog is first on the
 //! pane (tmux's own capture, polled every 10 ms):
@@ -98,6 +98,9 @@ fn until<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
 fn side(hooks: bool, rounds: u64) -> (Vec<f64>, Vec<f64>) {
     let gw = gateway();
     let fake = FakeModel::start();
+    // The dialog comes 2 s after the prompt: `send`, which looks at the agent until it took
+    // the prompt, has returned by then, and nothing looks at it but what is measured.
+    fake.set_tool_delay(Duration::from_secs(2));
     let settings = (!hooks).then(|| json!({"disableAllHooks": true}));
     create_agent(&gw, &fake, AgentCli::Claude, "cc", settings);
     until("the prompt", || {
@@ -105,43 +108,61 @@ fn side(hooks: bool, rounds: u64) -> (Vec<f64>, Vec<f64>) {
     });
     let (mut watcher, seen) = watch(&gw, "cc");
     let (mut to_list, mut to_recorded) = (Vec::new(), Vec::new());
-    for round in 0..rounds {
+    // Rounds of two kinds, so that neither measure helps the other: a `list` looks at the
+    // agent and records what it sees, so the recorded rounds ask nothing of the gateway until
+    // `watch` has printed the change.
+    for round in 0..rounds * 2 {
+        let by_list = round % 2 == 1;
         let already = seen.lock().expect("lock").len();
         gw.ok(&["send", "cc", "RUNCMD", &format!("round-{round}")]);
         let dialog = until("the dialog", || {
             gw.pane("cc").contains(DIALOG).then(Instant::now)
         });
-        let listed = until("waiting in list", || {
-            gw.list()
-                .iter()
-                .find(|a| a["name"] == "cc")
-                .is_some_and(asks)
-                .then(Instant::now)
-        });
-        let recorded = until("the change recorded", || {
-            seen.lock()
-                .expect("lock")
-                .iter()
-                .skip(already)
-                .find(|(_, change)| {
-                    change["to"] == "waiting"
-                        && change["reason"]
-                            .as_str()
-                            .is_some_and(|r| r.starts_with("asks"))
-                })
-                .map(|(at, _)| *at)
-        });
-        to_list.push(listed.saturating_duration_since(dialog).as_secs_f64());
-        to_recorded.push(recorded.saturating_duration_since(dialog).as_secs_f64());
+        if by_list {
+            let listed = until("waiting in list", || {
+                gw.list()
+                    .iter()
+                    .find(|a| a["name"] == "cc")
+                    .is_some_and(asks)
+                    .then(Instant::now)
+            });
+            to_list.push(listed.saturating_duration_since(dialog).as_secs_f64());
+        } else {
+            let recorded = until("the change recorded", || {
+                seen.lock()
+                    .expect("lock")
+                    .iter()
+                    .skip(already)
+                    .find(|(_, change)| {
+                        change["to"] == "waiting"
+                            && change["reason"]
+                                .as_str()
+                                .is_some_and(|r| r.starts_with("asks"))
+                    })
+                    .map(|(at, _)| *at)
+            });
+            // A change that arrived before the dialog was seen on the pane (the pane is
+            // polled every 10 ms) counts as no wait.
+            to_recorded.push(recorded.saturating_duration_since(dialog).as_secs_f64());
+        }
+        if std::env::var_os("DEBUG_CHANGES").is_some() {
+            for (_, change) in seen.lock().expect("lock").iter().skip(already) {
+                eprintln!("  change {change}");
+            }
+        }
         gw.ok(&["deny", "cc"]);
         until("the prompt again", || {
             (gw.info("cc")["status_reason"] == "waits for a prompt").then_some(())
         });
         eprintln!(
-            "{} round {round}: list {:.3} s, recorded {:.3} s",
+            "{} round {round}: {} {:.3} s",
             if hooks { "hooks" } else { "screen" },
-            to_list[to_list.len() - 1],
-            to_recorded[to_recorded.len() - 1]
+            if by_list { "list" } else { "recorded" },
+            if by_list {
+                to_list[to_list.len() - 1]
+            } else {
+                to_recorded[to_recorded.len() - 1]
+            }
         );
     }
     let _ = watcher.kill();

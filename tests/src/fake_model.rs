@@ -99,6 +99,7 @@ struct Shared {
     requests: Mutex<Vec<ModelRequest>>,
     arrived: Condvar,
     slow_delay_ms: AtomicU64,
+    tool_delay_ms: AtomicU64,
 }
 
 impl Shared {
@@ -125,6 +126,7 @@ impl FakeModel {
             requests: Mutex::new(Vec::new()),
             arrived: Condvar::new(),
             slow_delay_ms: AtomicU64::new(5_000),
+            tool_delay_ms: AtomicU64::new(0),
         });
         let (stop_tx, stop_rx) = watch::channel(false);
         let thread_shared = shared.clone();
@@ -149,6 +151,13 @@ impl FakeModel {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// How long a `RUNCMD`'s tool call waits before it is sent (none unless set): a dialog
+    /// that shows up a while after the prompt was taken.
+    pub fn set_tool_delay(&self, delay: Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.shared.tool_delay_ms.store(ms, Ordering::Relaxed);
     }
 
     /// How long a `SLOWREPLY` waits before its answer.
@@ -405,10 +414,14 @@ async fn answer(req: Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>
             body: body.clone(),
         },
     );
-    if let Script::Text(_, delay) = decided
-        && !delay.is_zero()
-        && !matches!(api, Api::AnthropicCountTokens | Api::GeminiCountTokens)
-    {
+    let delay = match decided {
+        Script::Text(_, delay) => delay,
+        Script::ToolCall if parsed.shell_tool.is_some() => {
+            Duration::from_millis(shared.tool_delay_ms.load(Ordering::Relaxed))
+        }
+        Script::ToolCall => Duration::ZERO,
+    };
+    if !delay.is_zero() && !matches!(api, Api::AnthropicCountTokens | Api::GeminiCountTokens) {
         tokio::time::sleep(delay).await;
     }
     match api {
