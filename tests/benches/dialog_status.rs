@@ -113,6 +113,9 @@ fn side(hooks: bool, rounds: u64) -> (Vec<f64>, Vec<f64>) {
     // `watch` has printed the change.
     for round in 0..rounds * 2 {
         let by_list = round % 2 == 1;
+        // Each round starts at another point of the reconciler's 5 s cycle (a round takes a
+        // whole number of them otherwise, and would meet it in the same phase each time).
+        std::thread::sleep(Duration::from_millis(round * 1300 % 5000));
         let already = seen.lock().expect("lock").len();
         gw.ok(&["send", "cc", "RUNCMD", &format!("round-{round}")]);
         let dialog = until("the dialog", || {
