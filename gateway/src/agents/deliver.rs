@@ -27,6 +27,10 @@ pub const RETRY_ENTER_AFTER: Duration = Duration::from_millis(1500);
 /// How long a program that is no known CLI has to change its screen after a text.
 const UNKNOWN_PROGRAM_WITHIN: Duration = Duration::from_secs(1);
 
+/// How long the screen has to show a question its CLI's hooks reported, before `approve` or
+/// `deny` gives up on it.
+const SCREEN_SHOWS_WITHIN: Duration = Duration::from_secs(3);
+
 /// How often the agent is looked at meanwhile.
 const LOOK_EVERY: Duration = Duration::from_millis(100);
 
@@ -279,8 +283,19 @@ pub async fn answer(
     host: &Host,
     approve: bool,
 ) -> Result<Answered, HostError> {
-    let info = host.info(&agent.name).await?;
-    let seen = crate::hosts::reconciler::observed_from(gw, agent, &info);
+    let mut info = host.info(&agent.name).await?;
+    let mut seen = crate::hosts::reconciler::observed_from(gw, agent, &info);
+    // A CLI's hook may report its question a moment before the dialog is drawn: the screen
+    // is given a little time to show it.
+    let started = tokio::time::Instant::now();
+    while seen.activity.as_ref().is_some_and(|a| {
+        crate::status::question(a).is_some() && !a.screen_asks
+    }) && started.elapsed() < SCREEN_SHOWS_WITHIN
+    {
+        tokio::time::sleep(LOOK_EVERY).await;
+        info = host.info(&agent.name).await?;
+        seen = crate::hosts::reconciler::observed_from(gw, agent, &info);
+    }
     record(gw, agent, &info).await;
     let Some(asked) = seen.activity.as_ref().and_then(crate::status::question) else {
         let mut now = agent.clone();
