@@ -288,9 +288,11 @@ pub async fn answer(
     // A CLI's hook may report its question a moment before the dialog is drawn: the screen
     // is given a little time to show it.
     let started = tokio::time::Instant::now();
-    while seen.activity.as_ref().is_some_and(|a| {
-        crate::status::question(a).is_some() && !a.screen_asks
-    }) && started.elapsed() < SCREEN_SHOWS_WITHIN
+    while seen
+        .activity
+        .as_ref()
+        .is_some_and(|a| crate::status::question(a).is_some() && !a.screen_asks)
+        && started.elapsed() < SCREEN_SHOWS_WITHIN
     {
         tokio::time::sleep(LOOK_EVERY).await;
         info = host.info(&agent.name).await?;
