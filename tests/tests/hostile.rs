@@ -45,7 +45,13 @@ impl Hostile {
     fn snapshot(&self) -> (String, Vec<String>) {
         let mut files: Vec<String> = walk(&self.gw.agents_home)
             .into_iter()
-            .filter(|p| !p.ends_with("output.log") && !p.ends_with("output.log.times"))
+            // Written as the agent prints, and (the hook watch's socket) once the gateway's
+            // watch of the host starts, whatever the commands do.
+            .filter(|p| {
+                !p.ends_with("output.log")
+                    && !p.ends_with("output.log.times")
+                    && !p.ends_with("hooks.sock")
+            })
             .map(|p| p.display().to_string())
             .collect();
         files.sort();
