@@ -100,7 +100,7 @@ fn from_an_empty_data_dir_key_add_then_every_lifecycle_command_works() {
         ">",
         "out.txt",
     ]);
-    assert!(sent.contains("sent"), "{sent}");
+    assert!(sent.starts_with("agent 'fix-ci' took 46 bytes ("), "{sent}");
     let out_file = std::path::Path::new(&workspace).join("out.txt");
     let written = wait_for("the agent to run the sent command", || {
         std::fs::read_to_string(&out_file)

@@ -160,7 +160,7 @@ fn the_live_view_shows_selects_attaches_and_acts_on_agents() {
     viewer.wait_for_text("send to asker:");
     viewer.type_text("yes");
     viewer.keys(&["Enter"]);
-    viewer.wait_for_text("sent 3 bytes to agent 'asker'");
+    viewer.wait_for_text("agent 'asker' took 3 bytes");
     wait_for("the asker to read the answer", || {
         gw.pane("asker").contains("answer=yes").then_some(())
     });
