@@ -92,16 +92,18 @@ pub fn wire(
     hostctl: &Path,
 ) -> Result<Wired> {
     let name = &meta.request.name;
+    // `hostctl hook --home HOME --agent NAME CLI`: what every hook runs.
+    let hook_words = vec![
+        hostctl.to_string_lossy().into_owned(),
+        "hook".into(),
+        "--home".into(),
+        files.home().to_string_lossy().into_owned(),
+        "--agent".into(),
+        name.clone(),
+        cli.name().into(),
+    ];
     let hook_command = |event_arg: Option<&str>| -> String {
-        let mut words = vec![
-            hostctl.to_string_lossy().into_owned(),
-            "hook".into(),
-            "--home".into(),
-            files.home().to_string_lossy().into_owned(),
-            "--agent".into(),
-            name.clone(),
-            cli.name().into(),
-        ];
+        let mut words = hook_words.clone();
         words.extend(event_arg.map(str::to_owned));
         shell_words(&words)
     };
@@ -142,17 +144,8 @@ pub fn wire(
         }
         AgentCli::Codex => {
             // `notify` runs a program with the event as its last argument: the turn's end.
-            let notify = [
-                hostctl.to_string_lossy().into_owned(),
-                "hook".into(),
-                "--home".into(),
-                files.home().to_string_lossy().into_owned(),
-                "--agent".into(),
-                name.clone(),
-                "codex".into(),
-            ];
             let notify =
-                serde_json::to_string(&notify).map_err(|e| Error::Failed(e.to_string()))?;
+                serde_json::to_string(&hook_words).map_err(|e| Error::Failed(e.to_string()))?;
             // Codex's own hooks (`[hooks]`) run only once their definition is trusted in its
             // `/hooks` dialog, so only `notify` is wired: the end of each turn.
             let options = vec!["-c".to_owned(), format!("notify={notify}")];
