@@ -457,11 +457,13 @@ impl HostCtl {
     /// break: the pause makes it a submit.
     pub fn send(&self, name: &str, text: &str, enter: bool) -> Result<SendReport> {
         let pane = self.running_pane(name)?;
-        let before = self.tmux.capture(name).unwrap_or_default();
+        // The screen before the text, for telling when it shows the text (only needed when
+        // Enter follows).
+        let before = enter.then(|| self.tmux.capture(name).unwrap_or_default());
         self.tmux.put_text(name, text)?;
-        if !enter {
+        let Some(before) = before else {
             return Ok(self.report_before_keys(name, &pane));
-        }
+        };
         // A CLI that is busy reads the text late, and then the Enter with it, as one burst:
         // the pause counts from when its screen shows the text.
         self.wait_for_echo(name, text, &before);
