@@ -28,6 +28,7 @@ pub mod serve;
 pub mod snapshots;
 pub mod tmux;
 pub mod transfer;
+pub mod userenv;
 pub mod verbs;
 
 pub use error::{Error, Result};

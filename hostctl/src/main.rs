@@ -99,6 +99,9 @@ enum Verb {
     /// Run as an agent's pane: set its environment and exec COMMAND (hostctl's own use).
     #[command(hide = true)]
     Launch {
+        /// hostctl's home (where `agents/` is): the pane's environment does not say.
+        #[arg(long)]
+        home: std::path::PathBuf,
         name: String,
         #[arg(last = true, required = true)]
         command: Vec<String>,
@@ -262,6 +265,17 @@ fn main() -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
+    if let Verb::Launch {
+        home,
+        name,
+        command,
+    } = &cli.verb
+    {
+        let ctl = HostCtl::new(hostctl::files::Files::new(home.clone()));
+        let e = ctl.launch(name, command);
+        eprintln!("hostctl: {e}");
+        return ExitCode::from(127);
+    }
     let ctl = match HostCtl::from_env() {
         Ok(c) => c,
         Err(e) => return fail(&e, false),
@@ -349,16 +363,12 @@ fn main() -> ExitCode {
                 format!("{} is {}", i.name, i.status.as_str())
             })
         }
-        Verb::Hook { .. } => ExitCode::SUCCESS,
         Verb::HookWatch => match ctl.hook_watch(std::io::stdout()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(&e, false),
         },
-        Verb::Launch { name, command } => {
-            let e = ctl.launch(&name, &command);
-            eprintln!("hostctl: {e}");
-            ExitCode::from(127)
-        }
+        // Answered above, before hostctl's home is read from the environment.
+        Verb::Hook { .. } | Verb::Launch { .. } => ExitCode::SUCCESS,
         Verb::Destroy { name, json } => report(
             ctl.destroy(&name)
                 .map(|()| serde_json::json!({ "destroyed": name })),

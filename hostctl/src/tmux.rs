@@ -85,14 +85,18 @@ impl Tmux {
     }
 
     /// A `tmux` command on agentgate's server, ready for arguments.
+    ///
+    /// Its environment is the user's basics (see [`crate::userenv`]): the command that starts
+    /// the server gives it its global environment, which every agent's process inherits.
+    /// `TMUX_TMPDIR` says where the server's socket is; `COLORTERM` tells an attaching
+    /// client what the terminal it runs on can show.
     pub fn command(&self) -> Command {
         let mut cmd = Command::new("tmux");
+        crate::userenv::clear_to_basics(&mut cmd, &["TMUX_TMPDIR", "COLORTERM"]);
         cmd.arg("-L")
             .arg(&self.socket_name)
             .arg("-f")
             .arg(&self.config_path)
-            // hostctl may itself run inside tmux; the variable would make tmux refuse to nest.
-            .env_remove("TMUX")
             .stdin(Stdio::null());
         cmd
     }

@@ -207,6 +207,8 @@ impl HostCtl {
         let mut argv = vec![
             exe.to_string_lossy().into_owned(),
             "launch".into(),
+            "--home".into(),
+            self.files.home().to_string_lossy().into_owned(),
             name.clone(),
             "--".into(),
         ];
@@ -787,18 +789,7 @@ impl HostCtl {
         meta: &AgentMeta,
         extra_env: &[(String, String)],
     ) -> Result<()> {
-        cmd.env_clear();
-        for (key, value) in std::env::vars_os() {
-            let keep = key
-                .to_str()
-                .is_some_and(|k| SESSION_BASICS.contains(&k) || k.starts_with("LC_"));
-            if keep {
-                cmd.env(key, value);
-            }
-        }
-        if std::env::var_os("PATH").is_none() {
-            cmd.env("PATH", "/usr/local/bin:/usr/bin:/bin");
-        }
+        crate::userenv::clear_to_basics(cmd, &[]);
         cmd.current_dir(&meta.workspace_path)
             .envs(&meta.request.env)
             .env("AGENTGATE_AGENT", &meta.request.name)
@@ -925,24 +916,6 @@ fn login_shell() -> String {
         })
         .unwrap_or_else(|| "/bin/sh".to_owned())
 }
-
-/// The variables a session inside an agent keeps from hostctl's own environment: what sshd
-/// would set for the user (HOME, USER, SHELL, PATH, ...), the locale, and the terminal type
-/// when hostctl runs on a terminal.
-const SESSION_BASICS: &[&str] = &[
-    "HOME",
-    "USER",
-    "LOGNAME",
-    "SHELL",
-    "PATH",
-    "MAIL",
-    "LANG",
-    "LANGUAGE",
-    "TZ",
-    "TMPDIR",
-    "XDG_RUNTIME_DIR",
-    "TERM",
-];
 
 /// Where OpenSSH's `sftp-server` lives on common systems.
 fn sftp_server() -> Option<PathBuf> {

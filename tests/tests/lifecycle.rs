@@ -198,6 +198,38 @@ fn wait_times_out_with_124_and_a_command_agent_reports_its_exit_code() {
 }
 
 #[test]
+fn an_agent_gets_the_users_basics_and_its_own_variables_not_the_gateways_environment() {
+    // `CI=true` in the gateway's environment made Gemini CLI refuse to run interactively.
+    let gw = TestGateway::start_with(Options {
+        env: vec![
+            ("CI".into(), "true".into()),
+            ("AGENTGATE_E2E_GATEWAY_ONLY".into(), "leaked".into()),
+        ],
+        ..Options::default()
+    });
+    gw.ok(&["create envy --env GIVEN=yes -- sh -c 'env > agent.env; sleep 600'"]);
+    let workspace = std::path::PathBuf::from(gw.info("envy")["workspace"].as_str().unwrap());
+    let env = wait_for("the agent's environment", || {
+        std::fs::read_to_string(workspace.join("agent.env"))
+            .ok()
+            .filter(|e| e.contains("PATH="))
+    });
+    let names: Vec<&str> = env.lines().filter_map(|l| l.split('=').next()).collect();
+    for absent in ["CI", "AGENTGATE_E2E_GATEWAY_ONLY", "RUST_LOG"] {
+        assert!(
+            !names.contains(&absent),
+            "{absent} in the agent's environment:\n{env}"
+        );
+    }
+    for present in ["HOME", "USER", "PATH", "GIVEN", "AGENTGATE_AGENT"] {
+        assert!(
+            names.contains(&present),
+            "no {present} in the agent's environment:\n{env}"
+        );
+    }
+}
+
+#[test]
 fn a_prompt_is_typed_into_the_agent_once_it_has_started() {
     let gw = TestGateway::start();
     gw.ok(&["create prompted --prompt 'echo prompt-$((40+2))'"]);
