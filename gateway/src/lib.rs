@@ -81,6 +81,11 @@ pub struct Gateway {
 }
 
 impl Gateway {
+    /// The settings the access rules read (`agents::access`).
+    pub fn policy(&self) -> agents::access::Policy {
+        agents::access::Policy::from_config(&self.config)
+    }
+
     /// How connections to hosts are made, from the configuration.
     pub fn leg_settings(&self) -> hosts::remote::leg::LegSettings {
         let h = &self.config.hosts;

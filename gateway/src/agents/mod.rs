@@ -2,6 +2,7 @@
 //! journal ([`journal`]: multi-step changes of an agent's life that a gateway's death cannot
 //! leave half done) and the lookup of the secrets an agent gets ([`secrets`]).
 
+pub mod access;
 pub mod deliver;
 pub mod hooks;
 pub mod journal;

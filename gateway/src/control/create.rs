@@ -414,6 +414,7 @@ pub async fn reserve(
         status_since: None,
         idle_stop,
         stop_reason: None,
+        shared_with: Vec::new(),
     };
     let inserted = gw.store.insert_agent(&record).await.map_err(|e| match e {
         store::StoreError::Conflict(m) => CommandError::failed(m),

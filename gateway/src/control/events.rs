@@ -8,7 +8,7 @@ use clap::Args;
 use super::output::{json_text, table};
 use super::{Caller, CommandError, CommandIo, CommandResult, exit};
 use crate::Gateway;
-use crate::store::{Event, EventFilter, Role, STARTED};
+use crate::store::{Event, EventFilter, STARTED};
 
 /// How often `events -f` looks for new events.
 const FOLLOW_POLL: Duration = Duration::from_millis(500);
@@ -59,7 +59,8 @@ pub async fn run(
         since,
         after: 0,
         limit: i64::from(args.limit),
-        only_for: (caller.operator.role != Role::Admin).then(|| caller.operator.name.clone()),
+        only_for: (!crate::agents::access::may_administer(&caller.operator))
+            .then(|| caller.operator.name.clone()),
     };
     let events = gw.store.events(&filter).await?;
     // Events the database could not take are not in what was read: say so.

@@ -663,7 +663,7 @@ fn host_json(h: &HostRecord, agents: usize, view: &crate::tailscale::View) -> Va
 async fn list(gw: &Arc<Gateway>, caller: &Caller, json: bool, io: &mut CommandIo) -> CommandResult {
     let view = gw.tailnet.view();
     let hosts = gw.store.hosts().await?;
-    let agents = gw.store.agents_for(&caller.operator).await?;
+    let agents = crate::agents::access::agents(&gw.store, &caller.operator).await?;
     let count = |host: &str| agents.iter().filter(|a| a.host == host).count();
     if json {
         let all: Vec<Value> = hosts
@@ -731,7 +731,7 @@ async fn info(
     io: &mut CommandIo,
 ) -> CommandResult {
     let h = host_record(gw, &args.name).await?;
-    let mut agents = gw.store.agents_for(&caller.operator).await?;
+    let mut agents = crate::agents::access::agents(&gw.store, &caller.operator).await?;
     agents.retain(|a| a.host == h.name);
     let value = host_json(&h, agents.len(), &gw.tailnet.view());
     if args.json {

@@ -106,8 +106,8 @@ pub async fn run(
             }
         }
         KeyCommand::List(args) => {
-            let only =
-                (caller.operator.role != Role::Admin).then_some(caller.operator.name.as_str());
+            let only = (!crate::agents::access::may_administer(&caller.operator))
+                .then_some(caller.operator.name.as_str());
             credentials_text(&gw.store, only, args.json).await?
         }
         KeyCommand::Remove(args) => {

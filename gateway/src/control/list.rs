@@ -76,9 +76,7 @@ pub async fn run(
         io.write_err(&format!("warning: {}\n", not_asked_text(&host)))
             .await;
     }
-    let agents: Vec<_> = gw
-        .store
-        .agents_for(&caller.operator)
+    let agents: Vec<_> = crate::agents::access::agents(&gw.store, &caller.operator)
         .await?
         .into_iter()
         .filter(|a| args.tags.iter().all(|(k, v)| a.tags.get(k) == Some(v)))

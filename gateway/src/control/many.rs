@@ -36,9 +36,7 @@ pub async fn select(
     caller: &Caller,
     tags: &[(String, String)],
 ) -> Result<Vec<AgentRecord>, CommandError> {
-    Ok(gw
-        .store
-        .agents_for(&caller.operator)
+    Ok(crate::agents::access::agents(&gw.store, &caller.operator)
         .await?
         .into_iter()
         .filter(|a| a.created_by.as_deref() == Some(caller.operator.name.as_str()))

@@ -45,6 +45,7 @@ use tracing::info;
 
 pub use self::io::{CommandIo, Terminal};
 use crate::Gateway;
+use crate::agents::access;
 use crate::hosts::{Host, HostError};
 use crate::store::{AgentRecord, Event, Operator, StoreError};
 
@@ -322,7 +323,7 @@ pub struct Caller {
 
 /// Refuses a command that changes what only admins manage (`what`: "add hosts").
 pub fn require_admin(caller: &Caller, what: &str) -> Result<(), CommandError> {
-    if caller.operator.role == crate::store::Role::Admin {
+    if access::may_administer(&caller.operator) {
         return Ok(());
     }
     Err(CommandError::failed(format!(
@@ -335,9 +336,7 @@ pub fn require_admin(caller: &Caller, what: &str) -> Result<(), CommandError> {
 /// Refuses what only an agent's owner (its creator) or an admin may do, such as destroying
 /// it: an operator it is shared with may use it, not dispose of it.
 pub fn require_owner(caller: &Caller, agent: &AgentRecord, what: &str) -> Result<(), CommandError> {
-    if caller.operator.role == crate::store::Role::Admin
-        || agent.created_by.as_deref() == Some(caller.operator.name.as_str())
-    {
+    if access::may_dispose(&caller.operator, agent.created_by.as_deref()) {
         return Ok(());
     }
     Err(CommandError::failed(format!(
@@ -487,34 +486,37 @@ impl From<HostError> for CommandError {
 
 pub type CommandResult = Result<u32, CommandError>;
 
-/// Looks up an agent and its host, or explains that there is none.
-/// An agent the caller may not see does not exist for them: the answer is the same.
+/// Looks up an agent the caller may use and its host, or explains that there is none
+/// (`agents::access::may_use`). An agent the caller may not see does not exist for them: the
+/// answer is the same.
 pub async fn agent_and_host(
     gw: &Gateway,
     caller: &Caller,
     name: &str,
 ) -> Result<(AgentRecord, Host), CommandError> {
-    let agent = gw
-        .store
-        .agent_for(&caller.operator, name)
-        .await?
-        .ok_or_else(|| CommandError::no_agent(name))?;
-    if !may_use_host(gw, &caller.operator, &agent.host) {
-        return Err(local_refused(&format!("agent '{name}' runs on 'local'"))
-            .hint(format!("an admin can move it: ssh gw migrate {name} HOST")));
+    let agent = gw.store.agent(name).await?;
+    match access::may_use(
+        &caller.operator,
+        agent.as_ref().map(Into::into),
+        gw.policy(),
+    ) {
+        Ok(()) => {}
+        Err(access::Denied::LocalForAdminsOnly) => {
+            return Err(local_refused(&format!("agent '{name}' runs on 'local'"))
+                .hint(format!("an admin can move it: ssh gw migrate {name} HOST")));
+        }
+        Err(_) => return Err(CommandError::no_agent(name)),
     }
+    let Some(agent) = agent else {
+        return Err(CommandError::no_agent(name));
+    };
     let host = gw.hosts.get(&agent.host)?;
     Ok((agent, host))
 }
 
-/// Whether `operator` may have agents on `host`. The gateway's own machine (`local`) runs
-/// agents as the gateway's user, who can read the gateway's database (every key and secret):
-/// an agent there is a way to become admin, so only admins may, unless
-/// `hosts.operators_on_local` says otherwise.
+/// Whether `operator` may have agents on `host` (`agents::access::may_use_host`).
 pub fn may_use_host(gw: &Gateway, operator: &crate::store::Operator, host: &str) -> bool {
-    host != crate::hosts::LOCAL_HOST
-        || operator.role == crate::store::Role::Admin
-        || gw.config.hosts.operators_on_local
+    access::may_use_host(operator, host, gw.policy())
 }
 
 /// The refusal of an agent on `local` to an operator (see [`may_use_host`]).
@@ -554,9 +556,7 @@ pub async fn refreshed_agent(
         tracing::warn!(agent = name, error = %e, "cannot record an agent's status");
         return Ok((as_seen(agent, &seen), host));
     }
-    let agent = gw
-        .store
-        .agent_for(&caller.operator, name)
+    let agent = crate::agents::access::agent(&gw.store, &caller.operator, name)
         .await?
         .ok_or_else(|| CommandError::no_agent(name))?;
     Ok((agent, host))

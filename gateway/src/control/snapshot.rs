@@ -22,7 +22,7 @@ use super::{
 };
 use crate::Gateway;
 use crate::hosts::{HostError, restore_snapshot};
-use crate::store::{AgentRecord, AgentStatus, OperationKind, Role, SnapshotRecord};
+use crate::store::{AgentRecord, AgentStatus, OperationKind, SnapshotRecord};
 
 /// The most snapshots of one agent in one minute (IDs `-2` to `-N`).
 const MAX_PER_MINUTE: u32 = 100;
@@ -283,10 +283,8 @@ async fn run_list(
     args: ListArgs,
     io: &mut CommandIo,
 ) -> CommandResult {
-    let snapshots = gw
-        .store
-        .snapshots_for(&caller.operator, args.name.as_deref())
-        .await?;
+    let snapshots =
+        crate::agents::access::snapshots(&gw.store, &caller.operator, args.name.as_deref()).await?;
     let hosts: Vec<String> = gw
         .store
         .hosts()
@@ -388,8 +386,7 @@ async fn visible_snapshot(
     caller: &Caller,
     id: &str,
 ) -> Result<SnapshotRecord, CommandError> {
-    gw.store
-        .snapshot_for(&caller.operator, id)
+    crate::agents::access::snapshot(&gw.store, &caller.operator, id)
         .await?
         .ok_or_else(|| {
             CommandError::failed(format!("no snapshot '{id}'"))
@@ -399,9 +396,7 @@ async fn visible_snapshot(
 
 /// Only the owner of the snapshot's agent (when it was taken) or an admin may remove it.
 fn require_snapshot_owner(caller: &Caller, snapshot: &SnapshotRecord) -> Result<(), CommandError> {
-    if caller.operator.role == Role::Admin
-        || snapshot.owner.as_deref() == Some(caller.operator.name.as_str())
-    {
+    if crate::agents::access::may_dispose(&caller.operator, snapshot.owner.as_deref()) {
         return Ok(());
     }
     Err(CommandError::failed(format!(

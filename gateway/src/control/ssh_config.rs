@@ -55,7 +55,7 @@ pub async fn run(
             }
         });
     let port = args.port.or(settings.port).unwrap_or(listen.port());
-    let agents = gw.store.agents_for(&caller.operator).await?;
+    let agents = crate::agents::access::agents(&gw.store, &caller.operator).await?;
     let text = if args.json {
         json_text(&serde_json::Value::Array(
             agents

@@ -57,9 +57,7 @@ pub async fn run(
     let name = &args.name;
     loop {
         // The agent's row as it was (its activity so far), then what its host says now.
-        let before = gw
-            .store
-            .agent_for(&caller.operator, name)
+        let before = crate::agents::access::agent(&gw.store, &caller.operator, name)
             .await?
             .ok_or_else(|| CommandError::no_agent(name))?;
         let seen = match host.info(name).await {
@@ -75,9 +73,7 @@ pub async fn run(
             None => Ok(()),
         };
         let agent = match recorded {
-            Ok(()) => gw
-                .store
-                .agent_for(&caller.operator, name)
+            Ok(()) => crate::agents::access::agent(&gw.store, &caller.operator, name)
                 .await?
                 .ok_or_else(|| CommandError::no_agent(name))?,
             // The wait goes on from what the host says; the record waits for the store.

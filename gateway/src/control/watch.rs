@@ -47,12 +47,15 @@ pub async fn run(
     // Following before the names are checked: nothing recorded in between is lost.
     let feed = gw.store.subscribe_changes();
     for name in &args.names {
-        if gw.store.agent_for(&caller.operator, name).await?.is_none() {
+        if crate::agents::access::agent(&gw.store, &caller.operator, name)
+            .await?
+            .is_none()
+        {
             return Err(CommandError::no_agent(name));
         }
     }
     let wanted = |change: &StatusChange| {
-        change.visible_to(&caller.operator)
+        crate::agents::access::may_see(&caller.operator, change.into())
             && change.has_tags(&args.tags)
             && (args.names.is_empty() || args.names.contains(&change.agent))
     };

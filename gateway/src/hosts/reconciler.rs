@@ -690,6 +690,7 @@ pub fn adopted(host: &str, info: &AgentInfo) -> AgentRecord {
         status_since: None,
         idle_stop: None,
         stop_reason: None,
+        shared_with: Vec::new(),
     }
 }
 

@@ -18,7 +18,7 @@
 //! feed, `list`, or other channels.
 //!
 //! **Invariant:** an operator is told only about agents they may see (the rule of `list`,
-//! `StatusChange::visible_to`), decided when the change is published.
+//! `agents::access::may_see`), decided when the change is published.
 
 mod deliver;
 pub mod http;
@@ -98,7 +98,7 @@ pub fn wants(channel: &NotifyChannel, change: &StatusChange, event: NotifyEvent)
         role: channel.operator_role,
     };
     channel.events.iter().any(|e| e == event.as_str())
-        && change.visible_to(&owner)
+        && crate::agents::access::may_see(&owner, change.into())
         && channel
             .tags
             .iter()

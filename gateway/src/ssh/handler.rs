@@ -19,6 +19,7 @@ use super::channel::{OpenChannel, PtyRequest, command_io, finish};
 use super::guard::Ticket;
 use super::limits::{self, EnvRefusal, SessionEnv};
 use crate::Gateway;
+use crate::agents::access;
 use crate::auth::{self, KeyDecision, Route};
 use crate::control::io::Backlog;
 use crate::control::{self, Caller, Parsed, exit};
@@ -123,19 +124,16 @@ impl ConnectionHandler {
             .live
             .register(&operator.name, &credential, self.revocation.clone());
         self.live_id = Some(id);
-        let still = self
-            .gw
-            .store
-            .operator_by_credential(&credential)
-            .await?
-            .is_some_and(|now| now.name == operator.name);
-        if !still {
+        let now = self.gw.store.operator_by_credential(&credential).await?;
+        if !access::still_admitted(&operator.name, now.as_ref()) {
             self.gw.live.unregister(id);
             self.live_id = None;
             return Ok(false);
         }
         // An agent this operator may not see does not exist for them: the control route.
-        let agent_exists = self.gw.store.agent_for(&operator, user).await?.is_some();
+        let agent_exists = crate::agents::access::agent(&self.gw.store, &operator, user)
+            .await?
+            .is_some();
         self.route = auth::route_for(user, agent_exists);
         info!(user, operator = operator.name, key = credential, route = ?self.route, "login");
         self.ticket.logged_in();
@@ -207,13 +205,13 @@ impl ConnectionHandler {
         let Some(caller) = &self.caller else {
             return Ok(false);
         };
-        match self
+        let now = self
             .gw
             .store
             .operator_by_credential(&caller.key_fingerprint)
-            .await?
-        {
-            Some(operator) if operator.name == caller.operator.name => {
+            .await?;
+        match now {
+            Some(operator) if access::still_admitted(&caller.operator.name, Some(&operator)) => {
                 if let Some(caller) = &mut self.caller {
                     caller.operator = operator;
                 }
@@ -390,16 +388,20 @@ impl ConnectionHandler {
                 .spawn(reply.reject(ChannelOpenFailure::AdministrativelyProhibited));
             return;
         };
-        let refusal = match &self.route {
-            Route::Control => Some((
-                None,
-                "agentgate: port forwarding works on connections to an agent: ssh -L ... NAME@<gateway>",
-            )),
-            Route::Agent(agent) if !self.gw.config.ssh.allow_forwarding => Some((
-                Some(agent.clone()),
+        let agent = match &self.route {
+            Route::Control => None,
+            Route::Agent(agent) => Some(agent.clone()),
+        };
+        let refusal = match access::may_forward(agent.as_deref(), self.gw.policy()) {
+            Ok(()) => None,
+            Err(access::Denied::ForwardingOff) => Some((
+                agent,
                 "agentgate: port forwarding is switched off on this gateway",
             )),
-            Route::Agent(_) => None,
+            Err(_) => Some((
+                agent,
+                "agentgate: port forwarding works on connections to an agent: ssh -L ... NAME@<gateway>",
+            )),
         };
         let gw = self.gw.clone();
         if let Some((agent, reason)) = refusal {

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::Gateway;
+use crate::agents::access;
 use crate::store::Event;
 
 /// How often every connection is checked even with no command taking access back.
@@ -174,6 +175,7 @@ pub async fn revalidate(gw: &Gateway, except: Option<u64>) -> usize {
     let mut operators: HashMap<String, Option<crate::store::Operator>> = HashMap::new();
     let mut allowed: HashMap<(String, String), bool> = HashMap::new();
     let mut ended = 0;
+    let policy = gw.policy();
     for (id, operator, credential, agents) in gw.live.snapshot() {
         if Some(id) == except {
             continue;
@@ -191,7 +193,7 @@ pub async fn revalidate(gw: &Gateway, except: Option<u64>) -> usize {
                 }
             },
         };
-        let Some(now) = now.filter(|now| now.name == operator) else {
+        let Some(now) = now.filter(|now| access::still_admitted(&operator, Some(now))) else {
             end(
                 gw,
                 id,
@@ -207,16 +209,17 @@ pub async fn revalidate(gw: &Gateway, except: Option<u64>) -> usize {
             let key = (now.name.clone(), agent.clone());
             let may = match allowed.get(&key) {
                 Some(may) => *may,
-                None => {
-                    // An agent that is gone ends its sessions by itself; one renamed is reached
-                    // by its old name no more. Only one still there that this operator may not
-                    // use counts.
-                    let visible = gw.store.agent_for(&now, &agent).await;
-                    let exists = gw.store.agent_exists(&agent).await;
-                    let may = !matches!((visible, exists), (Ok(None), Ok(true)));
-                    allowed.insert(key, may);
-                    may
-                }
+                None => match gw.store.agent(&agent).await {
+                    Ok(found) => {
+                        let may = access::may_keep(&now, found.as_ref().map(Into::into), policy);
+                        allowed.insert(key, may);
+                        may
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "cannot check a connection's access");
+                        true
+                    }
+                },
             };
             if !may {
                 let why = format!("you may no longer use agent '{agent}'");

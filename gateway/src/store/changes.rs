@@ -12,7 +12,7 @@
 //! and a subscriber that falls behind by more than that learns how many changes it missed
 //! (`RecvError::Lagged`) instead of holding anyone up. This module decides nothing about who
 //! is told what: a change carries its agent's owner and shares so that subscribers can apply
-//! the access rule without asking the database again ([`StatusChange::visible_to`]).
+//! the access rule without asking the database again (`agents::access`).
 
 use std::collections::BTreeMap;
 
@@ -20,7 +20,7 @@ use sqlx::Row;
 use time::OffsetDateTime;
 use tokio::sync::broadcast;
 
-use super::{Operator, Result, Role, StoreError};
+use super::{Result, StoreError};
 
 /// How many changes the feed holds for its slowest subscriber.
 pub const FEED_CAPACITY: usize = 1024;
@@ -52,14 +52,6 @@ pub struct StatusChange {
 }
 
 impl StatusChange {
-    /// Whether `viewer` may be told of it: the rule of `list` (admins, the owner, those it is
-    /// shared with).
-    pub fn visible_to(&self, viewer: &Operator) -> bool {
-        viewer.role == Role::Admin
-            || self.owner.as_deref() == Some(viewer.name.as_str())
-            || self.shared_with.contains(&viewer.name)
-    }
-
     /// Whether it has every one of `tags`.
     pub fn has_tags(&self, tags: &[(String, String)]) -> bool {
         tags.iter().all(|(k, v)| self.tags.get(k) == Some(v))

@@ -314,6 +314,8 @@ pub struct AgentRecord {
     pub idle_stop: Option<String>,
     /// Why it was stopped, when the gateway stopped it (`idle`).
     pub stop_reason: Option<String>,
+    /// The operators it is shared with (besides its creator), by name.
+    pub shared_with: Vec<String>,
 }
 
 impl AgentRecord {
@@ -784,29 +786,7 @@ impl Store {
         Ok(RemovedCredentials { keys, logins })
     }
 
-    // ---- who may see which agent --------------------------------------------------------
-
-    /// Agent `name`, if `viewer` may see it: an admin sees every agent, an operator those
-    /// they created and those shared with them. For anyone else it does not exist.
-    pub async fn agent_for(&self, viewer: &Operator, name: &str) -> Result<Option<AgentRecord>> {
-        let row = sqlx::query(&format!("{AGENT_SELECT} WHERE name = ?3 AND {VISIBLE}"))
-            .bind(viewer.role.as_str())
-            .bind(&viewer.name)
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(agent_from_row).transpose()
-    }
-
-    /// Every agent `viewer` may see, by name.
-    pub async fn agents_for(&self, viewer: &Operator) -> Result<Vec<AgentRecord>> {
-        let rows = sqlx::query(&format!("{AGENT_SELECT} WHERE {VISIBLE} ORDER BY name"))
-            .bind(viewer.role.as_str())
-            .bind(&viewer.name)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(agent_from_row).collect()
-    }
+    // ---- shares ------------------------------------------------------------------------
 
     /// Lets `operator` see and use agent `agent`. Sharing twice is not an error.
     pub async fn share(&self, agent: &str, operator: &str, by: &str) -> Result<()> {
@@ -1434,38 +1414,21 @@ impl Store {
         Ok(n > 0)
     }
 
-    /// Snapshot `id`, if `viewer` may see it: an admin sees every snapshot; an operator those
-    /// of agents they own (then or now) or that are shared with them. For anyone else it does
-    /// not exist.
-    pub async fn snapshot_for(
-        &self,
-        viewer: &Operator,
-        id: &str,
-    ) -> Result<Option<SnapshotRecord>> {
-        let row = sqlx::query(&format!(
-            "{SNAPSHOT_SELECT} WHERE id = ?3 AND {SNAPSHOT_VISIBLE}"
-        ))
-        .bind(viewer.role.as_str())
-        .bind(&viewer.name)
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
+    /// Snapshot `id` (who may see it: `agents::access`).
+    pub async fn snapshot(&self, id: &str) -> Result<Option<SnapshotRecord>> {
+        let row = sqlx::query(&format!("{SNAPSHOT_SELECT} WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(snapshot_from_row).transpose()
     }
 
-    /// The snapshots `viewer` may see (of `agent` only, if given), oldest first.
-    pub async fn snapshots_for(
-        &self,
-        viewer: &Operator,
-        agent: Option<&str>,
-    ) -> Result<Vec<SnapshotRecord>> {
+    /// Every snapshot (of agent `of` only, if given), oldest first.
+    pub async fn snapshots(&self, of: Option<&str>) -> Result<Vec<SnapshotRecord>> {
         let rows = sqlx::query(&format!(
-            "{SNAPSHOT_SELECT} WHERE (?3 IS NULL OR agent = ?3) AND {SNAPSHOT_VISIBLE}
-             ORDER BY created_at, id"
+            "{SNAPSHOT_SELECT} WHERE (?1 IS NULL OR agent = ?1) ORDER BY created_at, id"
         ))
-        .bind(viewer.role.as_str())
-        .bind(&viewer.name)
-        .bind(agent)
+        .bind(of)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(snapshot_from_row).collect()
@@ -1564,26 +1527,15 @@ const AGENT_SELECT: &str =
     "SELECT name, host, template, command, workspace, spec, tags, status, exit_code, pid,
     last_activity, created_at, created_by, activity, activity_reason, status_since,
     last_output_at, last_input_at, screen, last_line, idle_stop, stop_reason, screen_waits,
-    screen_asks, activity_source
+    screen_asks, activity_source,
+    (SELECT json_group_array(operator) FROM
+        (SELECT operator FROM agent_shares s WHERE s.agent = agents.name ORDER BY operator))
+        AS shared_with
     FROM agents";
-
-/// The condition under which operator `?2` of role `?1` may see an agent row.
-const VISIBLE: &str = "(?1 = 'admin' OR created_by = ?2
-    OR EXISTS (SELECT 1 FROM agent_shares s WHERE s.agent = agents.name AND s.operator = ?2))";
 
 const SNAPSHOT_SELECT: &str =
     "SELECT id, agent, agent_created_at, host, label, created_at, size, sha256, owner,
             taken_by, spec, idle_stop FROM snapshots";
-
-/// Who may see a snapshot: as for its agent (admins, its owner, those it is shared with), where
-/// the agent of that name now is the very one it was taken of (the same `created_at`, both
-/// from the gateway's clock); and its owner then, whatever became of the agent.
-const SNAPSHOT_VISIBLE: &str = "(?1 = 'admin' OR snapshots.owner = ?2
-    OR EXISTS (SELECT 1 FROM agents a WHERE a.name = snapshots.agent
-               AND a.created_at = snapshots.agent_created_at
-               AND (a.created_by = ?2
-                    OR EXISTS (SELECT 1 FROM agent_shares s
-                               WHERE s.agent = a.name AND s.operator = ?2))))";
 
 const HOST_COLUMNS: &str = "SELECT name, address, port, user, host_key, status, hostctl_version,
             hostctl_path, platform, last_contact, last_error, created_at, tailscale_id, tailscale_name
@@ -1642,6 +1594,8 @@ fn agent_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<AgentRecord> {
     let spec: String = r.try_get("spec")?;
     let tags: String = r.try_get("tags")?;
     let name: String = r.try_get("name")?;
+    let shared_with = serde_json::from_str(&r.try_get::<String, _>("shared_with")?)
+        .map_err(|e| StoreError::Corrupt(format!("shares of agent '{name}': {e}")))?;
     Ok(AgentRecord {
         spec: serde_json::from_str(&spec)
             .map_err(|e| StoreError::Corrupt(format!("spec of agent '{name}': {e}")))?,
@@ -1682,6 +1636,7 @@ fn agent_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<AgentRecord> {
         status_since: r.try_get("status_since")?,
         idle_stop: r.try_get("idle_stop")?,
         stop_reason: r.try_get("stop_reason")?,
+        shared_with,
     })
 }
 
@@ -1772,14 +1727,15 @@ pub(crate) fn sample_agent(name: &str, host: &str, status: AgentStatus) -> Agent
         status_since: None,
         idle_stop: None,
         stop_reason: None,
+        shared_with: Vec::new(),
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    async fn store() -> (tempfile::TempDir, Store) {
+    pub(crate) async fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(&dir.path().join("t.db")).await.expect("open");
         (dir, store)
@@ -1946,19 +1902,9 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn snapshots_are_seen_by_those_who_see_their_agent_and_outlive_it() {
+    async fn a_snapshot_is_recorded_once_per_archive_and_outlives_its_agent() {
+        // Who may see it: `agents::access`.
         let (_d, store) = store().await;
-        let who = |name: &str, role| Operator {
-            id: 0,
-            name: name.into(),
-            role,
-        };
-        let (alice, bob, carol, root) = (
-            who("alice", Role::Operator),
-            who("bob", Role::Operator),
-            who("carol", Role::Operator),
-            who("root", Role::Admin),
-        );
         let mut agent = sample_agent("w", "local", AgentStatus::Running);
         agent.created_by = Some("alice".into());
         store.insert_agent(&agent).await.expect("agent");
@@ -2004,108 +1950,19 @@ mod tests {
             .insert_snapshot(&snapshot, SameArchive::Replace)
             .await
             .expect("replaces the same archive");
-        let seen = |s: Option<SnapshotRecord>| s.map(|s| s.id);
         let id = snapshot.id.as_str();
-        assert_eq!(
-            store.snapshot_for(&alice, id).await.expect("q"),
-            Some(snapshot.clone())
-        );
-        assert_eq!(seen(store.snapshot_for(&bob, id).await.expect("q")), None);
-        assert_eq!(
-            seen(store.snapshot_for(&root, id).await.expect("q")),
-            Some(id.into())
-        );
-        store.share("w", "bob", "alice").await.expect("share");
-        assert_eq!(
-            seen(store.snapshot_for(&bob, id).await.expect("q")),
-            Some(id.into())
-        );
-        assert_eq!(
-            store.snapshots_for(&bob, Some("w")).await.expect("q").len(),
-            1
-        );
-        assert_eq!(
-            store.snapshots_for(&bob, Some("x")).await.expect("q").len(),
-            0
-        );
-        // The agent goes; its owner still sees the snapshot, and a new agent of that name
-        // (someone else's) does not make it theirs.
+        assert_eq!(store.snapshot(id).await.expect("q"), Some(snapshot.clone()));
+        assert_eq!(store.snapshots(Some("w")).await.expect("q").len(), 1);
+        assert!(store.snapshots(Some("x")).await.expect("q").is_empty());
         store.delete_agent("w").await.expect("delete");
-        let mut again = sample_agent("w", "local", AgentStatus::Running);
-        again.created_by = Some("carol".into());
-        again.created_at = "2999-01-01T00:00:00Z".into();
-        store.insert_agent(&again).await.expect("agent");
-        assert_eq!(store.snapshots_for(&alice, None).await.expect("q").len(), 1);
-        assert_eq!(store.snapshots_for(&carol, None).await.expect("q").len(), 0);
+        assert_eq!(
+            store.snapshots(None).await.expect("q"),
+            vec![snapshot.clone()]
+        );
         assert!(store.snapshot_exists(id).await.expect("q"));
         assert!(store.delete_snapshot(id).await.expect("delete"));
         assert!(!store.delete_snapshot(id).await.expect("again"));
-        assert!(
-            store
-                .snapshots_for(&root, None)
-                .await
-                .expect("q")
-                .is_empty()
-        );
-    }
-
-    #[tokio::test]
-    async fn a_snapshot_is_not_seen_through_a_later_agent_of_its_name_whatever_its_time() {
-        let (_d, store) = store().await;
-        let who = |name: &str| Operator {
-            id: 0,
-            name: name.into(),
-            role: Role::Operator,
-        };
-        let (alice, bob, carol) = (who("alice"), who("bob"), who("carol"));
-        let mut first = sample_agent("w", "local", AgentStatus::Running);
-        first.created_by = Some("alice".into());
-        first.created_at = "2026-11-23T10:00:00Z".into();
-        store.insert_agent(&first).await.expect("agent");
-        store.share("w", "bob", "alice").await.expect("share");
-        // Taken of the first `w`, with a time far ahead of the gateway's (as a host whose
-        // clock runs ahead would have said).
-        let snapshot = SnapshotRecord {
-            id: "w-20261123-1215".into(),
-            agent: "w".into(),
-            agent_created_at: Some(first.created_at.clone()),
-            host: "h1".into(),
-            label: None,
-            created_at: "2999-01-01T00:00:00Z".into(),
-            size: 1,
-            sha256: "ab".repeat(32),
-            owner: Some("alice".into()),
-            taken_by: Some("alice".into()),
-            spec: first.spec.clone(),
-            idle_stop: None,
-        };
-        store
-            .insert_snapshot(&snapshot, SameArchive::Keep)
-            .await
-            .expect("insert");
-        let id = snapshot.id.as_str();
-        assert!(store.snapshot_for(&bob, id).await.expect("q").is_some());
-        // The first `w` goes; carol's `w`, made later (but before that time), does not see it.
-        store.delete_agent("w").await.expect("delete");
-        let mut second = sample_agent("w", "local", AgentStatus::Running);
-        second.created_by = Some("carol".into());
-        second.created_at = "2026-11-23T11:00:00Z".into();
-        store.insert_agent(&second).await.expect("agent");
-        assert!(store.snapshot_for(&carol, id).await.expect("q").is_none());
-        assert!(
-            store
-                .snapshots_for(&carol, Some("w"))
-                .await
-                .expect("q")
-                .is_empty()
-        );
-        store.share("w", "bob", "carol").await.expect("share");
-        assert!(store.snapshot_for(&bob, id).await.expect("q").is_none());
-        assert_eq!(
-            store.snapshot_for(&alice, id).await.expect("q"),
-            Some(snapshot.clone()),
-            "its owner keeps it"
-        );
+        assert!(store.snapshots(None).await.expect("q").is_empty());
     }
 
     #[tokio::test]
@@ -2373,27 +2230,6 @@ mod tests {
                 (s("unknown"), DESTROYED.into(), None),
             ]
         );
-        let viewer = |name: &str, role| Operator {
-            id: 0,
-            name: name.into(),
-            role,
-        };
-        let change = StatusChange {
-            at: time::OffsetDateTime::now_utc(),
-            agent: "a".into(),
-            host: "local".into(),
-            from: None,
-            to: "waiting".into(),
-            reason: None,
-            owner: Some("ann".into()),
-            shared_with: vec!["bob".into()],
-            tags: BTreeMap::new(),
-            host_unreachable: false,
-        };
-        assert!(change.visible_to(&viewer("ann", Role::Operator)));
-        assert!(change.visible_to(&viewer("bob", Role::Operator)));
-        assert!(change.visible_to(&viewer("root", Role::Admin)));
-        assert!(!change.visible_to(&viewer("eve", Role::Operator)));
     }
 
     #[tokio::test]

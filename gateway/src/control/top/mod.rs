@@ -219,7 +219,7 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
 fn ring_for(change: &StatusChange, viewer: &Operator) -> Option<Vec<u8>> {
     let rings = matches!(change.to.as_str(), "waiting" | "exited")
         && change.from.as_deref() != Some(change.to.as_str())
-        && change.visible_to(viewer);
+        && crate::agents::access::may_see(viewer, change.into());
     if !rings {
         return None;
     }
@@ -408,7 +408,7 @@ impl Looks {
                     .iter()
                     .map(super::list::not_asked_text)
                     .collect();
-                match gw.store.agents_for(&caller.operator).await {
+                match crate::agents::access::agents(&gw.store, &caller.operator).await {
                     Ok(agents) => {
                         if tx.send(Some((agents, warnings))).is_err() {
                             return;
