@@ -25,12 +25,14 @@
 //!   trail are for admins. What disposes of an agent or a snapshot (destroy, share, tag,
 //!   snapshot, remove a snapshot) is for its owner and admins: an operator an agent is shared
 //!   with may use it, not dispose of it.
+//! - The audit trail an operator reads is their own events and those about the agents they
+//!   may see now; admins read all of it.
 //! - A snapshot is seen by admins, by its owner (whatever became of its agent), and by those
 //!   who may see the very agent it was taken of (same name, same creation time).
 
 use crate::hosts::LOCAL_HOST;
 use crate::store::StatusChange;
-use crate::store::{AgentRecord, Operator, Role, SnapshotRecord, Store};
+use crate::store::{AgentRecord, EventScope, Operator, Role, SnapshotRecord, Store};
 
 /// The gateway's settings that the rules read.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -224,6 +226,21 @@ pub async fn snapshots(
         .collect();
     snapshots.retain(|s| may_see_snapshot(viewer, s, agents.get(&s.agent)));
     Ok(snapshots)
+}
+
+/// The part of the audit trail `viewer` may read (`None`: all of it).
+pub async fn events_scope(
+    store: &Store,
+    viewer: &Operator,
+) -> crate::store::Result<Option<EventScope>> {
+    if may_administer(viewer) {
+        return Ok(None);
+    }
+    let agents = agents(store, viewer).await?;
+    Ok(Some(EventScope {
+        operator: viewer.name.clone(),
+        agents: agents.into_iter().map(|a| a.name).collect(),
+    }))
 }
 
 #[cfg(test)]
@@ -457,6 +474,35 @@ mod tests {
         store.insert_agent(&w).await.expect("agent");
         let x = agent_record("x", "bob", "2026-11-23T10:00:00Z", &[]);
         store.insert_agent(&x).await.expect("agent");
+        // The audit trail: root's events about w and x; alice reads those about w.
+        for agent in ["w", "x"] {
+            let event = crate::store::Event {
+                operator: Some("root".into()),
+                kind: "stop".into(),
+                agent: Some(agent.into()),
+                result: "0".into(),
+                ..Default::default()
+            };
+            store.record_event(&event).await.expect("event");
+        }
+        let read = |scope: Option<EventScope>| {
+            let store = &store;
+            async move {
+                let filter = crate::store::EventFilter {
+                    only: scope,
+                    ..Default::default()
+                };
+                let events = store.events(&filter).await.expect("events");
+                events
+                    .into_iter()
+                    .filter_map(|e| e.agent)
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(events_scope(&store, &root()).await.expect("q"), None);
+        let alices = events_scope(&store, &alice()).await.expect("q");
+        assert_eq!(read(alices).await, ["w"]);
+        assert_eq!(read(None).await, ["w", "x"]);
         let names = |agents: Vec<AgentRecord>| -> Vec<String> {
             agents.into_iter().map(|a| a.name).collect()
         };

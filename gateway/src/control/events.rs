@@ -59,8 +59,7 @@ pub async fn run(
         since,
         after: 0,
         limit: i64::from(args.limit),
-        only_for: (!crate::agents::access::may_administer(&caller.operator))
-            .then(|| caller.operator.name.clone()),
+        only: crate::agents::access::events_scope(&gw.store, &caller.operator).await?,
     };
     let events = gw.store.events(&filter).await?;
     // Events the database could not take are not in what was read: say so.
@@ -108,6 +107,8 @@ pub async fn run(
             .map(|e| e.id)
             .collect();
         shown.retain(|e| e.result != STARTED);
+        // An agent shared or taken back meanwhile counts from now on.
+        filter.only = crate::agents::access::events_scope(&gw.store, &caller.operator).await?;
         let new = gw.store.events(&filter).await?;
         if let Some(last) = new.last() {
             filter.after = last.id;

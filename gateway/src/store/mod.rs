@@ -1463,9 +1463,7 @@ impl Store {
             "SELECT * FROM (SELECT id, at, operator, source, kind, agent, detail, result, message FROM events
                WHERE (?1 IS NULL OR agent = ?1) AND (?2 IS NULL OR operator = ?2)
                  AND (?3 IS NULL OR at >= ?3) AND id > ?4
-                 AND (?6 IS NULL OR operator = ?6 OR agent IN
-                        (SELECT a.name FROM agents a WHERE a.created_by = ?6 OR EXISTS
-                           (SELECT 1 FROM agent_shares s WHERE s.agent = a.name AND s.operator = ?6)))
+                 AND (?6 IS NULL OR operator = ?6 OR agent IN (SELECT value FROM json_each(?7)))
                ORDER BY id DESC LIMIT ?5) ORDER BY id",
         )
         .bind(&filter.agent)
@@ -1473,7 +1471,13 @@ impl Store {
         .bind(&filter.since)
         .bind(filter.after)
         .bind(filter.limit)
-        .bind(&filter.only_for)
+        .bind(filter.only.as_ref().map(|o| &o.operator))
+        .bind(
+            filter
+                .only
+                .as_ref()
+                .map(|o| serde_json::Value::from(o.agents.clone()).to_string()),
+        )
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(event_of_row).collect()
@@ -1505,9 +1509,16 @@ pub struct EventFilter {
     /// Only events with an id above this one.
     pub after: i64,
     pub limit: i64,
-    /// Only what this operator may see: their own events and those about agents they may
-    /// see (`None`: everything, for admins).
-    pub only_for: Option<String>,
+    /// Only these events (`None`: every one).
+    pub only: Option<EventScope>,
+}
+
+/// A part of the audit trail: the events of `operator` and those about `agents`
+/// (`agents::access::events_scope` says which part an operator may read).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventScope {
+    pub operator: String,
+    pub agents: Vec<String>,
 }
 
 impl Default for EventFilter {
@@ -1518,7 +1529,7 @@ impl Default for EventFilter {
             since: None,
             after: 0,
             limit: 100,
-            only_for: None,
+            only: None,
         }
     }
 }
