@@ -1,0 +1,363 @@
+//! Operators and their credentials: roles, SSH keys and tailnet logins.
+
+use std::str::FromStr;
+
+use serde::Serialize;
+use sqlx::Row;
+
+use super::{Result, Store, StoreError, now};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Admin,
+    Operator,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Operator => "operator",
+        }
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s {
+            "admin" => Ok(Role::Admin),
+            "operator" => Ok(Role::Operator),
+            other => Err(format!("unknown role '{other}' (use admin or operator)")),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Operator {
+    pub id: i64,
+    pub name: String,
+    pub role: Role,
+}
+
+/// A public key as stored: the OpenSSH line and its SHA-256 fingerprint.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct KeyRecord {
+    pub operator: String,
+    pub role: Role,
+    pub fingerprint: String,
+    pub algorithm: String,
+    pub public_key: String,
+    pub comment: String,
+    pub created_at: String,
+}
+
+/// An operator and what they hold, for `operator list`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct OperatorSummary {
+    pub name: String,
+    pub role: Role,
+    pub created_at: String,
+    pub keys: i64,
+    pub tailscale_logins: i64,
+    pub agents: i64,
+}
+
+/// What `remove_credentials` removed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RemovedCredentials {
+    pub keys: u64,
+    pub logins: u64,
+}
+
+/// A key to register.
+pub struct NewKey<'a> {
+    pub fingerprint: &'a str,
+    pub algorithm: &'a str,
+    pub public_key: &'a str,
+    pub comment: &'a str,
+}
+
+impl Store {
+    // ---- operators and keys -------------------------------------------------------------
+
+    pub async fn operator_count(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM operators")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    /// Registers a key for operator `name`, creating the operator with `role` if it is new.
+    /// A key that is already registered is a conflict, whoever it belongs to.
+    pub async fn add_key(&self, name: &str, role: Role, key: &NewKey<'_>) -> Result<KeyRecord> {
+        let mut tx = self.pool.begin().await?;
+        let existing: Option<String> = sqlx::query_scalar(
+            "SELECT o.name FROM keys k JOIN operators o ON o.id = k.operator_id WHERE k.fingerprint = ?",
+        )
+        .bind(key.fingerprint)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(owner) = existing {
+            return Err(StoreError::Conflict(format!(
+                "key {} is already registered to operator '{owner}'",
+                key.fingerprint
+            )));
+        }
+        let now = now();
+        let operator_id = upsert_operator(&mut tx, name, role, &now).await?;
+        sqlx::query(
+            "INSERT INTO keys (operator_id, fingerprint, algorithm, public_key, comment, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(operator_id)
+        .bind(key.fingerprint)
+        .bind(key.algorithm)
+        .bind(key.public_key)
+        .bind(key.comment)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.key_by_fingerprint(key.fingerprint)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("a key vanished right after it was added".into()))
+    }
+
+    pub async fn keys(&self) -> Result<Vec<KeyRecord>> {
+        let rows = sqlx::query(
+            "SELECT o.name, o.role, k.fingerprint, k.algorithm, k.public_key, k.comment, k.created_at
+             FROM keys k JOIN operators o ON o.id = k.operator_id ORDER BY o.name, k.id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(key_from_row).collect()
+    }
+
+    pub async fn key_by_fingerprint(&self, fingerprint: &str) -> Result<Option<KeyRecord>> {
+        let row = sqlx::query(
+            "SELECT o.name, o.role, k.fingerprint, k.algorithm, k.public_key, k.comment, k.created_at
+             FROM keys k JOIN operators o ON o.id = k.operator_id WHERE k.fingerprint = ?",
+        )
+        .bind(fingerprint)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(key_from_row).transpose()
+    }
+
+    /// Lets operator `name` (created with `role` if new) log in by tailnet identity `login`.
+    /// A login already registered is a conflict, whoever it belongs to.
+    pub async fn add_tailscale_login(&self, name: &str, role: Role, login: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let existing: Option<String> = sqlx::query_scalar(
+            "SELECT o.name FROM tailscale_logins t JOIN operators o ON o.id = t.operator_id
+             WHERE t.login = ?",
+        )
+        .bind(login)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(owner) = existing {
+            return Err(StoreError::Conflict(format!(
+                "tailnet login {login} is already registered to operator '{owner}'"
+            )));
+        }
+        let now = now();
+        let operator_id = upsert_operator(&mut tx, name, role, &now).await?;
+        sqlx::query(
+            "INSERT INTO tailscale_logins (login, operator_id, created_at) VALUES (?, ?, ?)",
+        )
+        .bind(login)
+        .bind(operator_id)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Every tailnet login that may log in: (login, operator, role).
+    pub async fn tailscale_logins(&self) -> Result<Vec<(String, String, Role)>> {
+        let rows = sqlx::query(
+            "SELECT t.login, o.name, o.role FROM tailscale_logins t
+             JOIN operators o ON o.id = t.operator_id ORDER BY o.name, t.login",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("login")?,
+                    r.try_get("name")?,
+                    parse_role(&r.try_get::<String, _>("role")?)?,
+                ))
+            })
+            .collect()
+    }
+
+    /// The operator a tailnet login belongs to, if it is registered.
+    pub async fn operator_by_tailscale_login(&self, login: &str) -> Result<Option<Operator>> {
+        let row = sqlx::query(
+            "SELECT o.id, o.name, o.role FROM tailscale_logins t
+             JOIN operators o ON o.id = t.operator_id WHERE t.login = ?",
+        )
+        .bind(login)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(operator_from_row).transpose()
+    }
+
+    /// The operator who owns the key with this fingerprint, if any.
+    pub async fn operator_by_fingerprint(&self, fingerprint: &str) -> Result<Option<Operator>> {
+        let row = sqlx::query(
+            "SELECT o.id, o.name, o.role FROM keys k JOIN operators o ON o.id = k.operator_id WHERE k.fingerprint = ?",
+        )
+        .bind(fingerprint)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(operator_from_row).transpose()
+    }
+
+    /// The operator named `name`, if there is one.
+    pub async fn operator_named(&self, name: &str) -> Result<Option<Operator>> {
+        let row = sqlx::query("SELECT id, name, role FROM operators WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(operator_from_row).transpose()
+    }
+
+    pub async fn operator_exists(&self, name: &str) -> Result<bool> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM operators WHERE name = ?")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n > 0)
+    }
+
+    /// The operator a credential names, if it is still registered: a key's fingerprint, or
+    /// `tailscale:LOGIN` for a tailnet identity.
+    pub async fn operator_by_credential(&self, credential: &str) -> Result<Option<Operator>> {
+        match credential.strip_prefix("tailscale:") {
+            Some(login) => self.operator_by_tailscale_login(login).await,
+            None => self.operator_by_fingerprint(credential).await,
+        }
+    }
+
+    /// Every operator, with how many keys, tailnet logins and agents each has.
+    pub async fn operators(&self) -> Result<Vec<OperatorSummary>> {
+        let rows = sqlx::query(
+            "SELECT o.name, o.role, o.created_at,
+                    (SELECT COUNT(*) FROM keys k WHERE k.operator_id = o.id) AS keys,
+                    (SELECT COUNT(*) FROM tailscale_logins t WHERE t.operator_id = o.id) AS logins,
+                    (SELECT COUNT(*) FROM agents a WHERE a.created_by = o.name) AS agents
+             FROM operators o ORDER BY o.name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(OperatorSummary {
+                    name: r.try_get("name")?,
+                    role: parse_role(&r.try_get::<String, _>("role")?)?,
+                    created_at: r.try_get("created_at")?,
+                    keys: r.try_get("keys")?,
+                    tailscale_logins: r.try_get("logins")?,
+                    agents: r.try_get("agents")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The keys operator `name` may log in with.
+    pub async fn keys_of(&self, name: &str) -> Result<Vec<KeyRecord>> {
+        Ok(self
+            .keys()
+            .await?
+            .into_iter()
+            .filter(|k| k.operator == name)
+            .collect())
+    }
+
+    /// Removes credentials: `what` is a key's fingerprint (one key), a tailnet login (one
+    /// login), or an operator's name (every key and login of theirs; the operator stays, so
+    /// their agents keep their owner). Refused when no admin could log in afterwards.
+    pub async fn remove_credentials(&self, what: &str) -> Result<RemovedCredentials> {
+        let mut tx = self.pool.begin().await?;
+        let keys = sqlx::query(
+            "DELETE FROM keys WHERE fingerprint = ?1
+               OR operator_id = (SELECT id FROM operators WHERE name = ?1)",
+        )
+        .bind(what)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let logins = sqlx::query(
+            "DELETE FROM tailscale_logins WHERE login = ?1
+               OR operator_id = (SELECT id FROM operators WHERE name = ?1)",
+        )
+        .bind(what)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if keys + logins > 0 {
+            let admins: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM operators o WHERE o.role = 'admin'
+                   AND (EXISTS (SELECT 1 FROM keys k WHERE k.operator_id = o.id)
+                        OR EXISTS (SELECT 1 FROM tailscale_logins t WHERE t.operator_id = o.id))",
+            )
+            .fetch_one(&mut *tx)
+            .await?;
+            if admins == 0 {
+                return Err(StoreError::Conflict(
+                    "that would leave no admin able to log in".into(),
+                ));
+            }
+        }
+        tx.commit().await?;
+        Ok(RemovedCredentials { keys, logins })
+    }
+}
+
+/// Operator `name`'s id, creating it with `role` if it is new (an existing one keeps its role).
+async fn upsert_operator(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    name: &str,
+    role: Role,
+    now: &str,
+) -> Result<i64> {
+    sqlx::query("INSERT INTO operators (name, role, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING")
+        .bind(name)
+        .bind(role.as_str())
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    Ok(
+        sqlx::query_scalar("SELECT id FROM operators WHERE name = ?")
+            .bind(name)
+            .fetch_one(&mut **tx)
+            .await?,
+    )
+}
+
+fn operator_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Operator> {
+    Ok(Operator {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        role: parse_role(&r.try_get::<String, _>("role")?)?,
+    })
+}
+
+fn key_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<KeyRecord> {
+    Ok(KeyRecord {
+        operator: r.try_get("name")?,
+        role: parse_role(&r.try_get::<String, _>("role")?)?,
+        fingerprint: r.try_get("fingerprint")?,
+        algorithm: r.try_get("algorithm")?,
+        public_key: r.try_get("public_key")?,
+        comment: r.try_get("comment")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+fn parse_role(s: &str) -> Result<Role> {
+    s.parse().map_err(StoreError::Corrupt)
+}
