@@ -6,9 +6,10 @@
 //! `target/agent-clis/npm/`. PyPI: aider-chat at [`AIDER_VERSION`] goes into a venv at
 //! `target/agent-clis/venv/` (aider pins its own dependencies exactly).
 //!
-//! Several test binaries run at once, so an install happens under a file lock, and a cache is
-//! used only when its stamp (written last, after a complete install) matches the pins: a
-//! half-finished install has no stamp, and a changed pin changes the stamp, which reinstalls.
+//! Several tests run at once (threads of the test binary, and other processes: a bench,
+//! `install-agent-clis`), so an install happens under a file lock, and a cache is used only
+//! when its stamp (written last, after a complete install) matches the pins: a half-finished
+//! install has no stamp, and a changed pin changes the stamp, which reinstalls.
 //! A test that needs a CLI and cannot have it fails with what is missing and how to get it;
 //! nothing is skipped silently. This module never touches the network beyond npm and pip.
 
@@ -655,7 +656,7 @@ mod tests {
     use super::*;
 
     /// Installs that take a while, from several threads at once (each opens the lock file
-    /// itself, as separate test binaries do): one installs, the others wait and take its result.
+    /// itself, as tests in one binary and separate processes do): one installs, the others wait and take its result.
     #[test]
     fn concurrent_installs_install_once() {
         let cache = tempfile::tempdir().expect("tempdir");
