@@ -754,6 +754,22 @@ fn calls_to_a_host_go_through_one_hostctl_serve_and_its_shell_starts_once() {
     let gw = TestGateway::start();
     let h1 = add_host(&gw, "h1");
     gw.ok(&["create", "w", "--host", "h1", "--", "sleep", "600"]);
+    // The gateway's watch of the host's hook events is a session of its own, which runs the
+    // shell once when it starts (within a few seconds of the host's enrolment): it is counted
+    // from before the count begins.
+    let watch = format!(
+        "{} .*hook-watch",
+        h1.agents_home.join("bin/hostctl").display()
+    );
+    wait_for("the gateway to watch the host's hook events", || {
+        std::process::Command::new("pgrep")
+            .args(["-f", &watch])
+            .output()
+            .expect("pgrep")
+            .status
+            .success()
+            .then_some(())
+    });
     // The host user's shell start-up counts its runs: each new SSH session runs it once.
     let count = h1.home().join("shell-starts");
     std::fs::write(
