@@ -6,8 +6,8 @@
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::control::CommandIo;
 use crate::hosts::{BoxRead, PipedProcess, ProcessExit, TerminalProcess};
+use crate::streams::CommandIo;
 
 const CHUNK: usize = 32 * 1024;
 

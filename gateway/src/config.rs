@@ -589,6 +589,17 @@ pub fn parse_idle_stop(text: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// A duration in the largest whole unit of [`parse_duration`]'s below it: `45s`, `30m`, `2h`,
+/// `3d` (for messages: the idle stop's "no output and no input for 30m").
+pub fn duration_text(d: Duration) -> String {
+    match d.as_secs() {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m", s / 60),
+        s if s < 86_400 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    }
+}
+
 /// Parses `500ms`, `10s`, `5m`, `2h` or `1d` (a bare number is seconds).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
@@ -639,6 +650,14 @@ mod duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_duration_is_told_in_its_largest_whole_unit_and_reads_back() {
+        for (secs, text) in [(45, "45s"), (1800, "30m"), (5400, "1h"), (3 * 86_400, "3d")] {
+            assert_eq!(duration_text(Duration::from_secs(secs)), text);
+        }
+        assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1800)));
+    }
 
     #[test]
     fn networks_match_addresses_and_bad_ones_are_refused() {

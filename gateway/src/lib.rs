@@ -26,6 +26,7 @@ pub mod notify;
 pub mod ssh;
 pub mod status;
 pub mod store;
+pub mod streams;
 pub mod tailscale;
 
 use std::path::{Path, PathBuf};

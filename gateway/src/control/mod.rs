@@ -15,7 +15,6 @@ pub mod doctor;
 pub mod events;
 pub mod host;
 pub mod info;
-pub mod io;
 pub mod key;
 pub mod list;
 pub mod logs;
@@ -43,11 +42,11 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand};
 use tracing::info;
 
-pub use self::io::{CommandIo, Terminal};
 use crate::Gateway;
 use crate::agents::access;
 use crate::hosts::{Host, HostError};
 use crate::store::{AgentRecord, Event, Operator, StoreError};
+pub use crate::streams::{CommandIo, Terminal};
 
 /// Exit statuses of control commands.
 pub mod exit {

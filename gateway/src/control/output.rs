@@ -85,21 +85,11 @@ pub fn age(rfc3339: &str) -> String {
     else {
         return "?".to_owned();
     };
-    short_duration((time::OffsetDateTime::now_utc() - then).whole_seconds())
-}
-
-/// A duration as `age` writes it (`45s`, `30m`).
-pub fn duration_text(d: std::time::Duration) -> String {
-    short_duration(i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
-fn short_duration(secs: i64) -> String {
-    match secs.max(0) {
-        s if s < 60 => format!("{s}s"),
-        s if s < 3600 => format!("{}m", s / 60),
-        s if s < 86_400 => format!("{}h", s / 3600),
-        s => format!("{}d", s / 86_400),
-    }
+    // A time ahead of the gateway's clock is 0s old.
+    let secs = (time::OffsetDateTime::now_utc() - then).whole_seconds();
+    crate::config::duration_text(std::time::Duration::from_secs(
+        u64::try_from(secs).unwrap_or(0),
+    ))
 }
 
 pub fn tags_text(agent: &AgentRecord) -> String {

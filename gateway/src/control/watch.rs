@@ -164,7 +164,7 @@ mod tests {
         }
         drop(tx);
         let (mut client, server) = tokio::io::duplex(64 * 1024);
-        let (_input, stdin) = super::super::io::Inbound::channel(&Default::default());
+        let (_input, stdin) = crate::streams::Inbound::channel(&Default::default());
         let (_signal, signals) = tokio::sync::mpsc::channel(1);
         let mut io = CommandIo {
             stdin,

@@ -568,7 +568,7 @@ async fn stop_idle(gw: &Gateway, host: &Host, name: &str, period: std::time::Dur
             .map_err(|e| e.to_string())
     }
     .await;
-    let period = crate::control::output::duration_text(period);
+    let period = crate::config::duration_text(period);
     let (result, message) = match &stopped {
         Ok(()) => {
             info!(agent = name, idle_for = period, "stopped an idle agent");

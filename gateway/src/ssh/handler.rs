@@ -21,10 +21,10 @@ use super::limits::{self, EnvRefusal, SessionEnv};
 use crate::Gateway;
 use crate::agents::access;
 use crate::auth::{self, KeyDecision, Route};
-use crate::control::io::Backlog;
 use crate::control::{self, Caller, Parsed, exit};
 use crate::hosts::AgentSession;
 use crate::ssh::live::Revocation;
+use crate::streams::Backlog;
 
 /// A session channel between `channel-open` and the request that starts it. It is read from
 /// the start (see [`OpenChannel`]), so no number of requests before that can stall the

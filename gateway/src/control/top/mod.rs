@@ -20,11 +20,11 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::io::{Backlog, Inbound};
 use super::{Caller, CommandError, CommandIo, CommandResult, Parsed, exit};
 use crate::Gateway;
 use crate::hosts::reconciler;
 use crate::store::{AgentRecord, Operator, StatusChange};
+use crate::streams::{Backlog, Inbound};
 use view::{Action, View};
 
 /// The largest terminal the view draws into (columns, rows): a client may claim any size up

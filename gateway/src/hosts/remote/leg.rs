@@ -34,8 +34,8 @@ use tracing::{debug, info, warn};
 
 use super::watch::{Cut, Watched};
 
-use crate::control::io::{Backlog, Inbound};
 use crate::hosts::{HostError, ProcessExit};
+use crate::streams::{Backlog, Inbound};
 
 /// Where a host is and how it proves itself.
 #[derive(Clone, Debug)]
@@ -660,7 +660,7 @@ pub fn spawn_reader(mut reader: ChannelReadHalf, slot: Slot, tasks: &TaskTracker
                     core_dumped,
                     ..
                 } => {
-                    ended = Some(crate::ssh::channel::signal_number(&signal_name).map_or(
+                    ended = Some(crate::streams::signals::signal_number(&signal_name).map_or(
                         ProcessExit::Unknown,
                         |signal| ProcessExit::Signal {
                             signal,
@@ -683,7 +683,7 @@ pub fn spawn_reader(mut reader: ChannelReadHalf, slot: Slot, tasks: &TaskTracker
     }
 }
 
-async fn forward(tx: &mut Option<crate::control::io::InboundSender>, data: Bytes) {
+async fn forward(tx: &mut Option<crate::streams::InboundSender>, data: Bytes) {
     if let Some(sender) = tx
         && !sender.send(data).await
     {
@@ -714,8 +714,8 @@ pub async fn exec_collect(
     let mut out = Vec::new();
     let mut err = Vec::new();
     let limit = u64::try_from(max).unwrap_or(u64::MAX);
-    let mut stdout = crate::control::io::InboundReader::from(output.stdout).take(limit);
-    let mut stderr = crate::control::io::InboundReader::from(output.stderr).take(limit);
+    let mut stdout = crate::streams::InboundReader::from(output.stdout).take(limit);
+    let mut stderr = crate::streams::InboundReader::from(output.stderr).take(limit);
     let _ = tokio::join!(
         feed,
         stdout.read_to_end(&mut out),

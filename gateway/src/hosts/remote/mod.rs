@@ -25,7 +25,7 @@ use self::served::Served;
 use super::{
     CallKind, Duplex, HostError, PipedProcess, ProcessExit, TerminalInput, TerminalProcess,
 };
-use crate::control::io::InboundReader;
+use crate::streams::InboundReader;
 
 /// What the gateway needs to know to use a remote host.
 #[derive(Clone, Debug)]
@@ -158,7 +158,7 @@ async fn open_piped(
             }),
             signal: Box::new(move |name| {
                 let writer = signaller.clone();
-                let sig = crate::ssh::channel::sig_from_name(name);
+                let sig = crate::streams::signals::sig_from_name(name);
                 signal_tasks.spawn(async move {
                     let _ = writer.signal(sig).await;
                 });

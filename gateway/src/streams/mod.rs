@@ -1,6 +1,10 @@
 //! The streams a command talks to: the client's stdin, stdout and stderr, its terminal if it
 //! asked for one, and a token that fires when the client goes away. The SSH layer builds one
-//! from a channel; commands never see russh.
+//! from a channel; commands never see russh. Below every route and the hosts: the bounded
+//! inbox ([`Inbound`]) also carries what a host's process sends, and [`signals`] the names of
+//! the signals both sides exchange.
+
+pub mod signals;
 
 use std::pin::Pin;
 
