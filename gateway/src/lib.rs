@@ -24,7 +24,6 @@ pub mod control;
 pub mod hosts;
 pub mod notify;
 pub mod ssh;
-pub mod status;
 pub mod store;
 pub mod streams;
 pub mod tailscale;
@@ -64,11 +63,11 @@ pub struct Gateway {
     /// Fires when the grace period is over: every session is cut.
     pub shutdown: CancellationToken,
     /// The templates' rules for telling that an agent waits for the operator.
-    pub status_rules: status::Rules,
+    pub status_rules: agents::activity::Rules,
     /// When operators last typed into each agent.
-    pub inputs: status::Inputs,
+    pub inputs: agents::activity::Inputs,
     /// When each host was last asked for its agents' screens.
-    pub screen_marks: status::ScreenMarks,
+    pub screen_marks: hosts::looks::ScreenMarks,
     /// One change of an agent's life at a time.
     pub agent_locks: control::AgentLocks,
     /// The connections logged in now, to end those whose access is taken back.
@@ -289,13 +288,14 @@ pub async fn serve(
         tailscale::LocalApi::new(&config.tailscale.socket, config.tailscale.call_timeout),
         config.tailscale.poll_interval,
     ));
-    let status_rules = status::Rules::new(&config.templates).map_err(anyhow::Error::msg)?;
+    let status_rules =
+        agents::activity::Rules::new(&config.templates).map_err(anyhow::Error::msg)?;
     let notifier = notify::Notifier::new(store.clone(), config.notify.clone())
         .context("cannot set up the notification channels' HTTP client")?;
     let gw = Arc::new(Gateway {
         status_rules,
-        inputs: status::Inputs::default(),
-        screen_marks: status::ScreenMarks::default(),
+        inputs: agents::activity::Inputs::default(),
+        screen_marks: hosts::looks::ScreenMarks::default(),
         agent_locks: control::AgentLocks::default(),
         live: Arc::default(),
         snapshot_scans: hosts::reconciler::SnapshotScans::default(),

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use gateway::config::Config;
+use gateway::config::{Config, ConfigError};
 use gateway::{DataDir, auth};
 use tokio_util::sync::CancellationToken;
 
@@ -122,7 +122,17 @@ fn main() -> ExitCode {
 
 fn load(place: &Place) -> anyhow::Result<(Config, PathBuf)> {
     let mut config = match &place.config {
-        Some(path) => Config::load(path)?,
+        Some(path) => {
+            let config = Config::load(path)?;
+            // The templates' status rules are part of the file: a bad pattern is its error.
+            gateway::agents::activity::Rules::new(&config.templates).map_err(|message| {
+                ConfigError::Parse {
+                    path: path.clone(),
+                    message,
+                }
+            })?;
+            config
+        }
         None => Config::default(),
     };
     if let Some(dir) = &place.data_dir {

@@ -225,3 +225,38 @@ fn what_a_route_does_not_serve_is_refused_with_a_clear_message() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_template_rule_that_is_no_regular_expression_is_the_config_files_error() {
+    let gw = TestGateway::prepare(e2e::Options::default());
+    let mut config = std::fs::read_to_string(&gw.config_path).expect("config");
+    config.push_str(
+        "\n[templates.broken]\nwaiting = [{ pattern = \"(unclosed\", reason = \"x\" }]\n",
+    );
+    std::fs::write(&gw.config_path, config).expect("config");
+    // `serve` and every other command that reads the file refuse it, naming the file and the
+    // template.
+    for args in [
+        vec!["serve", "--listen", "127.0.0.1:0"],
+        vec!["key", "list"],
+    ] {
+        let out = gw
+            .agentgate()
+            .args(&args)
+            .arg("--data-dir")
+            .arg(&gw.data_dir)
+            .arg("--config")
+            .arg(&gw.config_path)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run agentgate");
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains(&gw.config_path.display().to_string())
+                && err.contains("template 'broken'")
+                && err.contains("regular expression"),
+            "{args:?}: {err}"
+        );
+    }
+}

@@ -136,7 +136,7 @@ pub async fn first_prompt(
         }
         let activity = seen.activity.unwrap_or_default();
         if activity.state == Some(crate::store::ActivityState::Waiting)
-            && crate::status::question(&activity).is_none()
+            && crate::agents::activity::question(&activity).is_none()
         {
             return send_text(gw, agent, host, text, true).await;
         }
@@ -291,7 +291,7 @@ pub async fn answer(
     while seen
         .activity
         .as_ref()
-        .is_some_and(|a| crate::status::question(a).is_some() && !a.screen_asks)
+        .is_some_and(|a| crate::agents::activity::question(a).is_some() && !a.screen_asks)
         && started.elapsed() < SCREEN_SHOWS_WITHIN
     {
         tokio::time::sleep(LOOK_EVERY).await;
@@ -299,7 +299,11 @@ pub async fn answer(
         seen = crate::hosts::reconciler::observed_from(gw, agent, &info);
     }
     record(gw, agent, &info).await;
-    let Some(asked) = seen.activity.as_ref().and_then(crate::status::question) else {
+    let Some(asked) = seen
+        .activity
+        .as_ref()
+        .and_then(crate::agents::activity::question)
+    else {
         let mut now = agent.clone();
         now.status = seen.status;
         now.activity = seen.activity.unwrap_or_default();
@@ -323,7 +327,10 @@ pub async fn answer(
     let keys = answer_keys(agent.spec.cli, approve);
     let delivery = press(gw, agent, host, &keys, |agent, info, report| {
         let after = crate::hosts::reconciler::observed_from(gw, agent, info).activity;
-        let still = after.as_ref().and_then(crate::status::question).is_some();
+        let still = after
+            .as_ref()
+            .and_then(crate::agents::activity::question)
+            .is_some();
         (!still).then(|| match event_after(info, report.at) {
             Some(event) => TakenBy::Hook(event),
             None => TakenBy::Screen,

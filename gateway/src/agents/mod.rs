@@ -3,6 +3,7 @@
 //! leave half done) and the lookup of the secrets an agent gets ([`secrets`]).
 
 pub mod access;
+pub mod activity;
 pub mod deliver;
 pub mod hooks;
 pub mod journal;

@@ -45,7 +45,7 @@ pub async fn run(
         .await?
         .into_iter()
         .filter(|a| a.status == AgentStatus::Running)
-        .filter(|a| crate::status::question(&a.activity).is_some())
+        .filter(|a| crate::agents::activity::question(&a.activity).is_some())
         .collect();
     if asking.is_empty() {
         return Err(CommandError::failed(if args.all {

@@ -74,7 +74,7 @@ pub async fn run(
     // Typing counts as the operator's input; the terminal's answers to tmux's questions on
     // attach do not.
     let on_input = |bytes: &[u8]| {
-        if crate::status::typed(bytes) {
+        if crate::agents::activity::typed(bytes) {
             gw.inputs.touch(name);
         }
     };

@@ -9,6 +9,7 @@
 
 pub mod hook_watch;
 pub mod local;
+pub mod looks;
 pub mod reconciler;
 pub mod remote;
 pub mod tailnet;

@@ -16,11 +16,12 @@ use hostctl::api::{AgentInfo, HostAgentStatus};
 use tracing::{debug, info, warn};
 
 use super::Host;
+use crate::Gateway;
+use crate::agents::activity;
 use crate::store::{
     AgentActivity, AgentRecord, AgentStatus, Event, HostRecord, Observed, SameArchive,
     SnapshotRecord, StoreError,
 };
-use crate::{Gateway, status};
 
 /// Reconciles every host once, the hosts in parallel.
 pub async fn reconcile_all(gw: &Arc<Gateway>) {
@@ -305,9 +306,9 @@ async fn adopted_snapshot(
     host: &str,
     meta: hostctl::api::SnapshotMeta,
 ) -> Result<SnapshotRecord, StoreError> {
-    let taken = status::parse(Some(&meta.created_at));
+    let taken = activity::parse(Some(&meta.created_at));
     let agent_created_at = gw.store.agent(&meta.agent).await?.and_then(|agent| {
-        let before = status::parse(Some(&agent.created_at))
+        let before = activity::parse(Some(&agent.created_at))
             .zip(taken)
             .is_some_and(|(created, taken)| created <= taken);
         (before && agent.created_by == meta.spec.created_by).then_some(agent.created_at)
@@ -535,13 +536,13 @@ fn report_applies(
     abandoned: bool,
 ) -> bool {
     let newer =
-        status::parse(agent.status_since.as_deref()).is_some_and(|t| t > asked_at && t <= now);
+        activity::parse(agent.status_since.as_deref()).is_some_and(|t| t > asked_at && t <= now);
     let being_created = agent.status == AgentStatus::Creating && !abandoned;
     !newer && !being_created
 }
 
 fn unix(rfc3339: Option<&str>) -> Option<i64> {
-    status::parse(rfc3339).map(time::OffsetDateTime::unix_timestamp)
+    activity::parse(rfc3339).map(time::OffsetDateTime::unix_timestamp)
 }
 
 /// The idle-stop period of an agent just seen idle for at least that long, if it has one.
@@ -551,8 +552,8 @@ fn idle_stop_due(prev: &AgentRecord, seen: &Observed) -> Option<std::time::Durat
         return None;
     }
     let period = crate::config::parse_idle_stop(prev.idle_stop.as_deref()?).ok()?;
-    let quiet_since = status::parse(activity.last_output_at.as_deref())
-        .max(status::parse(activity.last_input_at.as_deref()))?;
+    let quiet_since = activity::parse(activity.last_output_at.as_deref())
+        .max(activity::parse(activity.last_input_at.as_deref()))?;
     let quiet = time::OffsetDateTime::now_utc() - quiet_since;
     (quiet >= time::Duration::try_from(period).ok()?).then_some(period)
 }
@@ -635,9 +636,9 @@ pub fn unknown() -> Observed {
 pub fn observed_from(gw: &Gateway, prev: &AgentRecord, info: &AgentInfo) -> Observed {
     let mut seen = observed(info);
     if info.status == HostAgentStatus::Running {
-        let look = status::Look {
+        let look = activity::Look {
             screen: info.screen.as_ref(),
-            tmux_activity: status::parse(info.last_activity.as_deref()),
+            tmux_activity: activity::parse(info.last_activity.as_deref()),
             input: gw.inputs.last(&prev.name),
             hooks: &info.hooks,
         };
@@ -650,7 +651,7 @@ pub fn observed_from(gw: &Gateway, prev: &AgentRecord, info: &AgentInfo) -> Obse
                 ..AgentActivity::default()
             },
         };
-        seen.activity = Some(status::next(
+        seen.activity = Some(activity::next(
             &gw.config.status,
             gw.status_rules
                 .for_agent(&prev.template, &prev.spec.command),
@@ -713,7 +714,7 @@ mod tests {
 
     #[test]
     fn a_report_applies_only_to_rows_older_than_it_and_not_being_created() {
-        let at = |s: &str| status::parse(Some(s)).expect("a time");
+        let at = |s: &str| activity::parse(Some(s)).expect("a time");
         let asked = at("2026-01-01T12:00:00Z");
         let now = at("2026-01-01T12:00:01Z");
         let agent = |status, since: Option<&str>| crate::store::AgentRecord {

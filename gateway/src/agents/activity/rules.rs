@@ -1,32 +1,14 @@
-//! Agent-aware status: whether a running agent is `working`, `waiting` for the operator or
-//! `idle`, told from its screen as its host reports it (`hostctl list` and `info`).
-//!
-//! In this order:
-//! - `working`: its screen changed within `status.working_for`;
-//! - `idle`: no output and no input through the gateway for `status.idle_after`;
-//! - `waiting`: a rule of its template matches the last lines of its screen (a permission
-//!   dialog, a yes/no question, its input prompt), or, for a shell, the shell itself is in the
-//!   foreground (it sits at its prompt);
-//! - otherwise plain `running`.
-//!
-//! Output is a change of the screen's text at an unchanged size: a screen redrawn because a
-//! viewer attached with another terminal size is not output, and the gateway's own look at the
-//! screen (`tmux capture-pane`) changes nothing. Input is what operators type into the agent
-//! through the gateway (`attach`, `send`); a viewer that types nothing adds none.
+//! The rules that read a screen: whether it shows an agent waiting for the operator (a
+//! permission dialog, a yes/no question, its CLI's input prompt, a shell at its prompt), and
+//! why. Built-in sets per CLI (checked against screens captured from each CLI,
+//! `tests/fixtures/screens/`), plus a template's own `waiting` rules, compiled once.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::collections::BTreeMap;
 
 use hostctl::api::{AgentCli, AgentCommand, Screen};
 use regex::Regex;
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
-use crate::agents::hooks::HookState;
-use crate::config::{StatusConfig, Template};
-use crate::store::ActivitySource::{Hook, Screen as FromScreen};
-use crate::store::ActivityState::{Idle, Waiting, Working};
-use crate::store::AgentActivity;
+use crate::config::Template;
 
 /// Foreground process names that mean "a shell, at its prompt".
 const SHELLS: &[&str] = &[
@@ -185,7 +167,7 @@ pub const BUILTIN_NAMES: &[&str] = &["claude", "codex", "gemini", "aider", "shel
 
 /// The reason of the built-in rules that find a CLI at its prompt: every other rule finds a
 /// question.
-const AT_PROMPT: &str = "waits for a prompt";
+pub(super) const AT_PROMPT: &str = "waits for a prompt";
 
 /// What a screen that makes an agent wait shows.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -409,301 +391,21 @@ fn compile_builtin(name: &str) -> RuleSet {
     }
 }
 
-/// When operators last typed into each agent through this gateway, and how many are attached
-/// to it now. Kept in memory (a keystroke must not cost a database write) and folded into the
-/// store by [`next`]'s callers.
-#[derive(Debug, Default)]
-pub struct Inputs {
-    typed: Mutex<HashMap<String, OffsetDateTime>>,
-    viewers: Mutex<HashMap<String, usize>>,
-}
-
-impl Inputs {
-    pub fn touch(&self, agent: &str) {
-        if let Ok(mut map) = self.typed.lock() {
-            map.insert(agent.to_owned(), OffsetDateTime::now_utc());
-        }
-    }
-
-    pub fn last(&self, agent: &str) -> Option<OffsetDateTime> {
-        self.typed.lock().ok()?.get(agent).copied()
-    }
-
-    /// An agent destroyed: a new one of its name starts afresh.
-    pub fn forget(&self, agent: &str) {
-        if let Ok(mut map) = self.typed.lock() {
-            map.remove(agent);
-        }
-    }
-
-    /// Counts a viewer attached to `agent` until the guard is dropped.
-    pub fn attached<'a>(&'a self, agent: &str) -> Attached<'a> {
-        if let Ok(mut map) = self.viewers.lock() {
-            *map.entry(agent.to_owned()).or_default() += 1;
-        }
-        Attached {
-            inputs: self,
-            agent: agent.to_owned(),
-        }
-    }
-
-    pub fn viewers(&self, agent: &str) -> usize {
-        self.viewers
-            .lock()
-            .ok()
-            .and_then(|m| m.get(agent).copied())
-            .unwrap_or(0)
-    }
-}
-
-/// A viewer attached to an agent (see [`Inputs::attached`]).
-pub struct Attached<'a> {
-    inputs: &'a Inputs,
-    agent: String,
-}
-
-impl Drop for Attached<'_> {
-    fn drop(&mut self) {
-        if let Ok(mut map) = self.inputs.viewers.lock()
-            && let Some(n) = map.get_mut(&self.agent)
-        {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                map.remove(&self.agent);
-            }
-        }
-    }
-}
-
-/// Whether bytes a client sent to an agent's terminal were typed by someone, rather than being
-/// only its terminal's answers to questions the program (tmux, on attach) asked: device
-/// attributes (`ESC [ ? 1 ; 2 c`), cursor position and status reports, mode reports, focus
-/// changes, and OSC or DCS replies (colours, the terminal's name).
-pub fn typed(bytes: &[u8]) -> bool {
-    let mut rest = bytes;
-    while !rest.is_empty() {
-        let Some(len) = terminal_report(rest) else {
-            return true;
-        };
-        rest = &rest[len..];
-    }
-    false
-}
-
-/// The length of the terminal report at the start of `bytes`, if one is there.
-fn terminal_report(bytes: &[u8]) -> Option<usize> {
-    const ESC: u8 = 0x1b;
-    match bytes {
-        [ESC, b'[', tail @ ..] => {
-            let params = tail
-                .iter()
-                .take_while(|b| matches!(b, b'0'..=b'9' | b';' | b'?' | b'>' | b'=' | b':' | b'$'))
-                .count();
-            match tail.get(params)? {
-                b'c' | b'R' | b'n' | b'I' | b'O' | b't' | b'y' => Some(2 + params + 1),
-                _ => None,
-            }
-        }
-        [ESC, b']' | b'P', tail @ ..] => {
-            // Up to BEL or ST (ESC \).
-            let end = tail.iter().enumerate().find_map(|(i, b)| match b {
-                0x07 => Some(i + 1),
-                b'\\' if i > 0 && tail[i - 1] == ESC => Some(i + 1),
-                _ => None,
-            })?;
-            Some(2 + end)
-        }
-        _ => None,
-    }
-}
-
-/// The last look at one host. Its lock makes the looks at one host one at a time.
-#[derive(Debug, Default)]
-pub struct HostLook {
-    /// A second before the host's own time (Unix seconds) at the last look, so the next look
-    /// reads only the screens with output since (`None`: read them all).
-    pub mark: Option<i64>,
-    /// When the last look ended: a look asked for before then, and kept waiting by it, takes
-    /// its answer instead of asking the host again.
-    pub done_at: Option<std::time::Instant>,
-}
-
-/// Every host's [`HostLook`].
-#[derive(Debug, Default)]
-pub struct ScreenMarks(Mutex<HashMap<String, std::sync::Arc<tokio::sync::Mutex<HostLook>>>>);
-
-impl ScreenMarks {
-    pub fn for_host(&self, host: &str) -> std::sync::Arc<tokio::sync::Mutex<HostLook>> {
-        match self.0.lock() {
-            Ok(mut map) => map.entry(host.to_owned()).or_default().clone(),
-            Err(_) => std::sync::Arc::default(),
-        }
-    }
-}
-
-/// What a host reported of a running agent, for [`next`].
-pub struct Look<'a> {
-    pub screen: Option<&'a Screen>,
-    /// tmux's time of the pane's last output (seconds), when known.
-    pub tmux_activity: Option<OffsetDateTime>,
-    /// When an operator last typed into it through this gateway.
-    pub input: Option<OffsetDateTime>,
-    /// The last events its CLI reported through its hooks, oldest first (none: its CLI's
-    /// hooks are not wired, or have said nothing yet).
-    pub hooks: &'a [hostctl::api::HookEvent],
-}
-
-/// The activity of a running agent after a new look at it, `prev` being what was known.
-pub fn next(
-    config: &StatusConfig,
-    rules: &RuleSet,
-    prev: &AgentActivity,
-    look: &Look<'_>,
-    now: OffsetDateTime,
-) -> AgentActivity {
-    let mut next = prev.clone();
-    let prev_input = parse(prev.last_input_at.as_deref());
-    if let Some(input) = look.input
-        && prev_input.is_none_or(|p| input > p)
-    {
-        next.last_input_at = Some(format(input));
-    }
-    if let Some(screen) = look.screen {
-        let size = format!("{}x{}", screen.cols, screen.rows);
-        let key = format!("{size} {}", screen.hash);
-        let prev_output = parse(prev.last_output_at.as_deref());
-        // When the change happened: tmux's time of the last output, unless it is older than
-        // what is already known (tmux counts whole seconds) or in the future.
-        let changed_at = look
-            .tmux_activity
-            .filter(|t| *t <= now && prev_output.is_none_or(|p| *t > p))
-            .unwrap_or(now);
-        match prev.screen.as_deref() {
-            // The first look (or the first since the screen was forgotten): it shows what it
-            // got at tmux's last output, which is no output if it is not newer than the last
-            // one known.
-            None => {
-                next.last_output_at = match (prev_output, look.tmux_activity) {
-                    (Some(p), Some(t)) => Some(format(p.max(t.min(now)))),
-                    (Some(p), None) => Some(format(p)),
-                    (None, _) => Some(format(changed_at)),
-                }
-            }
-            Some(old) if old == key => {}
-            // Another size: the program redrew its screen for a viewer's terminal.
-            Some(old) if old.split(' ').next() != Some(size.as_str()) => {}
-            Some(_) => next.last_output_at = Some(format(changed_at)),
-        }
-        next.screen = Some(key);
-        next.last_line = screen.tail.last().cloned();
-        let wait = rules.wait(screen);
-        next.screen_asks = wait.as_ref().is_some_and(|w| w.asks);
-        next.screen_waits = wait.map(|w| w.reason);
-    }
-    let output = parse(next.last_output_at.as_deref());
-    let input = parse(next.last_input_at.as_deref());
-    let within = |t: OffsetDateTime, limit: std::time::Duration| {
-        let age = now - t;
-        age < time::Duration::try_from(limit).unwrap_or(time::Duration::MAX)
-    };
-    // The hooks' word, unless an operator typed into the agent after their last event: what
-    // they typed may have answered a dialog or interrupted a turn, which no hook reports, and
-    // the screen tells until the CLI's next event.
-    let hook = crate::agents::hooks::state(look.hooks)
-        .filter(|(_, at)| input.is_none_or(|typed| typed <= *at));
-    let quiet_since = output.max(input).max(hook.as_ref().map(|(_, at)| *at));
-    let idle = quiet_since.is_some_and(|t| !within(t, config.idle_after));
-    // What the screen showed when last read (it has not changed since, or it would have been
-    // read again).
-    let screen_question = next.screen_waits.clone().filter(|_| next.screen_asks);
-    let screen_prompt = next.screen_waits.clone().filter(|_| !next.screen_asks);
-    let (state, reason, source) = match hook {
-        Some((HookState::Asking(reason), _)) => (Some(Waiting), Some(reason), Hook),
-        // A question on the screen is never hidden by output, nor by hooks that say the CLI
-        // works (a dialog its hooks do not report).
-        _ if screen_question.is_some() => (Some(Waiting), screen_question, FromScreen),
-        // A turn whose end no hook reported (an interrupt, a crash of the hook) shows as the
-        // CLI's prompt on a screen that has not changed for `working_for` since the last event.
-        Some((HookState::Working, at))
-            if within(at, config.working_for)
-                || output.is_some_and(|t| within(t, config.working_for))
-                || screen_prompt.is_none() =>
-        {
-            (Some(Working), None, Hook)
-        }
-        Some((HookState::AtPrompt { .. }, _)) if idle => (Some(Idle), None, Hook),
-        Some((HookState::AtPrompt { failed }, _)) => (
-            Some(Waiting),
-            Some(match failed {
-                Some(why) => format!("{AT_PROMPT} (its last turn failed: {why})"),
-                None => AT_PROMPT.to_owned(),
-            }),
-            Hook,
-        ),
-        Some((HookState::Ended, _)) => (None, None, Hook),
-        _ if output.is_some_and(|t| within(t, config.working_for)) => {
-            (Some(Working), None, FromScreen)
-        }
-        _ if idle => (Some(Idle), None, FromScreen),
-        _ if screen_prompt.is_some() => (Some(Waiting), screen_prompt, FromScreen),
-        _ => (None, None, FromScreen),
-    };
-    next.state = state;
-    next.reason = reason;
-    next.source = Some(source);
-    next
-}
-
-/// The question an agent asks the operator (a permission, a dialog, a yes/no question), if it
-/// waits on one rather than at its prompt.
-pub fn question(activity: &AgentActivity) -> Option<String> {
-    if activity.state != Some(Waiting) {
-        return None;
-    }
-    let reason = activity.reason.clone()?;
-    let asks = match activity.source {
-        Some(Hook) => !reason.starts_with(AT_PROMPT),
-        _ => activity.screen_asks,
-    };
-    asks.then_some(reason)
-}
-
-pub fn parse(rfc3339: Option<&str>) -> Option<OffsetDateTime> {
-    OffsetDateTime::parse(rfc3339?, &Rfc3339).ok()
-}
-
-pub fn format(t: OffsetDateTime) -> String {
-    t.format(&Rfc3339).unwrap_or_default()
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::WaitingRule;
-    use crate::store::ActivityState;
-    use std::time::Duration;
 
     fn screen(text: &str, foreground: &str) -> Screen {
         Screen::from_text(80, 24, text, Some(foreground.to_owned()))
     }
 
-    fn rules_for(template: Template) -> Rules {
+    pub(crate) fn rules_for(template: Template) -> Rules {
         Rules::new(&BTreeMap::from([("t".to_owned(), template)])).expect("rules compile")
     }
 
-    fn config() -> StatusConfig {
-        StatusConfig {
-            working_for: Duration::from_secs(10),
-            idle_after: Duration::from_secs(60),
-        }
-    }
-
-    fn at(secs: i64) -> OffsetDateTime {
-        OffsetDateTime::from_unix_timestamp(1_800_000_000 + secs).expect("a valid time")
-    }
-
     impl Rules {
-        fn for_template_named(&self, template: &str) -> &RuleSet {
+        pub(crate) fn for_template_named(&self, template: &str) -> &RuleSet {
             self.for_agent(template, &AgentCommand::LoginShell)
         }
     }
@@ -730,7 +432,11 @@ mod tests {
     fn captured_screens_of_each_cli_are_recognised() {
         macro_rules! fixture {
             ($file:literal) => {
-                include_str!(concat!("../../tests/fixtures/screens/", $file, ".txt"))
+                include_str!(concat!(
+                    "../../../../tests/fixtures/screens/",
+                    $file,
+                    ".txt"
+                ))
             };
         }
         let cases: &[(&str, &str, &str, Option<&str>)] = &[
@@ -953,22 +659,6 @@ mod tests {
     }
 
     #[test]
-    fn terminal_answers_are_not_typing() {
-        assert!(!typed(b"\x1b[?1;2c"));
-        assert!(!typed(b"\x1b[>0;95;0c\x1b[12;1R"));
-        assert!(!typed(
-            b"\x1b]10;rgb:ffff/ffff/ffff\x1b\\\x1b]11;rgb:0/0/0\x07"
-        ));
-        assert!(!typed(b"\x1bP>|tmux 3.3a\x1b\\"));
-        assert!(!typed(b"\x1b[I"));
-        assert!(typed(b"a"));
-        assert!(typed(b"\x1b[A"), "an arrow key is typing");
-        assert!(typed(b"\x1b[?1;2cls\r"), "typing after an answer");
-        assert!(typed(b"\x1b"), "a lone Escape is typing");
-        assert!(typed(b"\x1b]10;rgb:unterminated"));
-    }
-
-    #[test]
     fn every_builtin_pattern_compiles() {
         for name in BUILTIN_NAMES.iter().chain(&["generic"]) {
             let (own, _) = builtin(name).expect("known");
@@ -1055,232 +745,5 @@ mod tests {
         )]))
         .expect_err("refused");
         assert!(unknown.contains("claude, codex"), "{unknown}");
-    }
-
-    #[test]
-    fn output_makes_working_then_waiting_then_idle() {
-        let rules = rules_for(Template::default());
-        let set = rules.for_template_named("t");
-        let prompt = screen("$ echo hi\nhi\n$", "bash");
-        let look = |s| Look {
-            screen: Some(s),
-            tmux_activity: Some(at(0)),
-            input: None,
-            hooks: &[],
-        };
-        let first = next(
-            &config(),
-            set,
-            &AgentActivity::default(),
-            &look(&prompt),
-            at(1),
-        );
-        assert_eq!(first.state, Some(ActivityState::Working));
-        assert_eq!(parse(first.last_output_at.as_deref()), Some(at(0)));
-        assert_eq!(first.last_line.as_deref(), Some("$"));
-        let settled = next(&config(), set, &first, &look(&prompt), at(20));
-        assert_eq!(settled.state, Some(ActivityState::Waiting));
-        assert_eq!(settled.reason.as_deref(), Some("at the shell prompt"));
-        // A screen not read again (no output since) keeps telling what it told.
-        let unread = Look {
-            screen: None,
-            tmux_activity: Some(at(0)),
-            input: None,
-            hooks: &[],
-        };
-        let still = next(&config(), set, &settled, &unread, at(30));
-        assert_eq!(still.state, Some(ActivityState::Waiting));
-        assert_eq!(still.reason.as_deref(), Some("at the shell prompt"));
-        assert_eq!(still.screen, settled.screen);
-        let idle = next(&config(), set, &settled, &look(&prompt), at(61));
-        assert_eq!((idle.state, idle.reason), (Some(ActivityState::Idle), None));
-    }
-
-    #[test]
-    fn a_question_on_the_screen_is_never_hidden_by_recent_output() {
-        let rules = rules_for(Template::default());
-        let set = rules.for_agent(
-            "t",
-            &AgentCommand::Argv {
-                argv: vec!["claude".into()],
-            },
-        );
-        let dialog = screen(
-            "Bash command\n   touch p\n Do you want to proceed?\n ❯ 1. Yes",
-            "claude",
-        );
-        let look = Look {
-            screen: Some(&dialog),
-            tmux_activity: Some(at(0)),
-            input: None,
-            hooks: &[],
-        };
-        // The dialog drew a second ago: output, yet the question is what counts.
-        let seen = next(&config(), set, &AgentActivity::default(), &look, at(1));
-        assert_eq!(seen.state, Some(ActivityState::Waiting));
-        assert_eq!(
-            seen.reason.as_deref(),
-            Some("asks permission to run `touch p`")
-        );
-        assert_eq!(seen.source, Some(FromScreen));
-        assert!(question(&seen).is_some());
-    }
-
-    fn hook(
-        secs: i64,
-        kind: hostctl::api::HookKind,
-        tool: Option<&str>,
-        detail: Option<&str>,
-    ) -> hostctl::api::HookEvent {
-        hostctl::api::HookEvent {
-            at: at(secs),
-            cli: AgentCli::Claude,
-            event: String::new(),
-            kind,
-            tool: tool.map(str::to_owned),
-            detail: detail.map(str::to_owned),
-            session: None,
-        }
-    }
-
-    #[test]
-    fn hooks_tell_first_until_an_operator_types_after_them() {
-        use hostctl::api::HookKind::*;
-        let rules = rules_for(Template::default());
-        let set = rules.for_agent(
-            "t",
-            &AgentCommand::Argv {
-                argv: vec!["claude".into()],
-            },
-        );
-        let prompt = screen("❯\n? for shortcuts", "claude");
-        let events = [
-            hook(0, SessionStarted, None, None),
-            hook(1, PromptSubmitted, None, Some("RUNCMD")),
-            hook(2, ToolStarted, Some("Bash"), Some("touch p")),
-            hook(3, PermissionAsked, Some("Bash"), Some("touch p")),
-        ];
-        let look = |input, hooks| Look {
-            screen: Some(&prompt),
-            tmux_activity: Some(at(0)),
-            input,
-            hooks,
-        };
-        // Asked through the hook, though the screen (read late) shows the prompt.
-        let asked = next(
-            &config(),
-            set,
-            &AgentActivity::default(),
-            &look(None, &events),
-            at(4),
-        );
-        assert_eq!(asked.state, Some(ActivityState::Waiting));
-        assert_eq!(
-            asked.reason.as_deref(),
-            Some("asks permission to run `touch p`")
-        );
-        assert_eq!(asked.source, Some(Hook));
-        // An operator typed after it (an answer no hook reports): the screen tells.
-        let answered = next(&config(), set, &asked, &look(Some(at(14)), &events), at(15));
-        assert_eq!(answered.source, Some(FromScreen));
-        assert_eq!(answered.reason.as_deref(), Some("waits for a prompt"));
-        // In a turn: working, until a still screen at the prompt outlasts working_for.
-        let working = &events[..3];
-        let busy = next(
-            &config(),
-            set,
-            &AgentActivity::default(),
-            &look(None, working),
-            at(4),
-        );
-        assert_eq!(
-            (busy.state, busy.source),
-            (Some(ActivityState::Working), Some(Hook))
-        );
-        let stale = next(&config(), set, &busy, &look(None, working), at(40));
-        assert_eq!(
-            (stale.state, stale.source),
-            (Some(ActivityState::Waiting), Some(FromScreen))
-        );
-    }
-
-    #[test]
-    fn input_ends_idle_and_a_changed_screen_is_output() {
-        let rules = rules_for(Template {
-            command: "sleep".into(),
-            ..Template::default()
-        });
-        let set = rules.for_template_named("t");
-        let blank = screen("", "sleep");
-        let look = |s, input| Look {
-            screen: Some(s),
-            tmux_activity: None,
-            input,
-            hooks: &[],
-        };
-        let first = next(
-            &config(),
-            set,
-            &AgentActivity::default(),
-            &look(&blank, None),
-            at(0),
-        );
-        let idle = next(&config(), set, &first, &look(&blank, None), at(100));
-        assert_eq!(idle.state, Some(ActivityState::Idle));
-        let typed = next(&config(), set, &idle, &look(&blank, Some(at(99))), at(100));
-        assert_eq!(typed.state, None, "plain running once someone typed");
-        let printed = screen("hello", "sleep");
-        let out = next(&config(), set, &typed, &look(&printed, None), at(101));
-        assert_eq!(out.state, Some(ActivityState::Working));
-        assert_eq!(parse(out.last_output_at.as_deref()), Some(at(101)));
-    }
-
-    #[test]
-    fn a_screen_forgotten_and_read_again_is_not_new_output() {
-        let rules = rules_for(Template {
-            command: "sleep".into(),
-            ..Template::default()
-        });
-        let set = rules.for_template_named("t");
-        let blank = Screen::from_text(80, 24, "", Some("sleep".into()));
-        // Known quiet since 0; its screen was forgotten (a host blip); tmux says the last
-        // output was at 0.
-        let forgotten = AgentActivity {
-            last_output_at: Some(format(at(0))),
-            ..AgentActivity::default()
-        };
-        let look = Look {
-            screen: Some(&blank),
-            tmux_activity: Some(at(0)),
-            input: None,
-            hooks: &[],
-        };
-        let again = next(&config(), set, &forgotten, &look, at(100));
-        assert_eq!(parse(again.last_output_at.as_deref()), Some(at(0)));
-        assert_eq!(again.state, Some(ActivityState::Idle));
-    }
-
-    #[test]
-    fn a_redraw_at_another_size_is_not_output() {
-        let rules = rules_for(Template::default());
-        let set = rules.for_template_named("t");
-        let small = Screen::from_text(80, 24, "a long line", Some("sleep".into()));
-        let big = Screen::from_text(120, 40, "a long\nline", Some("sleep".into()));
-        let look = |s| Look {
-            screen: Some(s),
-            tmux_activity: Some(at(50)),
-            input: None,
-            hooks: &[],
-        };
-        let first = next(
-            &config(),
-            set,
-            &AgentActivity::default(),
-            &look(&small),
-            at(0),
-        );
-        let resized = next(&config(), set, &first, &look(&big), at(100));
-        assert_eq!(resized.last_output_at, first.last_output_at);
-        assert_eq!(resized.state, Some(ActivityState::Idle));
     }
 }
