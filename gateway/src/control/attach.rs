@@ -58,12 +58,7 @@ pub async fn run(
                 agent.host
             )));
         }
-        AgentStatus::Creating => {
-            return Err(
-                CommandError::failed(format!("agent '{name}' is still being created"))
-                    .hint("try again in a moment"),
-            );
-        }
+        AgentStatus::Creating => crate::agents::lifecycle::ready(&agent)?,
         AgentStatus::Running | AgentStatus::Exited => {}
     }
     let process = host

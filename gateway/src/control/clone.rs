@@ -8,10 +8,10 @@ use hostctl::api::WorkspaceSource;
 
 use super::create::{Origin, check_new_name, choose_host, create_reserved, reserve};
 use super::output::{agent_json, json_text, status_text};
-use super::{Caller, CommandError, CommandIo, CommandResult, agent_and_host, exit};
+use super::{Caller, CommandIo, CommandResult, agent_and_host, exit};
 use crate::Gateway;
 use crate::hosts::copy_workspace;
-use crate::store::{AgentStatus, OperationKind};
+use crate::store::OperationKind;
 
 #[derive(Debug, Args)]
 #[command(
@@ -38,12 +38,7 @@ pub async fn run(
 ) -> CommandResult {
     check_new_name(gw, &args.dst).await?;
     let (src, from) = agent_and_host(gw, caller, &args.src).await?;
-    if src.status == AgentStatus::Creating {
-        return Err(
-            CommandError::failed(format!("agent '{}' is still being created", src.name))
-                .hint("try again in a moment"),
-        );
-    }
+    crate::agents::lifecycle::ready(&src)?;
     let host_name = match &args.host {
         Some(host) => choose_host(gw, caller, Some(host)).await?,
         None => src.host.clone(),

@@ -12,7 +12,6 @@ use super::{Caller, CommandError, CommandIo, CommandResult, agent_and_host, exit
 use crate::Gateway;
 use crate::hosts::ProcessExit;
 use crate::hosts::local::read_all;
-use crate::store::AgentStatus;
 
 #[derive(Debug, Args)]
 #[command(
@@ -36,12 +35,7 @@ pub async fn run(
     io: &mut CommandIo,
 ) -> CommandResult {
     let (agent, host) = agent_and_host(gw, caller, &args.name).await?;
-    if agent.status == AgentStatus::Creating {
-        return Err(
-            CommandError::failed(format!("agent '{}' is still being created", agent.name))
-                .hint("try again in a moment"),
-        );
-    }
+    crate::agents::lifecycle::ready(&agent)?;
     let mut process = host.diff(&args.name, args.stat, args.json).await?;
     let complete = forward_output(
         &mut process.stdout,

@@ -47,12 +47,7 @@ pub async fn run(
         .hosts
         .get(&choose_host(gw, caller, Some(&args.host)).await?)?;
     match agent.status {
-        AgentStatus::Creating => {
-            return Err(
-                CommandError::failed(format!("agent '{name}' is still being created"))
-                    .hint("try again in a moment"),
-            );
-        }
+        AgentStatus::Creating => crate::agents::lifecycle::ready(&agent)?,
         AgentStatus::Unknown => {
             return Err(CommandError::failed(format!(
                 "agent '{name}' cannot be reached: its host '{}' does not answer",

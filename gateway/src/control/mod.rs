@@ -401,6 +401,37 @@ impl CommandError {
     }
 }
 
+impl From<crate::agents::Error> for CommandError {
+    fn from(e: crate::agents::Error) -> Self {
+        use crate::agents::Error;
+        match e {
+            Error::NoSuchAgent(name) => CommandError::no_agent(&name),
+            Error::LocalForAdminsOnly(ref name) => CommandError::failed(e.to_string())
+                .hint(format!("an admin can move it: ssh gw migrate {name} HOST")),
+            Error::StillCreating(_) => {
+                CommandError::failed(e.to_string()).hint("try again in a moment")
+            }
+            Error::Secret(e) => e.into(),
+            Error::Host(e) => e.into(),
+            Error::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<crate::agents::secrets::SecretError> for CommandError {
+    fn from(e: crate::agents::secrets::SecretError) -> Self {
+        use crate::agents::secrets::SecretError;
+        match e {
+            SecretError::Unset(name) => CommandError::usage(format!("secret '{name}' is not set"))
+                .hint(format!(
+                    "an admin sets it with: ssh gw secret set {name} < file"
+                )),
+            SecretError::NotText(_) => CommandError::failed(e.to_string()),
+            SecretError::Store(e) => e.into(),
+        }
+    }
+}
+
 impl From<StoreError> for CommandError {
     fn from(e: StoreError) -> Self {
         tracing::error!(error = %e, "store error during a control command");
@@ -485,32 +516,14 @@ impl From<HostError> for CommandError {
 
 pub type CommandResult = Result<u32, CommandError>;
 
-/// Looks up an agent the caller may use and its host, or explains that there is none
-/// (`agents::access::may_use`). An agent the caller may not see does not exist for them: the
-/// answer is the same.
+/// Looks up an agent the caller may use and its host (`agents::lifecycle::usable`). An agent
+/// the caller may not see does not exist for them: the answer is the same.
 pub async fn agent_and_host(
     gw: &Gateway,
     caller: &Caller,
     name: &str,
 ) -> Result<(AgentRecord, Host), CommandError> {
-    let agent = gw.store.agent(name).await?;
-    match access::may_use(
-        &caller.operator,
-        agent.as_ref().map(Into::into),
-        gw.policy(),
-    ) {
-        Ok(()) => {}
-        Err(access::Denied::LocalForAdminsOnly) => {
-            return Err(local_refused(&format!("agent '{name}' runs on 'local'"))
-                .hint(format!("an admin can move it: ssh gw migrate {name} HOST")));
-        }
-        Err(_) => return Err(CommandError::no_agent(name)),
-    }
-    let Some(agent) = agent else {
-        return Err(CommandError::no_agent(name));
-    };
-    let host = gw.hosts.get(&agent.host)?;
-    Ok((agent, host))
+    Ok(crate::agents::lifecycle::usable(gw, &caller.operator, name).await?)
 }
 
 /// Whether `operator` may have agents on `host` (`agents::access::may_use_host`).
@@ -526,54 +539,14 @@ pub fn local_refused(what: &str) -> CommandError {
     ))
 }
 
-/// Looks up an agent, asks its host for its current state and stores it. A host that cannot
-/// be asked leaves the agent `unknown`.
+/// Looks up an agent, asks its host for its current state and stores it
+/// (`agents::lifecycle::refreshed`).
 pub async fn refreshed_agent(
     gw: &Gateway,
     caller: &Caller,
     name: &str,
 ) -> Result<(AgentRecord, Host), CommandError> {
-    let (agent, host) = agent_and_host(gw, caller, name).await?;
-    // A host the tailnet reports down is not asked.
-    let answer = match crate::hosts::tailnet::down_reason(gw, &agent.host).await {
-        Some(reason) => Err(reason),
-        None => host.info(name).await.map_err(|e| e.to_string()),
-    };
-    let seen = match answer {
-        Ok(info) => crate::hosts::reconciler::observed_from(gw, &agent, &info),
-        Err(e) => {
-            tracing::warn!(agent = name, error = %e, "cannot refresh agent");
-            crate::hosts::reconciler::unknown()
-        }
-    };
-    if agent.status == crate::store::AgentStatus::Creating {
-        return Ok((agent, host));
-    }
-    if let Err(e) = gw.store.observe_agent(name, &seen).await {
-        // What the host said still decides what the command does; only its record waits
-        // for the next look at the host.
-        tracing::warn!(agent = name, error = %e, "cannot record an agent's status");
-        return Ok((as_seen(agent, &seen), host));
-    }
-    let agent = crate::agents::access::agent(&gw.store, &caller.operator, name)
-        .await?
-        .ok_or_else(|| CommandError::no_agent(name))?;
-    Ok((agent, host))
-}
-
-/// An agent's record with what its host just said applied in memory, for a command to go on
-/// with when the store could not take it (the next look at the host records it).
-pub fn as_seen(mut agent: AgentRecord, seen: &crate::store::Observed) -> AgentRecord {
-    agent.status = seen.status;
-    agent.exit_code = seen.exit_code;
-    agent.pid = seen.pid;
-    if let Some(activity) = &seen.activity {
-        agent.activity = activity.clone();
-    }
-    if seen.status != crate::store::AgentStatus::Running {
-        agent.activity.state = None;
-    }
-    agent
+    Ok(crate::agents::lifecycle::refreshed(gw, &caller.operator, name).await?)
 }
 
 /// Runs `command` to completion; a panic inside it (a bug) becomes its message, so the caller

@@ -124,15 +124,5 @@ fn check_name(name: &str) -> Result<(), CommandError> {
 /// The values of the secrets `names`, for an agent's start; a missing one is an error that
 /// says how to set it.
 pub async fn values(gw: &Gateway, names: &[String]) -> Result<Secrets, CommandError> {
-    use crate::agents::secrets::SecretError;
-    crate::agents::secrets::values(&gw.store, names)
-        .await
-        .map_err(|e| match e {
-            SecretError::Unset(name) => CommandError::usage(format!("secret '{name}' is not set"))
-                .hint(format!(
-                    "an admin sets it with: ssh gw secret set {name} < file"
-                )),
-            SecretError::NotText(_) => CommandError::failed(e.to_string()),
-            SecretError::Store(e) => e.into(),
-        })
+    Ok(crate::agents::secrets::values(&gw.store, names).await?)
 }

@@ -118,12 +118,7 @@ async fn take(
     let (agent, host) = refreshed_agent(gw, caller, name).await?;
     require_owner(caller, &agent, "snapshot it")?;
     match agent.status {
-        AgentStatus::Creating => {
-            return Err(
-                CommandError::failed(format!("agent '{name}' is still being created"))
-                    .hint("try again in a moment"),
-            );
-        }
+        AgentStatus::Creating => crate::agents::lifecycle::ready(&agent)?,
         AgentStatus::Unknown => {
             return Err(CommandError::failed(format!(
                 "agent '{name}' cannot be reached: its host '{}' does not answer",

@@ -7,7 +7,7 @@ use hostctl::api::HostAgentStatus;
 
 use super::{Caller, CommandIo, CommandResult, exit, refreshed_agent};
 use crate::Gateway;
-use crate::hosts::reconciler;
+use crate::agents::lifecycle;
 use crate::store::AgentStatus;
 
 pub async fn run(
@@ -22,15 +22,10 @@ pub async fn run(
             .await;
         return Ok(exit::OK);
     }
-    let secrets = super::secret::values(gw, &agent.spec.secret_names).await?;
-    let info = host.start(name, None, &secrets).await?;
-    let saved = gw
-        .store
-        .observe_agent(name, &reconciler::observed(&info))
-        .await;
-    let done = || format!("agent '{name}' was started on host {}", agent.host);
-    super::recorded(io, saved, done, super::SEEN_AGAIN).await;
-    let verb = if info.status == HostAgentStatus::Running {
+    let done = lifecycle::start(gw, &agent, &host).await?;
+    let what = || format!("agent '{name}' was started on host {}", agent.host);
+    super::recorded(io, done.recorded, what, super::SEEN_AGAIN).await;
+    let verb = if done.value.status == HostAgentStatus::Running {
         "started"
     } else {
         "started (it has already exited)"

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::{Caller, CommandIo, CommandResult, agent_and_host, exit};
 use crate::Gateway;
-use crate::hosts::reconciler;
+use crate::agents::lifecycle;
 
 pub async fn run(
     gw: &Arc<Gateway>,
@@ -13,13 +13,9 @@ pub async fn run(
     io: &mut CommandIo,
 ) -> CommandResult {
     let (agent, host) = agent_and_host(gw, caller, name).await?;
-    let info = host.stop(name).await?;
-    let saved = gw
-        .store
-        .observe_agent(name, &reconciler::observed(&info))
-        .await;
-    let done = || format!("agent '{name}' was stopped on host {}", agent.host);
-    super::recorded(io, saved, done, super::SEEN_AGAIN).await;
+    let done = lifecycle::stop(gw, &agent, &host).await?;
+    let what = || format!("agent '{name}' was stopped on host {}", agent.host);
+    super::recorded(io, done.recorded, what, super::SEEN_AGAIN).await;
     io.write_out(&format!(
         "stopped agent '{name}' on host {} (workspace kept)\n",
         agent.host

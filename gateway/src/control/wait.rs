@@ -80,7 +80,7 @@ pub async fn run(
             Err(e) => {
                 tracing::warn!(agent = name.as_str(), error = %e, "cannot record an agent's status");
                 match &seen {
-                    Some(seen) => super::as_seen(before, seen),
+                    Some(seen) => crate::agents::lifecycle::as_seen(before, seen),
                     None => before,
                 }
             }

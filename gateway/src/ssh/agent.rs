@@ -23,7 +23,6 @@ use super::handler::PendingChannel;
 use crate::Gateway;
 use crate::control::{self, Caller, CommandError};
 use crate::hosts::{AgentSession, ProcessExit};
-use crate::store::AgentStatus;
 
 /// Where a forwarded channel goes.
 #[derive(Clone, Debug)]
@@ -72,12 +71,7 @@ pub async fn run_session(
             return Ok(Some(ProcessExit::Code(i32::try_from(status).unwrap_or(1))));
         }
         let (record, host) = control::agent_and_host(&gw, &caller, &agent).await?;
-        if record.status == AgentStatus::Creating {
-            return Err(
-                CommandError::failed(format!("agent '{agent}' is still being created"))
-                    .hint("try again in a moment"),
-            );
-        }
+        crate::agents::lifecycle::ready(&record)?;
         let terminal = io
             .terminal
             .as_ref()

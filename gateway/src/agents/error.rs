@@ -1,0 +1,33 @@
+//! The one error of the agents core. Each route says it its own way: the control route as an
+//! `error:` line, a hint and an exit status (`control::CommandError`), the agent route the same
+//! on the session's channel, a forward as the reason of a refused channel.
+
+use crate::agents::secrets::SecretError;
+use crate::hosts::HostError;
+use crate::store::StoreError;
+
+/// Why an operation on an agent did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// There is no agent of that name, or the operator may not see it: the same answer.
+    #[error("no agent named '{0}'")]
+    NoSuchAgent(String),
+    /// The agent runs on `local`, where only admins may have agents.
+    #[error(
+        "agent '{0}' runs on 'local', the gateway's own machine, where only admins may have \
+         agents (they run as the gateway's own user)"
+    )]
+    LocalForAdminsOnly(String),
+    /// A `create` of the agent is under way: its host may not have it yet.
+    #[error("agent '{0}' is still being created")]
+    StillCreating(String),
+    /// The secrets the agent's environment gets cannot be handed to it.
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error(transparent)]
+    Host(#[from] HostError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

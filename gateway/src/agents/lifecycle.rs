@@ -1,0 +1,129 @@
+//! The life of one agent, as every route asks for it: finding an agent an operator may use and
+//! its host ([`usable`]), its state fresh from its host ([`refreshed`]), whether it is ready for
+//! sessions ([`ready`]), and starting, stopping and restarting it, each a call to its host
+//! followed by the record of what the host said ([`Done`]).
+//!
+//! One change of an agent's life at a time: the callers hold the agent's turn
+//! (`Gateway::agent_locks`) around these.
+
+use hostctl::api::AgentInfo;
+
+use super::access;
+use super::error::{Error, Result};
+use crate::Gateway;
+use crate::hosts::{Host, reconciler};
+use crate::store::{AgentRecord, AgentStatus, Observed, Operator, StoreError};
+
+/// What a host did, and whether the gateway could record it. A record that failed does not
+/// undo what was done: the caller says so, and the next look at the host records it.
+#[derive(Debug)]
+pub struct Done<T> {
+    pub value: T,
+    pub recorded: Result<(), StoreError>,
+}
+
+/// Agent `name` and its host, if `operator` may use it (`access::may_use`).
+pub async fn usable(gw: &Gateway, operator: &Operator, name: &str) -> Result<(AgentRecord, Host)> {
+    let agent = gw.store.agent(name).await?;
+    match access::may_use(operator, agent.as_ref().map(Into::into), gw.policy()) {
+        Ok(()) => {}
+        Err(access::Denied::LocalForAdminsOnly) => {
+            return Err(Error::LocalForAdminsOnly(name.to_owned()));
+        }
+        Err(_) => return Err(Error::NoSuchAgent(name.to_owned())),
+    }
+    let agent = agent.ok_or_else(|| Error::NoSuchAgent(name.to_owned()))?;
+    let host = gw.hosts.get(&agent.host)?;
+    Ok((agent, host))
+}
+
+/// As [`usable`], with the agent's state asked of its host and recorded first. A host that
+/// cannot be asked (or that the tailnet reports down) leaves the agent `unknown`; a record
+/// the store cannot take still decides what the caller does (the next look records it).
+pub async fn refreshed(
+    gw: &Gateway,
+    operator: &Operator,
+    name: &str,
+) -> Result<(AgentRecord, Host)> {
+    let (agent, host) = usable(gw, operator, name).await?;
+    let answer = match crate::hosts::tailnet::down_reason(gw, &agent.host).await {
+        Some(reason) => Err(reason),
+        None => host.info(name).await.map_err(|e| e.to_string()),
+    };
+    let seen = match answer {
+        Ok(info) => reconciler::observed_from(gw, &agent, &info),
+        Err(e) => {
+            tracing::warn!(agent = name, error = %e, "cannot refresh agent");
+            reconciler::unknown()
+        }
+    };
+    if agent.status == AgentStatus::Creating {
+        return Ok((agent, host));
+    }
+    if let Err(e) = gw.store.observe_agent(name, &seen).await {
+        tracing::warn!(agent = name, error = %e, "cannot record an agent's status");
+        return Ok((as_seen(agent, &seen), host));
+    }
+    let agent = access::agent(&gw.store, operator, name)
+        .await?
+        .ok_or_else(|| Error::NoSuchAgent(name.to_owned()))?;
+    Ok((agent, host))
+}
+
+/// An agent's record with what its host just said applied in memory, for a caller to go on
+/// with when the store could not take it (the next look at the host records it).
+pub fn as_seen(mut agent: AgentRecord, seen: &Observed) -> AgentRecord {
+    agent.status = seen.status;
+    agent.exit_code = seen.exit_code;
+    agent.pid = seen.pid;
+    if let Some(activity) = &seen.activity {
+        agent.activity = activity.clone();
+    }
+    if seen.status != AgentStatus::Running {
+        agent.activity.state = None;
+    }
+    agent
+}
+
+/// Refuses an agent whose `create` is under way: its host may not have it yet, and the
+/// create records what becomes of it.
+pub fn ready(agent: &AgentRecord) -> Result<()> {
+    if agent.status == AgentStatus::Creating {
+        return Err(Error::StillCreating(agent.name.clone()));
+    }
+    Ok(())
+}
+
+/// Starts `agent` on `host`, with its secrets, and records what the host says.
+pub async fn start(gw: &Gateway, agent: &AgentRecord, host: &Host) -> Result<Done<AgentInfo>> {
+    let secrets = super::secrets::values(&gw.store, &agent.spec.secret_names).await?;
+    let info = host.start(&agent.name, None, &secrets).await?;
+    Ok(record(gw, info).await)
+}
+
+/// Stops `agent` on `host` (its workspace and files stay) and records what the host says.
+pub async fn stop(gw: &Gateway, agent: &AgentRecord, host: &Host) -> Result<Done<AgentInfo>> {
+    let info = host.stop(&agent.name).await?;
+    Ok(record(gw, info).await)
+}
+
+/// Stops, then starts `agent` (its secrets looked up first: a secret gone leaves the agent
+/// running).
+pub async fn restart(gw: &Gateway, agent: &AgentRecord, host: &Host) -> Result<Done<AgentInfo>> {
+    let secrets = super::secrets::values(&gw.store, &agent.spec.secret_names).await?;
+    host.stop(&agent.name).await?;
+    let info = host.start(&agent.name, None, &secrets).await?;
+    Ok(record(gw, info).await)
+}
+
+/// Records what a host said of an agent after acting on it.
+async fn record(gw: &Gateway, info: AgentInfo) -> Done<AgentInfo> {
+    let recorded = gw
+        .store
+        .observe_agent(&info.name, &reconciler::observed(&info))
+        .await;
+    Done {
+        value: info,
+        recorded,
+    }
+}
