@@ -19,17 +19,18 @@ fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn architecture_md() -> String {
+fn architecture_md() -> std::io::Result<String> {
     std::fs::read_to_string(repo_root().join("docs/ARCHITECTURE.md"))
-        .expect("docs/ARCHITECTURE.md exists")
 }
 
-/// The `## Code map` section, up to the next `## ` heading.
-fn code_map(doc: &str) -> Option<&str> {
-    let start = doc.find("\n## Code map\n")? + 1;
-    let rest = &doc[start + "## Code map\n".len()..];
+/// The `## Code map` section, up to the next `## ` heading, and the number of the document's
+/// line it starts on (counting from 1), so that a failure can point at the line to fix.
+fn code_map(doc: &str) -> Option<(&str, usize)> {
+    let heading = doc.find("\n## Code map\n")? + 1;
+    let start = heading + "## Code map\n".len();
+    let rest = &doc[start..];
     let end = rest.find("\n## ").map_or(rest.len(), |i| i + 1);
-    Some(&rest[..end])
+    Some((&rest[..end], doc[..start].lines().count() + 1))
 }
 
 /// The words in backticks on one line that are paths (see the top of this file).
@@ -61,7 +62,11 @@ fn named_paths(map: &str) -> Vec<(String, usize)> {
                 .map_or_else(String::new, |dir| (*dir).to_owned());
             named.extend(heading.into_iter().map(|p| (p.to_owned(), number)));
         } else {
-            named.extend(paths_on(line).into_iter().map(|p| (format!("{base}{p}"), number)));
+            named.extend(
+                paths_on(line)
+                    .into_iter()
+                    .map(|p| (format!("{base}{p}"), number)),
+            );
         }
     }
     named
@@ -69,26 +74,26 @@ fn named_paths(map: &str) -> Vec<(String, usize)> {
 
 /// Every `.rs` file (`dir/file.rs`) and directory (`dir/sub/`) under `dir`, `dir/` itself
 /// included, written from the repository's root.
-fn modules_under(root: &Path, dir: &str) -> Vec<String> {
+fn modules_under(root: &Path, dir: &str) -> std::io::Result<Vec<String>> {
     let mut found = vec![format!("{dir}/")];
-    let entries = std::fs::read_dir(root.join(dir)).expect("a source directory can be read");
-    for entry in entries {
-        let entry = entry.expect("a directory entry");
+    for entry in std::fs::read_dir(root.join(dir))? {
+        let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
         let path = format!("{dir}/{name}");
-        if entry.file_type().expect("a file type").is_dir() {
-            found.extend(modules_under(root, &path));
+        if entry.file_type()?.is_dir() {
+            found.extend(modules_under(root, &path)?);
         } else if name.ends_with(".rs") {
             found.push(path);
         }
     }
-    found
+    Ok(found)
 }
 
 #[test]
 fn every_path_the_code_map_names_exists() {
-    let doc = architecture_md();
-    let map = code_map(&doc).expect("docs/ARCHITECTURE.md has a `## Code map` section");
+    let doc = architecture_md().expect("docs/ARCHITECTURE.md can be read");
+    let (map, first_line) =
+        code_map(&doc).expect("docs/ARCHITECTURE.md has a `## Code map` section");
     let root = repo_root();
     let missing: Vec<String> = named_paths(map)
         .into_iter()
@@ -100,7 +105,7 @@ fn every_path_the_code_map_names_exists() {
                 !on_disk.is_file()
             }
         })
-        .map(|(path, line)| format!("{path} (line {} of the code map)", line + 1))
+        .map(|(path, line)| format!("{path} (docs/ARCHITECTURE.md:{})", first_line + line))
         .collect();
     assert!(
         missing.is_empty(),
@@ -111,13 +116,13 @@ fn every_path_the_code_map_names_exists() {
 
 #[test]
 fn the_code_map_names_every_module() {
-    let doc = architecture_md();
-    let map = code_map(&doc).expect("docs/ARCHITECTURE.md has a `## Code map` section");
+    let doc = architecture_md().expect("docs/ARCHITECTURE.md can be read");
+    let (map, _) = code_map(&doc).expect("docs/ARCHITECTURE.md has a `## Code map` section");
     let named: BTreeSet<String> = named_paths(map).into_iter().map(|(p, _)| p).collect();
     let root = repo_root();
     let unnamed: Vec<String> = MAPPED_WHOLE
         .iter()
-        .flat_map(|dir| modules_under(&root, dir))
+        .flat_map(|dir| modules_under(&root, dir).expect("a source directory can be read"))
         .filter(|module| !named.contains(module))
         .collect();
     assert!(
