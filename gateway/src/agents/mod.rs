@@ -1,6 +1,16 @@
-//! The core of what happens to agents, below both routes. It holds, for now, the operations
-//! journal ([`journal`]: multi-step changes of an agent's life that a gateway's death cannot
-//! leave half done) and the lookup of the secrets an agent gets ([`secrets`]).
+//! The core of what happens to agents, below both routes: the control commands, the agent
+//! route and the live view all call it.
+//!
+//! - [`access`]: who may see and use what (every rule, as pure functions of the store's facts);
+//! - [`lifecycle`]: finding an agent one may use, its fresh state, starting, stopping and
+//!   restarting it, each with the record of what its host said;
+//! - [`journal`]: multi-step changes of an agent's life that a gateway's death cannot leave
+//!   half done;
+//! - [`activity`]: whether a running agent works, waits (and on what) or idles;
+//! - [`hooks`]: what its CLI's hooks said; [`deliver`]: text and keys that reach its CLI;
+//! - [`secrets`]: the secrets its environment gets at each start.
+//!
+//! Its one error, [`Error`], is turned by each route into its own output.
 
 mod error;
 
