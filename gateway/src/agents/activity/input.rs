@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 
 /// When operators last typed into each agent through this gateway, and how many are attached
 /// to it now. Kept in memory (a keystroke must not cost a database write) and folded into the
-/// store by [`next`]'s callers.
+/// store by [`super::next`]'s callers.
 #[derive(Debug, Default)]
 pub struct Inputs {
     typed: Mutex<HashMap<String, OffsetDateTime>>,
