@@ -18,8 +18,7 @@ use russh::ChannelOpenFailure;
 use russh::server::{ChannelOpenHandle, Handle};
 use tracing::info;
 
-use super::channel::{OpenChannel, command_io, finish, finish_process, splice};
-use super::handler::PendingChannel;
+use super::channel::{OpenChannel, PendingChannel, command_io, finish, finish_process, splice};
 use crate::Gateway;
 use crate::control::{self, Caller, CommandError};
 use crate::hosts::{AgentSession, ProcessExit};

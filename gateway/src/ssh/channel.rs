@@ -17,11 +17,21 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::limits::term_size;
+use super::limits::{SessionEnv, term_size};
 use crate::hosts::ProcessExit;
 use crate::streams::signals::{signal_name, ssh_signal};
 use crate::streams::{Backlog, Inbound};
 use crate::streams::{CommandIo, Terminal};
+
+/// A session channel between `channel-open` and the request that starts it. It is read from
+/// the start (see [`OpenChannel`]), so no number of requests before that can stall the
+/// connection.
+pub struct PendingChannel {
+    pub channel: OpenChannel,
+    pub pty: Option<PtyRequest>,
+    /// The environment: the gateway's variables and the accepted `env` requests, bounded.
+    pub env: SessionEnv,
+}
 
 /// What the client asked for with `pty-req` (its size is in [`OpenChannel`]).
 #[derive(Clone, Debug)]

@@ -15,7 +15,7 @@ use russh::{Channel, ChannelId, ChannelOpenFailure, MethodKind, MethodSet};
 use tracing::{Instrument, debug, info};
 
 use super::agent::{self, Forward};
-use super::channel::{OpenChannel, PtyRequest, command_io, finish};
+use super::channel::{OpenChannel, PendingChannel, PtyRequest, command_io, finish};
 use super::guard::Ticket;
 use super::limits::{self, EnvRefusal, SessionEnv};
 use crate::Gateway;
@@ -25,16 +25,6 @@ use crate::control::{self, Caller, Parsed, exit};
 use crate::hosts::AgentSession;
 use crate::ssh::live::Revocation;
 use crate::streams::Backlog;
-
-/// A session channel between `channel-open` and the request that starts it. It is read from
-/// the start (see [`OpenChannel`]), so no number of requests before that can stall the
-/// connection.
-pub struct PendingChannel {
-    pub channel: OpenChannel,
-    pub pty: Option<PtyRequest>,
-    /// The environment: the gateway's variables and the accepted `env` requests, bounded.
-    pub env: SessionEnv,
-}
 
 pub struct ConnectionHandler {
     gw: Arc<Gateway>,
