@@ -347,7 +347,7 @@ async fn resolve_peer(
             .hint("give its MagicDNS name or tailnet IP instead"));
         }
     };
-    if let Some(why) = crate::hosts::tailnet::peer_problem(Some(peer), name) {
+    if let Some(why) = crate::tailscale::verdict::peer_problem(Some(peer), name) {
         return Err(CommandError::failed(why).hint("add it once it is online"));
     }
     let address = peer.address().ok_or_else(|| {

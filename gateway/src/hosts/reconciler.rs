@@ -405,8 +405,8 @@ async fn look_once(
 
 /// Why the tailnet says a tailnet host is down, if it does (such a host is not asked).
 fn tailnet_down(gw: &Gateway, record: Option<&HostRecord>) -> Option<String> {
-    match super::tailnet::verdict(&gw.tailnet.view(), record?) {
-        super::tailnet::PeerVerdict::Down(reason) => Some(reason),
+    match crate::tailscale::verdict::verdict(&gw.tailnet.view(), record?) {
+        crate::tailscale::verdict::PeerVerdict::Down(reason) => Some(reason),
         _ => None,
     }
 }

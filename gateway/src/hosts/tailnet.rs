@@ -11,59 +11,19 @@ use tracing::{info, warn};
 use super::reconciler;
 use crate::Gateway;
 use crate::store::HostRecord;
+use crate::tailscale::verdict::{PeerVerdict, verdict};
 use crate::tailscale::{PeerStatus, View};
-
-/// What the tailnet says of a host's peer.
-#[derive(Debug)]
-pub enum PeerVerdict<'a> {
-    /// The tailnet says nothing (tailscaled not running, or the host is not a tailnet host).
-    Silent,
-    /// Online: reach it at its address.
-    Online(&'a PeerStatus),
-    /// Not reachable over the tailnet, and why.
-    Down(String),
-}
-
-pub fn verdict<'a>(view: &'a View, record: &HostRecord) -> PeerVerdict<'a> {
-    let (Some(id), View::Status(status)) = (&record.tailscale_id, view) else {
-        return PeerVerdict::Silent;
-    };
-    if status.backend_state != "Running" {
-        return PeerVerdict::Silent;
-    }
-    let name = record.tailscale_name.as_deref().unwrap_or(id);
-    let peer = status.peer_by_id(id);
-    match peer_problem(peer, name) {
-        Some(why) => PeerVerdict::Down(why),
-        None => peer.map_or(PeerVerdict::Silent, PeerVerdict::Online),
-    }
-}
-
-/// Why a peer (`None`: not in the tailnet) cannot be reached over the tailnet, if it cannot;
-/// `name` is how the operator named it.
-pub fn peer_problem(peer: Option<&PeerStatus>, name: &str) -> Option<String> {
-    match peer {
-        None => Some(format!(
-            "tailnet peer '{name}' is no longer in this node's tailnet (removed, or no longer shared)"
-        )),
-        Some(p) if p.expired => Some(format!(
-            "the key of tailnet peer '{name}' has expired: log it in again (tailscale up on it)"
-        )),
-        Some(p) if !p.online => Some(format!(
-            "tailnet peer '{name}' is offline{}",
-            p.last_seen
-                .map(|t| format!(" (last seen {})", crate::store::format_time(t)))
-                .unwrap_or_default()
-        )),
-        Some(_) => None,
-    }
-}
 
 /// Why the tailnet says host `name` cannot be reached, if it says so: such a host is not
 /// asked anything (its agents are `unknown`).
 pub async fn down_reason(gw: &Gateway, name: &str) -> Option<String> {
     let record = gw.store.host(name).await.ok().flatten()?;
-    match verdict(&gw.tailnet.view(), &record) {
+    down(gw, &record)
+}
+
+/// Why the tailnet says the host of `record` is down, if it says so.
+pub fn down(gw: &Gateway, record: &HostRecord) -> Option<String> {
+    match verdict(&gw.tailnet.view(), record) {
         PeerVerdict::Down(reason) => Some(reason),
         _ => None,
     }

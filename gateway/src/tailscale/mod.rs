@@ -8,6 +8,7 @@
 
 pub mod client;
 pub mod types;
+pub mod verdict;
 
 use std::sync::Arc;
 use std::time::Duration;
