@@ -17,7 +17,10 @@ use super::{Cli, Verb};
 const HOSTCTL_OWN: [&str; 3] = ["hook", "launch", "log-writer"];
 
 fn secrets() -> Secrets {
-    Secrets(BTreeMap::from([("API_KEY".to_owned(), "s3cret".to_owned())]))
+    Secrets(BTreeMap::from([(
+        "API_KEY".to_owned(),
+        "s3cret".to_owned(),
+    )]))
 }
 
 fn create_input() -> CreateInput {
@@ -46,7 +49,7 @@ fn create_input() -> CreateInput {
 fn one_of_each() -> Vec<Call> {
     let name = || "fix-ci".to_owned();
     vec![
-        Call::Create(create_input()),
+        Call::Create(Box::new(create_input())),
         Call::List {
             screens_after: None,
         },
@@ -184,7 +187,7 @@ fn assert_agrees(call: &Call, verb: Verb) {
             assert!(json);
             let read: CreateInput =
                 serde_json::from_slice(body.as_deref().expect("a body")).expect("CreateInput");
-            assert_eq!(&read, input);
+            assert_eq!(&read, input.as_ref());
         }
         (
             Call::List { screens_after },
@@ -281,7 +284,10 @@ fn assert_agrees(call: &Call, verb: Verb) {
         ) => {
             assert!(json);
             assert_eq!(&n, name);
-            let parsed: Vec<Key> = words.iter().map(|w| Key::parse(w).expect("a key")).collect();
+            let parsed: Vec<Key> = words
+                .iter()
+                .map(|w| Key::parse(w).expect("a key"))
+                .collect();
             assert_eq!(&parsed, keys);
         }
         (Call::Snapshot { name, request }, Verb::Snapshot { name: n, json }) => {

@@ -17,17 +17,23 @@ use super::{CreateInput, Key, Secrets, SnapshotRequest, StartInput, TermSize};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Call {
     /// Creates an agent; the request and the secrets of its first start go on stdin.
-    Create(CreateInput),
+    Create(Box<CreateInput>),
     /// Every agent on the host; with `screens_after` (Unix seconds, the host's clock), the
     /// screens only of panes with output since then.
-    List { screens_after: Option<i64> },
-    Info { name: String },
+    List {
+        screens_after: Option<i64>,
+    },
+    Info {
+        name: String,
+    },
     /// Replaces an agent's tags (a JSON object on stdin).
     Tags {
         name: String,
         tags: BTreeMap<String, String>,
     },
-    Stop { name: String },
+    Stop {
+        name: String,
+    },
     /// Starts a stopped or exited agent, at `size` when given; `secrets` (when there are any)
     /// go on stdin, never on the command line.
     Start {
@@ -35,9 +41,13 @@ pub enum Call {
         size: Option<TermSize>,
         secrets: Secrets,
     },
-    Destroy { name: String },
+    Destroy {
+        name: String,
+    },
     /// Fingerprints a workspace (an agent's, or one unpacked for it).
-    Digest { name: String },
+    Digest {
+        name: String,
+    },
     /// Removes an unpacked workspace that no agent owns; with `operation`, only a copy marked
     /// as that operation's.
     Discard {
@@ -52,17 +62,26 @@ pub enum Call {
         enter: bool,
     },
     /// Presses keys in an agent.
-    Keys { name: String, keys: Vec<Key> },
+    Keys {
+        name: String,
+        keys: Vec<Key>,
+    },
     /// Saves an agent's workspace and settings as a snapshot (the request on stdin).
     Snapshot {
         name: String,
         request: SnapshotRequest,
     },
     SnapshotList,
-    SnapshotRemove { id: String },
+    SnapshotRemove {
+        id: String,
+    },
     Version,
     /// What changed in an agent's workspace, as a report on stdout (JSON with `json`).
-    Diff { name: String, stat: bool, json: bool },
+    Diff {
+        name: String,
+        stat: bool,
+        json: bool,
+    },
     /// An agent's output on stdout: the last `lines`, then, with `follow`, what comes.
     Logs {
         name: String,
@@ -80,18 +99,26 @@ pub enum Call {
         env: Vec<(String, String)>,
     },
     /// OpenSSH's sftp-server on stdin and stdout, rooted at an agent's workspace.
-    Sftp { name: String },
+    Sftp {
+        name: String,
+    },
     /// The agent's tmux session, on the terminal hostctl runs on.
-    Attach { name: String },
+    Attach {
+        name: String,
+    },
     /// An agent's workspace as a tar stream on stdout.
-    Pack { name: String },
+    Pack {
+        name: String,
+    },
     /// Makes `workspaces/NAME` from a tar stream on stdin, marked as `operation`'s.
     Unpack {
         name: String,
         operation: Option<String>,
     },
     /// A snapshot's archive on stdout.
-    SnapshotRead { id: String },
+    SnapshotRead {
+        id: String,
+    },
     /// Makes `workspaces/NAME` from a snapshot's archive on stdin, once it is found to be
     /// `size` bytes with SHA-256 `sha256`.
     UnpackSnapshot {
@@ -101,7 +128,9 @@ pub enum Call {
         operation: Option<String>,
     },
     /// Runs calls sent as JSON lines on stdin ([`super::ServeRequest`]), each by `program`.
-    Serve { program: Option<String> },
+    Serve {
+        program: Option<String>,
+    },
 }
 
 /// How a call's standard streams are used.

@@ -108,10 +108,9 @@ mod tests {
         assert_eq!(p.tmux.as_deref(), Some("tmux 3.3a"));
         assert_eq!(p.free_kib, Some(123_456));
         assert_eq!(p.hostctl_path(), "/home/u/.agentgate/bin/hostctl");
-        let p = HostProbe::parse(
-            "os=Darwin\nmachine=arm64\nhome=/Users/u/.agentgate\ntmux=\nfree=\n",
-        )
-        .unwrap();
+        let p =
+            HostProbe::parse("os=Darwin\nmachine=arm64\nhome=/Users/u/.agentgate\ntmux=\nfree=\n")
+                .unwrap();
         assert_eq!(p.platform, "macos/aarch64");
         assert_eq!(p.tmux, None);
         assert!(HostProbe::parse("Welcome to the host!\n").is_err());
