@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 mod call;
 mod probe;
 
-pub use call::{Call, Exchange};
+pub use call::{Call, Exchange, OwnCall};
 pub use probe::{HostProbe, PROBE_SCRIPT, ProbeNotUnderstood};
 
 /// Version of this contract. hostctl reports it in `hostctl version --json`.

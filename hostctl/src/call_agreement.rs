@@ -1,20 +1,17 @@
-//! hostctl's command line and the gateway's calls ([`hostctl::api::Call`]) agree: the words
-//! of every call parse into the verb they name, with the same arguments and flags, and its
-//! body is what that verb reads on stdin. Both are kept in step by this test, not by hand.
+//! hostctl's command line and the calls in `hostctl::api` agree: the words of every call (the
+//! gateway's [`Call`]s and hostctl's own [`OwnCall`]s) parse into the verb they name, with the
+//! same arguments and flags, and a call's body is what that verb reads on stdin. Both sides are
+//! kept in step by these tests, not by hand.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use clap::{CommandFactory, Parser};
 use hostctl::api::{
-    AgentCommand, Call, CreateInput, CreateRequest, Exchange, Key, Secrets, SnapshotRequest,
-    StartInput, TermSize, WorkspaceSource,
+    AgentCli, AgentCommand, Call, CreateInput, CreateRequest, Exchange, Key, OwnCall, Secrets,
+    SnapshotRequest, StartInput, TermSize, WorkspaceSource,
 };
 
 use super::{Cli, Verb};
-
-/// The verbs hostctl runs for itself (tmux runs `launch` and `log-writer`, an agent's CLI runs
-/// `hook`): no gateway calls them.
-const HOSTCTL_OWN: [&str; 3] = ["hook", "launch", "log-writer"];
 
 fn secrets() -> Secrets {
     Secrets(BTreeMap::from([(
@@ -373,6 +370,71 @@ fn assert_agrees(call: &Call, verb: Verb) {
     }
 }
 
+/// Each of hostctl's own calls, with its optional words both given and not.
+fn own_calls() -> Vec<OwnCall> {
+    vec![
+        OwnCall::Launch {
+            home: "/home/u/.agentgate".into(),
+            name: "fix-ci".into(),
+            command: vec!["claude".into(), "--resume".into(), "-c".into()],
+        },
+        OwnCall::LogWriter {
+            path: "/home/u/.agentgate/agents/fix-ci/output.log".into(),
+            max: 64 << 20,
+        },
+        OwnCall::Hook {
+            home: "/home/u/.agentgate".into(),
+            agent: "fix-ci".into(),
+            cli: AgentCli::Claude,
+            event: None,
+        },
+        OwnCall::Hook {
+            home: "/home/u/.agentgate".into(),
+            agent: "fix-ci".into(),
+            cli: AgentCli::Codex,
+            event: Some(r#"{"type":"agent-turn-complete"}"#.into()),
+        },
+    ]
+}
+
+fn assert_own_agrees(call: &OwnCall, verb: Verb) {
+    match (call, verb) {
+        (
+            OwnCall::Launch {
+                home,
+                name,
+                command,
+            },
+            Verb::Launch {
+                home: h,
+                name: n,
+                command: c,
+            },
+        ) => assert_eq!((&h, &n, &c), (home, name, command)),
+        (OwnCall::LogWriter { path, max }, Verb::LogWriter { path: p, max: m }) => {
+            assert_eq!((&p, m), (path, *max));
+        }
+        (
+            OwnCall::Hook {
+                home,
+                agent,
+                cli,
+                event,
+            },
+            Verb::Hook {
+                home: h,
+                agent: a,
+                cli: c,
+                arg,
+            },
+        ) => {
+            assert_eq!((&h, &a, &arg), (home, agent, event));
+            assert_eq!(AgentCli::from_name(&c), Some(*cli));
+        }
+        (call, verb) => panic!("{call:?} parsed as {verb:?}"),
+    }
+}
+
 #[test]
 fn every_call_parses_into_the_verb_it_names_with_the_same_fields() {
     for call in one_of_each() {
@@ -381,25 +443,25 @@ fn every_call_parses_into_the_verb_it_names_with_the_same_fields() {
             .unwrap_or_else(|e| panic!("{:?} does not parse: {e}", call.argv()));
         assert_agrees(&call, cli.verb);
     }
+    for call in own_calls() {
+        let argv = std::iter::once("hostctl".to_owned()).chain(call.argv());
+        let cli = Cli::try_parse_from(argv)
+            .unwrap_or_else(|e| panic!("{:?} does not parse: {e}", call.argv()));
+        assert_own_agrees(&call, cli.verb);
+    }
 }
 
 #[test]
 fn every_verb_of_the_command_line_is_a_call_or_hostctls_own() {
     let called: BTreeSet<&str> = one_of_each().iter().map(Call::verb).collect();
+    let own: BTreeSet<&str> = own_calls().iter().map(OwnCall::verb).collect();
+    assert!(called.is_disjoint(&own), "{called:?} {own:?}");
     let command = Cli::command();
     let verbs: BTreeSet<&str> = command
         .get_subcommands()
         .map(clap::Command::get_name)
         .collect();
-    let expected: BTreeSet<&str> = verbs
-        .iter()
-        .copied()
-        .filter(|v| !HOSTCTL_OWN.contains(v))
-        .collect();
-    assert_eq!(called, expected);
-    for own in HOSTCTL_OWN {
-        assert!(verbs.contains(own), "{own}");
-    }
+    assert_eq!(called.union(&own).copied().collect::<BTreeSet<_>>(), verbs);
 }
 
 /// The words the gateway sent before calls were typed, for calls of every shape: an older
@@ -489,6 +551,44 @@ fn the_words_are_the_ones_older_hostctls_read() {
         ),
     ];
     for (call, words) in expected {
+        assert_eq!(call.argv(), words, "{call:?}");
+    }
+    // What tmux and the CLIs' hook settings of agents already running hold.
+    let own: [(OwnCall, &[&str]); 3] = [
+        (
+            OwnCall::Launch {
+                home: "/h".into(),
+                name: "a".into(),
+                command: vec!["env".into(), "--".into(), "claude".into()],
+            },
+            &["launch", "--home", "/h", "a", "--", "env", "--", "claude"],
+        ),
+        (
+            OwnCall::LogWriter {
+                path: "/h/agents/a/output.log".into(),
+                max: 1024,
+            },
+            &["log-writer", "/h/agents/a/output.log", "--max", "1024"],
+        ),
+        (
+            OwnCall::Hook {
+                home: "/h".into(),
+                agent: "a".into(),
+                cli: AgentCli::Gemini,
+                event: Some("AfterAgent".into()),
+            },
+            &[
+                "hook",
+                "--home",
+                "/h",
+                "--agent",
+                "a",
+                "gemini",
+                "AfterAgent",
+            ],
+        ),
+    ];
+    for (call, words) in own {
         assert_eq!(call.argv(), words, "{call:?}");
     }
 }

@@ -5,13 +5,17 @@
 //! the same words with its command-line parser (people use that command line too), and a test
 //! in hostctl's `main.rs` parses every variant's words back into the verb they name.
 //!
+//! The calls hostctl makes of itself, through tmux and through an agent CLI's hooks
+//! ([`OwnCall`]), are written here too, so that every verb's words are written in one place.
+//!
 //! **Invariant**: the words a variant renders are the ones the gateway sent before this type
 //! existed, byte for byte, so that a hostctl of an older release on a host still understands
 //! them. Rendering a call differently is an API change (see [`super::API_VERSION`]).
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
-use super::{CreateInput, Key, Secrets, SnapshotRequest, StartInput, TermSize};
+use super::{AgentCli, CreateInput, Key, Secrets, SnapshotRequest, StartInput, TermSize};
 
 /// One call of hostctl: `hostctl ARGV...`, and what goes on its stdin.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -359,5 +363,81 @@ impl Call {
             Call::Send { text, .. } => Some(format!("{text}\n").into_bytes()),
             _ => None,
         })
+    }
+}
+
+/// A call hostctl makes of itself: no gateway makes it. tmux runs `launch` as an agent's pane
+/// and `log-writer` for its output; an agent's CLI runs `hook` for each event it reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OwnCall {
+    /// Sets an agent's environment and execs `command` (hostctl's `home` is given, since the
+    /// pane's environment does not say).
+    Launch {
+        home: PathBuf,
+        name: String,
+        command: Vec<String>,
+    },
+    /// Keeps a pane's output (stdin) in `path`, at most `max` bytes a file.
+    LogWriter { path: PathBuf, max: u64 },
+    /// Records an event `cli` reports for agent `agent`; `event` for a CLI that passes it as
+    /// an argument rather than on stdin.
+    Hook {
+        home: PathBuf,
+        agent: String,
+        cli: AgentCli,
+        event: Option<String>,
+    },
+}
+
+impl OwnCall {
+    /// The verb's name: hostctl's first word.
+    pub fn verb(&self) -> &'static str {
+        match self {
+            OwnCall::Launch { .. } => "launch",
+            OwnCall::LogWriter { .. } => "log-writer",
+            OwnCall::Hook { .. } => "hook",
+        }
+    }
+
+    /// The words after `hostctl`. A path that is not UTF-8 is written as far as it is.
+    pub fn argv(&self) -> Vec<String> {
+        let mut words = vec![self.verb().to_owned()];
+        match self {
+            OwnCall::Launch {
+                home,
+                name,
+                command,
+            } => {
+                words.extend([
+                    "--home".to_owned(),
+                    home.to_string_lossy().into_owned(),
+                    name.clone(),
+                    // The command's own words follow, whatever they look like.
+                    "--".to_owned(),
+                ]);
+                words.extend(command.iter().cloned());
+            }
+            OwnCall::LogWriter { path, max } => words.extend([
+                path.to_string_lossy().into_owned(),
+                "--max".to_owned(),
+                max.to_string(),
+            ]),
+            OwnCall::Hook {
+                home,
+                agent,
+                cli,
+                event,
+            } => {
+                words.extend([
+                    "--home".to_owned(),
+                    home.to_string_lossy().into_owned(),
+                    "--agent".to_owned(),
+                    agent.clone(),
+                    cli.name().to_owned(),
+                ]);
+                words.extend(event.clone());
+            }
+        }
+        words
     }
 }
