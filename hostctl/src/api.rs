@@ -1,7 +1,8 @@
 //! The JSON contract between the gateway and hostctl.
 //!
 //! Every type that crosses the process boundary (gateway → `hostctl VERB ... --json` on a host)
-//! lives here and only here. Changing a type in this module is an API change: bump
+//! lives here and only here: the calls themselves, their words and bodies ([`Call`]), what
+//! they answer, and the install probe a host answers before it has a hostctl ([`HostProbe`]). Changing a type in this module is an API change: bump
 //! [`API_VERSION`] when an old peer could misread the new shape. Decoding is lenient on purpose
 //! (unknown fields are ignored, new fields are optional) so a newer gateway can talk to an older
 //! hostctl and the other way round.
@@ -10,6 +11,12 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
+
+mod call;
+mod probe;
+
+pub use call::{Call, Exchange, OwnCall};
+pub use probe::{HostProbe, PROBE_SCRIPT, ProbeNotUnderstood};
 
 /// Version of this contract. hostctl reports it in `hostctl version --json`.
 pub const API_VERSION: u32 = 7;

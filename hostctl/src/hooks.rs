@@ -27,7 +27,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::api::{AgentCli, AgentCommand, AgentMeta, HOOK_EVENTS_REPORTED, HookEvent, HookKind};
+use crate::api::{
+    AgentCli, AgentCommand, AgentMeta, HOOK_EVENTS_REPORTED, HookEvent, HookKind, OwnCall,
+};
 use crate::error::{Error, Result};
 use crate::files::Files;
 
@@ -92,21 +94,19 @@ pub fn wire(
     hostctl: &Path,
 ) -> Result<Wired> {
     let name = &meta.request.name;
-    // `hostctl hook --home HOME --agent NAME CLI`: what every hook runs.
-    let hook_words = vec![
-        hostctl.to_string_lossy().into_owned(),
-        "hook".into(),
-        "--home".into(),
-        files.home().to_string_lossy().into_owned(),
-        "--agent".into(),
-        name.clone(),
-        cli.name().into(),
-    ];
-    let hook_command = |event_arg: Option<&str>| -> String {
-        let mut words = hook_words.clone();
-        words.extend(event_arg.map(str::to_owned));
-        shell_words(&words)
+    // `hostctl hook --home HOME --agent NAME CLI [EVENT]`: what every hook runs.
+    let hook_words = |event_arg: Option<&str>| -> Vec<String> {
+        let hook = OwnCall::Hook {
+            home: files.home().to_owned(),
+            agent: name.clone(),
+            cli,
+            event: event_arg.map(str::to_owned),
+        };
+        std::iter::once(hostctl.to_string_lossy().into_owned())
+            .chain(hook.argv())
+            .collect()
     };
+    let hook_command = |event_arg: Option<&str>| shell_words(&hook_words(event_arg));
     let dir = files.agent_dir(name);
     match cli {
         AgentCli::Claude => {
@@ -144,8 +144,8 @@ pub fn wire(
         }
         AgentCli::Codex => {
             // `notify` runs a program with the event as its last argument: the turn's end.
-            let notify =
-                serde_json::to_string(&hook_words).map_err(|e| Error::Failed(e.to_string()))?;
+            let notify = serde_json::to_string(&hook_words(None))
+                .map_err(|e| Error::Failed(e.to_string()))?;
             // Codex's own hooks (`[hooks]`) run only once their definition is trusted in its
             // `/hooks` dialog, so only `notify` is wired: the end of each turn.
             let options = vec!["-c".to_owned(), format!("notify={notify}")];

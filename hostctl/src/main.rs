@@ -25,7 +25,7 @@ struct Cli {
     verb: Verb,
 }
 
-#[derive(Subcommand)]
+#[derive(Debug, Subcommand)]
 enum Verb {
     /// Create an agent from a JSON CreateRequest read on stdin.
     Create {
@@ -243,6 +243,9 @@ enum Verb {
         json: bool,
     },
 }
+
+#[cfg(test)]
+mod call_agreement;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

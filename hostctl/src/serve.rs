@@ -14,7 +14,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
-use crate::api::{ServeReply, ServeRequest};
+use crate::api::{Call, ServeReply, ServeRequest};
 
 /// The longest request line: requests are small (a `create` with its prompt is the largest).
 pub const MAX_REQUEST: usize = 8 * 1024 * 1024;
@@ -50,7 +50,8 @@ pub fn run(
                 continue;
             }
         };
-        if request.args.first().is_none_or(|verb| verb == "serve") {
+        let serve = Call::Serve { program: None }.verb();
+        if request.args.first().is_none_or(|verb| verb == serve) {
             reply(
                 &output,
                 &refused(request.id, "no verb to run (or `serve` itself)"),

@@ -8,8 +8,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::api::{
-    AgentCommand, AgentInfo, AgentMeta, CreateRequest, Ending, HostAgentStatus, Key, Screen,
-    Secrets, SendReport, TermSize, WorkspaceSource, validate_agent_name,
+    AgentCommand, AgentInfo, AgentMeta, CreateRequest, Ending, HostAgentStatus, Key, OwnCall,
+    Screen, Secrets, SendReport, TermSize, WorkspaceSource, validate_agent_name,
 };
 use crate::error::{Error, Result};
 use crate::files::Files;
@@ -204,22 +204,21 @@ impl HostCtl {
             &launch,
             &serde_json::to_vec(secrets).map_err(|e| Error::Failed(e.to_string()))?,
         )?;
-        let mut argv = vec![
-            exe.to_string_lossy().into_owned(),
-            "launch".into(),
-            "--home".into(),
-            self.files.home().to_string_lossy().into_owned(),
-            name.clone(),
-            "--".into(),
-        ];
-        argv.extend(command_argv(&command));
-        let log_writer = vec![
-            exe.to_string_lossy().into_owned(),
-            "log-writer".into(),
-            self.files.log_path(&name).to_string_lossy().into_owned(),
-            "--max".into(),
-            crate::logwriter::max_from_env().to_string(),
-        ];
+        let pane = OwnCall::Launch {
+            home: self.files.home().to_owned(),
+            name: name.clone(),
+            command: command_argv(&command),
+        };
+        let argv: Vec<String> = std::iter::once(exe.to_string_lossy().into_owned())
+            .chain(pane.argv())
+            .collect();
+        let log_writer = OwnCall::LogWriter {
+            path: self.files.log_path(&name),
+            max: crate::logwriter::max_from_env(),
+        };
+        let log_writer: Vec<String> = std::iter::once(exe.to_string_lossy().into_owned())
+            .chain(log_writer.argv())
+            .collect();
         let started = self.tmux.new_session(&NewSession {
             name: &name,
             cwd: &meta.workspace_path,

@@ -1,14 +1,14 @@
 //! The local host: hostctl runs as a child process of the gateway.
 //!
-//! Each call is `hostctl VERB ARGS... --json` with an argument vector (no shell), a time
-//! limit, and the child killed if the call is abandoned. `attach` runs hostctl on a fresh
+//! Each call is `hostctl VERB ARGS... --json` (the words of a [`Call`]) with an argument
+//! vector (no shell), a time limit, and the child killed if the call is abandoned. `attach` runs hostctl on a fresh
 //! pseudo-terminal.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use hostctl::api::TermSize;
+use hostctl::api::{Call, TermSize};
 use serde::de::DeserializeOwned;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
@@ -60,7 +60,7 @@ impl LocalHost {
             .unwrap_or_else(|| PathBuf::from("hostctl"))
     }
 
-    fn command(&self, args: &[&str]) -> Command {
+    fn command(&self, args: &[String]) -> Command {
         let mut cmd = Command::new(&self.hostctl);
         // Its own process group, as sshd gives each session: a ^C meant for the gateway (in
         // its terminal) must not reach the commands running inside agents.
@@ -93,28 +93,27 @@ impl LocalHost {
         }
     }
 
-    /// Runs `hostctl ARGS --json`, feeding `stdin` if given, and decodes its answer.
+    /// Runs `call`, feeding it its body if it has one, and decodes its answer.
     pub async fn call<T: DeserializeOwned>(
         &self,
-        args: &[&str],
-        stdin: Option<Vec<u8>>,
+        call: &Call,
         kind: CallKind,
     ) -> Result<T, HostError> {
-        let what = args.first().copied().unwrap_or("call").to_owned();
+        let what = call.verb().to_owned();
+        let (args, stdin) = super::answer_call(LOCAL_HOST, call)?;
         // The local host is not probed with a short limit: a busy machine is not unreachable.
         let limit = match kind {
             CallKind::Long => self.create_timeout,
             CallKind::Normal | CallKind::Probe => self.call_timeout,
         };
-        let mut cmd = self.command(args);
-        cmd.arg("--json")
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        let mut cmd = self.command(&args);
+        cmd.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
         let mut child = cmd.spawn().map_err(|e| self.spawn_error(e))?;
         let input = child.stdin.take();
         let run = async move {
@@ -144,13 +143,12 @@ impl LocalHost {
         )
     }
 
-    /// Runs a hostctl verb with its standard streams as pipes (`logs -f`, `exec`, `sftp`).
+    /// Runs a hostctl call with its standard streams as pipes (`logs -f`, `exec`, `sftp`).
     /// With `outlives_client`, dropping the process leaves it running: a session's processes
     /// may outlive the client (VS Code's server does), as under sshd, where a client that goes
     /// away closes the pipes but kills nothing.
-    pub fn piped(&self, args: &[String], outlives_client: bool) -> Result<PipedProcess, HostError> {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let mut cmd = self.command(&args);
+    pub fn piped(&self, call: &Call, outlives_client: bool) -> Result<PipedProcess, HostError> {
+        let mut cmd = self.command(&call.argv());
         // No terminal: no TERM either (the gateway's own must not leak into sessions).
         cmd.env_remove("TERM")
             .kill_on_drop(!outlives_client)
@@ -173,11 +171,11 @@ impl LocalHost {
         })
     }
 
-    /// Runs a hostctl verb on a new pseudo-terminal of the given size (`attach`, or `exec`
+    /// Runs a hostctl call on a new pseudo-terminal of the given size (`attach`, or `exec`
     /// with a terminal).
     pub fn terminal(
         &self,
-        args: &[String],
+        call: &Call,
         term: &str,
         size: TermSize,
     ) -> Result<TerminalProcess, HostError> {
@@ -188,7 +186,7 @@ impl LocalHost {
         let (pty, pts) = pty_process::open().map_err(pty_error)?;
         pty.resize(pty_size(size)).map_err(pty_error)?;
         let mut cmd = pty_process::Command::new(&self.hostctl)
-            .args(args)
+            .args(call.argv())
             .env(
                 "TERM",
                 if term.is_empty() {

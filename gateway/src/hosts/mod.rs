@@ -19,8 +19,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use hostctl::api::{
-    AgentInfo, CreateInput, CreateRequest, ErrorCode, ErrorReply, Secrets, SnapshotList,
-    SnapshotMeta, SnapshotRemoved, SnapshotRequest, StartInput, TermSize, Unpacked, VersionInfo,
+    AgentInfo, Call, CreateInput, CreateRequest, ErrorCode, ErrorReply, Exchange, Secrets,
+    SnapshotList, SnapshotMeta, SnapshotRemoved, SnapshotRequest, TermSize, Unpacked, VersionInfo,
     WorkspaceDigest,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -211,21 +211,24 @@ impl AgentSession {
         Ok(())
     }
 
-    /// The hostctl command line (after `hostctl`) that runs this session.
-    fn hostctl_args(&self, agent: &str, env: &[(String, String)]) -> Vec<String> {
-        let mut args = match self {
-            AgentSession::Exec(line) => {
-                vec!["exec".into(), agent.into(), "-c".into(), line.clone()]
-            }
-            AgentSession::Shell => vec!["exec".into(), agent.into()],
-            AgentSession::Sftp => return vec!["sftp".into(), agent.into()],
-            AgentSession::Attach => return vec!["attach".into(), agent.into()],
-        };
-        for (key, value) in env {
-            args.push("--env".into());
-            args.push(format!("{key}={value}"));
+    /// The hostctl call that runs this session in agent `agent` (the environment variables go
+    /// only to the sessions that run a shell).
+    fn hostctl_call(&self, agent: &str, env: &[(String, String)]) -> Call {
+        let name = agent.to_owned();
+        match self {
+            AgentSession::Exec(line) => Call::Exec {
+                name,
+                command: Some(line.clone()),
+                env: env.to_vec(),
+            },
+            AgentSession::Shell => Call::Exec {
+                name,
+                command: None,
+                env: env.to_vec(),
+            },
+            AgentSession::Sftp => Call::Sftp { name },
+            AgentSession::Attach => Call::Attach { name },
         }
-        args
     }
 }
 
@@ -334,33 +337,28 @@ impl Host {
 
     async fn call<T: serde::de::DeserializeOwned>(
         &self,
-        args: &[&str],
-        stdin: Option<Vec<u8>>,
+        call: &Call,
         kind: CallKind,
     ) -> Result<T, HostError> {
         match self {
-            Host::Local(h) => h.call(args, stdin, kind).await,
-            Host::Remote(h) => h.call(args, stdin, kind).await,
+            Host::Local(h) => h.call(call, kind).await,
+            Host::Remote(h) => h.call(call, kind).await,
         }
     }
 
-    async fn piped(
-        &self,
-        args: &[String],
-        outlives_client: bool,
-    ) -> Result<PipedProcess, HostError> {
+    async fn piped(&self, call: &Call, outlives_client: bool) -> Result<PipedProcess, HostError> {
         match self {
-            Host::Local(h) => h.piped(args, outlives_client),
-            Host::Remote(h) => h.piped(args, remote::leg::Lane::Sessions).await,
+            Host::Local(h) => h.piped(call, outlives_client),
+            Host::Remote(h) => h.piped(call, remote::leg::Lane::Sessions).await,
         }
     }
 
     /// A byte stream out of the host (`hostctl pack`, `snapshot-read`), on connections of
     /// its own.
-    async fn transfer_source(&self, args: &[String]) -> Result<PipedProcess, HostError> {
+    async fn transfer_source(&self, call: &Call) -> Result<PipedProcess, HostError> {
         match self {
-            Host::Local(h) => h.piped(args, false),
-            Host::Remote(h) => h.piped(args, remote::leg::Lane::Transfer).await,
+            Host::Local(h) => h.piped(call, false),
+            Host::Remote(h) => h.piped(call, remote::leg::Lane::Transfer).await,
         }
     }
 
@@ -370,24 +368,22 @@ impl Host {
         name: &str,
         request: &SnapshotRequest,
     ) -> Result<SnapshotMeta, HostError> {
-        let body = serde_json::to_vec(request).map_err(|e| HostError::Protocol {
-            host: self.name().to_owned(),
-            what: "snapshot".into(),
-            detail: e.to_string(),
-        })?;
-        self.call(&["snapshot", name], Some(body), CallKind::Long)
-            .await
+        let call = Call::Snapshot {
+            name: name.to_owned(),
+            request: request.clone(),
+        };
+        self.call(&call, CallKind::Long).await
     }
 
     /// The snapshots on this host, as its files describe them.
     pub async fn snapshot_list(&self) -> Result<SnapshotList, HostError> {
-        self.call(&["snapshot-list"], None, CallKind::Normal).await
+        self.call(&Call::SnapshotList, CallKind::Normal).await
     }
 
     /// Deletes snapshot `id`'s files on this host.
     pub async fn snapshot_remove(&self, id: &str) -> Result<SnapshotRemoved, HostError> {
-        self.call(&["snapshot-remove", id], None, CallKind::Normal)
-            .await
+        let call = Call::SnapshotRemove { id: id.to_owned() };
+        self.call(&call, CallKind::Normal).await
     }
 
     /// What changed in agent `name`'s workspace since its creation (`hostctl diff`), streamed.
@@ -397,19 +393,17 @@ impl Host {
         stat: bool,
         json: bool,
     ) -> Result<PipedProcess, HostError> {
-        let mut args = vec!["diff".to_owned(), name.to_owned()];
-        if stat {
-            args.push("--stat".into());
-        }
-        if json {
-            args.push("--json".into());
-        }
-        self.piped(&args, false).await
+        let call = Call::Diff {
+            name: name.to_owned(),
+            stat,
+            json,
+        };
+        self.piped(&call, false).await
     }
 
     /// hostctl's version (with the probe's short time limit: a quick question).
     pub async fn version(&self) -> Result<VersionInfo, HostError> {
-        self.call(&["version"], None, CallKind::Probe).await
+        self.call(&Call::Version, CallKind::Probe).await
     }
 
     /// Creates an agent; `secrets` go to its first start, on hostctl's stdin.
@@ -418,20 +412,18 @@ impl Host {
         request: &CreateRequest,
         secrets: &Secrets,
     ) -> Result<AgentInfo, HostError> {
-        let input = CreateInput {
+        let call = Call::Create(Box::new(CreateInput {
             request: request.clone(),
             secrets: secrets.clone(),
-        };
-        let body = serde_json::to_vec(&input).map_err(|e| HostError::Protocol {
-            host: self.name().to_owned(),
-            what: "create".into(),
-            detail: e.to_string(),
-        })?;
-        self.call(&["create"], Some(body), CallKind::Long).await
+        }));
+        self.call(&call, CallKind::Long).await
     }
 
     pub async fn list(&self) -> Result<Vec<AgentInfo>, HostError> {
-        self.call(&["list"], None, CallKind::Normal).await
+        let call = Call::List {
+            screens_after: None,
+        };
+        self.call(&call, CallKind::Normal).await
     }
 
     /// The reconciler's `list`: with the short probe time limit.
@@ -447,14 +439,10 @@ impl Host {
         &self,
         screens_after: Option<i64>,
     ) -> (Result<Vec<AgentInfo>, HostError>, Vec<LinkId>) {
-        let t = screens_after.map(|t| t.to_string());
-        let mut args = vec!["list"];
-        if let Some(t) = &t {
-            args.extend(["--screens-after", t]);
-        }
+        let call = Call::List { screens_after };
         match self {
-            Host::Local(h) => (h.call(&args, None, CallKind::Probe).await, Vec::new()),
-            Host::Remote(h) => h.call_judged(&args, None, CallKind::Probe).await,
+            Host::Local(h) => (h.call(&call, CallKind::Probe).await, Vec::new()),
+            Host::Remote(h) => h.call_judged(&call, CallKind::Probe).await,
         }
     }
 
@@ -467,11 +455,17 @@ impl Host {
     }
 
     pub async fn info(&self, name: &str) -> Result<AgentInfo, HostError> {
-        self.call(&["info", name], None, CallKind::Normal).await
+        let call = Call::Info {
+            name: name.to_owned(),
+        };
+        self.call(&call, CallKind::Normal).await
     }
 
     pub async fn stop(&self, name: &str) -> Result<AgentInfo, HostError> {
-        self.call(&["stop", name], None, CallKind::Normal).await
+        let call = Call::Stop {
+            name: name.to_owned(),
+        };
+        self.call(&call, CallKind::Normal).await
     }
 
     /// Starts a stopped or exited agent; `secrets` go on hostctl's stdin.
@@ -481,49 +475,38 @@ impl Host {
         size: Option<TermSize>,
         secrets: &Secrets,
     ) -> Result<AgentInfo, HostError> {
-        let mut args = vec!["start".to_owned(), name.to_owned()];
-        if let Some(size) = size {
-            args.extend([
-                "--cols".into(),
-                size.cols.to_string(),
-                "--rows".into(),
-                size.rows.to_string(),
-            ]);
-        }
-        let mut body = None;
-        if !secrets.0.is_empty() {
-            args.push("--secrets-on-stdin".into());
-            let input = StartInput {
-                secrets: secrets.clone(),
-            };
-            body = Some(serde_json::to_vec(&input).map_err(|e| HostError::Protocol {
-                host: self.name().to_owned(),
-                what: "start".into(),
-                detail: e.to_string(),
-            })?);
-        }
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        self.call(&args, body, CallKind::Normal).await
+        let call = Call::Start {
+            name: name.to_owned(),
+            size,
+            secrets: secrets.clone(),
+        };
+        self.call(&call, CallKind::Normal).await
     }
 
     pub async fn destroy(&self, name: &str) -> Result<(), HostError> {
-        let _: serde_json::Value = self.call(&["destroy", name], None, CallKind::Long).await?;
+        let call = Call::Destroy {
+            name: name.to_owned(),
+        };
+        let _: serde_json::Value = self.call(&call, CallKind::Long).await?;
         Ok(())
     }
 
     /// Fingerprints a workspace (an agent's, or one unpacked for it).
     pub async fn digest(&self, name: &str) -> Result<WorkspaceDigest, HostError> {
-        self.call(&["digest", name], None, CallKind::Long).await
+        let call = Call::Digest {
+            name: name.to_owned(),
+        };
+        self.call(&call, CallKind::Long).await
     }
 
     /// Removes a workspace unpacked for `name` that no agent owns; with an `operation`, only
     /// the copy hostctl marked as that operation's.
     pub async fn discard(&self, name: &str, operation: Option<&str>) -> Result<(), HostError> {
-        let mut args = vec!["discard", name];
-        if let Some(operation) = operation {
-            args.extend(["--operation", operation]);
-        }
-        let _: serde_json::Value = self.call(&args, None, CallKind::Normal).await?;
+        let call = Call::Discard {
+            name: name.to_owned(),
+            operation: operation.map(str::to_owned),
+        };
+        let _: serde_json::Value = self.call(&call, CallKind::Normal).await?;
         Ok(())
     }
 
@@ -533,9 +516,11 @@ impl Host {
         name: &str,
         tags: &std::collections::BTreeMap<String, String>,
     ) -> Result<AgentInfo, HostError> {
-        let body = serde_json::to_vec(tags).unwrap_or_default();
-        self.call(&["tags", name], Some(body), CallKind::Normal)
-            .await
+        let call = Call::Tags {
+            name: name.to_owned(),
+            tags: tags.clone(),
+        };
+        self.call(&call, CallKind::Normal).await
     }
 
     /// Types `text` into the agent, or pastes it when it has a line break (on stdin to hostctl:
@@ -546,12 +531,12 @@ impl Host {
         text: &str,
         enter: bool,
     ) -> Result<hostctl::api::SendReport, HostError> {
-        let mut args = vec!["send", name, "-"];
-        if !enter {
-            args.push("--no-enter");
-        }
-        let body = format!("{text}\n").into_bytes();
-        self.call(&args, Some(body), CallKind::Normal).await
+        let call = Call::Send {
+            name: name.to_owned(),
+            text: text.to_owned(),
+            enter,
+        };
+        self.call(&call, CallKind::Normal).await
     }
 
     /// Presses keys in the agent, by name.
@@ -560,10 +545,11 @@ impl Host {
         name: &str,
         keys: &[hostctl::api::Key],
     ) -> Result<hostctl::api::SendReport, HostError> {
-        let names: Vec<String> = keys.iter().map(|k| k.tmux_name()).collect();
-        let mut args = vec!["keys", name];
-        args.extend(names.iter().map(String::as_str));
-        self.call(&args, None, CallKind::Normal).await
+        let call = Call::Keys {
+            name: name.to_owned(),
+            keys: keys.to_vec(),
+        };
+        self.call(&call, CallKind::Normal).await
     }
 
     pub async fn logs(
@@ -573,23 +559,19 @@ impl Host {
         follow: bool,
         raw: bool,
     ) -> Result<PipedProcess, HostError> {
-        let mut args = vec!["logs".to_owned(), name.to_owned()];
-        if let Some(n) = lines {
-            args.extend(["-n".to_owned(), n.to_string()]);
-        }
-        if follow {
-            args.push("-f".into());
-        }
-        if raw {
-            args.push("--raw".into());
-        }
-        self.piped(&args, false).await
+        let call = Call::Logs {
+            name: name.to_owned(),
+            lines,
+            follow,
+            raw,
+        };
+        self.piped(&call, false).await
     }
 
     /// Starts `hostctl hook-watch`: a line with an agent's name for each event its CLI
     /// reports through its hooks (see `hook_watch`).
     pub async fn hook_watch(&self) -> Result<PipedProcess, HostError> {
-        self.piped(&["hook-watch".to_owned()], false).await
+        self.piped(&Call::HookWatch, false).await
     }
 
     /// Starts a session inside an agent with its standard streams as pipes (no terminal).
@@ -600,8 +582,7 @@ impl Host {
         env: &[(String, String)],
     ) -> Result<PipedProcess, HostError> {
         session.check_input(env)?;
-        let args = session.hostctl_args(agent, env);
-        self.piped(&args, true).await
+        self.piped(&session.hostctl_call(agent, env), true).await
     }
 
     /// Starts a session inside an agent on a new terminal of the given size.
@@ -614,10 +595,10 @@ impl Host {
         size: TermSize,
     ) -> Result<TerminalProcess, HostError> {
         session.check_input(env)?;
-        let args = session.hostctl_args(agent, env);
+        let call = session.hostctl_call(agent, env);
         match self {
-            Host::Local(h) => h.terminal(&args, term, size),
-            Host::Remote(h) => h.terminal(&args, term, size).await,
+            Host::Local(h) => h.terminal(&call, term, size),
+            Host::Remote(h) => h.terminal(&call, term, size).await,
         }
     }
 
@@ -701,16 +682,15 @@ pub async fn copy_workspace(
 ) -> Result<WorkspaceDigest, HostError> {
     let (streamed, made, _) = stream_workspace(
         from,
-        &["pack".to_owned(), src.to_owned()],
+        &Call::Pack {
+            name: src.to_owned(),
+        },
         &format!("packing the workspace of '{src}'"),
         to,
-        &[
-            "unpack".to_owned(),
-            dst.to_owned(),
-            "--operation".to_owned(),
-            operation.to_owned(),
-            "--json".to_owned(),
-        ],
+        &Call::Unpack {
+            name: dst.to_owned(),
+            operation: Some(operation.to_owned()),
+        },
         dst,
     )
     .await;
@@ -750,20 +730,15 @@ pub async fn restore_snapshot(
 ) -> Result<(), HostError> {
     let (streamed, made, source_failure) = stream_workspace(
         from,
-        &["snapshot-read".to_owned(), id.to_owned()],
+        &Call::SnapshotRead { id: id.to_owned() },
         &format!("reading snapshot '{id}'"),
         to,
-        &[
-            "unpack-snapshot".to_owned(),
-            dst.to_owned(),
-            "--sha256".to_owned(),
-            sha256.to_owned(),
-            "--size".to_owned(),
-            size.to_string(),
-            "--operation".to_owned(),
-            operation.to_owned(),
-            "--json".to_owned(),
-        ],
+        &Call::UnpackSnapshot {
+            name: dst.to_owned(),
+            sha256: sha256.to_owned(),
+            size,
+            operation: Some(operation.to_owned()),
+        },
         dst,
     )
     .await;
@@ -780,22 +755,22 @@ pub async fn restore_snapshot(
     }
 }
 
-/// Streams the output of `hostctl SOURCE_ARGS` on `from` into `hostctl SINK_ARGS` on `to`
-/// (which makes workspaces/DST there), with backpressure. Returns whether it all went well,
+/// Streams the output of call `source` on `from` into call `sink` on `to` (which makes
+/// workspaces/DST there), with backpressure. Returns whether it all went well,
 /// whether the sink made the workspace (so a caller that fails later can discard it), and the
 /// source's own failure, if it failed.
 async fn stream_workspace(
     from: &Host,
-    source_args: &[String],
+    source: &Call,
     source_what: &str,
     to: &Host,
-    sink_args: &[String],
+    sink: &Call,
     dst: &str,
 ) -> (Result<(), HostError>, bool, Option<HostError>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     // The receiving side first: if it cannot be reached, nothing is packed for nothing.
-    let sink = match to.piped(sink_args, false).await {
-        Ok(sink) => sink,
+    let sink_process = match to.piped(sink, false).await {
+        Ok(process) => process,
         Err(e) => return (Err(e), false, None),
     };
     let PipedProcess {
@@ -804,14 +779,14 @@ async fn stream_workspace(
         stderr: unpack_err,
         exit: unpack_exit,
         ..
-    } = sink;
+    } = sink_process;
     let answer = async move {
         let mut out = Vec::new();
         let _ = reply.read_to_end(&mut out).await;
         out
     };
-    let source = match from.transfer_source(source_args).await {
-        Ok(source) => source,
+    let source = match from.transfer_source(source).await {
+        Ok(process) => process,
         Err(e) => {
             // unpack gets an empty stream, fails, and removes what it made.
             let _ = into.shutdown().await;
@@ -877,7 +852,7 @@ async fn stream_workspace(
                 "the connection was lost during the copy; a partial copy may be left in workspaces/{dst} under the host's $AGENTGATE_HOME, marked as this operation's (remove it there with: hostctl discard {dst})"
             ),
         }),
-        exit => decode_reply(to.name(), "unpack", exit, &answer, unpack_err.as_bytes()),
+        exit => decode_reply(to.name(), sink.verb(), exit, &answer, unpack_err.as_bytes()),
     };
     let made = unpacked.is_ok();
     // A source the gateway stopped (unpack refused what it sent) did not fail on its own.
@@ -911,6 +886,26 @@ async fn stream_workspace(
         Some(e) => (Err(e), made, source_failure),
         None => (Ok(()), made, source_failure),
     }
+}
+
+/// The words and the stdin of a call that gives one answer, for a transport to run. A call
+/// whose streams are the caller's to pump is refused: it is opened with `piped`.
+pub(crate) fn answer_call(
+    host: &str,
+    call: &Call,
+) -> Result<(Vec<String>, Option<Vec<u8>>), HostError> {
+    let protocol = |detail: String| HostError::Protocol {
+        host: host.to_owned(),
+        what: call.verb().to_owned(),
+        detail,
+    };
+    if call.exchange() != Exchange::Answer {
+        return Err(protocol(
+            "it streams, and was asked for one answer".to_owned(),
+        ));
+    }
+    let body = call.body().map_err(|e| protocol(e.to_string()))?;
+    Ok((call.argv(), body))
 }
 
 /// Decodes a hostctl `--json` answer: the value on success, else hostctl's error reply.
@@ -959,6 +954,48 @@ fn truncate(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sessions_run_the_words_they_ran_before_and_only_shells_get_the_environment() {
+        let env = [("TERM_PROGRAM".to_owned(), "vscode".to_owned())];
+        let words = |session: AgentSession| session.hostctl_call("a", &env).argv();
+        assert_eq!(
+            words(AgentSession::Exec("make test".into())),
+            [
+                "exec",
+                "a",
+                "-c",
+                "make test",
+                "--env",
+                "TERM_PROGRAM=vscode"
+            ]
+        );
+        assert_eq!(
+            words(AgentSession::Shell),
+            ["exec", "a", "--env", "TERM_PROGRAM=vscode"]
+        );
+        assert_eq!(words(AgentSession::Sftp), ["sftp", "a"]);
+        assert_eq!(words(AgentSession::Attach), ["attach", "a"]);
+    }
+
+    #[test]
+    fn a_call_for_one_answer_gets_its_words_and_body_and_a_stream_is_refused() {
+        let send = Call::Send {
+            name: "a".into(),
+            text: "hi".into(),
+            enter: true,
+        };
+        let (words, body) = answer_call("h1", &send).expect("an answer call");
+        assert_eq!(words, ["send", "a", "-", "--json"]);
+        assert_eq!(body.as_deref(), Some(&b"hi\n"[..]));
+        let pack = Call::Pack { name: "a".into() };
+        match answer_call("h1", &pack) {
+            Err(HostError::Protocol { host, what, .. }) => {
+                assert_eq!((host.as_str(), what.as_str()), ("h1", "pack"));
+            }
+            other => panic!("a stream was taken for an answer: {other:?}"),
+        }
+    }
 
     #[tokio::test]
     async fn a_storm_of_resizes_leaves_one_the_newest_and_keystrokes_in_order() {

@@ -4,84 +4,19 @@
 use std::path::Path;
 use std::time::Duration;
 
-use hostctl::api::VersionInfo;
+use hostctl::api::{Call, HostProbe, VersionInfo};
 use tokio_util::task::TaskTracker;
 
 use super::leg::{self, Connection, Slot};
 use super::quote_words;
 use crate::hosts::{HostError, ProcessExit};
 
-/// What a host says about itself.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Probe {
-    /// `os/arch` in Rust's words (`linux/x86_64`).
-    pub platform: String,
-    /// `$AGENTGATE_HOME` on the host (`~/.agentgate` when unset), absolute.
-    pub home: String,
-    /// `tmux -V`, when tmux is there.
-    pub tmux: Option<String>,
-    /// Free space where the agents' files go, in KiB.
-    pub free_kib: Option<u64>,
-}
-
-impl Probe {
-    /// Where hostctl goes on the host.
-    pub fn hostctl_path(&self) -> String {
-        format!("{}/bin/hostctl", self.home.trim_end_matches('/'))
-    }
-}
+/// What a host says about itself: the probe and its reader are part of hostctl's contract.
+pub use hostctl::api::HostProbe as Probe;
 
 /// The platform this gateway (and its companion hostctl) was built for.
 pub fn own_platform() -> String {
     format!("{}/{}", std::env::consts::OS, std::env::consts::ARCH)
-}
-
-/// `uname -s` / `uname -m` in Rust's words.
-fn platform_of(os: &str, machine: &str) -> String {
-    let os = match os {
-        "Linux" => "linux",
-        "Darwin" => "macos",
-        "FreeBSD" => "freebsd",
-        other => other,
-    };
-    let arch = match machine {
-        "amd64" => "x86_64",
-        "arm64" => "aarch64",
-        "armv7l" => "arm",
-        other => other,
-    };
-    format!("{os}/{arch}")
-}
-
-/// The probe, a POSIX sh script (run through `sh -c`, whatever the user's login shell is).
-const PROBE_SCRIPT: &str = r#"h="${AGENTGATE_HOME:-$HOME/.agentgate}"
-case "$h" in /*) ;; *) h="$PWD/$h" ;; esac
-mkdir -p "$h" 2>/dev/null
-echo "os=$(uname -s)"
-echo "machine=$(uname -m)"
-echo "home=$h"
-echo "tmux=$(tmux -V 2>/dev/null)"
-echo "free=$(df -Pk "$h" 2>/dev/null | awk 'NR==2 {print $4}')""#;
-
-fn parse_probe(text: &str) -> Result<Probe, String> {
-    let field = |key: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
-            .map(str::trim)
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let (os, machine, home) = (field("os"), field("machine"), field("home"));
-    let (tmux, free) = (field("tmux"), field("free"));
-    if os.is_empty() || home.is_empty() {
-        return Err(format!("the host's answer is not understood: {text:?}"));
-    }
-    Ok(Probe {
-        platform: platform_of(&os, &machine),
-        home,
-        tmux: (!tmux.is_empty()).then_some(tmux),
-        free_kib: free.parse().ok(),
-    })
 }
 
 /// Runs one command line (its words quoted) on a fresh channel of `conn`.
@@ -126,13 +61,13 @@ pub async fn probe(
     tasks: &TaskTracker,
     limit: Duration,
 ) -> Result<Probe, String> {
-    let (exit, out, err) = run(conn, tasks, &["sh", "-c", PROBE_SCRIPT], None, limit)
+    let (exit, out, err) = run(conn, tasks, &HostProbe::argv(), None, limit)
         .await
         .map_err(|e| e.to_string())?;
     if exit != ProcessExit::Code(0) {
         return Err(format!("the probe failed ({exit:?}): {}", err.trim()));
     }
-    parse_probe(&out)
+    HostProbe::parse(&out).map_err(|e| e.to_string())
 }
 
 /// Asks the hostctl at `path` for its version; `None` when there is none that answers.
@@ -142,9 +77,11 @@ pub async fn hostctl_version(
     path: &str,
     limit: Duration,
 ) -> Option<VersionInfo> {
-    let (exit, out, _) = run(conn, tasks, &[path, "version", "--json"], None, limit)
-        .await
-        .ok()?;
+    let words: Vec<String> = std::iter::once(path.to_owned())
+        .chain(Call::Version.argv())
+        .collect();
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    let (exit, out, _) = run(conn, tasks, &words, None, limit).await.ok()?;
     (exit == ProcessExit::Code(0))
         .then(|| serde_json::from_str(out.trim()).ok())
         .flatten()
@@ -220,27 +157,5 @@ pub async fn ensure_hostctl(
             hostctl::api::API_VERSION
         )),
         None => Err(format!("hostctl at {path} does not run after being copied")),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn probe_answers_are_parsed() {
-        let p = parse_probe(
-            "os=Linux\nmachine=x86_64\nhome=/home/u/.agentgate\ntmux=tmux 3.3a\nfree=123456\n",
-        )
-        .unwrap();
-        assert_eq!(p.platform, "linux/x86_64");
-        assert_eq!(p.tmux.as_deref(), Some("tmux 3.3a"));
-        assert_eq!(p.free_kib, Some(123_456));
-        assert_eq!(p.hostctl_path(), "/home/u/.agentgate/bin/hostctl");
-        let p = parse_probe("os=Darwin\nmachine=arm64\nhome=/Users/u/.agentgate\ntmux=\nfree=\n")
-            .unwrap();
-        assert_eq!(p.platform, "macos/aarch64");
-        assert_eq!(p.tmux, None);
-        assert!(parse_probe("Welcome to the host!\n").is_err());
     }
 }

@@ -1,8 +1,9 @@
 //! Remote hosts: any machine with sshd and tmux, reached over SSH with the gateway's own key.
 //!
 //! Every operation is a channel on the host's connection pool ([`leg`]): hostctl calls are
-//! `'HOSTCTL' 'VERB' 'ARG'... '--json'` exec requests (each word shell-quoted, since sshd
-//! hands the string to the user's shell); sessions are exec channels with or without a PTY;
+//! `'HOSTCTL' 'VERB' 'ARG'... '--json'` exec requests (the words of a [`Call`], each
+//! shell-quoted, since sshd hands the string to the user's shell), or lines to the host's
+//! `hostctl serve` ([`served`]); sessions are exec channels with or without a PTY;
 //! forwards are `direct-tcpip` and `direct-streamlocal` channels. [`install`] sets a host up
 //! (`host add`) and diagnoses it (`host check`).
 
@@ -14,7 +15,7 @@ pub mod watch;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hostctl::api::TermSize;
+use hostctl::api::{Call, TermSize};
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -232,12 +233,14 @@ impl RemoteHost {
     }
 
     /// The command line that runs hostctl with `args` on the host, every word quoted.
-    fn command_line(&self, args: &[&str]) -> Result<String, HostError> {
-        let line = quote_words(std::iter::once(self.hostctl.as_str()).chain(args.iter().copied()))
-            .ok_or_else(|| HostError::Rejected {
-                code: hostctl::api::ErrorCode::InvalidInput,
-                message: "an argument holds a NUL byte".into(),
-            })?;
+    fn command_line(&self, args: &[String]) -> Result<String, HostError> {
+        let line = quote_words(
+            std::iter::once(self.hostctl.as_str()).chain(args.iter().map(String::as_str)),
+        )
+        .ok_or_else(|| HostError::Rejected {
+            code: hostctl::api::ErrorCode::InvalidInput,
+            message: "an argument holds a NUL byte".into(),
+        })?;
         // sshd hands the line to the user's shell as one argument: past the system's limit
         // the host would refuse to run it (and the shell would say so on stderr, which reads
         // as the host failing).
@@ -255,22 +258,20 @@ impl RemoteHost {
         Ok(line)
     }
 
-    /// Runs `hostctl ARGS --json` on the host, feeding `stdin` if given, and decodes its
-    /// answer. `limit`: the call's time limit.
+    /// Runs `call` on the host, feeding it its body if it has one, and decodes its answer.
+    /// `limit`: the call's time limit.
     pub async fn call<T: DeserializeOwned>(
         &self,
-        args: &[&str],
-        stdin: Option<Vec<u8>>,
+        call: &Call,
         limit: CallKind,
     ) -> Result<T, HostError> {
-        self.call_judged(args, stdin, limit).await.0
+        self.call_judged(call, limit).await.0
     }
 
     /// [`call`](Self::call), and the connections it went over: what its failure judges.
     pub async fn call_judged<T: DeserializeOwned>(
         &self,
-        args: &[&str],
-        stdin: Option<Vec<u8>>,
+        call: &Call,
         limit: CallKind,
     ) -> (Result<T, HostError>, Vec<LinkId>) {
         let judged = std::sync::Mutex::new(Vec::new());
@@ -279,20 +280,18 @@ impl RemoteHost {
                 links.push(link);
             }
         };
-        let result = self.call_over(args, stdin, limit, &went_over).await;
+        let result = self.call_over(call, limit, &went_over).await;
         (result, judged.into_inner().unwrap_or_default())
     }
 
     async fn call_over<T: DeserializeOwned>(
         &self,
-        args: &[&str],
-        stdin: Option<Vec<u8>>,
+        call: &Call,
         limit: CallKind,
         went_over: &(dyn Fn(LinkId) + Sync),
     ) -> Result<T, HostError> {
-        let what = args.first().copied().unwrap_or("call").to_owned();
-        let mut words = args.to_vec();
-        words.push("--json");
+        let what = call.verb().to_owned();
+        let (words, stdin) = super::answer_call(&self.name, call)?;
         let line = self.command_line(&words)?;
         let probe = matches!(limit, CallKind::Probe);
         let limit = match limit {
@@ -392,7 +391,10 @@ impl RemoteHost {
     fn start_serve(&self) {
         let state = self.serve_state.clone();
         // Each call runs hostctl by the very path an exec channel would.
-        let Ok(line) = self.command_line(&["serve", "--program", &self.hostctl]) else {
+        let serve = Call::Serve {
+            program: Some(self.hostctl.clone()),
+        };
+        let Ok(line) = self.command_line(&serve.argv()) else {
             state.settle(None);
             return;
         };
@@ -419,7 +421,7 @@ impl RemoteHost {
             };
             let served = Served::start(process, &tasks, &stop, &cut, MAX_REPLY);
             let check =
-                tokio::time::timeout(SERVE_START, served.call(&["version", "--json"], None)).await;
+                tokio::time::timeout(SERVE_START, served.call(&Call::Version.argv(), None)).await;
             if let Ok(Some((ProcessExit::Code(0), _, _))) = check {
                 debug!(host = name, "hostctl serve started");
                 state.settle(Some((served, link)));
@@ -438,12 +440,11 @@ impl RemoteHost {
         }
     }
 
-    /// Runs a hostctl verb with its standard streams as pipes (`logs -f`, `exec`, `sftp`, and
+    /// Runs a hostctl call with its standard streams as pipes (`logs -f`, `exec`, `sftp`, and
     /// on `lane` Transfer, `pack`). Once its exit is awaited or dropped, the channel is
     /// closed; as under sshd, nothing is killed.
-    pub async fn piped(&self, args: &[String], lane: Lane) -> Result<PipedProcess, HostError> {
-        let words: Vec<&str> = args.iter().map(String::as_str).collect();
-        let line = self.command_line(&words)?;
+    pub async fn piped(&self, call: &Call, lane: Lane) -> Result<PipedProcess, HostError> {
+        let line = self.command_line(&call.argv())?;
         open_piped(
             &self.pool,
             &self.tasks,
@@ -456,15 +457,14 @@ impl RemoteHost {
         .map(|(process, _)| process)
     }
 
-    /// Runs a hostctl verb on a new terminal on the host (`attach`, or `exec` with a PTY).
+    /// Runs a hostctl call on a new terminal on the host (`attach`, or `exec` with a PTY).
     pub async fn terminal(
         &self,
-        args: &[String],
+        call: &Call,
         term: &str,
         size: TermSize,
     ) -> Result<TerminalProcess, HostError> {
-        let words: Vec<&str> = args.iter().map(String::as_str).collect();
-        let line = self.command_line(&words)?;
+        let line = self.command_line(&call.argv())?;
         let (channel, slot) = self
             .pool
             .open_session(Lane::Sessions, Patience::Try)

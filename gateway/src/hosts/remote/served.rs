@@ -165,14 +165,14 @@ impl Served {
         self.started.elapsed()
     }
 
-    /// Runs `hostctl ARGS` through serve. None if the request could not be sent (serve had
+    /// Runs `hostctl ARGS` (a call's words) through serve. None if the request could not be sent (serve had
     /// ended): nothing ran, the caller may run it another way. A request sent to a serve that
     /// ends before answering is lost, as on an exec channel whose connection dies.
-    pub async fn call(&self, args: &[&str], stdin: Option<&str>) -> Option<Outcome> {
+    pub async fn call(&self, args: &[String], stdin: Option<&str>) -> Option<Outcome> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let request = ServeRequest {
             id,
-            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            args: args.to_vec(),
             stdin: stdin.map(str::to_owned),
         };
         let mut line = serde_json::to_vec(&request).ok()?;
@@ -258,7 +258,22 @@ impl Drop for Forget<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hostctl::api::Call;
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    fn info(name: &str) -> Vec<String> {
+        Call::Info {
+            name: name.to_owned(),
+        }
+        .argv()
+    }
+
+    fn list() -> Vec<String> {
+        Call::List {
+            screens_after: None,
+        }
+        .argv()
+    }
 
     /// A `Served` over in-memory pipes, and the serve side of them: the requests it reads,
     /// and a writer for its replies.
@@ -300,11 +315,11 @@ mod tests {
         let (served, mut requests, mut out, _stop) = pipes();
         let first = tokio::spawn({
             let served = served.clone();
-            async move { served.call(&["list", "--json"], None).await }
+            async move { served.call(&list(), None).await }
         });
         let second = tokio::spawn({
             let served = served.clone();
-            async move { served.call(&["info", "w", "--json"], Some("{}")).await }
+            async move { served.call(&info("w"), Some("{}")).await }
         });
         let mut seen = Vec::new();
         for _ in 0..2 {
@@ -335,7 +350,7 @@ mod tests {
         // A caller that gives up leaves nothing behind: the next call is answered.
         let given_up = tokio::time::timeout(
             std::time::Duration::from_millis(50),
-            served.call(&["version"], None),
+            served.call(&Call::Version.argv(), None),
         )
         .await;
         assert!(given_up.is_err());
@@ -348,7 +363,7 @@ mod tests {
         reply(&mut out, late.id, 0, "late").await;
         let next = tokio::spawn({
             let served = served.clone();
-            async move { served.call(&["version"], None).await }
+            async move { served.call(&Call::Version.argv(), None).await }
         });
         let line = requests
             .next_line()
@@ -366,7 +381,7 @@ mod tests {
         assert!(!served.is_open());
         let refused = tokio::time::timeout(
             std::time::Duration::from_secs(5),
-            served.call(&["list"], None),
+            served.call(&list(), None),
         )
         .await
         .expect("refused at once");
@@ -386,7 +401,7 @@ mod tests {
         let (served, mut requests, out, _stop) = pipes();
         let call = tokio::spawn({
             let served = served.clone();
-            async move { served.call(&["create"], Some("{}")).await }
+            async move { served.call(&["create".to_owned()], Some("{}")).await }
         });
         requests
             .next_line()
