@@ -29,7 +29,9 @@ use tracing::{info, warn};
 
 use crate::Gateway;
 use crate::hosts::{Host, HostError, reconciler};
-use crate::store::{AgentStatus, Event, Operation, OperationKind, Outcome, Step, StoreError};
+use crate::store::{
+    AgentStatus, Event, HostStatus, Operation, OperationKind, Outcome, Step, StoreError,
+};
 
 /// The environment variable that makes the gateway kill itself (SIGKILL) right after an
 /// operation records a step: `KIND:STEP`, such as `migrate:copied`. A fault-injection point
@@ -264,7 +266,7 @@ async fn record(gw: &Gateway, op: &Operation, outcome: Outcome, message: &str) {
 async fn host_now(gw: &Gateway, name: &str) -> Result<Host, Settled> {
     let waits = |why: String| Settled::Waits(why);
     if let Ok(Some(record)) = gw.store.host(name).await
-        && record.status == "unreachable"
+        && record.status == HostStatus::Unreachable
     {
         return Err(waits(format!("host '{name}' is unreachable")));
     }

@@ -16,7 +16,7 @@ use crate::agents::deliver::Delivery;
 use crate::agents::journal::{Intent, Planned};
 use crate::config::Template;
 use crate::hosts::{LOCAL_HOST, reconciler};
-use crate::store::{self, AgentRecord, AgentStatus, HostRecord, OperationKind, Step};
+use crate::store::{self, AgentRecord, AgentStatus, HostRecord, HostStatus, OperationKind, Step};
 
 fn parse_idle_stop_arg(text: &str) -> Result<String, String> {
     crate::config::parse_idle_stop(text).map(|_| text.to_owned())
@@ -506,7 +506,7 @@ where
 pub fn place(hosts: &[HostRecord], agents: &[AgentRecord]) -> Option<String> {
     hosts
         .iter()
-        .filter(|h| h.status == "reachable")
+        .filter(|h| h.status == HostStatus::Reachable)
         .min_by_key(|h| {
             let running = agents
                 .iter()
@@ -595,9 +595,9 @@ fn template_command(line: &str) -> AgentCommand {
 mod tests {
     use super::*;
 
-    fn host(name: &str, status: &str) -> HostRecord {
+    fn host(name: &str, status: HostStatus) -> HostRecord {
         HostRecord {
-            status: status.into(),
+            status,
             ..HostRecord::named(name)
         }
     }
@@ -609,10 +609,10 @@ mod tests {
     #[test]
     fn placement_picks_the_least_busy_reachable_host() {
         let hosts = [
-            host("local", "reachable"),
-            host("b", "reachable"),
-            host("a", "reachable"),
-            host("down", "unreachable"),
+            host("local", HostStatus::Reachable),
+            host("b", HostStatus::Reachable),
+            host("a", HostStatus::Reachable),
+            host("down", HostStatus::Unreachable),
         ];
         assert_eq!(place(&hosts, &[]).as_deref(), Some("local"));
         let agents = [
@@ -630,12 +630,15 @@ mod tests {
         assert_eq!(place(&hosts, &agents).as_deref(), Some("a"));
         // A tie with the gateway's own machine goes to it.
         assert_eq!(place(&hosts, &agents[1..]).as_deref(), Some("local"));
-        assert_eq!(place(&[host("down", "unreachable")], &[]), None);
+        assert_eq!(place(&[host("down", HostStatus::Unreachable)], &[]), None);
     }
 
     #[test]
     fn placement_counts_agents_being_created() {
-        let hosts = [host("local", "reachable"), host("a", "reachable")];
+        let hosts = [
+            host("local", HostStatus::Reachable),
+            host("a", HostStatus::Reachable),
+        ];
         let agents = [agent("x", "local", AgentStatus::Creating)];
         assert_eq!(place(&hosts, &agents).as_deref(), Some("a"));
         // One at a time, creates spread evenly: each placed agent is a `creating` row.

@@ -251,7 +251,7 @@ async fn add(gw: &Arc<Gateway>, args: AddArgs, io: &mut CommandIo) -> CommandRes
         port: target.port,
         user: Some(target.user.clone()),
         host_key: Some(key_line),
-        status: "reachable".into(),
+        status: crate::store::HostStatus::Reachable,
         hostctl_version: Some(version.version.clone()),
         hostctl_path: Some(probe.hostctl_path()),
         platform: Some(probe.platform.clone()),
@@ -683,7 +683,7 @@ async fn list(gw: &Arc<Gateway>, caller: &Caller, json: bool, io: &mut CommandIo
             vec![
                 h.name.clone(),
                 address_text(h),
-                h.status.clone(),
+                h.status.as_str().to_owned(),
                 format!("{}/{}", running, count(&h.name)),
                 h.hostctl_version.clone().unwrap_or_else(|| "-".into()),
                 h.last_contact

@@ -33,7 +33,7 @@ pub async fn run(
         .store
         .host(&agent.host)
         .await?
-        .filter(|h| h.status == "unreachable");
+        .filter(|h| h.status == crate::store::HostStatus::Unreachable);
     let not_asked = match down {
         Some(h) => Some(NotAsked::Unreachable(
             h.name,

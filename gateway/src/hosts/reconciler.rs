@@ -19,7 +19,7 @@ use super::Host;
 use crate::Gateway;
 use crate::agents::activity;
 use crate::store::{
-    AgentActivity, AgentRecord, AgentStatus, Event, HostRecord, Observed, SameArchive,
+    AgentActivity, AgentRecord, AgentStatus, Event, HostRecord, HostStatus, Observed, SameArchive,
     SnapshotRecord, StoreError,
 };
 
@@ -138,7 +138,7 @@ pub async fn check_hostctl(gw: &Gateway, host: &Host) {
     }
     if let Err(e) = gw
         .store
-        .set_host_status(host.name(), "reachable", None, Some(&now.version))
+        .set_host_status(host.name(), HostStatus::Reachable, None, Some(&now.version))
         .await
     {
         warn!(error = %e, "cannot record the hostctl version");
@@ -171,7 +171,7 @@ pub async fn reconcile_within(gw: &Arc<Gateway>, wait: std::time::Duration) -> V
         Ok(records) => hosts.retain(|host| {
             let down = records
                 .iter()
-                .find(|r| r.name == host.name() && r.status == "unreachable");
+                .find(|r| r.name == host.name() && r.status == HostStatus::Unreachable);
             if let Some(r) = down {
                 let reason = r.last_error.clone().unwrap_or_default();
                 not_asked.push(NotAsked::Unreachable(r.name.clone(), reason));
@@ -361,14 +361,16 @@ async fn look_once(
                     .await
                     .map(|()| false);
             }
-            let was_unreachable = record.as_ref().is_some_and(|h| h.status == "unreachable");
+            let was_unreachable = record
+                .as_ref()
+                .is_some_and(|h| h.status == HostStatus::Unreachable);
             let changed = gw
                 .store
-                .set_host_status(host.name(), "reachable", None, None)
+                .set_host_status(host.name(), HostStatus::Reachable, None, None)
                 .await?;
             if changed && was_unreachable {
                 info!(host = host.name(), "host reachable again");
-                record_host_change(gw, host.name(), "reachable", "").await;
+                record_host_change(gw, host.name(), HostStatus::Reachable, "").await;
                 // It may have been unreachable when the gateway (a newer one) started.
                 check_hostctl(gw, host).await;
             }
@@ -415,21 +417,25 @@ fn tailnet_down(gw: &Gateway, record: Option<&HostRecord>) -> Option<String> {
 pub async fn mark_unreachable(gw: &Gateway, host: &str, reason: &str) -> Result<(), StoreError> {
     if gw
         .store
-        .set_host_status(host, "unreachable", Some(reason), None)
+        .set_host_status(host, HostStatus::Unreachable, Some(reason), None)
         .await?
     {
         warn!(host, reason, "host unreachable; its agents are unknown");
-        record_host_change(gw, host, "unreachable", reason).await;
+        record_host_change(gw, host, HostStatus::Unreachable, reason).await;
     }
     gw.store.mark_host_agents_unknown(host).await
 }
 
 /// An audit event for a host that became reachable or unreachable (admins see it in `events`).
-async fn record_host_change(gw: &Gateway, host: &str, became: &str, reason: &str) {
+async fn record_host_change(gw: &Gateway, host: &str, became: HostStatus, reason: &str) {
     let event = Event {
         kind: "host".into(),
-        detail: format!("{host} {became}"),
-        result: if became == "reachable" { "ok" } else { became }.into(),
+        detail: format!("{host} {}", became.as_str()),
+        result: match became {
+            HostStatus::Reachable => "ok",
+            HostStatus::Unreachable => became.as_str(),
+        }
+        .into(),
         message: reason.into(),
         ..Event::default()
     };

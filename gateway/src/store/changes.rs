@@ -105,6 +105,11 @@ const SHOWN_SELECT: &str = "SELECT a.name, a.host, a.status, a.activity, a.activ
     FROM agents a LEFT JOIN hosts h ON h.name = a.host";
 
 impl ShownRow {
+    /// The agent's host is unreachable (so the agent is `unknown` because of it).
+    fn host_unreachable(&self) -> bool {
+        self.host_status.as_deref() == Some(super::HostStatus::Unreachable.as_str())
+    }
+
     pub(super) fn agent(&self) -> &str {
         &self.agent
     }
@@ -139,7 +144,7 @@ impl ShownRow {
                     .clone()
                     .or_else(|| self.exit_code.map(|c| format!("exit {c}"))),
             ),
-            ("unknown", _) if self.host_status.as_deref() == Some("unreachable") => (
+            ("unknown", _) if self.host_unreachable() => (
                 "unknown".to_owned(),
                 Some(match self.host_error.as_deref() {
                     Some(e) if !e.is_empty() => {
@@ -175,7 +180,7 @@ impl ShownRow {
             },
             tags: serde_json::from_str(&self.tags)
                 .map_err(|e| StoreError::Corrupt(format!("tags of '{}': {e}", self.agent)))?,
-            host_unreachable: self.host_status.as_deref() == Some("unreachable"),
+            host_unreachable: self.host_unreachable(),
         })
     }
 }

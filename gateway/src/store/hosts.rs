@@ -5,6 +5,35 @@ use sqlx::Row;
 
 use super::{Result, Store, StoreError, now};
 
+/// Whether the gateway can reach a host: its last look at it answered, or did not (then its
+/// agents are `unknown`, and `last_error` says why).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HostStatus {
+    Reachable,
+    Unreachable,
+}
+
+impl HostStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HostStatus::Reachable => "reachable",
+            HostStatus::Unreachable => "unreachable",
+        }
+    }
+
+    /// The status as the store keeps it.
+    pub fn parse(text: &str) -> Result<HostStatus> {
+        match text {
+            "reachable" => Ok(HostStatus::Reachable),
+            "unreachable" => Ok(HostStatus::Unreachable),
+            other => Err(StoreError::Corrupt(format!(
+                "unknown host status '{other}'"
+            ))),
+        }
+    }
+}
+
 /// A host as the gateway knows it. `local` has no address, user or key.
 #[derive(Clone, Debug, Serialize)]
 pub struct HostRecord {
@@ -14,8 +43,7 @@ pub struct HostRecord {
     pub user: Option<String>,
     /// The pinned host key, an OpenSSH public-key line.
     pub host_key: Option<String>,
-    /// `reachable` or `unreachable`.
-    pub status: String,
+    pub status: HostStatus,
     pub hostctl_version: Option<String>,
     /// Where hostctl is on the host (absolute).
     pub hostctl_path: Option<String>,
@@ -38,7 +66,7 @@ impl HostRecord {
             port: 22,
             user: None,
             host_key: None,
-            status: String::new(),
+            status: HostStatus::Reachable,
             hostctl_version: None,
             hostctl_path: None,
             platform: None,
@@ -61,10 +89,11 @@ impl Store {
     pub async fn set_host_status(
         &self,
         host: &str,
-        status: &str,
+        status: HostStatus,
         error: Option<&str>,
         hostctl_version: Option<&str>,
     ) -> Result<bool> {
+        let status = status.as_str();
         let changed = sqlx::query(
             "UPDATE hosts SET status = ?1, last_error = ?2 WHERE name = ?3 AND status != ?1",
         )
@@ -75,7 +104,7 @@ impl Store {
         .await?
         .rows_affected()
             > 0;
-        let contact = (status == "reachable").then(now);
+        let contact = (status == HostStatus::Reachable.as_str()).then(now);
         // The error follows only while the status is still this caller's.
         sqlx::query(
             "UPDATE hosts SET last_error = CASE WHEN status = ?1 THEN ?2 ELSE last_error END,
@@ -124,7 +153,7 @@ impl Store {
         .bind(i64::from(host.port))
         .bind(&host.user)
         .bind(&host.host_key)
-        .bind(&host.status)
+        .bind(host.status.as_str())
         .bind(&host.hostctl_version)
         .bind(&host.hostctl_path)
         .bind(&host.platform)
@@ -210,7 +239,7 @@ fn host_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<HostRecord> {
         port: port.and_then(|p| u16::try_from(p).ok()).unwrap_or(22),
         user: r.try_get("user")?,
         host_key: r.try_get("host_key")?,
-        status: r.try_get("status")?,
+        status: HostStatus::parse(&r.try_get::<String, _>("status")?)?,
         hostctl_version: r.try_get("hostctl_version")?,
         hostctl_path: r.try_get("hostctl_path")?,
         platform: r.try_get("platform")?,

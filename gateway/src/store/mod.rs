@@ -34,7 +34,7 @@ pub use agents::{
 };
 use events::event_of_row;
 pub use events::{Event, EventFilter, EventScope};
-pub use hosts::HostRecord;
+pub use hosts::{HostRecord, HostStatus};
 pub use operators::{KeyRecord, NewKey, Operator, OperatorSummary, RemovedCredentials, Role};
 pub use secrets::SecretSummary;
 pub use snapshots::{SameArchive, SnapshotRecord};
@@ -289,7 +289,7 @@ pub(crate) mod tests {
     async fn a_host_status_and_its_error_change_together_and_once() {
         let (_d, store) = store().await;
         let mut host = HostRecord::named("h");
-        host.status = "reachable".into();
+        host.status = HostStatus::Reachable;
         store.insert_host(&host).await.expect("insert");
         let record = |s: &Store| {
             let s = s.clone();
@@ -298,20 +298,20 @@ pub(crate) mod tests {
                 (h.status, h.last_error)
             }
         };
-        let down = store.set_host_status("h", "unreachable", Some("gone"), None);
+        let down = store.set_host_status("h", HostStatus::Unreachable, Some("gone"), None);
         assert!(
             down.await.expect("set"),
             "the first change is told it changed"
         );
-        let again = store.set_host_status("h", "unreachable", Some("still gone"), None);
+        let again = store.set_host_status("h", HostStatus::Unreachable, Some("still gone"), None);
         assert!(!again.await.expect("set"), "a repeat is not a change");
         assert_eq!(
             record(&store).await,
-            ("unreachable".into(), Some("still gone".into()))
+            (HostStatus::Unreachable, Some("still gone".into()))
         );
-        let up = store.set_host_status("h", "reachable", None, Some("9.9"));
+        let up = store.set_host_status("h", HostStatus::Reachable, None, Some("9.9"));
         assert!(up.await.expect("set"));
-        assert_eq!(record(&store).await, ("reachable".into(), None));
+        assert_eq!(record(&store).await, (HostStatus::Reachable, None));
         let h = store.host("h").await.expect("q").expect("host");
         assert_eq!(h.hostctl_version.as_deref(), Some("9.9"));
         assert!(h.last_contact.is_some());
@@ -746,7 +746,12 @@ pub(crate) mod tests {
             .expect("insert");
         let mut feed = store.subscribe_changes();
         store
-            .set_host_status("local", "unreachable", Some("connection refused"), None)
+            .set_host_status(
+                "local",
+                HostStatus::Unreachable,
+                Some("connection refused"),
+                None,
+            )
             .await
             .expect("host");
         store.mark_host_agents_unknown("local").await.expect("mark");
