@@ -69,7 +69,7 @@ pub struct Gateway {
     /// When each host was last asked for its agents' screens.
     pub screen_marks: hosts::looks::ScreenMarks,
     /// One change of an agent's life at a time.
-    pub agent_locks: control::AgentLocks,
+    pub agent_locks: agents::locks::AgentLocks,
     /// The connections logged in now, to end those whose access is taken back.
     pub live: Arc<ssh::live::LiveConnections>,
     /// Which hosts' snapshots were taken up in this run.
@@ -296,7 +296,7 @@ pub async fn serve(
         status_rules,
         inputs: agents::activity::Inputs::default(),
         screen_marks: hosts::looks::ScreenMarks::default(),
-        agent_locks: control::AgentLocks::default(),
+        agent_locks: agents::locks::AgentLocks::default(),
         live: Arc::default(),
         snapshot_scans: hosts::reconciler::SnapshotScans::default(),
         run_id: agents::journal::new_run_id(),

@@ -8,7 +8,10 @@
 //!   half done;
 //! - [`activity`]: whether a running agent works, waits (and on what) or idles;
 //! - [`hooks`]: what its CLI's hooks said; [`deliver`]: text and keys that reach its CLI;
-//! - [`secrets`]: the secrets its environment gets at each start.
+//! - [`secrets`]: the secrets its environment gets at each start;
+//! - [`audit`]: the trail of who did what; [`locks`]: one change of an agent's life at a time.
+//!
+//! [`Caller`] is who asks: an operator, the key or login they came with, from where.
 //!
 //! Its one error, [`Error`], is turned by each route into its own output.
 
@@ -16,10 +19,22 @@ mod error;
 
 pub mod access;
 pub mod activity;
+pub mod audit;
 pub mod deliver;
 pub mod hooks;
 pub mod journal;
 pub mod lifecycle;
+pub mod locks;
 pub mod secrets;
 
 pub use error::{Error, Result};
+
+/// Who runs a command, and from where.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub operator: crate::store::Operator,
+    pub key_fingerprint: String,
+    pub source: String,
+    /// The connection's ID among the live ones (`ssh::live`).
+    pub connection: u64,
+}

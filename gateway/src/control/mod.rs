@@ -36,16 +36,16 @@ pub mod wait;
 pub mod watch;
 pub mod whoami;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
-use tracing::info;
 
 use crate::Gateway;
+pub use crate::agents::Caller;
 use crate::agents::access;
+pub use crate::agents::audit::{end_record, record, start_record};
 use crate::hosts::{Host, HostError};
-use crate::store::{AgentRecord, Event, Operator, StoreError};
+use crate::store::{AgentRecord, StoreError};
 pub use crate::streams::{CommandIo, Terminal};
 
 /// Exit statuses of control commands.
@@ -310,16 +310,6 @@ fn hide_value(pair: &str) -> String {
     }
 }
 
-/// Who runs a command, and from where.
-#[derive(Clone, Debug)]
-pub struct Caller {
-    pub operator: Operator,
-    pub key_fingerprint: String,
-    pub source: String,
-    /// The connection's ID among the live ones (`ssh::live`).
-    pub connection: u64,
-}
-
 /// Refuses a command that changes what only admins manage (`what`: "add hosts").
 pub fn require_admin(caller: &Caller, what: &str) -> Result<(), CommandError> {
     if access::may_administer(&caller.operator) {
@@ -565,28 +555,6 @@ pub async fn guarded(command: impl std::future::Future<Output = u32>) -> Result<
         })
 }
 
-/// One change of an agent's life at a time: `stop`, `start`, `restart`, `destroy` and
-/// `migrate` (and `clone` of its source, `snapshot` of it) of one agent take turns, each finding the agent as
-/// the one before left it. Commands that only look, attaching and sessions inside it do not
-/// wait.
-#[derive(Debug, Default)]
-pub struct AgentLocks(std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
-
-impl AgentLocks {
-    /// Waits for agent `name`'s turn; it lasts until the guard is dropped.
-    pub async fn hold(&self, name: &str) -> tokio::sync::OwnedMutexGuard<()> {
-        let lock = match self.0.lock() {
-            Ok(mut map) => {
-                // Forget the locks nobody holds or waits for (their agents may be gone).
-                map.retain(|_, lock| Arc::strong_count(lock) > 1);
-                map.entry(name.to_owned()).or_default().clone()
-            }
-            Err(_) => Arc::default(),
-        };
-        lock.lock_owned().await
-    }
-}
-
 /// Runs one parsed command to completion and records it in the audit trail.
 pub async fn run(
     gw: &Arc<Gateway>,
@@ -676,92 +644,6 @@ pub async fn run(
         crate::ssh::live::revalidate(gw, Some(caller.connection)).await;
     }
     status
-}
-
-/// Writes one audit event as under way (result `started`), for [`end_record`] to complete:
-/// a command or session that outlives its start is in the trail even if the gateway dies
-/// before it ends. A failure to write is logged and the event kept (`store::audit`).
-pub async fn start_record(
-    gw: &Gateway,
-    caller: &Caller,
-    kind: &str,
-    agent: Option<String>,
-    detail: &str,
-) -> crate::store::StartedEvent {
-    info!(
-        operator = caller.operator.name,
-        kind, detail, "audit: started"
-    );
-    gw.store
-        .start_event(&event_of(caller, kind, agent, detail))
-        .await
-}
-
-/// Completes an event [`start_record`] wrote, with the command's exit status and message.
-pub async fn end_record(
-    gw: &Gateway,
-    started: crate::store::StartedEvent,
-    status: u32,
-    message: &str,
-) {
-    let event = started.event();
-    info!(
-        operator = event.operator.as_deref().unwrap_or_default(),
-        kind = event.kind,
-        detail = event.detail,
-        status,
-        "audit"
-    );
-    gw.store
-        .end_event(started, &result_of(status), message)
-        .await;
-}
-
-fn event_of(caller: &Caller, kind: &str, agent: Option<String>, detail: &str) -> Event {
-    Event {
-        id: 0,
-        at: String::new(),
-        operator: Some(caller.operator.name.clone()),
-        source: Some(caller.source.clone()),
-        kind: kind.to_owned(),
-        agent,
-        detail: detail.to_owned(),
-        result: String::new(),
-        message: String::new(),
-    }
-}
-
-fn result_of(status: u32) -> String {
-    if status == 0 {
-        "ok".into()
-    } else {
-        format!("exit {status}")
-    }
-}
-
-/// Writes one audit event. A failure to write is logged and the event kept until the
-/// database can take it (`store::audit`), never fatal to the command.
-pub async fn record(
-    gw: &Gateway,
-    caller: &Caller,
-    kind: &str,
-    agent: Option<String>,
-    detail: &str,
-    status: u32,
-    message: &str,
-) {
-    info!(
-        operator = caller.operator.name,
-        kind, detail, status, "audit"
-    );
-    let event = Event {
-        result: result_of(status),
-        message: message.to_owned(),
-        ..event_of(caller, kind, agent, detail)
-    };
-    if let Err(e) = gw.store.record_event(&event).await {
-        tracing::error!(error = %e, "could not record an audit event");
-    }
 }
 
 #[cfg(test)]

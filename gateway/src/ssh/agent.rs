@@ -20,7 +20,8 @@ use tracing::info;
 
 use super::channel::{OpenChannel, PendingChannel, command_io, finish, finish_process, splice};
 use crate::Gateway;
-use crate::control::{self, Caller, CommandError};
+use crate::agents::{Caller, audit, lifecycle};
+use crate::control::{self, CommandError};
 use crate::hosts::{AgentSession, ProcessExit};
 
 /// Where a forwarded channel goes.
@@ -63,13 +64,13 @@ pub async fn run_session(
     let (mut io, writer) = command_io(pending.channel, pending.pty);
     let (kind, detail) = audit_detail(&session);
     // In the trail from its start: a session the gateway dies during is there too.
-    let started = control::start_record(&gw, &caller, kind, Some(agent.clone()), &detail).await;
+    let started = audit::start_record(&gw, &caller, kind, Some(agent.clone()), &detail).await;
     let result: Result<Option<ProcessExit>, CommandError> = async {
         if session == AgentSession::Attach {
             let status = control::attach::run(&gw, &caller, &agent, &mut io).await?;
             return Ok(Some(ProcessExit::Code(i32::try_from(status).unwrap_or(1))));
         }
-        let (record, host) = control::agent_and_host(&gw, &caller, &agent).await?;
+        let (record, host) = lifecycle::usable(&gw, &caller.operator, &agent).await?;
         crate::agents::lifecycle::ready(&record)?;
         let terminal = io
             .terminal
@@ -101,12 +102,12 @@ pub async fn run_session(
             } else {
                 ""
             };
-            control::end_record(&gw, started, status, message).await;
+            audit::end_record(&gw, started, status, message).await;
             finish_process(io, writer, Some(&handle), exit).await;
         }
         Err(e) => {
             io.write_err(&e.render()).await;
-            control::end_record(&gw, started, e.status, &e.message).await;
+            audit::end_record(&gw, started, e.status, &e.message).await;
             finish(io, writer, e.status).await;
         }
     }
@@ -124,16 +125,17 @@ pub async fn run_forward(
     reply: ChannelOpenHandle,
 ) {
     let detail = target.to_string();
-    let host = match control::agent_and_host(&gw, &caller, &agent).await {
+    let host = match lifecycle::usable(&gw, &caller.operator, &agent).await {
         Ok((_, host)) => host,
         Err(e) => {
+            let e = CommandError::from(e);
             reply
                 .reject(ChannelOpenFailure::Other {
                     code: 2,
                     reason: e.message.clone(),
                 })
                 .await;
-            control::record(
+            audit::record(
                 &gw,
                 &caller,
                 "forward",
@@ -161,12 +163,12 @@ pub async fn run_forward(
                     reason: reason.clone(),
                 })
                 .await;
-            control::record(&gw, &caller, "forward", Some(agent), &detail, 1, &reason).await;
+            audit::record(&gw, &caller, "forward", Some(agent), &detail, 1, &reason).await;
             return;
         }
     };
     reply.accept().await;
-    control::record(&gw, &caller, "forward", Some(agent), &detail, 0, "").await;
+    audit::record(&gw, &caller, "forward", Some(agent), &detail, 0, "").await;
     tokio::select! {
         () = splice(channel, upstream) => {}
         () = gw.shutdown.cancelled() => {}

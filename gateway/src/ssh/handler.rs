@@ -20,8 +20,9 @@ use super::guard::Ticket;
 use super::limits::{self, EnvRefusal, SessionEnv};
 use crate::Gateway;
 use crate::agents::access;
+use crate::agents::{Caller, audit};
 use crate::auth::{self, KeyDecision, Route};
-use crate::control::{self, Caller, Parsed, exit};
+use crate::control::{self, Parsed, exit};
 use crate::hosts::AgentSession;
 use crate::ssh::live::Revocation;
 use crate::streams::Backlog;
@@ -214,7 +215,7 @@ impl ConnectionHandler {
                     "channel refused: the credential was removed"
                 );
                 let caller = caller.clone();
-                control::record(
+                audit::record(
                     &self.gw,
                     &caller,
                     "channel",
@@ -402,7 +403,7 @@ impl ConnectionHandler {
                         reason: reason.to_owned(),
                     })
                     .await;
-                control::record(
+                audit::record(
                     &gw,
                     &caller,
                     "forward",
