@@ -12,6 +12,7 @@ pub mod local;
 pub mod looks;
 pub mod reconciler;
 pub mod remote;
+mod session;
 pub mod tailnet;
 mod transfer;
 
@@ -29,6 +30,10 @@ use tokio::io::{AsyncRead, AsyncWrite};
 pub use local::LocalHost;
 pub use remote::RemoteHost;
 pub use remote::leg::LinkId;
+pub use session::{
+    AgentSession, MAX_ARGUMENT, MAX_COMMAND, PipedProcess, ProcessExit, TerminalInput,
+    TerminalProcess, TerminalReceiver, TerminalSender, terminal_input,
+};
 pub use transfer::{copy_workspace, restore_snapshot};
 
 /// The name of the gateway's own machine, which always exists.
@@ -96,47 +101,6 @@ pub type ExitFuture = Pin<Box<dyn Future<Output = ProcessExit> + Send>>;
 pub trait Duplex: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Duplex for T {}
 
-/// How a process on a host ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ProcessExit {
-    Code(i32),
-    Signal {
-        signal: i32,
-        core_dumped: bool,
-    },
-    /// The process could not be waited for.
-    Unknown,
-    /// The connection to its host was lost: how it ended is not known.
-    Lost,
-}
-
-impl ProcessExit {
-    pub fn from_status(status: std::io::Result<std::process::ExitStatus>) -> ProcessExit {
-        use std::os::unix::process::ExitStatusExt;
-        match status {
-            Ok(s) => match (s.code(), s.signal()) {
-                (Some(code), _) => ProcessExit::Code(code),
-                (None, Some(signal)) => ProcessExit::Signal {
-                    signal,
-                    core_dumped: s.core_dumped(),
-                },
-                (None, None) => ProcessExit::Unknown,
-            },
-            Err(_) => ProcessExit::Unknown,
-        }
-    }
-
-    /// The exit status a shell would report: the code, or 128 + the signal.
-    pub fn shell_status(self) -> u32 {
-        match self {
-            ProcessExit::Code(code) => u32::try_from(code).unwrap_or(1),
-            ProcessExit::Signal { signal, .. } => 128 + u32::try_from(signal).unwrap_or(0),
-            ProcessExit::Unknown => 1,
-            ProcessExit::Lost => 255,
-        }
-    }
-}
-
 /// How long a call may take.
 #[derive(Clone, Copy, Debug)]
 pub enum CallKind {
@@ -145,181 +109,6 @@ pub enum CallKind {
     Long,
     /// The reconciler's question: short, since past it the host is `unreachable`.
     Probe,
-}
-
-/// The most bytes an exec session's command line, with the environment variables sent with
-/// it, may hold. The command reaches the host's shell as one argument (`$SHELL -c LINE`; on a
-/// remote host, inside the one line sshd hands to the user's shell), and Linux takes no
-/// argument longer than 128 KiB (`MAX_ARG_STRLEN`): 4 KiB of that is left for hostctl's own
-/// words and the quoting.
-pub const MAX_COMMAND: usize = 124 * 1024;
-
-/// The longest single argument Linux passes to a program (`MAX_ARG_STRLEN`, less its NUL).
-pub const MAX_ARGUMENT: usize = 128 * 1024 - 1;
-
-/// What runs inside an agent's environment for one SSH session.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum AgentSession {
-    /// `ssh NAME@gw COMMAND`: the command line, run by the user's shell with `-c`.
-    Exec(String),
-    /// `ssh -T NAME@gw`: a login shell reading stdin.
-    Shell,
-    /// The `sftp` subsystem: OpenSSH's `sftp-server` in the workspace.
-    Sftp,
-    /// `ssh -t NAME@gw`: the agent's own tmux session.
-    Attach,
-}
-
-impl AgentSession {
-    /// Refuses input no host can run, naming it: a command line or an environment variable
-    /// with a NUL byte, or more than [`MAX_COMMAND`] bytes of them.
-    pub fn check_input(&self, env: &[(String, String)]) -> Result<(), HostError> {
-        let refused = |message: String| HostError::Rejected {
-            code: ErrorCode::InvalidInput,
-            message,
-        };
-        let line = match self {
-            AgentSession::Exec(line) => line.as_str(),
-            _ => "",
-        };
-        if line.contains('\0') {
-            return Err(refused("the command contains a NUL byte".into()));
-        }
-        if line.len() > MAX_COMMAND {
-            return Err(refused(format!(
-                "the command is {} bytes; at most {MAX_COMMAND} are accepted",
-                line.len()
-            )));
-        }
-        if let Some((key, _)) = env
-            .iter()
-            .find(|(k, v)| k.contains('\0') || v.contains('\0'))
-        {
-            return Err(refused(format!(
-                "the environment variable {} contains a NUL byte",
-                key.escape_debug()
-            )));
-        }
-        let total = line.len()
-            + env
-                .iter()
-                .map(|(k, v)| k.len() + v.len() + 1)
-                .sum::<usize>();
-        if total > MAX_COMMAND {
-            return Err(refused(format!(
-                "the command and the environment variables sent with it are {total} bytes; at most {MAX_COMMAND} are accepted"
-            )));
-        }
-        Ok(())
-    }
-
-    /// The hostctl call that runs this session in agent `agent` (the environment variables go
-    /// only to the sessions that run a shell).
-    fn hostctl_call(&self, agent: &str, env: &[(String, String)]) -> Call {
-        let name = agent.to_owned();
-        match self {
-            AgentSession::Exec(line) => Call::Exec {
-                name,
-                command: Some(line.clone()),
-                env: env.to_vec(),
-            },
-            AgentSession::Shell => Call::Exec {
-                name,
-                command: None,
-                env: env.to_vec(),
-            },
-            AgentSession::Sftp => Call::Sftp { name },
-            AgentSession::Attach => Call::Attach { name },
-        }
-    }
-}
-
-/// What goes into a terminal: keystrokes, or a new size.
-#[derive(Debug)]
-pub enum TerminalInput {
-    Data(bytes::Bytes),
-    Resize(TermSize),
-}
-
-/// Keystroke chunks waiting for a terminal, at most.
-const TERMINAL_INPUT_QUEUE: usize = 64;
-
-/// A terminal's input, sending side: keystrokes queue in order, while a new size replaces the
-/// one waiting, so however many window changes a client sends, at most one resize per
-/// terminal is waiting, the newest (tmux lays its window out again on each).
-#[derive(Clone, Debug)]
-pub struct TerminalSender {
-    data: tokio::sync::mpsc::Sender<bytes::Bytes>,
-    size: Arc<tokio::sync::watch::Sender<TermSize>>,
-}
-
-impl TerminalSender {
-    /// Queues keystrokes; false once the terminal's input side is gone.
-    pub async fn data(&self, bytes: bytes::Bytes) -> bool {
-        self.data.send(bytes).await.is_ok()
-    }
-
-    /// Makes `size` the size waiting to be applied; never waits.
-    pub fn resize(&self, size: TermSize) {
-        self.size.send_if_modified(|waiting| {
-            let changed = *waiting != size;
-            *waiting = size;
-            changed
-        });
-    }
-}
-
-/// A terminal's input, receiving side: for the task that writes into the terminal.
-#[derive(Debug)]
-pub struct TerminalReceiver {
-    data: tokio::sync::mpsc::Receiver<bytes::Bytes>,
-    size: tokio::sync::watch::Receiver<TermSize>,
-}
-
-impl TerminalReceiver {
-    /// The next input, a new size before keystrokes; `None` once every sender is gone.
-    pub async fn recv(&mut self) -> Option<TerminalInput> {
-        tokio::select! {
-            biased;
-            Ok(()) = self.size.changed() => {
-                Some(TerminalInput::Resize(*self.size.borrow_and_update()))
-            }
-            data = self.data.recv() => data.map(TerminalInput::Data),
-        }
-    }
-}
-
-/// A terminal's input, for a terminal opened at `initial`.
-pub fn terminal_input(initial: TermSize) -> (TerminalSender, TerminalReceiver) {
-    let (data_tx, data) = tokio::sync::mpsc::channel(TERMINAL_INPUT_QUEUE);
-    let (size_tx, size) = tokio::sync::watch::channel(initial);
-    (
-        TerminalSender {
-            data: data_tx,
-            size: Arc::new(size_tx),
-        },
-        TerminalReceiver { data, size },
-    )
-}
-
-/// A process on a host attached to a terminal: its output, its input and how it ended.
-/// Dropping `input` closes the terminal's input side.
-pub struct TerminalProcess {
-    pub output: BoxRead,
-    pub input: TerminalSender,
-    pub exit: ExitFuture,
-    /// Cancel to end the process (the client went away).
-    pub kill: tokio_util::sync::CancellationToken,
-}
-
-/// A process on a host with its standard streams as pipes.
-pub struct PipedProcess {
-    pub stdin: BoxWrite,
-    pub stdout: BoxRead,
-    pub stderr: BoxRead,
-    pub exit: ExitFuture,
-    /// Delivers a signal, by its SSH name (`INT`, `TERM`, ...), to the process.
-    pub signal: Box<dyn Fn(&str) + Send + Sync>,
 }
 
 /// One host, whatever its transport. Cheap to clone.
