@@ -1,5 +1,6 @@
-//! The russh handler: a thin adapter from russh's callbacks to decisions in `auth` and work in
-//! `control` and [`super::agent`]. Callbacks of one connection run one at a time, so they only
+//! The russh handler: a thin adapter from russh's callbacks to decisions in `auth`,
+//! `agents::access` and [`super::login`] (who logged in, on which route, whether they still
+//! may), and to work in `control` and [`super::agent`]. Callbacks of one connection run one at a time, so they only
 //! answer the request and hand anything slow to a task. Returning `Err` from a callback kills
 //! the connection, so they return `Err` only for that.
 
@@ -7,7 +8,6 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use russh::keys::PublicKey;
 use russh::server::{
     Auth, ChannelOpenHandle, Handle, Msg, PublicKeyOffer, Session, VerifiedPublicKey,
 };
@@ -18,6 +18,7 @@ use super::agent::{self, Forward};
 use super::channel::{OpenChannel, PendingChannel, PtyRequest, command_io, finish};
 use super::guard::Ticket;
 use super::limits::{self, EnvRefusal, SessionEnv};
+use super::login::Login;
 use crate::Gateway;
 use crate::agents::access;
 use crate::agents::{Caller, audit};
@@ -31,26 +32,12 @@ pub struct ConnectionHandler {
     gw: Arc<Gateway>,
     peer: Option<SocketAddr>,
     local: Option<SocketAddr>,
-    caller: Option<Caller>,
-    route: Route,
+    /// Who logged in, on which route, and whether they still may (`super::login`).
+    login: Login,
     handle: Option<Handle>,
     channels: HashMap<ChannelId, PendingChannel>,
     /// Client data received on this connection that its consumers have not taken yet.
     backlog: Backlog,
-    /// The connection's place in the pre-login limits.
-    ticket: Arc<Ticket>,
-    /// Ends the connection when its access is taken back (`ssh::live`).
-    revocation: Arc<Revocation>,
-    /// Its ID among the live connections, once logged in.
-    live_id: Option<u64>,
-}
-
-impl Drop for ConnectionHandler {
-    fn drop(&mut self) {
-        if let Some(id) = self.live_id.take() {
-            self.gw.live.unregister(id);
-        }
-    }
 }
 
 /// Above this much unconsumed client data, the window the connection re-advertises shrinks
@@ -69,164 +56,13 @@ impl ConnectionHandler {
         revocation: Arc<Revocation>,
     ) -> Self {
         ConnectionHandler {
+            login: Login::new(gw.clone(), peer, ticket, revocation),
             gw,
             peer,
             local,
-            caller: None,
-            route: Route::Control,
             handle: None,
             channels: HashMap::new(),
             backlog: Backlog::default(),
-            ticket,
-            revocation,
-            live_id: None,
-        }
-    }
-
-    fn source(&self) -> String {
-        self.peer
-            .map(|p| p.to_string())
-            .unwrap_or_else(|| "unknown".into())
-    }
-
-    async fn key_decision(&self, key: &PublicKey) -> Result<(KeyDecision, String), anyhow::Error> {
-        let fingerprint = auth::fingerprint(key);
-        let owner = self.gw.store.operator_by_fingerprint(&fingerprint).await?;
-        Ok((auth::decide_key(owner), fingerprint))
-    }
-
-    /// Lets `operator` in as `user`, by `credential` (a key's fingerprint, or
-    /// `tailscale:LOGIN`): picks the route and records the login. False if the credential was
-    /// removed while the login was being checked.
-    async fn admit(
-        &mut self,
-        user: &str,
-        operator: crate::store::Operator,
-        credential: String,
-    ) -> Result<bool, anyhow::Error> {
-        // Registered first, then checked again: a removal that commits before the check is
-        // seen here, one after it is seen by the revalidation the removal runs, which finds
-        // this connection registered.
-        if let Some(old) = self.live_id.take() {
-            self.gw.live.unregister(old);
-        }
-        let id = self
-            .gw
-            .live
-            .register(&operator.name, &credential, self.revocation.clone());
-        self.live_id = Some(id);
-        let now = self.gw.store.operator_by_credential(&credential).await?;
-        if !access::still_admitted(&operator.name, now.as_ref()) {
-            self.gw.live.unregister(id);
-            self.live_id = None;
-            return Ok(false);
-        }
-        // An agent this operator may not see does not exist for them: the control route.
-        let agent_exists = crate::agents::access::agent(&self.gw.store, &operator, user)
-            .await?
-            .is_some();
-        self.route = auth::route_for(user, agent_exists);
-        info!(user, operator = operator.name, key = credential, route = ?self.route, "login");
-        self.ticket.logged_in();
-        self.record_login(Some(operator.name.clone()), user, &credential, "ok", "")
-            .await;
-        if matches!(self.route, Route::Agent(_)) {
-            // The connection reaches its agent for as long as it lives.
-            self.gw.live.reach(id, user);
-        }
-        self.caller = Some(Caller {
-            operator,
-            key_fingerprint: credential,
-            source: self.source(),
-            connection: id,
-        });
-        Ok(true)
-    }
-
-    /// The operator this connection's tailnet identity names, if any (`auth.tailscale`): its
-    /// address is asked of tailscaled (whois); a tagged node, an unregistered login, a
-    /// non-tailnet address or a failing tailscaled fall back to keys.
-    async fn tailnet_operator(
-        &self,
-        user: &str,
-    ) -> Result<Option<(crate::store::Operator, String)>, anyhow::Error> {
-        let Some(peer) = self.peer else {
-            return Ok(None);
-        };
-        let who = match self.gw.tailnet.api().whois(peer).await {
-            Ok(who) => who,
-            Err(e) => {
-                info!(source = %peer, error = %e, "no tailnet identity (whois failed); a key is needed");
-                return Ok(None);
-            }
-        };
-        match auth::tailnet_identity(who.as_ref()) {
-            auth::TailnetIdentity::None => {
-                debug!(source = %peer, "not a tailnet address; a key is needed");
-                Ok(None)
-            }
-            auth::TailnetIdentity::Tagged(node) => {
-                info!(source = %peer, node, "a tagged tailnet node cannot log in by identity; a key is needed");
-                Ok(None)
-            }
-            auth::TailnetIdentity::User(login) => {
-                match self.gw.store.operator_by_tailscale_login(&login).await? {
-                    Some(operator) => Ok(Some((operator, login))),
-                    None => {
-                        info!(user, source = %peer, login, "tailnet login not registered; a key is needed");
-                        self.record_login(
-                            None,
-                            user,
-                            &format!("tailscale:{login}"),
-                            "refused",
-                            "the tailnet login is not registered",
-                        )
-                        .await;
-                        Ok(None)
-                    }
-                }
-            }
-        }
-    }
-
-    /// Whether this connection's credential still lets its operator in, checked at every new
-    /// channel: a key removed (or an operator's role changed) while the connection is open
-    /// takes effect at once. The caller is refreshed with the operator as stored now.
-    async fn still_admitted(&mut self) -> Result<bool, anyhow::Error> {
-        let Some(caller) = &self.caller else {
-            return Ok(false);
-        };
-        let now = self
-            .gw
-            .store
-            .operator_by_credential(&caller.key_fingerprint)
-            .await?;
-        match now {
-            Some(operator) if access::still_admitted(&caller.operator.name, Some(&operator)) => {
-                if let Some(caller) = &mut self.caller {
-                    caller.operator = operator;
-                }
-                Ok(true)
-            }
-            _ => {
-                info!(
-                    operator = caller.operator.name,
-                    key = caller.key_fingerprint,
-                    "channel refused: the credential was removed"
-                );
-                let caller = caller.clone();
-                audit::record(
-                    &self.gw,
-                    &caller,
-                    "channel",
-                    None,
-                    &format!("key {}", caller.key_fingerprint),
-                    exit::FAILED,
-                    "refused: the key or login was removed",
-                )
-                .await;
-                Ok(false)
-            }
         }
     }
 
@@ -235,7 +71,7 @@ impl ConnectionHandler {
         &mut self,
         reply: ChannelOpenHandle,
     ) -> Result<Option<ChannelOpenHandle>, anyhow::Error> {
-        if self.still_admitted().await? {
+        if self.login.still_admitted().await? {
             return Ok(Some(reply));
         }
         self.gw
@@ -247,34 +83,10 @@ impl ConnectionHandler {
     /// Refuses an authentication attempt, for the pre-login limits and the audit trail.
     /// (russh counts the attempts against `max_auth_attempts`.)
     fn refuse(&mut self, user: &str, credential: &str) -> Auth {
-        self.ticket.auth_failed(user, credential);
+        self.login.ticket.auth_failed(user, credential);
         Auth::Reject {
             proceed_with_methods: Some(MethodSet::from(&[MethodKind::PublicKey][..])),
             partial_success: false,
-        }
-    }
-
-    /// Records a login attempt that got as far as a verified key.
-    async fn record_login(
-        &self,
-        operator: Option<String>,
-        user: &str,
-        fingerprint: &str,
-        result: &str,
-        message: &str,
-    ) {
-        let event = crate::store::Event {
-            operator,
-            source: Some(self.source()),
-            kind: "login".into(),
-            agent: matches!(self.route, Route::Agent(_)).then(|| user.to_owned()),
-            detail: format!("user {user} key {fingerprint}"),
-            result: result.into(),
-            message: message.into(),
-            ..crate::store::Event::default()
-        };
-        if let Err(e) = self.gw.store.record_event(&event).await {
-            tracing::error!(error = %e, "could not record a login");
         }
     }
 
@@ -286,7 +98,7 @@ impl ConnectionHandler {
     ) -> Result<Option<(PendingChannel, Caller, Handle)>, russh::Error> {
         match (
             self.channels.remove(&id),
-            self.caller.clone(),
+            self.login.caller.clone(),
             self.handle.clone(),
         ) {
             (Some(pending), Some(caller), Some(handle)) => {
@@ -373,13 +185,13 @@ impl ConnectionHandler {
 
     /// Opens a forwarded connection from the agent's host, or refuses it with a reason.
     fn open_forward(&self, channel: Channel<Msg>, target: Forward, reply: ChannelOpenHandle) {
-        let Some(caller) = self.caller.clone() else {
+        let Some(caller) = self.login.caller.clone() else {
             self.gw
                 .tasks
                 .spawn(reply.reject(ChannelOpenFailure::AdministrativelyProhibited));
             return;
         };
-        let agent = match &self.route {
+        let agent = match &self.login.route {
             Route::Control => None,
             Route::Agent(agent) => Some(agent.clone()),
         };
@@ -416,7 +228,7 @@ impl ConnectionHandler {
             });
             return;
         }
-        let Route::Agent(agent) = self.route.clone() else {
+        let Route::Agent(agent) = self.login.route.clone() else {
             return;
         };
         let span = tracing::info_span!("forward", agent = %agent, target = %target);
@@ -434,10 +246,10 @@ impl russh::server::Handler for ConnectionHandler {
 
     async fn auth_none(&mut self, user: &str) -> Result<Auth, Self::Error> {
         if self.gw.config.auth.tailscale.enabled
-            && let Some((operator, login)) = self.tailnet_operator(user).await?
+            && let Some((operator, login)) = self.login.tailnet_operator(user).await?
         {
             let credential = format!("tailscale:{login}");
-            if !self.admit(user, operator, credential.clone()).await? {
+            if !self.login.admit(user, operator, credential.clone()).await? {
                 return Ok(self.refuse(user, &credential));
             }
             return Ok(Auth::Accept);
@@ -449,7 +261,7 @@ impl russh::server::Handler for ConnectionHandler {
     }
 
     async fn auth_password(&mut self, user: &str, _password: &str) -> Result<Auth, Self::Error> {
-        info!(user, source = %self.source(), "password authentication refused");
+        info!(user, source = %self.login.source(), "password authentication refused");
         Ok(self.refuse(user, "password"))
     }
 
@@ -458,7 +270,7 @@ impl russh::server::Handler for ConnectionHandler {
         user: &str,
         offer: PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
-        let (decision, fingerprint) = self.key_decision(offer.public_key).await?;
+        let (decision, fingerprint) = self.login.key_decision(offer.public_key).await?;
         Ok(match decision {
             KeyDecision::Accept(_) => Auth::Accept,
             KeyDecision::Reject => {
@@ -473,12 +285,16 @@ impl russh::server::Handler for ConnectionHandler {
         user: &str,
         key: VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
-        let (decision, fingerprint) = self.key_decision(key.public_key).await?;
+        let (decision, fingerprint) = self.login.key_decision(key.public_key).await?;
         let KeyDecision::Accept(operator) = decision else {
-            info!(user, key = fingerprint, source = %self.source(), "login refused: unregistered key");
+            info!(user, key = fingerprint, source = %self.login.source(), "login refused: unregistered key");
             return Ok(self.refuse(user, &fingerprint));
         };
-        if !self.admit(user, operator, fingerprint.clone()).await? {
+        if !self
+            .login
+            .admit(user, operator, fingerprint.clone())
+            .await?
+        {
             return Ok(self.refuse(user, &fingerprint));
         }
         Ok(Auth::Accept)
@@ -631,7 +447,7 @@ impl russh::server::Handler for ConnectionHandler {
             return Ok(());
         }
         // Control commands take no environment: nothing would be done with it.
-        if self.route == Route::Control {
+        if self.login.route == Route::Control {
             session.channel_failure(channel)?;
             return Ok(());
         }
@@ -675,7 +491,7 @@ impl russh::server::Handler for ConnectionHandler {
         let Some((pending, caller, handle)) = self.take_channel(channel, session)? else {
             return Ok(());
         };
-        match self.route.clone() {
+        match self.login.route.clone() {
             Route::Agent(agent) if pending.pty.is_some() => {
                 self.spawn_agent_session(pending, caller, handle, agent, AgentSession::Attach)
             }
@@ -720,7 +536,7 @@ impl russh::server::Handler for ConnectionHandler {
                 return Ok(());
             }
         };
-        match self.route.clone() {
+        match self.login.route.clone() {
             Route::Agent(agent) => {
                 self.spawn_agent_session(pending, caller, handle, agent, AgentSession::Exec(line))
             }
@@ -735,7 +551,7 @@ impl russh::server::Handler for ConnectionHandler {
         name: &str,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        match (&self.route, name) {
+        match (&self.login.route, name) {
             (Route::Agent(agent), "sftp") => {
                 let agent = agent.clone();
                 if let Some((pending, caller, handle)) = self.take_channel(channel, session)? {

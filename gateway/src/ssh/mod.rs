@@ -11,6 +11,7 @@ pub mod handler;
 pub mod killable;
 pub mod limits;
 pub mod live;
+pub mod login;
 mod quickack;
 
 use std::borrow::Cow;
