@@ -21,6 +21,12 @@ pub enum Error {
     /// A `create` of the agent is under way: its host may not have it yet.
     #[error("agent '{0}' is still being created")]
     StillCreating(String),
+    /// The agent runs, and what was asked would end it without `--force`.
+    #[error("agent '{0}' is running")]
+    Running(String),
+    /// Its host cannot be asked, so what is on it is not known.
+    #[error("the state of agent '{name}' is unknown (its host '{host}' cannot be asked)")]
+    StateUnknown { name: String, host: String },
     /// The secrets the agent's environment gets cannot be handed to it.
     #[error(transparent)]
     Secret(#[from] SecretError),

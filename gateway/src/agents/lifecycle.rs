@@ -1,7 +1,7 @@
 //! The life of one agent, as every route asks for it: finding an agent an operator may use and
 //! its host ([`usable`]), its state fresh from its host ([`refreshed`]), whether it is ready for
-//! sessions ([`ready`]), and starting, stopping and restarting it, each a call to its host
-//! followed by the record of what the host said ([`Done`]).
+//! sessions ([`ready`]), and starting, stopping, restarting and destroying it, each a call to
+//! its host followed by the record of what the host said ([`Done`]).
 //!
 //! One change of an agent's life at a time: the callers hold the agent's turn
 //! (`Gateway::agent_locks`) around these.
@@ -10,9 +10,10 @@ use hostctl::api::AgentInfo;
 
 use super::access;
 use super::error::{Error, Result};
+use super::journal::{Intent, Planned};
 use crate::Gateway;
-use crate::hosts::{Host, reconciler};
-use crate::store::{AgentRecord, AgentStatus, Observed, Operator, StoreError};
+use crate::hosts::{Host, HostError, reconciler};
+use crate::store::{AgentRecord, AgentStatus, Observed, OperationKind, Operator, Step, StoreError};
 
 /// What a host did, and whether the gateway could record it. A record that failed does not
 /// undo what was done: the caller says so, and the next look at the host records it.
@@ -114,6 +115,66 @@ pub async fn restart(gw: &Gateway, agent: &AgentRecord, host: &Host) -> Result<D
     host.stop(&agent.name).await?;
     let info = host.start(&agent.name, None, &secrets).await?;
     Ok(record(gw, info).await)
+}
+
+/// Destroys `agent` for `operator`: its session, its files and the workspace its host created
+/// (never a `--dir` one). A running agent, or one whose host cannot be asked, needs `force`
+/// (then an unreachable host's files are left alone). A journaled operation: a gateway that
+/// dies between the host's destroy and the record finishes it at its next start.
+pub async fn destroy(
+    gw: &Gateway,
+    operator: &Operator,
+    agent: &AgentRecord,
+    host: &Host,
+    force: bool,
+) -> Result<Done<()>> {
+    let name = &agent.name;
+    if agent.status == AgentStatus::Running && !force {
+        return Err(Error::Running(name.clone()));
+    }
+    if agent.status == AgentStatus::Unknown && !force {
+        return Err(Error::StateUnknown {
+            name: name.clone(),
+            host: agent.host.clone(),
+        });
+    }
+    let intent = Intent::begin(
+        gw,
+        Planned {
+            kind: OperationKind::Destroy,
+            agent: name.clone(),
+            from_host: None,
+            host: agent.host.clone(),
+            source: None,
+            was_running: agent.status == AgentStatus::Running,
+            operator: Some(operator.name.clone()),
+        },
+    )
+    .await?;
+    let on_host = match host.destroy(name).await {
+        // Already gone on the host: forgetting it here is all that is left to do.
+        Ok(()) | Err(HostError::NotFound(_)) => Ok(()),
+        Err(e) if force && e.host_unreachable() => Ok(()),
+        Err(e) => Err(Error::from(e)),
+    };
+    if let Err(e) = on_host {
+        intent.end(&Err::<(), _>(&e)).await;
+        return Err(e);
+    }
+    // Removed from its host: what is left is the record. One that cannot be written leaves
+    // the operation open at this step, and the gateway's next start finishes it.
+    let forgotten = match intent.step(Step::HostDone).await {
+        Ok(()) => gw.store.delete_agent(name).await.map(drop),
+        Err(e) => Err(e),
+    };
+    if forgotten.is_ok() {
+        intent.end(&Ok::<(), String>(())).await;
+    }
+    gw.inputs.forget(name);
+    Ok(Done {
+        value: (),
+        recorded: forgotten,
+    })
 }
 
 /// Records what a host said of an agent after acting on it.

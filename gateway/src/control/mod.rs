@@ -401,6 +401,12 @@ impl From<crate::agents::Error> for CommandError {
             Error::StillCreating(_) => {
                 CommandError::failed(e.to_string()).hint("try again in a moment")
             }
+            Error::Running(ref name) => CommandError::failed(e.to_string()).hint(format!(
+                "stop it first (ssh gw stop {name}), or pass --force"
+            )),
+            Error::StateUnknown { .. } => CommandError::failed(e.to_string()).hint(
+                "pass --force to forget it anyway; its files on the host are then left alone",
+            ),
             Error::Secret(e) => e.into(),
             Error::Host(e) => e.into(),
             Error::Store(e) => e.into(),
