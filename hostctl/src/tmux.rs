@@ -271,7 +271,7 @@ impl Tmux {
     /// Puts `text` into the agent's pane, then presses Enter if asked, at once. Text of one
     /// line is typed as it is (tmux `send-keys -l`). Text with a line break is pasted, as a
     /// person pastes it: were it typed, each line break would be an Enter and the first line
-    /// would be submitted alone (see [`paste_text`]).
+    /// would be submitted alone (see `paste_text`).
     pub fn send_text(&self, name: &str, text: &str, enter: bool) -> Result<()> {
         self.put_text(name, text)?;
         if enter {

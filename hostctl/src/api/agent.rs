@@ -1,0 +1,379 @@
+//! An agent as both sides see it: what is asked at `create` (`CreateRequest`, its command
+//! and workspace), what hostctl keeps (`AgentMeta`) and reports (`AgentInfo`, its status, how
+//! its process ended, its screen), and terminal sizes.
+
+use super::*;
+
+/// What an agent runs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AgentCommand {
+    /// The host user's login shell, interactive.
+    LoginShell,
+    /// A command line, run by the host user's login shell with `-c` (templates use this, so
+    /// that the user's PATH from their profile applies).
+    Shell { line: String },
+    /// An argument vector executed as it is, with no shell in between.
+    Argv { argv: Vec<String> },
+}
+
+impl AgentCommand {
+    /// A one-line rendering for tables and `info`. Not meant to be parsed back.
+    pub fn display(&self) -> String {
+        match self {
+            AgentCommand::LoginShell => "$SHELL -l".to_owned(),
+            AgentCommand::Shell { line } => line.clone(),
+            AgentCommand::Argv { argv } => argv
+                .iter()
+                .map(|a| {
+                    shlex::try_quote(a)
+                        .map(|q| q.into_owned())
+                        .unwrap_or_else(|_| a.escape_debug().to_string())
+                })
+                .collect::<Vec<_>>()
+                .join(" "),
+        }
+    }
+}
+
+/// Where an agent's workspace comes from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum WorkspaceSource {
+    /// A new, empty directory `workspaces/<name>/`, owned (and destroyed) by hostctl.
+    Empty,
+    /// An existing directory on the host. hostctl never deletes it.
+    Dir { path: PathBuf },
+    /// A clone of a git repository into `workspaces/<name>/`, checked out at `git_ref` if given.
+    Git {
+        url: String,
+        #[serde(default, rename = "ref")]
+        git_ref: Option<String>,
+    },
+    /// `workspaces/<name>/` made beforehand by `hostctl unpack` (a clone or a migration),
+    /// owned (and destroyed) by hostctl.
+    Prepared,
+}
+
+/// A terminal size in character cells.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TermSize {
+    pub cols: u16,
+    pub rows: u16,
+}
+
+impl Default for TermSize {
+    fn default() -> Self {
+        TermSize {
+            cols: 120,
+            rows: 40,
+        }
+    }
+}
+
+/// The widest terminal an agent's window is given, in columns. tmux itself stops at 10,000,
+/// where laying out and redrawing one window costs its server (which every agent on the host
+/// shares) seconds of CPU per change.
+pub const MAX_TERM_COLS: u16 = 1000;
+
+/// The tallest terminal an agent's window is given, in rows.
+pub const MAX_TERM_ROWS: u16 = 1000;
+
+impl TermSize {
+    /// The size within [`MAX_TERM_COLS`] x [`MAX_TERM_ROWS`], and at least 1 x 1. The gateway
+    /// bounds what clients send; hostctl bounds it again, whoever asks.
+    pub fn bounded(self) -> TermSize {
+        TermSize {
+            cols: self.cols.clamp(1, MAX_TERM_COLS),
+            rows: self.rows.clamp(1, MAX_TERM_ROWS),
+        }
+    }
+}
+
+/// What the gateway asks for when it creates an agent (`hostctl create --json`, on stdin).
+/// hostctl stores it, with what it adds, as `agents/<name>/meta.json`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateRequest {
+    pub name: String,
+    #[serde(default = "default_template")]
+    pub template: String,
+    pub command: AgentCommand,
+    /// Used by `start` once the agent has run before (`claude --continue`, for example).
+    #[serde(default)]
+    pub restart_command: Option<AgentCommand>,
+    pub workspace: WorkspaceSource,
+    /// Environment of the agent's process, on top of the host user's own.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// Text typed into the agent once, when it first starts.
+    #[serde(default)]
+    pub prompt: Option<String>,
+    #[serde(default)]
+    pub size: Option<TermSize>,
+    /// Who asked, for the record.
+    #[serde(default)]
+    pub created_by: Option<String>,
+    /// The names of the secrets in the agent's environment (their values are never stored
+    /// here: they come with each start, see [`Secrets`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_names: Vec<String>,
+    /// The agent CLI the gateway's rules recognise in the command, if any: hostctl wires that
+    /// CLI's own hooks to `hostctl hook` at every start (see `hostctl::hooks`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cli: Option<AgentCli>,
+}
+
+/// An agent CLI whose screens and hooks agentgate knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentCli {
+    Claude,
+    Codex,
+    Gemini,
+    Aider,
+}
+
+impl AgentCli {
+    pub const ALL: [AgentCli; 4] = [
+        AgentCli::Claude,
+        AgentCli::Codex,
+        AgentCli::Gemini,
+        AgentCli::Aider,
+    ];
+
+    /// Its name, which is also the name of its program.
+    pub fn name(self) -> &'static str {
+        match self {
+            AgentCli::Claude => "claude",
+            AgentCli::Codex => "codex",
+            AgentCli::Gemini => "gemini",
+            AgentCli::Aider => "aider",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<AgentCli> {
+        AgentCli::ALL.into_iter().find(|c| c.name() == name)
+    }
+}
+
+impl std::fmt::Display for AgentCli {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// `hostctl create`'s stdin: the request, and the secrets for the first start.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateInput {
+    #[serde(flatten)]
+    pub request: CreateRequest,
+    #[serde(default, skip_serializing_if = "is_empty")]
+    pub secrets: Secrets,
+}
+
+/// `hostctl start --secrets-on-stdin`'s stdin.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StartInput {
+    #[serde(default)]
+    pub secrets: Secrets,
+}
+
+fn is_empty(s: &Secrets) -> bool {
+    s.0.is_empty()
+}
+
+fn default_template() -> String {
+    "shell".to_owned()
+}
+
+/// `agents/<name>/meta.json`: what was asked, plus what hostctl decided. The host describes
+/// itself with these files, so the gateway's view can always be rebuilt from the hosts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentMeta {
+    #[serde(flatten)]
+    pub request: CreateRequest,
+    /// The absolute path of the workspace on this host.
+    pub workspace_path: PathBuf,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+    /// How many times the agent's process was started (1 after `create`).
+    #[serde(default)]
+    pub starts: u32,
+    /// The CLI whose hooks were wired at the last start (none: the command is not a CLI whose
+    /// hooks hostctl knows how to wire, and only its screen tells its state).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hooks: Option<AgentCli>,
+}
+
+/// The state of an agent as its host sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HostAgentStatus {
+    /// Its tmux session exists and the process runs.
+    Running,
+    /// Its process ended; the session keeps the last screen (`remain-on-exit`).
+    Exited,
+    /// No tmux session: stopped by hand (or the host rebooted). The workspace is kept.
+    Stopped,
+}
+
+impl HostAgentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HostAgentStatus::Running => "running",
+            HostAgentStatus::Exited => "exited",
+            HostAgentStatus::Stopped => "stopped",
+        }
+    }
+}
+
+/// How an agent that does not run came to stop running.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Ending {
+    /// Its process exited with this code.
+    Exited { code: i32 },
+    /// Its process was killed by this signal.
+    Killed { signal: i32 },
+    /// `hostctl stop` ended it (a stop by hand, an idle stop, a migration).
+    Stopped,
+    /// Its tmux session was ended by something else than hostctl while the tmux server runs
+    /// (`tmux kill-session` by hand, say).
+    SessionGone,
+    /// Its tmux server is not running, and hostctl did not stop the agent: the server was
+    /// killed or crashed, or the host restarted.
+    ServerGone,
+}
+
+impl Ending {
+    /// Why the agent does not run, in words for `list` and the audit trail; none for a stop
+    /// through hostctl (the gateway knows why it stopped it).
+    pub fn reason(self) -> Option<String> {
+        match self {
+            Ending::Exited { code } => Some(format!("its process exited with {code}")),
+            Ending::Killed { signal } => Some(match signal_name(signal) {
+                Some(name) => format!("its process was killed by signal {signal} ({name})"),
+                None => format!("its process was killed by signal {signal}"),
+            }),
+            Ending::Stopped => None,
+            Ending::SessionGone => Some("its tmux session was ended outside agentgate".into()),
+            Ending::ServerGone => Some("tmux server gone".into()),
+        }
+    }
+}
+
+/// The name of a Linux signal number, for the common ones.
+pub fn signal_name(signal: i32) -> Option<&'static str> {
+    Some(match signal {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        3 => "SIGQUIT",
+        4 => "SIGILL",
+        5 => "SIGTRAP",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        10 => "SIGUSR1",
+        11 => "SIGSEGV",
+        12 => "SIGUSR2",
+        13 => "SIGPIPE",
+        14 => "SIGALRM",
+        15 => "SIGTERM",
+        24 => "SIGXCPU",
+        25 => "SIGXFSZ",
+        _ => return None,
+    })
+}
+
+/// One agent, as `hostctl list --json` and `hostctl info NAME --json` report it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentInfo {
+    pub name: String,
+    pub status: HostAgentStatus,
+    /// The pid of the pane's process, while it runs.
+    #[serde(default)]
+    pub pid: Option<u32>,
+    /// The exit code, once the process has ended.
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    /// How the agent came not to run, as far as its host can tell (none while it runs, and
+    /// from a hostctl older than API version 6).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ending: Option<Ending>,
+    /// RFC 3339 time of the last output, when tmux knows it.
+    #[serde(default)]
+    pub last_activity: Option<String>,
+    /// Everything that was asked, so an agent unknown to the gateway can be adopted.
+    pub meta: AgentMeta,
+    /// What its pane shows, while its process runs (the gateway tells from it whether the
+    /// agent is working, waiting for the operator or idle).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub screen: Option<Screen>,
+    /// The host's time (Unix seconds) just before it looked at its panes: the caller's mark
+    /// for the next `list --screens-after` (on the host's own clock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seen_at: Option<i64>,
+    /// The last events its CLI reported through its hooks, oldest first (at most
+    /// [`HOOK_EVENTS_REPORTED`]; none from a CLI without hooks, or from a hostctl older than
+    /// API version 7).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<HookEvent>,
+}
+
+/// The most lines of a screen that [`Screen::tail`] carries.
+pub const SCREEN_TAIL_LINES: usize = 20;
+
+/// A running agent's pane, as it looked when the host was asked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Screen {
+    pub cols: u16,
+    pub rows: u16,
+    /// A fingerprint of the visible text (SHA-256, hex, of its lines trimmed on the right):
+    /// equal fingerprints at the same size mean the screen did not change.
+    pub hash: String,
+    /// The last lines with text on them (at most [`SCREEN_TAIL_LINES`]), top to bottom,
+    /// trimmed on the right.
+    pub tail: Vec<String>,
+    /// The name of the pane's foreground process (`bash` at a shell prompt, `make` during a
+    /// build), as tmux reports it.
+    #[serde(default)]
+    pub foreground: Option<String>,
+}
+
+impl Screen {
+    /// The screen of a pane of `cols` x `rows` showing `text` (as `tmux capture-pane -p`
+    /// prints it), its foreground process being `foreground`.
+    pub fn from_text(cols: u16, rows: u16, text: &str, foreground: Option<String>) -> Screen {
+        use sha2::Digest;
+        let lines: Vec<&str> = text.lines().map(str::trim_end).collect();
+        let mut hasher = sha2::Sha256::new();
+        for line in &lines {
+            hasher.update(line.as_bytes());
+            hasher.update(b"\n");
+        }
+        let hash = hasher
+            .finalize()
+            .iter()
+            .take(16)
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let mut tail: Vec<String> = lines
+            .iter()
+            .rev()
+            .filter(|l| !l.is_empty())
+            .take(SCREEN_TAIL_LINES)
+            .map(|l| (*l).to_owned())
+            .collect();
+        tail.reverse();
+        Screen {
+            cols,
+            rows,
+            hash,
+            tail,
+            foreground,
+        }
+    }
+}
