@@ -21,6 +21,30 @@ pub enum Error {
     /// A `create` of the agent is under way: its host may not have it yet.
     #[error("agent '{0}' is still being created")]
     StillCreating(String),
+    /// A name no agent may take (invalid, or reserved), and why.
+    #[error("{0}")]
+    BadName(String),
+    /// An agent named like an operator would capture that operator's logins.
+    #[error("'{0}' is the name of an operator")]
+    NameOfAnOperator(String),
+    #[error("an agent named '{0}' already exists")]
+    NameTaken(String),
+    #[error("no host named '{0}'")]
+    NoSuchHost(String),
+    /// The host is `local`, where only admins may have agents.
+    #[error(
+        "host '{0}' is, the gateway's own machine, where only admins may have agents (they run \
+         as the gateway's own user)"
+    )]
+    HostForAdminsOnly(String),
+    /// No host the operator may use is reachable (`but_local`: `local` is, and they may not).
+    #[error("{}", if *.but_local {
+        "no host is reachable but 'local', the gateway's own machine, where only admins may \
+         have agents (they run as the gateway's own user)"
+    } else {
+        "no host is reachable"
+    })]
+    NoReachableHost { but_local: bool },
     /// The agent runs, and what was asked would end it without `--force`.
     #[error("agent '{0}' is running")]
     Running(String),

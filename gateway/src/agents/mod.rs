@@ -25,6 +25,7 @@ pub mod hooks;
 pub mod journal;
 pub mod lifecycle;
 pub mod locks;
+pub mod placement;
 pub mod secrets;
 
 pub use error::{Error, Result};

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use clap::Args;
 use hostctl::api::WorkspaceSource;
 
-use super::create::{Origin, check_new_name, choose_host, create_reserved, reserve};
+use super::create::{Origin, create_reserved, reserve};
 use super::output::{agent_json, json_text, status_text};
 use super::{Caller, CommandIo, CommandResult, agent_and_host, exit};
 use crate::Gateway;
@@ -36,11 +36,13 @@ pub async fn run(
     args: CloneArgs,
     io: &mut CommandIo,
 ) -> CommandResult {
-    check_new_name(gw, &args.dst).await?;
+    crate::agents::placement::check_new_name(gw, &args.dst).await?;
     let (src, from) = agent_and_host(gw, caller, &args.src).await?;
     crate::agents::lifecycle::ready(&src)?;
     let host_name = match &args.host {
-        Some(host) => choose_host(gw, caller, Some(host)).await?,
+        Some(host) => {
+            crate::agents::placement::choose_host(gw, &caller.operator, Some(host)).await?
+        }
         None => src.host.clone(),
     };
     let to = gw.hosts.get(&host_name)?;

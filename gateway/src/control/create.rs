@@ -10,13 +10,14 @@ use clap::Args;
 use hostctl::api::{AgentCommand, CreateRequest, WorkspaceSource};
 
 use super::output::{agent_json, json_text, parse_pair};
-use super::{Caller, CommandError, CommandIo, CommandResult, exit, local_refused, may_use_host};
+use super::{Caller, CommandError, CommandIo, CommandResult, exit};
 use crate::Gateway;
 use crate::agents::deliver::Delivery;
 use crate::agents::journal::{Intent, Planned};
+use crate::agents::placement;
 use crate::config::Template;
-use crate::hosts::{LOCAL_HOST, reconciler};
-use crate::store::{self, AgentRecord, AgentStatus, HostRecord, HostStatus, OperationKind, Step};
+use crate::hosts::reconciler;
+use crate::store::{self, AgentRecord, AgentStatus, OperationKind, Step};
 
 fn parse_idle_stop_arg(text: &str) -> Result<String, String> {
     crate::config::parse_idle_stop(text).map(|_| text.to_owned())
@@ -112,7 +113,7 @@ pub async fn run(
     // NAME-1 .. NAME-N: every name is checked before any agent is made.
     let names: Vec<String> = (1..=count).map(|i| format!("{}-{i}", args.name)).collect();
     for name in &names {
-        check_new_name(gw, name).await?;
+        placement::check_new_name(gw, name).await?;
     }
     if args.prompt.as_deref() == Some("-") {
         args.prompt = Some(read_prompt(io).await?);
@@ -184,7 +185,7 @@ async fn create_one(
     io: &mut CommandIo,
 ) -> Result<AgentRecord, CommandError> {
     let name = args.name.clone();
-    check_new_name(gw, &name).await?;
+    placement::check_new_name(gw, &name).await?;
     for (k, v) in &args.tags {
         super::many::check_tag(k, v)?;
     }
@@ -254,8 +255,8 @@ async fn create_one(
     };
     // Placement counts the agents being created: choosing a host and reserving the new row
     // there are one step, so a create placed meanwhile sees this one.
-    let placing = PLACING.lock().await;
-    let host_name = choose_host(gw, caller, args.host.as_deref()).await?;
+    let placing = placement::PLACING.lock().await;
+    let host_name = placement::choose_host(gw, &caller.operator, args.host.as_deref()).await?;
     let host_name = host_name.as_str();
     let host = gw.hosts.get(host_name)?;
     let idle_stop = args
@@ -284,73 +285,6 @@ async fn create_one(
         .hint(format!(
             "look at it with: ssh {name}@gw; give the prompt again with: ssh gw send {name} -"
         ))),
-    }
-}
-
-/// Held from the choice of a host to the reservation of the new agent's row there (a
-/// create's, and only that: a clone or a restore goes to a host it is told or its source's).
-/// One per process: a data directory is served by one gateway.
-static PLACING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// Refuses a name a new agent cannot take: invalid, reserved, an operator's, or taken.
-pub async fn check_new_name(gw: &Gateway, name: &str) -> Result<(), CommandError> {
-    if let Some(reason) = crate::auth::name_unavailable_reason(name) {
-        return Err(CommandError::usage(reason)
-            .hint("agent names use lowercase letters, digits and '-', like fix-ci"));
-    }
-    if gw.store.operator_exists(name).await? {
-        return Err(CommandError::usage(format!("'{name}' is the name of an operator"))
-            .hint("an agent named like an operator would capture that operator's ssh logins; pick another name"));
-    }
-    if gw.store.agent_exists(name).await? {
-        return Err(
-            CommandError::failed(format!("an agent named '{name}' already exists")).hint(format!(
-                "pick another name, or remove it first: ssh gw destroy {name}"
-            )),
-        );
-    }
-    Ok(())
-}
-
-/// The host named (it must exist), else the configured default host, else the placement.
-pub async fn choose_host(
-    gw: &Gateway,
-    caller: &Caller,
-    named: Option<&str>,
-) -> Result<String, CommandError> {
-    match named
-        .map(str::to_owned)
-        .or_else(|| gw.config.hosts.default_host.clone())
-    {
-        Some(name) => {
-            if gw.store.host(&name).await?.is_none() {
-                return Err(CommandError::usage(format!("no host named '{name}'"))
-                    .hint("see the hosts with: ssh gw host list"));
-            }
-            if !may_use_host(gw, &caller.operator, &name) {
-                return Err(local_refused(&format!("host '{name}' is"))
-                    .hint("pick another host: ssh gw host list"));
-            }
-            Ok(name)
-        }
-        None => {
-            let hosts: Vec<HostRecord> = gw
-                .store
-                .hosts()
-                .await?
-                .into_iter()
-                .filter(|h| may_use_host(gw, &caller.operator, &h.name))
-                .collect();
-            let agents = gw.store.agents().await?;
-            place(&hosts, &agents).ok_or_else(|| {
-                if may_use_host(gw, &caller.operator, LOCAL_HOST) {
-                    CommandError::failed("no host is reachable")
-                } else {
-                    local_refused("no host is reachable but 'local'")
-                }
-                .hint("see the hosts with: ssh gw host list")
-            })
-        }
     }
 }
 
@@ -501,25 +435,6 @@ where
     made
 }
 
-/// Where an agent goes when no host is named: the reachable host with the fewest agents
-/// running or being created; on a tie `local`, then the first by name.
-pub fn place(hosts: &[HostRecord], agents: &[AgentRecord]) -> Option<String> {
-    hosts
-        .iter()
-        .filter(|h| h.status == HostStatus::Reachable)
-        .min_by_key(|h| {
-            let running = agents
-                .iter()
-                .filter(|a| {
-                    a.host == h.name
-                        && matches!(a.status, AgentStatus::Running | AgentStatus::Creating)
-                })
-                .count();
-            (running, h.name != LOCAL_HOST, h.name.clone())
-        })
-        .map(|h| h.name.clone())
-}
-
 /// The agent's environment: the template's, then `--env` values; every variable the template
 /// requires must end up with a value (the gateway's own environment may supply it).
 fn agent_env(
@@ -594,69 +509,6 @@ fn template_command(line: &str) -> AgentCommand {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn host(name: &str, status: HostStatus) -> HostRecord {
-        HostRecord {
-            status,
-            ..HostRecord::named(name)
-        }
-    }
-
-    fn agent(name: &str, host: &str, status: AgentStatus) -> AgentRecord {
-        crate::store::sample_agent(name, host, status)
-    }
-
-    #[test]
-    fn placement_picks_the_least_busy_reachable_host() {
-        let hosts = [
-            host("local", HostStatus::Reachable),
-            host("b", HostStatus::Reachable),
-            host("a", HostStatus::Reachable),
-            host("down", HostStatus::Unreachable),
-        ];
-        assert_eq!(place(&hosts, &[]).as_deref(), Some("local"));
-        let agents = [
-            agent("x", "local", AgentStatus::Running),
-            agent("y", "a", AgentStatus::Stopped),
-        ];
-        // Stopped agents do not count; ties go by name.
-        assert_eq!(place(&hosts, &agents).as_deref(), Some("a"));
-        let agents = [
-            agent("w", "local", AgentStatus::Running),
-            agent("x", "local", AgentStatus::Running),
-            agent("y", "a", AgentStatus::Running),
-            agent("z", "b", AgentStatus::Running),
-        ];
-        assert_eq!(place(&hosts, &agents).as_deref(), Some("a"));
-        // A tie with the gateway's own machine goes to it.
-        assert_eq!(place(&hosts, &agents[1..]).as_deref(), Some("local"));
-        assert_eq!(place(&[host("down", HostStatus::Unreachable)], &[]), None);
-    }
-
-    #[test]
-    fn placement_counts_agents_being_created() {
-        let hosts = [
-            host("local", HostStatus::Reachable),
-            host("a", HostStatus::Reachable),
-        ];
-        let agents = [agent("x", "local", AgentStatus::Creating)];
-        assert_eq!(place(&hosts, &agents).as_deref(), Some("a"));
-        // One at a time, creates spread evenly: each placed agent is a `creating` row.
-        let mut agents = Vec::new();
-        for i in 0..7 {
-            let chosen = place(&hosts, &agents).expect("a host");
-            agents.push(agent(&format!("n{i}"), &chosen, AgentStatus::Creating));
-        }
-        let on = |h: &str| agents.iter().filter(|a| a.host == h).count();
-        assert_eq!((on("local"), on("a")), (4, 3));
-        // Exited, stopped and unknown agents do not count.
-        let idle = [
-            agent("e", "local", AgentStatus::Exited),
-            agent("s", "local", AgentStatus::Stopped),
-            agent("u", "local", AgentStatus::Unknown),
-        ];
-        assert_eq!(place(&hosts, &idle).as_deref(), Some("local"));
-    }
 
     #[test]
     fn a_required_variable_must_have_a_value() {

@@ -3,30 +3,9 @@
 
 use std::sync::Arc;
 
-use clap::Args;
-
 use super::{Caller, CommandIo, CommandResult, exit, refreshed_agent, require_owner};
 use crate::Gateway;
 use crate::agents::lifecycle;
-
-#[derive(Debug, Args)]
-pub struct DestroyArgs {
-    #[command(flatten)]
-    pub targets: super::many::Targets,
-    /// Destroy it even if it is running.
-    #[arg(long, short)]
-    pub force: bool,
-}
-
-pub async fn run(
-    gw: &Arc<Gateway>,
-    caller: &Caller,
-    args: DestroyArgs,
-    io: &mut CommandIo,
-) -> CommandResult {
-    let op = super::many::Op::Destroy { force: args.force };
-    super::many::each(gw, caller, &args.targets, op, io).await
-}
 
 pub async fn destroy_one(
     gw: &Arc<Gateway>,

@@ -28,6 +28,17 @@ pub struct Targets {
     pub yes: bool,
 }
 
+// `destroy NAME [--force]` or `destroy --tag K=V [--yes] [--force]`: each agent by
+// `super::destroy::destroy_one`.
+#[derive(Debug, Args)]
+pub struct DestroyArgs {
+    #[command(flatten)]
+    pub targets: Targets,
+    /// Destroy it even if it is running.
+    #[arg(long, short)]
+    pub force: bool,
+}
+
 /// The caller's own agents (those they created: not those shared with them, and for an admin
 /// not everyone's) that carry every tag in `tags` (all of them when `tags` is empty), by
 /// name; agents on a host the caller may not use are left out.

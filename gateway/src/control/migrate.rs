@@ -9,7 +9,6 @@ use clap::Args;
 use hostctl::api::{Secrets, WorkspaceDigest, WorkspaceSource};
 use tracing::warn;
 
-use super::create::choose_host;
 use super::output::{agent_json, json_text, status_text};
 use super::{Caller, CommandError, CommandIo, CommandResult, exit, refreshed_agent};
 use crate::Gateway;
@@ -43,9 +42,9 @@ pub async fn run(
             args.host
         )));
     }
-    let to = gw
-        .hosts
-        .get(&choose_host(gw, caller, Some(&args.host)).await?)?;
+    let to = gw.hosts.get(
+        &crate::agents::placement::choose_host(gw, &caller.operator, Some(&args.host)).await?,
+    )?;
     match agent.status {
         AgentStatus::Creating => crate::agents::lifecycle::ready(&agent)?,
         AgentStatus::Unknown => {

@@ -100,7 +100,7 @@ pub enum ControlCommand {
     Snapshot(snapshot::SnapshotArgs),
     /// Delete an agent, its session and its workspace.
     #[command(visible_alias = "rm")]
-    Destroy(destroy::DestroyArgs),
+    Destroy(many::DestroyArgs),
     /// Print an agent's output.
     Logs(logs::LogsArgs),
     /// Show what changed in an agent's workspace since it was created.
@@ -401,6 +401,23 @@ impl From<crate::agents::Error> for CommandError {
             Error::StillCreating(_) => {
                 CommandError::failed(e.to_string()).hint("try again in a moment")
             }
+            Error::BadName(_) => CommandError::usage(e.to_string())
+                .hint("agent names use lowercase letters, digits and '-', like fix-ci"),
+            Error::NameOfAnOperator(_) => CommandError::usage(e.to_string()).hint(
+                "an agent named like an operator would capture that operator's ssh logins; pick another name",
+            ),
+            Error::NameTaken(ref name) => CommandError::failed(e.to_string()).hint(format!(
+                "pick another name, or remove it first: ssh gw destroy {name}"
+            )),
+            Error::NoSuchHost(_) => {
+                CommandError::usage(e.to_string()).hint("see the hosts with: ssh gw host list")
+            }
+            Error::HostForAdminsOnly(_) => {
+                CommandError::failed(e.to_string()).hint("pick another host: ssh gw host list")
+            }
+            Error::NoReachableHost { .. } => {
+                CommandError::failed(e.to_string()).hint("see the hosts with: ssh gw host list")
+            }
             Error::Running(ref name) => CommandError::failed(e.to_string()).hint(format!(
                 "stop it first (ssh gw stop {name}), or pass --force"
             )),
@@ -615,7 +632,10 @@ pub async fn run(
             };
             snapshot::run(gw, caller, args, io).await
         }
-        ControlCommand::Destroy(args) => destroy::run(gw, caller, args, io).await,
+        ControlCommand::Destroy(args) => {
+            let op = many::Op::Destroy { force: args.force };
+            many::each(gw, caller, &args.targets, op, io).await
+        }
         ControlCommand::Logs(args) => logs::run(gw, caller, args, io).await,
         ControlCommand::Diff(args) => diff::run(gw, caller, args, io).await,
         ControlCommand::Send(args) => send::run(gw, caller, args, io).await,

@@ -14,7 +14,7 @@ use hostctl::api::{ErrorCode, SnapshotMeta, SnapshotRequest, WorkspaceSource};
 use hostctl::disk::size_text;
 use serde_json::{Value, json};
 
-use super::create::{CreateArgs, Origin, check_new_name, choose_host, create_reserved, reserve};
+use super::create::{CreateArgs, Origin, create_reserved, reserve};
 use super::output::{age, json_text, table};
 use super::{
     Caller, CommandError, CommandIo, CommandResult, exit, local_refused, may_use_host,
@@ -413,7 +413,7 @@ pub async fn create_from(
     io: &mut CommandIo,
 ) -> Result<AgentRecord, CommandError> {
     let name = args.name.as_str();
-    check_new_name(gw, name).await?;
+    crate::agents::placement::check_new_name(gw, name).await?;
     for (k, v) in &args.tags {
         super::many::check_tag(k, v)?;
     }
@@ -436,7 +436,9 @@ pub async fn create_from(
     }
     let from = gw.hosts.get(&snapshot.host)?;
     let host_name = match &args.host {
-        Some(host) => choose_host(gw, caller, Some(host)).await?,
+        Some(host) => {
+            crate::agents::placement::choose_host(gw, &caller.operator, Some(host)).await?
+        }
         None => snapshot.host.clone(),
     };
     let to = gw.hosts.get(&host_name)?;
