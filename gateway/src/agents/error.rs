@@ -45,6 +45,18 @@ pub enum Error {
         "no host is reachable"
     })]
     NoReachableHost { but_local: bool },
+    /// What the store refused as a conflict (a name taken meanwhile), in its words.
+    #[error("{0}")]
+    Conflict(String),
+    /// The agent was made on its host, but the gateway could not record it.
+    #[error(
+        "agent '{name}' was created on host {host}, but the gateway could not record it: {cause}"
+    )]
+    CreatedNotRecorded {
+        name: String,
+        host: String,
+        cause: StoreError,
+    },
     /// The agent runs, and what was asked would end it without `--force`.
     #[error("agent '{0}' is running")]
     Running(String),

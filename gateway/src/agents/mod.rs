@@ -20,6 +20,7 @@ mod error;
 pub mod access;
 pub mod activity;
 pub mod audit;
+pub mod create;
 pub mod deliver;
 pub mod hooks;
 pub mod journal;

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use clap::Args;
 use hostctl::api::WorkspaceSource;
 
-use super::create::{Origin, create_reserved, reserve};
 use super::output::{agent_json, json_text, status_text};
-use super::{Caller, CommandIo, CommandResult, agent_and_host, exit};
+use super::{Caller, CommandError, CommandIo, CommandResult, agent_and_host, exit};
 use crate::Gateway;
+use crate::agents::create::{Origin, create_reserved, reserve};
 use crate::hosts::copy_workspace;
 use crate::store::OperationKind;
 
@@ -63,7 +63,7 @@ pub async fn run(
     let (from_host, to_host, src_name, dst) = (&from, &to, &src.name, &args.dst);
     let copy = move |operation: String| async move {
         *slot = Some(copy_workspace(from_host, src_name, to_host, dst, &operation).await?);
-        Ok(())
+        Ok::<(), CommandError>(())
     };
     let agent = create_reserved(gw, &to, &request, intent, copy).await?;
     if args.json {

@@ -10,14 +10,15 @@ use clap::Args;
 use hostctl::api::{AgentCommand, CreateRequest, WorkspaceSource};
 
 use super::output::{agent_json, json_text, parse_pair};
-use super::{Caller, CommandError, CommandIo, CommandResult, exit};
+use super::snapshot::visible_snapshot;
+use super::{Caller, CommandError, CommandIo, CommandResult, exit, local_refused, may_use_host};
 use crate::Gateway;
+use crate::agents::create::{Origin, create_reserved, reserve};
 use crate::agents::deliver::Delivery;
-use crate::agents::journal::{Intent, Planned};
 use crate::agents::placement;
 use crate::config::Template;
-use crate::hosts::reconciler;
-use crate::store::{self, AgentRecord, AgentStatus, OperationKind, Step};
+use crate::hosts::restore_snapshot;
+use crate::store::{AgentRecord, OperationKind};
 
 fn parse_idle_stop_arg(text: &str) -> Result<String, String> {
     crate::config::parse_idle_stop(text).map(|_| text.to_owned())
@@ -95,7 +96,7 @@ pub async fn run(
             Some("-") => Some(read_prompt(io).await?),
             other => other.map(str::to_owned),
         };
-        let agent = super::snapshot::create_from(gw, caller, &args, &id, prompt, io).await?;
+        let agent = create_from(gw, caller, &args, &id, prompt, io).await?;
         report(&args, &agent, io).await;
         if !args.json {
             io.write_out(&format!(
@@ -265,7 +266,10 @@ async fn create_one(
         .or_else(|| template.idle_stop.clone());
     let intent = reserve(gw, host_name, &request, idle_stop, Origin::create()).await?;
     drop(placing);
-    let agent = create_reserved(gw, &host, &request, intent, |_| async { Ok(()) }).await?;
+    let agent = create_reserved(gw, &host, &request, intent, |_| async {
+        Ok::<(), CommandError>(())
+    })
+    .await?;
     let Some(text) = first_prompt else {
         return Ok(agent);
     };
@@ -288,151 +292,86 @@ async fn create_one(
     }
 }
 
-/// Where a new agent comes from, for the operations journal: a plain create, or a copy of
-/// another agent (clone) or of a snapshot (restore) on `from_host`.
-#[derive(Clone, Debug)]
-pub struct Origin {
-    pub kind: OperationKind,
-    pub from_host: Option<String>,
-    pub source: Option<String>,
-}
-
-impl Origin {
-    pub fn create() -> Origin {
-        Origin {
-            kind: OperationKind::Create,
-            from_host: None,
-            source: None,
-        }
+/// `create NEW --from-snapshot ID [--host H]`: a new agent with the snapshot's settings (its
+/// `--env` and `--tag` values added) and exactly the snapshot's workspace, on the snapshot's
+/// host or on H.
+pub async fn create_from(
+    gw: &Arc<Gateway>,
+    caller: &Caller,
+    args: &CreateArgs,
+    id: &str,
+    prompt: Option<String>,
+    io: &mut CommandIo,
+) -> Result<AgentRecord, CommandError> {
+    let name = args.name.as_str();
+    crate::agents::placement::check_new_name(gw, name).await?;
+    for (k, v) in &args.tags {
+        super::many::check_tag(k, v)?;
     }
-}
-
-/// Writes the operation (`agents::journal`), then inserts the new agent's row as `creating`:
-/// it reserves the name while the host works, so two creates (or clones) of one name cannot
-/// both proceed.
-pub async fn reserve(
-    gw: &Gateway,
-    host_name: &str,
-    request: &CreateRequest,
-    idle_stop: Option<String>,
-    origin: Origin,
-) -> Result<Intent, CommandError> {
-    let intent = Intent::begin(
-        gw,
-        Planned {
-            kind: origin.kind,
-            agent: request.name.clone(),
-            from_host: origin.from_host,
-            host: host_name.to_owned(),
-            source: origin.source,
-            was_running: false,
-            operator: request.created_by.clone(),
-        },
-    )
-    .await?;
-    let record = AgentRecord {
-        name: request.name.clone(),
-        host: host_name.to_owned(),
-        template: request.template.clone(),
-        command: request.command.display(),
-        workspace: String::new(),
-        spec: request.clone(),
-        tags: request.tags.clone(),
-        status: AgentStatus::Creating,
-        exit_code: None,
-        pid: None,
-        last_activity: None,
-        created_at: store::now(),
-        created_by: request.created_by.clone(),
-        activity: Default::default(),
-        status_since: None,
-        idle_stop,
-        stop_reason: None,
-        shared_with: Vec::new(),
+    for (k, _) in &args.env {
+        hostctl::api::validate_env_key(k).map_err(CommandError::usage)?;
+    }
+    let snapshot = visible_snapshot(gw, caller, id).await?;
+    if gw.store.host(&snapshot.host).await?.is_none() {
+        return Err(CommandError::failed(format!(
+            "snapshot '{id}' is on host '{}', which the gateway no longer has",
+            snapshot.host
+        ))
+        .hint(format!(
+            "add the host again (ssh gw host add {} ADDRESS) to reach it, or remove the snapshot: ssh gw snapshot remove {id}",
+            snapshot.host
+        )));
+    }
+    if !may_use_host(gw, &caller.operator, &snapshot.host) {
+        return Err(local_refused(&format!("snapshot '{id}' is on 'local'")));
+    }
+    let from = gw.hosts.get(&snapshot.host)?;
+    let host_name = match &args.host {
+        Some(host) => {
+            crate::agents::placement::choose_host(gw, &caller.operator, Some(host)).await?
+        }
+        None => snapshot.host.clone(),
     };
-    let inserted = gw.store.insert_agent(&record).await.map_err(|e| match e {
-        store::StoreError::Conflict(m) => CommandError::failed(m),
-        other => other.into(),
-    });
-    match inserted {
-        Ok(()) => Ok(intent),
-        Err(e) => {
-            intent.end(&Err::<(), _>(&e.message)).await;
-            Err(e)
-        }
-    }
-}
-
-/// Runs `prepare` (a workspace copy, for clones and restores; it gets the operation's ID,
-/// which marks the copy), then creates the reserved agent on `host` and records what the host
-/// reports. Any failure releases the name. Each step is written to the operation's journal.
-pub async fn create_reserved<F, Fut>(
-    gw: &Gateway,
-    host: &crate::hosts::Host,
-    request: &CreateRequest,
-    intent: Intent,
-    prepare: F,
-) -> Result<AgentRecord, CommandError>
-where
-    F: FnOnce(String) -> Fut,
-    Fut: std::future::Future<Output = Result<(), CommandError>>,
-{
-    let name = &request.name;
-    let mut on_host = false;
-    let mut copied = false;
-    let created = async {
-        let secrets = super::secret::values(gw, &request.secret_names).await?;
-        prepare(intent.id().to_owned()).await?;
-        copied = true;
-        if intent.kind() != OperationKind::Create {
-            intent.step(Step::Copied).await?;
-        }
-        let info = host
-            .create(request, &secrets)
+    let to = gw.hosts.get(&host_name)?;
+    let mut request = snapshot.spec.clone();
+    request.name = name.to_owned();
+    request.workspace = WorkspaceSource::Prepared;
+    request.prompt = prompt;
+    request.size = io.terminal.as_ref().map(|t| *t.size.borrow());
+    request.created_by = Some(caller.operator.name.clone());
+    request.env.extend(args.env.iter().cloned());
+    request.tags.extend(args.tags.iter().cloned());
+    let idle_stop = args.idle_stop.clone().or(snapshot.idle_stop.clone());
+    let origin = Origin {
+        kind: OperationKind::Restore,
+        from_host: Some(snapshot.host.clone()),
+        source: Some(id.to_owned()),
+    };
+    let intent = reserve(gw, &host_name, &request, idle_stop, origin).await?;
+    let (from_host, to_host, snapshot_ref) = (&from, &to, &snapshot);
+    create_reserved(gw, &to, &request, intent, move |operation| async move {
+        let snapshot = snapshot_ref;
+        restore_snapshot(from_host, id, &snapshot.sha256, snapshot.size, to_host, name, &operation)
             .await
-            .map_err(CommandError::from)?;
-        on_host = true;
-        let recorded = async {
-            intent.step(Step::Created).await?;
-            gw.store
-                .observe_agent(name, &reconciler::observed(&info))
-                .await
-        }
-        .await;
-        if let Err(e) = recorded {
-            // It exists on its host: the command must not say it was not made. Its row stays
-            // `creating` until the next look at the host (or, if the gateway stops first, the
-            // next start's settling of this operation) records what the host says.
-            let done = format!("agent '{name}' was created on host {}", host.name());
-            return Err(
-                CommandError::failed(super::not_recorded(&done, &e, super::SEEN_AGAIN))
-                    .hint(format!("see it with: ssh gw info {name}")),
-            );
-        }
-        gw.store
-            .agent(name)
-            .await?
-            .ok_or_else(|| CommandError::no_agent(name))
-    };
-    let made = created.await;
-    if made.is_err() && !on_host {
-        // A copy that made it but whose agent did not start is not left behind (a failed
-        // copy removed itself).
-        if copied && intent.kind() != OperationKind::Create {
-            let _ = host.discard(name, Some(intent.id())).await;
-        }
-        // Nothing was made: the name is free again. (An agent the host made but whose record
-        // failed keeps its row; the reconciler records it.)
-        gw.store.delete_agent(name).await?;
-    }
-    // Made on its host is done, whatever its record came to.
-    let outcome = if on_host {
+            .map_err(|e| {
+                let e = CommandError::from(e);
+                let damaged = e.message.contains("damaged");
+                let e = CommandError {
+                    message: format!("restoring snapshot '{id}' failed: {}", e.message),
+                    ..e
+                };
+                if damaged {
+                    e.hint(format!(
+                        "the archive on host '{}' is not what was saved; remove it with: ssh gw snapshot remove {id}",
+                        snapshot.host
+                    ))
+                } else {
+                    e
+                }
+            })?;
         Ok(())
-    } else {
-        made.as_ref().map(|_| ()).map_err(|e| &e.message)
-    };
-    intent.end(&outcome).await;
-    made
+    })
+    .await
 }
 
 /// The agent's environment: the template's, then `--env` values; every variable the template

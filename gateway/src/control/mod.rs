@@ -391,6 +391,13 @@ impl CommandError {
     }
 }
 
+impl std::fmt::Display for CommandError {
+    /// The message alone (what the operations journal keeps of a failure).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
 impl From<crate::agents::Error> for CommandError {
     fn from(e: crate::agents::Error) -> Self {
         use crate::agents::Error;
@@ -417,6 +424,12 @@ impl From<crate::agents::Error> for CommandError {
             }
             Error::NoReachableHost { .. } => {
                 CommandError::failed(e.to_string()).hint("see the hosts with: ssh gw host list")
+            }
+            Error::Conflict(message) => CommandError::failed(message),
+            Error::CreatedNotRecorded { name, host, cause } => {
+                let done = format!("agent '{name}' was created on host {host}");
+                CommandError::failed(not_recorded(&done, &cause, SEEN_AGAIN))
+                    .hint(format!("see it with: ssh gw info {name}"))
             }
             Error::Running(ref name) => CommandError::failed(e.to_string()).hint(format!(
                 "stop it first (ssh gw stop {name}), or pass --force"

@@ -10,19 +10,15 @@
 use std::sync::Arc;
 
 use clap::{Args, Subcommand};
-use hostctl::api::{ErrorCode, SnapshotMeta, SnapshotRequest, WorkspaceSource};
+use hostctl::api::{ErrorCode, SnapshotMeta, SnapshotRequest};
 use hostctl::disk::size_text;
 use serde_json::{Value, json};
 
-use super::create::{CreateArgs, Origin, create_reserved, reserve};
 use super::output::{age, json_text, table};
-use super::{
-    Caller, CommandError, CommandIo, CommandResult, exit, local_refused, may_use_host,
-    refreshed_agent, require_owner,
-};
+use super::{Caller, CommandError, CommandIo, CommandResult, exit, refreshed_agent, require_owner};
 use crate::Gateway;
-use crate::hosts::{HostError, restore_snapshot};
-use crate::store::{AgentRecord, AgentStatus, OperationKind, SnapshotRecord};
+use crate::hosts::HostError;
+use crate::store::{AgentStatus, SnapshotRecord};
 
 /// The most snapshots of one agent in one minute (IDs `-2` to `-N`).
 const MAX_PER_MINUTE: u32 = 100;
@@ -376,7 +372,7 @@ async fn run_remove(
 }
 
 /// Snapshot `id`, if the caller may see it; else the same answer as for one that does not exist.
-async fn visible_snapshot(
+pub(super) async fn visible_snapshot(
     gw: &Gateway,
     caller: &Caller,
     id: &str,
@@ -399,88 +395,6 @@ fn require_snapshot_owner(caller: &Caller, snapshot: &SnapshotRecord) -> Result<
         snapshot.id,
         snapshot.owner.as_deref().unwrap_or("none")
     )))
-}
-
-/// `create NEW --from-snapshot ID [--host H]`: a new agent with the snapshot's settings (its
-/// `--env` and `--tag` values added) and exactly the snapshot's workspace, on the snapshot's
-/// host or on H.
-pub async fn create_from(
-    gw: &Arc<Gateway>,
-    caller: &Caller,
-    args: &CreateArgs,
-    id: &str,
-    prompt: Option<String>,
-    io: &mut CommandIo,
-) -> Result<AgentRecord, CommandError> {
-    let name = args.name.as_str();
-    crate::agents::placement::check_new_name(gw, name).await?;
-    for (k, v) in &args.tags {
-        super::many::check_tag(k, v)?;
-    }
-    for (k, _) in &args.env {
-        hostctl::api::validate_env_key(k).map_err(CommandError::usage)?;
-    }
-    let snapshot = visible_snapshot(gw, caller, id).await?;
-    if gw.store.host(&snapshot.host).await?.is_none() {
-        return Err(CommandError::failed(format!(
-            "snapshot '{id}' is on host '{}', which the gateway no longer has",
-            snapshot.host
-        ))
-        .hint(format!(
-            "add the host again (ssh gw host add {} ADDRESS) to reach it, or remove the snapshot: ssh gw snapshot remove {id}",
-            snapshot.host
-        )));
-    }
-    if !may_use_host(gw, &caller.operator, &snapshot.host) {
-        return Err(local_refused(&format!("snapshot '{id}' is on 'local'")));
-    }
-    let from = gw.hosts.get(&snapshot.host)?;
-    let host_name = match &args.host {
-        Some(host) => {
-            crate::agents::placement::choose_host(gw, &caller.operator, Some(host)).await?
-        }
-        None => snapshot.host.clone(),
-    };
-    let to = gw.hosts.get(&host_name)?;
-    let mut request = snapshot.spec.clone();
-    request.name = name.to_owned();
-    request.workspace = WorkspaceSource::Prepared;
-    request.prompt = prompt;
-    request.size = io.terminal.as_ref().map(|t| *t.size.borrow());
-    request.created_by = Some(caller.operator.name.clone());
-    request.env.extend(args.env.iter().cloned());
-    request.tags.extend(args.tags.iter().cloned());
-    let idle_stop = args.idle_stop.clone().or(snapshot.idle_stop.clone());
-    let origin = Origin {
-        kind: OperationKind::Restore,
-        from_host: Some(snapshot.host.clone()),
-        source: Some(id.to_owned()),
-    };
-    let intent = reserve(gw, &host_name, &request, idle_stop, origin).await?;
-    let (from_host, to_host, snapshot_ref) = (&from, &to, &snapshot);
-    create_reserved(gw, &to, &request, intent, move |operation| async move {
-        let snapshot = snapshot_ref;
-        restore_snapshot(from_host, id, &snapshot.sha256, snapshot.size, to_host, name, &operation)
-            .await
-            .map_err(|e| {
-                let e = CommandError::from(e);
-                let damaged = e.message.contains("damaged");
-                let e = CommandError {
-                    message: format!("restoring snapshot '{id}' failed: {}", e.message),
-                    ..e
-                };
-                if damaged {
-                    e.hint(format!(
-                        "the archive on host '{}' is not what was saved; remove it with: ssh gw snapshot remove {id}",
-                        snapshot.host
-                    ))
-                } else {
-                    e
-                }
-            })?;
-        Ok(())
-    })
-    .await
 }
 
 /// The JSON shape of a snapshot in `snapshot --json` and `snapshot list --json`.
@@ -521,7 +435,7 @@ mod tests {
                 template: "shell".into(),
                 command: hostctl::api::AgentCommand::LoginShell,
                 restart_command: None,
-                workspace: WorkspaceSource::Empty,
+                workspace: hostctl::api::WorkspaceSource::Empty,
                 env: Default::default(),
                 tags: Default::default(),
                 prompt: None,
