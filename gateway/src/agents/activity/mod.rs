@@ -193,17 +193,22 @@ mod tests {
         OffsetDateTime::from_unix_timestamp(1_800_000_000 + secs).expect("a valid time")
     }
 
+    /// A look at `screen` alone (no hooks, no input), tmux's last output at `at(output)`.
+    fn screen_look(screen: &Screen, output: i64) -> Look<'_> {
+        Look {
+            screen: Some(screen),
+            tmux_activity: Some(at(output)),
+            input: None,
+            hooks: &[],
+        }
+    }
+
     #[test]
     fn output_makes_working_then_waiting_then_idle() {
         let rules = rules_for(Template::default());
         let set = rules.for_template_named("t");
         let prompt = screen("$ echo hi\nhi\n$", "bash");
-        let look = |s| Look {
-            screen: Some(s),
-            tmux_activity: Some(at(0)),
-            input: None,
-            hooks: &[],
-        };
+        let look = |s| screen_look(s, 0);
         let first = next(
             &config(),
             set,
@@ -402,12 +407,7 @@ mod tests {
         let set = rules.for_template_named("t");
         let small = Screen::from_text(80, 24, "a long line", Some("sleep".into()));
         let big = Screen::from_text(120, 40, "a long\nline", Some("sleep".into()));
-        let look = |s| Look {
-            screen: Some(s),
-            tmux_activity: Some(at(50)),
-            input: None,
-            hooks: &[],
-        };
+        let look = |s| screen_look(s, 50);
         let first = next(
             &config(),
             set,
