@@ -81,6 +81,50 @@ pub struct Gateway {
 }
 
 impl Gateway {
+    /// The gateway's shared state, with nothing running yet: `serve` starts its tasks and
+    /// accepts connections. `stop` is `shutdown_accepting`.
+    pub fn new(
+        config: Config,
+        store: Store,
+        client_key: Arc<russh::keys::PrivateKey>,
+        stop: CancellationToken,
+    ) -> anyhow::Result<Gateway> {
+        let tasks = TaskTracker::new();
+        let local = LocalHost::new(
+            LocalHost::find_hostctl(config.hosts.hostctl.as_deref()),
+            config.hosts.local_home.clone(),
+            config.hosts.call_timeout,
+            config.hosts.create_timeout,
+            tasks.clone(),
+        );
+        let tailnet = Arc::new(tailscale::Tailnet::new(
+            tailscale::LocalApi::new(&config.tailscale.socket, config.tailscale.call_timeout),
+            config.tailscale.poll_interval,
+        ));
+        let status_rules =
+            agents::activity::Rules::new(&config.templates).map_err(anyhow::Error::msg)?;
+        let notifier = notify::Notifier::new(store.clone(), config.notify.clone())
+            .context("cannot set up the notification channels' HTTP client")?;
+        Ok(Gateway {
+            status_rules,
+            inputs: agents::activity::Inputs::default(),
+            screen_marks: hosts::looks::ScreenMarks::default(),
+            agent_locks: agents::locks::AgentLocks::default(),
+            live: Arc::default(),
+            snapshot_scans: hosts::reconciler::SnapshotScans::default(),
+            run_id: agents::journal::new_run_id(),
+            notifier,
+            config,
+            client_key,
+            store,
+            hosts: Hosts::new(local),
+            tailnet,
+            tasks,
+            shutdown_accepting: stop,
+            shutdown: CancellationToken::new(),
+        })
+    }
+
     /// The settings the access rules read (`agents::access`).
     pub fn policy(&self) -> agents::access::Policy {
         agents::access::Policy::from_config(&self.config)
@@ -274,42 +318,10 @@ pub async fn serve(
     }
     bootstrap_operators(&store).await?;
 
-    let tasks = TaskTracker::new();
-    let local = LocalHost::new(
-        LocalHost::find_hostctl(config.hosts.hostctl.as_deref()),
-        config.hosts.local_home.clone(),
-        config.hosts.call_timeout,
-        config.hosts.create_timeout,
-        tasks.clone(),
-    );
     let ssh_config = Arc::new(ssh::server_config(&config.ssh, host_key));
     let grace = config.server.shutdown_grace;
-    let tailnet = Arc::new(tailscale::Tailnet::new(
-        tailscale::LocalApi::new(&config.tailscale.socket, config.tailscale.call_timeout),
-        config.tailscale.poll_interval,
-    ));
-    let status_rules =
-        agents::activity::Rules::new(&config.templates).map_err(anyhow::Error::msg)?;
-    let notifier = notify::Notifier::new(store.clone(), config.notify.clone())
-        .context("cannot set up the notification channels' HTTP client")?;
-    let gw = Arc::new(Gateway {
-        status_rules,
-        inputs: agents::activity::Inputs::default(),
-        screen_marks: hosts::looks::ScreenMarks::default(),
-        agent_locks: agents::locks::AgentLocks::default(),
-        live: Arc::default(),
-        snapshot_scans: hosts::reconciler::SnapshotScans::default(),
-        run_id: agents::journal::new_run_id(),
-        notifier,
-        config,
-        client_key,
-        store,
-        hosts: Hosts::new(local),
-        tailnet,
-        tasks: tasks.clone(),
-        shutdown_accepting: stop.clone(),
-        shutdown: CancellationToken::new(),
-    });
+    let gw = Arc::new(Gateway::new(config, store, client_key, stop.clone())?);
+    let tasks = gw.tasks.clone();
 
     gw.load_remote_hosts().await?;
     // Following the feed before the first look at the hosts: an agent that exited while the

@@ -233,3 +233,120 @@ impl Login {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use russh::keys::{Algorithm, PrivateKey};
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+    use crate::store::{AgentStatus, EventFilter, NewKey, Role, Store};
+
+    /// A gateway with nothing running, on a store of its own: a login needs no socket.
+    async fn gateway() -> (tempfile::TempDir, Arc<Gateway>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("t.db")).await.expect("store");
+        let key = PrivateKey::random(&mut russh::keys::key::safe_rng(), Algorithm::Ed25519)
+            .expect("a key");
+        let gw = crate::Gateway::new(
+            crate::config::Config::default(),
+            store,
+            Arc::new(key),
+            CancellationToken::new(),
+        )
+        .expect("gateway");
+        (dir, Arc::new(gw))
+    }
+
+    fn login(gw: &Arc<Gateway>, id: u64) -> Login {
+        let guard = crate::ssh::guard::Guard::new(&gw.config.ssh);
+        let ticket = guard
+            .admit(id, IpAddr::V4(Ipv4Addr::LOCALHOST))
+            .expect("admitted");
+        Login::new(gw.clone(), None, ticket, Arc::default())
+    }
+
+    #[tokio::test]
+    async fn a_login_takes_its_route_and_loses_its_channels_with_its_key() {
+        let (_dir, gw) = gateway().await;
+        let key = |fingerprint| NewKey {
+            fingerprint,
+            algorithm: "ssh-ed25519",
+            public_key: "ssh-ed25519 AAAA",
+            comment: "c",
+        };
+        gw.store
+            .add_key("root", Role::Admin, &key("SHA256:root"))
+            .await
+            .expect("key");
+        gw.store
+            .add_key("alice", Role::Operator, &key("SHA256:alice"))
+            .await
+            .expect("key");
+        gw.store
+            .add_key("bob", Role::Operator, &key("SHA256:bob"))
+            .await
+            .expect("key");
+        let mut agent =
+            crate::store::sample_agent("w", crate::hosts::LOCAL_HOST, AgentStatus::Running);
+        agent.created_by = Some("alice".into());
+        gw.store.insert_agent(&agent).await.expect("agent");
+        let operator = |name: &str| {
+            let store = gw.store.clone();
+            let name = name.to_owned();
+            async move {
+                store
+                    .operator_named(&name)
+                    .await
+                    .expect("q")
+                    .expect("operator")
+            }
+        };
+
+        // Her agent's name takes alice to it; bob, who may not see it, gets the control route.
+        let mut alices = login(&gw, 1);
+        assert!(
+            alices
+                .admit("w", operator("alice").await, "SHA256:alice".into())
+                .await
+                .expect("admit")
+        );
+        assert_eq!(alices.route, Route::Agent("w".into()));
+        let mut bobs = login(&gw, 2);
+        assert!(
+            bobs.admit("w", operator("bob").await, "SHA256:bob".into())
+                .await
+                .expect("admit")
+        );
+        assert_eq!(bobs.route, Route::Control);
+        assert!(alices.still_admitted().await.expect("check"));
+
+        // Her key removed: no new channel, and the trail says why.
+        gw.store
+            .remove_credentials("SHA256:alice")
+            .await
+            .expect("remove");
+        assert!(!alices.still_admitted().await.expect("check"));
+        assert!(bobs.still_admitted().await.expect("check"));
+        let events = gw
+            .store
+            .events(&EventFilter::default())
+            .await
+            .expect("events");
+        assert!(
+            events.iter().any(|e| e.kind == "channel"
+                && e.operator.as_deref() == Some("alice")
+                && e.message.contains("removed")),
+            "{events:?}"
+        );
+        // Logins are in the trail too, with the route's agent.
+        assert!(
+            events
+                .iter()
+                .any(|e| e.kind == "login" && e.agent.as_deref() == Some("w")),
+            "{events:?}"
+        );
+    }
+}
