@@ -73,7 +73,7 @@ pub struct Gateway {
     /// The connections logged in now, to end those whose access is taken back.
     pub live: Arc<ssh::live::LiveConnections>,
     /// Which hosts' snapshots were taken up in this run.
-    pub snapshot_scans: hosts::reconciler::SnapshotScans,
+    pub snapshot_scans: hosts::snapshots::SnapshotScans,
     /// This run's ID, written into the operations it begins (`agents::journal`).
     pub run_id: String,
     /// The notification channels' deliverer (`notify test` tries a channel through it).
@@ -111,7 +111,7 @@ impl Gateway {
             screen_marks: hosts::looks::ScreenMarks::default(),
             agent_locks: agents::locks::AgentLocks::default(),
             live: Arc::default(),
-            snapshot_scans: hosts::reconciler::SnapshotScans::default(),
+            snapshot_scans: hosts::snapshots::SnapshotScans::default(),
             run_id: agents::journal::new_run_id(),
             notifier,
             config,

@@ -13,6 +13,7 @@ pub mod looks;
 pub mod reconciler;
 pub mod remote;
 mod session;
+pub mod snapshots;
 pub mod tailnet;
 mod transfer;
 
