@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use e2e::webhook::{Answer, HttpSink, Received, closed_port};
-use e2e::{Options, TestGateway, keygen, shell_quote, stderr, stdout, unique};
+use e2e::{Options, TestGateway, keygen, shell_quote, stderr, stdout, unique, wait_for};
 use serde_json::Value;
 
 /// Short periods, so statuses change within a test, and short retries.
@@ -33,8 +33,25 @@ struct Watch {
     lines: Arc<Mutex<Vec<Value>>>,
 }
 
+/// How many `watch` commands the audit trail shows begun.
+fn watches_begun(gw: &TestGateway) -> usize {
+    let events: Value =
+        serde_json::from_str(&gw.ok(&["events", "--json", "--limit", "1000"])).expect("JSON");
+    events
+        .as_array()
+        .expect("an array")
+        .iter()
+        .filter(|e| {
+            e["kind"] == "command" && e["detail"].as_str().is_some_and(|d| d.starts_with("watch"))
+        })
+        .count()
+}
+
 impl Watch {
-    fn start(mut ssh: Command, args: &[&str]) -> Watch {
+    /// Starts `ssh ... gw watch --json ARGS` and returns once the gateway runs it: the command
+    /// follows the feed from its first step, so a change made after this is seen.
+    fn start(gw: &TestGateway, mut ssh: Command, args: &[&str]) -> Watch {
+        let before = watches_begun(gw);
         let mut child = ssh
             .arg("gw")
             .args(["watch", "--json"])
@@ -54,6 +71,9 @@ impl Watch {
                 });
                 kept.lock().expect("lock").push(value);
             }
+        });
+        wait_for("the watch to begin", || {
+            (watches_begun(gw) > before).then_some(())
         });
         Watch { child, lines }
     }
@@ -183,7 +203,7 @@ fn watch_shows_the_transitions_in_order_and_a_webhook_and_ntfy_receive_them_once
         );
     }
 
-    let watch = Watch::start(gw.ssh_command(), &[]);
+    let watch = Watch::start(&gw, gw.ssh_command(), &[]);
     // Asks a question, then works on the answer and exits 3.
     gw.ok(&[
         "create",
@@ -301,7 +321,7 @@ fn an_agent_that_flaps_between_working_and_waiting_pages_once() {
     let gw = gateway_with(QUICK_RETRIES);
     let hook = HttpSink::start(Answer::Ok);
     gw.ok(&["notify", "add", "hook", "--webhook", &hook.url("/")]);
-    let watch = Watch::start(gw.ssh_command(), &[]);
+    let watch = Watch::start(&gw, gw.ssh_command(), &[]);
     // Three times: a question for 4 s, then 3 s of output; then it exits.
     gw.ok(&[
         "create",
@@ -477,8 +497,8 @@ fn an_operator_is_never_told_about_another_operators_agent() {
         &bob,
         &["notify", "add", "mine", "--webhook", &bobs_hook.url("/bob")],
     );
-    let bobs_watch = Watch::start(gw.ssh_with_key(&bob), &[]);
-    let admins_watch = Watch::start(gw.ssh_command(), &[]);
+    let bobs_watch = Watch::start(&gw, gw.ssh_with_key(&bob), &[]);
+    let admins_watch = Watch::start(&gw, gw.ssh_command(), &[]);
     // The admin's agent: bob may not see it, so he is not told about it.
     gw.ok(&["create", "admins", "--", "sh", "-c", "'sleep 1; exit 5'"]);
     admins_watch.wait_to("admins", "exited");
@@ -637,7 +657,7 @@ fn an_idle_stop_pages_idle_stopped_once_with_its_reason() {
         "--on",
         "idle-stopped",
     ]);
-    let watch = Watch::start(gw.ssh_command(), &["--tag", "kind=dozer"]);
+    let watch = Watch::start(&gw, gw.ssh_command(), &["--tag", "kind=dozer"]);
     gw.ok(&[
         "create",
         "dozer",
@@ -820,7 +840,7 @@ fn a_host_that_becomes_unreachable_pages_host_unreachable_for_each_agent() {
     gw.ok(&["create", "far1", "--host", "h1", "--", "sleep", "600"]);
     gw.ok(&["create", "far2", "--host", "h1", "--", "sleep", "600"]);
     // Seen running first: the change to come is from a status the gateway knew.
-    let watch = Watch::start(gw.ssh_command(), &[]);
+    let watch = Watch::start(&gw, gw.ssh_command(), &[]);
     h1.link_down();
     let got = hook.wait_for("both agents' pages", |g| g.len() >= 2);
     let mut agents: Vec<String> = got
