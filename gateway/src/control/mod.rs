@@ -12,6 +12,7 @@ pub mod create;
 pub mod destroy;
 pub mod diff;
 pub mod doctor;
+mod error;
 pub mod events;
 pub mod host;
 pub mod info;
@@ -44,9 +45,10 @@ use crate::Gateway;
 pub use crate::agents::Caller;
 use crate::agents::access;
 pub use crate::agents::audit::{end_record, record, start_record};
-use crate::hosts::{Host, HostError};
-use crate::store::{AgentRecord, StoreError};
+use crate::hosts::Host;
+use crate::store::AgentRecord;
 pub use crate::streams::{CommandIo, Terminal};
+pub use error::{CommandError, CommandResult, SEEN_AGAIN, not_recorded, recorded};
 
 /// Exit statuses of control commands.
 pub mod exit {
@@ -334,213 +336,6 @@ pub fn require_owner(caller: &Caller, agent: &AgentRecord, what: &str) -> Result
         agent.created_by.as_deref().unwrap_or("none")
     )))
 }
-
-/// Why a command failed, as the client sees it: `error: MESSAGE` and an optional hint.
-#[derive(Debug)]
-pub struct CommandError {
-    pub status: u32,
-    pub message: String,
-    pub hint: Option<String>,
-}
-
-impl CommandError {
-    pub fn failed(message: impl Into<String>) -> Self {
-        CommandError {
-            status: exit::FAILED,
-            message: message.into(),
-            hint: None,
-        }
-    }
-
-    pub fn usage(message: impl Into<String>) -> Self {
-        CommandError {
-            status: exit::USAGE,
-            message: message.into(),
-            hint: None,
-        }
-    }
-
-    pub fn hint(mut self, hint: impl Into<String>) -> Self {
-        self.hint = Some(hint.into());
-        self
-    }
-
-    pub fn no_agent(name: &str) -> Self {
-        CommandError::failed(format!("no agent named '{name}'"))
-            .hint("see the agents with: ssh gw list")
-    }
-
-    /// A session ended because the connection to the agent's host was lost.
-    pub fn host_lost(host: &str, agent: &str) -> Self {
-        CommandError {
-            status: 255,
-            message: format!(
-                "the connection to host '{host}' was lost; agent '{agent}' keeps running there"
-            ),
-            hint: Some(
-                "see the hosts with: ssh gw host list; connect again once it is back".into(),
-            ),
-        }
-    }
-
-    pub fn render(&self) -> String {
-        match &self.hint {
-            Some(hint) => format!("error: {}\nhint: {hint}\n", self.message),
-            None => format!("error: {}\n", self.message),
-        }
-    }
-}
-
-impl std::fmt::Display for CommandError {
-    /// The message alone (what the operations journal keeps of a failure).
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl From<crate::agents::Error> for CommandError {
-    fn from(e: crate::agents::Error) -> Self {
-        use crate::agents::Error;
-        match e {
-            Error::NoSuchAgent(name) => CommandError::no_agent(&name),
-            Error::LocalForAdminsOnly(ref name) => CommandError::failed(e.to_string())
-                .hint(format!("an admin can move it: ssh gw migrate {name} HOST")),
-            Error::StillCreating(_) => {
-                CommandError::failed(e.to_string()).hint("try again in a moment")
-            }
-            Error::BadName(_) => CommandError::usage(e.to_string())
-                .hint("agent names use lowercase letters, digits and '-', like fix-ci"),
-            Error::NameOfAnOperator(_) => CommandError::usage(e.to_string()).hint(
-                "an agent named like an operator would capture that operator's ssh logins; pick another name",
-            ),
-            Error::NameTaken(ref name) => CommandError::failed(e.to_string()).hint(format!(
-                "pick another name, or remove it first: ssh gw destroy {name}"
-            )),
-            Error::NoSuchHost(_) => {
-                CommandError::usage(e.to_string()).hint("see the hosts with: ssh gw host list")
-            }
-            Error::HostForAdminsOnly(_) => {
-                CommandError::failed(e.to_string()).hint("pick another host: ssh gw host list")
-            }
-            Error::NoReachableHost { .. } => {
-                CommandError::failed(e.to_string()).hint("see the hosts with: ssh gw host list")
-            }
-            Error::Conflict(message) => CommandError::failed(message),
-            Error::CreatedNotRecorded { name, host, cause } => {
-                let done = format!("agent '{name}' was created on host {host}");
-                CommandError::failed(not_recorded(&done, &cause, SEEN_AGAIN))
-                    .hint(format!("see it with: ssh gw info {name}"))
-            }
-            Error::Running(ref name) => CommandError::failed(e.to_string()).hint(format!(
-                "stop it first (ssh gw stop {name}), or pass --force"
-            )),
-            Error::StateUnknown { .. } => CommandError::failed(e.to_string()).hint(
-                "pass --force to forget it anyway; its files on the host are then left alone",
-            ),
-            Error::Secret(e) => e.into(),
-            Error::Host(e) => e.into(),
-            Error::Store(e) => e.into(),
-        }
-    }
-}
-
-impl From<crate::agents::secrets::SecretError> for CommandError {
-    fn from(e: crate::agents::secrets::SecretError) -> Self {
-        use crate::agents::secrets::SecretError;
-        match e {
-            SecretError::Unset(name) => CommandError::usage(format!("secret '{name}' is not set"))
-                .hint(format!(
-                    "an admin sets it with: ssh gw secret set {name} < file"
-                )),
-            SecretError::NotText(_) => CommandError::failed(e.to_string()),
-            SecretError::Store(e) => e.into(),
-        }
-    }
-}
-
-impl From<StoreError> for CommandError {
-    fn from(e: StoreError) -> Self {
-        tracing::error!(error = %e, "store error during a control command");
-        CommandError::failed(format!(
-            "the gateway's database failed: {}; see the gateway's log",
-            e.cause()
-        ))
-    }
-}
-
-/// What becomes of a record the gateway could not write, when its next look at the host
-/// writes it (a status: the host says it again).
-pub const SEEN_AGAIN: &str = "it will be seen again by the next look at the host";
-
-/// After an action took effect on a host, what the gateway's own record of it came to. A
-/// record that failed does not make the command fail (what was done stays done): the client
-/// is told on stderr what was done and that it was not recorded, and why, and what becomes
-/// of the record (`later`, such as [`SEEN_AGAIN`]). Every command that acts on a host and
-/// then writes the store says it this way.
-pub async fn recorded<T>(
-    io: &mut CommandIo,
-    written: Result<T, StoreError>,
-    done: impl FnOnce() -> String,
-    later: &str,
-) -> Option<T> {
-    match written {
-        Ok(value) => Some(value),
-        Err(e) => {
-            tracing::error!(error = %e, "an action on a host could not be recorded");
-            io.write_err(&format!(
-                "warning: {}
-",
-                not_recorded(&done(), &e, later)
-            ))
-            .await;
-            None
-        }
-    }
-}
-
-/// The sentence of [`recorded`]: "agent 'x' was stopped on host h, but the gateway could not
-/// record it: disk full (...); it will be seen again by the next look at the host".
-pub fn not_recorded(done: &str, e: &StoreError, later: &str) -> String {
-    format!(
-        "{done}, but the gateway could not record it: {}; {later}",
-        e.cause()
-    )
-}
-
-impl From<HostError> for CommandError {
-    fn from(e: HostError) -> Self {
-        match &e {
-            HostError::NotFound(m) => CommandError::failed(m.clone()),
-            HostError::Rejected { code, message } => CommandError {
-                status: if *code == hostctl::api::ErrorCode::InvalidInput {
-                    exit::USAGE
-                } else {
-                    exit::FAILED
-                },
-                message: message.clone(),
-                hint: None,
-            },
-            HostError::HostKeyChanged { host, .. } => {
-                CommandError::failed(e.to_string()).hint(format!(
-                    "check the key on the host itself; if it did change: ssh gw host check {host}"
-                ))
-            }
-            HostError::AuthRefused { host, .. } => CommandError::failed(e.to_string())
-                .hint(format!("see what to do with: ssh gw host check {host}")),
-            HostError::Unreachable { host, .. } | HostError::Timeout { host, .. } => {
-                tracing::warn!(error = %e, "host error during a control command");
-                CommandError::failed(e.to_string())
-                    .hint(format!("see what fails with: ssh gw host check {host}"))
-            }
-            _ => {
-                tracing::warn!(error = %e, "host error during a control command");
-                CommandError::failed(e.to_string())
-            }
-        }
-    }
-}
-
-pub type CommandResult = Result<u32, CommandError>;
 
 /// Looks up an agent the caller may use and its host (`agents::lifecycle::usable`). An agent
 /// the caller may not see does not exist for them: the answer is the same.
