@@ -6,6 +6,10 @@ use crate::agents::secrets::SecretError;
 use crate::hosts::HostError;
 use crate::store::StoreError;
 
+/// Why `local` is refused to an operator: every refusal of it ends with these words.
+pub const LOCAL_FOR_ADMINS: &str = "the gateway's own machine, where only admins may have agents \
+     (they run as the gateway's own user)";
+
 /// Why an operation on an agent did not happen.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -13,10 +17,7 @@ pub enum Error {
     #[error("no agent named '{0}'")]
     NoSuchAgent(String),
     /// The agent runs on `local`, where only admins may have agents.
-    #[error(
-        "agent '{0}' runs on 'local', the gateway's own machine, where only admins may have \
-         agents (they run as the gateway's own user)"
-    )]
+    #[error("agent '{0}' runs on 'local', {LOCAL_FOR_ADMINS}")]
     LocalForAdminsOnly(String),
     /// A `create` of the agent is under way: its host may not have it yet.
     #[error("agent '{0}' is still being created")]
@@ -32,17 +33,13 @@ pub enum Error {
     #[error("no host named '{0}'")]
     NoSuchHost(String),
     /// The host is `local`, where only admins may have agents.
-    #[error(
-        "host '{0}' is, the gateway's own machine, where only admins may have agents (they run \
-         as the gateway's own user)"
-    )]
+    #[error("host '{0}' is, {LOCAL_FOR_ADMINS}")]
     HostForAdminsOnly(String),
     /// No host the operator may use is reachable (`but_local`: `local` is, and they may not).
-    #[error("{}", if *.but_local {
-        "no host is reachable but 'local', the gateway's own machine, where only admins may \
-         have agents (they run as the gateway's own user)"
+    #[error("no host is reachable{}", if *.but_local {
+        format!(" but 'local', {LOCAL_FOR_ADMINS}")
     } else {
-        "no host is reachable"
+        String::new()
     })]
     NoReachableHost { but_local: bool },
     /// What the store refused as a conflict (a name taken meanwhile), in its words.
@@ -73,3 +70,30 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_refusal_of_local_says_why_in_the_same_words() {
+        let why = "the gateway's own machine, where only admins may have agents (they run as \
+                   the gateway's own user)";
+        assert_eq!(
+            Error::LocalForAdminsOnly("w".into()).to_string(),
+            format!("agent 'w' runs on 'local', {why}")
+        );
+        assert_eq!(
+            Error::HostForAdminsOnly("local".into()).to_string(),
+            format!("host 'local' is, {why}")
+        );
+        assert_eq!(
+            Error::NoReachableHost { but_local: true }.to_string(),
+            format!("no host is reachable but 'local', {why}")
+        );
+        assert_eq!(
+            Error::NoReachableHost { but_local: false }.to_string(),
+            "no host is reachable"
+        );
+    }
+}

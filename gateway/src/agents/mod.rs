@@ -29,7 +29,7 @@ pub mod locks;
 pub mod placement;
 pub mod secrets;
 
-pub use error::{Error, Result};
+pub use error::{Error, LOCAL_FOR_ADMINS, Result};
 
 /// Who runs a command, and from where.
 #[derive(Clone, Debug)]

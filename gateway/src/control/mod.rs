@@ -354,10 +354,7 @@ pub fn may_use_host(gw: &Gateway, operator: &crate::store::Operator, host: &str)
 
 /// The refusal of an agent on `local` to an operator (see [`may_use_host`]).
 pub fn local_refused(what: &str) -> CommandError {
-    CommandError::failed(format!(
-        "{what}, the gateway's own machine, where only admins may have agents (they run as the \
-         gateway's own user)"
-    ))
+    CommandError::failed(format!("{what}, {}", crate::agents::LOCAL_FOR_ADMINS))
 }
 
 /// Looks up an agent, asks its host for its current state and stores it

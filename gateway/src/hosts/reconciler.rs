@@ -261,10 +261,7 @@ async fn look_once(
 
 /// Why the tailnet says a tailnet host is down, if it does (such a host is not asked).
 fn tailnet_down(gw: &Gateway, record: Option<&HostRecord>) -> Option<String> {
-    match crate::tailscale::verdict::verdict(&gw.tailnet.view(), record?) {
-        crate::tailscale::verdict::PeerVerdict::Down(reason) => Some(reason),
-        _ => None,
-    }
+    crate::tailscale::verdict::down(&gw.tailnet.view(), record?)
 }
 
 /// Makes a host `unreachable` (with the reason, for `host info`) and its agents `unknown`.

@@ -18,15 +18,7 @@ use crate::tailscale::{PeerStatus, View};
 /// asked anything (its agents are `unknown`).
 pub async fn down_reason(gw: &Gateway, name: &str) -> Option<String> {
     let record = gw.store.host(name).await.ok().flatten()?;
-    down(gw, &record)
-}
-
-/// Why the tailnet says the host of `record` is down, if it says so.
-pub fn down(gw: &Gateway, record: &HostRecord) -> Option<String> {
-    match verdict(&gw.tailnet.view(), record) {
-        PeerVerdict::Down(reason) => Some(reason),
-        _ => None,
-    }
+    crate::tailscale::verdict::down(&gw.tailnet.view(), &record)
 }
 
 /// Applies every new view of the tailnet to the tailnet hosts, until the gateway stops.

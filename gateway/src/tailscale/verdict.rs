@@ -52,3 +52,11 @@ pub fn peer_problem(peer: Option<&PeerStatus>, name: &str) -> Option<String> {
         Some(_) => None,
     }
 }
+
+/// Why the tailnet says the host of `record` is down, if it says so.
+pub fn down(view: &View, record: &HostRecord) -> Option<String> {
+    match verdict(view, record) {
+        PeerVerdict::Down(reason) => Some(reason),
+        _ => None,
+    }
+}
