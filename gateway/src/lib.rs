@@ -143,6 +143,29 @@ impl Gateway {
         }
     }
 
+    /// What diagnosing a host (`host check`) uses.
+    pub fn diagnostics(&self) -> hosts::remote::diagnose::Diagnostics<'_> {
+        hosts::remote::diagnose::Diagnostics {
+            leg: self.leg_settings(),
+            tasks: &self.tasks,
+            tailnet: &self.tailnet,
+            connect_timeout: self.config.hosts.connect_timeout,
+            call_timeout: self.config.hosts.call_timeout,
+            ping_timeout: self.config.tailscale.ping_timeout,
+        }
+    }
+
+    /// What enrolling a host (`host add`) uses.
+    pub fn enrolment(&self) -> hosts::remote::enrol::Enrolment<'_> {
+        hosts::remote::enrol::Enrolment {
+            leg: self.leg_settings(),
+            tasks: &self.tasks,
+            call_timeout: self.config.hosts.call_timeout,
+            create_timeout: self.config.hosts.create_timeout,
+            companion: self.companion_hostctl(),
+        }
+    }
+
     pub fn call_limits(&self) -> hosts::remote::CallLimits {
         let h = &self.config.hosts;
         hosts::remote::CallLimits {

@@ -25,7 +25,8 @@ pub async fn run(gw: &Arc<Gateway>, args: JsonArg, io: &mut CommandIo) -> Comman
         detail: format!("agentgate {}", crate::VERSION),
         fix: None,
     }];
-    for step in super::host::check_local(gw).await {
+    for step in crate::hosts::remote::diagnose::local(gw.hosts.get(crate::hosts::LOCAL_HOST)).await
+    {
         findings.push(Finding {
             level: if step.ok { "ok" } else { "fail" },
             what: format!("local {}", step.name),

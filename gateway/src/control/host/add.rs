@@ -53,37 +53,17 @@ pub(super) async fn add(gw: &Arc<Gateway>, args: AddArgs, io: &mut CommandIo) ->
         port: args.port,
         user: args.user.clone().unwrap_or_else(default_user),
     };
-    let conn = leg::connect(&target, check, &gw.leg_settings())
+    let prepared = enrol::prepare(&gw.enrolment(), &target, check)
         .await
-        .map_err(|e| connect_error(gw, &target, e))?;
-    let limit = gw.config.hosts.call_timeout;
-    let probe = install::probe(&conn, &gw.tasks, limit).await.map_err(|e| {
-        CommandError::failed(format!("cannot ask {} what it is: {e}", target.display()))
-    })?;
-    let Some(tmux) = probe.tmux.clone() else {
-        return Err(
-            CommandError::failed(format!("tmux is not installed on {}", target.display())).hint(
-                "install it there (apt install tmux, dnf install tmux, brew install tmux), then run host add again",
-            ),
-        );
-    };
-    let (version, installed) = install::ensure_hostctl(
-        &conn,
-        &gw.tasks,
-        &probe,
-        &gw.companion_hostctl(),
-        gw.config.hosts.create_timeout,
-    )
-    .await
-    .map_err(CommandError::failed)?;
-    let _ = conn
-        .handle
-        .disconnect(russh::Disconnect::ByApplication, "", "en")
-        .await;
-    let key_line = conn
-        .host_key
-        .to_openssh()
-        .map_err(|e| CommandError::failed(format!("cannot encode the host key: {e}")))?;
+        .map_err(|e| enrol_error(gw, &target, e))?;
+    let enrol::Prepared {
+        host_key,
+        host_key_line: key_line,
+        probe,
+        tmux,
+        hostctl: version,
+        installed,
+    } = prepared;
     let record = HostRecord {
         name: name.clone(),
         address: Some(target.address.clone()),
@@ -113,7 +93,7 @@ pub(super) async fn add(gw: &Arc<Gateway>, args: AddArgs, io: &mut CommandIo) ->
     if let Ok(host) = gw.hosts.get(&name) {
         let _ = reconciler::reconcile_host(gw, &host).await;
     }
-    let key_fp = fingerprint(&conn.host_key);
+    let key_fp = fingerprint(&host_key);
     if args.json {
         let record = gw.store.host(&name).await?.unwrap_or(record);
         io.write_out(&json_text(&host_json(
@@ -209,6 +189,17 @@ pub(super) fn host_name_for(peer: &crate::tailscale::PeerStatus) -> String {
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
         .collect();
     name.trim_matches('-').to_owned()
+}
+
+/// Why enrolling failed, as the operator should read it, with what to do.
+fn enrol_error(gw: &Gateway, target: &Target, e: enrol::EnrolError) -> CommandError {
+    match e {
+        enrol::EnrolError::Connect(e) => connect_error(gw, target, e),
+        e @ enrol::EnrolError::NoTmux { .. } => CommandError::failed(e.to_string()).hint(
+            "install it there (apt install tmux, dnf install tmux, brew install tmux), then run host add again",
+        ),
+        e => CommandError::failed(e.to_string()),
+    }
 }
 
 /// A connection failure as the operator should read it, with what to do.

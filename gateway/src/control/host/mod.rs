@@ -9,13 +9,11 @@ mod remove;
 
 use add::{add, host_name_for};
 use check::check;
-pub(super) use check::check_local;
 use discover::discover;
 use list::{agent_count, host_json, info, list};
 use remove::remove;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
@@ -23,8 +21,8 @@ use serde_json::{Value, json};
 use super::output::{age, json_text, table};
 use super::{Caller, CommandError, CommandIo, CommandResult, exit, require_admin};
 use crate::Gateway;
-use crate::hosts::remote::install::{self, Probe};
-use crate::hosts::remote::leg::{self, KeyCheck, Target, fingerprint};
+use crate::hosts::remote::enrol;
+use crate::hosts::remote::leg::{KeyCheck, Target, fingerprint};
 use crate::hosts::{HostError, LOCAL_HOST, reconciler};
 use crate::store::{AgentStatus, HostRecord, StoreError};
 

@@ -14,6 +14,43 @@ use crate::hosts::{HostError, ProcessExit};
 /// What a host says about itself: the probe and its reader are part of hostctl's contract.
 pub use hostctl::api::HostProbe as Probe;
 
+/// Why a host could not be asked what it is, or hostctl could not be put on it. Its words
+/// are what `host add` and `host check` print.
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    #[error(transparent)]
+    Host(#[from] HostError),
+    #[error("the probe failed ({exit:?}): {stderr}")]
+    ProbeFailed { exit: ProcessExit, stderr: String },
+    #[error("{0}")]
+    BadProbe(String),
+    #[error("cannot read {path}: {source}")]
+    Companion {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("copying hostctl to {path} failed: {stderr}")]
+    CopyFailed { path: String, stderr: String },
+    #[error(
+        "the host is {host}, and this gateway's hostctl is built for {own}: build hostctl {version} for {host} \
+         (cargo build --release -p hostctl --target ...) and copy it to {path} on the host, \
+         then try again",
+        version = crate::VERSION
+    )]
+    OtherPlatform {
+        host: String,
+        own: String,
+        path: String,
+    },
+    #[error(
+        "hostctl at {path} speaks API {api}, the gateway {}",
+        hostctl::api::API_VERSION
+    )]
+    OtherApi { path: String, api: u32 },
+    #[error("hostctl at {path} does not run after being copied")]
+    DoesNotRun { path: String },
+}
+
 /// The platform this gateway (and its companion hostctl) was built for.
 pub fn own_platform() -> String {
     format!("{}/{}", std::env::consts::OS, std::env::consts::ARCH)
@@ -60,14 +97,15 @@ pub async fn probe(
     conn: &Connection,
     tasks: &TaskTracker,
     limit: Duration,
-) -> Result<Probe, String> {
-    let (exit, out, err) = run(conn, tasks, &HostProbe::argv(), None, limit)
-        .await
-        .map_err(|e| e.to_string())?;
+) -> Result<Probe, InstallError> {
+    let (exit, out, err) = run(conn, tasks, &HostProbe::argv(), None, limit).await?;
     if exit != ProcessExit::Code(0) {
-        return Err(format!("the probe failed ({exit:?}): {}", err.trim()));
+        return Err(InstallError::ProbeFailed {
+            exit,
+            stderr: err.trim().to_owned(),
+        });
     }
-    HostProbe::parse(&out).map_err(|e| e.to_string())
+    HostProbe::parse(&out).map_err(|e| InstallError::BadProbe(e.to_string()))
 }
 
 /// Asks the hostctl at `path` for its version; `None` when there is none that answers.
@@ -94,10 +132,13 @@ pub async fn upload_hostctl(
     binary: &Path,
     path: &str,
     limit: Duration,
-) -> Result<(), String> {
+) -> Result<(), InstallError> {
     let bytes = tokio::fs::read(binary)
         .await
-        .map_err(|e| format!("cannot read {}: {e}", binary.display()))?;
+        .map_err(|source| InstallError::Companion {
+            path: binary.display().to_string(),
+            source,
+        })?;
     let dir = path.rsplit_once('/').map_or(".", |(d, _)| d).to_owned();
     let script = r#"set -e; mkdir -p "$1"; cat > "$1/hostctl.new.$$"; chmod 755 "$1/hostctl.new.$$"; mv -f "$1/hostctl.new.$$" "$2""#;
     let (exit, _, err) = run(
@@ -107,10 +148,12 @@ pub async fn upload_hostctl(
         Some(&bytes),
         limit,
     )
-    .await
-    .map_err(|e| e.to_string())?;
+    .await?;
     if exit != ProcessExit::Code(0) {
-        return Err(format!("copying hostctl to {path} failed: {}", err.trim()));
+        return Err(InstallError::CopyFailed {
+            path: path.to_owned(),
+            stderr: err.trim().to_owned(),
+        });
     }
     Ok(())
 }
@@ -124,7 +167,7 @@ pub async fn ensure_hostctl(
     probe: &Probe,
     companion: &Path,
     limit: Duration,
-) -> Result<(VersionInfo, bool), String> {
+) -> Result<(VersionInfo, bool), InstallError> {
     let path = probe.hostctl_path();
     let present = hostctl_version(conn, tasks, &path, limit).await;
     if let Some(v) = &present
@@ -138,24 +181,19 @@ pub async fn ensure_hostctl(
             // Installed by hand for that platform: usable.
             return Ok((v, false));
         }
-        return Err(format!(
-            "the host is {}, and this gateway's hostctl is built for {}: build hostctl {} for {} \
-             (cargo build --release -p hostctl --target ...) and copy it to {path} on the host, \
-             then try again",
-            probe.platform,
-            own_platform(),
-            crate::VERSION,
-            probe.platform
-        ));
+        return Err(InstallError::OtherPlatform {
+            host: probe.platform.clone(),
+            own: own_platform(),
+            path,
+        });
     }
     upload_hostctl(conn, tasks, companion, &path, limit).await?;
     match hostctl_version(conn, tasks, &path, limit).await {
         Some(v) if v.api_version == hostctl::api::API_VERSION => Ok((v, true)),
-        Some(v) => Err(format!(
-            "hostctl at {path} speaks API {}, the gateway {}",
-            v.api_version,
-            hostctl::api::API_VERSION
-        )),
-        None => Err(format!("hostctl at {path} does not run after being copied")),
+        Some(v) => Err(InstallError::OtherApi {
+            path,
+            api: v.api_version,
+        }),
+        None => Err(InstallError::DoesNotRun { path }),
     }
 }

@@ -7,6 +7,8 @@
 //! forwards are `direct-tcpip` and `direct-streamlocal` channels. [`install`] sets a host up
 //! (`host add`) and diagnoses it (`host check`).
 
+pub mod diagnose;
+pub mod enrol;
 pub mod install;
 pub mod leg;
 pub mod served;
@@ -575,7 +577,7 @@ impl RemoteHost {
         let (conn, _slot) = self.pool.connection(Lane::Control, Patience::Try).await?;
         let probe = install::probe(&conn, &self.tasks, self.call_timeout)
             .await
-            .map_err(|e| self.unreachable(e))?;
+            .map_err(|e| self.unreachable(e.to_string()))?;
         if probe.hostctl_path() != self.hostctl {
             return Err(HostError::Rejected {
                 code: hostctl::api::ErrorCode::Failed,
@@ -588,9 +590,9 @@ impl RemoteHost {
         }
         install::ensure_hostctl(&conn, &self.tasks, &probe, companion, self.create_timeout)
             .await
-            .map_err(|message| HostError::Rejected {
+            .map_err(|e| HostError::Rejected {
                 code: hostctl::api::ErrorCode::Failed,
-                message,
+                message: e.to_string(),
             })
     }
 
