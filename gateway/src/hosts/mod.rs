@@ -141,7 +141,7 @@ impl Host {
     async fn piped(&self, call: &Call, outlives_client: bool) -> Result<PipedProcess, HostError> {
         match self {
             Host::Local(h) => h.piped(call, outlives_client),
-            Host::Remote(h) => h.piped(call, remote::leg::Lane::Sessions).await,
+            Host::Remote(h) => h.piped(call, remote::pool::Lane::Sessions).await,
         }
     }
 
@@ -150,7 +150,7 @@ impl Host {
     async fn transfer_source(&self, call: &Call) -> Result<PipedProcess, HostError> {
         match self {
             Host::Local(h) => h.piped(call, false),
-            Host::Remote(h) => h.piped(call, remote::leg::Lane::Transfer).await,
+            Host::Remote(h) => h.piped(call, remote::pool::Lane::Transfer).await,
         }
     }
 

@@ -11,6 +11,7 @@ pub mod diagnose;
 pub mod enrol;
 pub mod install;
 pub mod leg;
+pub mod pool;
 pub mod served;
 pub mod watch;
 
@@ -23,7 +24,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::debug;
 
-use self::leg::{Forward, Lane, LegSettings, LinkId, Patience, Pool, Target};
+use self::leg::{Forward, LegSettings, LinkId, Target};
+use self::pool::{Lane, Patience, Pool};
 use self::served::Served;
 use super::{
     CallKind, Duplex, HostError, PipedProcess, ProcessExit, TerminalInput, TerminalProcess,
