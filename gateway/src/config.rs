@@ -145,11 +145,16 @@ impl PenaltyConfig {
     }
 }
 
+/// A network in the configuration that is not one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("'{0}' is not an address or network (like 10.0.0.0/8 or fd00::/8)")]
+pub struct BadNetwork(pub String);
+
 /// Whether `net` (an address, or an address/prefix) contains `ip`; an error if `net` is not
 /// one.
-pub fn network_contains(net: &str, ip: std::net::IpAddr) -> Result<bool, String> {
+pub fn network_contains(net: &str, ip: std::net::IpAddr) -> Result<bool, BadNetwork> {
     use std::net::IpAddr;
-    let bad = || format!("'{net}' is not an address or network (like 10.0.0.0/8 or fd00::/8)");
+    let bad = || BadNetwork(net.to_owned());
     let (addr, prefix) = match net.split_once('/') {
         Some((a, p)) => (a, Some(p.parse::<u32>().map_err(|_| bad())?)),
         None => (net, None),
@@ -487,14 +492,14 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        Config::parse(&text).map_err(|message| ConfigError::Parse {
+        Config::parse(&text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
-            message,
+            message: e.to_string(),
         })
     }
 
-    pub fn parse(text: &str) -> Result<Config, String> {
-        let mut config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+    pub fn parse(text: &str) -> Result<Config, InvalidConfig> {
+        let mut config: Config = toml::from_str(text)?;
         config.add_builtin_templates();
         config.validate()?;
         Ok(config)
@@ -511,10 +516,13 @@ impl Config {
 
     /// Checks what this module can check alone. The templates' status rules are compiled
     /// (and their errors told) by whoever loads the configuration: `agents::activity::Rules`.
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), InvalidConfig> {
         for (name, template) in &self.templates {
             if let Some(d) = &template.idle_stop {
-                parse_idle_stop(d).map_err(|e| format!("template '{name}': idle_stop: {e}"))?;
+                parse_idle_stop(d).map_err(|source| InvalidConfig::IdleStop {
+                    template: name.clone(),
+                    source,
+                })?;
             }
             for key in template
                 .required_env
@@ -522,41 +530,48 @@ impl Config {
                 .chain(template.env.keys())
                 .chain(&template.secrets)
             {
-                hostctl::api::validate_env_key(key)
-                    .map_err(|e| format!("template '{name}': {e}"))?;
+                hostctl::api::validate_env_key(key).map_err(|message| InvalidConfig::EnvKey {
+                    template: name.clone(),
+                    message,
+                })?;
             }
         }
         for net in &self.ssh.penalties.exempt {
             network_contains(net, std::net::IpAddr::from([127, 0, 0, 1]))
-                .map_err(|e| format!("ssh.penalties.exempt: {e}"))?;
+                .map_err(InvalidConfig::Exempt)?;
         }
-        if self.ssh.max_startups == 0 || self.ssh.per_source_max_startups == 0 {
-            return Err(
-                "ssh.max_startups and ssh.per_source_max_startups must be at least 1".into(),
-            );
-        }
-        if self.ssh.max_auth_attempts == 0 {
-            return Err("ssh.max_auth_attempts must be at least 1".into());
-        }
-        if self.hosts.max_sessions == 0 {
-            return Err("hosts.max_sessions must be at least 1".into());
-        }
-        if self.notify.tries == 0 || self.notify.queue == 0 || self.notify.try_timeout.is_zero() {
-            return Err(
-                "notify.tries, notify.queue and notify.try_timeout must be more than 0".into(),
-            );
-        }
-        if self.hosts.keepalive_max == 0 {
-            return Err("hosts.keepalive_max must be at least 1".into());
+        let at_least_one = [
+            (
+                self.ssh.max_startups == 0 || self.ssh.per_source_max_startups == 0,
+                "ssh.max_startups and ssh.per_source_max_startups must be at least 1",
+            ),
+            (
+                self.ssh.max_auth_attempts == 0,
+                "ssh.max_auth_attempts must be at least 1",
+            ),
+            (
+                self.hosts.max_sessions == 0,
+                "hosts.max_sessions must be at least 1",
+            ),
+            (
+                self.notify.tries == 0
+                    || self.notify.queue == 0
+                    || self.notify.try_timeout.is_zero(),
+                "notify.tries, notify.queue and notify.try_timeout must be more than 0",
+            ),
+            (
+                self.hosts.keepalive_max == 0,
+                "hosts.keepalive_max must be at least 1",
+            ),
+        ];
+        if let Some((_, why)) = at_least_one.into_iter().find(|(zero, _)| *zero) {
+            return Err(InvalidConfig::Zero(why));
         }
         if self.hosts.stall_timeout <= self.hosts.keepalive_interval {
-            return Err(format!(
-                "hosts.stall_timeout ({} s) must be longer than hosts.keepalive_interval ({} s): \
-                 a quiet host is only asked whether it is there after keepalive_interval, and \
-                 must have time to answer; the defaults are 10s and 5s",
-                self.hosts.stall_timeout.as_secs_f32(),
-                self.hosts.keepalive_interval.as_secs_f32()
-            ));
+            return Err(InvalidConfig::StallTimeout {
+                stall: self.hosts.stall_timeout.as_secs_f32(),
+                keepalive: self.hosts.keepalive_interval.as_secs_f32(),
+            });
         }
         Ok(())
     }
@@ -582,10 +597,10 @@ pub fn default_data_dir() -> Result<PathBuf, ConfigError> {
 }
 
 /// An idle-stop period: a duration of at least a second.
-pub fn parse_idle_stop(text: &str) -> Result<Duration, String> {
+pub fn parse_idle_stop(text: &str) -> Result<Duration, BadDuration> {
     let d = parse_duration(text)?;
     if d < Duration::from_secs(1) {
-        return Err(format!("'{text}' is shorter than a second"));
+        return Err(BadDuration::UnderASecond(text.to_owned()));
     }
     Ok(d)
 }
@@ -601,8 +616,46 @@ pub fn duration_text(d: Duration) -> String {
     }
 }
 
+/// A duration that cannot be read, and what one looks like.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadDuration {
+    #[error("'{0}' is not a duration (examples: 500ms, 10s, 5m, 2h)")]
+    NotANumber(String),
+    #[error("'{0}' has an unknown unit (use ms, s, m, h or d)")]
+    UnknownUnit(String),
+    #[error("'{0}' is too long")]
+    TooLong(String),
+    #[error("'{0}' is shorter than a second")]
+    UnderASecond(String),
+}
+
+/// A configuration file that is not valid: its TOML, or a setting's value.
+#[derive(Debug, thiserror::Error)]
+pub enum InvalidConfig {
+    #[error("{0}")]
+    Toml(#[from] toml::de::Error),
+    #[error("template '{template}': idle_stop: {source}")]
+    IdleStop {
+        template: String,
+        source: BadDuration,
+    },
+    #[error("template '{template}': {message}")]
+    EnvKey { template: String, message: String },
+    #[error("ssh.penalties.exempt: {0}")]
+    Exempt(BadNetwork),
+    /// A setting that must be more than 0; its words name it.
+    #[error("{0}")]
+    Zero(&'static str),
+    #[error(
+        "hosts.stall_timeout ({stall} s) must be longer than hosts.keepalive_interval ({keepalive} s): \
+         a quiet host is only asked whether it is there after keepalive_interval, and \
+         must have time to answer; the defaults are 10s and 5s"
+    )]
+    StallTimeout { stall: f32, keepalive: f32 },
+}
+
 /// Parses `500ms`, `10s`, `5m`, `2h` or `1d` (a bare number is seconds).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, BadDuration> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())
@@ -610,7 +663,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let (number, unit) = text.split_at(split);
     let value: u64 = number
         .parse()
-        .map_err(|_| format!("'{text}' is not a duration (examples: 500ms, 10s, 5m, 2h)"))?;
+        .map_err(|_| BadDuration::NotANumber(text.to_owned()))?;
     let millis = match unit.trim() {
         "ms" => Some(value),
         "" | "s" => value.checked_mul(1000),
@@ -618,14 +671,12 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "h" => value.checked_mul(3_600_000),
         "d" => value.checked_mul(86_400_000),
         _ => {
-            return Err(format!(
-                "'{text}' has an unknown unit (use ms, s, m, h or d)"
-            ));
+            return Err(BadDuration::UnknownUnit(text.to_owned()));
         }
     };
     millis
         .map(Duration::from_millis)
-        .ok_or_else(|| format!("'{text}' is too long"))
+        .ok_or_else(|| BadDuration::TooLong(text.to_owned()))
 }
 
 mod duration {
@@ -711,7 +762,9 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_refused() {
-        let err = Config::parse("[server]\nlisten_on = \"x\"\n").expect_err("refused");
+        let err = Config::parse("[server]\nlisten_on = \"x\"\n")
+            .expect_err("refused")
+            .to_string();
         assert!(err.contains("listen_on"), "{err}");
     }
 
@@ -719,7 +772,9 @@ mod tests {
     fn a_stall_timeout_within_the_keepalive_interval_is_refused_with_the_fix() {
         let config = Config::parse("").expect("the defaults parse");
         assert_eq!(config.hosts.stall_timeout, Duration::from_secs(10));
-        let err = Config::parse("[hosts]\nstall_timeout = \"5s\"\n").expect_err("refused");
+        let err = Config::parse("[hosts]\nstall_timeout = \"5s\"\n")
+            .expect_err("refused")
+            .to_string();
         assert!(
             err.contains(
                 "hosts.stall_timeout (5 s) must be longer than hosts.keepalive_interval (5 s)"

@@ -125,10 +125,10 @@ fn load(place: &Place) -> anyhow::Result<(Config, PathBuf)> {
         Some(path) => {
             let config = Config::load(path)?;
             // The templates' status rules are part of the file: a bad pattern is its error.
-            gateway::agents::activity::Rules::new(&config.templates).map_err(|message| {
+            gateway::agents::activity::Rules::new(&config.templates).map_err(|e| {
                 ConfigError::Parse {
                     path: path.clone(),
-                    message,
+                    message: e.to_string(),
                 }
             })?;
             config

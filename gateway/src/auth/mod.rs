@@ -143,23 +143,37 @@ pub struct ParsedKey {
     pub comment: String,
 }
 
+/// A key line, an operator name or a tailnet login that cannot be used, with what to give
+/// instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidInput {
+    #[error("no public key given (expected one line like 'ssh-ed25519 AAAA... comment')")]
+    NoKey,
+    #[error(
+        "not an OpenSSH public key ({0}); expected one line like 'ssh-ed25519 AAAA... comment'"
+    )]
+    NotAKey(String),
+    #[error("cannot encode the key: {0}")]
+    Unencodable(String),
+    #[error("invalid operator name '{}': use 1 to 64 letters, digits, '.', '_' or '-'", .0.escape_debug())]
+    OperatorName(String),
+    #[error("'{0}' is not a tailnet login: give it as tailscale shows it, like alice@example.com")]
+    TailnetLogin(String),
+}
+
 /// Parses one public-key line. `authorized_keys` options in front of the key (such as
 /// `no-pty,from="..."`) are accepted and dropped.
-pub fn parse_public_key_line(line: &str) -> Result<ParsedKey, String> {
+pub fn parse_public_key_line(line: &str) -> Result<ParsedKey, InvalidInput> {
     let line = line.trim();
     if line.is_empty() {
-        return Err(
-            "no public key given (expected one line like 'ssh-ed25519 AAAA... comment')".into(),
-        );
+        return Err(InvalidInput::NoKey);
     }
     let key = match PublicKey::from_openssh(line) {
         Ok(k) => k,
         Err(first) => {
             let entry = line
                 .parse::<russh::keys::ssh_key::authorized_keys::Entry>()
-                .map_err(|_| {
-                    format!("not an OpenSSH public key ({first}); expected one line like 'ssh-ed25519 AAAA... comment'")
-                })?;
+                .map_err(|_| InvalidInput::NotAKey(first.to_string()))?;
             entry.public_key().clone()
         }
     };
@@ -168,7 +182,7 @@ pub fn parse_public_key_line(line: &str) -> Result<ParsedKey, String> {
     bare.set_comment("");
     let openssh = bare
         .to_openssh()
-        .map_err(|e| format!("cannot encode the key: {e}"))?;
+        .map_err(|e| InvalidInput::Unencodable(e.to_string()))?;
     Ok(ParsedKey {
         fingerprint: fingerprint(&key),
         algorithm: key.algorithm().to_string(),
@@ -179,7 +193,7 @@ pub fn parse_public_key_line(line: &str) -> Result<ParsedKey, String> {
 
 /// Checks an operator name: 1 to 64 of letters, digits, `.`, `_` and `-`, starting with a
 /// letter or digit.
-pub fn validate_operator_name(name: &str) -> Result<(), String> {
+pub fn validate_operator_name(name: &str) -> Result<(), InvalidInput> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
@@ -189,10 +203,7 @@ pub fn validate_operator_name(name: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "invalid operator name '{}': use 1 to 64 letters, digits, '.', '_' or '-'",
-            name.escape_debug()
-        ))
+        Err(InvalidInput::OperatorName(name.to_owned()))
     }
 }
 
@@ -226,19 +237,15 @@ pub fn tailnet_identity(who: Option<&crate::tailscale::types::WhoIs>) -> Tailnet
 /// A tailnet login name as tailscale reports it: `alice@example.com`, or `alice@github` for
 /// logins through GitHub and the like. `tagged-devices` is the owner of tagged nodes, not a
 /// person, and never logs in.
-pub fn validate_tailscale_login(login: &str) -> Result<(), String> {
+pub fn validate_tailscale_login(login: &str) -> Result<(), InvalidInput> {
     let Some((user, domain)) = login.split_once('@') else {
-        return Err(format!(
-            "'{login}' is not a tailnet login: give it as tailscale shows it, like alice@example.com"
-        ));
+        return Err(InvalidInput::TailnetLogin(login.to_owned()));
     };
     if user.is_empty()
         || domain.is_empty()
         || login.chars().any(|c| c.is_whitespace() || c.is_control())
     {
-        return Err(format!(
-            "'{login}' is not a tailnet login: give it as tailscale shows it, like alice@example.com"
-        ));
+        return Err(InvalidInput::TailnetLogin(login.to_owned()));
     }
     Ok(())
 }

@@ -20,7 +20,7 @@ use crate::config::Template;
 use crate::hosts::restore_snapshot;
 use crate::store::{AgentRecord, OperationKind};
 
-fn parse_idle_stop_arg(text: &str) -> Result<String, String> {
+fn parse_idle_stop_arg(text: &str) -> Result<String, crate::config::BadDuration> {
     crate::config::parse_idle_stop(text).map(|_| text.to_owned())
 }
 

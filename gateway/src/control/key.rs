@@ -164,7 +164,7 @@ pub async fn add_key(
     let key =
         auth::parse_public_key_line(text.lines().find(|l| !l.trim().is_empty()).unwrap_or(""))
             .map_err(|e| {
-                CommandError::usage(e)
+                CommandError::usage(e.to_string())
                     .hint("send one OpenSSH public-key line: ssh gw key add < key.pub")
             })?;
     let (name, role) = operator_to_add(store, name, &key.comment, role, fallback).await?;
@@ -197,7 +197,7 @@ pub async fn add_login(
     login: &str,
 ) -> Result<(String, Role), CommandError> {
     let login = login.trim();
-    auth::validate_tailscale_login(login).map_err(CommandError::usage)?;
+    auth::validate_tailscale_login(login).map_err(|e| CommandError::usage(e.to_string()))?;
     let (name, role) = operator_to_add(store, name, login, role, None).await?;
     store
         .add_tailscale_login(&name, role, login)
@@ -233,7 +233,7 @@ async fn operator_to_add(
             })?,
         },
     };
-    auth::validate_operator_name(&name).map_err(CommandError::usage)?;
+    auth::validate_operator_name(&name).map_err(|e| CommandError::usage(e.to_string()))?;
     if store.agent_exists(&name).await? {
         return Err(CommandError::usage(format!(
             "'{name}' is the name of an agent: an operator of that name would be routed into the agent"

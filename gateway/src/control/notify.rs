@@ -260,11 +260,11 @@ pub(super) fn checked(add: AddArgs) -> Result<NewChannel, CommandError> {
         ("--click", &add.click),
     ] {
         if let Some(value) = value {
-            check_header_value(option, value).map_err(CommandError::usage)?;
+            check_header_value(option, value).map_err(|e| CommandError::usage(e.to_string()))?;
         }
     }
     if let Some(p) = &add.priority {
-        check_priority(p).map_err(CommandError::usage)?;
+        check_priority(p).map_err(|e| CommandError::usage(e.to_string()))?;
     }
     if let Some(click) = &add.click
         && !(click.starts_with("https://") || click.starts_with("http://"))

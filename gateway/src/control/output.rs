@@ -59,8 +59,17 @@ pub const STATUS_WORDS: &[&str] = &[
 #[derive(Clone, Debug)]
 pub struct Statuses(pub Vec<String>);
 
+/// A word given to an option that is not what the option takes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadWord {
+    #[error("'{0}' is not a status (one of: {words})", words = STATUS_WORDS.join(", "))]
+    Status(String),
+    #[error("'{0}' is not of the form KEY=VALUE")]
+    Pair(String),
+}
+
 /// Checks a comma-separated list of statuses.
-pub fn parse_statuses(words: &str) -> Result<Statuses, String> {
+pub fn parse_statuses(words: &str) -> Result<Statuses, BadWord> {
     words
         .split(',')
         .map(str::trim)
@@ -68,10 +77,7 @@ pub fn parse_statuses(words: &str) -> Result<Statuses, String> {
             if STATUS_WORDS.contains(&w) {
                 Ok(w.to_owned())
             } else {
-                Err(format!(
-                    "'{w}' is not a status (one of: {})",
-                    STATUS_WORDS.join(", ")
-                ))
+                Err(BadWord::Status(w.to_owned()))
             }
         })
         .collect::<Result<_, _>>()
@@ -138,10 +144,10 @@ pub fn json_text(value: &Value) -> String {
 }
 
 /// Parses `K=V` for `--tag` and `--env`.
-pub fn parse_pair(word: &str) -> Result<(String, String), String> {
+pub fn parse_pair(word: &str) -> Result<(String, String), BadWord> {
     match word.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
-        _ => Err(format!("'{word}' is not of the form KEY=VALUE")),
+        _ => Err(BadWord::Pair(word.to_owned())),
     }
 }
 

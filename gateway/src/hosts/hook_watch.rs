@@ -80,8 +80,17 @@ async fn watch_host(gw: Arc<Gateway>, host: Host, stop: CancellationToken) {
     }
 }
 
-async fn follow(gw: &Gateway, host: &Host, stop: &CancellationToken) -> Result<(), String> {
-    let process = host.hook_watch().await.map_err(|e| e.to_string())?;
+/// Why a host's hook watch ended before it was asked to.
+#[derive(Debug, thiserror::Error)]
+enum Ended {
+    #[error(transparent)]
+    Host(#[from] crate::hosts::HostError),
+    #[error("reading its events: {0}")]
+    Read(#[from] std::io::Error),
+}
+
+async fn follow(gw: &Gateway, host: &Host, stop: &CancellationToken) -> Result<(), Ended> {
+    let process = host.hook_watch().await?;
     // Its stdin stays open while it is wanted: the watch ends at its end.
     let _stdin = process.stdin;
     let mut lines = BufReader::new(process.stdout);
@@ -92,16 +101,14 @@ async fn follow(gw: &Gateway, host: &Host, stop: &CancellationToken) -> Result<(
             read = read_line(&mut lines, &mut line) => read,
             () = stop.cancelled() => return Ok(()),
         };
-        if read.map_err(|e| e.to_string())? == 0 {
+        if read? == 0 {
             return Ok(());
         }
         // The events that arrived meanwhile are one burst: each agent is looked at once.
         let mut names = vec![line.trim().to_owned()];
         while names.len() < MAX_BURST && lines.buffer().contains(&b'\n') {
             line.clear();
-            read_line(&mut lines, &mut line)
-                .await
-                .map_err(|e| e.to_string())?;
+            read_line(&mut lines, &mut line).await?;
             names.push(line.trim().to_owned());
         }
         names.sort();

@@ -72,7 +72,7 @@ pub(super) async fn adopt(gw: &Gateway, host: &Host) -> bool {
         // The host's word is checked as the gateway's own input would be: a snapshot that
         // fails is left on the host, unlisted.
         if let Err(why) = valid_snapshot(&meta) {
-            warn!(host = host.name(), snapshot = %meta.id.escape_debug(), why, "not taking up a snapshot");
+            warn!(host = host.name(), snapshot = %meta.id.escape_debug(), why = %why, "not taking up a snapshot");
             continue;
         }
         match gw.store.snapshot_exists(&meta.id).await {
@@ -108,14 +108,24 @@ pub(super) async fn adopt(gw: &Gateway, host: &Host) -> bool {
     true
 }
 
+/// Why what a host says of a snapshot is not taken up.
+#[derive(Debug, PartialEq, thiserror::Error)]
+enum Unfit {
+    /// A field that hostctl's own checks refuse, in their words.
+    #[error("{0}")]
+    Field(String),
+    #[error(transparent)]
+    Operator(#[from] crate::auth::InvalidInput),
+}
+
 /// Whether what a host says of a snapshot is what the gateway would have recorded itself.
-fn valid_snapshot(meta: &hostctl::api::SnapshotMeta) -> Result<(), String> {
-    hostctl::api::validate_snapshot_id(&meta.id)?;
-    hostctl::api::validate_agent_name(&meta.agent)?;
+fn valid_snapshot(meta: &hostctl::api::SnapshotMeta) -> Result<(), Unfit> {
+    hostctl::api::validate_snapshot_id(&meta.id).map_err(Unfit::Field)?;
+    hostctl::api::validate_agent_name(&meta.agent).map_err(Unfit::Field)?;
     if let Some(label) = &meta.label {
-        hostctl::snapshots::check_label(label).map_err(|e| e.to_string())?;
+        hostctl::snapshots::check_label(label).map_err(|e| Unfit::Field(e.to_string()))?;
     }
-    hostctl::api::validate_sha256(&meta.sha256)?;
+    hostctl::api::validate_sha256(&meta.sha256).map_err(Unfit::Field)?;
     for who in [&meta.spec.created_by, &meta.taken_by]
         .into_iter()
         .flatten()
@@ -179,7 +189,7 @@ mod tests {
         let bad = |change: fn(&mut hostctl::api::SnapshotMeta)| {
             let mut meta = good.clone();
             change(&mut meta);
-            valid_snapshot(&meta).expect_err("refused")
+            valid_snapshot(&meta).expect_err("refused").to_string()
         };
         assert!(bad(|m| m.label = Some("\x1b]0;owned\x07".into())).contains("control"));
         assert!(bad(|m| m.id = "../x".into()).contains("snapshot"));

@@ -111,16 +111,10 @@ pub(super) async fn dispatch(
             };
             if let Err(e) = sender.try_send(delivery) {
                 let (delivery, why) = match e {
-                    mpsc::error::TrySendError::Full(d) => (
-                        d,
-                        format!(
-                            "not sent: {} deliveries already wait for this channel",
-                            settings.queue
-                        ),
-                    ),
-                    mpsc::error::TrySendError::Closed(d) => {
-                        (d, "not sent: the gateway is stopping".to_owned())
+                    mpsc::error::TrySendError::Full(d) => {
+                        (d, Undelivered::QueueFull(settings.queue))
                     }
+                    mpsc::error::TrySendError::Closed(d) => (d, Undelivered::Stopping),
                 };
                 recorded(&notifier, &delivery, Err(why)).await;
             }
@@ -146,10 +140,10 @@ async fn work(notifier: Notifier, mut queue: mpsc::Receiver<Delivery>, stop: Can
             let tried = tokio::select! {
                 tried = notifier.try_once(&delivery.channel, &delivery.message) => tried,
                 () = stop.cancelled() => {
-                    outcome = Some(Err(format!(
-                        "the gateway stopped during try {attempt} (before: {})",
-                        if last_error.is_empty() { "none" } else { &last_error }
-                    )));
+                    outcome = Some(Err(Undelivered::StoppedDuring {
+                        attempt,
+                        before: last_error.clone(),
+                    }));
                     break;
                 }
             };
@@ -167,22 +161,20 @@ async fn work(notifier: Notifier, mut queue: mpsc::Receiver<Delivery>, stop: Can
                 tokio::select! {
                     () = tokio::time::sleep(backoff) => {}
                     () = stop.cancelled() => {
-                        outcome = Some(Err(format!(
-                            "the gateway stopped before try {} (after: {last_error})",
-                            attempt + 1
-                        )));
+                        outcome = Some(Err(Undelivered::StoppedBefore {
+                            next: attempt + 1,
+                            after: last_error.clone(),
+                        }));
                         break;
                     }
                 }
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
-        let outcome = outcome.unwrap_or_else(|| {
-            Err(format!(
-                "{} tries failed; the last: {last_error}",
-                settings.tries
-            ))
-        });
+        let outcome = outcome.unwrap_or(Err(Undelivered::AllFailed {
+            tries: settings.tries,
+            last: last_error,
+        }));
         recorded(&notifier, &delivery, outcome).await;
         if stop.is_cancelled() {
             break;
@@ -191,17 +183,29 @@ async fn work(notifier: Notifier, mut queue: mpsc::Receiver<Delivery>, stop: Can
     // The gateway is stopping: what waits is recorded as not delivered.
     queue.close();
     while let Ok(delivery) = queue.try_recv() {
-        recorded(
-            &notifier,
-            &delivery,
-            Err("not sent: the gateway stopped first".to_owned()),
-        )
-        .await;
+        recorded(&notifier, &delivery, Err(Undelivered::StoppedFirst)).await;
     }
 }
 
+/// Why a delivery did not reach its channel, in the audit trail's words.
+#[derive(Debug, thiserror::Error)]
+enum Undelivered {
+    #[error("not sent: {0} deliveries already wait for this channel")]
+    QueueFull(usize),
+    #[error("not sent: the gateway is stopping")]
+    Stopping,
+    #[error("the gateway stopped during try {attempt} (before: {})", if before.is_empty() { "none" } else { before })]
+    StoppedDuring { attempt: u32, before: String },
+    #[error("the gateway stopped before try {next} (after: {after})")]
+    StoppedBefore { next: u32, after: String },
+    #[error("{tries} tries failed; the last: {last}")]
+    AllFailed { tries: u32, last: String },
+    #[error("not sent: the gateway stopped first")]
+    StoppedFirst,
+}
+
 /// Records a delivery's outcome in the audit trail (and the log): `Ok(tries)` or why it failed.
-async fn recorded(notifier: &Notifier, delivery: &Delivery, outcome: Result<u32, String>) {
+async fn recorded(notifier: &Notifier, delivery: &Delivery, outcome: Result<u32, Undelivered>) {
     let channel = &delivery.channel;
     let detail = format!(
         "{} to {} channel '{}' ({})",
@@ -213,7 +217,7 @@ async fn recorded(notifier: &Notifier, delivery: &Delivery, outcome: Result<u32,
     let (result, message) = match &outcome {
         Ok(1) => ("ok".to_owned(), String::new()),
         Ok(n) => ("ok".to_owned(), format!("delivered at try {n}")),
-        Err(why) => ("failed".to_owned(), why.clone()),
+        Err(why) => ("failed".to_owned(), why.to_string()),
     };
     match &outcome {
         Ok(_) => info!(
@@ -226,7 +230,7 @@ async fn recorded(notifier: &Notifier, delivery: &Delivery, outcome: Result<u32,
             operator = channel.operator,
             agent = delivery.message.agent,
             detail,
-            why,
+            why = %why,
             "a notification failed"
         ),
     }

@@ -205,30 +205,38 @@ impl Message {
     }
 }
 
+/// An ntfy option given to `notify add` that cannot be sent, and why.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidOption {
+    #[error("{option} must be 1 to 512 characters")]
+    Length { option: String },
+    #[error("{option} must be printable ASCII (an HTTP header carries it)")]
+    NotPrintable { option: String },
+    #[error("unknown ntfy priority '{0}' (use 1-5, or min, low, default, high, max, urgent)")]
+    Priority(String),
+}
+
 /// Checks an ntfy header value given to `notify add` (`--title` and the others).
-pub fn check_header_value(option: &str, value: &str) -> Result<(), String> {
+pub fn check_header_value(option: &str, value: &str) -> Result<(), InvalidOption> {
+    let option = option.to_owned();
     if value.is_empty() || value.len() > 512 {
-        return Err(format!("{option} must be 1 to 512 characters"));
+        return Err(InvalidOption::Length { option });
     }
     if !value.bytes().all(|b| b == b' ' || b.is_ascii_graphic()) {
-        return Err(format!(
-            "{option} must be printable ASCII (an HTTP header carries it)"
-        ));
+        return Err(InvalidOption::NotPrintable { option });
     }
     Ok(())
 }
 
 /// ntfy's priorities, by number or name.
-pub fn check_priority(value: &str) -> Result<(), String> {
+pub fn check_priority(value: &str) -> Result<(), InvalidOption> {
     const KNOWN: [&str; 11] = [
         "1", "2", "3", "4", "5", "min", "low", "default", "high", "max", "urgent",
     ];
     if KNOWN.contains(&value) {
         Ok(())
     } else {
-        Err(format!(
-            "unknown ntfy priority '{value}' (use 1-5, or min, low, default, high, max, urgent)"
-        ))
+        Err(InvalidOption::Priority(value.to_owned()))
     }
 }
 

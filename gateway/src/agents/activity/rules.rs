@@ -269,20 +269,35 @@ pub struct Rules {
     builtins: BTreeMap<&'static str, RuleSet>,
 }
 
+/// A template's status rules that cannot be compiled, naming the template.
+#[derive(Debug, thiserror::Error)]
+pub enum InvalidRules {
+    #[error("template '{template}': recognize = \"{recognize}\" is not one of: {}", BUILTIN_NAMES.join(", "))]
+    UnknownRecognize { template: String, recognize: String },
+    #[error(
+        "template '{template}': waiting rule {pattern:?} is not a valid regular expression: {source}"
+    )]
+    BadPattern {
+        template: String,
+        pattern: String,
+        source: regex::Error,
+    },
+}
+
 impl Rules {
     /// Compiles the rules of every template; an invalid pattern or an unknown `recognize`
     /// is an error naming the template.
-    pub fn new(templates: &BTreeMap<String, Template>) -> Result<Rules, String> {
+    pub fn new(templates: &BTreeMap<String, Template>) -> Result<Rules, InvalidRules> {
         let mut sets = BTreeMap::new();
         let mut clis = BTreeMap::new();
         for (name, template) in templates {
             let builtin_name = match &template.recognize {
                 Some(r) => {
                     if !BUILTIN_NAMES.contains(&r.as_str()) {
-                        return Err(format!(
-                            "template '{name}': recognize = \"{r}\" is not one of: {}",
-                            BUILTIN_NAMES.join(", ")
-                        ));
+                        return Err(InvalidRules::UnknownRecognize {
+                            template: name.clone(),
+                            recognize: r.clone(),
+                        });
                     }
                     r.clone()
                 }
@@ -291,11 +306,10 @@ impl Rules {
             let mut rules = Vec::new();
             for rule in &template.waiting {
                 let compiled = Rule::new(&rule.pattern, rule.unless.as_deref(), &rule.reason)
-                    .map_err(|e| {
-                        format!(
-                            "template '{name}': waiting rule {:?} is not a valid regular expression: {e}",
-                            rule.pattern
-                        )
+                    .map_err(|source| InvalidRules::BadPattern {
+                        template: name.clone(),
+                        pattern: rule.pattern.clone(),
+                        source,
                     })?;
                 rules.push(compiled);
             }
@@ -731,7 +745,8 @@ pub(crate) mod tests {
                 ..Template::default()
             },
         )]))
-        .expect_err("refused");
+        .expect_err("refused")
+        .to_string();
         assert!(
             bad.contains("template 't'") && bad.contains("regular expression"),
             "{bad}"
@@ -743,7 +758,8 @@ pub(crate) mod tests {
                 ..Template::default()
             },
         )]))
-        .expect_err("refused");
+        .expect_err("refused")
+        .to_string();
         assert!(unknown.contains("claude, codex"), "{unknown}");
     }
 }
