@@ -7,7 +7,7 @@
 //! - [`ssh`]: the russh server (accept loop, thin handler, channels).
 //! - [`auth`]: who is this and which way in: pure decisions.
 //! - [`control`]: the control commands (`ssh gw COMMAND`), one file each.
-//! - [`hosts`]: the hosts and their transports (hostctl), and the reconciler.
+//! - [`hosts`]: the hosts and their transports (hostctl).
 //! - [`store`]: sqlite through sqlx; the only module that writes SQL.
 //! - [`config`]: the TOML configuration and its defaults.
 //! - [`tailscale`]: the local tailscaled's LocalAPI and the gateway's view of the tailnet.
@@ -73,7 +73,7 @@ pub struct Gateway {
     /// The connections logged in now, to end those whose access is taken back.
     pub live: Arc<ssh::live::LiveConnections>,
     /// Which hosts' snapshots were taken up in this run.
-    pub snapshot_scans: hosts::snapshots::SnapshotScans,
+    pub snapshot_scans: agents::reconcile::snapshots::SnapshotScans,
     /// This run's ID, written into the operations it begins (`agents::journal`).
     pub run_id: String,
     /// The notification channels' deliverer (`notify test` tries a channel through it).
@@ -111,7 +111,7 @@ impl Gateway {
             screen_marks: hosts::looks::ScreenMarks::default(),
             agent_locks: agents::locks::AgentLocks::default(),
             live: Arc::default(),
-            snapshot_scans: hosts::snapshots::SnapshotScans::default(),
+            snapshot_scans: agents::reconcile::snapshots::SnapshotScans::default(),
             run_id: agents::journal::new_run_id(),
             notifier,
             config,
@@ -352,21 +352,21 @@ pub async fn serve(
     gw.notifier.start(&tasks, stop.clone());
     // What the tailnet says of its hosts, before they are asked.
     let view = gw.tailnet.refresh().await;
-    hosts::tailnet::apply(&gw, &view).await;
+    agents::reconcile::tailnet::apply(&gw, &view).await;
     tasks.spawn(gw.tailnet.clone().run(stop.clone()));
-    tasks.spawn(hosts::tailnet::follow(gw.clone()));
+    tasks.spawn(agents::reconcile::tailnet::follow(gw.clone()));
     // A first look at every host before clients come (each bounded by the probe time limit,
     // all in parallel); versions are asked for in the background.
-    hosts::reconciler::reconcile_all(&gw).await;
+    agents::reconcile::reconcile_all(&gw).await;
     // Operations an earlier run left half done are finished or undone before clients come,
     // on every host that answers; the rest as their hosts come back.
     if agents::journal::recover(&gw).await > 0 {
         tasks.spawn(agents::journal::follow(gw.clone()));
     }
     let versions = gw.clone();
-    tasks.spawn(async move { hosts::reconciler::record_versions(&versions).await });
-    tasks.spawn(hosts::reconciler::run(gw.clone()));
-    tasks.spawn(hosts::hook_watch::run(gw.clone()));
+    tasks.spawn(async move { agents::reconcile::record_versions(&versions).await });
+    tasks.spawn(agents::reconcile::run(gw.clone()));
+    tasks.spawn(agents::reconcile::hook_watch::run(gw.clone()));
     tasks.spawn(prune_audit_trail(gw.clone()));
     tasks.spawn(write_kept_events(gw.clone()));
     tasks.spawn(ssh::live::sweep(gw.clone()));

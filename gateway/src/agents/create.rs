@@ -8,7 +8,8 @@ use hostctl::api::CreateRequest;
 use super::error::Error;
 use super::journal::{Intent, Planned};
 use crate::Gateway;
-use crate::hosts::{Host, reconciler};
+use crate::agents::reconcile;
+use crate::hosts::Host;
 use crate::store::{self, AgentRecord, AgentStatus, OperationKind, Step, StoreError};
 
 /// Where a new agent comes from, for the operations journal: a plain create, or a copy of
@@ -124,7 +125,7 @@ where
         let recorded = async {
             intent.step(Step::Created).await?;
             gw.store
-                .observe_agent(name, &reconciler::observed(&info))
+                .observe_agent(name, &reconcile::observed(&info))
                 .await
         }
         .await;

@@ -130,7 +130,7 @@ pub async fn first_prompt(
     let mut last_line = None;
     while started.elapsed() < READY_WITHIN {
         let info = host.info(&agent.name).await?;
-        let seen = crate::hosts::reconciler::observed_from(gw, agent, &info);
+        let seen = crate::agents::reconcile::observed_from(gw, agent, &info);
         if seen.status != crate::store::AgentStatus::Running {
             break;
         }
@@ -256,7 +256,7 @@ fn changed(info: &AgentInfo, report: &SendReport) -> bool {
 }
 
 async fn record(gw: &Gateway, agent: &AgentRecord, info: &AgentInfo) {
-    if let Err(e) = crate::hosts::reconciler::observe(gw, agent, info).await {
+    if let Err(e) = crate::agents::reconcile::observe(gw, agent, info).await {
         tracing::warn!(agent = agent.name, error = %e, "cannot record an agent's status");
     }
 }
@@ -284,7 +284,7 @@ pub async fn answer(
     approve: bool,
 ) -> Result<Answered, HostError> {
     let mut info = host.info(&agent.name).await?;
-    let mut seen = crate::hosts::reconciler::observed_from(gw, agent, &info);
+    let mut seen = crate::agents::reconcile::observed_from(gw, agent, &info);
     // A CLI's hook may report its question a moment before the dialog is drawn: the screen
     // is given a little time to show it.
     let started = tokio::time::Instant::now();
@@ -296,7 +296,7 @@ pub async fn answer(
     {
         tokio::time::sleep(LOOK_EVERY).await;
         info = host.info(&agent.name).await?;
-        seen = crate::hosts::reconciler::observed_from(gw, agent, &info);
+        seen = crate::agents::reconcile::observed_from(gw, agent, &info);
     }
     record(gw, agent, &info).await;
     let Some(asked) = seen
@@ -326,7 +326,7 @@ pub async fn answer(
     };
     let keys = answer_keys(agent.spec.cli, approve);
     let delivery = press(gw, agent, host, &keys, |agent, info, report| {
-        let after = crate::hosts::reconciler::observed_from(gw, agent, info).activity;
+        let after = crate::agents::reconcile::observed_from(gw, agent, info).activity;
         let still = after
             .as_ref()
             .and_then(crate::agents::activity::question)

@@ -28,7 +28,8 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use crate::Gateway;
-use crate::hosts::{Host, HostError, reconciler};
+use crate::agents::reconcile;
+use crate::hosts::{Host, HostError};
 use crate::store::{
     AgentStatus, Event, HostStatus, Operation, OperationKind, Outcome, Step, StoreError,
 };
@@ -364,7 +365,7 @@ async fn settle_new_agent(gw: &Arc<Gateway>, op: &Operation) -> Result<Settled, 
         && let Some(info) = answered(&op.host, host.info(name).await)?
     {
         gw.store
-            .observe_agent(name, &reconciler::observed(&info))
+            .observe_agent(name, &reconcile::observed(&info))
             .await
             .map_err(store_waits)?;
         return Ok(Settled::Ended(
@@ -490,7 +491,7 @@ async fn start_again(gw: &Gateway, host: &Host, name: &str) -> Result<String, Se
         .await
         .map_err(|e| Settled::Waits(format!("starting it on host '{}': {e}", host.name())))?;
     gw.store
-        .observe_agent(name, &reconciler::observed(&info))
+        .observe_agent(name, &reconcile::observed(&info))
         .await
         .map_err(store_waits)?;
     Ok(runs)

@@ -12,7 +12,8 @@ use super::access;
 use super::error::{Error, Result};
 use super::journal::{Intent, Planned};
 use crate::Gateway;
-use crate::hosts::{Host, HostError, reconciler};
+use crate::agents::reconcile;
+use crate::hosts::{Host, HostError};
 use crate::store::{AgentRecord, AgentStatus, Observed, OperationKind, Operator, Step, StoreError};
 
 /// What a host did, and whether the gateway could record it. A record that failed does not
@@ -47,15 +48,15 @@ pub async fn refreshed(
     name: &str,
 ) -> Result<(AgentRecord, Host)> {
     let (agent, host) = usable(gw, operator, name).await?;
-    let answer = match crate::hosts::tailnet::down_reason(gw, &agent.host).await {
+    let answer = match crate::agents::reconcile::tailnet::down_reason(gw, &agent.host).await {
         Some(reason) => Err(reason),
         None => host.info(name).await.map_err(|e| e.to_string()),
     };
     let seen = match answer {
-        Ok(info) => reconciler::observed_from(gw, &agent, &info),
+        Ok(info) => reconcile::observed_from(gw, &agent, &info),
         Err(e) => {
             tracing::warn!(agent = name, error = %e, "cannot refresh agent");
-            reconciler::unknown()
+            reconcile::unknown()
         }
     };
     if agent.status == AgentStatus::Creating {
@@ -181,7 +182,7 @@ pub async fn destroy(
 async fn record(gw: &Gateway, info: AgentInfo) -> Done<AgentInfo> {
     let recorded = gw
         .store
-        .observe_agent(&info.name, &reconciler::observed(&info))
+        .observe_agent(&info.name, &reconcile::observed(&info))
         .await;
     Done {
         value: info,

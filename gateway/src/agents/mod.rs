@@ -7,6 +7,8 @@
 //! - [`journal`]: multi-step changes of an agent's life that a gateway's death cannot leave
 //!   half done;
 //! - [`activity`]: whether a running agent works, waits (and on what) or idles;
+//! - [`reconcile`]: the store following what the hosts say (the reconciler, the hooks' watch,
+//!   snapshots found on hosts, hosts that follow their tailnet peer);
 //! - [`hooks`]: what its CLI's hooks said; [`deliver`]: text and keys that reach its CLI;
 //! - [`secrets`]: the secrets its environment gets at each start;
 //! - [`audit`]: the trail of who did what; [`locks`]: one change of an agent's life at a time.
@@ -27,6 +29,7 @@ pub mod journal;
 pub mod lifecycle;
 pub mod locks;
 pub mod placement;
+pub mod reconcile;
 pub mod secrets;
 
 pub use error::{Error, LOCAL_FOR_ADMINS, Result};

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use super::{Caller, CommandError, CommandIo, CommandResult, exit, refreshed_agent};
 use crate::Gateway;
-use crate::hosts::{AgentSession, reconciler};
+use crate::agents::reconcile;
+use crate::hosts::AgentSession;
 use crate::store::AgentStatus;
 
 /// Puts a full-screen program's terminal back: bracketed paste off, attributes reset, cursor
@@ -42,7 +43,7 @@ pub async fn run(
             let info = host.start(name, Some(size), &secrets).await?;
             let saved = gw
                 .store
-                .observe_agent(name, &reconciler::observed(&info))
+                .observe_agent(name, &reconcile::observed(&info))
                 .await;
             let done = || {
                 format!(

@@ -10,7 +10,7 @@ use super::output::{
 };
 use super::{Caller, CommandIo, CommandResult, exit};
 use crate::Gateway;
-use crate::hosts::reconciler::{self, NotAsked};
+use crate::agents::reconcile::{self, NotAsked};
 
 /// How long `list` waits for each host before answering from what was last seen.
 pub const LIST_WAIT: std::time::Duration = std::time::Duration::from_millis(1500);
@@ -72,7 +72,7 @@ pub async fn run(
     // A fresh look at the hosts, so that `list` never shows a status the reconciler has not
     // caught up with yet; a slow host is not waited for, nor one known to be unreachable:
     // their agents are shown as last seen.
-    for host in reconciler::reconcile_within(gw, LIST_WAIT).await {
+    for host in reconcile::reconcile_within(gw, LIST_WAIT).await {
         io.write_err(&format!("warning: {}\n", not_asked_text(&host)))
             .await;
     }

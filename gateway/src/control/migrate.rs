@@ -13,7 +13,8 @@ use super::output::{agent_json, json_text, status_text};
 use super::{Caller, CommandError, CommandIo, CommandResult, exit, refreshed_agent};
 use crate::Gateway;
 use crate::agents::journal::{Intent, Planned};
-use crate::hosts::{Host, copy_workspace, reconciler};
+use crate::agents::reconcile;
+use crate::hosts::{Host, copy_workspace};
 use crate::store::{AgentRecord, AgentStatus, OperationKind, Step};
 
 #[derive(Debug, Args)]
@@ -164,7 +165,7 @@ impl Move<'_> {
             let _ = self
                 .gw
                 .store
-                .observe_agent(name, &reconciler::observed(&info))
+                .observe_agent(name, &reconcile::observed(&info))
                 .await;
         }
     }
@@ -185,7 +186,7 @@ impl Move<'_> {
                 }
             };
             gw.store
-                .observe_agent(name, &reconciler::observed(&stopped))
+                .observe_agent(name, &reconcile::observed(&stopped))
                 .await?;
         }
         self.intent.step(Step::SourceStopped).await?;
@@ -241,7 +242,7 @@ impl Move<'_> {
         gw.store.set_agent_host(name, to_name).await?;
         self.intent.step(Step::Switched).await?;
         gw.store
-            .observe_agent(name, &reconciler::observed(&info))
+            .observe_agent(name, &reconcile::observed(&info))
             .await?;
         let leftover = match from.destroy(name).await {
             Ok(()) => None,

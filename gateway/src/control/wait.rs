@@ -12,7 +12,7 @@ use clap::Args;
 use super::output::{Statuses, parse_statuses, status_matches, status_text};
 use super::{Caller, CommandError, CommandIo, CommandResult, agent_and_host, exit};
 use crate::Gateway;
-use crate::hosts::reconciler;
+use crate::agents::reconcile;
 use crate::store::AgentStatus;
 
 const POLL: Duration = Duration::from_millis(250);
@@ -64,8 +64,8 @@ pub async fn run(
             // A row still being created is its create's to record: its host may show the
             // agent half made.
             Ok(_) if before.status == crate::store::AgentStatus::Creating => None,
-            Ok(info) => Some(reconciler::observed_from(gw, &before, &info)),
-            Err(e) if args.until.is_some() && e.host_unreachable() => Some(reconciler::unknown()),
+            Ok(info) => Some(reconcile::observed_from(gw, &before, &info)),
+            Err(e) if args.until.is_some() && e.host_unreachable() => Some(reconcile::unknown()),
             Err(e) => return Err(e.into()),
         };
         let recorded = match &seen {

@@ -7,14 +7,10 @@
 //!
 //! **Invariant**: nothing here deletes a workspace except an explicit `destroy`.
 
-pub mod hook_watch;
 pub mod local;
 pub mod looks;
-pub mod reconciler;
 pub mod remote;
 mod session;
-pub mod snapshots;
-pub mod tailnet;
 mod transfer;
 
 use std::future::Future;

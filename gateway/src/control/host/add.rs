@@ -91,7 +91,7 @@ pub(super) async fn add(gw: &Arc<Gateway>, args: AddArgs, io: &mut CommandIo) ->
     gw.hosts.insert(host);
     // Agents already on the host (added before, under another gateway) are adopted now.
     if let Ok(host) = gw.hosts.get(&name) {
-        let _ = reconciler::reconcile_host(gw, &host).await;
+        let _ = reconcile::reconcile_host(gw, &host).await;
     }
     let key_fp = fingerprint(&host_key);
     if args.json {

@@ -21,9 +21,10 @@ use serde_json::{Value, json};
 use super::output::{age, json_text, table};
 use super::{Caller, CommandError, CommandIo, CommandResult, exit, require_admin};
 use crate::Gateway;
+use crate::agents::reconcile;
 use crate::hosts::remote::enrol;
 use crate::hosts::remote::leg::{KeyCheck, Target, fingerprint};
-use crate::hosts::{HostError, LOCAL_HOST, reconciler};
+use crate::hosts::{HostError, LOCAL_HOST};
 use crate::store::{AgentStatus, HostRecord, StoreError};
 
 #[derive(Debug, Args)]

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Caller, CommandError, CommandIo, CommandResult, Parsed, exit};
 use crate::Gateway;
-use crate::hosts::reconciler;
+use crate::agents::reconcile;
 use crate::store::{AgentRecord, Operator, StatusChange};
 use crate::streams::{Backlog, Inbound};
 use view::{Action, View};
@@ -403,7 +403,7 @@ impl Looks {
         let (gw, caller) = (gw.clone(), caller.clone());
         let task = gw.clone().tasks.spawn(async move {
             loop {
-                let warnings = reconciler::reconcile_within(&gw, super::list::LIST_WAIT)
+                let warnings = reconcile::reconcile_within(&gw, super::list::LIST_WAIT)
                     .await
                     .iter()
                     .map(super::list::not_asked_text)

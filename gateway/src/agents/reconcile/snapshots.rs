@@ -6,9 +6,9 @@ use std::collections::HashMap;
 
 use tracing::{info, warn};
 
-use super::Host;
 use crate::Gateway;
 use crate::agents::activity;
+use crate::hosts::Host;
 use crate::store::{SameArchive, SnapshotRecord, StoreError};
 
 /// Per host, whether its snapshots were taken up in this run of the gateway

@@ -5,7 +5,7 @@
 //! One watch per host, started again (after a pause) when it ends: a host that cannot be
 //! reached, or a hostctl too old to watch, leaves its agents to the reconciler's rounds, which
 //! read the same events, only later. It must not decide what the events mean: the status is
-//! worked out as for any look (`reconciler::observe`).
+//! worked out as for any look (`reconcile::observe`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -154,7 +154,7 @@ async fn look_again(gw: &Gateway, host: &Host, name: &str) {
             if !unchanged {
                 return;
             }
-            if let Err(e) = crate::hosts::reconciler::observe(gw, &prev, &info).await {
+            if let Err(e) = crate::agents::reconcile::observe(gw, &prev, &info).await {
                 warn!(agent = name, error = %e, "cannot record an agent's status");
             }
         }

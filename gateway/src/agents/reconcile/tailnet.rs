@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use tracing::{info, warn};
 
-use super::reconciler;
 use crate::Gateway;
 use crate::store::HostRecord;
 use crate::tailscale::verdict::{PeerVerdict, verdict};
@@ -46,9 +45,7 @@ pub async fn apply(gw: &Gateway, view: &View) {
     for record in records.iter().filter(|r| r.tailscale_id.is_some()) {
         let outcome = match verdict(view, record) {
             PeerVerdict::Silent => Ok(()),
-            PeerVerdict::Down(reason) => {
-                reconciler::mark_unreachable(gw, &record.name, &reason).await
-            }
+            PeerVerdict::Down(reason) => super::mark_unreachable(gw, &record.name, &reason).await,
             PeerVerdict::Online(peer) => follow_address(gw, record, peer).await,
         };
         if let Err(e) = outcome {
@@ -87,7 +84,7 @@ async fn follow_address(
     if (moved || record.status == crate::store::HostStatus::Unreachable)
         && let Ok(host) = gw.hosts.get(&record.name)
     {
-        reconciler::reconcile_host(gw, &host).await?;
+        super::reconcile_host(gw, &host).await?;
     }
     Ok(())
 }

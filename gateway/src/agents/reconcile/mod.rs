@@ -9,15 +9,19 @@
 //!
 //! **Invariant**: the reconciler never deletes a workspace or an agent.
 
+pub mod hook_watch;
+pub mod snapshots;
+pub mod tailnet;
+
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use hostctl::api::{AgentInfo, HostAgentStatus};
 use tracing::{debug, info, warn};
 
-use super::Host;
 use crate::Gateway;
 use crate::agents::activity;
+use crate::hosts::Host;
 use crate::store::{
     AgentActivity, AgentRecord, AgentStatus, Event, HostRecord, HostStatus, Observed, StoreError,
 };
@@ -35,7 +39,7 @@ pub async fn reconcile_all(gw: &Arc<Gateway>) {
             Ok(true) if gw.snapshot_scans.claim(host.name()) => {
                 let (gw, host) = (gw.clone(), host.clone());
                 gw.tasks.clone().spawn(async move {
-                    let done = super::snapshots::adopt(&gw, &host).await;
+                    let done = snapshots::adopt(&gw, &host).await;
                     gw.snapshot_scans.finish(host.name(), done);
                 });
             }
