@@ -228,6 +228,10 @@ pub struct HostsConfig {
     /// default); off, every call is an exec channel of its own, which runs the host user's
     /// shell start-up each time.
     pub serve: bool,
+    /// What agents run in when neither `create --sandbox` nor their template says: `bwrap`
+    /// (refused on a host without a working bubblewrap) or `none`. Default: bwrap on every
+    /// host that has a working one, none elsewhere.
+    pub sandbox: Option<hostctl::api::Sandbox>,
 }
 
 /// How the gateway reaches the local tailscaled's LocalAPI.
@@ -395,6 +399,9 @@ pub struct Template {
     /// Stop the agent once it has had neither output nor input this long (`30m`); it starts
     /// again, with `restart_command`, on the next attach. Default: never.
     pub idle_stop: Option<String>,
+    /// What its agents run in (`bwrap` or `none`) unless `create --sandbox` says; default: the
+    /// gateway's (`hosts.sandbox`).
+    pub sandbox: Option<hostctl::api::Sandbox>,
 }
 
 /// A rule that tells an agent waits for the operator: a regular expression, matched against
@@ -458,6 +465,7 @@ impl Default for HostsConfig {
             stall_timeout: Duration::from_secs(10),
             max_sessions: 10,
             serve: true,
+            sandbox: None,
         }
     }
 }

@@ -187,6 +187,7 @@ mod tests {
                 created_by: None,
                 secret_names: Vec::new(),
                 cli: None,
+                sandbox: None,
             },
             workspace_path: dir.join("workspaces/w"),
             created_at: "2026-11-23T00:00:00Z".into(),
