@@ -58,12 +58,17 @@ pub fn bwrap_program() -> Option<PathBuf> {
 /// namespaces (Ubuntu 23.10 and later restrict them with AppArmor unless a profile allows
 /// bwrap).
 pub fn unusable() -> Option<String> {
-    let Some(bwrap) = bwrap_program() else {
+    unusable_program(bwrap_program().as_deref())
+}
+
+/// Why `bwrap` (none: not found) cannot sandbox an agent, if it cannot.
+fn unusable_program(bwrap: Option<&Path>) -> Option<String> {
+    let Some(bwrap) = bwrap else {
         return Some(format!(
             "bubblewrap (bwrap) is not installed on this host: {INSTALL_HINT}"
         ));
     };
-    let tried = Command::new(&bwrap)
+    let tried = Command::new(bwrap)
         .args(["--ro-bind", "/", "/", "--unshare-pid", "--unshare-ipc"])
         .args(["--unshare-uts", "--proc", "/proc", "--dev", "/dev", "true"])
         .stdin(Stdio::null())
@@ -466,4 +471,176 @@ pub fn tiocsti_filter() -> Vec<u8> {
 /// Whether `meta`'s agent runs in bwrap.
 pub fn is_sandboxed(meta: &AgentMeta) -> bool {
     meta.sandbox() == Sandbox::Bwrap
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{AgentCommand, CreateRequest, WorkspaceSource};
+
+    /// Runs a classic BPF program as the kernel's seccomp would on `(arch, nr, args[1])`.
+    fn run_filter(program: &[u8], arch: u32, nr: u32, arg1: u64) -> u32 {
+        let mut data = [0u8; 64];
+        data[0..4].copy_from_slice(&nr.to_ne_bytes());
+        data[4..8].copy_from_slice(&arch.to_ne_bytes());
+        data[24..32].copy_from_slice(&arg1.to_ne_bytes());
+        let insns: Vec<(u16, u8, u8, u32)> = program
+            .chunks(8)
+            .map(|c| {
+                (
+                    u16::from_ne_bytes([c[0], c[1]]),
+                    c[2],
+                    c[3],
+                    u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
+                )
+            })
+            .collect();
+        let mut acc = 0u32;
+        let mut pc = 0usize;
+        loop {
+            let (code, jt, jf, k) = insns[pc];
+            match code {
+                0x20 => {
+                    let at = k as usize;
+                    acc = u32::from_ne_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]]);
+                    pc += 1;
+                }
+                0x15 => pc += 1 + usize::from(if acc == k { jt } else { jf }),
+                0x06 => return k,
+                other => panic!("instruction {other:#x} not expected"),
+            }
+        }
+    }
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn the_filter_refuses_tiocsti_and_tioclinux_and_nothing_else() {
+        let program = tiocsti_filter();
+        assert_eq!(program.len() % 8, 0);
+        let eperm = 0x0005_0001;
+        let allow = 0x7fff_0000;
+        let (x86_64, i386) = (0xC000_003E, 0x4000_0003);
+        // ioctl(fd, TIOCSTI), natively, through x32 and through the 32-bit entry.
+        assert_eq!(run_filter(&program, x86_64, 16, 0x5412), eperm);
+        assert_eq!(
+            run_filter(&program, x86_64, 0x4000_0000 | 514, 0x5412),
+            eperm
+        );
+        assert_eq!(run_filter(&program, i386, 54, 0x5412), eperm);
+        assert_eq!(run_filter(&program, x86_64, 16, 0x541C), eperm);
+        // The kernel reads the command as 32 bits: high bits set change nothing.
+        assert_eq!(
+            run_filter(&program, x86_64, 16, 0xFFFF_FFFF_0000_5412),
+            eperm
+        );
+        // Other ioctls (TCGETS, TIOCGWINSZ) and other calls with the same argument pass.
+        assert_eq!(run_filter(&program, x86_64, 16, 0x5401), allow);
+        assert_eq!(run_filter(&program, x86_64, 16, 0x5413), allow);
+        assert_eq!(run_filter(&program, x86_64, 0, 0x5412), allow);
+        assert_eq!(run_filter(&program, i386, 16, 0x5412), allow);
+        assert_eq!(run_filter(&program, 0x1234, 16, 0x5412), allow);
+    }
+
+    fn meta(name: &str, workspace: &Path) -> AgentMeta {
+        AgentMeta {
+            request: CreateRequest {
+                name: name.into(),
+                template: "shell".into(),
+                command: AgentCommand::LoginShell,
+                restart_command: None,
+                workspace: WorkspaceSource::Empty,
+                env: Default::default(),
+                tags: Default::default(),
+                prompt: None,
+                size: None,
+                created_by: None,
+                secret_names: Vec::new(),
+                cli: None,
+                sandbox: Some(Sandbox::Bwrap),
+            },
+            workspace_path: workspace.to_owned(),
+            created_at: "2026-12-06T00:00:00Z".into(),
+            starts: 1,
+            hooks: None,
+        }
+    }
+
+    fn mkdirs(paths: &[&Path]) {
+        for p in paths {
+            std::fs::create_dir_all(p).expect("mkdir");
+        }
+    }
+
+    #[test]
+    fn what_is_hidden_comes_first_shallowest_first_and_what_is_shown_goes_on_top() {
+        // Not under /tmp, which the sandbox replaces whole (what is under it is hidden).
+        let root = tempfile::tempdir_in(concat!(env!("CARGO_MANIFEST_DIR"), "/../target"))
+            .expect("tempdir");
+        let r = root.path();
+        // hostctl's home outside $HOME, a tmux socket directory, an agent's --dir workspace
+        // elsewhere, another inside this agent's workspace, one that holds it.
+        let (user_home, agents) = (r.join("home/u"), r.join("srv/agentgate"));
+        let files = Files::new(agents.clone());
+        let mine = r.join("data/projects/app");
+        let (elsewhere, inside, above) =
+            (r.join("opt/other"), mine.join("vendor/y"), r.join("data"));
+        let tmux = r.join("run/tmux-0");
+        mkdirs(&[&user_home, &agents, &mine, &elsewhere, &inside, &tmux]);
+        let facts = HostFacts {
+            user_home: user_home.clone(),
+            hostctl: None,
+            tmux_dirs: vec![tmux.clone(), r.join("run/not-there")],
+            other_workspaces: vec![
+                elsewhere.clone(),
+                inside.clone(),
+                above.clone(),
+                mine.clone(),
+                agents.join("workspaces/b"),
+            ],
+            extra_hidden: vec![],
+        };
+        let view = View::for_agent(&files, &meta("a", &mine), &facts);
+        let private = |source: PathBuf, destination: &Path| Cover::Private {
+            source,
+            destination: destination.to_owned(),
+        };
+        assert_eq!(
+            view.covers,
+            vec![
+                private(files.agent_dir("a").join("tmp"), Path::new("/tmp")),
+                Cover::Hide(agents.clone()),
+                Cover::Hide(tmux),
+                private(files.agent_dir("a").join("home"), &user_home),
+            ]
+        );
+        assert_eq!(
+            view.read_write,
+            vec![files.agent_dir("a").join("events"), mine.clone()]
+        );
+        assert_eq!(view.read_only, vec![files.agent_dir("a")]);
+        // The one elsewhere and the one inside this workspace are hidden, after the binds;
+        // the one holding it, this very one, and those already hidden are not.
+        assert_eq!(view.hidden_last, vec![elsewhere, inside]);
+        let args: Vec<String> = view
+            .args(7, true)
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let at = |word: &str| args.iter().position(|a| a == word).expect(word);
+        assert_eq!(&args[..3], ["--ro-bind", "/", "/"]);
+        assert!(at("--tmpfs") < at("--chdir"));
+        assert!(args.windows(2).any(|w| w == ["--seccomp", "7"]));
+        assert!(args.contains(&"--die-with-parent".to_owned()));
+        assert!(!view.args(7, false).contains(&"--die-with-parent".into()));
+    }
+
+    #[test]
+    fn a_missing_or_broken_bwrap_is_refused_with_what_to_do() {
+        let missing = unusable_program(None).expect("refused");
+        assert!(missing.contains("apt-get install bubblewrap"), "{missing}");
+        assert!(missing.contains("--sandbox none"), "{missing}");
+        let broken = unusable_program(Some(Path::new("/bin/false"))).expect("refused");
+        assert!(broken.contains("cannot make a sandbox"), "{broken}");
+        assert!(broken.contains("AppArmor"), "{broken}");
+    }
 }
