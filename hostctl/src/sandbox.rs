@@ -106,29 +106,13 @@ pub fn choose(asked: Option<Sandbox>) -> Result<Sandbox> {
     }
 }
 
-/// An agent's private home, bound at `$HOME` inside its sandbox.
-pub fn home_dir(files: &Files, name: &str) -> PathBuf {
-    files.agent_dir(name).join("home")
-}
-
-/// An agent's private `/tmp`, shared by the agent and the sessions inside it.
-pub fn tmp_dir(files: &Files, name: &str) -> PathBuf {
-    files.agent_dir(name).join("tmp")
-}
-
-/// The directory of an agent's hook events: the one place of its agent directory that its
-/// sandbox may write (its CLI's hooks run inside).
-pub fn events_dir(files: &Files, name: &str) -> PathBuf {
-    files.agent_dir(name).join("events")
-}
-
 /// Makes the agent's private directories (0700: its home will hold its CLI's credentials).
 pub fn prepare(files: &Files, name: &str) -> Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     for dir in [
-        home_dir(files, name),
-        tmp_dir(files, name),
-        events_dir(files, name),
+        files.private_home(name),
+        files.private_tmp(name),
+        files.events_dir(name),
     ] {
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -265,19 +249,19 @@ impl View {
         hidden.dedup();
         let mut covers: Vec<Cover> = hidden.iter().cloned().map(Cover::Hide).collect();
         covers.push(Cover::Private {
-            source: home_dir(files, name),
+            source: files.private_home(name),
             destination: home.clone(),
         });
         covers.push(Cover::Private {
-            source: tmp_dir(files, name),
+            source: files.private_tmp(name),
             destination: PathBuf::from("/tmp"),
         });
         // Stable: of two covers of one depth, the order above stands.
         covers.sort_by_key(|c| c.destination().components().count());
         let mut read_only = vec![files.agent_dir(name)];
         read_only.extend(facts.hostctl.iter().filter(|p| p.is_file()).cloned());
-        let read_only_try = vec![crate::hooks::socket_path(files)];
-        let read_write = vec![events_dir(files, name), workspace.clone()];
+        let read_only_try = vec![files.hooks_socket()];
+        let read_write = vec![files.events_dir(name), workspace.clone()];
         // Another agent's workspace is hidden where this one's binds would show it: inside
         // this workspace, or anywhere outside the hidden places. One that holds this
         // workspace, or is this workspace (two agents on one --dir), cannot be.
