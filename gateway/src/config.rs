@@ -741,6 +741,21 @@ mod tests {
     }
 
     #[test]
+    fn sandboxes_are_named_in_the_config_and_a_wrong_name_is_refused() {
+        use hostctl::api::Sandbox;
+        let config = Config::parse(
+            "[hosts]\nsandbox = \"none\"\n[templates.boxed]\ncommand = \"x\"\nsandbox = \"bwrap\"\n",
+        )
+        .expect("parses");
+        assert_eq!(config.hosts.sandbox, Some(Sandbox::None));
+        assert_eq!(config.templates["boxed"].sandbox, Some(Sandbox::Bwrap));
+        // Unset: each host's own default.
+        assert_eq!(Config::parse("").expect("parses").hosts.sandbox, None);
+        let err = Config::parse("[hosts]\nsandbox = \"docker\"\n").expect_err("refused");
+        assert!(err.contains("bwrap") && err.contains("none"), "{err}");
+    }
+
+    #[test]
     fn the_sample_config_parses_with_its_templates() {
         let sample = include_str!("../../config/agentgate.toml");
         let config = Config::parse(sample).expect("the sample parses");

@@ -16,6 +16,7 @@ use e2e::{Options, TestGateway, shell_quote, stderr, stdout, wait_for};
 fn gateway() -> TestGateway {
     TestGateway::start_with(Options {
         sandbox_default: "",
+        extra_config: "[templates.open]\ncommand = \"sleep 600\"\nsandbox = \"none\"\n".into(),
         ..Options::default()
     })
 }
@@ -220,6 +221,26 @@ fn a_sandboxed_agent_reaches_neither_other_agents_nor_the_host_users_keys_nor_th
     assert_eq!(gw.info("attacker")["sandbox"], "bwrap");
     let list = gw.ok(&["list"]);
     assert!(list.contains("SANDBOX"), "{list}");
+    // Without a flag: the template's choice, else the host's default; the flag wins.
+    gw.ok(&["create", "defaulted", "--", "sleep", "600"]);
+    gw.ok(&["create", "templated", "--template", "open"]);
+    gw.ok(&[
+        "create",
+        "flagged",
+        "--template",
+        "open",
+        "--sandbox",
+        "bwrap",
+    ]);
+    let sandbox_of = |name: &str| {
+        gw.info(name)["sandbox"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(sandbox_of("defaulted"), "bwrap");
+    assert_eq!(sandbox_of("templated"), "none");
+    assert_eq!(sandbox_of("flagged"), "bwrap");
 }
 
 #[test]

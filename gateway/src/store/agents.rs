@@ -673,3 +673,44 @@ pub(crate) fn sample_agent(name: &str, host: &str, status: AgentStatus) -> Agent
         shared_with: Vec::new(),
     }
 }
+
+#[cfg(test)]
+mod sandbox_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn what_an_agent_runs_in_is_what_its_host_said_not_what_was_asked() {
+        let (_dir, store) = super::super::tests::store().await;
+        // Asked for the host's default: not known until the host says.
+        let mut agent = sample_agent("a", "local", AgentStatus::Creating);
+        agent.spec.sandbox = None;
+        store.insert_agent(&agent).await.expect("insert");
+        assert_eq!(
+            store.agent("a").await.expect("q").expect("a").spec.sandbox,
+            None
+        );
+        store.set_sandbox("a", Sandbox::Bwrap).await.expect("set");
+        let back = store.agent("a").await.expect("q").expect("a");
+        assert_eq!(back.spec.sandbox, Some(Sandbox::Bwrap));
+        // The column and the stored spec agree.
+        let column: Option<String> =
+            sqlx::query_scalar("SELECT sandbox FROM agents WHERE name = 'a'")
+                .fetch_one(&store.pool)
+                .await
+                .expect("column");
+        assert_eq!(column.as_deref(), Some("bwrap"));
+        // An adopted agent's row takes its spec's.
+        let mut adopted = sample_agent("b", "local", AgentStatus::Running);
+        adopted.spec.sandbox = Some(Sandbox::None);
+        store.insert_agent(&adopted).await.expect("insert");
+        assert_eq!(
+            store.agent("b").await.expect("q").expect("b").spec.sandbox,
+            Some(Sandbox::None)
+        );
+        // The column takes nothing else.
+        let refused = sqlx::query("UPDATE agents SET sandbox = 'docker' WHERE name = 'a'")
+            .execute(&store.pool)
+            .await;
+        assert!(refused.is_err(), "the column took an unknown sandbox");
+    }
+}
