@@ -10,6 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use e2e::netns::NetnsHost;
 use e2e::{Options, TestGateway, shell_quote, stderr, stdout, wait_for};
 
 /// A gateway whose default sandbox is its own (bwrap where the host has it).
@@ -30,17 +31,13 @@ const AUTHORIZED: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHostUsersOwnKey h
 /// The victim: agent `victim`, unsandboxed or not (it does not matter for what it suffers),
 /// running a process with a name of its own, a file in its workspace and a secret in its
 /// environment. Returns its workspace.
-fn victim(gw: &TestGateway, marker: &str) -> PathBuf {
-    gw.ok(&[
-        "create",
-        "victim",
-        "--env",
-        &format!("VICTIM_TOKEN={SECRET}"),
-        "--",
-        "sh",
-        "-c",
-        &shell_quote(&format!("echo victim-data > data.txt; exec sleep {marker}")),
-    ]);
+fn victim(gw: &TestGateway, marker: &str, on_host: &[&str]) -> PathBuf {
+    let token = format!("VICTIM_TOKEN={SECRET}");
+    let script = shell_quote(&format!("echo victim-data > data.txt; exec sleep {marker}"));
+    let mut create = vec!["create", "victim", "--env", &token];
+    create.extend(on_host);
+    create.extend(["--", "sh", "-c", &script]);
+    gw.ok(&create);
     let workspace = PathBuf::from(gw.info("victim")["workspace"].as_str().expect("workspace"));
     wait_for("the victim's file", || {
         workspace.join("data.txt").is_file().then_some(())
@@ -48,23 +45,63 @@ fn victim(gw: &TestGateway, marker: &str) -> PathBuf {
     workspace
 }
 
+/// Where the victim's host keeps what an agent there must not reach.
+struct Target {
+    /// hostctl's home on that host (`AGENTGATE_HOME`).
+    agents_home: PathBuf,
+    /// The agents' tmux server's socket.
+    tmux_socket: PathBuf,
+    /// The file that lets keys in as the host user.
+    authorized_keys: PathBuf,
+    /// The gateway's data directory, when the host is the gateway's own machine.
+    gateway_data: Option<PathBuf>,
+}
+
+impl Target {
+    fn local(gw: &TestGateway) -> Target {
+        Target {
+            agents_home: gw.agents_home.clone(),
+            tmux_socket: gw
+                .dir
+                .path()
+                .join(format!("tmux-{}", nix_uid()))
+                .join(&gw.tmux_socket),
+            authorized_keys: gw.home.join(".ssh/authorized_keys"),
+            gateway_data: Some(gw.data_dir.clone()),
+        }
+    }
+
+    fn remote(host: &NetnsHost) -> Target {
+        Target {
+            agents_home: host.agents_home.clone(),
+            tmux_socket: host
+                .tmux_tmpdir
+                .join(format!("tmux-{}", nix_uid()))
+                .join(&host.tmux_socket),
+            authorized_keys: host.dir.join("authorized_keys"),
+            gateway_data: None,
+        }
+    }
+}
+
 /// The attacks, one shell line each: `NAME: yes` when it worked, `NAME: no` when not.
-fn attacks(gw: &TestGateway, victim_ws: &Path, marker: &str) -> Vec<(&'static str, String)> {
+fn attacks(target: &Target, victim_ws: &Path, marker: &str) -> Vec<(&'static str, String)> {
     let q = |p: &Path| shell_quote(&p.display().to_string());
-    let tmux_socket = gw
-        .dir
-        .path()
-        .join(format!("tmux-{}", nix_uid()))
-        .join(&gw.tmux_socket);
-    let victim_dir = gw.agents_home.join("agents").join("victim");
-    vec![
+    let victim_dir = target.agents_home.join("agents").join("victim");
+    let mut attacks = vec![
         (
             "read-workspace",
             format!("grep -q victim-data {}", q(&victim_ws.join("data.txt"))),
         ),
         (
             "write-workspace",
-            format!("echo attacker > {}", q(&victim_ws.join("from-attacker"))),
+            // Into the real one: a file made in a look-alike directory of the sandbox's own
+            // (the parents of the attacker's mounts) is no write to the victim's.
+            format!(
+                "echo attacker > {} && grep -q victim-data {}",
+                q(&victim_ws.join("from-attacker")),
+                q(&victim_ws.join("data.txt"))
+            ),
         ),
         (
             "read-secret-via-proc",
@@ -80,41 +117,41 @@ fn attacks(gw: &TestGateway, victim_ws: &Path, marker: &str) -> Vec<(&'static st
         ),
         (
             "tmux-send-keys",
-            format!("tmux -S {} send-keys -t =victim: ''", q(&tmux_socket)),
+            format!(
+                "tmux -S {} send-keys -t =victim: ''",
+                q(&target.tmux_socket)
+            ),
         ),
         (
             "read-authorized-keys",
-            format!(
-                "grep -q HostUsersOwnKey {}",
-                q(&gw.home.join(".ssh/authorized_keys"))
-            ),
+            format!("grep -q HostUsersOwnKey {}", q(&target.authorized_keys)),
         ),
         (
             "append-authorized-keys",
             format!(
-                "echo 'ssh-ed25519 AAAAevil attacker' >> {}",
-                q(&gw.home.join(".ssh/authorized_keys"))
+                "echo 'ssh-ed25519 AAAAevil attacker' >> {f} && grep -q HostUsersOwnKey {f}",
+                f = q(&target.authorized_keys)
             ),
         ),
         (
             "read-agent-files",
             format!("grep -q {SECRET} {}", q(&victim_dir.join("meta.json"))),
         ),
-        (
+    ];
+    if let Some(data) = &target.gateway_data {
+        attacks.push((
             "read-gateway-database",
             format!(
                 "head -c 15 {} | grep -q 'SQLite format'",
-                q(&gw.data_dir.join("agentgate.db"))
+                q(&data.join("agentgate.db"))
             ),
-        ),
-        (
+        ));
+        attacks.push((
             "read-gateway-client-key",
-            format!(
-                "grep -q 'PRIVATE KEY' {}",
-                q(&gw.data_dir.join("client_key"))
-            ),
-        ),
-    ]
+            format!("grep -q 'PRIVATE KEY' {}", q(&data.join("client_key"))),
+        ));
+    }
+    attacks
 }
 
 fn nix_uid() -> u32 {
@@ -176,27 +213,35 @@ fn tiocsti(gw: &TestGateway, agent: &str) -> bool {
     text.contains("tiocsti: yes")
 }
 
-fn hostile_agent_test(sandbox: &str) -> (TestGateway, PathBuf, Vec<(String, bool)>) {
-    let gw = gateway();
-    std::fs::write(gw.home.join(".ssh/authorized_keys"), AUTHORIZED).expect("authorized_keys");
+/// Agent `victim`, then agent `attacker` in `sandbox`, on `host` (`local` when none), and
+/// every attack from the attacker; what each came to.
+fn hostile_agent_test(
+    gw: &TestGateway,
+    host: Option<&NetnsHost>,
+    sandbox: &str,
+) -> (Target, PathBuf, Vec<(String, bool)>) {
+    let target = host.map_or_else(|| Target::local(gw), Target::remote);
+    let keys = std::fs::read_to_string(&target.authorized_keys).unwrap_or_default();
+    std::fs::write(&target.authorized_keys, format!("{keys}{AUTHORIZED}"))
+        .expect("authorized_keys");
     let marker = format!("{}", 7000 + std::process::id() % 1000);
-    let victim_ws = victim(&gw, &marker);
-    gw.ok(&[
-        "create",
-        "attacker",
-        "--sandbox",
-        sandbox,
-        "--",
-        "sleep",
-        "600",
-    ]);
-    let outcomes = attack(&gw, "attacker", &attacks(&gw, &victim_ws, &marker));
-    (gw, victim_ws, outcomes)
+    let on_host: Vec<&str> = host.map_or_else(Vec::new, |h| vec!["--host", h.name.as_str()]);
+    let victim_ws = victim(gw, &marker, &on_host);
+    let mut create = vec!["create", "attacker", "--sandbox", sandbox];
+    create.extend(&on_host);
+    create.extend(["--", "sleep", "600"]);
+    gw.ok(&create);
+    let outcomes = attack(gw, "attacker", &attacks(&target, &victim_ws, &marker));
+    (target, victim_ws, outcomes)
 }
 
-#[test]
-fn a_sandboxed_agent_reaches_neither_other_agents_nor_the_host_users_keys_nor_the_gateway() {
-    let (gw, victim_ws, outcomes) = hostile_agent_test("bwrap");
+/// What the attacks from a sandboxed agent came to: nothing.
+fn assert_all_failed(
+    gw: &TestGateway,
+    target: &Target,
+    victim_ws: &Path,
+    outcomes: &[(String, bool)],
+) {
     let got: Vec<&String> = outcomes
         .iter()
         .filter(|(_, ok)| *ok)
@@ -208,17 +253,53 @@ fn a_sandboxed_agent_reaches_neither_other_agents_nor_the_host_users_keys_nor_th
     );
     // And nothing they tried to change changed.
     assert!(!victim_ws.join("from-attacker").exists());
-    assert_eq!(
-        std::fs::read_to_string(gw.home.join(".ssh/authorized_keys")).expect("authorized_keys"),
-        AUTHORIZED
+    assert!(
+        !std::fs::read_to_string(&target.authorized_keys)
+            .expect("authorized_keys")
+            .contains("attacker")
     );
     assert_eq!(gw.status("victim"), "running");
     assert!(
-        !tiocsti(&gw, "attacker"),
+        !tiocsti(gw, "attacker"),
         "TIOCSTI worked inside the sandbox"
     );
     // It says so.
     assert_eq!(gw.info("attacker")["sandbox"], "bwrap");
+}
+
+/// What the same attacks came to without a sandbox: each worked.
+fn assert_all_worked(
+    gw: &TestGateway,
+    target: &Target,
+    victim_ws: &Path,
+    outcomes: &[(String, bool)],
+) {
+    let failed: Vec<&String> = outcomes
+        .iter()
+        .filter(|(_, ok)| !*ok)
+        .map(|(n, _)| n)
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "attacks that failed without a sandbox: {failed:?}"
+    );
+    assert!(victim_ws.join("from-attacker").exists());
+    assert!(
+        std::fs::read_to_string(&target.authorized_keys)
+            .expect("authorized_keys")
+            .contains("attacker")
+    );
+    if legacy_tiocsti() {
+        assert!(tiocsti(gw, "attacker"), "TIOCSTI failed without a sandbox");
+    }
+    assert_eq!(gw.info("attacker")["sandbox"], "none");
+}
+
+#[test]
+fn a_sandboxed_agent_reaches_neither_other_agents_nor_the_host_users_keys_nor_the_gateway() {
+    let gw = gateway();
+    let (target, victim_ws, outcomes) = hostile_agent_test(&gw, None, "bwrap");
+    assert_all_failed(&gw, &target, &victim_ws, &outcomes);
     let list = gw.ok(&["list"]);
     assert!(list.contains("SANDBOX"), "{list}");
     // Without a flag: the template's choice, else the host's default; the flag wins.
@@ -245,28 +326,24 @@ fn a_sandboxed_agent_reaches_neither_other_agents_nor_the_host_users_keys_nor_th
 
 #[test]
 fn without_a_sandbox_the_same_attacks_all_work() {
-    let (gw, victim_ws, outcomes) = hostile_agent_test("none");
-    let failed: Vec<&String> = outcomes
-        .iter()
-        .filter(|(_, ok)| !*ok)
-        .map(|(n, _)| n)
-        .collect();
-    assert!(
-        failed.is_empty(),
-        "attacks that failed without a sandbox: {failed:?}"
-    );
-    assert!(victim_ws.join("from-attacker").exists());
-    assert!(
-        std::fs::read_to_string(gw.home.join(".ssh/authorized_keys"))
-            .expect("authorized_keys")
-            .contains("attacker")
-    );
-    if legacy_tiocsti() {
-        assert!(tiocsti(&gw, "attacker"), "TIOCSTI failed without a sandbox");
-    }
-    assert_eq!(gw.info("attacker")["sandbox"], "none");
+    let gw = gateway();
+    let (target, victim_ws, outcomes) = hostile_agent_test(&gw, None, "none");
+    assert_all_worked(&gw, &target, &victim_ws, &outcomes);
     let created = gw.ok(&["create", "plain", "--sandbox", "none", "--", "sleep", "600"]);
     assert!(created.contains("no sandbox"), "{created}");
+}
+
+/// The same on a remote host (a network namespace running a real sshd: needs root).
+#[test]
+fn on_a_remote_host_too_a_sandboxed_agent_reaches_neither_another_agent_nor_the_host_users_keys() {
+    let gw = gateway();
+    let h1 = e2e::netns::add_host(&gw, "h1");
+    let (target, victim_ws, outcomes) = hostile_agent_test(&gw, Some(&h1), "bwrap");
+    assert_all_failed(&gw, &target, &victim_ws, &outcomes);
+    gw.ok(&["destroy", "attacker", "--force"]);
+    gw.ok(&["destroy", "victim", "--force"]);
+    let (target, victim_ws, outcomes) = hostile_agent_test(&gw, Some(&h1), "none");
+    assert_all_worked(&gw, &target, &victim_ws, &outcomes);
 }
 
 #[test]
