@@ -233,6 +233,9 @@ pub struct HostsConfig {
     /// default); off, every call is an exec channel of its own, which runs the host user's
     /// shell start-up each time.
     pub serve: bool,
+    /// What agents run in when neither `create --sandbox` nor their template says: `bwrap`
+    /// (refused on a host without a working bubblewrap) or `none` (the default).
+    pub sandbox: Option<hostctl::api::Sandbox>,
 }
 
 /// How the gateway reaches the local tailscaled's LocalAPI.
@@ -400,6 +403,9 @@ pub struct Template {
     /// Stop the agent once it has had neither output nor input this long (`30m`); it starts
     /// again, with `restart_command`, on the next attach. Default: never.
     pub idle_stop: Option<String>,
+    /// What its agents run in (`bwrap` or `none`) unless `create --sandbox` says; default: the
+    /// gateway's (`hosts.sandbox`).
+    pub sandbox: Option<hostctl::api::Sandbox>,
 }
 
 /// A rule that tells an agent waits for the operator: a regular expression, matched against
@@ -463,6 +469,7 @@ impl Default for HostsConfig {
             stall_timeout: Duration::from_secs(10),
             max_sessions: 10,
             serve: true,
+            sandbox: None,
         }
     }
 }
@@ -785,6 +792,23 @@ mod tests {
             Config::parse("[hosts]\nkeepalive_interval = \"2s\"\nstall_timeout = \"3s\"\n")
                 .expect("longer than the keepalive interval");
         assert_eq!(config.hosts.stall_timeout, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn sandboxes_are_named_in_the_config_and_a_wrong_name_is_refused() {
+        use hostctl::api::Sandbox;
+        let config = Config::parse(
+            "[hosts]\nsandbox = \"none\"\n[templates.boxed]\ncommand = \"x\"\nsandbox = \"bwrap\"\n",
+        )
+        .expect("parses");
+        assert_eq!(config.hosts.sandbox, Some(Sandbox::None));
+        assert_eq!(config.templates["boxed"].sandbox, Some(Sandbox::Bwrap));
+        // Unset: each host's own default.
+        assert_eq!(Config::parse("").expect("parses").hosts.sandbox, None);
+        let err = Config::parse("[hosts]\nsandbox = \"docker\"\n")
+            .expect_err("refused")
+            .to_string();
+        assert!(err.contains("bwrap") && err.contains("none"), "{err}");
     }
 
     #[test]

@@ -96,7 +96,8 @@ impl Gateway {
             config.hosts.call_timeout,
             config.hosts.create_timeout,
             tasks.clone(),
-        );
+        )
+        .hiding(config.server.data_dir.clone());
         let tailnet = Arc::new(tailscale::Tailnet::new(
             tailscale::LocalApi::new(&config.tailscale.socket, config.tailscale.call_timeout),
             config.tailscale.poll_interval,
@@ -325,6 +326,9 @@ pub async fn serve(
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     let data = DataDir::prepare(data_dir)?;
+    // The data directory in use, whatever said it: sandboxes on this machine hide it.
+    let mut config = config;
+    config.server.data_dir = Some(data.path.clone());
     data.check_store(STORE_CHECK_BUDGET).await?;
     let host_key = ssh::load_or_create_key(&data.host_key(), "host key")?;
     let client_key = Arc::new(ssh::load_or_create_key(&data.client_key(), "client key")?);

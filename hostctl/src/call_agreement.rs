@@ -37,6 +37,7 @@ fn create_input() -> CreateInput {
             created_by: Some("ann".into()),
             secret_names: vec!["API_KEY".into()],
             cli: None,
+            sandbox: Some(hostctl::api::Sandbox::Bwrap),
         },
         secrets: secrets(),
     }

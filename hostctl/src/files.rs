@@ -1,5 +1,7 @@
 //! The agent files of one host, under `$AGENTGATE_HOME` (default `~/.agentgate`):
 //! `agents/<name>/meta.json`, `agents/<name>/output.log`, `agents/<name>/baseline.json`,
+//! `agents/<name>/events/` (hook events), `agents/<name>/home/` and `agents/<name>/tmp/` (a
+//! sandboxed agent's private home and `/tmp`),
 //! `workspaces/<name>/` and `snapshots/<id>.tar.gz` (with `snapshots/<id>.json`).
 //!
 //! Every path is built from a name that passed [`crate::api::validate_agent_name`], so no
@@ -66,6 +68,28 @@ impl Files {
 
     pub fn log_path(&self, name: &str) -> PathBuf {
         self.agent_dir(name).join("output.log")
+    }
+
+    /// A sandboxed agent's private home, bound at `$HOME` inside its sandbox (see
+    /// [`crate::sandbox`]).
+    pub fn private_home(&self, name: &str) -> PathBuf {
+        self.agent_dir(name).join("home")
+    }
+
+    /// A sandboxed agent's private `/tmp`, shared by the agent and the sessions inside it.
+    pub fn private_tmp(&self, name: &str) -> PathBuf {
+        self.agent_dir(name).join("tmp")
+    }
+
+    /// The agent's hook events (see [`crate::hooks`]): the one directory of its agent
+    /// directory that its sandbox may write (its CLI's hooks run inside).
+    pub fn events_dir(&self, name: &str) -> PathBuf {
+        self.agent_dir(name).join("events")
+    }
+
+    /// The socket `hostctl hook-watch` listens on.
+    pub fn hooks_socket(&self) -> PathBuf {
+        self.home.join("hooks.sock")
     }
 
     /// Where hostctl puts a workspace it owns.
@@ -187,6 +211,7 @@ mod tests {
                 created_by: None,
                 secret_names: Vec::new(),
                 cli: None,
+                sandbox: None,
             },
             workspace_path: dir.join("workspaces/w"),
             created_at: "2026-11-23T00:00:00Z".into(),

@@ -45,15 +45,17 @@ const MAX_EVENTS_FILE: u64 = 64 * 1024;
 
 /// The socket `hook-watch` listens on, in hostctl's home.
 pub fn socket_path(files: &Files) -> PathBuf {
-    files.home().join("hooks.sock")
+    files.hooks_socket()
 }
 
+/// In a directory of their own, the only one of the agent's that its sandbox may write (the
+/// hooks run inside it).
 fn events_path(files: &Files, agent: &str) -> PathBuf {
-    files.agent_dir(agent).join("hooks.jsonl")
+    files.events_dir(agent).join("hooks.jsonl")
 }
 
 fn previous_events_path(files: &Files, agent: &str) -> PathBuf {
-    files.agent_dir(agent).join("hooks.jsonl.1")
+    files.events_dir(agent).join("hooks.jsonl.1")
 }
 
 /// The hook events of the agent's last start are the only ones that count: a start forgets
@@ -411,6 +413,11 @@ fn one_line(text: &str, max: usize) -> String {
 
 fn append(files: &Files, agent: &str, event: &HookEvent) -> Result<()> {
     let path = events_path(files, agent);
+    // Made at every start; an agent started by an older hostctl has none yet.
+    let dir = files.events_dir(agent);
+    if !dir.is_dir() {
+        std::fs::create_dir_all(&dir).map_err(Error::io("creating", &dir))?;
+    }
     if std::fs::metadata(&path).is_ok_and(|m| m.len() > MAX_EVENTS_FILE) {
         let _ = std::fs::rename(&path, previous_events_path(files, agent));
     }

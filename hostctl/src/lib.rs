@@ -10,6 +10,7 @@
 //! - [`logwriter`]: output.log, kept within its limit.
 //! - [`logview`]: output.log rendered through a terminal emulator, as lines to read.
 //! - [`procs`]: the processes an agent's run started, ended when it stops.
+//! - [`sandbox`]: the bubblewrap sandbox an agent and the sessions inside it run in.
 //! - [`verbs`]: create, list, info, stop, start, destroy, logs, send, attach.
 //! - [`transfer`]: pack, unpack, digest, discard: workspaces moved between hosts.
 //! - [`snapshots`]: snapshot, snapshot-read, snapshot-remove: workspaces kept for later.
@@ -24,6 +25,7 @@ pub mod hooks;
 pub mod logview;
 pub mod logwriter;
 pub mod procs;
+pub mod sandbox;
 pub mod serve;
 pub mod snapshots;
 pub mod tmux;

@@ -406,6 +406,7 @@ mod tests {
                     created_by: Some("alice".into()),
                     secret_names: Vec::new(),
                     cli: None,
+                    sandbox: None,
                 },
                 workspace_path: ws,
                 created_at: now_rfc3339(),

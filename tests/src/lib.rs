@@ -104,6 +104,11 @@ pub struct Options {
     pub private_dir: bool,
     /// `hosts.reconcile_interval` (the harness's default is short, so that tests settle fast).
     pub reconcile_interval: &'static str,
+    /// The `[hosts]` line that sets the gateway's default sandbox. The harness's default is
+    /// `sandbox = "none"`: the topics written before sandboxes test an agent that sees what
+    /// the host user sees (pids shared across its sessions, say); `sandbox::` chooses per
+    /// agent, and an empty line leaves the gateway's own default.
+    pub sandbox_default: &'static str,
 }
 
 impl Default for Options {
@@ -115,6 +120,7 @@ impl Default for Options {
             env: Vec::new(),
             private_dir: false,
             reconcile_interval: "500ms",
+            sandbox_default: "sandbox = \"none\"",
         }
     }
 }
@@ -170,10 +176,11 @@ impl TestGateway {
         }
         let config_path = dir.path().join("agentgate.toml");
         let config = format!(
-            "[server]\nshutdown_grace = \"3s\"\n\n[hosts]\nreconcile_interval = \"{}\"\n\n\
+            "[server]\nshutdown_grace = \"3s\"\n\n[hosts]\nreconcile_interval = \"{}\"\n{}\n\
              [tailscale]\nsocket = \"{}\"\n\n\
              [templates.needs-token]\ncommand = \"sleep 600\"\nrequired_env = [\"AGENTGATE_E2E_TOKEN\"]\n\n{}\n",
             options.reconcile_interval,
+            options.sandbox_default,
             dir.path().join("tailscaled.sock").display(),
             options.extra_config
         );

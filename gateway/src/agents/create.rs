@@ -126,7 +126,8 @@ where
             intent.step(Step::Created).await?;
             gw.store
                 .observe_agent(name, &reconcile::observed(&info))
-                .await
+                .await?;
+            gw.store.set_sandbox(name, info.meta.sandbox()).await
         }
         .await;
         if let Err(cause) = recorded {

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Args;
-use hostctl::api::{AgentCommand, CreateRequest, WorkspaceSource};
+use hostctl::api::{AgentCommand, CreateRequest, Sandbox, WorkspaceSource};
 
 use super::output::{agent_json, json_text, parse_pair};
 use super::snapshot::visible_snapshot;
@@ -66,6 +66,11 @@ pub struct CreateArgs {
     /// starts again on the next attach. Default: the template's `idle_stop`, else never.
     #[arg(long, value_name = "DURATION", value_parser = parse_idle_stop_arg)]
     pub idle_stop: Option<String>,
+    /// What the agent runs in: `bwrap` (a bubblewrap sandbox: its workspace and a private
+    /// home writable, the system read-only, the host user's other files and other agents
+    /// hidden) or `none`. Default: the template's, else the gateway's, else none.
+    #[arg(long, value_name = "bwrap|none")]
+    pub sandbox: Option<Sandbox>,
     /// Make N agents, NAME-1 to NAME-N, alike (the names are all checked first).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100))]
     pub count: Option<u32>,
@@ -159,10 +164,11 @@ async fn report(args: &CreateArgs, agent: &AgentRecord, io: &mut CommandIo) {
     } else {
         let name = &agent.name;
         io.write_out(&format!(
-            "created agent '{name}' on host {} ({}), workspace {}\nattach with: ssh -t {name}@<gateway>\n",
+            "created agent '{name}' on host {} ({}), workspace {}, {}\nattach with: ssh -t {name}@<gateway>\n",
             agent.host,
             super::output::status_text(agent),
-            agent.workspace
+            agent.workspace,
+            super::output::sandbox_text(agent)
         ))
         .await;
     }
@@ -253,6 +259,10 @@ async fn create_one(
         created_by: Some(caller.operator.name.clone()),
         secret_names: template.secrets.clone(),
         cli,
+        sandbox: args
+            .sandbox
+            .or(template.sandbox)
+            .or(gw.config.hosts.sandbox),
     };
     // Placement counts the agents being created: choosing a host and reserving the new row
     // there are one step, so a create placed meanwhile sees this one.
@@ -334,6 +344,9 @@ pub async fn create_from(
     };
     let to = gw.hosts.get(&host_name)?;
     let mut request = snapshot.spec.clone();
+    if let Some(sandbox) = args.sandbox {
+        request.sandbox = Some(sandbox);
+    }
     request.name = name.to_owned();
     request.workspace = WorkspaceSource::Prepared;
     request.prompt = prompt;

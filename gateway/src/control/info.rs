@@ -76,6 +76,16 @@ async fn show(gw: &Gateway, agent: AgentRecord, json: bool, io: &mut CommandIo) 
         ("command", agent.command.clone()),
         ("workspace", agent.workspace.clone()),
         (
+            "sandbox",
+            match super::output::sandbox_of(&agent) {
+                Some(hostctl::api::Sandbox::Bwrap) => "bwrap".to_owned(),
+                Some(hostctl::api::Sandbox::None) => {
+                    "none (it sees all the host user can)".to_owned()
+                }
+                None => "not known yet".to_owned(),
+            },
+        ),
+        (
             "created",
             format!("{} ({} ago)", agent.created_at, age(&agent.created_at)),
         ),

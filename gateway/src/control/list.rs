@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use clap::Args;
+use hostctl::api::Sandbox;
 
 use super::output::{
     Statuses, age, agent_json, json_text, parse_pair, parse_statuses, status_matches, status_text,
@@ -103,6 +104,9 @@ pub async fn run(
                     a.status_since.as_deref().map_or_else(String::new, age),
                     a.template.clone(),
                     a.spec.cli.map_or_else(|| "-".to_owned(), |c| c.to_string()),
+                    super::output::sandbox_of(a)
+                        .map_or("-", Sandbox::as_str)
+                        .to_owned(),
                     age(&a.created_at),
                     tags_text(a),
                 ]
@@ -110,7 +114,7 @@ pub async fn run(
             .collect();
         table(
             &[
-                "NAME", "HOST", "STATUS", "SINCE", "TEMPLATE", "CLI", "AGE", "TAGS",
+                "NAME", "HOST", "STATUS", "SINCE", "TEMPLATE", "CLI", "SANDBOX", "AGE", "TAGS",
             ],
             &rows,
         )

@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use crate::store::{ActivitySource, AgentRecord, AgentStatus};
-use hostctl::api::AgentCli;
+use hostctl::api::{AgentCli, Sandbox};
 
 /// Columns padded to their widest cell, separated by two spaces; the last column unpadded.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
@@ -133,7 +133,23 @@ pub fn agent_json(agent: &AgentRecord) -> Value {
         "created_by": agent.created_by,
         "last_activity": agent.last_activity,
         "secrets": agent.spec.secret_names,
+        "sandbox": sandbox_of(agent).map(Sandbox::as_str),
     })
+}
+
+/// What the agent runs in: as its host chose at `create`; none while it is being created
+/// and its host has not said yet.
+pub fn sandbox_of(agent: &AgentRecord) -> Option<Sandbox> {
+    agent.spec.sandbox
+}
+
+/// `sandbox bwrap` or `no sandbox`, for `create`'s report.
+pub fn sandbox_text(agent: &AgentRecord) -> String {
+    match sandbox_of(agent) {
+        Some(Sandbox::Bwrap) => "sandbox bwrap".to_owned(),
+        Some(Sandbox::None) => "no sandbox".to_owned(),
+        None => "sandbox not known yet".to_owned(),
+    }
 }
 
 /// Pretty JSON with a final newline.

@@ -443,6 +443,7 @@ mod tests {
                 created_by: None,
                 secret_names: Vec::new(),
                 cli: None,
+                sandbox: None,
             },
             taken_by: None,
         };

@@ -28,6 +28,9 @@ pub struct LocalHost {
     call_timeout: Duration,
     create_timeout: Duration,
     tasks: TaskTracker,
+    /// What agents' sandboxes on this machine must hide besides what hostctl knows: the
+    /// gateway's data directory (its database and keys).
+    hidden: Option<PathBuf>,
 }
 
 impl LocalHost {
@@ -44,7 +47,14 @@ impl LocalHost {
             call_timeout,
             create_timeout,
             tasks,
+            hidden: None,
         }
+    }
+
+    /// Hides `dir` (the gateway's data directory) from the sandboxes of this machine's agents.
+    pub fn hiding(mut self, dir: Option<PathBuf>) -> LocalHost {
+        self.hidden = dir;
+        self
     }
 
     /// The hostctl binary: `configured`, else `hostctl` beside the running executable, else
@@ -67,6 +77,9 @@ impl LocalHost {
         cmd.args(args).kill_on_drop(true).process_group(0);
         if let Some(home) = &self.home {
             cmd.env("AGENTGATE_HOME", home);
+        }
+        if let Some(dir) = &self.hidden {
+            cmd.env(hostctl::sandbox::HIDE_ENV, dir);
         }
         cmd
     }
@@ -198,6 +211,9 @@ impl LocalHost {
             .kill_on_drop(true);
         if let Some(home) = &self.home {
             cmd = cmd.env("AGENTGATE_HOME", home);
+        }
+        if let Some(dir) = &self.hidden {
+            cmd = cmd.env(hostctl::sandbox::HIDE_ENV, dir);
         }
         let mut child = cmd.spawn(pts).map_err(pty_error)?;
         let (output, mut writer) = pty.into_split();

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use hostctl::api::CreateRequest;
+use hostctl::api::{CreateRequest, Sandbox};
 use serde::Serialize;
 use sqlx::Row;
 
@@ -239,8 +239,8 @@ impl Store {
         let result = sqlx::query(
             "INSERT INTO agents (name, host, template, command, workspace, spec, tags, status, exit_code, pid,
                                  last_activity, created_at, created_by, updated_at, status_since,
-                                 idle_stop)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?14, ?15)",
+                                 idle_stop, sandbox)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?14, ?15, ?16)",
         )
         .bind(&agent.name)
         .bind(&agent.host)
@@ -257,6 +257,7 @@ impl Store {
         .bind(&agent.created_by)
         .bind(now())
         .bind(&agent.idle_stop)
+        .bind(agent.spec.sandbox.map(Sandbox::as_str))
         .execute(&mut *tx)
         .await;
         match result {
@@ -471,6 +472,18 @@ impl Store {
         Ok(changed)
     }
 
+    /// Records what agent `name` runs in, as its host chose it (in its stored spec too).
+    pub async fn set_sandbox(&self, name: &str, sandbox: Sandbox) -> Result<()> {
+        sqlx::query(
+            "UPDATE agents SET sandbox = ?1, spec = json_set(spec, '$.sandbox', ?1) WHERE name = ?2",
+        )
+        .bind(sandbox.as_str())
+        .bind(name)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Replaces an agent's tags (and those in its stored spec).
     pub async fn set_tags(&self, name: &str, tags: &BTreeMap<String, String>) -> Result<()> {
         let text = serde_json::to_string(tags)
@@ -557,7 +570,7 @@ const AGENT_SELECT: &str =
     "SELECT name, host, template, command, workspace, spec, tags, status, exit_code, pid,
     last_activity, created_at, created_by, activity, activity_reason, status_since,
     last_output_at, last_input_at, screen, last_line, idle_stop, stop_reason, screen_waits,
-    screen_asks, activity_source,
+    screen_asks, activity_source, sandbox,
     (SELECT json_group_array(operator) FROM
         (SELECT operator FROM agent_shares s WHERE s.agent = agents.name ORDER BY operator))
         AS shared_with
@@ -569,9 +582,18 @@ fn agent_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<AgentRecord> {
     let name: String = r.try_get("name")?;
     let shared_with = serde_json::from_str(&r.try_get::<String, _>("shared_with")?)
         .map_err(|e| StoreError::Corrupt(format!("shares of agent '{name}': {e}")))?;
+    let mut spec: CreateRequest = serde_json::from_str(&spec)
+        .map_err(|e| StoreError::Corrupt(format!("spec of agent '{name}': {e}")))?;
+    // The column says what the agent runs in; the spec's copy is what was asked until then.
+    spec.sandbox =
+        match r.try_get::<Option<String>, _>("sandbox")?.as_deref() {
+            None => None,
+            Some(text) => Some(Sandbox::from_name(text).ok_or_else(|| {
+                StoreError::Corrupt(format!("sandbox of agent '{name}': '{text}'"))
+            })?),
+        };
     Ok(AgentRecord {
-        spec: serde_json::from_str(&spec)
-            .map_err(|e| StoreError::Corrupt(format!("spec of agent '{name}': {e}")))?,
+        spec,
         tags: serde_json::from_str(&tags)
             .map_err(|e| StoreError::Corrupt(format!("tags of agent '{name}': {e}")))?,
         name,
@@ -635,6 +657,7 @@ pub(crate) fn sample_agent(name: &str, host: &str, status: AgentStatus) -> Agent
             created_by: None,
             secret_names: Vec::new(),
             cli: None,
+            sandbox: None,
         },
         tags: BTreeMap::new(),
         status,
@@ -648,5 +671,46 @@ pub(crate) fn sample_agent(name: &str, host: &str, status: AgentStatus) -> Agent
         idle_stop: None,
         stop_reason: None,
         shared_with: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod sandbox_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn what_an_agent_runs_in_is_what_its_host_said_not_what_was_asked() {
+        let (_dir, store) = super::super::tests::store().await;
+        // Asked for the host's default: not known until the host says.
+        let mut agent = sample_agent("a", "local", AgentStatus::Creating);
+        agent.spec.sandbox = None;
+        store.insert_agent(&agent).await.expect("insert");
+        assert_eq!(
+            store.agent("a").await.expect("q").expect("a").spec.sandbox,
+            None
+        );
+        store.set_sandbox("a", Sandbox::Bwrap).await.expect("set");
+        let back = store.agent("a").await.expect("q").expect("a");
+        assert_eq!(back.spec.sandbox, Some(Sandbox::Bwrap));
+        // The column and the stored spec agree.
+        let column: Option<String> =
+            sqlx::query_scalar("SELECT sandbox FROM agents WHERE name = 'a'")
+                .fetch_one(&store.pool)
+                .await
+                .expect("column");
+        assert_eq!(column.as_deref(), Some("bwrap"));
+        // An adopted agent's row takes its spec's.
+        let mut adopted = sample_agent("b", "local", AgentStatus::Running);
+        adopted.spec.sandbox = Some(Sandbox::None);
+        store.insert_agent(&adopted).await.expect("insert");
+        assert_eq!(
+            store.agent("b").await.expect("q").expect("b").spec.sandbox,
+            Some(Sandbox::None)
+        );
+        // The column takes nothing else.
+        let refused = sqlx::query("UPDATE agents SET sandbox = 'docker' WHERE name = 'a'")
+            .execute(&store.pool)
+            .await;
+        assert!(refused.is_err(), "the column took an unknown sandbox");
     }
 }

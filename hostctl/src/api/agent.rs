@@ -123,6 +123,55 @@ pub struct CreateRequest {
     /// CLI's own hooks to `hostctl hook` at every start (see `hostctl::hooks`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cli: Option<AgentCli>,
+    /// What the agent's processes (and the sessions inside it) run in. In a request, none
+    /// means the host's default: [`Sandbox::Bwrap`] where the host has bubblewrap, else
+    /// [`Sandbox::None`]. hostctl writes down what it chose, so in a stored `meta.json` it
+    /// is always set, except in one written before sandboxes existed: that agent runs
+    /// without one (see [`AgentMeta::sandbox`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<Sandbox>,
+}
+
+/// What an agent runs in on its host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Sandbox {
+    /// A bubblewrap sandbox: the system read-only, its workspace and its private home
+    /// writable, the rest of the host user's files and other agents hidden, its own PID, IPC
+    /// and UTS namespaces.
+    Bwrap,
+    /// No sandbox: the agent runs as the host user, seeing all the user can.
+    None,
+}
+
+impl Sandbox {
+    pub const ALL: [Sandbox; 2] = [Sandbox::Bwrap, Sandbox::None];
+
+    /// Its name in flags, configuration and output (`bwrap`, `none`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Sandbox::Bwrap => "bwrap",
+            Sandbox::None => "none",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Sandbox> {
+        Sandbox::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Sandbox {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Sandbox, String> {
+        Sandbox::from_name(s)
+            .ok_or_else(|| format!("'{}' is not a sandbox: use bwrap or none", s.escape_debug()))
+    }
 }
 
 /// An agent CLI whose screens and hooks agentgate knows.
@@ -205,6 +254,14 @@ pub struct AgentMeta {
     /// hooks hostctl knows how to wire, and only its screen tells its state).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hooks: Option<AgentCli>,
+}
+
+impl AgentMeta {
+    /// What the agent runs in: as chosen at `create`, and none for an agent created before
+    /// hostctl had sandboxes (it ran without one, and keeps doing so).
+    pub fn sandbox(&self) -> Sandbox {
+        self.request.sandbox.unwrap_or(Sandbox::None)
+    }
 }
 
 /// The state of an agent as its host sees it.

@@ -10,8 +10,10 @@ const PROMPT_READY_TIMEOUT: Duration = Duration::from_secs(20);
 const PROMPT_QUIET: Duration = Duration::from_millis(600);
 
 impl HostCtl {
-    pub fn create(&self, request: CreateRequest, secrets: &Secrets) -> Result<AgentInfo> {
+    pub fn create(&self, mut request: CreateRequest, secrets: &Secrets) -> Result<AgentInfo> {
         validate_request(&request)?;
+        // Decided once, here, and written down: later starts and sessions follow meta.json.
+        request.sandbox = Some(crate::sandbox::choose(request.sandbox)?);
         let name = request.name.clone();
         std::fs::create_dir_all(self.files.agents_dir())
             .map_err(Error::io("creating", self.files.agents_dir()))?;
@@ -157,6 +159,18 @@ impl HostCtl {
             }
             None => (command, Vec::new()),
         };
+        let mut env = env;
+        if crate::sandbox::is_sandboxed(meta) {
+            crate::sandbox::prepare(&self.files, &name)?;
+            // What the caller asked to hide (the gateway's data directory on its own host)
+            // reaches the launcher in the pane, which builds the sandbox.
+            if let Some(hide) = std::env::var_os(crate::sandbox::HIDE_ENV) {
+                env.push((
+                    crate::sandbox::HIDE_ENV.to_owned(),
+                    hide.to_string_lossy().into_owned(),
+                ));
+            }
+        }
         let launch = self.files.launch_path(&name);
         let _ = std::fs::remove_file(&launch);
         write_private(
@@ -215,8 +229,20 @@ impl HostCtl {
             return Error::InvalidInput("launch: no command given".into());
         };
         use std::os::unix::process::CommandExt;
-        let e = Command::new(program)
-            .args(args)
+        // The sandbox (if any) ends with the pane's process: its bwrap has --die-with-parent
+        // and is the pane's process. `_filter` must stay open until the exec.
+        let (mut cmd, _filter) = if crate::sandbox::is_sandboxed(&meta) {
+            let args: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
+            match crate::sandbox::command(&self.files, &meta, true, &program.into(), &args) {
+                Ok((cmd, filter)) => (cmd, Some(filter)),
+                Err(e) => return e,
+            }
+        } else {
+            let mut cmd = Command::new(program);
+            cmd.args(args);
+            (cmd, None)
+        };
+        let e = cmd
             .envs(&meta.request.env)
             .env("AGENTGATE_AGENT", name)
             .env("AGENTGATE_WORKSPACE", &meta.workspace_path)
@@ -224,7 +250,10 @@ impl HostCtl {
             // Set last: the agent's own variables cannot unmark its run.
             .env(crate::procs::RUN_MARK, self.files.agent_dir(name))
             .exec();
-        Error::Failed(format!("cannot run {program}: {e}"))
+        Error::Failed(format!(
+            "cannot run {}: {e}",
+            cmd.get_program().to_string_lossy()
+        ))
     }
 
     /// Waits (bounded) until the agent's screen shows something and stops changing, so that

@@ -17,11 +17,11 @@ impl HostCtl {
         use std::os::unix::process::CommandExt;
         let meta = self.agent_for_session(name)?;
         let shell = login_shell();
-        let mut cmd = Command::new(&shell);
-        match command {
-            Some(line) => cmd.arg("-c").arg(line),
-            None => cmd.arg("-l"),
+        let args: Vec<std::ffi::OsString> = match command {
+            Some(line) => vec!["-c".into(), line.into()],
+            None => vec!["-l".into()],
         };
+        let (mut cmd, _filter) = self.in_sandbox(&meta, shell.clone().into(), &args)?;
         self.session_env(&mut cmd, &meta, extra_env)?;
         let err = cmd.exec();
         Err(Error::Spawn {
@@ -40,14 +40,34 @@ impl HostCtl {
                     .into(),
             )
         })?;
-        let mut cmd = Command::new(&server);
-        cmd.arg("-d").arg(&meta.workspace_path);
+        let args = ["-d".into(), meta.workspace_path.clone().into_os_string()];
+        let (mut cmd, _filter) = self.in_sandbox(&meta, server.clone().into_os_string(), &args)?;
         self.session_env(&mut cmd, &meta, &[])?;
         let err = cmd.exec();
         Err(Error::Spawn {
             program: server.display().to_string(),
             source: err,
         })
+    }
+
+    /// `program args...` as a session inside agent `meta` runs it: in the agent's sandbox
+    /// when it has one (a sandbox of its own, with the agent's view of the files), else as it
+    /// is. The descriptor returned must stay open until the command is executed.
+    fn in_sandbox(
+        &self,
+        meta: &AgentMeta,
+        program: std::ffi::OsString,
+        args: &[std::ffi::OsString],
+    ) -> Result<(Command, Option<std::os::fd::OwnedFd>)> {
+        if crate::sandbox::is_sandboxed(meta) {
+            // Tied to the process that runs it: when the session's process is ended (the
+            // client went away, a signal), nothing it started stays behind in the sandbox.
+            let (cmd, filter) = crate::sandbox::command(&self.files, meta, true, &program, args)?;
+            return Ok((cmd, Some(filter)));
+        }
+        let mut cmd = Command::new(program);
+        cmd.args(args);
+        Ok((cmd, None))
     }
 
     fn agent_for_session(&self, name: &str) -> Result<AgentMeta> {

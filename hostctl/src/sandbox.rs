@@ -1,0 +1,630 @@
+//! An agent's sandbox on a Linux host: bubblewrap (`bwrap`) around the agent's command in its
+//! tmux pane, and around every session inside the agent (`exec`, `sftp`), so that all of
+//! them see the same files.
+//!
+//! What a sandboxed process sees ([`View`]): the host's system read-only; its workspace
+//! read-write at its usual path; a private home (`agents/NAME/home`, kept across starts) at
+//! `$HOME`, so the host user's real home (`~/.ssh`, shell history, other tools' credentials,
+//! `~/.agentgate` with every agent's files) is not there; a private `/tmp`
+//! (`agents/NAME/tmp`), which also hides tmux's socket; its own agent directory read-only
+//! (the CLI settings hostctl wrote) with its hook events writable; empty directories over
+//! other agents' workspaces, the tmux socket's directory, hostctl's home when it is not under
+//! `$HOME`, and what the caller asks to hide (`AGENTGATE_SANDBOX_HIDE`: the gateway's data
+//! directory on its own host). Its own PID, IPC and UTS namespaces, so other agents'
+//! processes can be neither seen nor signalled and their environments not read; a seccomp
+//! filter that refuses `ioctl(TIOCSTI)` and `ioctl(TIOCLINUX)`, so it cannot type into the
+//! terminal it runs in. The network is shared (agents need their model's API).
+//!
+//! `--new-session` would block TIOCSTI too, but it takes the controlling terminal away: an
+//! agent's TUI would get no SIGWINCH when its window is resized, and tmux would report
+//! `bwrap` as the pane's foreground process (which the status rules read), hence the filter.
+//!
+//! Everything reaches bwrap as argv: no shell line is built here. This module decides and
+//! runs nothing but bwrap; which agents are sandboxed is in their `meta.json`
+//! ([`crate::api::AgentMeta::sandbox`]).
+
+use std::ffi::OsString;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::api::{AgentMeta, Sandbox};
+use crate::error::{Error, Result};
+use crate::files::Files;
+
+/// Names a bwrap to use instead of the one on `PATH` (tests use it to play a host without).
+pub const BWRAP_ENV: &str = "AGENTGATE_BWRAP";
+
+/// A path the sandbox must hide besides those hostctl knows (the gateway sets it to its data
+/// directory when it runs hostctl on its own machine).
+pub const HIDE_ENV: &str = "AGENTGATE_SANDBOX_HIDE";
+
+/// What to install when bwrap is missing.
+const INSTALL_HINT: &str = "install bubblewrap (Debian and Ubuntu: apt-get install bubblewrap; Fedora: dnf install bubblewrap), or create the agent with --sandbox none";
+
+/// The bwrap program: `$AGENTGATE_BWRAP` when set, else `bwrap` on `PATH`.
+pub fn bwrap_program() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os(BWRAP_ENV).filter(|p| !p.is_empty()) {
+        let path = PathBuf::from(path);
+        return path.is_file().then_some(path);
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("bwrap"))
+        .find(|p| p.is_file())
+}
+
+/// Why bwrap cannot sandbox an agent on this host, if it cannot: missing, or refused its
+/// namespaces (Ubuntu 23.10 and later restrict them with AppArmor unless a profile allows
+/// bwrap).
+pub fn unusable() -> Option<String> {
+    unusable_program(bwrap_program().as_deref())
+}
+
+/// Why `bwrap` (none: not found) cannot sandbox an agent, if it cannot.
+fn unusable_program(bwrap: Option<&Path>) -> Option<String> {
+    let Some(bwrap) = bwrap else {
+        return Some(format!(
+            "bubblewrap (bwrap) is not installed on this host: {INSTALL_HINT}"
+        ));
+    };
+    let tried = Command::new(bwrap)
+        .args(["--ro-bind", "/", "/", "--unshare-pid", "--unshare-ipc"])
+        .args(["--unshare-uts", "--proc", "/proc", "--dev", "/dev", "true"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output();
+    match tried {
+        Ok(out) if out.status.success() => None,
+        Ok(out) => Some(format!(
+            "bubblewrap ({}) cannot make a sandbox on this host: {} (on Ubuntu 23.10 and later, AppArmor must allow bwrap to use user namespaces: see docs/operations.md), or create the agent with --sandbox none",
+            bwrap.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+        Err(e) => Some(format!(
+            "cannot run bubblewrap ({}): {e}; {INSTALL_HINT}",
+            bwrap.display()
+        )),
+    }
+}
+
+/// What a new agent runs in: what was asked, else no sandbox. Asking for bwrap where it
+/// cannot work is refused with what to do.
+///
+/// Without a choice there is no sandbox while sessions inside a sandboxed agent each get a
+/// sandbox of their own: a server a session leaves running (VS Code's) would end with that
+/// session. Once sessions join the agent's own sandbox, the default becomes bwrap wherever it
+/// works.
+pub fn choose(asked: Option<Sandbox>) -> Result<Sandbox> {
+    match asked {
+        None | Some(Sandbox::None) => Ok(Sandbox::None),
+        Some(Sandbox::Bwrap) => match unusable() {
+            None => Ok(Sandbox::Bwrap),
+            Some(why) => Err(Error::InvalidInput(why)),
+        },
+    }
+}
+
+/// Makes the agent's private directories (0700: its home will hold its CLI's credentials).
+pub fn prepare(files: &Files, name: &str) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    for dir in [
+        files.private_home(name),
+        files.private_tmp(name),
+        files.events_dir(name),
+    ] {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(Error::io("creating", &dir))?;
+    }
+    Ok(())
+}
+
+/// What one sandboxed process sees: the mounts, in the order bwrap makes them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct View {
+    /// What covers parts of the system first, shallowest first so that none is covered by
+    /// another: empty directories over what is hidden, the private home at `$HOME`, the
+    /// private `/tmp`.
+    pub covers: Vec<Cover>,
+    /// Shown read-only at their own paths, on top of the above.
+    pub read_only: Vec<PathBuf>,
+    /// Shown read-only if they exist (a socket that may come later is not waited for).
+    pub read_only_try: Vec<PathBuf>,
+    /// Shown read-write at their own paths, last.
+    pub read_write: Vec<PathBuf>,
+    /// Other agents' workspaces that the binds above would show: hidden after them.
+    pub hidden_last: Vec<PathBuf>,
+    /// The working directory inside.
+    pub chdir: PathBuf,
+}
+
+/// One mount over a part of the system.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Cover {
+    /// An empty directory over this one.
+    Hide(PathBuf),
+    /// `source` (one of the agent's own directories) read-write at `destination`.
+    Private {
+        source: PathBuf,
+        destination: PathBuf,
+    },
+}
+
+impl Cover {
+    fn destination(&self) -> &Path {
+        match self {
+            Cover::Hide(path) => path,
+            Cover::Private { destination, .. } => destination,
+        }
+    }
+}
+
+/// What [`View::for_agent`] needs to know of the host, gathered apart so the view itself is
+/// pure.
+#[derive(Clone, Debug, Default)]
+pub struct HostFacts {
+    /// The host user's home (`$HOME`).
+    pub user_home: PathBuf,
+    /// hostctl's own program (the CLIs' hooks run it inside).
+    pub hostctl: Option<PathBuf>,
+    /// The directories of tmux's sockets.
+    pub tmux_dirs: Vec<PathBuf>,
+    /// The workspaces of the host's other agents.
+    pub other_workspaces: Vec<PathBuf>,
+    /// What the caller asked to hide.
+    pub extra_hidden: Vec<PathBuf>,
+}
+
+impl HostFacts {
+    /// The facts of this host, as hostctl's environment and files tell them.
+    pub fn gather(files: &Files, name: &str) -> Result<HostFacts> {
+        let user_home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .filter(|h| h.is_absolute())
+            .ok_or_else(|| {
+                Error::Failed("HOME is not set to an absolute path: the sandbox needs it".into())
+            })?;
+        let mut tmux_dirs = Vec::new();
+        // The pane's own server, from the variable tmux sets in it ("SOCKET,PID,INDEX").
+        if let Some(tmux) = std::env::var_os("TMUX") {
+            let tmux = tmux.to_string_lossy().into_owned();
+            let socket = tmux.split(',').next().unwrap_or_default();
+            if let Some(dir) = Path::new(socket).parent().filter(|d| d.is_absolute()) {
+                tmux_dirs.push(dir.to_owned());
+            }
+        }
+        let base = std::env::var_os("TMUX_TMPDIR")
+            .map(PathBuf::from)
+            .filter(|d| d.is_absolute())
+            .unwrap_or_else(|| PathBuf::from("/tmp"));
+        tmux_dirs.push(base.join(format!("tmux-{}", nix::unistd::getuid().as_raw())));
+        let mut other_workspaces = Vec::new();
+        for other in files.agent_names()? {
+            if other == name {
+                continue;
+            }
+            if let Ok(meta) = files.read_meta(&other) {
+                other_workspaces.push(meta.workspace_path);
+            }
+        }
+        Ok(HostFacts {
+            user_home,
+            hostctl: std::env::current_exe().ok(),
+            tmux_dirs,
+            other_workspaces,
+            extra_hidden: std::env::var_os(HIDE_ENV)
+                .map(PathBuf::from)
+                .filter(|p| p.is_absolute())
+                .into_iter()
+                .collect(),
+        })
+    }
+}
+
+impl View {
+    /// The view of agent `meta`, whose files are under `files`, on a host described by
+    /// `facts`. Only paths that exist are mounted (bwrap cannot make a directory in the
+    /// read-only system).
+    pub fn for_agent(files: &Files, meta: &AgentMeta, facts: &HostFacts) -> View {
+        let name = &meta.request.name;
+        let workspace = &meta.workspace_path;
+        let home = &facts.user_home;
+        let agent_home = files.home();
+        let mut hidden: Vec<PathBuf> = Vec::new();
+        // Hidden already when under the private home or the private /tmp.
+        let covered = |p: &Path| p.starts_with(home) || p.starts_with("/tmp");
+        if !covered(agent_home) {
+            hidden.push(agent_home.to_owned());
+        }
+        for dir in facts.tmux_dirs.iter().chain(&facts.extra_hidden) {
+            if !covered(dir) && !workspace.starts_with(dir) {
+                hidden.push(dir.clone());
+            }
+        }
+        hidden.retain(|p| p.is_dir());
+        hidden.dedup();
+        let mut covers: Vec<Cover> = hidden.iter().cloned().map(Cover::Hide).collect();
+        covers.push(Cover::Private {
+            source: files.private_home(name),
+            destination: home.clone(),
+        });
+        covers.push(Cover::Private {
+            source: files.private_tmp(name),
+            destination: PathBuf::from("/tmp"),
+        });
+        // Stable: of two covers of one depth, the order above stands.
+        covers.sort_by_key(|c| c.destination().components().count());
+        let mut read_only = vec![files.agent_dir(name)];
+        read_only.extend(facts.hostctl.iter().filter(|p| p.is_file()).cloned());
+        let read_only_try = vec![files.hooks_socket()];
+        let read_write = vec![files.events_dir(name), workspace.clone()];
+        // Another agent's workspace is hidden where this one's binds would show it: inside
+        // this workspace, or anywhere outside the hidden places. One that holds this
+        // workspace, or is this workspace (two agents on one --dir), cannot be.
+        let mut hidden_last: Vec<PathBuf> = facts
+            .other_workspaces
+            .iter()
+            .filter(|other| !workspace.starts_with(other))
+            .filter(|other| {
+                other.starts_with(workspace)
+                    || !(covered(other) || hidden.iter().any(|h| other.starts_with(h)))
+            })
+            .filter(|other| other.is_dir())
+            .cloned()
+            .collect();
+        hidden_last.sort_by_key(|p| p.components().count());
+        hidden_last.dedup();
+        View {
+            covers,
+            read_only,
+            read_only_try,
+            read_write,
+            hidden_last,
+            chdir: workspace.clone(),
+        }
+    }
+
+    /// bwrap's arguments for this view, up to (not including) `--` and the command.
+    /// `seccomp_fd` is the descriptor bwrap reads the TIOCSTI filter from; `die_with_parent`
+    /// ties the sandbox to the process that runs bwrap (the agent's pane).
+    pub fn args(&self, seccomp_fd: i32, die_with_parent: bool) -> Vec<OsString> {
+        let mut args: Vec<OsString> = Vec::new();
+        let mut add = |words: &[&std::ffi::OsStr]| args.extend(words.iter().map(|w| w.into()));
+        add(&["--ro-bind".as_ref(), "/".as_ref(), "/".as_ref()]);
+        add(&["--dev".as_ref(), "/dev".as_ref()]);
+        for cover in &self.covers {
+            match cover {
+                Cover::Hide(dir) => add(&["--tmpfs".as_ref(), dir.as_os_str()]),
+                Cover::Private {
+                    source,
+                    destination,
+                } => add(&[
+                    "--bind".as_ref(),
+                    source.as_os_str(),
+                    destination.as_os_str(),
+                ]),
+            }
+        }
+        for path in &self.read_only {
+            add(&["--ro-bind".as_ref(), path.as_os_str(), path.as_os_str()]);
+        }
+        for path in &self.read_only_try {
+            add(&["--ro-bind-try".as_ref(), path.as_os_str(), path.as_os_str()]);
+        }
+        for path in &self.read_write {
+            add(&["--bind".as_ref(), path.as_os_str(), path.as_os_str()]);
+        }
+        for dir in &self.hidden_last {
+            add(&["--tmpfs".as_ref(), dir.as_os_str()]);
+        }
+        // After the binds (a nested bwrap, such as a CLI's own sandbox, needs this order).
+        add(&[
+            "--unshare-pid".as_ref(),
+            "--unshare-ipc".as_ref(),
+            "--unshare-uts".as_ref(),
+            "--proc".as_ref(),
+            "/proc".as_ref(),
+        ]);
+        if die_with_parent {
+            add(&["--die-with-parent".as_ref()]);
+        }
+        // Whoever reaches tmux's server can run commands outside the sandbox.
+        add(&["--unsetenv".as_ref(), "TMUX".as_ref()]);
+        add(&["--unsetenv".as_ref(), "TMUX_PANE".as_ref()]);
+        add(&["--unsetenv".as_ref(), HIDE_ENV.as_ref()]);
+        let fd = seccomp_fd.to_string();
+        add(&["--seccomp".as_ref(), fd.as_ref()]);
+        add(&["--chdir".as_ref(), self.chdir.as_os_str()]);
+        args
+    }
+}
+
+/// The command that runs `program args...` in agent `meta`'s sandbox, and the descriptor of
+/// the seccomp filter it reads (to keep open until the command is executed).
+pub fn command(
+    files: &Files,
+    meta: &AgentMeta,
+    die_with_parent: bool,
+    program: &OsString,
+    args: &[OsString],
+) -> Result<(Command, OwnedFd)> {
+    let bwrap = bwrap_program().ok_or_else(|| {
+        Error::Failed(format!(
+            "agent '{}' runs in a sandbox, but bubblewrap (bwrap) is not installed on this host: {INSTALL_HINT}",
+            meta.request.name
+        ))
+    })?;
+    prepare(files, &meta.request.name)?;
+    let facts = HostFacts::gather(files, &meta.request.name)?;
+    let view = View::for_agent(files, meta, &facts);
+    let filter = filter_fd()?;
+    let mut cmd = Command::new(bwrap);
+    cmd.args(view.args(filter.as_raw_fd(), die_with_parent))
+        .arg("--")
+        .arg(program)
+        .args(args);
+    Ok((cmd, filter))
+}
+
+/// A pipe holding the seccomp filter, its write end closed, its read end inherited by what
+/// hostctl executes (`pipe(2)` leaves close-on-exec off).
+fn filter_fd() -> Result<OwnedFd> {
+    use std::io::Write;
+    let (read, write) = nix::unistd::pipe().map_err(|e| {
+        Error::Failed(format!(
+            "cannot make a pipe for the sandbox's seccomp filter: {e}"
+        ))
+    })?;
+    let mut write = std::fs::File::from(write);
+    write
+        .write_all(&tiocsti_filter())
+        .map_err(|e| Error::Failed(format!("cannot write the sandbox's seccomp filter: {e}")))?;
+    drop(write);
+    Ok(read)
+}
+
+/// `struct seccomp_data` offsets: the system call's number, the architecture, the low 32 bits
+/// of its second argument (on a little-endian machine).
+const NR: u32 = 0;
+const ARCH: u32 = 4;
+const ARG1_LOW: u32 = 24;
+
+const TIOCSTI: u32 = 0x5412;
+const TIOCLINUX: u32 = 0x541C;
+
+/// (native architecture, its `ioctl` numbers, compat architecture, its `ioctl` number), as
+/// `<linux/audit.h>` and the system call tables give them.
+#[cfg(target_arch = "x86_64")]
+const ARCHES: (u32, [u32; 2], u32, u32) = (
+    0xC000_003E,             // AUDIT_ARCH_X86_64
+    [16, 0x4000_0000 | 514], // ioctl, and x32's
+    0x4000_0003,             // AUDIT_ARCH_I386
+    54,
+);
+#[cfg(target_arch = "aarch64")]
+const ARCHES: (u32, [u32; 2], u32, u32) = (
+    0xC000_00B7, // AUDIT_ARCH_AARCH64
+    [29, 29],
+    0x4000_0028, // AUDIT_ARCH_ARM
+    54,
+);
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+const ARCHES: (u32, [u32; 2], u32, u32) = (0, [u32::MAX, u32::MAX], 0, u32::MAX);
+
+/// A classic BPF seccomp program, as bwrap's `--seccomp` reads it: `ioctl` with `TIOCSTI`
+/// (push characters into a terminal's input, CVE-2017-5226) or `TIOCLINUX` fails with EPERM,
+/// everything else is allowed. The command is compared on its low 32 bits, as the kernel
+/// reads it.
+pub fn tiocsti_filter() -> Vec<u8> {
+    const LD_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
+    const JEQ: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+    const RET: u16 = 0x06; // BPF_RET | BPF_K
+    const ALLOW: u32 = 0x7fff_0000; // SECCOMP_RET_ALLOW
+    const EPERM: u32 = 0x0005_0000 | 1; // SECCOMP_RET_ERRNO | EPERM
+    let (native, [ioctl_a, ioctl_b], compat, compat_ioctl) = ARCHES;
+    // Jumps are relative to the next instruction: ARG is 8, ALLOW 11, DENY 12.
+    let program: [(u16, u8, u8, u32); 13] = [
+        (LD_ABS, 0, 0, ARCH),      // 0
+        (JEQ, 0, 3, native),       // 1: native ? 2 : 5
+        (LD_ABS, 0, 0, NR),        // 2
+        (JEQ, 4, 0, ioctl_a),      // 3: ? ARG : 4
+        (JEQ, 3, 6, ioctl_b),      // 4: ? ARG : ALLOW
+        (JEQ, 0, 5, compat),       // 5: compat ? 6 : ALLOW
+        (LD_ABS, 0, 0, NR),        // 6
+        (JEQ, 0, 3, compat_ioctl), // 7: ? ARG : ALLOW
+        (LD_ABS, 0, 0, ARG1_LOW),  // 8: ARG
+        (JEQ, 2, 0, TIOCSTI),      // 9: ? DENY : 10
+        (JEQ, 1, 0, TIOCLINUX),    // 10: ? DENY : ALLOW
+        (RET, 0, 0, ALLOW),        // 11: ALLOW
+        (RET, 0, 0, EPERM),        // 12: DENY
+    ];
+    let mut bytes = Vec::with_capacity(program.len() * 8);
+    for (code, jt, jf, k) in program {
+        bytes.extend_from_slice(&code.to_ne_bytes());
+        bytes.push(jt);
+        bytes.push(jf);
+        bytes.extend_from_slice(&k.to_ne_bytes());
+    }
+    bytes
+}
+
+/// Whether `meta`'s agent runs in bwrap.
+pub fn is_sandboxed(meta: &AgentMeta) -> bool {
+    meta.sandbox() == Sandbox::Bwrap
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{AgentCommand, CreateRequest, WorkspaceSource};
+
+    /// Runs a classic BPF program as the kernel's seccomp would on `(arch, nr, args[1])`.
+    fn run_filter(program: &[u8], arch: u32, nr: u32, arg1: u64) -> u32 {
+        let mut data = [0u8; 64];
+        data[0..4].copy_from_slice(&nr.to_ne_bytes());
+        data[4..8].copy_from_slice(&arch.to_ne_bytes());
+        data[24..32].copy_from_slice(&arg1.to_ne_bytes());
+        let insns: Vec<(u16, u8, u8, u32)> = program
+            .chunks(8)
+            .map(|c| {
+                (
+                    u16::from_ne_bytes([c[0], c[1]]),
+                    c[2],
+                    c[3],
+                    u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
+                )
+            })
+            .collect();
+        let mut acc = 0u32;
+        let mut pc = 0usize;
+        loop {
+            let (code, jt, jf, k) = insns[pc];
+            match code {
+                0x20 => {
+                    let at = k as usize;
+                    acc = u32::from_ne_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]]);
+                    pc += 1;
+                }
+                0x15 => pc += 1 + usize::from(if acc == k { jt } else { jf }),
+                0x06 => return k,
+                other => panic!("instruction {other:#x} not expected"),
+            }
+        }
+    }
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn the_filter_refuses_tiocsti_and_tioclinux_and_nothing_else() {
+        let program = tiocsti_filter();
+        assert_eq!(program.len() % 8, 0);
+        let eperm = 0x0005_0001;
+        let allow = 0x7fff_0000;
+        let (x86_64, i386) = (0xC000_003E, 0x4000_0003);
+        // ioctl(fd, TIOCSTI), natively, through x32 and through the 32-bit entry.
+        assert_eq!(run_filter(&program, x86_64, 16, 0x5412), eperm);
+        assert_eq!(
+            run_filter(&program, x86_64, 0x4000_0000 | 514, 0x5412),
+            eperm
+        );
+        assert_eq!(run_filter(&program, i386, 54, 0x5412), eperm);
+        assert_eq!(run_filter(&program, x86_64, 16, 0x541C), eperm);
+        // The kernel reads the command as 32 bits: high bits set change nothing.
+        assert_eq!(
+            run_filter(&program, x86_64, 16, 0xFFFF_FFFF_0000_5412),
+            eperm
+        );
+        // Other ioctls (TCGETS, TIOCGWINSZ) and other calls with the same argument pass.
+        assert_eq!(run_filter(&program, x86_64, 16, 0x5401), allow);
+        assert_eq!(run_filter(&program, x86_64, 16, 0x5413), allow);
+        assert_eq!(run_filter(&program, x86_64, 0, 0x5412), allow);
+        assert_eq!(run_filter(&program, i386, 16, 0x5412), allow);
+        assert_eq!(run_filter(&program, 0x1234, 16, 0x5412), allow);
+    }
+
+    fn meta(name: &str, workspace: &Path) -> AgentMeta {
+        AgentMeta {
+            request: CreateRequest {
+                name: name.into(),
+                template: "shell".into(),
+                command: AgentCommand::LoginShell,
+                restart_command: None,
+                workspace: WorkspaceSource::Empty,
+                env: Default::default(),
+                tags: Default::default(),
+                prompt: None,
+                size: None,
+                created_by: None,
+                secret_names: Vec::new(),
+                cli: None,
+                sandbox: Some(Sandbox::Bwrap),
+            },
+            workspace_path: workspace.to_owned(),
+            created_at: "2026-12-06T00:00:00Z".into(),
+            starts: 1,
+            hooks: None,
+        }
+    }
+
+    fn mkdirs(paths: &[&Path]) {
+        for p in paths {
+            std::fs::create_dir_all(p).expect("mkdir");
+        }
+    }
+
+    #[test]
+    fn what_is_hidden_comes_first_shallowest_first_and_what_is_shown_goes_on_top() {
+        // Not under /tmp, which the sandbox replaces whole (what is under it is hidden).
+        let root = tempfile::tempdir_in(concat!(env!("CARGO_MANIFEST_DIR"), "/../target"))
+            .expect("tempdir");
+        let r = root.path();
+        // hostctl's home outside $HOME, a tmux socket directory, an agent's --dir workspace
+        // elsewhere, another inside this agent's workspace, one that holds it.
+        let (user_home, agents) = (r.join("home/u"), r.join("srv/agentgate"));
+        let files = Files::new(agents.clone());
+        let mine = r.join("data/projects/app");
+        let (elsewhere, inside, above) =
+            (r.join("opt/other"), mine.join("vendor/y"), r.join("data"));
+        let tmux = r.join("run/tmux-0");
+        mkdirs(&[&user_home, &agents, &mine, &elsewhere, &inside, &tmux]);
+        let facts = HostFacts {
+            user_home: user_home.clone(),
+            hostctl: None,
+            tmux_dirs: vec![tmux.clone(), r.join("run/not-there")],
+            other_workspaces: vec![
+                elsewhere.clone(),
+                inside.clone(),
+                above.clone(),
+                mine.clone(),
+                agents.join("workspaces/b"),
+            ],
+            extra_hidden: vec![],
+        };
+        let view = View::for_agent(&files, &meta("a", &mine), &facts);
+        let private = |source: PathBuf, destination: &Path| Cover::Private {
+            source,
+            destination: destination.to_owned(),
+        };
+        assert_eq!(
+            view.covers,
+            vec![
+                private(files.agent_dir("a").join("tmp"), Path::new("/tmp")),
+                Cover::Hide(agents.clone()),
+                Cover::Hide(tmux),
+                private(files.agent_dir("a").join("home"), &user_home),
+            ]
+        );
+        assert_eq!(
+            view.read_write,
+            vec![files.agent_dir("a").join("events"), mine.clone()]
+        );
+        assert_eq!(view.read_only, vec![files.agent_dir("a")]);
+        // The one elsewhere and the one inside this workspace are hidden, after the binds;
+        // the one holding it, this very one, and those already hidden are not.
+        assert_eq!(view.hidden_last, vec![elsewhere, inside]);
+        let args: Vec<String> = view
+            .args(7, true)
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let at = |word: &str| args.iter().position(|a| a == word).expect(word);
+        assert_eq!(&args[..3], ["--ro-bind", "/", "/"]);
+        assert!(at("--tmpfs") < at("--chdir"));
+        assert!(args.windows(2).any(|w| w == ["--seccomp", "7"]));
+        assert!(args.contains(&"--die-with-parent".to_owned()));
+        assert!(!view.args(7, false).contains(&"--die-with-parent".into()));
+    }
+
+    #[test]
+    fn a_missing_or_broken_bwrap_is_refused_with_what_to_do() {
+        let missing = unusable_program(None).expect("refused");
+        assert!(missing.contains("apt-get install bubblewrap"), "{missing}");
+        assert!(missing.contains("--sandbox none"), "{missing}");
+        let broken = unusable_program(Some(Path::new("/bin/false"))).expect("refused");
+        assert!(broken.contains("cannot make a sandbox"), "{broken}");
+        assert!(broken.contains("AppArmor"), "{broken}");
+    }
+}

@@ -1,0 +1,457 @@
+//! An agent turned hostile, inside its sandbox: from agent X, every way at agent Y of the same
+//! host (its workspace, its secrets through /proc, its processes, typing into it through
+//! tmux), at the host user's `~/.ssh`, at hostctl's files and, on `local`, at the gateway's
+//! database and client key, and pushing characters into its own terminal (TIOCSTI). With
+//! `--sandbox bwrap` every attempt fails; the same attempts from an agent created with
+//! `--sandbox none` succeed, so the test can tell. Also what must keep working inside: the
+//! workspace and the private home are writable, git works, a file put with scp is where the
+//! agent looks, and `stop` ends a daemon the agent started.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use e2e::netns::NetnsHost;
+use e2e::{Options, TestGateway, shell_quote, stderr, stdout, wait_for};
+
+/// A gateway whose default sandbox is its own (bwrap where the host has it).
+fn gateway() -> TestGateway {
+    TestGateway::start_with(Options {
+        sandbox_default: "",
+        extra_config: "[templates.open]\ncommand = \"sleep 600\"\nsandbox = \"none\"\n".into(),
+        ..Options::default()
+    })
+}
+
+/// The victim's secret, in its environment.
+const SECRET: &str = "s3cr3t-of-victim-4711";
+
+/// What the host user's authorized_keys holds before the attacks.
+const AUTHORIZED: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHostUsersOwnKey host@user\n";
+
+/// The victim: agent `victim`, unsandboxed or not (it does not matter for what it suffers),
+/// running a process with a name of its own, a file in its workspace and a secret in its
+/// environment. Returns its workspace.
+fn victim(gw: &TestGateway, marker: &str, on_host: &[&str]) -> PathBuf {
+    let token = format!("VICTIM_TOKEN={SECRET}");
+    let script = shell_quote(&format!("echo victim-data > data.txt; exec sleep {marker}"));
+    let mut create = vec!["create", "victim", "--env", &token];
+    create.extend(on_host);
+    create.extend(["--", "sh", "-c", &script]);
+    gw.ok(&create);
+    let workspace = PathBuf::from(gw.info("victim")["workspace"].as_str().expect("workspace"));
+    wait_for("the victim's file", || {
+        workspace.join("data.txt").is_file().then_some(())
+    });
+    workspace
+}
+
+/// Where the victim's host keeps what an agent there must not reach.
+struct Target {
+    /// hostctl's home on that host (`AGENTGATE_HOME`).
+    agents_home: PathBuf,
+    /// The agents' tmux server's socket.
+    tmux_socket: PathBuf,
+    /// The file that lets keys in as the host user.
+    authorized_keys: PathBuf,
+    /// The gateway's data directory, when the host is the gateway's own machine.
+    gateway_data: Option<PathBuf>,
+}
+
+impl Target {
+    fn local(gw: &TestGateway) -> Target {
+        Target {
+            agents_home: gw.agents_home.clone(),
+            tmux_socket: gw
+                .dir
+                .path()
+                .join(format!("tmux-{}", nix_uid()))
+                .join(&gw.tmux_socket),
+            authorized_keys: gw.home.join(".ssh/authorized_keys"),
+            gateway_data: Some(gw.data_dir.clone()),
+        }
+    }
+
+    fn remote(host: &NetnsHost) -> Target {
+        Target {
+            agents_home: host.agents_home.clone(),
+            tmux_socket: host
+                .tmux_tmpdir
+                .join(format!("tmux-{}", nix_uid()))
+                .join(&host.tmux_socket),
+            authorized_keys: host.dir.join("authorized_keys"),
+            gateway_data: None,
+        }
+    }
+}
+
+/// The attacks, one shell line each: `NAME: yes` when it worked, `NAME: no` when not.
+fn attacks(target: &Target, victim_ws: &Path, marker: &str) -> Vec<(&'static str, String)> {
+    let q = |p: &Path| shell_quote(&p.display().to_string());
+    let victim_dir = target.agents_home.join("agents").join("victim");
+    let mut attacks = vec![
+        (
+            "read-workspace",
+            format!("grep -q victim-data {}", q(&victim_ws.join("data.txt"))),
+        ),
+        (
+            "write-workspace",
+            // Into the real one: a file made in a look-alike directory of the sandbox's own
+            // (the parents of the attacker's mounts) is no write to the victim's.
+            format!(
+                "echo attacker > {} && grep -q victim-data {}",
+                q(&victim_ws.join("from-attacker")),
+                q(&victim_ws.join("data.txt"))
+            ),
+        ),
+        (
+            "read-secret-via-proc",
+            format!("cat /proc/[0-9]*/environ 2>/dev/null | tr '\\0' '\\n' | grep -q {SECRET}"),
+        ),
+        (
+            "list-processes",
+            format!("ps ax -o args= | grep -q '^sleep {marker}$'"),
+        ),
+        (
+            "signal-processes",
+            format!("pid=$(pgrep -x -f 'sleep {marker}') && kill -0 $pid"),
+        ),
+        (
+            "tmux-send-keys",
+            format!(
+                "tmux -S {} send-keys -t =victim: ''",
+                q(&target.tmux_socket)
+            ),
+        ),
+        (
+            "read-authorized-keys",
+            format!("grep -q HostUsersOwnKey {}", q(&target.authorized_keys)),
+        ),
+        (
+            "append-authorized-keys",
+            format!(
+                "echo 'ssh-ed25519 AAAAevil attacker' >> {f} && grep -q HostUsersOwnKey {f}",
+                f = q(&target.authorized_keys)
+            ),
+        ),
+        (
+            "read-agent-files",
+            format!("grep -q {SECRET} {}", q(&victim_dir.join("meta.json"))),
+        ),
+    ];
+    if let Some(data) = &target.gateway_data {
+        attacks.push((
+            "read-gateway-database",
+            format!(
+                "head -c 15 {} | grep -q 'SQLite format'",
+                q(&data.join("agentgate.db"))
+            ),
+        ));
+        attacks.push((
+            "read-gateway-client-key",
+            format!("grep -q 'PRIVATE KEY' {}", q(&data.join("client_key"))),
+        ));
+    }
+    attacks
+}
+
+fn nix_uid() -> u32 {
+    // The test runs as the user the gateway and its agents run as.
+    let out = Command::new("id").arg("-u").output().expect("id -u");
+    stdout(&out).trim().parse().expect("a uid")
+}
+
+/// Runs every attack inside agent `attacker` (a command through `ssh attacker@gw`, which runs
+/// in the agent's sandbox); returns each attack's outcome.
+fn attack(
+    gw: &TestGateway,
+    attacker: &str,
+    attacks: &[(&'static str, String)],
+) -> Vec<(String, bool)> {
+    let script: String = attacks
+        .iter()
+        .map(|(name, line)| {
+            format!("if ( {line} ) >/dev/null 2>&1; then echo '{name}: yes'; else echo '{name}: no'; fi\n")
+        })
+        .collect();
+    let out = gw.ssh_run(&[&format!("{attacker}@gw"), &script]);
+    assert!(out.status.success(), "the attack script: {}", stderr(&out));
+    let text = stdout(&out);
+    let outcomes: Vec<(String, bool)> = text
+        .lines()
+        .filter_map(|l| l.split_once(": "))
+        .map(|(name, said)| (name.to_owned(), said == "yes"))
+        .collect();
+    assert_eq!(
+        outcomes.len(),
+        attacks.len(),
+        "every attack reports: {text}"
+    );
+    outcomes
+}
+
+/// Whether TIOCSTI works for an unprivileged caller on this kernel at all (Linux 6.2 and later
+/// can turn it off for everyone: `dev.tty.legacy_tiocsti=0`).
+fn legacy_tiocsti() -> bool {
+    std::fs::read_to_string("/proc/sys/dev/tty/legacy_tiocsti").map_or(true, |v| v.trim() == "1")
+}
+
+/// Pushes a character into the terminal of a session inside `agent` (`ssh -tt`); whether the
+/// ioctl worked.
+fn tiocsti(gw: &TestGateway, agent: &str) -> bool {
+    let script = "python3 -c 'import fcntl, termios\ntry:\n    fcntl.ioctl(0, termios.TIOCSTI, b\"#\")\n    print(\"tiocsti: yes\")\nexcept OSError as e:\n    print(\"tiocsti: no\", e)'";
+    let out = gw
+        .ssh_command()
+        .args(["-tt", &format!("{agent}@gw"), script])
+        .output()
+        .expect("ssh -tt");
+    let text = stdout(&out);
+    assert!(
+        text.contains("tiocsti: "),
+        "the TIOCSTI try: {text} {}",
+        stderr(&out)
+    );
+    text.contains("tiocsti: yes")
+}
+
+/// Agent `victim`, then agent `attacker` in `sandbox`, on `host` (`local` when none), and
+/// every attack from the attacker; what each came to.
+fn hostile_agent_test(
+    gw: &TestGateway,
+    host: Option<&NetnsHost>,
+    sandbox: &str,
+) -> (Target, PathBuf, Vec<(String, bool)>) {
+    let target = host.map_or_else(|| Target::local(gw), Target::remote);
+    let keys = std::fs::read_to_string(&target.authorized_keys).unwrap_or_default();
+    std::fs::write(&target.authorized_keys, format!("{keys}{AUTHORIZED}"))
+        .expect("authorized_keys");
+    let marker = format!("{}", 7000 + std::process::id() % 1000);
+    let on_host: Vec<&str> = host.map_or_else(Vec::new, |h| vec!["--host", h.name.as_str()]);
+    let victim_ws = victim(gw, &marker, &on_host);
+    let mut create = vec!["create", "attacker", "--sandbox", sandbox];
+    create.extend(&on_host);
+    create.extend(["--", "sleep", "600"]);
+    gw.ok(&create);
+    let outcomes = attack(gw, "attacker", &attacks(&target, &victim_ws, &marker));
+    (target, victim_ws, outcomes)
+}
+
+/// What the attacks from a sandboxed agent came to: nothing.
+fn assert_all_failed(
+    gw: &TestGateway,
+    target: &Target,
+    victim_ws: &Path,
+    outcomes: &[(String, bool)],
+) {
+    let got: Vec<&String> = outcomes
+        .iter()
+        .filter(|(_, ok)| *ok)
+        .map(|(n, _)| n)
+        .collect();
+    assert!(
+        got.is_empty(),
+        "attacks that worked from inside the sandbox: {got:?}"
+    );
+    // And nothing they tried to change changed.
+    assert!(!victim_ws.join("from-attacker").exists());
+    assert!(
+        !std::fs::read_to_string(&target.authorized_keys)
+            .expect("authorized_keys")
+            .contains("attacker")
+    );
+    assert_eq!(gw.status("victim"), "running");
+    assert!(
+        !tiocsti(gw, "attacker"),
+        "TIOCSTI worked inside the sandbox"
+    );
+    // It says so.
+    assert_eq!(gw.info("attacker")["sandbox"], "bwrap");
+}
+
+/// What the same attacks came to without a sandbox: each worked.
+fn assert_all_worked(
+    gw: &TestGateway,
+    target: &Target,
+    victim_ws: &Path,
+    outcomes: &[(String, bool)],
+) {
+    let failed: Vec<&String> = outcomes
+        .iter()
+        .filter(|(_, ok)| !*ok)
+        .map(|(n, _)| n)
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "attacks that failed without a sandbox: {failed:?}"
+    );
+    assert!(victim_ws.join("from-attacker").exists());
+    assert!(
+        std::fs::read_to_string(&target.authorized_keys)
+            .expect("authorized_keys")
+            .contains("attacker")
+    );
+    if legacy_tiocsti() {
+        assert!(tiocsti(gw, "attacker"), "TIOCSTI failed without a sandbox");
+    }
+    assert_eq!(gw.info("attacker")["sandbox"], "none");
+}
+
+#[test]
+fn a_sandboxed_agent_reaches_neither_other_agents_nor_the_host_users_keys_nor_the_gateway() {
+    let gw = gateway();
+    let (target, victim_ws, outcomes) = hostile_agent_test(&gw, None, "bwrap");
+    assert_all_failed(&gw, &target, &victim_ws, &outcomes);
+    let list = gw.ok(&["list"]);
+    assert!(list.contains("SANDBOX"), "{list}");
+    // Without a flag: the template's choice, else the host's default; the flag wins.
+    gw.ok(&["create", "defaulted", "--", "sleep", "600"]);
+    gw.ok(&["create", "templated", "--template", "open"]);
+    gw.ok(&[
+        "create",
+        "flagged",
+        "--template",
+        "open",
+        "--sandbox",
+        "bwrap",
+    ]);
+    let sandbox_of = |name: &str| {
+        gw.info(name)["sandbox"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(sandbox_of("defaulted"), "bwrap");
+    assert_eq!(sandbox_of("templated"), "none");
+    assert_eq!(sandbox_of("flagged"), "bwrap");
+}
+
+#[test]
+fn without_a_sandbox_the_same_attacks_all_work() {
+    let gw = gateway();
+    let (target, victim_ws, outcomes) = hostile_agent_test(&gw, None, "none");
+    assert_all_worked(&gw, &target, &victim_ws, &outcomes);
+    let created = gw.ok(&["create", "plain", "--sandbox", "none", "--", "sleep", "600"]);
+    assert!(created.contains("no sandbox"), "{created}");
+}
+
+/// The same on a remote host (a network namespace running a real sshd: needs root).
+#[test]
+fn on_a_remote_host_too_a_sandboxed_agent_reaches_neither_another_agent_nor_the_host_users_keys() {
+    let gw = gateway();
+    let h1 = e2e::netns::add_host(&gw, "h1");
+    let (target, victim_ws, outcomes) = hostile_agent_test(&gw, Some(&h1), "bwrap");
+    assert_all_failed(&gw, &target, &victim_ws, &outcomes);
+    gw.ok(&["destroy", "attacker", "--force"]);
+    gw.ok(&["destroy", "victim", "--force"]);
+    let (target, victim_ws, outcomes) = hostile_agent_test(&gw, Some(&h1), "none");
+    assert_all_worked(&gw, &target, &victim_ws, &outcomes);
+}
+
+#[test]
+fn inside_the_sandbox_the_workspace_home_git_scp_and_stop_work() {
+    let gw = gateway();
+    let marker = format!("{}", 8000 + std::process::id() % 1000);
+    // The agent waits for a file to arrive in its workspace and shows it; meanwhile a daemon
+    // it started leaves its session (setsid) and ignores SIGHUP and SIGTERM.
+    let daemon = format!("trap '' HUP TERM; while :; do sleep {marker}; done");
+    let command = format!(
+        "setsid sh -c {} </dev/null >/dev/null 2>&1 & \
+         while [ ! -f incoming.txt ]; do sleep 0.1; done; echo \"agent sees: $(cat incoming.txt)\"; \
+         echo home-file > ~/from-agent; sleep 600",
+        shell_quote(&daemon)
+    );
+    let created = gw.ok(&[
+        "create",
+        "worker",
+        "--sandbox",
+        "bwrap",
+        "--",
+        "sh",
+        "-c",
+        &shell_quote(&command),
+    ]);
+    assert!(created.contains("sandbox bwrap"), "{created}");
+    let workspace = PathBuf::from(gw.info("worker")["workspace"].as_str().expect("workspace"));
+    let home = gw.agents_home.join("agents/worker/home");
+
+    // scp puts the file where the agent looks.
+    let local = gw.dir.path().join("incoming.txt");
+    std::fs::write(&local, "hello from scp\n").expect("write");
+    let out = Command::new("scp")
+        .arg("-F")
+        .arg(gw.ssh_config_path())
+        .arg(&local)
+        .arg("worker@gw:incoming.txt")
+        .output()
+        .expect("scp");
+    assert!(out.status.success(), "scp: {}", stderr(&out));
+    wait_for("the agent to see the file", || {
+        gw.pane("worker")
+            .contains("agent sees: hello from scp")
+            .then_some(())
+    });
+    // Its private home is writable, kept in its agent directory, and is `~` for sessions too.
+    wait_for("the agent's file in its home", || {
+        home.join("from-agent").is_file().then_some(())
+    });
+    let out = gw.ssh_run(&[
+        "worker@gw",
+        "cat ~/from-agent && echo session > ~/from-session && echo ws > in-workspace && \
+         git init -q repo && cd repo && echo a > a && git add a && \
+         git -c user.email=a@b -c user.name=a commit -qm first && git log --oneline | wc -l",
+    ]);
+    assert!(out.status.success(), "inside the sandbox: {}", stderr(&out));
+    assert_eq!(stdout(&out), "home-file\n1\n");
+    assert!(home.join("from-session").is_file());
+    assert!(workspace.join("in-workspace").is_file());
+    assert!(workspace.join("repo/.git").is_dir());
+    // The real home is not touched.
+    assert!(!gw.home.join("from-session").exists());
+
+    // The daemon runs; stop ends it with the agent.
+    let daemon_runs = || {
+        Command::new("pgrep")
+            .args(["-x", "-f", &format!("sleep {marker}")])
+            .output()
+            .expect("pgrep")
+            .status
+            .success()
+    };
+    assert!(daemon_runs(), "the agent's daemon is not running");
+    gw.ok(&["stop", "worker"]);
+    wait_for("the daemon to end with its agent", || {
+        (!daemon_runs()).then_some(())
+    });
+    // The home stays across a start.
+    gw.ok(&["start", "worker"]);
+    let out = gw.ssh_run(&["worker@gw", "cat ~/from-session"]);
+    assert_eq!(stdout(&out), "session\n", "{}", stderr(&out));
+    gw.ok(&["destroy", "worker", "--force"]);
+}
+
+#[test]
+fn a_host_without_bubblewrap_refuses_the_sandbox_by_name_and_defaults_to_none() {
+    let gw = TestGateway::start_with(Options {
+        sandbox_default: "",
+        env: vec![("AGENTGATE_BWRAP".into(), "/nonexistent/bwrap".into())],
+        ..Options::default()
+    });
+    let out = gw.ssh(&[
+        "create",
+        "boxed",
+        "--sandbox",
+        "bwrap",
+        "--",
+        "sleep",
+        "600",
+    ]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("apt-get install bubblewrap"), "{err}");
+    assert!(err.contains("--sandbox none"), "{err}");
+    assert!(gw.list().is_empty(), "a refused agent was kept");
+    let created = gw.ok(&["create", "open", "--", "sleep", "600"]);
+    assert!(created.contains("no sandbox"), "{created}");
+    assert_eq!(gw.info("open")["sandbox"], "none");
+    let out = gw.ssh(&["create", "bad", "--sandbox", "docker"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
