@@ -12,7 +12,6 @@ pub mod create;
 pub mod destroy;
 pub mod diff;
 pub mod doctor;
-mod error;
 pub mod events;
 pub mod host;
 pub mod info;
@@ -40,6 +39,7 @@ pub mod whoami;
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
+use tracing::Instrument;
 
 use crate::Gateway;
 pub use crate::agents::Caller;
@@ -48,16 +48,9 @@ pub use crate::agents::audit::{end_record, record, start_record};
 use crate::hosts::Host;
 use crate::store::AgentRecord;
 pub use crate::streams::{CommandIo, Terminal};
-pub use error::{CommandError, CommandResult, SEEN_AGAIN, not_recorded, recorded};
-
-/// Exit statuses of control commands.
-pub mod exit {
-    pub const OK: u32 = 0;
-    pub const FAILED: u32 = 1;
-    pub const USAGE: u32 = 2;
-    /// `wait --timeout` ran out (as `timeout(1)`).
-    pub const TIMEOUT: u32 = 124;
-}
+pub use crate::agents::said::{
+    CommandError, CommandResult, SEEN_AGAIN, exit, not_recorded, recorded,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -367,6 +360,45 @@ pub async fn refreshed_agent(
     Ok(crate::agents::lifecycle::refreshed(gw, &caller.operator, name).await?)
 }
 
+/// Runs one command line from a client (`exec`, or `shell` as `top` or the help) to its exit
+/// status: parsed, run and recorded, or printed (help, a usage error). A bug inside the
+/// command still gives the client an answer and a status. The SSH layer's one way into the
+/// control commands.
+pub async fn dispatch(gw: &Arc<Gateway>, caller: &Caller, line: &str, io: &mut CommandIo) -> u32 {
+    let span = tracing::info_span!("command", line = %redacted(line));
+    async {
+        let ran = guarded(async {
+            match parse(line) {
+                Parsed::Run(command) => run(gw, caller, line, *command, io).await,
+                Parsed::Print {
+                    text,
+                    status,
+                    to_stderr,
+                } => {
+                    if to_stderr {
+                        io.write_err(&text).await;
+                    } else {
+                        io.write_out(&text).await;
+                    }
+                    status
+                }
+            }
+        })
+        .await;
+        match ran {
+            Ok(status) => status,
+            Err(panic) => {
+                tracing::error!(panic, "a control command failed inside the gateway");
+                io.write_err("error: the gateway failed inside this command (see its log)\n")
+                    .await;
+                exit::FAILED
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
 /// Runs `command` to completion; a panic inside it (a bug) becomes its message, so the caller
 /// can still answer the client.
 pub async fn guarded(command: impl std::future::Future<Output = u32>) -> Result<u32, String> {
@@ -472,7 +504,7 @@ pub async fn run(
     if may_take_back && status == exit::OK {
         // The caller's own connection finishes its command; the next sweep or channel ends
         // it if it lost its access.
-        crate::ssh::live::revalidate(gw, Some(caller.connection)).await;
+        crate::agents::live::revalidate(gw, Some(caller.connection)).await;
     }
     status
 }

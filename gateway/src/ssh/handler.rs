@@ -25,7 +25,7 @@ use crate::agents::{Caller, audit};
 use crate::auth::{self, KeyDecision, Route};
 use crate::control::{self, Parsed, exit};
 use crate::hosts::AgentSession;
-use crate::ssh::live::Revocation;
+use crate::agents::live::Revocation;
 use crate::streams::Backlog;
 
 pub struct ConnectionHandler {

@@ -12,10 +12,10 @@ use tracing::{debug, info};
 
 use super::guard::Ticket;
 use crate::Gateway;
+use crate::agents::said::exit;
 use crate::agents::{Caller, access, audit};
 use crate::auth::{self, KeyDecision, Route};
-use crate::control::exit;
-use crate::ssh::live::Revocation;
+use crate::agents::live::Revocation;
 
 /// One connection's login.
 pub struct Login {
@@ -27,7 +27,7 @@ pub struct Login {
     pub route: Route,
     /// The connection's place in the pre-login limits.
     pub ticket: Arc<Ticket>,
-    /// Ends the connection when its access is taken back (`ssh::live`).
+    /// Ends the connection when its access is taken back (`agents::live`).
     revocation: Arc<Revocation>,
     /// Its ID among the live connections, once logged in.
     live_id: Option<u64>,
