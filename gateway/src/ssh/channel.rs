@@ -25,9 +25,9 @@ use crate::streams::{CommandIo, Terminal};
 
 /// A session channel between `channel-open` and the request that starts it. It is read from
 /// the start (see [`OpenChannel`]), so no number of requests before that can stall the
-/// connection.
-pub struct PendingChannel {
-    pub channel: OpenChannel,
+/// connection. (`C` is the open channel; the session's tests hold a stand-in.)
+pub struct PendingChannel<C = OpenChannel> {
+    pub channel: C,
     pub pty: Option<PtyRequest>,
     /// The environment: the gateway's variables and the accepted `env` requests, bounded.
     pub env: SessionEnv,
@@ -72,8 +72,11 @@ impl OpenChannel {
         }
     }
 
+}
+
+impl super::session::Resize for OpenChannel {
     /// Sets the terminal's size (a `pty-req`, whose size is already clamped).
-    pub fn set_size(&self, new: TermSize) {
+    fn set_size(&self, new: TermSize) {
         set_size(&self.size, new);
     }
 }

@@ -15,6 +15,7 @@ use crate::Gateway;
 use crate::agents::said::exit;
 use crate::agents::{Caller, access, audit};
 use crate::auth::{self, KeyDecision, Route};
+use crate::store::StoreError;
 use crate::agents::live::Revocation;
 
 /// One connection's login.
@@ -68,7 +69,7 @@ impl Login {
     pub async fn key_decision(
         &self,
         key: &PublicKey,
-    ) -> Result<(KeyDecision, String), anyhow::Error> {
+    ) -> Result<(KeyDecision, String), StoreError> {
         let fingerprint = auth::fingerprint(key);
         let owner = self.gw.store.operator_by_fingerprint(&fingerprint).await?;
         Ok((auth::decide_key(owner), fingerprint))
@@ -82,7 +83,7 @@ impl Login {
         user: &str,
         operator: crate::store::Operator,
         credential: String,
-    ) -> Result<bool, anyhow::Error> {
+    ) -> Result<bool, StoreError> {
         // Registered first, then checked again: a removal that commits before the check is
         // seen here, one after it is seen by the revalidation the removal runs, which finds
         // this connection registered.
@@ -128,7 +129,7 @@ impl Login {
     pub async fn tailnet_operator(
         &self,
         user: &str,
-    ) -> Result<Option<(crate::store::Operator, String)>, anyhow::Error> {
+    ) -> Result<Option<(crate::store::Operator, String)>, StoreError> {
         let Some(peer) = self.peer else {
             return Ok(None);
         };
@@ -171,7 +172,7 @@ impl Login {
     /// Whether this connection's credential still lets its operator in, checked at every new
     /// channel: a key removed (or an operator's role changed) while the connection is open
     /// takes effect at once. The caller is refreshed with the operator as stored now.
-    pub async fn still_admitted(&mut self) -> Result<bool, anyhow::Error> {
+    pub async fn still_admitted(&mut self) -> Result<bool, StoreError> {
         let Some(caller) = &self.caller else {
             return Ok(false);
         };
