@@ -327,12 +327,13 @@ impl DataDir {
     pub async fn check_store(&self, budget: Duration) -> Result<(), StartError> {
         let path = self.database();
         let started = std::time::Instant::now();
-        let checked = store::Store::check(&path, budget)
-            .await
-            .map_err(|source| StartError::CheckStore {
-                path: path.clone(),
-                source,
-            })?;
+        let checked =
+            store::Store::check(&path, budget)
+                .await
+                .map_err(|source| StartError::CheckStore {
+                    path: path.clone(),
+                    source,
+                })?;
         match checked {
             store::Checked::Sound => info!(
                 database = %path.display(),

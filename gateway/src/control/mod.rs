@@ -45,12 +45,12 @@ use crate::Gateway;
 pub use crate::agents::Caller;
 use crate::agents::access;
 pub use crate::agents::audit::{end_record, record, start_record};
-use crate::hosts::Host;
-use crate::store::AgentRecord;
-pub use crate::streams::{CommandIo, Terminal};
 pub use crate::agents::said::{
     CommandError, CommandResult, SEEN_AGAIN, exit, not_recorded, recorded,
 };
+use crate::hosts::Host;
+use crate::store::AgentRecord;
+pub use crate::streams::{CommandIo, Terminal};
 
 #[derive(Debug, Parser)]
 #[command(

@@ -71,7 +71,6 @@ impl OpenChannel {
             size,
         }
     }
-
 }
 
 impl super::session::Resize for OpenChannel {

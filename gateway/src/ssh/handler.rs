@@ -205,7 +205,9 @@ impl russh::server::Handler for ConnectionHandler {
         user: &str,
         key: VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
-        Ok(auth(self.connection.key_verified(user, key.public_key).await?))
+        Ok(auth(
+            self.connection.key_verified(user, key.public_key).await?,
+        ))
     }
 
     async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Self::Error> {
@@ -341,4 +343,3 @@ impl russh::server::Handler for ConnectionHandler {
         Ok(())
     }
 }
-

@@ -12,11 +12,11 @@ use tracing::{debug, info};
 
 use super::guard::Ticket;
 use crate::Gateway;
+use crate::agents::live::Revocation;
 use crate::agents::said::exit;
 use crate::agents::{Caller, access, audit};
 use crate::auth::{self, KeyDecision, Route};
 use crate::store::StoreError;
-use crate::agents::live::Revocation;
 
 /// One connection's login.
 pub struct Login {
@@ -66,10 +66,7 @@ impl Login {
             .unwrap_or_else(|| "unknown".into())
     }
 
-    pub async fn key_decision(
-        &self,
-        key: &PublicKey,
-    ) -> Result<(KeyDecision, String), StoreError> {
+    pub async fn key_decision(&self, key: &PublicKey) -> Result<(KeyDecision, String), StoreError> {
         let fingerprint = auth::fingerprint(key);
         let owner = self.gw.store.operator_by_fingerprint(&fingerprint).await?;
         Ok((auth::decide_key(owner), fingerprint))

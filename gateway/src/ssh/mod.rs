@@ -38,27 +38,27 @@ pub enum KeyError {
         what: String,
         path: PathBuf,
         #[source]
-        source: russh::keys::Error,
+        source: Box<russh::keys::Error>,
     },
     #[error("cannot generate a {what}")]
     Generate {
         what: String,
         #[source]
-        source: russh::keys::ssh_key::Error,
+        source: Box<russh::keys::ssh_key::Error>,
     },
     #[error("cannot write the {what} {}", path.display())]
     Write {
         what: String,
         path: PathBuf,
         #[source]
-        source: russh::keys::ssh_key::Error,
+        source: Box<russh::keys::ssh_key::Error>,
     },
     /// The public half, beside the private key at `path`.
     #[error("cannot write {}.pub", path.display())]
     WritePublic {
         path: PathBuf,
         #[source]
-        source: russh::keys::ssh_key::Error,
+        source: Box<russh::keys::ssh_key::Error>,
     },
     #[error(transparent)]
     Mode(#[from] crate::ModeError),
@@ -70,27 +70,27 @@ pub fn load_or_create_key(path: &Path, what: &str) -> Result<PrivateKey, KeyErro
         return russh::keys::load_secret_key(path, None).map_err(|source| KeyError::Load {
             what: what.to_owned(),
             path: path.to_owned(),
-            source,
+            source: Box::new(source),
         });
     }
     let mut key = PrivateKey::random(&mut russh::keys::key::safe_rng(), Algorithm::Ed25519)
         .map_err(|source| KeyError::Generate {
             what: what.to_owned(),
-            source,
+            source: Box::new(source),
         })?;
     key.set_comment(format!("agentgate {what}"));
     key.write_openssh_file(path, LineEnding::LF)
         .map_err(|source| KeyError::Write {
             what: what.to_owned(),
             path: path.to_owned(),
-            source,
+            source: Box::new(source),
         })?;
     crate::set_mode(path, 0o600)?;
     key.public_key()
         .write_openssh_file(path.with_extension("pub"))
         .map_err(|source| KeyError::WritePublic {
             path: path.to_owned(),
-            source,
+            source: Box::new(source),
         })?;
     info!(path = %path.display(), "created a new Ed25519 {what}");
     Ok(key)

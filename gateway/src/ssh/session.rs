@@ -113,6 +113,10 @@ impl AuditRecord {
 }
 
 /// What a request that starts a session channel (`shell`, `exec`, `subsystem`) comes to.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "made once per request and moved straight into the task that serves it"
+)]
 pub enum Start<C> {
     /// `channel-failure`: no such waiting channel, no login, or nothing to start.
     Failure,
@@ -528,5 +532,474 @@ impl<C: Resize> Connection<C> {
             (Some(pending), Some(caller)) => Some((pending, caller)),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::sync::Mutex;
+
+    use bytes::Bytes;
+    use russh::keys::{Algorithm, PrivateKey};
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::store::{AgentStatus, NewKey, Role, Store};
+    use crate::streams::Inbound;
+
+    /// Stands in for an open channel: it keeps the terminal size it was given.
+    #[derive(Default)]
+    struct Probe(Mutex<Option<TermSize>>);
+
+    impl Resize for Probe {
+        fn set_size(&self, size: TermSize) {
+            *self.0.lock().expect("lock") = Some(size);
+        }
+    }
+
+    const PEER: &str = "192.0.2.7:50000";
+    const LOCAL: &str = "127.0.0.1:2222";
+
+    /// A gateway that runs nothing, on a store of its own: operator alice (whose key is
+    /// `key`) owns agent `w`.
+    async fn gateway(config: Config, key: &PrivateKey) -> (tempfile::TempDir, Arc<Gateway>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("t.db")).await.expect("store");
+        let own = PrivateKey::random(&mut russh::keys::key::safe_rng(), Algorithm::Ed25519)
+            .expect("a key");
+        let gw = Arc::new(
+            Gateway::new(config, store, Arc::new(own), CancellationToken::new()).expect("gw"),
+        );
+        let fingerprint = auth::fingerprint(key.public_key());
+        let new = NewKey {
+            fingerprint: &fingerprint,
+            algorithm: "ssh-ed25519",
+            public_key: "ssh-ed25519 AAAA",
+            comment: "alice",
+        };
+        gw.store
+            .add_key("alice", Role::Operator, &new)
+            .await
+            .expect("key");
+        // An admin besides: removing alice's key must not leave nobody to administer.
+        let root = NewKey {
+            fingerprint: "SHA256:root",
+            ..new
+        };
+        gw.store
+            .add_key("root", Role::Admin, &root)
+            .await
+            .expect("key");
+        let mut agent =
+            crate::store::sample_agent("w", crate::hosts::LOCAL_HOST, AgentStatus::Running);
+        agent.created_by = Some("alice".into());
+        gw.store.insert_agent(&agent).await.expect("agent");
+        (dir, gw)
+    }
+
+    fn key() -> PrivateKey {
+        PrivateKey::random(&mut russh::keys::key::safe_rng(), Algorithm::Ed25519).expect("a key")
+    }
+
+    fn connection(gw: &Arc<Gateway>) -> Connection<Probe> {
+        let guard = super::super::guard::Guard::new(&gw.config.ssh);
+        let ticket = guard
+            .admit(1, IpAddr::V4(Ipv4Addr::LOCALHOST))
+            .expect("admitted");
+        Connection::new(
+            gw.clone(),
+            PEER.parse().ok(),
+            LOCAL.parse().ok(),
+            ticket,
+            Arc::default(),
+        )
+    }
+
+    /// Alice, logged in with her key as `user` (`w`: the agent route; anything else: control).
+    async fn logged_in(gw: &Arc<Gateway>, key: &PrivateKey, user: &str) -> Connection<Probe> {
+        let mut c = connection(gw);
+        assert_eq!(
+            c.key_verified(user, key.public_key()).await.expect("auth"),
+            AuthAnswer::Accept
+        );
+        c
+    }
+
+    async fn open(c: &mut Connection<Probe>, channel: u32) -> OpenAnswer {
+        c.open_session(channel, |_| Probe::default())
+            .await
+            .expect("open")
+    }
+
+    /// The work a started channel runs, with the channel; panics on a failure.
+    fn started(start: Start<Probe>) -> (PendingChannel<Probe>, Work) {
+        match start {
+            Start::Run { pending, work, .. } => (pending, work),
+            Start::Failure => panic!("the request failed"),
+        }
+    }
+
+    fn work(start: Start<Probe>) -> Work {
+        started(start).1
+    }
+
+    fn agent_work(session: AgentSession) -> Work {
+        Work::Agent {
+            agent: "w".into(),
+            session,
+        }
+    }
+
+    #[tokio::test]
+    async fn only_a_registered_key_logs_in_and_passwords_never_do() {
+        let alices = key();
+        let (_dir, gw) = gateway(Config::default(), &alices).await;
+        let mut c = connection(&gw);
+        let stranger = key();
+        assert_eq!(
+            c.key_offered("w", stranger.public_key())
+                .await
+                .expect("offer"),
+            AuthAnswer::Reject
+        );
+        assert_eq!(c.auth_password("w"), AuthAnswer::Reject);
+        // The `none` probe is refused without counting: tailnet logins are off.
+        assert_eq!(c.auth_none("w").await.expect("none"), AuthAnswer::Reject);
+        let refused: Vec<String> = c
+            .login
+            .ticket
+            .refused()
+            .into_iter()
+            .map(|(_, credential)| credential)
+            .collect();
+        assert_eq!(refused.len(), 2, "{refused:?}");
+        assert_eq!(refused[1], "password");
+        assert_eq!(
+            c.key_offered("w", alices.public_key())
+                .await
+                .expect("offer"),
+            AuthAnswer::Accept
+        );
+        assert_eq!(
+            c.key_verified("w", alices.public_key())
+                .await
+                .expect("verify"),
+            AuthAnswer::Accept
+        );
+        assert_eq!(c.login.route, Route::Agent("w".into()));
+    }
+
+    #[tokio::test]
+    async fn requests_on_the_agent_route_start_sessions_inside_the_agent() {
+        let alices = key();
+        let (_dir, gw) = gateway(Config::default(), &alices).await;
+        let mut c = logged_in(&gw, &alices, "w").await;
+        for channel in 0..6 {
+            assert_eq!(open(&mut c, channel).await, OpenAnswer::Accept);
+        }
+        // A terminal (clamped to what tmux takes) and a shell: attach.
+        assert!(c.pty(0, "xterm", 100_000, 0));
+        let (pending, started_work) = started(c.shell(0));
+        assert_eq!(started_work, agent_work(AgentSession::Attach));
+        assert_eq!(
+            *pending.channel.0.lock().expect("lock"),
+            Some(limits::term_size(100_000, 0))
+        );
+        assert_eq!(pending.pty.map(|p| p.term).as_deref(), Some("xterm"));
+        // A shell without one: a login shell; exec: the command; sftp: sftp-server.
+        assert_eq!(work(c.shell(1)), agent_work(AgentSession::Shell));
+        assert_eq!(
+            work(c.exec(2, b"make test")),
+            agent_work(AgentSession::Exec("make test".into()))
+        );
+        assert_eq!(work(c.subsystem(3, "sftp")), agent_work(AgentSession::Sftp));
+        // Another subsystem fails, and the channel still waits for a request.
+        assert!(matches!(c.subsystem(4, "netconf"), Start::Failure));
+        assert_eq!(
+            work(c.exec(4, b"true")),
+            agent_work(AgentSession::Exec("true".into()))
+        );
+        // A channel is started once; a closed one is gone; an unknown one fails.
+        assert!(matches!(c.exec(0, b"true"), Start::Failure));
+        c.closed(5);
+        assert!(matches!(c.shell(5), Start::Failure));
+        assert!(!c.pty(9, "xterm", 80, 24));
+        assert!(!c.x11());
+    }
+
+    #[tokio::test]
+    async fn the_control_route_runs_commands_and_refuses_subsystems() {
+        let alices = key();
+        let (_dir, gw) = gateway(Config::default(), &alices).await;
+        let mut c = logged_in(&gw, &alices, "gw").await;
+        assert_eq!(c.login.route, Route::Control);
+        for channel in 0..4 {
+            assert_eq!(open(&mut c, channel).await, OpenAnswer::Accept);
+        }
+        assert!(c.pty(0, "xterm", 80, 24));
+        assert_eq!(work(c.shell(0)), Work::Control("top".into()));
+        assert_eq!(work(c.shell(1)), Work::Control(String::new()));
+        assert_eq!(
+            work(c.exec(2, b"list --json")),
+            Work::Control("list --json".into())
+        );
+        assert_eq!(
+            work(c.subsystem(3, "sftp")),
+            Work::Refusal(
+                "error: the gateway itself has no 'sftp' subsystem\n\
+                 hint: connect as an agent: sftp NAME@<gateway>\n"
+                    .into()
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn a_command_line_is_text_without_a_nul_byte() {
+        let alices = key();
+        let (_dir, gw) = gateway(Config::default(), &alices).await;
+        let mut c = logged_in(&gw, &alices, "w").await;
+        open(&mut c, 0).await;
+        open(&mut c, 1).await;
+        assert_eq!(
+            work(c.exec(0, b"ls\0")),
+            Work::Refusal(
+                "error: the command contains a NUL byte\n\
+                 hint: write it with an escape, as in: printf '\\0'\n"
+                    .into()
+            )
+        );
+        assert_eq!(
+            work(c.exec(1, b"ls \xff")),
+            Work::Refusal(
+                "error: the command is not valid UTF-8 (at byte 3)\n\
+                 hint: write such bytes with escapes, as in: printf '\\377'\n"
+                    .into()
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn a_session_knows_its_connection_and_few_channels_wait_at_once() {
+        let alices = key();
+        let (_dir, gw) = gateway(Config::default(), &alices).await;
+        let mut c = logged_in(&gw, &alices, "w").await;
+        let most = u32::try_from(limits::MAX_PENDING_CHANNELS).expect("small");
+        for channel in 0..most {
+            assert_eq!(open(&mut c, channel).await, OpenAnswer::Accept);
+        }
+        assert_eq!(
+            open(&mut c, most).await,
+            OpenAnswer::Refuse(ChannelOpenFailure::Other {
+                code: 4,
+                reason: format!(
+                    "agentgate: at most {most} session channels may wait for a command on one connection"
+                ),
+            })
+        );
+        // One started makes room again.
+        let (pending, _) = started(c.exec(0, b"env"));
+        assert_eq!(open(&mut c, most).await, OpenAnswer::Accept);
+        assert_eq!(
+            pending.env.into_vars()[..2],
+            [
+                (
+                    "SSH_CONNECTION".to_owned(),
+                    "192.0.2.7 50000 127.0.0.1 2222".to_owned()
+                ),
+                ("SSH_CLIENT".to_owned(), "192.0.2.7 50000 2222".to_owned()),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn env_is_kept_on_the_agent_route_for_accepted_names_within_bounds() {
+        let alices = key();
+        let (_dir, gw) = gateway(Config::default(), &alices).await;
+        let mut c = logged_in(&gw, &alices, "w").await;
+        open(&mut c, 0).await;
+        assert!(c.env(0, "LANG", "C.UTF-8"));
+        assert!(!c.env(0, "PATH", "/tmp"), "not in ssh.accept_env");
+        assert!(!c.env(7, "LANG", "C"), "no such channel");
+        for n in 1..limits::MAX_ENV_VARS {
+            assert!(c.env(0, &format!("LC_{n}"), "x"));
+        }
+        assert!(!c.env(0, "LC_ALL", "x"), "one past the most");
+        let (pending, _) = started(c.exec(0, b"env"));
+        assert!(
+            pending
+                .env
+                .into_vars()
+                .contains(&("LANG".to_owned(), "C.UTF-8".to_owned()))
+        );
+        // Control commands take none.
+        let mut control = logged_in(&gw, &alices, "gw").await;
+        open(&mut control, 0).await;
+        assert!(!control.env(0, "LANG", "C"));
+    }
+
+    #[tokio::test]
+    async fn forwards_open_on_the_agent_route_only_and_refusals_are_recorded() {
+        let alices = key();
+        let (_dir, gw) = gateway(Config::default(), &alices).await;
+        let tcp = |port| ForwardRequest::Tcp {
+            host: "localhost".into(),
+            port,
+        };
+        let mut c = logged_in(&gw, &alices, "w").await;
+        match c.open_forward(tcp(3000)).await.expect("forward") {
+            ForwardAnswer::Open { agent, target, .. } => {
+                assert_eq!(
+                    (agent.as_str(), target.to_string()),
+                    ("w", "localhost:3000".into())
+                );
+            }
+            refused => panic!("{refused:?}"),
+        }
+        match c
+            .open_forward(ForwardRequest::Unix("/run/x.sock".into()))
+            .await
+            .expect("forward")
+        {
+            ForwardAnswer::Open { target, .. } => {
+                assert_eq!(target.to_string(), "unix:/run/x.sock")
+            }
+            refused => panic!("{refused:?}"),
+        }
+        match c.open_forward(tcp(70_000)).await.expect("forward") {
+            ForwardAnswer::Refuse { failure, record } => {
+                assert_eq!(
+                    failure,
+                    ChannelOpenFailure::Other {
+                        code: 2,
+                        reason: "port 70000 is out of range".into()
+                    }
+                );
+                assert!(record.is_none());
+            }
+            opened => panic!("{opened:?}"),
+        }
+        // On the control route: refused, and the trail says why.
+        let mut control = logged_in(&gw, &alices, "gw").await;
+        let reason = "agentgate: port forwarding works on connections to an agent: ssh -L ... NAME@<gateway>";
+        match control.open_forward(tcp(3000)).await.expect("forward") {
+            ForwardAnswer::Refuse {
+                failure,
+                record: Some(record),
+            } => {
+                assert_eq!(
+                    failure,
+                    ChannelOpenFailure::Other {
+                        code: 1,
+                        reason: reason.into()
+                    }
+                );
+                assert_eq!(
+                    (
+                        record.kind,
+                        record.agent.as_deref(),
+                        record.detail.as_str(),
+                        record.status,
+                        record.message.as_str(),
+                        record.caller.operator.name.as_str()
+                    ),
+                    ("forward", None, "localhost:3000", 1, reason, "alice")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn forwarding_switched_off_is_refused_naming_the_agent() {
+        let alices = key();
+        let mut config = Config::default();
+        config.ssh.allow_forwarding = false;
+        let (_dir, gw) = gateway(config, &alices).await;
+        let mut c = logged_in(&gw, &alices, "w").await;
+        let request = ForwardRequest::Tcp {
+            host: "::1".into(),
+            port: 22,
+        };
+        match c.open_forward(request).await.expect("forward") {
+            ForwardAnswer::Refuse {
+                failure,
+                record: Some(record),
+            } => {
+                let reason = "agentgate: port forwarding is switched off on this gateway";
+                assert_eq!(
+                    failure,
+                    ChannelOpenFailure::Other {
+                        code: 1,
+                        reason: reason.into()
+                    }
+                );
+                assert_eq!(
+                    (
+                        record.agent.as_deref(),
+                        record.detail.as_str(),
+                        record.message.as_str()
+                    ),
+                    (Some("w"), "[::1]:22", reason)
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn without_a_login_or_once_its_key_is_removed_nothing_opens() {
+        let alices = key();
+        let (_dir, gw) = gateway(Config::default(), &alices).await;
+        let prohibited = |answer: ForwardAnswer| {
+            matches!(
+                answer,
+                ForwardAnswer::Refuse {
+                    failure: ChannelOpenFailure::AdministrativelyProhibited,
+                    record: None
+                }
+            )
+        };
+        let mut stranger = connection(&gw);
+        assert_eq!(
+            open(&mut stranger, 0).await,
+            OpenAnswer::Refuse(ChannelOpenFailure::AdministrativelyProhibited)
+        );
+        assert!(matches!(stranger.exec(0, b"ls"), Start::Failure));
+
+        let mut c = logged_in(&gw, &alices, "w").await;
+        assert_eq!(open(&mut c, 0).await, OpenAnswer::Accept);
+        let fingerprint = auth::fingerprint(alices.public_key());
+        gw.store
+            .remove_credentials(&fingerprint)
+            .await
+            .expect("remove");
+        assert_eq!(
+            open(&mut c, 1).await,
+            OpenAnswer::Refuse(ChannelOpenFailure::AdministrativelyProhibited)
+        );
+        let request = ForwardRequest::Tcp {
+            host: "localhost".into(),
+            port: 3000,
+        };
+        assert!(prohibited(c.open_forward(request).await.expect("forward")));
+    }
+
+    #[tokio::test]
+    async fn a_connection_whose_consumers_are_behind_gets_a_trickle_of_window() {
+        let alices = key();
+        let (_dir, gw) = gateway(Config::default(), &alices).await;
+        let c = logged_in(&gw, &alices, "w").await;
+        assert_eq!(c.window(), gw.config.ssh.window_size);
+        let (sender, inbound) = Inbound::channel(c.backlog());
+        assert!(
+            sender
+                .send(Bytes::from(vec![0u8; BACKLOG_HIGH_WATER + 1]))
+                .await
+        );
+        assert_eq!(c.window(), THROTTLED_WINDOW);
+        drop(inbound);
+        assert_eq!(c.window(), gw.config.ssh.window_size);
     }
 }
