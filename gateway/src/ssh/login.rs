@@ -1,8 +1,8 @@
 //! A connection's login as the gateway decides it, apart from the SSH protocol: which
 //! operator a key or a tailnet identity names, the route the username picks, the login's place
 //! among the live connections and in the audit trail, and, at every new channel, whether its
-//! credential still lets it in. The russh handler (`handler.rs`) translates protocol events
-//! into these calls and their answers into replies.
+//! credential still lets it in. The connection's session (`session.rs`) asks these; the russh
+//! handler (`handler.rs`) only translates.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
