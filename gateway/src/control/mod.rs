@@ -11,6 +11,7 @@ pub mod clone;
 pub mod create;
 pub mod destroy;
 pub mod diff;
+mod dispatch;
 pub mod doctor;
 pub mod events;
 pub mod host;
@@ -39,7 +40,6 @@ pub mod whoami;
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
-use tracing::Instrument;
 
 use crate::Gateway;
 pub use crate::agents::Caller;
@@ -51,6 +51,7 @@ pub use crate::agents::said::{
 use crate::hosts::Host;
 use crate::store::AgentRecord;
 pub use crate::streams::{CommandIo, Terminal};
+pub use dispatch::dispatch;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -358,45 +359,6 @@ pub async fn refreshed_agent(
     name: &str,
 ) -> Result<(AgentRecord, Host), CommandError> {
     Ok(crate::agents::lifecycle::refreshed(gw, &caller.operator, name).await?)
-}
-
-/// Runs one command line from a client (`exec`, or `shell` as `top` or the help) to its exit
-/// status: parsed, run and recorded, or printed (help, a usage error). A bug inside the
-/// command still gives the client an answer and a status. The SSH layer's one way into the
-/// control commands.
-pub async fn dispatch(gw: &Arc<Gateway>, caller: &Caller, line: &str, io: &mut CommandIo) -> u32 {
-    let span = tracing::info_span!("command", line = %redacted(line));
-    async {
-        let ran = guarded(async {
-            match parse(line) {
-                Parsed::Run(command) => run(gw, caller, line, *command, io).await,
-                Parsed::Print {
-                    text,
-                    status,
-                    to_stderr,
-                } => {
-                    if to_stderr {
-                        io.write_err(&text).await;
-                    } else {
-                        io.write_out(&text).await;
-                    }
-                    status
-                }
-            }
-        })
-        .await;
-        match ran {
-            Ok(status) => status,
-            Err(panic) => {
-                tracing::error!(panic, "a control command failed inside the gateway");
-                io.write_err("error: the gateway failed inside this command (see its log)\n")
-                    .await;
-                exit::FAILED
-            }
-        }
-    }
-    .instrument(span)
-    .await
 }
 
 /// Runs `command` to completion; a panic inside it (a bug) becomes its message, so the caller

@@ -73,7 +73,13 @@ impl OpenChannel {
     }
 }
 
-impl super::session::Resize for OpenChannel {
+/// A channel whose terminal size a `pty-req` sets (`super::session` decides it; its tests hold
+/// a stand-in).
+pub trait Resize {
+    fn set_size(&self, size: TermSize);
+}
+
+impl Resize for OpenChannel {
     /// Sets the terminal's size (a `pty-req`, whose size is already clamped).
     fn set_size(&self, new: TermSize) {
         set_size(&self.size, new);

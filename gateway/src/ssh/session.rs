@@ -14,13 +14,12 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use hostctl::api::TermSize;
 use russh::ChannelOpenFailure;
 use russh::keys::PublicKey;
 use tracing::{debug, info};
 
 use super::agent::Forward;
-use super::channel::{PendingChannel, PtyRequest};
+use super::channel::{PendingChannel, PtyRequest, Resize};
 use super::guard::Ticket;
 use super::limits::{self, EnvRefusal, SessionEnv};
 use super::login::Login;
@@ -39,11 +38,6 @@ use crate::streams::Backlog;
 /// (russh re-advertises window as data arrives, not as it is consumed.)
 pub const BACKLOG_HIGH_WATER: usize = 1024 * 1024;
 pub const THROTTLED_WINDOW: u32 = 512;
-
-/// A channel whose terminal size a `pty-req` sets.
-pub trait Resize {
-    fn set_size(&self, size: TermSize);
-}
 
 /// What an authentication attempt comes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -541,6 +535,7 @@ mod tests {
     use std::sync::Mutex;
 
     use bytes::Bytes;
+    use hostctl::api::TermSize;
     use russh::keys::{Algorithm, PrivateKey};
     use tokio_util::sync::CancellationToken;
 
