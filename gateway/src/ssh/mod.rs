@@ -307,3 +307,40 @@ async fn penalised(gw: &Gateway, source: guard::Source, blocked: std::time::Dura
         tracing::error!(error = %e, "could not record a penalty");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    /// The error and its causes, as `main` prints them (`what: cause: cause`).
+    fn chain(e: &dyn std::error::Error) -> String {
+        let mut text = e.to_string();
+        let mut source = e.source();
+        while let Some(cause) = source {
+            text.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        text
+    }
+
+    #[test]
+    fn a_key_is_made_once_and_one_that_cannot_be_read_is_named_with_its_cause() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let made = dir.path().join("client_key");
+        let key = load_or_create_key(&made, "client key").expect("made");
+        let mode = std::fs::metadata(&made).expect("stat").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert!(made.with_extension("pub").exists());
+        let again = load_or_create_key(&made, "client key").expect("loaded");
+        assert_eq!(again.public_key(), key.public_key());
+
+        let damaged = dir.path().join("host_key");
+        std::fs::write(&damaged, "not a key\n").expect("write");
+        let e = load_or_create_key(&damaged, "host key").expect_err("refused");
+        let said = chain(&e);
+        let what = format!("cannot load the host key {}: ", damaged.display());
+        assert!(said.starts_with(&what) && said.len() > what.len(), "{said}");
+    }
+}
