@@ -32,7 +32,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -46,6 +45,85 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// How long tasks get to end after the grace period, once everything has been cancelled.
 const FINAL_WAIT: Duration = Duration::from_secs(5);
+
+/// Why the gateway could not start. Each says what it was doing; the cause is its source,
+/// which `main` prints after it.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot create the data directory {}", path.display())]
+    DataDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Mode(#[from] ModeError),
+    #[error("cannot check {}", path.display())]
+    CheckStore {
+        path: PathBuf,
+        #[source]
+        source: store::StoreError,
+    },
+    /// sqlite's check found the database damaged: what it found and how to restore it.
+    #[error(
+        "the database {} is damaged; the gateway does not start on it.\n\
+         sqlite's quick_check found:\n  {}\n\
+         To restore it: keep the damaged file for inspection (move {} and any \
+         agentgate.db-wal and agentgate.db-shm beside it out of {}), put the last \
+         backup of agentgate.db in its place, and start the gateway again; the \
+         reconciler then takes up the agents from the hosts (see docs/operations.md, \
+         \"Backups\"). With no backup, moving the file away starts a new, empty \
+         database.",
+        path.display(),
+        found.join("\n  "),
+        path.display(),
+        data_dir.display()
+    )]
+    DamagedStore {
+        path: PathBuf,
+        data_dir: PathBuf,
+        found: Vec<String>,
+    },
+    #[error("cannot open {}", path.display())]
+    OpenStore {
+        path: PathBuf,
+        #[source]
+        source: store::StoreError,
+    },
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Key(#[from] ssh::KeyError),
+    /// A template's status rule does not compile.
+    #[error(transparent)]
+    StatusRules(agents::activity::InvalidRules),
+    #[error("cannot set up the notification channels' HTTP client")]
+    Notifier(#[source] notify::http::PostError),
+    #[error("the listener has no address")]
+    Listener(#[source] std::io::Error),
+}
+
+/// A file's or directory's permissions could not be set.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot set the permissions of {}", path.display())]
+pub struct ModeError {
+    path: PathBuf,
+    #[source]
+    source: std::io::Error,
+}
+
+/// Why a stored host cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum HostRecordError {
+    #[error("host '{0}' is missing its address, user, key or hostctl")]
+    Incomplete(String),
+    #[error("the pinned key of host '{host}' is damaged")]
+    DamagedKey {
+        host: String,
+        #[source]
+        source: russh::keys::ssh_key::Error,
+    },
+}
 
 /// Everything a connection or a command needs, shared.
 pub struct Gateway {
@@ -71,7 +149,7 @@ pub struct Gateway {
     /// One change of an agent's life at a time.
     pub agent_locks: agents::locks::AgentLocks,
     /// The connections logged in now, to end those whose access is taken back.
-    pub live: Arc<ssh::live::LiveConnections>,
+    pub live: Arc<agents::live::LiveConnections>,
     /// Which hosts' snapshots were taken up in this run.
     pub snapshot_scans: agents::reconcile::snapshots::SnapshotScans,
     /// This run's ID, written into the operations it begins (`agents::journal`).
@@ -88,7 +166,7 @@ impl Gateway {
         store: Store,
         client_key: Arc<russh::keys::PrivateKey>,
         stop: CancellationToken,
-    ) -> anyhow::Result<Gateway> {
+    ) -> Result<Gateway, StartError> {
         let tasks = TaskTracker::new();
         let local = LocalHost::new(
             LocalHost::find_hostctl(config.hosts.hostctl.as_deref()),
@@ -103,9 +181,9 @@ impl Gateway {
             config.tailscale.poll_interval,
         ));
         let status_rules =
-            agents::activity::Rules::new(&config.templates).map_err(anyhow::Error::msg)?;
+            agents::activity::Rules::new(&config.templates).map_err(StartError::StatusRules)?;
         let notifier = notify::Notifier::new(store.clone(), config.notify.clone())
-            .context("cannot set up the notification channels' HTTP client")?;
+            .map_err(StartError::Notifier)?;
         Ok(Gateway {
             status_rules,
             inputs: agents::activity::Inputs::default(),
@@ -183,20 +261,24 @@ impl Gateway {
     }
 
     /// Makes a remote host usable from its stored record.
-    pub fn remote_host(&self, record: &store::HostRecord) -> anyhow::Result<hosts::RemoteHost> {
+    pub fn remote_host(
+        &self,
+        record: &store::HostRecord,
+    ) -> Result<hosts::RemoteHost, HostRecordError> {
         let (Some(address), Some(user), Some(key), Some(hostctl)) = (
             &record.address,
             &record.user,
             &record.host_key,
             &record.hostctl_path,
         ) else {
-            anyhow::bail!(
-                "host '{}' is missing its address, user, key or hostctl",
-                record.name
-            );
+            return Err(HostRecordError::Incomplete(record.name.clone()));
         };
-        let host_key = russh::keys::PublicKey::from_openssh(key)
-            .with_context(|| format!("the pinned key of host '{}' is damaged", record.name))?;
+        let host_key = russh::keys::PublicKey::from_openssh(key).map_err(|source| {
+            HostRecordError::DamagedKey {
+                host: record.name.clone(),
+                source,
+            }
+        })?;
         let spec = hosts::remote::RemoteSpec {
             target: hosts::remote::leg::Target {
                 name: record.name.clone(),
@@ -218,7 +300,7 @@ impl Gateway {
     }
 
     /// Registers every remote host in the store.
-    async fn load_remote_hosts(&self) -> anyhow::Result<()> {
+    async fn load_remote_hosts(&self) -> Result<(), StartError> {
         for record in self.store.hosts().await? {
             if record.name == hosts::LOCAL_HOST {
                 continue;
@@ -239,9 +321,11 @@ pub struct DataDir {
 
 impl DataDir {
     /// Creates the directory (mode 0700) if needed.
-    pub fn prepare(path: &Path) -> anyhow::Result<DataDir> {
-        std::fs::create_dir_all(path)
-            .with_context(|| format!("cannot create the data directory {}", path.display()))?;
+    pub fn prepare(path: &Path) -> Result<DataDir, StartError> {
+        std::fs::create_dir_all(path).map_err(|source| StartError::DataDir {
+            path: path.to_owned(),
+            source,
+        })?;
         set_mode(path, 0o700)?;
         Ok(DataDir {
             path: path.to_owned(),
@@ -264,12 +348,16 @@ impl DataDir {
     /// Checks the database with sqlite's `PRAGMA quick_check` for at most `budget`
     /// ([`store::Store::check`]); a damaged one stops the start, naming the file and how to
     /// restore it. One the check could not finish within the budget is used, with a warning.
-    pub async fn check_store(&self, budget: Duration) -> anyhow::Result<()> {
+    pub async fn check_store(&self, budget: Duration) -> Result<(), StartError> {
         let path = self.database();
         let started = std::time::Instant::now();
-        let checked = store::Store::check(&path, budget)
-            .await
-            .with_context(|| format!("cannot check {}", path.display()))?;
+        let checked =
+            store::Store::check(&path, budget)
+                .await
+                .map_err(|source| StartError::CheckStore {
+                    path: path.clone(),
+                    source,
+                })?;
         match checked {
             store::Checked::Sound => info!(
                 database = %path.display(),
@@ -283,38 +371,38 @@ impl DataDir {
                 "the database check did not finish within its time budget; starting without it \
                  (check it offline with: sqlite3 FILE 'PRAGMA integrity_check')"
             ),
-            store::Checked::Damaged(found) => anyhow::bail!(
-                "the database {} is damaged; the gateway does not start on it.\n\
-                 sqlite's quick_check found:\n  {}\n\
-                 To restore it: keep the damaged file for inspection (move {} and any \
-                 agentgate.db-wal and agentgate.db-shm beside it out of {}), put the last \
-                 backup of agentgate.db in its place, and start the gateway again; the \
-                 reconciler then takes up the agents from the hosts (see docs/operations.md, \
-                 \"Backups\"). With no backup, moving the file away starts a new, empty \
-                 database.",
-                path.display(),
-                found.join("\n  "),
-                path.display(),
-                self.path.display()
-            ),
+            store::Checked::Damaged(found) => {
+                return Err(StartError::DamagedStore {
+                    path,
+                    data_dir: self.path.clone(),
+                    found,
+                });
+            }
         }
         Ok(())
     }
 
-    pub async fn open_store(&self) -> anyhow::Result<Store> {
+    pub async fn open_store(&self) -> Result<Store, StartError> {
         let path = self.database();
         let store = Store::open(&path)
             .await
-            .with_context(|| format!("cannot open {}", path.display()))?;
+            .map_err(|source| StartError::OpenStore {
+                path: path.clone(),
+                source,
+            })?;
         set_mode(&path, 0o600)?;
         Ok(store)
     }
 }
 
-pub fn set_mode(path: &Path, mode: u32) -> anyhow::Result<()> {
+pub fn set_mode(path: &Path, mode: u32) -> Result<(), ModeError> {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .with_context(|| format!("cannot set the permissions of {}", path.display()))
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|source| {
+        ModeError {
+            path: path.to_owned(),
+            source,
+        }
+    })
 }
 
 /// Runs the gateway on `listener` until `stop` fires, then drains: no new connections, open
@@ -324,7 +412,7 @@ pub async fn serve(
     data_dir: &Path,
     listener: TcpListener,
     stop: CancellationToken,
-) -> anyhow::Result<()> {
+) -> Result<(), StartError> {
     let data = DataDir::prepare(data_dir)?;
     // The data directory in use, whatever said it: sandboxes on this machine hide it.
     let mut config = config;
@@ -373,11 +461,9 @@ pub async fn serve(
     tasks.spawn(agents::reconcile::hook_watch::run(gw.clone()));
     tasks.spawn(prune_audit_trail(gw.clone()));
     tasks.spawn(write_kept_events(gw.clone()));
-    tasks.spawn(ssh::live::sweep(gw.clone()));
+    tasks.spawn(agents::live::sweep(gw.clone()));
 
-    let address = listener
-        .local_addr()
-        .context("the listener has no address")?;
+    let address = listener.local_addr().map_err(StartError::Listener)?;
     info!(%address, data_dir = %data.path.display(), "agentgate listening on {address}");
     ssh::serve(gw.clone(), listener, ssh_config).await;
 
@@ -472,7 +558,7 @@ async fn prune_audit_trail(gw: Arc<Gateway>) {
 
 /// With no operator yet, registers the running user's own keys (`~/.ssh/authorized_keys` and
 /// `~/.ssh/*.pub`) as an admin, so `ssh -p 2222 localhost list` works at once.
-pub async fn bootstrap_operators(store: &Store) -> anyhow::Result<()> {
+pub async fn bootstrap_operators(store: &Store) -> Result<(), store::StoreError> {
     if store.operator_count().await? > 0 {
         return Ok(());
     }
@@ -522,7 +608,7 @@ pub async fn bootstrap_operators(store: &Store) -> anyhow::Result<()> {
         match store.add_key(&user, Role::Admin, &new).await {
             Ok(_) => added += 1,
             Err(store::StoreError::Conflict(_)) => {}
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         }
     }
     if added > 0 {

@@ -172,7 +172,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 tracing::warn!("second stop signal: stopping now; agents keep running");
                 std::process::exit(1);
             });
-            gateway::serve(config, &data_dir, listener, stop).await
+            Ok(gateway::serve(config, &data_dir, listener, stop).await?)
         }
         Command::Key { command } => key(command).await,
     }

@@ -1,6 +1,6 @@
 //! The one error of the agents core. Each route says it its own way: the control route as an
-//! `error:` line, a hint and an exit status (`control::CommandError`), the agent route the same
-//! on the session's channel, a forward as the reason of a refused channel.
+//! `error:` line, a hint and an exit status (`agents::said::CommandError`), the agent route the
+//! same on the session's channel, a forward as the reason of a refused channel.
 
 use crate::agents::secrets::SecretError;
 use crate::hosts::HostError;

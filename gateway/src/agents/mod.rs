@@ -11,7 +11,13 @@
 //!   snapshots found on hosts, hosts that follow their tailnet peer);
 //! - [`hooks`]: what its CLI's hooks said; [`deliver`]: text and keys that reach its CLI;
 //! - [`secrets`]: the secrets its environment gets at each start;
-//! - [`audit`]: the trail of who did what; [`locks`]: one change of an agent's life at a time.
+//! - [`audit`]: the trail of who did what; [`locks`]: one change of an agent's life at a time;
+//! - [`live`]: the connections logged in now and the agents each reaches, ended when their
+//!   access is taken back (the SSH layer registers them, the commands that take access back
+//!   check them, neither through the other);
+//! - [`attach`]: a client's terminal joined to an agent's tmux session, for both routes;
+//! - [`said`]: how a failure is told to an SSH client (`error:`, a hint, an exit status),
+//!   the same on both routes.
 //!
 //! [`Caller`] is who asks: an operator, the key or login they came with, from where.
 //!
@@ -21,15 +27,18 @@ mod error;
 
 pub mod access;
 pub mod activity;
+pub mod attach;
 pub mod audit;
 pub mod create;
 pub mod deliver;
 pub mod hooks;
 pub mod journal;
 pub mod lifecycle;
+pub mod live;
 pub mod locks;
 pub mod placement;
 pub mod reconcile;
+pub mod said;
 pub mod secrets;
 
 pub use error::{Error, LOCAL_FOR_ADMINS, Result};
@@ -40,6 +49,6 @@ pub struct Caller {
     pub operator: crate::store::Operator,
     pub key_fingerprint: String,
     pub source: String,
-    /// The connection's ID among the live ones (`ssh::live`).
+    /// The connection's ID among the live ones (`agents::live`).
     pub connection: u64,
 }

@@ -11,8 +11,8 @@ pub mod clone;
 pub mod create;
 pub mod destroy;
 pub mod diff;
+mod dispatch;
 pub mod doctor;
-mod error;
 pub mod events;
 pub mod host;
 pub mod info;
@@ -45,19 +45,13 @@ use crate::Gateway;
 pub use crate::agents::Caller;
 use crate::agents::access;
 pub use crate::agents::audit::{end_record, record, start_record};
+pub use crate::agents::said::{
+    CommandError, CommandResult, SEEN_AGAIN, exit, not_recorded, recorded,
+};
 use crate::hosts::Host;
 use crate::store::AgentRecord;
 pub use crate::streams::{CommandIo, Terminal};
-pub use error::{CommandError, CommandResult, SEEN_AGAIN, not_recorded, recorded};
-
-/// Exit statuses of control commands.
-pub mod exit {
-    pub const OK: u32 = 0;
-    pub const FAILED: u32 = 1;
-    pub const USAGE: u32 = 2;
-    /// `wait --timeout` ran out (as `timeout(1)`).
-    pub const TIMEOUT: u32 = 124;
-}
+pub use dispatch::dispatch;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -472,7 +466,7 @@ pub async fn run(
     if may_take_back && status == exit::OK {
         // The caller's own connection finishes its command; the next sweep or channel ends
         // it if it lost its access.
-        crate::ssh::live::revalidate(gw, Some(caller.connection)).await;
+        crate::agents::live::revalidate(gw, Some(caller.connection)).await;
     }
     status
 }

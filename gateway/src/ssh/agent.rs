@@ -20,8 +20,8 @@ use tracing::info;
 
 use super::channel::{OpenChannel, PendingChannel, command_io, finish, finish_process, splice};
 use crate::Gateway;
+use crate::agents::said::CommandError;
 use crate::agents::{Caller, audit, lifecycle};
-use crate::control::{self, CommandError};
 use crate::hosts::{AgentSession, ProcessExit};
 
 /// Where a forwarded channel goes.
@@ -67,7 +67,7 @@ pub async fn run_session(
     let started = audit::start_record(&gw, &caller, kind, Some(agent.clone()), &detail).await;
     let result: Result<Option<ProcessExit>, CommandError> = async {
         if session == AgentSession::Attach {
-            let status = control::attach::run(&gw, &caller, &agent, &mut io).await?;
+            let status = crate::agents::attach::run(&gw, &caller, &agent, &mut io).await?;
             return Ok(Some(ProcessExit::Code(i32::try_from(status).unwrap_or(1))));
         }
         let (record, host) = lifecycle::usable(&gw, &caller.operator, &agent).await?;

@@ -25,9 +25,9 @@ use crate::streams::{CommandIo, Terminal};
 
 /// A session channel between `channel-open` and the request that starts it. It is read from
 /// the start (see [`OpenChannel`]), so no number of requests before that can stall the
-/// connection.
-pub struct PendingChannel {
-    pub channel: OpenChannel,
+/// connection. (`C` is the open channel; the session's tests hold a stand-in.)
+pub struct PendingChannel<C = OpenChannel> {
+    pub channel: C,
     pub pty: Option<PtyRequest>,
     /// The environment: the gateway's variables and the accepted `env` requests, bounded.
     pub env: SessionEnv,
@@ -71,9 +71,17 @@ impl OpenChannel {
             size,
         }
     }
+}
 
+/// A channel whose terminal size a `pty-req` sets (`super::session` decides it; its tests hold
+/// a stand-in).
+pub trait Resize {
+    fn set_size(&self, size: TermSize);
+}
+
+impl Resize for OpenChannel {
     /// Sets the terminal's size (a `pty-req`, whose size is already clamped).
-    pub fn set_size(&self, new: TermSize) {
+    fn set_size(&self, new: TermSize) {
         set_size(&self.size, new);
     }
 }

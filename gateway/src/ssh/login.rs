@@ -1,8 +1,8 @@
 //! A connection's login as the gateway decides it, apart from the SSH protocol: which
 //! operator a key or a tailnet identity names, the route the username picks, the login's place
 //! among the live connections and in the audit trail, and, at every new channel, whether its
-//! credential still lets it in. The russh handler (`handler.rs`) translates protocol events
-//! into these calls and their answers into replies.
+//! credential still lets it in. The connection's session (`session.rs`) asks these; the russh
+//! handler (`handler.rs`) only translates.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,10 +12,11 @@ use tracing::{debug, info};
 
 use super::guard::Ticket;
 use crate::Gateway;
+use crate::agents::live::Revocation;
+use crate::agents::said::exit;
 use crate::agents::{Caller, access, audit};
 use crate::auth::{self, KeyDecision, Route};
-use crate::control::exit;
-use crate::ssh::live::Revocation;
+use crate::store::StoreError;
 
 /// One connection's login.
 pub struct Login {
@@ -27,7 +28,7 @@ pub struct Login {
     pub route: Route,
     /// The connection's place in the pre-login limits.
     pub ticket: Arc<Ticket>,
-    /// Ends the connection when its access is taken back (`ssh::live`).
+    /// Ends the connection when its access is taken back (`agents::live`).
     revocation: Arc<Revocation>,
     /// Its ID among the live connections, once logged in.
     live_id: Option<u64>,
@@ -65,10 +66,7 @@ impl Login {
             .unwrap_or_else(|| "unknown".into())
     }
 
-    pub async fn key_decision(
-        &self,
-        key: &PublicKey,
-    ) -> Result<(KeyDecision, String), anyhow::Error> {
+    pub async fn key_decision(&self, key: &PublicKey) -> Result<(KeyDecision, String), StoreError> {
         let fingerprint = auth::fingerprint(key);
         let owner = self.gw.store.operator_by_fingerprint(&fingerprint).await?;
         Ok((auth::decide_key(owner), fingerprint))
@@ -82,7 +80,7 @@ impl Login {
         user: &str,
         operator: crate::store::Operator,
         credential: String,
-    ) -> Result<bool, anyhow::Error> {
+    ) -> Result<bool, StoreError> {
         // Registered first, then checked again: a removal that commits before the check is
         // seen here, one after it is seen by the revalidation the removal runs, which finds
         // this connection registered.
@@ -128,7 +126,7 @@ impl Login {
     pub async fn tailnet_operator(
         &self,
         user: &str,
-    ) -> Result<Option<(crate::store::Operator, String)>, anyhow::Error> {
+    ) -> Result<Option<(crate::store::Operator, String)>, StoreError> {
         let Some(peer) = self.peer else {
             return Ok(None);
         };
@@ -171,7 +169,7 @@ impl Login {
     /// Whether this connection's credential still lets its operator in, checked at every new
     /// channel: a key removed (or an operator's role changed) while the connection is open
     /// takes effect at once. The caller is refreshed with the operator as stored now.
-    pub async fn still_admitted(&mut self) -> Result<bool, anyhow::Error> {
+    pub async fn still_admitted(&mut self) -> Result<bool, StoreError> {
         let Some(caller) = &self.caller else {
             return Ok(false);
         };

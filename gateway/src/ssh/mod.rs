@@ -10,16 +10,15 @@ pub mod guard;
 pub mod handler;
 pub mod killable;
 pub mod limits;
-pub mod live;
 pub mod login;
 mod quickack;
+pub mod session;
 
 use std::borrow::Cow;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use anyhow::Context;
 use russh::keys::ssh_key::LineEnding;
 use russh::keys::{Algorithm, PrivateKey};
 use russh::{MethodKind, MethodSet, Preferred};
@@ -30,21 +29,69 @@ use tracing::{Instrument, debug, info, warn};
 use crate::Gateway;
 use crate::config::SshConfig;
 
+/// Why the gateway's host or client key could not be loaded or made. Each says what it was
+/// doing; the cause is its source (printed after it by `main`).
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("cannot load the {what} {}", path.display())]
+    Load {
+        what: String,
+        path: PathBuf,
+        #[source]
+        source: Box<russh::keys::Error>,
+    },
+    #[error("cannot generate a {what}")]
+    Generate {
+        what: String,
+        #[source]
+        source: Box<russh::keys::ssh_key::Error>,
+    },
+    #[error("cannot write the {what} {}", path.display())]
+    Write {
+        what: String,
+        path: PathBuf,
+        #[source]
+        source: Box<russh::keys::ssh_key::Error>,
+    },
+    /// The public half, beside the private key at `path`.
+    #[error("cannot write {}.pub", path.display())]
+    WritePublic {
+        path: PathBuf,
+        #[source]
+        source: Box<russh::keys::ssh_key::Error>,
+    },
+    #[error(transparent)]
+    Mode(#[from] crate::ModeError),
+}
+
 /// Loads a private key, or creates an Ed25519 one (mode 0600, public half beside it).
-pub fn load_or_create_key(path: &Path, what: &str) -> anyhow::Result<PrivateKey> {
+pub fn load_or_create_key(path: &Path, what: &str) -> Result<PrivateKey, KeyError> {
     if path.exists() {
-        return russh::keys::load_secret_key(path, None)
-            .with_context(|| format!("cannot load the {what} {}", path.display()));
+        return russh::keys::load_secret_key(path, None).map_err(|source| KeyError::Load {
+            what: what.to_owned(),
+            path: path.to_owned(),
+            source: Box::new(source),
+        });
     }
     let mut key = PrivateKey::random(&mut russh::keys::key::safe_rng(), Algorithm::Ed25519)
-        .with_context(|| format!("cannot generate a {what}"))?;
+        .map_err(|source| KeyError::Generate {
+            what: what.to_owned(),
+            source: Box::new(source),
+        })?;
     key.set_comment(format!("agentgate {what}"));
     key.write_openssh_file(path, LineEnding::LF)
-        .with_context(|| format!("cannot write the {what} {}", path.display()))?;
+        .map_err(|source| KeyError::Write {
+            what: what.to_owned(),
+            path: path.to_owned(),
+            source: Box::new(source),
+        })?;
     crate::set_mode(path, 0o600)?;
     key.public_key()
         .write_openssh_file(path.with_extension("pub"))
-        .with_context(|| format!("cannot write {}.pub", path.display()))?;
+        .map_err(|source| KeyError::WritePublic {
+            path: path.to_owned(),
+            source: Box::new(source),
+        })?;
     info!(path = %path.display(), "created a new Ed25519 {what}");
     Ok(key)
 }
@@ -142,7 +189,7 @@ pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, config: Arc<russh::s
             debug!(error = %e, "cannot set TCP_NODELAY");
         }
         let span = tracing::info_span!("conn", conn_id, %peer);
-        let revocation = Arc::new(live::Revocation::default());
+        let revocation = Arc::new(crate::agents::live::Revocation::default());
         let handler = handler::ConnectionHandler::new(
             gw.clone(),
             Some(peer),
@@ -180,7 +227,7 @@ async fn run_connection(
     handler: handler::ConnectionHandler,
     ticket: &guard::Ticket,
     shutdown: &tokio_util::sync::CancellationToken,
-    revocation: &live::Revocation,
+    revocation: &crate::agents::live::Revocation,
 ) -> Option<guard::Closed> {
     let kill = tokio_util::sync::CancellationToken::new();
     let stream = killable::Killable::new(quickack::QuickAck::new(stream), kill.clone());
@@ -258,5 +305,42 @@ async fn penalised(gw: &Gateway, source: guard::Source, blocked: std::time::Dura
     };
     if let Err(e) = gw.store.record_event(&event).await {
         tracing::error!(error = %e, "could not record a penalty");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    /// The error and its causes, as `main` prints them (`what: cause: cause`).
+    fn chain(e: &dyn std::error::Error) -> String {
+        let mut text = e.to_string();
+        let mut source = e.source();
+        while let Some(cause) = source {
+            text.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        text
+    }
+
+    #[test]
+    fn a_key_is_made_once_and_one_that_cannot_be_read_is_named_with_its_cause() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let made = dir.path().join("client_key");
+        let key = load_or_create_key(&made, "client key").expect("made");
+        let mode = std::fs::metadata(&made).expect("stat").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert!(made.with_extension("pub").exists());
+        let again = load_or_create_key(&made, "client key").expect("loaded");
+        assert_eq!(again.public_key(), key.public_key());
+
+        let damaged = dir.path().join("host_key");
+        std::fs::write(&damaged, "not a key\n").expect("write");
+        let e = load_or_create_key(&damaged, "host key").expect_err("refused");
+        let said = chain(&e);
+        let what = format!("cannot load the host key {}: ", damaged.display());
+        assert!(said.starts_with(&what) && said.len() > what.len(), "{said}");
     }
 }

@@ -22,7 +22,7 @@ mod rules;
 
 pub use input::{Attached, Inputs, typed};
 use rules::AT_PROMPT;
-pub use rules::{BUILTIN_NAMES, RuleSet, Rules, ScreenWait};
+pub use rules::{BUILTIN_NAMES, InvalidRules, RuleSet, Rules, ScreenWait};
 
 use hostctl::api::Screen;
 use time::OffsetDateTime;

@@ -44,7 +44,7 @@ const ESC_WAIT: Duration = Duration::from_millis(100);
 const ENTER: &[u8] = b"\x1b[?1049h\x1b[?2004h\x1b[?25l\x1b[H\x1b[2J";
 /// Back to the terminal as it was. Every way out of the view sends it (quitting, attaching,
 /// the gateway stopping).
-const LEAVE: &[u8] = super::attach::TERMINAL_RESET.as_bytes();
+const LEAVE: &[u8] = crate::agents::attach::TERMINAL_RESET.as_bytes();
 
 pub async fn run(gw: &Arc<Gateway>, caller: &Caller, io: &mut CommandIo) -> CommandResult {
     let Some(terminal) = io.terminal.as_ref() else {
@@ -252,7 +252,7 @@ async fn attach(
     io: &mut CommandIo,
 ) -> (String, bool) {
     let line = shlex::try_join(["attach", name]).unwrap_or_else(|_| format!("attach {name}"));
-    let result = super::attach::run(gw, caller, name, io).await;
+    let result = crate::agents::attach::run(gw, caller, name, io).await;
     let (status, message, shown) = match result {
         Ok(exit::OK) => (
             exit::OK,

@@ -1,9 +1,19 @@
-//! Why a command failed, as the client sees it (`CommandError`: `error: MESSAGE`, an optional
-//! `hint: ...`, and the exit status), and how the core's errors, the store's and the hosts'
-//! are said that way, for both routes. Also how an action that took effect but could not be
-//! recorded is told (`recorded`).
+//! What an SSH client is told when something fails, on either route: `CommandError` (`error:
+//! MESSAGE`, an optional `hint: ...`, and the exit status) and how the core's errors, the
+//! store's and the hosts' are said that way; the exit statuses ([`exit`]); and how an action
+//! that took effect but could not be recorded is told (`recorded`). Below both routes, so the
+//! agent route words its refusals as the control commands do without calling into them.
 
-use super::{CommandIo, exit};
+use crate::streams::CommandIo;
+
+/// Exit statuses of control commands and of refused sessions on the agent route.
+pub mod exit {
+    pub const OK: u32 = 0;
+    pub const FAILED: u32 = 1;
+    pub const USAGE: u32 = 2;
+    /// `wait --timeout` ran out (as `timeout(1)`).
+    pub const TIMEOUT: u32 = 124;
+}
 use crate::hosts::HostError;
 use crate::store::StoreError;
 
