@@ -315,7 +315,7 @@ async fn command(
         signals,
     };
     // Boxed: `top` is itself run by `control::run`.
-    let status = Box::pin(super::run(gw, caller, &line, *parsed, &mut io)).await;
+    let status = Box::pin(super::dispatch::run(gw, caller, &line, *parsed, &mut io)).await;
     drop(io);
     let text = output.text();
     let lines: Vec<&str> = text
