@@ -17,7 +17,9 @@ use e2e::{Options, TestGateway, shell_quote, stderr, stdout, wait_for};
 fn gateway() -> TestGateway {
     TestGateway::start_with(Options {
         sandbox_default: "",
-        extra_config: "[templates.open]\ncommand = \"sleep 600\"\nsandbox = \"none\"\n".into(),
+        extra_config: "[templates.open]\ncommand = \"sleep 600\"\nsandbox = \"none\"\n\
+                       [templates.boxed]\ncommand = \"sleep 600\"\nsandbox = \"bwrap\"\n"
+            .into(),
         ..Options::default()
     })
 }
@@ -302,9 +304,10 @@ fn a_sandboxed_agent_reaches_neither_other_agents_nor_the_host_users_keys_nor_th
     assert_all_failed(&gw, &target, &victim_ws, &outcomes);
     let list = gw.ok(&["list"]);
     assert!(list.contains("SANDBOX"), "{list}");
-    // Without a flag: the template's choice, else the host's default; the flag wins.
+    // Without a flag: the template's choice, else no sandbox (until sessions share the
+    // agent's sandbox); the flag wins.
     gw.ok(&["create", "defaulted", "--", "sleep", "600"]);
-    gw.ok(&["create", "templated", "--template", "open"]);
+    gw.ok(&["create", "templated", "--template", "boxed"]);
     gw.ok(&[
         "create",
         "flagged",
@@ -319,8 +322,8 @@ fn a_sandboxed_agent_reaches_neither_other_agents_nor_the_host_users_keys_nor_th
             .unwrap_or_default()
             .to_owned()
     };
-    assert_eq!(sandbox_of("defaulted"), "bwrap");
-    assert_eq!(sandbox_of("templated"), "none");
+    assert_eq!(sandbox_of("defaulted"), "none");
+    assert_eq!(sandbox_of("templated"), "bwrap");
     assert_eq!(sandbox_of("flagged"), "bwrap");
 }
 
