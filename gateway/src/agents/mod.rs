@@ -9,6 +9,9 @@
 //! - [`activity`]: whether a running agent works, waits (and on what) or idles;
 //! - [`hooks`]: what its CLI's hooks said; [`deliver`]: text and keys that reach its CLI;
 //! - [`secrets`]: the secrets its environment gets at each start;
+//! - [`transfer`]: an agent's workspace carried elsewhere: cloned, migrated, snapshotted,
+//!   restored from a snapshot;
+//! - [`shares`]: whom else an agent is shared with; [`tags`]: the labels it is selected by;
 //! - [`audit`]: the trail of who did what; [`locks`]: one change of an agent's life at a time.
 //!
 //! [`Caller`] is who asks: an operator, the key or login they came with, from where.
@@ -28,8 +31,11 @@ pub mod lifecycle;
 pub mod locks;
 pub mod placement;
 pub mod secrets;
+pub mod shares;
+pub mod tags;
+pub mod transfer;
 
-pub use error::{Error, LOCAL_FOR_ADMINS, Result};
+pub use error::{Error, LOCAL_FOR_ADMINS, Purpose, Result};
 
 /// Who runs a command, and from where.
 #[derive(Clone, Debug)]

@@ -72,7 +72,9 @@ impl std::fmt::Display for CommandError {
 
 impl From<crate::agents::Error> for CommandError {
     fn from(e: crate::agents::Error) -> Self {
-        use crate::agents::Error;
+        use crate::agents::{Error, Purpose};
+        // The core's own words; what follows adds the exit status and the hint.
+        let said = e.to_string();
         match e {
             Error::NoSuchAgent(name) => CommandError::no_agent(&name),
             Error::LocalForAdminsOnly(ref name) => CommandError::failed(e.to_string())
@@ -109,10 +111,104 @@ impl From<crate::agents::Error> for CommandError {
             Error::StateUnknown { .. } => CommandError::failed(e.to_string()).hint(
                 "pass --force to forget it anyway; its files on the host are then left alone",
             ),
+            Error::NotOwner { .. } | Error::NoSuchTag { .. } | Error::AlreadyOwner { .. } => {
+                CommandError::failed(e.to_string())
+            }
+            Error::BadEnvKey(message) => CommandError::usage(message),
+            Error::NoSuchOperator(_) => CommandError::failed(e.to_string())
+                .hint("see the operators with: ssh gw operator list"),
+            Error::ShareOnLocal { ref agent, .. } => CommandError::failed(e.to_string())
+                .hint(format!("move it first: ssh gw migrate {agent} HOST")),
+            Error::NotShared { ref agent, .. } => CommandError::failed(e.to_string())
+                .hint(format!("see whom it is shared with: ssh gw info {agent}")),
+            Error::BadTag { .. } => CommandError::usage(e.to_string()).hint(
+                "keys are letters, digits, '.', '_', '-' and '/'; values have no control characters",
+            ),
+            Error::HostNotAnswering {
+                ref host, purpose, ..
+            } => {
+                let hint = match purpose {
+                    Purpose::Migrate => {
+                        "its workspace is on that host: migrate it once the host is back".to_owned()
+                    }
+                    Purpose::Snapshot => format!("see what fails with: ssh gw host check {host}"),
+                };
+                CommandError::failed(e.to_string()).hint(hint)
+            }
+            Error::AlreadyOnHost { .. } | Error::BadLabel(_) => CommandError::usage(e.to_string()),
+            Error::WorkspaceNotItsOwn {
+                ref name, ref to, ..
+            } => CommandError::failed(e.to_string()).hint(format!(
+                "copy it instead (ssh gw clone {name} NEW --host {to}), then destroy the original"
+            )),
+            Error::TargetNotAnswering { name, to, cause } => CommandError::from(cause).hint(
+                format!("agent '{name}' was not touched; check the host with: ssh gw host check {to}"),
+            ),
+            Error::UnlistedOnTarget { ref host, .. } => CommandError::failed(e.to_string()).hint(
+                format!("see it with: ssh gw host info {host}; adopt or remove it there first"),
+            ),
+            Error::CopyFailed { .. }
+            | Error::StartOnTargetFailed { .. }
+            | Error::WrongSnapshot { .. }
+            | Error::Clock(_)
+            | Error::NotSnapshotOwner { .. }
+            | Error::SnapshotOnLocal(_) => CommandError::failed(e.to_string()),
+            Error::StartedDuringMove {
+                ref name, ref to, ..
+            } => CommandError::failed(e.to_string())
+                .hint(format!("stop it, then try again: ssh gw migrate {name} {to}")),
+            Error::SnapshotFailed {
+                name,
+                host,
+                running,
+                cause,
+            } => {
+                let hint = if running {
+                    format!(
+                        "if its files changed while they were read, stop it first: ssh gw stop {name}"
+                    )
+                } else {
+                    format!("see what fails with: ssh gw host check {host}")
+                };
+                with_cause(said, cause).hint(hint)
+            }
+            Error::TooManySnapshots(_) => {
+                CommandError::failed(e.to_string()).hint("try again in a minute")
+            }
+            Error::SnapshotConflict(message) => {
+                CommandError::failed(message).hint("try again in a moment")
+            }
+            Error::NoSuchSnapshot(_) => CommandError::failed(e.to_string())
+                .hint("see the snapshots with: ssh gw snapshot list"),
+            Error::SnapshotRemoveFailed { cause, .. } => with_cause(said, cause),
+            Error::SnapshotHostGone { ref id, ref host } => CommandError::failed(e.to_string())
+                .hint(format!(
+                    "add the host again (ssh gw host add {host} ADDRESS) to reach it, or remove the snapshot: ssh gw snapshot remove {id}"
+                )),
+            Error::RestoreFailed { id, host, cause } => {
+                // The receiving host found the bytes were not the ones recorded.
+                let damaged = cause.to_string().contains("damaged");
+                let told = with_cause(said, cause);
+                if damaged {
+                    told.hint(format!(
+                        "the archive on host '{host}' is not what was saved; remove it with: ssh gw snapshot remove {id}"
+                    ))
+                } else {
+                    told
+                }
+            }
             Error::Secret(e) => e.into(),
             Error::Host(e) => e.into(),
             Error::Store(e) => e.into(),
         }
+    }
+}
+
+/// `message` with the exit status and hint the host's error `cause` gets on its own.
+fn with_cause(message: String, cause: HostError) -> CommandError {
+    CommandError {
+        message,
+        ..CommandError::from(cause)
     }
 }
 
