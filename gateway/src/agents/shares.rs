@@ -30,7 +30,11 @@ pub fn require_owner(operator: &Operator, agent: &AgentRecord, what: &'static st
 /// Shares the agent with the operator, for `operator` (its owner or an admin). Returns the
 /// agent's record. An operator who may not have agents on the agent's host (`local`) cannot
 /// be given one there; its owner already has it.
-pub async fn share(gw: &Gateway, operator: &Operator, request: &ShareRequest) -> Result<AgentRecord> {
+pub async fn share(
+    gw: &Gateway,
+    operator: &Operator,
+    request: &ShareRequest,
+) -> Result<AgentRecord> {
     let (agent, _host) = usable(gw, operator, &request.agent).await?;
     require_owner(operator, &agent, "share it")?;
     let Some(with) = gw.store.operator_named(&request.with).await? else {

@@ -110,9 +110,11 @@ mod tests {
         assert!(check("k", &"v".repeat(MAX_TAG_LEN + 1)).is_err());
         assert_eq!(
             check("a b", "x").map_err(|e| e.to_string()),
-            Err("invalid tag 'a b=x': the key has a character other than letters, digits, \
+            Err(
+                "invalid tag 'a b=x': the key has a character other than letters, digits, \
                  '.', '_', '-', '/'"
-                .to_owned())
+                    .to_owned()
+            )
         );
     }
 
@@ -121,10 +123,16 @@ mod tests {
         let tags: BTreeMap<String, String> = [("team".to_owned(), "infra".to_owned())].into();
         let edit = |set: &[(&str, &str)], remove: &[&str]| TagEdit {
             agent: "w".into(),
-            set: set.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect(),
+            set: set
+                .iter()
+                .map(|(k, v)| ((*k).into(), (*v).into()))
+                .collect(),
             remove: remove.iter().map(|k| (*k).into()).collect(),
         };
-        let both = edited(tags.clone(), &edit(&[("team", "web"), ("a", "1")], &["team"]));
+        let both = edited(
+            tags.clone(),
+            &edit(&[("team", "web"), ("a", "1")], &["team"]),
+        );
         assert_eq!(
             both.map(|t| t.into_iter().collect::<Vec<_>>()).ok(),
             Some(vec![

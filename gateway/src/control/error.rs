@@ -309,3 +309,110 @@ impl From<HostError> for CommandError {
 }
 
 pub type CommandResult = Result<u32, CommandError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agents::transfer::snapshot::LabelError;
+    use crate::agents::{Error, Purpose};
+
+    fn said(e: Error) -> (u32, String) {
+        let e = CommandError::from(e);
+        (e.status, e.render())
+    }
+
+    fn unreachable() -> HostError {
+        HostError::Unreachable {
+            host: "h2".into(),
+            reason: "connection refused".into(),
+        }
+    }
+
+    #[test]
+    fn a_bad_label_is_a_usage_error() {
+        assert_eq!(
+            said(Error::BadLabel(LabelError::NotOneLine)),
+            (
+                exit::USAGE,
+                "error: a label is one line of text: no newlines, tabs or escapes\n".into()
+            )
+        );
+    }
+
+    #[test]
+    fn an_agent_whose_host_does_not_answer_is_told_what_to_do_for_each_purpose() {
+        let unanswered = |purpose| Error::HostNotAnswering {
+            name: "w".into(),
+            host: "h1".into(),
+            purpose,
+        };
+        let first = "error: agent 'w' cannot be reached: its host 'h1' does not answer\nhint: ";
+        assert_eq!(
+            said(unanswered(Purpose::Migrate)).1,
+            format!("{first}its workspace is on that host: migrate it once the host is back\n")
+        );
+        assert_eq!(
+            said(unanswered(Purpose::Snapshot)).1,
+            format!("{first}see what fails with: ssh gw host check h1\n")
+        );
+    }
+
+    #[test]
+    fn a_failed_transfer_keeps_the_hosts_exit_status_and_says_what_to_do() {
+        let refused = HostError::Rejected {
+            code: hostctl::api::ErrorCode::InvalidInput,
+            message: "no such file".into(),
+        };
+        let failed = Error::SnapshotFailed {
+            name: "w".into(),
+            host: "h1".into(),
+            running: true,
+            cause: refused,
+        };
+        assert_eq!(
+            said(failed),
+            (
+                exit::USAGE,
+                "error: snapshot of agent 'w' failed: no such file\nhint: if its files changed \
+                 while they were read, stop it first: ssh gw stop w\n"
+                    .into()
+            )
+        );
+        // A restore whose bytes were not the ones saved says where the bad archive is; one
+        // whose host cannot be reached keeps the host's own hint.
+        let damaged = HostError::Rejected {
+            code: hostctl::api::ErrorCode::Failed,
+            message: "the archive is damaged".into(),
+        };
+        let restore = |cause| Error::RestoreFailed {
+            id: "w-20261123-1215".into(),
+            host: "h1".into(),
+            cause,
+        };
+        assert_eq!(
+            said(restore(damaged)).1,
+            "error: restoring snapshot 'w-20261123-1215' failed: the archive is damaged\nhint: \
+             the archive on host 'h1' is not what was saved; remove it with: ssh gw snapshot \
+             remove w-20261123-1215\n"
+        );
+        assert_eq!(
+            said(restore(unreachable())).1,
+            "error: restoring snapshot 'w-20261123-1215' failed: host 'h2' cannot be reached: \
+             connection refused\nhint: see what fails with: ssh gw host check h2\n"
+        );
+        let target = Error::TargetNotAnswering {
+            name: "w".into(),
+            to: "h2".into(),
+            cause: unreachable(),
+        };
+        assert_eq!(
+            said(target),
+            (
+                exit::FAILED,
+                "error: host 'h2' cannot be reached: connection refused\nhint: agent 'w' was \
+                 not touched; check the host with: ssh gw host check h2\n"
+                    .into()
+            )
+        );
+    }
+}

@@ -1,18 +1,15 @@
 //! Acting on many agents at once: `stop`/`start`/`destroy --tag K=V`, `send --tag`/`--all`,
 //! and `tag`/`untag`, which edit the labels the others select by.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use clap::Args;
 
 use super::output::parse_pair;
-use super::{Caller, CommandError, CommandIo, CommandResult, exit, require_owner};
+use super::{Caller, CommandError, CommandIo, CommandResult, exit};
 use crate::Gateway;
+use crate::agents::tags::{self, TagEdit};
 use crate::store::AgentRecord;
-
-/// The longest tag key and value.
-const MAX_TAG_LEN: usize = 128;
 
 /// One agent by name, or every agent with some tags.
 #[derive(Debug, Args)]
@@ -288,34 +285,7 @@ pub struct UntagArgs {
     pub keys: Vec<String>,
 }
 
-/// Checks a tag's key and value: what `--tag K=V` can select again.
-pub fn check_tag(key: &str, value: &str) -> Result<(), CommandError> {
-    let bad = |what: &str| {
-        CommandError::usage(format!("invalid tag '{key}={value}': {what}")).hint(
-            "keys are letters, digits, '.', '_', '-' and '/'; values have no control characters",
-        )
-    };
-    if key.is_empty() || key.len() > MAX_TAG_LEN || value.len() > MAX_TAG_LEN {
-        return Err(bad(&format!(
-            "keys are 1 to {MAX_TAG_LEN} characters, values at most {MAX_TAG_LEN}"
-        )));
-    }
-    if !key
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/'))
-    {
-        return Err(bad(
-            "the key has a character other than letters, digits, '.', '_', '-', '/'",
-        ));
-    }
-    if value.chars().any(char::is_control) {
-        return Err(bad("the value has a control character"));
-    }
-    Ok(())
-}
-
-/// `tag NAME K=V...` (`remove` empty) and `untag NAME KEY...`: the new tags go to the agent's
-/// host first (its files describe it), then to the gateway's records.
+/// `tag NAME K=V...` (`remove` empty) and `untag NAME KEY...` (`agents::tags::edit`).
 pub async fn edit_tags(
     gw: &Arc<Gateway>,
     caller: &Caller,
@@ -324,53 +294,31 @@ pub async fn edit_tags(
     remove: &[String],
     io: &mut CommandIo,
 ) -> CommandResult {
-    for (k, v) in set {
-        check_tag(k, v)?;
-    }
-    let (agent, host) = super::agent_and_host(gw, caller, name).await?;
-    require_owner(caller, &agent, "change its tags")?;
-    let mut tags: BTreeMap<String, String> = agent.tags.clone();
-    for key in remove {
-        if tags.remove(key).is_none() {
-            return Err(CommandError::failed(format!(
-                "agent '{name}' has no tag '{key}'"
-            )));
-        }
-    }
-    tags.extend(set.iter().cloned());
-    host.set_tags(name, &tags).await?;
-    let saved = gw.store.set_tags(name, &tags).await;
-    let done = || {
+    let edit = TagEdit {
+        agent: name.to_owned(),
+        set: set.to_vec(),
+        remove: remove.to_vec(),
+    };
+    let done = tags::edit(gw, &caller.operator, &edit).await?;
+    let tagged = &done.value;
+    let what = || {
         format!(
             "the tags of agent '{name}' were changed on host {}",
-            agent.host
+            tagged.host
         )
     };
     let later = "the gateway shows and selects by the old tags until the command is run again";
-    super::recorded(io, saved, done, later).await;
-    let text = if tags.is_empty() {
+    super::recorded(io, done.recorded, what, later).await;
+    let text = if tagged.tags.is_empty() {
         "no tags".to_owned()
     } else {
-        tags.iter()
+        tagged
+            .tags
+            .iter()
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join(" ")
     };
     io.write_out(&format!("agent '{name}': {text}\n")).await;
     Ok(exit::OK)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tags_are_checked() {
-        assert!(check_tag("team", "infra").is_ok());
-        assert!(check_tag("k8s.io/app", "a b").is_ok());
-        for (k, v) in [("", "x"), ("a b", "x"), ("k", "a\nb"), ("k;rm", "x")] {
-            assert!(check_tag(k, v).is_err(), "{k:?}={v:?}");
-        }
-        assert!(check_tag("k", &"v".repeat(MAX_TAG_LEN + 1)).is_err());
-    }
 }

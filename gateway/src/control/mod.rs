@@ -325,16 +325,17 @@ pub fn require_admin(caller: &Caller, what: &str) -> Result<(), CommandError> {
 }
 
 /// Refuses what only an agent's owner (its creator) or an admin may do, such as destroying
-/// it: an operator it is shared with may use it, not dispose of it.
-pub fn require_owner(caller: &Caller, agent: &AgentRecord, what: &str) -> Result<(), CommandError> {
-    if access::may_dispose(&caller.operator, agent.created_by.as_deref()) {
-        return Ok(());
-    }
-    Err(CommandError::failed(format!(
-        "only the owner of agent '{}' ({}) or an admin can {what}",
-        agent.name,
-        agent.created_by.as_deref().unwrap_or("none")
-    )))
+/// it (`agents::shares::require_owner`).
+pub fn require_owner(
+    caller: &Caller,
+    agent: &AgentRecord,
+    what: &'static str,
+) -> Result<(), CommandError> {
+    Ok(crate::agents::shares::require_owner(
+        &caller.operator,
+        agent,
+        what,
+    )?)
 }
 
 /// Looks up an agent the caller may use and its host (`agents::lifecycle::usable`). An agent
@@ -350,11 +351,6 @@ pub async fn agent_and_host(
 /// Whether `operator` may have agents on `host` (`agents::access::may_use_host`).
 pub fn may_use_host(gw: &Gateway, operator: &crate::store::Operator, host: &str) -> bool {
     access::may_use_host(operator, host, gw.policy())
-}
-
-/// The refusal of an agent on `local` to an operator (see [`may_use_host`]).
-pub fn local_refused(what: &str) -> CommandError {
-    CommandError::failed(format!("{what}, {}", crate::agents::LOCAL_FOR_ADMINS))
 }
 
 /// Looks up an agent, asks its host for its current state and stores it
@@ -421,22 +417,10 @@ pub async fn run(
             let _turn = gw.agent_locks.hold(&args.name).await;
             restart::run(gw, caller, &args.name, io).await
         }
-        ControlCommand::Clone(args) => {
-            let _turn = gw.agent_locks.hold(&args.src).await;
-            clone::run(gw, caller, args, io).await
-        }
-        ControlCommand::Migrate(args) => {
-            let _turn = gw.agent_locks.hold(&args.name).await;
-            migrate::run(gw, caller, args, io).await
-        }
-        ControlCommand::Snapshot(args) => {
-            // Taking one waits for a move of the agent under way (listing and removing do not).
-            let _turn = match (&args.command, &args.name) {
-                (None, Some(name)) => Some(gw.agent_locks.hold(name).await),
-                _ => None,
-            };
-            snapshot::run(gw, caller, args, io).await
-        }
+        // These hold the agent's turn themselves (`agents::transfer`).
+        ControlCommand::Clone(args) => clone::run(gw, caller, args, io).await,
+        ControlCommand::Migrate(args) => migrate::run(gw, caller, args, io).await,
+        ControlCommand::Snapshot(args) => snapshot::run(gw, caller, args, io).await,
         ControlCommand::Destroy(args) => {
             let op = many::Op::Destroy { force: args.force };
             many::each(gw, caller, &args.targets, op, io).await

@@ -34,7 +34,11 @@ pub struct Migrated {
 
 /// Moves the agent for `operator`, holding its turn for the whole move. A journaled operation:
 /// a gateway that dies half-way settles it at its next start.
-pub async fn migrate(gw: &Gateway, operator: &Operator, request: MigrateRequest) -> Result<Migrated> {
+pub async fn migrate(
+    gw: &Gateway,
+    operator: &Operator,
+    request: MigrateRequest,
+) -> Result<Migrated> {
     let _turn = gw.agent_locks.hold(&request.name).await;
     let name = request.name.as_str();
     let (agent, from) = lifecycle::refreshed(gw, operator, name).await?;

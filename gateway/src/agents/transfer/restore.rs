@@ -78,13 +78,21 @@ pub async fn restore(
     let intent = reserve(gw, &host_name, &spec, idle_stop, origin).await?;
     let (from_host, to_host, snapshot) = (&from, &to, &snapshot);
     create_reserved(gw, &to, &spec, intent, move |operation| async move {
-        restore_snapshot(from_host, id, &snapshot.sha256, snapshot.size, to_host, name, &operation)
-            .await
-            .map_err(|cause| Error::RestoreFailed {
-                id: id.to_owned(),
-                host: snapshot.host.clone(),
-                cause,
-            })
+        restore_snapshot(
+            from_host,
+            id,
+            &snapshot.sha256,
+            snapshot.size,
+            to_host,
+            name,
+            &operation,
+        )
+        .await
+        .map_err(|cause| Error::RestoreFailed {
+            id: id.to_owned(),
+            host: snapshot.host.clone(),
+            cause,
+        })
     })
     .await
 }

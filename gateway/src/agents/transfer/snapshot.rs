@@ -69,7 +69,11 @@ pub struct TakeRequest {
 
 /// Takes a snapshot for `operator` (the agent's owner or an admin), holding the agent's turn
 /// (a move under way finishes first), and records it.
-pub async fn take(gw: &Gateway, operator: &Operator, request: TakeRequest) -> Result<SnapshotRecord> {
+pub async fn take(
+    gw: &Gateway,
+    operator: &Operator,
+    request: TakeRequest,
+) -> Result<SnapshotRecord> {
     let _turn = gw.agent_locks.hold(&request.name).await;
     let TakeRequest { name, label } = request;
     let name = name.as_str();
@@ -155,7 +159,11 @@ pub async fn take(gw: &Gateway, operator: &Operator, request: TakeRequest) -> Re
         spec: agent.spec.clone(),
         idle_stop: agent.idle_stop.clone(),
     };
-    if let Err(e) = gw.store.insert_snapshot(&record, SameArchive::Replace).await {
+    if let Err(e) = gw
+        .store
+        .insert_snapshot(&record, SameArchive::Replace)
+        .await
+    {
         // Not recorded, so not usable: the archive is not left behind unlisted.
         let _ = host.snapshot_remove(&id).await;
         return Err(match e {
@@ -281,9 +289,11 @@ mod tests {
         let refused = check_reply("w-20261123-1215", &made("x-20261123-1215\n"));
         assert_eq!(
             refused.map_err(|e| e.to_string()),
-            Err("the host answered snapshot 'w-20261123-1215' with snapshot \
+            Err(
+                "the host answered snapshot 'w-20261123-1215' with snapshot \
                  'x-20261123-1215\\n'; nothing was recorded"
-                .to_owned())
+                    .to_owned()
+            )
         );
     }
 
