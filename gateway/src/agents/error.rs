@@ -72,6 +72,9 @@ pub enum Error {
         owner: Option<String>,
         what: &'static str,
     },
+    /// Text for a terminal with a NUL byte in it, which would cut it short (`what`: whose).
+    #[error("{what} contains a NUL byte (at byte {at})")]
+    NulByte { what: String, at: usize },
     /// An environment variable's name that no program can be given, in hostctl's words.
     #[error("{0}")]
     BadEnvKey(String),
@@ -120,7 +123,7 @@ pub enum Error {
     TargetNotAnswering {
         name: String,
         to: String,
-        cause: HostError,
+        cause: Box<HostError>,
     },
     /// The host a move goes to has an agent of that name the gateway does not list.
     #[error("host '{host}' already has an agent named '{name}' that the gateway does not list")]
@@ -129,7 +132,7 @@ pub enum Error {
     CopyFailed {
         name: String,
         from: String,
-        cause: HostError,
+        cause: Box<HostError>,
     },
     /// Something started the agent again while its workspace was copied: the copy is stale.
     #[error("agent '{name}' was started again during the move; it stays on host '{from}'")]
@@ -143,7 +146,7 @@ pub enum Error {
         name: String,
         from: String,
         to: String,
-        cause: HostError,
+        cause: Box<HostError>,
     },
     #[error(transparent)]
     BadLabel(#[from] LabelError),
@@ -154,7 +157,7 @@ pub enum Error {
         name: String,
         host: String,
         running: bool,
-        cause: HostError,
+        cause: Box<HostError>,
     },
     /// The host answered about another snapshot than the one asked for.
     #[error("the host answered snapshot '{requested}' with snapshot '{}'; nothing was recorded",
@@ -177,7 +180,7 @@ pub enum Error {
     SnapshotRemoveFailed {
         id: String,
         host: String,
-        cause: HostError,
+        cause: Box<HostError>,
     },
     #[error("snapshot '{id}' is on host '{host}', which the gateway no longer has")]
     SnapshotHostGone { id: String, host: String },
@@ -189,7 +192,7 @@ pub enum Error {
     RestoreFailed {
         id: String,
         host: String,
-        cause: HostError,
+        cause: Box<HostError>,
     },
 
     /// The secrets the agent's environment gets cannot be handed to it.

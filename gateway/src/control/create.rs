@@ -174,7 +174,7 @@ pub(super) async fn read_prompt(io: &mut CommandIo) -> Result<String, CommandErr
         .map_err(CommandError::usage)?;
     let text = String::from_utf8(bytes)
         .map_err(|_| CommandError::usage("the prompt on stdin is not UTF-8"))?;
-    super::send::check_text(&text, "the prompt on stdin")?;
+    crate::agents::deliver::check_text(&text, "the prompt on stdin")?;
     Ok(text.trim_end_matches(['\r', '\n']).to_owned())
 }
 

@@ -115,6 +115,8 @@ impl From<crate::agents::Error> for CommandError {
                 CommandError::failed(e.to_string())
             }
             Error::BadEnvKey(message) => CommandError::usage(message),
+            Error::NulByte { .. } => CommandError::usage(said)
+                .hint("a terminal cannot take NUL bytes: send text without them"),
             Error::NoSuchOperator(_) => CommandError::failed(e.to_string())
                 .hint("see the operators with: ssh gw operator list"),
             Error::ShareOnLocal { ref agent, .. } => CommandError::failed(e.to_string())
@@ -141,7 +143,7 @@ impl From<crate::agents::Error> for CommandError {
             } => CommandError::failed(e.to_string()).hint(format!(
                 "copy it instead (ssh gw clone {name} NEW --host {to}), then destroy the original"
             )),
-            Error::TargetNotAnswering { name, to, cause } => CommandError::from(cause).hint(
+            Error::TargetNotAnswering { name, to, cause } => CommandError::from(*cause).hint(
                 format!("agent '{name}' was not touched; check the host with: ssh gw host check {to}"),
             ),
             Error::UnlistedOnTarget { ref host, .. } => CommandError::failed(e.to_string()).hint(
@@ -170,7 +172,7 @@ impl From<crate::agents::Error> for CommandError {
                 } else {
                     format!("see what fails with: ssh gw host check {host}")
                 };
-                with_cause(said, cause).hint(hint)
+                with_cause(said, *cause).hint(hint)
             }
             Error::TooManySnapshots(_) => {
                 CommandError::failed(e.to_string()).hint("try again in a minute")
@@ -180,7 +182,7 @@ impl From<crate::agents::Error> for CommandError {
             }
             Error::NoSuchSnapshot(_) => CommandError::failed(e.to_string())
                 .hint("see the snapshots with: ssh gw snapshot list"),
-            Error::SnapshotRemoveFailed { cause, .. } => with_cause(said, cause),
+            Error::SnapshotRemoveFailed { cause, .. } => with_cause(said, *cause),
             Error::SnapshotHostGone { ref id, ref host } => CommandError::failed(e.to_string())
                 .hint(format!(
                     "add the host again (ssh gw host add {host} ADDRESS) to reach it, or remove the snapshot: ssh gw snapshot remove {id}"
@@ -188,7 +190,7 @@ impl From<crate::agents::Error> for CommandError {
             Error::RestoreFailed { id, host, cause } => {
                 // The receiving host found the bytes were not the ones recorded.
                 let damaged = cause.to_string().contains("damaged");
-                let told = with_cause(said, cause);
+                let told = with_cause(said, *cause);
                 if damaged {
                     told.hint(format!(
                         "the archive on host '{host}' is not what was saved; remove it with: ssh gw snapshot remove {id}"
@@ -367,7 +369,7 @@ mod tests {
             name: "w".into(),
             host: "h1".into(),
             running: true,
-            cause: refused,
+            cause: Box::new(refused),
         };
         assert_eq!(
             said(failed),
@@ -387,7 +389,7 @@ mod tests {
         let restore = |cause| Error::RestoreFailed {
             id: "w-20261123-1215".into(),
             host: "h1".into(),
-            cause,
+            cause: Box::new(cause),
         };
         assert_eq!(
             said(restore(damaged)).1,
@@ -403,7 +405,7 @@ mod tests {
         let target = Error::TargetNotAnswering {
             name: "w".into(),
             to: "h2".into(),
-            cause: unreachable(),
+            cause: Box::new(unreachable()),
         };
         assert_eq!(
             said(target),

@@ -1,14 +1,15 @@
-//! Acting on many agents at once: `stop`/`start`/`destroy --tag K=V`, `send --tag`/`--all`,
-//! and `tag`/`untag`, which edit the labels the others select by.
+//! Acting on many agents at once, for the commands that can (`stop`/`start`/`destroy --tag
+//! K=V`, `send --tag`/`--all`, `approve`/`deny --tag`): the selection, the confirmation, each
+//! agent in turn with its own audit event. No command of its own: `stop`, `start` and
+//! `destroy` come through [`each`] with what they do to one agent (`super::Each`).
 
 use std::sync::Arc;
 
 use clap::Args;
 
 use super::output::parse_pair;
-use super::{Caller, CommandError, CommandIo, CommandResult, exit};
+use super::{Caller, CommandError, CommandIo, CommandResult, Each, exit};
 use crate::Gateway;
-use crate::agents::tags::{self, TagEdit};
 use crate::store::AgentRecord;
 
 /// One agent by name, or every agent with some tags.
@@ -23,17 +24,6 @@ pub struct Targets {
     /// Do not ask before acting on agents chosen by --tag.
     #[arg(long, short = 'y', requires = "tags")]
     pub yes: bool,
-}
-
-// `destroy NAME [--force]` or `destroy --tag K=V [--yes] [--force]`: each agent by
-// `super::destroy::destroy_one`.
-#[derive(Debug, Args)]
-pub struct DestroyArgs {
-    #[command(flatten)]
-    pub targets: Targets,
-    /// Destroy it even if it is running.
-    #[arg(long, short)]
-    pub force: bool,
 }
 
 /// The caller's own agents (those they created: not those shared with them, and for an admin
@@ -60,49 +50,18 @@ pub fn tags_text(tags: &[(String, String)]) -> String {
         .join(" ")
 }
 
-/// What [`each`] does to each agent.
-#[derive(Clone, Copy, Debug)]
-pub enum Op {
-    Stop,
-    Start,
-    Destroy { force: bool },
-}
-
-impl Op {
-    fn verb(self) -> &'static str {
-        match self {
-            Op::Stop => "stop",
-            Op::Start => "start",
-            Op::Destroy { .. } => "destroy",
-        }
-    }
-
-    async fn run(
-        self,
-        gw: &Arc<Gateway>,
-        caller: &Caller,
-        name: &str,
-        io: &mut CommandIo,
-    ) -> CommandResult {
-        let _turn = gw.agent_locks.hold(name).await;
-        match self {
-            Op::Stop => super::stop::run(gw, caller, name, io).await,
-            Op::Start => super::start::run(gw, caller, name, io).await,
-            Op::Destroy { force } => super::destroy::destroy_one(gw, caller, name, force, io).await,
-        }
-    }
-}
-
-/// Does `op` to one agent, or to each agent with the tags (after asking, unless `--yes`):
-/// every agent is tried; the exit status is 1 if any failed.
+/// Does `op` to the agent named, or to each agent with the tags (after asking, unless
+/// `--yes`), each in its turn (`agents::locks`): every agent is tried; the exit status is 1 if
+/// any failed.
 pub async fn each(
     gw: &Arc<Gateway>,
     caller: &Caller,
     targets: &Targets,
-    op: Op,
+    op: Each,
     io: &mut CommandIo,
 ) -> CommandResult {
     if let Some(name) = &targets.name {
+        let _turn = gw.agent_locks.hold(name).await;
         return op.run(gw, caller, name, io).await;
     }
     let verb = op.verb();
@@ -130,7 +89,11 @@ pub async fn each(
     let mut failed = 0;
     let by = format!("(by tag {})", tags_text(&targets.tags));
     for name in names {
-        let (status, message) = match op.run(gw, caller, name, io).await {
+        let done = {
+            let _turn = gw.agent_locks.hold(name).await;
+            op.run(gw, caller, name, io).await
+        };
+        let (status, message) = match done {
             Ok(status) => (status, String::new()),
             Err(e) => {
                 io.write_err(&format!("error: agent '{name}': {}\n", e.message))
@@ -265,60 +228,4 @@ pub async fn confirm(io: &mut CommandIo, question: &str) -> Result<(), CommandEr
         "y" | "yes" => Ok(()),
         _ => Err(CommandError::failed("nothing done")),
     }
-}
-
-#[derive(Debug, Args)]
-pub struct TagArgs {
-    /// The agent's name.
-    pub name: String,
-    /// The tags to set, KEY=VALUE (a key already set gets the new value).
-    #[arg(required = true, value_name = "K=V", value_parser = parse_pair)]
-    pub tags: Vec<(String, String)>,
-}
-
-#[derive(Debug, Args)]
-pub struct UntagArgs {
-    /// The agent's name.
-    pub name: String,
-    /// The keys to remove.
-    #[arg(required = true, value_name = "KEY")]
-    pub keys: Vec<String>,
-}
-
-/// `tag NAME K=V...` (`remove` empty) and `untag NAME KEY...` (`agents::tags::edit`).
-pub async fn edit_tags(
-    gw: &Arc<Gateway>,
-    caller: &Caller,
-    name: &str,
-    set: &[(String, String)],
-    remove: &[String],
-    io: &mut CommandIo,
-) -> CommandResult {
-    let edit = TagEdit {
-        agent: name.to_owned(),
-        set: set.to_vec(),
-        remove: remove.to_vec(),
-    };
-    let done = tags::edit(gw, &caller.operator, &edit).await?;
-    let tagged = &done.value;
-    let what = || {
-        format!(
-            "the tags of agent '{name}' were changed on host {}",
-            tagged.host
-        )
-    };
-    let later = "the gateway shows and selects by the old tags until the command is run again";
-    super::recorded(io, done.recorded, what, later).await;
-    let text = if tagged.tags.is_empty() {
-        "no tags".to_owned()
-    } else {
-        tagged
-            .tags
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    io.write_out(&format!("agent '{name}': {text}\n")).await;
-    Ok(exit::OK)
 }

@@ -31,6 +31,7 @@ pub mod snapshot;
 pub mod ssh_config;
 pub mod start;
 pub mod stop;
+pub mod tag;
 pub mod top;
 pub mod version;
 pub mod wait;
@@ -102,7 +103,7 @@ pub enum ControlCommand {
     Snapshot(snapshot::SnapshotArgs),
     /// Delete an agent, its session and its workspace.
     #[command(visible_alias = "rm")]
-    Destroy(many::DestroyArgs),
+    Destroy(destroy::DestroyArgs),
     /// Print an agent's output.
     Logs(logs::LogsArgs),
     /// Show what changed in an agent's workspace since it was created.
@@ -115,9 +116,9 @@ pub enum ControlCommand {
     /// Answer no to what an agent asks.
     Deny(answer::AnswerArgs),
     /// Set tags on an agent: tag NAME KEY=VALUE...
-    Tag(many::TagArgs),
+    Tag(tag::TagArgs),
     /// Remove tags from an agent: untag NAME KEY...
-    Untag(many::UntagArgs),
+    Untag(tag::UntagArgs),
     /// Wait until an agent exits; exit with its exit code.
     Wait(wait::WaitArgs),
     /// Print agents' status changes as they happen, one per line, until you leave.
@@ -379,6 +380,40 @@ pub async fn guarded(command: impl std::future::Future<Output = u32>) -> Result<
         })
 }
 
+/// What `stop`, `start` and `destroy` do to each agent they chose (`many::each`).
+#[derive(Clone, Copy, Debug)]
+pub enum Each {
+    Stop,
+    Start,
+    Destroy { force: bool },
+}
+
+impl Each {
+    /// The command's name, for the confirmation and the audit trail.
+    pub fn verb(self) -> &'static str {
+        match self {
+            Each::Stop => "stop",
+            Each::Start => "start",
+            Each::Destroy { .. } => "destroy",
+        }
+    }
+
+    /// Does it to agent `name` (the caller holds the agent's turn).
+    pub async fn run(
+        self,
+        gw: &Arc<Gateway>,
+        caller: &Caller,
+        name: &str,
+        io: &mut CommandIo,
+    ) -> CommandResult {
+        match self {
+            Each::Stop => stop::run(gw, caller, name, io).await,
+            Each::Start => start::run(gw, caller, name, io).await,
+            Each::Destroy { force } => destroy::destroy_one(gw, caller, name, force, io).await,
+        }
+    }
+}
+
 /// Runs one parsed command to completion and records it in the audit trail.
 pub async fn run(
     gw: &Arc<Gateway>,
@@ -409,10 +444,10 @@ pub async fn run(
         ControlCommand::Info(args) => info::run(gw, caller, args, io).await,
         ControlCommand::Attach(args) => attach::run(gw, caller, &args.name, io).await,
         ControlCommand::Top => top::run(gw, caller, io).await,
-        ControlCommand::Stop(t) => many::each(gw, caller, &t, many::Op::Stop, io).await,
-        ControlCommand::Start(t) => many::each(gw, caller, &t, many::Op::Start, io).await,
-        ControlCommand::Tag(a) => many::edit_tags(gw, caller, &a.name, &a.tags, &[], io).await,
-        ControlCommand::Untag(a) => many::edit_tags(gw, caller, &a.name, &[], &a.keys, io).await,
+        ControlCommand::Stop(t) => many::each(gw, caller, &t, Each::Stop, io).await,
+        ControlCommand::Start(t) => many::each(gw, caller, &t, Each::Start, io).await,
+        ControlCommand::Tag(args) => tag::tag(gw, caller, args, io).await,
+        ControlCommand::Untag(args) => tag::untag(gw, caller, args, io).await,
         ControlCommand::Restart(args) => {
             let _turn = gw.agent_locks.hold(&args.name).await;
             restart::run(gw, caller, &args.name, io).await
@@ -422,7 +457,7 @@ pub async fn run(
         ControlCommand::Migrate(args) => migrate::run(gw, caller, args, io).await,
         ControlCommand::Snapshot(args) => snapshot::run(gw, caller, args, io).await,
         ControlCommand::Destroy(args) => {
-            let op = many::Op::Destroy { force: args.force };
+            let op = Each::Destroy { force: args.force };
             many::each(gw, caller, &args.targets, op, io).await
         }
         ControlCommand::Logs(args) => logs::run(gw, caller, args, io).await,

@@ -78,7 +78,7 @@ pub async fn migrate(
         .map_err(|cause| Error::TargetNotAnswering {
             name: name.to_owned(),
             to: request.host.clone(),
-            cause,
+            cause: Box::new(cause),
         })?;
     if there.iter().any(|a| a.name == name) {
         return Err(Error::UnlistedOnTarget {
@@ -181,7 +181,7 @@ impl Move<'_> {
                 return Err(Error::CopyFailed {
                     name: name.to_owned(),
                     from: from_name.to_owned(),
-                    cause,
+                    cause: Box::new(cause),
                 });
             }
         };
@@ -214,7 +214,7 @@ impl Move<'_> {
                     name: name.to_owned(),
                     from: from_name.to_owned(),
                     to: to_name.to_owned(),
-                    cause,
+                    cause: Box::new(cause),
                 });
             }
         };

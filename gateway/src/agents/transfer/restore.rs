@@ -91,7 +91,7 @@ pub async fn restore(
         .map_err(|cause| Error::RestoreFailed {
             id: id.to_owned(),
             host: snapshot.host.clone(),
-            cause,
+            cause: Box::new(cause),
         })
     })
     .await

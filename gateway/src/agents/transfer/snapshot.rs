@@ -125,7 +125,7 @@ pub async fn take(
                     name: name.to_owned(),
                     host: agent.host.clone(),
                     running: agent.status == AgentStatus::Running,
-                    cause,
+                    cause: Box::new(cause),
                 });
             }
             Ok(snapshot) => {
@@ -235,7 +235,7 @@ pub async fn remove(gw: &Gateway, operator: &Operator, id: &str) -> Result<Remov
                 return Err(Error::SnapshotRemoveFailed {
                     id: id.to_owned(),
                     host: snapshot.host,
-                    cause,
+                    cause: Box::new(cause),
                 });
             }
         }
