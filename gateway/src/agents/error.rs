@@ -5,8 +5,6 @@
 use std::path::PathBuf;
 
 use crate::agents::secrets::SecretError;
-use crate::agents::tags::TagProblem;
-use crate::agents::transfer::snapshot::{LabelError, MAX_PER_MINUTE};
 use crate::hosts::HostError;
 use crate::store::StoreError;
 
@@ -163,8 +161,9 @@ pub enum Error {
     #[error("the host answered snapshot '{requested}' with snapshot '{}'; nothing was recorded",
         answered.escape_debug())]
     WrongSnapshot { requested: String, answered: String },
-    #[error("agent '{0}' has had {MAX_PER_MINUTE} snapshots this minute already")]
-    TooManySnapshots(String),
+    /// The agent has had `limit` snapshots this minute (their IDs are per minute).
+    #[error("agent '{name}' has had {limit} snapshots this minute already")]
+    TooManySnapshots { name: String, limit: u32 },
     /// What the store refused as a conflict while recording a snapshot, in its words.
     #[error("{0}")]
     SnapshotConflict(String),
@@ -205,6 +204,26 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What is wrong with a tag (`agents::tags::check`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TagProblem {
+    #[error("keys are 1 to {limit} characters, values at most {limit}")]
+    Length { limit: usize },
+    #[error("the key has a character other than letters, digits, '.', '_', '-', '/'")]
+    KeyCharacter,
+    #[error("the value has a control character")]
+    ValueControl,
+}
+
+/// Why a snapshot's label is refused (`agents::transfer::snapshot::check_label`).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LabelError {
+    #[error("the label is {len} bytes long; the limit is {limit}")]
+    TooLong { len: usize, limit: usize },
+    #[error("a label is one line of text: no newlines, tabs or escapes")]
+    NotOneLine,
+}
 
 /// What an agent's workspace was to be reached for, when its host does not answer: each is
 /// told what to do next in its own words.

@@ -35,7 +35,7 @@ pub mod shares;
 pub mod tags;
 pub mod transfer;
 
-pub use error::{Error, LOCAL_FOR_ADMINS, Purpose, Result};
+pub use error::{Error, LOCAL_FOR_ADMINS, LabelError, Purpose, Result, TagProblem};
 
 /// Who runs a command, and from where.
 #[derive(Clone, Debug)]

@@ -4,24 +4,13 @@
 
 use std::collections::BTreeMap;
 
-use super::error::{Error, Result};
+use super::error::{Error, Result, TagProblem};
 use super::lifecycle::{Done, usable};
 use crate::Gateway;
 use crate::store::Operator;
 
 /// The longest tag key and value.
 pub const MAX_TAG_LEN: usize = 128;
-
-/// What is wrong with a tag.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum TagProblem {
-    #[error("keys are 1 to {MAX_TAG_LEN} characters, values at most {MAX_TAG_LEN}")]
-    Length,
-    #[error("the key has a character other than letters, digits, '.', '_', '-', '/'")]
-    KeyCharacter,
-    #[error("the value has a control character")]
-    ValueControl,
-}
 
 /// Checks a tag's key and value: what `--tag K=V` can select again.
 pub fn check(key: &str, value: &str) -> Result<()> {
@@ -31,7 +20,7 @@ pub fn check(key: &str, value: &str) -> Result<()> {
         problem,
     };
     if key.is_empty() || key.len() > MAX_TAG_LEN || value.len() > MAX_TAG_LEN {
-        return Err(bad(TagProblem::Length));
+        return Err(bad(TagProblem::Length { limit: MAX_TAG_LEN }));
     }
     if !key
         .chars()

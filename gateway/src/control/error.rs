@@ -174,7 +174,7 @@ impl From<crate::agents::Error> for CommandError {
                 };
                 with_cause(said, *cause).hint(hint)
             }
-            Error::TooManySnapshots(_) => {
+            Error::TooManySnapshots { .. } => {
                 CommandError::failed(e.to_string()).hint("try again in a minute")
             }
             Error::SnapshotConflict(message) => {
@@ -315,8 +315,7 @@ pub type CommandResult = Result<u32, CommandError>;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agents::transfer::snapshot::LabelError;
-    use crate::agents::{Error, Purpose};
+    use crate::agents::{Error, LabelError, Purpose};
 
     fn said(e: Error) -> (u32, String) {
         let e = CommandError::from(e);

@@ -10,7 +10,7 @@
 use hostctl::api::{ErrorCode, SnapshotMeta};
 
 use crate::Gateway;
-use crate::agents::error::{Error, Purpose, Result};
+use crate::agents::error::{Error, LabelError, Purpose, Result};
 use crate::agents::{access, lifecycle, shares};
 use crate::hosts::HostError;
 use crate::store::{AgentStatus, Operator, SameArchive, SnapshotRecord, StoreError};
@@ -21,19 +21,13 @@ pub const MAX_PER_MINUTE: u32 = 100;
 /// The longest label, in bytes (as hostctl checks it).
 pub const MAX_LABEL_LEN: usize = hostctl::snapshots::MAX_LABEL_LEN;
 
-/// Why a label is refused.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum LabelError {
-    #[error("the label is {0} bytes long; the limit is {MAX_LABEL_LEN}")]
-    TooLong(usize),
-    #[error("a label is one line of text: no newlines, tabs or escapes")]
-    NotOneLine,
-}
-
 /// A label is one short line of text: it is shown in tables, one snapshot a line.
 pub fn check_label(label: &str) -> Result<(), LabelError> {
     if label.len() > MAX_LABEL_LEN {
-        return Err(LabelError::TooLong(label.len()));
+        return Err(LabelError::TooLong {
+            len: label.len(),
+            limit: MAX_LABEL_LEN,
+        });
     }
     if label.chars().any(char::is_control) {
         return Err(LabelError::NotOneLine);
@@ -139,7 +133,10 @@ pub async fn take(
         }
     }
     let Some(made) = made else {
-        return Err(Error::TooManySnapshots(name.to_owned()));
+        return Err(Error::TooManySnapshots {
+            name: name.to_owned(),
+            limit: MAX_PER_MINUTE,
+        });
     };
     let id = made.id.clone();
     let record = SnapshotRecord {
@@ -325,7 +322,9 @@ mod tests {
         assert_eq!(check_label("tab\there"), Err(LabelError::NotOneLine));
         assert_eq!(check_label(&"x".repeat(MAX_LABEL_LEN)), Ok(()));
         let long = check_label(&"x".repeat(MAX_LABEL_LEN + 1));
-        assert_eq!(long, Err(LabelError::TooLong(MAX_LABEL_LEN + 1)));
+        let len = MAX_LABEL_LEN + 1;
+        let limit = MAX_LABEL_LEN;
+        assert_eq!(long, Err(LabelError::TooLong { len, limit }));
         assert_eq!(
             long.map_err(|e| e.to_string()),
             Err(format!(
