@@ -25,6 +25,7 @@ pub mod notify;
 pub mod output;
 pub mod restart;
 pub mod secret;
+pub mod seen;
 pub mod send;
 pub mod share;
 pub mod snapshot;
