@@ -34,6 +34,18 @@ const SCREEN_SHOWS_WITHIN: Duration = Duration::from_secs(3);
 /// How often the agent is looked at meanwhile.
 const LOOK_EVERY: Duration = Duration::from_millis(100);
 
+/// Refuses text a terminal cannot be given (`what`: "the text to send"): a NUL byte ends a C
+/// string, so tmux (and the program in the pane) would never see what follows it.
+pub fn check_text(text: &str, what: &str) -> Result<(), super::Error> {
+    match text.find('\0') {
+        Some(at) => Err(super::Error::NulByte {
+            what: what.to_owned(),
+            at,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// How the agent showed that it took what it was given.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TakenBy {
@@ -360,6 +372,15 @@ pub fn answer_keys(cli: Option<AgentCli>, approve: bool) -> Vec<Key> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_with_a_nul_byte_is_refused_where_it_is() {
+        assert!(check_text("make test\n", "the prompt").is_ok());
+        assert_eq!(
+            check_text("ab\0c", "the prompt").map_err(|e| e.to_string()),
+            Err("the prompt contains a NUL byte (at byte 2)".to_owned())
+        );
+    }
     use hostctl::api::{HookEvent, Screen};
 
     fn info(screen: &str, hooks: Vec<HookEvent>) -> AgentInfo {

@@ -11,6 +11,9 @@
 //!   snapshots found on hosts, hosts that follow their tailnet peer);
 //! - [`hooks`]: what its CLI's hooks said; [`deliver`]: text and keys that reach its CLI;
 //! - [`secrets`]: the secrets its environment gets at each start;
+//! - [`transfer`]: an agent's workspace carried elsewhere: cloned, migrated, snapshotted,
+//!   restored from a snapshot;
+//! - [`shares`]: whom else an agent is shared with; [`tags`]: the labels it is selected by;
 //! - [`audit`]: the trail of who did what; [`locks`]: one change of an agent's life at a time;
 //! - [`live`]: the connections logged in now and the agents each reaches, ended when their
 //!   access is taken back (the SSH layer registers them, the commands that take access back
@@ -40,8 +43,11 @@ pub mod placement;
 pub mod reconcile;
 pub mod said;
 pub mod secrets;
+pub mod shares;
+pub mod tags;
+pub mod transfer;
 
-pub use error::{Error, LOCAL_FOR_ADMINS, Result};
+pub use error::{Error, LOCAL_FOR_ADMINS, LabelError, Purpose, Result, TagProblem};
 
 /// Who runs a command, and from where.
 #[derive(Clone, Debug)]

@@ -82,7 +82,9 @@ impl std::fmt::Display for CommandError {
 
 impl From<crate::agents::Error> for CommandError {
     fn from(e: crate::agents::Error) -> Self {
-        use crate::agents::Error;
+        use crate::agents::{Error, Purpose};
+        // The core's own words; what follows adds the exit status and the hint.
+        let said = e.to_string();
         match e {
             Error::NoSuchAgent(name) => CommandError::no_agent(&name),
             Error::LocalForAdminsOnly(ref name) => CommandError::failed(e.to_string())
@@ -119,10 +121,106 @@ impl From<crate::agents::Error> for CommandError {
             Error::StateUnknown { .. } => CommandError::failed(e.to_string()).hint(
                 "pass --force to forget it anyway; its files on the host are then left alone",
             ),
+            Error::NotOwner { .. } | Error::NoSuchTag { .. } | Error::AlreadyOwner { .. } => {
+                CommandError::failed(e.to_string())
+            }
+            Error::BadEnvKey(message) => CommandError::usage(message),
+            Error::NulByte { .. } => CommandError::usage(said)
+                .hint("a terminal cannot take NUL bytes: send text without them"),
+            Error::NoSuchOperator(_) => CommandError::failed(e.to_string())
+                .hint("see the operators with: ssh gw operator list"),
+            Error::ShareOnLocal { ref agent, .. } => CommandError::failed(e.to_string())
+                .hint(format!("move it first: ssh gw migrate {agent} HOST")),
+            Error::NotShared { ref agent, .. } => CommandError::failed(e.to_string())
+                .hint(format!("see whom it is shared with: ssh gw info {agent}")),
+            Error::BadTag { .. } => CommandError::usage(e.to_string()).hint(
+                "keys are letters, digits, '.', '_', '-' and '/'; values have no control characters",
+            ),
+            Error::HostNotAnswering {
+                ref host, purpose, ..
+            } => {
+                let hint = match purpose {
+                    Purpose::Migrate => {
+                        "its workspace is on that host: migrate it once the host is back".to_owned()
+                    }
+                    Purpose::Snapshot => format!("see what fails with: ssh gw host check {host}"),
+                };
+                CommandError::failed(e.to_string()).hint(hint)
+            }
+            Error::AlreadyOnHost { .. } | Error::BadLabel(_) => CommandError::usage(e.to_string()),
+            Error::WorkspaceNotItsOwn {
+                ref name, ref to, ..
+            } => CommandError::failed(e.to_string()).hint(format!(
+                "copy it instead (ssh gw clone {name} NEW --host {to}), then destroy the original"
+            )),
+            Error::TargetNotAnswering { name, to, cause } => CommandError::from(*cause).hint(
+                format!("agent '{name}' was not touched; check the host with: ssh gw host check {to}"),
+            ),
+            Error::UnlistedOnTarget { ref host, .. } => CommandError::failed(e.to_string()).hint(
+                format!("see it with: ssh gw host info {host}; adopt or remove it there first"),
+            ),
+            Error::CopyFailed { .. }
+            | Error::StartOnTargetFailed { .. }
+            | Error::WrongSnapshot { .. }
+            | Error::Clock(_)
+            | Error::NotSnapshotOwner { .. }
+            | Error::SnapshotOnLocal(_) => CommandError::failed(e.to_string()),
+            Error::StartedDuringMove {
+                ref name, ref to, ..
+            } => CommandError::failed(e.to_string())
+                .hint(format!("stop it, then try again: ssh gw migrate {name} {to}")),
+            Error::SnapshotFailed {
+                name,
+                host,
+                running,
+                cause,
+            } => {
+                let hint = if running {
+                    format!(
+                        "if its files changed while they were read, stop it first: ssh gw stop {name}"
+                    )
+                } else {
+                    format!("see what fails with: ssh gw host check {host}")
+                };
+                with_cause(said, *cause).hint(hint)
+            }
+            Error::TooManySnapshots { .. } => {
+                CommandError::failed(e.to_string()).hint("try again in a minute")
+            }
+            Error::SnapshotConflict(message) => {
+                CommandError::failed(message).hint("try again in a moment")
+            }
+            Error::NoSuchSnapshot(_) => CommandError::failed(e.to_string())
+                .hint("see the snapshots with: ssh gw snapshot list"),
+            Error::SnapshotRemoveFailed { cause, .. } => with_cause(said, *cause),
+            Error::SnapshotHostGone { ref id, ref host } => CommandError::failed(e.to_string())
+                .hint(format!(
+                    "add the host again (ssh gw host add {host} ADDRESS) to reach it, or remove the snapshot: ssh gw snapshot remove {id}"
+                )),
+            Error::RestoreFailed { id, host, cause } => {
+                // The receiving host found the bytes were not the ones recorded.
+                let damaged = cause.to_string().contains("damaged");
+                let told = with_cause(said, *cause);
+                if damaged {
+                    told.hint(format!(
+                        "the archive on host '{host}' is not what was saved; remove it with: ssh gw snapshot remove {id}"
+                    ))
+                } else {
+                    told
+                }
+            }
             Error::Secret(e) => e.into(),
             Error::Host(e) => e.into(),
             Error::Store(e) => e.into(),
         }
+    }
+}
+
+/// `message` with the exit status and hint the host's error `cause` gets on its own.
+fn with_cause(message: String, cause: HostError) -> CommandError {
+    CommandError {
+        message,
+        ..CommandError::from(cause)
     }
 }
 
@@ -223,3 +321,109 @@ impl From<HostError> for CommandError {
 }
 
 pub type CommandResult = Result<u32, CommandError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agents::{Error, LabelError, Purpose};
+
+    fn said(e: Error) -> (u32, String) {
+        let e = CommandError::from(e);
+        (e.status, e.render())
+    }
+
+    fn unreachable() -> HostError {
+        HostError::Unreachable {
+            host: "h2".into(),
+            reason: "connection refused".into(),
+        }
+    }
+
+    #[test]
+    fn a_bad_label_is_a_usage_error() {
+        assert_eq!(
+            said(Error::BadLabel(LabelError::NotOneLine)),
+            (
+                exit::USAGE,
+                "error: a label is one line of text: no newlines, tabs or escapes\n".into()
+            )
+        );
+    }
+
+    #[test]
+    fn an_agent_whose_host_does_not_answer_is_told_what_to_do_for_each_purpose() {
+        let unanswered = |purpose| Error::HostNotAnswering {
+            name: "w".into(),
+            host: "h1".into(),
+            purpose,
+        };
+        let first = "error: agent 'w' cannot be reached: its host 'h1' does not answer\nhint: ";
+        assert_eq!(
+            said(unanswered(Purpose::Migrate)).1,
+            format!("{first}its workspace is on that host: migrate it once the host is back\n")
+        );
+        assert_eq!(
+            said(unanswered(Purpose::Snapshot)).1,
+            format!("{first}see what fails with: ssh gw host check h1\n")
+        );
+    }
+
+    #[test]
+    fn a_failed_transfer_keeps_the_hosts_exit_status_and_says_what_to_do() {
+        let refused = HostError::Rejected {
+            code: hostctl::api::ErrorCode::InvalidInput,
+            message: "no such file".into(),
+        };
+        let failed = Error::SnapshotFailed {
+            name: "w".into(),
+            host: "h1".into(),
+            running: true,
+            cause: Box::new(refused),
+        };
+        assert_eq!(
+            said(failed),
+            (
+                exit::USAGE,
+                "error: snapshot of agent 'w' failed: no such file\nhint: if its files changed \
+                 while they were read, stop it first: ssh gw stop w\n"
+                    .into()
+            )
+        );
+        // A restore whose bytes were not the ones saved says where the bad archive is; one
+        // whose host cannot be reached keeps the host's own hint.
+        let damaged = HostError::Rejected {
+            code: hostctl::api::ErrorCode::Failed,
+            message: "the archive is damaged".into(),
+        };
+        let restore = |cause| Error::RestoreFailed {
+            id: "w-20261123-1215".into(),
+            host: "h1".into(),
+            cause: Box::new(cause),
+        };
+        assert_eq!(
+            said(restore(damaged)).1,
+            "error: restoring snapshot 'w-20261123-1215' failed: the archive is damaged\nhint: \
+             the archive on host 'h1' is not what was saved; remove it with: ssh gw snapshot \
+             remove w-20261123-1215\n"
+        );
+        assert_eq!(
+            said(restore(unreachable())).1,
+            "error: restoring snapshot 'w-20261123-1215' failed: host 'h2' cannot be reached: \
+             connection refused\nhint: see what fails with: ssh gw host check h2\n"
+        );
+        let target = Error::TargetNotAnswering {
+            name: "w".into(),
+            to: "h2".into(),
+            cause: Box::new(unreachable()),
+        };
+        assert_eq!(
+            said(target),
+            (
+                exit::FAILED,
+                "error: host 'h2' cannot be reached: connection refused\nhint: agent 'w' was \
+                 not touched; check the host with: ssh gw host check h2\n"
+                    .into()
+            )
+        );
+    }
+}

@@ -4,14 +4,11 @@
 use std::sync::Arc;
 
 use clap::Args;
-use hostctl::api::WorkspaceSource;
 
 use super::output::{agent_json, json_text, status_text};
-use super::{Caller, CommandError, CommandIo, CommandResult, agent_and_host, exit};
+use super::{Caller, CommandIo, CommandResult, exit};
 use crate::Gateway;
-use crate::agents::create::{Origin, create_reserved, reserve};
-use crate::hosts::copy_workspace;
-use crate::store::OperationKind;
+use crate::agents::transfer::clone::{CloneRequest, clone};
 
 #[derive(Debug, Args)]
 #[command(
@@ -36,48 +33,28 @@ pub async fn run(
     args: CloneArgs,
     io: &mut CommandIo,
 ) -> CommandResult {
-    crate::agents::placement::check_new_name(gw, &args.dst).await?;
-    let (src, from) = agent_and_host(gw, caller, &args.src).await?;
-    crate::agents::lifecycle::ready(&src)?;
-    let host_name = match &args.host {
-        Some(host) => {
-            crate::agents::placement::choose_host(gw, &caller.operator, Some(host)).await?
-        }
-        None => src.host.clone(),
+    let request = CloneRequest {
+        source: args.src,
+        name: args.dst,
+        host: args.host,
+        size: io.terminal.as_ref().map(|t| *t.size.borrow()),
     };
-    let to = gw.hosts.get(&host_name)?;
-    let mut request = src.spec.clone();
-    request.name = args.dst.clone();
-    request.workspace = WorkspaceSource::Prepared;
-    request.prompt = None;
-    request.size = io.terminal.as_ref().map(|t| *t.size.borrow());
-    request.created_by = Some(caller.operator.name.clone());
-    let origin = Origin {
-        kind: OperationKind::Clone,
-        from_host: Some(src.host.clone()),
-        source: Some(src.name.clone()),
-    };
-    let intent = reserve(gw, &host_name, &request, src.idle_stop.clone(), origin).await?;
-    let mut copied = None;
-    let slot = &mut copied;
-    let (from_host, to_host, src_name, dst) = (&from, &to, &src.name, &args.dst);
-    let copy = move |operation: String| async move {
-        *slot = Some(copy_workspace(from_host, src_name, to_host, dst, &operation).await?);
-        Ok::<(), CommandError>(())
-    };
-    let agent = create_reserved(gw, &to, &request, intent, copy).await?;
+    let cloned = clone(gw, &caller.operator, request).await?;
+    let (src, agent) = (&cloned.source, &cloned.agent);
     if args.json {
-        io.write_out(&json_text(&agent_json(&agent))).await;
+        io.write_out(&json_text(&agent_json(agent))).await;
     } else {
-        let digest = copied
+        let digest = cloned
+            .digest
             .map(|d| format!("{} entries, {} bytes, verified", d.entries, d.bytes))
             .unwrap_or_default();
         io.write_out(&format!(
-            "cloned '{}' (host {}) as '{}' on host {host_name} ({}); workspace {} ({digest})\n",
+            "cloned '{}' (host {}) as '{}' on host {} ({}); workspace {} ({digest})\n",
             src.name,
             src.host,
             agent.name,
-            status_text(&agent),
+            agent.host,
+            status_text(agent),
             agent.workspace
         ))
         .await;

@@ -1,6 +1,6 @@
 //! `create NAME [--template T] [--dir PATH | --git URL [--ref REF]] [--tag K=V]... [--env K=V]...
 //! [--prompt TEXT | --prompt -] [-- COMMAND ARGS...]`, and `create NAME --from-snapshot ID`
-//! (see [`super::snapshot`]).
+//! (the restore is `agents::transfer::restore`'s).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -10,15 +10,14 @@ use clap::Args;
 use hostctl::api::{AgentCommand, CreateRequest, Sandbox, WorkspaceSource};
 
 use super::output::{agent_json, json_text, parse_pair};
-use super::snapshot::visible_snapshot;
-use super::{Caller, CommandError, CommandIo, CommandResult, exit, local_refused, may_use_host};
+use super::{Caller, CommandError, CommandIo, CommandResult, exit};
 use crate::Gateway;
 use crate::agents::create::{Origin, create_reserved, reserve};
 use crate::agents::deliver::Delivery;
-use crate::agents::placement;
+use crate::agents::transfer::restore::{RestoreRequest, restore};
+use crate::agents::{placement, tags};
 use crate::config::Template;
-use crate::hosts::restore_snapshot;
-use crate::store::{AgentRecord, OperationKind};
+use crate::store::AgentRecord;
 
 fn parse_idle_stop_arg(text: &str) -> Result<String, crate::config::BadDuration> {
     crate::config::parse_idle_stop(text).map(|_| text.to_owned())
@@ -181,7 +180,7 @@ pub(super) async fn read_prompt(io: &mut CommandIo) -> Result<String, CommandErr
         .map_err(CommandError::usage)?;
     let text = String::from_utf8(bytes)
         .map_err(|_| CommandError::usage("the prompt on stdin is not UTF-8"))?;
-    super::send::check_text(&text, "the prompt on stdin")?;
+    crate::agents::deliver::check_text(&text, "the prompt on stdin")?;
     Ok(text.trim_end_matches(['\r', '\n']).to_owned())
 }
 
@@ -194,7 +193,7 @@ async fn create_one(
     let name = args.name.clone();
     placement::check_new_name(gw, &name).await?;
     for (k, v) in &args.tags {
-        super::many::check_tag(k, v)?;
+        tags::check(k, v)?;
     }
     let template_name = args.template.as_deref().unwrap_or(DEFAULT_TEMPLATE);
     let template = gw.config.templates.get(template_name).ok_or_else(|| {
@@ -305,7 +304,7 @@ async fn create_one(
 /// `create NEW --from-snapshot ID [--host H]`: a new agent with the snapshot's settings (its
 /// `--env` and `--tag` values added) and exactly the snapshot's workspace, on the snapshot's
 /// host or on H.
-pub async fn create_from(
+async fn create_from(
     gw: &Arc<Gateway>,
     caller: &Caller,
     args: &CreateArgs,
@@ -313,78 +312,18 @@ pub async fn create_from(
     prompt: Option<String>,
     io: &mut CommandIo,
 ) -> Result<AgentRecord, CommandError> {
-    let name = args.name.as_str();
-    crate::agents::placement::check_new_name(gw, name).await?;
-    for (k, v) in &args.tags {
-        super::many::check_tag(k, v)?;
-    }
-    for (k, _) in &args.env {
-        hostctl::api::validate_env_key(k).map_err(CommandError::usage)?;
-    }
-    let snapshot = visible_snapshot(gw, caller, id).await?;
-    if gw.store.host(&snapshot.host).await?.is_none() {
-        return Err(CommandError::failed(format!(
-            "snapshot '{id}' is on host '{}', which the gateway no longer has",
-            snapshot.host
-        ))
-        .hint(format!(
-            "add the host again (ssh gw host add {} ADDRESS) to reach it, or remove the snapshot: ssh gw snapshot remove {id}",
-            snapshot.host
-        )));
-    }
-    if !may_use_host(gw, &caller.operator, &snapshot.host) {
-        return Err(local_refused(&format!("snapshot '{id}' is on 'local'")));
-    }
-    let from = gw.hosts.get(&snapshot.host)?;
-    let host_name = match &args.host {
-        Some(host) => {
-            crate::agents::placement::choose_host(gw, &caller.operator, Some(host)).await?
-        }
-        None => snapshot.host.clone(),
+    let request = RestoreRequest {
+        snapshot: id.to_owned(),
+        name: args.name.clone(),
+        host: args.host.clone(),
+        env: args.env.clone(),
+        tags: args.tags.clone(),
+        idle_stop: args.idle_stop.clone(),
+        prompt,
+        size: io.terminal.as_ref().map(|t| *t.size.borrow()),
+        sandbox: args.sandbox,
     };
-    let to = gw.hosts.get(&host_name)?;
-    let mut request = snapshot.spec.clone();
-    if let Some(sandbox) = args.sandbox {
-        request.sandbox = Some(sandbox);
-    }
-    request.name = name.to_owned();
-    request.workspace = WorkspaceSource::Prepared;
-    request.prompt = prompt;
-    request.size = io.terminal.as_ref().map(|t| *t.size.borrow());
-    request.created_by = Some(caller.operator.name.clone());
-    request.env.extend(args.env.iter().cloned());
-    request.tags.extend(args.tags.iter().cloned());
-    let idle_stop = args.idle_stop.clone().or(snapshot.idle_stop.clone());
-    let origin = Origin {
-        kind: OperationKind::Restore,
-        from_host: Some(snapshot.host.clone()),
-        source: Some(id.to_owned()),
-    };
-    let intent = reserve(gw, &host_name, &request, idle_stop, origin).await?;
-    let (from_host, to_host, snapshot_ref) = (&from, &to, &snapshot);
-    create_reserved(gw, &to, &request, intent, move |operation| async move {
-        let snapshot = snapshot_ref;
-        restore_snapshot(from_host, id, &snapshot.sha256, snapshot.size, to_host, name, &operation)
-            .await
-            .map_err(|e| {
-                let e = CommandError::from(e);
-                let damaged = e.message.contains("damaged");
-                let e = CommandError {
-                    message: format!("restoring snapshot '{id}' failed: {}", e.message),
-                    ..e
-                };
-                if damaged {
-                    e.hint(format!(
-                        "the archive on host '{}' is not what was saved; remove it with: ssh gw snapshot remove {id}",
-                        snapshot.host
-                    ))
-                } else {
-                    e
-                }
-            })?;
-        Ok(())
-    })
-    .await
+    Ok(restore(gw, &caller.operator, request).await?)
 }
 
 /// The agent's environment: the template's, then `--env` values; every variable the template

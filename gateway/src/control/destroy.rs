@@ -3,9 +3,23 @@
 
 use std::sync::Arc;
 
+use clap::Args;
+
+use super::many::Targets;
 use super::{Caller, CommandIo, CommandResult, exit, refreshed_agent, require_owner};
 use crate::Gateway;
 use crate::agents::lifecycle;
+
+// `destroy NAME [--force]` or `destroy --tag K=V [--yes] [--force]`: each agent by
+// [`destroy_one`].
+#[derive(Debug, Args)]
+pub struct DestroyArgs {
+    #[command(flatten)]
+    pub targets: Targets,
+    /// Destroy it even if it is running.
+    #[arg(long, short)]
+    pub force: bool,
+}
 
 pub async fn destroy_one(
     gw: &Arc<Gateway>,

@@ -79,32 +79,20 @@ pub(super) async fn run(
         ControlCommand::Info(args) => info::run(gw, caller, args, io).await,
         ControlCommand::Attach(args) => attach::run(gw, caller, &args.name, io).await,
         ControlCommand::Top => top::run(gw, caller, io).await,
-        ControlCommand::Stop(t) => many::each(gw, caller, &t, many::Op::Stop, io).await,
-        ControlCommand::Start(t) => many::each(gw, caller, &t, many::Op::Start, io).await,
-        ControlCommand::Tag(a) => many::edit_tags(gw, caller, &a.name, &a.tags, &[], io).await,
-        ControlCommand::Untag(a) => many::edit_tags(gw, caller, &a.name, &[], &a.keys, io).await,
+        ControlCommand::Stop(t) => many::each(gw, caller, &t, Each::Stop, io).await,
+        ControlCommand::Start(t) => many::each(gw, caller, &t, Each::Start, io).await,
+        ControlCommand::Tag(args) => tag::tag(gw, caller, args, io).await,
+        ControlCommand::Untag(args) => tag::untag(gw, caller, args, io).await,
         ControlCommand::Restart(args) => {
             let _turn = gw.agent_locks.hold(&args.name).await;
             restart::run(gw, caller, &args.name, io).await
         }
-        ControlCommand::Clone(args) => {
-            let _turn = gw.agent_locks.hold(&args.src).await;
-            clone::run(gw, caller, args, io).await
-        }
-        ControlCommand::Migrate(args) => {
-            let _turn = gw.agent_locks.hold(&args.name).await;
-            migrate::run(gw, caller, args, io).await
-        }
-        ControlCommand::Snapshot(args) => {
-            // Taking one waits for a move of the agent under way (listing and removing do not).
-            let _turn = match (&args.command, &args.name) {
-                (None, Some(name)) => Some(gw.agent_locks.hold(name).await),
-                _ => None,
-            };
-            snapshot::run(gw, caller, args, io).await
-        }
+        // These hold the agent's turn themselves (`agents::transfer`).
+        ControlCommand::Clone(args) => clone::run(gw, caller, args, io).await,
+        ControlCommand::Migrate(args) => migrate::run(gw, caller, args, io).await,
+        ControlCommand::Snapshot(args) => snapshot::run(gw, caller, args, io).await,
         ControlCommand::Destroy(args) => {
-            let op = many::Op::Destroy { force: args.force };
+            let op = Each::Destroy { force: args.force };
             many::each(gw, caller, &args.targets, op, io).await
         }
         ControlCommand::Logs(args) => logs::run(gw, caller, args, io).await,

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use clap::Args;
 
-use super::list::{LIST_WAIT, not_asked_text};
 use super::output::{age, agent_json, json_text, status_text, tags_text};
+use super::seen::{LIST_WAIT, not_asked_text};
 use super::{Caller, CommandIo, CommandResult, agent_and_host, exit, refreshed_agent};
 use crate::Gateway;
 use crate::agents::reconcile::NotAsked;

@@ -9,12 +9,10 @@ use super::output::{
     Statuses, age, agent_json, json_text, parse_pair, parse_statuses, status_matches, status_text,
     table, tags_text,
 };
+use super::seen::{LIST_WAIT, not_asked_text};
 use super::{Caller, CommandIo, CommandResult, exit};
 use crate::Gateway;
-use crate::agents::reconcile::{self, NotAsked};
-
-/// How long `list` waits for each host before answering from what was last seen.
-pub const LIST_WAIT: std::time::Duration = std::time::Duration::from_millis(1500);
+use crate::agents::reconcile;
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
@@ -31,37 +29,6 @@ pub struct ListArgs {
     /// Print names only, one per line.
     #[arg(short, long)]
     pub quiet: bool,
-}
-
-/// Why a host's agents are shown as last seen, for `list`'s warnings and the live view.
-pub fn not_asked_text(host: &NotAsked) -> String {
-    match host {
-        NotAsked::Slow(host) => format!(
-            "host '{host}' did not answer within {} ms; its agents are shown as last seen",
-            LIST_WAIT.as_millis()
-        ),
-        NotAsked::Unreachable(host, reason) => {
-            let reason = if reason.is_empty() {
-                String::new()
-            } else {
-                format!(" ({reason})")
-            };
-            format!(
-                "host '{host}' is unreachable{reason}; its agents are shown as last seen \
-                 (see: ssh gw host info {host})"
-            )
-        }
-        NotAsked::NotSaved(host, cause) => format!(
-            "what host '{host}' reports could not be saved (the gateway's database: {cause}); \
-             its agents are shown as last saved"
-        ),
-        NotAsked::Unwritable { cause, kept } => format!(
-            "the gateway's database cannot be written ({cause}): the statuses shown may be out \
-             of date, and {kept} audit event{} wait{} in memory until it can",
-            if *kept == 1 { "" } else { "s" },
-            if *kept == 1 { "s" } else { "" }
-        ),
-    }
 }
 
 pub async fn run(

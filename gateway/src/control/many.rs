@@ -1,18 +1,16 @@
-//! Acting on many agents at once: `stop`/`start`/`destroy --tag K=V`, `send --tag`/`--all`,
-//! and `tag`/`untag`, which edit the labels the others select by.
+//! Acting on many agents at once, for the commands that can (`stop`/`start`/`destroy --tag
+//! K=V`, `send --tag`/`--all`, `approve`/`deny --tag`): the selection, the confirmation, each
+//! agent in turn with its own audit event. No command of its own: `stop`, `start` and
+//! `destroy` come through [`each`] with what they do to one agent (`super::Each`).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use clap::Args;
 
 use super::output::parse_pair;
-use super::{Caller, CommandError, CommandIo, CommandResult, exit, require_owner};
+use super::{Caller, CommandError, CommandIo, CommandResult, Each, exit};
 use crate::Gateway;
 use crate::store::AgentRecord;
-
-/// The longest tag key and value.
-const MAX_TAG_LEN: usize = 128;
 
 /// One agent by name, or every agent with some tags.
 #[derive(Debug, Args)]
@@ -26,17 +24,6 @@ pub struct Targets {
     /// Do not ask before acting on agents chosen by --tag.
     #[arg(long, short = 'y', requires = "tags")]
     pub yes: bool,
-}
-
-// `destroy NAME [--force]` or `destroy --tag K=V [--yes] [--force]`: each agent by
-// `super::destroy::destroy_one`.
-#[derive(Debug, Args)]
-pub struct DestroyArgs {
-    #[command(flatten)]
-    pub targets: Targets,
-    /// Destroy it even if it is running.
-    #[arg(long, short)]
-    pub force: bool,
 }
 
 /// The caller's own agents (those they created: not those shared with them, and for an admin
@@ -63,49 +50,18 @@ pub fn tags_text(tags: &[(String, String)]) -> String {
         .join(" ")
 }
 
-/// What [`each`] does to each agent.
-#[derive(Clone, Copy, Debug)]
-pub enum Op {
-    Stop,
-    Start,
-    Destroy { force: bool },
-}
-
-impl Op {
-    fn verb(self) -> &'static str {
-        match self {
-            Op::Stop => "stop",
-            Op::Start => "start",
-            Op::Destroy { .. } => "destroy",
-        }
-    }
-
-    async fn run(
-        self,
-        gw: &Arc<Gateway>,
-        caller: &Caller,
-        name: &str,
-        io: &mut CommandIo,
-    ) -> CommandResult {
-        let _turn = gw.agent_locks.hold(name).await;
-        match self {
-            Op::Stop => super::stop::run(gw, caller, name, io).await,
-            Op::Start => super::start::run(gw, caller, name, io).await,
-            Op::Destroy { force } => super::destroy::destroy_one(gw, caller, name, force, io).await,
-        }
-    }
-}
-
-/// Does `op` to one agent, or to each agent with the tags (after asking, unless `--yes`):
-/// every agent is tried; the exit status is 1 if any failed.
+/// Does `op` to the agent named, or to each agent with the tags (after asking, unless
+/// `--yes`), each in its turn (`agents::locks`): every agent is tried; the exit status is 1 if
+/// any failed.
 pub async fn each(
     gw: &Arc<Gateway>,
     caller: &Caller,
     targets: &Targets,
-    op: Op,
+    op: Each,
     io: &mut CommandIo,
 ) -> CommandResult {
     if let Some(name) = &targets.name {
+        let _turn = gw.agent_locks.hold(name).await;
         return op.run(gw, caller, name, io).await;
     }
     let verb = op.verb();
@@ -133,7 +89,11 @@ pub async fn each(
     let mut failed = 0;
     let by = format!("(by tag {})", tags_text(&targets.tags));
     for name in names {
-        let (status, message) = match op.run(gw, caller, name, io).await {
+        let done = {
+            let _turn = gw.agent_locks.hold(name).await;
+            op.run(gw, caller, name, io).await
+        };
+        let (status, message) = match done {
             Ok(status) => (status, String::new()),
             Err(e) => {
                 io.write_err(&format!("error: agent '{name}': {}\n", e.message))
@@ -267,110 +227,5 @@ pub async fn confirm(io: &mut CommandIo, question: &str) -> Result<(), CommandEr
     match answer.trim().to_ascii_lowercase().as_str() {
         "y" | "yes" => Ok(()),
         _ => Err(CommandError::failed("nothing done")),
-    }
-}
-
-#[derive(Debug, Args)]
-pub struct TagArgs {
-    /// The agent's name.
-    pub name: String,
-    /// The tags to set, KEY=VALUE (a key already set gets the new value).
-    #[arg(required = true, value_name = "K=V", value_parser = parse_pair)]
-    pub tags: Vec<(String, String)>,
-}
-
-#[derive(Debug, Args)]
-pub struct UntagArgs {
-    /// The agent's name.
-    pub name: String,
-    /// The keys to remove.
-    #[arg(required = true, value_name = "KEY")]
-    pub keys: Vec<String>,
-}
-
-/// Checks a tag's key and value: what `--tag K=V` can select again.
-pub fn check_tag(key: &str, value: &str) -> Result<(), CommandError> {
-    let bad = |what: &str| {
-        CommandError::usage(format!("invalid tag '{key}={value}': {what}")).hint(
-            "keys are letters, digits, '.', '_', '-' and '/'; values have no control characters",
-        )
-    };
-    if key.is_empty() || key.len() > MAX_TAG_LEN || value.len() > MAX_TAG_LEN {
-        return Err(bad(&format!(
-            "keys are 1 to {MAX_TAG_LEN} characters, values at most {MAX_TAG_LEN}"
-        )));
-    }
-    if !key
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/'))
-    {
-        return Err(bad(
-            "the key has a character other than letters, digits, '.', '_', '-', '/'",
-        ));
-    }
-    if value.chars().any(char::is_control) {
-        return Err(bad("the value has a control character"));
-    }
-    Ok(())
-}
-
-/// `tag NAME K=V...` (`remove` empty) and `untag NAME KEY...`: the new tags go to the agent's
-/// host first (its files describe it), then to the gateway's records.
-pub async fn edit_tags(
-    gw: &Arc<Gateway>,
-    caller: &Caller,
-    name: &str,
-    set: &[(String, String)],
-    remove: &[String],
-    io: &mut CommandIo,
-) -> CommandResult {
-    for (k, v) in set {
-        check_tag(k, v)?;
-    }
-    let (agent, host) = super::agent_and_host(gw, caller, name).await?;
-    require_owner(caller, &agent, "change its tags")?;
-    let mut tags: BTreeMap<String, String> = agent.tags.clone();
-    for key in remove {
-        if tags.remove(key).is_none() {
-            return Err(CommandError::failed(format!(
-                "agent '{name}' has no tag '{key}'"
-            )));
-        }
-    }
-    tags.extend(set.iter().cloned());
-    host.set_tags(name, &tags).await?;
-    let saved = gw.store.set_tags(name, &tags).await;
-    let done = || {
-        format!(
-            "the tags of agent '{name}' were changed on host {}",
-            agent.host
-        )
-    };
-    let later = "the gateway shows and selects by the old tags until the command is run again";
-    super::recorded(io, saved, done, later).await;
-    let text = if tags.is_empty() {
-        "no tags".to_owned()
-    } else {
-        tags.iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    io.write_out(&format!("agent '{name}': {text}\n")).await;
-    Ok(exit::OK)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tags_are_checked() {
-        assert!(check_tag("team", "infra").is_ok());
-        assert!(check_tag("k8s.io/app", "a b").is_ok());
-        for (k, v) in [("", "x"), ("a b", "x"), ("k", "a\nb"), ("k;rm", "x")] {
-            assert!(check_tag(k, v).is_err(), "{k:?}={v:?}");
-        }
-        assert!(check_tag("k", &"v".repeat(MAX_TAG_LEN + 1)).is_err());
     }
 }

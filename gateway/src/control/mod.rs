@@ -25,17 +25,21 @@ pub mod output;
 mod parse;
 pub mod restart;
 pub mod secret;
+pub mod seen;
 pub mod send;
 pub mod share;
 pub mod snapshot;
 pub mod ssh_config;
 pub mod start;
 pub mod stop;
+pub mod tag;
 pub mod top;
 pub mod version;
 pub mod wait;
 pub mod watch;
 pub mod whoami;
+
+use std::sync::Arc;
 
 use crate::Gateway;
 pub use crate::agents::Caller;
@@ -63,16 +67,17 @@ pub fn require_admin(caller: &Caller, what: &str) -> Result<(), CommandError> {
 }
 
 /// Refuses what only an agent's owner (its creator) or an admin may do, such as destroying
-/// it: an operator it is shared with may use it, not dispose of it.
-pub fn require_owner(caller: &Caller, agent: &AgentRecord, what: &str) -> Result<(), CommandError> {
-    if access::may_dispose(&caller.operator, agent.created_by.as_deref()) {
-        return Ok(());
-    }
-    Err(CommandError::failed(format!(
-        "only the owner of agent '{}' ({}) or an admin can {what}",
-        agent.name,
-        agent.created_by.as_deref().unwrap_or("none")
-    )))
+/// it (`agents::shares::require_owner`).
+pub fn require_owner(
+    caller: &Caller,
+    agent: &AgentRecord,
+    what: &'static str,
+) -> Result<(), CommandError> {
+    Ok(crate::agents::shares::require_owner(
+        &caller.operator,
+        agent,
+        what,
+    )?)
 }
 
 /// Looks up an agent the caller may use and its host (`agents::lifecycle::usable`). An agent
@@ -90,11 +95,6 @@ pub fn may_use_host(gw: &Gateway, operator: &crate::store::Operator, host: &str)
     access::may_use_host(operator, host, gw.policy())
 }
 
-/// The refusal of an agent on `local` to an operator (see [`may_use_host`]).
-pub fn local_refused(what: &str) -> CommandError {
-    CommandError::failed(format!("{what}, {}", crate::agents::LOCAL_FOR_ADMINS))
-}
-
 /// Looks up an agent, asks its host for its current state and stores it
 /// (`agents::lifecycle::refreshed`).
 pub async fn refreshed_agent(
@@ -103,4 +103,38 @@ pub async fn refreshed_agent(
     name: &str,
 ) -> Result<(AgentRecord, Host), CommandError> {
     Ok(crate::agents::lifecycle::refreshed(gw, &caller.operator, name).await?)
+}
+
+/// What `stop`, `start` and `destroy` do to each agent they chose (`many::each`).
+#[derive(Clone, Copy, Debug)]
+pub enum Each {
+    Stop,
+    Start,
+    Destroy { force: bool },
+}
+
+impl Each {
+    /// The command's name, for the confirmation and the audit trail.
+    pub fn verb(self) -> &'static str {
+        match self {
+            Each::Stop => "stop",
+            Each::Start => "start",
+            Each::Destroy { .. } => "destroy",
+        }
+    }
+
+    /// Does it to agent `name` (the caller holds the agent's turn).
+    pub async fn run(
+        self,
+        gw: &Arc<Gateway>,
+        caller: &Caller,
+        name: &str,
+        io: &mut CommandIo,
+    ) -> CommandResult {
+        match self {
+            Each::Stop => stop::run(gw, caller, name, io).await,
+            Each::Start => start::run(gw, caller, name, io).await,
+            Each::Destroy { force } => destroy::destroy_one(gw, caller, name, force, io).await,
+        }
+    }
 }

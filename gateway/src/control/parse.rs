@@ -49,7 +49,7 @@ pub enum ControlCommand {
     Snapshot(snapshot::SnapshotArgs),
     /// Delete an agent, its session and its workspace.
     #[command(visible_alias = "rm")]
-    Destroy(many::DestroyArgs),
+    Destroy(destroy::DestroyArgs),
     /// Print an agent's output.
     Logs(logs::LogsArgs),
     /// Show what changed in an agent's workspace since it was created.
@@ -62,9 +62,9 @@ pub enum ControlCommand {
     /// Answer no to what an agent asks.
     Deny(answer::AnswerArgs),
     /// Set tags on an agent: tag NAME KEY=VALUE...
-    Tag(many::TagArgs),
+    Tag(tag::TagArgs),
     /// Remove tags from an agent: untag NAME KEY...
-    Untag(many::UntagArgs),
+    Untag(tag::UntagArgs),
     /// Wait until an agent exits; exit with its exit code.
     Wait(wait::WaitArgs),
     /// Print agents' status changes as they happen, one per line, until you leave.

@@ -120,7 +120,7 @@ pub async fn run(
         What::Text(args.text_words().join(" "))
     };
     if let What::Text(text) = &what {
-        check_text(text, "the text to send")?;
+        crate::agents::deliver::check_text(text, "the text to send")?;
     }
     if let Some((agent, host)) = target {
         let delivery = what.deliver(gw, &agent, &host, !args.no_enter).await?;
@@ -229,17 +229,5 @@ fn delivery_line(name: &str, what: &What, delivery: &Delivery) -> Result<String,
         .hint(format!(
             "look at it with: ssh {name}@gw (or ssh gw attach {name})"
         ))),
-    }
-}
-
-/// Refuses text a terminal cannot be given: a NUL byte ends a C string, so tmux (and the
-/// program in the pane) would never see what follows it.
-pub fn check_text(text: &str, what: &str) -> Result<(), CommandError> {
-    match text.find('\0') {
-        Some(at) => Err(
-            CommandError::usage(format!("{what} contains a NUL byte (at byte {at})"))
-                .hint("a terminal cannot take NUL bytes: send text without them"),
-        ),
-        None => Ok(()),
     }
 }

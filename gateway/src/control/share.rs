@@ -5,11 +5,9 @@ use std::sync::Arc;
 
 use clap::Args;
 
-use super::{
-    Caller, CommandError, CommandIo, CommandResult, agent_and_host, exit, local_refused,
-    may_use_host, require_owner,
-};
+use super::{Caller, CommandIo, CommandResult, exit};
 use crate::Gateway;
+use crate::agents::shares::{self, ShareRequest};
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  ssh gw share fix-ci bob\n  ssh gw unshare fix-ci bob")]
@@ -20,39 +18,26 @@ pub struct ShareArgs {
     pub operator: String,
 }
 
+impl ShareArgs {
+    fn request(self) -> ShareRequest {
+        ShareRequest {
+            agent: self.name,
+            with: self.operator,
+        }
+    }
+}
+
 pub async fn share(
     gw: &Arc<Gateway>,
     caller: &Caller,
     args: ShareArgs,
     io: &mut CommandIo,
 ) -> CommandResult {
-    let (agent, _host) = agent_and_host(gw, caller, &args.name).await?;
-    require_owner(caller, &agent, "share it")?;
-    let Some(operator) = gw.store.operator_named(&args.operator).await? else {
-        return Err(
-            CommandError::failed(format!("no operator named '{}'", args.operator))
-                .hint("see the operators with: ssh gw operator list"),
-        );
-    };
-    if !may_use_host(gw, &operator, &agent.host) {
-        return Err(local_refused(&format!(
-            "'{}' is an operator and agent '{}' runs on 'local'",
-            operator.name, agent.name
-        ))
-        .hint(format!("move it first: ssh gw migrate {} HOST", agent.name)));
-    }
-    if agent.created_by.as_deref() == Some(args.operator.as_str()) {
-        return Err(CommandError::failed(format!(
-            "'{}' owns agent '{}' already",
-            args.operator, agent.name
-        )));
-    }
-    gw.store
-        .share(&agent.name, &args.operator, &caller.operator.name)
-        .await?;
+    let request = args.request();
+    let agent = shares::share(gw, &caller.operator, &request).await?;
     io.write_out(&format!(
         "shared agent '{}' with '{}'\n",
-        agent.name, args.operator
+        agent.name, request.with
     ))
     .await;
     Ok(exit::OK)
@@ -64,21 +49,11 @@ pub async fn unshare(
     args: ShareArgs,
     io: &mut CommandIo,
 ) -> CommandResult {
-    let (agent, _host) = agent_and_host(gw, caller, &args.name).await?;
-    require_owner(caller, &agent, "unshare it")?;
-    if !gw.store.unshare(&agent.name, &args.operator).await? {
-        return Err(CommandError::failed(format!(
-            "agent '{}' is not shared with '{}'",
-            agent.name, args.operator
-        ))
-        .hint(format!(
-            "see whom it is shared with: ssh gw info {}",
-            agent.name
-        )));
-    }
+    let request = args.request();
+    let agent = shares::unshare(gw, &caller.operator, &request).await?;
     io.write_out(&format!(
         "agent '{}' is no longer shared with '{}'\n",
-        agent.name, args.operator
+        agent.name, request.with
     ))
     .await;
     Ok(exit::OK)

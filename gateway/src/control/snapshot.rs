@@ -1,30 +1,18 @@
-//! `snapshot NAME [--label L] [--json]`, `snapshot list [NAME] [--json]`, `snapshot remove ID`,
-//! and the restore behind `create NEW --from-snapshot ID [--host H]`.
-//!
-//! A snapshot is kept on the agent's host (hostctl's `snapshots/ID.tar.gz` with its settings
-//! beside it); the store records it (with the archive's SHA-256), so that `snapshot list` asks
-//! no host and a restore can check every byte it receives against the checksum recorded when
-//! the snapshot was taken. IDs are `AGENT-YYYYMMDD-HHMM` (UTC), `-2`, `-3`... for more than one
-//! in a minute.
+//! `snapshot NAME [--label L] [--json]`, `snapshot list [NAME] [--json]`, `snapshot remove ID`
+//! (the restore is `create NEW --from-snapshot ID`). What a snapshot is, and the taking,
+//! listing and removing, are `agents::transfer::snapshot`'s; this file parses and prints.
 
 use std::sync::Arc;
 
 use clap::{Args, Subcommand};
-use hostctl::api::{ErrorCode, SnapshotMeta, SnapshotRequest};
 use hostctl::disk::size_text;
 use serde_json::{Value, json};
 
 use super::output::{age, json_text, table};
-use super::{Caller, CommandError, CommandIo, CommandResult, exit, refreshed_agent, require_owner};
+use super::{Caller, CommandError, CommandIo, CommandResult, exit};
 use crate::Gateway;
-use crate::hosts::HostError;
-use crate::store::{AgentStatus, SnapshotRecord};
-
-/// The most snapshots of one agent in one minute (IDs `-2` to `-N`).
-const MAX_PER_MINUTE: u32 = 100;
-
-/// The longest label, in bytes (as hostctl checks it).
-const MAX_LABEL_LEN: usize = hostctl::snapshots::MAX_LABEL_LEN;
+use crate::agents::transfer::snapshot::{self as snapshots, Removed, TakeRequest};
+use crate::store::SnapshotRecord;
 
 #[derive(Debug, Args)]
 #[command(
@@ -108,121 +96,16 @@ async fn take(
     json: bool,
     io: &mut CommandIo,
 ) -> CommandResult {
-    if let Some(label) = &label {
-        check_label(label)?;
-    }
-    let (agent, host) = refreshed_agent(gw, caller, name).await?;
-    require_owner(caller, &agent, "snapshot it")?;
-    match agent.status {
-        AgentStatus::Creating => crate::agents::lifecycle::ready(&agent)?,
-        AgentStatus::Unknown => {
-            return Err(CommandError::failed(format!(
-                "agent '{name}' cannot be reached: its host '{}' does not answer",
-                agent.host
-            ))
-            .hint(format!(
-                "see what fails with: ssh gw host check {}",
-                agent.host
-            )));
-        }
-        _ => {}
-    }
-    let minute = time::OffsetDateTime::now_utc()
-        .format(time::macros::format_description!(
-            "[year][month][day]-[hour][minute]"
-        ))
-        .map_err(|e| CommandError::failed(format!("cannot format the time: {e}")))?;
-    // The first ID free in the store and on the host (a concurrent snapshot, or one left
-    // there by an earlier gateway, holds it there).
-    let mut made = None;
-    for n in 1..=MAX_PER_MINUTE {
-        let id = hostctl::api::snapshot_id(name, &minute, n);
-        if gw.store.snapshot_exists(&id).await? {
-            continue;
-        }
-        let request = SnapshotRequest {
-            id,
-            label: label.clone(),
-            taken_by: Some(caller.operator.name.clone()),
-        };
-        match host.snapshot(name, &request).await {
-            Err(HostError::Rejected {
-                code: ErrorCode::AlreadyExists,
-                ..
-            }) => continue,
-            Err(e) => {
-                if may_have_left_files(&e) {
-                    // hostctl may have been cut off half-way, or have finished unheard: what
-                    // it made under this ID would be on the host with no record, which
-                    // `snapshot list` cannot show nor `snapshot remove` delete.
-                    let _ = host.snapshot_remove(&request.id).await;
-                }
-                let e = CommandError::from(e);
-                let hint = if agent.status == AgentStatus::Running {
-                    format!(
-                        "if its files changed while they were read, stop it first: ssh gw stop {name}"
-                    )
-                } else {
-                    format!("see what fails with: ssh gw host check {}", agent.host)
-                };
-                return Err(CommandError {
-                    message: format!("snapshot of agent '{name}' failed: {}", e.message),
-                    ..e
-                }
-                .hint(hint));
-            }
-            Ok(snapshot) => {
-                if let Err(e) = check_reply(&request.id, &snapshot) {
-                    let _ = host.snapshot_remove(&request.id).await;
-                    return Err(e);
-                }
-                made = Some(snapshot);
-                break;
-            }
-        }
-    }
-    let Some(made) = made else {
-        return Err(CommandError::failed(format!(
-            "agent '{name}' has had {MAX_PER_MINUTE} snapshots this minute already"
-        ))
-        .hint("try again in a minute"));
-    };
-    let id = made.id.clone();
-    let record = SnapshotRecord {
-        id: made.id,
-        agent: name.to_owned(),
-        // Which agent of this name it is: the store shows the snapshot through this very
-        // agent only, never through a later one of the same name.
-        agent_created_at: Some(agent.created_at.clone()),
-        host: agent.host.clone(),
+    let request = TakeRequest {
+        name: name.to_owned(),
         label,
-        // The gateway's clock, as for agents: the host's may be off.
-        created_at: crate::store::now(),
-        size: made.size,
-        sha256: made.sha256,
-        owner: agent.created_by.clone(),
-        taken_by: Some(caller.operator.name.clone()),
-        spec: agent.spec.clone(),
-        idle_stop: agent.idle_stop.clone(),
     };
-    if let Err(e) = gw
-        .store
-        .insert_snapshot(&record, crate::store::SameArchive::Replace)
-        .await
-    {
-        // Not recorded, so not usable: the archive is not left behind unlisted.
-        let _ = host.snapshot_remove(&id).await;
-        return Err(match e {
-            crate::store::StoreError::Conflict(m) => {
-                CommandError::failed(m).hint("try again in a moment")
-            }
-            other => other.into(),
-        });
-    }
+    let record = snapshots::take(gw, &caller.operator, request).await?;
     if json {
         io.write_out(&json_text(&snapshot_json(&record, true)))
             .await;
     } else {
+        let id = &record.id;
         io.write_out(&format!(
             "snapshot {id} of agent '{name}' on host {}: {}, sha256 {}\nrestore it with: ssh gw create NEW --from-snapshot {id} [--host HOST]\n",
             record.host,
@@ -234,65 +117,22 @@ async fn take(
     Ok(exit::OK)
 }
 
-/// Whether a snapshot that failed with `e` may have left files on the host: unless hostctl
-/// answered (it refused, or failed and cleaned up after itself), it may have been cut off
-/// mid-way or have finished with its answer lost.
-fn may_have_left_files(e: &HostError) -> bool {
-    !matches!(e, HostError::Rejected { .. } | HostError::NotFound(_))
-}
-
-/// A host's answer to snapshot `requested` must be about that snapshot: the gateway records
-/// the ID it asked for, never another.
-fn check_reply(requested: &str, made: &SnapshotMeta) -> Result<(), CommandError> {
-    if made.id == requested {
-        return Ok(());
-    }
-    Err(CommandError::failed(format!(
-        "the host answered snapshot '{requested}' with snapshot '{}'; nothing was recorded",
-        made.id.escape_debug()
-    )))
-}
-
-fn check_label(label: &str) -> Result<(), CommandError> {
-    if label.len() > MAX_LABEL_LEN {
-        return Err(CommandError::usage(format!(
-            "the label is {} bytes long; the limit is {MAX_LABEL_LEN}",
-            label.len()
-        )));
-    }
-    if label.chars().any(char::is_control) {
-        return Err(CommandError::usage(
-            "a label is one line of text: no newlines, tabs or escapes",
-        ));
-    }
-    Ok(())
-}
-
 async fn run_list(
     gw: &Arc<Gateway>,
     caller: &Caller,
     args: ListArgs,
     io: &mut CommandIo,
 ) -> CommandResult {
-    let snapshots =
-        crate::agents::access::snapshots(&gw.store, &caller.operator, args.name.as_deref()).await?;
-    let hosts: Vec<String> = gw
-        .store
-        .hosts()
-        .await?
-        .into_iter()
-        .map(|h| h.name)
-        .collect();
-    let host_present = |s: &SnapshotRecord| hosts.contains(&s.host);
+    let listed = snapshots::list(gw, &caller.operator, args.name.as_deref()).await?;
     if args.json {
-        let all: Vec<Value> = snapshots
+        let all: Vec<Value> = listed
             .iter()
-            .map(|s| snapshot_json(s, host_present(s)))
+            .map(|l| snapshot_json(&l.snapshot, l.host_present))
             .collect();
         io.write_out(&json_text(&Value::Array(all))).await;
         return Ok(exit::OK);
     }
-    if snapshots.is_empty() {
+    if listed.is_empty() {
         let hint = match &args.name {
             Some(name) => {
                 format!("no snapshots of '{name}' (take one with: ssh gw snapshot {name})\n")
@@ -302,13 +142,14 @@ async fn run_list(
         io.write_out(&hint).await;
         return Ok(exit::OK);
     }
-    let rows: Vec<Vec<String>> = snapshots
+    let rows: Vec<Vec<String>> = listed
         .iter()
-        .map(|s| {
+        .map(|l| {
+            let s = &l.snapshot;
             vec![
                 s.id.clone(),
                 s.agent.clone(),
-                if host_present(s) {
+                if l.host_present {
                     s.host.clone()
                 } else {
                     format!("{} (gone)", s.host)
@@ -333,68 +174,23 @@ async fn run_remove(
     id: &str,
     io: &mut CommandIo,
 ) -> CommandResult {
-    let snapshot = visible_snapshot(gw, caller, id).await?;
-    require_snapshot_owner(caller, &snapshot)?;
-    let mut warning = None;
-    if gw.store.host(&snapshot.host).await?.is_some() {
-        let host = gw.hosts.get(&snapshot.host)?;
-        match host.snapshot_remove(id).await {
-            Ok(removed) if !removed.existed => {
-                warning = Some(format!(
-                    "warning: snapshot '{id}' was already gone from host '{}'\n",
-                    snapshot.host
-                ));
-            }
-            Ok(_) => {}
-            Err(e) => {
-                let e = CommandError::from(e);
-                return Err(CommandError {
-                    message: format!(
-                        "removing snapshot '{id}' on host '{}' failed: {}; it is kept",
-                        snapshot.host, e.message
-                    ),
-                    ..e
-                });
-            }
+    match snapshots::remove(gw, &caller.operator, id).await? {
+        Removed::Both => {}
+        Removed::AlreadyGone { host } => {
+            io.write_err(&format!(
+                "warning: snapshot '{id}' was already gone from host '{host}'\n"
+            ))
+            .await;
         }
-    } else {
-        warning = Some(format!(
-            "warning: host '{}' is no longer known to the gateway; its copy of the archive (if the machine still has it) is left alone\n",
-            snapshot.host
-        ));
-    }
-    gw.store.delete_snapshot(id).await?;
-    if let Some(warning) = warning {
-        io.write_err(&warning).await;
+        Removed::HostForgotten { host } => {
+            io.write_err(&format!(
+                "warning: host '{host}' is no longer known to the gateway; its copy of the archive (if the machine still has it) is left alone\n"
+            ))
+            .await;
+        }
     }
     io.write_out(&format!("removed snapshot {id}\n")).await;
     Ok(exit::OK)
-}
-
-/// Snapshot `id`, if the caller may see it; else the same answer as for one that does not exist.
-pub(super) async fn visible_snapshot(
-    gw: &Gateway,
-    caller: &Caller,
-    id: &str,
-) -> Result<SnapshotRecord, CommandError> {
-    crate::agents::access::snapshot(&gw.store, &caller.operator, id)
-        .await?
-        .ok_or_else(|| {
-            CommandError::failed(format!("no snapshot '{id}'"))
-                .hint("see the snapshots with: ssh gw snapshot list")
-        })
-}
-
-/// Only the owner of the snapshot's agent (when it was taken) or an admin may remove it.
-fn require_snapshot_owner(caller: &Caller, snapshot: &SnapshotRecord) -> Result<(), CommandError> {
-    if crate::agents::access::may_dispose(&caller.operator, snapshot.owner.as_deref()) {
-        return Ok(());
-    }
-    Err(CommandError::failed(format!(
-        "only the owner of snapshot '{}' ({}) or an admin can remove it",
-        snapshot.id,
-        snapshot.owner.as_deref().unwrap_or("none")
-    )))
 }
 
 /// The JSON shape of a snapshot in `snapshot --json` and `snapshot list --json`.
@@ -415,67 +211,4 @@ fn snapshot_json(s: &SnapshotRecord, host_present: bool) -> Value {
         "tags": s.spec.tags,
         "idle_stop": s.idle_stop,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_reply_about_another_snapshot_is_refused() {
-        let made = |id: &str| SnapshotMeta {
-            id: id.into(),
-            agent: "w".into(),
-            label: None,
-            created_at: "2999-01-01T00:00:00Z".into(),
-            size: 1,
-            sha256: "ab".repeat(32),
-            spec: hostctl::api::CreateRequest {
-                name: "w".into(),
-                template: "shell".into(),
-                command: hostctl::api::AgentCommand::LoginShell,
-                restart_command: None,
-                workspace: hostctl::api::WorkspaceSource::Empty,
-                env: Default::default(),
-                tags: Default::default(),
-                prompt: None,
-                size: None,
-                created_by: None,
-                secret_names: Vec::new(),
-                cli: None,
-                sandbox: None,
-            },
-            taken_by: None,
-        };
-        assert!(check_reply("w-20261123-1215", &made("w-20261123-1215")).is_ok());
-        assert!(check_reply("w-20261123-1215", &made("x-20261123-1215")).is_err());
-    }
-
-    #[test]
-    fn a_snapshot_cut_off_is_cleaned_up_and_a_refused_one_is_not() {
-        let timeout = HostError::Timeout {
-            host: "h1".into(),
-            what: "snapshot".into(),
-            seconds: 600,
-        };
-        assert!(may_have_left_files(&timeout));
-        let garbled = HostError::Protocol {
-            host: "h1".into(),
-            what: "snapshot".into(),
-            detail: "EOF".into(),
-        };
-        assert!(may_have_left_files(&garbled));
-        let refused = HostError::Rejected {
-            code: ErrorCode::Failed,
-            message: "tar: file changed as we read it".into(),
-        };
-        assert!(!may_have_left_files(&refused));
-    }
-
-    #[test]
-    fn labels_are_one_short_line() {
-        assert!(check_label("before the refactor").is_ok());
-        assert_eq!(check_label("a\nb").map_err(|e| e.status), Err(exit::USAGE));
-        assert!(check_label(&"x".repeat(MAX_LABEL_LEN + 1)).is_err());
-    }
 }

@@ -403,10 +403,10 @@ impl Looks {
         let (gw, caller) = (gw.clone(), caller.clone());
         let task = gw.clone().tasks.spawn(async move {
             loop {
-                let warnings = reconcile::reconcile_within(&gw, super::list::LIST_WAIT)
+                let warnings = reconcile::reconcile_within(&gw, super::seen::LIST_WAIT)
                     .await
                     .iter()
-                    .map(super::list::not_asked_text)
+                    .map(super::seen::not_asked_text)
                     .collect();
                 match crate::agents::access::agents(&gw.store, &caller.operator).await {
                     Ok(agents) => {
