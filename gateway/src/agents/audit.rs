@@ -51,7 +51,7 @@ pub async fn end_record(
 fn event_of(caller: &Caller, kind: &str, agent: Option<String>, detail: &str) -> Event {
     Event {
         id: 0,
-        at: String::new(),
+        at: crate::model::Timestamp::now(),
         operator: Some(caller.operator.name.clone()),
         source: Some(caller.source.clone()),
         kind: kind.to_owned(),

@@ -74,7 +74,7 @@ impl Intent {
             step: Step::Begun,
             operator: planned.operator,
             run: gw.run_id.clone(),
-            started_at: time::OffsetDateTime::now_utc(),
+            started_at: crate::model::Timestamp::now(),
         };
         gw.store.begin_operation(&op).await?;
         info!(
@@ -249,7 +249,7 @@ async fn record(gw: &Gateway, op: &Operation, outcome: Outcome, message: &str) {
             "{} {} on {route}, begun {}, cut short after step {}",
             op.kind.as_str(),
             op.agent,
-            crate::store::format_time(op.started_at),
+            op.started_at,
             op.step.as_str()
         ),
         result: outcome.as_str().into(),

@@ -8,6 +8,7 @@ use clap::Args;
 use super::output::{json_text, table};
 use super::{Caller, CommandError, CommandIo, CommandResult, exit};
 use crate::Gateway;
+use crate::model::Timestamp;
 use crate::store::{Event, EventFilter, STARTED};
 
 /// How often `events -f` looks for new events.
@@ -52,7 +53,7 @@ pub async fn run(
         .as_deref()
         .map(since_time)
         .transpose()
-        .map_err(CommandError::usage)?;
+        .map_err(|e| CommandError::usage(e.to_string()))?;
     let mut filter = EventFilter {
         agent: args.agent.clone(),
         operator: args.operator.clone(),
@@ -142,7 +143,7 @@ fn render(events: &[Event], json: bool, header: bool) -> String {
         .iter()
         .map(|e| {
             vec![
-                e.at.clone(),
+                e.at.to_string(),
                 e.operator.clone().unwrap_or_default(),
                 e.kind.clone(),
                 e.agent.clone().unwrap_or_default(),
@@ -176,21 +177,26 @@ fn event_json(e: &Event) -> serde_json::Value {
     })
 }
 
-/// `--since`: a duration back from now, or an RFC 3339 time; as RFC 3339 UTC.
-fn since_time(text: &str) -> Result<String, String> {
-    use time::format_description::well_known::Rfc3339;
-    if let Ok(at) = time::OffsetDateTime::parse(text, &Rfc3339) {
-        return at
-            .to_offset(time::UtcOffset::UTC)
-            .format(&Rfc3339)
-            .map_err(|e| e.to_string());
+/// A `--since` that is neither a duration nor a time.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+enum BadSince {
+    #[error("--since: {0}, or give an RFC 3339 time like 2026-01-31T12:00:00Z")]
+    Neither(String),
+    #[error("--since: {0} is further back than time goes")]
+    TooFarBack(String),
+}
+
+/// `--since`: a duration back from now, or an RFC 3339 time.
+fn since_time(text: &str) -> Result<Timestamp, BadSince> {
+    if let Ok(at) = Timestamp::parse(text) {
+        return Ok(at);
     }
-    let back = crate::config::parse_duration(text)
-        .map_err(|e| format!("--since: {e}, or give an RFC 3339 time like 2026-01-31T12:00:00Z"))?;
-    let back = time::Duration::try_from(back).map_err(|e| e.to_string())?;
-    (time::OffsetDateTime::now_utc() - back)
-        .format(&Rfc3339)
-        .map_err(|e| e.to_string())
+    let back = crate::config::parse_duration(text).map_err(BadSince::Neither)?;
+    time::Duration::try_from(back)
+        .ok()
+        .and_then(|back| time::OffsetDateTime::now_utc().checked_sub(back))
+        .map(Timestamp::from)
+        .ok_or_else(|| BadSince::TooFarBack(text.to_owned()))
 }
 
 #[cfg(test)]
@@ -200,11 +206,11 @@ mod tests {
     #[test]
     fn since_takes_durations_and_times() {
         assert_eq!(
-            since_time("2026-01-31T12:00:00+01:00").as_deref(),
-            Ok("2026-01-31T11:00:00Z")
+            since_time("2026-01-31T12:00:00+01:00").map(|t| t.to_string()),
+            Ok("2026-01-31T11:00:00Z".to_owned())
         );
         let an_hour_ago = since_time("1h").expect("parses");
-        assert!(an_hour_ago < crate::store::now());
-        assert!(since_time("yesterday").is_err());
+        assert!(an_hour_ago < Timestamp::now());
+        assert!(matches!(since_time("yesterday"), Err(BadSince::Neither(_))));
     }
 }

@@ -9,6 +9,7 @@ use super::output::{age, agent_json, json_text, status_text, tags_text};
 use super::{Caller, CommandIo, CommandResult, agent_and_host, exit, refreshed_agent};
 use crate::Gateway;
 use crate::hosts::reconciler::NotAsked;
+use crate::model::Timestamp;
 use crate::store::{ActivitySource, AgentRecord, AgentStatus};
 
 #[derive(Debug, Args)]
@@ -77,7 +78,7 @@ async fn show(gw: &Gateway, agent: AgentRecord, json: bool, io: &mut CommandIo) 
         ("workspace", agent.workspace.clone()),
         (
             "created",
-            format!("{} ({} ago)", agent.created_at, age(&agent.created_at)),
+            format!("{} ({} ago)", agent.created_at, age(agent.created_at)),
         ),
         ("created by", agent.created_by.clone().unwrap_or_default()),
         ("shared with", shared_with.join(", ")),
@@ -104,18 +105,20 @@ async fn show(gw: &Gateway, agent: AgentRecord, json: bool, io: &mut CommandIo) 
             .to_owned(),
         ));
     }
-    if let Some(at) = &agent.status_since {
+    if let Some(at) = agent.status_since {
         lines.push(("since", format!("{at} ({} ago)", age(at))));
     }
-    if let Some(at) = agent
-        .activity
-        .last_output_at
-        .as_ref()
-        .or(agent.last_activity.as_ref())
-    {
+    // What tmux told of its last output stands in while the screen has not been read.
+    let host_told = || {
+        agent
+            .last_activity
+            .as_deref()
+            .and_then(|t| Timestamp::parse(t).ok())
+    };
+    if let Some(at) = agent.activity.last_output_at.or_else(host_told) {
         lines.push(("last output", format!("{at} ({} ago)", age(at))));
     }
-    if let Some(at) = &agent.activity.last_input_at {
+    if let Some(at) = agent.activity.last_input_at {
         lines.push(("last input", format!("{at} ({} ago)", age(at))));
     }
     if let Some(line) = &agent.activity.last_line {

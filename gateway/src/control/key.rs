@@ -138,7 +138,7 @@ pub async fn run_operator(
                     o.keys.to_string(),
                     o.tailscale_logins.to_string(),
                     o.agents.to_string(),
-                    o.created_at.clone(),
+                    o.created_at.to_string(),
                 ]
             })
             .collect();

@@ -100,10 +100,10 @@ pub async fn run(
                     a.name.clone(),
                     a.host.clone(),
                     status_text(a),
-                    a.status_since.as_deref().map_or_else(String::new, age),
+                    a.status_since.map_or_else(String::new, age),
                     a.template.clone(),
                     a.spec.cli.map_or_else(|| "-".to_owned(), |c| c.to_string()),
-                    age(&a.created_at),
+                    age(a.created_at),
                     tags_text(a),
                 ]
             })

@@ -171,7 +171,7 @@ pub async fn run(
                 from: None,
                 to: "test".into(),
                 reason: None,
-                at: time::OffsetDateTime::now_utc(),
+                at: crate::model::Timestamp::now(),
             };
             let shown = format!("'{}' ({})", channel.name, channel.url.masked());
             match gw.notifier.try_once(&channel, &message).await {

@@ -96,7 +96,7 @@ pub async fn run(
             } else {
                 let rows: Vec<Vec<String>> = secrets
                     .iter()
-                    .map(|s| vec![s.name.clone(), s.set_by.clone(), s.updated_at.clone()])
+                    .map(|s| vec![s.name.clone(), s.set_by.clone(), s.updated_at.to_string()])
                     .collect();
                 table(&["NAME", "SET BY", "UPDATED"], &rows)
             };

@@ -193,11 +193,11 @@ async fn take(
         agent: name.to_owned(),
         // Which agent of this name it is: the store shows the snapshot through this very
         // agent only, never through a later one of the same name.
-        agent_created_at: Some(agent.created_at.clone()),
+        agent_created_at: Some(agent.created_at),
         host: agent.host.clone(),
         label,
         // The gateway's clock, as for agents: the host's may be off.
-        created_at: crate::store::now(),
+        created_at: crate::model::Timestamp::now(),
         size: made.size,
         sha256: made.sha256,
         owner: agent.created_by.clone(),
@@ -314,7 +314,7 @@ async fn run_list(
                     format!("{} (gone)", s.host)
                 },
                 size_text(s.size),
-                age(&s.created_at),
+                age(s.created_at),
                 s.label.clone().unwrap_or_default(),
             ]
         })

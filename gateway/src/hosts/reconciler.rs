@@ -18,6 +18,7 @@ use tracing::{debug, info, warn};
 use super::Host;
 use crate::Gateway;
 use crate::agents::activity;
+use crate::model::Timestamp;
 use crate::store::{
     AgentActivity, AgentRecord, AgentStatus, Event, HostRecord, HostStatus, Observed, StoreError,
 };
@@ -392,14 +393,22 @@ fn report_applies(
     now: time::OffsetDateTime,
     abandoned: bool,
 ) -> bool {
-    let newer =
-        activity::parse(agent.status_since.as_deref()).is_some_and(|t| t > asked_at && t <= now);
+    let newer = agent
+        .status_since
+        .map(Timestamp::datetime)
+        .is_some_and(|t| t > asked_at && t <= now);
     let being_created = agent.status == AgentStatus::Creating && !abandoned;
     !newer && !being_created
 }
 
+/// The host's RFC 3339 text (tmux's last activity) as seconds since the epoch.
 fn unix(rfc3339: Option<&str>) -> Option<i64> {
-    activity::parse(rfc3339).map(time::OffsetDateTime::unix_timestamp)
+    host_time(rfc3339).map(time::OffsetDateTime::unix_timestamp)
+}
+
+/// A time a host wrote, if it is one.
+fn host_time(rfc3339: Option<&str>) -> Option<time::OffsetDateTime> {
+    Timestamp::parse(rfc3339?).ok().map(Timestamp::datetime)
 }
 
 /// The idle-stop period of an agent just seen idle for at least that long, if it has one.
@@ -409,8 +418,10 @@ fn idle_stop_due(prev: &AgentRecord, seen: &Observed) -> Option<std::time::Durat
         return None;
     }
     let period = crate::config::parse_idle_stop(prev.idle_stop.as_deref()?).ok()?;
-    let quiet_since = activity::parse(activity.last_output_at.as_deref())
-        .max(activity::parse(activity.last_input_at.as_deref()))?;
+    let quiet_since = activity
+        .last_output_at
+        .max(activity.last_input_at)?
+        .datetime();
     let quiet = time::OffsetDateTime::now_utc() - quiet_since;
     (quiet >= time::Duration::try_from(period).ok()?).then_some(period)
 }
@@ -451,12 +462,7 @@ async fn stop_idle(gw: &Gateway, host: &Host, name: &str, period: std::time::Dur
 }
 
 fn create_abandoned(gw: &Gateway, agent: &AgentRecord) -> bool {
-    let Ok(created) = time::OffsetDateTime::parse(
-        &agent.created_at,
-        &time::format_description::well_known::Rfc3339,
-    ) else {
-        return true;
-    };
+    let created = agent.created_at.datetime();
     let limit =
         time::Duration::try_from(gw.config.hosts.create_timeout).unwrap_or(time::Duration::HOUR);
     time::OffsetDateTime::now_utc() - created > limit + time::Duration::MINUTE
@@ -495,7 +501,7 @@ pub fn observed_from(gw: &Gateway, prev: &AgentRecord, info: &AgentInfo) -> Obse
     if info.status == HostAgentStatus::Running {
         let look = activity::Look {
             screen: info.screen.as_ref(),
-            tmux_activity: activity::parse(info.last_activity.as_deref()),
+            tmux_activity: host_time(info.last_activity.as_deref()),
             input: gw.inputs.last(&prev.name),
             hooks: &info.hooks,
         };
@@ -504,7 +510,7 @@ pub fn observed_from(gw: &Gateway, prev: &AgentRecord, info: &AgentInfo) -> Obse
         let base = match prev.status {
             AgentStatus::Running | AgentStatus::Unknown => prev.activity.clone(),
             AgentStatus::Creating | AgentStatus::Exited | AgentStatus::Stopped => AgentActivity {
-                last_input_at: prev.activity.last_input_at.clone(),
+                last_input_at: prev.activity.last_input_at,
                 ..AgentActivity::default()
             },
         };
@@ -542,7 +548,9 @@ pub fn adopted(host: &str, info: &AgentInfo) -> AgentRecord {
         exit_code: info.exit_code,
         pid: info.pid,
         last_activity: info.last_activity.clone(),
-        created_at: info.meta.created_at.clone(),
+        // The host's clock said when it was made; text that is no time (a damaged meta.json)
+        // makes it new now rather than keep the agent out of the store.
+        created_at: Timestamp::parse(&info.meta.created_at).unwrap_or_else(|_| Timestamp::now()),
         created_by: request.created_by.clone(),
         activity: Default::default(),
         status_since: None,
@@ -571,11 +579,11 @@ mod tests {
 
     #[test]
     fn a_report_applies_only_to_rows_older_than_it_and_not_being_created() {
-        let at = |s: &str| activity::parse(Some(s)).expect("a time");
+        let at = |s: &str| Timestamp::parse(s).expect("a time").datetime();
         let asked = at("2026-01-01T12:00:00Z");
         let now = at("2026-01-01T12:00:01Z");
         let agent = |status, since: Option<&str>| crate::store::AgentRecord {
-            status_since: since.map(str::to_owned),
+            status_since: since.map(|s| Timestamp::parse(s).expect("a time")),
             ..sample_agent("a", "local", status)
         };
         let running = AgentStatus::Running;

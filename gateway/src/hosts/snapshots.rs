@@ -8,7 +8,7 @@ use tracing::{info, warn};
 
 use super::Host;
 use crate::Gateway;
-use crate::agents::activity;
+use crate::model::Timestamp;
 use crate::store::{SameArchive, SnapshotRecord, StoreError};
 
 /// Per host, whether its snapshots were taken up in this run of the gateway
@@ -133,18 +133,16 @@ async fn adopted_snapshot(
     host: &str,
     meta: hostctl::api::SnapshotMeta,
 ) -> Result<SnapshotRecord, StoreError> {
-    let taken = activity::parse(Some(&meta.created_at));
+    let taken = Timestamp::parse(&meta.created_at).ok();
     let agent_created_at = gw.store.agent(&meta.agent).await?.and_then(|agent| {
-        let before = activity::parse(Some(&agent.created_at))
-            .zip(taken)
-            .is_some_and(|(created, taken)| created <= taken);
+        let before = taken.is_some_and(|taken| agent.created_at <= taken);
         (before && agent.created_by == meta.spec.created_by).then_some(agent.created_at)
     });
     Ok(SnapshotRecord {
         agent_created_at,
         host: host.to_owned(),
         label: meta.label,
-        created_at: taken.map_or_else(crate::store::now, crate::store::format_time),
+        created_at: taken.unwrap_or_else(Timestamp::now),
         size: meta.size,
         sha256: meta.sha256,
         owner: meta.spec.created_by.clone(),

@@ -116,7 +116,7 @@ pub struct Message {
     pub to: String,
     pub reason: Option<String>,
     /// When the gateway recorded the change.
-    pub at: time::OffsetDateTime,
+    pub at: crate::model::Timestamp,
 }
 
 impl Message {
@@ -167,7 +167,7 @@ impl Message {
             "from": self.from,
             "to": self.to,
             "reason": self.reason,
-            "time": crate::store::format_time(self.at),
+            "time": self.at,
             "gateway": gateway,
             "text": self.text(),
         });
@@ -366,7 +366,7 @@ mod tests {
 
     fn change(from: Option<&str>, to: &str, reason: Option<&str>) -> StatusChange {
         StatusChange {
-            at: time::OffsetDateTime::UNIX_EPOCH,
+            at: time::OffsetDateTime::UNIX_EPOCH.into(),
             agent: "fix-ci".into(),
             host: "local".into(),
             from: from.map(str::to_owned),
@@ -436,7 +436,7 @@ mod tests {
             priority: Some("high".into()),
             ntfy_tags: Some("robot,warning".into()),
             click: Some("https://gw.example/{agent}".into()),
-            created_at: String::new(),
+            created_at: crate::model::Timestamp::now(),
         };
         let message = Message::of(
             &change(Some("working"), "waiting", Some("asks a yes/no question")),

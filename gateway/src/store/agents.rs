@@ -8,7 +8,8 @@ use hostctl::api::CreateRequest;
 use serde::Serialize;
 use sqlx::Row;
 
-use super::{Result, Store, StoreError, changes, format_time, now};
+use super::{Result, Store, StoreError, changes};
+use crate::model::Timestamp;
 
 /// An agent's status as the gateway knows it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -67,13 +68,14 @@ pub struct AgentRecord {
     pub status: AgentStatus,
     pub exit_code: Option<i32>,
     pub pid: Option<u32>,
+    /// The host's word on its tmux session's last activity (its own text, kept as told).
     pub last_activity: Option<String>,
-    pub created_at: String,
+    pub created_at: Timestamp,
     pub created_by: Option<String>,
     /// What it is doing while it runs, told from its screen.
     pub activity: AgentActivity,
-    /// Since when its status (lifecycle and activity) is what it is (RFC 3339).
-    pub status_since: Option<String>,
+    /// Since when its status (lifecycle and activity) is what it is.
+    pub status_since: Option<Timestamp>,
     /// How long it may be idle before it is stopped (`30m`), if it may not for ever.
     pub idle_stop: Option<String>,
     /// Why it was stopped, when the gateway stopped it (`idle`).
@@ -130,10 +132,10 @@ pub struct AgentActivity {
     pub state: Option<ActivityState>,
     /// Why it is `waiting` (the matching rule's reason).
     pub reason: Option<String>,
-    /// The last time its screen changed (RFC 3339).
-    pub last_output_at: Option<String>,
-    /// The last time an operator typed into it through the gateway (RFC 3339).
-    pub last_input_at: Option<String>,
+    /// The last time its screen changed.
+    pub last_output_at: Option<Timestamp>,
+    /// The last time an operator typed into it through the gateway.
+    pub last_input_at: Option<Timestamp>,
     /// `COLSxROWS HASH` of the screen last seen.
     pub screen: Option<String>,
     /// The last line with text on its screen.
@@ -201,7 +203,7 @@ impl Store {
         .bind(agent)
         .bind(operator)
         .bind(by)
-        .bind(now())
+        .bind(Timestamp::now())
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -253,9 +255,9 @@ impl Store {
         .bind(agent.exit_code)
         .bind(agent.pid.map(i64::from))
         .bind(&agent.last_activity)
-        .bind(&agent.created_at)
+        .bind(agent.created_at)
         .bind(&agent.created_by)
-        .bind(now())
+        .bind(Timestamp::now())
         .bind(&agent.idle_stop)
         .execute(&mut *tx)
         .await;
@@ -263,7 +265,7 @@ impl Store {
             Ok(_) => {
                 // A new agent is news too: from nothing to `creating`, or to what an adopted
                 // agent is.
-                let at = time::OffsetDateTime::now_utc();
+                let at = Timestamp::now();
                 let after = changes::shown_row(&mut tx, &agent.name).await?;
                 let news = changes::between(None, after.as_ref(), at)?;
                 tx.commit().await?;
@@ -345,8 +347,8 @@ impl Store {
         // SQLITE_BUSY, unretried, after another writer's commit).
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let mut changed = 0;
-        let at = time::OffsetDateTime::now_utc();
-        let now = format_time(at);
+        let at = Timestamp::now();
+        let now = at;
         let names: Vec<&str> = seen.iter().map(|(name, _)| *name).collect();
         let before = changes::shown_rows_named(&mut tx, &names).await?;
         for (name, seen) in seen {
@@ -364,7 +366,7 @@ impl Store {
                         AND (status IS NOT ?3 OR (?3 = 'exited' AND exit_code IS NOT ?5))
                         AND NOT (status = 'unknown' AND stop_reason IS ?2)",
                 )
-                .bind(&now)
+                .bind(now)
                 .bind(reason)
                 .bind(seen.status.as_str())
                 .bind(name)
@@ -429,13 +431,13 @@ impl Store {
             .bind(seen.pid.map(i64::from))
             .bind(&seen.last_activity)
             .bind(&seen.workspace)
-            .bind(&now)
+            .bind(now)
             .bind(name)
             .bind(seen.activity.is_some())
             .bind(activity.state.map(ActivityState::as_str))
             .bind(&activity.reason)
-            .bind(&activity.last_output_at)
-            .bind(&activity.last_input_at)
+            .bind(activity.last_output_at)
+            .bind(activity.last_input_at)
             .bind(&activity.screen)
             .bind(&activity.last_line)
             .bind(&activity.screen_waits)
@@ -480,7 +482,7 @@ impl Store {
              WHERE name = ?3",
         )
         .bind(text)
-        .bind(now())
+        .bind(Timestamp::now())
         .bind(name)
         .execute(&self.pool)
         .await?;
@@ -500,7 +502,7 @@ impl Store {
     /// Marks every settled agent of a host `unknown` (the host could not be asked).
     pub async fn mark_host_agents_unknown(&self, host: &str) -> Result<()> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let at = time::OffsetDateTime::now_utc();
+        let at = Timestamp::now();
         let before = changes::shown_rows_of_host(&mut tx, host).await?;
         // What the screen told goes with the status, as in `observe_agents`.
         let written = sqlx::query(
@@ -510,7 +512,7 @@ impl Store {
                     screen_waits = NULL, screen_asks = NULL, activity_source = NULL
              WHERE host = ?2 AND status != 'creating' AND (status != 'unknown' OR pid IS NOT NULL)",
         )
-        .bind(format_time(at))
+        .bind(at)
         .bind(host)
         .execute(&mut *tx)
         .await?
@@ -531,7 +533,7 @@ impl Store {
     pub async fn set_agent_host(&self, name: &str, host: &str) -> Result<()> {
         sqlx::query("UPDATE agents SET host = ?, updated_at = ? WHERE name = ?")
             .bind(host)
-            .bind(now())
+            .bind(Timestamp::now())
             .bind(name)
             .execute(&self.pool)
             .await?;
@@ -540,7 +542,7 @@ impl Store {
 
     pub async fn delete_agent(&self, name: &str) -> Result<bool> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let at = time::OffsetDateTime::now_utc();
+        let at = Timestamp::now();
         let before = changes::shown_row(&mut tx, name).await?;
         let done = sqlx::query("DELETE FROM agents WHERE name = ?")
             .bind(name)
@@ -641,7 +643,7 @@ pub(crate) fn sample_agent(name: &str, host: &str, status: AgentStatus) -> Agent
         exit_code: None,
         pid: None,
         last_activity: None,
-        created_at: now(),
+        created_at: Timestamp::now(),
         created_by: None,
         activity: AgentActivity::default(),
         status_since: None,

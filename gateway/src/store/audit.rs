@@ -23,7 +23,8 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::{Event, Result, Store, now};
+use super::{Event, Result, Store};
+use crate::model::Timestamp;
 
 /// The most events kept in memory while the database cannot be written.
 pub const MAX_KEPT: usize = 10_000;
@@ -117,7 +118,7 @@ impl Pending {
 }
 
 fn event_size(e: &Event) -> usize {
-    e.at.len()
+    std::mem::size_of::<Timestamp>()
         + e.operator.as_ref().map_or(0, String::len)
         + e.source.as_ref().map_or(0, String::len)
         + e.kind.len()
@@ -136,7 +137,7 @@ pub struct Backlog {
     max_bytes: usize,
     lost: u64,
     /// The times of the first and last event dropped since the last note.
-    lost_between: Option<(String, String)>,
+    lost_between: Option<(Timestamp, Timestamp)>,
     /// Why the database last refused a write ([`super::StoreError::cause`]).
     last_error: Option<String>,
 }
@@ -196,13 +197,13 @@ impl Backlog {
                 if let Some(row) = row {
                     set_state(row, RowState::Dropped);
                 }
-                event.at.clone()
+                event.at
             }
-            Pending::End { .. } => now(),
+            Pending::End { .. } => Timestamp::now(),
         };
         self.lost_between = Some(match self.lost_between.take() {
             Some((first, _)) => (first, at),
-            None => (at.clone(), at),
+            None => (at, at),
         });
     }
 
@@ -230,9 +231,11 @@ impl Backlog {
         if self.lost == 0 {
             return None;
         }
-        let (first, last) = self.lost_between.clone().unwrap_or_default();
+        let (first, last) = self
+            .lost_between
+            .unwrap_or_else(|| (Timestamp::now(), Timestamp::now()));
         Some(Event {
-            at: first.clone(),
+            at: first,
             kind: LOST_KIND.into(),
             detail: format!(
                 "{} event{} lost",
@@ -257,22 +260,13 @@ impl Backlog {
     }
 }
 
-/// Stamps an event with the time it happened (not the time it reaches the database).
-fn stamped(event: &Event) -> Event {
-    let mut event = event.clone();
-    if event.at.is_empty() {
-        event.at = now();
-    }
-    event
-}
-
 impl Store {
     /// Records one whole event: written now, or kept in memory (in order) until the database
     /// can take it. Never an error: a write that fails is kept, and one dropped from memory
     /// is counted in the trail.
     pub async fn record_event(&self, event: &Event) -> Result<Recorded> {
         let write = Pending::Insert {
-            event: stamped(event),
+            event: event.clone(),
             row: None,
         };
         let mut backlog = self.audit.lock().await;
@@ -281,7 +275,7 @@ impl Store {
 
     /// Records an event as under way (result `started`); [`Store::end_event`] completes it.
     pub async fn start_event(&self, event: &Event) -> StartedEvent {
-        let mut event = stamped(event);
+        let mut event = event.clone();
         event.result = STARTED.into();
         let row = Arc::new(Mutex::new(RowState::Kept));
         let write = Pending::Insert {
@@ -444,7 +438,7 @@ impl Store {
                     "INSERT INTO events (at, operator, source, kind, agent, detail, result, message)
                      VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 )
-                .bind(&event.at)
+                .bind(event.at)
                 .bind(&event.operator)
                 .bind(&event.source)
                 .bind(&event.kind)
@@ -492,7 +486,7 @@ mod tests {
 
     fn insert(detail: &str) -> Pending {
         Pending::Insert {
-            event: stamped(&event(detail)),
+            event: event(detail),
             row: None,
         }
     }
@@ -518,7 +512,6 @@ mod tests {
         assert_eq!(backlog.lost, 2);
         let note = backlog.lost_note().expect("a note");
         assert_eq!(note.detail, "2 events lost");
-        assert!(!note.at.is_empty());
         // Bytes bound it too: one long line pushes out what no longer fits.
         let mut backlog = Backlog::new(100, 2000);
         backlog.push(insert("short"));
@@ -536,7 +529,7 @@ mod tests {
         let mut backlog = Backlog::new(10, 1 << 20);
         let row = Arc::new(Mutex::new(RowState::Kept));
         backlog.push(Pending::Insert {
-            event: stamped(&event("stop x")),
+            event: event("stop x"),
             row: Some(row.clone()),
         });
         backlog.push(insert("list"));
@@ -554,7 +547,7 @@ mod tests {
         let mut small = Backlog::new(1, 1 << 20);
         let row = Arc::new(Mutex::new(RowState::Kept));
         small.push(Pending::Insert {
-            event: stamped(&event("wait x")),
+            event: event("wait x"),
             row: Some(row.clone()),
         });
         small.push(insert("list"));

@@ -17,10 +17,10 @@
 use std::collections::BTreeMap;
 
 use sqlx::Row;
-use time::OffsetDateTime;
 use tokio::sync::broadcast;
 
 use super::{Result, StoreError};
+use crate::model::Timestamp;
 
 /// How many changes the feed holds for its slowest subscriber.
 pub const FEED_CAPACITY: usize = 1024;
@@ -32,7 +32,7 @@ pub const DESTROYED: &str = "destroyed";
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StatusChange {
     /// When the store recorded it.
-    pub at: OffsetDateTime,
+    pub at: Timestamp,
     pub agent: String,
     pub host: String,
     /// The shown status before (`working`, `waiting`, `idle`, `running`, `exited`, ...); None
@@ -162,7 +162,7 @@ impl ShownRow {
         from: Option<String>,
         to: String,
         reason: Option<String>,
-        at: OffsetDateTime,
+        at: Timestamp,
     ) -> Result<StatusChange> {
         Ok(StatusChange {
             at,
@@ -233,7 +233,7 @@ pub(super) async fn shown_rows_of_host(
 pub(super) fn between(
     before: Option<&ShownRow>,
     after: Option<&ShownRow>,
-    at: OffsetDateTime,
+    at: Timestamp,
 ) -> Result<Option<StatusChange>> {
     let was = before.map(ShownRow::shown);
     match after {

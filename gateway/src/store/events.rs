@@ -4,13 +4,14 @@ use serde::Serialize;
 use sqlx::Row;
 
 use super::{Result, Store};
+use crate::model::Timestamp;
 
 /// One line of the audit trail.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Event {
     /// Its place in the trail (0 for an event not yet recorded).
     pub id: i64,
-    pub at: String,
+    pub at: Timestamp,
     pub operator: Option<String>,
     pub source: Option<String>,
     pub kind: String,
@@ -23,8 +24,8 @@ pub struct Event {
 impl Store {
     // ---- events -------------------------------------------------------------------------
 
-    /// Deletes the events recorded before `before` (RFC 3339); returns how many.
-    pub async fn prune_events(&self, before: &str) -> Result<u64> {
+    /// Deletes the events recorded before `before`; returns how many.
+    pub async fn prune_events(&self, before: Timestamp) -> Result<u64> {
         Ok(sqlx::query("DELETE FROM events WHERE at < ?")
             .bind(before)
             .execute(&self.pool)
@@ -46,7 +47,7 @@ impl Store {
         )
         .bind(&filter.agent)
         .bind(&filter.operator)
-        .bind(&filter.since)
+        .bind(filter.since)
         .bind(filter.after)
         .bind(filter.limit)
         .bind(filter.only.as_ref().map(|o| &o.operator))
@@ -77,13 +78,31 @@ pub(super) fn event_of_row(r: &sqlx::sqlite::SqliteRow) -> Result<Event> {
     })
 }
 
+impl Default for Event {
+    /// An event that happens now: it is stamped when it is made, not when it reaches the
+    /// database (which may take it late: see `audit`).
+    fn default() -> Event {
+        Event {
+            id: 0,
+            at: Timestamp::now(),
+            operator: None,
+            source: None,
+            kind: String::new(),
+            agent: None,
+            detail: String::new(),
+            result: String::new(),
+            message: String::new(),
+        }
+    }
+}
+
 /// Which events to read.
 #[derive(Clone, Debug)]
 pub struct EventFilter {
     pub agent: Option<String>,
     pub operator: Option<String>,
-    /// RFC 3339: events at or after this time.
-    pub since: Option<String>,
+    /// Events at or after this time.
+    pub since: Option<Timestamp>,
     /// Only events with an id above this one.
     pub after: i64,
     pub limit: i64,

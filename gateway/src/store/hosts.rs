@@ -3,7 +3,8 @@
 use serde::Serialize;
 use sqlx::Row;
 
-use super::{Result, Store, StoreError, now};
+use super::{Result, Store, StoreError};
+use crate::model::Timestamp;
 
 /// Whether the gateway can reach a host: its last look at it answered, or did not (then its
 /// agents are `unknown`, and `last_error` says why).
@@ -49,9 +50,9 @@ pub struct HostRecord {
     pub hostctl_path: Option<String>,
     /// `os/arch` as the host reports it (`linux/x86_64`).
     pub platform: Option<String>,
-    pub last_contact: Option<String>,
+    pub last_contact: Option<Timestamp>,
     pub last_error: Option<String>,
-    pub created_at: String,
+    pub created_at: Timestamp,
     /// For a host added by tailnet name: the peer's stable node ID, and that name.
     pub tailscale_id: Option<String>,
     pub tailscale_name: Option<String>,
@@ -72,7 +73,7 @@ impl HostRecord {
             platform: None,
             last_contact: None,
             last_error: None,
-            created_at: String::new(),
+            created_at: Timestamp::now(),
             tailscale_id: None,
             tailscale_name: None,
         }
@@ -104,7 +105,7 @@ impl Store {
         .await?
         .rows_affected()
             > 0;
-        let contact = (status == HostStatus::Reachable.as_str()).then(now);
+        let contact = (status == HostStatus::Reachable.as_str()).then(Timestamp::now);
         // The error follows only while the status is still this caller's.
         sqlx::query(
             "UPDATE hosts SET last_error = CASE WHEN status = ?1 THEN ?2 ELSE last_error END,
@@ -157,8 +158,8 @@ impl Store {
         .bind(&host.hostctl_version)
         .bind(&host.hostctl_path)
         .bind(&host.platform)
-        .bind(&host.last_contact)
-        .bind(now())
+        .bind(host.last_contact)
+        .bind(Timestamp::now())
         .bind(&host.tailscale_id)
         .bind(&host.tailscale_name)
         .execute(&self.pool)

@@ -14,6 +14,7 @@
 mod agents;
 mod audit;
 mod changes;
+mod columns;
 mod events;
 mod hosts;
 mod notify;
@@ -217,23 +218,6 @@ impl Store {
     }
 }
 
-pub fn now() -> String {
-    format_time(time::OffsetDateTime::now_utc())
-}
-
-/// A time as the store keeps it: RFC 3339, in UTC.
-pub fn format_time(t: time::OffsetDateTime) -> String {
-    t.to_offset(time::UtcOffset::UTC)
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
-
-/// Reads a time the store wrote ([`format_time`]).
-pub fn parse_time(text: &str) -> std::result::Result<time::OffsetDateTime, String> {
-    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-        .map_err(|e| format!("'{text}' is not an RFC 3339 time: {e}"))
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use std::collections::BTreeMap;
@@ -416,10 +400,10 @@ pub(crate) mod tests {
         let snapshot = SnapshotRecord {
             id: "w-20261123-1215".into(),
             agent: "w".into(),
-            agent_created_at: Some(agent.created_at.clone()),
+            agent_created_at: Some(agent.created_at),
             host: "h1".into(),
             label: Some("before".into()),
-            created_at: now(),
+            created_at: crate::model::Timestamp::now(),
             size: 1234,
             sha256: "ab".repeat(32),
             owner: Some("alice".into()),
@@ -488,8 +472,8 @@ pub(crate) mod tests {
         let waiting = AgentActivity {
             state: Some(ActivityState::Waiting),
             reason: Some("asks permission".into()),
-            last_output_at: Some("2026-01-01T00:00:00Z".into()),
-            last_input_at: Some("2026-01-01T00:00:01Z".into()),
+            last_output_at: Some("2026-01-01T00:00:00Z".parse().expect("a time")),
+            last_input_at: Some("2026-01-01T00:00:01Z".parse().expect("a time")),
             screen: Some("80x24 abc".into()),
             last_line: Some("Do you want to proceed?".into()),
             screen_waits: Some("asks permission".into()),
@@ -510,7 +494,7 @@ pub(crate) mod tests {
             (waiting.clone(), "waiting")
         );
         assert_eq!(back.idle_stop.as_deref(), Some("30m"));
-        let since = back.status_since.clone().expect("a since");
+        let since = back.status_since.expect("a since");
         // The same status again, without activity: nothing changes, since stays.
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         store
@@ -519,8 +503,8 @@ pub(crate) mod tests {
             .expect("observe");
         let back = get(&store).await;
         assert_eq!(
-            (back.activity.clone(), back.status_since.clone()),
-            (waiting.clone(), Some(since.clone()))
+            (back.activity.clone(), back.status_since),
+            (waiting.clone(), Some(since))
         );
         // Stopped: what the screen told is gone (the input time stays), since moves.
         store
@@ -630,6 +614,89 @@ pub(crate) mod tests {
                 ("stopped".to_owned(), "tmux server gone".to_owned())
             ]
         );
+    }
+
+    /// A database written before the records carried a time type: its times are the text the
+    /// old code wrote (and the first migration's `strftime` for `local`), read as the same
+    /// moments and written back as the same text.
+    #[tokio::test]
+    async fn a_database_written_with_times_as_text_opens_and_reads_the_same() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("old.db");
+        Store::open(&path).await.expect("create").close().await;
+        {
+            use sqlx::Connection;
+            let mut old = sqlx::SqliteConnection::connect(&format!("sqlite:{}", path.display()))
+                .await
+                .expect("connect");
+            let spec =
+                serde_json::to_string(&sample_agent("a", "local", AgentStatus::Running).spec)
+                    .expect("spec");
+            for statement in [
+                "UPDATE hosts SET created_at = '2026-11-01T08:00:00Z',
+                        last_contact = '2026-12-06T09:53:15.123456789Z' WHERE name = 'local'"
+                    .to_owned(),
+                format!(
+                    "INSERT INTO agents (name, host, template, command, workspace, spec, tags,
+                                         status, created_at, updated_at, status_since,
+                                         last_output_at, activity, activity_source)
+                     VALUES ('a', 'local', 'shell', '', '/w', '{spec}', '{{}}', 'running',
+                             '2026-12-06T09:00:00.5Z', '2026-12-06T09:00:00.5Z',
+                             '2026-12-06T09:01:00.25Z', '2026-12-06T09:02:00Z', 'working',
+                             'screen')"
+                ),
+                "INSERT INTO events (at, operator, source, kind, agent, detail, result, message)
+                 VALUES ('2026-12-06T09:00:01.000001Z', 'alice', 'ssh', 'command', 'a',
+                         'create a', 'ok', '')"
+                    .to_owned(),
+            ] {
+                sqlx::query(&statement)
+                    .execute(&mut old)
+                    .await
+                    .expect("old row");
+            }
+            old.close().await.expect("close");
+        }
+        let store = Store::open(&path).await.expect("reopen");
+        let local = store.host("local").await.expect("q").expect("local");
+        assert_eq!(local.created_at.to_string(), "2026-11-01T08:00:00Z");
+        assert_eq!(
+            local.last_contact.map(|t| t.to_string()).as_deref(),
+            Some("2026-12-06T09:53:15.123456789Z")
+        );
+        let agent = store.agent("a").await.expect("q").expect("agent");
+        assert_eq!(
+            (
+                agent.created_at.to_string(),
+                agent.status_since.map(|t| t.to_string()),
+                agent.activity.last_output_at.map(|t| t.to_string()),
+            ),
+            (
+                "2026-12-06T09:00:00.5Z".to_owned(),
+                Some("2026-12-06T09:01:00.25Z".to_owned()),
+                Some("2026-12-06T09:02:00Z".to_owned())
+            )
+        );
+        let events = store.events(&EventFilter::default()).await.expect("events");
+        assert_eq!(
+            events.iter().map(|e| e.at.to_string()).collect::<Vec<_>>(),
+            ["2026-12-06T09:00:01.000001Z"]
+        );
+        // Filters compare the text sqlite holds with the text a time is written as.
+        let since = |text: &str| EventFilter {
+            since: Some(text.parse().expect("a time")),
+            ..EventFilter::default()
+        };
+        let after = store
+            .events(&since("2026-12-06T09:00:00Z"))
+            .await
+            .expect("q");
+        assert_eq!(after.len(), 1);
+        let later = store
+            .events(&since("2026-12-06T09:00:02Z"))
+            .await
+            .expect("q");
+        assert!(later.is_empty());
     }
 
     #[tokio::test]

@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 
 use sqlx::Row;
 
-use super::{Result, Role, Store, StoreError, now};
+use super::{Result, Role, Store, StoreError};
+use crate::model::Timestamp;
 
 /// How a channel is spoken to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,7 +90,7 @@ pub struct NotifyChannel {
     pub priority: Option<String>,
     pub ntfy_tags: Option<String>,
     pub click: Option<String>,
-    pub created_at: String,
+    pub created_at: Timestamp,
 }
 
 /// What `notify add` stores.
@@ -133,7 +134,7 @@ impl Store {
         .bind(&channel.priority)
         .bind(&channel.ntfy_tags)
         .bind(&channel.click)
-        .bind(now())
+        .bind(Timestamp::now())
         .execute(&self.pool)
         .await;
         match result {

@@ -5,7 +5,8 @@
 
 use sqlx::Row;
 
-use super::{Result, Store, StoreError, format_time, parse_time};
+use super::{Result, Store, StoreError};
+use crate::model::Timestamp;
 
 /// What an operation does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -132,7 +133,7 @@ pub struct Operation {
     pub operator: Option<String>,
     /// The gateway run that began it.
     pub run: String,
-    pub started_at: time::OffsetDateTime,
+    pub started_at: Timestamp,
 }
 
 impl Store {
@@ -152,7 +153,7 @@ impl Store {
         .bind(op.step.as_str())
         .bind(&op.operator)
         .bind(&op.run)
-        .bind(format_time(op.started_at))
+        .bind(op.started_at)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -173,7 +174,7 @@ impl Store {
         sqlx::query(
             "UPDATE operations SET ended_at = ?, outcome = ?, message = ? WHERE id = ? AND ended_at IS NULL",
         )
-        .bind(super::now())
+        .bind(Timestamp::now())
         .bind(outcome.as_str())
         .bind(message)
         .bind(id)
@@ -196,7 +197,6 @@ impl Store {
             .map(|r| {
                 let kind: String = r.try_get("kind")?;
                 let step: String = r.try_get("step")?;
-                let started_at: String = r.try_get("started_at")?;
                 Ok(Operation {
                     id: r.try_get("id")?,
                     kind: kind.parse().map_err(StoreError::Corrupt)?,
@@ -208,7 +208,7 @@ impl Store {
                     step: step.parse().map_err(StoreError::Corrupt)?,
                     operator: r.try_get("operator")?,
                     run: r.try_get("run")?,
-                    started_at: parse_time(&started_at).map_err(StoreError::Corrupt)?,
+                    started_at: r.try_get("started_at")?,
                 })
             })
             .collect()
@@ -226,8 +226,8 @@ impl Store {
         .await?)
     }
 
-    /// Deletes the operations that ended before `before` (RFC 3339); returns how many.
-    pub async fn prune_operations(&self, before: &str) -> Result<u64> {
+    /// Deletes the operations that ended before `before`; returns how many.
+    pub async fn prune_operations(&self, before: Timestamp) -> Result<u64> {
         Ok(
             sqlx::query("DELETE FROM operations WHERE ended_at IS NOT NULL AND ended_at < ?")
                 .bind(before)
@@ -254,7 +254,7 @@ mod tests {
             step: Step::Begun,
             operator: Some("alice".into()),
             run: run.into(),
-            started_at: time::macros::datetime!(2026-12-06 12:00:00.5 UTC),
+            started_at: time::macros::datetime!(2026-12-06 12:00:00.5 UTC).into(),
         }
     }
 
@@ -307,6 +307,12 @@ mod tests {
             .end_operation("o1", Outcome::Finished, "again")
             .await
             .expect("end");
-        assert_eq!(store.prune_operations("9999").await.expect("prune"), 1);
+        assert_eq!(
+            store
+                .prune_operations(Timestamp::parse("9999-01-01T00:00:00Z").expect("a time"))
+                .await
+                .expect("prune"),
+            1
+        );
     }
 }

@@ -5,7 +5,8 @@ use std::str::FromStr;
 use serde::Serialize;
 use sqlx::Row;
 
-use super::{Result, Store, StoreError, now};
+use super::{Result, Store, StoreError};
+use crate::model::Timestamp;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -50,7 +51,7 @@ pub struct KeyRecord {
     pub algorithm: String,
     pub public_key: String,
     pub comment: String,
-    pub created_at: String,
+    pub created_at: Timestamp,
 }
 
 /// An operator and what they hold, for `operator list`.
@@ -58,7 +59,7 @@ pub struct KeyRecord {
 pub struct OperatorSummary {
     pub name: String,
     pub role: Role,
-    pub created_at: String,
+    pub created_at: Timestamp,
     pub keys: i64,
     pub tailscale_logins: i64,
     pub agents: i64,
@@ -104,8 +105,8 @@ impl Store {
                 key.fingerprint
             )));
         }
-        let now = now();
-        let operator_id = upsert_operator(&mut tx, name, role, &now).await?;
+        let now = Timestamp::now();
+        let operator_id = upsert_operator(&mut tx, name, role, now).await?;
         sqlx::query(
             "INSERT INTO keys (operator_id, fingerprint, algorithm, public_key, comment, created_at) VALUES (?, ?, ?, ?, ?, ?)",
         )
@@ -114,7 +115,7 @@ impl Store {
         .bind(key.algorithm)
         .bind(key.public_key)
         .bind(key.comment)
-        .bind(&now)
+        .bind(now)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -160,14 +161,14 @@ impl Store {
                 "tailnet login {login} is already registered to operator '{owner}'"
             )));
         }
-        let now = now();
-        let operator_id = upsert_operator(&mut tx, name, role, &now).await?;
+        let now = Timestamp::now();
+        let operator_id = upsert_operator(&mut tx, name, role, now).await?;
         sqlx::query(
             "INSERT INTO tailscale_logins (login, operator_id, created_at) VALUES (?, ?, ?)",
         )
         .bind(login)
         .bind(operator_id)
-        .bind(&now)
+        .bind(now)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -322,7 +323,7 @@ async fn upsert_operator(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     name: &str,
     role: Role,
-    now: &str,
+    now: Timestamp,
 ) -> Result<i64> {
     sqlx::query("INSERT INTO operators (name, role, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING")
         .bind(name)

@@ -3,14 +3,15 @@
 use serde::Serialize;
 use sqlx::Row;
 
-use super::{Result, Store, now};
+use super::{Result, Store};
+use crate::model::Timestamp;
 
 /// A secret as `secret list` shows it: never its value.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct SecretSummary {
     pub name: String,
     pub set_by: String,
-    pub updated_at: String,
+    pub updated_at: Timestamp,
 }
 
 impl Store {
@@ -26,7 +27,7 @@ impl Store {
         .bind(name)
         .bind(value)
         .bind(by)
-        .bind(now())
+        .bind(Timestamp::now())
         .execute(&self.pool)
         .await?;
         Ok(existed)

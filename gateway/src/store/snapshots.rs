@@ -4,6 +4,7 @@ use hostctl::api::CreateRequest;
 use sqlx::Row;
 
 use super::{Result, Store, StoreError};
+use crate::model::Timestamp;
 
 /// A snapshot the gateway knows of: the archive itself is on `host`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -13,11 +14,11 @@ pub struct SnapshotRecord {
     pub agent: String,
     /// That agent's `created_at`: which agent of that name it was. None for a snapshot
     /// recorded before this was kept, whose agent was gone by then.
-    pub agent_created_at: Option<String>,
+    pub agent_created_at: Option<Timestamp>,
     pub host: String,
     pub label: Option<String>,
     /// When the gateway recorded it (the gateway's clock, not the host's).
-    pub created_at: String,
+    pub created_at: Timestamp,
     /// The archive's size in bytes.
     pub size: u64,
     /// The archive's SHA-256 (hex), which a restore must match.
@@ -71,10 +72,10 @@ impl Store {
         ))
         .bind(&snapshot.id)
         .bind(&snapshot.agent)
-        .bind(&snapshot.agent_created_at)
+        .bind(snapshot.agent_created_at)
         .bind(&snapshot.host)
         .bind(&snapshot.label)
-        .bind(&snapshot.created_at)
+        .bind(snapshot.created_at)
         .bind(i64::try_from(snapshot.size).unwrap_or(i64::MAX))
         .bind(&snapshot.sha256)
         .bind(&snapshot.owner)

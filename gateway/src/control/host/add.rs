@@ -94,9 +94,9 @@ pub(super) async fn add(gw: &Arc<Gateway>, args: AddArgs, io: &mut CommandIo) ->
         hostctl_version: Some(version.version.clone()),
         hostctl_path: Some(probe.hostctl_path()),
         platform: Some(probe.platform.clone()),
-        last_contact: Some(crate::store::now()),
+        last_contact: Some(crate::model::Timestamp::now()),
         last_error: None,
-        created_at: crate::store::now(),
+        created_at: crate::model::Timestamp::now(),
         tailscale_id: peer.as_ref().map(|(p, _)| p.id.clone()),
         tailscale_name: args.tailscale.clone(),
     };

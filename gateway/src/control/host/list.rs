@@ -22,7 +22,7 @@ fn tailnet_json(h: &HostRecord, view: &crate::tailscale::View) -> Value {
                 (!p.online)
                     .then_some(p.last_seen)
                     .flatten()
-                    .map(crate::store::format_time)
+                    .map(crate::model::Timestamp::from)
             );
             out["os"] = json!(p.os);
             out["path"] = json!(p.path());
@@ -49,6 +49,7 @@ fn tailnet_text(t: &Value) -> String {
     } else {
         let seen = t["last_seen"]
             .as_str()
+            .and_then(|s| crate::model::Timestamp::parse(s).ok())
             .map(|s| format!(", seen {} ago", age(s)))
             .unwrap_or_default();
         format!("offline {os}{seen}")
@@ -113,7 +114,6 @@ pub(super) async fn list(
                 format!("{}/{}", running, count(&h.name)),
                 h.hostctl_version.clone().unwrap_or_else(|| "-".into()),
                 h.last_contact
-                    .as_deref()
                     .map_or_else(|| "never".into(), |t| format!("{} ago", age(t))),
                 tailnet_text(&tailnet_json(h, &view)),
             ]

@@ -576,7 +576,7 @@ mod tests {
     #[test]
     fn the_terminal_rings_when_an_agent_it_shows_starts_waiting_or_exits() {
         let change = |from: &str, to: &str, owner: &str| StatusChange {
-            at: time::OffsetDateTime::UNIX_EPOCH,
+            at: time::OffsetDateTime::UNIX_EPOCH.into(),
             agent: "fix-ci".into(),
             host: "local".into(),
             from: Some(from.into()),

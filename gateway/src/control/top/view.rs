@@ -508,7 +508,7 @@ fn agents_table(view: &mut View, area: Rect, buf: &mut Buffer) {
                 Cell::from(cut(&a.name, usize::from(name_width))),
                 Cell::from(cut(&a.host, usize::from(host_width))),
                 Cell::from(status_text(a)).style(status_style(a)),
-                Cell::from(a.status_since.as_deref().map_or_else(String::new, age)),
+                Cell::from(a.status_since.map_or_else(String::new, age)),
                 Cell::from(last).style(Style::default().fg(Color::Gray)),
             ])
         })
