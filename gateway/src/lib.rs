@@ -42,7 +42,8 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::hosts::{Hosts, LocalHost};
-use crate::store::{NewKey, Role, Store};
+use crate::model::Role;
+use crate::store::{NewKey, Store};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 

@@ -31,8 +31,9 @@
 //!   who may see the very agent it was taken of (same name, same creation time).
 
 use crate::hosts::LOCAL_HOST;
+use crate::model::Role;
 use crate::store::StatusChange;
-use crate::store::{AgentRecord, EventScope, Operator, Role, SnapshotRecord, Store};
+use crate::store::{AgentRecord, EventScope, Operator, SnapshotRecord, Store};
 
 /// The gateway's settings that the rules read.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -417,7 +418,7 @@ mod tests {
         shared_with: &[&str],
     ) -> AgentRecord {
         let mut agent =
-            crate::store::sample_agent(name, LOCAL_HOST, crate::store::AgentStatus::Running);
+            crate::store::sample_agent(name, LOCAL_HOST, crate::model::AgentStatus::Running);
         agent.created_by = Some(owner.into());
         agent.created_at = created_at.parse().expect("a time");
         agent.shared_with = shared_with.iter().map(|s| (*s).to_owned()).collect();
@@ -476,10 +477,11 @@ mod tests {
         for agent in ["w", "x"] {
             let event = crate::store::Event {
                 operator: Some("root".into()),
-                kind: "stop".into(),
                 agent: Some(agent.into()),
-                result: "0".into(),
-                ..Default::default()
+                ..crate::store::Event::new(
+                    crate::model::EventKind::Command,
+                    crate::model::EventResult::Ok,
+                )
             };
             store.record_event(&event).await.expect("event");
         }

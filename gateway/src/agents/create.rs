@@ -9,7 +9,8 @@ use super::error::Error;
 use super::journal::{Intent, Planned};
 use crate::Gateway;
 use crate::hosts::{Host, reconciler};
-use crate::store::{AgentRecord, AgentStatus, OperationKind, Step, StoreError};
+use crate::model::{AgentStatus, OperationKind, Step};
+use crate::store::{AgentRecord, StoreError};
 
 /// Where a new agent comes from, for the operations journal: a plain create, or a copy of
 /// another agent (clone) or of a snapshot (restore) on `from_host`.

@@ -29,9 +29,9 @@ use tracing::{info, warn};
 
 use crate::Gateway;
 use crate::hosts::{Host, HostError, reconciler};
-use crate::store::{
-    AgentStatus, Event, HostStatus, Operation, OperationKind, Outcome, Step, StoreError,
-};
+use crate::model::EventKind;
+use crate::model::{AgentStatus, HostStatus, OperationKind, Outcome, Step};
+use crate::store::{Event, Operation, StoreError};
 
 /// The environment variable that makes the gateway kill itself (SIGKILL) right after an
 /// operation records a step: `KIND:STEP`, such as `migrate:copied`. A fault-injection point
@@ -243,7 +243,6 @@ async fn record(gw: &Gateway, op: &Operation, outcome: Outcome, message: &str) {
     let event = Event {
         operator: op.operator.clone(),
         source: Some("gateway".into()),
-        kind: "operation".into(),
         agent: Some(op.agent.clone()),
         detail: format!(
             "{} {} on {route}, begun {}, cut short after step {}",
@@ -252,9 +251,8 @@ async fn record(gw: &Gateway, op: &Operation, outcome: Outcome, message: &str) {
             op.started_at,
             op.step.as_str()
         ),
-        result: outcome.as_str().into(),
         message: message.to_owned(),
-        ..Event::default()
+        ..Event::new(EventKind::Operation, outcome.into())
     };
     if let Err(e) = gw.store.record_event(&event).await {
         warn!(error = %e, "could not record an audit event");

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::{Caller, CommandError, CommandIo, CommandResult, exit, refreshed_agent};
 use crate::Gateway;
 use crate::hosts::{AgentSession, reconciler};
-use crate::store::AgentStatus;
+use crate::model::AgentStatus;
 
 /// Puts a full-screen program's terminal back: bracketed paste off, attributes reset, cursor
 /// shown, main screen. The live view leaves with it; an attach whose tmux could not send its

@@ -11,7 +11,7 @@ use super::{Caller, CommandError, CommandIo, CommandResult, agent_and_host, exit
 use crate::Gateway;
 use crate::agents::create::{Origin, create_reserved, reserve};
 use crate::hosts::copy_workspace;
-use crate::store::OperationKind;
+use crate::model::OperationKind;
 
 #[derive(Debug, Args)]
 #[command(

@@ -18,7 +18,8 @@ use crate::agents::deliver::Delivery;
 use crate::agents::placement;
 use crate::config::Template;
 use crate::hosts::restore_snapshot;
-use crate::store::{AgentRecord, OperationKind};
+use crate::model::OperationKind;
+use crate::store::AgentRecord;
 
 fn parse_idle_stop_arg(text: &str) -> Result<String, String> {
     crate::config::parse_idle_stop(text).map(|_| text.to_owned())

@@ -8,8 +8,9 @@ use clap::Args;
 use super::output::{json_text, table};
 use super::{Caller, CommandError, CommandIo, CommandResult, exit};
 use crate::Gateway;
+use crate::model::EventResult;
 use crate::model::Timestamp;
-use crate::store::{Event, EventFilter, STARTED};
+use crate::store::{Event, EventFilter};
 
 /// How often `events -f` looks for new events.
 const FOLLOW_POLL: Duration = Duration::from_millis(500);
@@ -104,10 +105,10 @@ pub async fn run(
         // Those still under way are watched on; a row pruned meanwhile is forgotten.
         under_way = shown
             .iter()
-            .filter(|e| e.result == STARTED)
+            .filter(|e| e.result == EventResult::Started)
             .map(|e| e.id)
             .collect();
-        shown.retain(|e| e.result != STARTED);
+        shown.retain(|e| e.result != EventResult::Started);
         // An agent shared or taken back meanwhile counts from now on.
         filter.only = crate::agents::access::events_scope(&gw.store, &caller.operator).await?;
         let new = gw.store.events(&filter).await?;
@@ -124,7 +125,7 @@ pub async fn run(
 
 /// Notes the rows of `events` that are under way, to show again when they end.
 fn watch_started(under_way: &mut std::collections::VecDeque<i64>, events: &[Event]) {
-    for e in events.iter().filter(|e| e.result == STARTED) {
+    for e in events.iter().filter(|e| e.result == EventResult::Started) {
         if under_way.len() >= FOLLOW_STARTED {
             under_way.pop_front();
         }
@@ -145,9 +146,9 @@ fn render(events: &[Event], json: bool, header: bool) -> String {
             vec![
                 e.at.to_string(),
                 e.operator.clone().unwrap_or_default(),
-                e.kind.clone(),
+                e.kind.to_string(),
                 e.agent.clone().unwrap_or_default(),
-                e.result.clone(),
+                e.result.to_string(),
                 e.detail.replace(['\n', '\r'], " "),
             ]
         })

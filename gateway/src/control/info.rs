@@ -10,7 +10,8 @@ use super::{Caller, CommandIo, CommandResult, agent_and_host, exit, refreshed_ag
 use crate::Gateway;
 use crate::hosts::reconciler::NotAsked;
 use crate::model::Timestamp;
-use crate::store::{ActivitySource, AgentRecord, AgentStatus};
+use crate::model::{ActivitySource, AgentStatus};
+use crate::store::AgentRecord;
 
 #[derive(Debug, Args)]
 pub struct InfoArgs {
@@ -34,7 +35,7 @@ pub async fn run(
         .store
         .host(&agent.host)
         .await?
-        .filter(|h| h.status == crate::store::HostStatus::Unreachable);
+        .filter(|h| h.status == crate::model::HostStatus::Unreachable);
     let not_asked = match down {
         Some(h) => Some(NotAsked::Unreachable(
             h.name,

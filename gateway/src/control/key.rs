@@ -11,7 +11,8 @@ use super::output::{json_text, table};
 use super::{Caller, CommandError, CommandIo, CommandResult, JsonArg, exit, require_admin};
 use crate::Gateway;
 use crate::auth;
-use crate::store::{NewKey, Role, Store, StoreError};
+use crate::model::Role;
+use crate::store::{NewKey, Store, StoreError};
 
 /// The most `key add` reads from stdin: one public-key line (an RSA 16384 key is ~2.8 KiB).
 const MAX_KEY_LINE: usize = 16 * 1024;
@@ -241,7 +242,9 @@ async fn operator_to_add(
         .hint("pick another --name"));
     }
     let role = match role {
-        Some(r) => r.parse::<Role>().map_err(CommandError::usage)?,
+        Some(r) => r
+            .parse::<Role>()
+            .map_err(|e| CommandError::usage(e.to_string()))?,
         None if store.operator_count().await? == 0 => Role::Admin,
         None => Role::Operator,
     };

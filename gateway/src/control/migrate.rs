@@ -14,7 +14,8 @@ use super::{Caller, CommandError, CommandIo, CommandResult, exit, refreshed_agen
 use crate::Gateway;
 use crate::agents::journal::{Intent, Planned};
 use crate::hosts::{Host, copy_workspace, reconciler};
-use crate::store::{AgentRecord, AgentStatus, OperationKind, Step};
+use crate::model::{AgentStatus, OperationKind, Step};
+use crate::store::AgentRecord;
 
 #[derive(Debug, Args)]
 #[command(after_help = "Example:\n  ssh gw migrate fix-ci gpu-box")]

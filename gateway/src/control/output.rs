@@ -4,7 +4,8 @@
 use serde_json::{Value, json};
 
 use crate::model::Timestamp;
-use crate::store::{ActivitySource, AgentRecord, AgentStatus};
+use crate::model::{ActivitySource, AgentStatus};
+use crate::store::AgentRecord;
 use hostctl::api::AgentCli;
 
 /// Columns padded to their widest cell, separated by two spaces; the last column unpadded.

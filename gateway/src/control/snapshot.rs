@@ -18,7 +18,8 @@ use super::output::{age, json_text, table};
 use super::{Caller, CommandError, CommandIo, CommandResult, exit, refreshed_agent, require_owner};
 use crate::Gateway;
 use crate::hosts::HostError;
-use crate::store::{AgentStatus, SnapshotRecord};
+use crate::model::AgentStatus;
+use crate::store::SnapshotRecord;
 
 /// The most snapshots of one agent in one minute (IDs `-2` to `-N`).
 const MAX_PER_MINUTE: u32 = 100;

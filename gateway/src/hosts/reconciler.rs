@@ -19,9 +19,9 @@ use super::Host;
 use crate::Gateway;
 use crate::agents::activity;
 use crate::model::Timestamp;
-use crate::store::{
-    AgentActivity, AgentRecord, AgentStatus, Event, HostRecord, HostStatus, Observed, StoreError,
-};
+use crate::model::{AgentStatus, HostStatus};
+use crate::model::{EventKind, EventResult};
+use crate::store::{AgentActivity, AgentRecord, Event, HostRecord, Observed, StoreError};
 
 /// Reconciles every host once, the hosts in parallel.
 pub async fn reconcile_all(gw: &Arc<Gateway>) {
@@ -281,15 +281,15 @@ pub async fn mark_unreachable(gw: &Gateway, host: &str, reason: &str) -> Result<
 /// An audit event for a host that became reachable or unreachable (admins see it in `events`).
 async fn record_host_change(gw: &Gateway, host: &str, became: HostStatus, reason: &str) {
     let event = Event {
-        kind: "host".into(),
         detail: format!("{host} {}", became.as_str()),
-        result: match became {
-            HostStatus::Reachable => "ok",
-            HostStatus::Unreachable => became.as_str(),
-        }
-        .into(),
         message: reason.into(),
-        ..Event::default()
+        ..Event::new(
+            EventKind::Host,
+            match became {
+                HostStatus::Reachable => EventResult::Ok,
+                HostStatus::Unreachable => EventResult::Unreachable,
+            },
+        )
     };
     if let Err(e) = gw.store.record_event(&event).await {
         warn!(host, error = %e, "could not record an audit event");
@@ -414,7 +414,7 @@ fn host_time(rfc3339: Option<&str>) -> Option<time::OffsetDateTime> {
 /// The idle-stop period of an agent just seen idle for at least that long, if it has one.
 fn idle_stop_due(prev: &AgentRecord, seen: &Observed) -> Option<std::time::Duration> {
     let activity = seen.activity.as_ref()?;
-    if activity.state != Some(crate::store::ActivityState::Idle) {
+    if activity.state != Some(crate::model::ActivityState::Idle) {
         return None;
     }
     let period = crate::config::parse_idle_stop(prev.idle_stop.as_deref()?).ok()?;
@@ -441,20 +441,21 @@ async fn stop_idle(gw: &Gateway, host: &Host, name: &str, period: std::time::Dur
     let (result, message) = match &stopped {
         Ok(()) => {
             info!(agent = name, idle_for = period, "stopped an idle agent");
-            ("ok", format!("no output and no input for {period}"))
+            (
+                EventResult::Ok,
+                format!("no output and no input for {period}"),
+            )
         }
         Err(e) => {
             warn!(agent = name, error = %e, "cannot stop an idle agent");
-            ("failed", e.clone())
+            (EventResult::Failed, e.clone())
         }
     };
     let event = Event {
-        kind: "idle-stop".into(),
         agent: Some(name.to_owned()),
         detail: format!("stop {name}"),
-        result: result.into(),
         message,
-        ..Event::default()
+        ..Event::new(EventKind::IdleStop, result)
     };
     if let Err(e) = gw.store.record_event(&event).await {
         warn!(agent = name, error = %e, "could not record an audit event");

@@ -157,7 +157,8 @@ async fn adopted_snapshot(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{AgentStatus, sample_agent};
+    use crate::model::AgentStatus;
+    use crate::store::sample_agent;
 
     #[test]
     fn a_snapshot_found_on_a_host_is_checked_like_the_gateways_own_input() {

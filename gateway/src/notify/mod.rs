@@ -426,7 +426,7 @@ mod tests {
     fn ntfy_headers_fill_the_title_and_keep_to_ascii() {
         let channel = NotifyChannel {
             operator: "ann".into(),
-            operator_role: crate::store::Role::Operator,
+            operator_role: crate::model::Role::Operator,
             name: "phone".into(),
             kind: ChannelKind::Ntfy,
             url: crate::store::ChannelUrl::new("http://x/t".into()),

@@ -218,7 +218,7 @@ impl ConnectionHandler {
                 audit::record(
                     &gw,
                     &caller,
-                    "forward",
+                    crate::model::EventKind::Forward,
                     agent,
                     &target.to_string(),
                     exit::FAILED,

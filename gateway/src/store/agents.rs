@@ -5,56 +5,10 @@
 use std::collections::BTreeMap;
 
 use hostctl::api::CreateRequest;
-use serde::Serialize;
 use sqlx::Row;
 
 use super::{Result, Store, StoreError, changes};
-use crate::model::Timestamp;
-
-/// An agent's status as the gateway knows it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AgentStatus {
-    /// `create` is under way on the host.
-    Creating,
-    Running,
-    Exited,
-    Stopped,
-    /// Its host could not be asked.
-    Unknown,
-}
-
-impl AgentStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AgentStatus::Creating => "creating",
-            AgentStatus::Running => "running",
-            AgentStatus::Exited => "exited",
-            AgentStatus::Stopped => "stopped",
-            AgentStatus::Unknown => "unknown",
-        }
-    }
-
-    fn parse(s: &str) -> AgentStatus {
-        match s {
-            "creating" => AgentStatus::Creating,
-            "running" => AgentStatus::Running,
-            "exited" => AgentStatus::Exited,
-            "stopped" => AgentStatus::Stopped,
-            _ => AgentStatus::Unknown,
-        }
-    }
-}
-
-impl From<hostctl::api::HostAgentStatus> for AgentStatus {
-    fn from(s: hostctl::api::HostAgentStatus) -> Self {
-        match s {
-            hostctl::api::HostAgentStatus::Running => AgentStatus::Running,
-            hostctl::api::HostAgentStatus::Exited => AgentStatus::Exited,
-            hostctl::api::HostAgentStatus::Stopped => AgentStatus::Stopped,
-        }
-    }
-}
+use crate::model::{ActivitySource, ActivityState, AgentStatus, EventKind, Timestamp};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AgentRecord {
@@ -95,36 +49,6 @@ impl AgentRecord {
     }
 }
 
-/// What a running agent is doing.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ActivityState {
-    /// Its screen changed recently.
-    Working,
-    /// It waits for the operator (a prompt or a question on its screen).
-    Waiting,
-    /// No output and no input for the idle period.
-    Idle,
-}
-
-impl ActivityState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ActivityState::Working => "working",
-            ActivityState::Waiting => "waiting",
-            ActivityState::Idle => "idle",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<ActivityState> {
-        match s {
-            "working" => Some(ActivityState::Working),
-            "waiting" => Some(ActivityState::Waiting),
-            "idle" => Some(ActivityState::Idle),
-            _ => None,
-        }
-    }
-}
-
 /// What is known of a running agent's activity (see `crate::status`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AgentActivity {
@@ -146,32 +70,6 @@ pub struct AgentActivity {
     pub screen_asks: bool,
     /// What told the state: the CLI's hooks or its screen.
     pub source: Option<ActivitySource>,
-}
-
-/// What told an agent's activity.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ActivitySource {
-    /// The events its CLI reported through its hooks.
-    Hook,
-    /// Its screen (the rules of its template or CLI), and its output and input times.
-    Screen,
-}
-
-impl ActivitySource {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ActivitySource::Hook => "hook",
-            ActivitySource::Screen => "screen",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<ActivitySource> {
-        match s {
-            "hook" => Some(ActivitySource::Hook),
-            "screen" => Some(ActivitySource::Screen),
-            _ => None,
-        }
-    }
 }
 
 /// What a host said about an agent, to be written over the stored status.
@@ -357,11 +255,11 @@ impl Store {
             // again. The event is written first, in the same transaction as the status: that
             // first write takes the database's write lock, so the row it reads is the one the
             // update below changes, whichever caller (the reconciler, `info`, `wait`) sees
-            // the end first.
+            // the end first. Its result is the status the agent came to (?3 is both).
             if let Some(reason) = &seen.stop_reason {
                 sqlx::query(
                     "INSERT INTO events (at, kind, agent, detail, result, message)
-                     SELECT ?1, 'agent', name, ?2, ?3, ?2 FROM agents
+                     SELECT ?1, ?6, name, ?2, ?3, ?2 FROM agents
                       WHERE name = ?4
                         AND (status IS NOT ?3 OR (?3 = 'exited' AND exit_code IS NOT ?5))
                         AND NOT (status = 'unknown' AND stop_reason IS ?2)",
@@ -371,6 +269,7 @@ impl Store {
                 .bind(seen.status.as_str())
                 .bind(name)
                 .bind(seen.exit_code)
+                .bind(EventKind::Agent)
                 .execute(&mut *tx)
                 .await?;
             }
@@ -581,7 +480,7 @@ fn agent_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<AgentRecord> {
         template: r.try_get("template")?,
         command: r.try_get("command")?,
         workspace: r.try_get("workspace")?,
-        status: AgentStatus::parse(&r.try_get::<String, _>("status")?),
+        status: r.try_get("status")?,
         exit_code: r.try_get("exit_code")?,
         pid: r
             .try_get::<Option<i64>, _>("pid")?
@@ -590,10 +489,7 @@ fn agent_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<AgentRecord> {
         created_at: r.try_get("created_at")?,
         created_by: r.try_get("created_by")?,
         activity: AgentActivity {
-            state: r
-                .try_get::<Option<String>, _>("activity")?
-                .as_deref()
-                .and_then(ActivityState::parse),
+            state: r.try_get("activity")?,
             reason: r.try_get("activity_reason")?,
             last_output_at: r.try_get("last_output_at")?,
             last_input_at: r.try_get("last_input_at")?,
@@ -603,10 +499,7 @@ fn agent_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<AgentRecord> {
             screen_asks: r
                 .try_get::<Option<bool>, _>("screen_asks")?
                 .unwrap_or(false),
-            source: r
-                .try_get::<Option<String>, _>("activity_source")?
-                .as_deref()
-                .and_then(ActivitySource::parse),
+            source: r.try_get("activity_source")?,
         },
         status_since: r.try_get("status_since")?,
         idle_stop: r.try_get("idle_stop")?,

@@ -107,7 +107,7 @@ const SHOWN_SELECT: &str = "SELECT a.name, a.host, a.status, a.activity, a.activ
 impl ShownRow {
     /// The agent's host is unreachable (so the agent is `unknown` because of it).
     fn host_unreachable(&self) -> bool {
-        self.host_status.as_deref() == Some(super::HostStatus::Unreachable.as_str())
+        self.host_status.as_deref() == Some(crate::model::HostStatus::Unreachable.as_str())
     }
 
     pub(super) fn agent(&self) -> &str {

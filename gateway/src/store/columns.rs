@@ -9,7 +9,10 @@ use sqlx::error::BoxDynError;
 use sqlx::sqlite::{SqliteArgumentValue, SqliteTypeInfo, SqliteValueRef};
 use sqlx::{Decode, Encode, Sqlite, Type};
 
-use crate::model::Timestamp;
+use crate::model::{
+    ActivitySource, ActivityState, AgentStatus, EventKind, EventResult, HostStatus, OperationKind,
+    Outcome, Role, Step, Timestamp,
+};
 
 /// Makes a type that is written as text (its `Display`) and read back from it (its `FromStr`)
 /// a sqlite TEXT column.
@@ -38,4 +41,16 @@ macro_rules! text_column {
     )*};
 }
 
-text_column!(Timestamp);
+text_column!(
+    Timestamp,
+    AgentStatus,
+    ActivityState,
+    ActivitySource,
+    HostStatus,
+    Role,
+    OperationKind,
+    Step,
+    Outcome,
+    EventKind,
+    EventResult,
+);

@@ -4,7 +4,7 @@ use serde::Serialize;
 use sqlx::Row;
 
 use super::{Result, Store};
-use crate::model::Timestamp;
+use crate::model::{EventKind, EventResult, Timestamp};
 
 /// One line of the audit trail.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -14,10 +14,10 @@ pub struct Event {
     pub at: Timestamp,
     pub operator: Option<String>,
     pub source: Option<String>,
-    pub kind: String,
+    pub kind: EventKind,
     pub agent: Option<String>,
     pub detail: String,
-    pub result: String,
+    pub result: EventResult,
     pub message: String,
 }
 
@@ -78,19 +78,19 @@ pub(super) fn event_of_row(r: &sqlx::sqlite::SqliteRow) -> Result<Event> {
     })
 }
 
-impl Default for Event {
-    /// An event that happens now: it is stamped when it is made, not when it reaches the
-    /// database (which may take it late: see `audit`).
-    fn default() -> Event {
+impl Event {
+    /// An event of `kind` that happens now, with nothing else said yet: it is stamped when it
+    /// is made, not when it reaches the database (which may take it late: see `audit`).
+    pub fn new(kind: EventKind, result: EventResult) -> Event {
         Event {
             id: 0,
             at: Timestamp::now(),
             operator: None,
             source: None,
-            kind: String::new(),
+            kind,
             agent: None,
             detail: String::new(),
-            result: String::new(),
+            result,
             message: String::new(),
         }
     }

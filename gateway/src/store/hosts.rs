@@ -4,36 +4,7 @@ use serde::Serialize;
 use sqlx::Row;
 
 use super::{Result, Store, StoreError};
-use crate::model::Timestamp;
-
-/// Whether the gateway can reach a host: its last look at it answered, or did not (then its
-/// agents are `unknown`, and `last_error` says why).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum HostStatus {
-    Reachable,
-    Unreachable,
-}
-
-impl HostStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HostStatus::Reachable => "reachable",
-            HostStatus::Unreachable => "unreachable",
-        }
-    }
-
-    /// The status as the store keeps it.
-    pub fn parse(text: &str) -> Result<HostStatus> {
-        match text {
-            "reachable" => Ok(HostStatus::Reachable),
-            "unreachable" => Ok(HostStatus::Unreachable),
-            other => Err(StoreError::Corrupt(format!(
-                "unknown host status '{other}'"
-            ))),
-        }
-    }
-}
+use crate::model::{HostStatus, Timestamp};
 
 /// A host as the gateway knows it. `local` has no address, user or key.
 #[derive(Clone, Debug, Serialize)]
@@ -240,7 +211,7 @@ fn host_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<HostRecord> {
         port: port.and_then(|p| u16::try_from(p).ok()).unwrap_or(22),
         user: r.try_get("user")?,
         host_key: r.try_get("host_key")?,
-        status: HostStatus::parse(&r.try_get::<String, _>("status")?)?,
+        status: r.try_get("status")?,
         hostctl_version: r.try_get("hostctl_version")?,
         hostctl_path: r.try_get("hostctl_path")?,
         platform: r.try_get("platform")?,

@@ -26,17 +26,15 @@ mod snapshots;
 pub use changes::{DESTROYED, FEED_CAPACITY, StatusChange};
 pub use notify::{ChannelKind, ChannelUrl, NewChannel, NotifyChannel};
 
-pub use operations::{Operation, OperationKind, Outcome, Step};
+pub use operations::Operation;
 
 #[cfg(test)]
 pub(crate) use agents::sample_agent;
-pub use agents::{
-    ActivitySource, ActivityState, AgentActivity, AgentRecord, AgentStatus, Observed,
-};
+pub use agents::{AgentActivity, AgentRecord, Observed};
 use events::event_of_row;
 pub use events::{Event, EventFilter, EventScope};
-pub use hosts::{HostRecord, HostStatus};
-pub use operators::{KeyRecord, NewKey, Operator, OperatorSummary, RemovedCredentials, Role};
+pub use hosts::HostRecord;
+pub use operators::{KeyRecord, NewKey, Operator, OperatorSummary, RemovedCredentials};
 pub use secrets::SecretSummary;
 pub use snapshots::{SameArchive, SnapshotRecord};
 
@@ -61,8 +59,7 @@ pub enum StoreError {
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 pub use audit::{
-    INTERRUPTED, INTERRUPTED_MESSAGE, LOST_KIND, MAX_KEPT, MAX_KEPT_BYTES, RETRY_EVERY, Recorded,
-    STARTED, StartedEvent,
+    INTERRUPTED_MESSAGE, MAX_KEPT, MAX_KEPT_BYTES, RETRY_EVERY, Recorded, StartedEvent,
 };
 
 impl StoreError {
@@ -223,6 +220,9 @@ pub(crate) mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+    use crate::model::{
+        ActivitySource, ActivityState, AgentStatus, EventKind, EventResult, HostStatus, Role,
+    };
 
     pub(crate) async fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -562,8 +562,8 @@ pub(crate) mod tests {
                 .await
                 .expect("events")
                 .into_iter()
-                .filter(|e| e.kind == "agent")
-                .map(|e| (e.result, e.detail))
+                .filter(|e| e.kind == EventKind::Agent)
+                .map(|e| (e.result.to_string(), e.detail))
                 .collect::<Vec<_>>()
             }
         };
@@ -705,11 +705,9 @@ pub(crate) mod tests {
         for i in 0..5 {
             store
                 .record_event(&Event {
-                    kind: "command".into(),
                     detail: format!("list {i}"),
-                    result: "ok".into(),
                     agent: (i % 2 == 0).then(|| "a".to_owned()),
-                    ..Event::default()
+                    ..Event::new(EventKind::Command, EventResult::Ok)
                 })
                 .await
                 .expect("record");

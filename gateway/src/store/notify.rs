@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 
 use sqlx::Row;
 
-use super::{Result, Role, Store, StoreError};
-use crate::model::Timestamp;
+use super::{Result, Store, StoreError};
+use crate::model::{Role, Timestamp};
 
 /// How a channel is spoken to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -203,10 +203,7 @@ fn channel_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<NotifyChannel> {
     let tags: String = r.try_get("tags")?;
     Ok(NotifyChannel {
         operator: r.try_get("operator")?,
-        operator_role: r
-            .try_get::<String, _>("role")?
-            .parse()
-            .map_err(StoreError::Corrupt)?,
+        operator_role: r.try_get("role")?,
         kind: ChannelKind::parse(&r.try_get::<String, _>("kind")?)?,
         url: ChannelUrl(r.try_get("url")?),
         events: serde_json::from_str(&events)

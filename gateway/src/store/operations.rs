@@ -5,113 +5,8 @@
 
 use sqlx::Row;
 
-use super::{Result, Store, StoreError};
-use crate::model::Timestamp;
-
-/// What an operation does.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OperationKind {
-    Create,
-    Clone,
-    Migrate,
-    Restore,
-    Destroy,
-}
-
-impl OperationKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OperationKind::Create => "create",
-            OperationKind::Clone => "clone",
-            OperationKind::Migrate => "migrate",
-            OperationKind::Restore => "restore",
-            OperationKind::Destroy => "destroy",
-        }
-    }
-}
-
-impl std::str::FromStr for OperationKind {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        Ok(match s {
-            "create" => OperationKind::Create,
-            "clone" => OperationKind::Clone,
-            "migrate" => OperationKind::Migrate,
-            "restore" => OperationKind::Restore,
-            "destroy" => OperationKind::Destroy,
-            other => return Err(format!("'{other}' is not an operation kind")),
-        })
-    }
-}
-
-/// The steps an operation records, in the order they happen (each kind uses some of them).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Step {
-    /// Written, nothing done yet (the new agent's name may be reserved).
-    Begun,
-    /// migrate: the agent was stopped on its old host.
-    SourceStopped,
-    /// clone, migrate, restore: the workspace copy on the new host is whole and verified.
-    Copied,
-    /// The agent was made on its (new) host.
-    Created,
-    /// migrate: the store names the new host.
-    Switched,
-    /// destroy: the host removed the agent.
-    HostDone,
-}
-
-impl Step {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Step::Begun => "begun",
-            Step::SourceStopped => "source-stopped",
-            Step::Copied => "copied",
-            Step::Created => "created",
-            Step::Switched => "switched",
-            Step::HostDone => "host-done",
-        }
-    }
-}
-
-impl std::str::FromStr for Step {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        Ok(match s {
-            "begun" => Step::Begun,
-            "source-stopped" => Step::SourceStopped,
-            "copied" => Step::Copied,
-            "created" => Step::Created,
-            "switched" => Step::Switched,
-            "host-done" => Step::HostDone,
-            other => return Err(format!("'{other}' is not an operation step")),
-        })
-    }
-}
-
-/// How an operation ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// Every step was done (by the command, or finished after a restart).
-    Done,
-    /// It failed and what it had done was undone (by the command).
-    Failed,
-    /// Cut short by the gateway's death, and undone after a restart.
-    Undone,
-    /// Cut short by the gateway's death, and finished after a restart.
-    Finished,
-}
-
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Done => "done",
-            Outcome::Failed => "failed",
-            Outcome::Undone => "undone",
-            Outcome::Finished => "finished",
-        }
-    }
-}
+use super::{Result, Store};
+use crate::model::{OperationKind, Outcome, Step, Timestamp};
 
 /// One row of the journal.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -195,17 +90,15 @@ impl Store {
         .await?;
         rows.iter()
             .map(|r| {
-                let kind: String = r.try_get("kind")?;
-                let step: String = r.try_get("step")?;
                 Ok(Operation {
                     id: r.try_get("id")?,
-                    kind: kind.parse().map_err(StoreError::Corrupt)?,
+                    kind: r.try_get("kind")?,
                     agent: r.try_get("agent")?,
                     from_host: r.try_get("from_host")?,
                     host: r.try_get("host")?,
                     source: r.try_get("source")?,
                     was_running: r.try_get("was_running")?,
-                    step: step.parse().map_err(StoreError::Corrupt)?,
+                    step: r.try_get("step")?,
                     operator: r.try_get("operator")?,
                     run: r.try_get("run")?,
                     started_at: r.try_get("started_at")?,

@@ -1,39 +1,10 @@
 //! Operators and their credentials: roles, SSH keys and tailnet logins.
 
-use std::str::FromStr;
-
 use serde::Serialize;
 use sqlx::Row;
 
 use super::{Result, Store, StoreError};
-use crate::model::Timestamp;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    Admin,
-    Operator,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Admin => "admin",
-            Role::Operator => "operator",
-        }
-    }
-}
-
-impl FromStr for Role {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
-        match s {
-            "admin" => Ok(Role::Admin),
-            "operator" => Ok(Role::Operator),
-            other => Err(format!("unknown role '{other}' (use admin or operator)")),
-        }
-    }
-}
+use crate::model::{Role, Timestamp};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Operator {
@@ -184,13 +155,7 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get("login")?,
-                    r.try_get("name")?,
-                    parse_role(&r.try_get::<String, _>("role")?)?,
-                ))
-            })
+            .map(|r| Ok((r.try_get("login")?, r.try_get("name")?, r.try_get("role")?)))
             .collect()
     }
 
@@ -258,7 +223,7 @@ impl Store {
             .map(|r| {
                 Ok(OperatorSummary {
                     name: r.try_get("name")?,
-                    role: parse_role(&r.try_get::<String, _>("role")?)?,
+                    role: r.try_get("role")?,
                     created_at: r.try_get("created_at")?,
                     keys: r.try_get("keys")?,
                     tailscale_logins: r.try_get("logins")?,
@@ -343,22 +308,18 @@ fn operator_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Operator> {
     Ok(Operator {
         id: r.try_get("id")?,
         name: r.try_get("name")?,
-        role: parse_role(&r.try_get::<String, _>("role")?)?,
+        role: r.try_get("role")?,
     })
 }
 
 fn key_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<KeyRecord> {
     Ok(KeyRecord {
         operator: r.try_get("name")?,
-        role: parse_role(&r.try_get::<String, _>("role")?)?,
+        role: r.try_get("role")?,
         fingerprint: r.try_get("fingerprint")?,
         algorithm: r.try_get("algorithm")?,
         public_key: r.try_get("public_key")?,
         comment: r.try_get("comment")?,
         created_at: r.try_get("created_at")?,
     })
-}
-
-fn parse_role(s: &str) -> Result<Role> {
-    s.parse().map_err(StoreError::Corrupt)
 }

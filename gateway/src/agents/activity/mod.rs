@@ -29,9 +29,9 @@ use time::OffsetDateTime;
 
 use crate::agents::hooks::HookState;
 use crate::config::StatusConfig;
+use crate::model::ActivitySource::{Hook, Screen as FromScreen};
+use crate::model::ActivityState::{Idle, Waiting, Working};
 use crate::model::Timestamp;
-use crate::store::ActivitySource::{Hook, Screen as FromScreen};
-use crate::store::ActivityState::{Idle, Waiting, Working};
 use crate::store::AgentActivity;
 
 /// What a host reported of a running agent, for [`next`].
@@ -166,7 +166,7 @@ mod tests {
     use super::rules::tests::rules_for;
     use super::*;
     use crate::config::Template;
-    use crate::store::ActivityState;
+    use crate::model::ActivityState;
     use hostctl::api::{AgentCli, AgentCommand};
     use std::time::Duration;
 

@@ -90,7 +90,7 @@ pub(super) async fn add(gw: &Arc<Gateway>, args: AddArgs, io: &mut CommandIo) ->
         port: target.port,
         user: Some(target.user.clone()),
         host_key: Some(key_line),
-        status: crate::store::HostStatus::Reachable,
+        status: crate::model::HostStatus::Reachable,
         hostctl_version: Some(version.version.clone()),
         hostctl_path: Some(probe.hostctl_path()),
         platform: Some(probe.platform.clone()),

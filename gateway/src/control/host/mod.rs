@@ -26,7 +26,8 @@ use crate::Gateway;
 use crate::hosts::remote::install::{self, Probe};
 use crate::hosts::remote::leg::{self, KeyCheck, Target, fingerprint};
 use crate::hosts::{HostError, LOCAL_HOST, reconciler};
-use crate::store::{AgentStatus, HostRecord, StoreError};
+use crate::model::AgentStatus;
+use crate::store::{HostRecord, StoreError};
 
 #[derive(Debug, Args)]
 pub struct HostArgs {
