@@ -15,8 +15,9 @@ use serde_json::json;
 use super::output::{json_text, parse_pair, table};
 use super::{Caller, CommandError, CommandIo, CommandResult, JsonArg, exit};
 use crate::Gateway;
+use crate::model::ChannelKind;
 use crate::notify::{Message, NotifyEvent, check_header_value, check_priority};
-use crate::store::{ChannelKind, ChannelUrl, NewChannel, NotifyChannel, StoreError};
+use crate::store::{ChannelUrl, NewChannel, NotifyChannel, StoreError};
 
 /// The most channels one operator may have.
 const MAX_CHANNELS: usize = 32;

@@ -8,6 +8,7 @@
 //! and by serde.
 
 mod agent;
+mod channel;
 mod event;
 mod host;
 mod operation;
@@ -15,6 +16,7 @@ mod operator;
 mod timestamp;
 
 pub use agent::{ActivitySource, ActivityState, AgentStatus};
+pub use channel::ChannelKind;
 pub use event::{EventKind, EventResult};
 pub use host::HostStatus;
 pub use operation::{OperationKind, Outcome, Step};

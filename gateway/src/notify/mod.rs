@@ -32,7 +32,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::NotifyConfig;
-use crate::store::{ChannelKind, NotifyChannel, Operator, StatusChange, Store};
+use crate::model::ChannelKind;
+use crate::store::{NotifyChannel, Operator, StatusChange, Store};
 use http::{HttpClient, Post, PostError};
 
 /// What a channel can be paged for.

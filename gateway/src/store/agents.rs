@@ -5,19 +5,20 @@
 use std::collections::BTreeMap;
 
 use hostctl::api::CreateRequest;
-use sqlx::Row;
 
 use super::{Result, Store, StoreError, changes};
 use crate::model::{ActivitySource, ActivityState, AgentStatus, EventKind, Timestamp};
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct AgentRecord {
     pub name: String,
     pub host: String,
     pub template: String,
     pub command: String,
     pub workspace: String,
+    #[sqlx(try_from = "super::columns::Json<CreateRequest>")]
     pub spec: CreateRequest,
+    #[sqlx(try_from = "super::columns::Json<BTreeMap<String, String>>")]
     pub tags: BTreeMap<String, String>,
     pub status: AgentStatus,
     pub exit_code: Option<i32>,
@@ -27,6 +28,7 @@ pub struct AgentRecord {
     pub created_at: Timestamp,
     pub created_by: Option<String>,
     /// What it is doing while it runs, told from its screen.
+    #[sqlx(flatten)]
     pub activity: AgentActivity,
     /// Since when its status (lifecycle and activity) is what it is.
     pub status_since: Option<Timestamp>,
@@ -35,6 +37,7 @@ pub struct AgentRecord {
     /// Why it was stopped, when the gateway stopped it (`idle`).
     pub stop_reason: Option<String>,
     /// The operators it is shared with (besides its creator), by name.
+    #[sqlx(try_from = "super::columns::Json<Vec<String>>")]
     pub shared_with: Vec<String>,
 }
 
@@ -49,12 +52,14 @@ impl AgentRecord {
     }
 }
 
-/// What is known of a running agent's activity (see `crate::status`).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// What is known of a running agent's activity (see `agents::activity`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, sqlx::FromRow)]
 pub struct AgentActivity {
     /// None: neither working, waiting nor idle (plain `running`), or not running.
+    #[sqlx(rename = "activity")]
     pub state: Option<ActivityState>,
     /// Why it is `waiting` (the matching rule's reason).
+    #[sqlx(rename = "activity_reason")]
     pub reason: Option<String>,
     /// The last time its screen changed.
     pub last_output_at: Option<Timestamp>,
@@ -69,6 +74,7 @@ pub struct AgentActivity {
     /// Whether that wait is a question (a dialog, a yes/no question) rather than a prompt.
     pub screen_asks: bool,
     /// What told the state: the CLI's hooks or its screen.
+    #[sqlx(rename = "activity_source")]
     pub source: Option<ActivitySource>,
 }
 
@@ -178,11 +184,11 @@ impl Store {
     }
 
     pub async fn agent(&self, name: &str) -> Result<Option<AgentRecord>> {
-        let row = sqlx::query(&format!("{AGENT_SELECT} WHERE name = ?"))
+        let row = sqlx::query_as::<_, AgentRecord>(&format!("{AGENT_SELECT} WHERE name = ?"))
             .bind(name)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(agent_from_row).transpose()
+        Ok(row)
     }
 
     pub async fn agent_exists(&self, name: &str) -> Result<bool> {
@@ -194,18 +200,20 @@ impl Store {
     }
 
     pub async fn agents(&self) -> Result<Vec<AgentRecord>> {
-        let rows = sqlx::query(&format!("{AGENT_SELECT} ORDER BY name"))
+        let rows = sqlx::query_as::<_, AgentRecord>(&format!("{AGENT_SELECT} ORDER BY name"))
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(agent_from_row).collect()
+        Ok(rows)
     }
 
     pub async fn agents_on_host(&self, host: &str) -> Result<Vec<AgentRecord>> {
-        let rows = sqlx::query(&format!("{AGENT_SELECT} WHERE host = ? ORDER BY name"))
-            .bind(host)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(agent_from_row).collect()
+        let rows = sqlx::query_as::<_, AgentRecord>(&format!(
+            "{AGENT_SELECT} WHERE host = ? ORDER BY name"
+        ))
+        .bind(host)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows)
     }
 
     /// Writes what a host said about an agent.
@@ -458,55 +466,11 @@ const AGENT_SELECT: &str =
     "SELECT name, host, template, command, workspace, spec, tags, status, exit_code, pid,
     last_activity, created_at, created_by, activity, activity_reason, status_since,
     last_output_at, last_input_at, screen, last_line, idle_stop, stop_reason, screen_waits,
-    screen_asks, activity_source,
+    COALESCE(screen_asks, 0) AS screen_asks, activity_source,
     (SELECT json_group_array(operator) FROM
         (SELECT operator FROM agent_shares s WHERE s.agent = agents.name ORDER BY operator))
         AS shared_with
     FROM agents";
-
-fn agent_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<AgentRecord> {
-    let spec: String = r.try_get("spec")?;
-    let tags: String = r.try_get("tags")?;
-    let name: String = r.try_get("name")?;
-    let shared_with = serde_json::from_str(&r.try_get::<String, _>("shared_with")?)
-        .map_err(|e| StoreError::Corrupt(format!("shares of agent '{name}': {e}")))?;
-    Ok(AgentRecord {
-        spec: serde_json::from_str(&spec)
-            .map_err(|e| StoreError::Corrupt(format!("spec of agent '{name}': {e}")))?,
-        tags: serde_json::from_str(&tags)
-            .map_err(|e| StoreError::Corrupt(format!("tags of agent '{name}': {e}")))?,
-        name,
-        host: r.try_get("host")?,
-        template: r.try_get("template")?,
-        command: r.try_get("command")?,
-        workspace: r.try_get("workspace")?,
-        status: r.try_get("status")?,
-        exit_code: r.try_get("exit_code")?,
-        pid: r
-            .try_get::<Option<i64>, _>("pid")?
-            .and_then(|p| u32::try_from(p).ok()),
-        last_activity: r.try_get("last_activity")?,
-        created_at: r.try_get("created_at")?,
-        created_by: r.try_get("created_by")?,
-        activity: AgentActivity {
-            state: r.try_get("activity")?,
-            reason: r.try_get("activity_reason")?,
-            last_output_at: r.try_get("last_output_at")?,
-            last_input_at: r.try_get("last_input_at")?,
-            screen: r.try_get("screen")?,
-            last_line: r.try_get("last_line")?,
-            screen_waits: r.try_get("screen_waits")?,
-            screen_asks: r
-                .try_get::<Option<bool>, _>("screen_asks")?
-                .unwrap_or(false),
-            source: r.try_get("activity_source")?,
-        },
-        status_since: r.try_get("status_since")?,
-        idle_stop: r.try_get("idle_stop")?,
-        stop_reason: r.try_get("stop_reason")?,
-        shared_with,
-    })
-}
 
 /// An agent record for tests: a login shell on `host`, in `status`, made by no one.
 #[cfg(test)]

@@ -337,14 +337,14 @@ impl Store {
     /// the rows it showed as `started`, to show how they ended.
     pub async fn events_with_ids(&self, ids: &[i64]) -> Result<Vec<Event>> {
         let ids = serde_json::to_string(ids).unwrap_or_else(|_| "[]".into());
-        let rows = sqlx::query(
+        let rows = sqlx::query_as::<_, Event>(
             "SELECT id, at, operator, source, kind, agent, detail, result, message FROM events
              WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id",
         )
         .bind(ids)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(super::event_of_row).collect()
+        Ok(rows)
     }
 
     /// Ends the events left `started` by a gateway that stopped before their commands ended.

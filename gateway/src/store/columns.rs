@@ -9,9 +9,13 @@ use sqlx::error::BoxDynError;
 use sqlx::sqlite::{SqliteArgumentValue, SqliteTypeInfo, SqliteValueRef};
 use sqlx::{Decode, Encode, Sqlite, Type};
 
+use std::collections::BTreeMap;
+
+use hostctl::api::CreateRequest;
+
 use crate::model::{
-    ActivitySource, ActivityState, AgentStatus, EventKind, EventResult, HostStatus, OperationKind,
-    Outcome, Role, Step, Timestamp,
+    ActivitySource, ActivityState, AgentStatus, ChannelKind, EventKind, EventResult, HostStatus,
+    OperationKind, Outcome, Role, Step, Timestamp,
 };
 
 /// Makes a type that is written as text (its `Display`) and read back from it (its `FromStr`)
@@ -53,4 +57,36 @@ text_column!(
     Outcome,
     EventKind,
     EventResult,
+    ChannelKind,
 );
+
+/// A column of JSON text, read into the field it fills (`#[sqlx(try_from = "Json<T>")]`).
+/// sqlx's own `json` attribute needs its `json` feature; this reads the same text with
+/// serde_json, which the gateway has anyway, and says which value it could not read.
+pub struct Json<T>(T);
+
+impl<T> Type<Sqlite> for Json<T> {
+    fn type_info() -> SqliteTypeInfo {
+        <str as Type<Sqlite>>::type_info()
+    }
+}
+
+impl<'r, T: serde::de::DeserializeOwned> Decode<'r, Sqlite> for Json<T> {
+    fn decode(value: SqliteValueRef<'r>) -> Result<Self, BoxDynError> {
+        let text = <&str as Decode<'r, Sqlite>>::decode(value)?;
+        Ok(Json(serde_json::from_str(text)?))
+    }
+}
+
+/// The fields that hold JSON columns (one impl each: a blanket one would be an orphan).
+macro_rules! json_field {
+    ($($t:ty),* $(,)?) => {$(
+        impl From<Json<$t>> for $t {
+            fn from(json: Json<$t>) -> $t {
+                json.0
+            }
+        }
+    )*};
+}
+
+json_field!(Vec<String>, BTreeMap<String, String>, CreateRequest);

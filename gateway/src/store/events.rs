@@ -1,13 +1,12 @@
 //! Reading the audit trail (`audit` writes it).
 
 use serde::Serialize;
-use sqlx::Row;
 
 use super::{Result, Store};
 use crate::model::{EventKind, EventResult, Timestamp};
 
 /// One line of the audit trail.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct Event {
     /// Its place in the trail (0 for an event not yet recorded).
     pub id: i64,
@@ -38,7 +37,7 @@ impl Store {
     pub async fn events(&self, filter: &EventFilter) -> Result<Vec<Event>> {
         // What waits in memory goes first, so the trail read is the whole trail if it can be.
         let _ = self.flush_events().await;
-        let rows = sqlx::query(
+        let rows = sqlx::query_as::<_, Event>(
             "SELECT * FROM (SELECT id, at, operator, source, kind, agent, detail, result, message FROM events
                WHERE (?1 IS NULL OR agent = ?1) AND (?2 IS NULL OR operator = ?2)
                  AND (?3 IS NULL OR at >= ?3) AND id > ?4
@@ -59,23 +58,8 @@ impl Store {
         )
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(event_of_row).collect()
+        Ok(rows)
     }
-}
-
-/// An `events` row read whole.
-pub(super) fn event_of_row(r: &sqlx::sqlite::SqliteRow) -> Result<Event> {
-    Ok(Event {
-        id: r.try_get("id")?,
-        at: r.try_get("at")?,
-        operator: r.try_get("operator")?,
-        source: r.try_get("source")?,
-        kind: r.try_get("kind")?,
-        agent: r.try_get("agent")?,
-        detail: r.try_get("detail")?,
-        result: r.try_get("result")?,
-        message: r.try_get("message")?,
-    })
 }
 
 impl Event {

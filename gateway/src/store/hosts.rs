@@ -1,16 +1,16 @@
 //! Hosts: the machines agents run on, how to reach them, and what was last seen of them.
 
 use serde::Serialize;
-use sqlx::Row;
 
 use super::{Result, Store, StoreError};
 use crate::model::{HostStatus, Timestamp};
 
 /// A host as the gateway knows it. `local` has no address, user or key.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
 pub struct HostRecord {
     pub name: String,
     pub address: Option<String>,
+    #[sqlx(try_from = "i64")]
     pub port: u16,
     pub user: Option<String>,
     /// The pinned host key, an OpenSSH public-key line.
@@ -165,20 +165,20 @@ impl Store {
     }
 
     pub async fn hosts(&self) -> Result<Vec<HostRecord>> {
-        let rows = sqlx::query(&format!(
+        let rows = sqlx::query_as::<_, HostRecord>(&format!(
             "{HOST_COLUMNS} ORDER BY name = 'local' DESC, name"
         ))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(host_from_row).collect()
+        Ok(rows)
     }
 
     pub async fn host(&self, name: &str) -> Result<Option<HostRecord>> {
-        let row = sqlx::query(&format!("{HOST_COLUMNS} WHERE name = ?"))
+        let row = sqlx::query_as::<_, HostRecord>(&format!("{HOST_COLUMNS} WHERE name = ?"))
             .bind(name)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(host_from_row).transpose()
+        Ok(row)
     }
 
     /// Forgets a host and the agents the gateway knew on it (nothing on the host is touched).
@@ -199,26 +199,6 @@ impl Store {
     }
 }
 
-const HOST_COLUMNS: &str = "SELECT name, address, port, user, host_key, status, hostctl_version,
+const HOST_COLUMNS: &str = "SELECT name, address, COALESCE(port, 22) AS port, user, host_key, status, hostctl_version,
             hostctl_path, platform, last_contact, last_error, created_at, tailscale_id, tailscale_name
             FROM hosts";
-
-fn host_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<HostRecord> {
-    let port: Option<i64> = r.try_get("port")?;
-    Ok(HostRecord {
-        name: r.try_get("name")?,
-        address: r.try_get("address")?,
-        port: port.and_then(|p| u16::try_from(p).ok()).unwrap_or(22),
-        user: r.try_get("user")?,
-        host_key: r.try_get("host_key")?,
-        status: r.try_get("status")?,
-        hostctl_version: r.try_get("hostctl_version")?,
-        hostctl_path: r.try_get("hostctl_path")?,
-        platform: r.try_get("platform")?,
-        last_contact: r.try_get("last_contact")?,
-        last_error: r.try_get("last_error")?,
-        created_at: r.try_get("created_at")?,
-        tailscale_id: r.try_get("tailscale_id")?,
-        tailscale_name: r.try_get("tailscale_name")?,
-    })
-}

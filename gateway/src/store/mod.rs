@@ -10,6 +10,15 @@
 //! `hosts`, `snapshots`, `secrets`, `operations` (the journal of multi-step
 //! operations), `notify` (notification channels); the audit trail is written by `audit`
 //! and read by `events`; `changes` publishes each recorded status change.
+//!
+//! Rows are read into their records by `#[derive(sqlx::FromRow)]`: each column by its type
+//! (the domain's values through `columns`, JSON columns through `columns::Json`), renamed in
+//! the SQL (`AS`) where the record's name differs. The queries are not checked at compile time
+//! (`sqlx::query!`): that needs a database at build time, or offline files from `cargo sqlx
+//! prepare` kept in step with every statement by a tool CI does not have, and several
+//! statements are put together with `format!` (the shared column lists, the snapshot upsert),
+//! which the macros cannot check. The store's unit tests run every query against a real,
+//! migrated database instead.
 
 mod agents;
 mod audit;
@@ -24,14 +33,13 @@ mod secrets;
 mod snapshots;
 
 pub use changes::{DESTROYED, FEED_CAPACITY, StatusChange};
-pub use notify::{ChannelKind, ChannelUrl, NewChannel, NotifyChannel};
+pub use notify::{ChannelUrl, NewChannel, NotifyChannel};
 
 pub use operations::Operation;
 
 #[cfg(test)]
 pub(crate) use agents::sample_agent;
 pub use agents::{AgentActivity, AgentRecord, Observed};
-use events::event_of_row;
 pub use events::{Event, EventFilter, EventScope};
 pub use hosts::HostRecord;
 pub use operators::{KeyRecord, NewKey, Operator, OperatorSummary, RemovedCredentials};

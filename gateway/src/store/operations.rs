@@ -3,13 +3,11 @@
 //! last. The decisions (what to do with one that has no end) live in `crate::agents::journal`;
 //! this file only reads and writes rows.
 
-use sqlx::Row;
-
 use super::{Result, Store};
 use crate::model::{OperationKind, Outcome, Step, Timestamp};
 
 /// One row of the journal.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct Operation {
     pub id: String,
     pub kind: OperationKind,
@@ -81,30 +79,14 @@ impl Store {
     /// The operations with no end that a run other than `run` began (cut short by its death),
     /// oldest first.
     pub async fn open_operations_of_other_runs(&self, run: &str) -> Result<Vec<Operation>> {
-        let rows = sqlx::query(
+        let rows = sqlx::query_as::<_, Operation>(
             "SELECT id, kind, agent, from_host, host, source, was_running, step, operator, run, started_at
              FROM operations WHERE ended_at IS NULL AND run != ? ORDER BY rowid",
         )
         .bind(run)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Operation {
-                    id: r.try_get("id")?,
-                    kind: r.try_get("kind")?,
-                    agent: r.try_get("agent")?,
-                    from_host: r.try_get("from_host")?,
-                    host: r.try_get("host")?,
-                    source: r.try_get("source")?,
-                    was_running: r.try_get("was_running")?,
-                    step: r.try_get("step")?,
-                    operator: r.try_get("operator")?,
-                    run: r.try_get("run")?,
-                    started_at: r.try_get("started_at")?,
-                })
-            })
-            .collect()
+        Ok(rows)
     }
 
     /// Whether an operation on the same agent began after operation `id` (in this run or

@@ -1,12 +1,11 @@
 //! Operators and their credentials: roles, SSH keys and tailnet logins.
 
 use serde::Serialize;
-use sqlx::Row;
 
 use super::{Result, Store, StoreError};
 use crate::model::{Role, Timestamp};
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct Operator {
     pub id: i64,
     pub name: String,
@@ -14,7 +13,7 @@ pub struct Operator {
 }
 
 /// A public key as stored: the OpenSSH line and its SHA-256 fingerprint.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct KeyRecord {
     pub operator: String,
     pub role: Role,
@@ -26,7 +25,7 @@ pub struct KeyRecord {
 }
 
 /// An operator and what they hold, for `operator list`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct OperatorSummary {
     pub name: String,
     pub role: Role,
@@ -96,24 +95,24 @@ impl Store {
     }
 
     pub async fn keys(&self) -> Result<Vec<KeyRecord>> {
-        let rows = sqlx::query(
-            "SELECT o.name, o.role, k.fingerprint, k.algorithm, k.public_key, k.comment, k.created_at
+        let rows = sqlx::query_as::<_, KeyRecord>(
+            "SELECT o.name AS operator, o.role, k.fingerprint, k.algorithm, k.public_key, k.comment, k.created_at
              FROM keys k JOIN operators o ON o.id = k.operator_id ORDER BY o.name, k.id",
         )
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(key_from_row).collect()
+        Ok(rows)
     }
 
     pub async fn key_by_fingerprint(&self, fingerprint: &str) -> Result<Option<KeyRecord>> {
-        let row = sqlx::query(
-            "SELECT o.name, o.role, k.fingerprint, k.algorithm, k.public_key, k.comment, k.created_at
+        let row = sqlx::query_as::<_, KeyRecord>(
+            "SELECT o.name AS operator, o.role, k.fingerprint, k.algorithm, k.public_key, k.comment, k.created_at
              FROM keys k JOIN operators o ON o.id = k.operator_id WHERE k.fingerprint = ?",
         )
         .bind(fingerprint)
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(key_from_row).transpose()
+        Ok(row)
     }
 
     /// Lets operator `name` (created with `role` if new) log in by tailnet identity `login`.
@@ -148,47 +147,45 @@ impl Store {
 
     /// Every tailnet login that may log in: (login, operator, role).
     pub async fn tailscale_logins(&self) -> Result<Vec<(String, String, Role)>> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT t.login, o.name, o.role FROM tailscale_logins t
              JOIN operators o ON o.id = t.operator_id ORDER BY o.name, t.login",
         )
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get("login")?, r.try_get("name")?, r.try_get("role")?)))
-            .collect()
+        .await?)
     }
 
     /// The operator a tailnet login belongs to, if it is registered.
     pub async fn operator_by_tailscale_login(&self, login: &str) -> Result<Option<Operator>> {
-        let row = sqlx::query(
+        let row = sqlx::query_as::<_, Operator>(
             "SELECT o.id, o.name, o.role FROM tailscale_logins t
              JOIN operators o ON o.id = t.operator_id WHERE t.login = ?",
         )
         .bind(login)
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(operator_from_row).transpose()
+        Ok(row)
     }
 
     /// The operator who owns the key with this fingerprint, if any.
     pub async fn operator_by_fingerprint(&self, fingerprint: &str) -> Result<Option<Operator>> {
-        let row = sqlx::query(
+        let row = sqlx::query_as::<_, Operator>(
             "SELECT o.id, o.name, o.role FROM keys k JOIN operators o ON o.id = k.operator_id WHERE k.fingerprint = ?",
         )
         .bind(fingerprint)
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(operator_from_row).transpose()
+        Ok(row)
     }
 
     /// The operator named `name`, if there is one.
     pub async fn operator_named(&self, name: &str) -> Result<Option<Operator>> {
-        let row = sqlx::query("SELECT id, name, role FROM operators WHERE name = ?")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(operator_from_row).transpose()
+        let row =
+            sqlx::query_as::<_, Operator>("SELECT id, name, role FROM operators WHERE name = ?")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row)
     }
 
     pub async fn operator_exists(&self, name: &str) -> Result<bool> {
@@ -210,27 +207,16 @@ impl Store {
 
     /// Every operator, with how many keys, tailnet logins and agents each has.
     pub async fn operators(&self) -> Result<Vec<OperatorSummary>> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT o.name, o.role, o.created_at,
                     (SELECT COUNT(*) FROM keys k WHERE k.operator_id = o.id) AS keys,
-                    (SELECT COUNT(*) FROM tailscale_logins t WHERE t.operator_id = o.id) AS logins,
+                    (SELECT COUNT(*) FROM tailscale_logins t WHERE t.operator_id = o.id)
+                        AS tailscale_logins,
                     (SELECT COUNT(*) FROM agents a WHERE a.created_by = o.name) AS agents
              FROM operators o ORDER BY o.name",
         )
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(OperatorSummary {
-                    name: r.try_get("name")?,
-                    role: r.try_get("role")?,
-                    created_at: r.try_get("created_at")?,
-                    keys: r.try_get("keys")?,
-                    tailscale_logins: r.try_get("logins")?,
-                    agents: r.try_get("agents")?,
-                })
-            })
-            .collect()
+        .await?)
     }
 
     /// The keys operator `name` may log in with.
@@ -302,24 +288,4 @@ async fn upsert_operator(
             .fetch_one(&mut **tx)
             .await?,
     )
-}
-
-fn operator_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Operator> {
-    Ok(Operator {
-        id: r.try_get("id")?,
-        name: r.try_get("name")?,
-        role: r.try_get("role")?,
-    })
-}
-
-fn key_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<KeyRecord> {
-    Ok(KeyRecord {
-        operator: r.try_get("name")?,
-        role: r.try_get("role")?,
-        fingerprint: r.try_get("fingerprint")?,
-        algorithm: r.try_get("algorithm")?,
-        public_key: r.try_get("public_key")?,
-        comment: r.try_get("comment")?,
-        created_at: r.try_get("created_at")?,
-    })
 }
