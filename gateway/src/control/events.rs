@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::output::{json_text, table};
+use super::output::{EventJson, json_text, table, to_json};
 use super::{Caller, CommandError, CommandIo, CommandResult, exit};
 use crate::Gateway;
 use crate::model::EventResult;
@@ -165,17 +165,7 @@ fn render(events: &[Event], json: bool, header: bool) -> String {
 }
 
 fn event_json(e: &Event) -> serde_json::Value {
-    serde_json::json!({
-        "id": e.id,
-        "at": e.at,
-        "operator": e.operator,
-        "source": e.source,
-        "kind": e.kind,
-        "agent": e.agent,
-        "detail": e.detail,
-        "result": e.result,
-        "message": e.message,
-    })
+    to_json(&EventJson::of(e))
 }
 
 /// A `--since` that is neither a duration nor a time.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use clap::Args;
 
 use super::list::{LIST_WAIT, not_asked_text};
-use super::output::{age, agent_json, json_text, status_text, tags_text};
+use super::output::{AgentJson, age, json_text, status_text, tags_text, to_json};
 use super::{Caller, CommandIo, CommandResult, agent_and_host, exit, refreshed_agent};
 use crate::Gateway;
 use crate::hosts::reconciler::NotAsked;
@@ -58,9 +58,8 @@ pub async fn run(
 async fn show(gw: &Gateway, agent: AgentRecord, json: bool, io: &mut CommandIo) -> CommandResult {
     let shared_with = gw.store.shares(&agent.name).await?;
     if json {
-        let mut json = agent_json(&agent);
-        json["shared_with"] = serde_json::json!(shared_with);
-        io.write_out(&json_text(&json)).await;
+        let json = AgentJson::of(&agent).shared_with(&shared_with);
+        io.write_out(&json_text(&to_json(&json))).await;
         return Ok(exit::OK);
     }
     let mut lines = vec![

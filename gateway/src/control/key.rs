@@ -5,9 +5,9 @@
 use std::sync::Arc;
 
 use clap::{Args, Subcommand};
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use super::output::{json_text, table};
+use super::output::{KeyJson, OperatorJson, TailnetLoginJson, json_text, table, to_json};
 use super::{Caller, CommandError, CommandIo, CommandResult, JsonArg, exit, require_admin};
 use crate::Gateway;
 use crate::auth;
@@ -128,7 +128,9 @@ pub async fn run_operator(
     let OperatorCommand::List(args) = args.command;
     let operators = gw.store.operators().await?;
     let text = if args.json {
-        json_text(&serde_json::to_value(&operators).unwrap_or(Value::Null))
+        json_text(&to_json(
+            &operators.iter().map(OperatorJson::of).collect::<Vec<_>>(),
+        ))
     } else {
         let rows: Vec<Vec<String>> = operators
             .iter()
@@ -272,12 +274,13 @@ pub async fn credentials_text(
         .filter(|(_, operator, _)| keep(operator))
         .collect();
     if json {
-        let mut all: Vec<Value> = keys
-            .iter()
-            .map(|k| serde_json::to_value(k).unwrap_or(Value::Null))
-            .collect();
+        let mut all: Vec<Value> = keys.iter().map(|k| to_json(&KeyJson::of(k))).collect();
         all.extend(logins.iter().map(|(login, operator, role)| {
-            json!({ "operator": operator, "role": role.as_str(), "tailscale_login": login })
+            to_json(&TailnetLoginJson {
+                operator,
+                role: *role,
+                tailscale_login: login,
+            })
         }));
         return Ok(json_text(&Value::Array(all)));
     }

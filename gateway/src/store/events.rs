@@ -1,12 +1,10 @@
 //! Reading the audit trail (`audit` writes it).
 
-use serde::Serialize;
-
 use super::{Result, Store};
 use crate::model::{EventKind, EventResult, Timestamp};
 
 /// One line of the audit trail.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct Event {
     /// Its place in the trail (0 for an event not yet recorded).
     pub id: i64,

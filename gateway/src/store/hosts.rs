@@ -1,12 +1,10 @@
 //! Hosts: the machines agents run on, how to reach them, and what was last seen of them.
 
-use serde::Serialize;
-
 use super::{Result, Store, StoreError};
 use crate::model::{HostStatus, Timestamp};
 
 /// A host as the gateway knows it. `local` has no address, user or key.
-#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+#[derive(Clone, Debug, sqlx::FromRow)]
 pub struct HostRecord {
     pub name: String,
     pub address: Option<String>,

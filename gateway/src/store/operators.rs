@@ -1,11 +1,9 @@
 //! Operators and their credentials: roles, SSH keys and tailnet logins.
 
-use serde::Serialize;
-
 use super::{Result, Store, StoreError};
 use crate::model::{Role, Timestamp};
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct Operator {
     pub id: i64,
     pub name: String,
@@ -13,7 +11,7 @@ pub struct Operator {
 }
 
 /// A public key as stored: the OpenSSH line and its SHA-256 fingerprint.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct KeyRecord {
     pub operator: String,
     pub role: Role,
@@ -25,7 +23,7 @@ pub struct KeyRecord {
 }
 
 /// An operator and what they hold, for `operator list`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct OperatorSummary {
     pub name: String,
     pub role: Role,

@@ -1,12 +1,10 @@
 //! Secrets: values agents get in their environment, never shown back.
 
-use serde::Serialize;
-
 use super::{Result, Store};
 use crate::model::Timestamp;
 
 /// A secret as `secret list` shows it: never its value.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct SecretSummary {
     pub name: String,
     pub set_by: String,

@@ -62,22 +62,22 @@ pub(super) fn host_json(h: &HostRecord, agents: usize, view: &crate::tailscale::
         .as_deref()
         .and_then(|k| russh::keys::PublicKey::from_openssh(k).ok())
         .map(|k| fingerprint(&k));
-    json!({
-        "name": h.name,
-        "address": h.address,
-        "port": h.address.as_ref().map(|_| h.port),
-        "user": h.user,
-        "status": h.status,
-        "agents": agents,
-        "hostctl_version": h.hostctl_version,
-        "hostctl_path": h.hostctl_path,
-        "platform": h.platform,
-        "host_key": h.host_key,
-        "host_key_fingerprint": key_fp,
-        "last_contact": h.last_contact,
-        "last_error": h.last_error,
-        "created_at": h.created_at,
-        "tailnet": tailnet_json(h, view),
+    to_json(&HostJson {
+        name: &h.name,
+        address: h.address.as_deref(),
+        port: h.address.as_ref().map(|_| h.port),
+        user: h.user.as_deref(),
+        status: h.status,
+        agents,
+        hostctl_version: h.hostctl_version.as_deref(),
+        hostctl_path: h.hostctl_path.as_deref(),
+        platform: h.platform.as_deref(),
+        host_key: h.host_key.as_deref(),
+        host_key_fingerprint: key_fp,
+        last_contact: h.last_contact,
+        last_error: h.last_error.as_deref(),
+        created_at: h.created_at,
+        tailnet: tailnet_json(h, view),
     })
 }
 

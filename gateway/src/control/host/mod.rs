@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
+use super::output::{HostJson, to_json};
 use super::output::{age, json_text, table};
 use super::{Caller, CommandError, CommandIo, CommandResult, exit, require_admin};
 use crate::Gateway;
