@@ -9,6 +9,7 @@
 //! - [`control`]: the control commands (`ssh gw COMMAND`), one file each.
 //! - [`hosts`]: the hosts and their transports (hostctl).
 //! - [`store`]: sqlite through sqlx; the only module that writes SQL.
+//! - [`model`]: the domain's values (times, statuses, roles, events' kinds), one spelling each.
 //! - [`config`]: the TOML configuration and its defaults.
 //! - [`tailscale`]: the local tailscaled's LocalAPI and the gateway's view of the tailnet.
 //! - [`notify`]: the operators' notification channels (webhooks, ntfy) and their deliverer.
@@ -22,6 +23,7 @@ pub mod bridge;
 pub mod config;
 pub mod control;
 pub mod hosts;
+pub mod model;
 pub mod notify;
 pub mod ssh;
 pub mod store;
@@ -39,7 +41,8 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::hosts::{Hosts, LocalHost};
-use crate::store::{NewKey, Role, Store};
+use crate::model::Role;
+use crate::store::{NewKey, Store};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -540,7 +543,7 @@ async fn prune_audit_trail(gw: Arc<Gateway>) {
         else {
             continue;
         };
-        match gw.store.prune_events(&store::format_time(cutoff)).await {
+        match gw.store.prune_events(cutoff.into()).await {
             Ok(0) => {}
             Ok(n) => info!(
                 events = n,
@@ -550,7 +553,7 @@ async fn prune_audit_trail(gw: Arc<Gateway>) {
             Err(e) => warn!(error = %e, "could not delete old audit events"),
         }
         // Ended operations go with the events that tell them; open ones are kept.
-        if let Err(e) = gw.store.prune_operations(&store::format_time(cutoff)).await {
+        if let Err(e) = gw.store.prune_operations(cutoff.into()).await {
             warn!(error = %e, "could not delete old operations");
         }
     }

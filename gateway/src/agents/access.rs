@@ -31,8 +31,9 @@
 //!   who may see the very agent it was taken of (same name, same creation time).
 
 use crate::hosts::LOCAL_HOST;
+use crate::model::Role;
 use crate::store::StatusChange;
-use crate::store::{AgentRecord, EventScope, Operator, Role, SnapshotRecord, Store};
+use crate::store::{AgentRecord, EventScope, Operator, SnapshotRecord, Store};
 
 /// The gateway's settings that the rules read.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -165,10 +166,8 @@ pub fn may_see_snapshot(
     snapshot: &SnapshotRecord,
     agent: Option<&AgentRecord>,
 ) -> bool {
-    let its_agent = agent.filter(|a| {
-        a.name == snapshot.agent
-            && Some(a.created_at.as_str()) == snapshot.agent_created_at.as_deref()
-    });
+    let its_agent = agent
+        .filter(|a| a.name == snapshot.agent && Some(a.created_at) == snapshot.agent_created_at);
     viewer.role == Role::Admin
         || snapshot.owner.as_deref() == Some(viewer.name.as_str())
         || its_agent.is_some_and(|a| may_see(viewer, a.into()))
@@ -395,7 +394,7 @@ mod tests {
     fn a_status_change_is_told_to_those_who_may_see_its_agent() {
         // The watch feed, the live view's bell and the notification channels ask this.
         let change = StatusChange {
-            at: time::OffsetDateTime::now_utc(),
+            at: crate::model::Timestamp::now(),
             agent: "a".into(),
             host: LOCAL_HOST.into(),
             from: None,
@@ -419,9 +418,9 @@ mod tests {
         shared_with: &[&str],
     ) -> AgentRecord {
         let mut agent =
-            crate::store::sample_agent(name, LOCAL_HOST, crate::store::AgentStatus::Running);
+            crate::store::sample_agent(name, LOCAL_HOST, crate::model::AgentStatus::Running);
         agent.created_by = Some(owner.into());
-        agent.created_at = created_at.into();
+        agent.created_at = created_at.parse().expect("a time");
         agent.shared_with = shared_with.iter().map(|s| (*s).to_owned()).collect();
         agent
     }
@@ -430,10 +429,10 @@ mod tests {
         SnapshotRecord {
             id: format!("{}-20261123-1215", agent.name),
             agent: agent.name.clone(),
-            agent_created_at: Some(agent.created_at.clone()),
+            agent_created_at: Some(agent.created_at),
             host: "h1".into(),
             label: None,
-            created_at: "2026-11-23T12:15:00Z".into(),
+            created_at: "2026-11-23T12:15:00Z".parse().expect("a time"),
             size: 1,
             sha256: "ab".repeat(32),
             owner: agent.created_by.clone(),
@@ -478,10 +477,11 @@ mod tests {
         for agent in ["w", "x"] {
             let event = crate::store::Event {
                 operator: Some("root".into()),
-                kind: "stop".into(),
                 agent: Some(agent.into()),
-                result: "0".into(),
-                ..Default::default()
+                ..crate::store::Event::new(
+                    crate::model::EventKind::Command,
+                    crate::model::EventResult::Ok,
+                )
             };
             store.record_event(&event).await.expect("event");
         }

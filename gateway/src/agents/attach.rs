@@ -10,7 +10,7 @@ use super::said::{CommandError, CommandResult, SEEN_AGAIN, exit, recorded};
 use crate::Gateway;
 use crate::agents::reconcile;
 use crate::hosts::AgentSession;
-use crate::store::AgentStatus;
+use crate::model::AgentStatus;
 use crate::streams::CommandIo;
 
 /// Puts a full-screen program's terminal back: bracketed paste off, attributes reset, cursor

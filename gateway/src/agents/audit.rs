@@ -7,6 +7,7 @@ use tracing::info;
 
 use super::Caller;
 use crate::Gateway;
+use crate::model::{EventKind, EventResult};
 use crate::store::Event;
 
 /// Writes one audit event as under way (result `started`), for [`end_record`] to complete:
@@ -15,16 +16,18 @@ use crate::store::Event;
 pub async fn start_record(
     gw: &Gateway,
     caller: &Caller,
-    kind: &str,
+    kind: EventKind,
     agent: Option<String>,
     detail: &str,
 ) -> crate::store::StartedEvent {
     info!(
         operator = caller.operator.name,
-        kind, detail, "audit: started"
+        kind = kind.as_str(),
+        detail,
+        "audit: started"
     );
     gw.store
-        .start_event(&event_of(caller, kind, agent, detail))
+        .start_event(&event_of(caller, kind, agent, detail, EventResult::Started))
         .await
 }
 
@@ -38,35 +41,29 @@ pub async fn end_record(
     let event = started.event();
     info!(
         operator = event.operator.as_deref().unwrap_or_default(),
-        kind = event.kind,
+        kind = event.kind.as_str(),
         detail = event.detail,
         status,
         "audit"
     );
     gw.store
-        .end_event(started, &result_of(status), message)
+        .end_event(started, EventResult::of_exit(status), message)
         .await;
 }
 
-fn event_of(caller: &Caller, kind: &str, agent: Option<String>, detail: &str) -> Event {
+fn event_of(
+    caller: &Caller,
+    kind: EventKind,
+    agent: Option<String>,
+    detail: &str,
+    result: EventResult,
+) -> Event {
     Event {
-        id: 0,
-        at: String::new(),
         operator: Some(caller.operator.name.clone()),
         source: Some(caller.source.clone()),
-        kind: kind.to_owned(),
         agent,
         detail: detail.to_owned(),
-        result: String::new(),
-        message: String::new(),
-    }
-}
-
-fn result_of(status: u32) -> String {
-    if status == 0 {
-        "ok".into()
-    } else {
-        format!("exit {status}")
+        ..Event::new(kind, result)
     }
 }
 
@@ -75,7 +72,7 @@ fn result_of(status: u32) -> String {
 pub async fn record(
     gw: &Gateway,
     caller: &Caller,
-    kind: &str,
+    kind: EventKind,
     agent: Option<String>,
     detail: &str,
     status: u32,
@@ -83,12 +80,14 @@ pub async fn record(
 ) {
     info!(
         operator = caller.operator.name,
-        kind, detail, status, "audit"
+        kind = kind.as_str(),
+        detail,
+        status,
+        "audit"
     );
     let event = Event {
-        result: result_of(status),
         message: message.to_owned(),
-        ..event_of(caller, kind, agent, detail)
+        ..event_of(caller, kind, agent, detail, EventResult::of_exit(status))
     };
     if let Err(e) = gw.store.record_event(&event).await {
         tracing::error!(error = %e, "could not record an audit event");

@@ -10,7 +10,8 @@ use super::journal::{Intent, Planned};
 use crate::Gateway;
 use crate::agents::reconcile;
 use crate::hosts::Host;
-use crate::store::{self, AgentRecord, AgentStatus, OperationKind, Step, StoreError};
+use crate::model::{AgentStatus, OperationKind, Step};
+use crate::store::{AgentRecord, StoreError};
 
 /// Where a new agent comes from, for the operations journal: a plain create, or a copy of
 /// another agent (clone) or of a snapshot (restore) on `from_host`.
@@ -66,7 +67,7 @@ pub async fn reserve(
         exit_code: None,
         pid: None,
         last_activity: None,
-        created_at: store::now(),
+        created_at: crate::model::Timestamp::now(),
         created_by: request.created_by.clone(),
         activity: Default::default(),
         status_since: None,

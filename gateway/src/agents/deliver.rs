@@ -143,11 +143,11 @@ pub async fn first_prompt(
     while started.elapsed() < READY_WITHIN {
         let info = host.info(&agent.name).await?;
         let seen = crate::agents::reconcile::observed_from(gw, agent, &info);
-        if seen.status != crate::store::AgentStatus::Running {
+        if seen.status != crate::model::AgentStatus::Running {
             break;
         }
         let activity = seen.activity.unwrap_or_default();
-        if activity.state == Some(crate::store::ActivityState::Waiting)
+        if activity.state == Some(crate::model::ActivityState::Waiting)
             && crate::agents::activity::question(&activity).is_none()
         {
             return send_text(gw, agent, host, text, true).await;

@@ -30,9 +30,9 @@ use tracing::{info, warn};
 use crate::Gateway;
 use crate::agents::reconcile;
 use crate::hosts::{Host, HostError};
-use crate::store::{
-    AgentStatus, Event, HostStatus, Operation, OperationKind, Outcome, Step, StoreError,
-};
+use crate::model::EventKind;
+use crate::model::{AgentStatus, HostStatus, OperationKind, Outcome, Step};
+use crate::store::{Event, Operation, StoreError};
 
 /// The environment variable that makes the gateway kill itself (SIGKILL) right after an
 /// operation records a step: `KIND:STEP`, such as `migrate:copied`. A fault-injection point
@@ -75,7 +75,7 @@ impl Intent {
             step: Step::Begun,
             operator: planned.operator,
             run: gw.run_id.clone(),
-            started_at: time::OffsetDateTime::now_utc(),
+            started_at: crate::model::Timestamp::now(),
         };
         gw.store.begin_operation(&op).await?;
         info!(
@@ -244,18 +244,16 @@ async fn record(gw: &Gateway, op: &Operation, outcome: Outcome, message: &str) {
     let event = Event {
         operator: op.operator.clone(),
         source: Some("gateway".into()),
-        kind: "operation".into(),
         agent: Some(op.agent.clone()),
         detail: format!(
             "{} {} on {route}, begun {}, cut short after step {}",
             op.kind.as_str(),
             op.agent,
-            crate::store::format_time(op.started_at),
+            op.started_at,
             op.step.as_str()
         ),
-        result: outcome.as_str().into(),
         message: message.to_owned(),
-        ..Event::default()
+        ..Event::new(EventKind::Operation, outcome.into())
     };
     if let Err(e) = gw.store.record_event(&event).await {
         warn!(error = %e, "could not record an audit event");

@@ -14,7 +14,8 @@ use super::journal::{Intent, Planned};
 use crate::Gateway;
 use crate::agents::reconcile;
 use crate::hosts::{Host, HostError};
-use crate::store::{AgentRecord, AgentStatus, Observed, OperationKind, Operator, Step, StoreError};
+use crate::model::{AgentStatus, OperationKind, Step};
+use crate::store::{AgentRecord, Observed, Operator, StoreError};
 
 /// What a host did, and whether the gateway could record it. A record that failed does not
 /// undo what was done: the caller says so, and the next look at the host records it.

@@ -18,6 +18,7 @@ use tracing::{info, warn};
 
 use crate::Gateway;
 use crate::agents::access;
+use crate::model::{EventKind, EventResult};
 use crate::store::Event;
 
 /// How often every connection is checked even with no command taking access back.
@@ -245,11 +246,9 @@ async fn end(gw: &Gateway, id: u64, operator: &str, credential: &str, why: &str)
     );
     let event = Event {
         operator: Some(operator.to_owned()),
-        kind: "session".into(),
         detail: format!("connection ended (key {credential})"),
-        result: "revoked".into(),
         message: why.to_owned(),
-        ..Event::default()
+        ..Event::new(EventKind::Session, EventResult::Revoked)
     };
     if let Err(e) = gw.store.record_event(&event).await {
         warn!(error = %e, "could not record an audit event");

@@ -7,7 +7,8 @@ use super::access;
 use super::error::{Error, Result};
 use crate::Gateway;
 use crate::hosts::LOCAL_HOST;
-use crate::store::{AgentRecord, AgentStatus, HostRecord, HostStatus, Operator};
+use crate::model::{AgentStatus, HostStatus};
+use crate::store::{AgentRecord, HostRecord, Operator};
 
 /// Held from the choice of a host to the reservation of the new agent's row there (a
 /// create's, and only that: a clone or a restore goes to a host it is told or its source's).

@@ -262,7 +262,7 @@ pub fn default_operator_name(comment: &str, fallback: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Role;
+    use crate::model::Role;
 
     const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDnSJ1YowTMevNbtXToopCqyQvUHyy4jli7YohlBxa6D alice@laptop";
 

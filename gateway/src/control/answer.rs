@@ -10,7 +10,8 @@ use super::output::parse_pair;
 use super::{Caller, CommandError, CommandIo, CommandResult, exit, refreshed_agent};
 use crate::Gateway;
 use crate::agents::deliver::{self, Answered};
-use crate::store::{AgentRecord, AgentStatus};
+use crate::model::AgentStatus;
+use crate::store::AgentRecord;
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  ssh gw approve fix-ci\n  ssh gw deny --tag team=infra")]

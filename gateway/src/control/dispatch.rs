@@ -72,7 +72,14 @@ pub(super) async fn run(
         ControlCommand::Unshare(_) | ControlCommand::Key(_) | ControlCommand::Operator(_)
     );
     // In the trail from its start: a command the gateway dies during is there too.
-    let started = start_record(gw, caller, "command", agent.clone(), &redacted(line)).await;
+    let started = start_record(
+        gw,
+        caller,
+        crate::model::EventKind::Command,
+        agent.clone(),
+        &redacted(line),
+    )
+    .await;
     let result = match command {
         ControlCommand::Create(args) => create::run(gw, caller, args, io).await,
         ControlCommand::List(args) => list::run(gw, caller, args, io).await,

@@ -36,7 +36,7 @@ pub async fn run(gw: &Arc<Gateway>, args: JsonArg, io: &mut CommandIo) -> Comman
     }
     let hosts = gw.store.hosts().await?;
     for h in hosts.iter().filter(|h| h.name != crate::hosts::LOCAL_HOST) {
-        let reachable = h.status == crate::store::HostStatus::Reachable;
+        let reachable = h.status == crate::model::HostStatus::Reachable;
         findings.push(Finding {
             level: if reachable { "ok" } else { "fail" },
             what: format!("host {}", h.name),

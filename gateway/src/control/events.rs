@@ -5,10 +5,12 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::output::{json_text, table};
+use super::output::{EventJson, json_text, table, to_json};
 use super::{Caller, CommandError, CommandIo, CommandResult, exit};
 use crate::Gateway;
-use crate::store::{Event, EventFilter, STARTED};
+use crate::model::EventResult;
+use crate::model::Timestamp;
+use crate::store::{Event, EventFilter};
 
 /// How often `events -f` looks for new events.
 const FOLLOW_POLL: Duration = Duration::from_millis(500);
@@ -52,7 +54,7 @@ pub async fn run(
         .as_deref()
         .map(since_time)
         .transpose()
-        .map_err(CommandError::usage)?;
+        .map_err(|e| CommandError::usage(e.to_string()))?;
     let mut filter = EventFilter {
         agent: args.agent.clone(),
         operator: args.operator.clone(),
@@ -103,10 +105,10 @@ pub async fn run(
         // Those still under way are watched on; a row pruned meanwhile is forgotten.
         under_way = shown
             .iter()
-            .filter(|e| e.result == STARTED)
+            .filter(|e| e.result == EventResult::Started)
             .map(|e| e.id)
             .collect();
-        shown.retain(|e| e.result != STARTED);
+        shown.retain(|e| e.result != EventResult::Started);
         // An agent shared or taken back meanwhile counts from now on.
         filter.only = crate::agents::access::events_scope(&gw.store, &caller.operator).await?;
         let new = gw.store.events(&filter).await?;
@@ -123,7 +125,7 @@ pub async fn run(
 
 /// Notes the rows of `events` that are under way, to show again when they end.
 fn watch_started(under_way: &mut std::collections::VecDeque<i64>, events: &[Event]) {
-    for e in events.iter().filter(|e| e.result == STARTED) {
+    for e in events.iter().filter(|e| e.result == EventResult::Started) {
         if under_way.len() >= FOLLOW_STARTED {
             under_way.pop_front();
         }
@@ -142,11 +144,11 @@ fn render(events: &[Event], json: bool, header: bool) -> String {
         .iter()
         .map(|e| {
             vec![
-                e.at.clone(),
+                e.at.to_string(),
                 e.operator.clone().unwrap_or_default(),
-                e.kind.clone(),
+                e.kind.to_string(),
                 e.agent.clone().unwrap_or_default(),
-                e.result.clone(),
+                e.result.to_string(),
                 e.detail.replace(['\n', '\r'], " "),
             ]
         })
@@ -163,34 +165,29 @@ fn render(events: &[Event], json: bool, header: bool) -> String {
 }
 
 fn event_json(e: &Event) -> serde_json::Value {
-    serde_json::json!({
-        "id": e.id,
-        "at": e.at,
-        "operator": e.operator,
-        "source": e.source,
-        "kind": e.kind,
-        "agent": e.agent,
-        "detail": e.detail,
-        "result": e.result,
-        "message": e.message,
-    })
+    to_json(&EventJson::of(e))
 }
 
-/// `--since`: a duration back from now, or an RFC 3339 time; as RFC 3339 UTC.
-fn since_time(text: &str) -> Result<String, String> {
-    use time::format_description::well_known::Rfc3339;
-    if let Ok(at) = time::OffsetDateTime::parse(text, &Rfc3339) {
-        return at
-            .to_offset(time::UtcOffset::UTC)
-            .format(&Rfc3339)
-            .map_err(|e| e.to_string());
+/// A `--since` that is neither a duration nor a time.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+enum BadSince {
+    #[error("--since: {0}, or give an RFC 3339 time like 2026-01-31T12:00:00Z")]
+    Neither(String),
+    #[error("--since: {0} is further back than time goes")]
+    TooFarBack(String),
+}
+
+/// `--since`: a duration back from now, or an RFC 3339 time.
+fn since_time(text: &str) -> Result<Timestamp, BadSince> {
+    if let Ok(at) = Timestamp::parse(text) {
+        return Ok(at);
     }
-    let back = crate::config::parse_duration(text)
-        .map_err(|e| format!("--since: {e}, or give an RFC 3339 time like 2026-01-31T12:00:00Z"))?;
-    let back = time::Duration::try_from(back).map_err(|e| e.to_string())?;
-    (time::OffsetDateTime::now_utc() - back)
-        .format(&Rfc3339)
-        .map_err(|e| e.to_string())
+    let back = crate::config::parse_duration(text).map_err(|e| BadSince::Neither(e.to_string()))?;
+    time::Duration::try_from(back)
+        .ok()
+        .and_then(|back| time::OffsetDateTime::now_utc().checked_sub(back))
+        .map(Timestamp::from)
+        .ok_or_else(|| BadSince::TooFarBack(text.to_owned()))
 }
 
 #[cfg(test)]
@@ -200,11 +197,11 @@ mod tests {
     #[test]
     fn since_takes_durations_and_times() {
         assert_eq!(
-            since_time("2026-01-31T12:00:00+01:00").as_deref(),
-            Ok("2026-01-31T11:00:00Z")
+            since_time("2026-01-31T12:00:00+01:00").map(|t| t.to_string()),
+            Ok("2026-01-31T11:00:00Z".to_owned())
         );
         let an_hour_ago = since_time("1h").expect("parses");
-        assert!(an_hour_ago < crate::store::now());
-        assert!(since_time("yesterday").is_err());
+        assert!(an_hour_ago < Timestamp::now());
+        assert!(matches!(since_time("yesterday"), Err(BadSince::Neither(_))));
     }
 }

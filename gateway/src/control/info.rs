@@ -4,12 +4,14 @@ use std::sync::Arc;
 
 use clap::Args;
 
-use super::output::{age, agent_json, json_text, status_text, tags_text};
+use super::output::{AgentJson, age, json_text, status_text, tags_text, to_json};
 use super::seen::{LIST_WAIT, not_asked_text};
 use super::{Caller, CommandIo, CommandResult, agent_and_host, exit, refreshed_agent};
 use crate::Gateway;
 use crate::agents::reconcile::NotAsked;
-use crate::store::{ActivitySource, AgentRecord, AgentStatus};
+use crate::model::Timestamp;
+use crate::model::{ActivitySource, AgentStatus};
+use crate::store::AgentRecord;
 
 #[derive(Debug, Args)]
 pub struct InfoArgs {
@@ -33,7 +35,7 @@ pub async fn run(
         .store
         .host(&agent.host)
         .await?
-        .filter(|h| h.status == crate::store::HostStatus::Unreachable);
+        .filter(|h| h.status == crate::model::HostStatus::Unreachable);
     let not_asked = match down {
         Some(h) => Some(NotAsked::Unreachable(
             h.name,
@@ -56,9 +58,8 @@ pub async fn run(
 async fn show(gw: &Gateway, agent: AgentRecord, json: bool, io: &mut CommandIo) -> CommandResult {
     let shared_with = gw.store.shares(&agent.name).await?;
     if json {
-        let mut json = agent_json(&agent);
-        json["shared_with"] = serde_json::json!(shared_with);
-        io.write_out(&json_text(&json)).await;
+        let json = AgentJson::of(&agent).shared_with(&shared_with);
+        io.write_out(&json_text(&to_json(&json))).await;
         return Ok(exit::OK);
     }
     let mut lines = vec![
@@ -87,7 +88,7 @@ async fn show(gw: &Gateway, agent: AgentRecord, json: bool, io: &mut CommandIo) 
         ),
         (
             "created",
-            format!("{} ({} ago)", agent.created_at, age(&agent.created_at)),
+            format!("{} ({} ago)", agent.created_at, age(agent.created_at)),
         ),
         ("created by", agent.created_by.clone().unwrap_or_default()),
         ("shared with", shared_with.join(", ")),
@@ -114,18 +115,20 @@ async fn show(gw: &Gateway, agent: AgentRecord, json: bool, io: &mut CommandIo) 
             .to_owned(),
         ));
     }
-    if let Some(at) = &agent.status_since {
+    if let Some(at) = agent.status_since {
         lines.push(("since", format!("{at} ({} ago)", age(at))));
     }
-    if let Some(at) = agent
-        .activity
-        .last_output_at
-        .as_ref()
-        .or(agent.last_activity.as_ref())
-    {
+    // What tmux told of its last output stands in while the screen has not been read.
+    let host_told = || {
+        agent
+            .last_activity
+            .as_deref()
+            .and_then(|t| Timestamp::parse(t).ok())
+    };
+    if let Some(at) = agent.activity.last_output_at.or_else(host_told) {
         lines.push(("last output", format!("{at} ({} ago)", age(at))));
     }
-    if let Some(at) = &agent.activity.last_input_at {
+    if let Some(at) = agent.activity.last_input_at {
         lines.push(("last input", format!("{at} ({} ago)", age(at))));
     }
     if let Some(line) = &agent.activity.last_line {

@@ -5,13 +5,14 @@
 use std::sync::Arc;
 
 use clap::{Args, Subcommand};
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use super::output::{json_text, table};
+use super::output::{KeyJson, OperatorJson, TailnetLoginJson, json_text, table, to_json};
 use super::{Caller, CommandError, CommandIo, CommandResult, JsonArg, exit, require_admin};
 use crate::Gateway;
 use crate::auth;
-use crate::store::{NewKey, Role, Store, StoreError};
+use crate::model::Role;
+use crate::store::{NewKey, Store, StoreError};
 
 /// The most `key add` reads from stdin: one public-key line (an RSA 16384 key is ~2.8 KiB).
 const MAX_KEY_LINE: usize = 16 * 1024;
@@ -127,7 +128,9 @@ pub async fn run_operator(
     let OperatorCommand::List(args) = args.command;
     let operators = gw.store.operators().await?;
     let text = if args.json {
-        json_text(&serde_json::to_value(&operators).unwrap_or(Value::Null))
+        json_text(&to_json(
+            &operators.iter().map(OperatorJson::of).collect::<Vec<_>>(),
+        ))
     } else {
         let rows: Vec<Vec<String>> = operators
             .iter()
@@ -138,7 +141,7 @@ pub async fn run_operator(
                     o.keys.to_string(),
                     o.tailscale_logins.to_string(),
                     o.agents.to_string(),
-                    o.created_at.clone(),
+                    o.created_at.to_string(),
                 ]
             })
             .collect();
@@ -241,7 +244,9 @@ async fn operator_to_add(
         .hint("pick another --name"));
     }
     let role = match role {
-        Some(r) => r.parse::<Role>().map_err(CommandError::usage)?,
+        Some(r) => r
+            .parse::<Role>()
+            .map_err(|e| CommandError::usage(e.to_string()))?,
         None if store.operator_count().await? == 0 => Role::Admin,
         None => Role::Operator,
     };
@@ -269,12 +274,13 @@ pub async fn credentials_text(
         .filter(|(_, operator, _)| keep(operator))
         .collect();
     if json {
-        let mut all: Vec<Value> = keys
-            .iter()
-            .map(|k| serde_json::to_value(k).unwrap_or(Value::Null))
-            .collect();
+        let mut all: Vec<Value> = keys.iter().map(|k| to_json(&KeyJson::of(k))).collect();
         all.extend(logins.iter().map(|(login, operator, role)| {
-            json!({ "operator": operator, "role": role.as_str(), "tailscale_login": login })
+            to_json(&TailnetLoginJson {
+                operator,
+                role: *role,
+                tailscale_login: login,
+            })
         }));
         return Ok(json_text(&Value::Array(all)));
     }

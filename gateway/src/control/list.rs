@@ -68,13 +68,13 @@ pub async fn run(
                     a.name.clone(),
                     a.host.clone(),
                     status_text(a),
-                    a.status_since.as_deref().map_or_else(String::new, age),
+                    a.status_since.map_or_else(String::new, age),
                     a.template.clone(),
                     a.spec.cli.map_or_else(|| "-".to_owned(), |c| c.to_string()),
                     super::output::sandbox_of(a)
                         .map_or("-", Sandbox::as_str)
                         .to_owned(),
-                    age(&a.created_at),
+                    age(a.created_at),
                     tags_text(a),
                 ]
             })

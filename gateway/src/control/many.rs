@@ -130,7 +130,7 @@ pub async fn record_one(
     super::record(
         gw,
         caller,
-        "command",
+        crate::model::EventKind::Command,
         Some(name.to_owned()),
         detail,
         status,

@@ -15,8 +15,9 @@ use serde_json::json;
 use super::output::{json_text, parse_pair, table};
 use super::{Caller, CommandError, CommandIo, CommandResult, JsonArg, exit};
 use crate::Gateway;
+use crate::model::ChannelKind;
 use crate::notify::{Message, NotifyEvent, check_header_value, check_priority};
-use crate::store::{ChannelKind, ChannelUrl, NewChannel, NotifyChannel, StoreError};
+use crate::store::{ChannelUrl, NewChannel, NotifyChannel, StoreError};
 
 /// The most channels one operator may have.
 const MAX_CHANNELS: usize = 32;
@@ -171,7 +172,7 @@ pub async fn run(
                 from: None,
                 to: "test".into(),
                 reason: None,
-                at: time::OffsetDateTime::now_utc(),
+                at: crate::model::Timestamp::now(),
             };
             let shown = format!("'{}' ({})", channel.name, channel.url.masked());
             match gw.notifier.try_once(&channel, &message).await {

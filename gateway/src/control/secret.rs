@@ -8,9 +8,8 @@ use std::sync::Arc;
 
 use clap::{Args, Subcommand};
 use hostctl::api::Secrets;
-use serde_json::json;
 
-use super::output::{json_text, table};
+use super::output::{SecretJson, json_text, table, to_json};
 use super::{Caller, CommandError, CommandIo, CommandResult, JsonArg, exit, require_admin};
 use crate::Gateway;
 
@@ -92,11 +91,13 @@ pub async fn run(
         SecretCommand::List(args) => {
             let secrets = gw.store.secrets().await?;
             let text = if args.json {
-                json_text(&json!(secrets))
+                json_text(&to_json(
+                    &secrets.iter().map(SecretJson::of).collect::<Vec<_>>(),
+                ))
             } else {
                 let rows: Vec<Vec<String>> = secrets
                     .iter()
-                    .map(|s| vec![s.name.clone(), s.set_by.clone(), s.updated_at.clone()])
+                    .map(|s| vec![s.name.clone(), s.set_by.clone(), s.updated_at.to_string()])
                     .collect();
                 table(&["NAME", "SET BY", "UPDATED"], &rows)
             };

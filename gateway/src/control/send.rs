@@ -12,7 +12,8 @@ use super::output::parse_pair;
 use super::{Caller, CommandError, CommandIo, CommandResult, agent_and_host, exit};
 use crate::Gateway;
 use crate::agents::deliver::{self, Delivery};
-use crate::store::{AgentRecord, AgentStatus};
+use crate::model::AgentStatus;
+use crate::store::AgentRecord;
 
 /// How many agents of a `send --tag` or `--all` are given the text at once.
 const BROADCAST_AT_ONCE: usize = 16;

@@ -155,7 +155,7 @@ async fn run_list(
                     format!("{} (gone)", s.host)
                 },
                 size_text(s.size),
-                age(&s.created_at),
+                age(s.created_at),
                 s.label.clone().unwrap_or_default(),
             ]
         })

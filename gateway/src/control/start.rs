@@ -8,7 +8,7 @@ use hostctl::api::HostAgentStatus;
 use super::{Caller, CommandIo, CommandResult, exit, refreshed_agent};
 use crate::Gateway;
 use crate::agents::lifecycle;
-use crate::store::AgentStatus;
+use crate::model::AgentStatus;
 
 pub async fn run(
     gw: &Arc<Gateway>,

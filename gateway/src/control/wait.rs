@@ -13,7 +13,7 @@ use super::output::{Statuses, parse_statuses, status_matches, status_text};
 use super::{Caller, CommandError, CommandIo, CommandResult, agent_and_host, exit};
 use crate::Gateway;
 use crate::agents::reconcile;
-use crate::store::AgentStatus;
+use crate::model::AgentStatus;
 
 const POLL: Duration = Duration::from_millis(250);
 
@@ -63,7 +63,7 @@ pub async fn run(
         let seen = match host.info(name).await {
             // A row still being created is its create's to record: its host may show the
             // agent half made.
-            Ok(_) if before.status == crate::store::AgentStatus::Creating => None,
+            Ok(_) if before.status == crate::model::AgentStatus::Creating => None,
             Ok(info) => Some(reconcile::observed_from(gw, &before, &info)),
             Err(e) if args.until.is_some() && e.host_unreachable() => Some(reconcile::unknown()),
             Err(e) => return Err(e.into()),

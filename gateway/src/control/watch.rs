@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::output::parse_pair;
 use super::{Caller, CommandError, CommandIo, CommandResult, exit};
 use crate::Gateway;
-use crate::store::{StatusChange, format_time};
+use crate::store::StatusChange;
 
 #[derive(Debug, Args)]
 #[command(
@@ -100,7 +100,7 @@ async fn follow(
 
 /// One change as a line of text or of JSON.
 pub fn line_of(change: &StatusChange, json: bool) -> String {
-    let time = format_time(change.at);
+    let time = change.at;
     if json {
         let doc = json!({
             "time": time,
@@ -112,7 +112,7 @@ pub fn line_of(change: &StatusChange, json: bool) -> String {
         });
         return format!("{doc}\n");
     }
-    let seconds = format_time(change.at.replace_nanosecond(0).unwrap_or(change.at));
+    let seconds = change.at.whole_seconds();
     let reason = change
         .reason
         .as_deref()
@@ -142,7 +142,7 @@ mod tests {
 
     fn change(n: usize) -> StatusChange {
         StatusChange {
-            at: time::OffsetDateTime::UNIX_EPOCH,
+            at: time::OffsetDateTime::UNIX_EPOCH.into(),
             agent: format!("a{n}"),
             host: "local".into(),
             from: Some("working".into()),

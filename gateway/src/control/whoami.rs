@@ -1,17 +1,15 @@
 //! `whoami [--json]`: the operator, role and key of this connection.
 
-use serde_json::json;
-
-use super::output::json_text;
+use super::output::{WhoamiJson, json_text, to_json};
 use super::{Caller, CommandIo, CommandResult, JsonArg, exit};
 
 pub async fn run(caller: &Caller, args: JsonArg, io: &mut CommandIo) -> CommandResult {
     let text = if args.json {
-        json_text(&json!({
-            "operator": caller.operator.name,
-            "role": caller.operator.role.as_str(),
-            "key": caller.key_fingerprint,
-            "source": caller.source,
+        json_text(&to_json(&WhoamiJson {
+            operator: &caller.operator.name,
+            role: caller.operator.role,
+            key: &caller.key_fingerprint,
+            source: &caller.source,
         }))
     } else {
         format!(

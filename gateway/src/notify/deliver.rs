@@ -11,6 +11,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use super::{Debouncer, Message, Notifier, event_of, wants};
+use crate::model::{EventKind, EventResult};
 use crate::store::{Event, NotifyChannel, StatusChange};
 
 /// How often the dispatcher reads the channels again even when none was added or removed
@@ -58,14 +59,12 @@ pub(super) async fn dispatch(
                 record(
                     &notifier,
                     Event {
-                        kind: "notify".into(),
                         detail: format!("{missed} status changes"),
-                        result: "failed".into(),
                         message: format!(
                             "the deliverer fell {missed} changes behind the feed; they were \
                              not notified"
                         ),
-                        ..Event::default()
+                        ..Event::new(EventKind::Notify, EventResult::Failed)
                     },
                 )
                 .await;
@@ -215,9 +214,9 @@ async fn recorded(notifier: &Notifier, delivery: &Delivery, outcome: Result<u32,
         channel.url.masked()
     );
     let (result, message) = match &outcome {
-        Ok(1) => ("ok".to_owned(), String::new()),
-        Ok(n) => ("ok".to_owned(), format!("delivered at try {n}")),
-        Err(why) => ("failed".to_owned(), why.to_string()),
+        Ok(1) => (EventResult::Ok, String::new()),
+        Ok(n) => (EventResult::Ok, format!("delivered at try {n}")),
+        Err(why) => (EventResult::Failed, why.to_string()),
     };
     match &outcome {
         Ok(_) => info!(
@@ -238,12 +237,10 @@ async fn recorded(notifier: &Notifier, delivery: &Delivery, outcome: Result<u32,
         notifier,
         Event {
             operator: Some(channel.operator.clone()),
-            kind: "notify".into(),
             agent: Some(delivery.message.agent.clone()).filter(|a| !a.is_empty()),
             detail,
-            result,
             message,
-            ..Event::default()
+            ..Event::new(EventKind::Notify, result)
         },
     )
     .await;

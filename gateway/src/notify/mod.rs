@@ -32,7 +32,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::NotifyConfig;
-use crate::store::{ChannelKind, NotifyChannel, Operator, StatusChange, Store};
+use crate::model::ChannelKind;
+use crate::store::{NotifyChannel, Operator, StatusChange, Store};
 use http::{HttpClient, Post, PostError};
 
 /// What a channel can be paged for.
@@ -116,7 +117,7 @@ pub struct Message {
     pub to: String,
     pub reason: Option<String>,
     /// When the gateway recorded the change.
-    pub at: time::OffsetDateTime,
+    pub at: crate::model::Timestamp,
 }
 
 impl Message {
@@ -167,7 +168,7 @@ impl Message {
             "from": self.from,
             "to": self.to,
             "reason": self.reason,
-            "time": crate::store::format_time(self.at),
+            "time": self.at,
             "gateway": gateway,
             "text": self.text(),
         });
@@ -374,7 +375,7 @@ mod tests {
 
     fn change(from: Option<&str>, to: &str, reason: Option<&str>) -> StatusChange {
         StatusChange {
-            at: time::OffsetDateTime::UNIX_EPOCH,
+            at: time::OffsetDateTime::UNIX_EPOCH.into(),
             agent: "fix-ci".into(),
             host: "local".into(),
             from: from.map(str::to_owned),
@@ -434,7 +435,7 @@ mod tests {
     fn ntfy_headers_fill_the_title_and_keep_to_ascii() {
         let channel = NotifyChannel {
             operator: "ann".into(),
-            operator_role: crate::store::Role::Operator,
+            operator_role: crate::model::Role::Operator,
             name: "phone".into(),
             kind: ChannelKind::Ntfy,
             url: crate::store::ChannelUrl::new("http://x/t".into()),
@@ -444,7 +445,7 @@ mod tests {
             priority: Some("high".into()),
             ntfy_tags: Some("robot,warning".into()),
             click: Some("https://gw.example/{agent}".into()),
-            created_at: String::new(),
+            created_at: crate::model::Timestamp::now(),
         };
         let message = Message::of(
             &change(Some("working"), "waiting", Some("asks a yes/no question")),

@@ -23,6 +23,7 @@ use crate::Gateway;
 use crate::agents::said::CommandError;
 use crate::agents::{Caller, audit, lifecycle};
 use crate::hosts::{AgentSession, ProcessExit};
+use crate::model::EventKind;
 
 /// Where a forwarded channel goes.
 #[derive(Clone, Debug)]
@@ -42,12 +43,12 @@ impl fmt::Display for Forward {
 }
 
 /// How an agent-route session is named in the audit trail.
-fn audit_detail(session: &AgentSession) -> (&'static str, String) {
+fn audit_detail(session: &AgentSession) -> (EventKind, String) {
     match session {
-        AgentSession::Exec(line) => ("exec", line.clone()),
-        AgentSession::Shell => ("shell", "login shell without a terminal".into()),
-        AgentSession::Sftp => ("sftp", "sftp-server".into()),
-        AgentSession::Attach => ("attach", "attach".into()),
+        AgentSession::Exec(line) => (EventKind::Exec, line.clone()),
+        AgentSession::Shell => (EventKind::Shell, "login shell without a terminal".into()),
+        AgentSession::Sftp => (EventKind::Sftp, "sftp-server".into()),
+        AgentSession::Attach => (EventKind::Attach, "attach".into()),
     }
 }
 
@@ -138,7 +139,7 @@ pub async fn run_forward(
             audit::record(
                 &gw,
                 &caller,
-                "forward",
+                EventKind::Forward,
                 Some(agent),
                 &detail,
                 e.status,
@@ -163,12 +164,30 @@ pub async fn run_forward(
                     reason: reason.clone(),
                 })
                 .await;
-            audit::record(&gw, &caller, "forward", Some(agent), &detail, 1, &reason).await;
+            audit::record(
+                &gw,
+                &caller,
+                EventKind::Forward,
+                Some(agent),
+                &detail,
+                1,
+                &reason,
+            )
+            .await;
             return;
         }
     };
     reply.accept().await;
-    audit::record(&gw, &caller, "forward", Some(agent), &detail, 0, "").await;
+    audit::record(
+        &gw,
+        &caller,
+        EventKind::Forward,
+        Some(agent),
+        &detail,
+        0,
+        "",
+    )
+    .await;
     tokio::select! {
         () = splice(channel, upstream) => {}
         () = gw.shutdown.cancelled() => {}

@@ -16,6 +16,7 @@ use crate::agents::live::Revocation;
 use crate::agents::said::exit;
 use crate::agents::{Caller, access, audit};
 use crate::auth::{self, KeyDecision, Route};
+use crate::model::{EventKind, EventResult};
 use crate::store::StoreError;
 
 /// One connection's login.
@@ -105,8 +106,14 @@ impl Login {
         self.route = auth::route_for(user, agent_exists);
         info!(user, operator = operator.name, key = credential, route = ?self.route, "login");
         self.ticket.logged_in();
-        self.record_login(Some(operator.name.clone()), user, &credential, "ok", "")
-            .await;
+        self.record_login(
+            Some(operator.name.clone()),
+            user,
+            &credential,
+            EventResult::Ok,
+            "",
+        )
+        .await;
         if matches!(self.route, Route::Agent(_)) {
             // The connection reaches its agent for as long as it lives.
             self.gw.live.reach(id, user);
@@ -155,7 +162,7 @@ impl Login {
                             None,
                             user,
                             &format!("tailscale:{login}"),
-                            "refused",
+                            EventResult::Refused,
                             "the tailnet login is not registered",
                         )
                         .await;
@@ -195,7 +202,7 @@ impl Login {
                 audit::record(
                     &self.gw,
                     &caller,
-                    "channel",
+                    EventKind::Channel,
                     None,
                     &format!("key {}", caller.key_fingerprint),
                     exit::FAILED,
@@ -213,18 +220,16 @@ impl Login {
         operator: Option<String>,
         user: &str,
         fingerprint: &str,
-        result: &str,
+        result: EventResult,
         message: &str,
     ) {
         let event = crate::store::Event {
             operator,
             source: Some(self.source()),
-            kind: "login".into(),
             agent: matches!(self.route, Route::Agent(_)).then(|| user.to_owned()),
             detail: format!("user {user} key {fingerprint}"),
-            result: result.into(),
             message: message.into(),
-            ..crate::store::Event::default()
+            ..crate::store::Event::new(EventKind::Login, result)
         };
         if let Err(e) = self.gw.store.record_event(&event).await {
             tracing::error!(error = %e, "could not record a login");
@@ -240,7 +245,8 @@ mod tests {
     use tokio_util::sync::CancellationToken;
 
     use super::*;
-    use crate::store::{AgentStatus, EventFilter, NewKey, Role, Store};
+    use crate::model::{AgentStatus, Role};
+    use crate::store::{EventFilter, NewKey, Store};
 
     /// A gateway with nothing running, on a store of its own: a login needs no socket.
     async fn gateway() -> (tempfile::TempDir, Arc<Gateway>) {
@@ -334,7 +340,7 @@ mod tests {
             .await
             .expect("events");
         assert!(
-            events.iter().any(|e| e.kind == "channel"
+            events.iter().any(|e| e.kind == EventKind::Channel
                 && e.operator.as_deref() == Some("alice")
                 && e.message.contains("removed")),
             "{events:?}"
@@ -343,7 +349,7 @@ mod tests {
         assert!(
             events
                 .iter()
-                .any(|e| e.kind == "login" && e.agent.as_deref() == Some("w")),
+                .any(|e| e.kind == EventKind::Login && e.agent.as_deref() == Some("w")),
             "{events:?}"
         );
     }

@@ -28,6 +28,7 @@ use tracing::{Instrument, debug, info, warn};
 
 use crate::Gateway;
 use crate::config::SshConfig;
+use crate::model::{EventKind, EventResult};
 
 /// Why the gateway's host or client key could not be loaded or made. Each says what it was
 /// doing; the cause is its source (printed after it by `main`).
@@ -278,11 +279,9 @@ async fn refused_login(gw: &Gateway, peer: &std::net::SocketAddr, refused: &[(St
     let credentials: Vec<&str> = refused.iter().map(|(_, c)| c.as_str()).collect();
     let event = crate::store::Event {
         source: Some(peer.to_string()),
-        kind: "login".into(),
         detail: format!("user {user} key {}", credentials.join(", ")),
-        result: "refused".into(),
         message: "no registered key".into(),
-        ..crate::store::Event::default()
+        ..crate::store::Event::new(EventKind::Login, EventResult::Refused)
     };
     if let Err(e) = gw.store.record_event(&event).await {
         tracing::error!(error = %e, "could not record a refused login");
@@ -294,14 +293,12 @@ async fn penalised(gw: &Gateway, source: guard::Source, blocked: std::time::Dura
     warn!(%source, seconds = blocked.as_secs(), "source penalised: its connections keep ending without a login; refusing it");
     let event = crate::store::Event {
         source: Some(source.to_string()),
-        kind: "penalty".into(),
         detail: format!(
             "connections from {source} refused for {} s",
             blocked.as_secs()
         ),
-        result: "refused".into(),
         message: "its connections kept ending without a login".into(),
-        ..crate::store::Event::default()
+        ..crate::store::Event::new(EventKind::Penalty, EventResult::Refused)
     };
     if let Err(e) = gw.store.record_event(&event).await {
         tracing::error!(error = %e, "could not record a penalty");

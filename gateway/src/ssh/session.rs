@@ -84,7 +84,7 @@ pub enum ForwardAnswer {
 #[derive(Debug)]
 pub struct AuditRecord {
     pub caller: Caller,
-    pub kind: &'static str,
+    pub kind: crate::model::EventKind,
     pub agent: Option<String>,
     pub detail: String,
     pub status: u32,
@@ -355,7 +355,7 @@ impl<C: Resize> Connection<C> {
             },
             record: Some(AuditRecord {
                 caller,
-                kind: "forward",
+                kind: crate::model::EventKind::Forward,
                 agent,
                 detail: target.to_string(),
                 status: exit::FAILED,
@@ -541,7 +541,8 @@ mod tests {
 
     use super::*;
     use crate::config::Config;
-    use crate::store::{AgentStatus, NewKey, Role, Store};
+    use crate::model::{AgentStatus, Role};
+    use crate::store::{NewKey, Store};
     use crate::streams::Inbound;
 
     /// Stands in for an open channel: it keeps the terminal size it was given.
@@ -899,7 +900,14 @@ mod tests {
                         record.message.as_str(),
                         record.caller.operator.name.as_str()
                     ),
-                    ("forward", None, "localhost:3000", 1, reason, "alice")
+                    (
+                        crate::model::EventKind::Forward,
+                        None,
+                        "localhost:3000",
+                        1,
+                        reason,
+                        "alice"
+                    )
                 );
             }
             other => panic!("{other:?}"),

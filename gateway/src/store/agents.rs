@@ -5,80 +5,39 @@
 use std::collections::BTreeMap;
 
 use hostctl::api::{CreateRequest, Sandbox};
-use serde::Serialize;
-use sqlx::Row;
 
-use super::{Result, Store, StoreError, changes, format_time, now};
+use super::{Result, Store, StoreError, changes};
+use crate::model::{ActivitySource, ActivityState, AgentStatus, EventKind, Timestamp};
 
-/// An agent's status as the gateway knows it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AgentStatus {
-    /// `create` is under way on the host.
-    Creating,
-    Running,
-    Exited,
-    Stopped,
-    /// Its host could not be asked.
-    Unknown,
-}
-
-impl AgentStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AgentStatus::Creating => "creating",
-            AgentStatus::Running => "running",
-            AgentStatus::Exited => "exited",
-            AgentStatus::Stopped => "stopped",
-            AgentStatus::Unknown => "unknown",
-        }
-    }
-
-    fn parse(s: &str) -> AgentStatus {
-        match s {
-            "creating" => AgentStatus::Creating,
-            "running" => AgentStatus::Running,
-            "exited" => AgentStatus::Exited,
-            "stopped" => AgentStatus::Stopped,
-            _ => AgentStatus::Unknown,
-        }
-    }
-}
-
-impl From<hostctl::api::HostAgentStatus> for AgentStatus {
-    fn from(s: hostctl::api::HostAgentStatus) -> Self {
-        match s {
-            hostctl::api::HostAgentStatus::Running => AgentStatus::Running,
-            hostctl::api::HostAgentStatus::Exited => AgentStatus::Exited,
-            hostctl::api::HostAgentStatus::Stopped => AgentStatus::Stopped,
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct AgentRecord {
     pub name: String,
     pub host: String,
     pub template: String,
     pub command: String,
     pub workspace: String,
+    #[sqlx(try_from = "super::columns::Json<CreateRequest>")]
     pub spec: CreateRequest,
+    #[sqlx(try_from = "super::columns::Json<BTreeMap<String, String>>")]
     pub tags: BTreeMap<String, String>,
     pub status: AgentStatus,
     pub exit_code: Option<i32>,
     pub pid: Option<u32>,
+    /// The host's word on its tmux session's last activity (its own text, kept as told).
     pub last_activity: Option<String>,
-    pub created_at: String,
+    pub created_at: Timestamp,
     pub created_by: Option<String>,
     /// What it is doing while it runs, told from its screen.
+    #[sqlx(flatten)]
     pub activity: AgentActivity,
-    /// Since when its status (lifecycle and activity) is what it is (RFC 3339).
-    pub status_since: Option<String>,
+    /// Since when its status (lifecycle and activity) is what it is.
+    pub status_since: Option<Timestamp>,
     /// How long it may be idle before it is stopped (`30m`), if it may not for ever.
     pub idle_stop: Option<String>,
     /// Why it was stopped, when the gateway stopped it (`idle`).
     pub stop_reason: Option<String>,
     /// The operators it is shared with (besides its creator), by name.
+    #[sqlx(try_from = "super::columns::Json<Vec<String>>")]
     pub shared_with: Vec<String>,
 }
 
@@ -93,47 +52,19 @@ impl AgentRecord {
     }
 }
 
-/// What a running agent is doing.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ActivityState {
-    /// Its screen changed recently.
-    Working,
-    /// It waits for the operator (a prompt or a question on its screen).
-    Waiting,
-    /// No output and no input for the idle period.
-    Idle,
-}
-
-impl ActivityState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ActivityState::Working => "working",
-            ActivityState::Waiting => "waiting",
-            ActivityState::Idle => "idle",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<ActivityState> {
-        match s {
-            "working" => Some(ActivityState::Working),
-            "waiting" => Some(ActivityState::Waiting),
-            "idle" => Some(ActivityState::Idle),
-            _ => None,
-        }
-    }
-}
-
-/// What is known of a running agent's activity (see `crate::status`).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// What is known of a running agent's activity (see `agents::activity`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, sqlx::FromRow)]
 pub struct AgentActivity {
     /// None: neither working, waiting nor idle (plain `running`), or not running.
+    #[sqlx(rename = "activity")]
     pub state: Option<ActivityState>,
     /// Why it is `waiting` (the matching rule's reason).
+    #[sqlx(rename = "activity_reason")]
     pub reason: Option<String>,
-    /// The last time its screen changed (RFC 3339).
-    pub last_output_at: Option<String>,
-    /// The last time an operator typed into it through the gateway (RFC 3339).
-    pub last_input_at: Option<String>,
+    /// The last time its screen changed.
+    pub last_output_at: Option<Timestamp>,
+    /// The last time an operator typed into it through the gateway.
+    pub last_input_at: Option<Timestamp>,
     /// `COLSxROWS HASH` of the screen last seen.
     pub screen: Option<String>,
     /// The last line with text on its screen.
@@ -143,33 +74,8 @@ pub struct AgentActivity {
     /// Whether that wait is a question (a dialog, a yes/no question) rather than a prompt.
     pub screen_asks: bool,
     /// What told the state: the CLI's hooks or its screen.
+    #[sqlx(rename = "activity_source")]
     pub source: Option<ActivitySource>,
-}
-
-/// What told an agent's activity.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ActivitySource {
-    /// The events its CLI reported through its hooks.
-    Hook,
-    /// Its screen (the rules of its template or CLI), and its output and input times.
-    Screen,
-}
-
-impl ActivitySource {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ActivitySource::Hook => "hook",
-            ActivitySource::Screen => "screen",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<ActivitySource> {
-        match s {
-            "hook" => Some(ActivitySource::Hook),
-            "screen" => Some(ActivitySource::Screen),
-            _ => None,
-        }
-    }
 }
 
 /// What a host said about an agent, to be written over the stored status.
@@ -201,7 +107,7 @@ impl Store {
         .bind(agent)
         .bind(operator)
         .bind(by)
-        .bind(now())
+        .bind(Timestamp::now())
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -253,9 +159,9 @@ impl Store {
         .bind(agent.exit_code)
         .bind(agent.pid.map(i64::from))
         .bind(&agent.last_activity)
-        .bind(&agent.created_at)
+        .bind(agent.created_at)
         .bind(&agent.created_by)
-        .bind(now())
+        .bind(Timestamp::now())
         .bind(&agent.idle_stop)
         .bind(agent.spec.sandbox.map(Sandbox::as_str))
         .execute(&mut *tx)
@@ -264,7 +170,7 @@ impl Store {
             Ok(_) => {
                 // A new agent is news too: from nothing to `creating`, or to what an adopted
                 // agent is.
-                let at = time::OffsetDateTime::now_utc();
+                let at = Timestamp::now();
                 let after = changes::shown_row(&mut tx, &agent.name).await?;
                 let news = changes::between(None, after.as_ref(), at)?;
                 tx.commit().await?;
@@ -279,11 +185,11 @@ impl Store {
     }
 
     pub async fn agent(&self, name: &str) -> Result<Option<AgentRecord>> {
-        let row = sqlx::query(&format!("{AGENT_SELECT} WHERE name = ?"))
+        let row = sqlx::query_as::<_, AgentRecord>(&format!("{AGENT_SELECT} WHERE name = ?"))
             .bind(name)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(agent_from_row).transpose()
+        Ok(row)
     }
 
     pub async fn agent_exists(&self, name: &str) -> Result<bool> {
@@ -295,18 +201,20 @@ impl Store {
     }
 
     pub async fn agents(&self) -> Result<Vec<AgentRecord>> {
-        let rows = sqlx::query(&format!("{AGENT_SELECT} ORDER BY name"))
+        let rows = sqlx::query_as::<_, AgentRecord>(&format!("{AGENT_SELECT} ORDER BY name"))
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(agent_from_row).collect()
+        Ok(rows)
     }
 
     pub async fn agents_on_host(&self, host: &str) -> Result<Vec<AgentRecord>> {
-        let rows = sqlx::query(&format!("{AGENT_SELECT} WHERE host = ? ORDER BY name"))
-            .bind(host)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(agent_from_row).collect()
+        let rows = sqlx::query_as::<_, AgentRecord>(&format!(
+            "{AGENT_SELECT} WHERE host = ? ORDER BY name"
+        ))
+        .bind(host)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows)
     }
 
     /// Writes what a host said about an agent.
@@ -346,8 +254,8 @@ impl Store {
         // SQLITE_BUSY, unretried, after another writer's commit).
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let mut changed = 0;
-        let at = time::OffsetDateTime::now_utc();
-        let now = format_time(at);
+        let at = Timestamp::now();
+        let now = at;
         let names: Vec<&str> = seen.iter().map(|(name, _)| *name).collect();
         let before = changes::shown_rows_named(&mut tx, &names).await?;
         for (name, seen) in seen {
@@ -356,20 +264,21 @@ impl Store {
             // again. The event is written first, in the same transaction as the status: that
             // first write takes the database's write lock, so the row it reads is the one the
             // update below changes, whichever caller (the reconciler, `info`, `wait`) sees
-            // the end first.
+            // the end first. Its result is the status the agent came to (?3 is both).
             if let Some(reason) = &seen.stop_reason {
                 sqlx::query(
                     "INSERT INTO events (at, kind, agent, detail, result, message)
-                     SELECT ?1, 'agent', name, ?2, ?3, ?2 FROM agents
+                     SELECT ?1, ?6, name, ?2, ?3, ?2 FROM agents
                       WHERE name = ?4
                         AND (status IS NOT ?3 OR (?3 = 'exited' AND exit_code IS NOT ?5))
                         AND NOT (status = 'unknown' AND stop_reason IS ?2)",
                 )
-                .bind(&now)
+                .bind(now)
                 .bind(reason)
                 .bind(seen.status.as_str())
                 .bind(name)
                 .bind(seen.exit_code)
+                .bind(EventKind::Agent)
                 .execute(&mut *tx)
                 .await?;
             }
@@ -430,13 +339,13 @@ impl Store {
             .bind(seen.pid.map(i64::from))
             .bind(&seen.last_activity)
             .bind(&seen.workspace)
-            .bind(&now)
+            .bind(now)
             .bind(name)
             .bind(seen.activity.is_some())
             .bind(activity.state.map(ActivityState::as_str))
             .bind(&activity.reason)
-            .bind(&activity.last_output_at)
-            .bind(&activity.last_input_at)
+            .bind(activity.last_output_at)
+            .bind(activity.last_input_at)
             .bind(&activity.screen)
             .bind(&activity.last_line)
             .bind(&activity.screen_waits)
@@ -493,7 +402,7 @@ impl Store {
              WHERE name = ?3",
         )
         .bind(text)
-        .bind(now())
+        .bind(Timestamp::now())
         .bind(name)
         .execute(&self.pool)
         .await?;
@@ -513,7 +422,7 @@ impl Store {
     /// Marks every settled agent of a host `unknown` (the host could not be asked).
     pub async fn mark_host_agents_unknown(&self, host: &str) -> Result<()> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let at = time::OffsetDateTime::now_utc();
+        let at = Timestamp::now();
         let before = changes::shown_rows_of_host(&mut tx, host).await?;
         // What the screen told goes with the status, as in `observe_agents`.
         let written = sqlx::query(
@@ -523,7 +432,7 @@ impl Store {
                     screen_waits = NULL, screen_asks = NULL, activity_source = NULL
              WHERE host = ?2 AND status != 'creating' AND (status != 'unknown' OR pid IS NOT NULL)",
         )
-        .bind(format_time(at))
+        .bind(at)
         .bind(host)
         .execute(&mut *tx)
         .await?
@@ -544,7 +453,7 @@ impl Store {
     pub async fn set_agent_host(&self, name: &str, host: &str) -> Result<()> {
         sqlx::query("UPDATE agents SET host = ?, updated_at = ? WHERE name = ?")
             .bind(host)
-            .bind(now())
+            .bind(Timestamp::now())
             .bind(name)
             .execute(&self.pool)
             .await?;
@@ -553,7 +462,7 @@ impl Store {
 
     pub async fn delete_agent(&self, name: &str) -> Result<bool> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let at = time::OffsetDateTime::now_utc();
+        let at = Timestamp::now();
         let before = changes::shown_row(&mut tx, name).await?;
         let done = sqlx::query("DELETE FROM agents WHERE name = ?")
             .bind(name)
@@ -566,74 +475,15 @@ impl Store {
     }
 }
 
-const AGENT_SELECT: &str =
-    "SELECT name, host, template, command, workspace, spec, tags, status, exit_code, pid,
+const AGENT_SELECT: &str = "SELECT name, host, template, command, workspace,
+    json_set(spec, '$.sandbox', sandbox) AS spec, tags, status, exit_code, pid,
     last_activity, created_at, created_by, activity, activity_reason, status_since,
     last_output_at, last_input_at, screen, last_line, idle_stop, stop_reason, screen_waits,
-    screen_asks, activity_source, sandbox,
+    COALESCE(screen_asks, 0) AS screen_asks, activity_source,
     (SELECT json_group_array(operator) FROM
         (SELECT operator FROM agent_shares s WHERE s.agent = agents.name ORDER BY operator))
         AS shared_with
     FROM agents";
-
-fn agent_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<AgentRecord> {
-    let spec: String = r.try_get("spec")?;
-    let tags: String = r.try_get("tags")?;
-    let name: String = r.try_get("name")?;
-    let shared_with = serde_json::from_str(&r.try_get::<String, _>("shared_with")?)
-        .map_err(|e| StoreError::Corrupt(format!("shares of agent '{name}': {e}")))?;
-    let mut spec: CreateRequest = serde_json::from_str(&spec)
-        .map_err(|e| StoreError::Corrupt(format!("spec of agent '{name}': {e}")))?;
-    // The column says what the agent runs in; the spec's copy is what was asked until then.
-    spec.sandbox =
-        match r.try_get::<Option<String>, _>("sandbox")?.as_deref() {
-            None => None,
-            Some(text) => Some(Sandbox::from_name(text).ok_or_else(|| {
-                StoreError::Corrupt(format!("sandbox of agent '{name}': '{text}'"))
-            })?),
-        };
-    Ok(AgentRecord {
-        spec,
-        tags: serde_json::from_str(&tags)
-            .map_err(|e| StoreError::Corrupt(format!("tags of agent '{name}': {e}")))?,
-        name,
-        host: r.try_get("host")?,
-        template: r.try_get("template")?,
-        command: r.try_get("command")?,
-        workspace: r.try_get("workspace")?,
-        status: AgentStatus::parse(&r.try_get::<String, _>("status")?),
-        exit_code: r.try_get("exit_code")?,
-        pid: r
-            .try_get::<Option<i64>, _>("pid")?
-            .and_then(|p| u32::try_from(p).ok()),
-        last_activity: r.try_get("last_activity")?,
-        created_at: r.try_get("created_at")?,
-        created_by: r.try_get("created_by")?,
-        activity: AgentActivity {
-            state: r
-                .try_get::<Option<String>, _>("activity")?
-                .as_deref()
-                .and_then(ActivityState::parse),
-            reason: r.try_get("activity_reason")?,
-            last_output_at: r.try_get("last_output_at")?,
-            last_input_at: r.try_get("last_input_at")?,
-            screen: r.try_get("screen")?,
-            last_line: r.try_get("last_line")?,
-            screen_waits: r.try_get("screen_waits")?,
-            screen_asks: r
-                .try_get::<Option<bool>, _>("screen_asks")?
-                .unwrap_or(false),
-            source: r
-                .try_get::<Option<String>, _>("activity_source")?
-                .as_deref()
-                .and_then(ActivitySource::parse),
-        },
-        status_since: r.try_get("status_since")?,
-        idle_stop: r.try_get("idle_stop")?,
-        stop_reason: r.try_get("stop_reason")?,
-        shared_with,
-    })
-}
 
 /// An agent record for tests: a login shell on `host`, in `status`, made by no one.
 #[cfg(test)]
@@ -664,7 +514,7 @@ pub(crate) fn sample_agent(name: &str, host: &str, status: AgentStatus) -> Agent
         exit_code: None,
         pid: None,
         last_activity: None,
-        created_at: now(),
+        created_at: Timestamp::now(),
         created_by: None,
         activity: AgentActivity::default(),
         status_since: None,

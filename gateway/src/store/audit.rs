@@ -23,7 +23,8 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::{Event, Result, Store, now};
+use super::{Event, Result, Store};
+use crate::model::{EventKind, EventResult, Timestamp};
 
 /// The most events kept in memory while the database cannot be written.
 pub const MAX_KEPT: usize = 10_000;
@@ -33,13 +34,9 @@ pub const MAX_KEPT_BYTES: usize = 16 * 1024 * 1024;
 /// How often the gateway tries again to write the events kept in memory.
 pub const RETRY_EVERY: Duration = Duration::from_secs(5);
 
-/// The result of an event whose command is under way.
-pub const STARTED: &str = "started";
-/// The result of an event whose command was under way when the gateway stopped.
-pub const INTERRUPTED: &str = "interrupted";
+/// The message of an event whose command was under way when the gateway stopped (its result
+/// is [`EventResult::Interrupted`]).
 pub const INTERRUPTED_MESSAGE: &str = "the gateway stopped before it ended";
-/// The kind of the event that counts events dropped from memory.
-pub const LOST_KIND: &str = "audit";
 
 /// Whether an event is in the database now, or waits in memory for the database to take it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,7 +94,7 @@ enum Pending {
     /// The end of a started event whose row is written.
     End {
         id: i64,
-        result: String,
+        result: EventResult,
         message: String,
     },
 }
@@ -109,21 +106,17 @@ impl Pending {
         OVERHEAD
             + match self {
                 Pending::Insert { event, .. } => event_size(event),
-                Pending::End {
-                    result, message, ..
-                } => result.len() + message.len(),
+                Pending::End { message, .. } => message.len(),
             }
     }
 }
 
 fn event_size(e: &Event) -> usize {
-    e.at.len()
+    std::mem::size_of::<Timestamp>()
         + e.operator.as_ref().map_or(0, String::len)
         + e.source.as_ref().map_or(0, String::len)
-        + e.kind.len()
         + e.agent.as_ref().map_or(0, String::len)
         + e.detail.len()
-        + e.result.len()
         + e.message.len()
 }
 
@@ -136,7 +129,7 @@ pub struct Backlog {
     max_bytes: usize,
     lost: u64,
     /// The times of the first and last event dropped since the last note.
-    lost_between: Option<(String, String)>,
+    lost_between: Option<(Timestamp, Timestamp)>,
     /// Why the database last refused a write ([`super::StoreError::cause`]).
     last_error: Option<String>,
 }
@@ -196,18 +189,18 @@ impl Backlog {
                 if let Some(row) = row {
                     set_state(row, RowState::Dropped);
                 }
-                event.at.clone()
+                event.at
             }
-            Pending::End { .. } => now(),
+            Pending::End { .. } => Timestamp::now(),
         };
         self.lost_between = Some(match self.lost_between.take() {
             Some((first, _)) => (first, at),
-            None => (at.clone(), at),
+            None => (at, at),
         });
     }
 
     /// Completes a started event that is still kept here; false if it is not.
-    fn end_kept(&mut self, row: &Arc<Mutex<RowState>>, result: &str, message: &str) -> bool {
+    fn end_kept(&mut self, row: &Arc<Mutex<RowState>>, result: EventResult, message: &str) -> bool {
         for write in &mut self.pending {
             if let Pending::Insert {
                 event,
@@ -215,9 +208,9 @@ impl Backlog {
             } = write
                 && Arc::ptr_eq(kept, row)
             {
-                let before = event.result.len() + event.message.len();
-                self.bytes = (self.bytes + result.len() + message.len()).saturating_sub(before);
-                event.result = result.to_owned();
+                let before = event.message.len();
+                self.bytes = (self.bytes + message.len()).saturating_sub(before);
+                event.result = result;
                 event.message = message.to_owned();
                 return true;
             }
@@ -230,16 +223,16 @@ impl Backlog {
         if self.lost == 0 {
             return None;
         }
-        let (first, last) = self.lost_between.clone().unwrap_or_default();
+        let (first, last) = self
+            .lost_between
+            .unwrap_or_else(|| (Timestamp::now(), Timestamp::now()));
         Some(Event {
-            at: first.clone(),
-            kind: LOST_KIND.into(),
+            at: first,
             detail: format!(
                 "{} event{} lost",
                 self.lost,
                 if self.lost == 1 { "" } else { "s" }
             ),
-            result: "lost".into(),
             message: format!(
                 "the gateway's database could not be written and more events waited than it \
                  keeps in memory ({} events, {} MiB): the oldest, from {first} to {last}, were \
@@ -247,7 +240,7 @@ impl Backlog {
                 self.max_events,
                 self.max_bytes / (1024 * 1024)
             ),
-            ..Event::default()
+            ..Event::new(EventKind::Audit, EventResult::Lost)
         })
     }
 
@@ -257,32 +250,24 @@ impl Backlog {
     }
 }
 
-/// Stamps an event with the time it happened (not the time it reaches the database).
-fn stamped(event: &Event) -> Event {
-    let mut event = event.clone();
-    if event.at.is_empty() {
-        event.at = now();
-    }
-    event
-}
-
 impl Store {
     /// Records one whole event: written now, or kept in memory (in order) until the database
     /// can take it. Never an error: a write that fails is kept, and one dropped from memory
     /// is counted in the trail.
     pub async fn record_event(&self, event: &Event) -> Result<Recorded> {
         let write = Pending::Insert {
-            event: stamped(event),
+            event: event.clone(),
             row: None,
         };
         let mut backlog = self.audit.lock().await;
         Ok(self.write_or_keep(&mut backlog, write).await)
     }
 
-    /// Records an event as under way (result `started`); [`Store::end_event`] completes it.
+    /// Records an event as under way ([`EventResult::Started`]); [`Store::end_event`] completes
+    /// it.
     pub async fn start_event(&self, event: &Event) -> StartedEvent {
-        let mut event = stamped(event);
-        event.result = STARTED.into();
+        let mut event = event.clone();
+        event.result = EventResult::Started;
         let row = Arc::new(Mutex::new(RowState::Kept));
         let write = Pending::Insert {
             event: event.clone(),
@@ -294,13 +279,18 @@ impl Store {
     }
 
     /// Completes a started event with its result and message.
-    pub async fn end_event(&self, started: StartedEvent, result: &str, message: &str) -> Recorded {
+    pub async fn end_event(
+        &self,
+        started: StartedEvent,
+        result: EventResult,
+        message: &str,
+    ) -> Recorded {
         let mut backlog = self.audit.lock().await;
         match state(&started.row) {
             RowState::Written(id) => {
                 let write = Pending::End {
                     id,
-                    result: result.to_owned(),
+                    result,
                     message: message.to_owned(),
                 };
                 self.write_or_keep(&mut backlog, write).await
@@ -347,14 +337,14 @@ impl Store {
     /// the rows it showed as `started`, to show how they ended.
     pub async fn events_with_ids(&self, ids: &[i64]) -> Result<Vec<Event>> {
         let ids = serde_json::to_string(ids).unwrap_or_else(|_| "[]".into());
-        let rows = sqlx::query(
+        let rows = sqlx::query_as::<_, Event>(
             "SELECT id, at, operator, source, kind, agent, detail, result, message FROM events
              WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id",
         )
         .bind(ids)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(super::event_of_row).collect()
+        Ok(rows)
     }
 
     /// Ends the events left `started` by a gateway that stopped before their commands ended.
@@ -362,9 +352,9 @@ impl Store {
     pub async fn mark_interrupted_events(&self) -> Result<u64> {
         Ok(
             sqlx::query("UPDATE events SET result = ?, message = ? WHERE result = ?")
-                .bind(INTERRUPTED)
+                .bind(EventResult::Interrupted)
                 .bind(INTERRUPTED_MESSAGE)
-                .bind(STARTED)
+                .bind(EventResult::Started)
                 .execute(&self.pool)
                 .await?
                 .rows_affected(),
@@ -444,13 +434,13 @@ impl Store {
                     "INSERT INTO events (at, operator, source, kind, agent, detail, result, message)
                      VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 )
-                .bind(&event.at)
+                .bind(event.at)
                 .bind(&event.operator)
                 .bind(&event.source)
-                .bind(&event.kind)
+                .bind(event.kind)
                 .bind(&event.agent)
                 .bind(&event.detail)
-                .bind(&event.result)
+                .bind(event.result)
                 .bind(&event.message)
                 .execute(&self.pool)
                 .await?
@@ -483,16 +473,14 @@ mod tests {
 
     fn event(detail: &str) -> Event {
         Event {
-            kind: "command".into(),
             detail: detail.into(),
-            result: "ok".into(),
-            ..Event::default()
+            ..Event::new(EventKind::Command, EventResult::Ok)
         }
     }
 
     fn insert(detail: &str) -> Pending {
         Pending::Insert {
-            event: stamped(&event(detail)),
+            event: event(detail),
             row: None,
         }
     }
@@ -518,7 +506,6 @@ mod tests {
         assert_eq!(backlog.lost, 2);
         let note = backlog.lost_note().expect("a note");
         assert_eq!(note.detail, "2 events lost");
-        assert!(!note.at.is_empty());
         // Bytes bound it too: one long line pushes out what no longer fits.
         let mut backlog = Backlog::new(100, 2000);
         backlog.push(insert("short"));
@@ -536,16 +523,16 @@ mod tests {
         let mut backlog = Backlog::new(10, 1 << 20);
         let row = Arc::new(Mutex::new(RowState::Kept));
         backlog.push(Pending::Insert {
-            event: stamped(&event("stop x")),
+            event: event("stop x"),
             row: Some(row.clone()),
         });
         backlog.push(insert("list"));
-        assert!(backlog.end_kept(&row, "exit 1", "it failed"));
+        assert!(backlog.end_kept(&row, EventResult::Exit(1), "it failed"));
         match backlog.pending.front() {
             Some(Pending::Insert { event, .. }) => {
                 assert_eq!(
-                    (event.result.as_str(), event.message.as_str()),
-                    ("exit 1", "it failed")
+                    (event.result, event.message.as_str()),
+                    (EventResult::Exit(1), "it failed")
                 )
             }
             other => panic!("{other:?}"),
@@ -554,12 +541,12 @@ mod tests {
         let mut small = Backlog::new(1, 1 << 20);
         let row = Arc::new(Mutex::new(RowState::Kept));
         small.push(Pending::Insert {
-            event: stamped(&event("wait x")),
+            event: event("wait x"),
             row: Some(row.clone()),
         });
         small.push(insert("list"));
         assert_eq!(state(&row), RowState::Dropped);
-        assert!(!small.end_kept(&row, "ok", ""));
+        assert!(!small.end_kept(&row, EventResult::Ok, ""));
     }
 
     /// Makes every connection of the store's pool refuse to grow the file past `pages` (real
@@ -603,7 +590,7 @@ mod tests {
             .await
             .expect("events")
             .into_iter()
-            .map(|e| (e.detail.chars().take(12).collect(), e.result))
+            .map(|e| (e.detail.chars().take(12).collect(), e.result.to_string()))
             .collect()
     }
 
@@ -625,10 +612,13 @@ mod tests {
         );
         let during = store.start_event(&event(&long(2))).await;
         assert_eq!(
-            store.end_event(during, "exit 3", "no").await,
+            store.end_event(during, EventResult::Exit(3), "no").await,
             Recorded::Kept
         );
-        assert_eq!(store.end_event(running, "ok", "").await, Recorded::Kept);
+        assert_eq!(
+            store.end_event(running, EventResult::Ok, "").await,
+            Recorded::Kept
+        );
         assert_eq!(store.events_kept().await, 3);
         assert!(store.flush_events().await.is_err(), "still full");
         assert_eq!(
@@ -679,7 +669,7 @@ mod tests {
             .await
             .expect("events")
             .iter()
-            .filter(|e| e.kind == LOST_KIND)
+            .filter(|e| e.kind == EventKind::Audit)
             .map(|e| {
                 e.detail
                     .split(' ')
@@ -706,17 +696,17 @@ mod tests {
         let store = Store::open(&dir.path().join("a.db")).await.expect("open");
         let _forgotten = store.start_event(&event("logs -f x")).await;
         let ended = store.start_event(&event("list")).await;
-        store.end_event(ended, "ok", "").await;
+        store.end_event(ended, EventResult::Ok, "").await;
         assert_eq!(store.mark_interrupted_events().await.expect("mark"), 1);
         let events = store.events(&EventFilter::default()).await.expect("events");
         assert_eq!(
             events
                 .iter()
-                .map(|e| (e.detail.as_str(), e.result.as_str(), e.message.as_str()))
+                .map(|e| (e.detail.as_str(), e.result, e.message.as_str()))
                 .collect::<Vec<_>>(),
             [
-                ("logs -f x", INTERRUPTED, INTERRUPTED_MESSAGE),
-                ("list", "ok", "")
+                ("logs -f x", EventResult::Interrupted, INTERRUPTED_MESSAGE),
+                ("list", EventResult::Ok, "")
             ]
         );
     }

@@ -16,11 +16,10 @@
 
 use std::collections::BTreeMap;
 
-use sqlx::Row;
-use time::OffsetDateTime;
 use tokio::sync::broadcast;
 
 use super::{Result, StoreError};
+use crate::model::Timestamp;
 
 /// How many changes the feed holds for its slowest subscriber.
 pub const FEED_CAPACITY: usize = 1024;
@@ -32,7 +31,7 @@ pub const DESTROYED: &str = "destroyed";
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StatusChange {
     /// When the store recorded it.
-    pub at: OffsetDateTime,
+    pub at: Timestamp,
     pub agent: String,
     pub host: String,
     /// The shown status before (`working`, `waiting`, `idle`, `running`, `exited`, ...); None
@@ -82,7 +81,7 @@ impl Feed {
 }
 
 /// An agent's row as far as its shown status goes, read inside a writer's transaction.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, sqlx::FromRow)]
 pub(super) struct ShownRow {
     agent: String,
     host: String,
@@ -93,44 +92,28 @@ pub(super) struct ShownRow {
     exit_code: Option<i32>,
     owner: Option<String>,
     tags: String,
+    /// JSON: the operators it is shared with.
     shares: String,
     host_status: Option<String>,
     host_error: Option<String>,
 }
 
-const SHOWN_SELECT: &str = "SELECT a.name, a.host, a.status, a.activity, a.activity_reason,
-        a.stop_reason, a.exit_code, a.created_by, a.tags,
-        (SELECT json_group_array(s.operator) FROM agent_shares s WHERE s.agent = a.name) AS shares,
+const SHOWN_SELECT: &str =
+    "SELECT a.name AS agent, a.host, a.status, a.activity, a.activity_reason,
+        a.stop_reason, a.exit_code, a.created_by AS owner, a.tags,
+        COALESCE((SELECT json_group_array(s.operator) FROM agent_shares s
+                  WHERE s.agent = a.name), '') AS shares,
         h.status AS host_status, h.last_error AS host_error
     FROM agents a LEFT JOIN hosts h ON h.name = a.host";
 
 impl ShownRow {
     /// The agent's host is unreachable (so the agent is `unknown` because of it).
     fn host_unreachable(&self) -> bool {
-        self.host_status.as_deref() == Some(super::HostStatus::Unreachable.as_str())
+        self.host_status.as_deref() == Some(crate::model::HostStatus::Unreachable.as_str())
     }
 
     pub(super) fn agent(&self) -> &str {
         &self.agent
-    }
-
-    fn from_row(r: &sqlx::sqlite::SqliteRow) -> Result<ShownRow> {
-        Ok(ShownRow {
-            agent: r.try_get("name")?,
-            host: r.try_get("host")?,
-            status: r.try_get("status")?,
-            activity: r.try_get("activity")?,
-            activity_reason: r.try_get("activity_reason")?,
-            stop_reason: r.try_get("stop_reason")?,
-            exit_code: r.try_get("exit_code")?,
-            owner: r.try_get("created_by")?,
-            tags: r.try_get("tags")?,
-            shares: r
-                .try_get::<Option<String>, _>("shares")?
-                .unwrap_or_default(),
-            host_status: r.try_get("host_status")?,
-            host_error: r.try_get("host_error")?,
-        })
     }
 
     /// The status an operator sees (as `AgentRecord::shown_status`) and why.
@@ -162,7 +145,7 @@ impl ShownRow {
         from: Option<String>,
         to: String,
         reason: Option<String>,
-        at: OffsetDateTime,
+        at: Timestamp,
     ) -> Result<StatusChange> {
         Ok(StatusChange {
             at,
@@ -190,11 +173,11 @@ pub(super) async fn shown_row(
     tx: &mut sqlx::SqliteConnection,
     name: &str,
 ) -> Result<Option<ShownRow>> {
-    let row = sqlx::query(&format!("{SHOWN_SELECT} WHERE a.name = ?"))
+    let row = sqlx::query_as::<_, ShownRow>(&format!("{SHOWN_SELECT} WHERE a.name = ?"))
         .bind(name)
         .fetch_optional(&mut *tx)
         .await?;
-    row.as_ref().map(ShownRow::from_row).transpose()
+    Ok(row)
 }
 
 /// The rows of the agents named, read in `tx` with one statement (a reconciler pass writes
@@ -205,15 +188,16 @@ pub(super) async fn shown_rows_named(
 ) -> Result<std::collections::HashMap<String, ShownRow>> {
     let names = serde_json::to_string(names)
         .map_err(|e| StoreError::Corrupt(format!("encoding names: {e}")))?;
-    let rows = sqlx::query(&format!(
+    let rows = sqlx::query_as::<_, ShownRow>(&format!(
         "{SHOWN_SELECT} WHERE a.name IN (SELECT value FROM json_each(?))"
     ))
     .bind(names)
     .fetch_all(&mut *tx)
     .await?;
-    rows.iter()
-        .map(|r| ShownRow::from_row(r).map(|row| (row.agent.clone(), row)))
-        .collect()
+    Ok(rows
+        .into_iter()
+        .map(|row| (row.agent.clone(), row))
+        .collect())
 }
 
 /// Every agent row of host `host`, read in `tx`.
@@ -221,11 +205,12 @@ pub(super) async fn shown_rows_of_host(
     tx: &mut sqlx::SqliteConnection,
     host: &str,
 ) -> Result<Vec<ShownRow>> {
-    let rows = sqlx::query(&format!("{SHOWN_SELECT} WHERE a.host = ? ORDER BY a.name"))
-        .bind(host)
-        .fetch_all(&mut *tx)
-        .await?;
-    rows.iter().map(ShownRow::from_row).collect()
+    let rows =
+        sqlx::query_as::<_, ShownRow>(&format!("{SHOWN_SELECT} WHERE a.host = ? ORDER BY a.name"))
+            .bind(host)
+            .fetch_all(&mut *tx)
+            .await?;
+    Ok(rows)
 }
 
 /// The change from `before` to `after` (None for a row that does not exist), if the shown
@@ -233,7 +218,7 @@ pub(super) async fn shown_rows_of_host(
 pub(super) fn between(
     before: Option<&ShownRow>,
     after: Option<&ShownRow>,
-    at: OffsetDateTime,
+    at: Timestamp,
 ) -> Result<Option<StatusChange>> {
     let was = before.map(ShownRow::shown);
     match after {

@@ -1,30 +1,28 @@
 //! Reading the audit trail (`audit` writes it).
 
-use serde::Serialize;
-use sqlx::Row;
-
 use super::{Result, Store};
+use crate::model::{EventKind, EventResult, Timestamp};
 
 /// One line of the audit trail.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct Event {
     /// Its place in the trail (0 for an event not yet recorded).
     pub id: i64,
-    pub at: String,
+    pub at: Timestamp,
     pub operator: Option<String>,
     pub source: Option<String>,
-    pub kind: String,
+    pub kind: EventKind,
     pub agent: Option<String>,
     pub detail: String,
-    pub result: String,
+    pub result: EventResult,
     pub message: String,
 }
 
 impl Store {
     // ---- events -------------------------------------------------------------------------
 
-    /// Deletes the events recorded before `before` (RFC 3339); returns how many.
-    pub async fn prune_events(&self, before: &str) -> Result<u64> {
+    /// Deletes the events recorded before `before`; returns how many.
+    pub async fn prune_events(&self, before: Timestamp) -> Result<u64> {
         Ok(sqlx::query("DELETE FROM events WHERE at < ?")
             .bind(before)
             .execute(&self.pool)
@@ -37,7 +35,7 @@ impl Store {
     pub async fn events(&self, filter: &EventFilter) -> Result<Vec<Event>> {
         // What waits in memory goes first, so the trail read is the whole trail if it can be.
         let _ = self.flush_events().await;
-        let rows = sqlx::query(
+        let rows = sqlx::query_as::<_, Event>(
             "SELECT * FROM (SELECT id, at, operator, source, kind, agent, detail, result, message FROM events
                WHERE (?1 IS NULL OR agent = ?1) AND (?2 IS NULL OR operator = ?2)
                  AND (?3 IS NULL OR at >= ?3) AND id > ?4
@@ -46,7 +44,7 @@ impl Store {
         )
         .bind(&filter.agent)
         .bind(&filter.operator)
-        .bind(&filter.since)
+        .bind(filter.since)
         .bind(filter.after)
         .bind(filter.limit)
         .bind(filter.only.as_ref().map(|o| &o.operator))
@@ -58,23 +56,26 @@ impl Store {
         )
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(event_of_row).collect()
+        Ok(rows)
     }
 }
 
-/// An `events` row read whole.
-pub(super) fn event_of_row(r: &sqlx::sqlite::SqliteRow) -> Result<Event> {
-    Ok(Event {
-        id: r.try_get("id")?,
-        at: r.try_get("at")?,
-        operator: r.try_get("operator")?,
-        source: r.try_get("source")?,
-        kind: r.try_get("kind")?,
-        agent: r.try_get("agent")?,
-        detail: r.try_get("detail")?,
-        result: r.try_get("result")?,
-        message: r.try_get("message")?,
-    })
+impl Event {
+    /// An event of `kind` that happens now, with nothing else said yet: it is stamped when it
+    /// is made, not when it reaches the database (which may take it late: see `audit`).
+    pub fn new(kind: EventKind, result: EventResult) -> Event {
+        Event {
+            id: 0,
+            at: Timestamp::now(),
+            operator: None,
+            source: None,
+            kind,
+            agent: None,
+            detail: String::new(),
+            result,
+            message: String::new(),
+        }
+    }
 }
 
 /// Which events to read.
@@ -82,8 +83,8 @@ pub(super) fn event_of_row(r: &sqlx::sqlite::SqliteRow) -> Result<Event> {
 pub struct EventFilter {
     pub agent: Option<String>,
     pub operator: Option<String>,
-    /// RFC 3339: events at or after this time.
-    pub since: Option<String>,
+    /// Events at or after this time.
+    pub since: Option<Timestamp>,
     /// Only events with an id above this one.
     pub after: i64,
     pub limit: i64,

@@ -1,44 +1,14 @@
 //! Hosts: the machines agents run on, how to reach them, and what was last seen of them.
 
-use serde::Serialize;
-use sqlx::Row;
-
-use super::{Result, Store, StoreError, now};
-
-/// Whether the gateway can reach a host: its last look at it answered, or did not (then its
-/// agents are `unknown`, and `last_error` says why).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum HostStatus {
-    Reachable,
-    Unreachable,
-}
-
-impl HostStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HostStatus::Reachable => "reachable",
-            HostStatus::Unreachable => "unreachable",
-        }
-    }
-
-    /// The status as the store keeps it.
-    pub fn parse(text: &str) -> Result<HostStatus> {
-        match text {
-            "reachable" => Ok(HostStatus::Reachable),
-            "unreachable" => Ok(HostStatus::Unreachable),
-            other => Err(StoreError::Corrupt(format!(
-                "unknown host status '{other}'"
-            ))),
-        }
-    }
-}
+use super::{Result, Store, StoreError};
+use crate::model::{HostStatus, Timestamp};
 
 /// A host as the gateway knows it. `local` has no address, user or key.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, sqlx::FromRow)]
 pub struct HostRecord {
     pub name: String,
     pub address: Option<String>,
+    #[sqlx(try_from = "i64")]
     pub port: u16,
     pub user: Option<String>,
     /// The pinned host key, an OpenSSH public-key line.
@@ -49,9 +19,9 @@ pub struct HostRecord {
     pub hostctl_path: Option<String>,
     /// `os/arch` as the host reports it (`linux/x86_64`).
     pub platform: Option<String>,
-    pub last_contact: Option<String>,
+    pub last_contact: Option<Timestamp>,
     pub last_error: Option<String>,
-    pub created_at: String,
+    pub created_at: Timestamp,
     /// For a host added by tailnet name: the peer's stable node ID, and that name.
     pub tailscale_id: Option<String>,
     pub tailscale_name: Option<String>,
@@ -72,7 +42,7 @@ impl HostRecord {
             platform: None,
             last_contact: None,
             last_error: None,
-            created_at: String::new(),
+            created_at: Timestamp::now(),
             tailscale_id: None,
             tailscale_name: None,
         }
@@ -104,7 +74,7 @@ impl Store {
         .await?
         .rows_affected()
             > 0;
-        let contact = (status == HostStatus::Reachable.as_str()).then(now);
+        let contact = (status == HostStatus::Reachable.as_str()).then(Timestamp::now);
         // The error follows only while the status is still this caller's.
         sqlx::query(
             "UPDATE hosts SET last_error = CASE WHEN status = ?1 THEN ?2 ELSE last_error END,
@@ -157,8 +127,8 @@ impl Store {
         .bind(&host.hostctl_version)
         .bind(&host.hostctl_path)
         .bind(&host.platform)
-        .bind(&host.last_contact)
-        .bind(now())
+        .bind(host.last_contact)
+        .bind(Timestamp::now())
         .bind(&host.tailscale_id)
         .bind(&host.tailscale_name)
         .execute(&self.pool)
@@ -193,20 +163,20 @@ impl Store {
     }
 
     pub async fn hosts(&self) -> Result<Vec<HostRecord>> {
-        let rows = sqlx::query(&format!(
+        let rows = sqlx::query_as::<_, HostRecord>(&format!(
             "{HOST_COLUMNS} ORDER BY name = 'local' DESC, name"
         ))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(host_from_row).collect()
+        Ok(rows)
     }
 
     pub async fn host(&self, name: &str) -> Result<Option<HostRecord>> {
-        let row = sqlx::query(&format!("{HOST_COLUMNS} WHERE name = ?"))
+        let row = sqlx::query_as::<_, HostRecord>(&format!("{HOST_COLUMNS} WHERE name = ?"))
             .bind(name)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(host_from_row).transpose()
+        Ok(row)
     }
 
     /// Forgets a host and the agents the gateway knew on it (nothing on the host is touched).
@@ -227,26 +197,6 @@ impl Store {
     }
 }
 
-const HOST_COLUMNS: &str = "SELECT name, address, port, user, host_key, status, hostctl_version,
+const HOST_COLUMNS: &str = "SELECT name, address, COALESCE(port, 22) AS port, user, host_key, status, hostctl_version,
             hostctl_path, platform, last_contact, last_error, created_at, tailscale_id, tailscale_name
             FROM hosts";
-
-fn host_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<HostRecord> {
-    let port: Option<i64> = r.try_get("port")?;
-    Ok(HostRecord {
-        name: r.try_get("name")?,
-        address: r.try_get("address")?,
-        port: port.and_then(|p| u16::try_from(p).ok()).unwrap_or(22),
-        user: r.try_get("user")?,
-        host_key: r.try_get("host_key")?,
-        status: HostStatus::parse(&r.try_get::<String, _>("status")?)?,
-        hostctl_version: r.try_get("hostctl_version")?,
-        hostctl_path: r.try_get("hostctl_path")?,
-        platform: r.try_get("platform")?,
-        last_contact: r.try_get("last_contact")?,
-        last_error: r.try_get("last_error")?,
-        created_at: r.try_get("created_at")?,
-        tailscale_id: r.try_get("tailscale_id")?,
-        tailscale_name: r.try_get("tailscale_name")?,
-    })
-}

@@ -10,10 +10,20 @@
 //! `hosts`, `snapshots`, `secrets`, `operations` (the journal of multi-step
 //! operations), `notify` (notification channels); the audit trail is written by `audit`
 //! and read by `events`; `changes` publishes each recorded status change.
+//!
+//! Rows are read into their records by `#[derive(sqlx::FromRow)]`: each column by its type
+//! (the domain's values through `columns`, JSON columns through `columns::Json`), renamed in
+//! the SQL (`AS`) where the record's name differs. The queries are not checked at compile time
+//! (`sqlx::query!`): that needs a database at build time, or offline files from `cargo sqlx
+//! prepare` kept in step with every statement by a tool CI does not have, and several
+//! statements are put together with `format!` (the shared column lists, the snapshot upsert),
+//! which the macros cannot check. The store's unit tests run every query against a real,
+//! migrated database instead.
 
 mod agents;
 mod audit;
 mod changes;
+mod columns;
 mod events;
 mod hosts;
 mod notify;
@@ -23,19 +33,16 @@ mod secrets;
 mod snapshots;
 
 pub use changes::{DESTROYED, FEED_CAPACITY, StatusChange};
-pub use notify::{ChannelKind, ChannelUrl, NewChannel, NotifyChannel};
+pub use notify::{ChannelUrl, NewChannel, NotifyChannel};
 
-pub use operations::{Operation, OperationKind, Outcome, Step};
+pub use operations::Operation;
 
 #[cfg(test)]
 pub(crate) use agents::sample_agent;
-pub use agents::{
-    ActivitySource, ActivityState, AgentActivity, AgentRecord, AgentStatus, Observed,
-};
-use events::event_of_row;
+pub use agents::{AgentActivity, AgentRecord, Observed};
 pub use events::{Event, EventFilter, EventScope};
-pub use hosts::{HostRecord, HostStatus};
-pub use operators::{KeyRecord, NewKey, Operator, OperatorSummary, RemovedCredentials, Role};
+pub use hosts::HostRecord;
+pub use operators::{KeyRecord, NewKey, Operator, OperatorSummary, RemovedCredentials};
 pub use secrets::SecretSummary;
 pub use snapshots::{SameArchive, SnapshotRecord};
 
@@ -60,8 +67,7 @@ pub enum StoreError {
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 pub use audit::{
-    INTERRUPTED, INTERRUPTED_MESSAGE, LOST_KIND, MAX_KEPT, MAX_KEPT_BYTES, RETRY_EVERY, Recorded,
-    STARTED, StartedEvent,
+    INTERRUPTED_MESSAGE, MAX_KEPT, MAX_KEPT_BYTES, RETRY_EVERY, Recorded, StartedEvent,
 };
 
 impl StoreError {
@@ -217,28 +223,14 @@ impl Store {
     }
 }
 
-pub fn now() -> String {
-    format_time(time::OffsetDateTime::now_utc())
-}
-
-/// A time as the store keeps it: RFC 3339, in UTC.
-pub fn format_time(t: time::OffsetDateTime) -> String {
-    t.to_offset(time::UtcOffset::UTC)
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
-
-/// Reads a time the store wrote ([`format_time`]).
-pub fn parse_time(text: &str) -> std::result::Result<time::OffsetDateTime, String> {
-    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-        .map_err(|e| format!("'{text}' is not an RFC 3339 time: {e}"))
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+    use crate::model::{
+        ActivitySource, ActivityState, AgentStatus, EventKind, EventResult, HostStatus, Role,
+    };
 
     pub(crate) async fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -416,10 +408,10 @@ pub(crate) mod tests {
         let snapshot = SnapshotRecord {
             id: "w-20261123-1215".into(),
             agent: "w".into(),
-            agent_created_at: Some(agent.created_at.clone()),
+            agent_created_at: Some(agent.created_at),
             host: "h1".into(),
             label: Some("before".into()),
-            created_at: now(),
+            created_at: crate::model::Timestamp::now(),
             size: 1234,
             sha256: "ab".repeat(32),
             owner: Some("alice".into()),
@@ -488,8 +480,8 @@ pub(crate) mod tests {
         let waiting = AgentActivity {
             state: Some(ActivityState::Waiting),
             reason: Some("asks permission".into()),
-            last_output_at: Some("2026-01-01T00:00:00Z".into()),
-            last_input_at: Some("2026-01-01T00:00:01Z".into()),
+            last_output_at: Some("2026-01-01T00:00:00Z".parse().expect("a time")),
+            last_input_at: Some("2026-01-01T00:00:01Z".parse().expect("a time")),
             screen: Some("80x24 abc".into()),
             last_line: Some("Do you want to proceed?".into()),
             screen_waits: Some("asks permission".into()),
@@ -510,7 +502,7 @@ pub(crate) mod tests {
             (waiting.clone(), "waiting")
         );
         assert_eq!(back.idle_stop.as_deref(), Some("30m"));
-        let since = back.status_since.clone().expect("a since");
+        let since = back.status_since.expect("a since");
         // The same status again, without activity: nothing changes, since stays.
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         store
@@ -519,8 +511,8 @@ pub(crate) mod tests {
             .expect("observe");
         let back = get(&store).await;
         assert_eq!(
-            (back.activity.clone(), back.status_since.clone()),
-            (waiting.clone(), Some(since.clone()))
+            (back.activity.clone(), back.status_since),
+            (waiting.clone(), Some(since))
         );
         // Stopped: what the screen told is gone (the input time stays), since moves.
         store
@@ -578,8 +570,8 @@ pub(crate) mod tests {
                 .await
                 .expect("events")
                 .into_iter()
-                .filter(|e| e.kind == "agent")
-                .map(|e| (e.result, e.detail))
+                .filter(|e| e.kind == EventKind::Agent)
+                .map(|e| (e.result.to_string(), e.detail))
                 .collect::<Vec<_>>()
             }
         };
@@ -632,17 +624,98 @@ pub(crate) mod tests {
         );
     }
 
+    /// A database written before the records carried a time type: its times are the text the
+    /// old code wrote (and the first migration's `strftime` for `local`), read as the same
+    /// moments and written back as the same text.
+    #[tokio::test]
+    async fn a_database_written_with_times_as_text_opens_and_reads_the_same() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("old.db");
+        Store::open(&path).await.expect("create").close().await;
+        {
+            use sqlx::Connection;
+            let mut old = sqlx::SqliteConnection::connect(&format!("sqlite:{}", path.display()))
+                .await
+                .expect("connect");
+            let spec =
+                serde_json::to_string(&sample_agent("a", "local", AgentStatus::Running).spec)
+                    .expect("spec");
+            for statement in [
+                "UPDATE hosts SET created_at = '2026-11-01T08:00:00Z',
+                        last_contact = '2026-12-06T09:53:15.123456789Z' WHERE name = 'local'"
+                    .to_owned(),
+                format!(
+                    "INSERT INTO agents (name, host, template, command, workspace, spec, tags,
+                                         status, created_at, updated_at, status_since,
+                                         last_output_at, activity, activity_source)
+                     VALUES ('a', 'local', 'shell', '', '/w', '{spec}', '{{}}', 'running',
+                             '2026-12-06T09:00:00.5Z', '2026-12-06T09:00:00.5Z',
+                             '2026-12-06T09:01:00.25Z', '2026-12-06T09:02:00Z', 'working',
+                             'screen')"
+                ),
+                "INSERT INTO events (at, operator, source, kind, agent, detail, result, message)
+                 VALUES ('2026-12-06T09:00:01.000001Z', 'alice', 'ssh', 'command', 'a',
+                         'create a', 'ok', '')"
+                    .to_owned(),
+            ] {
+                sqlx::query(&statement)
+                    .execute(&mut old)
+                    .await
+                    .expect("old row");
+            }
+            old.close().await.expect("close");
+        }
+        let store = Store::open(&path).await.expect("reopen");
+        let local = store.host("local").await.expect("q").expect("local");
+        assert_eq!(local.created_at.to_string(), "2026-11-01T08:00:00Z");
+        assert_eq!(
+            local.last_contact.map(|t| t.to_string()).as_deref(),
+            Some("2026-12-06T09:53:15.123456789Z")
+        );
+        let agent = store.agent("a").await.expect("q").expect("agent");
+        assert_eq!(
+            (
+                agent.created_at.to_string(),
+                agent.status_since.map(|t| t.to_string()),
+                agent.activity.last_output_at.map(|t| t.to_string()),
+            ),
+            (
+                "2026-12-06T09:00:00.5Z".to_owned(),
+                Some("2026-12-06T09:01:00.25Z".to_owned()),
+                Some("2026-12-06T09:02:00Z".to_owned())
+            )
+        );
+        let events = store.events(&EventFilter::default()).await.expect("events");
+        assert_eq!(
+            events.iter().map(|e| e.at.to_string()).collect::<Vec<_>>(),
+            ["2026-12-06T09:00:01.000001Z"]
+        );
+        // Filters compare the text sqlite holds with the text a time is written as.
+        let since = |text: &str| EventFilter {
+            since: Some(text.parse().expect("a time")),
+            ..EventFilter::default()
+        };
+        let after = store
+            .events(&since("2026-12-06T09:00:00Z"))
+            .await
+            .expect("q");
+        assert_eq!(after.len(), 1);
+        let later = store
+            .events(&since("2026-12-06T09:00:02Z"))
+            .await
+            .expect("q");
+        assert!(later.is_empty());
+    }
+
     #[tokio::test]
     async fn events_are_kept_in_order() {
         let (_d, store) = store().await;
         for i in 0..5 {
             store
                 .record_event(&Event {
-                    kind: "command".into(),
                     detail: format!("list {i}"),
-                    result: "ok".into(),
                     agent: (i % 2 == 0).then(|| "a".to_owned()),
-                    ..Event::default()
+                    ..Event::new(EventKind::Command, EventResult::Ok)
                 })
                 .await
                 .expect("record");

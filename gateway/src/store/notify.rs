@@ -7,37 +7,8 @@
 
 use std::collections::BTreeMap;
 
-use sqlx::Row;
-
-use super::{Result, Role, Store, StoreError, now};
-
-/// How a channel is spoken to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ChannelKind {
-    /// An HTTP POST of a JSON document.
-    Webhook,
-    /// ntfy's publish format: the message as the body, the rest as headers.
-    Ntfy,
-}
-
-impl ChannelKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ChannelKind::Webhook => "webhook",
-            ChannelKind::Ntfy => "ntfy",
-        }
-    }
-
-    fn parse(s: &str) -> Result<ChannelKind> {
-        match s {
-            "webhook" => Ok(ChannelKind::Webhook),
-            "ntfy" => Ok(ChannelKind::Ntfy),
-            other => Err(StoreError::Corrupt(format!(
-                "unknown channel kind '{other}'"
-            ))),
-        }
-    }
-}
+use super::{Result, Store, StoreError};
+use crate::model::{ChannelKind, Role, Timestamp};
 
 /// A channel's URL, which may hold a token: never printed whole.
 #[derive(Clone, PartialEq, Eq)]
@@ -46,6 +17,12 @@ pub struct ChannelUrl(String);
 impl std::fmt::Debug for ChannelUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("***")
+    }
+}
+
+impl From<String> for ChannelUrl {
+    fn from(url: String) -> ChannelUrl {
+        ChannelUrl(url)
     }
 }
 
@@ -74,22 +51,25 @@ impl ChannelUrl {
 }
 
 /// A channel as stored, with its operator's role (for the access rule).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, sqlx::FromRow)]
 pub struct NotifyChannel {
     pub operator: String,
     pub operator_role: Role,
     pub name: String,
     pub kind: ChannelKind,
+    #[sqlx(try_from = "String")]
     pub url: ChannelUrl,
     /// The events it is for (`waiting`, `exited`, `idle-stopped`, `host-unreachable`).
+    #[sqlx(try_from = "super::columns::Json<Vec<String>>")]
     pub events: Vec<String>,
     /// Only agents with all these tags.
+    #[sqlx(try_from = "super::columns::Json<BTreeMap<String, String>>")]
     pub tags: BTreeMap<String, String>,
     pub title: Option<String>,
     pub priority: Option<String>,
     pub ntfy_tags: Option<String>,
     pub click: Option<String>,
-    pub created_at: String,
+    pub created_at: Timestamp,
 }
 
 /// What `notify add` stores.
@@ -106,7 +86,8 @@ pub struct NewChannel {
     pub click: Option<String>,
 }
 
-const CHANNEL_SELECT: &str = "SELECT o.name AS operator, o.role, c.name, c.kind, c.url, c.events,
+const CHANNEL_SELECT: &str =
+    "SELECT o.name AS operator, o.role AS operator_role, c.name, c.kind, c.url, c.events,
         c.tags, c.title, c.priority, c.ntfy_tags, c.click, c.created_at
     FROM notify_channels c JOIN operators o ON o.id = c.operator_id";
 
@@ -133,7 +114,7 @@ impl Store {
         .bind(&channel.priority)
         .bind(&channel.ntfy_tags)
         .bind(&channel.click)
-        .bind(now())
+        .bind(Timestamp::now())
         .execute(&self.pool)
         .await;
         match result {
@@ -153,21 +134,23 @@ impl Store {
 
     /// `operator`'s channels, by name.
     pub async fn channels_of(&self, operator: &str) -> Result<Vec<NotifyChannel>> {
-        let rows = sqlx::query(&format!(
+        let rows = sqlx::query_as::<_, NotifyChannel>(&format!(
             "{CHANNEL_SELECT} WHERE o.name = ? ORDER BY c.name"
         ))
         .bind(operator)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(channel_from_row).collect()
+        Ok(rows)
     }
 
     /// Every operator's channels (for the deliverer).
     pub async fn all_channels(&self) -> Result<Vec<NotifyChannel>> {
-        let rows = sqlx::query(&format!("{CHANNEL_SELECT} ORDER BY o.name, c.name"))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(channel_from_row).collect()
+        let rows = sqlx::query_as::<_, NotifyChannel>(&format!(
+            "{CHANNEL_SELECT} ORDER BY o.name, c.name"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows)
     }
 
     /// Removes `operator`'s channel `name`; false if there was none.
@@ -194,31 +177,6 @@ impl Store {
         self.channels_changed
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
-}
-
-fn channel_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<NotifyChannel> {
-    let name: String = r.try_get("name")?;
-    let events: String = r.try_get("events")?;
-    let tags: String = r.try_get("tags")?;
-    Ok(NotifyChannel {
-        operator: r.try_get("operator")?,
-        operator_role: r
-            .try_get::<String, _>("role")?
-            .parse()
-            .map_err(StoreError::Corrupt)?,
-        kind: ChannelKind::parse(&r.try_get::<String, _>("kind")?)?,
-        url: ChannelUrl(r.try_get("url")?),
-        events: serde_json::from_str(&events)
-            .map_err(|e| StoreError::Corrupt(format!("events of channel '{name}': {e}")))?,
-        tags: serde_json::from_str(&tags)
-            .map_err(|e| StoreError::Corrupt(format!("tags of channel '{name}': {e}")))?,
-        title: r.try_get("title")?,
-        priority: r.try_get("priority")?,
-        ntfy_tags: r.try_get("ntfy_tags")?,
-        click: r.try_get("click")?,
-        created_at: r.try_get("created_at")?,
-        name,
-    })
 }
 
 #[cfg(test)]

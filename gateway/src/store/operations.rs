@@ -3,117 +3,11 @@
 //! last. The decisions (what to do with one that has no end) live in `crate::agents::journal`;
 //! this file only reads and writes rows.
 
-use sqlx::Row;
-
-use super::{Result, Store, StoreError, format_time, parse_time};
-
-/// What an operation does.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OperationKind {
-    Create,
-    Clone,
-    Migrate,
-    Restore,
-    Destroy,
-}
-
-impl OperationKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OperationKind::Create => "create",
-            OperationKind::Clone => "clone",
-            OperationKind::Migrate => "migrate",
-            OperationKind::Restore => "restore",
-            OperationKind::Destroy => "destroy",
-        }
-    }
-}
-
-impl std::str::FromStr for OperationKind {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        Ok(match s {
-            "create" => OperationKind::Create,
-            "clone" => OperationKind::Clone,
-            "migrate" => OperationKind::Migrate,
-            "restore" => OperationKind::Restore,
-            "destroy" => OperationKind::Destroy,
-            other => return Err(format!("'{other}' is not an operation kind")),
-        })
-    }
-}
-
-/// The steps an operation records, in the order they happen (each kind uses some of them).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Step {
-    /// Written, nothing done yet (the new agent's name may be reserved).
-    Begun,
-    /// migrate: the agent was stopped on its old host.
-    SourceStopped,
-    /// clone, migrate, restore: the workspace copy on the new host is whole and verified.
-    Copied,
-    /// The agent was made on its (new) host.
-    Created,
-    /// migrate: the store names the new host.
-    Switched,
-    /// destroy: the host removed the agent.
-    HostDone,
-}
-
-impl Step {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Step::Begun => "begun",
-            Step::SourceStopped => "source-stopped",
-            Step::Copied => "copied",
-            Step::Created => "created",
-            Step::Switched => "switched",
-            Step::HostDone => "host-done",
-        }
-    }
-}
-
-impl std::str::FromStr for Step {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        Ok(match s {
-            "begun" => Step::Begun,
-            "source-stopped" => Step::SourceStopped,
-            "copied" => Step::Copied,
-            "created" => Step::Created,
-            "switched" => Step::Switched,
-            "host-done" => Step::HostDone,
-            other => return Err(format!("'{other}' is not an operation step")),
-        })
-    }
-}
-
-/// How an operation ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// Every step was done (by the command, or finished after a restart).
-    Done,
-    /// It failed and what it had done was undone (by the command).
-    Failed,
-    /// Cut short by the gateway's death, and undone after a restart.
-    Undone,
-    /// Cut short by the gateway's death, and finished after a restart.
-    Finished,
-}
-
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Done => "done",
-            Outcome::Failed => "failed",
-            Outcome::Undone => "undone",
-            Outcome::Finished => "finished",
-        }
-    }
-}
+use super::{Result, Store};
+use crate::model::{OperationKind, Outcome, Step, Timestamp};
 
 /// One row of the journal.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct Operation {
     pub id: String,
     pub kind: OperationKind,
@@ -132,7 +26,7 @@ pub struct Operation {
     pub operator: Option<String>,
     /// The gateway run that began it.
     pub run: String,
-    pub started_at: time::OffsetDateTime,
+    pub started_at: Timestamp,
 }
 
 impl Store {
@@ -152,7 +46,7 @@ impl Store {
         .bind(op.step.as_str())
         .bind(&op.operator)
         .bind(&op.run)
-        .bind(format_time(op.started_at))
+        .bind(op.started_at)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -173,7 +67,7 @@ impl Store {
         sqlx::query(
             "UPDATE operations SET ended_at = ?, outcome = ?, message = ? WHERE id = ? AND ended_at IS NULL",
         )
-        .bind(super::now())
+        .bind(Timestamp::now())
         .bind(outcome.as_str())
         .bind(message)
         .bind(id)
@@ -185,33 +79,14 @@ impl Store {
     /// The operations with no end that a run other than `run` began (cut short by its death),
     /// oldest first.
     pub async fn open_operations_of_other_runs(&self, run: &str) -> Result<Vec<Operation>> {
-        let rows = sqlx::query(
+        let rows = sqlx::query_as::<_, Operation>(
             "SELECT id, kind, agent, from_host, host, source, was_running, step, operator, run, started_at
              FROM operations WHERE ended_at IS NULL AND run != ? ORDER BY rowid",
         )
         .bind(run)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                let kind: String = r.try_get("kind")?;
-                let step: String = r.try_get("step")?;
-                let started_at: String = r.try_get("started_at")?;
-                Ok(Operation {
-                    id: r.try_get("id")?,
-                    kind: kind.parse().map_err(StoreError::Corrupt)?,
-                    agent: r.try_get("agent")?,
-                    from_host: r.try_get("from_host")?,
-                    host: r.try_get("host")?,
-                    source: r.try_get("source")?,
-                    was_running: r.try_get("was_running")?,
-                    step: step.parse().map_err(StoreError::Corrupt)?,
-                    operator: r.try_get("operator")?,
-                    run: r.try_get("run")?,
-                    started_at: parse_time(&started_at).map_err(StoreError::Corrupt)?,
-                })
-            })
-            .collect()
+        Ok(rows)
     }
 
     /// Whether an operation on the same agent began after operation `id` (in this run or
@@ -226,8 +101,8 @@ impl Store {
         .await?)
     }
 
-    /// Deletes the operations that ended before `before` (RFC 3339); returns how many.
-    pub async fn prune_operations(&self, before: &str) -> Result<u64> {
+    /// Deletes the operations that ended before `before`; returns how many.
+    pub async fn prune_operations(&self, before: Timestamp) -> Result<u64> {
         Ok(
             sqlx::query("DELETE FROM operations WHERE ended_at IS NOT NULL AND ended_at < ?")
                 .bind(before)
@@ -254,7 +129,7 @@ mod tests {
             step: Step::Begun,
             operator: Some("alice".into()),
             run: run.into(),
-            started_at: time::macros::datetime!(2026-12-06 12:00:00.5 UTC),
+            started_at: time::macros::datetime!(2026-12-06 12:00:00.5 UTC).into(),
         }
     }
 
@@ -307,6 +182,12 @@ mod tests {
             .end_operation("o1", Outcome::Finished, "again")
             .await
             .expect("end");
-        assert_eq!(store.prune_operations("9999").await.expect("prune"), 1);
+        assert_eq!(
+            store
+                .prune_operations(Timestamp::parse("9999-01-01T00:00:00Z").expect("a time"))
+                .await
+                .expect("prune"),
+            1
+        );
     }
 }

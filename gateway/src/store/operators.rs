@@ -1,40 +1,9 @@
 //! Operators and their credentials: roles, SSH keys and tailnet logins.
 
-use std::str::FromStr;
+use super::{Result, Store, StoreError};
+use crate::model::{Role, Timestamp};
 
-use serde::Serialize;
-use sqlx::Row;
-
-use super::{Result, Store, StoreError, now};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    Admin,
-    Operator,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Admin => "admin",
-            Role::Operator => "operator",
-        }
-    }
-}
-
-impl FromStr for Role {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
-        match s {
-            "admin" => Ok(Role::Admin),
-            "operator" => Ok(Role::Operator),
-            other => Err(format!("unknown role '{other}' (use admin or operator)")),
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct Operator {
     pub id: i64,
     pub name: String,
@@ -42,7 +11,7 @@ pub struct Operator {
 }
 
 /// A public key as stored: the OpenSSH line and its SHA-256 fingerprint.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct KeyRecord {
     pub operator: String,
     pub role: Role,
@@ -50,15 +19,15 @@ pub struct KeyRecord {
     pub algorithm: String,
     pub public_key: String,
     pub comment: String,
-    pub created_at: String,
+    pub created_at: Timestamp,
 }
 
 /// An operator and what they hold, for `operator list`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct OperatorSummary {
     pub name: String,
     pub role: Role,
-    pub created_at: String,
+    pub created_at: Timestamp,
     pub keys: i64,
     pub tailscale_logins: i64,
     pub agents: i64,
@@ -104,8 +73,8 @@ impl Store {
                 key.fingerprint
             )));
         }
-        let now = now();
-        let operator_id = upsert_operator(&mut tx, name, role, &now).await?;
+        let now = Timestamp::now();
+        let operator_id = upsert_operator(&mut tx, name, role, now).await?;
         sqlx::query(
             "INSERT INTO keys (operator_id, fingerprint, algorithm, public_key, comment, created_at) VALUES (?, ?, ?, ?, ?, ?)",
         )
@@ -114,7 +83,7 @@ impl Store {
         .bind(key.algorithm)
         .bind(key.public_key)
         .bind(key.comment)
-        .bind(&now)
+        .bind(now)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -124,24 +93,24 @@ impl Store {
     }
 
     pub async fn keys(&self) -> Result<Vec<KeyRecord>> {
-        let rows = sqlx::query(
-            "SELECT o.name, o.role, k.fingerprint, k.algorithm, k.public_key, k.comment, k.created_at
+        let rows = sqlx::query_as::<_, KeyRecord>(
+            "SELECT o.name AS operator, o.role, k.fingerprint, k.algorithm, k.public_key, k.comment, k.created_at
              FROM keys k JOIN operators o ON o.id = k.operator_id ORDER BY o.name, k.id",
         )
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(key_from_row).collect()
+        Ok(rows)
     }
 
     pub async fn key_by_fingerprint(&self, fingerprint: &str) -> Result<Option<KeyRecord>> {
-        let row = sqlx::query(
-            "SELECT o.name, o.role, k.fingerprint, k.algorithm, k.public_key, k.comment, k.created_at
+        let row = sqlx::query_as::<_, KeyRecord>(
+            "SELECT o.name AS operator, o.role, k.fingerprint, k.algorithm, k.public_key, k.comment, k.created_at
              FROM keys k JOIN operators o ON o.id = k.operator_id WHERE k.fingerprint = ?",
         )
         .bind(fingerprint)
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(key_from_row).transpose()
+        Ok(row)
     }
 
     /// Lets operator `name` (created with `role` if new) log in by tailnet identity `login`.
@@ -160,14 +129,14 @@ impl Store {
                 "tailnet login {login} is already registered to operator '{owner}'"
             )));
         }
-        let now = now();
-        let operator_id = upsert_operator(&mut tx, name, role, &now).await?;
+        let now = Timestamp::now();
+        let operator_id = upsert_operator(&mut tx, name, role, now).await?;
         sqlx::query(
             "INSERT INTO tailscale_logins (login, operator_id, created_at) VALUES (?, ?, ?)",
         )
         .bind(login)
         .bind(operator_id)
-        .bind(&now)
+        .bind(now)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -176,53 +145,45 @@ impl Store {
 
     /// Every tailnet login that may log in: (login, operator, role).
     pub async fn tailscale_logins(&self) -> Result<Vec<(String, String, Role)>> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT t.login, o.name, o.role FROM tailscale_logins t
              JOIN operators o ON o.id = t.operator_id ORDER BY o.name, t.login",
         )
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get("login")?,
-                    r.try_get("name")?,
-                    parse_role(&r.try_get::<String, _>("role")?)?,
-                ))
-            })
-            .collect()
+        .await?)
     }
 
     /// The operator a tailnet login belongs to, if it is registered.
     pub async fn operator_by_tailscale_login(&self, login: &str) -> Result<Option<Operator>> {
-        let row = sqlx::query(
+        let row = sqlx::query_as::<_, Operator>(
             "SELECT o.id, o.name, o.role FROM tailscale_logins t
              JOIN operators o ON o.id = t.operator_id WHERE t.login = ?",
         )
         .bind(login)
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(operator_from_row).transpose()
+        Ok(row)
     }
 
     /// The operator who owns the key with this fingerprint, if any.
     pub async fn operator_by_fingerprint(&self, fingerprint: &str) -> Result<Option<Operator>> {
-        let row = sqlx::query(
+        let row = sqlx::query_as::<_, Operator>(
             "SELECT o.id, o.name, o.role FROM keys k JOIN operators o ON o.id = k.operator_id WHERE k.fingerprint = ?",
         )
         .bind(fingerprint)
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(operator_from_row).transpose()
+        Ok(row)
     }
 
     /// The operator named `name`, if there is one.
     pub async fn operator_named(&self, name: &str) -> Result<Option<Operator>> {
-        let row = sqlx::query("SELECT id, name, role FROM operators WHERE name = ?")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(operator_from_row).transpose()
+        let row =
+            sqlx::query_as::<_, Operator>("SELECT id, name, role FROM operators WHERE name = ?")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row)
     }
 
     pub async fn operator_exists(&self, name: &str) -> Result<bool> {
@@ -244,27 +205,16 @@ impl Store {
 
     /// Every operator, with how many keys, tailnet logins and agents each has.
     pub async fn operators(&self) -> Result<Vec<OperatorSummary>> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT o.name, o.role, o.created_at,
                     (SELECT COUNT(*) FROM keys k WHERE k.operator_id = o.id) AS keys,
-                    (SELECT COUNT(*) FROM tailscale_logins t WHERE t.operator_id = o.id) AS logins,
+                    (SELECT COUNT(*) FROM tailscale_logins t WHERE t.operator_id = o.id)
+                        AS tailscale_logins,
                     (SELECT COUNT(*) FROM agents a WHERE a.created_by = o.name) AS agents
              FROM operators o ORDER BY o.name",
         )
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(OperatorSummary {
-                    name: r.try_get("name")?,
-                    role: parse_role(&r.try_get::<String, _>("role")?)?,
-                    created_at: r.try_get("created_at")?,
-                    keys: r.try_get("keys")?,
-                    tailscale_logins: r.try_get("logins")?,
-                    agents: r.try_get("agents")?,
-                })
-            })
-            .collect()
+        .await?)
     }
 
     /// The keys operator `name` may log in with.
@@ -322,7 +272,7 @@ async fn upsert_operator(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     name: &str,
     role: Role,
-    now: &str,
+    now: Timestamp,
 ) -> Result<i64> {
     sqlx::query("INSERT INTO operators (name, role, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING")
         .bind(name)
@@ -336,28 +286,4 @@ async fn upsert_operator(
             .fetch_one(&mut **tx)
             .await?,
     )
-}
-
-fn operator_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Operator> {
-    Ok(Operator {
-        id: r.try_get("id")?,
-        name: r.try_get("name")?,
-        role: parse_role(&r.try_get::<String, _>("role")?)?,
-    })
-}
-
-fn key_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<KeyRecord> {
-    Ok(KeyRecord {
-        operator: r.try_get("name")?,
-        role: parse_role(&r.try_get::<String, _>("role")?)?,
-        fingerprint: r.try_get("fingerprint")?,
-        algorithm: r.try_get("algorithm")?,
-        public_key: r.try_get("public_key")?,
-        comment: r.try_get("comment")?,
-        created_at: r.try_get("created_at")?,
-    })
-}
-
-fn parse_role(s: &str) -> Result<Role> {
-    s.parse().map_err(StoreError::Corrupt)
 }

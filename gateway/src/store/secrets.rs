@@ -1,16 +1,14 @@
 //! Secrets: values agents get in their environment, never shown back.
 
-use serde::Serialize;
-use sqlx::Row;
-
-use super::{Result, Store, now};
+use super::{Result, Store};
+use crate::model::Timestamp;
 
 /// A secret as `secret list` shows it: never its value.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct SecretSummary {
     pub name: String,
     pub set_by: String,
-    pub updated_at: String,
+    pub updated_at: Timestamp,
 }
 
 impl Store {
@@ -26,7 +24,7 @@ impl Store {
         .bind(name)
         .bind(value)
         .bind(by)
-        .bind(now())
+        .bind(Timestamp::now())
         .execute(&self.pool)
         .await?;
         Ok(existed)
@@ -34,18 +32,11 @@ impl Store {
 
     /// Every secret's name, sorted, with who set it and when.
     pub async fn secrets(&self) -> Result<Vec<SecretSummary>> {
-        let rows = sqlx::query("SELECT name, created_by, updated_at FROM secrets ORDER BY name")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(SecretSummary {
-                    name: r.try_get("name")?,
-                    set_by: r.try_get("created_by")?,
-                    updated_at: r.try_get("updated_at")?,
-                })
-            })
-            .collect()
+        Ok(sqlx::query_as(
+            "SELECT name, created_by AS set_by, updated_at FROM secrets ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     async fn secret_names(&self) -> Result<Vec<String>> {

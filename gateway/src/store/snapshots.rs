@@ -1,24 +1,25 @@
 //! Snapshots: archives of agents' workspaces kept on their hosts, and who took them.
 
 use hostctl::api::CreateRequest;
-use sqlx::Row;
 
 use super::{Result, Store, StoreError};
+use crate::model::Timestamp;
 
 /// A snapshot the gateway knows of: the archive itself is on `host`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct SnapshotRecord {
     pub id: String,
     /// The agent it was taken of (which may have been destroyed since).
     pub agent: String,
     /// That agent's `created_at`: which agent of that name it was. None for a snapshot
     /// recorded before this was kept, whose agent was gone by then.
-    pub agent_created_at: Option<String>,
+    pub agent_created_at: Option<Timestamp>,
     pub host: String,
     pub label: Option<String>,
     /// When the gateway recorded it (the gateway's clock, not the host's).
-    pub created_at: String,
+    pub created_at: Timestamp,
     /// The archive's size in bytes.
+    #[sqlx(try_from = "i64")]
     pub size: u64,
     /// The archive's SHA-256 (hex), which a restore must match.
     pub sha256: String,
@@ -26,6 +27,7 @@ pub struct SnapshotRecord {
     pub owner: Option<String>,
     pub taken_by: Option<String>,
     /// The agent's settings when it was taken.
+    #[sqlx(try_from = "super::columns::Json<CreateRequest>")]
     pub spec: CreateRequest,
     pub idle_stop: Option<String>,
 }
@@ -71,10 +73,10 @@ impl Store {
         ))
         .bind(&snapshot.id)
         .bind(&snapshot.agent)
-        .bind(&snapshot.agent_created_at)
+        .bind(snapshot.agent_created_at)
         .bind(&snapshot.host)
         .bind(&snapshot.label)
-        .bind(&snapshot.created_at)
+        .bind(snapshot.created_at)
         .bind(i64::try_from(snapshot.size).unwrap_or(i64::MAX))
         .bind(&snapshot.sha256)
         .bind(&snapshot.owner)
@@ -105,22 +107,22 @@ impl Store {
 
     /// Snapshot `id` (who may see it: `agents::access`).
     pub async fn snapshot(&self, id: &str) -> Result<Option<SnapshotRecord>> {
-        let row = sqlx::query(&format!("{SNAPSHOT_SELECT} WHERE id = ?"))
+        let row = sqlx::query_as::<_, SnapshotRecord>(&format!("{SNAPSHOT_SELECT} WHERE id = ?"))
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(snapshot_from_row).transpose()
+        Ok(row)
     }
 
     /// Every snapshot (of agent `of` only, if given), oldest first.
     pub async fn snapshots(&self, of: Option<&str>) -> Result<Vec<SnapshotRecord>> {
-        let rows = sqlx::query(&format!(
+        let rows = sqlx::query_as::<_, SnapshotRecord>(&format!(
             "{SNAPSHOT_SELECT} WHERE (?1 IS NULL OR agent = ?1) ORDER BY created_at, id"
         ))
         .bind(of)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(snapshot_from_row).collect()
+        Ok(rows)
     }
 
     /// Forgets a snapshot; false if there was none.
@@ -136,23 +138,3 @@ impl Store {
 const SNAPSHOT_SELECT: &str =
     "SELECT id, agent, agent_created_at, host, label, created_at, size, sha256, owner,
             taken_by, spec, idle_stop FROM snapshots";
-
-fn snapshot_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<SnapshotRecord> {
-    let id: String = r.try_get("id")?;
-    let spec: String = r.try_get("spec")?;
-    Ok(SnapshotRecord {
-        spec: serde_json::from_str(&spec)
-            .map_err(|e| StoreError::Corrupt(format!("spec of snapshot '{id}': {e}")))?,
-        id,
-        agent: r.try_get("agent")?,
-        agent_created_at: r.try_get("agent_created_at")?,
-        host: r.try_get("host")?,
-        label: r.try_get("label")?,
-        created_at: r.try_get("created_at")?,
-        size: u64::try_from(r.try_get::<i64, _>("size")?).unwrap_or(0),
-        sha256: r.try_get("sha256")?,
-        owner: r.try_get("owner")?,
-        taken_by: r.try_get("taken_by")?,
-        idle_stop: r.try_get("idle_stop")?,
-    })
-}

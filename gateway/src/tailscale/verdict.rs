@@ -46,7 +46,7 @@ pub fn peer_problem(peer: Option<&PeerStatus>, name: &str) -> Option<String> {
         Some(p) if !p.online => Some(format!(
             "tailnet peer '{name}' is offline{}",
             p.last_seen
-                .map(|t| format!(" (last seen {})", crate::store::format_time(t)))
+                .map(|t| format!(" (last seen {})", crate::model::Timestamp::from(t)))
                 .unwrap_or_default()
         )),
         Some(_) => None,

@@ -26,12 +26,12 @@ pub use rules::{BUILTIN_NAMES, InvalidRules, RuleSet, Rules, ScreenWait};
 
 use hostctl::api::Screen;
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use crate::agents::hooks::HookState;
 use crate::config::StatusConfig;
-use crate::store::ActivitySource::{Hook, Screen as FromScreen};
-use crate::store::ActivityState::{Idle, Waiting, Working};
+use crate::model::ActivitySource::{Hook, Screen as FromScreen};
+use crate::model::ActivityState::{Idle, Waiting, Working};
+use crate::model::Timestamp;
 use crate::store::AgentActivity;
 
 /// What a host reported of a running agent, for [`next`].
@@ -55,16 +55,16 @@ pub fn next(
     now: OffsetDateTime,
 ) -> AgentActivity {
     let mut next = prev.clone();
-    let prev_input = parse(prev.last_input_at.as_deref());
+    let prev_input = prev.last_input_at.map(Timestamp::datetime);
     if let Some(input) = look.input
         && prev_input.is_none_or(|p| input > p)
     {
-        next.last_input_at = Some(format(input));
+        next.last_input_at = Some(Timestamp::from(input));
     }
     if let Some(screen) = look.screen {
         let size = format!("{}x{}", screen.cols, screen.rows);
         let key = format!("{size} {}", screen.hash);
-        let prev_output = parse(prev.last_output_at.as_deref());
+        let prev_output = prev.last_output_at.map(Timestamp::datetime);
         // When the change happened: tmux's time of the last output, unless it is older than
         // what is already known (tmux counts whole seconds) or in the future.
         let changed_at = look
@@ -77,15 +77,15 @@ pub fn next(
             // one known.
             None => {
                 next.last_output_at = match (prev_output, look.tmux_activity) {
-                    (Some(p), Some(t)) => Some(format(p.max(t.min(now)))),
-                    (Some(p), None) => Some(format(p)),
-                    (None, _) => Some(format(changed_at)),
+                    (Some(p), Some(t)) => Some(Timestamp::from(p.max(t.min(now)))),
+                    (Some(p), None) => Some(Timestamp::from(p)),
+                    (None, _) => Some(Timestamp::from(changed_at)),
                 }
             }
             Some(old) if old == key => {}
             // Another size: the program redrew its screen for a viewer's terminal.
             Some(old) if old.split(' ').next() != Some(size.as_str()) => {}
-            Some(_) => next.last_output_at = Some(format(changed_at)),
+            Some(_) => next.last_output_at = Some(Timestamp::from(changed_at)),
         }
         next.screen = Some(key);
         next.last_line = screen.tail.last().cloned();
@@ -93,8 +93,8 @@ pub fn next(
         next.screen_asks = wait.as_ref().is_some_and(|w| w.asks);
         next.screen_waits = wait.map(|w| w.reason);
     }
-    let output = parse(next.last_output_at.as_deref());
-    let input = parse(next.last_input_at.as_deref());
+    let output = next.last_output_at.map(Timestamp::datetime);
+    let input = next.last_input_at.map(Timestamp::datetime);
     let within = |t: OffsetDateTime, limit: std::time::Duration| {
         let age = now - t;
         age < time::Duration::try_from(limit).unwrap_or(time::Duration::MAX)
@@ -161,20 +161,12 @@ pub fn question(activity: &AgentActivity) -> Option<String> {
     asks.then_some(reason)
 }
 
-pub fn parse(rfc3339: Option<&str>) -> Option<OffsetDateTime> {
-    OffsetDateTime::parse(rfc3339?, &Rfc3339).ok()
-}
-
-pub fn format(t: OffsetDateTime) -> String {
-    t.format(&Rfc3339).unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::rules::tests::rules_for;
     use super::*;
     use crate::config::Template;
-    use crate::store::ActivityState;
+    use crate::model::ActivityState;
     use hostctl::api::{AgentCli, AgentCommand};
     use std::time::Duration;
 
@@ -217,7 +209,7 @@ mod tests {
             at(1),
         );
         assert_eq!(first.state, Some(ActivityState::Working));
-        assert_eq!(parse(first.last_output_at.as_deref()), Some(at(0)));
+        assert_eq!(first.last_output_at.map(Timestamp::datetime), Some(at(0)));
         assert_eq!(first.last_line.as_deref(), Some("$"));
         let settled = next(&config(), set, &first, &look(&prompt), at(20));
         assert_eq!(settled.state, Some(ActivityState::Waiting));
@@ -373,7 +365,7 @@ mod tests {
         let printed = screen("hello", "sleep");
         let out = next(&config(), set, &typed, &look(&printed, None), at(101));
         assert_eq!(out.state, Some(ActivityState::Working));
-        assert_eq!(parse(out.last_output_at.as_deref()), Some(at(101)));
+        assert_eq!(out.last_output_at.map(Timestamp::datetime), Some(at(101)));
     }
 
     #[test]
@@ -387,7 +379,7 @@ mod tests {
         // Known quiet since 0; its screen was forgotten (a host blip); tmux says the last
         // output was at 0.
         let forgotten = AgentActivity {
-            last_output_at: Some(format(at(0))),
+            last_output_at: Some(Timestamp::from(at(0))),
             ..AgentActivity::default()
         };
         let look = Look {
@@ -397,7 +389,7 @@ mod tests {
             hooks: &[],
         };
         let again = next(&config(), set, &forgotten, &look, at(100));
-        assert_eq!(parse(again.last_output_at.as_deref()), Some(at(0)));
+        assert_eq!(again.last_output_at.map(Timestamp::datetime), Some(at(0)));
         assert_eq!(again.state, Some(ActivityState::Idle));
     }
 

@@ -138,7 +138,7 @@ async fn look_again(gw: &Gateway, host: &Host, name: &str) {
     let Ok(Some(prev)) = gw.store.agent(name).await else {
         return;
     };
-    if prev.host != host.name() || prev.status == crate::store::AgentStatus::Creating {
+    if prev.host != host.name() || prev.status == crate::model::AgentStatus::Creating {
         return;
     }
     match host.info(name).await {

@@ -22,9 +22,9 @@ use tracing::{debug, info, warn};
 use crate::Gateway;
 use crate::agents::activity;
 use crate::hosts::Host;
-use crate::store::{
-    AgentActivity, AgentRecord, AgentStatus, Event, HostRecord, HostStatus, Observed, StoreError,
-};
+use crate::model::{AgentStatus, HostStatus};
+use crate::model::{EventKind, EventResult, Timestamp};
+use crate::store::{AgentActivity, AgentRecord, Event, HostRecord, Observed, StoreError};
 
 /// Reconciles every host once, the hosts in parallel.
 pub async fn reconcile_all(gw: &Arc<Gateway>) {
@@ -284,15 +284,15 @@ pub async fn mark_unreachable(gw: &Gateway, host: &str, reason: &str) -> Result<
 /// An audit event for a host that became reachable or unreachable (admins see it in `events`).
 async fn record_host_change(gw: &Gateway, host: &str, became: HostStatus, reason: &str) {
     let event = Event {
-        kind: "host".into(),
         detail: format!("{host} {}", became.as_str()),
-        result: match became {
-            HostStatus::Reachable => "ok",
-            HostStatus::Unreachable => became.as_str(),
-        }
-        .into(),
         message: reason.into(),
-        ..Event::default()
+        ..Event::new(
+            EventKind::Host,
+            match became {
+                HostStatus::Reachable => EventResult::Ok,
+                HostStatus::Unreachable => EventResult::Unreachable,
+            },
+        )
     };
     if let Err(e) = gw.store.record_event(&event).await {
         warn!(host, error = %e, "could not record an audit event");
@@ -396,25 +396,35 @@ fn report_applies(
     now: time::OffsetDateTime,
     abandoned: bool,
 ) -> bool {
-    let newer =
-        activity::parse(agent.status_since.as_deref()).is_some_and(|t| t > asked_at && t <= now);
+    let newer = agent
+        .status_since
+        .map(Timestamp::datetime)
+        .is_some_and(|t| t > asked_at && t <= now);
     let being_created = agent.status == AgentStatus::Creating && !abandoned;
     !newer && !being_created
 }
 
+/// The host's RFC 3339 text (tmux's last activity) as seconds since the epoch.
 fn unix(rfc3339: Option<&str>) -> Option<i64> {
-    activity::parse(rfc3339).map(time::OffsetDateTime::unix_timestamp)
+    host_time(rfc3339).map(time::OffsetDateTime::unix_timestamp)
+}
+
+/// A time a host wrote, if it is one.
+fn host_time(rfc3339: Option<&str>) -> Option<time::OffsetDateTime> {
+    Timestamp::parse(rfc3339?).ok().map(Timestamp::datetime)
 }
 
 /// The idle-stop period of an agent just seen idle for at least that long, if it has one.
 fn idle_stop_due(prev: &AgentRecord, seen: &Observed) -> Option<std::time::Duration> {
     let activity = seen.activity.as_ref()?;
-    if activity.state != Some(crate::store::ActivityState::Idle) {
+    if activity.state != Some(crate::model::ActivityState::Idle) {
         return None;
     }
     let period = crate::config::parse_idle_stop(prev.idle_stop.as_deref()?).ok()?;
-    let quiet_since = activity::parse(activity.last_output_at.as_deref())
-        .max(activity::parse(activity.last_input_at.as_deref()))?;
+    let quiet_since = activity
+        .last_output_at
+        .max(activity.last_input_at)?
+        .datetime();
     let quiet = time::OffsetDateTime::now_utc() - quiet_since;
     (quiet >= time::Duration::try_from(period).ok()?).then_some(period)
 }
@@ -434,20 +444,21 @@ async fn stop_idle(gw: &Gateway, host: &Host, name: &str, period: std::time::Dur
     let (result, message) = match &stopped {
         Ok(()) => {
             info!(agent = name, idle_for = period, "stopped an idle agent");
-            ("ok", format!("no output and no input for {period}"))
+            (
+                EventResult::Ok,
+                format!("no output and no input for {period}"),
+            )
         }
         Err(e) => {
             warn!(agent = name, error = %e, "cannot stop an idle agent");
-            ("failed", e.clone())
+            (EventResult::Failed, e.clone())
         }
     };
     let event = Event {
-        kind: "idle-stop".into(),
         agent: Some(name.to_owned()),
         detail: format!("stop {name}"),
-        result: result.into(),
         message,
-        ..Event::default()
+        ..Event::new(EventKind::IdleStop, result)
     };
     if let Err(e) = gw.store.record_event(&event).await {
         warn!(agent = name, error = %e, "could not record an audit event");
@@ -455,12 +466,7 @@ async fn stop_idle(gw: &Gateway, host: &Host, name: &str, period: std::time::Dur
 }
 
 fn create_abandoned(gw: &Gateway, agent: &AgentRecord) -> bool {
-    let Ok(created) = time::OffsetDateTime::parse(
-        &agent.created_at,
-        &time::format_description::well_known::Rfc3339,
-    ) else {
-        return true;
-    };
+    let created = agent.created_at.datetime();
     let limit =
         time::Duration::try_from(gw.config.hosts.create_timeout).unwrap_or(time::Duration::HOUR);
     time::OffsetDateTime::now_utc() - created > limit + time::Duration::MINUTE
@@ -499,7 +505,7 @@ pub fn observed_from(gw: &Gateway, prev: &AgentRecord, info: &AgentInfo) -> Obse
     if info.status == HostAgentStatus::Running {
         let look = activity::Look {
             screen: info.screen.as_ref(),
-            tmux_activity: activity::parse(info.last_activity.as_deref()),
+            tmux_activity: host_time(info.last_activity.as_deref()),
             input: gw.inputs.last(&prev.name),
             hooks: &info.hooks,
         };
@@ -508,7 +514,7 @@ pub fn observed_from(gw: &Gateway, prev: &AgentRecord, info: &AgentInfo) -> Obse
         let base = match prev.status {
             AgentStatus::Running | AgentStatus::Unknown => prev.activity.clone(),
             AgentStatus::Creating | AgentStatus::Exited | AgentStatus::Stopped => AgentActivity {
-                last_input_at: prev.activity.last_input_at.clone(),
+                last_input_at: prev.activity.last_input_at,
                 ..AgentActivity::default()
             },
         };
@@ -546,7 +552,9 @@ pub fn adopted(host: &str, info: &AgentInfo) -> AgentRecord {
         exit_code: info.exit_code,
         pid: info.pid,
         last_activity: info.last_activity.clone(),
-        created_at: info.meta.created_at.clone(),
+        // The host's clock said when it was made; text that is no time (a damaged meta.json)
+        // makes it new now rather than keep the agent out of the store.
+        created_at: Timestamp::parse(&info.meta.created_at).unwrap_or_else(|_| Timestamp::now()),
         created_by: request.created_by.clone(),
         activity: Default::default(),
         status_since: None,
@@ -575,11 +583,11 @@ mod tests {
 
     #[test]
     fn a_report_applies_only_to_rows_older_than_it_and_not_being_created() {
-        let at = |s: &str| activity::parse(Some(s)).expect("a time");
+        let at = |s: &str| Timestamp::parse(s).expect("a time").datetime();
         let asked = at("2026-01-01T12:00:00Z");
         let now = at("2026-01-01T12:00:01Z");
         let agent = |status, since: Option<&str>| crate::store::AgentRecord {
-            status_since: since.map(str::to_owned),
+            status_since: since.map(|s| Timestamp::parse(s).expect("a time")),
             ..sample_agent("a", "local", status)
         };
         let running = AgentStatus::Running;

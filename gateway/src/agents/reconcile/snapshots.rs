@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use tracing::{info, warn};
 
 use crate::Gateway;
-use crate::agents::activity;
 use crate::hosts::Host;
+use crate::model::Timestamp;
 use crate::store::{SameArchive, SnapshotRecord, StoreError};
 
 /// Per host, whether its snapshots were taken up in this run of the gateway
@@ -143,18 +143,16 @@ async fn adopted_snapshot(
     host: &str,
     meta: hostctl::api::SnapshotMeta,
 ) -> Result<SnapshotRecord, StoreError> {
-    let taken = activity::parse(Some(&meta.created_at));
+    let taken = Timestamp::parse(&meta.created_at).ok();
     let agent_created_at = gw.store.agent(&meta.agent).await?.and_then(|agent| {
-        let before = activity::parse(Some(&agent.created_at))
-            .zip(taken)
-            .is_some_and(|(created, taken)| created <= taken);
+        let before = taken.is_some_and(|taken| agent.created_at <= taken);
         (before && agent.created_by == meta.spec.created_by).then_some(agent.created_at)
     });
     Ok(SnapshotRecord {
         agent_created_at,
         host: host.to_owned(),
         label: meta.label,
-        created_at: taken.map_or_else(crate::store::now, crate::store::format_time),
+        created_at: taken.unwrap_or_else(Timestamp::now),
         size: meta.size,
         sha256: meta.sha256,
         owner: meta.spec.created_by.clone(),
@@ -169,7 +167,8 @@ async fn adopted_snapshot(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{AgentStatus, sample_agent};
+    use crate::model::AgentStatus;
+    use crate::store::sample_agent;
 
     #[test]
     fn a_snapshot_found_on_a_host_is_checked_like_the_gateways_own_input() {

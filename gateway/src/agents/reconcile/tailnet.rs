@@ -81,7 +81,7 @@ async fn follow_address(
             Err(e) => warn!(host = record.name, error = %e, "cannot use the new address"),
         }
     }
-    if (moved || record.status == crate::store::HostStatus::Unreachable)
+    if (moved || record.status == crate::model::HostStatus::Unreachable)
         && let Ok(host) = gw.hosts.get(&record.name)
     {
         super::reconcile_host(gw, &host).await?;

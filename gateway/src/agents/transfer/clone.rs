@@ -8,7 +8,8 @@ use crate::agents::create::{Origin, create_reserved, reserve};
 use crate::agents::error::{Error, Result};
 use crate::agents::{lifecycle, placement};
 use crate::hosts::copy_workspace;
-use crate::store::{AgentRecord, OperationKind, Operator};
+use crate::model::OperationKind;
+use crate::store::{AgentRecord, Operator};
 
 /// Agent `source` copied as a new agent `name`, on `host` (default: the source's host).
 #[derive(Clone, Debug)]

@@ -11,7 +11,8 @@ use crate::agents::journal::{Intent, Planned};
 use crate::agents::reconcile;
 use crate::agents::{lifecycle, placement};
 use crate::hosts::{Host, HostError, copy_workspace};
-use crate::store::{AgentRecord, AgentStatus, OperationKind, Operator, Step};
+use crate::model::{AgentStatus, OperationKind, Step};
+use crate::store::{AgentRecord, Operator};
 
 /// Agent `name` to be moved to host `host`.
 #[derive(Clone, Debug)]

@@ -10,7 +10,8 @@ use crate::agents::create::{Origin, create_reserved, reserve};
 use crate::agents::error::{Error, Result};
 use crate::agents::{placement, tags};
 use crate::hosts::restore_snapshot;
-use crate::store::{AgentRecord, OperationKind, Operator};
+use crate::model::OperationKind;
+use crate::store::{AgentRecord, Operator};
 
 /// Snapshot `snapshot` restored as a new agent `name`.
 #[derive(Clone, Debug)]

@@ -13,7 +13,8 @@ use crate::Gateway;
 use crate::agents::error::{Error, LabelError, Purpose, Result};
 use crate::agents::{access, lifecycle, shares};
 use crate::hosts::HostError;
-use crate::store::{AgentStatus, Operator, SameArchive, SnapshotRecord, StoreError};
+use crate::model::AgentStatus;
+use crate::store::{Operator, SameArchive, SnapshotRecord, StoreError};
 
 /// The most snapshots of one agent in one minute (IDs `-2` to `-N`).
 pub const MAX_PER_MINUTE: u32 = 100;
@@ -144,11 +145,11 @@ pub async fn take(
         agent: name.to_owned(),
         // Which agent of this name it is: the store shows the snapshot through this very
         // agent only, never through a later one of the same name.
-        agent_created_at: Some(agent.created_at.clone()),
+        agent_created_at: Some(agent.created_at),
         host: agent.host.clone(),
         label,
         // The gateway's clock, as for agents: the host's may be off.
-        created_at: crate::store::now(),
+        created_at: crate::model::Timestamp::now(),
         size: made.size,
         sha256: made.sha256,
         owner: agent.created_by.clone(),

@@ -22,7 +22,7 @@ fn tailnet_json(h: &HostRecord, view: &crate::tailscale::View) -> Value {
                 (!p.online)
                     .then_some(p.last_seen)
                     .flatten()
-                    .map(crate::store::format_time)
+                    .map(crate::model::Timestamp::from)
             );
             out["os"] = json!(p.os);
             out["path"] = json!(p.path());
@@ -49,6 +49,7 @@ fn tailnet_text(t: &Value) -> String {
     } else {
         let seen = t["last_seen"]
             .as_str()
+            .and_then(|s| crate::model::Timestamp::parse(s).ok())
             .map(|s| format!(", seen {} ago", age(s)))
             .unwrap_or_default();
         format!("offline {os}{seen}")
@@ -61,22 +62,22 @@ pub(super) fn host_json(h: &HostRecord, agents: usize, view: &crate::tailscale::
         .as_deref()
         .and_then(|k| russh::keys::PublicKey::from_openssh(k).ok())
         .map(|k| fingerprint(&k));
-    json!({
-        "name": h.name,
-        "address": h.address,
-        "port": h.address.as_ref().map(|_| h.port),
-        "user": h.user,
-        "status": h.status,
-        "agents": agents,
-        "hostctl_version": h.hostctl_version,
-        "hostctl_path": h.hostctl_path,
-        "platform": h.platform,
-        "host_key": h.host_key,
-        "host_key_fingerprint": key_fp,
-        "last_contact": h.last_contact,
-        "last_error": h.last_error,
-        "created_at": h.created_at,
-        "tailnet": tailnet_json(h, view),
+    to_json(&HostJson {
+        name: &h.name,
+        address: h.address.as_deref(),
+        port: h.address.as_ref().map(|_| h.port),
+        user: h.user.as_deref(),
+        status: h.status,
+        agents,
+        hostctl_version: h.hostctl_version.as_deref(),
+        hostctl_path: h.hostctl_path.as_deref(),
+        platform: h.platform.as_deref(),
+        host_key: h.host_key.as_deref(),
+        host_key_fingerprint: key_fp,
+        last_contact: h.last_contact,
+        last_error: h.last_error.as_deref(),
+        created_at: h.created_at,
+        tailnet: tailnet_json(h, view),
     })
 }
 
@@ -113,7 +114,6 @@ pub(super) async fn list(
                 format!("{}/{}", running, count(&h.name)),
                 h.hostctl_version.clone().unwrap_or_else(|| "-".into()),
                 h.last_contact
-                    .as_deref()
                     .map_or_else(|| "never".into(), |t| format!("{} ago", age(t))),
                 tailnet_text(&tailnet_json(h, &view)),
             ]

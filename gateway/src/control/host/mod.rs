@@ -18,6 +18,7 @@ use std::sync::Arc;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
+use super::output::{HostJson, to_json};
 use super::output::{age, json_text, table};
 use super::{Caller, CommandError, CommandIo, CommandResult, exit, require_admin};
 use crate::Gateway;
@@ -25,7 +26,8 @@ use crate::agents::reconcile;
 use crate::hosts::remote::enrol;
 use crate::hosts::remote::leg::{KeyCheck, Target, fingerprint};
 use crate::hosts::{HostError, LOCAL_HOST};
-use crate::store::{AgentStatus, HostRecord, StoreError};
+use crate::model::AgentStatus;
+use crate::store::{HostRecord, StoreError};
 
 #[derive(Debug, Args)]
 pub struct HostArgs {

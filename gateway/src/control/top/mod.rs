@@ -272,7 +272,7 @@ async fn attach(
     super::record(
         gw,
         caller,
-        "command",
+        crate::model::EventKind::Command,
         Some(name.to_owned()),
         &line,
         status,
@@ -502,7 +502,7 @@ mod tests {
         let mut view = View::new();
         let mut agents: Vec<_> = ["alpha", "beta", "gamma"]
             .into_iter()
-            .map(|n| crate::store::sample_agent(n, "local", crate::store::AgentStatus::Running))
+            .map(|n| crate::store::sample_agent(n, "local", crate::model::AgentStatus::Running))
             .collect();
         agents.sort_by(|a, b| a.name.cmp(&b.name));
         view.set_agents(agents, Vec::new());
@@ -576,7 +576,7 @@ mod tests {
     #[test]
     fn the_terminal_rings_when_an_agent_it_shows_starts_waiting_or_exits() {
         let change = |from: &str, to: &str, owner: &str| StatusChange {
-            at: time::OffsetDateTime::UNIX_EPOCH,
+            at: time::OffsetDateTime::UNIX_EPOCH.into(),
             agent: "fix-ci".into(),
             host: "local".into(),
             from: Some(from.into()),
@@ -590,7 +590,7 @@ mod tests {
         let ann = Operator {
             id: 1,
             name: "ann".into(),
-            role: crate::store::Role::Operator,
+            role: crate::model::Role::Operator,
         };
         let ring = ring_for(&change("working", "waiting", "ann"), &ann).expect("rings");
         assert_eq!(

@@ -11,7 +11,8 @@ use ratatui::widgets::{Cell, Row, StatefulWidget, Table, TableState, Widget};
 
 use super::keys::Key;
 use crate::control::output::{age, status_text};
-use crate::store::{AgentRecord, AgentStatus};
+use crate::model::AgentStatus;
+use crate::store::AgentRecord;
 
 /// Typed characters within this long of each other make one name to find.
 const TYPE_AHEAD: Duration = Duration::from_millis(1500);
@@ -508,7 +509,7 @@ fn agents_table(view: &mut View, area: Rect, buf: &mut Buffer) {
                 Cell::from(cut(&a.name, usize::from(name_width))),
                 Cell::from(cut(&a.host, usize::from(host_width))),
                 Cell::from(status_text(a)).style(status_style(a)),
-                Cell::from(a.status_since.as_deref().map_or_else(String::new, age)),
+                Cell::from(a.status_since.map_or_else(String::new, age)),
                 Cell::from(last).style(Style::default().fg(Color::Gray)),
             ])
         })
@@ -655,7 +656,8 @@ fn line_being_typed(text: &str, room: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{ActivityState, sample_agent};
+    use crate::model::ActivityState;
+    use crate::store::sample_agent;
 
     fn agent(name: &str, host: &str, status: AgentStatus) -> AgentRecord {
         sample_agent(name, host, status)

@@ -339,7 +339,7 @@ async fn tailnet_step(d: &Diagnostics<'_>, h: &HostRecord) -> Step {
         format!(
             "; the tailnet lists it offline{}",
             peer.last_seen
-                .map(|t| format!(" since {}", crate::store::format_time(t)))
+                .map(|t| format!(" since {}", crate::model::Timestamp::from(t)))
                 .unwrap_or_default()
         )
     };
