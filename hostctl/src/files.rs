@@ -194,25 +194,11 @@ impl Files {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{AgentCommand, CreateRequest, WorkspaceSource};
+    use crate::api::CreateRequest;
 
     fn meta(dir: &Path) -> AgentMeta {
         AgentMeta {
-            request: CreateRequest {
-                name: "w".into(),
-                template: "shell".into(),
-                command: AgentCommand::LoginShell,
-                restart_command: None,
-                workspace: WorkspaceSource::Empty,
-                env: Default::default(),
-                tags: Default::default(),
-                prompt: None,
-                size: None,
-                created_by: None,
-                secret_names: Vec::new(),
-                cli: None,
-                sandbox: None,
-            },
+            request: CreateRequest::login_shell("w"),
             workspace_path: dir.join("workspaces/w"),
             created_at: "2026-11-23T00:00:00Z".into(),
             starts: 0,

@@ -460,7 +460,7 @@ pub fn is_sandboxed(meta: &AgentMeta) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{AgentCommand, CreateRequest, WorkspaceSource};
+    use crate::api::CreateRequest;
 
     /// Runs a classic BPF program as the kernel's seccomp would on `(arch, nr, args[1])`.
     fn run_filter(program: &[u8], arch: u32, nr: u32, arg1: u64) -> u32 {
@@ -528,19 +528,8 @@ mod tests {
     fn meta(name: &str, workspace: &Path) -> AgentMeta {
         AgentMeta {
             request: CreateRequest {
-                name: name.into(),
-                template: "shell".into(),
-                command: AgentCommand::LoginShell,
-                restart_command: None,
-                workspace: WorkspaceSource::Empty,
-                env: Default::default(),
-                tags: Default::default(),
-                prompt: None,
-                size: None,
-                created_by: None,
-                secret_names: Vec::new(),
-                cli: None,
                 sandbox: Some(Sandbox::Bwrap),
+                ..CreateRequest::login_shell(name)
             },
             workspace_path: workspace.to_owned(),
             created_at: "2026-12-06T00:00:00Z".into(),

@@ -380,7 +380,7 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{AgentCommand, AgentMeta, CreateRequest, WorkspaceSource};
+    use crate::api::{AgentMeta, CreateRequest};
     use crate::files::Files;
 
     /// An agent `w` on a host in `dir` (its files only: no tmux), with a small workspace.
@@ -394,19 +394,9 @@ mod tests {
         files
             .write_meta(&AgentMeta {
                 request: CreateRequest {
-                    name: "w".into(),
-                    template: "shell".into(),
-                    command: AgentCommand::LoginShell,
-                    restart_command: None,
-                    workspace: WorkspaceSource::Empty,
                     env: [("MARK".to_owned(), "kept".to_owned())].into(),
-                    tags: Default::default(),
-                    prompt: None,
-                    size: None,
                     created_by: Some("alice".into()),
-                    secret_names: Vec::new(),
-                    cli: None,
-                    sandbox: None,
+                    ..CreateRequest::login_shell("w")
                 },
                 workspace_path: ws,
                 created_at: now_rfc3339(),

@@ -125,27 +125,17 @@ pub async fn run_forward(
     channel: OpenChannel,
     reply: ChannelOpenHandle,
 ) {
-    let detail = target.to_string();
+    let record = ForwardRecord {
+        gw: &gw,
+        caller: &caller,
+        agent: &agent,
+        detail: target.to_string(),
+    };
     let host = match lifecycle::usable(&gw, &caller.operator, &agent).await {
         Ok((_, host)) => host,
         Err(e) => {
             let e = CommandError::from(e);
-            reply
-                .reject(ChannelOpenFailure::Other {
-                    code: 2,
-                    reason: e.message.clone(),
-                })
-                .await;
-            audit::record(
-                &gw,
-                &caller,
-                EventKind::Forward,
-                Some(agent),
-                &detail,
-                e.status,
-                &e.message,
-            )
-            .await;
+            record.refuse(reply, e.status, e.message).await;
             return;
         }
     };
@@ -158,38 +148,49 @@ pub async fn run_forward(
         Err(e) => {
             let reason = format!("agentgate: cannot connect to {target} from agent '{agent}': {e}");
             info!(%reason, "forward refused");
-            reply
-                .reject(ChannelOpenFailure::Other {
-                    code: 2,
-                    reason: reason.clone(),
-                })
-                .await;
-            audit::record(
-                &gw,
-                &caller,
-                EventKind::Forward,
-                Some(agent),
-                &detail,
-                1,
-                &reason,
-            )
-            .await;
+            record.refuse(reply, 1, reason).await;
             return;
         }
     };
     reply.accept().await;
-    audit::record(
-        &gw,
-        &caller,
-        EventKind::Forward,
-        Some(agent),
-        &detail,
-        0,
-        "",
-    )
-    .await;
+    record.answered(0, "").await;
     tokio::select! {
         () = splice(channel, upstream) => {}
         () = gw.shutdown.cancelled() => {}
+    }
+}
+
+/// A forward's entry in the audit trail: opened (status 0), or refused and why.
+struct ForwardRecord<'a> {
+    gw: &'a Gateway,
+    caller: &'a Caller,
+    agent: &'a str,
+    detail: String,
+}
+
+impl ForwardRecord<'_> {
+    async fn answered(&self, status: u32, message: &str) {
+        let agent = Some(self.agent.to_owned());
+        audit::record(
+            self.gw,
+            self.caller,
+            EventKind::Forward,
+            agent,
+            &self.detail,
+            status,
+            message,
+        )
+        .await;
+    }
+
+    /// Refuses the channel with `reason` (what the client's ssh prints), and records it.
+    async fn refuse(&self, reply: ChannelOpenHandle, status: u32, reason: String) {
+        reply
+            .reject(ChannelOpenFailure::Other {
+                code: 2,
+                reason: reason.clone(),
+            })
+            .await;
+        self.answered(status, &reason).await;
     }
 }

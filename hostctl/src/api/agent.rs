@@ -124,12 +124,34 @@ pub struct CreateRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cli: Option<AgentCli>,
     /// What the agent's processes (and the sessions inside it) run in. In a request, none
-    /// means the host's default: [`Sandbox::Bwrap`] where the host has bubblewrap, else
-    /// [`Sandbox::None`]. hostctl writes down what it chose, so in a stored `meta.json` it
+    /// means the host's default, [`Sandbox::None`] (see `hostctl::sandbox::choose`). hostctl
+    /// writes down what it chose, so in a stored `meta.json` it
     /// is always set, except in one written before sandboxes existed: that agent runs
     /// without one (see [`AgentMeta::sandbox`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<Sandbox>,
+}
+
+impl CreateRequest {
+    /// The plainest request: agent `name` runs the host user's login shell in a new empty
+    /// workspace, with nothing else asked (the `shell` template's).
+    pub fn login_shell(name: &str) -> CreateRequest {
+        CreateRequest {
+            name: name.to_owned(),
+            template: default_template(),
+            command: AgentCommand::LoginShell,
+            restart_command: None,
+            workspace: WorkspaceSource::Empty,
+            env: BTreeMap::new(),
+            tags: BTreeMap::new(),
+            prompt: None,
+            size: None,
+            created_by: None,
+            secret_names: Vec::new(),
+            cli: None,
+            sandbox: None,
+        }
+    }
 }
 
 /// What an agent runs in on its host.

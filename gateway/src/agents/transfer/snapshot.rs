@@ -267,21 +267,7 @@ mod tests {
             created_at: "2999-01-01T00:00:00Z".into(),
             size: 1,
             sha256: "ab".repeat(32),
-            spec: hostctl::api::CreateRequest {
-                name: "w".into(),
-                template: "shell".into(),
-                command: hostctl::api::AgentCommand::LoginShell,
-                restart_command: None,
-                workspace: hostctl::api::WorkspaceSource::Empty,
-                env: Default::default(),
-                tags: Default::default(),
-                prompt: None,
-                size: None,
-                created_by: None,
-                secret_names: Vec::new(),
-                cli: None,
-                sandbox: None,
-            },
+            spec: hostctl::api::CreateRequest::login_shell("w"),
             taken_by: None,
         };
         assert!(check_reply("w-20261123-1215", &made("w-20261123-1215")).is_ok());
