@@ -108,19 +108,29 @@ pub(super) async fn run(
         ControlCommand::Approve(args) => answer::run(gw, caller, args, true, io).await,
         ControlCommand::Deny(args) => answer::run(gw, caller, args, false, io).await,
         ControlCommand::Wait(args) => wait::run(gw, caller, args, io).await,
-        ControlCommand::Watch(args) => watch::run(gw, caller, args, io).await,
-        ControlCommand::Notify(args) => notify::run(gw, caller, args, io).await,
-        ControlCommand::Events(args) => events::run(gw, caller, args, io).await,
+        ControlCommand::Watch(args) => {
+            watch::run(&gw.store, &gw.shutdown_accepting, caller, args, io).await
+        }
+        ControlCommand::Notify(args) => {
+            notify::run(&gw.store, &gw.notifier, caller, args, io).await
+        }
+        ControlCommand::Events(args) => {
+            events::run(&gw.store, &gw.shutdown_accepting, caller, args, io).await
+        }
         ControlCommand::Share(args) => share::share(gw, caller, args, io).await,
         ControlCommand::Unshare(args) => share::unshare(gw, caller, args, io).await,
-        ControlCommand::Key(args) => key::run(gw, caller, args, io).await,
-        ControlCommand::Secret(args) => secret::run(gw, caller, args, io).await,
-        ControlCommand::Operator(args) => key::run_operator(gw, args, io).await,
+        ControlCommand::Key(args) => key::run(&gw.store, &gw.config, caller, args, io).await,
+        ControlCommand::Secret(args) => secret::run(&gw.store, caller, args, io).await,
+        ControlCommand::Operator(args) => key::run_operator(&gw.store, args, io).await,
         ControlCommand::Host(args) => host::run(gw, caller, args, io).await,
-        ControlCommand::SshConfig(args) => ssh_config::run(gw, caller, args, io).await,
+        ControlCommand::SshConfig(args) => {
+            ssh_config::run(&gw.config, &gw.store, caller, args, io).await
+        }
         ControlCommand::Whoami(args) => whoami::run(caller, args, io).await,
-        ControlCommand::Version(args) => version::run(gw, args, io).await,
-        ControlCommand::Doctor(args) => doctor::run(gw, args, io).await,
+        ControlCommand::Version(args) => version::run(&gw.hosts, args, io).await,
+        ControlCommand::Doctor(args) => {
+            doctor::run(&gw.hosts, &gw.store, &gw.tailnet, args, io).await
+        }
     };
     let (status, message) = match result {
         Ok(status) => (status, String::new()),

@@ -1,13 +1,13 @@
 //! `doctor [--json]`: the gateway's health in one look: the local host, every remote host as
 //! last seen, and the local tailscaled (its state, version and tailnet).
 
-use std::sync::Arc;
-
 use serde_json::json;
 
 use super::output::json_text;
 use super::{CommandIo, CommandResult, JsonArg, exit};
-use crate::Gateway;
+use crate::hosts::Hosts;
+use crate::store::Store;
+use crate::tailscale::Tailnet;
 use crate::tailscale::{LocalApiError, View, backend_problem};
 
 /// One finding: `ok`, `warn` (works, with a remark) or `fail` (something does not work).
@@ -18,15 +18,20 @@ struct Finding {
     fix: Option<String>,
 }
 
-pub async fn run(gw: &Arc<Gateway>, args: JsonArg, io: &mut CommandIo) -> CommandResult {
+pub async fn run(
+    hosts: &Hosts,
+    store: &Store,
+    tailnet: &Tailnet,
+    args: JsonArg,
+    io: &mut CommandIo,
+) -> CommandResult {
     let mut findings = vec![Finding {
         level: "ok",
         what: "gateway".into(),
         detail: format!("agentgate {}", crate::VERSION),
         fix: None,
     }];
-    for step in crate::hosts::remote::diagnose::local(gw.hosts.get(crate::hosts::LOCAL_HOST)).await
-    {
+    for step in crate::hosts::remote::diagnose::local(hosts.get(crate::hosts::LOCAL_HOST)).await {
         findings.push(Finding {
             level: if step.ok { "ok" } else { "fail" },
             what: format!("local {}", step.name),
@@ -34,7 +39,7 @@ pub async fn run(gw: &Arc<Gateway>, args: JsonArg, io: &mut CommandIo) -> Comman
             fix: step.fix,
         });
     }
-    let hosts = gw.store.hosts().await?;
+    let hosts = store.hosts().await?;
     for h in hosts.iter().filter(|h| h.name != crate::hosts::LOCAL_HOST) {
         let reachable = h.status == crate::model::HostStatus::Reachable;
         findings.push(Finding {
@@ -55,10 +60,7 @@ pub async fn run(gw: &Arc<Gateway>, args: JsonArg, io: &mut CommandIo) -> Comman
         });
     }
     let tailnet_hosts = hosts.iter().filter(|h| h.tailscale_id.is_some()).count();
-    findings.push(tailscale_finding(
-        &gw.tailnet.refresh().await,
-        tailnet_hosts,
-    ));
+    findings.push(tailscale_finding(&tailnet.refresh().await, tailnet_hosts));
 
     let healthy = findings.iter().all(|f| f.level != "fail");
     if args.json {

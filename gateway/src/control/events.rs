@@ -1,16 +1,16 @@
 //! `events [--agent A] [--operator O] [--since T] [-n N] [--json] [-f]`: the audit trail.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
 
 use super::output::{EventJson, json_text, table, to_json};
 use super::{Caller, CommandError, CommandIo, CommandResult, exit};
-use crate::Gateway;
 use crate::model::EventResult;
 use crate::model::Timestamp;
+use crate::store::Store;
 use crate::store::{Event, EventFilter};
+use tokio_util::sync::CancellationToken;
 
 /// How often `events -f` looks for new events.
 const FOLLOW_POLL: Duration = Duration::from_millis(500);
@@ -44,7 +44,8 @@ pub struct EventsArgs {
 }
 
 pub async fn run(
-    gw: &Arc<Gateway>,
+    store: &Store,
+    stop: &CancellationToken,
     caller: &Caller,
     args: EventsArgs,
     io: &mut CommandIo,
@@ -61,11 +62,11 @@ pub async fn run(
         since,
         after: 0,
         limit: i64::from(args.limit),
-        only: crate::agents::access::events_scope(&gw.store, &caller.operator).await?,
+        only: crate::agents::access::events_scope(store, &caller.operator).await?,
     };
-    let events = gw.store.events(&filter).await?;
+    let events = store.events(&filter).await?;
     // Events the database could not take are not in what was read: say so.
-    if let Some((kept, cause)) = gw.store.audit_fault().await {
+    if let Some((kept, cause)) = store.audit_fault().await {
         io.write_err(&format!(
             "warning: the gateway's database cannot be written ({cause}): {kept} audit \
              event{} wait{} in memory and are not shown; they are written, in order, once it can\n",
@@ -94,13 +95,13 @@ pub async fn run(
         tokio::select! {
             () = tokio::time::sleep(FOLLOW_POLL) => {}
             () = io.closed.cancelled() => return Ok(exit::OK),
-            () = gw.shutdown_accepting.cancelled() => return Ok(exit::OK),
+            () = stop.cancelled() => return Ok(exit::OK),
         }
         let ids: Vec<i64> = under_way.iter().copied().collect();
         let mut shown = if ids.is_empty() {
             Vec::new()
         } else {
-            gw.store.events_with_ids(&ids).await?
+            store.events_with_ids(&ids).await?
         };
         // Those still under way are watched on; a row pruned meanwhile is forgotten.
         under_way = shown
@@ -110,8 +111,8 @@ pub async fn run(
             .collect();
         shown.retain(|e| e.result != EventResult::Started);
         // An agent shared or taken back meanwhile counts from now on.
-        filter.only = crate::agents::access::events_scope(&gw.store, &caller.operator).await?;
-        let new = gw.store.events(&filter).await?;
+        filter.only = crate::agents::access::events_scope(store, &caller.operator).await?;
+        let new = store.events(&filter).await?;
         if let Some(last) = new.last() {
             filter.after = last.id;
         }

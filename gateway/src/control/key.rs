@@ -2,15 +2,13 @@
 //! admins; an operator lists only their own keys. The same functions serve the offline
 //! `agentgate key ...` commands on the gateway's machine.
 
-use std::sync::Arc;
-
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
 use super::output::{KeyJson, OperatorJson, TailnetLoginJson, json_text, table, to_json};
 use super::{Caller, CommandError, CommandIo, CommandResult, JsonArg, exit, require_admin};
-use crate::Gateway;
 use crate::auth;
+use crate::config::Config;
 use crate::model::Role;
 use crate::store::{NewKey, Store, StoreError};
 
@@ -72,7 +70,8 @@ pub enum OperatorCommand {
 }
 
 pub async fn run(
-    gw: &Arc<Gateway>,
+    store: &Store,
+    config: &Config,
     caller: &Caller,
     args: KeyArgs,
     io: &mut CommandIo,
@@ -82,13 +81,13 @@ pub async fn run(
             require_admin(caller, "add keys")?;
             match args.tailscale_login {
                 Some(login) => {
-                    let (name, role) = add_login(&gw.store, args.name, args.role, &login).await?;
+                    let (name, role) = add_login(store, args.name, args.role, &login).await?;
                     let mut text = format!(
                         "tailnet login {} may log in as operator '{name}' ({})\n",
                         login.trim(),
                         role.as_str()
                     );
-                    if !gw.config.auth.tailscale.enabled {
+                    if !config.auth.tailscale.enabled {
                         text.push_str("note: login by tailnet identity is off on this gateway (auth.tailscale.enabled)\n");
                     }
                     text
@@ -102,31 +101,27 @@ pub async fn run(
                         CommandError::usage("the key on stdin is not UTF-8 text")
                             .hint("send one OpenSSH public-key line: ssh gw key add < key.pub")
                     })?;
-                    add_key(&gw.store, args.name, args.role, &line, None).await?
+                    add_key(store, args.name, args.role, &line, None).await?
                 }
             }
         }
         KeyCommand::List(args) => {
             let only = (!crate::agents::access::may_administer(&caller.operator))
                 .then_some(caller.operator.name.as_str());
-            credentials_text(&gw.store, only, args.json).await?
+            credentials_text(store, only, args.json).await?
         }
         KeyCommand::Remove(args) => {
             require_admin(caller, "remove keys")?;
-            remove(&gw.store, &args.what).await?
+            remove(store, &args.what).await?
         }
     };
     io.write_out(&text).await;
     Ok(exit::OK)
 }
 
-pub async fn run_operator(
-    gw: &Arc<Gateway>,
-    args: OperatorArgs,
-    io: &mut CommandIo,
-) -> CommandResult {
+pub async fn run_operator(store: &Store, args: OperatorArgs, io: &mut CommandIo) -> CommandResult {
     let OperatorCommand::List(args) = args.command;
-    let operators = gw.store.operators().await?;
+    let operators = store.operators().await?;
     let text = if args.json {
         json_text(&to_json(
             &operators.iter().map(OperatorJson::of).collect::<Vec<_>>(),

@@ -7,16 +7,16 @@
 //! printed whole, here, in `events` or in the log (its scheme and host only).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use clap::{ArgGroup, Args, Subcommand};
 use serde_json::json;
 
 use super::output::{json_text, parse_pair, table};
 use super::{Caller, CommandError, CommandIo, CommandResult, JsonArg, exit};
-use crate::Gateway;
 use crate::model::ChannelKind;
+use crate::notify::Notifier;
 use crate::notify::{Message, NotifyEvent, check_header_value, check_priority};
+use crate::store::Store;
 use crate::store::{ChannelUrl, NewChannel, NotifyChannel, StoreError};
 
 /// The most channels one operator may have.
@@ -90,7 +90,8 @@ pub struct ChannelName {
 }
 
 pub async fn run(
-    gw: &Arc<Gateway>,
+    store: &Store,
+    notifier: &Notifier,
     caller: &Caller,
     args: NotifyArgs,
     io: &mut CommandIo,
@@ -99,20 +100,17 @@ pub async fn run(
     match args.command {
         NotifyCommand::Add(add) => {
             let channel = checked(add)?;
-            if gw.store.channels_of(me).await?.len() >= MAX_CHANNELS {
+            if store.channels_of(me).await?.len() >= MAX_CHANNELS {
                 return Err(CommandError::failed(format!(
                     "you have {MAX_CHANNELS} channels, the most one operator may have"
                 ))
                 .hint("remove one with: ssh gw notify remove NAME"));
             }
-            gw.store
-                .add_channel(me, &channel)
-                .await
-                .map_err(|e| match e {
-                    StoreError::Conflict(m) => CommandError::failed(m)
-                        .hint("remove it first (ssh gw notify remove NAME), or pick another name"),
-                    e => e.into(),
-                })?;
+            store.add_channel(me, &channel).await.map_err(|e| match e {
+                StoreError::Conflict(m) => CommandError::failed(m)
+                    .hint("remove it first (ssh gw notify remove NAME), or pick another name"),
+                e => e.into(),
+            })?;
             io.write_out(&format!(
                 "added {} channel '{}' ({}) for {}{}; try it with: ssh gw notify test {}\n",
                 channel.kind.as_str(),
@@ -125,7 +123,7 @@ pub async fn run(
             .await;
         }
         NotifyCommand::List(args) => {
-            let channels = gw.store.channels_of(me).await?;
+            let channels = store.channels_of(me).await?;
             let text = if args.json {
                 json_text(&serde_json::Value::Array(
                     channels.iter().map(channel_json).collect(),
@@ -152,14 +150,13 @@ pub async fn run(
             io.write_out(&text).await;
         }
         NotifyCommand::Remove(ChannelName { name }) => {
-            if !gw.store.remove_channel(me, &name).await? {
+            if !store.remove_channel(me, &name).await? {
                 return Err(no_channel(&name));
             }
             io.write_out(&format!("removed channel '{name}'\n")).await;
         }
         NotifyCommand::Test(ChannelName { name }) => {
-            let channel = gw
-                .store
+            let channel = store
                 .channels_of(me)
                 .await?
                 .into_iter()
@@ -175,7 +172,7 @@ pub async fn run(
                 at: crate::model::Timestamp::now(),
             };
             let shown = format!("'{}' ({})", channel.name, channel.url.masked());
-            match gw.notifier.try_once(&channel, &message).await {
+            match notifier.try_once(&channel, &message).await {
                 Ok(()) => {
                     io.write_out(&format!("delivered a test notification to {shown}\n"))
                         .await;

@@ -4,14 +4,13 @@
 //! stored in the gateway's database (mode 0600), and never printed: not by `secret list`,
 //! `info`, `list`, `events` or the log.
 
-use std::sync::Arc;
-
 use clap::{Args, Subcommand};
 use hostctl::api::Secrets;
 
 use super::output::{SecretJson, json_text, table, to_json};
 use super::{Caller, CommandError, CommandIo, CommandResult, JsonArg, exit, require_admin};
 use crate::Gateway;
+use crate::store::Store;
 
 /// The largest secret `secret set` takes.
 const MAX_SECRET: usize = 64 * 1024;
@@ -52,7 +51,7 @@ impl SecretCommand {
 }
 
 pub async fn run(
-    gw: &Arc<Gateway>,
+    store: &Store,
     caller: &Caller,
     args: SecretArgs,
     io: &mut CommandIo,
@@ -77,8 +76,7 @@ pub async fn run(
                     "the value is not text (an environment variable cannot hold it)",
                 ));
             }
-            let replaced = gw
-                .store
+            let replaced = store
                 .set_secret(&name, &value, &caller.operator.name)
                 .await?;
             let verb = if replaced { "replaced" } else { "stored" };
@@ -89,7 +87,7 @@ pub async fn run(
             .await;
         }
         SecretCommand::List(args) => {
-            let secrets = gw.store.secrets().await?;
+            let secrets = store.secrets().await?;
             let text = if args.json {
                 json_text(&to_json(
                     &secrets.iter().map(SecretJson::of).collect::<Vec<_>>(),
@@ -105,7 +103,7 @@ pub async fn run(
         }
         SecretCommand::Remove(SecretName { name }) => {
             require_admin(caller, "remove secrets")?;
-            if !gw.store.remove_secret(&name).await? {
+            if !store.remove_secret(&name).await? {
                 return Err(CommandError::failed(format!("no secret named '{name}'"))
                     .hint("see them with: ssh gw secret list"));
             }

@@ -1,14 +1,13 @@
 //! `ssh-config [--prefix P] [--host-name H] [--port N] [--json]`: an OpenSSH config block with
 //! one `Host` per agent, so `ssh agent-NAME`, scp, rsync and VS Code's host list work by name.
 
-use std::sync::Arc;
-
 use clap::Args;
 use serde_json::json;
 
 use super::output::json_text;
 use super::{Caller, CommandIo, CommandResult, exit};
-use crate::Gateway;
+use crate::config::Config;
+use crate::store::Store;
 
 #[derive(Debug, Args)]
 #[command(after_help = "Example:\n  ssh gw ssh-config >> ~/.ssh/config && ssh agent-fix-ci")]
@@ -28,12 +27,13 @@ pub struct SshConfigArgs {
 }
 
 pub async fn run(
-    gw: &Arc<Gateway>,
+    config: &Config,
+    store: &Store,
     caller: &Caller,
     args: SshConfigArgs,
     io: &mut CommandIo,
 ) -> CommandResult {
-    let settings = &gw.config.ssh_config;
+    let settings = &config.ssh_config;
     let prefix = args.prefix.unwrap_or_else(|| settings.prefix.clone());
     if prefix
         .chars()
@@ -43,7 +43,7 @@ pub async fn run(
             "--prefix '{prefix}' holds a character ssh_config patterns treat specially"
         )));
     }
-    let listen = gw.config.server.listen;
+    let listen = config.server.listen;
     let host_name = args
         .host_name
         .or_else(|| settings.host_name.clone())
@@ -55,7 +55,7 @@ pub async fn run(
             }
         });
     let port = args.port.or(settings.port).unwrap_or(listen.port());
-    let agents = crate::agents::access::agents(&gw.store, &caller.operator).await?;
+    let agents = crate::agents::access::agents(store, &caller.operator).await?;
     let text = if args.json {
         json_text(&serde_json::Value::Array(
             agents

@@ -1,16 +1,14 @@
 //! `version [--json]`: the gateway's version and each host's hostctl.
 
-use std::sync::Arc;
-
 use serde_json::json;
 
 use super::output::json_text;
 use super::{CommandIo, CommandResult, JsonArg, exit};
-use crate::Gateway;
+use crate::hosts::Hosts;
 
-pub async fn run(gw: &Arc<Gateway>, args: JsonArg, io: &mut CommandIo) -> CommandResult {
+pub async fn run(hosts: &Hosts, args: JsonArg, io: &mut CommandIo) -> CommandResult {
     // Every host at once: one that does not answer costs its probe time limit, not more.
-    let all = gw.hosts.all();
+    let all = hosts.all();
     let answers = futures::future::join_all(all.iter().map(|h| h.version())).await;
     let hosts: Vec<(String, Option<String>, Option<String>)> = all
         .iter()

@@ -6,8 +6,6 @@
 //! gateway buffer more; it gets a line saying how many changes it missed, then goes on from
 //! the newest.
 
-use std::sync::Arc;
-
 use clap::Args;
 use serde_json::json;
 use tokio::sync::broadcast::{self, error::RecvError};
@@ -15,8 +13,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::output::parse_pair;
 use super::{Caller, CommandError, CommandIo, CommandResult, exit};
-use crate::Gateway;
 use crate::store::StatusChange;
+use crate::store::Store;
 
 #[derive(Debug, Args)]
 #[command(
@@ -39,15 +37,16 @@ pub struct WatchArgs {
 }
 
 pub async fn run(
-    gw: &Arc<Gateway>,
+    store: &Store,
+    stop: &CancellationToken,
     caller: &Caller,
     args: WatchArgs,
     io: &mut CommandIo,
 ) -> CommandResult {
     // Following before the names are checked: nothing recorded in between is lost.
-    let feed = gw.store.subscribe_changes();
+    let feed = store.subscribe_changes();
     for name in &args.names {
-        if crate::agents::access::agent(&gw.store, &caller.operator, name)
+        if crate::agents::access::agent(store, &caller.operator, name)
             .await?
             .is_none()
         {
@@ -59,7 +58,7 @@ pub async fn run(
             && change.has_tags(&args.tags)
             && (args.names.is_empty() || args.names.contains(&change.agent))
     };
-    follow(feed, wanted, args.json, io, &gw.shutdown_accepting).await
+    follow(feed, wanted, args.json, io, stop).await
 }
 
 /// Prints the changes `wanted` picks from `feed` until the client leaves or `stopping` fires.
