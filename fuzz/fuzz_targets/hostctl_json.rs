@@ -20,7 +20,7 @@
 
 use std::fmt::Debug;
 
-use gateway::hosts::reconciler::{adopted, observed};
+use gateway::agents::reconcile::{adopted, observed};
 use gateway::hosts::{HostError, ProcessExit, decode_reply};
 use hostctl::api::{
     AgentCommand, AgentInfo, AgentMeta, CreateInput, CreateRequest, ErrorReply, SnapshotMeta,
