@@ -418,7 +418,7 @@ fn append(files: &Files, agent: &str, event: &HookEvent) -> Result<()> {
     if !dir.is_dir() {
         std::fs::create_dir_all(&dir).map_err(Error::io("creating", &dir))?;
     }
-    if std::fs::metadata(&path).is_ok_and(|m| m.len() > MAX_EVENTS_FILE) {
+    if std::fs::symlink_metadata(&path).is_ok_and(|m| m.len() > MAX_EVENTS_FILE) {
         let _ = std::fs::rename(&path, previous_events_path(files, agent));
     }
     let mut line = serde_json::to_vec(event).map_err(|e| Error::Failed(e.to_string()))?;

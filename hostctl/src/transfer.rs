@@ -118,6 +118,15 @@ impl HostCtl {
             Ok(_) => {
                 let home = self.files.private_home(name);
                 std::fs::rename(&carried, &home).map_err(Error::io("moving", &carried))?;
+                // What was moved is checked again, not followed: a symlink swapped in since it
+                // was looked at is not chmod-ed through.
+                if !real_dir(&home) {
+                    let _ = std::fs::rename(&home, &carried);
+                    return Err(Error::InvalidInput(format!(
+                        "{} is not a directory: the copy's private home cannot be taken",
+                        carried.display()
+                    )));
+                }
                 // It will hold the agent CLI's credentials, as a home made here would.
                 std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700))
                     .map_err(Error::io("protecting", &home))
@@ -1169,5 +1178,30 @@ mod tests {
             .expect("mkdir");
         let err = ctl.carried("clash").err().expect("refused");
         assert!(err.to_string().contains("rename it"), "{err}");
+    }
+
+    #[test]
+    fn a_carried_home_that_is_a_symlink_is_not_taken() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ctl = ctl(dir.path());
+        let files = Files::new(dir.path().to_owned());
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(&outside).expect("mkdir");
+        std::fs::set_permissions(&outside, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let ws = files.owned_workspace("w");
+        std::fs::create_dir_all(&ws).expect("mkdir");
+        std::os::unix::fs::symlink(&outside, ws.join(HOME_IN_ARCHIVE)).expect("symlink");
+        std::fs::create_dir_all(files.agent_dir("w")).expect("mkdir");
+        let err = ctl.adopt_carried_home("w", &ws).expect_err("refused");
+        assert!(err.to_string().contains("not a directory"), "{err}");
+        assert!(!files.private_home("w").exists());
+        let mode = std::fs::metadata(&outside)
+            .expect("stat")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o755, "chmod-ed through the symlink");
+        // Nor is it carried on as a home from the copy.
+        std::fs::remove_dir(files.agent_dir("w")).expect("rmdir");
+        assert_eq!(ctl.carried("w").expect("carried").home, None);
     }
 }
