@@ -2,7 +2,8 @@
 //! `agents/<name>/meta.json`, `agents/<name>/output.log`, `agents/<name>/baseline.json`,
 //! `agents/<name>/events/` (hook events), `agents/<name>/home/` and `agents/<name>/tmp/` (a
 //! sandboxed agent's private home and `/tmp`),
-//! `workspaces/<name>/` and `snapshots/<id>.tar.gz` (with `snapshots/<id>.json`).
+//! `workspaces/<name>/` and `snapshots/<id>.tar.gz` (with `snapshots/<id>.json`); what a
+//! transfer carries ([`Carried`]: a workspace and the private home that goes with it).
 //!
 //! Every path is built from a name that passed [`crate::api::validate_agent_name`], so no
 //! path here can leave the home directory.
@@ -188,6 +189,38 @@ impl Files {
             .collect();
         names.sort();
         Ok(names)
+    }
+}
+
+/// The name a private home has inside a workspace's archive (and inside an unpacked copy,
+/// until an agent takes it): top-level, beside the workspace's own files.
+pub const HOME_IN_ARCHIVE: &str = ".agentgate-home";
+
+/// What a transfer carries for one name: the workspace, and the private home that goes with
+/// it, if any.
+pub struct Carried {
+    pub workspace: PathBuf,
+    pub home: Option<PathBuf>,
+}
+
+impl Carried {
+    /// tar's arguments naming what is carried, after its `-c` options: the workspace's files as
+    /// `./...`, then an agent's own home renamed `./.agentgate-home/...` on the way (an
+    /// unpacked copy's home is in its workspace already). The rename leaves symlink targets
+    /// alone (`S`): they are the agent's, kept as written.
+    pub fn tar_members(&self) -> Vec<std::ffi::OsString> {
+        let mut args: Vec<std::ffi::OsString> =
+            vec!["-C".into(), self.workspace.clone().into(), ".".into()];
+        if let Some(home) = &self.home
+            && !home.starts_with(&self.workspace)
+            && let (Some(parent), Some(base)) = (home.parent(), home.file_name())
+        {
+            let mut rename = std::ffi::OsString::from("--transform=s,^");
+            rename.push(base);
+            rename.push(format!(",./{HOME_IN_ARCHIVE},S"));
+            args.extend([rename, "-C".into(), parent.into(), base.into()]);
+        }
+        args
     }
 }
 

@@ -1,5 +1,5 @@
 //! Snapshots of agents' workspaces, kept on the agent's host: `snapshot` writes the workspace
-//! (and a sandboxed agent's private home, see [`crate::transfer::HOME_IN_ARCHIVE`])
+//! (and a sandboxed agent's private home, see [`crate::files::HOME_IN_ARCHIVE`])
 //! as `snapshots/ID.tar.gz` (the host's own `tar`, gzip-compressed) and its description with
 //! the agent's settings as `snapshots/ID.json`; `snapshot-read` writes an archive to stdout (to
 //! be unpacked on any host, which checks its SHA-256, see [`HostCtl::unpack_verified`]);
@@ -291,7 +291,7 @@ fn remove_stale_parts(dir: &Path) {
 /// Runs `tar -czf -` in `workspace`, writing its output to `file` (at `path`) while hashing
 /// it. Returns the archive's size and SHA-256.
 fn write_archive(
-    carried: &crate::transfer::Carried,
+    carried: &crate::files::Carried,
     mut file: std::fs::File,
     path: &Path,
     reserve: &Reserve,

@@ -31,39 +31,8 @@ use sha2::{Digest, Sha256};
 use crate::api::WorkspaceDigest;
 use crate::disk::{Reserve, crossed_mib};
 use crate::error::{Error, Result};
+use crate::files::{Carried, HOME_IN_ARCHIVE};
 use crate::verbs::{HostCtl, check_name};
-
-/// The name a private home has inside a workspace's archive (and inside an unpacked copy,
-/// until an agent takes it): top-level, beside the workspace's own files.
-pub const HOME_IN_ARCHIVE: &str = ".agentgate-home";
-
-/// What a transfer carries for one name: the workspace, and the private home that goes with
-/// it, if any.
-pub(crate) struct Carried {
-    pub workspace: PathBuf,
-    pub home: Option<PathBuf>,
-}
-
-impl Carried {
-    /// tar's arguments naming what is carried, after its `-c` options: the workspace's files as
-    /// `./...`, then an agent's own home renamed `./.agentgate-home/...` on the way (an
-    /// unpacked copy's home is in its workspace already). The rename leaves symlink targets
-    /// alone (`S`): they are the agent's, kept as written.
-    pub fn tar_members(&self) -> Vec<std::ffi::OsString> {
-        let mut args: Vec<std::ffi::OsString> =
-            vec!["-C".into(), self.workspace.clone().into(), ".".into()];
-        if let Some(home) = &self.home
-            && !home.starts_with(&self.workspace)
-            && let (Some(parent), Some(base)) = (home.parent(), home.file_name())
-        {
-            let mut rename = std::ffi::OsString::from("--transform=s,^");
-            rename.push(base);
-            rename.push(format!(",./{HOME_IN_ARCHIVE},S"));
-            args.extend([rename, "-C".into(), parent.into(), base.into()]);
-        }
-        args
-    }
-}
 
 /// A real directory at `path` (not a symlink to one), or none.
 fn real_dir(path: &Path) -> bool {
