@@ -25,7 +25,7 @@ pub use talk::*;
 pub use workspace::*;
 
 /// Version of this contract. hostctl reports it in `hostctl version --json`.
-pub const API_VERSION: u32 = 8;
+pub const API_VERSION: u32 = 9;
 
 /// The longest agent name: a DNS label, so a name can also serve as a host alias.
 pub const MAX_AGENT_NAME_LEN: usize = 63;

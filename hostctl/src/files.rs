@@ -2,7 +2,8 @@
 //! `agents/<name>/meta.json`, `agents/<name>/output.log`, `agents/<name>/baseline.json`,
 //! `agents/<name>/events/` (hook events), `agents/<name>/home/` and `agents/<name>/tmp/` (a
 //! sandboxed agent's private home and `/tmp`),
-//! `workspaces/<name>/` and `snapshots/<id>.tar.gz` (with `snapshots/<id>.json`).
+//! `workspaces/<name>/` and `snapshots/<id>.tar.gz` (with `snapshots/<id>.json`); what a
+//! transfer carries ([`Carried`]: a workspace and the private home that goes with it).
 //!
 //! Every path is built from a name that passed [`crate::api::validate_agent_name`], so no
 //! path here can leave the home directory.
@@ -191,6 +192,98 @@ impl Files {
     }
 }
 
+/// The name a private home has inside a workspace's archive (and inside an unpacked copy,
+/// until an agent takes it): top-level, beside the workspace's own files.
+pub const HOME_IN_ARCHIVE: &str = ".agentgate-home";
+
+/// What a transfer carries for one name: the workspace, and the private home that goes with
+/// it, if any.
+pub struct Carried {
+    pub workspace: PathBuf,
+    pub home: Option<PathBuf>,
+}
+
+impl Carried {
+    /// tar's arguments naming what is carried, after its `-c` options: the workspace's files as
+    /// `./...`, then an agent's own home renamed `./.agentgate-home/...` on the way (an
+    /// unpacked copy's home is in its workspace already). The rename leaves symlink targets
+    /// alone (`S`): they are the agent's, kept as written.
+    pub fn tar_members(&self) -> Vec<std::ffi::OsString> {
+        let mut args: Vec<std::ffi::OsString> =
+            vec!["-C".into(), self.workspace.clone().into(), ".".into()];
+        if let Some(home) = &self.home
+            && !home.starts_with(&self.workspace)
+            && let (Some(parent), Some(base)) = (home.parent(), home.file_name())
+        {
+            let mut rename = std::ffi::OsString::from("--transform=s,^");
+            rename.push(base);
+            rename.push(format!(",./{HOME_IN_ARCHIVE},S"));
+            args.extend([rename, "-C".into(), parent.into(), base.into()]);
+        }
+        args
+    }
+}
+
+/// Opens `path` for reading when it is a regular file itself, not a symlink, a fifo or a device:
+/// for files in a directory a sandboxed agent can write (its events, its home, its `/tmp`),
+/// where a symlink the agent planted would make hostctl, which runs outside the sandbox, read
+/// a file the agent cannot (`O_NOFOLLOW`), and a fifo would hang it (`O_NONBLOCK`, then the
+/// type is checked on the open file, so nothing can be swapped in between).
+pub fn open_untrusted(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => std::io::Error::other(format!(
+                "{} is a symlink, which hostctl does not follow here",
+                path.display()
+            )),
+            _ => e,
+        })?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other(format!(
+            "{} is not a regular file",
+            path.display()
+        )));
+    }
+    Ok(file)
+}
+
+/// Opens `path` to append to it, creating it (0600) if missing, under the same rules as
+/// [`open_untrusted`]: never through a symlink, never anything but a regular file.
+pub fn append_untrusted(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other(format!(
+            "{} is not a regular file",
+            path.display()
+        )));
+    }
+    Ok(file)
+}
+
+/// The last `max` bytes of the regular file `path` (see [`open_untrusted`]): what an agent
+/// writes can be as large as it likes, what hostctl reads of it is not.
+pub fn read_untrusted_tail(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = open_untrusted(path)?;
+    let len = file.metadata()?.len();
+    if len > max {
+        file.seek(SeekFrom::Start(len - max))?;
+    }
+    let mut bytes = Vec::new();
+    file.take(max).read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,5 +324,34 @@ mod tests {
         assert_eq!(files.read_meta("w").expect("read").starts, 200);
         // No agent, no lock: the agent is not there.
         assert!(matches!(files.lock_meta("gone"), Err(Error::NotFound(_))));
+    }
+    #[test]
+    fn a_planted_symlink_or_fifo_is_not_read_or_written_through() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "the host user's key\n").expect("write");
+        let events = dir.path().join("events");
+        std::fs::create_dir(&events).expect("mkdir");
+        let planted = events.join("hooks.jsonl");
+        std::os::unix::fs::symlink(&secret, &planted).expect("symlink");
+        let err = open_untrusted(&planted).expect_err("not followed");
+        assert!(err.to_string().contains("symlink"), "{err}");
+        assert!(read_untrusted_tail(&planted, 1024).is_err());
+        assert!(append_untrusted(&planted).is_err());
+        assert_eq!(
+            std::fs::read_to_string(&secret).expect("read"),
+            "the host user's key\n",
+            "not written through"
+        );
+        let fifo = events.join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .expect("mkfifo");
+        let err = open_untrusted(&fifo).expect_err("not a file");
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+        // A regular file is read, its tail only when it is long.
+        let plain = events.join("plain");
+        std::fs::write(&plain, "0123456789").expect("write");
+        assert_eq!(read_untrusted_tail(&plain, 4).expect("tail"), b"6789");
+        assert_eq!(read_untrusted_tail(&plain, 64).expect("all"), b"0123456789");
     }
 }

@@ -418,17 +418,13 @@ fn append(files: &Files, agent: &str, event: &HookEvent) -> Result<()> {
     if !dir.is_dir() {
         std::fs::create_dir_all(&dir).map_err(Error::io("creating", &dir))?;
     }
-    if std::fs::metadata(&path).is_ok_and(|m| m.len() > MAX_EVENTS_FILE) {
+    if std::fs::symlink_metadata(&path).is_ok_and(|m| m.len() > MAX_EVENTS_FILE) {
         let _ = std::fs::rename(&path, previous_events_path(files, agent));
     }
     let mut line = serde_json::to_vec(event).map_err(|e| Error::Failed(e.to_string()))?;
     line.push(b'\n');
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(Error::io("opening", &path))?;
+    // The events directory is the sandboxed agent's to write: never through its symlinks.
+    let mut file = crate::files::append_untrusted(&path).map_err(Error::io("opening", &path))?;
     // One write: lines of hooks that run at once do not interleave.
     file.write_all(&line).map_err(Error::io("writing", &path))
 }
@@ -448,9 +444,13 @@ pub fn recent(files: &Files, agent: &str) -> Vec<HookEvent> {
         previous_events_path(files, agent),
         events_path(files, agent),
     ] {
-        let Ok(text) = std::fs::read_to_string(&path) else {
+        // Written inside the agent's sandbox, read here outside it: a symlink or a fifo the
+        // agent put in place of the file is not followed, and a file grown past the size hostctl
+        // keeps is read from its tail only (its first line may be cut: it does not parse).
+        let Ok(bytes) = crate::files::read_untrusted_tail(&path, 2 * MAX_EVENTS_FILE) else {
             continue;
         };
+        let text = String::from_utf8_lossy(&bytes);
         events.extend(text.lines().filter_map(|l| serde_json::from_str(l).ok()));
     }
     let skip = events.len().saturating_sub(HOOK_EVENTS_REPORTED);
@@ -646,5 +646,27 @@ mod tests {
         );
         assert!(record(&files, "../x", AgentCli::Claude, None, &b"{}"[..]).is_err());
         assert!(record(&files, "nobody", AgentCli::Claude, None, &b"{}"[..]).is_err());
+    }
+
+    #[test]
+    fn a_symlink_planted_in_the_events_directory_is_neither_read_nor_written_through() {
+        let home = tempfile::tempdir().expect("tempdir");
+        let files = Files::new(home.path().to_owned());
+        std::fs::create_dir_all(files.agent_dir("a1")).expect("agent dir");
+        let payload = br#"{"hook_event_name": "Stop"}"#;
+        record(&files, "a1", AgentCli::Claude, None, &payload[..]).expect("recorded");
+        // Another file of the host user's, holding what reads as events: the agent, which can
+        // write only its events directory, points its events file at it.
+        let elsewhere = home.path().join("elsewhere.jsonl");
+        let line = std::fs::read(events_path(&files, "a1")).expect("read");
+        let planted: Vec<u8> = line.repeat(3);
+        std::fs::write(&elsewhere, &planted).expect("write");
+        std::fs::remove_file(events_path(&files, "a1")).expect("rm");
+        std::os::unix::fs::symlink(&elsewhere, events_path(&files, "a1")).expect("symlink");
+        std::os::unix::fs::symlink(&elsewhere, previous_events_path(&files, "a1"))
+            .expect("symlink");
+        assert!(recent(&files, "a1").is_empty(), "read through the symlink");
+        assert!(record(&files, "a1", AgentCli::Claude, None, &payload[..]).is_err());
+        assert_eq!(std::fs::read(&elsewhere).expect("read"), planted);
     }
 }

@@ -1,4 +1,5 @@
 //! Snapshots of agents' workspaces, kept on the agent's host: `snapshot` writes the workspace
+//! (and a sandboxed agent's private home, see [`crate::files::HOME_IN_ARCHIVE`])
 //! as `snapshots/ID.tar.gz` (the host's own `tar`, gzip-compressed) and its description with
 //! the agent's settings as `snapshots/ID.json`; `snapshot-read` writes an archive to stdout (to
 //! be unpacked on any host, which checks its SHA-256, see [`HostCtl::unpack_verified`]);
@@ -35,6 +36,8 @@ impl HostCtl {
             check_label(label)?;
         }
         let meta = self.files.read_meta(name)?;
+        // The private home goes into the archive with the workspace (see `crate::transfer`).
+        let carried = self.carried(name)?;
         if !meta.workspace_path.is_dir() {
             return Err(Error::Failed(format!(
                 "the workspace {} of agent '{name}' is gone",
@@ -63,8 +66,8 @@ impl HostCtl {
         let file = claim(&partial, &request.id)?;
         // What this call made, and so what it removes when it fails: never another call's.
         let mut made = vec![partial.clone()];
-        let result = write_archive(&meta.workspace_path, file, &partial, &reserve).and_then(
-            |(size, sha256)| {
+        let result =
+            write_archive(&carried, file, &partial, &reserve).and_then(|(size, sha256)| {
                 let snapshot = SnapshotMeta {
                     id: request.id.clone(),
                     agent: name.to_owned(),
@@ -86,8 +89,7 @@ impl HostCtl {
                 publish(&described_partial, &described, &request.id)?;
                 made.push(described.clone());
                 Ok(snapshot)
-            },
-        );
+            });
         match result {
             Ok(snapshot) => {
                 // Published under their names (hard links): the claims can go.
@@ -289,15 +291,14 @@ fn remove_stale_parts(dir: &Path) {
 /// Runs `tar -czf -` in `workspace`, writing its output to `file` (at `path`) while hashing
 /// it. Returns the archive's size and SHA-256.
 fn write_archive(
-    workspace: &Path,
+    carried: &crate::files::Carried,
     mut file: std::fs::File,
     path: &Path,
     reserve: &Reserve,
 ) -> Result<(u64, String)> {
     let mut child = Command::new("tar")
-        .arg("-C")
-        .arg(workspace)
-        .args(["-czf", "-", "."])
+        .args(["-czf", "-"])
+        .args(carried.tar_members())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -351,7 +352,15 @@ fn write_archive(
     if !status.success() {
         return Err(Error::Command {
             what: "archiving the workspace",
-            argv: format!("tar -C {} -czf - .", workspace.display()),
+            argv: format!(
+                "tar -czf - {}",
+                carried
+                    .tar_members()
+                    .iter()
+                    .map(|a| a.to_string_lossy())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
             status: status.to_string(),
             stderr,
         });

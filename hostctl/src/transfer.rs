@@ -11,8 +11,14 @@
 //! copy and a whole copy with no agent, knows they are its own, and removes them
 //! (`discard NAME --operation ID`); a workspace without its mark is never removed that way.
 //!
-//! tar is the host's own (`tar`, everywhere): it keeps modes, symlinks, hard links and empty
+//! tar is the host's own (GNU `tar`): it keeps modes, symlinks, hard links and empty
 //! directories.
+//!
+//! A sandboxed agent's private home (`agents/NAME/home`) travels in the same tar stream, and in
+//! a snapshot's archive, as the top-level directory [`HOME_IN_ARCHIVE`] of the workspace: the
+//! copy and the digest both sides compare hold it, and the agent created from the copy takes
+//! it as its home ([`HostCtl::adopt_carried_home`]). An archive without it (an agent with no
+//! sandbox, a snapshot taken before homes travelled) makes an agent without a carried home.
 
 use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -25,31 +31,95 @@ use sha2::{Digest, Sha256};
 use crate::api::WorkspaceDigest;
 use crate::disk::{Reserve, crossed_mib};
 use crate::error::{Error, Result};
+use crate::files::{Carried, HOME_IN_ARCHIVE};
 use crate::verbs::{HostCtl, check_name};
 
+/// A real directory at `path` (not a symlink to one), or none.
+fn real_dir(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir())
+}
+
 impl HostCtl {
-    /// The workspace an agent has, or, for a name with no agent, the unpacked one.
-    fn workspace_of(&self, name: &str) -> Result<PathBuf> {
+    /// What a transfer of `name` carries: an agent's workspace and its private home (when it
+    /// has one), or for a name with no agent, the unpacked workspace and the home it brought.
+    /// An agent whose workspace holds a top-level [`HOME_IN_ARCHIVE`] of its own is refused:
+    /// on the other side it would be taken for the home.
+    pub(crate) fn carried(&self, name: &str) -> Result<Carried> {
         check_name(name)?;
         if self.files.agent_dir(name).exists() {
-            return Ok(self.files.read_meta(name)?.workspace_path);
+            let workspace = self.files.read_meta(name)?.workspace_path;
+            let home = self.files.private_home(name);
+            let reserved = workspace.join(HOME_IN_ARCHIVE);
+            if real_dir(&home) && std::fs::symlink_metadata(&reserved).is_ok() {
+                return Err(Error::InvalidInput(format!(
+                    "the workspace holds {}, a name agentgate keeps for carrying the agent's private home: rename it, then try again",
+                    reserved.display()
+                )));
+            }
+            return Ok(Carried {
+                workspace,
+                home: real_dir(&home).then_some(home),
+            });
         }
-        let owned = self.files.owned_workspace(name);
-        if owned.is_dir() {
-            Ok(owned)
-        } else {
-            Err(Error::NotFound(name.to_owned()))
+        let workspace = self.files.owned_workspace(name);
+        if !workspace.is_dir() {
+            return Err(Error::NotFound(name.to_owned()));
+        }
+        let home = workspace.join(HOME_IN_ARCHIVE);
+        Ok(Carried {
+            home: real_dir(&home).then_some(home),
+            workspace,
+        })
+    }
+
+    /// Moves the private home an unpacked copy brought (`workspaces/NAME/.agentgate-home`) to
+    /// agent `name`'s directory, as its home. A copy that brought none leaves nothing to do;
+    /// one whose entry is not a directory is refused (the archive was not made by `pack`).
+    pub fn adopt_carried_home(&self, name: &str, workspace: &Path) -> Result<()> {
+        let carried = workspace.join(HOME_IN_ARCHIVE);
+        match std::fs::symlink_metadata(&carried) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io("reading", &carried)(e)),
+            Ok(m) if !m.is_dir() => Err(Error::InvalidInput(format!(
+                "{} is not a directory: the copy was not made by hostctl pack, and its private home cannot be taken",
+                carried.display()
+            ))),
+            Ok(_) => {
+                let home = self.files.private_home(name);
+                std::fs::rename(&carried, &home).map_err(Error::io("moving", &carried))?;
+                // What was moved is checked again, not followed: a symlink swapped in since it
+                // was looked at is not chmod-ed through.
+                if !real_dir(&home) {
+                    let _ = std::fs::rename(&home, &carried);
+                    return Err(Error::InvalidInput(format!(
+                        "{} is not a directory: the copy's private home cannot be taken",
+                        carried.display()
+                    )));
+                }
+                // It will hold the agent CLI's credentials, as a home made here would.
+                std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700))
+                    .map_err(Error::io("protecting", &home))
+            }
         }
     }
 
-    /// Writes the agent's workspace to stdout as a tar stream (replaces this process with tar).
+    /// Puts an adopted home back into the unpacked copy (a create that failed after taking
+    /// it), so that the copy is whole again for the next attempt.
+    pub fn return_carried_home(&self, name: &str, workspace: &Path) {
+        let home = self.files.private_home(name);
+        if real_dir(&home) && real_dir(workspace) {
+            let _ = std::fs::rename(&home, workspace.join(HOME_IN_ARCHIVE));
+        }
+    }
+
+    /// Writes the agent's workspace, and its private home if it has one, to stdout as a tar
+    /// stream (replaces this process with tar).
     pub fn pack(&self, name: &str) -> Result<std::convert::Infallible> {
         use std::os::unix::process::CommandExt;
-        let dir = self.workspace_of(name)?;
+        let carried = self.carried(name)?;
         let err = Command::new("tar")
-            .arg("-C")
-            .arg(&dir)
-            .args(["-cf", "-", "."])
+            .args(["-cf", "-"])
+            .args(carried.tar_members())
             .exec();
         Err(Error::Spawn {
             program: "tar".into(),
@@ -335,15 +405,21 @@ impl HostCtl {
 
     /// Fingerprints a workspace: every entry's relative path, kind and permission bits, each
     /// file's content, each link's target, in a fixed order.
+    /// The private home that travels with it counts too, after the workspace, whether it is
+    /// the agent's own or the one an unpacked copy brought (so both sides agree).
     pub fn digest(&self, name: &str) -> Result<WorkspaceDigest> {
-        let root = self.workspace_of(name)?;
+        let carried = self.carried(name)?;
         let mut hasher = Sha256::new();
         let mut digest = WorkspaceDigest {
             entries: 0,
             bytes: 0,
             sha256: String::new(),
         };
-        walk(&root, Path::new(""), &mut hasher, &mut digest)?;
+        walk(&carried.workspace, Path::new(""), &mut hasher, &mut digest)?;
+        if let Some(home) = &carried.home {
+            hasher.update(b"home\0");
+            walk(home, Path::new(""), &mut hasher, &mut digest)?;
+        }
         digest.sha256 = hex(&hasher.finalize());
         Ok(digest)
     }
@@ -375,6 +451,10 @@ fn walk(root: &Path, rel: &Path, hasher: &mut Sha256, digest: &mut WorkspaceDige
         .collect();
     names.sort();
     for name in names {
+        if rel.as_os_str().is_empty() && name == HOME_IN_ARCHIVE {
+            // The carried home, counted apart (see `HostCtl::digest`).
+            continue;
+        }
         let rel = rel.join(&name);
         let path = root.join(&rel);
         let meta = std::fs::symlink_metadata(&path).map_err(Error::io("reading", &path))?;
@@ -393,7 +473,10 @@ fn walk(root: &Path, rel: &Path, hasher: &mut Sha256, digest: &mut WorkspaceDige
             walk(root, &rel, hasher, digest)?;
         } else if meta.is_file() {
             hasher.update(format!("f {shown}\0{mode:o}\0{}\0", meta.len()));
-            let mut file = std::fs::File::open(&path).map_err(Error::io("reading", &path))?;
+            // The workspace and the home are the agent's to change while they are read: a
+            // file swapped for a symlink since it was looked at is not followed.
+            let mut file =
+                crate::files::open_untrusted(&path).map_err(Error::io("reading", &path))?;
             let mut buf = vec![0u8; 64 * 1024];
             loop {
                 let n = file.read(&mut buf).map_err(Error::io("reading", &path))?;
@@ -939,5 +1022,155 @@ mod tests {
             ctl.unpack_verified("x", &sha, size, &mut bytes.as_slice(), Some("../up")),
             Err(Error::InvalidInput(_))
         ));
+    }
+
+    /// Agent `name` on `dir`'s host, its workspace holding `a.txt` and, with `home`, a private
+    /// home holding a credentials file (0600), a nested file and a symlink.
+    fn agent_with_home(dir: &Path, name: &str, home: bool) -> HostCtl {
+        let ctl = ctl(dir);
+        let files = Files::new(dir.to_owned());
+        let ws = files.owned_workspace(name);
+        std::fs::create_dir_all(&ws).expect("mkdir");
+        std::fs::write(ws.join("a.txt"), "a\n").expect("write");
+        std::fs::create_dir_all(files.agent_dir(name)).expect("mkdir");
+        files
+            .write_meta(&crate::api::AgentMeta {
+                request: crate::api::CreateRequest::login_shell(name),
+                workspace_path: ws,
+                created_at: "2026-12-01T00:00:00Z".into(),
+                starts: 0,
+                hooks: None,
+            })
+            .expect("meta");
+        if home {
+            let home = files.private_home(name);
+            std::fs::create_dir_all(home.join(".config/cli")).expect("mkdir");
+            std::fs::write(home.join(".credentials.json"), b"\x00secret\xff").expect("write");
+            std::fs::set_permissions(
+                home.join(".credentials.json"),
+                std::fs::Permissions::from_mode(0o600),
+            )
+            .expect("chmod");
+            std::fs::write(home.join(".config/cli/settings"), "x=1\n").expect("write");
+            std::os::unix::fs::symlink("home/.credentials.json", home.join("link"))
+                .expect("symlink");
+        }
+        ctl
+    }
+
+    /// What `tar` with the members of `name`'s transfer writes, gzip-compressed (the snapshot's
+    /// form, which `unpack_verified` reads).
+    fn packed(ctl: &HostCtl, name: &str) -> (Vec<u8>, String, u64) {
+        let out = Command::new("tar")
+            .args(["-czf", "-"])
+            .args(ctl.carried(name).expect("carried").tar_members())
+            .output()
+            .expect("tar");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let sha = hex(&Sha256::digest(&out.stdout));
+        let size = out.stdout.len() as u64;
+        (out.stdout, sha, size)
+    }
+
+    #[test]
+    fn a_private_home_travels_with_the_workspace_and_counts_in_its_digest() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ctl = agent_with_home(dir.path(), "src", true);
+        let files = Files::new(dir.path().to_owned());
+        let source = ctl.digest("src").expect("digest");
+        assert_eq!((source.entries, source.bytes), (6, 2 + 8 + 4));
+        let (bytes, sha, size) = packed(&ctl, "src");
+        ctl.unpack_verified("dst", &sha, size, &mut bytes.as_slice(), None)
+            .expect("unpacks");
+        // The copy, home and all, has the digest of what it was copied from.
+        assert_eq!(ctl.digest("dst").expect("digest"), source);
+        // The agent made from it takes the home, byte for byte, and it is no longer in the
+        // workspace.
+        std::fs::create_dir_all(files.agent_dir("dst")).expect("mkdir");
+        let ws = files.owned_workspace("dst");
+        ctl.adopt_carried_home("dst", &ws).expect("adopted");
+        let home = files.private_home("dst");
+        assert!(!ws.join(HOME_IN_ARCHIVE).exists());
+        assert_eq!(
+            std::fs::read(home.join(".credentials.json")).expect("read"),
+            b"\x00secret\xff"
+        );
+        let mode = |p: &Path| {
+            std::fs::symlink_metadata(p)
+                .expect("stat")
+                .permissions()
+                .mode()
+        };
+        assert_eq!(mode(&home.join(".credentials.json")) & 0o777, 0o600);
+        assert_eq!(mode(&home) & 0o777, 0o700);
+        assert_eq!(
+            std::fs::read_link(home.join("link")).expect("link"),
+            Path::new("home/.credentials.json"),
+            "a symlink's target is kept as written"
+        );
+        // A create that failed hands it back to the copy.
+        ctl.return_carried_home("dst", &ws);
+        assert!(ws.join(HOME_IN_ARCHIVE).join(".credentials.json").is_file());
+        assert!(!home.exists());
+    }
+
+    #[test]
+    fn an_agent_without_a_home_and_an_old_archive_are_carried_as_before() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ctl = agent_with_home(dir.path(), "plain", false);
+        let files = Files::new(dir.path().to_owned());
+        assert_eq!(
+            ctl.carried("plain").expect("carried").tar_members(),
+            [
+                "-C".into(),
+                files.owned_workspace("plain").into_os_string(),
+                ".".into()
+            ]
+            .to_vec()
+        );
+        // An archive of a workspace alone (a snapshot taken before homes travelled).
+        let (bytes, sha, size) = archive_of(dir.path(), "f.txt");
+        let ws = ctl
+            .unpack_verified("old", &sha, size, &mut bytes.as_slice(), None)
+            .expect("unpacks");
+        std::fs::create_dir_all(files.agent_dir("old")).expect("mkdir");
+        ctl.adopt_carried_home("old", &ws)
+            .expect("nothing to adopt");
+        assert!(!files.private_home("old").exists());
+        // A sandboxed agent's own `.agentgate-home` would be taken for its home elsewhere.
+        let ctl = agent_with_home(dir.path(), "clash", true);
+        std::fs::create_dir_all(files.owned_workspace("clash").join(HOME_IN_ARCHIVE))
+            .expect("mkdir");
+        let err = ctl.carried("clash").err().expect("refused");
+        assert!(err.to_string().contains("rename it"), "{err}");
+    }
+
+    #[test]
+    fn a_carried_home_that_is_a_symlink_is_not_taken() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ctl = ctl(dir.path());
+        let files = Files::new(dir.path().to_owned());
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(&outside).expect("mkdir");
+        std::fs::set_permissions(&outside, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let ws = files.owned_workspace("w");
+        std::fs::create_dir_all(&ws).expect("mkdir");
+        std::os::unix::fs::symlink(&outside, ws.join(HOME_IN_ARCHIVE)).expect("symlink");
+        std::fs::create_dir_all(files.agent_dir("w")).expect("mkdir");
+        let err = ctl.adopt_carried_home("w", &ws).expect_err("refused");
+        assert!(err.to_string().contains("not a directory"), "{err}");
+        assert!(!files.private_home("w").exists());
+        let mode = std::fs::metadata(&outside)
+            .expect("stat")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o755, "chmod-ed through the symlink");
+        // Nor is it carried on as a home from the copy.
+        std::fs::remove_dir(files.agent_dir("w")).expect("rmdir");
+        assert_eq!(ctl.carried("w").expect("carried").home, None);
     }
 }

@@ -5,7 +5,8 @@
 //! `--sandbox bwrap` every attempt fails; the same attempts from an agent created with
 //! `--sandbox none` succeed, so the test can tell. Also what must keep working inside: the
 //! workspace and the private home are writable, git works, a file put with scp is where the
-//! agent looks, and `stop` ends a daemon the agent started.
+//! agent looks, and `stop` ends a daemon the agent started; the private home goes with the
+//! agent when it migrates, is cloned and is snapshotted and restored.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -457,4 +458,102 @@ fn a_host_without_bubblewrap_refuses_the_sandbox_by_name_and_defaults_to_none() 
     assert_eq!(gw.info("open")["sandbox"], "none");
     let out = gw.ssh(&["create", "bad", "--sandbox", "docker"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
+/// What `~/.cli/blob` holds inside agent `agent`'s sandbox, read through a session (which runs
+/// there), and where `~/link` points.
+fn home_blob(gw: &TestGateway, agent: &str) -> (Vec<u8>, String) {
+    let out = gw.ssh_run(&[&format!("{agent}@gw"), "cat ~/.cli/blob"]);
+    assert!(out.status.success(), "{agent}: {}", stderr(&out));
+    let link = gw.ssh_run(&[&format!("{agent}@gw"), "readlink ~/link"]);
+    assert!(link.status.success(), "{agent}: {}", stderr(&link));
+    (out.stdout, stdout(&link))
+}
+
+/// The private home a sandboxed agent writes is carried byte for byte by migrate (to a
+/// namespace host), clone and snapshot + restore; an agent without a sandbox gets none.
+#[test]
+fn the_private_home_goes_with_migrate_clone_and_snapshot_byte_for_byte() {
+    let gw = gateway();
+    let h1 = e2e::netns::add_host(&gw, "h1");
+    gw.ok(&[
+        "create",
+        "carrier",
+        "--sandbox",
+        "bwrap",
+        "--",
+        "sleep",
+        "600",
+    ]);
+    let out = gw.ssh_run(&[
+        "carrier@gw",
+        "mkdir -p ~/.cli && head -c 65536 /dev/urandom > ~/.cli/blob && chmod 600 ~/.cli/blob \
+         && ln -s .cli/blob ~/link && echo in-workspace > w.txt",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let written = gw.agents_home.join("agents/carrier/home/.cli/blob");
+    let blob = std::fs::read(&written).expect("the agent's file in its home");
+    assert_eq!(blob.len(), 65536);
+    let expected = (blob.clone(), ".cli/blob\n".to_owned());
+    assert_eq!(home_blob(&gw, "carrier"), expected);
+
+    // migrate to a namespace host: the home is there, the old one gone with the agent.
+    let out = gw.ok(&["migrate", "carrier", "h1"]);
+    assert!(out.contains("verified"), "{out}");
+    assert_eq!(gw.info("carrier")["host"], "h1");
+    assert_eq!(home_blob(&gw, "carrier"), expected);
+    let there = h1.agents_home.join("agents/carrier/home/.cli/blob");
+    assert_eq!(std::fs::read(&there).expect("carried home"), blob);
+    assert!(!gw.agents_home.join("agents/carrier").exists());
+    // It is the agent's home, not a directory of its workspace.
+    let workspace = PathBuf::from(gw.info("carrier")["workspace"].as_str().expect("ws"));
+    assert!(!workspace.join(".agentgate-home").exists());
+    assert!(workspace.join("w.txt").is_file());
+
+    // clone (on h1): the copy has the same home, a home of its own.
+    let out = gw.ok(&["clone", "carrier", "twin"]);
+    assert!(out.contains("verified"), "{out}");
+    assert_eq!(home_blob(&gw, "twin"), expected);
+    let out = gw.ssh_run(&["twin@gw", "echo twin > ~/.cli/blob"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(home_blob(&gw, "carrier"), expected);
+
+    // snapshot, then the home changes, then a restore (on local) has it as it was.
+    gw.ok(&["stop", "carrier"]);
+    let snap: serde_json::Value =
+        serde_json::from_str(&gw.ok(&["snapshot", "carrier", "--json"])).expect("json");
+    let id = snap["id"].as_str().expect("id").to_owned();
+    gw.ok(&["start", "carrier"]);
+    let out = gw.ssh_run(&["carrier@gw", "rm ~/.cli/blob ~/link"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    gw.ok(&[
+        "create",
+        "restored",
+        "--from-snapshot",
+        &id,
+        "--host",
+        "local",
+    ]);
+    assert_eq!(home_blob(&gw, "restored"), expected);
+    let restored = gw.agents_home.join("agents/restored/home/.cli/blob");
+    assert_eq!(std::fs::read(&restored).expect("restored home"), blob);
+    assert!(
+        !gw.agents_home
+            .join("workspaces/restored/.agentgate-home")
+            .exists()
+    );
+
+    // An agent without a sandbox has no home, and migrates as before.
+    gw.ok(&[
+        "create",
+        "open-one",
+        "--sandbox",
+        "none",
+        "--",
+        "sleep",
+        "600",
+    ]);
+    gw.ok(&["migrate", "open-one", "h1"]);
+    assert!(h1.agents_home.join("agents/open-one").is_dir());
+    assert!(!h1.agents_home.join("agents/open-one/home").exists());
 }

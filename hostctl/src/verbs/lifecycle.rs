@@ -29,6 +29,7 @@ impl HostCtl {
             }
             Err(e) => return Err(Error::io("creating", agent_dir)(e)),
         }
+        let prepared = matches!(request.workspace, WorkspaceSource::Prepared);
         match self.create_in(request, secrets) {
             Ok(info) => {
                 // An unpacked copy is the agent's workspace now, no operation's.
@@ -36,6 +37,9 @@ impl HostCtl {
                 Ok(info)
             }
             Err(e) => {
+                if prepared {
+                    self.return_carried_home(&name, &self.files.owned_workspace(&name));
+                }
                 let _ = std::fs::remove_dir_all(&agent_dir);
                 Err(e)
             }
@@ -104,6 +108,8 @@ impl HostCtl {
                         path.display()
                     )));
                 }
+                // The private home it carried becomes the agent's.
+                self.adopt_carried_home(name, &path)?;
                 Ok(path)
             }
             WorkspaceSource::Empty | WorkspaceSource::Git { .. } => {
