@@ -16,16 +16,18 @@ mod agent;
 mod call;
 mod probe;
 mod talk;
+mod usage;
 mod workspace;
 
 pub use agent::*;
 pub use call::{Call, Exchange, OwnCall};
 pub use probe::{HostProbe, PROBE_SCRIPT, ProbeNotUnderstood};
 pub use talk::*;
+pub use usage::*;
 pub use workspace::*;
 
 /// Version of this contract. hostctl reports it in `hostctl version --json`.
-pub const API_VERSION: u32 = 8;
+pub const API_VERSION: u32 = 9;
 
 /// The longest agent name: a DNS label, so a name can also serve as a host alias.
 pub const MAX_AGENT_NAME_LEN: usize = 63;
