@@ -1,4 +1,5 @@
-//! `list [--tag K=V]... [--status S] [--json | -q]`
+//! `list [--tag K=V]... [--status S] [--json | -q]`; with `--json`, what each agent uses of
+//! its host too (`agents::usage`).
 
 use std::sync::Arc;
 
@@ -6,8 +7,8 @@ use clap::Args;
 use hostctl::api::Sandbox;
 
 use super::output::{
-    Statuses, age, agent_json, json_text, parse_pair, parse_statuses, status_matches, status_text,
-    table, tags_text,
+    AgentJson, Statuses, age, json_text, parse_pair, parse_statuses, status_matches, status_text,
+    table, tags_text, to_json,
 };
 use super::seen::{LIST_WAIT, not_asked_text};
 use super::{Caller, CommandIo, CommandResult, exit};
@@ -55,8 +56,19 @@ pub async fn run(
         })
         .collect();
     let text = if args.json {
+        // What each uses of its host, for scripts; a host that cannot say leaves it out.
+        let measured = crate::agents::usage::of_agents(gw, &agents).await;
+        for (host, why) in &measured.not_answered {
+            io.write_err(&format!(
+                "warning: host '{host}' could not say what its agents use ({why})\n"
+            ))
+            .await;
+        }
         json_text(&serde_json::Value::Array(
-            agents.iter().map(agent_json).collect(),
+            agents
+                .iter()
+                .map(|a| to_json(&AgentJson::of(a).usage(measured.usage.get(&a.name))))
+                .collect(),
         ))
     } else if args.quiet {
         agents.iter().map(|a| format!("{}\n", a.name)).collect()
