@@ -154,7 +154,7 @@ pub fn disk_use(dir: &Path, deadline: Instant) -> std::result::Result<u64, DiskU
         for entry in entries.flatten() {
             looked = looked.wrapping_add(1);
             // The clock is read now and then: a call with many small files stays cheap.
-            if looked % 256 == 0 && Instant::now() >= deadline {
+            if looked.is_multiple_of(256) && Instant::now() >= deadline {
                 return Err(DiskUnknown::TooSlow);
             }
             let Ok(meta) = entry.metadata() else {
