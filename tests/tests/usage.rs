@@ -83,12 +83,18 @@ fn close(what: &str, ours: u64, theirs: u64, tolerance: u64) {
     );
 }
 
-#[test]
-fn usage_figures_match_what_ps_and_du_say_for_an_agent_holding_a_known_amount() {
-    let gw = TestGateway::start_with(Options {
+/// A gateway whose default sandbox is its own (bwrap where the host has it).
+fn gateway() -> TestGateway {
+    TestGateway::start_with(Options {
         sandbox_default: "",
         ..Options::default()
-    });
+    })
+}
+
+/// Creates agent `hog` (on `on_host`'s host), which holds [`HELD`] bytes in its sandbox and
+/// has written [`WRITTEN`] bytes in its workspace, and checks `usage --json`'s figures
+/// against `ps` and `du`.
+fn hog_measured_like_ps_and_du(gw: &TestGateway, on_host: &[&str]) {
     let python = ["/usr/bin/python3", "/usr/local/bin/python3"]
         .into_iter()
         .find(|p| Path::new(p).exists())
@@ -104,16 +110,10 @@ fn usage_figures_match_what_ps_and_du_say_for_an_agent_holding_a_known_amount() 
     );
     // The gateway splits the line ssh sends as a shell would: the script is one quoted word.
     let script = shell_quote(&script);
-    gw.ok(&[
-        "create",
-        "hog",
-        "--sandbox",
-        "bwrap",
-        "--",
-        "sh",
-        "-c",
-        &script,
-    ]);
+    let mut create = vec!["create", "hog", "--sandbox", "bwrap"];
+    create.extend(on_host);
+    create.extend(["--", "sh", "-c", &script]);
+    gw.ok(&create);
     let info = gw.info("hog");
     let workspace = PathBuf::from(info["workspace"].as_str().expect("workspace"));
     wait_for("the agent to hold its memory", || {
@@ -148,6 +148,12 @@ fn usage_figures_match_what_ps_and_du_say_for_an_agent_holding_a_known_amount() 
     close("disk (KiB)", disk / 1024, du, 16);
     assert!(usage["cpu_seconds"].as_f64().is_some(), "{usage}");
     assert!(usage["cpu_percent"].as_f64().is_some(), "{usage}");
+}
+
+#[test]
+fn usage_figures_match_what_ps_and_du_say_for_an_agent_holding_a_known_amount() {
+    let gw = gateway();
+    hog_measured_like_ps_and_du(&gw, &[]);
 
     // The same figures in info and list --json; info's text says them too.
     let in_info = &gw.info("hog")["usage"];
@@ -239,4 +245,15 @@ fn usage_sorts_by_the_key_asked_and_refuses_another_word() {
         said.contains("invalid value 'ram'") && said.contains("cpu, mem, disk"),
         "{said}"
     );
+}
+
+/// The same through a remote host's hostctl (a network namespace running a real sshd: needs
+/// root); it shares this machine's processes and files, so `ps` and `du` here see them.
+#[test]
+fn on_a_remote_host_the_figures_match_too() {
+    let gw = gateway();
+    let h1 = e2e::netns::add_host(&gw, "h1");
+    hog_measured_like_ps_and_du(&gw, &["--host", h1.name.as_str()]);
+    let all: Value = serde_json::from_str(&gw.ok(&["usage", "--json"])).expect("JSON");
+    assert_eq!(all[0]["host"], "h1", "{all}");
 }
