@@ -122,7 +122,7 @@ fn hog_measured_like_ps_and_du(gw: &TestGateway, on_host: &[&str]) {
     let root =
         u32::try_from(gw.info("hog")["pid"].as_u64().expect("the pane's pid")).expect("a pid");
 
-    let figures = usage_of(&gw, "hog");
+    let figures = usage_of(gw, "hog");
     let (ps_count, ps_kib) = ps_tree(root);
     let du = du_kib(&workspace);
     let usage = &figures["usage"];

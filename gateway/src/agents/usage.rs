@@ -12,7 +12,7 @@ use std::time::Duration;
 use hostctl::api::{AgentUsage, UsageReport};
 
 use crate::Gateway;
-use crate::model::HostStatus;
+use crate::model::{AgentStatus, HostStatus};
 use crate::store::AgentRecord;
 
 /// How long a host is waited for: above hostctl's own budget for counting the workspaces
@@ -30,10 +30,12 @@ pub struct Measured {
 }
 
 /// Asks the hosts of `agents` what each uses. A host that is unreachable, or does not answer
-/// in time, leaves its agents without figures (and is named in `not_answered`).
+/// in time, leaves its agents without figures (and is named in `not_answered`); so does an
+/// agent still being created.
 pub async fn of_agents(gw: &Gateway, agents: &[AgentRecord]) -> Measured {
     let mut by_host: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
-    for agent in agents {
+    // One still being created has nothing on its host to measure yet.
+    for agent in agents.iter().filter(|a| a.status != AgentStatus::Creating) {
         by_host
             .entry(agent.host.as_str())
             .or_default()

@@ -43,7 +43,7 @@ pub async fn run(
         )),
         None => {
             match tokio::time::timeout(LIST_WAIT, refreshed_agent(gw, caller, &args.name)).await {
-                Ok(refreshed) => return show(gw, refreshed?.0, args.json, io).await,
+                Ok(refreshed) => return show(gw, refreshed?.0, true, args.json, io).await,
                 Err(_) => Some(NotAsked::Slow(agent.host.clone())),
             }
         }
@@ -52,12 +52,24 @@ pub async fn run(
         let text = not_asked_text(&host).replace("its agents are", "the agent is");
         io.write_err(&format!("warning: {text}\n")).await;
     }
-    show(gw, agent, args.json, io).await
+    // Its host did not answer for the status: it is not asked for figures either.
+    show(gw, agent, false, args.json, io).await
 }
 
-async fn show(gw: &Gateway, agent: AgentRecord, json: bool, io: &mut CommandIo) -> CommandResult {
+/// Prints the agent; with `ask_usage`, what it uses of its host too.
+async fn show(
+    gw: &Gateway,
+    agent: AgentRecord,
+    ask_usage: bool,
+    json: bool,
+    io: &mut CommandIo,
+) -> CommandResult {
     let shared_with = gw.store.shares(&agent.name).await?;
-    let measured = crate::agents::usage::of_agents(gw, std::slice::from_ref(&agent)).await;
+    let measured = if ask_usage {
+        crate::agents::usage::of_agents(gw, std::slice::from_ref(&agent)).await
+    } else {
+        crate::agents::usage::Measured::default()
+    };
     for (host, why) in &measured.not_answered {
         io.write_err(&format!(
             "warning: host '{host}' could not say what the agent uses ({why})\n"
