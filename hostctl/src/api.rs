@@ -16,12 +16,14 @@ mod agent;
 mod call;
 mod probe;
 mod talk;
+mod usage;
 mod workspace;
 
 pub use agent::*;
 pub use call::{Call, Exchange, OwnCall};
 pub use probe::{HostProbe, PROBE_SCRIPT, ProbeNotUnderstood};
 pub use talk::*;
+pub use usage::*;
 pub use workspace::*;
 
 /// Version of this contract. hostctl reports it in `hostctl version --json`.

@@ -110,6 +110,8 @@ fn one_of_each() -> Vec<Call> {
             id: "fix-ci-20261206-0700".into(),
         },
         Call::Version,
+        Call::Usage { name: None },
+        Call::Usage { name: Some(name()) },
         Call::Diff {
             name: name(),
             stat: false,
@@ -302,6 +304,10 @@ fn assert_agrees(call: &Call, verb: Verb) {
             assert_eq!(&i, id);
         }
         (Call::SnapshotRead { id }, Verb::SnapshotRead { id: i }) => assert_eq!(&i, id),
+        (Call::Usage { name }, Verb::Usage { name: n, json }) => {
+            assert!(json);
+            assert_eq!(&n, name);
+        }
         (
             Call::Diff { name, stat, json },
             Verb::Diff {

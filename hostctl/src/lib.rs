@@ -15,6 +15,7 @@
 //! - [`transfer`]: pack, unpack, digest, discard: workspaces moved between hosts.
 //! - [`snapshots`]: snapshot, snapshot-read, snapshot-remove: workspaces kept for later.
 //! - [`diff`]: what changed in a workspace since its agent was created.
+//! - [`usage`]: the CPU, memory and disk each agent uses.
 
 pub mod api;
 pub mod diff;
@@ -30,6 +31,7 @@ pub mod serve;
 pub mod snapshots;
 pub mod tmux;
 pub mod transfer;
+pub mod usage;
 pub mod userenv;
 pub mod verbs;
 

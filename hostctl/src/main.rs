@@ -237,6 +237,12 @@ enum Verb {
         #[arg(long)]
         max: u64,
     },
+    /// Show the CPU, memory and disk each agent uses (or only agent NAME's).
+    Usage {
+        name: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Print hostctl's version, its API version and tmux's version.
     Version {
         #[arg(long)]
@@ -564,6 +570,9 @@ fn main() -> ExitCode {
                 ),
             }
         }
+        Verb::Usage { name, json } => report(ctl.usage(name.as_deref()), json, |report| {
+            hostctl::usage::text(report)
+        }),
         Verb::Version { json } => {
             let info = VersionInfo {
                 version: hostctl::VERSION.to_owned(),

@@ -44,6 +44,7 @@ mod store_faults;
 mod survival;
 mod tailscale;
 mod top;
+mod usage;
 
 /// The modules this file declares, read from its own text (`mod NAME;` lines).
 fn declared_topics(root_source: &str) -> Vec<String> {

@@ -13,6 +13,7 @@
 //! - [`secrets`]: the secrets its environment gets at each start;
 //! - [`transfer`]: an agent's workspace carried elsewhere: cloned, migrated, snapshotted,
 //!   restored from a snapshot;
+//! - [`usage`]: the CPU, memory and disk each agent uses, as its host measures it;
 //! - [`shares`]: whom else an agent is shared with; [`tags`]: the labels it is selected by;
 //! - [`audit`]: the trail of who did what; [`locks`]: one change of an agent's life at a time;
 //! - [`live`]: the connections logged in now and the agents each reaches, ended when their
@@ -46,6 +47,7 @@ pub mod secrets;
 pub mod shares;
 pub mod tags;
 pub mod transfer;
+pub mod usage;
 
 pub use error::{Error, LOCAL_FOR_ADMINS, LabelError, Purpose, Result, TagProblem};
 

@@ -53,6 +53,7 @@ pub const RESERVED_NAMES: &[&str] = &[
     "tag",
     "untag",
     "diff",
+    "usage",
     // names that mean the gateway or a system account
     "agentgate",
     "gateway",

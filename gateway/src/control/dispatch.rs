@@ -104,6 +104,7 @@ pub(super) async fn run(
         }
         ControlCommand::Logs(args) => logs::run(gw, caller, args, io).await,
         ControlCommand::Diff(args) => diff::run(gw, caller, args, io).await,
+        ControlCommand::Usage(args) => usage::run(gw, caller, args, io).await,
         ControlCommand::Send(args) => send::run(gw, caller, args, io).await,
         ControlCommand::Approve(args) => answer::run(gw, caller, args, true, io).await,
         ControlCommand::Deny(args) => answer::run(gw, caller, args, false, io).await,

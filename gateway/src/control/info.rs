@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use clap::Args;
 
-use super::output::{AgentJson, age, json_text, status_text, tags_text, to_json};
+use super::output::{AgentJson, age, json_text, size_text, status_text, tags_text, to_json};
 use super::seen::{LIST_WAIT, not_asked_text};
 use super::{Caller, CommandIo, CommandResult, agent_and_host, exit, refreshed_agent};
 use crate::Gateway;
@@ -43,7 +43,7 @@ pub async fn run(
         )),
         None => {
             match tokio::time::timeout(LIST_WAIT, refreshed_agent(gw, caller, &args.name)).await {
-                Ok(refreshed) => return show(gw, refreshed?.0, args.json, io).await,
+                Ok(refreshed) => return show(gw, refreshed?.0, true, args.json, io).await,
                 Err(_) => Some(NotAsked::Slow(agent.host.clone())),
             }
         }
@@ -52,13 +52,33 @@ pub async fn run(
         let text = not_asked_text(&host).replace("its agents are", "the agent is");
         io.write_err(&format!("warning: {text}\n")).await;
     }
-    show(gw, agent, args.json, io).await
+    // Its host did not answer for the status: it is not asked for figures either.
+    show(gw, agent, false, args.json, io).await
 }
 
-async fn show(gw: &Gateway, agent: AgentRecord, json: bool, io: &mut CommandIo) -> CommandResult {
+/// Prints the agent; with `ask_usage`, what it uses of its host too.
+async fn show(
+    gw: &Gateway,
+    agent: AgentRecord,
+    ask_usage: bool,
+    json: bool,
+    io: &mut CommandIo,
+) -> CommandResult {
     let shared_with = gw.store.shares(&agent.name).await?;
+    let measured = if ask_usage {
+        crate::agents::usage::of_agents(gw, std::slice::from_ref(&agent)).await
+    } else {
+        crate::agents::usage::Measured::default()
+    };
+    for (host, why) in &measured.not_answered {
+        io.write_err(&format!(
+            "warning: host '{host}' could not say what the agent uses ({why})\n"
+        ))
+        .await;
+    }
+    let usage = measured.usage.get(&agent.name);
     if json {
-        let json = AgentJson::of(&agent).shared_with(&shared_with);
+        let json = AgentJson::of(&agent).shared_with(&shared_with).usage(usage);
         io.write_out(&json_text(&to_json(&json))).await;
         return Ok(exit::OK);
     }
@@ -134,10 +154,41 @@ async fn show(gw: &Gateway, agent: AgentRecord, json: bool, io: &mut CommandIo) 
     if let Some(line) = &agent.activity.last_line {
         lines.push(("last line", line.clone()));
     }
+    if let Some(usage) = usage {
+        lines.extend(usage_lines(usage));
+    }
     let text: String = lines
         .iter()
         .map(|(k, v)| format!("{:<13}{v}\n", format!("{k}:")))
         .collect();
     io.write_out(&text).await;
     Ok(exit::OK)
+}
+
+/// What the agent uses of its host, as `info` shows it.
+fn usage_lines(usage: &hostctl::api::AgentUsage) -> Vec<(&'static str, String)> {
+    let cpu = match (usage.cpu_percent, usage.cpu_window_seconds) {
+        (Some(percent), Some(window)) => format!(
+            "{percent:.1}% over the last {window:.0} s ({:.1} s in all)",
+            usage.cpu_seconds
+        ),
+        _ => "not running".to_owned(),
+    };
+    let disk = match (usage.disk_bytes, &usage.disk_note) {
+        (Some(bytes), _) => format!("{} (its workspace)", size_text(bytes)),
+        (None, Some(why)) => format!("unknown ({why})"),
+        (None, None) => "unknown".to_owned(),
+    };
+    vec![
+        ("cpu", cpu),
+        (
+            "memory",
+            format!(
+                "{} in {} processes",
+                size_text(usage.memory_bytes),
+                usage.processes
+            ),
+        ),
+        ("disk", disk),
+    ]
 }

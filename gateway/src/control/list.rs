@@ -1,4 +1,5 @@
-//! `list [--tag K=V]... [--status S] [--json | -q]`
+//! `list [--tag K=V]... [--status S] [--json | -q]`; with `--json`, what each agent uses of
+//! its host too (`agents::usage`).
 
 use std::sync::Arc;
 
@@ -6,13 +7,13 @@ use clap::Args;
 use hostctl::api::Sandbox;
 
 use super::output::{
-    Statuses, age, agent_json, json_text, parse_pair, parse_statuses, status_matches, status_text,
-    table, tags_text,
+    AgentJson, Statuses, age, json_text, parse_pair, parse_statuses, status_matches, status_text,
+    table, tags_text, to_json,
 };
 use super::seen::{LIST_WAIT, not_asked_text};
 use super::{Caller, CommandIo, CommandResult, exit};
 use crate::Gateway;
-use crate::agents::reconcile;
+use crate::agents::reconcile::{self, NotAsked};
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
@@ -40,10 +41,19 @@ pub async fn run(
     // A fresh look at the hosts, so that `list` never shows a status the reconciler has not
     // caught up with yet; a slow host is not waited for, nor one known to be unreachable:
     // their agents are shown as last seen.
-    for host in reconcile::reconcile_within(gw, LIST_WAIT).await {
-        io.write_err(&format!("warning: {}\n", not_asked_text(&host)))
+    let not_asked = reconcile::reconcile_within(gw, LIST_WAIT).await;
+    for host in &not_asked {
+        io.write_err(&format!("warning: {}\n", not_asked_text(host)))
             .await;
     }
+    // A host that was too slow or down for the statuses is not asked for figures either.
+    let silent: Vec<&str> = not_asked
+        .iter()
+        .filter_map(|host| match host {
+            NotAsked::Slow(name) | NotAsked::Unreachable(name, _) => Some(name.as_str()),
+            NotAsked::NotSaved(..) | NotAsked::Unwritable { .. } => None,
+        })
+        .collect();
     let agents: Vec<_> = crate::agents::access::agents(&gw.store, &caller.operator)
         .await?
         .into_iter()
@@ -55,8 +65,24 @@ pub async fn run(
         })
         .collect();
     let text = if args.json {
+        // What each uses of its host, for scripts; a host that cannot say leaves it out.
+        let askable: Vec<_> = agents
+            .iter()
+            .filter(|a| !silent.contains(&a.host.as_str()))
+            .cloned()
+            .collect();
+        let measured = crate::agents::usage::of_agents(gw, &askable).await;
+        for (host, why) in &measured.not_answered {
+            io.write_err(&format!(
+                "warning: host '{host}' could not say what its agents use ({why})\n"
+            ))
+            .await;
+        }
         json_text(&serde_json::Value::Array(
-            agents.iter().map(agent_json).collect(),
+            agents
+                .iter()
+                .map(|a| to_json(&AgentJson::of(a).usage(measured.usage.get(&a.name))))
+                .collect(),
         ))
     } else if args.quiet {
         agents.iter().map(|a| format!("{}\n", a.name)).collect()

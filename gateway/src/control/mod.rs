@@ -34,6 +34,7 @@ pub mod start;
 pub mod stop;
 pub mod tag;
 pub mod top;
+pub mod usage;
 pub mod version;
 pub mod wait;
 pub mod watch;

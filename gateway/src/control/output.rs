@@ -146,6 +146,58 @@ pub struct AgentJson<'a> {
     /// `info` only.
     #[serde(skip_serializing_if = "Option::is_none")]
     shared_with: Option<&'a [String]>,
+    /// What it uses of its host (`info` and `list`); absent when its host could not say.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<UsageJson>,
+}
+
+/// What an agent uses of its host, as its host measured it (`usage`, `info`, `list`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct UsageJson {
+    /// How many processes its tree has (none when it is not running).
+    pub processes: u32,
+    /// CPU time its live processes have used, in seconds.
+    pub cpu_seconds: f64,
+    /// CPU use in percent of one core over `cpu_window_seconds`.
+    pub cpu_percent: Option<f64>,
+    pub cpu_window_seconds: Option<f64>,
+    /// Resident memory of its processes, summed, in bytes.
+    pub memory_bytes: u64,
+    /// Its workspace's disk use, in bytes; null when it could not be counted in time
+    /// (`disk_note` says why).
+    pub disk_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disk_note: Option<String>,
+}
+
+impl UsageJson {
+    pub fn of(usage: &hostctl::api::AgentUsage) -> UsageJson {
+        UsageJson {
+            processes: usage.processes,
+            cpu_seconds: usage.cpu_seconds,
+            cpu_percent: usage.cpu_percent,
+            cpu_window_seconds: usage.cpu_window_seconds,
+            memory_bytes: usage.memory_bytes,
+            disk_bytes: usage.disk_bytes,
+            disk_note: usage.disk_note.clone(),
+        }
+    }
+}
+
+/// A size for people: `512B`, `64.0M`, `1.5G` (powers of 1024).
+pub fn size_text(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["K", "M", "G", "T", "P"];
+    if bytes < 1024 {
+        return format!("{bytes}B");
+    }
+    #[expect(clippy::cast_precision_loss, reason = "a size shown to one decimal")]
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1}{}", UNITS[unit])
 }
 
 impl<'a> AgentJson<'a> {
@@ -176,6 +228,15 @@ impl<'a> AgentJson<'a> {
             secrets: &agent.spec.secret_names,
             sandbox: sandbox_of(agent).map(Sandbox::as_str),
             shared_with: None,
+            usage: None,
+        }
+    }
+
+    /// With what it uses of its host, when its host said (`info`, `list`).
+    pub fn usage(self, usage: Option<&hostctl::api::AgentUsage>) -> AgentJson<'a> {
+        AgentJson {
+            usage: usage.map(UsageJson::of),
+            ..self
         }
     }
 

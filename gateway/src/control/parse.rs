@@ -54,6 +54,8 @@ pub enum ControlCommand {
     Logs(logs::LogsArgs),
     /// Show what changed in an agent's workspace since it was created.
     Diff(diff::DiffArgs),
+    /// Show the CPU, memory and disk each agent uses, busiest first.
+    Usage(usage::UsageArgs),
     /// Type text into an agent (or every agent with a tag, or all), then Enter; a text of
     /// several lines is pasted.
     Send(send::SendArgs),
@@ -120,6 +122,7 @@ impl ControlCommand {
             | ControlCommand::Watch(_)
             | ControlCommand::Notify(_)
             | ControlCommand::Top
+            | ControlCommand::Usage(_)
             | ControlCommand::Key(_)
             | ControlCommand::Secret(_)
             | ControlCommand::Operator(_)

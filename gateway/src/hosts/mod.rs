@@ -19,8 +19,8 @@ use std::sync::Arc;
 
 use hostctl::api::{
     AgentInfo, Call, CreateInput, CreateRequest, ErrorCode, ErrorReply, Exchange, Secrets,
-    SnapshotList, SnapshotMeta, SnapshotRemoved, SnapshotRequest, TermSize, VersionInfo,
-    WorkspaceDigest,
+    SnapshotList, SnapshotMeta, SnapshotRemoved, SnapshotRequest, TermSize, UsageReport,
+    VersionInfo, WorkspaceDigest,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -187,6 +187,15 @@ impl Host {
             json,
         };
         self.piped(&call, false).await
+    }
+
+    /// What each agent of this host uses of it (only agent `name`, when given): its process
+    /// tree's CPU and memory, its workspace's disk.
+    pub async fn usage(&self, name: Option<&str>) -> Result<UsageReport, HostError> {
+        let call = Call::Usage {
+            name: name.map(str::to_owned),
+        };
+        self.call(&call, CallKind::Normal).await
     }
 
     /// hostctl's version (with the probe's short time limit: a quick question).

@@ -80,6 +80,10 @@ pub enum Call {
         id: String,
     },
     Version,
+    /// The CPU, memory and disk each agent uses (only agent `name`'s, when given).
+    Usage {
+        name: Option<String>,
+    },
     /// What changed in an agent's workspace, as a report on stdout (JSON with `json`).
     Diff {
         name: String,
@@ -170,6 +174,7 @@ impl Call {
             Call::SnapshotList => "snapshot-list",
             Call::SnapshotRemove { .. } => "snapshot-remove",
             Call::Version => "version",
+            Call::Usage { .. } => "usage",
             Call::Diff { .. } => "diff",
             Call::Logs { .. } => "logs",
             Call::HookWatch => "hook-watch",
@@ -201,7 +206,8 @@ impl Call {
             | Call::Snapshot { .. }
             | Call::SnapshotList
             | Call::SnapshotRemove { .. }
-            | Call::Version => Exchange::Answer,
+            | Call::Version
+            | Call::Usage { .. } => Exchange::Answer,
             Call::Diff { .. }
             | Call::Logs { .. }
             | Call::HookWatch
@@ -238,6 +244,11 @@ impl Call {
             | Call::Attach { name }
             | Call::Pack { name } => push(name),
             Call::SnapshotRemove { id } | Call::SnapshotRead { id } => push(id),
+            Call::Usage { name } => {
+                if let Some(name) = name {
+                    push(name);
+                }
+            }
             Call::Start {
                 name,
                 size,
