@@ -546,9 +546,9 @@ mod tests {
 
     #[test]
     fn what_is_hidden_comes_first_shallowest_first_and_what_is_shown_goes_on_top() {
-        // Not under /tmp, which the sandbox replaces whole (what is under it is hidden).
-        let root = tempfile::tempdir_in(concat!(env!("CARGO_MANIFEST_DIR"), "/../target"))
-            .expect("tempdir");
+        // Not under /tmp, which the sandbox replaces whole (what is under it is hidden), and
+        // not under the checkout either, which may itself be under /tmp.
+        let root = tempfile::tempdir_in("/var/tmp").expect("tempdir in /var/tmp");
         let r = root.path();
         // hostctl's home outside $HOME, a tmux socket directory, an agent's --dir workspace
         // elsewhere, another inside this agent's workspace, one that holds it.
