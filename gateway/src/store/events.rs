@@ -23,11 +23,14 @@ impl Store {
 
     /// Deletes the events recorded before `before`; returns how many.
     pub async fn prune_events(&self, before: Timestamp) -> Result<u64> {
-        Ok(sqlx::query("DELETE FROM events WHERE at < ?")
-            .bind(before)
-            .execute(&self.pool)
-            .await?
-            .rows_affected())
+        Ok(sqlx::query(&format!(
+            "DELETE FROM events WHERE {}",
+            super::before_sql("at", "?1")
+        ))
+        .bind(before)
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
     }
 
     /// The newest `filter.limit` events that match, oldest first; with `filter.after`, only
@@ -38,7 +41,8 @@ impl Store {
         let rows = sqlx::query_as::<_, Event>(
             "SELECT * FROM (SELECT id, at, operator, source, kind, agent, detail, result, message FROM events
                WHERE (?1 IS NULL OR agent = ?1) AND (?2 IS NULL OR operator = ?2)
-                 AND (?3 IS NULL OR at >= ?3) AND id > ?4
+                 AND (?3 IS NULL OR at >= substr(?3, 1, 19) AND julianday(at) >= julianday(?3))
+                 AND id > ?4
                  AND (?6 IS NULL OR operator = ?6 OR agent IN (SELECT value FROM json_each(?7)))
                ORDER BY id DESC LIMIT ?5) ORDER BY id",
         )

@@ -37,6 +37,17 @@ pub use notify::{ChannelUrl, NewChannel, NotifyChannel};
 
 pub use operations::Operation;
 
+/// SQL for "`column` holds a time before the one bound at `param`". Times are RFC 3339 text
+/// in UTC, some with a fraction of a second and some without, and as text `…:01Z` sorts
+/// after `…:01.5Z`: an earlier second is told by the text (so the column's index serves),
+/// the same second by `julianday` (to the millisecond).
+fn before_sql(column: &str, param: &str) -> String {
+    format!(
+        "({column} < substr({param}, 1, 19) OR (substr({column}, 1, 19) = substr({param}, 1, 19) \
+         AND julianday({column}) < julianday({param})))"
+    )
+}
+
 #[cfg(test)]
 pub(crate) use agents::sample_agent;
 pub use agents::{AgentActivity, AgentRecord, Observed};
@@ -230,6 +241,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::model::{
         ActivitySource, ActivityState, AgentStatus, EventKind, EventResult, HostStatus, Role,
+        Timestamp,
     };
 
     pub(crate) async fn store() -> (tempfile::TempDir, Store) {
@@ -622,6 +634,47 @@ pub(crate) mod tests {
                 ("stopped".to_owned(), "tmux server gone".to_owned())
             ]
         );
+    }
+
+    /// Times with and without a fraction of a second, within one second of the bound: `events
+    /// --since` keeps exactly those at or after it, and pruning removes exactly those before it.
+    #[tokio::test]
+    async fn times_in_the_same_second_as_a_bound_are_kept_or_pruned_by_their_moment() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("t.db")).await.expect("open");
+        let at = |text: &str| Timestamp::parse(text).expect("a time");
+        for (n, text) in [
+            "2026-12-06T09:00:00.9Z",
+            "2026-12-06T09:00:01Z",
+            "2026-12-06T09:00:01.2Z",
+            "2026-12-06T09:00:01.5Z",
+            "2026-12-06T09:00:01.7Z",
+            "2026-12-06T09:00:02Z",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut event = Event::new(EventKind::Command, EventResult::Ok);
+            event.at = at(text);
+            event.detail = format!("e{n}");
+            store.record_event(&event).await.expect("record");
+        }
+        let details = |events: Vec<Event>| events.into_iter().map(|e| e.detail).collect::<Vec<_>>();
+        let since = EventFilter {
+            since: Some(at("2026-12-06T09:00:01.5Z")),
+            ..EventFilter::default()
+        };
+        assert_eq!(
+            details(store.events(&since).await.expect("events")),
+            ["e3", "e4", "e5"]
+        );
+        let pruned = store
+            .prune_events(at("2026-12-06T09:00:01.5Z"))
+            .await
+            .expect("prune");
+        assert_eq!(pruned, 3);
+        let all = store.events(&EventFilter::default()).await.expect("events");
+        assert_eq!(details(all), ["e3", "e4", "e5"]);
     }
 
     /// A database written before the records carried a time type: its times are the text the

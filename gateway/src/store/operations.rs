@@ -103,13 +103,14 @@ impl Store {
 
     /// Deletes the operations that ended before `before`; returns how many.
     pub async fn prune_operations(&self, before: Timestamp) -> Result<u64> {
-        Ok(
-            sqlx::query("DELETE FROM operations WHERE ended_at IS NOT NULL AND ended_at < ?")
-                .bind(before)
-                .execute(&self.pool)
-                .await?
-                .rows_affected(),
-        )
+        Ok(sqlx::query(&format!(
+            "DELETE FROM operations WHERE ended_at IS NOT NULL AND {}",
+            super::before_sql("ended_at", "?1")
+        ))
+        .bind(before)
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
     }
 }
 
