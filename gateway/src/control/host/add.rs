@@ -98,7 +98,7 @@ pub(super) async fn add(gw: &Arc<Gateway>, args: AddArgs, io: &mut CommandIo) ->
         let record = gw.store.host(&name).await?.unwrap_or(record);
         io.write_out(&json_text(&host_json(
             &record,
-            agent_count(gw, &name).await?,
+            agent_count(&gw.store, &name).await?,
             &gw.tailnet.view(),
         )))
         .await;
@@ -207,7 +207,7 @@ fn connect_error(gw: &Gateway, target: &Target, e: HostError) -> CommandError {
     let message = e.to_string();
     match e {
         HostError::AuthRefused { .. } => {
-            let key = client_key_line(gw).unwrap_or_default();
+            let key = client_key_line(&gw.client_key).unwrap_or_default();
             CommandError::failed(message).hint(format!(
                 "put the gateway's key in ~{user}/.ssh/authorized_keys on the host:\n  ssh gw host key | ssh {dest} 'cat >> ~/.ssh/authorized_keys'\nthe key: {key}",
                 user = target.user,

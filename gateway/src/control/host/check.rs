@@ -5,7 +5,7 @@ use super::*;
 use crate::hosts::remote::diagnose;
 
 pub(super) async fn check(gw: &Arc<Gateway>, args: HostName, io: &mut CommandIo) -> CommandResult {
-    let h = host_record(gw, &args.name).await?;
+    let h = host_record(&gw.store, &args.name).await?;
     let steps = if h.name == LOCAL_HOST {
         diagnose::local(gw.hosts.get(LOCAL_HOST)).await
     } else {

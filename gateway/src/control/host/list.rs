@@ -3,8 +3,8 @@
 
 use super::*;
 
-pub(super) async fn agent_count(gw: &Gateway, host: &str) -> Result<usize, StoreError> {
-    Ok(gw.store.agents_on_host(host).await?.len())
+pub(super) async fn agent_count(store: &Store, host: &str) -> Result<usize, StoreError> {
+    Ok(store.agents_on_host(host).await?.len())
 }
 
 /// What the tailnet says of a tailnet host, for `host list` and `host info`.
@@ -83,14 +83,15 @@ pub(super) fn host_json(h: &HostRecord, agents: usize, view: &crate::tailscale::
 
 /// Hosts, with the number of agents on each the caller may see.
 pub(super) async fn list(
-    gw: &Arc<Gateway>,
+    store: &Store,
+    tailnet: &Tailnet,
     caller: &Caller,
     json: bool,
     io: &mut CommandIo,
 ) -> CommandResult {
-    let view = gw.tailnet.view();
-    let hosts = gw.store.hosts().await?;
-    let agents = crate::agents::access::agents(&gw.store, &caller.operator).await?;
+    let view = tailnet.view();
+    let hosts = store.hosts().await?;
+    let agents = crate::agents::access::agents(store, &caller.operator).await?;
     let count = |host: &str| agents.iter().filter(|a| a.host == host).count();
     if json {
         let all: Vec<Value> = hosts
@@ -144,15 +145,16 @@ fn address_text(h: &HostRecord) -> String {
 }
 
 pub(super) async fn info(
-    gw: &Arc<Gateway>,
+    store: &Store,
+    tailnet: &Tailnet,
     caller: &Caller,
     args: HostName,
     io: &mut CommandIo,
 ) -> CommandResult {
-    let h = host_record(gw, &args.name).await?;
-    let mut agents = crate::agents::access::agents(&gw.store, &caller.operator).await?;
+    let h = host_record(store, &args.name).await?;
+    let mut agents = crate::agents::access::agents(store, &caller.operator).await?;
     agents.retain(|a| a.host == h.name);
-    let value = host_json(&h, agents.len(), &gw.tailnet.view());
+    let value = host_json(&h, agents.len(), &tailnet.view());
     if args.json {
         io.write_out(&json_text(&value)).await;
         return Ok(exit::OK);

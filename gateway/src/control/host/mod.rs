@@ -25,9 +25,10 @@ use crate::Gateway;
 use crate::agents::reconcile;
 use crate::hosts::remote::enrol;
 use crate::hosts::remote::leg::{KeyCheck, Target, fingerprint};
-use crate::hosts::{HostError, LOCAL_HOST};
+use crate::hosts::{HostError, Hosts, LOCAL_HOST};
 use crate::model::AgentStatus;
-use crate::store::{HostRecord, StoreError};
+use crate::store::{HostRecord, Store, StoreError};
+use crate::tailscale::Tailnet;
 
 #[derive(Debug, Args)]
 pub struct HostArgs {
@@ -136,11 +137,12 @@ pub async fn run(
 ) -> CommandResult {
     match args.command {
         HostCommand::Key => {
-            io.write_out(&format!("{}\n", client_key_line(gw)?)).await;
+            io.write_out(&format!("{}\n", client_key_line(&gw.client_key)?))
+                .await;
             Ok(exit::OK)
         }
-        HostCommand::List(args) => list(gw, caller, args.json, io).await,
-        HostCommand::Info(args) => info(gw, caller, args, io).await,
+        HostCommand::List(args) => list(&gw.store, &gw.tailnet, caller, args.json, io).await,
+        HostCommand::Info(args) => info(&gw.store, &gw.tailnet, caller, args, io).await,
         HostCommand::Add(args) => {
             require_admin(caller, "add hosts")?;
             add(gw, args, io).await
@@ -151,7 +153,7 @@ pub async fn run(
         }
         HostCommand::Remove(args) => {
             require_admin(caller, "remove hosts")?;
-            remove(gw, args, io).await
+            remove(&gw.store, &gw.hosts, args, io).await
         }
         HostCommand::Discover(args) => {
             require_admin(caller, "discover hosts")?;
@@ -160,12 +162,12 @@ pub async fn run(
     }
 }
 
-fn client_key_line(gw: &Gateway) -> Result<String, CommandError> {
+fn client_key_line(key: &russh::keys::PrivateKey) -> Result<String, CommandError> {
     let host = nix::unistd::gethostname()
         .ok()
         .and_then(|h| h.into_string().ok())
         .unwrap_or_else(|| "gateway".into());
-    let mut public = gw.client_key.public_key().clone();
+    let mut public = key.public_key().clone();
     public.set_comment(format!("agentgate@{host}"));
     public
         .to_openssh()
@@ -179,8 +181,8 @@ fn default_user() -> String {
         .unwrap_or_else(|| "root".into())
 }
 
-async fn host_record(gw: &Gateway, name: &str) -> Result<HostRecord, CommandError> {
-    gw.store.host(name).await?.ok_or_else(|| {
+async fn host_record(store: &Store, name: &str) -> Result<HostRecord, CommandError> {
+    store.host(name).await?.ok_or_else(|| {
         CommandError::failed(format!("no host named '{name}'"))
             .hint("see the hosts with: ssh gw host list")
     })

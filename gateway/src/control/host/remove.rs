@@ -3,7 +3,8 @@
 use super::*;
 
 pub(super) async fn remove(
-    gw: &Arc<Gateway>,
+    store: &Store,
+    hosts: &Hosts,
     args: RemoveArgs,
     io: &mut CommandIo,
 ) -> CommandResult {
@@ -12,8 +13,8 @@ pub(super) async fn remove(
             "'local' is the gateway's own machine and cannot be removed",
         ));
     }
-    let h = host_record(gw, &args.name).await?;
-    let agents = gw.store.agents_on_host(&h.name).await?;
+    let h = host_record(store, &args.name).await?;
+    let agents = store.agents_on_host(&h.name).await?;
     if !agents.is_empty() && !args.force {
         let names: Vec<&str> = agents.iter().map(|a| a.name.as_str()).collect();
         return Err(CommandError::failed(format!(
@@ -27,10 +28,10 @@ pub(super) async fn remove(
             h.name
         )));
     }
-    if let Some(crate::hosts::Host::Remote(host)) = gw.hosts.remove(&h.name) {
+    if let Some(crate::hosts::Host::Remote(host)) = hosts.remove(&h.name) {
         host.reset().await;
     }
-    let forgotten = gw.store.delete_host(&h.name).await?;
+    let forgotten = store.delete_host(&h.name).await?;
     let mut text = format!("removed host '{}'", h.name);
     if forgotten > 0 {
         text.push_str(&format!(
