@@ -30,8 +30,10 @@
 #        exec-down ssh AGENT@gw 'head -c SIZE /dev/zero' > /dev/null
 #        scp-up    scp payload.bin AGENT@gw:    (into the agent's workspace)
 #        scp-down  scp AGENT@gw:payload.bin LOCALDIR
-#      Wall time of the client command, and the CPU time of the gateway and every process it
-#      reaped (hostctl, bwrap, the remote command or sftp-server).
+#      Wall time of the client command, and the CPU time the whole machine spent during it
+#      (/proc/stat: client, gateway, hostctl, bwrap, the remote command or sftp-server). Not the
+#      gateway's reaped children, as bench/throughput.sh counts: bwrap's monitor process does not
+#      wait for the sandbox's init, so what runs inside a sandbox is never added to them.
 #   5. bench/results/sandbox.json, a markdown table on stdout, and the section between
 #      <!-- sandbox:start --> and <!-- sandbox:end --> in docs/PERFORMANCE.md.
 #   6. On exit: stop agentgate, kill the bench tmux server, remove the temp dir.
@@ -268,8 +270,8 @@ leftover=$(gw list -q | sort | tr '\n' ' ')
 
 # --- 4. transfers ---------------------------------------------------------------------------------
 TICKS=$(getconf CLK_TCK)
-# CPU time of a process and all the children it has reaped, in clock ticks.
-proc_cpu() { awk '{ print $14 + $15 + $16 + $17 }' "/proc/$1/stat"; }
+# CPU time the machine has spent busy (user, nice, system, irq, softirq, steal), in clock ticks.
+machine_cpu() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
 BASE_CHILDREN=" $({ pgrep -P "$GW_PID" || true; } | tr '\n' ' ') "
 wait_idle() { # until the gateway has reaped its session processes (at most 10 s)
     local i c busy
@@ -296,18 +298,18 @@ op_scp_up() { scp "${SCP_OPTS[@]}" "$PAYLOAD" "$1@127.0.0.1:" </dev/null; }
 op_scp_down() { scp "${SCP_OPTS[@]}" "$1@127.0.0.1:payload.bin" "$TMP/downloads/$1.bin" </dev/null; }
 
 RAW="$TMP/raw.tsv"
-printf 'round\tmeasurement\tmode\tseconds\tserver_cpu_s\tloadavg\n' >"$RAW"
+printf 'round\tmeasurement\tmode\tseconds\tmachine_cpu_s\tloadavg\n' >"$RAW"
 measure() { # round measurement mode function
     local round=$1 m=$2 mode=$3 fn=$4 t0 t1 k0 k1 secs load
     wait_idle
     case $m in scp-*) prefault ;; esac
     load=$(cut -d' ' -f1 /proc/loadavg)
-    k0=$(proc_cpu "$GW_PID")
+    k0=$(machine_cpu)
     t0=$EPOCHREALTIME
     "$fn" "${AGENT[$mode]}" || die "round $round, $m in ${AGENT[$mode]} failed (exit status $?)"
     t1=$EPOCHREALTIME
     wait_idle
-    k1=$(proc_cpu "$GW_PID")
+    k1=$(machine_cpu)
     secs=$(python3 -c "print(f'{$t1 - $t0:.4f}')")
     printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$m" "$mode" "$secs" \
         "$(python3 -c "print(f'{($k1 - $k0) / $TICKS:.2f}')")" "$load" >>"$RAW"
