@@ -172,18 +172,27 @@ pub fn parse_size(text: &str) -> Option<u64> {
 
 /// A size for people: `512 B`, `3.2 MiB`, `1.0 GiB`.
 pub fn size_text(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    in_units(bytes, &["KiB", "MiB", "GiB", "TiB"], " ")
+}
+
+/// A size for a table's column: `512B`, `64.0M`, `1.5G`.
+pub fn size_short(bytes: u64) -> String {
+    in_units(bytes, &["K", "M", "G", "T", "P"], "")
+}
+
+/// `bytes` in the largest of `units` (powers of 1024) it reaches, to one decimal.
+fn in_units(bytes: u64, units: &[&str], space: &str) -> String {
     if bytes < 1024 {
-        return format!("{bytes} B");
+        return format!("{bytes}{space}B");
     }
     #[expect(clippy::cast_precision_loss, reason = "a size shown to one decimal")]
     let mut value = bytes as f64 / 1024.0;
     let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
+    while value >= 1024.0 && unit + 1 < units.len() {
         value /= 1024.0;
         unit += 1;
     }
-    format!("{value:.1} {}", UNITS[unit])
+    format!("{value:.1}{space}{}", units[unit])
 }
 
 #[cfg(test)]
@@ -207,6 +216,10 @@ mod tests {
         assert_eq!(size_text(1536), "1.5 KiB");
         assert_eq!(size_text(3 << 20), "3.0 MiB");
         assert_eq!(size_text(u64::MAX), "16777216.0 TiB");
+        assert_eq!(size_short(512), "512B");
+        assert_eq!(size_short(64 << 20), "64.0M");
+        assert_eq!(size_short(3 << 29), "1.5G");
+        assert_eq!(size_short(u64::MAX), "16384.0P");
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use clap::Args;
 
-use super::output::{AgentJson, age, json_text, size_text, status_text, tags_text, to_json};
+use super::output::{AgentJson, age, json_text, status_text, tags_text, to_json};
 use super::seen::{LIST_WAIT, not_asked_text};
 use super::{Caller, CommandIo, CommandResult, agent_and_host, exit, refreshed_agent};
 use crate::Gateway;
@@ -12,6 +12,7 @@ use crate::agents::reconcile::NotAsked;
 use crate::model::Timestamp;
 use crate::model::{ActivitySource, AgentStatus};
 use crate::store::AgentRecord;
+use hostctl::disk::size_short;
 
 #[derive(Debug, Args)]
 pub struct InfoArgs {
@@ -175,7 +176,7 @@ fn usage_lines(usage: &hostctl::api::AgentUsage) -> Vec<(&'static str, String)> 
         _ => "not running".to_owned(),
     };
     let disk = match (usage.disk_bytes, &usage.disk_note) {
-        (Some(bytes), _) => format!("{} (its workspace)", size_text(bytes)),
+        (Some(bytes), _) => format!("{} (its workspace)", size_short(bytes)),
         (None, Some(why)) => format!("unknown ({why})"),
         (None, None) => "unknown".to_owned(),
     };
@@ -185,7 +186,7 @@ fn usage_lines(usage: &hostctl::api::AgentUsage) -> Vec<(&'static str, String)> 
             "memory",
             format!(
                 "{} in {} processes",
-                size_text(usage.memory_bytes),
+                size_short(usage.memory_bytes),
                 usage.processes
             ),
         ),

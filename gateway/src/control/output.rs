@@ -184,22 +184,6 @@ impl UsageJson {
     }
 }
 
-/// A size for people: `512B`, `64.0M`, `1.5G` (powers of 1024).
-pub fn size_text(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["K", "M", "G", "T", "P"];
-    if bytes < 1024 {
-        return format!("{bytes}B");
-    }
-    #[expect(clippy::cast_precision_loss, reason = "a size shown to one decimal")]
-    let mut value = bytes as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1}{}", UNITS[unit])
-}
-
 impl<'a> AgentJson<'a> {
     pub fn of(agent: &'a AgentRecord) -> AgentJson<'a> {
         AgentJson {

@@ -8,10 +8,11 @@ use clap::{Args, ValueEnum};
 use hostctl::api::AgentUsage;
 use serde::Serialize;
 
-use super::output::{UsageJson, json_text, size_text, status_text, table, to_json};
+use super::output::{UsageJson, json_text, status_text, table, to_json};
 use super::{Caller, CommandIo, CommandResult, exit};
 use crate::Gateway;
 use crate::store::AgentRecord;
+use hostctl::disk::size_short;
 
 #[derive(Debug, Args)]
 pub struct UsageArgs {
@@ -86,8 +87,9 @@ pub async fn run(
                     Some(u) => vec![
                         u.cpu_percent
                             .map_or_else(|| "-".to_owned(), |p| format!("{p:.1}")),
-                        size_text(u.memory_bytes),
-                        u.disk_bytes.map_or_else(|| "unknown".to_owned(), size_text),
+                        size_short(u.memory_bytes),
+                        u.disk_bytes
+                            .map_or_else(|| "unknown".to_owned(), size_short),
                         u.processes.to_string(),
                     ],
                     None => vec!["?".to_owned(); 4],
