@@ -207,6 +207,22 @@ impl Gateway {
         })
     }
 
+    /// What the core's operations use, borrowed for one call.
+    pub fn core(&self) -> agents::Core<'_> {
+        agents::Core {
+            store: &self.store,
+            hosts: &self.hosts,
+            tailnet: &self.tailnet,
+            locks: &self.agent_locks,
+            inputs: &self.inputs,
+            status_rules: &self.status_rules,
+            status: &self.config.status,
+            policy: self.policy(),
+            default_host: self.config.hosts.default_host.as_deref(),
+            run_id: &self.run_id,
+        }
+    }
+
     /// The settings the access rules read (`agents::access`).
     pub fn policy(&self) -> agents::access::Policy {
         agents::access::Policy::from_config(&self.config)

@@ -3,11 +3,10 @@
 //! [`run`]. Detaching (prefix, d) ends the ssh session with status 0 and leaves the agent
 //! running; several clients may watch one agent at once. A stopped agent is started first.
 
-use std::sync::Arc;
-
 use super::Caller;
 use super::said::{CommandError, CommandResult, SEEN_AGAIN, exit, recorded};
-use crate::Gateway;
+use crate::agents::Core;
+use crate::agents::live::LiveConnections;
 use crate::agents::reconcile;
 use crate::hosts::AgentSession;
 use crate::model::AgentStatus;
@@ -19,7 +18,8 @@ use crate::streams::CommandIo;
 pub const TERMINAL_RESET: &str = "\x1b[?2004l\x1b[0m\x1b[?25h\x1b[?1049l";
 
 pub async fn run(
-    gw: &Arc<Gateway>,
+    core: &Core<'_>,
+    live: &std::sync::Arc<LiveConnections>,
     caller: &Caller,
     name: &str,
     io: &mut CommandIo,
@@ -34,17 +34,17 @@ pub async fn run(
     // While attached (from the live view too), the connection reaches the agent: unsharing it
     // ends the connection. Entered before the check, so that an unshare between the two is
     // not missed.
-    let _entered = gw.live.enter(caller.connection, name);
-    let (agent, host) = super::lifecycle::refreshed(gw, &caller.operator, name).await?;
+    let _entered = live.enter(caller.connection, name);
+    let (agent, host) = super::lifecycle::refreshed(core, &caller.operator, name).await?;
     match agent.status {
         AgentStatus::Stopped => {
             io.write_err(&format!(
                 "agentgate: agent '{name}' is stopped; starting it\n"
             ))
             .await;
-            let secrets = super::secrets::values(&gw.store, &agent.spec.secret_names).await?;
+            let secrets = super::secrets::values(core.store, &agent.spec.secret_names).await?;
             let info = host.start(name, Some(size), &secrets).await?;
-            let saved = gw
+            let saved = core
                 .store
                 .observe_agent(name, &reconcile::observed(&info))
                 .await;
@@ -69,12 +69,12 @@ pub async fn run(
         .open_terminal(name, &AgentSession::Attach, &[], &term, size)
         .await?;
     // An attached viewer keeps the agent from being stopped for idleness.
-    let _viewer = gw.inputs.attached(name);
+    let _viewer = core.inputs.attached(name);
     // Typing counts as the operator's input; the terminal's answers to tmux's questions on
     // attach do not.
     let on_input = |bytes: &[u8]| {
         if super::activity::typed(bytes) {
-            gw.inputs.touch(name);
+            core.inputs.touch(name);
         }
     };
     Ok(match crate::bridge::terminal(io, process, on_input).await {

@@ -6,7 +6,7 @@
 use tracing::info;
 
 use super::Caller;
-use crate::Gateway;
+use crate::agents::Core;
 use crate::model::{EventKind, EventResult};
 use crate::store::Event;
 
@@ -14,7 +14,7 @@ use crate::store::Event;
 /// a command or session that outlives its start is in the trail even if the gateway dies
 /// before it ends. A failure to write is logged and the event kept (`store::audit`).
 pub async fn start_record(
-    gw: &Gateway,
+    core: &Core<'_>,
     caller: &Caller,
     kind: EventKind,
     agent: Option<String>,
@@ -26,14 +26,14 @@ pub async fn start_record(
         detail,
         "audit: started"
     );
-    gw.store
+    core.store
         .start_event(&event_of(caller, kind, agent, detail, EventResult::Started))
         .await
 }
 
 /// Completes an event [`start_record`] wrote, with the command's exit status and message.
 pub async fn end_record(
-    gw: &Gateway,
+    core: &Core<'_>,
     started: crate::store::StartedEvent,
     status: u32,
     message: &str,
@@ -46,7 +46,7 @@ pub async fn end_record(
         status,
         "audit"
     );
-    gw.store
+    core.store
         .end_event(started, EventResult::of_exit(status), message)
         .await;
 }
@@ -70,7 +70,7 @@ fn event_of(
 /// Writes one audit event. A failure to write is logged and the event kept until the
 /// database can take it (`store::audit`), never fatal to the command.
 pub async fn record(
-    gw: &Gateway,
+    core: &Core<'_>,
     caller: &Caller,
     kind: EventKind,
     agent: Option<String>,
@@ -89,7 +89,7 @@ pub async fn record(
         message: message.to_owned(),
         ..event_of(caller, kind, agent, detail, EventResult::of_exit(status))
     };
-    if let Err(e) = gw.store.record_event(&event).await {
+    if let Err(e) = core.store.record_event(&event).await {
         tracing::error!(error = %e, "could not record an audit event");
     }
 }

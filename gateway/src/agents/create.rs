@@ -7,7 +7,7 @@ use hostctl::api::CreateRequest;
 
 use super::error::Error;
 use super::journal::{Intent, Planned};
-use crate::Gateway;
+use crate::agents::Core;
 use crate::agents::reconcile;
 use crate::hosts::Host;
 use crate::model::{AgentStatus, OperationKind, Step};
@@ -36,14 +36,14 @@ impl Origin {
 /// it reserves the name while the host works, so two creates (or clones) of one name cannot
 /// both proceed.
 pub async fn reserve(
-    gw: &Gateway,
+    core: &Core<'_>,
     host_name: &str,
     request: &CreateRequest,
     idle_stop: Option<String>,
     origin: Origin,
 ) -> Result<Intent, Error> {
     let intent = Intent::begin(
-        gw,
+        core,
         Planned {
             kind: origin.kind,
             agent: request.name.clone(),
@@ -75,7 +75,7 @@ pub async fn reserve(
         stop_reason: None,
         shared_with: Vec::new(),
     };
-    let inserted = gw.store.insert_agent(&record).await.map_err(|e| match e {
+    let inserted = core.store.insert_agent(&record).await.map_err(|e| match e {
         StoreError::Conflict(m) => Error::Conflict(m),
         other => other.into(),
     });
@@ -89,7 +89,7 @@ pub async fn reserve(
 }
 
 /// An error of the core, as the caller's error `E`.
-fn core<E: From<Error>>(e: impl Into<Error>) -> E {
+fn as_caller<E: From<Error>>(e: impl Into<Error>) -> E {
     E::from(e.into())
 }
 
@@ -98,7 +98,7 @@ fn core<E: From<Error>>(e: impl Into<Error>) -> E {
 /// reports. Any failure releases the name. Each step is written to the operation's journal.
 /// `prepare` fails with the caller's own error `E`, into which the core's turn too.
 pub async fn create_reserved<E, F, Fut>(
-    gw: &Gateway,
+    core: &Core<'_>,
     host: &Host,
     request: &CreateRequest,
     intent: Intent,
@@ -113,39 +113,39 @@ where
     let mut on_host = false;
     let mut copied = false;
     let created = async {
-        let secrets = super::secrets::values(&gw.store, &request.secret_names)
+        let secrets = super::secrets::values(core.store, &request.secret_names)
             .await
-            .map_err(core)?;
+            .map_err(as_caller)?;
         prepare(intent.id().to_owned()).await?;
         copied = true;
         if intent.kind() != OperationKind::Create {
-            intent.step(Step::Copied).await.map_err(core)?;
+            intent.step(Step::Copied).await.map_err(as_caller)?;
         }
-        let info = host.create(request, &secrets).await.map_err(core)?;
+        let info = host.create(request, &secrets).await.map_err(as_caller)?;
         on_host = true;
         let recorded = async {
             intent.step(Step::Created).await?;
-            gw.store
+            core.store
                 .observe_agent(name, &reconcile::observed(&info))
                 .await?;
-            gw.store.set_sandbox(name, info.meta.sandbox()).await
+            core.store.set_sandbox(name, info.meta.sandbox()).await
         }
         .await;
         if let Err(cause) = recorded {
             // It exists on its host: the command must not say it was not made. Its row stays
             // `creating` until the next look at the host (or, if the gateway stops first, the
             // next start's settling of this operation) records what the host says.
-            return Err(core(Error::CreatedNotRecorded {
+            return Err(as_caller(Error::CreatedNotRecorded {
                 name: name.clone(),
                 host: host.name().to_owned(),
                 cause,
             }));
         }
-        gw.store
+        core.store
             .agent(name)
             .await
-            .map_err(core)?
-            .ok_or_else(|| core(Error::NoSuchAgent(name.clone())))
+            .map_err(as_caller)?
+            .ok_or_else(|| as_caller(Error::NoSuchAgent(name.clone())))
     };
     let made = created.await;
     if made.is_err() && !on_host {
@@ -156,7 +156,7 @@ where
         }
         // Nothing was made: the name is free again. (An agent the host made but whose record
         // failed keeps its row; the reconciler records it.)
-        gw.store.delete_agent(name).await.map_err(core)?;
+        core.store.delete_agent(name).await.map_err(as_caller)?;
     }
     // Made on its host is done, whatever its record came to.
     let outcome = if on_host {

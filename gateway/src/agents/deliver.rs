@@ -14,7 +14,7 @@ use std::time::Duration;
 use hostctl::api::{AgentCli, AgentInfo, HookKind, Key, SendReport};
 use time::OffsetDateTime;
 
-use crate::Gateway;
+use crate::agents::Core;
 use crate::hosts::{Host, HostError};
 use crate::store::AgentRecord;
 
@@ -82,7 +82,7 @@ pub enum Delivery {
 /// Puts `text` into the agent and, with `enter`, submits it, then waits (bounded) for the
 /// agent to take it and records what it does.
 pub async fn send_text(
-    gw: &Gateway,
+    core: &Core<'_>,
     agent: &AgentRecord,
     host: &Host,
     text: &str,
@@ -90,7 +90,7 @@ pub async fn send_text(
 ) -> Result<Delivery, HostError> {
     // Input counts from when it was asked for: the CLI's hooks answer within milliseconds of
     // the Enter, and must read as news after it.
-    gw.inputs.touch(&agent.name);
+    core.inputs.touch(&agent.name);
     let report = host.send(&agent.name, text, enter).await?;
     if !enter {
         return Ok(Delivery::Typed);
@@ -100,7 +100,7 @@ pub async fn send_text(
         // a sign, and a second Enter would be a second, empty line: a changed screen is
         // waited for briefly, and nothing is pressed again.
         let seen = confirm(
-            gw,
+            core,
             agent,
             host,
             &report,
@@ -115,7 +115,7 @@ pub async fn send_text(
         });
     }
     confirm(
-        gw,
+        core,
         agent,
         host,
         &report,
@@ -133,7 +133,7 @@ pub const READY_WITHIN: Duration = Duration::from_secs(120);
 /// by its hooks or its screen), as `send` gives a text. An agent that does not come to its
 /// prompt within [`READY_WITHIN`] is not given it: what it shows instead is the error.
 pub async fn first_prompt(
-    gw: &Gateway,
+    core: &Core<'_>,
     agent: &AgentRecord,
     host: &Host,
     text: &str,
@@ -142,7 +142,7 @@ pub async fn first_prompt(
     let mut last_line = None;
     while started.elapsed() < READY_WITHIN {
         let info = host.info(&agent.name).await?;
-        let seen = crate::agents::reconcile::observed_from(gw, agent, &info);
+        let seen = crate::agents::reconcile::observed_from(core, agent, &info);
         if seen.status != crate::model::AgentStatus::Running {
             break;
         }
@@ -150,7 +150,7 @@ pub async fn first_prompt(
         if activity.state == Some(crate::model::ActivityState::Waiting)
             && crate::agents::activity::question(&activity).is_none()
         {
-            return send_text(gw, agent, host, text, true).await;
+            return send_text(core, agent, host, text, true).await;
         }
         last_line = info.screen.and_then(|s| s.tail.last().cloned());
         tokio::time::sleep(LOOK_EVERY * 2).await;
@@ -160,15 +160,15 @@ pub async fn first_prompt(
 
 /// Presses `keys` in the agent and waits (bounded) until `done` says the agent took them.
 pub async fn press(
-    gw: &Gateway,
+    core: &Core<'_>,
     agent: &AgentRecord,
     host: &Host,
     keys: &[Key],
     done: impl Fn(&AgentRecord, &AgentInfo, &SendReport) -> Option<TakenBy>,
 ) -> Result<Delivery, HostError> {
-    gw.inputs.touch(&agent.name);
+    core.inputs.touch(&agent.name);
     let report = host.keys(&agent.name, keys).await?;
-    confirm(gw, agent, host, &report, None, CONFIRM_WITHIN, |info| {
+    confirm(core, agent, host, &report, None, CONFIRM_WITHIN, |info| {
         done(agent, info, &report)
     })
     .await
@@ -180,7 +180,7 @@ pub fn screen_changed(_: &AgentRecord, info: &AgentInfo, report: &SendReport) ->
 }
 
 async fn confirm(
-    gw: &Gateway,
+    core: &Core<'_>,
     agent: &AgentRecord,
     host: &Host,
     report: &SendReport,
@@ -202,7 +202,7 @@ async fn confirm(
             Err(e) => return Err(e),
         };
         if let Some(by) = taken(&info) {
-            record(gw, agent, &info).await;
+            record(core, agent, &info).await;
             return Ok(Delivery::Taken(by));
         }
         // Only a screen on which nothing at all happened gets Enter again: on one that
@@ -222,7 +222,7 @@ async fn confirm(
         last = Some(info);
     }
     if let Some(info) = &last {
-        record(gw, agent, info).await;
+        record(core, agent, info).await;
     }
     Ok(Delivery::NotTaken {
         last_line: last
@@ -267,8 +267,8 @@ fn changed(info: &AgentInfo, report: &SendReport) -> bool {
     }
 }
 
-async fn record(gw: &Gateway, agent: &AgentRecord, info: &AgentInfo) {
-    if let Err(e) = crate::agents::reconcile::observe(gw, agent, info).await {
+async fn record(core: &Core<'_>, agent: &AgentRecord, info: &AgentInfo) {
+    if let Err(e) = crate::agents::reconcile::observe(core, agent, info).await {
         tracing::warn!(agent = agent.name, error = %e, "cannot record an agent's status");
     }
 }
@@ -290,13 +290,13 @@ pub enum Answered {
 /// (`approve`) or no, with the keys its CLI's dialog takes, and waits (bounded) until the
 /// question is gone.
 pub async fn answer(
-    gw: &Gateway,
+    core: &Core<'_>,
     agent: &AgentRecord,
     host: &Host,
     approve: bool,
 ) -> Result<Answered, HostError> {
     let mut info = host.info(&agent.name).await?;
-    let mut seen = crate::agents::reconcile::observed_from(gw, agent, &info);
+    let mut seen = crate::agents::reconcile::observed_from(core, agent, &info);
     // A CLI's hook may report its question a moment before the dialog is drawn: the screen
     // is given a little time to show it.
     let started = tokio::time::Instant::now();
@@ -308,9 +308,9 @@ pub async fn answer(
     {
         tokio::time::sleep(LOOK_EVERY).await;
         info = host.info(&agent.name).await?;
-        seen = crate::agents::reconcile::observed_from(gw, agent, &info);
+        seen = crate::agents::reconcile::observed_from(core, agent, &info);
     }
-    record(gw, agent, &info).await;
+    record(core, agent, &info).await;
     let Some(asked) = seen
         .activity
         .as_ref()
@@ -337,8 +337,8 @@ pub async fn answer(
         return Ok(Answered::NotOnScreen { asked });
     };
     let keys = answer_keys(agent.spec.cli, approve);
-    let delivery = press(gw, agent, host, &keys, |agent, info, report| {
-        let after = crate::agents::reconcile::observed_from(gw, agent, info).activity;
+    let delivery = press(core, agent, host, &keys, |agent, info, report| {
+        let after = crate::agents::reconcile::observed_from(core, agent, info).activity;
         let still = after
             .as_ref()
             .and_then(crate::agents::activity::question)

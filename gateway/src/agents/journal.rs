@@ -62,7 +62,10 @@ pub struct Intent {
 
 impl Intent {
     /// Writes the operation before its first step.
-    pub async fn begin(gw: &Gateway, planned: Planned) -> Result<Intent, StoreError> {
+    pub async fn begin(
+        core: &crate::agents::Core<'_>,
+        planned: Planned,
+    ) -> Result<Intent, StoreError> {
         let id = new_operation_id();
         let op = Operation {
             id: id.clone(),
@@ -74,10 +77,10 @@ impl Intent {
             was_running: planned.was_running,
             step: Step::Begun,
             operator: planned.operator,
-            run: gw.run_id.clone(),
+            run: core.run_id.to_owned(),
             started_at: crate::model::Timestamp::now(),
         };
-        gw.store.begin_operation(&op).await?;
+        core.store.begin_operation(&op).await?;
         info!(
             operation = id,
             kind = op.kind.as_str(),
@@ -89,7 +92,7 @@ impl Intent {
             id,
             kind: planned.kind,
             agent: planned.agent,
-            store: gw.store.clone(),
+            store: core.store.clone(),
         })
     }
 

@@ -4,14 +4,14 @@
 //! its host followed by the record of what the host said ([`Done`]).
 //!
 //! One change of an agent's life at a time: the callers hold the agent's turn
-//! (`Gateway::agent_locks`) around these.
+//! (`Core::locks`) around these.
 
 use hostctl::api::AgentInfo;
 
 use super::access;
 use super::error::{Error, Result};
 use super::journal::{Intent, Planned};
-use crate::Gateway;
+use crate::agents::Core;
 use crate::agents::reconcile;
 use crate::hosts::{Host, HostError};
 use crate::model::{AgentStatus, OperationKind, Step};
@@ -26,9 +26,13 @@ pub struct Done<T> {
 }
 
 /// Agent `name` and its host, if `operator` may use it (`access::may_use`).
-pub async fn usable(gw: &Gateway, operator: &Operator, name: &str) -> Result<(AgentRecord, Host)> {
-    let agent = gw.store.agent(name).await?;
-    match access::may_use(operator, agent.as_ref().map(Into::into), gw.policy()) {
+pub async fn usable(
+    core: &Core<'_>,
+    operator: &Operator,
+    name: &str,
+) -> Result<(AgentRecord, Host)> {
+    let agent = core.store.agent(name).await?;
+    match access::may_use(operator, agent.as_ref().map(Into::into), core.policy) {
         Ok(()) => {}
         Err(access::Denied::LocalForAdminsOnly) => {
             return Err(Error::LocalForAdminsOnly(name.to_owned()));
@@ -36,7 +40,7 @@ pub async fn usable(gw: &Gateway, operator: &Operator, name: &str) -> Result<(Ag
         Err(_) => return Err(Error::NoSuchAgent(name.to_owned())),
     }
     let agent = agent.ok_or_else(|| Error::NoSuchAgent(name.to_owned()))?;
-    let host = gw.hosts.get(&agent.host)?;
+    let host = core.hosts.get(&agent.host)?;
     Ok((agent, host))
 }
 
@@ -44,17 +48,17 @@ pub async fn usable(gw: &Gateway, operator: &Operator, name: &str) -> Result<(Ag
 /// cannot be asked (or that the tailnet reports down) leaves the agent `unknown`; a record
 /// the store cannot take still decides what the caller does (the next look records it).
 pub async fn refreshed(
-    gw: &Gateway,
+    core: &Core<'_>,
     operator: &Operator,
     name: &str,
 ) -> Result<(AgentRecord, Host)> {
-    let (agent, host) = usable(gw, operator, name).await?;
-    let answer = match crate::agents::reconcile::tailnet::down_reason(gw, &agent.host).await {
+    let (agent, host) = usable(core, operator, name).await?;
+    let answer = match crate::agents::reconcile::tailnet::down_reason(core, &agent.host).await {
         Some(reason) => Err(reason),
         None => host.info(name).await.map_err(|e| e.to_string()),
     };
     let seen = match answer {
-        Ok(info) => reconcile::observed_from(gw, &agent, &info),
+        Ok(info) => reconcile::observed_from(core, &agent, &info),
         Err(e) => {
             tracing::warn!(agent = name, error = %e, "cannot refresh agent");
             reconcile::unknown()
@@ -63,11 +67,11 @@ pub async fn refreshed(
     if agent.status == AgentStatus::Creating {
         return Ok((agent, host));
     }
-    if let Err(e) = gw.store.observe_agent(name, &seen).await {
+    if let Err(e) = core.store.observe_agent(name, &seen).await {
         tracing::warn!(agent = name, error = %e, "cannot record an agent's status");
         return Ok((as_seen(agent, &seen), host));
     }
-    let agent = access::agent(&gw.store, operator, name)
+    let agent = access::agent(core.store, operator, name)
         .await?
         .ok_or_else(|| Error::NoSuchAgent(name.to_owned()))?;
     Ok((agent, host))
@@ -98,25 +102,25 @@ pub fn ready(agent: &AgentRecord) -> Result<()> {
 }
 
 /// Starts `agent` on `host`, with its secrets, and records what the host says.
-pub async fn start(gw: &Gateway, agent: &AgentRecord, host: &Host) -> Result<Done<AgentInfo>> {
-    let secrets = super::secrets::values(&gw.store, &agent.spec.secret_names).await?;
+pub async fn start(core: &Core<'_>, agent: &AgentRecord, host: &Host) -> Result<Done<AgentInfo>> {
+    let secrets = super::secrets::values(core.store, &agent.spec.secret_names).await?;
     let info = host.start(&agent.name, None, &secrets).await?;
-    Ok(record(gw, info).await)
+    Ok(record(core, info).await)
 }
 
 /// Stops `agent` on `host` (its workspace and files stay) and records what the host says.
-pub async fn stop(gw: &Gateway, agent: &AgentRecord, host: &Host) -> Result<Done<AgentInfo>> {
+pub async fn stop(core: &Core<'_>, agent: &AgentRecord, host: &Host) -> Result<Done<AgentInfo>> {
     let info = host.stop(&agent.name).await?;
-    Ok(record(gw, info).await)
+    Ok(record(core, info).await)
 }
 
 /// Stops, then starts `agent` (its secrets looked up first: a secret gone leaves the agent
 /// running).
-pub async fn restart(gw: &Gateway, agent: &AgentRecord, host: &Host) -> Result<Done<AgentInfo>> {
-    let secrets = super::secrets::values(&gw.store, &agent.spec.secret_names).await?;
+pub async fn restart(core: &Core<'_>, agent: &AgentRecord, host: &Host) -> Result<Done<AgentInfo>> {
+    let secrets = super::secrets::values(core.store, &agent.spec.secret_names).await?;
     host.stop(&agent.name).await?;
     let info = host.start(&agent.name, None, &secrets).await?;
-    Ok(record(gw, info).await)
+    Ok(record(core, info).await)
 }
 
 /// Destroys `agent` for `operator`: its session, its files and the workspace its host created
@@ -124,7 +128,7 @@ pub async fn restart(gw: &Gateway, agent: &AgentRecord, host: &Host) -> Result<D
 /// (then an unreachable host's files are left alone). A journaled operation: a gateway that
 /// dies between the host's destroy and the record finishes it at its next start.
 pub async fn destroy(
-    gw: &Gateway,
+    core: &Core<'_>,
     operator: &Operator,
     agent: &AgentRecord,
     host: &Host,
@@ -141,7 +145,7 @@ pub async fn destroy(
         });
     }
     let intent = Intent::begin(
-        gw,
+        core,
         Planned {
             kind: OperationKind::Destroy,
             agent: name.clone(),
@@ -166,13 +170,13 @@ pub async fn destroy(
     // Removed from its host: what is left is the record. One that cannot be written leaves
     // the operation open at this step, and the gateway's next start finishes it.
     let forgotten = match intent.step(Step::HostDone).await {
-        Ok(()) => gw.store.delete_agent(name).await.map(drop),
+        Ok(()) => core.store.delete_agent(name).await.map(drop),
         Err(e) => Err(e),
     };
     if forgotten.is_ok() {
         intent.end(&Ok::<(), String>(())).await;
     }
-    gw.inputs.forget(name);
+    core.inputs.forget(name);
     Ok(Done {
         value: (),
         recorded: forgotten,
@@ -180,8 +184,8 @@ pub async fn destroy(
 }
 
 /// Records what a host said of an agent after acting on it.
-async fn record(gw: &Gateway, info: AgentInfo) -> Done<AgentInfo> {
-    let recorded = gw
+async fn record(core: &Core<'_>, info: AgentInfo) -> Done<AgentInfo> {
+    let recorded = core
         .store
         .observe_agent(&info.name, &reconcile::observed(&info))
         .await;

@@ -24,6 +24,11 @@
 //!   the same on both routes.
 //!
 //! [`Caller`] is who asks: an operator, the key or login they came with, from where.
+//! [`Core`] is what the core's operations use of the gateway, borrowed for one call
+//! (`Gateway::core`): the records, the hosts, the tailnet's view, the per-agent locks, what
+//! operators typed, the status rules and settings, the access policy, the default host and
+//! this run's ID. The configuration file, the client key, the gateway's tasks and shutdown,
+//! the live connections and the notifier are not in it.
 //!
 //! Its one error, [`Error`], is turned by each route into its own output.
 
@@ -50,6 +55,34 @@ pub mod transfer;
 pub mod usage;
 
 pub use error::{Error, LOCAL_FOR_ADMINS, LabelError, Purpose, Result, TagProblem};
+
+use crate::config::StatusConfig;
+use crate::hosts::Hosts;
+use crate::store::Store;
+use crate::tailscale::Tailnet;
+
+/// The parts of the gateway the core's operations use, borrowed for one call.
+#[derive(Clone, Copy)]
+pub struct Core<'a> {
+    pub store: &'a Store,
+    pub hosts: &'a Hosts,
+    /// The tailnet, as the local tailscaled reports it (a host it says is down is not asked).
+    pub tailnet: &'a Tailnet,
+    /// One change of an agent's life at a time.
+    pub locks: &'a locks::AgentLocks,
+    /// When operators last typed into each agent.
+    pub inputs: &'a activity::Inputs,
+    /// The templates' rules for telling that an agent waits for the operator.
+    pub status_rules: &'a activity::Rules,
+    /// The status settings of the configuration (how long quiet means idle, ...).
+    pub status: &'a StatusConfig,
+    /// Who may see and use what, from the configuration.
+    pub policy: access::Policy,
+    /// Where a new agent goes when its command names no host (`hosts.default_host`).
+    pub default_host: Option<&'a str>,
+    /// This run's ID, written into the operations it begins (`agents::journal`).
+    pub run_id: &'a str,
+}
 
 /// Who runs a command, and from where.
 #[derive(Clone, Debug)]

@@ -5,7 +5,7 @@
 
 use super::access;
 use super::error::{Error, Result};
-use crate::Gateway;
+use crate::agents::Core;
 use crate::hosts::LOCAL_HOST;
 use crate::model::{AgentStatus, HostStatus};
 use crate::store::{AgentRecord, HostRecord, Operator};
@@ -16,45 +16,49 @@ use crate::store::{AgentRecord, HostRecord, Operator};
 pub static PLACING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Refuses a name a new agent cannot take: invalid, reserved, an operator's, or taken.
-pub async fn check_new_name(gw: &Gateway, name: &str) -> Result<()> {
+pub async fn check_new_name(core: &Core<'_>, name: &str) -> Result<()> {
     if let Some(reason) = crate::auth::name_unavailable_reason(name) {
         return Err(Error::BadName(reason));
     }
-    if gw.store.operator_exists(name).await? {
+    if core.store.operator_exists(name).await? {
         return Err(Error::NameOfAnOperator(name.to_owned()));
     }
-    if gw.store.agent_exists(name).await? {
+    if core.store.agent_exists(name).await? {
         return Err(Error::NameTaken(name.to_owned()));
     }
     Ok(())
 }
 
 /// The host named (it must exist), else the configured default host, else the placement.
-pub async fn choose_host(gw: &Gateway, operator: &Operator, named: Option<&str>) -> Result<String> {
+pub async fn choose_host(
+    core: &Core<'_>,
+    operator: &Operator,
+    named: Option<&str>,
+) -> Result<String> {
     match named
         .map(str::to_owned)
-        .or_else(|| gw.config.hosts.default_host.clone())
+        .or_else(|| core.default_host.map(str::to_owned))
     {
         Some(name) => {
-            if gw.store.host(&name).await?.is_none() {
+            if core.store.host(&name).await?.is_none() {
                 return Err(Error::NoSuchHost(name));
             }
-            if !access::may_use_host(operator, &name, gw.policy()) {
+            if !access::may_use_host(operator, &name, core.policy) {
                 return Err(Error::HostForAdminsOnly(name));
             }
             Ok(name)
         }
         None => {
-            let hosts: Vec<HostRecord> = gw
+            let hosts: Vec<HostRecord> = core
                 .store
                 .hosts()
                 .await?
                 .into_iter()
-                .filter(|h| access::may_use_host(operator, &h.name, gw.policy()))
+                .filter(|h| access::may_use_host(operator, &h.name, core.policy))
                 .collect();
-            let agents = gw.store.agents().await?;
+            let agents = core.store.agents().await?;
             place(&hosts, &agents).ok_or_else(|| Error::NoReachableHost {
-                but_local: !access::may_use_host(operator, LOCAL_HOST, gw.policy()),
+                but_local: !access::may_use_host(operator, LOCAL_HOST, core.policy),
             })
         }
     }

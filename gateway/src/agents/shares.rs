@@ -5,7 +5,7 @@
 use super::access;
 use super::error::{Error, Result};
 use super::lifecycle::usable;
-use crate::Gateway;
+use crate::agents::Core;
 use crate::store::{AgentRecord, Operator};
 
 /// Agent `agent` to be shared with operator `with`, or no longer.
@@ -31,16 +31,16 @@ pub fn require_owner(operator: &Operator, agent: &AgentRecord, what: &'static st
 /// agent's record. An operator who may not have agents on the agent's host (`local`) cannot
 /// be given one there; its owner already has it.
 pub async fn share(
-    gw: &Gateway,
+    core: &Core<'_>,
     operator: &Operator,
     request: &ShareRequest,
 ) -> Result<AgentRecord> {
-    let (agent, _host) = usable(gw, operator, &request.agent).await?;
+    let (agent, _host) = usable(core, operator, &request.agent).await?;
     require_owner(operator, &agent, "share it")?;
-    let Some(with) = gw.store.operator_named(&request.with).await? else {
+    let Some(with) = core.store.operator_named(&request.with).await? else {
         return Err(Error::NoSuchOperator(request.with.clone()));
     };
-    if !access::may_use_host(&with, &agent.host, gw.policy()) {
+    if !access::may_use_host(&with, &agent.host, core.policy) {
         return Err(Error::ShareOnLocal {
             operator: with.name,
             agent: agent.name,
@@ -52,7 +52,7 @@ pub async fn share(
             agent: agent.name,
         });
     }
-    gw.store
+    core.store
         .share(&agent.name, &request.with, &operator.name)
         .await?;
     Ok(agent)
@@ -61,13 +61,13 @@ pub async fn share(
 /// Takes a share back, for `operator` (the agent's owner or an admin). Returns the agent's
 /// record.
 pub async fn unshare(
-    gw: &Gateway,
+    core: &Core<'_>,
     operator: &Operator,
     request: &ShareRequest,
 ) -> Result<AgentRecord> {
-    let (agent, _host) = usable(gw, operator, &request.agent).await?;
+    let (agent, _host) = usable(core, operator, &request.agent).await?;
     require_owner(operator, &agent, "unshare it")?;
-    if !gw.store.unshare(&agent.name, &request.with).await? {
+    if !core.store.unshare(&agent.name, &request.with).await? {
         return Err(Error::NotShared {
             operator: request.with.clone(),
             agent: agent.name,

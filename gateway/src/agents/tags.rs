@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use super::error::{Error, Result, TagProblem};
 use super::lifecycle::{Done, usable};
-use crate::Gateway;
+use crate::agents::Core;
 use crate::store::Operator;
 
 /// The longest tag key and value.
@@ -52,16 +52,16 @@ pub struct Tagged {
 
 /// Applies `edit` for `operator`: on the agent's host, then in the store (`Done::recorded`
 /// says whether the store took it; the host has them either way).
-pub async fn edit(gw: &Gateway, operator: &Operator, edit: &TagEdit) -> Result<Done<Tagged>> {
+pub async fn edit(core: &Core<'_>, operator: &Operator, edit: &TagEdit) -> Result<Done<Tagged>> {
     for (k, v) in &edit.set {
         check(k, v)?;
     }
     let name = edit.agent.as_str();
-    let (agent, host) = usable(gw, operator, name).await?;
+    let (agent, host) = usable(core, operator, name).await?;
     super::shares::require_owner(operator, &agent, "change its tags")?;
     let tags = edited(agent.tags.clone(), edit)?;
     host.set_tags(name, &tags).await?;
-    let recorded = gw.store.set_tags(name, &tags).await;
+    let recorded = core.store.set_tags(name, &tags).await;
     Ok(Done {
         value: Tagged {
             host: agent.host,

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use hostctl::api::{AgentUsage, UsageReport};
 
-use crate::Gateway;
+use crate::agents::Core;
 use crate::model::{AgentStatus, HostStatus};
 use crate::store::AgentRecord;
 
@@ -32,7 +32,7 @@ pub struct Measured {
 /// Asks the hosts of `agents` what each uses. A host that is unreachable, or does not answer
 /// in time, leaves its agents without figures (and is named in `not_answered`); so does an
 /// agent still being created.
-pub async fn of_agents(gw: &Gateway, agents: &[AgentRecord]) -> Measured {
+pub async fn of_agents(core: &Core<'_>, agents: &[AgentRecord]) -> Measured {
     let mut by_host: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     // One still being created has nothing on its host to measure yet.
     for agent in agents.iter().filter(|a| a.status != AgentStatus::Creating) {
@@ -42,7 +42,7 @@ pub async fn of_agents(gw: &Gateway, agents: &[AgentRecord]) -> Measured {
             .insert(agent.name.as_str());
     }
     let asks = by_host.into_iter().map(|(host, names)| async move {
-        let answer = ask(gw, host, &names).await;
+        let answer = ask(core, host, &names).await;
         (host, names, answer)
     });
     let mut measured = Measured::default();
@@ -56,14 +56,14 @@ pub async fn of_agents(gw: &Gateway, agents: &[AgentRecord]) -> Measured {
 }
 
 /// One host's answer about `names` (only that agent's, when there is one).
-async fn ask(gw: &Gateway, host: &str, names: &BTreeSet<&str>) -> Result<UsageReport, String> {
+async fn ask(core: &Core<'_>, host: &str, names: &BTreeSet<&str>) -> Result<UsageReport, String> {
     // Like `list`: a host known to be unreachable is not waited for.
-    if let Ok(Some(record)) = gw.store.host(host).await
+    if let Ok(Some(record)) = core.store.host(host).await
         && record.status == HostStatus::Unreachable
     {
         return Err("it is unreachable".to_owned());
     }
-    let host = gw.hosts.get(host).map_err(|e| e.to_string())?;
+    let host = core.hosts.get(host).map_err(|e| e.to_string())?;
     let only = match names.iter().collect::<Vec<_>>().as_slice() {
         [one] => Some(**one),
         _ => None,

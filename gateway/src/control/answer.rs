@@ -2,19 +2,17 @@
 //! dialog, a yes/no question) with yes or no; `--tag K=V` and `--all` answer every such agent
 //! of yours that asks one.
 
-use std::sync::Arc;
-
 use clap::Args;
 
 use super::output::parse_pair;
 use super::{Caller, CommandError, CommandIo, CommandResult, exit, refreshed_agent};
-use crate::Gateway;
+use crate::agents::Core;
 use crate::agents::deliver::{self, Answered};
 use crate::model::AgentStatus;
 use crate::store::AgentRecord;
 
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  ssh gw approve fix-ci\n  ssh gw deny --tag team=infra")]
+#[command(after_help = "Examples:\n  ssh core approve fix-ci\n  ssh core deny --tag team=infra")]
 pub struct AnswerArgs {
     /// The agent's name.
     #[arg(required_unless_present_any = ["tags", "all"], conflicts_with_all = ["tags", "all"])]
@@ -28,7 +26,7 @@ pub struct AnswerArgs {
 }
 
 pub async fn run(
-    gw: &Arc<Gateway>,
+    core: &Core<'_>,
     caller: &Caller,
     args: AnswerArgs,
     approve: bool,
@@ -36,13 +34,13 @@ pub async fn run(
 ) -> CommandResult {
     let verb = if approve { "approve" } else { "deny" };
     if let Some(name) = &args.name {
-        let (agent, host) = refreshed_agent(gw, caller, name).await?;
-        let answered = deliver::answer(gw, &agent, &host, approve).await?;
+        let (agent, host) = refreshed_agent(core, caller, name).await?;
+        let answered = deliver::answer(core, &agent, &host, approve).await?;
         let line = answer_line(&agent.name, approve, &answered)?;
         io.write_out(&line).await;
         return Ok(exit::OK);
     }
-    let asking: Vec<AgentRecord> = super::many::select(gw, caller, &args.tags)
+    let asking: Vec<AgentRecord> = super::many::select(core, caller, &args.tags)
         .await?
         .into_iter()
         .filter(|a| a.status == AgentStatus::Running)
@@ -54,7 +52,7 @@ pub async fn run(
         } else {
             "no agent of yours with those tags asks anything".to_owned()
         })
-        .hint("see which agents wait, and why: ssh gw list --status waiting"));
+        .hint("see which agents wait, and why: ssh core list --status waiting"));
     }
     let by = if args.all {
         "(by --all)".to_owned()
@@ -64,8 +62,8 @@ pub async fn run(
     // One at a time: each answer is a decision about what that agent may do.
     let mut results = Vec::new();
     for agent in &asking {
-        let result = match gw.hosts.get(&agent.host) {
-            Ok(host) => deliver::answer(gw, agent, &host, approve)
+        let result = match core.hosts.get(&agent.host) {
+            Ok(host) => deliver::answer(core, agent, &host, approve)
                 .await
                 .map_err(CommandError::from)
                 .and_then(|answered| answer_line(&agent.name, approve, &answered)),
@@ -73,7 +71,7 @@ pub async fn run(
         };
         results.push((agent, result));
     }
-    Ok(super::many::report_each(gw, caller, (verb, &by), results, io).await)
+    Ok(super::many::report_each(core, caller, (verb, &by), results, io).await)
 }
 
 /// The line that says what the answer did, or the error that says it did nothing.
@@ -91,15 +89,17 @@ fn answer_line(name: &str, approve: bool, answered: &Answered) -> Result<String,
         Answered::NothingAsked { status } => Err(CommandError::failed(format!(
             "agent '{name}' asks nothing to {verb}: it is {status}"
         ))
-        .hint(format!("see what it shows with: ssh gw info {name}"))),
+        .hint(format!("see what it shows with: ssh core info {name}"))),
         Answered::NotOnScreen { asked } => Err(CommandError::failed(format!(
             "agent '{name}' {asked} by its CLI's hooks, but its screen shows no question to {verb}"
         ))
-        .hint(format!("look at it and answer it yourself: ssh {name}@gw"))),
+        .hint(format!(
+            "look at it and answer it yourself: ssh {name}@core"
+        ))),
         Answered::NotTaken { question } => Err(CommandError::failed(format!(
             "agent '{name}' still {question} {} s after the answer",
             deliver::CONFIRM_WITHIN.as_secs()
         ))
-        .hint(format!("answer it yourself: ssh {name}@gw"))),
+        .hint(format!("answer it yourself: ssh {name}@core"))),
     }
 }

@@ -1,16 +1,16 @@
 //! `attach NAME` (and `ssh NAME@gw` with a terminal): the client's terminal joins the agent's
 //! tmux session. The attaching itself is `agents::attach`'s, which the agent route calls too.
 
-use std::sync::Arc;
-
 use super::{Caller, CommandIo, CommandResult};
-use crate::Gateway;
+use crate::agents::Core;
+use crate::agents::live::LiveConnections;
 
 pub async fn run(
-    gw: &Arc<Gateway>,
+    core: &Core<'_>,
+    live: &std::sync::Arc<LiveConnections>,
     caller: &Caller,
     name: &str,
     io: &mut CommandIo,
 ) -> CommandResult {
-    crate::agents::attach::run(gw, caller, name, io).await
+    crate::agents::attach::run(core, live, caller, name, io).await
 }

@@ -1,18 +1,16 @@
 //! `clone SRC DST [--host H] [--json]`: a new agent with another agent's settings and a copy
 //! of its workspace, on the same host or another one.
 
-use std::sync::Arc;
-
 use clap::Args;
 
 use super::output::{agent_json, json_text, status_text};
 use super::{Caller, CommandIo, CommandResult, exit};
-use crate::Gateway;
+use crate::agents::Core;
 use crate::agents::transfer::clone::{CloneRequest, clone};
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  ssh gw clone fix-ci fix-ci-2\n  ssh gw clone fix-ci try-gpu --host gpu-box\n\nThe workspace is copied as it is at that moment: stop SRC first for a quiet copy (a copy\nthat changed while it was made is refused)."
+    after_help = "Examples:\n  ssh core clone fix-ci fix-ci-2\n  ssh core clone fix-ci try-gpu --host gpu-box\n\nThe workspace is copied as it is at that moment: stop SRC first for a quiet copy (a copy\nthat changed while it was made is refused)."
 )]
 pub struct CloneArgs {
     /// The agent to copy.
@@ -28,7 +26,7 @@ pub struct CloneArgs {
 }
 
 pub async fn run(
-    gw: &Arc<Gateway>,
+    core: &Core<'_>,
     caller: &Caller,
     args: CloneArgs,
     io: &mut CommandIo,
@@ -39,7 +37,7 @@ pub async fn run(
         host: args.host,
         size: io.terminal.as_ref().map(|t| *t.size.borrow()),
     };
-    let cloned = clone(gw, &caller.operator, request).await?;
+    let cloned = clone(core, &caller.operator, request).await?;
     let (src, agent) = (&cloned.source, &cloned.agent);
     if args.json {
         io.write_out(&json_text(&agent_json(agent))).await;

@@ -4,18 +4,18 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use clap::Args;
 use hostctl::api::{AgentCommand, CreateRequest, Sandbox, WorkspaceSource};
 
 use super::output::{agent_json, json_text, parse_pair};
 use super::{Caller, CommandError, CommandIo, CommandResult, exit};
-use crate::Gateway;
+use crate::agents::Core;
 use crate::agents::create::{Origin, create_reserved, reserve};
 use crate::agents::deliver::Delivery;
 use crate::agents::transfer::restore::{RestoreRequest, restore};
 use crate::agents::{placement, tags};
+use crate::config::Config;
 use crate::config::Template;
 use crate::store::AgentRecord;
 
@@ -31,7 +31,7 @@ const MAX_PROMPT: usize = 1024 * 1024;
 
 #[derive(Clone, Debug, Args)]
 #[command(
-    after_help = "Examples:\n  ssh gw create scratch\n  ssh gw create fix-ci --template claude --git https://github.com/me/app\n  ssh gw \"create fix-ci --template claude --prompt 'make CI green'\"\n  ssh gw \"create build --dir /srv/app -- make watch\"\n  ssh gw create fix-ci-2 --from-snapshot fix-ci-20261123-1215 --host gpu-box\n\nssh joins the words of a remote command with spaces: quote the whole command line\nwhen an argument holds spaces."
+    after_help = "Examples:\n  ssh core create scratch\n  ssh core create fix-ci --template claude --git https://github.com/me/app\n  ssh core \"create fix-ci --template claude --prompt 'make CI green'\"\n  ssh core \"create build --dir /srv/app -- make watch\"\n  ssh core create fix-ci-2 --from-snapshot fix-ci-20261123-1215 --host gpu-box\n\nssh joins the words of a remote command with spaces: quote the whole command line\nwhen an argument holds spaces."
 )]
 pub struct CreateArgs {
     /// The agent's name: lowercase letters, digits and '-', at most 63 characters.
@@ -90,7 +90,8 @@ pub struct CreateArgs {
 }
 
 pub async fn run(
-    gw: &Arc<Gateway>,
+    core: &Core<'_>,
+    config: &Config,
     caller: &Caller,
     mut args: CreateArgs,
     io: &mut CommandIo,
@@ -100,7 +101,7 @@ pub async fn run(
             Some("-") => Some(read_prompt(io).await?),
             other => other.map(str::to_owned),
         };
-        let agent = create_from(gw, caller, &args, &id, prompt, io).await?;
+        let agent = create_from(core, caller, &args, &id, prompt, io).await?;
         report(&args, &agent, io).await;
         if !args.json {
             io.write_out(&format!(
@@ -111,14 +112,14 @@ pub async fn run(
         return Ok(exit::OK);
     }
     let Some(count) = args.count else {
-        let agent = create_one(gw, caller, &args, io).await?;
+        let agent = create_one(core, config, caller, &args, io).await?;
         report(&args, &agent, io).await;
         return Ok(exit::OK);
     };
     // NAME-1 .. NAME-N: every name is checked before any agent is made.
     let names: Vec<String> = (1..=count).map(|i| format!("{}-{i}", args.name)).collect();
     for name in &names {
-        placement::check_new_name(gw, name).await?;
+        placement::check_new_name(core, name).await?;
     }
     if args.prompt.as_deref() == Some("-") {
         args.prompt = Some(read_prompt(io).await?);
@@ -126,7 +127,7 @@ pub async fn run(
     let mut made = Vec::new();
     for name in names {
         args.name = name;
-        match create_one(gw, caller, &args, io).await {
+        match create_one(core, config, caller, &args, io).await {
             Ok(agent) => {
                 if !args.json {
                     report(&args, &agent, io).await;
@@ -185,19 +186,20 @@ pub(super) async fn read_prompt(io: &mut CommandIo) -> Result<String, CommandErr
 }
 
 async fn create_one(
-    gw: &Arc<Gateway>,
+    core: &Core<'_>,
+    config: &Config,
     caller: &Caller,
     args: &CreateArgs,
     io: &mut CommandIo,
 ) -> Result<AgentRecord, CommandError> {
     let name = args.name.clone();
-    placement::check_new_name(gw, &name).await?;
+    placement::check_new_name(core, &name).await?;
     for (k, v) in &args.tags {
         tags::check(k, v)?;
     }
     let template_name = args.template.as_deref().unwrap_or(DEFAULT_TEMPLATE);
-    let template = gw.config.templates.get(template_name).ok_or_else(|| {
-        let known: Vec<&str> = gw.config.templates.keys().map(String::as_str).collect();
+    let template = config.templates.get(template_name).ok_or_else(|| {
+        let known: Vec<&str> = config.templates.keys().map(String::as_str).collect();
         CommandError::usage(format!("no template named '{template_name}'"))
             .hint(format!("templates: {}", known.join(", ")))
     })?;
@@ -237,7 +239,7 @@ async fn create_one(
         (None, None) => WorkspaceSource::Empty,
     };
     let tags: BTreeMap<String, String> = args.tags.iter().cloned().collect();
-    let cli = gw.status_rules.cli_for(template_name, &command);
+    let cli = core.status_rules.cli_for(template_name, &command);
     // A CLI agentgate knows gets its first prompt from the gateway, once at its prompt, as
     // `send` gives one (and `create` says whether it took it); any other program from its
     // host, once its screen settles.
@@ -258,32 +260,29 @@ async fn create_one(
         created_by: Some(caller.operator.name.clone()),
         secret_names: template.secrets.clone(),
         cli,
-        sandbox: args
-            .sandbox
-            .or(template.sandbox)
-            .or(gw.config.hosts.sandbox),
+        sandbox: args.sandbox.or(template.sandbox).or(config.hosts.sandbox),
     };
     // Placement counts the agents being created: choosing a host and reserving the new row
     // there are one step, so a create placed meanwhile sees this one.
     let placing = placement::PLACING.lock().await;
-    let host_name = placement::choose_host(gw, &caller.operator, args.host.as_deref()).await?;
+    let host_name = placement::choose_host(core, &caller.operator, args.host.as_deref()).await?;
     let host_name = host_name.as_str();
-    let host = gw.hosts.get(host_name)?;
+    let host = core.hosts.get(host_name)?;
     let idle_stop = args
         .idle_stop
         .clone()
         .or_else(|| template.idle_stop.clone());
-    let intent = reserve(gw, host_name, &request, idle_stop, Origin::create()).await?;
+    let intent = reserve(core, host_name, &request, idle_stop, Origin::create()).await?;
     drop(placing);
-    let agent = create_reserved(gw, &host, &request, intent, |_| async {
+    let agent = create_reserved(core, &host, &request, intent, |_| async {
         Ok::<(), CommandError>(())
     })
     .await?;
     let Some(text) = first_prompt else {
         return Ok(agent);
     };
-    match crate::agents::deliver::first_prompt(gw, &agent, &host, &text).await? {
-        Delivery::Taken(_) | Delivery::Typed | Delivery::Submitted => Ok(gw
+    match crate::agents::deliver::first_prompt(core, &agent, &host, &text).await? {
+        Delivery::Taken(_) | Delivery::Typed | Delivery::Submitted => Ok(core
             .store
             .agent(&agent.name)
             .await?
@@ -296,7 +295,7 @@ async fn create_one(
                 .map_or_else(|| "nothing".to_owned(), |l| format!("{:?}", l.trim()))
         ))
         .hint(format!(
-            "look at it with: ssh {name}@gw; give the prompt again with: ssh gw send {name} -"
+            "look at it with: ssh {name}@core; give the prompt again with: ssh core send {name} -"
         ))),
     }
 }
@@ -305,7 +304,7 @@ async fn create_one(
 /// `--env` and `--tag` values added) and exactly the snapshot's workspace, on the snapshot's
 /// host or on H.
 async fn create_from(
-    gw: &Arc<Gateway>,
+    core: &Core<'_>,
     caller: &Caller,
     args: &CreateArgs,
     id: &str,
@@ -323,7 +322,7 @@ async fn create_from(
         size: io.terminal.as_ref().map(|t| *t.size.borrow()),
         sandbox: args.sandbox,
     };
-    Ok(restore(gw, &caller.operator, request).await?)
+    Ok(restore(core, &caller.operator, request).await?)
 }
 
 /// The agent's environment: the template's, then `--env` values; every variable the template

@@ -1,13 +1,11 @@
 //! `destroy NAME [--force]` (or `destroy --tag K=V [--yes] [--force]`): deletes the agent, its session, its files and the workspace its
 //! host created (a `--dir` workspace is never deleted). A running agent needs `--force`.
 
-use std::sync::Arc;
-
 use clap::Args;
 
 use super::many::Targets;
 use super::{Caller, CommandIo, CommandResult, exit, refreshed_agent, require_owner};
-use crate::Gateway;
+use crate::agents::Core;
 use crate::agents::lifecycle;
 
 // `destroy NAME [--force]` or `destroy --tag K=V [--yes] [--force]`: each agent by
@@ -22,18 +20,18 @@ pub struct DestroyArgs {
 }
 
 pub async fn destroy_one(
-    gw: &Arc<Gateway>,
+    core: &Core<'_>,
     caller: &Caller,
     name: &str,
     force: bool,
     io: &mut CommandIo,
 ) -> CommandResult {
-    let (agent, host) = refreshed_agent(gw, caller, name).await?;
+    let (agent, host) = refreshed_agent(core, caller, name).await?;
     require_owner(caller, &agent, "destroy it")?;
-    let done = lifecycle::destroy(gw, &caller.operator, &agent, &host, force).await?;
+    let done = lifecycle::destroy(core, &caller.operator, &agent, &host, force).await?;
     let what = || format!("agent '{name}' was destroyed on host {}", agent.host);
     let later = format!(
-        "it stays listed (as unknown) until the gateway's next start finishes the destroy, or until: ssh gw destroy {name} --force"
+        "it stays listed (as unknown) until the gateway's next start finishes the destroy, or until: ssh core destroy {name} --force"
     );
     super::recorded(io, done.recorded, what, &later).await;
     io.write_out(&format!(

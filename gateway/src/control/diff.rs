@@ -2,20 +2,18 @@
 //! hostctl works it out on the agent's host (git when the workspace is a repository, else the
 //! list of files recorded at creation); its output is streamed to the client as it comes.
 
-use std::sync::Arc;
-
 use clap::Args;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use super::{Caller, CommandError, CommandIo, CommandResult, agent_and_host, exit};
-use crate::Gateway;
+use crate::agents::Core;
 use crate::hosts::ProcessExit;
 use crate::hosts::local::read_all;
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  ssh gw diff fix-ci\n  ssh gw diff fix-ci --stat\n  ssh gw diff fix-ci --json | jq '.changes[].path'\n\nIn a git repository: `git status --short`, the untracked files, then `git diff HEAD`.\nElsewhere: the files added (A), changed (M) and removed (D) since the agent was created."
+    after_help = "Examples:\n  ssh core diff fix-ci\n  ssh core diff fix-ci --stat\n  ssh core diff fix-ci --json | jq '.changes[].path'\n\nIn a git repository: `git status --short`, the untracked files, then `git diff HEAD`.\nElsewhere: the files added (A), changed (M) and removed (D) since the agent was created."
 )]
 pub struct DiffArgs {
     /// The agent's name.
@@ -29,19 +27,20 @@ pub struct DiffArgs {
 }
 
 pub async fn run(
-    gw: &Arc<Gateway>,
+    core: &Core<'_>,
+    shutdown: &CancellationToken,
     caller: &Caller,
     args: DiffArgs,
     io: &mut CommandIo,
 ) -> CommandResult {
-    let (agent, host) = agent_and_host(gw, caller, &args.name).await?;
+    let (agent, host) = agent_and_host(core, caller, &args.name).await?;
     crate::agents::lifecycle::ready(&agent)?;
     let mut process = host.diff(&args.name, args.stat, args.json).await?;
     let complete = forward_output(
         &mut process.stdout,
         &mut io.stdout,
         &io.closed,
-        &gw.shutdown,
+        shutdown,
         &*process.signal,
     )
     .await;
@@ -49,7 +48,7 @@ pub async fn run(
     if io.closed.is_cancelled() {
         return Ok(exit::OK);
     }
-    if !complete && gw.shutdown.is_cancelled() {
+    if !complete && shutdown.is_cancelled() {
         return Err(CommandError::failed("the gateway is shutting down"));
     }
     let stderr = read_all(process.stderr).await;

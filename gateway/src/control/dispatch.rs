@@ -61,6 +61,7 @@ pub(super) async fn run(
         io.stdin.close();
     }
     let agent = command.agent().map(str::to_owned);
+    let core = gw.core();
     // While a command about an agent runs (`logs -f`, `wait`, `attach`...), the connection
     // reaches that agent: taking it back ends the connection.
     let _entered = agent
@@ -73,7 +74,7 @@ pub(super) async fn run(
     );
     // In the trail from its start: a command the gateway dies during is there too.
     let started = start_record(
-        gw,
+        &core,
         caller,
         crate::model::EventKind::Command,
         agent.clone(),
@@ -81,34 +82,34 @@ pub(super) async fn run(
     )
     .await;
     let result = match command {
-        ControlCommand::Create(args) => create::run(gw, caller, args, io).await,
+        ControlCommand::Create(args) => create::run(&core, &gw.config, caller, args, io).await,
         ControlCommand::List(args) => list::run(gw, caller, args, io).await,
-        ControlCommand::Info(args) => info::run(gw, caller, args, io).await,
-        ControlCommand::Attach(args) => attach::run(gw, caller, &args.name, io).await,
+        ControlCommand::Info(args) => info::run(&core, caller, args, io).await,
+        ControlCommand::Attach(args) => attach::run(&core, &gw.live, caller, &args.name, io).await,
         ControlCommand::Top => top::run(gw, caller, io).await,
-        ControlCommand::Stop(t) => many::each(gw, caller, &t, Each::Stop, io).await,
-        ControlCommand::Start(t) => many::each(gw, caller, &t, Each::Start, io).await,
-        ControlCommand::Tag(args) => tag::tag(gw, caller, args, io).await,
-        ControlCommand::Untag(args) => tag::untag(gw, caller, args, io).await,
+        ControlCommand::Stop(t) => many::each(&core, caller, &t, Each::Stop, io).await,
+        ControlCommand::Start(t) => many::each(&core, caller, &t, Each::Start, io).await,
+        ControlCommand::Tag(args) => tag::tag(&core, caller, args, io).await,
+        ControlCommand::Untag(args) => tag::untag(&core, caller, args, io).await,
         ControlCommand::Restart(args) => {
-            let _turn = gw.agent_locks.hold(&args.name).await;
-            restart::run(gw, caller, &args.name, io).await
+            let _turn = core.locks.hold(&args.name).await;
+            restart::run(&core, caller, &args.name, io).await
         }
         // These hold the agent's turn themselves (`agents::transfer`).
-        ControlCommand::Clone(args) => clone::run(gw, caller, args, io).await,
-        ControlCommand::Migrate(args) => migrate::run(gw, caller, args, io).await,
-        ControlCommand::Snapshot(args) => snapshot::run(gw, caller, args, io).await,
+        ControlCommand::Clone(args) => clone::run(&core, caller, args, io).await,
+        ControlCommand::Migrate(args) => migrate::run(&core, caller, args, io).await,
+        ControlCommand::Snapshot(args) => snapshot::run(&core, caller, args, io).await,
         ControlCommand::Destroy(args) => {
             let op = Each::Destroy { force: args.force };
-            many::each(gw, caller, &args.targets, op, io).await
+            many::each(&core, caller, &args.targets, op, io).await
         }
-        ControlCommand::Logs(args) => logs::run(gw, caller, args, io).await,
-        ControlCommand::Diff(args) => diff::run(gw, caller, args, io).await,
-        ControlCommand::Usage(args) => usage::run(gw, caller, args, io).await,
-        ControlCommand::Send(args) => send::run(gw, caller, args, io).await,
-        ControlCommand::Approve(args) => answer::run(gw, caller, args, true, io).await,
-        ControlCommand::Deny(args) => answer::run(gw, caller, args, false, io).await,
-        ControlCommand::Wait(args) => wait::run(gw, caller, args, io).await,
+        ControlCommand::Logs(args) => logs::run(&core, &gw.shutdown, caller, args, io).await,
+        ControlCommand::Diff(args) => diff::run(&core, &gw.shutdown, caller, args, io).await,
+        ControlCommand::Usage(args) => usage::run(&core, caller, args, io).await,
+        ControlCommand::Send(args) => send::run(&core, caller, args, io).await,
+        ControlCommand::Approve(args) => answer::run(&core, caller, args, true, io).await,
+        ControlCommand::Deny(args) => answer::run(&core, caller, args, false, io).await,
+        ControlCommand::Wait(args) => wait::run(&core, &gw.shutdown, caller, args, io).await,
         ControlCommand::Watch(args) => {
             watch::run(&gw.store, &gw.shutdown_accepting, caller, args, io).await
         }
@@ -118,8 +119,8 @@ pub(super) async fn run(
         ControlCommand::Events(args) => {
             events::run(&gw.store, &gw.shutdown_accepting, caller, args, io).await
         }
-        ControlCommand::Share(args) => share::share(gw, caller, args, io).await,
-        ControlCommand::Unshare(args) => share::unshare(gw, caller, args, io).await,
+        ControlCommand::Share(args) => share::share(&core, caller, args, io).await,
+        ControlCommand::Unshare(args) => share::unshare(&core, caller, args, io).await,
         ControlCommand::Key(args) => key::run(&gw.store, &gw.config, caller, args, io).await,
         ControlCommand::Secret(args) => secret::run(&gw.store, caller, args, io).await,
         ControlCommand::Operator(args) => key::run_operator(&gw.store, args, io).await,
@@ -140,7 +141,7 @@ pub(super) async fn run(
             (e.status, e.message)
         }
     };
-    end_record(gw, started, status, &message).await;
+    end_record(&core, started, status, &message).await;
     if may_take_back && status == exit::OK {
         // The caller's own connection finishes its command; the next sweep or channel ends
         // it if it lost its access.

@@ -1,13 +1,11 @@
 //! `info NAME [--json]`
 
-use std::sync::Arc;
-
 use clap::Args;
 
 use super::output::{AgentJson, age, json_text, status_text, tags_text, to_json};
 use super::seen::{LIST_WAIT, not_asked_text};
 use super::{Caller, CommandIo, CommandResult, agent_and_host, exit, refreshed_agent};
-use crate::Gateway;
+use crate::agents::Core;
 use crate::agents::reconcile::NotAsked;
 use crate::model::Timestamp;
 use crate::model::{ActivitySource, AgentStatus};
@@ -24,15 +22,15 @@ pub struct InfoArgs {
 }
 
 pub async fn run(
-    gw: &Arc<Gateway>,
+    core: &Core<'_>,
     caller: &Caller,
     args: InfoArgs,
     io: &mut CommandIo,
 ) -> CommandResult {
-    let (agent, _host) = agent_and_host(gw, caller, &args.name).await?;
+    let (agent, _host) = agent_and_host(core, caller, &args.name).await?;
     // Like `list`: a host known to be unreachable is not asked, and a slow one not waited for
     // past LIST_WAIT; the agent is then shown as last seen, with a warning that says so.
-    let down = gw
+    let down = core
         .store
         .host(&agent.host)
         .await?
@@ -43,8 +41,8 @@ pub async fn run(
             h.last_error.unwrap_or_default(),
         )),
         None => {
-            match tokio::time::timeout(LIST_WAIT, refreshed_agent(gw, caller, &args.name)).await {
-                Ok(refreshed) => return show(gw, refreshed?.0, true, args.json, io).await,
+            match tokio::time::timeout(LIST_WAIT, refreshed_agent(core, caller, &args.name)).await {
+                Ok(refreshed) => return show(core, refreshed?.0, true, args.json, io).await,
                 Err(_) => Some(NotAsked::Slow(agent.host.clone())),
             }
         }
@@ -54,20 +52,20 @@ pub async fn run(
         io.write_err(&format!("warning: {text}\n")).await;
     }
     // Its host did not answer for the status: it is not asked for figures either.
-    show(gw, agent, false, args.json, io).await
+    show(core, agent, false, args.json, io).await
 }
 
 /// Prints the agent; with `ask_usage`, what it uses of its host too.
 async fn show(
-    gw: &Gateway,
+    core: &Core<'_>,
     agent: AgentRecord,
     ask_usage: bool,
     json: bool,
     io: &mut CommandIo,
 ) -> CommandResult {
-    let shared_with = gw.store.shares(&agent.name).await?;
+    let shared_with = core.store.shares(&agent.name).await?;
     let measured = if ask_usage {
-        crate::agents::usage::of_agents(gw, std::slice::from_ref(&agent)).await
+        crate::agents::usage::of_agents(core, std::slice::from_ref(&agent)).await
     } else {
         crate::agents::usage::Measured::default()
     };

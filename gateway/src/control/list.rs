@@ -32,12 +32,15 @@ pub struct ListArgs {
     pub quiet: bool,
 }
 
+/// Takes the gateway, not only the core: `list` first runs the reconciler's pass over every
+/// host (`reconcile::reconcile_within`), a service of the gateway's.
 pub async fn run(
     gw: &Arc<Gateway>,
     caller: &Caller,
     args: ListArgs,
     io: &mut CommandIo,
 ) -> CommandResult {
+    let core = &gw.core();
     // A fresh look at the hosts, so that `list` never shows a status the reconciler has not
     // caught up with yet; a slow host is not waited for, nor one known to be unreachable:
     // their agents are shown as last seen.
@@ -54,7 +57,7 @@ pub async fn run(
             NotAsked::NotSaved(..) | NotAsked::Unwritable { .. } => None,
         })
         .collect();
-    let agents: Vec<_> = crate::agents::access::agents(&gw.store, &caller.operator)
+    let agents: Vec<_> = crate::agents::access::agents(core.store, &caller.operator)
         .await?
         .into_iter()
         .filter(|a| args.tags.iter().all(|(k, v)| a.tags.get(k) == Some(v)))
@@ -71,7 +74,7 @@ pub async fn run(
             .filter(|a| !silent.contains(&a.host.as_str()))
             .cloned()
             .collect();
-        let measured = crate::agents::usage::of_agents(gw, &askable).await;
+        let measured = crate::agents::usage::of_agents(core, &askable).await;
         for (host, why) in &measured.not_answered {
             io.write_err(&format!(
                 "warning: host '{host}' could not say what its agents use ({why})\n"

@@ -1,13 +1,12 @@
 //! `logs NAME [-n N] [-f] [--raw]`: the agent's output as it read on its screen (hostctl
 //! renders it through a terminal emulator), or with `--raw` the bytes the pane printed.
 
-use std::sync::Arc;
-
 use clap::Args;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
 
 use super::{Caller, CommandError, CommandIo, CommandResult, agent_and_host, exit};
-use crate::Gateway;
+use crate::agents::Core;
 use crate::hosts::local::read_all;
 
 #[derive(Debug, Args)]
@@ -28,12 +27,13 @@ pub struct LogsArgs {
 }
 
 pub async fn run(
-    gw: &Arc<Gateway>,
+    core: &Core<'_>,
+    shutdown: &CancellationToken,
     caller: &Caller,
     args: LogsArgs,
     io: &mut CommandIo,
 ) -> CommandResult {
-    let (agent, host) = agent_and_host(gw, caller, &args.name).await?;
+    let (agent, host) = agent_and_host(core, caller, &args.name).await?;
     let mut process = host
         .logs(&args.name, args.lines, args.follow, args.raw)
         .await?;
@@ -42,7 +42,7 @@ pub async fn run(
         let n = tokio::select! {
             read = process.stdout.read(&mut buf) => read.unwrap_or(0),
             () = io.closed.cancelled() => 0,
-            () = gw.shutdown.cancelled() => 0,
+            () = shutdown.cancelled() => 0,
         };
         if n == 0 {
             break;

@@ -3,13 +3,11 @@
 //! agent in turn with its own audit event. No command of its own: `stop`, `start` and
 //! `destroy` come through [`each`] with what they do to one agent (`super::Each`).
 
-use std::sync::Arc;
-
 use clap::Args;
 
 use super::output::parse_pair;
 use super::{Caller, CommandError, CommandIo, CommandResult, Each, exit};
-use crate::Gateway;
+use crate::agents::Core;
 use crate::store::AgentRecord;
 
 /// One agent by name, or every agent with some tags.
@@ -30,15 +28,15 @@ pub struct Targets {
 /// not everyone's) that carry every tag in `tags` (all of them when `tags` is empty), by
 /// name; agents on a host the caller may not use are left out.
 pub async fn select(
-    gw: &Gateway,
+    core: &Core<'_>,
     caller: &Caller,
     tags: &[(String, String)],
 ) -> Result<Vec<AgentRecord>, CommandError> {
-    Ok(crate::agents::access::agents(&gw.store, &caller.operator)
+    Ok(crate::agents::access::agents(core.store, &caller.operator)
         .await?
         .into_iter()
         .filter(|a| a.created_by.as_deref() == Some(caller.operator.name.as_str()))
-        .filter(|a| super::may_use_host(gw, &caller.operator, &a.host))
+        .filter(|a| super::may_use_host(core, &caller.operator, &a.host))
         .filter(|a| tags.iter().all(|(k, v)| a.tags.get(k) == Some(v)))
         .collect())
 }
@@ -54,24 +52,24 @@ pub fn tags_text(tags: &[(String, String)]) -> String {
 /// `--yes`), each in its turn (`agents::locks`): every agent is tried; the exit status is 1 if
 /// any failed.
 pub async fn each(
-    gw: &Arc<Gateway>,
+    core: &Core<'_>,
     caller: &Caller,
     targets: &Targets,
     op: Each,
     io: &mut CommandIo,
 ) -> CommandResult {
     if let Some(name) = &targets.name {
-        let _turn = gw.agent_locks.hold(name).await;
-        return op.run(gw, caller, name, io).await;
+        let _turn = core.locks.hold(name).await;
+        return op.run(core, caller, name, io).await;
     }
     let verb = op.verb();
-    let agents = select(gw, caller, &targets.tags).await?;
+    let agents = select(core, caller, &targets.tags).await?;
     if agents.is_empty() {
         return Err(CommandError::failed(format!(
             "no agent has the tag {}",
             tags_text(&targets.tags)
         ))
-        .hint("see the agents and their tags with: ssh gw list"));
+        .hint("see the agents and their tags with: ssh core list"));
     }
     let names: Vec<&str> = agents.iter().map(|a| a.name.as_str()).collect();
     if !targets.yes {
@@ -90,8 +88,8 @@ pub async fn each(
     let by = format!("(by tag {})", tags_text(&targets.tags));
     for name in names {
         let done = {
-            let _turn = gw.agent_locks.hold(name).await;
-            op.run(gw, caller, name, io).await
+            let _turn = core.locks.hold(name).await;
+            op.run(core, caller, name, io).await
         };
         let (status, message) = match done {
             Ok(status) => (status, String::new()),
@@ -105,7 +103,7 @@ pub async fn each(
             failed += 1;
         }
         record_one(
-            gw,
+            core,
             caller,
             name,
             &format!("{verb} {name} {by}"),
@@ -120,7 +118,7 @@ pub async fn each(
 /// The audit event of one agent acted on by a command that chose several: each has its own,
 /// so that `events --agent NAME` shows it (the command itself is recorded without an agent).
 pub async fn record_one(
-    gw: &Gateway,
+    core: &Core<'_>,
     caller: &Caller,
     name: &str,
     detail: &str,
@@ -128,7 +126,7 @@ pub async fn record_one(
     message: &str,
 ) {
     super::record(
-        gw,
+        core,
         caller,
         crate::model::EventKind::Command,
         Some(name.to_owned()),
@@ -143,7 +141,7 @@ pub async fn record_one(
 /// error on stderr), with one audit event per agent (`VERB NAME BY`); the exit status is 1 if
 /// any failed.
 pub async fn report_each(
-    gw: &Gateway,
+    core: &Core<'_>,
     caller: &Caller,
     verb_by: (&str, &str),
     results: Vec<(&AgentRecord, Result<String, CommandError>)>,
@@ -157,7 +155,7 @@ pub async fn report_each(
             Err(e) => (exit::FAILED, e.message.clone()),
         };
         record_one(
-            gw,
+            core,
             caller,
             &agent.name,
             &format!("{verb} {} {by}", agent.name),

@@ -3,17 +3,15 @@
 //! the old host. A failure before the move is complete leaves the agent where it was, as it
 //! was.
 
-use std::sync::Arc;
-
 use clap::Args;
 
 use super::output::{agent_json, json_text, status_text};
 use super::{Caller, CommandIo, CommandResult, exit};
-use crate::Gateway;
+use crate::agents::Core;
 use crate::agents::transfer::migrate::{MigrateRequest, migrate};
 
 #[derive(Debug, Args)]
-#[command(after_help = "Example:\n  ssh gw migrate fix-ci gpu-box")]
+#[command(after_help = "Example:\n  ssh core migrate fix-ci gpu-box")]
 pub struct MigrateArgs {
     /// The agent to move.
     pub name: String,
@@ -25,7 +23,7 @@ pub struct MigrateArgs {
 }
 
 pub async fn run(
-    gw: &Arc<Gateway>,
+    core: &Core<'_>,
     caller: &Caller,
     args: MigrateArgs,
     io: &mut CommandIo,
@@ -34,7 +32,7 @@ pub async fn run(
         name: args.name,
         host: args.host,
     };
-    let moved = migrate(gw, &caller.operator, request).await?;
+    let moved = migrate(core, &caller.operator, request).await?;
     let (agent, name) = (&moved.agent, &moved.agent.name);
     if args.json {
         io.write_out(&json_text(&agent_json(agent))).await;

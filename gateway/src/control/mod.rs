@@ -40,10 +40,8 @@ pub mod wait;
 pub mod watch;
 pub mod whoami;
 
-use std::sync::Arc;
-
-use crate::Gateway;
 pub use crate::agents::Caller;
+use crate::agents::Core;
 use crate::agents::access;
 pub use crate::agents::audit::record;
 pub use crate::agents::said::{
@@ -84,26 +82,26 @@ pub fn require_owner(
 /// Looks up an agent the caller may use and its host (`agents::lifecycle::usable`). An agent
 /// the caller may not see does not exist for them: the answer is the same.
 pub async fn agent_and_host(
-    gw: &Gateway,
+    core: &Core<'_>,
     caller: &Caller,
     name: &str,
 ) -> Result<(AgentRecord, Host), CommandError> {
-    Ok(crate::agents::lifecycle::usable(gw, &caller.operator, name).await?)
+    Ok(crate::agents::lifecycle::usable(core, &caller.operator, name).await?)
 }
 
 /// Whether `operator` may have agents on `host` (`agents::access::may_use_host`).
-pub fn may_use_host(gw: &Gateway, operator: &crate::store::Operator, host: &str) -> bool {
-    access::may_use_host(operator, host, gw.policy())
+pub fn may_use_host(core: &Core<'_>, operator: &crate::store::Operator, host: &str) -> bool {
+    access::may_use_host(operator, host, core.policy)
 }
 
 /// Looks up an agent, asks its host for its current state and stores it
 /// (`agents::lifecycle::refreshed`).
 pub async fn refreshed_agent(
-    gw: &Gateway,
+    core: &Core<'_>,
     caller: &Caller,
     name: &str,
 ) -> Result<(AgentRecord, Host), CommandError> {
-    Ok(crate::agents::lifecycle::refreshed(gw, &caller.operator, name).await?)
+    Ok(crate::agents::lifecycle::refreshed(core, &caller.operator, name).await?)
 }
 
 /// What `stop`, `start` and `destroy` do to each agent they chose (`many::each`).
@@ -127,15 +125,15 @@ impl Each {
     /// Does it to agent `name` (the caller holds the agent's turn).
     pub async fn run(
         self,
-        gw: &Arc<Gateway>,
+        core: &Core<'_>,
         caller: &Caller,
         name: &str,
         io: &mut CommandIo,
     ) -> CommandResult {
         match self {
-            Each::Stop => stop::run(gw, caller, name, io).await,
-            Each::Start => start::run(gw, caller, name, io).await,
-            Each::Destroy { force } => destroy::destroy_one(gw, caller, name, force, io).await,
+            Each::Stop => stop::run(core, caller, name, io).await,
+            Each::Start => start::run(core, caller, name, io).await,
+            Each::Destroy { force } => destroy::destroy_one(core, caller, name, force, io).await,
         }
     }
 }

@@ -5,11 +5,9 @@
 //! `info`, `list`, `events` or the log.
 
 use clap::{Args, Subcommand};
-use hostctl::api::Secrets;
 
 use super::output::{SecretJson, json_text, table, to_json};
 use super::{Caller, CommandError, CommandIo, CommandResult, JsonArg, exit, require_admin};
-use crate::Gateway;
 use crate::store::Store;
 
 /// The largest secret `secret set` takes.
@@ -118,10 +116,4 @@ fn check_name(name: &str) -> Result<(), CommandError> {
         CommandError::usage(format!("invalid secret name: {e}"))
             .hint("a secret's name is the variable the agent sees, like ANTHROPIC_API_KEY")
     })
-}
-
-/// The values of the secrets `names`, for an agent's start; a missing one is an error that
-/// says how to set it.
-pub async fn values(gw: &Gateway, names: &[String]) -> Result<Secrets, CommandError> {
-    Ok(crate::agents::secrets::values(&gw.store, names).await?)
 }

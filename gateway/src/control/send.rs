@@ -2,15 +2,13 @@
 //! several lines), then Enter.
 //! `send --tag K=V TEXT...` and `send --all TEXT...`: into every such agent you can see.
 
-use std::sync::Arc;
-
 use clap::Args;
 
 use hostctl::api::Key;
 
 use super::output::parse_pair;
 use super::{Caller, CommandError, CommandIo, CommandResult, agent_and_host, exit};
-use crate::Gateway;
+use crate::agents::Core;
 use crate::agents::deliver::{self, Delivery};
 use crate::model::AgentStatus;
 use crate::store::AgentRecord;
@@ -23,7 +21,7 @@ pub const MAX_TEXT: usize = 1024 * 1024;
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  ssh gw send fix-ci make the tests pass\n  ssh gw send fix-ci - < prompt.txt\n  ssh gw send fix-ci --key Down --key Enter\n  ssh gw send --tag team=infra /compact\n  ssh gw send --all --no-enter y"
+    after_help = "Examples:\n  ssh core send fix-ci make the tests pass\n  ssh core send fix-ci - < prompt.txt\n  ssh core send fix-ci --key Down --key Enter\n  ssh core send --tag team=infra /compact\n  ssh core send --all --no-enter y"
 )]
 pub struct SendArgs {
     /// The agent's name (with --tag or --all: the first word of the text).
@@ -76,7 +74,7 @@ impl SendArgs {
 }
 
 pub async fn run(
-    gw: &Arc<Gateway>,
+    core: &Core<'_>,
     caller: &Caller,
     args: SendArgs,
     io: &mut CommandIo,
@@ -86,7 +84,7 @@ pub async fn run(
     } else {
         Some(args.agent().ok_or_else(|| {
             CommandError::usage("send needs an agent's name (or --tag K=V, or --all)")
-                .hint("ssh gw send NAME TEXT...")
+                .hint("ssh core send NAME TEXT...")
         })?)
     };
     let keys = args
@@ -94,14 +92,14 @@ pub async fn run(
         .iter()
         .map(|k| Key::parse(k))
         .collect::<Result<Vec<Key>, String>>()
-        .map_err(|e| CommandError::usage(e).hint("ssh gw send NAME --key Enter"))?;
+        .map_err(|e| CommandError::usage(e).hint("ssh core send NAME --key Enter"))?;
     if !keys.is_empty() && !args.text_words().is_empty() {
         return Err(CommandError::usage("send takes a text or --key, not both")
-            .hint("send the text first, then the keys: ssh gw send NAME --key Enter"));
+            .hint("send the text first, then the keys: ssh core send NAME --key Enter"));
     }
     // The agent is looked up before stdin is read: a wrong name fails at once.
     let target = match single {
-        Some(name) => Some(agent_and_host(gw, caller, name).await?),
+        Some(name) => Some(agent_and_host(core, caller, name).await?),
         None => None,
     };
     let what = if !keys.is_empty() {
@@ -124,7 +122,7 @@ pub async fn run(
         crate::agents::deliver::check_text(text, "the text to send")?;
     }
     if let Some((agent, host)) = target {
-        let delivery = what.deliver(gw, &agent, &host, !args.no_enter).await?;
+        let delivery = what.deliver(core, &agent, &host, !args.no_enter).await?;
         return match delivery_line(&agent.name, &what, &delivery) {
             Ok(line) => {
                 io.write_out(&line).await;
@@ -133,7 +131,7 @@ pub async fn run(
             Err(e) => Err(e),
         };
     }
-    let agents: Vec<_> = super::many::select(gw, caller, &args.tags)
+    let agents: Vec<_> = super::many::select(core, caller, &args.tags)
         .await?
         .into_iter()
         .filter(|a| a.status == AgentStatus::Running)
@@ -144,7 +142,7 @@ pub async fn run(
         } else {
             "no running agent has those tags".to_owned()
         })
-        .hint("see the agents and their tags with: ssh gw list"));
+        .hint("see the agents and their tags with: ssh core list"));
     }
     let by = if args.all {
         "(by --all)".to_owned()
@@ -161,10 +159,10 @@ pub async fn run(
         .iter()
         .map(|agent| -> Delivered<'_> {
             let what = &what;
-            let gw: &Gateway = gw;
+            let core: &Core<'_> = core;
             Box::pin(async move {
-                let host = gw.hosts.get(&agent.host).map_err(CommandError::from)?;
-                let delivery = what.deliver(gw, agent, &host, enter).await?;
+                let host = core.hosts.get(&agent.host).map_err(CommandError::from)?;
+                let delivery = what.deliver(core, agent, &host, enter).await?;
                 delivery_line(&agent.name, what, &delivery)
             })
         })
@@ -174,7 +172,7 @@ pub async fn run(
         .collect()
         .await;
     let results = agents.iter().zip(deliveries).collect();
-    Ok(super::many::report_each(gw, caller, ("send", &by), results, io).await)
+    Ok(super::many::report_each(core, caller, ("send", &by), results, io).await)
 }
 
 /// A text or keys, to give an agent.
@@ -186,21 +184,21 @@ enum What {
 impl What {
     async fn deliver(
         &self,
-        gw: &Gateway,
+        core: &Core<'_>,
         agent: &AgentRecord,
         host: &crate::hosts::Host,
         enter: bool,
     ) -> Result<Delivery, CommandError> {
         let delivery = match self {
-            What::Text(text) => deliver::send_text(gw, agent, host, text, enter).await,
-            What::Keys(keys) => deliver::press(gw, agent, host, keys, deliver::screen_changed)
+            What::Text(text) => deliver::send_text(core, agent, host, text, enter).await,
+            What::Keys(keys) => deliver::press(core, agent, host, keys, deliver::screen_changed)
                 .await
                 .map(|d| match d {
                     Delivery::NotTaken { .. } if agent.spec.cli.is_none() => Delivery::Submitted,
                     other => other,
                 }),
         };
-        delivery.map_err(|e| CommandError::from(e).hint(format!("ssh gw info {}", agent.name)))
+        delivery.map_err(|e| CommandError::from(e).hint(format!("ssh core info {}", agent.name)))
     }
 }
 
@@ -228,7 +226,7 @@ fn delivery_line(name: &str, what: &What, delivery: &Delivery) -> Result<String,
                 .map_or_else(|| "nothing".to_owned(), |l| format!("{:?}", l.trim())),
         ))
         .hint(format!(
-            "look at it with: ssh {name}@gw (or ssh gw attach {name})"
+            "look at it with: ssh {name}@core (or ssh core attach {name})"
         ))),
     }
 }

@@ -1,20 +1,18 @@
 //! `share NAME OPERATOR` and `unshare NAME OPERATOR`: let another operator see and use an
 //! agent, or take that back. Only the agent's owner (its creator) or an admin may.
 
-use std::sync::Arc;
-
 use clap::Args;
 
 use super::{Caller, CommandIo, CommandResult, exit};
-use crate::Gateway;
+use crate::agents::Core;
 use crate::agents::shares::{self, ShareRequest};
 
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  ssh gw share fix-ci bob\n  ssh gw unshare fix-ci bob")]
+#[command(after_help = "Examples:\n  ssh core share fix-ci bob\n  ssh core unshare fix-ci bob")]
 pub struct ShareArgs {
     /// The agent's name.
     pub name: String,
-    /// The operator to share it with (see: ssh gw operator list).
+    /// The operator to share it with (see: ssh core operator list).
     pub operator: String,
 }
 
@@ -28,13 +26,13 @@ impl ShareArgs {
 }
 
 pub async fn share(
-    gw: &Arc<Gateway>,
+    core: &Core<'_>,
     caller: &Caller,
     args: ShareArgs,
     io: &mut CommandIo,
 ) -> CommandResult {
     let request = args.request();
-    let agent = shares::share(gw, &caller.operator, &request).await?;
+    let agent = shares::share(core, &caller.operator, &request).await?;
     io.write_out(&format!(
         "shared agent '{}' with '{}'\n",
         agent.name, request.with
@@ -44,13 +42,13 @@ pub async fn share(
 }
 
 pub async fn unshare(
-    gw: &Arc<Gateway>,
+    core: &Core<'_>,
     caller: &Caller,
     args: ShareArgs,
     io: &mut CommandIo,
 ) -> CommandResult {
     let request = args.request();
-    let agent = shares::unshare(gw, &caller.operator, &request).await?;
+    let agent = shares::unshare(core, &caller.operator, &request).await?;
     io.write_out(&format!(
         "agent '{}' is no longer shared with '{}'\n",
         agent.name, request.with

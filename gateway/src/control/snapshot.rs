@@ -2,15 +2,13 @@
 //! (the restore is `create NEW --from-snapshot ID`). What a snapshot is, and the taking,
 //! listing and removing, are `agents::transfer::snapshot`'s; this file parses and prints.
 
-use std::sync::Arc;
-
 use clap::{Args, Subcommand};
 use hostctl::disk::size_text;
 use serde_json::{Value, json};
 
 use super::output::{age, json_text, table};
 use super::{Caller, CommandError, CommandIo, CommandResult, exit};
-use crate::Gateway;
+use crate::agents::Core;
 use crate::agents::transfer::snapshot::{self as snapshots, Removed, TakeRequest};
 use crate::store::SnapshotRecord;
 
@@ -18,7 +16,7 @@ use crate::store::SnapshotRecord;
 #[command(
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true,
-    after_help = "Examples:\n  ssh gw snapshot fix-ci --label 'before the refactor'\n  ssh gw snapshot list fix-ci\n  ssh gw create fix-ci-2 --from-snapshot fix-ci-20261123-1215 --host gpu-box\n  ssh gw snapshot remove fix-ci-20261123-1215\n\nA snapshot is the agent's workspace (compressed, with a SHA-256) and its settings, kept\non the agent's host. IDs are AGENT-YYYYMMDD-HHMM (UTC). Stop the agent first for a quiet\nsnapshot: files that change while they are read make it fail."
+    after_help = "Examples:\n  ssh core snapshot fix-ci --label 'before the refactor'\n  ssh core snapshot list fix-ci\n  ssh core create fix-ci-2 --from-snapshot fix-ci-20261123-1215 --host gpu-box\n  ssh core snapshot remove fix-ci-20261123-1215\n\nA snapshot is the agent's workspace (compressed, with a SHA-256) and its settings, kept\non the agent's host. IDs are AGENT-YYYYMMDD-HHMM (UTC). Stop the agent first for a quiet\nsnapshot: files that change while they are read make it fail."
 )]
 pub struct SnapshotArgs {
     #[command(subcommand)]
@@ -71,25 +69,25 @@ impl SnapshotArgs {
 }
 
 pub async fn run(
-    gw: &Arc<Gateway>,
+    core: &Core<'_>,
     caller: &Caller,
     args: SnapshotArgs,
     io: &mut CommandIo,
 ) -> CommandResult {
     match args.command {
-        Some(SnapshotCommand::List(list)) => run_list(gw, caller, list, io).await,
-        Some(SnapshotCommand::Remove(remove)) => run_remove(gw, caller, &remove.id, io).await,
+        Some(SnapshotCommand::List(list)) => run_list(core, caller, list, io).await,
+        Some(SnapshotCommand::Remove(remove)) => run_remove(core, caller, &remove.id, io).await,
         None => {
             let Some(name) = args.name else {
                 return Err(CommandError::usage("which agent? snapshot NAME"));
             };
-            take(gw, caller, &name, args.label, args.json, io).await
+            take(core, caller, &name, args.label, args.json, io).await
         }
     }
 }
 
 async fn take(
-    gw: &Arc<Gateway>,
+    core: &Core<'_>,
     caller: &Caller,
     name: &str,
     label: Option<String>,
@@ -100,14 +98,14 @@ async fn take(
         name: name.to_owned(),
         label,
     };
-    let record = snapshots::take(gw, &caller.operator, request).await?;
+    let record = snapshots::take(core, &caller.operator, request).await?;
     if json {
         io.write_out(&json_text(&snapshot_json(&record, true)))
             .await;
     } else {
         let id = &record.id;
         io.write_out(&format!(
-            "snapshot {id} of agent '{name}' on host {}: {}, sha256 {}\nrestore it with: ssh gw create NEW --from-snapshot {id} [--host HOST]\n",
+            "snapshot {id} of agent '{name}' on host {}: {}, sha256 {}\nrestore it with: ssh core create NEW --from-snapshot {id} [--host HOST]\n",
             record.host,
             size_text(record.size),
             record.sha256
@@ -118,12 +116,12 @@ async fn take(
 }
 
 async fn run_list(
-    gw: &Arc<Gateway>,
+    core: &Core<'_>,
     caller: &Caller,
     args: ListArgs,
     io: &mut CommandIo,
 ) -> CommandResult {
-    let listed = snapshots::list(gw, &caller.operator, args.name.as_deref()).await?;
+    let listed = snapshots::list(core, &caller.operator, args.name.as_deref()).await?;
     if args.json {
         let all: Vec<Value> = listed
             .iter()
@@ -135,9 +133,9 @@ async fn run_list(
     if listed.is_empty() {
         let hint = match &args.name {
             Some(name) => {
-                format!("no snapshots of '{name}' (take one with: ssh gw snapshot {name})\n")
+                format!("no snapshots of '{name}' (take one with: ssh core snapshot {name})\n")
             }
-            None => "no snapshots (take one with: ssh gw snapshot NAME)\n".to_owned(),
+            None => "no snapshots (take one with: ssh core snapshot NAME)\n".to_owned(),
         };
         io.write_out(&hint).await;
         return Ok(exit::OK);
@@ -169,12 +167,12 @@ async fn run_list(
 }
 
 async fn run_remove(
-    gw: &Arc<Gateway>,
+    core: &Core<'_>,
     caller: &Caller,
     id: &str,
     io: &mut CommandIo,
 ) -> CommandResult {
-    match snapshots::remove(gw, &caller.operator, id).await? {
+    match snapshots::remove(core, &caller.operator, id).await? {
         Removed::Both => {}
         Removed::AlreadyGone { host } => {
             io.write_err(&format!(

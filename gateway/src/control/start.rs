@@ -1,28 +1,26 @@
 //! `start NAME`: starts a stopped or exited agent (with its template's restart command when
 //! it has one).
 
-use std::sync::Arc;
-
 use hostctl::api::HostAgentStatus;
 
 use super::{Caller, CommandIo, CommandResult, exit, refreshed_agent};
-use crate::Gateway;
+use crate::agents::Core;
 use crate::agents::lifecycle;
 use crate::model::AgentStatus;
 
 pub async fn run(
-    gw: &Arc<Gateway>,
+    core: &Core<'_>,
     caller: &Caller,
     name: &str,
     io: &mut CommandIo,
 ) -> CommandResult {
-    let (agent, host) = refreshed_agent(gw, caller, name).await?;
+    let (agent, host) = refreshed_agent(core, caller, name).await?;
     if agent.status == AgentStatus::Running {
         io.write_out(&format!("agent '{name}' is already running\n"))
             .await;
         return Ok(exit::OK);
     }
-    let done = lifecycle::start(gw, &agent, &host).await?;
+    let done = lifecycle::start(core, &agent, &host).await?;
     let what = || format!("agent '{name}' was started on host {}", agent.host);
     super::recorded(io, done.recorded, what, super::SEEN_AGAIN).await;
     let verb = if done.value.status == HostAgentStatus::Running {

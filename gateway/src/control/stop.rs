@@ -1,19 +1,17 @@
 //! `stop NAME`: ends the agent's session; the workspace and files stay.
 
-use std::sync::Arc;
-
 use super::{Caller, CommandIo, CommandResult, agent_and_host, exit};
-use crate::Gateway;
+use crate::agents::Core;
 use crate::agents::lifecycle;
 
 pub async fn run(
-    gw: &Arc<Gateway>,
+    core: &Core<'_>,
     caller: &Caller,
     name: &str,
     io: &mut CommandIo,
 ) -> CommandResult {
-    let (agent, host) = agent_and_host(gw, caller, name).await?;
-    let done = lifecycle::stop(gw, &agent, &host).await?;
+    let (agent, host) = agent_and_host(core, caller, name).await?;
+    let done = lifecycle::stop(core, &agent, &host).await?;
     let what = || format!("agent '{name}' was stopped on host {}", agent.host);
     super::recorded(io, done.recorded, what, super::SEEN_AGAIN).await;
     io.write_out(&format!(

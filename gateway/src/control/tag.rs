@@ -1,13 +1,11 @@
 //! `tag NAME K=V...` and `untag NAME KEY...`: set or remove the labels that `--tag K=V`
 //! selects agents by (`agents::tags`).
 
-use std::sync::Arc;
-
 use clap::Args;
 
 use super::output::parse_pair;
 use super::{Caller, CommandIo, CommandResult, exit};
-use crate::Gateway;
+use crate::agents::Core;
 use crate::agents::tags::{self, TagEdit};
 
 #[derive(Debug, Args)]
@@ -29,7 +27,7 @@ pub struct UntagArgs {
 }
 
 pub async fn tag(
-    gw: &Arc<Gateway>,
+    core: &Core<'_>,
     caller: &Caller,
     args: TagArgs,
     io: &mut CommandIo,
@@ -39,11 +37,11 @@ pub async fn tag(
         set: args.tags,
         remove: Vec::new(),
     };
-    edit_tags(gw, caller, &edit, io).await
+    edit_tags(core, caller, &edit, io).await
 }
 
 pub async fn untag(
-    gw: &Arc<Gateway>,
+    core: &Core<'_>,
     caller: &Caller,
     args: UntagArgs,
     io: &mut CommandIo,
@@ -53,18 +51,18 @@ pub async fn untag(
         set: Vec::new(),
         remove: args.keys,
     };
-    edit_tags(gw, caller, &edit, io).await
+    edit_tags(core, caller, &edit, io).await
 }
 
 /// Applies the edit and prints the agent's tags as they are now.
 async fn edit_tags(
-    gw: &Arc<Gateway>,
+    core: &Core<'_>,
     caller: &Caller,
     edit: &TagEdit,
     io: &mut CommandIo,
 ) -> CommandResult {
     let name = &edit.agent;
-    let done = tags::edit(gw, &caller.operator, edit).await?;
+    let done = tags::edit(core, &caller.operator, edit).await?;
     let tagged = &done.value;
     let what = || {
         format!(

@@ -2,7 +2,6 @@
 //! host (CPU, memory, disk), busiest first, as its host measured it (`agents::usage`).
 
 use std::cmp::Ordering;
-use std::sync::Arc;
 
 use clap::{Args, ValueEnum};
 use hostctl::api::AgentUsage;
@@ -10,7 +9,7 @@ use serde::Serialize;
 
 use super::output::{UsageJson, json_text, status_text, table, to_json};
 use super::{Caller, CommandIo, CommandResult, exit};
-use crate::Gateway;
+use crate::agents::Core;
 use crate::store::AgentRecord;
 use hostctl::disk::size_short;
 
@@ -47,13 +46,13 @@ struct UsageRowJson<'a> {
 }
 
 pub async fn run(
-    gw: &Arc<Gateway>,
+    core: &Core<'_>,
     caller: &Caller,
     args: UsageArgs,
     io: &mut CommandIo,
 ) -> CommandResult {
-    let agents = crate::agents::access::agents(&gw.store, &caller.operator).await?;
-    let measured = crate::agents::usage::of_agents(gw, &agents).await;
+    let agents = crate::agents::access::agents(core.store, &caller.operator).await?;
+    let measured = crate::agents::usage::of_agents(core, &agents).await;
     for (host, why) in &measured.not_answered {
         io.write_err(&format!(
             "warning: host '{host}' could not say what its agents use ({why}); they are shown \

@@ -4,16 +4,16 @@
 //! With `--until`: returns as soon as the agent's status is one of those named (`waiting`,
 //! `idle`, `working`, `running`, `exited`, `stopped`...), printing it.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
 
 use super::output::{Statuses, parse_statuses, status_matches, status_text};
 use super::{Caller, CommandError, CommandIo, CommandResult, agent_and_host, exit};
-use crate::Gateway;
+use crate::agents::Core;
 use crate::agents::reconcile;
 use crate::model::AgentStatus;
+use tokio_util::sync::CancellationToken;
 
 const POLL: Duration = Duration::from_millis(250);
 
@@ -37,12 +37,13 @@ pub struct WaitArgs {
 }
 
 pub async fn run(
-    gw: &Arc<Gateway>,
+    core: &Core<'_>,
+    shutdown: &CancellationToken,
     caller: &Caller,
     args: WaitArgs,
     io: &mut CommandIo,
 ) -> CommandResult {
-    let (_agent, host) = agent_and_host(gw, caller, &args.name).await?;
+    let (_agent, host) = agent_and_host(core, caller, &args.name).await?;
     let deadline = match args.timeout {
         Some(t) if t.is_finite() && t >= 0.0 => {
             Some(tokio::time::Instant::now() + Duration::from_secs_f64(t.min(1e9)))
@@ -57,23 +58,23 @@ pub async fn run(
     let name = &args.name;
     loop {
         // The agent's row as it was (its activity so far), then what its host says now.
-        let before = crate::agents::access::agent(&gw.store, &caller.operator, name)
+        let before = crate::agents::access::agent(core.store, &caller.operator, name)
             .await?
             .ok_or_else(|| CommandError::no_agent(name))?;
         let seen = match host.info(name).await {
             // A row still being created is its create's to record: its host may show the
             // agent half made.
             Ok(_) if before.status == crate::model::AgentStatus::Creating => None,
-            Ok(info) => Some(reconcile::observed_from(gw, &before, &info)),
+            Ok(info) => Some(reconcile::observed_from(core, &before, &info)),
             Err(e) if args.until.is_some() && e.host_unreachable() => Some(reconcile::unknown()),
             Err(e) => return Err(e.into()),
         };
         let recorded = match &seen {
-            Some(seen) => gw.store.observe_agent(name, seen).await,
+            Some(seen) => core.store.observe_agent(name, seen).await,
             None => Ok(()),
         };
         let agent = match recorded {
-            Ok(()) => crate::agents::access::agent(&gw.store, &caller.operator, name)
+            Ok(()) => crate::agents::access::agent(core.store, &caller.operator, name)
                 .await?
                 .ok_or_else(|| CommandError::no_agent(name))?,
             // The wait goes on from what the host says; the record waits for the store.
@@ -119,7 +120,7 @@ pub async fn run(
                         status_text(&agent),
                         wanted.0.join(" or ")
                     ))
-                    .hint(format!("start it again with: ssh gw start {name}")));
+                    .hint(format!("start it again with: ssh core start {name}")));
                 }
             }
         }
@@ -137,7 +138,7 @@ pub async fn run(
         tokio::select! {
             () = tokio::time::sleep(POLL) => {}
             () = io.closed.cancelled() => return Ok(exit::FAILED),
-            () = gw.shutdown.cancelled() => return Err(CommandError::failed("the gateway is shutting down")),
+            () = shutdown.cancelled() => return Err(CommandError::failed("the gateway is shutting down")),
         }
     }
 }

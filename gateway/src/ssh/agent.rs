@@ -21,7 +21,7 @@ use tracing::info;
 use super::channel::{OpenChannel, PendingChannel, command_io, finish, finish_process, splice};
 use crate::Gateway;
 use crate::agents::said::CommandError;
-use crate::agents::{Caller, audit, lifecycle};
+use crate::agents::{Caller, Core, audit, lifecycle};
 use crate::hosts::{AgentSession, ProcessExit};
 use crate::model::EventKind;
 
@@ -65,13 +65,15 @@ pub async fn run_session(
     let (mut io, writer) = command_io(pending.channel, pending.pty);
     let (kind, detail) = audit_detail(&session);
     // In the trail from its start: a session the gateway dies during is there too.
-    let started = audit::start_record(&gw, &caller, kind, Some(agent.clone()), &detail).await;
+    let core = gw.core();
+    let started = audit::start_record(&core, &caller, kind, Some(agent.clone()), &detail).await;
     let result: Result<Option<ProcessExit>, CommandError> = async {
         if session == AgentSession::Attach {
-            let status = crate::agents::attach::run(&gw, &caller, &agent, &mut io).await?;
+            let status =
+                crate::agents::attach::run(&core, &gw.live, &caller, &agent, &mut io).await?;
             return Ok(Some(ProcessExit::Code(i32::try_from(status).unwrap_or(1))));
         }
-        let (record, host) = lifecycle::usable(&gw, &caller.operator, &agent).await?;
+        let (record, host) = lifecycle::usable(&core, &caller.operator, &agent).await?;
         crate::agents::lifecycle::ready(&record)?;
         let terminal = io
             .terminal
@@ -103,12 +105,12 @@ pub async fn run_session(
             } else {
                 ""
             };
-            audit::end_record(&gw, started, status, message).await;
+            audit::end_record(&core, started, status, message).await;
             finish_process(io, writer, Some(&handle), exit).await;
         }
         Err(e) => {
             io.write_err(&e.render()).await;
-            audit::end_record(&gw, started, e.status, &e.message).await;
+            audit::end_record(&core, started, e.status, &e.message).await;
             finish(io, writer, e.status).await;
         }
     }
@@ -125,13 +127,14 @@ pub async fn run_forward(
     channel: OpenChannel,
     reply: ChannelOpenHandle,
 ) {
+    let core = gw.core();
     let record = ForwardRecord {
-        gw: &gw,
+        core,
         caller: &caller,
         agent: &agent,
         detail: target.to_string(),
     };
-    let host = match lifecycle::usable(&gw, &caller.operator, &agent).await {
+    let host = match lifecycle::usable(&core, &caller.operator, &agent).await {
         Ok((_, host)) => host,
         Err(e) => {
             let e = CommandError::from(e);
@@ -162,7 +165,7 @@ pub async fn run_forward(
 
 /// A forward's entry in the audit trail: opened (status 0), or refused and why.
 struct ForwardRecord<'a> {
-    gw: &'a Gateway,
+    core: Core<'a>,
     caller: &'a Caller,
     agent: &'a str,
     detail: String,
@@ -172,7 +175,7 @@ impl ForwardRecord<'_> {
     async fn answered(&self, status: u32, message: &str) {
         let agent = Some(self.agent.to_owned());
         audit::record(
-            self.gw,
+            &self.core,
             self.caller,
             EventKind::Forward,
             agent,

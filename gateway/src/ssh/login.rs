@@ -200,7 +200,7 @@ impl Login {
                 );
                 let caller = caller.clone();
                 audit::record(
-                    &self.gw,
+                    &self.gw.core(),
                     &caller,
                     EventKind::Channel,
                     None,

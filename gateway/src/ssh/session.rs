@@ -94,7 +94,7 @@ pub struct AuditRecord {
 impl AuditRecord {
     pub async fn write(self, gw: &Gateway) {
         audit::record(
-            gw,
+            &gw.core(),
             &self.caller,
             self.kind,
             self.agent,

@@ -154,7 +154,7 @@ async fn look_again(gw: &Gateway, host: &Host, name: &str) {
             if !unchanged {
                 return;
             }
-            if let Err(e) = crate::agents::reconcile::observe(gw, &prev, &info).await {
+            if let Err(e) = crate::agents::reconcile::observe(&gw.core(), &prev, &info).await {
                 warn!(agent = name, error = %e, "cannot record an agent's status");
             }
         }

@@ -322,7 +322,7 @@ async fn apply(
     for info in reported {
         if let Some(prev) = by_name.get(info.name.as_str()) {
             if !not_for_this_report(prev) {
-                seen.push((&info.name, observed_from(gw, prev, info)));
+                seen.push((&info.name, observed_from(&gw.core(), prev, info)));
             }
         } else if gw.store.agent_exists(&info.name).await? {
             // The name is taken by an agent on another host: the store keeps its own.
@@ -500,13 +500,17 @@ pub fn unknown() -> Observed {
 
 /// What a host's report says about one agent, with its activity worked out from what was
 /// known of it (`prev`, its stored record).
-pub fn observed_from(gw: &Gateway, prev: &AgentRecord, info: &AgentInfo) -> Observed {
+pub fn observed_from(
+    core: &crate::agents::Core<'_>,
+    prev: &AgentRecord,
+    info: &AgentInfo,
+) -> Observed {
     let mut seen = observed(info);
     if info.status == HostAgentStatus::Running {
         let look = activity::Look {
             screen: info.screen.as_ref(),
             tmux_activity: host_time(info.last_activity.as_deref()),
-            input: gw.inputs.last(&prev.name),
+            input: core.inputs.last(&prev.name),
             hooks: &info.hooks,
         };
         // A process started again (or for the first time) starts with a clean slate but for
@@ -519,8 +523,8 @@ pub fn observed_from(gw: &Gateway, prev: &AgentRecord, info: &AgentInfo) -> Obse
             },
         };
         seen.activity = Some(activity::next(
-            &gw.config.status,
-            gw.status_rules
+            core.status,
+            core.status_rules
                 .for_agent(&prev.template, &prev.spec.command),
             &base,
             &look,
@@ -531,9 +535,13 @@ pub fn observed_from(gw: &Gateway, prev: &AgentRecord, info: &AgentInfo) -> Obse
 }
 
 /// Records what a host said about one agent (its activity worked out).
-pub async fn observe(gw: &Gateway, prev: &AgentRecord, info: &AgentInfo) -> Result<(), StoreError> {
-    gw.store
-        .observe_agent(&prev.name, &observed_from(gw, prev, info))
+pub async fn observe(
+    core: &crate::agents::Core<'_>,
+    prev: &AgentRecord,
+    info: &AgentInfo,
+) -> Result<(), StoreError> {
+    core.store
+        .observe_agent(&prev.name, &observed_from(core, prev, info))
         .await
 }
 

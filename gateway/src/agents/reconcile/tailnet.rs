@@ -15,9 +15,9 @@ use crate::tailscale::{PeerStatus, View};
 
 /// Why the tailnet says host `name` cannot be reached, if it says so: such a host is not
 /// asked anything (its agents are `unknown`).
-pub async fn down_reason(gw: &Gateway, name: &str) -> Option<String> {
-    let record = gw.store.host(name).await.ok().flatten()?;
-    crate::tailscale::verdict::down(&gw.tailnet.view(), &record)
+pub async fn down_reason(core: &crate::agents::Core<'_>, name: &str) -> Option<String> {
+    let record = core.store.host(name).await.ok().flatten()?;
+    crate::tailscale::verdict::down(&core.tailnet.view(), &record)
 }
 
 /// Applies every new view of the tailnet to the tailnet hosts, until the gateway stops.

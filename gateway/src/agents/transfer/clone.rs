@@ -3,7 +3,7 @@
 
 use hostctl::api::{TermSize, WorkspaceDigest, WorkspaceSource};
 
-use crate::Gateway;
+use crate::agents::Core;
 use crate::agents::create::{Origin, create_reserved, reserve};
 use crate::agents::error::{Error, Result};
 use crate::agents::{lifecycle, placement};
@@ -33,16 +33,16 @@ pub struct Cloned {
 
 /// Makes the clone for `operator`, holding the source's turn: its workspace is not changed
 /// by a move or a stop meanwhile. A journaled operation (`agents::create`).
-pub async fn clone(gw: &Gateway, operator: &Operator, request: CloneRequest) -> Result<Cloned> {
-    let _turn = gw.agent_locks.hold(&request.source).await;
-    placement::check_new_name(gw, &request.name).await?;
-    let (src, from) = lifecycle::usable(gw, operator, &request.source).await?;
+pub async fn clone(core: &Core<'_>, operator: &Operator, request: CloneRequest) -> Result<Cloned> {
+    let _turn = core.locks.hold(&request.source).await;
+    placement::check_new_name(core, &request.name).await?;
+    let (src, from) = lifecycle::usable(core, operator, &request.source).await?;
     lifecycle::ready(&src)?;
     let host_name = match &request.host {
-        Some(host) => placement::choose_host(gw, operator, Some(host)).await?,
+        Some(host) => placement::choose_host(core, operator, Some(host)).await?,
         None => src.host.clone(),
     };
-    let to = gw.hosts.get(&host_name)?;
+    let to = core.hosts.get(&host_name)?;
     let mut spec = src.spec.clone();
     spec.name = request.name.clone();
     spec.workspace = WorkspaceSource::Prepared;
@@ -54,7 +54,7 @@ pub async fn clone(gw: &Gateway, operator: &Operator, request: CloneRequest) -> 
         from_host: Some(src.host.clone()),
         source: Some(src.name.clone()),
     };
-    let intent = reserve(gw, &host_name, &spec, src.idle_stop.clone(), origin).await?;
+    let intent = reserve(core, &host_name, &spec, src.idle_stop.clone(), origin).await?;
     let mut copied = None;
     let slot = &mut copied;
     let (from_host, to_host, src_name, dst) = (&from, &to, &src.name, &request.name);
@@ -62,7 +62,7 @@ pub async fn clone(gw: &Gateway, operator: &Operator, request: CloneRequest) -> 
         *slot = Some(copy_workspace(from_host, src_name, to_host, dst, &operation).await?);
         Ok::<(), Error>(())
     };
-    let agent = create_reserved(gw, &to, &spec, intent, copy).await?;
+    let agent = create_reserved(core, &to, &spec, intent, copy).await?;
     Ok(Cloned {
         source: src,
         agent,

@@ -5,7 +5,7 @@
 use hostctl::api::{Secrets, WorkspaceDigest, WorkspaceSource};
 use tracing::warn;
 
-use crate::Gateway;
+use crate::agents::Core;
 use crate::agents::error::{Error, Purpose, Result};
 use crate::agents::journal::{Intent, Planned};
 use crate::agents::reconcile;
@@ -37,22 +37,22 @@ pub struct Migrated {
 /// Moves the agent for `operator`, holding its turn for the whole move. A journaled operation:
 /// a gateway that dies half-way settles it at its next start.
 pub async fn migrate(
-    gw: &Gateway,
+    core: &Core<'_>,
     operator: &Operator,
     request: MigrateRequest,
 ) -> Result<Migrated> {
-    let _turn = gw.agent_locks.hold(&request.name).await;
+    let _turn = core.locks.hold(&request.name).await;
     let name = request.name.as_str();
-    let (agent, from) = lifecycle::refreshed(gw, operator, name).await?;
+    let (agent, from) = lifecycle::refreshed(core, operator, name).await?;
     if agent.host == request.host {
         return Err(Error::AlreadyOnHost {
             name: name.to_owned(),
             host: request.host,
         });
     }
-    let to = gw
+    let to = core
         .hosts
-        .get(&placement::choose_host(gw, operator, Some(&request.host)).await?)?;
+        .get(&placement::choose_host(core, operator, Some(&request.host)).await?)?;
     match agent.status {
         AgentStatus::Creating => lifecycle::ready(&agent)?,
         AgentStatus::Unknown => {
@@ -89,9 +89,9 @@ pub async fn migrate(
         });
     }
     let was_running = agent.status == AgentStatus::Running;
-    let secrets = crate::agents::secrets::values(&gw.store, &agent.spec.secret_names).await?;
+    let secrets = crate::agents::secrets::values(core.store, &agent.spec.secret_names).await?;
     let intent = Intent::begin(
-        gw,
+        core,
         Planned {
             kind: OperationKind::Migrate,
             agent: name.to_owned(),
@@ -104,7 +104,7 @@ pub async fn migrate(
     )
     .await?;
     let moving = Move {
-        gw,
+        core: *core,
         intent: &intent,
         agent: &agent,
         from: &from,
@@ -116,7 +116,7 @@ pub async fn migrate(
     let result = moving.run().await;
     intent.end(&result).await;
     let (digest, leftover) = result?;
-    let moved = gw
+    let moved = core
         .store
         .agent(name)
         .await?
@@ -131,7 +131,7 @@ pub async fn migrate(
 
 /// One move under way, step by step, each step written to the operation's journal.
 struct Move<'a> {
-    gw: &'a Gateway,
+    core: Core<'a>,
     intent: &'a Intent,
     agent: &'a AgentRecord,
     from: &'a Host,
@@ -149,7 +149,7 @@ impl Move<'_> {
             && let Ok(info) = self.from.start(name, None, self.secrets).await
         {
             let _ = self
-                .gw
+                .core
                 .store
                 .observe_agent(name, &reconcile::observed(&info))
                 .await;
@@ -158,7 +158,7 @@ impl Move<'_> {
 
     /// Returns the verified copy's digest, and why the old copy could not be removed if so.
     async fn run(&self) -> Result<(WorkspaceDigest, Option<HostError>)> {
-        let (gw, from, to) = (self.gw, self.from, self.to);
+        let (core, from, to) = (self.core, self.from, self.to);
         let name = self.agent.name.as_str();
         let (from_name, to_name) = (self.agent.host.as_str(), self.to_name);
         let operation = self.intent.id();
@@ -171,7 +171,7 @@ impl Move<'_> {
                     return Err(e.into());
                 }
             };
-            gw.store
+            core.store
                 .observe_agent(name, &reconcile::observed(&stopped))
                 .await?;
         }
@@ -227,9 +227,9 @@ impl Move<'_> {
             to.stop(name).await.unwrap_or(info)
         };
         self.intent.step(Step::Created).await?;
-        gw.store.set_agent_host(name, to_name).await?;
+        core.store.set_agent_host(name, to_name).await?;
         self.intent.step(Step::Switched).await?;
-        gw.store
+        core.store
             .observe_agent(name, &reconcile::observed(&info))
             .await?;
         let leftover = match from.destroy(name).await {

@@ -4,7 +4,7 @@
 
 use hostctl::api::{TermSize, WorkspaceSource};
 
-use crate::Gateway;
+use crate::agents::Core;
 use crate::agents::access;
 use crate::agents::create::{Origin, create_reserved, reserve};
 use crate::agents::error::{Error, Result};
@@ -35,35 +35,35 @@ pub struct RestoreRequest {
 /// Makes the agent for `operator`, who must see the snapshot and may use its host. A
 /// journaled operation (`agents::create`).
 pub async fn restore(
-    gw: &Gateway,
+    core: &Core<'_>,
     operator: &Operator,
     request: RestoreRequest,
 ) -> Result<AgentRecord> {
     let name = request.name.as_str();
     let id = request.snapshot.as_str();
-    placement::check_new_name(gw, name).await?;
+    placement::check_new_name(core, name).await?;
     for (k, v) in &request.tags {
         tags::check(k, v)?;
     }
     for (k, _) in &request.env {
         hostctl::api::validate_env_key(k).map_err(Error::BadEnvKey)?;
     }
-    let snapshot = super::snapshot::visible(gw, operator, id).await?;
-    if gw.store.host(&snapshot.host).await?.is_none() {
+    let snapshot = super::snapshot::visible(core, operator, id).await?;
+    if core.store.host(&snapshot.host).await?.is_none() {
         return Err(Error::SnapshotHostGone {
             id: id.to_owned(),
             host: snapshot.host,
         });
     }
-    if !access::may_use_host(operator, &snapshot.host, gw.policy()) {
+    if !access::may_use_host(operator, &snapshot.host, core.policy) {
         return Err(Error::SnapshotOnLocal(id.to_owned()));
     }
-    let from = gw.hosts.get(&snapshot.host)?;
+    let from = core.hosts.get(&snapshot.host)?;
     let host_name = match &request.host {
-        Some(host) => placement::choose_host(gw, operator, Some(host)).await?,
+        Some(host) => placement::choose_host(core, operator, Some(host)).await?,
         None => snapshot.host.clone(),
     };
-    let to = gw.hosts.get(&host_name)?;
+    let to = core.hosts.get(&host_name)?;
     let mut spec = snapshot.spec.clone();
     spec.name = name.to_owned();
     spec.workspace = WorkspaceSource::Prepared;
@@ -81,9 +81,9 @@ pub async fn restore(
         from_host: Some(snapshot.host.clone()),
         source: Some(id.to_owned()),
     };
-    let intent = reserve(gw, &host_name, &spec, idle_stop, origin).await?;
+    let intent = reserve(core, &host_name, &spec, idle_stop, origin).await?;
     let (from_host, to_host, snapshot) = (&from, &to, &snapshot);
-    create_reserved(gw, &to, &spec, intent, move |operation| async move {
+    create_reserved(core, &to, &spec, intent, move |operation| async move {
         restore_snapshot(
             from_host,
             id,

@@ -9,7 +9,7 @@
 
 use hostctl::api::{ErrorCode, SnapshotMeta};
 
-use crate::Gateway;
+use crate::agents::Core;
 use crate::agents::error::{Error, LabelError, Purpose, Result};
 use crate::agents::{access, lifecycle, shares};
 use crate::hosts::HostError;
@@ -65,17 +65,17 @@ pub struct TakeRequest {
 /// Takes a snapshot for `operator` (the agent's owner or an admin), holding the agent's turn
 /// (a move under way finishes first), and records it.
 pub async fn take(
-    gw: &Gateway,
+    core: &Core<'_>,
     operator: &Operator,
     request: TakeRequest,
 ) -> Result<SnapshotRecord> {
-    let _turn = gw.agent_locks.hold(&request.name).await;
+    let _turn = core.locks.hold(&request.name).await;
     let TakeRequest { name, label } = request;
     let name = name.as_str();
     if let Some(label) = &label {
         check_label(label)?;
     }
-    let (agent, host) = lifecycle::refreshed(gw, operator, name).await?;
+    let (agent, host) = lifecycle::refreshed(core, operator, name).await?;
     shares::require_owner(operator, &agent, "snapshot it")?;
     match agent.status {
         AgentStatus::Creating => lifecycle::ready(&agent)?,
@@ -96,7 +96,7 @@ pub async fn take(
     let mut made = None;
     for n in 1..=MAX_PER_MINUTE {
         let id = hostctl::api::snapshot_id(name, &minute, n);
-        if gw.store.snapshot_exists(&id).await? {
+        if core.store.snapshot_exists(&id).await? {
             continue;
         }
         let asked = hostctl::api::SnapshotRequest {
@@ -157,7 +157,7 @@ pub async fn take(
         spec: agent.spec.clone(),
         idle_stop: agent.idle_stop.clone(),
     };
-    if let Err(e) = gw
+    if let Err(e) = core
         .store
         .insert_snapshot(&record, SameArchive::Replace)
         .await
@@ -182,9 +182,9 @@ pub struct Listed {
 
 /// The snapshots `operator` may see (of agent `of` only, if given; it may have been destroyed
 /// since), oldest first. No host is asked.
-pub async fn list(gw: &Gateway, operator: &Operator, of: Option<&str>) -> Result<Vec<Listed>> {
-    let snapshots = access::snapshots(&gw.store, operator, of).await?;
-    let hosts: Vec<String> = gw
+pub async fn list(core: &Core<'_>, operator: &Operator, of: Option<&str>) -> Result<Vec<Listed>> {
+    let snapshots = access::snapshots(core.store, operator, of).await?;
+    let hosts: Vec<String> = core
         .store
         .hosts()
         .await?
@@ -214,16 +214,16 @@ pub enum Removed {
 
 /// Removes snapshot `id`, on its host and in the store, for `operator` (the owner of its
 /// agent when it was taken, or an admin). A host that fails keeps it, and so does the store.
-pub async fn remove(gw: &Gateway, operator: &Operator, id: &str) -> Result<Removed> {
-    let snapshot = visible(gw, operator, id).await?;
+pub async fn remove(core: &Core<'_>, operator: &Operator, id: &str) -> Result<Removed> {
+    let snapshot = visible(core, operator, id).await?;
     if !access::may_dispose(operator, snapshot.owner.as_deref()) {
         return Err(Error::NotSnapshotOwner {
             id: snapshot.id,
             owner: snapshot.owner,
         });
     }
-    let removed = if gw.store.host(&snapshot.host).await?.is_some() {
-        let host = gw.hosts.get(&snapshot.host)?;
+    let removed = if core.store.host(&snapshot.host).await?.is_some() {
+        let host = core.hosts.get(&snapshot.host)?;
         match host.snapshot_remove(id).await {
             Ok(removed) if !removed.existed => Removed::AlreadyGone {
                 host: snapshot.host,
@@ -242,14 +242,14 @@ pub async fn remove(gw: &Gateway, operator: &Operator, id: &str) -> Result<Remov
             host: snapshot.host,
         }
     };
-    gw.store.delete_snapshot(id).await?;
+    core.store.delete_snapshot(id).await?;
     Ok(removed)
 }
 
 /// Snapshot `id`, if `operator` may see it; else the same answer as for one that does not
 /// exist.
-pub async fn visible(gw: &Gateway, operator: &Operator, id: &str) -> Result<SnapshotRecord> {
-    access::snapshot(&gw.store, operator, id)
+pub async fn visible(core: &Core<'_>, operator: &Operator, id: &str) -> Result<SnapshotRecord> {
+    access::snapshot(core.store, operator, id)
         .await?
         .ok_or_else(|| Error::NoSuchSnapshot(id.to_owned()))
 }

@@ -252,7 +252,8 @@ async fn attach(
     io: &mut CommandIo,
 ) -> (String, bool) {
     let line = shlex::try_join(["attach", name]).unwrap_or_else(|_| format!("attach {name}"));
-    let result = crate::agents::attach::run(gw, caller, name, io).await;
+    let core = gw.core();
+    let result = crate::agents::attach::run(&core, &gw.live, caller, name, io).await;
     let (status, message, shown) = match result {
         Ok(exit::OK) => (
             exit::OK,
@@ -270,7 +271,7 @@ async fn attach(
         Err(e) => (e.status, e.message.clone(), (e.message, true)),
     };
     super::record(
-        gw,
+        &core,
         caller,
         crate::model::EventKind::Command,
         Some(name.to_owned()),
