@@ -26,7 +26,18 @@ pub struct Measured {
     /// By agent name: those whose host answered.
     pub usage: BTreeMap<String, AgentUsage>,
     /// Each host that did not answer, and why, for a warning.
-    pub not_answered: Vec<(String, String)>,
+    pub not_answered: Vec<(String, NotAnswered)>,
+}
+
+/// Why a host gave no figures.
+#[derive(Debug, thiserror::Error)]
+pub enum NotAnswered {
+    #[error("it is unreachable")]
+    Unreachable,
+    #[error("it did not answer within {} s", USAGE_WAIT.as_secs())]
+    Slow,
+    #[error(transparent)]
+    Host(#[from] crate::hosts::HostError),
 }
 
 /// Asks the hosts of `agents` what each uses. A host that is unreachable, or does not answer
@@ -56,25 +67,25 @@ pub async fn of_agents(core: &Core<'_>, agents: &[AgentRecord]) -> Measured {
 }
 
 /// One host's answer about `names` (only that agent's, when there is one).
-async fn ask(core: &Core<'_>, host: &str, names: &BTreeSet<&str>) -> Result<UsageReport, String> {
+async fn ask(
+    core: &Core<'_>,
+    host: &str,
+    names: &BTreeSet<&str>,
+) -> Result<UsageReport, NotAnswered> {
     // Like `list`: a host known to be unreachable is not waited for.
     if let Ok(Some(record)) = core.store.host(host).await
         && record.status == HostStatus::Unreachable
     {
-        return Err("it is unreachable".to_owned());
+        return Err(NotAnswered::Unreachable);
     }
-    let host = core.hosts.get(host).map_err(|e| e.to_string())?;
+    let host = core.hosts.get(host)?;
     let only = match names.iter().collect::<Vec<_>>().as_slice() {
         [one] => Some(**one),
         _ => None,
     };
     match tokio::time::timeout(USAGE_WAIT, host.usage(only)).await {
-        Ok(Ok(report)) => Ok(report),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!(
-            "it did not answer within {} s",
-            USAGE_WAIT.as_secs()
-        )),
+        Ok(answer) => Ok(answer?),
+        Err(_) => Err(NotAnswered::Slow),
     }
 }
 
