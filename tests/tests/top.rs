@@ -151,6 +151,21 @@ fn the_live_view_shows_selects_attaches_and_acts_on_agents() {
         "{screen}"
     );
 
+    // Wide enough for what running agents use: CPU% and MEM, as the host measured them.
+    let screen = wait_for_screen(&viewer, "the CPU% and MEM columns", |s| {
+        s.lines().any(|l| l.contains("CPU%") && l.contains("MEM"))
+            && row(s, "asker").is_some_and(|r| {
+                r.split_whitespace()
+                    .any(|w| w.ends_with('K') || w.ends_with('M'))
+            })
+    });
+    let asker = row(&screen, "asker").unwrap_or_default();
+    let memory = asker
+        .split_whitespace()
+        .find(|w| w.ends_with('K') || w.ends_with('M'))
+        .and_then(|w| w[..w.len() - 1].parse::<f64>().ok());
+    assert!(memory.is_some_and(|m| m > 0.0), "{screen}");
+
     // A line sent to the asker answers its question.
     viewer.type_text("ask");
     wait_for_screen(&viewer, "asker to be selected", |s| {

@@ -50,13 +50,7 @@ pub async fn run(
             .await;
     }
     // A host that was too slow or down for the statuses is not asked for figures either.
-    let silent: Vec<&str> = not_asked
-        .iter()
-        .filter_map(|host| match host {
-            NotAsked::Slow(name) | NotAsked::Unreachable(name, _) => Some(name.as_str()),
-            NotAsked::NotSaved(..) | NotAsked::Unwritable { .. } => None,
-        })
-        .collect();
+    let silent: Vec<&str> = not_asked.iter().filter_map(NotAsked::silent_host).collect();
     let agents: Vec<_> = crate::agents::access::agents(core.store, &caller.operator)
         .await?
         .into_iter()

@@ -120,6 +120,17 @@ pub enum NotAsked {
     Unwritable { cause: String, kept: usize },
 }
 
+impl NotAsked {
+    /// The host that gave no answer (too slow, or down), whose agents are not asked anything
+    /// else either; none when the host answered but its answer could not be saved.
+    pub fn silent_host(&self) -> Option<&str> {
+        match self {
+            NotAsked::Slow(name) | NotAsked::Unreachable(name, _) => Some(name),
+            NotAsked::NotSaved(..) | NotAsked::Unwritable { .. } => None,
+        }
+    }
+}
+
 /// Reconciles every reachable host in parallel, waiting at most `wait` for each; returns the
 /// hosts whose agents keep the statuses last seen: those that did not answer in time and
 /// those already known to be unreachable.

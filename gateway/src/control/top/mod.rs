@@ -25,7 +25,7 @@ use crate::Gateway;
 use crate::agents::reconcile;
 use crate::store::{AgentRecord, Operator, StatusChange};
 use crate::streams::{Backlog, Inbound};
-use view::{Action, View};
+use view::{Action, Usage, View};
 
 /// The largest terminal the view draws into (columns, rows): a client may claim any size up
 /// to 65535x65535, and a frame holds a cell for each; the rest of a larger terminal stays blank.
@@ -34,6 +34,10 @@ const MAX_ROWS: u16 = 256;
 
 /// How often the view looks at the hosts again (the reconciler's own passes come between).
 const REFRESH: Duration = Duration::from_secs(2);
+
+/// How often the view asks the hosts what their running agents use (CPU, memory): less often
+/// than it looks at their statuses, since a host counts each workspace's disk as well.
+const USAGE_EVERY: Duration = Duration::from_secs(10);
 
 /// How long a lone ESC waits for the rest of a sequence before it is the Escape key (the bytes
 /// of one key or of a paste's start may come in two chunks).
@@ -59,8 +63,9 @@ pub async fn run(gw: &Arc<Gateway>, caller: &Caller, io: &mut CommandIo) -> Comm
     let mut decoder = keys::Decoder::new();
     // When a lone ESC held by the decoder becomes the Escape key.
     let mut flush_at: Option<tokio::time::Instant> = None;
-    if let Some((agents, warnings)) = fresh.borrow_and_update().clone() {
+    if let Some((agents, warnings, usage)) = fresh.borrow_and_update().clone() {
         view.set_agents(agents, warnings);
+        view.usage = usage;
     }
     if !send(io, ENTER).await {
         return Ok(exit::OK);
@@ -108,8 +113,9 @@ pub async fn run(gw: &Arc<Gateway>, caller: &Caller, io: &mut CommandIo) -> Comm
                 continue;
             }
             Event::Looked(true) => {
-                if let Some((agents, warnings)) = fresh.borrow_and_update().clone() {
+                if let Some((agents, warnings, usage)) = fresh.borrow_and_update().clone() {
                     view.set_agents(agents, warnings);
+                    view.usage = usage;
                 }
                 continue;
             }
@@ -385,8 +391,8 @@ impl AsyncWrite for Captured {
     }
 }
 
-/// The agents and the hosts' warnings, as last looked at.
-type Seen = Option<(Vec<AgentRecord>, Vec<String>)>;
+/// The agents, the hosts' warnings and what the running agents use, as last looked at.
+type Seen = Option<(Vec<AgentRecord>, Vec<String>, Usage)>;
 
 /// Looks at the hosts every [`REFRESH`] (or at once when asked) in a task of its own, so
 /// that keys are answered while a slow host is waited for. Ends with the view.
@@ -403,15 +409,18 @@ impl Looks {
         let wake = asked.clone();
         let (gw, caller) = (gw.clone(), caller.clone());
         let task = gw.clone().tasks.spawn(async move {
+            let mut usage = Usage::default();
+            let mut usage_due = tokio::time::Instant::now();
             loop {
-                let warnings = reconcile::reconcile_within(&gw, super::seen::LIST_WAIT)
-                    .await
-                    .iter()
-                    .map(super::seen::not_asked_text)
-                    .collect();
+                let not_asked = reconcile::reconcile_within(&gw, super::seen::LIST_WAIT).await;
+                let warnings = not_asked.iter().map(super::seen::not_asked_text).collect();
                 match crate::agents::access::agents(&gw.store, &caller.operator).await {
                     Ok(agents) => {
-                        if tx.send(Some((agents, warnings))).is_err() {
+                        if tokio::time::Instant::now() >= usage_due {
+                            usage = running_usage(&gw.core(), &agents, &not_asked).await;
+                            usage_due = tokio::time::Instant::now() + USAGE_EVERY;
+                        }
+                        if tx.send(Some((agents, warnings, usage.clone()))).is_err() {
                             return;
                         }
                     }
@@ -430,6 +439,27 @@ impl Looks {
     fn now(&self) {
         self.asked.notify_one();
     }
+}
+
+/// What the running agents among `agents` use, as their hosts say; a host that was too slow
+/// or down for the statuses is not asked (its agents show no figures).
+async fn running_usage(
+    core: &crate::agents::Core<'_>,
+    agents: &[AgentRecord],
+    not_asked: &[reconcile::NotAsked],
+) -> Usage {
+    let silent: Vec<&str> = not_asked
+        .iter()
+        .filter_map(reconcile::NotAsked::silent_host)
+        .collect();
+    let running: Vec<AgentRecord> = agents
+        .iter()
+        .filter(|a| {
+            a.status == crate::model::AgentStatus::Running && !silent.contains(&a.host.as_str())
+        })
+        .cloned()
+        .collect();
+    crate::agents::usage::of_agents(core, &running).await.usage
 }
 
 impl Drop for Looks {

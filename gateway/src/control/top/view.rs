@@ -9,6 +9,8 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Row, StatefulWidget, Table, TableState, Widget};
 
+use hostctl::api::AgentUsage;
+
 use super::keys::Key;
 use crate::control::output::{age, status_text};
 use crate::model::AgentStatus;
@@ -23,6 +25,13 @@ const MAX_LINE: usize = crate::control::send::MAX_TEXT;
 /// The widest NAME and HOST columns; longer names are cut with `…`.
 const MAX_NAME: usize = 24;
 const MAX_HOST: usize = 16;
+
+/// What each running agent uses, by name, as its host last said (`agents::usage`).
+pub type Usage = std::collections::BTreeMap<String, AgentUsage>;
+
+/// The narrowest view that shows the CPU% and MEM columns: below it, the agents' last lines
+/// keep the room.
+const USAGE_MIN_WIDTH: u16 = 96;
 
 /// What the operator is doing in the view.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -91,6 +100,8 @@ pub struct View {
     pub order: Order,
     /// The outcome of the last action, shown in the bottom line until the next key.
     pub message: Option<(String, bool)>,
+    /// What the running agents use; an agent not in it shows no figures.
+    pub usage: Usage,
 }
 
 impl View {
@@ -105,6 +116,7 @@ impl View {
             mode: Mode::Browse,
             order: Order::Name,
             message: None,
+            usage: Usage::new(),
         }
     }
 
@@ -500,37 +512,68 @@ fn agents_table(view: &mut View, area: Rect, buf: &mut Buffer) {
     }
     let name_width = column_width(&view.agents, "NAME", MAX_NAME, |a| &a.name);
     let host_width = column_width(&view.agents, "HOST", MAX_HOST, |a| &a.host);
+    let with_usage = !view.usage.is_empty() && area.width >= USAGE_MIN_WIDTH;
     let rows: Vec<Row> = view
         .agents
         .iter()
         .map(|a| {
             let last = printable(a.activity.last_line.as_deref().unwrap_or(""));
-            Row::new(vec![
+            let mut cells = vec![
                 Cell::from(cut(&a.name, usize::from(name_width))),
                 Cell::from(cut(&a.host, usize::from(host_width))),
                 Cell::from(status_text(a)).style(status_style(a)),
                 Cell::from(a.status_since.map_or_else(String::new, age)),
-                Cell::from(last).style(Style::default().fg(Color::Gray)),
-            ])
+            ];
+            if with_usage {
+                let (cpu, mem) = usage_cells(view.usage.get(&a.name));
+                cells.push(Cell::from(Line::from(cpu).right_aligned()));
+                cells.push(Cell::from(Line::from(mem).right_aligned()));
+            }
+            cells.push(Cell::from(last).style(Style::default().fg(Color::Gray)));
+            Row::new(cells)
         })
         .collect();
-    let header = Row::new(vec!["NAME", "HOST", "STATUS", "SINCE", "LAST LINE"])
+    let mut headings = vec![
+        Cell::from("NAME"),
+        Cell::from("HOST"),
+        Cell::from("STATUS"),
+        Cell::from("SINCE"),
+    ];
+    let mut widths = vec![
+        Constraint::Length(name_width),
+        Constraint::Length(host_width),
+        Constraint::Length(14),
+        Constraint::Length(5),
+    ];
+    if with_usage {
+        headings.push(Cell::from(Line::from("CPU%").right_aligned()));
+        headings.push(Cell::from(Line::from("MEM").right_aligned()));
+        widths.extend([Constraint::Length(5), Constraint::Length(6)]);
+    }
+    headings.push(Cell::from("LAST LINE"));
+    widths.push(Constraint::Fill(1));
+    let header = Row::new(headings)
         .style(Style::default().add_modifier(Modifier::BOLD | Modifier::UNDERLINED));
-    let table = Table::new(
-        rows,
-        [
-            Constraint::Length(name_width),
-            Constraint::Length(host_width),
-            Constraint::Length(14),
-            Constraint::Length(5),
-            Constraint::Fill(1),
-        ],
-    )
-    .header(header)
-    .column_spacing(2)
-    .highlight_symbol("> ")
-    .row_highlight_style(Style::default().add_modifier(Modifier::REVERSED));
+    let table = Table::new(rows, widths)
+        .header(header)
+        .column_spacing(2)
+        .highlight_symbol("> ")
+        .row_highlight_style(Style::default().add_modifier(Modifier::REVERSED));
     StatefulWidget::render(table, area, buf, &mut view.table);
+}
+
+/// The CPU% and MEM cells of an agent: blank for one with no figures (not running, or its
+/// host did not say), the CPU share of one core over the host's last window (`-` when it has
+/// none yet) and the resident memory in short units, as `usage` prints them.
+fn usage_cells(usage: Option<&AgentUsage>) -> (String, String) {
+    match usage {
+        None => (String::new(), String::new()),
+        Some(u) => (
+            u.cpu_percent
+                .map_or_else(|| "-".to_owned(), |p| format!("{p:.0}")),
+            hostctl::disk::size_short(u.memory_bytes),
+        ),
+    }
 }
 
 fn detail_line(view: &View) -> Line<'static> {
@@ -731,6 +774,53 @@ mod tests {
         assert!(lines[22].starts_with(" docs · "), "{lines:#?}");
         assert!(lines[23].contains("Enter attach"), "{lines:#?}");
         assert!(lines[23].chars().count() <= 80);
+    }
+
+    #[test]
+    fn running_agents_show_what_they_use_and_the_others_blank_figures() {
+        let mut view = View::new();
+        view.set_agents(three(), Vec::new());
+        let used = |cpu: Option<f64>, mem: u64| AgentUsage {
+            cpu_percent: cpu,
+            memory_bytes: mem,
+            ..AgentUsage::default()
+        };
+        view.usage = Usage::from([
+            ("fix-ci".to_owned(), used(Some(37.4), 64 * 1024 * 1024)),
+            ("fix-lint".to_owned(), used(None, 1536 * 1024)),
+        ]);
+        let (_, lines) = screen(&mut view, 100, 24);
+        let header = &lines[1];
+        let (cpu_end, mem_end) = (
+            header.find("CPU%").map(|i| i + 4),
+            header.find("MEM").map(|i| i + 3),
+        );
+        assert!(cpu_end.is_some() && mem_end.is_some(), "{header}");
+        let figure = |line: &str, end: Option<usize>, width: usize| -> String {
+            let end = end.unwrap_or(0);
+            line.chars()
+                .skip(end - width)
+                .take(width)
+                .collect::<String>()
+                .trim()
+                .to_owned()
+        };
+        // Right-aligned under their headings.
+        assert_eq!(figure(&lines[3], cpu_end, 5), "37", "{lines:#?}");
+        assert_eq!(figure(&lines[3], mem_end, 6), "64.0M", "{lines:#?}");
+        // No window yet: a dash, as `usage` shows it.
+        assert_eq!(figure(&lines[4], cpu_end, 5), "-", "{lines:#?}");
+        assert_eq!(figure(&lines[4], mem_end, 6), "1.5M", "{lines:#?}");
+        // The exited agent has no figures.
+        assert_eq!(figure(&lines[2], cpu_end, 5), "", "{lines:#?}");
+        assert_eq!(figure(&lines[2], mem_end, 6), "", "{lines:#?}");
+        // In 80 columns the last lines keep the room.
+        let (_, narrow) = screen(&mut view, 80, 24);
+        assert!(!narrow[1].contains("CPU%"), "{narrow:#?}");
+        assert!(
+            narrow[3].contains("Do you want to run `make test`?"),
+            "{narrow:#?}"
+        );
     }
 
     #[test]
