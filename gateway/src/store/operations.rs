@@ -101,6 +101,22 @@ impl Store {
         .await?)
     }
 
+    /// Whether an operation on agent `agent` was under way at `since` or after: one with no
+    /// end, or one that ended at `since` or later. A host's report asked for at `since` may
+    /// then show the agent as it was before or during the operation (a destroy that ended
+    /// after the host was asked still shows the agent there).
+    pub async fn operation_since(&self, agent: &str, since: Timestamp) -> Result<bool> {
+        Ok(sqlx::query_scalar(&format!(
+            "SELECT EXISTS (SELECT 1 FROM operations
+               WHERE agent = ?1 AND (ended_at IS NULL OR NOT {}))",
+            super::before_sql("ended_at", "?2")
+        ))
+        .bind(agent)
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
     /// Deletes the operations that ended before `before`; returns how many.
     pub async fn prune_operations(&self, before: Timestamp) -> Result<u64> {
         Ok(sqlx::query(&format!(

@@ -341,6 +341,18 @@ async fn apply(
                 agent = info.name,
                 host, "an agent of this name also exists on another host"
             );
+        } else if gw
+            .store
+            .operation_since(&info.name, Timestamp::from(asked_at))
+            .await?
+        {
+            // A destroy (or a failed create, clone or migration) that ended after the host was
+            // asked: the report shows what that operation has since removed. The next look
+            // adopts it if it is still there.
+            debug!(
+                agent = info.name,
+                host, "not adopting an agent an operation changed since the host was asked"
+            );
         } else {
             info!(
                 agent = info.name,
@@ -599,6 +611,86 @@ pub async fn run(gw: Arc<Gateway>) {
 mod tests {
     use super::*;
     use crate::store::sample_agent;
+
+    /// A host's report of agent `name`, running.
+    fn reported(name: &str) -> AgentInfo {
+        let meta: hostctl::api::AgentMeta = serde_json::from_value(serde_json::json!({
+            "name": name, "command": {"kind": "login_shell"}, "workspace": {"kind": "empty"},
+            "workspace_path": "/w", "created_at": "2026-01-01T00:00:00Z"
+        }))
+        .expect("meta");
+        AgentInfo {
+            name: name.into(),
+            status: HostAgentStatus::Running,
+            pid: None,
+            exit_code: None,
+            ending: None,
+            last_activity: None,
+            meta,
+            screen: None,
+            seen_at: None,
+            hooks: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_agent_destroyed_after_its_host_was_asked_is_not_adopted_from_that_report() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = crate::store::Store::open(&dir.path().join("t.db"))
+            .await
+            .expect("store");
+        let key = russh::keys::PrivateKey::random(
+            &mut russh::keys::key::safe_rng(),
+            russh::keys::Algorithm::Ed25519,
+        )
+        .expect("a key");
+        let gw = Gateway::new(
+            crate::config::Config::default(),
+            store,
+            Arc::new(key),
+            tokio_util::sync::CancellationToken::new(),
+        )
+        .expect("gateway");
+        let host = gw.hosts.get(crate::hosts::LOCAL_HOST).expect("local");
+        // The host is asked; then `busy` is destroyed (its operation ends), then the answer,
+        // which still lists it, is applied.
+        let asked_at = time::OffsetDateTime::now_utc();
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        let destroy = crate::agents::journal::Intent::begin(
+            &gw.core(),
+            crate::agents::journal::Planned {
+                kind: crate::model::OperationKind::Destroy,
+                agent: "busy".into(),
+                from_host: None,
+                host: crate::hosts::LOCAL_HOST.into(),
+                source: None,
+                was_running: true,
+                operator: None,
+            },
+        )
+        .await
+        .expect("begun");
+        destroy.end(&Ok::<(), String>(())).await;
+        let report = [reported("busy"), reported("stray")];
+        apply(&gw, &host, &report, None, asked_at, false)
+            .await
+            .expect("applied");
+        assert!(gw.store.agent("busy").await.expect("read").is_none());
+        // An agent no operation touched is adopted as before.
+        assert!(gw.store.agent("stray").await.expect("read").is_some());
+        // A look asked for after the destroy ended adopts what is still there.
+        apply(
+            &gw,
+            &host,
+            &report,
+            None,
+            time::OffsetDateTime::now_utc(),
+            false,
+        )
+        .await
+        .expect("applied");
+        assert!(gw.store.agent("busy").await.expect("read").is_some());
+    }
 
     #[test]
     fn a_report_applies_only_to_rows_older_than_it_and_not_being_created() {
