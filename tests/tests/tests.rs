@@ -23,6 +23,7 @@ mod channel_requests;
 mod endings;
 mod files;
 mod forwarding;
+mod habits;
 mod hooks;
 mod hostile;
 mod hosts;

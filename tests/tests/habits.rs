@@ -1,0 +1,179 @@
+//! What people who use ssh every day expect of `NAME@gw`, checked against what a real sshd
+//! does: a session's environment (`USER`, `LOGNAME`, `SSH_CONNECTION`, `SSH_TTY`, `TERM`, ...)
+//! on `local` and beside a namespace host's own sshd.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use e2e::netns::NetnsHost;
+use e2e::{TestGateway, stderr, stdout};
+
+/// The variables `env` printed, by name (a terminal's `\r` taken off).
+fn env_of(out: &Output) -> BTreeMap<String, String> {
+    assert!(out.status.success(), "env failed: {}", stderr(out));
+    stdout(out)
+        .lines()
+        .filter_map(|line| {
+            let (key, value) = line.trim_end_matches('\r').split_once('=')?;
+            Some((key.to_owned(), value.to_owned()))
+        })
+        .collect()
+}
+
+/// The name of the user the tests run as (the host user of `local` and of namespace hosts).
+fn user_name() -> String {
+    let out = Command::new("id").arg("-un").output().expect("run id");
+    stdout(&out).trim().to_owned()
+}
+
+/// The login shell of the user the tests run as, from the password database.
+fn account_shell() -> String {
+    let out = Command::new("getent")
+        .args(["passwd", &user_name()])
+        .output()
+        .expect("run getent");
+    stdout(&out)
+        .trim()
+        .rsplit(':')
+        .next()
+        .expect("a passwd line")
+        .to_owned()
+}
+
+fn agent(gw: &TestGateway, name: &str, host: &str) {
+    gw.ok(&["create", name, "--host", host, "--", "sleep", "600"]);
+}
+
+/// `ssh ARGS...` with the gateway's client settings and `TERM` for the client's terminal.
+fn ssh_with_term(gw: &TestGateway, term: &str, args: &[&str]) -> Output {
+    gw.ssh_command()
+        .env("TERM", term)
+        .args(args)
+        .output()
+        .expect("run ssh")
+}
+
+#[test]
+fn a_commands_environment_names_the_host_user_and_the_connection_as_sshd_does() {
+    let gw = TestGateway::start();
+    agent(&gw, "box", "local");
+    let env = env_of(&gw.ssh_run(&["-o", "SetEnv=LANG=C.UTF-8", "box@gw", "env"]));
+    let user = user_name();
+    // The gateway runs with USER=tester (the harness's operator name): the host user is
+    // who the processes run as, not what the gateway's environment claims.
+    assert_eq!(env.get("USER"), Some(&user), "{env:?}");
+    assert_eq!(env.get("LOGNAME"), Some(&user), "{env:?}");
+    assert_eq!(
+        env.get("MAIL").map(String::as_str),
+        Some(format!("/var/mail/{user}").as_str())
+    );
+    assert_eq!(env.get("SHELL"), Some(&account_shell()), "{env:?}");
+    assert_eq!(
+        env.get("HOME").map(String::as_str),
+        Some(gw.home.to_str().expect("utf-8 home"))
+    );
+    assert!(env.get("PATH").is_some_and(|p| !p.is_empty()), "{env:?}");
+    assert_eq!(env.get("LANG").map(String::as_str), Some("C.UTF-8"));
+    let connection = env.get("SSH_CONNECTION").expect("SSH_CONNECTION");
+    let fields: Vec<&str> = connection.split(' ').collect();
+    assert_eq!(fields.len(), 4, "{connection}");
+    assert_eq!(
+        (fields[0], fields[2], fields[3]),
+        ("127.0.0.1", "127.0.0.1", gw.port.to_string().as_str())
+    );
+    assert_eq!(
+        env.get("SSH_CLIENT"),
+        Some(&format!("{} {} {}", fields[0], fields[1], fields[3]))
+    );
+    // No terminal: no SSH_TTY, and no TERM from anywhere.
+    assert!(!env.contains_key("SSH_TTY"), "{env:?}");
+    assert!(!env.contains_key("TERM"), "{env:?}");
+
+    // With a terminal: SSH_TTY names it, TERM is the client's.
+    let env = env_of(&ssh_with_term(&gw, "vt220", &["-tt", "box@gw", "env"]));
+    assert!(
+        env.get("SSH_TTY")
+            .is_some_and(|t| t.starts_with("/dev/pts/")),
+        "{env:?}"
+    );
+    assert_eq!(env.get("TERM").map(String::as_str), Some("vt220"));
+    assert_eq!(env.get("USER"), Some(&user));
+}
+
+/// `ssh root@HOST ARGS...` straight to a namespace host's sshd, with the operator's key.
+fn ssh_to_host(gw: &TestGateway, host: &NetnsHost, term: &str, args: &[&str]) -> Output {
+    let known_hosts = gw.dir.path().join(format!("known_hosts_{}", host.name));
+    std::fs::write(&known_hosts, format!("{}\n", host.known_hosts_line())).expect("known_hosts");
+    Command::new("ssh")
+        .env("TERM", term)
+        .args(["-F", "/dev/null", "-i"])
+        .arg(&gw.key)
+        .arg("-o")
+        .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
+        .args([
+            "-o",
+            "GlobalKnownHostsFile=/dev/null",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "LogLevel=ERROR",
+        ])
+        .arg(format!("root@{}", host.address))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ssh")
+}
+
+fn public_key_line(key: &Path) -> String {
+    std::fs::read_to_string(key.with_extension("pub")).expect("read the operator's public key")
+}
+
+#[test]
+fn on_a_namespace_host_a_session_gets_what_the_hosts_own_sshd_gives() {
+    let gw = TestGateway::start();
+    let h1 = e2e::netns::add_host(&gw, "h1");
+    h1.authorize(&public_key_line(&gw.key));
+    agent(&gw, "far", "h1");
+    for terminal in [false, true] {
+        let flags: &[&str] = if terminal { &["-tt"] } else { &["-T"] };
+        let mut through_gateway = vec!["-o", "SetEnv=LANG=C.UTF-8"];
+        through_gateway.extend_from_slice(flags);
+        through_gateway.extend_from_slice(&["far@gw", "env"]);
+        let gateway = env_of(&ssh_with_term(&gw, "vt220", &through_gateway));
+        let mut direct = flags.to_vec();
+        direct.push("env");
+        let sshd = env_of(&ssh_to_host(&gw, &h1, "vt220", &direct));
+        for same in ["USER", "LOGNAME", "HOME", "SHELL", "PATH", "MAIL", "TERM"] {
+            assert_eq!(
+                gateway.get(same),
+                sshd.get(same),
+                "{same} (terminal: {terminal})\nthrough the gateway: {gateway:?}\nsshd: {sshd:?}"
+            );
+        }
+        assert_eq!(
+            gateway.contains_key("SSH_TTY"),
+            sshd.contains_key("SSH_TTY"),
+            "{gateway:?}\n{sshd:?}"
+        );
+        assert_eq!(gateway.contains_key("SSH_TTY"), terminal);
+        // The connection is the operator's to the gateway, not the gateway's to the host.
+        let connection: Vec<&str> = gateway["SSH_CONNECTION"].split(' ').collect();
+        assert_eq!(connection.len(), 4);
+        assert_eq!(
+            (connection[0], connection[3]),
+            ("127.0.0.1", gw.port.to_string().as_str())
+        );
+        assert_eq!(
+            sshd["SSH_CONNECTION"].split(' ').count(),
+            4,
+            "the same shape as sshd's"
+        );
+        assert_eq!(gateway.get("LANG").map(String::as_str), Some("C.UTF-8"));
+    }
+}
