@@ -69,7 +69,7 @@ pub async fn run_session(
     let result: Result<Option<ProcessExit>, CommandError> = async {
         if session == AgentSession::Attach {
             let status = crate::agents::attach::run(&gw, &caller, &agent, &mut io).await?;
-            return Ok(Some(ProcessExit::Code(i32::try_from(status).unwrap_or(1))));
+            return Ok(super::session::attach_ended(status));
         }
         let (record, host) = lifecycle::usable(&gw, &caller.operator, &agent).await?;
         crate::agents::lifecycle::ready(&record)?;

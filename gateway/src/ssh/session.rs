@@ -28,7 +28,7 @@ use crate::agents::live::Revocation;
 use crate::agents::said::exit;
 use crate::agents::{Caller, access, audit};
 use crate::auth::{self, KeyDecision, Route};
-use crate::hosts::AgentSession;
+use crate::hosts::{AgentSession, ProcessExit};
 use crate::store::StoreError;
 use crate::streams::Backlog;
 
@@ -134,6 +134,16 @@ pub enum Work {
     },
     /// A message on stderr and exit status 1: the request cannot be served.
     Refusal(String),
+}
+
+/// How an attach that ended with `status` (`agents::attach::run`) is recorded: `None` when the
+/// client went away first (it closed its channel without detaching), as any other session
+/// whose client left, else the status.
+pub fn attach_ended(status: u32) -> Option<ProcessExit> {
+    if status == exit::CLIENT_GONE {
+        return None;
+    }
+    Some(ProcessExit::Code(i32::try_from(status).unwrap_or(1)))
 }
 
 /// One connection, from its first authentication attempt to its end.
@@ -987,6 +997,14 @@ mod tests {
             port: 3000,
         };
         assert!(prohibited(c.open_forward(request).await.expect("forward")));
+    }
+
+    #[test]
+    fn an_attach_whose_client_closed_its_channel_is_the_client_leaving() {
+        assert_eq!(attach_ended(exit::CLIENT_GONE), None);
+        assert_eq!(attach_ended(0), Some(ProcessExit::Code(0)));
+        assert_eq!(attach_ended(1), Some(ProcessExit::Code(1)));
+        assert_eq!(attach_ended(130), Some(ProcessExit::Code(130)));
     }
 
     #[tokio::test]
