@@ -20,6 +20,7 @@ mod audit;
 mod auth;
 mod bad_input;
 mod channel_requests;
+mod clients;
 mod endings;
 mod files;
 mod forwarding;

@@ -42,13 +42,18 @@ pub struct QuietRequests;
 impl<S: Subscriber> Layer<S> for QuietRequests {
     fn event_enabled(&self, event: &Event<'_>, _cx: Context<'_, S>) -> bool {
         let metadata = event.metadata();
-        // Only russh's warnings are read: the gateway's own events cost no formatting here.
-        if metadata.target() != RUSSH_CHANNEL_REQUESTS || *metadata.level() != Level::WARN {
+        // Only warnings of russh's (which logs through the `log` crate: such an event's
+        // target is `log`, the module's is in its `log.target` field) are read; the gateway's
+        // own events cost no formatting here.
+        if *metadata.level() != Level::WARN
+            || !(metadata.target() == RUSSH_CHANNEL_REQUESTS || metadata.target() == "log")
+        {
             return true;
         }
-        let mut message = MessageText::default();
-        event.record(&mut message);
-        match unserved_channel_request(metadata.target(), metadata.level(), &message.0) {
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        let target = fields.log_target.as_deref().unwrap_or(metadata.target());
+        match unserved_channel_request(target, metadata.level(), &fields.message) {
             Some(request) => {
                 debug!(
                     request,
@@ -61,20 +66,27 @@ impl<S: Subscriber> Layer<S> for QuietRequests {
     }
 }
 
-/// An event's `message` field, as text.
+/// An event's message, and the module that logged it when it came through the `log` crate.
 #[derive(Default)]
-struct MessageText(String);
+struct Fields {
+    message: String,
+    log_target: Option<String>,
+}
 
-impl Visit for MessageText {
+impl Visit for Fields {
     fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "message" {
-            value.clone_into(&mut self.0);
+        match field.name() {
+            "message" => value.clone_into(&mut self.message),
+            "log.target" => self.log_target = Some(value.to_owned()),
+            _ => {}
         }
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        if field.name() == "message" {
-            self.0 = format!("{value:?}");
+        match field.name() {
+            "message" => self.message = format!("{value:?}"),
+            "log.target" => self.log_target = Some(format!("{value:?}")),
+            _ => {}
         }
     }
 }
@@ -93,13 +105,13 @@ mod tests {
 
     impl<S: Subscriber> Layer<S> for Kept {
         fn on_event(&self, event: &Event<'_>, _cx: Context<'_, S>) {
-            let mut message = MessageText::default();
-            event.record(&mut message);
+            let mut fields = Fields::default();
+            event.record(&mut fields);
             let metadata = event.metadata();
             self.0.lock().expect("lock").push((
                 *metadata.level(),
                 metadata.target().to_owned(),
-                message.0,
+                fields.message,
             ));
         }
     }
@@ -161,7 +173,13 @@ mod tests {
     fn a_putty_habit_is_logged_at_debug_and_other_warnings_stay_warnings() {
         let kept = global();
         let request = "winadj@putty.projects.tartarus.org";
-        tracing::warn!(target: "russh::server::encrypted", "unknown channel request {request}");
+        // As `tracing_log` hands on russh's `log::warn!`: target `log`, the module in a field.
+        tracing::event!(
+            target: "log",
+            Level::WARN,
+            { log.target = "russh::server::encrypted" },
+            "unknown channel request {request}"
+        );
         tracing::warn!(target: "russh::server::encrypted", "Certificate is expired or not yet valid");
         tracing::warn!("the gateway's own warning, for the quiet test");
         let events: Vec<(Level, String, String)> = kept
@@ -170,7 +188,9 @@ mod tests {
             .expect("lock")
             .iter()
             .filter(|(_, target, _)| {
-                target.starts_with("russh") || target.starts_with("gateway::ssh::quiet")
+                target == "log"
+                    || target.starts_with("russh")
+                    || target.starts_with("gateway::ssh::quiet")
             })
             .cloned()
             .collect();
