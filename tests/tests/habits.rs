@@ -177,3 +177,132 @@ fn on_a_namespace_host_a_session_gets_what_the_hosts_own_sshd_gives() {
         assert_eq!(gateway.get("LANG").map(String::as_str), Some("C.UTF-8"));
     }
 }
+
+/// Fails naming the Debian package when `program` is not on PATH.
+fn need(program: &str, package: &str) {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found,
+        "{program} is not installed: apt-get install {package} (.ci/run installs it)"
+    );
+}
+
+/// An Emacs Lisp string literal holding `s`.
+fn elisp_string(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// Runs `emacs --batch` with TRAMP's default method (`ssh`, which asks for a terminal of type
+/// `dumb` and no command), its ssh reading the test gateway's config through `-F` (no
+/// ControlMaster), then `body`.
+fn emacs_with_tramp(gw: &TestGateway, body: &str) -> Output {
+    need("emacs", "emacs-nox");
+    let home = gw.dir.path().join("emacs-home");
+    std::fs::create_dir_all(&home).expect("mkdir");
+    let config = elisp_string(gw.ssh_config_path().to_str().expect("utf-8 path"));
+    let program = format!(
+        "(progn
+           (require 'tramp)
+           (require 'tramp-sh)
+           (setq tramp-default-method \"ssh\"
+                 tramp-use-ssh-controlmaster-options nil
+                 tramp-verbose 1
+                 tramp-persistency-file-name nil)
+           (let ((args (assoc 'tramp-login-args (assoc \"ssh\" tramp-methods))))
+             (setcar (cdr args) (cons (list \"-F\" {config}) (cadr args))))
+           {body})"
+    );
+    Command::new("emacs")
+        .env("HOME", &home)
+        .env_remove("TMUX")
+        .args(["--batch", "-Q", "--eval", &program])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run emacs")
+}
+
+/// TRAMP reads a file of agent `name`'s workspace and writes one beside it; the trail says
+/// the dumb terminal got a shell.
+fn tramp_round_trip(gw: &TestGateway, name: &str) {
+    let workspace = gw.info(name)["workspace"]
+        .as_str()
+        .expect("workspace")
+        .to_owned();
+    std::fs::write(
+        Path::new(&workspace).join("notes.txt"),
+        "written on the host\n",
+    )
+    .expect("write");
+    // `/ssh:` names the method; `/-:` takes `tramp-default-method`.
+    let notes = elisp_string(&format!("/ssh:{name}@gw:{workspace}/notes.txt"));
+    let written = elisp_string(&format!("/-:{name}@gw:{workspace}/from-emacs.txt"));
+    let out = emacs_with_tramp(
+        gw,
+        &format!(
+            "(with-temp-buffer
+               (insert-file-contents {notes})
+               (princ (concat \"read: \" (buffer-string))))
+             (with-temp-file {written}
+               (insert \"written by emacs\\n\"))"
+        ),
+    );
+    assert!(
+        out.status.success(),
+        "emacs failed\nstdout: {}\nstderr: {}\ngateway log:\n{}",
+        stdout(&out),
+        stderr(&out),
+        gw.log()
+    );
+    assert_eq!(
+        stdout(&out),
+        "read: written on the host\n",
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        std::fs::read_to_string(Path::new(&workspace).join("from-emacs.txt")).expect("written"),
+        "written by emacs\n"
+    );
+    // The trail says the terminal got a shell, and why.
+    let events: serde_json::Value =
+        serde_json::from_str(&gw.ok(&["events", "--agent", name, "--json"])).expect("json");
+    let shell = events
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|e| e["kind"] == "shell")
+        .unwrap_or_else(|| panic!("no shell event: {events}"));
+    assert_eq!(
+        shell["detail"],
+        "login shell on a terminal tmux cannot drive (TERM=dumb), instead of an attach"
+    );
+    assert_no_attach(&events);
+}
+
+#[test]
+fn emacs_tramp_reads_and_writes_a_workspace_file_over_a_dumb_terminal() {
+    let gw = TestGateway::start();
+    agent(&gw, "box", "local");
+    tramp_round_trip(&gw, "box");
+}
+
+#[test]
+fn emacs_tramp_works_with_an_agent_on_a_namespace_host() {
+    let gw = TestGateway::start();
+    let _h1 = e2e::netns::add_host(&gw, "h1");
+    agent(&gw, "far", "h1");
+    tramp_round_trip(&gw, "far");
+}
+
+fn assert_no_attach(events: &serde_json::Value) {
+    let attaches: Vec<_> = events
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter(|e| e["kind"] == "attach")
+        .collect();
+    assert!(attaches.is_empty(), "{attaches:?}");
+}

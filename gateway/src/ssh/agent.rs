@@ -42,11 +42,22 @@ impl fmt::Display for Forward {
     }
 }
 
-/// How an agent-route session is named in the audit trail.
-fn audit_detail(session: &AgentSession) -> (EventKind, String) {
+/// How an agent-route session is named in the audit trail; `term` is the terminal's type when
+/// the client asked for one.
+fn audit_detail(session: &AgentSession, term: Option<&str>) -> (EventKind, String) {
     match session {
         AgentSession::Exec(line) => (EventKind::Exec, line.clone()),
-        AgentSession::Shell => (EventKind::Shell, "login shell without a terminal".into()),
+        AgentSession::Shell => match term {
+            None => (EventKind::Shell, "login shell without a terminal".into()),
+            // `session::shell` gives a terminal tmux cannot drive a shell instead of an attach.
+            Some(term) => (
+                EventKind::Shell,
+                format!(
+                    "login shell on a terminal tmux cannot drive (TERM={}), instead of an attach",
+                    if term.is_empty() { "unset" } else { term }
+                ),
+            ),
+        },
         AgentSession::Sftp => (EventKind::Sftp, "sftp-server".into()),
         AgentSession::Attach => (EventKind::Attach, "attach".into()),
     }
@@ -63,7 +74,7 @@ pub async fn run_session(
 ) {
     let env = pending.env.into_vars();
     let (mut io, writer) = command_io(pending.channel, pending.pty);
-    let (kind, detail) = audit_detail(&session);
+    let (kind, detail) = audit_detail(&session, io.terminal.as_ref().map(|t| t.term.as_str()));
     // In the trail from its start: a session the gateway dies during is there too.
     let started = audit::start_record(&gw, &caller, kind, Some(agent.clone()), &detail).await;
     let result: Result<Option<ProcessExit>, CommandError> = async {
@@ -73,10 +84,16 @@ pub async fn run_session(
         }
         let (record, host) = lifecycle::usable(&gw, &caller.operator, &agent).await?;
         crate::agents::lifecycle::ready(&record)?;
-        let terminal = io
-            .terminal
-            .as_ref()
-            .map(|t| (t.term.clone(), *t.size.borrow()));
+        let terminal = io.terminal.as_ref().map(|t| {
+            // A shell's terminal with no type is dumb (a host would otherwise pick a capable
+            // default, and the client could not draw what that shell's programs send).
+            let term = if t.term.is_empty() && session == AgentSession::Shell {
+                "dumb"
+            } else {
+                &t.term
+            };
+            (term.to_owned(), *t.size.borrow())
+        });
         let exit = match terminal {
             Some((term, size)) => {
                 let process = host
