@@ -1,6 +1,11 @@
-//! What people who use ssh every day expect of `NAME@gw`, checked against what a real sshd
-//! does: a session's environment (`USER`, `LOGNAME`, `SSH_CONNECTION`, `SSH_TTY`, `TERM`, ...)
-//! on `local` and beside a namespace host's own sshd.
+//! What people who use ssh every day expect of `NAME@gw`, on `local` and on a namespace host:
+//! a session's environment (`USER`, `LOGNAME`, `SSH_CONNECTION`, `SSH_TTY`, `TERM`, ...) as the
+//! host's own sshd gives it; Emacs TRAMP, whose terminal is `dumb`, reading and writing a
+//! workspace file; ansible's ping, copy and a playbook with both transfer methods, with the
+//! one setting docs/commands.md gives for its temporary directory, leaving no `~NAME` behind.
+//!
+//! `.ci/run` installs Emacs (`emacs-nox`); `scripts/test.sh` installs ansible-core into
+//! `target/tools/python`. A missing one fails the test with the line that installs it.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -305,4 +310,135 @@ fn assert_no_attach(events: &serde_json::Value) {
         .filter(|e| e["kind"] == "attach")
         .collect();
     assert!(attaches.is_empty(), "{attaches:?}");
+}
+
+/// `python3 -m ansible ENTRY ARGS...` from the copy `scripts/test.sh` installs into
+/// `target/tools/python`, with its state in the test's directory.
+fn ansible(gw: &TestGateway, entry: &str, args: &[&str]) -> Output {
+    let tools = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/tools/python");
+    assert!(
+        tools.join("ansible").is_dir(),
+        "ansible-core is not installed in {}: run scripts/test.sh, or \
+         python3 -m pip install --target target/tools/python ansible-core",
+        tools.display()
+    );
+    let state = gw.dir.path().join("ansible-home");
+    std::fs::create_dir_all(&state).expect("mkdir");
+    Command::new("python3")
+        .env("PYTHONPATH", &tools)
+        .env("ANSIBLE_HOME", &state)
+        .env("ANSIBLE_LOCAL_TEMP", state.join("tmp"))
+        .env("ANSIBLE_NOCOLOR", "1")
+        .env("ANSIBLE_FORCE_COLOR", "0")
+        .env("ANSIBLE_HOST_KEY_CHECKING", "False")
+        .env("ANSIBLE_RETRY_FILES_ENABLED", "False")
+        .args(["-m", "ansible", entry])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ansible")
+}
+
+/// An inventory with agent `name` behind the test gateway, files moved with `transfer`
+/// (`sftp` or `scp`), and `extra` host variables.
+fn inventory(gw: &TestGateway, name: &str, transfer: &str, extra: &str) -> std::path::PathBuf {
+    let path = gw.dir.path().join(format!("inventory-{transfer}.ini"));
+    let line = format!(
+        "{name} ansible_host=gw ansible_user={name} ansible_python_interpreter=/usr/bin/python3 \
+         ansible_ssh_transfer_method={transfer} ansible_pipelining=false \
+         ansible_ssh_args='-F {config} -o ControlMaster=no' {extra}\n",
+        config = gw.ssh_config_path().display()
+    );
+    std::fs::write(&path, line).expect("write inventory");
+    path
+}
+
+/// Runs ansible's ping, copy and a small playbook against agent `name` with each transfer
+/// method; the workspace holds what was copied and no `~NAME` directory.
+fn ansible_round_trip(gw: &TestGateway, name: &str, extra: &str) {
+    let workspace =
+        std::path::PathBuf::from(gw.info(name)["workspace"].as_str().expect("workspace"));
+    let source = gw.dir.path().join("from-ansible.txt");
+    std::fs::write(&source, "copied by ansible\n").expect("write");
+    let playbook = gw.dir.path().join("playbook.yml");
+    std::fs::write(
+        &playbook,
+        format!(
+            "- hosts: {name}\n  gather_facts: false\n  tasks:\n    \
+             - name: a file from a template\n      \
+               copy:\n        content: \"from the playbook\\n\"\n        dest: played.txt\n    \
+             - name: a command in the workspace\n      \
+               command: cat played.txt\n      register: played\n    \
+             - assert:\n        that: played.stdout == 'from the playbook'\n"
+        ),
+    )
+    .expect("write playbook");
+    for transfer in ["sftp", "scp"] {
+        let inventory = inventory(gw, name, transfer, extra);
+        let inventory = inventory.to_str().expect("utf-8");
+        let ok = |out: Output, what: &str| {
+            assert!(
+                out.status.success(),
+                "ansible {what} with {transfer} failed\nstdout: {}\nstderr: {}",
+                stdout(&out),
+                stderr(&out)
+            );
+        };
+        ok(
+            ansible(gw, "adhoc", &["-i", inventory, name, "-m", "ping"]),
+            "ping",
+        );
+        let dest = format!("copied-{transfer}.txt");
+        let copy = format!("src={} dest={dest}", source.display());
+        ok(
+            ansible(
+                gw,
+                "adhoc",
+                &["-i", inventory, name, "-m", "copy", "-a", &copy],
+            ),
+            "copy",
+        );
+        assert_eq!(
+            std::fs::read_to_string(workspace.join(&dest)).expect("copied into the workspace"),
+            "copied by ansible\n"
+        );
+        ok(
+            ansible(
+                gw,
+                "playbook",
+                &["-i", inventory, playbook.to_str().expect("utf-8")],
+            ),
+            "playbook",
+        );
+        assert_eq!(
+            std::fs::read_to_string(workspace.join("played.txt")).expect("played"),
+            "from the playbook\n"
+        );
+    }
+    let tilde = workspace.join(format!("~{name}"));
+    assert!(
+        !tilde.exists(),
+        "ansible left {} in the workspace",
+        tilde.display()
+    );
+}
+
+/// The one line docs/commands.md gives for ansible: its temporary directory named from `$HOME`,
+/// which the host's shell expands, rather than from `~NAME`, which it cannot (an agent is not
+/// a user of the host).
+const ANSIBLE_SETTING: &str = "ansible_remote_tmp='$HOME/.ansible/tmp'";
+
+#[test]
+fn ansible_ping_copy_and_a_playbook_work_with_sftp_and_scp() {
+    let gw = TestGateway::start();
+    agent(&gw, "a1", "local");
+    ansible_round_trip(&gw, "a1", ANSIBLE_SETTING);
+}
+
+#[test]
+fn ansible_works_with_an_agent_on_a_namespace_host() {
+    let gw = TestGateway::start();
+    let _h1 = e2e::netns::add_host(&gw, "h1");
+    agent(&gw, "a2", "h1");
+    ansible_round_trip(&gw, "a2", ANSIBLE_SETTING);
 }
