@@ -2,9 +2,10 @@
 //! a session's environment (`USER`, `LOGNAME`, `SSH_CONNECTION`, `SSH_TTY`, `TERM`, ...) as the
 //! host's own sshd gives it; Emacs TRAMP, whose terminal is `dumb`, reading and writing a
 //! workspace file; ansible's ping, copy and a playbook with both transfer methods, with the
-//! one setting docs/commands.md gives for its temporary directory, leaving no `~NAME` behind.
+//! one setting docs/commands.md gives for its temporary directory, leaving no `~NAME` behind;
+//! mosh with the commands docs/commands.md gives, for the workspace and for an attach.
 //!
-//! `.ci/run` installs Emacs (`emacs-nox`); `scripts/test.sh` installs ansible-core into
+//! `.ci/run` installs Emacs (`emacs-nox`) and mosh; `scripts/test.sh` installs ansible-core into
 //! `target/tools/python`. A missing one fails the test with the line that installs it.
 
 use std::collections::BTreeMap;
@@ -441,4 +442,97 @@ fn ansible_works_with_an_agent_on_a_namespace_host() {
     let _h1 = e2e::netns::add_host(&gw, "h1");
     agent(&gw, "a2", "h1");
     ansible_round_trip(&gw, "a2", ANSIBLE_SETTING);
+}
+
+/// A terminal (a tmux session of its own) running `mosh` to `target` with `command`, through
+/// the test gateway's ssh config; mosh's UDP goes to 127.0.0.1, the gateway's machine.
+struct MoshTerminal {
+    socket: String,
+    tmpdir: std::path::PathBuf,
+}
+
+impl MoshTerminal {
+    fn open(gw: &TestGateway, target: &str, command: &str) -> MoshTerminal {
+        need("mosh", "mosh");
+        let socket = e2e::unique("agmosh");
+        let script = format!(
+            "LANG=C.UTF-8 mosh --ssh={ssh} {target} -- {command}; echo mosh-exit $?; sleep 600",
+            ssh = e2e::shell_quote(&format!("ssh -F {}", gw.ssh_config_path().display())),
+        );
+        let terminal = MoshTerminal {
+            socket,
+            tmpdir: gw.dir.path().to_owned(),
+        };
+        let out = terminal.tmux(&[
+            "-f",
+            "/dev/null",
+            "new-session",
+            "-d",
+            "-x",
+            "100",
+            "-y",
+            "30",
+            "sh",
+            "-c",
+            &script,
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        terminal
+    }
+
+    fn tmux(&self, args: &[&str]) -> Output {
+        Command::new("tmux")
+            .env("TMUX_TMPDIR", &self.tmpdir)
+            .env_remove("TMUX")
+            .args(["-L", &self.socket])
+            .args(args)
+            .output()
+            .expect("run tmux")
+    }
+
+    fn wait_for_text(&self, text: &str) -> String {
+        e2e::wait_for(&format!("{text:?} on mosh's terminal"), || {
+            let screen = stdout(&self.tmux(&["capture-pane", "-p"]));
+            screen.contains(text).then_some(screen)
+        })
+    }
+}
+
+impl Drop for MoshTerminal {
+    fn drop(&mut self) {
+        // mosh-client goes with its terminal; mosh-server ends when its command does.
+        let _ = self.tmux(&["kill-server"]);
+    }
+}
+
+#[test]
+fn mosh_with_the_documented_commands_starts_in_the_workspace_or_attaches() {
+    let gw = TestGateway::start();
+    gw.ok(&["create", "box"]);
+    let workspace = gw.info("box")["workspace"]
+        .as_str()
+        .expect("workspace")
+        .to_owned();
+    // The workspace: mosh-server starts its command in $HOME, so the command changes to it
+    // (and ends by itself, taking mosh-server with it).
+    let shell = MoshTerminal::open(
+        &gw,
+        "box@gw",
+        "sh -c 'cd \"$AGENTGATE_WORKSPACE\" && pwd && exec sleep 30'",
+    );
+    shell.wait_for_text(&workspace);
+    drop(shell);
+    // The agent's own terminal: tmux attach on the host's agentgate server (the test gateway's
+    // server has its own socket and directory; a host's default is `tmux -L agentgate`).
+    let attach = format!(
+        "env TMUX_TMPDIR={} tmux -L {} attach -t box",
+        gw.dir.path().display(),
+        gw.tmux_socket
+    );
+    let viewer = MoshTerminal::open(&gw, "box@gw", &attach);
+    e2e::wait_for("mosh's tmux client on the agent's session", || {
+        let clients = stdout(&gw.tmux(&["list-clients", "-t", "box"]));
+        (!clients.trim().is_empty()).then_some(())
+    });
+    drop(viewer);
 }
