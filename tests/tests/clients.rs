@@ -104,7 +104,20 @@ print("attach closed")
 #[test]
 fn paramiko_runs_commands_moves_files_and_its_closed_attach_is_the_client_leaving() {
     let gw = TestGateway::start();
-    gw.ok(&["create", "box"]);
+    paramiko_round_trip(&gw, "local");
+}
+
+#[test]
+fn paramiko_works_with_an_agent_on_a_namespace_host() {
+    let gw = TestGateway::start();
+    let _h1 = e2e::netns::add_host(&gw, "h1");
+    paramiko_round_trip(&gw, "h1");
+}
+
+/// paramiko against agent `box`, made on `host`: a command, a file up and down, and an attach
+/// it closes.
+fn paramiko_round_trip(gw: &TestGateway, host: &str) {
+    gw.ok(&["create", "box", "--host", host]);
     let workspace = PathBuf::from(gw.info("box")["workspace"].as_str().expect("workspace"));
     let up = gw.dir.path().join("up.txt");
     let down = gw.dir.path().join("down.txt");

@@ -536,3 +536,35 @@ fn mosh_with_the_documented_commands_starts_in_the_workspace_or_attaches() {
     });
     drop(viewer);
 }
+
+/// Regression: an attach on a namespace host whose client vanished (its ssh hung up) stayed
+/// `started` in the audit trail for ever, its session never ended, though the host's tmux
+/// client had gone.
+#[test]
+fn an_attach_on_a_namespace_host_whose_client_vanished_is_recorded_as_the_client_leaving() {
+    let gw = TestGateway::start();
+    let h1 = e2e::netns::add_host(&gw, "h1");
+    gw.ok(&["create", "far", "--host", "h1"]);
+    let viewer = e2e::Viewer::open(&gw, "far@gw", &[], 100, 30);
+    viewer.wait_for_shell_in_dir(&h1.agents_home.join("workspaces").join("far"));
+    // The viewer's terminal goes, and ssh with it, without a detach.
+    drop(viewer);
+    let attach = e2e::wait_for("the attach to be recorded as ended", || {
+        let events: serde_json::Value =
+            serde_json::from_str(&gw.ok(&["events", "--agent", "far", "--json"])).expect("json");
+        events
+            .as_array()
+            .expect("array")
+            .iter()
+            .find(|e| e["kind"] == "attach" && e["result"] != "started")
+            .cloned()
+    });
+    assert_eq!(
+        (&attach["result"], &attach["message"]),
+        (
+            &serde_json::Value::from("exit 255"),
+            &serde_json::Value::from("the client went away")
+        )
+    );
+    assert_eq!(stdout(&h1.tmux(&["list-clients"])).trim(), "");
+}
