@@ -20,7 +20,7 @@ use tracing::info;
 
 use super::channel::{OpenChannel, PendingChannel, command_io, finish, finish_process, splice};
 use crate::Gateway;
-use crate::agents::said::CommandError;
+use crate::agents::said::{CommandError, exit};
 use crate::agents::{Caller, audit, lifecycle};
 use crate::hosts::{AgentSession, ProcessExit};
 use crate::model::EventKind;
@@ -63,6 +63,16 @@ fn audit_detail(session: &AgentSession, term: Option<&str>) -> (EventKind, Strin
     }
 }
 
+/// How an attach that ended with `status` (`agents::attach::run`) is recorded: `None` when the
+/// client went away first (it closed its channel without detaching), as any other session
+/// whose client left, else the status.
+pub fn attach_ended(status: u32) -> Option<ProcessExit> {
+    if status == exit::CLIENT_GONE {
+        return None;
+    }
+    Some(ProcessExit::Code(i32::try_from(status).unwrap_or(1)))
+}
+
 /// Runs one session inside an agent to its end and closes the channel.
 pub async fn run_session(
     gw: Arc<Gateway>,
@@ -80,7 +90,7 @@ pub async fn run_session(
     let result: Result<Option<ProcessExit>, CommandError> = async {
         if session == AgentSession::Attach {
             let status = crate::agents::attach::run(&gw, &caller, &agent, &mut io).await?;
-            return Ok(super::session::attach_ended(status));
+            return Ok(attach_ended(status));
         }
         let (record, host) = lifecycle::usable(&gw, &caller.operator, &agent).await?;
         crate::agents::lifecycle::ready(&record)?;
@@ -209,5 +219,18 @@ impl ForwardRecord<'_> {
             })
             .await;
         self.answered(status, &reason).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_attach_whose_client_closed_its_channel_is_the_client_leaving() {
+        assert_eq!(attach_ended(exit::CLIENT_GONE), None);
+        assert_eq!(attach_ended(0), Some(ProcessExit::Code(0)));
+        assert_eq!(attach_ended(1), Some(ProcessExit::Code(1)));
+        assert_eq!(attach_ended(130), Some(ProcessExit::Code(130)));
     }
 }

@@ -28,7 +28,7 @@ use crate::agents::live::Revocation;
 use crate::agents::said::exit;
 use crate::agents::{Caller, access, audit};
 use crate::auth::{self, KeyDecision, Route};
-use crate::hosts::{AgentSession, ProcessExit};
+use crate::hosts::AgentSession;
 use crate::store::StoreError;
 use crate::streams::Backlog;
 
@@ -143,16 +143,6 @@ pub enum Work {
 /// screen, so it gets a login shell on its terminal instead of a failed attach.
 pub fn tmux_can_drive(term: &str) -> bool {
     !matches!(term.trim(), "" | "dumb" | "unknown")
-}
-
-/// How an attach that ended with `status` (`agents::attach::run`) is recorded: `None` when the
-/// client went away first (it closed its channel without detaching), as any other session
-/// whose client left, else the status.
-pub fn attach_ended(status: u32) -> Option<ProcessExit> {
-    if status == exit::CLIENT_GONE {
-        return None;
-    }
-    Some(ProcessExit::Code(i32::try_from(status).unwrap_or(1)))
 }
 
 /// One connection, from its first authentication attempt to its end.
@@ -1041,14 +1031,6 @@ mod tests {
         assert!(control.pty(0, "dumb", 80, 24));
         assert_eq!(work(control.shell(0)), Work::Control("top".into()));
         assert!(!tmux_can_drive("dumb") && !tmux_can_drive(" ") && tmux_can_drive("vt100"));
-    }
-
-    #[test]
-    fn an_attach_whose_client_closed_its_channel_is_the_client_leaving() {
-        assert_eq!(attach_ended(exit::CLIENT_GONE), None);
-        assert_eq!(attach_ended(0), Some(ProcessExit::Code(0)));
-        assert_eq!(attach_ended(1), Some(ProcessExit::Code(1)));
-        assert_eq!(attach_ended(130), Some(ProcessExit::Code(130)));
     }
 
     #[tokio::test]
