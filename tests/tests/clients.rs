@@ -139,7 +139,7 @@ fn paramiko_round_trip(gw: &TestGateway, host: &str) {
         "paramiko's file\n"
     );
     let attach = wait_for("the attach to be recorded as ended", || {
-        events_of(&gw, "box")
+        events_of(gw, "box")
             .into_iter()
             .find(|e| e["kind"] == "attach" && e["result"] != "started")
     });
@@ -150,7 +150,7 @@ fn paramiko_round_trip(gw: &TestGateway, host: &str) {
         "running",
         "closing a viewer leaves the agent"
     );
-    assert_no_warnings(&gw);
+    assert_no_warnings(gw);
 }
 
 const ASYNCSSH: &str = r#"
