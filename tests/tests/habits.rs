@@ -3,7 +3,9 @@
 //! host's own sshd gives it; Emacs TRAMP, whose terminal is `dumb`, reading and writing a
 //! workspace file; ansible's ping, copy and a playbook with both transfer methods, with the
 //! one setting docs/commands.md gives for its temporary directory, leaving no `~NAME` behind;
-//! mosh with the commands docs/commands.md gives, for the workspace and for an attach.
+//! mosh with the commands docs/commands.md gives, for the workspace and for an attach; git's
+//! two ways of naming a repository (`NAME@gw:path`, `ssh://NAME@gw/~/path`) and what each is
+//! relative to.
 //!
 //! `.ci/run` installs Emacs (`emacs-nox`) and mosh; `scripts/test.sh` installs ansible-core into
 //! `target/tools/python`. A missing one fails the test with the line that installs it.
@@ -567,4 +569,49 @@ fn an_attach_on_a_namespace_host_whose_client_vanished_is_recorded_as_the_client
         )
     );
     assert_eq!(stdout(&h1.tmux(&["list-clients"])).trim(), "");
+}
+
+/// `git init --bare DIR` on this machine.
+fn bare_repository(dir: &Path) {
+    let out = Command::new("git")
+        .args(["init", "-q", "--bare"])
+        .arg(dir)
+        .output()
+        .expect("run git");
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// `git ls-remote URL` through the test gateway's ssh config: git's exit status and stderr.
+fn ls_remote(gw: &TestGateway, url: &str) -> Output {
+    Command::new("git")
+        .env(
+            "GIT_SSH_COMMAND",
+            format!("ssh -F {}", gw.ssh_config_path().display()),
+        )
+        .args(["ls-remote", url])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run git")
+}
+
+#[test]
+fn git_names_the_workspace_in_the_scp_like_form_and_the_home_in_an_ssh_url_with_tilde() {
+    let gw = TestGateway::start();
+    agent(&gw, "box", "local");
+    let workspace = gw.info("box")["workspace"]
+        .as_str()
+        .expect("workspace")
+        .to_owned();
+    bare_repository(&Path::new(&workspace).join("in-workspace.git"));
+    bare_repository(&gw.home.join("in-home.git"));
+    for (url, found) in [
+        ("box@gw:in-workspace.git".to_owned(), true),
+        ("box@gw:in-home.git".to_owned(), false),
+        ("ssh://box@gw/~/in-home.git".to_owned(), true),
+        ("ssh://box@gw/~/in-workspace.git".to_owned(), false),
+        (format!("ssh://box@gw{workspace}/in-workspace.git"), true),
+    ] {
+        let out = ls_remote(&gw, &url);
+        assert_eq!(out.status.success(), found, "{url}: {}", stderr(&out));
+    }
 }
