@@ -25,6 +25,18 @@ if [ ! -d target/tools/python/ssh_audit ]; then
     --target target/tools/python "ssh-audit==$ssh_audit_version"
 fi
 
+# SSH clients and tools from PyPI that the end-to-end tests run against the gateway (paramiko,
+# asyncssh: tests/tests/clients.rs; ansible-core: tests/tests/habits.rs), pinned, beside
+# ssh-audit in target/tools/python.
+python_clients=(paramiko==5.1.0 asyncssh==2.24.1 ansible-core==2.19.14)
+if [ ! -f target/tools/python/.clients-pinned ] \
+  || [ "$(cat target/tools/python/.clients-pinned)" != "${python_clients[*]}" ]; then
+  echo "== installing ${python_clients[*]} into target/tools/python"
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+    --upgrade --target target/tools/python "${python_clients[@]}"
+  echo "${python_clients[*]}" > target/tools/python/.clients-pinned
+fi
+
 # The real agent CLIs (Claude Code, Codex, Gemini CLI from npm; aider from PyPI) at the versions
 # pinned in tests/fixtures/agent-clis/, into target/agent-clis; nothing when already current.
 echo "== installing the pinned agent CLIs into target/agent-clis"

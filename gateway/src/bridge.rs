@@ -27,6 +27,9 @@ async fn pump(mut from: BoxRead, to: &mut std::pin::Pin<Box<dyn tokio::io::Async
     }
 }
 
+/// How long a terminal session whose client went away waits for its process to end.
+const GONE_CLIENT_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Runs a terminal session to its end. Returns `None` when the client went away first (the
 /// process is then ended: it is a viewer such as `tmux attach`, or a command on a terminal
 /// that would get SIGHUP from a real one). `on_input` is called with each chunk the client
@@ -88,10 +91,16 @@ pub async fn terminal(
     };
     if client_gone {
         process.kill.cancel();
+        drop(input);
+        // How the process ended is not wanted once the client has gone, and may never be
+        // told: once the gateway has closed a remote host's channel, its reader has been seen
+        // to wait for ever (the host's tmux client gone, no close delivered), which left the
+        // session, and its audit record, open. The wait only gives the process time to go.
+        let _ = tokio::time::timeout(GONE_CLIENT_GRACE, process.exit).await;
+        return None;
     }
     drop(input);
-    let exit = process.exit.await;
-    (!client_gone).then_some(exit)
+    Some(process.exit.await)
 }
 
 /// Runs a piped session to its end: stdin to the process (EOF when the client sends EOF),

@@ -85,6 +85,8 @@ pub async fn run(
             return Err(CommandError::host_lost(&agent.host, name));
         }
         Some(ended) => ended.shell_status(),
-        None => exit::FAILED,
+        // The client closed the channel or the connection without detaching (paramiko's
+        // `close()`): it left, like a detach; nothing failed.
+        None => exit::CLIENT_GONE,
     })
 }

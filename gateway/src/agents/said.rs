@@ -13,6 +13,9 @@ pub mod exit {
     pub const USAGE: u32 = 2;
     /// `wait --timeout` ran out (as `timeout(1)`).
     pub const TIMEOUT: u32 = 124;
+    /// The client went away before the session ended (it closed its channel or its
+    /// connection): as sshd records such a session, with no status the client saw.
+    pub const CLIENT_GONE: u32 = 255;
 }
 use crate::hosts::HostError;
 use crate::store::StoreError;

@@ -20,7 +20,7 @@ use tracing::info;
 
 use super::channel::{OpenChannel, PendingChannel, command_io, finish, finish_process, splice};
 use crate::Gateway;
-use crate::agents::said::CommandError;
+use crate::agents::said::{CommandError, exit};
 use crate::agents::{Caller, Core, audit, lifecycle};
 use crate::hosts::{AgentSession, ProcessExit};
 use crate::model::EventKind;
@@ -42,14 +42,35 @@ impl fmt::Display for Forward {
     }
 }
 
-/// How an agent-route session is named in the audit trail.
-fn audit_detail(session: &AgentSession) -> (EventKind, String) {
+/// How an agent-route session is named in the audit trail; `term` is the terminal's type when
+/// the client asked for one.
+fn audit_detail(session: &AgentSession, term: Option<&str>) -> (EventKind, String) {
     match session {
         AgentSession::Exec(line) => (EventKind::Exec, line.clone()),
-        AgentSession::Shell => (EventKind::Shell, "login shell without a terminal".into()),
+        AgentSession::Shell => match term {
+            None => (EventKind::Shell, "login shell without a terminal".into()),
+            // `session::shell` gives a terminal tmux cannot drive a shell instead of an attach.
+            Some(term) => (
+                EventKind::Shell,
+                format!(
+                    "login shell on a terminal tmux cannot drive (TERM={}), instead of an attach",
+                    if term.is_empty() { "unset" } else { term }
+                ),
+            ),
+        },
         AgentSession::Sftp => (EventKind::Sftp, "sftp-server".into()),
         AgentSession::Attach => (EventKind::Attach, "attach".into()),
     }
+}
+
+/// How an attach that ended with `status` (`agents::attach::run`) is recorded: `None` when the
+/// client went away first (it closed its channel without detaching), as any other session
+/// whose client left, else the status.
+pub fn attach_ended(status: u32) -> Option<ProcessExit> {
+    if status == exit::CLIENT_GONE {
+        return None;
+    }
+    Some(ProcessExit::Code(i32::try_from(status).unwrap_or(1)))
 }
 
 /// Runs one session inside an agent to its end and closes the channel.
@@ -63,7 +84,7 @@ pub async fn run_session(
 ) {
     let env = pending.env.into_vars();
     let (mut io, writer) = command_io(pending.channel, pending.pty);
-    let (kind, detail) = audit_detail(&session);
+    let (kind, detail) = audit_detail(&session, io.terminal.as_ref().map(|t| t.term.as_str()));
     // In the trail from its start: a session the gateway dies during is there too.
     let core = gw.core();
     let started = audit::start_record(&core, &caller, kind, Some(agent.clone()), &detail).await;
@@ -71,14 +92,20 @@ pub async fn run_session(
         if session == AgentSession::Attach {
             let status =
                 crate::agents::attach::run(&core, &gw.live, &caller, &agent, &mut io).await?;
-            return Ok(Some(ProcessExit::Code(i32::try_from(status).unwrap_or(1))));
+            return Ok(attach_ended(status));
         }
         let (record, host) = lifecycle::usable(&core, &caller.operator, &agent).await?;
         crate::agents::lifecycle::ready(&record)?;
-        let terminal = io
-            .terminal
-            .as_ref()
-            .map(|t| (t.term.clone(), *t.size.borrow()));
+        let terminal = io.terminal.as_ref().map(|t| {
+            // A shell's terminal with no type is dumb (a host would otherwise pick a capable
+            // default, and the client could not draw what that shell's programs send).
+            let term = if t.term.is_empty() && session == AgentSession::Shell {
+                "dumb"
+            } else {
+                &t.term
+            };
+            (term.to_owned(), *t.size.borrow())
+        });
         let exit = match terminal {
             Some((term, size)) => {
                 let process = host
@@ -195,5 +222,18 @@ impl ForwardRecord<'_> {
             })
             .await;
         self.answered(status, &reason).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_attach_whose_client_closed_its_channel_is_the_client_leaving() {
+        assert_eq!(attach_ended(exit::CLIENT_GONE), None);
+        assert_eq!(attach_ended(0), Some(ProcessExit::Code(0)));
+        assert_eq!(attach_ended(1), Some(ProcessExit::Code(1)));
+        assert_eq!(attach_ended(130), Some(ProcessExit::Code(130)));
     }
 }

@@ -136,6 +136,15 @@ pub enum Work {
     Refusal(String),
 }
 
+/// Whether tmux can attach a client on a terminal of type `term`. tmux refuses a terminal
+/// that cannot clear its screen or move its cursor (`open terminal failed: terminal does not
+/// support clear`): `dumb`, which Emacs (TRAMP, `M-x shell`) and other programs that drive a
+/// shell through a terminal ask for, and no type at all. Such a client wants a shell, not a
+/// screen, so it gets a login shell on its terminal instead of a failed attach.
+pub fn tmux_can_drive(term: &str) -> bool {
+    !matches!(term.trim(), "" | "dumb" | "unknown")
+}
+
 /// One connection, from its first authentication attempt to its end.
 pub struct Connection<C> {
     gw: Arc<Gateway>,
@@ -412,16 +421,24 @@ impl<C: Resize> Connection<C> {
     }
 
     /// `shell`: with a terminal, an attach to the agent (on the control route, the live view);
-    /// without, a login shell in its workspace (on the control route, the help).
+    /// without, a login shell in its workspace (on the control route, the help). A terminal
+    /// tmux cannot drive (see [`tmux_can_drive`]) gets that login shell too, on the terminal.
     pub fn shell(&mut self, channel: u32) -> Start<C> {
         let Some((pending, caller)) = self.take(channel) else {
             return Start::Failure;
         };
         let work = match self.login.route.clone() {
-            Route::Agent(agent) if pending.pty.is_some() => Work::Agent {
-                agent,
-                session: AgentSession::Attach,
-            },
+            Route::Agent(agent)
+                if pending
+                    .pty
+                    .as_ref()
+                    .is_some_and(|pty| tmux_can_drive(&pty.term)) =>
+            {
+                Work::Agent {
+                    agent,
+                    session: AgentSession::Attach,
+                }
+            }
             Route::Agent(agent) => Work::Agent {
                 agent,
                 session: AgentSession::Shell,
@@ -987,6 +1004,33 @@ mod tests {
             port: 3000,
         };
         assert!(prohibited(c.open_forward(request).await.expect("forward")));
+    }
+
+    #[tokio::test]
+    async fn a_terminal_tmux_cannot_drive_gets_a_login_shell_not_an_attach() {
+        let alices = key();
+        let (_dir, gw) = gateway(Config::default(), &alices).await;
+        let mut c = logged_in(&gw, &alices, "w").await;
+        for channel in 0..4 {
+            assert_eq!(open(&mut c, channel).await, OpenAnswer::Accept);
+        }
+        assert!(c.pty(0, "dumb", 80, 24));
+        let (pending, started_work) = started(c.shell(0));
+        assert_eq!(started_work, agent_work(AgentSession::Shell));
+        assert!(
+            pending.pty.is_some(),
+            "the shell runs on the client's terminal"
+        );
+        assert!(c.pty(1, "", 80, 24));
+        assert_eq!(work(c.shell(1)), agent_work(AgentSession::Shell));
+        assert!(c.pty(2, "xterm-256color", 80, 24));
+        assert_eq!(work(c.shell(2)), agent_work(AgentSession::Attach));
+        // On the control route a dumb terminal still opens the live view's route.
+        let mut control = logged_in(&gw, &alices, "gw").await;
+        open(&mut control, 0).await;
+        assert!(control.pty(0, "dumb", 80, 24));
+        assert_eq!(work(control.shell(0)), Work::Control("top".into()));
+        assert!(!tmux_can_drive("dumb") && !tmux_can_drive(" ") && tmux_can_drive("vt100"));
     }
 
     #[tokio::test]

@@ -92,6 +92,7 @@ impl HostCtl {
         extra_env: &[(String, String)],
     ) -> Result<()> {
         crate::userenv::clear_to_basics(cmd, &[]);
+        crate::userenv::set_session_tty(cmd);
         cmd.current_dir(&meta.workspace_path)
             .envs(&meta.request.env)
             .env("AGENTGATE_AGENT", &meta.request.name)
