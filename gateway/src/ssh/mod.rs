@@ -12,6 +12,7 @@ pub mod killable;
 pub mod limits;
 pub mod login;
 mod quickack;
+pub mod reverse;
 pub mod session;
 
 use std::borrow::Cow;

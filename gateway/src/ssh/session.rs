@@ -2,8 +2,9 @@
 //! (through [`super::login`]), the session channels waiting for the request that starts them,
 //! which requests each may make (`pty-req`, `env`, `x11-req`), what `shell`, `exec` and
 //! `subsystem` start on either route, which forwards (`direct-tcpip`, `direct-streamlocal`)
-//! are opened and how a refused one is answered and recorded, and the window the connection
-//! advertises.
+//! are opened and how a refused one is answered and recorded, which remote forwards
+//! (`tcpip-forward`, `streamlocal-forward@openssh.com`) it may hold (through
+//! [`super::reverse`]), and the window the connection advertises.
 //!
 //! The russh handler (`handler.rs`) turns each callback into one call here and the answer into
 //! russh's replies and tasks; nothing here takes a russh channel or session, so every decision
@@ -23,6 +24,7 @@ use super::channel::{PendingChannel, PtyRequest, Resize};
 use super::guard::Ticket;
 use super::limits::{self, EnvRefusal, SessionEnv};
 use super::login::Login;
+use super::reverse::{self, Decision, ListenAnswer, ListenKey, ListenRequest};
 use crate::Gateway;
 use crate::agents::live::Revocation;
 use crate::agents::said::exit;
@@ -147,6 +149,8 @@ pub struct Connection<C> {
     channels: HashMap<u32, PendingChannel<C>>,
     /// Client data received on this connection that its consumers have not taken yet.
     backlog: Backlog,
+    /// Its remote forwards (`ssh -R`), each closed when dropped (`super::reverse`).
+    remote_forwards: reverse::Forwards,
 }
 
 impl<C: Resize> Connection<C> {
@@ -164,6 +168,7 @@ impl<C: Resize> Connection<C> {
             local,
             channels: HashMap::new(),
             backlog: Backlog::default(),
+            remote_forwards: reverse::Forwards::default(),
         }
     }
 
@@ -362,6 +367,53 @@ impl<C: Resize> Connection<C> {
                 message: reason.to_owned(),
             }),
         })
+    }
+
+    /// A remote forward (`tcpip-forward`, `streamlocal-forward@openssh.com`): listened for
+    /// only on the agent route, while remote forwarding is on, the credential still lets the
+    /// operator in, and the connection holds fewer than its bound (`super::reverse::decide`).
+    /// A refusal is logged with its reason and recorded in the audit trail.
+    pub async fn remote_forward(
+        &mut self,
+        request: &ListenRequest,
+    ) -> Result<ListenAnswer, StoreError> {
+        if !self.login.still_admitted().await? {
+            return Ok(ListenAnswer::Refuse(None));
+        }
+        let Some(caller) = self.login.caller.clone() else {
+            return Ok(ListenAnswer::Refuse(None));
+        };
+        let agent = match &self.login.route {
+            Route::Control => None,
+            Route::Agent(agent) => Some(agent.clone()),
+        };
+        let decision = reverse::decide(
+            request,
+            agent.as_deref(),
+            self.gw.policy(),
+            &self.remote_forwards,
+        );
+        Ok(match (decision, agent) {
+            (Decision::Listen(on), Some(agent)) => ListenAnswer::Listen { caller, agent, on },
+            (Decision::Listen(_), None) => ListenAnswer::Refuse(None),
+            (Decision::Refuse(reason), agent) => {
+                info!(%request, reason, "remote forward refused");
+                ListenAnswer::Refuse(Some(reverse::refusal_record(
+                    caller, agent, request, &reason,
+                )))
+            }
+        })
+    }
+
+    /// A remote forward that now listens: held until it is cancelled or the connection ends.
+    pub fn listening(&mut self, key: ListenKey, stop: tokio_util::sync::DropGuard) {
+        self.remote_forwards.insert(key, stop);
+    }
+
+    /// `cancel-tcpip-forward` or `cancel-streamlocal-forward@openssh.com`: closes the
+    /// forward's listener; false if this connection holds no such forward.
+    pub fn cancel_remote_forward(&mut self, key: &ListenKey) -> bool {
+        self.remote_forwards.cancel(key)
     }
 
     /// `pty-req` on a waiting channel: its terminal, at a size clamped to what tmux handles
