@@ -35,6 +35,7 @@ mod notify;
 mod operations;
 mod placement;
 mod preauth;
+mod remote_forward;
 mod sandbox;
 mod secrets;
 mod snapshots;

@@ -15,9 +15,9 @@ use russh::{Channel, ChannelId, MethodKind, MethodSet};
 use tracing::{Instrument, info};
 
 use super::agent;
-use super::reverse::{self, ChannelTarget, ListenAnswer, ListenKey, ListenRequest};
 use super::channel::{OpenChannel, PendingChannel, command_io, finish};
 use super::guard::Ticket;
+use super::reverse::{self, ChannelTarget, ListenAnswer, ListenKey, ListenRequest};
 use super::session::{
     AuthAnswer, Connection, ForwardAnswer, ForwardRequest, OpenAnswer, Start, Work,
 };
@@ -175,7 +175,9 @@ impl ConnectionHandler {
         let (caller, agent, on) = match self.connection.remote_forward(&request).await? {
             ListenAnswer::Refuse(record) => {
                 if let Some(record) = record {
-                    gw.tasks.clone().spawn(async move { record.write(&gw).await });
+                    gw.tasks
+                        .clone()
+                        .spawn(async move { record.write(&gw).await });
                 }
                 return Ok(None);
             }
@@ -186,7 +188,9 @@ impl ConnectionHandler {
             Err(reason) => {
                 info!(%request, %agent, reason, "remote forward refused");
                 let record = reverse::refusal_record(caller, Some(agent), &request, &reason);
-                gw.tasks.clone().spawn(async move { record.write(&gw).await });
+                gw.tasks
+                    .clone()
+                    .spawn(async move { record.write(&gw).await });
                 return Ok(None);
             }
         };

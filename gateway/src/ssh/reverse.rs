@@ -110,7 +110,12 @@ pub fn decide(
             let Ok(port) = u16::try_from(*port) else {
                 return Decision::Refuse(format!("port {port} is out of range"));
             };
-            if port != 0 && held.holds(&ListenKey::Tcp { address: address.clone(), port }) {
+            if port != 0
+                && held.holds(&ListenKey::Tcp {
+                    address: address.clone(),
+                    port,
+                })
+            {
                 return Decision::Refuse(format!("{request} is open already on this connection"));
             }
             Decision::Listen(ListenOn::Tcp { port })
@@ -202,9 +207,12 @@ pub async fn open(
         Ok((_, host)) => host,
         Err(e) => return Err(CommandError::from(e).message),
     };
-    host.listen(on)
-        .await
-        .map_err(|e| format!("cannot listen on agent '{agent}''s host ({}): {e}", host.name()))
+    host.listen(on).await.map_err(|e| {
+        format!(
+            "cannot listen on agent '{agent}''s host ({}): {e}",
+            host.name()
+        )
+    })
 }
 
 /// What the client's channels for one forward are opened with: the address and port it
@@ -220,7 +228,10 @@ pub enum ChannelTarget {
 /// guard, dropped by a cancel or the connection's end) or the gateway's shutdown. The
 /// forward is one event in the audit trail, from its start, ended with how many connections
 /// it carried.
-#[expect(clippy::too_many_arguments, reason = "one forward's whole context, passed once")]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one forward's whole context, passed once"
+)]
 pub async fn serve(
     gw: Arc<Gateway>,
     caller: Caller,
@@ -295,7 +306,10 @@ async fn carry(
             return;
         }
         Err(_) => {
-            info!(?target, "the client did not answer a forwarded connection in time");
+            info!(
+                ?target,
+                "the client did not answer a forwarded connection in time"
+            );
             return;
         }
     };
@@ -375,8 +389,9 @@ mod tests {
     #[test]
     fn a_connection_holds_a_bounded_number_of_remote_forwards_and_cancels_them() {
         let mut held = Forwards::default();
-        let tokens: Vec<CancellationToken> =
-            (0..MAX_REMOTE_FORWARDS).map(|_| CancellationToken::new()).collect();
+        let tokens: Vec<CancellationToken> = (0..MAX_REMOTE_FORWARDS)
+            .map(|_| CancellationToken::new())
+            .collect();
         for (i, token) in tokens.iter().enumerate() {
             let port = 9000 + u16::try_from(i).unwrap_or(0);
             assert!(matches!(
@@ -392,13 +407,19 @@ mod tests {
             );
         }
         let reason = refused(decide(&tcp("", 9999), Some("w"), ON, &held));
-        assert!(reason.contains(&format!("at most {MAX_REMOTE_FORWARDS}")), "{reason}");
+        assert!(
+            reason.contains(&format!("at most {MAX_REMOTE_FORWARDS}")),
+            "{reason}"
+        );
         // The same port again is refused while it is held.
         assert!(held.cancel(&ListenKey::Tcp {
             address: String::new(),
             port: 9001
         }));
-        assert!(tokens[1].is_cancelled(), "a cancelled forward's listener is told to close");
+        assert!(
+            tokens[1].is_cancelled(),
+            "a cancelled forward's listener is told to close"
+        );
         assert!(!tokens[0].is_cancelled());
         let reason = refused(decide(&tcp("", 9000), Some("w"), ON, &held));
         assert!(reason.contains("open already"), "{reason}");

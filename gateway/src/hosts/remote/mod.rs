@@ -585,7 +585,11 @@ impl RemoteHost {
                         *port
                     })
                 }
-                ListenOn::Unix(path) => conn.handle.streamlocal_forward(path.as_str()).await.map(|()| 0),
+                ListenOn::Unix(path) => conn
+                    .handle
+                    .streamlocal_forward(path.as_str())
+                    .await
+                    .map(|()| 0),
             }
         };
         let refused = |e: russh::Error| {
@@ -744,21 +748,23 @@ pub fn quote_words<'a>(words: impl IntoIterator<Item = &'a str>) -> Option<Strin
     quoted.map(|q| q.join(" "))
 }
 
-
 /// A host channel as a byte stream; closing the stream's write side closes the channel.
-fn channel_duplex(channel: russh::Channel<russh::client::Msg>, tasks: &TaskTracker) -> Box<dyn Duplex> {
-        let (reader, writer) = channel.split();
-        let output = leg::spawn_reader(reader, leg::Slot::none(), tasks);
-        Box::new(tokio::io::join(
-            InboundReader::from(output.stdout),
-            ChannelWriter {
-                inner: Box::pin(writer.make_writer()),
-                _close: CloseOnDrop {
-                    writer: Arc::new(writer),
-                    tasks: tasks.clone(),
-                },
+fn channel_duplex(
+    channel: russh::Channel<russh::client::Msg>,
+    tasks: &TaskTracker,
+) -> Box<dyn Duplex> {
+    let (reader, writer) = channel.split();
+    let output = leg::spawn_reader(reader, leg::Slot::none(), tasks);
+    Box::new(tokio::io::join(
+        InboundReader::from(output.stdout),
+        ChannelWriter {
+            inner: Box::pin(writer.make_writer()),
+            _close: CloseOnDrop {
+                writer: Arc::new(writer),
+                tasks: tasks.clone(),
             },
-        ))
+        },
+    ))
 }
 
 #[cfg(test)]

@@ -304,13 +304,8 @@ impl Pool {
         &self,
         forwarded: tokio::sync::mpsc::Sender<super::leg::ForwardedChannel>,
     ) -> Result<Connection, HostError> {
-        super::leg::connect_forwarding(
-            &self.target,
-            self.pinned.clone(),
-            &self.settings,
-            forwarded,
-        )
-        .await
+        super::leg::connect_forwarding(&self.target, self.pinned.clone(), &self.settings, forwarded)
+            .await
     }
 
     /// The time limit of one step with the host (a connect, a channel, a request).
