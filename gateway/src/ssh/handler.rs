@@ -17,9 +17,10 @@ use tracing::{Instrument, info};
 use super::agent;
 use super::channel::{OpenChannel, PendingChannel, command_io, finish};
 use super::guard::Ticket;
-use super::reverse::{self, ChannelTarget, ListenAnswer, ListenKey, ListenRequest};
+use super::reverse::{self, ChannelTarget, ListenKey, ListenRequest};
 use super::session::{
-    AuthAnswer, Connection, ForwardAnswer, ForwardRequest, OpenAnswer, Start, Work,
+    AuthAnswer, Connection, ForwardAnswer, ForwardRequest, ListenAnswer, OpenAnswer, Start, Work,
+    remote_forward_refusal,
 };
 use crate::Gateway;
 use crate::agents::Caller;
@@ -187,7 +188,7 @@ impl ConnectionHandler {
             Ok(listener) => listener,
             Err(reason) => {
                 info!(%request, %agent, reason, "remote forward refused");
-                let record = reverse::refusal_record(caller, Some(agent), &request, &reason);
+                let record = remote_forward_refusal(caller, Some(agent), &request, &reason);
                 gw.tasks
                     .clone()
                     .spawn(async move { record.write(&gw).await });

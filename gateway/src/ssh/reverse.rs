@@ -23,9 +23,8 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::{debug, info};
 
 use super::channel::{OpenChannel, splice};
-use super::session::AuditRecord;
 use crate::Gateway;
-use crate::agents::said::{CommandError, exit};
+use crate::agents::said::CommandError;
 use crate::agents::{Caller, access, audit, lifecycle};
 use crate::hosts::listen::{Accepted, HostListener, ListenOn};
 use crate::model::EventKind;
@@ -134,20 +133,6 @@ pub fn decide(
     }
 }
 
-/// What a remote forward request comes to on a connection.
-#[derive(Debug)]
-pub enum ListenAnswer {
-    /// Open a listener on `agent`'s host ([`open`]), then [`serve`] it.
-    Listen {
-        caller: Caller,
-        agent: String,
-        on: ListenOn,
-    },
-    /// Refused (the client gets `request-failure`); `record`, if any, is written to the audit
-    /// trail.
-    Refuse(Option<AuditRecord>),
-}
-
 /// The remote forwards a connection holds: dropping one (or all, with the connection) closes
 /// its listener.
 #[derive(Default)]
@@ -175,23 +160,6 @@ impl Forwards {
     /// forward, if this connection holds it.
     pub fn cancel(&mut self, key: &ListenKey) -> bool {
         self.0.remove(key).is_some()
-    }
-}
-
-/// The audit record of a refused remote forward.
-pub fn refusal_record(
-    caller: Caller,
-    agent: Option<String>,
-    request: &ListenRequest,
-    reason: &str,
-) -> AuditRecord {
-    AuditRecord {
-        caller,
-        kind: EventKind::Forward,
-        agent,
-        detail: request.to_string(),
-        status: exit::FAILED,
-        message: format!("agentgate: {reason}"),
     }
 }
 

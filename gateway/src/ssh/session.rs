@@ -24,13 +24,14 @@ use super::channel::{PendingChannel, PtyRequest, Resize};
 use super::guard::Ticket;
 use super::limits::{self, EnvRefusal, SessionEnv};
 use super::login::Login;
-use super::reverse::{self, Decision, ListenAnswer, ListenKey, ListenRequest};
+use super::reverse::{self, Decision, ListenKey, ListenRequest};
 use crate::Gateway;
 use crate::agents::live::Revocation;
 use crate::agents::said::exit;
 use crate::agents::{Caller, access, audit};
 use crate::auth::{self, KeyDecision, Route};
 use crate::hosts::AgentSession;
+use crate::hosts::listen::ListenOn;
 use crate::store::StoreError;
 use crate::streams::Backlog;
 
@@ -105,6 +106,37 @@ impl AuditRecord {
             &self.message,
         )
         .await;
+    }
+}
+
+/// What a remote forward request comes to on a connection.
+#[derive(Debug)]
+pub enum ListenAnswer {
+    /// Open a listener on `agent`'s host (`super::reverse::open`), then `super::reverse::serve` it.
+    Listen {
+        caller: Caller,
+        agent: String,
+        on: ListenOn,
+    },
+    /// Refused (the client gets `request-failure`); `record`, if any, is written to the audit
+    /// trail.
+    Refuse(Option<AuditRecord>),
+}
+
+/// The audit record of a refused remote forward.
+pub fn remote_forward_refusal(
+    caller: Caller,
+    agent: Option<String>,
+    request: &ListenRequest,
+    reason: &str,
+) -> AuditRecord {
+    AuditRecord {
+        caller,
+        kind: crate::model::EventKind::Forward,
+        agent,
+        detail: request.to_string(),
+        status: exit::FAILED,
+        message: format!("agentgate: {reason}"),
     }
 }
 
@@ -398,7 +430,7 @@ impl<C: Resize> Connection<C> {
             (Decision::Listen(_), None) => ListenAnswer::Refuse(None),
             (Decision::Refuse(reason), agent) => {
                 info!(%request, reason, "remote forward refused");
-                ListenAnswer::Refuse(Some(reverse::refusal_record(
+                ListenAnswer::Refuse(Some(remote_forward_refusal(
                     caller, agent, request, &reason,
                 )))
             }
