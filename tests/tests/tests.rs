@@ -15,6 +15,7 @@
 
 mod access;
 mod agent_clis;
+mod agent_forward;
 mod attach;
 mod audit;
 mod auth;

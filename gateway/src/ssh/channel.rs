@@ -31,6 +31,9 @@ pub struct PendingChannel<C = OpenChannel> {
     pub pty: Option<PtyRequest>,
     /// The environment: the gateway's variables and the accepted `env` requests, bounded.
     pub env: SessionEnv,
+    /// Written on the session's stderr before anything else: why a request the client made on
+    /// the channel, which its ssh does not report, was refused (`auth-agent-req@openssh.com`).
+    pub notice: Option<String>,
 }
 
 /// What the client asked for with `pty-req` (its size is in [`OpenChannel`]).

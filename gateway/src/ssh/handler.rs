@@ -357,6 +357,14 @@ impl russh::server::Handler for ConnectionHandler {
         reply(session, channel, accepted)
     }
 
+    async fn agent_request(
+        &mut self,
+        channel: ChannelId,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        Ok(self.connection.agent_forwarding(u32::from(channel)))
+    }
+
     async fn x11_request(
         &mut self,
         channel: ChannelId,

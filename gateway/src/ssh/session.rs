@@ -42,6 +42,10 @@ use crate::streams::Backlog;
 pub const BACKLOG_HIGH_WATER: usize = 1024 * 1024;
 pub const THROTTLED_WINDOW: u32 = 512;
 
+/// What a session inside an agent that asked for agent forwarding (`ssh -A`) is told.
+pub const AGENT_FORWARDING_REFUSED: &str = "agentgate: agent forwarding (ssh -A) is not offered by this gateway: \
+     SSH_AUTH_SOCK is not set inside the agent\n";
+
 /// What an authentication attempt comes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthAnswer {
@@ -326,6 +330,7 @@ impl<C: Resize> Connection<C> {
                 channel: open(&self.backlog),
                 pty: None,
                 env: SessionEnv::new(env),
+                notice: None,
             },
         );
         Ok(OpenAnswer::Accept)
@@ -487,6 +492,20 @@ impl<C: Resize> Connection<C> {
                 false
             }
         }
+    }
+
+    /// `auth-agent-req@openssh.com` (`ssh -A`): not offered. OpenSSH's client asks without
+    /// wanting a reply and says nothing when it is refused, so on the agent route a session
+    /// that asked is told on its stderr; the control route's commands ignore it (a client
+    /// that forwards its agent everywhere would otherwise get the note on every command).
+    pub fn agent_forwarding(&mut self, channel: u32) -> bool {
+        if let (Route::Agent(_), Some(pending)) =
+            (&self.login.route, self.channels.get_mut(&channel))
+        {
+            debug!("agent forwarding refused: not offered");
+            pending.notice = Some(AGENT_FORWARDING_REFUSED.to_owned());
+        }
+        false
     }
 
     /// `x11-req`: no X11 forwarding, refused at once, so a client that waits for the answer
@@ -807,6 +826,30 @@ mod tests {
         assert!(matches!(c.shell(5), Start::Failure));
         assert!(!c.pty(9, "xterm", 80, 24));
         assert!(!c.x11());
+    }
+
+    #[tokio::test]
+    async fn agent_forwarding_is_refused_and_a_session_inside_the_agent_is_told_why() {
+        let alices = key();
+        let (_dir, gw) = gateway(Config::default(), &alices).await;
+        let mut c = logged_in(&gw, &alices, "w").await;
+        for channel in 0..2 {
+            assert_eq!(open(&mut c, channel).await, OpenAnswer::Accept);
+        }
+        assert!(!c.agent_forwarding(0));
+        let (pending, _) = started(c.exec(0, b"ssh-add -l"));
+        assert_eq!(pending.notice.as_deref(), Some(AGENT_FORWARDING_REFUSED));
+        // A channel that did not ask is not told; an unknown one is refused all the same.
+        let (pending, _) = started(c.exec(1, b"true"));
+        assert_eq!(pending.notice, None);
+        assert!(!c.agent_forwarding(7));
+
+        // The control route's commands take no note of it.
+        let mut control = logged_in(&gw, &alices, "gw").await;
+        assert_eq!(open(&mut control, 0).await, OpenAnswer::Accept);
+        assert!(!control.agent_forwarding(0));
+        let (pending, _) = started(control.exec(0, b"list"));
+        assert_eq!(pending.notice, None);
     }
 
     #[tokio::test]
