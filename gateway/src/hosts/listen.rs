@@ -123,3 +123,72 @@ pub async fn listen_here(on: &ListenOn, tasks: &TaskTracker) -> std::io::Result<
     };
     Ok(HostListener::new(port, rx, close))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// Waits (bounded) until `check` holds.
+    async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+        for _ in 0..100 {
+            if check() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("{what} did not happen within 2 s");
+    }
+
+    #[tokio::test]
+    async fn a_tcp_listener_on_port_0_reports_its_port_and_closes_when_dropped() {
+        let tasks = TaskTracker::new();
+        let mut listener = listen_here(&ListenOn::Tcp { port: 0 }, &tasks)
+            .await
+            .expect("listen");
+        assert_ne!(listener.port, 0);
+        let mut client = tokio::net::TcpStream::connect(("127.0.0.1", listener.port))
+            .await
+            .expect("connect");
+        let mut accepted = listener.incoming.recv().await.expect("a connection");
+        assert_eq!(accepted.originator.0, "127.0.0.1");
+        client.write_all(b"ping").await.expect("write");
+        let mut got = [0; 4];
+        accepted.stream.read_exact(&mut got).await.expect("read");
+        assert_eq!(&got, b"ping");
+
+        let port = listener.port;
+        drop(listener);
+        tasks.close();
+        tokio::time::timeout(Duration::from_secs(2), tasks.wait())
+            .await
+            .expect("the accept loop ends once its listener is dropped");
+        assert!(
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_err(),
+            "something still listens on {port}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_unix_listener_makes_its_socket_and_removes_it_when_dropped() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("fwd.sock");
+        let on = ListenOn::Unix(path.to_str().expect("utf-8").to_owned());
+        let tasks = TaskTracker::new();
+        let mut listener = listen_here(&on, &tasks).await.expect("listen");
+        assert_eq!(listener.port, 0);
+        let _client = tokio::net::UnixStream::connect(&path)
+            .await
+            .expect("connect");
+        assert!(listener.incoming.recv().await.is_some());
+        // A second listener on the same path is refused while the first lives.
+        assert!(listen_here(&on, &tasks).await.is_err());
+        drop(listener);
+        eventually("the socket's removal", || !path.exists()).await;
+    }
+}
