@@ -63,13 +63,28 @@ pub async fn listen_here(on: &ListenOn, tasks: &TaskTracker) -> std::io::Result<
     let stop = close.clone();
     let port = match on {
         ListenOn::Tcp { port } => {
-            let listener = tokio::net::TcpListener::bind(("127.0.0.1", *port)).await?;
-            let bound = listener.local_addr()?.port();
+            // Both loopbacks, as sshd binds `localhost`: a client that resolves `localhost`
+            // to ::1 first and does not fall back (as some do) finds the forward too. The
+            // port is the IPv4 one's; ::1 on the same port is a bonus where it is free.
+            let v4 = tokio::net::TcpListener::bind(("127.0.0.1", *port)).await?;
+            let bound = v4.local_addr()?.port();
+            let v6 = match tokio::net::TcpListener::bind(("::1", bound)).await {
+                Ok(v6) => Some(v6),
+                Err(e) => {
+                    debug!(port = bound, error = %e, "no ::1 listener beside 127.0.0.1 for a remote forward");
+                    None
+                }
+            };
             tasks.spawn(async move {
+                let accept_v6 = async |v6: &Option<tokio::net::TcpListener>| match v6 {
+                    Some(v6) => v6.accept().await,
+                    None => std::future::pending().await,
+                };
                 loop {
                     let accepted = tokio::select! {
                         () = stop.cancelled() => break,
-                        accepted = listener.accept() => accepted,
+                        accepted = v4.accept() => accepted,
+                        accepted = accept_v6(&v6) => accepted,
                     };
                     let (stream, peer) = match accepted {
                         Ok(pair) => pair,
@@ -159,6 +174,22 @@ mod tests {
         let mut got = [0; 4];
         accepted.stream.read_exact(&mut got).await.expect("read");
         assert_eq!(&got, b"ping");
+
+        // ::1 on the same port, where the machine has it.
+        if std::net::TcpListener::bind(("::1", 0)).is_ok() {
+            let mut client6 = tokio::net::TcpStream::connect(("::1", listener.port))
+                .await
+                .expect("connect over ::1");
+            let mut accepted = listener
+                .incoming
+                .recv()
+                .await
+                .expect("a connection over ::1");
+            assert_eq!(accepted.originator.0, "::1");
+            client6.write_all(b"pong").await.expect("write");
+            accepted.stream.read_exact(&mut got).await.expect("read");
+            assert_eq!(&got, b"pong");
+        }
 
         let port = listener.port;
         drop(listener);
