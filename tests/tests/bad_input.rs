@@ -209,14 +209,14 @@ fn what_a_route_does_not_serve_is_refused_with_a_clear_message() {
         "{}",
         stderr(&out)
     );
-    // `-R` is refused.
+    // `-R` is refused on the control route (inside an agent it listens: see remote_forward).
     let out = gw.ssh_run(&[
         "-o",
         "ExitOnForwardFailure=yes",
         "-R",
         "127.0.0.1:0:127.0.0.1:9",
-        "inside@gw",
-        "true",
+        "gw",
+        "list",
     ]);
     assert_ne!(out.status.code(), Some(0));
     assert!(

@@ -22,7 +22,7 @@ use e2e::{Options, PATIENCE, TestGateway, stderr, stdout, wait_for};
 // Targets: small servers on this machine.
 
 /// What a target sends as soon as a connection arrives.
-const GREETING: &[u8] = b"hello from the target\n";
+pub(crate) const GREETING: &[u8] = b"hello from the target\n";
 
 /// A target's side of one connection: greets, reads until the client half-closes, then answers
 /// with how much it got and what it got in upper case, and closes.
@@ -38,14 +38,14 @@ fn answer(mut stream: impl Read + Write) {
 }
 
 /// What the target answers after the client sent `sent` and half-closed.
-fn expected_answer(sent: &[u8]) -> Vec<u8> {
+pub(crate) fn expected_answer(sent: &[u8]) -> Vec<u8> {
     let mut reply = format!("got {} bytes\n", sent.len()).into_bytes();
     reply.extend(sent.to_ascii_uppercase());
     reply
 }
 
 /// A TCP target on 127.0.0.1; returns its port.
-fn tcp_target() -> u16 {
+pub(crate) fn tcp_target() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind the target");
     let port = listener.local_addr().expect("target address").port();
     std::thread::spawn(move || {
@@ -67,7 +67,7 @@ fn unix_target(path: &std::path::Path) {
 }
 
 /// A port that was free a moment ago, for a listener to take.
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .expect("bind")
         .local_addr()
@@ -157,7 +157,7 @@ fn assert_answer(got: &[u8], sent: &[u8], what: &str) {
 
 /// An ssh client running in the background. Its output is collected as it comes; it is killed
 /// when dropped, so a failing test leaves nothing behind.
-struct Client {
+pub(crate) struct Client {
     child: Child,
     stdin: Option<ChildStdin>,
     out: Arc<Mutex<Vec<u8>>>,
@@ -181,7 +181,7 @@ fn collect(mut pipe: impl Read + Send + 'static) -> (Arc<Mutex<Vec<u8>>>, JoinHa
 }
 
 impl Client {
-    fn spawn(mut cmd: Command) -> Client {
+    pub(crate) fn spawn(mut cmd: Command) -> Client {
         let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -199,15 +199,15 @@ impl Client {
         }
     }
 
-    fn stdout(&self) -> String {
+    pub(crate) fn stdout(&self) -> String {
         String::from_utf8_lossy(&self.out.lock().expect("lock")).into_owned()
     }
 
-    fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         String::from_utf8_lossy(&self.err.lock().expect("lock")).into_owned()
     }
 
-    fn exited(&mut self) -> Option<ExitStatus> {
+    pub(crate) fn exited(&mut self) -> Option<ExitStatus> {
         self.child.try_wait().expect("try_wait ssh")
     }
 
@@ -262,7 +262,7 @@ impl Client {
 
     /// Closes stdin and waits for the client to exit and its output to end; a client that
     /// does not exit within PATIENCE is killed and fails the test.
-    fn finish(&mut self) -> ExitStatus {
+    pub(crate) fn finish(&mut self) -> ExitStatus {
         self.stdin = None;
         let start = Instant::now();
         let status = loop {
@@ -386,7 +386,7 @@ fn run_all(commands: Vec<Command>) -> Vec<std::process::Output> {
 }
 
 /// Runs `ssh NAME@gw COMMAND` (one string: ssh joins words with spaces anyway).
-fn exec(gw: &TestGateway, target: &str, command: &str) -> String {
+pub(crate) fn exec(gw: &TestGateway, target: &str, command: &str) -> String {
     let out = gw
         .ssh_command()
         .args([target, command])
@@ -407,7 +407,7 @@ fn exec(gw: &TestGateway, target: &str, command: &str) -> String {
 
 /// Processes started by a test outside any agent's tmux: killed when the test ends, if they
 /// are still the ones started (their command line holds `marker`).
-struct Strays(Vec<(u32, &'static str)>);
+pub(crate) struct Strays(Vec<(u32, &'static str)>);
 
 impl Drop for Strays {
     fn drop(&mut self) {

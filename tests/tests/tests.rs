@@ -15,6 +15,7 @@
 
 mod access;
 mod agent_clis;
+mod agent_forward;
 mod attach;
 mod audit;
 mod auth;
@@ -37,6 +38,7 @@ mod notify;
 mod operations;
 mod placement;
 mod preauth;
+mod remote_forward;
 mod sandbox;
 mod secrets;
 mod snapshots;

@@ -42,6 +42,8 @@ pub struct Policy {
     pub operators_on_local: bool,
     /// `ssh.allow_forwarding`.
     pub allow_forwarding: bool,
+    /// `ssh.allow_remote_forwarding`.
+    pub allow_remote_forwarding: bool,
 }
 
 impl Policy {
@@ -49,6 +51,7 @@ impl Policy {
         Policy {
             operators_on_local: config.hosts.operators_on_local,
             allow_forwarding: config.ssh.allow_forwarding,
+            allow_remote_forwarding: config.ssh.allow_remote_forwarding,
         }
     }
 }
@@ -94,6 +97,8 @@ pub enum Denied {
     ForwardNeedsAnAgent,
     /// `ssh.allow_forwarding` is off.
     ForwardingOff,
+    /// `ssh.allow_remote_forwarding` is off.
+    RemoteForwardingOff,
 }
 
 /// Whether `viewer` may see an agent with these facts (in `list`, `info`, the watch feed, the
@@ -143,6 +148,16 @@ pub fn may_forward(agent: Option<&str>, policy: Policy) -> Result<(), Denied> {
     match agent {
         None => Err(Denied::ForwardNeedsAnAgent),
         Some(_) if !policy.allow_forwarding => Err(Denied::ForwardingOff),
+        Some(_) => Ok(()),
+    }
+}
+
+/// Whether a connection may listen on its agent's host (`ssh -R`): `agent` as for
+/// [`may_forward`]; the agent itself is then checked with [`may_use`].
+pub fn may_listen(agent: Option<&str>, policy: Policy) -> Result<(), Denied> {
+    match agent {
+        None => Err(Denied::ForwardNeedsAnAgent),
+        Some(_) if !policy.allow_remote_forwarding => Err(Denied::RemoteForwardingOff),
         Some(_) => Ok(()),
     }
 }
@@ -275,6 +290,7 @@ mod tests {
     const STRICT: Policy = Policy {
         operators_on_local: false,
         allow_forwarding: true,
+        allow_remote_forwarding: true,
     };
 
     #[test]
@@ -355,6 +371,20 @@ mod tests {
         };
         assert_eq!(may_forward(Some("w"), off), Err(Denied::ForwardingOff));
         assert_eq!(may_forward(None, off), Err(Denied::ForwardNeedsAnAgent));
+        // `-R` has a switch of its own.
+        assert_eq!(may_listen(Some("w"), off), Ok(()));
+    }
+
+    #[test]
+    fn remote_forwards_are_for_the_agent_route_and_only_while_they_are_on() {
+        assert_eq!(may_listen(None, STRICT), Err(Denied::ForwardNeedsAnAgent));
+        assert_eq!(may_listen(Some("w"), STRICT), Ok(()));
+        let off = Policy {
+            allow_remote_forwarding: false,
+            ..STRICT
+        };
+        assert_eq!(may_listen(Some("w"), off), Err(Denied::RemoteForwardingOff));
+        assert_eq!(may_forward(Some("w"), off), Ok(()));
     }
 
     #[test]

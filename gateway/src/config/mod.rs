@@ -89,6 +89,9 @@ pub struct SshConfig {
     pub accept_env: Vec<String>,
     /// Whether `ssh -L`, `-D` and `-W` may open connections from an agent's host.
     pub allow_forwarding: bool,
+    /// Whether `ssh -R` may open listeners on an agent's host (its loopback, or a unix
+    /// socket) whose connections reach the client's side.
+    pub allow_remote_forwarding: bool,
     /// A connection that has not logged in this long after it was accepted is closed
     /// (OpenSSH's `LoginGraceTime`).
     #[serde(with = "duration")]
@@ -409,6 +412,7 @@ impl Default for SshConfig {
             window_size: 8 * 1024 * 1024,
             accept_env: vec!["LANG".into(), "LC_*".into(), "GIT_PROTOCOL".into()],
             allow_forwarding: true,
+            allow_remote_forwarding: true,
             login_grace_time: Duration::from_secs(60),
             max_startups: 100,
             per_source_max_startups: 10,

@@ -261,6 +261,14 @@ impl LocalHost {
         Ok(Box::new(stream))
     }
 
+    /// Listens on this machine for a remote forward (`super::listen`).
+    pub async fn listen(
+        &self,
+        on: &super::listen::ListenOn,
+    ) -> std::io::Result<super::listen::HostListener> {
+        super::listen::listen_here(on, &self.tasks).await
+    }
+
     /// Connects to a unix socket on this machine, with a time limit.
     pub async fn connect_unix(&self, path: &str) -> std::io::Result<Box<dyn Duplex>> {
         let dial = tokio::net::UnixStream::connect(path);

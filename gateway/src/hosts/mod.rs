@@ -7,6 +7,7 @@
 //!
 //! **Invariant**: nothing here deletes a workspace except an explicit `destroy`.
 
+pub mod listen;
 pub mod local;
 pub mod looks;
 pub mod remote;
@@ -416,6 +417,15 @@ impl Host {
         match self {
             Host::Local(h) => h.connect_unix(path).await,
             Host::Remote(h) => h.connect_unix(path).await,
+        }
+    }
+
+    /// Opens a listener on the host for a remote forward (`ssh -R`): a TCP port on the host's
+    /// loopback, or a unix socket. It closes when the returned listener is dropped.
+    pub async fn listen(&self, on: &listen::ListenOn) -> std::io::Result<listen::HostListener> {
+        match self {
+            Host::Local(h) => h.listen(on).await,
+            Host::Remote(h) => h.listen(on).await,
         }
     }
 }

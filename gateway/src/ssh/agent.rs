@@ -84,6 +84,9 @@ pub async fn run_session(
 ) {
     let env = pending.env.into_vars();
     let (mut io, writer) = command_io(pending.channel, pending.pty);
+    if let Some(notice) = &pending.notice {
+        io.write_err(notice).await;
+    }
     let (kind, detail) = audit_detail(&session, io.terminal.as_ref().map(|t| t.term.as_str()));
     // In the trail from its start: a session the gateway dies during is there too.
     let core = gw.core();

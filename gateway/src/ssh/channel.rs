@@ -31,6 +31,9 @@ pub struct PendingChannel<C = OpenChannel> {
     pub pty: Option<PtyRequest>,
     /// The environment: the gateway's variables and the accepted `env` requests, bounded.
     pub env: SessionEnv,
+    /// Written on the session's stderr before anything else: why a request the client made on
+    /// the channel, which its ssh does not report, was refused (`auth-agent-req@openssh.com`).
+    pub notice: Option<String>,
 }
 
 /// What the client asked for with `pty-req` (its size is in [`OpenChannel`]).
@@ -176,12 +179,16 @@ pub fn command_io(
 /// of one direction is passed on as a half-close (EOF), like OpenSSH does for forwards.
 pub async fn splice(channel: OpenChannel, upstream: Box<dyn crate::hosts::Duplex>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let OpenChannel {
-        writer, mut input, ..
-    } = channel;
+    let OpenChannel { writer, input, .. } = channel;
+    let ChannelInput {
+        mut data, closed, ..
+    } = input;
     let (mut up_read, mut up_write) = tokio::io::split(upstream);
+    // Runs until the client's data ends, including what arrived before its CLOSE: a client
+    // whose own side ended sends its last data, EOF and CLOSE at once, and that data is still
+    // owed to the stream.
     let to_upstream = async {
-        while let Some(bytes) = input.data.recv().await {
+        while let Some(bytes) = data.recv().await {
             if up_write.write_all(&bytes).await.is_err() {
                 break;
             }
@@ -203,10 +210,14 @@ pub async fn splice(channel: OpenChannel, upstream: Box<dyn crate::hosts::Duplex
         }
         let _ = writer.eof().await;
     };
-    tokio::select! {
-        _ = async { tokio::join!(to_upstream, to_client) } => {}
-        () = input.closed.cancelled() => {}
-    }
+    // Once the client closed the channel nothing more can reach it: the stream's side stops.
+    let to_client = async {
+        tokio::select! {
+            () = to_client => {}
+            () = closed.cancelled() => {}
+        }
+    };
+    tokio::join!(to_upstream, to_client);
     let _ = writer.close().await;
 }
 

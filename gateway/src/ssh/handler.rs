@@ -1,9 +1,9 @@
 //! The russh handler: a thin adapter. Each callback turns its arguments into one call on the
 //! connection's [`Connection`] (`session.rs`, where every decision is) and the answer into
 //! russh's replies, handing the work that follows to a task: a control command, a session
-//! inside the agent (`agent.rs`), a forward, or a refusal. Callbacks of one connection run one
-//! at a time, so they only answer the request. Returning `Err` from a callback kills the
-//! connection, so they return `Err` only for that.
+//! inside the agent (`agent.rs`), a forward, a remote forward's listener (`reverse.rs`), or a
+//! refusal. Callbacks of one connection run one at a time, so they only answer the request.
+//! Returning `Err` from a callback kills the connection, so they return `Err` only for that.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,13 +12,15 @@ use russh::server::{
     Auth, ChannelOpenHandle, Handle, Msg, PublicKeyOffer, Session, VerifiedPublicKey,
 };
 use russh::{Channel, ChannelId, MethodKind, MethodSet};
-use tracing::Instrument;
+use tracing::{Instrument, info};
 
 use super::agent;
 use super::channel::{OpenChannel, PendingChannel, command_io, finish};
 use super::guard::Ticket;
+use super::reverse::{self, ChannelTarget, ListenKey, ListenRequest};
 use super::session::{
-    AuthAnswer, Connection, ForwardAnswer, ForwardRequest, OpenAnswer, Start, Work,
+    AuthAnswer, Connection, ForwardAnswer, ForwardRequest, ListenAnswer, OpenAnswer, Start, Work,
+    remote_forward_refusal,
 };
 use crate::Gateway;
 use crate::agents::Caller;
@@ -158,6 +160,72 @@ impl ConnectionHandler {
     }
 }
 
+impl ConnectionHandler {
+    /// A remote forward (`ssh -R`): refused (and recorded) in a task, or the listener opened
+    /// on the agent's host and served in a task. Opening it is awaited here, bounded by the
+    /// host's connect timeout: SSH answers global requests in order, and the answer to a
+    /// `tcpip-forward` for port 0 carries the port, so it cannot be given later.
+    async fn remote_forward(
+        &mut self,
+        request: ListenRequest,
+    ) -> Result<Option<u16>, ConnectionError> {
+        let Some(handle) = self.handle.clone() else {
+            return Ok(None);
+        };
+        let gw = self.gw.clone();
+        let (caller, agent, on) = match self.connection.remote_forward(&request).await? {
+            ListenAnswer::Refuse(record) => {
+                if let Some(record) = record {
+                    gw.tasks
+                        .clone()
+                        .spawn(async move { record.write(&gw).await });
+                }
+                return Ok(None);
+            }
+            ListenAnswer::Listen { caller, agent, on } => (caller, agent, on),
+        };
+        let listener = match reverse::open(&gw, &caller, &agent, &on).await {
+            Ok(listener) => listener,
+            Err(reason) => {
+                info!(%request, %agent, reason, "remote forward refused");
+                let record = remote_forward_refusal(caller, Some(agent), &request, &reason);
+                gw.tasks
+                    .clone()
+                    .spawn(async move { record.write(&gw).await });
+                return Ok(None);
+            }
+        };
+        let port = listener.port;
+        let (key, target) = match &request {
+            ListenRequest::Tcp { address, .. } => (
+                ListenKey::Tcp {
+                    address: address.clone(),
+                    port,
+                },
+                ChannelTarget::Tcp {
+                    address: address.clone(),
+                    port,
+                },
+            ),
+            ListenRequest::Unix(path) => (
+                ListenKey::Unix(path.clone()),
+                ChannelTarget::Unix(path.clone()),
+            ),
+        };
+        let stop = tokio_util::sync::CancellationToken::new();
+        self.connection.listening(key, stop.clone().drop_guard());
+        let span = tracing::info_span!("remote_forward", agent = %agent, request = %request);
+        let backlog = self.connection.backlog().clone();
+        gw.tasks.clone().spawn(
+            reverse::serve(
+                gw, caller, agent, request, target, listener, handle, backlog, stop,
+            )
+            .instrument(span),
+        );
+        Ok(Some(port))
+    }
+}
+
 /// russh's answer for an authentication attempt: only a public key may be tried next.
 fn auth(answer: AuthAnswer) -> Auth {
     match answer {
@@ -289,6 +357,14 @@ impl russh::server::Handler for ConnectionHandler {
         reply(session, channel, accepted)
     }
 
+    async fn agent_request(
+        &mut self,
+        channel: ChannelId,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        Ok(self.connection.agent_forwarding(u32::from(channel)))
+    }
+
     async fn x11_request(
         &mut self,
         channel: ChannelId,
@@ -328,6 +404,59 @@ impl russh::server::Handler for ConnectionHandler {
     ) -> Result<(), Self::Error> {
         let start = self.connection.subsystem(u32::from(channel), name);
         Ok(self.start(channel, start, session)?)
+    }
+
+    async fn tcpip_forward(
+        &mut self,
+        address: &str,
+        port: &mut u32,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        let request = ListenRequest::Tcp {
+            address: address.to_owned(),
+            port: *port,
+        };
+        match self.remote_forward(request).await? {
+            Some(bound) => {
+                *port = u32::from(bound);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    async fn cancel_tcpip_forward(
+        &mut self,
+        address: &str,
+        port: u32,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        let Ok(port) = u16::try_from(port) else {
+            return Ok(false);
+        };
+        let key = ListenKey::Tcp {
+            address: address.to_owned(),
+            port,
+        };
+        Ok(self.connection.cancel_remote_forward(&key))
+    }
+
+    async fn streamlocal_forward(
+        &mut self,
+        socket_path: &str,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        let request = ListenRequest::Unix(socket_path.to_owned());
+        Ok(self.remote_forward(request).await?.is_some())
+    }
+
+    async fn cancel_streamlocal_forward(
+        &mut self,
+        socket_path: &str,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        let key = ListenKey::Unix(socket_path.to_owned());
+        Ok(self.connection.cancel_remote_forward(&key))
     }
 
     fn adjust_window(&mut self, _channel: ChannelId, _current: u32) -> u32 {

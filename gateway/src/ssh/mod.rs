@@ -13,6 +13,7 @@ pub mod limits;
 pub mod login;
 mod quickack;
 pub mod quiet;
+pub mod reverse;
 pub mod session;
 
 use std::borrow::Cow;

@@ -2,8 +2,9 @@
 //! (through [`super::login`]), the session channels waiting for the request that starts them,
 //! which requests each may make (`pty-req`, `env`, `x11-req`), what `shell`, `exec` and
 //! `subsystem` start on either route, which forwards (`direct-tcpip`, `direct-streamlocal`)
-//! are opened and how a refused one is answered and recorded, and the window the connection
-//! advertises.
+//! are opened and how a refused one is answered and recorded, which remote forwards
+//! (`tcpip-forward`, `streamlocal-forward@openssh.com`) it may hold (through
+//! [`super::reverse`]), and the window the connection advertises.
 //!
 //! The russh handler (`handler.rs`) turns each callback into one call here and the answer into
 //! russh's replies and tasks; nothing here takes a russh channel or session, so every decision
@@ -23,12 +24,14 @@ use super::channel::{PendingChannel, PtyRequest, Resize};
 use super::guard::Ticket;
 use super::limits::{self, EnvRefusal, SessionEnv};
 use super::login::Login;
+use super::reverse::{self, Decision, ListenKey, ListenRequest};
 use crate::Gateway;
 use crate::agents::live::Revocation;
 use crate::agents::said::exit;
 use crate::agents::{Caller, access, audit};
 use crate::auth::{self, KeyDecision, Route};
 use crate::hosts::AgentSession;
+use crate::hosts::listen::ListenOn;
 use crate::store::StoreError;
 use crate::streams::Backlog;
 
@@ -38,6 +41,10 @@ use crate::streams::Backlog;
 /// (russh re-advertises window as data arrives, not as it is consumed.)
 pub const BACKLOG_HIGH_WATER: usize = 1024 * 1024;
 pub const THROTTLED_WINDOW: u32 = 512;
+
+/// What a session inside an agent that asked for agent forwarding (`ssh -A`) is told.
+pub const AGENT_FORWARDING_REFUSED: &str = "agentgate: agent forwarding (ssh -A) is not offered by this gateway: \
+     SSH_AUTH_SOCK is not set inside the agent\n";
 
 /// What an authentication attempt comes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +113,37 @@ impl AuditRecord {
     }
 }
 
+/// What a remote forward request comes to on a connection.
+#[derive(Debug)]
+pub enum ListenAnswer {
+    /// Open a listener on `agent`'s host (`super::reverse::open`), then `super::reverse::serve` it.
+    Listen {
+        caller: Caller,
+        agent: String,
+        on: ListenOn,
+    },
+    /// Refused (the client gets `request-failure`); `record`, if any, is written to the audit
+    /// trail.
+    Refuse(Option<AuditRecord>),
+}
+
+/// The audit record of a refused remote forward.
+pub fn remote_forward_refusal(
+    caller: Caller,
+    agent: Option<String>,
+    request: &ListenRequest,
+    reason: &str,
+) -> AuditRecord {
+    AuditRecord {
+        caller,
+        kind: crate::model::EventKind::Forward,
+        agent,
+        detail: request.to_string(),
+        status: exit::FAILED,
+        message: format!("agentgate: {reason}"),
+    }
+}
+
 /// What a request that starts a session channel (`shell`, `exec`, `subsystem`) comes to.
 #[expect(
     clippy::large_enum_variant,
@@ -156,6 +194,8 @@ pub struct Connection<C> {
     channels: HashMap<u32, PendingChannel<C>>,
     /// Client data received on this connection that its consumers have not taken yet.
     backlog: Backlog,
+    /// Its remote forwards (`ssh -R`), each closed when dropped (`super::reverse`).
+    remote_forwards: reverse::Forwards,
 }
 
 impl<C: Resize> Connection<C> {
@@ -173,6 +213,7 @@ impl<C: Resize> Connection<C> {
             local,
             channels: HashMap::new(),
             backlog: Backlog::default(),
+            remote_forwards: reverse::Forwards::default(),
         }
     }
 
@@ -298,6 +339,7 @@ impl<C: Resize> Connection<C> {
                 channel: open(&self.backlog),
                 pty: None,
                 env: SessionEnv::new(env),
+                notice: None,
             },
         );
         Ok(OpenAnswer::Accept)
@@ -373,6 +415,53 @@ impl<C: Resize> Connection<C> {
         })
     }
 
+    /// A remote forward (`tcpip-forward`, `streamlocal-forward@openssh.com`): listened for
+    /// only on the agent route, while remote forwarding is on, the credential still lets the
+    /// operator in, and the connection holds fewer than its bound (`super::reverse::decide`).
+    /// A refusal is logged with its reason and recorded in the audit trail.
+    pub async fn remote_forward(
+        &mut self,
+        request: &ListenRequest,
+    ) -> Result<ListenAnswer, StoreError> {
+        if !self.login.still_admitted().await? {
+            return Ok(ListenAnswer::Refuse(None));
+        }
+        let Some(caller) = self.login.caller.clone() else {
+            return Ok(ListenAnswer::Refuse(None));
+        };
+        let agent = match &self.login.route {
+            Route::Control => None,
+            Route::Agent(agent) => Some(agent.clone()),
+        };
+        let decision = reverse::decide(
+            request,
+            agent.as_deref(),
+            self.gw.policy(),
+            &self.remote_forwards,
+        );
+        Ok(match (decision, agent) {
+            (Decision::Listen(on), Some(agent)) => ListenAnswer::Listen { caller, agent, on },
+            (Decision::Listen(_), None) => ListenAnswer::Refuse(None),
+            (Decision::Refuse(reason), agent) => {
+                info!(%request, reason, "remote forward refused");
+                ListenAnswer::Refuse(Some(remote_forward_refusal(
+                    caller, agent, request, &reason,
+                )))
+            }
+        })
+    }
+
+    /// A remote forward that now listens: held until it is cancelled or the connection ends.
+    pub fn listening(&mut self, key: ListenKey, stop: tokio_util::sync::DropGuard) {
+        self.remote_forwards.insert(key, stop);
+    }
+
+    /// `cancel-tcpip-forward` or `cancel-streamlocal-forward@openssh.com`: closes the
+    /// forward's listener; false if this connection holds no such forward.
+    pub fn cancel_remote_forward(&mut self, key: &ListenKey) -> bool {
+        self.remote_forwards.cancel(key)
+    }
+
     /// `pty-req` on a waiting channel: its terminal, at a size clamped to what tmux handles
     /// (it becomes an agent's window). False (`channel-failure`) for any other channel.
     pub fn pty(&mut self, channel: u32, term: &str, cols: u32, rows: u32) -> bool {
@@ -412,6 +501,20 @@ impl<C: Resize> Connection<C> {
                 false
             }
         }
+    }
+
+    /// `auth-agent-req@openssh.com` (`ssh -A`): not offered. OpenSSH's client asks without
+    /// wanting a reply and says nothing when it is refused, so on the agent route a session
+    /// that asked is told on its stderr; the control route's commands ignore it (a client
+    /// that forwards its agent everywhere would otherwise get the note on every command).
+    pub fn agent_forwarding(&mut self, channel: u32) -> bool {
+        if let (Route::Agent(_), Some(pending)) =
+            (&self.login.route, self.channels.get_mut(&channel))
+        {
+            debug!("agent forwarding refused: not offered");
+            pending.notice = Some(AGENT_FORWARDING_REFUSED.to_owned());
+        }
+        false
     }
 
     /// `x11-req`: no X11 forwarding, refused at once, so a client that waits for the answer
@@ -740,6 +843,30 @@ mod tests {
         assert!(matches!(c.shell(5), Start::Failure));
         assert!(!c.pty(9, "xterm", 80, 24));
         assert!(!c.x11());
+    }
+
+    #[tokio::test]
+    async fn agent_forwarding_is_refused_and_a_session_inside_the_agent_is_told_why() {
+        let alices = key();
+        let (_dir, gw) = gateway(Config::default(), &alices).await;
+        let mut c = logged_in(&gw, &alices, "w").await;
+        for channel in 0..2 {
+            assert_eq!(open(&mut c, channel).await, OpenAnswer::Accept);
+        }
+        assert!(!c.agent_forwarding(0));
+        let (pending, _) = started(c.exec(0, b"ssh-add -l"));
+        assert_eq!(pending.notice.as_deref(), Some(AGENT_FORWARDING_REFUSED));
+        // A channel that did not ask is not told; an unknown one is refused all the same.
+        let (pending, _) = started(c.exec(1, b"true"));
+        assert_eq!(pending.notice, None);
+        assert!(!c.agent_forwarding(7));
+
+        // The control route's commands take no note of it.
+        let mut control = logged_in(&gw, &alices, "gw").await;
+        assert_eq!(open(&mut control, 0).await, OpenAnswer::Accept);
+        assert!(!control.agent_forwarding(0));
+        let (pending, _) = started(control.exec(0, b"list"));
+        assert_eq!(pending.notice, None);
     }
 
     #[tokio::test]

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use russh::client::{self, Handle, Msg};
 use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey};
 use russh::{Channel, ChannelMsg, ChannelReadHalf};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 use tracing::debug;
 
@@ -85,10 +85,51 @@ impl LegSettings {
 }
 
 /// The russh client handler of one connection: checks the host key, and records what the
-/// host presented so that a refusal can say what changed.
+/// host presented so that a refusal can say what changed. On a connection that carries a
+/// remote forward, the channels the host's sshd opens for it go to `forwarded`; any other
+/// connection refuses them.
 pub struct Leg {
     check: KeyCheck,
     presented: Arc<Mutex<Option<PublicKey>>>,
+    forwarded: Option<mpsc::Sender<ForwardedChannel>>,
+}
+
+/// A channel the host's sshd opened for a remote forward: one connection to its listener.
+pub struct ForwardedChannel {
+    pub channel: Channel<Msg>,
+    /// The peer's address and port, as sshd reports them (empty and 0 for a unix socket).
+    pub originator: (String, u32),
+}
+
+impl Leg {
+    /// Accepts a channel for the remote forward this connection carries, if there is room in
+    /// its queue; refuses it otherwise (the peer on the host sees its connection closed).
+    async fn forwarded(
+        &self,
+        channel: Channel<Msg>,
+        originator: (String, u32),
+        reply: client::ChannelOpenHandle,
+    ) {
+        let permit = match &self.forwarded {
+            Some(queue) => queue.clone().try_reserve_owned().ok(),
+            None => None,
+        };
+        match permit {
+            Some(permit) => {
+                reply.accept().await;
+                permit.send(ForwardedChannel {
+                    channel,
+                    originator,
+                });
+            }
+            None => {
+                debug!("a forwarded channel the gateway did not ask for, or too many: refused");
+                reply
+                    .reject(russh::ChannelOpenFailure::AdministrativelyProhibited)
+                    .await;
+            }
+        }
+    }
 }
 
 impl client::Handler for Leg {
@@ -109,6 +150,32 @@ impl client::Handler for Leg {
             KeyCheck::Pinned(pinned) => pinned.key_data() == key.key_data(),
             KeyCheck::FirstUse => true,
         })
+    }
+
+    async fn server_channel_open_forwarded_tcpip(
+        &mut self,
+        channel: Channel<Msg>,
+        _connected_address: &str,
+        _connected_port: u32,
+        originator_address: &str,
+        originator_port: u32,
+        reply: client::ChannelOpenHandle,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        let originator = (originator_address.to_owned(), originator_port);
+        self.forwarded(channel, originator, reply).await;
+        Ok(())
+    }
+
+    async fn server_channel_open_forwarded_streamlocal(
+        &mut self,
+        channel: Channel<Msg>,
+        _socket_path: &str,
+        reply: client::ChannelOpenHandle,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        self.forwarded(channel, (String::new(), 0), reply).await;
+        Ok(())
     }
 }
 
@@ -165,6 +232,26 @@ pub async fn connect(
     check: KeyCheck,
     settings: &LegSettings,
 ) -> Result<Connection, HostError> {
+    connect_with(target, check, settings, None).await
+}
+
+/// [`connect`], for a connection that carries a remote forward: the channels the host opens
+/// for it go to `forwarded`.
+pub async fn connect_forwarding(
+    target: &Target,
+    pinned: PublicKey,
+    settings: &LegSettings,
+    forwarded: mpsc::Sender<ForwardedChannel>,
+) -> Result<Connection, HostError> {
+    connect_with(target, KeyCheck::Pinned(pinned), settings, Some(forwarded)).await
+}
+
+async fn connect_with(
+    target: &Target,
+    check: KeyCheck,
+    settings: &LegSettings,
+    forwarded: Option<mpsc::Sender<ForwardedChannel>>,
+) -> Result<Connection, HostError> {
     let unreachable = |reason: String| HostError::Unreachable {
         host: target.name.clone(),
         reason,
@@ -203,6 +290,7 @@ pub async fn connect(
     let handler = Leg {
         check,
         presented: presented.clone(),
+        forwarded,
     };
     let remaining = limit.saturating_sub(started.elapsed());
     let handshake = client::connect_stream(settings.client_config(), stream, handler);

@@ -555,19 +555,91 @@ impl RemoteHost {
         Ok(self.duplex(channel))
     }
 
+    /// Asks the host's sshd to listen for a remote forward (`tcpip-forward` on its loopback,
+    /// or `streamlocal-forward@openssh.com`), on a connection of the forward's own; each
+    /// connection sshd accepts arrives as a channel on it and is handed on as a stream. The
+    /// listener ends when the returned one is dropped: the connection is closed, and sshd
+    /// closes the listener with it.
+    pub async fn listen(
+        &self,
+        on: &crate::hosts::listen::ListenOn,
+    ) -> std::io::Result<crate::hosts::listen::HostListener> {
+        use crate::hosts::listen::{ACCEPTED_QUEUE, Accepted, HostListener, ListenOn};
+        let (channels_tx, mut channels) = tokio::sync::mpsc::channel(ACCEPTED_QUEUE);
+        let conn = self
+            .pool
+            .forwarding_connection(channels_tx)
+            .await
+            .map_err(std::io::Error::other)?;
+        let ask = async {
+            match on {
+                ListenOn::Tcp { port } => {
+                    let bound = conn
+                        .handle
+                        .tcpip_forward("127.0.0.1", u32::from(*port))
+                        .await?;
+                    // sshd reports the port only when it chose it.
+                    Ok(if *port == 0 {
+                        u16::try_from(bound).unwrap_or(0)
+                    } else {
+                        *port
+                    })
+                }
+                ListenOn::Unix(path) => conn
+                    .handle
+                    .streamlocal_forward(path.as_str())
+                    .await
+                    .map(|()| 0),
+            }
+        };
+        let refused = |e: russh::Error| {
+            std::io::Error::other(match e {
+                russh::Error::RequestDenied => "the host's sshd refused to listen there (is the port or path in use, or forwarding off in its sshd_config?)".to_owned(),
+                other => other.to_string(),
+            })
+        };
+        let port = match tokio::time::timeout(self.pool.step_timeout(), ask).await {
+            Ok(Ok(port)) => port,
+            Ok(Err(e)) => {
+                conn.close("the remote forward was refused").await;
+                return Err(refused(e));
+            }
+            Err(_) => {
+                conn.close("the remote forward was not answered").await;
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the host's sshd did not answer the request to listen",
+                ));
+            }
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel(ACCEPTED_QUEUE);
+        let close = tokio_util::sync::CancellationToken::new();
+        let stop = close.clone();
+        let tasks = self.tasks.clone();
+        let host = self.name.clone();
+        self.tasks.spawn(async move {
+            loop {
+                let forwarded = tokio::select! {
+                    () = stop.cancelled() => break,
+                    forwarded = channels.recv() => forwarded,
+                };
+                let Some(forwarded) = forwarded else { break };
+                let accepted = Accepted {
+                    stream: channel_duplex(forwarded.channel, &tasks),
+                    originator: forwarded.originator,
+                };
+                if tx.send(accepted).await.is_err() {
+                    break;
+                }
+            }
+            debug!(host, "remote forward closed");
+            conn.close("the remote forward ended").await;
+        });
+        Ok(HostListener::new(port, rx, close))
+    }
+
     fn duplex(&self, channel: russh::Channel<russh::client::Msg>) -> Box<dyn Duplex> {
-        let (reader, writer) = channel.split();
-        let output = leg::spawn_reader(reader, leg::Slot::none(), &self.tasks);
-        Box::new(tokio::io::join(
-            InboundReader::from(output.stdout),
-            ChannelWriter {
-                inner: Box::pin(writer.make_writer()),
-                _close: CloseOnDrop {
-                    writer: Arc::new(writer),
-                    tasks: self.tasks.clone(),
-                },
-            },
-        ))
+        channel_duplex(channel, &self.tasks)
     }
 
     /// Installs this gateway's hostctl on the host if it runs another version, as `host add`
@@ -674,6 +746,25 @@ pub fn quote_words<'a>(words: impl IntoIterator<Item = &'a str>) -> Option<Strin
         .map(|w| shlex::try_quote(w).ok().map(|q| q.into_owned()))
         .collect();
     quoted.map(|q| q.join(" "))
+}
+
+/// A host channel as a byte stream; closing the stream's write side closes the channel.
+fn channel_duplex(
+    channel: russh::Channel<russh::client::Msg>,
+    tasks: &TaskTracker,
+) -> Box<dyn Duplex> {
+    let (reader, writer) = channel.split();
+    let output = leg::spawn_reader(reader, leg::Slot::none(), tasks);
+    Box::new(tokio::io::join(
+        InboundReader::from(output.stdout),
+        ChannelWriter {
+            inner: Box::pin(writer.make_writer()),
+            _close: CloseOnDrop {
+                writer: Arc::new(writer),
+                tasks: tasks.clone(),
+            },
+        },
+    ))
 }
 
 #[cfg(test)]

@@ -297,6 +297,22 @@ impl Pool {
         })
     }
 
+    /// A connection of its own, outside the lanes, for one remote forward (`ssh -R`): the
+    /// host's sshd listens for as long as it is open, and the channels it opens for the
+    /// listener go to `forwarded`. Closing it is how the forward ends, so it is never shared.
+    pub async fn forwarding_connection(
+        &self,
+        forwarded: tokio::sync::mpsc::Sender<super::leg::ForwardedChannel>,
+    ) -> Result<Connection, HostError> {
+        super::leg::connect_forwarding(&self.target, self.pinned.clone(), &self.settings, forwarded)
+            .await
+    }
+
+    /// The time limit of one step with the host (a connect, a channel, a request).
+    pub fn step_timeout(&self) -> Duration {
+        self.settings.connect_timeout
+    }
+
     /// Opens a forwarding channel (they do not count against `MaxSessions`).
     pub async fn open_forward(&self, to: Forward<'_>) -> std::io::Result<Channel<Msg>> {
         let (conn, slot) = self
