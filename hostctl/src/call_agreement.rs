@@ -401,6 +401,9 @@ fn own_calls() -> Vec<OwnCall> {
             cli: AgentCli::Codex,
             event: Some(r#"{"type":"agent-turn-complete"}"#.into()),
         },
+        OwnCall::SandboxChild {
+            command: vec!["/bin/sh".into(), "-c".into(), "--help; echo $$".into()],
+        },
     ]
 }
 
@@ -437,6 +440,10 @@ fn assert_own_agrees(call: &OwnCall, verb: Verb) {
         ) => {
             assert_eq!((&h, &a, &arg), (home, agent, event));
             assert_eq!(AgentCli::from_name(&c), Some(*cli));
+        }
+        (OwnCall::SandboxChild { command }, Verb::SandboxChild { command: c }) => {
+            let c: Vec<String> = c.iter().map(|w| w.to_string_lossy().into_owned()).collect();
+            assert_eq!(&c, command);
         }
         (call, verb) => panic!("{call:?} parsed as {verb:?}"),
     }

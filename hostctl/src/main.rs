@@ -106,6 +106,13 @@ enum Verb {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
+    /// Run COMMAND as a session inside an agent's sandbox, which hostctl has joined
+    /// (hostctl's own use).
+    #[command(hide = true)]
+    SandboxChild {
+        #[arg(last = true, required = true)]
+        command: Vec<std::ffi::OsString>,
+    },
     /// End an agent's session and delete its files and the workspace hostctl created.
     Destroy {
         name: String,
@@ -285,6 +292,11 @@ fn main() -> ExitCode {
         eprintln!("hostctl: {e}");
         return ExitCode::from(127);
     }
+    if let Verb::SandboxChild { command } = &cli.verb {
+        let e = hostctl::enter::child(command);
+        eprintln!("hostctl: {e}");
+        return ExitCode::from(127);
+    }
     let ctl = match HostCtl::from_env() {
         Ok(c) => c,
         Err(e) => return fail(&e, false),
@@ -377,7 +389,7 @@ fn main() -> ExitCode {
             Err(e) => fail(&e, false),
         },
         // Answered above, before hostctl's home is read from the environment.
-        Verb::Hook { .. } | Verb::Launch { .. } => ExitCode::SUCCESS,
+        Verb::Hook { .. } | Verb::Launch { .. } | Verb::SandboxChild { .. } => ExitCode::SUCCESS,
         Verb::Destroy { name, json } => report(
             ctl.destroy(&name)
                 .map(|()| serde_json::json!({ "destroyed": name })),

@@ -352,6 +352,29 @@ pub fn command(
     program: &OsString,
     args: &[OsString],
 ) -> Result<(Command, OwnedFd)> {
+    command_of(files, meta, die_with_parent, None, program, args)
+}
+
+/// The same, tied to the process that runs it, with bwrap telling `info` (an inherited
+/// descriptor) what sandbox it made, for sessions to join it ([`crate::enter`]).
+pub fn command_with_info(
+    files: &Files,
+    meta: &AgentMeta,
+    info: Option<&OwnedFd>,
+    program: &OsString,
+    args: &[OsString],
+) -> Result<(Command, OwnedFd)> {
+    command_of(files, meta, true, info, program, args)
+}
+
+fn command_of(
+    files: &Files,
+    meta: &AgentMeta,
+    die_with_parent: bool,
+    info: Option<&OwnedFd>,
+    program: &OsString,
+    args: &[OsString],
+) -> Result<(Command, OwnedFd)> {
     let bwrap = bwrap_program().ok_or_else(|| {
         Error::Failed(format!(
             "agent '{}' runs in a sandbox, but bubblewrap (bwrap) is not installed on this host: {INSTALL_HINT}",
@@ -363,6 +386,9 @@ pub fn command(
     let view = View::for_agent(files, meta, &facts);
     let filter = filter_fd()?;
     let mut cmd = Command::new(bwrap);
+    if let Some(info) = info {
+        cmd.arg("--info-fd").arg(info.as_raw_fd().to_string());
+    }
     cmd.args(view.args(filter.as_raw_fd(), die_with_parent))
         .arg("--")
         .arg(program)
@@ -450,6 +476,20 @@ pub fn tiocsti_filter() -> Vec<u8> {
         bytes.extend_from_slice(&k.to_ne_bytes());
     }
     bytes
+}
+
+/// [`tiocsti_filter`] as instructions, for a process that installs it on itself (a session
+/// joining the agent's sandbox, [`crate::enter`]).
+pub fn tiocsti_program() -> Vec<seccompiler::sock_filter> {
+    tiocsti_filter()
+        .chunks_exact(8)
+        .map(|c| seccompiler::sock_filter {
+            code: u16::from_ne_bytes([c[0], c[1]]),
+            jt: c[2],
+            jf: c[3],
+            k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
+        })
+        .collect()
 }
 
 /// Whether `meta`'s agent runs in bwrap.

@@ -557,3 +557,115 @@ fn the_private_home_goes_with_migrate_clone_and_snapshot_byte_for_byte() {
     assert!(h1.agents_home.join("agents/open-one").is_dir());
     assert!(!h1.agents_home.join("agents/open-one/home").exists());
 }
+
+/// Whether a process with exactly these arguments runs on this machine (a namespace host's
+/// processes are this machine's too).
+fn runs(args: &str) -> bool {
+    Command::new("pgrep")
+        .args(["-x", "-f", args])
+        .output()
+        .expect("pgrep")
+        .status
+        .success()
+}
+
+/// A session's command killed by a signal, through `ssh -v`: its exit code and whether the
+/// client was told of the signal (`exit-signal`) rather than of an exit status.
+fn killed_by_term(gw: &TestGateway, agent: &str) -> (Option<i32>, bool) {
+    let out = gw.ssh_run(&["-v", &format!("{agent}@gw"), "kill -TERM $$"]);
+    (out.status.code(), stderr(&out).contains("exit-signal"))
+}
+
+/// Sessions join the running agent's sandbox, on `host` (`local` when none): they see its
+/// processes, a daemon one leaves running outlives it and ends with the agent's `stop`, and a
+/// command killed by a signal is reported as without a sandbox. A stopped agent's session
+/// gets a sandbox of its own with the same view, its daemons ending with it.
+fn sessions_join_the_agents_sandbox(gw: &TestGateway, host: Option<&NetnsHost>) {
+    let on_host: Vec<&str> = host.map_or_else(Vec::new, |h| vec!["--host", h.name.as_str()]);
+    let base = 9000 + std::process::id() % 500;
+    let (agent_marker, daemon_marker, stopped_marker) = (base, base + 500, base + 1000);
+    let make = |name: &str, sandbox: &str| {
+        let mut create = vec!["create", name, "--sandbox", sandbox];
+        create.extend(&on_host);
+        let line = format!("exec sleep {agent_marker}");
+        create.extend(["--", "sh", "-c"]);
+        let quoted = shell_quote(&line);
+        create.push(&quoted);
+        gw.ok(&create);
+    };
+    make("joined", "bwrap");
+    make("plain", "none");
+    wait_for("the agent's process", || {
+        runs(&format!("sleep {agent_marker}")).then_some(())
+    });
+
+    // The agent's own process is one of the session's.
+    let out = gw.ssh_run(&["joined@gw", "ps ax -o args="]);
+    assert!(out.status.success(), "ps: {}", stderr(&out));
+    assert!(
+        stdout(&out)
+            .lines()
+            .any(|l| l == format!("sleep {agent_marker}")),
+        "the session does not see the agent's process: {}",
+        stdout(&out)
+    );
+
+    // A daemon left by a session lives on after it, in the agent's sandbox.
+    let daemon = format!("sleep {daemon_marker}");
+    let out = gw.ssh_run(&[
+        "joined@gw",
+        &format!("setsid nohup {daemon} </dev/null >/dev/null 2>&1 & echo started"),
+    ]);
+    assert_eq!(stdout(&out), "started\n", "{}", stderr(&out));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(runs(&daemon), "the session's daemon ended with the session");
+    let out = gw.ssh_run(&["joined@gw", &format!("pgrep -x -f '{daemon}'")]);
+    assert!(
+        out.status.success(),
+        "another session does not see the daemon: {}",
+        stderr(&out)
+    );
+
+    // Killed by a signal: reported as without a sandbox.
+    let unsandboxed = killed_by_term(gw, "plain");
+    assert_eq!(unsandboxed, (Some(255), true));
+    assert_eq!(killed_by_term(gw, "joined"), unsandboxed);
+    let out = gw.ssh_run(&["joined@gw", "exit 7"]);
+    assert_eq!(out.status.code(), Some(7));
+
+    // stop ends the daemon with the agent.
+    gw.ok(&["stop", "joined"]);
+    wait_for("the session's daemon to end with its agent", || {
+        (!runs(&daemon)).then_some(())
+    });
+
+    // A stopped agent's session: the same view, the same reports; what it leaves ends with it.
+    let out = gw.ssh_run(&[
+        "joined@gw",
+        &format!("echo home > ~/stopped && sleep {stopped_marker} & cat ~/stopped; ps ax -o args= | grep -c '^sleep {agent_marker}$'"),
+    ]);
+    assert_eq!(stdout(&out), "home\n0\n", "{}", stderr(&out));
+    assert_eq!(killed_by_term(gw, "joined"), unsandboxed);
+    wait_for("a stopped agent's session's process to end with it", || {
+        (!runs(&format!("sleep {stopped_marker}"))).then_some(())
+    });
+    gw.ok(&["start", "joined"]);
+    let out = gw.ssh_run(&["joined@gw", "cat ~/stopped"]);
+    assert_eq!(stdout(&out), "home\n", "{}", stderr(&out));
+    gw.ok(&["destroy", "joined", "--force"]);
+    gw.ok(&["destroy", "plain", "--force"]);
+}
+
+#[test]
+fn sessions_join_the_agents_sandbox_on_local() {
+    let gw = gateway();
+    sessions_join_the_agents_sandbox(&gw, None);
+}
+
+/// The same on a remote host (a network namespace running a real sshd: needs root).
+#[test]
+fn sessions_join_the_agents_sandbox_on_a_remote_host() {
+    let gw = gateway();
+    let h1 = e2e::netns::add_host(&gw, "h1");
+    sessions_join_the_agents_sandbox(&gw, Some(&h1));
+}

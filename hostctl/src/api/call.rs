@@ -398,6 +398,9 @@ pub enum OwnCall {
         cli: AgentCli,
         event: Option<String>,
     },
+    /// Runs a session's command inside an agent's sandbox, once hostctl has joined it
+    /// (`crate::enter`); the command's words follow.
+    SandboxChild { command: Vec<String> },
 }
 
 impl OwnCall {
@@ -407,6 +410,7 @@ impl OwnCall {
             OwnCall::Launch { .. } => "launch",
             OwnCall::LogWriter { .. } => "log-writer",
             OwnCall::Hook { .. } => "hook",
+            OwnCall::SandboxChild { .. } => "sandbox-child",
         }
     }
 
@@ -447,6 +451,11 @@ impl OwnCall {
                     cli.name().to_owned(),
                 ]);
                 words.extend(event.clone());
+            }
+            OwnCall::SandboxChild { command } => {
+                // The command's own words follow, whatever they look like.
+                words.push("--".to_owned());
+                words.extend(command.iter().cloned());
             }
         }
         words

@@ -237,16 +237,27 @@ impl HostCtl {
         use std::os::unix::process::CommandExt;
         // The sandbox (if any) ends with the pane's process: its bwrap has --die-with-parent
         // and is the pane's process. `_filter` must stay open until the exec.
-        let (mut cmd, _filter) = if crate::sandbox::is_sandboxed(&meta) {
+        // bwrap tells what sandbox it made (`_info`), for sessions to join it.
+        let (mut cmd, _filter, _info) = if crate::sandbox::is_sandboxed(&meta) {
             let args: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
-            match crate::sandbox::command(&self.files, &meta, true, &program.into(), &args) {
-                Ok((cmd, filter)) => (cmd, Some(filter)),
+            let info = match crate::enter::info_file(&self.files, name) {
+                Ok(info) => info,
+                Err(e) => return e,
+            };
+            match crate::sandbox::command_with_info(
+                &self.files,
+                &meta,
+                Some(&info),
+                &program.into(),
+                &args,
+            ) {
+                Ok((cmd, filter)) => (cmd, Some(filter), Some(info)),
                 Err(e) => return e,
             }
         } else {
             let mut cmd = Command::new(program);
             cmd.args(args);
-            (cmd, None)
+            (cmd, None, None)
         };
         let e = cmd
             .envs(&meta.request.env)
