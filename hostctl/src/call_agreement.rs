@@ -38,6 +38,11 @@ fn create_input() -> CreateInput {
             secret_names: vec!["API_KEY".into()],
             cli: None,
             sandbox: Some(hostctl::api::Sandbox::Bwrap),
+            sandbox_extras: hostctl::api::SandboxExtras {
+                home_files: vec!["~/.gitconfig".into()],
+                read_only: vec!["/srv/cache".into()],
+                read_write: vec![],
+            },
         },
         secrets: secrets(),
     }

@@ -305,8 +305,8 @@ fn a_sandboxed_agent_reaches_neither_other_agents_nor_the_host_users_keys_nor_th
     assert_all_failed(&gw, &target, &victim_ws, &outcomes);
     let list = gw.ok(&["list"]);
     assert!(list.contains("SANDBOX"), "{list}");
-    // Without a flag: the template's choice, else no sandbox (until sessions share the
-    // agent's sandbox); the flag wins.
+    // Without a flag: the template's choice, else the sandbox (this host has bwrap); the
+    // flag wins.
     gw.ok(&["create", "defaulted", "--", "sleep", "600"]);
     gw.ok(&["create", "templated", "--template", "boxed"]);
     gw.ok(&[
@@ -323,7 +323,7 @@ fn a_sandboxed_agent_reaches_neither_other_agents_nor_the_host_users_keys_nor_th
             .unwrap_or_default()
             .to_owned()
     };
-    assert_eq!(sandbox_of("defaulted"), "none");
+    assert_eq!(sandbox_of("defaulted"), "bwrap");
     assert_eq!(sandbox_of("templated"), "bwrap");
     assert_eq!(sandbox_of("flagged"), "bwrap");
 }
@@ -642,7 +642,7 @@ fn sessions_join_the_agents_sandbox(gw: &TestGateway, host: Option<&NetnsHost>) 
     // A stopped agent's session: the same view, the same reports; what it leaves ends with it.
     let out = gw.ssh_run(&[
         "joined@gw",
-        &format!("echo home > ~/stopped && sleep {stopped_marker} & cat ~/stopped; ps ax -o args= | grep -c '^sleep {agent_marker}$'"),
+        &format!("echo home > ~/stopped; sleep {stopped_marker} & cat ~/stopped; ps ax -o args= | grep -c '^sleep {agent_marker}$'"),
     ]);
     assert_eq!(stdout(&out), "home\n0\n", "{}", stderr(&out));
     assert_eq!(killed_by_term(gw, "joined"), unsandboxed);
@@ -668,4 +668,62 @@ fn sessions_join_the_agents_sandbox_on_a_remote_host() {
     let gw = gateway();
     let h1 = e2e::netns::add_host(&gw, "h1");
     sessions_join_the_agents_sandbox(&gw, Some(&h1));
+}
+
+/// A template's files of the host user's home are copied into its agents' private homes, and
+/// its extra paths are shown inside: read-only ones cannot be written, read-write ones can,
+/// and the host sees what was written there.
+#[test]
+fn a_templates_home_files_and_extra_paths_reach_its_agents_sandbox() {
+    // Not under /tmp, which the sandbox replaces with its own.
+    let shared = tempfile::tempdir_in("/var/tmp").expect("tempdir in /var/tmp");
+    let (ro, rw) = (shared.path().join("ro"), shared.path().join("rw"));
+    std::fs::create_dir_all(&ro).expect("ro");
+    std::fs::create_dir_all(&rw).expect("rw");
+    std::fs::write(ro.join("pkg.txt"), "cached package\n").expect("write");
+    let gw = TestGateway::start_with(Options {
+        sandbox_default: "",
+        extra_config: format!(
+            "[templates.seeded]\ncommand = \"sleep 600\"\n\
+             sandbox_home_files = [\"~/.gitconfig\", \"~/.config/tool\", \"~/.not-on-this-host\"]\n\
+             sandbox_read_only = [{}]\nsandbox_read_write = [{}]\n",
+            serde_json::json!(ro.display().to_string()),
+            serde_json::json!(rw.display().to_string())
+        ),
+        ..Options::default()
+    });
+    std::fs::write(gw.home.join(".gitconfig"), "[user]\n\tname = host user\n").expect("write");
+    std::fs::create_dir_all(gw.home.join(".config/tool")).expect("mkdir");
+    std::fs::write(gw.home.join(".config/tool/settings.json"), "{}\n").expect("write");
+    gw.ok(&["create", "seeded-1", "--template", "seeded"]);
+    assert_eq!(gw.info("seeded-1")["sandbox"], "bwrap");
+    let q = |p: &Path| shell_quote(&p.display().to_string());
+    let script = format!(
+        "cat ~/.gitconfig ~/.config/tool/settings.json {pkg}; \
+         if touch {ro_new} 2>/dev/null; then echo ro-written; else echo ro-refused; fi; \
+         echo from-agent > {rw_new} && echo rw-written; \
+         [ -e ~/.not-on-this-host ] || echo not-copied; \
+         echo changed >> ~/.gitconfig",
+        pkg = q(&ro.join("pkg.txt")),
+        ro_new = q(&ro.join("new")),
+        rw_new = q(&rw.join("out.txt")),
+    );
+    let out = gw.ssh_run(&["seeded-1@gw", &script]);
+    assert_eq!(
+        stdout(&out),
+        "[user]\n\tname = host user\n{}\ncached package\nro-refused\nrw-written\nnot-copied\n",
+        "{}",
+        stderr(&out)
+    );
+    assert!(!ro.join("new").exists());
+    assert_eq!(
+        std::fs::read_to_string(rw.join("out.txt")).expect("written inside"),
+        "from-agent\n"
+    );
+    // A copy: the host user's own file is as it was.
+    assert_eq!(
+        std::fs::read_to_string(gw.home.join(".gitconfig")).expect("gitconfig"),
+        "[user]\n\tname = host user\n"
+    );
+    gw.ok(&["destroy", "seeded-1", "--force"]);
 }

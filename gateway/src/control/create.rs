@@ -262,6 +262,7 @@ async fn create_one(
             .sandbox
             .or(template.sandbox)
             .or(gw.config.hosts.sandbox),
+        sandbox_extras: template.sandbox_extras(),
     };
     // Placement counts the agents being created: choosing a host and reserving the new row
     // there are one step, so a create placed meanwhile sees this one.

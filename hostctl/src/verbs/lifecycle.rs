@@ -59,7 +59,10 @@ impl HostCtl {
             hooks: None,
         };
         self.files.write_meta(&meta)?;
-        if let Err(e) = self.start_process(&mut meta, secrets) {
+        let started = self
+            .seed_home(&meta)
+            .and_then(|()| self.start_process(&mut meta, secrets));
+        if let Err(e) = started {
             if owns_workspace(&meta.request.workspace) {
                 let _ = std::fs::remove_dir_all(&meta.workspace_path);
             }
@@ -80,6 +83,19 @@ impl HostCtl {
             }
         }
         self.info(&name)
+    }
+
+    /// A new sandboxed agent's private home, with its template's files of the host user's
+    /// home copied in.
+    fn seed_home(&self, meta: &AgentMeta) -> Result<()> {
+        if !crate::sandbox::is_sandboxed(meta) || meta.request.sandbox_extras.home_files.is_empty()
+        {
+            return Ok(());
+        }
+        let name = &meta.request.name;
+        crate::sandbox::prepare(&self.files, name)?;
+        let home = crate::sandbox::HostFacts::gather(&self.files, name)?.user_home;
+        crate::sandbox::seed_home(&self.files, meta, &home)
     }
 
     fn prepare_workspace(&self, name: &str, source: &WorkspaceSource) -> Result<PathBuf> {
@@ -361,6 +377,10 @@ impl HostCtl {
 
 fn validate_request(request: &CreateRequest) -> Result<()> {
     check_name(&request.name)?;
+    request
+        .sandbox_extras
+        .check(["home_files", "read_only", "read_write"])
+        .map_err(Error::InvalidInput)?;
     for key in request.env.keys() {
         validate_env_key(key)?;
     }
