@@ -43,6 +43,7 @@ fn create_input() -> CreateInput {
                 read_only: vec!["/srv/cache".into()],
                 read_write: vec![],
             },
+            network: Some(hostctl::api::Network::None),
         },
         secrets: secrets(),
     }
@@ -154,6 +155,10 @@ fn one_of_each() -> Vec<Call> {
             ],
         },
         Call::Sftp { name: name() },
+        Call::Dial {
+            name: name(),
+            port: 8080,
+        },
         Call::Attach { name: name() },
         Call::Pack { name: name() },
         Call::Unpack {
@@ -353,6 +358,9 @@ fn assert_agrees(call: &Call, verb: Verb) {
                 })
                 .collect();
             assert_eq!(&pairs, env);
+        }
+        (Call::Dial { name, port }, Verb::Dial { name: n, port: p }) => {
+            assert_eq!((&n, p), (name, *port));
         }
         (Call::Sftp { name }, Verb::Sftp { name: n })
         | (Call::Attach { name }, Verb::Attach { name: n })

@@ -117,7 +117,25 @@ const SETUP_TIME: std::time::Duration = std::time::Duration::from_secs(10);
 pub struct Joinable {
     namespaces: Vec<(OwnedFd, LinkNameSpaceType)>,
     root: OwnedFd,
-    _holder: Option<Child>,
+    holder: Option<Child>,
+}
+
+impl Joinable {
+    /// Ends the bwrap that holds a fresh sandbox open, and with it everything in it (bwrap's
+    /// `--die-with-parent` is not counted on alone: hostctl ends with `exit`, which runs no
+    /// destructor).
+    fn end_holder(&mut self) {
+        if let Some(holder) = self.holder.as_mut() {
+            let _ = holder.kill();
+            let _ = holder.wait();
+        }
+    }
+}
+
+impl Drop for Joinable {
+    fn drop(&mut self) {
+        self.end_holder();
+    }
 }
 
 /// Opens the namespaces of process `info.pid` that differ from this process's, and its
@@ -168,7 +186,7 @@ pub fn running(files: &Files, name: &str) -> Option<Joinable> {
     Some(Joinable {
         namespaces,
         root,
-        _holder: None,
+        holder: None,
     })
 }
 
@@ -212,7 +230,7 @@ pub fn fresh(files: &Files, meta: &AgentMeta) -> Result<Joinable> {
     Ok(Joinable {
         namespaces,
         root,
-        _holder: Some(holder),
+        holder: Some(holder),
     })
 }
 
@@ -233,7 +251,7 @@ const HELD: [Signal; 3] = [Signal::SIGTSTP, Signal::SIGTTIN, Signal::SIGTTOU];
 /// Joins `sandbox`, then runs `cmd` in it (its program, arguments, environment and working
 /// directory, which is a path inside) and ends as it ends. Returns only on failure before the
 /// command ran.
-pub fn run(sandbox: Joinable, cmd: &Command) -> Result<std::convert::Infallible> {
+pub fn run(mut sandbox: Joinable, cmd: &Command) -> Result<std::convert::Infallible> {
     let hostctl = std::env::current_exe()
         .map_err(|e| Error::Failed(format!("cannot find hostctl's own path: {e}")))?;
     single_threaded()?;
@@ -280,6 +298,7 @@ pub fn run(sandbox: Joinable, cmd: &Command) -> Result<std::convert::Infallible>
         match sig {
             Signal::SIGCHLD => {
                 if let Some(end) = ended(child) {
+                    sandbox.end_holder();
                     end_as(end);
                 }
             }
@@ -428,6 +447,59 @@ pub fn child(command: &[OsString]) -> Error {
         program: program.to_string_lossy().into_owned(),
         source: e,
     }
+}
+
+/// `hostctl dial NAME PORT`: a TCP connection to `PORT` on agent `name`'s loopback, relayed
+/// between it and stdin/stdout until the agent's side ends. An agent whose sandbox has no
+/// network is dialled from inside its network namespace (joined with its user namespace, if
+/// any, and nothing else), so `ssh -L` reaches its ports though nothing of the host's can.
+pub fn dial(files: &Files, name: &str, port: u16) -> Result<()> {
+    crate::api::validate_agent_name(name).map_err(Error::InvalidInput)?;
+    let meta = files.read_meta(name)?;
+    if meta.no_network() {
+        let info = std::fs::read(info_path(files, name))
+            .ok()
+            .and_then(|text| SandboxInfo::parse(&text));
+        let Some((namespaces, _root)) = info.and_then(open) else {
+            return Err(Error::Failed(format!(
+                "agent '{name}' is not running: nothing listens on its port {port}"
+            )));
+        };
+        single_threaded()?;
+        for (fd, kind) in &namespaces {
+            if matches!(kind, LinkNameSpaceType::User | LinkNameSpaceType::Network) {
+                rustix::thread::move_into_link_name_space(fd.as_fd(), Some(*kind)).map_err(
+                    |e| {
+                        Error::Failed(format!(
+                            "cannot join agent '{name}''s network ({kind:?} namespace): {e}"
+                        ))
+                    },
+                )?;
+            }
+        }
+    }
+    let stream = std::net::TcpStream::connect(("127.0.0.1", port))
+        .or_else(|_| std::net::TcpStream::connect(("::1", port)))
+        .map_err(|e| {
+            Error::Failed(format!(
+                "cannot connect to port {port} of agent '{name}': {e}"
+            ))
+        })?;
+    let _ = stream.set_nodelay(true);
+    let mut to_agent = stream
+        .try_clone()
+        .map_err(|e| Error::Failed(format!("cannot relay to agent '{name}': {e}")))?;
+    // What the client sends, until it ends; then the agent's side is told (half-close).
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut std::io::stdin().lock(), &mut to_agent);
+        let _ = to_agent.shutdown(std::net::Shutdown::Write);
+    });
+    let mut from_agent = stream;
+    let mut out = std::io::stdout().lock();
+    std::io::copy(&mut from_agent, &mut out)
+        .and_then(|_| std::io::Write::flush(&mut out))
+        .map_err(|e| Error::Failed(format!("relaying from agent '{name}': {e}")))?;
+    Ok(())
 }
 
 #[cfg(test)]

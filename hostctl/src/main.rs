@@ -166,6 +166,9 @@ enum Verb {
     },
     /// Serve SFTP on stdin/stdout (OpenSSH's sftp-server) from an agent's workspace.
     Sftp { name: String },
+    /// Relay stdin and stdout to TCP PORT on agent NAME's own loopback (inside its sandbox's
+    /// network when it has none of the host's).
+    Dial { name: String, port: u16 },
     /// Write an agent's workspace to stdout as a tar stream.
     Pack { name: String },
     /// Make workspaces/NAME from a tar stream on stdin (for a clone or a migration).
@@ -458,6 +461,10 @@ fn main() -> ExitCode {
                 Err(e) => fail(&e, false),
             }
         }
+        Verb::Dial { name, port } => match hostctl::enter::dial(&ctl.files, &name, port) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&e, false),
+        },
         Verb::Sftp { name } => match ctl.sftp(&name) {
             Ok(never) => match never {},
             Err(e) => fail(&e, false),

@@ -196,6 +196,8 @@ pub struct View {
     pub hidden_last: Vec<PathBuf>,
     /// The working directory inside.
     pub chdir: PathBuf,
+    /// A network namespace of its own, with only a loopback (`--network none`).
+    pub no_network: bool,
 }
 
 /// One mount over a part of the system.
@@ -359,6 +361,7 @@ impl View {
             read_write,
             hidden_last,
             chdir: workspace.clone(),
+            no_network: meta.no_network(),
         }
     }
 
@@ -403,6 +406,9 @@ impl View {
             "--proc".as_ref(),
             "/proc".as_ref(),
         ]);
+        if self.no_network {
+            add(&["--unshare-net".as_ref()]);
+        }
         if die_with_parent {
             add(&["--die-with-parent".as_ref()]);
         }
@@ -719,6 +725,11 @@ mod tests {
         assert!(args.windows(2).any(|w| w == ["--seccomp", "7"]));
         assert!(args.contains(&"--die-with-parent".to_owned()));
         assert!(!view.args(7, false).contains(&"--die-with-parent".into()));
+        assert!(!args.contains(&"--unshare-net".to_owned()));
+        let mut cut_off = meta("a", &mine);
+        cut_off.request.network = Some(crate::api::Network::None);
+        let view = View::for_agent(&files, &cut_off, &facts);
+        assert!(view.args(7, true).contains(&"--unshare-net".into()));
     }
 
     #[test]

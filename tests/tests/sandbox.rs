@@ -727,3 +727,105 @@ fn a_templates_home_files_and_extra_paths_reach_its_agents_sandbox() {
     );
     gw.ok(&["destroy", "seeded-1", "--force"]);
 }
+
+/// Whether a session inside `agent` can open a TCP connection to `address`:`port`.
+fn reaches(gw: &TestGateway, agent: &str, address: &str, port: u16) -> bool {
+    let script = format!(
+        "python3 -c 'import socket; socket.create_connection((\"{address}\", {port}), 3); print(\"reached\")'"
+    );
+    let out = gw.ssh_run(&[&format!("{agent}@gw"), &script]);
+    stdout(&out).contains("reached")
+}
+
+/// What a server on `agent`'s own loopback port `port` answers to a GET of `/hello.txt`,
+/// through `ssh -W localhost:PORT agent@gw` (a forward to the agent, as `-L` opens).
+fn fetched_through_forward(gw: &TestGateway, agent: &str, port: u16) -> String {
+    use std::io::Write;
+    let mut ssh = gw
+        .ssh_command()
+        .args(["-W", &format!("localhost:{port}"), &format!("{agent}@gw")])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("ssh -W");
+    // The request, and the input left open: the server's answer ends the connection.
+    let mut stdin = ssh.stdin.take().expect("stdin");
+    stdin
+        .write_all(b"GET /hello.txt HTTP/1.0\r\n\r\n")
+        .expect("the request");
+    let out = ssh.wait_with_output().expect("ssh -W");
+    drop(stdin);
+    stdout(&out)
+}
+
+/// `--network none`: a connection out of the sandbox fails where the same from an agent with
+/// the host's network succeeds, while a forward to the agent's own port still reaches it.
+fn without_a_network(gw: &TestGateway, host: Option<&NetnsHost>) {
+    // Something outside every agent's sandbox that listens: reachable from the host.
+    let outside = std::net::TcpListener::bind("0.0.0.0:0").expect("listen");
+    let outside_port = outside.local_addr().expect("addr").port();
+    let outside_address = host.map_or("127.0.0.1", |h| h.root_address.as_str());
+    let on_host: Vec<&str> = host.map_or_else(Vec::new, |h| vec!["--host", h.name.as_str()]);
+    let port = 20000 + u16::try_from(std::process::id() % 20000).expect("a port");
+    // Each serves its own name, on a port of its own: what answers is known.
+    for (name, network, port) in [("cut-off", "none", port), ("connected", "shared", port + 1)] {
+        let server = format!(
+            "echo served-by-$AGENTGATE_AGENT > hello.txt; exec python3 -m http.server {port} --bind 127.0.0.1"
+        );
+        let mut create = vec!["create", name, "--network", network];
+        create.extend(&on_host);
+        let quoted = shell_quote(&server);
+        create.extend(["--", "sh", "-c", &quoted]);
+        gw.ok(&create);
+    }
+    assert!(
+        reaches(gw, "connected", outside_address, outside_port),
+        "an agent with the host's network cannot reach {outside_address}:{outside_port}"
+    );
+    assert!(
+        !reaches(gw, "cut-off", outside_address, outside_port),
+        "an agent without a network reached {outside_address}:{outside_port}"
+    );
+    // Its own server, through a forward: reached from inside its network (from the host's,
+    // nothing listens on that port).
+    let got = wait_for("the agent's server through a forward", || {
+        let got = fetched_through_forward(gw, "cut-off", port);
+        got.contains("served-by-cut-off").then_some(got)
+    });
+    assert!(got.starts_with("HTTP/1.0 200"), "{got}");
+    gw.ok(&["destroy", "cut-off", "--force"]);
+    gw.ok(&["destroy", "connected", "--force"]);
+    // It needs the sandbox.
+    let out = gw.ssh(&[
+        "create",
+        "open",
+        "--sandbox",
+        "none",
+        "--network",
+        "none",
+        "--",
+        "sleep",
+        "600",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("--network none needs the sandbox"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn without_a_network_nothing_outside_is_reached_but_a_forward_to_the_agent_is_on_local() {
+    let gw = gateway();
+    without_a_network(&gw, None);
+}
+
+/// The same on a remote host (a network namespace running a real sshd: needs root).
+#[test]
+fn without_a_network_nothing_outside_is_reached_but_a_forward_to_the_agent_is_on_a_remote_host() {
+    let gw = gateway();
+    let h1 = e2e::netns::add_host(&gw, "h1");
+    without_a_network(&gw, Some(&h1));
+}

@@ -134,6 +134,10 @@ pub struct CreateRequest {
     /// bound in); nothing for an agent without a sandbox.
     #[serde(default, skip_serializing_if = "SandboxExtras::is_empty")]
     pub sandbox_extras: SandboxExtras,
+    /// The sandbox's network: the host's (none said), or none at all (`create --network
+    /// none`), which needs the sandbox.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<Network>,
 }
 
 /// What a template adds to its agents' sandboxes. Paths are written as the host user's
@@ -227,6 +231,7 @@ impl CreateRequest {
             cli: None,
             sandbox: None,
             sandbox_extras: SandboxExtras::default(),
+            network: None,
         }
     }
 }
@@ -270,6 +275,49 @@ impl std::str::FromStr for Sandbox {
     fn from_str(s: &str) -> Result<Sandbox, String> {
         Sandbox::from_name(s)
             .ok_or_else(|| format!("'{}' is not a sandbox: use bwrap or none", s.escape_debug()))
+    }
+}
+
+/// A sandboxed agent's network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Network {
+    /// The host's, as any program of the host user has it (agents need their model's API).
+    Shared,
+    /// None: only a loopback of its own. Forwards to its own ports (`ssh -L`) still reach it.
+    None,
+}
+
+impl Network {
+    pub const ALL: [Network; 2] = [Network::Shared, Network::None];
+
+    /// Its name in flags and output (`shared`, `none`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Network::Shared => "shared",
+            Network::None => "none",
+        }
+    }
+}
+
+impl std::fmt::Display for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Network {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Network, String> {
+        Network::ALL
+            .into_iter()
+            .find(|n| n.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "'{}' is not a network: use shared or none",
+                    s.escape_debug()
+                )
+            })
     }
 }
 
@@ -360,6 +408,11 @@ impl AgentMeta {
     /// hostctl had sandboxes (it ran without one, and keeps doing so).
     pub fn sandbox(&self) -> Sandbox {
         self.request.sandbox.unwrap_or(Sandbox::None)
+    }
+
+    /// Whether its sandbox has a network of its own with nothing but a loopback.
+    pub fn no_network(&self) -> bool {
+        self.request.network == Some(Network::None) && self.sandbox() == Sandbox::Bwrap
     }
 }
 

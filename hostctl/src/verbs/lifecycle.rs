@@ -14,6 +14,13 @@ impl HostCtl {
         validate_request(&request)?;
         // Decided once, here, and written down: later starts and sessions follow meta.json.
         request.sandbox = Some(crate::sandbox::choose(request.sandbox)?);
+        if request.network == Some(crate::api::Network::None)
+            && request.sandbox != Some(crate::api::Sandbox::Bwrap)
+        {
+            return Err(Error::InvalidInput(
+                "--network none needs the sandbox, and this agent has none: leave out --sandbox none (or install bubblewrap on its host)".into(),
+            ));
+        }
         let name = request.name.clone();
         std::fs::create_dir_all(self.files.agents_dir())
             .map_err(Error::io("creating", self.files.agents_dir()))?;
