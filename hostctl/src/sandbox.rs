@@ -1,6 +1,6 @@
 //! An agent's sandbox on a Linux host: bubblewrap (`bwrap`) around the agent's command in its
-//! tmux pane, and around every session inside the agent (`exec`, `sftp`), so that all of
-//! them see the same files.
+//! tmux pane (sessions inside the agent join it: [`crate::enter`]), or around a stopped
+//! agent's session, so that all of them see the same files.
 //!
 //! What a sandboxed process sees ([`View`]): the host's system read-only; its workspace
 //! read-write at its usual path; a private home (`agents/NAME/home`, kept across starts) at
@@ -13,7 +13,8 @@
 //! directory on its own host). Its own PID, IPC and UTS namespaces, so other agents'
 //! processes can be neither seen nor signalled and their environments not read; a seccomp
 //! filter that refuses `ioctl(TIOCSTI)` and `ioctl(TIOCLINUX)`, so it cannot type into the
-//! terminal it runs in. The network is shared (agents need their model's API).
+//! terminal it runs in. The network is shared (agents need their model's API), or with
+//! `--network none` a namespace of its own with only a loopback.
 //!
 //! `--new-session` would block TIOCSTI too, but it takes the controlling terminal away: an
 //! agent's TUI would get no SIGWINCH when its window is resized, and tmux would report

@@ -829,3 +829,27 @@ fn without_a_network_nothing_outside_is_reached_but_a_forward_to_the_agent_is_on
     let h1 = e2e::netns::add_host(&gw, "h1");
     without_a_network(&gw, Some(&h1));
 }
+
+/// A window the operator opens in an attached sandboxed agent (tmux's `new-window`) runs
+/// inside the agent's sandbox: what it writes to `/tmp` lands in the agent's private `/tmp`.
+#[test]
+fn a_new_window_in_an_attached_sandboxed_agent_is_inside_its_sandbox() {
+    let gw = gateway();
+    gw.ok(&["create", "windowed", "--", "sleep", "600"]);
+    assert_eq!(gw.info("windowed")["sandbox"], "bwrap");
+    gw.tmux(&["new-window", "-t", "=windowed:"]);
+    let private_tmp = gw.agents_home.join("agents/windowed/tmp");
+    wait_for("the new window's shell to write its mark", || {
+        gw.tmux(&[
+            "send-keys",
+            "-t",
+            "=windowed:1",
+            "echo in-the-sandbox > /tmp/window-mark",
+            "Enter",
+        ]);
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        private_tmp.join("window-mark").is_file().then_some(())
+    });
+    assert!(!Path::new("/tmp/window-mark").exists());
+    gw.ok(&["destroy", "windowed", "--force"]);
+}

@@ -229,7 +229,28 @@ impl HostCtl {
             argv,
             log_writer,
         });
+        // A window the operator opens in an attached sandboxed agent (tmux's `new-window`,
+        // `split-window`) is a session inside its sandbox, as `ssh NAME@gw` is.
+        let started = started.and_then(|()| {
+            if !crate::sandbox::is_sandboxed(meta) {
+                return Ok(());
+            }
+            let home = self.files.home().to_string_lossy().into_owned();
+            let words = [
+                "env".to_owned(),
+                format!("AGENTGATE_HOME={home}"),
+                exe.to_string_lossy().into_owned(),
+                "exec".to_owned(),
+                name.clone(),
+            ];
+            let line = shlex::try_join(words.iter().map(String::as_str)).map_err(|_| {
+                Error::InvalidInput(format!("unusable hostctl path {}", exe.display()))
+            })?;
+            self.tmux
+                .set_default_command(&name, &format!("exec {line}"))
+        });
         if let Err(e) = started {
+            let _ = self.tmux.kill_session(&name);
             let _ = std::fs::remove_file(&launch);
             return Err(e);
         }
