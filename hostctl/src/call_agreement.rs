@@ -38,6 +38,12 @@ fn create_input() -> CreateInput {
             secret_names: vec!["API_KEY".into()],
             cli: None,
             sandbox: Some(hostctl::api::Sandbox::Bwrap),
+            sandbox_extras: hostctl::api::SandboxExtras {
+                home_files: vec!["~/.gitconfig".into()],
+                read_only: vec!["/srv/cache".into()],
+                read_write: vec![],
+            },
+            network: Some(hostctl::api::Network::None),
         },
         secrets: secrets(),
     }
@@ -149,6 +155,10 @@ fn one_of_each() -> Vec<Call> {
             ],
         },
         Call::Sftp { name: name() },
+        Call::Dial {
+            name: name(),
+            port: 8080,
+        },
         Call::Attach { name: name() },
         Call::Pack { name: name() },
         Call::Unpack {
@@ -349,6 +359,9 @@ fn assert_agrees(call: &Call, verb: Verb) {
                 .collect();
             assert_eq!(&pairs, env);
         }
+        (Call::Dial { name, port }, Verb::Dial { name: n, port: p }) => {
+            assert_eq!((&n, p), (name, *port));
+        }
         (Call::Sftp { name }, Verb::Sftp { name: n })
         | (Call::Attach { name }, Verb::Attach { name: n })
         | (Call::Pack { name }, Verb::Pack { name: n }) => assert_eq!(&n, name),
@@ -401,6 +414,9 @@ fn own_calls() -> Vec<OwnCall> {
             cli: AgentCli::Codex,
             event: Some(r#"{"type":"agent-turn-complete"}"#.into()),
         },
+        OwnCall::SandboxChild {
+            command: vec!["/bin/sh".into(), "-c".into(), "--help; echo $$".into()],
+        },
     ]
 }
 
@@ -437,6 +453,10 @@ fn assert_own_agrees(call: &OwnCall, verb: Verb) {
         ) => {
             assert_eq!((&h, &a, &arg), (home, agent, event));
             assert_eq!(AgentCli::from_name(&c), Some(*cli));
+        }
+        (OwnCall::SandboxChild { command }, Verb::SandboxChild { command: c }) => {
+            let c: Vec<String> = c.iter().map(|w| w.to_string_lossy().into_owned()).collect();
+            assert_eq!(&c, command);
         }
         (call, verb) => panic!("{call:?} parsed as {verb:?}"),
     }

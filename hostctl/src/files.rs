@@ -88,9 +88,10 @@ impl Files {
         self.agent_dir(name).join("events")
     }
 
-    /// The socket `hostctl hook-watch` listens on.
+    /// The socket `hostctl hook-watch` listens on, alone in a directory: a sandbox shows the
+    /// directory, so a socket made anew by a later watch is the one its agent's hooks reach.
     pub fn hooks_socket(&self) -> PathBuf {
-        self.home.join("hooks.sock")
+        self.home.join("hooks").join("hooks.sock")
     }
 
     /// Where hostctl puts a workspace it owns.

@@ -12,7 +12,7 @@
 //!   `agents/NAME/hooks.jsonl`. It always exits 0 and prints nothing: a hook must never change
 //!   what the CLI does, nor slow it for long.
 //! - **Telling** ([`watch`]): each recorded event is also sent, as the agent's name, to the
-//!   datagram socket `hooks.sock` in hostctl's home, where `hostctl hook-watch` (run by the
+//!   datagram socket `hooks/hooks.sock` in hostctl's home, where `hostctl hook-watch` (run by the
 //!   gateway) prints it, so that the gateway looks at that agent at once instead of at its next
 //!   round.
 //!
@@ -463,6 +463,9 @@ pub fn recent(files: &Files, agent: &str) -> Vec<HookEvent> {
 /// the socket over from the first, which then hears nothing more.
 pub fn watch(files: &Files, mut out: impl Write) -> Result<()> {
     let path = socket_path(files);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(Error::io("creating", dir))?;
+    }
     let _ = std::fs::remove_file(&path);
     let socket = UnixDatagram::bind(&path).map_err(Error::io("listening on", &path))?;
     socket

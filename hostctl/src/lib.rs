@@ -11,6 +11,7 @@
 //! - [`logview`]: output.log rendered through a terminal emulator, as lines to read.
 //! - [`procs`]: the processes an agent's run started, ended when it stops.
 //! - [`sandbox`]: the bubblewrap sandbox an agent and the sessions inside it run in.
+//! - [`enter`]: sessions joining their agent's running sandbox.
 //! - [`verbs`]: create, list, info, stop, start, destroy, logs, send, attach.
 //! - [`transfer`]: pack, unpack, digest, discard: workspaces moved between hosts.
 //! - [`snapshots`]: snapshot, snapshot-read, snapshot-remove: workspaces kept for later.
@@ -20,6 +21,7 @@
 pub mod api;
 pub mod diff;
 pub mod disk;
+pub mod enter;
 pub mod error;
 pub mod files;
 pub mod hooks;

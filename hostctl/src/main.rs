@@ -106,6 +106,13 @@ enum Verb {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
+    /// Run COMMAND as a session inside an agent's sandbox, which hostctl has joined
+    /// (hostctl's own use).
+    #[command(hide = true)]
+    SandboxChild {
+        #[arg(last = true, required = true)]
+        command: Vec<std::ffi::OsString>,
+    },
     /// End an agent's session and delete its files and the workspace hostctl created.
     Destroy {
         name: String,
@@ -159,6 +166,9 @@ enum Verb {
     },
     /// Serve SFTP on stdin/stdout (OpenSSH's sftp-server) from an agent's workspace.
     Sftp { name: String },
+    /// Relay stdin and stdout to TCP PORT on agent NAME's own loopback (inside its sandbox's
+    /// network when it has none of the host's).
+    Dial { name: String, port: u16 },
     /// Write an agent's workspace to stdout as a tar stream.
     Pack { name: String },
     /// Make workspaces/NAME from a tar stream on stdin (for a clone or a migration).
@@ -285,6 +295,11 @@ fn main() -> ExitCode {
         eprintln!("hostctl: {e}");
         return ExitCode::from(127);
     }
+    if let Verb::SandboxChild { command } = &cli.verb {
+        let e = hostctl::enter::child(command);
+        eprintln!("hostctl: {e}");
+        return ExitCode::from(127);
+    }
     let ctl = match HostCtl::from_env() {
         Ok(c) => c,
         Err(e) => return fail(&e, false),
@@ -377,7 +392,7 @@ fn main() -> ExitCode {
             Err(e) => fail(&e, false),
         },
         // Answered above, before hostctl's home is read from the environment.
-        Verb::Hook { .. } | Verb::Launch { .. } => ExitCode::SUCCESS,
+        Verb::Hook { .. } | Verb::Launch { .. } | Verb::SandboxChild { .. } => ExitCode::SUCCESS,
         Verb::Destroy { name, json } => report(
             ctl.destroy(&name)
                 .map(|()| serde_json::json!({ "destroyed": name })),
@@ -446,6 +461,10 @@ fn main() -> ExitCode {
                 Err(e) => fail(&e, false),
             }
         }
+        Verb::Dial { name, port } => match hostctl::enter::dial(&ctl.files, &name, port) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&e, false),
+        },
         Verb::Sftp { name } => match ctl.sftp(&name) {
             Ok(never) => match never {},
             Err(e) => fail(&e, false),

@@ -1,6 +1,6 @@
 //! An agent's sandbox on a Linux host: bubblewrap (`bwrap`) around the agent's command in its
-//! tmux pane, and around every session inside the agent (`exec`, `sftp`), so that all of
-//! them see the same files.
+//! tmux pane (sessions inside the agent join it: [`crate::enter`]), or around a stopped
+//! agent's session, so that all of them see the same files.
 //!
 //! What a sandboxed process sees ([`View`]): the host's system read-only; its workspace
 //! read-write at its usual path; a private home (`agents/NAME/home`, kept across starts) at
@@ -13,7 +13,8 @@
 //! directory on its own host). Its own PID, IPC and UTS namespaces, so other agents'
 //! processes can be neither seen nor signalled and their environments not read; a seccomp
 //! filter that refuses `ioctl(TIOCSTI)` and `ioctl(TIOCLINUX)`, so it cannot type into the
-//! terminal it runs in. The network is shared (agents need their model's API).
+//! terminal it runs in. The network is shared (agents need their model's API), or with
+//! `--network none` a namespace of its own with only a loopback.
 //!
 //! `--new-session` would block TIOCSTI too, but it takes the controlling terminal away: an
 //! agent's TUI would get no SIGWINCH when its window is resized, and tmux would report
@@ -28,7 +29,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::api::{AgentMeta, Sandbox};
+use crate::api::{AgentMeta, Sandbox, SandboxExtras};
 use crate::error::{Error, Result};
 use crate::files::Files;
 
@@ -89,16 +90,21 @@ fn unusable_program(bwrap: Option<&Path>) -> Option<String> {
     }
 }
 
-/// What a new agent runs in: what was asked, else no sandbox. Asking for bwrap where it
-/// cannot work is refused with what to do.
-///
-/// Without a choice there is no sandbox while sessions inside a sandboxed agent each get a
-/// sandbox of their own: a server a session leaves running (VS Code's) would end with that
-/// session. Once sessions join the agent's own sandbox, the default becomes bwrap wherever it
-/// works.
+/// What a new agent runs in: what was asked, else bwrap wherever it works on this host and
+/// no sandbox where it does not (`create`, `list` and `info` say so). Asking for bwrap where
+/// it cannot work is refused with what to do.
 pub fn choose(asked: Option<Sandbox>) -> Result<Sandbox> {
+    choose_with(asked, unusable)
+}
+
+/// [`choose`], with why this host cannot make a sandbox (if it cannot) asked of `unusable`.
+fn choose_with(asked: Option<Sandbox>, unusable: impl Fn() -> Option<String>) -> Result<Sandbox> {
     match asked {
-        None | Some(Sandbox::None) => Ok(Sandbox::None),
+        Some(Sandbox::None) => Ok(Sandbox::None),
+        None => Ok(match unusable() {
+            None => Sandbox::Bwrap,
+            Some(_) => Sandbox::None,
+        }),
         Some(Sandbox::Bwrap) => match unusable() {
             None => Ok(Sandbox::Bwrap),
             Some(why) => Err(Error::InvalidInput(why)),
@@ -109,10 +115,13 @@ pub fn choose(asked: Option<Sandbox>) -> Result<Sandbox> {
 /// Makes the agent's private directories (0700: its home will hold its CLI's credentials).
 pub fn prepare(files: &Files, name: &str) -> Result<()> {
     use std::os::unix::fs::DirBuilderExt;
+    let hooks = files.hooks_socket();
+    let hooks = hooks.parent().unwrap_or(files.home());
     for dir in [
         files.private_home(name),
         files.private_tmp(name),
         files.events_dir(name),
+        hooks.to_owned(),
     ] {
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -121,6 +130,54 @@ pub fn prepare(files: &Files, name: &str) -> Result<()> {
             .map_err(Error::io("creating", &dir))?;
     }
     Ok(())
+}
+
+/// Copies the template's files of the host user's home (`home`) into agent `meta`'s private
+/// home, each where the home does not have it yet (a home carried by a clone or restore keeps
+/// its own); one the host does not have is skipped. Symbolic links are copied as links.
+pub fn seed_home(files: &Files, meta: &AgentMeta, home: &Path) -> Result<()> {
+    let private = files.private_home(&meta.request.name);
+    for path in &meta.request.sandbox_extras.home_files {
+        let Some(rest) = path.strip_prefix("~/") else {
+            continue;
+        };
+        let source = home.join(rest);
+        let target = private.join(rest);
+        if std::fs::symlink_metadata(&source).is_err() || std::fs::symlink_metadata(&target).is_ok()
+        {
+            continue;
+        }
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(Error::io("creating", parent))?;
+        }
+        copy_tree(&source, &target)?;
+    }
+    Ok(())
+}
+
+/// Copies `from` to `to`: a file with its permissions, a directory with what it holds, a
+/// symbolic link as a link.
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    let kind = std::fs::symlink_metadata(from).map_err(Error::io("reading", from))?;
+    if kind.file_type().is_symlink() {
+        let link = std::fs::read_link(from).map_err(Error::io("reading", from))?;
+        std::os::unix::fs::symlink(link, to).map_err(Error::io("creating", to))
+    } else if kind.is_dir() {
+        std::fs::create_dir(to).map_err(Error::io("creating", to))?;
+        std::fs::set_permissions(to, kind.permissions()).map_err(Error::io("setting", to))?;
+        for entry in std::fs::read_dir(from).map_err(Error::io("reading", from))? {
+            let entry = entry.map_err(Error::io("reading", from))?;
+            copy_tree(&entry.path(), &to.join(entry.file_name()))?;
+        }
+        Ok(())
+    } else if kind.is_file() {
+        std::fs::copy(from, to)
+            .map(|_| ())
+            .map_err(Error::io("copying", from))
+    } else {
+        // A socket or fifo is no setting to copy.
+        Ok(())
+    }
 }
 
 /// What one sandboxed process sees: the mounts, in the order bwrap makes them.
@@ -140,6 +197,8 @@ pub struct View {
     pub hidden_last: Vec<PathBuf>,
     /// The working directory inside.
     pub chdir: PathBuf,
+    /// A network namespace of its own, with only a loopback (`--network none`).
+    pub no_network: bool,
 }
 
 /// One mount over a part of the system.
@@ -258,10 +317,28 @@ impl View {
         });
         // Stable: of two covers of one depth, the order above stands.
         covers.sort_by_key(|c| c.destination().components().count());
+        let extras = &meta.request.sandbox_extras;
+        let resolved = |paths: &[String]| -> Vec<PathBuf> {
+            paths
+                .iter()
+                .map(|p| SandboxExtras::resolve(p, home))
+                .filter(|p| p.exists())
+                .collect()
+        };
         let mut read_only = vec![files.agent_dir(name)];
         read_only.extend(facts.hostctl.iter().filter(|p| p.is_file()).cloned());
-        let read_only_try = vec![files.hooks_socket()];
-        let read_write = vec![files.events_dir(name), workspace.clone()];
+        // The template's, after the agent's own: none of them can cover the agent directory
+        // (hostctl's home is no path a template names).
+        read_only.extend(resolved(&extras.read_only));
+        // The socket's directory, not the socket: a watch that starts later makes it anew.
+        let read_only_try: Vec<PathBuf> = files
+            .hooks_socket()
+            .parent()
+            .map(Path::to_owned)
+            .into_iter()
+            .collect();
+        let mut read_write = resolved(&extras.read_write);
+        read_write.extend([files.events_dir(name), workspace.clone()]);
         // Another agent's workspace is hidden where this one's binds would show it: inside
         // this workspace, or anywhere outside the hidden places. One that holds this
         // workspace, or is this workspace (two agents on one --dir), cannot be.
@@ -285,6 +362,7 @@ impl View {
             read_write,
             hidden_last,
             chdir: workspace.clone(),
+            no_network: meta.no_network(),
         }
     }
 
@@ -329,6 +407,9 @@ impl View {
             "--proc".as_ref(),
             "/proc".as_ref(),
         ]);
+        if self.no_network {
+            add(&["--unshare-net".as_ref()]);
+        }
         if die_with_parent {
             add(&["--die-with-parent".as_ref()]);
         }
@@ -352,6 +433,29 @@ pub fn command(
     program: &OsString,
     args: &[OsString],
 ) -> Result<(Command, OwnedFd)> {
+    command_of(files, meta, die_with_parent, None, program, args)
+}
+
+/// The same, tied to the process that runs it, with bwrap telling `info` (an inherited
+/// descriptor) what sandbox it made, for sessions to join it ([`crate::enter`]).
+pub fn command_with_info(
+    files: &Files,
+    meta: &AgentMeta,
+    info: Option<&OwnedFd>,
+    program: &OsString,
+    args: &[OsString],
+) -> Result<(Command, OwnedFd)> {
+    command_of(files, meta, true, info, program, args)
+}
+
+fn command_of(
+    files: &Files,
+    meta: &AgentMeta,
+    die_with_parent: bool,
+    info: Option<&OwnedFd>,
+    program: &OsString,
+    args: &[OsString],
+) -> Result<(Command, OwnedFd)> {
     let bwrap = bwrap_program().ok_or_else(|| {
         Error::Failed(format!(
             "agent '{}' runs in a sandbox, but bubblewrap (bwrap) is not installed on this host: {INSTALL_HINT}",
@@ -363,6 +467,9 @@ pub fn command(
     let view = View::for_agent(files, meta, &facts);
     let filter = filter_fd()?;
     let mut cmd = Command::new(bwrap);
+    if let Some(info) = info {
+        cmd.arg("--info-fd").arg(info.as_raw_fd().to_string());
+    }
     cmd.args(view.args(filter.as_raw_fd(), die_with_parent))
         .arg("--")
         .arg(program)
@@ -450,6 +557,20 @@ pub fn tiocsti_filter() -> Vec<u8> {
         bytes.extend_from_slice(&k.to_ne_bytes());
     }
     bytes
+}
+
+/// [`tiocsti_filter`] as instructions, for a process that installs it on itself (a session
+/// joining the agent's sandbox, [`crate::enter`]).
+pub fn tiocsti_program() -> Vec<seccompiler::sock_filter> {
+    tiocsti_filter()
+        .chunks_exact(8)
+        .map(|c| seccompiler::sock_filter {
+            code: u16::from_ne_bytes([c[0], c[1]]),
+            jt: c[2],
+            jf: c[3],
+            k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
+        })
+        .collect()
 }
 
 /// Whether `meta`'s agent runs in bwrap.
@@ -605,6 +726,58 @@ mod tests {
         assert!(args.windows(2).any(|w| w == ["--seccomp", "7"]));
         assert!(args.contains(&"--die-with-parent".to_owned()));
         assert!(!view.args(7, false).contains(&"--die-with-parent".into()));
+        assert!(!args.contains(&"--unshare-net".to_owned()));
+        let mut cut_off = meta("a", &mine);
+        cut_off.request.network = Some(crate::api::Network::None);
+        let view = View::for_agent(&files, &cut_off, &facts);
+        assert!(view.args(7, true).contains(&"--unshare-net".into()));
+    }
+
+    #[test]
+    fn without_a_choice_an_agent_gets_the_sandbox_where_the_host_can_make_one() {
+        let works = || None;
+        let broken = || Some("no bwrap here".to_owned());
+        assert_eq!(choose_with(None, works).ok(), Some(Sandbox::Bwrap));
+        assert_eq!(choose_with(None, broken).ok(), Some(Sandbox::None));
+        assert_eq!(
+            choose_with(Some(Sandbox::None), works).ok(),
+            Some(Sandbox::None)
+        );
+        assert_eq!(
+            choose_with(Some(Sandbox::Bwrap), works).ok(),
+            Some(Sandbox::Bwrap)
+        );
+        let refused = choose_with(Some(Sandbox::Bwrap), broken).expect_err("refused");
+        assert!(refused.to_string().contains("no bwrap here"), "{refused}");
+    }
+
+    #[test]
+    fn a_templates_home_files_are_copied_once_links_as_links_and_missing_ones_skipped() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let (home, files) = (root.path().join("home"), Files::new(root.path().join("ag")));
+        mkdirs(&[&home.join(".config/tool"), &files.private_home("a")]);
+        std::fs::write(home.join(".gitconfig"), "host").expect("write");
+        std::fs::write(home.join(".config/tool/s.json"), "{}").expect("write");
+        std::os::unix::fs::symlink("s.json", home.join(".config/tool/link")).expect("link");
+        std::fs::write(home.join(".kept"), "host").expect("write");
+        let private = files.private_home("a");
+        // One the home has already (carried by a clone) stays as it is.
+        std::fs::write(private.join(".kept"), "agent's own").expect("write");
+        let mut agent = meta("a", root.path());
+        agent.request.sandbox_extras.home_files =
+            ["~/.gitconfig", "~/.config/tool", "~/.kept", "~/.missing"]
+                .map(str::to_owned)
+                .to_vec();
+        seed_home(&files, &agent, &home).expect("seeded");
+        let read = |p: &str| std::fs::read_to_string(private.join(p)).expect(p);
+        assert_eq!(read(".gitconfig"), "host");
+        assert_eq!(read(".config/tool/s.json"), "{}");
+        assert_eq!(
+            std::fs::read_link(private.join(".config/tool/link")).expect("a link"),
+            Path::new("s.json")
+        );
+        assert_eq!(read(".kept"), "agent's own");
+        assert!(!private.join(".missing").exists());
     }
 
     #[test]

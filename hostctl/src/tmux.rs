@@ -249,6 +249,24 @@ impl Tmux {
         self.run("starting the agent's tmux session", &a).map(drop)
     }
 
+    /// Sets what a new window or pane of the agent's session runs (tmux's `default-command`,
+    /// a shell command line): for a sandboxed agent, a session inside its sandbox rather than
+    /// the host user's shell outside it.
+    pub fn set_default_command(&self, name: &str, command: &str) -> Result<()> {
+        self.run(
+            "setting the agent's tmux session's default command",
+            &[
+                "set-option".into(),
+                "-t".into(),
+                // A pane's target: set-option resolves its session from it.
+                escape_arg(&pane_target(name)),
+                "default-command".into(),
+                escape_arg(command),
+            ],
+        )
+        .map(drop)
+    }
+
     pub fn kill_session(&self, name: &str) -> Result<()> {
         match self.run(
             "ending the agent's tmux session",

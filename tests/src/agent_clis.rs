@@ -583,6 +583,22 @@ fn toml_string(s: &str) -> String {
     serde_json::to_string(s).expect("a string serialises")
 }
 
+/// The harness's template for agents that run a CLI: it copies the CLIs' configurations
+/// (under [`HOME_DIR`] of the host user's home) into a sandboxed agent's private home, where a
+/// CLI keeps its configuration and may write it; an agent without a sandbox reads them where
+/// they are, at the same paths.
+pub const TEMPLATE: &str = "agent-cli";
+
+/// Where in the host user's home the CLIs' configurations are prepared, one directory per
+/// agent.
+pub const HOME_DIR: &str = ".agent-cli";
+
+/// Where agent `name`'s CLI configuration is prepared on the gateway's own host: inside the
+/// host user's home, as [`TEMPLATE`] copies it.
+pub fn config_root(gw: &crate::TestGateway, name: &str) -> PathBuf {
+    gw.home.join(HOME_DIR).join(name)
+}
+
 /// Creates agent `name` running `cli` against `fake`, in a workspace of its own; returns the
 /// workspace. `settings` is merged into the CLI's user settings (Claude Code only).
 pub fn create_agent(
@@ -613,7 +629,7 @@ pub fn create_agent_with(
         .status()
         .expect("git init");
     assert!(git.success());
-    let config = gw.dir.path().join(format!("cfg-{name}"));
+    let config = config_root(gw, name).join("config");
     let launch = prepare(cli, &config, &workspace, &fake.base_url());
     if let Some(extra) = settings {
         let path = config.join("claude").join("settings.json");
@@ -633,8 +649,10 @@ pub fn create_agent_with(
             .expect("canonical")
             .display()
             .to_string(),
+        "--template".into(),
+        TEMPLATE.into(),
     ];
-    let home = gw.dir.path().join(format!("home-{name}"));
+    let home = config_root(gw, name).join("home");
     std::fs::create_dir_all(&home).expect("home");
     for (k, v) in launch.base_env(&home).iter().chain(&launch.env) {
         args.push("--env".into());

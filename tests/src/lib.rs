@@ -105,9 +105,8 @@ pub struct Options {
     /// `hosts.reconcile_interval` (the harness's default is short, so that tests settle fast).
     pub reconcile_interval: &'static str,
     /// The `[hosts]` line that sets the gateway's default sandbox. The harness's default is
-    /// `sandbox = "none"`: the topics written before sandboxes test an agent that sees what
-    /// the host user sees (pids shared across its sessions, say); `sandbox::` chooses per
-    /// agent, and an empty line leaves the gateway's own default.
+    /// empty: the gateway's own default (bwrap wherever the host has it), so every topic runs
+    /// its agents as operators get them; a topic that needs another says so.
     pub sandbox_default: &'static str,
 }
 
@@ -120,7 +119,7 @@ impl Default for Options {
             env: Vec::new(),
             private_dir: false,
             reconcile_interval: "500ms",
-            sandbox_default: "sandbox = \"none\"",
+            sandbox_default: "",
         }
     }
 }
@@ -178,10 +177,13 @@ impl TestGateway {
         let config = format!(
             "[server]\nshutdown_grace = \"3s\"\n\n[hosts]\nreconcile_interval = \"{}\"\n{}\n\
              [tailscale]\nsocket = \"{}\"\n\n\
-             [templates.needs-token]\ncommand = \"sleep 600\"\nrequired_env = [\"AGENTGATE_E2E_TOKEN\"]\n\n{}\n",
+             [templates.needs-token]\ncommand = \"sleep 600\"\nrequired_env = [\"AGENTGATE_E2E_TOKEN\"]\n\n\
+             [templates.{}]\nsandbox_home_files = [\"~/{}\"]\n\n{}\n",
             options.reconcile_interval,
             options.sandbox_default,
             dir.path().join("tailscaled.sock").display(),
+            agent_clis::TEMPLATE,
+            agent_clis::HOME_DIR,
             options.extra_config
         );
         std::fs::write(&config_path, config).expect("write config");

@@ -429,7 +429,7 @@ fn claude_code_starts_at_its_prompt_as_a_gateway_agent() {
     std::fs::create_dir_all(&workspace).expect("workspace");
     let launch = agent_clis::prepare(
         AgentCli::Claude,
-        &dir.path().join("config"),
+        &agent_clis::config_root(&gw, "claude-1"),
         &workspace,
         &model.base_url(),
     );
@@ -443,6 +443,8 @@ fn claude_code_starts_at_its_prompt_as_a_gateway_agent() {
         "claude-1".to_owned(),
         "--dir".to_owned(),
         workspace,
+        "--template".to_owned(),
+        agent_clis::TEMPLATE.to_owned(),
     ];
     args.extend(launch.create_args().iter().map(|a| e2e::shell_quote(a)));
     gw.ok(&args.iter().map(String::as_str).collect::<Vec<_>>());

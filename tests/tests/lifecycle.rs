@@ -370,11 +370,15 @@ fn pid_in(path: &std::path::Path) -> u32 {
 fn stop_and_destroy_end_what_the_agent_started_even_outside_its_session() {
     let gw = TestGateway::start();
     // The agent starts a daemon that leaves its tmux session (setsid) and ignores SIGHUP and
-    // SIGTERM, as some agent CLIs' background servers do.
+    // SIGTERM, as some agent CLIs' background servers do. Without a sandbox, where the agent's
+    // run is told by its mark and an operator's process outlives a stop; in a sandbox
+    // everything in it ends with the agent (sandbox::sessions_join_the_agents_sandbox_*).
     let daemon = "trap \"\" HUP TERM; echo $$ > daemon.pid; while :; do sleep 1; done";
     gw.ok(&[
         "create",
         "spawner",
+        "--sandbox",
+        "none",
         "--",
         "sh",
         "-c",

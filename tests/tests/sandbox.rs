@@ -305,8 +305,8 @@ fn a_sandboxed_agent_reaches_neither_other_agents_nor_the_host_users_keys_nor_th
     assert_all_failed(&gw, &target, &victim_ws, &outcomes);
     let list = gw.ok(&["list"]);
     assert!(list.contains("SANDBOX"), "{list}");
-    // Without a flag: the template's choice, else no sandbox (until sessions share the
-    // agent's sandbox); the flag wins.
+    // Without a flag: the template's choice, else the sandbox (this host has bwrap); the
+    // flag wins.
     gw.ok(&["create", "defaulted", "--", "sleep", "600"]);
     gw.ok(&["create", "templated", "--template", "boxed"]);
     gw.ok(&[
@@ -323,7 +323,7 @@ fn a_sandboxed_agent_reaches_neither_other_agents_nor_the_host_users_keys_nor_th
             .unwrap_or_default()
             .to_owned()
     };
-    assert_eq!(sandbox_of("defaulted"), "none");
+    assert_eq!(sandbox_of("defaulted"), "bwrap");
     assert_eq!(sandbox_of("templated"), "bwrap");
     assert_eq!(sandbox_of("flagged"), "bwrap");
 }
@@ -556,4 +556,300 @@ fn the_private_home_goes_with_migrate_clone_and_snapshot_byte_for_byte() {
     gw.ok(&["migrate", "open-one", "h1"]);
     assert!(h1.agents_home.join("agents/open-one").is_dir());
     assert!(!h1.agents_home.join("agents/open-one/home").exists());
+}
+
+/// Whether a process with exactly these arguments runs on this machine (a namespace host's
+/// processes are this machine's too).
+fn runs(args: &str) -> bool {
+    Command::new("pgrep")
+        .args(["-x", "-f", args])
+        .output()
+        .expect("pgrep")
+        .status
+        .success()
+}
+
+/// A session's command killed by a signal, through `ssh -v`: its exit code and whether the
+/// client was told of the signal (`exit-signal`) rather than of an exit status.
+fn killed_by_term(gw: &TestGateway, agent: &str) -> (Option<i32>, bool) {
+    let out = gw.ssh_run(&["-v", &format!("{agent}@gw"), "kill -TERM $$"]);
+    (out.status.code(), stderr(&out).contains("exit-signal"))
+}
+
+/// Sessions join the running agent's sandbox, on `host` (`local` when none): they see its
+/// processes, a daemon one leaves running outlives it and ends with the agent's `stop`, and a
+/// command killed by a signal is reported as without a sandbox. A stopped agent's session
+/// gets a sandbox of its own with the same view, its daemons ending with it.
+fn sessions_join_the_agents_sandbox(gw: &TestGateway, host: Option<&NetnsHost>) {
+    let on_host: Vec<&str> = host.map_or_else(Vec::new, |h| vec!["--host", h.name.as_str()]);
+    let base = 9000 + std::process::id() % 500;
+    let (agent_marker, daemon_marker, stopped_marker) = (base, base + 500, base + 1000);
+    let make = |name: &str, sandbox: &str| {
+        let mut create = vec!["create", name, "--sandbox", sandbox];
+        create.extend(&on_host);
+        let line = format!("exec sleep {agent_marker}");
+        create.extend(["--", "sh", "-c"]);
+        let quoted = shell_quote(&line);
+        create.push(&quoted);
+        gw.ok(&create);
+    };
+    make("joined", "bwrap");
+    make("plain", "none");
+    wait_for("the agent's process", || {
+        runs(&format!("sleep {agent_marker}")).then_some(())
+    });
+
+    // The agent's own process is one of the session's.
+    let out = gw.ssh_run(&["joined@gw", "ps ax -o args="]);
+    assert!(out.status.success(), "ps: {}", stderr(&out));
+    assert!(
+        stdout(&out)
+            .lines()
+            .any(|l| l == format!("sleep {agent_marker}")),
+        "the session does not see the agent's process: {}",
+        stdout(&out)
+    );
+
+    // A daemon left by a session lives on after it, in the agent's sandbox.
+    let daemon = format!("sleep {daemon_marker}");
+    let out = gw.ssh_run(&[
+        "joined@gw",
+        &format!("setsid nohup {daemon} </dev/null >/dev/null 2>&1 & echo started"),
+    ]);
+    assert_eq!(stdout(&out), "started\n", "{}", stderr(&out));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(runs(&daemon), "the session's daemon ended with the session");
+    let out = gw.ssh_run(&["joined@gw", &format!("pgrep -x -f '{daemon}'")]);
+    assert!(
+        out.status.success(),
+        "another session does not see the daemon: {}",
+        stderr(&out)
+    );
+
+    // Killed by a signal: reported as without a sandbox.
+    let unsandboxed = killed_by_term(gw, "plain");
+    assert_eq!(unsandboxed, (Some(255), true));
+    assert_eq!(killed_by_term(gw, "joined"), unsandboxed);
+    let out = gw.ssh_run(&["joined@gw", "exit 7"]);
+    assert_eq!(out.status.code(), Some(7));
+
+    // stop ends the daemon with the agent.
+    gw.ok(&["stop", "joined"]);
+    wait_for("the session's daemon to end with its agent", || {
+        (!runs(&daemon)).then_some(())
+    });
+
+    // A stopped agent's session: the same view, the same reports; what it leaves ends with it.
+    let out = gw.ssh_run(&[
+        "joined@gw",
+        &format!("echo home > ~/stopped; sleep {stopped_marker} & cat ~/stopped; ps ax -o args= | grep -c '^sleep {agent_marker}$'"),
+    ]);
+    assert_eq!(stdout(&out), "home\n0\n", "{}", stderr(&out));
+    assert_eq!(killed_by_term(gw, "joined"), unsandboxed);
+    wait_for("a stopped agent's session's process to end with it", || {
+        (!runs(&format!("sleep {stopped_marker}"))).then_some(())
+    });
+    gw.ok(&["start", "joined"]);
+    let out = gw.ssh_run(&["joined@gw", "cat ~/stopped"]);
+    assert_eq!(stdout(&out), "home\n", "{}", stderr(&out));
+    gw.ok(&["destroy", "joined", "--force"]);
+    gw.ok(&["destroy", "plain", "--force"]);
+}
+
+#[test]
+fn sessions_join_the_agents_sandbox_on_local() {
+    let gw = gateway();
+    sessions_join_the_agents_sandbox(&gw, None);
+}
+
+/// The same on a remote host (a network namespace running a real sshd: needs root).
+#[test]
+fn sessions_join_the_agents_sandbox_on_a_remote_host() {
+    let gw = gateway();
+    let h1 = e2e::netns::add_host(&gw, "h1");
+    sessions_join_the_agents_sandbox(&gw, Some(&h1));
+}
+
+/// A template's files of the host user's home are copied into its agents' private homes, and
+/// its extra paths are shown inside: read-only ones cannot be written, read-write ones can,
+/// and the host sees what was written there.
+#[test]
+fn a_templates_home_files_and_extra_paths_reach_its_agents_sandbox() {
+    // Not under /tmp, which the sandbox replaces with its own.
+    let shared = tempfile::tempdir_in("/var/tmp").expect("tempdir in /var/tmp");
+    let (ro, rw) = (shared.path().join("ro"), shared.path().join("rw"));
+    std::fs::create_dir_all(&ro).expect("ro");
+    std::fs::create_dir_all(&rw).expect("rw");
+    std::fs::write(ro.join("pkg.txt"), "cached package\n").expect("write");
+    let gw = TestGateway::start_with(Options {
+        sandbox_default: "",
+        extra_config: format!(
+            "[templates.seeded]\ncommand = \"sleep 600\"\n\
+             sandbox_home_files = [\"~/.gitconfig\", \"~/.config/tool\", \"~/.not-on-this-host\"]\n\
+             sandbox_read_only = [{}]\nsandbox_read_write = [{}]\n",
+            serde_json::json!(ro.display().to_string()),
+            serde_json::json!(rw.display().to_string())
+        ),
+        ..Options::default()
+    });
+    std::fs::write(gw.home.join(".gitconfig"), "[user]\n\tname = host user\n").expect("write");
+    std::fs::create_dir_all(gw.home.join(".config/tool")).expect("mkdir");
+    std::fs::write(gw.home.join(".config/tool/settings.json"), "{}\n").expect("write");
+    gw.ok(&["create", "seeded-1", "--template", "seeded"]);
+    assert_eq!(gw.info("seeded-1")["sandbox"], "bwrap");
+    let q = |p: &Path| shell_quote(&p.display().to_string());
+    let script = format!(
+        "cat ~/.gitconfig ~/.config/tool/settings.json {pkg}; \
+         if touch {ro_new} 2>/dev/null; then echo ro-written; else echo ro-refused; fi; \
+         echo from-agent > {rw_new} && echo rw-written; \
+         [ -e ~/.not-on-this-host ] || echo not-copied; \
+         echo changed >> ~/.gitconfig",
+        pkg = q(&ro.join("pkg.txt")),
+        ro_new = q(&ro.join("new")),
+        rw_new = q(&rw.join("out.txt")),
+    );
+    let out = gw.ssh_run(&["seeded-1@gw", &script]);
+    assert_eq!(
+        stdout(&out),
+        "[user]\n\tname = host user\n{}\ncached package\nro-refused\nrw-written\nnot-copied\n",
+        "{}",
+        stderr(&out)
+    );
+    assert!(!ro.join("new").exists());
+    assert_eq!(
+        std::fs::read_to_string(rw.join("out.txt")).expect("written inside"),
+        "from-agent\n"
+    );
+    // A copy: the host user's own file is as it was.
+    assert_eq!(
+        std::fs::read_to_string(gw.home.join(".gitconfig")).expect("gitconfig"),
+        "[user]\n\tname = host user\n"
+    );
+    gw.ok(&["destroy", "seeded-1", "--force"]);
+}
+
+/// Whether a session inside `agent` can open a TCP connection to `address`:`port`.
+fn reaches(gw: &TestGateway, agent: &str, address: &str, port: u16) -> bool {
+    let script = format!(
+        "python3 -c 'import socket; socket.create_connection((\"{address}\", {port}), 3); print(\"reached\")'"
+    );
+    let out = gw.ssh_run(&[&format!("{agent}@gw"), &script]);
+    stdout(&out).contains("reached")
+}
+
+/// What a server on `agent`'s own loopback port `port` answers to a GET of `/hello.txt`,
+/// through `ssh -W localhost:PORT agent@gw` (a forward to the agent, as `-L` opens).
+fn fetched_through_forward(gw: &TestGateway, agent: &str, port: u16) -> String {
+    use std::io::Write;
+    let mut ssh = gw
+        .ssh_command()
+        .args(["-W", &format!("localhost:{port}"), &format!("{agent}@gw")])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("ssh -W");
+    // The request, and the input left open: the server's answer ends the connection.
+    let mut stdin = ssh.stdin.take().expect("stdin");
+    stdin
+        .write_all(b"GET /hello.txt HTTP/1.0\r\n\r\n")
+        .expect("the request");
+    let out = ssh.wait_with_output().expect("ssh -W");
+    drop(stdin);
+    stdout(&out)
+}
+
+/// `--network none`: a connection out of the sandbox fails where the same from an agent with
+/// the host's network succeeds, while a forward to the agent's own port still reaches it.
+fn without_a_network(gw: &TestGateway, host: Option<&NetnsHost>) {
+    // Something outside every agent's sandbox that listens: reachable from the host.
+    let outside = std::net::TcpListener::bind("0.0.0.0:0").expect("listen");
+    let outside_port = outside.local_addr().expect("addr").port();
+    let outside_address = host.map_or("127.0.0.1", |h| h.root_address.as_str());
+    let on_host: Vec<&str> = host.map_or_else(Vec::new, |h| vec!["--host", h.name.as_str()]);
+    let port = 20000 + u16::try_from(std::process::id() % 20000).expect("a port");
+    // Each serves its own name, on a port of its own: what answers is known.
+    for (name, network, port) in [("cut-off", "none", port), ("connected", "shared", port + 1)] {
+        let server = format!(
+            "echo served-by-$AGENTGATE_AGENT > hello.txt; exec python3 -m http.server {port} --bind 127.0.0.1"
+        );
+        let mut create = vec!["create", name, "--network", network];
+        create.extend(&on_host);
+        let quoted = shell_quote(&server);
+        create.extend(["--", "sh", "-c", &quoted]);
+        gw.ok(&create);
+    }
+    assert!(
+        reaches(gw, "connected", outside_address, outside_port),
+        "an agent with the host's network cannot reach {outside_address}:{outside_port}"
+    );
+    assert!(
+        !reaches(gw, "cut-off", outside_address, outside_port),
+        "an agent without a network reached {outside_address}:{outside_port}"
+    );
+    // Its own server, through a forward: reached from inside its network (from the host's,
+    // nothing listens on that port).
+    let got = wait_for("the agent's server through a forward", || {
+        let got = fetched_through_forward(gw, "cut-off", port);
+        got.contains("served-by-cut-off").then_some(got)
+    });
+    assert!(got.starts_with("HTTP/1.0 200"), "{got}");
+    gw.ok(&["destroy", "cut-off", "--force"]);
+    gw.ok(&["destroy", "connected", "--force"]);
+    // It needs the sandbox.
+    let out = gw.ssh(&[
+        "create",
+        "open",
+        "--sandbox",
+        "none",
+        "--network",
+        "none",
+        "--",
+        "sleep",
+        "600",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("--network none needs the sandbox"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn without_a_network_nothing_outside_is_reached_but_a_forward_to_the_agent_is_on_local() {
+    let gw = gateway();
+    without_a_network(&gw, None);
+}
+
+/// The same on a remote host (a network namespace running a real sshd: needs root).
+#[test]
+fn without_a_network_nothing_outside_is_reached_but_a_forward_to_the_agent_is_on_a_remote_host() {
+    let gw = gateway();
+    let h1 = e2e::netns::add_host(&gw, "h1");
+    without_a_network(&gw, Some(&h1));
+}
+
+/// A window the operator opens in an attached sandboxed agent (tmux's `new-window`) runs
+/// inside the agent's sandbox: what it writes to `/tmp` lands in the agent's private `/tmp`.
+#[test]
+fn a_new_window_in_an_attached_sandboxed_agent_is_inside_its_sandbox() {
+    let gw = gateway();
+    gw.ok(&["create", "windowed", "--", "sleep", "600"]);
+    assert_eq!(gw.info("windowed")["sandbox"], "bwrap");
+    gw.tmux(&["new-window", "-t", "=windowed:"]);
+    let private_tmp = gw.agents_home.join("agents/windowed/tmp");
+    wait_for("the new window's shell to write its mark", || {
+        gw.tmux(&[
+            "send-keys",
+            "-t",
+            "=windowed:1",
+            "echo in-the-sandbox > /tmp/window-mark",
+            "Enter",
+        ]);
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        private_tmp.join("window-mark").is_file().then_some(())
+    });
+    assert!(!Path::new("/tmp/window-mark").exists());
+    gw.ok(&["destroy", "windowed", "--force"]);
 }

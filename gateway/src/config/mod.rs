@@ -202,7 +202,8 @@ pub struct HostsConfig {
     /// shell start-up each time.
     pub serve: bool,
     /// What agents run in when neither `create --sandbox` nor their template says: `bwrap`
-    /// (refused on a host without a working bubblewrap) or `none` (the default).
+    /// (refused on a host without a working bubblewrap) or `none`; unset, each host's own
+    /// default: bwrap where it works, none where it does not.
     pub sandbox: Option<hostctl::api::Sandbox>,
 }
 
@@ -374,6 +375,31 @@ pub struct Template {
     /// What its agents run in (`bwrap` or `none`) unless `create --sandbox` says; default: the
     /// gateway's (`hosts.sandbox`).
     pub sandbox: Option<hostctl::api::Sandbox>,
+    /// Files of the host user's home (`~/.gitconfig`) copied into a new sandboxed agent's
+    /// private home.
+    pub sandbox_home_files: Vec<String>,
+    /// Paths shown read-only inside its agents' sandboxes (a shared package cache).
+    pub sandbox_read_only: Vec<String>,
+    /// Paths shown read-write inside its agents' sandboxes.
+    pub sandbox_read_write: Vec<String>,
+}
+
+/// The configuration's names of a template's three lists of sandbox paths.
+const SANDBOX_LISTS: [&str; 3] = [
+    "sandbox_home_files",
+    "sandbox_read_only",
+    "sandbox_read_write",
+];
+
+impl Template {
+    /// What this template adds to its agents' sandboxes.
+    pub fn sandbox_extras(&self) -> hostctl::api::SandboxExtras {
+        hostctl::api::SandboxExtras {
+            home_files: self.sandbox_home_files.clone(),
+            read_only: self.sandbox_read_only.clone(),
+            read_write: self.sandbox_read_write.clone(),
+        }
+    }
 }
 
 /// A rule that tells an agent waits for the operator: a regular expression, matched against
@@ -500,6 +526,13 @@ impl Config {
                     source,
                 })?;
             }
+            template
+                .sandbox_extras()
+                .check(SANDBOX_LISTS)
+                .map_err(|message| InvalidConfig::SandboxPath {
+                    template: name.clone(),
+                    message,
+                })?;
             for key in template
                 .required_env
                 .iter()
@@ -584,6 +617,8 @@ pub enum InvalidConfig {
     },
     #[error("template '{template}': {message}")]
     EnvKey { template: String, message: String },
+    #[error("template '{template}': {message}")]
+    SandboxPath { template: String, message: String },
     #[error("ssh.penalties.exempt: {0}")]
     Exempt(BadNetwork),
     /// A setting that must be more than 0; its words name it.
@@ -606,6 +641,39 @@ mod tests {
         let config = Config::parse("").expect("parses");
         assert_eq!(config.server.listen.to_string(), "127.0.0.1:2222");
         assert!(config.templates.contains_key("shell"));
+    }
+
+    #[test]
+    fn a_templates_sandbox_paths_are_read_and_a_bad_one_is_refused_with_how_to_write_it() {
+        let config = Config::parse(
+            "[templates.dev]\ncommand = \"x\"\nsandbox_home_files = [\"~/.gitconfig\", \"~/.config/git\"]\n\
+             sandbox_read_only = [\"/srv/cache\", \"~/monorepo\"]\nsandbox_read_write = [\"/var/cache/pip/\"]\n",
+        )
+        .expect("parses");
+        let extras = config.templates["dev"].sandbox_extras();
+        assert_eq!(extras.home_files, ["~/.gitconfig", "~/.config/git"]);
+        assert_eq!(extras.read_only, ["/srv/cache", "~/monorepo"]);
+        assert_eq!(extras.read_write, ["/var/cache/pip/"]);
+        for (line, says) in [
+            (
+                "sandbox_home_files = [\"/etc/passwd\"]",
+                "sandbox_home_files: '/etc/passwd'",
+            ),
+            ("sandbox_home_files = [\"~/../x\"]", "~/PATH"),
+            ("sandbox_home_files = [\"~/\"]", "~/PATH"),
+            (
+                "sandbox_read_only = [\"cache\"]",
+                "sandbox_read_only: 'cache'",
+            ),
+            ("sandbox_read_write = [\"/\"]", "not / itself"),
+            ("sandbox_read_write = [\"/srv/../etc\"]", "without '..'"),
+        ] {
+            let err = Config::parse(&format!("[templates.dev]\ncommand = \"x\"\n{line}\n"))
+                .expect_err(line)
+                .to_string();
+            assert!(err.contains("template 'dev'"), "{err}");
+            assert!(err.contains(says), "{line}: {err}");
+        }
     }
 
     #[test]

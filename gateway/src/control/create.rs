@@ -67,9 +67,14 @@ pub struct CreateArgs {
     pub idle_stop: Option<String>,
     /// What the agent runs in: `bwrap` (a bubblewrap sandbox: its workspace and a private
     /// home writable, the system read-only, the host user's other files and other agents
-    /// hidden) or `none`. Default: the template's, else the gateway's, else none.
+    /// hidden) or `none`. Default: the template's, else the gateway's, else bwrap where the
+    /// host has it.
     #[arg(long, value_name = "bwrap|none")]
     pub sandbox: Option<Sandbox>,
+    /// The sandbox's network: `shared` (the host's, the default) or `none` (a loopback of its
+    /// own: nothing outside is reachable, `ssh -L` to its own ports still is).
+    #[arg(long, value_name = "shared|none")]
+    pub network: Option<hostctl::api::Network>,
     /// Make N agents, NAME-1 to NAME-N, alike (the names are all checked first).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100))]
     pub count: Option<u32>,
@@ -261,6 +266,8 @@ async fn create_one(
         secret_names: template.secrets.clone(),
         cli,
         sandbox: args.sandbox.or(template.sandbox).or(config.hosts.sandbox),
+        sandbox_extras: template.sandbox_extras(),
+        network: args.network,
     };
     // Placement counts the agents being created: choosing a host and reserving the new row
     // there are one step, so a create placed meanwhile sees this one.

@@ -412,6 +412,25 @@ impl Host {
         }
     }
 
+    /// Opens a TCP connection to `port` on agent `agent`'s own loopback through `hostctl dial`,
+    /// for an agent whose sandbox has no network (`create --network none`): only from inside
+    /// it are its ports reachable.
+    pub async fn dial_agent(
+        &self,
+        agent: &str,
+        port: u16,
+    ) -> Result<Box<dyn Duplex>, std::io::Error> {
+        let call = Call::Dial {
+            name: agent.to_owned(),
+            port,
+        };
+        let process = self
+            .piped(&call, false)
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        Ok(Box::new(session::DialledAgent::new(process)))
+    }
+
     /// Connects to a unix socket on the host.
     pub async fn connect_unix(&self, path: &str) -> Result<Box<dyn Duplex>, std::io::Error> {
         match self {

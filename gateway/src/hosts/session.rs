@@ -223,3 +223,55 @@ pub struct PipedProcess {
     /// Delivers a signal, by its SSH name (`INT`, `TERM`, ...), to the process.
     pub signal: Box<dyn Fn(&str) + Send + Sync>,
 }
+
+/// A `hostctl dial` process as a byte stream: its stdout read, its stdin written; the process
+/// is held (and ended when this is dropped, as its call is not one that outlives its client).
+pub struct DialledAgent {
+    io: tokio::io::Join<BoxRead, BoxWrite>,
+    _stderr: BoxRead,
+    _exit: ExitFuture,
+}
+
+impl DialledAgent {
+    pub fn new(process: PipedProcess) -> DialledAgent {
+        DialledAgent {
+            io: tokio::io::join(process.stdout, process.stdin),
+            _stderr: process.stderr,
+            _exit: process.exit,
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for DialledAgent {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for DialledAgent {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}

@@ -164,15 +164,19 @@ pub async fn run_forward(
         agent: &agent,
         detail: target.to_string(),
     };
-    let host = match lifecycle::usable(&core, &caller.operator, &agent).await {
-        Ok((_, host)) => host,
+    let (record_of_agent, host) = match lifecycle::usable(&core, &caller.operator, &agent).await {
+        Ok(found) => found,
         Err(e) => {
             let e = CommandError::from(e);
             record.refuse(reply, e.status, e.message).await;
             return;
         }
     };
+    // An agent with no network of its own is reachable on its loopback only from inside.
+    let cut_off = record_of_agent.spec.network == Some(hostctl::api::Network::None)
+        && record_of_agent.spec.sandbox == Some(hostctl::api::Sandbox::Bwrap);
     let dialled = match &target {
+        Forward::Tcp(h, port) if cut_off && is_loopback(h) => host.dial_agent(&agent, *port).await,
         Forward::Tcp(h, port) => host.connect_tcp(h, *port).await,
         Forward::Unix(path) => host.connect_unix(path).await,
     };
@@ -191,6 +195,16 @@ pub async fn run_forward(
         () = splice(channel, upstream) => {}
         () = gw.shutdown.cancelled() => {}
     }
+}
+
+/// Whether `host` names the dialling machine's own loopback.
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// A forward's entry in the audit trail: opened (status 0), or refused and why.

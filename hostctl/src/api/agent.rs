@@ -124,12 +124,92 @@ pub struct CreateRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cli: Option<AgentCli>,
     /// What the agent's processes (and the sessions inside it) run in. In a request, none
-    /// means the host's default, [`Sandbox::None`] (see `hostctl::sandbox::choose`). hostctl
+    /// means the host's default, bwrap where it works (see `hostctl::sandbox::choose`). hostctl
     /// writes down what it chose, so in a stored `meta.json` it
     /// is always set, except in one written before sandboxes existed: that agent runs
     /// without one (see [`AgentMeta::sandbox`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<Sandbox>,
+    /// What its template adds to its sandbox (files copied into its private home, paths
+    /// bound in); nothing for an agent without a sandbox.
+    #[serde(default, skip_serializing_if = "SandboxExtras::is_empty")]
+    pub sandbox_extras: SandboxExtras,
+    /// The sandbox's network: the host's (none said), or none at all (`create --network
+    /// none`), which needs the sandbox.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<Network>,
+}
+
+/// What a template adds to its agents' sandboxes. Paths are written as the host user's
+/// (`~/` is their real home on the agent's host) or absolute, and checked by [`Self::check`]
+/// on both sides.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxExtras {
+    /// Files or directories of the host user's home (`~/.gitconfig`), copied into a new
+    /// agent's private home at the same place when the host has them and the home does not.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub home_files: Vec<String>,
+    /// Shown read-only inside, at their own paths (a shared package cache, a monorepo).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub read_only: Vec<String>,
+    /// Shown read-write inside, at their own paths.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub read_write: Vec<String>,
+}
+
+impl SandboxExtras {
+    pub fn is_empty(&self) -> bool {
+        self.home_files.is_empty() && self.read_only.is_empty() && self.read_write.is_empty()
+    }
+
+    /// Refuses a path that is not what its list needs, saying which and how to write it.
+    /// `lists` names the three lists as the caller's user knows them (the configuration's
+    /// keys).
+    pub fn check(&self, lists: [&str; 3]) -> Result<(), String> {
+        for path in &self.home_files {
+            match path.strip_prefix("~/") {
+                Some(rest) if plain_relative(rest) => {}
+                _ => {
+                    return Err(format!(
+                        "{}: '{path}' is not a file of the host user's home: write it as ~/PATH (for example ~/.gitconfig), without '..'",
+                        lists[0]
+                    ));
+                }
+            }
+        }
+        for (list, paths) in [(lists[1], &self.read_only), (lists[2], &self.read_write)] {
+            for path in paths {
+                let ok = match path.strip_prefix("~/") {
+                    Some(rest) => plain_relative(rest),
+                    None => path
+                        .strip_prefix('/')
+                        .is_some_and(|rest| plain_relative(rest.trim_end_matches('/'))),
+                };
+                if !ok {
+                    return Err(format!(
+                        "{list}: '{path}' is not a path to bind into the sandbox: write an absolute path (/srv/cache) or one in the host user's home (~/.cache/pip), not / itself, without '..'"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `path` as a path of this host, `~/` being `home`.
+    pub fn resolve(path: &str, home: &std::path::Path) -> PathBuf {
+        match path.strip_prefix("~/") {
+            Some(rest) => home.join(rest),
+            None => PathBuf::from(path),
+        }
+    }
+}
+
+/// A relative path of plain names: not empty, no `.` or `..`, no empty component.
+fn plain_relative(path: &str) -> bool {
+    !path.is_empty()
+        && path
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != "..")
 }
 
 impl CreateRequest {
@@ -150,6 +230,8 @@ impl CreateRequest {
             secret_names: Vec::new(),
             cli: None,
             sandbox: None,
+            sandbox_extras: SandboxExtras::default(),
+            network: None,
         }
     }
 }
@@ -193,6 +275,49 @@ impl std::str::FromStr for Sandbox {
     fn from_str(s: &str) -> Result<Sandbox, String> {
         Sandbox::from_name(s)
             .ok_or_else(|| format!("'{}' is not a sandbox: use bwrap or none", s.escape_debug()))
+    }
+}
+
+/// A sandboxed agent's network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Network {
+    /// The host's, as any program of the host user has it (agents need their model's API).
+    Shared,
+    /// None: only a loopback of its own. Forwards to its own ports (`ssh -L`) still reach it.
+    None,
+}
+
+impl Network {
+    pub const ALL: [Network; 2] = [Network::Shared, Network::None];
+
+    /// Its name in flags and output (`shared`, `none`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Network::Shared => "shared",
+            Network::None => "none",
+        }
+    }
+}
+
+impl std::fmt::Display for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Network {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Network, String> {
+        Network::ALL
+            .into_iter()
+            .find(|n| n.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "'{}' is not a network: use shared or none",
+                    s.escape_debug()
+                )
+            })
     }
 }
 
@@ -283,6 +408,11 @@ impl AgentMeta {
     /// hostctl had sandboxes (it ran without one, and keeps doing so).
     pub fn sandbox(&self) -> Sandbox {
         self.request.sandbox.unwrap_or(Sandbox::None)
+    }
+
+    /// Whether its sandbox has a network of its own with nothing but a loopback.
+    pub fn no_network(&self) -> bool {
+        self.request.network == Some(Network::None) && self.sandbox() == Sandbox::Bwrap
     }
 }
 

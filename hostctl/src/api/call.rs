@@ -110,6 +110,12 @@ pub enum Call {
     Sftp {
         name: String,
     },
+    /// A TCP connection to `port` on an agent's own loopback, relayed on stdin and stdout:
+    /// inside its network namespace when its sandbox has no network (`ssh -L` to it).
+    Dial {
+        name: String,
+        port: u16,
+    },
     /// The agent's tmux session, on the terminal hostctl runs on.
     Attach {
         name: String,
@@ -180,6 +186,7 @@ impl Call {
             Call::HookWatch => "hook-watch",
             Call::Exec { .. } => "exec",
             Call::Sftp { .. } => "sftp",
+            Call::Dial { .. } => "dial",
             Call::Attach { .. } => "attach",
             Call::Pack { .. } => "pack",
             Call::Unpack { .. } => "unpack",
@@ -213,6 +220,7 @@ impl Call {
             | Call::HookWatch
             | Call::Exec { .. }
             | Call::Sftp { .. }
+            | Call::Dial { .. }
             | Call::Attach { .. }
             | Call::Pack { .. }
             | Call::Unpack { .. }
@@ -244,6 +252,10 @@ impl Call {
             | Call::Attach { name }
             | Call::Pack { name } => push(name),
             Call::SnapshotRemove { id } | Call::SnapshotRead { id } => push(id),
+            Call::Dial { name, port } => {
+                push(name);
+                push(&port.to_string());
+            }
             Call::Usage { name } => {
                 if let Some(name) = name {
                     push(name);
@@ -398,6 +410,9 @@ pub enum OwnCall {
         cli: AgentCli,
         event: Option<String>,
     },
+    /// Runs a session's command inside an agent's sandbox, once hostctl has joined it
+    /// (`crate::enter`); the command's words follow.
+    SandboxChild { command: Vec<String> },
 }
 
 impl OwnCall {
@@ -407,6 +422,7 @@ impl OwnCall {
             OwnCall::Launch { .. } => "launch",
             OwnCall::LogWriter { .. } => "log-writer",
             OwnCall::Hook { .. } => "hook",
+            OwnCall::SandboxChild { .. } => "sandbox-child",
         }
     }
 
@@ -447,6 +463,11 @@ impl OwnCall {
                     cli.name().to_owned(),
                 ]);
                 words.extend(event.clone());
+            }
+            OwnCall::SandboxChild { command } => {
+                // The command's own words follow, whatever they look like.
+                words.push("--".to_owned());
+                words.extend(command.iter().cloned());
             }
         }
         words

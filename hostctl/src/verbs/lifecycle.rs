@@ -14,6 +14,13 @@ impl HostCtl {
         validate_request(&request)?;
         // Decided once, here, and written down: later starts and sessions follow meta.json.
         request.sandbox = Some(crate::sandbox::choose(request.sandbox)?);
+        if request.network == Some(crate::api::Network::None)
+            && request.sandbox != Some(crate::api::Sandbox::Bwrap)
+        {
+            return Err(Error::InvalidInput(
+                "--network none needs the sandbox, and this agent has none: leave out --sandbox none (or install bubblewrap on its host)".into(),
+            ));
+        }
         let name = request.name.clone();
         std::fs::create_dir_all(self.files.agents_dir())
             .map_err(Error::io("creating", self.files.agents_dir()))?;
@@ -59,7 +66,10 @@ impl HostCtl {
             hooks: None,
         };
         self.files.write_meta(&meta)?;
-        if let Err(e) = self.start_process(&mut meta, secrets) {
+        let started = self
+            .seed_home(&meta)
+            .and_then(|()| self.start_process(&mut meta, secrets));
+        if let Err(e) = started {
             if owns_workspace(&meta.request.workspace) {
                 let _ = std::fs::remove_dir_all(&meta.workspace_path);
             }
@@ -80,6 +90,19 @@ impl HostCtl {
             }
         }
         self.info(&name)
+    }
+
+    /// A new sandboxed agent's private home, with its template's files of the host user's
+    /// home copied in.
+    fn seed_home(&self, meta: &AgentMeta) -> Result<()> {
+        if !crate::sandbox::is_sandboxed(meta) || meta.request.sandbox_extras.home_files.is_empty()
+        {
+            return Ok(());
+        }
+        let name = &meta.request.name;
+        crate::sandbox::prepare(&self.files, name)?;
+        let home = crate::sandbox::HostFacts::gather(&self.files, name)?.user_home;
+        crate::sandbox::seed_home(&self.files, meta, &home)
     }
 
     fn prepare_workspace(&self, name: &str, source: &WorkspaceSource) -> Result<PathBuf> {
@@ -206,7 +229,28 @@ impl HostCtl {
             argv,
             log_writer,
         });
+        // A window the operator opens in an attached sandboxed agent (tmux's `new-window`,
+        // `split-window`) is a session inside its sandbox, as `ssh NAME@gw` is.
+        let started = started.and_then(|()| {
+            if !crate::sandbox::is_sandboxed(meta) {
+                return Ok(());
+            }
+            let home = self.files.home().to_string_lossy().into_owned();
+            let words = [
+                "env".to_owned(),
+                format!("AGENTGATE_HOME={home}"),
+                exe.to_string_lossy().into_owned(),
+                "exec".to_owned(),
+                name.clone(),
+            ];
+            let line = shlex::try_join(words.iter().map(String::as_str)).map_err(|_| {
+                Error::InvalidInput(format!("unusable hostctl path {}", exe.display()))
+            })?;
+            self.tmux
+                .set_default_command(&name, &format!("exec {line}"))
+        });
         if let Err(e) = started {
+            let _ = self.tmux.kill_session(&name);
             let _ = std::fs::remove_file(&launch);
             return Err(e);
         }
@@ -237,16 +281,27 @@ impl HostCtl {
         use std::os::unix::process::CommandExt;
         // The sandbox (if any) ends with the pane's process: its bwrap has --die-with-parent
         // and is the pane's process. `_filter` must stay open until the exec.
-        let (mut cmd, _filter) = if crate::sandbox::is_sandboxed(&meta) {
+        // bwrap tells what sandbox it made (`_info`), for sessions to join it.
+        let (mut cmd, _filter, _info) = if crate::sandbox::is_sandboxed(&meta) {
             let args: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
-            match crate::sandbox::command(&self.files, &meta, true, &program.into(), &args) {
-                Ok((cmd, filter)) => (cmd, Some(filter)),
+            let info = match crate::enter::info_file(&self.files, name) {
+                Ok(info) => info,
+                Err(e) => return e,
+            };
+            match crate::sandbox::command_with_info(
+                &self.files,
+                &meta,
+                Some(&info),
+                &program.into(),
+                &args,
+            ) {
+                Ok((cmd, filter)) => (cmd, Some(filter), Some(info)),
                 Err(e) => return e,
             }
         } else {
             let mut cmd = Command::new(program);
             cmd.args(args);
-            (cmd, None)
+            (cmd, None, None)
         };
         let e = cmd
             .envs(&meta.request.env)
@@ -350,6 +405,10 @@ impl HostCtl {
 
 fn validate_request(request: &CreateRequest) -> Result<()> {
     check_name(&request.name)?;
+    request
+        .sandbox_extras
+        .check(["home_files", "read_only", "read_write"])
+        .map_err(Error::InvalidInput)?;
     for key in request.env.keys() {
         validate_env_key(key)?;
     }

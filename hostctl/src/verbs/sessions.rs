@@ -23,6 +23,7 @@ impl HostCtl {
         };
         let (mut cmd, _filter) = self.in_sandbox(&meta, shell.clone().into(), &args)?;
         self.session_env(&mut cmd, &meta, extra_env)?;
+        self.join_sandbox(&meta, &cmd)?;
         let err = cmd.exec();
         Err(Error::Spawn {
             program: shell,
@@ -43,6 +44,7 @@ impl HostCtl {
         let args = ["-d".into(), meta.workspace_path.clone().into_os_string()];
         let (mut cmd, _filter) = self.in_sandbox(&meta, server.clone().into_os_string(), &args)?;
         self.session_env(&mut cmd, &meta, &[])?;
+        self.join_sandbox(&meta, &cmd)?;
         let err = cmd.exec();
         Err(Error::Spawn {
             program: server.display().to_string(),
@@ -50,24 +52,33 @@ impl HostCtl {
         })
     }
 
-    /// `program args...` as a session inside agent `meta` runs it: in the agent's sandbox
-    /// when it has one (a sandbox of its own, with the agent's view of the files), else as it
-    /// is. The descriptor returned must stay open until the command is executed.
+    /// `program args...` as a session inside agent `meta` runs it. A sandboxed agent's
+    /// session joins its sandbox ([`Self::join_sandbox`]), so the command is the same for
+    /// both. The descriptor returned (none) is kept for callers that hold one open.
     fn in_sandbox(
         &self,
-        meta: &AgentMeta,
+        _meta: &AgentMeta,
         program: std::ffi::OsString,
         args: &[std::ffi::OsString],
     ) -> Result<(Command, Option<std::os::fd::OwnedFd>)> {
-        if crate::sandbox::is_sandboxed(meta) {
-            // Tied to the process that runs it: when the session's process is ended (the
-            // client went away, a signal), nothing it started stays behind in the sandbox.
-            let (cmd, filter) = crate::sandbox::command(&self.files, meta, true, &program, args)?;
-            return Ok((cmd, Some(filter)));
-        }
         let mut cmd = Command::new(program);
         cmd.args(args);
         Ok((cmd, None))
+    }
+
+    /// For a sandboxed agent: runs `cmd` inside the agent's running sandbox, or (the agent
+    /// is stopped) inside a fresh one with its view that ends with the session, and never
+    /// returns but on failure. For an agent without a sandbox: returns at once, for the
+    /// caller to execute `cmd` itself.
+    fn join_sandbox(&self, meta: &AgentMeta, cmd: &Command) -> Result<()> {
+        if !crate::sandbox::is_sandboxed(meta) {
+            return Ok(());
+        }
+        let sandbox = match crate::enter::running(&self.files, &meta.request.name) {
+            Some(running) => running,
+            None => crate::enter::fresh(&self.files, meta)?,
+        };
+        match crate::enter::run(sandbox, cmd)? {}
     }
 
     fn agent_for_session(&self, name: &str) -> Result<AgentMeta> {
