@@ -772,3 +772,16 @@ pub fn assert_file_gets(path: &Path, expected: &[u8]) {
 pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
+
+/// Fails naming the Debian package when `program` is not on PATH (`.ci/run` installs what
+/// the tests need; a test never skips silently).
+pub fn need(program: &str, package: &str) {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found,
+        "{program} is not installed: apt-get install {package} (.ci/run installs it)"
+    );
+}

@@ -80,6 +80,31 @@ pub struct NetnsHost {
 }
 
 impl NetnsHost {
+    /// `ssh root@HOST` straight to this host's sshd: strict about its key (pinned in
+    /// `known_hosts`), with only `key` and nothing from `~/.ssh` or a config file; the caller
+    /// adds options and the command.
+    pub fn ssh(&self, key: &Path, known_hosts: &Path, connect_timeout: u32) -> Command {
+        let mut cmd = Command::new("ssh");
+        cmd.args(["-F", "/dev/null", "-i"])
+            .arg(key)
+            .arg("-o")
+            .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
+            .args([
+                "-o",
+                "GlobalKnownHostsFile=/dev/null",
+                "-o",
+                "StrictHostKeyChecking=yes",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "IdentitiesOnly=yes",
+                "-o",
+            ])
+            .arg(format!("ConnectTimeout={connect_timeout}"))
+            .arg(format!("root@{}", self.address));
+        cmd
+    }
+
     /// Creates the namespace, the veth pair and the addresses, and starts sshd; returns once
     /// sshd accepts connections. `dir` is this host's own directory (created if missing; two
     /// hosts must not share one). Panics with the reason when it cannot.

@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use e2e::{Options, TestGateway, stderr, stdout, wait_for};
+use e2e::{Options, TestGateway, need, stderr, stdout, wait_for};
 
 /// Where `scripts/test.sh` installs the Python clients.
 fn python_tools() -> PathBuf {
@@ -30,18 +30,6 @@ fn python(module: &str) -> Command {
     let mut cmd = Command::new("python3");
     cmd.env("PYTHONPATH", &tools).stdin(Stdio::null());
     cmd
-}
-
-/// Fails naming the Debian package when `program` is not on PATH.
-fn need(program: &str, package: &str) {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        found,
-        "{program} is not installed: apt-get install {package} (.ci/run installs it)"
-    );
 }
 
 fn workspace(gw: &TestGateway, name: &str) -> PathBuf {

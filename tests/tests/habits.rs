@@ -15,7 +15,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use e2e::netns::NetnsHost;
-use e2e::{TestGateway, stderr, stdout};
+use e2e::{TestGateway, need, stderr, stdout};
 
 /// The variables `env` printed, by name (a terminal's `\r` taken off).
 fn env_of(out: &Output) -> BTreeMap<String, String> {
@@ -113,25 +113,9 @@ fn a_commands_environment_names_the_host_user_and_the_connection_as_sshd_does() 
 fn ssh_to_host(gw: &TestGateway, host: &NetnsHost, term: &str, args: &[&str]) -> Output {
     let known_hosts = gw.dir.path().join(format!("known_hosts_{}", host.name));
     std::fs::write(&known_hosts, format!("{}\n", host.known_hosts_line())).expect("known_hosts");
-    Command::new("ssh")
+    host.ssh(&gw.key, &known_hosts, 10)
         .env("TERM", term)
-        .args(["-F", "/dev/null", "-i"])
-        .arg(&gw.key)
-        .arg("-o")
-        .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
-        .args([
-            "-o",
-            "GlobalKnownHostsFile=/dev/null",
-            "-o",
-            "StrictHostKeyChecking=yes",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "LogLevel=ERROR",
-        ])
-        .arg(format!("root@{}", host.address))
+        .args(["-o", "LogLevel=ERROR"])
         .args(args)
         .stdin(Stdio::null())
         .output()
@@ -184,18 +168,6 @@ fn on_a_namespace_host_a_session_gets_what_the_hosts_own_sshd_gives() {
         );
         assert_eq!(gateway.get("LANG").map(String::as_str), Some("C.UTF-8"));
     }
-}
-
-/// Fails naming the Debian package when `program` is not on PATH.
-fn need(program: &str, package: &str) {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        found,
-        "{program} is not installed: apt-get install {package} (.ci/run installs it)"
-    );
 }
 
 /// An Emacs Lisp string literal holding `s`.

@@ -20,25 +20,7 @@ fn pin(dir: &Path, file: &str, host: &NetnsHost) -> PathBuf {
 
 /// `ssh root@HOST`, strict about the host key, with only `key` and nothing from ~/.ssh.
 fn ssh(host: &NetnsHost, key: &Path, known_hosts: &Path, connect_timeout: u32) -> Command {
-    let mut cmd = Command::new("ssh");
-    cmd.args(["-F", "/dev/null", "-i"])
-        .arg(key)
-        .arg("-o")
-        .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
-        .args([
-            "-o",
-            "GlobalKnownHostsFile=/dev/null",
-            "-o",
-            "StrictHostKeyChecking=yes",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-        ])
-        .arg(format!("ConnectTimeout={connect_timeout}"))
-        .arg(format!("root@{}", host.address));
-    cmd
+    host.ssh(key, known_hosts, connect_timeout)
 }
 
 fn run(mut cmd: Command, remote: &str) -> Output {
