@@ -575,7 +575,9 @@ fn git_names_the_workspace_in_the_scp_like_form_and_the_home_in_an_ssh_url_with_
         .expect("workspace")
         .to_owned();
     bare_repository(&Path::new(&workspace).join("in-workspace.git"));
-    bare_repository(&gw.home.join("in-home.git"));
+    // `~` is the agent's home: its private home in its sandbox, the host user's without one.
+    let made = gw.ssh_run(&["box@gw", "git init -q --bare ~/in-home.git"]);
+    assert!(made.status.success(), "{}", stderr(&made));
     for (url, found) in [
         ("box@gw:in-workspace.git".to_owned(), true),
         ("box@gw:in-home.git".to_owned(), false),
