@@ -178,12 +178,15 @@ impl TestGateway {
             "[server]\nshutdown_grace = \"3s\"\n\n[hosts]\nreconcile_interval = \"{}\"\n{}\n\
              [tailscale]\nsocket = \"{}\"\n\n\
              [templates.needs-token]\ncommand = \"sleep 600\"\nrequired_env = [\"AGENTGATE_E2E_TOKEN\"]\n\n\
-             [templates.{}]\nsandbox_home_files = [\"~/{}\"]\n\n{}\n",
+             [templates.{}]\nsandbox_home_files = [\"~/{}\"]\nsandbox_read_only = [{:?}]\n\n{}\n",
             options.reconcile_interval,
             options.sandbox_default,
             dir.path().join("tailscaled.sock").display(),
             agent_clis::TEMPLATE,
             agent_clis::HOME_DIR,
+            // The CLIs are installed in the checkout's target directory, which a sandbox hides
+            // when the checkout is under /tmp (its /tmp is private).
+            agent_clis::cache_dir().display().to_string(),
             options.extra_config
         );
         std::fs::write(&config_path, config).expect("write config");

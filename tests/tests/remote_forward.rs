@@ -271,8 +271,12 @@ fn control_master_flow(gw: &TestGateway, unlinked: bool) {
     };
     let target = tcp_target();
 
-    // A unix socket on the agent's host.
-    let socket = gw.dir.path().join("fwd.sock");
+    // A unix socket on the agent's host, in its workspace: a path its sandbox shows.
+    let workspace = gw.info("web")["workspace"]
+        .as_str()
+        .expect("workspace")
+        .to_owned();
+    let socket = Path::new(&workspace).join("fwd.sock");
     let socket = socket.to_str().expect("utf-8 path");
     let spec = format!("{socket}:127.0.0.1:{target}");
     mux("forward", &spec);
