@@ -35,6 +35,8 @@ die() { printf 'control-latency: error: %s\n' "$*" >&2; exit 1; }
 log() { printf 'control-latency: %s\n' "$*" >&2; }
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib.sh
+source "$REPO/bench/lib.sh"
 RESULTS_DIR="$REPO/bench/results"
 RESULTS_JSON="$RESULTS_DIR/control-latency.json"
 PERF_MD="$REPO/docs/PERFORMANCE.md"
@@ -55,18 +57,6 @@ GW_PID=""
 TMUX_NAME="agentgate-bench-$$"
 CREATED_RUN_SSHD=""
 
-stop_pid() { # pid name: TERM, wait up to 15 s, then KILL
-    local pid=$1 name=$2 i
-    [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 150; i++)); do
-        kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-        sleep 0.1
-    done
-    log "$name (pid $pid) did not stop after SIGTERM; sending SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
 
 cleanup() {
     local rc=$?

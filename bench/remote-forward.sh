@@ -37,6 +37,8 @@ log() { printf 'remote-forward: %s\n' "$*" >&2; }
 [[ $PROFILE == release || $PROFILE == debug ]] || die "PROFILE must be release or debug (got '$PROFILE')"
 BYTES=$((SIZE_MB * 1024 * 1024))
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib.sh
+source "$REPO/bench/lib.sh"
 
 [[ $(id -u) -eq 0 ]] || die "run as root (the baseline sshd runs as root and needs /run/sshd)"
 SSHD=$(command -v sshd || true)
@@ -48,22 +50,12 @@ done
 
 TMP="" SSHD_PID="" GW_PID="" TARGET_PID="" CREATED_RUN_SSHD=""
 TMUX_NAME="agentgate-rfbench-$$"
-stop_pid() {
-    local pid=$1 i
-    [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 150; i++)); do
-        kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-}
 cleanup() {
     local rc=$?
     set +e
-    stop_pid "$TARGET_PID"
-    stop_pid "$GW_PID"
-    stop_pid "$SSHD_PID"
+    stop_pid "$TARGET_PID" target
+    stop_pid "$GW_PID" agentgate
+    stop_pid "$SSHD_PID" sshd
     if [[ -n $TMP ]]; then
         TMUX_TMPDIR="$TMP/tmux" tmux -L "$TMUX_NAME" kill-server 2>/dev/null
         if ((rc != 0)); then
@@ -226,7 +218,7 @@ if got != size:
 print(f"{size / elapsed / (1 << 20):.1f}")
 EOF
     ) || die "the $direction transfer through $server's -R failed"
-    stop_pid "$ssh_pid"
+    stop_pid "$ssh_pid" ssh
     echo "$rate"
 }
 
