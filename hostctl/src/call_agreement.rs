@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use clap::{CommandFactory, Parser};
 use hostctl::api::{
     AgentCli, AgentCommand, Call, CreateInput, CreateRequest, Exchange, Key, OwnCall, Secrets,
-    SnapshotRequest, StartInput, TermSize, WorkspaceSource,
+    SnapshotRequest, SocketLink, StartInput, TermSize, WorkspaceSource,
 };
 
 use super::{Cli, Verb};
@@ -118,6 +118,21 @@ fn one_of_each() -> Vec<Call> {
         Call::Version,
         Call::Usage { name: None },
         Call::Usage { name: Some(name()) },
+        Call::AgentSocket {
+            name: name(),
+            keep: vec![],
+            link: SocketLink::Keep,
+        },
+        Call::AgentSocket {
+            name: name(),
+            keep: vec!["0a1b2c3d".into(), "ff".into()],
+            link: SocketLink::To("0a1b2c3d".into()),
+        },
+        Call::AgentSocket {
+            name: name(),
+            keep: vec!["ff".into()],
+            link: SocketLink::Remove,
+        },
         Call::Diff {
             name: name(),
             stat: false,
@@ -317,6 +332,26 @@ fn assert_agrees(call: &Call, verb: Verb) {
         (Call::Usage { name }, Verb::Usage { name: n, json }) => {
             assert!(json);
             assert_eq!(&n, name);
+        }
+        (
+            Call::AgentSocket { name, keep, link },
+            Verb::AgentSocket {
+                name: n,
+                keep: k,
+                link: l,
+                unlink,
+                json,
+            },
+        ) => {
+            assert!(json);
+            assert_eq!((&n, &k), (name, keep));
+            let parsed = match (l, unlink) {
+                (Some(id), false) => SocketLink::To(id),
+                (None, true) => SocketLink::Remove,
+                (None, false) => SocketLink::Keep,
+                (Some(_), true) => panic!("both --link and --unlink"),
+            };
+            assert_eq!(&parsed, link);
         }
         (
             Call::Diff { name, stat, json },

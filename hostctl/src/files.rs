@@ -88,6 +88,20 @@ impl Files {
         self.agent_dir(name).join("events")
     }
 
+    /// The directory of the SSH agents forwarded into agent `name` (`ssh -A`), inside its
+    /// agent directory, which its sandbox shows read-only at the same path (see
+    /// [`crate::agent_socket`]).
+    pub fn ssh_agent_dir(&self, name: &str) -> PathBuf {
+        self.agent_dir(name).join("ssh-agent")
+    }
+
+    /// The stable link to the newest of them: `SSH_AUTH_SOCK` in the agent's environment and
+    /// in its attached sessions.
+    pub fn ssh_agent_link(&self, name: &str) -> PathBuf {
+        self.ssh_agent_dir(name)
+            .join(crate::agent_socket::LINK_NAME)
+    }
+
     /// The socket `hostctl hook-watch` listens on, alone in a directory: a sandbox shows the
     /// directory, so a socket made anew by a later watch is the one its agent's hooks reach.
     pub fn hooks_socket(&self) -> PathBuf {

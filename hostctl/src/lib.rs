@@ -18,6 +18,7 @@
 //! - [`diff`]: what changed in a workspace since its agent was created.
 //! - [`usage`]: the CPU, memory and disk each agent uses.
 
+pub mod agent_socket;
 pub mod api;
 pub mod diff;
 pub mod disk;

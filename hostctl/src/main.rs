@@ -253,6 +253,23 @@ enum Verb {
         #[arg(long)]
         json: bool,
     },
+    /// Arrange the directory of the SSH agents forwarded into agent NAME (`ssh -A`): keep
+    /// the sockets named, remove the others, and point the stable link (what SSH_AUTH_SOCK
+    /// names inside the agent) at one, or remove it.
+    AgentSocket {
+        name: String,
+        /// A live socket to keep (its name in the directory).
+        #[arg(long, value_name = "ID")]
+        keep: Vec<String>,
+        /// Point the stable link at this socket.
+        #[arg(long, value_name = "ID", conflicts_with = "unlink")]
+        link: Option<String>,
+        /// Remove the stable link.
+        #[arg(long)]
+        unlink: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Print hostctl's version, its API version and tmux's version.
     Version {
         #[arg(long)]
@@ -592,6 +609,24 @@ fn main() -> ExitCode {
         Verb::Usage { name, json } => report(ctl.usage(name.as_deref()), json, |report| {
             hostctl::usage::text(report)
         }),
+        Verb::AgentSocket {
+            name,
+            keep,
+            link,
+            unlink,
+            json,
+        } => {
+            let link = match (link, unlink) {
+                (Some(id), _) => hostctl::api::SocketLink::To(id),
+                (None, true) => hostctl::api::SocketLink::Remove,
+                (None, false) => hostctl::api::SocketLink::Keep,
+            };
+            report(
+                hostctl::agent_socket::arrange(&ctl.files, &name, &keep, &link),
+                json,
+                |sockets| sockets.link.display().to_string(),
+            )
+        }
         Verb::Version { json } => {
             let info = VersionInfo {
                 version: hostctl::VERSION.to_owned(),

@@ -586,3 +586,46 @@ impl Screen {
         }
     }
 }
+
+/// Where the SSH agents forwarded into an agent (`ssh -A NAME@gw`) are reached on its host
+/// (`hostctl agent-socket`): a directory of the agent's own, holding one socket per
+/// connection that forwards its agent, and the stable link its environment's `SSH_AUTH_SOCK`
+/// names, which points at the newest of them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentSockets {
+    /// The directory the sockets are made in (0700).
+    pub dir: PathBuf,
+    /// The stable link (`SSH_AUTH_SOCK` in the agent's environment and attached sessions).
+    pub link: PathBuf,
+}
+
+/// What `hostctl agent-socket` does with the stable link.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SocketLink {
+    /// Leaves it as it is.
+    Keep,
+    /// Points it at this socket of the directory.
+    To(String),
+    /// Removes it: no connection forwards its agent any more.
+    Remove,
+}
+
+/// The longest name a forwarded agent's socket has in its directory.
+pub const MAX_SOCKET_ID_LEN: usize = 16;
+
+/// Checks a forwarded agent's socket name: 1 to 16 lowercase hexadecimal digits (the gateway
+/// makes them; the check keeps any other file name out of the directory's arrangement).
+pub fn validate_socket_id(id: &str) -> Result<(), String> {
+    if id.is_empty()
+        || id.len() > MAX_SOCKET_ID_LEN
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return Err(format!(
+            "invalid socket name '{}': 1 to {MAX_SOCKET_ID_LEN} lowercase hexadecimal digits",
+            id.escape_debug()
+        ));
+    }
+    Ok(())
+}

@@ -15,7 +15,9 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use super::{AgentCli, CreateInput, Key, Secrets, SnapshotRequest, StartInput, TermSize};
+use super::{
+    AgentCli, CreateInput, Key, Secrets, SnapshotRequest, SocketLink, StartInput, TermSize,
+};
 
 /// One call of hostctl: `hostctl ARGV...`, and what goes on its stdin.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -83,6 +85,13 @@ pub enum Call {
     /// The CPU, memory and disk each agent uses (only agent `name`'s, when given).
     Usage {
         name: Option<String>,
+    },
+    /// Arranges the directory of agent `name`'s forwarded SSH agents: removes every socket
+    /// but those in `keep` (and the link's), and does `link` to the stable link.
+    AgentSocket {
+        name: String,
+        keep: Vec<String>,
+        link: SocketLink,
     },
     /// What changed in an agent's workspace, as a report on stdout (JSON with `json`).
     Diff {
@@ -181,6 +190,7 @@ impl Call {
             Call::SnapshotRemove { .. } => "snapshot-remove",
             Call::Version => "version",
             Call::Usage { .. } => "usage",
+            Call::AgentSocket { .. } => "agent-socket",
             Call::Diff { .. } => "diff",
             Call::Logs { .. } => "logs",
             Call::HookWatch => "hook-watch",
@@ -214,7 +224,8 @@ impl Call {
             | Call::SnapshotList
             | Call::SnapshotRemove { .. }
             | Call::Version
-            | Call::Usage { .. } => Exchange::Answer,
+            | Call::Usage { .. }
+            | Call::AgentSocket { .. } => Exchange::Answer,
             Call::Diff { .. }
             | Call::Logs { .. }
             | Call::HookWatch
@@ -259,6 +270,21 @@ impl Call {
             Call::Usage { name } => {
                 if let Some(name) = name {
                     push(name);
+                }
+            }
+            Call::AgentSocket { name, keep, link } => {
+                push(name);
+                for id in keep {
+                    push("--keep");
+                    push(id);
+                }
+                match link {
+                    SocketLink::Keep => {}
+                    SocketLink::To(id) => {
+                        push("--link");
+                        push(id);
+                    }
+                    SocketLink::Remove => push("--unlink"),
                 }
             }
             Call::Start {

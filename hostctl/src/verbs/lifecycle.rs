@@ -304,6 +304,9 @@ impl HostCtl {
             (cmd, None, None)
         };
         let e = cmd
+            // Where an operator's forwarded SSH agent is reached while one is (`ssh -A`); the
+            // agent's own variables may name another.
+            .env("SSH_AUTH_SOCK", self.files.ssh_agent_link(name))
             .envs(&meta.request.env)
             .env("AGENTGATE_AGENT", name)
             .env("AGENTGATE_WORKSPACE", &meta.workspace_path)

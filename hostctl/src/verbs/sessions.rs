@@ -126,7 +126,14 @@ impl HostCtl {
                 "agent '{name}' is stopped; start it first (start {name})"
             )));
         }
-        let err = self.tmux.attach_command(name).exec();
+        // tmux copies SSH_AUTH_SOCK from each attaching client into the session's
+        // environment (`update-environment`), and removes it when the client has none: the
+        // stable link keeps new windows reaching the operator's forwarded agent (`ssh -A`).
+        let err = self
+            .tmux
+            .attach_command(name)
+            .env("SSH_AUTH_SOCK", self.files.ssh_agent_link(name))
+            .exec();
         Err(Error::Spawn {
             program: "tmux".into(),
             source: err,
