@@ -159,6 +159,8 @@ pub struct Gateway {
     pub run_id: String,
     /// The notification channels' deliverer (`notify test` tries a channel through it).
     pub notifier: notify::Notifier,
+    /// The SSH agents forwarded into each agent now (`ssh -A`).
+    pub forwarded_agents: ssh::forward_agent::Registry,
 }
 
 impl Gateway {
@@ -196,6 +198,7 @@ impl Gateway {
             snapshot_scans: agents::reconcile::snapshots::SnapshotScans::default(),
             run_id: agents::journal::new_run_id(),
             notifier,
+            forwarded_agents: ssh::forward_agent::Registry::default(),
             config,
             client_key,
             store,

@@ -1,4 +1,4 @@
-//! `key add|list|remove` and `operator list`: who may log in. Adding and removing are for
+//! `key add|list|remove` and `operator list|set`: who may log in, and with what. Adding and removing are for
 //! admins; an operator lists only their own keys. The same functions serve the offline
 //! `agentgate key ...` commands on the gateway's machine.
 
@@ -67,6 +67,28 @@ pub enum OperatorCommand {
     /// List the operators, their roles and how many keys, logins and agents each has.
     #[command(visible_alias = "ls")]
     List(JsonArg),
+    /// Change what an operator may do (admins only).
+    #[command(
+        after_help = "Examples:\n  ssh gw operator set alice --agent-forwarding on\n  ssh gw operator set alice --agent-forwarding off"
+    )]
+    Set(OperatorSetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct OperatorSetArgs {
+    /// The operator's name.
+    pub name: String,
+    /// Whether their SSH agent may be forwarded into the agents they reach (`ssh -A NAME@gw`).
+    /// Off by default: while their connection is open, the agent's processes can use the key.
+    #[arg(long, value_name = "on|off")]
+    pub agent_forwarding: Option<OnOff>,
+}
+
+/// A switch's two words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
 }
 
 pub async fn run(
@@ -119,8 +141,21 @@ pub async fn run(
     Ok(exit::OK)
 }
 
-pub async fn run_operator(store: &Store, args: OperatorArgs, io: &mut CommandIo) -> CommandResult {
-    let OperatorCommand::List(args) = args.command;
+pub async fn run_operator(
+    store: &Store,
+    caller: &Caller,
+    args: OperatorArgs,
+    io: &mut CommandIo,
+) -> CommandResult {
+    let args = match args.command {
+        OperatorCommand::List(args) => args,
+        OperatorCommand::Set(args) => {
+            require_admin(caller, "change what operators may do")?;
+            let text = set_operator(store, &args).await?;
+            io.write_out(&text).await;
+            return Ok(exit::OK);
+        }
+    };
     let operators = store.operators().await?;
     let text = if args.json {
         json_text(&to_json(
@@ -136,17 +171,54 @@ pub async fn run_operator(store: &Store, args: OperatorArgs, io: &mut CommandIo)
                     o.keys.to_string(),
                     o.tailscale_logins.to_string(),
                     o.agents.to_string(),
+                    if o.agent_forwarding { "on" } else { "off" }.to_owned(),
                     o.created_at.to_string(),
                 ]
             })
             .collect();
         table(
-            &["NAME", "ROLE", "KEYS", "LOGINS", "AGENTS", "CREATED"],
+            &[
+                "NAME",
+                "ROLE",
+                "KEYS",
+                "LOGINS",
+                "AGENTS",
+                "AGENT-FORWARDING",
+                "CREATED",
+            ],
             &rows,
         )
     };
     io.write_out(&text).await;
     Ok(exit::OK)
+}
+
+/// `operator set`: changes what one operator may do, saying what it is now.
+async fn set_operator(store: &Store, args: &OperatorSetArgs) -> Result<String, CommandError> {
+    let Some(forwarding) = args.agent_forwarding else {
+        return Err(CommandError::usage("nothing to set")
+            .hint("say what to change: ssh gw operator set NAME --agent-forwarding on|off"));
+    };
+    let on = forwarding == OnOff::On;
+    if !store.set_agent_forwarding(&args.name, on).await? {
+        return Err(
+            CommandError::failed(format!("no operator named '{}'", args.name))
+                .hint("see the operators: ssh gw operator list"),
+        );
+    }
+    Ok(if on {
+        format!(
+            "operator '{}' may forward their SSH agent into agents (ssh -A NAME@gw); their \
+             connections from now on get SSH_AUTH_SOCK\n",
+            args.name
+        )
+    } else {
+        format!(
+            "operator '{}' may not forward their SSH agent into agents; connections that \
+             forward it now keep it until they end\n",
+            args.name
+        )
+    })
 }
 
 /// Registers the first public-key line of `text`. Without `--name` the operator is the user

@@ -338,6 +338,7 @@ pub struct OperatorJson<'a> {
     keys: i64,
     tailscale_logins: i64,
     agents: i64,
+    agent_forwarding: bool,
 }
 
 impl<'a> OperatorJson<'a> {
@@ -349,6 +350,7 @@ impl<'a> OperatorJson<'a> {
             keys: o.keys,
             tailscale_logins: o.tailscale_logins,
             agents: o.agents,
+            agent_forwarding: o.agent_forwarding,
         }
     }
 }

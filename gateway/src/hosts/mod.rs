@@ -19,9 +19,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use hostctl::api::{
-    AgentInfo, Call, CreateInput, CreateRequest, ErrorCode, ErrorReply, Exchange, Secrets,
-    SnapshotList, SnapshotMeta, SnapshotRemoved, SnapshotRequest, TermSize, UsageReport,
-    VersionInfo, WorkspaceDigest,
+    AgentInfo, AgentSockets, Call, CreateInput, CreateRequest, ErrorCode, ErrorReply, Exchange,
+    Secrets, SnapshotList, SnapshotMeta, SnapshotRemoved, SnapshotRequest, SocketLink, TermSize,
+    UsageReport, VersionInfo, WorkspaceDigest,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -195,6 +195,22 @@ impl Host {
     pub async fn usage(&self, name: Option<&str>) -> Result<UsageReport, HostError> {
         let call = Call::Usage {
             name: name.map(str::to_owned),
+        };
+        self.call(&call, CallKind::Normal).await
+    }
+
+    /// Arranges the directory of agent `name`'s forwarded SSH agents (`ssh -A`): keeps the
+    /// sockets in `keep`, removes the others, and does `link` to the stable link.
+    pub async fn agent_sockets(
+        &self,
+        name: &str,
+        keep: &[String],
+        link: SocketLink,
+    ) -> Result<AgentSockets, HostError> {
+        let call = Call::AgentSocket {
+            name: name.to_owned(),
+            keep: keep.to_vec(),
+            link,
         };
         self.call(&call, CallKind::Normal).await
     }

@@ -20,6 +20,9 @@ words! {
         Sftp = "sftp",
         /// A port forward through an agent's host (`ssh -L`, `ssh -D`).
         Forward = "forward",
+        /// An operator's SSH agent forwarded into an agent (`ssh -A`): while it is open,
+        /// and each time a process on the agent's host uses it.
+        AgentForward = "agent-forward",
         /// A channel refused on a connection whose credential was taken back.
         Channel = "channel",
         /// A login refused.

@@ -82,7 +82,8 @@ pub async fn run_session(
     session: AgentSession,
     pending: PendingChannel,
 ) {
-    let env = pending.env.into_vars();
+    let mut env = pending.env.into_vars();
+    let forwarding = pending.forwarding;
     let (mut io, writer) = command_io(pending.channel, pending.pty);
     if let Some(notice) = &pending.notice {
         io.write_err(notice).await;
@@ -93,12 +94,29 @@ pub async fn run_session(
     let started = audit::start_record(&core, &caller, kind, Some(agent.clone()), &detail).await;
     let result: Result<Option<ProcessExit>, CommandError> = async {
         if session == AgentSession::Attach {
+            // The attached session names the stable link, which this connection's socket
+            // becomes the newest behind.
+            if let Some(forwarding) = &forwarding
+                && let Ok((_, host)) = lifecycle::usable(&core, &caller.operator, &agent).await
+                && let Err(why) = forwarding.socket(&host).await
+            {
+                io.write_err(&format!("agentgate: {why}\n")).await;
+            }
             let status =
                 crate::agents::attach::run(&core, &gw.live, &caller, &agent, &mut io).await?;
             return Ok(attach_ended(status));
         }
         let (record, host) = lifecycle::usable(&core, &caller.operator, &agent).await?;
         crate::agents::lifecycle::ready(&record)?;
+        if let Some(forwarding) = &forwarding {
+            match forwarding.socket(&host).await {
+                Ok(socket) => env.push((
+                    "SSH_AUTH_SOCK".to_owned(),
+                    socket.to_string_lossy().into_owned(),
+                )),
+                Err(why) => io.write_err(&format!("agentgate: {why}\n")).await,
+            }
+        }
         let terminal = io.terminal.as_ref().map(|t| {
             // A shell's terminal with no type is dumb (a host would otherwise pick a capable
             // default, and the client could not draw what that shell's programs send).

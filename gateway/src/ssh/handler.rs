@@ -16,6 +16,7 @@ use tracing::{Instrument, info};
 
 use super::agent;
 use super::channel::{OpenChannel, PendingChannel, command_io, finish};
+use super::forward_agent::Forwarding;
 use super::guard::Ticket;
 use super::reverse::{self, ChannelTarget, ListenKey, ListenRequest};
 use super::session::{
@@ -362,7 +363,15 @@ impl russh::server::Handler for ConnectionHandler {
         channel: ChannelId,
         _session: &mut Session,
     ) -> Result<bool, Self::Error> {
-        Ok(self.connection.agent_forwarding(u32::from(channel)))
+        let Some(handle) = self.handle.clone() else {
+            return Ok(false);
+        };
+        let gw = self.gw.clone();
+        let make = |caller, agent, backlog| Forwarding::new(gw, caller, agent, handle, backlog);
+        Ok(self
+            .connection
+            .agent_forwarding(u32::from(channel), make)
+            .await?)
     }
 
     async fn x11_request(

@@ -6,6 +6,7 @@
 
 pub mod agent;
 pub mod channel;
+pub mod forward_agent;
 pub mod guard;
 pub mod handler;
 pub mod killable;

@@ -21,6 +21,7 @@ use tracing::{debug, info};
 
 use super::agent::Forward;
 use super::channel::{PendingChannel, PtyRequest, Resize};
+use super::forward_agent::Forwarding;
 use super::guard::Ticket;
 use super::limits::{self, EnvRefusal, SessionEnv};
 use super::login::Login;
@@ -42,9 +43,15 @@ use crate::streams::Backlog;
 pub const BACKLOG_HIGH_WATER: usize = 1024 * 1024;
 pub const THROTTLED_WINDOW: u32 = 512;
 
-/// What a session inside an agent that asked for agent forwarding (`ssh -A`) is told.
-pub const AGENT_FORWARDING_REFUSED: &str = "agentgate: agent forwarding (ssh -A) is not offered by this gateway: \
-     SSH_AUTH_SOCK is not set inside the agent\n";
+/// What a session inside an agent that asked for agent forwarding (`ssh -A`) is told when
+/// `operator` may not forward their agent into `agent`.
+pub fn agent_forwarding_refused(operator: &str, agent: &str) -> String {
+    format!(
+        "agentgate: agent forwarding (ssh -A) is not allowed for operator '{operator}' on this \
+         gateway, so SSH_AUTH_SOCK reaches no agent inside '{agent}' (an admin allows it: ssh gw \
+         operator set {operator} --agent-forwarding on)\n"
+    )
+}
 
 /// What an authentication attempt comes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,6 +203,8 @@ pub struct Connection<C> {
     backlog: Backlog,
     /// Its remote forwards (`ssh -R`), each closed when dropped (`super::reverse`).
     remote_forwards: reverse::Forwards,
+    /// Its forwarded SSH agent (`ssh -A`), once a channel asked and the operator may.
+    forwarding: Option<Arc<Forwarding>>,
 }
 
 impl<C: Resize> Connection<C> {
@@ -214,6 +223,7 @@ impl<C: Resize> Connection<C> {
             channels: HashMap::new(),
             backlog: Backlog::default(),
             remote_forwards: reverse::Forwards::default(),
+            forwarding: None,
         }
     }
 
@@ -340,6 +350,7 @@ impl<C: Resize> Connection<C> {
                 pty: None,
                 env: SessionEnv::new(env),
                 notice: None,
+                forwarding: None,
             },
         );
         Ok(OpenAnswer::Accept)
@@ -503,18 +514,48 @@ impl<C: Resize> Connection<C> {
         }
     }
 
-    /// `auth-agent-req@openssh.com` (`ssh -A`): not offered. OpenSSH's client asks without
-    /// wanting a reply and says nothing when it is refused, so on the agent route a session
-    /// that asked is told on its stderr; the control route's commands ignore it (a client
-    /// that forwards its agent everywhere would otherwise get the note on every command).
-    pub fn agent_forwarding(&mut self, channel: u32) -> bool {
-        if let (Route::Agent(_), Some(pending)) =
-            (&self.login.route, self.channels.get_mut(&channel))
-        {
-            debug!("agent forwarding refused: not offered");
-            pending.notice = Some(AGENT_FORWARDING_REFUSED.to_owned());
+    /// `auth-agent-req@openssh.com` (`ssh -A`): on the agent route, granted when the operator
+    /// may forward their agent (`operator set NAME --agent-forwarding on`): the channel's
+    /// session gets the connection's [`Forwarding`] (made by `make` the first time). Refused
+    /// otherwise; OpenSSH's client asks without wanting a reply and says nothing when it is
+    /// refused, so a session that asked is told why on its stderr. The control route's
+    /// commands ignore it (a client that forwards its agent everywhere would otherwise get
+    /// the note on every command).
+    pub async fn agent_forwarding(
+        &mut self,
+        channel: u32,
+        make: impl FnOnce(Caller, String, Backlog) -> Forwarding,
+    ) -> Result<bool, StoreError> {
+        let (Route::Agent(agent), Some(caller)) = (&self.login.route, &self.login.caller) else {
+            return Ok(false);
+        };
+        if !self.channels.contains_key(&channel) {
+            return Ok(false);
         }
-        false
+        let (agent, caller) = (agent.clone(), caller.clone());
+        let allowed = self
+            .gw
+            .store
+            .agent_forwarding_allowed(&caller.operator.name)
+            .await?;
+        let Some(pending) = self.channels.get_mut(&channel) else {
+            return Ok(false);
+        };
+        if !allowed {
+            debug!(
+                operator = caller.operator.name,
+                "agent forwarding refused: not allowed for the operator"
+            );
+            pending.notice = Some(agent_forwarding_refused(&caller.operator.name, &agent));
+            return Ok(false);
+        }
+        let backlog = self.backlog.clone();
+        let forwarding = self
+            .forwarding
+            .get_or_insert_with(|| Arc::new(make(caller, agent, backlog)))
+            .clone();
+        pending.forwarding = Some(forwarding);
+        Ok(true)
     }
 
     /// `x11-req`: no X11 forwarding, refused at once, so a client that waits for the answer
@@ -846,27 +887,42 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn agent_forwarding_is_refused_and_a_session_inside_the_agent_is_told_why() {
+    async fn agent_forwarding_is_refused_unless_allowed_and_a_session_inside_the_agent_is_told_why()
+    {
         let alices = key();
         let (_dir, gw) = gateway(Config::default(), &alices).await;
         let mut c = logged_in(&gw, &alices, "w").await;
         for channel in 0..2 {
             assert_eq!(open(&mut c, channel).await, OpenAnswer::Accept);
         }
-        assert!(!c.agent_forwarding(0));
+        let never = |_, _, _| -> Forwarding { panic!("no forwarding is made when refused") };
+        assert!(!c.agent_forwarding(0, never).await.expect("store"));
         let (pending, _) = started(c.exec(0, b"ssh-add -l"));
-        assert_eq!(pending.notice.as_deref(), Some(AGENT_FORWARDING_REFUSED));
+        let notice = pending.notice.expect("a notice");
+        assert_eq!(notice, agent_forwarding_refused("alice", "w"));
+        assert!(
+            notice.contains("ssh gw operator set alice --agent-forwarding on"),
+            "{notice}"
+        );
+        assert!(pending.forwarding.is_none());
         // A channel that did not ask is not told; an unknown one is refused all the same.
         let (pending, _) = started(c.exec(1, b"true"));
         assert_eq!(pending.notice, None);
-        assert!(!c.agent_forwarding(7));
+        assert!(!c.agent_forwarding(7, never).await.expect("store"));
 
-        // The control route's commands take no note of it.
+        // The control route's commands take no note of it, allowed or not.
+        assert!(
+            gw.store
+                .set_agent_forwarding("alice", true)
+                .await
+                .expect("set")
+        );
         let mut control = logged_in(&gw, &alices, "gw").await;
         assert_eq!(open(&mut control, 0).await, OpenAnswer::Accept);
-        assert!(!control.agent_forwarding(0));
+        assert!(!control.agent_forwarding(0, never).await.expect("store"));
         let (pending, _) = started(control.exec(0, b"list"));
         assert_eq!(pending.notice, None);
+        assert!(pending.forwarding.is_none());
     }
 
     #[tokio::test]

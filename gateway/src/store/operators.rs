@@ -31,6 +31,8 @@ pub struct OperatorSummary {
     pub keys: i64,
     pub tailscale_logins: i64,
     pub agents: i64,
+    /// Whether their SSH agent may be forwarded into agents (`ssh -A`).
+    pub agent_forwarding: bool,
 }
 
 /// What `remove_credentials` removed.
@@ -210,11 +212,34 @@ impl Store {
                     (SELECT COUNT(*) FROM keys k WHERE k.operator_id = o.id) AS keys,
                     (SELECT COUNT(*) FROM tailscale_logins t WHERE t.operator_id = o.id)
                         AS tailscale_logins,
-                    (SELECT COUNT(*) FROM agents a WHERE a.created_by = o.name) AS agents
+                    (SELECT COUNT(*) FROM agents a WHERE a.created_by = o.name) AS agents,
+                    o.agent_forwarding
              FROM operators o ORDER BY o.name",
         )
         .fetch_all(&self.pool)
         .await?)
+    }
+
+    /// Whether operator `name`'s SSH agent may be forwarded into agents (`ssh -A`); false for
+    /// one that is not registered.
+    pub async fn agent_forwarding_allowed(&self, name: &str) -> Result<bool> {
+        let allowed: Option<bool> =
+            sqlx::query_scalar("SELECT agent_forwarding FROM operators WHERE name = ?")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(allowed.unwrap_or(false))
+    }
+
+    /// Allows or forbids forwarding operator `name`'s SSH agent; false when there is no such
+    /// operator.
+    pub async fn set_agent_forwarding(&self, name: &str, allowed: bool) -> Result<bool> {
+        let done = sqlx::query("UPDATE operators SET agent_forwarding = ? WHERE name = ?")
+            .bind(allowed)
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
     }
 
     /// The keys operator `name` may log in with.
