@@ -575,6 +575,29 @@ impl Viewer {
         cols: u16,
         rows: u16,
     ) -> Viewer {
+        Viewer::open_inner(gw, key, None, target, args, cols, rows)
+    }
+
+    /// [`Viewer::open`] with `ssh -A`, forwarding the SSH agent at `agent`.
+    pub fn open_forwarding(
+        gw: &TestGateway,
+        agent: &Path,
+        target: &str,
+        cols: u16,
+        rows: u16,
+    ) -> Viewer {
+        Viewer::open_inner(gw, None, Some(agent), target, &["-A"], cols, rows)
+    }
+
+    fn open_inner(
+        gw: &TestGateway,
+        key: Option<&Path>,
+        agent: Option<&Path>,
+        target: &str,
+        args: &[&str],
+        cols: u16,
+        rows: u16,
+    ) -> Viewer {
         let socket = unique("agview");
         let exit_file = gw.dir.path().join(format!("{socket}.exit"));
         let login = match key {
@@ -588,7 +611,11 @@ impl Viewer {
                 shell_quote(&gw.ssh_config_path().to_string_lossy())
             ),
         };
-        let mut ssh = format!("ssh {login} -tt {}", shell_quote(target));
+        // OpenSSH forwards only an agent its environment names, whatever ForwardAgent says.
+        let agent = agent.map_or(String::new(), |a| {
+            format!("SSH_AUTH_SOCK={} ", shell_quote(&a.to_string_lossy()))
+        });
+        let mut ssh = format!("{agent}ssh {login} -tt {}", shell_quote(target));
         for a in args {
             ssh.push(' ');
             ssh.push_str(&shell_quote(a));

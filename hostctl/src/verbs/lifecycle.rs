@@ -242,6 +242,13 @@ impl HostCtl {
                 exe.to_string_lossy().into_owned(),
                 "exec".to_owned(),
                 name.clone(),
+                // As the agent's own processes: the operator's forwarded SSH agent, while one
+                // is (`ssh -A`).
+                "--env".to_owned(),
+                format!(
+                    "SSH_AUTH_SOCK={}",
+                    self.files.ssh_agent_link(&name).to_string_lossy()
+                ),
             ];
             let line = shlex::try_join(words.iter().map(String::as_str)).map_err(|_| {
                 Error::InvalidInput(format!("unusable hostctl path {}", exe.display()))
