@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Throughput of `ssh -R` into an agent against a plain OpenSSH sshd doing the same, on one
-# machine, over loopback, side by side in one run.
+# Throughput of `ssh -R` into an agent, and signatures through the operator's agent forwarded
+# with `ssh -A`, against a plain OpenSSH sshd doing the same, on one machine, over loopback,
+# side by side in one run.
 #
 #   bench/remote-forward.sh                        # needs root, sshd, tmux, cargo, python3
-#   ROUNDS=5 SIZE_MB=1024 bench/remote-forward.sh  # the defaults
+#   ROUNDS=5 SIZE_MB=1024 SIGNS=300 bench/remote-forward.sh  # the defaults
 #   PROFILE=debug bench/remote-forward.sh          # target/debug as built, no release build
 #
 # What it does:
@@ -22,11 +23,19 @@
 #      timed from the connect to the last byte, by the process on the agent's host (for
 #      `local` that is this machine, as for the baseline sshd).
 #   5. A markdown table on stdout (median MiB/s of each, and agentgate / OpenSSH).
-#   6. On exit: stop sshd and agentgate, kill the bench tmux server, remove the temp dir.
+#   6. An ssh-agent holding the client key, the operator allowed to forward it (`operator set
+#      --agent-forwarding on`); ROUNDS rounds, in each, for each server in the same alternating
+#      order: `ssh -A DEST python3 -` runs a client of the agent protocol on the agent's host
+#      (inside the agent's sandbox for agentgate) that lists the keys, then asks for SIGNS
+#      signatures, each on a connection of its own to SSH_AUTH_SOCK (as each `git push` makes
+#      one): signatures per second over the whole loop, and the median time of one. A second
+#      table on stdout.
+#   7. On exit: stop sshd and agentgate, kill the bench tmux server, remove the temp dir.
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-5}
 SIZE_MB=${SIZE_MB:-1024}
+SIGNS=${SIGNS:-300}
 PROFILE=${PROFILE:-release}
 
 die() { printf 'remote-forward: error: %s\n' "$*" >&2; exit 1; }
@@ -34,6 +43,7 @@ log() { printf 'remote-forward: %s\n' "$*" >&2; }
 
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer (got '$ROUNDS')"
 [[ $SIZE_MB =~ ^[1-9][0-9]*$ ]] || die "SIZE_MB must be a positive integer (got '$SIZE_MB')"
+[[ $SIGNS =~ ^[1-9][0-9]*$ ]] || die "SIGNS must be a positive integer (got '$SIGNS')"
 [[ $PROFILE == release || $PROFILE == debug ]] || die "PROFILE must be release or debug (got '$PROFILE')"
 BYTES=$((SIZE_MB * 1024 * 1024))
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -44,16 +54,17 @@ source "$REPO/bench/lib.sh"
 SSHD=$(command -v sshd || true)
 [[ -n $SSHD ]] || { [[ -x /usr/sbin/sshd ]] && SSHD=/usr/sbin/sshd; }
 [[ -n $SSHD ]] || die "sshd not found: apt-get install -y openssh-server"
-for tool in ssh ssh-keygen tmux python3; do
+for tool in ssh ssh-keygen ssh-agent ssh-add tmux python3; do
     command -v "$tool" >/dev/null || die "$tool not found (apt-get install -y openssh-client tmux python3)"
 done
 
-TMP="" SSHD_PID="" GW_PID="" TARGET_PID="" CREATED_RUN_SSHD=""
+TMP="" SSHD_PID="" GW_PID="" TARGET_PID="" AGENT_PID="" CREATED_RUN_SSHD=""
 TMUX_NAME="agentgate-rfbench-$$"
 cleanup() {
     local rc=$?
     set +e
     stop_pid "$TARGET_PID" target
+    stop_pid "$AGENT_PID" ssh-agent
     stop_pid "$GW_PID" agentgate
     stop_pid "$SSHD_PID" sshd
     if [[ -n $TMP ]]; then
@@ -245,3 +256,73 @@ for direction in up down; do
     [[ $direction == down ]] && what="client to the agent's host (down)"
     printf '| %s | %s | %s | %s |\n' "$what" "$gw" "$os" "$(awk -v a="$gw" -v b="$os" 'BEGIN { printf "%.2f", a / b }')"
 done
+
+# --- 6. signatures through a forwarded agent --------------------------------------------------------
+ssh-agent -D -a "$TMP/agent.sock" >/dev/null 2>&1 &
+AGENT_PID=$!
+for ((i = 0; i < 50; i++)); do [[ -S $TMP/agent.sock ]] && break; sleep 0.1; done
+SSH_AUTH_SOCK="$TMP/agent.sock" ssh-add -q "$TMP/client_key" || die "ssh-add failed"
+OPERATOR=$(ssh "${SSH_OPTS[@]}" -p "$GW_PORT" 127.0.0.1 whoami --json </dev/null \
+    | python3 -c 'import json, sys; print(json.load(sys.stdin)["operator"])') || die "whoami failed"
+ssh "${SSH_OPTS[@]}" -p "$GW_PORT" 127.0.0.1 operator set "$OPERATOR" --agent-forwarding on \
+    </dev/null >/dev/null || die "operator set --agent-forwarding on failed"
+
+# One measurement: SIGNS signatures through SERVER's forwarded agent; prints "PER_SECOND MEDIAN_MS".
+measure_agent() { # server
+    local server=$1
+    SSH_AUTH_SOCK="$TMP/agent.sock" ssh "${SSH_OPTS[@]}" -A -p "${PORT[$server]}" "${DEST[$server]}" \
+        python3 - "$SIGNS" <<'EOF' || die "signing through $server's forwarded agent failed"
+import os, socket, struct, sys, time
+n, path = int(sys.argv[1]), os.environ.get("SSH_AUTH_SOCK")
+if not path:
+    sys.exit("no SSH_AUTH_SOCK: agent forwarding was refused")
+def string(b): return struct.pack(">I", len(b)) + b
+def ask(message):
+    s = socket.socket(socket.AF_UNIX); s.connect(path)
+    s.sendall(string(message))
+    def read(k):
+        got = b""
+        while len(got) < k:
+            b = s.recv(k - len(got))
+            if not b: sys.exit("the agent closed the connection")
+            got += b
+        return got
+    reply = read(struct.unpack(">I", read(4))[0]); s.close()
+    return reply
+keys = ask(bytes([11]))  # SSH_AGENTC_REQUEST_IDENTITIES
+if keys[0] != 12 or struct.unpack(">I", keys[1:5])[0] < 1:
+    sys.exit("the forwarded agent holds no key")
+blob = keys[9:9 + struct.unpack(">I", keys[5:9])[0]]
+times, start = [], time.monotonic()
+for i in range(n):
+    t = time.monotonic()
+    reply = ask(bytes([13]) + string(blob) + string(b"agentgate bench %d" % i) + struct.pack(">I", 0))
+    if reply[0] != 14:  # SSH_AGENT_SIGN_RESPONSE
+        sys.exit(f"signature {i} refused")
+    times.append(time.monotonic() - t)
+total = time.monotonic() - start
+times.sort()
+print(f"{n / total:.1f} {times[len(times) // 2] * 1000:.2f}")
+EOF
+}
+
+declare -A SIGN_RATES SIGN_TIMES
+for ((round = 1; round <= ROUNDS; round++)); do
+    order=(gw openssh)
+    ((round % 2 == 0)) && order=(openssh gw)
+    for server in "${order[@]}"; do
+        read -r rate ms < <(measure_agent "$server")
+        [[ -n $rate ]] || die "no figure from $server's forwarded agent"
+        SIGN_RATES[$server]+="$rate "
+        SIGN_TIMES[$server]+="$ms "
+        log "round $round: $server $rate signatures/s, median $ms ms"
+    done
+done
+gw_rate=$(median <<<"${SIGN_RATES[gw]}")
+os_rate=$(median <<<"${SIGN_RATES[openssh]}")
+gw_ms=$(median <<<"${SIGN_TIMES[gw]}")
+os_ms=$(median <<<"${SIGN_TIMES[openssh]}")
+printf '\n| %s signatures through `ssh -A`, %s rounds, %s build | agentgate | OpenSSH sshd | agentgate / OpenSSH |\n' "$SIGNS" "$ROUNDS" "$PROFILE"
+printf '|---|---:|---:|---:|\n'
+printf '| signatures per second | %s | %s | %s |\n' "$gw_rate" "$os_rate" "$(awk -v a="$gw_rate" -v b="$os_rate" 'BEGIN { printf "%.2f", a / b }')"
+printf '| one signature, median ms | %s | %s | %s |\n' "$gw_ms" "$os_ms" "$(awk -v a="$gw_ms" -v b="$os_ms" 'BEGIN { printf "%.2f", a / b }')"

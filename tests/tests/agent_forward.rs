@@ -157,6 +157,20 @@ fn forwarding_flow(gw: &TestGateway) {
         stderr(&out)
     );
 
+    // Bad input says what is wrong and changes nothing.
+    let out = gw.ssh(&["operator", "set", "tester"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("nothing to set"), "{}", stderr(&out));
+    let out = gw.ssh(&["operator", "set", "nobody", "--agent-forwarding", "on"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no operator named 'nobody'"),
+        "{}",
+        stderr(&out)
+    );
+    let out = gw.ssh(&["operator", "set", "tester", "--agent-forwarding", "yes"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+
     gw.ok(&["operator", "set", "tester", "--agent-forwarding", "on"]);
     let operators: Vec<Value> =
         serde_json::from_str(&gw.ok(&["operator", "list", "--json"])).expect("operator list");
