@@ -95,6 +95,18 @@ fn stable_link(gw: &TestGateway) -> String {
     );
 }
 
+/// Types `ssh-add -l` into the attached session, its answer and status into `file` in the
+/// workspace, and returns what it wrote.
+fn ssh_add_typed(gw: &TestGateway, viewer: &Viewer, file: &str) -> String {
+    viewer.type_text(&format!(
+        "ssh-add -l > {file} 2>&1; echo \"rc=$?\" >> {file}\r"
+    ));
+    wait_for(&format!("ssh-add's answer in {file}"), || {
+        let got = exec(gw, "web@gw", &format!("cat {file} 2>/dev/null || true"));
+        got.contains("rc=").then_some(got)
+    })
+}
+
 fn agent_forward_events(gw: &TestGateway) -> Vec<Value> {
     let events: Vec<Value> =
         serde_json::from_str(&gw.ok(&["events", "--json", "-n", "1000"])).expect("events --json");
@@ -213,15 +225,8 @@ fn forwarding_flow(gw: &TestGateway) {
     assert!(got.contains(&key) && got.contains("rc=0"), "{got}");
 
     // The attached session: the agent's shell names the stable link.
-    let seen = "seen.txt";
     let viewer = Viewer::open_forwarding(gw, &agent.socket, "web@gw", 100, 30);
-    viewer.type_text(&format!(
-        "ssh-add -l > {seen} 2>&1; echo \"rc=$?\" >> {seen}\r"
-    ));
-    let got = wait_for("ssh-add's answer in the attached session", || {
-        let got = exec(gw, "web@gw", &format!("cat {seen} 2>/dev/null || true"));
-        got.contains("rc=").then_some(got)
-    });
+    let got = ssh_add_typed(gw, &viewer, "seen.txt");
     assert!(
         got.contains(&key) && got.contains("rc=0"),
         "attached: {got}"
@@ -230,14 +235,7 @@ fn forwarding_flow(gw: &TestGateway) {
     // the stable link (tmux's update-environment would otherwise drop SSH_AUTH_SOCK).
     viewer.keys(&["C-b", "c"]);
     viewer.wait_for_text("1:");
-    let seen = "seen-in-new-window.txt";
-    viewer.type_text(&format!(
-        "ssh-add -l > {seen} 2>&1; echo \"rc=$?\" >> {seen}\r"
-    ));
-    let got = wait_for("ssh-add's answer in a new window", || {
-        let got = exec(gw, "web@gw", &format!("cat {seen} 2>/dev/null || true"));
-        got.contains("rc=").then_some(got)
-    });
+    let got = ssh_add_typed(gw, &viewer, "seen-in-new-window.txt");
     assert!(
         got.contains(&key) && got.contains("rc=0"),
         "new window: {got}"
