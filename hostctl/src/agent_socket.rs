@@ -18,10 +18,7 @@ use std::path::{Path, PathBuf};
 
 use crate::api::{AgentSockets, SocketLink, validate_socket_id};
 use crate::error::{Error, Result};
-use crate::files::Files;
-
-/// The stable link's name in the directory.
-pub const LINK_NAME: &str = "agent.sock";
+use crate::files::{Files, SSH_AGENT_LINK as LINK_NAME};
 
 /// The most bytes a unix socket's path may have (`sun_path` holds 108 with its NUL).
 pub const MAX_SOCKET_PATH: usize = 107;

@@ -19,6 +19,9 @@ pub struct MetaLock {
 }
 use crate::error::{Error, Result};
 
+/// The name of the stable link in an agent's `ssh-agent` directory ([`Files::ssh_agent_link`]).
+pub const SSH_AGENT_LINK: &str = "agent.sock";
+
 #[derive(Clone, Debug)]
 pub struct Files {
     home: PathBuf,
@@ -98,8 +101,7 @@ impl Files {
     /// The stable link to the newest of them: `SSH_AUTH_SOCK` in the agent's environment and
     /// in its attached sessions.
     pub fn ssh_agent_link(&self, name: &str) -> PathBuf {
-        self.ssh_agent_dir(name)
-            .join(crate::agent_socket::LINK_NAME)
+        self.ssh_agent_dir(name).join(SSH_AGENT_LINK)
     }
 
     /// The socket `hostctl hook-watch` listens on, alone in a directory: a sandbox shows the

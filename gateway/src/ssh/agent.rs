@@ -19,6 +19,7 @@ use russh::server::{ChannelOpenHandle, Handle};
 use tracing::info;
 
 use super::channel::{OpenChannel, PendingChannel, command_io, finish, finish_process, splice};
+use super::forward_agent::Forwarding;
 use crate::Gateway;
 use crate::agents::said::{CommandError, exit};
 use crate::agents::{Caller, Core, audit, lifecycle};
@@ -81,9 +82,9 @@ pub async fn run_session(
     agent: String,
     session: AgentSession,
     pending: PendingChannel,
+    forwarding: Option<Arc<Forwarding>>,
 ) {
     let mut env = pending.env.into_vars();
-    let forwarding = pending.forwarding;
     let (mut io, writer) = command_io(pending.channel, pending.pty);
     if let Some(notice) = &pending.notice {
         io.write_err(notice).await;

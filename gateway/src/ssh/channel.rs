@@ -34,9 +34,9 @@ pub struct PendingChannel<C = OpenChannel> {
     /// Written on the session's stderr before anything else: why a request the client made on
     /// the channel, which its ssh does not report, was refused (`auth-agent-req@openssh.com`).
     pub notice: Option<String>,
-    /// The connection's forwarded SSH agent, when the channel asked for it and the operator
-    /// may forward it (`ssh -A`).
-    pub forwarding: Option<Arc<super::forward_agent::Forwarding>>,
+    /// Whether the channel asked for agent forwarding (`ssh -A`) and was granted it: its
+    /// session gets the connection's forwarded agent (`super::session`).
+    pub forwards_agent: bool,
 }
 
 /// What the client asked for with `pty-req` (its size is in [`OpenChannel`]).

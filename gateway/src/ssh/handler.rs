@@ -73,6 +73,7 @@ impl ConnectionHandler {
                 pending,
                 caller,
                 work,
+                forwarding,
             },
             Some(handle),
         ) = (start, self.handle.clone())
@@ -84,7 +85,7 @@ impl ConnectionHandler {
         match work {
             Work::Control(line) => self.spawn_control(pending, caller, line),
             Work::Agent { agent, session } => {
-                self.spawn_agent_session(pending, caller, handle, agent, session)
+                self.spawn_agent_session(pending, caller, handle, agent, session, forwarding)
             }
             Work::Refusal(message) => self.spawn_refusal(pending, message),
         }
@@ -109,12 +110,20 @@ impl ConnectionHandler {
         handle: Handle,
         agent: String,
         session: AgentSession,
+        forwarding: Option<Arc<Forwarding>>,
     ) {
         let gw = self.gw.clone();
         let span = tracing::info_span!("session", agent = %agent, kind = ?session);
-        gw.tasks.clone().spawn(
-            agent::run_session(gw, caller, handle, agent, session, pending).instrument(span),
+        let run = agent::run_session(
+            gw.clone(),
+            caller,
+            handle,
+            agent,
+            session,
+            pending,
+            forwarding,
         );
+        gw.tasks.spawn(run.instrument(span));
     }
 
     /// Answers a request that cannot be served with a clear message and exit status 1.

@@ -164,6 +164,9 @@ pub enum Start<C> {
         pending: PendingChannel<C>,
         caller: Caller,
         work: Work,
+        /// The connection's forwarded agent, when the channel asked for it and was granted
+        /// it (`ssh -A`).
+        forwarding: Option<Arc<Forwarding>>,
     },
 }
 
@@ -350,7 +353,7 @@ impl<C: Resize> Connection<C> {
                 pty: None,
                 env: SessionEnv::new(env),
                 notice: None,
-                forwarding: None,
+                forwards_agent: false,
             },
         );
         Ok(OpenAnswer::Accept)
@@ -550,12 +553,18 @@ impl<C: Resize> Connection<C> {
             return Ok(false);
         }
         let backlog = self.backlog.clone();
-        let forwarding = self
-            .forwarding
-            .get_or_insert_with(|| Arc::new(make(caller, agent, backlog)))
-            .clone();
-        pending.forwarding = Some(forwarding);
+        self.forwarding
+            .get_or_insert_with(|| Arc::new(make(caller, agent, backlog)));
+        pending.forwards_agent = true;
         Ok(true)
+    }
+
+    /// The connection's forwarded agent, for a channel that asked for it and was granted it.
+    fn forwarding_for(&self, pending: &PendingChannel<C>) -> Option<Arc<Forwarding>> {
+        self.forwarding
+            .as_ref()
+            .filter(|_| pending.forwards_agent)
+            .cloned()
     }
 
     /// `x11-req`: no X11 forwarding, refused at once, so a client that waits for the answer
@@ -594,6 +603,7 @@ impl<C: Resize> Connection<C> {
             }
         };
         Start::Run {
+            forwarding: self.forwarding_for(&pending),
             pending,
             caller,
             work,
@@ -627,6 +637,7 @@ impl<C: Resize> Connection<C> {
             )),
         };
         Start::Run {
+            forwarding: self.forwarding_for(&pending),
             pending,
             caller,
             work,
@@ -660,6 +671,7 @@ impl<C: Resize> Connection<C> {
             },
         };
         Start::Run {
+            forwarding: self.forwarding_for(&pending),
             pending,
             caller,
             work,
@@ -904,7 +916,7 @@ mod tests {
             notice.contains("ssh gw operator set alice --agent-forwarding on"),
             "{notice}"
         );
-        assert!(pending.forwarding.is_none());
+        assert!(!pending.forwards_agent);
         // A channel that did not ask is not told; an unknown one is refused all the same.
         let (pending, _) = started(c.exec(1, b"true"));
         assert_eq!(pending.notice, None);
@@ -922,7 +934,7 @@ mod tests {
         assert!(!control.agent_forwarding(0, never).await.expect("store"));
         let (pending, _) = started(control.exec(0, b"list"));
         assert_eq!(pending.notice, None);
-        assert!(pending.forwarding.is_none());
+        assert!(!pending.forwards_agent);
     }
 
     #[tokio::test]
