@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 mod agent;
 mod call;
+mod limits;
 mod probe;
 mod talk;
 mod usage;
@@ -21,13 +22,14 @@ mod workspace;
 
 pub use agent::*;
 pub use call::{Call, Exchange, OwnCall};
+pub use limits::*;
 pub use probe::{HostProbe, PROBE_SCRIPT, ProbeNotUnderstood};
 pub use talk::*;
 pub use usage::*;
 pub use workspace::*;
 
 /// Version of this contract. hostctl reports it in `hostctl version --json`.
-pub const API_VERSION: u32 = 10;
+pub const API_VERSION: u32 = 11;
 
 /// The longest agent name: a DNS label, so a name can also serve as a host alias.
 pub const MAX_AGENT_NAME_LEN: usize = 63;

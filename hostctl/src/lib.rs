@@ -19,6 +19,7 @@
 //! - [`usage`]: the CPU, memory and disk each agent uses.
 
 pub mod api;
+pub mod cgroups;
 pub mod diff;
 pub mod disk;
 pub mod enter;
