@@ -1,0 +1,218 @@
+//! Resource limits per agent (`create --memory --cpus --pids`), applied by the kernel through
+//! a cgroup per agent. On `local` (root, cgroup v1 writable) a 64M agent that takes 256M is
+//! killed by the kernel's OOM killer, a 32-process agent's fork loop stops at 32, a CPU quota
+//! is written as asked, sessions inside an agent join its cgroups, `info` and `list` show the
+//! limits, and stop and destroy remove the cgroups. A namespace host with no cgroup hierarchy
+//! in its view refuses `create --memory` with what it lacks and makes nothing, until its
+//! administrator gives it one; a host user who owns no cgroup is refused until one is chowned
+//! to it. The figures are read straight from the kernel's cgroup files.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use e2e::{TestGateway, shell_quote, stderr, stdout, wait_for};
+use serde_json::{Value, json};
+
+/// The cgroup directories hostctl made for agent `name` of the host whose
+/// `AGENTGATE_HOME` is `agents_home` (its record, `agents/NAME/cgroups.json`).
+fn cgroups_of(agents_home: &Path, name: &str) -> Vec<PathBuf> {
+    let path = agents_home.join("agents").join(name).join("cgroups.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let record: Value = serde_json::from_str(&text).expect("cgroups.json is JSON");
+    record["cgroups"]
+        .as_array()
+        .expect("a list of cgroups")
+        .iter()
+        .map(|c| PathBuf::from(c["dir"].as_str().expect("a dir")))
+        .collect()
+}
+
+/// The one of `dirs` that has cgroup file `file` (`memory.limit_in_bytes`, `pids.max`).
+fn with_file(dirs: &[PathBuf], file: &str) -> PathBuf {
+    dirs.iter()
+        .find(|d| d.join(file).exists())
+        .unwrap_or_else(|| panic!("none of {dirs:?} has {file}"))
+        .clone()
+}
+
+fn read(dir: &Path, file: &str) -> String {
+    let path = dir.join(file);
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .trim()
+        .to_owned()
+}
+
+/// The number after `key` in a cgroup file of `key value` lines (`memory.oom_control`,
+/// `pids.events`).
+fn keyed(dir: &Path, file: &str, key: &str) -> u64 {
+    read(dir, file)
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {key} in {file}: {}", read(dir, file)))
+}
+
+fn wait_state(gw: &TestGateway, name: &str, state: &str) -> Value {
+    wait_for(&format!("agent {name} {state}"), || {
+        let info = gw.info(name);
+        (info["state"] == state).then_some(info)
+    })
+}
+
+#[test]
+fn an_agent_past_its_memory_limit_is_killed_by_the_kernel_and_stop_removes_its_cgroup() {
+    let gw = TestGateway::start();
+    // Every page of the 256M is written (a bytes object of 'x's), and the agent says so if it
+    // ever holds them.
+    let code =
+        "import time; x = b'x' * (256 << 20); print('held it all', flush=True); time.sleep(600)";
+    gw.ok(&[&format!(
+        "create hog --memory 64M -- python3 -c {}",
+        shell_quote(code)
+    )]);
+    let dirs = cgroups_of(&gw.agents_home, "hog");
+    let memory = with_file(&dirs, "memory.limit_in_bytes");
+    assert_eq!(
+        read(&memory, "memory.limit_in_bytes"),
+        (64u64 << 20).to_string()
+    );
+    let info = wait_state(&gw, "hog", "exited");
+    assert!(
+        keyed(&memory, "memory.oom_control", "oom_kill ") >= 1,
+        "the kernel killed nothing in {}: {}",
+        memory.display(),
+        read(&memory, "memory.oom_control")
+    );
+    assert!(
+        read(&memory, "memory.failcnt")
+            .parse::<u64>()
+            .expect("a count")
+            > 0
+    );
+    // The agent's end is the kernel's SIGKILL: as the process's own signal, or (through its
+    // sandbox's first process) as the shell's 128 + 9.
+    let stop_reason = info["stop_reason"].as_str().unwrap_or_default();
+    assert!(
+        info["exit_code"] == 137 || stop_reason.contains("signal 9"),
+        "the agent did not end by SIGKILL: {info}"
+    );
+    assert!(!gw.pane("hog").contains("held it all"));
+    gw.ok(&["stop", "hog"]);
+    assert!(!memory.exists(), "{} is left after stop", memory.display());
+    gw.ok(&["destroy", "hog"]);
+}
+
+#[test]
+fn a_fork_loop_stops_at_the_process_limit() {
+    let gw = TestGateway::start();
+    let code = "import os, time\n\
+n = 0\n\
+try:\n    while n < 100:\n        if os.fork() == 0:\n            time.sleep(600); os._exit(0)\n        n += 1\n\
+except OSError as e:\n    print('fork failed after', n, flush=True)\n\
+time.sleep(600)\n";
+    // Without a sandbox: the limit holds for an agent's processes either way (the other
+    // tests here run in one).
+    gw.ok(&[&format!(
+        "create forks --sandbox none --pids 32 -- /usr/bin/python3 -c {}",
+        shell_quote(code)
+    )]);
+    let pids = with_file(&cgroups_of(&gw.agents_home, "forks"), "pids.max");
+    assert_eq!(read(&pids, "pids.max"), "32");
+    wait_for("the fork loop to fail", || {
+        gw.pane("forks").contains("fork failed after").then_some(())
+    });
+    assert_eq!(read(&pids, "pids.current"), "32");
+    assert!(keyed(&pids, "pids.events", "max ") >= 1);
+    assert!(
+        gw.pane("forks").contains("fork failed after 31"),
+        "{}",
+        gw.pane("forks")
+    );
+    gw.ok(&["destroy", "forks", "--force"]);
+    assert!(!pids.exists(), "{} is left after destroy", pids.display());
+}
+
+#[test]
+fn limits_are_written_shown_joined_by_sessions_and_applied_again_at_start() {
+    let gw = TestGateway::start();
+    gw.ok(&[
+        "create", "calm", "--cpus", "0.5", "--memory", "128M", "--pids", "64", "--", "sleep", "600",
+    ]);
+    let dirs = cgroups_of(&gw.agents_home, "calm");
+    let check_files = |dirs: &[PathBuf]| {
+        let cpu = with_file(dirs, "cpu.cfs_quota_us");
+        assert_eq!(read(&cpu, "cpu.cfs_quota_us"), "50000");
+        assert_eq!(read(&cpu, "cpu.cfs_period_us"), "100000");
+        assert_eq!(
+            read(
+                &with_file(dirs, "memory.limit_in_bytes"),
+                "memory.limit_in_bytes"
+            ),
+            (128u64 << 20).to_string()
+        );
+        assert_eq!(read(&with_file(dirs, "pids.max"), "pids.max"), "64");
+    };
+    check_files(&dirs);
+    let shown = json!({"memory_bytes": 134217728, "cpus": 0.5, "pids": 64});
+    let info = gw.info("calm");
+    assert_eq!(info["limits"], shown, "{info}");
+    let listed = gw
+        .list()
+        .into_iter()
+        .find(|a| a["name"] == "calm")
+        .expect("listed");
+    assert_eq!(listed["limits"], shown);
+    let text = gw.ok(&["info", "calm"]);
+    assert!(text.contains("memory 128M, cpus 0.5, pids 64"), "{text}");
+
+    // The agent's processes are in its cgroups, in every hierarchy with a limit.
+    let cgroup_name = dirs[0]
+        .file_name()
+        .expect("a name")
+        .to_string_lossy()
+        .into_owned();
+    assert!(cgroup_name.ends_with("-calm"), "{cgroup_name}");
+    let pid = info["pid"].as_u64().expect("a pid while it runs");
+    let in_cgroups = |text: &str| {
+        ["memory", "pids", "cpu"].iter().all(|c| {
+            text.lines().any(|l| {
+                l.split(':')
+                    .nth(1)
+                    .is_some_and(|cs| cs.split(',').any(|x| x == *c))
+                    && l.ends_with(&format!("/{cgroup_name}"))
+            })
+        })
+    };
+    let pane = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("its cgroups");
+    assert!(
+        in_cgroups(&pane),
+        "the agent's pane is not in {cgroup_name}: {pane}"
+    );
+    // So is a session inside it.
+    let out = gw.ssh_run(&["calm@gw", "cat", "/proc/self/cgroup"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        in_cgroups(&stdout(&out)),
+        "a session is not in {cgroup_name}: {}",
+        stdout(&out)
+    );
+
+    gw.ok(&["stop", "calm"]);
+    for dir in &dirs {
+        assert!(!dir.exists(), "{} is left after stop", dir.display());
+    }
+    gw.ok(&["start", "calm"]);
+    check_files(&cgroups_of(&gw.agents_home, "calm"));
+    gw.ok(&["destroy", "calm", "--force"]);
+    for dir in &dirs {
+        assert!(!dir.exists(), "{} is left after destroy", dir.display());
+    }
+
+    // An agent with no limits never touches cgroups.
+    gw.ok(&["create", "free", "--", "sleep", "600"]);
+    assert!(gw.info("free").get("limits").is_none());
+    assert!(
+        !gw.agents_home.join("agents/free/cgroups.json").exists(),
+        "an agent without limits got cgroups"
+    );
+}
