@@ -154,6 +154,9 @@ pub enum ErrorCode {
     AlreadyExists,
     InvalidInput,
     Failed,
+    /// The host lacks what was asked for (a delegated cgroup for a limit). The message starts
+    /// with "this host", which the gateway replaces with the host's name.
+    HostLacks,
     #[serde(other)]
     Other,
 }

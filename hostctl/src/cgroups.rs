@@ -398,7 +398,7 @@ fn lacking(controller: Controller, found: &[Hierarchy], configured: Option<&str>
         Some(path) => format!(" (looked under {path}, from $AGENTGATE_HOME/{PARENT_FILE})"),
         None => String::new(),
     };
-    Error::InvalidInput(format!(
+    Error::HostLacks(format!(
         "{what}{tried}: cgroup v2 needs Delegate=yes for the user's service and {c} in the parent's cgroup.subtree_control; cgroup v1 needs /sys/fs/cgroup/{c}/<dir> owned by the user, named in $AGENTGATE_HOME/{PARENT_FILE}. Ask without {}, or use another host",
         controller.option()
     ))

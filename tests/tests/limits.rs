@@ -216,3 +216,112 @@ fn limits_are_written_shown_joined_by_sessions_and_applied_again_at_start() {
         "an agent without limits got cgroups"
     );
 }
+
+/// This test process's own cgroup in the memory hierarchy (`/` or deeper).
+fn own_memory_cgroup() -> String {
+    let text = std::fs::read_to_string("/proc/self/cgroup").expect("/proc/self/cgroup");
+    text.lines()
+        .find_map(|l| {
+            let mut parts = l.splitn(3, ':');
+            let _id = parts.next()?;
+            let controllers = parts.next()?;
+            let path = parts.next()?;
+            controllers
+                .split(',')
+                .any(|c| c == "memory")
+                .then(|| path.to_owned())
+        })
+        .expect("a memory hierarchy (cgroup v1): this machine's kind has one")
+}
+
+/// A cgroup made for a test, removed (once empty) when the test ends, however it ends.
+struct MadeCgroup(PathBuf);
+
+impl Drop for MadeCgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// A cgroup of the memory hierarchy for a host's agents, below this test's own (so what the
+/// agents use counts where the test's does): its path as `/proc/self/cgroup` writes it, and
+/// the directory made for it.
+fn memory_parent(label: &str) -> (String, MadeCgroup) {
+    let own = own_memory_cgroup();
+    let cgroup = format!(
+        "{}/{}",
+        own.trim_end_matches('/'),
+        e2e::unique(&format!("agentgate-test-{label}"))
+    );
+    let dir = Path::new("/sys/fs/cgroup/memory").join(cgroup.trim_start_matches('/'));
+    std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+    (cgroup, MadeCgroup(dir))
+}
+
+#[test]
+fn a_host_without_a_cgroup_for_its_user_refuses_limits_and_makes_nothing_until_given_one() {
+    let gw = TestGateway::start();
+    let h1 = e2e::netns::add_host(&gw, "h1");
+    // `ip netns exec` gave the host a fresh /sys, with no cgroup hierarchy mounted in it: its
+    // user has no cgroup to put a limit in.
+    let out = gw.ssh(&[
+        "create", "far", "--host", "h1", "--memory", "64M", "--", "sleep", "600",
+    ]);
+    let err = stderr(&out);
+    assert!(
+        !out.status.success(),
+        "created without cgroups: {}",
+        stdout(&out)
+    );
+    assert!(
+        err.contains("host 'h1' has no cgroup hierarchy")
+            && err.contains("memory controller")
+            && err.contains("--memory"),
+        "{err}"
+    );
+    assert!(err.contains("Delegate=yes"), "{err}");
+    assert!(gw.list().iter().all(|a| a["name"] != "far"));
+    assert!(!h1.agents_home.join("agents/far").exists());
+    assert!(!h1.agents_home.join("workspaces/far").exists());
+
+    // Its administrator gives it one: the memory hierarchy mounted where the host's sessions
+    // look (the mount namespace its sshd and every session share), and a cgroup for its
+    // agents named in `$AGENTGATE_HOME/cgroup-parent`.
+    let (parent, made) = memory_parent("h1");
+    let mounted = Command::new("nsenter")
+        .args(["-t", &h1.sshd_pid().to_string(), "-m", "sh", "-c"])
+        .arg(
+            "mount -t tmpfs cgroups /sys/fs/cgroup && mkdir /sys/fs/cgroup/memory \
+             && mount -t cgroup -o memory cgroup /sys/fs/cgroup/memory",
+        )
+        .output()
+        .expect("nsenter");
+    assert!(mounted.status.success(), "{}", stderr(&mounted));
+    std::fs::create_dir_all(&h1.agents_home).expect("mkdir AGENTGATE_HOME");
+    std::fs::write(h1.agents_home.join("cgroup-parent"), format!("{parent}\n"))
+        .expect("cgroup-parent");
+    gw.ok(&[
+        "create", "far", "--host", "h1", "--memory", "64M", "--", "sleep", "600",
+    ]);
+    let memory = with_file(&cgroups_of(&h1.agents_home, "far"), "memory.limit_in_bytes");
+    // The host's view and this one show the same hierarchy at the same place.
+    assert_eq!(memory.parent(), Some(made.0.as_path()));
+    assert_eq!(
+        read(&memory, "memory.limit_in_bytes"),
+        (64u64 << 20).to_string()
+    );
+    let pid = gw.info("far")["pid"].as_u64().expect("running");
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("its cgroups");
+    assert!(
+        cgroups
+            .lines()
+            .any(|l| l.contains(":memory:") && l.ends_with("-far")),
+        "{cgroups}"
+    );
+    gw.ok(&["destroy", "far", "--force"]);
+    assert!(
+        !memory.exists(),
+        "{} is left after destroy",
+        memory.display()
+    );
+}
