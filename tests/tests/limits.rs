@@ -183,11 +183,12 @@ fn limits_are_written_shown_joined_by_sessions_and_applied_again_at_start() {
             })
         })
     };
-    let pane = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("its cgroups");
-    assert!(
-        in_cgroups(&pane),
-        "the agent's pane is not in {cgroup_name}: {pane}"
-    );
+    // Its pane's first process joins them before it runs the command (`create` may answer
+    // before then).
+    wait_for(&format!("the agent's pane in {cgroup_name}"), || {
+        let pane = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+        in_cgroups(&pane).then_some(())
+    });
     // So is a session inside it.
     let out = gw.ssh_run(&["calm@gw", "cat", "/proc/self/cgroup"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -311,14 +312,128 @@ fn a_host_without_a_cgroup_for_its_user_refuses_limits_and_makes_nothing_until_g
         (64u64 << 20).to_string()
     );
     let pid = gw.info("far")["pid"].as_u64().expect("running");
-    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("its cgroups");
-    assert!(
+    wait_for("the agent's process in its cgroup", || {
+        let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
         cgroups
             .lines()
-            .any(|l| l.contains(":memory:") && l.ends_with("-far")),
-        "{cgroups}"
-    );
+            .any(|l| l.contains(":memory:") && l.ends_with("-far"))
+            .then_some(())
+    });
     gw.ok(&["destroy", "far", "--force"]);
+    assert!(
+        !memory.exists(),
+        "{} is left after destroy",
+        memory.display()
+    );
+}
+
+/// The unprivileged user the delegation test runs hostctl as.
+const NOBODY: u32 = 65534;
+
+/// `hostctl ARGS...` as user nobody, with `home` as its home and `AGENTGATE_HOME`, its own
+/// tmux socket under it, and `input` on stdin.
+fn hostctl_as_nobody(home: &Path, args: &[&str], input: &[u8]) -> std::process::Output {
+    let mut cmd = Command::new("setpriv");
+    cmd.args([
+        "--reuid",
+        &NOBODY.to_string(),
+        "--regid",
+        &NOBODY.to_string(),
+        "--clear-groups",
+        "--",
+    ])
+    .arg(e2e::bin_dir().join("hostctl"))
+    .args(args)
+    .env_clear()
+    .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+    .env("HOME", home)
+    .env("SHELL", "/bin/sh")
+    .env("AGENTGATE_HOME", home.join("agents"))
+    .env("AGENTGATE_TMUX_SOCKET", e2e::unique("aglimits"))
+    .env("TMUX_TMPDIR", home);
+    e2e::run_with_stdin(cmd, input)
+}
+
+#[test]
+fn a_host_user_with_no_cgroup_of_its_own_is_refused_until_one_is_chowned_to_it() {
+    // nobody's home: under a directory it may enter.
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let home = dir.path().join("nobody");
+    std::fs::create_dir(&home).expect("mkdir");
+    let chown = |path: &Path| {
+        std::os::unix::fs::chown(path, Some(NOBODY), Some(NOBODY))
+            .unwrap_or_else(|e| panic!("chown {}: {e}", path.display()))
+    };
+    chown(&home);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let request = json!({
+        "name": "low",
+        "command": {"kind": "argv", "argv": ["sleep", "600"]},
+        "workspace": {"kind": "empty"},
+        "sandbox": "none",
+        "limits": {"memory_bytes": 64u64 << 20},
+    })
+    .to_string();
+
+    // Its processes sit in a cgroup root owns (this test's own): nothing to put a limit in.
+    let refused = hostctl_as_nobody(&home, &["create", "--json"], request.as_bytes());
+    assert!(!refused.status.success(), "created: {}", stdout(&refused));
+    let reply: Value = serde_json::from_str(stdout(&refused).trim()).expect("an error reply");
+    assert_eq!(reply["error"]["code"], "host_lacks", "{reply}");
+    let message = reply["error"]["message"].as_str().expect("a message");
+    assert!(
+        message.starts_with(
+            "this host gives user 'nobody' no delegated cgroup with the memory controller"
+        ),
+        "{message}"
+    );
+    assert!(!home.join("agents/agents/low").exists());
+    assert!(!home.join("agents/workspaces/low").exists());
+
+    // An administrator delegates a cgroup v1 subtree to it: a directory of the memory
+    // hierarchy with it, its `cgroup.procs` and `tasks` chowned to the user, named in the
+    // user's `cgroup-parent`.
+    let (parent, made) = memory_parent("nobody");
+    for path in [
+        made.0.clone(),
+        made.0.join("cgroup.procs"),
+        made.0.join("tasks"),
+    ] {
+        chown(&path);
+    }
+    std::fs::create_dir_all(home.join("agents")).expect("mkdir");
+    chown(&home.join("agents"));
+    std::fs::write(home.join("agents/cgroup-parent"), &parent).expect("cgroup-parent");
+    let created = hostctl_as_nobody(&home, &["create", "--json"], request.as_bytes());
+    assert!(
+        created.status.success(),
+        "{}\n{}",
+        stdout(&created),
+        stderr(&created)
+    );
+    let info: Value = serde_json::from_str(stdout(&created).trim()).expect("the agent");
+    let memory = with_file(
+        &cgroups_of(&home.join("agents"), "low"),
+        "memory.limit_in_bytes",
+    );
+    assert_eq!(memory.parent(), Some(made.0.as_path()));
+    assert_eq!(
+        read(&memory, "memory.limit_in_bytes"),
+        (64u64 << 20).to_string()
+    );
+    // The pane's first process joins the cgroup before it runs the command (`create` may
+    // answer before then).
+    let pid = info["pid"].as_u64().expect("running");
+    wait_for("the agent's process in its cgroup", || {
+        let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+        cgroups
+            .lines()
+            .any(|l| l.contains(":memory:") && l.ends_with("-low"))
+            .then_some(())
+    });
+    let destroyed = hostctl_as_nobody(&home, &["destroy", "low", "--json"], b"");
+    assert!(destroyed.status.success(), "{}", stderr(&destroyed));
     assert!(
         !memory.exists(),
         "{} is left after destroy",
