@@ -422,7 +422,11 @@ pub fn apply(files: &Files, meta: &AgentMeta) -> Result<()> {
     }
     let name = &meta.request.name;
     let placed = plan(files, name, limits)?;
-    make(&placed, limits)?;
+    if let Err(e) = make(&placed, limits) {
+        // None is left half made (one hierarchy's cgroup made, another's refused).
+        remove_dirs(name, &placed);
+        return Err(e);
+    }
     let record = Record { cgroups: placed };
     let path = files.agent_dir(name).join(RECORD_FILE);
     let bytes = serde_json::to_vec_pretty(&record).map_err(|e| Error::Failed(e.to_string()))?;
@@ -526,10 +530,13 @@ const REMOVE_TRIES: u32 = 20;
 /// Removes agent `name`'s cgroups once they are empty (after `stop` or `destroy` ended its
 /// processes); one that still has processes is left, and said so on stderr.
 pub fn remove(files: &Files, name: &str) {
-    let Some(record) = read_record(files, name) else {
-        return;
-    };
-    for p in &record.cgroups {
+    if let Some(record) = read_record(files, name) {
+        remove_dirs(name, &record.cgroups);
+    }
+}
+
+fn remove_dirs(name: &str, placed: &[Placed]) {
+    for p in placed {
         let mut tries = 0;
         loop {
             match std::fs::remove_dir(&p.dir) {

@@ -330,9 +330,15 @@ fn a_host_without_a_cgroup_for_its_user_refuses_limits_and_makes_nothing_until_g
 /// The unprivileged user the delegation test runs hostctl as.
 const NOBODY: u32 = 65534;
 
-/// `hostctl ARGS...` as user nobody, with `home` as its home and `AGENTGATE_HOME`, its own
-/// tmux socket under it, and `input` on stdin.
-fn hostctl_as_nobody(home: &Path, args: &[&str], input: &[u8]) -> std::process::Output {
+/// Runs `program ARGS...` as user nobody, with `home` as its home and `AGENTGATE_HOME`,
+/// tmux socket `socket` under it, and `input` on stdin.
+fn as_nobody(
+    home: &Path,
+    socket: &str,
+    program: &Path,
+    args: &[&str],
+    input: &[u8],
+) -> std::process::Output {
     let mut cmd = Command::new("setpriv");
     cmd.args([
         "--reuid",
@@ -342,16 +348,35 @@ fn hostctl_as_nobody(home: &Path, args: &[&str], input: &[u8]) -> std::process::
         "--clear-groups",
         "--",
     ])
-    .arg(e2e::bin_dir().join("hostctl"))
+    .arg(program)
     .args(args)
     .env_clear()
     .env("PATH", "/usr/local/bin:/usr/bin:/bin")
     .env("HOME", home)
     .env("SHELL", "/bin/sh")
     .env("AGENTGATE_HOME", home.join("agents"))
-    .env("AGENTGATE_TMUX_SOCKET", e2e::unique("aglimits"))
+    .env("AGENTGATE_TMUX_SOCKET", socket)
     .env("TMUX_TMPDIR", home);
     e2e::run_with_stdin(cmd, input)
+}
+
+/// A tmux server of user nobody, killed when the test ends.
+struct TmuxServer {
+    home: PathBuf,
+    socket: String,
+}
+
+impl Drop for TmuxServer {
+    fn drop(&mut self) {
+        let tmux = PathBuf::from("tmux");
+        let _ = as_nobody(
+            &self.home,
+            &self.socket,
+            &tmux,
+            &["-L", &self.socket, "kill-server"],
+            b"",
+        );
+    }
 }
 
 #[test]
@@ -367,6 +392,15 @@ fn a_host_user_with_no_cgroup_of_its_own_is_refused_until_one_is_chowned_to_it()
     chown(&home);
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let socket = e2e::unique("aglimits");
+    let hostctl = e2e::bin_dir().join("hostctl");
+    let hostctl_as_nobody =
+        |args: &[&str], input: &[u8]| as_nobody(&home, &socket, &hostctl, args, input);
+    // nobody's tmux server ends with the test, however it ends.
+    let _server = TmuxServer {
+        home: home.clone(),
+        socket: socket.clone(),
+    };
     let request = json!({
         "name": "low",
         "command": {"kind": "argv", "argv": ["sleep", "600"]},
@@ -377,7 +411,7 @@ fn a_host_user_with_no_cgroup_of_its_own_is_refused_until_one_is_chowned_to_it()
     .to_string();
 
     // Its processes sit in a cgroup root owns (this test's own): nothing to put a limit in.
-    let refused = hostctl_as_nobody(&home, &["create", "--json"], request.as_bytes());
+    let refused = hostctl_as_nobody(&["create", "--json"], request.as_bytes());
     assert!(!refused.status.success(), "created: {}", stdout(&refused));
     let reply: Value = serde_json::from_str(stdout(&refused).trim()).expect("an error reply");
     assert_eq!(reply["error"]["code"], "host_lacks", "{reply}");
@@ -405,7 +439,7 @@ fn a_host_user_with_no_cgroup_of_its_own_is_refused_until_one_is_chowned_to_it()
     std::fs::create_dir_all(home.join("agents")).expect("mkdir");
     chown(&home.join("agents"));
     std::fs::write(home.join("agents/cgroup-parent"), &parent).expect("cgroup-parent");
-    let created = hostctl_as_nobody(&home, &["create", "--json"], request.as_bytes());
+    let created = hostctl_as_nobody(&["create", "--json"], request.as_bytes());
     assert!(
         created.status.success(),
         "{}\n{}",
@@ -432,7 +466,7 @@ fn a_host_user_with_no_cgroup_of_its_own_is_refused_until_one_is_chowned_to_it()
             .any(|l| l.contains(":memory:") && l.ends_with("-low"))
             .then_some(())
     });
-    let destroyed = hostctl_as_nobody(&home, &["destroy", "low", "--json"], b"");
+    let destroyed = hostctl_as_nobody(&["destroy", "low", "--json"], b"");
     assert!(destroyed.status.success(), "{}", stderr(&destroyed));
     assert!(
         !memory.exists(),

@@ -49,6 +49,7 @@ impl HostCtl {
                 if prepared {
                     self.return_carried_home(&name, &self.files.owned_workspace(&name));
                 }
+                crate::cgroups::remove(&self.files, &name);
                 let _ = std::fs::remove_dir_all(&agent_dir);
                 Err(e)
             }
@@ -256,6 +257,7 @@ impl HostCtl {
         if let Err(e) = started {
             let _ = self.tmux.kill_session(&name);
             let _ = std::fs::remove_file(&launch);
+            crate::cgroups::remove(&self.files, &name);
             return Err(e);
         }
         // Only once the session runs: a start that failed leaves the agent stopped as it was.
