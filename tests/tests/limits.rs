@@ -198,6 +198,21 @@ fn limits_are_written_shown_joined_by_sessions_and_applied_again_at_start() {
         stdout(&out)
     );
 
+    // And it cannot leave them: the sandbox shows the cgroup files read-only.
+    let memory = with_file(&dirs, "memory.limit_in_bytes");
+    let parent = memory.parent().expect("a parent").join("cgroup.procs");
+    let escape = format!(
+        "echo $$ > {} || echo refused; cat /proc/self/cgroup",
+        shell_quote(&parent.to_string_lossy())
+    );
+    let out = gw.ssh_run(&["calm@gw", &escape]);
+    assert!(
+        stdout(&out).contains("refused") && in_cgroups(&stdout(&out)),
+        "a session left its cgroup: {}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+
     gw.ok(&["stop", "calm"]);
     for dir in &dirs {
         assert!(!dir.exists(), "{} is left after stop", dir.display());
