@@ -178,10 +178,14 @@ fn scaled(number: &str, unit: u64) -> Option<u64> {
 
 /// `512M`, `1.5G`, or bytes when no unit divides it in thousandths.
 pub fn memory_text(bytes: u64) -> String {
+    // In u128: a thousand times the largest size still fits.
+    let wide = u128::from(bytes) * 1000;
     for (suffix, shift) in [("T", 40), ("G", 30), ("M", 20), ("K", 10)] {
-        let unit = 1u64 << shift;
-        if bytes >= unit && (bytes * 1000) % unit == 0 {
-            let thousandths = bytes * 1000 / unit;
+        let unit = 1u128 << shift;
+        if u128::from(bytes) >= unit
+            && wide.is_multiple_of(unit)
+            && let Ok(thousandths) = u64::try_from(wide / unit)
+        {
             return format!("{}{suffix}", decimal(thousandths));
         }
     }
@@ -291,6 +295,9 @@ mod tests {
         assert_eq!(memory_text(3 << 29), "1.5G");
         assert_eq!(memory_text(12345678), "12345678");
         assert_eq!(cpus_text(250), "0.25");
+        // The largest size a request can hold is shown, not overflowed.
+        assert_eq!(memory_text(u64::MAX), u64::MAX.to_string());
+        assert_eq!(memory_text(16_000_000 << 40), "16000000T");
     }
 
     #[test]
