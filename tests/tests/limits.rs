@@ -489,3 +489,51 @@ fn a_host_user_with_no_cgroup_of_its_own_is_refused_until_one_is_chowned_to_it()
         memory.display()
     );
 }
+
+#[test]
+fn clone_restore_and_migrate_carry_the_limits_and_a_host_without_cgroups_refuses_the_move() {
+    let gw = TestGateway::start();
+    let h1 = e2e::netns::add_host(&gw, "h1");
+    gw.ok(&[
+        "create", "orig", "--host", "local", "--memory", "96M", "--pids", "48", "--", "sleep",
+        "600",
+    ]);
+    let shown = json!({"memory_bytes": 100663296, "pids": 48});
+    let applied = |name: &str| {
+        let dirs = cgroups_of(&gw.agents_home, name);
+        assert_eq!(
+            read(
+                &with_file(&dirs, "memory.limit_in_bytes"),
+                "memory.limit_in_bytes"
+            ),
+            (96u64 << 20).to_string(),
+            "{name}"
+        );
+        assert_eq!(read(&with_file(&dirs, "pids.max"), "pids.max"), "48");
+        assert_eq!(gw.info(name)["limits"], shown, "{name}");
+    };
+    gw.ok(&["clone", "orig", "copy"]);
+    applied("copy");
+    let snap: Value =
+        serde_json::from_str(&gw.ok(&["snapshot", "orig", "--json"])).expect("snapshot JSON");
+    let id = snap["id"].as_str().expect("an id");
+    gw.ok(&["create", "back", "--from-snapshot", id]);
+    applied("back");
+
+    // h1 has no cgroup hierarchy in its view: the move is refused, the agent stays running.
+    let out = gw.ssh(&["migrate", "copy", "h1"]);
+    assert!(!out.status.success(), "migrated: {}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("host 'h1'") && err.contains("memory controller"),
+        "{err}"
+    );
+    let info = gw.info("copy");
+    assert_eq!(info["host"], "local", "{info}");
+    assert_eq!(info["state"], "running", "{info}");
+    assert!(!h1.agents_home.join("agents/copy").exists());
+    assert!(!h1.agents_home.join("workspaces/copy").exists());
+    for name in ["orig", "copy", "back"] {
+        gw.ok(&["destroy", name, "--force"]);
+    }
+}
