@@ -59,15 +59,24 @@ fn wait_state(gw: &TestGateway, name: &str, state: &str) -> Value {
     })
 }
 
+/// The programs these tests run as agents, in the host's system (and so in the sandbox).
+fn need_python() {
+    assert!(
+        Path::new("/usr/bin/python3").is_file(),
+        "/usr/bin/python3 is not installed: apt-get install python3 (.ci/run installs it)"
+    );
+}
+
 #[test]
 fn an_agent_past_its_memory_limit_is_killed_by_the_kernel_and_stop_removes_its_cgroup() {
+    need_python();
     let gw = TestGateway::start();
     // Every page of the 256M is written (a bytes object of 'x's), and the agent says so if it
     // ever holds them.
     let code =
         "import time; x = b'x' * (256 << 20); print('held it all', flush=True); time.sleep(600)";
     gw.ok(&[&format!(
-        "create hog --memory 64M -- python3 -c {}",
+        "create hog --memory 64M -- /usr/bin/python3 -c {}",
         shell_quote(code)
     )]);
     let dirs = cgroups_of(&gw.agents_home, "hog");
@@ -104,6 +113,7 @@ fn an_agent_past_its_memory_limit_is_killed_by_the_kernel_and_stop_removes_its_c
 
 #[test]
 fn a_fork_loop_stops_at_the_process_limit() {
+    need_python();
     let gw = TestGateway::start();
     let code = "import os, time\n\
 n = 0\n\
@@ -300,6 +310,7 @@ fn a_host_without_a_cgroup_for_its_user_refuses_limits_and_makes_nothing_until_g
     assert!(!h1.agents_home.join("agents/far").exists());
     assert!(!h1.agents_home.join("workspaces/far").exists());
 
+    e2e::need("nsenter", "util-linux");
     // Its administrator gives it one: the memory hierarchy mounted where the host's sessions
     // look (the mount namespace its sshd and every session share), and a cgroup for its
     // agents named in `$AGENTGATE_HOME/cgroup-parent`.
@@ -396,6 +407,7 @@ impl Drop for TmuxServer {
 
 #[test]
 fn a_host_user_with_no_cgroup_of_its_own_is_refused_until_one_is_chowned_to_it() {
+    e2e::need("setpriv", "util-linux");
     // nobody's home: under a directory it may enter.
     let dir = tempfile::tempdir().expect("a temporary directory");
     let home = dir.path().join("nobody");
