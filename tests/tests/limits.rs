@@ -145,9 +145,13 @@ time.sleep(600)\n";
 #[test]
 fn limits_are_written_shown_joined_by_sessions_and_applied_again_at_start() {
     let gw = TestGateway::start();
-    gw.ok(&[
+    let created = gw.ok(&[
         "create", "calm", "--cpus", "0.5", "--memory", "128M", "--pids", "64", "--", "sleep", "600",
     ]);
+    assert!(
+        created.contains(", limits memory 128M, cpus 0.5, pids 64\n"),
+        "{created}"
+    );
     let dirs = cgroups_of(&gw.agents_home, "calm");
     let check_files = |dirs: &[PathBuf]| {
         let cpu = with_file(dirs, "cpu.cfs_quota_us");

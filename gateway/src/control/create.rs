@@ -181,8 +181,14 @@ async fn report(args: &CreateArgs, agent: &AgentRecord, io: &mut CommandIo) {
         io.write_out(&json_text(&agent_json(agent))).await;
     } else {
         let name = &agent.name;
+        // Limits are said only when there are some, so the usual line stays as it was.
+        let limits = if agent.spec.limits.is_empty() {
+            String::new()
+        } else {
+            format!(", limits {}", agent.spec.limits.display())
+        };
         io.write_out(&format!(
-            "created agent '{name}' on host {} ({}), workspace {}, {}\nattach with: ssh -t {name}@<gateway>\n",
+            "created agent '{name}' on host {} ({}), workspace {}, {}{limits}\nattach with: ssh -t {name}@<gateway>\n",
             agent.host,
             super::output::status_text(agent),
             agent.workspace,
