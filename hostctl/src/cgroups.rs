@@ -8,7 +8,8 @@
 //! mapped under that hierarchy's mount point (`/proc/self/mountinfo`), or the cgroup an
 //! administrator named in `$AGENTGATE_HOME/cgroup-parent` (a path as `/proc/self/cgroup`
 //! writes them), mapped the same way. cgroup v2 serves a controller when the parent's
-//! `cgroup.subtree_control` enables it (systemd's `Delegate=yes`); cgroup v1 when a hierarchy
+//! `cgroup.subtree_control` enables it (systemd's `Delegate=yes`) and this user may move its
+//! own processes there (write `cgroup.procs` of the cgroup above both); cgroup v1 when a hierarchy
 //! with that controller is mounted and the parent in it is writable (delegated by chown).
 //! Where neither does, asking for the limit is refused before anything is made, saying what
 //! the host lacks.
@@ -101,6 +102,10 @@ pub struct Hierarchy {
     /// The parent cgroup's directory: the caller's cgroup (or the configured one) in this
     /// hierarchy, under its mount point.
     pub parent: PathBuf,
+    /// cgroup v2 only: the cgroup whose `cgroup.procs` the caller must be able to write to
+    /// move a process of its own cgroup into one below the parent: the two's nearest common
+    /// ancestor (the kernel's rule for delegated trees). v1 has no such rule.
+    pub mover: Option<PathBuf>,
 }
 
 /// One line of `/proc/self/cgroup`: `ID:CONTROLLERS:PATH` (v2's is `0::PATH`).
@@ -278,13 +283,31 @@ pub fn hierarchies(proc_cgroup: &str, mountinfo: &str, configured: Option<&str>)
         {
             continue;
         }
+        let mover = match mount.version {
+            Version::V1 => None,
+            // A caller whose own cgroup its mount does not show can move nothing out of it.
+            Version::V2 => Some(match under_mount(&mount, &own.path) {
+                Some(own_dir) => common_ancestor(&own_dir, &parent),
+                None => mount.mount_point.clone(),
+            }),
+        };
         out.push(Hierarchy {
             version: mount.version,
             controllers: mount.controllers,
             parent,
+            mover,
         });
     }
     out
+}
+
+/// The deepest directory both `a` and `b` are in (or are).
+fn common_ancestor(a: &Path, b: &Path) -> PathBuf {
+    a.components()
+        .zip(b.components())
+        .take_while(|(x, y)| x == y)
+        .map(|(x, _)| x)
+        .collect()
 }
 
 /// Where an agent's cgroup for some controllers goes: the parent directory, and which
@@ -364,7 +387,12 @@ fn serves(hierarchy: &Hierarchy, controller: &str) -> bool {
         Version::V2 => std::fs::read_to_string(parent.join("cgroup.subtree_control"))
             .is_ok_and(|text| text.split_whitespace().any(|c| c == controller)),
     };
-    has_controller && writable(parent)
+    // On v2 the agent's pane (started by a tmux server in the caller's kind of cgroup) and
+    // its sessions must be able to move into it.
+    let can_move_in = hierarchy.mover.as_ref().is_none_or(|mover| {
+        rustix::fs::access(mover.join("cgroup.procs"), rustix::fs::Access::WRITE_OK).is_ok()
+    });
+    has_controller && writable(parent) && can_move_in
 }
 
 fn writable(dir: &Path) -> bool {
@@ -637,8 +665,46 @@ mod tests {
                 parent: PathBuf::from(
                     "/sys/fs/cgroup/user.slice/user-1000.slice/user@1000.service/app.slice/agentgate.service"
                 ),
+                mover: Some(PathBuf::from(
+                    "/sys/fs/cgroup/user.slice/user-1000.slice/user@1000.service/app.slice/agentgate.service"
+                )),
             }]
         );
+    }
+
+    #[test]
+    fn on_cgroup_v2_a_move_into_a_named_parent_needs_the_common_ancestor() {
+        let mountinfo = "29 23 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate\n";
+        let parent = "/user.slice/user-1000.slice/user@1000.service/agentgate";
+        // From an ssh session's scope: the move crosses user-1000.slice, which root owns.
+        let from_session = hierarchies(
+            "0::/user.slice/user-1000.slice/session-3.scope\n",
+            mountinfo,
+            Some(parent),
+        );
+        assert_eq!(
+            from_session[0].mover,
+            Some(PathBuf::from("/sys/fs/cgroup/user.slice/user-1000.slice"))
+        );
+        // From inside the user's service: within the delegated tree.
+        let from_service = hierarchies(
+            "0::/user.slice/user-1000.slice/user@1000.service/app.slice/tmux.scope\n",
+            mountinfo,
+            Some(parent),
+        );
+        assert_eq!(
+            from_service[0].mover,
+            Some(PathBuf::from(
+                "/sys/fs/cgroup/user.slice/user-1000.slice/user@1000.service"
+            ))
+        );
+        // v1 has no such rule.
+        let v1 = hierarchies(
+            "4:memory:/a\n",
+            "35 31 0:32 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n",
+            Some("/b"),
+        );
+        assert_eq!(v1[0].mover, None);
     }
 
     #[test]
