@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 mod agent;
 mod call;
+mod limits;
 mod probe;
 mod talk;
 mod usage;
@@ -21,6 +22,7 @@ mod workspace;
 
 pub use agent::*;
 pub use call::{Call, Exchange, OwnCall};
+pub use limits::*;
 pub use probe::{HostProbe, PROBE_SCRIPT, ProbeNotUnderstood};
 pub use talk::*;
 pub use usage::*;
@@ -152,6 +154,9 @@ pub enum ErrorCode {
     AlreadyExists,
     InvalidInput,
     Failed,
+    /// The host lacks what was asked for (a delegated cgroup for a limit). The message starts
+    /// with "this host", which the gateway replaces with the host's name.
+    HostLacks,
     #[serde(other)]
     Other,
 }

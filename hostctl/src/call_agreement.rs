@@ -44,6 +44,11 @@ fn create_input() -> CreateInput {
                 read_write: vec![],
             },
             network: Some(hostctl::api::Network::None),
+            limits: hostctl::api::Limits {
+                memory_bytes: Some(512 << 20),
+                cpu_millis: Some(1500),
+                pids: Some(256),
+            },
         },
         secrets: secrets(),
     }

@@ -35,6 +35,10 @@ pub enum Error {
     },
     #[error("{0}")]
     Failed(String),
+    /// What was asked needs something this host does not have; the message starts with
+    /// "this host" (see [`ErrorCode::HostLacks`]).
+    #[error("{0}")]
+    HostLacks(String),
 }
 
 fn stderr_suffix(stderr: &str) -> String {
@@ -55,6 +59,7 @@ impl Error {
             Error::Command { .. } | Error::Spawn { .. } | Error::Io { .. } | Error::Failed(_) => {
                 ErrorCode::Failed
             }
+            Error::HostLacks(_) => ErrorCode::HostLacks,
         }
     }
 

@@ -20,6 +20,7 @@
 
 pub mod agent_socket;
 pub mod api;
+pub mod cgroups;
 pub mod diff;
 pub mod disk;
 pub mod enter;

@@ -178,6 +178,12 @@ impl NetnsHost {
         writeln!(f, "{}", public_key_line.trim()).expect("append to authorized_keys");
     }
 
+    /// The pid of this host's sshd, whose mount namespace (a fresh `/sys` from `ip netns
+    /// exec`) every session on the host shares: `nsenter -t PID -m` changes what they see.
+    pub fn sshd_pid(&self) -> u32 {
+        self.sshd.as_ref().map(Child::id).expect("sshd runs")
+    }
+
     /// `$HOME` of sessions on this host: its own, so that the machine's shell start-up files
     /// (root's `.bashrc`, with whatever it runs) stay out of the tests.
     pub fn home(&self) -> PathBuf {

@@ -31,6 +31,7 @@ mod hostile;
 mod hosts;
 mod inside;
 mod lifecycle;
+mod limits;
 mod logs;
 mod many;
 mod netns_smoke;

@@ -382,6 +382,18 @@ pub struct Template {
     pub sandbox_read_only: Vec<String>,
     /// Paths shown read-write inside its agents' sandboxes.
     pub sandbox_read_write: Vec<String>,
+    /// The most memory its agents' processes may use together (`"512M"`, `"2G"`), unless
+    /// `create --memory` says; default: no limit.
+    #[serde(deserialize_with = "units::memory_limit")]
+    pub memory: Option<u64>,
+    /// How many CPUs' worth of time its agents may use (`1.5`), in thousandths, unless
+    /// `create --cpus` says; default: no limit.
+    #[serde(deserialize_with = "units::cpus_limit")]
+    pub cpus: Option<u32>,
+    /// The most processes its agents may have at once (`256`), unless `create --pids` says;
+    /// default: no limit.
+    #[serde(deserialize_with = "units::pids_limit")]
+    pub pids: Option<u32>,
 }
 
 /// The configuration's names of a template's three lists of sandbox paths.
@@ -392,6 +404,15 @@ const SANDBOX_LISTS: [&str; 3] = [
 ];
 
 impl Template {
+    /// Its agents' resource limits, each replaced by `create`'s option when given.
+    pub fn limits(&self) -> hostctl::api::Limits {
+        hostctl::api::Limits {
+            memory_bytes: self.memory,
+            cpu_millis: self.cpus,
+            pids: self.pids,
+        }
+    }
+
     /// What this template adds to its agents' sandboxes.
     pub fn sandbox_extras(&self) -> hostctl::api::SandboxExtras {
         hostctl::api::SandboxExtras {
@@ -641,6 +662,38 @@ mod tests {
         let config = Config::parse("").expect("parses");
         assert_eq!(config.server.listen.to_string(), "127.0.0.1:2222");
         assert!(config.templates.contains_key("shell"));
+    }
+
+    #[test]
+    fn a_templates_limits_are_read_as_strings_or_numbers_and_bad_ones_say_the_form() {
+        let config = Config::parse(
+            "[templates.dev]\ncommand = \"x\"\nmemory = \"512M\"\ncpus = 1.5\npids = 256\n\
+             [templates.two]\nmemory = \"2G\"\ncpus = 2\npids = \"64\"\n",
+        )
+        .expect("parses");
+        let dev = config.templates["dev"].limits();
+        assert_eq!(dev.memory_bytes, Some(512 << 20));
+        assert_eq!(dev.cpu_millis, Some(1500));
+        assert_eq!(dev.pids, Some(256));
+        let two = config.templates["two"].limits();
+        assert_eq!(
+            (two.memory_bytes, two.cpu_millis, two.pids),
+            (Some(2 << 30), Some(2000), Some(64))
+        );
+        assert!(config.templates["shell"].limits().is_empty());
+        for (line, says) in [
+            ("memory = \"12X\"", "not a memory size"),
+            ("memory = 0", "not a memory size"),
+            ("cpus = -1", "not a number of CPUs"),
+            ("cpus = 0", "not a number of CPUs"),
+            ("pids = 0", "not a number of processes"),
+            ("pids = 1.5", "not a number of processes"),
+        ] {
+            let err = Config::parse(&format!("[templates.dev]\ncommand = \"x\"\n{line}\n"))
+                .expect_err(line)
+                .to_string();
+            assert!(err.contains(says), "{line}: {err}");
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The units the configuration and the commands read: durations (`500ms`, `10s`, `5m`, `2h`,
-//! `1d`) and networks (an address, or an address/prefix), each with its error.
+//! `1d`), networks (an address, or an address/prefix) and a template's resource limits
+//! (`memory = "512M"`, `cpus = 1.5`, `pids = 256`), each with its error.
 
 use std::time::Duration;
 
@@ -121,6 +122,44 @@ pub(super) mod duration {
             Raw::Text(t) => super::parse_duration(&t).map_err(serde::de::Error::custom),
         }
     }
+}
+
+/// A template's limit as TOML writes it: a string (`"512M"`, `"1.5"`) or a number (`1.5`,
+/// `256`), read by `parse` (hostctl's, which `create`'s options use too).
+fn limit_value<'de, D, T>(d: D, parse: fn(&str) -> Result<T, String>) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    use serde::Deserialize;
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Written {
+        Whole(u64),
+        Number(f64),
+        Text(String),
+    }
+    let text = match Option::<Written>::deserialize(d)? {
+        None => return Ok(None),
+        Some(Written::Whole(n)) => n.to_string(),
+        Some(Written::Number(n)) => n.to_string(),
+        Some(Written::Text(t)) => t,
+    };
+    parse(&text).map(Some).map_err(serde::de::Error::custom)
+}
+
+/// `memory = "512M"` in a template, in bytes.
+pub fn memory_limit<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    limit_value(d, hostctl::api::parse_memory)
+}
+
+/// `cpus = 1.5` in a template, in thousandths of a CPU.
+pub fn cpus_limit<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    limit_value(d, hostctl::api::parse_cpus)
+}
+
+/// `pids = 256` in a template.
+pub fn pids_limit<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    limit_value(d, hostctl::api::parse_pids)
 }
 
 #[cfg(test)]

@@ -1,12 +1,12 @@
 //! `create NAME [--template T] [--dir PATH | --git URL [--ref REF]] [--tag K=V]... [--env K=V]...
-//! [--prompt TEXT | --prompt -] [-- COMMAND ARGS...]`, and `create NAME --from-snapshot ID`
+//! [--memory SIZE] [--cpus N] [--pids N] [--prompt TEXT | --prompt -] [-- COMMAND ARGS...]`, and `create NAME --from-snapshot ID`
 //! (the restore is `agents::transfer::restore`'s).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use clap::Args;
-use hostctl::api::{AgentCommand, CreateRequest, Sandbox, WorkspaceSource};
+use hostctl::api::{AgentCommand, CreateRequest, Limits, Sandbox, WorkspaceSource};
 
 use super::output::{agent_json, json_text, parse_pair};
 use super::{Caller, CommandError, CommandIo, CommandResult, exit};
@@ -75,6 +75,19 @@ pub struct CreateArgs {
     /// own: nothing outside is reachable, `ssh -L` to its own ports still is).
     #[arg(long, value_name = "shared|none")]
     pub network: Option<hostctl::api::Network>,
+    /// The most memory the agent's processes may use together (512M, 2G); past it the
+    /// kernel kills one. Default: the template's `memory`, else no limit. Needs cgroups its
+    /// host delegates to its user.
+    #[arg(long, value_name = "SIZE", value_parser = hostctl::api::parse_memory, allow_hyphen_values = true)]
+    pub memory: Option<u64>,
+    /// How many CPUs' worth of time the agent may use (0.5, 1.5, 2). Default: the template's
+    /// `cpus`, else no limit.
+    #[arg(long, value_name = "N", value_parser = hostctl::api::parse_cpus, allow_hyphen_values = true)]
+    pub cpus: Option<u32>,
+    /// The most processes (and threads) the agent may have at once (256). Default: the
+    /// template's `pids`, else no limit.
+    #[arg(long, value_name = "N", value_parser = hostctl::api::parse_pids, allow_hyphen_values = true)]
+    pub pids: Option<u32>,
     /// Make N agents, NAME-1 to NAME-N, alike (the names are all checked first).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100))]
     pub count: Option<u32>,
@@ -83,7 +96,7 @@ pub struct CreateArgs {
     #[arg(
         long,
         value_name = "ID",
-        conflicts_with_all = ["template", "dir", "git", "git_ref", "count", "command"]
+        conflicts_with_all = ["template", "dir", "git", "git_ref", "count", "command", "memory", "cpus", "pids"]
     )]
     pub from_snapshot: Option<String>,
     /// Print the new agent as JSON (an array with --count).
@@ -168,8 +181,14 @@ async fn report(args: &CreateArgs, agent: &AgentRecord, io: &mut CommandIo) {
         io.write_out(&json_text(&agent_json(agent))).await;
     } else {
         let name = &agent.name;
+        // Limits are said only when there are some, so the usual line stays as it was.
+        let limits = if agent.spec.limits.is_empty() {
+            String::new()
+        } else {
+            format!(", limits {}", agent.spec.limits.display())
+        };
         io.write_out(&format!(
-            "created agent '{name}' on host {} ({}), workspace {}, {}\nattach with: ssh -t {name}@<gateway>\n",
+            "created agent '{name}' on host {} ({}), workspace {}, {}{limits}\nattach with: ssh -t {name}@<gateway>\n",
             agent.host,
             super::output::status_text(agent),
             agent.workspace,
@@ -268,6 +287,7 @@ async fn create_one(
         sandbox: args.sandbox.or(template.sandbox).or(config.hosts.sandbox),
         sandbox_extras: template.sandbox_extras(),
         network: args.network,
+        limits: limits_of(args, template),
     };
     // Placement counts the agents being created: choosing a host and reserving the new row
     // there are one step, so a create placed meanwhile sees this one.
@@ -391,6 +411,16 @@ fn check_command_size(command: &AgentCommand) -> Result<(), CommandError> {
         .hint("put a long command in a script in the workspace and run that"));
     }
     Ok(())
+}
+
+/// The agent's resource limits: each of `create`'s options, else its template's.
+fn limits_of(args: &CreateArgs, template: &Template) -> Limits {
+    let from_template = template.limits();
+    Limits {
+        memory_bytes: args.memory.or(from_template.memory_bytes),
+        cpu_millis: args.cpus.or(from_template.cpu_millis),
+        pids: args.pids.or(from_template.pids),
+    }
 }
 
 fn template_command(line: &str) -> AgentCommand {

@@ -105,6 +105,7 @@ async fn show(
                 None => "not known yet".to_owned(),
             },
         ),
+        ("limits", agent.spec.limits.display()),
         (
             "created",
             format!("{} ({} ago)", agent.created_at, age(agent.created_at)),

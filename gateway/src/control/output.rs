@@ -143,6 +143,9 @@ pub struct AgentJson<'a> {
     secrets: &'a [String],
     /// What it runs in (`bwrap`, `none`); none while its host has not said.
     sandbox: Option<&'static str>,
+    /// What it may use of its host (`memory_bytes`, `cpus`, `pids`); absent when unlimited.
+    #[serde(skip_serializing_if = "hostctl::api::Limits::is_empty")]
+    limits: hostctl::api::Limits,
     /// `info` only.
     #[serde(skip_serializing_if = "Option::is_none")]
     shared_with: Option<&'a [String]>,
@@ -211,6 +214,7 @@ impl<'a> AgentJson<'a> {
             last_activity: agent.last_activity.as_deref(),
             secrets: &agent.spec.secret_names,
             sandbox: sandbox_of(agent).map(Sandbox::as_str),
+            limits: agent.spec.limits,
             shared_with: None,
             usage: None,
         }

@@ -414,6 +414,41 @@ mod tests {
     }
 
     #[test]
+    fn resource_limits_parse_and_bad_ones_say_the_form_expected() {
+        match run_of("create x --memory 512M --cpus 1.5 --pids 256") {
+            ControlCommand::Create(a) => {
+                assert_eq!(a.memory, Some(512 << 20));
+                assert_eq!(a.cpus, Some(1500));
+                assert_eq!(a.pids, Some(256));
+            }
+            other => panic!("{other:?}"),
+        }
+        match run_of("create x --cpus 0.5") {
+            ControlCommand::Create(a) => {
+                assert_eq!((a.memory, a.cpus, a.pids), (None, Some(500), None))
+            }
+            other => panic!("{other:?}"),
+        }
+        for (bad, says) in [
+            ("create x --memory 0", "512M, 1.5G"),
+            ("create x --memory 12X", "K, M, G or T"),
+            ("create x --memory -1G", "--memory"),
+            ("create x --cpus 0", "like 0.5, 1.5 or 2"),
+            ("create x --cpus -1", "--cpus"),
+            ("create x --pids 0", "a whole number like 256"),
+            ("create x --pids 12X", "a whole number like 256"),
+            (
+                "create new --from-snapshot s --memory 1G",
+                "--from-snapshot",
+            ),
+        ] {
+            let (text, status, _) = printed(bad);
+            assert_eq!(status, exit::USAGE, "{bad}: {text}");
+            assert!(text.contains(says), "{bad}: {text}");
+        }
+    }
+
+    #[test]
     fn status_lists_parse_into_their_fields() {
         match run_of("wait x --until waiting,exited --timeout 5") {
             ControlCommand::Wait(args) => {

@@ -551,6 +551,14 @@ pub fn decode_reply<T: serde::de::DeserializeOwned>(
         Ok(reply) if reply.error.code == ErrorCode::NotFound => {
             Err(HostError::NotFound(reply.error.message))
         }
+        // What the host lacks is said of it by name.
+        Ok(reply) if reply.error.code == ErrorCode::HostLacks => Err(HostError::Rejected {
+            code: reply.error.code,
+            message: match reply.error.message.strip_prefix("this host") {
+                Some(rest) => format!("host '{host}'{rest}"),
+                None => format!("host '{host}': {}", reply.error.message),
+            },
+        }),
         Ok(reply) => Err(HostError::Rejected {
             code: reply.error.code,
             message: reply.error.message,

@@ -138,6 +138,10 @@ pub struct CreateRequest {
     /// none`), which needs the sandbox.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<Network>,
+    /// What its processes may use of the host (memory, CPU, processes); none asked, none
+    /// applied. hostctl refuses an agent whose limits its host cannot apply.
+    #[serde(default, skip_serializing_if = "Limits::is_empty")]
+    pub limits: Limits,
 }
 
 /// What a template adds to its agents' sandboxes. Paths are written as the host user's
@@ -232,6 +236,7 @@ impl CreateRequest {
             sandbox: None,
             sandbox_extras: SandboxExtras::default(),
             network: None,
+            limits: Limits::default(),
         }
     }
 }

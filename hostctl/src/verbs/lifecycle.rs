@@ -22,6 +22,8 @@ impl HostCtl {
             ));
         }
         let name = request.name.clone();
+        // Limits the host cannot apply are refused before anything of the agent exists.
+        crate::cgroups::check(&self.files, &name, &request.limits)?;
         std::fs::create_dir_all(self.files.agents_dir())
             .map_err(Error::io("creating", self.files.agents_dir()))?;
         let agent_dir = self.files.agent_dir(&name);
@@ -47,6 +49,7 @@ impl HostCtl {
                 if prepared {
                     self.return_carried_home(&name, &self.files.owned_workspace(&name));
                 }
+                crate::cgroups::remove(&self.files, &name);
                 let _ = std::fs::remove_dir_all(&agent_dir);
                 Err(e)
             }
@@ -200,6 +203,8 @@ impl HostCtl {
                 ));
             }
         }
+        // The agent's cgroups, made and limited before its pane joins them (`launch`).
+        crate::cgroups::apply(&self.files, meta)?;
         let launch = self.files.launch_path(&name);
         let _ = std::fs::remove_file(&launch);
         write_private(
@@ -259,6 +264,7 @@ impl HostCtl {
         if let Err(e) = started {
             let _ = self.tmux.kill_session(&name);
             let _ = std::fs::remove_file(&launch);
+            crate::cgroups::remove(&self.files, &name);
             return Err(e);
         }
         // Only once the session runs: a start that failed leaves the agent stopped as it was.
@@ -282,6 +288,11 @@ impl HostCtl {
             .and_then(|bytes| serde_json::from_slice(&bytes).ok())
             .unwrap_or_default();
         let _ = std::fs::remove_file(&launch);
+        // In its cgroups before anything else runs, so that the sandbox and every process of
+        // the agent inherit them.
+        if let Err(e) = crate::cgroups::join(&self.files, &meta) {
+            return e;
+        }
         let Some((program, args)) = argv.split_first() else {
             return Error::InvalidInput("launch: no command given".into());
         };
@@ -362,6 +373,7 @@ impl HostCtl {
             return Err(e);
         }
         crate::procs::end_run(&self.files.agent_dir(name), crate::procs::GRACE);
+        crate::cgroups::remove(&self.files, name);
         self.info(name)
     }
 
@@ -375,6 +387,9 @@ impl HostCtl {
         check_name(name)?;
         let _held = self.files.lock_meta(name)?;
         let mut meta = self.files.read_meta(name)?;
+        // Limits this host cannot apply (it came here by a migration, or lost its delegated
+        // cgroups) are refused before the last run is cleared away.
+        crate::cgroups::check(&self.files, name, &meta.request.limits)?;
         match self.tmux.pane(name)? {
             Some(pane) if !pane.dead => return self.info(name),
             Some(_) => self.tmux.kill_session(name)?,
@@ -402,6 +417,7 @@ impl HostCtl {
         let meta = self.files.read_meta(name)?;
         self.tmux.kill_session(name)?;
         crate::procs::end_run(&self.files.agent_dir(name), crate::procs::GRACE);
+        crate::cgroups::remove(&self.files, name);
         if owns_workspace(&meta.request.workspace) {
             let owned = self.files.owned_workspace(name);
             if owned.exists() {

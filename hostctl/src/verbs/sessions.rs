@@ -84,6 +84,8 @@ impl HostCtl {
     fn agent_for_session(&self, name: &str) -> Result<AgentMeta> {
         check_name(name)?;
         let meta = self.files.read_meta(name)?;
+        // A session uses the agent's share of the host, as the agent's own processes do.
+        crate::cgroups::join_for_session(&self.files, &meta)?;
         if !meta.workspace_path.is_dir() {
             return Err(Error::Failed(format!(
                 "the workspace {} of agent '{name}' is gone",
