@@ -32,6 +32,7 @@ use crate::agents::{Caller, access, audit};
 use crate::auth::{self, KeyDecision, Route};
 use crate::hosts::AgentSession;
 use crate::hosts::listen::ListenOn;
+use crate::hosts::mosh::MoshStart;
 use crate::store::StoreError;
 use crate::streams::Backlog;
 
@@ -181,6 +182,18 @@ pub enum Work {
 /// screen, so it gets a login shell on its terminal instead of a failed attach.
 pub fn tmux_can_drive(term: &str) -> bool {
     !matches!(term.trim(), "" | "dumb" | "unknown")
+}
+
+/// What a command line on the agent route runs: a mosh client's start of `mosh-server`
+/// (`MoshStart`: without a command, an attach through mosh), or the command itself.
+fn agent_command(line: &str) -> AgentSession {
+    match MoshStart::recognise(line) {
+        Some(start) => {
+            debug!(line, "a mosh client's start of mosh-server");
+            AgentSession::Mosh(start)
+        }
+        None => AgentSession::Exec(line.to_owned()),
+    }
 }
 
 /// One connection, from its first authentication attempt to its end.
@@ -575,7 +588,7 @@ impl<C: Resize> Connection<C> {
             Ok(line) => match self.login.route.clone() {
                 Route::Agent(agent) => Work::Agent {
                     agent,
-                    session: AgentSession::Exec(line.to_owned()),
+                    session: agent_command(line),
                 },
                 Route::Control => Work::Control(line.to_owned()),
             },
