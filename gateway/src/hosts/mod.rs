@@ -609,7 +609,7 @@ mod tests {
                 "exec",
                 "a",
                 "-c",
-                "mosh-server 'new' '--' 'top'",
+                "mosh-server new -- sh -c 'cd \"$AGENTGATE_WORKSPACE\" && exec \"$@\"' mosh-command top",
                 "--env",
                 "TERM_PROGRAM=vscode"
             ]

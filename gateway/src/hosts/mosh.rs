@@ -19,9 +19,16 @@ pub enum MoshStart {
     /// No command: mosh-server on the agent's host, attached to the agent. `server_args` are
     /// the options of `mosh-server new`, each its own word (`-c`, `256`, ...).
     Attach { server_args: Vec<String> },
-    /// `mosh NAME@gw -- CMD`: the command line as sent, run as any command.
-    Command { line: String },
+    /// `mosh NAME@gw -- CMD`: run as any command (inside the agent's sandbox when it has one),
+    /// with `CMD` started in the workspace: `line` as sent (what the audit trail shows), `run`
+    /// the line that runs. mosh-server changes to the home directory before it starts its
+    /// command, so `run` has `CMD` change back, through `sh`, with its words unchanged.
+    Command { line: String, run: String },
 }
+
+/// What `run` puts between mosh-server's `--` and the command's words: a shell that changes
+/// to the workspace and becomes the command.
+const IN_WORKSPACE: [&str; 3] = ["sh", "-c", "cd \"$AGENTGATE_WORKSPACE\" && exec \"$@\""];
 
 impl MoshStart {
     /// The start `line` asks for, if it is a mosh client's start of `mosh-server new`.
@@ -37,12 +44,20 @@ impl MoshStart {
             None => (rest, &[][..]),
         };
         let server_args = server_options(options)?;
-        Some(if command.is_empty() {
-            MoshStart::Attach { server_args }
-        } else {
-            MoshStart::Command {
-                line: line.to_owned(),
-            }
+        if command.is_empty() {
+            return Some(MoshStart::Attach { server_args });
+        }
+        let words = ["mosh-server", "new"]
+            .into_iter()
+            .chain(server_args.iter().map(String::as_str))
+            .chain(["--"])
+            .chain(IN_WORKSPACE)
+            // `$0` of the shell, then the command's words as `$@`.
+            .chain(["mosh-command"])
+            .chain(command.iter().map(String::as_str));
+        Some(MoshStart::Command {
+            line: line.to_owned(),
+            run: shlex::try_join(words).ok()?,
         })
     }
 }
@@ -183,9 +198,30 @@ mod tests {
     #[test]
     fn a_start_with_a_command_keeps_its_line() {
         let line = "mosh-server 'new' '-c' '256' '-s' '-l' 'LANG=C.UTF-8' '--' 'sh' '-c' 'echo '\\''hi'\\'' $HOME'";
+        let Some(MoshStart::Command { line: sent, run }) = MoshStart::recognise(line) else {
+            panic!("not a command");
+        };
+        assert_eq!(sent, line);
+        // The command's words reach it unchanged, after a change to the workspace.
         assert_eq!(
-            MoshStart::recognise(line),
-            Some(MoshStart::Command { line: line.into() })
+            shlex::split(&run).expect("words"),
+            [
+                "mosh-server",
+                "new",
+                "-c",
+                "256",
+                "-s",
+                "-l",
+                "LANG=C.UTF-8",
+                "--",
+                "sh",
+                "-c",
+                "cd \"$AGENTGATE_WORKSPACE\" && exec \"$@\"",
+                "mosh-command",
+                "sh",
+                "-c",
+                "echo 'hi' $HOME"
+            ]
         );
     }
 

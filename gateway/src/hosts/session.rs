@@ -84,7 +84,7 @@ impl AgentSession {
             message,
         };
         let line = match self {
-            AgentSession::Exec(line) | AgentSession::Mosh(MoshStart::Command { line }) => {
+            AgentSession::Exec(line) | AgentSession::Mosh(MoshStart::Command { run: line, .. }) => {
                 line.as_str()
             }
             _ => "",
@@ -145,9 +145,9 @@ impl AgentSession {
                 env: env.to_vec(),
                 server_args: server_args.clone(),
             },
-            AgentSession::Mosh(MoshStart::Command { line }) => Call::Exec {
+            AgentSession::Mosh(MoshStart::Command { run, .. }) => Call::Exec {
                 name,
-                command: Some(line.clone()),
+                command: Some(run.clone()),
                 env: env.to_vec(),
             },
         }

@@ -75,7 +75,7 @@ fn audit_detail(session: &AgentSession, term: Option<&str>) -> (EventKind, Strin
             .trim_end()
             .to_owned(),
         ),
-        AgentSession::Mosh(MoshStart::Command { line }) => (EventKind::Exec, line.clone()),
+        AgentSession::Mosh(MoshStart::Command { line, .. }) => (EventKind::Exec, line.clone()),
     }
 }
 
