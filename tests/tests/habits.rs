@@ -399,6 +399,91 @@ fn ansible_round_trip(gw: &TestGateway, name: &str, extra: &str) {
     );
 }
 
+/// The environment of the running `sftp-server` serving `workspace` (on any host of this
+/// machine: a namespace host's processes are this machine's too), read from /proc.
+fn sftp_server_environment(workspace: &Path) -> Option<BTreeMap<String, String>> {
+    let workspace = workspace.as_os_str().as_encoded_bytes();
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
+        let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        let serving = args.first()?.ends_with(b"sftp-server")
+            && args.windows(2).any(|w| w[0] == b"-d" && w[1] == workspace);
+        if !serving {
+            return None;
+        }
+        let environ = std::fs::read(entry.path().join("environ")).ok()?;
+        Some(
+            environ
+                .split(|b| *b == 0)
+                .filter_map(|var| {
+                    let var = String::from_utf8_lossy(var);
+                    let (key, value) = var.split_once('=')?;
+                    Some((key.to_owned(), value.to_owned()))
+                })
+                .collect(),
+        )
+    })
+}
+
+/// While an sftp session to `agent` is open, its `sftp-server` has what a command gets: the
+/// host user's identity and the connection's `SSH_CONNECTION` and `SSH_CLIENT`.
+fn sftp_server_has_a_commands_environment(gw: &TestGateway, agent: &str, workspace: &Path) {
+    let mut sftp = Command::new("sftp")
+        .arg("-F")
+        .arg(gw.ssh_config_path())
+        .args(["-b", "-", &format!("{agent}@gw")])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run sftp");
+    // The session stays open while its batch (stdin) does.
+    let env = e2e::wait_for("the session's sftp-server", || {
+        sftp_server_environment(workspace)
+    });
+    drop(sftp.stdin.take());
+    let _ = sftp.wait();
+    let user = user_name();
+    assert_eq!(env.get("USER"), Some(&user), "{env:?}");
+    assert_eq!(env.get("LOGNAME"), Some(&user), "{env:?}");
+    let connection = env.get("SSH_CONNECTION").expect("SSH_CONNECTION");
+    let fields: Vec<&str> = connection.split(' ').collect();
+    assert_eq!(fields.len(), 4, "{connection}");
+    assert_eq!(
+        (fields[0], fields[2], fields[3]),
+        ("127.0.0.1", "127.0.0.1", gw.port.to_string().as_str())
+    );
+    assert_eq!(
+        env.get("SSH_CLIENT"),
+        Some(&format!("{} {} {}", fields[0], fields[1], fields[3]))
+    );
+    assert_eq!(
+        env.get("AGENTGATE_AGENT").map(String::as_str),
+        Some(agent),
+        "{env:?}"
+    );
+}
+
+#[test]
+fn an_sftp_server_gets_the_environment_a_command_gets() {
+    let gw = TestGateway::start();
+    agent(&gw, "box", "local");
+    let workspace = gw.info("box")["workspace"]
+        .as_str()
+        .expect("workspace")
+        .to_owned();
+    sftp_server_has_a_commands_environment(&gw, "box", Path::new(&workspace));
+}
+
+#[test]
+fn an_sftp_server_on_a_namespace_host_gets_the_environment_a_command_gets() {
+    let gw = TestGateway::start();
+    let h1 = e2e::netns::add_host(&gw, "h1");
+    agent(&gw, "far", "h1");
+    let workspace = h1.agents_home.join("workspaces").join("far");
+    sftp_server_has_a_commands_environment(&gw, "far", &workspace);
+}
+
 /// The one line docs/commands.md gives for ansible: its temporary directory named from `$HOME`,
 /// which the host's shell expands, rather than from `~NAME`, which it cannot (an agent is not
 /// a user of the host).
