@@ -403,26 +403,29 @@ fn ansible_round_trip(gw: &TestGateway, name: &str, extra: &str) {
 /// machine: a namespace host's processes are this machine's too), read from /proc.
 fn sftp_server_environment(workspace: &Path) -> Option<BTreeMap<String, String>> {
     let workspace = workspace.as_os_str().as_encoded_bytes();
-    std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
-        let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
-        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-        let serving = args.first()?.ends_with(b"sftp-server")
-            && args.windows(2).any(|w| w[0] == b"-d" && w[1] == workspace);
-        if !serving {
-            return None;
-        }
-        let environ = std::fs::read(entry.path().join("environ")).ok()?;
-        Some(
-            environ
-                .split(|b| *b == 0)
-                .filter_map(|var| {
-                    let var = String::from_utf8_lossy(var);
-                    let (key, value) = var.split_once('=')?;
-                    Some((key.to_owned(), value.to_owned()))
-                })
-                .collect(),
-        )
-    })
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            let serving = args.first()?.ends_with(b"sftp-server")
+                && args.windows(2).any(|w| w[0] == b"-d" && w[1] == workspace);
+            if !serving {
+                return None;
+            }
+            let environ = std::fs::read(entry.path().join("environ")).ok()?;
+            Some(
+                environ
+                    .split(|b| *b == 0)
+                    .filter_map(|var| {
+                        let var = String::from_utf8_lossy(var);
+                        let (key, value) = var.split_once('=')?;
+                        Some((key.to_owned(), value.to_owned()))
+                    })
+                    .collect(),
+            )
+        })
 }
 
 /// While an sftp session to `agent` is open, its `sftp-server` has what a command gets: the
@@ -628,7 +631,13 @@ fn mosh_attaches(gw: &TestGateway, agent: &str) {
         detail.starts_with("attach through mosh-server new ") && detail.contains("-s"),
         "{attach}"
     );
-    drop(mosh);
+    // Detaching ends mosh, and leaves the agent running.
+    for key in ["C-b", "d"] {
+        let out = mosh.tmux(&["send-keys", key]);
+        assert!(out.status.success(), "send-keys: {}", stderr(&out));
+    }
+    mosh.wait_for_text("mosh-exit 0");
+    assert!(gw.tmux(&["has-session", "-t", agent]).status.success());
 }
 
 #[test]

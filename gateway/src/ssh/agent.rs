@@ -287,6 +287,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn mosh_reaches_only_agents_on_the_gateways_own_host() {
+        assert!(mosh_unreachable("a", LOCAL_HOST).is_none());
+        let refused = mosh_unreachable("far", "h1").expect("refused");
+        assert_eq!(refused.status, exit::FAILED);
+        assert_eq!(
+            refused.render(),
+            "error: mosh cannot reach agent 'far': it runs on host 'h1', and mosh's UDP goes to \
+             the gateway's address, which does not relay UDP\n\
+             hint: mosh works with agents on the gateway's own host (local); for 'far' use ssh: \
+             ssh -t far@<gateway>\n"
+        );
+        let (kind, detail) = audit_detail(
+            &AgentSession::Mosh(MoshStart::Attach {
+                server_args: vec!["-s".into(), "-l".into(), "LANG=C.UTF-8".into()],
+            }),
+            Some("xterm"),
+        );
+        assert_eq!(
+            (kind, detail.as_str()),
+            (
+                EventKind::Attach,
+                "attach through mosh-server new -s -l 'LANG=C.UTF-8'"
+            )
+        );
+    }
+
+    #[test]
     fn an_attach_whose_client_closed_its_channel_is_the_client_leaving() {
         assert_eq!(attach_ended(exit::CLIENT_GONE), None);
         assert_eq!(attach_ended(0), Some(ProcessExit::Code(0)));

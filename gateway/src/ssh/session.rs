@@ -1147,6 +1147,42 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_mosh_clients_start_of_mosh_server_is_a_mosh_session_on_the_agent_route_only() {
+        let alices = key();
+        let (_dir, gw) = gateway(Config::default(), &alices).await;
+        let mut c = logged_in(&gw, &alices, "w").await;
+        for channel in 0..3 {
+            assert_eq!(open(&mut c, channel).await, OpenAnswer::Accept);
+        }
+        let attach = b"mosh-server 'new' '-c' '256' '-s' '-l' 'LANG=C.UTF-8'";
+        assert_eq!(
+            work(c.exec(0, attach)),
+            agent_work(AgentSession::Mosh(MoshStart::Attach {
+                server_args: ["-c", "256", "-s", "-l", "LANG=C.UTF-8"]
+                    .map(String::from)
+                    .to_vec()
+            }))
+        );
+        assert!(matches!(
+            work(c.exec(1, b"mosh-server 'new' '--' 'top'")),
+            Work::Agent {
+                session: AgentSession::Mosh(MoshStart::Command { .. }),
+                ..
+            }
+        ));
+        // A line a shell would expand is the command it is.
+        assert_eq!(
+            work(c.exec(2, b"mosh-server new -c $COLORS")),
+            agent_work(AgentSession::Exec("mosh-server new -c $COLORS".into()))
+        );
+        // On the control route it is a control command's line, as any other.
+        let mut control = logged_in(&gw, &alices, "gw").await;
+        open(&mut control, 0).await;
+        let line = String::from_utf8_lossy(attach).into_owned();
+        assert_eq!(work(control.exec(0, attach)), Work::Control(line));
+    }
+
+    #[tokio::test]
     async fn a_terminal_tmux_cannot_drive_gets_a_login_shell_not_an_attach() {
         let alices = key();
         let (_dir, gw) = gateway(Config::default(), &alices).await;
