@@ -592,16 +592,8 @@ mod tests {
         };
         assert_eq!(
             words(mosh("mosh-server 'new' '-s' '-l' 'LANG=C.UTF-8'")),
-            [
-                "mosh",
-                "a",
-                "--env",
-                "TERM_PROGRAM=vscode",
-                "--",
-                "-s",
-                "-l",
-                "LANG=C.UTF-8"
-            ]
+            // Not TERM_PROGRAM: mosh-server runs outside the agent's sandbox.
+            ["mosh", "a", "--", "-s", "-l", "LANG=C.UTF-8"]
         );
         assert_eq!(
             words(mosh("mosh-server 'new' '--' 'top'")),

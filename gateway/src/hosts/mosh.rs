@@ -113,12 +113,39 @@ fn option_value_ok(letter: char, value: &str) -> bool {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"-.:%".contains(&b))
         }
-        'l' => value
-            .split_once('=')
-            .is_some_and(|(name, _)| hostctl::api::validate_env_key(name).is_ok()),
+        // mosh-server puts these in its own environment, which is outside the agent's sandbox
+        // for an attach: locale variables only, with plain values.
+        'l' => value.split_once('=').is_some_and(|(name, value)| {
+            is_locale_variable(name)
+                && value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
+        }),
         // `-@`'s value is eaten and ignored.
         _ => true,
     }
+}
+
+/// Whether `name` is a locale variable (`LANG`, `LANGUAGE`, `LC_*`), as mosh's `-l` sends.
+fn is_locale_variable(name: &str) -> bool {
+    name == "LANG"
+        || name == "LANGUAGE"
+        || name.strip_prefix("LC_").is_some_and(|rest| {
+            !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_uppercase() || b == b'_')
+        })
+}
+
+/// The session's environment variables an attach through mosh takes: those that say where the
+/// client is (`SSH_CONNECTION`, by which `mosh-server -s` binds, and `SSH_CLIENT`) and the
+/// locale. mosh-server runs outside the agent's sandbox, so nothing else a client may send
+/// (whatever `ssh.accept_env` lets in) reaches it.
+pub fn attach_env(env: &[(String, String)]) -> Vec<(String, String)> {
+    env.iter()
+        .filter(|(name, _)| {
+            name == "SSH_CONNECTION" || name == "SSH_CLIENT" || is_locale_variable(name)
+        })
+        .cloned()
+        .collect()
 }
 
 /// Characters a shell takes as they are in an unquoted word.
@@ -239,6 +266,10 @@ mod tests {
             "mosh-server new -p 1:x",
             "mosh-server new -l NOEQUALS",
             "mosh-server new -l '1A=b'",
+            // A variable that is not a locale's would be set outside the agent's sandbox.
+            "mosh-server new -l LD_PRELOAD=/tmp/x.so",
+            "mosh-server new -l 'LANG=C.UTF-8 x'",
+            "mosh-server new -l LC_=C",
             "mosh-server new -i 'a b'",
             "mosh-server new -",
             // What a shell would expand or run apart is not read at all.
@@ -253,6 +284,22 @@ mod tests {
         ] {
             assert_eq!(MoshStart::recognise(line), None, "{line:?}");
         }
+    }
+
+    #[test]
+    fn an_attach_takes_only_the_connection_and_the_locale_from_the_session() {
+        let env: Vec<(String, String)> = [
+            ("SSH_CONNECTION", "192.0.2.7 50000 127.0.0.1 22"),
+            ("SSH_CLIENT", "192.0.2.7 50000 22"),
+            ("LANG", "C.UTF-8"),
+            ("LC_TIME", "C"),
+            ("LD_PRELOAD", "/tmp/x.so"),
+            ("GIT_PROTOCOL", "version=2"),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+        assert_eq!(attach_env(&env), env[..4]);
     }
 
     #[test]

@@ -121,7 +121,8 @@ impl AgentSession {
     }
 
     /// The hostctl call that runs this session in agent `agent` (the environment variables go
-    /// to every session but the attach, whose tmux client takes none to the agent).
+    /// to every session but the attach, whose tmux client takes none to the agent, and only in
+    /// part to an attach through mosh: `super::mosh::attach_env`).
     pub(super) fn hostctl_call(&self, agent: &str, env: &[(String, String)]) -> Call {
         let name = agent.to_owned();
         match self {
@@ -142,7 +143,7 @@ impl AgentSession {
             AgentSession::Attach => Call::Attach { name },
             AgentSession::Mosh(MoshStart::Attach { server_args }) => Call::Mosh {
                 name,
-                env: env.to_vec(),
+                env: super::mosh::attach_env(env),
                 server_args: server_args.clone(),
             },
             AgentSession::Mosh(MoshStart::Command { run, .. }) => Call::Exec {

@@ -101,7 +101,7 @@ impl HostCtl {
     /// The environment of a session inside an agent, built like sshd builds a session's:
     /// the user's basics (not whatever hostctl's caller had), then the agent's own variables,
     /// then what the client sent (accepted `env` requests, `SSH_CONNECTION`, ...).
-    pub(super) fn session_env(
+    fn session_env(
         &self,
         cmd: &mut Command,
         meta: &AgentMeta,
