@@ -698,12 +698,45 @@ fn mosh_to_a_stopped_agent_or_one_on_a_namespace_host_says_why_it_cannot() {
         screen.contains("mosh cannot reach agent 'far': it runs on host 'h1'"),
         "{screen}"
     );
+    // A command through mosh is refused the same way: its mosh-server would be there too.
+    let far_command = MoshTerminal::open(&gw, "far@gw", "true");
+    let screen = far_command.wait_for_text("mosh-exit");
+    assert!(
+        screen.contains("mosh cannot reach agent 'far': it runs on host 'h1'"),
+        "{screen}"
+    );
     gw.ok(&["create", "idle", "--", "sleep", "600"]);
     gw.ok(&["stop", "idle"]);
     let stopped = MoshTerminal::open(&gw, "idle@gw", "");
     let screen = stopped.wait_for_text("mosh-exit");
     assert!(
         screen.contains("agent 'idle' is stopped; start it first"),
+        "{screen}"
+    );
+}
+
+#[test]
+fn mosh_to_a_host_without_mosh_server_says_what_mosh_needs() {
+    // The gateway's PATH (and so the local host's) holds every program of this machine's but
+    // mosh-server.
+    let bin = tempfile::tempdir().expect("tempdir");
+    for entry in std::fs::read_dir("/usr/bin").expect("/usr/bin").flatten() {
+        if entry.file_name() != "mosh-server" {
+            std::os::unix::fs::symlink(entry.path(), bin.path().join(entry.file_name()))
+                .expect("symlink");
+        }
+    }
+    let gw = TestGateway::start_with(e2e::Options {
+        env: vec![("PATH".into(), format!("{}:/usr/sbin", bin.path().display()))],
+        ..e2e::Options::default()
+    });
+    gw.ok(&["create", "box", "--sandbox", "none", "--", "sleep", "600"]);
+    let mosh = MoshTerminal::open(&gw, "box@gw", "");
+    let screen = mosh.wait_for_text("mosh-exit");
+    assert!(
+        screen.contains(
+            "mosh-server is not installed on this host, and mosh needs it on the agent's host"
+        ),
         "{screen}"
     );
 }
