@@ -11,7 +11,7 @@ use hostctl::api::{
     SnapshotRequest, SocketLink, StartInput, TermSize, WorkspaceSource,
 };
 
-use super::{Cli, Verb};
+use super::{Cli, Verb, env_pairs};
 
 fn secrets() -> Secrets {
     Secrets(BTreeMap::from([(
@@ -174,7 +174,33 @@ fn one_of_each() -> Vec<Call> {
                 ("X".into(), "a=b c".into()),
             ],
         },
-        Call::Sftp { name: name() },
+        Call::Sftp {
+            name: name(),
+            env: Vec::new(),
+        },
+        Call::Sftp {
+            name: name(),
+            env: vec![(
+                "SSH_CONNECTION".into(),
+                "192.0.2.7 50000 127.0.0.1 22".into(),
+            )],
+        },
+        Call::Mosh {
+            name: name(),
+            env: vec![("SSH_CLIENT".into(), "192.0.2.7 50000 22".into())],
+            server_args: vec![
+                "-c".into(),
+                "256".into(),
+                "-s".into(),
+                "-l".into(),
+                "LANG=C.UTF-8".into(),
+            ],
+        },
+        Call::Mosh {
+            name: name(),
+            env: Vec::new(),
+            server_args: Vec::new(),
+        },
         Call::Dial {
             name: name(),
             port: 8080,
@@ -402,8 +428,26 @@ fn assert_agrees(call: &Call, verb: Verb) {
         (Call::Dial { name, port }, Verb::Dial { name: n, port: p }) => {
             assert_eq!((&n, p), (name, *port));
         }
-        (Call::Sftp { name }, Verb::Sftp { name: n })
-        | (Call::Attach { name }, Verb::Attach { name: n })
+        (Call::Sftp { name, env }, Verb::Sftp { name: n, env: e }) => {
+            assert_eq!(&n, name);
+            assert_eq!(&env_pairs(&e).expect("KEY=VALUE"), env);
+        }
+        (
+            Call::Mosh {
+                name,
+                env,
+                server_args,
+            },
+            Verb::Mosh {
+                name: n,
+                env: e,
+                server_args: a,
+            },
+        ) => {
+            assert_eq!((&n, &a), (name, server_args));
+            assert_eq!(&env_pairs(&e).expect("KEY=VALUE"), env);
+        }
+        (Call::Attach { name }, Verb::Attach { name: n })
         | (Call::Pack { name }, Verb::Pack { name: n }) => assert_eq!(&n, name),
         (
             Call::UnpackSnapshot {

@@ -165,7 +165,23 @@ enum Verb {
         env: Vec<String>,
     },
     /// Serve SFTP on stdin/stdout (OpenSSH's sftp-server) from an agent's workspace.
-    Sftp { name: String },
+    Sftp {
+        name: String,
+        /// An extra environment variable, KEY=VALUE (repeatable).
+        #[arg(long = "env", value_name = "K=V")]
+        env: Vec<String>,
+    },
+    /// Start mosh-server (with SERVER_ARGS, the options of `mosh-server new`) in an agent's
+    /// workspace, on this host and outside the agent's sandbox, with an attach to the agent's
+    /// tmux session as its command.
+    Mosh {
+        name: String,
+        /// An extra environment variable, KEY=VALUE (repeatable).
+        #[arg(long = "env", value_name = "K=V")]
+        env: Vec<String>,
+        #[arg(last = true)]
+        server_args: Vec<String>,
+    },
     /// Relay stdin and stdout to TCP PORT on agent NAME's own loopback (inside its sandbox's
     /// network when it has none of the host's).
     Dial { name: String, port: u16 },
@@ -482,7 +498,15 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(&e, false),
         },
-        Verb::Sftp { name } => match ctl.sftp(&name) {
+        Verb::Sftp { name, env } => match env_pairs(&env).and_then(|env| ctl.sftp(&name, &env)) {
+            Ok(never) => match never {},
+            Err(e) => fail(&e, false),
+        },
+        Verb::Mosh {
+            name,
+            env,
+            server_args,
+        } => match env_pairs(&env).and_then(|env| ctl.mosh(&name, &env, &server_args)) {
             Ok(never) => match never {},
             Err(e) => fail(&e, false),
         },
@@ -663,6 +687,19 @@ fn report<T: Serialize>(
         }
         Err(e) => fail(&e, json),
     }
+}
+
+/// `--env` words (`KEY=VALUE`) as pairs; a word without `=` is refused, naming it.
+fn env_pairs(words: &[String]) -> Result<Vec<(String, String)>, Error> {
+    words
+        .iter()
+        .map(|word| match word.split_once('=') {
+            Some((key, value)) => Ok((key.to_owned(), value.to_owned())),
+            None => Err(Error::InvalidInput(format!(
+                "--env {word} is not KEY=VALUE"
+            ))),
+        })
+        .collect()
 }
 
 fn fail(error: &Error, json: bool) -> ExitCode {

@@ -3,7 +3,8 @@
 //! host's own sshd gives it; Emacs TRAMP, whose terminal is `dumb`, reading and writing a
 //! workspace file; ansible's ping, copy and a playbook with both transfer methods, with the
 //! one setting docs/commands.md gives for its temporary directory, leaving no `~NAME` behind;
-//! mosh with the commands docs/commands.md gives, for the workspace and for an attach; git's
+//! `mosh NAME@gw` attached to the agent, sandboxed or not, and `mosh NAME@gw -- CMD` inside its
+//! sandbox; git's
 //! two ways of naming a repository (`NAME@gw:path`, `ssh://NAME@gw/~/path`) and what each is
 //! relative to.
 //!
@@ -398,6 +399,94 @@ fn ansible_round_trip(gw: &TestGateway, name: &str, extra: &str) {
     );
 }
 
+/// The environment of the running `sftp-server` serving `workspace` (on any host of this
+/// machine: a namespace host's processes are this machine's too), read from /proc.
+fn sftp_server_environment(workspace: &Path) -> Option<BTreeMap<String, String>> {
+    let workspace = workspace.as_os_str().as_encoded_bytes();
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            let serving = args.first()?.ends_with(b"sftp-server")
+                && args.windows(2).any(|w| w[0] == b"-d" && w[1] == workspace);
+            if !serving {
+                return None;
+            }
+            let environ = std::fs::read(entry.path().join("environ")).ok()?;
+            Some(
+                environ
+                    .split(|b| *b == 0)
+                    .filter_map(|var| {
+                        let var = String::from_utf8_lossy(var);
+                        let (key, value) = var.split_once('=')?;
+                        Some((key.to_owned(), value.to_owned()))
+                    })
+                    .collect(),
+            )
+        })
+}
+
+/// While an sftp session to `agent` is open, its `sftp-server` has what a command gets: the
+/// host user's identity and the connection's `SSH_CONNECTION` and `SSH_CLIENT`.
+fn sftp_server_has_a_commands_environment(gw: &TestGateway, agent: &str, workspace: &Path) {
+    let mut sftp = Command::new("sftp")
+        .arg("-F")
+        .arg(gw.ssh_config_path())
+        .args(["-b", "-", &format!("{agent}@gw")])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run sftp");
+    // The session stays open while its batch (stdin) does.
+    let env = e2e::wait_for("the session's sftp-server", || {
+        sftp_server_environment(workspace)
+    });
+    drop(sftp.stdin.take());
+    let _ = sftp.wait();
+    let user = user_name();
+    assert_eq!(env.get("USER"), Some(&user), "{env:?}");
+    assert_eq!(env.get("LOGNAME"), Some(&user), "{env:?}");
+    let connection = env.get("SSH_CONNECTION").expect("SSH_CONNECTION");
+    let fields: Vec<&str> = connection.split(' ').collect();
+    assert_eq!(fields.len(), 4, "{connection}");
+    assert_eq!(
+        (fields[0], fields[2], fields[3]),
+        ("127.0.0.1", "127.0.0.1", gw.port.to_string().as_str())
+    );
+    assert_eq!(
+        env.get("SSH_CLIENT"),
+        Some(&format!("{} {} {}", fields[0], fields[1], fields[3]))
+    );
+    assert_eq!(
+        env.get("AGENTGATE_AGENT").map(String::as_str),
+        Some(agent),
+        "{env:?}"
+    );
+}
+
+#[test]
+fn an_sftp_server_gets_the_environment_a_command_gets() {
+    let gw = TestGateway::start();
+    agent(&gw, "box", "local");
+    let workspace = gw.info("box")["workspace"]
+        .as_str()
+        .expect("workspace")
+        .to_owned();
+    sftp_server_has_a_commands_environment(&gw, "box", Path::new(&workspace));
+}
+
+#[test]
+fn an_sftp_server_on_a_namespace_host_gets_the_environment_a_command_gets() {
+    let gw = TestGateway::start();
+    let h1 = e2e::netns::add_host(&gw, "h1");
+    agent(&gw, "far", "h1");
+    let workspace = h1.agents_home.join("workspaces").join("far");
+    sftp_server_has_a_commands_environment(&gw, "far", &workspace);
+}
+
 /// The one line docs/commands.md gives for ansible: its temporary directory named from `$HOME`,
 /// which the host's shell expands, rather than from `~NAME`, which it cannot (an agent is not
 /// a user of the host).
@@ -418,8 +507,10 @@ fn ansible_works_with_an_agent_on_a_namespace_host() {
     ansible_round_trip(&gw, "a2", ANSIBLE_SETTING);
 }
 
-/// A terminal (a tmux session of its own) running `mosh` to `target` with `command`, through
-/// the test gateway's ssh config; mosh's UDP goes to 127.0.0.1, the gateway's machine.
+/// A terminal (a tmux session of its own) running `mosh` to `target` with `command` (none:
+/// `mosh TARGET` alone), through the test gateway's ssh config; mosh's UDP goes to 127.0.0.1,
+/// the gateway's machine. What mosh prints before its own screen, and its exit status, stay on
+/// the terminal.
 struct MoshTerminal {
     socket: String,
     tmpdir: std::path::PathBuf,
@@ -429,8 +520,13 @@ impl MoshTerminal {
     fn open(gw: &TestGateway, target: &str, command: &str) -> MoshTerminal {
         need("mosh", "mosh");
         let socket = e2e::unique("agmosh");
+        let command = if command.is_empty() {
+            String::new()
+        } else {
+            format!(" -- {command}")
+        };
         let script = format!(
-            "LANG=C.UTF-8 mosh --ssh={ssh} {target} -- {command}; echo mosh-exit $?; sleep 600",
+            "LANG=C.UTF-8 mosh --ssh={ssh} {target}{command}; echo mosh-exit $?; sleep 600",
             ssh = e2e::shell_quote(&format!("ssh -F {}", gw.ssh_config_path().display())),
         );
         let terminal = MoshTerminal {
@@ -466,9 +562,17 @@ impl MoshTerminal {
 
     fn wait_for_text(&self, text: &str) -> String {
         e2e::wait_for(&format!("{text:?} on mosh's terminal"), || {
-            let screen = stdout(&self.tmux(&["capture-pane", "-p"]));
+            let screen = stdout(&self.tmux(&["capture-pane", "-p", "-J"]));
             screen.contains(text).then_some(screen)
         })
+    }
+
+    /// Types `text` and Enter on mosh's terminal.
+    fn type_line(&self, text: &str) {
+        let out = self.tmux(&["send-keys", "-l", "--", text]);
+        assert!(out.status.success(), "send-keys: {}", stderr(&out));
+        let out = self.tmux(&["send-keys", "Enter"]);
+        assert!(out.status.success(), "send-keys: {}", stderr(&out));
     }
 }
 
@@ -479,38 +583,162 @@ impl Drop for MoshTerminal {
     }
 }
 
-#[test]
-fn mosh_with_the_documented_commands_starts_in_the_workspace_or_attaches() {
-    let gw = TestGateway::start();
-    // Without a sandbox: the attach through the host's tmux server is documented for those
-    // only (a sandbox hides that server from the sessions inside it).
-    gw.ok(&["create", "box", "--sandbox", "none"]);
-    let workspace = gw.info("box")["workspace"]
+/// The audit events of `agent` of `kind`, newest last.
+fn events_of(gw: &TestGateway, agent: &str, kind: &str) -> Vec<serde_json::Value> {
+    let events: serde_json::Value =
+        serde_json::from_str(&gw.ok(&["events", "--agent", agent, "--json"])).expect("json");
+    events
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter(|e| e["kind"] == kind)
+        .cloned()
+        .collect()
+}
+
+/// `mosh NAME@gw` with no command reaches the agent's tmux session: what is typed on mosh's
+/// terminal runs in the agent's pane, whose screen comes back on mosh's terminal; the audit
+/// trail has it as an attach, with what mosh-server was asked for.
+fn mosh_attaches(gw: &TestGateway, agent: &str) {
+    let mosh = MoshTerminal::open(gw, &format!("{agent}@gw"), "");
+    e2e::wait_for("mosh's tmux client on the agent's session", || {
+        let clients = stdout(&gw.tmux(&["list-clients", "-t", agent]));
+        (!clients.trim().is_empty()).then_some(())
+    });
+    // The shell's arithmetic shows the line ran in the agent, not only that it was echoed.
+    mosh.type_line(&format!("echo typed-into-{agent}-$((6*7)) in $PWD"));
+    let answer = format!("typed-into-{agent}-42 in ");
+    e2e::wait_for("the typed line's answer in the agent's pane", || {
+        let pane = stdout(&gw.tmux(&["capture-pane", "-p", "-J", "-t", agent]));
+        pane.contains(&answer).then_some(())
+    });
+    let screen = mosh.wait_for_text(&answer);
+    let workspace = gw.info(agent)["workspace"]
         .as_str()
         .expect("workspace")
         .to_owned();
-    // The workspace: mosh-server starts its command in $HOME, so the command changes to it
-    // (and ends by itself, taking mosh-server with it).
-    let shell = MoshTerminal::open(
-        &gw,
-        "box@gw",
-        "sh -c 'cd \"$AGENTGATE_WORKSPACE\" && pwd && exec sleep 30'",
+    assert!(
+        screen.contains(&format!("{answer}{workspace}")),
+        "the agent's shell runs in its workspace:\n{screen}"
     );
-    shell.wait_for_text(&workspace);
-    drop(shell);
-    // The agent's own terminal: tmux attach on the host's agentgate server (the test gateway's
-    // server has its own socket and directory; a host's default is `tmux -L agentgate`).
-    let attach = format!(
-        "env TMUX_TMPDIR={} tmux -L {} attach -t box",
-        gw.dir.path().display(),
-        gw.tmux_socket
+    let attach = events_of(gw, agent, "attach")
+        .pop()
+        .expect("an attach event");
+    // What the pinned mosh client asked of mosh-server, as the gateway received it.
+    eprintln!("mosh's attach, as recorded: {}", attach["detail"]);
+    let detail = attach["detail"].as_str().expect("detail");
+    assert!(
+        detail.starts_with("attach through mosh-server new ") && detail.contains("-s"),
+        "{attach}"
     );
-    let viewer = MoshTerminal::open(&gw, "box@gw", &attach);
-    e2e::wait_for("mosh's tmux client on the agent's session", || {
-        let clients = stdout(&gw.tmux(&["list-clients", "-t", "box"]));
-        (!clients.trim().is_empty()).then_some(())
+    // Detaching ends mosh, and leaves the agent running.
+    for key in ["C-b", "d"] {
+        let out = mosh.tmux(&["send-keys", key]);
+        assert!(out.status.success(), "send-keys: {}", stderr(&out));
+    }
+    mosh.wait_for_text("mosh-exit 0");
+    assert!(gw.tmux(&["has-session", "-t", agent]).status.success());
+}
+
+#[test]
+fn mosh_name_at_gw_lands_in_the_agents_tmux_session_with_and_without_a_sandbox() {
+    let gw = TestGateway::start();
+    // A sandbox hides the host's tmux server from what runs inside it: mosh-server runs on
+    // the host's side, as an attach's tmux client does.
+    gw.ok(&["create", "boxed"]);
+    assert_eq!(gw.info("boxed")["sandbox"], "bwrap", "the default sandbox");
+    gw.ok(&["create", "open", "--sandbox", "none"]);
+    mosh_attaches(&gw, "boxed");
+    mosh_attaches(&gw, "open");
+}
+
+#[test]
+fn mosh_with_a_command_runs_it_inside_the_agents_sandbox_in_its_workspace() {
+    let gw = TestGateway::start();
+    gw.ok(&["create", "boxed"]);
+    assert_eq!(gw.info("boxed")["sandbox"], "bwrap", "the default sandbox");
+    // The gateway's data directory (its host key, its database) is hidden from a sandbox.
+    let probe = format!(
+        "sh -c 'test -e {dir} && echo gateway-dir-seen || echo gateway-dir-hidden; \
+         echo \"agent=$AGENTGATE_AGENT cwd=$(pwd)\"; exec sleep 30'",
+        dir = gw.data_dir.join("host_key.pub").display()
+    );
+    let workspace = gw.info("boxed")["workspace"]
+        .as_str()
+        .expect("workspace")
+        .to_owned();
+    let mosh = MoshTerminal::open(&gw, "boxed@gw", &probe);
+    // mosh-server starts its command in the home directory; the command still starts in the
+    // workspace, as any command does.
+    mosh.wait_for_text(&format!("agent=boxed cwd={workspace}"));
+    let screen = mosh.wait_for_text("gateway-dir-");
+    assert!(screen.contains("gateway-dir-hidden"), "{screen}");
+    drop(mosh);
+    let exec = events_of(&gw, "boxed", "exec")
+        .pop()
+        .expect("an exec event");
+    eprintln!("mosh's command, as recorded: {}", exec["detail"]);
+    assert!(
+        exec["detail"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("mosh-server 'new' ") && d.contains("'--' 'sh' '-c'")),
+        "{exec}"
+    );
+    assert!(events_of(&gw, "boxed", "attach").is_empty());
+}
+
+#[test]
+fn mosh_to_a_stopped_agent_or_one_on_a_namespace_host_says_why_it_cannot() {
+    let gw = TestGateway::start();
+    let _h1 = e2e::netns::add_host(&gw, "h1");
+    gw.ok(&["create", "far", "--host", "h1"]);
+    let far = MoshTerminal::open(&gw, "far@gw", "");
+    let screen = far.wait_for_text("mosh-exit");
+    assert!(
+        screen.contains("mosh cannot reach agent 'far': it runs on host 'h1'"),
+        "{screen}"
+    );
+    // A command through mosh is refused the same way: its mosh-server would be there too.
+    let far_command = MoshTerminal::open(&gw, "far@gw", "true");
+    let screen = far_command.wait_for_text("mosh-exit");
+    assert!(
+        screen.contains("mosh cannot reach agent 'far': it runs on host 'h1'"),
+        "{screen}"
+    );
+    gw.ok(&["create", "idle", "--", "sleep", "600"]);
+    gw.ok(&["stop", "idle"]);
+    let stopped = MoshTerminal::open(&gw, "idle@gw", "");
+    let screen = stopped.wait_for_text("mosh-exit");
+    assert!(
+        screen.contains("agent 'idle' is stopped; start it first"),
+        "{screen}"
+    );
+}
+
+#[test]
+fn mosh_to_a_host_without_mosh_server_says_what_mosh_needs() {
+    // The gateway's PATH (and so the local host's) holds every program of this machine's but
+    // mosh-server.
+    let bin = tempfile::tempdir().expect("tempdir");
+    for entry in std::fs::read_dir("/usr/bin").expect("/usr/bin").flatten() {
+        if entry.file_name() != "mosh-server" {
+            std::os::unix::fs::symlink(entry.path(), bin.path().join(entry.file_name()))
+                .expect("symlink");
+        }
+    }
+    let gw = TestGateway::start_with(e2e::Options {
+        env: vec![("PATH".into(), format!("{}:/usr/sbin", bin.path().display()))],
+        ..e2e::Options::default()
     });
-    drop(viewer);
+    gw.ok(&["create", "box", "--sandbox", "none", "--", "sleep", "600"]);
+    let mosh = MoshTerminal::open(&gw, "box@gw", "");
+    let screen = mosh.wait_for_text("mosh-exit");
+    assert!(
+        screen.contains(
+            "mosh-server is not installed on this host, and mosh needs it on the agent's host"
+        ),
+        "{screen}"
+    );
 }
 
 /// Regression: an attach on a namespace host whose client vanished (its ssh hung up) stayed

@@ -10,6 +10,7 @@
 pub mod listen;
 pub mod local;
 pub mod looks;
+pub mod mosh;
 pub mod remote;
 mod session;
 mod transfer;
@@ -587,7 +588,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sessions_run_the_words_they_ran_before_and_only_shells_get_the_environment() {
+    fn sessions_run_the_words_they_ran_before_and_all_but_the_attach_get_the_environment() {
         let env = [("TERM_PROGRAM".to_owned(), "vscode".to_owned())];
         let words = |session: AgentSession| session.hostctl_call("a", &env).argv();
         assert_eq!(
@@ -605,8 +606,30 @@ mod tests {
             words(AgentSession::Shell),
             ["exec", "a", "--env", "TERM_PROGRAM=vscode"]
         );
-        assert_eq!(words(AgentSession::Sftp), ["sftp", "a"]);
+        assert_eq!(
+            words(AgentSession::Sftp),
+            ["sftp", "a", "--env", "TERM_PROGRAM=vscode"]
+        );
         assert_eq!(words(AgentSession::Attach), ["attach", "a"]);
+        let mosh = |line: &str| {
+            AgentSession::Mosh(super::mosh::MoshStart::recognise(line).expect("a mosh start"))
+        };
+        assert_eq!(
+            words(mosh("mosh-server 'new' '-s' '-l' 'LANG=C.UTF-8'")),
+            // Not TERM_PROGRAM: mosh-server runs outside the agent's sandbox.
+            ["mosh", "a", "--", "-s", "-l", "LANG=C.UTF-8"]
+        );
+        assert_eq!(
+            words(mosh("mosh-server 'new' '--' 'top'")),
+            [
+                "exec",
+                "a",
+                "-c",
+                "mosh-server new -- sh -c 'cd \"$AGENTGATE_WORKSPACE\" && exec \"$@\"' mosh-command top",
+                "--env",
+                "TERM_PROGRAM=vscode"
+            ]
+        );
     }
 
     #[test]

@@ -1,11 +1,12 @@
 //! What runs inside an agent for one SSH session (`AgentSession`: attach, a command, a shell,
-//! SFTP), the process it becomes on the host (`TerminalProcess` or `PipedProcess`), a
+//! SFTP, a mosh client's start of `mosh-server`), the process it becomes on the host (`TerminalProcess` or `PipedProcess`), a
 //! terminal's input with its sizes, and how a process ended (`ProcessExit`).
 
 use std::sync::Arc;
 
 use hostctl::api::{Call, ErrorCode, TermSize};
 
+use super::mosh::MoshStart;
 use super::{BoxRead, BoxWrite, ExitFuture, HostError};
 
 /// How a process on a host ended.
@@ -70,6 +71,8 @@ pub enum AgentSession {
     Sftp,
     /// `ssh -t NAME@gw`: the agent's own tmux session.
     Attach,
+    /// A mosh client's `mosh-server new ...` (see [`MoshStart`]).
+    Mosh(MoshStart),
 }
 
 impl AgentSession {
@@ -81,7 +84,9 @@ impl AgentSession {
             message,
         };
         let line = match self {
-            AgentSession::Exec(line) => line.as_str(),
+            AgentSession::Exec(line) | AgentSession::Mosh(MoshStart::Command { run: line, .. }) => {
+                line.as_str()
+            }
             _ => "",
         };
         if line.contains('\0') {
@@ -116,7 +121,8 @@ impl AgentSession {
     }
 
     /// The hostctl call that runs this session in agent `agent` (the environment variables go
-    /// only to the sessions that run a shell).
+    /// to every session but the attach, whose tmux client takes none to the agent, and only in
+    /// part to an attach through mosh: `super::mosh::attach_env`).
     pub(super) fn hostctl_call(&self, agent: &str, env: &[(String, String)]) -> Call {
         let name = agent.to_owned();
         match self {
@@ -130,8 +136,21 @@ impl AgentSession {
                 command: None,
                 env: env.to_vec(),
             },
-            AgentSession::Sftp => Call::Sftp { name },
+            AgentSession::Sftp => Call::Sftp {
+                name,
+                env: env.to_vec(),
+            },
             AgentSession::Attach => Call::Attach { name },
+            AgentSession::Mosh(MoshStart::Attach { server_args }) => Call::Mosh {
+                name,
+                env: super::mosh::attach_env(env),
+                server_args: server_args.clone(),
+            },
+            AgentSession::Mosh(MoshStart::Command { run, .. }) => Call::Exec {
+                name,
+                command: Some(run.clone()),
+                env: env.to_vec(),
+            },
         }
     }
 }

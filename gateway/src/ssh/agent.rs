@@ -6,6 +6,9 @@
 //!   environment (a terminal only when the client asks for one);
 //! - a shell without a terminal is a login shell in the workspace reading stdin;
 //! - the `sftp` subsystem is OpenSSH's `sftp-server` in the workspace;
+//! - a mosh client's start of `mosh-server` without a command starts it on the agent's host
+//!   attached to the agent (hostctl's `mosh`), only for an agent on the gateway's own host,
+//!   where mosh's UDP arrives;
 //! - `direct-tcpip` and `direct-streamlocal` are dialled from the agent's host, so
 //!   `localhost` means that host.
 //!
@@ -23,7 +26,8 @@ use super::forward_agent::Forwarding;
 use crate::Gateway;
 use crate::agents::said::{CommandError, exit};
 use crate::agents::{Caller, Core, audit, lifecycle};
-use crate::hosts::{AgentSession, ProcessExit};
+use crate::hosts::mosh::MoshStart;
+use crate::hosts::{AgentSession, LOCAL_HOST, ProcessExit};
 use crate::model::EventKind;
 
 /// Where a forwarded channel goes.
@@ -61,7 +65,38 @@ fn audit_detail(session: &AgentSession, term: Option<&str>) -> (EventKind, Strin
         },
         AgentSession::Sftp => (EventKind::Sftp, "sftp-server".into()),
         AgentSession::Attach => (EventKind::Attach, "attach".into()),
+        // An attach through mosh, with what mosh-server was asked for.
+        AgentSession::Mosh(MoshStart::Attach { server_args }) => (
+            EventKind::Attach,
+            format!(
+                "attach through mosh-server new {}",
+                shlex::try_join(server_args.iter().map(String::as_str))
+                    .unwrap_or_else(|_| server_args.join(" "))
+            )
+            .trim_end()
+            .to_owned(),
+        ),
+        AgentSession::Mosh(MoshStart::Command { line, .. }) => (EventKind::Exec, line.clone()),
     }
+}
+
+/// Why a mosh start for an agent on `host` cannot work: mosh's UDP goes to the address the
+/// client logged in to, the gateway's, and the gateway does not relay it, so only an agent on
+/// the gateway's own machine can be reached (`None`).
+pub fn mosh_unreachable(agent: &str, host: &str) -> Option<CommandError> {
+    if host == LOCAL_HOST {
+        return None;
+    }
+    Some(
+        CommandError::failed(format!(
+            "mosh cannot reach agent '{agent}': it runs on host '{host}', and mosh's UDP goes to \
+             the gateway's address, which does not relay UDP"
+        ))
+        .hint(format!(
+            "mosh works with agents on the gateway's own host (local); for '{agent}' use ssh: \
+             ssh -t {agent}@<gateway>"
+        )),
+    )
 }
 
 /// How an attach that ended with `status` (`agents::attach::run`) is recorded: `None` when the
@@ -109,6 +144,11 @@ pub async fn run_session(
         }
         let (record, host) = lifecycle::usable(&core, &caller.operator, &agent).await?;
         crate::agents::lifecycle::ready(&record)?;
+        if let AgentSession::Mosh(_) = &session
+            && let Some(e) = mosh_unreachable(&agent, host.name())
+        {
+            return Err(e);
+        }
         if let Some(forwarding) = &forwarding {
             match forwarding.socket(&host).await {
                 Ok(socket) => env.push((
@@ -264,6 +304,33 @@ impl ForwardRecord<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mosh_reaches_only_agents_on_the_gateways_own_host() {
+        assert!(mosh_unreachable("a", LOCAL_HOST).is_none());
+        let refused = mosh_unreachable("far", "h1").expect("refused");
+        assert_eq!(refused.status, exit::FAILED);
+        assert_eq!(
+            refused.render(),
+            "error: mosh cannot reach agent 'far': it runs on host 'h1', and mosh's UDP goes to \
+             the gateway's address, which does not relay UDP\n\
+             hint: mosh works with agents on the gateway's own host (local); for 'far' use ssh: \
+             ssh -t far@<gateway>\n"
+        );
+        let (kind, detail) = audit_detail(
+            &AgentSession::Mosh(MoshStart::Attach {
+                server_args: vec!["-s".into(), "-l".into(), "LANG=C.UTF-8".into()],
+            }),
+            Some("xterm"),
+        );
+        assert_eq!(
+            (kind, detail.as_str()),
+            (
+                EventKind::Attach,
+                "attach through mosh-server new -s -l 'LANG=C.UTF-8'"
+            )
+        );
+    }
 
     #[test]
     fn an_attach_whose_client_closed_its_channel_is_the_client_leaving() {

@@ -33,6 +33,7 @@ use crate::agents::{Caller, access, audit};
 use crate::auth::{self, KeyDecision, Route};
 use crate::hosts::AgentSession;
 use crate::hosts::listen::ListenOn;
+use crate::hosts::mosh::MoshStart;
 use crate::store::StoreError;
 use crate::streams::Backlog;
 
@@ -191,6 +192,18 @@ pub enum Work {
 /// screen, so it gets a login shell on its terminal instead of a failed attach.
 pub fn tmux_can_drive(term: &str) -> bool {
     !matches!(term.trim(), "" | "dumb" | "unknown")
+}
+
+/// What a command line on the agent route runs: a mosh client's start of `mosh-server`
+/// (`MoshStart`: without a command, an attach through mosh), or the command itself.
+fn agent_command(line: &str) -> AgentSession {
+    match MoshStart::recognise(line) {
+        Some(start) => {
+            debug!(line, "a mosh client's start of mosh-server");
+            AgentSession::Mosh(start)
+        }
+        None => AgentSession::Exec(line.to_owned()),
+    }
 }
 
 /// One connection, from its first authentication attempt to its end.
@@ -626,7 +639,7 @@ impl<C: Resize> Connection<C> {
             Ok(line) => match self.login.route.clone() {
                 Route::Agent(agent) => Work::Agent {
                     agent,
-                    session: AgentSession::Exec(line.to_owned()),
+                    session: agent_command(line),
                 },
                 Route::Control => Work::Control(line.to_owned()),
             },
@@ -1199,6 +1212,42 @@ mod tests {
             port: 3000,
         };
         assert!(prohibited(c.open_forward(request).await.expect("forward")));
+    }
+
+    #[tokio::test]
+    async fn a_mosh_clients_start_of_mosh_server_is_a_mosh_session_on_the_agent_route_only() {
+        let alices = key();
+        let (_dir, gw) = gateway(Config::default(), &alices).await;
+        let mut c = logged_in(&gw, &alices, "w").await;
+        for channel in 0..3 {
+            assert_eq!(open(&mut c, channel).await, OpenAnswer::Accept);
+        }
+        let attach = b"mosh-server 'new' '-c' '256' '-s' '-l' 'LANG=C.UTF-8'";
+        assert_eq!(
+            work(c.exec(0, attach)),
+            agent_work(AgentSession::Mosh(MoshStart::Attach {
+                server_args: ["-c", "256", "-s", "-l", "LANG=C.UTF-8"]
+                    .map(String::from)
+                    .to_vec()
+            }))
+        );
+        assert!(matches!(
+            work(c.exec(1, b"mosh-server 'new' '--' 'top'")),
+            Work::Agent {
+                session: AgentSession::Mosh(MoshStart::Command { .. }),
+                ..
+            }
+        ));
+        // A line a shell would expand is the command it is.
+        assert_eq!(
+            work(c.exec(2, b"mosh-server new -c $COLORS")),
+            agent_work(AgentSession::Exec("mosh-server new -c $COLORS".into()))
+        );
+        // On the control route it is a control command's line, as any other.
+        let mut control = logged_in(&gw, &alices, "gw").await;
+        open(&mut control, 0).await;
+        let line = String::from_utf8_lossy(attach).into_owned();
+        assert_eq!(work(control.exec(0, attach)), Work::Control(line));
     }
 
     #[tokio::test]

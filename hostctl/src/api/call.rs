@@ -115,9 +115,11 @@ pub enum Call {
         command: Option<String>,
         env: Vec<(String, String)>,
     },
-    /// OpenSSH's sftp-server on stdin and stdout, rooted at an agent's workspace.
+    /// OpenSSH's sftp-server on stdin and stdout, rooted at an agent's workspace, with extra
+    /// environment variables (what sshd gives a subsystem: `SSH_CONNECTION`, ...).
     Sftp {
         name: String,
+        env: Vec<(String, String)>,
     },
     /// A TCP connection to `port` on an agent's own loopback, relayed on stdin and stdout:
     /// inside its network namespace when its sandbox has no network (`ssh -L` to it).
@@ -128,6 +130,14 @@ pub enum Call {
     /// The agent's tmux session, on the terminal hostctl runs on.
     Attach {
         name: String,
+    },
+    /// `mosh-server new SERVER_ARGS... -- ` an attach to the agent's tmux session, started on
+    /// the host (outside the agent's sandbox, where its tmux server is) in its workspace, with
+    /// extra environment variables (`SSH_CONNECTION`, which `mosh-server -s` binds by, ...).
+    Mosh {
+        name: String,
+        env: Vec<(String, String)>,
+        server_args: Vec<String>,
     },
     /// An agent's workspace as a tar stream on stdout.
     Pack {
@@ -198,6 +208,7 @@ impl Call {
             Call::Sftp { .. } => "sftp",
             Call::Dial { .. } => "dial",
             Call::Attach { .. } => "attach",
+            Call::Mosh { .. } => "mosh",
             Call::Pack { .. } => "pack",
             Call::Unpack { .. } => "unpack",
             Call::SnapshotRead { .. } => "snapshot-read",
@@ -233,6 +244,7 @@ impl Call {
             | Call::Sftp { .. }
             | Call::Dial { .. }
             | Call::Attach { .. }
+            | Call::Mosh { .. }
             | Call::Pack { .. }
             | Call::Unpack { .. }
             | Call::SnapshotRead { .. }
@@ -259,7 +271,6 @@ impl Call {
             | Call::Destroy { name }
             | Call::Digest { name }
             | Call::Snapshot { name, .. }
-            | Call::Sftp { name }
             | Call::Attach { name }
             | Call::Pack { name } => push(name),
             Call::SnapshotRemove { id } | Call::SnapshotRead { id } => push(id),
@@ -363,6 +374,23 @@ impl Call {
                     push(&format!("{key}={value}"));
                 }
             }
+            Call::Sftp { name, env } => {
+                push(name);
+                push_env(&mut push, env);
+            }
+            Call::Mosh {
+                name,
+                env,
+                server_args,
+            } => {
+                push(name);
+                push_env(&mut push, env);
+                // mosh-server's own words follow, whatever they look like.
+                push("--");
+                for word in server_args {
+                    push(word);
+                }
+            }
             Call::UnpackSnapshot {
                 name,
                 sha256,
@@ -412,6 +440,14 @@ impl Call {
             Call::Send { text, .. } => Some(format!("{text}\n").into_bytes()),
             _ => None,
         })
+    }
+}
+
+/// Pushes `--env KEY=VALUE` for each variable of `env`.
+fn push_env(push: &mut impl FnMut(&str), env: &[(String, String)]) {
+    for (key, value) in env {
+        push("--env");
+        push(&format!("{key}={value}"));
     }
 }
 

@@ -1,9 +1,10 @@
 //! The verbs of hostctl, as a library; the binary in `main.rs` only parses arguments and prints
 //! what these return. This file holds `HostCtl` and what an agent is now (`list`, `info`,
-//! tags); `lifecycle`, `send`, `logs` and `sessions` the rest.
+//! tags); `lifecycle`, `send`, `logs`, `sessions` and `mosh` the rest.
 
 mod lifecycle;
 mod logs;
+mod mosh;
 mod send;
 mod sessions;
 

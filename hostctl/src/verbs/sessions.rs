@@ -31,8 +31,13 @@ impl HostCtl {
         })
     }
 
-    /// Replaces this process with OpenSSH's `sftp-server`, starting in the agent's workspace.
-    pub fn sftp(&self, name: &str) -> Result<std::convert::Infallible> {
+    /// Replaces this process with OpenSSH's `sftp-server`, starting in the agent's workspace,
+    /// with the environment a command gets (sshd gives a subsystem the same as a command).
+    pub fn sftp(
+        &self,
+        name: &str,
+        extra_env: &[(String, String)],
+    ) -> Result<std::convert::Infallible> {
         use std::os::unix::process::CommandExt;
         let meta = self.agent_for_session(name)?;
         let server = sftp_server().ok_or_else(|| {
@@ -43,7 +48,7 @@ impl HostCtl {
         })?;
         let args = ["-d".into(), meta.workspace_path.clone().into_os_string()];
         let (mut cmd, _filter) = self.in_sandbox(&meta, server.clone().into_os_string(), &args)?;
-        self.session_env(&mut cmd, &meta, &[])?;
+        self.session_env(&mut cmd, &meta, extra_env)?;
         self.join_sandbox(&meta, &cmd)?;
         let err = cmd.exec();
         Err(Error::Spawn {
@@ -81,7 +86,7 @@ impl HostCtl {
         match crate::enter::run(sandbox, cmd)? {}
     }
 
-    fn agent_for_session(&self, name: &str) -> Result<AgentMeta> {
+    pub(super) fn agent_for_session(&self, name: &str) -> Result<AgentMeta> {
         check_name(name)?;
         let meta = self.files.read_meta(name)?;
         // A session uses the agent's share of the host, as the agent's own processes do.
