@@ -34,6 +34,16 @@ struct Hostile {
     canary: PathBuf,
 }
 
+/// Whether `path` is inside an agent's private `/tmp` (`agents/NAME/tmp/...`) under `home`.
+fn is_private_tmp(home: &std::path::Path, path: &std::path::Path) -> bool {
+    path.strip_prefix(home.join("agents")).is_ok_and(|rest| {
+        let mut parts = rest.components();
+        parts.next().is_some()
+            && parts.next().is_some_and(|c| c.as_os_str() == "tmp")
+            && parts.next().is_some()
+    })
+}
+
 impl Hostile {
     fn new() -> Hostile {
         let gw = TestGateway::start();
@@ -52,6 +62,9 @@ impl Hostile {
                     && !p.ends_with("output.log.times")
                     && !p.ends_with("hooks.sock")
             })
+            // A sandboxed agent's private /tmp: bwrap makes mount points in it as the agent's
+            // sandbox starts, which may be after `create` has answered.
+            .filter(|p| !is_private_tmp(&self.gw.agents_home, p))
             .map(|p| p.display().to_string())
             .collect();
         files.sort();
