@@ -582,6 +582,42 @@ fn by_default_only_admins_have_agents_on_the_gateways_own_machine() {
 }
 
 #[test]
+fn an_operators_agent_on_the_gateways_own_machine_runs_in_a_sandbox() {
+    let gw = gateway();
+    let bob = Other::add(&gw, "bob", "operator");
+    let info = |name: &str| -> Value {
+        serde_json::from_str(&gw.ok(&["info", name, "--json"])).expect("info --json")
+    };
+    // Without a sandbox it could read the gateway's database as the gateway's user: refused,
+    // whether asked on the command line, and made with none.
+    let out = bob.gw(&["create", "bare", "--sandbox", "none", "--", "sleep", "600"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("agent 'bare' would run on 'local' without a sandbox")
+            && stderr(&out).contains("leave out --sandbox none"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(names(&gw.ok(&["list", "-q"])).is_empty());
+    // Asked for nothing: a sandbox.
+    bob.ok(&["create", "boxed", "--", "sleep", "600"]);
+    assert_eq!(info("boxed")["sandbox"], "bwrap", "{:#}", info("boxed"));
+    // Nor can a copy of it leave the sandbox behind: an admin's unsandboxed agent cloned by
+    // an operator it is shared with is made in one.
+    gw.ok(&["create", "adm", "--sandbox", "none", "--", "sleep", "600"]);
+    gw.ok(&["share", "adm", "bob"]);
+    bob.ok(&["clone", "adm", "bobs-copy"]);
+    assert_eq!(
+        info("bobs-copy")["sandbox"],
+        "bwrap",
+        "{:#}",
+        info("bobs-copy")
+    );
+    // An admin's own is as asked.
+    assert_eq!(info("adm")["sandbox"], "none");
+}
+
+#[test]
 fn acting_by_tag_reaches_only_ones_own_agents() {
     let gw = gateway();
     let bob = Other::add(&gw, "bob", "operator");

@@ -15,7 +15,8 @@
 //! - The gateway's own machine (`local`) runs agents as the gateway's user, who can read the
 //!   gateway's database (every key and secret): an agent there is a way to become admin, so
 //!   only admins may have or use agents there, unless `hosts.operators_on_local` says
-//!   otherwise.
+//!   otherwise; an operator's agent there then runs in a sandbox, which hides the gateway's
+//!   files ([`sandbox_on`]).
 //! - Port forwarding reaches an agent's host on connections to that agent (`NAME@gw`), never
 //!   on the control route, and only while `ssh.allow_forwarding` is on.
 //! - A connection lives on its credential: once the key or tailnet login is removed, or names
@@ -29,6 +30,8 @@
 //!   may see now; admins read all of it.
 //! - A snapshot is seen by admins, by its owner (whatever became of its agent), and by those
 //!   who may see the very agent it was taken of (same name, same creation time).
+
+use hostctl::api::Sandbox;
 
 use crate::hosts::LOCAL_HOST;
 use crate::model::Role;
@@ -99,6 +102,8 @@ pub enum Denied {
     ForwardingOff,
     /// `ssh.allow_remote_forwarding` is off.
     RemoteForwardingOff,
+    /// An operator's agent on `local` without a sandbox.
+    UnsandboxedOnLocal,
 }
 
 /// Whether `viewer` may see an agent with these facts (in `list`, `info`, the watch feed, the
@@ -124,6 +129,34 @@ pub fn may_dispose(operator: &Operator, owner: Option<&str>) -> bool {
 /// Whether `operator` may have and use agents on `host` (see the module's rules).
 pub fn may_use_host(operator: &Operator, host: &str, policy: Policy) -> bool {
     host != LOCAL_HOST || operator.role == Role::Admin || policy.operators_on_local
+}
+
+/// Where a new agent's wish for a sandbox comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SandboxAsked {
+    /// Asked for by whoever makes it (`create --sandbox`, a template, the configuration, a
+    /// restore's `--sandbox`).
+    Asked(Option<Sandbox>),
+    /// Carried from the agent or snapshot it is a copy of (clone, migrate, restore).
+    Copied(Option<Sandbox>),
+}
+
+/// The sandbox an agent of `operator`'s on `host` is made with. On `local` a sandbox is what
+/// keeps an agent from the gateway's database and keys, so an operator's agent there gets
+/// one: asking for none is refused, a copy of an agent without one gets one, and one named
+/// nowhere is asked for explicitly (a host that cannot make it then refuses instead of
+/// quietly making none). Anyone else's is as asked or copied.
+pub fn sandbox_on(
+    operator: &Operator,
+    host: &str,
+    asked: SandboxAsked,
+) -> Result<Option<Sandbox>, Denied> {
+    let operators_local = host == LOCAL_HOST && operator.role != Role::Admin;
+    match asked {
+        SandboxAsked::Asked(asked) | SandboxAsked::Copied(asked) if !operators_local => Ok(asked),
+        SandboxAsked::Asked(Some(Sandbox::None)) => Err(Denied::UnsandboxedOnLocal),
+        SandboxAsked::Asked(_) | SandboxAsked::Copied(_) => Ok(Some(Sandbox::Bwrap)),
+    }
 }
 
 /// Whether `operator` may use an agent (`None`: there is none): every command on one agent,
@@ -323,6 +356,29 @@ mod tests {
         assert_eq!(may_use(&bob(), None, STRICT), Err(Denied::NoSuchAgent));
         assert_eq!(may_use(&alice(), Some(alices), STRICT), Ok(()));
         assert_eq!(may_use(&root(), Some(alices), STRICT), Ok(()));
+    }
+
+    #[test]
+    fn an_operators_agent_on_local_runs_in_a_sandbox() {
+        use SandboxAsked::{Asked, Copied};
+        let none = Some(Sandbox::None);
+        let bwrap = Some(Sandbox::Bwrap);
+        assert_eq!(
+            sandbox_on(&alice(), LOCAL_HOST, Asked(none)),
+            Err(Denied::UnsandboxedOnLocal)
+        );
+        // Asked for explicitly when nothing was named, so a host without bwrap refuses; a
+        // copy of an agent without one gets one.
+        assert_eq!(sandbox_on(&alice(), LOCAL_HOST, Asked(None)), Ok(bwrap));
+        assert_eq!(sandbox_on(&alice(), LOCAL_HOST, Asked(bwrap)), Ok(bwrap));
+        assert_eq!(sandbox_on(&alice(), LOCAL_HOST, Copied(none)), Ok(bwrap));
+        assert_eq!(sandbox_on(&alice(), LOCAL_HOST, Copied(None)), Ok(bwrap));
+        // Elsewhere, and for admins, as asked or copied.
+        assert_eq!(sandbox_on(&alice(), "h1", Asked(none)), Ok(none));
+        assert_eq!(sandbox_on(&alice(), "h1", Copied(None)), Ok(None));
+        assert_eq!(sandbox_on(&root(), LOCAL_HOST, Asked(none)), Ok(none));
+        assert_eq!(sandbox_on(&root(), LOCAL_HOST, Copied(none)), Ok(none));
+        assert_eq!(sandbox_on(&root(), LOCAL_HOST, Asked(None)), Ok(None));
     }
 
     #[test]

@@ -37,6 +37,14 @@ pub enum Error {
     /// The host is `local`, where only admins may have agents.
     #[error("host '{0}' is, {LOCAL_FOR_ADMINS}")]
     HostForAdminsOnly(String),
+    /// An operator's agent on `local` without a sandbox, which would let it read the
+    /// gateway's database and keys.
+    #[error(
+        "agent '{0}' would run on 'local' without a sandbox: an operator's agent there runs in \
+         one, which hides the gateway's database and keys (without one it runs as the gateway's \
+         own user)"
+    )]
+    UnsandboxedOnLocal(String),
     /// No host the operator may use is reachable (`but_local`: `local` is, and they may not).
     #[error("no host is reachable{}", if *.but_local {
         format!(" but 'local', {LOCAL_FOR_ADMINS}")

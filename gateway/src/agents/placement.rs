@@ -3,6 +3,8 @@
 //! busy reachable host the operator may use, [`place`]), and the lock that makes choosing a
 //! host and reserving the new agent's row there one step ([`PLACING`]).
 
+use hostctl::api::CreateRequest;
+
 use super::access;
 use super::error::{Error, Result};
 use crate::agents::Core;
@@ -62,6 +64,25 @@ pub async fn choose_host(
             })
         }
     }
+}
+
+/// Settles what `spec`, a new agent of `operator`'s on `host`, runs in
+/// ([`access::sandbox_on`]; `copied`: its sandbox was carried from what it is a copy of):
+/// refused for an operator's agent asked to run on `local` without a sandbox.
+pub fn settle_sandbox(
+    operator: &Operator,
+    host: &str,
+    spec: &mut CreateRequest,
+    copied: bool,
+) -> Result<()> {
+    let asked = if copied {
+        access::SandboxAsked::Copied(spec.sandbox)
+    } else {
+        access::SandboxAsked::Asked(spec.sandbox)
+    };
+    spec.sandbox = access::sandbox_on(operator, host, asked)
+        .map_err(|_| Error::UnsandboxedOnLocal(spec.name.clone()))?;
+    Ok(())
 }
 
 /// Where an agent goes when no host is named: the reachable host with the fewest agents

@@ -109,6 +109,8 @@ impl From<crate::agents::Error> for CommandError {
             Error::HostForAdminsOnly(_) => {
                 CommandError::failed(e.to_string()).hint("pick another host: ssh gw host list")
             }
+            Error::UnsandboxedOnLocal(_) => CommandError::failed(e.to_string())
+                .hint("leave out --sandbox none, or pick another host: ssh gw host list"),
             Error::NoReachableHost { .. } => {
                 CommandError::failed(e.to_string()).hint("see the hosts with: ssh gw host list")
             }

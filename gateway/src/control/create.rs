@@ -271,7 +271,7 @@ async fn create_one(
         Some(_) => (None, prompt),
         None => (prompt, None),
     };
-    let request = CreateRequest {
+    let mut request = CreateRequest {
         name: name.clone(),
         template: template_name.to_owned(),
         command,
@@ -294,6 +294,7 @@ async fn create_one(
     let placing = placement::PLACING.lock().await;
     let host_name = placement::choose_host(core, &caller.operator, args.host.as_deref()).await?;
     let host_name = host_name.as_str();
+    placement::settle_sandbox(&caller.operator, host_name, &mut request, false)?;
     let host = core.hosts.get(host_name)?;
     let idle_stop = args
         .idle_stop

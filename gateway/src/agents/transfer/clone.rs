@@ -49,6 +49,7 @@ pub async fn clone(core: &Core<'_>, operator: &Operator, request: CloneRequest) 
     spec.prompt = None;
     spec.size = request.size;
     spec.created_by = Some(operator.name.clone());
+    placement::settle_sandbox(operator, &host_name, &mut spec, true)?;
     let origin = Origin {
         kind: OperationKind::Clone,
         from_host: Some(src.host.clone()),

@@ -43,7 +43,7 @@ pub async fn migrate(
 ) -> Result<Migrated> {
     let _turn = core.locks.hold(&request.name).await;
     let name = request.name.as_str();
-    let (agent, from) = lifecycle::refreshed(core, operator, name).await?;
+    let (mut agent, from) = lifecycle::refreshed(core, operator, name).await?;
     if agent.host == request.host {
         return Err(Error::AlreadyOnHost {
             name: name.to_owned(),
@@ -64,6 +64,7 @@ pub async fn migrate(
         }
         _ => {}
     }
+    placement::settle_sandbox(operator, &request.host, &mut agent.spec, true)?;
     if let WorkspaceSource::Dir { path } = &agent.spec.workspace {
         return Err(Error::WorkspaceNotItsOwn {
             name: name.to_owned(),

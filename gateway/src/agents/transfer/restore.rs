@@ -73,6 +73,7 @@ pub async fn restore(
     }
     spec.size = request.size;
     spec.created_by = Some(operator.name.clone());
+    placement::settle_sandbox(operator, &host_name, &mut spec, request.sandbox.is_none())?;
     spec.env.extend(request.env.iter().cloned());
     spec.tags.extend(request.tags.iter().cloned());
     let idle_stop = request.idle_stop.clone().or(snapshot.idle_stop.clone());
