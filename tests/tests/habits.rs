@@ -63,6 +63,22 @@ fn ssh_with_term(gw: &TestGateway, term: &str, args: &[&str]) -> Output {
         .expect("run ssh")
 }
 
+/// SSH_CONNECTION and SSH_CLIENT in `env` (a session's environment) name the client's
+/// connection to the gateway, from 127.0.0.1, as sshd would.
+fn assert_connection_is_the_clients(env: &BTreeMap<String, String>, gw: &TestGateway) {
+    let connection = env.get("SSH_CONNECTION").expect("SSH_CONNECTION");
+    let fields: Vec<&str> = connection.split(' ').collect();
+    assert_eq!(fields.len(), 4, "{connection}");
+    assert_eq!(
+        (fields[0], fields[2], fields[3]),
+        ("127.0.0.1", "127.0.0.1", gw.port.to_string().as_str())
+    );
+    assert_eq!(
+        env.get("SSH_CLIENT"),
+        Some(&format!("{} {} {}", fields[0], fields[1], fields[3]))
+    );
+}
+
 #[test]
 fn a_commands_environment_names_the_host_user_and_the_connection_as_sshd_does() {
     let gw = TestGateway::start();
@@ -84,17 +100,7 @@ fn a_commands_environment_names_the_host_user_and_the_connection_as_sshd_does() 
     );
     assert!(env.get("PATH").is_some_and(|p| !p.is_empty()), "{env:?}");
     assert_eq!(env.get("LANG").map(String::as_str), Some("C.UTF-8"));
-    let connection = env.get("SSH_CONNECTION").expect("SSH_CONNECTION");
-    let fields: Vec<&str> = connection.split(' ').collect();
-    assert_eq!(fields.len(), 4, "{connection}");
-    assert_eq!(
-        (fields[0], fields[2], fields[3]),
-        ("127.0.0.1", "127.0.0.1", gw.port.to_string().as_str())
-    );
-    assert_eq!(
-        env.get("SSH_CLIENT"),
-        Some(&format!("{} {} {}", fields[0], fields[1], fields[3]))
-    );
+    assert_connection_is_the_clients(&env, &gw);
     // No terminal: no SSH_TTY, and no TERM from anywhere.
     assert!(!env.contains_key("SSH_TTY"), "{env:?}");
     assert!(!env.contains_key("TERM"), "{env:?}");
@@ -449,17 +455,7 @@ fn sftp_server_has_a_commands_environment(gw: &TestGateway, agent: &str, workspa
     let user = user_name();
     assert_eq!(env.get("USER"), Some(&user), "{env:?}");
     assert_eq!(env.get("LOGNAME"), Some(&user), "{env:?}");
-    let connection = env.get("SSH_CONNECTION").expect("SSH_CONNECTION");
-    let fields: Vec<&str> = connection.split(' ').collect();
-    assert_eq!(fields.len(), 4, "{connection}");
-    assert_eq!(
-        (fields[0], fields[2], fields[3]),
-        ("127.0.0.1", "127.0.0.1", gw.port.to_string().as_str())
-    );
-    assert_eq!(
-        env.get("SSH_CLIENT"),
-        Some(&format!("{} {} {}", fields[0], fields[1], fields[3]))
-    );
+    assert_connection_is_the_clients(&env, gw);
     assert_eq!(
         env.get("AGENTGATE_AGENT").map(String::as_str),
         Some(agent),
