@@ -213,7 +213,7 @@ fn forwarding_flow(gw: &TestGateway) {
     let mut cmd = gw.ssh_command();
     cmd.env("SSH_AUTH_SOCK", &agent.socket)
         .args(["-A", "web@gw", "echo held; sleep 600"]);
-    let held = Client::spawn(cmd);
+    let mut held = Client::spawn(cmd);
     wait_for("the held connection's command", || {
         held.stdout().contains("held").then_some(())
     });
@@ -223,6 +223,20 @@ fn forwarding_flow(gw: &TestGateway) {
     );
     let got = exec(gw, "web@gw", &through_link);
     assert!(got.contains(&key) && got.contains("rc=0"), "{got}");
+
+    // Turned off by an admin: the held connection's forwarding ends at once, though the
+    // connection itself goes on.
+    let said = gw.ok(&["operator", "set", "tester", "--agent-forwarding", "off"]);
+    assert!(
+        said.contains("1 open forwarding(s) of theirs ended"),
+        "{said}"
+    );
+    wait_for("the held forwarding to end", || {
+        let got = exec(gw, "web@gw", &through_link);
+        (!got.contains(&key) && got.contains("rc=2")).then_some(())
+    });
+    assert!(held.exited().is_none(), "the held connection ended too");
+    gw.ok(&["operator", "set", "tester", "--agent-forwarding", "on"]);
 
     // The attached session: the agent's shell names the stable link.
     let viewer = Viewer::open_forwarding(gw, &agent.socket, "web@gw", 100, 30);
@@ -281,6 +295,12 @@ fn forwarding_flow(gw: &TestGateway) {
             && e["message"]
                 .as_str()
                 .is_some_and(|m| m.starts_with("closed after"))),
+        "{ended:#?}"
+    );
+    assert!(
+        ended.iter().any(|e| e["message"]
+            .as_str()
+            .is_some_and(|m| m.ends_with("agent forwarding was turned off for the operator"))),
         "{ended:#?}"
     );
     let uses = events

@@ -4,6 +4,9 @@
 //! channels. An agent-route connection reaches its agent; a control connection reaches the
 //! agents it is attached to (`attach`, Enter in the live view) while it is.
 //!
+//! An operator's agent forwardings (`ssh -A`) are ended apart from their connections when an
+//! admin turns forwarding off for them ([`LiveConnections::end_forwardings`]).
+//!
 //! [`revalidate`] checks every connection against the store; the commands that take access
 //! back call it, and so does a sweep every [`SWEEP_EVERY`] (for `agentgate key remove` run
 //! beside a running gateway).
@@ -64,6 +67,8 @@ struct Entry {
 pub struct LiveConnections {
     next: AtomicU64,
     entries: Mutex<HashMap<u64, Entry>>,
+    /// The agent forwardings open now, by operator: each ends when its token is cancelled.
+    forwardings: Mutex<HashMap<String, Vec<CancellationToken>>>,
 }
 
 impl LiveConnections {
@@ -112,6 +117,29 @@ impl LiveConnections {
     pub fn revocation(&self, id: u64) -> Option<Arc<Revocation>> {
         let entries = self.entries.lock().ok()?;
         entries.get(&id).map(|e| e.revocation.clone())
+    }
+
+    /// An agent forwarding of `operator`'s opens: it ends when the token returned is
+    /// cancelled ([`Self::end_forwardings`]); whoever holds it cancels it when it ends itself.
+    pub fn forwarding_opened(&self, operator: &str) -> CancellationToken {
+        let token = CancellationToken::new();
+        let mut all = self.forwardings.lock().unwrap_or_else(|e| e.into_inner());
+        let theirs = all.entry(operator.to_owned()).or_default();
+        theirs.retain(|t| !t.is_cancelled());
+        theirs.push(token.clone());
+        token
+    }
+
+    /// Ends every agent forwarding of `operator`'s open now (forwarding was turned off for
+    /// them); says how many were.
+    pub fn end_forwardings(&self, operator: &str) -> usize {
+        let mut all = self.forwardings.lock().unwrap_or_else(|e| e.into_inner());
+        all.remove(operator)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|t| !t.is_cancelled())
+            .inspect(CancellationToken::cancel)
+            .count()
     }
 
     /// How many connections are logged in.
@@ -296,5 +324,19 @@ mod tests {
         assert_eq!(why, "first");
         live.unregister(id);
         assert!(live.is_empty());
+    }
+
+    #[test]
+    fn turning_an_operators_forwarding_off_ends_theirs_and_no_one_elses() {
+        let live = LiveConnections::default();
+        let bobs = [live.forwarding_opened("bob"), live.forwarding_opened("bob")];
+        let ann = live.forwarding_opened("ann");
+        // One of bob's ended by itself: not counted again.
+        bobs[0].cancel();
+        assert_eq!(live.end_forwardings("bob"), 1);
+        assert!(bobs.iter().all(CancellationToken::is_cancelled));
+        assert!(!ann.is_cancelled());
+        assert_eq!(live.end_forwardings("bob"), 0);
+        assert_eq!(live.end_forwardings("nobody"), 0);
     }
 }

@@ -123,7 +123,9 @@ pub(super) async fn run(
         ControlCommand::Unshare(args) => share::unshare(&core, caller, args, io).await,
         ControlCommand::Key(args) => key::run(&gw.store, &gw.config, caller, args, io).await,
         ControlCommand::Secret(args) => secret::run(&gw.store, caller, args, io).await,
-        ControlCommand::Operator(args) => key::run_operator(&gw.store, caller, args, io).await,
+        ControlCommand::Operator(args) => {
+            key::run_operator(&gw.store, &gw.live, caller, args, io).await
+        }
         ControlCommand::Host(args) => host::run(gw, caller, args, io).await,
         ControlCommand::SshConfig(args) => {
             ssh_config::run(&gw.config, &gw.store, caller, args, io).await

@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::output::{KeyJson, OperatorJson, TailnetLoginJson, json_text, table, to_json};
 use super::{Caller, CommandError, CommandIo, CommandResult, JsonArg, exit, require_admin};
+use crate::agents::live::LiveConnections;
 use crate::auth;
 use crate::config::Config;
 use crate::model::Role;
@@ -143,6 +144,7 @@ pub async fn run(
 
 pub async fn run_operator(
     store: &Store,
+    live: &LiveConnections,
     caller: &Caller,
     args: OperatorArgs,
     io: &mut CommandIo,
@@ -151,7 +153,7 @@ pub async fn run_operator(
         OperatorCommand::List(args) => args,
         OperatorCommand::Set(args) => {
             require_admin(caller, "change what operators may do")?;
-            let text = set_operator(store, &args).await?;
+            let text = set_operator(store, live, &args).await?;
             io.write_out(&text).await;
             return Ok(exit::OK);
         }
@@ -194,7 +196,11 @@ pub async fn run_operator(
 }
 
 /// `operator set`: changes what one operator may do, saying what it is now.
-async fn set_operator(store: &Store, args: &OperatorSetArgs) -> Result<String, CommandError> {
+async fn set_operator(
+    store: &Store,
+    live: &LiveConnections,
+    args: &OperatorSetArgs,
+) -> Result<String, CommandError> {
     let Some(forwarding) = args.agent_forwarding else {
         return Err(CommandError::usage("nothing to set")
             .hint("say what to change: ssh gw operator set NAME --agent-forwarding on|off"));
@@ -213,9 +219,10 @@ async fn set_operator(store: &Store, args: &OperatorSetArgs) -> Result<String, C
             args.name
         )
     } else {
+        let ended = live.end_forwardings(&args.name);
         format!(
-            "operator '{}' may not forward their SSH agent into agents; connections that \
-             forward it now keep it until they end\n",
+            "operator '{}' may not forward their SSH agent into agents; {ended} open \
+             forwarding(s) of theirs ended\n",
             args.name
         )
     })

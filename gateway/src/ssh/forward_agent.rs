@@ -11,9 +11,10 @@
 //! tmux session reaches whichever forwarding is live now.
 //!
 //! **Invariants**:
-//! - A socket lives no longer than the connection that made it: the connection holds its
-//!   [`Forwarding`], whose drop stops the listener and points the link back at the newest
-//!   socket still live (or removes it).
+//! - A socket lives no longer than the connection that made it, nor than the operator's
+//!   permission: the connection holds its [`Forwarding`], whose drop stops the listener, and
+//!   turning the operator's forwarding off stops it at once (`agents::live`). Either way the
+//!   link then points back at the newest socket still live (or is removed).
 //! - Each agent's sockets are arranged one change at a time ([`Registry`]), so no connection
 //!   removes a socket another one is still setting up.
 //! - The forwarding and every use of it are in the audit trail.
@@ -81,9 +82,9 @@ pub struct Forwarding {
 
 /// A forwarding that listens on the agent's host.
 struct Live {
-    host: Host,
-    id: String,
     socket: PathBuf,
+    /// Cancelled when the operator's forwarding is turned off.
+    revoked: CancellationToken,
     _stop: DropGuard,
 }
 
@@ -108,6 +109,8 @@ impl Forwarding {
     /// This connection's socket on `host` (the agent's), made the first time it is asked
     /// for; the error says why there is none (the same for every later session).
     pub async fn socket(&self, host: &Host) -> Result<&std::path::Path, &str> {
+        const TURNED_OFF: &str =
+            "agent forwarding was turned off for this operator: SSH_AUTH_SOCK is not set";
         let live = self
             .live
             .get_or_init(|| async {
@@ -120,6 +123,7 @@ impl Forwarding {
             })
             .await;
         match live {
+            Ok(live) if live.revoked.is_cancelled() => Err(TURNED_OFF),
             Ok(live) => Ok(&live.socket),
             Err(why) => Err(why),
         }
@@ -156,63 +160,52 @@ impl Forwarding {
         }
         drop(live);
         let stop = CancellationToken::new();
+        let revoked = self.gw.live.forwarding_opened(&self.caller.operator.name);
         let serving = Serving {
             gw: self.gw.clone(),
             caller: self.caller.clone(),
             agent: self.agent.clone(),
             handle: self.handle.clone(),
             backlog: self.backlog.clone(),
+            host: host.clone(),
+            id,
         };
         let detail = format!("ssh -A: the operator's SSH agent at {}", socket.display());
         self.gw
             .tasks
-            .spawn(serving.serve(listener, detail, stop.clone()));
+            .spawn(serving.serve(listener, detail, stop.clone(), revoked.clone()));
         Ok(Live {
-            host: host.clone(),
-            id,
             socket,
+            revoked,
             _stop: stop.drop_guard(),
         })
     }
 }
 
-impl Drop for Forwarding {
-    /// Stops the listener (dropping the guard) and points the link at the newest socket
-    /// still live, or removes it.
-    fn drop(&mut self) {
-        let Some(Ok(live)) = self.live.take() else {
-            return;
-        };
-        let Live {
-            host, id, _stop, ..
-        } = live;
-        drop(_stop);
-        let gw = self.gw.clone();
-        let agent = std::mem::take(&mut self.agent);
-        self.gw.tasks.spawn(async move {
-            let sockets = gw.forwarded_agents.of(&agent);
-            let mut live = sockets.lock().await;
-            live.retain(|other| *other != id);
-            if let Err(e) = host.agent_sockets(&agent, &live, link_for(&live)).await {
-                debug!(agent, error = %e, "a forwarded agent's socket could not be cleared");
-            }
-        });
-    }
-}
-
-/// What carries the uses of one forwarding to the client.
+/// What carries the uses of one forwarding to the client, and clears its socket after.
 struct Serving {
     gw: Arc<Gateway>,
     caller: Caller,
     agent: String,
     handle: Handle,
     backlog: Backlog,
+    host: Host,
+    /// Its socket's name in the agent's socket directory.
+    id: String,
 }
 
 impl Serving {
-    /// Carries each connection to `listener` to the client until `stop` or the gateway's
-    /// shutdown; the forwarding is one event in the audit trail, and each use another.
-    async fn serve(self, mut listener: HostListener, detail: String, stop: CancellationToken) {
+    /// Carries each connection to `listener` to the client until `stop` (the connection's
+    /// end), `revoked` (the operator's forwarding turned off) or the gateway's shutdown, then
+    /// points the link at the newest socket still live; the forwarding is one event in the
+    /// audit trail, and each use another.
+    async fn serve(
+        self,
+        mut listener: HostListener,
+        detail: String,
+        stop: CancellationToken,
+        revoked: CancellationToken,
+    ) {
         let core = self.gw.core();
         let started = audit::start_record(
             &core,
@@ -226,6 +219,7 @@ impl Serving {
         loop {
             let accepted = tokio::select! {
                 () = stop.cancelled() => break,
+                () = revoked.cancelled() => break,
                 () = self.gw.shutdown.cancelled() => break,
                 accepted = listener.incoming.recv() => accepted,
             };
@@ -269,8 +263,24 @@ impl Serving {
             });
         }
         drop(listener);
-        let message = format!("closed after {uses} use(s)");
+        let message = if revoked.is_cancelled() {
+            format!("closed after {uses} use(s): agent forwarding was turned off for the operator")
+        } else {
+            format!("closed after {uses} use(s)")
+        };
+        // Done with: no longer one of the operator's open forwardings.
+        revoked.cancel();
         audit::end_record(&core, started, 0, &message).await;
+        let sockets = self.gw.forwarded_agents.of(&self.agent);
+        let mut live = sockets.lock().await;
+        live.retain(|other| *other != self.id);
+        if let Err(e) = self
+            .host
+            .agent_sockets(&self.agent, &live, link_for(&live))
+            .await
+        {
+            debug!(agent = self.agent, error = %e, "a forwarded agent's socket could not be cleared");
+        }
     }
 }
 
