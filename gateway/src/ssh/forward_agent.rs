@@ -271,6 +271,11 @@ impl Serving {
         // Done with: no longer one of the operator's open forwardings.
         revoked.cancel();
         audit::end_record(&core, started, 0, &message).await;
+        if self.gw.shutdown.is_cancelled() {
+            // The gateway is stopping: the next one's first forwarding into this agent clears
+            // what is left (its sockets are all gone with this gateway's listeners).
+            return;
+        }
         let sockets = self.gw.forwarded_agents.of(&self.agent);
         let mut live = sockets.lock().await;
         live.retain(|other| *other != self.id);
