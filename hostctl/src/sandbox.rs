@@ -62,6 +62,14 @@ pub fn unusable() -> Option<String> {
     unusable_program(bwrap_program().as_deref())
 }
 
+/// How many times bwrap is tried before a host is judged unable to sandbox: its `--ro-bind / /`
+/// remounts every mount read-only, and one that comes or goes meanwhile (a network namespace
+/// being made or removed under `/run/netns`) fails that try alone.
+const PROBE_TRIES: u32 = 3;
+
+/// The pause between two tries.
+const PROBE_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Why `bwrap` (none: not found) cannot sandbox an agent, if it cannot.
 fn unusable_program(bwrap: Option<&Path>) -> Option<String> {
     let Some(bwrap) = bwrap else {
@@ -69,25 +77,48 @@ fn unusable_program(bwrap: Option<&Path>) -> Option<String> {
             "bubblewrap (bwrap) is not installed on this host: {INSTALL_HINT}"
         ));
     };
-    let tried = Command::new(bwrap)
-        .args(["--ro-bind", "/", "/", "--unshare-pid", "--unshare-ipc"])
-        .args(["--unshare-uts", "--proc", "/proc", "--dev", "/dev", "true"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output();
-    match tried {
-        Ok(out) if out.status.success() => None,
-        Ok(out) => Some(format!(
-            "bubblewrap ({}) cannot make a sandbox on this host: {} (on Ubuntu 23.10 and later, AppArmor must allow bwrap to use user namespaces: see docs/operations.md), or create the agent with --sandbox none",
-            bwrap.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )),
-        Err(e) => Some(format!(
-            "cannot run bubblewrap ({}): {e}; {INSTALL_HINT}",
-            bwrap.display()
-        )),
+    let try_once = || {
+        let tried = Command::new(bwrap)
+            .args(["--ro-bind", "/", "/", "--unshare-pid", "--unshare-ipc"])
+            .args(["--unshare-uts", "--proc", "/proc", "--dev", "/dev", "true"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output();
+        match tried {
+            Ok(out) if out.status.success() => Ok(()),
+            Ok(out) => Err(format!(
+                "bubblewrap ({}) cannot make a sandbox on this host: {} (on Ubuntu 23.10 and later, AppArmor must allow bwrap to use user namespaces: see docs/operations.md), or create the agent with --sandbox none",
+                bwrap.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )),
+            Err(e) => Err(format!(
+                "cannot run bubblewrap ({}): {e}; {INSTALL_HINT}",
+                bwrap.display()
+            )),
+        }
+    };
+    probe(try_once, PROBE_TRIES, PROBE_PAUSE)
+}
+
+/// Tries `try_once` up to `tries` times, `pause` apart, until it works: none when it did,
+/// else the last try's error.
+fn probe(
+    try_once: impl Fn() -> std::result::Result<(), String>,
+    tries: u32,
+    pause: std::time::Duration,
+) -> Option<String> {
+    let mut last = None;
+    for attempt in 0..tries {
+        if attempt > 0 {
+            std::thread::sleep(pause);
+        }
+        match try_once() {
+            Ok(()) => return None,
+            Err(why) => last = Some(why),
+        }
     }
+    last
 }
 
 /// What a new agent runs in: what was asked, else bwrap wherever it works on this host and
@@ -581,6 +612,32 @@ pub fn is_sandboxed(meta: &AgentMeta) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_try_of_bwrap_is_tried_again_before_the_host_is_judged_unable() {
+        use std::cell::Cell;
+        let pause = std::time::Duration::ZERO;
+        // Fails once (a mount that came or went), then works: usable.
+        let calls = Cell::new(0);
+        let flaky = || {
+            calls.set(calls.get() + 1);
+            if calls.get() == 1 {
+                Err("remount failed".to_owned())
+            } else {
+                Ok(())
+            }
+        };
+        assert_eq!(probe(flaky, 3, pause), None);
+        assert_eq!(calls.get(), 2);
+        // Fails every time: unusable, with the last try's reason, after every try.
+        let calls = Cell::new(0);
+        let broken = || {
+            calls.set(calls.get() + 1);
+            Err(format!("try {}", calls.get()))
+        };
+        assert_eq!(probe(broken, 3, pause), Some("try 3".to_owned()));
+        assert_eq!(calls.get(), 3);
+    }
     use crate::api::CreateRequest;
 
     /// Runs a classic BPF program as the kernel's seccomp would on `(arch, nr, args[1])`.
