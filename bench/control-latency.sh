@@ -57,24 +57,7 @@ GW_PID=""
 TMUX_NAME="agentgate-bench-$$"
 CREATED_RUN_SSHD=""
 
-
-cleanup() {
-    local rc=$?
-    set +e
-    stop_pid "$GW_PID" agentgate
-    stop_pid "$SSHD_PID" sshd
-    if [[ -n $TMP ]]; then
-        TMUX_TMPDIR="$TMP/tmux" tmux -L "$TMUX_NAME" kill-server 2>/dev/null
-        if ((rc != 0)); then
-            for f in sshd.log agentgate.log; do
-                [[ -s $TMP/$f ]] && { log "last lines of $f:"; tail -n 20 "$TMP/$f" >&2; }
-            done
-        fi
-        rm -rf "$TMP"
-    fi
-    [[ -n $CREATED_RUN_SSHD ]] && rmdir /run/sshd 2>/dev/null
-    exit "$rc"
-}
+cleanup() { bench_cleanup $? "$GW_PID:agentgate" "$SSHD_PID:sshd"; }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
@@ -90,10 +73,6 @@ mkdir -p "$TMP/gwhome/.ssh" "$TMP/agents" "$TMP/tmux" "$TMP/data"
 chmod 700 "$TMP/tmux"
 ssh-keygen -q -t ed25519 -N '' -C agentgate-bench -f "$TMP/client_key"
 cp "$TMP/client_key.pub" "$TMP/gwhome/.ssh/id_ed25519.pub"
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
 
 # --- 2. baseline sshd -----------------------------------------------------------------------------
 if [[ ! -d /run/sshd ]]; then
@@ -121,16 +100,6 @@ EOF
 "$SSHD" -D -e -f "$TMP/sshd_config" 2>"$TMP/sshd.log" &
 SSHD_PID=$!
 
-wait_for_port() { # port pid name log
-    local port=$1 pid=$2 name=$3 logf=$4 i
-    for ((i = 0; i < 100; i++)); do
-        kill -0 "$pid" 2>/dev/null || die "$name exited during start-up (see $logf):
-$(tail -n 20 "$logf" 2>/dev/null)"
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
-        sleep 0.1
-    done
-    die "$name did not accept connections on 127.0.0.1:$port within 10 s"
-}
 wait_for_port "$SSHD_PORT" "$SSHD_PID" sshd "$TMP/sshd.log"
 log "OpenSSH sshd listening on 127.0.0.1:$SSHD_PORT (pid $SSHD_PID)"
 

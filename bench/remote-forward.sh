@@ -60,25 +60,7 @@ done
 
 TMP="" SSHD_PID="" GW_PID="" TARGET_PID="" AGENT_PID="" CREATED_RUN_SSHD=""
 TMUX_NAME="agentgate-rfbench-$$"
-cleanup() {
-    local rc=$?
-    set +e
-    stop_pid "$TARGET_PID" target
-    stop_pid "$AGENT_PID" ssh-agent
-    stop_pid "$GW_PID" agentgate
-    stop_pid "$SSHD_PID" sshd
-    if [[ -n $TMP ]]; then
-        TMUX_TMPDIR="$TMP/tmux" tmux -L "$TMUX_NAME" kill-server 2>/dev/null
-        if ((rc != 0)); then
-            for f in sshd.log agentgate.log; do
-                [[ -s $TMP/$f ]] && { log "last lines of $f:"; tail -n 20 "$TMP/$f" >&2; }
-            done
-        fi
-        rm -rf "$TMP"
-    fi
-    [[ -n $CREATED_RUN_SSHD ]] && rmdir /run/sshd 2>/dev/null
-    exit "$rc"
-}
+cleanup() { bench_cleanup $? "$TARGET_PID:target" "$AGENT_PID:ssh-agent" "$GW_PID:agentgate" "$SSHD_PID:sshd"; }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
@@ -95,18 +77,6 @@ mkdir -p "$TMP/gwhome/.ssh" "$TMP/agents" "$TMP/tmux" "$TMP/data"
 chmod 700 "$TMP/tmux"
 ssh-keygen -q -t ed25519 -N '' -C agentgate-bench -f "$TMP/client_key"
 cp "$TMP/client_key.pub" "$TMP/gwhome/.ssh/id_ed25519.pub"
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
-wait_for_port() { # port pid name
-    local i
-    for ((i = 0; i < 150; i++)); do
-        kill -0 "$2" 2>/dev/null || die "$3 exited during start-up"
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    die "$3 did not accept connections on 127.0.0.1:$1"
-}
 
 # --- 2. the baseline sshd and agentgate -----------------------------------------------------------
 [[ -d /run/sshd ]] || { mkdir -p -m 0755 /run/sshd; CREATED_RUN_SSHD=1; }

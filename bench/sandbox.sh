@@ -81,22 +81,7 @@ TMP=""
 GW_PID=""
 TMUX_NAME="agentgate-bench-$$"
 
-
-cleanup() {
-    local rc=$?
-    set +e
-    stop_pid "$GW_PID" agentgate
-    if [[ -n $TMP ]]; then
-        # The agents (and their bwraps) live in this tmux server, not in the gateway.
-        TMUX_TMPDIR="$TMP/tmux" tmux -L "$TMUX_NAME" kill-server 2>/dev/null
-        if ((rc != 0)) && [[ -s $TMP/agentgate.log ]]; then
-            log "last lines of agentgate.log:"
-            tail -n 20 "$TMP/agentgate.log" >&2
-        fi
-        rm -rf "$TMP"
-    fi
-    exit "$rc"
-}
+cleanup() { bench_cleanup $? "$GW_PID:agentgate"; }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
@@ -118,17 +103,6 @@ head -c "$BYTES" /dev/urandom >"$PAYLOAD"
 [[ $(stat -c %s "$PAYLOAD") -eq $BYTES ]] || die "the payload is not $BYTES bytes"
 # hyperfine's commands wait on this with `read -t` (a pause without starting a process).
 mkfifo "$TMP/tick"
-
-wait_for_port() { # port pid name log
-    local port=$1 pid=$2 name=$3 logf=$4 i
-    for ((i = 0; i < 100; i++)); do
-        kill -0 "$pid" 2>/dev/null || die "$name exited during start-up (see $logf):
-$(tail -n 20 "$logf" 2>/dev/null)"
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
-        sleep 0.1
-    done
-    die "$name did not accept connections on 127.0.0.1:$port within 10 s"
-}
 
 # --- 2. agentgate and the two agents --------------------------------------------------------------
 : >"$TMP/agentgate.log"  # exists before anyone reads it
