@@ -407,6 +407,11 @@ impl TestGateway {
     }
 
     /// The agent's lifecycle state: running, exited, stopped, unknown or creating.
+    /// Agent `name`'s workspace, as `info --json` gives it.
+    pub fn workspace(&self, name: &str) -> PathBuf {
+        PathBuf::from(self.info(name)["workspace"].as_str().expect("workspace"))
+    }
+
     pub fn status(&self, name: &str) -> String {
         self.info(name)["state"]
             .as_str()

@@ -214,10 +214,7 @@ fn emacs_with_tramp(gw: &TestGateway, body: &str) -> Output {
 /// TRAMP reads a file of agent `name`'s workspace and writes one beside it; the trail says
 /// the dumb terminal got a shell.
 fn tramp_round_trip(gw: &TestGateway, name: &str) {
-    let workspace = gw.info(name)["workspace"]
-        .as_str()
-        .expect("workspace")
-        .to_owned();
+    let workspace = gw.workspace(name).display().to_string();
     std::fs::write(
         Path::new(&workspace).join("notes.txt"),
         "written on the host\n",
@@ -338,8 +335,7 @@ fn inventory(gw: &TestGateway, name: &str, transfer: &str, extra: &str) -> std::
 /// Runs ansible's ping, copy and a small playbook against agent `name` with each transfer
 /// method; the workspace holds what was copied and no `~NAME` directory.
 fn ansible_round_trip(gw: &TestGateway, name: &str, extra: &str) {
-    let workspace =
-        std::path::PathBuf::from(gw.info(name)["workspace"].as_str().expect("workspace"));
+    let workspace = gw.workspace(name);
     let source = gw.dir.path().join("from-ansible.txt");
     std::fs::write(&source, "copied by ansible\n").expect("write");
     let playbook = gw.dir.path().join("playbook.yml");
@@ -467,10 +463,7 @@ fn sftp_server_has_a_commands_environment(gw: &TestGateway, agent: &str, workspa
 fn an_sftp_server_gets_the_environment_a_command_gets() {
     let gw = TestGateway::start();
     agent(&gw, "box", "local");
-    let workspace = gw.info("box")["workspace"]
-        .as_str()
-        .expect("workspace")
-        .to_owned();
+    let workspace = gw.workspace("box");
     sftp_server_has_a_commands_environment(&gw, "box", Path::new(&workspace));
 }
 
@@ -609,10 +602,7 @@ fn mosh_attaches(gw: &TestGateway, agent: &str) {
         pane.contains(&answer).then_some(())
     });
     let screen = mosh.wait_for_text(&answer);
-    let workspace = gw.info(agent)["workspace"]
-        .as_str()
-        .expect("workspace")
-        .to_owned();
+    let workspace = gw.workspace(agent).display().to_string();
     assert!(
         screen.contains(&format!("{answer}{workspace}")),
         "the agent's shell runs in its workspace:\n{screen}"
@@ -659,10 +649,7 @@ fn mosh_with_a_command_runs_it_inside_the_agents_sandbox_in_its_workspace() {
          echo \"agent=$AGENTGATE_AGENT cwd=$(pwd)\"; exec sleep 30'",
         dir = gw.data_dir.join("host_key.pub").display()
     );
-    let workspace = gw.info("boxed")["workspace"]
-        .as_str()
-        .expect("workspace")
-        .to_owned();
+    let workspace = gw.workspace("boxed").display().to_string();
     let mosh = MoshTerminal::open(&gw, "boxed@gw", &probe);
     // mosh-server starts its command in the home directory; the command still starts in the
     // workspace, as any command does.
@@ -796,10 +783,7 @@ fn ls_remote(gw: &TestGateway, url: &str) -> Output {
 fn git_names_the_workspace_in_the_scp_like_form_and_the_home_in_an_ssh_url_with_tilde() {
     let gw = TestGateway::start();
     agent(&gw, "box", "local");
-    let workspace = gw.info("box")["workspace"]
-        .as_str()
-        .expect("workspace")
-        .to_owned();
+    let workspace = gw.workspace("box").display().to_string();
     bare_repository(&Path::new(&workspace).join("in-workspace.git"));
     // `~` is the agent's home: its private home in its sandbox, the host user's without one.
     let made = gw.ssh_run(&["box@gw", "git init -q --bare ~/in-home.git"]);

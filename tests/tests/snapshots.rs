@@ -58,7 +58,7 @@ fn json(text: &str) -> Value {
 }
 
 fn workspace(gw: &TestGateway, agent: &str) -> PathBuf {
-    PathBuf::from(gw.info(agent)["workspace"].as_str().expect("workspace"))
+    gw.workspace(agent)
 }
 
 #[test]
