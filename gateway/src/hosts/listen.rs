@@ -9,7 +9,9 @@
 
 use std::path::PathBuf;
 
-use tokio::sync::mpsc;
+use std::sync::Arc;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
 use tracing::debug;
@@ -19,6 +21,11 @@ use super::Duplex;
 /// Connections accepted and not yet taken by the forward's task, at most: more wait in the
 /// listener's own backlog (the kernel's, or the host sshd's).
 pub const ACCEPTED_QUEUE: usize = 16;
+
+/// Connections one listener's forward carries at once, at most: each is a channel to the
+/// client and a task, and whoever connects on the host (an agent, perhaps turned hostile)
+/// chooses how many; past it, the next waits in the queue above until one ends.
+pub const MAX_CARRIED: usize = 64;
 
 /// Where a remote forward listens on the agent's host.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,8 +47,15 @@ pub struct Accepted {
 pub struct HostListener {
     /// The TCP port it listens on (the one allocated when 0 was asked); 0 for a unix socket.
     pub port: u16,
-    pub incoming: mpsc::Receiver<Accepted>,
+    incoming: mpsc::Receiver<Accepted>,
+    carrying: Arc<Semaphore>,
     _close: DropGuard,
+}
+
+/// A connection taken from a listener, counted among those it carries until this is dropped.
+pub struct Carried {
+    pub accepted: Accepted,
+    _slot: OwnedSemaphorePermit,
 }
 
 impl HostListener {
@@ -50,8 +64,20 @@ impl HostListener {
         HostListener {
             port,
             incoming,
+            carrying: Arc::new(Semaphore::new(MAX_CARRIED)),
             _close: close.drop_guard(),
         }
+    }
+
+    /// The next connection, once fewer than [`MAX_CARRIED`] taken before are still carried
+    /// (their [`Carried`] alive); none once the listener has stopped. Cancel-safe.
+    pub async fn accept(&mut self) -> Option<Carried> {
+        let slot = self.carrying.clone().acquire_owned().await.ok()?;
+        let accepted = self.incoming.recv().await?;
+        Some(Carried {
+            accepted,
+            _slot: slot,
+        })
     }
 }
 
@@ -168,7 +194,7 @@ mod tests {
         let mut client = tokio::net::TcpStream::connect(("127.0.0.1", listener.port))
             .await
             .expect("connect");
-        let mut accepted = listener.incoming.recv().await.expect("a connection");
+        let mut accepted = listener.accept().await.expect("a connection").accepted;
         assert_eq!(accepted.originator.0, "127.0.0.1");
         client.write_all(b"ping").await.expect("write");
         let mut got = [0; 4];
@@ -181,10 +207,10 @@ mod tests {
                 .await
                 .expect("connect over ::1");
             let mut accepted = listener
-                .incoming
-                .recv()
+                .accept()
                 .await
-                .expect("a connection over ::1");
+                .expect("a connection over ::1")
+                .accepted;
             assert_eq!(accepted.originator.0, "::1");
             client6.write_all(b"pong").await.expect("write");
             accepted.stream.read_exact(&mut got).await.expect("read");
@@ -206,6 +232,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_listener_carries_a_bounded_number_of_connections_at_once() {
+        let tasks = TaskTracker::new();
+        let mut listener = listen_here(&ListenOn::Tcp { port: 0 }, &tasks)
+            .await
+            .expect("listen");
+        let mut clients = Vec::new();
+        for _ in 0..=MAX_CARRIED {
+            clients.push(
+                tokio::net::TcpStream::connect(("127.0.0.1", listener.port))
+                    .await
+                    .expect("connect"),
+            );
+        }
+        let mut carried = Vec::new();
+        for _ in 0..MAX_CARRIED {
+            carried.push(listener.accept().await.expect("a connection"));
+        }
+        // The one more is connected, but waits until a carried one ends.
+        let waiting = tokio::time::timeout(Duration::from_millis(300), listener.accept()).await;
+        assert!(waiting.is_err(), "more than {MAX_CARRIED} carried at once");
+        carried.pop();
+        let next = tokio::time::timeout(Duration::from_secs(5), listener.accept()).await;
+        assert!(
+            matches!(next, Ok(Some(_))),
+            "the next one is not taken once one ends"
+        );
+    }
+
+    #[tokio::test]
     async fn a_unix_listener_makes_its_socket_and_removes_it_when_dropped() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("fwd.sock");
@@ -216,7 +271,7 @@ mod tests {
         let _client = tokio::net::UnixStream::connect(&path)
             .await
             .expect("connect");
-        assert!(listener.incoming.recv().await.is_some());
+        assert!(listener.accept().await.is_some());
         // A second listener on the same path is refused while the first lives.
         assert!(listen_here(&on, &tasks).await.is_err());
         drop(listener);

@@ -217,13 +217,13 @@ impl Serving {
         .await;
         let mut uses = 0u64;
         loop {
-            let accepted = tokio::select! {
+            let carried = tokio::select! {
                 () = stop.cancelled() => break,
                 () = revoked.cancelled() => break,
                 () = self.gw.shutdown.cancelled() => break,
-                accepted = listener.incoming.recv() => accepted,
+                carried = listener.accept() => carried,
             };
-            let Some(accepted) = accepted else {
+            let Some(carried) = carried else {
                 break;
             };
             uses += 1;
@@ -257,7 +257,7 @@ impl Serving {
                 };
                 let channel = OpenChannel::open(channel, &backlog, &gw.tasks);
                 tokio::select! {
-                    () = splice(channel, accepted.stream) => {}
+                    () = splice(channel, carried.accepted.stream) => {}
                     () = gw.shutdown.cancelled() => {}
                 }
             });

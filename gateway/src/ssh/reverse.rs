@@ -15,7 +15,6 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use russh::server::Handle;
@@ -223,26 +222,26 @@ pub async fn serve(
         &detail,
     )
     .await;
-    let carried = Arc::new(AtomicU64::new(0));
+    let mut carried = 0u64;
     loop {
-        let accepted = tokio::select! {
+        let taken = tokio::select! {
             () = stop.cancelled() => break,
             () = gw.shutdown.cancelled() => break,
-            accepted = listener.incoming.recv() => accepted,
+            taken = listener.accept() => taken,
         };
-        let Some(accepted) = accepted else {
+        let Some(taken) = taken else {
             break;
         };
-        carried.fetch_add(1, Ordering::Relaxed);
+        carried += 1;
         let (handle, target, backlog, gw2) =
             (handle.clone(), target.clone(), backlog.clone(), gw.clone());
         gw.tasks.spawn(async move {
-            carry(&gw2, accepted, handle, target, &backlog).await;
+            // `taken` (its place among the listener's connections) lives as long as this.
+            carry(&gw2, taken.accepted, handle, target, &backlog).await;
         });
     }
     drop(listener);
-    let count = carried.load(Ordering::Relaxed);
-    let message = format!("closed after {count} connection(s)");
+    let message = format!("closed after {carried} connection(s)");
     audit::end_record(&gw.core(), started, 0, &message).await;
 }
 
