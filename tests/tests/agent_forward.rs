@@ -442,3 +442,49 @@ fn push_flow(gw: &TestGateway, forge_address: &str) {
     );
     assert!(forge.has_main(), "the push did not reach the forge");
 }
+
+#[test]
+fn a_gateway_killed_while_it_forwards_an_agent_leaves_nothing_in_the_next_ones_way() {
+    let mut gw = TestGateway::start();
+    create_web(&gw, &[]);
+    let agent = TestAgent::start(&gw);
+    let key = fingerprint(&gw.key);
+    let link = stable_link(&gw);
+    gw.ok(&["operator", "set", "tester", "--agent-forwarding", "on"]);
+    let through_link = format!(
+        "SSH_AUTH_SOCK={} ssh-add -l; echo \"rc=$?\"",
+        shell_quote(&link)
+    );
+    let hold = |gw: &TestGateway| {
+        let mut cmd = gw.ssh_command();
+        cmd.env("SSH_AUTH_SOCK", &agent.socket)
+            .args(["-A", "web@gw", "echo held; sleep 600"]);
+        let held = Client::spawn(cmd);
+        wait_for("the held connection's command", || {
+            held.stdout().contains("held").then_some(())
+        });
+        held
+    };
+    let held = hold(&gw);
+    let got = exec(&gw, "web@gw", &through_link);
+    assert!(got.contains(&key) && got.contains("rc=0"), "{got}");
+
+    // Killed with the forwarding's socket made and linked: the agent keeps running, its link
+    // reaches nothing, and the socket's file is left behind.
+    gw.kill9();
+    drop(held);
+    gw.spawn();
+    let got = exec(&gw, "web@gw", &through_link);
+    assert!(!got.contains(&key) && got.contains("rc=2"), "{got}");
+
+    // The next gateway's forwarding takes the same name for its socket: what the killed one
+    // left is cleared first, and the link reaches the key again.
+    let held = hold(&gw);
+    let got = exec(&gw, "web@gw", &through_link);
+    assert!(
+        got.contains(&key) && got.contains("rc=0"),
+        "{got}\n{}",
+        gw.log()
+    );
+    drop(held);
+}
